@@ -1,0 +1,113 @@
+"""The record contracts of the three sources: field names, types, natural keys.
+
+One place that the decoder, the record rules, the upserts, the GX suites and the tests share, so a
+field is named once. Message contract v1 (DESIGN.md, `schemas/*.json`) maps onto these columns
+one to one; Metrify adds bookkeeping columns (`BOOKKEEPING`) when it stores a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FieldType = Literal["str", "int", "float", "timestamp", "str_list"]
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: FieldType
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class SourceContract:
+    """What one source's records look like and how they are stored."""
+
+    source: str  # short name used in lake keys, CLI and ledger: meter_readings, ...
+    table: str  # operational table in schema `ops`
+    fields: tuple[Field, ...]
+    key: tuple[str, ...]  # natural key
+    time_field: str  # the record's timestamp (drives dt= partitions)
+    topic: str  # default Kafka topic
+
+    @property
+    def columns(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def required(self) -> list[str]:
+        return [f.name for f in self.fields if f.required]
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+
+METER_READINGS = SourceContract(
+    source="meter_readings",
+    table="meter_readings",
+    fields=(
+        Field("meter_id", "str"),
+        Field("reading_start", "timestamp"),
+        Field("interval_minutes", "int"),
+        Field("energy_kwh", "float"),
+        Field("direction", "str", required=False),  # "import" (default) or "export"
+        Field("register_kwh", "float", required=False),
+        Field("voltage_v", "float", required=False),
+        Field("power_factor", "float", required=False),
+        Field("status_flags", "str_list", required=False),
+        Field("source", "str", required=False),
+    ),
+    key=("meter_id", "reading_start"),
+    time_field="reading_start",
+    topic="metrify.meter-readings.v1",
+)
+
+GRID_STATUS = SourceContract(
+    source="grid_status",
+    table="grid_status",
+    fields=(
+        Field("grid_node_id", "str"),
+        Field("measured_at", "timestamp"),
+        Field("frequency_hz", "float"),
+        Field("voltage_v", "float"),
+        Field("load_mw", "float"),
+        Field("capacity_mw", "float", required=False),
+    ),
+    key=("grid_node_id", "measured_at"),
+    time_field="measured_at",
+    topic="metrify.grid-status.v1",
+)
+
+WEATHER_OBSERVATIONS = SourceContract(
+    source="weather_observations",
+    table="weather_observations",
+    fields=(
+        Field("station_id", "str"),
+        Field("observed_at", "timestamp"),
+        Field("temperature_c", "float"),
+        Field("humidity_pct", "float"),
+        Field("pressure_hpa", "float"),
+        Field("wind_speed_ms", "float"),
+        Field("precipitation_mm", "float"),
+    ),
+    key=("station_id", "observed_at"),
+    time_field="observed_at",
+    topic="metrify.weather-observations.v1",
+)
+
+CONTRACTS: dict[str, SourceContract] = {
+    c.source: c for c in (METER_READINGS, GRID_STATUS, WEATHER_OBSERVATIONS)
+}
+
+# Columns Metrify adds to every stored row (see storage/schema.sql).
+BOOKKEEPING = ("record_version", "batch_id", "ingested_at", "quality_flags")
+
+
+def contract_for(source: str) -> SourceContract:
+    try:
+        return CONTRACTS[source]
+    except KeyError:
+        raise ValueError(
+            f"unknown source {source!r}; expected one of {', '.join(CONTRACTS)}"
+        ) from None

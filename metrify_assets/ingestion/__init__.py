@@ -1,0 +1,1 @@
+"""Ingestion: landing directory and Kafka into immutable raw batches and validated tables."""

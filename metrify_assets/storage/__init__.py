@@ -1,0 +1,1 @@
+"""The operational schema and the idempotent writes into it."""

@@ -1,0 +1,60 @@
+"""Shared fixtures: real services, started by the tests themselves.
+
+In CI (`CI=true`) a service that cannot start fails the test; elsewhere it skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from metrify_assets.resources import PostgresResource
+from metrify_assets.storage.migrate import migrate
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_unavailable(name: str, err: BaseException) -> None:
+    """Fail in CI, skip elsewhere: a service test must never pass silently without its service."""
+    msg = f"{name} could not start: {type(err).__name__}: {err}"
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def pg_resource(tmp_path_factory: pytest.TempPathFactory) -> PostgresResource:
+    """An embedded PostgreSQL (pgserver) for the whole session, with the `ops` schema applied."""
+    data_dir = tmp_path_factory.mktemp("pg")
+    resource = PostgresResource(data_dir=str(data_dir))
+    try:
+        with resource.connect() as conn:
+            migrate(conn)
+    except Exception as err:  # noqa: BLE001 - any start failure is reported the same way
+        service_unavailable("postgres (pgserver)", err)
+    return resource
+
+
+@pytest.fixture
+def pg(pg_resource: PostgresResource) -> Iterator[psycopg.Connection]:
+    """A connection to a clean `ops` schema (tables truncated before the test)."""
+    with pg_resource.connect() as conn:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') "
+                "FROM pg_tables WHERE schemaname = 'ops'"
+            )
+            tables = cur.fetchone()
+            if tables and tables[0]:
+                cur.execute(f"TRUNCATE {tables[0]}")
+        conn.commit()
+        yield conn
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return Path(__file__).parent / "fixtures"
