@@ -3,15 +3,11 @@
 This is the one module that reads the environment. It is called when resources and the CLI are
 built, never at import time, so `dagster dev`, tests and the CLI can each set the environment first.
 
-| variable                   | default (embedded)                         | meaning                          |
-|----------------------------|--------------------------------------------|----------------------------------|
-| METRIFY_HOME               | ./.metrify                                 | local state: pg data, lake, landing |
-| METRIFY_POSTGRES_URL       | embedded PostgreSQL (pgserver) in HOME/pg  | operational database             |
-| METRIFY_LAKE_URL           | HOME/lake (a local directory)              | data lake; `s3://bucket/prefix`  |
-| AWS_ENDPOINT_URL           | (AWS)                                      | S3-compatible endpoint (moto, MinIO) |
-| METRIFY_LANDING_DIR        | HOME/landing                               | files written by the CLI / API   |
-| KAFKA_BOOTSTRAP_SERVERS    | (unset: landing directory instead)         | Kafka brokers                    |
-| METRIFY_DBT_TARGET         | postgres                                   | dbt target: postgres / snowflake |
+Variables (all optional; README.md has the full table):
+METRIFY_HOME (local state, default ./.metrify), METRIFY_POSTGRES_URL (default: embedded pgserver in
+HOME/pg), METRIFY_LAKE_URL (a directory or s3://bucket/prefix; default HOME/lake), AWS_ENDPOINT_URL
+(S3-compatible endpoint), METRIFY_LANDING_DIR (default HOME/landing), KAFKA_BOOTSTRAP_SERVERS (unset:
+landing directory instead of Kafka), METRIFY_DBT_TARGET (postgres or snowflake).
 """
 
 from __future__ import annotations
