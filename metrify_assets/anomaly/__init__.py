@@ -1,0 +1,1 @@
+"""Anomaly scores per meter reading."""

@@ -1,0 +1,1 @@
+"""The `metrify` command line."""

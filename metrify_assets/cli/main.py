@@ -1,0 +1,20 @@
+"""`metrify`: simulate, ingest, run the demo, and find the database. `metrify COMMAND --help` for more."""
+
+from __future__ import annotations
+
+import typer
+
+from metrify_assets.cli import db, demo, ingest, simulate
+
+app = typer.Typer(
+    name="metrify",
+    help="Metrify: smart-meter and grid telemetry as one Dagster lineage graph.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+for module in (simulate, ingest, demo, db):
+    module.register(app)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,30 @@
+"""Metrify's code location: the per-domain definitions merged, with resources for this environment."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from metrify_assets import schedules
+from metrify_assets.anomaly import assets as anomaly
+from metrify_assets.enrichment import assets as enrichment
+from metrify_assets.env import resolve_settings
+from metrify_assets.ingestion import definitions as ingestion
+from metrify_assets.reporting import assets as reporting
+from metrify_assets.resources.build import build_resources
+from metrify_assets.retention import assets as retention
+from metrify_assets.warehouse import definitions as warehouse
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded lazily by Dagster, so the environment is read when the location loads, not at import."""
+    return dg.Definitions.merge(
+        ingestion.defs,
+        enrichment.defs,
+        anomaly.defs,
+        warehouse.build_defs(),
+        retention.defs,
+        reporting.defs,
+        schedules.defs,
+        dg.Definitions(resources=build_resources(resolve_settings())),
+    )

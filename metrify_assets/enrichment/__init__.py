@@ -1,0 +1,1 @@
+"""Meter registry and enrichment of readings (metadata, time-of-use period, weather)."""

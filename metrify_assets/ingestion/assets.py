@@ -1,0 +1,161 @@
+"""Raw and validated assets per source: one run = one batch (a landing file or a Kafka range).
+
+`raw_<source>` is the immutable batch in the lake; `validated_<source>` is its accepted rows merged
+into `ops.<table>`. One op produces both, because the order of writes is the recovery contract (see
+`ingestion.batch`). The GX suite on the validated rows is a blocking check: it runs before the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from metrify_assets.contracts import CONTRACTS, SourceContract
+from metrify_assets.ingestion.batch import BatchResult, BatchSpec, SuiteFailedError, process_batch
+from metrify_assets.ingestion.landing import LandedFile
+from metrify_assets.quality.checks import rule_counts_metadata, suite_check_result
+from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.storage.migrate import migrate
+
+OWNERS = ["team:data-engineering"]
+
+
+class IngestBatchConfig(dg.Config):
+    """Which batch this run processes. Set by the landing (or Kafka) sensor, not by hand."""
+
+    landing_file: str = Field(
+        default="", description="Path of the landing file (<landing>/<source>/<seq>-<digest>.jsonl)."
+    )
+
+
+def raw_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey(f"raw_{source}")
+
+
+def validated_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey(f"validated_{source}")
+
+
+def landing_spec(contract: SourceContract, landed: LandedFile) -> BatchSpec:
+    """A landing file's batch: content-addressed id, lake day from its landing time."""
+    landed_at = datetime.fromtimestamp(landed.seq / 1_000_000, tz=UTC)
+    return BatchSpec(
+        contract=contract,
+        batch_id=landed.batch_id,
+        origin="landing",
+        origin_ref=landed.path.name,
+        dt=landed_at.date(),
+    )
+
+
+def _batch_metadata(result: BatchResult) -> dict[str, dg.MetadataValue]:
+    ledger = result.ledger
+    return {
+        "batch_id": dg.MetadataValue.text(ledger.batch_id),
+        "records_in": dg.MetadataValue.int(ledger.records_in),
+        "accepted": dg.MetadataValue.int(ledger.accepted),
+        "flagged": dg.MetadataValue.int(ledger.flagged),
+        "quarantined": dg.MetadataValue.int(ledger.quarantined),
+        **rule_counts_metadata(result.outcome),
+    }
+
+
+def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
+    source = contract.source
+    raw, validated = raw_key(source), validated_key(source)
+
+    @dg.multi_asset(
+        name=f"ingest_{source}",
+        specs=[
+            dg.AssetSpec(
+                raw,
+                description=f"Immutable raw batches of {source} in the lake, verbatim (unknown fields kept).",
+                group_name="ingestion",
+                kinds={"s3", "json"},
+                owners=OWNERS,
+                metadata={"lake_prefix": f"raw/{source}/"},
+            ),
+            dg.AssetSpec(
+                validated,
+                deps=[raw],
+                description=(
+                    f"Accepted {source} rows merged by natural key into ops.{contract.table}; rejected rows "
+                    "in ops.quarantine with reasons, flagged rows in ops.review_queue."
+                ),
+                group_name="ingestion",
+                kinds={"postgres", "pandas"},
+                owners=OWNERS,
+                metadata={
+                    "table": f"ops.{contract.table}",
+                    "natural_key": ", ".join(contract.key),
+                },
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(f"gx_raw_{source}", asset=raw, description="GX suite on decoded records"),
+            dg.AssetCheckSpec(
+                f"gx_validated_{source}",
+                asset=validated,
+                blocking=True,
+                description=f"GX suite guarding the write to ops.{contract.table}",
+            ),
+        ],
+        op_tags={"metrify/source": source},
+    )
+    def _ingest(
+        context: dg.AssetExecutionContext,
+        config: IngestBatchConfig,
+        postgres: PostgresResource,
+        lake: LakeResource,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        if not config.landing_file:
+            raise dg.Failure(
+                f"No batch given. Runs of ingest_{source} are requested by the landing sensor with "
+                "`landing_file` set; to ingest by hand, use `metrify ingest` and let the sensor pick it up."
+            )
+        landed = LandedFile.from_path(Path(config.landing_file))
+        if not landed.path.is_file():
+            raise dg.Failure(f"Landing file not found: {landed.path}")
+        messages = landed.path.read_text().splitlines()
+        spec = landing_spec(contract, landed)
+        with postgres.connect() as conn:
+            migrate(conn)
+            try:
+                result = process_batch(
+                    spec,
+                    messages,
+                    [landed.seq] * len(messages),
+                    lake.get_lake(),
+                    conn,
+                    now=pd.Timestamp.now(tz="UTC"),
+                    run_id=context.run_id,
+                )
+            except SuiteFailedError as err:
+                yield suite_check_result(err.result, asset_key=validated)
+                raise dg.Failure(str(err)) from err
+        context.log.info(
+            f"{spec.batch_id}: {result.ledger.records_in} in, {result.ledger.accepted} accepted "
+            f"({result.ledger.flagged} flagged), {result.ledger.quarantined} quarantined"
+        )
+        yield dg.MaterializeResult(
+            asset_key=raw,
+            metadata={
+                "uri": dg.MetadataValue.path(result.raw_uri),
+                "batch_id": dg.MetadataValue.text(spec.batch_id),
+                "messages": dg.MetadataValue.int(len(messages)),
+                "written": dg.MetadataValue.bool(result.raw_written),
+            },
+        )
+        yield suite_check_result(result.raw_suite, asset_key=raw)
+        yield suite_check_result(result.validated_suite, asset_key=validated)
+        yield dg.MaterializeResult(asset_key=validated, metadata=_batch_metadata(result))
+
+    return _ingest
+
+
+INGEST_ASSETS = {source: build_ingest_asset(contract) for source, contract in CONTRACTS.items()}

@@ -1,0 +1,156 @@
+"""Decode contract-v1 messages into typed records, in application code (no Kafka deserializer).
+
+A message is one record object or `{"records": [...]}`. Every record gets a `record_index` (its
+position in the batch); a message that cannot be parsed counts as one record. Records that fail the
+contract (invalid JSON, not an object, missing required field, wrong type, timestamp without offset)
+come back as `Malformed` with a reason, so input = decoded + malformed, always.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from metrify_assets.contracts import SourceContract
+
+_ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$"
+
+
+@dataclass(frozen=True)
+class Malformed:
+    record_index: int
+    payload: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """Typed records (contract columns + `record_index`, `record_version`) and the malformed rest."""
+
+    records: pd.DataFrame
+    malformed: list[Malformed]
+    payloads: list[str]  # the JSON text of every record, by record_index (for quarantine)
+
+    @property
+    def records_in(self) -> int:
+        return len(self.payloads)
+
+
+def _split_messages(
+    messages: Sequence[str | bytes], versions: Sequence[int]
+) -> tuple[list[dict[str, object]], list[int], list[int], list[str], list[Malformed]]:
+    """Flatten messages into record objects, remembering index, version and payload of each."""
+    objs: list[dict[str, object]] = []
+    idx: list[int] = []
+    vers: list[int] = []
+    payloads: list[str] = []
+    bad: list[Malformed] = []
+    for message, version in zip(messages, versions, strict=True):
+        text = message.decode("utf-8", errors="replace") if isinstance(message, bytes) else message
+        try:
+            parsed = json.loads(text)
+        except ValueError as err:
+            bad.append(Malformed(len(payloads), text, f"malformed:invalid_json ({err.msg})"))
+            payloads.append(text)
+            continue
+        items = parsed["records"] if isinstance(parsed, dict) and "records" in parsed else [parsed]
+        if not isinstance(items, list):
+            bad.append(Malformed(len(payloads), text, "malformed:records_not_a_list"))
+            payloads.append(text)
+            continue
+        for item in items:
+            record_text = text if len(items) == 1 and item is parsed else json.dumps(item)
+            if not isinstance(item, dict):
+                bad.append(Malformed(len(payloads), record_text, "malformed:not_an_object"))
+            else:
+                objs.append(item)
+                idx.append(len(payloads))
+                vers.append(version)
+            payloads.append(record_text)
+    return objs, idx, vers, payloads, bad
+
+
+def _is_number(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def decode(
+    contract: SourceContract, messages: Sequence[str | bytes], versions: Sequence[int]
+) -> DecodedBatch:
+    """Decode `messages` (each with its record version) against `contract`."""
+    objs, idx, vers, payloads, bad = _split_messages(messages, versions)
+    frame = pd.DataFrame.from_records(objs, columns=contract.columns) if objs else pd.DataFrame(
+        columns=contract.columns
+    )
+    reason = pd.Series("", index=frame.index, dtype=object)
+
+    def fail(mask: pd.Series, why: str) -> None:
+        mask = mask & (reason == "")
+        reason[mask] = why
+
+    for field in contract.fields:
+        col = frame[field.name]
+        present = col.notna()
+        if field.required:
+            fail(~present, f"malformed:missing_field:{field.name}")
+        if field.type == "str":
+            fail(present & ~col.map(lambda v: isinstance(v, str)), f"malformed:bad_type:{field.name}")
+        elif field.type in ("float", "int"):
+            ok = _is_number(col)
+            if field.type == "int":
+                ok &= col.map(lambda v: float(v).is_integer() if isinstance(v, int | float) else False)
+            fail(present & ~ok, f"malformed:bad_type:{field.name}")
+        elif field.type == "timestamp":
+            is_str = col.map(lambda v: isinstance(v, str))
+            fail(present & ~is_str, f"malformed:bad_type:{field.name}")
+            text = col.where(is_str, "").astype(str)
+            fail(present & is_str & ~text.str.match(_ISO_WITH_OFFSET), f"malformed:timestamp_without_offset:{field.name}")
+        elif field.type == "str_list":
+            fail(
+                present & ~col.map(lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)),
+                f"malformed:bad_type:{field.name}",
+            )
+    good = reason == ""
+    for pos in np.flatnonzero(~good.to_numpy()):
+        bad.append(Malformed(idx[pos], payloads[idx[pos]], str(reason.iloc[pos])))
+    bad.sort(key=lambda m: m.record_index)
+
+    ok = frame[good.to_numpy()].copy()
+    ok.insert(0, "record_index", np.asarray(idx, dtype=np.int64)[good.to_numpy()])
+    ok["record_version"] = np.asarray(vers, dtype=np.int64)[good.to_numpy()]
+    records = _typed(contract, ok)
+    # Timestamps that match the ISO pattern but are impossible (month 13) are malformed too.
+    bad_ts = records[contract.time_field].isna()
+    if bad_ts.any():
+        for pos in np.flatnonzero(bad_ts.to_numpy()):
+            i = int(records["record_index"].iloc[pos])
+            bad.append(Malformed(i, payloads[i], f"malformed:bad_timestamp:{contract.time_field}"))
+        bad.sort(key=lambda m: m.record_index)
+        records = records[~bad_ts].reset_index(drop=True)
+    return DecodedBatch(records=records.reset_index(drop=True), malformed=bad, payloads=payloads)
+
+
+def _typed(contract: SourceContract, frame: pd.DataFrame) -> pd.DataFrame:
+    """Cast the contract columns to their storage dtypes."""
+    out = frame.copy()
+    for field in contract.fields:
+        col = out[field.name]
+        if field.type == "str":
+            out[field.name] = col.astype("string")
+        elif field.type == "float":
+            out[field.name] = pd.to_numeric(col, errors="coerce").astype("float64")
+        elif field.type == "int":
+            out[field.name] = pd.to_numeric(col, errors="coerce").astype("Int64")
+        elif field.type == "timestamp":
+            out[field.name] = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce").astype(
+                "datetime64[us, UTC]"
+            )
+        elif field.type == "str_list":
+            out[field.name] = col.map(lambda v: ",".join(v) if isinstance(v, list) and v else None).astype(
+                "string"
+            )
+    return out

@@ -1,0 +1,33 @@
+"""Ingestion's definitions: per source an ingest asset, its job (one batch per run) and a sensor."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from metrify_assets.contracts import CONTRACTS
+from metrify_assets.ingestion.assets import INGEST_ASSETS
+from metrify_assets.ingestion.sensors import build_landing_sensor
+
+# Failed batch runs are retried with backoff (needs `run_retries.enabled` in dagster.yaml); the
+# sensors re-request any batch whose runs all failed, so a failure never leaves a hole.
+RETRY_TAGS = {
+    "dagster/max_retries": "3",
+    "dagster/retry_strategy": "ALL_STEPS",
+    "dagster/retry_on_asset_or_op_failure": "true",
+}
+
+INGEST_JOBS = {
+    source: dg.define_asset_job(
+        f"ingest_{source}_job",
+        selection=dg.AssetSelection.assets(INGEST_ASSETS[source]),
+        description=f"Ingest one {source} batch (set by the sensor's run config).",
+        tags=RETRY_TAGS,
+    )
+    for source in CONTRACTS
+}
+
+defs = dg.Definitions(
+    assets=list(INGEST_ASSETS.values()),
+    jobs=list(INGEST_JOBS.values()),
+    sensors=[build_landing_sensor(CONTRACTS[s], INGEST_JOBS[s]) for s in CONTRACTS],
+)

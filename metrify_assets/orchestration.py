@@ -1,0 +1,81 @@
+"""Run Metrify's jobs in this process, on the local Dagster instance (for the CLI and tests).
+
+The runs land in the same instance `dagster dev` shows (DAGSTER_HOME, default `.metrify/dagster`),
+so what the CLI did is visible in the UI afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from metrify_assets.env import Settings
+from metrify_assets.ingestion.landing import LandedFile
+from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
+
+DAGSTER_YAML = """\
+# Local instance for `metrify` and `dagster dev` (written by metrify; production: deploy/dagster.yaml)
+run_retries:
+  enabled: true
+  max_retries: 0
+telemetry:
+  enabled: false
+"""
+
+
+def local_instance(settings: Settings) -> dg.DagsterInstance:
+    """The persistent local instance; DAGSTER_HOME wins when set."""
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+class RunFailedError(RuntimeError):
+    pass
+
+
+def execute_job(
+    defs: dg.Definitions,
+    job_name: str,
+    instance: dg.DagsterInstance,
+    run_config: dict[str, object] | None = None,
+    tags: dict[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Execute a job in process; a failed run raises with the failing step's error."""
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        run_config=run_config or {}, instance=instance, tags=tags, raise_on_error=False
+    )
+    if not result.success:
+        errors = [
+            str(e.event_specific_data.error.message).strip()  # type: ignore[union-attr]
+            for e in result.all_events
+            if e.is_step_failure and e.event_specific_data is not None
+        ]
+        raise RunFailedError(f"{job_name} failed (run {result.run_id}): {'; '.join(errors) or 'see the run log'}")
+    return result
+
+
+def ingest_files(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    files: list[LandedFile],
+    on_batch: Callable[[LandedFile], None] | None = None,
+) -> None:
+    """Run the ingest job once per landing file, as the landing sensor would (replays are idempotent)."""
+    for landed in files:
+        execute_job(
+            defs,
+            f"ingest_{landed.source}_job",
+            instance,
+            run_config=landing_run_config(landed.source, landed),
+            tags={BATCH_TAG: landed.batch_id, "metrify/source": landed.source, "metrify/trigger": "cli"},
+        )
+        if on_batch:
+            on_batch(landed)

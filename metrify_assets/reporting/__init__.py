@@ -1,0 +1,1 @@
+"""Reports for reviewers: the data-quality report (HTML with charts) in the lake."""

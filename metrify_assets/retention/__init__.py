@@ -1,0 +1,1 @@
+"""Archive tiers: hot (PostgreSQL) -> warm/cold/archive (lake Parquet)."""

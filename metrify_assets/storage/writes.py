@@ -1,0 +1,141 @@
+"""Idempotent writes into the `ops` schema.
+
+Rows are bulk-loaded with COPY into a temporary table, then merged by natural key: a row replaces the
+stored one only when its `record_version` is not older, so replaying any batch, in any order, leaves
+the same final state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from metrify_assets.contracts import SourceContract
+
+
+def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
+    """COPY a DataFrame's rows into `table` (NULLs for NA)."""
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), cols)
+    values = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
+    with cur.copy(stmt) as copy:
+        for row in values:
+            copy.write_row(row)
+
+
+def upsert_rows(conn: psycopg.Connection, contract: SourceContract, rows: pd.DataFrame) -> int:
+    """Merge rows (contract columns + bookkeeping) into `ops.<table>`; returns rows written.
+
+    The caller deduplicates by natural key first: one statement cannot touch a key twice.
+    """
+    if rows.empty:
+        return 0
+    table = contract.table
+    columns = list(rows.columns)
+    updatable = [c for c in columns if c not in contract.key]
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE ops.{t} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                tmp=sql.Identifier(f"_in_{table}"), t=sql.Identifier(table)
+            )
+        )
+        cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(f"_in_{table}")))
+        _copy_frame(cur, f"_in_{table}", rows)
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO ops.{t} AS t ({cols}) SELECT {cols} FROM {tmp} "
+                "ON CONFLICT ({key}) DO UPDATE SET {sets} "
+                "WHERE excluded.record_version >= t.record_version"
+            ).format(
+                t=sql.Identifier(table),
+                tmp=sql.Identifier(f"_in_{table}"),
+                cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                key=sql.SQL(", ").join(sql.Identifier(k) for k in contract.key),
+                sets=sql.SQL(", ").join(
+                    sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in updatable
+                ),
+            )
+        )
+        return cur.rowcount
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    record_index: int
+    payload: str
+    reasons: str
+
+
+def quarantine(
+    conn: psycopg.Connection, source: str, batch_id: str, rows: Iterable[QuarantineRow]
+) -> int:
+    """Record rejected records verbatim; a replayed batch rewrites the same rows."""
+    data = [(batch_id, r.record_index, source, r.payload, r.reasons) for r in rows]
+    if not data:
+        return 0
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (batch_id, record_index) DO UPDATE "
+            "SET payload = excluded.payload, reasons = excluded.reasons",
+            data,
+        )
+    return len(data)
+
+
+def enqueue_review(
+    conn: psycopg.Connection, source: str, batch_id: str, rows: Sequence[tuple[int, str, str]]
+) -> int:
+    """Queue flagged records (record_index, record_key, reasons); decisions already made are kept."""
+    if not rows:
+        return 0
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (batch_id, record_index) DO NOTHING",
+            [(batch_id, i, source, key, reasons) for i, key, reasons in rows],
+        )
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    batch_id: str
+    source: str
+    origin: str
+    origin_ref: str
+    raw_key: str
+    records_in: int
+    accepted: int
+    flagged: int
+    quarantined: int
+    quality_score: float | None
+    run_id: str | None
+
+
+def record_batch(conn: psycopg.Connection, entry: LedgerEntry) -> None:
+    """Write the batch's ledger row (the last write of a batch: its presence means 'done')."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, "
+            "accepted, flagged, quarantined, quality_score, run_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (batch_id) DO UPDATE SET records_in = excluded.records_in, "
+            "accepted = excluded.accepted, flagged = excluded.flagged, quarantined = excluded.quarantined, "
+            "quality_score = excluded.quality_score, run_id = excluded.run_id, processed_at = now()",
+            (
+                entry.batch_id, entry.source, entry.origin, entry.origin_ref, entry.raw_key,
+                entry.records_in, entry.accepted, entry.flagged, entry.quarantined,
+                entry.quality_score, entry.run_id,
+            ),
+        )
+
+
+def ledger_batch_ids(conn: psycopg.Connection, source: str) -> set[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT batch_id FROM ops.ingest_ledger WHERE source = %s", (source,))
+        return {row[0] for row in cur.fetchall()}
