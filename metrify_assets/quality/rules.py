@@ -1,0 +1,275 @@
+"""Record-level rules: decide accept / flag / reject for each decoded record of a batch.
+
+The rules run vectorised over one source's batch (a DataFrame typed after `contracts.py`, plus
+`record_index`). Each rule yields a boolean mask named by a reason code; a record with any reject
+reason is rejected, else with any flag reason it is flagged for review, else accepted. Reason codes,
+their decisions and thresholds are documented in docs/quality.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from metrify_assets.contracts import contract_for
+
+Decision = Literal["accept", "flag", "reject"]
+DECISIONS: tuple[Decision, ...] = ("accept", "flag", "reject")
+Category = Literal["value", "duplicate", "review"]
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A reason code, what it decides, and which quality dimension it counts against."""
+
+    code: str
+    decision: Decision
+    category: Category  # value -> accuracy, duplicate -> consistency, review -> flags only
+
+
+REASONS: dict[str, Reason] = {
+    r.code: r
+    for r in (
+        Reason("negative_energy", "reject", "value"),
+        Reason("interval_invalid", "reject", "value"),
+        Reason("timestamp_misaligned", "reject", "value"),
+        Reason("timestamp_in_future", "reject", "value"),
+        Reason("duplicate_exact", "reject", "duplicate"),
+        Reason("duplicate_conflict", "reject", "duplicate"),
+        Reason("energy_implausible", "reject", "value"),
+        Reason("voltage_implausible", "reject", "value"),
+        Reason("power_factor_implausible", "reject", "value"),
+        Reason("frequency_implausible", "reject", "value"),
+        Reason("load_negative_implausible", "reject", "value"),
+        Reason("temperature_implausible", "reject", "value"),
+        Reason("humidity_implausible", "reject", "value"),
+        Reason("pressure_implausible", "reject", "value"),
+        Reason("wind_implausible", "reject", "value"),
+        Reason("precipitation_implausible", "reject", "value"),
+        Reason("spike", "flag", "review"),
+        Reason("zero_run", "flag", "review"),
+        Reason("voltage_out_of_range", "flag", "review"),
+        Reason("power_factor_out_of_range", "flag", "review"),
+        Reason("frequency_out_of_range", "flag", "review"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """Thresholds of the record rules; defaults follow GB / EN 50160 practice (docs/quality.md)."""
+
+    valid_intervals: frozenset[int] = frozenset({5, 10, 15, 30, 60})
+    max_energy_kwh_per_interval: float = 1000.0
+    spike_factor: float = 8.0
+    spike_floor_kwh: float = 0.5
+    zero_run_length: int = 8
+    meter_nominal_voltage_v: float = 230.0
+    voltage_tolerance: float = 0.10  # +/- share of nominal before a reading is flagged
+    meter_voltage_max_v: float = 500.0  # above (or below 0): physically implausible
+    power_factor_min_abs: float = 0.8  # |pf| below this is flagged
+    grid_nominal_hz: float = 50.0
+    frequency_statutory_hz: float = 0.5  # +/- band around nominal before flagging
+    frequency_plausible_hz: float = 5.0  # +/- band around nominal before rejecting
+    grid_nominal_voltage_v: float = 230.0
+    future_tolerance_minutes: int = 5  # grid and weather, and meters with an invalid interval
+    temperature_c: tuple[float, float] = (-60.0, 60.0)
+    humidity_pct: tuple[float, float] = (0.0, 100.0)
+    pressure_hpa: tuple[float, float] = (850.0, 1090.0)
+    wind_speed_ms: tuple[float, float] = (0.0, 80.0)
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """Per-record decisions and reasons, aligned to the evaluated frame's index."""
+
+    source: str
+    decision: pd.Series  # categorical accept / flag / reject
+    reasons: pd.Series  # comma-joined reason codes, "" when none
+    masks: pd.DataFrame  # one boolean column per reason code evaluated for the source
+
+    def reason_counts(self) -> dict[str, int]:
+        """Records per reason code (every code evaluated for the source, zeros included)."""
+        return {str(code): int(n) for code, n in self.masks.sum().items()}
+
+    def decision_counts(self) -> dict[str, int]:
+        """Records per decision (all three decisions, zeros included)."""
+        counts = self.decision.value_counts()
+        return {d: int(counts.get(d, 0)) for d in DECISIONS}
+
+    def has_category(self, category: Category) -> pd.Series:
+        """Records with at least one reason of the given category (for the quality dimensions)."""
+        codes = [c for c in self.masks.columns if REASONS[c].category == category]
+        return self.masks[codes].any(axis=1) if codes else pd.Series(False, index=self.masks.index)
+
+
+def _outside(values: pd.Series, low: float, high: float) -> np.ndarray:
+    """True where a value lies outside [low, high]; missing values are not judged."""
+    arr = values.to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        return (arr < low) | (arr > high)
+
+
+def _epoch_us(ts: pd.Series) -> np.ndarray:
+    """Microseconds since the Unix epoch (UTC) of a tz-aware timestamp column."""
+    return ts.dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy()
+
+
+def _duplicates(df: pd.DataFrame, columns: list[str], key: list[str]) -> dict[str, np.ndarray]:
+    """Exact and conflicting duplicates; the earliest record (lowest record_index) is kept."""
+    order = np.argsort(df["record_index"].to_numpy(), kind="stable")
+    ordered = df.iloc[order]
+    exact = ordered.duplicated(subset=columns, keep="first").to_numpy()
+    same_key = ordered.duplicated(subset=key, keep="first").to_numpy()
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return {"duplicate_exact": exact[back], "duplicate_conflict": (same_key & ~exact)[back]}
+
+
+def _future(ts: pd.Series, now: pd.Timestamp, tolerance_us: np.ndarray | int) -> np.ndarray:
+    """Records stamped later than now + tolerance (per row in microseconds, or one Timedelta)."""
+    stamp = pd.Timestamp(now)
+    now_us = (stamp if stamp.tzinfo else stamp.tz_localize("UTC")).value // 1000
+    return _epoch_us(ts) > now_us + np.asarray(tolerance_us)
+
+
+def _tolerance_us(cfg: RuleConfig) -> int:
+    return cfg.future_tolerance_minutes * 60_000_000
+
+
+def _meter_masks(df: pd.DataFrame, now: pd.Timestamp, cfg: RuleConfig) -> dict[str, np.ndarray]:
+    energy = df["energy_kwh"].to_numpy(dtype="float64", na_value=np.nan)
+    export = (df["direction"] == "export").fillna(False).to_numpy(dtype=bool)
+    interval = df["interval_minutes"].to_numpy(dtype="float64", na_value=np.nan)
+    interval_ok = np.isin(interval, np.array(sorted(cfg.valid_intervals), dtype="float64"))
+    start_us = _epoch_us(df["reading_start"])
+    step_us = np.where(interval_ok, interval, 1).astype("int64") * 60_000_000
+    misaligned = interval_ok & (start_us % step_us != 0)
+    future = _future(df["reading_start"], now, np.where(interval_ok, step_us, _tolerance_us(cfg)))
+    with np.errstate(invalid="ignore"):
+        negative = (energy < 0) & ~export
+        implausible = np.abs(energy) > cfg.max_energy_kwh_per_interval
+    masks = {
+        "negative_energy": negative,
+        "interval_invalid": ~interval_ok,
+        "timestamp_misaligned": misaligned,
+        "timestamp_in_future": future,
+        "energy_implausible": implausible,
+    }
+    contract = contract_for("meter_readings")
+    masks.update(_duplicates(df, contract.columns, list(contract.key)))
+    usable = ~(negative | implausible | masks["duplicate_exact"] | masks["duplicate_conflict"])
+    masks["spike"] = _spikes(df["meter_id"], energy, usable, cfg)
+    masks["zero_run"] = _zero_runs(df["meter_id"], start_us, step_us, energy, usable, cfg.zero_run_length)
+    low = cfg.meter_nominal_voltage_v * (1 - cfg.voltage_tolerance)
+    high = cfg.meter_nominal_voltage_v * (1 + cfg.voltage_tolerance)
+    volt_implausible = _outside(df["voltage_v"], 0.0, cfg.meter_voltage_max_v)
+    masks["voltage_implausible"] = volt_implausible
+    masks["voltage_out_of_range"] = _outside(df["voltage_v"], low, high) & ~volt_implausible
+    pf_implausible = _outside(df["power_factor"], -1.0, 1.0)
+    masks["power_factor_implausible"] = pf_implausible
+    pf_low = _outside(df["power_factor"].abs(), cfg.power_factor_min_abs, 1.0)
+    masks["power_factor_out_of_range"] = pf_low & ~pf_implausible
+    return masks
+
+
+def _spikes(meter: pd.Series, energy: np.ndarray, usable: np.ndarray, cfg: RuleConfig) -> np.ndarray:
+    """Energy far above the meter's median in this batch (median over its usable readings)."""
+    basis = pd.Series(np.where(usable, energy, np.nan), index=meter.index)
+    median = basis.groupby(meter.to_numpy(), sort=False).transform("median").to_numpy()
+    with np.errstate(invalid="ignore"):
+        return usable & (energy > cfg.spike_factor * median) & (energy > cfg.spike_floor_kwh)
+
+
+def _zero_runs(
+    meter: pd.Series,
+    start_us: np.ndarray,
+    step_us: np.ndarray,
+    energy: np.ndarray,
+    usable: np.ndarray,
+    min_length: int,
+) -> np.ndarray:
+    """Zero readings in a run of >= min_length back-to-back intervals of one meter (time order)."""
+    meter_codes = pd.factorize(meter)[0]
+    order = np.lexsort((start_us, meter_codes))
+    order = order[usable[order]]
+    m, s, step = meter_codes[order], start_us[order], step_us[order]
+    zero = energy[order] == 0
+    contiguous = np.zeros(len(order), dtype=bool)
+    contiguous[1:] = (m[1:] == m[:-1]) & (s[1:] == s[:-1] + step[:-1]) & (zero[1:] == zero[:-1])
+    run_id = np.cumsum(~contiguous)
+    run_len = np.bincount(run_id)[run_id] if len(run_id) else run_id
+    result = np.zeros(len(energy), dtype=bool)
+    result[order] = zero & (run_len >= min_length)
+    return result
+
+
+def _grid_masks(df: pd.DataFrame, now: pd.Timestamp, cfg: RuleConfig) -> dict[str, np.ndarray]:
+    nominal = cfg.grid_nominal_hz
+    freq_implausible = _outside(
+        df["frequency_hz"], nominal - cfg.frequency_plausible_hz, nominal + cfg.frequency_plausible_hz
+    )
+    freq_out = _outside(
+        df["frequency_hz"], nominal - cfg.frequency_statutory_hz, nominal + cfg.frequency_statutory_hz
+    )
+    v_nominal = cfg.grid_nominal_voltage_v
+    load = df["load_mw"].to_numpy(dtype="float64", na_value=np.nan)
+    capacity = df["capacity_mw"].to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        load_bad = ~np.isnan(capacity) & ((capacity <= 0) | (load < -capacity))
+    contract = contract_for("grid_status")
+    return {
+        "frequency_implausible": freq_implausible,
+        "frequency_out_of_range": freq_out & ~freq_implausible,
+        "voltage_out_of_range": _outside(
+            df["voltage_v"], v_nominal * (1 - cfg.voltage_tolerance), v_nominal * (1 + cfg.voltage_tolerance)
+        ),
+        "load_negative_implausible": load_bad,
+        "timestamp_in_future": _future(df["measured_at"], now, _tolerance_us(cfg)),
+        **_duplicates(df, contract.columns, list(contract.key)),
+    }
+
+
+def _weather_masks(df: pd.DataFrame, now: pd.Timestamp, cfg: RuleConfig) -> dict[str, np.ndarray]:
+    contract = contract_for("weather_observations")
+    return {
+        "temperature_implausible": _outside(df["temperature_c"], *cfg.temperature_c),
+        "humidity_implausible": _outside(df["humidity_pct"], *cfg.humidity_pct),
+        "pressure_implausible": _outside(df["pressure_hpa"], *cfg.pressure_hpa),
+        "wind_implausible": _outside(df["wind_speed_ms"], *cfg.wind_speed_ms),
+        "precipitation_implausible": _outside(df["precipitation_mm"], 0.0, np.inf),
+        "timestamp_in_future": _future(df["observed_at"], now, _tolerance_us(cfg)),
+        **_duplicates(df, contract.columns, list(contract.key)),
+    }
+
+
+_MASKS = {"meter_readings": _meter_masks, "grid_status": _grid_masks, "weather_observations": _weather_masks}
+
+
+def evaluate(
+    source: str, df: pd.DataFrame, now: pd.Timestamp, config: RuleConfig | None = None
+) -> RuleOutcome:
+    """Apply the source's rules to a decoded batch; `now` bounds how far in the future a record may be."""
+    contract_for(source)  # raises on an unknown source
+    cfg = config or RuleConfig()
+    masks = pd.DataFrame(
+        {code: np.asarray(mask, dtype=bool) for code, mask in _MASKS[source](df, now, cfg).items()},
+        index=df.index,
+    )
+    rejected = masks[[c for c in masks.columns if REASONS[c].decision == "reject"]].any(axis=1)
+    flagged = masks[[c for c in masks.columns if REASONS[c].decision == "flag"]].any(axis=1)
+    decision = pd.Series(
+        pd.Categorical(
+            np.where(rejected, "reject", np.where(flagged, "flag", "accept")), categories=list(DECISIONS)
+        ),
+        index=df.index,
+        name="decision",
+    )
+    joined = np.full(len(df), "", dtype=object)
+    for code in masks.columns:
+        joined = joined + np.where(masks[code].to_numpy(), code + ",", "")
+    reasons = pd.Series(joined, index=df.index, name="reasons", dtype="string").str.rstrip(",")
+    return RuleOutcome(source=source, decision=decision, reasons=reasons, masks=masks)
