@@ -1,0 +1,79 @@
+"""What a simulation run produces and what it is asked to produce."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from itertools import chain
+
+import pandas as pd
+
+DEFAULT_REGIONS = ("scotland", "north", "midlands", "london", "south-west")
+
+# Fault kinds, named as the quality rules and the labels name them.
+METER_FAULTS = (
+    "missing_interval",
+    "spike",
+    "negative_energy",
+    "zero_run",
+    "duplicate_exact",
+    "duplicate_conflict",
+    "malformed",
+    "clock_shift",
+    "voltage_out_of_range",
+)
+GRID_FAULTS = ("frequency_out_of_range", "malformed")
+WEATHER_FAULTS = ("malformed",)
+FAULT_KINDS = tuple(dict.fromkeys(chain(METER_FAULTS, GRID_FAULTS, WEATHER_FAULTS)))
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Size, period and fault rate of a synthetic run; the same config always gives the same data.
+
+    The default start puts the spring DST change of Europe/London (2026-03-29) inside the run.
+    `fault_rate` is the probability that any one record receives a fault.
+    """
+
+    meters: int = 200
+    days: int = 2
+    start: date = date(2026, 3, 28)
+    seed: int = 42
+    fault_rate: float = 0.01
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+    grid_nodes: int = 5
+    weather_stations: int = 5
+    timezone: str = "Europe/London"
+    interval_minutes: int = 15
+    grid_interval_minutes: int = 1
+    weather_interval_minutes: int = 10
+    batch_share: float = 0.5  # share of meters whose head-end sends a day's load profile at once
+    solar_share: float = 0.3  # share of residential meters with rooftop solar (valid export readings)
+
+    def __post_init__(self) -> None:
+        if self.meters < 1 or self.days < 1 or self.grid_nodes < 1 or self.weather_stations < 1:
+            raise ValueError("meters, days, grid_nodes and weather_stations must be at least 1")
+        if not 0.0 <= self.fault_rate <= 0.5:
+            raise ValueError(f"fault_rate must be within 0..0.5, got {self.fault_rate}")
+        if not self.regions:
+            raise ValueError("at least one region is needed")
+        if 60 % self.interval_minutes or 60 % self.weather_interval_minutes:
+            raise ValueError("interval lengths must divide an hour")
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Messages (contract v1 JSON strings) per source and local day, the meter registry, ground truth."""
+
+    config: SimulationConfig
+    messages_by_day: dict[str, dict[date, list[str]]]
+    meters: pd.DataFrame
+    labels: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def messages(self) -> dict[str, list[str]]:
+        """All messages of each source, day after day."""
+        return {
+            source: [m for day in sorted(days) for m in days[day]]
+            for source, days in self.messages_by_day.items()
+        }
