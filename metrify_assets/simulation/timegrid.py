@@ -42,7 +42,7 @@ def local_grid(start: date, days: int, step_minutes: int, timezone: str) -> Time
                         inclusive="left")
     local = utc.tz_convert(timezone)
     hour = np.asarray(local.hour + local.minute / 60.0, dtype=np.float64)
-    weekend = np.asarray(local.dayofweek >= 5, dtype=np.bool_)
+    weekend = np.asarray(local.day_of_week >= 5, dtype=np.bool_)
     return TimeGrid(
         utc=utc,
         iso=iso_with_offset(local),

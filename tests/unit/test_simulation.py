@@ -1,0 +1,190 @@
+"""The simulator: deterministic, DST-correct, contract-valid when clean, and honest about its faults."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from datetime import date, datetime
+from functools import cache
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from metrify_assets.contracts import contract_for
+from metrify_assets.simulation import FAULT_KINDS, Simulation, SimulationConfig, simulate
+from metrify_assets.simulation.registry import REGISTRY_COLUMNS
+
+Row = dict[str, Any]
+PY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str, "int": int, "float": (int, float), "str_list": list
+}
+
+
+def violations(source: str, record: Row) -> list[str]:
+    """Contract v1 problems of one record (empty when valid)."""
+    contract = contract_for(source)
+    problems = [f"missing {name}" for name in contract.required if name not in record]
+    for f in contract.fields:
+        value = record.get(f.name)
+        if value is None:
+            continue
+        if f.type == "timestamp":
+            if not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is None:
+                problems.append(f"{f.name} without offset")
+        elif not isinstance(value, PY_TYPES[f.type]) or isinstance(value, bool):
+            problems.append(f"{f.name} has type {type(value).__name__}")
+    return problems
+
+
+def records(messages: list[str]) -> list[Row]:
+    """Records of every decodable message, batches unpacked."""
+    out: list[Row] = []
+    for message in messages:
+        try:
+            body = json.loads(message)
+        except json.JSONDecodeError:
+            continue
+        out.extend(body.get("records", [body]))
+    return out
+
+
+def by_key(source: str, rows: list[Row]) -> dict[tuple[object, ...], list[Row]]:
+    index: dict[tuple[object, ...], list[Row]] = defaultdict(list)
+    for row in rows:
+        index[tuple(row.get(k) for k in contract_for(source).key)].append(row)
+    return index
+
+
+@cache
+def faulty() -> Simulation:
+    return simulate(SimulationConfig(meters=40, days=2, fault_rate=0.2, seed=7))
+
+
+@cache
+def clean() -> Simulation:
+    return simulate(SimulationConfig(meters=60, days=2, fault_rate=0.0, seed=3))
+
+
+def test_same_seed_same_data_other_seed_other_data() -> None:
+    config = SimulationConfig(meters=20, days=1, fault_rate=0.05, seed=11)
+    first, again = simulate(config), simulate(config)
+    assert first.messages == again.messages
+    assert first.labels == again.labels
+    assert first.meters.equals(again.meters)
+    other = simulate(SimulationConfig(meters=20, days=1, fault_rate=0.05, seed=12))
+    assert other.messages["meter_readings"] != first.messages["meter_readings"]
+
+
+def test_dst_day_has_92_quarter_hours_in_local_time() -> None:
+    rows = records(clean().messages["meter_readings"])
+    meter = rows[0]["meter_id"]
+    days: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        if row["meter_id"] == meter:
+            days[str(row["reading_start"])[:10]].append(str(row["reading_start"]))
+    assert len(days["2026-03-28"]) == 96
+    assert len(days["2026-03-29"]) == 92
+    dst_day = days["2026-03-29"]
+    assert "2026-03-29T00:45:00+00:00" in dst_day and "2026-03-29T02:00:00+01:00" in dst_day
+    assert not any(ts.startswith("2026-03-29T01:") for ts in dst_day)  # 01:00-02:00 does not exist
+
+
+def test_clean_run_has_no_labels_and_every_record_is_valid() -> None:
+    sim = clean()
+    assert sim.labels == []
+    for source, messages in sim.messages.items():
+        rows = records(messages)
+        assert len(rows) >= len(messages) > 0
+        assert all(violations(source, row) == [] for row in rows)
+        assert all(len(group) == 1 for group in by_key(source, rows).values())
+    readings = records(sim.messages["meter_readings"])
+    assert all(datetime.fromisoformat(str(r["reading_start"])).minute % 15 == 0 for r in readings)
+    assert all(r["energy_kwh"] >= 0 or r.get("direction") == "export" for r in readings)
+    assert any(r.get("direction") == "export" for r in readings), "solar meters should export at midday"
+    assert all(207.0 <= r["voltage_v"] <= 253.0 for r in readings)
+    grid = records(sim.messages["grid_status"])
+    assert all(49.8 < g["frequency_hz"] < 50.2 for g in grid)
+
+
+def test_register_grows_by_the_interval_import_energy() -> None:
+    rows = [r for r in records(clean().messages["meter_readings"]) if r["meter_id"] == "MTR-000001"]
+    rows.sort(key=lambda r: datetime.fromisoformat(str(r["reading_start"])))
+    for before, after in pairwise(rows):
+        delta = float(after["register_kwh"]) - float(before["register_kwh"])
+        assert delta == pytest.approx(max(float(after["energy_kwh"]), 0.0), abs=2e-4)
+
+
+def test_grid_frequency_deviation_is_like_the_real_grid() -> None:
+    sim = simulate(SimulationConfig(meters=1, days=7, grid_nodes=1, weather_stations=1, fault_rate=0.0))
+    freq = [float(g["frequency_hz"]) for g in records(sim.messages["grid_status"])]
+    mean = sum(freq) / len(freq)
+    std = (sum((f - mean) ** 2 for f in freq) / len(freq)) ** 0.5
+    assert abs(mean - 50.0) < 0.01
+    assert 0.012 < std < 0.026  # the Paris sample: 19 mHz
+
+
+def test_registry_has_the_ops_meters_columns() -> None:
+    meters = clean().meters
+    assert tuple(meters.columns) == REGISTRY_COLUMNS
+    assert meters["meter_id"].is_unique and meters["meter_id"].iloc[0] == "MTR-000001"
+    assert set(meters["segment"]) <= {"residential", "commercial", "industrial"}
+    assert (meters["installed_on"] < date(2026, 3, 28)).all()
+
+
+def test_every_fault_kind_is_labelled_and_visible_in_the_messages() -> None:
+    sim = faulty()
+    assert {str(entry["kind"]) for entry in sim.labels} == set(FAULT_KINDS)
+    rows = {source: by_key(source, records(messages)) for source, messages in sim.messages.items()}
+    labels: list[Row] = sim.labels
+    for entry in labels:
+        source, kind, detail = str(entry["source"]), entry["kind"], entry["detail"]
+        assert isinstance(detail, dict)
+        key_fields = contract_for(source).key
+        key = entry["key"]
+        found = rows[source].get(tuple(key[k] for k in key_fields), [])
+        if kind == "missing_interval":
+            assert found == []
+        elif kind == "malformed":
+            payload = str(entry["payload"])
+            assert payload in sim.messages[source]
+            if detail["variant"] == "invalid_json":
+                with pytest.raises(json.JSONDecodeError):
+                    json.loads(payload)
+            else:
+                assert violations(source, json.loads(payload)) != []
+        elif kind == "negative_energy":
+            assert len(found) == 1 and found[0]["energy_kwh"] < 0 and found[0].get("direction") != "export"
+        elif kind == "spike":
+            assert found[0]["energy_kwh"] >= 10 * abs(detail["original_kwh"]) - 1e-3
+        elif kind == "zero_run":
+            first, last = datetime.fromisoformat(key["reading_start"]), datetime.fromisoformat(detail["last"])
+            run = [r for (meter, start), group in rows[source].items() for r in group
+                   if meter == key["meter_id"] and first <= datetime.fromisoformat(str(start)) <= last]
+            assert detail["intervals"] >= 8 and len(run) == detail["intervals"]
+            assert all(r["energy_kwh"] == 0 for r in run)
+        elif kind == "duplicate_exact":
+            assert len(found) == 2 and found[0] == found[1]
+        elif kind == "duplicate_conflict":
+            assert len(found) == 2 and found[0]["energy_kwh"] != found[1]["energy_kwh"]
+        elif kind == "clock_shift":
+            assert len(found) == 1 and datetime.fromisoformat(key["reading_start"]).minute % 15 != 0
+        elif kind == "voltage_out_of_range":
+            assert not 207.0 <= found[0]["voltage_v"] <= 253.0
+        elif kind == "frequency_out_of_range":
+            assert not 49.5 <= found[0]["frequency_hz"] <= 50.5
+
+
+def test_fault_count_follows_the_rate() -> None:
+    sim = faulty()
+    meter_labels = [e for e in sim.labels if e["source"] == "meter_readings"]
+    expected = 40 * (96 + 92) * 0.2
+    assert 0.6 * expected < len(meter_labels) < 1.1 * expected  # zero runs absorb faults inside them
+
+
+def test_default_size_generates_well_under_five_seconds() -> None:
+    began = time.perf_counter()
+    sim = simulate(SimulationConfig())
+    assert time.perf_counter() - began < 5.0
+    assert len(sim.meters) == 200
