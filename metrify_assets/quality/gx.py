@@ -1,0 +1,164 @@
+"""Great Expectations 1.x in process: validate a DataFrame against a suite from `expectations/`.
+
+The JSON files under `expectations/` are the source of truth (versioned in git, one per guarded
+asset). One ephemeral GX context per suite directory is built on first use and kept for the life of
+the process, with its suites and validation definitions, so a validation costs only the metric
+computation (~0.1 s for 100,000 rows and ~10 expectations). Suites name their natural-key columns in
+`meta.key_columns`; failing rows are reported by those keys.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import great_expectations as gx
+import pandas as pd
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
+SAMPLE_SIZE = 10
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """One expectation's result, reduced to what a check result or a report shows."""
+
+    expectation_type: str
+    column: str | None  # compound expectations join their columns with ","
+    success: bool
+    unexpected_count: int | None  # None for table-level expectations
+    unexpected_percent: float | None
+    unexpected_sample: tuple[str, ...]  # up to SAMPLE_SIZE unexpected values
+    failing_keys: tuple[str, ...]  # up to SAMPLE_SIZE natural keys ("a|b") of failing rows
+    observed_value: str | None  # table-level and type expectations report an observation instead
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    suite_name: str
+    success: bool
+    evaluated: int
+    successful: int
+    expectations: tuple[ExpectationOutcome, ...]
+    element_count: int
+    key_columns: tuple[str, ...]
+
+    @property
+    def failed(self) -> tuple[ExpectationOutcome, ...]:
+        return tuple(e for e in self.expectations if not e.success)
+
+
+def suite_names(directory: Path | None = None) -> list[str]:
+    """The suites available in a directory (default: the repository's `expectations/`)."""
+    return sorted(p.stem for p in (directory or EXPECTATIONS_DIR).glob("*.json"))
+
+
+def load_suite(name: str, directory: Path | None = None) -> gx.ExpectationSuite:
+    """Read `<directory>/<name>.json` into a suite; refuse a file GX would silently trim."""
+    path = (directory or EXPECTATIONS_DIR) / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no GX suite {name!r} at {path}")
+    data = json.loads(path.read_text())
+    if data.get("name") != name:
+        raise ValueError(f"{path} names suite {data.get('name')!r}, expected {name!r}")
+    suite = gx.ExpectationSuite(**data)
+    if len(suite.expectations) != len(data.get("expectations", [])):
+        # GX logs and drops an invalid expectation instead of raising; a guard must not shrink.
+        raise ValueError(f"{path}: some expectations are invalid for GX {gx.__version__}")
+    return suite
+
+
+class _SuiteRunner:
+    """An ephemeral GX context for one suite directory, with its validation definitions."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        asset = self.context.data_sources.add_pandas("metrify").add_dataframe_asset("frame")
+        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole_frame")
+        self.definitions: dict[str, tuple[gx.ValidationDefinition, tuple[str, ...]]] = {}
+        self.lock = threading.Lock()  # a GX context is not safe for concurrent use
+
+    def definition(self, name: str) -> tuple[gx.ValidationDefinition, tuple[str, ...]]:
+        if name not in self.definitions:
+            suite = self.context.suites.add(load_suite(name, self.directory))
+            keys = tuple(suite.meta.get("key_columns", ()))
+            vd = gx.ValidationDefinition(name=f"validate_{name}", data=self.batch_definition, suite=suite)
+            self.definitions[name] = (self.context.validation_definitions.add(vd), keys)
+        return self.definitions[name]
+
+    def run(self, name: str, df: pd.DataFrame) -> SuiteResult:
+        with self.lock:
+            vd, keys = self.definition(name)
+            present_keys = [k for k in keys if k in df.columns]
+            result_format: dict[str, Any] = {
+                "result_format": "SUMMARY",
+                "partial_unexpected_count": SAMPLE_SIZE,
+            }
+            if present_keys:
+                result_format["unexpected_index_column_names"] = present_keys
+            gx_result = vd.run(batch_parameters={"dataframe": df}, result_format=result_format)
+        outcomes = tuple(_outcome(r.to_json_dict(), present_keys) for r in gx_result.results)
+        return SuiteResult(
+            suite_name=name,
+            success=bool(gx_result.success),
+            evaluated=len(outcomes),
+            successful=sum(o.success for o in outcomes),
+            expectations=outcomes,
+            element_count=len(df),
+            key_columns=tuple(keys),
+        )
+
+
+@cache
+def _runner(directory: Path) -> _SuiteRunner:
+    return _SuiteRunner(directory)
+
+
+def validate(name: str, df: pd.DataFrame, directory: Path | None = None) -> SuiteResult:
+    """Validate a frame against suite `name`; context and suite are cached process-wide."""
+    return _runner((directory or EXPECTATIONS_DIR).resolve()).run(name, df)
+
+
+def _outcome(raw: dict[str, Any], key_columns: list[str]) -> ExpectationOutcome:
+    config = raw["expectation_config"]
+    kwargs = config.get("kwargs", {})
+    result = raw.get("result") or {}
+    column = kwargs.get("column") or ",".join(kwargs.get("column_list", [])) or None
+    count = result.get("unexpected_count")
+    percent = result.get("unexpected_percent")
+    observed = result.get("observed_value")
+    error = (raw.get("exception_info") or {}).get("exception_message")
+    return ExpectationOutcome(
+        expectation_type=str(config["type"]),
+        column=column,
+        success=bool(raw["success"]),
+        unexpected_count=None if count is None else int(count),
+        unexpected_percent=None if percent is None else float(percent),
+        unexpected_sample=tuple(_text(v) for v in result.get("partial_unexpected_list", [])[:SAMPLE_SIZE]),
+        failing_keys=_failing_keys(result.get("partial_unexpected_index_list", []), key_columns),
+        observed_value=error or (None if observed is None else _text(observed)),
+    )
+
+
+def _failing_keys(index_list: list[Any], key_columns: list[str]) -> tuple[str, ...]:
+    """Natural keys of failing rows, in first-seen order without repeats (duplicates list each row)."""
+    keys: dict[str, None] = {}
+    for entry in index_list:
+        if isinstance(entry, dict) and key_columns:
+            keys["|".join(_text(entry.get(k)) for k in key_columns)] = None
+    return tuple(keys)[:SAMPLE_SIZE]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):
+        return "|".join(_text(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return "|".join(_text(v) for v in value)
+    return str(value)

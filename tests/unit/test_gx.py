@@ -1,0 +1,176 @@
+"""GX suites: the versioned JSON files load, clean frames pass, broken frames fail with counts."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metrify_assets.quality.gx import EXPECTATIONS_DIR, load_suite, suite_names, validate
+
+SUITES = {
+    "validated_meter_readings",
+    "validated_grid_status",
+    "validated_weather_observations",
+    "raw_meter_readings",
+    "raw_grid_status",
+    "raw_weather_observations",
+    "anomaly_scores",
+    "enriched_meter_readings",
+}
+
+
+def meter_readings(n: int, meters: int = 100) -> pd.DataFrame:
+    """Accepted-looking readings: n rows over `meters` meters, 15-minute grid, typed as decoded."""
+    rng = np.random.default_rng(11)
+    idx = np.arange(n)
+    return pd.DataFrame(
+        {
+            "meter_id": pd.array([f"MTR-{i % meters:05d}" for i in idx], dtype="string"),
+            "reading_start": pd.Timestamp("2026-03-01", tz="UTC").as_unit("us")
+            + pd.to_timedelta((idx // meters) * 15, unit="min"),
+            "interval_minutes": pd.array(np.full(n, 15), dtype="Int64"),
+            "energy_kwh": rng.uniform(0.0, 2.0, n),
+            "direction": pd.array(np.where(idx % 10 == 0, "export", "import"), dtype="string"),
+            "register_kwh": rng.uniform(0, 1e5, n),
+            "voltage_v": rng.uniform(215, 245, n),
+            "power_factor": rng.uniform(0.85, 1.0, n),
+            "status_flags": pd.array([pd.NA] * n, dtype="string"),
+            "source": pd.array(["head-end"] * n, dtype="string"),
+            "record_index": idx,
+        }
+    )
+
+
+def test_every_suite_file_loads_and_round_trips() -> None:
+    assert set(suite_names()) == SUITES
+    for name in SUITES:
+        suite = load_suite(name)
+        on_disk = json.loads((EXPECTATIONS_DIR / f"{name}.json").read_text())
+        assert suite.name == name
+        assert len(suite.expectations) == len(on_disk["expectations"]) > 0
+        assert suite.meta["key_columns"], name
+        exported = suite.to_json_dict()
+        assert [e["type"] for e in exported["expectations"]] == [e["type"] for e in on_disk["expectations"]]
+
+
+def test_clean_frame_passes_the_validated_suite() -> None:
+    result = validate("validated_meter_readings", meter_readings(2_000))
+    assert result.success, [(e.expectation_type, e.column, e.observed_value) for e in result.failed]
+    assert result.evaluated == result.successful == len(result.expectations) >= 10
+    assert result.element_count == 2_000
+
+
+def test_null_key_fails_with_its_count_and_key() -> None:
+    df = meter_readings(500)
+    rows = [3, 108, 221]  # three different reading_start values (100 meters per interval)
+    df.loc[rows, "meter_id"] = pd.NA
+    result = validate("validated_meter_readings", df)
+    assert not result.success
+    (failed,) = [e for e in result.failed if e.expectation_type == "expect_column_values_to_not_be_null"]
+    assert failed.column == "meter_id"
+    assert failed.unexpected_count == 3
+    assert failed.unexpected_percent == pytest.approx(0.6)
+    assert failed.failing_keys == tuple(f"None|{df.loc[i, 'reading_start'].isoformat()}" for i in rows)
+
+
+def test_duplicate_key_fails_compound_uniqueness() -> None:
+    df = meter_readings(500)
+    df.loc[10, ["meter_id", "reading_start"]] = df.loc[9, ["meter_id", "reading_start"]].to_numpy()
+    result = validate("validated_meter_readings", df)
+    (failed,) = result.failed
+    assert failed.expectation_type == "expect_compound_columns_to_be_unique"
+    assert failed.column == "meter_id,reading_start"
+    assert failed.unexpected_count == 2  # GX counts every row of a duplicated key
+    assert failed.failing_keys == (f"{df.loc[9, 'meter_id']}|{df.loc[9, 'reading_start'].isoformat()}",)
+
+
+def test_value_range_failure_samples_the_values() -> None:
+    df = meter_readings(300)
+    df.loc[[5, 6], "interval_minutes"] = 7
+    result = validate("validated_meter_readings", df)
+    (failed,) = result.failed
+    assert failed.column == "interval_minutes"
+    assert failed.unexpected_count == 2
+    assert failed.unexpected_sample == ("7", "7")
+
+
+def test_raw_suite_requires_rows_and_columns() -> None:
+    empty = meter_readings(10).iloc[0:0]
+    result = validate("raw_meter_readings", empty)
+    assert [e.expectation_type for e in result.failed] == ["expect_table_row_count_to_be_between"]
+    missing = validate("raw_meter_readings", meter_readings(10).drop(columns=["energy_kwh"]))
+    assert [e.column for e in missing.failed] == ["energy_kwh"]
+
+
+def test_anomaly_scores_must_be_finite() -> None:
+    df = pd.DataFrame(
+        {
+            "meter_id": pd.array(["MTR-1", "MTR-1", "MTR-2"], dtype="string"),
+            "reading_start": pd.to_datetime(["2026-03-01T00:00Z", "2026-03-01T00:15Z", "2026-03-01T00:00Z"]),
+            "score": [0.3, np.inf, -1.2],
+            "is_anomaly": [False, True, False],
+            "model_version": pd.array(["robust-z-1"] * 3, dtype="string"),
+        }
+    )
+    assert validate("anomaly_scores", df.assign(score=[0.3, 4.0, -1.2])).success
+    result = validate("anomaly_scores", df)
+    assert [(e.column, e.unexpected_count) for e in result.failed] == [("score", 1)]
+
+
+def test_enriched_suite_checks_tou_period_and_hour() -> None:
+    df = pd.DataFrame(
+        {
+            "meter_id": pd.array(["MTR-1", "MTR-2"], dtype="string"),
+            "reading_start": pd.to_datetime(["2026-03-01T17:00Z", "2026-03-01T17:00Z"]),
+            "tou_period": pd.array(["peak", "evening"], dtype="string"),
+            "local_date": [pd.Timestamp("2026-03-01").date()] * 2,
+            "local_hour": [17, 24],
+            "segment": pd.array(["residential", pd.NA], dtype="string"),
+        }
+    )
+    result = validate("enriched_meter_readings", df)
+    assert sorted((e.column, e.unexpected_count) for e in result.failed) == [
+        ("local_hour", 1),
+        ("tou_period", 1),
+    ]
+
+
+def test_a_suite_directory_can_be_passed(tmp_path: Path) -> None:
+    suite = {
+        "name": "tiny",
+        "expectations": [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "x", "max_value": 5}}],
+        "meta": {"key_columns": ["k"]},
+    }
+    (tmp_path / "tiny.json").write_text(json.dumps(suite))
+    df = pd.DataFrame({"k": pd.array(["a", "b"], dtype="string"), "x": [1.0, 9.0]})
+    result = validate("tiny", df, directory=tmp_path)
+    assert result.suite_name == "tiny"
+    assert result.failed[0].failing_keys == ("b",)
+    with pytest.raises(FileNotFoundError):
+        validate("validated_meter_readings", df, directory=tmp_path)
+
+
+def test_an_invalid_expectation_is_refused_not_dropped(tmp_path: Path) -> None:
+    unknown = {"name": "bad", "expectations": [{"type": "expect_unicorns", "kwargs": {}}]}
+    (tmp_path / "bad.json").write_text(json.dumps(unknown))
+    with pytest.raises(ValueError, match="invalid"):  # GX itself only logs and drops it
+        load_suite("bad", tmp_path)
+    no_bounds = {"name": "bad", "expectations": [{"type": "expect_column_values_to_be_between", "kwargs": {}}]}
+    (tmp_path / "bad.json").write_text(json.dumps(no_bounds))
+    with pytest.raises(ValueError, match="min_value and max_value"):
+        load_suite("bad", tmp_path)
+
+
+def test_timing_of_100k_rows() -> None:
+    df = meter_readings(100_000, meters=1_000)
+    validate("validated_meter_readings", df.head(100))  # warm the cached context and suite
+    started = time.perf_counter()
+    result = validate("validated_meter_readings", df)
+    elapsed = time.perf_counter() - started
+    print(f"\nGX validated_meter_readings: {result.evaluated} expectations x 100,000 rows in {elapsed:.3f} s")
+    assert result.success
