@@ -143,7 +143,9 @@ def test_enriched_suite_checks_tou_period_and_hour() -> None:
 def test_a_suite_directory_can_be_passed(tmp_path: Path) -> None:
     suite = {
         "name": "tiny",
-        "expectations": [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "x", "max_value": 5}}],
+        "expectations": [
+            {"type": "expect_column_values_to_be_between", "kwargs": {"column": "x", "max_value": 5}}
+        ],
         "meta": {"key_columns": ["k"]},
     }
     (tmp_path / "tiny.json").write_text(json.dumps(suite))
@@ -160,7 +162,8 @@ def test_an_invalid_expectation_is_refused_not_dropped(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps(unknown))
     with pytest.raises(ValueError, match="invalid"):  # GX itself only logs and drops it
         load_suite("bad", tmp_path)
-    no_bounds = {"name": "bad", "expectations": [{"type": "expect_column_values_to_be_between", "kwargs": {}}]}
+    between = {"type": "expect_column_values_to_be_between", "kwargs": {}}
+    no_bounds = {"name": "bad", "expectations": [between]}
     (tmp_path / "bad.json").write_text(json.dumps(no_bounds))
     with pytest.raises(ValueError, match="min_value and max_value"):
         load_suite("bad", tmp_path)
