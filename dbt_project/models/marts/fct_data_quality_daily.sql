@@ -1,0 +1,73 @@
+-- Data quality per processing day (UTC) and source: the ledger's reconciliation counts, what the
+-- quarantine holds, and the share of meter readings the anomaly model flagged that day.
+with ledger as (
+    select
+        cast(processed_at_utc as date) as activity_date,
+        source,
+        count(*) as batch_count,
+        sum(records_in) as records_in,
+        sum(accepted) as accepted,
+        sum(flagged) as flagged,
+        sum(quarantined) as quarantined,
+        avg(quality_score) as avg_quality_score
+    from {{ ref('stg_ops__ingest_ledger') }}
+    group by cast(processed_at_utc as date), source
+),
+
+quarantine as (
+    select
+        cast(quarantined_at_utc as date) as activity_date,
+        source,
+        count(*) as quarantine_records
+    from {{ ref('stg_ops__quarantine') }}
+    group by cast(quarantined_at_utc as date), source
+),
+
+reasons as (
+    select
+        activity_date,
+        source,
+        count(*) as distinct_reasons,
+        sum(record_count) as reason_occurrences
+    from {{ ref('fct_quarantine_reasons_daily') }}
+    group by activity_date, source
+),
+
+anomalies as (
+    select
+        cast(scored_at_utc as date) as activity_date,
+        'meter_readings' as source,
+        count(*) as scored_readings,
+        avg({{ indicator('is_anomaly') }}) as anomaly_rate
+    from {{ ref('stg_ops__anomaly_scores') }}
+    group by cast(scored_at_utc as date)
+),
+
+keys as (
+    select activity_date, source from ledger
+    union
+    select activity_date, source from quarantine
+    union
+    select activity_date, source from anomalies
+)
+
+select
+    k.activity_date,
+    k.source,
+    coalesce(l.batch_count, 0) as batch_count,
+    coalesce(l.records_in, 0) as records_in,
+    coalesce(l.accepted, 0) as accepted,
+    coalesce(l.flagged, 0) as flagged,
+    coalesce(l.quarantined, 0) as quarantined,
+    {{ safe_divide('l.accepted', 'l.records_in') }} as acceptance_rate,
+    l.avg_quality_score,
+    coalesce(q.quarantine_records, 0) as quarantine_records,
+    coalesce(r.distinct_reasons, 0) as distinct_quarantine_reasons,
+    coalesce(r.reason_occurrences, 0) as quarantine_reason_occurrences,
+    coalesce(a.scored_readings, 0) as scored_readings,
+    a.anomaly_rate
+from keys as k
+left join ledger as l on k.activity_date = l.activity_date and k.source = l.source
+left join quarantine as q on k.activity_date = q.activity_date and k.source = q.source
+left join reasons as r on k.activity_date = r.activity_date and k.source = r.source
+left join anomalies as a on k.activity_date = a.activity_date and k.source = a.source

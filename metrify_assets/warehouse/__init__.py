@@ -1,0 +1,1 @@
+"""The dbt warehouse (staging -> intermediate -> marts) as Dagster assets."""

@@ -1,0 +1,31 @@
+"""The warehouse's Dagster definitions: the dbt assets and the `dbt` resource.
+
+`defs` is built on first access (module `__getattr__`), not at import: building it reads the
+settings (dbt target) and may run `dbt parse`. The `postgres` resource comes from the root
+definitions.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import dagster as dg
+
+from metrify_assets.warehouse.assets import build_warehouse_assets
+from metrify_assets.warehouse.project import dbt_cli_resource, dbt_project, ensure_manifest
+
+
+@cache
+def build_defs() -> dg.Definitions:
+    """The dbt assets on a manifest that exists, with a `dbt` resource on the configured target."""
+    ensure_manifest()
+    return dg.Definitions(
+        assets=[build_warehouse_assets(dbt_project())],
+        resources={"dbt": dbt_cli_resource()},
+    )
+
+
+def __getattr__(name: str) -> dg.Definitions:
+    if name == "defs":
+        return build_defs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

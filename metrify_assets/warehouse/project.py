@@ -1,0 +1,66 @@
+"""Where the dbt project lives, which target it runs against, and how its manifest is made.
+
+The target comes from `metrify_assets.env` and is read when the project is first asked for, never at
+import, so tests and the CLI can set `METRIFY_DBT_TARGET` first.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from functools import cache
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource, DbtProject
+
+from metrify_assets.env import resolve_settings
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+
+
+@cache
+def dbt_project() -> DbtProject:
+    """The dbt project, its profiles.yml beside it, on the configured target."""
+    return DbtProject(
+        project_dir=DBT_PROJECT_DIR,
+        profiles_dir=DBT_PROJECT_DIR,
+        target=resolve_settings().dbt_target,
+    )
+
+
+def dbt_executable() -> str:
+    """The dbt beside this interpreter (the locked venv), else the one on PATH.
+
+    Dagster may run without the venv's bin/ on PATH, and dagster-dbt looks up plain `dbt`.
+    """
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
+
+
+def dbt_cli_resource() -> DbtCliResource:
+    """A `DbtCliResource` for the project on its configured target."""
+    project = dbt_project()
+    return DbtCliResource(project_dir=project, target=project.target, dbt_executable=dbt_executable())
+
+
+def parse() -> Path:
+    """Run `dbt parse`, writing target/manifest.json, and return its path."""
+    project = dbt_project()
+    dbt_cli_resource().cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    return project.manifest_path
+
+
+def prepare_if_dev() -> None:
+    """Re-parse the project under `dagster dev`, so model edits show up on reload."""
+    if dbt_project().preparer.using_dagster_dev():
+        parse()
+
+
+def ensure_manifest() -> Path:
+    """Return the path of manifest.json, running `dbt parse` first when it is missing.
+
+    A fresh checkout has no manifest (target/ is not in git) and `@dbt_assets` needs one to load.
+    """
+    prepare_if_dev()
+    manifest = dbt_project().manifest_path
+    return manifest if manifest.exists() else parse()

@@ -1,0 +1,45 @@
+"""How dbt resources appear in Dagster: one `warehouse` group, owned by the data platform team.
+
+Source asset keys come from each source table's `meta.dagster.asset_key` (the default translator
+honours it), which ties the dbt sources to the Dagster assets that write the `ops` tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
+
+WAREHOUSE_GROUP = "warehouse"
+WAREHOUSE_OWNERS = ("team:data-platform",)
+
+# Several `ops` tables are written by one asset (meter_readings, quarantine and ingest_ledger all
+# come from validated_meter_readings), so duplicate source keys are expected.
+TRANSLATOR_SETTINGS = DagsterDbtTranslatorSettings(
+    enable_asset_checks=True,
+    enable_duplicate_source_asset_keys=True,
+)
+
+
+class MetrifyDbtTranslator(DagsterDbtTranslator):
+    """Group, owners and kinds for Metrify's dbt models."""
+
+    def __init__(self) -> None:
+        super().__init__(settings=TRANSLATOR_SETTINGS)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return WAREHOUSE_GROUP
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str] | None:
+        return list(WAREHOUSE_OWNERS)
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if not unique_id.startswith("model."):
+            return spec
+        layer = self.get_resource_props(manifest, unique_id)["fqn"][1]
+        return spec.merge_attributes(kinds={"sql"}, tags={"metrify/layer": layer})
