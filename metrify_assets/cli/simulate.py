@@ -1,0 +1,62 @@
+"""`metrify simulate`: synthetic meter, grid and weather messages (with labelled faults) into landing."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from metrify_assets.env import resolve_settings
+from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
+from metrify_assets.simulation.generate import STAGES
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("simulate")
+    def simulate_cmd(
+        meters: Annotated[int, typer.Option(min=1, help="Number of smart meters.")] = 200,
+        days: Annotated[int, typer.Option(min=1, help="Local calendar days to simulate.")] = 2,
+        start: Annotated[
+            datetime, typer.Option(formats=["%Y-%m-%d"], help="First local day (default spans a DST change).")
+        ] = datetime(2026, 3, 28),
+        seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same files.")] = 42,
+        fault_rate: Annotated[
+            float, typer.Option(min=0.0, max=0.5, help="Probability that a record gets a fault.")
+        ] = 0.01,
+        landing_dir: Annotated[
+            Path | None, typer.Option(help="Landing directory (default: METRIFY_LANDING_DIR, HOME/landing).")
+        ] = None,
+        labels: Annotated[
+            Path | None,
+            typer.Option(help="Fault labels as JSON Lines (default: HOME/simulation/labels.jsonl)."),
+        ] = None,
+    ) -> None:
+        """Generate telemetry for a synthetic network and land it for the pipeline to ingest."""
+        settings = resolve_settings()
+        landing = landing_dir or settings.landing_dir
+        labels_path = labels or settings.home / "simulation" / "labels.jsonl"
+        config = SimulationConfig(meters=meters, days=days, start=date.fromordinal(start.toordinal()),
+                                  seed=seed, fault_rate=fault_rate)
+        console = Console()
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("simulating", total=len(STAGES))
+            sim = simulate(config, on_stage=lambda stage: progress.update(task, advance=1, description=stage))
+        summary = write_simulation(sim, landing, labels_path)
+
+        table = Table(title=f"Simulated {meters} meters x {days} days from {config.start} (seed {seed})")
+        table.add_column("source")
+        table.add_column("files", justify="right")
+        table.add_column("messages", justify="right")
+        for source, count in summary.messages.items():
+            files = sum(1 for f in summary.files if f.source == source)
+            table.add_row(source, str(files), f"{count:,}")
+        console.print(table)
+        faults = ", ".join(f"{kind} {n}" for kind, n in sorted(summary.faults.items())) or "none"
+        console.print(f"faults injected: {faults}")
+        console.print(f"landing: {landing}")
+        console.print(f"meter registry: {summary.meters_csv}\nlabels: {summary.labels_path}")

@@ -1,0 +1,130 @@
+"""File ingestion: column mapping to contract records, and the UCI household preset end to end."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from metrify_assets.cli import ingest
+from metrify_assets.ingestion.landing import list_landed
+from metrify_assets.ingestion.readers import (
+    detect_format,
+    ingest_file,
+    map_records,
+    parse_pairs,
+    read_uci_household,
+    uci_household_readings,
+)
+
+UCI = Path(__file__).parents[1] / "fixtures" / "uci_household_power_2days.txt"
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    ingest.register(app)
+
+    @app.callback()
+    def main() -> None:
+        """Several commands, so typer keeps the command name."""
+
+    return app
+
+
+def test_uci_preset_via_cli_lands_192_quarter_hours_with_the_source_energy(tmp_path: Path) -> None:
+    args = ["ingest", "meter_readings", str(UCI), "--preset", "uci-household", "--landing-dir", str(tmp_path)]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 0, result.output
+    (landed,) = list_landed(tmp_path, "meter_readings")
+    records = [json.loads(line) for line in landed.path.read_text().splitlines()]
+    assert len(records) == 192
+
+    source = pd.read_csv(UCI, sep=";", na_values=["?"])
+    assert len(source) == 2880
+    total_kwh = sum(r["energy_kwh"] for r in records)
+    assert total_kwh == pytest.approx(source["Global_active_power"].sum() / 60.0, abs=1e-9)
+
+    first = records[0]
+    assert first["meter_id"] == "UCI-HOUSEHOLD-1" and first["interval_minutes"] == 15
+    assert first["reading_start"] == "2007-02-01T00:00:00+01:00"
+    assert first["energy_kwh"] == pytest.approx(source["Global_active_power"][:15].sum() / 60.0, abs=1e-12)
+    assert first["voltage_v"] == pytest.approx(source["Voltage"][:15].mean(), abs=1e-3)
+    assert all(233.0 <= r["voltage_v"] <= 247.0 and 0 < r["power_factor"] <= 1 for r in records)
+    starts = [datetime.fromisoformat(r["reading_start"]) for r in records]
+    assert all(b - a == pd.Timedelta(minutes=15) for a, b in pairwise(starts))
+
+
+def test_uci_bucket_with_missing_minutes_is_emitted_and_counted() -> None:
+    frame = read_uci_household(UCI)
+    frame.loc[3:5, "Global_active_power"] = float("nan")  # three minutes of the first bucket
+    result = uci_household_readings(frame, meter_id="M-1")
+    assert result.records == 192
+    assert result.skipped == {"missing_Global_active_power": 3}
+    assert result.notes["partial_intervals"] == 1 and result.notes["missing_minutes"] == 3
+    first = json.loads(result.lines[0])
+    assert first["status_flags"] == ["partial_interval"]
+    assert first["energy_kwh"] == pytest.approx(frame["Global_active_power"][:15].sum() / 60.0)
+
+
+def test_mapping_renames_types_and_skips_with_reasons() -> None:
+    frame = pd.DataFrame({
+        "meter": ["A", "B", None, "D", "E"],
+        "start": ["2026-03-29T03:00:00+01:00", "2026-03-29 03:15", "2026-03-29T03:30:00Z", "nope",
+                  "2026-03-29 01:30"],
+        "kwh": ["0.5", "0.25", "1", "2", "3"],
+        "flags": ["power_fail|clock_set", "", None, None, None],
+    })
+    mapping = {"meter_id": "meter", "reading_start": "start", "energy_kwh": "kwh", "status_flags": "flags"}
+    result = map_records(frame, "meter_readings", mapping, {"interval_minutes": "15"}, "Europe/London")
+    assert result.rows_read == 5
+    # 01:30 on 2026-03-29 does not exist in Europe/London (clocks jump from 01:00 to 02:00)
+    assert result.skipped == {"invalid_reading_start": 2, "missing_meter_id": 1}
+    a, b = (json.loads(line) for line in result.lines)
+    assert a == {"meter_id": "A", "reading_start": "2026-03-29T03:00:00+01:00", "interval_minutes": 15,
+                 "energy_kwh": 0.5, "status_flags": ["power_fail", "clock_set"]}
+    assert b["reading_start"] == "2026-03-29T03:15:00+01:00" and b["status_flags"] == []
+
+
+def test_naive_timestamps_without_a_timezone_are_skipped_not_guessed() -> None:
+    frame = pd.DataFrame({"station_id": ["W1", "W1"],
+                          "observed_at": ["2026-01-01 00:00", "2026-01-01T00:10:00Z"],
+                          "temperature_c": [1, 2], "humidity_pct": [80, 81], "pressure_hpa": [1000, 1001],
+                          "wind_speed_ms": [3, 3], "precipitation_mm": [0, 0.2]})
+    result = map_records(frame, "weather_observations")
+    assert result.skipped == {"no_offset_in_observed_at": 1}
+    assert json.loads(result.lines[0])["observed_at"] == "2026-01-01T00:10:00+00:00"
+
+
+def test_jsonl_and_parquet_read_the_same_records(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"grid_node_id": ["N1", "N2"], "measured_at": ["2026-03-28T00:00:00+00:00"] * 2,
+                          "frequency_hz": [50.01, 49.99], "voltage_v": [231.0, 229.5],
+                          "load_mw": [10.0, 12.5]})
+    frame.to_json(tmp_path / "g.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "g.parquet")
+    from_jsonl = ingest_file(tmp_path / "g.jsonl", "grid_status")
+    from_parquet = ingest_file(tmp_path / "g.parquet", "grid_status")
+    assert from_jsonl.lines == from_parquet.lines and from_jsonl.records == 2
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="required field 'energy_kwh'"):
+        map_records(pd.DataFrame({"meter_id": ["A"], "reading_start": ["x"], "interval_minutes": [15]}),
+                    "meter_readings")
+    with pytest.raises(ValueError, match="not fields of"):
+        map_records(pd.DataFrame({"a": [1]}), "grid_status", {"nonsense": "a"})
+    with pytest.raises(ValueError, match="TARGET=VALUE"):
+        parse_pairs(["meter_id"])
+    with pytest.raises(ValueError, match="format"):
+        detect_format(Path("readings.xlsx"))
+
+
+def test_cli_rejects_an_unknown_source(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli(), ["ingest", "gas", str(UCI), "--landing-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert list_landed(tmp_path, "meter_readings") == []
