@@ -125,9 +125,11 @@ def test_meter_day_expects_92_quarter_hours_on_the_spring_dst_day() -> None:
 def test_meter_day_counts_rejects_and_duplicates_per_day() -> None:
     day1 = readings("MTR-A", quarter_hours("2026-03-10T00:00Z", 96))
     day1.loc[[4, 5], "energy_kwh"] = 2000.0  # energy_implausible
-    df = with_index(pd.concat([day1, day1.iloc[[7]], readings("MTR-A", quarter_hours("2026-03-11T00:00Z", 96))]))
+    day2 = readings("MTR-A", quarter_hours("2026-03-11T00:00Z", 96))
+    df = with_index(pd.concat([day1, day1.iloc[[7]], day2]))
     outcome = evaluate("meter_readings", df, NOW)
-    days = meter_day_quality(df, outcome, pd.Timestamp("2026-03-12T00:00Z"), ScoringConfig(max_lag_minutes=3000))
+    lenient = ScoringConfig(max_lag_minutes=3000)
+    days = meter_day_quality(df, outcome, pd.Timestamp("2026-03-12T00:00Z"), lenient)
     first, second = days.itertuples(index=False)
     assert (first.records, first.received_intervals, first.expected_intervals) == (97, 96, 96)
     assert first.accuracy == pytest.approx(1 - 2 / 97)
