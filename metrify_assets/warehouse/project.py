@@ -56,11 +56,24 @@ def prepare_if_dev() -> None:
         parse()
 
 
-def ensure_manifest() -> Path:
-    """Return the path of manifest.json, running `dbt parse` first when it is missing.
+def manifest_is_stale(project: DbtProject) -> bool:
+    """Whether manifest.json is missing or older than any file of the project it was parsed from."""
+    manifest = project.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [project.project_dir / "dbt_project.yml"]
+    for folder in ("models", "macros", "tests"):
+        sources.extend(p for p in (project.project_dir / folder).rglob("*") if p.is_file())
+    return any(p.stat().st_mtime > built for p in sources)
 
-    A fresh checkout has no manifest (target/ is not in git) and `@dbt_assets` needs one to load.
+
+def ensure_manifest() -> Path:
+    """Return the path of a current manifest.json, running `dbt parse` when it is missing or stale.
+
+    A fresh checkout has no manifest (target/ is not in git), `@dbt_assets` needs one to load, and
+    a manifest older than the models would make runs fail on nodes it does not know.
     """
     prepare_if_dev()
-    manifest = dbt_project().manifest_path
-    return manifest if manifest.exists() else parse()
+    project = dbt_project()
+    return parse() if manifest_is_stale(project) else project.manifest_path
