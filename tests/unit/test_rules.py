@@ -284,3 +284,23 @@ def test_each_weather_reason_fires(code: str, change: dict[str, Any]) -> None:
 def test_unknown_source_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown source"):
         evaluate("tide_gauges", meter_frame(meters()), NOW)
+
+
+def test_an_empty_batch_yields_an_empty_outcome() -> None:
+    df = meter_frame(meters()).iloc[0:0]
+    outcome = evaluate("meter_readings", df, NOW)
+    assert len(outcome.decision) == len(outcome.reasons) == 0
+    assert outcome.decision_counts() == {"accept": 0, "flag": 0, "reject": 0}
+    assert set(outcome.reason_counts()) == {c for c in REASONS if c not in GRID_OR_WEATHER_ONLY}
+
+
+GRID_OR_WEATHER_ONLY = {
+    "frequency_implausible",
+    "frequency_out_of_range",
+    "load_negative_implausible",
+    "temperature_implausible",
+    "humidity_implausible",
+    "pressure_implausible",
+    "wind_implausible",
+    "precipitation_implausible",
+}
