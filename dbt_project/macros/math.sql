@@ -8,3 +8,9 @@
 {% macro indicator(condition) -%}
     (case when {{ condition }} then 1.0 else 0.0 end)
 {%- endmacro %}
+
+{#- max(expression, 0), null when the expression is null (Postgres' greatest() skips nulls,
+    Snowflake's returns null: this behaves the same on both). -#}
+{% macro positive_part(expression) -%}
+    (case when ({{ expression }}) > 0 then ({{ expression }}) when ({{ expression }}) <= 0 then 0 end)
+{%- endmacro %}

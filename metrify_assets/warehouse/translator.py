@@ -1,6 +1,6 @@
 """How dbt resources appear in Dagster: one `warehouse` group, owned by the data platform team.
 
-Source asset keys come from each source table's `meta.dagster.asset_key` (the default translator
+Source asset keys come from each source table's `config.meta.dagster.asset_key` (the default translator
 honours it), which ties the dbt sources to the Dagster assets that write the `ops` tables.
 """
 

@@ -40,7 +40,7 @@ select
     w.mean_temperature_c,
     w.min_temperature_c,
     w.max_temperature_c,
-    greatest({{ var('heating_base_c') }} - w.mean_temperature_c, 0) as heating_degree_days,
-    greatest(w.mean_temperature_c - {{ var('cooling_base_c') }}, 0) as cooling_degree_days
+    {{ positive_part(var('heating_base_c') ~ ' - w.mean_temperature_c') }} as heating_degree_days,
+    {{ positive_part('w.mean_temperature_c - ' ~ var('cooling_base_c')) }} as cooling_degree_days
 from consumption as c
 left join region_weather as w on c.region = w.region and c.local_date = w.local_date
