@@ -47,10 +47,16 @@ def execute_job(
     instance: dg.DagsterInstance,
     run_config: dict[str, object] | None = None,
     tags: dict[str, str] | None = None,
+    log_level: str = "WARNING",
 ) -> dg.ExecuteInProcessResult:
-    """Execute a job in process; a failed run raises with the failing step's error."""
+    """Execute a job in process; a failed run raises with the failing step's error.
+
+    The console shows warnings and errors only (the CLI draws its own progress); the full event log
+    is in the instance, as for any run.
+    """
+    config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     result = defs.resolve_job_def(job_name).execute_in_process(
-        run_config=run_config or {}, instance=instance, tags=tags, raise_on_error=False
+        run_config=config, instance=instance, tags=tags, raise_on_error=False
     )
     if not result.success:
         errors = [

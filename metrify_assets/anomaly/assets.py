@@ -1,6 +1,5 @@
 """The `anomaly_scores` asset: scores the recent window of accepted meter readings."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
@@ -48,7 +47,7 @@ def anomaly_scores(
         readings["reading_start"] = pd.to_datetime(readings["reading_start"], utc=True)
         scores = score_readings(readings, threshold=config.threshold)
         suite = gx.validate("anomaly_scores", scores)
-        check = suite_check_result(suite, asset_key=dg.AssetKey("anomaly_scores"))
+        check = suite_check_result(suite, blocking_description="Guards the write to ops.anomaly_scores.")
         if not suite.success:
             raise dg.Failure(f"anomaly_scores suite failed; nothing written. {check.metadata}")
         with conn.cursor() as cur, conn.transaction():

@@ -127,7 +127,7 @@ def enriched_meter_readings(postgres: PostgresResource) -> dg.MaterializeResult:
             "without_meter_metadata": dg.MetadataValue.int(int(unmatched["no_meter"])),
             "without_weather": dg.MetadataValue.int(int(unmatched["no_weather"])),
         },
-        check_results=[suite_check_result(suite, asset_key=dg.AssetKey("enriched_meter_readings"))],
+        check_results=[suite_check_result(suite, blocking_description="Guards ops.enriched_meter_readings.")],
     )
 
 

@@ -5,7 +5,6 @@ into `ops.<table>`. One op produces both, because the order of writes is the rec
 `ingestion.batch`). The GX suite on the validated rows is a blocking check: it runs before the write.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -61,6 +60,9 @@ def _batch_metadata(result: BatchResult) -> dict[str, dg.MetadataValue]:
         "accepted": dg.MetadataValue.int(ledger.accepted),
         "flagged": dg.MetadataValue.int(ledger.flagged),
         "quarantined": dg.MetadataValue.int(ledger.quarantined),
+        "quality_score": dg.MetadataValue.float(result.quality.score),
+        **{f"quality_{k}": dg.MetadataValue.float(v) for k, v in result.quality.as_dict().items()
+           if k not in ("records", "score")},
         **rule_counts_metadata(result.outcome),
     }
 
@@ -133,10 +135,11 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
                     lake.get_lake(),
                     conn,
                     now=pd.Timestamp.now(tz="UTC"),
+                    received_at=pd.Timestamp(landed.seq, unit="us", tz="UTC"),
                     run_id=context.run_id,
                 )
             except SuiteFailedError as err:
-                yield suite_check_result(err.result, asset_key=validated)
+                yield suite_check_result(err.result, asset_key=validated.to_user_string())
                 raise dg.Failure(str(err)) from err
         context.log.info(
             f"{spec.batch_id}: {result.ledger.records_in} in, {result.ledger.accepted} accepted "
@@ -151,8 +154,12 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
                 "written": dg.MetadataValue.bool(result.raw_written),
             },
         )
-        yield suite_check_result(result.raw_suite, asset_key=raw)
-        yield suite_check_result(result.validated_suite, asset_key=validated)
+        yield suite_check_result(result.raw_suite, asset_key=raw.to_user_string())
+        yield suite_check_result(
+            result.validated_suite,
+            asset_key=validated.to_user_string(),
+            blocking_description=f"Guards the write to ops.{contract.table}.",
+        )
         yield dg.MaterializeResult(asset_key=validated, metadata=_batch_metadata(result))
 
     return _ingest

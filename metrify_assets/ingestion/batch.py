@@ -21,6 +21,7 @@ from metrify_assets.ingestion.decode import DecodedBatch, decode
 from metrify_assets.quality import gx, rules
 from metrify_assets.quality.gx import SuiteResult
 from metrify_assets.quality.rules import RuleOutcome
+from metrify_assets.quality.scoring import QualityScore, batch_quality
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage import writes
 from metrify_assets.storage.writes import LedgerEntry, QuarantineRow
@@ -60,6 +61,7 @@ class BatchResult:
     raw_suite: SuiteResult
     validated_suite: SuiteResult
     ledger: LedgerEntry
+    quality: QualityScore
 
     @property
     def reject_reasons(self) -> dict[str, int]:
@@ -85,7 +87,7 @@ def write_raw(lake: Lake, spec: BatchSpec, messages: Sequence[str | bytes]) -> t
 
 def _record_key(contract: SourceContract, rows: pd.DataFrame) -> pd.Series:
     parts = [
-        rows[k].map(lambda t: t.isoformat()) if rows[k].dtype.kind == "M" else rows[k].astype(str)
+        rows[k].dt.strftime("%Y-%m-%dT%H:%M:%SZ") if k == contract.time_field else rows[k].astype(str)
         for k in contract.key
     ]
     key = parts[0]
@@ -101,9 +103,14 @@ def process_batch(
     lake: Lake,
     conn: psycopg.Connection,
     now: pd.Timestamp,
+    received_at: pd.Timestamp | None = None,
     run_id: str | None = None,
 ) -> BatchResult:
-    """Run the batch through every stage; raises `SuiteFailedError` (writing nothing) on a failed guard."""
+    """Run the batch through every stage; raises `SuiteFailedError` (writing nothing) on a failed guard.
+
+    `received_at` (when the batch arrived: landing time, Kafka timestamp) drives timeliness; `now`
+    bounds future timestamps.
+    """
     contract = spec.contract
     raw_uri, raw_written = write_raw(lake, spec, messages)
     decoded = decode(contract, messages, versions)
@@ -139,6 +146,13 @@ def process_batch(
             strict=True,
         )
     )
+    quality = batch_quality(
+        contract.source,
+        records,
+        outcome,
+        ingested_at=received_at if received_at is not None else now,
+        malformed=len(decoded.malformed),
+    )
     entry = LedgerEntry(
         batch_id=spec.batch_id,
         source=contract.source,
@@ -149,7 +163,7 @@ def process_batch(
         accepted=len(accepted),
         flagged=len(flagged),
         quarantined=len(quarantined),
-        quality_score=None,
+        quality_score=round(quality.score, 2),
         run_id=run_id,
     )
     with conn.transaction():
@@ -157,4 +171,6 @@ def process_batch(
         writes.quarantine(conn, contract.source, spec.batch_id, quarantined)
         writes.enqueue_review(conn, contract.source, spec.batch_id, review)
         writes.record_batch(conn, entry)
-    return BatchResult(spec, raw_uri, raw_written, decoded, outcome, raw_suite, validated_suite, entry)
+    return BatchResult(
+        spec, raw_uri, raw_written, decoded, outcome, raw_suite, validated_suite, entry, quality
+    )

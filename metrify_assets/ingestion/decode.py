@@ -54,7 +54,9 @@ def _split_messages(
         try:
             parsed = json.loads(text)
         except ValueError as err:
-            bad.append(Malformed(len(payloads), text, f"malformed:invalid_json ({err.msg})"))
+            # Reason lists are comma-joined: keep the parser's detail free of commas.
+            detail = f"{err.msg} at char {err.pos}".replace(",", ";")
+            bad.append(Malformed(len(payloads), text, f"malformed:invalid_json ({detail})"))
             payloads.append(text)
             continue
         items = parsed["records"] if isinstance(parsed, dict) and "records" in parsed else [parsed]

@@ -1,6 +1,5 @@
 """`archive_daily_readings`: the first archive tier, one zstd Parquet file per UTC day in the lake."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -75,5 +75,7 @@ def test_materialise_on_postgres(pg: psycopg.Connection, pg_resource: PostgresRe
     evaluations = result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
     with pg.cursor() as cur:
-        cur.execute("SELECT kwh_import, interval_count FROM marts.fct_consumption_daily")
+        cur.execute(
+            "SELECT kwh_import, interval_count FROM marts.fct_consumption_daily WHERE meter_id = 'MTR-9'"
+        )
         assert cur.fetchall() == [(4.0, 2)]

@@ -17,7 +17,8 @@ select
     sum(r.export_kwh) as kwh_export,
     count(*) as interval_count,
     sum(r.interval_minutes) as covered_minutes,
-    max(e.tou_period) as tou_period
+    max(e.tou_period) as tou_period,
+    max(r.ingested_at_utc) as last_ingested_at_utc
 from readings as r
 left join enriched as e
     on r.meter_id = e.meter_id and r.reading_start_utc = e.reading_start_utc

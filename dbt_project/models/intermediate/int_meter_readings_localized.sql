@@ -17,6 +17,7 @@ select
     r.interval_minutes,
     r.direction,
     r.import_kwh,
-    r.export_kwh
+    r.export_kwh,
+    r.ingested_at_utc
 from readings as r
 left join meters as m on r.meter_id = m.meter_id

@@ -1,7 +1,15 @@
 -- Energy per meter and local day, with completeness against the intervals the day should hold
 -- (a local day has 23 or 25 hours when daylight saving changes).
+-- Incremental (macros/incremental.sql): history survives archiving of ops.meter_readings.
+{{ config(
+    materialized='incremental',
+    unique_key=['meter_id', 'local_date'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
 with readings as (
     select * from {{ ref('int_meter_readings_localized') }}
+    where {{ incremental_window('local_date', ref('int_meter_readings_localized'), 'local_date', 'ingested_at_utc', cast_to='date') }}
 ),
 
 meters as (
@@ -17,7 +25,8 @@ daily as (
         sum(export_kwh) as kwh_export,
         count(*) as interval_count,
         sum(interval_minutes) as covered_minutes,
-        max(interval_minutes) as interval_minutes
+        max(interval_minutes) as interval_minutes,
+        max(ingested_at_utc) as last_ingested_at_utc
     from readings
     group by meter_id, local_date, timezone
 ),
@@ -40,6 +49,7 @@ select
     d.interval_count,
     d.interval_minutes,
     cast(d.day_minutes / d.interval_minutes as integer) as expected_intervals,
-    {{ safe_divide('d.covered_minutes', 'd.day_minutes') }} as completeness
+    {{ safe_divide('d.covered_minutes', 'd.day_minutes') }} as completeness,
+    d.last_ingested_at_utc
 from with_day_length as d
 left join meters as m on d.meter_id = m.meter_id

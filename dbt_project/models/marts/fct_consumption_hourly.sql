@@ -1,6 +1,14 @@
 -- Energy per meter and UTC hour, with the meter's local date and its time-of-use period.
+-- Incremental (macros/incremental.sql): history survives archiving of ops.meter_readings.
+{{ config(
+    materialized='incremental',
+    unique_key=['meter_id', 'hour_start_utc'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
 with hourly as (
     select * from {{ ref('int_meter_readings_hourly') }}
+    where {{ incremental_window('hour_start_utc', ref('int_meter_readings_hourly'), 'hour_start_utc', 'last_ingested_at_utc') }}
 ),
 
 meters as (
@@ -18,6 +26,7 @@ select
     h.interval_count,
     m.region,
     m.segment,
-    h.tou_period
+    h.tou_period,
+    h.last_ingested_at_utc
 from hourly as h
 left join meters as m on h.meter_id = m.meter_id

@@ -1,0 +1,44 @@
+# Metrify: `make demo` runs the pipeline end to end; `make test` runs lint, types and the test suite.
+# Both bootstrap what they need: uv (via pip when missing) and the locked environment in .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .cache/uv-bootstrap/bin/uv)
+RUN := $(UV) run --locked
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: help env demo test lint typecheck unit dbt-parse dev clean
+
+help:  ## List targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+.cache/uv-bootstrap/bin/uv:
+	$(PYTHON) -m venv .cache/uv-bootstrap
+	.cache/uv-bootstrap/bin/pip install --quiet uv
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked --all-groups
+	touch $@
+
+env: .venv/.synced  ## Create the locked environment (.venv)
+
+dbt-parse: env  ## Build dbt's manifest (dagster-dbt reads it to build the asset graph)
+	cd dbt_project && ../.venv/bin/dbt parse --quiet --profiles-dir . --target-path target
+
+demo: env dbt-parse  ## Simulate, land, materialise the whole graph and print a summary
+	$(RUN) metrify demo
+
+lint: env  ## ruff (lint + format check)
+	$(RUN) ruff check metrify_assets tests benchmarks
+	$(RUN) ruff format --check metrify_assets tests benchmarks
+
+typecheck: env  ## mypy on the package
+	$(RUN) mypy
+
+test: lint typecheck dbt-parse  ## Lint, types and the whole test suite (real services)
+	$(RUN) pytest
+
+dev: env dbt-parse  ## The Dagster UI on http://127.0.0.1:3000 with this project's instance
+	mkdir -p .metrify/dagster && DAGSTER_HOME=$(CURDIR)/.metrify/dagster $(RUN) dagster dev -w workspace.yaml
+
+clean:  ## Remove local state (.metrify: embedded database, lake, landing) and build output
+	rm -rf .metrify dbt_project/target

@@ -1,0 +1,29 @@
+{#- Incremental facts keep their history when the hot tier's readings are archived out of `ops`, and
+    re-compute only what may have changed since the last run: every period from the earliest one
+    touched by readings ingested after the fact's watermark (`max(last_ingested_at_utc)`), and at
+    least the last `var('incremental_lookback_days')` days (late enrichment, slow transactions).
+
+    Renders a condition on `period_column` for the rows to (re)build: `true` on a full build.
+    `source` holds `source_period_column` and `source_ingested_column` for each reading or group. -#}
+{% macro incremental_window(period_column, source, source_period_column, source_ingested_column, cast_to=none) -%}
+    {%- if is_incremental() -%}
+    {%- set lookback_start = dbt.dateadd('day', -1 * var('incremental_lookback_days'), 'max(' ~ period_column ~ ')') -%}
+    {%- set changed_from -%}
+        (select min(changed.{{ source_period_column }}) from {{ source }} as changed
+         where changed.{{ source_ingested_column }} > (select max(last_ingested_at_utc) from {{ this }}))
+    {%- endset -%}
+    {%- set lookback_from -%}
+        (select {% if cast_to %}cast({{ lookback_start }} as {{ cast_to }}){% else %}{{ lookback_start }}{% endif %} from {{ this }})
+    {%- endset -%}
+    (
+        {{ lookback_from }} is null
+        or {{ period_column }} >= case
+            when {{ changed_from }} is null then {{ lookback_from }}
+            when {{ changed_from }} < {{ lookback_from }} then {{ changed_from }}
+            else {{ lookback_from }}
+        end
+    )
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,95 @@
+"""`metrify demo` end to end on embedded services: reconciliation, quarantine, marts, idempotency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from metrify_assets.cli.main import app
+from metrify_assets.env import resolve_settings
+from metrify_assets.resources.build import postgres_resource
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+DEMO_ARGS = ["demo", "--meters", "25", "--days", "2", "--seed", "7", "--fault-rate", "0.02", "--json"]
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("metrify-home")
+
+
+@pytest.fixture(scope="module")
+def runs(demo_home: Path) -> list[dict[str, object]]:
+    """Run the demo twice in one fresh home, returning both JSON summaries."""
+    env = {"METRIFY_HOME": str(demo_home), "DAGSTER_HOME": str(demo_home / "dagster")}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        summaries = []
+        for _ in range(2):
+            result = CliRunner().invoke(app, DEMO_ARGS, catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            summaries.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    return summaries
+
+
+@pytest.fixture
+def conn(demo_home: Path) -> psycopg.Connection:
+    settings = resolve_settings({"METRIFY_HOME": str(demo_home)})
+    with postgres_resource(settings).connect() as connection:
+        yield connection
+
+
+def test_input_equals_accepted_plus_quarantined(runs: list[dict[str, object]]) -> None:
+    first = runs[0]
+    assert first["input_records"] > 0
+    assert first["input_records"] == first["accepted"] + first["quarantined"]
+    assert 0 < first["quarantined"] < first["input_records"]
+    assert first["flagged"] <= first["accepted"]
+    for key in ("anomalies", "quality_score", "marts", "report_path"):
+        assert key in first
+
+
+def test_a_second_run_gives_the_same_counts(runs: list[dict[str, object]]) -> None:
+    ignore = {"seconds"}
+    assert {k: v for k, v in runs[0].items() if k not in ignore} == {
+        k: v for k, v in runs[1].items() if k not in ignore
+    }
+
+
+def test_every_injected_malformed_record_is_quarantined_with_a_reason(
+    runs: list[dict[str, object]], demo_home: Path, conn: psycopg.Connection
+) -> None:
+    labels = [json.loads(line) for line in (demo_home / "simulation" / "labels.jsonl").read_text().splitlines()]
+    malformed = [label for label in labels if label["kind"] == "malformed"]
+    assert malformed, "the simulator injected no malformed records at this fault rate"
+    quarantined = dict(conn.execute("SELECT payload, reasons FROM ops.quarantine").fetchall())
+    for label in malformed:
+        assert label["payload"] in quarantined, label
+        assert quarantined[label["payload"]].startswith("malformed:")
+
+
+def test_mart_totals_equal_accepted_readings(runs: list[dict[str, object]], conn: psycopg.Connection) -> None:
+    accepted = conn.execute(
+        "SELECT count(*), round(sum(energy_kwh)::numeric, 6) FROM ops.meter_readings"
+    ).fetchone()
+    daily = conn.execute(
+        "SELECT sum(interval_count), round(sum(net_kwh)::numeric, 6) FROM marts.fct_consumption_daily"
+    ).fetchone()
+    hourly = conn.execute("SELECT round(sum(net_kwh)::numeric, 6) FROM marts.fct_consumption_hourly").fetchone()
+    assert daily == accepted
+    assert hourly[0] == accepted[1]
+    marts = runs[0]["marts"]
+    assert isinstance(marts, dict)
+    for name in ("fct_consumption_hourly", "fct_consumption_daily", "dim_meter", "fct_data_quality_daily"):
+        assert marts[name] > 0
+
+
+def test_the_report_and_archive_are_in_the_lake(runs: list[dict[str, object]], demo_home: Path) -> None:
+    assert Path(str(runs[0]["report_path"])).is_file()
+    archives = sorted((demo_home / "lake" / "curated" / "meter_readings").glob("dt=*/*.parquet"))
+    assert len(archives) >= 2

@@ -1,0 +1,78 @@
+"""Decoding contract-v1 messages: every record is either decoded or malformed with a reason."""
+
+from __future__ import annotations
+
+import json
+
+from metrify_assets.contracts import GRID_STATUS, METER_READINGS
+from metrify_assets.ingestion.decode import decode
+
+
+def reading(**overrides: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "meter_id": "MTR-1",
+        "reading_start": "2026-03-29T02:00:00+01:00",
+        "interval_minutes": 15,
+        "energy_kwh": 0.25,
+    }
+    base.update(overrides)
+    return base
+
+
+def test_single_and_batch_messages_are_flattened_with_indexes_and_versions() -> None:
+    messages = [
+        json.dumps(reading()),
+        json.dumps({"records": [reading(reading_start="2026-03-29T02:15:00+01:00"), reading(meter_id="MTR-2")]}),
+    ]
+    batch = decode(METER_READINGS, messages, [7, 9])
+    assert batch.records_in == 3
+    assert batch.malformed == []
+    assert batch.records["record_index"].tolist() == [0, 1, 2]
+    assert batch.records["record_version"].tolist() == [7, 9, 9]
+    # Offsets are normalised to UTC instants.
+    assert str(batch.records["reading_start"].iloc[0]) == "2026-03-29 01:00:00+00:00"
+
+
+def test_every_kind_of_malformed_record_is_kept_with_a_reason() -> None:
+    messages = [
+        "{not json",
+        json.dumps(5),
+        json.dumps(reading(energy_kwh="lots")),
+        json.dumps({k: v for k, v in reading().items() if k != "meter_id"}),
+        json.dumps(reading(reading_start="2026-03-29T02:00:00")),
+        json.dumps(reading(reading_start="2026-13-29T02:00:00+01:00")),
+        json.dumps(reading(interval_minutes=15.5)),
+        json.dumps(reading(energy_kwh=True)),
+        json.dumps(reading()),
+    ]
+    batch = decode(METER_READINGS, messages, list(range(len(messages))))
+    reasons = {m.record_index: m.reason for m in batch.malformed}
+    assert batch.records_in == 9
+    assert len(batch.records) == 1
+    assert len(batch.records) + len(batch.malformed) == batch.records_in
+    assert reasons[0].startswith("malformed:invalid_json")
+    assert reasons[1] == "malformed:not_an_object"
+    assert reasons[2] == "malformed:bad_type:energy_kwh"
+    assert reasons[3] == "malformed:missing_field:meter_id"
+    assert reasons[4] == "malformed:timestamp_without_offset:reading_start"
+    assert reasons[5] == "malformed:bad_timestamp:reading_start"
+    assert reasons[6] == "malformed:bad_type:interval_minutes"
+    assert reasons[7] == "malformed:bad_type:energy_kwh"
+    assert batch.malformed[0].payload == "{not json"
+
+
+def test_unknown_fields_are_ignored_and_optional_fields_typed() -> None:
+    message = json.dumps(reading(status_flags=["power_fail", "clock_set"], firmware="v9", voltage_v=231))
+    batch = decode(METER_READINGS, [message], [1])
+    row = batch.records.iloc[0]
+    assert row["status_flags"] == "power_fail,clock_set"
+    assert row["voltage_v"] == 231.0
+    assert "firmware" not in batch.records.columns
+
+
+def test_grid_status_contract() -> None:
+    good = {"grid_node_id": "N1", "measured_at": "2026-03-29T00:00:00Z", "frequency_hz": 50.01,
+            "voltage_v": 230.0, "load_mw": 12.5}
+    batch = decode(GRID_STATUS, [json.dumps(good), json.dumps({**good, "load_mw": None})], [1, 1])
+    assert len(batch.records) == 1
+    assert batch.malformed[0].reason == "malformed:missing_field:load_mw"

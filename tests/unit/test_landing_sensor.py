@@ -1,0 +1,46 @@
+"""The landing sensor's planning: new files once, failed ones again, nothing twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metrify_assets.ingestion.landing import LandedFile, land_lines, list_landed
+from metrify_assets.ingestion.sensors import plan_landing_runs
+
+
+def files(tmp_path: Path, n: int) -> list[LandedFile]:
+    for i in range(n):
+        land_lines(tmp_path, "meter_readings", [f'{{"n": {i}}}'], seq=1000 + i)
+    return list_landed(tmp_path, "meter_readings")
+
+
+def test_new_files_are_requested_once_and_the_cursor_moves(tmp_path: Path) -> None:
+    landed = files(tmp_path, 3)
+    planned, cursor = plan_landing_runs(landed, cursor=0, done=set(), retry_counts={})
+    assert [key for _, key in planned] == [f.batch_id for f in landed]
+    assert cursor == 1002
+    again, cursor2 = plan_landing_runs(landed, cursor=cursor, done=set(), retry_counts={})
+    assert again == [] and cursor2 == cursor
+
+
+def test_failed_batches_below_the_cursor_are_requested_again_with_a_fresh_run_key(tmp_path: Path) -> None:
+    landed = files(tmp_path, 3)
+    done = {landed[0].batch_id}
+    planned, _ = plan_landing_runs(landed, cursor=1002, done=done, retry_counts={landed[1].batch_id: 2})
+    assert [(f.batch_id, key) for f, key in planned] == [
+        (landed[1].batch_id, f"{landed[1].batch_id}-retry-2")
+    ]
+
+
+def test_a_tick_is_bounded(tmp_path: Path) -> None:
+    landed = files(tmp_path, 5)
+    planned, cursor = plan_landing_runs(landed, cursor=0, done=set(), retry_counts={}, limit=2)
+    assert len(planned) == 2
+    assert cursor == 1001  # the rest come next tick
+
+
+def test_landing_is_content_addressed(tmp_path: Path) -> None:
+    a = land_lines(tmp_path, "grid_status", ["x", "y"], seq=1)
+    b = land_lines(tmp_path, "grid_status", ["x", "y"], seq=2)
+    assert a.batch_id == b.batch_id
+    assert LandedFile.from_path(a.path) == a
