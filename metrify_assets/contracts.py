@@ -108,6 +108,4 @@ def contract_for(source: str) -> SourceContract:
     try:
         return CONTRACTS[source]
     except KeyError:
-        raise ValueError(
-            f"unknown source {source!r}; expected one of {', '.join(CONTRACTS)}"
-        ) from None
+        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(CONTRACTS)}") from None

@@ -64,7 +64,9 @@ def execute_job(
             for e in result.all_events
             if e.is_step_failure and e.event_specific_data is not None
         ]
-        raise RunFailedError(f"{job_name} failed (run {result.run_id}): {'; '.join(errors) or 'see the run log'}")
+        raise RunFailedError(
+            f"{job_name} failed (run {result.run_id}): {'; '.join(errors) or 'see the run log'}"
+        )
     return result
 
 

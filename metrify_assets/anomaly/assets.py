@@ -1,15 +1,15 @@
 """The `anomaly_scores` asset: scores the recent window of accepted meter readings."""
 
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from metrify_assets.metadata import markdown_table
 from metrify_assets.anomaly.scoring import MODEL_VERSION, THRESHOLD, score_readings
+from metrify_assets.metadata import markdown_table
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import suite_check_result
 from metrify_assets.resources import PostgresResource
+from metrify_assets.storage.frames import read_frame
 from metrify_assets.storage.migrate import migrate
 
 OWNERS = ["team:data-science"]
@@ -37,12 +37,12 @@ def anomaly_scores(
 ) -> dg.MaterializeResult:
     with postgres.connect() as conn:
         migrate(conn)
-        readings = pd.read_sql_query(
+        readings = read_frame(
+            conn,
             "SELECT meter_id, reading_start, energy_kwh FROM ops.meter_readings "
             "WHERE reading_start > (SELECT max(reading_start) FROM ops.meter_readings) "
             "- make_interval(days => %(days)s)",
-            conn,
-            params={"days": config.lookback_days},
+            {"days": config.lookback_days},
         )
         readings["reading_start"] = pd.to_datetime(readings["reading_start"], utc=True)
         scores = score_readings(readings, threshold=config.threshold)

@@ -29,7 +29,7 @@ def score_readings(
     deviation = frame["energy_kwh"] - baseline
     mad = deviation.abs().groupby(frame["meter_id"]).transform("median")
     scale = np.maximum(1.4826 * mad, scale_floor)
-    score = (deviation / scale).astype("float64")
+    score: pd.Series = (deviation / scale).astype("float64")
     return pd.DataFrame(
         {
             "meter_id": frame["meter_id"],

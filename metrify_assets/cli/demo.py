@@ -47,7 +47,7 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         (batch_ids,),
     ).fetchone()
     assert row is not None
-    reasons = dict(
+    reasons: dict[str, int] = dict(
         conn.execute(
             "SELECT split_part(trim(r), ':', 1) AS reason, count(*) FROM ops.quarantine, "
             "unnest(string_to_array(reasons, ',')) AS r WHERE batch_id = ANY(%s) GROUP BY 1 ORDER BY 2 DESC",
@@ -109,14 +109,20 @@ def register(app: typer.Typer) -> None:
         settings = resolve_settings()
         instance = local_instance(settings)
         definitions = load_defs()
-        config = SimulationConfig(meters=meters, days=days, start=date.fromisoformat(start), seed=seed,
-                                  fault_rate=fault_rate)
+        config = SimulationConfig(
+            meters=meters, days=days, start=date.fromisoformat(start), seed=seed, fault_rate=fault_rate
+        )
         with console.status("simulating..."):
             sim = simulate(config)
-            landed = write_simulation(sim, settings.landing_dir, settings.home / "simulation" / "labels.jsonl")
+            landed = write_simulation(
+                sim, settings.landing_dir, settings.home / "simulation" / "labels.jsonl"
+            )
         console.print(f"landed {len(landed.files)} files in {settings.landing_dir}")
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
             console=console,
         ) as progress:
             task = progress.add_task("ingesting batches", total=len(landed.files))
@@ -127,7 +133,9 @@ def register(app: typer.Typer) -> None:
                 execute_job(definitions, job, instance, tags={"metrify/trigger": "demo"})
                 progress.advance(step)
         with postgres_resource(settings).connect() as conn:
-            summary = summarise(conn, [f.batch_id for f in landed.files], Lake(settings.lake_url).uri(REPORT_KEY))
+            summary = summarise(
+                conn, [f.batch_id for f in landed.files], Lake(settings.lake_url).uri(REPORT_KEY)
+            )
         summary.seconds = round(time.monotonic() - began, 1)
         _print_summary(console, summary)
         if as_json:

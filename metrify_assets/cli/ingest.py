@@ -40,8 +40,14 @@ def register(app: typer.Typer) -> None:
         """Read a file, map its columns to the source's contract, and land the records."""
         try:
             result = ingest_file(
-                path, source, fmt=fmt, mapping=parse_pairs(mapping or []),
-                constants=parse_pairs(constants or []), preset=preset, meter_id=meter_id, timezone=timezone,
+                path,
+                source,
+                fmt=fmt,
+                mapping=parse_pairs(mapping or []),
+                constants=parse_pairs(constants or []),
+                preset=preset,
+                meter_id=meter_id,
+                timezone=timezone,
             )
         except ValueError as err:
             raise typer.BadParameter(str(err)) from err

@@ -40,8 +40,13 @@ def register(app: typer.Typer) -> None:
         settings = resolve_settings()
         landing = landing_dir or settings.landing_dir
         labels_path = labels or settings.home / "simulation" / "labels.jsonl"
-        config = SimulationConfig(meters=meters, days=days, start=date.fromordinal(start.toordinal()),
-                                  seed=seed, fault_rate=fault_rate)
+        config = SimulationConfig(
+            meters=meters,
+            days=days,
+            start=date.fromordinal(start.toordinal()),
+            seed=seed,
+            fault_rate=fault_rate,
+        )
         console = Console()
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("simulating", total=len(STAGES))

@@ -6,14 +6,22 @@ import dagster as dg
 import pandas as pd
 
 from metrify_assets.enrichment.tou import tou_sql
+from metrify_assets.metadata import markdown_table
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import suite_check_result
 from metrify_assets.resources import LandingResource, PostgresResource
+from metrify_assets.storage.frames import read_frame
 from metrify_assets.storage.migrate import migrate
 
 OWNERS = ["team:data-engineering"]
 REGISTRY_COLUMNS = [
-    "meter_id", "segment", "region", "weather_station_id", "grid_node_id", "tariff", "timezone",
+    "meter_id",
+    "segment",
+    "region",
+    "weather_station_id",
+    "grid_node_id",
+    "tariff",
+    "timezone",
     "installed_on",
 ]
 
@@ -48,7 +56,9 @@ def meter_registry(landing: LandingResource, postgres: PostgresResource) -> dg.M
     return dg.MaterializeResult(
         metadata={
             "meters": dg.MetadataValue.int(len(meters)),
-            "by_segment": dg.MetadataValue.json(meters["segment"].value_counts().to_dict()),
+            "by_segment": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in meters["segment"].value_counts().items()}
+            ),
             "source_file": dg.MetadataValue.path(str(path)),
         }
     )
@@ -103,27 +113,28 @@ def enriched_meter_readings(postgres: PostgresResource) -> dg.MaterializeResult:
         with conn.cursor() as cur:
             cur.execute(ENRICH_SQL)
             written = cur.rowcount
-        sample = pd.read_sql_query(
-            "SELECT * FROM ops.enriched_meter_readings ORDER BY random() LIMIT 100000", conn
+        sample = read_frame(
+            conn,
+            "SELECT * FROM ops.enriched_meter_readings ORDER BY random() LIMIT 100000",
         )
         suite = gx.validate("enriched_meter_readings", sample)
         if not suite.success:
             conn.rollback()
             raise dg.Failure(f"enriched_meter_readings suite failed; enrichment rolled back: {suite}")
-        by_tou = pd.read_sql_query(
+        by_tou = read_frame(
+            conn,
             "SELECT tou_period, count(*) AS readings, round(sum(energy_kwh)::numeric, 1) AS kwh "
             "FROM ops.enriched_meter_readings GROUP BY 1 ORDER BY 1",
-            conn,
         )
-        unmatched = pd.read_sql_query(
+        unmatched = read_frame(
+            conn,
             "SELECT count(*) FILTER (WHERE segment IS NULL) AS no_meter, "
             "count(*) FILTER (WHERE temperature_c IS NULL) AS no_weather FROM ops.enriched_meter_readings",
-            conn,
         ).iloc[0]
     return dg.MaterializeResult(
         metadata={
             "rows_written": dg.MetadataValue.int(written),
-            "kwh_by_tou_period": dg.MetadataValue.md(by_tou.to_string(index=False)),
+            "kwh_by_tou_period": dg.MetadataValue.md(markdown_table(by_tou)),
             "without_meter_metadata": dg.MetadataValue.int(int(unmatched["no_meter"])),
             "without_weather": dg.MetadataValue.int(int(unmatched["no_weather"])),
         },

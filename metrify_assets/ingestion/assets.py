@@ -5,7 +5,6 @@ into `ops.<table>`. One op produces both, because the order of writes is the rec
 `ingestion.batch`). The GX suite on the validated rows is a blocking check: it runs before the write.
 """
 
-
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,8 +60,11 @@ def _batch_metadata(result: BatchResult) -> dict[str, dg.MetadataValue]:
         "flagged": dg.MetadataValue.int(ledger.flagged),
         "quarantined": dg.MetadataValue.int(ledger.quarantined),
         "quality_score": dg.MetadataValue.float(result.quality.score),
-        **{f"quality_{k}": dg.MetadataValue.float(v) for k, v in result.quality.as_dict().items()
-           if k not in ("records", "score")},
+        **{
+            f"quality_{k}": dg.MetadataValue.float(v)
+            for k, v in result.quality.as_dict().items()
+            if k not in ("records", "score")
+        },
         **rule_counts_metadata(result.outcome),
     }
 

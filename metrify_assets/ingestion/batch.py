@@ -63,18 +63,6 @@ class BatchResult:
     ledger: LedgerEntry
     quality: QualityScore
 
-    @property
-    def reject_reasons(self) -> dict[str, int]:
-        """Quarantine counts per reason code (malformed details folded into `malformed`)."""
-        counts: dict[str, int] = {}
-        for m in self.decoded.malformed:
-            counts["malformed"] = counts.get("malformed", 0) + 1
-        rejected = self.outcome.reasons[self.outcome.decision == "reject"]
-        for reasons in rejected:
-            for code in str(reasons).split(","):
-                counts[code] = counts.get(code, 0) + 1
-        return counts
-
 
 def write_raw(lake: Lake, spec: BatchSpec, messages: Sequence[str | bytes]) -> tuple[str, bool]:
     """Store the batch verbatim (unknown fields included) once; an existing raw batch is never rewritten."""
@@ -124,7 +112,7 @@ def process_batch(
         raise SuiteFailedError(validated_suite)
 
     flagged_mask = (outcome.decision[keep] == "flag").to_numpy()
-    stored = accepted[contract.columns + ["record_version"]].copy()
+    stored = accepted[[*contract.columns, "record_version"]].copy()
     stored["batch_id"] = spec.batch_id
     stored["quality_flags"] = outcome.reasons[keep].replace("", None).to_numpy()
     if "direction" in stored:
@@ -133,9 +121,7 @@ def process_batch(
     rejected_idx = records.index[~keep]
     quarantined = [QuarantineRow(m.record_index, m.payload, m.reason) for m in decoded.malformed] + [
         QuarantineRow(int(i), decoded.payloads[int(i)], str(r))
-        for i, r in zip(
-            records.loc[rejected_idx, "record_index"], outcome.reasons[~keep], strict=True
-        )
+        for i, r in zip(records.loc[rejected_idx, "record_index"], outcome.reasons[~keep], strict=True)
     ]
     flagged = accepted[flagged_mask]
     review = list(

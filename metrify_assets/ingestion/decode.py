@@ -53,7 +53,7 @@ def _split_messages(
         text = message.decode("utf-8", errors="replace") if isinstance(message, bytes) else message
         try:
             parsed = json.loads(text)
-        except ValueError as err:
+        except json.JSONDecodeError as err:
             # Reason lists are comma-joined: keep the parser's detail free of commas.
             detail = f"{err.msg} at char {err.pos}".replace(",", ";")
             bad.append(Malformed(len(payloads), text, f"malformed:invalid_json ({detail})"))
@@ -85,8 +85,10 @@ def decode(
 ) -> DecodedBatch:
     """Decode `messages` (each with its record version) against `contract`."""
     objs, idx, vers, payloads, bad = _split_messages(messages, versions)
-    frame = pd.DataFrame.from_records(objs, columns=contract.columns) if objs else pd.DataFrame(
-        columns=contract.columns
+    frame = (
+        pd.DataFrame.from_records(objs, columns=contract.columns)
+        if objs
+        else pd.DataFrame(columns=contract.columns)
     )
     reason = pd.Series("", index=frame.index, dtype=object)
 
@@ -102,15 +104,18 @@ def decode(
         if field.type == "str":
             fail(present & ~col.map(lambda v: isinstance(v, str)), f"malformed:bad_type:{field.name}")
         elif field.type in ("float", "int"):
-            ok = _is_number(col)
+            valid = _is_number(col)
             if field.type == "int":
-                ok &= col.map(lambda v: float(v).is_integer() if isinstance(v, int | float) else False)
-            fail(present & ~ok, f"malformed:bad_type:{field.name}")
+                valid &= col.map(lambda v: float(v).is_integer() if isinstance(v, int | float) else False)
+            fail(present & ~valid, f"malformed:bad_type:{field.name}")
         elif field.type == "timestamp":
             is_str = col.map(lambda v: isinstance(v, str))
             fail(present & ~is_str, f"malformed:bad_type:{field.name}")
             text = col.where(is_str, "").astype(str)
-            fail(present & is_str & ~text.str.match(_ISO_WITH_OFFSET), f"malformed:timestamp_without_offset:{field.name}")
+            fail(
+                present & is_str & ~text.str.match(_ISO_WITH_OFFSET),
+                f"malformed:timestamp_without_offset:{field.name}",
+            )
         elif field.type == "str_list":
             fail(
                 present & ~col.map(lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)),
@@ -121,9 +126,10 @@ def decode(
         bad.append(Malformed(idx[pos], payloads[idx[pos]], str(reason.iloc[pos])))
     bad.sort(key=lambda m: m.record_index)
 
-    ok = frame[good.to_numpy()].copy()
-    ok.insert(0, "record_index", np.asarray(idx, dtype=np.int64)[good.to_numpy()])
-    ok["record_version"] = np.asarray(vers, dtype=np.int64)[good.to_numpy()]
+    keep = good.to_numpy(dtype=bool)
+    ok = frame.iloc[np.flatnonzero(keep)].copy()
+    ok.insert(0, "record_index", np.asarray(idx, dtype=np.int64)[keep])
+    ok["record_version"] = np.asarray(vers, dtype=np.int64)[keep]
     records = _typed(contract, ok)
     # Timestamps that match the ISO pattern but are impossible (month 13) are malformed too.
     bad_ts = records[contract.time_field].isna()

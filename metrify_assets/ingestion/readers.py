@@ -23,8 +23,15 @@ import pandas as pd
 from metrify_assets.contracts import METER_READINGS, Field, contract_for
 from metrify_assets.simulation.timegrid import iso_with_offset
 
-FORMATS = {".csv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-           ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 UCI_PRESET = "uci-household"
 PRESETS = (UCI_PRESET,)
 UCI_TIMEZONE = "Europe/Paris"  # the household is in Sceaux, France
@@ -209,12 +216,14 @@ def uci_household_readings(
     reasons = reasons.where(reasons.notna() | power.notna(), "missing_Global_active_power")
 
     timed = placed.notna()
-    minutes = pd.DataFrame({
-        "bucket": placed[timed].dt.tz_convert("UTC").dt.floor(f"{UCI_INTERVAL_MINUTES}min"),
-        "power": power[timed],
-        "reactive": pd.to_numeric(frame["Global_reactive_power"], errors="coerce")[timed],
-        "voltage": pd.to_numeric(frame["Voltage"], errors="coerce")[timed],
-    })
+    minutes = pd.DataFrame(
+        {
+            "bucket": placed[timed].dt.tz_convert("UTC").dt.floor(f"{UCI_INTERVAL_MINUTES}min"),
+            "power": power[timed],
+            "reactive": pd.to_numeric(frame["Global_reactive_power"], errors="coerce")[timed],
+            "voltage": pd.to_numeric(frame["Voltage"], errors="coerce")[timed],
+        }
+    )
     buckets = minutes.groupby("bucket", sort=True).agg(
         energy=("power", lambda kw: kw.sum() / 60.0),
         present=("power", "count"),
@@ -229,11 +238,19 @@ def uci_household_readings(
     power_factor: pd.Series = (buckets["active"] / apparent).where(apparent > 0)
     lines = []
     for start, energy, present, voltage, pf in zip(
-        starts, buckets["energy"].tolist(), buckets["present"].tolist(), buckets["voltage"].tolist(),
-        power_factor.tolist(), strict=True,
+        starts,
+        buckets["energy"].tolist(),
+        buckets["present"].tolist(),
+        buckets["voltage"].tolist(),
+        power_factor.tolist(),
+        strict=True,
     ):
-        record: dict[str, object] = {"meter_id": meter_id, "reading_start": start,
-                                     "interval_minutes": UCI_INTERVAL_MINUTES, "energy_kwh": float(energy)}
+        record: dict[str, object] = {
+            "meter_id": meter_id,
+            "reading_start": start,
+            "interval_minutes": UCI_INTERVAL_MINUTES,
+            "energy_kwh": float(energy),
+        }
         if not math.isnan(voltage):
             record["voltage_v"] = round(voltage, 3)
         if not math.isnan(pf):

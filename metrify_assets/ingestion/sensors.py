@@ -62,14 +62,14 @@ def _failed_batches(instance: dg.DagsterInstance, batch_ids: Iterable[str]) -> d
     out: dict[str, int] = {}
     for batch_id in batch_ids:
         runs = instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}))
-        if runs and all(
-            r.status not in _IN_FLIGHT and r.status != dg.DagsterRunStatus.SUCCESS for r in runs
-        ):
+        if runs and all(r.status not in _IN_FLIGHT and r.status != dg.DagsterRunStatus.SUCCESS for r in runs):
             out[batch_id] = len(runs)
     return out
 
 
-def build_landing_sensor(contract: SourceContract, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def build_landing_sensor(
+    contract: SourceContract, job: dg.UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
     source = contract.source
 
     @dg.sensor(

@@ -12,6 +12,7 @@ import pandas as pd
 from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.reporting.charts import bar_chart_png
 from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.storage.frames import read_frame
 from metrify_assets.storage.migrate import migrate
 
 OWNERS = ["team:data-quality"]
@@ -46,7 +47,12 @@ accepted and wait in the review queue. Anomalies scored: {anomalies}.</p>
 
 
 @dg.asset(
-    deps=["validated_meter_readings", "validated_grid_status", "validated_weather_observations", "anomaly_scores"],
+    deps=[
+        "validated_meter_readings",
+        "validated_grid_status",
+        "validated_weather_observations",
+        "anomaly_scores",
+    ],
     group_name="reporting",
     kinds={"html", "s3"},
     owners=OWNERS,
@@ -57,10 +63,21 @@ accepted and wait in the review queue. Anomalies scored: {anomalies}.</p>
 def data_quality_report(postgres: PostgresResource, lake: LakeResource) -> dg.MaterializeResult:
     with postgres.connect() as conn:
         migrate(conn)
-        ledger = pd.read_sql_query("SELECT * FROM ops.ingest_ledger", conn)
-        quarantine = pd.read_sql_query("SELECT reasons FROM ops.quarantine", conn)
-        review = pd.read_sql_query("SELECT reasons FROM ops.review_queue", conn)
-        anomalies = int(conn.execute("SELECT count(*) FROM ops.anomaly_scores WHERE is_anomaly").fetchone()[0])
+        ledger = read_frame(
+            conn,
+            "SELECT * FROM ops.ingest_ledger",
+        )
+        quarantine = read_frame(
+            conn,
+            "SELECT reasons FROM ops.quarantine",
+        )
+        review = read_frame(
+            conn,
+            "SELECT reasons FROM ops.review_queue",
+        )
+        anomalies = int(
+            read_frame(conn, "SELECT count(*) AS n FROM ops.anomaly_scores WHERE is_anomaly")["n"][0]
+        )
     reasons = reason_counts(pd.concat([quarantine["reasons"], review["reasons"]], ignore_index=True))
     chart = bar_chart_png(reasons, "Records by reason (quarantined or flagged)", "records")
     page = render_report(ledger, reasons, anomalies, chart)

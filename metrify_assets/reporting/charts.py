@@ -7,8 +7,8 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 
 def bar_chart_png(series: pd.Series, title: str, xlabel: str) -> bytes:

@@ -1,12 +1,13 @@
 """`archive_daily_readings`: the first archive tier, one zstd Parquet file per UTC day in the lake."""
 
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from metrify_assets.metadata import markdown_table
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.retention.parquet import to_parquet_bytes
+from metrify_assets.storage.frames import read_frame
 from metrify_assets.storage.migrate import migrate
 
 OWNERS = ["team:data-engineering"]
@@ -49,11 +50,11 @@ def archive_daily_readings(
         ]
         written: list[dict[str, object]] = []
         for day in sorted(days):
-            frame = pd.read_sql_query(
+            frame = read_frame(
+                conn,
                 f"SELECT {COLUMNS} FROM ops.meter_readings WHERE reading_start >= %(d)s::date AT TIME ZONE 'UTC' "
                 "AND reading_start < (%(d)s::date + 1) AT TIME ZONE 'UTC' ORDER BY meter_id, reading_start",
-                conn,
-                params={"d": day},
+                {"d": day},
             )
             body = to_parquet_bytes(frame)
             store.put(archive_key(day), body, content_type="application/vnd.apache.parquet")
@@ -68,7 +69,7 @@ def archive_daily_readings(
             "bytes_per_reading": dg.MetadataValue.float(
                 float(summary["bytes"].sum() / max(int(summary["rows"].sum()), 1))
             ),
-            "files": dg.MetadataValue.md(summary.to_string(index=False)),
+            "files": dg.MetadataValue.md(markdown_table(summary)),
             "uri": dg.MetadataValue.path(store.uri("curated/meter_readings/")),
         }
     )

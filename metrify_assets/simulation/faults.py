@@ -30,8 +30,13 @@ def label(
     kind: str, source: str, key: Mapping[str, object] | None, payload: str | None = None, **detail: object
 ) -> Label:
     """One ground-truth entry; `detail` says what was changed (original values, variant)."""
-    return {"kind": kind, "source": source, "key": dict(key) if key else None, "payload": payload,
-            "detail": detail}
+    return {
+        "kind": kind,
+        "source": source,
+        "key": dict(key) if key else None,
+        "payload": payload,
+        "detail": detail,
+    }
 
 
 def natural_key(source: str, record: Mapping[str, object]) -> dict[str, object]:

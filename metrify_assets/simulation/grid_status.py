@@ -56,8 +56,14 @@ def grid_messages(
     cap_l = capacity.tolist()
     for t in range(steps):
         for m in range(n):
-            record: Record = {"grid_node_id": nodes[m], "measured_at": grid.iso[t], "frequency_hz": f_l[m][t],
-                              "voltage_v": v_l[m][t], "load_mw": l_l[m][t], "capacity_mw": cap_l[m]}
+            record: Record = {
+                "grid_node_id": nodes[m],
+                "measured_at": grid.iso[t],
+                "frequency_hz": f_l[m][t],
+                "voltage_v": v_l[m][t],
+                "load_mw": l_l[m][t],
+                "capacity_mw": cap_l[m],
+            }
             kind = GRID_FAULTS[int(kinds[m, t])] if kinds[m, t] != NO_FAULT else None
             key = {"grid_node_id": nodes[m], "measured_at": grid.iso[t]}
             if kind == "frequency_out_of_range":

@@ -120,15 +120,27 @@ def _place_faults(
 
 
 def _record(
-    meter_id: str, start: str, interval: int, energy: float, export: bool, register: float,
-    voltage: float, power_factor: float, source: str,
+    meter_id: str,
+    start: str,
+    interval: int,
+    energy: float,
+    export: bool,
+    register: float,
+    voltage: float,
+    power_factor: float,
+    source: str,
 ) -> Record:
-    record: Record = {"meter_id": meter_id, "reading_start": start, "interval_minutes": interval,
-                      "energy_kwh": energy}
+    record: Record = {
+        "meter_id": meter_id,
+        "reading_start": start,
+        "interval_minutes": interval,
+        "energy_kwh": energy,
+    }
     if export:
         record["direction"] = "export"
-    record.update(register_kwh=register, voltage_v=voltage, power_factor=power_factor, status_flags=[],
-                  source=source)
+    record.update(
+        register_kwh=register, voltage_v=voltage, power_factor=power_factor, status_flags=[], source=source
+    )
     return record
 
 
@@ -170,8 +182,15 @@ def meter_messages(
             shift = int(rng.choice([-1, 1])) * int(rng.integers(1, config.interval_minutes))
             shifted = pd.DatetimeIndex([grid.utc[t] + timedelta(minutes=shift)]).tz_convert(config.timezone)
             starts[(m, t)] = iso_with_offset(shifted)[0]
-            labels.append(label(kind, SOURCE, {**key, "reading_start": starts[(m, t)]},
-                                expected_reading_start=grid.iso[t], shift_minutes=shift))
+            labels.append(
+                label(
+                    kind,
+                    SOURCE,
+                    {**key, "reading_start": starts[(m, t)]},
+                    expected_reading_start=grid.iso[t],
+                    shift_minutes=shift,
+                )
+            )
         elif kind == "missing_interval":
             labels.append(label(kind, SOURCE, key))
 
@@ -189,14 +208,29 @@ def meter_messages(
             fault = faults.get((m, t))
             if fault == "missing_interval":
                 continue
-            record = _record(ids[m], starts.get((m, t), grid.iso[t]), config.interval_minutes, e_l[m][t],
-                             x_l[m][t], r_l[m][t], v_l[m][t], p_l[m][t],
-                             BATCH_SOURCE if batched[m] else STREAM_SOURCE)
+            record = _record(
+                ids[m],
+                starts.get((m, t), grid.iso[t]),
+                config.interval_minutes,
+                e_l[m][t],
+                x_l[m][t],
+                r_l[m][t],
+                v_l[m][t],
+                p_l[m][t],
+                BATCH_SOURCE if batched[m] else STREAM_SOURCE,
+            )
             if fault == "malformed":
                 payload, variant = malform(SOURCE, record, rng)
                 singles[day].append(payload)
-                labels.append(label(fault, SOURCE, {"meter_id": ids[m], "reading_start": grid.iso[t]},
-                                    payload, variant=variant))
+                labels.append(
+                    label(
+                        fault,
+                        SOURCE,
+                        {"meter_id": ids[m], "reading_start": grid.iso[t]},
+                        payload,
+                        variant=variant,
+                    )
+                )
                 continue
             if batched[m]:
                 batches[(m, day)].append(record)

@@ -38,8 +38,9 @@ def local_grid(start: date, days: int, step_minutes: int, timezone: str) -> Time
     """All instants from local midnight of `start` to local midnight `days` later, every step."""
     first = pd.Timestamp(start).tz_localize(timezone)
     end = pd.Timestamp(start + timedelta(days=days)).tz_localize(timezone)
-    utc = pd.date_range(first.tz_convert("UTC"), end.tz_convert("UTC"), freq=f"{step_minutes}min",
-                        inclusive="left")
+    utc = pd.date_range(
+        first.tz_convert("UTC"), end.tz_convert("UTC"), freq=f"{step_minutes}min", inclusive="left"
+    )
     local = utc.tz_convert(timezone)
     hour = np.asarray(local.hour + local.minute / 60.0, dtype=np.float64)
     weekend = np.asarray(local.day_of_week >= 5, dtype=np.bool_)

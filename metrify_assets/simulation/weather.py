@@ -29,7 +29,8 @@ def weather_messages(
     mean_c = rng.uniform(5.0, 11.0, size=n)[:, None]
     amplitude = rng.uniform(2.5, 5.0, size=n)[:, None]
     temperature = (
-        mean_c + amplitude * np.cos(2 * np.pi * (grid.hour - 15.0) / 24.0)[None, :]
+        mean_c
+        + amplitude * np.cos(2 * np.pi * (grid.hour - 15.0) / 24.0)[None, :]
         + ou_process(rng, steps, n, 1.0, 3 * per_hour)
     )
     raining = ou_process(rng, steps, n, 1.0, 2 * per_hour) > RAIN_THRESHOLD
@@ -37,8 +38,9 @@ def weather_messages(
     humidity = 78.0 - 3.0 * (temperature - mean_c) + 12.0 * raining + rng.normal(0.0, 2.0, size=(n, steps))
     humidity = np.clip(humidity, 25.0, 100.0)
     pressure = rng.normal(1012.0, 6.0, size=n)[:, None] + ou_process(rng, steps, n, 4.0, 24 * per_hour)
-    wind = np.abs(rng.uniform(2.0, 6.0, size=n)[:, None] + ou_process(rng, steps, n, 1.8, per_hour)
-                  + 1.5 * raining)
+    wind = np.abs(
+        rng.uniform(2.0, 6.0, size=n)[:, None] + ou_process(rng, steps, n, 1.8, per_hour) + 1.5 * raining
+    )
 
     columns = {
         "temperature_c": np.round(temperature, 1).tolist(),
@@ -57,9 +59,15 @@ def weather_messages(
             if kinds[m, t] != NO_FAULT:  # the only weather fault kind is malformed
                 payload, variant = malform(SOURCE, record, rng)
                 messages[grid.day[t]].append(payload)
-                labels.append(label(WEATHER_FAULTS[int(kinds[m, t])], SOURCE,
-                                    {"station_id": stations[m], "observed_at": grid.iso[t]}, payload,
-                                    variant=variant))
+                labels.append(
+                    label(
+                        WEATHER_FAULTS[int(kinds[m, t])],
+                        SOURCE,
+                        {"station_id": stations[m], "observed_at": grid.iso[t]},
+                        payload,
+                        variant=variant,
+                    )
+                )
             else:
                 messages[grid.day[t]].append(json.dumps(record))
     return dict(messages), labels

@@ -39,9 +39,9 @@ def upsert_rows(conn: psycopg.Connection, contract: SourceContract, rows: pd.Dat
     updatable = [c for c in columns if c not in contract.key]
     with conn.cursor() as cur:
         cur.execute(
-            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE ops.{t} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-                tmp=sql.Identifier(f"_in_{table}"), t=sql.Identifier(table)
-            )
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE ops.{t} INCLUDING DEFAULTS) ON COMMIT DROP"
+            ).format(tmp=sql.Identifier(f"_in_{table}"), t=sql.Identifier(table))
         )
         cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(f"_in_{table}")))
         _copy_frame(cur, f"_in_{table}", rows)
@@ -70,9 +70,7 @@ class QuarantineRow:
     reasons: str
 
 
-def quarantine(
-    conn: psycopg.Connection, source: str, batch_id: str, rows: Iterable[QuarantineRow]
-) -> int:
+def quarantine(conn: psycopg.Connection, source: str, batch_id: str, rows: Iterable[QuarantineRow]) -> int:
     """Record rejected records verbatim; a replayed batch rewrites the same rows."""
     data = [(batch_id, r.record_index, source, r.payload, r.reasons) for r in rows]
     if not data:
@@ -128,9 +126,17 @@ def record_batch(conn: psycopg.Connection, entry: LedgerEntry) -> None:
             "accepted = excluded.accepted, flagged = excluded.flagged, quarantined = excluded.quarantined, "
             "quality_score = excluded.quality_score, run_id = excluded.run_id, processed_at = now()",
             (
-                entry.batch_id, entry.source, entry.origin, entry.origin_ref, entry.raw_key,
-                entry.records_in, entry.accepted, entry.flagged, entry.quarantined,
-                entry.quality_score, entry.run_id,
+                entry.batch_id,
+                entry.source,
+                entry.origin,
+                entry.origin_ref,
+                entry.raw_key,
+                entry.records_in,
+                entry.accepted,
+                entry.flagged,
+                entry.quarantined,
+                entry.quality_score,
+                entry.run_id,
             ),
         )
 

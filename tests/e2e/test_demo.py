@@ -64,7 +64,9 @@ def test_a_second_run_gives_the_same_counts(runs: list[dict[str, object]]) -> No
 def test_every_injected_malformed_record_is_quarantined_with_a_reason(
     runs: list[dict[str, object]], demo_home: Path, conn: psycopg.Connection
 ) -> None:
-    labels = [json.loads(line) for line in (demo_home / "simulation" / "labels.jsonl").read_text().splitlines()]
+    labels = [
+        json.loads(line) for line in (demo_home / "simulation" / "labels.jsonl").read_text().splitlines()
+    ]
     malformed = [label for label in labels if label["kind"] == "malformed"]
     assert malformed, "the simulator injected no malformed records at this fault rate"
     quarantined = dict(conn.execute("SELECT payload, reasons FROM ops.quarantine").fetchall())
@@ -80,7 +82,9 @@ def test_mart_totals_equal_accepted_readings(runs: list[dict[str, object]], conn
     daily = conn.execute(
         "SELECT sum(interval_count), round(sum(net_kwh)::numeric, 6) FROM marts.fct_consumption_daily"
     ).fetchone()
-    hourly = conn.execute("SELECT round(sum(net_kwh)::numeric, 6) FROM marts.fct_consumption_hourly").fetchone()
+    hourly = conn.execute(
+        "SELECT round(sum(net_kwh)::numeric, 6) FROM marts.fct_consumption_hourly"
+    ).fetchone()
     assert daily == accepted
     assert hourly[0] == accepted[1]
     marts = runs[0]["marts"]

@@ -97,7 +97,9 @@ def test_a_failing_blocking_suite_writes_nothing(
 
     def strict(name: str, frame: pd.DataFrame) -> gx.SuiteResult:
         # Drop a required column so the real validated suite fails, as a schema break upstream would.
-        return real_validate(name, frame.drop(columns=["energy_kwh"]) if name.startswith("validated") else frame)
+        return real_validate(
+            name, frame.drop(columns=["energy_kwh"]) if name.startswith("validated") else frame
+        )
 
     monkeypatch.setattr(gx, "validate", strict)
     with pytest.raises(SuiteFailedError):

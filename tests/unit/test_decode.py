@@ -22,7 +22,9 @@ def reading(**overrides: object) -> dict[str, object]:
 def test_single_and_batch_messages_are_flattened_with_indexes_and_versions() -> None:
     messages = [
         json.dumps(reading()),
-        json.dumps({"records": [reading(reading_start="2026-03-29T02:15:00+01:00"), reading(meter_id="MTR-2")]}),
+        json.dumps(
+            {"records": [reading(reading_start="2026-03-29T02:15:00+01:00"), reading(meter_id="MTR-2")]}
+        ),
     ]
     batch = decode(METER_READINGS, messages, [7, 9])
     assert batch.records_in == 3
@@ -71,8 +73,13 @@ def test_unknown_fields_are_ignored_and_optional_fields_typed() -> None:
 
 
 def test_grid_status_contract() -> None:
-    good = {"grid_node_id": "N1", "measured_at": "2026-03-29T00:00:00Z", "frequency_hz": 50.01,
-            "voltage_v": 230.0, "load_mw": 12.5}
+    good = {
+        "grid_node_id": "N1",
+        "measured_at": "2026-03-29T00:00:00Z",
+        "frequency_hz": 50.01,
+        "voltage_v": 230.0,
+        "load_mw": 12.5,
+    }
     batch = decode(GRID_STATUS, [json.dumps(good), json.dumps({**good, "load_mw": None})], [1, 1])
     assert len(batch.records) == 1
     assert batch.malformed[0].reason == "malformed:missing_field:load_mw"

@@ -73,38 +73,63 @@ def test_uci_bucket_with_missing_minutes_is_emitted_and_counted() -> None:
 
 
 def test_mapping_renames_types_and_skips_with_reasons() -> None:
-    frame = pd.DataFrame({
-        "meter": ["A", "B", None, "D", "E"],
-        "start": ["2026-03-29T03:00:00+01:00", "2026-03-29 03:15", "2026-03-29T03:30:00Z", "nope",
-                  "2026-03-29 01:30"],
-        "kwh": ["0.5", "0.25", "1", "2", "3"],
-        "flags": ["power_fail|clock_set", "", None, None, None],
-    })
+    frame = pd.DataFrame(
+        {
+            "meter": ["A", "B", None, "D", "E"],
+            "start": [
+                "2026-03-29T03:00:00+01:00",
+                "2026-03-29 03:15",
+                "2026-03-29T03:30:00Z",
+                "nope",
+                "2026-03-29 01:30",
+            ],
+            "kwh": ["0.5", "0.25", "1", "2", "3"],
+            "flags": ["power_fail|clock_set", "", None, None, None],
+        }
+    )
     mapping = {"meter_id": "meter", "reading_start": "start", "energy_kwh": "kwh", "status_flags": "flags"}
     result = map_records(frame, "meter_readings", mapping, {"interval_minutes": "15"}, "Europe/London")
     assert result.rows_read == 5
     # 01:30 on 2026-03-29 does not exist in Europe/London (clocks jump from 01:00 to 02:00)
     assert result.skipped == {"invalid_reading_start": 2, "missing_meter_id": 1}
     a, b = (json.loads(line) for line in result.lines)
-    assert a == {"meter_id": "A", "reading_start": "2026-03-29T03:00:00+01:00", "interval_minutes": 15,
-                 "energy_kwh": 0.5, "status_flags": ["power_fail", "clock_set"]}
+    assert a == {
+        "meter_id": "A",
+        "reading_start": "2026-03-29T03:00:00+01:00",
+        "interval_minutes": 15,
+        "energy_kwh": 0.5,
+        "status_flags": ["power_fail", "clock_set"],
+    }
     assert b["reading_start"] == "2026-03-29T03:15:00+01:00" and b["status_flags"] == []
 
 
 def test_naive_timestamps_without_a_timezone_are_skipped_not_guessed() -> None:
-    frame = pd.DataFrame({"station_id": ["W1", "W1"],
-                          "observed_at": ["2026-01-01 00:00", "2026-01-01T00:10:00Z"],
-                          "temperature_c": [1, 2], "humidity_pct": [80, 81], "pressure_hpa": [1000, 1001],
-                          "wind_speed_ms": [3, 3], "precipitation_mm": [0, 0.2]})
+    frame = pd.DataFrame(
+        {
+            "station_id": ["W1", "W1"],
+            "observed_at": ["2026-01-01 00:00", "2026-01-01T00:10:00Z"],
+            "temperature_c": [1, 2],
+            "humidity_pct": [80, 81],
+            "pressure_hpa": [1000, 1001],
+            "wind_speed_ms": [3, 3],
+            "precipitation_mm": [0, 0.2],
+        }
+    )
     result = map_records(frame, "weather_observations")
     assert result.skipped == {"no_offset_in_observed_at": 1}
     assert json.loads(result.lines[0])["observed_at"] == "2026-01-01T00:10:00+00:00"
 
 
 def test_jsonl_and_parquet_read_the_same_records(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"grid_node_id": ["N1", "N2"], "measured_at": ["2026-03-28T00:00:00+00:00"] * 2,
-                          "frequency_hz": [50.01, 49.99], "voltage_v": [231.0, 229.5],
-                          "load_mw": [10.0, 12.5]})
+    frame = pd.DataFrame(
+        {
+            "grid_node_id": ["N1", "N2"],
+            "measured_at": ["2026-03-28T00:00:00+00:00"] * 2,
+            "frequency_hz": [50.01, 49.99],
+            "voltage_v": [231.0, 229.5],
+            "load_mw": [10.0, 12.5],
+        }
+    )
     frame.to_json(tmp_path / "g.jsonl", orient="records", lines=True)
     frame.to_parquet(tmp_path / "g.parquet")
     from_jsonl = ingest_file(tmp_path / "g.jsonl", "grid_status")
@@ -114,8 +139,10 @@ def test_jsonl_and_parquet_read_the_same_records(tmp_path: Path) -> None:
 
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="required field 'energy_kwh'"):
-        map_records(pd.DataFrame({"meter_id": ["A"], "reading_start": ["x"], "interval_minutes": [15]}),
-                    "meter_readings")
+        map_records(
+            pd.DataFrame({"meter_id": ["A"], "reading_start": ["x"], "interval_minutes": [15]}),
+            "meter_readings",
+        )
     with pytest.raises(ValueError, match="not fields of"):
         map_records(pd.DataFrame({"a": [1]}), "grid_status", {"nonsense": "a"})
     with pytest.raises(ValueError, match="TARGET=VALUE"):

@@ -18,7 +18,10 @@ from metrify_assets.simulation.registry import REGISTRY_COLUMNS
 
 Row = dict[str, Any]
 PY_TYPES: dict[str, type | tuple[type, ...]] = {
-    "str": str, "int": int, "float": (int, float), "str_list": list
+    "str": str,
+    "int": int,
+    "float": (int, float),
+    "str_list": list,
 }
 
 
@@ -160,8 +163,12 @@ def test_every_fault_kind_is_labelled_and_visible_in_the_messages() -> None:
             assert found[0]["energy_kwh"] >= 10 * abs(detail["original_kwh"]) - 1e-3
         elif kind == "zero_run":
             first, last = datetime.fromisoformat(key["reading_start"]), datetime.fromisoformat(detail["last"])
-            run = [r for (meter, start), group in rows[source].items() for r in group
-                   if meter == key["meter_id"] and first <= datetime.fromisoformat(str(start)) <= last]
+            run = [
+                r
+                for (meter, start), group in rows[source].items()
+                for r in group
+                if meter == key["meter_id"] and first <= datetime.fromisoformat(str(start)) <= last
+            ]
             assert detail["intervals"] >= 8 and len(run) == detail["intervals"]
             assert all(r["energy_kwh"] == 0 for r in run)
         elif kind == "duplicate_exact":

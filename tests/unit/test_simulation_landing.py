@@ -49,14 +49,32 @@ def test_one_file_per_source_and_day_same_names_for_the_same_seed(tmp_path: Path
 
 def test_simulate_command_lands_files_and_prints_a_summary(tmp_path: Path) -> None:
     labels = tmp_path / "labels.jsonl"
-    args = ["simulate", "--meters", "5", "--days", "1", "--start", "2026-03-29", "--seed", "9",
-            "--fault-rate", "0", "--landing-dir", str(tmp_path / "landing"), "--labels", str(labels)]
+    args = [
+        "simulate",
+        "--meters",
+        "5",
+        "--days",
+        "1",
+        "--start",
+        "2026-03-29",
+        "--seed",
+        "9",
+        "--fault-rate",
+        "0",
+        "--landing-dir",
+        str(tmp_path / "landing"),
+        "--labels",
+        str(labels),
+    ]
     result = CliRunner().invoke(cli(), args)
     assert result.exit_code == 0, result.output
     assert "meter_readings" in result.output and "faults injected: none" in result.output
     (readings,) = list_landed(tmp_path / "landing", "meter_readings")
-    rows = [r for line in readings.path.read_text().splitlines()
-            for r in json.loads(line).get("records", [json.loads(line)])]
+    rows = [
+        r
+        for line in readings.path.read_text().splitlines()
+        for r in json.loads(line).get("records", [json.loads(line)])
+    ]
     assert len(rows) == 5 * 92  # one DST day, clean
     assert labels.read_text() == ""
     assert (tmp_path / "landing" / "reference" / "meters.csv").is_file()
