@@ -138,7 +138,7 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
                     conn,
                     now=pd.Timestamp.now(tz="UTC"),
                     received_at=pd.Timestamp(landed.seq, unit="us", tz="UTC"),
-                    run_id=context.run_id,
+                    run_id=context.run.run_id,
                 )
             except SuiteFailedError as err:
                 yield suite_check_result(err.result, asset_key=validated.to_user_string())
