@@ -7,7 +7,9 @@ Variables (all optional; README.md has the full table):
 METRIFY_HOME (local state, default ./.metrify), METRIFY_POSTGRES_URL (default: embedded pgserver in
 HOME/pg), METRIFY_LAKE_URL (a directory or s3://bucket/prefix; default HOME/lake), AWS_ENDPOINT_URL
 (S3-compatible endpoint), METRIFY_LANDING_DIR (default HOME/landing), KAFKA_BOOTSTRAP_SERVERS (unset:
-landing directory instead of Kafka), METRIFY_DBT_TARGET (postgres or snowflake).
+landing directory instead of Kafka) with KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
+KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD (a secret: passed on as `dg.EnvVar`), KAFKA_SSL_CAFILE and
+METRIFY_KAFKA_GROUP_ID, METRIFY_DBT_TARGET (postgres or snowflake).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ class Settings:
     landing_dir: Path
     kafka_bootstrap_servers: str | None
     dbt_target: str
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password_set: bool = False
+    kafka_ssl_cafile: str | None = None
+    kafka_group_id: str = "metrify-ingest"
 
     @property
     def pg_data_dir(self) -> Path:
@@ -58,4 +66,10 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
         landing_dir=landing,
         kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         dbt_target=target,
+        kafka_security_protocol=env.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT",
+        kafka_sasl_mechanism=env.get("KAFKA_SASL_MECHANISM") or None,
+        kafka_sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
+        kafka_sasl_password_set=bool(env.get("KAFKA_SASL_PASSWORD")),
+        kafka_ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
+        kafka_group_id=env.get("METRIFY_KAFKA_GROUP_ID") or "metrify-ingest",
     )

@@ -62,6 +62,7 @@ class BatchResult:
     validated_suite: SuiteResult
     ledger: LedgerEntry
     quality: QualityScore
+    quarantined: list[QuarantineRow]  # what went to ops.quarantine (Kafka runs also dead-letter it)
 
 
 def write_raw(lake: Lake, spec: BatchSpec, messages: Sequence[str | bytes]) -> tuple[str, bool]:
@@ -158,5 +159,5 @@ def process_batch(
         writes.enqueue_review(conn, contract.source, spec.batch_id, review)
         writes.record_batch(conn, entry)
     return BatchResult(
-        spec, raw_uri, raw_written, decoded, outcome, raw_suite, validated_suite, entry, quality
+        spec, raw_uri, raw_written, decoded, outcome, raw_suite, validated_suite, entry, quality, quarantined
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ class DecodedBatch:
     records: pd.DataFrame
     malformed: list[Malformed]
     payloads: list[str]  # the JSON text of every record, by record_index (for quarantine)
+    # The position of each record's message in the batch, by record_index: maps a quarantined record
+    # back to its Kafka offset for the dead-letter topic.
+    message_index: list[int] = field(default_factory=list)
 
     @property
     def records_in(self) -> int:
@@ -42,14 +45,15 @@ class DecodedBatch:
 
 def _split_messages(
     messages: Sequence[str | bytes], versions: Sequence[int]
-) -> tuple[list[dict[str, object]], list[int], list[int], list[str], list[Malformed]]:
-    """Flatten messages into record objects, remembering index, version and payload of each."""
+) -> tuple[list[dict[str, object]], list[int], list[int], list[str], list[Malformed], list[int]]:
+    """Flatten messages into record objects, remembering index, version, payload and message of each."""
     objs: list[dict[str, object]] = []
+    message_index: list[int] = []
     idx: list[int] = []
     vers: list[int] = []
     payloads: list[str] = []
     bad: list[Malformed] = []
-    for message, version in zip(messages, versions, strict=True):
+    for position, (message, version) in enumerate(zip(messages, versions, strict=True)):
         text = message.decode("utf-8", errors="replace") if isinstance(message, bytes) else message
         try:
             parsed = json.loads(text)
@@ -58,11 +62,13 @@ def _split_messages(
             detail = f"{err.msg} at char {err.pos}".replace(",", ";")
             bad.append(Malformed(len(payloads), text, f"malformed:invalid_json ({detail})"))
             payloads.append(text)
+            message_index.append(position)
             continue
         items = parsed["records"] if isinstance(parsed, dict) and "records" in parsed else [parsed]
         if not isinstance(items, list):
             bad.append(Malformed(len(payloads), text, "malformed:records_not_a_list"))
             payloads.append(text)
+            message_index.append(position)
             continue
         for item in items:
             record_text = text if len(items) == 1 and item is parsed else json.dumps(item)
@@ -73,7 +79,8 @@ def _split_messages(
                 idx.append(len(payloads))
                 vers.append(version)
             payloads.append(record_text)
-    return objs, idx, vers, payloads, bad
+            message_index.append(position)
+    return objs, idx, vers, payloads, bad, message_index
 
 
 def _is_number(values: pd.Series) -> pd.Series:
@@ -84,7 +91,7 @@ def decode(
     contract: SourceContract, messages: Sequence[str | bytes], versions: Sequence[int]
 ) -> DecodedBatch:
     """Decode `messages` (each with its record version) against `contract`."""
-    objs, idx, vers, payloads, bad = _split_messages(messages, versions)
+    objs, idx, vers, payloads, bad, message_index = _split_messages(messages, versions)
     frame = (
         pd.DataFrame.from_records(objs, columns=contract.columns)
         if objs
@@ -139,7 +146,12 @@ def decode(
             bad.append(Malformed(i, payloads[i], f"malformed:bad_timestamp:{contract.time_field}"))
         bad.sort(key=lambda m: m.record_index)
         records = records[~bad_ts].reset_index(drop=True)
-    return DecodedBatch(records=records.reset_index(drop=True), malformed=bad, payloads=payloads)
+    return DecodedBatch(
+        records=records.reset_index(drop=True),
+        malformed=bad,
+        payloads=payloads,
+        message_index=message_index,
+    )
 
 
 def _typed(contract: SourceContract, frame: pd.DataFrame) -> pd.DataFrame:
