@@ -17,7 +17,9 @@ OWNERS = ["team:data-science"]
 
 class AnomalyConfig(dg.Config):
     lookback_days: int = Field(default=28, description="Days of readings (before the newest) to score.")
-    threshold: float = Field(default=THRESHOLD, description="|score| above which a reading is an anomaly.")
+    threshold: float = Field(
+        default=THRESHOLD, description="Score above which a reading is an anomaly (upward deviations only)."
+    )
 
 
 @dg.asset(
