@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .cache/uv-bootstrap/bin/uv)
 RUN := $(UV) run --locked
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: help env demo test lint typecheck unit dbt-parse dev clean
+.PHONY: help env demo test lint typecheck dbt-parse dev bench bench-quick clean
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +39,12 @@ test: lint typecheck dbt-parse  ## Lint, types and the whole test suite (real se
 
 dev: env dbt-parse  ## The Dagster UI on http://127.0.0.1:3000 with this project's instance
 	mkdir -p .metrify/dagster && DAGSTER_HOME=$(CURDIR)/.metrify/dagster $(RUN) dagster dev -w workspace.yaml
+
+bench: env dbt-parse  ## Benchmarks against their ceilings (~10 min on 2 cores); writes benchmarks/results/latest.*
+	$(RUN) python -m benchmarks $(if $(SCALE),--scale $(SCALE))
+
+bench-quick: env dbt-parse  ## Every benchmark case small (~2 min), a smoke check; writes benchmarks/results/quick.*
+	$(RUN) python -m benchmarks --quick
 
 clean:  ## Remove local state (.metrify: embedded database, lake, landing) and build output
 	rm -rf .metrify dbt_project/target

@@ -1,0 +1,36 @@
+"""`python -m benchmarks [--scale S] [--quick] [--only CASE ...]`: run the cases, write the results."""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks.cases.daily_cycle import daily_cycle
+from benchmarks.cases.detection import detection
+from benchmarks.cases.storage import storage
+from benchmarks.harness import Case, run_cases, write_results
+
+CASES: dict[str, Case] = {
+    "daily_cycle": daily_cycle,
+    "storage": storage,
+    "detection": detection,
+}
+QUICK_SCALE = 0.05
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="size multiplier (1.0: ~10 minutes on 2 cores)"
+    )
+    parser.add_argument("--quick", action="store_true", help=f"every case small (scale {QUICK_SCALE})")
+    parser.add_argument("--only", nargs="*", choices=sorted(CASES), help="run only these cases")
+    args = parser.parse_args()
+    scale = QUICK_SCALE if args.quick else args.scale
+    chosen = {k: v for k, v in CASES.items() if not args.only or k in args.only}
+    results = run_cases(chosen, scale)
+    json_path, md_path = write_results(results, scale, name="quick" if args.quick else "latest")
+    print(f"results: {json_path} and {md_path}")
+
+
+if __name__ == "__main__":
+    main()

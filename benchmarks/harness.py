@@ -1,0 +1,122 @@
+"""The benchmark harness: run cases, describe the machine, write results as JSON and Markdown.
+
+Figures are measured in one run next to their ceilings or baselines, so ratios hold even on a noisy
+machine; absolute numbers are for the machine described in the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+@dataclass
+class CaseResult:
+    """One case's figures (name -> value) and an optional table of rows (e.g. per fault kind)."""
+
+    name: str
+    title: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+Case = Callable[[float], CaseResult]
+
+
+@contextmanager
+def stopwatch() -> Iterator[Callable[[], float]]:
+    """`with stopwatch() as elapsed:` ... `elapsed()` seconds since the block began."""
+    start = time.perf_counter()
+    yield lambda: time.perf_counter() - start
+
+
+def machine() -> dict[str, Any]:
+    mem_kib = 0
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        first = meminfo.read_text().splitlines()[0]
+        mem_kib = int(first.split()[1])
+    versions = {}
+    for pkg in ("dagster", "great-expectations", "pandas", "pyarrow", "kafka-python", "dbt-core", "psycopg"):
+        versions[pkg] = version(pkg)
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+        "versions": versions,
+    }
+
+
+def run_cases(cases: dict[str, Case], scale: float) -> list[CaseResult]:
+    """Run each case; a case that fails is recorded with its error and the others still run."""
+    results = []
+    for name, case in cases.items():
+        print(f"== {name} (scale {scale})", flush=True)
+        with stopwatch() as elapsed:
+            try:
+                result = case(scale)
+            except Exception as err:  # noqa: BLE001 - a failed case is reported, not fatal to the run
+                result = CaseResult(name=name, title=name, error=f"{type(err).__name__}: {err}")
+        result.seconds = round(elapsed(), 1)
+        for key, value in result.figures.items():
+            print(f"   {key}: {value}", flush=True)
+        if result.error:
+            print(f"   ERROR {result.error}", flush=True)
+        results.append(result)
+    return results
+
+
+def _markdown(results: list[CaseResult], info: dict[str, Any], when: str, scale: float) -> str:
+    lines = [
+        f"Measured {when} at scale {scale} on {info['cores']} cores, {info['memory_gib']} GiB, "
+        f"Python {info['python']} ({info['system']}).",
+        "",
+        "| case | figure | value |",
+        "|---|---|---|",
+    ]
+    for r in results:
+        if r.error:
+            lines.append(f"| {r.title} | error | {r.error} |")
+        for key, value in r.figures.items():
+            shown = (
+                f"{value:,.3f}".rstrip("0").rstrip(".")
+                if isinstance(value, float)
+                else f"{value:,}"
+                if isinstance(value, int)
+                else value
+            )
+            lines.append(f"| {r.title} | {key} | {shown} |")
+    for r in results:
+        if r.rows:
+            cols = list(r.rows[0])
+            lines += ["", f"**{r.title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            lines += ["| " + " | ".join(str(row[c]) for c in cols) + " |" for row in r.rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: list[CaseResult], scale: float, name: str = "latest") -> tuple[Path, Path]:
+    """Write `<name>.json` and `<name>.md` under benchmarks/results/."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    when = datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    payload = {"measured_at": when, "scale": scale, "machine": info, "cases": [asdict(r) for r in results]}
+    json_path = RESULTS_DIR / f"{name}.json"
+    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    md_path = RESULTS_DIR / f"{name}.md"
+    md_path.write_text(_markdown(results, info, when, scale))
+    return json_path, md_path
