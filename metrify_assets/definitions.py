@@ -9,6 +9,7 @@ from metrify_assets.anomaly import assets as anomaly
 from metrify_assets.enrichment import assets as enrichment
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion import definitions as ingestion
+from metrify_assets.quality import score_checks
 from metrify_assets.reporting import assets as reporting
 from metrify_assets.resources.build import build_resources
 from metrify_assets.retention import assets as retention
@@ -20,6 +21,7 @@ def defs() -> dg.Definitions:
     """Loaded lazily by Dagster, so the environment is read when the location loads, not at import."""
     return dg.Definitions.merge(
         ingestion.defs,
+        score_checks.defs,
         enrichment.defs,
         anomaly.defs,
         warehouse.build_defs(),

@@ -9,7 +9,8 @@ HOME/pg), METRIFY_LAKE_URL (a directory or s3://bucket/prefix; default HOME/lake
 (S3-compatible endpoint), METRIFY_LANDING_DIR (default HOME/landing), KAFKA_BOOTSTRAP_SERVERS (unset:
 landing directory instead of Kafka) with KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
 KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD (a secret: passed on as `dg.EnvVar`), KAFKA_SSL_CAFILE and
-METRIFY_KAFKA_GROUP_ID, METRIFY_DBT_TARGET (postgres or snowflake).
+METRIFY_KAFKA_GROUP_ID, METRIFY_DBT_TARGET (postgres or snowflake), METRIFY_QUALITY_ALERT_THRESHOLD
+(quality score below which a batch raises an alert, default 95).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Settings:
     kafka_sasl_password_set: bool = False
     kafka_ssl_cafile: str | None = None
     kafka_group_id: str = "metrify-ingest"
+    quality_alert_threshold: float = 95.0  # a batch scoring below this raises a quality alert
 
     @property
     def pg_data_dir(self) -> Path:
@@ -72,4 +74,5 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_sasl_password_set=bool(env.get("KAFKA_SASL_PASSWORD")),
         kafka_ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
         kafka_group_id=env.get("METRIFY_KAFKA_GROUP_ID") or "metrify-ingest",
+        quality_alert_threshold=float(env.get("METRIFY_QUALITY_ALERT_THRESHOLD") or 95.0),
     )

@@ -9,22 +9,28 @@ the ledger row commit in one transaction, and the caller commits Kafka offsets o
 from __future__ import annotations
 
 import gzip
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import psycopg
 
 from metrify_assets.contracts import SourceContract
+from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.decode import DecodedBatch, decode
-from metrify_assets.quality import gx, rules
+from metrify_assets.quality import alerts, gx, review, rules
+from metrify_assets.quality.alerts import QualityAlert
 from metrify_assets.quality.gx import SuiteResult
 from metrify_assets.quality.rules import RuleOutcome
 from metrify_assets.quality.scoring import QualityScore, batch_quality
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage import writes
 from metrify_assets.storage.writes import LedgerEntry, QuarantineRow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,8 @@ class BatchResult:
     ledger: LedgerEntry
     quality: QualityScore
     quarantined: list[QuarantineRow]  # what went to ops.quarantine (Kafka runs also dead-letter it)
+    review_rejected: int = 0  # records left out because a reviewer rejected them (already quarantined)
+    alert: QualityAlert | None = None  # set when the quality score is below the alert threshold
 
 
 def write_raw(lake: Lake, spec: BatchSpec, messages: Sequence[str | bytes]) -> tuple[str, bool]:
@@ -70,7 +78,8 @@ def write_raw(lake: Lake, spec: BatchSpec, messages: Sequence[str | bytes]) -> t
     if lake.exists(spec.raw_key):
         return lake.uri(spec.raw_key), False
     lines = (m if isinstance(m, bytes) else m.encode() for m in messages)
-    body = gzip.compress(b"".join(line.rstrip(b"\n") + b"\n" for line in lines), mtime=0)
+    # Level 6: a third of level 9's CPU for ~1 % more bytes on JSON lines.
+    body = gzip.compress(b"".join(line.rstrip(b"\n") + b"\n" for line in lines), compresslevel=6, mtime=0)
     return lake.put(spec.raw_key, body, content_type="application/gzip"), True
 
 
@@ -94,11 +103,13 @@ def process_batch(
     now: pd.Timestamp,
     received_at: pd.Timestamp | None = None,
     run_id: str | None = None,
+    alert_threshold: float | None = None,
 ) -> BatchResult:
     """Run the batch through every stage; raises `SuiteFailedError` (writing nothing) on a failed guard.
 
     `received_at` (when the batch arrived: landing time, Kafka timestamp) drives timeliness; `now`
-    bounds future timestamps.
+    bounds future timestamps. A batch scoring below `alert_threshold` (default: the environment's
+    `METRIFY_QUALITY_ALERT_THRESHOLD`) raises a quality alert.
     """
     contract = spec.contract
     raw_uri, raw_written = write_raw(lake, spec, messages)
@@ -106,7 +117,9 @@ def process_batch(
     records = decoded.records
     raw_suite = gx.validate(f"raw_{contract.source}", records)
     outcome = rules.evaluate(contract.source, records, now)
-    keep = (outcome.decision != "reject").to_numpy()
+    rejected = (outcome.decision == "reject").to_numpy()
+    withheld = _review_rejected(conn, contract, records, ~rejected)
+    keep = ~rejected & ~withheld
     accepted = records[keep]
     validated_suite = gx.validate(f"validated_{contract.source}", accepted)
     if not validated_suite.success:
@@ -119,10 +132,10 @@ def process_batch(
     if "direction" in stored:
         stored["direction"] = stored["direction"].fillna("import")
 
-    rejected_idx = records.index[~keep]
+    rejected_idx = records.index[rejected]
     quarantined = [QuarantineRow(m.record_index, m.payload, m.reason) for m in decoded.malformed] + [
         QuarantineRow(int(i), decoded.payloads[int(i)], str(r))
-        for i, r in zip(records.loc[rejected_idx, "record_index"], outcome.reasons[~keep], strict=True)
+        for i, r in zip(records.loc[rejected_idx, "record_index"], outcome.reasons[rejected], strict=True)
     ]
     flagged = accepted[flagged_mask]
     review = list(
@@ -149,15 +162,48 @@ def process_batch(
         records_in=decoded.records_in,
         accepted=len(accepted),
         flagged=len(flagged),
-        quarantined=len(quarantined),
+        quarantined=len(quarantined) + int(withheld.sum()),
         quality_score=round(quality.score, 2),
         run_id=run_id,
     )
+    threshold = resolve_settings().quality_alert_threshold if alert_threshold is None else alert_threshold
+    alert = alerts.evaluate(spec.batch_id, contract.source, quality, threshold)
     with conn.transaction():
         writes.upsert_rows(conn, contract, stored)
         writes.quarantine(conn, contract.source, spec.batch_id, quarantined)
         writes.enqueue_review(conn, contract.source, spec.batch_id, review)
         writes.record_batch(conn, entry)
+        alerts.sync(conn, spec.batch_id, alert)
+    if alert is not None:
+        log.warning(alert.message)
     return BatchResult(
-        spec, raw_uri, raw_written, decoded, outcome, raw_suite, validated_suite, entry, quality, quarantined
+        spec,
+        raw_uri,
+        raw_written,
+        decoded,
+        outcome,
+        raw_suite,
+        validated_suite,
+        entry,
+        quality,
+        quarantined,
+        review_rejected=int(withheld.sum()),
+        alert=alert,
     )
+
+
+def _review_rejected(
+    conn: psycopg.Connection, contract: SourceContract, records: pd.DataFrame, candidates: np.ndarray
+) -> np.ndarray:
+    """Records a reviewer already rejected (same key, version not newer): a replay must not restore them."""
+    withheld = np.zeros(len(records), dtype=bool)
+    if not candidates.any():
+        return withheld
+    keys = _record_key(contract, records[candidates])
+    rejected = review.rejected_versions(conn, contract.source, keys.unique().tolist())
+    if rejected:
+        limit = keys.map(rejected)
+        withheld[candidates] = (
+            limit.notna() & (records.loc[candidates, "record_version"] <= limit)
+        ).to_numpy()
+    return withheld

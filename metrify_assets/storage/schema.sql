@@ -144,3 +144,13 @@ CREATE TABLE IF NOT EXISTS ops.vee_audit (
     audited_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (meter_id, reading_start, action)
 );
+
+-- Batches whose quality score fell below the alert threshold (METRIFY_QUALITY_ALERT_THRESHOLD, 95).
+CREATE TABLE IF NOT EXISTS ops.quality_alerts (
+    batch_id       text PRIMARY KEY,
+    source         text        NOT NULL,
+    quality_score  double precision NOT NULL,
+    threshold      double precision NOT NULL,
+    dimensions     text        NOT NULL,         -- JSON: completeness, accuracy, consistency, timeliness
+    raised_at      timestamptz NOT NULL DEFAULT now()
+);

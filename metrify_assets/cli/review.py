@@ -1,0 +1,97 @@
+"""`metrify review ...`: list, inspect, approve and reject flagged records in `ops.review_queue`.
+
+Items are named by their batch and record index (`BATCH_ID RECORD_INDEX`, as `list` prints them).
+Decisions need `--by` (who) and `--reason` (why); both are stored with the queue row.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from metrify_assets.env import resolve_settings
+from metrify_assets.quality import review
+from metrify_assets.resources.build import postgres_resource
+from metrify_assets.storage.migrate import migrate
+
+By = Annotated[str, typer.Option("--by", help="Who decides (a name or e-mail), stored with the decision.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why, stored with the decision.")]
+BatchId = Annotated[str, typer.Argument(help="The item's batch_id (first column of `review list`).")]
+RecordIndex = Annotated[int, typer.Argument(help="The item's record index within its batch.")]
+
+
+def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str) -> None:
+    postgres = postgres_resource(resolve_settings())
+    with postgres.connect() as conn:
+        migrate(conn)
+        decide = review.approve if action == "approve" else review.reject
+        try:
+            item = decide(conn, batch_id, record_index, by, reason)
+        except review.ReviewError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=1) from err
+    typer.echo(f"{item.status}: {item.source} {item.record_key} ({item.batch_id} #{item.record_index})")
+
+
+def register(app: typer.Typer) -> None:
+    review_app = typer.Typer(help="Review flagged records: approve keeps them, reject quarantines them.")
+
+    @review_app.command("list")
+    def list_cmd(
+        status: Annotated[str, typer.Option(help="pending, approved, rejected or all.")] = "pending",
+        source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+        reason: Annotated[str | None, typer.Option(help="Only items with this reason code.")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many items, oldest first.")] = 50,
+    ) -> None:
+        """List review items, oldest first."""
+        postgres = postgres_resource(resolve_settings())
+        with postgres.connect() as conn:
+            migrate(conn)
+            try:
+                items = review.list_items(conn, None if status == "all" else status, source, reason, limit)
+            except review.ReviewError as err:
+                raise typer.BadParameter(str(err)) from err
+        table = Table(title=f"review queue ({status}): {len(items)} shown")
+        for column in ("batch_id", "#", "source", "record key", "reasons", "status", "decided by"):
+            table.add_column(column)
+        for i in items:
+            table.add_row(
+                i.batch_id,
+                str(i.record_index),
+                i.source,
+                i.record_key,
+                i.reasons,
+                i.status,
+                i.decided_by or "",
+            )
+        Console(width=200).print(table)
+
+    @review_app.command("show")
+    def show_cmd(batch_id: BatchId, record_index: RecordIndex) -> None:
+        """Show one item: its queue row and the stored reading it refers to (JSON)."""
+        postgres = postgres_resource(resolve_settings())
+        with postgres.connect() as conn:
+            migrate(conn)
+            try:
+                item = review.get_item(conn, batch_id, record_index)
+            except review.ReviewError as err:
+                typer.echo(f"error: {err}", err=True)
+                raise typer.Exit(code=1) from err
+            stored = review.stored_row(conn, item)
+        typer.echo(json.dumps({"item": item.__dict__, "stored_row": stored}, indent=2, default=str))
+
+    @review_app.command("approve")
+    def approve_cmd(batch_id: BatchId, record_index: RecordIndex, by: By, reason: Reason) -> None:
+        """Approve: the reading stays as stored (its quality flags kept for audit)."""
+        _decide("approve", batch_id, record_index, by, reason)
+
+    @review_app.command("reject")
+    def reject_cmd(batch_id: BatchId, record_index: RecordIndex, by: By, reason: Reason) -> None:
+        """Reject: move the reading to quarantine (`review_rejected:<reason>`) and rebalance the ledger."""
+        _decide("reject", batch_id, record_index, by, reason)
+
+    app.add_typer(review_app, name="review", no_args_is_help=True)

@@ -1,0 +1,195 @@
+"""Reviewers' decisions on flagged records in `ops.review_queue`.
+
+A flagged record was accepted into its operational table and queued here (docs/decisions.md).
+Approving it keeps it (its `quality_flags` stay, for audit). Rejecting it moves the stored row to
+`ops.quarantine` with reason `review_rejected:<why>` and moves one record of the batch's ledger from
+accepted (and flagged) to quarantined, so `records_in = accepted + quarantined` still holds. The
+ingest consults `rejected_versions` so a replayed batch does not bring a rejected reading back.
+Each function works inside one transaction of the given connection and commits it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from metrify_assets.contracts import SourceContract, contract_for
+
+STATUSES = ("pending", "approved", "rejected")
+REJECT_REASON_PREFIX = "review_rejected:"
+# Derived tables keyed like the meter readings: a rejected reading must not linger in them.
+DERIVED_TABLES = {"meter_readings": ("anomaly_scores", "enriched_meter_readings")}
+
+
+class ReviewError(ValueError):
+    """A decision that cannot be made (unknown item, already decided, reading superseded)."""
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    batch_id: str
+    record_index: int
+    source: str
+    record_key: str
+    reasons: str
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str | None
+    flagged_at: datetime
+
+
+_ITEM_COLUMNS = (
+    "batch_id, record_index, source, record_key, reasons, status, decided_by, decided_at, "
+    "decision_note, flagged_at"
+)
+
+
+def list_items(
+    conn: psycopg.Connection,
+    status: str | None = "pending",
+    source: str | None = None,
+    reason: str | None = None,
+    limit: int = 50,
+) -> list[ReviewItem]:
+    """Queue rows, oldest first, filtered by status (None: all), source and a reason code."""
+    if status is not None and status not in STATUSES:
+        raise ReviewError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    rows = conn.execute(
+        f"SELECT {_ITEM_COLUMNS} FROM ops.review_queue "
+        "WHERE (%(status)s::text IS NULL OR status = %(status)s) "
+        "AND (%(source)s::text IS NULL OR source = %(source)s) "
+        "AND (%(reason)s::text IS NULL OR %(reason)s = ANY(string_to_array(reasons, ','))) "
+        "ORDER BY flagged_at, batch_id, record_index LIMIT %(limit)s",
+        {"status": status, "source": source, "reason": reason, "limit": limit},
+    ).fetchall()
+    return [ReviewItem(*row) for row in rows]
+
+
+def get_item(conn: psycopg.Connection, batch_id: str, record_index: int, lock: bool = False) -> ReviewItem:
+    row = conn.execute(
+        f"SELECT {_ITEM_COLUMNS} FROM ops.review_queue WHERE batch_id = %s AND record_index = %s"
+        + (" FOR UPDATE" if lock else ""),
+        (batch_id, record_index),
+    ).fetchone()
+    if row is None:
+        raise ReviewError(f"no review item {batch_id} #{record_index}")
+    return ReviewItem(*row)
+
+
+def key_values(contract: SourceContract, record_key: str) -> dict[str, str]:
+    """Split a queue row's `record_key` ("a|b") back into the natural-key columns."""
+    parts = record_key.split("|")
+    if len(parts) != len(contract.key):
+        raise ReviewError(f"record key {record_key!r} does not match {contract.source}'s key {contract.key}")
+    return dict(zip(contract.key, parts, strict=True))
+
+
+def _key_filter(contract: SourceContract) -> sql.Composable:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = %({})s").format(sql.Identifier(k), sql.SQL(k)) for k in contract.key
+    )
+
+
+def stored_row(conn: psycopg.Connection, item: ReviewItem) -> dict[str, Any] | None:
+    """The operational row the item refers to (None when it is gone), as JSON-ready values."""
+    contract = contract_for(item.source)
+    query = sql.SQL("SELECT to_jsonb(t) FROM ops.{} t WHERE {}").format(
+        sql.Identifier(contract.table), _key_filter(contract)
+    )
+    row = conn.execute(query, key_values(contract, item.record_key)).fetchone()
+    return None if row is None else dict(row[0])
+
+
+def _decide(conn: psycopg.Connection, item: ReviewItem, status: str, by: str, why: str) -> ReviewItem:
+    conn.execute(
+        "UPDATE ops.review_queue SET status = %s, decided_by = %s, decided_at = now(), decision_note = %s "
+        "WHERE batch_id = %s AND record_index = %s",
+        (status, by, why, item.batch_id, item.record_index),
+    )
+    return get_item(conn, item.batch_id, item.record_index)
+
+
+def _pending(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str) -> ReviewItem:
+    if not by.strip() or not why.strip():
+        raise ReviewError("a decision needs who made it (--by) and why (--reason)")
+    item = get_item(conn, batch_id, record_index, lock=True)
+    if item.status != "pending":
+        raise ReviewError(
+            f"{batch_id} #{record_index} was already {item.status} by {item.decided_by} ({item.decision_note})"
+        )
+    return item
+
+
+def approve(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str) -> ReviewItem:
+    """Keep the flagged reading as stored; only the queue row records the decision."""
+    with conn.transaction():
+        item = _decide(conn, _pending(conn, batch_id, record_index, by, why), "approved", by, why)
+    conn.commit()
+    return item
+
+
+def reject(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str) -> ReviewItem:
+    """Move the stored reading to quarantine and rebalance the batch's ledger, in one transaction.
+
+    Refused when the stored row no longer comes from the item's batch (a newer version replaced it):
+    the reviewer then judges the newer reading, not a version that is no longer stored.
+    """
+    with conn.transaction():
+        item = _pending(conn, batch_id, record_index, by, why)
+        contract = contract_for(item.source)
+        keys = key_values(contract, item.record_key)
+        row = stored_row(conn, item)
+        if row is None:
+            raise ReviewError(f"{item.record_key} is no longer in ops.{contract.table}")
+        if row["batch_id"] != item.batch_id:
+            raise ReviewError(
+                f"{item.record_key} was replaced by batch {row['batch_id']}: the flagged version is gone"
+            )
+        for table in (contract.table, *DERIVED_TABLES.get(item.source, ())):
+            conn.execute(
+                sql.SQL("DELETE FROM ops.{} WHERE {}").format(sql.Identifier(table), _key_filter(contract)),
+                keys,
+            )
+        conn.execute(
+            "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (batch_id, record_index) DO UPDATE "
+            "SET payload = excluded.payload, reasons = excluded.reasons, quarantined_at = now()",
+            (
+                item.batch_id,
+                item.record_index,
+                item.source,
+                json.dumps(row),
+                f"{REJECT_REASON_PREFIX}{why}",
+            ),
+        )
+        conn.execute(
+            "UPDATE ops.ingest_ledger SET accepted = accepted - 1, quarantined = quarantined + 1, "
+            "flagged = flagged - 1 WHERE batch_id = %s",
+            (item.batch_id,),
+        )
+        item = _decide(conn, item, "rejected", by, why)
+    conn.commit()
+    return item
+
+
+def rejected_versions(conn: psycopg.Connection, source: str, record_keys: list[str]) -> dict[str, int]:
+    """Per natural key: the newest record_version a reviewer rejected (only keys given and rejected).
+
+    A replayed record with a version up to that one is the rejected reading again and stays out; a
+    newer version is new data and goes through the rules like any other.
+    """
+    if not record_keys:
+        return {}
+    rows = conn.execute(
+        "SELECT r.record_key, max((q.payload::jsonb ->> 'record_version')::bigint) "
+        "FROM ops.review_queue r JOIN ops.quarantine q USING (batch_id, record_index) "
+        "WHERE r.source = %s AND r.status = 'rejected' AND r.record_key = ANY(%s) GROUP BY r.record_key",
+        (source, record_keys),
+    ).fetchall()
+    return {key: int(version) for key, version in rows}

@@ -1,0 +1,174 @@
+"""Reviewers' decisions on a real PostgreSQL: approve keeps, reject quarantines, replays respect it."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from metrify_assets.cli.main import app
+from metrify_assets.contracts import METER_READINGS
+from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.quality import review
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.lake import Lake
+
+pytestmark = pytest.mark.postgres
+NOW = pd.Timestamp("2026-04-01T00:00:00Z")
+
+
+def reading(meter: str, start: str, kwh: float, **extra: object) -> str:
+    return json.dumps(
+        {"meter_id": meter, "reading_start": start, "interval_minutes": 15, "energy_kwh": kwh, **extra}
+    )
+
+
+MESSAGES = [
+    reading("M1", "2026-03-29T00:00:00Z", 0.5, voltage_v=231.0),
+    reading("M1", "2026-03-29T00:15:00Z", 0.6, voltage_v=262.0),  # flagged: voltage_out_of_range
+    reading("M2", "2026-03-29T00:00:00Z", -0.2),  # rejected: negative_energy
+]
+KEY = "M1|2026-03-29T00:15:00Z"
+
+
+def ingest(conn: psycopg.Connection, lake: Lake, batch_id: str, messages: list[str], version: int) -> None:
+    spec = BatchSpec(METER_READINGS, batch_id, "landing", f"{batch_id}.jsonl", date(2026, 3, 29))
+    process_batch(spec, messages, [version] * len(messages), lake, conn, NOW, alert_threshold=0)
+    conn.commit()
+
+
+def ledger(conn: psycopg.Connection, batch_id: str) -> tuple[int, int, int, int]:
+    row = conn.execute(
+        "SELECT records_in, accepted, flagged, quarantined FROM ops.ingest_ledger WHERE batch_id = %s",
+        (batch_id,),
+    ).fetchone()
+    assert row is not None
+    return row
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def flagged(pg: psycopg.Connection, lake: Lake) -> review.ReviewItem:
+    ingest(pg, lake, "b1", MESSAGES, 10)
+    (item,) = review.list_items(pg)
+    assert (item.batch_id, item.record_index, item.record_key) == ("b1", 1, KEY)
+    assert item.reasons == "voltage_out_of_range"
+    assert ledger(pg, "b1") == (3, 2, 1, 1)
+    return item
+
+
+def test_approve_keeps_the_reading_and_its_flags(pg: psycopg.Connection, flagged: review.ReviewItem) -> None:
+    item = review.approve(pg, "b1", 1, by="ana", why="substation tap change, value is real")
+    assert (item.status, item.decided_by, item.decision_note) == (
+        "approved",
+        "ana",
+        "substation tap change, value is real",
+    )
+    assert item.decided_at is not None
+    assert pg.execute(
+        "SELECT quality_flags FROM ops.meter_readings WHERE meter_id = 'M1' AND energy_kwh = 0.6"
+    ).fetchone() == ("voltage_out_of_range",)
+    assert ledger(pg, "b1") == (3, 2, 1, 1)
+    assert review.list_items(pg) == []
+    with pytest.raises(review.ReviewError, match="already approved"):
+        review.reject(pg, "b1", 1, by="bob", why="changed my mind")
+
+
+def test_reject_moves_the_reading_to_quarantine_and_rebalances_the_ledger(
+    pg: psycopg.Connection, flagged: review.ReviewItem
+) -> None:
+    pg.execute(
+        "INSERT INTO ops.anomaly_scores (meter_id, reading_start, score, is_anomaly, model_version) "
+        "VALUES ('M1', '2026-03-29T00:15:00Z', 7.5, true, 'test')"
+    )
+    pg.commit()
+    item = review.reject(pg, "b1", 1, by="ana", why="meter swap, voltage wrong")
+    assert item.status == "rejected"
+    assert pg.execute("SELECT count(*) FROM ops.meter_readings").fetchone() == (1,)
+    assert pg.execute("SELECT count(*) FROM ops.anomaly_scores").fetchone() == (0,)
+    reasons, payload = pg.execute(
+        "SELECT reasons, payload FROM ops.quarantine WHERE batch_id = 'b1' AND record_index = 1"
+    ).fetchone() or ("", "")
+    assert reasons == "review_rejected:meter swap, voltage wrong"
+    stored = json.loads(payload)
+    assert (stored["meter_id"], stored["energy_kwh"], stored["voltage_v"]) == ("M1", 0.6, 262.0)
+    assert (stored["record_version"], stored["quality_flags"]) == (10, "voltage_out_of_range")
+    records_in, accepted, flagged_n, quarantined = ledger(pg, "b1")
+    assert (records_in, accepted, flagged_n, quarantined) == (3, 1, 0, 2)
+    assert records_in == accepted + quarantined
+
+
+def test_replay_does_not_resurrect_a_rejected_reading(
+    pg: psycopg.Connection, lake: Lake, flagged: review.ReviewItem
+) -> None:
+    review.reject(pg, "b1", 1, by="ana", why="wrong")
+    quarantine_before = pg.execute("SELECT * FROM ops.quarantine ORDER BY record_index").fetchall()
+    for _ in range(2):
+        ingest(pg, lake, "b1", MESSAGES, 10)
+    assert pg.execute("SELECT count(*) FROM ops.meter_readings").fetchone() == (1,)
+    assert ledger(pg, "b1") == (3, 1, 0, 2)
+    assert pg.execute("SELECT * FROM ops.quarantine ORDER BY record_index").fetchall() == quarantine_before
+    assert review.get_item(pg, "b1", 1).status == "rejected"
+    # The same reading in another batch (an overlapping replay) stays out too ...
+    ingest(pg, lake, "b2", [MESSAGES[1]], 10)
+    assert ledger(pg, "b2") == (1, 0, 0, 1)
+    # ... but a newer version of the key is new data, judged by the rules again.
+    ingest(pg, lake, "b3", [reading("M1", "2026-03-29T00:15:00Z", 0.61, voltage_v=232.0)], 11)
+    assert ledger(pg, "b3") == (1, 1, 0, 0)
+    assert pg.execute(
+        "SELECT energy_kwh, batch_id FROM ops.meter_readings WHERE meter_id = 'M1' ORDER BY reading_start DESC"
+    ).fetchone() == (0.61, "b3")
+
+
+def test_reject_refuses_a_superseded_version(
+    pg: psycopg.Connection, lake: Lake, flagged: review.ReviewItem
+) -> None:
+    ingest(pg, lake, "b2", [reading("M1", "2026-03-29T00:15:00Z", 0.7, voltage_v=231.0)], 20)
+    with pytest.raises(review.ReviewError, match="replaced by batch b2"):
+        review.reject(pg, "b1", 1, by="ana", why="wrong")
+    assert ledger(pg, "b1") == (3, 2, 1, 1)
+    assert review.get_item(pg, "b1", 1).status == "pending"
+
+
+def test_decisions_need_who_and_why(pg: psycopg.Connection, flagged: review.ReviewItem) -> None:
+    with pytest.raises(review.ReviewError, match="--by"):
+        review.approve(pg, "b1", 1, by="", why="ok")
+    with pytest.raises(review.ReviewError, match="no review item"):
+        review.approve(pg, "b1", 99, by="ana", why="ok")
+
+
+def test_cli_lists_shows_and_decides(
+    pg: psycopg.Connection,
+    pg_resource: PostgresResource,
+    flagged: review.ReviewItem,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    runner = CliRunner()
+    listed = runner.invoke(app, ["review", "list", "--reason", "voltage_out_of_range"])
+    assert listed.exit_code == 0, listed.output
+    assert "voltage_out_of_range" in listed.output and "b1" in listed.output
+    shown = runner.invoke(app, ["review", "show", "b1", "1"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["stored_row"]["voltage_v"] == 262.0
+    rejected = runner.invoke(app, ["review", "reject", "b1", "1", "--by", "ana", "--reason", "bad CT"])
+    assert rejected.exit_code == 0, rejected.output
+    assert rejected.output.startswith("rejected: meter_readings " + KEY)
+    again = runner.invoke(app, ["review", "approve", "b1", "1", "--by", "ana", "--reason", "oops"])
+    assert again.exit_code == 1
+    assert "already rejected" in again.output
+    missing_by = runner.invoke(app, ["review", "approve", "b1", "1", "--reason", "x"])
+    assert missing_by.exit_code == 2
+    decided = runner.invoke(app, ["review", "list", "--status", "rejected"])
+    assert "ana" in decided.output
