@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ class DecodedBatch:
     payloads: list[str]  # the JSON text of every record, by record_index (for quarantine)
     # The position of each record's message in the batch, by record_index: maps a quarantined record
     # back to its Kafka offset for the dead-letter topic.
-    message_index: list[int] = field(default_factory=list)
+    message_index: list[int] = dataclass_field(default_factory=list)
 
     @property
     def records_in(self) -> int:
@@ -83,8 +84,9 @@ def _split_messages(
     return objs, idx, vers, payloads, bad, message_index
 
 
-def _is_number(values: pd.Series) -> pd.Series:
-    return values.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+def _types(values: pd.Series) -> pd.Series:
+    """The Python type of each value: `map(type)` runs at C speed, unlike an isinstance lambda."""
+    return values.map(type, na_action="ignore")
 
 
 def decode(
@@ -108,15 +110,17 @@ def decode(
         present = col.notna()
         if field.required:
             fail(~present, f"malformed:missing_field:{field.name}")
+        kinds = _types(col)
         if field.type == "str":
-            fail(present & ~col.map(lambda v: isinstance(v, str)), f"malformed:bad_type:{field.name}")
+            fail(present & ~kinds.isin([str]), f"malformed:bad_type:{field.name}")
         elif field.type in ("float", "int"):
-            valid = _is_number(col)
+            valid = kinds.isin([int, float])  # bool is its own type, so True is not a number
             if field.type == "int":
-                valid &= col.map(lambda v: float(v).is_integer() if isinstance(v, int | float) else False)
+                whole = pd.to_numeric(col.where(valid), errors="coerce") % 1 == 0
+                valid &= whole
             fail(present & ~valid, f"malformed:bad_type:{field.name}")
         elif field.type == "timestamp":
-            is_str = col.map(lambda v: isinstance(v, str))
+            is_str = kinds.isin([str])
             fail(present & ~is_str, f"malformed:bad_type:{field.name}")
             text = col.where(is_str, "").astype(str)
             fail(

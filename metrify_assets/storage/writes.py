@@ -7,24 +7,33 @@ the same final state.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from psycopg import sql
 
 from metrify_assets.contracts import SourceContract
 
 
 def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
-    """COPY a DataFrame's rows into `table` (NULLs for NA)."""
+    """COPY a DataFrame's rows into `table` as CSV written by Arrow (C++ speed).
+
+    Arrow's CSV matches PostgreSQL's CSV COPY: nulls are unquoted empty fields, strings are quoted
+    (so an empty string stays distinct from NULL), timestamps are ISO 8601 with `Z`.
+    """
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), cols)
-    values = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(sql.Identifier(table), cols)
+    buf = io.BytesIO()
+    pacsv.write_csv(
+        pa.Table.from_pandas(frame, preserve_index=False), buf, pacsv.WriteOptions(include_header=False)
+    )
     with cur.copy(stmt) as copy:
-        for row in values:
-            copy.write_row(row)
+        copy.write(buf.getvalue())
 
 
 def upsert_rows(conn: psycopg.Connection, contract: SourceContract, rows: pd.DataFrame) -> int:
