@@ -1,49 +1,95 @@
-"""`data_quality_report`: what came in, what was accepted, quarantined and flagged, and why."""
+"""`data_quality_report`: what came in, what was accepted, quarantined and flagged, and why.
 
-from __future__ import annotations
+An HTML page (charts inlined) and the GX Data Docs of each source's latest batch, both in the lake:
+`reports/quality/latest.html` (plus a dated copy) and `reports/data_docs/index.html`.
+No `from __future__ import annotations`: dagster must resolve the `context` annotation.
+"""
 
 import base64
 import html
+import tempfile
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
+from metrify_assets.env import resolve_settings
 from metrify_assets.metadata import markdown_table, png_markdown
-from metrify_assets.reporting.charts import bar_chart_png
+from metrify_assets.quality import data_docs
+from metrify_assets.reporting import queries
+from metrify_assets.reporting.charts import bar_chart_png, heatmap_png, score_over_time_png
 from metrify_assets.resources import LakeResource, PostgresResource
-from metrify_assets.storage.frames import read_frame
 from metrify_assets.storage.migrate import migrate
 
 OWNERS = ["team:data-quality"]
 REPORT_KEY = "reports/quality/latest.html"
+HEATMAP_METERS = 30  # the meters with the lowest mean completeness; 200 rows would be unreadable
 
 
 def reason_counts(reasons: pd.Series) -> pd.Series:
-    """Count reason codes in comma-joined reason strings (malformed details folded into their code)."""
+    """Count reason codes in comma-joined reason strings (details after `:` folded into their code)."""
     codes = reasons.str.split(",").explode().str.strip()
-    codes = codes.str.replace(r"^malformed:.*$", "malformed", regex=True)
+    codes = codes.str.replace(r"^(malformed|review_rejected):.*$", r"\1", regex=True)
     return codes[codes != ""].value_counts()
 
 
-def render_report(ledger: pd.DataFrame, reasons: pd.Series, anomalies: int, chart_png: bytes) -> str:
+def completeness_matrix(meter_days: pd.DataFrame, meters: int = HEATMAP_METERS) -> pd.DataFrame:
+    """Meters x local dates of completeness, the least complete meters first (missing day = 0)."""
+    matrix = meter_days.pivot_table(
+        index="meter_id", columns="local_date", values="completeness", aggfunc="max"
+    ).fillna(0.0)
+    order = matrix.mean(axis=1).sort_values(kind="stable").index[:meters]
+    return matrix.loc[order]
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def render_report(data: queries.ReportData, charts: dict[str, bytes], docs: dict[str, bool]) -> str:
     """A self-contained HTML page (charts inlined), readable without any server."""
+    ledger = data.ledger
     totals = ledger.groupby("source")[["records_in", "accepted", "flagged", "quarantined"]].sum()
     totals["quality_score"] = ledger.groupby("source")["quality_score"].mean().round(1)
-    reason_table = reasons.rename("records").to_frame().to_html(classes="t")
-    img = base64.b64encode(chart_png).decode()
+    rejects = reason_counts(data.rejects).rename("records").to_frame().to_html(classes="t")
+    flags = reason_counts(data.flags).rename("records").to_frame().to_html(classes="t")
+    suites = "".join(
+        f"<li>{html.escape(n)}: {'passed' if ok else '<b>failed</b>'}</li>" for n, ok in docs.items()
+    )
+    review = ", ".join(f"{n} {s}" for s, n in sorted(data.review_status.items())) or "empty"
     generated = datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Metrify data-quality report</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}}
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:64rem}}
 table.t{{border-collapse:collapse}} .t td,.t th{{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}}
 </style></head><body>
-<h1>Metrify data-quality report</h1><p>Generated {html.escape(generated)}; {len(ledger)} batches.</p>
+<h1>Metrify data-quality report</h1><p>Generated {html.escape(generated)}; {len(ledger)} batches,
+{data.alerts} quality alerts; review queue: {html.escape(review)}.</p>
+<h2>Quality score over time</h2>{_img(charts["score"], "quality score per batch")}
 <h2>Records by source</h2>{totals.to_html(classes="t")}
 <p>Input = accepted + quarantined holds for every batch (enforced by the ledger). Flagged records are
-accepted and wait in the review queue. Anomalies scored: {anomalies}.</p>
-<h2>Quarantine and review reasons</h2><img alt="reasons" src="data:image/png;base64,{img}">
-{reason_table}
+accepted and wait in the review queue. Anomalies scored: {data.anomalies}.</p>
+<h2>Rejects by reason</h2>{_img(charts["rejects"], "rejects by reason")}{rejects}
+<h2>Flags for review by reason</h2>{flags}
+<h2>Completeness per meter-day</h2>
+<p>The {HEATMAP_METERS} least complete meters; intervals received / intervals in the local day.</p>
+{_img(charts["completeness"], "completeness per meter-day")}
+<h2>Top offending meters</h2>{_img(charts["offenders"], "top offending meters")}
+{data.offenders.to_html(classes="t", index=False)}
+<h2>GX Data Docs</h2><p><a href="../data_docs/index.html">Data Docs</a> of each source's latest batch:</p>
+<ul>{suites}</ul>
 </body></html>"""
+
+
+def build_charts(data: queries.ReportData, threshold: float) -> dict[str, bytes]:
+    offenders = data.offenders.set_index("meter_id")["total"]
+    return {
+        "score": score_over_time_png(data.ledger, threshold),
+        "rejects": bar_chart_png(reason_counts(data.rejects), "Rejected records by reason", "records"),
+        "completeness": heatmap_png(completeness_matrix(data.meter_days), "Completeness per meter-day"),
+        "offenders": bar_chart_png(offenders, "Meters by records rejected or flagged", "records"),
+    }
 
 
 @dg.asset(
@@ -56,44 +102,50 @@ accepted and wait in the review queue. Anomalies scored: {anomalies}.</p>
     group_name="reporting",
     kinds={"html", "s3"},
     owners=OWNERS,
-    description="Data-quality report for reviewers: batches, acceptance, quarantine and review reasons, "
-    "with charts; an HTML page in the lake under reports/quality/.",
-    metadata={"lake_key": REPORT_KEY},
+    description="Data-quality report for reviewers: score over time, rejects by reason, completeness per "
+    "meter-day, top offending meters; and GX Data Docs of each source's latest batch. HTML in the lake "
+    "under reports/quality/ and reports/data_docs/.",
+    metadata={"lake_key": REPORT_KEY, "data_docs_key": f"{data_docs.DATA_DOCS_PREFIX}/index.html"},
 )
-def data_quality_report(postgres: PostgresResource, lake: LakeResource) -> dg.MaterializeResult:
+def data_quality_report(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, lake: LakeResource
+) -> dg.MaterializeResult:
     with postgres.connect() as conn:
         migrate(conn)
-        ledger = read_frame(
-            conn,
-            "SELECT * FROM ops.ingest_ledger",
-        )
-        quarantine = read_frame(
-            conn,
-            "SELECT reasons FROM ops.quarantine",
-        )
-        review = read_frame(
-            conn,
-            "SELECT reasons FROM ops.review_queue",
-        )
-        anomalies = int(
-            read_frame(conn, "SELECT count(*) AS n FROM ops.anomaly_scores WHERE is_anomaly")["n"][0]
-        )
-    reasons = reason_counts(pd.concat([quarantine["reasons"], review["reasons"]], ignore_index=True))
-    chart = bar_chart_png(reasons, "Records by reason (quarantined or flagged)", "records")
-    page = render_report(ledger, reasons, anomalies, chart)
+        data = queries.load(conn)
+        latest = queries.latest_batches(conn)
     store = lake.get_lake()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="metrify-data-docs-") as site:
+        docs = data_docs.build_site(latest, Path(site))
+        docs_keys = data_docs.publish(store, Path(site))
+    docs_seconds = time.perf_counter() - started
+    context.log.info(f"Data Docs: {len(docs_keys)} files in {docs_seconds:.1f} s")
+    charts = build_charts(data, resolve_settings().quality_alert_threshold)
+    page = render_report(data, charts, docs).encode()
     day = datetime.now(tz=UTC).date().isoformat()
-    store.put(f"reports/quality/dt={day}/index.html", page.encode(), content_type="text/html")
-    uri = store.put(REPORT_KEY, page.encode(), content_type="text/html")
+    store.put(f"reports/quality/dt={day}/index.html", page, content_type="text/html")
+    uri = store.put(REPORT_KEY, page, content_type="text/html")
+    ledger = data.ledger
     return dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.path(uri),
+            "data_docs": dg.MetadataValue.path(store.uri(f"{data_docs.DATA_DOCS_PREFIX}/index.html")),
+            "data_docs_seconds": dg.MetadataValue.float(round(docs_seconds, 2)),
+            "suites_passed": dg.MetadataValue.json(docs),
             "batches": dg.MetadataValue.int(len(ledger)),
             "records_in": dg.MetadataValue.int(int(ledger["records_in"].sum())),
             "quarantined": dg.MetadataValue.int(int(ledger["quarantined"].sum())),
             "flagged": dg.MetadataValue.int(int(ledger["flagged"].sum())),
-            "reasons": dg.MetadataValue.md(markdown_table(reasons.rename("records").reset_index())),
-            "chart": dg.MetadataValue.md(png_markdown(chart, "records by reason")),
+            "quality_alerts": dg.MetadataValue.int(data.alerts),
+            "min_quality_score": dg.MetadataValue.float(float(ledger["quality_score"].min()))
+            if len(ledger)
+            else dg.MetadataValue.float(0.0),
+            "rejects": dg.MetadataValue.md(
+                markdown_table(reason_counts(data.rejects).rename("records").reset_index())
+            ),
+            "top_offending_meters": dg.MetadataValue.md(markdown_table(data.offenders)),
+            "chart": dg.MetadataValue.md(png_markdown(charts["score"], "quality score per batch")),
         }
     )
 

@@ -20,8 +20,50 @@ def bar_chart_png(series: pd.Series, title: str, xlabel: str) -> bytes:
     ax.set_xlabel(xlabel)
     for y, v in enumerate(data.to_numpy()):
         ax.text(v, y, f" {v:,.0f}", va="center", fontsize=8)
+    return _png(fig)
+
+
+def _png(fig: plt.Figure) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
+
+
+def score_over_time_png(ledger: pd.DataFrame, threshold: float) -> bytes:
+    """Quality score of each batch by processing time, one line per source, with the alert threshold."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for source, batches in ledger.sort_values("processed_at").groupby("source"):
+        ax.plot(
+            batches["processed_at"], batches["quality_score"], marker="o", markersize=3, label=str(source)
+        )
+    ax.axhline(
+        threshold, color="#c0392b", linestyle="--", linewidth=1, label=f"alert threshold {threshold:g}"
+    )
+    ax.set_title("Quality score per batch")
+    ax.set_ylabel("score (0-100)")
+    lowest = ledger["quality_score"].min()
+    ax.set_ylim((threshold if pd.isna(lowest) else min(float(lowest), threshold)) - 5, 101)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def heatmap_png(matrix: pd.DataFrame, title: str) -> bytes:
+    """A 0..1 heat map (rows: index labels, columns: column labels), red low, green high."""
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 0.6 * matrix.shape[1] + 2.5), max(2.5, 0.22 * len(matrix) + 1.2))
+    )
+    if matrix.empty:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title)
+        return _png(fig)
+    image = ax.imshow(matrix.to_numpy(dtype="float64"), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(
+        range(matrix.shape[1]), [str(c) for c in matrix.columns], rotation=45, ha="right", fontsize=7
+    )
+    ax.set_yticks(range(len(matrix)), [str(i) for i in matrix.index], fontsize=7)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    return _png(fig)

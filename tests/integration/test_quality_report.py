@@ -1,0 +1,121 @@
+"""The data-quality report and GX Data Docs land in the lake, on a local directory and on S3 over HTTP."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import psycopg
+import pytest
+
+from metrify_assets.contracts import METER_READINGS, WEATHER_OBSERVATIONS
+from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.quality import review
+from metrify_assets.reporting.assets import (
+    REPORT_KEY,
+    completeness_matrix,
+    data_quality_report,
+    reason_counts,
+)
+from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.resources.lake import Lake
+
+pytestmark = [pytest.mark.postgres, pytest.mark.s3]
+NOW = pd.Timestamp("2026-04-01T00:00:00Z")
+
+
+def reading(meter: str, minute: int, kwh: float, **extra: object) -> str:
+    start = pd.Timestamp("2026-03-30T00:00:00Z") + pd.Timedelta(minutes=minute)
+    return json.dumps(
+        {
+            "meter_id": meter,
+            "reading_start": start.isoformat(),
+            "interval_minutes": 15,
+            "energy_kwh": kwh,
+            **extra,
+        }
+    )
+
+
+def seed(conn: psycopg.Connection, lake: Lake) -> None:
+    """Two meter batches (M2 the worst: rejects and a flag, one of them rejected by review) and weather."""
+    first = [reading("M1", 15 * i, 0.5) for i in range(8)] + [
+        reading("M2", 0, -1.0),  # negative_energy
+        reading("M2", 15, 0.4, voltage_v=270.0),  # flagged, then rejected by a reviewer
+        reading("M2", 30, 0.4),
+    ]
+    second = [reading("M3", 0, 0.2), reading("M2", 45, 0.3, interval_minutes=7)]  # interval_invalid
+    for batch_id, messages in (("m1", first), ("m2", second)):
+        spec = BatchSpec(METER_READINGS, batch_id, "landing", f"{batch_id}.jsonl", date(2026, 3, 30))
+        process_batch(
+            spec, messages, [1] * len(messages), lake, conn, NOW, received_at=NOW, alert_threshold=95
+        )
+    weather = json.dumps(
+        {"station_id": "W1", "observed_at": "2026-03-30T00:00:00Z", "temperature_c": 9.5, "humidity_pct": 80,
+         "pressure_hpa": 1012, "wind_speed_ms": 3.2, "precipitation_mm": 0}
+    )  # fmt: skip
+    spec = BatchSpec(WEATHER_OBSERVATIONS, "w1", "landing", "w1.jsonl", date(2026, 3, 30))
+    process_batch(spec, [weather], [1], lake, conn, NOW, received_at=NOW, alert_threshold=95)
+    conn.commit()
+    review.reject(conn, "m1", 9, by="ana", why="bad CT")
+
+
+def test_reason_counts_fold_details_into_codes() -> None:
+    counts = reason_counts(
+        pd.Series(["negative_energy,spike", "malformed:invalid_json at 3", "review_rejected:x"])
+    )
+    assert counts.to_dict() == {"negative_energy": 1, "spike": 1, "malformed": 1, "review_rejected": 1}
+
+
+def test_completeness_matrix_puts_the_least_complete_meters_first() -> None:
+    days = pd.DataFrame(
+        {"meter_id": ["A", "B", "B"], "local_date": ["d1", "d1", "d2"], "completeness": [1.0, 0.5, 0.9]}
+    )
+    matrix = completeness_matrix(days, meters=2)
+    assert list(matrix.index) == ["A", "B"]  # A misses d2 (0.0): mean 0.5 < B's 0.7
+    assert matrix.loc["A", "d2"] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_report_and_data_docs_land_in_the_lake(
+    kind: str, tmp_path: Path, pg: psycopg.Connection, pg_resource: PostgresResource, s3_endpoint: str
+) -> None:
+    url = "s3://metrify-lake/report-test" if kind == "s3" else str(tmp_path / "lake")
+    lake = Lake(url)
+    seed(pg, lake)
+    result = dg.materialize(
+        [data_quality_report], resources={"postgres": pg_resource, "lake": LakeResource(url=url)}
+    )
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("data_quality_report")
+    meta = materialization.metadata
+    assert meta["batches"].value == 3
+    assert meta["quarantined"].value == 3  # negative_energy, review_rejected, interval_invalid
+    assert meta["quality_alerts"].value >= 1
+    assert str(meta["chart"].value).startswith("![quality score per batch](data:image/png;base64,")
+    assert "| M2 | 3 | 1 | 4 |" in str(meta["top_offending_meters"].value)
+    assert meta["suites_passed"].value == {
+        "validated_meter_readings": True,
+        "validated_weather_observations": True,
+    }
+
+    page = lake.get(REPORT_KEY).decode()
+    for heading in (
+        "Quality score over time",
+        "Rejects by reason",
+        "Completeness per meter-day",
+        "Top offending meters",
+        'href="../data_docs/index.html"',
+    ):
+        assert heading in page
+    assert page.count("data:image/png;base64,") == 4
+    assert "review_rejected" in page
+    docs = lake.list("reports/data_docs/")
+    assert "reports/data_docs/index.html" in docs
+    assert "reports/data_docs/expectations/validated_meter_readings.html" in docs
+    validations = [k for k in docs if k.startswith("reports/data_docs/validations/validated_meter_readings/")]
+    assert len(validations) == 1
+    assert b"validated_weather_observations" in lake.get("reports/data_docs/index.html")
