@@ -34,7 +34,10 @@ lint: env  ## ruff (lint + format check)
 typecheck: env  ## mypy on the package
 	$(RUN) mypy
 
-test: lint typecheck dbt-parse  ## Lint, types and the whole test suite (real services)
+kafka-jars: env  ## Fetch Apache Kafka's jars (Maven Central) into .cache/kafka for the Kafka tests and `metrify kafka broker`
+	$(RUN) python -c 'from metrify_assets.kafka.broker import ensure_jars; ensure_jars()'
+
+test: lint typecheck dbt-parse kafka-jars  ## Lint, types and the whole test suite (real services)
 	$(RUN) pytest
 
 dev: env dbt-parse  ## The Dagster UI on http://127.0.0.1:3000 with this project's instance

@@ -6,12 +6,16 @@ In CI (`CI=true`) a service that cannot start fails the test; elsewhere it skips
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from metrify_assets.contracts import CONTRACTS
+from metrify_assets.kafka.broker import KafkaBroker
+from metrify_assets.kafka.resource import KafkaResource
 from metrify_assets.resources import PostgresResource
 from metrify_assets.storage.migrate import migrate
 
@@ -76,6 +80,30 @@ def s3_endpoint() -> Iterator[str]:
         boto3.client("s3").create_bucket(Bucket="metrify-lake")
         yield endpoint
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """A real single-node Apache Kafka (KRaft) for the whole session, as `metrify kafka broker` runs it."""
+    broker = KafkaBroker()
+    try:
+        broker.start()
+    except Exception as err:  # noqa: BLE001 - any start failure is reported the same way
+        service_unavailable("kafka", err)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def kafka_resource(kafka_broker: KafkaBroker, request: pytest.FixtureRequest) -> KafkaResource:
+    """A resource on the session broker with topics of this test's own (no state shared between tests)."""
+    prefix = f"t{zlib.crc32(request.node.nodeid.encode())}"
+    return KafkaResource(
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        group_id=f"{prefix}-ingest",
+        topics={s: f"{prefix}.{c.topic}" for s, c in CONTRACTS.items()},
+        timeout_ms=5000,
+    )
 
 
 @pytest.fixture

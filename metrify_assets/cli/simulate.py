@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -11,9 +12,27 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from metrify_assets.env import resolve_settings
+from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.kafka.produce import produce
+from metrify_assets.resources.build import kafka_resource
 from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
 from metrify_assets.simulation.generate import STAGES
+
+
+def _to_kafka(console: Console, settings: Settings, messages: dict[str, list[str]]) -> None:
+    """Produce the messages to the source topics (created with 3 partitions when missing)."""
+    if not settings.uses_kafka:
+        raise typer.BadParameter(
+            "--to kafka needs KAFKA_BOOTSTRAP_SERVERS (e.g. from `metrify kafka broker`)"
+        )
+    kafka = kafka_resource(settings)
+    kafka.ensure_topics()
+    began = time.monotonic()
+    sent = produce(kafka, messages)
+    took = time.monotonic() - began
+    console.print(
+        f"produced {sum(sent.values()):,} messages in {took:.1f} s to {kafka.bootstrap_servers}: {sent}"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +50,9 @@ def register(app: typer.Typer) -> None:
         landing_dir: Annotated[
             Path | None, typer.Option(help="Landing directory (default: METRIFY_LANDING_DIR, HOME/landing).")
         ] = None,
+        to: Annotated[
+            str, typer.Option(help="'landing' (files) or 'kafka' (the topics at KAFKA_BOOTSTRAP_SERVERS).")
+        ] = "landing",
         labels: Annotated[
             Path | None,
             typer.Option(help="Fault labels as JSON Lines (default: HOME/simulation/labels.jsonl)."),
@@ -51,6 +73,11 @@ def register(app: typer.Typer) -> None:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("simulating", total=len(STAGES))
             sim = simulate(config, on_stage=lambda stage: progress.update(task, advance=1, description=stage))
+        if to not in ("landing", "kafka"):
+            raise typer.BadParameter(f"--to must be 'landing' or 'kafka', not {to!r}")
+        if to == "kafka":
+            _to_kafka(console, settings, sim.messages)
+            return
         summary = write_simulation(sim, landing, labels_path)
 
         table = Table(title=f"Simulated {meters} meters x {days} days from {config.start} (seed {seed})")

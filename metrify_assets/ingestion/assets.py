@@ -16,6 +16,9 @@ from pydantic import Field
 from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.ingestion.batch import BatchResult, BatchSpec, SuiteFailedError, process_batch
 from metrify_assets.ingestion.landing import LandedFile
+from metrify_assets.kafka.batches import KafkaBatch, commit_range, dead_letter, read_batch
+from metrify_assets.kafka.ranges import OffsetRange
+from metrify_assets.kafka.resource import KafkaResource
 from metrify_assets.quality.checks import rule_counts_metadata, suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.storage.migrate import migrate
@@ -29,6 +32,10 @@ class IngestBatchConfig(dg.Config):
     landing_file: str = Field(
         default="", description="Path of the landing file (<landing>/<source>/<seq>-<digest>.jsonl)."
     )
+    topic: str = Field(default="", description="Kafka topic of the offset range (instead of a file).")
+    partition: int = Field(default=0, description="Kafka partition of the range.")
+    start: int = Field(default=0, description="First offset of the range.")
+    end: int = Field(default=0, description="Offset after the range's last (committed when done).")
 
 
 def raw_key(source: str) -> dg.AssetKey:
@@ -49,6 +56,28 @@ def landing_spec(contract: SourceContract, landed: LandedFile) -> BatchSpec:
         origin_ref=landed.path.name,
         dt=landed_at.date(),
     )
+
+
+def _load(
+    contract: SourceContract, config: IngestBatchConfig, kafka: KafkaResource
+) -> tuple[BatchSpec, list[str] | list[bytes], list[int], pd.Timestamp, KafkaBatch | None]:
+    """The run's batch: spec, messages, their versions, arrival time (and the Kafka batch, if any)."""
+    if config.topic:
+        rng = OffsetRange(config.topic, config.partition, config.start, config.end)
+        batch = read_batch(kafka, contract, rng)
+        return batch.spec, batch.messages, batch.offsets, batch.received_at, batch
+    if not config.landing_file:
+        raise dg.Failure(
+            f"No batch given. Runs of ingest_{contract.source} are requested by the landing or Kafka "
+            "sensor with `landing_file` or `topic`/`partition`/`start`/`end` set; to ingest by hand, "
+            "use `metrify ingest` and let the sensor pick it up."
+        )
+    landed = LandedFile.from_path(Path(config.landing_file))
+    if not landed.path.is_file():
+        raise dg.Failure(f"Landing file not found: {landed.path}")
+    messages = landed.path.read_text().splitlines()
+    received_at = pd.Timestamp(landed.seq, unit="us", tz="UTC")
+    return landing_spec(contract, landed), messages, [landed.seq] * len(messages), received_at, None
 
 
 def _batch_metadata(result: BatchResult) -> dict[str, dg.MetadataValue]:
@@ -116,33 +145,28 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
         config: IngestBatchConfig,
         postgres: PostgresResource,
         lake: LakeResource,
+        kafka: KafkaResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        if not config.landing_file:
-            raise dg.Failure(
-                f"No batch given. Runs of ingest_{source} are requested by the landing sensor with "
-                "`landing_file` set; to ingest by hand, use `metrify ingest` and let the sensor pick it up."
-            )
-        landed = LandedFile.from_path(Path(config.landing_file))
-        if not landed.path.is_file():
-            raise dg.Failure(f"Landing file not found: {landed.path}")
-        messages = landed.path.read_text().splitlines()
-        spec = landing_spec(contract, landed)
+        spec, messages, versions, received_at, kafka_batch = _load(contract, config, kafka)
         with postgres.connect() as conn:
             migrate(conn)
             try:
                 result = process_batch(
                     spec,
                     messages,
-                    [landed.seq] * len(messages),
+                    versions,
                     lake.get_lake(),
                     conn,
                     now=pd.Timestamp.now(tz="UTC"),
-                    received_at=pd.Timestamp(landed.seq, unit="us", tz="UTC"),
+                    received_at=received_at,
                     run_id=context.run.run_id,
                 )
             except SuiteFailedError as err:
                 yield suite_check_result(err.result, asset_key=validated.to_user_string())
                 raise dg.Failure(str(err)) from err
+        if kafka_batch is not None:  # only after the DB transaction committed: see ingestion.batch
+            dead_letter(kafka, kafka_batch, result)
+            commit_range(kafka, kafka_batch.range)
         context.log.info(
             f"{spec.batch_id}: {result.ledger.records_in} in, {result.ledger.accepted} accepted "
             f"({result.ledger.flagged} flagged), {result.ledger.quarantined} quarantined"

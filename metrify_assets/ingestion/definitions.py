@@ -1,4 +1,4 @@
-"""Ingestion's definitions: per source an ingest asset, its job (one batch per run) and a sensor."""
+"""Ingestion's definitions: per source an ingest asset, its job (one batch per run), a landing and a Kafka sensor."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dagster as dg
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.assets import INGEST_ASSETS
 from metrify_assets.ingestion.sensors import build_landing_sensor
+from metrify_assets.kafka.sensor import build_kafka_sensor
 
 # Failed batch runs are retried with backoff (needs `run_retries.enabled` in dagster.yaml); the
 # sensors re-request any batch whose runs all failed, so a failure never leaves a hole.
@@ -29,5 +30,6 @@ INGEST_JOBS = {
 defs = dg.Definitions(
     assets=list(INGEST_ASSETS.values()),
     jobs=list(INGEST_JOBS.values()),
-    sensors=[build_landing_sensor(CONTRACTS[s], INGEST_JOBS[s]) for s in CONTRACTS],
+    sensors=[build_landing_sensor(CONTRACTS[s], INGEST_JOBS[s]) for s in CONTRACTS]
+    + [build_kafka_sensor(CONTRACTS[s], INGEST_JOBS[s]) for s in CONTRACTS],
 )

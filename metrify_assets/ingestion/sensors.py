@@ -57,7 +57,7 @@ def plan_landing_runs(
     return planned, new_cursor
 
 
-def _failed_batches(instance: dg.DagsterInstance, batch_ids: Iterable[str]) -> dict[str, int]:
+def failed_batches(instance: dg.DagsterInstance, batch_ids: Iterable[str]) -> dict[str, int]:
     """Batch ids whose every run has ended without success, with the number of runs they had."""
     out: dict[str, int] = {}
     for batch_id in batch_ids:
@@ -87,7 +87,7 @@ def build_landing_sensor(
             migrate(conn)
             done = ledger_batch_ids(conn, source)
         stale = [f.batch_id for f in files if f.seq <= cursor and f.batch_id not in done]
-        planned, new_cursor = plan_landing_runs(files, cursor, done, _failed_batches(context.instance, stale))
+        planned, new_cursor = plan_landing_runs(files, cursor, done, failed_batches(context.instance, stale))
         if not planned:
             return dg.SkipReason(f"No new {source} files in {landing.path / source} ({len(files)} seen).")
         return dg.SensorResult(

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from metrify_assets.env import Settings
+from metrify_assets.kafka.resource import KafkaResource
 from metrify_assets.resources.lake import LakeResource
 from metrify_assets.resources.landing import LandingResource
 from metrify_assets.resources.postgres import PostgresResource
@@ -15,6 +16,24 @@ from metrify_assets.resources.postgres import PostgresResource
 def postgres_resource(settings: Settings) -> PostgresResource:
     """A directly usable resource (the CLI's): the URL's value, not an `EnvVar` reference."""
     return PostgresResource(url=settings.postgres_url, data_dir=str(settings.pg_data_dir))
+
+
+def kafka_resource(settings: Settings, secrets_as_env: bool = False) -> KafkaResource:
+    """Kafka as configured (empty bootstrap servers when not: its sensors then skip)."""
+    password: str | dg.EnvVar | None = None
+    if settings.kafka_sasl_password_set:
+        password = dg.EnvVar("KAFKA_SASL_PASSWORD")
+        if not secrets_as_env:
+            password = password.get_value()
+    return KafkaResource(
+        bootstrap_servers=settings.kafka_bootstrap_servers or "",
+        group_id=settings.kafka_group_id,
+        security_protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        sasl_username=settings.kafka_sasl_username,
+        sasl_password=password,
+        ssl_cafile=settings.kafka_ssl_cafile,
+    )
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -26,6 +45,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     )
     return {
         "postgres": postgres,
+        "kafka": kafka_resource(settings, secrets_as_env=True),
         "lake": LakeResource(url=settings.lake_url),
         "landing": LandingResource(directory=str(settings.landing_dir)),
     }

@@ -1,0 +1,1 @@
+"""Kafka: a real local broker, the Kafka resource, offset-range planning, the range reader and the producer."""

@@ -1,0 +1,116 @@
+"""The Kafka resource: where the brokers are, how to authenticate, which topics and consumer group.
+
+Clients are created per use (a sensor tick, a run) and closed after it: kafka-python clients hold
+sockets and threads that must not outlive the tick or the run. Values are never deserialized here:
+the decoder in `ingestion.decode` turns bytes into records, so undecodable messages reach quarantine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import TopicAlreadyExistsError
+from pydantic import Field
+
+from metrify_assets.contracts import CONTRACTS
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """Kafka brokers. `bootstrap_servers` empty means: Kafka is not configured (landing files only)."""
+
+    bootstrap_servers: str = ""
+    group_id: str = "metrify-ingest"
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    topics: dict[str, str] = Field(
+        default_factory=dict, description="source -> topic (default: the contract's)"
+    )
+    timeout_ms: int = 10_000  # bootstrap and request timeout: keeps a sensor tick far below 60 s
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.bootstrap_servers)
+
+    def topic(self, source: str) -> str:
+        return self.topics.get(source) or CONTRACTS[source].topic
+
+    def client_config(self) -> dict[str, Any]:
+        """Connection and security settings shared by consumers, producers and the admin client."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.timeout_ms,
+            "bootstrap_timeout_ms": self.timeout_ms,
+        }
+        if self.sasl_mechanism:
+            config.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        if self.ssl_cafile:
+            config["ssl_cafile"] = self.ssl_cafile
+        return config
+
+    @contextmanager
+    def consumer(self) -> Iterator[KafkaConsumer]:
+        """A consumer in the ingest group that never auto-commits: offsets are committed after the DB."""
+        consumer = KafkaConsumer(
+            **self.client_config(),
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=5000,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+        try:
+            yield consumer
+        finally:
+            consumer.close(autocommit=False)
+
+    @contextmanager
+    def producer(self) -> Iterator[KafkaProducer]:
+        """Idempotent, batched, compressed: retries never duplicate and per-key order holds."""
+        producer = KafkaProducer(
+            **self.client_config(),
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=20,
+            batch_size=256 * 1024,
+            compression_type="gzip",
+        )
+        try:
+            yield producer
+            producer.flush()
+        finally:
+            producer.close()
+
+    def ensure_topics(self, partitions: int = 3) -> None:
+        """Create each source topic and its dead-letter topic when missing (existing ones are kept)."""
+        admin = KafkaAdminClient(**self.client_config())
+        try:
+            for source in CONTRACTS:
+                for name in (self.topic(source), dlq_topic(self.topic(source))):
+                    if name in admin.list_topics():
+                        continue
+                    try:
+                        admin.create_topics(
+                            {name: {"num_partitions": partitions, "replication_factor": -1}},
+                            wait_for_metadata=True,
+                        )
+                    except TopicAlreadyExistsError:
+                        continue  # created concurrently by another process: what we wanted
+        finally:
+            admin.close()
