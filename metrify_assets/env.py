@@ -10,7 +10,9 @@ HOME/pg), METRIFY_LAKE_URL (a directory or s3://bucket/prefix; default HOME/lake
 landing directory instead of Kafka) with KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
 KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD (a secret: passed on as `dg.EnvVar`), KAFKA_SSL_CAFILE and
 METRIFY_KAFKA_GROUP_ID, METRIFY_DBT_TARGET (postgres or snowflake), METRIFY_QUALITY_ALERT_THRESHOLD
-(quality score below which a batch raises an alert, default 95).
+(quality score below which a batch raises an alert, default 95), and for the snowflake target
+METRIFY_SNOWFLAKE_ACCOUNT, _USER, _PASSWORD (a secret), _DATABASE, _WAREHOUSE, _ROLE, _HOST, _PORT,
+_PROTOCOL.
 """
 
 from __future__ import annotations
@@ -19,6 +21,22 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SnowflakeSettings:
+    """Where the `snowflake` dbt target and the warehouse load connect (profiles.yml reads the same
+    variables). Host, port and protocol default to Snowflake's own endpoint for the account."""
+
+    account: str = "metrify"
+    user: str = "metrify"
+    database: str = "METRIFY"
+    warehouse: str = "COMPUTE_WH"
+    role: str = "SYSADMIN"
+    host: str | None = None
+    port: int = 443
+    protocol: str = "https"
+    password_set: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,7 @@ class Settings:
     kafka_ssl_cafile: str | None = None
     kafka_group_id: str = "metrify-ingest"
     quality_alert_threshold: float = 95.0  # a batch scoring below this raises a quality alert
+    snowflake: SnowflakeSettings = SnowflakeSettings()
 
     @property
     def pg_data_dir(self) -> Path:
@@ -75,4 +94,21 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
         kafka_group_id=env.get("METRIFY_KAFKA_GROUP_ID") or "metrify-ingest",
         quality_alert_threshold=float(env.get("METRIFY_QUALITY_ALERT_THRESHOLD") or 95.0),
+        snowflake=resolve_snowflake(env),
+    )
+
+
+def resolve_snowflake(env: Mapping[str, str]) -> SnowflakeSettings:
+    """The METRIFY_SNOWFLAKE_* variables, with profiles.yml's defaults."""
+    default = SnowflakeSettings()
+    return SnowflakeSettings(
+        account=env.get("METRIFY_SNOWFLAKE_ACCOUNT") or default.account,
+        user=env.get("METRIFY_SNOWFLAKE_USER") or default.user,
+        database=env.get("METRIFY_SNOWFLAKE_DATABASE") or default.database,
+        warehouse=env.get("METRIFY_SNOWFLAKE_WAREHOUSE") or default.warehouse,
+        role=env.get("METRIFY_SNOWFLAKE_ROLE") or default.role,
+        host=env.get("METRIFY_SNOWFLAKE_HOST") or None,
+        port=int(env.get("METRIFY_SNOWFLAKE_PORT") or default.port),
+        protocol=env.get("METRIFY_SNOWFLAKE_PROTOCOL") or default.protocol,
+        password_set=bool(env.get("METRIFY_SNOWFLAKE_PASSWORD")),
     )

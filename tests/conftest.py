@@ -9,6 +9,7 @@ import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -109,3 +110,22 @@ def kafka_resource(kafka_broker: KafkaBroker, request: pytest.FixtureRequest) ->
 @pytest.fixture
 def fixtures_dir() -> Path:
     return Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def snowflake_server() -> Iterator[dict[str, Any]]:
+    """fakesnow's server mode on a free loopback port (a thread), reached over HTTP like Snowflake.
+
+    Yields the Snowflake connector's connection arguments (host, port, protocol, account, user).
+    """
+    try:
+        import fakesnow
+
+        server = fakesnow.server(host="127.0.0.1")
+        kwargs = server.__enter__()
+    except Exception as err:  # noqa: BLE001 - any start failure is reported the same way
+        service_unavailable("snowflake (fakesnow server)", err)
+    try:
+        yield kwargs
+    finally:
+        server.__exit__(None, None, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import psycopg
 import typer
@@ -20,6 +20,7 @@ from metrify_assets.reporting.assets import REPORT_KEY
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
+from metrify_assets.warehouse.assets import partition_range_tags
 
 
 @dataclass
@@ -128,9 +129,15 @@ def register(app: typer.Typer) -> None:
             task = progress.add_task("ingesting batches", total=len(landed.files))
             ingest_files(definitions, instance, landed.files, on_batch=lambda _: progress.advance(task))
             step = progress.add_task("materialising the graph", total=2)
+            # The marts are partitioned by local day: one run covers the simulated days (+/- a day
+            # for meters whose local date differs from the UTC one).
+            days_run = partition_range_tags(
+                config.start - timedelta(days=1), config.start + timedelta(days=days)
+            )
             for job in ("refresh_job", "daily_job"):
                 progress.update(step, description=f"materialising: {job}")
-                execute_job(definitions, job, instance, tags={"metrify/trigger": "demo"})
+                tags = {"metrify/trigger": "demo", **(days_run if job == "refresh_job" else {})}
+                execute_job(definitions, job, instance, tags=tags)
                 progress.advance(step)
         with postgres_resource(settings).connect() as conn:
             summary = summarise(

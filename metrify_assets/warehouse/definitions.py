@@ -1,4 +1,5 @@
-"""The warehouse's Dagster definitions: the dbt assets and the `dbt` resource.
+"""The warehouse's Dagster definitions: the dbt assets, the `dbt` resource and, on the snowflake
+target, the `warehouse_load` asset with its `snowflake` resource.
 
 `defs` is built on first access (module `__getattr__`), not at import: building it reads the
 settings (dbt target) and may run `dbt parse`. The `postgres` resource comes from the root
@@ -11,17 +12,27 @@ from functools import cache
 
 import dagster as dg
 
+from metrify_assets.env import resolve_settings
 from metrify_assets.warehouse.assets import build_warehouse_assets
 from metrify_assets.warehouse.project import dbt_cli_resource, dbt_project, ensure_manifest
+from metrify_assets.warehouse.snowflake import WAREHOUSE_LOAD_KEY, snowflake_resource, warehouse_load
+from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 
 
 @cache
 def build_defs() -> dg.Definitions:
     """The dbt assets on a manifest that exists, with a `dbt` resource on the configured target."""
     ensure_manifest()
+    settings = resolve_settings()
+    if settings.dbt_target != "snowflake":
+        return dg.Definitions(
+            assets=[build_warehouse_assets(dbt_project())],
+            resources={"dbt": dbt_cli_resource()},
+        )
+    dbt = build_warehouse_assets(dbt_project(), MetrifyDbtTranslator(source_key=WAREHOUSE_LOAD_KEY))
     return dg.Definitions(
-        assets=[build_warehouse_assets(dbt_project())],
-        resources={"dbt": dbt_cli_resource()},
+        assets=[warehouse_load, dbt],
+        resources={"dbt": dbt_cli_resource(), "snowflake": snowflake_resource(settings.snowflake)},
     )
 
 

@@ -24,10 +24,20 @@ TRANSLATOR_SETTINGS = DagsterDbtTranslatorSettings(
 
 
 class MetrifyDbtTranslator(DagsterDbtTranslator):
-    """Group, owners and kinds for Metrify's dbt models."""
+    """Group, owners and kinds for Metrify's dbt models.
 
-    def __init__(self) -> None:
+    `source_key` replaces every source's key: on Snowflake the sources are the raw copies that one
+    asset (`warehouse_load`) writes, not the `ops` tables.
+    """
+
+    def __init__(self, source_key: dg.AssetKey | None = None) -> None:
         super().__init__(settings=TRANSLATOR_SETTINGS)
+        self.source_key = source_key
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if self.source_key is not None and dbt_resource_props["resource_type"] == "source":
+            return self.source_key
+        return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return WAREHOUSE_GROUP

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import dagster as dg
 import psycopg
 import pytest
 
 from metrify_assets.resources import PostgresResource
+from metrify_assets.warehouse.assets import partition_range_tags
 from metrify_assets.warehouse.definitions import build_defs
 from metrify_assets.warehouse.translator import WAREHOUSE_GROUP
 
@@ -68,6 +71,7 @@ def test_materialise_on_postgres(pg: psycopg.Connection, pg_resource: PostgresRe
     result = dg.materialize(
         [warehouse_assets()],
         resources={**(defs.resources or {}), "postgres": pg_resource},
+        partition_key="2026-01-05",
     )
     assert result.success
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
@@ -79,3 +83,35 @@ def test_materialise_on_postgres(pg: psycopg.Connection, pg_resource: PostgresRe
             "SELECT kwh_import, interval_count FROM marts.fct_consumption_daily WHERE meter_id = 'MTR-9'"
         )
         assert cur.fetchall() == [(4.0, 2)]
+
+
+@pytest.mark.postgres
+def test_backfill_of_two_days_builds_exactly_those_days(
+    pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """One single-run backfill over two daily partitions: dbt gets min_date/max_date and the
+    incremental facts hold those two days only, though readings span four."""
+    with pg.cursor() as cur:
+        cur.execute(
+            "INSERT INTO ops.meters (meter_id, segment, region, timezone) VALUES ('MTR-P', 'residential', 'west', 'UTC')"
+        )
+        cur.executemany(
+            "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, "
+            "record_version, batch_id) VALUES ('MTR-P', %s, 30, %s, 1, 'B')",
+            [(f"2026-02-0{day}T{hour:02d}:00:00Z", 0.5 * day) for day in (1, 2, 3, 4) for hour in (6, 18)],
+        )
+        cur.execute("DROP SCHEMA IF EXISTS marts CASCADE")
+    pg.commit()
+    result = dg.materialize(
+        [warehouse_assets()],
+        resources={**(build_defs().resources or {}), "postgres": pg_resource},
+        tags=partition_range_tags(date(2026, 2, 2), date(2026, 2, 3)),
+    )
+    assert result.success
+    partitions = {e.partition for e in result.get_asset_materialization_events()}
+    assert partitions == {"2026-02-02", "2026-02-03"}
+    with pg.cursor() as cur:
+        cur.execute("SELECT local_date, kwh_import FROM marts.fct_consumption_daily ORDER BY local_date")
+        assert cur.fetchall() == [(date(2026, 2, 2), 2.0), (date(2026, 2, 3), 3.0)]
+        cur.execute("SELECT DISTINCT local_date FROM marts.fct_consumption_hourly ORDER BY local_date")
+        assert cur.fetchall() == [(date(2026, 2, 2),), (date(2026, 2, 3),)]

@@ -1,0 +1,68 @@
+"""The Snowflake side of the warehouse: the `snowflake` resource and the `warehouse_load` asset.
+
+With METRIFY_DBT_TARGET=snowflake, dbt reads its sources from Snowflake's RAW schema, which this
+asset fills from the operational PostgreSQL tables before dbt builds the marts there.
+"""
+
+import dagster as dg
+import pandas as pd
+from dagster_snowflake import SnowflakeResource
+
+from metrify_assets.env import SnowflakeSettings
+from metrify_assets.metadata import markdown_table
+from metrify_assets.resources import PostgresResource
+from metrify_assets.warehouse.raw_copy import RAW_SCHEMA, RAW_TABLES, copy_all
+
+WAREHOUSE_LOAD_KEY = dg.AssetKey("warehouse_load")
+
+# The Dagster assets that write the `ops` tables the load copies (the dbt sources' asset keys).
+OPS_WRITERS = (
+    "meter_registry",
+    "validated_meter_readings",
+    "validated_grid_status",
+    "validated_weather_observations",
+    "anomaly_scores",
+    "enriched_meter_readings",
+)
+
+
+def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
+    """A `SnowflakeResource` on the configured account; the password stays a `dg.EnvVar`.
+
+    Host, port and protocol are passed on only when set, so a real account uses Snowflake's endpoint.
+    """
+    endpoint = (
+        {"host": settings.host, "port": settings.port, "protocol": settings.protocol} if settings.host else {}
+    )
+    return SnowflakeResource(
+        account=settings.account,
+        user=settings.user,
+        password=dg.EnvVar("METRIFY_SNOWFLAKE_PASSWORD") if settings.password_set else None,
+        database=settings.database,
+        warehouse=settings.warehouse,
+        role=settings.role,
+        additional_snowflake_connection_args=endpoint or None,
+    )
+
+
+@dg.asset(
+    key=WAREHOUSE_LOAD_KEY,
+    deps=list(OPS_WRITERS),
+    group_name="warehouse",
+    owners=["team:data-platform"],
+    kinds={"postgres", "snowflake"},
+    description=f"The operational tables copied into Snowflake's {RAW_SCHEMA} schema (delete+insert by "
+    "key of the rows changed since the last copy), where dbt's sources read them on the snowflake target.",
+    metadata={"tables": [table.name for table in RAW_TABLES]},
+)
+def warehouse_load(postgres: PostgresResource, snowflake: SnowflakeResource) -> dg.MaterializeResult:
+    with postgres.connect() as pg, snowflake.get_connection() as sf:
+        copied = copy_all(pg, sf)
+    return dg.MaterializeResult(
+        metadata={
+            "rows_copied": sum(copied.values()),
+            "per_table": dg.MetadataValue.md(
+                markdown_table(pd.DataFrame({"table": list(copied), "rows copied": list(copied.values())}))
+            ),
+        }
+    )
