@@ -20,6 +20,7 @@ import pandas as pd
 import psycopg
 import pytest
 
+from metrify_assets.enrichment.tou import tou_period
 from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url
 from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
@@ -413,6 +414,50 @@ def test_weather_impact_degree_days(build: Build) -> None:
     np.testing.assert_allclose(actual.loc[kwh.index, "kwh_import"].astype(float), kwh.to_numpy())
 
 
+def expected_peak_demand(readings: pd.DataFrame) -> pd.DataFrame:
+    """Per meter and local day: max imported kWh * 60 / minutes, and the earliest interval with it."""
+    frame = local_frame(readings)
+    frame["demand_kw"] = frame["kwh_import"] * 60 / frame["interval_minutes"]
+    frame["reading_start_utc"] = pd.to_datetime(frame["reading_start"], utc=True).dt.tz_localize(None)
+    frame = frame.sort_values(["demand_kw", "reading_start_utc"], ascending=[False, True])
+    return frame.groupby(["meter_id", "local_date"]).head(1)[
+        ["meter_id", "local_date", "demand_kw", "reading_start_utc"]
+    ]
+
+
+def test_peak_demand_matches_pandas(build: Build) -> None:
+    expected = expected_peak_demand(build.data.readings)
+    actual = build.mart("SELECT * FROM marts.fct_peak_demand")
+    merged = expected.merge(actual, on=["meter_id", "local_date"])
+    assert len(merged) == len(expected) == len(actual)
+    np.testing.assert_allclose(merged["peak_demand_kw"].astype(float), merged["demand_kw"], rtol=1e-9)
+    assert (pd.to_datetime(merged["peak_interval_start_utc"]) == merged["reading_start_utc"]).all()
+
+
+def test_region_segment_rollup_matches_pandas(build: Build) -> None:
+    frame = local_frame(build.data.readings).merge(METERS[["meter_id", "region", "segment"]], on="meter_id")
+    expected = frame.groupby(["region", "segment", "local_date"]).agg(
+        kwh=("kwh_import", "sum"), meters=("meter_id", "nunique")
+    )
+    actual = build.mart("SELECT * FROM marts.fct_consumption_daily_by_region").set_index(
+        ["region", "segment", "local_date"]
+    )
+    assert set(actual.index) == set(expected.index)
+    np.testing.assert_allclose(
+        actual.loc[expected.index, "kwh_import"].astype(float), expected["kwh"].to_numpy(), rtol=1e-9
+    )
+    assert (actual.loc[expected.index, "meter_count"].to_numpy() == expected["meters"].to_numpy()).all()
+
+
+def test_time_dimension_agrees_with_enrichment_rules(build: Build) -> None:
+    actual = build.mart("SELECT day_type, local_hour, tou_period FROM marts.dim_time")
+    assert len(actual) == 48
+    for row in actual.itertuples():
+        assert row.tou_period == tou_period(row.local_hour, row.day_type == "weekend")
+    days = build.mart("SELECT date_day, day_type FROM marts.dim_date WHERE date_day = '2026-03-28'")
+    assert days["day_type"].tolist() == ["weekend"]  # a Saturday
+
+
 def test_incremental_rebuild_keeps_archived_days_and_takes_late_readings(build: Build) -> None:
     """Runs last: archives MTR-2's first day out of `ops`, adds a late reading far behind the
     lookback window, rebuilds incrementally."""
@@ -444,3 +489,21 @@ def test_incremental_rebuild_keeps_archived_days_and_takes_late_readings(build: 
         f"WHERE meter_id = 'MTR-1' AND local_date = '{late_start.date()}'"
     )
     assert late.to_dict("records") == [{"kwh_import": 0.75, "interval_count": 1}]
+
+
+def test_meter_swap_opens_a_new_dim_meter_version(build: Build) -> None:
+    """Runs after the incremental test: MTR-2 moves to another grid node; the snapshot keeps both."""
+    with build.conn.cursor() as cur:
+        cur.execute(
+            "UPDATE ops.meters SET grid_node_id = 'GN-2', updated_at = now() + interval '1 minute' "
+            "WHERE meter_id = 'MTR-2'"
+        )
+    assert failures(run_dbt_build(build.url, build.target)) == {}
+    versions = build.mart(
+        "SELECT * FROM marts.dim_meter WHERE meter_id = 'MTR-2' ORDER BY version_number"
+    ).to_dict("records")
+    assert [(v["grid_node_id"], v["is_current"]) for v in versions] == [("GN-1", False), ("GN-2", True)]
+    assert versions[0]["valid_to_utc"] == versions[1]["valid_from_utc"]
+    assert pd.isna(versions[1]["valid_to_utc"])
+    others = build.mart("SELECT meter_id, count(*) AS n FROM marts.dim_meter GROUP BY meter_id")
+    assert set(others.loc[others["meter_id"] != "MTR-2", "n"]) == {1}

@@ -24,7 +24,14 @@ from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
 from metrify_assets.warehouse.raw_copy import RAW_TABLES
 from metrify_assets.warehouse.snowflake import WAREHOUSE_LOAD_KEY, snowflake_resource, warehouse_load
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
-from tests.integration.test_dbt_build import DAY0, OpsData, load, local_frame, make_ops_data
+from tests.integration.test_dbt_build import (
+    DAY0,
+    OpsData,
+    expected_peak_demand,
+    load,
+    local_frame,
+    make_ops_data,
+)
 
 pytestmark = [pytest.mark.snowflake, pytest.mark.postgres]
 
@@ -97,6 +104,20 @@ def test_daily_kwh_per_meter_matches_pandas(sf_build: SnowflakeBuild) -> None:
     merged = actual.merge(expected.reset_index(), on=["meter_id", "local_date"], how="outer")
     assert len(merged) == len(expected) == len(actual)
     np.testing.assert_allclose(merged["kwh_import"].astype(float), merged["expected"], rtol=1e-9)
+
+
+def test_peak_demand_matches_pandas(sf_build: SnowflakeBuild) -> None:
+    expected = expected_peak_demand(sf_build.data.readings)
+    actual = sf_build.query("SELECT meter_id, local_date, peak_demand_kw FROM marts.fct_peak_demand")
+    merged = expected.merge(actual, on=["meter_id", "local_date"])
+    assert len(merged) == len(expected) == len(actual)
+    np.testing.assert_allclose(merged["peak_demand_kw"].astype(float), merged["demand_kw"], rtol=1e-9)
+
+
+def test_dim_meter_versions_from_the_snapshot(sf_build: SnowflakeBuild) -> None:
+    versions = sf_build.query("SELECT meter_id, version_number, is_current FROM marts.dim_meter")
+    assert sorted(versions["meter_id"]) == ["MTR-1", "MTR-2", "MTR-3"]
+    assert versions["is_current"].all()
 
 
 def test_load_is_idempotent_and_incremental(sf_build: SnowflakeBuild, pg_resource: PostgresResource) -> None:

@@ -1,6 +1,11 @@
--- One row per registered meter, with the span of readings the warehouse holds for it.
-with meters as (
-    select * from {{ ref('stg_ops__meters') }}
+-- One row per version of a meter's registry entry (SCD type 2, from the `snp_ops__meters` snapshot):
+-- a meter swap or tariff change closes the old version (`valid_to_utc`) and opens a new one. The
+-- first version is valid from the beginning of time, so every reading finds its meter version.
+with versions as (
+    select
+        *,
+        row_number() over (partition by meter_id order by dbt_valid_from) as version_number
+    from {{ ref('snp_ops__meters') }}
 ),
 
 reading_span as (
@@ -14,17 +19,22 @@ reading_span as (
 )
 
 select
-    m.meter_id,
-    m.segment,
-    m.region,
-    m.weather_station_id,
-    m.grid_node_id,
-    m.tariff,
-    m.timezone,
-    m.installed_on,
+    v.dbt_scd_id as meter_version_key,
+    v.meter_id,
+    v.version_number,
+    v.segment,
+    v.region,
+    v.weather_station_id,
+    v.grid_node_id,
+    v.tariff,
+    v.timezone,
+    v.installed_on,
+    case when v.version_number = 1 then cast('1900-01-01' as {{ dbt.type_timestamp() }})
+         else {{ to_utc('v.dbt_valid_from') }} end as valid_from_utc,
+    {{ to_utc('v.dbt_valid_to') }} as valid_to_utc,
+    v.dbt_valid_to is null as is_current,
     s.first_reading_utc,
     s.last_reading_utc,
-    coalesce(s.reading_count, 0) as reading_count,
-    m.updated_at_utc
-from meters as m
-left join reading_span as s on m.meter_id = s.meter_id
+    coalesce(s.reading_count, 0) as reading_count
+from versions as v
+left join reading_span as s on v.meter_id = s.meter_id

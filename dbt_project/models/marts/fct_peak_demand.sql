@@ -1,0 +1,41 @@
+-- Peak interval demand per meter and local day: kW = kWh * 60 / interval minutes (import only),
+-- with the interval where it occurred (the earliest, on ties).
+-- Incremental like the consumption facts (macros/incremental.sql).
+{{ config(
+    materialized='incremental',
+    unique_key=['meter_id', 'local_date'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
+with readings as (
+    select
+        *,
+        import_kwh * 60.0 / interval_minutes as demand_kw
+    from {{ ref('int_meter_readings_localized') }}
+    where {{ incremental_window('local_date', ref('int_meter_readings_localized'), 'local_date', 'ingested_at_utc', cast_to='date') }}
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (partition by meter_id, local_date order by demand_kw desc, reading_start_utc) as rank_in_day,
+        max(ingested_at_utc) over (partition by meter_id, local_date) as last_ingested_at_utc
+    from readings
+),
+
+meters as (
+    select meter_id, region, segment from {{ ref('stg_ops__meters') }}
+)
+
+select
+    r.meter_id,
+    r.local_date,
+    m.region,
+    m.segment,
+    r.demand_kw as peak_demand_kw,
+    r.reading_start_utc as peak_interval_start_utc,
+    r.interval_minutes,
+    r.last_ingested_at_utc
+from ranked as r
+left join meters as m on r.meter_id = m.meter_id
+where r.rank_in_day = 1
