@@ -12,6 +12,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
+from metrify_assets.warehouse.freshness import mart_freshness
+
 WAREHOUSE_GROUP = "warehouse"
 WAREHOUSE_OWNERS = ("team:data-platform",)
 
@@ -24,7 +26,7 @@ TRANSLATOR_SETTINGS = DagsterDbtTranslatorSettings(
 
 
 class MetrifyDbtTranslator(DagsterDbtTranslator):
-    """Group, owners and kinds for Metrify's dbt models.
+    """Group, owners, kinds and (for marts) freshness policies of Metrify's dbt models.
 
     `source_key` replaces every source's key: on Snowflake the sources are the raw copies that one
     asset (`warehouse_load`) writes, not the `ops` tables.
@@ -51,5 +53,9 @@ class MetrifyDbtTranslator(DagsterDbtTranslator):
         spec = super().get_asset_spec(manifest, unique_id, project)
         if not unique_id.startswith("model."):
             return spec
-        layer = self.get_resource_props(manifest, unique_id)["fqn"][1]
-        return spec.merge_attributes(kinds={"sql"}, tags={"metrify/layer": layer})
+        props = self.get_resource_props(manifest, unique_id)
+        layer = props["fqn"][1]
+        spec = spec.merge_attributes(kinds={"sql"}, tags={"metrify/layer": layer})
+        if layer == "marts":
+            spec = spec.replace_attributes(freshness_policy=mart_freshness(props["name"]))
+        return spec
