@@ -24,6 +24,9 @@ env: .venv/.synced  ## Create the locked environment (.venv)
 dbt-parse: env  ## Build dbt's manifest (dagster-dbt reads it to build the asset graph)
 	cd dbt_project && ../.venv/bin/dbt parse --quiet --profiles-dir . --target-path target
 
+dbt-docs: env dbt-parse  ## dbt's docs site (models, columns, lineage) into the lake: reports/dbt_docs/index.html
+	$(RUN) python -m metrify_assets.warehouse.docs
+
 demo: env dbt-parse  ## Simulate, land, materialise the whole graph and print a summary
 	$(RUN) metrify demo
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import psycopg
 import pytest
 
 from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.lake import Lake
 from metrify_assets.warehouse.assets import partition_range_tags
 from metrify_assets.warehouse.definitions import build_defs
+from metrify_assets.warehouse.docs import DOCS_KEY, generate_docs
 from metrify_assets.warehouse.translator import WAREHOUSE_GROUP
 
 MARTS = (
@@ -115,3 +118,12 @@ def test_backfill_of_two_days_builds_exactly_those_days(
         assert cur.fetchall() == [(date(2026, 2, 2), 2.0), (date(2026, 2, 3), 3.0)]
         cur.execute("SELECT DISTINCT local_date FROM marts.fct_consumption_hourly ORDER BY local_date")
         assert cur.fetchall() == [(date(2026, 2, 2),), (date(2026, 2, 3),)]
+
+
+@pytest.mark.postgres
+def test_dbt_docs_land_in_the_lake_reports(pg_resource: PostgresResource, tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    uri = generate_docs(pg_resource.get_url(), lake)
+    assert uri.endswith(DOCS_KEY)
+    html = lake.get(DOCS_KEY).decode()
+    assert "fct_peak_demand" in html and "peak_demand_kw" in html
