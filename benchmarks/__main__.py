@@ -7,9 +7,11 @@ import argparse
 from benchmarks.cases.daily_cycle import daily_cycle
 from benchmarks.cases.detection import detection
 from benchmarks.cases.storage import storage
+from benchmarks.cases.validation import validation
 from benchmarks.harness import Case, run_cases, write_results
 
 CASES: dict[str, Case] = {
+    "validation": validation,
     "daily_cycle": daily_cycle,
     "storage": storage,
     "detection": detection,
