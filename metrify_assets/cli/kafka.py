@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -20,6 +22,11 @@ kafka_app = typer.Typer(
 )
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a supervisor, `kill`) stops the broker like Ctrl-C, instead of orphaning the JVM."""
+    raise KeyboardInterrupt
+
+
 @kafka_app.command("broker")
 def broker_cmd(
     port: Annotated[int, typer.Option(help="Loopback port of the PLAINTEXT listener.")] = 9092,
@@ -31,6 +38,7 @@ def broker_cmd(
     """Run a single-node Kafka (KRaft) with the Metrify topics until Ctrl-C; data kept in HOME/kafka."""
     settings = resolve_settings()
     console = Console()
+    signal.signal(signal.SIGTERM, _interrupt)
     with console.status(f"starting Apache Kafka {version} (first run fetches its jars with Maven)..."):
         broker = KafkaBroker(version=version, port=port, data_dir=settings.home / "kafka").start()
     try:

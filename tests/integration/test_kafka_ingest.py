@@ -19,7 +19,7 @@ from metrify_assets.kafka.broker import free_port
 from metrify_assets.kafka.produce import produce
 from metrify_assets.kafka.ranges import OffsetRange
 from metrify_assets.kafka.resource import KafkaResource, dlq_topic
-from metrify_assets.orchestration import execute_job
+from metrify_assets.orchestration import RunFailedError, execute_job
 from metrify_assets.resources import PostgresResource
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -192,3 +192,29 @@ def test_three_partitions_in_parallel_ranges_and_the_newer_version_wins(
         "FROM ops.weather_observations"
     ).fetchone()
     assert rows == (45, 21.5)
+
+
+def test_a_range_whose_runs_all_failed_is_requested_again(
+    defs: dg.Definitions,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    pg: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kafka_resource.ensure_topics(partitions=1)
+    produce(kafka_resource, {SOURCE: [observation("W5", m) for m in range(4)]})
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(defs, instance, kafka_resource, pg_resource, None)
+    [request] = first.run_requests or []
+
+    # The database is down for the first run (the URL is an EnvVar, read when the run starts).
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", "postgresql://metrify@127.0.0.1:1/unreachable")
+    with pytest.raises(RunFailedError):
+        execute_job(defs, JOB, instance, run_config=dict(request.run_config), tags=request.tags)
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+
+    retry = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
+    assert [r.run_key for r in retry.run_requests or []] == [f"{request.run_key}-retry-1"]
+    run_all(defs, instance, retry.run_requests or [])
+    assert not tick(defs, instance, kafka_resource, pg_resource, first.cursor).run_requests
+    assert pg.execute("SELECT records_in, accepted FROM ops.ingest_ledger").fetchall() == [(4, 4)]
