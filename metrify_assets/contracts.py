@@ -100,6 +100,18 @@ CONTRACTS: dict[str, SourceContract] = {
     c.source: c for c in (METER_READINGS, GRID_STATUS, WEATHER_OBSERVATIONS)
 }
 
+# The meter registry (`ops.meters`, the reference file `<landing>/reference/meters.csv`).
+METER_REGISTRY_COLUMNS = (
+    "meter_id",
+    "segment",
+    "region",
+    "weather_station_id",
+    "grid_node_id",
+    "tariff",
+    "timezone",
+    "installed_on",
+)
+
 # Columns Metrify adds to every stored row (see storage/schema.sql).
 BOOKKEEPING = ("record_version", "batch_id", "ingested_at", "quality_flags")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
+from metrify_assets.contracts import METER_REGISTRY_COLUMNS
 from metrify_assets.enrichment.tou import tou_sql
 from metrify_assets.metadata import markdown_table
 from metrify_assets.quality import gx
@@ -14,16 +15,7 @@ from metrify_assets.storage.frames import read_frame
 from metrify_assets.storage.migrate import migrate
 
 OWNERS = ["team:data-engineering"]
-REGISTRY_COLUMNS = [
-    "meter_id",
-    "segment",
-    "region",
-    "weather_station_id",
-    "grid_node_id",
-    "tariff",
-    "timezone",
-    "installed_on",
-]
+REGISTRY_COLUMNS = list(METER_REGISTRY_COLUMNS)
 
 
 @dg.asset(

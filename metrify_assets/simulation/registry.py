@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from metrify_assets.contracts import METER_REGISTRY_COLUMNS
 from metrify_assets.simulation.config import SimulationConfig
 
 SEGMENTS = ("residential", "commercial", "industrial")
@@ -16,16 +17,6 @@ TARIFFS = {
     "commercial": ("business_flat", "business_time_of_use"),
     "industrial": ("industrial_half_hourly",),
 }
-REGISTRY_COLUMNS = (
-    "meter_id",
-    "segment",
-    "region",
-    "weather_station_id",
-    "grid_node_id",
-    "tariff",
-    "timezone",
-    "installed_on",
-)
 
 
 def meter_ids(count: int) -> list[str]:
@@ -63,5 +54,5 @@ def build_registry(config: SimulationConfig, rng: np.random.Generator) -> pd.Dat
             "timezone": config.timezone,
             "installed_on": installed,
         },
-        columns=list(REGISTRY_COLUMNS),
+        columns=list(METER_REGISTRY_COLUMNS),
     )

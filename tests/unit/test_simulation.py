@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from metrify_assets.contracts import contract_for
+from metrify_assets.contracts import METER_REGISTRY_COLUMNS, contract_for
 from metrify_assets.simulation import FAULT_KINDS, Simulation, SimulationConfig, simulate
-from metrify_assets.simulation.registry import REGISTRY_COLUMNS
 
 Row = dict[str, Any]
 PY_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -130,7 +129,7 @@ def test_grid_frequency_deviation_is_like_the_real_grid() -> None:
 
 def test_registry_has_the_ops_meters_columns() -> None:
     meters = clean().meters
-    assert tuple(meters.columns) == REGISTRY_COLUMNS
+    assert tuple(meters.columns) == METER_REGISTRY_COLUMNS
     assert meters["meter_id"].is_unique and meters["meter_id"].iloc[0] == "MTR-000001"
     assert set(meters["segment"]) <= {"residential", "commercial", "industrial"}
     assert (meters["installed_on"] < date(2026, 3, 28)).all()

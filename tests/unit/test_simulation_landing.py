@@ -10,9 +10,9 @@ import typer
 from typer.testing import CliRunner
 
 from metrify_assets.cli import simulate as simulate_cli
+from metrify_assets.contracts import METER_REGISTRY_COLUMNS
 from metrify_assets.ingestion.landing import list_landed
 from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
-from metrify_assets.simulation.registry import REGISTRY_COLUMNS
 
 SOURCES = ("meter_readings", "grid_status", "weather_observations")
 
@@ -44,7 +44,7 @@ def test_one_file_per_source_and_day_same_names_for_the_same_seed(tmp_path: Path
     labels = [json.loads(line) for line in first.labels_path.read_text().splitlines()]
     assert len(labels) == sum(first.faults.values()) > 0
     meters = pd.read_csv(first.meters_csv)
-    assert tuple(meters.columns) == REGISTRY_COLUMNS and len(meters) == 10
+    assert tuple(meters.columns) == METER_REGISTRY_COLUMNS and len(meters) == 10
 
 
 def test_simulate_command_lands_files_and_prints_a_summary(tmp_path: Path) -> None:
