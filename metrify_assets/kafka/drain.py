@@ -52,8 +52,11 @@ def drain(
     for source in sources:
         committed = committed_offsets(kafka, kafka.topic(source))
         cursor: str | None = dump_cursor(committed) if committed else None
-        while isinstance(
-            tick := kafka_tick(CONTRACTS[source], instance, cursor, kafka, postgres), dg.SensorResult
+        while (
+            isinstance(
+                tick := kafka_tick(CONTRACTS[source], instance, cursor, kafka, postgres), dg.SensorResult
+            )
+            and tick.run_requests
         ):
             for request in tick.run_requests or []:
                 execute_job(

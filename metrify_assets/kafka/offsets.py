@@ -32,3 +32,8 @@ def committed_offsets(kafka: KafkaResource, topic: str) -> dict[int, int]:
             if committed is not None:
                 out[partition] = committed
         return out
+
+
+def consumer_lag(beginning: dict[int, int], end: dict[int, int], committed: dict[int, int]) -> dict[int, int]:
+    """Messages per partition that the ingest group has not committed yet (never committed: all)."""
+    return {p: max(0, end[p] - committed.get(p, beginning.get(p, 0))) for p in sorted(end)}

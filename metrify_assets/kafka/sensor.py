@@ -14,7 +14,7 @@ from kafka.errors import KafkaError
 
 from metrify_assets.contracts import SourceContract
 from metrify_assets.ingestion.sensors import BATCH_TAG, failed_batches
-from metrify_assets.kafka.offsets import topic_offsets
+from metrify_assets.kafka.offsets import committed_offsets, consumer_lag, topic_offsets
 from metrify_assets.kafka.ranges import OffsetRange, dump_cursor, load_cursor, plan_ranges
 from metrify_assets.kafka.resource import KafkaResource
 from metrify_assets.resources import PostgresResource
@@ -55,13 +55,17 @@ def kafka_tick(
     kafka: KafkaResource,
     postgres: PostgresResource,
 ) -> dg.SensorResult | dg.SkipReason:
-    """One sensor evaluation; `metrify kafka drain` calls it too, so both plan identically."""
+    """One sensor evaluation; `metrify kafka drain` calls it too, so both plan identically.
+
+    Every tick that reaches the brokers also reports the consumer lag (see `lag_observation`).
+    """
     source = contract.source
     if not kafka.configured:
         return dg.SkipReason("Kafka is not configured (KAFKA_BOOTSTRAP_SERVERS is unset).")
     topic = kafka.topic(source)
     try:
         beginning, end = topic_offsets(kafka, topic)
+        committed = committed_offsets(kafka, topic)
     except KafkaError as err:
         return dg.SkipReason(
             f"Kafka at {kafka.bootstrap_servers} is unreachable ({type(err).__name__}: {err}); "
@@ -72,9 +76,27 @@ def kafka_tick(
     planned, next_offsets = plan_ranges(topic, beginning, end, load_cursor(cursor))
     requests = [range_request(source, rng, rng.batch_id) for rng in planned]
     requests += [range_request(source, rng, key) for rng, key in _retries(instance, postgres, source, topic)]
+    lag = lag_observation(contract, kafka, consumer_lag(beginning, end, committed), end)
     if not requests:
-        return dg.SkipReason(f"No new records in {topic} (end offsets {dump_cursor(end)}).")
-    return dg.SensorResult(run_requests=requests, cursor=dump_cursor(next_offsets))
+        skip = dg.SkipReason(f"No new records in {topic} (end offsets {dump_cursor(end)}).")
+        return dg.SensorResult(skip_reason=skip, asset_events=[lag])
+    return dg.SensorResult(run_requests=requests, cursor=dump_cursor(next_offsets), asset_events=[lag])
+
+
+def lag_observation(
+    contract: SourceContract, kafka: KafkaResource, lag: dict[int, int], end: dict[int, int]
+) -> dg.AssetObservation:
+    """The ingest group's lag on the topic as an observation of `raw_<source>`: a history in the UI."""
+    return dg.AssetObservation(
+        asset_key=f"raw_{contract.source}",
+        metadata={
+            "consumer_lag": dg.MetadataValue.int(sum(lag.values())),
+            "lag_by_partition": dg.MetadataValue.json({str(p): n for p, n in lag.items()}),
+            "end_offsets": dg.MetadataValue.json({str(p): n for p, n in end.items()}),
+            "topic": dg.MetadataValue.text(kafka.topic(contract.source)),
+            "consumer_group": dg.MetadataValue.text(kafka.group_id),
+        },
+    )
 
 
 def build_kafka_sensor(contract: SourceContract, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:

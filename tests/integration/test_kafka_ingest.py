@@ -7,7 +7,12 @@ bad records and commit. Replays of the same or overlapping ranges change nothing
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -127,6 +132,17 @@ def test_ticks_and_runs_account_for_every_record_and_dead_letter_the_bad_ones(
     assert not quiet.run_requests and "No new records" in (quiet.skip_message or "")
     with kafka_resource.consumer() as consumer:
         assert consumer.committed(TopicPartition(topic, 0)) == 20
+    assert lag(first) == (20, {"0": 20})  # before the run: nothing committed
+    assert lag(quiet) == (0, {"0": 0})  # after it: the commit shows as zero lag
+
+
+def lag(result: dg.SensorResult | dg.SkipReason) -> tuple[int, dict[str, int]]:
+    """The consumer lag a tick reported as an observation of the raw asset."""
+    events = getattr(result, "asset_events", None) or []
+    (observation,) = [e for e in events if isinstance(e, dg.AssetObservation)]
+    assert observation.asset_key == dg.AssetKey(f"raw_{SOURCE}")
+    meta = observation.metadata
+    return meta["consumer_lag"].value, meta["lag_by_partition"].value  # type: ignore[return-value]
 
 
 def test_replaying_same_and_overlapping_ranges_changes_nothing(
@@ -218,3 +234,65 @@ def test_a_range_whose_runs_all_failed_is_requested_again(
     run_all(defs, instance, retry.run_requests or [])
     assert not tick(defs, instance, kafka_resource, pg_resource, first.cursor).run_requests
     assert pg.execute("SELECT records_in, accepted FROM ops.ingest_ledger").fetchall() == [(4, 4)]
+
+
+CRASHING_RUN = """
+import json, sys
+import dagster as dg
+from metrify_assets.definitions import defs
+from metrify_assets.orchestration import execute_job
+execute_job(defs(), sys.argv[1], dg.DagsterInstance.ephemeral(), run_config=json.loads(sys.argv[2]))
+"""
+
+
+def test_a_run_killed_after_the_lake_write_loses_and_doubles_nothing_when_retried(
+    defs: dg.Definitions,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    pg: psycopg.Connection,
+    tmp_path: Path,
+) -> None:
+    """A real crash: the run process is SIGKILLed while its upsert waits on a lock, after its raw write."""
+    kafka_resource.ensure_topics(partitions=1)
+    topic = kafka_resource.topic(SOURCE)
+    produce(kafka_resource, {SOURCE: [observation("W7", m) for m in range(15)]})
+    rng = OffsetRange(topic, 0, 0, 15)
+
+    def raw_files() -> list[Path]:
+        return list((tmp_path / "lake" / "raw" / SOURCE).glob(f"dt=*/{rng.batch_id}.jsonl.gz"))
+
+    with psycopg.connect(pg_resource.get_url()) as blocker:
+        blocker.execute("LOCK TABLE ops.weather_observations IN ACCESS EXCLUSIVE MODE")
+        run = subprocess.Popen([sys.executable, "-c", CRASHING_RUN, JOB, json.dumps(rng.run_config(SOURCE))])
+        try:
+            deadline = time.monotonic() + 180
+            while not raw_files() or not _waiting_on_lock(pg):
+                assert run.poll() is None, "the run ended before it reached the database"
+                assert time.monotonic() < deadline, "the run never wrote its raw batch and reached the upsert"
+                time.sleep(0.2)
+        finally:
+            run.send_signal(signal.SIGKILL)
+            run.wait(timeout=30)
+        blocker.rollback()
+
+    assert pg.execute("SELECT count(*) FROM ops.weather_observations").fetchone() == (0,)
+    assert pg.execute("SELECT count(*) FROM ops.ingest_ledger").fetchone() == (0,)
+    with kafka_resource.consumer() as consumer:
+        assert consumer.committed(TopicPartition(topic, 0)) is None
+
+    instance = dg.DagsterInstance.ephemeral()
+    for _ in range(2):  # the retry, and one more replay for good measure
+        execute_job(defs, JOB, instance, run_config=rng.run_config(SOURCE))
+        assert checksum(pg)[0] == 15
+    assert pg.execute("SELECT records_in, accepted, quarantined FROM ops.ingest_ledger").fetchall() == [
+        (15, 15, 0)
+    ]
+    assert len(raw_files()) == 1
+    with kafka_resource.consumer() as consumer:
+        assert consumer.committed(TopicPartition(topic, 0)) == 15
+
+
+def _waiting_on_lock(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+    conn.commit()
+    return bool(row and row[0])
