@@ -6,15 +6,19 @@ import argparse
 
 from benchmarks.cases.daily_cycle import daily_cycle
 from benchmarks.cases.detection import detection
+from benchmarks.cases.freshness import freshness
 from benchmarks.cases.storage import storage
+from benchmarks.cases.throughput import throughput
 from benchmarks.cases.validation import validation
 from benchmarks.harness import Case, run_cases, write_results
 
 CASES: dict[str, Case] = {
+    "throughput": throughput,
     "validation": validation,
     "daily_cycle": daily_cycle,
     "storage": storage,
     "detection": detection,
+    "freshness": freshness,
 }
 QUICK_SCALE = 0.05
 

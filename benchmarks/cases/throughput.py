@@ -1,0 +1,200 @@
+"""Case 1: Kafka -> PostgreSQL and lake end to end, readings per minute, beside its two raw ceilings.
+
+The same produced messages are (a) consumed by kafka-python doing nothing with them, (b) written as
+decoded rows through `upsert_rows` (COPY + merge) into an empty table, and (c) ingested by `drain`
+(sensor planning + one ingest run per offset range) followed by the archive asset. (c) is reported
+as a ratio to the lower of (a) and (b). One range is then replayed twice on empty tables, once as an
+ingest run and once stage by stage, to show where a run's time goes (the Dagster overhead included).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from kafka import TopicPartition
+
+from benchmarks.harness import CaseResult, stopwatch
+from benchmarks.kafka_env import KafkaBench, kafka_bench, truncate_ops
+from benchmarks.stages import timed_stages
+from metrify_assets.contracts import METER_READINGS
+from metrify_assets.definitions import defs as load_defs
+from metrify_assets.ingestion.batch import process_batch
+from metrify_assets.ingestion.decode import decode
+from metrify_assets.kafka.batches import commit_range, dead_letter, read_batch
+from metrify_assets.kafka.drain import drain
+from metrify_assets.kafka.produce import produce
+from metrify_assets.kafka.ranges import MAX_RECORDS_PER_RUN, OffsetRange
+from metrify_assets.orchestration import execute_job, local_instance
+from metrify_assets.quality import rules
+from metrify_assets.resources import LakeResource
+from metrify_assets.retention.assets import archive_daily_readings
+from metrify_assets.simulation import SimulationConfig, simulate
+from metrify_assets.storage.writes import upsert_rows
+
+SOURCE = METER_READINGS.source
+
+
+def per_minute(readings: int, seconds: float) -> int:
+    return round(readings / seconds * 60) if seconds > 0 else 0
+
+
+def consume_all(env: KafkaBench) -> float:
+    """Seconds for kafka-python to fetch every message of the topic (assign, seek, poll, discard)."""
+    topic = env.kafka.topic(SOURCE)
+    with stopwatch() as elapsed, env.kafka.consumer() as consumer:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            consumer.poll(timeout_ms=1000)
+        return elapsed()
+
+
+def upsert_all(env: KafkaBench, messages: list[str]) -> float:
+    """Seconds to COPY + merge the accepted decoded rows into an empty table, 50k rows a transaction.
+
+    Decoding and the rules run before the clock starts: only the database's share is timed.
+    """
+    records = decode(METER_READINGS, messages, list(range(len(messages)))).records
+    outcome = rules.evaluate(SOURCE, records, pd.Timestamp.now(tz="UTC"))
+    rows = records[(outcome.decision != "reject").to_numpy()]
+    rows = rows.drop_duplicates(list(METER_READINGS.key), keep="last")
+    stored = rows[[*METER_READINGS.columns, "record_version"]].copy()
+    stored["batch_id"] = "ceiling"
+    stored["quality_flags"] = None
+    stored["direction"] = stored["direction"].fillna("import")
+    with env.postgres.connect() as conn:
+        truncate_ops(conn)
+        with stopwatch() as elapsed:
+            for start in range(0, len(stored), MAX_RECORDS_PER_RUN):
+                with conn.transaction():
+                    upsert_rows(conn, METER_READINGS, stored.iloc[start : start + MAX_RECORDS_PER_RUN])
+            seconds = elapsed()
+        truncate_ops(conn)
+    return seconds
+
+
+def largest_range(env: KafkaBench) -> tuple[OffsetRange, int]:
+    with env.postgres.connect() as conn:
+        row = conn.execute(
+            "SELECT batch_id, records_in FROM ops.ingest_ledger WHERE source = %s "
+            "ORDER BY records_in DESC LIMIT 1",
+            (SOURCE,),
+        ).fetchone()
+    if row is None:
+        raise RuntimeError("the drain recorded no batch")
+    return OffsetRange.parse(row[0]), int(row[1])
+
+
+def fresh_replay(env: KafkaBench, rng: OffsetRange) -> None:
+    """Empty tables and no raw batch in the lake: the replay does a first ingest's work again."""
+    with env.postgres.connect() as conn:
+        truncate_ops(conn)
+    for raw in (Path(env.settings.lake_url) / "raw" / SOURCE).glob(f"dt=*/{rng.batch_id}.jsonl.gz"):
+        raw.unlink()
+
+
+def profile_range(
+    env: KafkaBench, defs: dg.Definitions, instance: dg.DagsterInstance
+) -> list[dict[str, object]]:
+    """One range as an ingest run, then the same work called directly, each stage timed."""
+    rng, readings = largest_range(env)
+    fresh_replay(env, rng)
+    with stopwatch() as elapsed:
+        execute_job(defs, f"ingest_{SOURCE}_job", instance, run_config=rng.run_config(SOURCE))
+    run_s = elapsed()
+    fresh_replay(env, rng)
+    timings: dict[str, float] = {}
+    with stopwatch() as elapsed:
+        batch = read_batch(env.kafka, METER_READINGS, rng)
+    timings["Kafka read (assign, seek, poll)"] = elapsed()
+    lake = LakeResource(url=env.settings.lake_url).get_lake()
+    with env.postgres.connect() as conn, timed_stages() as stages, stopwatch() as elapsed:
+        result = process_batch(
+            batch.spec,
+            batch.messages,
+            batch.offsets,
+            lake,
+            conn,
+            pd.Timestamp.now(tz="UTC"),
+            batch.received_at,
+        )
+        process_s = elapsed()
+    timings.update(stages)
+    timings["frames, keys, transaction commit (rest of process_batch)"] = process_s - sum(stages.values())
+    with stopwatch() as elapsed:
+        dead_letter(env.kafka, batch, result)
+    timings[f"DLQ ({len(result.quarantined)} records)"] = elapsed()
+    with stopwatch() as elapsed:  # its own group: the ingest group already holds this offset
+        commit_range(env.kafka.model_copy(update={"group_id": "bench-profile"}), rng)
+    timings["offset commit"] = elapsed()
+    timings["Dagster run overhead (run - direct)"] = run_s - sum(timings.values())
+    rows: list[dict[str, object]] = [
+        {
+            "stage": stage,
+            "seconds": round(seconds, 3),
+            "share of run %": round(100 * seconds / run_s, 1),
+            "readings/min alone": per_minute(readings, seconds),
+        }
+        for stage, seconds in sorted(timings.items(), key=lambda kv: -kv[1])
+    ]
+    rows.append({"stage": f"ingest run of {rng.batch_id}", "seconds": round(run_s, 3),
+                 "share of run %": 100.0, "readings/min alone": per_minute(readings, run_s)})  # fmt: skip
+    return rows
+
+
+def throughput(scale: float) -> CaseResult:
+    meters = max(20, int(1000 * scale))
+    with kafka_bench("throughput") as env:
+        messages = simulate(SimulationConfig(meters=meters, days=3, fault_rate=0.005, seed=1)).messages[
+            SOURCE
+        ]
+        with stopwatch() as elapsed:
+            produce(env.kafka, {SOURCE: messages})
+        produce_s = elapsed()
+        consumer_s = consume_all(env)
+        upsert_s = upsert_all(env, messages)
+        instance = local_instance(env.settings)
+        defs = load_defs()
+        with stopwatch() as elapsed:
+            summary = drain(defs, instance, env.kafka, env.postgres, sources=[SOURCE])
+        drain_s = elapsed()
+        with stopwatch() as elapsed:
+            dg.materialize(
+                [archive_daily_readings],
+                instance=instance,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                resources={"postgres": env.postgres, "lake": LakeResource(url=env.settings.lake_url)},
+            )
+        archive_s = elapsed()
+        rows = profile_range(env, defs, instance)
+    readings = summary.records
+    rates = {
+        "consumer": per_minute(readings, consumer_s),
+        "upsert": per_minute(readings, upsert_s),
+        "e2e": per_minute(readings, drain_s + archive_s),
+    }
+    lower = min(rates["consumer"], rates["upsert"])
+    slowest = rows[0]
+    return CaseResult(
+        name="throughput",
+        title="1. Throughput Kafka -> PostgreSQL + lake",
+        figures={
+            "meters x days": f"{meters} x 3",
+            "messages": len(messages),
+            "readings": readings,
+            "accepted": summary.accepted,
+            "ingest runs": summary.batches,
+            "produce s": round(produce_s, 1),
+            "ceiling: kafka-python consume readings/min": rates["consumer"],
+            "ceiling: PostgreSQL COPY + upsert readings/min": rates["upsert"],
+            "end to end s (drain + archive)": f"{drain_s:.1f} + {archive_s:.1f}",
+            "end to end readings/min": rates["e2e"],
+            "end to end / lower ceiling": round(rates["e2e"] / lower, 3) if lower else 0.0,
+            "slowest stage of one ingest run": f"{slowest['stage']} ({slowest['share of run %']} %)",
+        },
+        rows=rows,
+    )

@@ -1,0 +1,78 @@
+"""A throwaway Kafka + PostgreSQL + lake environment for the Kafka cases (1 and 3).
+
+Each case gets its own broker, embedded PostgreSQL and METRIFY_HOME/DAGSTER_HOME in a temporary
+directory, so nothing measured depends on (or touches) a developer's `.metrify` state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.kafka.broker import KafkaBroker
+from metrify_assets.kafka.resource import KafkaResource
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.build import kafka_resource, postgres_resource
+from metrify_assets.storage.migrate import migrate
+
+
+@dataclass(frozen=True)
+class KafkaBench:
+    home: Path
+    settings: Settings
+    kafka: KafkaResource
+    postgres: PostgresResource
+
+
+@contextmanager
+def kafka_bench(prefix: str) -> Iterator[KafkaBench]:
+    """Start a broker, point the environment at it and a fresh home, migrate `ops`, create the topics."""
+    home = Path(tempfile.mkdtemp(prefix=f"metrify-bench-{prefix}-"))
+    os.environ["METRIFY_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    with KafkaBroker() as broker:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        try:
+            settings = resolve_settings()
+            kafka = kafka_resource(settings)
+            kafka.ensure_topics(partitions=3)
+            postgres = postgres_resource(settings)
+            with postgres.connect() as conn:
+                migrate(conn)
+            yield KafkaBench(home, settings, kafka, postgres)
+        finally:
+            del os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+            stop_postgres(home / "pg")
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def stop_postgres(data_dir: Path, timeout: float = 30.0) -> None:
+    """Fast-shut-down the embedded server of `data_dir`: pgserver leaves it running on exit by design."""
+    pid_file = data_dir / "postmaster.pid"
+    if not pid_file.exists():
+        return
+    os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def truncate_ops(conn: psycopg.Connection) -> None:
+    """Empty every `ops` table, so the next measurement writes into empty tables again."""
+    row = conn.execute(
+        "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') FROM pg_tables "
+        "WHERE schemaname = 'ops'"
+    ).fetchone()
+    if row and row[0]:
+        conn.execute(f"TRUNCATE {row[0]}")
+    conn.commit()
