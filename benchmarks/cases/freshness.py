@@ -105,8 +105,12 @@ def stop_daemon(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    deadline = time.monotonic() + timeout
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
+        while time.monotonic() < deadline:  # signal 0 raises ProcessLookupError once the group is gone
+            os.killpg(proc.pid, 0)
+            time.sleep(0.5)
 
 
 def trial(
@@ -128,8 +132,11 @@ def trial(
     raise TimeoutError(f"{meter_id} not in ops.meter_readings after {timeout:.0f}s (see daemon.log)")
 
 
-def run_phases(instance: dg.DagsterInstance, batch_id: str, sent_at: float) -> dict[str, float]:
-    """Where a trial's time went: until the run was created (tick), until it started (queue + launch)."""
+def run_phases(
+    instance: dg.DagsterInstance, batch_id: str, sent_at: float, latency: float
+) -> dict[str, float]:
+    """Where a trial's time went: until the run was created (tick), until its process started the run
+    (queue, launch, loading the code location), then the run until the row was visible."""
     records = instance.get_run_records(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}), limit=1)
     started = records[0].start_time if records else None
     if started is None:
@@ -138,6 +145,7 @@ def run_phases(instance: dg.DagsterInstance, batch_id: str, sent_at: float) -> d
     return {
         "until run created s": round(created - sent_at, 2),
         "queued + launched s": round(started - created, 2),
+        "run until row visible s": round(sent_at + latency - started, 2),
     }
 
 
@@ -160,7 +168,7 @@ def freshness(scale: float) -> CaseResult:
                         {
                             "trial": i + 1,
                             "latency s": round(latency, 2),
-                            **run_phases(instance, batch_id, sent_at),
+                            **run_phases(instance, batch_id, sent_at, latency),
                         }
                     )
         finally:
