@@ -15,7 +15,3 @@ def to_parquet_bytes(frame: pd.DataFrame, compression_level: int = 9) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd", compression_level=compression_level)
     return buf.getvalue()
-
-
-def read_parquet_bytes(data: bytes) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(data)).to_pandas()
