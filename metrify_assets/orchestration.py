@@ -18,6 +18,12 @@ from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 
 DAGSTER_YAML = """\
 # Local instance for `metrify` and `dagster dev` (written by metrify; production: deploy/dagster.yaml)
+# Runs fork from a worker with the code location imported: they start in about a second.
+run_launcher:
+  module: metrify_assets.launcher
+  class: WarmRunLauncher
+  config:
+    preload: [metrify_assets.definitions, great_expectations]
 run_retries:
   enabled: true
   max_retries: 0
