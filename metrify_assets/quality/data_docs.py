@@ -11,9 +11,7 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 
-import great_expectations as gx
 import pandas as pd
-from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from metrify_assets.quality.gx import EXPECTATIONS_DIR, load_suite
 from metrify_assets.resources.lake import Lake
@@ -30,6 +28,9 @@ def build_site(
     Returns each suite's success. The checkpoint's `UpdateDataDocsAction` renders the results; the
     explicit build afterwards renders the suites' own pages and the index.
     """
+    import great_expectations as gx  # on use: see quality/gx.py
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.add_data_docs_site(

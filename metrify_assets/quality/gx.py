@@ -14,11 +14,12 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import great_expectations as gx
 import pandas as pd
-from great_expectations.data_context.types.base import ProgressBarsConfig
+
+if TYPE_CHECKING:  # GX is imported on first validation: it takes ~8 s, which every process that
+    import great_expectations as gx  # loads the definitions (code server, CLI) would otherwise pay
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 SAMPLE_SIZE = 10
@@ -63,6 +64,8 @@ def load_suite(name: str, directory: Path | None = None) -> gx.ExpectationSuite:
     path = (directory or EXPECTATIONS_DIR) / f"{name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"no GX suite {name!r} at {path}")
+    import great_expectations as gx
+
     data = json.loads(path.read_text())
     if data.get("name") != name:
         raise ValueError(f"{path} names suite {data.get('name')!r}, expected {name!r}")
@@ -77,6 +80,9 @@ class _SuiteRunner:
     """An ephemeral GX context for one suite directory, with its validation definitions."""
 
     def __init__(self, directory: Path) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
         self.directory = directory
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -87,6 +93,8 @@ class _SuiteRunner:
 
     def definition(self, name: str) -> tuple[gx.ValidationDefinition, tuple[str, ...]]:
         if name not in self.definitions:
+            import great_expectations as gx
+
             suite = self.context.suites.add(load_suite(name, self.directory))
             keys = tuple(suite.meta.get("key_columns", ()))
             vd = gx.ValidationDefinition(name=f"validate_{name}", data=self.batch_definition, suite=suite)

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import io
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: no display on servers
-import matplotlib.pyplot as plt
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+@cache
+def _plt() -> ModuleType:
+    """pyplot on the headless backend, imported on the first chart: only report runs draw, and the
+    import (~1 s) would otherwise be paid by every process that loads the definitions."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on servers
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def bar_chart_png(series: pd.Series, title: str, xlabel: str) -> bytes:
     """A horizontal bar chart of `series` (index = labels), largest at the top."""
     data = series.sort_values()
-    fig, ax = plt.subplots(figsize=(7, max(2.0, 0.35 * len(data) + 1)))
+    fig, ax = _plt().subplots(figsize=(7, max(2.0, 0.35 * len(data) + 1)))
     ax.barh([str(i) for i in data.index], data.to_numpy(), color="#3b6ea5")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -23,17 +37,17 @@ def bar_chart_png(series: pd.Series, title: str, xlabel: str) -> bytes:
     return _png(fig)
 
 
-def _png(fig: plt.Figure) -> bytes:
+def _png(fig: Figure) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
+    _plt().close(fig)
     return buf.getvalue()
 
 
 def score_over_time_png(ledger: pd.DataFrame, threshold: float) -> bytes:
     """Quality score of each batch by processing time, one line per source, with the alert threshold."""
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = _plt().subplots(figsize=(8, 3.5))
     for source, batches in ledger.sort_values("processed_at").groupby("source"):
         ax.plot(
             batches["processed_at"], batches["quality_score"], marker="o", markersize=3, label=str(source)
@@ -52,7 +66,7 @@ def score_over_time_png(ledger: pd.DataFrame, threshold: float) -> bytes:
 
 def heatmap_png(matrix: pd.DataFrame, title: str) -> bytes:
     """A 0..1 heat map (rows: index labels, columns: column labels), red low, green high."""
-    fig, ax = plt.subplots(
+    fig, ax = _plt().subplots(
         figsize=(max(4.0, 0.6 * matrix.shape[1] + 2.5), max(2.5, 0.22 * len(matrix) + 1.2))
     )
     if matrix.empty:

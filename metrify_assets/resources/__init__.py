@@ -1,7 +1,8 @@
-"""Typed Dagster resources: PostgreSQL (operational store), the lake, the landing directory."""
+"""Typed Dagster resources: PostgreSQL (operational store), the lake, the landing directory, Snowflake."""
 
 from metrify_assets.resources.lake import Lake, LakeResource
 from metrify_assets.resources.landing import LandingResource
 from metrify_assets.resources.postgres import PostgresResource
+from metrify_assets.resources.snowflake import SnowflakeResource
 
-__all__ = ["Lake", "LakeResource", "LandingResource", "PostgresResource"]
+__all__ = ["Lake", "LakeResource", "LandingResource", "PostgresResource", "SnowflakeResource"]

@@ -6,11 +6,10 @@ asset fills from the operational PostgreSQL tables before dbt builds the marts t
 
 import dagster as dg
 import pandas as pd
-from dagster_snowflake import SnowflakeResource
 
 from metrify_assets.env import SnowflakeSettings
 from metrify_assets.metadata import markdown_table
-from metrify_assets.resources import PostgresResource
+from metrify_assets.resources import PostgresResource, SnowflakeResource
 from metrify_assets.warehouse.raw_copy import RAW_SCHEMA, RAW_TABLES, copy_all
 
 WAREHOUSE_LOAD_KEY = dg.AssetKey("warehouse_load")
@@ -31,17 +30,17 @@ def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
 
     Host, port and protocol are passed on only when set, so a real account uses Snowflake's endpoint.
     """
-    endpoint = (
-        {"host": settings.host, "port": settings.port, "protocol": settings.protocol} if settings.host else {}
-    )
+    custom_endpoint = settings.host is not None
     return SnowflakeResource(
+        host=settings.host,
+        port=settings.port if custom_endpoint else None,
+        protocol=settings.protocol if custom_endpoint else None,
         account=settings.account,
         user=settings.user,
         password=dg.EnvVar("METRIFY_SNOWFLAKE_PASSWORD") if settings.password_set else None,
         database=settings.database,
         warehouse=settings.warehouse,
         role=settings.role,
-        additional_snowflake_connection_args=endpoint or None,
     )
 
 
