@@ -197,7 +197,7 @@ def _review_rejected(
 ) -> np.ndarray:
     """Records a reviewer already rejected (same key, version not newer): a replay must not restore them."""
     withheld = np.zeros(len(records), dtype=bool)
-    if not candidates.any():
+    if not candidates.any() or not review.any_rejected(conn, contract.source):
         return withheld
     keys = _record_key(contract, records[candidates])
     rejected = review.rejected_versions(conn, contract.source, keys.unique().tolist())

@@ -178,6 +178,16 @@ def reject(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, 
     return item
 
 
+def any_rejected(conn: psycopg.Connection, source: str) -> bool:
+    """Whether a reviewer ever rejected a record of `source` (the common answer, no, skips the lookup
+    by key that would otherwise cost every batch a key per record)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM ops.review_queue WHERE source = %s AND status = 'rejected')",
+        (source,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def rejected_versions(conn: psycopg.Connection, source: str, record_keys: list[str]) -> dict[str, int]:
     """Per natural key: the newest record_version a reviewer rejected (only keys given and rejected).
 

@@ -86,6 +86,9 @@ CREATE TABLE IF NOT EXISTS ops.review_queue (
     flagged_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (batch_id, record_index)
 );
+-- Every batch asks whether its keys were rejected before: rejections are few, so index only those.
+CREATE INDEX IF NOT EXISTS review_queue_rejected_keys
+    ON ops.review_queue (source, record_key) WHERE status = 'rejected';
 
 -- One row per ingested batch: input = accepted + quarantined, reconcilable per batch.
 CREATE TABLE IF NOT EXISTS ops.ingest_ledger (

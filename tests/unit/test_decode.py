@@ -83,3 +83,28 @@ def test_grid_status_contract() -> None:
     batch = decode(GRID_STATUS, [json.dumps(good), json.dumps({**good, "load_mw": None})], [1, 1])
     assert len(batch.records) == 1
     assert batch.malformed[0].reason == "malformed:missing_field:load_mw"
+
+
+def test_payloads_are_each_records_own_text_and_malformed_bytes_are_kept() -> None:
+    single = json.dumps(reading())
+    mixed = {"records": [reading(meter_id="MTR-2"), "stray", reading(meter_id="MTR-3", energy_kwh=None)]}
+    messages: list[str | bytes] = [
+        single.encode(),
+        json.dumps(mixed),
+        b'{"meter_id": "\xff\xfe"}',  # invalid UTF-8: malformed, and its text survives with U+FFFD
+        json.dumps({"records": "nope"}),
+    ]
+    batch = decode(METER_READINGS, messages, [1, 2, 3, 4])
+    assert batch.records_in == len(batch.payloads) == 6
+    assert batch.message_index == [0, 1, 1, 1, 2, 3]
+    assert batch.payloads[0] == single, "a single-record message is its record's text"
+    assert [json.loads(p) for p in batch.payloads[1:4]] == mixed["records"]
+    reasons = {m.record_index: (m.reason, m.payload) for m in batch.malformed}
+    assert reasons[2] == ("malformed:not_an_object", '"stray"')
+    assert reasons[3][0] == "malformed:missing_field:energy_kwh"
+    assert reasons[4][0].startswith("malformed:invalid_json")
+    assert "\ufffd" in reasons[4][1]
+    assert reasons[5] == ("malformed:records_not_a_list", json.dumps({"records": "nope"}))
+    assert batch.records["record_index"].tolist() == [0, 1]
+    assert batch.payloads[-1] == batch.payloads[5]
+    assert len(batch.records) + len(batch.malformed) == batch.records_in
