@@ -50,7 +50,7 @@ bench: env dbt-parse  ## Benchmarks against their ceilings (~10 min on 2 cores);
 	$(RUN) python -m benchmarks $(if $(SCALE),--scale $(SCALE))
 
 bench-quick: env dbt-parse  ## Every benchmark case small (~2 min), a smoke check; writes benchmarks/results/quick.*
-	$(RUN) python -m benchmarks --quick
+	$(RUN) python -m benchmarks --quick --jobs 2
 
 clean:  ## Remove local state (.metrify: embedded database, lake, landing) and build output
 	rm -rf .metrify dbt_project/target

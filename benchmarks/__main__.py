@@ -1,8 +1,10 @@
-"""`python -m benchmarks [--scale S] [--quick] [--only CASE ...]`: run the cases, write the results."""
+"""`python -m benchmarks [--scale S] [--quick] [--only CASE ...] [--jobs N]`: run the cases, write
+the results."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from benchmarks.cases.daily_cycle import daily_cycle
 from benchmarks.cases.detection import detection
@@ -10,7 +12,7 @@ from benchmarks.cases.freshness import freshness
 from benchmarks.cases.storage import storage
 from benchmarks.cases.throughput import throughput
 from benchmarks.cases.validation import validation
-from benchmarks.harness import Case, run_cases, write_results
+from benchmarks.harness import Case, run_cases, run_cases_in_processes, write_case_json, write_results
 
 CASES: dict[str, Case] = {
     "throughput": throughput,
@@ -20,6 +22,8 @@ CASES: dict[str, Case] = {
     "detection": detection,
     "freshness": freshness,
 }
+# The order in which parallel runs start cases: longest first, so the short ones fill in beside them.
+LONGEST_FIRST = ("freshness", "daily_cycle", "throughput", "validation", "detection", "storage")
 QUICK_SCALE = 0.05
 
 
@@ -30,10 +34,25 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help=f"every case small (scale {QUICK_SCALE})")
     parser.add_argument("--only", nargs="*", choices=sorted(CASES), help="run only these cases")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="cases run at once, each in its own process (>1 for smoke runs: they share the cores)",
+    )
+    parser.add_argument("--case-json", type=Path, help=argparse.SUPPRESS)  # a case process's output
     args = parser.parse_args()
     scale = QUICK_SCALE if args.quick else args.scale
     chosen = {k: v for k, v in CASES.items() if not args.only or k in args.only}
-    results = run_cases(chosen, scale)
+    if args.case_json:
+        write_case_json(run_cases(chosen, scale), args.case_json)
+        return
+    if args.jobs > 1:
+        order = sorted(chosen, key=LONGEST_FIRST.index)
+        by_name = {r.name: r for r in run_cases_in_processes(order, scale, args.jobs)}
+        results = [by_name[name] for name in chosen]
+    else:
+        results = run_cases(chosen, scale)
     json_path, md_path = write_results(results, scale, name="quick" if args.quick else "latest")
     print(f"results: {json_path} and {md_path}")
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +85,48 @@ def run_cases(cases: dict[str, Case], scale: float) -> list[CaseResult]:
     return results
 
 
+def run_cases_in_processes(names: list[str], scale: float, jobs: int) -> list[CaseResult]:
+    """Each case in its own `python -m benchmarks` process, `jobs` at a time, output shown per case
+    when it ends. For smoke runs: concurrent cases share the cores, so their figures disturb each
+    other; `make bench` runs one case at a time."""
+
+    def run_one(name: str, workdir: Path) -> CaseResult:
+        out = workdir / f"{name}.json"
+        log = workdir / f"{name}.log"
+        with log.open("wb") as sink:
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks",
+                    "--only",
+                    name,
+                    "--scale",
+                    str(scale),
+                    "--case-json",
+                    str(out),
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        print(log.read_text(errors="replace"), end="", flush=True)
+        if done.returncode != 0 or not out.exists():
+            return CaseResult(
+                name=name, title=name, error=f"the case's process exited with {done.returncode}"
+            )
+        return CaseResult(**json.loads(out.read_text())[0])
+
+    with tempfile.TemporaryDirectory(prefix="metrify-bench-cases-") as tmp, ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(run_one, name, Path(tmp)) for name in names]
+        return [f.result() for f in futures]
+
+
+def write_case_json(results: list[CaseResult], path: Path) -> None:
+    """Raw results of a case process, read back by `run_cases_in_processes`."""
+    path.write_text(json.dumps([asdict(r) for r in results], default=str))
+
+
 def _markdown(results: list[CaseResult], info: dict[str, Any], when: str, scale: float) -> str:
     lines = [
         f"Measured {when} at scale {scale} on {info['cores']} cores, {info['memory_gib']} GiB, "
@@ -101,6 +147,7 @@ def _markdown(results: list[CaseResult], info: dict[str, Any], when: str, scale:
                 else value
             )
             lines.append(f"| {r.title} | {key} | {shown} |")
+        lines.append(f"| {r.title} | case wall time s | {r.seconds:,.1f} |")
     for r in results:
         if r.rows:
             cols = list(r.rows[0])

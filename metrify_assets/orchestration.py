@@ -16,20 +16,30 @@ from metrify_assets.env import Settings
 from metrify_assets.ingestion.landing import LandedFile
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 
-DAGSTER_YAML = """\
-# Local instance for `metrify` and `dagster dev` (written by metrify; production: deploy/dagster.yaml)
 # Runs fork from a worker with the code location imported: they start in about a second.
+WARM_LAUNCHER_YAML = """\
 run_launcher:
   module: metrify_assets.launcher
   class: WarmRunLauncher
   config:
     preload: [metrify_assets.definitions, great_expectations]
+"""
+DAGSTER_YAML = (
+    "# Local instance for `metrify` and `dagster dev` (written by metrify; production: deploy/dagster.yaml)\n"
+    + WARM_LAUNCHER_YAML
+    + """\
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1  # Dagster's 5 s would be most of a micro-batch's wait
 run_retries:
   enabled: true
   max_retries: 0
 telemetry:
   enabled: false
 """
+)
 
 
 def local_instance(settings: Settings) -> dg.DagsterInstance:

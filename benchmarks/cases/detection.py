@@ -44,7 +44,9 @@ def _label_keys(labels: Iterable[dict[str, object]], kind: str, interval: pd.Tim
         name, ts = list(key.values())[:2]
         if kind == "zero_run" and isinstance(label.get("detail"), dict):
             detail = label["detail"]
-            start, last = pd.Timestamp(str(ts)), pd.Timestamp(str(detail["last"]))  # type: ignore[index]
+            # Both ends in UTC: a zero run can span a meter's DST change (different offsets).
+            start = pd.Timestamp(str(ts)).tz_convert("UTC")
+            last = pd.Timestamp(str(detail["last"])).tz_convert("UTC")  # type: ignore[index]
             keys.update(_key(name, t) for t in pd.date_range(start, last, freq=interval))
         else:
             keys.add(_key(name, ts))

@@ -1,9 +1,12 @@
 """Case 3: freshness, one reading produced to Kafka until it is queryable in ops.meter_readings.
 
-The sensor runs under `dagster-daemon run` (default run launcher and coordinator: each run is a new
-process), so every trial pays what production pays: waiting for a tick, queueing, launching, the
-run. Its floor, measured in the same run, is one `process_batch` of one reading called directly.
-Each trial starts at a random moment of the tick interval, so p50/p95 sample the tick phase.
+The sensor runs under `dagster-daemon run` with the local instance's queued run coordinator, so every
+trial pays what production pays: waiting for a tick, queueing, launching, the run. Two run launchers
+are measured: Metrify's `WarmRunLauncher` (each run a fork of a worker with the code location
+imported) for the headline p50/p95, and Dagster's `DefaultRunLauncher` (each run a new Python process
+that imports everything first) as the baseline. The floor, measured in the same run, is one
+`process_batch` of one reading called directly. Each trial starts at a random moment of the tick
+period, so p50/p95 sample the tick phase.
 """
 
 from __future__ import annotations
@@ -29,11 +32,18 @@ from benchmarks.kafka_env import KafkaBench, kafka_bench
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.orchestration import local_instance
+from metrify_assets.orchestration import DAGSTER_YAML, WARM_LAUNCHER_YAML
 from metrify_assets.resources import LakeResource
 
 SOURCE = METER_READINGS.source
-INTERVAL_S = 5
+# The sensor daemon evaluates sensors every 5 s; a sensor whose minimum interval is 5 s is often
+# found a moment short of due and ticks every 10 s, so the bench's sensor asks for 1 s and ticks on
+# every pass of the daemon.
+SENSOR_INTERVAL_S = 1
+DAEMON_LOOP_S = 5
+# The bench's code location (the production sensor at a shorter interval) is what the worker preloads.
+WARM_YAML = DAGSTER_YAML.replace("metrify_assets.definitions", "benchmarks.freshness_location")
+DEFAULT_YAML = DAGSTER_YAML.replace(WARM_LAUNCHER_YAML, "")  # Dagster's DefaultRunLauncher
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = f"""\
 load_from:
@@ -74,17 +84,27 @@ def direct_ms(env: KafkaBench, repeat: int = 5) -> float:
     return statistics.median(times[1:])
 
 
-def start_daemon(env: KafkaBench) -> subprocess.Popen[bytes]:
-    """`dagster-daemon run` on the benchmark's instance and code location, in its own process group."""
-    local_instance(env.settings)  # writes dagster.yaml: default run launcher and coordinator
+def instance_home(env: KafkaBench, launcher: str) -> Path:
+    """A Dagster home per launcher: the local instance's dagster.yaml, with or without its
+    `run_launcher` section (without it, Dagster's DefaultRunLauncher)."""
+    home = env.home / f"dagster-{launcher}"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(WARM_YAML if launcher == "warm" else DEFAULT_YAML)
+    return home
+
+
+def start_daemon(env: KafkaBench, home: Path) -> subprocess.Popen[bytes]:
+    """`dagster-daemon run` on the instance in `home` and the benchmark's code location, in its own
+    process group."""
     workspace = env.home / "workspace.yaml"
     workspace.write_text(WORKSPACE)
     environ = {
         **os.environ,
+        "DAGSTER_HOME": str(home),
         "METRIFY_POSTGRES_URL": env.postgres.get_url(),
-        "METRIFY_BENCH_SENSOR_INTERVAL": str(INTERVAL_S),
+        "METRIFY_BENCH_SENSOR_INTERVAL": str(SENSOR_INTERVAL_S),
     }
-    with (env.home / "daemon.log").open("wb") as log:
+    with (home / "daemon.log").open("wb") as log:
         return subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
             env=environ,
@@ -149,44 +169,72 @@ def run_phases(
     }
 
 
-def freshness(scale: float) -> CaseResult:
-    trials = max(3, round(20 * scale))
-    rng = random.Random(3)
+def measure(env: KafkaBench, launcher: str, trials: int, seed: int) -> list[dict[str, object]]:
+    """`trials` readings, one at a time, through a daemon whose instance uses `launcher`."""
+    rng = random.Random(seed)
     rows: list[dict[str, object]] = []
+    home = instance_home(env, launcher)
+    daemon = start_daemon(env, home)
+    try:
+        with (
+            dg.DagsterInstance.from_config(str(home)) as instance,
+            env.postgres.connect(autocommit=True) as conn,
+        ):
+            trial(env, conn, f"BENCH-WARMUP-{launcher}")  # code server start, first tick: not a trial
+            for i in range(trials):
+                time.sleep(rng.uniform(0, DAEMON_LOOP_S))
+                sent_at = time.time()
+                latency, batch_id = trial(env, conn, f"BENCH-FRESH-{launcher}-{i:03d}")
+                rows.append(
+                    {
+                        "launcher": launcher,
+                        "trial": i + 1,
+                        "latency s": round(latency, 2),
+                        **run_phases(instance, batch_id, sent_at, latency),
+                    }
+                )
+    finally:
+        stop_daemon(daemon)
+    return rows
+
+
+def percentiles(rows: list[dict[str, object]]) -> tuple[float, float, float, float]:
+    """p50, p95, min and max latency of `rows`."""
+    latencies = sorted(float(r["latency s"]) for r in rows)  # type: ignore[arg-type]
+    p95 = (
+        statistics.quantiles(latencies, n=20, method="inclusive")[18] if len(latencies) > 1 else latencies[0]
+    )
+    return statistics.median(latencies), p95, latencies[0], latencies[-1]
+
+
+def freshness(scale: float) -> CaseResult:
+    warm_trials = max(3, round(20 * scale))
+    default_trials = round(3 * scale)  # each costs a full import of the code location; 0 when quick
     with kafka_bench("freshness") as env:
         floor_ms = direct_ms(env)
-        daemon = start_daemon(env)
-        try:
-            instance = local_instance(env.settings)
-            with env.postgres.connect(autocommit=True) as conn:
-                trial(env, conn, "BENCH-WARMUP")  # code server start and first tick: not a trial
-                for i in range(trials):
-                    time.sleep(rng.uniform(0, INTERVAL_S))
-                    sent_at = time.time()
-                    latency, batch_id = trial(env, conn, f"BENCH-FRESH-{i:03d}")
-                    rows.append(
-                        {
-                            "trial": i + 1,
-                            "latency s": round(latency, 2),
-                            **run_phases(instance, batch_id, sent_at, latency),
-                        }
-                    )
-        finally:
-            stop_daemon(daemon)
-    latencies = sorted(float(r["latency s"]) for r in rows)  # type: ignore[arg-type]
-    p50 = statistics.median(latencies)
-    p95 = statistics.quantiles(latencies, n=20, method="inclusive")[18]
+        rows = measure(env, "warm", warm_trials, seed=3)
+        if default_trials:
+            rows += measure(env, "default", default_trials, seed=4)
+    p50, p95, low, high = percentiles([r for r in rows if r["launcher"] == "warm"])
+    figures: dict[str, object] = {
+        "sensor ticks every s (daemon loop)": DAEMON_LOOP_S,
+        "trials (warm launcher)": warm_trials,
+        "p50 s": round(p50, 2),
+        "p95 s": round(p95, 2),
+        "min / max s": f"{low:.2f} / {high:.2f}",
+        "floor: process_batch of 1 reading ms": round(floor_ms, 1),
+        "p50 / floor": round(p50 * 1000 / floor_ms, 1),
+    }
+    baseline = [r for r in rows if r["launcher"] == "default"]
+    if baseline:
+        b50, b95, _low, _high = percentiles(baseline)
+        figures["baseline: Dagster default launcher trials"] = len(baseline)
+        figures["baseline: default launcher p50 / p95 s"] = f"{b50:.2f} / {b95:.2f}"
+    else:
+        figures["baseline: Dagster default launcher"] = "not run at this scale"
     return CaseResult(
         name="freshness",
         title="3. Freshness Kafka -> ops.meter_readings",
-        figures={
-            "trials": trials,
-            "sensor minimum interval s": INTERVAL_S,
-            "p50 s": round(p50, 2),
-            "p95 s": round(p95, 2),
-            "min / max s": f"{latencies[0]:.2f} / {latencies[-1]:.2f}",
-            "floor: process_batch of 1 reading ms": round(floor_ms, 1),
-            "p50 / floor": round(p50 * 1000 / floor_ms, 1),
-        },
+        figures=figures,
         rows=rows,
     )

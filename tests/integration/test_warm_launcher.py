@@ -17,6 +17,7 @@ import pytest
 
 from metrify_assets.launcher import WarmRunLauncher
 from metrify_assets.launcher.warm import PID_TAG
+from metrify_assets.orchestration import DAGSTER_YAML
 from metrify_assets.resources import PostgresResource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,3 +157,12 @@ def test_the_deployment_instance_config_loads_on_postgres(
         assert instance.run_monitoring_enabled
         run = instance.create_run_for_job(job_def=dg.JobDefinition(graph_def=dg.GraphDefinition("noop")))
         assert instance.get_run_by_id(run.run_id) is not None, "run storage is the PostgreSQL database"
+
+
+def test_the_local_instance_forks_runs_and_dequeues_every_second(tmp_path: Path) -> None:
+    (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert isinstance(instance.run_launcher, WarmRunLauncher)
+        assert instance.get_settings("run_retries")["enabled"]
+        coordinator = instance.run_coordinator
+        assert getattr(coordinator, "dequeue_interval_seconds", None) == 1
