@@ -30,7 +30,7 @@ QUICK_SCALE = 0.05
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "--scale", type=float, default=1.0, help="size multiplier (1.0: ~10 minutes on 2 cores)"
+        "--scale", type=float, default=1.0, help="size multiplier (1.0: under 10 minutes on 2 cores)"
     )
     parser.add_argument("--quick", action="store_true", help=f"every case small (scale {QUICK_SCALE})")
     parser.add_argument("--only", nargs="*", choices=sorted(CASES), help="run only these cases")

@@ -209,7 +209,7 @@ def percentiles(rows: list[dict[str, object]]) -> tuple[float, float, float, flo
 
 def freshness(scale: float) -> CaseResult:
     warm_trials = max(3, round(20 * scale))
-    default_trials = round(3 * scale)  # each costs a full import of the code location; 0 when quick
+    default_trials = round(2 * scale)  # each costs a full import of the code location; 0 when quick
     with kafka_bench("freshness") as env:
         floor_ms = direct_ms(env)
         rows = measure(env, "warm", warm_trials, seed=3)

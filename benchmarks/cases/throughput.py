@@ -146,10 +146,13 @@ def profile_range(
     return rows
 
 
+DAYS = 2
+
+
 def throughput(scale: float) -> CaseResult:
     meters = max(20, int(1000 * scale))
     with kafka_bench("throughput") as env:
-        messages = simulate(SimulationConfig(meters=meters, days=3, fault_rate=0.005, seed=1)).messages[
+        messages = simulate(SimulationConfig(meters=meters, days=DAYS, fault_rate=0.005, seed=1)).messages[
             SOURCE
         ]
         with stopwatch() as elapsed:
@@ -183,7 +186,7 @@ def throughput(scale: float) -> CaseResult:
         name="throughput",
         title="1. Throughput Kafka -> PostgreSQL + lake",
         figures={
-            "meters x days": f"{meters} x 3",
+            "meters x days": f"{meters} x {DAYS}",
             "messages": len(messages),
             "readings": readings,
             "accepted": summary.accepted,

@@ -21,6 +21,7 @@ picked up on the next launch as it would be with the default launcher. Configure
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -89,8 +90,11 @@ class _Worker:
 
     def fork(self, args_json: str) -> int:
         stdin: IO[str] = self.process.stdin  # type: ignore[assignment]
-        stdin.write(json.dumps({"args": args_json}) + "\n")
-        stdin.flush()
+        try:
+            stdin.write(json.dumps({"args": args_json}) + "\n")
+            stdin.flush()
+        except BrokenPipeError as err:
+            raise DagsterLaunchFailedError("the warm run worker is gone") from err
         reply = self._reply()
         if "pid" not in reply:
             raise DagsterLaunchFailedError(f"the warm run worker refused the run: {reply.get('error')}")
@@ -101,7 +105,8 @@ class _Worker:
 
     def stop(self) -> None:
         if self.process.stdin:
-            self.process.stdin.close()  # the worker's loop ends at EOF; forked runs carry on
+            with contextlib.suppress(BrokenPipeError):  # raised only when the worker is already gone
+                self.process.stdin.close()  # the worker's loop ends at EOF; forked runs carry on
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
@@ -163,7 +168,13 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             set_exit_code_on_failure=False,
         )
         with self._lock:
-            pid = self._current_worker().fork(dg.serialize_value(args))
+            try:
+                pid = self._current_worker().fork(dg.serialize_value(args))
+            except DagsterLaunchFailedError:
+                if self._worker is not None and self._worker.alive():
+                    raise  # it refused the run: a new worker would too
+                self._drop_worker()  # it died between runs: one fresh worker, one more try
+                pid = self._current_worker().fork(dg.serialize_value(args))
         self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid)})
 
     def _pid(self, run: dg.DagsterRun) -> int | None:
@@ -195,11 +206,14 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             return CheckRunHealthResult(WorkerStatus.RUNNING)
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run process {pid} is gone")
 
+    def _drop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
     def dispose(self) -> None:
         with self._lock:
-            if self._worker is not None:
-                self._worker.stop()
-                self._worker = None
+            self._drop_worker()
 
 
 def _alive(pid: int) -> bool:

@@ -8,7 +8,7 @@ event log.
 
 Protocol, one JSON object per line: stdin carries `{"args": <serialized ExecuteRunArgs>}`, stdout
 answers `{"pid": <child pid>}` or `{"error": "..."}`. The first line on stdout, `{"ready": true}`,
-says the preload finished. Children write to stderr, never to the protocol stream.
+says the preload finished. Everything else, the children included, writes to stderr.
 
 Start: `python -m metrify_assets.launcher.worker MODULE [MODULE ...]`.
 """
@@ -82,6 +82,7 @@ def serve(modules: list[str], requests: IO[str], replies: IO[str]) -> None:
         if pid == 0:
             code = 1
             try:
+                replies.close()  # the launcher must see EOF when the worker dies, whatever runs live on
                 code = _run_child(args_json)
             finally:
                 sys.stdout.flush()
@@ -94,7 +95,11 @@ def serve(modules: list[str], requests: IO[str], replies: IO[str]) -> None:
 def main() -> None:
     if len(sys.argv) < 2:
         sys.exit("usage: python -m metrify_assets.launcher.worker MODULE [MODULE ...]")
-    serve(sys.argv[1:], sys.stdin, sys.stdout)
+    # The protocol gets its own descriptor; whatever else writes to stdout (a library at import, a
+    # run) goes to stderr and cannot corrupt it.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(sys.argv[1:], sys.stdin, replies)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,20 @@ def test_runs_are_forks_of_one_worker_and_pick_up_edited_code(
     assert int(ppid) != results[first][2], "a new worker was started for it"
 
 
+def test_a_worker_that_died_is_replaced_on_the_next_launch(warm_instance: dg.DagsterInstance) -> None:
+    first = launch(warm_instance, "record_job")
+    assert wait_finished(warm_instance, first).status == dg.DagsterRunStatus.SUCCESS
+    launcher = warm_instance.run_launcher
+    assert isinstance(launcher, WarmRunLauncher)
+    worker = launcher._worker
+    assert worker is not None
+    worker.process.kill()
+    worker.process.wait()
+    second = launch(warm_instance, "record_job")
+    assert wait_finished(warm_instance, second).status == dg.DagsterRunStatus.SUCCESS
+    assert launcher._worker is not None and launcher._worker.process.pid != worker.process.pid
+
+
 def test_terminate_cancels_a_running_run(warm_instance: dg.DagsterInstance) -> None:
     run_id = launch(warm_instance, "nap_job")
     deadline = time.monotonic() + 60
