@@ -12,7 +12,14 @@ from benchmarks.cases.freshness import freshness
 from benchmarks.cases.storage import storage
 from benchmarks.cases.throughput import throughput
 from benchmarks.cases.validation import validation
-from benchmarks.harness import Case, run_cases, run_cases_in_processes, write_case_json, write_results
+from benchmarks.harness import (
+    Case,
+    run_cases,
+    run_cases_in_processes,
+    update_readme,
+    write_case_json,
+    write_results,
+)
 
 CASES: dict[str, Case] = {
     "throughput": throughput,
@@ -55,6 +62,8 @@ def main() -> None:
         results = run_cases(chosen, scale)
     json_path, md_path = write_results(results, scale, name="quick" if args.quick else "latest")
     print(f"results: {json_path} and {md_path}")
+    if not args.quick and not args.only and update_readme(md_path.read_text()):
+        print("README.md: Performance table updated")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).parent / "results"
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_BEGIN = "<!-- bench:latest begin (written by `make bench`) -->"
+README_END = "<!-- bench:latest end -->"
 
 
 @dataclass
@@ -47,6 +50,15 @@ def stopwatch() -> Iterator[Callable[[], float]]:
     yield lambda: time.perf_counter() - start
 
 
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, Any]:
     mem_kib = 0
     meminfo = Path("/proc/meminfo")
@@ -59,7 +71,7 @@ def machine() -> dict[str, Any]:
     return {
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_model(),
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
         "versions": versions,
@@ -128,9 +140,10 @@ def write_case_json(results: list[CaseResult], path: Path) -> None:
 
 
 def _markdown(results: list[CaseResult], info: dict[str, Any], when: str, scale: float) -> str:
+    versions = ", ".join(f"{pkg} {v}" for pkg, v in info["versions"].items())
     lines = [
-        f"Measured {when} at scale {scale} on {info['cores']} cores, {info['memory_gib']} GiB, "
-        f"Python {info['python']} ({info['system']}).",
+        f"Measured {when} at scale {scale} on {info['cores']} cores ({info['cpu']}), "
+        f"{info['memory_gib']} GiB, Python {info['python']} ({info['system']}); {versions}.",
         "",
         "| case | figure | value |",
         "|---|---|---|",
@@ -154,6 +167,22 @@ def _markdown(results: list[CaseResult], info: dict[str, Any], when: str, scale:
             lines += ["", f"**{r.title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
             lines += ["| " + " | ".join(str(row[c]) for c in cols) + " |" for row in r.rows]
     return "\n".join(lines) + "\n"
+
+
+def summary(markdown: str) -> str:
+    """The first paragraph and the figures table of a results file (up to the per-case tables)."""
+    return markdown.split("\n\n**", 1)[0].rstrip() + "\n"
+
+
+def update_readme(markdown: str, readme: Path = README) -> bool:
+    """Put a full run's summary between the README's bench markers; False when they are missing."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_BEGIN}\n{summary(markdown)}{README_END}{tail}")
+    return True
 
 
 def write_results(results: list[CaseResult], scale: float, name: str = "latest") -> tuple[Path, Path]:

@@ -18,7 +18,7 @@ from metrify_assets.warehouse.assets import partition_range_tags
 
 
 def daily_cycle(scale: float) -> CaseResult:
-    meters = max(50, int(400 * scale))  # 10,000 meters: --scale 25
+    meters = max(50, int(300 * scale))  # 10,000 meters: SCALE=34
     home = Path(tempfile.mkdtemp(prefix="metrify-bench-"))
     os.environ["METRIFY_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
