@@ -153,7 +153,9 @@ def _markdown(results: list[CaseResult], info: dict[str, Any], when: str, scale:
             lines.append(f"| {r.title} | error | {r.error} |")
         for key, value in r.figures.items():
             shown = (
-                f"{value:,.3f}".rstrip("0").rstrip(".")
+                ("yes" if value else "no")
+                if isinstance(value, bool)
+                else f"{value:,.3f}".rstrip("0").rstrip(".")
                 if isinstance(value, float)
                 else f"{value:,}"
                 if isinstance(value, int)
