@@ -1,12 +1,13 @@
 """`WarmRunLauncher`: Dagster runs forked from a worker that has already imported the code location.
 
-Dagster's `DefaultRunLauncher` starts every run as a fresh Python process, which on 2 cores spends
-about 25 s importing Dagster, GX, dbt and the Snowflake client before ingesting a single reading; for
-a Kafka sensor that launches small runs every few seconds that import is most of the latency. This
-launcher keeps one worker process (`metrify_assets.launcher.worker`) with those modules imported and
-forks it per run, so a run starts in milliseconds. Each run is still its own process (isolation,
-memory returned at exit, terminate by signal) and executes exactly what `dagster api execute_run`
-executes.
+Dagster's `DefaultRunLauncher` starts every run as a fresh Python process that imports Dagster, dbt
+and, at its first validation, GX before it ingests a single reading: 10-40 s from dequeue to a
+started run on 2 cores (benchmark case 3). For a Kafka sensor that launches small runs every few
+seconds, that is most of the latency. This launcher keeps one worker process
+(`metrify_assets.launcher.worker`) with those modules imported and forks it per run: about 2 s from
+dequeue to a started run, most of it the run opening its event log. Each run is still its own process
+(isolation, memory returned at exit, terminate by signal) and executes exactly what `dagster api
+execute_run` executes.
 
 The worker is restarted when any source file of a preloaded package changes, so edited code is
 picked up on the next launch as it would be with the default launcher. Configure it in
