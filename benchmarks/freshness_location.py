@@ -3,7 +3,7 @@ the meter-readings Kafka sensor has a minimum interval of `METRIFY_BENCH_SENSOR_
 (default 1: it ticks on every pass of the daemon, every 5 s) and starts running by itself.
 
 The production sensor's 30 s minimum interval would make each trial wait up to 30 s for a tick; the
-tick itself is the same `kafka_tick` the production sensor evaluates, so only the interval differs.
+sensor is built by the same `build_kafka_sensor`, so only the interval and the default status differ.
 """
 
 from __future__ import annotations
@@ -15,26 +15,9 @@ import dagster as dg
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.definitions import defs as metrify_defs
 from metrify_assets.ingestion.definitions import INGEST_JOBS
-from metrify_assets.kafka.resource import KafkaResource
-from metrify_assets.kafka.sensor import kafka_tick
-from metrify_assets.resources import PostgresResource
+from metrify_assets.kafka.sensor import build_kafka_sensor
 
 SENSOR = f"kafka_{METER_READINGS.source}_sensor"
-
-
-def fast_sensor(interval: int) -> dg.SensorDefinition:
-    @dg.sensor(
-        name=SENSOR,
-        job=INGEST_JOBS[METER_READINGS.source],
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-    )
-    def _sensor(
-        context: dg.SensorEvaluationContext, kafka: KafkaResource, postgres: PostgresResource
-    ) -> dg.SensorResult | dg.SkipReason:
-        return kafka_tick(METER_READINGS, context.instance, context.cursor, kafka, postgres)
-
-    return _sensor
 
 
 @dg.definitions
@@ -46,6 +29,14 @@ def defs() -> dg.Definitions:
         asset_checks=base.asset_checks,
         jobs=base.jobs,
         schedules=base.schedules,
-        sensors=[s for s in base.sensors or [] if s.name != SENSOR] + [fast_sensor(interval)],
+        sensors=[s for s in base.sensors or [] if s.name != SENSOR]
+        + [
+            build_kafka_sensor(
+                METER_READINGS,
+                INGEST_JOBS[METER_READINGS.source],
+                minimum_interval_seconds=interval,
+                default_status=dg.DefaultSensorStatus.RUNNING,
+            )
+        ],
         resources=base.resources,
     )

@@ -99,11 +99,17 @@ def lag_observation(
     )
 
 
-def build_kafka_sensor(contract: SourceContract, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def build_kafka_sensor(
+    contract: SourceContract,
+    job: dg.UnresolvedAssetJobDefinition,
+    minimum_interval_seconds: int = 30,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"kafka_{contract.source}_sensor",
         job=job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
         description=f"Requests one ingest run per new offset range of the {contract.source} topic.",
     )
     def _sensor(
