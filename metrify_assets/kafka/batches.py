@@ -82,6 +82,8 @@ def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) ->
     At least once: a replayed range sends its rejects again. The key names the source offset, so a
     DLQ consumer (or compaction) can drop repeats.
     """
+    if not result.quarantined:  # the usual batch: no producer, no broker round trip
+        return 0
     rng = batch.range
     with kafka.producer() as producer:
         for row in result.quarantined:

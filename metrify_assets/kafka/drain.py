@@ -58,7 +58,7 @@ def drain(
             )
             and tick.run_requests
         ):
-            for request in tick.run_requests or []:
+            for request in tick.run_requests:
                 execute_job(
                     defs,
                     f"ingest_{source}_job",

@@ -6,8 +6,9 @@ meter land in one partition in order: a re-sent reading gets a higher offset, th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
+
+import orjson
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.kafka.resource import KafkaResource
@@ -16,8 +17,8 @@ from metrify_assets.kafka.resource import KafkaResource
 def message_key(source: str, message: str) -> bytes | None:
     """The partitioning key of a message; None (round-robin) for one that is not a JSON record."""
     try:
-        parsed = json.loads(message)
-    except json.JSONDecodeError:
+        parsed = orjson.loads(message)
+    except orjson.JSONDecodeError:
         return None
     records = parsed.get("records") if isinstance(parsed, dict) and "records" in parsed else [parsed]
     first = records[0] if isinstance(records, list) and records else None

@@ -11,8 +11,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from metrify_assets.ingestion.sensors import MAX_RUNS_PER_TICK
+
 MAX_RECORDS_PER_RUN = 50_000
-MAX_RUNS_PER_TICK = 50
 
 
 @dataclass(frozen=True, order=True)

@@ -101,9 +101,10 @@ class KafkaResource(dg.ConfigurableResource):
         """Create each source topic and its dead-letter topic when missing (existing ones are kept)."""
         admin = KafkaAdminClient(**self.client_config())
         try:
+            existing = set(admin.list_topics())
             for source in CONTRACTS:
                 for name in (self.topic(source), dlq_topic(self.topic(source))):
-                    if name in admin.list_topics():
+                    if name in existing:
                         continue
                     try:
                         admin.create_topics(
