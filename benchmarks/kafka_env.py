@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-
 from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.kafka.broker import KafkaBroker
 from metrify_assets.kafka.resource import KafkaResource
@@ -65,14 +63,3 @@ def stop_postgres(data_dir: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-
-
-def truncate_ops(conn: psycopg.Connection) -> None:
-    """Empty every `ops` table, so the next measurement writes into empty tables again."""
-    row = conn.execute(
-        "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') FROM pg_tables "
-        "WHERE schemaname = 'ops'"
-    ).fetchone()
-    if row and row[0]:
-        conn.execute(f"TRUNCATE {row[0]}")
-    conn.commit()

@@ -18,7 +18,7 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.kafka.broker import KafkaBroker
 from metrify_assets.kafka.resource import KafkaResource
 from metrify_assets.resources import PostgresResource
-from metrify_assets.storage.migrate import migrate
+from metrify_assets.storage.migrate import migrate, truncate_ops
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -48,15 +48,7 @@ def pg_resource(tmp_path_factory: pytest.TempPathFactory) -> PostgresResource:
 def pg(pg_resource: PostgresResource) -> Iterator[psycopg.Connection]:
     """A connection to a clean `ops` schema (tables truncated before the test)."""
     with pg_resource.connect() as conn:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') "
-                "FROM pg_tables WHERE schemaname = 'ops'"
-            )
-            tables = cur.fetchone()
-            if tables and tables[0]:
-                cur.execute(f"TRUNCATE {tables[0]}")
-        conn.commit()
+        truncate_ops(conn)
         yield conn
 
 

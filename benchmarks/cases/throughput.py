@@ -16,11 +16,11 @@ import pandas as pd
 from kafka import TopicPartition
 
 from benchmarks.harness import CaseResult, stopwatch
-from benchmarks.kafka_env import KafkaBench, kafka_bench, truncate_ops
+from benchmarks.kafka_env import KafkaBench, kafka_bench
 from benchmarks.stages import timed_stages
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.definitions import defs as load_defs
-from metrify_assets.ingestion.batch import process_batch
+from metrify_assets.ingestion.batch import process_batch, stored_rows
 from metrify_assets.ingestion.decode import decode
 from metrify_assets.kafka.batches import commit_range, dead_letter, read_batch
 from metrify_assets.kafka.drain import drain
@@ -31,6 +31,7 @@ from metrify_assets.quality import rules
 from metrify_assets.resources import LakeResource
 from metrify_assets.retention.assets import archive_daily_readings
 from metrify_assets.simulation import SimulationConfig, simulate
+from metrify_assets.storage.migrate import truncate_ops
 from metrify_assets.storage.writes import upsert_rows
 
 SOURCE = METER_READINGS.source
@@ -62,10 +63,7 @@ def upsert_all(env: KafkaBench, messages: list[str]) -> float:
     outcome = rules.evaluate(SOURCE, records, pd.Timestamp.now(tz="UTC"))
     rows = records[(outcome.decision != "reject").to_numpy()]
     rows = rows.drop_duplicates(list(METER_READINGS.key), keep="last")
-    stored = rows[[*METER_READINGS.columns, "record_version"]].copy()
-    stored["batch_id"] = "ceiling"
-    stored["quality_flags"] = None
-    stored["direction"] = stored["direction"].fillna("import")
+    stored = stored_rows(METER_READINGS, rows, "ceiling", None)
     with env.postgres.connect() as conn:
         truncate_ops(conn)
         with stopwatch() as elapsed:

@@ -126,11 +126,9 @@ def process_batch(
         raise SuiteFailedError(validated_suite)
 
     flagged_mask = (outcome.decision[keep] == "flag").to_numpy()
-    stored = accepted[[*contract.columns, "record_version"]].copy()
-    stored["batch_id"] = spec.batch_id
-    stored["quality_flags"] = outcome.reasons[keep].replace("", None).to_numpy()
-    if "direction" in stored:
-        stored["direction"] = stored["direction"].fillna("import")
+    stored = stored_rows(
+        contract, accepted, spec.batch_id, outcome.reasons[keep].replace("", None).to_numpy()
+    )
 
     rejected_idx = records.index[rejected]
     quarantined = [QuarantineRow(m.record_index, m.payload, m.reason) for m in decoded.malformed] + [
@@ -190,6 +188,18 @@ def process_batch(
         review_rejected=int(withheld.sum()),
         alert=alert,
     )
+
+
+def stored_rows(
+    contract: SourceContract, accepted: pd.DataFrame, batch_id: str, quality_flags: np.ndarray | None
+) -> pd.DataFrame:
+    """The accepted records as the operational table stores them (what `upsert_rows` writes)."""
+    stored = accepted[[*contract.columns, "record_version"]].copy()
+    stored["batch_id"] = batch_id
+    stored["quality_flags"] = quality_flags
+    if "direction" in stored:
+        stored["direction"] = stored["direction"].fillna("import")
+    return stored
 
 
 def _review_rejected(

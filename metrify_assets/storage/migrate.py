@@ -33,3 +33,14 @@ def migrate(conn: psycopg.Connection) -> None:
         cur.execute(schema_sql().encode())
     conn.commit()
     _applied.add(key)
+
+
+def truncate_ops(conn: psycopg.Connection) -> None:
+    """Empty every `ops` table and commit: tests and benchmarks start from empty tables."""
+    row = conn.execute(
+        "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') FROM pg_tables "
+        "WHERE schemaname = 'ops'"
+    ).fetchone()
+    if row and row[0]:
+        conn.execute(f"TRUNCATE {row[0]}")
+    conn.commit()
