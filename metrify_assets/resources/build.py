@@ -6,11 +6,12 @@ from typing import Any
 
 import dagster as dg
 
-from metrify_assets.env import Settings
+from metrify_assets.env import Settings, SnowflakeSettings
 from metrify_assets.kafka.resource import KafkaResource
 from metrify_assets.resources.lake import LakeResource
 from metrify_assets.resources.landing import LandingResource
 from metrify_assets.resources.postgres import PostgresResource
+from metrify_assets.resources.snowflake import SnowflakeResource
 
 
 def postgres_resource(settings: Settings) -> PostgresResource:
@@ -33,6 +34,25 @@ def kafka_resource(settings: Settings, secrets_as_env: bool = False) -> KafkaRes
         sasl_username=settings.kafka_sasl_username,
         sasl_password=password,
         ssl_cafile=settings.kafka_ssl_cafile,
+    )
+
+
+def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
+    """A `SnowflakeResource` on the configured account; the password stays a `dg.EnvVar`.
+
+    Host, port and protocol are passed on only when set, so a real account uses Snowflake's endpoint.
+    """
+    custom_endpoint = settings.host is not None
+    return SnowflakeResource(
+        host=settings.host,
+        port=settings.port if custom_endpoint else None,
+        protocol=settings.protocol if custom_endpoint else None,
+        account=settings.account,
+        user=settings.user,
+        password=dg.EnvVar("METRIFY_SNOWFLAKE_PASSWORD") if settings.password_set else None,
+        database=settings.database,
+        warehouse=settings.warehouse,
+        role=settings.role,
     )
 
 

@@ -13,9 +13,10 @@ from functools import cache
 import dagster as dg
 
 from metrify_assets.env import resolve_settings
+from metrify_assets.resources.build import snowflake_resource
 from metrify_assets.warehouse.assets import build_warehouse_assets
 from metrify_assets.warehouse.project import dbt_cli_resource, dbt_project, ensure_manifest
-from metrify_assets.warehouse.snowflake import WAREHOUSE_LOAD_KEY, snowflake_resource, warehouse_load
+from metrify_assets.warehouse.snowflake import WAREHOUSE_LOAD_KEY, warehouse_load
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 
 
@@ -26,9 +27,9 @@ def build_defs() -> dg.Definitions:
     settings = resolve_settings()
     if settings.dbt_target != "snowflake":
         return dg.Definitions(
-            assets=[build_warehouse_assets(dbt_project())],
-            resources={"dbt": dbt_cli_resource()},
+            assets=[build_warehouse_assets(dbt_project())], resources={"dbt": dbt_cli_resource()}
         )
+    # On Snowflake the dbt sources are fed by `warehouse_load`, which needs a `snowflake` resource.
     dbt = build_warehouse_assets(dbt_project(), MetrifyDbtTranslator(source_key=WAREHOUSE_LOAD_KEY))
     return dg.Definitions(
         assets=[warehouse_load, dbt],

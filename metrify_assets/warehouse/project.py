@@ -63,7 +63,7 @@ def manifest_is_stale(project: DbtProject) -> bool:
         return True
     built = manifest.stat().st_mtime
     sources = [project.project_dir / "dbt_project.yml"]
-    for folder in ("models", "macros", "tests"):
+    for folder in ("models", "macros", "tests", "seeds", "snapshots"):
         sources.extend(p for p in (project.project_dir / folder).rglob("*") if p.is_file())
     return any(p.stat().st_mtime > built for p in sources)
 

@@ -90,7 +90,6 @@ def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable) -> int:
     names = [name for name, _ in columns]
     target, scratch = f"{RAW_SCHEMA}.{table.name}", f"{RAW_SCHEMA}.{table.name}__incoming"
     cur = sf.cursor()
-    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     definition = ", ".join(f"{name} {sf_type}" for name, sf_type in columns)
     cur.execute(f"CREATE TABLE IF NOT EXISTS {target} ({definition})")
     cur.execute(f"CREATE OR REPLACE TABLE {scratch} ({definition})")
@@ -117,4 +116,5 @@ def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable) -> int:
 
 def copy_all(pg: psycopg.Connection, sf: Any) -> dict[str, int]:
     """Copy every dbt source table; returns rows copied per table."""
+    sf.cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     return {table.name: copy_table(pg, sf, table) for table in RAW_TABLES}

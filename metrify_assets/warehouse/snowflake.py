@@ -1,4 +1,4 @@
-"""The Snowflake side of the warehouse: the `snowflake` resource and the `warehouse_load` asset.
+"""The Snowflake side of the warehouse: the `warehouse_load` asset (its resource: resources/build.py).
 
 With METRIFY_DBT_TARGET=snowflake, dbt reads its sources from Snowflake's RAW schema, which this
 asset fills from the operational PostgreSQL tables before dbt builds the marts there.
@@ -7,7 +7,6 @@ asset fills from the operational PostgreSQL tables before dbt builds the marts t
 import dagster as dg
 import pandas as pd
 
-from metrify_assets.env import SnowflakeSettings
 from metrify_assets.metadata import markdown_table
 from metrify_assets.resources import PostgresResource, SnowflakeResource
 from metrify_assets.warehouse.raw_copy import RAW_SCHEMA, RAW_TABLES, copy_all
@@ -23,25 +22,6 @@ OPS_WRITERS = (
     "anomaly_scores",
     "enriched_meter_readings",
 )
-
-
-def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
-    """A `SnowflakeResource` on the configured account; the password stays a `dg.EnvVar`.
-
-    Host, port and protocol are passed on only when set, so a real account uses Snowflake's endpoint.
-    """
-    custom_endpoint = settings.host is not None
-    return SnowflakeResource(
-        host=settings.host,
-        port=settings.port if custom_endpoint else None,
-        protocol=settings.protocol if custom_endpoint else None,
-        account=settings.account,
-        user=settings.user,
-        password=dg.EnvVar("METRIFY_SNOWFLAKE_PASSWORD") if settings.password_set else None,
-        database=settings.database,
-        warehouse=settings.warehouse,
-        role=settings.role,
-    )
 
 
 @dg.asset(
