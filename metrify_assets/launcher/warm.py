@@ -144,7 +144,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> Self:
-        return cls(preload=config_value.get("preload", DEFAULT_PRELOAD), inst_data=inst_data)
+        return cls(preload=config_value["preload"], inst_data=inst_data)
 
     def _current_worker(self) -> _Worker:
         """The running worker; a new one when there is none, it died, or the code changed."""
@@ -174,7 +174,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             except DagsterLaunchFailedError:
                 if self._worker is not None and self._worker.alive():
                     raise  # it refused the run: a new worker would too
-                self._drop_worker()  # it died between runs: one fresh worker, one more try
+                # It died between runs: _current_worker starts a fresh one, for one more try.
                 pid = self._current_worker().fork(dg.serialize_value(args))
         self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid)})
 
@@ -207,14 +207,11 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             return CheckRunHealthResult(WorkerStatus.RUNNING)
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run process {pid} is gone")
 
-    def _drop_worker(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
-
     def dispose(self) -> None:
         with self._lock:
-            self._drop_worker()
+            if self._worker is not None:
+                self._worker.stop()
+                self._worker = None
 
 
 def _alive(pid: int) -> bool:
