@@ -31,14 +31,14 @@ demo: env dbt-parse  ## Simulate, land, materialise the whole graph and print a 
 	$(RUN) metrify demo
 
 lint: env  ## ruff (lint + format check)
-	$(RUN) ruff check metrify_assets tests benchmarks
-	$(RUN) ruff format --check metrify_assets tests benchmarks
+	$(RUN) ruff check metrify_assets metrify_platform tests benchmarks
+	$(RUN) ruff format --check metrify_assets metrify_platform tests benchmarks
 
 typecheck: env  ## mypy on the package
 	$(RUN) mypy
 
 kafka-jars: env  ## Fetch Apache Kafka's jars (Maven Central) into .cache/kafka for the Kafka tests and `metrify kafka broker`
-	$(RUN) python -c 'from metrify_assets.kafka.broker import ensure_jars; ensure_jars()'
+	$(RUN) python -c 'from metrify_platform.kafka_broker import ensure_jars; ensure_jars()'
 
 test: lint typecheck dbt-parse kafka-jars  ## Lint, types and the whole test suite (real services)
 	$(RUN) pytest

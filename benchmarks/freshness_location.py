@@ -15,7 +15,7 @@ import dagster as dg
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.definitions import defs as metrify_defs
 from metrify_assets.ingestion.definitions import INGEST_JOBS
-from metrify_assets.kafka.sensor import build_kafka_sensor
+from metrify_assets.ingestion.kafka.sensor import build_kafka_sensor
 
 SENSOR = f"kafka_{METER_READINGS.source}_sensor"
 

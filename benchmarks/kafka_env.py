@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metrify_assets.env import Settings, resolve_settings
-from metrify_assets.kafka.broker import KafkaBroker
-from metrify_assets.kafka.resource import KafkaResource
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import kafka_resource, postgres_resource
+from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.storage.migrate import migrate
+from metrify_platform.kafka_broker import KafkaBroker
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,17 @@
-"""Metrify's code location: the per-domain definitions merged, with resources for this environment."""
+"""Metrify's code location: each room's definitions merged, with resources for this environment."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from metrify_assets import schedules
-from metrify_assets.anomaly import assets as anomaly
-from metrify_assets.enrichment import assets as enrichment
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion import definitions as ingestion
+from metrify_assets.lifecycle import archive
+from metrify_assets.meters import definitions as meters
 from metrify_assets.quality import score_checks
 from metrify_assets.reporting import assets as reporting
 from metrify_assets.resources.build import build_resources
-from metrify_assets.retention import assets as retention
 from metrify_assets.warehouse import definitions as warehouse
 
 
@@ -22,10 +21,9 @@ def defs() -> dg.Definitions:
     return dg.Definitions.merge(
         ingestion.defs,
         score_checks.defs,
-        enrichment.defs,
-        anomaly.defs,
+        meters.defs,
         warehouse.build_defs(),
-        retention.defs,
+        archive.defs,
         reporting.defs,
         schedules.defs,
         dg.Definitions(resources=build_resources(resolve_settings())),

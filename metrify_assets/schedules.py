@@ -1,13 +1,13 @@
 """The platform's heartbeat: jobs over the downstream assets and their schedules.
 
 Ingestion is driven by the landing (and Kafka) sensors, which catch up on whatever has arrived; the
-schedules refresh what is derived from it:
+schedules refresh what is derived from it, each run over its own day partitions:
 - hourly: registry, anomaly scores, enrichment and the dbt marts for yesterday and today (local days
   straddle UTC midnight), so the hourly marts are at most an hour behind;
-- daily: the dbt marts over the incremental lookback (late readings), the archive tier and the
-  data-quality report;
-- weekly: anomaly model retraining (re-scoring a quarter of history) and the retention pass
-  (re-archiving a year of days into the lake).
+- nightly: the dbt marts over the incremental lookback (late readings), then the archive tier and
+  the data-quality report of yesterday;
+- weekly: the anomaly model retrained on its window (scoring uses it from the next run on);
+- on late data: `late_days_sensor` re-materialises an older day that a new batch touched.
 """
 
 from __future__ import annotations
@@ -16,20 +16,19 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from metrify_assets.warehouse.assets import partition_range_tags
+from metrify_assets.late_days import build_late_days_sensor
+from metrify_assets.partitions import partition_range_tags
 from metrify_assets.warehouse.translator import WAREHOUSE_GROUP
 
 WAREHOUSE = dg.AssetSelection.groups(WAREHOUSE_GROUP)
 # Days the daily run rebuilds: dbt's `incremental_lookback_days`.
 DAILY_LOOKBACK_DAYS = 3
-RETRAIN_LOOKBACK_DAYS = 91
-RETENTION_ARCHIVE_DAYS = 366
 
 refresh_job = dg.define_asset_job(
     "refresh_job",
     selection=dg.AssetSelection.assets("meter_registry", "anomaly_scores", "enriched_meter_readings")
     | WAREHOUSE,
-    description="Registry, anomaly scores, enrichment and the dbt marts for the partitions (days) of the run.",
+    description="Registry, anomaly scores, enrichment and the dbt marts for the days (partitions) of the run.",
 )
 daily_marts_job = dg.define_asset_job(
     "daily_marts_job",
@@ -39,18 +38,12 @@ daily_marts_job = dg.define_asset_job(
 daily_job = dg.define_asset_job(
     "daily_job",
     selection=dg.AssetSelection.assets("archive_daily_readings", "data_quality_report"),
-    description="Archive tier and data-quality report.",
+    description="Archive tier and data-quality report for the days (partitions) of the run.",
 )
 weekly_job = dg.define_asset_job(
     "weekly_job",
-    selection=dg.AssetSelection.assets("anomaly_scores", "archive_daily_readings"),
-    description="Anomaly model retraining over a longer window, and the retention pass over the archive.",
-    config={
-        "ops": {
-            "anomaly_scores": {"config": {"lookback_days": RETRAIN_LOOKBACK_DAYS}},
-            "archive_daily_readings": {"config": {"max_days": RETENTION_ARCHIVE_DAYS}},
-        }
-    },
+    selection=dg.AssetSelection.assets("anomaly_model"),
+    description="Retrain the anomaly model on its window; the next scoring runs use the new version.",
 )
 
 
@@ -80,12 +73,20 @@ def daily_marts_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
     return dg.RunRequest(run_key=f"daily-{day}", tags=days_ending(day, DAILY_LOOKBACK_DAYS))
 
 
+@dg.schedule(name="daily_job_schedule", job=daily_job, cron_schedule="30 2 * * *", execution_timezone="UTC")
+def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Every night: yesterday's archive file and quality report."""
+    day = scheduled_day(context) - timedelta(days=1)
+    return dg.RunRequest(run_key=f"daily-job-{day}", partition_key=day.isoformat())
+
+
 defs = dg.Definitions(
     jobs=[refresh_job, daily_marts_job, daily_job, weekly_job],
     schedules=[
         hourly_refresh_schedule,
         daily_marts_schedule,
-        dg.ScheduleDefinition(job=daily_job, cron_schedule="30 2 * * *", execution_timezone="UTC"),
+        daily_schedule,
         dg.ScheduleDefinition(job=weekly_job, cron_schedule="0 4 * * 0", execution_timezone="UTC"),
     ],
+    sensors=[build_late_days_sensor([refresh_job, daily_job])],
 )

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.kafka.broker import KafkaBroker
-from metrify_assets.kafka.resource import KafkaResource
 from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.storage.migrate import migrate, truncate_ops
+from metrify_platform.kafka_broker import KafkaBroker
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

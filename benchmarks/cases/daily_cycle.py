@@ -11,7 +11,7 @@ from pathlib import Path
 from benchmarks.harness import CaseResult, stopwatch
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import resolve_settings
-from metrify_assets.orchestration import execute_job, ingest_files, local_instance
+from metrify_assets.orchestration.instance import execute_job, ingest_files, local_instance
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
 from metrify_assets.warehouse.assets import partition_range_tags

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 import pandas as pd
 
 from benchmarks.harness import CaseResult
-from metrify_assets.anomaly.scoring import score_readings
 from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.decode import decode
+from metrify_assets.meters.anomaly_model import fit_model, score_readings
 from metrify_assets.quality import rules
 from metrify_assets.simulation import SimulationConfig, simulate
 
@@ -114,7 +114,8 @@ def detection(scale: float) -> CaseResult:
                 {"source": source, "fault": kind, "signal": f"rule {reason}", **_scores(truth, flagged)}
             )
             if kind == "spike":
-                scored = score_readings(batch.records[(outcome.decision != "reject").to_numpy()])
+                kept = batch.records[(outcome.decision != "reject").to_numpy()]
+                scored, _ = score_readings(kept, fit_model(kept), "detection")
                 anomalous = {
                     _key(m, t)
                     for m, t in scored.loc[scored["is_anomaly"], ["meter_id", "reading_start"]].itertuples(

@@ -34,7 +34,7 @@ from benchmarks.kafka_env import KafkaBench, kafka_bench
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.orchestration import DAGSTER_YAML, WARM_LAUNCHER_YAML
+from metrify_assets.orchestration.instance import DAGSTER_YAML, WARM_LAUNCHER_YAML
 from metrify_assets.resources import LakeResource
 
 SOURCE = METER_READINGS.source

@@ -22,14 +22,14 @@ from metrify_assets.contracts import METER_READINGS
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.ingestion.batch import process_batch, stored_rows
 from metrify_assets.ingestion.decode import decode
-from metrify_assets.kafka.batches import commit_range, dead_letter, read_batch
-from metrify_assets.kafka.drain import drain
-from metrify_assets.kafka.produce import produce
-from metrify_assets.kafka.ranges import MAX_RECORDS_PER_RUN, OffsetRange
-from metrify_assets.orchestration import execute_job, local_instance
+from metrify_assets.ingestion.kafka.batches import commit_range, dead_letter, read_batch
+from metrify_assets.ingestion.kafka.produce import produce
+from metrify_assets.ingestion.kafka.ranges import MAX_RECORDS_PER_RUN, OffsetRange
+from metrify_assets.lifecycle.archive import archive_daily_readings
+from metrify_assets.orchestration.drain import drain
+from metrify_assets.orchestration.instance import execute_job, local_instance
 from metrify_assets.quality import rules
 from metrify_assets.resources import LakeResource
-from metrify_assets.retention.assets import archive_daily_readings
 from metrify_assets.simulation import SimulationConfig, simulate
 from metrify_assets.storage.migrate import truncate_ops
 from metrify_assets.storage.writes import upsert_rows

@@ -1,26 +1,23 @@
-"""`metrify demo`: simulate, land, materialise the whole graph, and summarise."""
+"""`metrify demo`: `metrify simulate` then `metrify run`, and a summary of what the demo's batches became."""
 
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 import psycopg
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from metrify_assets.definitions import defs as load_defs
+from metrify_assets.cli.run import run_with_progress
 from metrify_assets.env import resolve_settings
-from metrify_assets.orchestration import execute_job, ingest_files, local_instance
 from metrify_assets.reporting.assets import REPORT_KEY
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
-from metrify_assets.warehouse.assets import partition_range_tags
 
 
 @dataclass
@@ -104,12 +101,11 @@ def register(app: typer.Typer) -> None:
         fault_rate: float = typer.Option(0.01, help="Share of records with an injected fault."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object as the last line."),
     ) -> None:
-        """Simulate data, land it, materialise the whole asset graph, and print a summary."""
+        """Simulate data and land it (`metrify simulate`), ingest it and materialise the graph for its days
+        (`metrify run`), and print a summary."""
         began = time.monotonic()
         console = Console(stderr=as_json)
         settings = resolve_settings()
-        instance = local_instance(settings)
-        definitions = load_defs()
         config = SimulationConfig(
             meters=meters, days=days, start=date.fromisoformat(start), seed=seed, fault_rate=fault_rate
         )
@@ -119,26 +115,7 @@ def register(app: typer.Typer) -> None:
                 sim, settings.landing_dir, settings.home / "simulation" / "labels.jsonl"
             )
         console.print(f"landed {len(landed.files)} files in {settings.landing_dir}")
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("ingesting batches", total=len(landed.files))
-            ingest_files(definitions, instance, landed.files, on_batch=lambda _: progress.advance(task))
-            step = progress.add_task("materialising the graph", total=2)
-            # The marts are partitioned by local day: one run covers the simulated days (+/- a day
-            # for meters whose local date differs from the UTC one).
-            days_run = partition_range_tags(
-                config.start - timedelta(days=1), config.start + timedelta(days=days)
-            )
-            for job in ("refresh_job", "daily_job"):
-                progress.update(step, description=f"materialising: {job}")
-                tags = {"metrify/trigger": "demo", **(days_run if job == "refresh_job" else {})}
-                execute_job(definitions, job, instance, tags=tags)
-                progress.advance(step)
+        run_with_progress(settings, console, trigger="demo")
         with postgres_resource(settings).connect() as conn:
             summary = summarise(
                 conn, [f.batch_id for f in landed.files], Lake(settings.lake_url).uri(REPORT_KEY)

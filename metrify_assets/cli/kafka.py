@@ -13,9 +13,9 @@ from rich.table import Table
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import resolve_settings
-from metrify_assets.kafka.broker import KAFKA_VERSION, KafkaBroker
-from metrify_assets.kafka.drain import drain
+from metrify_assets.orchestration.drain import drain
 from metrify_assets.resources.build import kafka_resource, postgres_resource
+from metrify_platform.kafka_broker import KAFKA_VERSION, KafkaBroker
 
 kafka_app = typer.Typer(
     help="Kafka: a local broker for development, and draining the topics.", no_args_is_help=True
@@ -62,7 +62,7 @@ def drain_cmd(
 ) -> None:
     """Ingest everything now in the topics (sensor planning + ingest job, in process), then summarise."""
     from metrify_assets.definitions import defs as load_defs  # the code location: loaded only when needed
-    from metrify_assets.orchestration import local_instance
+    from metrify_assets.orchestration.instance import local_instance
 
     settings = resolve_settings()
     if not settings.uses_kafka:

@@ -16,7 +16,6 @@ from rich.table import Table
 from metrify_assets.env import resolve_settings
 from metrify_assets.quality import review
 from metrify_assets.resources.build import postgres_resource
-from metrify_assets.storage.migrate import migrate
 
 By = Annotated[str, typer.Option("--by", help="Who decides (a name or e-mail), stored with the decision.")]
 Reason = Annotated[str, typer.Option("--reason", help="Why, stored with the decision.")]
@@ -27,7 +26,6 @@ RecordIndex = Annotated[int, typer.Argument(help="The item's record index within
 def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str) -> None:
     postgres = postgres_resource(resolve_settings())
     with postgres.connect() as conn:
-        migrate(conn)
         decide = review.approve if action == "approve" else review.reject
         try:
             item = decide(conn, batch_id, record_index, by, reason)
@@ -50,7 +48,6 @@ def register(app: typer.Typer) -> None:
         """List review items, oldest first."""
         postgres = postgres_resource(resolve_settings())
         with postgres.connect() as conn:
-            migrate(conn)
             try:
                 items = review.list_items(conn, None if status == "all" else status, source, reason, limit)
             except review.ReviewError as err:
@@ -75,7 +72,6 @@ def register(app: typer.Typer) -> None:
         """Show one item: its queue row and the stored reading it refers to (JSON)."""
         postgres = postgres_resource(resolve_settings())
         with postgres.connect() as conn:
-            migrate(conn)
             try:
                 item = review.get_item(conn, batch_id, record_index)
             except review.ReviewError as err:

@@ -13,7 +13,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from metrify_assets.env import Settings, resolve_settings
-from metrify_assets.kafka.produce import produce
+from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.resources.build import kafka_resource
 from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
 from metrify_assets.simulation.generate import STAGES

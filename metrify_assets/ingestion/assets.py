@@ -15,13 +15,12 @@ from pydantic import Field
 
 from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.ingestion.batch import BatchResult, BatchSpec, SuiteFailedError, process_batch
+from metrify_assets.ingestion.kafka.batches import KafkaBatch, commit_range, dead_letter, read_batch
+from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.landing import LandedFile
-from metrify_assets.kafka.batches import KafkaBatch, commit_range, dead_letter, read_batch
-from metrify_assets.kafka.ranges import OffsetRange
-from metrify_assets.kafka.resource import KafkaResource
 from metrify_assets.quality.checks import rule_counts_metadata, suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource
-from metrify_assets.storage.migrate import migrate
+from metrify_assets.resources.kafka import KafkaResource
 
 OWNERS = ["team:data-engineering"]
 
@@ -149,7 +148,6 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         spec, messages, versions, received_at, kafka_batch = _load(contract, config, kafka)
         with postgres.connect() as conn:
-            migrate(conn)
             try:
                 result = process_batch(
                     spec,

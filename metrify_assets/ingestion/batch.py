@@ -24,11 +24,12 @@ from metrify_assets.ingestion.decode import DecodedBatch, decode
 from metrify_assets.quality import alerts, gx, review, rules
 from metrify_assets.quality.alerts import QualityAlert
 from metrify_assets.quality.gx import SuiteResult
+from metrify_assets.quality.quarantine import QuarantineRow, quarantine
 from metrify_assets.quality.rules import RuleOutcome
 from metrify_assets.quality.scoring import QualityScore, batch_quality
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage import writes
-from metrify_assets.storage.writes import LedgerEntry, QuarantineRow
+from metrify_assets.storage.writes import LedgerEntry
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,8 @@ def process_batch(
     alert = alerts.evaluate(spec.batch_id, contract.source, quality, threshold)
     with conn.transaction():
         writes.upsert_rows(conn, contract, stored)
-        writes.quarantine(conn, contract.source, spec.batch_id, quarantined)
+        writes.record_days(conn, contract, spec.batch_id, len(stored), spec.dt)
+        quarantine(conn, contract.source, spec.batch_id, quarantined)
         writes.enqueue_review(conn, contract.source, spec.batch_id, review)
         writes.record_batch(conn, entry)
         alerts.sync(conn, spec.batch_id, alert)

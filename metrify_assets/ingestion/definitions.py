@@ -6,8 +6,8 @@ import dagster as dg
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.assets import INGEST_ASSETS
+from metrify_assets.ingestion.kafka.sensor import build_kafka_sensor
 from metrify_assets.ingestion.sensors import build_landing_sensor
-from metrify_assets.kafka.sensor import build_kafka_sensor
 
 # Failed batch runs are retried with backoff (needs `run_retries.enabled` in dagster.yaml); the
 # sensors re-request any batch whose runs all failed, so a failure never leaves a hole.

@@ -14,7 +14,6 @@ import dagster as dg
 from metrify_assets.contracts import SourceContract
 from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.resources import LandingResource, PostgresResource
-from metrify_assets.storage.migrate import migrate
 from metrify_assets.storage.writes import ledger_batch_ids
 
 MAX_RUNS_PER_TICK = 50
@@ -84,7 +83,6 @@ def build_landing_sensor(
         files = list_landed(landing.path, source)
         cursor = int(context.cursor or 0)
         with postgres.connect() as conn:
-            migrate(conn)
             done = ledger_batch_ids(conn, source)
         stale = [f.batch_id for f in files if f.seq <= cursor and f.batch_id not in done]
         planned, new_cursor = plan_landing_runs(files, cursor, done, failed_batches(context.instance, stale))

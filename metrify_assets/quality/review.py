@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from metrify_assets.contracts import SourceContract, contract_for
+from metrify_assets.quality.quarantine import QuarantineRow, quarantine
 
 STATUSES = ("pending", "approved", "rejected")
 REJECT_REASON_PREFIX = "review_rejected:"
@@ -156,17 +157,9 @@ def reject(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, 
                 sql.SQL("DELETE FROM ops.{} WHERE {}").format(sql.Identifier(table), _key_filter(contract)),
                 keys,
             )
-        conn.execute(
-            "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (batch_id, record_index) DO UPDATE "
-            "SET payload = excluded.payload, reasons = excluded.reasons, quarantined_at = now()",
-            (
-                item.batch_id,
-                item.record_index,
-                item.source,
-                json.dumps(row),
-                f"{REJECT_REASON_PREFIX}{why}",
-            ),
+        reason = f"{REJECT_REASON_PREFIX}{why}"
+        quarantine(
+            conn, item.source, item.batch_id, [QuarantineRow(item.record_index, json.dumps(row), reason)]
         )
         conn.execute(
             "UPDATE ops.ingest_ledger SET accepted = accepted - 1, quarantined = quarantined + 1, "

@@ -15,7 +15,6 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import resolve_settings
 from metrify_assets.resources import PostgresResource
 from metrify_assets.storage.frames import read_frame
-from metrify_assets.storage.migrate import migrate
 
 BATCHES_SQL = """
 SELECT l.batch_id, l.quality_score, a.threshold, a.dimensions
@@ -69,7 +68,6 @@ def build_score_check(source: str) -> dg.AssetChecksDefinition:
     )
     def _check(context: dg.AssetCheckExecutionContext, postgres: PostgresResource) -> dg.AssetCheckResult:
         with postgres.connect() as conn:
-            migrate(conn)
             batches = read_frame(
                 conn, BATCHES_SQL, {"source": source, "run_id": context.op_execution_context.run_id}
             )

@@ -139,6 +139,40 @@ def _scores(dimensions: np.ndarray, config: ScoringConfig) -> np.ndarray:
     return 100.0 * dimensions @ np.array([weights[d] for d in DIMENSIONS])
 
 
+def meter_day_completeness(readings: pd.DataFrame) -> pd.DataFrame:
+    """Completeness of stored readings per meter and local day, each meter on its own timezone.
+
+    `readings`: meter_id, reading_start (UTC), interval_minutes, timezone. Returns meter_id,
+    local_date, received (distinct intervals), expected (local day length / the day's shortest
+    interval, so DST days expect 92 or 100 quarter-hours) and completeness (received / expected,
+    at most 1). The warehouse's `fct_consumption_daily.completeness` is the same figure in SQL.
+    """
+    columns = ["meter_id", "local_date", "received", "expected", "completeness"]
+    if readings.empty:
+        return pd.DataFrame(columns=columns)
+    parts = []
+    for timezone, group in readings.groupby("timezone", sort=True):
+        local = pd.to_datetime(group["reading_start"], utc=True).dt.tz_convert(str(timezone))
+        frame = pd.DataFrame(
+            {
+                "meter_id": group["meter_id"].to_numpy(),
+                "local_date": local.dt.tz_localize(None).dt.normalize().to_numpy(),
+                "reading_start": group["reading_start"].to_numpy(),
+                "interval_minutes": group["interval_minutes"].astype("int64").to_numpy(),
+            }
+        )
+        days = frame.groupby(["meter_id", "local_date"], sort=True).agg(
+            received=("reading_start", "nunique"), interval_minutes=("interval_minutes", "min")
+        )
+        day_us = _local_day_length_us(days.index.get_level_values("local_date"), str(timezone))
+        days["expected"] = np.round(day_us / (days["interval_minutes"].to_numpy() * _US_PER_MINUTE))
+        parts.append(days.reset_index())
+    out = pd.concat(parts, ignore_index=True)
+    out["completeness"] = (out["received"] / out["expected"]).clip(upper=1.0)
+    out["local_date"] = out["local_date"].dt.date
+    return out[columns]
+
+
 def _local_day_length_us(local_dates: pd.Index, timezone: str) -> np.ndarray:
     """Microseconds from local midnight to the next local midnight (UTC instants, DST-aware)."""
     start = pd.DatetimeIndex(local_dates).tz_localize(timezone, nonexistent="shift_forward", ambiguous=True)

@@ -9,7 +9,7 @@ import base64
 import html
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -17,15 +17,21 @@ import pandas as pd
 
 from metrify_assets.env import resolve_settings
 from metrify_assets.metadata import markdown_table, png_markdown
+from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.quality import data_docs
 from metrify_assets.reporting import queries
 from metrify_assets.reporting.charts import bar_chart_png, heatmap_png, score_over_time_png
 from metrify_assets.resources import LakeResource, PostgresResource
-from metrify_assets.storage.migrate import migrate
 
 OWNERS = ["team:data-quality"]
 REPORT_KEY = "reports/quality/latest.html"
 HEATMAP_METERS = 30  # the meters with the lowest mean completeness; 200 rows would be unreadable
+
+
+def report_key(first: date, last: date) -> str:
+    """The lake key of the report of days `first`..`last` (one day: `dt=<day>`)."""
+    span = f"dt={first}" if first == last else f"dt={first}_{last}"
+    return f"reports/quality/{span}/index.html"
 
 
 def reason_counts(reasons: pd.Series) -> pd.Series:
@@ -37,6 +43,8 @@ def reason_counts(reasons: pd.Series) -> pd.Series:
 
 def completeness_matrix(meter_days: pd.DataFrame, meters: int = HEATMAP_METERS) -> pd.DataFrame:
     """Meters x local dates of completeness, the least complete meters first (missing day = 0)."""
+    if meter_days.empty:
+        return pd.DataFrame()
     matrix = meter_days.pivot_table(
         index="meter_id", columns="local_date", values="completeness", aggfunc="max"
     ).fillna(0.0)
@@ -60,11 +68,12 @@ def render_report(data: queries.ReportData, charts: dict[str, bytes], docs: dict
     )
     review = ", ".join(f"{n} {s}" for s, n in sorted(data.review_status.items())) or "empty"
     generated = datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    span = str(data.first) if data.first == data.last else f"{data.first} to {data.last}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Metrify data-quality report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:64rem}}
 table.t{{border-collapse:collapse}} .t td,.t th{{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}}
 </style></head><body>
-<h1>Metrify data-quality report</h1><p>Generated {html.escape(generated)}; {len(ledger)} batches,
+<h1>Metrify data-quality report: {span}</h1><p>Generated {html.escape(generated)}; {len(ledger)} batches,
 {data.alerts} quality alerts; review queue: {html.escape(review)}.</p>
 <h2>Quality score over time</h2>{_img(charts["score"], "quality score per batch")}
 <h2>Records by source</h2>{totals.to_html(classes="t")}
@@ -99,21 +108,24 @@ def build_charts(data: queries.ReportData, threshold: float) -> dict[str, bytes]
         "validated_weather_observations",
         "anomaly_scores",
     ],
+    partitions_def=DAYS,
+    backfill_policy=SINGLE_RUN,
     group_name="reporting",
     kinds={"html", "s3"},
     owners=OWNERS,
     description="Data-quality report for reviewers: score over time, rejects by reason, completeness per "
-    "meter-day, top offending meters; and GX Data Docs of each source's latest batch. HTML in the lake "
-    "under reports/quality/ and reports/data_docs/.",
+    "meter-day, top offending meters of the batches that touched the run's days; and GX Data Docs of "
+    "each source's latest such batch. HTML in the lake under reports/quality/dt=<day>/ (latest.html: the "
+    "newest run) and reports/data_docs/.",
     metadata={"lake_key": REPORT_KEY, "data_docs_key": f"{data_docs.DATA_DOCS_PREFIX}/index.html"},
 )
 def data_quality_report(
     context: dg.AssetExecutionContext, postgres: PostgresResource, lake: LakeResource
 ) -> dg.MaterializeResult:
+    first, last = partition_days(context)
     with postgres.connect() as conn:
-        migrate(conn)
-        data = queries.load(conn)
-        latest = queries.latest_batches(conn)
+        data = queries.load(conn, first, last)
+        latest = queries.latest_batches(conn, first, last)
     store = lake.get_lake()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="metrify-data-docs-") as site:
@@ -123,13 +135,14 @@ def data_quality_report(
     context.log.info(f"Data Docs: {len(docs_keys)} files in {docs_seconds:.1f} s")
     charts = build_charts(data, resolve_settings().quality_alert_threshold)
     page = render_report(data, charts, docs).encode()
-    day = datetime.now(tz=UTC).date().isoformat()
-    store.put(f"reports/quality/dt={day}/index.html", page, content_type="text/html")
+    dated = store.put(report_key(first, last), page, content_type="text/html")
     uri = store.put(REPORT_KEY, page, content_type="text/html")
     ledger = data.ledger
     return dg.MaterializeResult(
         metadata={
-            "report": dg.MetadataValue.path(uri),
+            "days": dg.MetadataValue.text(f"{first} .. {last}"),
+            "report": dg.MetadataValue.path(dated),
+            "latest": dg.MetadataValue.path(uri),
             "data_docs": dg.MetadataValue.path(store.uri(f"{data_docs.DATA_DOCS_PREFIX}/index.html")),
             "data_docs_seconds": dg.MetadataValue.float(round(docs_seconds, 2)),
             "suites_passed": dg.MetadataValue.json(docs),

@@ -1,40 +1,36 @@
-"""What the data-quality report reads from PostgreSQL, as DataFrames (one query per figure)."""
+"""What the data-quality report of a range of days reads from PostgreSQL (one query per figure).
+
+A report covers the batches that touched its days (`ops.ingest_days`) and the readings of those days,
+so its cost follows the days it covers, not the history held.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import pandas as pd
 import psycopg
 from psycopg import sql
 
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.quality.scoring import ScoringConfig
+from metrify_assets.meters.days import DAY_WINDOW, day_params, readings_of_days_sql
+from metrify_assets.quality.scoring import meter_day_completeness
 from metrify_assets.storage.frames import read_frame
 
-# Completeness per meter and local day: distinct intervals received / intervals in that local day
-# (92 or 100 quarter-hours on DST days), as in quality.scoring.meter_day_quality.
-METER_DAY_SQL = """
-WITH days AS (
-    SELECT meter_id, (reading_start AT TIME ZONE %(tz)s)::date AS local_date,
-           count(DISTINCT reading_start) AS received, min(interval_minutes) AS interval_minutes
-    FROM ops.meter_readings GROUP BY 1, 2
-)
-SELECT meter_id, local_date, received,
-       extract(epoch FROM ((local_date + 1)::timestamp AT TIME ZONE %(tz)s)
-                          - (local_date::timestamp AT TIME ZONE %(tz)s)) / 60 / interval_minutes AS expected
-FROM days
-"""
+BATCHES = "SELECT DISTINCT batch_id FROM ops.ingest_days WHERE day BETWEEN %(first)s::date AND %(last)s::date"
 
 # Meters by records rejected (quarantine payloads, read with a regex so malformed ones count too)
-# and flagged (review queue keys).
-OFFENDERS_SQL = """
-WITH rejected AS (
+# and flagged (review queue keys), among the report's batches.
+OFFENDERS_SQL = f"""
+WITH batches AS ({BATCHES}), rejected AS (
     SELECT substring(payload FROM '"meter_id"\\s*:\\s*"([^"]+)"') AS meter_id, count(*) AS rejected
-    FROM ops.quarantine WHERE source = 'meter_readings' GROUP BY 1
+    FROM ops.quarantine WHERE source = 'meter_readings' AND batch_id IN (SELECT batch_id FROM batches)
+    GROUP BY 1
 ), flagged AS (
     SELECT split_part(record_key, '|', 1) AS meter_id, count(*) AS flagged
-    FROM ops.review_queue WHERE source = 'meter_readings' GROUP BY 1
+    FROM ops.review_queue WHERE source = 'meter_readings' AND batch_id IN (SELECT batch_id FROM batches)
+    GROUP BY 1
 )
 SELECT meter_id, coalesce(r.rejected, 0) AS rejected, coalesce(f.flagged, 0) AS flagged,
        coalesce(r.rejected, 0) + coalesce(f.flagged, 0) AS total
@@ -46,7 +42,9 @@ ORDER BY total DESC, meter_id LIMIT %(limit)s
 
 @dataclass(frozen=True)
 class ReportData:
-    ledger: pd.DataFrame  # one row per batch
+    first: date
+    last: date
+    ledger: pd.DataFrame  # one row per batch that touched the days
     rejects: pd.Series  # quarantine reason strings
     flags: pd.Series  # review-queue reason strings
     meter_days: pd.DataFrame  # meter_id, local_date, received, expected, completeness
@@ -56,40 +54,62 @@ class ReportData:
     review_status: dict[str, int]
 
 
-def load(conn: psycopg.Connection, top_meters: int = 10) -> ReportData:
+def _in_batches(table: str, columns: str) -> str:
+    return f"SELECT {columns} FROM ops.{table} WHERE batch_id IN ({BATCHES})"
+
+
+def load(conn: psycopg.Connection, first: date, last: date, top_meters: int = 10) -> ReportData:
+    params = day_params(first, last)
     ledger = read_frame(
         conn,
-        "SELECT batch_id, source, processed_at, records_in, accepted, flagged, quarantined, quality_score "
-        "FROM ops.ingest_ledger ORDER BY processed_at",
+        _in_batches(
+            "ingest_ledger",
+            "batch_id, source, processed_at, records_in, accepted, flagged, quarantined, quality_score",
+        )
+        + " ORDER BY processed_at",
+        params,
     )
     ledger["quality_score"] = ledger["quality_score"].astype("float64")
-    meter_days = read_frame(conn, METER_DAY_SQL, {"tz": ScoringConfig().timezone})
-    meter_days["completeness"] = (
-        meter_days["received"].astype("float64") / meter_days["expected"].astype("float64")
-    ).clip(upper=1.0)
-    return ReportData(
-        ledger=ledger,
-        rejects=read_frame(conn, "SELECT reasons FROM ops.quarantine")["reasons"],
-        flags=read_frame(conn, "SELECT reasons FROM ops.review_queue")["reasons"],
-        meter_days=meter_days,
-        offenders=read_frame(conn, OFFENDERS_SQL, {"limit": top_meters}),
-        alerts=int(read_frame(conn, "SELECT count(*) AS n FROM ops.quality_alerts")["n"][0]),
-        anomalies=int(
-            read_frame(conn, "SELECT count(*) AS n FROM ops.anomaly_scores WHERE is_anomaly")["n"][0]
+    readings = read_frame(
+        conn,
+        readings_of_days_sql(
+            "r.meter_id, r.reading_start, r.interval_minutes, coalesce(m.timezone, 'UTC') AS timezone"
         ),
+        params,
+    )
+    anomalies = read_frame(
+        conn,
+        "SELECT count(*) AS n FROM ops.anomaly_scores a JOIN ops.meter_readings r USING (meter_id, reading_start) "
+        f"LEFT JOIN ops.meters m USING (meter_id) WHERE a.is_anomaly AND {DAY_WINDOW}",
+        params,
+    )
+    return ReportData(
+        first=first,
+        last=last,
+        ledger=ledger,
+        rejects=read_frame(conn, _in_batches("quarantine", "reasons"), params)["reasons"],
+        flags=read_frame(conn, _in_batches("review_queue", "reasons"), params)["reasons"],
+        meter_days=meter_day_completeness(readings),
+        offenders=read_frame(conn, OFFENDERS_SQL, {**params, "limit": top_meters}),
+        alerts=int(read_frame(conn, _in_batches("quality_alerts", "count(*) AS n"), params)["n"][0]),
+        anomalies=int(anomalies["n"][0]),
         review_status=dict(
-            conn.execute("SELECT status, count(*) FROM ops.review_queue GROUP BY 1").fetchall()
+            conn.execute(
+                f"SELECT status, count(*) FROM ops.review_queue WHERE batch_id IN ({BATCHES}) GROUP BY 1",
+                params,
+            ).fetchall()
         ),
     )
 
 
-def latest_batches(conn: psycopg.Connection) -> dict[str, pd.DataFrame]:
-    """Per source, the stored rows of its latest batch, keyed by the suite that guards them."""
+def latest_batches(conn: psycopg.Connection, first: date, last: date) -> dict[str, pd.DataFrame]:
+    """Per source, the stored rows of its latest batch among the days', keyed by the suite that guards them."""
     frames: dict[str, pd.DataFrame] = {}
     for source, contract in CONTRACTS.items():
         latest = conn.execute(
-            "SELECT batch_id FROM ops.ingest_ledger WHERE source = %s ORDER BY processed_at DESC LIMIT 1",
-            (source,),
+            f"SELECT batch_id FROM ops.ingest_ledger WHERE source = %(source)s AND batch_id IN ({BATCHES}) "
+            "ORDER BY processed_at DESC LIMIT 1",
+            {**day_params(first, last), "source": source},
         ).fetchone()
         if latest is None:
             continue

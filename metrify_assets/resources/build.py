@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from metrify_assets.env import Settings, SnowflakeSettings
-from metrify_assets.kafka.resource import KafkaResource
+from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.lake import LakeResource
 from metrify_assets.resources.landing import LandingResource
 from metrify_assets.resources.postgres import PostgresResource

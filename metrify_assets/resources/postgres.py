@@ -10,6 +10,8 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 
+from metrify_assets.storage.migrate import migrate
+
 
 @cache
 def embedded_postgres_url(data_dir: str) -> str:
@@ -36,6 +38,8 @@ class PostgresResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-        """A connection that commits on success and rolls back on error."""
+        """A connection to a database at the current schema version, that commits on success and
+        rolls back on error. Pending migrations are applied on the first connection of a process."""
         with psycopg.connect(self.get_url(), autocommit=autocommit) as conn:
+            migrate(conn)
             yield conn

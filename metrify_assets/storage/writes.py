@@ -8,8 +8,9 @@ the same final state.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import pandas as pd
 import psycopg
@@ -72,26 +73,42 @@ def upsert_rows(conn: psycopg.Connection, contract: SourceContract, rows: pd.Dat
         return cur.rowcount
 
 
-@dataclass(frozen=True)
-class QuarantineRow:
-    record_index: int
-    payload: str
-    reasons: str
+def record_days(
+    conn: psycopg.Connection, contract: SourceContract, batch_id: str, stored: int, arrival_day: date
+) -> int:
+    """Record the local days the `stored` rows just upserted (still in the batch's temp table) belong to.
 
-
-def quarantine(conn: psycopg.Connection, source: str, batch_id: str, rows: Iterable[QuarantineRow]) -> int:
-    """Record rejected records verbatim; a replayed batch rewrites the same rows."""
-    data = [(batch_id, r.record_index, source, r.payload, r.reasons) for r in rows]
-    if not data:
-        return 0
+    Meter readings fall on the meter's local day (UTC for a meter not in the registry, as dbt does);
+    grid and weather samples on their UTC day. A batch that stored nothing (all quarantined) is
+    recorded on its arrival day with 0 records, so the day's quality report still shows it. A
+    replayed batch records nothing new, so it dirties no day. Returns the number of days recorded.
+    """
+    if not stored:
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES (%s, %s, %s, 0) "
+                "ON CONFLICT (batch_id, day) DO NOTHING",
+                (batch_id, contract.source, arrival_day),
+            )
+            return cur.rowcount
+    tmp = sql.Identifier(f"_in_{contract.table}")
+    time = sql.Identifier(contract.time_field)
+    if contract.source == "meter_readings":
+        day = sql.SQL("(t.{time} AT TIME ZONE coalesce(m.timezone, 'UTC'))::date").format(time=time)
+        rows = sql.SQL("{tmp} t LEFT JOIN ops.meters m USING (meter_id)").format(tmp=tmp)
+    else:
+        day = sql.SQL("(t.{time} AT TIME ZONE 'UTC')::date").format(time=time)
+        rows = sql.SQL("{tmp} t").format(tmp=tmp)
     with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (batch_id, record_index) DO UPDATE "
-            "SET payload = excluded.payload, reasons = excluded.reasons",
-            data,
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO ops.ingest_days (batch_id, source, day, records) "
+                "SELECT %s, %s, {day}, count(*) FROM {rows} GROUP BY 3 "
+                "ON CONFLICT (batch_id, day) DO NOTHING"
+            ).format(day=day, rows=rows),
+            (batch_id, contract.source),
         )
-    return len(data)
+        return cur.rowcount
 
 
 def enqueue_review(

@@ -10,33 +10,22 @@ watermark. Dagster runs always carry a partition (key or range): its dbt test ch
 
 import json
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
+from metrify_assets.partitions import DAYS, SINGLE_RUN
 from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
-
-# From far enough back for historical imports (the UCI household sample starts in 2006); end_offset=1
-# makes today a partition, so the hourly marts can be refreshed for the day in progress.
-WAREHOUSE_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2000-01-01", end_offset=1)
 
 
 def partition_vars(window: dg.TimeWindow) -> dict[str, str]:
     """dbt vars for a partition time window: its first and last (inclusive) day."""
     last = window.end - timedelta(days=1)
     return {"min_date": window.start.date().isoformat(), "max_date": last.date().isoformat()}
-
-
-def partition_range_tags(first: date, last: date) -> dict[str, str]:
-    """Run tags that make one run cover the days `first`..`last` (a single-run backfill's tags)."""
-    return {
-        "dagster/asset_partition_range_start": first.isoformat(),
-        "dagster/asset_partition_range_end": last.isoformat(),
-    }
 
 
 def build_warehouse_assets(
@@ -49,8 +38,8 @@ def build_warehouse_assets(
         project=project,
         name="metrify_dbt",
         dagster_dbt_translator=translator or MetrifyDbtTranslator(),
-        partitions_def=WAREHOUSE_PARTITIONS,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        partitions_def=DAYS,
+        backfill_policy=SINGLE_RUN,
     )
     def metrify_dbt(
         context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource

@@ -1,1 +1,0 @@
-"""Anomaly scores per meter reading."""

@@ -1,1 +1,0 @@
-"""Meter registry and enrichment of readings (metadata, time-of-use period, weather)."""

@@ -1,0 +1,118 @@
+"""Kafka sensors: one run per topic-partition offset range, and no holes left by failed runs.
+
+A tick reads only beginning/end offsets and plans ranges (`kafka.ranges`); runs read their range.
+The cursor (next start offset per partition) moves when runs are requested, so each tick also
+reconciles: a range below the cursor that the ledger does not hold and whose runs all failed is
+requested again (`-retry-<n>`), as the landing sensors do. Unreachable brokers skip the tick with the
+cursor unchanged.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from kafka.errors import KafkaError
+
+from metrify_assets.contracts import SourceContract
+from metrify_assets.ingestion.kafka.offsets import committed_offsets, consumer_lag, topic_offsets
+from metrify_assets.ingestion.kafka.ranges import OffsetRange, dump_cursor, load_cursor, plan_ranges
+from metrify_assets.ingestion.sensors import BATCH_TAG, failed_batches
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.storage.writes import ledger_batch_ids
+
+TOPIC_TAG = "metrify/kafka_topic"
+_ENDED_BADLY = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+def range_request(source: str, rng: OffsetRange, run_key: str) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=run_key,
+        run_config=rng.run_config(source),
+        tags={BATCH_TAG: rng.batch_id, TOPIC_TAG: rng.topic, "metrify/source": source},
+    )
+
+
+def _retries(
+    instance: dg.DagsterInstance, postgres: PostgresResource, source: str, topic: str
+) -> list[tuple[OffsetRange, str]]:
+    """Ranges of `topic` missing from the ledger whose runs all ended without success."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={TOPIC_TAG: topic}, statuses=_ENDED_BADLY))
+    candidates = {r.tags[BATCH_TAG] for r in runs if BATCH_TAG in r.tags}
+    if not candidates:
+        return []
+    with postgres.connect() as conn:
+        done = ledger_batch_ids(conn, source)
+    failed = failed_batches(instance, sorted(candidates - done))
+    return [(OffsetRange.parse(b), f"{b}-retry-{n}") for b, n in failed.items()]
+
+
+def kafka_tick(
+    contract: SourceContract,
+    instance: dg.DagsterInstance,
+    cursor: str | None,
+    kafka: KafkaResource,
+    postgres: PostgresResource,
+) -> dg.SensorResult | dg.SkipReason:
+    """One sensor evaluation; `metrify kafka drain` calls it too, so both plan identically.
+
+    Every tick that reaches the brokers also reports the consumer lag (see `lag_observation`).
+    """
+    source = contract.source
+    if not kafka.configured:
+        return dg.SkipReason("Kafka is not configured (KAFKA_BOOTSTRAP_SERVERS is unset).")
+    topic = kafka.topic(source)
+    try:
+        beginning, end = topic_offsets(kafka, topic)
+        committed = committed_offsets(kafka, topic)
+    except KafkaError as err:
+        return dg.SkipReason(
+            f"Kafka at {kafka.bootstrap_servers} is unreachable ({type(err).__name__}: {err}); "
+            "cursor unchanged, the next tick tries again."
+        )
+    if not end:
+        return dg.SkipReason(f"Topic {topic} does not exist (yet).")
+    planned, next_offsets = plan_ranges(topic, beginning, end, load_cursor(cursor))
+    requests = [range_request(source, rng, rng.batch_id) for rng in planned]
+    requests += [range_request(source, rng, key) for rng, key in _retries(instance, postgres, source, topic)]
+    lag = lag_observation(contract, kafka, consumer_lag(beginning, end, committed), end)
+    if not requests:
+        skip = dg.SkipReason(f"No new records in {topic} (end offsets {dump_cursor(end)}).")
+        return dg.SensorResult(skip_reason=skip, asset_events=[lag])
+    return dg.SensorResult(run_requests=requests, cursor=dump_cursor(next_offsets), asset_events=[lag])
+
+
+def lag_observation(
+    contract: SourceContract, kafka: KafkaResource, lag: dict[int, int], end: dict[int, int]
+) -> dg.AssetObservation:
+    """The ingest group's lag on the topic as an observation of `raw_<source>`: a history in the UI."""
+    return dg.AssetObservation(
+        asset_key=f"raw_{contract.source}",
+        metadata={
+            "consumer_lag": dg.MetadataValue.int(sum(lag.values())),
+            "lag_by_partition": dg.MetadataValue.json({str(p): n for p, n in lag.items()}),
+            "end_offsets": dg.MetadataValue.json({str(p): n for p, n in end.items()}),
+            "topic": dg.MetadataValue.text(kafka.topic(contract.source)),
+            "consumer_group": dg.MetadataValue.text(kafka.group_id),
+        },
+    )
+
+
+def build_kafka_sensor(
+    contract: SourceContract,
+    job: dg.UnresolvedAssetJobDefinition,
+    minimum_interval_seconds: int = 30,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"kafka_{contract.source}_sensor",
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description=f"Requests one ingest run per new offset range of the {contract.source} topic.",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext, kafka: KafkaResource, postgres: PostgresResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        return kafka_tick(contract, context.instance, context.cursor, kafka, postgres)
+
+    return _sensor

@@ -1,5 +1,0 @@
-"""Run launchers for Metrify's Dagster instance."""
-
-from metrify_assets.launcher.warm import WarmRunLauncher
-
-__all__ = ["WarmRunLauncher"]

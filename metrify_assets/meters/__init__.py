@@ -1,0 +1,1 @@
+"""Meters: the registry, readings' local days, enrichment and the anomaly model (VEE comes next)."""

@@ -1,0 +1,11 @@
+"""The meters room's definitions."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from metrify_assets.meters.anomaly import anomaly_model, anomaly_scores
+from metrify_assets.meters.enrichment import enriched_meter_readings
+from metrify_assets.meters.registry import meter_registry
+
+defs = dg.Definitions(assets=[meter_registry, anomaly_model, anomaly_scores, enriched_meter_readings])

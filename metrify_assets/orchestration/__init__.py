@@ -1,0 +1,1 @@
+"""Running the code location's jobs from the CLI: the local instance, catch-up runs, Kafka drains."""

@@ -1,0 +1,149 @@
+"""`metrify run`: ingest everything waiting, then materialise the downstream graph for the days touched.
+
+The same jobs the sensors and schedules launch, executed in this process on the local instance (so
+the runs show in the UI): one ingest run per landing file the ledger does not hold yet, a Kafka drain
+when Kafka is configured, then, per run of consecutive days the new batches touched, one
+`refresh_job` run (anomaly scores, enrichment, dbt marts) and one `daily_job` run (archive, report).
+Before the first scoring it trains the anomaly model (`weekly_job`). A second `metrify run` with
+nothing new does nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+import dagster as dg
+
+from metrify_assets.contracts import CONTRACTS
+from metrify_assets.env import Settings
+from metrify_assets.ingestion.landing import LandedFile, list_landed
+from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
+from metrify_assets.meters.anomaly import CURRENT_KEY
+from metrify_assets.orchestration.drain import drain
+from metrify_assets.orchestration.instance import execute_job
+from metrify_assets.partitions import contiguous_ranges, partition_range_tags
+from metrify_assets.resources.build import kafka_resource, postgres_resource
+from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.writes import ledger_batch_ids
+
+DOWNSTREAM_JOBS = ("refresh_job", "daily_job")
+
+
+@dataclass
+class RunSummary:
+    """What `metrify run` did: batches ingested, the day ranges materialised, and the jobs run."""
+
+    batch_ids: list[str] = field(default_factory=list)
+    day_ranges: list[tuple[date, date]] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)
+    trained_model: bool = False
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Callbacks the CLI draws with; all optional."""
+
+    on_plan: Callable[[str, int], None] = lambda stage, total: None
+    on_step: Callable[[str], None] = lambda description: None
+
+
+def pending_files(settings: Settings, done: dict[str, set[str]]) -> list[LandedFile]:
+    """Landing files whose batch the ledger does not hold, oldest first per source."""
+    return [
+        f
+        for source in CONTRACTS
+        for f in list_landed(settings.landing_dir, source)
+        if f.batch_id not in done[source]
+    ]
+
+
+def ingest_files(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    files: list[LandedFile],
+    on_batch: Callable[[LandedFile], None] | None = None,
+) -> None:
+    """Run the ingest job once per landing file, as the landing sensor would (replays are idempotent)."""
+    for landed in files:
+        execute_job(
+            defs,
+            f"ingest_{landed.source}_job",
+            instance,
+            run_config=landing_run_config(landed.source, landed),
+            tags={BATCH_TAG: landed.batch_id, "metrify/source": landed.source, "metrify/trigger": "cli"},
+        )
+        if on_batch:
+            on_batch(landed)
+
+
+def touched_days(settings: Settings, batch_ids: list[str]) -> list[date]:
+    with postgres_resource(settings).connect() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT day FROM ops.ingest_days WHERE batch_id = ANY(%s) ORDER BY 1", (batch_ids,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def materialise_days(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    days: list[date],
+    progress: Progress,
+    trigger: str,
+) -> RunSummary:
+    """Train the anomaly model if there is none, then the downstream jobs per run of consecutive days."""
+    summary = RunSummary(day_ranges=contiguous_ranges(days))
+    needs_model = bool(days) and not Lake(settings.lake_url).exists(CURRENT_KEY)
+    progress.on_plan("materialising", len(summary.day_ranges) * len(DOWNSTREAM_JOBS) + int(needs_model))
+    if needs_model:
+        progress.on_step("training the anomaly model (weekly_job)")
+        execute_job(defs, "weekly_job", instance, tags={"metrify/trigger": trigger})
+        summary.trained_model = True
+        summary.jobs.append("weekly_job")
+    for first, last in summary.day_ranges:
+        for job in DOWNSTREAM_JOBS:
+            progress.on_step(f"{job} {first}..{last}")
+            execute_job(
+                defs, job, instance, tags={**partition_range_tags(first, last), "metrify/trigger": trigger}
+            )
+            summary.jobs.append(f"{job} {first}..{last}")
+    return summary
+
+
+def run_pipeline(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    progress: Progress | None = None,
+    trigger: str = "cli",
+) -> RunSummary:
+    """Ingest what is waiting (landing files, Kafka), then materialise the days it touched."""
+    began = time.monotonic()
+    progress = progress or Progress()
+    postgres = postgres_resource(settings)
+    with postgres.connect() as conn:
+        done = {source: ledger_batch_ids(conn, source) for source in CONTRACTS}
+    files = pending_files(settings, done)
+    progress.on_plan("ingesting landing files", len(files))
+    ingest_files(defs, instance, files, on_batch=lambda f: progress.on_step(f"ingested {f.path.name}"))
+    batch_ids = [f.batch_id for f in files]
+    if settings.uses_kafka:
+        kafka = kafka_resource(settings)
+        progress.on_plan("draining Kafka", 0)
+        drained: list[str] = []
+
+        def on_drained(batch_id: str) -> None:
+            drained.append(batch_id)
+            progress.on_step(f"ingested {batch_id}")
+
+        drain(defs, instance, kafka, postgres, on_batch=on_drained)
+        batch_ids += drained
+    summary = materialise_days(defs, instance, settings, touched_days(settings, batch_ids), progress, trigger)
+    summary.batch_ids = batch_ids
+    summary.seconds = round(time.monotonic() - began, 1)
+    return summary

@@ -1,1 +1,0 @@
-"""Archive tiers: hot (PostgreSQL) -> warm/cold/archive (lake Parquet)."""

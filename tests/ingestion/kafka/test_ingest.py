@@ -1,0 +1,298 @@
+"""Kafka micro-batches on a real Apache Kafka broker, a real Dagster instance and PostgreSQL.
+
+Sensor ticks plan offset ranges; the runs they request read exactly those ranges, dead-letter the
+bad records and commit. Replays of the same or overlapping ranges change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from metrify_assets.definitions import defs as load_defs
+from metrify_assets.ingestion.kafka.produce import produce
+from metrify_assets.ingestion.kafka.ranges import OffsetRange
+from metrify_assets.orchestration.instance import RunFailedError, execute_job
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.kafka import KafkaResource, dlq_topic
+from metrify_platform.kafka_broker import free_port
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+SOURCE = "weather_observations"
+JOB = f"ingest_{SOURCE}_job"
+SENSOR = f"kafka_{SOURCE}_sensor"
+BAD = ["{not json", json.dumps({"station_id": "W9"}), json.dumps({"station_id": "W9", "observed_at": "x"})]
+
+
+def observation(station: str, minute: int, temperature: float = 9.5) -> str:
+    return json.dumps(
+        {"station_id": station, "observed_at": f"2026-03-29T10:{minute:02d}:00Z", "temperature_c": temperature,
+         "humidity_pct": 80, "pressure_hpa": 1012, "wind_speed_ms": 3.2, "precipitation_mm": 0}
+    )  # fmt: skip
+
+
+@pytest.fixture
+def defs(
+    tmp_path: object,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[dg.Definitions]:
+    """The code location as deployed, pointed at the test broker, database and a temporary home."""
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_resource.bootstrap_servers)
+    monkeypatch.setenv("METRIFY_KAFKA_GROUP_ID", kafka_resource.group_id)
+    yield load_defs()
+
+
+def tick(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    kafka: KafkaResource,
+    pg: PostgresResource,
+    cursor: str | None,
+) -> dg.SensorResult | dg.SkipReason:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"kafka": kafka, "postgres": pg}
+    )
+    return defs.resolve_sensor_def(SENSOR).evaluate_tick(context)
+
+
+def run_all(defs: dg.Definitions, instance: dg.DagsterInstance, requests: list[dg.RunRequest]) -> None:
+    for request in requests:
+        execute_job(defs, JOB, instance, run_config=dict(request.run_config), tags=request.tags)
+
+
+def checksum(conn: psycopg.Connection) -> tuple[object, ...]:
+    """Content of the operational table (bookkeeping of which batch wrote a row left out)."""
+    row = conn.execute(
+        "SELECT count(*), md5(string_agg(concat_ws('|', station_id, observed_at, temperature_c, humidity_pct, "
+        "pressure_hpa, wind_speed_ms, precipitation_mm, record_version), ',' ORDER BY station_id, observed_at)) "
+        "FROM ops.weather_observations"
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def dead_letters(kafka: KafkaResource, topic: str) -> list[dict[str, str]]:
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False)
+    try:
+        tps = [
+            TopicPartition(dlq_topic(topic), p) for p in consumer.partitions_for_topic(dlq_topic(topic)) or []
+        ]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[dict[str, str]] = []
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            for records in consumer.poll(timeout_ms=1000).values():
+                out += [{"value": r.value.decode(), **{k: v.decode() for k, v in r.headers}} for r in records]
+        return out
+    finally:
+        consumer.close()
+
+
+def test_ticks_and_runs_account_for_every_record_and_dead_letter_the_bad_ones(
+    defs: dg.Definitions, kafka_resource: KafkaResource, pg_resource: PostgresResource, pg: psycopg.Connection
+) -> None:
+    kafka_resource.ensure_topics(partitions=1)
+    topic = kafka_resource.topic(SOURCE)
+    good = [observation("W1", minute) for minute in range(17)]
+    produce(kafka_resource, {SOURCE: good[:10] + BAD + good[10:]})
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = tick(defs, instance, kafka_resource, pg_resource, None)
+    assert [r.run_key for r in first.run_requests or []] == [f"{topic}-0-0-20"]
+    assert json.loads(first.cursor or "") == {"0": 20}
+    run_all(defs, instance, first.run_requests or [])
+
+    ledger = pg.execute(
+        "SELECT origin, origin_ref, records_in, accepted, quarantined FROM ops.ingest_ledger WHERE source = %s",
+        (SOURCE,),
+    ).fetchall()
+    assert ledger == [("kafka", f"{topic}-0-0-20", 20, 17, 3)]
+    letters = dead_letters(kafka_resource, topic)
+    assert sorted(d["value"] for d in letters) == sorted(BAD)
+    assert sorted(int(d["offset"]) for d in letters) == [10, 11, 12]
+    assert all(d["source_topic"] == topic and d["partition"] == "0" and d["reason"] for d in letters)
+    assert {d["reason"].split(" ")[0] for d in letters} >= {"malformed:invalid_json"}
+
+    quiet = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
+    assert not quiet.run_requests and "No new records" in (quiet.skip_message or "")
+    with kafka_resource.consumer() as consumer:
+        assert consumer.committed(TopicPartition(topic, 0)) == 20
+    assert lag(first) == (20, {"0": 20})  # before the run: nothing committed
+    assert lag(quiet) == (0, {"0": 0})  # after it: the commit shows as zero lag
+
+
+def lag(result: dg.SensorResult | dg.SkipReason) -> tuple[int, dict[str, int]]:
+    """The consumer lag a tick reported as an observation of the raw asset."""
+    events = getattr(result, "asset_events", None) or []
+    (observation,) = [e for e in events if isinstance(e, dg.AssetObservation)]
+    assert observation.asset_key == dg.AssetKey(f"raw_{SOURCE}")
+    meta = observation.metadata
+    return meta["consumer_lag"].value, meta["lag_by_partition"].value  # type: ignore[return-value]
+
+
+def test_replaying_same_and_overlapping_ranges_changes_nothing(
+    defs: dg.Definitions, kafka_resource: KafkaResource, pg_resource: PostgresResource, pg: psycopg.Connection
+) -> None:
+    kafka_resource.ensure_topics(partitions=1)
+    topic = kafka_resource.topic(SOURCE)
+    produce(kafka_resource, {SOURCE: [observation("W2", m, 5.0 + m) for m in range(12)] + BAD[:1]})
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(defs, instance, kafka_resource, pg_resource, None)
+    run_all(defs, instance, first.run_requests or [])
+    before = checksum(pg)
+    assert before[0] == 12
+
+    for rng in (OffsetRange(topic, 0, 0, 13), OffsetRange(topic, 0, 4, 9), OffsetRange(topic, 0, 8, 13)):
+        execute_job(defs, JOB, instance, run_config=rng.run_config(SOURCE))
+    assert checksum(pg) == before
+    counts = pg.execute(
+        "SELECT count(*), bool_and(records_in = accepted + quarantined) FROM ops.ingest_ledger WHERE source = %s",
+        (SOURCE,),
+    ).fetchone()
+    assert counts == (3, True)  # the full range (replayed: one row) and the two overlapping ranges
+
+
+def test_unreachable_broker_skips_the_tick_and_keeps_the_cursor(
+    defs: dg.Definitions, pg_resource: PostgresResource
+) -> None:
+    down = KafkaResource(bootstrap_servers=f"127.0.0.1:{free_port()}", timeout_ms=2000)
+    result = defs.resolve_sensor_def(SENSOR).evaluate_tick(
+        dg.build_sensor_context(
+            instance=dg.DagsterInstance.ephemeral(),
+            cursor='{"0": 7}',
+            resources={"kafka": down, "postgres": pg_resource},
+        )
+    )
+    assert not result.run_requests
+    assert "unreachable" in (result.skip_message or "")
+    assert result.cursor in (None, '{"0": 7}')
+
+
+def test_three_partitions_in_parallel_ranges_and_the_newer_version_wins(
+    defs: dg.Definitions, kafka_resource: KafkaResource, pg_resource: PostgresResource, pg: psycopg.Connection
+) -> None:
+    kafka_resource.ensure_topics(partitions=3)
+    stations = [f"S{i}" for i in range(9)]
+    produce(kafka_resource, {SOURCE: [observation(s, m, 1.0) for s in stations for m in range(5)]})
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(defs, instance, kafka_resource, pg_resource, None)
+    ranges = [OffsetRange.parse(r.tags["metrify/batch_id"]) for r in first.run_requests or []]
+    assert sorted(r.partition for r in ranges) == [0, 1, 2]  # keyed by station: spread over partitions
+    assert sum(r.end - r.start for r in ranges) == 45
+    run_all(defs, instance, list(reversed(first.run_requests or [])))  # order between partitions is free
+
+    produce(kafka_resource, {SOURCE: [observation("S3", 2, 21.5)]})  # S3's reading re-sent, corrected
+    second = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
+    assert len(second.run_requests or []) == 1
+    run_all(defs, instance, second.run_requests or [])
+    older = next(r for r in ranges if r.partition == OffsetRange.parse(second.run_requests[0].tags["metrify/batch_id"]).partition)  # fmt: skip
+    execute_job(defs, JOB, instance, run_config=older.run_config(SOURCE))  # replaying the old range
+
+    rows = pg.execute(
+        "SELECT count(*), max(temperature_c) FILTER (WHERE station_id = 'S3' AND observed_at = '2026-03-29T10:02:00Z') "
+        "FROM ops.weather_observations"
+    ).fetchone()
+    assert rows == (45, 21.5)
+
+
+def test_a_range_whose_runs_all_failed_is_requested_again(
+    defs: dg.Definitions,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    pg: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kafka_resource.ensure_topics(partitions=1)
+    produce(kafka_resource, {SOURCE: [observation("W5", m) for m in range(4)]})
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(defs, instance, kafka_resource, pg_resource, None)
+    [request] = first.run_requests or []
+
+    # The database is down for the first run (the URL is an EnvVar, read when the run starts).
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", "postgresql://metrify@127.0.0.1:1/unreachable")
+    with pytest.raises(RunFailedError):
+        execute_job(defs, JOB, instance, run_config=dict(request.run_config), tags=request.tags)
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+
+    retry = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
+    assert [r.run_key for r in retry.run_requests or []] == [f"{request.run_key}-retry-1"]
+    run_all(defs, instance, retry.run_requests or [])
+    assert not tick(defs, instance, kafka_resource, pg_resource, first.cursor).run_requests
+    assert pg.execute("SELECT records_in, accepted FROM ops.ingest_ledger").fetchall() == [(4, 4)]
+
+
+CRASHING_RUN = """
+import json, sys
+import dagster as dg
+from metrify_assets.definitions import defs
+from metrify_assets.orchestration.instance import execute_job
+execute_job(defs(), sys.argv[1], dg.DagsterInstance.ephemeral(), run_config=json.loads(sys.argv[2]))
+"""
+
+
+def test_a_run_killed_after_the_lake_write_loses_and_doubles_nothing_when_retried(
+    defs: dg.Definitions,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    pg: psycopg.Connection,
+    tmp_path: Path,
+) -> None:
+    """A real crash: the run process is SIGKILLed while its upsert waits on a lock, after its raw write."""
+    kafka_resource.ensure_topics(partitions=1)
+    topic = kafka_resource.topic(SOURCE)
+    produce(kafka_resource, {SOURCE: [observation("W7", m) for m in range(15)]})
+    rng = OffsetRange(topic, 0, 0, 15)
+
+    def raw_files() -> list[Path]:
+        return list((tmp_path / "lake" / "raw" / SOURCE).glob(f"dt=*/{rng.batch_id}.jsonl.gz"))
+
+    with psycopg.connect(pg_resource.get_url()) as blocker:
+        blocker.execute("LOCK TABLE ops.weather_observations IN ACCESS EXCLUSIVE MODE")
+        run = subprocess.Popen([sys.executable, "-c", CRASHING_RUN, JOB, json.dumps(rng.run_config(SOURCE))])
+        try:
+            deadline = time.monotonic() + 180
+            while not raw_files() or not _waiting_on_lock(pg):
+                assert run.poll() is None, "the run ended before it reached the database"
+                assert time.monotonic() < deadline, "the run never wrote its raw batch and reached the upsert"
+                time.sleep(0.2)
+        finally:
+            run.send_signal(signal.SIGKILL)
+            run.wait(timeout=30)
+        blocker.rollback()
+
+    assert pg.execute("SELECT count(*) FROM ops.weather_observations").fetchone() == (0,)
+    assert pg.execute("SELECT count(*) FROM ops.ingest_ledger").fetchone() == (0,)
+    with kafka_resource.consumer() as consumer:
+        assert consumer.committed(TopicPartition(topic, 0)) is None
+
+    instance = dg.DagsterInstance.ephemeral()
+    for _ in range(2):  # the retry, and one more replay for good measure
+        execute_job(defs, JOB, instance, run_config=rng.run_config(SOURCE))
+        assert checksum(pg)[0] == 15
+    assert pg.execute("SELECT records_in, accepted, quarantined FROM ops.ingest_ledger").fetchall() == [
+        (15, 15, 0)
+    ]
+    assert len(raw_files()) == 1
+    with kafka_resource.consumer() as consumer:
+        assert consumer.committed(TopicPartition(topic, 0)) == 15
+
+
+def _waiting_on_lock(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+    conn.commit()
+    return bool(row and row[0])

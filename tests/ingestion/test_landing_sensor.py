@@ -1,0 +1,71 @@
+"""The landing sensor on a real Dagster instance and PostgreSQL: request, ingest, reconcile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from metrify_assets.definitions import defs as load_defs
+from metrify_assets.ingestion.landing import land_lines
+from metrify_assets.ingestion.sensors import BATCH_TAG
+from metrify_assets.orchestration.instance import RunFailedError, execute_job
+from metrify_assets.resources import LandingResource, PostgresResource
+
+pytestmark = pytest.mark.postgres
+SOURCE = "weather_observations"
+
+
+def observation(station: str, minute: int) -> str:
+    return json.dumps(
+        {"station_id": station, "observed_at": f"2026-03-29T10:{minute:02d}:00Z", "temperature_c": 9.5,
+         "humidity_pct": 80, "pressure_hpa": 1012, "wind_speed_ms": 3.2, "precipitation_mm": 0}
+    )  # fmt: skip
+
+
+def test_sensor_requests_new_files_and_re_requests_failed_ones(
+    tmp_path: Path, pg_resource: PostgresResource, pg: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    defs = load_defs()
+    landing = LandingResource(directory=str(tmp_path / "landing"))
+    resources = {"landing": landing, "postgres": pg_resource}
+    sensor = defs.resolve_sensor_def(f"landing_{SOURCE}_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = land_lines(landing.path, SOURCE, [observation("W1", 0), observation("W1", 10)], seq=1_000)
+    second = land_lines(landing.path, SOURCE, [observation("W2", 0)], seq=2_000)
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
+    assert [r.run_key for r in tick.run_requests or []] == [first.batch_id, second.batch_id]
+    assert tick.cursor == "2000"
+
+    # The first file's run succeeds; the second's fails (its file is gone when the run starts).
+    execute_job(defs, f"ingest_{SOURCE}_job", instance, run_config=tick.run_requests[0].run_config,
+                tags=tick.run_requests[0].tags)  # fmt: skip
+    with pytest.raises(RunFailedError, match="Landing file not found"):
+        execute_job(
+            defs, f"ingest_{SOURCE}_job", instance,
+            run_config={"ops": {f"ingest_{SOURCE}": {"config": {"landing_file": str(tmp_path / "gone" / second.path.name)}}}},
+            tags={BATCH_TAG: second.batch_id},
+        )  # fmt: skip
+
+    retry = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor="2000")
+    )
+    assert [r.run_key for r in retry.run_requests or []] == [f"{second.batch_id}-retry-1"]
+    execute_job(defs, f"ingest_{SOURCE}_job", instance, run_config=retry.run_requests[0].run_config,
+                tags=retry.run_requests[0].tags)  # fmt: skip
+
+    quiet = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor="2000")
+    )
+    assert not quiet.run_requests
+    assert quiet.skip_message and "No new" in quiet.skip_message
+    with pg_resource.connect() as conn:
+        assert conn.execute(
+            "SELECT count(*), sum(records_in), sum(accepted) FROM ops.ingest_ledger WHERE source = %s",
+            (SOURCE,),
+        ).fetchone() == (2, 3, 3)

@@ -1,0 +1,46 @@
+"""Planning of late-day runs from `ops.ingest_days` (pure: no instance, no database)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from metrify_assets.late_days import DayRow, late_day_requests, plan_late_days
+from metrify_assets.partitions import contiguous_ranges
+
+NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
+TODAY = NOW.date()
+OLD = NOW - timedelta(minutes=5)
+
+
+def row(seq: int, day: str, at: datetime = OLD) -> DayRow:
+    return DayRow(seq, date.fromisoformat(day), at)
+
+
+def test_contiguous_days_become_one_range_and_gaps_split_them() -> None:
+    days = [date(2026, 1, d) for d in (5, 3, 4, 9)]
+    assert contiguous_ranges(days) == [(date(2026, 1, 3), date(2026, 1, 5)), (date(2026, 1, 9), date(2026, 1, 9))]
+
+
+def test_only_days_before_yesterday_are_late() -> None:
+    rows = [row(1, "2026-05-10"), row(2, "2026-05-09"), row(3, "2026-05-08"), row(4, "2026-01-02")]
+    ranges, cursor = plan_late_days(rows, 0, TODAY, NOW)
+    assert ranges == [(date(2026, 1, 2), date(2026, 1, 2), 4), (date(2026, 5, 8), date(2026, 5, 8), 3)]
+    assert cursor == 4
+
+
+def test_the_cursor_waits_at_a_fresh_gap_but_passes_a_settled_one() -> None:
+    fresh = NOW - timedelta(seconds=5)
+    rows = [row(11, "2026-01-01"), row(13, "2026-01-02", fresh)]
+    ranges, cursor = plan_late_days(rows, 10, TODAY, NOW)
+    assert cursor == 11  # 12 may still commit
+    assert ranges == [(date(2026, 1, 1), date(2026, 1, 2), 13)]  # rows past the gap are requested anyway
+    _, cursor = plan_late_days([row(13, "2026-01-02", NOW - timedelta(minutes=2))], 11, TODAY, NOW)
+    assert cursor == 13  # 12 rolled back long ago
+
+
+def test_requests_run_both_downstream_jobs_over_the_range_with_stable_keys() -> None:
+    requests = late_day_requests([(date(2026, 1, 1), date(2026, 1, 3), 42)])
+    assert [r.job_name for r in requests] == ["refresh_job", "daily_job"]
+    assert requests[0].run_key == "late-refresh_job-2026-01-01-2026-01-03-42"
+    assert requests[0].tags["dagster/asset_partition_range_start"] == "2026-01-01"
+    assert requests[0].tags["dagster/asset_partition_range_end"] == "2026-01-03"

@@ -1,0 +1,509 @@
+"""`dbt build` on a small hand-made `ops` data set; marts are checked against pandas.
+
+One build per module (it takes seconds): a module fixture loads the data, builds, and the tests
+read the marts. Expected values are computed independently from the same frames with pandas.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from metrify_assets.meters.time_of_use import tou_period
+from metrify_assets.resources import PostgresResource
+from metrify_assets.warehouse.connection import dbt_env_from_url
+from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
+
+pytestmark = pytest.mark.postgres
+
+# 2026-03-29 is the UK's spring-forward day: a 23-hour local day in Europe/London.
+DAY0 = datetime(2026, 3, 28, tzinfo=UTC)
+METERS = pd.DataFrame(
+    {
+        "meter_id": ["MTR-1", "MTR-2", "MTR-3"],
+        "segment": ["residential", "commercial", "residential"],
+        "region": ["north", "north", "south"],
+        "weather_station_id": ["WS-N", "WS-N", "WS-S"],
+        "grid_node_id": ["GN-1", "GN-1", "GN-2"],
+        "timezone": ["Europe/London", "Europe/London", "America/New_York"],
+    }
+)
+
+# GN-1: one hour, 50.21 Hz outside the normal band; GN-2: 49.45 Hz beyond the statutory band.
+GN1_FREQUENCIES = [50.0, 50.03, 49.94, 50.07, 49.78, 50.21, 50.01, 49.99, 50.06, 50.0, 49.9, 50.02]
+GN2_FREQUENCIES = [50.0, 50.01, 49.45, 50.0, 50.02, 49.99]
+
+
+@dataclass(frozen=True)
+class OpsData:
+    readings: pd.DataFrame
+    ledger: pd.DataFrame
+    quarantine: pd.DataFrame
+    anomalies: pd.DataFrame
+    grid: pd.DataFrame
+    weather: pd.DataFrame
+
+
+def make_ops_data() -> OpsData:
+    """Two UTC days of 15-minute readings with gaps; MTR-3 exports (negative kWh) around midday."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for meter in METERS["meter_id"]:
+        for i in range(2 * 96):
+            start = DAY0 + timedelta(minutes=15 * i)
+            if rng.random() < 0.1:  # a gap
+                continue
+            kwh = round(float(rng.uniform(0.05, 1.5)), 4)
+            exporting = meter == "MTR-3" and 15 <= start.hour <= 18
+            rows.append(
+                {
+                    "meter_id": meter,
+                    "reading_start": start,
+                    "interval_minutes": 15,
+                    "energy_kwh": -kwh if exporting else kwh,
+                    "direction": "export" if exporting else "import",
+                    "record_version": 1,
+                    "batch_id": f"B-{start.date()}",
+                }
+            )
+    readings = pd.DataFrame(rows)
+    ledger = pd.DataFrame(
+        {
+            "batch_id": ["B-1", "B-2", "B-3", "B-4"],
+            "source": ["meter_readings", "meter_readings", "grid_status", "meter_readings"],
+            "records_in": [100, 50, 20, 80],
+            "accepted": [97, 50, 18, 76],
+            "flagged": [3, 0, 1, 2],
+            "quarantined": [3, 0, 2, 4],
+            "processed_at": [DAY0 + timedelta(hours=h) for h in (1, 5, 6, 30)],
+        }
+    )
+    quarantine = pd.DataFrame(
+        {
+            "batch_id": ["B-1"] * 3 + ["B-3"] * 2 + ["B-4"] * 4,
+            "record_index": [0, 1, 2, 0, 1, 0, 1, 2, 3],
+            "source": ["meter_readings"] * 3 + ["grid_status"] * 2 + ["meter_readings"] * 4,
+            "reasons": [
+                "out_of_range",
+                "out_of_range,negative_import",
+                "schema",
+                "frequency_range",
+                "schema, frequency_range",
+                "schema",
+                "schema",
+                "duplicate_conflict",
+                "out_of_range",
+            ],
+            "quarantined_at": [DAY0 + timedelta(hours=1)] * 3
+            + [DAY0 + timedelta(hours=6)] * 2
+            + [DAY0 + timedelta(hours=30)] * 4,
+        }
+    )
+    scored = readings.sample(n=120, random_state=3)
+    anomalies = pd.DataFrame(
+        {
+            "meter_id": scored["meter_id"].to_numpy(),
+            "reading_start": scored["reading_start"].to_numpy(),
+            "score": rng.normal(0, 2, len(scored)),
+            "scored_at": [DAY0 + timedelta(hours=2 + 24 * (i % 2)) for i in range(len(scored))],
+        }
+    )
+    anomalies["is_anomaly"] = anomalies["score"].abs() > 3
+    grid = pd.DataFrame(
+        {
+            "grid_node_id": ["GN-1"] * 12 + ["GN-2"] * 6,
+            "measured_at": [DAY0 + timedelta(minutes=5 * i) for i in range(12)]
+            + [DAY0 + timedelta(minutes=20 * i) for i in range(6)],
+            "frequency_hz": [*GN1_FREQUENCIES, *GN2_FREQUENCIES],
+            "voltage_v": list(rng.uniform(220, 240, 18).round(2)),
+            "load_mw": list(rng.uniform(10, 20, 18).round(2)),
+        }
+    )
+    weather = pd.DataFrame(
+        {
+            "station_id": ["WS-N"] * 8 + ["WS-S"] * 8,
+            "observed_at": [DAY0 + timedelta(hours=6 * i) for i in range(8)] * 2,
+            "temperature_c": list(rng.uniform(2, 14, 8).round(1)) + list(rng.uniform(18, 30, 8).round(1)),
+        }
+    )
+    return OpsData(readings, ledger, quarantine, anomalies, grid, weather)
+
+
+def insert(conn: psycopg.Connection, table: str, frame: pd.DataFrame, extra: dict[str, object]) -> None:
+    columns = [*frame.columns, *extra]
+    placeholders = ", ".join(["%s"] * len(columns))
+    rows = [
+        (*(v.item() if isinstance(v, np.generic) else v for v in row), *extra.values())
+        for row in frame.itertuples(index=False)
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO ops.{table} ({', '.join(columns)}) VALUES ({placeholders})", rows)
+
+
+def enriched_subset(readings: pd.DataFrame) -> pd.DataFrame:
+    """The readings the test marks as enriched (time-of-use known): MTR-1's first eight."""
+    return readings[readings["meter_id"] == "MTR-1"].head(8)
+
+
+def load(conn: psycopg.Connection, data: OpsData) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') "
+            "FROM pg_tables WHERE schemaname = 'ops'"
+        )
+        tables = cur.fetchone()
+        assert tables and tables[0]
+        cur.execute(f"TRUNCATE {tables[0]}")
+    insert(conn, "meters", METERS, {})
+    insert(conn, "meter_readings", data.readings, {})
+    insert(conn, "ingest_ledger", data.ledger, {"origin": "landing", "origin_ref": "f", "raw_key": "k"})
+    insert(conn, "quarantine", data.quarantine, {"payload": "{}"})
+    insert(conn, "anomaly_scores", data.anomalies, {"model_version": "test-1"})
+    insert(conn, "grid_status", data.grid, {"record_version": 1, "batch_id": "B-3"})
+    insert(
+        conn,
+        "weather_observations",
+        data.weather,
+        {
+            "humidity_pct": 80.0,
+            "pressure_hpa": 1010.0,
+            "wind_speed_ms": 3.0,
+            "precipitation_mm": 0.0,
+            "record_version": 1,
+            "batch_id": "W-1",
+        },
+    )
+    enriched = enriched_subset(data.readings)
+    insert(
+        conn,
+        "enriched_meter_readings",
+        enriched[["meter_id", "reading_start", "interval_minutes", "energy_kwh", "direction"]],
+        {"tou_period": "off_peak", "local_date": date(2026, 3, 28), "local_hour": 0},
+    )
+    conn.commit()
+
+
+@dataclass(frozen=True)
+class Build:
+    data: OpsData
+    results: list[dict[str, Any]]
+    conn: psycopg.Connection
+    url: str
+    target: Path
+
+    def mart(self, sql: str) -> pd.DataFrame:
+        with self.conn.cursor() as cur:
+            cur.execute(sql)
+            assert cur.description is not None
+            return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def run_dbt_build(url: str, target: Path, *flags: str) -> list[dict[str, Any]]:
+    """`dbt build` in a subprocess against `url`; returns run_results.json's results."""
+    env = {**os.environ, **dbt_env_from_url(url), "METRIFY_DBT_TARGET": "postgres"}
+    project = str(DBT_PROJECT_DIR)
+    proc = subprocess.run(
+        [
+            dbt_executable(),
+            "build",
+            "--project-dir",
+            project,
+            "--profiles-dir",
+            project,
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(target),
+            *flags,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    results: list[dict[str, Any]] = json.loads((target / "run_results.json").read_text())["results"]
+    return results
+
+
+def failures(results: list[dict[str, Any]]) -> dict[str, str]:
+    """Nodes that did not succeed (models) or pass (tests)."""
+    return {r["unique_id"]: r["status"] for r in results if r["status"] not in ("success", "pass")}
+
+
+@pytest.fixture(scope="module")
+def build(pg_resource: PostgresResource, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Build]:
+    """Load the data set and build from scratch (other tests may have left incremental marts)."""
+    data = make_ops_data()
+    target = tmp_path_factory.mktemp("dbt_target")
+    with pg_resource.connect(autocommit=True) as conn:
+        load(conn, data)
+        results = run_dbt_build(pg_resource.get_url(), target, "--full-refresh")
+        yield Build(data, results, conn, pg_resource.get_url(), target)
+
+
+def local_frame(readings: pd.DataFrame) -> pd.DataFrame:
+    """Readings with local date (pandas tz conversion), import/export split and UTC hour."""
+    frame = readings.merge(METERS[["meter_id", "timezone"]], on="meter_id")
+    start = pd.to_datetime(frame["reading_start"], utc=True)
+    frame["local_date"] = [ts.tz_convert(tz).date() for ts, tz in zip(start, frame["timezone"], strict=True)]
+    frame["hour_start_utc"] = start.dt.floor("h").dt.tz_localize(None)
+    export = frame["direction"] == "export"
+    frame["kwh_import"] = frame["energy_kwh"].abs().where(~export, 0.0)
+    frame["kwh_export"] = frame["energy_kwh"].abs().where(export, 0.0)
+    return frame
+
+
+def test_build_succeeds_with_every_test_passing(build: Build) -> None:
+    statuses = {r["unique_id"]: r["status"] for r in build.results}
+    tests = {k: v for k, v in statuses.items() if k.startswith("test.")}
+    models = {k: v for k, v in statuses.items() if k.startswith("model.")}
+    assert len(models) >= 19 and set(models.values()) == {"success"}
+    assert len(tests) >= 60
+    assert failures(build.results) == {}
+
+
+def test_daily_consumption_matches_pandas(build: Build) -> None:
+    frame = local_frame(build.data.readings)
+    expected = (
+        frame.groupby(["meter_id", "local_date"])
+        .agg(
+            kwh_import=("kwh_import", "sum"),
+            kwh_export=("kwh_export", "sum"),
+            interval_count=("kwh_import", "size"),
+        )
+        .reset_index()
+    )
+    tz = dict(zip(METERS["meter_id"], METERS["timezone"], strict=True))
+    expected["expected_intervals"] = [
+        int(
+            (pd.Timestamp(d + timedelta(days=1)).tz_localize(tz[m]) - pd.Timestamp(d).tz_localize(tz[m]))
+            / pd.Timedelta(minutes=15)
+        )
+        for m, d in zip(expected["meter_id"], expected["local_date"], strict=True)
+    ]
+    actual = build.mart("SELECT * FROM marts.fct_consumption_daily ORDER BY meter_id, local_date")
+    merged = expected.merge(actual, on=["meter_id", "local_date"], suffixes=("", "_db"), how="outer")
+    assert len(merged) == len(expected) == len(actual)
+    for col in ("kwh_import", "kwh_export"):
+        np.testing.assert_allclose(merged[f"{col}_db"].astype(float), merged[col], rtol=1e-9)
+    assert (merged["interval_count_db"] == merged["interval_count"]).all()
+    assert (merged["expected_intervals_db"] == merged["expected_intervals"]).all()
+    # The DST day in London has 92 intervals, not 96.
+    dst = merged[(merged["meter_id"] == "MTR-1") & (merged["local_date"] == date(2026, 3, 29))]
+    assert dst["expected_intervals_db"].item() == 92
+    np.testing.assert_allclose(
+        merged["completeness"].astype(float), merged["interval_count"] / merged["expected_intervals"]
+    )
+    assert (merged.loc[merged["meter_id"] != "MTR-3", "kwh_export_db"] == 0).all()
+    assert (merged.loc[merged["meter_id"] == "MTR-3", "kwh_export_db"] > 0).any()
+
+
+def test_hourly_consumption_matches_pandas(build: Build) -> None:
+    frame = local_frame(build.data.readings)
+    expected = (
+        frame.groupby(["meter_id", "hour_start_utc"])
+        .agg(
+            kwh_import=("kwh_import", "sum"),
+            kwh_export=("kwh_export", "sum"),
+            interval_count=("kwh_import", "size"),
+        )
+        .reset_index()
+    )
+    actual = build.mart("SELECT * FROM marts.fct_consumption_hourly")
+    actual["hour_start_utc"] = pd.to_datetime(actual["hour_start_utc"])
+    merged = expected.merge(actual, on=["meter_id", "hour_start_utc"], suffixes=("", "_db"))
+    assert len(merged) == len(expected) == len(actual)
+    np.testing.assert_allclose(merged["kwh_import_db"].astype(float), merged["kwh_import"], rtol=1e-9)
+    np.testing.assert_allclose(
+        merged["net_kwh"].astype(float), merged["kwh_import"] - merged["kwh_export"], atol=1e-9
+    )
+    assert (merged["interval_count_db"] == merged["interval_count"]).all()
+    regions = dict(zip(METERS["meter_id"], METERS["region"], strict=True))
+    assert (merged["region"] == merged["meter_id"].map(regions)).all()
+    tou = actual.loc[actual["tou_period"].notna()]
+    enriched = local_frame(enriched_subset(build.data.readings))
+    assert set(zip(tou["meter_id"], tou["hour_start_utc"], strict=True)) == set(
+        zip(enriched["meter_id"], enriched["hour_start_utc"], strict=True)
+    )
+
+
+def test_data_quality_matches_pandas(build: Build) -> None:
+    ledger = build.data.ledger.assign(activity_date=lambda f: f["processed_at"].dt.date)
+    expected = ledger.groupby(["activity_date", "source"])[["records_in", "accepted", "quarantined"]].sum()
+    quarantine = build.data.quarantine.assign(activity_date=lambda f: f["quarantined_at"].dt.date)
+    reasons = quarantine.assign(reason=quarantine["reasons"].str.split(",")).explode("reason")
+    reasons["reason"] = reasons["reason"].str.strip()
+    anomalies = build.data.anomalies.assign(activity_date=lambda f: f["scored_at"].dt.date)
+    rate = anomalies.groupby("activity_date")["is_anomaly"].mean()
+
+    actual = build.mart("SELECT * FROM marts.fct_data_quality_daily").set_index(["activity_date", "source"])
+    assert set(actual.index) == set(expected.index) | {(d, "meter_readings") for d in rate.index}
+    for key, row in expected.iterrows():
+        assert actual.loc[key, ["records_in", "accepted", "quarantined"]].tolist() == row.tolist()
+    for key, count in quarantine.groupby(["activity_date", "source"]).size().items():
+        assert actual.loc[key, "quarantine_records"] == count
+    for key, group in reasons.groupby(["activity_date", "source"]):
+        assert actual.loc[key, "distinct_quarantine_reasons"] == group["reason"].nunique()
+    for day, value in rate.items():
+        assert float(actual.loc[(day, "meter_readings"), "anomaly_rate"]) == pytest.approx(value)
+
+    by_reason = build.mart("SELECT * FROM marts.fct_quarantine_reasons_daily")
+    got = by_reason.set_index(["activity_date", "source", "reason"])["record_count"].to_dict()
+    assert got == reasons.groupby(["activity_date", "source", "reason"]).size().to_dict()
+
+
+def test_grid_stability_matches_pandas(build: Build) -> None:
+    grid = build.data.grid.assign(
+        dev=lambda f: f["frequency_hz"] - 50.0,
+        hour_start_utc=lambda f: (
+            pd.to_datetime(f["measured_at"], utc=True).dt.floor("h").dt.tz_localize(None)
+        ),
+    )
+    actual = build.mart("SELECT * FROM marts.fct_grid_stability")
+    actual["hour_start_utc"] = pd.to_datetime(actual["hour_start_utc"])
+    actual = actual.set_index(["grid_node_id", "hour_start_utc"])
+    groups = grid.groupby(["grid_node_id", "hour_start_utc"])
+    assert len(actual) == groups.ngroups == 3
+    for key, group in groups:
+        row = actual.loc[key]
+        assert row["sample_count"] == len(group)
+        assert float(row["std_deviation_hz"]) == pytest.approx(group["dev"].std(ddof=0))
+        assert float(row["share_beyond_50mhz"]) == pytest.approx((group["dev"].abs() > 0.05).mean())
+        assert float(row["share_beyond_200mhz"]) == pytest.approx((group["dev"].abs() > 0.2).mean())
+        assert float(row["min_voltage_v"]) == pytest.approx(group["voltage_v"].min())
+        assert float(row["max_voltage_v"]) == pytest.approx(group["voltage_v"].max())
+    states = actual["system_state"].groupby(level="grid_node_id").agg(set)
+    assert states["GN-1"] == {"alert"}  # 50.21 Hz: outside normal, inside statutory
+    assert states["GN-2"] == {"emergency", "normal"}  # 49.45 Hz in the first hour only
+
+
+def test_weather_impact_degree_days(build: Build) -> None:
+    actual = build.mart("SELECT * FROM marts.fct_weather_impact").set_index(["region", "local_date"])
+    weather = build.data.weather.merge(
+        METERS.drop_duplicates("weather_station_id")[["weather_station_id", "region", "timezone"]],
+        left_on="station_id",
+        right_on="weather_station_id",
+    )
+    weather["local_date"] = [
+        ts.tz_convert(tz).date()
+        for ts, tz in zip(pd.to_datetime(weather["observed_at"], utc=True), weather["timezone"], strict=True)
+    ]
+    mean_temp = weather.groupby(["region", "local_date"])["temperature_c"].mean()
+    compared = [key for key in mean_temp.index if key in actual.index]
+    assert len(compared) >= 4
+    for key in compared:
+        temp, row = mean_temp[key], actual.loc[key]
+        assert float(row["mean_temperature_c"]) == pytest.approx(temp)
+        assert float(row["heating_degree_days"]) == pytest.approx(max(15.5 - temp, 0))
+        assert float(row["cooling_degree_days"]) == pytest.approx(max(temp - 22.0, 0))
+    daily = local_frame(build.data.readings).merge(METERS[["meter_id", "region"]], on="meter_id")
+    kwh = daily.groupby(["region", "local_date"])["kwh_import"].sum()
+    np.testing.assert_allclose(actual.loc[kwh.index, "kwh_import"].astype(float), kwh.to_numpy())
+
+
+def expected_peak_demand(readings: pd.DataFrame) -> pd.DataFrame:
+    """Per meter and local day: max imported kWh * 60 / minutes, and the earliest interval with it."""
+    frame = local_frame(readings)
+    frame["demand_kw"] = frame["kwh_import"] * 60 / frame["interval_minutes"]
+    frame["reading_start_utc"] = pd.to_datetime(frame["reading_start"], utc=True).dt.tz_localize(None)
+    frame = frame.sort_values(["demand_kw", "reading_start_utc"], ascending=[False, True])
+    return frame.groupby(["meter_id", "local_date"]).head(1)[
+        ["meter_id", "local_date", "demand_kw", "reading_start_utc"]
+    ]
+
+
+def test_peak_demand_matches_pandas(build: Build) -> None:
+    expected = expected_peak_demand(build.data.readings)
+    actual = build.mart("SELECT * FROM marts.fct_peak_demand")
+    merged = expected.merge(actual, on=["meter_id", "local_date"])
+    assert len(merged) == len(expected) == len(actual)
+    np.testing.assert_allclose(merged["peak_demand_kw"].astype(float), merged["demand_kw"], rtol=1e-9)
+    assert (pd.to_datetime(merged["peak_interval_start_utc"]) == merged["reading_start_utc"]).all()
+
+
+def test_region_segment_rollup_matches_pandas(build: Build) -> None:
+    frame = local_frame(build.data.readings).merge(METERS[["meter_id", "region", "segment"]], on="meter_id")
+    expected = frame.groupby(["region", "segment", "local_date"]).agg(
+        kwh=("kwh_import", "sum"), meters=("meter_id", "nunique")
+    )
+    actual = build.mart("SELECT * FROM marts.fct_consumption_daily_by_region").set_index(
+        ["region", "segment", "local_date"]
+    )
+    assert set(actual.index) == set(expected.index)
+    np.testing.assert_allclose(
+        actual.loc[expected.index, "kwh_import"].astype(float), expected["kwh"].to_numpy(), rtol=1e-9
+    )
+    assert (actual.loc[expected.index, "meter_count"].to_numpy() == expected["meters"].to_numpy()).all()
+
+
+def test_time_dimension_agrees_with_enrichment_rules(build: Build) -> None:
+    actual = build.mart("SELECT day_type, local_hour, tou_period FROM marts.dim_time")
+    assert len(actual) == 48
+    for row in actual.itertuples():
+        assert row.tou_period == tou_period(row.local_hour, row.day_type == "weekend")
+    days = build.mart("SELECT date_day, day_type FROM marts.dim_date WHERE date_day = '2026-03-28'")
+    assert days["day_type"].tolist() == ["weekend"]  # a Saturday
+
+
+def test_incremental_rebuild_keeps_archived_days_and_takes_late_readings(build: Build) -> None:
+    """Runs last: archives MTR-2's first day out of `ops`, adds a late reading far behind the
+    lookback window, rebuilds incrementally."""
+    before = build.mart("SELECT * FROM marts.fct_consumption_daily WHERE meter_id = 'MTR-2'")
+    archived_day = DAY0.date()
+    late_start = DAY0 - timedelta(days=8)
+    with build.conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM ops.meter_readings WHERE meter_id = 'MTR-2' AND reading_start < %s",
+            (DAY0 + timedelta(days=1),),
+        )
+        assert cur.rowcount > 0
+        cur.execute(
+            "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, "
+            "record_version, batch_id) VALUES ('MTR-1', %s, 15, 0.75, 1, 'B-late')",
+            (late_start,),
+        )
+
+    results = run_dbt_build(build.url, build.target)
+    assert failures(results) == {}
+    after = build.mart("SELECT * FROM marts.fct_consumption_daily WHERE meter_id = 'MTR-2'")
+    pd.testing.assert_frame_equal(
+        before.drop(columns="last_ingested_at_utc").sort_values("local_date").reset_index(drop=True),
+        after.drop(columns="last_ingested_at_utc").sort_values("local_date").reset_index(drop=True),
+    )
+    assert archived_day in set(after["local_date"])
+    late = build.mart(
+        "SELECT kwh_import, interval_count FROM marts.fct_consumption_daily "
+        f"WHERE meter_id = 'MTR-1' AND local_date = '{late_start.date()}'"
+    )
+    assert late.to_dict("records") == [{"kwh_import": 0.75, "interval_count": 1}]
+
+
+def test_meter_swap_opens_a_new_dim_meter_version(build: Build) -> None:
+    """Runs after the incremental test: MTR-2 moves to another grid node; the snapshot keeps both."""
+    with build.conn.cursor() as cur:
+        cur.execute(
+            "UPDATE ops.meters SET grid_node_id = 'GN-2', updated_at = now() + interval '1 minute' "
+            "WHERE meter_id = 'MTR-2'"
+        )
+    assert failures(run_dbt_build(build.url, build.target)) == {}
+    versions = build.mart(
+        "SELECT * FROM marts.dim_meter WHERE meter_id = 'MTR-2' ORDER BY version_number"
+    ).to_dict("records")
+    assert [(v["grid_node_id"], v["is_current"]) for v in versions] == [("GN-1", False), ("GN-2", True)]
+    assert versions[0]["valid_to_utc"] == versions[1]["valid_from_utc"]
+    assert pd.isna(versions[1]["valid_to_utc"])
+    others = build.mart("SELECT meter_id, count(*) AS n FROM marts.dim_meter GROUP BY meter_id")
+    assert set(others.loc[others["meter_id"] != "MTR-2", "n"]) == {1}
