@@ -1,5 +1,6 @@
 """`python -m benchmarks [--scale S] [--quick] [--only CASE ...] [--jobs N]`: run the cases, write
-the results."""
+the results (`latest.*`, `quick.*` with --quick; a run of some cases only writes `latest-<case>...`
+or `quick-<case>...`, so it never replaces a full run's results)."""
 
 from __future__ import annotations
 
@@ -60,9 +61,11 @@ def main() -> None:
         results = [by_name[name] for name in chosen]
     else:
         results = run_cases(chosen, scale)
-    json_path, md_path = write_results(results, scale, name="quick" if args.quick else "latest")
+    full = set(chosen) == set(CASES)
+    name = ("quick" if args.quick else "latest") + ("" if full else "".join(f"-{c}" for c in chosen))
+    json_path, md_path = write_results(results, scale, name=name)
     print(f"results: {json_path} and {md_path}")
-    if not args.quick and not args.only and update_readme(md_path.read_text()):
+    if not args.quick and full and update_readme(md_path.read_text()):
         print("README.md: Performance table updated")
 
 

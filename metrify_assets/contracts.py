@@ -1,7 +1,7 @@
 """The record contracts of the three sources: field names, types, natural keys.
 
 One place that the decoder, the record rules, the upserts, the GX suites and the tests share, so a
-field is named once. Message contract v1 (DESIGN.md, `schemas/*.json`) maps onto these columns
+field is named once. Message contract v1 (docs/architecture.md) maps onto these columns
 one to one; Metrify adds bookkeeping columns (`BOOKKEEPING`) when it stores a row.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+import pandas as pd
 
 FieldType = Literal["str", "int", "float", "timestamp", "str_list"]
 
@@ -100,7 +102,8 @@ CONTRACTS: dict[str, SourceContract] = {
     c.source: c for c in (METER_READINGS, GRID_STATUS, WEATHER_OBSERVATIONS)
 }
 
-# The meter registry (`ops.meters`, the reference file `<landing>/reference/meters.csv`).
+# The meter registry (`ops.meters`, loaded from this reference file under the landing directory).
+METER_REGISTRY_FILE = "reference/meters.csv"
 METER_REGISTRY_COLUMNS = (
     "meter_id",
     "segment",
@@ -112,7 +115,7 @@ METER_REGISTRY_COLUMNS = (
     "installed_on",
 )
 
-# Columns Metrify adds to every stored row (see storage/schema.sql).
+# Columns Metrify adds to every stored row (see storage/migrations/).
 BOOKKEEPING = ("record_version", "batch_id", "ingested_at", "quality_flags")
 
 
@@ -121,3 +124,10 @@ def contract_for(source: str) -> SourceContract:
         return CONTRACTS[source]
     except KeyError:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(CONTRACTS)}") from None
+
+
+def iso_with_offset(instants: pd.DatetimeIndex) -> list[str]:
+    """Timestamps as the message contract writes them: ISO 8601 with a `+HH:MM` offset (pandas' `%z`
+    gives `+HHMM`)."""
+    stamps = instants.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return [s[:-2] + ":" + s[-2:] for s in stamps]

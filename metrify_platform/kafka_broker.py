@@ -23,7 +23,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 KAFKA_VERSION = "4.1.1"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
 
 

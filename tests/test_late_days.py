@@ -18,7 +18,10 @@ def row(seq: int, day: str, at: datetime = OLD) -> DayRow:
 
 def test_contiguous_days_become_one_range_and_gaps_split_them() -> None:
     days = [date(2026, 1, d) for d in (5, 3, 4, 9)]
-    assert contiguous_ranges(days) == [(date(2026, 1, 3), date(2026, 1, 5)), (date(2026, 1, 9), date(2026, 1, 9))]
+    assert contiguous_ranges(days) == [
+        (date(2026, 1, 3), date(2026, 1, 5)),
+        (date(2026, 1, 9), date(2026, 1, 9)),
+    ]
 
 
 def test_only_days_before_yesterday_are_late() -> None:

@@ -43,7 +43,12 @@ def test_schedules_target_their_jobs(defs: dg.Definitions) -> None:
 def test_downstream_assets_share_the_dbt_day_partitions(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     dbt_days = graph.get(dg.AssetKey(["marts", "fct_consumption_daily"])).partitions_def
-    for name in ("anomaly_scores", "enriched_meter_readings", "archive_daily_readings", "data_quality_report"):
+    for name in (
+        "anomaly_scores",
+        "enriched_meter_readings",
+        "archive_daily_readings",
+        "data_quality_report",
+    ):
         assert graph.get(dg.AssetKey(name)).partitions_def == dbt_days, name
     assert graph.get(dg.AssetKey("anomaly_model")).partitions_def is None  # trained on its own schedule
 

@@ -10,9 +10,9 @@ import pandas as pd
 from benchmarks.harness import CaseResult
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.decode import decode
-from metrify_assets.lifecycle.parquet import to_parquet_bytes
 from metrify_assets.quality import rules
 from metrify_assets.simulation import SimulationConfig, simulate
+from metrify_assets.storage.parquet import to_parquet_bytes
 
 NOW = pd.Timestamp("2030-01-01T00:00:00Z")
 

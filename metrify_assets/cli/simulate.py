@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.resources.build import kafka_resource
@@ -57,6 +58,15 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(help="Fault labels as JSON Lines (default: HOME/simulation/labels.jsonl)."),
         ] = None,
+        sources: Annotated[
+            str,
+            typer.Option(
+                help="Comma-separated sources to land: meter_readings, grid_status, weather_observations."
+            ),
+        ] = ",".join(CONTRACTS),
+        registry: Annotated[
+            bool, typer.Option(help="Write the meter registry file (--no-registry: a head-end without one).")
+        ] = True,
     ) -> None:
         """Generate telemetry for a synthetic network and land it for the pipeline to ingest."""
         settings = resolve_settings()
@@ -78,7 +88,11 @@ def register(app: typer.Typer) -> None:
         if to == "kafka":
             _to_kafka(console, settings, sim.messages)
             return
-        summary = write_simulation(sim, landing, labels_path)
+        chosen = [s.strip() for s in sources.split(",") if s.strip()]
+        try:
+            summary = write_simulation(sim, landing, labels_path, sources=chosen, registry=registry)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--sources") from err
 
         table = Table(title=f"Simulated {meters} meters x {days} days from {config.start} (seed {seed})")
         table.add_column("source")
@@ -91,4 +105,4 @@ def register(app: typer.Typer) -> None:
         faults = ", ".join(f"{kind} {n}" for kind, n in sorted(summary.faults.items())) or "none"
         console.print(f"faults injected: {faults}")
         console.print(f"landing: {landing}")
-        console.print(f"meter registry: {summary.meters_csv}\nlabels: {summary.labels_path}")
+        console.print(f"meter registry: {summary.meters_csv or 'not written'}\nlabels: {summary.labels_path}")

@@ -19,7 +19,7 @@ from metrify_assets.ingestion.kafka.batches import KafkaBatch, commit_range, dea
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.landing import LandedFile
 from metrify_assets.quality.checks import rule_counts_metadata, suite_check_result
-from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.resources import LakeResource, PostgresResource, QualityResource
 from metrify_assets.resources.kafka import KafkaResource
 
 OWNERS = ["team:data-engineering"]
@@ -145,6 +145,7 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
         postgres: PostgresResource,
         lake: LakeResource,
         kafka: KafkaResource,
+        quality: QualityResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         spec, messages, versions, received_at, kafka_batch = _load(contract, config, kafka)
         with postgres.connect() as conn:
@@ -158,6 +159,7 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
                     now=pd.Timestamp.now(tz="UTC"),
                     received_at=received_at,
                     run_id=context.run.run_id,
+                    alert_threshold=quality.alert_threshold,
                 )
             except SuiteFailedError as err:
                 yield suite_check_result(err.result, asset_key=validated.to_user_string())

@@ -19,7 +19,6 @@ import pandas as pd
 import psycopg
 
 from metrify_assets.contracts import SourceContract
-from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.decode import DecodedBatch, decode
 from metrify_assets.quality import alerts, gx, review, rules
 from metrify_assets.quality.alerts import QualityAlert
@@ -28,6 +27,7 @@ from metrify_assets.quality.quarantine import QuarantineRow, quarantine
 from metrify_assets.quality.rules import RuleOutcome
 from metrify_assets.quality.scoring import QualityScore, batch_quality
 from metrify_assets.resources.lake import Lake
+from metrify_assets.resources.quality import DEFAULT_ALERT_THRESHOLD
 from metrify_assets.storage import writes
 from metrify_assets.storage.writes import LedgerEntry
 
@@ -104,13 +104,13 @@ def process_batch(
     now: pd.Timestamp,
     received_at: pd.Timestamp | None = None,
     run_id: str | None = None,
-    alert_threshold: float | None = None,
+    alert_threshold: float = DEFAULT_ALERT_THRESHOLD,
 ) -> BatchResult:
     """Run the batch through every stage; raises `SuiteFailedError` (writing nothing) on a failed guard.
 
     `received_at` (when the batch arrived: landing time, Kafka timestamp) drives timeliness; `now`
-    bounds future timestamps. A batch scoring below `alert_threshold` (default: the environment's
-    `METRIFY_QUALITY_ALERT_THRESHOLD`) raises a quality alert.
+    bounds future timestamps. A batch scoring below `alert_threshold` (the `quality` resource's,
+    from METRIFY_QUALITY_ALERT_THRESHOLD) raises a quality alert.
     """
     contract = spec.contract
     raw_uri, raw_written = write_raw(lake, spec, messages)
@@ -165,8 +165,7 @@ def process_batch(
         quality_score=round(quality.score, 2),
         run_id=run_id,
     )
-    threshold = resolve_settings().quality_alert_threshold if alert_threshold is None else alert_threshold
-    alert = alerts.evaluate(spec.batch_id, contract.source, quality, threshold)
+    alert = alerts.evaluate(spec.batch_id, contract.source, quality, alert_threshold)
     with conn.transaction():
         writes.upsert_rows(conn, contract, stored)
         writes.record_days(conn, contract, spec.batch_id, len(stored), spec.dt)

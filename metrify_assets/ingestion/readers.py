@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metrify_assets.contracts import METER_READINGS, Field, contract_for
-from metrify_assets.simulation.timegrid import iso_with_offset
+from metrify_assets.contracts import METER_READINGS, Field, contract_for, iso_with_offset
 
 FORMATS = {
     ".csv": "csv",

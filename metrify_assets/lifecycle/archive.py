@@ -11,12 +11,12 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
-from metrify_assets.lifecycle.parquet import to_parquet_bytes
 from metrify_assets.metadata import markdown_table
 from metrify_assets.meters.days import day_params, readings_of_days_sql
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.storage.frames import read_frame
+from metrify_assets.storage.parquet import to_parquet_bytes
 
 OWNERS = ["team:data-engineering"]
 COLUMNS = ", ".join(

@@ -18,7 +18,6 @@ import pandas as pd
 import psycopg
 from pydantic import Field
 
-from metrify_assets.lifecycle.parquet import to_parquet_bytes
 from metrify_assets.metadata import markdown_table
 from metrify_assets.meters.anomaly_model import (
     MODEL_KIND,
@@ -34,6 +33,7 @@ from metrify_assets.quality.checks import suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.frames import read_frame
+from metrify_assets.storage.parquet import to_parquet_bytes
 
 OWNERS = ["team:data-science"]
 MODEL_PREFIX = "models/anomaly"
@@ -54,18 +54,22 @@ class StoredModel:
         return f"{MODEL_PREFIX}/{self.version}/model.parquet"
 
 
-def train(conn: psycopg.Connection, lake: Lake, last_day: date, days: int = TRAINING_DAYS) -> StoredModel:
-    """Fit on the `days` local days up to `last_day`, store the model and make it current."""
+def train(
+    conn: psycopg.Connection, lake: Lake, last_day: date, days: int = TRAINING_DAYS
+) -> StoredModel | None:
+    """Fit on the `days` local days up to `last_day`, store the model and make it current.
+
+    No readings in the window: no model (an empty one made current would keep the first real
+    readings from ever training one before the weekly run).
+    """
     first = last_day - timedelta(days=days - 1)
     readings = read_frame(conn, readings_of_days_sql(READINGS), day_params(first, last_day))
+    if readings.empty:
+        return None
     readings["reading_start"] = pd.to_datetime(readings["reading_start"], utc=True)
     table = fit_model(readings)
-    model = StoredModel(
-        model_version(table, first.isoformat(), last_day.isoformat()),
-        first.isoformat(),
-        last_day.isoformat(),
-        table,
-    )
+    trained_from, trained_to = first.isoformat(), last_day.isoformat()
+    model = StoredModel(model_version(table, trained_from, trained_to), trained_from, trained_to, table)
     lake.put(model.key, to_parquet_bytes(table), content_type="application/vnd.apache.parquet")
     pointer = {
         "version": model.version,
@@ -124,11 +128,11 @@ def anomaly_model(
     store = lake.get_lake()
     with postgres.connect() as conn:
         last_day = date.fromisoformat(config.last_day) if config.last_day else newest_reading_day(conn)
-        if last_day is None:
-            return dg.MaterializeResult(
-                metadata={"note": dg.MetadataValue.text("No meter readings yet: nothing to train on.")}
-            )
-        model = train(conn, store, last_day, config.training_days)
+        model = train(conn, store, last_day, config.training_days) if last_day else None
+    if model is None:
+        return dg.MaterializeResult(
+            metadata={"note": dg.MetadataValue.text("No meter readings in the window: nothing to train on.")}
+        )
     context.log.info(f"trained {model.version} on {model.trained_from}..{model.trained_to}")
     return dg.MaterializeResult(
         metadata={
@@ -170,13 +174,15 @@ def anomaly_scores(
     first, last = partition_days(context)
     store = lake.get_lake()
     with postgres.connect() as conn:
-        model = load_current(store)
-        if model is None:
-            model = train(conn, store, last)
-            context.log.warning(f"no anomaly model yet: trained {model.version} for this run")
         readings = read_frame(conn, readings_of_days_sql(READINGS), day_params(first, last))
         readings["reading_start"] = pd.to_datetime(readings["reading_start"], utc=True)
-        scores, unscored = score_readings(readings, model.table, model.version, threshold=config.threshold)
+        model = load_current(store)
+        if model is None and len(readings):
+            model = train(conn, store, last)
+            context.log.warning("no anomaly model yet: trained one on the 28 days up to this run's last")
+        # No model only when there are no readings: scoring them against an empty model is a no-op.
+        table, version = (model.table, model.version) if model else (fit_model(readings), "none")
+        scores, unscored = score_readings(readings, table, version, threshold=config.threshold)
         suite = gx.validate("anomaly_scores", scores)
         check = suite_check_result(suite, blocking_description="Guards the write to ops.anomaly_scores.")
         if not suite.success:
@@ -192,7 +198,7 @@ def anomaly_scores(
     return dg.MaterializeResult(
         metadata={
             "days": dg.MetadataValue.text(f"{first} .. {last}"),
-            "model_version": dg.MetadataValue.text(model.version),
+            "model_version": dg.MetadataValue.text(model.version if model else "none (no meter readings)"),
             "scored": dg.MetadataValue.int(len(scores)),
             "unscored_new_meters": dg.MetadataValue.int(unscored),
             "anomalies": dg.MetadataValue.int(anomalies),

@@ -9,12 +9,11 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from metrify_assets.contracts import METER_REGISTRY_COLUMNS
+from metrify_assets.contracts import METER_REGISTRY_COLUMNS, METER_REGISTRY_FILE
 from metrify_assets.resources import LandingResource, PostgresResource
 
 OWNERS = ["team:data-engineering"]
 REGISTRY_COLUMNS = list(METER_REGISTRY_COLUMNS)
-REGISTRY_FILE = "reference/meters.csv"
 
 
 def read_registry(path_text: str) -> pd.DataFrame:
@@ -33,11 +32,11 @@ def read_registry(path_text: str) -> pd.DataFrame:
     kinds={"postgres", "csv"},
     owners=OWNERS,
     description="Meter registry (segment, region, weather station, grid node, tariff, timezone) in ops.meters, "
-    f"loaded from the head-end's reference file `<landing>/{REGISTRY_FILE}` when there is one.",
-    metadata={"table": "ops.meters", "source_file": REGISTRY_FILE},
+    f"loaded from the head-end's reference file `<landing>/{METER_REGISTRY_FILE}` when there is one.",
+    metadata={"table": "ops.meters", "source_file": METER_REGISTRY_FILE},
 )
 def meter_registry(landing: LandingResource, postgres: PostgresResource) -> dg.MaterializeResult:
-    path = landing.path / REGISTRY_FILE
+    path = landing.path / METER_REGISTRY_FILE
     if not path.is_file():
         with postgres.connect() as conn:
             held = conn.execute("SELECT count(*) FROM ops.meters").fetchone()

@@ -80,25 +80,32 @@ def ingest_files(
             on_batch(landed)
 
 
-def touched_days(settings: Settings, batch_ids: list[str]) -> list[date]:
+def touched_days(settings: Settings, batch_ids: list[str]) -> dict[date, set[str]]:
+    """The days the batches touched, with the sources that touched each."""
     with postgres_resource(settings).connect() as conn:
         rows = conn.execute(
-            "SELECT DISTINCT day FROM ops.ingest_days WHERE batch_id = ANY(%s) ORDER BY 1", (batch_ids,)
+            "SELECT DISTINCT day, source FROM ops.ingest_days WHERE batch_id = ANY(%s) ORDER BY 1",
+            (batch_ids,),
         ).fetchall()
-    return [r[0] for r in rows]
+    days: dict[date, set[str]] = {}
+    for day, source in rows:
+        days.setdefault(day, set()).add(source)
+    return days
 
 
 def materialise_days(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     settings: Settings,
-    days: list[date],
+    days: dict[date, set[str]],
     progress: Progress,
     trigger: str,
 ) -> RunSummary:
-    """Train the anomaly model if there is none, then the downstream jobs per run of consecutive days."""
-    summary = RunSummary(day_ranges=contiguous_ranges(days))
-    needs_model = bool(days) and not Lake(settings.lake_url).exists(CURRENT_KEY)
+    """Train the anomaly model if meter readings came and there is none yet, then the downstream jobs
+    per run of consecutive days."""
+    summary = RunSummary(day_ranges=contiguous_ranges(list(days)))
+    meters_came = any("meter_readings" in sources for sources in days.values())
+    needs_model = meters_came and not Lake(settings.lake_url).exists(CURRENT_KEY)
     progress.on_plan("materialising", len(summary.day_ranges) * len(DOWNSTREAM_JOBS) + int(needs_model))
     if needs_model:
         progress.on_step("training the anomaly model (weekly_job)")

@@ -2,7 +2,8 @@
 
 Ingestion quarantines what the record rules reject or cannot decode; review quarantines what a
 reviewer rejects. Both go through `quarantine`, keyed by (batch_id, record_index), so a replayed
-batch or a repeated decision rewrites the same row instead of adding one.
+batch or a repeated decision rewrites the same row (keeping when it was first quarantined) instead of
+adding one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def quarantine(conn: psycopg.Connection, source: str, batch_id: str, rows: Itera
         cur.executemany(
             "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (batch_id, record_index) DO UPDATE "
-            "SET payload = excluded.payload, reasons = excluded.reasons, quarantined_at = now()",
+            "SET payload = excluded.payload, reasons = excluded.reasons",
             data,
         )
     return len(data)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.contracts import contract_for
+from metrify_assets.grid.frequency import GRID_FREQUENCY
 
 Decision = Literal["accept", "flag", "reject"]
 DECISIONS: tuple[Decision, ...] = ("accept", "flag", "reject")
@@ -71,9 +72,9 @@ class RuleConfig:
     voltage_tolerance: float = 0.10  # +/- share of nominal before a reading is flagged
     meter_voltage_max_v: float = 500.0  # above (or below 0): physically implausible
     power_factor_min_abs: float = 0.8  # |pf| below this is flagged
-    grid_nominal_hz: float = 50.0
-    frequency_statutory_hz: float = 0.5  # +/- band around nominal before flagging
-    frequency_plausible_hz: float = 5.0  # +/- band around nominal before rejecting
+    grid_nominal_hz: float = GRID_FREQUENCY.nominal_hz
+    frequency_statutory_hz: float = GRID_FREQUENCY.statutory_band_hz  # +/- around nominal before flagging
+    frequency_plausible_hz: float = GRID_FREQUENCY.plausible_band_hz  # +/- around nominal before rejecting
     grid_nominal_voltage_v: float = 230.0
     future_tolerance_minutes: int = 5  # grid and weather, and meters with an invalid interval
     temperature_c: tuple[float, float] = (-60.0, 60.0)

@@ -12,8 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.env import resolve_settings
-from metrify_assets.resources import PostgresResource
+from metrify_assets.resources import PostgresResource, QualityResource
 from metrify_assets.storage.frames import read_frame
 
 BATCHES_SQL = """
@@ -66,12 +65,14 @@ def build_score_check(source: str) -> dg.AssetChecksDefinition:
         description=f"The {source} batch quality score meets the alert threshold "
         "(METRIFY_QUALITY_ALERT_THRESHOLD, default 95); alerts are in ops.quality_alerts.",
     )
-    def _check(context: dg.AssetCheckExecutionContext, postgres: PostgresResource) -> dg.AssetCheckResult:
+    def _check(
+        context: dg.AssetCheckExecutionContext, postgres: PostgresResource, quality: QualityResource
+    ) -> dg.AssetCheckResult:
         with postgres.connect() as conn:
             batches = read_frame(
                 conn, BATCHES_SQL, {"source": source, "run_id": context.op_execution_context.run_id}
             )
-        return score_check_result(source, batches, resolve_settings().quality_alert_threshold)
+        return score_check_result(source, batches, quality.alert_threshold)
 
     return _check
 

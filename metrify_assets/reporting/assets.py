@@ -1,7 +1,7 @@
 """`data_quality_report`: what came in, what was accepted, quarantined and flagged, and why.
 
 An HTML page (charts inlined) and the GX Data Docs of each source's latest batch, both in the lake:
-`reports/quality/latest.html` (plus a dated copy) and `reports/data_docs/index.html`.
+`reports/quality/dt=<day>/index.html` (latest.html: the newest run's) and `reports/data_docs/index.html`.
 No `from __future__ import annotations`: dagster must resolve the `context` annotation.
 """
 
@@ -15,13 +15,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from metrify_assets.env import resolve_settings
 from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.quality import data_docs
 from metrify_assets.reporting import queries
 from metrify_assets.reporting.charts import bar_chart_png, heatmap_png, score_over_time_png
-from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.resources import LakeResource, PostgresResource, QualityResource
 
 OWNERS = ["team:data-quality"]
 REPORT_KEY = "reports/quality/latest.html"
@@ -56,8 +55,12 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def render_report(data: queries.ReportData, charts: dict[str, bytes], docs: dict[str, bool]) -> str:
-    """A self-contained HTML page (charts inlined), readable without any server."""
+def render_report(
+    data: queries.ReportData, charts: dict[str, bytes], docs: dict[str, bool], key: str = REPORT_KEY
+) -> str:
+    """A self-contained HTML page (charts inlined), readable without any server, to be stored at
+    `key` (the Data Docs link is relative to it)."""
+    docs_href = "../" * (key.count("/") - 1) + "data_docs/index.html"
     ledger = data.ledger
     totals = ledger.groupby("source")[["records_in", "accepted", "flagged", "quarantined"]].sum()
     totals["quality_score"] = ledger.groupby("source")["quality_score"].mean().round(1)
@@ -86,7 +89,7 @@ accepted and wait in the review queue. Anomalies scored: {data.anomalies}.</p>
 {_img(charts["completeness"], "completeness per meter-day")}
 <h2>Top offending meters</h2>{_img(charts["offenders"], "top offending meters")}
 {data.offenders.to_html(classes="t", index=False)}
-<h2>GX Data Docs</h2><p><a href="../data_docs/index.html">Data Docs</a> of each source's latest batch:</p>
+<h2>GX Data Docs</h2><p><a href="{docs_href}">Data Docs</a> of each source's latest batch:</p>
 <ul>{suites}</ul>
 </body></html>"""
 
@@ -120,7 +123,10 @@ def build_charts(data: queries.ReportData, threshold: float) -> dict[str, bytes]
     metadata={"lake_key": REPORT_KEY, "data_docs_key": f"{data_docs.DATA_DOCS_PREFIX}/index.html"},
 )
 def data_quality_report(
-    context: dg.AssetExecutionContext, postgres: PostgresResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    lake: LakeResource,
+    quality: QualityResource,
 ) -> dg.MaterializeResult:
     first, last = partition_days(context)
     with postgres.connect() as conn:
@@ -133,10 +139,12 @@ def data_quality_report(
         docs_keys = data_docs.publish(store, Path(site))
     docs_seconds = time.perf_counter() - started
     context.log.info(f"Data Docs: {len(docs_keys)} files in {docs_seconds:.1f} s")
-    charts = build_charts(data, resolve_settings().quality_alert_threshold)
-    page = render_report(data, charts, docs).encode()
-    dated = store.put(report_key(first, last), page, content_type="text/html")
-    uri = store.put(REPORT_KEY, page, content_type="text/html")
+    charts = build_charts(data, quality.alert_threshold)
+    dated_key = report_key(first, last)
+    dated = store.put(
+        dated_key, render_report(data, charts, docs, dated_key).encode(), content_type="text/html"
+    )
+    uri = store.put(REPORT_KEY, render_report(data, charts, docs).encode(), content_type="text/html")
     ledger = data.ledger
     return dg.MaterializeResult(
         metadata={

@@ -11,6 +11,7 @@ from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.lake import LakeResource
 from metrify_assets.resources.landing import LandingResource
 from metrify_assets.resources.postgres import PostgresResource
+from metrify_assets.resources.quality import QualityResource
 from metrify_assets.resources.snowflake import SnowflakeResource
 
 
@@ -68,4 +69,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "kafka": kafka_resource(settings, secrets_as_env=True),
         "lake": LakeResource(url=settings.lake_url),
         "landing": LandingResource(directory=str(settings.landing_dir)),
+        "quality": QualityResource(alert_threshold=settings.quality_alert_threshold),
     }

@@ -17,11 +17,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from metrify_assets.contracts import METER_READINGS
+from metrify_assets.contracts import METER_READINGS, iso_with_offset
 from metrify_assets.simulation import load_profiles
 from metrify_assets.simulation.config import METER_FAULTS, SimulationConfig
 from metrify_assets.simulation.faults import NO_FAULT, Label, Record, choose_faults, label, malform
-from metrify_assets.simulation.timegrid import TimeGrid, iso_with_offset, ou_process
+from metrify_assets.simulation.timegrid import TimeGrid, ou_process
 
 SOURCE = METER_READINGS.source
 BATCH_SOURCE = "headend-profile"  # value of the `source` field for meters sent as daily batches

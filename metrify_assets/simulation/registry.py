@@ -1,4 +1,4 @@
-"""The synthetic meter registry, shaped like `ops.meters` (storage/schema.sql)."""
+"""The synthetic meter registry, shaped like `ops.meters` (storage/migrations/)."""
 
 from __future__ import annotations
 

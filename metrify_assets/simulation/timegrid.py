@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from metrify_assets.contracts import iso_with_offset
+
 
 @dataclass(frozen=True)
 class TimeGrid:
@@ -26,12 +28,6 @@ class TimeGrid:
 
     def __len__(self) -> int:
         return len(self.utc)
-
-
-def iso_with_offset(instants: pd.DatetimeIndex) -> list[str]:
-    """ISO 8601 strings with a `+HH:MM` offset (pandas' `%z` gives `+HHMM`)."""
-    stamps = instants.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return [s[:-2] + ":" + s[-2:] for s in stamps]
 
 
 def local_grid(start: date, days: int, step_minutes: int, timezone: str) -> TimeGrid:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
+from metrify_assets.contracts import CONTRACTS, METER_REGISTRY_FILE
 from metrify_assets.ingestion.landing import LandedFile, land_lines
 from metrify_assets.simulation.config import Simulation, SimulationConfig
-
-REGISTRY_PATH = Path("reference") / "meters.csv"
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class WriteSummary:
     files: list[LandedFile]
     messages: dict[str, int]  # per source
     faults: dict[str, int]  # per fault kind
-    meters_csv: Path
+    meters_csv: Path | None  # None: the registry was not written
     labels_path: Path
 
 
@@ -32,21 +32,34 @@ def landing_seq(config: SimulationConfig, day: date) -> int:
     return int(midnight.timestamp()) * 1_000_000 + config.seed % 1_000_000
 
 
-def write_simulation(sim: Simulation, landing_dir: Path, labels_path: Path) -> WriteSummary:
-    """Land one file per source per simulated day, the registry CSV and the labels (JSON Lines)."""
+def write_simulation(
+    sim: Simulation,
+    landing_dir: Path,
+    labels_path: Path,
+    sources: Collection[str] = tuple(CONTRACTS),
+    registry: bool = True,
+) -> WriteSummary:
+    """Land one file per source per simulated day (of `sources`), the registry CSV (unless
+    `registry` is false: a head-end without one) and the labels (JSON Lines)."""
+    unknown = set(sources) - set(CONTRACTS)
+    if unknown:
+        raise ValueError(f"unknown sources {sorted(unknown)}; choose from {sorted(CONTRACTS)}")
     files = [
         land_lines(landing_dir, source, lines, seq=landing_seq(sim.config, day))
         for source, days in sim.messages_by_day.items()
+        if source in sources
         for day, lines in sorted(days.items())
     ]
-    meters_csv = landing_dir / REGISTRY_PATH
-    meters_csv.parent.mkdir(parents=True, exist_ok=True)
-    sim.meters.to_csv(meters_csv, index=False)
+    meters_csv: Path | None = None
+    if registry:
+        meters_csv = landing_dir / METER_REGISTRY_FILE
+        meters_csv.parent.mkdir(parents=True, exist_ok=True)
+        sim.meters.to_csv(meters_csv, index=False)
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     labels_path.write_text("".join(json.dumps(entry) + "\n" for entry in sim.labels))
     return WriteSummary(
         files=files,
-        messages={source: len(lines) for source, lines in sim.messages.items()},
+        messages={source: len(lines) for source, lines in sim.messages.items() if source in sources},
         faults=dict(Counter(str(entry["kind"]) for entry in sim.labels)),
         meters_csv=meters_csv,
         labels_path=labels_path,

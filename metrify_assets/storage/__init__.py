@@ -1,1 +1,1 @@
-"""The operational schema and the idempotent writes into it."""
+"""Persistence: the `ops` schema (versioned migrations), its idempotent writes, and lake encodings."""

@@ -20,6 +20,7 @@ from metrify_assets.partitions import DAYS, SINGLE_RUN
 from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
+from metrify_assets.warehouse.vars import dbt_vars as project_vars
 
 
 def partition_vars(window: dg.TimeWindow) -> dict[str, str]:
@@ -44,9 +45,10 @@ def build_warehouse_assets(
     def metrify_dbt(
         context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource
     ) -> Iterator[Any]:
-        args = ["build"]
+        dbt_vars: dict[str, object] = {**project_vars()}
         if context.has_partition_key or context.has_partition_key_range:
-            args += ["--vars", json.dumps(partition_vars(context.partition_time_window))]
+            dbt_vars.update(partition_vars(context.partition_time_window))
+        args = ["build", "--vars", json.dumps(dbt_vars)]
         with environment(dbt_env_from_url(postgres.get_url())):
             yield from dbt.cli(args, context=context).stream()
 

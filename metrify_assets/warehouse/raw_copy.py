@@ -3,7 +3,7 @@
 Each table is copied by its primary key with delete+insert: the rows changed since the raw copy's
 watermark land in a scratch table, the raw rows with the same keys are deleted, the new ones inserted.
 Re-running copies the same rows again and leaves the raw table unchanged. Column types come from
-PostgreSQL's catalogue, so the raw tables follow `storage/schema.sql` without a second definition.
+PostgreSQL's catalogue, so the raw tables follow the `ops` schema (storage/migrations/) without a second definition.
 """
 
 from __future__ import annotations

@@ -45,7 +45,6 @@ def test_a_batch_below_the_threshold_raises_an_alert_and_a_replay_reflects_the_t
 ) -> None:
     lake = Lake(str(tmp_path / "lake"))
     spec = BatchSpec(WEATHER_OBSERVATIONS, "bad", "landing", "bad.jsonl", date(2026, 3, 29))
-    monkeypatch.setenv("METRIFY_QUALITY_ALERT_THRESHOLD", "95")
     result = process_batch(spec, BAD, [1, 1, 1], lake, pg, ARRIVED, received_at=ARRIVED)
     pg.commit()
     assert result.alert is not None
@@ -53,7 +52,7 @@ def test_a_batch_below_the_threshold_raises_an_alert_and_a_replay_reflects_the_t
     assert alerts(pg) == {"bad": (result.ledger.quality_score, 95.0)}
     assert result.alert.dimensions["accuracy"] == pytest.approx(2 / 3, abs=1e-3)
     assert "weakest: accuracy" in result.alert.message
-    # The same batch under a lower threshold (explicit argument wins over the environment): cleared.
+    # The same batch under a lower threshold: cleared.
     again = process_batch(spec, BAD, [1, 1, 1], lake, pg, ARRIVED, received_at=ARRIVED, alert_threshold=50)
     pg.commit()
     assert again.alert is None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
-from test_gx import meter_readings  # same folder: pytest puts it on sys.path (no __init__.py)
 
 from metrify_assets.quality.checks import check_name, rule_counts_metadata, suite_check_result
 from metrify_assets.quality.gx import validate
 from metrify_assets.quality.rules import evaluate
+from tests.quality.test_gx import meter_readings
 
 
 def test_failing_suite_becomes_an_error_check_with_counts_and_keys() -> None:

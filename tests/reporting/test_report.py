@@ -19,8 +19,9 @@ from metrify_assets.reporting.assets import (
     completeness_matrix,
     data_quality_report,
     reason_counts,
+    report_key,
 )
-from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.resources import LakeResource, PostgresResource, QualityResource
 from metrify_assets.resources.lake import Lake
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
@@ -87,7 +88,9 @@ def test_report_and_data_docs_land_in_the_lake(
     lake = Lake(url)
     seed(pg, lake)
     result = dg.materialize(
-        [data_quality_report], resources={"postgres": pg_resource, "lake": LakeResource(url=url)}
+        [data_quality_report],
+        resources={"postgres": pg_resource, "lake": LakeResource(url=url), "quality": QualityResource()},
+        partition_key="2026-03-30",
     )
     assert result.success
     (materialization,) = result.asset_materializations_for_node("data_quality_report")
@@ -103,12 +106,15 @@ def test_report_and_data_docs_land_in_the_lake(
     }
 
     page = lake.get(REPORT_KEY).decode()
+    dated = lake.get(report_key(date(2026, 3, 30), date(2026, 3, 30))).decode()
+    assert 'href="../../data_docs/index.html"' in dated  # one folder deeper than latest.html
+    assert "data-quality report: 2026-03-30" in page
     for heading in (
         "Quality score over time",
         "Rejects by reason",
         "Completeness per meter-day",
         "Top offending meters",
-        'href="../data_docs/index.html"',
+        'href="../data_docs/index.html"',  # latest.html sits in reports/quality/
     ):
         assert heading in page
     assert page.count("data:image/png;base64,") == 4

@@ -9,9 +9,9 @@ import dagster as dg
 import psycopg
 import pytest
 
+from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
-from metrify_assets.warehouse.assets import partition_range_tags
 from metrify_assets.warehouse.definitions import build_defs
 from metrify_assets.warehouse.docs import DOCS_KEY, generate_docs
 from metrify_assets.warehouse.translator import WAREHOUSE_GROUP

@@ -17,15 +17,16 @@ import pytest
 from dagster_dbt import DbtCliResource, DbtProject
 
 from metrify_assets.env import resolve_snowflake
+from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import snowflake_resource
-from metrify_assets.warehouse.assets import build_warehouse_assets, partition_range_tags
+from metrify_assets.warehouse.assets import build_warehouse_assets
 from metrify_assets.warehouse.connection import environment
 from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
 from metrify_assets.warehouse.raw_copy import RAW_TABLES
 from metrify_assets.warehouse.snowflake import WAREHOUSE_LOAD_KEY, warehouse_load
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
-from tests.integration.test_dbt_build import (
+from tests.warehouse.test_dbt_build import (
     DAY0,
     OpsData,
     expected_peak_demand,

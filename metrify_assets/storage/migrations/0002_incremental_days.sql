@@ -1,7 +1,7 @@
 -- Migration 0002: what makes downstream runs proportional to their new data.
 
 -- The local days each batch touched (meters: the meter's timezone, UTC when unregistered; grid and
--- weather: the UTC day). The dirty-days sensor reads it by `seq` to re-materialise late days.
+-- weather: the UTC day). `late_days_sensor` reads it by `seq` to re-materialise late days.
 CREATE TABLE ops.ingest_days (
     batch_id     text        NOT NULL,
     source       text        NOT NULL,

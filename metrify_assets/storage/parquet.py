@@ -1,4 +1,4 @@
-"""Deterministic Parquet (zstd) encoding for the lake's curated tiers."""
+"""Deterministic Parquet (zstd) encoding for what Metrify keeps in the lake (archive tiers, models)."""
 
 from __future__ import annotations
 

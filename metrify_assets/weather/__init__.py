@@ -1,0 +1,1 @@
+"""The weather room: degree-day bases and, to come, environmental classes and weather impact."""

@@ -1,0 +1,86 @@
+"""Each source stands alone: meters without a registry, grid only, weather only, through `metrify run`.
+
+A grid operator lands only grid data, a weather service only observations, a head-end only readings
+without a registry file: each `metrify run` succeeds, and builds the marts its data can feed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from metrify_assets.cli.main import app
+from metrify_assets.env import resolve_settings
+from metrify_assets.resources.build import postgres_resource
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+SIMULATE = ["simulate", "--meters", "12", "--days", "1", "--seed", "5", "--no-registry"]
+
+
+def run_in_fresh_home(home: Path, sources: str, runs: int = 1) -> list[dict[str, object]]:
+    """`metrify simulate --sources ... --no-registry`, then `metrify run --json` `runs` times. Returns
+    the run summaries."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("METRIFY_HOME", str(home))
+        mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+        runner = CliRunner()
+        simulated = runner.invoke(app, [*SIMULATE, "--sources", sources], catch_exceptions=False)
+        assert simulated.exit_code == 0, simulated.output
+        summaries = []
+        for _ in range(runs):
+            result = runner.invoke(app, ["run", "--json"], catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            summaries.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    return summaries
+
+
+def query(home: Path, sql: str) -> list[tuple[object, ...]]:
+    with postgres_resource(resolve_settings({"METRIFY_HOME": str(home)})).connect() as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_meters_without_a_registry_are_enriched_as_unknown_and_reach_the_marts(tmp_path: Path) -> None:
+    first, again = run_in_fresh_home(tmp_path, "meter_readings", runs=2)
+    assert len(first["batch_ids"]) == 1 and first["trained_model"] is True
+    assert again["batch_ids"] == [] and again["jobs"] == []  # nothing new: nothing to do
+    assert query(tmp_path, "SELECT count(*) FROM ops.meters") == [(0,)]
+    readings = query(tmp_path, "SELECT count(*) FROM ops.meter_readings")[0][0]
+    enriched = query(
+        tmp_path,
+        "SELECT segment, region, quality_flags, count(*) FROM ops.enriched_meter_readings GROUP BY 1, 2, 3",
+    )
+    assert enriched == [("unknown", "unknown", "unknown_meter", readings)]
+    assert query(tmp_path, "SELECT count(*) > 0 FROM ops.anomaly_scores") == [(True,)]
+    assert query(tmp_path, "SELECT sum(interval_count) FROM marts.fct_consumption_daily") == [(readings,)]
+    regions = query(tmp_path, "SELECT DISTINCT region, segment FROM marts.fct_consumption_daily_by_region")
+    assert regions == [("unknown", "unknown")]
+    assert query(tmp_path, "SELECT count(*) FROM marts.fct_grid_stability") == [(0,)]
+
+
+def test_grid_only_builds_grid_stability(tmp_path: Path) -> None:
+    (first,) = run_in_fresh_home(tmp_path, "grid_status")
+    assert first["trained_model"] is False  # no meter data: no model to train
+    samples = query(tmp_path, "SELECT count(*) FROM ops.grid_status")[0][0]
+    assert samples > 0
+    assert query(tmp_path, "SELECT sum(sample_count) FROM marts.fct_grid_stability") == [(samples,)]
+    for empty in (
+        "ops.meter_readings",
+        "ops.enriched_meter_readings",
+        "ops.anomaly_scores",
+        "marts.fct_consumption_daily",
+    ):
+        assert query(tmp_path, f"SELECT count(*) FROM {empty}") == [(0,)], empty
+    reports = list((tmp_path / "lake" / "reports" / "quality").glob("dt=*/index.html"))
+    assert reports, "the quality report of the grid batches' days is in the lake"
+
+
+def test_weather_only_builds_daily_weather(tmp_path: Path) -> None:
+    run_in_fresh_home(tmp_path, "weather_observations")
+    observations = query(tmp_path, "SELECT count(*) FROM ops.weather_observations")[0][0]
+    assert observations > 0
+    days = query(tmp_path, "SELECT count(*) FROM intermediate.int_weather_daily")[0][0]
+    assert days > 0
+    assert query(tmp_path, "SELECT count(*) FROM marts.fct_consumption_daily") == [(0,)]
