@@ -1,11 +1,23 @@
-"""Planning of late-day runs from `ops.ingest_days` (pure: no instance, no database)."""
+"""Late days: the planning (pure) and the sensor on a real database."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
-from metrify_assets.late_days import DayRow, late_day_requests, plan_late_days
+import dagster as dg
+import pandas as pd
+import psycopg
+import pytest
+
+from metrify_assets.contracts import METER_READINGS
+from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.late_days import DayRow, build_late_days_sensor, late_day_requests, plan_late_days
 from metrify_assets.partitions import contiguous_ranges
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.lake import Lake
+from metrify_assets.schedules import daily_job, refresh_job
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -47,3 +59,40 @@ def test_requests_run_both_downstream_jobs_over_the_range_with_stable_keys() -> 
     assert requests[0].run_key == "late-refresh_job-2026-01-01-2026-01-03-42"
     assert requests[0].tags["dagster/asset_partition_range_start"] == "2026-01-01"
     assert requests[0].tags["dagster/asset_partition_range_end"] == "2026-01-03"
+
+
+@pytest.mark.postgres
+def test_the_sensor_requests_an_old_day_a_new_batch_touched(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    today = datetime.now(UTC).date()
+
+    def land(batch_id: str, day: date) -> None:
+        message = json.dumps(
+            {
+                "meter_id": "M1",
+                "reading_start": f"{day}T12:00:00+00:00",
+                "interval_minutes": 15,
+                "energy_kwh": 0.2,
+            }
+        )
+        spec = BatchSpec(METER_READINGS, batch_id, "landing", f"{batch_id}.jsonl", today)
+        process_batch(spec, [message], [1], lake, pg, pd.Timestamp.now(tz="UTC"))
+        pg.commit()
+
+    sensor = build_late_days_sensor([refresh_job, daily_job])
+    land("history", date(2026, 1, 5))
+    first = sensor(dg.build_sensor_context(resources={"postgres": pg_resource}))
+    assert isinstance(first, dg.SensorResult) and not first.run_requests  # turned on: starts from now
+
+    land("today", today)
+    land("late", date(2026, 1, 6))
+    tick = sensor(dg.build_sensor_context(cursor=first.cursor, resources={"postgres": pg_resource}))
+    assert isinstance(tick, dg.SensorResult)
+    assert [(r.job_name, r.tags["dagster/asset_partition_range_start"]) for r in tick.run_requests] == [
+        ("refresh_job", "2026-01-06"),
+        ("daily_job", "2026-01-06"),
+    ]
+    again = sensor(dg.build_sensor_context(cursor=tick.cursor, resources={"postgres": pg_resource}))
+    assert isinstance(again, dg.SensorResult) and not again.run_requests

@@ -17,24 +17,21 @@ from metrify_assets.env import resolve_settings
 from metrify_assets.resources.build import postgres_resource
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+UCI = Path(__file__).parents[1] / "fixtures" / "uci_household_power_2days.txt"
 SIMULATE = ["simulate", "--meters", "12", "--days", "1", "--seed", "5", "--no-registry"]
 
 
-def run_in_fresh_home(home: Path, sources: str, runs: int = 1) -> list[dict[str, object]]:
-    """`metrify simulate --sources ... --no-registry`, then `metrify run --json` `runs` times. Returns
-    the run summaries."""
+def run_in_fresh_home(home: Path, sources: str) -> dict[str, object]:
+    """`metrify simulate --sources ... --no-registry`, then `metrify run --json`; its summary."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("METRIFY_HOME", str(home))
         mp.setenv("DAGSTER_HOME", str(home / "dagster"))
         runner = CliRunner()
         simulated = runner.invoke(app, [*SIMULATE, "--sources", sources], catch_exceptions=False)
         assert simulated.exit_code == 0, simulated.output
-        summaries = []
-        for _ in range(runs):
-            result = runner.invoke(app, ["run", "--json"], catch_exceptions=False)
-            assert result.exit_code == 0, result.output
-            summaries.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    return summaries
+        result = runner.invoke(app, ["run", "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def query(home: Path, sql: str) -> list[tuple[object, ...]]:
@@ -42,26 +39,46 @@ def query(home: Path, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def test_meters_without_a_registry_are_enriched_as_unknown_and_reach_the_marts(tmp_path: Path) -> None:
-    first, again = run_in_fresh_home(tmp_path, "meter_readings", runs=2)
+def test_metrify_run_after_metrify_ingest_of_real_readings_without_a_registry(tmp_path: Path) -> None:
+    """A head-end export (the UCI household sample) through `metrify ingest`, then `metrify run`."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("METRIFY_HOME", str(tmp_path))
+        mp.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+        runner = CliRunner()
+        ingest = ["ingest", "meter_readings", str(UCI), "--preset", "uci-household"]
+        landed = runner.invoke(app, ingest, catch_exceptions=False)
+        assert landed.exit_code == 0, landed.output
+        summaries = []
+        for _ in range(2):
+            result = runner.invoke(app, ["run", "--json"], catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            summaries.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    first, again = summaries
     assert len(first["batch_ids"]) == 1 and first["trained_model"] is True
+    # Paris local time in the file; an unregistered meter's day is the UTC day: 23:00 UTC opens it.
+    assert first["day_ranges"] == [["2007-01-31", "2007-02-02"]]
     assert again["batch_ids"] == [] and again["jobs"] == []  # nothing new: nothing to do
     assert query(tmp_path, "SELECT count(*) FROM ops.meters") == [(0,)]
     readings = query(tmp_path, "SELECT count(*) FROM ops.meter_readings")[0][0]
+    assert readings == 2 * 96
     enriched = query(
         tmp_path,
         "SELECT segment, region, quality_flags, count(*) FROM ops.enriched_meter_readings GROUP BY 1, 2, 3",
     )
     assert enriched == [("unknown", "unknown", "unknown_meter", readings)]
-    assert query(tmp_path, "SELECT count(*) > 0 FROM ops.anomaly_scores") == [(True,)]
+    assert query(tmp_path, "SELECT count(*) FROM ops.anomaly_scores") == [(readings,)]
     assert query(tmp_path, "SELECT sum(interval_count) FROM marts.fct_consumption_daily") == [(readings,)]
     regions = query(tmp_path, "SELECT DISTINCT region, segment FROM marts.fct_consumption_daily_by_region")
     assert regions == [("unknown", "unknown")]
     assert query(tmp_path, "SELECT count(*) FROM marts.fct_grid_stability") == [(0,)]
+    archives = sorted(
+        p.parent.name for p in (tmp_path / "lake" / "curated" / "meter_readings").glob("*/*.parquet")
+    )
+    assert archives == ["dt=2007-01-31", "dt=2007-02-01", "dt=2007-02-02"]
 
 
 def test_grid_only_builds_grid_stability(tmp_path: Path) -> None:
-    (first,) = run_in_fresh_home(tmp_path, "grid_status")
+    first = run_in_fresh_home(tmp_path, "grid_status")
     assert first["trained_model"] is False  # no meter data: no model to train
     samples = query(tmp_path, "SELECT count(*) FROM ops.grid_status")[0][0]
     assert samples > 0
