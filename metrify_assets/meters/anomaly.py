@@ -94,8 +94,10 @@ def load_current(lake: Lake) -> StoredModel | None:
 
 
 def newest_reading_day(conn: psycopg.Connection) -> date | None:
+    """The newest local day a batch brought meter readings for (from the small `ops.ingest_days`,
+    not a scan of the readings)."""
     row = conn.execute(
-        "SELECT max(reading_start AT TIME ZONE 'UTC')::date FROM ops.meter_readings"
+        "SELECT max(day) FROM ops.ingest_days WHERE source = 'meter_readings' AND records > 0"
     ).fetchone()
     return row[0] if row else None
 
