@@ -7,10 +7,13 @@
     `source` holds `source_period_column` and `source_ingested_column` for each reading or group.
 
     A partitioned run (Dagster's daily partitions) passes `min_date` and `max_date` (inclusive) as
-    vars: then exactly the local days in that range are (re)built, on `date_column`. -#}
-{% macro incremental_window(period_column, source, source_period_column, source_ingested_column, cast_to=none, date_column='local_date') -%}
+    vars: then exactly the local days in that range are (re)built, on `date_column`; `utc_column`
+    (a naive UTC timestamp of the source) bounds the read to those days too, so it reads the run's
+    days from the indexed `ops` tables instead of filtering the whole history. -#}
+{% macro incremental_window(period_column, source, source_period_column, source_ingested_column, cast_to=none, date_column='local_date', utc_column=none) -%}
     {%- if var('min_date', none) is not none -%}
     {{ metrify.in_partition_window(date_column) }}
+    {%- if utc_column %} and {{ metrify.utc_partition_bounds(utc_column) }}{% endif -%}
     {%- elif is_incremental() -%}
     {%- set lookback_start = dbt.dateadd('day', -1 * var('incremental_lookback_days'), 'max(' ~ period_column ~ ')') -%}
     {%- set changed_from -%}

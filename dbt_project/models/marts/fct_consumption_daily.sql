@@ -9,7 +9,7 @@
 ) }}
 with readings as (
     select * from {{ ref('int_meter_readings_localized') }}
-    where {{ incremental_window('local_date', ref('int_meter_readings_localized'), 'local_date', 'ingested_at_utc', cast_to='date') }}
+    where {{ incremental_window('local_date', ref('int_meter_readings_localized'), 'local_date', 'ingested_at_utc', cast_to='date', utc_column='reading_start_utc') }}
 ),
 
 meters as (

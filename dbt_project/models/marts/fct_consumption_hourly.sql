@@ -8,7 +8,7 @@
 ) }}
 with hourly as (
     select * from {{ ref('int_meter_readings_hourly') }}
-    where {{ incremental_window('hour_start_utc', ref('int_meter_readings_hourly'), 'hour_start_utc', 'last_ingested_at_utc') }}
+    where {{ incremental_window('hour_start_utc', ref('int_meter_readings_hourly'), 'hour_start_utc', 'last_ingested_at_utc', utc_column='hour_start_utc') }}
 ),
 
 meters as (

@@ -12,7 +12,7 @@ with readings as (
         *,
         import_kwh * 60.0 / interval_minutes as demand_kw
     from {{ ref('int_meter_readings_localized') }}
-    where {{ incremental_window('local_date', ref('int_meter_readings_localized'), 'local_date', 'ingested_at_utc', cast_to='date') }}
+    where {{ incremental_window('local_date', ref('int_meter_readings_localized'), 'local_date', 'ingested_at_utc', cast_to='date', utc_column='reading_start_utc') }}
 ),
 
 ranked as (

@@ -20,6 +20,13 @@ CREATE INDEX grid_status_measured_at_brin ON ops.grid_status USING brin (measure
 CREATE INDEX weather_observations_observed_at_brin ON ops.weather_observations USING brin (observed_at);
 CREATE INDEX enriched_meter_readings_local_date ON ops.enriched_meter_readings (local_date);
 CREATE INDEX anomaly_scores_reading_start_brin ON ops.anomaly_scores USING brin (reading_start);
+-- dbt's staging views expose naive UTC timestamps (`reading_start AT TIME ZONE 'UTC'`): the same
+-- expressions indexed let a partitioned dbt run and its tests read their days only.
+CREATE INDEX meter_readings_reading_start_utc_brin ON ops.meter_readings USING brin ((reading_start AT TIME ZONE 'UTC'));
+CREATE INDEX grid_status_measured_at_utc_brin ON ops.grid_status USING brin ((measured_at AT TIME ZONE 'UTC'));
+CREATE INDEX weather_observations_observed_at_utc_brin ON ops.weather_observations USING brin ((observed_at AT TIME ZONE 'UTC'));
+CREATE INDEX enriched_meter_readings_reading_start_utc_brin ON ops.enriched_meter_readings USING brin ((reading_start AT TIME ZONE 'UTC'));
+CREATE INDEX anomaly_scores_reading_start_utc_brin ON ops.anomaly_scores USING brin ((reading_start AT TIME ZONE 'UTC'));
 CREATE INDEX quarantine_batch ON ops.quarantine (batch_id);
 
 -- Meters without a registry row are enriched as segment/region `unknown` and flagged.
