@@ -54,6 +54,13 @@ class StoredModel:
         return f"{MODEL_PREFIX}/{self.version}/model.parquet"
 
 
+def read_readings(conn: psycopg.Connection, first: date, last: date) -> pd.DataFrame:
+    """meter_id, reading_start (UTC), energy_kwh of the readings in local days `first`..`last`."""
+    readings = read_frame(conn, readings_of_days_sql(READINGS), day_params(first, last))
+    readings["reading_start"] = pd.to_datetime(readings["reading_start"], utc=True)
+    return readings
+
+
 def train(
     conn: psycopg.Connection, lake: Lake, last_day: date, days: int = TRAINING_DAYS
 ) -> StoredModel | None:
@@ -63,10 +70,9 @@ def train(
     readings from ever training one before the weekly run).
     """
     first = last_day - timedelta(days=days - 1)
-    readings = read_frame(conn, readings_of_days_sql(READINGS), day_params(first, last_day))
+    readings = read_readings(conn, first, last_day)
     if readings.empty:
         return None
-    readings["reading_start"] = pd.to_datetime(readings["reading_start"], utc=True)
     table = fit_model(readings)
     trained_from, trained_to = first.isoformat(), last_day.isoformat()
     model = StoredModel(model_version(table, trained_from, trained_to), trained_from, trained_to, table)
@@ -176,8 +182,7 @@ def anomaly_scores(
     first, last = partition_days(context)
     store = lake.get_lake()
     with postgres.connect() as conn:
-        readings = read_frame(conn, readings_of_days_sql(READINGS), day_params(first, last))
-        readings["reading_start"] = pd.to_datetime(readings["reading_start"], utc=True)
+        readings = read_readings(conn, first, last)
         model = load_current(store)
         if model is None and len(readings):
             model = train(conn, store, last)

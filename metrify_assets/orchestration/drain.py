@@ -1,5 +1,5 @@
 """`metrify kafka drain`: ingest everything in the topics now, through the sensor's planning and the
-ingest job, executed in this process (like `orchestration.ingest_files` for landing files).
+ingest job, executed in this process (like `catchup.ingest_files` for landing files).
 
 It starts from the ingest group's committed offsets, so a second drain only takes what is new, and
 replaying is harmless anyway (ranges are idempotent batches).
