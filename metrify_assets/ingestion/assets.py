@@ -5,7 +5,7 @@ into `ops.<table>`. One op produces both, because the order of writes is the rec
 `ingestion.batch`). The GX suite on the validated rows is a blocking check: it runs before the write.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from pydantic import Field
 
 from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.ingestion.batch import BatchResult, BatchSpec, SuiteFailedError, process_batch
+from metrify_assets.ingestion.decode import Message
 from metrify_assets.ingestion.kafka.batches import KafkaBatch, commit_range, dead_letter, read_batch
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.landing import LandedFile
@@ -59,7 +60,7 @@ def landing_spec(contract: SourceContract, landed: LandedFile) -> BatchSpec:
 
 def _load(
     contract: SourceContract, config: IngestBatchConfig, kafka: KafkaResource
-) -> tuple[BatchSpec, list[str] | list[bytes], list[int], pd.Timestamp, KafkaBatch | None]:
+) -> tuple[BatchSpec, Sequence[Message], list[int], pd.Timestamp, KafkaBatch | None]:
     """The run's batch: spec, messages, their versions, arrival time (and the Kafka batch, if any)."""
     if config.topic:
         rng = OffsetRange(config.topic, config.partition, config.start, config.end)

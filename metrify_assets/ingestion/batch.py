@@ -19,7 +19,7 @@ import pandas as pd
 import psycopg
 
 from metrify_assets.contracts import SourceContract
-from metrify_assets.ingestion.decode import DecodedBatch, decode
+from metrify_assets.ingestion.decode import DecodedBatch, Message, decode
 from metrify_assets.quality import alerts, gx, review, rules
 from metrify_assets.quality.alerts import QualityAlert
 from metrify_assets.quality.gx import SuiteResult
@@ -74,11 +74,14 @@ class BatchResult:
     alert: QualityAlert | None = None  # set when the quality score is below the alert threshold
 
 
-def write_raw(lake: Lake, spec: BatchSpec, messages: Sequence[str | bytes]) -> tuple[str, bool]:
-    """Store the batch verbatim (unknown fields included) once; an existing raw batch is never rewritten."""
+def write_raw(lake: Lake, spec: BatchSpec, messages: Sequence[Message]) -> tuple[str, bool]:
+    """Store the batch verbatim (unknown fields included) once; an existing raw batch is never rewritten.
+
+    One line per message; a null value (a Kafka tombstone) is an empty line.
+    """
     if lake.exists(spec.raw_key):
         return lake.uri(spec.raw_key), False
-    lines = (m if isinstance(m, bytes) else m.encode() for m in messages)
+    lines = (m if isinstance(m, bytes) else (m or "").encode("utf-8", errors="replace") for m in messages)
     # Level 6: a third of level 9's CPU for ~1 % more bytes on JSON lines.
     body = gzip.compress(b"".join(line.rstrip(b"\n") + b"\n" for line in lines), compresslevel=6, mtime=0)
     return lake.put(spec.raw_key, body, content_type="application/gzip"), True
@@ -97,7 +100,7 @@ def _record_key(contract: SourceContract, rows: pd.DataFrame) -> pd.Series:
 
 def process_batch(
     spec: BatchSpec,
-    messages: Sequence[str | bytes],
+    messages: Sequence[Message],
     versions: Sequence[int],
     lake: Lake,
     conn: psycopg.Connection,

@@ -3,7 +3,8 @@
 A message is one record object or `{"records": [...]}`. Every record gets a `record_index` (its
 position in the batch); a message that cannot be parsed counts as one record. Records that fail the
 contract (invalid JSON, not an object, missing required field, wrong type, timestamp without offset)
-come back as `Malformed` with a reason, so input = decoded + malformed, always.
+come back as `Malformed` with a reason, so input = decoded + malformed, always. That holds for every
+shape a transport can deliver: Kafka's null value (a tombstone), empty values, binary junk.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ import pandas as pd
 
 from metrify_assets.contracts import SourceContract
 
-_ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$"
+_ISO_WITH_OFFSET = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2})$"
+)
+# Text fields are identifiers and codes: longer is junk (and would not fit a B-tree index entry).
+MAX_TEXT_LENGTH = 256
+# Integer fields are stored as PostgreSQL `integer`.
+INT_RANGE = (-(2**31), 2**31 - 1)
+Message = str | bytes | None  # None: Kafka's null value (a tombstone)
 
 
 @dataclass(frozen=True)
@@ -41,11 +49,11 @@ class RecordTexts(Sequence[str]):
 
     def __init__(self) -> None:
         self._starts: list[int] = []  # first record_index of each message
-        self._messages: list[str | bytes] = []
+        self._messages: list[Message] = []
         self._items: list[list[object] | None] = []  # None: the message is the record's text
         self._count = 0
 
-    def add(self, message: str | bytes, items: list[object] | None) -> None:
+    def add(self, message: Message, items: list[object] | None) -> None:
         """A message holding one record (`items` None) or the records `items`."""
         self._starts.append(self._count)
         self._messages.append(message)
@@ -70,8 +78,15 @@ class RecordTexts(Sequence[str]):
         items = self._items[message]
         if items is not None:
             return json.dumps(items[index - self._starts[message]])
-        text = self._messages[message]
-        return text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+        return printable(self._messages[message])
+
+
+def printable(message: Message) -> str:
+    """A message as text PostgreSQL can store: invalid UTF-8 replaced, NUL characters escaped."""
+    if message is None:
+        return ""
+    text = message.decode("utf-8", errors="replace") if isinstance(message, bytes) else message
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,7 @@ class DecodedBatch:
 
 
 def _split_messages(
-    messages: Sequence[str | bytes], versions: Sequence[int]
+    messages: Sequence[Message], versions: Sequence[int]
 ) -> tuple[list[dict[str, object]], list[int], list[int], RecordTexts, list[Malformed], list[int]]:
     """Flatten messages into record objects, remembering index, version, payload and message of each.
 
@@ -107,6 +122,12 @@ def _split_messages(
     bad: list[Malformed] = []
     for position, (message, version) in enumerate(zip(messages, versions, strict=True)):
         first = len(texts)
+        if message is None or len(message) == 0:
+            texts.add(message, None)
+            why = "malformed:null_value" if message is None else "malformed:empty_message"
+            bad.append(Malformed(first, "", why))
+            message_index.append(position)
+            continue
         try:
             parsed = orjson.loads(message)
         except orjson.JSONDecodeError as err:
@@ -144,14 +165,18 @@ def _split_messages(
     return objs, idx, vers, texts, bad, message_index
 
 
+def _storable_text(values: pd.Series) -> pd.Series:
+    """Text PostgreSQL can store and index: no NUL character, at most MAX_TEXT_LENGTH characters."""
+    text = values.astype(str)
+    return (text.str.len() <= MAX_TEXT_LENGTH) & ~text.str.contains("\x00", regex=False)
+
+
 def _types(values: pd.Series) -> pd.Series:
     """The Python type of each value: `map(type)` runs at C speed, unlike an isinstance lambda."""
     return values.map(type, na_action="ignore")
 
 
-def decode(
-    contract: SourceContract, messages: Sequence[str | bytes], versions: Sequence[int]
-) -> DecodedBatch:
+def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequence[int]) -> DecodedBatch:
     """Decode `messages` (each with its record version) against `contract`."""
     objs, idx, vers, payloads, bad, message_index = _split_messages(messages, versions)
     frame = (
@@ -172,12 +197,19 @@ def decode(
             fail(~present, f"malformed:missing_field:{field.name}")
         kinds = _types(col)
         if field.type == "str":
-            fail(present & ~kinds.isin([str]), f"malformed:bad_type:{field.name}")
+            is_str = kinds.isin([str])
+            fail(present & ~is_str, f"malformed:bad_type:{field.name}")
+            fail(
+                present & is_str & ~_storable_text(col.where(is_str, "")), f"malformed:bad_text:{field.name}"
+            )
         elif field.type in ("float", "int"):
             valid = kinds.isin([int, float])  # bool is its own type, so True is not a number
             if field.type == "int":
-                whole = pd.to_numeric(col.where(valid), errors="coerce") % 1 == 0
-                valid &= whole
+                number = pd.to_numeric(col.where(valid), errors="coerce").astype("float64")
+                valid &= number % 1 == 0
+                fail(present & ~valid, f"malformed:bad_type:{field.name}")
+                low, high = INT_RANGE
+                fail(present & ~number.between(low, high), f"malformed:out_of_range:{field.name}")
             fail(present & ~valid, f"malformed:bad_type:{field.name}")
         elif field.type == "timestamp":
             is_str = kinds.isin([str])
@@ -188,10 +220,10 @@ def decode(
                 f"malformed:timestamp_without_offset:{field.name}",
             )
         elif field.type == "str_list":
-            fail(
-                present & ~col.map(lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)),
-                f"malformed:bad_type:{field.name}",
-            )
+            is_list = col.map(lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v))
+            fail(present & ~is_list, f"malformed:bad_type:{field.name}")
+            joined = col.where(is_list, None).map(",".join, na_action="ignore").fillna("")
+            fail(present & is_list & ~_storable_text(joined), f"malformed:bad_text:{field.name}")
     good = reason == ""
     for pos in np.flatnonzero(~good.to_numpy()):
         bad.append(Malformed(idx[pos], payloads[idx[pos]], str(reason.iloc[pos])))

@@ -17,6 +17,7 @@ import pandas as pd
 from metrify_assets.contracts import contract_for
 from metrify_assets.grid.frequency import GRID_FREQUENCY
 
+DIRECTIONS = ("import", "export")  # of energy at a meter; missing means import
 Decision = Literal["accept", "flag", "reject"]
 DECISIONS: tuple[Decision, ...] = ("accept", "flag", "reject")
 Category = Literal["value", "duplicate", "review"]
@@ -35,9 +36,11 @@ REASONS: dict[str, Reason] = {
     r.code: r
     for r in (
         Reason("negative_energy", "reject", "value"),
+        Reason("direction_invalid", "reject", "value"),
         Reason("interval_invalid", "reject", "value"),
         Reason("timestamp_misaligned", "reject", "value"),
         Reason("timestamp_in_future", "reject", "value"),
+        Reason("timestamp_implausible", "reject", "value"),
         Reason("duplicate_exact", "reject", "duplicate"),
         Reason("duplicate_conflict", "reject", "duplicate"),
         Reason("energy_implausible", "reject", "value"),
@@ -77,6 +80,8 @@ class RuleConfig:
     frequency_plausible_hz: float = GRID_FREQUENCY.plausible_band_hz  # +/- around nominal before rejecting
     grid_nominal_voltage_v: float = 230.0
     future_tolerance_minutes: int = 5  # grid and weather, and meters with an invalid interval
+    # Before this, a timestamp is a device clock reset (1970-01-01 is the classic), not history.
+    earliest_plausible: str = "2000-01-01T00:00:00Z"
     temperature_c: tuple[float, float] = (-60.0, 60.0)
     humidity_pct: tuple[float, float] = (0.0, 100.0)
     pressure_hpa: tuple[float, float] = (850.0, 1090.0)
@@ -137,6 +142,10 @@ def _future(ts: pd.Series, now: pd.Timestamp, tolerance_us: np.ndarray | int) ->
     return _epoch_us(ts) > now_us + np.asarray(tolerance_us)
 
 
+def _too_early(ts: pd.Series, cfg: RuleConfig) -> np.ndarray:
+    return _epoch_us(ts) < pd.Timestamp(cfg.earliest_plausible).value // 1000
+
+
 def _tolerance_us(cfg: RuleConfig) -> int:
     return cfg.future_tolerance_minutes * 60_000_000
 
@@ -153,11 +162,14 @@ def _meter_masks(df: pd.DataFrame, now: pd.Timestamp, cfg: RuleConfig) -> dict[s
     with np.errstate(invalid="ignore"):
         negative = (energy < 0) & ~export
         implausible = np.abs(energy) > cfg.max_energy_kwh_per_interval
+    direction = df["direction"]
     masks = {
         "negative_energy": negative,
+        "direction_invalid": (direction.notna() & ~direction.isin(DIRECTIONS)).to_numpy(dtype=bool),
         "interval_invalid": ~interval_ok,
         "timestamp_misaligned": misaligned,
         "timestamp_in_future": future,
+        "timestamp_implausible": _too_early(df["reading_start"], cfg),
         "energy_implausible": implausible,
     }
     contract = contract_for("meter_readings")
@@ -222,14 +234,18 @@ def _grid_masks(df: pd.DataFrame, now: pd.Timestamp, cfg: RuleConfig) -> dict[st
     with np.errstate(invalid="ignore"):
         load_bad = ~np.isnan(capacity) & ((capacity <= 0) | (load < -capacity))
     contract = contract_for("grid_status")
+    grid_voltage_implausible = _outside(df["voltage_v"], 0.0, np.inf)
     return {
         "frequency_implausible": freq_implausible,
+        "voltage_implausible": grid_voltage_implausible,
         "frequency_out_of_range": freq_out & ~freq_implausible,
         "voltage_out_of_range": _outside(
             df["voltage_v"], v_nominal * (1 - cfg.voltage_tolerance), v_nominal * (1 + cfg.voltage_tolerance)
-        ),
+        )
+        & ~grid_voltage_implausible,
         "load_negative_implausible": load_bad,
         "timestamp_in_future": _future(df["measured_at"], now, _tolerance_us(cfg)),
+        "timestamp_implausible": _too_early(df["measured_at"], cfg),
         **_duplicates(df, contract.columns, list(contract.key)),
     }
 
@@ -243,6 +259,7 @@ def _weather_masks(df: pd.DataFrame, now: pd.Timestamp, cfg: RuleConfig) -> dict
         "wind_implausible": _outside(df["wind_speed_ms"], *cfg.wind_speed_ms),
         "precipitation_implausible": _outside(df["precipitation_mm"], 0.0, np.inf),
         "timestamp_in_future": _future(df["observed_at"], now, _tolerance_us(cfg)),
+        "timestamp_implausible": _too_early(df["observed_at"], cfg),
         **_duplicates(df, contract.columns, list(contract.key)),
     }
 

@@ -19,7 +19,12 @@ from metrify_assets.quality.rules import RuleOutcome
 
 DIMENSIONS = ("completeness", "accuracy", "consistency", "timeliness")
 # Rejections meaning a record holds no slot on its interval grid (so it does not count as received).
-OFF_GRID_REASONS = ("interval_invalid", "timestamp_misaligned", "timestamp_in_future")
+OFF_GRID_REASONS = (
+    "interval_invalid",
+    "timestamp_misaligned",
+    "timestamp_in_future",
+    "timestamp_implausible",
+)
 _US_PER_MINUTE = 60_000_000
 
 

@@ -108,3 +108,30 @@ def test_payloads_are_each_records_own_text_and_malformed_bytes_are_kept() -> No
     assert batch.records["record_index"].tolist() == [0, 1]
     assert batch.payloads[-1] == batch.payloads[5]
     assert len(batch.records) + len(batch.malformed) == batch.records_in
+
+
+def test_every_shape_a_transport_can_deliver_is_decoded_or_malformed_with_a_reason() -> None:
+    """Kafka's null value, an empty value, binary junk, NUL characters, oversize text and integers."""
+    messages: list[str | bytes | None] = [
+        None,
+        b"",
+        b"\xff\xfe\x00junk",
+        json.dumps(reading(meter_id="M\x00")),
+        json.dumps(reading(meter_id="M" * 300)),
+        json.dumps(reading(interval_minutes=2**40)),
+        json.dumps(reading(interval_minutes=1e300)),
+        json.dumps(reading(reading_start="２０２６-03-29T02:00:00+01:00")),  # full-width digits
+        json.dumps(reading(status_flags=["ok", None])),
+        json.dumps(reading()),
+    ]
+    batch = decode(METER_READINGS, messages, list(range(len(messages))))
+    reasons = {m.record_index: m.reason for m in batch.malformed}
+    assert reasons[0] == "malformed:null_value"
+    assert reasons[1] == "malformed:empty_message"
+    assert reasons[2].startswith("malformed:invalid_json")
+    assert "\x00" not in batch.malformed[2].payload  # storable in PostgreSQL text
+    assert reasons[3] == reasons[4] == "malformed:bad_text:meter_id"
+    assert reasons[5] == reasons[6] == "malformed:out_of_range:interval_minutes"
+    assert reasons[7] == "malformed:timestamp_without_offset:reading_start"
+    assert reasons[8] == "malformed:bad_type:status_flags"
+    assert batch.records["record_index"].tolist() == [9]

@@ -109,6 +109,8 @@ METER_CASES: list[tuple[str, dict[str, Any]]] = [
     ("interval_invalid", {"interval_minutes": 7}),
     ("timestamp_misaligned", {"reading_start": START + pd.Timedelta(minutes=15 * 4 + 7)}),
     ("timestamp_in_future", {"reading_start": NOW + pd.Timedelta(minutes=30)}),
+    ("timestamp_implausible", {"reading_start": pd.Timestamp("1970-01-01T00:00:00Z")}),  # a clock reset
+    ("direction_invalid", {"direction": "sideways"}),
     ("energy_implausible", {"energy_kwh": 1500.0}),
     ("spike", {"energy_kwh": 9.0}),
     ("voltage_out_of_range", {"voltage_v": 260.0}),
@@ -233,6 +235,8 @@ GRID_CASES: list[tuple[str, dict[str, Any]]] = [
     ("load_negative_implausible", {"load_mw": -150.0}),
     ("load_negative_implausible", {"capacity_mw": 0.0}),
     ("timestamp_in_future", {"measured_at": NOW + pd.Timedelta(hours=1)}),
+    ("timestamp_implausible", {"measured_at": pd.Timestamp("1970-01-01T00:00:00Z")}),
+    ("voltage_implausible", {"voltage_v": -230.0}),
 ]
 
 
@@ -267,6 +271,7 @@ WEATHER_CASES: list[tuple[str, dict[str, Any]]] = [
     ("wind_implausible", {"wind_speed_ms": -1.0}),
     ("precipitation_implausible", {"precipitation_mm": -0.2}),
     ("timestamp_in_future", {"observed_at": NOW + pd.Timedelta(days=1)}),
+    ("timestamp_implausible", {"observed_at": pd.Timestamp("1999-12-31T23:00:00Z")}),
     ("duplicate_exact", {"observed_at": START}),
 ]
 

@@ -8,6 +8,7 @@ in the partition replaces the earlier one); the first message's timestamp picks 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,6 +21,9 @@ from metrify_assets.ingestion.batch import BatchResult, BatchSpec
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.resources.kafka import KafkaResource, dlq_topic
 
+# Below the producer's and broker's 1 MiB defaults, leaving room for the key and headers.
+DLQ_MAX_VALUE_BYTES = 512 * 1024
+
 
 class RangeReadError(RuntimeError):
     """The range could not be read completely in time (broker down, or offsets no longer there)."""
@@ -29,7 +33,7 @@ class RangeReadError(RuntimeError):
 class KafkaBatch:
     range: OffsetRange
     spec: BatchSpec
-    messages: list[bytes]
+    messages: list[bytes | None]  # None: a null value (tombstone)
     offsets: list[int]
     timestamps_ms: list[int]
 
@@ -41,11 +45,11 @@ class KafkaBatch:
 
 def _read(
     consumer: KafkaConsumer, rng: OffsetRange, timeout_s: float
-) -> tuple[list[bytes], list[int], list[int]]:
+) -> tuple[list[bytes | None], list[int], list[int]]:
     tp = TopicPartition(rng.topic, rng.partition)
     consumer.assign([tp])
     consumer.seek(tp, rng.start)
-    values: list[bytes] = []
+    values: list[bytes | None] = []
     offsets: list[int] = []
     stamps: list[int] = []
     deadline = time.monotonic() + timeout_s
@@ -76,29 +80,52 @@ def read_batch(
     return KafkaBatch(rng, spec, values, offsets, stamps or [int(first.timestamp() * 1000)])
 
 
+def dead_letter_value(
+    batch: KafkaBatch, result: BatchResult, record_index: int, per_message: Counter[int]
+) -> tuple[bytes, int]:
+    """What the DLQ carries for a record: its message's bytes verbatim when the message held only it
+    (binary junk stays binary), else the record's JSON; cut to `DLQ_MAX_VALUE_BYTES` so a message
+    near the broker's size limit still fits with its headers. Returns the value and the full length.
+    `per_message` counts the records of each message.
+    """
+    position = result.decoded.message_index[record_index]
+    alone = per_message[position] == 1
+    message = batch.messages[position] if alone else None
+    value = (message or b"") if alone else result.decoded.payloads[record_index].encode()
+    return value[:DLQ_MAX_VALUE_BYTES], len(value)
+
+
 def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) -> int:
     """Send every quarantined record to `<topic>.dlq` with its reason and origin as headers.
 
     At least once: a replayed range sends its rejects again. The key names the source offset, so a
-    DLQ consumer (or compaction) can drop repeats.
+    DLQ consumer (or compaction) can drop repeats. A cut value says so (`truncated_from` header);
+    the whole message is in the raw batch (`raw_key`) and in ops.quarantine.
     """
     if not result.quarantined:  # the usual batch: no producer, no broker round trip
         return 0
     rng = batch.range
+    per_message = Counter(result.decoded.message_index)
     with kafka.producer() as producer:
         for row in result.quarantined:
             offset = batch.offsets[result.decoded.message_index[row.record_index]]
+            value, length = dead_letter_value(batch, result, row.record_index, per_message)
+            headers = [
+                ("reason", row.reasons.encode()),
+                ("source_topic", rng.topic.encode()),
+                ("partition", str(rng.partition).encode()),
+                ("offset", str(offset).encode()),
+                ("batch_id", rng.batch_id.encode()),
+                ("record_index", str(row.record_index).encode()),
+                ("raw_key", batch.spec.raw_key.encode()),
+            ]
+            if length > len(value):
+                headers.append(("truncated_from", str(length).encode()))
             producer.send(
                 dlq_topic(rng.topic),
                 key=f"{rng.topic}-{rng.partition}-{offset}".encode(),
-                value=row.payload.encode(),
-                headers=[
-                    ("reason", row.reasons.encode()),
-                    ("source_topic", rng.topic.encode()),
-                    ("partition", str(rng.partition).encode()),
-                    ("offset", str(offset).encode()),
-                    ("batch_id", rng.batch_id.encode()),
-                ],
+                value=value,
+                headers=headers,
             )
     return len(result.quarantined)
 
