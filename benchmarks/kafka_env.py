@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.resources.postgres import stop_embedded
 from metrify_assets.storage.migrate import migrate
 from metrify_platform.kafka_broker import KafkaBroker
 
@@ -50,16 +49,5 @@ def kafka_bench(prefix: str) -> Iterator[KafkaBench]:
             yield KafkaBench(home, settings, kafka, postgres)
         finally:
             del os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-            stop_postgres(home / "pg")
+            stop_embedded(home / "pg")  # pgserver leaves it running on exit by design
             shutil.rmtree(home, ignore_errors=True)
-
-
-def stop_postgres(data_dir: Path, timeout: float = 30.0) -> None:
-    """Fast-shut-down the embedded server of `data_dir`: pgserver leaves it running on exit by design."""
-    pid_file = data_dir / "postmaster.pid"
-    if not pid_file.exists():
-        return
-    os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
-    deadline = time.monotonic() + timeout
-    while pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)

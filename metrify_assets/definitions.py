@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from metrify_assets import schedules
+from metrify_assets import run_alerts, schedules
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion import definitions as ingestion
 from metrify_assets.lifecycle import archive
@@ -26,5 +26,6 @@ def defs() -> dg.Definitions:
         archive.defs,
         reporting.defs,
         schedules.defs,
+        run_alerts.defs,
         dg.Definitions(resources=build_resources(resolve_settings())),
     )

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
+from metrify_assets.errors import RETRY_POLICY
 from metrify_assets.late_days import build_late_days_sensor
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.warehouse.translator import WAREHOUSE_GROUP
@@ -26,22 +27,26 @@ DAILY_LOOKBACK_DAYS = 3
 
 refresh_job = dg.define_asset_job(
     "refresh_job",
+    op_retry_policy=RETRY_POLICY,
     selection=dg.AssetSelection.assets("meter_registry", "anomaly_scores", "enriched_meter_readings")
     | WAREHOUSE,
     description="Registry, anomaly scores, enrichment and the dbt marts for the days (partitions) of the run.",
 )
 daily_marts_job = dg.define_asset_job(
     "daily_marts_job",
+    op_retry_policy=RETRY_POLICY,
     selection=WAREHOUSE,
     description="The dbt marts over the last few days, taking late readings into the daily facts.",
 )
 daily_job = dg.define_asset_job(
     "daily_job",
+    op_retry_policy=RETRY_POLICY,
     selection=dg.AssetSelection.assets("archive_daily_readings", "data_quality_report"),
     description="Archive tier and data-quality report for the days (partitions) of the run.",
 )
 weekly_job = dg.define_asset_job(
     "weekly_job",
+    op_retry_policy=RETRY_POLICY,
     selection=dg.AssetSelection.assets("anomaly_model"),
     description="Retrain the anomaly model on its window; the next scoring runs use the new version.",
 )

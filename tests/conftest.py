@@ -11,12 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import psycopg
 import pytest
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.resources.postgres import stop_embedded
 from metrify_assets.storage.migrate import migrate, truncate_ops
 from metrify_platform.kafka_broker import KafkaBroker
 
@@ -31,9 +33,20 @@ def service_unavailable(name: str, err: BaseException) -> None:
     pytest.skip(msg)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stop_leftover_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Backstop: at session end, stop every embedded PostgreSQL under this session's temporary
+    directories (a CLI command in a temporary METRIFY_HOME starts one in HOME/pg, and pgserver leaves
+    it running), so no test leaves a server behind, whatever the fixture that owns it does."""
+    yield
+    for pid_file in list(tmp_path_factory.getbasetemp().rglob("postmaster.pid")):
+        stop_embedded(pid_file.parent)
+
+
 @pytest.fixture(scope="session")
-def pg_resource(tmp_path_factory: pytest.TempPathFactory) -> PostgresResource:
-    """An embedded PostgreSQL (pgserver) for the whole session, with the `ops` schema applied."""
+def pg_resource(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresResource]:
+    """An embedded PostgreSQL (pgserver) for the whole session, with the `ops` schema applied; stopped
+    at the end of the session."""
     data_dir = tmp_path_factory.mktemp("pg")
     resource = PostgresResource(data_dir=str(data_dir))
     try:
@@ -41,7 +54,8 @@ def pg_resource(tmp_path_factory: pytest.TempPathFactory) -> PostgresResource:
             migrate(conn)
     except Exception as err:  # noqa: BLE001 - any start failure is reported the same way
         service_unavailable("postgres (pgserver)", err)
-    return resource
+    yield resource
+    stop_embedded(data_dir)
 
 
 @pytest.fixture
@@ -121,3 +135,20 @@ def snowflake_server() -> Iterator[dict[str, Any]]:
         yield kwargs
     finally:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def kafka_defs(
+    tmp_path: Path,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[dg.Definitions]:
+    """The code location as deployed, pointed at the test broker, database and a temporary home."""
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_resource.bootstrap_servers)
+    monkeypatch.setenv("METRIFY_KAFKA_GROUP_ID", kafka_resource.group_id)
+    from metrify_assets.definitions import defs as load_defs  # the code location, for the tests that run it
+
+    yield load_defs()

@@ -31,7 +31,6 @@ import dagster as dg
 import pandas as pd
 
 from benchmarks.harness import CaseResult, stopwatch
-from benchmarks.kafka_env import stop_postgres
 from metrify_assets.contracts import contract_for
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
@@ -43,6 +42,7 @@ from metrify_assets.orchestration.instance import execute_job, local_instance
 from metrify_assets.partitions import contiguous_ranges, partition_range_tags
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
+from metrify_assets.resources.postgres import stop_embedded
 from metrify_assets.simulation import Simulation, SimulationConfig, simulate, write_simulation
 
 CYCLE_DAYS = 7
@@ -76,7 +76,7 @@ def bench_home(prefix: str) -> Iterator[BenchHome]:
         yield BenchHome(home, settings, instance, load_defs())
     finally:
         instance.dispose()
-        stop_postgres(settings.pg_data_dir)
+        stop_embedded(settings.pg_data_dir)
         shutil.rmtree(home, ignore_errors=True)
         for key, value in saved.items():
             if value is None:

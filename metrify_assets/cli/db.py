@@ -1,4 +1,4 @@
-"""`metrify db ...`: where the operational database is, and its schema version."""
+"""`metrify db ...`: where the operational database is, its schema version, and stopping the embedded server."""
 
 from __future__ import annotations
 
@@ -7,9 +7,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from metrify_assets.env import resolve_settings
+from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.postgres import embedded_pid, stop_embedded
 from metrify_assets.storage import migrate as migrations
+
+
+def note_embedded_server(settings: Settings) -> None:
+    """Say (on stderr, so `--json` and `db url` output stay parseable) that the home's embedded server
+    outlives the command: pgserver leaves it running for the next command and `dagster dev`."""
+    if settings.postgres_url is None and embedded_pid(settings.pg_data_dir) is not None:
+        typer.echo(
+            f"embedded PostgreSQL keeps running in {settings.pg_data_dir} (shared by metrify and "
+            "dagster dev); stop it with `metrify db stop`",
+            err=True,
+        )
 
 
 def _connect() -> psycopg.Connection:
@@ -23,7 +35,9 @@ def register(app: typer.Typer) -> None:
     @db_app.command("url")
     def url() -> None:
         """Print the PostgreSQL URL in use (starting the embedded server if needed), for psql or a BI tool."""
-        typer.echo(postgres_resource(resolve_settings()).get_url())
+        settings = resolve_settings()
+        typer.echo(postgres_resource(settings).get_url())
+        note_embedded_server(settings)
 
     @db_app.command("migrate")
     def migrate_cmd() -> None:
@@ -34,6 +48,7 @@ def register(app: typer.Typer) -> None:
         for m in applied:
             typer.echo(f"applied {m.version:04d}_{m.name}")
         typer.echo(f"ops schema at version {version} ({len(applied)} applied now)")
+        note_embedded_server(resolve_settings())
 
     @db_app.command("status")
     def status() -> None:
@@ -51,5 +66,20 @@ def register(app: typer.Typer) -> None:
         Console().print(table)
         pending = [m for m in migrations.migrations() if m.version not in done]
         typer.echo(f"{len(pending)} pending" + (": run `metrify db migrate`" if pending else ""))
+        note_embedded_server(resolve_settings())
+
+    @db_app.command("stop")
+    def stop() -> None:
+        """Stop this home's embedded PostgreSQL (HOME/pg), which metrify commands leave running for each
+        other and `dagster dev`; the next command starts it again. Connected processes (`dagster dev`)
+        lose their connections. With METRIFY_POSTGRES_URL set there is no embedded server to stop."""
+        settings = resolve_settings()
+        if settings.postgres_url is not None:
+            typer.echo("METRIFY_POSTGRES_URL is set: an external server, nothing embedded to stop")
+            return
+        if stop_embedded(settings.pg_data_dir):
+            typer.echo(f"stopped the embedded PostgreSQL in {settings.pg_data_dir}")
+        else:
+            typer.echo(f"no embedded PostgreSQL running in {settings.pg_data_dir}: nothing to stop")
 
     app.add_typer(db_app, name="db")

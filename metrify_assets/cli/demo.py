@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.run import run_with_progress
 from metrify_assets.env import resolve_settings
 from metrify_assets.reporting.assets import REPORT_KEY
@@ -124,3 +125,4 @@ def register(app: typer.Typer) -> None:
         _print_summary(console, summary)
         if as_json:
             typer.echo(json.dumps(asdict(summary)))
+        note_embedded_server(settings)

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.landing import land_lines
 from metrify_assets.ingestion.readers import PRESETS, ingest_file, parse_pairs
@@ -67,3 +68,4 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code=1)
         landed = land_lines(landing_dir or resolve_settings().landing_dir, source, result.lines)
         console.print(f"landed {landed.path}")
+        note_embedded_server(resolve_settings())  # no database needed here, but one may run from before

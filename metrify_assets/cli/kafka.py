@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import resolve_settings
 from metrify_assets.orchestration.drain import drain
@@ -85,6 +86,7 @@ def drain_cmd(
     table.add_row("took", f"{summary.seconds:.1f} s")
     table.add_row("records/s", f"{summary.records_per_second:,.0f}")
     console.print(table)
+    note_embedded_server(settings)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,8 @@ downstream graph for the days touched, with progress and a summary."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -12,16 +14,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.orchestration import catchup
 from metrify_assets.orchestration.instance import local_instance
 
 
-def run_with_progress(settings: Settings, console: Console, trigger: str) -> catchup.RunSummary:
-    """`catchup.run_pipeline` with a progress bar per stage."""
-    instance = local_instance(settings)
-    definitions = load_defs()
+@contextmanager
+def stage_progress(console: Console) -> Iterator[catchup.Progress]:
+    """A progress bar per pipeline stage, for `catchup`'s callbacks."""
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -40,12 +42,17 @@ def run_with_progress(settings: Settings, console: Console, trigger: str) -> cat
             stage = current[0]
             bars.update(tasks[stage], advance=1, description=f"{stage}: {description}")
 
-        summary = catchup.run_pipeline(
-            definitions, instance, settings, catchup.Progress(on_plan, on_step), trigger=trigger
-        )
+        yield catchup.Progress(on_plan, on_step)
         for stage, task in tasks.items():
             bars.update(task, description=stage)
-    return summary
+
+
+def run_with_progress(settings: Settings, console: Console, trigger: str) -> catchup.RunSummary:
+    """`catchup.run_pipeline` with a progress bar per stage."""
+    with stage_progress(console) as progress:
+        return catchup.run_pipeline(
+            load_defs(), local_instance(settings), settings, progress, trigger=trigger
+        )
 
 
 def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
@@ -69,9 +76,11 @@ def register(app: typer.Typer) -> None:
         anomaly scores, enrichment, the dbt marts, the archive and the quality report for the days touched.
         Nothing new: nothing to do."""
         console = Console(stderr=as_json)
-        summary = run_with_progress(resolve_settings(), console, trigger="cli")
+        settings = resolve_settings()
+        summary = run_with_progress(settings, console, trigger="cli")
         print_run_summary(console, summary)
         if as_json:
             out = asdict(summary)
             out["day_ranges"] = [[a.isoformat(), b.isoformat()] for a, b in summary.day_ranges]
             typer.echo(json.dumps(out))
+        note_embedded_server(settings)

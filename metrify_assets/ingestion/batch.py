@@ -23,7 +23,7 @@ from metrify_assets.ingestion.decode import DecodedBatch, Message, decode
 from metrify_assets.quality import alerts, gx, review, rules
 from metrify_assets.quality.alerts import QualityAlert
 from metrify_assets.quality.gx import SuiteResult
-from metrify_assets.quality.quarantine import QuarantineRow, quarantine
+from metrify_assets.quality.quarantine import Origin, QuarantineRow, quarantine, requarantine, resolve
 from metrify_assets.quality.rules import RuleOutcome
 from metrify_assets.quality.scoring import QualityScore, batch_quality
 from metrify_assets.resources.lake import Lake
@@ -108,12 +108,15 @@ def process_batch(
     received_at: pd.Timestamp | None = None,
     run_id: str | None = None,
     alert_threshold: float = DEFAULT_ALERT_THRESHOLD,
+    replay_of: Sequence[Origin] | None = None,
 ) -> BatchResult:
     """Run the batch through every stage; raises `SuiteFailedError` (writing nothing) on a failed guard.
 
     `received_at` (when the batch arrived: landing time, Kafka timestamp) drives timeliness; `now`
     bounds future timestamps. A batch scoring below `alert_threshold` (the `quality` resource's,
-    from METRIFY_QUALITY_ALERT_THRESHOLD) raises a quality alert.
+    from METRIFY_QUALITY_ALERT_THRESHOLD) raises a quality alert. `replay_of` makes the batch a
+    dead-letter replay: message i is the quarantined record `replay_of[i]`, whose row is resolved
+    (accepted now) or keeps the new reasons (still rejected) instead of a new row being added.
     """
     contract = spec.contract
     raw_uri, raw_written = write_raw(lake, spec, messages)
@@ -135,8 +138,14 @@ def process_batch(
     )
 
     rejected_idx = records.index[rejected]
-    quarantined = [QuarantineRow(m.record_index, m.payload, m.reason) for m in decoded.malformed] + [
-        QuarantineRow(int(i), decoded.payloads[int(i)], str(r))
+
+    def version(record_index: int) -> int:
+        return int(versions[decoded.message_index[record_index]])
+
+    quarantined = [
+        QuarantineRow(m.record_index, m.payload, m.reason, version(m.record_index)) for m in decoded.malformed
+    ] + [
+        QuarantineRow(int(i), decoded.payloads[int(i)], str(r), version(int(i)))
         for i, r in zip(records.loc[rejected_idx, "record_index"], outcome.reasons[rejected], strict=True)
     ]
     flagged = accepted[flagged_mask]
@@ -172,7 +181,12 @@ def process_batch(
     with conn.transaction():
         writes.upsert_rows(conn, contract, stored)
         writes.record_days(conn, contract, spec.batch_id, len(stored), spec.dt)
-        quarantine(conn, contract.source, spec.batch_id, quarantined)
+        if replay_of is None:
+            quarantine(conn, contract.source, spec.batch_id, quarantined)
+        else:
+            origin = [replay_of[m] for m in decoded.message_index]  # by record_index
+            requarantine(conn, [(origin[q.record_index], q.reasons) for q in quarantined])
+            resolve(conn, [origin[int(i)] for i in accepted["record_index"]], spec.batch_id)
         writes.enqueue_review(conn, contract.source, spec.batch_id, review)
         writes.record_batch(conn, entry)
         alerts.sync(conn, spec.batch_id, alert)

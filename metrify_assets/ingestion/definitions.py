@@ -9,12 +9,14 @@ from metrify_assets.ingestion.assets import INGEST_ASSETS
 from metrify_assets.ingestion.kafka.sensor import build_kafka_sensor
 from metrify_assets.ingestion.sensors import build_landing_sensor
 
-# Failed batch runs are retried with backoff (needs `run_retries.enabled` in dagster.yaml); the
-# sensors re-request any batch whose runs all failed, so a failure never leaves a hole.
+# A system error is retried inside the run (the step's RETRY_POLICY, metrify_assets.errors); a run
+# whose process died (killed, out of memory) is re-run by the daemon (`run_retries` in dagster.yaml)
+# up to 3 times. A run that failed in its step is not re-run: its step already spent its retries, or
+# hit a bug. Either way the sensors re-request any batch whose runs all failed: no hole is left.
 RETRY_TAGS = {
     "dagster/max_retries": "3",
     "dagster/retry_strategy": "ALL_STEPS",
-    "dagster/retry_on_asset_or_op_failure": "true",
+    "dagster/retry_on_asset_or_op_failure": "false",
 }
 
 INGEST_JOBS = {

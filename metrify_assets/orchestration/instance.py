@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from metrify_assets.env import Settings
+from metrify_assets.errors import root_error
 
 # Runs fork from a worker with the code location imported: they start in about a second.
 WARM_LAUNCHER_YAML = """\
@@ -31,9 +32,13 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     dequeue_interval_seconds: 1  # Dagster's 5 s would be most of a micro-batch's wait
-run_retries:
+run_monitoring:  # a run whose process died is marked failed, so it is retried and re-requested
   enabled: true
-  max_retries: 0
+  poll_interval_seconds: 15
+run_retries:  # re-run a run whose process died; a step's own failures are retried by its policy
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
 telemetry:
   enabled: false
 """
@@ -78,9 +83,9 @@ def execute_job(
     )
     if not result.success:
         errors = [
-            str(e.event_specific_data.error.message).strip()  # type: ignore[union-attr]
+            root_error(e.step_failure_data.error).message.strip()
             for e in result.all_events
-            if e.is_step_failure and e.event_specific_data is not None
+            if e.is_step_failure and e.step_failure_data.error is not None
         ]
         raise RunFailedError(
             f"{job_name} failed (run {result.run_id}): {'; '.join(errors) or 'see the run log'}"

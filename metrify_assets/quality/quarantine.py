@@ -3,12 +3,13 @@
 Ingestion quarantines what the record rules reject or cannot decode; review quarantines what a
 reviewer rejects. Both go through `quarantine`, keyed by (batch_id, record_index), so a replayed
 batch or a repeated decision rewrites the same row (keeping when it was first quarantined) instead of
-adding one.
+adding one. A dead-letter replay (`ingestion/replay.py`) never adds rows either: it resolves the rows
+whose records it accepted and refreshes the reasons of those it still rejects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -19,18 +20,45 @@ class QuarantineRow:
     record_index: int
     payload: str
     reasons: str  # comma-separated reason codes (details after `:`)
+    record_version: int | None = None  # the version its batch gave it (Kafka offset, landing seq)
+
+
+Origin = tuple[str, int]  # (batch_id, record_index) of a quarantine row
 
 
 def quarantine(conn: psycopg.Connection, source: str, batch_id: str, rows: Iterable[QuarantineRow]) -> int:
     """Record rejected records of one batch; returns how many."""
-    data = [(batch_id, r.record_index, source, r.payload, r.reasons) for r in rows]
+    data = [(batch_id, r.record_index, source, r.payload, r.reasons, r.record_version) for r in rows]
     if not data:
         return 0
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (batch_id, record_index) DO UPDATE "
-            "SET payload = excluded.payload, reasons = excluded.reasons",
+            "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons, record_version) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (batch_id, record_index) DO UPDATE "
+            "SET payload = excluded.payload, reasons = excluded.reasons, "
+            "record_version = coalesce(excluded.record_version, ops.quarantine.record_version)",
             data,
         )
     return len(data)
+
+
+def resolve(conn: psycopg.Connection, origins: Sequence[Origin], replay_batch_id: str) -> int:
+    """Mark the rows of records a replay accepted as resolved by that replay batch."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE ops.quarantine SET resolved_at = coalesce(resolved_at, now()), resolved_by = %s, "
+            "replays = replays + 1 WHERE batch_id = %s AND record_index = %s",
+            [(replay_batch_id, b, i) for b, i in origins],
+        )
+    return len(origins)
+
+
+def requarantine(conn: psycopg.Connection, rows: Sequence[tuple[Origin, str]]) -> int:
+    """Records a replay still rejects: their original rows get the replay's reasons, and count it."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE ops.quarantine SET reasons = %s, replays = replays + 1 "
+            "WHERE batch_id = %s AND record_index = %s",
+            [(reasons, b, i) for (b, i), reasons in rows],
+        )
+    return len(rows)

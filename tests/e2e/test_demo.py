@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -12,14 +13,18 @@ from typer.testing import CliRunner
 from metrify_assets.cli.main import app
 from metrify_assets.env import resolve_settings
 from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.postgres import stop_embedded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 DEMO_ARGS = ["demo", "--meters", "25", "--days", "2", "--seed", "7", "--fault-rate", "0.02", "--json"]
 
 
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("metrify-home")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh METRIFY_HOME; the embedded server its demo runs start is stopped after the module."""
+    home = tmp_path_factory.mktemp("metrify-home")
+    yield home
+    stop_embedded(resolve_settings({"METRIFY_HOME": str(home)}).pg_data_dir)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ without a registry file: each `metrify run` succeeds, and builds the marts its d
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,18 @@ from typer.testing import CliRunner
 from metrify_assets.cli.main import app
 from metrify_assets.env import resolve_settings
 from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.postgres import stop_embedded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 UCI = Path(__file__).parents[1] / "fixtures" / "uci_household_power_2days.txt"
 SIMULATE = ["simulate", "--meters", "12", "--days", "1", "--seed", "5", "--no-registry"]
+
+
+@pytest.fixture(autouse=True)
+def stop_home_server(tmp_path: Path) -> Iterator[None]:
+    """Each test's home is its tmp_path: stop the embedded server its `metrify run` starts there."""
+    yield
+    stop_embedded(resolve_settings({"METRIFY_HOME": str(tmp_path)}).pg_data_dir)
 
 
 def run_in_fresh_home(home: Path, sources: str) -> dict[str, object]:

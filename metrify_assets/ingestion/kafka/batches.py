@@ -25,7 +25,7 @@ from metrify_assets.resources.kafka import KafkaResource, dlq_topic
 DLQ_MAX_VALUE_BYTES = 512 * 1024
 
 
-class RangeReadError(RuntimeError):
+class RangeReadError(TimeoutError):
     """The range could not be read completely in time (broker down, or offsets no longer there)."""
 
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +18,6 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from metrify_assets.definitions import defs as load_defs
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
@@ -42,18 +40,8 @@ def observation(station: str, minute: int, temperature: float = 9.5) -> str:
 
 
 @pytest.fixture
-def defs(
-    tmp_path: object,
-    kafka_resource: KafkaResource,
-    pg_resource: PostgresResource,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[dg.Definitions]:
-    """The code location as deployed, pointed at the test broker, database and a temporary home."""
-    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
-    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_resource.bootstrap_servers)
-    monkeypatch.setenv("METRIFY_KAFKA_GROUP_ID", kafka_resource.group_id)
-    yield load_defs()
+def defs(kafka_defs: dg.Definitions) -> dg.Definitions:
+    return kafka_defs
 
 
 def tick(

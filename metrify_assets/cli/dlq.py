@@ -1,0 +1,162 @@
+"""`metrify dlq ...`: the dead letters (quarantined records): list, show, and replay after a fix."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import orjson
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.run import print_run_summary, stage_progress
+from metrify_assets.contracts import CONTRACTS
+from metrify_assets.definitions import defs as load_defs
+from metrify_assets.env import resolve_settings
+from metrify_assets.ingestion import replay
+from metrify_assets.orchestration import catchup
+from metrify_assets.orchestration.instance import local_instance
+from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.lake import Lake
+
+Source = Annotated[str | None, typer.Option(help=f"Only this source: {', '.join(CONTRACTS)}.")]
+Reason = Annotated[
+    str | None, typer.Option(help="Only records with this reason code (a prefix: `malformed:bad_type`).")
+]
+Batch = Annotated[str | None, typer.Option("--batch", help="Only records of this batch id.")]
+
+
+def _selection(
+    source: str | None, reason: str | None, batch_id: str | None, resolved: bool
+) -> replay.Selection:
+    if source and source not in CONTRACTS:
+        raise typer.BadParameter(f"unknown source {source!r}; one of {', '.join(CONTRACTS)}")
+    return replay.Selection(source, reason, batch_id, include_resolved=resolved)
+
+
+def register(app: typer.Typer) -> None:
+    dlq_app = typer.Typer(
+        help="Dead letters: records quarantined at ingest (and sent to <topic>.dlq from Kafka).",
+        no_args_is_help=True,
+    )
+
+    @dlq_app.command("list")
+    def list_cmd(
+        source: Source = None,
+        reason: Reason = None,
+        batch_id: Batch = None,
+        resolved: Annotated[bool, typer.Option("--all", help="Include records a replay resolved.")] = False,
+        limit: Annotated[int, typer.Option(help="At most this many records, oldest first.")] = 50,
+    ) -> None:
+        """Counts by reason, then the records themselves (unresolved ones, unless --all)."""
+        settings = resolve_settings()
+        selection = _selection(source, reason, batch_id, resolved)
+        with postgres_resource(settings).connect() as conn:
+            counts = replay.reason_counts(conn, selection)
+            letters = replay.select(conn, selection, limit=limit)
+        console = Console(width=200)
+        summary = Table(title=f"dead letters by reason: {sum(n for _, _, n in counts):,} occurrences")
+        for column in ("source", "reason", "records"):
+            summary.add_column(column)
+        for s, r, n in counts:
+            summary.add_row(s, r, f"{n:,}")
+        console.print(summary)
+        table = Table(title=f"dead letters: {len(letters)} shown (oldest first)")
+        for column in ("batch_id", "#", "source", "reasons", "quarantined at", "replays", "resolved by"):
+            table.add_column(column)
+        for d in letters:
+            table.add_row(
+                d.batch_id,
+                str(d.record_index),
+                d.source,
+                d.reasons[:80],
+                f"{d.quarantined_at:%Y-%m-%d %H:%M:%S}",
+                str(d.replays),
+                d.resolved_by or ("" if d.replayable else "(not replayable)"),
+            )
+        console.print(table)
+        note_embedded_server(settings)
+
+    @dlq_app.command("show")
+    def show_cmd(
+        batch_id: Annotated[str, typer.Argument(help="Batch id of the record (see `metrify dlq list`).")],
+        record_index: Annotated[int, typer.Argument(help="Its index in the batch.")],
+    ) -> None:
+        """One dead letter as JSON: reasons, version, replay state, and its payload (parsed when it is JSON)."""
+        with postgres_resource(resolve_settings()).connect() as conn:
+            letter = replay.get(conn, batch_id, record_index)
+        if letter is None:
+            typer.echo(f"error: no dead letter {batch_id} #{record_index}", err=True)
+            raise typer.Exit(code=1)
+        try:
+            payload: object = orjson.loads(letter.payload)
+        except orjson.JSONDecodeError:
+            payload = letter.payload
+        shown = {**letter.__dict__, "payload": payload, "replayable": letter.replayable}
+        typer.echo(json.dumps(shown, indent=2, default=str))
+
+    @dlq_app.command("replay")
+    def replay_cmd(
+        source: Source = None,
+        reason: Reason = None,
+        batch_id: Batch = None,
+        dry_run: Annotated[bool, typer.Option(help="Only say what would be replayed.")] = False,
+        materialise: Annotated[
+            bool,
+            typer.Option(help="Then rebuild the downstream graph for the days the accepted records touched."),
+        ] = True,
+    ) -> None:
+        """Re-ingest the selected dead letters through the ingest path (after a fix): accepted ones are
+        upserted and their quarantine rows resolved; the rest keep their rows with fresh reasons."""
+        settings = resolve_settings()
+        selection = _selection(source, reason, batch_id, resolved=False)
+        console = Console()
+        with postgres_resource(settings).connect() as conn:
+            letters = replay.select(conn, selection)
+            replayable = [d for d in letters if d.replayable]
+            skipped = len(letters) - len(replayable)
+            console.print(
+                f"{len(replayable):,} dead letters to replay"
+                + (f" ({skipped:,} not replayable: duplicates, reviewer rejections)" if skipped else "")
+            )
+            if dry_run or not replayable:
+                return
+            lake = Lake(settings.lake_url)
+            now = pd.Timestamp.now(tz="UTC")
+            results = []
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task("replaying", total=len(replayable))
+                for chunk in replay.chunks(replayable):
+                    result = replay.replay(conn, lake, chunk, now, settings.quality_alert_threshold)
+                    results.append(result)
+                    progress.update(task, advance=len(chunk), description=f"replaying ({result.batch_id})")
+        table = Table(title="metrify dlq replay")
+        for column in ("replay batch", "source", "replayed", "accepted", "still quarantined"):
+            table.add_column(column)
+        for r in results:
+            table.add_row(
+                r.batch_id, r.source, f"{r.replayed:,}", f"{r.accepted:,}", f"{r.still_quarantined:,}"
+            )
+        console.print(table)
+        days = catchup.touched_days(settings, [r.batch_id for r in results if r.accepted])
+        if materialise and days:
+            with stage_progress(console) as progress:
+                done = catchup.materialise_days(
+                    load_defs(), local_instance(settings), settings, days, progress, trigger="dlq-replay"
+                )
+            print_run_summary(console, done)
+        elif days:
+            console.print(f"{len(days)} days touched; `--materialise` (or late_days_sensor) rebuilds them")
+        note_embedded_server(settings)
+
+    app.add_typer(dlq_app, name="dlq")

@@ -1,0 +1,82 @@
+"""How a failure is handled, by what caused it (the error flow of docs/reliability.md).
+
+- **Data errors** (a record that breaks the contract or a rule) never raise: they are quarantined
+  (and dead-lettered for Kafka) with a reason, and the batch goes on.
+- **Business-rule findings** (a plausible but suspicious record) are accepted and queued for review.
+- **System errors** (database, broker or lake unreachable, a timeout, a deadlock) are transient: the
+  step is retried with exponential backoff and jitter (`RETRY_POLICY`), then the run fails, an alert
+  is recorded, and the sensor re-requests the batch on a later tick.
+- **Bugs** (any other exception in a stage) fail the step at once: retrying the same input through
+  the same code gives the same error. The batch is re-requested like any failed one, so it is
+  ingested once the fix is deployed.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
+from dagster_shared.error import SerializableErrorInfo
+from kafka.errors import KafkaError
+
+# OperationalError covers a lost connection, a server restart, deadlocks and serialization failures.
+SYSTEM_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    KafkaError,
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+)
+
+# 1, 2, 4, 8 s (each +/- up to its own length): about 15 s, which spans a database or broker restart.
+RETRY_POLICY = dg.RetryPolicy(
+    max_retries=4, delay=1.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+# Dagster's wrappers around the error that made a step fail: retries exhausted, a classified bug.
+_WRAPPERS = {"RetryRequestedFromPolicy", "RetryRequested", "Failure"}
+
+
+def root_error(error: SerializableErrorInfo) -> SerializableErrorInfo:
+    """The error behind a step failure's wrappers: it names what went wrong."""
+    while error.cause is not None and error.cls_name in _WRAPPERS:
+        error = error.cause
+    return error
+
+
+def is_system_error(err: BaseException) -> bool:
+    """True when `err`, or what caused it, is a service being unavailable rather than the code."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, SYSTEM_ERRORS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextmanager
+def classified(step: str) -> Iterator[None]:
+    """Let system errors through (the step's retry policy retries them); turn a bug into a Failure
+    that skips the retries, naming its type, so the run log says which kind of failure it was."""
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except Exception as err:
+        if is_system_error(err):
+            raise
+        raise dg.Failure(
+            description=(
+                f"{step}: {type(err).__name__}: {err}. A bug, not bad input or an outage: not retried. "
+                "The sensor re-requests the batch, so it is ingested once the fix is deployed."
+            ),
+            metadata={"error_type": type(err).__name__, "classified_as": "bug"},
+            allow_retries=False,
+        ) from err

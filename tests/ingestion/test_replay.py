@@ -1,0 +1,149 @@
+"""Dead-letter replay on a real PostgreSQL: after a fix, quarantined records come back through the
+ingest path; their quarantine rows are resolved, never duplicated, and replaying again changes nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from metrify_assets.cli.main import app
+from metrify_assets.contracts import WEATHER_OBSERVATIONS
+from metrify_assets.ingestion import replay
+from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.lake import Lake
+
+pytestmark = pytest.mark.postgres
+NOW = pd.Timestamp("2026-04-01T00:00:00Z")
+
+
+def observation(at: str, temperature: float = 9.5, station: str = "W1") -> str:
+    return json.dumps(
+        {"station_id": station, "observed_at": at, "temperature_c": temperature,
+         "humidity_pct": 80, "pressure_hpa": 1012, "wind_speed_ms": 3.2, "precipitation_mm": 0}
+    )  # fmt: skip
+
+
+# The ingest host's clock ran an hour slow: the station's latest readings looked like the future.
+# Once the clock is fixed (LATER), they are plausible and a replay takes them in.
+LATER = NOW + pd.Timedelta(hours=1)
+AHEAD = ["2026-04-01T00:30:00Z", "2026-04-01T00:40:00Z"]
+MESSAGES = [
+    observation("2026-03-31T23:50:00Z"),
+    observation(AHEAD[0], 10.0),
+    observation(AHEAD[1], 11.0),
+    observation(AHEAD[1], 11.0),
+    "{broken",
+]
+
+
+def ingest(
+    conn: psycopg.Connection,
+    lake: Lake,
+    batch_id: str,
+    messages: list[str],
+    version: int,
+    now: pd.Timestamp = NOW,
+) -> None:
+    spec = BatchSpec(WEATHER_OBSERVATIONS, batch_id, "landing", batch_id, date(2026, 3, 29))
+    process_batch(spec, messages, [version] * len(messages), lake, conn, now)
+    conn.commit()
+
+
+def rows(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    return conn.execute(
+        "SELECT station_id, observed_at, temperature_c, record_version FROM ops.weather_observations ORDER BY 2"
+    ).fetchall()
+
+
+def quarantine_rows(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    return conn.execute(
+        "SELECT batch_id, record_index, reasons, resolved_by IS NOT NULL, replays FROM ops.quarantine ORDER BY 1, 2"
+    ).fetchall()
+
+
+def test_a_replay_after_the_fix_resolves_what_it_accepts_and_adds_no_quarantine_row(
+    pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ingest(pg, lake, "b1", MESSAGES, version=5)
+    assert [r[2] for r in quarantine_rows(pg)] == [
+        "timestamp_in_future",
+        "timestamp_in_future",
+        "timestamp_in_future,duplicate_exact",
+        quarantine_rows(pg)[3][2],
+    ]
+    letters = replay.select(pg, replay.Selection())
+    assert [d.replayable for d in letters] == [True, True, False, True]  # the duplicate stays out
+    assert [d.record_version for d in letters] == [5, 5, 5, 5]
+
+    replayable = [d for d in letters if d.replayable]
+    first = replay.replay(pg, lake, replayable, LATER)
+    assert (first.replayed, first.accepted, first.still_quarantined) == (3, 2, 1)
+    assert [r[2] for r in rows(pg)] == [9.5, 10.0, 11.0]
+    assert [r[3] for r in rows(pg)] == [5, 5, 5]  # the original version, not a new one
+    after = quarantine_rows(pg)
+    assert len(after) == 4  # resolved in place, nothing added
+    assert [(r[1], r[3], r[4]) for r in after] == [(1, True, 1), (2, True, 1), (3, False, 0), (4, False, 1)]
+    ledger = pg.execute(
+        "SELECT origin, records_in, accepted, quarantined FROM ops.ingest_ledger WHERE batch_id = %s",
+        (first.batch_id,),
+    ).fetchone()
+    assert ledger == ("replay", 3, 2, 1)
+    days = pg.execute("SELECT day FROM ops.ingest_days WHERE batch_id = %s", (first.batch_id,)).fetchall()
+    assert days == [(date(2026, 4, 1),)]  # the replayed day is dirty for the downstream runs
+
+    before = (rows(pg), quarantine_rows(pg))
+    still = [d for d in replay.select(pg, replay.Selection()) if d.replayable]
+    assert [(d.record_index, d.reasons.split(" ")[0]) for d in still] == [(4, "malformed:invalid_json")]
+    again = replay.replay(pg, lake, still, LATER)
+    assert again.accepted == 0
+    assert rows(pg) == before[0]
+    assert len(quarantine_rows(pg)) == 4
+
+
+def test_a_replayed_record_never_overwrites_a_newer_reading(pg: psycopg.Connection, tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    pg.execute(
+        "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons, record_version) "
+        "VALUES ('old', 0, 'weather_observations', %s, 'timestamp_in_future', 3)",
+        (observation(AHEAD[0], 10.0),),
+    )
+    ingest(pg, lake, "newer", [observation(AHEAD[0], 12.0)], version=9, now=LATER)  # re-sent, corrected
+    result = replay.replay(pg, lake, replay.select(pg, replay.Selection()), LATER)
+    assert result.accepted == 1
+    assert [(r[2], r[3]) for r in rows(pg)] == [(12.0, 9)]
+
+
+def test_metrify_dlq_list_show_and_replay(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    ingest(pg, Lake(str(tmp_path / "lake")), "b1", MESSAGES, version=5)
+    runner = CliRunner()
+
+    listed = runner.invoke(app, ["dlq", "list", "--source", "weather_observations"], catch_exceptions=False)
+    assert listed.exit_code == 0, listed.output
+    assert "timestamp_in_future" in listed.output and "(not replayable)" in listed.output
+    shown = runner.invoke(app, ["dlq", "show", "b1", "1"], catch_exceptions=False)
+    assert json.loads(shown.stdout)["payload"]["temperature_c"] == 10.0
+    missing = runner.invoke(app, ["dlq", "show", "b1", "99"])
+    assert missing.exit_code == 1 and "no dead letter" in missing.output
+    dry = runner.invoke(app, ["dlq", "replay", "--dry-run"], catch_exceptions=False)
+    assert "3 dead letters to replay (1 not replayable" in dry.output
+    assert pg.execute("SELECT count(*) FROM ops.quarantine WHERE resolved_at IS NOT NULL").fetchone() == (0,)
+
+    replayed = runner.invoke(  # now is the real clock: long past AHEAD
+        app, ["dlq", "replay", "--reason", "timestamp_in_future", "--no-materialise"], catch_exceptions=False
+    )
+    assert replayed.exit_code == 0, replayed.output
+    pg.commit()
+    assert pg.execute("SELECT count(*) FROM ops.quarantine WHERE resolved_at IS NOT NULL").fetchone() == (2,)
+    assert "1 days touched" in replayed.output
