@@ -7,6 +7,8 @@ Found by a new user: one tombstone (null value) made every run of its partition 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
 import dagster as dg
 import psycopg
@@ -35,6 +37,7 @@ def test_null_empty_binary_huge_and_compressed_messages_never_block_the_partitio
     kafka_resource: KafkaResource,
     pg_resource: PostgresResource,
     pg: psycopg.Connection,
+    fault_log: Callable[[str, str, float, list[str]], None],
 ) -> None:
     kafka_resource.ensure_topics(partitions=1)
     topic = kafka_resource.topic(SOURCE)
@@ -59,7 +62,9 @@ def test_null_empty_binary_huge_and_compressed_messages_never_block_the_partitio
         producer.flush()
         producer.close()
 
+    started = time.monotonic()
     summary = drain(kafka_defs, dg.DagsterInstance.ephemeral(), kafka_resource, pg_resource, sources=[SOURCE])
+    took = time.monotonic() - started
     sent = len(hostile) + 4 * 3
     assert (summary.records, summary.accepted, summary.quarantined) == (sent, 2 + 12, 4)
     with kafka_resource.consumer() as consumer:
@@ -82,3 +87,9 @@ def test_null_empty_binary_huge_and_compressed_messages_never_block_the_partitio
     assert headers["raw_key"].decode().startswith(f"raw/{SOURCE}/")
     payload = pg.execute("SELECT length(payload) FROM ops.quarantine WHERE record_index = 5").fetchone()
     assert payload == (len(huge),)  # the whole message is kept in quarantine
+    fault_log(
+        "foreign producer: tombstone, empty value, null key, headers, binary, 1 MB value; gzip/lz4/snappy/zstd",
+        "decoded or quarantined with a reason and dead-lettered; the partition's offset moved past all of it",
+        took,
+        ["ledger in = accepted + quarantined", "DLQ = quarantine", "offset committed", "no run failed"],
+    )
