@@ -86,7 +86,14 @@ def drain_cmd(
     table.add_row("took", f"{summary.seconds:.1f} s")
     table.add_row("records/s", f"{summary.records_per_second:,.0f}")
     console.print(table)
+    for batch_id, error in summary.failed.items():
+        console.print(f"[red]failed[/red] {batch_id}: {error}")
     note_embedded_server(settings)
+    if summary.failed:
+        console.print(
+            f"{len(summary.failed)} ranges failed; run `metrify kafka drain` again once the cause is fixed"
+        )
+        raise typer.Exit(code=1)
 
 
 def register(app: typer.Typer) -> None:

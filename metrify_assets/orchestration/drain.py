@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -18,7 +18,7 @@ from metrify_assets.ingestion.kafka.offsets import committed_offsets
 from metrify_assets.ingestion.kafka.ranges import dump_cursor
 from metrify_assets.ingestion.kafka.sensor import kafka_tick
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.orchestration.instance import execute_job
+from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 
@@ -30,6 +30,7 @@ class DrainSummary:
     accepted: int
     quarantined: int
     seconds: float
+    failed: dict[str, str] = field(default_factory=dict)  # ranges whose runs failed: batch id -> error
 
     @property
     def records_per_second(self) -> float:
@@ -44,31 +45,38 @@ def drain(
     sources: Iterable[str] = tuple(CONTRACTS),
     on_batch: Callable[[str], None] | None = None,
 ) -> DrainSummary:
-    """Tick and run until every source's topic has no unplanned range; counts come from the ledger."""
+    """Tick and run until every source's topic has no unplanned range; counts come from the ledger.
+
+    A range whose run fails (after its step retries) does not stop the drain: the others are still
+    ingested, and the failed ones are returned in `failed` (the next drain or sensor tick requests
+    them again)."""
     if not kafka.configured:
         raise ValueError("Kafka is not configured: set KAFKA_BOOTSTRAP_SERVERS")
     started = time.monotonic()
     batch_ids: list[str] = []
+    failed: dict[str, str] = {}  # batch id -> why its run failed (after its retries)
     for source in sources:
         committed = committed_offsets(kafka, kafka.topic(source))
         cursor: str | None = dump_cursor(committed) if committed else None
-        while (
-            isinstance(
-                tick := kafka_tick(CONTRACTS[source], instance, cursor, kafka, postgres), dg.SensorResult
-            )
-            and tick.run_requests
-        ):
-            for request in tick.run_requests:
-                execute_job(
-                    defs,
-                    f"ingest_{source}_job",
-                    instance,
-                    run_config=dict(request.run_config),
-                    tags={**request.tags, "metrify/trigger": "cli"},
-                )
-                batch_ids.append(request.tags[BATCH_TAG])
+        while isinstance(
+            tick := kafka_tick(CONTRACTS[source], instance, cursor, kafka, postgres), dg.SensorResult
+        ) and (requests := [r for r in tick.run_requests or [] if r.tags[BATCH_TAG] not in failed]):
+            for request in requests:
+                batch_id = request.tags[BATCH_TAG]
+                try:
+                    execute_job(
+                        defs,
+                        f"ingest_{source}_job",
+                        instance,
+                        run_config=dict(request.run_config),
+                        tags={**request.tags, "metrify/trigger": "cli"},
+                    )
+                except RunFailedError as err:  # the other ranges go on; this one is re-requested later
+                    failed[batch_id] = str(err)
+                    continue
+                batch_ids.append(batch_id)
                 if on_batch:
-                    on_batch(request.tags[BATCH_TAG])
+                    on_batch(batch_id)
             cursor = tick.cursor
     seconds = time.monotonic() - started
     with postgres.connect() as conn:
@@ -78,4 +86,4 @@ def drain(
             (sorted(set(batch_ids)),),
         ).fetchone()
     batches, records, accepted, quarantined = row if row else (0, 0, 0, 0)
-    return DrainSummary(int(batches), int(records), int(accepted), int(quarantined), seconds)
+    return DrainSummary(int(batches), int(records), int(accepted), int(quarantined), seconds, failed)

@@ -284,3 +284,31 @@ def _waiting_on_lock(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
     conn.commit()
     return bool(row and row[0])
+
+
+def test_a_drain_goes_on_past_a_range_that_fails_and_reports_it(
+    defs: dg.Definitions,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    pg: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from metrify_assets.ingestion import assets
+    from metrify_assets.orchestration.drain import drain
+
+    kafka_resource.ensure_topics(partitions=3)
+    produce(kafka_resource, {SOURCE: [observation(f"S{i}", m) for i in range(9) for m in range(2)]})
+    original = assets.read_batch
+
+    def broken_on_partition_1(kafka: KafkaResource, contract: object, rng: OffsetRange) -> object:
+        if rng.partition == 1:
+            raise KeyError("a bug that only partition 1's records reach")
+        return original(kafka, contract, rng)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(assets, "read_batch", broken_on_partition_1)
+    summary = drain(defs, dg.DagsterInstance.ephemeral(), kafka_resource, pg_resource, sources=[SOURCE])
+    [(failed, error)] = summary.failed.items()
+    assert OffsetRange.parse(failed).partition == 1 and "KeyError" in error
+    assert summary.batches == 2  # partitions 0 and 2 were still ingested
+    stored = pg.execute("SELECT count(*) FROM ops.weather_observations").fetchone()
+    assert stored == (summary.accepted,) and summary.accepted > 0
