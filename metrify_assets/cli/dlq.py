@@ -110,8 +110,10 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Then rebuild the downstream graph for the days the accepted records touched."),
         ] = True,
     ) -> None:
-        """Re-ingest the selected dead letters through the ingest path (after a fix): accepted ones are
-        upserted and their quarantine rows resolved; the rest keep their rows with fresh reasons."""
+        """Re-ingest the selected dead letters through the ingest path, after a fix.
+
+        Accepted ones are upserted and their quarantine rows resolved; the rest keep their rows
+        with fresh reasons. No quarantine row is added."""
         settings = resolve_settings()
         selection = _selection(source, reason, batch_id, resolved=False)
         console = Console()
