@@ -35,6 +35,7 @@ run_coordinator:
 run_monitoring:  # a run whose process died is marked failed, so it is retried and re-requested
   enabled: true
   poll_interval_seconds: 15
+  start_timeout_seconds: 90  # launched but never started (its daemon killed mid-launch): failed
 run_retries:  # re-run a run whose process died; a step's own failures are retried by its policy
   enabled: true
   max_retries: 2

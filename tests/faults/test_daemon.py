@@ -42,7 +42,7 @@ from metrify_platform.kafka_broker import KafkaBroker
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.postgres]
 SOURCE = METER_READINGS.source
-KILLS = 3
+KILLS = 2
 BURST = 30
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_NAME_TAG = "dagster/sensor_name"
