@@ -23,6 +23,7 @@ from metrify_assets.ingestion.landing import LandedFile
 from metrify_assets.quality.checks import rule_counts_metadata, suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource, QualityResource
 from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.storage import writes
 
 OWNERS = ["team:data-engineering"]
 
@@ -173,6 +174,8 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
             if kafka_batch is not None:  # only after the DB transaction committed: see ingestion.batch
                 dead_letter(kafka, kafka_batch, result)
                 commit_range(kafka, kafka_batch.range)
+                with postgres.connect() as conn:
+                    writes.mark_delivered(conn, spec.batch_id)
         context.log.info(
             f"{spec.batch_id}: {result.ledger.records_in} in, {result.ledger.accepted} accepted "
             f"({result.ledger.flagged} flagged), {result.ledger.quarantined} quarantined"

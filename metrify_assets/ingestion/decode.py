@@ -77,7 +77,10 @@ class RecordTexts(Sequence[str]):
         message = bisect_right(self._starts, index) - 1
         items = self._items[message]
         if items is not None:
-            return json.dumps(items[index - self._starts[message]])
+            try:
+                return json.dumps(items[index - self._starts[message]])
+            except RecursionError:  # nested deeper than json can render (orjson parses 1023 levels)
+                return printable(self._messages[message])  # the whole message, then
         return printable(self._messages[message])
 
 

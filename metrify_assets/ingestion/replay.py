@@ -147,6 +147,8 @@ def replay(
         )
     contract = CONTRACTS[sources.pop()]
     batch_id = replay_batch_id(letters)
+    # Within a batch the first copy of a key wins: the newest version goes first.
+    letters = sorted(letters, key=lambda d: -(d.record_version or 0))
     origins = sorted({d.batch_id for d in letters})
     spec = BatchSpec(
         contract,

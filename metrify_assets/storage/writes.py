@@ -171,3 +171,16 @@ def ledger_batch_ids(conn: psycopg.Connection, source: str) -> set[str]:
     with conn.cursor() as cur:
         cur.execute("SELECT batch_id FROM ops.ingest_ledger WHERE source = %s", (source,))
         return {row[0] for row in cur.fetchall()}
+
+
+def mark_delivered(conn: psycopg.Connection, batch_id: str) -> None:
+    """A Kafka batch's dead letters are sent and its offset committed: nothing left to redo."""
+    conn.execute("UPDATE ops.ingest_ledger SET delivered_at = now() WHERE batch_id = %s", (batch_id,))
+
+
+def delivered_batch_ids(conn: psycopg.Connection, source: str) -> set[str]:
+    """Kafka batches that are done: in the ledger, dead letters sent, offset committed."""
+    rows = conn.execute(
+        "SELECT batch_id FROM ops.ingest_ledger WHERE source = %s AND delivered_at IS NOT NULL", (source,)
+    ).fetchall()
+    return {row[0] for row in rows}

@@ -122,6 +122,7 @@ def test_every_shape_a_transport_can_deliver_is_decoded_or_malformed_with_a_reas
         json.dumps(reading(interval_minutes=1e300)),
         json.dumps(reading(reading_start="２０２６-03-29T02:00:00+01:00")),  # full-width digits
         json.dumps(reading(status_flags=["ok", None])),
+        '{"records": [' + "[" * 1000 + "]" * 1000 + "]}",  # deeper than json.dumps can render
         json.dumps(reading()),
     ]
     batch = decode(METER_READINGS, messages, list(range(len(messages))))
@@ -134,4 +135,5 @@ def test_every_shape_a_transport_can_deliver_is_decoded_or_malformed_with_a_reas
     assert reasons[5] == reasons[6] == "malformed:out_of_range:interval_minutes"
     assert reasons[7] == "malformed:timestamp_without_offset:reading_start"
     assert reasons[8] == "malformed:bad_type:status_flags"
-    assert batch.records["record_index"].tolist() == [9]
+    assert reasons[9] == "malformed:not_an_object"
+    assert batch.records["record_index"].tolist() == [10]

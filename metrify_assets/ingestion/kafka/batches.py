@@ -98,8 +98,9 @@ def dead_letter_value(
 def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) -> int:
     """Send every quarantined record to `<topic>.dlq` with its reason and origin as headers.
 
-    At least once: a replayed range sends its rejects again. The key names the source offset, so a
-    DLQ consumer (or compaction) can drop repeats. A cut value says so (`truncated_from` header);
+    At least once: a replayed range sends its rejects again. The key names the source offset and
+    the record's index in the batch (a message may hold several records), so a DLQ consumer (or
+    compaction) can drop repeats. A cut value says so (`truncated_from` header);
     the whole message is in the raw batch (`raw_key`) and in ops.quarantine.
     """
     if not result.quarantined:  # the usual batch: no producer, no broker round trip
@@ -123,7 +124,7 @@ def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) ->
                 headers.append(("truncated_from", str(length).encode()))
             producer.send(
                 dlq_topic(rng.topic),
-                key=f"{rng.topic}-{rng.partition}-{offset}".encode(),
+                key=f"{rng.topic}-{rng.partition}-{offset}-{row.record_index}".encode(),
                 value=value,
                 headers=headers,
             )

@@ -18,7 +18,7 @@ from metrify_assets.ingestion.kafka.ranges import OffsetRange, dump_cursor, load
 from metrify_assets.ingestion.sensors import BATCH_TAG, failed_batches
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.storage.writes import ledger_batch_ids
+from metrify_assets.storage.writes import delivered_batch_ids
 
 TOPIC_TAG = "metrify/kafka_topic"
 _ENDED_BADLY = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
@@ -35,13 +35,14 @@ def range_request(source: str, rng: OffsetRange, run_key: str) -> dg.RunRequest:
 def _retries(
     instance: dg.DagsterInstance, postgres: PostgresResource, source: str, topic: str
 ) -> list[tuple[OffsetRange, str]]:
-    """Ranges of `topic` missing from the ledger whose runs all ended without success."""
+    """Ranges of `topic` not delivered (in the ledger, dead letters sent, offset committed) whose
+    runs all ended without success: a run that failed after its commit is requested again too."""
     runs = instance.get_runs(filters=dg.RunsFilter(tags={TOPIC_TAG: topic}, statuses=_ENDED_BADLY))
     candidates = {r.tags[BATCH_TAG] for r in runs if BATCH_TAG in r.tags}
     if not candidates:
         return []
     with postgres.connect() as conn:
-        done = ledger_batch_ids(conn, source)
+        done = delivered_batch_ids(conn, source)
     failed = failed_batches(instance, sorted(candidates - done))
     return [(OffsetRange.parse(b), f"{b}-retry-{n}") for b, n in failed.items()]
 

@@ -1,4 +1,9 @@
--- Migration 0003: dead-letter replay and run-failure alerts.
+-- Migration 0003: dead-letter replay, run-failure alerts, and Kafka delivery.
+
+-- A Kafka batch is done when its dead letters are sent and its offset committed, after the
+-- transaction that wrote its ledger row: until then the sensor may request its range again.
+ALTER TABLE ops.ingest_ledger ADD COLUMN delivered_at timestamptz;
+UPDATE ops.ingest_ledger SET delivered_at = processed_at WHERE origin = 'kafka';
 
 -- A quarantined record keeps its version (Kafka offset, landing seq) so a replay cannot overwrite a
 -- newer reading, and says when a replay accepted it (and under which batch). Rows quarantined before

@@ -312,3 +312,39 @@ def test_a_drain_goes_on_past_a_range_that_fails_and_reports_it(
     assert summary.batches == 2  # partitions 0 and 2 were still ingested
     stored = pg.execute("SELECT count(*) FROM ops.weather_observations").fetchone()
     assert stored == (summary.accepted,) and summary.accepted > 0
+
+
+def test_a_run_that_failed_after_its_commit_is_requested_again_until_its_dead_letters_are_sent(
+    defs: dg.Definitions,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    pg: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from metrify_assets.ingestion import assets
+
+    kafka_resource.ensure_topics(partitions=1)
+    topic = kafka_resource.topic(SOURCE)
+    produce(kafka_resource, {SOURCE: [observation("W6", m) for m in range(5)] + BAD[:1]})
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(defs, instance, kafka_resource, pg_resource, None)
+    [request] = first.run_requests or []
+
+    def dlq_refused(*args: object) -> int:
+        raise KeyError("the DLQ topic is not allowed for this client")
+
+    original = assets.dead_letter
+    monkeypatch.setattr(assets, "dead_letter", dlq_refused)
+    with pytest.raises(RunFailedError):
+        execute_job(defs, JOB, instance, run_config=dict(request.run_config), tags=request.tags)
+    monkeypatch.setattr(assets, "dead_letter", original)  # the ACL fixed
+    assert pg.execute("SELECT records_in, delivered_at IS NULL FROM ops.ingest_ledger").fetchall() == [
+        (6, True)
+    ]
+    pg.commit()
+
+    retry = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
+    assert [r.run_key for r in retry.run_requests or []] == [f"{request.run_key}-retry-1"]
+    run_all(defs, instance, retry.run_requests or [])
+    assert [d["value"] for d in dead_letters(kafka_resource, topic)] == BAD[:1]
+    assert not tick(defs, instance, kafka_resource, pg_resource, first.cursor).run_requests
