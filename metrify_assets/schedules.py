@@ -2,7 +2,7 @@
 
 Ingestion is driven by the landing (and Kafka) sensors, which catch up on whatever has arrived; the
 schedules refresh what is derived from it, each run over its own day partitions:
-- hourly: registry, anomaly scores, enrichment and the dbt marts for yesterday and today (local days
+- hourly: registry, the VEE series, anomaly scores, enrichment and the dbt marts for yesterday and today (local days
   straddle UTC midnight), so the hourly marts are at most an hour behind;
 - nightly: the dbt marts over the incremental lookback (late readings), then the archive tier and
   the data-quality report of yesterday;
@@ -28,9 +28,11 @@ DAILY_LOOKBACK_DAYS = 3
 refresh_job = dg.define_asset_job(
     "refresh_job",
     op_retry_policy=RETRY_POLICY,
-    selection=dg.AssetSelection.assets("meter_registry", "anomaly_scores", "enriched_meter_readings")
+    selection=dg.AssetSelection.assets(
+        "meter_registry", "vee_meter_readings", "anomaly_scores", "enriched_meter_readings"
+    )
     | WAREHOUSE,
-    description="Registry, anomaly scores, enrichment and the dbt marts for the days (partitions) of the run.",
+    description="Registry, VEE series, anomaly scores, enrichment and the dbt marts for the days (partitions) of the run.",
 )
 daily_marts_job = dg.define_asset_job(
     "daily_marts_job",

@@ -33,6 +33,11 @@ class DemoSummary:
     report_path: str
     batches: int
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    vee_intervals: dict[str, int] = field(default_factory=dict)  # billing-grade intervals by status
+    vee_methods: dict[str, int] = field(default_factory=dict)  # estimated and edited intervals by method
+    vee_audit_rows: int = 0
+    billing_ready_days: int = 0
+    meter_days: int = 0
     seconds: float = 0.0
 
 
@@ -54,6 +59,17 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         ).fetchall()
     )
     anomalies = conn.execute("SELECT count(*) FROM ops.anomaly_scores WHERE is_anomaly").fetchone()
+    vee: dict[str, int] = dict(
+        conn.execute("SELECT status, count(*) FROM ops.vee_readings GROUP BY 1 ORDER BY 1").fetchall()
+    )
+    methods: dict[str, int] = dict(
+        conn.execute(
+            "SELECT method, count(*) FROM ops.vee_readings WHERE status IN ('estimated', 'edited') "
+            "GROUP BY 1 ORDER BY 2 DESC"
+        ).fetchall()
+    )
+    days = conn.execute("SELECT count(*), count(*) FILTER (WHERE billing_ready) FROM ops.vee_days").fetchone()
+    audit = conn.execute("SELECT count(*) FROM ops.vee_audit").fetchone()
     marts = {
         name: int(conn.execute(f'SELECT count(*) FROM marts."{name}"').fetchone()[0])  # type: ignore[index]
         for (name,) in conn.execute(
@@ -71,6 +87,11 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         marts=marts,
         report_path=report_path,
         quarantine_reasons={str(k): int(v) for k, v in reasons.items()},
+        vee_intervals={str(k): int(v) for k, v in vee.items()},
+        vee_methods={str(k): int(v) for k, v in methods.items()},
+        vee_audit_rows=int(audit[0]) if audit else 0,
+        meter_days=int(days[0]) if days else 0,
+        billing_ready_days=int(days[1]) if days else 0,
     )
 
 
@@ -85,6 +106,12 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
     table.add_row("quality score", f"{summary.quality_score}")
     for reason, n in summary.quarantine_reasons.items():
         table.add_row(f"  quarantined: {reason}", f"{n:,}")
+    for status, n in summary.vee_intervals.items():
+        table.add_row(f"  VEE intervals: {status}", f"{n:,}")
+    for method, n in summary.vee_methods.items():
+        table.add_row(f"    by {method}", f"{n:,}")
+    table.add_row("VEE audit rows", f"{summary.vee_audit_rows:,}")
+    table.add_row("billing-ready meter-days", f"{summary.billing_ready_days:,} of {summary.meter_days:,}")
     for mart, n in summary.marts.items():
         table.add_row(f"  marts.{mart}", f"{n:,} rows")
     table.add_row("report", summary.report_path)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from metrify_assets.env import resolve_settings
+from metrify_assets.meters.vee.catalogue import VeeConfig
+from metrify_assets.meters.vee.store import revee_reading
 from metrify_assets.quality import review
 from metrify_assets.resources.build import postgres_resource
 
@@ -32,7 +35,20 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
         except review.ReviewError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=1) from err
-    typer.echo(f"{item.status}: {item.source} {item.record_key} ({item.batch_id} #{item.record_index})")
+        typer.echo(f"{item.status}: {item.source} {item.record_key} ({item.batch_id} #{item.record_index})")
+        if item.source == "meter_readings":
+            # The decision becomes an edit of the billing-grade series now, with its author.
+            meter_id, start = item.record_key.split("|", 1)
+            at = pd.Timestamp(start)
+            run = revee_reading(conn, meter_id, at, VeeConfig())
+            series = run.result.series
+            interval = series[series["reading_start"] == at.tz_convert("UTC")]
+            now = (
+                f"{interval['status'].iloc[0]} ({interval['method'].iloc[0]})"
+                if len(interval)
+                else "not in a day"
+            )
+            typer.echo(f"VEE: the interval is now {now}; {run.audit_rows} audit rows written")
 
 
 def register(app: typer.Typer) -> None:
@@ -82,12 +98,14 @@ def register(app: typer.Typer) -> None:
 
     @review_app.command("approve")
     def approve_cmd(batch_id: BatchId, record_index: RecordIndex, by: By, reason: Reason) -> None:
-        """Approve: the reading stays as stored (its quality flags kept for audit)."""
+        """Approve: the reading stays as stored (its quality flags kept for audit); for a meter reading, the
+        billing-grade series keeps it as an edit by the reviewer (VEE re-runs its meter-day)."""
         _decide("approve", batch_id, record_index, by, reason)
 
     @review_app.command("reject")
     def reject_cmd(batch_id: BatchId, record_index: RecordIndex, by: By, reason: Reason) -> None:
-        """Reject: move the reading to quarantine (`review_rejected:<reason>`) and rebalance the ledger."""
+        """Reject: move the reading to quarantine (`review_rejected:<reason>`) and rebalance the ledger; for a
+        meter reading, VEE re-runs its meter-day and estimates the interval as an edit by the reviewer."""
         _decide("reject", batch_id, record_index, by, reason)
 
     app.add_typer(review_app, name="review", no_args_is_help=True)

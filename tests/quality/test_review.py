@@ -165,6 +165,13 @@ def test_cli_lists_shows_and_decides(
     rejected = runner.invoke(app, ["review", "reject", "b1", "1", "--by", "ana", "--reason", "bad CT"])
     assert rejected.exit_code == 0, rejected.output
     assert rejected.output.startswith("rejected: meter_readings " + KEY)
+    # Two readings of 96 that day: too few to estimate from, so the rejected interval fails (by ana).
+    assert "VEE: the interval is now failed (none); 1 audit rows written" in rejected.output
+    assert pg.execute(
+        "SELECT status, edited_by, original_kwh FROM ops.vee_readings WHERE meter_id = 'M1' AND reading_start = %s",
+        ("2026-03-29T00:15:00Z",),
+    ).fetchone() == ("failed", "ana", 0.6)
+    assert pg.execute("SELECT actor, value_before FROM ops.vee_audit").fetchall() == [("ana", 0.6)]
     again = runner.invoke(app, ["review", "approve", "b1", "1", "--by", "ana", "--reason", "oops"])
     assert again.exit_code == 1
     assert "already rejected" in again.output

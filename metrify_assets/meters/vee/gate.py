@@ -1,0 +1,94 @@
+"""The billing-readiness gate: may a meter-day be billed from its VEE series?
+
+As Itron's billing gates do, the gate compares the day's shares of missing, estimated, edited and
+failed intervals with configured thresholds (`VeeConfig.gate_*_share`); a day still in progress
+(`day_open`) is never ready. The day summary also carries the counts by status, the energy split
+into actual (actual and edited intervals) and estimated, and whether the day had an outage (a
+`power_fail` status), which keeps it out of later like-day profiles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from metrify_assets.meters.vee.catalogue import VeeConfig
+
+DAY_COLUMNS = [
+    "meter_id",
+    "local_date",
+    "timezone",
+    "interval_minutes",
+    "expected_intervals",
+    "actual_intervals",
+    "estimated_intervals",
+    "edited_intervals",
+    "missing_intervals",
+    "failed_intervals",
+    "flagged_intervals",
+    "actual_kwh",
+    "estimated_kwh",
+    "outage",
+    "estimation_skipped",
+    "billing_ready",
+    "gate_failures",
+]
+STATUSES = ("actual", "estimated", "edited", "missing", "failed")
+
+
+def summarise_days(
+    grid: pd.DataFrame, series: pd.DataFrame, skipped: pd.Series, flagged: np.ndarray, config: VeeConfig
+) -> pd.DataFrame:
+    """One row per meter-day of `series` in DAY_COLUMNS, with the gate's verdict."""
+    if series.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in DAY_COLUMNS})
+    frame = series[["meter_id", "local_date", "status", "energy_kwh"]].assign(
+        timezone=grid["timezone"].to_numpy(),
+        interval_minutes=grid["interval_minutes"].to_numpy(),
+        day_closed=grid["day_closed"].to_numpy(dtype=bool),
+        outage=grid["status_flags"].fillna("").astype(str).str.contains("power_fail", regex=False).to_numpy(),
+        flagged=flagged & (series["status"] == "actual").to_numpy(),
+        actual_energy=np.where(series["status"].isin(["actual", "edited"]), series["energy_kwh"], 0.0),
+        estimated_energy=np.where(series["status"] == "estimated", series["energy_kwh"], 0.0),
+    )
+    for status in STATUSES:
+        frame[f"{status}_intervals"] = (frame["status"] == status).astype("int64")
+    days = frame.groupby(["meter_id", "local_date"], sort=True).agg(
+        timezone=("timezone", "first"),
+        interval_minutes=("interval_minutes", "first"),
+        expected_intervals=("status", "size"),
+        actual_intervals=("actual_intervals", "sum"),
+        estimated_intervals=("estimated_intervals", "sum"),
+        edited_intervals=("edited_intervals", "sum"),
+        missing_intervals=("missing_intervals", "sum"),
+        failed_intervals=("failed_intervals", "sum"),
+        flagged_intervals=("flagged", "sum"),
+        actual_kwh=("actual_energy", "sum"),
+        estimated_kwh=("estimated_energy", "sum"),
+        outage=("outage", "any"),
+        day_closed=("day_closed", "all"),
+    )
+    days = days.reset_index()
+    key = days["meter_id"].astype(str) + "|" + days["local_date"].astype(str)
+    days["estimation_skipped"] = key.map(skipped).fillna(False).astype(bool)
+    days["gate_failures"] = gate_failures(days, config)
+    days["billing_ready"] = days["gate_failures"] == ""
+    days["actual_kwh"] = days["actual_kwh"].round(6)
+    days["estimated_kwh"] = days["estimated_kwh"].round(6)
+    return days[DAY_COLUMNS]
+
+
+def gate_failures(days: pd.DataFrame, config: VeeConfig) -> pd.Series:
+    """Comma-joined names of the gate's tests each day fails ("" when it may be billed)."""
+    expected = days["expected_intervals"].clip(lower=1)
+    tests = {
+        "day_open": ~days["day_closed"].astype(bool),
+        "missing_share": days["missing_intervals"] / expected > config.gate_missing_share,
+        "estimated_share": days["estimated_intervals"] / expected > config.gate_estimated_share,
+        "edited_share": days["edited_intervals"] / expected > config.gate_edited_share,
+        "failed_share": days["failed_intervals"] / expected > config.gate_failed_share,
+    }
+    joined = pd.Series("", index=days.index, dtype=object)
+    for name, failing in tests.items():
+        joined = joined + np.where(failing, name + ",", "")
+    return joined.str.rstrip(",")

@@ -1,0 +1,211 @@
+"""Every interval a meter-day should hold, with what arrived for it.
+
+A meter-day is a local calendar day of the meter's timezone (UTC for a meter not in the registry): 92,
+96 or 100 quarter-hours when daylight saving changes. Its intervals run from local midnight to the
+next at the meter's interval length (the modal length of its readings). The grid is built for the
+meters that sent anything for the day and for registered meters installed by then (a silent meter is
+a missing day, not an absent one).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+CANDIDATE_COLUMNS = [
+    "meter_id",
+    "reading_start",
+    "interval_minutes",
+    "energy_kwh",
+    "direction",
+    "register_kwh",
+    "status_flags",
+    "batch_id",
+    "origin",  # stored (ops.meter_readings) or quarantined (ops.quarantine)
+    "ingest_reasons",  # the quarantine reasons; "" for stored readings
+    "review_status",  # approved / rejected / None: a reviewer's decision on the reading
+    "reviewer",
+]
+GRID_COLUMNS = [
+    "meter_id",
+    "local_date",
+    "timezone",
+    "reading_start",
+    "slot",  # minutes after local midnight (wall clock)
+    "interval_minutes",
+    "expected_intervals",
+    "due",  # the interval has ended by `now`
+    "day_closed",  # the whole day has ended by `now`
+    "before_install",
+    "value",
+    "direction",
+    "read_interval",
+    "register_kwh",
+    "status_flags",
+    "batch_id",
+    "ingest_reasons",
+    "review_status",
+    "reviewer",
+    "quarantined_kwh",  # the value of a quarantined record on the interval (what was read, then rejected)
+]
+
+
+def empty_candidates() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in CANDIDATE_COLUMNS}).assign(
+        reading_start=pd.Series(dtype="datetime64[us, UTC]"),
+        energy_kwh=pd.Series(dtype="float64"),
+        register_kwh=pd.Series(dtype="float64"),
+        interval_minutes=pd.Series(dtype="float64"),
+    )
+
+
+def _local_dates(ts: pd.Series, tz: pd.Series) -> pd.Series:
+    """The local calendar day of each UTC timestamp in its own timezone (vectorised per timezone)."""
+    out = pd.Series(pd.NaT, index=ts.index, dtype="object")
+    for zone, idx in ts.groupby(tz.to_numpy()).groups.items():
+        out.loc[idx] = ts.loc[idx].dt.tz_convert(str(zone)).dt.date
+    return out
+
+
+def _local_midnight_utc(days: pd.Series, tz: pd.Series) -> pd.Series:
+    """UTC instant of local midnight of each day in its timezone (DST-safe: midnight never repeats)."""
+    out = pd.Series(pd.NaT, index=days.index, dtype="datetime64[us, UTC]")
+    for zone, idx in days.groupby(tz.to_numpy()).groups.items():
+        naive = pd.to_datetime(days.loc[idx].astype(str))
+        out.loc[idx] = naive.dt.tz_localize(str(zone), nonexistent="shift_forward").dt.tz_convert("UTC")
+    return out
+
+
+def _timezones(meter_ids: pd.Series, tz_of: pd.Series) -> pd.Series:
+    """Each meter's timezone; UTC for a meter not in the registry."""
+    return meter_ids.map(tz_of).astype(object).where(lambda s: s.notna(), "UTC").astype(str)
+
+
+def meter_days(
+    candidates: pd.DataFrame,
+    meters: pd.DataFrame,
+    first: date,
+    last: date,
+    default_interval: int,
+) -> pd.DataFrame:
+    """meter_id, local_date, timezone, interval_minutes, installed_on for the days `first`..`last`."""
+    tz_of = meters.set_index("meter_id")["timezone"].astype(str) if len(meters) else pd.Series(dtype=str)
+    cand = candidates.assign(timezone=_timezones(candidates["meter_id"], tz_of))
+    cand["local_date"] = _local_dates(cand["reading_start"], cand["timezone"])
+    in_range = cand[(cand["local_date"] >= first) & (cand["local_date"] <= last)]
+    seen = in_range[["meter_id", "local_date"]].drop_duplicates()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    registered = pd.DataFrame(columns=["meter_id", "local_date"])
+    if len(meters):
+        installed = pd.to_datetime(meters["installed_on"]).dt.date
+        pairs = [
+            (m, d)
+            for m, inst in zip(meters["meter_id"], installed, strict=True)
+            for d in days
+            if pd.isna(inst) or inst <= d
+        ]
+        registered = pd.DataFrame(pairs, columns=["meter_id", "local_date"])
+    out = pd.concat([seen, registered], ignore_index=True).drop_duplicates(ignore_index=True)
+    stored = cand[cand["origin"] == "stored"]
+    modal = (
+        stored.groupby("meter_id")["interval_minutes"].agg(lambda s: s.mode().iloc[0])
+        if len(stored)
+        else pd.Series(dtype="float64")
+    )
+    install = meters.set_index("meter_id")["installed_on"] if len(meters) else pd.Series(dtype=object)
+    return pd.DataFrame(
+        {
+            "meter_id": out["meter_id"].astype(str),
+            "local_date": out["local_date"],
+            "timezone": _timezones(out["meter_id"], tz_of),
+            "interval_minutes": out["meter_id"].map(modal).fillna(default_interval).astype("int64"),
+            "installed_on": pd.to_datetime(out["meter_id"].map(install)).dt.date,
+        }
+    ).sort_values(["meter_id", "local_date"], ignore_index=True)
+
+
+def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    """One row per interval of each meter-day, with the stored reading and quarantine reasons on it.
+
+    Quarantined candidates land on the interval their timestamp falls in (a clock-shifted reading
+    explains why its interval is empty). On a day before the meter's install date only intervals
+    that received a reading are kept (they fail `before_install`); the others were never expected.
+    """
+    if days.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in GRID_COLUMNS})
+    start = _local_midnight_utc(days["local_date"], days["timezone"])
+    end = _local_midnight_utc(days["local_date"].map(lambda d: d + timedelta(days=1)), days["timezone"])
+    start_us = start.dt.as_unit("us").astype("int64").to_numpy()
+    end_us = end.dt.as_unit("us").astype("int64").to_numpy()
+    step_us = days["interval_minutes"].astype("int64").to_numpy() * 60_000_000
+    expected = (end_us - start_us) // step_us
+    rows = np.repeat(np.arange(len(days)), expected)
+    position = np.arange(len(rows)) - np.repeat(np.cumsum(expected) - expected, expected)
+    grid = days.iloc[rows].reset_index(drop=True)
+    grid["expected_intervals"] = expected[rows]
+    grid["reading_start"] = pd.to_datetime(start_us[rows] + step_us[rows] * position, unit="us", utc=True)
+    local = pd.Series(pd.NaT, index=grid.index, dtype="object")
+    for zone, idx in grid.groupby("timezone").groups.items():
+        ts = grid.loc[idx, "reading_start"].dt.tz_convert(str(zone))
+        local.loc[idx] = (ts.dt.hour * 60 + ts.dt.minute).to_numpy()
+    grid["slot"] = local.astype("int64")
+    now_utc = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
+    grid["due"] = (grid["reading_start"] + pd.to_timedelta(grid["interval_minutes"], unit="min")) <= now_utc
+    grid["day_closed"] = end_us[rows] <= now_utc.value // 1000
+    grid["before_install"] = grid["installed_on"].notna() & (
+        grid["local_date"] < grid["installed_on"].where(grid["installed_on"].notna(), date.min)
+    )
+
+    stored = candidates[candidates["origin"] == "stored"]
+    grid = grid.merge(
+        stored[
+            [
+                "meter_id",
+                "reading_start",
+                "energy_kwh",
+                "direction",
+                "interval_minutes",
+                "register_kwh",
+                "status_flags",
+                "batch_id",
+                "review_status",
+                "reviewer",
+            ]
+        ].rename(columns={"energy_kwh": "value", "interval_minutes": "read_interval"}),
+        on=["meter_id", "reading_start"],
+        how="left",
+    )
+    grid["ingest_reasons"] = ""
+    grid["quarantined_kwh"] = np.nan
+    quarantined = candidates[candidates["origin"] == "quarantined"]
+    if len(quarantined):
+        grid = _place_quarantined(grid, quarantined)
+    keep = ~grid["before_install"] | grid["value"].notna()
+    grid = grid[keep].reset_index(drop=True)
+    grid["expected_intervals"] = grid.groupby(["meter_id", "local_date"])["slot"].transform("size")
+    return grid.sort_values(["meter_id", "reading_start"], ignore_index=True)[GRID_COLUMNS]
+
+
+def _place_quarantined(grid: pd.DataFrame, quarantined: pd.DataFrame) -> pd.DataFrame:
+    """Join each quarantined record's reasons (and a rejecting reviewer) onto its interval."""
+    step_of = grid.groupby("meter_id")["interval_minutes"].first()
+    q = quarantined[quarantined["meter_id"].isin(step_of.index)].copy()
+    if q.empty:
+        return grid
+    step_us = q["meter_id"].map(step_of).astype("int64").to_numpy() * 60_000_000
+    start_us = q["reading_start"].dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy()
+    # Grids start at local midnight, a whole number of intervals from the UTC epoch grid for every
+    # timezone offset in whole quarter-hours, so flooring on the epoch grid finds the interval.
+    q["reading_start"] = pd.to_datetime((start_us - start_us % step_us), unit="us", utc=True)
+    placed = q.groupby(["meter_id", "reading_start"], sort=False).agg(
+        q_reasons=("ingest_reasons", lambda s: ",".join(sorted(set(",".join(s).split(","))))),
+        q_reviewer=("reviewer", lambda s: next((v for v in s if isinstance(v, str) and v), None)),
+        q_value=("energy_kwh", "first"),
+    )
+    grid = grid.merge(placed.reset_index(), on=["meter_id", "reading_start"], how="left")
+    grid["ingest_reasons"] = grid["q_reasons"].fillna("")
+    grid["reviewer"] = grid["reviewer"].where(grid["reviewer"].notna(), grid["q_reviewer"])
+    grid["quarantined_kwh"] = grid["q_value"].astype("float64")
+    return grid.drop(columns=["q_reasons", "q_reviewer", "q_value"])

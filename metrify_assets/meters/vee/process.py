@@ -1,0 +1,91 @@
+"""VEE of a run's days as pure steps: grid -> validation -> estimation and editing -> day gate.
+
+The grid reaches one day either side of the run's days so that estimates at midnight interpolate
+from the neighbouring day's readings; only the run's days are returned. History (average daily use,
+like-day profiles) comes in as frames, so every step is testable without a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from metrify_assets.meters.vee.catalogue import VeeConfig, validate
+from metrify_assets.meters.vee.estimation import LIKE_DAY_COLUMNS, estimate
+from metrify_assets.meters.vee.gate import summarise_days
+from metrify_assets.meters.vee.grid import build_grid, meter_days
+
+
+@dataclass(frozen=True)
+class Validated:
+    first: date
+    last: date
+    grid: pd.DataFrame
+    masks: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class VeeResult:
+    series: pd.DataFrame  # estimation.SERIES_COLUMNS, the run's days only
+    days: pd.DataFrame  # gate.DAY_COLUMNS
+    masks: pd.DataFrame  # the catalogue's masks of the series' rows
+
+    def status_counts(self) -> dict[str, int]:
+        counts = self.series["status"].value_counts()
+        return {s: int(counts.get(s, 0)) for s in ("actual", "estimated", "edited", "missing", "failed")}
+
+    def reason_counts(self) -> dict[str, int]:
+        return {str(c): int(n) for c, n in self.masks.sum().items() if n}
+
+
+def validate_days(
+    candidates: pd.DataFrame,
+    meters: pd.DataFrame,
+    first: date,
+    last: date,
+    now: pd.Timestamp,
+    history_avg_kwh: pd.Series,
+    config: VeeConfig,
+) -> Validated:
+    """Build the grid of `first - 1 .. last + 1` and run the catalogue over it."""
+    days = meter_days(
+        candidates,
+        meters,
+        first - timedelta(days=1),
+        last + timedelta(days=1),
+        config.default_interval_minutes,
+    )
+    grid = build_grid(days, candidates, now)
+    return Validated(first, last, grid, validate(grid, history_avg_kwh, config))
+
+
+def like_day_requests(validated: Validated, config: VeeConfig) -> pd.DataFrame:
+    """(meter_id, local_date) of the days that may need like-day profiles: more to estimate than
+    one interpolation can bridge."""
+    grid = validated.grid
+    if grid.empty:
+        return pd.DataFrame(columns=["meter_id", "local_date"])
+    empty = grid["value"].isna() | validated.masks.any(axis=1)
+    minutes = (empty * grid["interval_minutes"]).groupby([grid["meter_id"], grid["local_date"]]).sum()
+    wanted = minutes[minutes > config.max_interpolation_minutes]
+    return wanted.reset_index()[["meter_id", "local_date"]]
+
+
+def finish(validated: Validated, like_day: pd.DataFrame, config: VeeConfig) -> VeeResult:
+    """Estimate and edit, keep the run's days, summarise them through the billing gate."""
+    grid, masks = validated.grid, validated.masks
+    if like_day.empty:
+        like_day = pd.DataFrame(columns=LIKE_DAY_COLUMNS)
+    series, skipped = estimate(grid, masks, like_day, config)
+    in_run = ((grid["local_date"] >= validated.first) & (grid["local_date"] <= validated.last)).to_numpy()
+    flag_codes = [c for c in masks.columns if config.severity(c) == "flag"]
+    flagged = masks[flag_codes].any(axis=1).to_numpy() if flag_codes else np.zeros(len(grid), bool)
+    days = summarise_days(grid[in_run], series[in_run], skipped, flagged[in_run], config)
+    return VeeResult(
+        series=series[in_run].reset_index(drop=True),
+        days=days,
+        masks=masks[in_run].reset_index(drop=True),
+    )

@@ -1,0 +1,300 @@
+"""VEE against PostgreSQL: read a run's candidates and history, write the series, days and audit.
+
+Reads are bounded by the run's days: the readings of the days (one either side), the quarantined
+meter readings and reviewers' decisions of the batches that touched them (`ops.ingest_days`), the
+meters' history in `ops.vee_days` and, only for days with long gaps, their like-day profiles.
+The write is one transaction. An audit row is written only where an interval's status, value,
+method or editor differs from what is stored (or, the first time, where it is not `actual` or
+`missing`), so re-running VEE on unchanged input changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+import pandas as pd
+import psycopg
+
+from metrify_assets.meters.days import day_params, readings_of_days_sql
+from metrify_assets.meters.vee.catalogue import VeeConfig
+from metrify_assets.meters.vee.grid import CANDIDATE_COLUMNS, empty_candidates
+from metrify_assets.meters.vee.process import VeeResult, finish, like_day_requests, validate_days
+from metrify_assets.storage.frames import read_frame
+
+STORED = (
+    "r.meter_id, r.reading_start, r.interval_minutes, r.energy_kwh, r.direction, r.register_kwh, "
+    "r.status_flags, r.batch_id"
+)
+
+
+@dataclass(frozen=True)
+class VeeRun:
+    result: VeeResult
+    audit_rows: int
+    unplaced_quarantined: int  # quarantined meter readings whose payload gave no meter and time
+
+
+def _meter_filter(meter_ids: list[str] | None) -> str:
+    return " AND r.meter_id = ANY(%(meters)s)" if meter_ids is not None else ""
+
+
+def read_candidates(
+    conn: psycopg.Connection, first: date, last: date, meter_ids: list[str] | None = None
+) -> tuple[pd.DataFrame, int]:
+    """Stored and quarantined meter readings of the local days `first`..`last`, with reviewers'
+    decisions -> (candidates in grid.CANDIDATE_COLUMNS, quarantined records that could not be placed)."""
+    params: dict[str, Any] = {**day_params(first, last), "meters": meter_ids}
+    stored = read_frame(conn, readings_of_days_sql(STORED) + _meter_filter(meter_ids), params)
+    stored["reading_start"] = pd.to_datetime(stored["reading_start"], utc=True)
+    stored = stored.assign(origin="stored", ingest_reasons="", review_status=None, reviewer=None)
+    batches = [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT batch_id FROM ops.ingest_days WHERE source = 'meter_readings' "
+            "AND day BETWEEN %s AND %s",
+            (first - timedelta(days=1), last + timedelta(days=1)),
+        ).fetchall()
+    ]
+    decisions = read_frame(
+        conn,
+        "SELECT batch_id, record_index, record_key, status, decided_by FROM ops.review_queue "
+        "WHERE source = 'meter_readings' AND status <> 'pending' AND batch_id = ANY(%s)",
+        (batches,),
+    )
+    approved = decisions[decisions["status"] == "approved"] if len(decisions) else decisions
+    if len(approved) and len(stored):
+        keys = approved["record_key"].str.split("|", n=1, expand=True)
+        approvals = pd.DataFrame(
+            {
+                "meter_id": keys[0].to_numpy(),
+                "reading_start": pd.to_datetime(keys[1], utc=True, format="ISO8601").to_numpy(),
+                "batch_id": approved["batch_id"].to_numpy(),
+                "approver": approved["decided_by"].to_numpy(),
+            }
+        )
+        stored = stored.merge(approvals, on=["meter_id", "reading_start", "batch_id"], how="left")
+        stored["review_status"] = stored["approver"].notna().map({True: "approved", False: None})
+        stored["reviewer"] = stored.pop("approver")
+    quarantined, unplaced = _quarantined(conn, batches, decisions, meter_ids)
+    frames = [f for f in (stored, quarantined) if len(f)]
+    if not frames:
+        return empty_candidates(), unplaced
+    candidates = pd.concat([f[CANDIDATE_COLUMNS] for f in frames], ignore_index=True)
+    for column in ("energy_kwh", "register_kwh", "interval_minutes"):
+        candidates[column] = pd.to_numeric(candidates[column], errors="coerce").astype("float64")
+    candidates["reading_start"] = pd.to_datetime(candidates["reading_start"], utc=True)
+    return candidates, unplaced
+
+
+def _quarantined(
+    conn: psycopg.Connection, batches: list[str], decisions: pd.DataFrame, meter_ids: list[str] | None
+) -> tuple[pd.DataFrame, int]:
+    """Unresolved quarantined meter readings of `batches`, parsed from their payloads."""
+    rows = conn.execute(
+        "SELECT batch_id, record_index, payload, reasons FROM ops.quarantine "
+        "WHERE source = 'meter_readings' AND resolved_at IS NULL AND batch_id = ANY(%s)",
+        (batches,),
+    ).fetchall()
+    rejecter = {
+        (b, int(i)): by
+        for b, i, s, by in decisions[["batch_id", "record_index", "status", "decided_by"]].itertuples(
+            index=False
+        )
+        if s == "rejected"
+    }
+    records: list[dict[str, Any]] = []
+    unplaced = 0
+    for batch_id, record_index, payload, reasons in rows:
+        try:
+            record = orjson.loads(payload)
+            meter_id, start = str(record["meter_id"]), pd.Timestamp(record["reading_start"])
+            if start.tzinfo is None:
+                raise ValueError("timestamp without offset")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            unplaced += 1  # malformed records: no meter or time to place them on
+            continue
+        if meter_ids is not None and meter_id not in meter_ids:
+            continue
+        records.append(
+            {
+                "meter_id": meter_id,
+                "reading_start": start.tz_convert("UTC"),
+                "interval_minutes": record.get("interval_minutes"),
+                "energy_kwh": record.get("energy_kwh"),
+                "direction": record.get("direction"),
+                "register_kwh": record.get("register_kwh"),
+                "status_flags": None,
+                "batch_id": batch_id,
+                "origin": "quarantined",
+                "ingest_reasons": reasons.split(":", 1)[0]
+                if reasons.startswith("review_rejected")
+                else reasons,
+                "review_status": "rejected" if (batch_id, record_index) in rejecter else None,
+                "reviewer": rejecter.get((batch_id, record_index)),
+            }
+        )
+    return pd.DataFrame(records, columns=CANDIDATE_COLUMNS), unplaced
+
+
+def read_meters(conn: psycopg.Connection, meter_ids: list[str] | None = None) -> pd.DataFrame:
+    return read_frame(
+        conn,
+        "SELECT meter_id, timezone, installed_on FROM ops.meters r WHERE true" + _meter_filter(meter_ids),
+        {"meters": meter_ids},
+    )
+
+
+def read_history(conn: psycopg.Connection, first: date, config: VeeConfig) -> pd.Series:
+    """Average daily net energy per meter over the complete days of the history window before `first`."""
+    rows = conn.execute(
+        "SELECT meter_id, avg(actual_kwh + estimated_kwh) FROM ops.vee_days "
+        "WHERE local_date >= %s AND local_date < %s AND missing_intervals = 0 AND failed_intervals = 0 "
+        "AND NOT estimation_skipped GROUP BY meter_id",
+        (first - timedelta(days=config.history_days), first),
+    ).fetchall()
+    return pd.Series({m: float(v) for m, v in rows}, dtype="float64")
+
+
+def read_like_days(conn: psycopg.Connection, requests: pd.DataFrame, config: VeeConfig) -> pd.DataFrame:
+    """Mean actual energy per meter, weekday and local slot over the same weekday of the last
+    `like_day_weeks` weeks, from days with nothing estimated and no outage."""
+    if requests.empty:
+        return pd.DataFrame(columns=["meter_id", "weekday", "slot", "value"])
+    return read_frame(
+        conn,
+        """
+        WITH wanted AS (
+            SELECT DISTINCT w.meter_id, w.target - 7 * k AS local_date,
+                   extract(isodow FROM w.target)::int - 1 AS weekday
+            FROM unnest(%(meters)s::text[], %(dates)s::date[]) AS w(meter_id, target),
+                 generate_series(1, %(weeks)s) AS k
+        )
+        SELECT w.meter_id, w.weekday,
+               (extract(hour FROM r.reading_start AT TIME ZONE d.timezone) * 60
+                + extract(minute FROM r.reading_start AT TIME ZONE d.timezone))::int AS slot,
+               avg(r.energy_kwh) AS value
+        FROM wanted w
+        JOIN ops.vee_days d ON d.meter_id = w.meter_id AND d.local_date = w.local_date
+        JOIN ops.vee_readings r ON r.meter_id = w.meter_id AND r.local_date = w.local_date
+        WHERE d.estimated_intervals = 0 AND NOT d.outage AND r.status IN ('actual', 'edited')
+        GROUP BY 1, 2, 3
+        """,
+        {
+            "meters": requests["meter_id"].astype(str).tolist(),
+            "dates": list(requests["local_date"]),
+            "weeks": config.like_day_weeks,
+        },
+    )
+
+
+def run_days(
+    conn: psycopg.Connection,
+    first: date,
+    last: date,
+    config: VeeConfig,
+    now: pd.Timestamp | None = None,
+    run_id: str | None = None,
+    meter_ids: list[str] | None = None,
+) -> VeeRun:
+    """VEE the local days `first`..`last` (of `meter_ids`, default all) and store the outcome."""
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    candidates, unplaced = read_candidates(conn, first, last, meter_ids)
+    validated = validate_days(
+        candidates, read_meters(conn, meter_ids), first, last, now, read_history(conn, first, config), config
+    )
+    result = finish(validated, read_like_days(conn, like_day_requests(validated, config), config), config)
+    audit = write(conn, result, first, last, config.rule_version, run_id, meter_ids)
+    return VeeRun(result, audit, unplaced)
+
+
+SERIES_WRITE = (
+    "meter_id, reading_start, local_date, interval_minutes, energy_kwh, direction, original_kwh, status, "
+    "method, reasons, batch_id, edited_by, rule_version"
+)
+DAYS_WRITE = (
+    "meter_id, local_date, timezone, interval_minutes, expected_intervals, actual_intervals, "
+    "estimated_intervals, edited_intervals, missing_intervals, failed_intervals, flagged_intervals, "
+    "actual_kwh, estimated_kwh, outage, estimation_skipped, billing_ready, gate_failures, rule_version"
+)
+
+
+def _none(value: object) -> object:
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def write(
+    conn: psycopg.Connection,
+    result: VeeResult,
+    first: date,
+    last: date,
+    rule_version: str,
+    run_id: str | None,
+    meter_ids: list[str] | None = None,
+) -> int:
+    """Merge the series and days of `first`..`last`, auditing every change -> audit rows written."""
+    series = result.series.assign(rule_version=rule_version)
+    days = result.days.assign(rule_version=rule_version)
+    with conn.cursor() as cur, conn.transaction():
+        cur.execute("CREATE TEMP TABLE _vee (LIKE ops.vee_readings INCLUDING DEFAULTS) ON COMMIT DROP")
+        with cur.copy(f"COPY _vee ({SERIES_WRITE}) FROM STDIN") as copy:
+            for row in series[SERIES_WRITE.split(", ")].itertuples(index=False, name=None):
+                copy.write_row(tuple(_none(v) for v in row))
+        cur.execute(
+            """
+            INSERT INTO ops.vee_audit (meter_id, reading_start, local_date, status_before, status_after,
+                method, value_before, value_after, reason, rule_version, actor, run_id)
+            SELECT n.meter_id, n.reading_start, n.local_date, o.status, n.status, n.method,
+                   CASE WHEN o.meter_id IS NULL THEN n.original_kwh ELSE o.energy_kwh END, n.energy_kwh,
+                   CASE WHEN n.reasons = '' THEN n.status ELSE n.reasons END, n.rule_version,
+                   coalesce(n.edited_by, 'vee'), %(run_id)s
+            FROM _vee n LEFT JOIN ops.vee_readings o USING (meter_id, reading_start)
+            WHERE (o.meter_id IS NULL AND n.status IN ('estimated', 'edited', 'failed'))
+               OR (o.meter_id IS NOT NULL AND (o.status, o.energy_kwh, o.method, o.edited_by)
+                   IS DISTINCT FROM (n.status, n.energy_kwh, n.method, n.edited_by))
+            """,
+            {"run_id": run_id},
+        )
+        audited = cur.rowcount
+        # Intervals no longer in a processed meter-day (e.g. the install date moved) go.
+        cur.execute(
+            "DELETE FROM ops.vee_readings o WHERE o.local_date BETWEEN %(first)s AND %(last)s "
+            "AND (%(meters)s::text[] IS NULL OR o.meter_id = ANY(%(meters)s)) "
+            "AND NOT EXISTS (SELECT 1 FROM _vee n WHERE n.meter_id = o.meter_id "
+            "AND n.reading_start = o.reading_start)",
+            {"first": first, "last": last, "meters": meter_ids},
+        )
+        updates = ", ".join(f"{c} = excluded.{c}" for c in SERIES_WRITE.split(", ")[2:])
+        cur.execute(
+            f"INSERT INTO ops.vee_readings ({SERIES_WRITE}) SELECT {SERIES_WRITE} FROM _vee "
+            f"ON CONFLICT (meter_id, reading_start) DO UPDATE SET {updates}, processed_at = now()"
+        )
+        cur.execute(
+            "DELETE FROM ops.vee_days WHERE local_date BETWEEN %(first)s AND %(last)s "
+            "AND (%(meters)s::text[] IS NULL OR meter_id = ANY(%(meters)s))",
+            {"first": first, "last": last, "meters": meter_ids},
+        )
+        with cur.copy(f"COPY ops.vee_days ({DAYS_WRITE}) FROM STDIN") as copy:
+            for row in days[DAYS_WRITE.split(", ")].itertuples(index=False, name=None):
+                copy.write_row(tuple(_none(v) for v in row))
+    conn.commit()
+    return audited
+
+
+def revee_reading(
+    conn: psycopg.Connection,
+    meter_id: str,
+    reading_start: pd.Timestamp,
+    config: VeeConfig,
+    now: pd.Timestamp | None = None,
+) -> VeeRun:
+    """Re-run VEE for the one meter-day that holds a reading (after a reviewer's decision on it)."""
+    row = conn.execute(
+        "SELECT (%s::timestamptz AT TIME ZONE coalesce((SELECT timezone FROM ops.meters WHERE meter_id = %s), "
+        "'UTC'))::date",
+        (reading_start.to_pydatetime(), meter_id),
+    ).fetchone()
+    assert row is not None
+    return run_days(conn, row[0], row[0], config, now=now, meter_ids=[meter_id])

@@ -1,0 +1,175 @@
+"""VEE on a real PostgreSQL: series and audit written, idempotent re-runs, late actuals, reviewers'
+edits, like-day history, and the asset with its GX check."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from metrify_assets.contracts import METER_READINGS
+from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.meters.vee.assets import vee_meter_readings
+from metrify_assets.meters.vee.catalogue import VeeConfig
+from metrify_assets.meters.vee.store import revee_reading, run_days
+from metrify_assets.quality import review
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.lake import Lake
+
+pytestmark = pytest.mark.postgres
+DAY = date(2026, 6, 10)  # unregistered meters: UTC days of 96 quarter-hours
+NOW = pd.Timestamp("2026-07-01T00:00:00Z")
+CFG = VeeConfig()
+
+
+def day_messages(
+    meter: str, day: date, skip: set[int] = frozenset(), seed: int = 0, **extra: object
+) -> list[str]:
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp(day.isoformat(), tz="UTC")
+    return [
+        json.dumps(
+            {
+                "meter_id": meter,
+                "reading_start": (start + pd.Timedelta(minutes=15 * i)).isoformat(),
+                "interval_minutes": 15,
+                "energy_kwh": round(0.2 + 0.3 * float(rng.random()), 4),
+                **(extra if i == 0 else {}),
+            }
+        )
+        for i in range(96)
+        if i not in skip
+    ]
+
+
+def ingest(
+    conn: psycopg.Connection, lake: Lake, batch_id: str, messages: list[str], version: int = 1
+) -> None:
+    spec = BatchSpec(METER_READINGS, batch_id, "landing", f"{batch_id}.jsonl", DAY)
+    process_batch(spec, messages, [version] * len(messages), lake, conn, NOW, alert_threshold=0)
+    conn.commit()
+
+
+def audit(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    return conn.execute(
+        "SELECT reading_start, status_before, status_after, method, value_before, value_after, actor "
+        "FROM ops.vee_audit ORDER BY audit_id"
+    ).fetchall()
+
+
+def series(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    return conn.execute(
+        "SELECT meter_id, reading_start, energy_kwh, status, method, reasons, edited_by "
+        "FROM ops.vee_readings ORDER BY 1, 2"
+    ).fetchall()
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(str(tmp_path / "lake"))
+
+
+def test_gaps_and_a_rejected_reading_are_estimated_and_audited_once(
+    pg: psycopg.Connection, lake: Lake
+) -> None:
+    messages = day_messages("M1", DAY, skip={10, 11})
+    negative = json.loads(messages[40])
+    messages[40] = json.dumps({**negative, "energy_kwh": -0.3})  # quarantined: negative_energy
+    ingest(pg, lake, "b1", messages)
+    run = run_days(pg, DAY, DAY, CFG, now=NOW, run_id="r1")
+    assert run.result.status_counts() == {
+        "actual": 93,
+        "estimated": 3,
+        "edited": 0,
+        "missing": 0,
+        "failed": 0,
+    }
+    assert run.audit_rows == 3
+    rows = {r[1].isoformat(): r for r in series(pg) if r[3] != "actual"}
+    interval_42 = rows[(pd.Timestamp(DAY.isoformat(), tz="UTC") + pd.Timedelta(minutes=15 * 42)).isoformat()]
+    assert interval_42[5] == "negative_consumption"
+    day = pg.execute(
+        "SELECT expected_intervals, actual_intervals, estimated_intervals, billing_ready FROM ops.vee_days"
+    ).fetchone()
+    assert day == (96, 93, 3, True)
+    assert {(a[1], a[2], a[6]) for a in audit(pg)} == {(None, "estimated", "vee")}
+
+    before, trail = series(pg), audit(pg)
+    again = run_days(pg, DAY, DAY, CFG, now=NOW, run_id="r2")
+    assert again.audit_rows == 0 and series(pg) == before and audit(pg) == trail
+
+    # The missing readings arrive late: actuals replace their estimates, and the trail says so.
+    late = [m for i, m in enumerate(day_messages("M1", DAY)) if i in (10, 11)]
+    ingest(pg, lake, "b2", late, version=2)
+    late_run = run_days(pg, DAY, DAY, CFG, now=NOW, run_id="r3")
+    assert late_run.result.status_counts()["estimated"] == 1
+    assert late_run.audit_rows == 2
+    assert [(a[1], a[2], a[3]) for a in audit(pg)[3:]] == [("estimated", "actual", "actual")] * 2
+
+
+def test_reviewers_decisions_become_edits_with_their_author(pg: psycopg.Connection, lake: Lake) -> None:
+    messages = day_messages("M1", DAY)
+    for i, volts in ((20, 262.0), (30, 190.0)):  # flagged: voltage_out_of_range
+        messages[i] = json.dumps({**json.loads(messages[i]), "voltage_v": volts})
+    ingest(pg, lake, "b1", messages)
+    run_days(pg, DAY, DAY, CFG, now=NOW)
+    first, second = review.list_items(pg)
+    review.approve(pg, first.batch_id, first.record_index, by="ana", why="tap change")
+    review.reject(pg, second.batch_id, second.record_index, by="bob", why="CT fault")
+    for item in (first, second):
+        meter, start = item.record_key.split("|")
+        revee_reading(pg, meter, pd.Timestamp(start), CFG, now=NOW)
+    edited = {r[1].isoformat(): r for r in series(pg) if r[3] == "edited"}
+    assert sorted((r[4], r[6]) for r in edited.values()) == [
+        ("linear_interpolation", "bob"),
+        ("review_approved", "ana"),
+    ]
+    actors = sorted((a[2], a[6]) for a in audit(pg))
+    assert actors == [("edited", "ana"), ("edited", "bob")]
+    assert pg.execute("SELECT edited_intervals, billing_ready FROM ops.vee_days").fetchone() == (2, True)
+
+
+def test_like_day_uses_clean_same_weekdays_only(pg: psycopg.Connection, lake: Lake) -> None:
+    history = [DAY - timedelta(days=7 * k) for k in (1, 2, 3)]
+    for n, day in enumerate(history):
+        skip = set(range(0, 5)) if n == 2 else set()  # three weeks back had gaps: estimated, excluded
+        ingest(pg, lake, f"h{n}", day_messages("M1", day, skip=skip, seed=n))
+        run_days(pg, day, day, CFG, now=NOW)
+    ingest(pg, lake, "b1", day_messages("M1", DAY, skip=set(range(40, 60)), seed=9))
+    run_days(pg, DAY, DAY, CFG, now=NOW)
+    got = pg.execute(
+        "SELECT energy_kwh FROM ops.vee_readings WHERE local_date = %s AND method LIKE 'like_day%%' "
+        "ORDER BY reading_start",
+        (DAY,),
+    ).fetchall()
+    assert len(got) == 20
+    clean = [json.loads(m)["energy_kwh"] for m in day_messages("M1", history[0], seed=0)]
+    clean2 = [json.loads(m)["energy_kwh"] for m in day_messages("M1", history[1], seed=1)]
+    expected = [(a + b) / 2 for a, b in zip(clean[40:60], clean2[40:60], strict=True)]
+    assert [g[0] for g in got] == pytest.approx(expected)
+
+
+def test_asset_writes_the_partition_and_checks_it(
+    pg: psycopg.Connection, pg_resource: PostgresResource, lake: Lake
+) -> None:
+    ingest(pg, lake, "b1", day_messages("M1", DAY, skip={5}) + day_messages("M2", DAY, seed=3))
+    result = dg.materialize(
+        [vee_meter_readings], resources={"postgres": pg_resource}, partition_key=DAY.isoformat()
+    )
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("vee_meter_readings")
+    meta = mat.metadata
+    assert (meta["meter_days"].value, meta["intervals"].value, meta["intervals_estimated"].value) == (
+        2,
+        192,
+        1,
+    )
+    assert meta["billing_ready_days"].value == 2 and meta["audit_rows_written"].value == 1
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
