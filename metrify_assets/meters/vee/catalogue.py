@@ -85,7 +85,8 @@ CATALOGUE: dict[str, VeeRule] = {
             "negative_consumption",
             "estimate",
             "ingest",
-            "Negative energy without direction export (record rule `negative_energy`).",
+            "Negative energy without direction export (record rule `negative_energy`) on an interval "
+            "with no stored reading.",
         ),
         VeeRule(
             "reverse_flow",
@@ -105,7 +106,7 @@ CATALOGUE: dict[str, VeeRule] = {
             "estimate",
             "ingest",
             "A reading stamped off the interval grid (record rule `timestamp_misaligned`), placed on "
-            "the interval it falls in; that interval has no trusted reading.",
+            "the nearest interval start; when that interval is empty, it has no trusted reading.",
         ),
         VeeRule("clock_set", "flag", "vee", "The meter reported a `clock_set` status for the interval."),
         VeeRule(
@@ -226,6 +227,9 @@ def validate(grid: pd.DataFrame, history_avg_kwh: pd.Series, config: VeeConfig) 
     masks["before_install"] = grid["before_install"].to_numpy(dtype=bool) & has_value
     for reason, code in INGEST_REASONS.items():
         masks[code] = ingest.str.contains(reason, regex=False).to_numpy()
+    # A rejected copy explains an empty interval; beside a stored reading it is the stored one's business.
+    masks["negative_consumption"] = masks["negative_consumption"] & ~has_value
+    masks["clock_fault"] = masks["clock_fault"] & ~has_value
     masks["clock_set"] = flags.str.contains("clock_set", regex=False).to_numpy()
     power_fail = flags.str.contains("power_fail", regex=False).to_numpy()
 

@@ -189,7 +189,7 @@ def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) 
 
 
 def _place_quarantined(grid: pd.DataFrame, quarantined: pd.DataFrame) -> pd.DataFrame:
-    """Join each quarantined record's reasons (and a rejecting reviewer) onto its interval."""
+    """Join each quarantined record's reasons (and a rejecting reviewer) onto its nearest interval."""
     step_of = grid.groupby("meter_id")["interval_minutes"].first()
     q = quarantined[quarantined["meter_id"].isin(step_of.index)].copy()
     if q.empty:
@@ -197,8 +197,10 @@ def _place_quarantined(grid: pd.DataFrame, quarantined: pd.DataFrame) -> pd.Data
     step_us = q["meter_id"].map(step_of).astype("int64").to_numpy() * 60_000_000
     start_us = q["reading_start"].dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy()
     # Grids start at local midnight, a whole number of intervals from the UTC epoch grid for every
-    # timezone offset in whole quarter-hours, so flooring on the epoch grid finds the interval.
-    q["reading_start"] = pd.to_datetime((start_us - start_us % step_us), unit="us", utc=True)
+    # timezone offset in whole quarter-hours, so rounding on the epoch grid finds the interval a
+    # clock-shifted reading most likely belongs to (the nearest start, ahead or behind).
+    nearest = start_us + step_us // 2
+    q["reading_start"] = pd.to_datetime(nearest - nearest % step_us, unit="us", utc=True)
     placed = q.groupby(["meter_id", "reading_start"], sort=False).agg(
         q_reasons=("ingest_reasons", lambda s: ",".join(sorted(set(",".join(s).split(","))))),
         q_reviewer=("reviewer", lambda s: next((v for v in s if isinstance(v, str) and v), None)),
