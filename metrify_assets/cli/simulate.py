@@ -48,6 +48,14 @@ def register(app: typer.Typer) -> None:
         fault_rate: Annotated[
             float, typer.Option(min=0.0, max=0.5, help="Probability that a record gets a fault.")
         ] = 0.01,
+        shift_share: Annotated[
+            float,
+            typer.Option(
+                min=0.0,
+                max=1.0,
+                help="Share of meters reading 25-35 % off for a few days (consumption_shift).",
+            ),
+        ] = 0.0,
         landing_dir: Annotated[
             Path | None, typer.Option(help="Landing directory (default: METRIFY_LANDING_DIR, HOME/landing).")
         ] = None,
@@ -78,6 +86,7 @@ def register(app: typer.Typer) -> None:
             start=date.fromordinal(start.toordinal()),
             seed=seed,
             fault_rate=fault_rate,
+            shift_share=shift_share,
         )
         console = Console()
         with Progress(console=console, transient=True) as progress:

@@ -21,7 +21,7 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import Settings
 from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
-from metrify_assets.meters.anomaly import CURRENT_KEY
+from metrify_assets.meters.anomaly.store import CURRENT_KEY
 from metrify_assets.orchestration.drain import drain
 from metrify_assets.orchestration.instance import execute_job
 from metrify_assets.partitions import contiguous_ranges, partition_range_tags

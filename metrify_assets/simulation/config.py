@@ -25,6 +25,8 @@ METER_FAULTS = (
 GRID_FAULTS = ("frequency_out_of_range", "malformed")
 WEATHER_FAULTS = ("malformed",)
 FAULT_KINDS = tuple(dict.fromkeys(chain(METER_FAULTS, GRID_FAULTS, WEATHER_FAULTS)))
+# A meter-day fault, placed per meter (simulation/shifts.py) rather than per record, only on request.
+SHIFT_FAULT = "consumption_shift"
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class SimulationConfig:
     """Size, period and fault rate of a synthetic run; the same config always gives the same data.
 
     The default start puts the spring DST change of Europe/London (2026-03-29) inside the run.
-    `fault_rate` is the probability that any one record receives a fault.
+    `fault_rate` is the probability that any one record receives a fault. `shift_share` is the share
+    of meters that read +/-25-35 % off for a few days (a consumption shift), none before `shift_from`.
     """
 
     meters: int = 200
@@ -49,12 +52,16 @@ class SimulationConfig:
     weather_interval_minutes: int = 10
     batch_share: float = 0.5  # share of meters whose head-end sends a day's load profile at once
     solar_share: float = 0.3  # share of residential meters with rooftop solar (valid export readings)
+    shift_share: float = 0.0  # share of meters with a consumption shift (0: none, output unchanged)
+    shift_from: date | None = None  # first local day a shift may start (None: the run's first day)
 
     def __post_init__(self) -> None:
         if self.meters < 1 or self.days < 1 or self.grid_nodes < 1 or self.weather_stations < 1:
             raise ValueError("meters, days, grid_nodes and weather_stations must be at least 1")
         if not 0.0 <= self.fault_rate <= 0.5:
             raise ValueError(f"fault_rate must be within 0..0.5, got {self.fault_rate}")
+        if not 0.0 <= self.shift_share <= 1.0:
+            raise ValueError(f"shift_share must be within 0..1, got {self.shift_share}")
         if not self.regions:
             raise ValueError("at least one region is needed")
         if 60 % self.interval_minutes or 60 % self.weather_interval_minutes:

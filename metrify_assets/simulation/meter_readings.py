@@ -21,6 +21,7 @@ from metrify_assets.contracts import METER_READINGS, iso_with_offset
 from metrify_assets.simulation import load_profiles
 from metrify_assets.simulation.config import METER_FAULTS, SimulationConfig
 from metrify_assets.simulation.faults import NO_FAULT, Label, Record, choose_faults, label, malform
+from metrify_assets.simulation.shifts import apply_shifts
 from metrify_assets.simulation.timegrid import TimeGrid, ou_process
 
 SOURCE = METER_READINGS.source
@@ -149,14 +150,14 @@ def meter_messages(
 ) -> tuple[dict[date, list[str]], list[Label]]:
     """Messages per local day (daily batches first, then single readings in time order, then
     re-sent duplicates, as they would arrive) and the labels of every injected fault."""
-    arrays = clean_readings(config, meters, grid, rng)
+    arrays, shift_labels = apply_shifts(config, meters, grid, clean_readings(config, meters, grid, rng))
     n, steps = len(meters), len(grid)
     batched = [bool(u < config.batch_share) for u in rng.random(n)]
     faults, zero_runs = _place_faults(config, (n, steps), rng)
 
     energy, export, voltage = arrays.energy.copy(), arrays.export.copy(), arrays.voltage.copy()
     starts: dict[tuple[int, int], str] = {}
-    labels: list[Label] = []
+    labels: list[Label] = list(shift_labels)
     ids = meters["meter_id"].tolist()
     for (m, t), kind in faults.items():
         key = {"meter_id": ids[m], "reading_start": grid.iso[t]}

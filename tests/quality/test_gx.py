@@ -21,6 +21,7 @@ SUITES = {
     "raw_weather_observations",
     "anomaly_scores",
     "enriched_meter_readings",
+    "vee_meter_readings",
 }
 
 
@@ -115,6 +116,9 @@ def test_anomaly_scores_must_be_finite() -> None:
             "score": [0.3, np.inf, -1.2],
             "is_anomaly": [False, True, False],
             "model_version": pd.array(["robust-z-1"] * 3, dtype="string"),
+            "expected_kwh": [0.2, 0.3, 0.1],
+            "baseline_score": [0.5, np.nan, -1.0],  # null: the baseline had no meter-hour
+            "baseline_is_anomaly": pd.array([False, pd.NA, False], dtype="boolean"),
         }
     )
     assert validate("anomaly_scores", df.assign(score=[0.3, 4.0, -1.2])).success
@@ -177,3 +181,26 @@ def test_timing_of_100k_rows() -> None:
     elapsed = time.perf_counter() - started
     print(f"\nGX validated_meter_readings: {result.evaluated} expectations x 100,000 rows in {elapsed:.3f} s")
     assert result.success
+
+
+def test_vee_series_suite_refuses_an_unknown_status_and_a_duplicate_interval() -> None:
+    start = pd.Timestamp("2026-06-10", tz="UTC")
+    df = pd.DataFrame(
+        {
+            "meter_id": ["M1", "M1", "M1"],
+            "reading_start": [start, start + pd.Timedelta(minutes=15), start + pd.Timedelta(minutes=30)],
+            "local_date": [start.date()] * 3,
+            "interval_minutes": [15, 15, 15],
+            "energy_kwh": [0.2, None, 0.3],
+            "direction": ["import"] * 3,
+            "original_kwh": [0.2, None, 0.3],
+            "status": ["actual", "missing", "estimated"],
+            "method": ["actual", "none", "linear_interpolation"],
+            "reasons": ["", "gap", "spike"],
+        }
+    )
+    assert validate("vee_meter_readings", df).success
+    bad = validate("vee_meter_readings", df.assign(status=["actual", "lost", "actual"]))
+    assert [e.column for e in bad.failed] == ["status"]
+    duplicated = validate("vee_meter_readings", df.assign(reading_start=[start] * 3))
+    assert [e.column for e in duplicated.failed] == ["meter_id,reading_start"]

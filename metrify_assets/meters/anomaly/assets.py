@@ -1,16 +1,13 @@
-"""`anomaly_model` (trained weekly on a window, versioned in the lake) and `anomaly_scores` (each day
-partition scored with the stored model).
+"""`anomaly_model` (both models trained weekly on a window, versioned in the lake) and `anomaly_scores`
+(each day partition scored with the stored models, side by side).
 
-Training reads its window once a week; scoring a day reads only that day's readings and the model's
-few thousand rows, so an hourly refresh costs the same a year in as on the first day. Every score
-records the version of the model that produced it.
+Training reads its window once a week; scoring a day reads only that day's readings, the weather
+around it and the stored models, so an hourly refresh costs the same a year in as on the first day.
+Every score records the version of the models that produced it.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
-import io
-import json
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
@@ -19,52 +16,39 @@ import psycopg
 from pydantic import Field
 
 from metrify_assets.metadata import markdown_table
-from metrify_assets.meters.anomaly_model import (
-    MODEL_KIND,
-    THRESHOLD,
-    fit_model,
-    model_version,
-    score_readings,
+from metrify_assets.meters.anomaly import baseline as baseline_model
+from metrify_assets.meters.anomaly import features
+from metrify_assets.meters.anomaly import model as expected_model
+from metrify_assets.meters.anomaly.inputs import read_readings, read_registry, read_weather
+from metrify_assets.meters.anomaly.scoring import (
+    DAY_THRESHOLD,
+    READING_THRESHOLD,
+    RunScores,
+    empty_scores,
+    score_run,
 )
-from metrify_assets.meters.days import day_params, readings_of_days_sql
+from metrify_assets.meters.anomaly.store import MODEL_PREFIX, StoredModels, load_current, save
+from metrify_assets.meters.anomaly.writes import write_scores
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.resources.lake import Lake
-from metrify_assets.storage.frames import read_frame
-from metrify_assets.storage.parquet import to_parquet_bytes
 
 OWNERS = ["team:data-science"]
-MODEL_PREFIX = "models/anomaly"
-CURRENT_KEY = f"{MODEL_PREFIX}/current.json"
 TRAINING_DAYS = 28
-READINGS = "r.meter_id, r.reading_start, r.energy_kwh"
-
-
-@dataclass(frozen=True)
-class StoredModel:
-    version: str
-    trained_from: str
-    trained_to: str
-    table: pd.DataFrame
-
-    @property
-    def key(self) -> str:
-        return f"{MODEL_PREFIX}/{self.version}/model.parquet"
-
-
-def read_readings(conn: psycopg.Connection, first: date, last: date) -> pd.DataFrame:
-    """meter_id, reading_start (UTC), energy_kwh of the readings in local days `first`..`last`."""
-    readings = read_frame(conn, readings_of_days_sql(READINGS), day_params(first, last))
-    readings["reading_start"] = pd.to_datetime(readings["reading_start"], utc=True)
-    return readings
 
 
 def train(
-    conn: psycopg.Connection, lake: Lake, last_day: date, days: int = TRAINING_DAYS
-) -> StoredModel | None:
-    """Fit on the `days` local days up to `last_day`, store the model and make it current.
+    conn: psycopg.Connection,
+    lake: Lake,
+    last_day: date,
+    days: int = TRAINING_DAYS,
+    country: str = features.DEFAULT_COUNTRY,
+    holdout_days: int = expected_model.HOLDOUT_DAYS,
+) -> tuple[StoredModels, str] | None:
+    """Fit both models on the `days` local days up to `last_day`, store them and make them current;
+    returns them and the URI of their description.
 
     No readings in the window: no model (an empty one made current would keep the first real
     readings from ever training one before the weekly run).
@@ -73,30 +57,14 @@ def train(
     readings = read_readings(conn, first, last_day)
     if readings.empty:
         return None
-    table = fit_model(readings)
+    prepared = features.prepare(readings, read_registry(conn), read_weather(conn, first, last_day), country)
     trained_from, trained_to = first.isoformat(), last_day.isoformat()
-    model = StoredModel(model_version(table, trained_from, trained_to), trained_from, trained_to, table)
-    lake.put(model.key, to_parquet_bytes(table), content_type="application/vnd.apache.parquet")
-    pointer = {
-        "version": model.version,
-        "kind": MODEL_KIND,
-        "trained_from": model.trained_from,
-        "trained_to": model.trained_to,
-        "training_readings": len(readings),
-        "meters": int(table["meter_id"].nunique()),
-        "key": model.key,
-    }
-    lake.put(CURRENT_KEY, json.dumps(pointer, indent=2).encode(), content_type="application/json")
-    return model
-
-
-def load_current(lake: Lake) -> StoredModel | None:
-    """The model the last training made current, or None before the first training."""
-    if not lake.exists(CURRENT_KEY):
+    fitted = expected_model.fit(prepared, trained_from, trained_to, country, holdout_days=holdout_days)
+    if fitted is None:
         return None
-    pointer = json.loads(lake.get(CURRENT_KEY))
-    table = pd.read_parquet(io.BytesIO(lake.get(pointer["key"])))
-    return StoredModel(pointer["version"], pointer["trained_from"], pointer["trained_to"], table)
+    table = baseline_model.fit_baseline(readings)
+    models = StoredModels(fitted, table, baseline_model.baseline_version(table, trained_from, trained_to))
+    return models, save(lake, models)
 
 
 def newest_reading_day(conn: psycopg.Connection) -> date | None:
@@ -110,22 +78,32 @@ def newest_reading_day(conn: psycopg.Connection) -> date | None:
 
 class AnomalyModelConfig(dg.Config):
     training_days: int = Field(
-        default=TRAINING_DAYS, description="Local days of readings the model learns from."
+        default=TRAINING_DAYS, description="Local days of readings the models learn from."
     )
     last_day: str = Field(
         default="", description="Last training day (YYYY-MM-DD); empty: the day of the newest reading."
     )
+    holiday_country: str = Field(
+        default=features.DEFAULT_COUNTRY,
+        description="Country (ISO code, `holidays` package) whose public holidays are a feature.",
+    )
+    holdout_days: int = Field(
+        default=expected_model.HOLDOUT_DAYS,
+        description="Last days of the window held out for metrics and residual calibration.",
+    )
 
 
 @dg.asset(
-    deps=["validated_meter_readings"],
+    deps=["validated_meter_readings", "meter_registry", "validated_weather_observations"],
     group_name="meters",
-    kinds={"s3", "parquet", "pandas"},
+    kinds={"s3", "scikitlearn", "pandas"},
     owners=OWNERS,
-    description="Anomaly model: median and robust scale of energy per meter and hour of day over a training "
-    "window (default 28 days), versioned in the lake under models/anomaly/ (current.json names the version "
-    "that scores). Retrained weekly.",
-    metadata={"lake_prefix": f"{MODEL_PREFIX}/", "kind": MODEL_KIND},
+    description="Anomaly models, trained weekly on a window (default 28 days): a gradient-boosted "
+    "expected-consumption model (local hour, weekday, holiday, temperature, segment, the meter's level) "
+    "with its residual calibration, and the robust seasonal baseline (median and robust scale per meter "
+    "and UTC hour). Versioned in the lake under models/anomaly/<version>/; current.json names the "
+    "version that scores.",
+    metadata={"lake_prefix": f"{MODEL_PREFIX}/", "kind": expected_model.MODEL_KIND},
 )
 def anomaly_model(
     context: dg.AssetExecutionContext,
@@ -136,40 +114,69 @@ def anomaly_model(
     store = lake.get_lake()
     with postgres.connect() as conn:
         last_day = date.fromisoformat(config.last_day) if config.last_day else newest_reading_day(conn)
-        model = train(conn, store, last_day, config.training_days) if last_day else None
-    if model is None:
+        trained = (
+            train(conn, store, last_day, config.training_days, config.holiday_country, config.holdout_days)
+            if last_day
+            else None
+        )
+    if trained is None:
         return dg.MaterializeResult(
             metadata={"note": dg.MetadataValue.text("No meter readings in the window: nothing to train on.")}
         )
-    context.log.info(f"trained {model.version} on {model.trained_from}..{model.trained_to}")
+    models, uri = trained
+    fitted = models.model
+    context.log.info(f"trained {models.version} on {fitted.trained_from}..{fitted.trained_to}")
+    metrics = pd.DataFrame({"metric": list(fitted.metrics), "value": list(fitted.metrics.values())})
+    importance = pd.DataFrame(
+        {"feature": list(fitted.importance), "R^2 drop when shuffled": list(fitted.importance.values())}
+    ).sort_values("R^2 drop when shuffled", ascending=False)
     return dg.MaterializeResult(
         metadata={
-            "model_version": dg.MetadataValue.text(model.version),
-            "trained_from": dg.MetadataValue.text(model.trained_from),
-            "trained_to": dg.MetadataValue.text(model.trained_to),
-            "meters": dg.MetadataValue.int(int(model.table["meter_id"].nunique())),
-            "meter_hours": dg.MetadataValue.int(len(model.table)),
-            "uri": dg.MetadataValue.path(store.uri(model.key)),
+            "model_version": dg.MetadataValue.text(models.version),
+            "baseline_version": dg.MetadataValue.text(models.baseline_version),
+            "trained_from": dg.MetadataValue.text(fitted.trained_from),
+            "trained_to": dg.MetadataValue.text(fitted.trained_to),
+            "features": dg.MetadataValue.text(", ".join(expected_model.FEATURES)),
+            "holiday_country": dg.MetadataValue.text(fitted.country),
+            "meters": dg.MetadataValue.int(len(fitted.meters)),
+            "holdout_mae_kwh": dg.MetadataValue.float(fitted.metrics["mae_kwh"]),
+            "holdout_r2": dg.MetadataValue.float(fitted.metrics["r2"]),
+            "metrics": dg.MetadataValue.md(markdown_table(metrics)),
+            "feature_importance": dg.MetadataValue.md(
+                markdown_table(importance) if len(importance) else "too few held-out readings"
+            ),
+            "uri": dg.MetadataValue.path(uri),
         }
     )
 
 
 class AnomalyScoresConfig(dg.Config):
     threshold: float = Field(
-        default=THRESHOLD, description="Score above which a reading is an anomaly (upward deviations only)."
+        default=READING_THRESHOLD,
+        description="Standardised residual above which a reading is an anomaly (upward deviations only).",
+    )
+    day_threshold: float = Field(
+        default=DAY_THRESHOLD,
+        description="|Meter-day score| above which a meter-day is an anomaly (too high or too low).",
+    )
+    baseline_threshold: float = Field(
+        default=baseline_model.THRESHOLD,
+        description="Robust z-score above which the baseline flags a reading.",
     )
 
 
 @dg.asset(
-    deps=["validated_meter_readings", "anomaly_model"],
+    deps=["validated_meter_readings", "meter_registry", "validated_weather_observations", "anomaly_model"],
     partitions_def=DAYS,
     backfill_policy=SINGLE_RUN,
     group_name="meters",
-    kinds={"postgres", "pandas"},
+    kinds={"postgres", "scikitlearn", "pandas"},
     owners=OWNERS,
-    description="Anomaly score per meter reading of the run's days, from the current anomaly model (the "
-    "model version recorded per score), in ops.anomaly_scores. Before the first training, the first run "
-    "trains one on the 28 days up to its last day.",
+    description="Anomaly scores of the run's days from the current models: per reading in "
+    "ops.anomaly_scores (the expected-consumption model's score and verdict, its expectation, and the "
+    "baseline's score and verdict), per meter-day in ops.anomaly_meter_days (actual against expected, "
+    "a score that finds days-long drifts either way). Before the first training, the first run trains "
+    "the models on the 28 days up to its last day.",
     metadata={"table": "ops.anomaly_scores", "partitioned_by": "local day of the meter"},
     check_specs=[dg.AssetCheckSpec("gx_anomaly_scores", asset="anomaly_scores", blocking=True)],
 )
@@ -183,56 +190,84 @@ def anomaly_scores(
     store = lake.get_lake()
     with postgres.connect() as conn:
         readings = read_readings(conn, first, last)
-        model = load_current(store)
-        if model is None and len(readings):
-            model = train(conn, store, last)
+        models = load_current(store)
+        if models is None and len(readings):
+            trained = train(conn, store, last)
+            models = trained[0] if trained else None
             context.log.warning("no anomaly model yet: trained one on the 28 days up to this run's last")
-        # No model only when there are no readings: scoring them against an empty model is a no-op.
-        table, version = (model.table, model.version) if model else (fit_model(readings), "none")
-        scores, unscored = score_readings(readings, table, version, threshold=config.threshold)
-        suite = gx.validate("anomaly_scores", scores)
+        scores = empty_scores()
+        if models is not None and len(readings):
+            prepared = features.prepare(
+                readings, read_registry(conn), read_weather(conn, first, last), models.model.country
+            )
+            scores = score_run(
+                prepared,
+                models.model,
+                models.baseline,
+                reading_threshold=config.threshold,
+                day_threshold=config.day_threshold,
+                baseline_threshold=config.baseline_threshold,
+            )
+        suite = gx.validate("anomaly_scores", scores.readings)
         check = suite_check_result(suite, blocking_description="Guards the write to ops.anomaly_scores.")
         if not suite.success:
             raise dg.Failure(f"anomaly_scores suite failed; nothing written. {check.metadata}")
         write_scores(conn, scores)
-    anomalies = int(scores["is_anomaly"].sum()) if len(scores) else 0
-    context.log.info(f"scored {len(scores)} readings of {first}..{last}, {anomalies} anomalies")
-    top = (
-        scores.assign(score=scores["score"].astype("float64")).nlargest(10, "score")
-        if len(scores)
-        else scores
+    context.log.info(
+        f"scored {len(scores.readings)} readings of {first}..{last}: {_count(scores.readings['is_anomaly'])} "
+        f"anomalies, {_count(scores.days['is_anomaly'])} anomalous meter-days"
     )
-    return dg.MaterializeResult(
-        metadata={
-            "days": dg.MetadataValue.text(f"{first} .. {last}"),
-            "model_version": dg.MetadataValue.text(model.version if model else "none (no meter readings)"),
-            "scored": dg.MetadataValue.int(len(scores)),
-            "unscored_new_meters": dg.MetadataValue.int(unscored),
-            "anomalies": dg.MetadataValue.int(anomalies),
-            "anomaly_rate": dg.MetadataValue.float(anomalies / max(len(scores), 1)),
-            "meters": dg.MetadataValue.int(int(scores["meter_id"].nunique())),
-            "top_scores": dg.MetadataValue.md(
-                markdown_table(top[["meter_id", "reading_start", "score"]]) if len(top) else "no readings"
-            ),
-        },
-        check_results=[check],
-    )
+    return dg.MaterializeResult(metadata=_score_metadata(first, last, models, scores), check_results=[check])
 
 
-def write_scores(conn: psycopg.Connection, scores: pd.DataFrame) -> None:
-    """Merge scores by (meter_id, reading_start): a re-scored day replaces its scores."""
-    if scores.empty:
-        return
-    with conn.cursor() as cur, conn.transaction():
-        cur.execute("CREATE TEMP TABLE _scores (LIKE ops.anomaly_scores INCLUDING DEFAULTS) ON COMMIT DROP")
-        with cur.copy(
-            "COPY _scores (meter_id, reading_start, score, is_anomaly, model_version) FROM STDIN"
-        ) as copy:
-            for row in scores.itertuples(index=False, name=None):
-                copy.write_row(row)
-        cur.execute(
-            "INSERT INTO ops.anomaly_scores AS t (meter_id, reading_start, score, is_anomaly, "
-            "model_version) SELECT meter_id, reading_start, score, is_anomaly, model_version FROM _scores "
-            "ON CONFLICT (meter_id, reading_start) DO UPDATE SET score = excluded.score, "
-            "is_anomaly = excluded.is_anomaly, model_version = excluded.model_version, scored_at = now()"
-        )
+def _count(flags: pd.Series) -> int:
+    return int(flags.fillna(False).astype(bool).sum()) if len(flags) else 0
+
+
+def _score_metadata(
+    first: date, last: date, models: StoredModels | None, scores: RunScores
+) -> dict[str, dg.MetadataValue]:
+    """The run's figures, both models side by side, and the top readings and meter-days."""
+    readings, days = scores.readings, scores.days
+    model_flags = readings["is_anomaly"].fillna(False).astype(bool)
+    base_flags = readings["baseline_is_anomaly"].fillna(False).astype(bool)
+    either = int((model_flags | base_flags).sum())
+    both = int((model_flags & base_flags).sum())
+    comparison = pd.DataFrame(
+        {
+            "model": ["expected-consumption", "baseline (robust seasonal)"],
+            "anomalous readings": [int(model_flags.sum()), int(base_flags.sum())],
+            "anomalous meter-days": [_count(days["is_anomaly"]), int((days["baseline_anomalies"] > 0).sum())],
+        }
+    )
+    top_days = (
+        days.assign(abs_score=days["score"].astype("float64").abs()).nlargest(10, "abs_score")
+        if len(days)
+        else days
+    )
+    top = readings.assign(score=readings["score"].astype("float64")).nlargest(10, "score")
+    return {
+        "days": dg.MetadataValue.text(f"{first} .. {last}"),
+        "model_version": dg.MetadataValue.text(models.version if models else "none (no meter readings)"),
+        "baseline_version": dg.MetadataValue.text(models.baseline_version if models else "none"),
+        "scored": dg.MetadataValue.int(len(readings)),
+        "unscored_new_meters": dg.MetadataValue.int(scores.unscored),
+        "anomalies": dg.MetadataValue.int(int(model_flags.sum())),
+        "baseline_anomalies": dg.MetadataValue.int(int(base_flags.sum())),
+        "anomaly_rate": dg.MetadataValue.float(float(model_flags.sum()) / max(len(readings), 1)),
+        "agreement": dg.MetadataValue.float(both / either if either else 1.0),
+        "meters": dg.MetadataValue.int(int(readings["meter_id"].nunique())),
+        "meter_days": dg.MetadataValue.int(len(days)),
+        "meter_day_anomalies": dg.MetadataValue.int(_count(days["is_anomaly"])),
+        "models_side_by_side": dg.MetadataValue.md(markdown_table(comparison)),
+        "top_meter_days": dg.MetadataValue.md(
+            markdown_table(top_days[["meter_id", "local_date", "ratio", "score"]])
+            if len(top_days)
+            else "no readings"
+        ),
+        "top_scores": dg.MetadataValue.md(
+            markdown_table(top[["meter_id", "reading_start", "score", "expected_kwh", "baseline_score"]])
+            if len(top)
+            else "no readings"
+        ),
+    }

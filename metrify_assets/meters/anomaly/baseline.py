@@ -1,5 +1,6 @@
-"""A robust seasonal anomaly model: how far a reading sits above its meter's usual level at that hour
-of day, in robust standard deviations.
+"""The baseline: a robust seasonal score, how far a reading sits above its meter's usual level at that
+hour of day, in robust standard deviations. Kept beside the expected-consumption model (`model.py`)
+and scored in the same run, so the two can be compared on the same readings.
 
 Fitted on a training window, per meter and hour of day (UTC): baseline = the median energy,
 scale = 1.4826 x the median absolute deviation from it (a robust sigma), with a floor so a flat meter
@@ -9,8 +10,8 @@ record rules' business (`zero_run`), and a per-hour scale keeps busy evening hou
 night-time spike (benchmarks/, case 6: v1's per-meter scale and |score| > 6 had precision 0.02 on
 injected spikes, this one 0.9+ at the same recall).
 
-The model is a small table (one row per meter and hour) stored in the lake with its version, so
-scoring a day reads that day's readings and the model, never the training window again.
+The model is a small table (one row per meter and hour) stored in the lake with the expected-consumption
+model, so scoring a day reads that day's readings and the models, never the training window again.
 """
 
 from __future__ import annotations
@@ -20,17 +21,17 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-MODEL_KIND = "robust-seasonal-v2"
+BASELINE_KIND = "robust-seasonal-v2"
 THRESHOLD = 8.0
 SCALE_FLOOR_KWH = 0.02
-MODEL_COLUMNS = ["meter_id", "hour", "baseline_kwh", "scale_kwh", "samples"]
+BASELINE_COLUMNS = ["meter_id", "hour", "baseline_kwh", "scale_kwh", "samples"]
 SCORE_COLUMNS = ["meter_id", "reading_start", "score", "is_anomaly", "model_version"]
 
 
-def fit_model(readings: pd.DataFrame, scale_floor: float = SCALE_FLOOR_KWH) -> pd.DataFrame:
+def fit_baseline(readings: pd.DataFrame, scale_floor: float = SCALE_FLOOR_KWH) -> pd.DataFrame:
     """Fit on `readings` (meter_id, reading_start, energy_kwh) -> one row per meter and UTC hour."""
     if readings.empty:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _MODEL_DTYPES.items()})
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _BASELINE_DTYPES.items()})
     frame = pd.DataFrame(
         {
             "meter_id": readings["meter_id"].astype(str),
@@ -43,10 +44,10 @@ def fit_model(readings: pd.DataFrame, scale_floor: float = SCALE_FLOOR_KWH) -> p
     mad = (frame["energy_kwh"] - baseline).abs().groupby([frame["meter_id"], frame["hour"]]).median()
     model = groups.agg(baseline_kwh="median", samples="size")
     model["scale_kwh"] = np.maximum(1.4826 * mad, scale_floor)
-    return model.reset_index()[MODEL_COLUMNS].astype(_MODEL_DTYPES)
+    return model.reset_index()[BASELINE_COLUMNS].astype(_BASELINE_DTYPES)
 
 
-_MODEL_DTYPES = {
+_BASELINE_DTYPES = {
     "meter_id": "str",
     "hour": "int64",
     "baseline_kwh": "float64",
@@ -55,13 +56,13 @@ _MODEL_DTYPES = {
 }
 
 
-def model_version(model: pd.DataFrame, trained_from: str, trained_to: str) -> str:
+def baseline_version(model: pd.DataFrame, trained_from: str, trained_to: str) -> str:
     """`<kind>@<last training day>-<content hash>`: the same data gives the same version."""
     digest = hashlib.sha256(pd.util.hash_pandas_object(model, index=False).to_numpy().tobytes())
-    return f"{MODEL_KIND}@{trained_to}-{digest.hexdigest()[:10]}"
+    return f"{BASELINE_KIND}@{trained_to}-{digest.hexdigest()[:10]}"
 
 
-def score_readings(
+def score_baseline(
     readings: pd.DataFrame, model: pd.DataFrame, version: str, threshold: float = THRESHOLD
 ) -> tuple[pd.DataFrame, int]:
     """Score `readings` with `model` -> (scores in SCORE_COLUMNS, readings left unscored).
