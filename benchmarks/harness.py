@@ -165,9 +165,9 @@ def _markdown(results: list[CaseResult], info: dict[str, Any], when: str, scale:
         lines.append(f"| {r.title} | case wall time s | {r.seconds:,.1f} |")
     for r in results:
         if r.rows:
-            cols = list(r.rows[0])
+            cols = list(dict.fromkeys(c for row in r.rows for c in row))  # rows of several shapes
             lines += ["", f"**{r.title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-            lines += ["| " + " | ".join(str(row[c]) for c in cols) + " |" for row in r.rows]
+            lines += ["| " + " | ".join(str(row.get(c, "")) for c in cols) + " |" for row in r.rows]
     return "\n".join(lines) + "\n"
 
 

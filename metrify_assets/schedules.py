@@ -2,11 +2,12 @@
 
 Ingestion is driven by the landing (and Kafka) sensors, which catch up on whatever has arrived; the
 schedules refresh what is derived from it, each run over its own day partitions:
-- hourly: registry, the VEE series, anomaly scores, enrichment and the dbt marts for yesterday and today (local days
-  straddle UTC midnight), so the hourly marts are at most an hour behind;
-- nightly: the dbt marts over the incremental lookback (late readings), then the archive tier and
-  the data-quality report of yesterday;
-- weekly: the anomaly model retrained on its window (scoring uses it from the next run on);
+- hourly: registry, the VEE series, anomaly scores, enrichment and the dbt marts for yesterday and
+  today (local days straddle UTC midnight), so the hourly marts are at most an hour behind;
+- nightly: the VEE series and the dbt marts over the incremental lookback (late readings), then the
+  archive tier and the data-quality report of yesterday;
+- weekly: the registry and the anomaly models retrained on their window (scoring uses them from the
+  next run on);
 - on late data: `late_days_sensor` re-materialises an older day that a new batch touched.
 """
 
@@ -37,8 +38,9 @@ refresh_job = dg.define_asset_job(
 daily_marts_job = dg.define_asset_job(
     "daily_marts_job",
     op_retry_policy=RETRY_POLICY,
-    selection=WAREHOUSE,
-    description="The dbt marts over the last few days, taking late readings into the daily facts.",
+    selection=dg.AssetSelection.assets("vee_meter_readings") | WAREHOUSE,
+    description="The VEE series and the dbt marts over the last few days, taking late readings into the "
+    "billing-grade series and the daily facts.",
 )
 daily_job = dg.define_asset_job(
     "daily_job",
@@ -49,8 +51,9 @@ daily_job = dg.define_asset_job(
 weekly_job = dg.define_asset_job(
     "weekly_job",
     op_retry_policy=RETRY_POLICY,
-    selection=dg.AssetSelection.assets("anomaly_model"),
-    description="Retrain the anomaly model on its window; the next scoring runs use the new version.",
+    selection=dg.AssetSelection.assets("meter_registry", "anomaly_model"),
+    description="Retrain the anomaly models on their window (after loading the registry they learn segments "
+    "and weather stations from); the next scoring runs use the new version.",
 )
 
 

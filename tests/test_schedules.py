@@ -37,7 +37,7 @@ def test_schedules_target_their_jobs(defs: dg.Definitions) -> None:
     assert {"enriched_meter_readings", "marts/fct_consumption_hourly", "marts/fct_peak_demand"} <= refresh
     assert "marts/fct_consumption_daily" in job_assets(defs, "daily_marts_job")
     assert job_assets(defs, "daily_job") == {"archive_daily_readings", "data_quality_report"}
-    assert job_assets(defs, "weekly_job") == {"anomaly_model"}
+    assert job_assets(defs, "weekly_job") == {"meter_registry", "anomaly_model"}
 
 
 def test_downstream_assets_share_the_dbt_day_partitions(defs: dg.Definitions) -> None:

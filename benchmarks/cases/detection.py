@@ -7,6 +7,8 @@ The anomaly models are compared on a second, longer run: the expected-consumptio
 robust seasonal baseline are trained on its first weeks (no consumption shifts there) and score its
 last week, where some meters read 25-35 % off for days. Spikes are matched per reading, shifts per
 meter-day (the baseline flags a meter-day when it flags any of its readings).
+
+The VEE catalogue and estimation are measured on a third run, through PostgreSQL (`cases/vee.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
+from benchmarks.cases.vee import vee_quality
 from benchmarks.harness import CaseResult
 from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.decode import decode
@@ -138,6 +141,7 @@ def detection(scale: float) -> CaseResult:
                 )
     table = pd.DataFrame(rows)
     comparison, figures = model_comparison(scale)
+    vee_rows, vee_figures = vee_quality(scale)
     return CaseResult(
         name="detection",
         title="6. Detection quality",
@@ -146,8 +150,9 @@ def detection(scale: float) -> CaseResult:
             "labelled faults": len(sim.labels),
             "macro F1 (best signal per fault)": round(float(table.groupby("fault")["f1"].max().mean()), 3),
             **figures,
+            **vee_figures,
         },
-        rows=rows + comparison,
+        rows=rows + comparison + vee_rows,
     )
 
 

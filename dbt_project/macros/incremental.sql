@@ -1,16 +1,19 @@
-{#- Incremental facts keep their history when the hot tier's readings are archived out of `ops`, and
+{#- Incremental facts keep their history when the hot tier's rows are archived out of `ops`, and
     re-compute only what may have changed since the last run: every period from the earliest one
-    touched by readings ingested after the fact's watermark (`max(last_ingested_at_utc)`), and at
-    least the last `var('incremental_lookback_days')` days (late enrichment, slow transactions).
+    touched by source rows changed after the fact's watermark (`max(watermark_column)`; the
+    consumption facts use VEE's `processed_at`, which moves when a late reading, an estimate or an
+    edit changes an interval), and at least the last `var('incremental_lookback_days')` days (late
+    enrichment, slow transactions).
 
     Renders a condition on `period_column` for the rows to (re)build: `true` on a full build.
-    `source` holds `source_period_column` and `source_ingested_column` for each reading or group.
+    `source` holds `source_period_column` and `source_changed_column` for each row or group.
 
     A partitioned run (Dagster's daily partitions) passes `min_date` and `max_date` (inclusive) as
     vars: then exactly the local days in that range are (re)built, on `date_column`; `utc_column`
     (a naive UTC timestamp of the source) bounds the read to those days too, so it reads the run's
-    days from the indexed `ops` tables instead of filtering the whole history. -#}
-{% macro incremental_window(period_column, source, source_period_column, source_ingested_column, cast_to=none, date_column='local_date', utc_column=none) -%}
+    days from the indexed `ops` tables instead of filtering the whole history (a `date_column` that
+    passes an indexed `ops` column through, like VEE's `local_date`, needs no `utc_column`). -#}
+{% macro incremental_window(period_column, source, source_period_column, source_changed_column, cast_to=none, date_column='local_date', utc_column=none, watermark_column='last_processed_at_utc') -%}
     {%- if var('min_date', none) is not none -%}
     {{ metrify.in_partition_window(date_column) }}
     {%- if utc_column %} and {{ metrify.utc_partition_bounds(utc_column) }}{% endif -%}
@@ -18,7 +21,7 @@
     {%- set lookback_start = dbt.dateadd('day', -1 * var('incremental_lookback_days'), 'max(' ~ period_column ~ ')') -%}
     {%- set changed_from -%}
         (select min(changed.{{ source_period_column }}) from {{ source }} as changed
-         where changed.{{ source_ingested_column }} > (select max(last_ingested_at_utc) from {{ this }}))
+         where changed.{{ source_changed_column }} > (select max({{ watermark_column }}) from {{ this }}))
     {%- endset -%}
     {%- set lookback_from -%}
         (select {% if cast_to %}cast({{ lookback_start }} as {{ cast_to }}){% else %}{{ lookback_start }}{% endif %} from {{ this }})

@@ -20,17 +20,39 @@
         'stg_ops__enriched_meter_readings': 'reading_start_utc',
         'stg_ops__grid_status': 'measured_at_utc',
         'stg_ops__weather_observations': 'observed_at_utc',
-        'int_meter_readings_localized': 'reading_start_utc',
         'int_meter_readings_hourly': 'hour_start_utc',
     }) }}
 {%- endmacro %}
 
+{#- Views whose rows carry the partition's own local day (VEE writes the meter's local date, and
+    indexes it): their tests in a partitioned run select exactly the run's days. -#}
+{% macro partition_date_columns() -%}
+    {{ return({
+        'stg_ops__vee_readings': 'local_date',
+        'stg_ops__vee_days': 'local_date',
+        'int_meter_readings_localized': 'local_date',
+    }) }}
+{%- endmacro %}
+
+{#- The condition that limits a test on `relation` to the run's days: '' when it is not one of the
+    views above or the run is not partitioned. -#}
+{% macro partition_test_window(relation) -%}
+    {%- set name = (relation.identifier or '') | lower -%}
+    {%- if var('min_date', none) is none -%}
+        {{ return('') }}
+    {%- elif name in metrify.partition_date_columns() -%}
+        {{ return(metrify.in_partition_window(metrify.partition_date_columns()[name])) }}
+    {%- elif name in metrify.partition_time_columns() -%}
+        {{ return(metrify.utc_partition_bounds(metrify.partition_time_columns()[name])) }}
+    {%- endif -%}
+    {{ return('') }}
+{%- endmacro %}
+
 {#- dbt's `get_where_subquery` (what a generic test selects from), with the partition window added
-    for the views above; a test's own `where` config still applies. -#}
+    for the views above; a test's own `where` still applies. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
-    {%- set column = metrify.partition_time_columns().get((relation.identifier or '') | lower) -%}
-    {%- set window = metrify.utc_partition_bounds(column) if column and var('min_date', none) is not none else '' -%}
+    {%- set window = metrify.partition_test_window(relation) -%}
     {%- if where or window -%}
         {%- set filtered -%}
             (select * from {{ relation }} where {{ where if where else 'true' }} and {{ window if window else 'true' }}) dbt_subquery

@@ -150,7 +150,8 @@ def meter_day_completeness(readings: pd.DataFrame) -> pd.DataFrame:
     `readings`: meter_id, reading_start (UTC), interval_minutes, timezone. Returns meter_id,
     local_date, received (distinct intervals), expected (local day length / the day's shortest
     interval, so DST days expect 92 or 100 quarter-hours) and completeness (received / expected,
-    at most 1). The warehouse's `fct_consumption_daily.completeness` is the same figure in SQL.
+    at most 1): what arrived. The warehouse's `fct_consumption_daily.actual_intervals /
+    expected_intervals` is the VEE series' counterpart (its `completeness` counts estimates too).
     """
     columns = ["meter_id", "local_date", "received", "expected", "completeness"]
     if readings.empty:

@@ -36,7 +36,10 @@ CHANGED_BY_BATCH = "OR batch_id IN (SELECT batch_id FROM ops.ingest_ledger WHERE
 
 @dataclass(frozen=True)
 class RawTable:
-    """An `ops` table, its key, and the column that says when a row last changed (None: copy all)."""
+    """An `ops` table, its key, and the column that says when a row last changed (None: copy all).
+
+    The key is what a changed row replaces in the raw copy: the primary key, or a coarser one when
+    the writer re-writes groups of rows (VEE's meter-days)."""
 
     name: str
     key: tuple[str, ...]
@@ -62,6 +65,10 @@ RAW_TABLES = (
     # Re-written wholesale by the enrichment asset and without a change timestamp: copied in full.
     RawTable("enriched_meter_readings", ("meter_id", "reading_start"), None),
     RawTable("ingest_ledger", ("batch_id",), "processed_at"),
+    # VEE re-writes whole meter-days, stamping every interval's `processed_at`, and drops intervals
+    # no longer in a day: keyed by meter-day, a changed day replaces all its raw intervals.
+    RawTable("vee_readings", ("meter_id", "local_date"), "processed_at"),
+    RawTable("vee_days", ("meter_id", "local_date"), "processed_at"),
 )
 
 

@@ -21,6 +21,7 @@ OPS_WRITERS = (
     "validated_weather_observations",
     "anomaly_scores",
     "enriched_meter_readings",
+    "vee_meter_readings",
 )
 
 

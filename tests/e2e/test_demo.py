@@ -80,9 +80,16 @@ def test_every_injected_malformed_record_is_quarantined_with_a_reason(
         assert quarantined[label["payload"]].startswith("malformed:")
 
 
-def test_mart_totals_equal_accepted_readings(runs: list[dict[str, object]], conn: psycopg.Connection) -> None:
-    accepted = conn.execute(
-        "SELECT count(*), round(sum(energy_kwh)::numeric, 6) FROM ops.meter_readings"
+def test_every_reading_is_in_the_vee_series_and_the_marts_hold_its_billable_intervals(
+    runs: list[dict[str, object]], conn: psycopg.Connection
+) -> None:
+    unplaced = conn.execute(
+        "SELECT count(*) FROM ops.meter_readings r LEFT JOIN ops.vee_readings v USING (meter_id, reading_start) "
+        "WHERE v.meter_id IS NULL"
+    ).fetchone()
+    assert unplaced == (0,)
+    billable = conn.execute(
+        "SELECT count(*), round(sum(energy_kwh)::numeric, 6) FROM ops.vee_readings WHERE energy_kwh IS NOT NULL"
     ).fetchone()
     daily = conn.execute(
         "SELECT sum(interval_count), round(sum(net_kwh)::numeric, 6) FROM marts.fct_consumption_daily"
@@ -90,8 +97,11 @@ def test_mart_totals_equal_accepted_readings(runs: list[dict[str, object]], conn
     hourly = conn.execute(
         "SELECT round(sum(net_kwh)::numeric, 6) FROM marts.fct_consumption_hourly"
     ).fetchone()
-    assert daily == accepted
-    assert hourly[0] == accepted[1]
+    assert daily == billable
+    assert hourly is not None and billable is not None and hourly[0] == billable[1]
+    vee = runs[0]["vee_intervals"]
+    assert isinstance(vee, dict) and vee["estimated"] > 0 and vee["actual"] > 0
+    assert runs[0]["vee_audit_rows"] == vee["estimated"] + vee.get("edited", 0) + vee.get("failed", 0)
     marts = runs[0]["marts"]
     assert isinstance(marts, dict)
     for name in ("fct_consumption_hourly", "fct_consumption_daily", "dim_meter", "fct_data_quality_daily"):

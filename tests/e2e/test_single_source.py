@@ -76,7 +76,12 @@ def test_metrify_run_after_metrify_ingest_of_real_readings_without_a_registry(tm
     )
     assert enriched == [("unknown", "unknown", "unknown_meter", readings)]
     assert query(tmp_path, "SELECT count(*) FROM ops.anomaly_scores") == [(readings,)]
-    assert query(tmp_path, "SELECT sum(interval_count) FROM marts.fct_consumption_daily") == [(readings,)]
+    # Every reading is in the VEE series; the marts count its billable intervals (estimates included).
+    assert query(tmp_path, "SELECT count(*) FROM ops.vee_readings WHERE original_kwh IS NOT NULL") == [
+        (readings,)
+    ]
+    billable = query(tmp_path, "SELECT count(*) FROM ops.vee_readings WHERE energy_kwh IS NOT NULL")
+    assert query(tmp_path, "SELECT sum(interval_count) FROM marts.fct_consumption_daily") == billable
     regions = query(tmp_path, "SELECT DISTINCT region, segment FROM marts.fct_consumption_daily_by_region")
     assert regions == [("unknown", "unknown")]
     assert query(tmp_path, "SELECT count(*) FROM marts.fct_grid_stability") == [(0,)]

@@ -157,3 +157,13 @@ def test_bytes_round_trip_and_a_wrong_object_is_refused() -> None:
     joblib.dump({"not": "a model"}, buffer)
     with pytest.raises(TypeError):
         model.from_bytes(buffer.getvalue())
+
+
+def test_a_window_without_weather_still_trains_and_scores() -> None:
+    """No weather landed (a meters-only deployment, or the first days): temperature is all missing."""
+    train = features.prepare(readings(3), REGISTRY, weather(0).iloc[0:0])
+    assert train["temperature_c"].isna().all()
+    fitted = model.fit(train, "2026-02-02", "2026-02-04", "GB")
+    assert fitted is not None
+    scored = score_run(train, fitted, fit_baseline(readings(3)))
+    assert len(scored.readings) == len(train) and scored.readings["expected_kwh"].notna().all()

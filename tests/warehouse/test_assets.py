@@ -6,6 +6,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import psycopg
 import pytest
 
@@ -15,6 +16,7 @@ from metrify_assets.resources.lake import Lake
 from metrify_assets.warehouse.definitions import build_defs
 from metrify_assets.warehouse.docs import DOCS_KEY, generate_docs
 from metrify_assets.warehouse.translator import WAREHOUSE_GROUP
+from tests.warehouse.vee_rows import insert_all_actual_vee
 
 MARTS = (
     "dim_meter",
@@ -31,6 +33,7 @@ UPSTREAM = {
     "meter_registry",
     "anomaly_scores",
     "enriched_meter_readings",
+    "vee_meter_readings",
 }
 
 
@@ -69,6 +72,15 @@ def test_materialise_on_postgres(pg: psycopg.Connection, pg_resource: PostgresRe
             "record_version, batch_id) VALUES ('MTR-9', '2026-01-05T10:15:00Z', 15, 2.5, 1, 'B'), "
             "('MTR-9', '2026-01-05T10:30:00Z', 15, 1.5, 1, 'B')"
         )
+    readings = pd.DataFrame(
+        {
+            "meter_id": ["MTR-9", "MTR-9"],
+            "reading_start": ["2026-01-05T10:15:00Z", "2026-01-05T10:30:00Z"],
+            "interval_minutes": [15, 15],
+            "energy_kwh": [2.5, 1.5],
+        }
+    )
+    insert_all_actual_vee(pg, readings, {"MTR-9": "Europe/London"})
     pg.commit()
     defs = build_defs()
     result = dg.materialize(
@@ -83,9 +95,10 @@ def test_materialise_on_postgres(pg: psycopg.Connection, pg_resource: PostgresRe
     assert evaluations and all(e.passed for e in evaluations)
     with pg.cursor() as cur:
         cur.execute(
-            "SELECT kwh_import, interval_count FROM marts.fct_consumption_daily WHERE meter_id = 'MTR-9'"
+            "SELECT kwh_import, interval_count, missing_intervals, billing_ready "
+            "FROM marts.fct_consumption_daily WHERE meter_id = 'MTR-9'"
         )
-        assert cur.fetchall() == [(4.0, 2)]
+        assert cur.fetchall() == [(4.0, 2, 94, False)]
 
 
 @pytest.mark.postgres
@@ -104,6 +117,16 @@ def test_backfill_of_two_days_builds_exactly_those_days(
             [(f"2026-02-0{day}T{hour:02d}:00:00Z", 0.5 * day) for day in (1, 2, 3, 4) for hour in (6, 18)],
         )
         cur.execute("DROP SCHEMA IF EXISTS marts CASCADE")
+    starts = [f"2026-02-0{day}T{hour:02d}:00:00Z" for day in (1, 2, 3, 4) for hour in (6, 18)]
+    readings = pd.DataFrame(
+        {
+            "meter_id": "MTR-P",
+            "reading_start": starts,
+            "interval_minutes": 30,
+            "energy_kwh": [0.5 * int(start[9]) for start in starts],
+        }
+    )
+    insert_all_actual_vee(pg, readings, {"MTR-P": "UTC"})
     pg.commit()
     result = dg.materialize(
         [warehouse_assets()],

@@ -1,7 +1,9 @@
 """`dbt build` on a small hand-made `ops` data set; marts are checked against pandas.
 
 One build per module (it takes seconds): a module fixture loads the data, builds, and the tests
-read the marts. Expected values are computed independently from the same frames with pandas.
+read the marts. Expected values are computed independently from the same frames with pandas. The
+consumption marts read VEE's billing-grade series: the data set holds VEE's output for the readings
+(`tests/warehouse/vee_rows.py`), kept as read except for a few estimated, edited and failed intervals.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ from metrify_assets.meters.time_of_use import tou_period
 from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url
 from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
+from tests.warehouse.vee_rows import (
+    all_actual_vee,
+    billing_series,
+    insert_all_actual_vee,
+    insert_vee,
+    set_intervals,
+    vee_days,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -39,6 +49,8 @@ METERS = pd.DataFrame(
         "timezone": ["Europe/London", "Europe/London", "America/New_York"],
     }
 )
+TIMEZONES = dict(zip(METERS["meter_id"], METERS["timezone"], strict=True))
+DST_DAY = date(2026, 3, 29)
 
 # GN-1: one hour, 50.21 Hz outside the normal band; GN-2: 49.45 Hz beyond the statutory band.
 GN1_FREQUENCIES = [50.0, 50.03, 49.94, 50.07, 49.78, 50.21, 50.01, 49.99, 50.06, 50.0, 49.9, 50.02]
@@ -53,6 +65,42 @@ class OpsData:
     anomalies: pd.DataFrame
     grid: pd.DataFrame
     weather: pd.DataFrame
+    vee: pd.DataFrame  # ops.vee_readings
+
+    @property
+    def billing(self) -> pd.DataFrame:
+        """The intervals the consumption marts sum (VEE's actual, estimated and edited)."""
+        return billing_series(self.vee)
+
+
+def make_vee(readings: pd.DataFrame) -> pd.DataFrame:
+    """VEE's output for the readings: kept as read, except on the DST day MTR-1's gaps are estimated
+    (all but the last two, which stay missing) and its first reading edited; MTR-2's first reading
+    failed validation; MTR-3's gaps while it exports on DAY0 are estimated as export."""
+    vee = all_actual_vee(readings, TIMEZONES)
+    mtr1_dst = (vee["meter_id"] == "MTR-1") & (vee["local_date"] == DST_DAY)
+    gaps = vee.index[mtr1_dst & (vee["status"] == "missing")]
+    assert len(gaps) >= 4, "the data set should leave gaps on the DST day"
+    estimated = vee.index.isin(gaps[:-2])
+    vee = set_intervals(vee, estimated, status="estimated", method="linear_interpolation", energy_kwh=0.4)
+    vee = set_intervals(vee, estimated, direction="import")
+    edited = vee.index == vee.index[mtr1_dst & (vee["status"] == "actual")][0]
+    vee = set_intervals(vee, edited, status="edited", method="manual", energy_kwh=0.9, edited_by="reviewer")
+    mtr2 = vee.index[(vee["meter_id"] == "MTR-2") & (vee["status"] == "actual")]
+    vee = set_intervals(
+        vee, vee.index == mtr2[0], status="failed", method="none", energy_kwh=None, reasons="spike"
+    )
+    start = pd.to_datetime(vee["reading_start"], utc=True)
+    exporting = (
+        (vee["meter_id"] == "MTR-3")
+        & (vee["status"] == "missing")
+        & start.dt.hour.between(15, 18)
+        & (start.dt.date == DAY0.date())
+    )
+    assert exporting.any(), "the data set should leave a gap while MTR-3 exports"
+    return set_intervals(
+        vee, exporting, status="estimated", method="flat_fill", energy_kwh=-0.3, direction="export"
+    )
 
 
 def make_ops_data() -> OpsData:
@@ -137,7 +185,7 @@ def make_ops_data() -> OpsData:
             "temperature_c": list(rng.uniform(2, 14, 8).round(1)) + list(rng.uniform(18, 30, 8).round(1)),
         }
     )
-    return OpsData(readings, ledger, quarantine, anomalies, grid, weather)
+    return OpsData(readings, ledger, quarantine, anomalies, grid, weather, make_vee(readings))
 
 
 def insert(conn: psycopg.Connection, table: str, frame: pd.DataFrame, extra: dict[str, object]) -> None:
@@ -191,6 +239,7 @@ def load(conn: psycopg.Connection, data: OpsData) -> None:
         enriched[["meter_id", "reading_start", "interval_minutes", "energy_kwh", "direction"]],
         {"tou_period": "off_peak", "local_date": date(2026, 3, 28), "local_hour": 0},
     )
+    insert_vee(conn, data.vee, TIMEZONES)
     conn.commit()
 
 
@@ -276,7 +325,7 @@ def test_build_succeeds_with_every_test_passing(build: Build) -> None:
 
 
 def test_daily_consumption_matches_pandas(build: Build) -> None:
-    frame = local_frame(build.data.readings)
+    frame = local_frame(build.data.billing)
     expected = (
         frame.groupby(["meter_id", "local_date"])
         .agg(
@@ -286,7 +335,7 @@ def test_daily_consumption_matches_pandas(build: Build) -> None:
         )
         .reset_index()
     )
-    tz = dict(zip(METERS["meter_id"], METERS["timezone"], strict=True))
+    tz = TIMEZONES
     expected["expected_intervals"] = [
         int(
             (pd.Timestamp(d + timedelta(days=1)).tz_localize(tz[m]) - pd.Timestamp(d).tz_localize(tz[m]))
@@ -302,7 +351,7 @@ def test_daily_consumption_matches_pandas(build: Build) -> None:
     assert (merged["interval_count_db"] == merged["interval_count"]).all()
     assert (merged["expected_intervals_db"] == merged["expected_intervals"]).all()
     # The DST day in London has 92 intervals, not 96.
-    dst = merged[(merged["meter_id"] == "MTR-1") & (merged["local_date"] == date(2026, 3, 29))]
+    dst = merged[(merged["meter_id"] == "MTR-1") & (merged["local_date"] == DST_DAY)]
     assert dst["expected_intervals_db"].item() == 92
     np.testing.assert_allclose(
         merged["completeness"].astype(float), merged["interval_count"] / merged["expected_intervals"]
@@ -311,8 +360,57 @@ def test_daily_consumption_matches_pandas(build: Build) -> None:
     assert (merged.loc[merged["meter_id"] == "MTR-3", "kwh_export_db"] > 0).any()
 
 
+def test_daily_consumption_carries_the_vee_split_and_gate(build: Build) -> None:
+    days = vee_days(build.data.vee, TIMEZONES)
+    actual = build.mart("SELECT * FROM marts.fct_consumption_daily")
+    merged = days.merge(actual, on=["meter_id", "local_date"], suffixes=("_vee", ""), how="outer")
+    assert len(merged) == len(days) == len(actual)
+    for column in (
+        "expected_intervals",
+        *(f"{s}_intervals" for s in ("actual", "estimated", "edited", "missing", "failed")),
+    ):
+        assert (merged[column] == merged[f"{column}_vee"]).all(), column
+    assert (merged["billing_ready"] == merged["billing_ready_vee"]).all()
+    assert (merged["gate_failures"] == merged["gate_failures_vee"]).all()
+    np.testing.assert_allclose(merged["kwh_actual"].astype(float), merged["actual_kwh"], atol=1e-9)
+    np.testing.assert_allclose(merged["kwh_estimated"].astype(float), merged["estimated_kwh"], atol=1e-9)
+    np.testing.assert_allclose(
+        (merged["kwh_actual"] + merged["kwh_estimated"]).astype(float),
+        merged["net_kwh"].astype(float),
+        atol=1e-9,
+    )
+    assert (
+        merged["actual_intervals"] + merged["estimated_intervals"] + merged["edited_intervals"]
+        == merged["interval_count"]
+    ).all()
+
+    by_day = merged.set_index(["meter_id", "local_date"])
+    # MTR-1's DST day: 92 intervals; gaps estimated but two, one edit: billing ready, 90 of 92 valued.
+    dst = by_day.loc[("MTR-1", DST_DAY)]
+    assert dst["expected_intervals"] == 92
+    assert (dst["edited_intervals"], dst["missing_intervals"], dst["failed_intervals"]) == (1, 2, 0)
+    assert dst["estimated_intervals"] >= 2
+    assert dst["billing_ready"] and dst["gate_failures"] == ""
+    assert float(dst["completeness"]) == pytest.approx(90 / 92)
+    assert float(dst["kwh_estimated"]) == pytest.approx(0.4 * dst["estimated_intervals"])
+    # MTR-3's gaps while exporting were estimated as export: negative net estimated energy.
+    assert float(by_day.loc[("MTR-3", DAY0.date()), "kwh_estimated"]) < 0
+    # MTR-2's failed reading has no billing value and counts as failed.
+    assert by_day.loc[("MTR-2", DAY0.date()), "failed_intervals"] == 1
+    # Days left with gaps (random 10% of the readings) fail the gate.
+    gappy = merged["missing_intervals"] + merged["failed_intervals"] > 0.05 * merged["expected_intervals"]
+    assert gappy.any() and not merged.loc[gappy, "billing_ready"].any()
+    assert (merged.loc[gappy, "gate_failures"] != "").all()
+
+    hourly = build.mart(
+        "SELECT meter_id, local_date, sum(estimated_intervals) AS estimated "
+        "FROM marts.fct_consumption_hourly GROUP BY meter_id, local_date"
+    ).set_index(["meter_id", "local_date"])
+    assert (hourly["estimated"] == by_day.loc[hourly.index, "estimated_intervals"]).all()
+
+
 def test_hourly_consumption_matches_pandas(build: Build) -> None:
-    frame = local_frame(build.data.readings)
+    frame = local_frame(build.data.billing)
     expected = (
         frame.groupby(["meter_id", "hour_start_utc"])
         .agg(
@@ -409,7 +507,7 @@ def test_weather_impact_degree_days(build: Build) -> None:
         assert float(row["mean_temperature_c"]) == pytest.approx(temp)
         assert float(row["heating_degree_days"]) == pytest.approx(max(15.5 - temp, 0))
         assert float(row["cooling_degree_days"]) == pytest.approx(max(temp - 22.0, 0))
-    daily = local_frame(build.data.readings).merge(METERS[["meter_id", "region"]], on="meter_id")
+    daily = local_frame(build.data.billing).merge(METERS[["meter_id", "region"]], on="meter_id")
     kwh = daily.groupby(["region", "local_date"])["kwh_import"].sum()
     np.testing.assert_allclose(actual.loc[kwh.index, "kwh_import"].astype(float), kwh.to_numpy())
 
@@ -420,22 +518,24 @@ def expected_peak_demand(readings: pd.DataFrame) -> pd.DataFrame:
     frame["demand_kw"] = frame["kwh_import"] * 60 / frame["interval_minutes"]
     frame["reading_start_utc"] = pd.to_datetime(frame["reading_start"], utc=True).dt.tz_localize(None)
     frame = frame.sort_values(["demand_kw", "reading_start_utc"], ascending=[False, True])
-    return frame.groupby(["meter_id", "local_date"]).head(1)[
-        ["meter_id", "local_date", "demand_kw", "reading_start_utc"]
-    ]
+    columns = ["meter_id", "local_date", "demand_kw", "reading_start_utc"]
+    if "status" in frame:
+        columns.append("status")
+    return frame.groupby(["meter_id", "local_date"]).head(1)[columns]
 
 
 def test_peak_demand_matches_pandas(build: Build) -> None:
-    expected = expected_peak_demand(build.data.readings)
+    expected = expected_peak_demand(build.data.billing)
     actual = build.mart("SELECT * FROM marts.fct_peak_demand")
     merged = expected.merge(actual, on=["meter_id", "local_date"])
     assert len(merged) == len(expected) == len(actual)
     np.testing.assert_allclose(merged["peak_demand_kw"].astype(float), merged["demand_kw"], rtol=1e-9)
     assert (pd.to_datetime(merged["peak_interval_start_utc"]) == merged["reading_start_utc"]).all()
+    assert (merged["peak_interval_status"] == merged["status"]).all()
 
 
 def test_region_segment_rollup_matches_pandas(build: Build) -> None:
-    frame = local_frame(build.data.readings).merge(METERS[["meter_id", "region", "segment"]], on="meter_id")
+    frame = local_frame(build.data.billing).merge(METERS[["meter_id", "region", "segment"]], on="meter_id")
     expected = frame.groupby(["region", "segment", "local_date"]).agg(
         kwh=("kwh_import", "sum"), meters=("meter_id", "nunique")
     )
@@ -459,8 +559,8 @@ def test_time_dimension_agrees_with_enrichment_rules(build: Build) -> None:
 
 
 def test_incremental_rebuild_keeps_archived_days_and_takes_late_readings(build: Build) -> None:
-    """Runs last: archives MTR-2's first day out of `ops`, adds a late reading far behind the
-    lookback window, rebuilds incrementally."""
+    """Runs last: archives MTR-2's first day out of `ops` (readings and VEE's rows), adds a late
+    reading far behind the lookback window and VEE's day for it, rebuilds incrementally."""
     before = build.mart("SELECT * FROM marts.fct_consumption_daily WHERE meter_id = 'MTR-2'")
     archived_day = DAY0.date()
     late_start = DAY0 - timedelta(days=8)
@@ -471,24 +571,41 @@ def test_incremental_rebuild_keeps_archived_days_and_takes_late_readings(build: 
         )
         assert cur.rowcount > 0
         cur.execute(
+            "DELETE FROM ops.vee_readings WHERE meter_id = 'MTR-2' AND local_date = %s", (archived_day,)
+        )
+        assert cur.rowcount == 96
+        cur.execute("DELETE FROM ops.vee_days WHERE meter_id = 'MTR-2' AND local_date = %s", (archived_day,))
+        cur.execute(
             "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, "
             "record_version, batch_id) VALUES ('MTR-1', %s, 15, 0.75, 1, 'B-late')",
             (late_start,),
         )
+    late = pd.DataFrame(
+        {"meter_id": ["MTR-1"], "reading_start": [late_start], "interval_minutes": [15], "energy_kwh": [0.75]}
+    )
+    insert_all_actual_vee(build.conn, late, TIMEZONES)
 
     results = run_dbt_build(build.url, build.target)
     assert failures(results) == {}
     after = build.mart("SELECT * FROM marts.fct_consumption_daily WHERE meter_id = 'MTR-2'")
     pd.testing.assert_frame_equal(
-        before.drop(columns="last_ingested_at_utc").sort_values("local_date").reset_index(drop=True),
-        after.drop(columns="last_ingested_at_utc").sort_values("local_date").reset_index(drop=True),
+        before.drop(columns="last_processed_at_utc").sort_values("local_date").reset_index(drop=True),
+        after.drop(columns="last_processed_at_utc").sort_values("local_date").reset_index(drop=True),
     )
     assert archived_day in set(after["local_date"])
-    late = build.mart(
-        "SELECT kwh_import, interval_count FROM marts.fct_consumption_daily "
-        f"WHERE meter_id = 'MTR-1' AND local_date = '{late_start.date()}'"
+    late_day = build.mart(
+        "SELECT kwh_import, kwh_actual, interval_count, missing_intervals, billing_ready "
+        f"FROM marts.fct_consumption_daily WHERE meter_id = 'MTR-1' AND local_date = '{late_start.date()}'"
     )
-    assert late.to_dict("records") == [{"kwh_import": 0.75, "interval_count": 1}]
+    assert late_day.to_dict("records") == [
+        {
+            "kwh_import": 0.75,
+            "kwh_actual": 0.75,
+            "interval_count": 1,
+            "missing_intervals": 95,
+            "billing_ready": False,
+        }
+    ]
 
 
 def test_meter_swap_opens_a_new_dim_meter_version(build: Build) -> None:

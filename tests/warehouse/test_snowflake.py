@@ -1,6 +1,6 @@
 """The snowflake target for real: `warehouse_load` copies `ops` into Snowflake's RAW schema through
 `SnowflakeResource`, then the dbt assets build the marts there (fakesnow's server mode over HTTP).
-Mart values are compared with pandas over the same readings, as on PostgreSQL.
+Mart values are compared with pandas over the same VEE series, as on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from metrify_assets.warehouse.snowflake import WAREHOUSE_LOAD_KEY, warehouse_loa
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 from tests.warehouse.test_dbt_build import (
     DAY0,
+    TIMEZONES,
     OpsData,
     expected_peak_demand,
     load,
     local_frame,
     make_ops_data,
 )
+from tests.warehouse.vee_rows import vee_days
 
 pytestmark = [pytest.mark.snowflake, pytest.mark.postgres]
 
@@ -100,16 +102,24 @@ def test_dbt_sources_hang_off_the_load() -> None:
 
 
 def test_daily_kwh_per_meter_matches_pandas(sf_build: SnowflakeBuild) -> None:
-    frame = local_frame(sf_build.data.readings)
+    frame = local_frame(sf_build.data.billing)
     expected = frame.groupby(["meter_id", "local_date"])["kwh_import"].sum().rename("expected")
-    actual = sf_build.query("SELECT meter_id, local_date, kwh_import FROM marts.fct_consumption_daily")
+    actual = sf_build.query(
+        "SELECT meter_id, local_date, kwh_import, kwh_estimated, estimated_intervals, billing_ready "
+        "FROM marts.fct_consumption_daily"
+    )
     merged = actual.merge(expected.reset_index(), on=["meter_id", "local_date"], how="outer")
     assert len(merged) == len(expected) == len(actual)
     np.testing.assert_allclose(merged["kwh_import"].astype(float), merged["expected"], rtol=1e-9)
+    days = vee_days(sf_build.data.vee, TIMEZONES).merge(actual, on=["meter_id", "local_date"])
+    assert len(days) == len(actual)
+    assert (days["estimated_intervals_x"] == days["estimated_intervals_y"]).all()
+    assert (days["billing_ready_x"] == days["billing_ready_y"]).all()
+    np.testing.assert_allclose(days["kwh_estimated"].astype(float), days["estimated_kwh"], atol=1e-9)
 
 
 def test_peak_demand_matches_pandas(sf_build: SnowflakeBuild) -> None:
-    expected = expected_peak_demand(sf_build.data.readings)
+    expected = expected_peak_demand(sf_build.data.billing)
     actual = sf_build.query("SELECT meter_id, local_date, peak_demand_kw FROM marts.fct_peak_demand")
     merged = expected.merge(actual, on=["meter_id", "local_date"])
     assert len(merged) == len(expected) == len(actual)
@@ -145,3 +155,21 @@ def test_load_is_idempotent_and_incremental(sf_build: SnowflakeBuild, pg_resourc
     copied = result.get_asset_materialization_events()[0].materialization.metadata["rows_copied"]
     assert counts()["meter_readings"] == before["meter_readings"] + 1
     assert copied.value < sum(before.values())
+
+    # VEE re-processes a meter-day and drops an interval of it: the raw copy replaces the whole day.
+    with pg_resource.connect(autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM ops.vee_readings WHERE (meter_id, reading_start) = "
+            "(SELECT meter_id, min(reading_start) FROM ops.vee_readings WHERE meter_id = 'MTR-1' GROUP BY meter_id)"
+        )
+        cur.execute(
+            "UPDATE ops.vee_readings SET processed_at = now() WHERE meter_id = 'MTR-1' AND local_date = %s",
+            (DAY0.date(),),
+        )
+        day_intervals = cur.rowcount
+    assert dg.materialize([warehouse_load], resources=sf_build.resources).success
+    assert counts()["vee_readings"] == before["vee_readings"] - 1
+    raw_day = sf_build.query(
+        f"SELECT count(*) AS n FROM raw.vee_readings WHERE meter_id = 'MTR-1' AND local_date = '{DAY0.date()}'"
+    )
+    assert int(raw_day["n"].item()) == day_intervals == 95

@@ -1,5 +1,5 @@
--- Interval energy rolled up to the UTC hour per meter, split into import and export. The
--- time-of-use period comes from the enrichment asset (null until it has enriched that hour).
+-- Billing-grade interval energy (VEE) rolled up to the UTC hour per meter, split into import and
+-- export. The time-of-use period comes from the enrichment asset (null until it has enriched that hour).
 with readings as (
     select * from {{ ref('int_meter_readings_localized') }}
 ),
@@ -16,9 +16,10 @@ select
     sum(r.import_kwh) as kwh_import,
     sum(r.export_kwh) as kwh_export,
     count(*) as interval_count,
+    sum(case when r.status = 'estimated' then 1 else 0 end) as estimated_intervals,
     sum(r.interval_minutes) as covered_minutes,
     max(e.tou_period) as tou_period,
-    max(r.ingested_at_utc) as last_ingested_at_utc
+    max(r.processed_at_utc) as last_processed_at_utc
 from readings as r
 left join enriched as e
     on r.meter_id = e.meter_id and r.reading_start_utc = e.reading_start_utc

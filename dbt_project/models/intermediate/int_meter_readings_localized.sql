@@ -1,7 +1,12 @@
--- One row per reading, placed on the meter's local calendar and on the UTC hour grid. Both the
--- hourly and the daily facts aggregate from here, so "daily = sum of hourly" is a real check.
-with readings as (
-    select * from {{ ref('stg_ops__meter_readings') }}
+-- One row per interval of the billing-grade series: the VEE intervals with a billing value (actual,
+-- estimated, edited), on the meter's local calendar and on the UTC hour grid. Both the hourly and the
+-- daily facts aggregate from here, so "daily = sum of hourly" is a real check. Missing and failed
+-- intervals carry no energy; the daily fact counts them from VEE's day summary (stg_ops__vee_days).
+-- `local_date` is VEE's (the meter's local day, UTC when unregistered): a partitioned run selects
+-- its days on it, which migration 0004 indexes.
+with intervals as (
+    select * from {{ ref('stg_ops__vee_readings') }}
+    where status in ('actual', 'estimated', 'edited')
 ),
 
 meters as (
@@ -12,12 +17,13 @@ select
     r.meter_id,
     r.reading_start_utc,
     {{ dbt.date_trunc('hour', 'r.reading_start_utc') }} as hour_start_utc,
-    {{ local_date('r.reading_start_utc', "coalesce(m.timezone, 'UTC')") }} as local_date,
+    r.local_date,
     coalesce(m.timezone, 'UTC') as timezone,
     r.interval_minutes,
     r.direction,
+    r.status,
     r.import_kwh,
     r.export_kwh,
-    r.ingested_at_utc
-from readings as r
+    r.processed_at_utc
+from intervals as r
 left join meters as m on r.meter_id = m.meter_id

@@ -1,15 +1,29 @@
--- Energy per meter and local day, with completeness against the intervals the day should hold
--- (a local day has 23 or 25 hours when daylight saving changes).
--- Incremental (macros/incremental.sql): history survives archiving of ops.meter_readings.
+-- Billing-grade energy (VEE) per meter and local day: import, export and net from the intervals with
+-- a billing value, the actual/estimated split and the interval counts by status from VEE's day
+-- summary, the billing gate, and completeness against the intervals the day should hold (a local day
+-- has 23 or 25 hours when daylight saving changes). A meter-day VEE processed without any billing
+-- value (everything missing) is a row too, with zero energy and billing_ready false.
+-- Incremental (macros/incremental.sql): history survives archiving of the `ops` tables. The
+-- intervals and the day summaries are windowed alike, on the days either of them changed.
 {{ config(
     materialized='incremental',
     unique_key=['meter_id', 'local_date'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
 ) }}
+{%- set changes -%}
+    (select local_date, processed_at_utc from {{ ref('int_meter_readings_localized') }}
+     union all
+     select local_date, processed_at_utc from {{ ref('stg_ops__vee_days') }})
+{%- endset %}
 with readings as (
     select * from {{ ref('int_meter_readings_localized') }}
-    where {{ incremental_window('local_date', ref('int_meter_readings_localized'), 'local_date', 'ingested_at_utc', cast_to='date', utc_column='reading_start_utc') }}
+    where {{ incremental_window('local_date', changes, 'local_date', 'processed_at_utc', cast_to='date') }}
+),
+
+vee_days as (
+    select * from {{ ref('stg_ops__vee_days') }}
+    where {{ incremental_window('local_date', changes, 'local_date', 'processed_at_utc', cast_to='date') }}
 ),
 
 meters as (
@@ -26,16 +40,44 @@ daily as (
         count(*) as interval_count,
         sum(interval_minutes) as covered_minutes,
         max(interval_minutes) as interval_minutes,
-        max(ingested_at_utc) as last_ingested_at_utc
+        max(processed_at_utc) as last_processed_at_utc
     from readings
     group by meter_id, local_date, timezone
+),
+
+meter_days as (
+    select
+        coalesce(d.meter_id, v.meter_id) as meter_id,
+        coalesce(d.local_date, v.local_date) as local_date,
+        coalesce(d.timezone, v.timezone) as timezone,
+        coalesce(d.kwh_import, 0.0) as kwh_import,
+        coalesce(d.kwh_export, 0.0) as kwh_export,
+        v.actual_kwh as kwh_actual,
+        v.estimated_kwh as kwh_estimated,
+        coalesce(d.interval_count, 0) as interval_count,
+        coalesce(d.covered_minutes, 0) as covered_minutes,
+        coalesce(v.interval_minutes, d.interval_minutes) as interval_minutes,
+        v.actual_intervals,
+        v.estimated_intervals,
+        v.edited_intervals,
+        v.missing_intervals,
+        v.failed_intervals,
+        coalesce(v.billing_ready, false) as billing_ready,
+        v.gate_failures,
+        case
+            when d.last_processed_at_utc is null then v.processed_at_utc
+            when v.processed_at_utc > d.last_processed_at_utc then v.processed_at_utc
+            else d.last_processed_at_utc
+        end as last_processed_at_utc
+    from daily as d
+    full outer join vee_days as v on d.meter_id = v.meter_id and d.local_date = v.local_date
 ),
 
 with_day_length as (
     select
         d.*,
         {{ local_day_minutes('d.local_date', 'd.timezone') }} as day_minutes
-    from daily as d
+    from meter_days as d
 )
 
 select
@@ -46,10 +88,19 @@ select
     d.kwh_import,
     d.kwh_export,
     d.kwh_import - d.kwh_export as net_kwh,
+    d.kwh_actual,
+    d.kwh_estimated,
     d.interval_count,
     d.interval_minutes,
     cast(d.day_minutes / d.interval_minutes as integer) as expected_intervals,
+    d.actual_intervals,
+    d.estimated_intervals,
+    d.edited_intervals,
+    d.missing_intervals,
+    d.failed_intervals,
     {{ safe_divide('d.covered_minutes', 'd.day_minutes') }} as completeness,
-    d.last_ingested_at_utc
+    d.billing_ready,
+    d.gate_failures,
+    d.last_processed_at_utc
 from with_day_length as d
 left join meters as m on d.meter_id = m.meter_id

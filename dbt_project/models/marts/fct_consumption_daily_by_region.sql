@@ -1,13 +1,17 @@
--- Daily energy rolled up per region and customer segment, from the per-meter daily fact (so it
--- keeps archived days too). Rebuilt whole on every run: one row per region, segment and day.
+-- Daily billing-grade energy rolled up per region and customer segment, from the per-meter daily fact
+-- (so it keeps archived days too), with the estimated share and how many meter-days passed VEE's
+-- billing gate. Rebuilt whole on every run: one row per region, segment and day.
 select
     coalesce(region, 'unknown') as region,
     coalesce(segment, 'unknown') as segment,
     local_date,
     count(*) as meter_count,
+    sum(case when billing_ready then 1 else 0 end) as billing_ready_meters,
     sum(kwh_import) as kwh_import,
     sum(kwh_export) as kwh_export,
     sum(net_kwh) as net_kwh,
+    sum(kwh_actual) as kwh_actual,
+    sum(kwh_estimated) as kwh_estimated,
     avg(completeness) as avg_completeness
 from {{ ref('fct_consumption_daily') }}
 group by coalesce(region, 'unknown'), coalesce(segment, 'unknown'), local_date

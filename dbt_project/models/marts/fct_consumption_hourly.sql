@@ -1,5 +1,5 @@
--- Energy per meter and UTC hour, with the meter's local date and its time-of-use period.
--- Incremental (macros/incremental.sql): history survives archiving of ops.meter_readings.
+-- Billing-grade energy (VEE) per meter and UTC hour, with the meter's local date and its time-of-use
+-- period. Incremental (macros/incremental.sql): history survives archiving of the `ops` tables.
 {{ config(
     materialized='incremental',
     unique_key=['meter_id', 'hour_start_utc'],
@@ -8,7 +8,7 @@
 ) }}
 with hourly as (
     select * from {{ ref('int_meter_readings_hourly') }}
-    where {{ incremental_window('hour_start_utc', ref('int_meter_readings_hourly'), 'hour_start_utc', 'last_ingested_at_utc', utc_column='hour_start_utc') }}
+    where {{ incremental_window('hour_start_utc', ref('int_meter_readings_hourly'), 'hour_start_utc', 'last_processed_at_utc', utc_column='hour_start_utc') }}
 ),
 
 meters as (
@@ -24,9 +24,10 @@ select
     h.kwh_export,
     h.kwh_import - h.kwh_export as net_kwh,
     h.interval_count,
+    h.estimated_intervals,
     m.region,
     m.segment,
     h.tou_period,
-    h.last_ingested_at_utc
+    h.last_processed_at_utc
 from hourly as h
 left join meters as m on h.meter_id = m.meter_id

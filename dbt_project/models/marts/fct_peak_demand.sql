@@ -1,5 +1,6 @@
--- Peak interval demand per meter and local day: kW = kWh * 60 / interval minutes (import only),
--- with the interval where it occurred (the earliest, on ties).
+-- Peak interval demand per meter and local day on the billing-grade series (VEE): kW = kWh * 60 /
+-- interval minutes (import only), with the interval where it occurred (the earliest, on ties) and
+-- its VEE status (a peak on an estimated interval is an estimate).
 -- Incremental like the consumption facts (macros/incremental.sql).
 {{ config(
     materialized='incremental',
@@ -12,14 +13,14 @@ with readings as (
         *,
         import_kwh * 60.0 / interval_minutes as demand_kw
     from {{ ref('int_meter_readings_localized') }}
-    where {{ incremental_window('local_date', ref('int_meter_readings_localized'), 'local_date', 'ingested_at_utc', cast_to='date', utc_column='reading_start_utc') }}
+    where {{ incremental_window('local_date', ref('int_meter_readings_localized'), 'local_date', 'processed_at_utc', cast_to='date') }}
 ),
 
 ranked as (
     select
         *,
         row_number() over (partition by meter_id, local_date order by demand_kw desc, reading_start_utc) as rank_in_day,
-        max(ingested_at_utc) over (partition by meter_id, local_date) as last_ingested_at_utc
+        max(processed_at_utc) over (partition by meter_id, local_date) as last_processed_at_utc
     from readings
 ),
 
@@ -35,7 +36,8 @@ select
     r.demand_kw as peak_demand_kw,
     r.reading_start_utc as peak_interval_start_utc,
     r.interval_minutes,
-    r.last_ingested_at_utc
+    r.status as peak_interval_status,
+    r.last_processed_at_utc
 from ranked as r
 left join meters as m on r.meter_id = m.meter_id
 where r.rank_in_day = 1

@@ -8,7 +8,7 @@ with consumption as (
         sum(d.kwh_import) as kwh_import,
         sum(d.net_kwh) as net_kwh
     from {{ ref('fct_consumption_daily') }} as d
-    where d.region is not null
+    where d.region is not null and d.interval_count > 0
     group by d.region, d.local_date
 ),
 

@@ -1,15 +1,17 @@
--- No energy is lost or invented between the staged readings and the hourly fact: for every meter
--- and hour still in the hot tier, the fact's totals equal the readings' sums (the facts also hold
--- hours already archived out of `ops`, which this cannot check). A partitioned run checks its days.
+-- No energy is lost or invented between VEE's billing-grade series and the hourly fact: for every
+-- meter and hour still in the hot tier, the fact's totals equal the sums of the intervals with a
+-- billing value (the facts also hold hours already archived out of `ops`, which this cannot check).
+-- A partitioned run checks its days.
 with staged as (
     select
         r.meter_id,
         {{ dbt.date_trunc('hour', 'r.reading_start_utc') }} as hour_start_utc,
         sum(r.import_kwh) as kwh_import,
         sum(r.export_kwh) as kwh_export
-    from {{ ref('stg_ops__meter_readings') }} as r
+    from {{ ref('stg_ops__vee_readings') }} as r
     left join {{ ref('stg_ops__meters') }} as m on r.meter_id = m.meter_id
-    where {{ metrify.in_partition_window(local_date(dbt.date_trunc('hour', 'r.reading_start_utc'), "coalesce(m.timezone, 'UTC')")) }}
+    where r.status in ('actual', 'estimated', 'edited')
+      and {{ metrify.in_partition_window(local_date(dbt.date_trunc('hour', 'r.reading_start_utc'), "coalesce(m.timezone, 'UTC')")) }}
     group by r.meter_id, {{ dbt.date_trunc('hour', 'r.reading_start_utc') }}
 )
 

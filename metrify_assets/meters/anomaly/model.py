@@ -124,7 +124,11 @@ def fit(
         head = head.sample(n=max_rows, random_state=RANDOM_STATE)
     estimator = _estimator()
     head_level = head["meter_id"].map(level).to_numpy()
-    estimator.fit(design(head, level, segments), head["energy_kwh"].to_numpy() / head_level)
+    x_head = design(head, level, segments)
+    # A feature with no value at all in the window (no weather landed yet) crashes the binning of
+    # scikit-learn 1.9; constant, it simply teaches nothing, and missing values still route at scoring.
+    x_head = x_head.fillna({c: 0.0 for c in x_head.columns if x_head[c].isna().all()})
+    estimator.fit(x_head, head["energy_kwh"].to_numpy() / head_level)
 
     x_tail = design(tail, level, segments)
     tail_level = x_tail["level_kwh"].to_numpy()

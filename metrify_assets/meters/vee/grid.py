@@ -159,6 +159,9 @@ def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) 
     )
 
     stored = candidates[candidates["origin"] == "stored"]
+    # One sign convention for the series: export negative (the contract lets exports arrive either way).
+    export = (stored["direction"] == "export").to_numpy(dtype=bool)
+    stored = stored.assign(energy_kwh=np.where(export, -stored["energy_kwh"].abs(), stored["energy_kwh"]))
     grid = grid.merge(
         stored[
             [
