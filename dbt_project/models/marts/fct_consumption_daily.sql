@@ -57,6 +57,7 @@ meter_days as (
         coalesce(d.interval_count, 0) as interval_count,
         coalesce(d.covered_minutes, 0) as covered_minutes,
         coalesce(v.interval_minutes, d.interval_minutes) as interval_minutes,
+        v.expected_intervals as vee_expected_intervals,
         v.actual_intervals,
         v.estimated_intervals,
         v.edited_intervals,
@@ -92,7 +93,8 @@ select
     d.kwh_estimated,
     d.interval_count,
     d.interval_minutes,
-    cast(d.day_minutes / d.interval_minutes as integer) as expected_intervals,
+    -- VEE's count where it has one (a day before the meter's install date holds only what arrived).
+    coalesce(d.vee_expected_intervals, cast(d.day_minutes / d.interval_minutes as integer)) as expected_intervals,
     d.actual_intervals,
     d.estimated_intervals,
     d.edited_intervals,

@@ -23,6 +23,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from metrify_assets.meters.vee.grid import day_keys
+
 Severity = Literal["reject", "estimate", "flag"]
 SEVERITIES: tuple[Severity, ...] = ("reject", "estimate", "flag")
 RULES_REVISION = "vee-1"
@@ -41,7 +43,12 @@ class VeeRule:
 CATALOGUE: dict[str, VeeRule] = {
     r.code: r
     for r in (
-        VeeRule("gap", "estimate", "vee", "No reading for an interval of the meter's day."),
+        VeeRule(
+            "gap",
+            "estimate",
+            "vee",
+            "No reading, nor a rejected one that explains why, for a due interval of the meter's day.",
+        ),
         VeeRule(
             "interval_size_mismatch",
             "reject",
@@ -219,7 +226,6 @@ def validate(grid: pd.DataFrame, history_avg_kwh: pd.Series, config: VeeConfig) 
     ingest = grid["ingest_reasons"].fillna("").astype(str)
     masks: dict[str, np.ndarray] = {}
 
-    masks["gap"] = ~has_value & (ingest == "").to_numpy() & grid["due"].to_numpy(dtype=bool)
     masks["interval_size_mismatch"] = has_value & (
         grid["read_interval"].to_numpy(dtype="float64", na_value=np.nan)
         != grid["interval_minutes"].to_numpy(dtype="float64")
@@ -227,14 +233,17 @@ def validate(grid: pd.DataFrame, history_avg_kwh: pd.Series, config: VeeConfig) 
     masks["before_install"] = grid["before_install"].to_numpy(dtype=bool) & has_value
     for reason, code in INGEST_REASONS.items():
         masks[code] = ingest.str.contains(reason, regex=False).to_numpy()
-    # A rejected copy explains an empty interval; beside a stored reading it is the stored one's business.
-    masks["negative_consumption"] = masks["negative_consumption"] & ~has_value
-    masks["clock_fault"] = masks["clock_fault"] & ~has_value
+    # A rejected copy explains an empty interval; beside a stored reading (a newer version, a
+    # correction after a reviewer's rejection) it says nothing about the stored one.
+    for code in ("negative_consumption", "clock_fault", "review_rejected"):
+        masks[code] = masks[code] & ~has_value
+    explained = masks["negative_consumption"] | masks["clock_fault"] | masks["review_rejected"]
+    masks["gap"] = ~has_value & ~explained & grid["due"].to_numpy(dtype=bool)
     masks["clock_set"] = flags.str.contains("clock_set", regex=False).to_numpy()
     power_fail = flags.str.contains("power_fail", regex=False).to_numpy()
 
     usable = has_value & ~masks["interval_size_mismatch"] & ~masks["before_install"]
-    day_key = pd.factorize(grid["meter_id"].astype(str) + "|" + grid["local_date"].astype(str))[0]
+    day_key = pd.factorize(day_keys(grid))[0]
     masks["spike"] = _spikes(day_key, value, usable, cfg)
 
     meter_key = pd.factorize(grid["meter_id"])[0]

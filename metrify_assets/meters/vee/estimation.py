@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.meters.vee.catalogue import CATALOGUE, VeeConfig
+from metrify_assets.meters.vee.grid import day_keys
 
 SERIES_COLUMNS = [
     "meter_id",
@@ -38,10 +39,10 @@ SERIES_COLUMNS = [
     "batch_id",
     "edited_by",
 ]
-LIKE_DAY_COLUMNS = ["meter_id", "weekday", "slot", "value"]
+LIKE_DAY_COLUMNS = ["meter_id", "local_date", "slot", "value"]  # the profile of a target meter-day
 
 
-def _severity_mask(masks: pd.DataFrame, config: VeeConfig, severity: str) -> np.ndarray:
+def severity_mask(masks: pd.DataFrame, config: VeeConfig, severity: str) -> np.ndarray:
     codes = [c for c in masks.columns if config.severity(c) == severity]
     return masks[codes].any(axis=1).to_numpy() if codes else np.zeros(len(masks), dtype=bool)
 
@@ -68,11 +69,11 @@ def estimate(
     rejected_by_review = (
         masks["review_rejected"].to_numpy() if "review_rejected" in masks else np.zeros(n, bool)
     )
-    failed = _severity_mask(masks, cfg, "reject") & ~approved
-    wanted = (_severity_mask(masks, cfg, "estimate") | ~has_value) & ~approved & ~failed & due
+    failed = severity_mask(masks, cfg, "reject") & ~approved
+    wanted = (severity_mask(masks, cfg, "estimate") | ~has_value) & ~approved & ~failed & due
     valid = has_value & ~wanted & ~failed
 
-    day_key = (grid["meter_id"].astype(str) + "|" + grid["local_date"].astype(str)).to_numpy()
+    day_key = day_keys(grid)
     share = pd.Series(wanted, dtype="float64").groupby(day_key).sum() / pd.Series(
         due, dtype="float64"
     ).groupby(day_key).sum().clip(lower=1)
@@ -183,14 +184,13 @@ def _like_day_values(grid: pd.DataFrame, like_day: pd.DataFrame) -> np.ndarray:
     keys = pd.DataFrame(
         {
             "meter_id": grid["meter_id"].astype(str).to_numpy(),
-            "weekday": pd.to_datetime(
-                grid["local_date"].astype(str), format="%Y-%m-%d"
-            ).dt.day_of_week.to_numpy(),
+            "local_date": grid["local_date"].astype(str).to_numpy(),
             "slot": grid["slot"].astype("int64").to_numpy(),
         }
     )
-    profile = like_day.astype({"meter_id": str, "weekday": "int64", "slot": "int64", "value": "float64"})
-    joined = keys.merge(profile, on=["meter_id", "weekday", "slot"], how="left")
+    profile = like_day.astype({"meter_id": str, "local_date": str, "slot": "int64", "value": "float64"})
+    # A repeated local hour (the autumn DST day) has two intervals per slot: both take its profile.
+    joined = keys.merge(profile, on=["meter_id", "local_date", "slot"], how="left")
     return joined["value"].to_numpy(dtype="float64")
 
 

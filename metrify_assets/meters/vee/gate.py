@@ -2,8 +2,9 @@
 
 As Itron's billing gates do, the gate compares the day's shares of missing, estimated, edited and
 failed intervals with configured thresholds (`VeeConfig.gate_*_share`); a day still in progress
-(`day_open`) is never ready. The day summary also carries the counts by status, the energy split
-into actual (actual and edited intervals) and estimated, and whether the day had an outage (a
+(`day_open`) is never ready, nor is a day too empty to estimate (`estimation_skipped`). The day
+summary also carries the counts by status, the energy split into actual (as read, or kept by a
+reviewer) and estimated (by VEE, or after a reviewer's rejection), and whether the day had an outage (a
 `power_fail` status), which keeps it out of later like-day profiles.
 """
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.meters.vee.catalogue import VeeConfig
+from metrify_assets.meters.vee.grid import day_keys
 
 DAY_COLUMNS = [
     "meter_id",
@@ -42,14 +44,17 @@ def summarise_days(
     """One row per meter-day of `series` in DAY_COLUMNS, with the gate's verdict."""
     if series.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in DAY_COLUMNS})
+    billable = series["status"].isin(["actual", "estimated", "edited"]).to_numpy()
+    read_energy = series["method"].isin(["actual", "review_approved"]).to_numpy() & billable
     frame = series[["meter_id", "local_date", "status", "energy_kwh"]].assign(
         timezone=grid["timezone"].to_numpy(),
         interval_minutes=grid["interval_minutes"].to_numpy(),
         day_closed=grid["day_closed"].to_numpy(dtype=bool),
         outage=grid["status_flags"].fillna("").astype(str).str.contains("power_fail", regex=False).to_numpy(),
         flagged=flagged & (series["status"] == "actual").to_numpy(),
-        actual_energy=np.where(series["status"].isin(["actual", "edited"]), series["energy_kwh"], 0.0),
-        estimated_energy=np.where(series["status"] == "estimated", series["energy_kwh"], 0.0),
+        # As read (actual, or kept by a reviewer) against estimated (by VEE, or after a rejection).
+        actual_energy=np.where(read_energy, series["energy_kwh"], 0.0),
+        estimated_energy=np.where(billable & ~read_energy, series["energy_kwh"], 0.0),
     )
     for status in STATUSES:
         frame[f"{status}_intervals"] = (frame["status"] == status).astype("int64")
@@ -69,8 +74,7 @@ def summarise_days(
         day_closed=("day_closed", "all"),
     )
     days = days.reset_index()
-    key = days["meter_id"].astype(str) + "|" + days["local_date"].astype(str)
-    days["estimation_skipped"] = key.map(skipped).fillna(False).astype(bool)
+    days["estimation_skipped"] = pd.Series(day_keys(days)).map(skipped).fillna(False).astype(bool).to_numpy()
     days["gate_failures"] = gate_failures(days, config)
     days["billing_ready"] = days["gate_failures"] == ""
     days["actual_kwh"] = days["actual_kwh"].round(6)
@@ -83,6 +87,7 @@ def gate_failures(days: pd.DataFrame, config: VeeConfig) -> pd.Series:
     expected = days["expected_intervals"].clip(lower=1)
     tests = {
         "day_open": ~days["day_closed"].astype(bool),
+        "estimation_skipped": days["estimation_skipped"].astype(bool),
         "missing_share": days["missing_intervals"] / expected > config.gate_missing_share,
         "estimated_share": days["estimated_intervals"] / expected > config.gate_estimated_share,
         "edited_share": days["edited_intervals"] / expected > config.gate_edited_share,

@@ -52,6 +52,11 @@ GRID_COLUMNS = [
 ]
 
 
+def day_keys(frame: pd.DataFrame) -> np.ndarray:
+    """ "meter|local_date" per row: the key of a meter-day (grid rows, series rows, day rows)."""
+    return (frame["meter_id"].astype(str) + "|" + frame["local_date"].astype(str)).to_numpy()
+
+
 def empty_candidates() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in CANDIDATE_COLUMNS}).assign(
         reading_start=pd.Series(dtype="datetime64[us, UTC]"),
@@ -70,11 +75,14 @@ def _local_dates(ts: pd.Series, tz: pd.Series) -> pd.Series:
 
 
 def _local_midnight_utc(days: pd.Series, tz: pd.Series) -> pd.Series:
-    """UTC instant of local midnight of each day in its timezone (DST-safe: midnight never repeats)."""
+    """UTC instant of local midnight of each day in its timezone. Where a DST change happens at
+    midnight, a skipped midnight moves to the first valid instant and a repeated one is the first."""
     out = pd.Series(pd.NaT, index=days.index, dtype="datetime64[us, UTC]")
     for zone, idx in days.groupby(tz.to_numpy()).groups.items():
-        naive = pd.to_datetime(days.loc[idx].astype(str))
-        out.loc[idx] = naive.dt.tz_localize(str(zone), nonexistent="shift_forward").dt.tz_convert("UTC")
+        naive = pd.to_datetime(days.loc[idx].astype(str), format="%Y-%m-%d")
+        first = np.ones(len(naive), dtype=bool)
+        local = naive.dt.tz_localize(str(zone), nonexistent="shift_forward", ambiguous=first)
+        out.loc[idx] = local.dt.tz_convert("UTC")
     return out
 
 
@@ -187,8 +195,21 @@ def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) 
         grid = _place_quarantined(grid, quarantined)
     keep = ~grid["before_install"] | grid["value"].notna()
     grid = grid[keep].reset_index(drop=True)
+    grid["due"] = grid["due"] & ~_pending(grid)
     grid["expected_intervals"] = grid.groupby(["meter_id", "local_date"])["slot"].transform("size")
     return grid.sort_values(["meter_id", "reading_start"], ignore_index=True)[GRID_COLUMNS]
+
+
+def _pending(grid: pd.DataFrame) -> np.ndarray:
+    """Intervals of a day still in progress after the last one its meter delivered anything for: not
+    yet missing (a head-end sends the day's profile late), so neither gaps nor estimated."""
+    received = grid["value"].notna() | (grid["ingest_reasons"] != "")
+    start_us = grid["reading_start"].dt.as_unit("us").astype("int64")
+    last = start_us.where(received).groupby(grid["meter_id"]).transform("max")
+    open_day = ~grid["day_closed"].to_numpy(dtype=bool)
+    with np.errstate(invalid="ignore"):
+        after = ~(start_us <= last).to_numpy()  # NaN last (nothing received): every interval
+    return open_day & after
 
 
 def _place_quarantined(grid: pd.DataFrame, quarantined: pd.DataFrame) -> pd.DataFrame:
@@ -199,11 +220,16 @@ def _place_quarantined(grid: pd.DataFrame, quarantined: pd.DataFrame) -> pd.Data
         return grid
     step_us = q["meter_id"].map(step_of).astype("int64").to_numpy() * 60_000_000
     start_us = q["reading_start"].dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy()
-    # Grids start at local midnight, a whole number of intervals from the UTC epoch grid for every
-    # timezone offset in whole quarter-hours, so rounding on the epoch grid finds the interval a
-    # clock-shifted reading most likely belongs to (the nearest start, ahead or behind).
-    nearest = start_us + step_us // 2
-    q["reading_start"] = pd.to_datetime(nearest - nearest % step_us, unit="us", utc=True)
+    # The meter's grid phase (local midnight need not sit on the UTC interval grid: +05:30 with
+    # hourly intervals), then the nearest interval start, ahead or behind: where a clock-shifted
+    # reading most likely belongs.
+    grid_us = grid["reading_start"].dt.as_unit("us").astype("int64")
+    phase_of = (
+        (grid_us % (grid["interval_minutes"].astype("int64") * 60_000_000)).groupby(grid["meter_id"]).first()
+    )
+    phase = q["meter_id"].map(phase_of).astype("int64").to_numpy()
+    nearest = start_us - phase + step_us // 2
+    q["reading_start"] = pd.to_datetime(nearest - nearest % step_us + phase, unit="us", utc=True)
     placed = q.groupby(["meter_id", "reading_start"], sort=False).agg(
         q_reasons=("ingest_reasons", lambda s: ",".join(sorted(set(",".join(s).split(","))))),
         q_reviewer=("reviewer", lambda s: next((v for v in s if isinstance(v, str) and v), None)),

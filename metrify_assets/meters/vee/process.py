@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-import numpy as np
 import pandas as pd
 
 from metrify_assets.meters.vee.catalogue import VeeConfig, validate
-from metrify_assets.meters.vee.estimation import LIKE_DAY_COLUMNS, estimate
+from metrify_assets.meters.vee.estimation import LIKE_DAY_COLUMNS, estimate, severity_mask
 from metrify_assets.meters.vee.gate import summarise_days
 from metrify_assets.meters.vee.grid import build_grid, meter_days
 
@@ -68,8 +67,11 @@ def like_day_requests(validated: Validated, config: VeeConfig) -> pd.DataFrame:
     grid = validated.grid
     if grid.empty:
         return pd.DataFrame(columns=["meter_id", "local_date"])
-    empty = grid["value"].isna() | validated.masks.any(axis=1)
-    minutes = (empty * grid["interval_minutes"]).groupby([grid["meter_id"], grid["local_date"]]).sum()
+    masks = validated.masks
+    wanted = (grid["value"].isna().to_numpy() | severity_mask(masks, config, "estimate")) & grid[
+        "due"
+    ].to_numpy(dtype=bool)
+    minutes = (wanted * grid["interval_minutes"]).groupby([grid["meter_id"], grid["local_date"]]).sum()
     wanted = minutes[minutes > config.max_interpolation_minutes]
     return wanted.reset_index()[["meter_id", "local_date"]]
 
@@ -81,8 +83,7 @@ def finish(validated: Validated, like_day: pd.DataFrame, config: VeeConfig) -> V
         like_day = pd.DataFrame(columns=LIKE_DAY_COLUMNS)
     series, skipped = estimate(grid, masks, like_day, config)
     in_run = ((grid["local_date"] >= validated.first) & (grid["local_date"] <= validated.last)).to_numpy()
-    flag_codes = [c for c in masks.columns if config.severity(c) == "flag"]
-    flagged = masks[flag_codes].any(axis=1).to_numpy() if flag_codes else np.zeros(len(grid), bool)
+    flagged = severity_mask(masks, config, "flag")
     days = summarise_days(grid[in_run], series[in_run], skipped, flagged[in_run], config)
     return VeeResult(
         series=series[in_run].reset_index(drop=True),

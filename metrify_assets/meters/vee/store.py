@@ -20,6 +20,7 @@ import psycopg
 
 from metrify_assets.meters.days import day_params, readings_of_days_sql
 from metrify_assets.meters.vee.catalogue import VeeConfig
+from metrify_assets.meters.vee.estimation import LIKE_DAY_COLUMNS
 from metrify_assets.meters.vee.grid import CANDIDATE_COLUMNS, empty_candidates
 from metrify_assets.meters.vee.process import VeeResult, finish, like_day_requests, validate_days
 from metrify_assets.storage.frames import read_frame
@@ -44,9 +45,11 @@ def _meter_filter(meter_ids: list[str] | None) -> str:
 def read_candidates(
     conn: psycopg.Connection, first: date, last: date, meter_ids: list[str] | None = None
 ) -> tuple[pd.DataFrame, int]:
-    """Stored and quarantined meter readings of the local days `first`..`last`, with reviewers'
-    decisions -> (candidates in grid.CANDIDATE_COLUMNS, quarantined records that could not be placed)."""
-    params: dict[str, Any] = {**day_params(first, last), "meters": meter_ids}
+    """Stored and quarantined meter readings of the local days `first - 1`..`last + 1` (the
+    neighbouring days anchor estimates at midnight), with reviewers' decisions -> (candidates in
+    grid.CANDIDATE_COLUMNS, quarantined records that could not be placed)."""
+    wider = day_params(first - timedelta(days=1), last + timedelta(days=1))
+    params: dict[str, Any] = {**wider, "meters": meter_ids}
     stored = read_frame(conn, readings_of_days_sql(STORED) + _meter_filter(meter_ids), params)
     stored["reading_start"] = pd.to_datetime(stored["reading_start"], utc=True)
     stored = stored.assign(origin="stored", ingest_reasons="", review_status=None, reviewer=None)
@@ -159,27 +162,27 @@ def read_history(conn: psycopg.Connection, first: date, config: VeeConfig) -> pd
 
 
 def read_like_days(conn: psycopg.Connection, requests: pd.DataFrame, config: VeeConfig) -> pd.DataFrame:
-    """Mean actual energy per meter, weekday and local slot over the same weekday of the last
-    `like_day_weeks` weeks, from days with nothing estimated and no outage."""
+    """Per requested meter-day: the mean energy as read per local slot over the same weekday of the
+    last `like_day_weeks` weeks, from days with nothing estimated, no outage and not skipped."""
     if requests.empty:
-        return pd.DataFrame(columns=["meter_id", "weekday", "slot", "value"])
+        return pd.DataFrame(columns=LIKE_DAY_COLUMNS)
     return read_frame(
         conn,
         """
         WITH wanted AS (
-            SELECT DISTINCT w.meter_id, w.target - 7 * k AS local_date,
-                   extract(isodow FROM w.target)::int - 1 AS weekday
+            SELECT DISTINCT w.meter_id, w.target, w.target - 7 * k AS local_date
             FROM unnest(%(meters)s::text[], %(dates)s::date[]) AS w(meter_id, target),
                  generate_series(1, %(weeks)s) AS k
         )
-        SELECT w.meter_id, w.weekday,
+        SELECT w.meter_id, w.target AS local_date,
                (extract(hour FROM r.reading_start AT TIME ZONE d.timezone) * 60
                 + extract(minute FROM r.reading_start AT TIME ZONE d.timezone))::int AS slot,
                avg(r.energy_kwh) AS value
         FROM wanted w
         JOIN ops.vee_days d ON d.meter_id = w.meter_id AND d.local_date = w.local_date
         JOIN ops.vee_readings r ON r.meter_id = w.meter_id AND r.local_date = w.local_date
-        WHERE d.estimated_intervals = 0 AND NOT d.outage AND r.status IN ('actual', 'edited')
+        WHERE d.estimated_intervals = 0 AND NOT d.outage AND NOT d.estimation_skipped
+          AND r.method IN ('actual', 'review_approved')
         GROUP BY 1, 2, 3
         """,
         {
@@ -258,14 +261,25 @@ def write(
             {"run_id": run_id},
         )
         audited = cur.rowcount
-        # Intervals no longer in a processed meter-day (e.g. the install date moved) go.
+        # Intervals no longer in a processed meter-day (e.g. the install date moved) go, audited.
         cur.execute(
-            "DELETE FROM ops.vee_readings o WHERE o.local_date BETWEEN %(first)s AND %(last)s "
-            "AND (%(meters)s::text[] IS NULL OR o.meter_id = ANY(%(meters)s)) "
-            "AND NOT EXISTS (SELECT 1 FROM _vee n WHERE n.meter_id = o.meter_id "
-            "AND n.reading_start = o.reading_start)",
-            {"first": first, "last": last, "meters": meter_ids},
+            """
+            WITH gone AS (
+                DELETE FROM ops.vee_readings o WHERE o.local_date BETWEEN %(first)s AND %(last)s
+                AND (%(meters)s::text[] IS NULL OR o.meter_id = ANY(%(meters)s))
+                AND NOT EXISTS (SELECT 1 FROM _vee n WHERE n.meter_id = o.meter_id
+                                AND n.reading_start = o.reading_start)
+                RETURNING o.*
+            )
+            INSERT INTO ops.vee_audit (meter_id, reading_start, local_date, status_before, status_after,
+                method, value_before, value_after, reason, rule_version, actor, run_id)
+            SELECT meter_id, reading_start, local_date, status, 'removed', method, energy_kwh, NULL,
+                   'not in the meter-day any more', %(version)s, 'vee', %(run_id)s
+            FROM gone
+            """,
+            {"first": first, "last": last, "meters": meter_ids, "version": rule_version, "run_id": run_id},
         )
+        audited += cur.rowcount
         updates = ", ".join(f"{c} = excluded.{c}" for c in SERIES_WRITE.split(", ")[2:])
         cur.execute(
             f"INSERT INTO ops.vee_readings ({SERIES_WRITE}) SELECT {SERIES_WRITE} FROM _vee "

@@ -149,11 +149,16 @@ def test_clock_set_flag_and_register_mismatch() -> None:
     assert masks["register_mismatch"].tolist() == [i == 60 for i in range(96)]
 
 
-def test_intervals_not_yet_due_are_not_gaps() -> None:
+def test_today_counts_gaps_only_before_the_last_delivered_interval() -> None:
     starts = day_starts(PLAIN)
     now = starts[48]  # noon UTC: half the day has happened
-    masks = fired(run(readings("M1", starts[:40], profile(40)), now=now))
-    assert masks["gap"].sum() == 8  # 40..47 are due and missing; 48.. are not due yet
+    delivered = readings("M1", starts[:40], profile(40)).drop(index=[10, 11])
+    validated = run(delivered, now=now)
+    masks = fired(validated)
+    # 10 and 11 are missing; 40..47 are due but the head-end has not sent them yet; 48.. not due.
+    assert masks["gap"].tolist() == [i in (10, 11) for i in range(96)]
+    day = validated.grid[validated.grid["local_date"] == PLAIN]
+    assert not day["due"].iloc[40:].any()
 
 
 def test_every_rule_is_documented_with_a_severity() -> None:
@@ -170,3 +175,43 @@ def test_severities_are_configurable_and_versioned() -> None:
     assert changed.rule_version != base.rule_version
     with pytest.raises(ValueError, match="unknown VEE rules"):
         VeeConfig(severities={"nope": "flag"})
+
+
+def test_rules_on_the_25_hour_day_follow_the_local_clock() -> None:
+    """On 2026-10-25 London repeats 01:00-02:00: 100 quarter-hours, slots 60..119 twice."""
+    starts = day_starts(AUTUMN)
+    energy = profile(100)
+    energy[4] = -0.3  # 01:00 BST, the first 01:00: night
+    energy[8] = -0.3  # 01:00 GMT, the repeated hour: night too
+    energy[60:70] = 0.0  # 2.5 hours of zeros across 14:00 GMT
+    energy[90] = 6.0  # 21:30 GMT
+    cands = readings("M1", starts, energy, register_from=10.0)
+    cands.loc[90, "register_kwh"] = cands.loc[89, "register_kwh"] + energy[89]  # register disagrees
+    validated = run(cands, AUTUMN)
+    masks = fired(validated, AUTUMN)
+    slots = validated.grid.loc[validated.grid["local_date"] == AUTUMN, "slot"].to_numpy()
+    assert len(masks) == 100 and (slots == 60).sum() == 2  # two local 01:00 intervals
+    assert masks["reverse_flow"].tolist() == [i in (4, 8) for i in range(100)]
+    assert masks["prolonged_zero"].tolist() == [60 <= i < 70 for i in range(100)]
+    assert masks["spike"].tolist() == [i == 90 for i in range(100)]
+    assert masks["register_mismatch"].tolist() == [i in (90, 91) for i in range(100)]
+
+
+def test_a_newer_reading_after_a_reviewers_rejection_is_judged_afresh() -> None:
+    starts = day_starts(PLAIN)
+    stored = readings("M1", starts, profile(96))  # interval 20 holds the corrected, newer version
+    rejected = quarantined("M1", starts[20], "review_rejected").assign(
+        review_status="rejected", reviewer="bob"
+    )
+    masks = fired(run(pd.concat([stored, rejected], ignore_index=True)))
+    assert not masks["review_rejected"].any() and not masks["gap"].any()
+
+
+def test_clock_shifted_reading_lands_on_a_half_hour_offset_grid() -> None:
+    kolkata = registry(("M1", "Asia/Kolkata", None))
+    starts = day_starts(PLAIN, tz="Asia/Kolkata", minutes=60)  # hourly, local midnight at 18:30 UTC
+    stored = readings("M1", starts, profile(24), minutes=60).drop(index=[5])
+    shifted = quarantined("M1", starts[5] + pd.Timedelta(minutes=4), "timestamp_misaligned")
+    masks = fired(run(pd.concat([stored, shifted], ignore_index=True), meters=kolkata))
+    assert masks["clock_fault"].tolist() == [i == 5 for i in range(24)]
+    assert not masks["gap"].any()

@@ -65,7 +65,7 @@ def test_like_day_for_a_long_gap_and_interpolation_without_history() -> None:
         day_starts(DAY).tz_convert("Europe/London").hour * 60
         + day_starts(DAY).tz_convert("Europe/London").minute
     )
-    like = pd.DataFrame({"meter_id": "M1", "weekday": DAY.weekday(), "slot": slots, "value": 0.777})
+    like = pd.DataFrame({"meter_id": "M1", "local_date": DAY, "slot": slots, "value": 0.777})
     series = vee(cands, like_day=like).series
     assert set(series.iloc[20:40]["method"]) == {"like_day"}
     assert series.iloc[20:40]["energy_kwh"].to_numpy() == pytest.approx([0.777] * 20)
@@ -147,8 +147,19 @@ def test_billing_gate_thresholds() -> None:
 
 def test_an_open_day_is_never_billing_ready_and_future_intervals_are_not_estimated() -> None:
     starts = day_starts(DAY)
-    result = vee(readings("M1", starts[:40], ramp()[:40]), now=starts[40])
+    result = vee(readings("M1", starts[:40], ramp()[:40]), now=starts[44])  # 40..43 not sent yet
     day = result.days.iloc[0]
     assert day["gate_failures"].startswith("day_open") and not day["billing_ready"]
     assert result.status_counts()["estimated"] == 0
     assert set(result.series.iloc[40:]["method"]) == {"not_due"}
+
+
+def test_energy_split_counts_reviewer_estimates_as_estimated() -> None:
+    cands = with_neighbours(ramp()).drop(index=[96 + 20])
+    rejected = quarantined("M1", day_starts(DAY)[20], "review_rejected").assign(
+        review_status="rejected", reviewer="bob"
+    )
+    day = vee(pd.concat([cands, rejected], ignore_index=True)).days.iloc[0]
+    assert day["edited_intervals"] == 1
+    assert day["estimated_kwh"] == pytest.approx(ramp()[20])
+    assert day["actual_kwh"] == pytest.approx(float(ramp().sum() - ramp()[20]))
