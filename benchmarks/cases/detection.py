@@ -18,6 +18,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
+from benchmarks.cases.labels import natural_key, precision_recall
 from benchmarks.cases.vee import vee_quality
 from benchmarks.harness import CaseResult
 from metrify_assets.contracts import contract_for
@@ -45,10 +46,6 @@ COMPARISON_START = date(2026, 2, 2)  # a Monday; Good Friday and Easter Monday f
 TRAINING_DAYS, SCORED_DAYS = 35, 7
 
 
-def _key(meter: object, ts: object) -> str:
-    return f"{meter}|{pd.Timestamp(str(ts)).tz_convert('UTC').isoformat()}"
-
-
 def _label_keys(labels: Iterable[dict[str, object]], kind: str, interval: pd.Timedelta) -> set[str]:
     keys: set[str] = set()
     for label in labels:
@@ -61,19 +58,10 @@ def _label_keys(labels: Iterable[dict[str, object]], kind: str, interval: pd.Tim
             # Both ends in UTC: a zero run can span a meter's DST change (different offsets).
             start = pd.Timestamp(str(ts)).tz_convert("UTC")
             last = pd.Timestamp(str(detail["last"])).tz_convert("UTC")  # type: ignore[index]
-            keys.update(_key(name, t) for t in pd.date_range(start, last, freq=interval))
+            keys.update(natural_key(name, t) for t in pd.date_range(start, last, freq=interval))
         else:
-            keys.add(_key(name, ts))
+            keys.add(natural_key(name, ts))
     return keys
-
-
-def _scores(truth: set[str], predicted: set[str]) -> dict[str, float | int]:
-    tp = len(truth & predicted)
-    precision = tp / len(predicted) if predicted else 0.0
-    recall = tp / len(truth) if truth else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"labelled": len(truth), "flagged": len(predicted), "precision": round(precision, 3),
-            "recall": round(recall, 3), "f1": round(f1, 3)}  # fmt: skip
 
 
 def _gaps(records: pd.DataFrame, interval: pd.Timedelta) -> set[str]:
@@ -85,7 +73,7 @@ def _gaps(records: pd.DataFrame, interval: pd.Timedelta) -> set[str]:
     on_grid = records[records["reading_start"].dt.floor(interval) == records["reading_start"]]
     for meter, times in on_grid.groupby("meter_id")["reading_start"]:
         grid = pd.date_range(times.min(), times.max(), freq=interval)
-        missing.update(_key(meter, t) for t in grid.difference(pd.DatetimeIndex(times.unique())))
+        missing.update(natural_key(meter, t) for t in grid.difference(pd.DatetimeIndex(times.unique())))
     return missing
 
 
@@ -100,7 +88,7 @@ def detection(scale: float) -> CaseResult:
         outcome = rules.evaluate(source, batch.records, NOW)
         keys = pd.Series(
             [
-                _key(a, b)
+                natural_key(a, b)
                 for a, b in zip(batch.records[contract.key[0]], batch.records[contract.key[1]], strict=True)
             ],
             index=batch.records.index,
@@ -113,31 +101,46 @@ def detection(scale: float) -> CaseResult:
                 }
                 predicted = {m.payload for m in batch.malformed}
                 rows.append(
-                    {"source": source, "fault": kind, "signal": "decoder", **_scores(truth, predicted)}
+                    {
+                        "source": source,
+                        "fault": kind,
+                        "signal": "decoder",
+                        **precision_recall(truth, predicted),
+                    }
                 )
                 continue
             truth = _label_keys((lb for lb in sim.labels if lb["source"] == source), kind, interval)
             if kind == "missing_interval":
                 # Gaps among all decoded records: a rejected reading is a known reading, not a gap.
                 rows.append({"source": source, "fault": kind, "signal": "gap detection",
-                             **_scores(truth, _gaps(batch.records, interval))})  # fmt: skip
+                             **precision_recall(truth, _gaps(batch.records, interval))})  # fmt: skip
                 continue
             reason = RULE_SIGNAL[kind]
             flagged = set(keys[outcome.masks[reason].to_numpy()])
             rows.append(
-                {"source": source, "fault": kind, "signal": f"rule {reason}", **_scores(truth, flagged)}
+                {
+                    "source": source,
+                    "fault": kind,
+                    "signal": f"rule {reason}",
+                    **precision_recall(truth, flagged),
+                }
             )
             if kind == "spike":
                 kept = batch.records[(outcome.decision != "reject").to_numpy()]
                 scored, _ = score_baseline(kept, fit_baseline(kept), "detection")
                 anomalous = {
-                    _key(m, t)
+                    natural_key(m, t)
                     for m, t in scored.loc[scored["is_anomaly"], ["meter_id", "reading_start"]].itertuples(
                         index=False
                     )
                 }
                 rows.append(
-                    {"source": source, "fault": kind, "signal": "baseline model", **_scores(truth, anomalous)}
+                    {
+                        "source": source,
+                        "fault": kind,
+                        "signal": "baseline model",
+                        **precision_recall(truth, anomalous),
+                    }
                 )
     table = pd.DataFrame(rows)
     comparison, figures = model_comparison(scale)
@@ -192,7 +195,7 @@ def model_comparison(scale: float) -> tuple[list[dict[str, object]], dict[str, s
 
     keys = [(str(lb["kind"]), lb["key"]) for lb in sim.labels if isinstance(lb["key"], dict)]
     spikes = {
-        _key(key["meter_id"], key["reading_start"])
+        natural_key(key["meter_id"], key["reading_start"])
         for kind, key in keys
         if kind == "spike" and pd.Timestamp(str(key["reading_start"])).date() >= scored_from
     }
@@ -200,7 +203,7 @@ def model_comparison(scale: float) -> tuple[list[dict[str, object]], dict[str, s
 
     def reading_keys(mask: pd.Series) -> set[str]:
         flagged = readings_scored.loc[mask.fillna(False).astype(bool), ["meter_id", "reading_start"]]
-        return {_key(m, t) for m, t in flagged.itertuples(index=False)}
+        return {natural_key(m, t) for m, t in flagged.itertuples(index=False)}
 
     def day_keys(mask: pd.Series) -> set[str]:
         return {
@@ -214,9 +217,9 @@ def model_comparison(scale: float) -> tuple[list[dict[str, object]], dict[str, s
         ("baseline model", readings_scored["baseline_is_anomaly"], days["baseline_anomalies"] > 0),
     ):
         rows.append({"source": "meter_readings (6 weeks)", "fault": "spike", "signal": signal,
-                     **_scores(spikes, reading_keys(reading_mask))})  # fmt: skip
+                     **precision_recall(spikes, reading_keys(reading_mask))})  # fmt: skip
         rows.append({"source": "meter_readings (6 weeks)", "fault": SHIFT_FAULT, "signal": signal,
-                     **_scores(shifts, day_keys(day_mask))})  # fmt: skip
+                     **precision_recall(shifts, day_keys(day_mask))})  # fmt: skip
     f1 = {(r["signal"], r["fault"]): r["f1"] for r in rows}
     figures = {
         "model comparison meters x days": f"{config.meters} x {TRAINING_DAYS} + {SCORED_DAYS}",

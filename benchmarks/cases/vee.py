@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from benchmarks.cases.labels import natural_key, precision_recall
 from benchmarks.harness import stopwatch
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
@@ -48,10 +49,6 @@ CATALOGUE_SIGNAL = {
 }
 
 
-def _key(meter: object, ts: object) -> str:
-    return f"{meter}|{pd.Timestamp(str(ts)).tz_convert('UTC').isoformat()}"
-
-
 def _remove_gaps(
     messages: list[str], day: date, rng: np.random.Generator, counter: Iterable[int]
 ) -> tuple[list[str], dict[str, tuple[float, int]]]:
@@ -76,7 +73,7 @@ def _remove_gaps(
             continue
         at = int(rng.integers(1, len(ordered) - length - 1))
         for record in ordered[at : at + length]:
-            removed[_key(meter, record["reading_start"])] = (float(record["energy_kwh"]), length)  # type: ignore[arg-type]
+            removed[natural_key(meter, record["reading_start"])] = (float(record["energy_kwh"]), length)  # type: ignore[arg-type]
     if not removed:
         return messages, removed
     kept: list[str] = []
@@ -88,10 +85,12 @@ def _remove_gaps(
             continue
         if "records" in body:
             body["records"] = [
-                r for r in body["records"] if _key(r.get("meter_id"), r.get("reading_start")) not in removed
+                r
+                for r in body["records"]
+                if natural_key(r.get("meter_id"), r.get("reading_start")) not in removed
             ]
             kept.append(json.dumps(body))
-        elif _key(body.get("meter_id"), body.get("reading_start")) not in removed:
+        elif natural_key(body.get("meter_id"), body.get("reading_start")) not in removed:
             kept.append(message)
     return kept, removed
 
@@ -106,21 +105,12 @@ def _truth(labels: list[dict[str, object]], kind: str, interval: pd.Timedelta) -
             detail = label["detail"]
             last = pd.Timestamp(str(detail["last"])).tz_convert("UTC")  # type: ignore[index]
             first = pd.Timestamp(str(key["reading_start"])).tz_convert("UTC")
-            keys.update(_key(key["meter_id"], t) for t in pd.date_range(first, last, freq=interval))
+            keys.update(natural_key(key["meter_id"], t) for t in pd.date_range(first, last, freq=interval))
         elif kind == "clock_shift":  # the interval the shifted reading should have filled
-            keys.add(_key(key["meter_id"], label["detail"]["expected_reading_start"]))  # type: ignore[index]
+            keys.add(natural_key(key["meter_id"], label["detail"]["expected_reading_start"]))  # type: ignore[index]
         else:
-            keys.add(_key(key["meter_id"], key["reading_start"]))
+            keys.add(natural_key(key["meter_id"], key["reading_start"]))
     return keys
-
-
-def _prf(truth: set[str], predicted: set[str]) -> dict[str, float | int]:
-    tp = len(truth & predicted)
-    precision = tp / len(predicted) if predicted else 0.0
-    recall = tp / len(truth) if truth else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"labelled": len(truth), "flagged": len(predicted), "precision": round(precision, 3),
-            "recall": round(recall, 3), "f1": round(f1, 3)}  # fmt: skip
 
 
 def _load_registry(conn: psycopg.Connection, meters: pd.DataFrame) -> None:
@@ -183,7 +173,9 @@ def vee_quality(scale: float) -> tuple[list[dict[str, object]], dict[str, object
         stop_embedded(data_dir / "pg")
         shutil.rmtree(data_dir, ignore_errors=True)
 
-    series["key"] = [_key(m, t) for m, t in zip(series["meter_id"], series["reading_start"], strict=True)]
+    series["key"] = [
+        natural_key(m, t) for m, t in zip(series["meter_id"], series["reading_start"], strict=True)
+    ]
     interval = pd.Timedelta(minutes=config.interval_minutes)
     rows: list[dict[str, object]] = []
     reasons = series["reasons"].str.split(",")
@@ -193,7 +185,12 @@ def vee_quality(scale: float) -> tuple[list[dict[str, object]], dict[str, object
             truth |= set(removed)  # the benchmark's own gaps are gaps too
         predicted = set(series.loc[reasons.map(lambda r, c=code: c in r), "key"])
         rows.append(
-            {"source": "meter_readings", "fault": kind, "signal": f"VEE {code}", **_prf(truth, predicted)}
+            {
+                "source": "meter_readings",
+                "fault": kind,
+                "signal": f"VEE {code}",
+                **precision_recall(truth, predicted),
+            }
         )
 
     truth_frame = pd.DataFrame(
