@@ -108,8 +108,9 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
         table.add_row(f"  quarantined: {reason}", f"{n:,}")
     for status, n in summary.vee_intervals.items():
         table.add_row(f"  VEE intervals: {status}", f"{n:,}")
-    for method, n in summary.vee_methods.items():
-        table.add_row(f"    by {method}", f"{n:,}")
+    if summary.vee_methods:
+        methods = "\n".join(f"{n:,} {method}" for method, n in summary.vee_methods.items())
+        table.add_row("  VEE estimated/edited by", methods)
     table.add_row("VEE audit rows", f"{summary.vee_audit_rows:,}")
     table.add_row("billing-ready meter-days", f"{summary.billing_ready_days:,} of {summary.meter_days:,}")
     for mart, n in summary.marts.items():
