@@ -72,8 +72,10 @@ GRID_STATUS = SourceContract(
         Field("grid_node_id", "str"),
         Field("measured_at", "timestamp"),
         Field("frequency_hz", "float"),
-        Field("voltage_v", "float"),
-        Field("load_mw", "float"),
+        # Many operators publish frequency alone (10 s or 1 s series): voltage and load are optional,
+        # so such a feed lands without invented values (v1 stays compatible: senders of both change nothing).
+        Field("voltage_v", "float", required=False),
+        Field("load_mw", "float", required=False),
         Field("capacity_mw", "float", required=False),
     ),
     key=("grid_node_id", "measured_at"),

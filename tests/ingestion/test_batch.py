@@ -11,7 +11,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from metrify_assets.contracts import METER_READINGS
+from metrify_assets.contracts import GRID_STATUS, METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, SuiteFailedError, process_batch
 from metrify_assets.quality import gx
 from metrify_assets.resources.lake import Lake
@@ -107,3 +107,38 @@ def test_a_failing_blocking_suite_writes_nothing(
     pg.rollback()
     assert pg.execute("SELECT count(*) FROM ops.meter_readings").fetchone() == (0,)
     assert pg.execute("SELECT count(*) FROM ops.ingest_ledger").fetchone() == (0,)
+
+
+def test_a_frequency_only_grid_feed_lands_without_invented_values(
+    pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A 10-second frequency series (as RTE and many operators publish it): no voltage, no load."""
+    start = pd.Timestamp("2014-01-10T00:00:00+01:00")
+    deviations_mhz = [
+        25.6,
+        22.3,
+        22.0,
+        15.2,
+        9.1,
+        -610.0,
+    ]  # the last one beyond the +/-500 mHz statutory band
+    messages = [
+        json.dumps(
+            {
+                "grid_node_id": "FR-PARIS",
+                "measured_at": (start + pd.Timedelta(seconds=10 * i)).isoformat(),
+                "frequency_hz": 50 + mhz / 1000,
+            }
+        )
+        for i, mhz in enumerate(deviations_mhz)
+    ]
+    grid_spec = BatchSpec(GRID_STATUS, "g1", "landing", "g1.jsonl", date(2014, 1, 10))
+    result = process_batch(grid_spec, messages, [1] * len(messages), Lake(str(tmp_path / "lake")), pg, NOW)
+    pg.commit()
+    assert (result.ledger.records_in, result.ledger.accepted, result.ledger.quarantined) == (6, 6, 0)
+    assert result.ledger.flagged == 1  # frequency_out_of_range, judged on frequency alone
+    rows = pg.execute(
+        "SELECT count(*), count(voltage_v), count(load_mw), round(min(frequency_hz)::numeric, 3)::float8 "
+        "FROM ops.grid_status"
+    ).fetchone()
+    assert rows == (6, 0, 0, 49.39)

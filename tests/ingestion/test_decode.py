@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+
 from metrify_assets.contracts import GRID_STATUS, METER_READINGS
 from metrify_assets.ingestion.decode import decode
 
@@ -80,9 +82,18 @@ def test_grid_status_contract() -> None:
         "voltage_v": 230.0,
         "load_mw": 12.5,
     }
-    batch = decode(GRID_STATUS, [json.dumps(good), json.dumps({**good, "load_mw": None})], [1, 1])
+    batch = decode(GRID_STATUS, [json.dumps(good), json.dumps({**good, "frequency_hz": None})], [1, 1])
     assert len(batch.records) == 1
-    assert batch.malformed[0].reason == "malformed:missing_field:load_mw"
+    assert batch.malformed[0].reason == "malformed:missing_field:frequency_hz"
+
+
+def test_a_frequency_only_grid_sample_is_a_record() -> None:
+    """Many operators publish frequency alone: voltage and load are optional (contract v1)."""
+    sample = {"grid_node_id": "FR-PARIS", "measured_at": "2014-01-10T00:00:10+01:00", "frequency_hz": 50.0223}
+    batch = decode(GRID_STATUS, [json.dumps(sample)], [1])
+    assert batch.malformed == [] and len(batch.records) == 1
+    row = batch.records.iloc[0]
+    assert row["frequency_hz"] == 50.0223 and pd.isna(row["voltage_v"]) and pd.isna(row["load_mw"])
 
 
 def test_payloads_are_each_records_own_text_and_malformed_bytes_are_kept() -> None:
