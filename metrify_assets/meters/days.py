@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import pandas as pd
+
 LOCAL_TS = "(r.reading_start AT TIME ZONE coalesce(m.timezone, 'UTC'))"
 
 DAY_WINDOW = (
@@ -27,6 +29,15 @@ def readings_of_days_sql(columns: str, order_by: str | None = None) -> str:
         f"WHERE {DAY_WINDOW}"
     )
     return f"{query} ORDER BY {order_by}" if order_by else query
+
+
+def local_times(utc: pd.Series, timezones: pd.Series) -> pd.Series:
+    """Each UTC timestamp on its own row's wall clock (naive), converted once per timezone: the
+    Python side of `LOCAL_TS`, for the local day, hour and slot of a reading."""
+    out = pd.Series(pd.NaT, index=utc.index, dtype="datetime64[ns]")
+    for zone, idx in utc.groupby(timezones.to_numpy()).groups.items():
+        out.loc[idx] = utc.loc[idx].dt.tz_convert(str(zone)).dt.tz_localize(None)
+    return out
 
 
 def day_params(first: date, last: date) -> dict[str, Any]:

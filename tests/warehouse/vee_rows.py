@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from metrify_assets.meters.vee.estimation import SERIES_COLUMNS
+
 RULE_VERSION = "test-1"
 VALUED = ("actual", "estimated", "edited")
 # The test gate (VEE's own thresholds are its configuration): at most 5% of the day without a billing
@@ -25,21 +27,7 @@ VALUED = ("actual", "estimated", "edited")
 MAX_UNVALUED_SHARE = 0.05
 MAX_ESTIMATED_SHARE = 0.20
 
-VEE_READINGS_COLUMNS = [
-    "meter_id",
-    "reading_start",
-    "local_date",
-    "interval_minutes",
-    "energy_kwh",
-    "direction",
-    "original_kwh",
-    "status",
-    "method",
-    "reasons",
-    "rule_version",
-    "batch_id",
-    "edited_by",
-]
+VEE_READINGS_COLUMNS = [*SERIES_COLUMNS, "rule_version"]  # what VEE writes to ops.vee_readings
 
 
 def local_day_grid(day: date, timezone: str, minutes: int) -> pd.DatetimeIndex:

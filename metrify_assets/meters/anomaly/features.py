@@ -15,6 +15,8 @@ import holidays
 import numpy as np
 import pandas as pd
 
+from metrify_assets.meters.days import local_times
+
 UNKNOWN_SEGMENT = "unknown"
 DEFAULT_COUNTRY = "GB"
 WEATHER_TOLERANCE = pd.Timedelta(hours=3)  # an older observation says nothing about now
@@ -99,17 +101,12 @@ _PREPARED_DTYPES = {
 
 def _add_local_calendar(frame: pd.DataFrame, country: str) -> None:
     """local_date, local_hour (hour + quarter as a fraction), weekday and holiday on the meter's clock."""
-    frame["local_date"] = None
-    frame["local_hour"] = np.nan
-    frame["weekday"] = 0
-    for timezone, rows in frame.groupby("timezone").groups.items():
-        local = pd.DatetimeIndex(frame.loc[rows, "reading_start"]).tz_convert(str(timezone))
-        frame.loc[rows, "local_date"] = pd.Series(local.date, index=rows)
-        frame.loc[rows, "local_hour"] = np.asarray(local.hour + local.minute / 60.0, dtype="float64")
-        frame.loc[rows, "weekday"] = np.asarray(local.day_of_week, dtype="int64")
+    local = local_times(frame["reading_start"], frame["timezone"])
+    frame["local_date"] = local.dt.date.astype(object)
+    frame["local_hour"] = (local.dt.hour + local.dt.minute / 60.0).astype("float64")
+    frame["weekday"] = local.dt.day_of_week.astype("int64")
     days = holiday_dates(country, {d.year for d in frame["local_date"]})
     frame["holiday"] = frame["local_date"].isin(days).astype("int64")
-    frame["weekday"] = frame["weekday"].astype("int64")
 
 
 def _temperature_before(frame: pd.DataFrame, weather: pd.DataFrame) -> pd.Series:

@@ -14,6 +14,8 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from metrify_assets.meters.days import local_times
+
 CANDIDATE_COLUMNS = [
     "meter_id",
     "reading_start",
@@ -66,14 +68,6 @@ def empty_candidates() -> pd.DataFrame:
     )
 
 
-def _local_dates(ts: pd.Series, tz: pd.Series) -> pd.Series:
-    """The local calendar day of each UTC timestamp in its own timezone (vectorised per timezone)."""
-    out = pd.Series(pd.NaT, index=ts.index, dtype="object")
-    for zone, idx in ts.groupby(tz.to_numpy()).groups.items():
-        out.loc[idx] = ts.loc[idx].dt.tz_convert(str(zone)).dt.date
-    return out
-
-
 def _local_midnight_utc(days: pd.Series, tz: pd.Series) -> pd.Series:
     """UTC instant of local midnight of each day in its timezone. Where a DST change happens at
     midnight, a skipped midnight moves to the first valid instant and a repeated one is the first."""
@@ -101,7 +95,7 @@ def meter_days(
     """meter_id, local_date, timezone, interval_minutes, installed_on for the days `first`..`last`."""
     tz_of = meters.set_index("meter_id")["timezone"].astype(str) if len(meters) else pd.Series(dtype=str)
     cand = candidates.assign(timezone=_timezones(candidates["meter_id"], tz_of))
-    cand["local_date"] = _local_dates(cand["reading_start"], cand["timezone"])
+    cand["local_date"] = local_times(cand["reading_start"], cand["timezone"]).dt.date
     in_range = cand[(cand["local_date"] >= first) & (cand["local_date"] <= last)]
     seen = in_range[["meter_id", "local_date"]].drop_duplicates()
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -154,11 +148,8 @@ def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) 
     grid = days.iloc[rows].reset_index(drop=True)
     grid["expected_intervals"] = expected[rows]
     grid["reading_start"] = pd.to_datetime(start_us[rows] + step_us[rows] * position, unit="us", utc=True)
-    local = pd.Series(pd.NaT, index=grid.index, dtype="object")
-    for zone, idx in grid.groupby("timezone").groups.items():
-        ts = grid.loc[idx, "reading_start"].dt.tz_convert(str(zone))
-        local.loc[idx] = (ts.dt.hour * 60 + ts.dt.minute).to_numpy()
-    grid["slot"] = local.astype("int64")
+    local = local_times(grid["reading_start"], grid["timezone"])
+    grid["slot"] = (local.dt.hour * 60 + local.dt.minute).astype("int64")
     now_utc = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
     grid["due"] = (grid["reading_start"] + pd.to_timedelta(grid["interval_minutes"], unit="min")) <= now_utc
     grid["day_closed"] = end_us[rows] <= now_utc.value // 1000

@@ -14,7 +14,7 @@ import pandas as pd
 
 from metrify_assets.meters.vee.catalogue import VeeConfig, validate
 from metrify_assets.meters.vee.estimation import LIKE_DAY_COLUMNS, estimate, severity_mask
-from metrify_assets.meters.vee.gate import summarise_days
+from metrify_assets.meters.vee.gate import STATUSES, summarise_days
 from metrify_assets.meters.vee.grid import build_grid, meter_days
 
 
@@ -34,7 +34,7 @@ class VeeResult:
 
     def status_counts(self) -> dict[str, int]:
         counts = self.series["status"].value_counts()
-        return {s: int(counts.get(s, 0)) for s in ("actual", "estimated", "edited", "missing", "failed")}
+        return {s: int(counts.get(s, 0)) for s in STATUSES}
 
     def reason_counts(self) -> dict[str, int]:
         return {str(c): int(n) for c, n in self.masks.sum().items() if n}
