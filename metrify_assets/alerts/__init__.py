@@ -1,0 +1,1 @@
+"""Alerts: one mechanism for grid states, data quality and pipeline failures, delivered to people."""

@@ -1,0 +1,178 @@
+"""`ops.alerts`: raise, refresh, acknowledge and resolve alerts; the only writer of that table.
+
+A standing condition is one alert: `raise_alert` with the dedup key of an open alert refreshes that
+row (last seen, occurrences, the higher severity, the newest summary) instead of opening another, so
+an hourly job that finds the same fault every hour does not page anyone every hour. The unique
+partial index of migration 0007 makes this hold under concurrent runs too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import psycopg
+from psycopg.rows import class_row
+
+SEVERITIES = ("info", "warning", "critical")
+Status = Literal["open", "acked", "resolved", "all"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A condition worth a person's attention, as its raiser describes it."""
+
+    kind: str  # grid_state / quality / run_failure
+    severity: str  # info / warning / critical
+    subject: str  # what it is about: a grid node, a source, a job
+    dedup_key: str  # the condition: one open alert per key
+    summary: str  # one line a person reads
+    details: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+
+
+@dataclass(frozen=True)
+class RaisedAlert:
+    alert_id: int
+    new: bool  # False: an open alert of the same condition was refreshed
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """An alert as stored."""
+
+    alert_id: int
+    kind: str
+    severity: str
+    subject: str
+    dedup_key: str
+    summary: str
+    details: dict[str, object]
+    opened_at: datetime
+    last_seen_at: datetime
+    occurrences: int
+    acked_at: datetime | None
+    acked_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str | None
+
+    @property
+    def status(self) -> str:
+        if self.resolved_at is not None:
+            return "resolved"
+        return "acked" if self.acked_at is not None else "open"
+
+
+class AlertNotFoundError(LookupError):
+    def __init__(self, alert_id: int) -> None:
+        super().__init__(f"no alert {alert_id} (see `metrify alerts list --status all`)")
+
+
+_SEVERITY_RANK = "array_position(ARRAY['info', 'warning', 'critical'], {})"
+
+
+def raise_alert(conn: psycopg.Connection, alert: Alert, at: datetime | None = None) -> RaisedAlert:
+    """Open an alert, or refresh the open alert of the same condition."""
+    row = conn.execute(
+        "INSERT INTO ops.alerts AS a (kind, severity, subject, dedup_key, summary, details, "
+        "opened_at, last_seen_at) VALUES (%(kind)s, %(severity)s, %(subject)s, %(dedup_key)s, %(summary)s, "
+        "%(details)s, coalesce(%(at)s, now()), coalesce(%(at)s, now())) "
+        "ON CONFLICT (dedup_key) WHERE resolved_at IS NULL DO UPDATE SET "
+        "last_seen_at = greatest(a.last_seen_at, excluded.last_seen_at), occurrences = a.occurrences + 1, "
+        "summary = excluded.summary, details = excluded.details, "
+        f"severity = CASE WHEN {_SEVERITY_RANK.format('excluded.severity')} > "
+        f"{_SEVERITY_RANK.format('a.severity')} THEN excluded.severity ELSE a.severity END "
+        "RETURNING alert_id, (xmax = 0) AS inserted",
+        {
+            "kind": alert.kind,
+            "severity": alert.severity,
+            "subject": alert.subject,
+            "dedup_key": alert.dedup_key,
+            "summary": alert.summary,
+            "details": json.dumps(dict(alert.details), default=str),
+            "at": at,
+        },
+    ).fetchone()
+    assert row is not None  # INSERT ... RETURNING always returns the row
+    return RaisedAlert(alert_id=int(row[0]), new=bool(row[1]))
+
+
+def resolve_condition(
+    conn: psycopg.Connection, dedup_key: str, note: str, at: datetime | None = None, by: str = "metrify"
+) -> int | None:
+    """The condition cleared: resolve its open alert (if any) and return its id."""
+    row = conn.execute(
+        "UPDATE ops.alerts SET resolved_at = coalesce(%s, now()), resolved_by = %s, resolution = %s "
+        "WHERE dedup_key = %s AND resolved_at IS NULL RETURNING alert_id",
+        (at, by, note, dedup_key),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def acknowledge(conn: psycopg.Connection, alert_id: int, by: str, note: str | None = None) -> AlertRow:
+    """Someone is on it: the alert stays open (and keeps refreshing) but shows who took it."""
+    row = conn.execute(
+        "UPDATE ops.alerts SET acked_at = coalesce(acked_at, now()), acked_by = coalesce(acked_by, %s), "
+        "resolution = coalesce(%s, resolution) WHERE alert_id = %s RETURNING alert_id",
+        (by, note, alert_id),
+    ).fetchone()
+    if row is None:
+        raise AlertNotFoundError(alert_id)
+    return get(conn, alert_id)
+
+
+def resolve(conn: psycopg.Connection, alert_id: int, by: str, note: str | None = None) -> AlertRow:
+    """Close an alert by hand; resolving a resolved alert keeps its first resolution."""
+    row = conn.execute(
+        "UPDATE ops.alerts SET resolved_at = coalesce(resolved_at, now()), "
+        "resolved_by = coalesce(resolved_by, %s), resolution = coalesce(resolution, %s) "
+        "WHERE alert_id = %s RETURNING alert_id",
+        (by, note, alert_id),
+    ).fetchone()
+    if row is None:
+        raise AlertNotFoundError(alert_id)
+    return get(conn, alert_id)
+
+
+_COLUMNS = (
+    "alert_id, kind, severity, subject, dedup_key, summary, details, opened_at, last_seen_at, "
+    "occurrences, acked_at, acked_by, resolved_at, resolved_by, resolution"
+)
+_STATUS_FILTER = {
+    "open": "resolved_at IS NULL",
+    "acked": "resolved_at IS NULL AND acked_at IS NOT NULL",
+    "resolved": "resolved_at IS NOT NULL",
+    "all": "true",
+}
+
+
+def get(conn: psycopg.Connection, alert_id: int) -> AlertRow:
+    with conn.cursor(row_factory=class_row(AlertRow)) as cur:
+        found = cur.execute(f"SELECT {_COLUMNS} FROM ops.alerts WHERE alert_id = %s", (alert_id,)).fetchone()
+    if found is None:
+        raise AlertNotFoundError(alert_id)
+    return found
+
+
+def list_alerts(
+    conn: psycopg.Connection, status: Status = "open", kind: str | None = None, limit: int = 100
+) -> list[AlertRow]:
+    """Alerts newest first; `open` includes acknowledged ones (they still stand)."""
+    where = _STATUS_FILTER[status]
+    params: list[object] = []
+    if kind is not None:
+        where += " AND kind = %s"
+        params.append(kind)
+    params.append(limit)
+    with conn.cursor(row_factory=class_row(AlertRow)) as cur:
+        return cur.execute(
+            f"SELECT {_COLUMNS} FROM ops.alerts WHERE {where} ORDER BY opened_at DESC, alert_id DESC LIMIT %s",
+            params,
+        ).fetchall()

@@ -1,0 +1,38 @@
+-- Migration 0007: one alert mechanism for grid states, data quality and pipeline failures.
+-- An alert is a condition, not an event: while it stands, every new sighting refreshes the one open row
+-- with its dedup key (last_seen_at, occurrences) instead of opening another. Acknowledging keeps it
+-- open; resolving (by hand, or when the condition clears) closes it, and a later sighting opens a new one.
+CREATE TABLE IF NOT EXISTS ops.alerts (
+    alert_id      bigserial   PRIMARY KEY,
+    kind          text        NOT NULL,          -- grid_state / quality / run_failure
+    severity      text        NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+    subject       text        NOT NULL,          -- what it is about: a grid node, a source, a job
+    dedup_key     text        NOT NULL,          -- the condition: one open alert per key
+    summary       text        NOT NULL,          -- one line a person reads
+    details       jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    opened_at     timestamptz NOT NULL DEFAULT now(),
+    last_seen_at  timestamptz NOT NULL DEFAULT now(),
+    occurrences   integer     NOT NULL DEFAULT 1,
+    acked_at      timestamptz,
+    acked_by      text,
+    resolved_at   timestamptz,
+    resolved_by   text,
+    resolution    text
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_condition ON ops.alerts (dedup_key)
+    WHERE resolved_at IS NULL;
+CREATE INDEX IF NOT EXISTS alerts_by_opened ON ops.alerts (opened_at);
+
+-- What each notification channel was told about each alert: one row per (alert, channel, event).
+CREATE TABLE IF NOT EXISTS ops.alert_deliveries (
+    alert_id         bigint      NOT NULL REFERENCES ops.alerts (alert_id) ON DELETE CASCADE,
+    channel          text        NOT NULL,      -- webhook / slack / email (a configured channel's name)
+    event            text        NOT NULL CHECK (event IN ('opened', 'resolved')),
+    status           text        NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts         integer     NOT NULL DEFAULT 0,
+    last_error       text,
+    last_attempt_at  timestamptz,
+    next_attempt_at  timestamptz,
+    delivered_at     timestamptz,
+    PRIMARY KEY (alert_id, channel, event)
+);
