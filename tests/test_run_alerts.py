@@ -6,9 +6,11 @@ import dagster as dg
 import psycopg
 import pytest
 
+from metrify_assets.alerts.store import list_alerts
 from metrify_assets.errors import RETRY_POLICY
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.run_alerts import WILL_RETRY_TAG, record, run_alert
+from metrify_assets.resources import PostgresResource
+from metrify_assets.run_alerts import WILL_RETRY_TAG, RunAlert, record, run_alert, run_success_resolves_alerts
 
 
 class OutageError(ConnectionError):
@@ -61,9 +63,61 @@ def test_a_step_outage_is_retried_then_succeeds_or_fails_the_run_with_an_alert(
     record(pg, alert)
     record(pg, alert)  # the sensor may see a run twice (a restarted daemon): one row
     assert pg.execute("SELECT count(*), max(batch_id) FROM ops.run_alerts").fetchone() == (1, "b-7")
+    (standing,) = list_alerts(pg, "open")
+    assert (standing.kind, standing.severity, standing.subject, standing.occurrences) == (
+        "run_failure",
+        "critical",
+        "stays_down (batch b-7)",
+        1,
+    )
+    again = result_of_another_failed_run(job, instance)
+    record(pg, again)  # the same batch failing again: the same standing alert
+    assert [(a.alert_id, a.occurrences) for a in list_alerts(pg, "open")] == [(standing.alert_id, 2)]
 
     retrying = run.with_tags({**run.tags, WILL_RETRY_TAG: "true"})
     assert run_alert(retrying, failures) is None  # the daemon re-runs it: the last attempt alerts
+
+
+def result_of_another_failed_run(job: dg.JobDefinition, instance: dg.DagsterInstance) -> RunAlert:
+    result = job.execute_in_process(instance=instance, raise_on_error=False, tags={BATCH_TAG: "b-7"})
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    alert = run_alert(run, [e for e in result.all_events if e.is_step_failure])
+    assert alert is not None
+    return alert
+
+
+@pytest.mark.postgres
+def test_a_successful_run_of_the_job_resolves_its_failure_alert(
+    pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    failed = result_of_another_failed_run(
+        dg.GraphDefinition("stays_down", node_defs=[down]).to_job(), instance
+    )
+    record(pg, failed)
+    pg.commit()
+
+    ok = dg.GraphDefinition("stays_down", node_defs=[fine]).to_job()
+    result = ok.execute_in_process(instance=instance, tags={BATCH_TAG: "b-7"})
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_success_resolves_alerts",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=success,
+        resources={"postgres": pg_resource},
+    )
+    run_success_resolves_alerts(context)
+    (resolved,) = list_alerts(pg, "all")
+    assert resolved.status == "resolved" and resolved.resolution.startswith(f"run {run.run_id}")
+
+
+@dg.op
+def fine() -> None:
+    """The job's next run works again."""
 
 
 @pytest.mark.parametrize("job", ["refresh_job", "daily_job", "daily_marts_job", "weekly_job"])

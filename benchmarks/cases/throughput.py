@@ -155,7 +155,7 @@ def throughput(scale: float) -> CaseResult:
             SOURCE
         ]
         with stopwatch() as elapsed:
-            produce(env.kafka, {SOURCE: messages})
+            produce(env.kafka, {SOURCE: messages}, backfill=True)  # simulated history
         produce_s = elapsed()
         consumer_s = consume_all(env)
         upsert_s = upsert_all(env, messages)

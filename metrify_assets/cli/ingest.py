@@ -37,6 +37,14 @@ def register(app: typer.Typer) -> None:
         landing_dir: Annotated[
             Path | None, typer.Option(help="Landing directory (default: METRIFY_LANDING_DIR, HOME/landing).")
         ] = None,
+        backfill: Annotated[
+            bool,
+            typer.Option(
+                "--backfill/--live",
+                help="Declare the file history (default: an import is not a live feed, so its records are "
+                "not scored for timeliness); --live scores them against the time they land.",
+            ),
+        ] = True,
     ) -> None:
         """Read a file, map its columns to the source's contract, and land the records."""
         try:
@@ -66,6 +74,10 @@ def register(app: typer.Typer) -> None:
         if not result.lines:
             console.print("nothing to land")
             raise typer.Exit(code=1)
-        landed = land_lines(landing_dir or resolve_settings().landing_dir, source, result.lines)
-        console.print(f"landed {landed.path}")
+        landed = land_lines(
+            landing_dir or resolve_settings().landing_dir, source, result.lines, backfill=backfill
+        )
+        console.print(
+            f"landed {landed.path}" + (" (declared backfill: timeliness not scored)" if backfill else "")
+        )
         note_embedded_server(resolve_settings())  # no database needed here, but one may run from before

@@ -20,7 +20,7 @@ from metrify_assets.simulation import SimulationConfig, simulate, write_simulati
 from metrify_assets.simulation.generate import STAGES
 
 
-def _to_kafka(console: Console, settings: Settings, messages: dict[str, list[str]]) -> None:
+def _to_kafka(console: Console, settings: Settings, messages: dict[str, list[str]], backfill: bool) -> None:
     """Produce the messages to the source topics (created with 3 partitions when missing)."""
     if not settings.uses_kafka:
         raise typer.BadParameter(
@@ -29,7 +29,7 @@ def _to_kafka(console: Console, settings: Settings, messages: dict[str, list[str
     kafka = kafka_resource(settings)
     kafka.ensure_topics()
     began = time.monotonic()
-    sent = produce(kafka, messages)
+    sent = produce(kafka, messages, backfill=backfill)
     took = time.monotonic() - began
     console.print(
         f"produced {sum(sent.values()):,} messages in {took:.1f} s to {kafka.bootstrap_servers}: {sent}"
@@ -75,6 +75,14 @@ def register(app: typer.Typer) -> None:
         registry: Annotated[
             bool, typer.Option(help="Write the meter registry file (--no-registry: a head-end without one).")
         ] = True,
+        backfill: Annotated[
+            bool,
+            typer.Option(
+                "--backfill/--live",
+                help="Declare the messages history (not scored for timeliness); --live scores them "
+                "against their landing (or produce) time.",
+            ),
+        ] = True,
     ) -> None:
         """Generate telemetry for a synthetic network and land it for the pipeline to ingest."""
         settings = resolve_settings()
@@ -95,11 +103,13 @@ def register(app: typer.Typer) -> None:
         if to not in ("landing", "kafka"):
             raise typer.BadParameter(f"--to must be 'landing' or 'kafka', not {to!r}")
         if to == "kafka":
-            _to_kafka(console, settings, sim.messages)
+            _to_kafka(console, settings, sim.messages, backfill)
             return
         chosen = [s.strip() for s in sources.split(",") if s.strip()]
         try:
-            summary = write_simulation(sim, landing, labels_path, sources=chosen, registry=registry)
+            summary = write_simulation(
+                sim, landing, labels_path, sources=chosen, registry=registry, backfill=backfill
+            )
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--sources") from err
 

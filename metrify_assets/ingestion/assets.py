@@ -6,6 +6,7 @@ into `ops.<table>`. One op produces both, because the order of writes is the rec
 """
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,14 +61,26 @@ def landing_spec(contract: SourceContract, landed: LandedFile) -> BatchSpec:
     )
 
 
-def _load(
-    contract: SourceContract, config: IngestBatchConfig, kafka: KafkaResource
-) -> tuple[BatchSpec, Sequence[Message], list[int], pd.Timestamp, KafkaBatch | None]:
-    """The run's batch: spec, messages, their versions, arrival time (and the Kafka batch, if any)."""
+@dataclass(frozen=True)
+class LoadedBatch:
+    """The run's batch as read: what `process_batch` needs, and the Kafka range to settle after it."""
+
+    spec: BatchSpec
+    messages: Sequence[Message]
+    versions: list[int]
+    received_at: pd.Timestamp  # when it arrived (timeliness is measured to it)
+    backfill: bool | list[bool]  # declared history: for the batch, or per message
+    kafka_batch: KafkaBatch | None = None
+
+
+def _load(contract: SourceContract, config: IngestBatchConfig, kafka: KafkaResource) -> LoadedBatch:
+    """The run's batch: a Kafka offset range or a landing file."""
     if config.topic:
         rng = OffsetRange(config.topic, config.partition, config.start, config.end)
         batch = read_batch(kafka, contract, rng)
-        return batch.spec, batch.messages, batch.offsets, batch.received_at, batch
+        return LoadedBatch(
+            batch.spec, batch.messages, batch.offsets, batch.received_at, batch.backfill, batch
+        )
     if not config.landing_file:
         raise dg.Failure(
             f"No batch given. Runs of ingest_{contract.source} are requested by the landing or Kafka "
@@ -80,7 +93,9 @@ def _load(
         raise dg.Failure(f"Landing file not found: {landed.path}", allow_retries=False)
     messages = landed.path.read_text().splitlines()
     received_at = pd.Timestamp(landed.seq, unit="us", tz="UTC")
-    return landing_spec(contract, landed), messages, [landed.seq] * len(messages), received_at, None
+    return LoadedBatch(
+        landing_spec(contract, landed), messages, [landed.seq] * len(messages), received_at, landed.backfill
+    )
 
 
 def _batch_metadata(result: BatchResult) -> dict[str, dg.MetadataValue]:
@@ -92,11 +107,8 @@ def _batch_metadata(result: BatchResult) -> dict[str, dg.MetadataValue]:
         "flagged": dg.MetadataValue.int(ledger.flagged),
         "quarantined": dg.MetadataValue.int(ledger.quarantined),
         "quality_score": dg.MetadataValue.float(result.quality.score),
-        **{
-            f"quality_{k}": dg.MetadataValue.float(v)
-            for k, v in result.quality.as_dict().items()
-            if k not in ("records", "score")
-        },
+        **{f"quality_{k}": dg.MetadataValue.float(v) for k, v in result.quality.dimensions().items()},
+        "backfill_records": dg.MetadataValue.int(result.quality.backfill),
         **rule_counts_metadata(result.outcome),
     }
 
@@ -153,19 +165,21 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
         quality: QualityResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         with classified(f"ingest_{source}"):
-            spec, messages, versions, received_at, kafka_batch = _load(contract, config, kafka)
+            loaded = _load(contract, config, kafka)
+            spec, messages, kafka_batch = loaded.spec, loaded.messages, loaded.kafka_batch
             with postgres.connect() as conn:
                 try:
                     result = process_batch(
                         spec,
                         messages,
-                        versions,
+                        loaded.versions,
                         lake.get_lake(),
                         conn,
                         now=pd.Timestamp.now(tz="UTC"),
-                        received_at=received_at,
+                        received_at=loaded.received_at,
                         run_id=context.run.run_id,
                         alert_threshold=quality.alert_threshold,
+                        backfill=loaded.backfill,
                     )
                 except SuiteFailedError as err:
                     # The rules let through what the guard refuses: a gap in the rules, so a bug.

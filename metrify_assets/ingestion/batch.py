@@ -98,6 +98,15 @@ def _record_key(contract: SourceContract, rows: pd.DataFrame) -> pd.Series:
     return key
 
 
+def _record_backfill(backfill: bool | Sequence[bool], decoded: DecodedBatch) -> bool | pd.Series:
+    """Per-message backfill declarations carried to the decoded records (a batch's bool as is)."""
+    if isinstance(backfill, bool):
+        return backfill
+    by_record = np.asarray(backfill, dtype=bool)[np.asarray(decoded.message_index, dtype=np.int64)]
+    records = decoded.records
+    return pd.Series(by_record[records["record_index"].to_numpy(dtype=np.int64)], index=records.index)
+
+
 def process_batch(
     spec: BatchSpec,
     messages: Sequence[Message],
@@ -109,6 +118,7 @@ def process_batch(
     run_id: str | None = None,
     alert_threshold: float = DEFAULT_ALERT_THRESHOLD,
     replay_of: Sequence[Origin] | None = None,
+    backfill: bool | Sequence[bool] = False,
 ) -> BatchResult:
     """Run the batch through every stage; raises `SuiteFailedError` (writing nothing) on a failed guard.
 
@@ -117,6 +127,7 @@ def process_batch(
     from METRIFY_QUALITY_ALERT_THRESHOLD) raises a quality alert. `replay_of` makes the batch a
     dead-letter replay: message i is the quarantined record `replay_of[i]`, whose row is resolved
     (accepted now) or keeps the new reasons (still rejected) instead of a new row being added.
+    `backfill` declares the batch (or, per message, its messages) history: not scored for timeliness.
     """
     contract = spec.contract
     raw_uri, raw_written = write_raw(lake, spec, messages)
@@ -163,6 +174,7 @@ def process_batch(
         outcome,
         ingested_at=received_at if received_at is not None else now,
         malformed=len(decoded.malformed),
+        backfill=_record_backfill(backfill, decoded),
     )
     entry = LedgerEntry(
         batch_id=spec.batch_id,
@@ -176,6 +188,8 @@ def process_batch(
         quarantined=len(quarantined) + int(withheld.sum()),
         quality_score=round(quality.score, 2),
         run_id=run_id,
+        backfill_records=quality.backfill,
+        timeliness=None if quality.timeliness is None else round(quality.timeliness, 4),
     )
     alert = alerts.evaluate(spec.batch_id, contract.source, quality, alert_threshold)
     with conn.transaction():
@@ -189,7 +203,7 @@ def process_batch(
             resolve(conn, [origin[int(i)] for i in accepted["record_index"]], spec.batch_id)
         writes.enqueue_review(conn, contract.source, spec.batch_id, review)
         writes.record_batch(conn, entry)
-        alerts.sync(conn, spec.batch_id, alert)
+        alerts.sync(conn, spec.batch_id, contract.source, alert, backfill=quality.timeliness is None)
     if alert is not None:
         log.warning(alert.message)
     return BatchResult(

@@ -1,9 +1,11 @@
 """The landing directory: where the CLI and the REST API drop messages when Kafka is not used.
 
-Layout: `<landing>/<source>/<seq>-<digest>.jsonl`. Each line is one message of contract v1 (a record
-object or `{"records": [...]}`), exactly as it would arrive on Kafka. `seq` (microseconds since the
-epoch at landing time) orders files and becomes the rows' `record_version`; `digest` (the content's
-SHA-256 prefix) makes the batch id content-addressed, so landing the same bytes twice is one batch.
+Layout: `<landing>/<source>/<seq>-<digest>[.backfill].jsonl`. Each line is one message of contract v1
+(a record object or `{"records": [...]}`), exactly as it would arrive on Kafka. `seq` (microseconds
+since the epoch at landing time) orders files and becomes the rows' `record_version`; `digest` (the
+content's SHA-256 prefix) makes the batch id content-addressed, so landing the same bytes twice is one
+batch. `.backfill` declares the file history (an import, a re-delivery): its records are not scored
+for timeliness, since nothing that old was expected live.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class LandedFile:
     path: Path
     seq: int
     digest: str
+    backfill: bool = False
 
     @property
     def batch_id(self) -> str:
@@ -31,25 +34,33 @@ class LandedFile:
 
     @classmethod
     def from_path(cls, path: Path) -> LandedFile:
-        seq, _, digest = path.stem.partition("-")
-        if not seq.isdigit() or not digest:
-            raise ValueError(f"not a landing file name (<seq>-<digest>.jsonl): {path.name}")
-        return cls(source=path.parent.name, path=path, seq=int(seq), digest=digest)
+        stem = path.stem.removesuffix(BACKFILL_SUFFIX)
+        seq, _, digest = stem.partition("-")
+        if not seq.isdigit() or not digest or "." in digest:
+            raise ValueError(f"not a landing file name (<seq>-<digest>[.backfill].jsonl): {path.name}")
+        backfill = stem != path.stem
+        return cls(source=path.parent.name, path=path, seq=int(seq), digest=digest, backfill=backfill)
 
 
-def land_lines(landing_dir: Path, source: str, lines: Iterable[str], seq: int | None = None) -> LandedFile:
-    """Write message lines as one landing file, atomically (readers never see half a file)."""
+BACKFILL_SUFFIX = ".backfill"
+
+
+def land_lines(
+    landing_dir: Path, source: str, lines: Iterable[str], seq: int | None = None, backfill: bool = False
+) -> LandedFile:
+    """Write message lines as one landing file, atomically (readers never see half a file);
+    `backfill` declares them history (not scored for timeliness)."""
     contract_for(source)  # validates the source name
     body = "".join(line.rstrip("\n") + "\n" for line in lines).encode()
     digest = hashlib.sha256(body).hexdigest()[:16]
     seq = time.time_ns() // 1000 if seq is None else seq
     folder = landing_dir / source
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{seq:017d}-{digest}.jsonl"
+    path = folder / f"{seq:017d}-{digest}{BACKFILL_SUFFIX if backfill else ''}.jsonl"
     tmp = folder / f".{path.name}.tmp{os.getpid()}"
     tmp.write_bytes(body)
     tmp.replace(path)
-    return LandedFile(source=source, path=path, seq=seq, digest=digest)
+    return LandedFile(source=source, path=path, seq=seq, digest=digest, backfill=backfill)
 
 
 def list_landed(landing_dir: Path, source: str) -> list[LandedFile]:

@@ -166,6 +166,7 @@ def replay(
         now=now,
         alert_threshold=alert_threshold,
         replay_of=[(d.batch_id, d.record_index) for d in letters],
+        backfill=True,  # their timeliness was scored when they first arrived
     )
     conn.commit()
     ledger = result.ledger

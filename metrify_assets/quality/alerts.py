@@ -1,8 +1,12 @@
 """Quality alerts: a batch whose quality score falls below a threshold is recorded in `ops.quality_alerts`.
 
-The ingest writes (or clears) the alert in the batch's own transaction, so a replay under a new
+The ingest writes (or clears) the batch's row in the batch's own transaction, so a replay under a new
 threshold leaves the alert state that threshold implies. The `quality_score_<source>` asset checks
-read it back for the run's batches.
+read it back for the run's batches. For people, low quality of a source is one standing condition in
+`ops.alerts` (dedup key `quality:<source>`): every low batch refreshes it, and the next batch of the
+source that meets the threshold resolves it, so a bad feed notifies once, not once per batch. Declared
+backfills are a condition of their own (`quality:<source>:backfill`): a good import says nothing
+about the live feed, and a bad one should not be cleared by it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from metrify_assets.alerts.store import Alert, raise_alert, resolve_condition
 from metrify_assets.quality.scoring import QualityScore
 
 
@@ -21,7 +26,7 @@ class QualityAlert:
     source: str
     quality_score: float
     threshold: float
-    dimensions: dict[str, float]  # completeness, accuracy, consistency, timeliness
+    dimensions: dict[str, float]  # completeness, accuracy, consistency, timeliness (absent for a backfill)
 
     @property
     def message(self) -> str:
@@ -37,15 +42,41 @@ def evaluate(batch_id: str, source: str, quality: QualityScore, threshold: float
     score = round(quality.score, 2)
     if score >= threshold:
         return None
-    dims = {k: round(v, 4) for k, v in quality.as_dict().items() if k not in ("records", "score")}
+    dims = {k: round(v, 4) for k, v in quality.dimensions().items()}
     return QualityAlert(batch_id, source, score, threshold, dims)
 
 
-def sync(conn: psycopg.Connection, batch_id: str, alert: QualityAlert | None) -> None:
-    """Store the batch's alert (keeping when it was first raised) or clear a stale one."""
+def condition_key(source: str, backfill: bool = False) -> str:
+    """The dedup key of a source's low-quality condition in `ops.alerts` (live feed or backfills)."""
+    return f"quality:{source}:backfill" if backfill else f"quality:{source}"
+
+
+def sync(
+    conn: psycopg.Connection, batch_id: str, source: str, alert: QualityAlert | None, backfill: bool = False
+) -> None:
+    """Store the batch's alert (keeping when it was first raised) or clear a stale one, and raise or
+    resolve the source's standing condition (`backfill`: the batch held no live record)."""
+    key = condition_key(source, backfill)
     if alert is None:
         conn.execute("DELETE FROM ops.quality_alerts WHERE batch_id = %s", (batch_id,))
+        resolve_condition(conn, key, f"batch {batch_id} met the quality threshold")
         return
+    raise_alert(
+        conn,
+        Alert(
+            kind="quality",
+            severity="warning",
+            subject=f"{source} (backfill)" if backfill else source,
+            dedup_key=key,
+            summary=alert.message,
+            details={
+                "batch_id": batch_id,
+                "quality_score": alert.quality_score,
+                "threshold": alert.threshold,
+                **alert.dimensions,
+            },
+        ),
+    )
     conn.execute(
         "INSERT INTO ops.quality_alerts (batch_id, source, quality_score, threshold, dimensions) "
         "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (batch_id) DO UPDATE SET "

@@ -3,8 +3,11 @@
 completeness: on-grid intervals received / intervals expected (counted in UTC instants, so a
 23-hour or 25-hour DST day expects 92 or 100 quarter-hours); accuracy: 1 - share of records rejected
 for value reasons (malformed records count as such); consistency: 1 - share of exact and conflicting
-duplicates; timeliness: share of records ingested within `max_lag_minutes` of the end of their
-interval. The score is the weighted mean x 100. Definitions are documented in docs/quality.md.
+duplicates; timeliness: share of live records ingested within `max_lag_minutes` of the end of their
+interval, which is when live data is expected. Records of a declared backfill (a landing file or
+Kafka message marked as history) are not late by definition: timeliness covers live records only,
+and a batch with none has no timeliness (None) and scores on the other three dimensions, their
+weights rescaled. The score is the weighted mean x 100. Definitions are documented in docs/quality.md.
 """
 
 from __future__ import annotations
@@ -57,11 +60,17 @@ class QualityScore:
     completeness: float
     accuracy: float
     consistency: float
-    timeliness: float
+    timeliness: float | None  # None: no live record (a declared backfill), so nothing could be late
     score: float  # 0..100
+    backfill: int = 0  # records of a declared backfill (not scored for timeliness)
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
         return asdict(self)
+
+    def dimensions(self) -> dict[str, float]:
+        """The dimensions that were scored (timeliness is absent for a backfill)."""
+        values = {d: getattr(self, d) for d in DIMENSIONS}
+        return {d: float(v) for d, v in values.items() if v is not None}
 
 
 def batch_quality(
@@ -71,14 +80,16 @@ def batch_quality(
     ingested_at: pd.Timestamp | pd.Series,
     config: ScoringConfig | None = None,
     malformed: int = 0,
+    backfill: bool | pd.Series = False,
 ) -> QualityScore:
     """Score one batch. Expected intervals span each entity's first to last on-grid timestamp.
 
     Grid and weather records carry no interval, so their cadence is the entity's median spacing.
-    An empty batch (nothing decodable) scores 0 on every dimension.
+    `backfill` (for the batch, or per record) declares history: those records are not scored for
+    timeliness. An empty batch (nothing decodable) scores 0 on every dimension.
     """
     cfg = config or ScoringConfig()
-    records = _records(source, df, outcome, ingested_at, cfg)
+    records = _records(source, df, outcome, ingested_at, cfg, backfill)
     total = len(records) + malformed
     if total == 0 or records.empty:
         return QualityScore(total, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -87,15 +98,24 @@ def batch_quality(
         first=("t", "min"), last=("t", "max"), step=("step", "median"), received=("t", "nunique")
     )
     expected = ((per_entity["last"] - per_entity["first"]) / per_entity["step"]).round() + 1
+    timely = records["timely"].mean()  # NaN: every record is backfill
     dims = {
         "completeness": min(1.0, per_entity["received"].sum() / expected.sum()) if len(grid) else 0.0,
         "accuracy": 1.0 - (records["value_rejected"].sum() + malformed) / total,
         "consistency": 1.0 - records["duplicate"].sum() / len(records),
-        "timeliness": float(records["timely"].mean()),
+        "timeliness": float(timely),
     }
-    dims = {k: float(v) for k, v in dims.items()}
     score = float(_scores(np.array([[dims[d] for d in DIMENSIONS]]), cfg)[0])
-    return QualityScore(records=total, score=score, **dims)
+    backfilled = int(records["timely"].isna().sum())
+    return QualityScore(
+        records=total,
+        completeness=dims["completeness"],
+        accuracy=dims["accuracy"],
+        consistency=dims["consistency"],
+        timeliness=None if np.isnan(timely) else dims["timeliness"],
+        score=score,
+        backfill=backfilled,
+    )
 
 
 def meter_day_quality(
@@ -139,9 +159,16 @@ def meter_day_quality(
 
 
 def _scores(dimensions: np.ndarray, config: ScoringConfig) -> np.ndarray:
-    """Weighted score 0..100 of rows of dimension values (columns in DIMENSIONS order)."""
+    """Weighted score 0..100 of rows of dimension values (columns in DIMENSIONS order).
+
+    A NaN dimension (timeliness of a backfill) is left out and the other weights rescaled to sum 1.
+    """
     weights = config.weights.normalised()
-    return 100.0 * dimensions @ np.array([weights[d] for d in DIMENSIONS])
+    w = np.array([weights[d] for d in DIMENSIONS])
+    present = ~np.isnan(dimensions)
+    weight_sum = (present * w).sum(axis=1)
+    weighted = (np.where(present, dimensions, 0.0) * w).sum(axis=1)
+    return 100.0 * np.divide(weighted, weight_sum, out=np.zeros_like(weighted), where=weight_sum > 0)
 
 
 def meter_day_completeness(readings: pd.DataFrame) -> pd.DataFrame:
@@ -194,8 +221,10 @@ def _records(
     outcome: RuleOutcome,
     ingested_at: pd.Timestamp | pd.Series,
     config: ScoringConfig,
+    backfill: bool | pd.Series = False,
 ) -> pd.DataFrame:
-    """Per record: entity, UTC time, cadence, grid slot, and the dimension indicators."""
+    """Per record: entity, UTC time, cadence, grid slot, and the dimension indicators
+    (`timely` is NaN for a backfill record: it has no deadline to meet)."""
     contract = contract_for(source)
     times = df[contract.time_field].dt.tz_convert("UTC")
     times_us = times.dt.as_unit("us").astype("int64").to_numpy()
@@ -206,6 +235,8 @@ def _records(
     ingested_us = pd.to_datetime(ingested, utc=True).dt.as_unit("us").astype("int64").to_numpy()
     # A meter reading is complete at the end of its interval; other records at their timestamp.
     end_us = times_us + (np.nan_to_num(step) if source == "meter_readings" else 0)
+    timely = (ingested_us - end_us <= config.max_lag_minutes * _US_PER_MINUTE).astype("float64")
+    history = backfill.to_numpy(dtype=bool) if isinstance(backfill, pd.Series) else np.full(len(df), backfill)
     return pd.DataFrame(
         {
             "entity": entity.to_numpy(),
@@ -215,7 +246,7 @@ def _records(
             "on_grid": ~off_grid.to_numpy(dtype=bool),
             "value_rejected": outcome.has_category("value").to_numpy(dtype=bool),
             "duplicate": outcome.has_category("duplicate").to_numpy(dtype=bool),
-            "timely": ingested_us - end_us <= config.max_lag_minutes * _US_PER_MINUTE,
+            "timely": np.where(history, np.nan, timely),
         }
     )
 

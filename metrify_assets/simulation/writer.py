@@ -38,14 +38,18 @@ def write_simulation(
     labels_path: Path,
     sources: Collection[str] = tuple(CONTRACTS),
     registry: bool = True,
+    backfill: bool = True,
 ) -> WriteSummary:
     """Land one file per source per simulated day (of `sources`), the registry CSV (unless
-    `registry` is false: a head-end without one) and the labels (JSON Lines)."""
+    `registry` is false: a head-end without one) and the labels (JSON Lines).
+
+    The files are declared a backfill unless `backfill` is false: simulated days are history whose
+    landing times are made up, so scoring them for timeliness would measure nothing real."""
     unknown = set(sources) - set(CONTRACTS)
     if unknown:
         raise ValueError(f"unknown sources {sorted(unknown)}; choose from {sorted(CONTRACTS)}")
     files = [
-        land_lines(landing_dir, source, lines, seq=landing_seq(sim.config, day))
+        land_lines(landing_dir, source, lines, seq=landing_seq(sim.config, day), backfill=backfill)
         for source, days in sim.messages_by_day.items()
         if source in sources
         for day, lines in sorted(days.items())

@@ -139,6 +139,8 @@ class LedgerEntry:
     quarantined: int
     quality_score: float | None
     run_id: str | None
+    backfill_records: int = 0  # records declared history: not scored for timeliness
+    timeliness: float | None = None  # None: nothing in the batch was live
 
 
 def record_batch(conn: psycopg.Connection, entry: LedgerEntry) -> None:
@@ -146,11 +148,12 @@ def record_batch(conn: psycopg.Connection, entry: LedgerEntry) -> None:
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, "
-            "accepted, flagged, quarantined, quality_score, run_id) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "accepted, flagged, quarantined, quality_score, run_id, backfill_records, timeliness) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (batch_id) DO UPDATE SET records_in = excluded.records_in, "
             "accepted = excluded.accepted, flagged = excluded.flagged, quarantined = excluded.quarantined, "
-            "quality_score = excluded.quality_score, run_id = excluded.run_id, processed_at = now()",
+            "quality_score = excluded.quality_score, run_id = excluded.run_id, processed_at = now(), "
+            "backfill_records = excluded.backfill_records, timeliness = excluded.timeliness",
             (
                 entry.batch_id,
                 entry.source,
@@ -163,6 +166,8 @@ def record_batch(conn: psycopg.Connection, entry: LedgerEntry) -> None:
                 entry.quarantined,
                 entry.quality_score,
                 entry.run_id,
+                entry.backfill_records,
+                entry.timeliness,
             ),
         )
 

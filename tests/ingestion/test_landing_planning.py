@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from metrify_assets.ingestion.landing import LandedFile, land_lines, list_landed
 from metrify_assets.ingestion.sensors import plan_landing_runs
 
@@ -44,3 +46,14 @@ def test_landing_is_content_addressed(tmp_path: Path) -> None:
     b = land_lines(tmp_path, "grid_status", ["x", "y"], seq=2)
     assert a.batch_id == b.batch_id
     assert LandedFile.from_path(a.path) == a
+
+
+def test_a_backfill_is_declared_in_the_file_name_and_read_back(tmp_path: Path) -> None:
+    history = land_lines(tmp_path, "grid_status", ["x"], seq=3, backfill=True)
+    live = land_lines(tmp_path, "grid_status", ["y"], seq=4)
+    assert history.path.name.endswith(".backfill.jsonl") and history.backfill
+    assert LandedFile.from_path(history.path) == history
+    assert [f.backfill for f in list_landed(tmp_path, "grid_status")] == [True, False]
+    assert LandedFile.from_path(live.path) == live
+    with pytest.raises(ValueError, match="not a landing file name"):
+        LandedFile.from_path(tmp_path / "grid_status" / "00000000000000005-abc.other.jsonl")

@@ -11,6 +11,7 @@ import pandas as pd
 import psycopg
 import pytest
 
+from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import WEATHER_OBSERVATIONS
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
@@ -87,3 +88,42 @@ def test_the_ingest_job_fails_the_non_blocking_score_check(
     assert isinstance(score, float) and score < 95
     assert bad.metadata["threshold"].value == 95.0
     assert set(alerts(pg)) == {bad_batch}
+
+
+def test_a_source_scoring_low_batch_after_batch_is_one_standing_alert(
+    pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    for name in ("bad-1", "bad-2", "bad-3"):
+        spec = BatchSpec(WEATHER_OBSERVATIONS, name, "landing", f"{name}.jsonl", date(2026, 3, 29))
+        process_batch(spec, BAD, [1, 1, 1], lake, pg, ARRIVED, received_at=ARRIVED)
+        pg.commit()
+    assert len(alerts(pg)) == 3  # the per-batch record keeps each batch
+    (standing,) = list_alerts(pg, "all")
+    assert (standing.kind, standing.subject, standing.occurrences) == ("quality", SOURCE, 3)
+    assert standing.details["batch_id"] == "bad-3" and standing.status == "open"
+
+    good = BatchSpec(WEATHER_OBSERVATIONS, "good", "landing", "good.jsonl", date(2026, 3, 29))
+    process_batch(good, GOOD, [1, 1, 1], lake, pg, ARRIVED, received_at=ARRIVED)
+    pg.commit()
+    (resolved,) = list_alerts(pg, "all")
+    assert resolved.status == "resolved" and resolved.resolution == "batch good met the quality threshold"
+
+
+def test_last_years_file_declared_a_backfill_raises_no_alert(pg: psycopg.Connection, tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    a_year_on = ARRIVED + pd.Timedelta(days=365)
+    spec = BatchSpec(WEATHER_OBSERVATIONS, "old", "landing", "old.jsonl", date(2027, 3, 29))
+    as_live = process_batch(spec, GOOD, [1, 1, 1], lake, pg, a_year_on, received_at=a_year_on)
+    pg.commit()
+    assert as_live.quality.timeliness == 0.0 and as_live.alert is not None  # a year late, as a live feed
+    declared = process_batch(spec, GOOD, [1, 1, 1], lake, pg, a_year_on, received_at=a_year_on, backfill=True)
+    pg.commit()
+    assert declared.alert is None and declared.quality.score == pytest.approx(100.0)
+    assert alerts(pg) == {}
+    # The live-feed condition raised by the first pass stands: only a live batch (or a person) clears it.
+    assert [a.dedup_key for a in list_alerts(pg, "open")] == [f"quality:{SOURCE}"]
+    row = pg.execute(
+        "SELECT backfill_records, timeliness, quality_score FROM ops.ingest_ledger WHERE batch_id = 'old'"
+    ).fetchone()
+    assert row == (3, None, 100.0)

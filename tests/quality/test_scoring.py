@@ -73,7 +73,31 @@ def test_a_clean_timely_batch_scores_100() -> None:
         "consistency": 1.0,
         "timeliness": 1.0,
         "score": pytest.approx(100.0),
+        "backfill": 0,
     }
+
+
+def test_a_declared_backfill_is_not_late_and_scores_on_the_other_dimensions() -> None:
+    df = with_index(readings("MTR-1", quarter_hours("2025-03-10T00:00Z", 8)))
+    df.loc[3, "energy_kwh"] = -1.0  # one value rejected: accuracy 7/8
+    outcome = evaluate("meter_readings", df, NOW)
+    a_year_later = pd.Timestamp("2026-03-10T00:00Z")
+
+    live = batch_quality("meter_readings", df, outcome, a_year_later)
+    assert live.timeliness == 0.0 and live.backfill == 0  # as a live feed it is a year late
+    assert live.score == pytest.approx(100 * (0.4 + 0.3 * 7 / 8 + 0.2 + 0.1 * 0))
+
+    history = batch_quality("meter_readings", df, outcome, a_year_later, backfill=True)
+    assert history.timeliness is None and history.backfill == 8
+    assert "timeliness" not in history.dimensions()
+    # Timeliness's weight is shared out: (0.4 + 0.3 * 7/8 + 0.2) / 0.9.
+    assert history.score == pytest.approx(100 * (0.4 + 0.3 * 7 / 8 + 0.2) / 0.9)
+
+    # Per record: the live half is scored (both late), the declared half is not.
+    mixed = batch_quality(
+        "meter_readings", df, outcome, a_year_later, backfill=pd.Series([True] * 4 + [False] * 4, index=df.index)
+    )
+    assert (mixed.timeliness, mixed.backfill) == (0.0, 4)
 
 
 def test_lag_threshold_is_configurable() -> None:

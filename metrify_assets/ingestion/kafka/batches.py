@@ -18,6 +18,7 @@ from kafka.structs import OffsetAndMetadata
 
 from metrify_assets.contracts import SourceContract
 from metrify_assets.ingestion.batch import BatchResult, BatchSpec
+from metrify_assets.ingestion.kafka.produce import is_backfill
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.resources.kafka import KafkaResource, dlq_topic
 
@@ -36,6 +37,7 @@ class KafkaBatch:
     messages: list[bytes | None]  # None: a null value (tombstone)
     offsets: list[int]
     timestamps_ms: list[int]
+    backfill: list[bool]  # per message: declared history by the `metrify-backfill` header
 
     @property
     def received_at(self) -> pd.Timestamp:
@@ -45,13 +47,14 @@ class KafkaBatch:
 
 def _read(
     consumer: KafkaConsumer, rng: OffsetRange, timeout_s: float
-) -> tuple[list[bytes | None], list[int], list[int]]:
+) -> tuple[list[bytes | None], list[int], list[int], list[bool]]:
     tp = TopicPartition(rng.topic, rng.partition)
     consumer.assign([tp])
     consumer.seek(tp, rng.start)
     values: list[bytes | None] = []
     offsets: list[int] = []
     stamps: list[int] = []
+    backfill: list[bool] = []
     deadline = time.monotonic() + timeout_s
     while consumer.position(tp) < rng.end:
         if time.monotonic() > deadline:
@@ -64,7 +67,8 @@ def _read(
                 values.append(record.value)
                 offsets.append(record.offset)
                 stamps.append(record.timestamp)
-    return values, offsets, stamps
+                backfill.append(is_backfill(record.headers))
+    return values, offsets, stamps, backfill
 
 
 def read_batch(
@@ -72,12 +76,12 @@ def read_batch(
 ) -> KafkaBatch:
     """Exactly the records of `rng`, as bytes (decoding is the pipeline's job, not the consumer's)."""
     with kafka.consumer() as consumer:
-        values, offsets, stamps = _read(consumer, rng, timeout_s)
+        values, offsets, stamps, backfill = _read(consumer, rng, timeout_s)
     first = datetime.fromtimestamp(stamps[0] / 1000, tz=UTC) if stamps else datetime.now(tz=UTC)
     spec = BatchSpec(
         contract=contract, batch_id=rng.batch_id, origin="kafka", origin_ref=rng.batch_id, dt=first.date()
     )
-    return KafkaBatch(rng, spec, values, offsets, stamps or [int(first.timestamp() * 1000)])
+    return KafkaBatch(rng, spec, values, offsets, stamps or [int(first.timestamp() * 1000)], backfill)
 
 
 def dead_letter_value(

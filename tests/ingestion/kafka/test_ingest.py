@@ -18,6 +18,9 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from metrify_assets.alerts.store import list_alerts
+from metrify_assets.contracts import contract_for
+from metrify_assets.ingestion.kafka.batches import read_batch
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
@@ -348,3 +351,30 @@ def test_a_run_that_failed_after_its_commit_is_requested_again_until_its_dead_le
     run_all(defs, instance, retry.run_requests or [])
     assert [d["value"] for d in dead_letters(kafka_resource, topic)] == BAD[:1]
     assert not tick(defs, instance, kafka_resource, pg_resource, first.cursor).run_requests
+
+
+def test_messages_produced_as_a_backfill_are_not_scored_for_timeliness(
+    defs: dg.Definitions, kafka_resource: KafkaResource, pg_resource: PostgresResource, pg: psycopg.Connection
+) -> None:
+    """Old observations (2026-03-29) arriving now: late as a live feed, not late when declared history."""
+    kafka_resource.ensure_topics(partitions=1)
+    topic = kafka_resource.topic(SOURCE)
+    produce(kafka_resource, {SOURCE: [observation("W3", m) for m in range(3)]})
+    produce(kafka_resource, {SOURCE: [observation("W4", m) for m in range(3)]}, backfill=True)
+    batch = read_batch(kafka_resource, contract_for(SOURCE), OffsetRange(topic, 0, 0, 6))
+    assert batch.backfill == [False] * 3 + [True] * 3
+    instance = dg.DagsterInstance.ephemeral()
+    for rng in (OffsetRange(topic, 0, 0, 3), OffsetRange(topic, 0, 3, 6)):
+        execute_job(defs, JOB, instance, run_config=rng.run_config(SOURCE))
+    rows = pg.execute(
+        "SELECT origin_ref, backfill_records, timeliness FROM ops.ingest_ledger ORDER BY origin_ref"
+    ).fetchall()
+    assert rows == [
+        (OffsetRange(topic, 0, 0, 3).batch_id, 0, 0.0),
+        (OffsetRange(topic, 0, 3, 6).batch_id, 3, None),
+    ]
+    (standing,) = list_alerts(pg, "open")  # only the live batch was late (and history does not clear it)
+    assert (standing.dedup_key, standing.details["batch_id"]) == (
+        f"quality:{SOURCE}",
+        OffsetRange(topic, 0, 0, 3).batch_id,
+    )
