@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from metrify_assets import run_alerts, schedules
+from metrify_assets.alerts import sensor as alert_delivery
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion import definitions as ingestion
 from metrify_assets.lifecycle import archive
@@ -27,5 +28,6 @@ def defs() -> dg.Definitions:
         reporting.defs,
         schedules.defs,
         run_alerts.defs,
+        alert_delivery.defs,
         dg.Definitions(resources=build_resources(resolve_settings())),
     )

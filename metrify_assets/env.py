@@ -12,7 +12,11 @@ KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD (a secret: passed on as `dg.EnvVar`), K
 METRIFY_KAFKA_GROUP_ID, METRIFY_DBT_TARGET (postgres or snowflake), METRIFY_QUALITY_ALERT_THRESHOLD
 (quality score below which a batch raises an alert, default 95), and for the snowflake target
 METRIFY_SNOWFLAKE_ACCOUNT, _USER, _PASSWORD (a secret), _DATABASE, _WAREHOUSE, _ROLE, _HOST, _PORT,
-_PROTOCOL.
+_PROTOCOL. Alert channels (docs/alerts.md; none set: alerts are recorded, not sent):
+METRIFY_ALERT_WEBHOOK_URL with METRIFY_ALERT_WEBHOOK_SECRET (a secret: signs each request),
+METRIFY_ALERT_SLACK_WEBHOOK_URL, METRIFY_ALERT_SMTP_HOST with _PORT (25), _USER, _PASSWORD (a secret),
+_FROM, _TO (comma-separated) and _STARTTLS (true/false), and METRIFY_ALERT_MIN_SEVERITY (info, warning
+or critical; default warning).
 """
 
 from __future__ import annotations
@@ -39,6 +43,28 @@ class SnowflakeSettings:
     password_set: bool = False
 
 
+ALERT_SEVERITIES = ("info", "warning", "critical")  # as `alerts.store.SEVERITIES` (a test keeps them equal)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts are sent (docs/alerts.md). No URL and no SMTP host: alerts are recorded, not sent.
+    Secrets (the webhook's signing secret, the SMTP password) are only noted as set: Dagster reads
+    them as `dg.EnvVar`."""
+
+    webhook_url: str | None = None
+    webhook_secret_set: bool = False
+    slack_webhook_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password_set: bool = False
+    smtp_from: str = "metrify@localhost"
+    smtp_to: tuple[str, ...] = ()
+    smtp_starttls: bool = False
+    min_severity: str = "warning"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where each part of Metrify runs. `None` for a URL means: use the embedded default."""
@@ -57,6 +83,7 @@ class Settings:
     kafka_group_id: str = "metrify-ingest"
     quality_alert_threshold: float = 95.0  # a batch scoring below this raises a quality alert
     snowflake: SnowflakeSettings = SnowflakeSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def pg_data_dir(self) -> Path:
@@ -95,6 +122,7 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_group_id=env.get("METRIFY_KAFKA_GROUP_ID") or "metrify-ingest",
         quality_alert_threshold=float(env.get("METRIFY_QUALITY_ALERT_THRESHOLD") or 95.0),
         snowflake=resolve_snowflake(env),
+        alerts=resolve_alerts(env),
     )
 
 
@@ -111,4 +139,50 @@ def resolve_snowflake(env: Mapping[str, str]) -> SnowflakeSettings:
         port=int(env.get("METRIFY_SNOWFLAKE_PORT") or default.port),
         protocol=env.get("METRIFY_SNOWFLAKE_PROTOCOL") or default.protocol,
         password_set=bool(env.get("METRIFY_SNOWFLAKE_PASSWORD")),
+    )
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = (env.get(name) or "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def resolve_alerts(env: Mapping[str, str]) -> AlertSettings:
+    """The METRIFY_ALERT_* variables. A half-configured channel is an error, not a silent drop: a
+    webhook without its signing secret, or an SMTP host without recipients."""
+    default = AlertSettings()
+    min_severity = (env.get("METRIFY_ALERT_MIN_SEVERITY") or default.min_severity).strip().lower()
+    if min_severity not in ALERT_SEVERITIES:
+        raise ValueError(
+            f"METRIFY_ALERT_MIN_SEVERITY must be one of {', '.join(ALERT_SEVERITIES)}, got {min_severity!r}"
+        )
+    webhook_url = env.get("METRIFY_ALERT_WEBHOOK_URL") or None
+    webhook_secret_set = bool(env.get("METRIFY_ALERT_WEBHOOK_SECRET"))
+    if webhook_url and not webhook_secret_set:
+        raise ValueError(
+            "METRIFY_ALERT_WEBHOOK_URL is set without METRIFY_ALERT_WEBHOOK_SECRET: every webhook request "
+            "is signed with it, so that the receiver can tell Metrify's requests from anyone else's"
+        )
+    smtp_host = env.get("METRIFY_ALERT_SMTP_HOST") or None
+    smtp_to = tuple(a.strip() for a in (env.get("METRIFY_ALERT_SMTP_TO") or "").split(",") if a.strip())
+    if smtp_host and not smtp_to:
+        raise ValueError("METRIFY_ALERT_SMTP_HOST is set without METRIFY_ALERT_SMTP_TO (comma-separated)")
+    return AlertSettings(
+        webhook_url=webhook_url,
+        webhook_secret_set=webhook_secret_set,
+        slack_webhook_url=env.get("METRIFY_ALERT_SLACK_WEBHOOK_URL") or None,
+        smtp_host=smtp_host,
+        smtp_port=int(env.get("METRIFY_ALERT_SMTP_PORT") or default.smtp_port),
+        smtp_user=env.get("METRIFY_ALERT_SMTP_USER") or None,
+        smtp_password_set=bool(env.get("METRIFY_ALERT_SMTP_PASSWORD")),
+        smtp_from=env.get("METRIFY_ALERT_SMTP_FROM") or default.smtp_from,
+        smtp_to=smtp_to,
+        smtp_starttls=_flag(env, "METRIFY_ALERT_SMTP_STARTTLS", default.smtp_starttls),
+        min_severity=min_severity,
     )

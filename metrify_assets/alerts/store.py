@@ -59,6 +59,7 @@ class AlertRow:
     occurrences: int
     acked_at: datetime | None
     acked_by: str | None
+    ack_note: str | None
     resolved_at: datetime | None
     resolved_by: str | None
     resolution: str | None
@@ -120,7 +121,7 @@ def acknowledge(conn: psycopg.Connection, alert_id: int, by: str, note: str | No
     """Someone is on it: the alert stays open (and keeps refreshing) but shows who took it."""
     row = conn.execute(
         "UPDATE ops.alerts SET acked_at = coalesce(acked_at, now()), acked_by = coalesce(acked_by, %s), "
-        "resolution = coalesce(%s, resolution) WHERE alert_id = %s RETURNING alert_id",
+        "ack_note = coalesce(%s, ack_note) WHERE alert_id = %s RETURNING alert_id",
         (by, note, alert_id),
     ).fetchone()
     if row is None:
@@ -143,7 +144,7 @@ def resolve(conn: psycopg.Connection, alert_id: int, by: str, note: str | None =
 
 _COLUMNS = (
     "alert_id, kind, severity, subject, dedup_key, summary, details, opened_at, last_seen_at, "
-    "occurrences, acked_at, acked_by, resolved_at, resolved_by, resolution"
+    "occurrences, acked_at, acked_by, ack_note, resolved_at, resolved_by, resolution"
 )
 _STATUS_FILTER = {
     "open": "resolved_at IS NULL",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from metrify_assets.cli import db, demo, dlq, ingest, kafka, review, run, simulate
+from metrify_assets.cli import alerts, db, demo, dlq, ingest, kafka, review, run, simulate
 
 app = typer.Typer(
     name="metrify",
@@ -12,7 +12,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-for module in (simulate, ingest, run, demo, db, kafka, review, dlq):
+for module in (simulate, ingest, run, demo, db, kafka, review, dlq, alerts):
     module.register(app)
 
 

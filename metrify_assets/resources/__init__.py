@@ -1,6 +1,7 @@
 """Typed Dagster resources: PostgreSQL (operational store), the lake, the landing directory, Kafka,
-Snowflake, and the quality settings."""
+Snowflake, the quality settings and the alert channels."""
 
+from metrify_assets.resources.alerts import AlertChannelsResource
 from metrify_assets.resources.lake import Lake, LakeResource
 from metrify_assets.resources.landing import LandingResource
 from metrify_assets.resources.postgres import PostgresResource
@@ -8,6 +9,7 @@ from metrify_assets.resources.quality import QualityResource
 from metrify_assets.resources.snowflake import SnowflakeResource
 
 __all__ = [
+    "AlertChannelsResource",
     "Lake",
     "LakeResource",
     "LandingResource",

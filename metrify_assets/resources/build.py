@@ -6,7 +6,8 @@ from typing import Any
 
 import dagster as dg
 
-from metrify_assets.env import Settings, SnowflakeSettings
+from metrify_assets.env import AlertSettings, Settings, SnowflakeSettings
+from metrify_assets.resources.alerts import AlertChannelsResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.lake import LakeResource
 from metrify_assets.resources.landing import LandingResource
@@ -57,6 +58,35 @@ def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
     )
 
 
+def alert_channels_resource(settings: AlertSettings, secrets_as_env: bool = False) -> AlertChannelsResource:
+    """The alert channels as configured. The code location passes the secrets as `dg.EnvVar`s; the
+    CLI (`secrets_as_env=False`) uses their values."""
+
+    def secret(name: str, is_set: bool) -> str | dg.EnvVar | None:
+        if not is_set:
+            return None
+        return dg.EnvVar(name) if secrets_as_env else dg.EnvVar(name).get_value()
+
+    return AlertChannelsResource(
+        webhook_url=settings.webhook_url,
+        webhook_secret=secret("METRIFY_ALERT_WEBHOOK_SECRET", settings.webhook_secret_set),
+        # The URL of a Slack-compatible webhook is its credential: a secret like the others.
+        slack_webhook_url=(
+            dg.EnvVar("METRIFY_ALERT_SLACK_WEBHOOK_URL")
+            if secrets_as_env and settings.slack_webhook_url
+            else settings.slack_webhook_url
+        ),
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_user=settings.smtp_user,
+        smtp_password=secret("METRIFY_ALERT_SMTP_PASSWORD", settings.smtp_password_set),
+        smtp_from=settings.smtp_from,
+        smtp_to=list(settings.smtp_to),
+        smtp_starttls=settings.smtp_starttls,
+        min_severity=settings.min_severity,
+    )
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """Resources keyed as the assets expect them. Secrets (the PostgreSQL URL) stay `dg.EnvVar`s."""
     postgres = (
@@ -70,4 +100,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "lake": LakeResource(url=settings.lake_url),
         "landing": LandingResource(directory=str(settings.landing_dir)),
         "quality": QualityResource(alert_threshold=settings.quality_alert_threshold),
+        "alert_channels": alert_channels_resource(settings.alerts, secrets_as_env=True),
     }

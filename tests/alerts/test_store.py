@@ -53,11 +53,8 @@ def test_ack_keeps_an_alert_open_and_resolve_by_hand_closes_it(pg: psycopg.Conne
     assert [a.alert_id for a in list_alerts(pg, "acked")] == [raised.alert_id]
     assert raise_alert(pg, node_alert()).alert_id == raised.alert_id  # still the standing one
     closed = resolve(pg, raised.alert_id, by="ana", note="breaker reset")
-    assert (closed.status, closed.resolved_by, closed.resolution) == (
-        "resolved",
-        "ana",
-        "looking at the node",
-    )
+    assert (closed.status, closed.resolved_by, closed.resolution) == ("resolved", "ana", "breaker reset")
+    assert closed.ack_note == "looking at the node"
     assert list_alerts(pg, "open") == []
     with pytest.raises(AlertNotFoundError, match="no alert 999999"):
         resolve(pg, 999_999, by="ana")

@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS ops.alerts (
     occurrences   integer     NOT NULL DEFAULT 1,
     acked_at      timestamptz,
     acked_by      text,
+    ack_note      text,
     resolved_at   timestamptz,
     resolved_by   text,
     resolution    text
