@@ -38,6 +38,9 @@ class DemoSummary:
     vee_audit_rows: int = 0
     billing_ready_days: int = 0
     meter_days: int = 0
+    grid_node_hours: dict[str, int] = field(default_factory=dict)  # node-hours by worst system state
+    grid_state_events: dict[str, int] = field(default_factory=dict)  # alert / emergency events
+    alerts: dict[str, int] = field(default_factory=dict)  # "kind severity status" -> alerts
     seconds: float = 0.0
 
 
@@ -70,6 +73,17 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
     )
     days = conn.execute("SELECT count(*), count(*) FILTER (WHERE billing_ready) FROM ops.vee_days").fetchone()
     audit = conn.execute("SELECT count(*) FROM ops.vee_audit").fetchone()
+    grid_hours = conn.execute(
+        "SELECT worst_state, count(*) FROM ops.grid_stability GROUP BY 1 "
+        "ORDER BY array_position(ARRAY['normal', 'alert', 'emergency'], worst_state)"
+    ).fetchall()
+    grid_events = conn.execute(
+        "SELECT state, count(*) FROM ops.grid_state_events GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    alerts = conn.execute(
+        "SELECT kind || ' ' || severity || ' ' || CASE WHEN resolved_at IS NULL THEN 'open' ELSE 'resolved' END, "
+        "count(*) FROM ops.alerts GROUP BY 1 ORDER BY 1"
+    ).fetchall()
     marts = {
         name: int(conn.execute(f'SELECT count(*) FROM marts."{name}"').fetchone()[0])  # type: ignore[index]
         for (name,) in conn.execute(
@@ -92,6 +106,9 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         vee_audit_rows=int(audit[0]) if audit else 0,
         meter_days=int(days[0]) if days else 0,
         billing_ready_days=int(days[1]) if days else 0,
+        grid_node_hours={str(k): int(v) for k, v in grid_hours},
+        grid_state_events={str(k): int(v) for k, v in grid_events},
+        alerts={str(k): int(v) for k, v in alerts},
     )
 
 
@@ -113,6 +130,12 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
         table.add_row("  VEE estimated/edited by", methods)
     table.add_row("VEE audit rows", f"{summary.vee_audit_rows:,}")
     table.add_row("billing-ready meter-days", f"{summary.billing_ready_days:,} of {summary.meter_days:,}")
+    hours = ", ".join(f"{n:,} {state}" for state, n in summary.grid_node_hours.items()) or "none"
+    table.add_row("grid node-hours by state", hours)
+    events = ", ".join(f"{n:,} {state}" for state, n in summary.grid_state_events.items()) or "none"
+    table.add_row("grid state events", events)
+    alerts = "\n".join(f"{n:,} {key}" for key, n in summary.alerts.items()) or "none"
+    table.add_row("alerts", alerts)
     for mart, n in summary.marts.items():
         table.add_row(f"  marts.{mart}", f"{n:,} rows")
     table.add_row("report", summary.report_path)
