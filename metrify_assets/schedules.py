@@ -2,10 +2,10 @@
 
 Ingestion is driven by the landing (and Kafka) sensors, which catch up on whatever has arrived; the
 schedules refresh what is derived from it, each run over its own day partitions:
-- hourly: registry, the VEE series, anomaly scores, enrichment and the dbt marts for yesterday and
-  today (local days straddle UTC midnight), so the hourly marts are at most an hour behind;
-- nightly: the VEE series and the dbt marts over the incremental lookback (late readings), then the
-  archive tier and the data-quality report of yesterday;
+- hourly: registry, the VEE series, anomaly scores, enrichment, grid stability and the dbt marts for
+  yesterday and today (local days straddle UTC midnight), so the hourly marts are at most an hour behind;
+- nightly: the VEE series, grid stability and the dbt marts over the incremental lookback (late
+  readings), then the archive tier and the data-quality report of yesterday;
 - weekly: the registry and the anomaly models retrained on their window (scoring uses them from the
   next run on);
 - on late data: `late_days_sensor` re-materialises an older day that a new batch touched.
@@ -30,17 +30,18 @@ refresh_job = dg.define_asset_job(
     "refresh_job",
     op_retry_policy=RETRY_POLICY,
     selection=dg.AssetSelection.assets(
-        "meter_registry", "vee_meter_readings", "anomaly_scores", "enriched_meter_readings"
+        "meter_registry", "vee_meter_readings", "anomaly_scores", "enriched_meter_readings", "grid_stability"
     )
     | WAREHOUSE,
-    description="Registry, VEE series, anomaly scores, enrichment and the dbt marts for the days (partitions) of the run.",
+    description="Registry, VEE series, anomaly scores, enrichment, grid stability and the dbt marts for the "
+    "days (partitions) of the run.",
 )
 daily_marts_job = dg.define_asset_job(
     "daily_marts_job",
     op_retry_policy=RETRY_POLICY,
-    selection=dg.AssetSelection.assets("vee_meter_readings") | WAREHOUSE,
-    description="The VEE series and the dbt marts over the last few days, taking late readings into the "
-    "billing-grade series and the daily facts.",
+    selection=dg.AssetSelection.assets("vee_meter_readings", "grid_stability") | WAREHOUSE,
+    description="The VEE series, grid stability and the dbt marts over the last few days, taking late "
+    "readings and samples into the billing-grade series, the grid figures and the daily facts.",
 )
 daily_job = dg.define_asset_job(
     "daily_job",

@@ -36,6 +36,7 @@ def test_schedules_target_their_jobs(defs: dg.Definitions) -> None:
     refresh = job_assets(defs, "refresh_job")
     assert {"enriched_meter_readings", "marts/fct_consumption_hourly", "marts/fct_peak_demand"} <= refresh
     assert "marts/fct_consumption_daily" in job_assets(defs, "daily_marts_job")
+    assert "grid_stability" in refresh & job_assets(defs, "daily_marts_job")
     assert job_assets(defs, "daily_job") == {"archive_daily_readings", "data_quality_report"}
     assert job_assets(defs, "weekly_job") == {"meter_registry", "anomaly_model"}
 
@@ -48,6 +49,7 @@ def test_downstream_assets_share_the_dbt_day_partitions(defs: dg.Definitions) ->
         "enriched_meter_readings",
         "archive_daily_readings",
         "data_quality_report",
+        "grid_stability",
     ):
         assert graph.get(dg.AssetKey(name)).partitions_def == dbt_days, name
     assert graph.get(dg.AssetKey("anomaly_model")).partitions_def is None  # trained on its own schedule

@@ -39,11 +39,27 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- In a partitioned run (vars `min_date`..`max_date`, inclusive), whether a date lies inside it;
-    `true` otherwise. Tests use it to check only what the run built. -#}
-{% macro in_partition_window(date_expression) -%}
+{#- In a partitioned run (vars `min_date`..`max_date`, inclusive), whether a date lies inside it,
+    optionally widened by `days_before` and `days_after` (a rolling window reads the days before its
+    first as-of date, and a changed day moves the windows of the days after it); `true` otherwise.
+    Tests use it to check only what the run built. -#}
+{% macro in_partition_window(date_expression, days_before=0, days_after=0) -%}
     {%- if var('min_date', none) is not none -%}
-    ({{ date_expression }} between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date", var("min_date")) }}' as date))
+    {%- set first = modules.datetime.date.fromisoformat(var('min_date') | string) - modules.datetime.timedelta(days=days_before) -%}
+    {%- set last = modules.datetime.date.fromisoformat(var('max_date', var('min_date')) | string) + modules.datetime.timedelta(days=days_after) -%}
+    ({{ date_expression }} between cast('{{ first }}' as date) and cast('{{ last }}' as date))
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- In a partitioned run, the run's UTC days exactly on a naive UTC timestamp column (the partitions of
+    grid and weather samples are UTC days); `true` otherwise. A bound on the column itself, so
+    PostgreSQL reads the days through the BRIN index on `observed_at AT TIME ZONE 'UTC'`. -#}
+{% macro utc_day_bounds(utc_column) -%}
+    {%- if var('min_date', none) is not none -%}
+    {%- set after_last = modules.datetime.date.fromisoformat(var('max_date', var('min_date')) | string) + modules.datetime.timedelta(days=1) -%}
+    ({{ utc_column }} >= cast('{{ var("min_date") }}' as timestamp) and {{ utc_column }} < cast('{{ after_last }}' as timestamp))
     {%- else -%}
     true
     {%- endif -%}

@@ -19,6 +19,8 @@
         'stg_ops__anomaly_scores': 'reading_start_utc',
         'stg_ops__enriched_meter_readings': 'reading_start_utc',
         'stg_ops__grid_status': 'measured_at_utc',
+        'stg_ops__grid_stability': 'hour_start_utc',
+        'stg_ops__grid_state_events': 'started_at_utc',
         'stg_ops__weather_observations': 'observed_at_utc',
         'int_meter_readings_hourly': 'hour_start_utc',
     }) }}

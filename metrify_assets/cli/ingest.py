@@ -30,7 +30,14 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--set", help="FIELD=VALUE: the same value for every record.")
         ] = None,
         preset: Annotated[str | None, typer.Option(help=f"A known layout: {', '.join(PRESETS)}.")] = None,
-        meter_id: Annotated[str, typer.Option(help="meter_id for presets without one.")] = "UCI-HOUSEHOLD-1",
+        meter_id: Annotated[
+            str | None,
+            typer.Option(help="meter_id for a preset's readings (default: UCI-HOUSEHOLD-1, OPENSTEF-307)."),
+        ] = None,
+        station_id: Annotated[
+            str | None,
+            typer.Option(help="station_id for a preset's weather observations (default: OPENSTEF-307)."),
+        ] = None,
         timezone: Annotated[
             str | None, typer.Option(help="IANA timezone of timestamps without an offset.")
         ] = None,
@@ -57,6 +64,7 @@ def register(app: typer.Typer) -> None:
                 preset=preset,
                 meter_id=meter_id,
                 timezone=timezone,
+                station_id=station_id,
             )
         except ValueError as err:
             raise typer.BadParameter(str(err)) from err

@@ -1,1 +1,1 @@
-"""The grid room: frequency bands and, to come, stability, system states and risk."""
+"""The grid room: frequency bands, synchronous areas, stability figures, system states, events and risk."""

@@ -3,7 +3,7 @@
 Pure functions: they read a file, map its columns onto a source's contract fields, and return the
 message lines with counts of rows read and skipped (by reason), so `metrify ingest` only wires them
 to the landing directory. Records keep their values as given; the pipeline's record rules judge them.
-docs/ingest-mapping.md describes the mapping and the UCI preset's arithmetic.
+docs/ingest-mapping.md describes the mapping and the presets' arithmetic (`uci-household`, `openstef`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metrify_assets.contracts import METER_READINGS, Field, contract_for, iso_with_offset
+from metrify_assets.contracts import (
+    METER_READINGS,
+    WEATHER_OBSERVATIONS,
+    Field,
+    contract_for,
+    iso_with_offset,
+)
 
 FORMATS = {
     ".csv": "csv",
@@ -32,9 +38,26 @@ FORMATS = {
     ".pq": "parquet",
 }
 UCI_PRESET = "uci-household"
-PRESETS = (UCI_PRESET,)
+OPENSTEF_PRESET = "openstef"
+PRESETS = (UCI_PRESET, OPENSTEF_PRESET)
 UCI_TIMEZONE = "Europe/Paris"  # the household is in Sceaux, France
 UCI_INTERVAL_MINUTES = 15
+UCI_METER_ID = "UCI-HOUSEHOLD-1"
+# OpenSTEF's input layout: a UTC timestamp in the first column, then `load` (MW, net of feed-in) and
+# weather features at 15 minutes. The ids default to the location of the fixture (tests/fixtures).
+OPENSTEF_INTERVAL_MINUTES = 15
+OPENSTEF_METER_ID = "OPENSTEF-307"
+OPENSTEF_STATION_ID = "OPENSTEF-307"
+KWH_PER_MW_QUARTER_HOUR = 1000.0 * OPENSTEF_INTERVAL_MINUTES / 60.0  # 1 MW for 15 min = 250 kWh
+# OpenSTEF column -> (weather contract field, factor to the contract's unit).
+OPENSTEF_WEATHER = {
+    "temp": ("temperature_c", 1.0),  # degC
+    "humidity": ("humidity_pct", 100.0),  # fraction -> %
+    "pressure": ("pressure_hpa", 0.01),  # Pa -> hPa
+    "windspeed": ("wind_speed_ms", 1.0),  # m/s (10 m; `windspeed_100m` is at hub height)
+    # mm/h (hourly model values interpolated to 15 minutes) -> mm in the 15-minute interval
+    "rain": ("precipitation_mm", OPENSTEF_INTERVAL_MINUTES / 60.0),
+}
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 
 
@@ -191,13 +214,93 @@ def map_records(
     return IngestResult(lines=lines, rows_read=len(frame), skipped=dict(sorted(skipped.items())))
 
 
+def read_openstef(path: Path) -> pd.DataFrame:
+    """An OpenSTEF input CSV: the first column (unnamed or `datetime`) is the timestamp, as text."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    return frame.rename(columns={frame.columns[0]: "datetime"})
+
+
+def _openstef_rows(
+    frame: pd.DataFrame, columns: Sequence[str], timezone: str | None
+) -> tuple[pd.Series, pd.DataFrame, Counter[str]]:
+    """(UTC timestamps, numeric columns, skip reasons) of the rows that have every column.
+
+    OpenSTEF writes UTC with an offset; a timestamp without one is read as UTC too (OpenSTEF's
+    convention), unless `timezone` names another zone.
+    """
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise ValueError(f"not an OpenSTEF file with {', '.join(columns)}: no column {', '.join(absent)}")
+    text = frame["datetime"].astype("string").str.strip()
+    aware = text.str.contains(_OFFSET, na=False)
+    stamps = pd.to_datetime(text.where(aware), errors="coerce", utc=True, format="ISO8601")
+    naive = pd.to_datetime(text.where(~aware), errors="coerce", format="ISO8601")
+    placed = naive.dt.tz_localize(timezone or "UTC", ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    stamps = stamps.where(aware, placed)
+    values = pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce") for c in columns}, index=frame.index)
+    reasons = pd.Series(None, index=frame.index, dtype=object)
+    reasons = reasons.where(stamps.notna(), "invalid_datetime")
+    for column in columns:
+        reasons = reasons.where(reasons.notna() | frame[column].notna(), f"missing_{column}")
+        reasons = reasons.where(reasons.notna() | values[column].notna(), f"invalid_{column}")
+    keep = reasons.isna()
+    return stamps[keep], values[keep], Counter(str(r) for r in reasons.dropna())
+
+
+def openstef_readings(
+    frame: pd.DataFrame, meter_id: str = OPENSTEF_METER_ID, timezone: str | None = None
+) -> IngestResult:
+    """OpenSTEF `load` (MW, taken as the mean over the quarter-hour that starts at the timestamp;
+    negative = feed-in) ->
+    15-minute meter readings: energy_kwh = |load| x 250 (MW x 0.25 h x 1000 kWh/MWh), direction
+    `import` for load >= 0 and `export` below. Not rounded: the readings sum to the file's energy."""
+    stamps, values, skipped = _openstef_rows(frame, ["load"], timezone)
+    starts = iso_with_offset(pd.DatetimeIndex(stamps).tz_convert(timezone or "UTC"))
+    lines = [
+        json.dumps(
+            {
+                "meter_id": meter_id,
+                "reading_start": start,
+                "interval_minutes": OPENSTEF_INTERVAL_MINUTES,
+                "energy_kwh": abs(mw) * KWH_PER_MW_QUARTER_HOUR,
+                "direction": "export" if mw < 0 else "import",
+                "source": OPENSTEF_PRESET,
+            }
+        )
+        for start, mw in zip(starts, values["load"].tolist(), strict=True)
+    ]
+    notes = {"export_intervals": int((values["load"] < 0).sum())}
+    return IngestResult(lines=lines, rows_read=len(frame), skipped=dict(sorted(skipped.items())), notes=notes)
+
+
+def openstef_weather(
+    frame: pd.DataFrame, station_id: str = OPENSTEF_STATION_ID, timezone: str | None = None
+) -> IngestResult:
+    """OpenSTEF weather columns -> observations of one station, converted to the contract's units
+    (`OPENSTEF_WEATHER`): pressure Pa -> hPa, humidity fraction -> %, rain mm/h -> mm in the
+    quarter-hour. The other columns (radiation, clouds, wind direction, ...) have no contract field."""
+    stamps, values, skipped = _openstef_rows(frame, list(OPENSTEF_WEATHER), timezone)
+    stamped = iso_with_offset(pd.DatetimeIndex(stamps).tz_convert(timezone or "UTC"))
+    converted = {
+        field: (values[column] * factor).tolist() for column, (field, factor) in OPENSTEF_WEATHER.items()
+    }
+    lines = [
+        json.dumps(
+            {"station_id": station_id, "observed_at": observed_at}
+            | {field: converted[field][i] for field in converted}
+        )
+        for i, observed_at in enumerate(stamped)
+    ]
+    return IngestResult(lines=lines, rows_read=len(frame), skipped=dict(sorted(skipped.items())))
+
+
 def read_uci_household(path: Path) -> pd.DataFrame:
     """The UCI household file: `;`-separated, `?` for missing, date as d/m/Y."""
     return pd.read_csv(path, sep=";", na_values=["?"], dtype={"Date": str, "Time": str})
 
 
 def uci_household_readings(
-    frame: pd.DataFrame, meter_id: str = "UCI-HOUSEHOLD-1", timezone: str = UCI_TIMEZONE
+    frame: pd.DataFrame, meter_id: str = UCI_METER_ID, timezone: str = UCI_TIMEZONE
 ) -> IngestResult:
     """1-minute UCI rows -> 15-minute meter readings.
 
@@ -274,15 +377,29 @@ def ingest_file(
     mapping: Mapping[str, str] | None = None,
     constants: Mapping[str, str] | None = None,
     preset: str | None = None,
-    meter_id: str = "UCI-HOUSEHOLD-1",
+    meter_id: str | None = None,
     timezone: str | None = None,
+    station_id: str | None = None,
 ) -> IngestResult:
-    """Read `path` and return its records as message lines for `source` (a preset decides the layout)."""
+    """Read `path` and return its records as message lines for `source` (a preset decides the layout).
+
+    `uci-household` makes meter readings; `openstef` makes meter readings from `load` or weather
+    observations from the weather columns, as `source` asks. `meter_id` / `station_id` default to the
+    preset's own.
+    """
     contract_for(source)
     if preset is None:
         return map_records(read_table(path, fmt), source, mapping, constants, timezone)
-    if preset != UCI_PRESET:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
-    if source != METER_READINGS.source:
-        raise ValueError(f"preset {preset} produces meter_readings, not {source}")
-    return uci_household_readings(read_uci_household(path), meter_id, timezone or UCI_TIMEZONE)
+    if preset == UCI_PRESET:
+        if source != METER_READINGS.source:
+            raise ValueError(f"preset {preset} produces meter_readings, not {source}")
+        return uci_household_readings(
+            read_uci_household(path), meter_id or UCI_METER_ID, timezone or UCI_TIMEZONE
+        )
+    if preset == OPENSTEF_PRESET:
+        if source == METER_READINGS.source:
+            return openstef_readings(read_openstef(path), meter_id or OPENSTEF_METER_ID, timezone)
+        if source == WEATHER_OBSERVATIONS.source:
+            return openstef_weather(read_openstef(path), station_id or OPENSTEF_STATION_ID, timezone)
+        raise ValueError(f"preset {preset} produces meter_readings or weather_observations, not {source}")
+    raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from metrify_assets.contracts import contract_for
 from metrify_assets.grid.frequency import GRID_FREQUENCY
+from metrify_assets.grid.stability import NOMINAL_VOLTAGE_V
 
 DIRECTIONS = ("import", "export")  # of energy at a meter; missing means import
 Decision = Literal["accept", "flag", "reject"]
@@ -78,7 +79,7 @@ class RuleConfig:
     grid_nominal_hz: float = GRID_FREQUENCY.nominal_hz
     frequency_statutory_hz: float = GRID_FREQUENCY.statutory_band_hz  # +/- around nominal before flagging
     frequency_plausible_hz: float = GRID_FREQUENCY.plausible_band_hz  # +/- around nominal before rejecting
-    grid_nominal_voltage_v: float = 230.0
+    grid_nominal_voltage_v: float = NOMINAL_VOLTAGE_V  # EN 50160 low voltage, as grid/stability.py
     future_tolerance_minutes: int = 5  # grid and weather, and meters with an invalid interval
     # Before this, a timestamp is a device clock reset (1970-01-01 is the classic), not history.
     earliest_plausible: str = "2000-01-01T00:00:00Z"

@@ -10,7 +10,9 @@ from datetime import timedelta
 import dagster as dg
 
 # Marts refreshed by the hourly schedule (`refresh_job`, minute 7 of every hour).
-HOURLY_MARTS = frozenset({"fct_consumption_hourly", "fct_grid_stability"})
+HOURLY_MARTS = frozenset(
+    {"fct_consumption_hourly", "fct_grid_stability", "fct_grid_state_events", "fct_weather_conditions"}
+)
 
 HOURLY_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=3), warn_window=timedelta(hours=2)

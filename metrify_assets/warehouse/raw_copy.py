@@ -69,6 +69,11 @@ RAW_TABLES = (
     # no longer in a day: keyed by meter-day, a changed day replaces all its raw intervals.
     RawTable("vee_readings", ("meter_id", "local_date"), "processed_at"),
     RawTable("vee_days", ("meter_id", "local_date"), "processed_at"),
+    # The grid asset re-writes whole UTC days of node-hours: keyed by node-day like VEE's meter-days.
+    RawTable("grid_stability", ("grid_node_id", "day"), "processed_at"),
+    # Events are few, and a re-run may remove one (a late sample ended an excursion sooner) or end one
+    # that an earlier day owns: copied in full, so the copy never keeps an event `ops` no longer has.
+    RawTable("grid_state_events", ("grid_node_id", "started_at"), None),
 )
 
 

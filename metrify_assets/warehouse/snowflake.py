@@ -22,6 +22,7 @@ OPS_WRITERS = (
     "anomaly_scores",
     "enriched_meter_readings",
     "vee_meter_readings",
+    "grid_stability",
 )
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from metrify_assets.grid.frequency import GRID_FREQUENCY
+from metrify_assets.weather.conditions import WEATHER_CLASSES
 from metrify_assets.weather.degree_days import COOLING_BASE_C, HEATING_BASE_C
+from metrify_assets.weather.sensitivity import SENSITIVITY
 
 
-def dbt_vars() -> dict[str, float]:
+def dbt_vars() -> dict[str, float | int]:
     """Passed to every `dbt build` Dagster runs; `dbt_project.yml` holds the same values as defaults."""
     return {
         "grid_nominal_frequency_hz": GRID_FREQUENCY.nominal_hz,
-        "grid_normal_band_hz": GRID_FREQUENCY.normal_band_hz,
-        "grid_statutory_band_hz": GRID_FREQUENCY.statutory_band_hz,
         "heating_base_c": HEATING_BASE_C,
         "cooling_base_c": COOLING_BASE_C,
+        **WEATHER_CLASSES.dbt_vars(),
+        **SENSITIVITY.dbt_vars(),
     }

@@ -1,1 +1,2 @@
-"""The weather room: degree-day bases and, to come, environmental classes and weather impact."""
+"""The weather room: degree-day bases, environmental classes (`conditions.py`) and the settings of the
+weather-sensitivity regression (`sensitivity.py`), all passed to dbt as vars."""

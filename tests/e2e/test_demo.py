@@ -112,3 +112,18 @@ def test_the_report_and_archive_are_in_the_lake(runs: list[dict[str, object]], d
     assert Path(str(runs[0]["report_path"])).is_file()
     archives = sorted((demo_home / "lake" / "curated" / "meter_readings").glob("dt=*/*.parquet"))
     assert len(archives) >= 2
+
+
+def test_the_summary_shows_grid_states_and_alerts(
+    runs: list[dict[str, object]], conn: psycopg.Connection
+) -> None:
+    hours = runs[0]["grid_node_hours"]
+    assert isinstance(hours, dict) and set(hours) <= {"normal", "alert", "emergency"}
+    node_hours = conn.execute(
+        "SELECT count(DISTINCT (grid_node_id, date_trunc('hour', measured_at))) FROM ops.grid_status"
+    ).fetchone()
+    assert node_hours is not None and sum(hours.values()) == node_hours[0] > 0
+    alerts = runs[0]["alerts"]
+    assert isinstance(alerts, dict)
+    stored = conn.execute("SELECT count(*) FROM ops.alerts").fetchone()
+    assert stored is not None and sum(alerts.values()) == stored[0]

@@ -97,6 +97,13 @@ def test_grid_only_builds_grid_stability(tmp_path: Path) -> None:
     samples = query(tmp_path, "SELECT count(*) FROM ops.grid_status")[0][0]
     assert samples > 0
     assert query(tmp_path, "SELECT sum(sample_count) FROM marts.fct_grid_stability") == [(samples,)]
+    # grid_stability ran in refresh_job: every node-hour has its state and risk, from frequency,
+    # voltage and load (the simulated nodes send all three).
+    assert query(
+        tmp_path,
+        "SELECT count(*) FROM marts.fct_grid_stability WHERE system_state IS NULL OR risk_score IS NULL "
+        "OR risk_components <> 'frequency,voltage,load'",
+    ) == [(0,)]
     for empty in (
         "ops.meter_readings",
         "ops.enriched_meter_readings",
@@ -114,4 +121,8 @@ def test_weather_only_builds_daily_weather(tmp_path: Path) -> None:
     assert observations > 0
     days = query(tmp_path, "SELECT count(*) FROM intermediate.int_weather_daily")[0][0]
     assert days > 0
+    # Every observation is classified in its station-hour; no region, so no sensitivity.
+    hours = query(tmp_path, "SELECT sum(observation_count) FROM marts.fct_weather_conditions")
+    assert hours == [(observations,)]
+    assert query(tmp_path, "SELECT count(*) FROM marts.fct_weather_sensitivity") == [(0,)]
     assert query(tmp_path, "SELECT count(*) FROM marts.fct_consumption_daily") == [(0,)]

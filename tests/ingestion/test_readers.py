@@ -1,4 +1,5 @@
-"""File ingestion: column mapping to contract records, and the UCI household preset end to end."""
+"""File ingestion: column mapping to contract records, and the UCI household and OpenSTEF presets end
+to end."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import typer
@@ -18,12 +21,16 @@ from metrify_assets.ingestion.readers import (
     detect_format,
     ingest_file,
     map_records,
+    openstef_readings,
+    openstef_weather,
     parse_pairs,
+    read_openstef,
     read_uci_household,
     uci_household_readings,
 )
 
 UCI = Path(__file__).parents[1] / "fixtures" / "uci_household_power_2days.txt"
+OPENSTEF = Path(__file__).parents[1] / "fixtures" / "openstef_307_test.csv"
 
 
 def cli() -> typer.Typer:
@@ -70,6 +77,67 @@ def test_uci_bucket_with_missing_minutes_is_emitted_and_counted() -> None:
     first = json.loads(result.lines[0])
     assert first["status_flags"] == ["partial_interval"]
     assert first["energy_kwh"] == pytest.approx(frame["Global_active_power"][:15].sum() / 60.0)
+
+
+def landed_records(tmp_path: Path, source: str, *options: str) -> list[dict[str, Any]]:
+    args = ["ingest", source, str(OPENSTEF), "--preset", "openstef", "--landing-dir", str(tmp_path), *options]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 0, result.output
+    (landed,) = list_landed(tmp_path, source)
+    return [json.loads(line) for line in landed.path.read_text().splitlines()]
+
+
+def test_openstef_preset_lands_the_load_as_quarter_hour_readings(tmp_path: Path) -> None:
+    records = landed_records(tmp_path, "meter_readings")
+    source = pd.read_csv(OPENSTEF)
+    assert len(records) == len(source) == 2878
+    assert {r["meter_id"] for r in records} == {"OPENSTEF-307"}
+    assert {(r["interval_minutes"], r["source"]) for r in records} == {(15, "openstef")}
+    # MW over a quarter-hour = MW x 250 kWh; feed-in (negative load) lands as export.
+    imported = sum(r["energy_kwh"] for r in records if r["direction"] == "import")
+    exported = sum(r["energy_kwh"] for r in records if r["direction"] == "export")
+    assert imported == pytest.approx(source["load"].clip(lower=0).sum() * 250, rel=1e-12)
+    assert exported == pytest.approx(-source["load"].clip(upper=0).sum() * 250, rel=1e-12)
+    assert all(r["energy_kwh"] >= 0 for r in records)
+    assert sum(r["direction"] == "export" for r in records) == (source["load"] < 0).sum() == 502
+    first = records[0]
+    assert first["reading_start"] == "2020-10-31T00:45:00+00:00"
+    assert (first["direction"], first["energy_kwh"]) == ("export", pytest.approx(3.986666667 * 250))
+    starts = [datetime.fromisoformat(str(r["reading_start"])) for r in records]
+    assert all(b - a == pd.Timedelta(minutes=15) for a, b in pairwise(starts))
+
+
+def test_openstef_preset_lands_the_weather_in_contract_units(tmp_path: Path) -> None:
+    records = landed_records(tmp_path, "weather_observations", "--station-id", "WX-NL-1")
+    source = pd.read_csv(OPENSTEF)
+    assert len(records) == len(source)
+    frame = pd.DataFrame(records)
+    assert set(frame["station_id"]) == {"WX-NL-1"}
+    assert frame["observed_at"].iloc[-1] == "2020-11-30T00:00:00+00:00"
+    pd.testing.assert_series_equal(frame["temperature_c"], source["temp"], check_names=False)
+    pd.testing.assert_series_equal(frame["wind_speed_ms"], source["windspeed"], check_names=False)
+    np.testing.assert_allclose(frame["pressure_hpa"], source["pressure"] / 100, rtol=1e-12)
+    np.testing.assert_allclose(frame["humidity_pct"], source["humidity"] * 100, rtol=1e-12)
+    # `rain` is a rate (mm/h) every quarter-hour: the amount of a quarter-hour is a quarter of it.
+    np.testing.assert_allclose(frame["precipitation_mm"], source["rain"] / 4, rtol=1e-12)
+    assert frame["pressure_hpa"].between(850, 1090).all() and frame["humidity_pct"].between(0, 100).all()
+
+
+def test_openstef_rows_with_missing_or_bad_values_are_skipped_with_reasons() -> None:
+    frame = read_openstef(OPENSTEF).head(6).copy()
+    frame.loc[0, "load"] = None
+    frame.loc[1, "load"] = "n/a"
+    frame.loc[2, "datetime"] = "yesterday"
+    frame.loc[3, "rain"] = None
+    readings = openstef_readings(frame, meter_id="M-1")
+    assert readings.records == 3
+    assert readings.skipped == {"invalid_datetime": 1, "invalid_load": 1, "missing_load": 1}
+    weather = openstef_weather(frame)
+    assert weather.records == 4 and weather.skipped == {"invalid_datetime": 1, "missing_rain": 1}
+    with pytest.raises(ValueError, match="meter_readings or weather_observations"):
+        ingest_file(OPENSTEF, "grid_status", preset="openstef")
+    with pytest.raises(ValueError, match="no column load"):
+        openstef_readings(frame.drop(columns="load"))
 
 
 def test_mapping_renames_types_and_skips_with_reasons() -> None:

@@ -95,7 +95,11 @@ def test_a_declared_backfill_is_not_late_and_scores_on_the_other_dimensions() ->
 
     # Per record: the live half is scored (both late), the declared half is not.
     mixed = batch_quality(
-        "meter_readings", df, outcome, a_year_later, backfill=pd.Series([True] * 4 + [False] * 4, index=df.index)
+        "meter_readings",
+        df,
+        outcome,
+        a_year_later,
+        backfill=pd.Series([True] * 4 + [False] * 4, index=df.index),
     )
     assert (mixed.timeliness, mixed.backfill) == (0.0, 4)
 

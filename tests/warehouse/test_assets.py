@@ -24,7 +24,10 @@ MARTS = (
     "fct_consumption_daily",
     "fct_data_quality_daily",
     "fct_grid_stability",
+    "fct_grid_state_events",
     "fct_weather_impact",
+    "fct_weather_conditions",
+    "fct_weather_sensitivity",
 )
 UPSTREAM = {
     "validated_meter_readings",
@@ -34,6 +37,7 @@ UPSTREAM = {
     "anomaly_scores",
     "enriched_meter_readings",
     "vee_meter_readings",
+    "grid_stability",
 }
 
 

@@ -22,6 +22,8 @@ import pandas as pd
 import psycopg
 import pytest
 
+from metrify_assets.grid.analysis import GridConfig
+from metrify_assets.grid.store import run_days as run_grid_days
 from metrify_assets.meters.time_of_use import tou_period
 from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url
@@ -52,9 +54,12 @@ METERS = pd.DataFrame(
 TIMEZONES = dict(zip(METERS["meter_id"], METERS["timezone"], strict=True))
 DST_DAY = date(2026, 3, 29)
 
-# GN-1: one hour, 50.21 Hz outside the normal band; GN-2: 49.45 Hz beyond the statutory band.
+# GN-1: one hour of 5-minute samples, two in a row beyond 100 mHz (49.78, 50.21 Hz); GN-2: 20-minute
+# samples, one at 49.45 Hz beyond the statutory band; GN-3: 1-minute samples, 12 minutes at +130 mHz,
+# then 5 at +260 mHz (docs/grid.md has the states these make).
 GN1_FREQUENCIES = [50.0, 50.03, 49.94, 50.07, 49.78, 50.21, 50.01, 49.99, 50.06, 50.0, 49.9, 50.02]
 GN2_FREQUENCIES = [50.0, 50.01, 49.45, 50.0, 50.02, 49.99]
+GN3_FREQUENCIES = [50.0] * 10 + [50.13] * 12 + [50.26] * 5 + [50.0] * 13
 
 
 @dataclass(frozen=True)
@@ -170,12 +175,13 @@ def make_ops_data() -> OpsData:
     anomalies["is_anomaly"] = anomalies["score"].abs() > 3
     grid = pd.DataFrame(
         {
-            "grid_node_id": ["GN-1"] * 12 + ["GN-2"] * 6,
+            "grid_node_id": ["GN-1"] * 12 + ["GN-2"] * 6 + ["GN-3"] * 40,
             "measured_at": [DAY0 + timedelta(minutes=5 * i) for i in range(12)]
-            + [DAY0 + timedelta(minutes=20 * i) for i in range(6)],
-            "frequency_hz": [*GN1_FREQUENCIES, *GN2_FREQUENCIES],
-            "voltage_v": list(rng.uniform(220, 240, 18).round(2)),
-            "load_mw": list(rng.uniform(10, 20, 18).round(2)),
+            + [DAY0 + timedelta(minutes=20 * i) for i in range(6)]
+            + [DAY0 + timedelta(hours=3, minutes=i) for i in range(40)],
+            "frequency_hz": [*GN1_FREQUENCIES, *GN2_FREQUENCIES, *GN3_FREQUENCIES],
+            "voltage_v": list(rng.uniform(220, 240, 18).round(2)) + [231.0] * 40,
+            "load_mw": list(rng.uniform(10, 20, 18).round(2)) + [15.0] * 40,
         }
     )
     weather = pd.DataFrame(
@@ -219,6 +225,10 @@ def load(conn: psycopg.Connection, data: OpsData) -> None:
     insert(conn, "quarantine", data.quarantine, {"payload": "{}"})
     insert(conn, "anomaly_scores", data.anomalies, {"model_version": "test-1"})
     insert(conn, "grid_status", data.grid, {"record_version": 1, "batch_id": "B-3"})
+    grid_days = pd.to_datetime(data.grid["measured_at"], utc=True).dt.date
+    run_grid_days(
+        conn, grid_days.min(), grid_days.max(), GridConfig()
+    )  # what the grid_stability asset writes
     insert(
         conn,
         "weather_observations",
@@ -474,7 +484,7 @@ def test_grid_stability_matches_pandas(build: Build) -> None:
     actual["hour_start_utc"] = pd.to_datetime(actual["hour_start_utc"])
     actual = actual.set_index(["grid_node_id", "hour_start_utc"])
     groups = grid.groupby(["grid_node_id", "hour_start_utc"])
-    assert len(actual) == groups.ngroups == 3
+    assert len(actual) == groups.ngroups == 4
     for key, group in groups:
         row = actual.loc[key]
         assert row["sample_count"] == len(group)
@@ -483,9 +493,30 @@ def test_grid_stability_matches_pandas(build: Build) -> None:
         assert float(row["share_beyond_200mhz"]) == pytest.approx((group["dev"].abs() > 0.2).mean())
         assert float(row["min_voltage_v"]) == pytest.approx(group["voltage_v"].min())
         assert float(row["max_voltage_v"]) == pytest.approx(group["voltage_v"].max())
+    # The new figures and system_state come from ops.grid_stability, hour by hour.
+    ops = build.mart("SELECT * FROM ops.grid_stability")
+    ops["hour_start_utc"] = pd.to_datetime(ops["hour_start"], utc=True).dt.tz_localize(None)
+    ops = ops.set_index(["grid_node_id", "hour_start_utc"]).loc[actual.index]
+    assert (actual["system_state"] == ops["worst_state"]).all()
+    for column in ("risk_score", "minutes_outside_standard", "rocof_max_hz_s", "voltage_within_share"):
+        np.testing.assert_allclose(actual[column].astype(float), ops[column].astype(float), err_msg=column)
+    assert set(actual["risk_components"]) == {"frequency,voltage"}  # no capacity: no load margin
+    # ENTSO-E states with their durations, no longer the band of the hour's largest sample:
     states = actual["system_state"].groupby(level="grid_node_id").agg(set)
-    assert states["GN-1"] == {"alert"}  # 50.21 Hz: outside normal, inside statutory
-    assert states["GN-2"] == {"emergency", "normal"}  # 49.45 Hz in the first hour only
+    assert states["GN-1"] == {"alert"}  # two 5-minute samples beyond 100 mHz: more than 5 minutes
+    assert states["GN-2"] == {"alert", "normal"}  # 49.45 Hz for one 20-minute sample: no steady state
+    assert states["GN-3"] == {"emergency"}
+    events = build.mart("SELECT * FROM marts.fct_grid_state_events WHERE grid_node_id = 'GN-3'")
+    events = events.sort_values("started_at_utc")
+    assert events[["state", "rule", "duration_minutes"]].values.tolist() == [
+        ["alert", "beyond_half_max_steady_state", 8.0],  # 03:15 (beyond 100 mHz since 03:10) .. 03:23
+        [
+            "emergency",
+            "steady_state_beyond_max",
+            5.0,
+        ],  # 2 of the last 3 samples beyond 200 mHz: 03:23 .. 03:28
+    ]
+    assert not events["is_open"].any()
 
 
 def test_weather_impact_degree_days(build: Build) -> None:

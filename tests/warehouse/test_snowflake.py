@@ -132,6 +132,21 @@ def test_dim_meter_versions_from_the_snapshot(sf_build: SnowflakeBuild) -> None:
     assert versions["is_current"].all()
 
 
+def test_grid_marts_carry_the_grid_stability_figures(sf_build: SnowflakeBuild) -> None:
+    """The RAW copies of ops.grid_stability and ops.grid_state_events reach the grid marts."""
+    hours = sf_build.query("SELECT grid_node_id, system_state, risk_components FROM marts.fct_grid_stability")
+    assert len(hours) == 4 and hours["system_state"].notna().all()
+    assert set(hours["system_state"]) == {"normal", "alert", "emergency"}
+    assert set(hours["risk_components"]) == {"frequency,voltage"}
+    events = sf_build.query(
+        "SELECT state, rule, duration_minutes, is_open FROM marts.fct_grid_state_events "
+        "WHERE grid_node_id = 'GN-3' ORDER BY started_at_utc"
+    )
+    assert events["state"].tolist() == ["alert", "emergency"]
+    assert events["duration_minutes"].astype(float).tolist() == [8.0, 5.0]
+    assert not events["is_open"].any()
+
+
 def test_load_is_idempotent_and_incremental(sf_build: SnowflakeBuild, pg_resource: PostgresResource) -> None:
     """Runs last: a second load changes nothing; a new reading arrives as exactly one more row."""
 

@@ -1,6 +1,11 @@
--- Stability indicators per grid node and UTC hour: frequency deviation from nominal, the share of
--- samples outside +/-50 mHz and +/-200 mHz, the voltage range, and the worst system state reached
--- (normal within 49.8-50.2 Hz, alert within the statutory 49.5-50.5 Hz, emergency beyond).
+-- Stability indicators per grid node and UTC hour. The first columns are computed here from the
+-- samples (frequency deviation from nominal, the share of samples outside +/-50 mHz and +/-200 mHz,
+-- the voltage range, the mean load); the rest come from the grid_stability asset
+-- (stg_ops__grid_stability, docs/grid.md), which works on the raw samples against the node's
+-- synchronous area: time outside the standard range, RoCoF, EN 50160 voltage compliance, load margin,
+-- minutes in each ENTSO-E system state and the risk score.
+-- `system_state` is the worst ENTSO-E state the node was in during the hour (normal / alert /
+-- emergency, with SOGL's duration rules). It is null for an hour the asset has not processed yet.
 {% set nominal = var('grid_nominal_frequency_hz') %}
 with samples as (
     select
@@ -29,13 +34,51 @@ hourly as (
         avg(load_mw) as mean_load_mw
     from samples
     group by grid_node_id, hour_start_utc
+),
+
+stability as (
+    select * from {{ ref('stg_ops__grid_stability') }}
 )
 
 select
-    *,
-    case
-        when max_abs_deviation_hz > {{ var('grid_statutory_band_hz') }} then 'emergency'
-        when max_abs_deviation_hz > {{ var('grid_normal_band_hz') }} then 'alert'
-        else 'normal'
-    end as system_state
-from hourly
+    h.grid_node_id,
+    h.hour_start_utc,
+    h.sample_count,
+    h.mean_frequency_hz,
+    h.std_deviation_hz,
+    h.max_abs_deviation_hz,
+    h.share_beyond_50mhz,
+    h.share_beyond_200mhz,
+    h.min_voltage_v,
+    h.max_voltage_v,
+    h.mean_load_mw,
+    s.worst_state as system_state,
+    s.area,
+    s.mean_deviation_hz,
+    s.max_abs_steady_state_hz,
+    s.standard_range_hz,
+    s.share_outside_standard,
+    s.minutes_outside_standard,
+    s.covered_minutes,
+    s.rocof_max_hz_s,
+    s.rocof_window_s,
+    s.mean_voltage_v,
+    s.voltage_windows,
+    s.voltage_within_share,
+    s.voltage_week_within_share,
+    s.voltage_week_compliant,
+    s.max_load_mw,
+    s.capacity_mw,
+    s.min_load_margin_mw,
+    s.min_load_margin_share,
+    s.alert_minutes,
+    s.emergency_minutes,
+    s.risk_score,
+    s.risk_frequency,
+    s.risk_voltage,
+    s.risk_load,
+    s.risk_components
+from hourly as h
+left join stability as s
+    on h.grid_node_id = s.grid_node_id
+    and h.hour_start_utc = s.hour_start_utc

@@ -1,0 +1,95 @@
+-- Weather per station and UTC hour: the hour's observations aggregated (mean, min and max temperature,
+-- mean and max wind, total precipitation), a temperature band and a wind class on the hour's means, a
+-- precipitation class on its total (mm in the hour = mm/h), and extreme-weather flags raised when any
+-- observation of the hour reaches the extreme band or class (frost, heat, gale) or the total is heavy
+-- rain. Edges: vars from metrify_assets/weather/conditions.py (sources in docs/weather.md).
+-- Incremental by UTC day (the weather partitions): a partitioned run (vars min_date..max_date) rebuilds
+-- exactly those UTC days and reads only their observations. Without the vars every hour is recomputed:
+-- weather rows have no change stamp to go by (a corrected observation keeps its first ingested_at).
+{{ config(
+    materialized='incremental',
+    unique_key=['station_id', 'hour_start_utc'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
+{%- set float = dbt.type_float() %}
+with observations as (
+    select
+        station_id,
+        {{ dbt.date_trunc('hour', 'observed_at_utc') }} as hour_start_utc,
+        temperature_c,
+        humidity_pct,
+        pressure_hpa,
+        wind_speed_ms,
+        precipitation_mm
+    from {{ ref('stg_ops__weather_observations') }}
+    where {{ utc_day_bounds('observed_at_utc') }}
+),
+
+hourly as (
+    select
+        station_id,
+        hour_start_utc,
+        count(*) as observation_count,
+        avg(temperature_c) as mean_temperature_c,
+        min(temperature_c) as min_temperature_c,
+        max(temperature_c) as max_temperature_c,
+        avg(wind_speed_ms) as mean_wind_speed_ms,
+        max(wind_speed_ms) as max_wind_speed_ms,
+        sum(precipitation_mm) as precipitation_mm,
+        avg(humidity_pct) as mean_humidity_pct,
+        avg(pressure_hpa) as mean_pressure_hpa
+    from observations
+    group by station_id, hour_start_utc
+),
+
+flagged as (
+    select
+        *,
+        case when min_temperature_c < {{ var('weather_cold_from_c') }} then true else false end as is_frost,
+        case when max_temperature_c >= {{ var('weather_hot_from_c') }} then true else false end as is_heat,
+        case when max_wind_speed_ms >= {{ var('weather_gale_from_ms') }} then true else false end as is_gale,
+        case when precipitation_mm > {{ var('weather_moderate_rain_max_mm_h') }} then true else false end as is_heavy_rain
+    from hourly
+)
+
+select
+    station_id,
+    hour_start_utc,
+    cast(observation_count as {{ dbt.type_int() }}) as observation_count,
+    cast(mean_temperature_c as {{ float }}) as mean_temperature_c,
+    cast(min_temperature_c as {{ float }}) as min_temperature_c,
+    cast(max_temperature_c as {{ float }}) as max_temperature_c,
+    cast(mean_wind_speed_ms as {{ float }}) as mean_wind_speed_ms,
+    cast(max_wind_speed_ms as {{ float }}) as max_wind_speed_ms,
+    cast(precipitation_mm as {{ float }}) as precipitation_mm,
+    cast(mean_humidity_pct as {{ float }}) as mean_humidity_pct,
+    cast(mean_pressure_hpa as {{ float }}) as mean_pressure_hpa,
+    case
+        when mean_temperature_c < {{ var('weather_cold_from_c') }} then 'freezing'
+        when mean_temperature_c < {{ var('weather_mild_from_c') }} then 'cold'
+        when mean_temperature_c < {{ var('weather_warm_from_c') }} then 'mild'
+        when mean_temperature_c < {{ var('weather_hot_from_c') }} then 'warm'
+        else 'hot'
+    end as temperature_band,
+    case
+        when mean_wind_speed_ms < {{ var('weather_light_wind_from_ms') }} then 'calm'
+        when mean_wind_speed_ms < {{ var('weather_moderate_wind_from_ms') }} then 'light'
+        when mean_wind_speed_ms < {{ var('weather_fresh_wind_from_ms') }} then 'moderate'
+        when mean_wind_speed_ms < {{ var('weather_strong_wind_from_ms') }} then 'fresh'
+        when mean_wind_speed_ms < {{ var('weather_gale_from_ms') }} then 'strong'
+        when mean_wind_speed_ms < {{ var('weather_storm_from_ms') }} then 'gale'
+        else 'storm'
+    end as wind_class,
+    case
+        when precipitation_mm <= 0 then 'none'
+        when precipitation_mm <= {{ var('weather_light_rain_max_mm_h') }} then 'light'
+        when precipitation_mm <= {{ var('weather_moderate_rain_max_mm_h') }} then 'moderate'
+        else 'heavy'
+    end as precipitation_class,
+    is_frost,
+    is_heat,
+    is_gale,
+    is_heavy_rain,
+    case when is_frost or is_heat or is_gale or is_heavy_rain then true else false end as is_extreme_weather
+from flagged

@@ -1,0 +1,527 @@
+"""The weather marts built by dbt, on PostgreSQL and on Snowflake (fakesnow's server mode).
+
+The data set: the real OpenSTEF location (tests/fixtures/openstef_307_test.csv) as one meter and one
+station through the `openstef` ingest preset, with its registry row; a synthetic region whose 28 days
+span heating and cooling weather; and a station whose hours sit on every class edge. VEE's own store
+(`run_days`) turns the readings into the billing-grade series the consumption marts read.
+
+`fct_weather_sensitivity` is checked against statsmodels' OLS on the same days, computed from the
+fixture file (OpenSTEF) or the generating arrays (synthetic region), never from the database;
+`fct_weather_conditions` against hand-written classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+import statsmodels.api as sm
+
+from metrify_assets.env import resolve_snowflake
+from metrify_assets.ingestion.readers import ingest_file
+from metrify_assets.meters.vee.catalogue import VeeConfig
+from metrify_assets.meters.vee.store import run_days
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.build import snowflake_resource
+from metrify_assets.storage.migrate import truncate_ops
+from metrify_assets.warehouse.connection import environment
+from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
+from metrify_assets.warehouse.snowflake import warehouse_load
+from metrify_assets.weather.degree_days import COOLING_BASE_C, HEATING_BASE_C
+from metrify_assets.weather.sensitivity import SENSITIVITY
+from tests.warehouse.test_dbt_build import failures, insert, run_dbt_build
+from tests.warehouse.test_snowflake import snowflake_env
+
+pytestmark = pytest.mark.postgres
+
+OPENSTEF = Path(__file__).parents[1] / "fixtures" / "openstef_307_test.csv"
+OPENSTEF_REGION = "openstef-307"
+OPENSTEF_TZ = "Europe/Amsterdam"
+SYNTHETIC_REGION = "synthetic"
+SYNTHETIC_START = date(2021, 4, 1)
+SYNTHETIC_DAYS = 28
+EDGE_STATION = "WX-EDGES"
+EDGE_DAY = datetime(2021, 1, 4, tzinfo=UTC)
+# The weather marts and everything they read (the consumption facts, VEE's views, the seed), with the
+# tests whose every parent is among them.
+SELECT = (
+    "--select",
+    "+fct_weather_sensitivity",
+    "+fct_weather_conditions",
+    "--indirect-selection",
+    "cautious",
+)
+
+METERS = pd.DataFrame(
+    {
+        "meter_id": ["OPENSTEF-307", "SYN-1"],
+        "segment": ["commercial", "residential"],
+        "region": [OPENSTEF_REGION, SYNTHETIC_REGION],
+        "weather_station_id": ["OPENSTEF-307", "WX-SYN"],
+        "timezone": [OPENSTEF_TZ, "UTC"],
+    }
+)
+
+# One observation per hour on every edge: (temperature C, wind m/s, precipitation mm) -> (band, wind
+# class, precipitation class, frost, heat, gale, heavy rain). Edges belong to the class above, except
+# the AMS rain edges (2.5 and 7.6 mm/h), which belong to the class below.
+EDGE_HOURS: list[tuple[tuple[float, float, float], tuple[str, str, str, bool, bool, bool, bool]]] = [
+    ((-0.1, 0.0, 0.0), ("freezing", "calm", "none", True, False, False, False)),
+    ((0.0, 0.2, 0.1), ("cold", "calm", "light", False, False, False, False)),
+    ((15.4, 0.3, 2.5), ("cold", "light", "light", False, False, False, False)),
+    ((15.5, 5.4, 2.6), ("mild", "light", "moderate", False, False, False, False)),
+    ((21.9, 5.5, 7.6), ("mild", "moderate", "moderate", False, False, False, False)),
+    ((22.0, 7.9, 7.7), ("warm", "moderate", "heavy", False, False, False, True)),
+    ((29.9, 8.0, 0.0), ("warm", "fresh", "none", False, False, False, False)),
+    ((30.0, 10.7, 0.0), ("hot", "fresh", "none", False, True, False, False)),
+    ((10.0, 10.8, 0.0), ("cold", "strong", "none", False, False, False, False)),
+    ((10.0, 17.1, 0.0), ("cold", "strong", "none", False, False, False, False)),
+    ((10.0, 17.2, 0.0), ("cold", "gale", "none", False, False, True, False)),
+    ((10.0, 24.4, 0.0), ("cold", "gale", "none", False, False, True, False)),
+    ((10.0, 24.5, 0.0), ("cold", "storm", "none", False, False, True, False)),
+]
+# Hours of several observations: classes on the hour's means and total, flags on any observation.
+MIXED_HOURS: list[tuple[list[tuple[float, float, float]], tuple[str, str, str, bool, bool, bool, bool]]] = [
+    # mean 1.0 C (cold) but one observation below 0: frost; mean wind 13.5 (strong), max 18: gale;
+    # four light quarter-hours add up to 7.7 mm: heavy rain.
+    (
+        [(-1.0, 10.0, 2.0), (1.0, 12.0, 2.0), (2.0, 14.0, 2.0), (2.0, 18.0, 1.7)],
+        ("cold", "strong", "heavy", True, False, True, True),
+    ),
+    # mean 29.5 C (warm) but 31 C observed: heat; mean wind 0.25 m/s: calm; 2.5 mm: light.
+    ([(28.0, 0.1, 1.25), (31.0, 0.4, 1.25)], ("warm", "calm", "light", False, True, False, False)),
+]
+
+
+def preset_frame(source: str) -> pd.DataFrame:
+    """The fixture through the `openstef` preset, as rows of `source`'s contract."""
+    result = ingest_file(OPENSTEF, source, preset="openstef")
+    assert result.records == 2878 and result.skipped == {}
+    return pd.DataFrame([json.loads(line) for line in result.lines])
+
+
+def openstef_days() -> pd.DataFrame:
+    """Per local day of the fixture file, straight from its columns: kWh imported (MW x 250 for the
+    quarter-hours with positive load), mean temperature, degree-days, and whether the day is whole."""
+    raw = pd.read_csv(OPENSTEF)
+    stamps = pd.to_datetime(raw.iloc[:, 0], utc=True)
+    frame = pd.DataFrame(
+        {
+            "local_date": stamps.dt.tz_convert(OPENSTEF_TZ).dt.date,
+            "kwh_import": raw["load"].clip(lower=0) * 250.0,
+            "temperature": raw["temp"],
+        }
+    )
+    days = frame.groupby("local_date").agg(
+        intervals=("kwh_import", "size"), y=("kwh_import", "sum"), temperature=("temperature", "mean")
+    )
+    days["hdd"] = (HEATING_BASE_C - days["temperature"]).clip(lower=0)
+    days["cdd"] = (days["temperature"] - COOLING_BASE_C).clip(lower=0)
+    days["whole"] = days["intervals"] == 96  # no daylight-saving change in November
+    return days
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """A region whose days run from 9 to 27 C: heating and cooling days in one window."""
+
+    days: pd.DataFrame  # by local_date: temperature, hdd, cdd, y
+
+    @staticmethod
+    def make() -> Synthetic:
+        rng = np.random.default_rng(11)
+        d = np.arange(SYNTHETIC_DAYS)
+        temperature = np.round(
+            18.0 + 7.5 * np.sin(2 * np.pi * d / SYNTHETIC_DAYS) + rng.normal(0, 1.5, d.size), 2
+        )
+        hdd = np.clip(HEATING_BASE_C - temperature, 0, None)
+        cdd = np.clip(temperature - COOLING_BASE_C, 0, None)
+        # Quarter-hours of equal energy, in whole micro-kWh (VEE stores energies rounded to 1e-6 kWh).
+        quarter_hour_kwh = np.round((40.0 + 2.5 * hdd + 4.0 * cdd + rng.normal(0, 3.0, d.size)) / 96, 6)
+        y = 96 * quarter_hour_kwh
+        days = [SYNTHETIC_START + timedelta(days=int(i)) for i in d]
+        return Synthetic(
+            pd.DataFrame(
+                {"temperature": temperature, "hdd": hdd, "cdd": cdd, "y": y},
+                index=pd.Index(days, name="local_date"),
+            )
+        )
+
+    def readings(self) -> pd.DataFrame:
+        rows = [
+            {
+                "meter_id": "SYN-1",
+                "reading_start": datetime.combine(day, datetime.min.time(), UTC) + timedelta(minutes=15 * q),
+                "interval_minutes": 15,
+                "energy_kwh": y / 96,
+                "direction": "import",
+            }
+            for day, y in zip(self.days.index, self.days["y"], strict=True)
+            for q in range(96)
+        ]
+        return pd.DataFrame(rows)
+
+    def weather(self) -> pd.DataFrame:
+        rows = [
+            {
+                "station_id": "WX-SYN",
+                "observed_at": datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=h),
+                "temperature_c": t,
+            }
+            for day, t in zip(self.days.index, self.days["temperature"], strict=True)
+            for h in range(24)
+        ]
+        return pd.DataFrame(rows)
+
+
+def edge_observations() -> pd.DataFrame:
+    rows = []
+    for hour, ((temperature, wind, rain), _) in enumerate(EDGE_HOURS):
+        rows.append((EDGE_DAY + timedelta(hours=hour), temperature, wind, rain))
+    for offset, (observations, _) in enumerate(MIXED_HOURS):
+        start = EDGE_DAY + timedelta(hours=len(EDGE_HOURS) + offset)
+        for i, (temperature, wind, rain) in enumerate(observations):
+            rows.append((start + timedelta(minutes=15 * i), temperature, wind, rain))
+    frame = pd.DataFrame(rows, columns=["observed_at", "temperature_c", "wind_speed_ms", "precipitation_mm"])
+    return frame.assign(station_id=EDGE_STATION)
+
+
+def load(conn: psycopg.Connection, synthetic: Synthetic) -> None:
+    """Registry, readings and observations into `ops`, then VEE over every day they touch."""
+    truncate_ops(conn)
+    insert(conn, "meters", METERS, {})
+    readings = preset_frame("meter_readings")
+    insert(conn, "meter_readings", readings, {"record_version": 1, "batch_id": "openstef"})
+    insert(conn, "meter_readings", synthetic.readings(), {"record_version": 1, "batch_id": "synthetic"})
+    weather = preset_frame("weather_observations")
+    insert(conn, "weather_observations", weather, {"record_version": 1, "batch_id": "openstef"})
+    fixed = {"humidity_pct": 80.0, "pressure_hpa": 1010.0, "record_version": 1, "batch_id": "weather"}
+    insert(
+        conn,
+        "weather_observations",
+        synthetic.weather(),
+        {**fixed, "wind_speed_ms": 3.0, "precipitation_mm": 0.0},
+    )
+    insert(conn, "weather_observations", edge_observations(), fixed)
+    conn.commit()
+    run_days(conn, date(2020, 10, 30), date(2020, 12, 1), VeeConfig())
+    run_days(conn, SYNTHETIC_START, SYNTHETIC_START + timedelta(days=SYNTHETIC_DAYS - 1), VeeConfig())
+
+
+def query(conn: psycopg.Connection, sql: str) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        assert cur.description is not None
+        return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+@dataclass(frozen=True)
+class Build:
+    synthetic: Synthetic
+    results: list[dict[str, Any]]
+    conn: psycopg.Connection
+    url: str
+    target: Path
+
+    def sensitivity(self, region: str) -> pd.DataFrame:
+        frame = query(
+            self.conn,
+            f"SELECT * FROM marts.fct_weather_sensitivity WHERE region = '{region}' ORDER BY as_of_date",
+        )
+        return frame.set_index("as_of_date")
+
+
+@pytest.fixture(scope="module")
+def build(pg_resource: PostgresResource, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Build]:
+    synthetic = Synthetic.make()
+    target = tmp_path_factory.mktemp("dbt_weather")
+    with pg_resource.connect(autocommit=True) as conn:
+        load(conn, synthetic)
+        results = run_dbt_build(pg_resource.get_url(), target, "--full-refresh", *SELECT)
+        yield Build(synthetic, results, conn, pg_resource.get_url(), target)
+
+
+def expected_fit(days: pd.DataFrame) -> dict[str, Any]:
+    """statsmodels' OLS of y on the degree-days with positive values on enough days (the mart's rule)."""
+    names = [n for n in ("hdd", "cdd") if (days[n] > 0).sum() >= SENSITIVITY.min_degree_days]
+    fit = sm.OLS(days["y"].to_numpy(), sm.add_constant(days[names].to_numpy(), has_constant="add")).fit()
+    ci = fit.conf_int(alpha=0.05)
+    out: dict[str, Any] = {
+        "sample_days": int(fit.nobs),
+        "regressors": "+".join(names),
+        "degrees_of_freedom": int(fit.df_resid),
+        "r_squared": fit.rsquared,
+        "residual_se_kwh": float(np.sqrt(fit.scale)),
+        "intercept_kwh": fit.params[0],
+        "intercept_se": fit.bse[0],
+        "intercept_ci95_lower": ci[0][0],
+        "intercept_ci95_upper": ci[0][1],
+    }
+    for i, name in enumerate(names, start=1):
+        out |= {
+            f"kwh_per_{name}": fit.params[i],
+            f"kwh_per_{name}_se": fit.bse[i],
+            f"kwh_per_{name}_ci95_lower": ci[i][0],
+            f"kwh_per_{name}_ci95_upper": ci[i][1],
+        }
+    return out
+
+
+def assert_matches_fit(row: pd.Series, expected: dict[str, Any]) -> None:
+    assert row["fit_status"] == "fitted"
+    for column, value in expected.items():
+        if isinstance(value, str | int):
+            assert row[column] == value, column
+        else:
+            assert float(row[column]) == pytest.approx(value, rel=1e-7, abs=1e-9), column
+    for absent in {"hdd", "cdd"} - set(expected["regressors"].split("+")):
+        assert row[f"kwh_per_{absent}"] is None or pd.isna(row[f"kwh_per_{absent}"])
+
+
+def window(days: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    first = as_of - timedelta(days=SENSITIVITY.window_days - 1)
+    return days[(days.index >= first) & (days.index <= as_of)]
+
+
+def test_build_succeeds_with_every_test_passing(build: Build) -> None:
+    assert failures(build.results) == {}
+    names = {r["unique_id"] for r in build.results}
+    assert {"model.metrify.fct_weather_conditions", "model.metrify.fct_weather_sensitivity"} <= names
+    assert any("assert_t_critical_expansion_matches_seed" in n for n in names)
+
+
+def test_openstef_sensitivity_equals_an_independent_ols_on_the_same_days(build: Build) -> None:
+    """Every as-of date whose window holds only whole days of the file (from 2020-11-01 on: the file
+    starts on 2020-10-31 at 01:45 local time, and VEE estimates that day's first quarter-hours)."""
+    days = openstef_days()
+    mart = build.sensitivity(OPENSTEF_REGION)
+    assert set(mart.index) == set(days.index)  # one row per local day with consumption
+    whole = days[days["whole"]]
+    compared = 0
+    for as_of in mart.index:
+        row = mart.loc[as_of]
+        if as_of - timedelta(days=SENSITIVITY.window_days - 1) < whole.index.min():
+            continue
+        sample = window(whole, as_of)
+        assert_matches_fit(row, expected_fit(sample))
+        assert row["regressors"] == "hdd"  # November: no cooling degree-day at all
+        assert row["window_start_date"] == as_of - timedelta(days=SENSITIVITY.window_days - 1)
+        compared += 1
+    assert compared == 3
+    # The last day holds five quarter-hours: not billing-ready, so not a sample, though it has a row.
+    last = mart.loc[date(2020, 11, 30)]
+    assert last["sample_days"] == SENSITIVITY.window_days - 1
+    # Windows with fewer usable days than the minimum are not fitted.
+    early = mart[mart["sample_days"] < SENSITIVITY.min_days]
+    assert len(early) and set(early["fit_status"]) == {"too_few_days"}
+    assert early["kwh_per_hdd"].isna().all()
+
+
+def test_synthetic_sensitivity_fits_heating_and_cooling_like_statsmodels(build: Build) -> None:
+    days = build.synthetic.days
+    mart = build.sensitivity(SYNTHETIC_REGION)
+    assert len(mart) == SYNTHETIC_DAYS
+    fitted = mart[mart["fit_status"] == "fitted"]
+    assert len(fitted) == SYNTHETIC_DAYS - SENSITIVITY.min_days + 1
+    for as_of in fitted.index:
+        assert_matches_fit(fitted.loc[as_of], expected_fit(window(days, as_of)))
+    full = mart.loc[SYNTHETIC_START + timedelta(days=SYNTHETIC_DAYS - 1)]
+    assert full["regressors"] == "hdd+cdd" and full["sample_days"] == SYNTHETIC_DAYS
+    # The generating slopes (2.5 and 4 kWh per degree-day) lie inside the intervals.
+    assert full["kwh_per_hdd_ci95_lower"] < 2.5 < full["kwh_per_hdd_ci95_upper"]
+    assert full["kwh_per_cdd_ci95_lower"] < 4.0 < full["kwh_per_cdd_ci95_upper"]
+
+
+def expected_conditions() -> pd.DataFrame:
+    rows = []
+    specs = [([obs], classes) for obs, classes in EDGE_HOURS] + MIXED_HOURS
+    for hour, (observations, classes) in enumerate(specs):
+        temperature, wind, rain = (np.array(v, dtype=float) for v in zip(*observations, strict=True))
+        rows.append(
+            {
+                "hour_start_utc": (EDGE_DAY + timedelta(hours=hour)).replace(tzinfo=None),
+                "observation_count": len(observations),
+                "mean_temperature_c": temperature.mean(),
+                "min_temperature_c": temperature.min(),
+                "max_wind_speed_ms": wind.max(),
+                "precipitation_mm": rain.sum(),
+                "classes": classes,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_conditions_classify_every_edge(build: Build) -> None:
+    actual = query(
+        build.conn,
+        f"SELECT * FROM marts.fct_weather_conditions WHERE station_id = '{EDGE_STATION}' ORDER BY hour_start_utc",
+    )
+    expected = expected_conditions()
+    assert actual["hour_start_utc"].tolist() == expected["hour_start_utc"].tolist()
+    for (_, row), (_, want) in zip(actual.iterrows(), expected.iterrows(), strict=True):
+        got = (
+            row["temperature_band"],
+            row["wind_class"],
+            row["precipitation_class"],
+            row["is_frost"],
+            row["is_heat"],
+            row["is_gale"],
+            row["is_heavy_rain"],
+        )
+        assert got == want["classes"], row["hour_start_utc"]
+        assert row["is_extreme_weather"] == any(want["classes"][3:])
+        assert row["observation_count"] == want["observation_count"]
+        for column in ("mean_temperature_c", "min_temperature_c", "max_wind_speed_ms", "precipitation_mm"):
+            assert row[column] == pytest.approx(want[column], abs=1e-12), column
+
+
+def test_openstef_conditions_aggregate_the_quarter_hours(build: Build) -> None:
+    """The preset's observations per UTC hour: four quarter-hours, rain (mm/h) x 0.25 summed."""
+    raw = pd.read_csv(OPENSTEF)
+    stamps = pd.to_datetime(raw.iloc[:, 0], utc=True)
+    hours = (
+        pd.DataFrame(
+            {"hour": stamps.dt.floor("h").dt.tz_localize(None), "t": raw["temp"], "rain": raw["rain"]}
+        )
+        .groupby("hour")
+        .agg(n=("t", "size"), t=("t", "mean"), rain=("rain", "mean"))
+    )
+    actual = query(
+        build.conn, "SELECT * FROM marts.fct_weather_conditions WHERE station_id = 'OPENSTEF-307'"
+    ).set_index("hour_start_utc")
+    assert len(actual) == len(hours)
+    merged = hours.join(actual)
+    assert (merged["observation_count"] == merged["n"]).all()
+    np.testing.assert_allclose(merged["mean_temperature_c"].astype(float), merged["t"], rtol=1e-12)
+    whole = merged[merged["n"] == 4]  # a whole hour's total equals its mean rate
+    np.testing.assert_allclose(whole["precipitation_mm"].astype(float), whole["rain"], rtol=1e-12, atol=1e-12)
+    assert set(actual["temperature_band"]) <= {"freezing", "cold", "mild"}  # -1.5 .. 17 C in November
+    assert actual["is_frost"].any() and not actual["is_heat"].any()
+
+
+def dbt_build_on_snowflake(target: Path) -> list[dict[str, Any]]:
+    """`dbt build` of the weather marts on the snowflake target (environment already pointing at it)."""
+    project = str(DBT_PROJECT_DIR)
+    proc = subprocess.run(
+        [
+            dbt_executable(),
+            "build",
+            "--project-dir",
+            project,
+            "--profiles-dir",
+            project,
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(target),
+            "--full-refresh",
+            *SELECT,
+        ],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    results: list[dict[str, Any]] = json.loads((target / "run_results.json").read_text())["results"]
+    return results
+
+
+# The rows of this module's data set (fakesnow's RAW schema may still hold other modules' rows).
+OURS = (
+    (
+        "fct_weather_sensitivity",
+        ["region", "as_of_date"],
+        f"region IN ('{OPENSTEF_REGION}', '{SYNTHETIC_REGION}')",
+    ),
+    (
+        "fct_weather_conditions",
+        ["station_id", "hour_start_utc"],
+        f"station_id IN ('OPENSTEF-307', 'WX-SYN', '{EDGE_STATION}')",
+    ),
+)
+
+
+@pytest.mark.snowflake
+def test_snowflake_builds_the_same_marts(
+    build: Build, snowflake_server: dict[str, Any], pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """The same `ops` copied to Snowflake's RAW schema (`warehouse_load`), the weather marts built there:
+    the cross-database SQL gives PostgreSQL's values."""
+    env = snowflake_env(snowflake_server)
+    with environment(env):
+        snowflake = snowflake_resource(resolve_snowflake(env))
+        assert dg.materialize(
+            [warehouse_load], resources={"postgres": pg_resource, "snowflake": snowflake}
+        ).success
+        results = dbt_build_on_snowflake(tmp_path)
+        assert failures(results) == {}
+        with snowflake.get_connection() as conn:
+            cur = conn.cursor()
+            frames = {}
+            for mart, key, where in OURS:
+                cur.execute(f"SELECT * FROM marts.{mart} WHERE {where}")
+                columns = [c[0].lower() for c in cur.description]
+                frames[mart] = (
+                    pd.DataFrame(cur.fetchall(), columns=columns).sort_values(key).reset_index(drop=True)
+                )
+    for mart, key, where in OURS:
+        pg = (
+            query(build.conn, f"SELECT * FROM marts.{mart} WHERE {where}")
+            .sort_values(key)
+            .reset_index(drop=True)
+        )
+        sf = frames[mart][pg.columns]
+        assert len(pg) > 50 and len(sf) == len(pg), mart
+        for column in pg.columns:
+            if pd.api.types.is_numeric_dtype(pg[column]) and not pd.api.types.is_bool_dtype(pg[column]):
+                np.testing.assert_allclose(
+                    sf[column].astype(float),
+                    pg[column].astype(float),
+                    rtol=1e-9,
+                    atol=1e-9,
+                    err_msg=f"{mart}.{column}",
+                )
+            else:
+                assert sf[column].tolist() == pg[column].tolist(), f"{mart}.{column}"
+
+
+def test_partitioned_run_rebuilds_every_window_that_holds_its_days(build: Build) -> None:
+    """Runs after the others: a run over one day rebuilds the as-of dates whose window holds it (that
+    day .. day + window - 1) and that UTC day's weather hours, and nothing else."""
+    day = date(2020, 11, 15)
+    before = build.sensitivity(OPENSTEF_REGION)
+    hours_before = query(build.conn, "SELECT count(*) AS n FROM marts.fct_weather_conditions")["n"].item()
+    with build.conn.cursor() as cur:
+        cur.execute(
+            "UPDATE marts.fct_weather_sensitivity SET meter_days = -1 WHERE region = %s", (OPENSTEF_REGION,)
+        )
+        cur.execute(
+            "DELETE FROM marts.fct_weather_conditions WHERE station_id = 'OPENSTEF-307' "
+            "AND hour_start_utc >= %s AND hour_start_utc < %s",
+            (day, day + timedelta(days=1)),
+        )
+        assert cur.rowcount == 24
+    partition = json.dumps({"min_date": day.isoformat(), "max_date": day.isoformat()})
+    results = run_dbt_build(build.url, build.target, "--vars", partition, *SELECT)
+    assert failures(results) == {}
+    after = build.sensitivity(OPENSTEF_REGION)
+    rebuilt = (after.index >= day) & (after.index <= day + timedelta(days=SENSITIVITY.window_days - 1))
+    assert (after.loc[~rebuilt, "meter_days"] == -1).all() and (~rebuilt).sum() == 15
+    pd.testing.assert_frame_equal(after.loc[rebuilt], before.loc[rebuilt])
+    assert (
+        query(build.conn, "SELECT count(*) AS n FROM marts.fct_weather_conditions")["n"].item()
+        == hours_before
+    )
