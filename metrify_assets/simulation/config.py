@@ -24,7 +24,9 @@ METER_FAULTS = (
 )
 GRID_FAULTS = ("frequency_out_of_range", "malformed")
 WEATHER_FAULTS = ("malformed",)
-FAULT_KINDS = tuple(dict.fromkeys(chain(METER_FAULTS, GRID_FAULTS, WEATHER_FAULTS)))
+# A system-wide sustained frequency deviation (simulation/grid_status.py), placed per run, not per record.
+FREQUENCY_EVENT = "frequency_event"
+FAULT_KINDS = tuple(dict.fromkeys(chain(METER_FAULTS, GRID_FAULTS, WEATHER_FAULTS, (FREQUENCY_EVENT,))))
 # A meter-day fault, placed per meter (simulation/shifts.py) rather than per record, only on request.
 SHIFT_FAULT = "consumption_shift"
 
@@ -54,6 +56,7 @@ class SimulationConfig:
     solar_share: float = 0.3  # share of residential meters with rooftop solar (valid export readings)
     shift_share: float = 0.0  # share of meters with a consumption shift (0: none, output unchanged)
     shift_from: date | None = None  # first local day a shift may start (None: the run's first day)
+    frequency_events: int = 1  # sustained system frequency deviations (grid alert state); none if fault_rate 0
 
     def __post_init__(self) -> None:
         if self.meters < 1 or self.days < 1 or self.grid_nodes < 1 or self.weather_stations < 1:

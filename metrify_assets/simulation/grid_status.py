@@ -3,6 +3,10 @@
 Frequency is one synchronous-area signal, 50 Hz plus an Ornstein-Uhlenbeck deviation with a std of
 19 mHz and a correlation time of a few minutes (as in the real Paris 2014 sample), plus a little
 measurement noise per node. Nodes are LV monitoring points (230 V nominal) with a daily load shape.
+`frequency_events` sustained deviations (150 mHz low for 8 minutes: beyond half of Continental
+Europe's 200 mHz maximum steady-state deviation for longer than the 5-minute alert trigger) put
+every node in ENTSO-E's alert state once, so the grid states, events and alerts have something real
+to show.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 
 from metrify_assets.contracts import GRID_STATUS
 from metrify_assets.simulation import load_profiles
-from metrify_assets.simulation.config import GRID_FAULTS, SimulationConfig
+from metrify_assets.simulation.config import FREQUENCY_EVENT, GRID_FAULTS, SimulationConfig
 from metrify_assets.simulation.faults import NO_FAULT, Label, Record, choose_faults, label, malform
 from metrify_assets.simulation.registry import grid_node_ids
 from metrify_assets.simulation.timegrid import TimeGrid, ou_process
@@ -24,6 +28,26 @@ SOURCE = GRID_STATUS.source
 NOMINAL_HZ = 50.0
 FREQ_STD_HZ = 0.019
 FREQ_CORRELATION_S = 180.0
+EVENT_DEVIATION_HZ = -0.15
+EVENT_MINUTES = 8
+
+
+def frequency_events(config: SimulationConfig, grid: TimeGrid, system: np.ndarray) -> list[int]:
+    """Overwrite the system deviation with `config.frequency_events` sustained drops (in place) and
+    return their first steps: afternoons of the last days, from a stream of their own so the rest of
+    the simulation is the same with or without them. A clean run (`fault_rate` 0) has none."""
+    rng = np.random.default_rng([config.seed, 0xF4E9])
+    length = max(1, -(-EVENT_MINUTES // config.grid_interval_minutes))
+    day_steps = len(grid) // config.days
+    starts = []
+    for i in range(min(config.frequency_events if config.fault_rate > 0 else 0, config.days)):
+        day = config.days - 1 - i
+        start = day * day_steps + int(rng.uniform(0.55, 0.7) * day_steps)
+        if start + length > len(grid):
+            continue
+        system[start : start + length] = EVENT_DEVIATION_HZ + rng.normal(0.0, 0.005, size=length)
+        starts.append(start)
+    return starts
 
 
 def grid_messages(
@@ -34,6 +58,7 @@ def grid_messages(
     n, steps = len(nodes), len(grid)
     step_s = config.grid_interval_minutes * 60.0
     system = ou_process(rng, steps, 1, FREQ_STD_HZ, FREQ_CORRELATION_S / step_s)[0]
+    events = frequency_events(config, grid, system)
     frequency = NOMINAL_HZ + system[None, :] + rng.normal(0.0, 0.002, size=(n, steps))
 
     capacity = np.round(rng.uniform(20.0, 80.0, size=n), 1)
@@ -49,7 +74,11 @@ def grid_messages(
     )
 
     kinds = choose_faults(rng, (n, steps), config.fault_rate, GRID_FAULTS)
-    labels: list[Label] = []
+    labels: list[Label] = [
+        label(FREQUENCY_EVENT, SOURCE, {"grid_node_id": node, "measured_at": grid.iso[start]},
+              deviation_hz=EVENT_DEVIATION_HZ, minutes=EVENT_MINUTES)
+        for start in events for node in nodes
+    ]  # fmt: skip
     messages: dict[date, list[str]] = defaultdict(list)
     f_l = np.round(frequency, 4).tolist()
     v_l, l_l = np.round(voltage, 2).tolist(), np.round(load, 3).tolist()
