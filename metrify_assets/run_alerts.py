@@ -2,13 +2,17 @@
 a standing `run_failure` condition in `ops.alerts` (delivered to people by `alerts.delivery`).
 
 A failed run the daemon is about to re-run (`dagster/will_retry`) is not an alert yet; its last
-attempt is. The condition is the job (or, for an ingest run, the job's batch): a job failing every
-hour is one alert, and the next successful run of the same job (or batch) resolves it.
+attempt is. The condition is the job (or, for an ingest run, the job's batch) and the days
+(partitions) the run was for: the same job failing every hour for the same days is one alert. A
+successful run of the same job (and batch) resolves it only when its days cover the failed ones (a
+failure without partitions: any success of the job). A late-days run that failed for an old day is
+therefore not resolved by the next hourly run for today: it stays open until a run rebuilds that day,
+or a person resolves it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -20,6 +24,37 @@ from metrify_assets.ingestion.sensors import BATCH_TAG
 from metrify_assets.resources import PostgresResource
 
 WILL_RETRY_TAG = "dagster/will_retry"
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+Days = tuple[str, str]  # the first and last partition key of a run (the shared day partitions)
+
+
+def run_days(tags: Mapping[str, str]) -> Days | None:
+    """The partitions a run was for, from its tags (a range, or one partition); None: unpartitioned."""
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if start and end:
+        return start, end
+    single = tags.get(PARTITION_TAG)
+    return (single, single) if single else None
+
+
+def covers(success: Days | None, failure: Days | None) -> bool:
+    """Whether a successful run for `success` rebuilt everything a failed run for `failure` was for.
+
+    Keys are the shared day partitions (ISO dates), which order as strings. A failure without
+    partitions is covered by any success; a partitioned one only by a success whose range contains it.
+    """
+    if failure is None:
+        return True
+    if success is None:
+        return False
+    return success[0] <= failure[0] and failure[1] <= success[1]
+
+
+def days_text(days: Days) -> str:
+    return days[0] if days[0] == days[1] else f"{days[0]}..{days[1]}"
 
 
 @dataclass(frozen=True)
@@ -30,15 +65,21 @@ class RunAlert:
     step_key: str | None
     error_type: str
     message: str
+    days: Days | None = None  # the partitions (first, last) the run was for
 
     @property
     def dedup_key(self) -> str:
-        return condition_key(self.job_name, self.batch_id)
+        return condition_key(self.job_name, self.batch_id, self.days)
+
+    @property
+    def subject(self) -> str:
+        batch = f" (batch {self.batch_id})" if self.batch_id else ""
+        days = f" [{days_text(self.days)}]" if self.days else ""
+        return f"{self.job_name}{batch}{days}"
 
     @property
     def text(self) -> str:
-        batch = f" (batch {self.batch_id})" if self.batch_id else ""
-        return f"run {self.run_id} of {self.job_name}{batch} failed: {self.error_type}: {self.message}"
+        return f"run {self.run_id} of {self.subject} failed: {self.error_type}: {self.message}"
 
 
 def run_alert(run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent]) -> RunAlert | None:
@@ -59,12 +100,17 @@ def run_alert(run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent]) -> R
         message=(error.message.strip() if error else "the run failed outside its steps (see the run log)")[
             :2000
         ],
+        days=run_days(run.tags),
     )
 
 
-def condition_key(job_name: str, batch_id: str | None) -> str:
-    """The dedup key of a job's (or an ingest batch's) failure condition in `ops.alerts`."""
-    return f"run_failure:{job_name}" + (f":{batch_id}" if batch_id else "")
+def condition_key(job_name: str, batch_id: str | None, days: Days | None = None) -> str:
+    """The dedup key of a job's (or an ingest batch's) failure condition for its days in `ops.alerts`."""
+    return (
+        f"run_failure:{job_name}"
+        + (f":{batch_id}" if batch_id else "")
+        + (f"@{days_text(days)}" if days else "")
+    )
 
 
 def record(conn: psycopg.Connection, alert: RunAlert) -> None:
@@ -76,18 +122,47 @@ def record(conn: psycopg.Connection, alert: RunAlert) -> None:
     ).rowcount
     if not inserted:  # the sensor saw this run before (a restarted daemon): already counted
         return
-    subject = alert.job_name + (f" (batch {alert.batch_id})" if alert.batch_id else "")
     raise_alert(
         conn,
         Alert(
             kind="run_failure",
             severity="critical",
-            subject=subject,
+            subject=alert.subject,
             dedup_key=alert.dedup_key,
             summary=alert.text,
-            details={"run_id": alert.run_id, "step_key": alert.step_key, "error_type": alert.error_type},
+            details={
+                "run_id": alert.run_id,
+                "job_name": alert.job_name,
+                "batch_id": alert.batch_id,
+                "first_partition": alert.days[0] if alert.days else None,
+                "last_partition": alert.days[1] if alert.days else None,
+                "step_key": alert.step_key,
+                "error_type": alert.error_type,
+            },
         ),
     )
+
+
+def resolve_covered(
+    conn: psycopg.Connection, run_id: str, job_name: str, batch_id: str | None, days: Days | None
+) -> list[int]:
+    """A run of the job (and batch) succeeded for `days`: resolve the job's open run_failure alerts
+    whose days it covers (`covers`); the others stand. Reads the open alerts of that job only."""
+    rows = conn.execute(
+        "SELECT dedup_key, details->>'first_partition', details->>'last_partition' FROM ops.alerts "
+        "WHERE resolved_at IS NULL AND kind = 'run_failure' AND details->>'job_name' = %s "
+        "AND details->>'batch_id' IS NOT DISTINCT FROM %s",
+        (job_name, batch_id),
+    ).fetchall()
+    done = f"run {run_id} of {job_name} succeeded" + (f" for {days_text(days)}" if days else "")
+    resolved = []
+    for key, first, last in rows:
+        failed = (first, last) if first and last else None
+        if covers(days, failed):
+            alert_id = resolve_condition(conn, key, done)
+            if alert_id is not None:
+                resolved.append(alert_id)
+    return resolved
 
 
 @dg.run_failure_sensor(
@@ -108,15 +183,17 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, postgres: Post
     run_status=dg.DagsterRunStatus.SUCCESS,
     name="run_success_resolves_alerts",
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="A successful run resolves the open run_failure alert of its job (or ingest batch).",
+    description="A successful run resolves the open run_failure alerts of its job (or ingest batch) for "
+    "the days (partitions) it covers.",
 )
 def run_success_resolves_alerts(context: dg.RunStatusSensorContext, postgres: PostgresResource) -> None:
     run = context.dagster_run
-    key = condition_key(run.job_name, run.tags.get(BATCH_TAG))
     with postgres.connect() as conn:
-        resolved = resolve_condition(conn, key, f"run {run.run_id} of {run.job_name} succeeded")
-    if resolved is not None:
-        context.log.info(f"alert {resolved} resolved: {run.job_name} succeeded")
+        resolved = resolve_covered(
+            conn, run.run_id, run.job_name, run.tags.get(BATCH_TAG), run_days(run.tags)
+        )
+    for alert_id in resolved:
+        context.log.info(f"alert {alert_id} resolved: {run.job_name} succeeded")
 
 
 defs = dg.Definitions(sensors=[run_failure_alert_sensor, run_success_resolves_alerts])

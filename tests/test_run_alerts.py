@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import dagster as dg
 import psycopg
 import pytest
@@ -9,8 +11,17 @@ import pytest
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.errors import RETRY_POLICY
 from metrify_assets.ingestion.sensors import BATCH_TAG
+from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
-from metrify_assets.run_alerts import WILL_RETRY_TAG, RunAlert, record, run_alert, run_success_resolves_alerts
+from metrify_assets.run_alerts import (
+    PARTITION_TAG,
+    WILL_RETRY_TAG,
+    RunAlert,
+    covers,
+    record,
+    run_alert,
+    run_success_resolves_alerts,
+)
 
 
 class OutageError(ConnectionError):
@@ -113,6 +124,87 @@ def test_a_successful_run_of_the_job_resolves_its_failure_alert(
     run_success_resolves_alerts(context)
     (resolved,) = list_alerts(pg, "all")
     assert resolved.status == "resolved" and resolved.resolution.startswith(f"run {run.run_id}")
+
+
+def succeed(
+    instance: dg.DagsterInstance, pg_resource: PostgresResource, name: str, tags: dict[str, str]
+) -> str:
+    """A successful run of job `name` with `tags`, seen by `run_success_resolves_alerts`; its run id."""
+    result = (
+        dg.GraphDefinition(name, node_defs=[fine]).to_job().execute_in_process(instance=instance, tags=tags)
+    )
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    run_success_resolves_alerts(
+        dg.build_run_status_sensor_context(
+            sensor_name="run_success_resolves_alerts",
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=success,
+            resources={"postgres": pg_resource},
+        )
+    )
+    return run.run_id
+
+
+def fail(instance: dg.DagsterInstance, pg: psycopg.Connection, name: str, tags: dict[str, str]) -> RunAlert:
+    """A run of job `name` with `tags` that failed for good, recorded as the failure sensor does."""
+    job = dg.GraphDefinition(name, node_defs=[down]).to_job()
+    result = job.execute_in_process(instance=instance, raise_on_error=False, tags=tags)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    alert = run_alert(run, [e for e in result.all_events if e.is_step_failure])
+    assert alert is not None
+    record(pg, alert)
+    pg.commit()
+    return alert
+
+
+def days(first: str, last: str) -> dict[str, str]:
+    return partition_range_tags(date.fromisoformat(first), date.fromisoformat(last))
+
+
+@pytest.mark.postgres
+def test_a_failure_for_old_days_stands_until_a_successful_run_covers_those_days(
+    pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    # late_days_sensor's run of refresh_job for an old day fails for good ...
+    late = fail(
+        instance, pg, "refresh_job", {**days("2026-10-03", "2026-10-03"), "metrify/trigger": "late_days"}
+    )
+    assert late.dedup_key == "run_failure:refresh_job@2026-10-03"
+    # ... and the hourly runs for yesterday and today fail too, for a while: a condition of its own.
+    hourly = fail(instance, pg, "refresh_job", days("2026-11-29", "2026-11-30"))
+    fail(instance, pg, "refresh_job", days("2026-11-29", "2026-11-30"))
+    standing = {a.dedup_key: a for a in list_alerts(pg, "open")}
+    assert set(standing) == {late.dedup_key, hourly.dedup_key}
+    old = standing[late.dedup_key]
+    assert (old.subject, old.occurrences) == ("refresh_job [2026-10-03]", 1)
+    assert (old.details["first_partition"], old.details["last_partition"]) == ("2026-10-03", "2026-10-03")
+    assert old.details["job_name"] == "refresh_job" and standing[hourly.dedup_key].occurrences == 2
+
+    # The next hourly run succeeds: it rebuilt yesterday and today, not the old day.
+    succeed(instance, pg_resource, "refresh_job", days("2026-11-29", "2026-11-30"))
+    assert [a.dedup_key for a in list_alerts(pg, "open")] == [late.dedup_key]
+    # Another job's success over the old day, or a run of refresh_job for part of a range, is no cover.
+    succeed(instance, pg_resource, "daily_job", {PARTITION_TAG: "2026-10-03"})
+    succeed(instance, pg_resource, "refresh_job", days("2026-10-04", "2026-10-05"))
+    assert [a.dedup_key for a in list_alerts(pg, "open")] == [late.dedup_key]
+    # A run of refresh_job whose days include the old one rebuilt it: resolved.
+    rebuilt = succeed(instance, pg_resource, "refresh_job", days("2026-10-01", "2026-10-05"))
+    assert list_alerts(pg, "open") == []
+    resolved = next(a for a in list_alerts(pg, "all") if a.dedup_key == late.dedup_key)
+    assert resolved.resolution == f"run {rebuilt} of refresh_job succeeded for 2026-10-01..2026-10-05"
+
+
+def test_which_successful_run_covers_which_failure() -> None:
+    assert covers(("2026-10-01", "2026-10-05"), ("2026-10-03", "2026-10-03"))
+    assert covers(("2026-10-03", "2026-10-03"), ("2026-10-03", "2026-10-03"))
+    assert not covers(("2026-10-04", "2026-10-05"), ("2026-10-03", "2026-10-04"))  # a part only
+    assert not covers(None, ("2026-10-03", "2026-10-03"))  # a run without partitions rebuilt no day
+    assert covers(("2026-10-04", "2026-10-05"), None) and covers(None, None)  # an unpartitioned failure
 
 
 @dg.op

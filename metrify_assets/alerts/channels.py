@@ -1,9 +1,11 @@
 """Notification channels: a signed JSON webhook, a Slack-compatible webhook and e-mail (docs/alerts.md).
 
-Each channel sends one notification (an alert and its event: `opened`, `resolved`, or `test`) in one
-try, or raises `DeliveryError` with what went wrong; retries and their bookkeeping are
-`alerts.delivery`'s. HTTP goes through the standard library with a timeout on every request and no
-redirects (a 3xx is a failed attempt, not a POST silently turned into a GET); 2xx is delivered.
+Each channel sends one notification (an alert and its event: `opened`, `escalated`, `resolved`, or
+`test`) in one try, or raises `DeliveryError` with what went wrong; retries and their bookkeeping are
+`alerts.delivery`'s. HTTP goes through the standard library with a timeout and no
+redirects (a 3xx is a failed attempt, not a POST silently turned into a GET); 2xx is delivered. The
+timeout applies to each socket operation (connecting, each send and each receive), not to a whole
+request or SMTP conversation, which can take longer.
 
 Webhook requests are signed: `X-Metrify-Timestamp` (Unix seconds) and `X-Metrify-Signature:
 sha256=<hex>`, the HMAC-SHA256 of `"{timestamp}.{body}"` keyed with the shared secret.
@@ -50,16 +52,29 @@ class Notification:
     """What a channel is told: an alert as it stands now, and which of its events this is."""
 
     alert: AlertRow
-    event: str  # opened / resolved / test
-    delivery_id: str  # stable per (alert, event): receivers drop repeats by it
+    event: str  # opened / escalated / resolved / test
+    delivery_id: str  # stable per (alert, event, severity reached): receivers drop repeats by it
+    escalated_to: str | None = None  # `escalated`: the severity the standing alert rose to
 
     @classmethod
-    def of(cls, alert: AlertRow, event: str) -> Notification:
-        return cls(alert, event, delivery_id(alert.alert_id, event))
+    def of(cls, alert: AlertRow, event: str, escalated_to: str | None = None) -> Notification:
+        if (event == "escalated") != (escalated_to is not None):
+            raise ValueError("an `escalated` notification, and only one, says the severity reached")
+        return cls(alert, event, delivery_id(alert.alert_id, event, escalated_to), escalated_to)
+
+    @property
+    def severity(self) -> str:
+        """The severity it announces: the one reached for an escalation, else the alert's."""
+        return self.escalated_to or self.alert.severity
+
+    @property
+    def what(self) -> str:
+        """The event as a person reads it: `opened`, `escalated to critical`, `resolved`, `test`."""
+        return f"escalated to {self.escalated_to}" if self.escalated_to is not None else self.event
 
 
-def delivery_id(alert_id: int, event: str) -> str:
-    return f"metrify-alert-{alert_id}-{event}"
+def delivery_id(alert_id: int, event: str, escalated_to: str | None = None) -> str:
+    return f"metrify-alert-{alert_id}-{event}" + (f"-{escalated_to}" if escalated_to else "")
 
 
 class Channel(Protocol):
@@ -127,11 +142,13 @@ def alert_fields(alert: AlertRow) -> dict[str, object]:
 
 
 def webhook_body(notification: Notification) -> bytes:
-    payload = {
+    payload: dict[str, object] = {
         "delivery_id": notification.delivery_id,
         "event": notification.event,
         "alert": alert_fields(notification.alert),
     }
+    if notification.escalated_to is not None:
+        payload["escalated_to"] = notification.escalated_to
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
@@ -141,10 +158,14 @@ def _one_line(text: str, limit: int) -> str:
 
 
 def title(notification: Notification) -> str:
-    """`[CRITICAL] grid node N1: N1 in emergency`, with the event when it is not an opening."""
+    """`[CRITICAL] N1: Grid node N1 in emergency state`, with the event when it is not an opening
+    (`[CRITICAL] RESOLVED N1: ...`, `[CRITICAL] N1 escalated to critical: ...`)."""
     alert = notification.alert
+    severity = f"[{notification.severity.upper()}]"
+    if notification.escalated_to is not None:
+        return _one_line(f"{severity} {alert.subject} {notification.what}: {alert.summary}", 240)
     event = {"opened": "", "resolved": "RESOLVED ", "test": "TEST "}.get(notification.event, "")
-    return _one_line(f"[{alert.severity.upper()}] {event}{alert.subject}: {alert.summary}", 240)
+    return _one_line(f"{severity} {event}{alert.subject}: {alert.summary}", 240)
 
 
 def _slack_escape(text: str) -> str:
@@ -155,7 +176,7 @@ def _slack_escape(text: str) -> str:
 def slack_body(notification: Notification) -> bytes:
     """Slack's incoming-webhook shape: a plain `text` fallback and blocks; plain text only, no links."""
     alert = notification.alert
-    event = {"opened": "opened", "resolved": "resolved", "test": "test notification"}[notification.event]
+    event = "test notification" if notification.event == "test" else notification.what
 
     def plain(text: str, limit: int = 2000) -> dict[str, object]:
         return {"type": "plain_text", "text": _one_line(text, limit), "emoji": False}
@@ -176,7 +197,7 @@ def slack_body(notification: Notification) -> bytes:
     elif alert.acked_at is not None:
         context += f"; acknowledged by {alert.acked_by}"
     blocks: list[dict[str, object]] = [
-        {"type": "header", "text": plain(f"[{alert.severity.upper()}] {event}: {alert.subject}", 150)},
+        {"type": "header", "text": plain(f"[{notification.severity.upper()}] {event}: {alert.subject}", 150)},
         {"type": "section", "text": plain(alert.summary, 3000)},
         {"type": "section", "fields": [plain(f) for f in facts]},
         {"type": "context", "elements": [plain(context)]},
@@ -186,7 +207,8 @@ def slack_body(notification: Notification) -> bytes:
 
 
 def email_message(notification: Notification, sender: str, recipients: Sequence[str]) -> EmailMessage:
-    """Plain text, subject `[Metrify CRITICAL] subject: summary`; a resolution threads under its opening."""
+    """Plain text, subject `[Metrify CRITICAL] subject: summary`; an escalation or a resolution threads
+    under its opening."""
     alert = notification.alert
     msg = EmailMessage()
     msg["Subject"] = f"[Metrify {title(notification)[1:]}"
@@ -194,14 +216,14 @@ def email_message(notification: Notification, sender: str, recipients: Sequence[
     msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["Message-ID"] = f"<{notification.delivery_id}@metrify>"
-    if notification.event == "resolved":
+    if notification.event in ("escalated", "resolved"):
         opened = f"<{delivery_id(alert.alert_id, 'opened')}@metrify>"
         msg["In-Reply-To"] = opened
         msg["References"] = opened
     msg["X-Metrify-Delivery"] = notification.delivery_id
     msg["X-Metrify-Event"] = notification.event
     lines = [
-        f"{alert.severity.upper()} {alert.kind} alert #{alert.alert_id}: {notification.event}",
+        f"{notification.severity.upper()} {alert.kind} alert #{alert.alert_id}: {notification.what}",
         "",
         f"Subject:      {alert.subject}",
         f"Summary:      {alert.summary}",

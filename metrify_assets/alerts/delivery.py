@@ -1,12 +1,21 @@
 """Deliver alerts to the configured channels, recording every attempt in `ops.alert_deliveries`.
 
-One row per (alert, channel, event). A tick (the sensor's, or `metrify alerts send`):
+One row per (alert, channel, event), and per severity reached for `escalated`. A tick (the sensor's,
+or `metrify alerts send`):
 
-1. **Enqueue.** Every standing alert (open or acknowledged) at or above the minimum severity gets a
-   `pending` `opened` row per channel, once: a standing condition that `raise_alert` refreshes keeps
-   its row, so it is not sent again. A resolved alert gets a `resolved` row on each channel that was
-   told of its opening. (A condition that opened and cleared before any tick is not sent.)
-2. **Claim.** Due rows (`pending`, `next_attempt_at` empty or past) are claimed in a short transaction
+1. **Enqueue.** Every new alert at or above the minimum severity gets a `pending` `opened` row per
+   channel, once, even one that already cleared (a grid alert state that began and ended within the
+   hour the grid run covered is news all the same): `announced` marks the alerts done, through a
+   partial index of the rest. A standing alert (open or acknowledged) also gets one on a channel
+   added since. A standing condition that `raise_alert` refreshes keeps its row, so it is not sent
+   again. A standing alert whose severity rose above every severity a
+   channel that was told of its opening has been (or is to be) told gets an `escalated` row on that
+   channel. A resolved alert gets a `resolved` row on each channel that was told of its opening. The work is bounded by what is
+   outstanding, not by history: openings and escalations look at the standing alerts only, and
+   resolutions at the delivered openings not yet followed by one (`resolution_queued`, a partial
+   index of migration 0007), so years of resolved alerts cost a tick nothing.
+2. **Claim.** Due rows (`pending`, `next_attempt_at` empty or past: the partial index
+   `alert_deliveries_due`) are claimed in a short transaction
    (`FOR UPDATE SKIP LOCKED`, then `next_attempt_at` pushed out by a lease), so two overlapping ticks
    never send the same row; a tick that dies mid-way leaves its rows to the next tick after the
    lease (at least once: receivers drop repeats by `delivery_id`).
@@ -16,6 +25,9 @@ One row per (alert, channel, event). A tick (the sensor's, or `metrify alerts se
    (at most `backoff_cap_s`), until `max_attempts`, when the row is `failed` for good (`metrify
    alerts send --retry-failed` re-queues it). A channel that failed a delivery is left alone for
    the rest of the tick: a dead receiver costs one delivery's retries per tick, not one per alert.
+   A delivery starts only while the tick's budget has at least `timeout_s` left; that timeout bounds
+   each socket operation (connect, send, receive), so a try can take a few times as long, which the
+   sensor's margin under its 60 s limit absorbs.
 """
 
 from __future__ import annotations
@@ -130,50 +142,97 @@ class DeliveryReport:
 class _Task:
     alert_id: int
     event: str
+    severity: str  # the row's: for `escalated`, the severity reached
     attempts: int
     previous_next_attempt_at: datetime | None
 
 
+# Openings of new alerts, open or already resolved (the partial index of unannounced alerts), marked
+# announced in the same statement so none is missed or queued twice.
+ENQUEUE_ANNOUNCED = (
+    "WITH fresh AS (UPDATE ops.alerts SET announced = true WHERE announced IS FALSE "
+    "RETURNING alert_id, severity) "
+    "INSERT INTO ops.alert_deliveries (alert_id, channel, event, severity, status, resolution_queued) "
+    "SELECT f.alert_id, c.channel, 'opened', f.severity, 'pending', false "
+    "FROM fresh f CROSS JOIN unnest(%(channels)s::text[]) AS c (channel) "
+    f"WHERE {_RANK.format('f.severity')} >= {_RANK.format('%(min)s')} "
+    "ON CONFLICT DO NOTHING"
+)
+# Openings on channels added since: the standing alerts (the partial index of open alerts).
+ENQUEUE_OPENED = (
+    "INSERT INTO ops.alert_deliveries (alert_id, channel, event, severity, status, resolution_queued) "
+    "SELECT a.alert_id, c.channel, 'opened', a.severity, 'pending', false "
+    "FROM ops.alerts a CROSS JOIN unnest(%(channels)s::text[]) AS c (channel) "
+    f"WHERE a.resolved_at IS NULL AND {_RANK.format('a.severity')} >= {_RANK.format('%(min)s')} "
+    "AND NOT EXISTS (SELECT 1 FROM ops.alert_deliveries d "
+    "WHERE d.alert_id = a.alert_id AND d.channel = c.channel AND d.event = 'opened') "
+    "ON CONFLICT DO NOTHING"
+)
+# Escalations: standing alerts whose severity is above all a channel told of the opening was told.
+ENQUEUE_ESCALATED = (
+    "INSERT INTO ops.alert_deliveries (alert_id, channel, event, severity, status) "
+    "SELECT a.alert_id, o.channel, 'escalated', a.severity, 'pending' "
+    "FROM ops.alerts a JOIN ops.alert_deliveries o ON o.alert_id = a.alert_id "
+    "AND o.event = 'opened' AND o.status = 'delivered' "
+    "WHERE a.resolved_at IS NULL AND o.channel = ANY(%(channels)s) "
+    f"AND {_RANK.format('a.severity')} > (SELECT max({_RANK.format('t.severity')}) "
+    "FROM ops.alert_deliveries t WHERE t.alert_id = a.alert_id AND t.channel = o.channel "
+    "AND t.event <> 'resolved') "
+    "ON CONFLICT DO NOTHING"
+)
+# Resolutions: the delivered openings not yet followed by one (their own partial index), each
+# looking up its alert by primary key, and marked as their resolution is queued: a resolved alert is
+# looked at once, never again.
+ENQUEUE_RESOLVED = (
+    "WITH due AS (UPDATE ops.alert_deliveries o SET resolution_queued = true "
+    "WHERE o.event = 'opened' AND o.status = 'delivered' AND o.resolution_queued IS FALSE "
+    "AND o.channel = ANY(%(channels)s) "
+    "AND (SELECT a.resolved_at FROM ops.alerts a WHERE a.alert_id = o.alert_id) IS NOT NULL "
+    "RETURNING o.alert_id, o.channel) "
+    "INSERT INTO ops.alert_deliveries (alert_id, channel, event, severity, status) "
+    "SELECT due.alert_id, due.channel, 'resolved', "
+    "(SELECT a.severity FROM ops.alerts a WHERE a.alert_id = due.alert_id), 'pending' FROM due "
+    "ON CONFLICT DO NOTHING"
+)
+
+
 def enqueue(conn: psycopg.Connection, channels: Sequence[str], min_severity: str) -> int:
     """Add the `pending` rows due (see the module's docstring); the number added."""
-    opened = conn.execute(
-        "INSERT INTO ops.alert_deliveries (alert_id, channel, event, status) "
-        "SELECT a.alert_id, c.channel, 'opened', 'pending' "
-        "FROM ops.alerts a CROSS JOIN unnest(%(channels)s::text[]) AS c (channel) "
-        f"WHERE a.resolved_at IS NULL AND {_RANK.format('a.severity')} >= {_RANK.format('%(min)s')} "
-        "ON CONFLICT DO NOTHING",
-        {"channels": list(channels), "min": min_severity},
-    ).rowcount
-    resolved = conn.execute(
-        "INSERT INTO ops.alert_deliveries (alert_id, channel, event, status) "
-        "SELECT d.alert_id, d.channel, 'resolved', 'pending' FROM ops.alert_deliveries d "
-        "JOIN ops.alerts a USING (alert_id) "
-        "WHERE d.event = 'opened' AND d.status = 'delivered' AND a.resolved_at IS NOT NULL "
-        "AND d.channel = ANY(%(channels)s) "
-        "ON CONFLICT DO NOTHING",
-        {"channels": list(channels)},
-    ).rowcount
-    return opened + resolved
+    params = {"channels": list(channels), "min": min_severity}
+    return sum(
+        conn.execute(sql, params).rowcount
+        for sql in (ENQUEUE_ANNOUNCED, ENQUEUE_OPENED, ENQUEUE_ESCALATED, ENQUEUE_RESOLVED)
+    )
+
+
+# Due rows of a channel (the partial index `alert_deliveries_due`): openings and escalations before
+# resolutions, the most severe first, then the oldest.
+CLAIM = (
+    "WITH due AS (SELECT d.alert_id, d.event, d.severity, d.next_attempt_at AS previous, "
+    f"{_RANK.format('a.severity')} AS rank "
+    "FROM ops.alert_deliveries d JOIN ops.alerts a USING (alert_id) "
+    "WHERE d.channel = %(channel)s AND d.status = 'pending' "
+    "AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %(now)s) "
+    f"ORDER BY d.event = 'resolved', {_RANK.format('a.severity')} DESC, d.alert_id, "
+    f"{_RANK.format('d.severity')} "
+    "LIMIT %(limit)s FOR UPDATE OF d SKIP LOCKED) "
+    "UPDATE ops.alert_deliveries d SET next_attempt_at = %(lease)s FROM due "
+    "WHERE d.alert_id = due.alert_id AND d.channel = %(channel)s AND d.event = due.event "
+    "AND d.severity = due.severity "
+    "RETURNING d.alert_id, d.event, d.severity, d.attempts, due.previous, due.rank"
+)
 
 
 def _claim(conn: psycopg.Connection, channel: str, now: datetime, lease_s: float, limit: int) -> list[_Task]:
-    """Claim up to `limit` due rows of a channel: openings first, the most severe first, then the oldest."""
+    """Claim up to `limit` due rows of a channel: openings and escalations first, the most severe
+    first, then the oldest."""
     with conn.transaction():
         rows = conn.execute(
-            "WITH due AS (SELECT d.alert_id, d.event, d.next_attempt_at AS previous, "
-            f"{_RANK.format('a.severity')} AS rank "
-            "FROM ops.alert_deliveries d JOIN ops.alerts a USING (alert_id) "
-            "WHERE d.channel = %(channel)s AND d.status = 'pending' "
-            "AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %(now)s) "
-            f"ORDER BY d.event = 'resolved', {_RANK.format('a.severity')} DESC, d.alert_id "
-            "LIMIT %(limit)s FOR UPDATE OF d SKIP LOCKED) "
-            "UPDATE ops.alert_deliveries d SET next_attempt_at = %(lease)s FROM due "
-            "WHERE d.alert_id = due.alert_id AND d.channel = %(channel)s AND d.event = due.event "
-            "RETURNING d.alert_id, d.event, d.attempts, due.previous, due.rank",
+            CLAIM,
             {"channel": channel, "now": now, "lease": now + timedelta(seconds=lease_s), "limit": limit},
         ).fetchall()
-    rows.sort(key=lambda r: (r[1] == "resolved", -r[4], r[0]))
-    return [_Task(*row[:4]) for row in rows]
+    rows.sort(key=lambda r: (r[1] == "resolved", -r[5], r[0], store.SEVERITIES.index(r[2])))
+    return [_Task(*row[:5]) for row in rows]
 
 
 def _release(conn: psycopg.Connection, channel: str, tasks: Sequence[_Task]) -> None:
@@ -181,8 +240,8 @@ def _release(conn: psycopg.Connection, channel: str, tasks: Sequence[_Task]) -> 
     for task in tasks:
         conn.execute(
             "UPDATE ops.alert_deliveries SET next_attempt_at = %s "
-            "WHERE alert_id = %s AND channel = %s AND event = %s AND status = 'pending'",
-            (task.previous_next_attempt_at, task.alert_id, channel, task.event),
+            "WHERE alert_id = %s AND channel = %s AND event = %s AND severity = %s AND status = 'pending'",
+            (task.previous_next_attempt_at, task.alert_id, channel, task.event, task.severity),
         )
 
 
@@ -194,21 +253,28 @@ def _record(
     error: str | None,
     status: str,
     next_attempt_at: datetime | None,
+    sent_severity: str | None = None,
 ) -> None:
-    """One attempt, committed at once. A delivery keeps the error of the attempt before it."""
+    """One attempt, committed at once. A delivery keeps the error of the attempt before it; a delivered
+    opening records the severity it announced (an escalation before its delivery is then not news)."""
     conn.execute(
         "UPDATE ops.alert_deliveries SET attempts = attempts + 1, last_attempt_at = %(at)s, "
         "last_error = coalesce(%(error)s, last_error), status = %(status)s, next_attempt_at = %(next)s, "
-        "delivered_at = CASE WHEN %(status)s = 'delivered' THEN %(at)s END "
-        "WHERE alert_id = %(alert_id)s AND channel = %(channel)s AND event = %(event)s",
+        "delivered_at = CASE WHEN %(status)s = 'delivered' THEN %(at)s END, "
+        "severity = CASE WHEN %(status)s = 'delivered' AND event = 'opened' "
+        "THEN coalesce(%(sent)s, severity) ELSE severity END "
+        "WHERE alert_id = %(alert_id)s AND channel = %(channel)s AND event = %(event)s "
+        "AND severity = %(severity)s",
         {
             "at": at,
             "error": error,
             "status": status,
             "next": next_attempt_at,
+            "sent": sent_severity,
             "alert_id": task.alert_id,
             "channel": channel,
             "event": task.event,
+            "severity": task.severity,
         },
     )
 
@@ -290,7 +356,7 @@ def _deliver(
         alert = store.get(conn, task.alert_id)
     except store.AlertNotFoundError:  # deleted since the claim (its deliveries went with it)
         return None
-    notification = Notification.of(alert, task.event)
+    notification = Notification.of(alert, task.event, task.severity if task.event == "escalated" else None)
     attempts = task.attempts
     tries = min(policy.attempts_per_tick, policy.max_attempts - attempts)
 
@@ -299,7 +365,7 @@ def _deliver(
             alert.alert_id,
             channel.name,
             task.event,
-            alert.severity,
+            notification.severity,
             alert.subject,
             status,
             attempts,
@@ -311,8 +377,8 @@ def _deliver(
     if tries <= 0:  # max_attempts lowered below what was already tried
         conn.execute(
             "UPDATE ops.alert_deliveries SET status = 'failed', next_attempt_at = NULL "
-            "WHERE alert_id = %s AND channel = %s AND event = %s",
-            (task.alert_id, channel.name, task.event),
+            "WHERE alert_id = %s AND channel = %s AND event = %s AND severity = %s",
+            (task.alert_id, channel.name, task.event, task.severity),
         )
         return outcome("failed", f"gave up after {attempts} attempts", None)
     for i in range(tries):
@@ -322,7 +388,7 @@ def _deliver(
             error = _error_text(err)
         else:
             attempts += 1
-            _record(conn, channel.name, task, clock(), None, "delivered", None)
+            _record(conn, channel.name, task, clock(), None, "delivered", None, alert.severity)
             return outcome("delivered", None, None)
         attempts += 1
         wait = policy.retry_wait_s * 2**i
@@ -361,6 +427,7 @@ class DeliveryRow:
     alert_id: int
     channel: str
     event: str
+    severity: str
     status: str
     attempts: int
     last_error: str | None
@@ -376,15 +443,17 @@ class DeliveryRow:
             if self.attempts > 1 or (self.attempts and self.status != "delivered")
             else ""
         )
-        return f"{self.channel} {self.event} {mark}{tries}"
+        event = f"escalated to {self.severity}" if self.event == "escalated" else self.event
+        return f"{self.channel} {event} {mark}{tries}"
 
 
 def deliveries(conn: psycopg.Connection, alert_ids: Sequence[int]) -> dict[int, list[DeliveryRow]]:
-    """The deliveries of these alerts, by alert: openings first, then by channel."""
+    """The deliveries of these alerts, by alert: openings, escalations, then resolutions, by channel."""
     rows = conn.execute(
-        "SELECT alert_id, channel, event, status, attempts, last_error, last_attempt_at, next_attempt_at, "
-        "delivered_at FROM ops.alert_deliveries WHERE alert_id = ANY(%s) "
-        "ORDER BY alert_id, event = 'resolved', channel",
+        "SELECT alert_id, channel, event, severity, status, attempts, last_error, last_attempt_at, "
+        "next_attempt_at, delivered_at FROM ops.alert_deliveries WHERE alert_id = ANY(%s) "
+        "ORDER BY alert_id, array_position(ARRAY['opened', 'escalated', 'resolved'], event), "
+        f"{_RANK.format('severity')}, channel",
         (list(alert_ids),),
     ).fetchall()
     found: dict[int, list[DeliveryRow]] = {}

@@ -1,4 +1,4 @@
-"""`alert_delivery_sensor`: every 30 s, deliver new alerts (and resolutions) to the configured channels.
+"""`alert_delivery_sensor`: every 30 s, deliver new alerts (escalations, resolutions) to the channels.
 
 It requests no runs: a tick is the delivery (`alerts.delivery.deliver_pending`), kept within a time
 budget far below the sensor's 60 s evaluation limit. Its skip reason says what the tick delivered;
@@ -34,7 +34,7 @@ def _totals(cursor: str | None) -> dict[str, int]:
     name="alert_delivery_sensor",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Delivers new alerts and resolutions from ops.alerts to the configured channels "
+    description="Delivers new alerts, escalations and resolutions from ops.alerts to the configured channels "
     "(webhook, Slack-compatible webhook, e-mail), with retries; every attempt in ops.alert_deliveries.",
 )
 def alert_delivery_sensor(

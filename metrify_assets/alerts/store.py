@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import psycopg
@@ -41,6 +41,8 @@ class Alert:
 class RaisedAlert:
     alert_id: int
     new: bool  # False: an open alert of the same condition was refreshed
+    severity: str = "info"  # the alert's severity now (the higher of the two on a refresh)
+    escalated: bool = False  # a refresh raised the severity (channels told of the opening are told again)
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,10 @@ _SEVERITY_RANK = "array_position(ARRAY['info', 'warning', 'critical'], {})"
 
 
 def raise_alert(conn: psycopg.Connection, alert: Alert, at: datetime | None = None) -> RaisedAlert:
-    """Open an alert, or refresh the open alert of the same condition."""
+    """Open an alert, or refresh the open alert of the same condition (`escalated` when that raised its
+    severity, as the statement saw the open alert; `alerts.delivery` tells the channels either way)."""
     row = conn.execute(
+        "WITH prior AS (SELECT severity FROM ops.alerts WHERE dedup_key = %(dedup_key)s AND resolved_at IS NULL) "
         "INSERT INTO ops.alerts AS a (kind, severity, subject, dedup_key, summary, details, "
         "opened_at, last_seen_at) VALUES (%(kind)s, %(severity)s, %(subject)s, %(dedup_key)s, %(summary)s, "
         "%(details)s, coalesce(%(at)s, now()), coalesce(%(at)s, now())) "
@@ -90,7 +94,7 @@ def raise_alert(conn: psycopg.Connection, alert: Alert, at: datetime | None = No
         "summary = excluded.summary, details = excluded.details, "
         f"severity = CASE WHEN {_SEVERITY_RANK.format('excluded.severity')} > "
         f"{_SEVERITY_RANK.format('a.severity')} THEN excluded.severity ELSE a.severity END "
-        "RETURNING alert_id, (xmax = 0) AS inserted",
+        "RETURNING alert_id, (xmax = 0) AS inserted, severity, (SELECT severity FROM prior)",
         {
             "kind": alert.kind,
             "severity": alert.severity,
@@ -102,17 +106,30 @@ def raise_alert(conn: psycopg.Connection, alert: Alert, at: datetime | None = No
         },
     ).fetchone()
     assert row is not None  # INSERT ... RETURNING always returns the row
-    return RaisedAlert(alert_id=int(row[0]), new=bool(row[1]))
+    alert_id, inserted, severity, prior = int(row[0]), bool(row[1]), str(row[2]), row[3]
+    escalated = not inserted and prior is not None and SEVERITIES.index(severity) > SEVERITIES.index(prior)
+    return RaisedAlert(alert_id=alert_id, new=inserted, severity=severity, escalated=escalated)
 
 
 def resolve_condition(
-    conn: psycopg.Connection, dedup_key: str, note: str, at: datetime | None = None, by: str = "metrify"
+    conn: psycopg.Connection,
+    dedup_key: str,
+    note: str,
+    at: datetime | None = None,
+    by: str = "metrify",
+    quiet: timedelta = timedelta(0),
 ) -> int | None:
-    """The condition cleared: resolve its open alert (if any) and return its id."""
+    """The condition cleared: resolve its open alert (if any) and return its id.
+
+    `quiet` is hysteresis: the alert resolves only when it was last seen at least that long before
+    `at`, so a condition that comes and goes (a feed hovering at the threshold, batches of a bad and a
+    good partition interleaving) stays one alert instead of opening, resolving and notifying again.
+    """
     row = conn.execute(
-        "UPDATE ops.alerts SET resolved_at = coalesce(%s, now()), resolved_by = %s, resolution = %s "
-        "WHERE dedup_key = %s AND resolved_at IS NULL RETURNING alert_id",
-        (at, by, note, dedup_key),
+        "UPDATE ops.alerts SET resolved_at = coalesce(%(at)s, now()), resolved_by = %(by)s, resolution = %(note)s "
+        "WHERE dedup_key = %(key)s AND resolved_at IS NULL "
+        "AND last_seen_at <= coalesce(%(at)s, now()) - %(quiet)s RETURNING alert_id",
+        {"at": at, "by": by, "note": note, "key": dedup_key, "quiet": quiet},
     ).fetchone()
     return int(row[0]) if row else None
 

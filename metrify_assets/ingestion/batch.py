@@ -98,10 +98,18 @@ def _record_key(contract: SourceContract, rows: pd.DataFrame) -> pd.Series:
     return key
 
 
-def _record_backfill(backfill: bool | Sequence[bool], decoded: DecodedBatch) -> bool | pd.Series:
-    """Per-message backfill declarations carried to the decoded records (a batch's bool as is)."""
+def declared_history(backfill: bool | Sequence[bool]) -> bool:
+    """Whether the whole batch was declared history: the batch's flag, or every message's."""
     if isinstance(backfill, bool):
         return backfill
+    return len(backfill) > 0 and all(backfill)
+
+
+def _record_backfill(backfill: bool | Sequence[bool], decoded: DecodedBatch) -> bool | pd.Series:
+    """Per-message backfill declarations carried to the decoded records; the batch's flag when it has
+    one or every message was declared, so a batch with nothing decodable keeps its declaration."""
+    if isinstance(backfill, bool) or declared_history(backfill):
+        return declared_history(backfill)
     by_record = np.asarray(backfill, dtype=bool)[np.asarray(decoded.message_index, dtype=np.int64)]
     records = decoded.records
     return pd.Series(by_record[records["record_index"].to_numpy(dtype=np.int64)], index=records.index)
@@ -128,6 +136,8 @@ def process_batch(
     dead-letter replay: message i is the quarantined record `replay_of[i]`, whose row is resolved
     (accepted now) or keeps the new reasons (still rejected) instead of a new row being added.
     `backfill` declares the batch (or, per message, its messages) history: not scored for timeliness.
+    A batch whose every message was declared history is a backfill for its quality condition, whatever
+    it decoded to; a dead-letter replay has a condition of its own (`quality.alerts.condition_key`).
     """
     contract = spec.contract
     raw_uri, raw_written = write_raw(lake, spec, messages)
@@ -203,7 +213,15 @@ def process_batch(
             resolve(conn, [origin[int(i)] for i in accepted["record_index"]], spec.batch_id)
         writes.enqueue_review(conn, contract.source, spec.batch_id, review)
         writes.record_batch(conn, entry)
-        alerts.sync(conn, spec.batch_id, contract.source, alert, backfill=quality.timeliness is None)
+        alerts.sync(
+            conn,
+            spec.batch_id,
+            contract.source,
+            alert,
+            backfill=declared_history(backfill),
+            replay=replay_of is not None,
+            at=now.to_pydatetime(),
+        )
     if alert is not None:
         log.warning(alert.message)
     return BatchResult(

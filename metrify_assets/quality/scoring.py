@@ -64,9 +64,6 @@ class QualityScore:
     score: float  # 0..100
     backfill: int = 0  # records of a declared backfill (not scored for timeliness)
 
-    def as_dict(self) -> dict[str, float | None]:
-        return asdict(self)
-
     def dimensions(self) -> dict[str, float]:
         """The dimensions that were scored (timeliness is absent for a backfill)."""
         values = {d: getattr(self, d) for d in DIMENSIONS}
@@ -86,13 +83,20 @@ def batch_quality(
 
     Grid and weather records carry no interval, so their cadence is the entity's median spacing.
     `backfill` (for the batch, or per record) declares history: those records are not scored for
-    timeliness. An empty batch (nothing decodable) scores 0 on every dimension.
+    timeliness. An empty batch (nothing decodable) scores 0 on every dimension, timeliness included
+    unless the batch was declared history (`backfill=True`): then it has no timeliness (None), as a
+    decodable backfill has none, so it is still told apart from the live feed.
     """
     cfg = config or ScoringConfig()
     records = _records(source, df, outcome, ingested_at, cfg, backfill)
     total = len(records) + malformed
     if total == 0 or records.empty:
-        return QualityScore(total, 0.0, 0.0, 0.0, 0.0, 0.0)
+        # Per record, an empty batch says nothing: the caller passes the batch's declaration instead.
+        if isinstance(backfill, pd.Series):
+            declared = not backfill.empty and bool(backfill.all())
+        else:
+            declared = bool(backfill)
+        return QualityScore(total, 0.0, 0.0, 0.0, None if declared else 0.0, 0.0)
     grid = records[records["on_grid"] & records["step"].gt(0)]
     per_entity = grid.groupby("entity", sort=False).agg(
         first=("t", "min"), last=("t", "max"), step=("step", "median"), received=("t", "nunique")

@@ -25,7 +25,11 @@ class AlertChannelsResource(dg.ConfigurableResource):
     smtp_to: list[str] = Field(default_factory=list, description="recipients")
     smtp_starttls: bool = False
     min_severity: str = Field(default="warning", description="info, warning or critical")
-    timeout_s: float = Field(default=10.0, description="per HTTP request or SMTP conversation")
+    timeout_s: float = Field(
+        default=10.0,
+        description="per socket operation (connect, each send or receive), so one HTTP request or SMTP "
+        "conversation can take a few times as long; a tick starts a delivery only with this much budget left",
+    )
     attempts_per_tick: int = Field(
         default=3, description="attempts in one tick, waiting retry_wait_s, x2, ..."
     )
@@ -36,7 +40,8 @@ class AlertChannelsResource(dg.ConfigurableResource):
     backoff_cap_s: float = 3600.0
     max_attempts: int = Field(default=15, description="after this many attempts a delivery is `failed`")
     tick_budget_s: float = Field(
-        default=40.0, description="a sensor tick stops starting deliveries after this long"
+        default=40.0,
+        description="a sensor tick starts a delivery (or a retry) only while at least timeout_s of this is left",
     )
 
     @property

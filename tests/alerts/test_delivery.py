@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from metrify_assets.alerts.channels import (
+    Channel,
     DeliveryError,
     EmailChannel,
     Notification,
@@ -309,14 +310,20 @@ def test_the_opening_and_resolution_of_an_alert_resolved_before_the_receiver_cam
     assert (resolution["alert"]["resolved_by"], resolution["alert"]["resolution"]) == ("ana", "fixed on site")
 
 
-def test_an_alert_that_cleared_before_any_delivery_is_not_sent(
+def test_an_alert_that_cleared_before_any_tick_is_still_announced_then_resolved(
     conn: psycopg.Connection, http_receiver: Receivers
 ) -> None:
+    """A grid alert state that began and ended within the hour a run covered is news all the same."""
     receiver = http_receiver()
     raise_alert(conn, node_alert(), at=T0)
-    resolve_condition(conn, "grid_state:N1", "a blip", at=T0 + timedelta(seconds=5))
-    assert deliver_pending(conn, [SlackChannel(receiver.url)], FAST).outcomes == []
-    assert receiver.received == [] and deliveries(conn) == []
+    resolve_condition(conn, "grid_state:N1", "back to normal", at=T0 + timedelta(minutes=8))
+    done = deliver_pending(conn, [SlackChannel(receiver.url)], FAST)
+    assert [(o.event, o.status) for o in done.outcomes] == [
+        ("opened", "delivered"),
+        ("resolved", "delivered"),
+    ]
+    assert len(receiver.received) == 2
+    assert deliver_pending(conn, [SlackChannel(receiver.url)], FAST).outcomes == []  # announced once
 
 
 def test_only_alerts_at_or_above_the_minimum_severity_are_sent(
@@ -540,6 +547,24 @@ def test_a_tick_stops_starting_deliveries_when_its_time_budget_is_spent(
     assert len(rest.of_status("delivered")) == 8 - sent
 
 
+def test_a_tick_starts_no_delivery_with_less_budget_left_than_the_socket_timeout(
+    conn: psycopg.Connection, http_receiver: Receivers
+) -> None:
+    receiver = http_receiver()
+    raise_alert(conn, node_alert(), at=T0)
+    # The timeout bounds each socket operation, so a try may take longer than it: a tick whose budget
+    # is below one timeout starts nothing, and the row stays due for the next tick.
+    report = deliver_pending(
+        conn, [SlackChannel(receiver.url)], DeliveryPolicy(timeout_s=10, tick_budget_s=9.9)
+    )
+    assert report.out_of_time and report.outcomes == [] and receiver.received == []
+    assert [row[3:5] for row in deliveries(conn)] == [("pending", 0)]
+    report = deliver_pending(
+        conn, [SlackChannel(receiver.url)], DeliveryPolicy(timeout_s=10, tick_budget_s=30)
+    )
+    assert report.summary == "delivered 1 (slack 1)"
+
+
 def test_deliver_pending_needs_an_autocommit_connection(pg: psycopg.Connection) -> None:
     with pytest.raises(ValueError, match="autocommit"):
         deliver_pending(pg, [], FAST)
@@ -648,3 +673,184 @@ def test_backoff_doubles_per_attempt_up_to_the_cap() -> None:
         dt.timedelta(seconds=960),
         dt.timedelta(seconds=3600),
     ]
+
+
+# --- escalations ------------------------------------------------------------------------------
+
+
+def grid_alert(severity: str, node: str = "N1") -> Alert:
+    """A grid_state alert as `grid.store` raises it (subject: the node id)."""
+    state, rule = {
+        "info": ("alert", "beyond_standard_range"),
+        "warning": ("alert", "beyond_standard_range"),
+        "critical": ("emergency", "steady_state_beyond_max"),
+    }[severity]
+    started = "2026-01-05T11:58:00+00:00"
+    return Alert(
+        "grid_state",
+        severity,
+        node,
+        f"grid_state:{node}",
+        f"Grid node {node} in {state} state since {started} ({rule}, peak deviation -210 mHz)",
+        {"state": state, "rule": rule, "started_at": started, "peak_deviation_hz": -0.21,
+         "area": "continental_europe", "last_sample_at": "2026-01-05T12:00:00+00:00"},
+    )  # fmt: skip
+
+
+def test_an_alert_escalated_after_its_opening_was_delivered_is_told_again_as_escalated(
+    conn: psycopg.Connection, http_receiver: Receivers, smtp_receiver: SmtpReceiver
+) -> None:
+    webhook = http_receiver(secret=SECRET)
+    slack = http_receiver()
+    email = EmailChannel(
+        "127.0.0.1",
+        smtp_receiver.port,
+        "metrify@example.org",
+        ("ops@example.org",),
+        "metrify",
+        "mail-password",
+    )
+    channels: list[Channel] = [WebhookChannel(webhook.url, SECRET), SlackChannel(slack.url), email]
+    opened = raise_alert(conn, grid_alert("warning"), at=T0)
+    assert (opened.new, opened.escalated, opened.severity) == (True, False, "warning")
+    assert (
+        deliver_pending(conn, channels, FAST, now=T0).summary == "delivered 3 (webhook 1, slack 1, email 1)"
+    )
+
+    worse = raise_alert(conn, grid_alert("critical"), at=T0 + timedelta(minutes=5))
+    assert (worse.alert_id, worse.new, worse.escalated, worse.severity) == (
+        opened.alert_id,
+        False,
+        True,
+        "critical",
+    )
+    report = deliver_pending(conn, channels, FAST, now=T0 + timedelta(minutes=5))
+    assert [(o.channel, o.event, o.severity, o.status) for o in report.outcomes] == [
+        ("webhook", "escalated", "critical", "delivered"),
+        ("slack", "escalated", "critical", "delivered"),
+        ("email", "escalated", "critical", "delivered"),
+    ]
+    escalated = webhook.received[-1]
+    assert escalated.signature_ok and escalated.headers["X-Metrify-Event"] == "escalated"
+    payload = escalated.json
+    assert payload["delivery_id"] == f"metrify-alert-{opened.alert_id}-escalated-critical"
+    assert (payload["event"], payload["escalated_to"]) == ("escalated", "critical")
+    assert (payload["alert"]["severity"], payload["alert"]["subject"]) == ("critical", "N1")
+    text = slack.received[-1].json
+    assert text["text"].startswith("[CRITICAL] N1 escalated to critical: Grid node N1 in emergency state")
+    assert text["blocks"][0]["text"]["text"] == "[CRITICAL] escalated to critical: N1"
+    (_, opening), (_, mail) = smtp_receiver.messages
+    assert mail["Subject"].startswith("[Metrify CRITICAL] N1 escalated to critical: Grid node N1")
+    assert mail["In-Reply-To"] == opening["Message-ID"]  # threads under the opening
+    assert f"CRITICAL grid_state alert #{opened.alert_id}: escalated to critical" in mail.get_content()
+
+    # Still critical: a refresh, not news.
+    again = raise_alert(conn, grid_alert("critical"), at=T0 + timedelta(minutes=10))
+    assert not again.escalated
+    assert deliver_pending(conn, channels, FAST, now=T0 + timedelta(minutes=10)).outcomes == []
+    # The resolution follows, once per channel.
+    resolve_condition(conn, "grid_state:N1", "back to normal", at=T0 + timedelta(minutes=20))
+    resolved = deliver_pending(conn, channels, FAST, now=T0 + timedelta(minutes=20))
+    assert [(o.channel, o.event) for o in resolved.outcomes] == [
+        ("webhook", "resolved"),
+        ("slack", "resolved"),
+        ("email", "resolved"),
+    ]
+    assert [e for _, e in events(webhook.received)] == ["opened", "escalated", "resolved"]
+
+
+def test_escalations_go_to_channels_told_of_the_opening_once_per_severity_reached(
+    conn: psycopg.Connection, http_receiver: Receivers
+) -> None:
+    told, late = http_receiver(secret=SECRET), http_receiver(script=[503] * 3, secret=SECRET)
+    everything = DeliveryPolicy(min_severity="info", retry_wait_s=0.01, timeout_s=5, backoff_base_s=1)
+    channels = [WebhookChannel(told.url, SECRET), WebhookChannel(late.url, SECRET, name="webhook2")]
+    raised = raise_alert(conn, grid_alert("info"), at=T0)
+    report = deliver_pending(conn, channels, everything, now=T0)
+    assert [(o.channel, o.status) for o in report.outcomes] == [
+        ("webhook", "delivered"),
+        ("webhook2", "pending"),
+    ]
+
+    # Escalated while `webhook2` has not been told of the opening yet: its opening, sent later, says
+    # the severity as it stands, so only `webhook` is told of the escalation.
+    assert raise_alert(conn, grid_alert("warning"), at=T0 + timedelta(minutes=1)).escalated
+    report = deliver_pending(conn, channels, everything, now=T0 + timedelta(minutes=1))
+    assert [(o.channel, o.event, o.severity) for o in report.outcomes] == [
+        ("webhook", "escalated", "warning"),
+        ("webhook2", "opened", "warning"),
+    ]
+    assert deliver_pending(conn, channels, everything, now=T0 + timedelta(minutes=2)).outcomes == []
+
+    assert raise_alert(conn, grid_alert("critical"), at=T0 + timedelta(minutes=3)).escalated
+    report = deliver_pending(conn, channels, everything, now=T0 + timedelta(minutes=3))
+    assert [(o.channel, o.event, o.severity) for o in report.outcomes] == [
+        ("webhook", "escalated", "critical"),
+        ("webhook2", "escalated", "critical"),
+    ]
+    assert events(told.received) == [
+        (f"metrify-alert-{raised.alert_id}-opened", "opened"),
+        (f"metrify-alert-{raised.alert_id}-escalated-warning", "escalated"),
+        (f"metrify-alert-{raised.alert_id}-escalated-critical", "escalated"),
+    ]
+    assert [r.json["alert"]["severity"] for r in late.received if r.status == 200] == ["warning", "critical"]
+    assert conn.execute(
+        "SELECT channel, event, severity FROM ops.alert_deliveries ORDER BY channel, event, severity"
+    ).fetchall() == [
+        ("webhook", "escalated", "critical"),
+        ("webhook", "escalated", "warning"),
+        ("webhook", "opened", "info"),
+        ("webhook2", "escalated", "critical"),
+        ("webhook2", "opened", "warning"),  # what it was told when its opening was delivered
+    ]
+
+
+# --- work per tick ----------------------------------------------------------------------------
+
+
+def rows_read(conn: psycopg.Connection) -> int:
+    """Rows (sequential scans) and index entries read from the alert tables, as counted so far by this
+    session (not yet reported: take the difference within one transaction)."""
+    row = conn.execute(
+        "SELECT sum(pg_stat_get_xact_tuples_returned(oid)) FROM ("
+        "SELECT indexrelid AS oid FROM pg_index WHERE indrelid = ANY(%(tables)s::regclass[]) "
+        "UNION ALL SELECT unnest(%(tables)s::regclass[])::oid) AS r",
+        {"tables": ["ops.alerts", "ops.alert_deliveries"]},
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_tick_does_not_grow_with_the_history_of_resolved_alerts(
+    pg: psycopg.Connection, conn: psycopg.Connection
+) -> None:
+    from metrify_assets.alerts.delivery import _claim, enqueue
+
+    channels = ["webhook", "slack"]
+    pg.execute(
+        "INSERT INTO ops.alerts (kind, severity, subject, dedup_key, summary, opened_at, last_seen_at) "
+        "SELECT 'grid_state', 'critical', 'N' || i, 'grid_state:N' || i, 'old', %(t)s, %(t)s "
+        "FROM generate_series(1, 1000) AS i",
+        {"t": T0},
+    )
+    assert enqueue(pg, channels, "warning") == 2000
+    pg.execute("UPDATE ops.alert_deliveries SET status = 'delivered'")  # told of every opening
+    pg.execute("UPDATE ops.alerts SET resolved_at = %s", (T0 + timedelta(hours=1),))
+    assert enqueue(pg, channels, "warning") == 2000
+    pg.execute("UPDATE ops.alert_deliveries SET status = 'delivered' WHERE status = 'pending'")
+    for node in (1, 2, 3):  # a few standing alerts, told of
+        raise_alert(pg, node_alert(node), at=T0 + timedelta(days=1))
+    assert enqueue(pg, channels, "warning") == 6
+    pg.execute("UPDATE ops.alert_deliveries SET status = 'delivered' WHERE status = 'pending'")
+    pg.commit()
+    for table in ("ops.alerts", "ops.alert_deliveries"):  # what autovacuum does to old history
+        conn.execute(f"VACUUM ANALYZE {table}")
+
+    before = rows_read(pg)
+    assert enqueue(pg, channels, "warning") == 0  # nothing new: nothing queued ...
+    assert _claim(pg, "webhook", T0 + timedelta(days=1), lease_s=300, limit=10) == []
+    read = rows_read(pg) - before
+    pg.rollback()
+    # ... and what the tick read is about the 3 standing alerts (x 2 channels), not the 1,000 old
+    # ones (joining every delivered opening with its alert read over 4,000 rows).
+    assert read <= 100, read

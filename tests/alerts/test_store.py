@@ -63,3 +63,16 @@ def test_ack_keeps_an_alert_open_and_resolve_by_hand_closes_it(pg: psycopg.Conne
 def test_unknown_severity_is_refused() -> None:
     with pytest.raises(ValueError, match="severity"):
         Alert("quality", "urgent", "meter_readings", "quality:meter_readings", "low score")
+
+
+def test_a_condition_resolves_only_after_its_quiet_period(pg: psycopg.Connection) -> None:
+    raised = raise_alert(pg, node_alert(), at=T0)
+    quiet = timedelta(minutes=30)
+    assert resolve_condition(pg, "grid_state:N1", "ok", at=T0 + timedelta(minutes=10), quiet=quiet) is None
+    raise_alert(pg, node_alert(), at=T0 + timedelta(minutes=20))  # it came back: still the same alert
+    assert resolve_condition(pg, "grid_state:N1", "ok", at=T0 + timedelta(minutes=45), quiet=quiet) is None
+    assert (
+        resolve_condition(pg, "grid_state:N1", "ok", at=T0 + timedelta(minutes=50), quiet=quiet)
+        == raised.alert_id
+    )
+    assert [a.occurrences for a in list_alerts(pg, "all")] == [2]

@@ -66,15 +66,15 @@ def test_a_clean_timely_batch_scores_100() -> None:
     df = with_index(readings("MTR-1", quarter_hours("2026-03-10T00:00Z", 12)))
     ingested = df["reading_start"] + pd.Timedelta(minutes=75)  # 60 min after each interval's end
     q = batch_quality("meter_readings", df, evaluate("meter_readings", df, NOW), ingested)
-    assert q.as_dict() == {
-        "records": 12,
-        "completeness": 1.0,
-        "accuracy": 1.0,
-        "consistency": 1.0,
-        "timeliness": 1.0,
-        "score": pytest.approx(100.0),
-        "backfill": 0,
-    }
+    assert (q.records, q.completeness, q.accuracy, q.consistency, q.timeliness, q.backfill) == (
+        12,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+        0,
+    )
+    assert q.score == pytest.approx(100.0)
 
 
 def test_a_declared_backfill_is_not_late_and_scores_on_the_other_dimensions() -> None:
@@ -179,4 +179,17 @@ def test_weights_are_normalised_and_validated() -> None:
 def test_an_empty_batch_scores_zero() -> None:
     df = with_index(readings("MTR-1", []))
     q = batch_quality("meter_readings", df, evaluate("meter_readings", df, NOW), NOW, malformed=3)
-    assert (q.records, q.score) == (3, 0.0)
+    assert (q.records, q.score, q.timeliness) == (3, 0.0, 0.0)
+
+
+def test_an_empty_batch_declared_history_has_no_timeliness() -> None:
+    """Nothing decodable in a declared backfill: still history, not a late live feed."""
+    df = with_index(readings("MTR-1", []))
+    outcome = evaluate("meter_readings", df, NOW)
+    history = batch_quality("meter_readings", df, outcome, NOW, malformed=3, backfill=True)
+    assert (history.records, history.score, history.timeliness) == (3, 0.0, None)
+    assert "timeliness" not in history.dimensions()
+    per_record = batch_quality(
+        "meter_readings", df, outcome, NOW, malformed=3, backfill=pd.Series([], dtype=bool)
+    )
+    assert per_record.timeliness == 0.0  # per record, an empty batch declares nothing
