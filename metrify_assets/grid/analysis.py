@@ -69,6 +69,8 @@ def _node(node: str, frame: pd.DataFrame, config: GridConfig) -> tuple[pd.DataFr
     deviation = frequency - zone.nominal_hz
     states = evaluate(deviation, line, zone, config.states)
     rates, window_s = rocof(frequency, line)
+    gap_after = np.zeros(line.size, dtype=bool)
+    gap_after[:-1] = line.segment[1:] != line.segment[:-1]
     samples = pd.DataFrame(
         {
             "grid_node_id": node,
@@ -77,6 +79,7 @@ def _node(node: str, frame: pd.DataFrame, config: GridConfig) -> tuple[pd.DataFr
             "standard_range_hz": zone.standard_range_hz,
             "deviation_hz": deviation,
             "duration_s": line.duration_s,
+            "gap_after": gap_after,  # a gap follows: the state does not carry to the next sample
             "steady_hz": states.steady_hz,
             "state": states.state,
             "rocof_hz_s": rates,

@@ -82,7 +82,8 @@ def grid_stability(
     open_events = int(events["ended_at"].isna().sum()) if len(events) else 0
     context.log.info(
         f"grid stability {first}..{last}: {figures['grid_node_id'].nunique() if len(figures) else 0} nodes, "
-        f"{len(figures)} node-hours, {len(events)} events ({open_events} open), {run.carried} carried in; "
+        f"{len(figures)} node-hours, {len(events)} events ({open_events} open), {run.carried} carried in, "
+        f"{run.closed} left open before a gap closed; "
         f"alerts raised for {run.raised}, resolved for {run.resolved}"
     )
     return dg.MaterializeResult(
@@ -98,6 +99,7 @@ def grid_stability(
             "events": dg.MetadataValue.int(len(events)),
             "events_open": dg.MetadataValue.int(open_events),
             "events_carried_in": dg.MetadataValue.int(run.carried),
+            "events_closed_at_gap": dg.MetadataValue.int(run.closed),
             "lookahead_days": dg.MetadataValue.int(run.lookahead_days),
             "alerts_raised": dg.MetadataValue.json(run.raised),
             "alerts_resolved": dg.MetadataValue.json(run.resolved),

@@ -5,10 +5,11 @@ deviation, its extremes, the share of samples beyond the area's standard frequen
 beyond it (each sample standing for the time `timeline.py` gives it, so a gap is not time outside),
 the largest steady-state deviation (`states.py`) and the rate of change of frequency (RoCoF).
 
-RoCoF is max |df/dt| over the shortest window the sample rate allows that is at least 500 ms: k
-samples apart, k = ceil(0.5 s / median spacing), so 500 ms at 100 ms sampling, 1 s at 1 s sampling,
-and 10 s with 10 s data (`rocof_window_s` says which). Pairs across a gap are left out. Coarse data
-smooths RoCoF: a 10 s figure is not comparable with a relay's 500 ms RoCoF.
+RoCoF is max |df/dt| over the shortest window the sample rate allows that is at least 500 ms: from
+the sample k earlier to each sample, k = ceil(0.5 s / the sample's cadence, `timeline.py`), so 500 ms
+at 100 ms sampling, 1 s at 1 s sampling, and 10 s with 10 s data (`rocof_window_s` gives the longest
+window in the hour). Pairs across a gap are left out. Coarse data smooths RoCoF: a 10 s figure is not
+comparable with a relay's 500 ms RoCoF.
 
 Voltage (EN 50160): 10-minute means of the samples that have a voltage, and the share of them within
 +/-10 % of the nominal voltage (230 V by default); a week complies when at least 95 % of its 10-minute
@@ -18,7 +19,6 @@ A frequency-only node (no voltage, no load) gets nulls for those, never invented
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +40,7 @@ SAMPLE_COLUMNS = [
     "standard_range_hz",
     "deviation_hz",
     "duration_s",
+    "gap_after",
     "steady_hz",
     "state",
     "rocof_hz_s",
@@ -91,22 +92,27 @@ class VoltageConfig:
 
 def rocof(
     frequency: Floats, line: Timeline, min_window_s: float = MIN_ROCOF_WINDOW_S
-) -> tuple[Floats, float]:
-    """Per sample, df/dt (Hz/s) from it to the sample k later (NaN at the end, across a gap, or with
-    fewer than two samples), and the window k x median spacing in seconds (NaN without a spacing)."""
-    rates = np.full(line.size, np.nan)
-    if line.spacing_s is None or line.spacing_s <= 0:
-        return rates, math.nan
-    k = max(1, math.ceil(min_window_s / line.spacing_s - 1e-9))
-    if line.size > k:
-        dt = line.seconds[k:] - line.seconds[:-k]
-        ok = line.segment[k:] == line.segment[:-k]
-        rates[:-k] = np.where(ok, (frequency[k:] - frequency[:-k]) / dt, np.nan)
-    return rates, k * line.spacing_s
-
-
-def _nan_to_none(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype(object).where(frame.notna(), None)
+) -> tuple[Floats, Floats]:
+    """Per sample, df/dt (Hz/s) from the sample k earlier to it, k = ceil(min_window_s / cadence) with
+    the sample's cadence (NaN for the first k samples, across a gap, or without a cadence), and the
+    window k x cadence in seconds (NaN without a cadence). Trailing, so a sample's rate never depends
+    on samples after it."""
+    n = line.size
+    rates, windows = np.full(n, np.nan), np.full(n, np.nan)
+    step = line.cadence_s
+    known = np.isfinite(step) & (step > 0)
+    if not known.any():
+        return rates, windows
+    k = np.ones(n, dtype=np.int64)
+    k[known] = np.maximum(1, np.ceil(min_window_s / step[known] - 1e-9)).astype(np.int64)
+    windows[known] = k[known] * step[known]
+    earlier = np.arange(n) - k
+    ok = known & (earlier >= 0)
+    i, j = np.flatnonzero(ok), earlier[ok]
+    same = line.segment[i] == line.segment[j]
+    i, j = i[same], j[same]
+    rates[i] = (frequency[i] - frequency[j]) / (line.seconds[i] - line.seconds[j])
+    return rates, windows
 
 
 def window_figures(samples: pd.DataFrame, voltage: VoltageConfig, window: str = "1h") -> pd.DataFrame:
@@ -142,7 +148,7 @@ def window_figures(samples: pd.DataFrame, voltage: VoltageConfig, window: str = 
         share_outside_standard=("outside", "mean"),
         outside_s=("outside_s", "sum"),
         rocof_max_hz_s=("abs_rocof", "max"),
-        rocof_window_s=("rocof_window_s", "first"),
+        rocof_window_s=("rocof_window_s", "max"),
         voltage_samples=("voltage_v", "count"),
         mean_voltage_v=("voltage_v", "mean"),
         mean_load_mw=("load_mw", "mean"),
@@ -217,8 +223,3 @@ def weekly_voltage_compliance(daily: pd.DataFrame, voltage: VoltageConfig) -> pd
                 )
             )
     return pd.DataFrame(rows, columns=columns)
-
-
-def as_records(figures: pd.DataFrame) -> pd.DataFrame:
-    """Figures with NaN as None (for writing)."""
-    return _nan_to_none(figures)

@@ -53,7 +53,7 @@ EVENT_COLUMNS = [
 
 @dataclass(frozen=True)
 class StateConfig:
-    steady_window_s: float = 60.0  # the steady-state deviation is a trailing mean over this window...
+    steady_window_s: float = 60.0  # the steady-state deviation is a trailing median over this window...
     steady_min_samples: int = 3  # ... and over at least this many samples
 
 

@@ -2,20 +2,26 @@
 
 A run over the UTC days `first`..`last` reads the samples of those days plus `lookback` (1 hour)
 before the first: the states are decided on trailing windows of at most 20 minutes (Ireland's time to
-restore frequency) and a minute, so the state at midnight is exact and carries across it. A node still
-in alert or emergency at the end of what was read is read on, a day of its data at a time from its
-next sample (at most `max_lookahead_days`), until its state ends or its data does, so an event gets
-its end even when its day is re-run after the next day's data arrived.
+restore frequency) and a minute, so the state at midnight is exact and carries across it. With them it
+reads each node's `CADENCE_SPACINGS` samples before the lookback and its first sample after the last
+day (`read_context`), so each sample's cadence, duration and gaps are the same whatever else the run
+read. A node still in alert or emergency at the end of what was read is read on, a day of its data at
+a time from its next sample (at most `max_lookahead_days`), until its state ends or its data does, so
+an event gets its end even when its day is re-run after the next day's data arrived.
 
-Writes, in one transaction:
+One transaction, holding an advisory lock per day of the run from before the read (`lock_days`), so
+runs that share a day take turns. It writes:
 - `ops.grid_stability`: the hours of the run's days (delete + insert by day), with EN 50160's weekly
-  figure from the stored hours of the 6 days before;
+  figure over the 6 days before aggregated from their samples (`prior_voltage_days`);
 - `ops.grid_state_events`: an event belongs to the day it started. The run replaces the events that
-  started on its days; an event that started earlier and was still open at the first midnight gets
-  its end (and a larger peak) from this run;
+  started on its days; the node's newest event that started earlier and was still open at the first
+  midnight gets its end (and a larger peak) from this run; an earlier event still open although a gap
+  in the node's data follows it is closed at its last sample before the gap (`close_at_gaps`);
 - `ops.alerts` (`alerts.store`): for a node whose newest stored sample is the last one this run read,
   its state there opens or refreshes `grid_state:<node>` (warning for alert, critical for emergency)
-  or resolves it (normal). A run over old days does not touch the alerts of a node whose data goes on.
+  or resolves it (normal) once the node has been normal for its area's time to restore frequency.
+  A run over old days does not touch the alerts of a node whose data goes on.
+`processed_at` is the time each row was written (`clock_timestamp()`).
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ from metrify_assets.alerts.store import Alert, raise_alert, resolve_condition
 from metrify_assets.grid.analysis import INPUT_COLUMNS, Analysis, GridConfig, analyse
 from metrify_assets.grid.areas import area
 from metrify_assets.grid.risk import RISK_COLUMNS
-from metrify_assets.grid.stability import FIGURE_COLUMNS, weekly_voltage_compliance
-from metrify_assets.grid.states import EVENT_COLUMNS
+from metrify_assets.grid.stability import FIGURE_COLUMNS, VoltageConfig, weekly_voltage_compliance
+from metrify_assets.grid.states import EVENT_COLUMNS, NORMAL, STATES
+from metrify_assets.grid.timeline import CADENCE_SPACINGS
 from metrify_assets.storage.frames import read_frame
 
 LOOKBACK = timedelta(hours=1)
 MAX_LOOKAHEAD_DAYS = 7
+LOCK_SPACE = 0x67726964  # "grid": first key of the grid write's advisory locks (second: the day)
+MAX_LOCKED_DAYS = 31  # a longer run locks the whole grid write instead of each of its days
 ALERT_KIND = "grid_state"
 SEVERITY = {"alert": "warning", "emergency": "critical"}
 
@@ -59,6 +68,7 @@ class GridRun:
     figures: pd.DataFrame  # the rows written to ops.grid_stability
     events: pd.DataFrame  # the events written (started on the run's days)
     carried: int  # events of earlier days whose end or peak this run updated
+    closed: int  # events of earlier days left open that this run closed at a gap
     lookahead_days: int
     raised: list[str] = field(default_factory=list)  # nodes whose grid_state alert was opened or refreshed
     resolved: list[str] = field(default_factory=list)  # nodes whose grid_state alert was resolved
@@ -80,7 +90,25 @@ def read_samples(
         "AND (%(nodes)s::text[] IS NULL OR grid_node_id = ANY(%(nodes)s))",
         {"start": start, "end": end, "nodes": node_list},
     )
-    return frame if len(frame) else pd.DataFrame(columns=INPUT_COLUMNS)
+    return _normalised(frame)
+
+
+def read_context(conn: psycopg.Connection, nodes: list[str], start: datetime, end: datetime) -> pd.DataFrame:
+    """Per node, the `CADENCE_SPACINGS` samples before `start` (the cadence of the first samples read
+    is taken over them, so it does not depend on where the read begins) and the first sample at or
+    after `end` (what the last sample read stands for, and whether a gap follows it): index probes."""
+    columns = ", ".join(f"g.{c}" for c in INPUT_COLUMNS)
+    frame = read_frame(
+        conn,
+        f"SELECT {columns} FROM unnest(%(nodes)s::text[]) AS n(node) CROSS JOIN LATERAL ("
+        "SELECT * FROM ops.grid_status WHERE grid_node_id = n.node AND measured_at < %(start)s "
+        "ORDER BY measured_at DESC LIMIT %(before)s) g "
+        f"UNION ALL SELECT {columns} FROM unnest(%(nodes)s::text[]) AS n(node) CROSS JOIN LATERAL ("
+        "SELECT * FROM ops.grid_status WHERE grid_node_id = n.node AND measured_at >= %(end)s "
+        "ORDER BY measured_at LIMIT 1) g",
+        {"nodes": nodes, "start": start, "end": end, "before": CADENCE_SPACINGS},
+    )
+    return _normalised(frame)
 
 
 def following_day(conn: psycopg.Connection, since: dict[str, datetime]) -> pd.DataFrame:
@@ -95,7 +123,23 @@ def following_day(conn: psycopg.Connection, since: dict[str, datetime]) -> pd.Da
         "AND g.measured_at < f.t0 + interval '1 day'",
         {"nodes": list(since), "since": list(since.values())},
     )
-    return frame if len(frame) else pd.DataFrame(columns=INPUT_COLUMNS)
+    return _normalised(frame)
+
+
+def _normalised(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return pd.DataFrame(columns=INPUT_COLUMNS)
+    return frame.assign(measured_at=pd.to_datetime(frame["measured_at"], utc=True))
+
+
+def _after_read(raw: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `more` later than the last sample `raw` holds of their node (lookahead reads only
+    forward, so the rest are samples already read)."""
+    if more.empty:
+        return more
+    last_read = raw.groupby("grid_node_id")["measured_at"].max()
+    known = more["grid_node_id"].map(last_read)
+    return more[known.isna().to_numpy() | (more["measured_at"] > known).to_numpy()]
 
 
 def read_and_analyse(
@@ -106,34 +150,57 @@ def read_and_analyse(
     lookback: timedelta = LOOKBACK,
     max_lookahead_days: int = MAX_LOOKAHEAD_DAYS,
 ) -> tuple[Analysis, int]:
-    """The analysis of the run's samples; a node still in alert or emergency at the end of what was
-    read is read on, a day of its data at a time, and analysed again alone -> (analysis, days read on)."""
-    read_end = day_start(last + timedelta(days=1))
-    raw = read_samples(conn, day_start(first) - lookback, read_end)
+    """The analysis of the run's samples (with each node's context, `read_context`); a node still in
+    alert or emergency at the end of what was read is read on, a day of its data at a time, and
+    analysed again alone -> (analysis, days read on)."""
+    read_start, read_end = day_start(first) - lookback, day_start(last + timedelta(days=1))
+    raw = read_samples(conn, read_start, read_end)
+    nodes = sorted(str(n) for n in raw["grid_node_id"].unique())
+    context = read_context(conn, nodes, read_start, read_end) if nodes else raw.iloc[0:0]
+    if len(context):
+        raw = pd.concat([raw, context], ignore_index=True)
     analysis = analyse(raw, config)
     frontier: dict[str, datetime] = {}
     days = 0
     while days < max_lookahead_days and (still_open := analysis.nodes_open_at_end()):
-        more = following_day(conn, {n: frontier.get(n, read_end) for n in still_open})
+        fetched = following_day(conn, {n: frontier.get(n, read_end) for n in still_open})
+        starts = fetched["measured_at"].groupby(fetched["grid_node_id"]).min()
+        frontier.update({str(n): (t + pd.Timedelta(days=1)).to_pydatetime() for n, t in starts.items()})
+        more = _after_read(raw, fetched)  # without the next sample `read_context` already read
         if more.empty:
             break
-        starts = pd.to_datetime(more["measured_at"], utc=True).groupby(more["grid_node_id"]).min()
-        frontier.update({str(n): (t + pd.Timedelta(days=1)).to_pydatetime() for n, t in starts.items()})
         raw = pd.concat([raw, more], ignore_index=True)
         days += 1
-        extended = list(starts.index.astype(str))
+        extended = sorted(str(n) for n in more["grid_node_id"].unique())
         analysis = analysis.replaced(analyse(raw[raw["grid_node_id"].isin(extended)], config), extended)
     return analysis, days
 
 
-def _history(conn: psycopg.Connection, first: date) -> pd.DataFrame:
-    """10-minute voltage-mean counts per node and day of the 6 stored days before `first`."""
+def prior_voltage_days(
+    conn: psycopg.Connection, nodes: list[str], first: date, voltage: VoltageConfig
+) -> pd.DataFrame:
+    """Per node and day of the 6 days before `first`: the count of its 10-minute voltage means
+    (clock-aligned, of the samples with a voltage) and of those within tolerance, aggregated from
+    ops.grid_status itself, so the weekly figure of a day does not depend on which days ran before.
+    One index range per node over 6 days; it returns at most 6 rows per node."""
     return read_frame(
         conn,
-        "SELECT grid_node_id, day, sum(voltage_windows) AS voltage_windows, "
-        "sum(voltage_windows_within) AS voltage_windows_within FROM ops.grid_stability "
-        "WHERE day >= %s AND day < %s GROUP BY grid_node_id, day",
-        (first - timedelta(days=6), first),
+        "SELECT grid_node_id, (to_timestamp(w * 600) AT TIME ZONE 'UTC')::date AS day, "
+        "count(*) AS voltage_windows, "
+        "count(*) FILTER (WHERE abs(mean_v - %(nominal)s) / %(nominal)s <= %(tolerance)s) "
+        "AS voltage_windows_within "
+        "FROM (SELECT grid_node_id, floor(extract(epoch FROM measured_at) / 600) AS w, "
+        "avg(voltage_v) AS mean_v FROM ops.grid_status "
+        "WHERE grid_node_id = ANY(%(nodes)s) AND measured_at >= %(start)s AND measured_at < %(end)s "
+        "AND voltage_v IS NOT NULL GROUP BY grid_node_id, w) AS means "
+        "GROUP BY grid_node_id, day",
+        {
+            "nodes": nodes,
+            "start": day_start(first - timedelta(days=6)),
+            "end": day_start(first),
+            "nominal": voltage.nominal_v,
+            "tolerance": voltage.tolerance,
+        },
     )
 
 
@@ -150,7 +217,7 @@ def run_figures(
     daily = figures.groupby(["grid_node_id", "day"], as_index=False)[
         ["voltage_windows", "voltage_windows_within"]
     ].sum()
-    history = _history(conn, first)
+    history = prior_voltage_days(conn, sorted(daily["grid_node_id"].unique()), first, config.voltage)
     weekly = weekly_voltage_compliance(pd.concat([history, daily], ignore_index=True), config.voltage)
     weekly = weekly.rename(
         columns={
@@ -181,11 +248,40 @@ def _copy(cur: psycopg.Cursor[Any], table: str, columns: list[str], frame: pd.Da
             copy.write_row(tuple(_value(v) for v in row))
 
 
+def lock_days(conn: psycopg.Connection, first: date, last: date) -> None:
+    """Serialise grid runs per day until the transaction ends: each run holds an exclusive advisory
+    lock per day of its own (taken in day order) and a shared lock on the whole grid write; a run of
+    more than `MAX_LOCKED_DAYS` days takes the whole grid write exclusively instead. Two runs over a
+    common day (the hourly refresh and the nightly job both cover yesterday) run one after the other,
+    the second reading what the first wrote; runs over different days do not wait for each other."""
+    days = (last - first).days + 1
+    if days > MAX_LOCKED_DAYS:
+        conn.execute("SELECT pg_advisory_xact_lock(%s::int, 0)", (LOCK_SPACE,))
+        return
+    conn.execute("SELECT pg_advisory_xact_lock_shared(%s::int, 0)", (LOCK_SPACE,))
+    for k in range(days):
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s::int, %s::int)",
+            (LOCK_SPACE, (first + timedelta(days=k)).toordinal()),
+        )
+
+
+def _try_lock_day(conn: psycopg.Connection, day: date) -> bool:
+    """Lock an earlier day whose event this run updates, unless another run holds it: that run
+    re-derives the day's events itself (reading on as far as needed), so this one leaves them to it
+    rather than wait (waiting could deadlock two runs that each hold a day of the other's events)."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_xact_lock(%s::int, %s::int)", (LOCK_SPACE, day.toordinal())
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def write(
     conn: psycopg.Connection, first: date, last: date, figures: pd.DataFrame, analysis: Analysis
-) -> tuple[pd.DataFrame, int]:
-    """Replace the run's hours and the events that started on its days; end the events carried in
-    from before -> (events written, events carried in and updated). Does not commit."""
+) -> tuple[pd.DataFrame, int, int]:
+    """Replace the run's hours and the events that started on its days; close the earlier events a
+    gap ended, end the event carried in from before -> (events written, events carried in and updated,
+    earlier events closed at a gap). Does not commit."""
     start, end = day_start(first), day_start(last + timedelta(days=1))
     found = analysis.events.assign(
         started_at=pd.to_datetime(analysis.events["started_at"], utc=True),
@@ -196,29 +292,84 @@ def write(
     carried_in = found[
         (found["started_at"] < start) & (found["ended_at"].isna() | (found["ended_at"] >= start))
     ]
-    carried = 0
     with conn.cursor() as cur:
         cur.execute("DELETE FROM ops.grid_stability WHERE day BETWEEN %s AND %s", (first, last))
         _copy(cur, "ops.grid_stability", STABILITY_WRITE, figures)
         cur.execute("DELETE FROM ops.grid_state_events WHERE start_day BETWEEN %s AND %s", (first, last))
         _copy(cur, "ops.grid_state_events", EVENTS_WRITE, owned)
-        for event in carried_in.itertuples(index=False):
-            cur.execute(
-                "UPDATE ops.grid_state_events SET ended_at = %(ended)s, processed_at = now(), "
-                "peak_deviation_hz = CASE WHEN abs(%(peak)s) > abs(peak_deviation_hz) THEN %(peak)s "
-                "ELSE peak_deviation_hz END "
-                "WHERE grid_node_id = %(node)s AND state = %(state)s AND started_at < %(start)s "
-                "AND (ended_at IS NULL OR ended_at >= %(start)s)",
-                {
-                    "ended": _value(event.ended_at),
-                    "peak": _value(event.peak_deviation_hz),
-                    "node": event.grid_node_id,
-                    "state": event.state,
-                    "start": start,
-                },
-            )
-            carried += cur.rowcount
-    return owned[EVENTS_WRITE], carried
+    closed = close_at_gaps(conn, analysis, start)
+    carried = sum(_carry(conn, event, start) for event in carried_in.itertuples(index=False))
+    return owned[EVENTS_WRITE], carried, closed
+
+
+def close_at_gaps(conn: psycopg.Connection, analysis: Analysis, start: datetime) -> int:
+    """End the stored events that started before `start` and are still open although the node's data,
+    as this run read it, has a gap after their start and before `start` (and before the node's next
+    event): a gap breaks every state, so such an event ended with the sample before the gap, at that
+    sample + its duration (its cadence).
+    This is how an event left open when a node went silent is closed by the run that reads the node's
+    data resume, however long the silence (the day it started is not run again) -> events closed."""
+    samples = analysis.samples
+    times = pd.to_datetime(samples["measured_at"], utc=True)
+    gaps = samples[(samples["gap_after"].astype(bool) & (times < start)).to_numpy()]
+    if gaps.empty:
+        return 0
+    gap_times = pd.to_datetime(gaps["measured_at"], utc=True)
+    stale = conn.execute(
+        "SELECT grid_node_id, started_at, start_day, (SELECT min(n.started_at) "
+        "FROM ops.grid_state_events n WHERE n.grid_node_id = e.grid_node_id "
+        "AND n.started_at > e.started_at) AS next_started "
+        "FROM ops.grid_state_events e WHERE grid_node_id = ANY(%s) AND ended_at IS NULL AND started_at < %s",
+        (sorted(gaps["grid_node_id"].unique()), start),
+    ).fetchall()
+    closed = 0
+    for node, started, day, next_started in stale:
+        within = (gaps["grid_node_id"] == node) & (gap_times >= started)
+        if next_started is not None:  # it ended before the node's next event: a later gap is not its end
+            within &= gap_times < next_started
+        after = gaps[within.to_numpy()]
+        if after.empty or not _try_lock_day(conn, day):
+            continue
+        last = after.iloc[0]
+        ended = pd.Timestamp(last["measured_at"]) + pd.Timedelta(seconds=float(last["duration_s"]))
+        cur = conn.execute(
+            "UPDATE ops.grid_state_events SET ended_at = %s, processed_at = clock_timestamp() "
+            "WHERE grid_node_id = %s AND started_at = %s AND ended_at IS NULL",
+            (ended.to_pydatetime(), node, started),
+        )
+        closed += cur.rowcount
+    return closed
+
+
+def _carry(conn: psycopg.Connection, event: Any, start: datetime) -> int:
+    """Give the event this run saw in progress at `start` its end and peak on the stored event it
+    continues: the node's newest event that started before `start`, if it is in the same state, did
+    not start after what this run saw and had not ended before `start` (never an older event left
+    open) -> rows updated (0 or 1)."""
+    row = conn.execute(
+        "SELECT started_at, start_day, state, ended_at FROM ops.grid_state_events "
+        "WHERE grid_node_id = %s AND started_at < %s ORDER BY started_at DESC LIMIT 1",
+        (event.grid_node_id, start),
+    ).fetchone()
+    if row is None:
+        return 0
+    started, day, state, ended = row
+    if state != event.state or started > event.started_at or (ended is not None and ended < start):
+        return 0
+    if not _try_lock_day(conn, day):
+        return 0
+    cur = conn.execute(
+        "UPDATE ops.grid_state_events SET ended_at = %(ended)s, processed_at = clock_timestamp(), "
+        "peak_deviation_hz = CASE WHEN abs(%(peak)s) > abs(peak_deviation_hz) THEN %(peak)s "
+        "ELSE peak_deviation_hz END WHERE grid_node_id = %(node)s AND started_at = %(started)s",
+        {
+            "ended": _value(event.ended_at),
+            "peak": _value(event.peak_deviation_hz),
+            "node": event.grid_node_id,
+            "started": started,
+        },
+    )
+    return cur.rowcount
 
 
 def newest_samples(conn: psycopg.Connection, nodes: list[str]) -> dict[str, pd.Timestamp]:
@@ -231,9 +382,71 @@ def newest_samples(conn: psycopg.Connection, nodes: list[str]) -> dict[str, pd.T
     return {node: pd.Timestamp(newest) for node, newest in rows if newest is not None}
 
 
-def update_alerts(conn: psycopg.Connection, analysis: Analysis) -> tuple[list[str], list[str]]:
+def _event_at(
+    conn: psycopg.Connection, analysis: Analysis, node: str, at: pd.Timestamp
+) -> tuple[Any, ...] | None:
+    """(started_at, state, rule, peak, area) of the node's event in progress at `at`: as stored, or as
+    this run saw it when the day it started has not been processed."""
+    row = conn.execute(
+        "SELECT started_at, state, rule, peak_deviation_hz, area FROM ops.grid_state_events "
+        "WHERE grid_node_id = %(node)s AND started_at <= %(at)s AND (ended_at IS NULL OR ended_at > %(at)s) "
+        "ORDER BY started_at DESC LIMIT 1",
+        {"node": node, "at": at.to_pydatetime()},
+    ).fetchone()
+    if row is not None:
+        return tuple(row)
+    e = analysis.events
+    started, ended = pd.to_datetime(e["started_at"], utc=True), pd.to_datetime(e["ended_at"], utc=True)
+    seen = e[((e["grid_node_id"] == node) & (started <= at) & (ended.isna() | (ended > at))).to_numpy()]
+    if seen.empty:
+        return None
+    last = seen.iloc[-1]
+    return (last["started_at"], last["state"], last["rule"], last["peak_deviation_hz"], last["area"])
+
+
+def _alert(node: str, state: str, event: tuple[Any, ...] | None, at: pd.Timestamp) -> Alert:
+    started, _, rule, peak, zone = event if event is not None else (None, state, None, None, None)
+    return Alert(
+        kind=ALERT_KIND,
+        severity=SEVERITY[state],
+        subject=node,
+        dedup_key=alert_key(node),
+        summary=f"Grid node {node} in {state} state"
+        + (f" since {started.isoformat()}" if started else "")
+        + (f" ({rule}, peak deviation {1000 * peak:+.0f} mHz)" if rule else ""),
+        details={
+            "state": state,
+            "rule": rule,
+            "started_at": started.isoformat() if started else None,
+            "peak_deviation_hz": peak,
+            "area": zone,
+            "last_sample_at": at.isoformat(),
+        },
+    )
+
+
+def _last_not_normal(analysis: Analysis, node: str) -> tuple[pd.Timestamp, str] | None:
+    """The node's last sample in alert or emergency in what this run read, and that state."""
+    s = analysis.samples
+    bad = s[((s["grid_node_id"] == node) & (s["state"] != NORMAL)).to_numpy()]
+    if bad.empty:
+        return None
+    last = bad.iloc[-1]
+    return pd.Timestamp(last["measured_at"]), STATES[int(last["state"])]
+
+
+def update_alerts(
+    conn: psycopg.Connection, analysis: Analysis, config: GridConfig
+) -> tuple[list[str], list[str]]:
     """Open/refresh or resolve the grid_state alert of every node whose newest stored sample this
-    run read -> (nodes raised, nodes resolved). Does not commit."""
+    run read -> (nodes raised, nodes resolved). Does not commit.
+
+    Times are the samples' times: an alert is raised (or refreshed) at the newest sample, and a node
+    back in normal resolves it only once its last sample in alert or emergency is at least the area's
+    time to restore frequency before its newest sample (`resolve_condition`'s `quiet`), so a node that
+    keeps dipping in and out of alert stays one alert instead of paging on every run. A state that
+    began and ended within what this run read is raised too (then resolved), unless an alert of the
+    node already saw it: an hour-long run must not swallow an emergency that lasted ten minutes."""
     ends = analysis.ends
     if ends.empty:
         return [], []
@@ -242,49 +455,31 @@ def update_alerts(conn: psycopg.Connection, analysis: Analysis) -> tuple[list[st
     for node, at, state in zip(ends["grid_node_id"], ends["last_sample_at"], ends["state"], strict=True):
         if newest.get(node) != at:
             continue  # the node's data goes on past this run: a later run decides
+        at = pd.Timestamp(at)
         if state == "normal":
+            bad = _last_not_normal(analysis, node)
+            if bad is not None:  # still seen in this run: the alert stays open at least until then
+                seen_at, seen_state = bad
+                row = conn.execute(  # the newest sighting of any alert of the node, open or resolved
+                    "SELECT max(last_seen_at) FROM ops.alerts WHERE dedup_key = %s", (alert_key(node),)
+                ).fetchone()
+                if row is None or row[0] is None or row[0] < seen_at:
+                    event = _event_at(conn, analysis, node, seen_at)
+                    if raise_alert(
+                        conn, _alert(node, seen_state, event, seen_at), at=seen_at.to_pydatetime()
+                    ).new:
+                        raised.append(node)
+            quiet = timedelta(seconds=config.area_of(node).time_to_restore_s)
             if resolve_condition(
-                conn, alert_key(node), f"{node} back to normal (sample of {at.isoformat()})"
+                conn,
+                alert_key(node),
+                f"{node} back to normal (sample of {at.isoformat()})",
+                at=at.to_pydatetime(),
+                quiet=quiet,
             ):
                 resolved.append(node)
             continue
-        row = conn.execute(
-            "SELECT started_at, rule, peak_deviation_hz, area FROM ops.grid_state_events "
-            "WHERE grid_node_id = %s AND ended_at IS NULL ORDER BY started_at DESC LIMIT 1",
-            (node,),
-        ).fetchone()
-        if row is None:  # the day it started was not processed: what this run saw of it
-            seen = analysis.events[
-                (analysis.events["grid_node_id"] == node) & analysis.events["ended_at"].isna()
-            ]
-            last_seen = seen.iloc[-1]
-            row = (
-                last_seen["started_at"],
-                last_seen["rule"],
-                last_seen["peak_deviation_hz"],
-                last_seen["area"],
-            )
-        started, rule, peak, zone = row
-        raise_alert(
-            conn,
-            Alert(
-                kind=ALERT_KIND,
-                severity=SEVERITY[state],
-                subject=node,
-                dedup_key=alert_key(node),
-                summary=f"Grid node {node} in {state} state"
-                + (f" since {started.isoformat()}" if started else "")
-                + (f" ({rule}, peak deviation {1000 * peak:+.0f} mHz)" if rule else ""),
-                details={
-                    "state": state,
-                    "rule": rule,
-                    "started_at": started.isoformat() if started else None,
-                    "peak_deviation_hz": peak,
-                    "area": zone,
-                    "last_sample_at": at.isoformat(),
-                },
-            ),
-        )
+        raise_alert(conn, _alert(node, state, _event_at(conn, analysis, node, at), at), at=at.to_pydatetime())
         raised.append(node)
     return raised, resolved
 
@@ -304,15 +499,17 @@ def run_days(
     lookback: timedelta = LOOKBACK,
     max_lookahead_days: int = MAX_LOOKAHEAD_DAYS,
 ) -> GridRun:
-    """Analyse the UTC days `first`..`last` and store figures, events and alerts in one transaction."""
+    """Analyse the UTC days `first`..`last` and store figures, events and alerts in one transaction,
+    holding the days' locks (`lock_days`) from before the read to the commit."""
     if lookback < required_lookback(config):
         raise ValueError(
             f"lookback {lookback} is shorter than the states' longest window {required_lookback(config)}"
         )
-    analysis, lookahead = read_and_analyse(conn, first, last, config, lookback, max_lookahead_days)
-    figures = run_figures(conn, analysis, first, last, config)
     with conn.transaction():
-        events, carried = write(conn, first, last, figures, analysis)
-        raised, resolved = update_alerts(conn, analysis)
+        lock_days(conn, first, last)
+        analysis, lookahead = read_and_analyse(conn, first, last, config, lookback, max_lookahead_days)
+        figures = run_figures(conn, analysis, first, last, config)
+        events, carried, closed = write(conn, first, last, figures, analysis)
+        raised, resolved = update_alerts(conn, analysis, config)
     conn.commit()
-    return GridRun(first, last, analysis, figures, events, carried, lookahead, raised, resolved)
+    return GridRun(first, last, analysis, figures, events, carried, closed, lookahead, raised, resolved)

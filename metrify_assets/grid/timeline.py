@@ -1,9 +1,15 @@
 """How much time each sample of a grid node stands for, and where the node's data has gaps.
 
-A sample stands for the time to the node's next sample, capped at the node's median spacing, so a gap
-in the data is not counted as time in any state or outside any range (the last sample stands for the
-median spacing). A spacing longer than `GAP_FACTOR` times the median breaks the series into
-segments: nothing is "continuous" across a gap (docs/grid.md).
+The node's *cadence* at a sample is local: the median of the `CADENCE_SPACINGS` spacings up to and
+including the one from that sample to the next (at the start of a series, the first
+`CADENCE_SPACINGS`; the last sample takes the cadence of the one before). A node that switches from
+1 s to 10 s sampling is judged by 10 s spacings a few samples after the switch, whatever else a run
+read, so a day's figures do not depend on the days read with it (docs/grid.md).
+
+A sample stands for the time to the node's next sample, capped at its cadence, so a gap in the data
+is not counted as time in any state or outside any range (the last sample stands for its cadence). A
+spacing longer than `GAP_FACTOR` times the cadence breaks the series into segments: nothing is
+"continuous" across a gap.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-GAP_FACTOR = 2.0  # a spacing above this many median spacings is a gap
+GAP_FACTOR = 2.0  # a spacing above this many times the cadence is a gap
+CADENCE_SPACINGS = 9  # the cadence is the median of this many consecutive spacings
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -26,7 +33,7 @@ class Timeline:
     """The sample times of one node (sorted, distinct) with what each sample stands for."""
 
     seconds: Floats  # seconds since the first sample
-    spacing_s: float | None  # median spacing; None with fewer than two samples
+    cadence_s: Floats  # local median spacing at each sample; NaN with fewer than two samples
     duration_s: Floats  # time each sample stands for
     segment: Ints  # id of the gap-free run of samples each sample belongs to
 
@@ -41,6 +48,18 @@ class Timeline:
         return out
 
 
+def cadence(spacings: Floats, window: int = CADENCE_SPACINGS) -> Floats:
+    """Per spacing, the median of the `window` spacings ending with it; the first `window - 1` take
+    the median of the first `window` (of all of them when there are fewer)."""
+    if len(spacings) == 0:
+        return np.zeros(0)
+    if len(spacings) <= window:
+        return np.full(len(spacings), float(np.median(spacings)))
+    rolling = pd.Series(spacings).rolling(window).median().to_numpy(copy=True)
+    rolling[: window - 1] = rolling[window - 1]
+    return rolling
+
+
 def timeline(times: pd.Series | pd.DatetimeIndex) -> Timeline:
     """The timeline of one node's sample times (tz-aware or naive UTC, sorted ascending, distinct)."""
     ns = pd.DatetimeIndex(times).as_unit("ns").asi8.astype(np.int64)
@@ -49,11 +68,12 @@ def timeline(times: pd.Series | pd.DatetimeIndex) -> Timeline:
     seconds = (ns - (ns[0] if len(ns) else 0)).astype(np.float64) / 1e9
     gaps = np.diff(seconds)
     if len(gaps) == 0:
-        return Timeline(seconds, None, np.zeros(len(seconds)), np.zeros(len(seconds), dtype=np.int64))
-    spacing = float(np.median(gaps))
-    duration = np.append(np.minimum(gaps, spacing), spacing)
-    breaks = np.concatenate([[False], gaps > GAP_FACTOR * spacing])
-    return Timeline(seconds, spacing, duration, np.cumsum(breaks).astype(np.int64))
+        n = len(seconds)
+        return Timeline(seconds, np.full(n, np.nan), np.zeros(n), np.zeros(n, dtype=np.int64))
+    local = cadence(gaps)
+    duration = np.append(np.minimum(gaps, local), local[-1])
+    breaks = np.concatenate([[False], gaps > GAP_FACTOR * local])
+    return Timeline(seconds, np.append(local, local[-1]), duration, np.cumsum(breaks).astype(np.int64))
 
 
 def run_starts(values: npt.NDArray[Any], segment: Ints) -> Ints:

@@ -287,7 +287,8 @@ def test_an_event_before_a_silent_day_ends_where_its_data_stops(pg: psycopg.Conn
     store_samples(pg, samples(profile((10, 0.12)), node="GN-G", start=at(-1, 50)))
     store_samples(pg, samples(profile((30, 0.0)), node="GN-G", start=at(34)), batch_id="B-later")
     run = run_days(pg, DAY - timedelta(days=1), DAY - timedelta(days=1), CONFIG)
-    assert run.lookahead_days == 1  # nothing on 2026-01-05: read on from the next sample, on the 6th
+    # Nothing on 2026-01-05: the node's next sample (on the 6th, read with the day) follows a gap.
+    assert run.lookahead_days == 0
     # Alert from 23:55; the last sample (23:59:50) before the gap stands for its 10 s.
     assert events(pg) == [
         ("GN-G", "alert", "beyond_half_max_steady_state", at(-1, 55), at(0), date(2026, 1, 4))

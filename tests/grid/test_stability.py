@@ -40,13 +40,13 @@ def paris_samples() -> pd.DataFrame:
 
 def expected_paris_hours(frame: pd.DataFrame) -> pd.DataFrame:
     """Per UTC hour, from the file with numpy alone: each sample stands for its 10 s; RoCoF is the
-    largest |difference| to the next sample over 10 s."""
+    largest |difference| from the sample before over 10 s."""
     mhz = frame["mhz"].to_numpy()
     times = frame["timestamp"].dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
     hours = times.astype("datetime64[h]")
     step = np.diff(times).astype(float) / 1000
     assert (step == 10.0).all()  # the sample has no gaps
-    slope = np.append(np.abs(np.diff(mhz)) / 1000 / 10.0, np.nan)  # from each sample to the next
+    slope = np.insert(np.abs(np.diff(mhz)) / 1000 / 10.0, 0, np.nan)  # from the sample before to each
     rows = []
     for hour in np.unique(hours):
         d, s = mhz[hours == hour] / 1000, slope[hours == hour]
@@ -115,13 +115,29 @@ def test_paris_sample_over_one_window_gives_the_published_figures() -> None:
 def test_a_sample_stands_for_the_time_to_the_next_capped_at_the_median_spacing() -> None:
     seconds = [0, 10, 20, 30, 100, 110, 121]
     line = timeline(START + pd.to_timedelta(seconds, unit="s"))
-    assert line.spacing_s == 10.0
+    np.testing.assert_allclose(line.cadence_s, [10.0] * 7)
     np.testing.assert_allclose(line.duration_s, [10, 10, 10, 10, 10, 10, 10])
     assert line.segment.tolist() == [0, 0, 0, 0, 1, 1, 1]  # 70 s > 2 x 10 s: a gap
     single = timeline(pd.DatetimeIndex([START]))
-    assert single.spacing_s is None and single.duration_s.tolist() == [0.0]
+    assert np.isnan(single.cadence_s).all() and single.duration_s.tolist() == [0.0]
     with pytest.raises(ValueError, match="sorted"):
         timeline(pd.DatetimeIndex([START, START]))
+
+
+def test_the_cadence_is_local_so_a_switch_from_1_s_to_10_s_sampling_is_not_a_run_of_gaps() -> None:
+    """1 s samples for an hour, then 10 s samples for two: only the first four 10 s spacings (before
+    the median of the last nine spacings turns to 10 s) are taken for gaps, not all of them."""
+    ones = START + pd.to_timedelta(np.arange(3600), unit="s")
+    tens = ones[-1] + pd.to_timedelta(1 + 10 * np.arange(720), unit="s")
+    line = timeline(pd.DatetimeIndex(ones.append(tens)))
+    assert line.segment.max() == 4
+    assert line.cadence_s[0] == 1.0 and line.cadence_s[-1] == 10.0
+    # The 10 s hours stand for their time (two hours, less 4 x 9 s just after the switch).
+    assert line.duration_s[3600:].sum() == pytest.approx(7200 - 36)
+    raw = pd.concat([samples(np.zeros(3600), step_s=1.0), samples(np.zeros(720), start=tens[0], step_s=10.0)])
+    hours = analyse(raw, GridConfig()).figures.set_index("hour_start")
+    assert hours["covered_minutes"].tolist() == pytest.approx([60.0, 60.0 - 36 / 60, 60.0])
+    assert hours["rocof_window_s"].tolist() == [1.0, 10.0, 10.0]
 
 
 def test_a_gap_is_not_time_outside() -> None:

@@ -129,7 +129,7 @@ def test_one_noisy_sample_does_not_make_an_emergency() -> None:
     spike = profile((10, 0.0), step_s=60)
     spike[5] = 0.9  # 1-minute data: the median of the last three samples
     assert events_of(samples(spike, step_s=60)) == []
-    # With 5-minute samples the steady state is the mean of the last three: one sample is not enough.
+    # With 5-minute samples the steady state is the median of the last three: one sample is not enough.
     assert events_of(samples([0.0, 0.0, 0.5, 0.0, 0.0], step_s=300)) == []
 
 
@@ -177,7 +177,7 @@ def test_the_node_area_sets_the_thresholds() -> None:
     assert events_of(raw, GridConfig(default_area="great_britain")) == events_of(raw, gb)
 
 
-def test_steady_state_is_a_trailing_mean_within_a_segment() -> None:
+def test_steady_state_is_a_trailing_median_within_a_segment() -> None:
     deviation = np.array([0.0, 0.3, 0.3, 0.3, 0.0, 0.0])
     line = timeline(START + pd.to_timedelta(np.arange(6) * 10, unit="s"))
     steady = steady_state(deviation, line, StateConfig(steady_window_s=30, steady_min_samples=3))

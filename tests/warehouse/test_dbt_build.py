@@ -589,6 +589,81 @@ def test_time_dimension_agrees_with_enrichment_rules(build: Build) -> None:
     assert days["day_type"].tolist() == ["weekend"]  # a Saturday
 
 
+GRID_MARTS = ("--select", "fct_grid_stability", "fct_grid_state_events")
+
+
+def gn4_samples(start: datetime, frequencies: list[float]) -> pd.DataFrame:
+    """GN-4: 1-minute samples from `start`."""
+    n = len(frequencies)
+    return pd.DataFrame(
+        {
+            "grid_node_id": ["GN-4"] * n,
+            "measured_at": [start + timedelta(minutes=i) for i in range(n)],
+            "frequency_hz": frequencies,
+            "voltage_v": [231.0] * n,
+            "load_mw": [15.0] * n,
+        }
+    )
+
+
+def test_partitioned_run_rebuilds_its_grid_days_and_the_events_they_changed(build: Build) -> None:
+    """Runs before the incremental rebuild: a run over one UTC day rebuilds that day's node-hours and
+    events, no other day's, takes the end an event of the day before got from it, and drops an event a
+    re-run of the day no longer finds."""
+    day0, day1 = DAY0.date(), DAY0.date() + timedelta(days=1)
+    midnight = DAY0 + timedelta(days=1)
+
+    def partition(day: date) -> None:
+        window = json.dumps({"min_date": day.isoformat(), "max_date": day.isoformat()})
+        assert failures(run_dbt_build(build.url, build.target, "--vars", window, *GRID_MARTS)) == {}
+
+    def gn4_events() -> list[tuple[Any, ...]]:
+        frame = build.mart(
+            "SELECT started_at_utc, ended_at_utc, is_open FROM marts.fct_grid_state_events "
+            "WHERE grid_node_id = 'GN-4' ORDER BY started_at_utc"
+        )
+        return [(a, None if pd.isna(b) else b, o) for a, b, o in frame.itertuples(index=False)]
+
+    # DAY0 from 23:00: +120 mHz from 23:50, an alert from 23:55 still open when DAY0 runs.
+    insert(build.conn, "grid_status", gn4_samples(midnight - timedelta(hours=1), [50.0] * 50 + [50.12] * 10), {"record_version": 1, "batch_id": "B-4"})  # fmt: skip
+    run_grid_days(build.conn, day0, day0, GridConfig())
+    partition(day0)
+    naive = midnight.replace(tzinfo=None)
+    assert gn4_events() == [(naive - timedelta(minutes=5), None, True)]
+
+    # The next day: +120 mHz until 00:20, then again from 00:40 to 00:50 (an alert from 00:45).
+    morning = [50.12] * 20 + [50.0] * 20 + [50.12] * 10 + [50.0] * 70
+    insert(
+        build.conn, "grid_status", gn4_samples(midnight, morning), {"record_version": 1, "batch_id": "B-5"}
+    )
+    run_grid_days(build.conn, day1, day1, GridConfig())
+    with build.conn.cursor() as cur:  # marks DAY0's node-hours: a run over day1 must not rebuild them
+        cur.execute(
+            "UPDATE marts.fct_grid_stability SET mean_load_mw = -1 WHERE hour_start_utc < %s", (naive,)
+        )
+        marked = cur.rowcount
+    partition(day1)
+    assert gn4_events() == [
+        (naive - timedelta(minutes=5), naive + timedelta(minutes=20), False),
+        (naive + timedelta(minutes=45), naive + timedelta(minutes=50), False),
+    ]
+    hours = build.mart("SELECT hour_start_utc, sample_count, mean_load_mw FROM marts.fct_grid_stability")
+    earlier = hours[pd.to_datetime(hours["hour_start_utc"]) < naive]
+    assert len(earlier) == marked and (earlier["mean_load_mw"] == -1).all()
+    later = hours[pd.to_datetime(hours["hour_start_utc"]) >= naive]
+    assert later["sample_count"].tolist() == [60, 60] and (later["mean_load_mw"] == 15.0).all()
+
+    # A correction takes the second excursion back: re-running day1 drops its event, so does the mart.
+    with build.conn.cursor() as cur:
+        cur.execute(
+            "UPDATE ops.grid_status SET frequency_hz = 50.0 WHERE grid_node_id = 'GN-4' AND measured_at >= %s",
+            (midnight + timedelta(minutes=40),),
+        )
+    run_grid_days(build.conn, day1, day1, GridConfig())
+    partition(day1)
+    assert gn4_events() == [(naive - timedelta(minutes=5), naive + timedelta(minutes=20), False)]
+
+
 def test_incremental_rebuild_keeps_archived_days_and_takes_late_readings(build: Build) -> None:
     """Runs last: archives MTR-2's first day out of `ops` (readings and VEE's rows), adds a late
     reading far behind the lookback window and VEE's day for it, rebuilds incrementally."""

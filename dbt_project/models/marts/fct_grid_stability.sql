@@ -6,6 +6,15 @@
 -- minutes in each ENTSO-E system state and the risk score.
 -- `system_state` is the worst ENTSO-E state the node was in during the hour (normal / alert /
 -- emergency, with SOGL's duration rules). It is null for an hour the asset has not processed yet.
+-- Incremental by UTC day (the grid partitions): a partitioned run (vars min_date..max_date) rebuilds
+-- exactly those UTC days from their samples and their rows of ops.grid_stability, so its work is
+-- proportional to its days. Without the vars every hour is recomputed, as for fct_weather_conditions.
+{{ config(
+    materialized='incremental',
+    unique_key=['grid_node_id', 'hour_start_utc'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
 {% set nominal = var('grid_nominal_frequency_hz') %}
 with samples as (
     select
@@ -17,6 +26,7 @@ with samples as (
         voltage_v,
         load_mw
     from {{ ref('stg_ops__grid_status') }}
+    where {{ utc_day_bounds('measured_at_utc') }}
 ),
 
 hourly as (
@@ -38,6 +48,7 @@ hourly as (
 
 stability as (
     select * from {{ ref('stg_ops__grid_stability') }}
+    where {{ in_partition_window('utc_date') }}
 )
 
 select

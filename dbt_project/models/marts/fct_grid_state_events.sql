@@ -1,15 +1,42 @@
 -- ENTSO-E system-state events per grid node (docs/grid.md): when a node entered alert or emergency,
 -- when it left (null while the state still held at its newest sample), the rule that fired, the peak
 -- deviation, and the duration in minutes of a closed event.
+-- Incremental by start day (an event belongs to the UTC day it started). A partitioned run (vars
+-- min_date..max_date) replaces the events that started on its days (the pre-hook first removes them,
+-- so an event a re-run no longer finds goes too) and refreshes the earlier events the grid run over
+-- those days may have changed: the ones in progress at its first midnight (their end and peak come
+-- from the day they continue into), and the ones this table still holds open (a run that reads a
+-- node's data resume after a gap closes them). Without the vars every event is recomputed.
+{{ config(
+    materialized='incremental',
+    unique_key=['grid_node_id', 'started_at_utc'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    pre_hook="{% if is_incremental() and var('min_date', none) is not none %}delete from {{ this }} where {{ in_partition_window('start_utc_date') }}{% endif %}",
+) }}
+{%- set first_midnight = "cast('" ~ var('min_date', '1970-01-01') ~ "' as timestamp)" %}
 select
-    grid_node_id,
-    started_at_utc,
-    ended_at_utc,
-    state,
-    rule,
-    area,
-    start_utc_date,
-    peak_deviation_hz,
-    ended_at_utc is null as is_open,
-    {{ dbt.datediff('started_at_utc', 'ended_at_utc', 'second') }} / 60.0 as duration_minutes
-from {{ ref('stg_ops__grid_state_events') }}
+    e.grid_node_id,
+    e.started_at_utc,
+    e.ended_at_utc,
+    e.state,
+    e.rule,
+    e.area,
+    e.start_utc_date,
+    e.peak_deviation_hz,
+    e.ended_at_utc is null as is_open,
+    {{ dbt.datediff('e.started_at_utc', 'e.ended_at_utc', 'second') }} / 60.0 as duration_minutes
+from {{ ref('stg_ops__grid_state_events') }} as e
+where {{ in_partition_window('e.start_utc_date') }}
+{%- if is_incremental() and var('min_date', none) is not none %}
+    or (
+        e.started_at_utc < {{ first_midnight }}
+        and (e.ended_at_utc is null or e.ended_at_utc >= {{ first_midnight }})
+    )
+    or exists (
+        select 1 from {{ this }} as held
+        where held.is_open
+            and held.grid_node_id = e.grid_node_id
+            and held.started_at_utc = e.started_at_utc
+    )
+{%- endif %}

@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS ops.alerts (
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_condition ON ops.alerts (dedup_key)
     WHERE resolved_at IS NULL;
 CREATE INDEX IF NOT EXISTS alerts_by_opened ON ops.alerts (opened_at);
+-- The newest sighting of a condition, open or resolved (grid/store.py: has an alert already seen it?).
+CREATE INDEX IF NOT EXISTS alerts_by_condition ON ops.alerts (dedup_key, last_seen_at);
 -- New alerts, open or already resolved, whose openings are still to be queued (delivery.py).
 CREATE INDEX IF NOT EXISTS alerts_unannounced ON ops.alerts (alert_id) WHERE announced IS FALSE;
 

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS ops.grid_stability (
     risk_load                   double precision,
     risk_score                  double precision,           -- null when no component had data
     risk_components             text             NOT NULL,  -- e.g. 'frequency' or 'frequency,voltage,load'
-    processed_at                timestamptz      NOT NULL DEFAULT now(),
+    processed_at                timestamptz      NOT NULL DEFAULT clock_timestamp(),  -- when the row was written (not the transaction start)
     PRIMARY KEY (grid_node_id, hour_start)
 );
 CREATE INDEX IF NOT EXISTS grid_stability_day ON ops.grid_stability (day);
@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS ops.grid_state_events (
     area               text             NOT NULL,
     start_day          date             NOT NULL,   -- UTC day of started_at: the partition that owns the event
     peak_deviation_hz  double precision NOT NULL,   -- signed deviation of largest magnitude
-    processed_at       timestamptz      NOT NULL DEFAULT now(),
+    processed_at       timestamptz      NOT NULL DEFAULT clock_timestamp(),  -- when the row was last written
     PRIMARY KEY (grid_node_id, started_at),
     CHECK (ended_at IS NULL OR ended_at > started_at)
 );

@@ -1,0 +1,301 @@
+"""`grid/store.py` on a real PostgreSQL: a day's rows do not depend on what else a run read (cadence,
+EN 50160's week), events left open when a node goes silent get their end, overlapping runs take turns,
+and a node dipping in and out of alert stays one alert."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from metrify_assets.alerts.store import list_alerts
+from metrify_assets.grid import store
+from metrify_assets.grid.store import run_days
+from metrify_assets.resources import PostgresResource
+from tests.grid.series import profile, samples
+from tests.grid.test_assets import CONFIG, DAY, at, events, grid_alerts, query, store_samples
+
+pytestmark = pytest.mark.postgres
+
+
+def stored_day(conn: psycopg.Connection, day: date) -> pd.DataFrame:
+    return query(
+        conn, "SELECT * FROM ops.grid_stability WHERE day = %s ORDER BY grid_node_id, hour_start", (day,)
+    ).drop(columns="processed_at")
+
+
+def reset(conn: psycopg.Connection) -> None:
+    conn.execute("TRUNCATE ops.grid_stability, ops.grid_state_events, ops.alerts CASCADE")
+    conn.commit()
+
+
+def test_a_switch_from_1_s_to_10_s_sampling_at_midnight_gives_the_same_day_however_it_is_run(
+    pg: psycopg.Connection,
+) -> None:
+    """GN-C samples every second from 21:00 the day before, every 10 s from midnight, and is 120 mHz
+    off from 06:00 to 06:10. Over both days most spacings read are 1 s: a cadence taken over the whole
+    read made every 10 s spacing a gap (6 covered minutes an hour, no state could last)."""
+    yesterday = samples(np.zeros(3 * 3600), node="GN-C", start=at(-3), step_s=1.0)
+    today = samples(profile((360, 0.0), (10, 0.12), (350, 0.0)), node="GN-C", start=at(0))
+    store_samples(pg, pd.concat([yesterday, today], ignore_index=True))
+
+    alone = run_days(pg, DAY, DAY, CONFIG)
+    rows_alone, events_alone = stored_day(pg, DAY), events(pg)
+    reset(pg)
+    both = run_days(pg, DAY - timedelta(days=1), DAY, CONFIG)
+    pd.testing.assert_frame_equal(stored_day(pg, DAY), rows_alone)
+    assert (
+        events(pg)
+        == events_alone
+        == [("GN-C", "alert", "beyond_half_max_steady_state", at(6, 5), at(6, 10), DAY)]
+    )
+    assert len(alone.figures) == 12 and len(both.figures) == 3 + 12
+    covered = rows_alone.set_index(pd.to_datetime(rows_alone["hour_start"], utc=True))["covered_minutes"]
+    assert covered[at(0)] == pytest.approx(60 - 4 * 9 / 60)  # 4 spacings after the switch read as gaps
+    assert (covered[covered.index > at(0)] == 60.0).all()
+    assert set(rows_alone["rocof_window_s"]) == {10.0}
+    assert rows_alone["max_abs_steady_state_hz"].notna().all()
+
+
+def silent_then_back() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GN-S: 120 mHz from 19:50 (alert from 19:55) until its feed stops at 20:10 on 2026-01-05; it
+    comes back five days later, normal, at 10:00."""
+    before = samples(profile((10, 0.0), (20, 0.12)), node="GN-S", start=at(19, 40))
+    after = samples(profile((30, 0.0)), node="GN-S", start=at(5 * 24 + 10))
+    return before, after
+
+
+def test_an_event_left_open_when_a_node_went_silent_ends_when_its_data_resumes(
+    pg: psycopg.Connection,
+) -> None:
+    before, after = silent_then_back()
+    store_samples(pg, before)
+    run_days(pg, DAY, DAY, CONFIG)
+    open_event = ("GN-S", "alert", "beyond_half_max_steady_state", at(19, 55), None, DAY)
+    assert events(pg) == [open_event] and grid_alerts(pg) == [("GN-S", "warning", "open")]
+    for day in range(1, 4):  # the nightly runs over the silent days find nothing
+        run_days(pg, DAY + timedelta(days=day), DAY + timedelta(days=day), CONFIG)
+    assert events(pg) == [open_event]
+
+    store_samples(pg, after, batch_id="B-back")
+    back = run_days(pg, DAY + timedelta(days=5), DAY + timedelta(days=5), CONFIG)
+    # Its last sample before the silence (20:09:50) stands for its 10 s.
+    assert events(pg) == [("GN-S", "alert", "beyond_half_max_steady_state", at(19, 55), at(20, 10), DAY)]
+    assert back.closed == 1 and back.resolved == ["GN-S"]
+    assert grid_alerts(pg) == [("GN-S", "warning", "resolved")]
+
+
+def test_a_re_run_that_does_not_read_on_still_sees_the_gap_after_an_open_event(
+    pg: psycopg.Connection,
+) -> None:
+    before, after = silent_then_back()
+    store_samples(pg, pd.concat([before, after], ignore_index=True))
+    run = run_days(pg, DAY, DAY, CONFIG, max_lookahead_days=0)
+    assert run.lookahead_days == 0  # the node's next sample, read with the day, follows a gap
+    assert events(pg) == [("GN-S", "alert", "beyond_half_max_steady_state", at(19, 55), at(20, 10), DAY)]
+
+
+def test_the_next_event_across_midnight_ends_only_itself(pg: psycopg.Connection) -> None:
+    """After the silence GN-S is back at 120 mHz from 23:50 on day 5 to 00:20 on day 6: its end must
+    not be stamped on the event left open before the silence, nor on an older one left open."""
+    before, _ = silent_then_back()
+    later = samples(profile((110, 0.0), (30, 0.12), (100, 0.0)), node="GN-S", start=at(5 * 24 + 22))
+    store_samples(pg, before)
+    run_days(pg, DAY, DAY, CONFIG)
+    pg.execute(  # an older event left open (by an earlier release, say) that no run has data to end
+        "INSERT INTO ops.grid_state_events (grid_node_id, started_at, ended_at, state, rule, area, "
+        "start_day, peak_deviation_hz) VALUES ('GN-S', %s, NULL, 'alert', 'beyond_standard_range', "
+        "'continental_europe', %s, 0.07)",
+        (at(-24 * 10).to_pydatetime(), DAY - timedelta(days=10)),
+    )
+    pg.commit()
+    store_samples(pg, later, batch_id="B-later")
+    for day in (5, 6):
+        run_days(pg, DAY + timedelta(days=day), DAY + timedelta(days=day), CONFIG)
+    assert events(pg) == [
+        ("GN-S", "alert", "beyond_standard_range", at(-240), None, DAY - timedelta(days=10)),
+        ("GN-S", "alert", "beyond_half_max_steady_state", at(19, 55), at(20, 10), DAY),
+        (
+            "GN-S",
+            "alert",
+            "beyond_half_max_steady_state",
+            at(5 * 24 + 23, 55),
+            at(6 * 24, 20),
+            DAY + timedelta(days=5),
+        ),
+    ]
+
+
+def voltage_week() -> pd.DataFrame:
+    """GN-V, 1-minute samples over the 7 days ending DAY; on the third day 50 of its 144 10-minute
+    voltage means are 12 % high."""
+    first = DAY - timedelta(days=6)
+    minutes = 7 * 1440
+    voltage = np.full(minutes, 232.0)
+    voltage[2 * 1440 : 2 * 1440 + 500] = 257.6
+    return samples(
+        np.zeros(minutes),
+        node="GN-V",
+        start=pd.Timestamp(first.isoformat(), tz="UTC"),
+        step_s=60,
+        voltage_v=voltage.tolist(),
+    )
+
+
+def test_the_weekly_voltage_figure_of_a_day_does_not_depend_on_which_days_ran_before(
+    pg: psycopg.Connection,
+) -> None:
+    store_samples(pg, voltage_week())
+    run_days(pg, DAY, DAY, CONFIG)  # the last day first, on an empty ops.grid_stability
+    first_alone = stored_day(pg, DAY)
+    assert set(first_alone["voltage_week_windows"]) == {7 * 144}
+    assert first_alone["voltage_week_within_share"].tolist() == pytest.approx([1 - 50 / (7 * 144)] * 24)
+    reset(pg)
+    run_days(pg, DAY - timedelta(days=6), DAY, CONFIG)
+    pd.testing.assert_frame_equal(stored_day(pg, DAY), first_alone)
+
+
+def test_overlapping_runs_take_turns_and_stamp_rows_when_they_write(
+    pg: psycopg.Connection, pg_resource: PostgresResource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hourly refresh (yesterday and today) and the nightly job (the three days up to yesterday)
+    both write yesterday; the write of the first is held open for a while so the second overlaps."""
+    store_samples(
+        pg, pd.concat([samples(profile((240, 0.0), (8, 0.12)), node=n, start=at(-3)) for n in ("A", "B")])
+    )
+    run_days(pg, DAY - timedelta(days=2), DAY, CONFIG)
+    reference_rows = query(pg, "SELECT * FROM ops.grid_stability ORDER BY grid_node_id, hour_start")
+    reference_events = events(pg)
+    reset(pg)
+
+    write = store.write
+
+    def slow_write(*args: Any, **kwargs: Any) -> Any:
+        written = write(*args, **kwargs)
+        time.sleep(1.0)  # rows written, not committed
+        return written
+
+    monkeypatch.setattr(store, "write", slow_write)
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run(first: date, last: date) -> Callable[[], None]:
+        def target() -> None:
+            try:
+                with pg_resource.connect() as conn:
+                    start.wait()
+                    run_days(conn, first, last, CONFIG)
+            except BaseException as err:  # noqa: BLE001 - reported by the test
+                errors.append(err)
+
+        return target
+
+    threads = [
+        threading.Thread(target=run(DAY - timedelta(days=1), DAY)),
+        threading.Thread(target=run(DAY - timedelta(days=2), DAY - timedelta(days=1))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    rows = query(pg, "SELECT * FROM ops.grid_stability ORDER BY grid_node_id, hour_start")
+    pd.testing.assert_frame_equal(
+        rows.drop(columns="processed_at"), reference_rows.drop(columns="processed_at")
+    )
+    assert events(pg) == reference_events
+
+
+def test_a_run_of_more_than_31_days_locks_the_grid_write_as_a_whole(pg: psycopg.Connection) -> None:
+    store_samples(pg, samples(profile((30, 0.0), (8, 0.12)), node="GN-L", start=at(9)))
+    run_days(pg, DAY, DAY, CONFIG)
+    one_day = stored_day(pg, DAY)
+    reset(pg)
+    with pg.transaction():
+        store.lock_days(pg, DAY - timedelta(days=40), DAY)
+        held = pg.execute(
+            "SELECT objid, mode FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::int::oid "
+            "AND pid = pg_backend_pid()",
+            (store.LOCK_SPACE,),
+        ).fetchall()
+    assert held == [(0, "ExclusiveLock")]
+    run_days(pg, DAY - timedelta(days=40), DAY, CONFIG)
+    pd.testing.assert_frame_equal(stored_day(pg, DAY), one_day)
+
+
+def test_processed_at_is_when_the_rows_were_written_not_when_the_run_began(
+    pg: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_samples(pg, samples(profile((30, 0.0), (8, 0.12)), node="GN-P", start=at(9)))
+    read = store.read_and_analyse
+
+    def slow_read(*args: Any, **kwargs: Any) -> Any:
+        analysed = read(*args, **kwargs)
+        time.sleep(1.0)  # a long analysis
+        return analysed
+
+    monkeypatch.setattr(store, "read_and_analyse", slow_read)
+    began = time.time()
+    run_days(pg, DAY, DAY, CONFIG)
+    ((hours,),) = pg.execute(
+        "SELECT min(extract(epoch FROM processed_at)) FROM ops.grid_stability"
+    ).fetchall()
+    ((event,),) = pg.execute(
+        "SELECT min(extract(epoch FROM processed_at)) FROM ops.grid_state_events"
+    ).fetchall()
+    assert float(hours) >= began + 1.0 and float(event) >= began + 1.0
+
+
+def test_a_node_dipping_in_and_out_of_alert_every_hour_stays_one_alert(pg: psycopg.Connection) -> None:
+    """GN-F is 120 mHz off from :40 to :58 every hour (alert from :45), normal otherwise; its data
+    arrives in pieces and the day is run after each. A run whose newest sample is normal again resolves
+    the alert only once the node has been normal for Continental Europe's time to restore frequency
+    (15 minutes)."""
+    hour = profile((40, 0.0), (18, 0.12), (2, 0.0))
+    data = samples(np.tile(hour, 3), node="GN-F", start=at(0))
+    cutoffs = [at(0, 50), at(1, 5), at(1, 50), at(2, 5), at(2, 50)]
+    stored = at(0)
+    outcomes = []
+    for cutoff in [*cutoffs, at(3)]:
+        piece = data[(data["measured_at"] >= stored) & (data["measured_at"] < cutoff)]
+        store_samples(pg, piece, batch_id=f"B-{cutoff:%H%M}")
+        stored = cutoff
+        run = run_days(pg, DAY, DAY, CONFIG)
+        outcomes.append((run.raised, run.resolved))
+    assert outcomes[:5] == [(["GN-F"], []), ([], []), (["GN-F"], []), ([], []), (["GN-F"], [])]
+    assert grid_alerts(pg) == [("GN-F", "warning", "open")]  # at 03:00, normal for 2 minutes only
+    (alert,) = list_alerts(pg, kind="grid_state")
+    assert pd.Timestamp(alert.last_seen_at) == at(2, 57 + 50 / 60)  # the last sample in alert
+
+    normal = samples(profile((20, 0.0)), node="GN-F", start=at(3))
+    store_samples(pg, normal, batch_id="B-normal")
+    assert run_days(pg, DAY, DAY, CONFIG).resolved == ["GN-F"]  # normal since 02:58, now 03:19:50
+    (alert,) = list_alerts(pg, "all", kind="grid_state")
+    assert alert.status == "resolved" and alert.resolved_at == at(3, 19 + 50 / 60)
+
+
+def test_an_alert_state_that_began_and_ended_within_a_run_is_raised_and_resolved_once(
+    pg: psycopg.Connection,
+) -> None:
+    """GN-S is 120 mHz off for 10 minutes at 12:00 (alert after 5), normal for the rest of the day: a
+    run over the whole day still raises the alert, resolved at once, and the next day's run, whose
+    lookback no longer reaches it, raises nothing more."""
+    day = profile((12 * 60, 0.0), (10, 0.12), (11 * 60 + 50, 0.0))
+    store_samples(pg, samples(day, node="GN-S", start=at(0)), batch_id="B-day")
+    first = run_days(pg, DAY, DAY, CONFIG)
+    assert (first.raised, first.resolved) == (["GN-S"], ["GN-S"])
+    (alert,) = list_alerts(pg, "all", kind="grid_state")
+    assert alert.status == "resolved" and at(12, 5) <= pd.Timestamp(alert.last_seen_at) <= at(12, 10)
+
+    again = run_days(pg, DAY, DAY, CONFIG)  # a re-run of the same day: the alert already saw it
+    assert (again.raised, again.resolved) == ([], [])
+    store_samples(pg, samples(profile((60, 0.0)), node="GN-S", start=at(24)), batch_id="B-next")
+    nxt = run_days(pg, DAY + timedelta(days=1), DAY + timedelta(days=1), CONFIG)
+    assert nxt.raised == [] and len(list_alerts(pg, "all", kind="grid_state")) == 1
