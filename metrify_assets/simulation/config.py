@@ -56,7 +56,7 @@ class SimulationConfig:
     solar_share: float = 0.3  # share of residential meters with rooftop solar (valid export readings)
     shift_share: float = 0.0  # share of meters with a consumption shift (0: none, output unchanged)
     shift_from: date | None = None  # first local day a shift may start (None: the run's first day)
-    frequency_events: int = 1  # sustained system frequency deviations (grid alert state); none if fault_rate 0
+    frequency_events: int = 1  # sustained frequency drops (grid alert state); none if fault_rate 0
 
     def __post_init__(self) -> None:
         if self.meters < 1 or self.days < 1 or self.grid_nodes < 1 or self.weather_stations < 1:
