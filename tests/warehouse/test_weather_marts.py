@@ -459,8 +459,9 @@ def test_snowflake_builds_the_same_marts(
     build: Build, snowflake_server: dict[str, Any], pg_resource: PostgresResource, tmp_path: Path
 ) -> None:
     """The same `ops` copied to Snowflake's RAW schema (`warehouse_load`), the weather marts built there:
-    the cross-database SQL gives PostgreSQL's values."""
-    env = snowflake_env(snowflake_server)
+    the cross-database SQL gives PostgreSQL's values. A database of its own: the server is shared with
+    tests/warehouse/test_snowflake.py, whose RAW rows the incremental copy would otherwise keep."""
+    env = {**snowflake_env(snowflake_server), "METRIFY_SNOWFLAKE_DATABASE": "METRIFY_WEATHER"}
     with environment(env):
         snowflake = snowflake_resource(resolve_snowflake(env))
         assert dg.materialize(
