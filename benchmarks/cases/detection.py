@@ -83,7 +83,7 @@ def _event_keys(grid_records: pd.DataFrame, truth: set[str]) -> set[str]:
     """Keys of the alert/emergency events the grid analysis finds: an event that starts within a
     labelled drop (node, first sample) takes the label's key, any other its own (a false alarm)."""
     events = analyse(grid_records[INPUT_COLUMNS], GridConfig()).events
-    labelled = {}
+    labelled: dict[str, list[tuple[pd.Timestamp, str]]] = {}
     for key in truth:
         node, start = key.split("|", 1)
         labelled.setdefault(node, []).append((pd.Timestamp(start), key))

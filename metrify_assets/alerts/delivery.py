@@ -44,7 +44,7 @@ from metrify_assets.alerts.channels import Channel, Notification
 from metrify_assets.resources.alerts import AlertChannelsResource
 
 CLAIM_BATCH = 10
-_RANK = "array_position(ARRAY['info', 'warning', 'critical'], {})"
+_RANK = store.SEVERITY_RANK_SQL
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ class AlertNotFoundError(LookupError):
         super().__init__(f"no alert {alert_id} (see `metrify alerts list --status all`)")
 
 
-_SEVERITY_RANK = "array_position(ARRAY['info', 'warning', 'critical'], {})"
+# SQL: a severity's rank (1 info .. 3 critical), `.format(column)`; delivery.py orders and filters by it.
+SEVERITY_RANK_SQL = "array_position(ARRAY[" + ", ".join(f"'{s}'" for s in SEVERITIES) + "], {})"
 
 
 def raise_alert(conn: psycopg.Connection, alert: Alert, at: datetime | None = None) -> RaisedAlert:
@@ -92,8 +93,8 @@ def raise_alert(conn: psycopg.Connection, alert: Alert, at: datetime | None = No
         "ON CONFLICT (dedup_key) WHERE resolved_at IS NULL DO UPDATE SET "
         "last_seen_at = greatest(a.last_seen_at, excluded.last_seen_at), occurrences = a.occurrences + 1, "
         "summary = excluded.summary, details = excluded.details, "
-        f"severity = CASE WHEN {_SEVERITY_RANK.format('excluded.severity')} > "
-        f"{_SEVERITY_RANK.format('a.severity')} THEN excluded.severity ELSE a.severity END "
+        f"severity = CASE WHEN {SEVERITY_RANK_SQL.format('excluded.severity')} > "
+        f"{SEVERITY_RANK_SQL.format('a.severity')} THEN excluded.severity ELSE a.severity END "
         "RETURNING alert_id, (xmax = 0) AS inserted, severity, (SELECT severity FROM prior)",
         {
             "kind": alert.kind,

@@ -270,7 +270,13 @@ class Build:
 
 def run_dbt_build(url: str, target: Path, *flags: str) -> list[dict[str, Any]]:
     """`dbt build` in a subprocess against `url`; returns run_results.json's results."""
-    env = {**os.environ, **dbt_env_from_url(url), "METRIFY_DBT_TARGET": "postgres"}
+    return dbt_build(
+        {**os.environ, **dbt_env_from_url(url), "METRIFY_DBT_TARGET": "postgres"}, target, *flags
+    )
+
+
+def dbt_build(env: dict[str, str], target: Path, *flags: str) -> list[dict[str, Any]]:
+    """`dbt build` in a subprocess with `env` (which names the target); returns run_results.json's results."""
     project = str(DBT_PROJECT_DIR)
     proc = subprocess.run(
         [
@@ -290,7 +296,7 @@ def run_dbt_build(url: str, target: Path, *flags: str) -> list[dict[str, Any]]:
         capture_output=True,
         text=True,
         check=False,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-4000:]
     results: list[dict[str, Any]] = json.loads((target / "run_results.json").read_text())["results"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -36,11 +35,10 @@ from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import snowflake_resource
 from metrify_assets.storage.migrate import truncate_ops
 from metrify_assets.warehouse.connection import environment
-from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
 from metrify_assets.warehouse.snowflake import warehouse_load
 from metrify_assets.weather.degree_days import COOLING_BASE_C, HEATING_BASE_C
 from metrify_assets.weather.sensitivity import SENSITIVITY
-from tests.warehouse.test_dbt_build import failures, insert, run_dbt_build
+from tests.warehouse.test_dbt_build import dbt_build, failures, insert, run_dbt_build
 from tests.warehouse.test_snowflake import snowflake_env
 
 pytestmark = pytest.mark.postgres
@@ -410,35 +408,6 @@ def test_openstef_conditions_aggregate_the_quarter_hours(build: Build) -> None:
     assert actual["is_frost"].any() and not actual["is_heat"].any()
 
 
-def dbt_build_on_snowflake(target: Path) -> list[dict[str, Any]]:
-    """`dbt build` of the weather marts on the snowflake target (environment already pointing at it)."""
-    project = str(DBT_PROJECT_DIR)
-    proc = subprocess.run(
-        [
-            dbt_executable(),
-            "build",
-            "--project-dir",
-            project,
-            "--profiles-dir",
-            project,
-            "--target-path",
-            str(target),
-            "--log-path",
-            str(target),
-            "--full-refresh",
-            *SELECT,
-        ],
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    results: list[dict[str, Any]] = json.loads((target / "run_results.json").read_text())["results"]
-    return results
-
-
 # The rows of this module's data set (fakesnow's RAW schema may still hold other modules' rows).
 OURS = (
     (
@@ -467,7 +436,7 @@ def test_snowflake_builds_the_same_marts(
         assert dg.materialize(
             [warehouse_load], resources={"postgres": pg_resource, "snowflake": snowflake}
         ).success
-        results = dbt_build_on_snowflake(tmp_path)
+        results = dbt_build(dict(os.environ), tmp_path, "--full-refresh", *SELECT)
         assert failures(results) == {}
         with snowflake.get_connection() as conn:
             cur = conn.cursor()
