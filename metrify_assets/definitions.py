@@ -9,7 +9,7 @@ from metrify_assets.alerts import sensor as alert_delivery
 from metrify_assets.env import resolve_settings
 from metrify_assets.grid import definitions as grid
 from metrify_assets.ingestion import definitions as ingestion
-from metrify_assets.lifecycle import archive
+from metrify_assets.lifecycle import assets as lifecycle
 from metrify_assets.meters import definitions as meters
 from metrify_assets.quality import score_checks
 from metrify_assets.reporting import assets as reporting
@@ -26,7 +26,7 @@ def defs() -> dg.Definitions:
         meters.defs,
         grid.defs,
         warehouse.build_defs(),
-        archive.defs,
+        lifecycle.defs,
         reporting.defs,
         schedules.defs,
         run_alerts.defs,

@@ -5,9 +5,10 @@ schedules refresh what is derived from it, each run over its own day partitions:
 - hourly: registry, the VEE series, anomaly scores, enrichment, grid stability and the dbt marts for
   yesterday and today (local days straddle UTC midnight), so the hourly marts are at most an hour behind;
 - nightly: the VEE series, grid stability and the dbt marts over the incremental lookback (late
-  readings), then the archive tier and the data-quality report of yesterday;
+  readings), then the warm tier (the day's verified lake copy) and the data-quality report of yesterday;
 - weekly: the registry and the anomaly models retrained on their window (scoring uses them from the
-  next run on);
+  next run on), and the lifecycle: days due move to the cold and archive tiers, then retention cleans
+  up (docs/lifecycle.md);
 - on late data: `late_days_sensor` re-materialises an older day that a new batch touched.
 """
 
@@ -16,10 +17,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import dagster as dg
+import psycopg
 
 from metrify_assets.errors import RETRY_POLICY
 from metrify_assets.late_days import build_late_days_sensor
 from metrify_assets.partitions import partition_range_tags
+from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.translator import WAREHOUSE_GROUP
 
 WAREHOUSE = dg.AssetSelection.groups(WAREHOUSE_GROUP)
@@ -46,15 +49,18 @@ daily_marts_job = dg.define_asset_job(
 daily_job = dg.define_asset_job(
     "daily_job",
     op_retry_policy=RETRY_POLICY,
-    selection=dg.AssetSelection.assets("archive_daily_readings", "data_quality_report"),
-    description="Archive tier and data-quality report for the days (partitions) of the run.",
+    selection=dg.AssetSelection.assets("warm_tier", "data_quality_report"),
+    description="Warm tier (verified lake copies) and data-quality report for the days (partitions) of the run.",
 )
+TRAINING_ASSETS = ("meter_registry", "anomaly_model")
+LIFECYCLE_TIERS = ("cold_tier", "archive_tier")
 weekly_job = dg.define_asset_job(
     "weekly_job",
     op_retry_policy=RETRY_POLICY,
-    selection=dg.AssetSelection.assets("meter_registry", "anomaly_model"),
+    selection=dg.AssetSelection.assets(*TRAINING_ASSETS, *LIFECYCLE_TIERS, "retention_cleanup"),
     description="Retrain the anomaly models on their window (after loading the registry they learn segments "
-    "and weather stations from); the next scoring runs use the new version.",
+    "and weather stations from; the next scoring runs use the new version); move the days due to the cold "
+    "and archive tiers over the run's days; then apply retention.",
 )
 
 
@@ -91,13 +97,36 @@ def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"daily-job-{day}", partition_key=day.isoformat())
 
 
+def lifecycle_range(conn: psycopg.Connection, today: date) -> tuple[date, date] | None:
+    """The days the weekly run's tier assets cover: from the oldest day with a copy not yet archived
+    to yesterday (older days are settled), or None when no copy can move."""
+    row = conn.execute("SELECT min(day) FROM ops.lifecycle_days WHERE tier <> 'archive'").fetchone()
+    first = row[0] if row else None
+    last = today - timedelta(days=1)
+    return (first, last) if first is not None and first <= last else None
+
+
+def weekly_request(conn: psycopg.Connection, today: date, run_key: str) -> dg.RunRequest:
+    """Training, the tiers over `lifecycle_range` and retention; without the tiers when nothing can move."""
+    span = lifecycle_range(conn, today)
+    if span is None:
+        return dg.RunRequest(
+            run_key=run_key,
+            asset_selection=[dg.AssetKey(a) for a in (*TRAINING_ASSETS, "retention_cleanup")],
+        )
+    return dg.RunRequest(run_key=run_key, tags=partition_range_tags(*span))
+
+
+@dg.schedule(name="weekly_job_schedule", job=weekly_job, cron_schedule="0 4 * * 0", execution_timezone="UTC")
+def weekly_schedule(context: dg.ScheduleEvaluationContext, postgres: PostgresResource) -> dg.RunRequest:
+    """Every Sunday: retraining, the lifecycle over the days with a copy still to move, and retention."""
+    day = scheduled_day(context)
+    with postgres.connect() as conn:
+        return weekly_request(conn, day, f"weekly-{day}")
+
+
 defs = dg.Definitions(
     jobs=[refresh_job, daily_marts_job, daily_job, weekly_job],
-    schedules=[
-        hourly_refresh_schedule,
-        daily_marts_schedule,
-        daily_schedule,
-        dg.ScheduleDefinition(job=weekly_job, cron_schedule="0 4 * * 0", execution_timezone="UTC"),
-    ],
+    schedules=[hourly_refresh_schedule, daily_marts_schedule, daily_schedule, weekly_schedule],
     sensors=[build_late_days_sensor([refresh_job, daily_job])],
 )

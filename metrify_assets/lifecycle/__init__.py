@@ -1,1 +1,1 @@
-"""The data lifecycle: archive tiers of the lake (hot PostgreSQL -> warm/cold/archive Parquet)."""
+"""The data lifecycle: hot PostgreSQL -> warm / cold / archive lake tiers, retention, legal holds, restore."""

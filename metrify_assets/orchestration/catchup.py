@@ -27,6 +27,7 @@ from metrify_assets.orchestration.instance import execute_job
 from metrify_assets.partitions import contiguous_ranges, partition_range_tags
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
+from metrify_assets.schedules import TRAINING_ASSETS
 from metrify_assets.storage.writes import ledger_batch_ids
 
 DOWNSTREAM_JOBS = ("refresh_job", "daily_job")
@@ -109,7 +110,13 @@ def materialise_days(
     progress.on_plan("materialising", len(summary.day_ranges) * len(DOWNSTREAM_JOBS) + int(needs_model))
     if needs_model:
         progress.on_step("training the anomaly model (weekly_job)")
-        execute_job(defs, "weekly_job", instance, tags={"metrify/trigger": trigger})
+        execute_job(
+            defs,
+            "weekly_job",
+            instance,
+            tags={"metrify/trigger": trigger},
+            asset_selection=list(TRAINING_ASSETS),
+        )
         summary.trained_model = True
         summary.jobs.append("weekly_job")
     for first, last in summary.day_ranges:

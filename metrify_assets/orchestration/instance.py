@@ -72,6 +72,7 @@ def execute_job(
     run_config: dict[str, object] | None = None,
     tags: dict[str, str] | None = None,
     log_level: str = "WARNING",
+    asset_selection: list[str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute a job in process; a failed run raises with the failing step's error.
 
@@ -80,7 +81,11 @@ def execute_job(
     """
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     result = defs.resolve_job_def(job_name).execute_in_process(
-        run_config=config, instance=instance, tags=tags, raise_on_error=False
+        run_config=config,
+        instance=instance,
+        tags=tags,
+        raise_on_error=False,
+        asset_selection=[dg.AssetKey(a) for a in asset_selection] if asset_selection else None,
     )
     if not result.success:
         errors = [

@@ -1,17 +1,58 @@
 """The data lake: a local directory or S3, behind one small interface.
 
-Keys are always `/`-separated and relative (`raw/meter_readings/dt=2026-03-01/...`).
+Keys are always `/`-separated and relative (`raw/meter_readings/dt=2026-03-01/...`). Besides bytes,
+the interface carries what the lifecycle needs: storage classes, S3 Object Lock legal holds, archive
+restores and version-aware deletes. A local directory keeps the same state in a hidden sidecar per
+object (`.<name>.meta.json`) and enforces it the same way (an archived object cannot be read until
+restored; a held object cannot be deleted or overwritten), so tests and non-AWS stores behave as S3.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import dagster as dg
+
+STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "GLACIER", "DEEP_ARCHIVE")
+ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # readable only after a restore request
+
+
+class ObjectArchivedError(RuntimeError):
+    """The object is in an archive storage class and not restored (S3's `InvalidObjectState`)."""
+
+    def __init__(self, key: str, storage_class: str) -> None:
+        super().__init__(f"{key} is in {storage_class}: request a restore first")
+        self.key = key
+        self.storage_class = storage_class
+
+
+class ObjectLockedError(RuntimeError):
+    """A delete or overwrite refused because a legal hold (S3 Object Lock) protects the object."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    storage_class: str
+    etag: str | None  # S3's ETag (the MD5 of a single-part object); None on a local directory
+    legal_hold: bool
+    restore: str | None  # None (never requested), "ongoing" or "available"
+
+    @property
+    def readable(self) -> bool:
+        return self.storage_class not in ARCHIVE_CLASSES or self.restore == "available"
+
+
+def _client_error_code(err: Exception) -> str:
+    response = getattr(err, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
 
 
 class Lake:
@@ -42,23 +83,214 @@ class Lake:
             return f"s3://{self.bucket}/{self._s3_key(key)}"
         return str(self.root / key)
 
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        storage_class: str = "STANDARD",
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """Write the object (replacing it). `tags` become S3 object tags, which bucket lifecycle rules
+        can select on (a local directory has no rules and ignores them)."""
         if self.is_s3:
+            from urllib.parse import urlencode
+
+            extra = {"Tagging": urlencode(tags)} if tags else {}
             self._s3.put_object(
-                Bucket=self.bucket, Key=self._s3_key(key), Body=data, ContentType=content_type
+                Bucket=self.bucket,
+                Key=self._s3_key(key),
+                Body=data,
+                ContentType=content_type,
+                StorageClass=storage_class,
+                **extra,
             )
         else:
             path = self.root / key
+            if self._local_meta(key).get("legal_hold"):
+                raise ObjectLockedError(f"{key} is under a legal hold: it cannot be overwritten")
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
             tmp.write_bytes(data)
             tmp.replace(path)  # atomic: readers never see half an object
+            self._write_local_meta(
+                key, {"storage_class": storage_class} if storage_class != "STANDARD" else {}
+            )
         return self.uri(key)
 
     def get(self, key: str) -> bytes:
+        """The object's bytes; `ObjectArchivedError` for an archived object not (yet) restored."""
         if self.is_s3:
-            return bytes(self._s3.get_object(Bucket=self.bucket, Key=self._s3_key(key))["Body"].read())
+            from botocore.exceptions import ClientError
+
+            try:
+                return bytes(self._s3.get_object(Bucket=self.bucket, Key=self._s3_key(key))["Body"].read())
+            except ClientError as err:
+                if _client_error_code(err) == "InvalidObjectState":
+                    info = self.head(key)
+                    raise ObjectArchivedError(key, info.storage_class if info else "GLACIER") from err
+                raise
+        meta = self._local_meta(key)
+        storage_class = meta.get("storage_class", "STANDARD")
+        if storage_class in ARCHIVE_CLASSES and meta.get("restore") != "available":
+            raise ObjectArchivedError(key, storage_class)
         return (self.root / key).read_bytes()
+
+    # Lifecycle: storage classes, legal holds, restores, deletes.
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's size, storage class, legal hold and restore state; None when it is absent."""
+        if self.is_s3:
+            from botocore.exceptions import ClientError
+
+            try:
+                head = self._s3.head_object(Bucket=self.bucket, Key=self._s3_key(key))
+            except ClientError as err:
+                if _client_error_code(err) in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
+            restore_header = head.get("Restore")
+            restore = None
+            if restore_header:
+                restore = "ongoing" if 'ongoing-request="true"' in restore_header else "available"
+            return ObjectInfo(
+                key=key,
+                size=int(head["ContentLength"]),
+                storage_class=head.get("StorageClass") or "STANDARD",
+                etag=str(head.get("ETag", "")).strip('"') or None,
+                # Read from HeadObject: GetObjectRetention/GetObjectLegalHold are not served by every
+                # S3-compatible store, HeadObject's lock headers are.
+                legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
+                restore=restore,
+            )
+        path = self.root / key
+        if not path.is_file():
+            return None
+        meta = self._local_meta(key)
+        return ObjectInfo(
+            key=key,
+            size=path.stat().st_size,
+            storage_class=meta.get("storage_class", "STANDARD"),
+            etag=None,
+            legal_hold=bool(meta.get("legal_hold")),
+            restore=meta.get("restore"),
+        )
+
+    def set_storage_class(self, key: str, storage_class: str) -> ObjectInfo:
+        """Change the object's storage class in place (S3: CopyObject onto itself, as a lifecycle
+        transition does), then drop the superseded version of a versioned bucket. Returns the new state."""
+        if storage_class not in STORAGE_CLASSES:
+            raise ValueError(f"unknown storage class {storage_class!r}; one of {', '.join(STORAGE_CLASSES)}")
+        if self.is_s3:
+            source = {"Bucket": self.bucket, "Key": self._s3_key(key)}
+            copied = self._s3.copy_object(
+                Bucket=self.bucket,
+                Key=self._s3_key(key),
+                CopySource=source,
+                StorageClass=storage_class,
+                MetadataDirective="COPY",
+            )
+            new_version = copied.get("VersionId")
+            if new_version:
+                self._delete_versions(key, keep=new_version)
+        else:
+            meta = self._local_meta(key)
+            if not (self.root / key).is_file():
+                raise FileNotFoundError(key)
+            meta["storage_class"] = storage_class
+            meta.pop("restore", None)
+            self._write_local_meta(key, meta)
+        info = self.head(key)
+        assert info is not None
+        return info
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        """Place or lift an S3 Object Lock legal hold (the bucket must have been created with object lock)."""
+        if self.is_s3:
+            self._s3.put_object_legal_hold(
+                Bucket=self.bucket, Key=self._s3_key(key), LegalHold={"Status": "ON" if on else "OFF"}
+            )
+            return
+        if not (self.root / key).is_file():
+            raise FileNotFoundError(key)
+        meta = self._local_meta(key)
+        meta["legal_hold"] = on
+        self._write_local_meta(key, meta)
+
+    def request_restore(self, key: str, days: int = 7, tier: str = "Standard") -> str:
+        """Ask for a temporary readable copy of an archived object; returns "ongoing" or "available".
+
+        S3 answers within hours (Standard) to 12-48 h (Deep Archive); a local directory at once."""
+        if self.is_s3:
+            from botocore.exceptions import ClientError
+
+            try:
+                self._s3.restore_object(
+                    Bucket=self.bucket,
+                    Key=self._s3_key(key),
+                    RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": tier}},
+                )
+            except ClientError as err:
+                if _client_error_code(err) != "RestoreAlreadyInProgress":
+                    raise
+            info = self.head(key)
+            return info.restore if info and info.restore else "ongoing"
+        meta = self._local_meta(key)
+        meta["restore"] = "available"
+        self._write_local_meta(key, meta)
+        return "available"
+
+    def delete(self, key: str) -> None:
+        """Delete the object, every version of it on a versioned bucket; `ObjectLockedError` when a
+        legal hold protects it (nothing is deleted then)."""
+        if self.is_s3:
+            if self._versioned:
+                self._delete_versions(key, keep=None)
+            else:
+                self._s3.delete_object(Bucket=self.bucket, Key=self._s3_key(key))
+            return
+        if self._local_meta(key).get("legal_hold"):
+            raise ObjectLockedError(f"{key} is under a legal hold: it cannot be deleted")
+        (self.root / key).unlink(missing_ok=True)
+        self._meta_path(key).unlink(missing_ok=True)
+
+    @cached_property
+    def _versioned(self) -> bool:
+        status = self._s3.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        return status in ("Enabled", "Suspended")
+
+    def _delete_versions(self, key: str, keep: str | None) -> None:
+        from botocore.exceptions import ClientError
+
+        full = self._s3_key(key)
+        listing = self._s3.list_object_versions(Bucket=self.bucket, Prefix=full)
+        entries = listing.get("Versions", []) + listing.get("DeleteMarkers", [])
+        for entry in entries:
+            if entry["Key"] != full or entry["VersionId"] == keep:
+                continue
+            try:
+                self._s3.delete_object(Bucket=self.bucket, Key=full, VersionId=entry["VersionId"])
+            except ClientError as err:
+                if _client_error_code(err) == "AccessDenied":
+                    raise ObjectLockedError(f"{key} is under a legal hold: it cannot be deleted") from err
+                raise
+
+    def _meta_path(self, key: str) -> Path:
+        path = self.root / key
+        return path.with_name(f".{path.name}.meta.json")
+
+    def _local_meta(self, key: str) -> dict[str, Any]:
+        path = self._meta_path(key)
+        return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+    def _write_local_meta(self, key: str, meta: dict[str, Any]) -> None:
+        path = self._meta_path(key)
+        if not meta:
+            path.unlink(missing_ok=True)
+            return
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(meta, sort_keys=True))
+        tmp.replace(path)
 
     def exists(self, key: str) -> bool:
         if self.is_s3:
@@ -72,6 +304,39 @@ class Lake:
                 raise
             return True
         return (self.root / key).is_file()
+
+    def list_day_prefixes(self, prefix: str) -> list[str]:
+        """The `dt=YYYY-MM-DD/` folders directly under `prefix` (which ends in `/`), sorted: one entry
+        per day, so finding the days of a dataset never lists its objects."""
+        if self.is_s3:
+            found: list[str] = []
+            strip = len(self.prefix) + 1 if self.prefix else 0
+            paginator = self._s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._s3_key(prefix), Delimiter="/"):
+                found.extend(p["Prefix"][strip:] for p in page.get("CommonPrefixes", []))
+            return sorted(p for p in found if p.rstrip("/").rsplit("/", 1)[-1].startswith("dt="))
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(f"{prefix}{d.name}/" for d in base.iterdir() if d.is_dir() and d.name.startswith("dt="))
+
+    def list_sizes(self, prefix: str = "") -> list[tuple[str, int, str]]:
+        """(key, size in bytes, storage class) of each object under `prefix`, sorted by key. On S3 the
+        listing carries size and class: no request per object (a local directory reads the sidecars)."""
+        if self.is_s3:
+            found: list[tuple[str, int, str]] = []
+            strip = len(self.prefix) + 1 if self.prefix else 0
+            paginator = self._s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._s3_key(prefix)):
+                found.extend(
+                    (obj["Key"][strip:], int(obj["Size"]), obj.get("StorageClass") or "STANDARD")
+                    for obj in page.get("Contents", [])
+                )
+            return sorted(found)
+        return [
+            (key, (self.root / key).stat().st_size, self._local_meta(key).get("storage_class", "STANDARD"))
+            for key in self.list(prefix)
+        ]
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys under `prefix`, sorted."""

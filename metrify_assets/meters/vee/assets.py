@@ -7,8 +7,11 @@ replaces its estimate, a reviewer's decision becomes an edit, and a re-run chang
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
+from datetime import date
+
 import dagster as dg
 import pandas as pd
+import psycopg
 from pydantic import Field
 
 from metrify_assets.metadata import markdown_table
@@ -73,6 +76,7 @@ def vee_meter_readings(
     first, last = partition_days(context)
     cfg = config.vee_config()
     with postgres.connect() as conn:
+        refuse_archived_days(conn, first, last)
         run = run_days(conn, first, last, cfg, run_id=context.run.run_id)
     result = run.result
     suite = gx.validate("vee_meter_readings", result.series)
@@ -105,6 +109,22 @@ def vee_meter_readings(
         },
         check_results=[check],
     )
+
+
+def refuse_archived_days(conn: psycopg.Connection, first: date, last: date) -> None:
+    """A day whose readings left the hot tier (docs/lifecycle.md) has no readings to validate: VEE over it
+    would replace its billing-grade series (and then the marts' history) with missing intervals."""
+    rows = conn.execute(
+        "SELECT day FROM ops.lifecycle_days WHERE dataset = 'meter_readings' AND day BETWEEN %s AND %s "
+        "AND hot_deleted_at IS NOT NULL AND (restored_at IS NULL OR restored_at < hot_deleted_at) ORDER BY day",
+        (first, last),
+    ).fetchall()
+    if rows:
+        days = [d for (d,) in rows]
+        raise dg.Failure(
+            f"{len(days)} days of the run ({days[0]} .. {days[-1]}) were archived out of PostgreSQL: restore them "
+            f"first (`metrify restore --dataset meter_readings --from {days[0]} --to {days[-1]}`), then re-run"
+        )
 
 
 def _gate_table(days: pd.DataFrame) -> str:

@@ -1,0 +1,157 @@
+"""`metrify holds add | list | release`: legal holds on a scope of data (docs/lifecycle.md).
+
+A hold is recorded in `ops.legal_holds` with its reason and author, and the lake objects of its scope
+get an S3 Object Lock legal hold. While it stands no lifecycle rule deletes, moves or expires that data.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import date
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.env import resolve_settings
+from metrify_assets.lifecycle import holds, state
+from metrify_assets.lifecycle.policy import DATASETS
+from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.lake import Lake
+
+
+def who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "unknown"
+
+
+def parse_day(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as err:
+        typer.echo(f"error: {option} must be a date (YYYY-MM-DD), got {value!r}", err=True)
+        raise typer.Exit(code=2) from err
+
+
+def _hold_row(hold: holds.Hold) -> dict[str, object]:
+    return {
+        "hold_id": hold.hold_id,
+        "dataset": hold.dataset,
+        "meter_id": hold.meter_id,
+        "first_day": hold.first_day.isoformat(),
+        "last_day": hold.last_day.isoformat(),
+        "reason": hold.reason,
+        "author": hold.author,
+        "created_at": hold.created_at.isoformat(),
+        "objects_locked": hold.objects_locked,
+        "released_at": hold.released_at.isoformat() if hold.released_at else None,
+        "released_by": hold.released_by,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    holds_app = typer.Typer(
+        help="Legal holds: data no retention rule may delete, move or expire until released.",
+        no_args_is_help=True,
+    )
+
+    @holds_app.command("add")
+    def add_cmd(
+        reason: Annotated[str, typer.Option(help="Why the data is held (a case or request reference).")],
+        first: Annotated[str, typer.Option("--from", help="First day held (YYYY-MM-DD).")],
+        last: Annotated[str | None, typer.Option("--to", help="Last day held; default: the first.")] = None,
+        dataset: Annotated[
+            str, typer.Option(help=f"{holds.ALL} or one of {', '.join(DATASETS)}.")
+        ] = holds.ALL,
+        meter: Annotated[
+            str | None, typer.Option(help="Only this meter's readings (meter_readings).")
+        ] = None,
+        by: Annotated[
+            str | None, typer.Option("--by", help="Who places the hold; default: the OS user.")
+        ] = None,
+    ) -> None:
+        """Place a hold, and lock the lake objects of its scope (S3 Object Lock legal hold)."""
+        first_day = parse_day(first, "--from")
+        last_day = parse_day(last, "--to") if last else first_day
+        settings = resolve_settings()
+        lake = Lake(settings.lake_url)
+        try:
+            with postgres_resource(settings).connect() as conn:
+                hold = holds.add(conn, dataset, first_day, last_day, reason, by or who(), meter)
+                keys = holds.scope_keys(lake, dataset, first_day, last_day)
+                locked = holds.lock_objects(lake, keys, on=True)
+                conn.execute(
+                    "UPDATE ops.legal_holds SET objects_locked = %s WHERE hold_id = %s",
+                    (locked, hold.hold_id),
+                )
+                state.log(
+                    conn, dataset, first_day, "hold", f"hold {hold.hold_id}: {hold.scope}: {reason}", locked
+                )
+                conn.commit()
+        except holds.HoldError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from err
+        typer.echo(
+            f"hold {hold.hold_id} placed on {hold.scope} by {hold.author}; {locked} lake objects locked"
+        )
+        note_embedded_server(settings)
+
+    @holds_app.command("list")
+    def list_cmd(
+        include_released: Annotated[bool, typer.Option("--all", help="Released holds too.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
+    ) -> None:
+        """List the holds (active ones unless --all)."""
+        settings = resolve_settings()
+        with postgres_resource(settings).connect() as conn:
+            found = holds.list_holds(conn, include_released)
+        if as_json:
+            typer.echo(json.dumps([_hold_row(h) for h in found]))
+            return
+        table = Table(title="legal holds" + (" (all)" if include_released else " (active)"))
+        for column in ("id", "scope", "reason", "by", "placed", "objects", "released"):
+            table.add_column(column)
+        for h in found:
+            released = f"{h.released_at:%Y-%m-%d} by {h.released_by}" if h.released_at else ""
+            table.add_row(
+                str(h.hold_id),
+                h.scope,
+                h.reason,
+                h.author,
+                f"{h.created_at:%Y-%m-%d %H:%M}",
+                str(h.objects_locked),
+                released,
+            )
+        Console().print(table if found else "no holds")
+
+    @holds_app.command("release")
+    def release_cmd(
+        hold_id: Annotated[int, typer.Argument(help="The hold's id (first column of `metrify holds list`).")],
+        note: Annotated[str | None, typer.Option(help="Why it is released; stored with the hold.")] = None,
+        by: Annotated[str | None, typer.Option("--by", help="Who releases it; default: the OS user.")] = None,
+    ) -> None:
+        """Release a hold and lift its locks (objects another hold covers stay locked); the next
+        retention run may then proceed with that data."""
+        settings = resolve_settings()
+        lake = Lake(settings.lake_url)
+        try:
+            with postgres_resource(settings).connect() as conn:
+                hold = holds.release(conn, hold_id, by or who(), note)
+                unlocked = holds.unlock_objects(conn, lake, hold)
+                state.log(
+                    conn, hold.dataset, hold.first_day, "release", f"hold {hold_id}: {note or ''}", unlocked
+                )
+                conn.commit()
+        except holds.HoldError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from err
+        typer.echo(
+            f"hold {hold_id} on {hold.scope} released by {hold.released_by}; {unlocked} lake objects unlocked"
+        )
+
+    app.add_typer(holds_app, name="holds")

@@ -1,0 +1,272 @@
+"""The lifecycle as assets: hot (the validated tables in PostgreSQL) -> `warm_tier` -> `cold_tier` ->
+`archive_tier`, partitioned by day, and `retention`, the weekly cleanup.
+
+A tier asset's run covers a range of days and moves those that are due (by the policy's ages against
+the run's clock, `as_of`); the others are left, and its metadata tables show each day's state.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
+
+from datetime import UTC, date, datetime
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from metrify_assets.lifecycle import retention, state
+from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, RawRetention, TierAges
+from metrify_assets.lifecycle.tables import TABLES
+from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, move_due
+from metrify_assets.metadata import markdown_table
+from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
+from metrify_assets.resources import LakeResource, PostgresResource
+
+OWNERS = ["team:data-engineering"]
+GROUP = "lifecycle"
+HOT_ASSETS = ["validated_meter_readings", "validated_grid_status", "validated_weather_observations"]
+
+
+class TierAgesConfig(dg.Config):
+    hot_days: int = Field(default=30, description="Days a day's rows stay in PostgreSQL.")
+    warm_days: int = Field(
+        default=90, description="Age at which a day moves from S3 STANDARD to STANDARD_IA."
+    )
+    cold_days: int = Field(default=365, description="Age at which a day moves to the archive class.")
+    archive_class: str = Field(default="GLACIER", description="GLACIER or DEEP_ARCHIVE.")
+    expire_days: int | None = Field(
+        default=None, description="Age at which the archive copy is deleted (none: kept)."
+    )
+
+
+class LifecycleConfig(dg.Config):
+    """Run-time knobs of the lifecycle: the clock, a dry run, and the policy (docs/lifecycle.md)."""
+
+    as_of: str | None = Field(
+        default=None, description="The lifecycle's today (YYYY-MM-DD); default: the UTC date of the run."
+    )
+    dry_run: bool = Field(default=False, description="Record and show what would move or go; change nothing.")
+    ages: dict[str, TierAgesConfig] = Field(
+        default_factory=dict,
+        description=f"Tier ages per source ({', '.join(TIERED_DATASETS)}); defaults elsewhere.",
+    )
+    raw_ia_days: int | None = Field(
+        default=30, description="Raw batches to STANDARD_IA after this many days."
+    )
+    raw_days: int | None = Field(
+        default=400, description="Raw batches deleted after this many days (none: kept)."
+    )
+    quarantine_days: int | None = Field(default=730, description="Quarantine rows kept this many days.")
+    reports_days: int | None = Field(default=90, description="Dated quality reports kept this many days.")
+    ops_days: int | None = Field(
+        default=400, description="Operational log tables (ledger, alerts...) kept this long."
+    )
+
+    def policy(self) -> Policy:
+        unknown = set(self.ages) - set(TIERED_DATASETS)
+        if unknown:
+            raise dg.Failure(
+                f"ages given for unknown sources {sorted(unknown)}: one of {', '.join(TIERED_DATASETS)}"
+            )
+        return Policy(
+            ages={
+                d: TierAges(**self.ages[d].model_dump()) if d in self.ages else TierAges()
+                for d in TIERED_DATASETS
+            },
+            raw=RawRetention(ia_days=self.raw_ia_days, days=self.raw_days),
+            quarantine_days=self.quarantine_days,
+            reports_days=self.reports_days,
+            ops_days=self.ops_days,
+        )
+
+    def today(self) -> date:
+        return date.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC).date()
+
+
+def _outcome_table(outcomes: list[Outcome], limit: int = 60) -> str:
+    if not outcomes:
+        return "nothing due"
+    frame = pd.DataFrame(
+        [(o.dataset, o.day.isoformat(), o.action, o.rows, o.size, o.detail) for o in outcomes[:limit]],
+        columns=["dataset", "day", "action", "rows", "bytes", "detail"],
+    )
+    more = (
+        f"\n\n... and {len(outcomes) - limit} more (ops.lifecycle_log has them all)"
+        if len(outcomes) > limit
+        else ""
+    )
+    return markdown_table(frame) + more
+
+
+def _result(
+    outcomes: list[Outcome], conn_tiers: pd.DataFrame, extra: dict[str, dg.MetadataValue]
+) -> dg.MaterializeResult:
+    failures = [o for o in outcomes if o.failed]
+    actions = pd.Series([o.action for o in outcomes], dtype=object).value_counts().to_dict()
+    return dg.MaterializeResult(
+        metadata={
+            **extra,
+            "days_processed": dg.MetadataValue.int(len(outcomes)),
+            "actions": dg.MetadataValue.json({str(k): int(v) for k, v in actions.items()}),
+            "failures": dg.MetadataValue.int(len(failures)),
+            "rows": dg.MetadataValue.int(sum(o.rows for o in outcomes)),
+            "bytes": dg.MetadataValue.int(sum(o.size for o in outcomes)),
+            "days": dg.MetadataValue.md(_outcome_table(outcomes)),
+            "days_by_tier": dg.MetadataValue.md(
+                markdown_table(conn_tiers) if len(conn_tiers) else "no day in the lake yet"
+            ),
+        }
+    )
+
+
+def _fail_on(outcomes: list[Outcome], what: str) -> None:
+    failures = [o for o in outcomes if o.failed]
+    if failures:
+        raise dg.Failure(
+            f"{len(failures)} days not {what} (nothing was deleted for them)",
+            metadata={"failures": dg.MetadataValue.md(_outcome_table(failures))},
+        )
+
+
+@dg.asset(
+    deps=HOT_ASSETS,
+    partitions_def=DAYS,
+    backfill_policy=SINGLE_RUN,
+    group_name=GROUP,
+    kinds={"s3", "parquet"},
+    owners=OWNERS,
+    description="Warm tier: each day of meter readings, grid status and weather as one Parquet (zstd) object "
+    "in S3 STANDARD under curated/<dataset>/dt=<day>/, read back and verified, with a manifest beside it "
+    "(rows, SHA-256, content checksum). Rewritten when the day's hot rows change; late rows for a day "
+    "already deleted from PostgreSQL are merged in.",
+    metadata={"lake_prefix": "curated/", "partitioned_by": "local day (meters), UTC day (grid, weather)"},
+)
+def warm_tier(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    first, last = partition_days(context)
+    store = lake.get_lake()
+    now = datetime.now(UTC)
+    outcomes: list[Outcome] = []
+    with postgres.connect() as conn:
+        for dataset in TIERED_DATASETS:
+            day = first
+            while day <= last:
+                try:
+                    outcome = copy_to_warm(conn, store, TABLES[dataset], day, now, context.run.run_id)
+                    conn.commit()
+                except Exception as err:  # noqa: BLE001 - reported per day; the run fails below
+                    conn.rollback()
+                    outcome = Outcome(dataset, day, "failed", f"{type(err).__name__}: {err}")
+                if outcome.action != "skipped" or outcome.detail != "no hot rows":
+                    outcomes.append(outcome)
+                    context.log.info(f"{dataset} {day}: {outcome.action} {outcome.detail}")
+                day = date.fromordinal(day.toordinal() + 1)
+        tiers = state.tier_table(conn)
+    _fail_on(outcomes, "copied")
+    return _result(outcomes, tiers, {"uri": dg.MetadataValue.path(store.uri("curated/"))})
+
+
+def _transition_days(
+    context: dg.AssetExecutionContext,
+    config: LifecycleConfig,
+    postgres: PostgresResource,
+    lake: LakeResource,
+    target: str,
+) -> dg.MaterializeResult:
+    first, last = partition_days(context)
+    today = config.today()
+    with postgres.connect() as conn:
+        outcomes = move_due(
+            conn,
+            lake.get_lake(),
+            config.policy(),
+            today,
+            first,
+            last,
+            target,
+            datetime.now(UTC),
+            context.run.run_id,
+            config.dry_run,
+        )
+        tiers = state.tier_table(conn)
+    for o in outcomes:
+        context.log.info(f"{o.dataset} {o.day}: {o.action} {o.detail}")
+    _fail_on(outcomes, f"moved to {target}")
+    return _result(
+        outcomes,
+        tiers,
+        {"as_of": dg.MetadataValue.text(today.isoformat()), "dry_run": dg.MetadataValue.bool(config.dry_run)},
+    )
+
+
+@dg.asset(
+    deps=["warm_tier"],
+    partitions_def=DAYS,
+    backfill_policy=SINGLE_RUN,
+    group_name=GROUP,
+    kinds={"s3"},
+    owners=OWNERS,
+    description="Cold tier: days past their warm age move from S3 STANDARD to STANDARD_IA, after their copy "
+    "is checked against its manifest; the change is verified (class, size, ETag, bytes).",
+    metadata={"storage_class": "STANDARD_IA"},
+)
+def cold_tier(
+    context: dg.AssetExecutionContext, config: LifecycleConfig, postgres: PostgresResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    return _transition_days(context, config, postgres, lake, "cold")
+
+
+@dg.asset(
+    deps=["cold_tier"],
+    partitions_def=DAYS,
+    backfill_policy=SINGLE_RUN,
+    group_name=GROUP,
+    kinds={"s3"},
+    owners=OWNERS,
+    description="Archive tier: days past their cold age move from STANDARD_IA to GLACIER (or DEEP_ARCHIVE), "
+    "after their copy is checked against its manifest. Reading them back needs a restore (`metrify restore`).",
+    metadata={"storage_class": "GLACIER or DEEP_ARCHIVE"},
+)
+def archive_tier(
+    context: dg.AssetExecutionContext, config: LifecycleConfig, postgres: PostgresResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    return _transition_days(context, config, postgres, lake, "archive")
+
+
+@dg.asset(
+    deps=["archive_tier"],
+    group_name=GROUP,
+    kinds={"postgres", "s3"},
+    owners=OWNERS,
+    description="Weekly retention: hot rows past the hot window deleted once their day's copy is verified to "
+    "hold them, archive copies past expire_days, raw batches, dated reports, quarantine rows and ops log "
+    "tables by their own retention; nothing under a legal hold. `dry_run` lists what would go.",
+    metadata={"log": "ops.lifecycle_log", "state": "ops.lifecycle_days"},
+)
+def retention_cleanup(
+    context: dg.AssetExecutionContext, config: LifecycleConfig, postgres: PostgresResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    policy, today = config.policy(), config.today()
+    with postgres.connect() as conn:
+        report = retention.apply(
+            conn, lake.get_lake(), policy, today, datetime.now(UTC), config.dry_run, context.run.run_id
+        )
+        tiers = state.tier_table(conn)
+    counts = report.counts()
+    context.log.info(
+        f"retention as of {today}{' (dry run)' if config.dry_run else ''}:\n{counts.to_string()}"
+    )
+    _fail_on(report.failures, "cleaned")
+    result = _result(
+        [o for o in report.outcomes if o.action != "nothing due"],
+        tiers,
+        {
+            "as_of": dg.MetadataValue.text(today.isoformat()),
+            "dry_run": dg.MetadataValue.bool(config.dry_run),
+            "summary": dg.MetadataValue.md(markdown_table(counts) if len(counts) else "nothing due"),
+        },
+    )
+    return result
+
+
+defs = dg.Definitions(assets=[warm_tier, cold_tier, archive_tier, retention_cleanup])

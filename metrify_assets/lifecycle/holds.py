@@ -1,0 +1,183 @@
+"""Legal holds: a scope of data (dataset or all, optionally one meter, a range of days) that no
+lifecycle rule may delete or expire, in any tier, until the hold is released.
+
+A hold is recorded in `ops.legal_holds` with its reason and author, and the lake objects of its scope
+get an S3 Object Lock legal hold (a local directory enforces the same flag), so not even a bucket
+lifecycle rule or a hand-run delete can remove them. Every deleting step of the lifecycle asks
+`covering` first; the lock is the second line. A day under a hold also stays in its tier: moving it
+would leave a locked superseded version behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import psycopg
+
+from metrify_assets.lifecycle.policy import DATASETS, TIERED_DATASETS, day_span
+from metrify_assets.resources.lake import Lake
+
+ALL = "all"
+REPORTS_PREFIX = "reports/quality/"  # dated reports; the site-wide docs (Data Docs, dbt docs) are rebuilt
+_COLUMNS = (
+    "hold_id, dataset, meter_id, first_day, last_day, reason, author, created_at, objects_locked, "
+    "released_at, released_by, release_note"
+)
+
+
+@dataclass(frozen=True)
+class Hold:
+    hold_id: int
+    dataset: str
+    meter_id: str | None
+    first_day: date
+    last_day: date
+    reason: str
+    author: str
+    created_at: datetime
+    objects_locked: int
+    released_at: datetime | None
+    released_by: str | None
+    release_note: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+    def covers(self, dataset: str, day: date) -> bool:
+        return self.dataset in (ALL, dataset) and self.first_day <= day <= self.last_day
+
+    @property
+    def scope(self) -> str:
+        meter = f" meter {self.meter_id}" if self.meter_id else ""
+        days = (
+            str(self.first_day) if self.first_day == self.last_day else f"{self.first_day}..{self.last_day}"
+        )
+        return f"{self.dataset}{meter} {days}"
+
+
+class HoldError(ValueError):
+    """A hold request that cannot be recorded as asked (unknown dataset, empty reason, ...)."""
+
+
+def validate_scope(dataset: str, first_day: date, last_day: date, meter_id: str | None) -> None:
+    if dataset != ALL and dataset not in DATASETS:
+        raise HoldError(f"unknown dataset {dataset!r}: one of {ALL}, {', '.join(DATASETS)}")
+    if first_day > last_day:
+        raise HoldError(f"the hold's first day {first_day} is after its last day {last_day}")
+    if meter_id is not None and dataset not in (ALL, "meter_readings"):
+        raise HoldError(f"a meter scope applies to meter_readings (or {ALL}), not {dataset}")
+
+
+def add(
+    conn: psycopg.Connection,
+    dataset: str,
+    first_day: date,
+    last_day: date,
+    reason: str,
+    author: str,
+    meter_id: str | None = None,
+) -> Hold:
+    """Record a hold (not committed: the caller commits once the lake objects are locked too)."""
+    validate_scope(dataset, first_day, last_day, meter_id)
+    if not reason.strip() or not author.strip():
+        raise HoldError("a legal hold needs a reason and an author")
+    row = conn.execute(
+        f"INSERT INTO ops.legal_holds (dataset, meter_id, first_day, last_day, reason, author) "
+        f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+        (dataset, meter_id, first_day, last_day, reason.strip(), author.strip()),
+    ).fetchone()
+    assert row is not None
+    return Hold(*row)
+
+
+def get(conn: psycopg.Connection, hold_id: int) -> Hold | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM ops.legal_holds WHERE hold_id = %s", (hold_id,)).fetchone()
+    return Hold(*row) if row else None
+
+
+def list_holds(conn: psycopg.Connection, include_released: bool = False) -> list[Hold]:
+    where = "" if include_released else "WHERE released_at IS NULL"
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM ops.legal_holds {where} ORDER BY hold_id").fetchall()
+    return [Hold(*r) for r in rows]
+
+
+def covering(conn: psycopg.Connection, dataset: str, first_day: date, last_day: date) -> list[Hold]:
+    """Active holds on `dataset` (or on all data) overlapping the days."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM ops.legal_holds WHERE released_at IS NULL AND dataset IN (%s, %s) "
+        "AND first_day <= %s AND last_day >= %s ORDER BY hold_id",
+        (dataset, ALL, last_day, first_day),
+    ).fetchall()
+    return [Hold(*r) for r in rows]
+
+
+def held_whole_days(holds: list[Hold], dataset: str) -> set[date]:
+    """Days every row of which is held (holds without a meter scope)."""
+    days: set[date] = set()
+    for hold in holds:
+        if hold.meter_id is None and hold.dataset in (ALL, dataset):
+            days.update(
+                date.fromordinal(o) for o in range(hold.first_day.toordinal(), hold.last_day.toordinal() + 1)
+            )
+    return days
+
+
+def held_meters(holds: list[Hold], day: date) -> set[str]:
+    """Meters whose rows of `day` a meter-scoped hold keeps."""
+    return {h.meter_id for h in holds if h.meter_id is not None and h.first_day <= day <= h.last_day}
+
+
+def release(conn: psycopg.Connection, hold_id: int, released_by: str, note: str | None = None) -> Hold:
+    """Mark the hold released (not committed); the lake locks are lifted by `unlock_objects`."""
+    if not released_by.strip():
+        raise HoldError("releasing a hold needs an author")
+    row = conn.execute(
+        f"UPDATE ops.legal_holds SET released_at = now(), released_by = %s, release_note = %s "
+        f"WHERE hold_id = %s AND released_at IS NULL RETURNING {_COLUMNS}",
+        (released_by.strip(), note, hold_id),
+    ).fetchone()
+    if row is None:
+        existing = get(conn, hold_id)
+        raise HoldError(f"no hold {hold_id}" if existing is None else f"hold {hold_id} was already released")
+    return Hold(*row)
+
+
+def scope_keys(lake: Lake, dataset: str, first_day: date, last_day: date) -> list[str]:
+    """The lake objects of a scope: the tiers' day objects and manifests of the tiered datasets,
+    raw batches by arrival day, and the quality reports whose days overlap the scope's."""
+    datasets = DATASETS if dataset == ALL else (dataset,)
+    keys: list[str] = []
+    for name in datasets:
+        if name in TIERED_DATASETS:
+            prefixes = [f"curated/{name}/"]
+        elif name == "raw":
+            prefixes = [f"raw/{source}/" for source in TIERED_DATASETS]
+        elif name == "reports":
+            prefixes = [REPORTS_PREFIX]
+        else:  # quarantine, ops: rows in PostgreSQL, no lake objects
+            continue
+        for prefix in prefixes:
+            for day_prefix in lake.list_day_prefixes(prefix):
+                span_first, span_last = day_span(day_prefix)
+                if span_first <= last_day and span_last >= first_day:
+                    keys.extend(lake.list(day_prefix))
+    return keys
+
+
+def lock_objects(lake: Lake, keys: list[str], on: bool) -> int:
+    """Set (or lift) the Object Lock legal hold on each key; returns how many objects it touched."""
+    for key in keys:
+        lake.set_legal_hold(key, on)
+    return len(keys)
+
+
+def unlock_objects(conn: psycopg.Connection, lake: Lake, hold: Hold) -> int:
+    """Lift the locks of a released hold, except on objects another active hold still covers."""
+    still = [h for h in list_holds(conn) if h.hold_id != hold.hold_id]
+    keys = scope_keys(lake, hold.dataset, hold.first_day, hold.last_day)
+    kept = set()
+    for other in still:
+        kept.update(scope_keys(lake, other.dataset, other.first_day, other.last_day))
+    return lock_objects(lake, [k for k in keys if k not in kept], on=False)

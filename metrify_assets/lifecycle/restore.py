@@ -1,0 +1,102 @@
+"""Restore: archived days back to the hot tier, exactly as they were archived.
+
+A day whose hot rows were deleted is read from its lake copy, checked against its manifest (SHA-256 and
+content checksum), and inserted back into PostgreSQL; a key that is hot with the same or a newer
+version keeps its row. A copy in GLACIER or DEEP_ARCHIVE cannot be read (S3 answers
+`InvalidObjectState`): the restore is requested and reported, and running the same command once S3 has
+made the copy readable finishes the day. Restored days stay hot for `keep_days` before the hot window
+applies again. Running a restore twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+
+import psycopg
+
+from metrify_assets.lifecycle import state
+from metrify_assets.lifecycle.tables import TABLES, content_checksum
+from metrify_assets.lifecycle.tiers import Outcome, read_copy, sha256
+from metrify_assets.resources.lake import Lake, ObjectArchivedError
+
+DEFAULT_KEEP_DAYS = 30
+
+
+class _Reported(list[Outcome]):
+    """The outcomes, each passed to a progress callback as it is added."""
+
+    def __init__(self, on_day: Callable[[Outcome], None] | None) -> None:
+        super().__init__()
+        self.on_day = on_day
+
+    def append(self, outcome: Outcome) -> None:
+        super().append(outcome)
+        if self.on_day is not None:
+            self.on_day(outcome)
+
+
+RESTORE_COPY_DAYS = 7  # how long S3 keeps the temporary readable copy of an archived object
+
+
+def restore_days(
+    conn: psycopg.Connection,
+    lake: Lake,
+    dataset: str,
+    first: date,
+    last: date,
+    now: datetime,
+    keep_days: int = DEFAULT_KEEP_DAYS,
+    run_id: str | None = None,
+    on_day: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Bring the range's archived days of `dataset` back to PostgreSQL, day by day (one transaction each);
+    `on_day` hears each day's outcome (progress)."""
+    if dataset not in TABLES:
+        raise ValueError(f"unknown dataset {dataset!r}: one of {', '.join(TABLES)}")
+    table = TABLES[dataset]
+    outcomes: _Reported = _Reported(on_day)
+    for day_state in state.days(conn, dataset, first, last):
+        day = day_state.day
+        if not day_state.hot_gone():
+            outcomes.append(
+                Outcome(dataset, day, "already hot", f"copy in {day_state.tier}; rows never left")
+            )
+            continue
+        try:
+            body, frame = read_copy(lake, day_state.object_key)
+        except ObjectArchivedError as err:
+            status = lake.request_restore(day_state.object_key, days=RESTORE_COPY_DAYS)
+            state.record_restore_requested(conn, dataset, day, now)
+            state.log(
+                conn, dataset, day, "restore_requested", f"{err.storage_class}: {status}", run_id=run_id
+            )
+            conn.commit()
+            if status != "available":
+                outcomes.append(
+                    Outcome(
+                        dataset,
+                        day,
+                        "restore requested",
+                        f"{day_state.object_key} is in {err.storage_class}: S3 is restoring it; run again once ready",
+                    )
+                )
+                continue
+            body, frame = read_copy(lake, day_state.object_key)
+        if sha256(body) != day_state.sha256 or content_checksum(frame, table.key) != day_state.checksum:
+            detail = f"{day_state.object_key} does not match its manifest: not restored"
+            state.log(conn, dataset, day, "failed", detail, run_id=run_id)
+            conn.commit()
+            outcomes.append(Outcome(dataset, day, "failed", detail))
+            continue
+        written = table.restore_rows(conn, frame)
+        hot = table.read_days(conn, day, day)
+        exact = content_checksum(hot, table.key) == day_state.checksum
+        state.record_restored(conn, dataset, day, now, now.date() + timedelta(days=keep_days))
+        detail = f"{written} rows restored from {day_state.storage_class}; hot rows " + (
+            "equal the archived copy (checksum)" if exact else "include newer versions than the copy"
+        )
+        state.log(conn, dataset, day, "restored", detail, written, len(body), run_id=run_id)
+        conn.commit()
+        outcomes.append(Outcome(dataset, day, "restored", detail, written, len(body)))
+    return list(outcomes)

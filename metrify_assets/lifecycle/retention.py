@@ -1,0 +1,413 @@
+"""Retention: what the weekly job deletes, and what it must keep.
+
+- Hot rows of a tiered dataset older than its hot window go once the day's lake copy is verified to
+  hold them (the copy is brought up to date first); the per meter-day tables derived from meter
+  readings (VEE series and day summaries, anomaly scores, enrichment) go with them. The dbt marts are
+  incremental and keep their history.
+- Lake copies older than `expire_days` (if set), raw batches (to STANDARD_IA, then deleted), dated
+  quality reports, quarantine rows and the operational log tables by their own retention.
+- Nothing a legal hold covers is deleted, moved or expired. A dry run records and returns the same
+  plan without changing anything.
+Work is proportional to what is due: every step selects due days by index, never the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+import psycopg
+
+from metrify_assets.lifecycle import holds, state
+from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, age_days, day_span
+from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
+from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, read_copy
+from metrify_assets.resources.lake import Lake, ObjectArchivedError, ObjectLockedError
+
+# Per meter-day tables rebuilt from meter readings: they leave the hot tier with the readings.
+DERIVED_BY_LOCAL_DATE = (
+    "ops.vee_readings",
+    "ops.vee_days",
+    "ops.anomaly_meter_days",
+    "ops.enriched_meter_readings",
+)
+# Operational log tables under the `ops` retention: (table, the time that ages a row, rows eligible).
+OPS_TABLES: tuple[tuple[str, str, str], ...] = (
+    ("ops.ingest_ledger", "processed_at", "true"),
+    ("ops.ingest_days", "day", "true"),
+    ("ops.review_queue", "decided_at", "decided_at IS NOT NULL"),
+    ("ops.quality_alerts", "raised_at", "true"),
+    ("ops.run_alerts", "failed_at", "true"),
+    ("ops.alert_deliveries", "coalesce(delivered_at, last_attempt_at)", "delivered_at IS NOT NULL"),
+    ("ops.alerts", "resolved_at", "resolved_at IS NOT NULL"),
+    ("ops.grid_stability", "day", "true"),
+    ("ops.grid_state_events", "start_day", "ended_at IS NOT NULL"),
+    ("ops.lifecycle_log", "at", "true"),
+)
+RAW_SOURCES = TIERED_DATASETS
+
+
+@dataclass
+class Report:
+    """Every outcome of a retention pass (applied, or planned in a dry run)."""
+
+    outcomes: list[Outcome]
+    dry_run: bool
+
+    def counts(self) -> pd.DataFrame:
+        frame = pd.DataFrame(
+            [(o.dataset, o.action, o.rows, o.size) for o in self.outcomes],
+            columns=["dataset", "action", "rows", "bytes"],
+        )
+        if not len(frame):
+            return frame.assign(days=[])
+        return (
+            frame.groupby(["dataset", "action"], as_index=False)
+            .agg(days=("rows", "size"), rows=("rows", "sum"), bytes=("bytes", "sum"))
+            .sort_values(["dataset", "action"])
+        )
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.failed]
+
+
+def hot_candidate_days(conn: psycopg.Connection, table: TieredTable, cutoff: date) -> list[date]:
+    """Days before `cutoff` that still have hot rows (an index range scan of the old rows only)."""
+    time_col = table.key[1]
+    if table.dataset == "meter_readings":
+        day_expr = "(r.reading_start AT TIME ZONE coalesce(m.timezone, 'UTC'))::date"
+        source = "ops.meter_readings r LEFT JOIN ops.meters m USING (meter_id)"
+    else:
+        day_expr = f"(r.{time_col} AT TIME ZONE 'UTC')::date"
+        source = f"{table.table} r"
+    rows = conn.execute(
+        f"SELECT DISTINCT {day_expr} FROM {source} "
+        f"WHERE r.{time_col} < ((%s::date + 1)::timestamp AT TIME ZONE 'UTC') ORDER BY 1",
+        (cutoff,),
+    ).fetchall()
+    return [d for (d,) in rows if d < cutoff]
+
+
+def _copy_holds_rows(lake: Lake, table: TieredTable, day_state: state.DayState, hot: pd.DataFrame) -> bool:
+    """Whether the day's verified copy holds every one of these hot rows, as they are."""
+    if content_checksum(hot, table.key) in (day_state.checksum, day_state.kept_checksum):
+        return True
+    try:
+        _, copy = read_copy(lake, day_state.object_key)
+    except ObjectArchivedError:
+        return False
+    keys = [*table.key, "record_version"]
+    subset = copy.merge(hot[keys], on=keys, how="inner")[list(hot.columns)]
+    return len(subset) == len(hot) and content_checksum(subset, table.key) == content_checksum(hot, table.key)
+
+
+def delete_hot_day(
+    conn: psycopg.Connection,
+    lake: Lake,
+    table: TieredTable,
+    day: date,
+    day_holds: list[holds.Hold],
+    now: datetime,
+    run_id: str | None,
+) -> Outcome:
+    """Delete the day's hot rows the verified copy holds (minus held meters), with derived rows."""
+    copied = copy_to_warm(conn, lake, table, day, now, run_id)
+    if copied.action not in ("copied", "merged", "unchanged"):
+        return Outcome(table.dataset, day, "kept_hot", f"copy not current: {copied.detail}", copied.rows)
+    day_state = state.get(conn, table.dataset, day)
+    assert day_state is not None
+    hot = table.read_days(conn, day, day, for_update=True)
+    if not _copy_holds_rows(lake, table, day_state, hot):
+        detail = "the day's copy does not hold every hot row (it changed while we looked): kept"
+        state.log(conn, table.dataset, day, "kept_hot", detail, len(hot), run_id=run_id)
+        return Outcome(table.dataset, day, "kept_hot", detail, len(hot))
+    kept_meters = holds.held_meters(day_holds, day)
+    going = hot[~hot[table.meter_column].isin(kept_meters)] if table.meter_column and kept_meters else hot
+    deleted = table.delete_rows(conn, going)
+    if table.dataset == "meter_readings" and len(going):
+        meters = sorted(set(going["meter_id"]))
+        for derived in DERIVED_BY_LOCAL_DATE:
+            conn.execute(f"DELETE FROM {derived} WHERE local_date = %s AND meter_id = ANY(%s)", (day, meters))
+        conn.execute(
+            "DELETE FROM ops.anomaly_scores s USING unnest(%s::text[], %s::timestamptz[]) AS d(meter_id, reading_start) "
+            "WHERE s.meter_id = d.meter_id AND s.reading_start = d.reading_start",
+            (going["meter_id"].astype(str).tolist(), list(going["reading_start"])),
+        )
+    kept = hot[hot[table.meter_column].isin(kept_meters)] if table.meter_column and kept_meters else hot.iloc[:0]
+    kept_checksum = content_checksum(kept, table.key) if len(kept) else None
+    state.record_hot_deleted(conn, table.dataset, day, deleted, now, kept_checksum)
+    detail = f"{deleted} hot rows deleted, copy verified in {day_state.tier}"
+    if len(going) < len(hot):
+        detail += f"; {len(hot) - len(going)} rows of held meters {sorted(kept_meters)} kept"
+    state.log(conn, table.dataset, day, "deleted_hot", detail, deleted, run_id=run_id)
+    return Outcome(table.dataset, day, "deleted_hot", detail, deleted)
+
+
+def clean_hot(
+    conn: psycopg.Connection,
+    lake: Lake,
+    policy: Policy,
+    today: date,
+    now: datetime,
+    dry_run: bool = False,
+    run_id: str | None = None,
+) -> list[Outcome]:
+    """Each tiered dataset's hot rows past its hot window, day by day, one transaction per day."""
+    outcomes: list[Outcome] = []
+    for dataset in TIERED_DATASETS:
+        table = TABLES[dataset]
+        ages = policy.tier_ages(dataset)
+        cutoff = today - timedelta(days=ages.hot_days - 1)  # days with age >= hot_days are before it
+        for day in hot_candidate_days(conn, table, cutoff):
+            day_state = state.get(conn, dataset, day)
+            if (
+                day_state is not None
+                and day_state.keep_hot_until is not None
+                and day_state.keep_hot_until >= today
+            ):
+                outcomes.append(
+                    Outcome(dataset, day, "kept_hot", f"restored: hot until {day_state.keep_hot_until}")
+                )
+                continue
+            day_holds = holds.covering(conn, dataset, day, day)
+            if holds.held_whole_days(day_holds, dataset) & {day}:
+                ids = ", ".join(str(h.hold_id) for h in day_holds)
+                state.log(
+                    conn,
+                    dataset,
+                    day,
+                    "held",
+                    f"hot rows kept: legal hold {ids}",
+                    dry_run=dry_run,
+                    run_id=run_id,
+                )
+                conn.commit()
+                outcomes.append(Outcome(dataset, day, "held", f"legal hold {ids}"))
+                continue
+            if dry_run:
+                count = len(table.read_days(conn, day, day))
+                state.log(
+                    conn,
+                    dataset,
+                    day,
+                    "delete_hot",
+                    f"age {age_days(day, today)} d",
+                    count,
+                    None,
+                    True,
+                    run_id,
+                )
+                conn.commit()
+                outcomes.append(
+                    Outcome(dataset, day, "would delete hot", f"age {age_days(day, today)} d", count)
+                )
+                continue
+            try:
+                outcome = delete_hot_day(conn, lake, table, day, day_holds, now, run_id)
+                conn.commit()
+            except Exception as err:  # noqa: BLE001 - one day's failure must not stop the others: reported
+                conn.rollback()
+                state.log(
+                    conn, dataset, day, "failed", f"hot rows kept: {type(err).__name__}: {err}", run_id=run_id
+                )
+                conn.commit()
+                outcome = Outcome(dataset, day, "failed", f"hot rows kept: {type(err).__name__}: {err}")
+            outcomes.append(outcome)
+    return outcomes
+
+
+def expire_copies(
+    conn: psycopg.Connection,
+    lake: Lake,
+    policy: Policy,
+    today: date,
+    dry_run: bool = False,
+    run_id: str | None = None,
+) -> list[Outcome]:
+    """Lake copies past `expire_days` (only where a dataset sets it), unless held."""
+    outcomes: list[Outcome] = []
+    for dataset in TIERED_DATASETS:
+        ages = policy.tier_ages(dataset)
+        if ages.expire_days is None:
+            continue
+        cutoff = today - timedelta(days=ages.expire_days)
+        for day_state in state.days(conn, dataset, date.min, cutoff):
+            if day_state.hot_deleted_at is None or not day_state.hot_gone():
+                continue  # still hot (restored or never cleaned): the hot window decides first
+            if holds.covering(conn, dataset, day_state.day, day_state.day):
+                outcomes.append(Outcome(dataset, day_state.day, "held", "copy kept: legal hold"))
+                continue
+            action = "would expire" if dry_run else "expired"
+            if not dry_run:
+                try:
+                    lake.delete(day_state.object_key)
+                    lake.delete(day_state.manifest_key)
+                except ObjectLockedError as err:
+                    outcomes.append(Outcome(dataset, day_state.day, "held", str(err)))
+                    continue
+                state.forget(conn, dataset, day_state.day)
+            state.log(
+                conn,
+                dataset,
+                day_state.day,
+                "expire",
+                f"age >= {ages.expire_days} d",
+                day_state.row_count,
+                day_state.bytes,
+                dry_run,
+                run_id,
+            )
+            conn.commit()
+            outcomes.append(
+                Outcome(
+                    dataset, day_state.day, action, day_state.object_key, day_state.row_count, day_state.bytes
+                )
+            )
+    return outcomes
+
+
+def _held_days(conn: psycopg.Connection, dataset: str, first: date, last: date) -> list[holds.Hold]:
+    return holds.covering(conn, dataset, first, last)
+
+
+def expire_lake_days(
+    conn: psycopg.Connection,
+    lake: Lake,
+    dataset: str,
+    prefix: str,
+    today: date,
+    ia_days: int | None,
+    days: int | None,
+    dry_run: bool,
+    run_id: str | None,
+) -> list[Outcome]:
+    """Day folders under `prefix` (raw batches, dated reports): to STANDARD_IA after `ia_days`,
+    deleted after `days`; held folders untouched. Transitions already done are in the lifecycle log."""
+    outcomes: list[Outcome] = []
+    done = {
+        d
+        for (d,) in conn.execute(
+            "SELECT day FROM ops.lifecycle_log WHERE dataset = %s AND action = 'moved_ia' AND NOT dry_run",
+            (prefix,),
+        ).fetchall()
+    }
+    for day_prefix in lake.list_day_prefixes(prefix):
+        first, last = day_span(day_prefix)
+        age = age_days(last, today)
+        expire = days is not None and age >= days
+        to_ia = not expire and ia_days is not None and age >= ia_days and last not in done
+        if not (expire or to_ia):
+            continue
+        if _held_days(conn, dataset, first, last):
+            outcomes.append(Outcome(dataset, last, "held", f"{day_prefix} kept: legal hold"))
+            continue
+        keys = lake.list(day_prefix)
+        action = (
+            ("would expire" if dry_run else "expired")
+            if expire
+            else ("would move to IA" if dry_run else "moved to IA")
+        )
+        if not dry_run:
+            try:
+                for key in keys:
+                    if expire:
+                        lake.delete(key)
+                    else:
+                        lake.set_storage_class(key, "STANDARD_IA")
+            except ObjectLockedError as err:
+                outcomes.append(Outcome(dataset, last, "held", str(err)))
+                continue
+        state.log(
+            conn,
+            prefix,
+            last,
+            "expired" if expire else "moved_ia",
+            day_prefix,
+            len(keys),
+            None,
+            dry_run,
+            run_id,
+        )
+        conn.commit()
+        outcomes.append(Outcome(dataset, last, action, day_prefix, len(keys)))
+    return outcomes
+
+
+def _hold_clause(dataset: str, day_expr: str) -> str:
+    return (
+        "NOT EXISTS (SELECT 1 FROM ops.legal_holds h WHERE h.released_at IS NULL "
+        f"AND h.dataset IN ('{dataset}', '{holds.ALL}') AND ({day_expr})::date BETWEEN h.first_day AND h.last_day)"
+    )
+
+
+def expire_rows(
+    conn: psycopg.Connection,
+    dataset: str,
+    table: str,
+    time_expr: str,
+    eligible: str,
+    days: int,
+    today: date,
+    dry_run: bool,
+    run_id: str | None,
+) -> Outcome:
+    """Rows of `table` older than `days` (by `time_expr`), unless a hold covers their day."""
+    where = f"{eligible} AND ({time_expr})::date < %s::date AND {_hold_clause(dataset, time_expr)}"
+    cutoff = today - timedelta(days=days - 1)
+    if dry_run:
+        row = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", (cutoff,)).fetchone()
+        count = int(row[0]) if row else 0
+    else:
+        count = int(conn.execute(f"DELETE FROM {table} WHERE {where}", (cutoff,)).rowcount)
+    if count:
+        state.log(
+            conn, dataset, None, "expired", f"{table}: rows older than {days} d", count, None, dry_run, run_id
+        )
+    conn.commit()
+    return Outcome(
+        dataset, today, ("would expire" if dry_run else "expired") if count else "nothing due", table, count
+    )
+
+
+def apply(
+    conn: psycopg.Connection,
+    lake: Lake,
+    policy: Policy,
+    today: date,
+    now: datetime,
+    dry_run: bool = False,
+    run_id: str | None = None,
+) -> Report:
+    """The weekly retention pass over every dataset."""
+    outcomes = clean_hot(conn, lake, policy, today, now, dry_run, run_id)
+    outcomes += expire_copies(conn, lake, policy, today, dry_run, run_id)
+    for source in RAW_SOURCES:
+        outcomes += expire_lake_days(
+            conn, lake, "raw", f"raw/{source}/", today, policy.raw.ia_days, policy.raw.days, dry_run, run_id
+        )
+    if policy.reports_days is not None:
+        outcomes += expire_lake_days(
+            conn, lake, "reports", holds.REPORTS_PREFIX, today, None, policy.reports_days, dry_run, run_id
+        )
+    if policy.quarantine_days is not None:
+        outcomes.append(
+            expire_rows(
+                conn,
+                "quarantine",
+                "ops.quarantine",
+                "quarantined_at",
+                "true",
+                policy.quarantine_days,
+                today,
+                dry_run,
+                run_id,
+            )
+        )
+    if policy.ops_days is not None:
+        for table, time_expr, eligible in OPS_TABLES:
+            outcomes.append(
+                expire_rows(conn, "ops", table, time_expr, eligible, policy.ops_days, today, dry_run, run_id)
+            )
+    return Report(outcomes, dry_run)

@@ -1,0 +1,278 @@
+"""Moving a day between tiers: a verified copy, then a storage-class change, never a delete first.
+
+- hot -> warm (`copy_to_warm`): the day's rows to one Parquet (zstd) object in S3 STANDARD, read back
+  and checked (bytes' SHA-256, rows, content checksum), with a manifest beside it recording them.
+- warm -> cold -> archive (`transition`): the object is read and checked against its manifest, its
+  storage class changed in place, and the result checked again (class, size, ETag, and the bytes where
+  the new class is readable). A day whose copy does not match is not moved, and reported.
+Each step records the day's state in `ops.lifecycle_days` and the action in `ops.lifecycle_log`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import pandas as pd
+import psycopg
+
+from metrify_assets.lifecycle import holds, state
+from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, age_days
+from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
+from metrify_assets.resources.lake import Lake, ObjectArchivedError, ObjectLockedError
+from metrify_assets.storage.parquet import to_parquet_bytes
+
+MANIFEST_VERSION = 1
+# The S3 object tag that bucket lifecycle rules select tier objects by (manifests stay STANDARD).
+TIER_TAG = {"metrify-lifecycle": "tiered"}
+PARQUET = "application/vnd.apache.parquet"
+
+
+def data_key(dataset: str, day: date) -> str:
+    return f"curated/{dataset}/dt={day.isoformat()}/{dataset}.parquet"
+
+
+def manifest_key(dataset: str, day: date) -> str:
+    return f"curated/{dataset}/dt={day.isoformat()}/manifest.json"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the lifecycle did (or, in a dry run, would do) to one day of one dataset."""
+
+    dataset: str
+    day: date
+    action: str  # copied, unchanged, merged, moved, deleted_hot, expired, skipped, held, failed, ...
+    detail: str = ""
+    rows: int = 0
+    size: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.action == "failed"
+
+
+class VerificationError(RuntimeError):
+    """A copy that does not match what it should hold."""
+
+
+def sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def read_copy(lake: Lake, key: str) -> tuple[bytes, pd.DataFrame]:
+    body = lake.get(key)
+    return body, pd.read_parquet(io.BytesIO(body))
+
+
+def write_verified(
+    conn: psycopg.Connection,
+    lake: Lake,
+    table: TieredTable,
+    day: date,
+    rows: pd.DataFrame,
+    now: datetime,
+    run_id: str | None,
+    action: str,
+) -> Outcome:
+    """Write `rows` as the day's warm copy, read it back, check it, then write the manifest and record it."""
+    rows = rows.sort_values(list(table.key), kind="stable").reset_index(drop=True)
+    checksum = content_checksum(rows, table.key)
+    body = to_parquet_bytes(rows)
+    key, mkey = data_key(table.dataset, day), manifest_key(table.dataset, day)
+    lake.put(key, body, content_type=PARQUET, storage_class="STANDARD", tags=TIER_TAG)
+    back, frame = read_copy(lake, key)
+    if sha256(back) != sha256(body) or len(frame) != len(rows):
+        raise VerificationError(f"{key}: the object read back differs from what was written")
+    if content_checksum(frame, table.key) != checksum:
+        raise VerificationError(f"{key}: the rows read back differ from the hot rows (content checksum)")
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "dataset": table.dataset,
+        "day": day.isoformat(),
+        "object": key.rsplit("/", 1)[1],
+        "format": "parquet/zstd",
+        "rows": len(rows),
+        "bytes": len(body),
+        "sha256": sha256(body),
+        "content_checksum": checksum,
+        "key_columns": list(table.key),
+        "columns": list(rows.columns),
+        "source_table": table.table,
+        "written_at": now.isoformat(),
+    }
+    lake.put(mkey, json.dumps(manifest, indent=2).encode(), content_type="application/json")
+    state.record_copy(
+        conn,
+        state.DayState(
+            dataset=table.dataset,
+            day=day,
+            tier="warm",
+            storage_class="STANDARD",
+            object_key=key,
+            manifest_key=mkey,
+            row_count=len(rows),
+            bytes=len(body),
+            checksum=checksum,
+            sha256=sha256(body),
+            verified_at=now,
+            moved_at=now,
+        ),
+    )
+    state.log(
+        conn, table.dataset, day, action, f"verified copy to {key}", len(rows), len(body), run_id=run_id
+    )
+    return Outcome(table.dataset, day, action, key, len(rows), len(body))
+
+
+def newest_versions(frame: pd.DataFrame, key: tuple[str, str]) -> pd.DataFrame:
+    """One row per key: the highest record version (as the hot upsert keeps)."""
+    ordered = frame.sort_values([*key, "record_version"], kind="stable")
+    return ordered.drop_duplicates(list(key), keep="last").reset_index(drop=True)
+
+
+def copy_to_warm(
+    conn: psycopg.Connection,
+    lake: Lake,
+    table: TieredTable,
+    day: date,
+    now: datetime,
+    run_id: str | None = None,
+) -> Outcome:
+    """Bring the day's lake copy up to date with its hot rows (not committed: the caller commits).
+
+    - no copy yet, or the hot rows changed: write a new verified copy (warm);
+    - the hot rows are what the copy holds: nothing to do;
+    - the day's hot rows were deleted and late rows came since: merge them into the copy if it is
+      readable (warm or cold; the day goes back to warm), else leave them hot and say so."""
+    current = state.get(conn, table.dataset, day)
+    rows = table.read_days(conn, day, day)
+    if not len(rows):
+        return Outcome(table.dataset, day, "skipped", "no hot rows")
+    checksum = content_checksum(rows.sort_values(list(table.key), kind="stable"), table.key)
+    if current is not None and not current.hot_gone() and current.checksum == checksum:
+        return Outcome(table.dataset, day, "unchanged", f"copy in {current.tier} holds these rows", len(rows))
+    if current is not None and current.hot_gone() and current.kept_checksum == checksum:
+        return Outcome(table.dataset, day, "unchanged", "rows a hold kept hot, in the copy too", len(rows))
+    try:
+        if current is not None and current.hot_gone():
+            try:
+                _, archived = read_copy(lake, current.object_key)
+            except ObjectArchivedError:
+                detail = (
+                    f"{len(rows)} late rows kept hot: the day's copy is in {current.storage_class}; "
+                    "restore the day (`metrify restore`) to merge them"
+                )
+                state.log(conn, table.dataset, day, "late_rows_kept", detail, len(rows), run_id=run_id)
+                return Outcome(table.dataset, day, "skipped", detail, len(rows))
+            merged = newest_versions(pd.concat([archived, rows], ignore_index=True), table.key)
+            return write_verified(conn, lake, table, day, merged, now, run_id, "merged")
+        return write_verified(conn, lake, table, day, rows, now, run_id, "copied")
+    except ObjectLockedError as err:
+        return Outcome(table.dataset, day, "held", f"copy not replaced: {err}", len(rows))
+
+
+def verify_copy(lake: Lake, table: TieredTable, day_state: state.DayState) -> bytes:
+    """Read the day's copy and check it against its manifest and recorded state; the bytes on success."""
+    manifest = json.loads(lake.get(day_state.manifest_key))
+    body = lake.get(day_state.object_key)
+    if sha256(body) != manifest["sha256"] or manifest["sha256"] != day_state.sha256:
+        raise VerificationError(f"{day_state.object_key}: bytes differ from the manifest's SHA-256")
+    frame = pd.read_parquet(io.BytesIO(body))
+    problems = []
+    if len(frame) != manifest["rows"] or manifest["rows"] != day_state.row_count:
+        problems.append(f"{len(frame)} rows, the manifest says {manifest['rows']}")
+    elif content_checksum(frame, table.key) != manifest["content_checksum"]:
+        problems.append("content checksum differs from the manifest's")
+    if problems:
+        raise VerificationError(f"{day_state.object_key}: " + "; ".join(problems))
+    return body
+
+
+def transition(
+    conn: psycopg.Connection,
+    lake: Lake,
+    table: TieredTable,
+    day_state: state.DayState,
+    tier: str,
+    storage_class: str,
+    now: datetime,
+    run_id: str | None = None,
+    dry_run: bool = False,
+) -> Outcome:
+    """Move a day's verified copy to `tier` by a storage-class change (not committed)."""
+    dataset, day, key = day_state.dataset, day_state.day, day_state.object_key
+    detail = f"{day_state.storage_class} -> {storage_class}"
+    if dry_run:
+        state.log(
+            conn, dataset, day, f"move_{tier}", detail, day_state.row_count, day_state.bytes, True, run_id
+        )
+        return Outcome(dataset, day, f"would move to {tier}", detail, day_state.row_count, day_state.bytes)
+    try:
+        body = verify_copy(lake, table, day_state)
+        before = lake.head(key)
+        info = lake.set_storage_class(key, storage_class)
+        if info.storage_class != storage_class or info.size != len(body):
+            raise VerificationError(f"{key}: after the change it is {info.storage_class}, {info.size} bytes")
+        if before is not None and before.etag is not None and info.etag != before.etag:
+            raise VerificationError(f"{key}: ETag changed by the storage-class change")
+        if info.readable and sha256(lake.get(key)) != day_state.sha256:
+            raise VerificationError(f"{key}: bytes changed by the storage-class change")
+    except (VerificationError, ObjectLockedError, FileNotFoundError) as err:
+        state.log(conn, dataset, day, "failed", f"not moved to {tier}: {err}", run_id=run_id)
+        return Outcome(dataset, day, "failed", f"not moved to {tier}: {err}", day_state.row_count)
+    state.record_move(conn, dataset, day, tier, storage_class, now)
+    state.log(
+        conn, dataset, day, f"moved_{tier}", detail, day_state.row_count, day_state.bytes, run_id=run_id
+    )
+    return Outcome(dataset, day, f"moved to {tier}", detail, day_state.row_count, day_state.bytes)
+
+
+PREVIOUS_TIER = {"cold": "warm", "archive": "cold"}
+ORDER = ("warm", "cold", "archive")
+
+
+def move_due(
+    conn: psycopg.Connection,
+    lake: Lake,
+    policy: Policy,
+    today: date,
+    first: date,
+    last: date,
+    target: str,
+    now: datetime,
+    run_id: str | None = None,
+    dry_run: bool = False,
+) -> list[Outcome]:
+    """Move the days `first`..`last` whose copy is in the tier before `target` and whose age makes them
+    due in `target` or beyond, one transaction per day; a day under a legal hold stays where it is."""
+    outcomes: list[Outcome] = []
+    for dataset in TIERED_DATASETS:
+        ages = policy.tier_ages(dataset)
+        for day_state in state.days(conn, dataset, first, last):
+            due = ages.lake_tier(age_days(day_state.day, today))
+            if day_state.tier != PREVIOUS_TIER[target] or ORDER.index(due) < ORDER.index(target):
+                continue
+            if holds.covering(conn, dataset, day_state.day, day_state.day):
+                outcomes.append(
+                    Outcome(dataset, day_state.day, "held", f"stays {day_state.tier}: legal hold")
+                )
+                continue
+            outcomes.append(
+                transition(
+                    conn,
+                    lake,
+                    TABLES[dataset],
+                    day_state,
+                    target,
+                    ages.storage_class(target),
+                    now,
+                    run_id,
+                    dry_run,
+                )
+            )
+            conn.commit()
+    return outcomes

@@ -1,0 +1,217 @@
+"""Days through hot -> warm -> cold -> archive as the clock advances, holds, failures, dry runs and
+restore, on a local directory and on S3 over HTTP (an object-lock bucket), against real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import boto3
+import pandas as pd
+import psycopg
+import pytest
+
+from metrify_assets.lifecycle import holds, retention, state
+from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy
+from metrify_assets.lifecycle.restore import restore_days
+from metrify_assets.lifecycle.tables import TABLES, content_checksum
+from metrify_assets.lifecycle.tiers import copy_to_warm, data_key, move_due
+from metrify_assets.resources.lake import Lake, ObjectArchivedError, ObjectLockedError
+from tests.lifecycle.conftest import DAYS, FIRST_DAY, seed_hot_days
+
+LAST_DAY = FIRST_DAY + timedelta(days=DAYS - 1)
+NOW = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def hot_count(conn: psycopg.Connection, dataset: str, day: date) -> int:
+    return len(TABLES[dataset].read_days(conn, day, day))
+
+
+def copy_all(conn: psycopg.Connection, lake: Lake) -> None:
+    for dataset in TIERED_DATASETS:
+        for d in range(DAYS):
+            outcome = copy_to_warm(conn, lake, TABLES[dataset], FIRST_DAY + timedelta(days=d), NOW)
+            conn.commit()
+            assert outcome.action == "copied", outcome
+
+
+def weekly(conn: psycopg.Connection, lake: Lake, policy: Policy, today: date) -> retention.Report:
+    """What the weekly job does, in its order: cold, archive, then retention."""
+    moves = move_due(conn, lake, policy, today, FIRST_DAY, LAST_DAY, "cold", NOW)
+    moves += move_due(conn, lake, policy, today, FIRST_DAY, LAST_DAY, "archive", NOW)
+    report = retention.apply(conn, lake, policy, today, NOW)
+    report.outcomes[:0] = moves
+    assert not report.failures, report.failures
+    return report
+
+
+pytestmark = pytest.mark.s3
+
+
+def test_days_move_through_every_tier_and_restore_exactly(pg: psycopg.Connection, lake: Lake) -> None:
+    seed_hot_days(pg)
+    table = TABLES["meter_readings"]
+    original = table.read_days(pg, FIRST_DAY, LAST_DAY)
+    checksums = {d: content_checksum(table.read_days(pg, d, d), table.key) for d in (FIRST_DAY, LAST_DAY)}
+    copy_all(pg, lake)
+    # Copying again is a no-op while the hot rows are unchanged.
+    assert copy_to_warm(pg, lake, table, FIRST_DAY, NOW).action == "unchanged"
+    manifest = state.get(pg, "meter_readings", FIRST_DAY)
+    assert manifest is not None and manifest.row_count == 48 and manifest.checksum == checksums[FIRST_DAY]
+    assert lake.exists(f"curated/meter_readings/dt={FIRST_DAY}/manifest.json")
+    policy = Policy()
+
+    # Day 29 of age: still hot. Day 30: hot rows go, the warm copy stays.
+    weekly(pg, lake, policy, LAST_DAY + timedelta(days=29))
+    assert hot_count(pg, "meter_readings", LAST_DAY) == 48
+    report = weekly(pg, lake, policy, LAST_DAY + timedelta(days=30))
+    assert {o.action for o in report.outcomes if o.dataset in TIERED_DATASETS} == {"deleted_hot"}
+    for dataset in TIERED_DATASETS:
+        assert all(hot_count(pg, dataset, FIRST_DAY + timedelta(days=d)) == 0 for d in range(DAYS))
+    info = lake.head(data_key("meter_readings", FIRST_DAY))
+    assert info is not None and info.storage_class == "STANDARD"
+
+    # 90 days: STANDARD_IA; 365 days: GLACIER, unreadable until restored.
+    weekly(pg, lake, policy, LAST_DAY + timedelta(days=90))
+    assert {s.tier for s in state.days(pg, "grid_status", FIRST_DAY, LAST_DAY)} == {"cold"}
+    assert lake.head(data_key("weather_observations", LAST_DAY)).storage_class == "STANDARD_IA"  # type: ignore[union-attr]
+    weekly(pg, lake, policy, LAST_DAY + timedelta(days=365))
+    days = state.days(pg, "meter_readings", FIRST_DAY, LAST_DAY)
+    assert [(s.tier, s.storage_class) for s in days] == [("archive", "GLACIER")] * DAYS
+    with pytest.raises(ObjectArchivedError):
+        lake.get(data_key("meter_readings", FIRST_DAY))
+
+    # Restore: requested (S3 semantics: InvalidObjectState), then read, verified and inserted.
+    restored_at = datetime.combine(LAST_DAY + timedelta(days=365), datetime.min.time(), UTC)
+    outcomes = restore_days(pg, lake, "meter_readings", FIRST_DAY, LAST_DAY, restored_at)
+    assert [o.action for o in outcomes] == ["restored"] * DAYS
+    restored = table.read_days(pg, FIRST_DAY, LAST_DAY)
+    pd.testing.assert_frame_equal(restored, original)
+    for day, checksum in checksums.items():
+        assert content_checksum(table.read_days(pg, day, day), table.key) == checksum
+    # Idempotent: a second restore changes nothing; restored days stay hot through the next cleanup.
+    again = restore_days(pg, lake, "meter_readings", FIRST_DAY, LAST_DAY, restored_at)
+    assert {o.action for o in again} == {"already hot"}
+    weekly(pg, lake, policy, LAST_DAY + timedelta(days=366))
+    assert hot_count(pg, "meter_readings", FIRST_DAY) == 48
+
+
+def test_held_days_survive_every_cleanup_until_released(pg: psycopg.Connection, lake: Lake) -> None:
+    seed_hot_days(pg)
+    copy_all(pg, lake)
+    middle = FIRST_DAY + timedelta(days=1)
+    whole = holds.add(pg, holds.ALL, middle, middle, "case 2026-17", "counsel@utility")
+    meter = holds.add(pg, "meter_readings", FIRST_DAY, FIRST_DAY, "complaint 881", "ops", meter_id="m-001")
+    keys = holds.scope_keys(lake, holds.ALL, middle, middle)
+    assert len(keys) == 6  # a data object and a manifest per tiered dataset
+    holds.lock_objects(lake, keys, on=True)
+    pg.commit()
+    assert lake.head(data_key("grid_status", middle)).legal_hold  # type: ignore[union-attr]
+    with pytest.raises(ObjectLockedError):
+        lake.delete(data_key("grid_status", middle))
+
+    policy = Policy().with_ages("meter_readings", expire_days=400).with_ages("grid_status", expire_days=400)
+    for age in (30, 90, 365, 400):
+        weekly(pg, lake, policy, LAST_DAY + timedelta(days=age))
+    # The held day: every row still hot, its copy still warm and locked, in every dataset.
+    for dataset in TIERED_DATASETS:
+        assert hot_count(pg, dataset, middle) > 0
+        held = state.get(pg, dataset, middle)
+        assert held is not None and held.tier == "warm"
+    # The meter-scoped hold kept m-001's rows of the first day and let m-002's go; expiry spared the day.
+    first = TABLES["meter_readings"].read_days(pg, FIRST_DAY, FIRST_DAY)
+    assert set(first["meter_id"]) == {"m-001"} and len(first) == 24
+    assert state.get(pg, "meter_readings", FIRST_DAY) is not None
+    # The unheld last day expired everywhere it was allowed to.
+    assert state.get(pg, "meter_readings", LAST_DAY) is None
+    assert not lake.exists(data_key("meter_readings", LAST_DAY))
+    assert state.get(pg, "weather_observations", LAST_DAY) is not None  # no expiry set for weather
+
+    # Released: the next cleanup proceeds.
+    for hold in (whole, meter):
+        released = holds.release(pg, hold.hold_id, "counsel@utility", "case closed")
+        holds.unlock_objects(pg, lake, released)
+    pg.commit()
+    weekly(pg, lake, policy, LAST_DAY + timedelta(days=401))
+    assert hot_count(pg, "meter_readings", middle) == 0
+    assert hot_count(pg, "meter_readings", FIRST_DAY) == 0
+    assert state.get(pg, "meter_readings", middle) is None  # expired once free
+
+
+def test_a_failed_copy_deletes_nothing(pg: psycopg.Connection, lake: Lake, s3_endpoint: str) -> None:
+    seed_hot_days(pg)
+    copy_all(pg, lake)
+    # A corrupted warm object is not moved, and says why.
+    key = data_key("meter_readings", FIRST_DAY)
+    lake.put(key, b"not what the manifest says")
+    moves = move_due(pg, lake, Policy(), LAST_DAY + timedelta(days=90), FIRST_DAY, LAST_DAY, "cold", NOW)
+    failed = [o for o in moves if o.failed]
+    assert [(o.dataset, o.day) for o in failed] == [("meter_readings", FIRST_DAY)]
+    assert "SHA-256" in failed[0].detail or "rows" in failed[0].detail
+    assert state.get(pg, "meter_readings", FIRST_DAY).tier == "warm"  # type: ignore[union-attr]
+    assert lake.head(key).storage_class == "STANDARD"  # type: ignore[union-attr]
+
+    # A lake that cannot be written (a bucket that does not exist): no hot row is deleted.
+    broken = Lake("s3://no-such-bucket-metrify/lake")
+    pg.execute("DELETE FROM ops.lifecycle_days")
+    pg.commit()
+    before = {d: hot_count(pg, d, FIRST_DAY) for d in TIERED_DATASETS}
+    outcomes = retention.clean_hot(pg, broken, Policy(), LAST_DAY + timedelta(days=30), NOW)
+    assert len(outcomes) == DAYS * len(TIERED_DATASETS) and {o.action for o in outcomes} == {"failed"}
+    assert all("NoSuchBucket" in o.detail for o in outcomes)
+    assert {d: hot_count(pg, d, FIRST_DAY) for d in TIERED_DATASETS} == before
+
+
+def test_dry_run_lists_what_would_go_and_changes_nothing(pg: psycopg.Connection, lake: Lake) -> None:
+    seed_hot_days(pg)
+    copy_all(pg, lake)
+    pg.execute(
+        "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons, quarantined_at) "
+        "VALUES ('old', 0, 'meter_readings', '{}', 'malformed:json', '2024-01-01')"
+    )
+    pg.commit()
+    today = LAST_DAY + timedelta(days=800)
+    moves = move_due(pg, lake, Policy(), today, FIRST_DAY, LAST_DAY, "cold", NOW, dry_run=True)
+    report = retention.apply(pg, lake, Policy(), today, NOW, dry_run=True)
+    counts = report.counts().set_index(["dataset", "action"])
+    assert counts.loc[("meter_readings", "would delete hot"), "rows"] == 24 * 2 * DAYS
+    assert counts.loc[("quarantine", "would expire"), "rows"] == 1
+    assert {o.action for o in moves} == {"would move to cold"}
+    assert hot_count(pg, "meter_readings", FIRST_DAY) == 48
+    assert {s.tier for s in state.days(pg, "meter_readings", FIRST_DAY, LAST_DAY)} == {"warm"}
+    assert pg.execute("SELECT count(*) FROM ops.quarantine").fetchone()[0] == 1  # type: ignore[index]
+    planned = pg.execute("SELECT count(*) FROM ops.lifecycle_log WHERE dry_run").fetchone()[0]  # type: ignore[index]
+    assert planned >= DAYS * len(TIERED_DATASETS)
+
+
+def test_late_rows_merge_into_a_readable_copy(pg: psycopg.Connection, lake: Lake) -> None:
+    seed_hot_days(pg, days=1)
+    table = TABLES["meter_readings"]
+    copy_to_warm(pg, lake, table, FIRST_DAY, NOW)
+    pg.commit()
+    retention.apply(pg, lake, Policy(), FIRST_DAY + timedelta(days=30), NOW)
+    assert hot_count(pg, "meter_readings", FIRST_DAY) == 0
+    # A late reading of a new meter, and a newer version of an archived one.
+    pg.execute(
+        "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, record_version, batch_id) "
+        "VALUES ('m-late', '2026-01-01T05:00Z', 60, 0.5, 1, 'late'), ('m-001', '2026-01-01T06:00Z', 60, 9.9, 2, 'late')"
+    )
+    pg.commit()
+    merged = copy_to_warm(pg, lake, table, FIRST_DAY, NOW)
+    pg.commit()
+    assert merged.action == "merged" and merged.rows == 49
+    retention.apply(pg, lake, Policy(), FIRST_DAY + timedelta(days=31), NOW)
+    assert hot_count(pg, "meter_readings", FIRST_DAY) == 0
+    assert restore_days(pg, lake, "meter_readings", FIRST_DAY, FIRST_DAY, NOW)[0].action == "restored"
+    back = table.read_days(pg, FIRST_DAY, FIRST_DAY).set_index(["meter_id", "reading_start"])
+    assert len(back) == 49 and back.loc[("m-001", pd.Timestamp("2026-01-01T06:00Z")), "energy_kwh"] == 9.9
+
+
+def test_bucket_object_lock_blocks_deleting_a_held_version(s3_endpoint: str) -> None:
+    """The second line of defence: even a direct delete of a held object's version is refused by S3."""
+    boto3.client("s3").create_bucket(Bucket="lock-check", ObjectLockEnabledForBucket=True)
+    lake = Lake("s3://lock-check")
+    lake.put("curated/x/dt=2026-01-01/x.parquet", b"x")
+    lake.set_legal_hold("curated/x/dt=2026-01-01/x.parquet", True)
+    with pytest.raises(ObjectLockedError):
+        lake.delete("curated/x/dt=2026-01-01/x.parquet")
+    assert lake.get("curated/x/dt=2026-01-01/x.parquet") == b"x"
