@@ -12,7 +12,7 @@ EXPECTED_ASSETS = {
     "validated_meter_readings", "validated_grid_status", "validated_weather_observations",
     "meter_registry", "anomaly_scores", "enriched_meter_readings",
     "marts/fct_consumption_hourly", "marts/fct_consumption_daily", "marts/dim_meter",
-    "marts/fct_data_quality_daily", "archive_daily_readings", "data_quality_report",
+    "marts/fct_data_quality_daily", "warm_tier", "cold_tier", "archive_tier", "retention_cleanup", "data_quality_report",
 }  # fmt: skip
 
 

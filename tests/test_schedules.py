@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
+import psycopg
 import pytest
 
 from metrify_assets.definitions import defs as load_defs
-from metrify_assets.schedules import daily_marts_schedule, daily_schedule, hourly_refresh_schedule
+from metrify_assets.schedules import (
+    daily_marts_schedule,
+    daily_schedule,
+    hourly_refresh_schedule,
+    weekly_request,
+)
 from metrify_assets.warehouse.freshness import DAILY_FRESHNESS, HOURLY_FRESHNESS
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -37,8 +43,10 @@ def test_schedules_target_their_jobs(defs: dg.Definitions) -> None:
     assert {"enriched_meter_readings", "marts/fct_consumption_hourly", "marts/fct_peak_demand"} <= refresh
     assert "marts/fct_consumption_daily" in job_assets(defs, "daily_marts_job")
     assert "grid_stability" in refresh & job_assets(defs, "daily_marts_job")
-    assert job_assets(defs, "daily_job") == {"archive_daily_readings", "data_quality_report"}
-    assert job_assets(defs, "weekly_job") == {"meter_registry", "anomaly_model"}
+    assert job_assets(defs, "daily_job") == {"warm_tier", "data_quality_report"}
+    assert job_assets(defs, "weekly_job") == {
+        "meter_registry", "anomaly_model", "cold_tier", "archive_tier", "retention_cleanup"
+    }  # fmt: skip
 
 
 def test_downstream_assets_share_the_dbt_day_partitions(defs: dg.Definitions) -> None:
@@ -47,7 +55,9 @@ def test_downstream_assets_share_the_dbt_day_partitions(defs: dg.Definitions) ->
     for name in (
         "anomaly_scores",
         "enriched_meter_readings",
-        "archive_daily_readings",
+        "warm_tier",
+        "cold_tier",
+        "archive_tier",
         "data_quality_report",
         "grid_stability",
     ):
@@ -86,3 +96,27 @@ def test_marts_carry_freshness_policies(defs: dg.Definitions) -> None:
     assert all(policy is not None for policy in policies.values())
     staging = graph.get(dg.AssetKey(["staging", "stg_ops__meters"]))
     assert staging.freshness_policy is None
+
+
+def test_weekly_schedule_covers_the_days_with_a_copy_still_to_move(pg: psycopg.Connection) -> None:
+    """Nothing in the lake: training and retention only. Then from the oldest day not yet archived."""
+    today = date(2026, 12, 6)
+    request = weekly_request(pg, today, "weekly-test")
+    assert request.asset_selection == [
+        dg.AssetKey(a) for a in ("meter_registry", "anomaly_model", "retention_cleanup")
+    ]
+    for day, tier in (
+        (date(2026, 1, 1), "archive"),
+        (date(2026, 2, 1), "cold"),
+        (date(2026, 11, 30), "warm"),
+    ):
+        pg.execute(
+            "INSERT INTO ops.lifecycle_days (dataset, day, tier, storage_class, object_key, manifest_key, row_count, "
+            "bytes, checksum, sha256, verified_at, moved_at) VALUES ('meter_readings', %s, %s, 'STANDARD', 'k', 'm', "
+            "1, 1, 'c', 's', now(), now())",
+            (day, tier),
+        )
+    pg.commit()
+    request = weekly_request(pg, today, "weekly-test")
+    assert request.asset_selection is None
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-02-01", "2026-12-05")

@@ -25,7 +25,7 @@ from metrify_assets.ingestion.decode import decode
 from metrify_assets.ingestion.kafka.batches import commit_range, dead_letter, read_batch
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import MAX_RECORDS_PER_RUN, OffsetRange
-from metrify_assets.lifecycle.archive import archive_daily_readings
+from metrify_assets.lifecycle.assets import warm_tier
 from metrify_assets.orchestration.drain import drain
 from metrify_assets.orchestration.instance import execute_job, local_instance
 from metrify_assets.partitions import partition_range_tags
@@ -169,7 +169,7 @@ def throughput(scale: float) -> CaseResult:
         assert row is not None and row[0] is not None, "the drain recorded no days"
         with stopwatch() as elapsed:  # the archive of the days the drained readings fall on, as one run
             dg.materialize(
-                [archive_daily_readings],
+                [warm_tier],
                 instance=instance,
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
                 resources={"postgres": env.postgres, "lake": LakeResource(url=env.settings.lake_url)},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import psycopg
 import typer
@@ -14,7 +14,10 @@ from rich.table import Table
 
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.run import run_with_progress
-from metrify_assets.env import resolve_settings
+from metrify_assets.definitions import defs as load_defs
+from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.orchestration.instance import local_instance
+from metrify_assets.orchestration.weekly import run_lifecycle
 from metrify_assets.reporting.assets import REPORT_KEY
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
@@ -41,6 +44,10 @@ class DemoSummary:
     grid_node_hours: dict[str, int] = field(default_factory=dict)  # node-hours by worst system state
     grid_state_events: dict[str, int] = field(default_factory=dict)  # alert / emergency events
     alerts: dict[str, int] = field(default_factory=dict)  # "kind severity status" -> alerts
+    lifecycle_days: dict[str, int] = field(default_factory=dict)  # "dataset tier" -> days in the lake
+    lifecycle_preview: dict[str, int] = field(
+        default_factory=dict
+    )  # dry run a year on: "dataset action" -> days
     seconds: float = 0.0
 
 
@@ -112,6 +119,37 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
     )
 
 
+PREVIEW_DAYS = 400
+
+
+def demo_lifecycle(
+    settings: Settings, conn: psycopg.Connection, config: SimulationConfig
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The weekly job's lifecycle on the demo's clock (the day after its data: nothing is due yet), then
+    a dry run `PREVIEW_DAYS` later that lists what would move and go. Days by tier, and the preview."""
+    defs, instance = load_defs(), local_instance(settings)
+    today = config.start + timedelta(days=config.days)
+    run_lifecycle(defs, instance, conn, today, trigger="demo")
+    preview = run_lifecycle(
+        defs, instance, conn, today + timedelta(days=PREVIEW_DAYS), dry_run=True, trigger="demo"
+    )
+    tiers = {
+        f"{dataset} {tier}": int(n)
+        for dataset, tier, n in conn.execute(
+            "SELECT dataset, tier, count(*) FROM ops.lifecycle_days GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+    }
+    planned = {
+        f"{dataset} {action}": int(n)
+        for dataset, action, n in conn.execute(
+            "SELECT dataset, action, count(*) FROM ops.lifecycle_log WHERE run_id = %s AND dry_run AND day IS NOT NULL "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            (preview.run_id,),
+        ).fetchall()
+    }
+    return tiers, planned
+
+
 def _print_summary(console: Console, summary: DemoSummary) -> None:
     table = Table(title="Metrify demo", show_header=False)
     table.add_row("batches", f"{summary.batches}")
@@ -138,6 +176,10 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
     table.add_row("alerts", alerts)
     for mart, n in summary.marts.items():
         table.add_row(f"  marts.{mart}", f"{n:,} rows")
+    tiers = "\n".join(f"{n:,} days {key}" for key, n in summary.lifecycle_days.items()) or "none"
+    table.add_row("lake tiers (weekly job)", tiers)
+    preview = "\n".join(f"{n:,} days {key}" for key, n in summary.lifecycle_preview.items()) or "nothing due"
+    table.add_row(f"a year on (dry run, +{PREVIEW_DAYS} d)", preview)
     table.add_row("report", summary.report_path)
     table.add_row("took", f"{summary.seconds:.1f} s")
     console.print(table)
@@ -172,6 +214,8 @@ def register(app: typer.Typer) -> None:
             summary = summarise(
                 conn, [f.batch_id for f in landed.files], Lake(settings.lake_url).uri(REPORT_KEY)
             )
+            with console.status("weekly lifecycle (as of the day after the data) and a dry run a year on..."):
+                summary.lifecycle_days, summary.lifecycle_preview = demo_lifecycle(settings, conn, config)
         summary.seconds = round(time.monotonic() - began, 1)
         _print_summary(console, summary)
         if as_json:

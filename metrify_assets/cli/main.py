@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from metrify_assets.cli import alerts, db, demo, dlq, ingest, kafka, review, run, simulate
+from metrify_assets.cli import (
+    alerts,
+    db,
+    demo,
+    dlq,
+    holds,
+    ingest,
+    kafka,
+    lifecycle,
+    restore,
+    review,
+    run,
+    simulate,
+)
 
 app = typer.Typer(
     name="metrify",
@@ -12,7 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-for module in (simulate, ingest, run, demo, db, kafka, review, dlq, alerts):
+for module in (simulate, ingest, run, demo, db, kafka, review, dlq, alerts, holds, restore, lifecycle):
     module.register(app)
 
 

@@ -135,7 +135,9 @@ def delete_hot_day(
             "WHERE s.meter_id = d.meter_id AND s.reading_start = d.reading_start",
             (going["meter_id"].astype(str).tolist(), list(going["reading_start"])),
         )
-    kept = hot[hot[table.meter_column].isin(kept_meters)] if table.meter_column and kept_meters else hot.iloc[:0]
+    kept = (
+        hot[hot[table.meter_column].isin(kept_meters)] if table.meter_column and kept_meters else hot.iloc[:0]
+    )
     kept_checksum = content_checksum(kept, table.key) if len(kept) else None
     state.record_hot_deleted(conn, table.dataset, day, deleted, now, kept_checksum)
     detail = f"{deleted} hot rows deleted, copy verified in {day_state.tier}"

@@ -47,7 +47,10 @@ def seed_hot_days(conn: psycopg.Connection, first: date = FIRST_DAY, days: int =
         conn.cursor().executemany(
             "INSERT INTO ops.grid_status (grid_node_id, measured_at, frequency_hz, voltage_v, load_mw, capacity_mw, "
             "record_version, batch_id, ingested_at) VALUES ('n-1', %s, %s, 230.0, 12.5, NULL, 1, %s, %s)",
-            [(start + timedelta(minutes=10 * k), 50.0 + (k % 7 - 3) / 1000, f"g{d}", ingested) for k in range(144)],
+            [
+                (start + timedelta(minutes=10 * k), 50.0 + (k % 7 - 3) / 1000, f"g{d}", ingested)
+                for k in range(144)
+            ],
         )
         conn.cursor().executemany(
             "INSERT INTO ops.weather_observations (station_id, observed_at, temperature_c, humidity_pct, pressure_hpa, "

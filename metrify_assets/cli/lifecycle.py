@@ -1,0 +1,253 @@
+"""`metrify lifecycle ...`: where each day is, the weekly lifecycle run, its cost, and the S3 bucket rules.
+
+The tiers (docs/lifecycle.md): hot PostgreSQL, warm lake (S3 STANDARD), cold (STANDARD_IA), archive
+(GLACIER). `status` shows days by tier; `run` runs the weekly job's lifecycle now (with `--dry-run`, what
+would move and go); `cost` prices what each tier holds now; `rules` prints (and with --apply, puts on
+the lake's bucket) the S3 lifecycle configuration matching the policy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.env import resolve_settings
+from metrify_assets.lifecycle import holds, state
+from metrify_assets.lifecycle.bucket_rules import (
+    BucketRulesError,
+    apply_bucket_rules,
+    bucket_lifecycle_rules,
+    bucket_versioned,
+)
+from metrify_assets.lifecycle.cost import CostReport, PriceTable, cost_report, measure
+from metrify_assets.lifecycle.policy import Policy
+from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.lake import Lake
+
+lifecycle_app = typer.Typer(
+    help="The data lifecycle: hot PostgreSQL, warm/cold/archive lake tiers, their cost and bucket rules.",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+def _cost_table(report: CostReport) -> Table:
+    table = Table(title=f"storage cost per month (prices: {report.prices.as_of})")
+    for column in ("tier", "storage", "bytes", "objects", "rows", "USD/month"):
+        table.add_column(column, justify="left" if column in ("tier", "storage") else "right")
+    rows = report.rows()
+    for i, row in enumerate(rows):
+        table.add_row(*(escape(c) for c in row), end_section=i == len(report.lines) - 1)
+    return table
+
+
+@lifecycle_app.command("cost")
+def cost_cmd(
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            "--prices",
+            help="A JSON object of prices (USD per GB-month) replacing the defaults, e.g. "
+            '{"hot_postgres": 0.115, "standard": 0.0245}; unknown keys are refused.',
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON object.")] = False,
+) -> None:
+    """What each tier holds and costs per month, against keeping every row in PostgreSQL.
+
+    Hot: the size of ops.meter_readings, ops.grid_status and ops.weather_observations (tables, indexes,
+    TOAST). Lake tiers: ops.lifecycle_days by storage class. Raw batches: one listing of raw/. The
+    all-hot estimate keeps the lake's rows in PostgreSQL at the measured bytes per row, raw at STANDARD.
+    """
+    try:
+        table = PriceTable.from_json(prices) if prices is not None else PriceTable()
+    except (OSError, ValueError) as err:
+        raise _fail(str(err)) from err
+    settings = resolve_settings()
+    lake = Lake(settings.lake_url)
+    try:
+        with postgres_resource(settings).connect() as conn:
+            footprint = measure(conn, lake)
+    except Exception as err:  # the database or the lake unreachable: said, not a traceback
+        raise _fail(f"could not measure the footprint: {type(err).__name__}: {err}") from err
+    report = cost_report(footprint, table)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        console = Console(width=160)
+        console.print(_cost_table(report))
+        console.print(report.summary(), markup=False, highlight=False)
+        console.print(f"prices: {table.source}", markup=False, highlight=False)
+        for note in report.notes:
+            console.print(f"note: {note}", markup=False, highlight=False)
+    note_embedded_server(settings)
+
+
+def _rules_table(rules: dict[str, Any]) -> Table:
+    table = Table(title="S3 bucket lifecycle rules (Days count from each object's creation)")
+    for column in ("ID", "filter", "transitions", "expiration", "housekeeping"):
+        table.add_column(column, overflow="fold")
+    for rule in rules["Rules"]:
+        flt = rule["Filter"]
+        if "And" in flt:
+            tags = ", ".join(f"{t['Key']}={t['Value']}" for t in flt["And"].get("Tags", []))
+            shown = f"prefix {flt['And'].get('Prefix', '')!r} and tag {tags}"
+        else:
+            shown = f"prefix {flt.get('Prefix', '')!r}"
+        transitions = ", ".join(f"{t['StorageClass']} at {t['Days']} d" for t in rule.get("Transitions", []))
+        expiration = rule.get("Expiration", {})
+        expires = f"{expiration['Days']} d" if "Days" in expiration else ""
+        chores = []
+        if "AbortIncompleteMultipartUpload" in rule:
+            days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+            chores.append(f"abort multipart uploads after {days} d")
+        if "NoncurrentVersionExpiration" in rule:
+            days = rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+            chores.append(f"noncurrent versions after {days} d")
+        if expiration.get("ExpiredObjectDeleteMarker"):
+            chores.append("expired delete markers")
+        table.add_row(
+            *(
+                escape(c)
+                for c in (rule["ID"], shown, transitions or "-", expires or "-", "; ".join(chores) or "-")
+            )
+        )
+    return table
+
+
+@lifecycle_app.command("rules")
+def rules_cmd(
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="Put the rules on the configured lake's bucket and read them back."),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The LifecycleConfiguration as JSON (as the S3 API takes it).")
+    ] = False,
+    without_object_lock: Annotated[
+        bool,
+        typer.Option(
+            "--without-object-lock",
+            help="Apply expiration rules to a bucket without S3 Object Lock, where they would delete "
+            "objects under a legal hold.",
+        ),
+    ] = False,
+) -> None:
+    """The S3 lifecycle rules matching the policy (tiers, raw and report retention); --apply puts them on
+    the lake's bucket.
+
+    Optional: the pipeline makes every transition itself; on AWS the rules keep the schedule should it
+    stop. A rule's Days = the policy's age - 1 (an object is written on or after its day), raised to S3's
+    minimums (STANDARD_IA >= 30 days, an archive class >= 30 days after it). A local lake has no rules.
+    """
+    settings = resolve_settings()
+    lake = Lake(settings.lake_url)
+    versioned = True
+    if lake.is_s3:
+        try:
+            versioned = bucket_versioned(lake)
+        except Exception as err:  # shown; the rules are still printed, for a versioned bucket
+            if apply:
+                raise _fail(
+                    f"cannot read s3://{lake.bucket}'s versioning: {type(err).__name__}: {err}"
+                ) from err
+            typer.echo(
+                f"note: cannot read s3://{lake.bucket}'s versioning ({err}); assuming a versioned bucket",
+                err=True,
+            )
+    try:
+        rules = bucket_lifecycle_rules(
+            Policy(), prefix=lake.prefix if lake.is_s3 else "", versioned=versioned
+        )
+    except ValueError as err:
+        raise _fail(f"the policy has no valid S3 rules: {err}") from err
+    if as_json:
+        typer.echo(json.dumps(rules, indent=2))
+    else:
+        Console(width=200).print(_rules_table(rules))
+    if apply:
+        try:
+            message = apply_bucket_rules(lake, rules, require_object_lock=not without_object_lock)
+        except (BucketRulesError, ValueError) as err:
+            raise _fail(str(err)) from err
+        typer.echo(message, err=as_json)
+
+
+@lifecycle_app.command("status")
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of the rows.")] = False,
+) -> None:
+    """Days, rows and bytes per dataset and tier, with how many left PostgreSQL, and the active holds."""
+    settings = resolve_settings()
+    with postgres_resource(settings).connect() as conn:
+        tiers = state.tier_table(conn)
+        active = holds.list_holds(conn)
+    if as_json:
+        typer.echo(tiers.to_json(orient="records", date_format="iso"))
+        return
+    table = Table(title="days in the lake by tier")
+    for column in tiers.columns:
+        table.add_column(str(column))
+    for row in tiers.itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
+    console = Console()
+    console.print(table if len(tiers) else "no day has a lake copy yet (the daily job writes the warm tier)")
+    console.print(
+        f"{len(active)} active legal holds"
+        + "".join(f"\n  {h.hold_id}: {h.scope} ({h.reason})" for h in active)
+    )
+    note_embedded_server(settings)
+
+
+@lifecycle_app.command("run")
+def run_cmd(
+    as_of: Annotated[
+        str | None, typer.Option(help="The lifecycle's today (YYYY-MM-DD); default: today (UTC).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only record and list what would move and go.")] = False,
+) -> None:
+    """Run the weekly job's lifecycle now: days due to the cold and archive tiers, then retention."""
+    from datetime import UTC, date, datetime
+
+    from metrify_assets.definitions import defs as load_defs
+    from metrify_assets.orchestration.instance import RunFailedError, local_instance
+    from metrify_assets.orchestration.weekly import run_lifecycle
+
+    today = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
+    settings = resolve_settings()
+    console = Console()
+    with postgres_resource(settings).connect() as conn:
+        try:
+            with console.status(f"lifecycle as of {today}{' (dry run)' if dry_run else ''}..."):
+                run = run_lifecycle(load_defs(), local_instance(settings), conn, today, dry_run)
+        except RunFailedError as err:
+            raise _fail(str(err)) from err
+        done = conn.execute(
+            "SELECT dataset, action, count(*), coalesce(sum(rows), 0) FROM ops.lifecycle_log WHERE run_id = %s "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            (run.run_id,),
+        ).fetchall()
+    table = Table(title=f"lifecycle as of {today}" + (" (dry run: nothing changed)" if dry_run else ""))
+    for column in ("dataset", "action", "days", "rows"):
+        table.add_column(column)
+    for dataset, action, days, rows in done:
+        table.add_row(str(dataset), str(action), f"{days:,}", f"{rows:,}")
+    console.print(table if done else "nothing due")
+    span = f"{run.days[0]}..{run.days[1]}" if run.days else "none (no copy could move)"
+    console.print(f"run {run.run_id}; tier days covered: {span}")
+    note_embedded_server(settings)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lifecycle_app, name="lifecycle")

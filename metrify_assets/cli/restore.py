@@ -1,0 +1,138 @@
+"""`metrify restore`: bring a range of days back to the hot tier, from its lake copies (archive) or by
+replaying its raw batches (raw: the operational state as of a point in time). Both are idempotent."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.holds import parse_day
+from metrify_assets.env import resolve_settings
+from metrify_assets.lifecycle import rollback
+from metrify_assets.lifecycle.policy import TIERED_DATASETS
+from metrify_assets.lifecycle.restore import DEFAULT_KEEP_DAYS, restore_days
+from metrify_assets.lifecycle.tiers import Outcome
+from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.lake import Lake
+
+USING = ("archive", "raw")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("restore")
+    def restore_cmd(
+        first: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD).")],
+        last: Annotated[str | None, typer.Option("--to", help="Last day; default: the first.")] = None,
+        dataset: Annotated[
+            str, typer.Option(help=f"One of {', '.join(TIERED_DATASETS)}.")
+        ] = "meter_readings",
+        using: Annotated[
+            str,
+            typer.Option(
+                help="archive: the days' lake copies (GLACIER ones are requested first, then read on a later "
+                "run); raw: rebuild the days' rows by replaying their raw batches (a rollback with --as-of)."
+            ),
+        ] = "archive",
+        as_of: Annotated[
+            str | None,
+            typer.Option(help="With --using raw: only batches processed up to this time (ISO 8601, UTC)."),
+        ] = None,
+        keep_days: Annotated[
+            int, typer.Option(help="Restored days stay hot this many days before the hot window applies.")
+        ] = DEFAULT_KEEP_DAYS,
+        dry_run: Annotated[bool, typer.Option(help="With --using raw: report what would change.")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print one JSON object as the last line.")
+        ] = False,
+    ) -> None:
+        """Restore days to PostgreSQL. Re-run the downstream jobs for them afterwards (`metrify run`
+        does so for days it ingests; the Dagster UI for any range)."""
+        first_day = parse_day(first, "--from")
+        last_day = parse_day(last, "--to") if last else first_day
+        if dataset not in TIERED_DATASETS or using not in USING:
+            typer.echo(
+                f"error: --dataset is one of {', '.join(TIERED_DATASETS)}, --using one of {', '.join(USING)}",
+                err=True,
+            )
+            raise typer.Exit(code=2)
+        console = Console(stderr=as_json)
+        settings = resolve_settings()
+        lake = Lake(settings.lake_url)
+        now = datetime.now(UTC)
+        with postgres_resource(settings).connect() as conn:
+            if using == "raw":
+                cutoff = datetime.fromisoformat(as_of) if as_of else None
+                if cutoff is not None and cutoff.tzinfo is None:
+                    cutoff = cutoff.replace(tzinfo=UTC)
+                try:
+                    with console.status("replaying raw batches...") as status:
+                        result = rollback.rebuild_from_raw(
+                            conn,
+                            lake,
+                            dataset,
+                            first_day,
+                            last_day,
+                            as_of=cutoff,
+                            dry_run=dry_run,
+                            on_batch=lambda batch: status.update(f"replaying {batch}"),
+                        )
+                except rollback.RollbackError as err:
+                    typer.echo(f"error: {err}", err=True)
+                    raise typer.Exit(code=1) from err
+                summary = rollback.describe(result)
+                table = Table(
+                    title=f"restore {dataset} {first_day}..{last_day} from raw batches", show_header=False
+                )
+                for name, value in summary.items():
+                    table.add_row(name, str(value))
+                console.print(table)
+                if as_json:
+                    typer.echo(json.dumps(summary, default=str))
+                return
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bars:
+                task = bars.add_task("restoring", total=(last_day - first_day).days + 1)
+
+                def on_day(outcome: Outcome) -> None:
+                    bars.update(task, advance=1, description=f"{outcome.day}: {outcome.action}")
+
+                outcomes = restore_days(
+                    conn, lake, dataset, first_day, last_day, now, keep_days, on_day=on_day
+                )
+        table = Table(title=f"restore {dataset} {first_day}..{last_day}")
+        for column in ("day", "outcome", "rows", "detail"):
+            table.add_column(column)
+        for o in outcomes:
+            table.add_row(o.day.isoformat(), o.action, f"{o.rows:,}", o.detail)
+        console.print(
+            table if outcomes else f"no day of {dataset} in {first_day}..{last_day} has a lake copy"
+        )
+        pending = [o for o in outcomes if o.action == "restore requested"]
+        if pending:
+            console.print(
+                f"{len(pending)} days are being restored from the archive class: run the same command again later"
+            )
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    [
+                        {"day": o.day.isoformat(), "action": o.action, "rows": o.rows, "detail": o.detail}
+                        for o in outcomes
+                    ]
+                )
+            )
+        note_embedded_server(settings)
+        if any(o.failed for o in outcomes):
+            raise typer.Exit(code=1)
