@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -21,9 +21,9 @@ METERS = ("m-001", "m-002")
 def seed_hot_days(conn: psycopg.Connection, first: date = FIRST_DAY, days: int = DAYS) -> None:
     """Hourly readings of two meters (not in the registry: UTC days), 10-minute grid samples of one node
     and hourly weather of one station, for `days` days, with nulls and flags where the contract allows."""
-    ingested = datetime(2026, 1, 10, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    ingested = datetime(2026, 1, 10, 12, 0, 0, 123456, tzinfo=UTC)
     for d in range(days):
-        start = datetime.combine(first + timedelta(days=d), datetime.min.time(), tzinfo=timezone.utc)
+        start = datetime.combine(first + timedelta(days=d), datetime.min.time(), tzinfo=UTC)
         for i, meter in enumerate(METERS):
             conn.cursor().executemany(
                 "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, direction, "
