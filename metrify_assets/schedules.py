@@ -98,12 +98,13 @@ def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
 
 
 def lifecycle_range(conn: psycopg.Connection, today: date) -> tuple[date, date] | None:
-    """The days the weekly run's tier assets cover: from the oldest day with a copy not yet archived
-    to yesterday (older days are settled), or None when no copy can move."""
-    row = conn.execute("SELECT min(day) FROM ops.lifecycle_days WHERE tier <> 'archive'").fetchone()
-    first = row[0] if row else None
-    last = today - timedelta(days=1)
-    return (first, last) if first is not None and first <= last else None
+    """The days the weekly run's tier assets cover: the oldest to the newest day with a copy not yet
+    archived, up to yesterday (the days outside have nothing to move), or None when no copy can move."""
+    row = conn.execute("SELECT min(day), max(day) FROM ops.lifecycle_days WHERE tier <> 'archive'").fetchone()
+    if row is None or row[0] is None:
+        return None
+    first, last = row[0], min(row[1], today - timedelta(days=1))
+    return (first, last) if first <= last else None
 
 
 def weekly_request(conn: psycopg.Connection, today: date, run_key: str) -> dg.RunRequest:

@@ -119,4 +119,4 @@ def test_weekly_schedule_covers_the_days_with_a_copy_still_to_move(pg: psycopg.C
     pg.commit()
     request = weekly_request(pg, today, "weekly-test")
     assert request.asset_selection is None
-    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-02-01", "2026-12-05")
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-02-01", "2026-11-30")

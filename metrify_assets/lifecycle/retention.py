@@ -43,7 +43,9 @@ OPS_TABLES: tuple[tuple[str, str, str], ...] = (
     ("ops.alerts", "resolved_at", "resolved_at IS NOT NULL"),
     ("ops.grid_stability", "day", "true"),
     ("ops.grid_state_events", "start_day", "ended_at IS NOT NULL"),
-    ("ops.lifecycle_log", "at", "true"),
+    # Rows of the last hour stay whatever the pass's clock (`as_of` may be far ahead of `at`): the
+    # running pass never erases its own record.
+    ("ops.lifecycle_log", "at", "at < now() - interval '1 hour'"),
 )
 RAW_SOURCES = TIERED_DATASETS
 
@@ -356,13 +358,13 @@ def expire_rows(
     run_id: str | None,
 ) -> Outcome:
     """Rows of `table` older than `days` (by `time_expr`), unless a hold covers their day."""
-    where = f"{eligible} AND ({time_expr})::date < %s::date AND {_hold_clause(dataset, time_expr)}"
-    cutoff = today - timedelta(days=days - 1)
+    where = f"{eligible} AND ({time_expr})::date < %(cutoff)s::date AND {_hold_clause(dataset, time_expr)}"
+    params = {"cutoff": today - timedelta(days=days - 1)}
     if dry_run:
-        row = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", (cutoff,)).fetchone()
+        row = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()
         count = int(row[0]) if row else 0
     else:
-        count = int(conn.execute(f"DELETE FROM {table} WHERE {where}", (cutoff,)).rowcount)
+        count = int(conn.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount)
     if count:
         state.log(
             conn, dataset, None, "expired", f"{table}: rows older than {days} d", count, None, dry_run, run_id

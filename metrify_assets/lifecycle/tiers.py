@@ -256,10 +256,12 @@ def move_due(
             due = ages.lake_tier(age_days(day_state.day, today))
             if day_state.tier != PREVIOUS_TIER[target] or ORDER.index(due) < ORDER.index(target):
                 continue
-            if holds.covering(conn, dataset, day_state.day, day_state.day):
-                outcomes.append(
-                    Outcome(dataset, day_state.day, "held", f"stays {day_state.tier}: legal hold")
-                )
+            held = holds.covering(conn, dataset, day_state.day, day_state.day)
+            if held:
+                detail = f"stays {day_state.tier}: legal hold {', '.join(str(h.hold_id) for h in held)}"
+                state.log(conn, dataset, day_state.day, "held", detail, dry_run=dry_run, run_id=run_id)
+                conn.commit()
+                outcomes.append(Outcome(dataset, day_state.day, "held", detail))
                 continue
             outcomes.append(
                 transition(

@@ -1,0 +1,150 @@
+"""`metrify holds`, `metrify lifecycle` and `metrify restore` against a real PostgreSQL and a local lake,
+with `lifecycle run` executing the weekly job's lifecycle in process on a temporary Dagster instance."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from metrify_assets.cli.main import app
+from metrify_assets.lifecycle import state
+from metrify_assets.lifecycle.policy import TIERED_DATASETS
+from metrify_assets.lifecycle.tables import TABLES
+from metrify_assets.lifecycle.tiers import copy_to_warm, data_key
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.lake import Lake
+from tests.lifecycle.conftest import DAYS, FIRST_DAY, seed_hot_days
+
+pytestmark = pytest.mark.postgres
+
+D = FIRST_DAY
+DAY_LIST = [D + timedelta(days=d) for d in range(DAYS)]
+NOW = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def lake(tmp_path: Path, pg_resource: PostgresResource, monkeypatch: pytest.MonkeyPatch) -> Lake:
+    """The CLI on the test database, a local lake and a temporary home and Dagster instance."""
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    monkeypatch.setenv("METRIFY_LAKE_URL", str(tmp_path / "lake"))
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables unwrapped
+    return Lake(str(tmp_path / "lake"))
+
+
+def invoke(*args: str, code: int = 0) -> str:
+    import time
+
+    t = time.monotonic()
+    result = CliRunner().invoke(app, list(args))
+    print("TIME", args[:2], time.monotonic() - t)
+    assert result.exit_code == code, (result.output, result.exception)
+    return " ".join(result.output.split())  # rich wraps long lines
+
+
+def stdout_of(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+def hot(conn: psycopg.Connection, dataset: str, day: date) -> int:
+    count = len(TABLES[dataset].read_days(conn, day, day))
+    conn.commit()  # no snapshot or lock held while the CLI works
+    return count
+
+
+def tiers(conn: psycopg.Connection, dataset: str = "meter_readings") -> list[str]:
+    found = [s.tier for s in state.days(conn, dataset, D, DAY_LIST[-1])]
+    conn.commit()
+    return found
+
+
+def test_holds_lifecycle_run_and_restore_through_the_cli(pg: psycopg.Connection, lake: Lake) -> None:
+    seed_hot_days(pg)
+    for dataset in TIERED_DATASETS:
+        for day in DAY_LIST:
+            assert copy_to_warm(pg, lake, TABLES[dataset], day, NOW).action == "copied"
+            pg.commit()
+
+    # A dry run lists what would move and go, and changes nothing.
+    planned = invoke("lifecycle", "run", "--as-of", str(D + timedelta(days=31)), "--dry-run")
+    assert "dry run: nothing changed" in planned and "delete_hot" in planned
+    assert all(hot(pg, ds, day) > 0 for ds in TIERED_DATASETS for day in DAY_LIST)
+    assert tiers(pg) == ["warm"] * DAYS
+    assert lake.head(data_key("meter_readings", D)).storage_class == "STANDARD"  # type: ignore[union-attr]
+
+    # A hold on every dataset's first day locks its lake objects (a data object and a manifest each).
+    placed = invoke("holds", "add", "--reason", "case 2026-17", "--from", str(D), "--by", "x")
+    assert f"on all {D} by x; 6 lake objects locked" in placed
+    for dataset in TIERED_DATASETS:
+        assert lake.head(data_key(dataset, D)).legal_hold  # type: ignore[union-attr]
+    assert not lake.head(data_key("meter_readings", D + timedelta(days=1))).legal_hold  # type: ignore[union-attr]
+    (hold,) = json.loads(invoke("holds", "list", "--json"))
+    assert (hold["dataset"], hold["first_day"], hold["last_day"], hold["reason"], hold["author"]) == (
+        "all",
+        str(D),
+        str(D),
+        "case 2026-17",
+        "x",
+    )
+    assert hold["objects_locked"] == 6 and hold["released_at"] is None
+    bad = invoke("holds", "add", "--reason", "r", "--from", str(D), "--dataset", "bogus", code=2)
+    assert "error: unknown dataset 'bogus'" in bad
+    assert len(json.loads(invoke("holds", "list", "--json"))) == 1
+
+    # The weekly lifecycle past the hot window: the held day stays hot, the others' hot rows go. (A run
+    # covers a partition per day from the oldest day not archived to yesterday, and each costs Dagster
+    # events, so the clock stays short here: the cold and archive moves are test_assets'.)
+    ran = invoke("lifecycle", "run", "--as-of", str(D + timedelta(days=32)))
+    assert "deleted_hot" in ran and "held" in ran and "dry run" not in ran
+    for dataset in TIERED_DATASETS:
+        assert hot(pg, dataset, D) > 0
+        assert all(hot(pg, dataset, day) == 0 for day in DAY_LIST[1:])
+    assert tiers(pg) == ["warm"] * DAYS
+    status = json.loads(invoke("lifecycle", "status", "--json"))
+    assert {
+        (r["dataset"], r["tier"], r["storage_class"], r["days"], r["days_hot_deleted"]) for r in status
+    } == {(ds, "warm", "STANDARD", DAYS, DAYS - 1) for ds in TIERED_DATASETS}
+    assert "1 active legal holds" in invoke("lifecycle", "status")
+
+    # Released: the locks are lifted, and the next run takes the day too.
+    released = invoke("holds", "release", str(hold["hold_id"]), "--by", "x")
+    assert f"hold {hold['hold_id']} on all {D} released by x; 6 lake objects unlocked" in released
+    assert not lake.head(data_key("grid_status", D)).legal_hold  # type: ignore[union-attr]
+    assert json.loads(invoke("holds", "list", "--json")) == []
+    again = invoke("holds", "release", str(hold["hold_id"]), "--by", "x", code=2)
+    assert "already released" in again
+    ran = invoke("lifecycle", "run", "--as-of", str(D + timedelta(days=33)))
+    assert "deleted_hot" in ran and "held" not in ran
+    assert all(hot(pg, ds, day) == 0 for ds in TIERED_DATASETS for day in DAY_LIST)
+    assert tiers(pg) == ["warm"] * DAYS
+    status = json.loads(invoke("lifecycle", "status", "--json"))
+    assert {(r["tier"], r["storage_class"], r["days"], r["days_hot_deleted"]) for r in status} == {
+        ("warm", "STANDARD", DAYS, DAYS)
+    }
+
+    # A raw rebuild refuses archived days, and says how to bring them back.
+    refused = invoke("restore", "--using", "raw", "--dataset", "grid_status", "--from", str(D), code=1)
+    assert "were archived out of the hot tier: restore them first" in refused
+    assert hot(pg, "grid_status", D) == 0
+
+    # Restore from the lake copies: the rows come back; a second run finds them hot.
+    last = str(DAY_LIST[-1])
+    restored = invoke("restore", "--from", str(D), "--to", last)
+    assert "restored" in restored and "from STANDARD" in restored
+    assert all(hot(pg, "meter_readings", day) == 48 for day in DAY_LIST)
+    assert hot(pg, "grid_status", D) == 0  # only the dataset asked for
+    second = json.loads(stdout_of("restore", "--from", str(D), "--to", last, "--json").splitlines()[-1])
+    assert [o["action"] for o in second] == ["already hot"] * DAYS
+
+    # Restored days are hot again, but not rebuildable from raw: their batches are not in the ledger.
+    refused = invoke("restore", "--using", "raw", "--from", str(D), code=1)
+    assert "batches the ledger does not know" in refused
+    assert hot(pg, "meter_readings", D) == 48
