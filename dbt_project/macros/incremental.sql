@@ -64,3 +64,27 @@
     true
     {%- endif -%}
 {%- endmacro %}
+
+{#- Marts by processing day (the data-quality marts: a ledger row's `processed_at`, a quarantined
+    record's `quarantined_at`, a score's `scored_at`). Those stamps are set when the row is written, so
+    only the newest processing days change: an incremental run rebuilds the processing days from
+    `var('incremental_lookback_days')` before the newest one `period_column` holds in the mart, and
+    keeps the older ones, whose source rows the data lifecycle may have deleted from `ops`. The same
+    with or without partition vars: a run's partitions are days of the data, not of its processing
+    (a backfill of an old day is processed, and counted, today).
+
+    Renders a condition on `date_expression` (the source's processing day): `true` on a full build. -#}
+{% macro processing_days_window(date_expression, period_column='activity_date') -%}
+    {%- if is_incremental() -%}
+    {%- set newest -%}(select max({{ period_column }}) from {{ this }}){%- endset -%}
+    (
+        {{ newest }} is null
+        or {{ date_expression }} >= (
+            select cast({{ dbt.dateadd('day', -1 * var('incremental_lookback_days'), 'max(' ~ period_column ~ ')') }} as date)
+            from {{ this }}
+        )
+    )
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endmacro %}

@@ -1,10 +1,11 @@
 {#- In a partitioned run (vars `min_date`..`max_date`), the bounds of its days on a naive UTC
-    timestamp column: a day either side, since a local day lies within a day of its UTC date. `true`
-    outside partitioned runs. -#}
-{% macro utc_partition_bounds(utc_column) -%}
+    timestamp column: a day either side, since a local day lies within a day of its UTC date. A model
+    that reads local days around the run's (`in_partition_window(..., days_before=, days_after=)`)
+    widens the bounds alike. `true` outside partitioned runs. -#}
+{% macro utc_partition_bounds(utc_column, days_before=0, days_after=0) -%}
     {%- if var('min_date', none) is not none -%}
-    ({{ utc_column }} >= {{ dbt.dateadd('day', -1, "cast('" ~ var('min_date') ~ "' as timestamp)") }}
-     and {{ utc_column }} < {{ dbt.dateadd('day', 2, "cast('" ~ var('max_date', var('min_date')) ~ "' as timestamp)") }})
+    ({{ utc_column }} >= {{ dbt.dateadd('day', -1 - days_before, "cast('" ~ var('min_date') ~ "' as timestamp)") }}
+     and {{ utc_column }} < {{ dbt.dateadd('day', 2 + days_after, "cast('" ~ var('max_date', var('min_date')) ~ "' as timestamp)") }})
     {%- else -%}
     true
     {%- endif -%}

@@ -1,6 +1,8 @@
 -- One row per version of a meter's registry entry (SCD type 2, from the `snp_ops__meters` snapshot):
 -- a meter swap or tariff change closes the old version (`valid_to_utc`) and opens a new one. The
 -- first version is valid from the beginning of time, so every reading finds its meter version.
+-- The reading span adds up `int_meter_reading_days` (incremental, per meter and local day), not
+-- ops.meter_readings itself: it still counts the readings the data lifecycle archived out of `ops`.
 with versions as (
     select
         *,
@@ -11,10 +13,10 @@ with versions as (
 reading_span as (
     select
         meter_id,
-        min(reading_start_utc) as first_reading_utc,
-        max(reading_start_utc) as last_reading_utc,
-        count(*) as reading_count
-    from {{ ref('stg_ops__meter_readings') }}
+        min(first_reading_utc) as first_reading_utc,
+        max(last_reading_utc) as last_reading_utc,
+        cast(sum(reading_count) as {{ dbt.type_bigint() }}) as reading_count
+    from {{ ref('int_meter_reading_days') }}
     group by meter_id
 )
 

@@ -1,5 +1,14 @@
 -- Data quality per processing day (UTC) and source: the ledger's reconciliation counts, what the
 -- quarantine holds, and the share of meter readings the anomaly model flagged that day.
+-- Incremental by processing day (macros/incremental.sql, processing_days_window): a run rebuilds the
+-- newest days whole (delete+insert on the day, every source) and keeps the older ones, so a day's
+-- figures survive the lifecycle's deletion of its ledger, quarantine and score rows from `ops`.
+{{ config(
+    materialized='incremental',
+    unique_key=['activity_date'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
 with ledger as (
     select
         cast(processed_at_utc as date) as activity_date,
@@ -11,6 +20,7 @@ with ledger as (
         sum(quarantined) as quarantined,
         avg(quality_score) as avg_quality_score
     from {{ ref('stg_ops__ingest_ledger') }}
+    where {{ processing_days_window('cast(processed_at_utc as date)') }}
     group by cast(processed_at_utc as date), source
 ),
 
@@ -20,6 +30,7 @@ quarantine as (
         source,
         count(*) as quarantine_records
     from {{ ref('stg_ops__quarantine') }}
+    where {{ processing_days_window('cast(quarantined_at_utc as date)') }}
     group by cast(quarantined_at_utc as date), source
 ),
 
@@ -30,6 +41,7 @@ reasons as (
         count(*) as distinct_reasons,
         sum(record_count) as reason_occurrences
     from {{ ref('fct_quarantine_reasons_daily') }}
+    where {{ processing_days_window('activity_date') }}
     group by activity_date, source
 ),
 
@@ -40,6 +52,7 @@ anomalies as (
         count(*) as scored_readings,
         avg({{ indicator('is_anomaly') }}) as anomaly_rate
     from {{ ref('stg_ops__anomaly_scores') }}
+    where {{ processing_days_window('cast(scored_at_utc as date)') }}
     group by cast(scored_at_utc as date)
 ),
 

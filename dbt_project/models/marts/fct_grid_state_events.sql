@@ -7,13 +7,17 @@
 -- those days may have changed: the ones in progress at its first midnight (their end and peak come
 -- from the day they continue into), and the ones this table still holds open (a run that reads a
 -- node's data resume after a gap closes them). Without the vars every event is recomputed.
+-- The pre-hook removes a run's events only for the node-days `ops` still holds grid figures of
+-- (ops.grid_stability, written for every node-hour the grid asset analysed): the data lifecycle
+-- expires a day's figures and its closed events together, and a run over such a day keeps its events.
 {{ config(
     materialized='incremental',
     unique_key=['grid_node_id', 'started_at_utc'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
-    pre_hook="{% if is_incremental() and var('min_date', none) is not none %}delete from {{ this }} where {{ in_partition_window('start_utc_date') }}{% endif %}",
+    pre_hook="{% if is_incremental() and var('min_date', none) is not none %}delete from {{ this }} where {{ in_partition_window('start_utc_date') }} and (grid_node_id, start_utc_date) in (select distinct grid_node_id, utc_date from {{ ref('stg_ops__grid_stability') }} where {{ in_partition_window('utc_date') }}){% endif %}",
 ) }}
+-- depends_on: {{ ref('stg_ops__grid_stability') }}
 {%- set first_midnight = "cast('" ~ var('min_date', '1970-01-01') ~ "' as timestamp)" %}
 select
     e.grid_node_id,

@@ -1,5 +1,21 @@
 -- Consumption against temperature per region and local day, with heating and cooling degree-days
 -- (bases from the project vars) so analysts can fit each region's temperature sensitivity.
+-- Both inputs are marts that keep their history when the data lifecycle deletes old days from `ops`:
+-- energy from fct_consumption_daily, temperatures from fct_weather_conditions' station-hours put on
+-- the local calendar of the meters the station serves (UTC when it serves none). A station-hour
+-- belongs to the local day its start falls on, so a station's day is its hours' observations (the mean
+-- weighted by each hour's observation count): the same as per observation wherever the offset is
+-- whole hours; where it is not (e.g. +05:30), the hour that straddles local midnight counts whole for
+-- the day it starts in.
+-- Incremental by local day: a partitioned run (vars min_date..max_date) rebuilds the local days
+-- min_date - 1 .. max_date + 1, since the run's UTC days of weather reach into the local days either
+-- side; without the vars every day is recomputed from the two marts.
+{{ config(
+    materialized='incremental',
+    unique_key=['local_date'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
 with consumption as (
     select
         d.region,
@@ -9,7 +25,40 @@ with consumption as (
         sum(d.net_kwh) as net_kwh
     from {{ ref('fct_consumption_daily') }} as d
     where d.region is not null and d.interval_count > 0
+        and {{ in_partition_window('d.local_date', days_before=1, days_after=1) }}
     group by d.region, d.local_date
+),
+
+station_timezones as (
+    select weather_station_id as station_id, min(timezone) as timezone
+    from {{ ref('stg_ops__meters') }}
+    where weather_station_id is not null
+    group by weather_station_id
+),
+
+station_hours as (
+    select
+        w.station_id,
+        {{ local_date('w.hour_start_utc', "coalesce(t.timezone, 'UTC')") }} as local_date,
+        w.observation_count,
+        w.mean_temperature_c,
+        w.min_temperature_c,
+        w.max_temperature_c
+    from {{ ref('fct_weather_conditions') }} as w
+    left join station_timezones as t on w.station_id = t.station_id
+    where {{ utc_partition_bounds('w.hour_start_utc', days_before=1, days_after=1) }}
+),
+
+station_days as (
+    select
+        station_id,
+        local_date,
+        sum(mean_temperature_c * observation_count) / sum(observation_count) as mean_temperature_c,
+        min(min_temperature_c) as min_temperature_c,
+        max(max_temperature_c) as max_temperature_c
+    from station_hours
+    where {{ in_partition_window('local_date', days_before=1, days_after=1) }}
+    group by station_id, local_date
 ),
 
 region_stations as (
@@ -26,7 +75,7 @@ region_weather as (
         min(w.min_temperature_c) as min_temperature_c,
         max(w.max_temperature_c) as max_temperature_c
     from region_stations as rs
-    inner join {{ ref('int_weather_daily') }} as w on rs.station_id = w.station_id
+    inner join station_days as w on rs.station_id = w.station_id
     group by rs.region, w.local_date
 )
 
