@@ -1,4 +1,4 @@
-"""`metrify holds add | list | release`: legal holds on a scope of data (docs/lifecycle.md).
+"""`metrify holds add | list | release | unlock`: legal holds on a scope of data (docs/lifecycle.md).
 
 A hold is recorded in `ops.legal_holds` with its reason and author, and the lake objects of its scope
 get an S3 Object Lock legal hold. While it stands no lifecycle rule deletes, moves or expires that data.
@@ -83,14 +83,18 @@ def register(app: typer.Typer) -> None:
         try:
             with postgres_resource(settings).connect() as conn:
                 hold = holds.add(conn, dataset, first_day, last_day, reason, by or who(), meter)
-                keys = holds.scope_keys(lake, dataset, first_day, last_day)
-                locked = holds.lock_objects(lake, keys, on=True)
+                state.log(conn, dataset, first_day, "hold", f"hold {hold.hold_id}: {hold.scope}: {reason}")
+                conn.commit()  # the recorded hold is what every lifecycle step obeys: it stands from now
+                try:
+                    locked = holds.lock_objects(
+                        lake, holds.scope_keys(lake, dataset, first_day, last_day), on=True
+                    )
+                    lock_error = None
+                except Exception as err:  # noqa: BLE001 - reported: the hold stands, its lake locks do not
+                    locked, lock_error = 0, f"{type(err).__name__}: {err}"
                 conn.execute(
                     "UPDATE ops.legal_holds SET objects_locked = %s WHERE hold_id = %s",
                     (locked, hold.hold_id),
-                )
-                state.log(
-                    conn, dataset, first_day, "hold", f"hold {hold.hold_id}: {hold.scope}: {reason}", locked
                 )
                 conn.commit()
         except holds.HoldError as err:
@@ -100,6 +104,13 @@ def register(app: typer.Typer) -> None:
             f"hold {hold.hold_id} placed on {hold.scope} by {hold.author}; {locked} lake objects locked"
         )
         note_embedded_server(settings)
+        if lock_error:
+            typer.echo(
+                f"warning: the hold is recorded and Metrify obeys it, but its lake objects could not be locked "
+                f"({lock_error}); S3 Object Lock needs a bucket created with object lock",
+                err=True,
+            )
+            raise typer.Exit(code=1)
 
     @holds_app.command("list")
     def list_cmd(
@@ -142,16 +153,41 @@ def register(app: typer.Typer) -> None:
         try:
             with postgres_resource(settings).connect() as conn:
                 hold = holds.release(conn, hold_id, by or who(), note)
-                unlocked = holds.unlock_objects(conn, lake, hold)
-                state.log(
-                    conn, hold.dataset, hold.first_day, "release", f"hold {hold_id}: {note or ''}", unlocked
-                )
+                state.log(conn, hold.dataset, hold.first_day, "release", f"hold {hold_id}: {note or ''}")
                 conn.commit()
+                try:
+                    unlocked, unlock_error = holds.unlock_objects(conn, lake, hold), None
+                except Exception as err:  # noqa: BLE001 - reported: released, some lake locks remain
+                    unlocked, unlock_error = 0, f"{type(err).__name__}: {err}"
         except holds.HoldError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2) from err
         typer.echo(
             f"hold {hold_id} on {hold.scope} released by {hold.released_by}; {unlocked} lake objects unlocked"
         )
+        if unlock_error:
+            typer.echo(
+                f"warning: released, but lifting its lake locks failed ({unlock_error}); "
+                f"retry with `metrify holds unlock {hold_id}`",
+                err=True,
+            )
+            raise typer.Exit(code=1)
+
+    @holds_app.command("unlock")
+    def unlock_cmd(
+        hold_id: Annotated[int, typer.Argument(help="A released hold's id.")],
+    ) -> None:
+        """Lift the lake locks of a released hold again (after `release` could not lift them all)."""
+        settings = resolve_settings()
+        with postgres_resource(settings).connect() as conn:
+            hold = holds.get(conn, hold_id)
+            if hold is None or hold.active:
+                typer.echo(
+                    f"error: hold {hold_id} {'does not exist' if hold is None else 'is not released'}",
+                    err=True,
+                )
+                raise typer.Exit(code=2)
+            unlocked = holds.unlock_objects(conn, lake=Lake(settings.lake_url), hold=hold)
+        typer.echo(f"{unlocked} lake objects of hold {hold_id} unlocked")
 
     app.add_typer(holds_app, name="holds")

@@ -37,6 +37,43 @@ lifecycle_app = typer.Typer(
 )
 
 
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A YAML file of the lifecycle's run configuration (`ages`, `raw_days`, ...: docs/lifecycle.md), as "
+        "given to the weekly job; default: the defaults.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    """The policy part of a lifecycle run configuration file (validated as the assets validate it)."""
+    if path is None:
+        return {}
+    import dagster as dg
+    import yaml  # type: ignore[import-untyped]  # PyYAML comes with dagster; its stubs are not a dependency
+    from pydantic import ValidationError
+
+    from metrify_assets.lifecycle.assets import LifecycleConfig
+
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+        config = LifecycleConfig(**values)
+        config.policy()
+    except (yaml.YAMLError, ValidationError, TypeError, ValueError, dg.Failure) as err:
+        raise _fail(f"{path}: not a lifecycle configuration: {err}") from err
+    return {k: v for k, v in values.items() if k not in ("as_of", "dry_run")}
+
+
+def _policy(path: Path | None) -> Policy:
+    from metrify_assets.lifecycle.assets import LifecycleConfig
+
+    return LifecycleConfig(**load_config(path)).policy()
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
@@ -143,6 +180,7 @@ def rules_cmd(
             "objects under a legal hold.",
         ),
     ] = False,
+    config: ConfigOption = None,
 ) -> None:
     """The S3 lifecycle rules matching the policy (tiers, raw and report retention); --apply puts them on
     the lake's bucket.
@@ -168,7 +206,7 @@ def rules_cmd(
             )
     try:
         rules = bucket_lifecycle_rules(
-            Policy(), prefix=lake.prefix if lake.is_s3 else "", versioned=versioned
+            _policy(config), prefix=lake.prefix if lake.is_s3 else "", versioned=versioned
         )
     except ValueError as err:
         raise _fail(f"the policy has no valid S3 rules: {err}") from err
@@ -216,6 +254,7 @@ def run_cmd(
         str | None, typer.Option(help="The lifecycle's today (YYYY-MM-DD); default: today (UTC).")
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Only record and list what would move and go.")] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Run the weekly job's lifecycle now: days due to the cold and archive tiers, then retention."""
     from datetime import UTC, date, datetime
@@ -224,13 +263,19 @@ def run_cmd(
     from metrify_assets.orchestration.instance import RunFailedError, local_instance
     from metrify_assets.orchestration.weekly import run_lifecycle
 
-    today = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
+    try:
+        today = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
+    except ValueError as err:
+        raise _fail(f"--as-of must be a date (YYYY-MM-DD), got {as_of!r}") from err
+    policy_config = load_config(config)
     settings = resolve_settings()
     console = Console()
     with postgres_resource(settings).connect() as conn:
         try:
             with console.status(f"lifecycle as of {today}{' (dry run)' if dry_run else ''}..."):
-                run = run_lifecycle(load_defs(), local_instance(settings), conn, today, dry_run)
+                run = run_lifecycle(
+                    load_defs(), local_instance(settings), conn, today, dry_run, config=policy_config
+                )
         except RunFailedError as err:
             raise _fail(str(err)) from err
         done = conn.execute(

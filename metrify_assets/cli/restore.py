@@ -68,7 +68,11 @@ def register(app: typer.Typer) -> None:
         now = datetime.now(UTC)
         with postgres_resource(settings).connect() as conn:
             if using == "raw":
-                cutoff = datetime.fromisoformat(as_of) if as_of else None
+                try:
+                    cutoff = datetime.fromisoformat(as_of) if as_of else None
+                except ValueError as err:
+                    typer.echo(f"error: --as-of must be an ISO 8601 time, got {as_of!r}", err=True)
+                    raise typer.Exit(code=2) from err
                 if cutoff is not None and cutoff.tzinfo is None:
                     cutoff = cutoff.replace(tzinfo=UTC)
                 try:

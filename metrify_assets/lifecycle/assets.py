@@ -11,8 +11,10 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 import pandas as pd
+import psycopg
 from pydantic import Field
 
+from metrify_assets.alerts import store as alerts
 from metrify_assets.lifecycle import retention, state
 from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, RawRetention, TierAges
 from metrify_assets.lifecycle.tables import TABLES
@@ -189,14 +191,48 @@ def _transition_days(
             config.dry_run,
         )
         tiers = state.tier_table(conn)
+        failures = [o for o in outcomes if o.failed]
+        report_failures(conn, f"{target}_tier", failures)
     for o in outcomes:
         context.log.info(f"{o.dataset} {o.day}: {o.action} {o.detail}")
-    _fail_on(outcomes, f"moved to {target}")
-    return _result(
+    result = _result(
         outcomes,
         tiers,
         {"as_of": dg.MetadataValue.text(today.isoformat()), "dry_run": dg.MetadataValue.bool(config.dry_run)},
     )
+    # A day that failed its check stays where it was, whole; the other days' moves and the retention
+    # after this asset go on. The failed check and a critical alert say which day and why.
+    check = dg.AssetCheckResult(
+        check_name="moves_verified",
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "days_moved": dg.MetadataValue.int(sum(o.action.startswith("moved") for o in outcomes)),
+            "days_failed": dg.MetadataValue.int(len(failures)),
+            "failures": dg.MetadataValue.md(_outcome_table(failures) if failures else "none"),
+        },
+    )
+    return dg.MaterializeResult(metadata=result.metadata, check_results=[check])
+
+
+def report_failures(conn: psycopg.Connection, asset: str, failures: list[Outcome]) -> None:
+    """Raise (or, once clear, resolve) the `lifecycle:<asset>` alert for copies that failed their checks."""
+    key = f"lifecycle:{asset}"
+    if failures:
+        alerts.raise_alert(
+            conn,
+            alerts.Alert(
+                kind="lifecycle",
+                severity="critical",
+                subject=asset,
+                dedup_key=key,
+                summary=f"{len(failures)} days not moved by {asset}: their copy failed a check (nothing deleted)",
+                details={"days": [f"{o.dataset} {o.day}: {o.detail}" for o in failures[:20]]},
+            ),
+        )
+    else:
+        alerts.resolve_condition(conn, key, f"{asset} moved every due day")
+    conn.commit()
 
 
 @dg.asset(
@@ -208,6 +244,7 @@ def _transition_days(
     owners=OWNERS,
     description="Cold tier: days past their warm age move from S3 STANDARD to STANDARD_IA, after their copy "
     "is checked against its manifest; the change is verified (class, size, ETag, bytes).",
+    check_specs=[dg.AssetCheckSpec("moves_verified", asset="cold_tier")],
     metadata={"storage_class": "STANDARD_IA"},
 )
 def cold_tier(
@@ -225,6 +262,7 @@ def cold_tier(
     owners=OWNERS,
     description="Archive tier: days past their cold age move from STANDARD_IA to GLACIER (or DEEP_ARCHIVE), "
     "after their copy is checked against its manifest. Reading them back needs a restore (`metrify restore`).",
+    check_specs=[dg.AssetCheckSpec("moves_verified", asset="archive_tier")],
     metadata={"storage_class": "GLACIER or DEEP_ARCHIVE"},
 )
 def archive_tier(

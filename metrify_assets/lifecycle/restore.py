@@ -1,7 +1,7 @@
 """Restore: archived days back to the hot tier, exactly as they were archived.
 
-A day whose hot rows were deleted is read from its lake copy, checked against its manifest (SHA-256 and
-content checksum), and inserted back into PostgreSQL; a key that is hot with the same or a newer
+A day whose hot rows were deleted is read from its lake copy, checked against its manifest and recorded
+state (SHA-256, rows and content checksum), and inserted back into PostgreSQL; a key that is hot with the same or a newer
 version keeps its row. A copy in GLACIER or DEEP_ARCHIVE cannot be read (S3 answers
 `InvalidObjectState`): the restore is requested and reported, and running the same command once S3 has
 made the copy readable finishes the day. Restored days stay hot for `keep_days` before the hot window
@@ -10,17 +10,26 @@ applies again. Running a restore twice changes nothing the second time.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
+import pandas as pd
 import psycopg
 
 from metrify_assets.lifecycle import state
 from metrify_assets.lifecycle.tables import TABLES, content_checksum
-from metrify_assets.lifecycle.tiers import Outcome, read_copy, sha256
+from metrify_assets.lifecycle.tiers import Outcome, VerificationError, verify_copy
 from metrify_assets.resources.lake import Lake, ObjectArchivedError
 
 DEFAULT_KEEP_DAYS = 30
+
+
+def _failed(conn: psycopg.Connection, dataset: str, day: date, err: Exception, run_id: str | None) -> Outcome:
+    detail = f"not restored: {err}"
+    state.log(conn, dataset, day, "failed", detail, run_id=run_id)
+    conn.commit()
+    return Outcome(dataset, day, "failed", detail)
 
 
 class _Reported(list[Outcome]):
@@ -64,7 +73,7 @@ def restore_days(
             )
             continue
         try:
-            body, frame = read_copy(lake, day_state.object_key)
+            body = verify_copy(lake, table, day_state)
         except ObjectArchivedError as err:
             status = lake.request_restore(day_state.object_key, days=RESTORE_COPY_DAYS)
             state.record_restore_requested(conn, dataset, day, now)
@@ -73,22 +82,19 @@ def restore_days(
             )
             conn.commit()
             if status != "available":
-                outcomes.append(
-                    Outcome(
-                        dataset,
-                        day,
-                        "restore requested",
-                        f"{day_state.object_key} is in {err.storage_class}: S3 is restoring it; run again once ready",
-                    )
-                )
+                detail = f"{day_state.object_key} is in {err.storage_class}: S3 is restoring it; run again once ready"
+                outcomes.append(Outcome(dataset, day, "restore requested", detail))
                 continue
-            body, frame = read_copy(lake, day_state.object_key)
-        if sha256(body) != day_state.sha256 or content_checksum(frame, table.key) != day_state.checksum:
-            detail = f"{day_state.object_key} does not match its manifest: not restored"
-            state.log(conn, dataset, day, "failed", detail, run_id=run_id)
-            conn.commit()
-            outcomes.append(Outcome(dataset, day, "failed", detail))
+            try:
+                body = verify_copy(lake, table, day_state)
+            except VerificationError as failed:
+                outcomes.append(_failed(conn, dataset, day, failed, run_id))
+                continue
+        except VerificationError as failed:
+            outcomes.append(_failed(conn, dataset, day, failed, run_id))
             continue
+        frame = pd.read_parquet(io.BytesIO(body))
+        state.lock_day(conn, dataset, day)
         written = table.restore_rows(conn, frame)
         hot = table.read_days(conn, day, day)
         exact = content_checksum(hot, table.key) == day_state.checksum

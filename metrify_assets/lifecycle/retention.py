@@ -34,19 +34,19 @@ DERIVED_BY_LOCAL_DATE = (
 )
 # Operational log tables under the `ops` retention: (table, the time that ages a row, rows eligible).
 OPS_TABLES: tuple[tuple[str, str, str], ...] = (
-    ("ops.ingest_ledger", "processed_at", "true"),
-    ("ops.ingest_days", "day", "true"),
-    ("ops.review_queue", "decided_at", "decided_at IS NOT NULL"),
-    ("ops.quality_alerts", "raised_at", "true"),
-    ("ops.run_alerts", "failed_at", "true"),
-    ("ops.alert_deliveries", "coalesce(delivered_at, last_attempt_at)", "delivered_at IS NOT NULL"),
-    ("ops.alerts", "resolved_at", "resolved_at IS NOT NULL"),
+    ("ops.review_queue", "(decided_at AT TIME ZONE 'UTC')::date", "decided_at IS NOT NULL"),
+    ("ops.quality_alerts", "(raised_at AT TIME ZONE 'UTC')::date", "true"),
+    ("ops.run_alerts", "(failed_at AT TIME ZONE 'UTC')::date", "true"),
+    ("ops.alert_deliveries", "(delivered_at AT TIME ZONE 'UTC')::date", "delivered_at IS NOT NULL"),
+    ("ops.alerts", "(resolved_at AT TIME ZONE 'UTC')::date", "resolved_at IS NOT NULL"),
     ("ops.grid_stability", "day", "true"),
     ("ops.grid_state_events", "start_day", "ended_at IS NOT NULL"),
     # Rows of the last hour stay whatever the pass's clock (`as_of` may be far ahead of `at`): the
     # running pass never erases its own record.
-    ("ops.lifecycle_log", "at", "at < now() - interval '1 hour'"),
+    ("ops.lifecycle_log", "(at AT TIME ZONE 'UTC')::date", "at < now() - interval '1 hour'"),
 )
+# Kept: `ops.ingest_ledger` and `ops.ingest_days` make ingestion exactly-once (a landing file whose
+# batch left the ledger would be ingested again); `ops.vee_audit` is the billing audit trail.
 RAW_SOURCES = TIERED_DATASETS
 
 
@@ -286,9 +286,12 @@ def expire_lake_days(
     days: int | None,
     dry_run: bool,
     run_id: str | None,
+    source: str | None = None,
 ) -> list[Outcome]:
     """Day folders under `prefix` (raw batches, dated reports): to STANDARD_IA after `ia_days`,
-    deleted after `days`; held folders untouched. Transitions already done are in the lifecycle log."""
+    deleted after `days`. A folder is kept whole while a hold on `dataset` covers its days, or (raw
+    batches of `source`) while a hold on that source starts on or before its arrival day: a batch
+    holds data of its arrival day and earlier."""
     outcomes: list[Outcome] = []
     done = {
         d
@@ -304,10 +307,16 @@ def expire_lake_days(
         to_ia = not expire and ia_days is not None and age >= ia_days and last not in done
         if not (expire or to_ia):
             continue
-        if _held_days(conn, dataset, first, last):
-            outcomes.append(Outcome(dataset, last, "held", f"{day_prefix} kept: legal hold"))
+        held = holds.covering(conn, dataset, first, last)
+        if source is not None:
+            held += holds.covering(conn, source, date.min, last)
+        if held:
+            detail = f"{day_prefix} kept: legal hold {', '.join(sorted({str(h.hold_id) for h in held}))}"
+            outcomes.append(Outcome(dataset, last, "held", detail))
             continue
-        keys = lake.list(day_prefix)
+        objects = lake.list_sizes(day_prefix)
+        if to_ia:  # only what is still in STANDARD (a bucket rule may have moved some already)
+            objects = [o for o in objects if o[2] == "STANDARD"]
         action = (
             ("would expire" if dry_run else "expired")
             if expire
@@ -315,11 +324,16 @@ def expire_lake_days(
         )
         if not dry_run:
             try:
-                for key in keys:
+                for key, _, _ in objects:
                     if expire:
                         lake.delete(key)
                     else:
-                        lake.set_storage_class(key, "STANDARD_IA")
+                        before = lake.head(key)
+                        after = lake.set_storage_class(
+                            key, "STANDARD_IA", before.version_id if before else None
+                        )
+                        if before and before.version_id and after.version_id != before.version_id:
+                            lake.delete_version(key, before.version_id)
             except ObjectLockedError as err:
                 outcomes.append(Outcome(dataset, last, "held", str(err)))
                 continue
@@ -329,13 +343,13 @@ def expire_lake_days(
             last,
             "expired" if expire else "moved_ia",
             day_prefix,
-            len(keys),
+            len(objects),
             None,
             dry_run,
             run_id,
         )
         conn.commit()
-        outcomes.append(Outcome(dataset, last, action, day_prefix, len(keys)))
+        outcomes.append(Outcome(dataset, last, action, day_prefix, len(objects)))
     return outcomes
 
 
@@ -389,7 +403,16 @@ def apply(
     outcomes += expire_copies(conn, lake, policy, today, dry_run, run_id)
     for source in RAW_SOURCES:
         outcomes += expire_lake_days(
-            conn, lake, "raw", f"raw/{source}/", today, policy.raw.ia_days, policy.raw.days, dry_run, run_id
+            conn,
+            lake,
+            "raw",
+            f"raw/{source}/",
+            today,
+            policy.raw.ia_days,
+            policy.raw.days,
+            dry_run,
+            run_id,
+            source,
         )
     if policy.reports_days is not None:
         outcomes += expire_lake_days(
@@ -401,7 +424,7 @@ def apply(
                 conn,
                 "quarantine",
                 "ops.quarantine",
-                "quarantined_at",
+                "(quarantined_at AT TIME ZONE 'UTC')::date",
                 "true",
                 policy.quarantine_days,
                 today,

@@ -43,6 +43,12 @@ class DayState:
 _COLUMNS = ", ".join(f.name for f in fields(DayState))
 
 
+def lock_day(conn: psycopg.Connection, dataset: str, day: date) -> None:
+    """Serialise the lifecycle's steps on one dataset-day (copy, move, hot deletion, restore) until
+    the transaction ends: two writers of the same day's copy would leave the state and the lake apart."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('lifecycle:' || %s), %s)", (dataset, day.toordinal()))
+
+
 def get(conn: psycopg.Connection, dataset: str, day: date) -> DayState | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM ops.lifecycle_days WHERE dataset = %s AND day = %s", (dataset, day)

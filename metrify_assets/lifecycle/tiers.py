@@ -105,6 +105,11 @@ def write_verified(
         "written_at": now.isoformat(),
     }
     lake.put(mkey, json.dumps(manifest, indent=2).encode(), content_type="application/json")
+    for written in (
+        key,
+        mkey,
+    ):  # the previous copy (a versioned bucket keeps it) goes once this one checked out
+        lake.delete_older_versions(written)
     state.record_copy(
         conn,
         state.DayState(
@@ -148,6 +153,7 @@ def copy_to_warm(
     - the hot rows are what the copy holds: nothing to do;
     - the day's hot rows were deleted and late rows came since: merge them into the copy if it is
       readable (warm or cold; the day goes back to warm), else leave them hot and say so."""
+    state.lock_day(conn, table.dataset, day)
     current = state.get(conn, table.dataset, day)
     rows = table.read_days(conn, day, day)
     if not len(rows):
@@ -157,6 +163,12 @@ def copy_to_warm(
         return Outcome(table.dataset, day, "unchanged", f"copy in {current.tier} holds these rows", len(rows))
     if current is not None and current.hot_gone() and current.kept_checksum == checksum:
         return Outcome(table.dataset, day, "unchanged", "rows a hold kept hot, in the copy too", len(rows))
+    held = holds.covering(conn, table.dataset, day, day)
+    if held and current is not None:
+        # A new version of a held object would carry no hold: the copy stays, the rows stay hot.
+        detail = f"copy not replaced while legal hold {held[0].hold_id} stands; {len(rows)} rows stay hot"
+        state.log(conn, table.dataset, day, "held", detail, len(rows), run_id=run_id)
+        return Outcome(table.dataset, day, "held", detail, len(rows))
     try:
         if current is not None and current.hot_gone():
             try:
@@ -170,7 +182,12 @@ def copy_to_warm(
                 return Outcome(table.dataset, day, "skipped", detail, len(rows))
             merged = newest_versions(pd.concat([archived, rows], ignore_index=True), table.key)
             return write_verified(conn, lake, table, day, merged, now, run_id, "merged")
-        return write_verified(conn, lake, table, day, rows, now, run_id, "copied")
+        outcome = write_verified(conn, lake, table, day, rows, now, run_id, "copied")
+        if held:  # the day's first copy, under a hold placed before it existed: locked at once
+            holds.lock_objects(
+                lake, [data_key(table.dataset, day), manifest_key(table.dataset, day)], on=True
+            )
+        return outcome
     except ObjectLockedError as err:
         return Outcome(table.dataset, day, "held", f"copy not replaced: {err}", len(rows))
 
@@ -192,6 +209,10 @@ def verify_copy(lake: Lake, table: TieredTable, day_state: state.DayState) -> by
     return body
 
 
+CLASS_TIER = {"STANDARD": "warm", "STANDARD_IA": "cold", "GLACIER": "archive", "DEEP_ARCHIVE": "archive"}
+CLASS_RANK = {"STANDARD": 0, "STANDARD_IA": 1, "GLACIER": 2, "DEEP_ARCHIVE": 3}
+
+
 def transition(
     conn: psycopg.Connection,
     lake: Lake,
@@ -203,7 +224,11 @@ def transition(
     run_id: str | None = None,
     dry_run: bool = False,
 ) -> Outcome:
-    """Move a day's verified copy to `tier` by a storage-class change (not committed)."""
+    """Move a day's verified copy to `tier` by a storage-class change (not committed).
+
+    The copy is checked against its manifest, copied onto itself in the new class, and the result
+    checked; only then is the superseded version (versioned buckets) deleted. A copy a bucket rule
+    already moved as far (or further) is checked by size and recorded where it is."""
     dataset, day, key = day_state.dataset, day_state.day, day_state.object_key
     detail = f"{day_state.storage_class} -> {storage_class}"
     if dry_run:
@@ -211,17 +236,32 @@ def transition(
             conn, dataset, day, f"move_{tier}", detail, day_state.row_count, day_state.bytes, True, run_id
         )
         return Outcome(dataset, day, f"would move to {tier}", detail, day_state.row_count, day_state.bytes)
+    state.lock_day(conn, dataset, day)
     try:
-        body = verify_copy(lake, table, day_state)
         before = lake.head(key)
-        info = lake.set_storage_class(key, storage_class)
-        if info.storage_class != storage_class or info.size != len(body):
-            raise VerificationError(f"{key}: after the change it is {info.storage_class}, {info.size} bytes")
-        if before is not None and before.etag is not None and info.etag != before.etag:
-            raise VerificationError(f"{key}: ETag changed by the storage-class change")
-        if info.readable and sha256(lake.get(key)) != day_state.sha256:
-            raise VerificationError(f"{key}: bytes changed by the storage-class change")
-    except (VerificationError, ObjectLockedError, FileNotFoundError) as err:
+        if before is None:
+            raise FileNotFoundError(f"{key} is not in the lake")
+        if CLASS_RANK.get(before.storage_class, 0) >= CLASS_RANK[storage_class]:
+            if before.size != day_state.bytes:
+                raise VerificationError(
+                    f"{key}: {before.size} bytes in {before.storage_class}, recorded {day_state.bytes}"
+                )
+            tier, storage_class = CLASS_TIER[before.storage_class], before.storage_class
+            detail = f"already in {storage_class} (a bucket lifecycle rule moved it); size checked"
+        else:
+            body = verify_copy(lake, table, day_state)
+            info = lake.set_storage_class(key, storage_class, source_version=before.version_id)
+            if info.storage_class != storage_class or info.size != len(body):
+                raise VerificationError(
+                    f"{key}: after the change it is {info.storage_class}, {info.size} bytes"
+                )
+            if before.etag is not None and info.etag != before.etag:
+                raise VerificationError(f"{key}: ETag changed by the storage-class change")
+            if info.readable and sha256(lake.get(key)) != day_state.sha256:
+                raise VerificationError(f"{key}: bytes changed by the storage-class change")
+            if before.version_id and info.version_id and info.version_id != before.version_id:
+                lake.delete_version(key, before.version_id)  # the new version is verified: the old one goes
+    except (VerificationError, ObjectLockedError, ObjectArchivedError, FileNotFoundError) as err:
         state.log(conn, dataset, day, "failed", f"not moved to {tier}: {err}", run_id=run_id)
         return Outcome(dataset, day, "failed", f"not moved to {tier}: {err}", day_state.row_count)
     state.record_move(conn, dataset, day, tier, storage_class, now)

@@ -31,11 +31,13 @@ def run_lifecycle(
     as_of: date,
     dry_run: bool = False,
     trigger: str = "cli",
+    config: dict[str, object] | None = None,
 ) -> LifecycleRun:
-    """One run of `weekly_job`'s lifecycle assets as of `as_of` (the retraining is left to the schedule)."""
+    """One run of `weekly_job`'s lifecycle assets as of `as_of` (the retraining is left to the schedule);
+    `config` is the rest of the lifecycle's run configuration (the policy)."""
     span = lifecycle_range(conn, as_of)
     conn.commit()
-    config = {"as_of": as_of.isoformat(), "dry_run": dry_run}
+    config = {**(config or {}), "as_of": as_of.isoformat(), "dry_run": dry_run}
     selected = list(LIFECYCLE_ASSETS) if span else ["retention_cleanup"]
     result = execute_job(
         defs,

@@ -44,6 +44,7 @@ class ObjectInfo:
     etag: str | None  # S3's ETag (the MD5 of a single-part object); None on a local directory
     legal_hold: bool
     restore: str | None  # None (never requested), "ongoing" or "available"
+    version_id: str | None = None  # the current version on a versioned bucket
 
     @property
     def readable(self) -> bool:
@@ -162,6 +163,7 @@ class Lake:
                 # S3-compatible store, HeadObject's lock headers are.
                 legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
                 restore=restore,
+                version_id=head.get("VersionId"),
             )
         path = self.root / key
         if not path.is_file():
@@ -176,23 +178,26 @@ class Lake:
             restore=meta.get("restore"),
         )
 
-    def set_storage_class(self, key: str, storage_class: str) -> ObjectInfo:
+    def set_storage_class(
+        self, key: str, storage_class: str, source_version: str | None = None
+    ) -> ObjectInfo:
         """Change the object's storage class in place (S3: CopyObject onto itself, as a lifecycle
-        transition does), then drop the superseded version of a versioned bucket. Returns the new state."""
+        transition does). On a versioned bucket the copy is a new version of `source_version` (default:
+        the current one), and the source stays until the caller has checked the copy and calls
+        `delete_version`. Returns the new state."""
         if storage_class not in STORAGE_CLASSES:
             raise ValueError(f"unknown storage class {storage_class!r}; one of {', '.join(STORAGE_CLASSES)}")
         if self.is_s3:
-            source = {"Bucket": self.bucket, "Key": self._s3_key(key)}
-            copied = self._s3.copy_object(
+            source: dict[str, str] = {"Bucket": self.bucket, "Key": self._s3_key(key)}
+            if source_version:
+                source["VersionId"] = source_version
+            self._s3.copy_object(
                 Bucket=self.bucket,
                 Key=self._s3_key(key),
                 CopySource=source,
                 StorageClass=storage_class,
                 MetadataDirective="COPY",
             )
-            new_version = copied.get("VersionId")
-            if new_version:
-                self._delete_versions(key, keep=new_version)
         else:
             meta = self._local_meta(key)
             if not (self.root / key).is_file():
@@ -204,12 +209,43 @@ class Lake:
         assert info is not None
         return info
 
+    def delete_version(self, key: str, version_id: str) -> None:
+        """Delete one superseded version (S3, versioned buckets); a held version raises `ObjectLockedError`."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=self._s3_key(key), VersionId=version_id)
+        except ClientError as err:
+            if _client_error_code(err) == "AccessDenied":
+                raise ObjectLockedError(f"{key} (version {version_id}) is under a legal hold") from err
+            raise
+
+    def delete_older_versions(self, key: str) -> int:
+        """Drop the superseded versions of a key the caller has just rewritten and checked (versioned S3
+        buckets; elsewhere nothing to do). Returns how many went."""
+        if not self.is_s3 or not self._versioned:
+            return 0
+        current = self.head(key)
+        older = [v for v, _ in self._versions(key) if current is None or v != current.version_id]
+        for version in older:
+            self.delete_version(key, version)
+        return len(older)
+
     def set_legal_hold(self, key: str, on: bool) -> None:
-        """Place or lift an S3 Object Lock legal hold (the bucket must have been created with object lock)."""
+        """Place an S3 Object Lock legal hold on the current version, or lift it from every version (the
+        bucket must have been created with object lock)."""
         if self.is_s3:
-            self._s3.put_object_legal_hold(
-                Bucket=self.bucket, Key=self._s3_key(key), LegalHold={"Status": "ON" if on else "OFF"}
-            )
+            versions: list[str | None] = [None]
+            if not on and self._versioned:
+                versions = [v for v, is_marker in self._versions(key) if not is_marker] or [None]
+            for version in versions:
+                extra: dict[str, str] = {"VersionId": version} if version else {}
+                self._s3.put_object_legal_hold(
+                    Bucket=self.bucket,
+                    Key=self._s3_key(key),
+                    LegalHold={"Status": "ON" if on else "OFF"},
+                    **extra,
+                )
             return
         if not (self.root / key).is_file():
             raise FileNotFoundError(key)
@@ -242,12 +278,17 @@ class Lake:
 
     def delete(self, key: str) -> None:
         """Delete the object, every version of it on a versioned bucket; `ObjectLockedError` when a
-        legal hold protects it (nothing is deleted then)."""
+        legal hold protects any version (nothing is deleted then)."""
         if self.is_s3:
-            if self._versioned:
-                self._delete_versions(key, keep=None)
-            else:
+            if not self._versioned:
                 self._s3.delete_object(Bucket=self.bucket, Key=self._s3_key(key))
+                return
+            versions = self._versions(key)
+            held = [v for v, is_marker in versions if not is_marker and self._version_held(key, v)]
+            if held:
+                raise ObjectLockedError(f"{key} is under a legal hold (version {held[0]}): nothing deleted")
+            for version, _ in versions:
+                self.delete_version(key, version)
             return
         if self._local_meta(key).get("legal_hold"):
             raise ObjectLockedError(f"{key} is under a legal hold: it cannot be deleted")
@@ -259,21 +300,19 @@ class Lake:
         status = self._s3.get_bucket_versioning(Bucket=self.bucket).get("Status")
         return status in ("Enabled", "Suspended")
 
-    def _delete_versions(self, key: str, keep: str | None) -> None:
-        from botocore.exceptions import ClientError
-
+    def _versions(self, key: str) -> list[tuple[str, bool]]:
+        """Every version id of exactly this key, with whether it is a delete marker."""
         full = self._s3_key(key)
-        listing = self._s3.list_object_versions(Bucket=self.bucket, Prefix=full)
-        entries = listing.get("Versions", []) + listing.get("DeleteMarkers", [])
-        for entry in entries:
-            if entry["Key"] != full or entry["VersionId"] == keep:
-                continue
-            try:
-                self._s3.delete_object(Bucket=self.bucket, Key=full, VersionId=entry["VersionId"])
-            except ClientError as err:
-                if _client_error_code(err) == "AccessDenied":
-                    raise ObjectLockedError(f"{key} is under a legal hold: it cannot be deleted") from err
-                raise
+        found: list[tuple[str, bool]] = []
+        paginator = self._s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            found += [(v["VersionId"], False) for v in page.get("Versions", []) if v["Key"] == full]
+            found += [(m["VersionId"], True) for m in page.get("DeleteMarkers", []) if m["Key"] == full]
+        return found
+
+    def _version_held(self, key: str, version_id: str) -> bool:
+        head = self._s3.head_object(Bucket=self.bucket, Key=self._s3_key(key), VersionId=version_id)
+        return bool(head.get("ObjectLockLegalHoldStatus") == "ON")
 
     def _meta_path(self, key: str) -> Path:
         path = self.root / key

@@ -219,3 +219,55 @@ def test_bucket_object_lock_blocks_deleting_a_held_version(s3_endpoint: str) -> 
     with pytest.raises(ObjectLockedError):
         lake.delete("curated/x/dt=2026-01-01/x.parquet")
     assert lake.get("curated/x/dt=2026-01-01/x.parquet") == b"x"
+
+
+def test_late_rows_for_a_held_day_leave_its_copy_alone_until_release(
+    pg: psycopg.Connection, lake: Lake
+) -> None:
+    """A new version of a held object would carry no hold: while held, the copy stays and the late
+    rows stay hot; after release they merge, and nothing is lost at any step."""
+    seed_hot_days(pg, days=1)
+    table = TABLES["meter_readings"]
+    copy_to_warm(pg, lake, table, FIRST_DAY, NOW)
+    pg.commit()
+    retention.apply(pg, lake, Policy(), FIRST_DAY + timedelta(days=30), NOW)
+    hold = holds.add(pg, holds.ALL, FIRST_DAY, FIRST_DAY, "case 9", "counsel")
+    holds.lock_objects(lake, holds.scope_keys(lake, holds.ALL, FIRST_DAY, FIRST_DAY), on=True)
+    pg.commit()
+    pg.execute(
+        "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, record_version, "
+        "batch_id) VALUES ('m-late', '2026-01-01T05:00Z', 60, 0.5, 1, 'late')"
+    )
+    pg.commit()
+    held = copy_to_warm(pg, lake, table, FIRST_DAY, NOW)
+    pg.commit()
+    assert held.action == "held"
+    assert lake.head(data_key("meter_readings", FIRST_DAY)).legal_hold  # type: ignore[union-attr]
+    retention.apply(pg, lake, Policy(), FIRST_DAY + timedelta(days=31), NOW)
+    assert hot_count(pg, "meter_readings", FIRST_DAY) == 1  # the late row waits, hot
+    with pytest.raises(ObjectLockedError):
+        lake.delete(data_key("meter_readings", FIRST_DAY))
+
+    released = holds.release(pg, hold.hold_id, "counsel")
+    holds.unlock_objects(pg, lake, released)
+    pg.commit()
+    assert not lake.head(data_key("meter_readings", FIRST_DAY)).legal_hold  # type: ignore[union-attr]
+    assert copy_to_warm(pg, lake, table, FIRST_DAY, NOW).action == "merged"
+    pg.commit()
+    retention.apply(pg, lake, Policy(), FIRST_DAY + timedelta(days=32), NOW)
+    assert hot_count(pg, "meter_readings", FIRST_DAY) == 0
+    moves = move_due(pg, lake, Policy(), FIRST_DAY + timedelta(days=91), FIRST_DAY, FIRST_DAY, "cold", NOW)
+    assert [o.action for o in moves if o.dataset == "meter_readings"] == ["moved to cold"]
+    restored = restore_days(pg, lake, "meter_readings", FIRST_DAY, FIRST_DAY, NOW)
+    assert restored[0].action == "restored" and restored[0].rows == 49
+
+
+def test_a_copy_a_bucket_rule_moved_first_is_recorded_where_it_is(pg: psycopg.Connection, lake: Lake) -> None:
+    seed_hot_days(pg, days=1)
+    copy_to_warm(pg, lake, TABLES["grid_status"], FIRST_DAY, NOW)
+    pg.commit()
+    lake.set_storage_class(data_key("grid_status", FIRST_DAY), "GLACIER")  # as an S3 rule would
+    moves = move_due(pg, lake, Policy(), FIRST_DAY + timedelta(days=100), FIRST_DAY, FIRST_DAY, "cold", NOW)
+    assert [(o.action, "bucket lifecycle rule" in o.detail) for o in moves] == [("moved to archive", True)]
+    recorded = state.get(pg, "grid_status", FIRST_DAY)
+    assert recorded is not None and (recorded.tier, recorded.storage_class) == ("archive", "GLACIER")

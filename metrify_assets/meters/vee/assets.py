@@ -16,8 +16,11 @@ from pydantic import Field
 
 from metrify_assets.metadata import markdown_table
 from metrify_assets.meters.vee.catalogue import VeeConfig
-from metrify_assets.meters.vee.store import run_days
-from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
+from metrify_assets.meters.vee.estimation import SERIES_COLUMNS
+from metrify_assets.meters.vee.gate import DAY_COLUMNS
+from metrify_assets.meters.vee.process import VeeResult
+from metrify_assets.meters.vee.store import VeeRun, run_days
+from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, partition_days
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import suite_check_result
 from metrify_assets.resources import PostgresResource
@@ -76,8 +79,16 @@ def vee_meter_readings(
     first, last = partition_days(context)
     cfg = config.vee_config()
     with postgres.connect() as conn:
-        refuse_archived_days(conn, first, last)
-        run = run_days(conn, first, last, cfg, run_id=context.run.run_id)
+        archived = archived_days(conn, first, last)
+        if archived:
+            context.log.warning(
+                f"{len(archived)} days of the run left PostgreSQL ({archived[0]} .. {archived[-1]}): skipped, "
+                "their series and the marts' history stand; restore them (`metrify restore --dataset "
+                "meter_readings --from ... --to ...`) to rebuild them"
+            )
+        hot_days = [d for d in _days(first, last) if d not in set(archived)]
+        runs = [run_days(conn, a, b, cfg, run_id=context.run.run_id) for a, b in contiguous_ranges(hot_days)]
+    run = merge_runs(runs)
     result = run.result
     suite = gx.validate("vee_meter_readings", result.series)
     check = suite_check_result(suite, blocking_description="Guards the billing-grade series.")
@@ -111,20 +122,37 @@ def vee_meter_readings(
     )
 
 
-def refuse_archived_days(conn: psycopg.Connection, first: date, last: date) -> None:
-    """A day whose readings left the hot tier (docs/lifecycle.md) has no readings to validate: VEE over it
-    would replace its billing-grade series (and then the marts' history) with missing intervals."""
+def archived_days(conn: psycopg.Connection, first: date, last: date) -> list[date]:
+    """Days whose readings left the hot tier (docs/lifecycle.md): VEE over them would replace their
+    billing-grade series (and then the marts' history) with missing intervals, so runs skip them."""
     rows = conn.execute(
         "SELECT day FROM ops.lifecycle_days WHERE dataset = 'meter_readings' AND day BETWEEN %s AND %s "
         "AND hot_deleted_at IS NOT NULL AND (restored_at IS NULL OR restored_at < hot_deleted_at) ORDER BY day",
         (first, last),
     ).fetchall()
-    if rows:
-        days = [d for (d,) in rows]
-        raise dg.Failure(
-            f"{len(days)} days of the run ({days[0]} .. {days[-1]}) were archived out of PostgreSQL: restore them "
-            f"first (`metrify restore --dataset meter_readings --from {days[0]} --to {days[-1]}`), then re-run"
+    return [d for (d,) in rows]
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [date.fromordinal(o) for o in range(first.toordinal(), last.toordinal() + 1)]
+
+
+def merge_runs(runs: list[VeeRun]) -> VeeRun:
+    """The runs of a partition range's hot stretches as one."""
+    if not runs:
+        empty = VeeResult(
+            pd.DataFrame(columns=SERIES_COLUMNS), pd.DataFrame(columns=DAY_COLUMNS), pd.DataFrame()
         )
+        return VeeRun(empty, 0, 0)
+    if len(runs) == 1:
+        return runs[0]
+    result = VeeResult(
+        pd.concat([r.result.series for r in runs], ignore_index=True),
+        pd.concat([r.result.days for r in runs], ignore_index=True),
+        pd.concat([r.result.masks for r in runs], ignore_index=True).fillna(False),
+    )
+    # A batch may span stretches, so its unplaced records would count in each: the largest count.
+    return VeeRun(result, sum(r.audit_rows for r in runs), max(r.unplaced_quarantined for r in runs))
 
 
 def _gate_table(days: pd.DataFrame) -> str:
