@@ -43,6 +43,7 @@ from metrify_assets.partitions import contiguous_ranges, partition_range_tags
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.resources.postgres import stop_embedded
+from metrify_assets.schedules import TRAINING_ASSETS
 from metrify_assets.simulation import Simulation, SimulationConfig, simulate, write_simulation
 
 CYCLE_DAYS = 7
@@ -110,7 +111,7 @@ def cycle(meters: int, days: int = CYCLE_DAYS) -> dict[str, object]:
             ingest_files(env.defs, env.instance, written.files)
         ingest_s = elapsed()
         with stopwatch() as elapsed:
-            execute_job(env.defs, "weekly_job", env.instance)
+            execute_job(env.defs, "weekly_job", env.instance, asset_selection=list(TRAINING_ASSETS))
         train_s = elapsed()
         # Local days, as `metrify run` plans them: those the batches touched (ops.ingest_days), in runs
         # of consecutive days; one run per job and range.
@@ -211,7 +212,7 @@ def refresh_new_day(sim: Simulation, history: list[date], new_day: date, repeats
             ingest_directly(env.settings, past.files)
         ingest_s = elapsed()
         with stopwatch() as elapsed:
-            execute_job(env.defs, "weekly_job", env.instance)
+            execute_job(env.defs, "weekly_job", env.instance, asset_selection=list(TRAINING_ASSETS))
             tags = partition_range_tags(history[0], history[-1])
             execute_job(env.defs, "refresh_job", env.instance, tags=tags)
         history_refresh_s = elapsed()

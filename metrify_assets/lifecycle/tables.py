@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -160,40 +160,42 @@ TABLES: dict[str, TieredTable] = {
 
 
 def content_checksum(frame: pd.DataFrame, key: tuple[str, str]) -> str:
-    """SHA-256 over the rows in key order, each value in one canonical text form, so the rows read
-    from PostgreSQL and the same rows read back from Parquet give the same checksum whatever dtypes
-    each side chose (timestamps as UTC microseconds, floats by `repr`, nulls as an empty field)."""
+    """SHA-256 over the rows in key order, column by column, each in one canonical form, so the rows
+    read from PostgreSQL and the same rows read back from Parquet give the same checksum whatever
+    containers each side chose: timestamps as UTC microseconds, numbers as float64 or int64 bytes,
+    text as UTF-8, and a null mask per column (an all-null column is its mask alone)."""
     digest = hashlib.sha256()
     digest.update("\x1f".join(frame.columns).encode())
     if not len(frame):
         return digest.hexdigest()
     ordered = frame.sort_values(list(key), kind="stable").reset_index(drop=True)
-    texts = [_canonical(ordered[c]) for c in ordered.columns]
-    rows = texts[0]
-    for column in texts[1:]:
-        rows = rows + "\x1f" + column
-    digest.update("\x1e".join(rows.tolist()).encode())
+    for name in ordered.columns:
+        digest.update(_column_digest(ordered[name]))
     return digest.hexdigest()
 
 
-def _canonical(column: pd.Series) -> pd.Series:
+def _column_digest(column: pd.Series) -> bytes:
+    missing = column.isna().to_numpy()
+    digest = hashlib.sha256(np.packbits(missing).tobytes())
+    if missing.all():
+        return digest.digest()
+    if column.dtype == object:  # values PostgreSQL or a concat left in Python objects: their own kind
+        first = column[~missing].iloc[0]
+        if isinstance(first, (pd.Timestamp, datetime)):
+            column = pd.to_datetime(column, utc=True)
+        elif isinstance(first, (int, float, np.number)) and not isinstance(first, bool):
+            column = pd.to_numeric(column)
     if pd.api.types.is_datetime64_any_dtype(column):
         utc = column.dt.tz_convert("UTC") if column.dt.tz is not None else column.dt.tz_localize("UTC")
-        ints = utc.astype("datetime64[us, UTC]").astype("int64").astype(str)
-        return ints.where(column.notna(), "")
-    values = column.astype(object)
-    if len(values) and isinstance(values.dropna().iloc[0] if values.notna().any() else None, pd.Timestamp):
-        return _canonical(pd.to_datetime(values, utc=True))
-
-    def text(v: object) -> str:
-        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
-            return ""
-        if isinstance(v, (float, np.floating)):
-            return repr(float(v))
-        if isinstance(v, (int, np.integer)):
-            return str(int(v))
-        if hasattr(v, "isoformat"):
-            return pd.Timestamp(v).tz_convert("UTC").isoformat()  # type: ignore[arg-type]
-        return str(v)
-
-    return values.map(text)
+        kind, values = b"t", utc.astype("datetime64[us, UTC]").to_numpy(dtype="int64", na_value=0)
+    elif pd.api.types.is_float_dtype(column):
+        kind, values = b"f", column.to_numpy(dtype="float64", na_value=0.0)
+    elif pd.api.types.is_integer_dtype(column) or pd.api.types.is_bool_dtype(column):
+        kind, values = b"i", column.to_numpy(dtype="int64", na_value=0)
+    else:
+        text = "\x1e".join(column.to_numpy(dtype=object, na_value="").astype(str).tolist())
+        digest.update(b"s" + text.encode())
+        return digest.digest()
+    little_endian = values.dtype.newbyteorder("<")  # the same bytes on every machine
+    digest.update(kind + np.ascontiguousarray(np.where(missing, 0, values), dtype=little_endian).tobytes())
+    return digest.digest()
