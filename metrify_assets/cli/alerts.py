@@ -6,7 +6,6 @@ condition while it stands. `send` runs what `alert_delivery_sensor` runs every 3
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import Annotated, cast
 
@@ -19,19 +18,13 @@ from metrify_assets.alerts import store
 from metrify_assets.alerts.channels import Channel, configured_channels, trial_notification
 from metrify_assets.alerts.delivery import DeliveryPolicy, Outcome, deliver_pending, deliveries, retry_failed
 from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.holds import who as os_user
 from metrify_assets.env import resolve_settings
 from metrify_assets.resources.build import alert_channels_resource, postgres_resource
 
 AlertId = Annotated[int, typer.Argument(help="The alert's id (first column of `metrify alerts list`).")]
 Note = Annotated[str | None, typer.Option("--note", help="Why, or what was done; stored with the alert.")]
 STATUSES: tuple[store.Status, ...] = ("open", "acked", "resolved", "all")
-
-
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name (a container without a passwd entry)
-        return "unknown"
 
 
 ByOption = Annotated[
@@ -126,7 +119,7 @@ def register(app: typer.Typer) -> None:
         note_embedded_server(settings)
 
     def _change(action: str, alert_id: int, by: str | None, note: str | None) -> None:
-        by = by or _who()
+        by = by or os_user()
         settings = resolve_settings()
         with postgres_resource(settings).connect() as conn:
             change = store.acknowledge if action == "ack" else store.resolve

@@ -54,7 +54,7 @@ def load_config(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     import dagster as dg
-    import yaml  # type: ignore[import-untyped]  # PyYAML comes with dagster; its stubs are not a dependency
+    import yaml  # type: ignore[import-untyped, unused-ignore]  # PyYAML comes with dagster; its stubs are not a dependency
     from pydantic import ValidationError
 
     from metrify_assets.lifecycle.assets import LifecycleConfig

@@ -113,17 +113,6 @@ def covering(conn: psycopg.Connection, dataset: str, first_day: date, last_day: 
     return [Hold(*r) for r in rows]
 
 
-def held_whole_days(holds: list[Hold], dataset: str) -> set[date]:
-    """Days every row of which is held (holds without a meter scope)."""
-    days: set[date] = set()
-    for hold in holds:
-        if hold.meter_id is None and hold.dataset in (ALL, dataset):
-            days.update(
-                date.fromordinal(o) for o in range(hold.first_day.toordinal(), hold.last_day.toordinal() + 1)
-            )
-    return days
-
-
 def held_meters(holds: list[Hold], day: date) -> set[str]:
     """Meters whose rows of `day` a meter-scoped hold keeps."""
     return {h.meter_id for h in holds if h.meter_id is not None and h.first_day <= day <= h.last_day}

@@ -176,7 +176,7 @@ def clean_hot(
                 )
                 continue
             day_holds = holds.covering(conn, dataset, day, day)
-            if holds.held_whole_days(day_holds, dataset) & {day}:
+            if any(h.meter_id is None and h.covers(dataset, day) for h in day_holds):
                 ids = ", ".join(str(h.hold_id) for h in day_holds)
                 state.log(
                     conn,
@@ -238,7 +238,7 @@ def expire_copies(
             continue
         cutoff = today - timedelta(days=ages.expire_days)
         for day_state in state.days(conn, dataset, date.min, cutoff):
-            if day_state.hot_deleted_at is None or not day_state.hot_gone():
+            if not day_state.hot_gone():
                 continue  # still hot (restored or never cleaned): the hot window decides first
             if holds.covering(conn, dataset, day_state.day, day_state.day):
                 outcomes.append(Outcome(dataset, day_state.day, "held", "copy kept: legal hold"))
@@ -270,10 +270,6 @@ def expire_copies(
                 )
             )
     return outcomes
-
-
-def _held_days(conn: psycopg.Connection, dataset: str, first: date, last: date) -> list[holds.Hold]:
-    return holds.covering(conn, dataset, first, last)
 
 
 def expire_lake_days(
