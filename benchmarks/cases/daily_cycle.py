@@ -195,6 +195,7 @@ class GrowthRun:
     history_refresh_s: float  # set-up: weekly_job, then refresh_job over the history in one run
     new_day_readings: int
     refresh_s: list[float]  # the timed refreshes of the new day
+    dbt_s: list[float]  # of which the dbt build (the `metrify_dbt` step)
 
     @property
     def median_s(self) -> float:
@@ -219,13 +220,22 @@ def refresh_new_day(sim: Simulation, history: list[date], new_day: date, repeats
         new = write_simulation(landing_batches(sim, [new_day], 1), landing, labels)
         readings = ingest_directly(env.settings, new.files)
         settle(env.settings)
-        times = []
+        times, dbt_times = [], []
         for _ in range(repeats):
             with stopwatch() as elapsed:
                 tags = partition_range_tags(new_day, new_day)
-                execute_job(env.defs, "refresh_job", env.instance, tags=tags)
+                result = execute_job(env.defs, "refresh_job", env.instance, tags=tags)
             times.append(elapsed())
-    return GrowthRun(len(history), ingest_s, history_refresh_s, readings, times)
+            dbt_times.append(step_seconds(env.instance, result.run_id, "metrify_dbt"))
+    return GrowthRun(len(history), ingest_s, history_refresh_s, readings, times, dbt_times)
+
+
+def step_seconds(instance: dg.DagsterInstance, run_id: str, step_key: str) -> float:
+    """How long one step of a run took, from the run's event log."""
+    stats = [s for s in instance.get_run_step_stats(run_id) if s.step_key == step_key]
+    if not stats or stats[0].start_time is None or stats[0].end_time is None:
+        return float("nan")
+    return stats[0].end_time - stats[0].start_time
 
 
 def growth(meters: int, repeats: int) -> tuple[dict[str, object], list[dict[str, object]]]:
@@ -254,6 +264,7 @@ def growth(meters: int, repeats: int) -> tuple[dict[str, object], list[dict[str,
             "set-up: ingest s": round(run.history_ingest_s, 1),
             "set-up: train + refresh of the history s": round(run.history_refresh_s, 1),
             f"refresh of {new_day} s, each run": " / ".join(f"{t:.2f}" for t in run.refresh_s),
+            "of which dbt build s": " / ".join(f"{t:.2f}" for t in run.dbt_s),
             "median s": round(run.median_s, 2),
         }
         for run in runs

@@ -4,6 +4,8 @@ The assets are partitioned by local day. A partitioned run (one day, or a backfi
 single run) passes the range to dbt as `min_date` / `max_date`, and the incremental facts rebuild
 exactly those days; outside Dagster, `dbt build` without vars lets the facts pick up whatever changed since their
 watermark. Dagster runs always carry a partition (key or range): its dbt test checks need one.
+Before the build, the `ops` tables that changed a lot since autovacuum last analyzed them are
+analyzed (storage/statistics.py), so dbt's queries are planned on current figures.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
@@ -18,6 +20,7 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from metrify_assets.partitions import DAYS, SINGLE_RUN
 from metrify_assets.resources import PostgresResource
+from metrify_assets.storage.statistics import analyze_stale
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 from metrify_assets.warehouse.vars import dbt_vars as project_vars
@@ -49,6 +52,11 @@ def build_warehouse_assets(
         if context.has_partition_key or context.has_partition_key_range:
             dbt_vars.update(partition_vars(context.partition_time_window))
         args = ["build", "--vars", json.dumps(dbt_vars)]
+        with postgres.connect(autocommit=True) as conn:
+            analyzed = analyze_stale(conn)
+        if analyzed:
+            changed = ", ".join(f"{t.name} ({t.changed_rows:,} rows changed)" for t in analyzed)
+            context.log.info(f"Planner statistics refreshed before the build: {changed}")
         with environment(dbt_env_from_url(postgres.get_url())):
             yield from dbt.cli(args, context=context).stream()
 
