@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .cache/uv-bootstrap/bin/uv)
 RUN := $(UV) run --locked
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: help env demo test lint typecheck dbt-parse dev bench bench-quick clean
+.PHONY: help env demo test lint typecheck dbt-parse redis-server dev bench bench-quick clean
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -40,7 +40,13 @@ typecheck: env  ## mypy on the package
 kafka-jars: env  ## Fetch Apache Kafka's jars (Maven Central) into .cache/kafka for the Kafka tests and `metrify kafka broker`
 	$(RUN) python -c 'from metrify_platform.kafka_broker import ensure_jars; ensure_jars()'
 
-test: lint typecheck dbt-parse kafka-jars  ## Lint, types and the whole test suite (real services)
+redis-server:  ## Debian's redis-server for the cache tests and a local cache (apt-get when missing: root, or sudo)
+	@command -v redis-server >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "redis-server is missing and there is no apt-get: install Redis 7+ (see README)" >&2; exit 1; }; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
+
+test: lint typecheck dbt-parse kafka-jars redis-server  ## Lint, types and the whole test suite (real services)
 	$(RUN) pytest
 
 dev: env dbt-parse  ## The Dagster UI on http://127.0.0.1:3000 with this project's instance

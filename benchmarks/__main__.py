@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmarks.cases.api import api
 from benchmarks.cases.daily_cycle import daily_cycle
 from benchmarks.cases.detection import detection
 from benchmarks.cases.freshness import freshness
@@ -29,9 +30,10 @@ CASES: dict[str, Case] = {
     "storage": storage,
     "detection": detection,
     "freshness": freshness,
+    "api": api,
 }
 # The order in which parallel runs start cases: longest first, so the short ones fill in beside them.
-LONGEST_FIRST = ("freshness", "daily_cycle", "throughput", "validation", "detection", "storage")
+LONGEST_FIRST = ("freshness", "daily_cycle", "throughput", "validation", "detection", "api", "storage")
 QUICK_SCALE = 0.05
 
 

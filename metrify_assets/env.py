@@ -16,14 +16,19 @@ _PROTOCOL. Alert channels (docs/alerts.md; none set: alerts are recorded, not se
 METRIFY_ALERT_WEBHOOK_URL with METRIFY_ALERT_WEBHOOK_SECRET (a secret: signs each request),
 METRIFY_ALERT_SLACK_WEBHOOK_URL, METRIFY_ALERT_SMTP_HOST with _PORT (25), _USER, _PASSWORD (a secret),
 _FROM, _TO (comma-separated) and _STARTTLS (true/false), and METRIFY_ALERT_MIN_SEVERITY (info, warning
-or critical; default warning).
+or critical; default warning). Redis: REDIS_URL (unset: no cache; the API reads PostgreSQL). The
+data API (docs/api.md): METRIFY_API_JWT_SECRET (a secret: HS256 tokens) and/or
+METRIFY_API_JWT_PUBLIC_KEY (PEM text, or the path of a PEM file: RS256 tokens from an identity
+provider), METRIFY_API_JWT_ISSUER, METRIFY_API_JWT_AUDIENCE, METRIFY_API_RATE_LIMIT (requests per
+minute per caller, default 600), METRIFY_API_MAX_BODY_BYTES (default 10 MiB), METRIFY_API_CACHE_TTL_S
+(default 300).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -66,6 +71,25 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """How the data API authenticates and protects itself (docs/api.md). The API process holds the
+    HS256 secret itself (it signs nothing but `metrify api token`'s tokens and verifies them), so it
+    is kept out of `repr`."""
+
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = None  # PEM text
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    rate_limit_per_minute: int = 600
+    max_body_bytes: int = 10 * 1024 * 1024
+    cache_ttl_s: int = 300
+
+    @property
+    def auth_configured(self) -> bool:
+        return bool(self.jwt_secret or self.jwt_public_key)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where each part of Metrify runs. `None` for a URL means: use the embedded default."""
 
@@ -84,6 +108,8 @@ class Settings:
     quality_alert_threshold: float = 95.0  # a batch scoring below this raises a quality alert
     snowflake: SnowflakeSettings = SnowflakeSettings()
     alerts: AlertSettings = AlertSettings()
+    redis_url: str | None = None
+    api: ApiSettings = ApiSettings()
 
     @property
     def pg_data_dir(self) -> Path:
@@ -123,6 +149,8 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
         quality_alert_threshold=float(env.get("METRIFY_QUALITY_ALERT_THRESHOLD") or 95.0),
         snowflake=resolve_snowflake(env),
         alerts=resolve_alerts(env),
+        redis_url=env.get("REDIS_URL") or None,
+        api=resolve_api(env),
     )
 
 
@@ -185,4 +213,37 @@ def resolve_alerts(env: Mapping[str, str]) -> AlertSettings:
         smtp_to=smtp_to,
         smtp_starttls=_flag(env, "METRIFY_ALERT_SMTP_STARTTLS", default.smtp_starttls),
         min_severity=min_severity,
+    )
+
+
+def resolve_api(env: Mapping[str, str]) -> ApiSettings:
+    """The METRIFY_API_* variables. The public key may be given as PEM text or as a file's path."""
+    default = ApiSettings()
+    public_key = env.get("METRIFY_API_JWT_PUBLIC_KEY") or None
+    if public_key and "-----BEGIN" not in public_key:
+        path = Path(public_key).expanduser()
+        if not path.is_file():
+            raise ValueError(
+                f"METRIFY_API_JWT_PUBLIC_KEY is neither PEM text nor a readable file: {public_key!r}"
+            )
+        public_key = path.read_text()
+    limits = {}
+    for name, key in (
+        ("METRIFY_API_RATE_LIMIT", "rate_limit_per_minute"),
+        ("METRIFY_API_MAX_BODY_BYTES", "max_body_bytes"),
+        ("METRIFY_API_CACHE_TTL_S", "cache_ttl_s"),
+    ):
+        raw = (env.get(name) or "").strip()
+        if raw:
+            if not raw.isdigit() or int(raw) <= 0:
+                raise ValueError(f"{name} must be a positive whole number, got {raw!r}")
+            limits[key] = int(raw)
+    return ApiSettings(
+        jwt_secret=env.get("METRIFY_API_JWT_SECRET") or None,
+        jwt_public_key=public_key,
+        jwt_issuer=env.get("METRIFY_API_JWT_ISSUER") or None,
+        jwt_audience=env.get("METRIFY_API_JWT_AUDIENCE") or None,
+        rate_limit_per_minute=limits.get("rate_limit_per_minute", default.rate_limit_per_minute),
+        max_body_bytes=limits.get("max_body_bytes", default.max_body_bytes),
+        cache_ttl_s=limits.get("cache_ttl_s", default.cache_ttl_s),
     )

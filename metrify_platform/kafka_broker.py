@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -21,6 +20,8 @@ from types import TracebackType
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
+
+from metrify_platform.processes import log_tail, terminate
 
 KAFKA_VERSION = "4.1.1"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -194,17 +195,11 @@ class KafkaBroker:
         raise BrokerError(f"Kafka not ready after {self.start_timeout:.0f}s ({last}): {self._tail()}")
 
     def _tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+        return log_tail(self.log_path)
 
     def stop(self, timeout: float = 30.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, timeout)
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 

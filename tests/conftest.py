@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import psycopg
 import pytest
+import redis
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.resources import PostgresResource
@@ -21,6 +22,7 @@ from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.postgres import stop_embedded
 from metrify_assets.storage.migrate import migrate, truncate_ops
 from metrify_platform.kafka_broker import KafkaBroker
+from metrify_platform.redis_server import RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -99,6 +101,45 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         service_unavailable("kafka", err)
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A real Redis (Debian's `redis-server`, no persistence) on a free loopback port for the whole
+    session: its URL."""
+    server = RedisServer()
+    try:
+        server.start()
+    except Exception as err:  # noqa: BLE001 - any start failure is reported the same way
+        server.close()
+        service_unavailable("redis (redis-server)", err)
+    yield server.url
+    server.close()
+
+
+@pytest.fixture
+def redis_db(redis_server: str) -> str:
+    """The session's Redis, emptied before the test (FLUSHALL): its URL."""
+    with redis.Redis.from_url(redis_server) as client:
+        client.flushall()
+    return redis_server
+
+
+@pytest.fixture
+def redis_server_factory(redis_server: str) -> Iterator[Callable[[], RedisServer]]:
+    """Starts Redis servers of the test's own (to stop and start again: an outage), each on its own
+    port; all closed after the test. Needs the session's server, so a missing binary skips or fails
+    the same way."""
+    servers: list[RedisServer] = []
+
+    def start() -> RedisServer:
+        server = RedisServer()
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture

@@ -51,3 +51,20 @@
         convert_timezone({{ tz_expression }}, 'UTC', cast(dateadd('day', 1, {{ date_column }}) as timestamp_ntz))
     )
 {%- endmacro %}
+
+{#- A snapshot's `dbt_valid_from` / `dbt_valid_to` as a naive UTC timestamp. dbt stamps them with
+    `snapshot_get_time()`, the session zone's wall time as a naive timestamp on both adapters
+    (PostgreSQL `now()::timestamp`, Snowflake `to_timestamp_ntz(current_timestamp())`). Snowflake's
+    `to_utc` reads a naive timestamp in the session zone already; PostgreSQL's would read it as UTC and
+    yield a timestamptz, so it is made a timestamptz in the session zone first. -#}
+{% macro snapshot_time_to_utc(column) -%}
+    {{ return(adapter.dispatch('snapshot_time_to_utc', 'metrify')(column)) }}
+{%- endmacro %}
+
+{% macro default__snapshot_time_to_utc(column) -%}
+    (cast({{ column }} as timestamp with time zone) at time zone 'UTC')
+{%- endmacro %}
+
+{% macro snowflake__snapshot_time_to_utc(column) -%}
+    {{ metrify.snowflake__to_utc(column) }}
+{%- endmacro %}

@@ -20,7 +20,7 @@ from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion import replay
 from metrify_assets.orchestration import catchup
 from metrify_assets.orchestration.instance import local_instance
-from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.build import postgres_resource, redis_resource
 from metrify_assets.resources.lake import Lake
 
 Source = Annotated[str | None, typer.Option(help=f"Only this source: {', '.join(CONTRACTS)}.")]
@@ -128,6 +128,7 @@ def register(app: typer.Typer) -> None:
             if dry_run or not replayable:
                 return
             lake = Lake(settings.lake_url)
+            cache = redis_resource(settings).get_cache()
             now = pd.Timestamp.now(tz="UTC")
             results = []
             columns = (
@@ -139,7 +140,9 @@ def register(app: typer.Typer) -> None:
             with Progress(*columns, console=console) as progress:
                 task = progress.add_task("replaying", total=len(replayable))
                 for chunk in replay.chunks(replayable):
-                    result = replay.replay(conn, lake, chunk, now, settings.quality_alert_threshold)
+                    result = replay.replay(
+                        conn, lake, chunk, now, settings.quality_alert_threshold, cache=cache
+                    )
                     results.append(result)
                     progress.update(task, advance=len(chunk), description=f"replaying ({result.batch_id})")
         table = Table(title="metrify dlq replay")

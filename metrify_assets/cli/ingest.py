@@ -1,18 +1,81 @@
-"""`metrify ingest SOURCE PATH`: land a CSV, JSON Lines or Parquet file as contract v1 messages."""
+"""`metrify ingest SOURCE PATH`: a CSV, JSON Lines or Parquet file as contract v1 messages, landed
+as a file (default) or sent to the source's Kafka topic (`--to kafka`)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from kafka.errors import KafkaError
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.env import resolve_settings
+from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER, message_key
 from metrify_assets.ingestion.landing import land_lines
 from metrify_assets.ingestion.readers import PRESETS, ingest_file, parse_pairs
+from metrify_assets.resources.build import kafka_resource
+from metrify_assets.resources.kafka import KafkaResource
+
+
+def _send(
+    console: Console, kafka: KafkaResource, source: str, lines: list[str], backfill: bool
+) -> list[BaseException]:
+    """Produce `lines` to the source's topic, one message each, keyed like `metrify simulate --to
+    kafka`; the bar counts acknowledged messages. Returns the errors of those never acknowledged."""
+    topic = kafka.topic(source)
+    headers = [(BACKFILL_HEADER, b"1")] if backfill else None
+    failed: list[BaseException] = []
+    with (
+        Progress(
+            *Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True
+        ) as bar,
+        kafka.producer() as producer,  # idempotent: a retried batch is not written twice
+    ):
+        task = bar.add_task(f"sending to {topic}", total=len(lines))
+        for line in lines:
+            future = producer.send(topic, key=message_key(source, line), value=line.encode(), headers=headers)
+            future.add_callback(lambda _: bar.advance(task))
+            future.add_errback(failed.append)
+    return failed
+
+
+def _kafka(source: str, topic: str | None) -> KafkaResource:
+    """Kafka as configured, with `topic` for the source when given; a usage error when not configured."""
+    settings = resolve_settings()
+    if not settings.uses_kafka:
+        raise typer.BadParameter(
+            "--to kafka needs KAFKA_BOOTSTRAP_SERVERS (for a local broker: `metrify kafka broker`)",
+            param_hint="--to",
+        )
+    kafka = kafka_resource(settings)
+    return kafka.model_copy(update={"topics": {**kafka.topics, source: topic}}) if topic else kafka
+
+
+def _to_kafka(console: Console, kafka: KafkaResource, source: str, lines: list[str], backfill: bool) -> None:
+    """Send, then say how it went; exit 1 when the brokers are unreachable or refuse a message."""
+    began = time.monotonic()
+    try:
+        kafka.ensure_topics()  # as `metrify simulate --to kafka`: missing topics get 3 partitions
+        failed = _send(console, kafka, source, lines, backfill)
+    except KafkaError as err:
+        console.print(f"could not send to Kafka at {kafka.bootstrap_servers}: {type(err).__name__}: {err}")
+        raise typer.Exit(code=1) from err
+    if failed:
+        console.print(
+            f"{len(failed):,} of {len(lines):,} messages were not acknowledged by {kafka.bootstrap_servers} "
+            f"(first: {type(failed[0]).__name__}: {failed[0]}); sending the file again is safe: records "
+            "are stored by natural key"
+        )
+        raise typer.Exit(code=1)
+    took = time.monotonic() - began
+    console.print(
+        f"sent {len(lines):,} messages to {kafka.topic(source)} at {kafka.bootstrap_servers} in {took:.1f} s"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -41,19 +104,42 @@ def register(app: typer.Typer) -> None:
         timezone: Annotated[
             str | None, typer.Option(help="IANA timezone of timestamps without an offset.")
         ] = None,
+        to: Annotated[
+            str,
+            typer.Option(
+                help="'landing' (a file in the landing directory) or 'kafka' (the source's topic at "
+                "KAFKA_BOOTSTRAP_SERVERS, through an idempotent, batched producer, keyed by meter, grid "
+                "node or station)."
+            ),
+        ] = "landing",
+        topic: Annotated[
+            str | None,
+            typer.Option(
+                help="With --to kafka: the topic (default: the source's, e.g. metrify.meter-readings.v1)."
+            ),
+        ] = None,
         landing_dir: Annotated[
-            Path | None, typer.Option(help="Landing directory (default: METRIFY_LANDING_DIR, HOME/landing).")
+            Path | None,
+            typer.Option(
+                help="Landing directory (default: METRIFY_LANDING_DIR, HOME/landing); --to landing only."
+            ),
         ] = None,
         backfill: Annotated[
             bool,
             typer.Option(
                 "--backfill/--live",
                 help="Declare the file history (default: an import is not a live feed, so its records are "
-                "not scored for timeliness); --live scores them against the time they land.",
+                "not scored for timeliness); --live scores them against the time they land (or are sent).",
             ),
         ] = True,
     ) -> None:
-        """Read a file, map its columns to the source's contract, and land the records."""
+        """Read a file, map its columns to the source's contract, and land the records (or send them to
+        Kafka with --to kafka)."""
+        if to not in ("landing", "kafka"):
+            raise typer.BadParameter(f"--to must be 'landing' or 'kafka', not {to!r}", param_hint="--to")
+        if topic and to != "kafka":
+            raise typer.BadParameter("--topic goes with --to kafka", param_hint="--topic")
+        kafka = _kafka(source, topic) if to == "kafka" else None  # before reading: fail fast
         try:
             result = ingest_file(
                 path,
@@ -80,12 +166,15 @@ def register(app: typer.Typer) -> None:
             table.add_row(note, f"{count:,}")
         console.print(table)
         if not result.lines:
-            console.print("nothing to land")
+            console.print("nothing to land" if kafka is None else "nothing to send")
             raise typer.Exit(code=1)
-        landed = land_lines(
-            landing_dir or resolve_settings().landing_dir, source, result.lines, backfill=backfill
-        )
-        console.print(
-            f"landed {landed.path}" + (" (declared backfill: timeliness not scored)" if backfill else "")
-        )
+        if kafka is not None:
+            _to_kafka(console, kafka, source, result.lines, backfill)
+        else:
+            landed = land_lines(
+                landing_dir or resolve_settings().landing_dir, source, result.lines, backfill=backfill
+            )
+            console.print(
+                f"landed {landed.path}" + (" (declared backfill: timeliness not scored)" if backfill else "")
+            )
         note_embedded_server(resolve_settings())  # no database needed here, but one may run from before

@@ -6,6 +6,7 @@ import typer
 
 from metrify_assets.cli import (
     alerts,
+    api,
     db,
     demo,
     dlq,
@@ -25,7 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-for module in (simulate, ingest, run, demo, db, kafka, review, dlq, alerts, holds, restore, lifecycle):
+for module in (simulate, ingest, run, demo, db, kafka, review, dlq, alerts, holds, restore, lifecycle, api):
     module.register(app)
 
 

@@ -19,7 +19,7 @@ from metrify_assets.lifecycle import rollback
 from metrify_assets.lifecycle.policy import TIERED_DATASETS
 from metrify_assets.lifecycle.restore import DEFAULT_KEEP_DAYS, restore_days
 from metrify_assets.lifecycle.tiers import Outcome
-from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.build import postgres_resource, redis_resource
 from metrify_assets.resources.lake import Lake
 
 USING = ("archive", "raw")
@@ -65,6 +65,7 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=as_json)
         settings = resolve_settings()
         lake = Lake(settings.lake_url)
+        cache = redis_resource(settings).get_cache()  # kept coherent after the restore commits
         now = datetime.now(UTC)
         with postgres_resource(settings).connect() as conn:
             if using == "raw":
@@ -86,6 +87,7 @@ def register(app: typer.Typer) -> None:
                             as_of=cutoff,
                             dry_run=dry_run,
                             on_batch=lambda batch: status.update(f"replaying {batch}"),
+                            cache=cache,
                         )
                 except rollback.RollbackError as err:
                     typer.echo(f"error: {err}", err=True)
@@ -113,7 +115,7 @@ def register(app: typer.Typer) -> None:
                     bars.update(task, advance=1, description=f"{outcome.day}: {outcome.action}")
 
                 outcomes = restore_days(
-                    conn, lake, dataset, first_day, last_day, now, keep_days, on_day=on_day
+                    conn, lake, dataset, first_day, last_day, now, keep_days, on_day=on_day, cache=cache
                 )
         table = Table(title=f"restore {dataset} {first_day}..{last_day}")
         for column in ("day", "outcome", "rows", "detail"):

@@ -18,7 +18,7 @@ from metrify_assets.env import resolve_settings
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.store import revee_reading
 from metrify_assets.quality import review
-from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.build import postgres_resource, redis_resource
 
 By = Annotated[str, typer.Option("--by", help="Who decides (a name or e-mail), stored with the decision.")]
 Reason = Annotated[str, typer.Option("--reason", help="Why, stored with the decision.")]
@@ -27,11 +27,13 @@ RecordIndex = Annotated[int, typer.Argument(help="The item's record index within
 
 
 def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str) -> None:
-    postgres = postgres_resource(resolve_settings())
+    settings = resolve_settings()
+    postgres = postgres_resource(settings)
+    cache = redis_resource(settings).get_cache()  # kept coherent after the decision commits
     with postgres.connect() as conn:
         decide = review.approve if action == "approve" else review.reject
         try:
-            item = decide(conn, batch_id, record_index, by, reason)
+            item = decide(conn, batch_id, record_index, by, reason, cache=cache)
         except review.ReviewError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=1) from err
@@ -40,7 +42,7 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
             # The decision becomes an edit of the billing-grade series now, with its author.
             meter_id, start = item.record_key.split("|", 1)
             at = pd.Timestamp(start)
-            run = revee_reading(conn, meter_id, at, VeeConfig())
+            run = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache)
             series = run.result.series
             interval = series[series["reading_start"] == at.tz_convert("UTC")]
             now = (

@@ -16,13 +16,19 @@ from pydantic import Field
 
 from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.errors import RETRY_POLICY, classified
-from metrify_assets.ingestion.batch import BatchResult, BatchSpec, SuiteFailedError, process_batch
+from metrify_assets.ingestion.batch import (
+    BatchResult,
+    BatchSpec,
+    SuiteFailedError,
+    process_batch,
+    refresh_cache,
+)
 from metrify_assets.ingestion.decode import Message
 from metrify_assets.ingestion.kafka.batches import KafkaBatch, commit_range, dead_letter, read_batch
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.landing import LandedFile
 from metrify_assets.quality.checks import rule_counts_metadata, suite_check_result
-from metrify_assets.resources import LakeResource, PostgresResource, QualityResource
+from metrify_assets.resources import LakeResource, PostgresResource, QualityResource, RedisResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.storage import writes
 
@@ -163,6 +169,7 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
         lake: LakeResource,
         kafka: KafkaResource,
         quality: QualityResource,
+        redis: RedisResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         with classified(f"ingest_{source}"):
             loaded = _load(contract, config, kafka)
@@ -185,6 +192,8 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
                     # The rules let through what the guard refuses: a gap in the rules, so a bug.
                     yield suite_check_result(err.result, asset_key=validated.to_user_string())
                     raise dg.Failure(str(err), allow_retries=False) from err
+                conn.commit()
+                refresh_cache(redis.get_cache(), conn, result)
             if kafka_batch is not None:  # only after the DB transaction committed: see ingestion.batch
                 dead_letter(kafka, kafka_batch, result)
                 commit_range(kafka, kafka_batch.range)

@@ -3,7 +3,8 @@
 The same code serves landing files and Kafka offset ranges: a batch is identified by a deterministic
 `batch_id`, so processing it again (a retry, a replay, an overlapping range) rewrites the same rows.
 Order matters for recovery: the raw batch is written first (immutable), the operational writes and
-the ledger row commit in one transaction, and the caller commits Kafka offsets only after that.
+the ledger row commit in one transaction, and the caller commits Kafka offsets only after that. The
+Redis cache, too, hears of the batch only after the commit (`refresh_cache`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from metrify_assets.quality.gx import SuiteResult
 from metrify_assets.quality.quarantine import Origin, QuarantineRow, quarantine, requarantine, resolve
 from metrify_assets.quality.rules import RuleOutcome
 from metrify_assets.quality.scoring import QualityScore, batch_quality
+from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake
 from metrify_assets.resources.quality import DEFAULT_ALERT_THRESHOLD
 from metrify_assets.storage import writes
+from metrify_assets.storage.latest import latest_readings
 from metrify_assets.storage.writes import LedgerEntry
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class BatchResult:
     quarantined: list[QuarantineRow]  # what went to ops.quarantine (Kafka runs also dead-letter it)
     review_rejected: int = 0  # records left out because a reviewer rejected them (already quarantined)
     alert: QualityAlert | None = None  # set when the quality score is below the alert threshold
+    meter_ids: tuple[str, ...] = ()  # meters whose readings the batch stored (their cache entries change)
 
 
 def write_raw(lake: Lake, spec: BatchSpec, messages: Sequence[Message]) -> tuple[str, bool]:
@@ -237,7 +241,16 @@ def process_batch(
         quarantined,
         review_rejected=int(withheld.sum()),
         alert=alert,
+        meter_ids=tuple(sorted(stored["meter_id"].unique())) if contract.source == "meter_readings" else (),
     )
+
+
+def refresh_cache(cache: Cache | None, conn: psycopg.Connection, result: BatchResult) -> None:
+    """Once the batch committed: its meters' latest-reading entries from what is stored now (never
+    the batch's own rows: a replayed old batch must not pass for the newest) and new generations
+    for every cached result they, or queries not about one meter, feed (docs/api.md#cache)."""
+    if cache is not None:
+        cache.refresh_latest(result.meter_ids, lambda ids: latest_readings(conn, ids))
 
 
 def stored_rows(

@@ -22,8 +22,9 @@ import pandas as pd
 import psycopg
 
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.ingestion.batch import BatchSpec, process_batch, refresh_cache
 from metrify_assets.quality.review import REJECT_REASON_PREFIX
+from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake
 from metrify_assets.resources.quality import DEFAULT_ALERT_THRESHOLD
 
@@ -134,8 +135,10 @@ def replay(
     letters: Sequence[DeadLetter],
     now: pd.Timestamp,
     alert_threshold: float = DEFAULT_ALERT_THRESHOLD,
+    cache: Cache | None = None,
 ) -> ReplayResult:
-    """Replay dead letters of one source as one batch, committed as one transaction."""
+    """Replay dead letters of one source as one batch, committed as one transaction; then the cache
+    hears of the readings it stored."""
     sources = {d.source for d in letters}
     if len(sources) != 1:
         raise ValueError(f"a replay batch holds one source, got {sorted(sources)}")
@@ -169,6 +172,7 @@ def replay(
         backfill=True,  # their timeliness was scored when they first arrived
     )
     conn.commit()
+    refresh_cache(cache, conn, result)
     ledger = result.ledger
     return ReplayResult(batch_id, contract.source, ledger.records_in, ledger.accepted, ledger.quarantined)
 

@@ -5,7 +5,8 @@ state (SHA-256, rows and content checksum), and inserted back into PostgreSQL; a
 version keeps its row. A copy in GLACIER or DEEP_ARCHIVE cannot be read (S3 answers
 `InvalidObjectState`): the restore is requested and reported, and running the same command once S3 has
 made the copy readable finishes the day. Restored days stay hot for `keep_days` before the hot window
-applies again. Running a restore twice changes nothing the second time.
+applies again. Running a restore twice changes nothing the second time. Each day's commit invalidates
+the cache entries of the meters it wrote (docs/api.md#cache).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import psycopg
 from metrify_assets.lifecycle import state
 from metrify_assets.lifecycle.tables import TABLES, content_checksum
 from metrify_assets.lifecycle.tiers import Outcome, VerificationError, verify_copy
+from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake, ObjectArchivedError
 
 DEFAULT_KEEP_DAYS = 30
@@ -58,6 +60,7 @@ def restore_days(
     keep_days: int = DEFAULT_KEEP_DAYS,
     run_id: str | None = None,
     on_day: Callable[[Outcome], None] | None = None,
+    cache: Cache | None = None,
 ) -> list[Outcome]:
     """Bring the range's archived days of `dataset` back to PostgreSQL, day by day (one transaction each);
     `on_day` hears each day's outcome (progress)."""
@@ -104,5 +107,7 @@ def restore_days(
         )
         state.log(conn, dataset, day, "restored", detail, written, len(body), run_id=run_id)
         conn.commit()
+        if cache is not None and written:
+            cache.invalidate(set(frame[table.meter_column]) if table.meter_column else ())
         outcomes.append(Outcome(dataset, day, "restored", detail, written, len(body)))
     return list(outcomes)

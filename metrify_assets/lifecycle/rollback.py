@@ -18,7 +18,8 @@ What the replay reproduces, and from where:
 - `ingested_at`: the `processed_at` of the first batch that stored the key (both are `now()` of the
   ingest transaction), so a rebuilt row equals the row first written, bookkeeping included.
 No ledger, quarantine or review row is added. Derived tables are not touched: the result names the
-days to re-materialise.
+days to re-materialise. Once committed, the cache entries of the meters in the range are invalidated
+(a rollback may put older versions back; docs/api.md#cache).
 
 Refused, with nothing changed: a range under an active legal hold (a rebuild deletes rows), days
 archived out of the hot tier and not restored, a raw batch missing (expired) or archived in the lake,
@@ -47,6 +48,7 @@ from metrify_assets.ingestion.landing import LandedFile
 from metrify_assets.lifecycle.holds import covering
 from metrify_assets.meters.days import DAY_WINDOW, LOCAL_TS, day_params
 from metrify_assets.quality import rules
+from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.writes import _copy_frame
 
@@ -345,6 +347,7 @@ def rebuild_from_raw(
     as_of: datetime | None = None,
     dry_run: bool = False,
     on_batch: Callable[[str], None] | None = None,
+    cache: Cache | None = None,
 ) -> RebuildResult:
     """Rebuild `source`'s rows of the days `first_day..last_day` from the raw batches that touched
     them and were processed at or before `as_of` (None: all), in one transaction (rolled back for a
@@ -412,6 +415,9 @@ def rebuild_from_raw(
         after = _state(conn, contract, params)
 
         changed, corrected = _compare(before, after)
+        meters = (
+            {key[0] for key in before.keys() | after.keys()} if contract.source == "meter_readings" else set()
+        )
         read = set(ids)
         result = RebuildResult(
             source=source,
@@ -436,6 +442,8 @@ def rebuild_from_raw(
     if not conn.autocommit:
         conn.commit()
     assert result is not None
+    if cache is not None and not dry_run:
+        cache.invalidate(meters)
     return result
 
 

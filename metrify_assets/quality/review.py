@@ -20,6 +20,7 @@ from psycopg import sql
 
 from metrify_assets.contracts import SourceContract, contract_for
 from metrify_assets.quality.quarantine import QuarantineRow, quarantine
+from metrify_assets.resources.cache import Cache
 
 STATUSES = ("pending", "approved", "rejected")
 REJECT_REASON_PREFIX = "review_rejected:"
@@ -29,6 +30,10 @@ DERIVED_TABLES = {"meter_readings": ("anomaly_scores", "enriched_meter_readings"
 
 class ReviewError(ValueError):
     """A decision that cannot be made (unknown item, already decided, reading superseded)."""
+
+
+class UnknownItemError(ReviewError):
+    """No review item has that batch id and record index."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ def get_item(conn: psycopg.Connection, batch_id: str, record_index: int, lock: b
         (batch_id, record_index),
     ).fetchone()
     if row is None:
-        raise ReviewError(f"no review item {batch_id} #{record_index}")
+        raise UnknownItemError(f"no review item {batch_id} #{record_index}")
     return ReviewItem(*row)
 
 
@@ -127,16 +132,31 @@ def _pending(conn: psycopg.Connection, batch_id: str, record_index: int, by: str
     return item
 
 
-def approve(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str) -> ReviewItem:
-    """Keep the flagged reading as stored; only the queue row records the decision."""
+def _meters(item: ReviewItem) -> list[str]:
+    """The meter a decision is about (none for grid and weather records)."""
+    if item.source != "meter_readings":
+        return []
+    return [key_values(contract_for(item.source), item.record_key)["meter_id"]]
+
+
+def approve(
+    conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str, cache: Cache | None = None
+) -> ReviewItem:
+    """Keep the flagged reading as stored; only the queue row records the decision (and, once
+    committed, the cached results that show it move to a new generation)."""
     with conn.transaction():
         item = _decide(conn, _pending(conn, batch_id, record_index, by, why), "approved", by, why)
     conn.commit()
+    if cache is not None:
+        cache.bump(_meters(item))
     return item
 
 
-def reject(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str) -> ReviewItem:
-    """Move the stored reading to quarantine and rebalance the batch's ledger, in one transaction.
+def reject(
+    conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str, cache: Cache | None = None
+) -> ReviewItem:
+    """Move the stored reading to quarantine and rebalance the batch's ledger, in one transaction;
+    once committed, the meter's cache entries are invalidated (its latest reading may be older now).
 
     Refused when the stored row no longer comes from the item's batch (a newer version replaced it):
     the reviewer then judges the newer reading, not a version that is no longer stored.
@@ -168,6 +188,8 @@ def reject(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, 
         )
         item = _decide(conn, item, "rejected", by, why)
     conn.commit()
+    if cache is not None:
+        cache.invalidate(_meters(item))
     return item
 
 

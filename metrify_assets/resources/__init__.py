@@ -1,7 +1,8 @@
 """Typed Dagster resources: PostgreSQL (operational store), the lake, the landing directory, Kafka,
-Snowflake, the quality settings and the alert channels."""
+Snowflake, the quality settings, the alert channels and the Redis cache."""
 
 from metrify_assets.resources.alerts import AlertChannelsResource
+from metrify_assets.resources.cache import RedisResource
 from metrify_assets.resources.lake import Lake, LakeResource
 from metrify_assets.resources.landing import LandingResource
 from metrify_assets.resources.postgres import PostgresResource
@@ -15,5 +16,6 @@ __all__ = [
     "LandingResource",
     "PostgresResource",
     "QualityResource",
+    "RedisResource",
     "SnowflakeResource",
 ]

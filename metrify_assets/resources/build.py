@@ -8,6 +8,7 @@ import dagster as dg
 
 from metrify_assets.env import AlertSettings, Settings, SnowflakeSettings
 from metrify_assets.resources.alerts import AlertChannelsResource
+from metrify_assets.resources.cache import RedisResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.lake import LakeResource
 from metrify_assets.resources.landing import LandingResource
@@ -19,6 +20,15 @@ from metrify_assets.resources.snowflake import SnowflakeResource
 def postgres_resource(settings: Settings) -> PostgresResource:
     """A directly usable resource (the CLI's): the URL's value, not an `EnvVar` reference."""
     return PostgresResource(url=settings.postgres_url, data_dir=str(settings.pg_data_dir))
+
+
+def redis_resource(settings: Settings, secrets_as_env: bool = False) -> RedisResource:
+    """The Redis cache as configured (empty URL when not: no cache). A URL may hold a password, so the
+    code location passes it as a `dg.EnvVar`; the CLI and the API use its value."""
+    url: str | dg.EnvVar = ""
+    if settings.redis_url:
+        url = dg.EnvVar("REDIS_URL") if secrets_as_env else settings.redis_url
+    return RedisResource(url=url, ttl_s=settings.api.cache_ttl_s)
 
 
 def kafka_resource(settings: Settings, secrets_as_env: bool = False) -> KafkaResource:
@@ -101,4 +111,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "landing": LandingResource(directory=str(settings.landing_dir)),
         "quality": QualityResource(alert_threshold=settings.quality_alert_threshold),
         "alert_channels": alert_channels_resource(settings.alerts, secrets_as_env=True),
+        "redis": redis_resource(settings, secrets_as_env=True),
     }

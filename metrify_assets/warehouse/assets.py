@@ -5,7 +5,8 @@ single run) passes the range to dbt as `min_date` / `max_date`, and the incremen
 exactly those days; outside Dagster, `dbt build` without vars lets the facts pick up whatever changed since their
 watermark. Dagster runs always carry a partition (key or range): its dbt test checks need one.
 Before the build, the `ops` tables that changed a lot since autovacuum last analyzed them are
-analyzed (storage/statistics.py), so dbt's queries are planned on current figures.
+analyzed (storage/statistics.py), so dbt's queries are planned on current figures. After it, the
+Redis cache's global generation moves on, so the data API never serves a mart result from before it.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
@@ -20,6 +21,7 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from metrify_assets.partitions import DAYS, SINGLE_RUN
 from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.cache import RedisResource
 from metrify_assets.storage.statistics import analyze_stale
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
@@ -46,7 +48,10 @@ def build_warehouse_assets(
         backfill_policy=SINGLE_RUN,
     )
     def metrify_dbt(
-        context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource
+        context: dg.AssetExecutionContext,
+        dbt: DbtCliResource,
+        postgres: PostgresResource,
+        redis: RedisResource,
     ) -> Iterator[Any]:
         dbt_vars: dict[str, object] = {**project_vars()}
         if context.has_partition_key or context.has_partition_key_range:
@@ -59,5 +64,9 @@ def build_warehouse_assets(
             context.log.info(f"Planner statistics refreshed before the build: {changed}")
         with environment(dbt_env_from_url(postgres.get_url())):
             yield from dbt.cli(args, context=context).stream()
+        cache = redis.get_cache()
+        if cache is not None:  # the marts changed: the API's cached results of them retire
+            cache.bump(())
+            cache.close()
 
     return metrify_dbt

@@ -14,7 +14,7 @@ from metrify_assets.lifecycle.tables import TABLES
 from metrify_assets.lifecycle.tiers import copy_to_warm
 from metrify_assets.meters.vee.assets import vee_meter_readings
 from metrify_assets.partitions import partition_range_tags
-from metrify_assets.resources import PostgresResource
+from metrify_assets.resources import PostgresResource, RedisResource
 from metrify_assets.resources.lake import Lake
 from tests.lifecycle.conftest import FIRST_DAY, seed_hot_days
 
@@ -34,7 +34,9 @@ def test_vee_skips_days_that_left_the_hot_tier(
     seed_hot_days(pg, days=3)
     lake = Lake(str(tmp_path) + "/lake")  # type: ignore[operator]
     tags = partition_range_tags(FIRST_DAY, FIRST_DAY + timedelta(days=2))
-    assert dg.materialize([vee_meter_readings], resources={"postgres": pg_resource}, tags=tags).success
+    assert dg.materialize(
+        [vee_meter_readings], resources={"postgres": pg_resource, "redis": RedisResource()}, tags=tags
+    ).success
     before = vee_days(pg)
     assert set(before) == {str(FIRST_DAY + timedelta(days=d)) for d in range(3)}
 
@@ -44,7 +46,9 @@ def test_vee_skips_days_that_left_the_hot_tier(
     policy = Policy().with_ages("meter_readings", hot_days=1, warm_days=90)
     retention.clean_hot(pg, lake, policy, FIRST_DAY + timedelta(days=1), NOW)
     assert str(FIRST_DAY) not in vee_days(pg)
-    result = dg.materialize([vee_meter_readings], resources={"postgres": pg_resource}, tags=tags)
+    result = dg.materialize(
+        [vee_meter_readings], resources={"postgres": pg_resource, "redis": RedisResource()}, tags=tags
+    )
     assert result.success
     after = vee_days(pg)
     assert str(FIRST_DAY) not in after  # no "missing" series written over the archived day

@@ -20,6 +20,7 @@ from metrify_assets.env import resolve_snowflake
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import snowflake_resource
+from metrify_assets.resources.cache import RedisResource
 from metrify_assets.warehouse.assets import build_warehouse_assets
 from metrify_assets.warehouse.connection import environment
 from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
@@ -79,6 +80,7 @@ def sf_build(snowflake_server: dict[str, Any], pg_resource: PostgresResource) ->
         resources = {
             "dbt": DbtCliResource(project_dir=project, target="snowflake", dbt_executable=dbt_executable()),
             "postgres": pg_resource,
+            "redis": RedisResource(),
             "snowflake": snowflake_resource(resolve_snowflake(snowflake_env(snowflake_server))),
         }
         days = partition_range_tags(DAY0.date() - timedelta(days=1), DAY0.date() + timedelta(days=2))

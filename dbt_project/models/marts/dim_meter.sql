@@ -31,9 +31,10 @@ select
     v.tariff,
     v.timezone,
     v.installed_on,
+    -- The snapshot's validity stamps are naive session-zone times (macros/timestamps.sql).
     case when v.version_number = 1 then cast('1900-01-01' as {{ dbt.type_timestamp() }})
-         else {{ to_utc('v.dbt_valid_from') }} end as valid_from_utc,
-    {{ to_utc('v.dbt_valid_to') }} as valid_to_utc,
+         else {{ snapshot_time_to_utc('v.dbt_valid_from') }} end as valid_from_utc,
+    {{ snapshot_time_to_utc('v.dbt_valid_to') }} as valid_to_utc,
     v.dbt_valid_to is null as is_current,
     s.first_reading_utc,
     s.last_reading_utc,

@@ -6,7 +6,8 @@ select
     coalesce(segment, 'unknown') as segment,
     local_date,
     count(*) as meter_count,
-    sum(case when billing_ready then 1 else 0 end) as billing_ready_meters,
+    -- bigint on PostgreSQL and Snowflake, a double on fakesnow (it casts sum's argument to double)
+    cast(sum(case when billing_ready then 1 else 0 end) as {{ dbt.type_bigint() }}) as billing_ready_meters,
     sum(kwh_import) as kwh_import,
     sum(kwh_export) as kwh_export,
     sum(net_kwh) as net_kwh,

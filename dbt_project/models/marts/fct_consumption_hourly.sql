@@ -24,7 +24,8 @@ select
     h.kwh_export,
     h.kwh_import - h.kwh_export as net_kwh,
     h.interval_count,
-    h.estimated_intervals,
+    -- a sum of integers: bigint on PostgreSQL and Snowflake, a double on fakesnow
+    cast(h.estimated_intervals as {{ dbt.type_bigint() }}) as estimated_intervals,
     m.region,
     m.segment,
     h.tou_period,

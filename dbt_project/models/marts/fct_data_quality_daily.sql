@@ -14,10 +14,12 @@ with ledger as (
         cast(processed_at_utc as date) as activity_date,
         source,
         count(*) as batch_count,
-        sum(records_in) as records_in,
-        sum(accepted) as accepted,
-        sum(flagged) as flagged,
-        sum(quarantined) as quarantined,
+        -- A sum of integers is a bigint on PostgreSQL and Snowflake, a double on fakesnow (it casts
+        -- sum's argument to double): the contract's bigint on every engine.
+        cast(sum(records_in) as {{ dbt.type_bigint() }}) as records_in,
+        cast(sum(accepted) as {{ dbt.type_bigint() }}) as accepted,
+        cast(sum(flagged) as {{ dbt.type_bigint() }}) as flagged,
+        cast(sum(quarantined) as {{ dbt.type_bigint() }}) as quarantined,
         avg(quality_score) as avg_quality_score
     from {{ ref('stg_ops__ingest_ledger') }}
     where {{ processing_days_window('cast(processed_at_utc as date)') }}
@@ -39,7 +41,8 @@ reasons as (
         activity_date,
         source,
         count(*) as distinct_reasons,
-        sum(record_count) as reason_occurrences
+        -- PostgreSQL's sum of a bigint is numeric (fakesnow's a double): the contract's bigint.
+        cast(sum(record_count) as {{ dbt.type_bigint() }}) as reason_occurrences
     from {{ ref('fct_quarantine_reasons_daily') }}
     where {{ processing_days_window('activity_date') }}
     group by activity_date, source
@@ -50,7 +53,8 @@ anomalies as (
         cast(scored_at_utc as date) as activity_date,
         'meter_readings' as source,
         count(*) as scored_readings,
-        avg({{ indicator('is_anomaly') }}) as anomaly_rate
+        -- avg of a numeric literal: numeric on PostgreSQL, a fixed-point or double on Snowflake.
+        cast(avg({{ indicator('is_anomaly') }}) as {{ dbt.type_float() }}) as anomaly_rate
     from {{ ref('stg_ops__anomaly_scores') }}
     where {{ processing_days_window('cast(scored_at_utc as date)') }}
     group by cast(scored_at_utc as date)

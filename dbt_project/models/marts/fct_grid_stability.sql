@@ -37,8 +37,9 @@ hourly as (
         avg(frequency_hz) as mean_frequency_hz,
         stddev_pop(deviation_hz) as std_deviation_hz,
         max(abs_deviation_hz) as max_abs_deviation_hz,
-        avg({{ indicator('abs_deviation_hz > 0.05') }}) as share_beyond_50mhz,
-        avg({{ indicator('abs_deviation_hz > 0.2') }}) as share_beyond_200mhz,
+        -- avg of a numeric literal: numeric on PostgreSQL, a fixed-point or double on Snowflake.
+        cast(avg({{ indicator('abs_deviation_hz > 0.05') }}) as {{ dbt.type_float() }}) as share_beyond_50mhz,
+        cast(avg({{ indicator('abs_deviation_hz > 0.2') }}) as {{ dbt.type_float() }}) as share_beyond_200mhz,
         min(voltage_v) as min_voltage_v,
         max(voltage_v) as max_voltage_v,
         avg(load_mw) as mean_load_mw

@@ -29,7 +29,8 @@ select
     e.start_utc_date,
     e.peak_deviation_hz,
     e.ended_at_utc is null as is_open,
-    {{ dbt.datediff('e.started_at_utc', 'e.ended_at_utc', 'second') }} / 60.0 as duration_minutes
+    -- double precision on PostgreSQL, a fixed-point number on Snowflake (datediff is an integer)
+    cast({{ dbt.datediff('e.started_at_utc', 'e.ended_at_utc', 'second') }} / 60.0 as {{ dbt.type_float() }}) as duration_minutes
 from {{ ref('stg_ops__grid_state_events') }} as e
 where {{ in_partition_window('e.start_utc_date') }}
 {%- if is_incremental() and var('min_date', none) is not none %}

@@ -23,7 +23,7 @@ from metrify_assets.meters.vee.store import VeeRun, run_days
 from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, partition_days
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import suite_check_result
-from metrify_assets.resources import PostgresResource
+from metrify_assets.resources import PostgresResource, RedisResource
 
 DEFAULTS = VeeConfig()
 
@@ -74,7 +74,7 @@ class VeeRunConfig(dg.Config):
     check_specs=[dg.AssetCheckSpec("gx_vee_meter_readings", asset="vee_meter_readings", blocking=True)],
 )
 def vee_meter_readings(
-    context: dg.AssetExecutionContext, config: VeeRunConfig, postgres: PostgresResource
+    context: dg.AssetExecutionContext, config: VeeRunConfig, postgres: PostgresResource, redis: RedisResource
 ) -> dg.MaterializeResult:
     first, last = partition_days(context)
     cfg = config.vee_config()
@@ -87,7 +87,11 @@ def vee_meter_readings(
                 "meter_readings --from ... --to ...`) to rebuild them"
             )
         hot_days = [d for d in _days(first, last) if d not in set(archived)]
-        runs = [run_days(conn, a, b, cfg, run_id=context.run.run_id) for a, b in contiguous_ranges(hot_days)]
+        cache = redis.get_cache()
+        runs = [
+            run_days(conn, a, b, cfg, run_id=context.run.run_id, cache=cache)
+            for a, b in contiguous_ranges(hot_days)
+        ]
     run = merge_runs(runs)
     result = run.result
     suite = gx.validate("vee_meter_readings", result.series)

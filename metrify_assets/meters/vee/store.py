@@ -5,7 +5,8 @@ meter readings and reviewers' decisions of the batches that touched them (`ops.i
 meters' history in `ops.vee_days` and, only for days with long gaps, their like-day profiles.
 The write is one transaction. An audit row is written only where an interval's status, value,
 method or editor differs from what is stored (or, the first time, where it is not `actual` or
-`missing`), so re-running VEE on unchanged input changes nothing.
+`missing`), so re-running VEE on unchanged input changes nothing. Once it commits, the cached results
+of the meters it wrote move to a new generation (docs/api.md#cache).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.estimation import LIKE_DAY_COLUMNS
 from metrify_assets.meters.vee.grid import CANDIDATE_COLUMNS, empty_candidates
 from metrify_assets.meters.vee.process import VeeResult, finish, like_day_requests, validate_days
+from metrify_assets.resources.cache import Cache
 from metrify_assets.storage.frames import read_frame
 
 STORED = (
@@ -201,6 +203,7 @@ def run_days(
     now: pd.Timestamp | None = None,
     run_id: str | None = None,
     meter_ids: list[str] | None = None,
+    cache: Cache | None = None,
 ) -> VeeRun:
     """VEE the local days `first`..`last` (of `meter_ids`, default all) and store the outcome."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
@@ -209,7 +212,7 @@ def run_days(
         candidates, read_meters(conn, meter_ids), first, last, now, read_history(conn, first, config), config
     )
     result = finish(validated, read_like_days(conn, like_day_requests(validated, config), config), config)
-    audit = write(conn, result, first, last, config.rule_version, run_id, meter_ids)
+    audit = write(conn, result, first, last, config.rule_version, run_id, meter_ids, cache)
     return VeeRun(result, audit, unplaced)
 
 
@@ -236,8 +239,10 @@ def write(
     rule_version: str,
     run_id: str | None,
     meter_ids: list[str] | None = None,
+    cache: Cache | None = None,
 ) -> int:
-    """Merge the series and days of `first`..`last`, auditing every change -> audit rows written."""
+    """Merge the series and days of `first`..`last`, auditing every change -> audit rows written;
+    after the commit, new cache generations for every meter whose series or days it rewrote."""
     series = result.series.assign(rule_version=rule_version)
     days = result.days.assign(rule_version=rule_version)
     with conn.cursor() as cur, conn.transaction():
@@ -276,10 +281,12 @@ def write(
             SELECT meter_id, reading_start, local_date, status, 'removed', method, energy_kwh, NULL,
                    'not in the meter-day any more', %(version)s, 'vee', %(run_id)s
             FROM gone
+            RETURNING meter_id
             """,
             {"first": first, "last": last, "meters": meter_ids, "version": rule_version, "run_id": run_id},
         )
         audited += cur.rowcount
+        touched = {row[0] for row in cur.fetchall()}
         updates = ", ".join(f"{c} = excluded.{c}" for c in SERIES_WRITE.split(", ")[2:])
         cur.execute(
             f"INSERT INTO ops.vee_readings ({SERIES_WRITE}) SELECT {SERIES_WRITE} FROM _vee "
@@ -287,13 +294,16 @@ def write(
         )
         cur.execute(
             "DELETE FROM ops.vee_days WHERE local_date BETWEEN %(first)s AND %(last)s "
-            "AND (%(meters)s::text[] IS NULL OR meter_id = ANY(%(meters)s))",
+            "AND (%(meters)s::text[] IS NULL OR meter_id = ANY(%(meters)s)) RETURNING meter_id",
             {"first": first, "last": last, "meters": meter_ids},
         )
+        touched.update(row[0] for row in cur.fetchall())
         with cur.copy(f"COPY ops.vee_days ({DAYS_WRITE}) FROM STDIN") as copy:
             for row in days[DAYS_WRITE.split(", ")].itertuples(index=False, name=None):
                 copy.write_row(tuple(_none(v) for v in row))
     conn.commit()
+    if cache is not None:
+        cache.bump(touched | set(series["meter_id"]) | set(days["meter_id"]))
     return audited
 
 
@@ -303,6 +313,7 @@ def revee_reading(
     reading_start: pd.Timestamp,
     config: VeeConfig,
     now: pd.Timestamp | None = None,
+    cache: Cache | None = None,
 ) -> VeeRun:
     """Re-run VEE for the one meter-day that holds a reading (after a reviewer's decision on it)."""
     row = conn.execute(
@@ -311,4 +322,4 @@ def revee_reading(
         (reading_start.to_pydatetime(), meter_id),
     ).fetchone()
     assert row is not None
-    return run_days(conn, row[0], row[0], config, now=now, meter_ids=[meter_id])
+    return run_days(conn, row[0], row[0], config, now=now, meter_ids=[meter_id], cache=cache)

@@ -19,7 +19,7 @@ from metrify_assets.meters.vee.assets import vee_meter_readings
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.store import revee_reading, run_days
 from metrify_assets.quality import review
-from metrify_assets.resources import PostgresResource
+from metrify_assets.resources import PostgresResource, RedisResource
 from metrify_assets.resources.lake import Lake
 
 pytestmark = pytest.mark.postgres
@@ -160,7 +160,9 @@ def test_asset_writes_the_partition_and_checks_it(
 ) -> None:
     ingest(pg, lake, "b1", day_messages("M1", DAY, skip={5}) + day_messages("M2", DAY, seed=3))
     result = dg.materialize(
-        [vee_meter_readings], resources={"postgres": pg_resource}, partition_key=DAY.isoformat()
+        [vee_meter_readings],
+        resources={"postgres": pg_resource, "redis": RedisResource()},
+        partition_key=DAY.isoformat(),
     )
     assert result.success
     (mat,) = result.asset_materializations_for_node("vee_meter_readings")

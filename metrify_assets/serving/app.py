@@ -1,0 +1,76 @@
+"""The data API's FastAPI app: `create_app(settings)` wires the routers, auth, limits and error
+handlers, and opens what the routes use (a PostgreSQL pool, the lake, the Kafka producer when Kafka
+is configured, the Redis cache when REDIS_URL is set) for the app's lifetime. `metrify api serve`
+runs it on uvicorn; docs/api.md describes every endpoint, /docs shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.resources.build import kafka_resource, postgres_resource
+from metrify_assets.resources.lake import Lake
+from metrify_assets.serving.auth import TokenVerifier
+from metrify_assets.serving.cache import open_cache
+from metrify_assets.serving.db import open_pool
+from metrify_assets.serving.errors import install_error_handlers
+from metrify_assets.serving.kafka import kafka_sender
+from metrify_assets.serving.limits import install_limits
+from metrify_assets.serving.routes import data, health, ingest, review
+
+API_VERSION = "1"
+
+
+class ApiConfigError(RuntimeError):
+    """The API cannot start as configured (say, no way to verify tokens)."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API for `settings`; refuses to build without a token secret or public key."""
+    if not settings.api.auth_configured:
+        raise ApiConfigError(
+            "the data API needs METRIFY_API_JWT_SECRET (HS256) or METRIFY_API_JWT_PUBLIC_KEY (RS256) to verify "
+            "bearer tokens; `metrify api token` signs local tokens with the secret"
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with ExitStack() as stack:
+            postgres = postgres_resource(settings)
+            with postgres.connect():  # starts the embedded server if need be; applies migrations
+                pass
+            app.state.pool = stack.enter_context(open_pool(postgres.get_url()))
+            app.state.lake = Lake(settings.lake_url)
+            app.state.sender = None
+            app.state.kafka_probe = None
+            if settings.uses_kafka:
+                sender = stack.enter_context(kafka_sender(kafka_resource(settings)))
+                app.state.sender, app.state.kafka_probe = sender, sender.probe
+            app.state.cache = cache = open_cache(settings)
+            if cache is not None:
+                stack.callback(cache.close)
+            yield
+
+    app = FastAPI(
+        title="Metrify data API",
+        version=API_VERSION,
+        summary="Ingest smart-meter, grid and weather records; read readings, marts and quality; review flags.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings.api)
+    install_error_handlers(app)
+    install_limits(app, settings.api)
+    for router in (health.router, data.router, review.router, ingest.router):
+        app.include_router(router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for the environment's settings: uvicorn's factory (`metrify api serve`, or
+    `uvicorn --factory metrify_assets.serving.app:app_from_env` in a deployment)."""
+    return create_app(resolve_settings())

@@ -1,0 +1,242 @@
+"""Ingestion over the API: an accepted request becomes one contract-v1 message, sent to Kafka when it is
+configured, else landed as a file, and recorded in `ops.api_batches` so the caller can poll its fate.
+
+Its status resolves from the ledger once the pipeline has processed it: a landing request is its own
+batch (exact counts); a Kafka request is one message of a micro-batch, so its records are found by
+their position in the micro-batch's raw copy (the decoder numbers records message by message) and
+counted against the quarantine. Once known, the figures are stored on the request's row.
+"""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import psycopg
+from psycopg.types.json import Jsonb
+
+from metrify_assets.contracts import contract_for
+from metrify_assets.ingestion.decode import decode
+from metrify_assets.ingestion.landing import land_lines
+from metrify_assets.resources.lake import Lake
+
+
+class Sender(Protocol):
+    """Sends one message to a source's topic and returns its (topic, partition, offset)."""
+
+    def __call__(self, source: str, key: bytes | None, value: bytes) -> tuple[str, int, int]: ...
+
+
+@dataclass(frozen=True)
+class ApiBatch:
+    batch_id: str
+    source: str
+    destination: str
+    records: int
+    subject: str
+    received_at: datetime
+    status: str  # queued, processed
+    accepted: int | None = None
+    quarantined: int | None = None
+    reasons: dict[str, int] | None = None
+    processed_at: datetime | None = None
+    ledger_batch_id: str | None = None
+    kafka: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        body = {k: v for k, v in self.__dict__.items() if k != "kafka"}
+        if self.kafka:
+            body["kafka"] = self.kafka
+        return body
+
+
+def record_count(body: Any) -> int:
+    """Records in a validated body: a batch's list, else one."""
+    if isinstance(body, dict) and isinstance(body.get("records"), list):
+        return len(body["records"])
+    return 1
+
+
+def message_key(source: str, body: Any) -> bytes | None:
+    """The partitioning key (the first record's meter, node or station), as `metrify simulate` keys."""
+    first = body["records"][0] if isinstance(body, dict) and body.get("records") else body
+    value = first.get(contract_for(source).key[0]) if isinstance(first, dict) else None
+    return str(value).encode() if value is not None else None
+
+
+def accept(
+    conn: psycopg.Connection,
+    source: str,
+    body: Any,
+    *,
+    subject: str,
+    client: str | None,
+    landing_dir: Path,
+    send: Sender | None,
+) -> ApiBatch:
+    """Send or land a validated body as one message and record the request; commits."""
+    batch_id = f"api-{uuid.uuid4().hex}"
+    message = orjson.dumps(body)
+    records = record_count(body)
+    row: dict[str, Any] = {
+        "landing_batch_id": None,
+        "kafka_topic": None,
+        "kafka_partition": None,
+        "kafka_offset": None,
+    }
+    if send is not None:
+        destination = "kafka"
+        topic, partition, offset = send(source, message_key(source, body), message)
+        row.update(kafka_topic=topic, kafka_partition=partition, kafka_offset=offset)
+    else:
+        destination = "landing"
+        landed = land_lines(landing_dir, source, [message.decode()])
+        row["landing_batch_id"] = landed.batch_id
+    received_at = conn.execute(
+        "INSERT INTO ops.api_batches (batch_id, source, destination, landing_batch_id, kafka_topic, kafka_partition, "
+        "kafka_offset, records, subject, client) VALUES (%(batch_id)s, %(source)s, %(destination)s, "
+        "%(landing_batch_id)s, %(kafka_topic)s, %(kafka_partition)s, %(kafka_offset)s, %(records)s, %(subject)s, "
+        "%(client)s) RETURNING received_at",
+        {
+            "batch_id": batch_id,
+            "source": source,
+            "destination": destination,
+            "records": records,
+            "subject": subject,
+            "client": client,
+            **row,
+        },
+    ).fetchone()
+    conn.commit()
+    assert received_at is not None
+    kafka = (
+        {"topic": row["kafka_topic"], "partition": row["kafka_partition"], "offset": row["kafka_offset"]}
+        if send
+        else None
+    )
+    return ApiBatch(batch_id, source, destination, records, subject, received_at[0], "queued", kafka=kafka)
+
+
+_COLUMNS = (
+    "batch_id, source, destination, records, subject, received_at, landing_batch_id, kafka_topic, kafka_partition, "
+    "kafka_offset, ledger_batch_id, accepted, quarantined, reasons, processed_at"
+)
+
+
+def status(conn: psycopg.Connection, lake: Lake, batch_id: str) -> ApiBatch | None:
+    """The request's fate: queued until the pipeline has processed it, then its counts; None if unknown."""
+    row = conn.execute(f"SELECT {_COLUMNS} FROM ops.api_batches WHERE batch_id = %s", (batch_id,)).fetchone()
+    if row is None:
+        return None
+    (
+        bid,
+        source,
+        destination,
+        records,
+        subject,
+        received_at,
+        landing_id,
+        topic,
+        partition,
+        offset,
+        ledger_id,
+        accepted,
+        quarantined,
+        reasons,
+        processed_at,
+    ) = row
+    kafka = {"topic": topic, "partition": partition, "offset": offset} if destination == "kafka" else None
+    if ledger_id is None:
+        resolved = (
+            _resolve_landing(conn, landing_id)
+            if destination == "landing"
+            else _resolve_kafka(conn, lake, source, topic, partition, offset, records, received_at)
+        )
+        if resolved is not None:
+            ledger_id, accepted, quarantined, reasons, processed_at = resolved
+            conn.execute(
+                "UPDATE ops.api_batches SET ledger_batch_id = %s, accepted = %s, quarantined = %s, reasons = %s, "
+                "processed_at = %s WHERE batch_id = %s",
+                (ledger_id, accepted, quarantined, Jsonb(reasons), processed_at, bid),
+            )
+            conn.commit()
+    return ApiBatch(
+        bid,
+        source,
+        destination,
+        records,
+        subject,
+        received_at,
+        "processed" if ledger_id else "queued",
+        accepted,
+        quarantined,
+        reasons,
+        processed_at,
+        ledger_id,
+        kafka,
+    )
+
+
+Resolution = tuple[str, int, int, dict[str, int], datetime]
+
+
+def _reasons(conn: psycopg.Connection, ledger_id: str, indices: range | None = None) -> dict[str, int]:
+    """Quarantined records of a ledger batch by reason code (a record may have several)."""
+    query = "SELECT record_index, reasons FROM ops.quarantine WHERE batch_id = %s"
+    counts: Counter[str] = Counter()
+    for index, reasons in conn.execute(query, (ledger_id,)).fetchall():
+        if indices is None or index in indices:
+            counts.update(r for r in reasons.split(",") if r)
+    return dict(counts.most_common())
+
+
+def _resolve_landing(conn: psycopg.Connection, landing_id: str) -> Resolution | None:
+    row = conn.execute(
+        "SELECT accepted, quarantined, processed_at FROM ops.ingest_ledger WHERE batch_id = %s", (landing_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    accepted, quarantined, processed_at = row
+    return landing_id, accepted, quarantined, _reasons(conn, landing_id), processed_at
+
+
+def _resolve_kafka(
+    conn: psycopg.Connection,
+    lake: Lake,
+    source: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    records: int,
+    received_at: datetime,
+) -> Resolution | None:
+    prefix = f"{topic}-{partition}-".replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute(
+        "SELECT batch_id, raw_key, processed_at FROM ops.ingest_ledger WHERE source = %s AND origin = 'kafka' "
+        "AND processed_at >= %s AND origin_ref LIKE %s",
+        (source, received_at, prefix + "%"),
+    ).fetchall()
+    for ledger_id, raw_key, processed_at in rows:
+        start, end = (int(p) for p in ledger_id.rsplit("-", 2)[1:])
+        if start <= offset < end:
+            lines = gzip.decompress(lake.get(raw_key)).split(b"\n")[:-1]
+            position = offset - start
+            if len(lines) != end - start:  # offsets not contiguous: the message cannot be placed
+                return None
+            decoded = decode(contract_for(source), lines, [0] * len(lines))
+            mine = [i for i, p in enumerate(decoded.message_index) if p == position]
+            indices = range(mine[0], mine[-1] + 1) if mine else range(0)
+            reasons = _reasons(conn, ledger_id, indices)
+            bad = conn.execute(
+                "SELECT count(*) FROM ops.quarantine WHERE batch_id = %s AND record_index >= %s AND record_index < %s",
+                (ledger_id, indices.start, indices.stop),
+            ).fetchone()
+            quarantined = int(bad[0]) if bad else 0
+            return ledger_id, len(indices) - quarantined, quarantined, reasons, processed_at
+    return None

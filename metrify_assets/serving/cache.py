@@ -1,0 +1,62 @@
+"""The data API's reads through the Redis cache (docs/api.md#cache).
+
+The cache itself (`resources.cache.Cache`) lives below the rooms that write, so that ingestion, VEE,
+review and the lifecycle can keep it coherent after their commits; this module is the API's side:
+opening it for the app's lifetime, and reads that fall back to PostgreSQL on a miss or an outage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import orjson
+import psycopg
+
+from metrify_assets.env import Settings
+from metrify_assets.resources.build import redis_resource
+from metrify_assets.resources.cache import Cache, encode
+from metrify_assets.storage.latest import latest_readings
+
+Source = Literal["cache", "database"]
+
+
+def open_cache(settings: Settings) -> Cache | None:
+    """The cache on REDIS_URL with the API's TTL (METRIFY_API_CACHE_TTL_S); None when REDIS_URL is
+    unset. `close()` it when the app stops."""
+    return redis_resource(settings).get_cache()
+
+
+def latest_reading(
+    cache: Cache | None, conn: psycopg.Connection, meter_id: str
+) -> tuple[dict[str, Any] | None, Source]:
+    """The meter's newest stored reading as JSON values (None: the meter has none) and where it came
+    from: the cache's entry, else PostgreSQL, whose answer then fills the entry unless a writer
+    committed meanwhile (so a fill never puts back a reading a newer version replaced)."""
+    source: Source = "cache"
+
+    def read() -> dict[str, Any] | None:
+        nonlocal source
+        source = "database"
+        return latest_readings(conn, [meter_id]).get(meter_id)
+
+    if cache is None:
+        row = read()
+        return (None if row is None else orjson.loads(encode(row))), source
+    return cache.latest(meter_id, read), source
+
+
+def cached(
+    cache: Cache | None,
+    key_parts: Sequence[object],
+    compute: Callable[[], object],
+    *,
+    meter_id: str | None = None,
+    ttl_s: int | None = None,
+) -> Any:
+    """`compute()`'s result as JSON values, through the cache when there is one (`Cache.get_or_compute`:
+    keyed by `key_parts`, the query's name first, and by the generation of `meter_id`, or the global
+    one for a query not about one meter)."""
+    if cache is None:
+        return orjson.loads(encode(compute()))
+    return cache.get_or_compute(key_parts, compute, ttl_s, meter_id=meter_id)

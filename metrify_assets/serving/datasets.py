@@ -1,0 +1,293 @@
+"""What the data API serves: each dataset is a relation, its sort key and the filters it accepts.
+
+One definition per dataset, read by the generic routes (routes/data.py), so paging, filters, formats,
+meter-level access and caching behave the same everywhere. The marts are dbt's (schema `marts`,
+contracts enforced, so their columns are stable); the operational tables are `ops`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from metrify_assets.serving.pagination import decode_cursor, encode_cursor
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A query parameter and the condition it adds: `column op value`."""
+
+    param: str
+    column: str
+    op: str = "="  # =, >=, <
+    description: str = ""
+    kind: str = "text"  # text, date, timestamp (aware), utc (a mart's naive UTC timestamp), bool
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    path: str  # the API route; a `{...}` segment selects `path_filter`
+    schema: str
+    table: str
+    key: tuple[str, ...]  # unique, the page order
+    description: str
+    filters: tuple[Filter, ...] = ()
+    path_filter: str | None = None  # the column a path parameter selects (a meter, a node, a station)
+    meter_column: str | None = None  # rows belong to one meter: a meter-limited token sees its own
+    columns: tuple[str, ...] = field(default=())  # () = every column (marts: their contract's)
+
+    @property
+    def per_meter(self) -> bool:
+        return self.meter_column is not None
+
+
+def _range(column: str, what: str, kind: str) -> tuple[Filter, Filter]:
+    return (
+        Filter("from", column, ">=", f"First {what} (inclusive).", kind),
+        Filter("to", column, "<", f"End {what} (exclusive).", kind),
+    )
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset(
+            "consumption_daily",
+            "/v1/consumption/daily",
+            "marts",
+            "fct_consumption_daily",
+            ("local_date", "meter_id"),
+            "Billing-grade energy per meter and local day (VEE), with completeness and the billing gate.",
+            (
+                *_range("local_date", "local day", "date"),
+                Filter("meter_id", "meter_id"),
+                Filter("region", "region"),
+                Filter("segment", "segment"),
+            ),
+            meter_column="meter_id",
+        ),
+        Dataset(
+            "consumption_hourly",
+            "/v1/consumption/hourly",
+            "marts",
+            "fct_consumption_hourly",
+            ("hour_start_utc", "meter_id"),
+            "Billing-grade energy per meter and UTC hour, with the time-of-use period.",
+            (
+                *_range("hour_start_utc", "UTC hour", "utc"),
+                Filter("meter_id", "meter_id"),
+                Filter("region", "region"),
+            ),
+            meter_column="meter_id",
+        ),
+        Dataset(
+            "consumption_by_region",
+            "/v1/consumption/regions",
+            "marts",
+            "fct_consumption_daily_by_region",
+            ("local_date", "region", "segment"),
+            "Energy per region, segment and local day.",
+            (
+                *_range("local_date", "local day", "date"),
+                Filter("region", "region"),
+                Filter("segment", "segment"),
+            ),
+        ),
+        Dataset(
+            "peak_demand",
+            "/v1/consumption/peaks",
+            "marts",
+            "fct_peak_demand",
+            ("local_date", "meter_id"),
+            "Peak demand (kW) per meter and local day.",
+            (*_range("local_date", "local day", "date"), Filter("meter_id", "meter_id")),
+            meter_column="meter_id",
+        ),
+        Dataset(
+            "quality_daily",
+            "/v1/quality/daily",
+            "marts",
+            "fct_data_quality_daily",
+            ("activity_date", "source"),
+            "Data quality per processing day and source: ledger counts, quarantine, anomaly rate.",
+            (*_range("activity_date", "processing day", "date"), Filter("source", "source")),
+        ),
+        Dataset(
+            "weather_impact",
+            "/v1/weather/impact",
+            "marts",
+            "fct_weather_impact",
+            ("local_date", "region"),
+            "Consumption against temperature and degree-days per region and local day.",
+            (*_range("local_date", "local day", "date"), Filter("region", "region")),
+        ),
+        Dataset(
+            "meters",
+            "/v1/meters",
+            "marts",
+            "dim_meter",
+            ("meter_id", "version_number"),
+            "The meter registry with its history (one row per version) and each meter's reading span.",
+            (
+                Filter("meter_id", "meter_id"),
+                Filter("region", "region"),
+                Filter("segment", "segment"),
+                Filter("is_current", "is_current", kind="bool"),
+            ),
+            meter_column="meter_id",
+        ),
+        Dataset(
+            "grid_status",
+            "/v1/grid/nodes/{grid_node_id}/status",
+            "ops",
+            "grid_status",
+            ("measured_at",),
+            "A grid node's measurements (frequency, voltage, load) as received.",
+            _range("measured_at", "time (ISO 8601)", "timestamp"),
+            path_filter="grid_node_id",
+            columns=(
+                "grid_node_id",
+                "measured_at",
+                "frequency_hz",
+                "voltage_v",
+                "load_mw",
+                "capacity_mw",
+                "quality_flags",
+            ),
+        ),
+        Dataset(
+            "grid_states",
+            "/v1/grid/nodes/{grid_node_id}/states",
+            "marts",
+            "fct_grid_state_events",
+            ("started_at_utc",),
+            "A grid node's system-state events (ENTSO-E states: alert, emergency, ...).",
+            (*_range("started_at_utc", "start time (UTC)", "utc"), Filter("state", "state")),
+            path_filter="grid_node_id",
+        ),
+        Dataset(
+            "grid_stability",
+            "/v1/grid/nodes/{grid_node_id}/stability",
+            "marts",
+            "fct_grid_stability",
+            ("hour_start_utc",),
+            "A grid node's stability figures per UTC hour.",
+            _range("hour_start_utc", "UTC hour", "utc"),
+            path_filter="grid_node_id",
+        ),
+        Dataset(
+            "weather_observations",
+            "/v1/weather/stations/{station_id}/observations",
+            "ops",
+            "weather_observations",
+            ("observed_at",),
+            "A weather station's observations as received.",
+            _range("observed_at", "time (ISO 8601)", "timestamp"),
+            path_filter="station_id",
+            columns=(
+                "station_id",
+                "observed_at",
+                "temperature_c",
+                "humidity_pct",
+                "pressure_hpa",
+                "wind_speed_ms",
+                "precipitation_mm",
+                "quality_flags",
+            ),
+        ),
+        Dataset(
+            "weather_conditions",
+            "/v1/weather/stations/{station_id}/conditions",
+            "marts",
+            "fct_weather_conditions",
+            ("hour_start_utc",),
+            "A weather station's hours: aggregates, classes and extreme-weather flags.",
+            _range("hour_start_utc", "UTC hour", "utc"),
+            path_filter="station_id",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Page:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    next_cursor: str | None
+
+
+def query_page(
+    conn: psycopg.Connection,
+    dataset: Dataset,
+    params: dict[str, Any],
+    *,
+    path_value: str | None = None,
+    meters: frozenset[str] | None = None,
+    cursor: str | None = None,
+    limit: int,
+) -> Page:
+    """One page of `dataset`, filtered by `params` (values already parsed), in key order after
+    `cursor`; `meters` limits the rows to those meters (a meter-limited token)."""
+    conditions: list[sql.Composable] = []
+    values: list[Any] = []
+    if dataset.path_filter is not None:
+        conditions.append(sql.SQL("{} = %s").format(sql.Identifier(dataset.path_filter)))
+        values.append(path_value)
+    for f in dataset.filters:
+        if params.get(f.param) is not None:
+            conditions.append(sql.SQL("{} " + f.op + " %s").format(sql.Identifier(f.column)))
+            values.append(params[f.param])
+    if meters is not None and dataset.meter_column is not None:
+        conditions.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(dataset.meter_column)))
+        values.append(sorted(meters))
+    key = sql.SQL(", ").join(sql.Identifier(c) for c in dataset.key)
+    if cursor is not None:
+        after = decode_cursor(cursor, len(dataset.key))
+        conditions.append(
+            sql.SQL("({}) > ({})").format(key, sql.SQL(", ").join(sql.Placeholder() * len(after)))
+        )
+        values.extend(after)
+    columns = (
+        sql.SQL(", ").join(sql.Identifier(c) for c in dataset.columns) if dataset.columns else sql.SQL("*")
+    )
+    where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
+    query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT %s").format(
+        columns, sql.Identifier(dataset.schema, dataset.table), where, key
+    )
+    with conn.cursor() as cur:
+        cur.execute(query, [*values, limit + 1])
+        names = [d.name for d in cur.description or []]
+        rows = cur.fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more and rows:
+        last = dict(zip(names, rows[-1], strict=True))
+        next_cursor = encode_cursor([last[c] for c in dataset.key])
+    return Page(names, rows, next_cursor)
+
+
+def parse_value(kind: str, raw: str) -> Any:
+    """A query parameter's text as the filter's type; ValueError with a message the caller can act on."""
+    if kind == "date":
+        return date.fromisoformat(raw)
+    if kind in ("timestamp", "utc"):
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError as err:
+            raise ValueError(f"not an ISO 8601 date or time: {raw!r}") from err
+        if kind == "timestamp":
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    if kind == "bool":
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"not true or false: {raw!r}")
+    return raw

@@ -1,0 +1,145 @@
+"""One error shape for the whole API: `{"error": {"status", "code", "message", "details"}}`.
+
+Clients branch on `code` (stable, snake_case) and show `message` (for people); `details` carries what
+a machine can act on (the failing fields of a 422, the wait of a 429) or is null. Every path that can
+answer an error goes through here: routes and dependencies raise `ApiError` (or FastAPI's
+`HTTPException`), middlewares outside the exception handlers call `error_response` themselves, and
+`install_error_handlers` turns everything else, unexpected exceptions included, into this shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response (for OpenAPI: `responses=openapi_errors(401, 403)`)."""
+
+    error: ErrorDetail
+
+
+class ApiError(HTTPException):
+    """An error answered in the common shape with its own `code`. It is an `HTTPException` so that
+    FastAPI passes it through untouched, even when raised while the request body is read."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code=status, detail=message, headers=dict(headers) if headers else None)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status_code, self.code, self.message, self.details, self.headers)
+
+
+# The default `code` of a status, fixed here rather than derived from `HTTPStatus` phrases, which
+# change between Python versions (413 and 422 were renamed in 3.13).
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def status_code_name(status: int) -> str:
+    """The default `code` of a status: 404 -> `not_found`."""
+    return STATUS_CODES.get(status) or _phrase(status).lower().replace(" ", "_").replace("-", "_")
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "error": {"status": status, "code": code, "message": message, "details": jsonable_encoder(details)}
+    }
+    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
+
+
+def openapi_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route's OpenAPI entry: these statuses answer `ErrorBody`."""
+    return {s: {"model": ErrorBody, "description": _phrase(s)} for s in statuses}
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, ApiError):
+        return exc.response()
+    # FastAPI's and Starlette's own (404 for an unknown path, 405, ...): a string detail is the
+    # message; anything else a route put in `detail` is kept as `details`.
+    message = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
+    details = None if isinstance(exc.detail, str) else exc.detail
+    return error_response(exc.status_code, status_code_name(exc.status_code), message, details, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    # The offending input is left out: it may be large, and it is the caller's own data anyway.
+    fields = [
+        {
+            "field": ".".join(str(part) for part in err.get("loc", ())),
+            "message": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
+        for err in exc.errors()
+    ]
+    return error_response(422, "validation_error", f"{len(fields)} invalid field(s)", fields)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error; the details are in the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error of `app` in the common shape (call it from `create_app`)."""
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

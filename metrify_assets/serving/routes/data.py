@@ -1,0 +1,163 @@
+"""Data access (scope `read`): a meter's readings and latest reading, and the datasets of
+`serving/datasets.py`, each a GET with its filters, cursor pagination and JSON or CSV output.
+
+A token limited to some meters sees only their rows: per-meter datasets are filtered, a meter's own
+endpoints answer 403 for any other meter. Grid, weather, quality and regional datasets hold no
+meter's rows and are served to every `read` token.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from datetime import UTC, datetime
+from keyword import iskeyword
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from metrify_assets.serving import readings
+from metrify_assets.serving.auth import Principal, require, require_meter
+from metrify_assets.serving.cache import cached
+from metrify_assets.serving.cache import latest_reading as latest_reading_through_cache
+from metrify_assets.serving.datasets import DATASETS, Dataset, parse_value, query_page
+from metrify_assets.serving.db import connection
+from metrify_assets.serving.errors import ApiError
+from metrify_assets.serving.output import json_response, page_response
+from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
+
+router = APIRouter(prefix="", tags=["data"])
+Conn = Annotated[psycopg.Connection, Depends(connection)]
+Reader = Annotated[Principal, Depends(require("read"))]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page.")]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+Format = Annotated[
+    str | None, Query(pattern="^(json|csv)$", description="json (default) or csv; or `Accept: text/csv`.")
+]
+
+
+def _bad_cursor(err: Exception) -> ApiError:
+    return ApiError(400, "bad_cursor", str(err))
+
+
+@router.get("/v1/meters/{meter_id}/readings", summary="A meter's readings (the VEE series where processed)")
+def meter_readings(
+    request: Request,
+    meter_id: str,
+    principal: Reader,
+    conn: Conn,
+    start: Annotated[
+        datetime | None, Query(alias="from", description="First interval start (ISO 8601).")
+    ] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="End (exclusive), ISO 8601.")] = None,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    format: Format = None,
+) -> Response:
+    """Intervals in time order: the billing-grade VEE value and status (actual, estimated, edited,
+    missing, failed) where VEE has processed the day, else the reading as received (`received`)."""
+    require_meter(principal, meter_id)
+    try:
+        page = readings.series_page(conn, meter_id, _aware(start), _aware(end), cursor, limit)
+    except (CursorError, ValueError) as err:
+        raise _bad_cursor(err) from err
+    return page_response(request, format, readings.SERIES_COLUMNS, page.rows, page.next_cursor)
+
+
+@router.get("/v1/meters/{meter_id}/latest", summary="A meter's latest reading")
+def latest_reading(request: Request, meter_id: str, principal: Reader, conn: Conn) -> Response:
+    """The newest interval stored for the meter (its newest record version), from the cache when
+    Redis holds it, else from PostgreSQL."""
+    require_meter(principal, meter_id)
+    reading, source = latest_reading_through_cache(request.app.state.cache, conn, meter_id)
+    if reading is None:
+        raise ApiError(404, "not_found", f"no reading stored for meter {meter_id!r}")
+    return json_response({"data": reading}, headers={"X-Metrify-Source": source})
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _python_name(param: str) -> str:
+    return f"{param}_" if iskeyword(param) else param
+
+
+def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
+    """A GET endpoint for `dataset` whose query parameters are its filters (so /docs lists them)."""
+
+    def endpoint(request: Request, principal: Principal, conn: psycopg.Connection, **kwargs: Any) -> Response:
+        path_value = kwargs.pop(dataset.path_filter, None) if dataset.path_filter else None
+        cursor, limit, fmt = kwargs.pop("cursor"), kwargs.pop("limit"), kwargs.pop("format")
+        params: dict[str, Any] = {}
+        for f in dataset.filters:
+            raw = kwargs.get(_python_name(f.param))
+            if raw is not None:
+                try:
+                    params[f.param] = parse_value(f.kind, raw)
+                except ValueError as err:
+                    detail = [{"loc": ["query", f.param], "msg": str(err), "input": raw}]
+                    raise ApiError(422, "invalid_parameter", f"{f.param}: {err}", detail) from err
+        if dataset.per_meter and principal.meters is not None and params.get("meter_id") is not None:
+            require_meter(principal, params["meter_id"])
+        meters = principal.meters if dataset.per_meter else None
+
+        def compute() -> dict[str, Any]:
+            page = query_page(
+                conn, dataset, params, path_value=path_value, meters=meters, cursor=cursor, limit=limit
+            )
+            return {"columns": page.columns, "rows": page.rows, "next_cursor": page.next_cursor}
+
+        # Hot queries through Redis, keyed by what was asked and by the global generation, which every
+        # writer and every dbt build moves after its commit: a cached page never outlives its rows.
+        key = [dataset.name, path_value, sorted(params.items()), sorted(meters or []), cursor, limit]
+        try:
+            page = cached(request.app.state.cache, key, compute)
+        except CursorError as err:
+            raise _bad_cursor(err) from err
+        return page_response(request, fmt, page["columns"], page["rows"], page["next_cursor"])
+
+    params = [
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+        inspect.Parameter("principal", inspect.Parameter.KEYWORD_ONLY, annotation=Reader),
+        inspect.Parameter("conn", inspect.Parameter.KEYWORD_ONLY, annotation=Conn),
+    ]
+    if dataset.path_filter:
+        params.append(inspect.Parameter(dataset.path_filter, inspect.Parameter.KEYWORD_ONLY, annotation=str))
+    seen: set[str] = set()
+    for f in dataset.filters:
+        if f.param in seen:
+            continue
+        seen.add(f.param)
+        query = Query(alias=f.param, description=f.description or f"Rows whose {f.column} equals this.")
+        params.append(
+            inspect.Parameter(
+                _python_name(f.param),
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[str | None, query],
+            )
+        )
+    params += [
+        inspect.Parameter("cursor", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Cursor),
+        inspect.Parameter(
+            "limit", inspect.Parameter.KEYWORD_ONLY, default=DEFAULT_PAGE_SIZE, annotation=Limit
+        ),
+        inspect.Parameter("format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Format),
+    ]
+
+    def wrapper(**kwargs: Any) -> Response:
+        return endpoint(kwargs.pop("request"), kwargs.pop("principal"), kwargs.pop("conn"), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__name__ = dataset.name
+    wrapper.__doc__ = dataset.description
+    return wrapper
+
+
+for _dataset in DATASETS.values():
+    router.add_api_route(
+        _dataset.path, dataset_endpoint(_dataset), methods=["GET"], summary=_dataset.description.split(":")[0]
+    )

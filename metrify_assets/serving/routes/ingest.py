@@ -1,0 +1,77 @@
+"""Ingestion over the API (scope `ingest`): `POST /v1/{source}` with one record or `{"records": [...]}`,
+validated against the source's JSON Schema (422 with the failing fields, nothing written), then sent
+to Kafka or landed (serving/batches.py); `GET /v1/batches/{id}` reports what became of it."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import Response
+
+from metrify_assets.contracts import CONTRACTS
+from metrify_assets.serving import batches, schemas
+from metrify_assets.serving.auth import Principal, require
+from metrify_assets.serving.db import connection
+from metrify_assets.serving.errors import ApiError
+from metrify_assets.serving.kafka import SendError
+from metrify_assets.serving.output import json_response
+
+router = APIRouter(tags=["ingestion"])
+Conn = Annotated[psycopg.Connection, Depends(connection)]
+Source = Enum("Source", {s: s for s in CONTRACTS}, type=str)  # type: ignore[misc]
+
+
+@router.post(
+    "/v1/{source}",
+    status_code=202,
+    summary="Send one record or a batch of records",
+    responses={
+        422: {"description": "The body does not match the source's JSON Schema: nothing was written."}
+    },
+)
+def ingest(
+    request: Request,
+    source: Source,
+    principal: Annotated[Principal, Depends(require("ingest"))],
+    body: Annotated[dict[str, Any], Body(description='One record, or `{"records": [...]}` (schemas/).')],
+    conn: Conn,
+) -> Response:
+    """Validate, then hand the body to the pipeline as one message; 202 with the batch id to poll."""
+    name = str(source.value)
+    errors = schemas.validate(name, body)
+    if errors:
+        raise ApiError(
+            422, "invalid_body", f"the body does not match schemas/ for {name}", [e.as_dict() for e in errors]
+        )
+    state = request.app.state
+    try:
+        batch = batches.accept(
+            conn,
+            name,
+            body,
+            subject=principal.subject,
+            client=request.client.host if request.client else None,
+            landing_dir=state.settings.landing_dir,
+            send=state.sender,
+        )
+    except SendError as err:
+        raise ApiError(503, "kafka_unavailable", f"{err}; nothing was accepted, retry later") from err
+    location = f"/v1/batches/{batch.batch_id}"
+    return json_response(
+        {"data": batch.as_dict(), "status_url": location}, status_code=202, headers={"Location": location}
+    )
+
+
+@router.get("/v1/batches/{batch_id}", summary="What became of a request's records")
+def batch_status(
+    request: Request, batch_id: str, principal: Annotated[Principal, Depends(require("ingest"))], conn: Conn
+) -> Response:
+    """`queued` until the pipeline has processed the message, then `processed` with the records
+    accepted and quarantined and the quarantine reasons."""
+    batch = batches.status(conn, request.app.state.lake, batch_id)
+    if batch is None:
+        raise ApiError(404, "not_found", f"no batch {batch_id!r}")
+    return json_response({"data": batch.as_dict()})

@@ -1,0 +1,191 @@
+"""The JSON Schemas of message contract v1 (`schemas/<source>.v1.json`), and checking a request body
+against them, so the API answers 422 with the failing fields instead of landing what the decoder would
+quarantine as `malformed:*`.
+
+The schemas are the structural contract and agree with `ingestion/decode.py` record by record
+(`tests/serving/test_schemas.py`): a body that passes decodes whole. Values are judged later, by the
+record rules with reason codes, so a body that passes can still be quarantined or flagged. Two parts
+of the decoder's reading have no standard keyword and are checked here: `date-time` is a timestamp
+the decoder can read (a standard validator applies RFC 3339, which is stricter), and
+`x-maxJoinedLength` bounds `status_flags` as stored (comma-joined).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator, FormatChecker, TypeChecker, ValidationError, validators
+from jsonschema.protocols import Validator
+
+from metrify_assets.contracts import CONTRACTS, contract_for
+
+# The repository's schemas/ folder (beside metrify_assets/, like dbt_project/).
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_FILES: dict[str, Path] = {source: SCHEMA_DIR / f"{source}.v1.json" for source in CONTRACTS}
+MAX_ERRORS = 100  # listed per request; the rest are counted
+MAX_VALUE_CHARS = 200  # a failing value longer than this (as JSON) is echoed cut short
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One failing field. `loc` is a JSON pointer without its leading `/` (`records/3/energy_kwh`;
+    `""` is the whole body); `keyword` the schema keyword that failed (`required`, `type`, ...)."""
+
+    loc: str
+    message: str
+    value: object  # the failing value (None for a missing field), cut short when long
+    keyword: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"loc": self.loc, "message": self.message, "value": self.value, "keyword": self.keyword}
+
+
+class FieldErrors(list[FieldError]):
+    """The first failing fields (record by record), one error each; `more` counts the failing fields
+    not listed. Empty (falsy) when the body is valid."""
+
+    more: int = 0
+
+
+def _finite_number(checker: TypeChecker, value: object) -> bool:
+    """JSON has no NaN or Infinity; Python's json module reads them, so keep them out of `number`."""
+    return bool(
+        Draft202012Validator.TYPE_CHECKER.is_type(value, "number")
+        and (not isinstance(value, float) or math.isfinite(value))
+    )
+
+
+def _max_joined_length(
+    validator: Validator, limit: int, instance: object, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    """`x-maxJoinedLength`: an array of strings is stored comma-joined, within a text field's limit."""
+    if isinstance(instance, list) and all(isinstance(item, str) for item in instance):
+        length = len(",".join(instance))
+        if length > limit:
+            yield ValidationError(f"{length} characters joined with ',' (at most {limit})")
+
+
+_ContractValidator = validators.extend(
+    Draft202012Validator,
+    validators={"x-maxJoinedLength": _max_joined_length},
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number),
+)
+_FORMATS = FormatChecker(formats=())
+
+
+# With more than 6 fractional digits pandas reads nanoseconds, whose range is 1677..2262 (here to the us).
+_NANOSECONDS = re.compile(r"\.[0-9]{7}")
+_OFFSET = re.compile(r"[+-][0-9]{2}:?([0-9]{2})$")
+_NANOSECOND_RANGE = (
+    datetime(1677, 9, 21, 0, 12, 43, 145225, UTC),
+    datetime(2262, 4, 11, 23, 47, 16, 854775, UTC),
+)
+
+
+@_FORMATS.checks("date-time")
+def _is_instant(value: object) -> bool:
+    """A timestamp the decoder reads. It parses with pandas' ISO 8601 reader; on the pattern's strings
+    `datetime.fromisoformat` agrees but for offset minutes past 59 and the nanosecond range, checked
+    here too (tests/serving/test_schemas.py compares the two)."""
+    if not isinstance(value, str):
+        return True
+    text = value.removesuffix("\n")  # `$` in the pattern lets one newline through
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    offset = _OFFSET.search(text)
+    if offset and int(offset.group(1)) >= 60:  # fromisoformat carries +00:60 over; pandas refuses it
+        return False
+    low, high = _NANOSECOND_RANGE
+    return not _NANOSECONDS.search(value) or (instant.tzinfo is not None and low <= instant <= high)
+
+
+@cache
+def schema(source: str) -> dict[str, Any]:
+    """The JSON Schema of `source`'s messages."""
+    contract_for(source)  # raises on an unknown source
+    loaded: dict[str, Any] = orjson.loads(SCHEMA_FILES[source].read_bytes())
+    return loaded
+
+
+@cache
+def _validator(source: str) -> Validator:
+    loaded = schema(source)
+    _ContractValidator.check_schema(loaded)
+    return _ContractValidator(loaded, format_checker=_FORMATS)
+
+
+def _pointer(parts: list[str | int]) -> str:
+    return "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _excerpt(value: object) -> object:
+    """The value as given, or a JSON excerpt of it when long: a 422 need not echo a megabyte."""
+    if isinstance(value, str | list | dict):
+        text = value if isinstance(value, str) else json.dumps(value, default=str)  # any int, unlike orjson
+        if len(text) > MAX_VALUE_CHARS:
+            return text[:MAX_VALUE_CHARS] + "..."
+    return value
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # nan, inf
+    names = {int: "number", float: "number", str: "string", list: "array", dict: "object"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
+
+
+def _field_error(error: ValidationError) -> FieldError:
+    path = list(error.absolute_path)
+    keyword = str(error.validator)
+    value: object = error.instance
+    required = error.validator_value if keyword == "required" else None
+    if isinstance(required, list) and isinstance(value, dict):  # reported on the object: name the member
+        missing = next(p for p in required if p not in value and error.message.startswith(repr(p)))
+        return FieldError(_pointer([*path, missing]), "required field missing", None, keyword)
+    if keyword == "type":
+        expected = (
+            error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        )
+        message = f"expected {' or '.join(expected)}, got {_json_type(value)}"
+    elif keyword in ("pattern", "format") and isinstance(error.schema, Mapping) and "title" in error.schema:
+        message = f"not {error.schema['title']}"
+    elif keyword == "maxLength":
+        message = f"longer than {error.validator_value} characters"
+    elif keyword == "minItems":
+        message = f"at least {error.validator_value} record{'s' if error.validator_value != 1 else ''}"
+    else:
+        message = error.message
+    return FieldError(_pointer(path), message, _excerpt(value), keyword)
+
+
+def validate(source: str, body: Any, limit: int = MAX_ERRORS) -> FieldErrors:
+    """The failing fields of `body` (one record or `{"records": [...]}`, as a JSON parser gives it)
+    against `source`'s schema: at most `limit` listed, the first error of each field, the rest
+    counted in `more`."""
+    errors = FieldErrors()
+    seen: set[str] = set()
+    for error in _validator(source).iter_errors(body):
+        found = _field_error(error)
+        if found.loc in seen:
+            continue
+        seen.add(found.loc)
+        if len(errors) < limit:
+            errors.append(found)
+        else:
+            errors.more += 1
+    return errors
