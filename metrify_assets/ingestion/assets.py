@@ -193,7 +193,10 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
                     yield suite_check_result(err.result, asset_key=validated.to_user_string())
                     raise dg.Failure(str(err), allow_retries=False) from err
                 conn.commit()
-                refresh_cache(redis.get_cache(), conn, result)
+                cache = redis.get_cache()
+                if cache is not None:
+                    refresh_cache(cache, conn, result)
+                    cache.close()
             if kafka_batch is not None:  # only after the DB transaction committed: see ingestion.batch
                 dead_letter(kafka, kafka_batch, result)
                 commit_range(kafka, kafka_batch.range)

@@ -265,7 +265,10 @@ def _typed(contract: SourceContract, frame: pd.DataFrame) -> pd.DataFrame:
         elif field.type == "int":
             out[field.name] = pd.to_numeric(col, errors="coerce").astype("Int64")
         elif field.type == "timestamp":
-            out[field.name] = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce").astype(
+            # As objects: a column pandas inferred as bool or numbers (its text records were malformed
+            # and left out) would otherwise parse to naive times and fail the UTC cast.
+            text = col if col.dtype == object else col.astype(object)
+            out[field.name] = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce").astype(
                 "datetime64[us, UTC]"
             )
         elif field.type == "str_list":

@@ -8,6 +8,7 @@ opening it for the app's lifetime, and reads that fall back to PostgreSQL on a m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import orjson
@@ -28,7 +29,7 @@ def open_cache(settings: Settings) -> Cache | None:
 
 
 def latest_reading(
-    cache: Cache | None, conn: psycopg.Connection, meter_id: str
+    cache: Cache | None, connect: Callable[[], AbstractContextManager[psycopg.Connection]], meter_id: str
 ) -> tuple[dict[str, Any] | None, Source]:
     """The meter's newest stored reading as JSON values (None: the meter has none) and where it came
     from: the cache's entry, else PostgreSQL, whose answer then fills the entry unless a writer
@@ -38,7 +39,8 @@ def latest_reading(
     def read() -> dict[str, Any] | None:
         nonlocal source
         source = "database"
-        return latest_readings(conn, [meter_id]).get(meter_id)
+        with connect() as conn:  # only on a miss: a hit costs no database connection
+            return latest_readings(conn, [meter_id]).get(meter_id)
 
     if cache is None:
         row = read()

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from metrify_assets.serving.pagination import decode_cursor, encode_cursor
+from metrify_assets.serving.pagination import CursorError, decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def query_page(
         values.append(sorted(meters))
     key = sql.SQL(", ").join(sql.Identifier(c) for c in dataset.key)
     if cursor is not None:
-        after = decode_cursor(cursor, len(dataset.key))
+        after = decode_cursor(cursor, dataset.name, len(dataset.key))
         conditions.append(
             sql.SQL("({}) > ({})").format(key, sql.SQL(", ").join(sql.Placeholder() * len(after)))
         )
@@ -260,7 +260,12 @@ def query_page(
         columns, sql.Identifier(dataset.schema, dataset.table), where, key
     )
     with conn.cursor() as cur:
-        cur.execute(query, [*values, limit + 1])
+        try:
+            cur.execute(query, [*values, limit + 1])
+        except (psycopg.errors.DataError, psycopg.errors.UndefinedFunction) as err:
+            if cursor is None:
+                raise
+            raise CursorError("cursor values do not fit this endpoint's key") from err
         names = [d.name for d in cur.description or []]
         rows = cur.fetchall()
     more = len(rows) > limit
@@ -268,7 +273,7 @@ def query_page(
     next_cursor = None
     if more and rows:
         last = dict(zip(names, rows[-1], strict=True))
-        next_cursor = encode_cursor([last[c] for c in dataset.key])
+        next_cursor = encode_cursor(dataset.name, [last[c] for c in dataset.key])
     return Page(names, rows, next_cursor)
 
 

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from metrify_assets.resources.kafka import KafkaResource
 
@@ -20,6 +20,10 @@ class SendError(RuntimeError):
     """Kafka did not acknowledge the message: nothing was accepted."""
 
 
+class MessageTooLargeError(SendError):
+    """The message is over the producer's (or broker's) size limit: retrying cannot help."""
+
+
 class KafkaSender:
     def __init__(self, kafka: KafkaResource, producer: object) -> None:
         self._kafka = kafka
@@ -29,6 +33,10 @@ class KafkaSender:
         try:
             future = self._producer.send(self._kafka.topic(source), key=key, value=value)  # type: ignore[attr-defined]
             meta = future.get(timeout=SEND_TIMEOUT_S)
+        except MessageSizeTooLargeError as err:
+            raise MessageTooLargeError(
+                f"the message ({len(value):,} bytes) is over Kafka's size limit"
+            ) from err
         except KafkaError as err:
             raise SendError(f"Kafka did not acknowledge the message: {type(err).__name__}: {err}") from err
         return meta.topic, meta.partition, meta.offset

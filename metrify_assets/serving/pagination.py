@@ -23,8 +23,9 @@ class CursorError(ValueError):
     """A cursor that this endpoint did not issue (or that was altered)."""
 
 
-def encode_cursor(key: Sequence[Any]) -> str:
-    """An opaque cursor for the row whose sort key is `key` (str, int, float, date or datetime)."""
+def encode_cursor(scope: str, key: Sequence[Any]) -> str:
+    """An opaque cursor of endpoint `scope` for the row whose sort key is `key` (str, int, float,
+    date or datetime)."""
     values = [
         {"t": v.isoformat()}
         if isinstance(v, datetime)
@@ -33,26 +34,28 @@ def encode_cursor(key: Sequence[Any]) -> str:
         else v
         for v in key
     ]
-    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+    return base64.urlsafe_b64encode(orjson.dumps([scope, values])).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, width: int) -> list[Any]:
-    """The sort key a cursor holds; `width` values expected."""
+def decode_cursor(cursor: str, scope: str, width: int) -> list[Any]:
+    """The sort key a cursor of endpoint `scope` holds (`width` values); CursorError for anything else."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = orjson.loads(raw)
-    except (ValueError, orjson.JSONDecodeError) as err:
-        raise CursorError("cursor is not one this API issued") from err
-    if not isinstance(values, list) or len(values) != width:
-        raise CursorError("cursor is not one this API issued for this endpoint")
-    key: list[Any] = []
-    for value in values:
-        if isinstance(value, dict) and "t" in value:
-            key.append(datetime.fromisoformat(value["t"]))
-        elif isinstance(value, dict) and "d" in value:
-            key.append(date.fromisoformat(value["d"]))
-        elif isinstance(value, (str, int, float)) or value is None:
-            key.append(value)
-        else:
-            raise CursorError("cursor is not one this API issued")
-    return key
+        issued_for, values = orjson.loads(raw)
+        if issued_for != scope or not isinstance(values, list) or len(values) != width:
+            raise CursorError("cursor is not one this endpoint issued")
+        return [_value(v) for v in values]
+    except CursorError:
+        raise
+    except (ValueError, TypeError, orjson.JSONDecodeError) as err:
+        raise CursorError("cursor is not one this endpoint issued") from err
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(value.get("t"), str):
+        return datetime.fromisoformat(value["t"])
+    if isinstance(value, dict) and isinstance(value.get("d"), str):
+        return date.fromisoformat(value["d"])
+    if isinstance(value, (str, int, float)) or value is None:
+        return value
+    raise CursorError("cursor is not one this endpoint issued")

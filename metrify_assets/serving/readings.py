@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from metrify_assets.serving.pagination import decode_cursor, encode_cursor
+from metrify_assets.serving.pagination import CursorError, decode_cursor, encode_cursor
 
 SERIES_COLUMNS = (
     "reading_start",
@@ -42,6 +42,7 @@ FULL JOIN (SELECT * FROM ops.meter_readings WHERE meter_id = %(meter)s
 ORDER BY 1
 LIMIT %(limit)s
 """
+CURSOR_SCOPE = "meter_readings"
 EPOCH = datetime.fromisoformat("1900-01-01T00:00:00+00:00")
 END_OF_TIME = datetime.fromisoformat("9999-01-01T00:00:00+00:00")
 
@@ -61,9 +62,9 @@ def series_page(
     limit: int,
 ) -> SeriesPage:
     """One page of a meter's series in time order, after `cursor`."""
-    after = decode_cursor(cursor, 1)[0] if cursor else EPOCH
+    after = decode_cursor(cursor, CURSOR_SCOPE, 1)[0] if cursor else EPOCH
     if not isinstance(after, datetime):
-        raise ValueError("cursor is not one this endpoint issued")
+        raise CursorError("cursor is not one this endpoint issued")
     params = {
         "meter": meter_id,
         "start": start or EPOCH,
@@ -74,4 +75,4 @@ def series_page(
     rows = conn.execute(SERIES_SQL, params).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    return SeriesPage(rows, encode_cursor([rows[-1][0]]) if more and rows else None)
+    return SeriesPage(rows, encode_cursor(CURSOR_SCOPE, [rows[-1][0]]) if more and rows else None)

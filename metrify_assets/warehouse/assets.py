@@ -63,10 +63,12 @@ def build_warehouse_assets(
             changed = ", ".join(f"{t.name} ({t.changed_rows:,} rows changed)" for t in analyzed)
             context.log.info(f"Planner statistics refreshed before the build: {changed}")
         with environment(dbt_env_from_url(postgres.get_url())):
-            yield from dbt.cli(args, context=context).stream()
-        cache = redis.get_cache()
-        if cache is not None:  # the marts changed: the API's cached results of them retire
-            cache.bump(())
-            cache.close()
+            try:
+                yield from dbt.cli(args, context=context).stream()
+            finally:  # the marts changed (a failed build may have committed some): cached results retire
+                cache = redis.get_cache()
+                if cache is not None:
+                    cache.bump(())
+                    cache.close()
 
     return metrify_dbt

@@ -26,8 +26,12 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app as cli
+from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.ingestion.landing import list_landed
+from metrify_assets.orchestration.catchup import ingest_files
 from metrify_assets.orchestration.drain import drain
+from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.kafka import KafkaResource
@@ -43,9 +47,12 @@ SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
 
 
 def token(
-    *scopes: str, meters: list[str] | None = None, ttl: timedelta = timedelta(minutes=10)
+    *scopes: str,
+    meters: list[str] | None = None,
+    ttl: timedelta = timedelta(minutes=10),
+    subject: str = "tester",
 ) -> dict[str, str]:
-    signed = issue_token(SECRET, "tester", list(scopes), ttl, meters=meters)
+    signed = issue_token(SECRET, subject, list(scopes), ttl, meters=meters)
     return {"Authorization": f"Bearer {signed}"}
 
 
@@ -88,14 +95,31 @@ def query(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tu
         return conn.execute(sql, params).fetchall()
 
 
-def run_pipeline(home: Path, redis_server: str) -> dict[str, Any]:
+def ingest_landed(home: Path, redis_server: str, sources: tuple[str, ...] = ("meter_readings",)) -> int:
+    """Run the ingest job on the landing files the ledger does not hold yet, as the landing sensor
+    would (the refresh and the marts are not needed here); returns how many."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("METRIFY_HOME", str(home))
-        mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+        for name, value in (("METRIFY_HOME", str(home)), ("DAGSTER_HOME", str(home / "dagster"))):
+            mp.setenv(name, value)
         mp.setenv("REDIS_URL", redis_server)
-        result = CliRunner().invoke(cli, ["run", "--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+        settings = resolve_settings()
+        with postgres_resource(settings).connect() as conn:
+            done = {
+                s: {
+                    b
+                    for (b,) in conn.execute("SELECT batch_id FROM ops.ingest_ledger WHERE source = %s", (s,))
+                }
+                for s in sources
+            }
+        files = [
+            f for s in sources for f in list_landed(settings.landing_dir, s) if f.batch_id not in done[s]
+        ]
+        instance = local_instance(settings)
+        try:
+            ingest_files(load_defs(), instance, files)
+        finally:
+            instance.dispose()
+    return len(files)
 
 
 def recent(days_ago: int, minute: int) -> str:
@@ -321,7 +345,7 @@ def test_a_posted_batch_reaches_ops_and_its_status_says_what_became_of_it(
     queued = client.get(posted.headers["location"], headers=token("ingest")).json()["data"]
     assert queued["status"] == "queued" and queued["accepted"] is None
 
-    run_pipeline(home, redis_server)
+    assert ingest_landed(home, redis_server) == 1
 
     done = client.get(posted.headers["location"], headers=token("ingest")).json()["data"]
     assert done["status"] == "processed"
@@ -352,7 +376,7 @@ def test_the_latest_reading_is_cached_and_never_stale_after_a_newer_version(
         "energy_kwh": round(float(latest["energy_kwh"]) + 1.25, 3),
     }
     assert client.post("/v1/meter_readings", json=newer, headers=token("ingest")).status_code == 202
-    run_pipeline(home, redis_server)
+    assert ingest_landed(home, redis_server) == 1
     served = client.get(f"/v1/meters/{meter}/latest", headers=token("read")).json()["data"]
     assert served["energy_kwh"] == pytest.approx(newer["energy_kwh"])
     assert served["record_version"] > latest["record_version"]
@@ -432,3 +456,58 @@ def test_with_kafka_a_post_becomes_one_message_and_its_records_are_counted_exact
         done = api.get(posted.headers["location"], headers=token("ingest")).json()["data"]
     assert done["status"] == "processed"
     assert (done["accepted"], done["quarantined"]) == (3, 0)
+
+
+def test_meter_limits_hold_for_ingestion_review_batches_and_cached_pages(
+    client: TestClient, settings: Settings
+) -> None:
+    meters = [m for (m,) in query(settings, "SELECT DISTINCT meter_id FROM ops.meter_readings ORDER BY 1")]
+    mine, other = meters[0], meters[1]
+    reading = {"meter_id": other, "reading_start": recent(4, 0), "interval_minutes": 15, "energy_kwh": 0.1}
+    limited = token("ingest", "review", "read", meters=[mine])
+    assert client.post("/v1/meter_readings", json=reading, headers=limited).status_code == 403
+    grid = {"grid_node_id": "NODE-X", "measured_at": recent(4, 0), "frequency_hz": 50.0}
+    assert client.post("/v1/grid_status", json=grid, headers=limited).status_code == 403
+    # A batch is visible to the subject that sent it (and admin) only.
+    posted = client.post("/v1/meter_readings", json={**reading, "meter_id": mine}, headers=limited)
+    assert posted.status_code == 202
+    assert (
+        client.get(posted.headers["location"], headers=token("ingest", subject="someone-else")).status_code
+        == 404
+    )
+    assert client.get(posted.headers["location"], headers=token("admin", subject="ops")).status_code == 200
+    # Review: another meter's flagged reading is neither listed nor decidable with the limited token.
+    with postgres_resource(settings).connect() as conn:
+        conn.execute(
+            "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons) "
+            "VALUES ('api-test-review', 0, 'meter_readings', %s, 'energy_spike') ON CONFLICT DO NOTHING",
+            (f"{other}|{recent(5, 0)}",),
+        )
+    everyone = client.get("/v1/review/items", headers=token("review"), params={"limit": 10_000}).json()[
+        "data"
+    ]
+    assert any(i["batch_id"] == "api-test-review" for i in everyone)
+    seen = client.get("/v1/review/items", headers=limited, params={"limit": 10_000}).json()["data"]
+    assert all(i["record_key"].startswith(f"{mine}|") for i in seen)
+    decided = client.post("/v1/review/items/api-test-review/0/reject", json={"note": "n"}, headers=limited)
+    assert decided.status_code == 403
+    # A token allowed no meter gets no rows, even after an unlimited token's page was cached.
+    assert (
+        client.get("/v1/consumption/daily", headers=token("read"), params={"limit": 5}).json()["count"] == 5
+    )
+    nothing = client.get("/v1/consumption/daily", headers=token("read", meters=[]), params={"limit": 5})
+    assert nothing.status_code == 200 and nothing.json()["count"] == 0
+
+
+def test_a_cursor_works_only_where_it_was_issued(client: TestClient, settings: Settings) -> None:
+    page = client.get("/v1/consumption/daily", headers=token("read"), params={"limit": 1}).json()
+    assert page["next_cursor"]
+    foreign = client.get(
+        f"/v1/meters/{a_meter(settings)}/readings",
+        headers=token("read"),
+        params={"cursor": page["next_cursor"]},
+    )
+    assert foreign.status_code == 400 and foreign.json()["error"]["code"] == "bad_cursor"
+    for bad in ("garbage", "W10", page["next_cursor"][:-3]):
+        response = client.get("/v1/consumption/regions", headers=token("read"), params={"cursor": bad})
+        assert response.status_code == 400, (bad, response.text)

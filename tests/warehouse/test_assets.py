@@ -12,6 +12,7 @@ import pytest
 
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.cache import RedisResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.warehouse.definitions import build_defs
 from metrify_assets.warehouse.docs import DOCS_KEY, generate_docs
@@ -89,7 +90,7 @@ def test_materialise_on_postgres(pg: psycopg.Connection, pg_resource: PostgresRe
     defs = build_defs()
     result = dg.materialize(
         [warehouse_assets()],
-        resources={**(defs.resources or {}), "postgres": pg_resource},
+        resources={**(defs.resources or {}), "postgres": pg_resource, "redis": RedisResource()},
         partition_key="2026-01-05",
     )
     assert result.success
@@ -134,7 +135,7 @@ def test_backfill_of_two_days_builds_exactly_those_days(
     pg.commit()
     result = dg.materialize(
         [warehouse_assets()],
-        resources={**(build_defs().resources or {}), "postgres": pg_resource},
+        resources={**(build_defs().resources or {}), "postgres": pg_resource, "redis": RedisResource()},
         tags=partition_range_tags(date(2026, 2, 2), date(2026, 2, 3)),
     )
     assert result.success

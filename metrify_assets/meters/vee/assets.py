@@ -88,10 +88,14 @@ def vee_meter_readings(
             )
         hot_days = [d for d in _days(first, last) if d not in set(archived)]
         cache = redis.get_cache()
-        runs = [
-            run_days(conn, a, b, cfg, run_id=context.run.run_id, cache=cache)
-            for a, b in contiguous_ranges(hot_days)
-        ]
+        try:
+            runs = [
+                run_days(conn, a, b, cfg, run_id=context.run.run_id, cache=cache)
+                for a, b in contiguous_ranges(hot_days)
+            ]
+        finally:
+            if cache is not None:
+                cache.close()
     run = merge_runs(runs)
     result = run.result
     suite = gx.validate("vee_meter_readings", result.series)

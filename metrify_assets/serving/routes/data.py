@@ -67,11 +67,12 @@ def meter_readings(
 
 
 @router.get("/v1/meters/{meter_id}/latest", summary="A meter's latest reading")
-def latest_reading(request: Request, meter_id: str, principal: Reader, conn: Conn) -> Response:
+def latest_reading(request: Request, meter_id: str, principal: Reader) -> Response:
     """The newest interval stored for the meter (its newest record version), from the cache when
     Redis holds it, else from PostgreSQL."""
     require_meter(principal, meter_id)
-    reading, source = latest_reading_through_cache(request.app.state.cache, conn, meter_id)
+    state = request.app.state
+    reading, source = latest_reading_through_cache(state.cache, state.pool.connection, meter_id)
     if reading is None:
         raise ApiError(404, "not_found", f"no reading stored for meter {meter_id!r}")
     return json_response({"data": reading}, headers={"X-Metrify-Source": source})
@@ -112,7 +113,9 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
 
         # Hot queries through Redis, keyed by what was asked and by the global generation, which every
         # writer and every dbt build moves after its commit: a cached page never outlives its rows.
-        key = [dataset.name, path_value, sorted(params.items()), sorted(meters or []), cursor, limit]
+        # `meters` None (every meter) and [] (none) must not share a key.
+        allowed = None if meters is None else sorted(meters)
+        key = [dataset.name, path_value, sorted(params.items()), allowed, cursor, limit]
         try:
             page = cached(request.app.state.cache, key, compute)
         except CursorError as err:

@@ -13,10 +13,10 @@ from fastapi.responses import Response
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.serving import batches, schemas
-from metrify_assets.serving.auth import Principal, require
+from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import ApiError
-from metrify_assets.serving.kafka import SendError
+from metrify_assets.serving.kafka import MessageTooLargeError, SendError
 from metrify_assets.serving.output import json_response
 
 router = APIRouter(tags=["ingestion"])
@@ -43,9 +43,16 @@ def ingest(
     name = str(source.value)
     errors = schemas.validate(name, body)
     if errors:
-        raise ApiError(
-            422, "invalid_body", f"the body does not match schemas/ for {name}", [e.as_dict() for e in errors]
-        )
+        failing = len(errors) + errors.more
+        listed = f" (the first {len(errors)} listed)" if errors.more else ""
+        message = f"{failing} field(s) do not match schemas/{name}.v1.json{listed}: nothing was written"
+        raise ApiError(422, "invalid_body", message, [e.as_dict() for e in errors])
+    if principal.meters is not None:  # a meter-limited token sends its meters' readings only
+        if name != "meter_readings":
+            raise ApiError(403, "meter_forbidden", "a meter-limited token sends meter readings only")
+        records = body["records"] if isinstance(body.get("records"), list) else [body]
+        for meter_id in sorted({str(r.get("meter_id")) for r in records}):
+            require_meter(principal, meter_id)
     state = request.app.state
     try:
         batch = batches.accept(
@@ -57,6 +64,8 @@ def ingest(
             landing_dir=state.settings.landing_dir,
             send=state.sender,
         )
+    except MessageTooLargeError as err:
+        raise ApiError(413, "payload_too_large", f"{err}; send fewer records per request") from err
     except SendError as err:
         raise ApiError(503, "kafka_unavailable", f"{err}; nothing was accepted, retry later") from err
     location = f"/v1/batches/{batch.batch_id}"
@@ -72,6 +81,6 @@ def batch_status(
     """`queued` until the pipeline has processed the message, then `processed` with the records
     accepted and quarantined and the quarantine reasons."""
     batch = batches.status(conn, request.app.state.lake, batch_id)
-    if batch is None:
+    if batch is None or not (batch.subject == principal.subject or principal.has("admin")):
         raise ApiError(404, "not_found", f"no batch {batch_id!r}")
     return json_response({"data": batch.as_dict()})

@@ -1,17 +1,21 @@
 """Review over the API (scope `review`): the flagged records, and approve or reject with the token's
-subject recorded as the reviewer (the same decisions as `metrify review`, quality/review.py)."""
+subject recorded as the reviewer (the same decisions as `metrify review`, quality/review.py: a meter
+reading's decision becomes an edit of its VEE series at once)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import pandas as pd
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from metrify_assets.meters.vee.catalogue import VeeConfig
+from metrify_assets.meters.vee.store import revee_reading
 from metrify_assets.quality import review
-from metrify_assets.serving.auth import Principal, require
+from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import ApiError
 from metrify_assets.serving.output import json_response, page_response
@@ -65,9 +69,12 @@ def list_items(
     if reason is not None:
         conditions.append("%s = ANY(string_to_array(reasons, ','))")
         values.append(reason)
+    if principal.meters is not None:  # a meter-limited token: its meters' readings only
+        conditions.append("source = 'meter_readings' AND split_part(record_key, '|', 1) = ANY(%s)")
+        values.append(sorted(principal.meters))
     if cursor is not None:
         try:
-            after = decode_cursor(cursor, 3)
+            after = decode_cursor(cursor, "review_items", 3)
         except CursorError as err:
             raise ApiError(400, "bad_cursor", str(err)) from err
         conditions.append("(flagged_at, batch_id, record_index) > (%s, %s, %s)")
@@ -80,7 +87,7 @@ def list_items(
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if rows else None
-    next_cursor = encode_cursor([last[9], last[0], last[1]]) if more and last else None
+    next_cursor = encode_cursor("review_items", [last[9], last[0], last[1]]) if more and last else None
     return page_response(request, format, COLUMNS, rows, next_cursor)
 
 
@@ -90,17 +97,32 @@ def _decide(
     verdict: str,
     batch_id: str,
     record_index: int,
-    by: str,
+    principal: Principal,
     note: str,
 ) -> Response:
-    decide = review.approve if verdict == "approve" else review.reject
+    """The decision, then (for a meter reading) the edit of the VEE series it becomes, as `metrify review`
+    does; a meter-limited token decides on its meters' readings only."""
+    cache = request.app.state.cache
     try:
-        item = decide(conn, batch_id, record_index, by, note, cache=request.app.state.cache)
+        item = review.get_item(conn, batch_id, record_index)
+        if principal.meters is not None:
+            if item.source != "meter_readings":
+                raise ApiError(403, "meter_forbidden", "a meter-limited token reviews meter readings only")
+            require_meter(principal, item.record_key.split("|", 1)[0])
+        decide = review.approve if verdict == "approve" else review.reject
+        item = decide(conn, batch_id, record_index, principal.subject, note, cache=cache)
     except review.UnknownItemError as err:
         raise ApiError(404, "not_found", str(err)) from err
     except review.ReviewError as err:
         raise ApiError(409, "conflict", str(err)) from err
-    return json_response({"data": {c: getattr(item, c) for c in COLUMNS}})
+    body: dict[str, Any] = {c: getattr(item, c) for c in COLUMNS}
+    if item.source == "meter_readings":
+        meter_id, start = item.record_key.split("|", 1)
+        at = pd.Timestamp(start)
+        series = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache).result.series
+        interval = series[series["reading_start"] == at.tz_convert("UTC")]
+        body["vee_status"] = str(interval["status"].iloc[0]) if len(interval) else None
+    return json_response({"data": body})
 
 
 @router.post("/v1/review/items/{batch_id}/{record_index}/approve", summary="Approve a flagged record")
@@ -108,7 +130,7 @@ def approve(
     request: Request, batch_id: str, record_index: int, decision: Decision, principal: Reviewer, conn: Conn
 ) -> Response:
     """Keep the record (its quality flags stay, for audit); the reviewer is the token's subject."""
-    return _decide(request, conn, "approve", batch_id, record_index, principal.subject, decision.note)
+    return _decide(request, conn, "approve", batch_id, record_index, principal, decision.note)
 
 
 @router.post("/v1/review/items/{batch_id}/{record_index}/reject", summary="Reject a flagged record")
@@ -116,4 +138,4 @@ def reject(
     request: Request, batch_id: str, record_index: int, decision: Decision, principal: Reviewer, conn: Conn
 ) -> Response:
     """Move the record to quarantine (`review_rejected:<note>`) and out of the derived tables."""
-    return _decide(request, conn, "reject", batch_id, record_index, principal.subject, decision.note)
+    return _decide(request, conn, "reject", batch_id, record_index, principal, decision.note)
