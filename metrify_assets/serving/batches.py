@@ -13,7 +13,7 @@ import gzip
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +25,8 @@ from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.decode import decode
 from metrify_assets.ingestion.landing import land_lines
 from metrify_assets.resources.lake import Lake
+
+RESOLVE_MARGIN = timedelta(hours=1)
 
 
 class Sender(Protocol):
@@ -183,7 +185,7 @@ def status(conn: psycopg.Connection, lake: Lake, batch_id: str) -> ApiBatch | No
     )
 
 
-Resolution = tuple[str, int, int, dict[str, int], datetime]
+Resolution = tuple[str, int | None, int | None, dict[str, int], datetime]
 
 
 def _reasons(conn: psycopg.Connection, ledger_id: str, indices: range | None = None) -> dict[str, int]:
@@ -220,15 +222,19 @@ def _resolve_kafka(
     rows = conn.execute(
         "SELECT batch_id, raw_key, processed_at FROM ops.ingest_ledger WHERE source = %s AND origin = 'kafka' "
         "AND processed_at >= %s AND origin_ref LIKE %s",
-        (source, received_at, prefix + "%"),
+        # The request's row is written after the broker's acknowledgement: a range processed in between
+        # is found too (the offset check below picks the one range that holds the message).
+        (source, received_at - RESOLVE_MARGIN, prefix + "%"),
     ).fetchall()
     for ledger_id, raw_key, processed_at in rows:
         start, end = (int(p) for p in ledger_id.rsplit("-", 2)[1:])
         if start <= offset < end:
             lines = gzip.decompress(lake.get(raw_key)).split(b"\n")[:-1]
             position = offset - start
-            if len(lines) != end - start:  # offsets not contiguous: the message cannot be placed
-                return None
+            if len(lines) != end - start:
+                # Offsets not contiguous, or another producer's message spans lines: the message cannot
+                # be placed, so the request is processed with its counts unknown (and not looked up again).
+                return ledger_id, None, None, {}, processed_at
             decoded = decode(contract_for(source), lines, [0] * len(lines))
             mine = [i for i, p in enumerate(decoded.message_index) if p == position]
             indices = range(mine[0], mine[-1] + 1) if mine else range(0)

@@ -511,3 +511,42 @@ def test_a_cursor_works_only_where_it_was_issued(client: TestClient, settings: S
     for bad in ("garbage", "W10", page["next_cursor"][:-3]):
         response = client.get("/v1/consumption/regions", headers=token("read"), params={"cursor": bad})
         assert response.status_code == 400, (bad, response.text)
+
+
+def test_a_kafka_request_that_cannot_be_placed_is_processed_with_unknown_counts(
+    kafka_defs: dg.Definitions,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    tmp_path: Path,
+) -> None:
+    """Another producer's pretty-printed message (line breaks in it) in the same micro-batch: the
+    request's records cannot be told apart, so its status is processed with null counts, not queued."""
+    kafka_resource.ensure_topics(partitions=1)
+    settings = resolve_settings(
+        {
+            "METRIFY_HOME": str(tmp_path),
+            "METRIFY_POSTGRES_URL": pg_resource.get_url(),
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_resource.bootstrap_servers,
+            "METRIFY_API_JWT_SECRET": SECRET,
+        }
+    )
+    app = create_app(settings)
+    record = {"meter_id": "MTR-P", "reading_start": recent(3, 0), "interval_minutes": 15, "energy_kwh": 1.0}
+    with TestClient(app) as api, kafka_resource.producer() as producer:
+        app.state.sender = KafkaSender(kafka_resource, producer)
+        topic = kafka_resource.topic("meter_readings")
+        producer.send(topic, key=b"MTR-P", value=json.dumps(record, indent=2).encode()).get(timeout=10)
+        posted = api.post(
+            "/v1/meter_readings", json={**record, "reading_start": recent(3, 15)}, headers=token("ingest")
+        )
+        assert posted.status_code == 202
+        drain(
+            kafka_defs,
+            dg.DagsterInstance.ephemeral(),
+            kafka_resource,
+            pg_resource,
+            sources=["meter_readings"],
+        )
+        done = api.get(posted.headers["location"], headers=token("ingest")).json()["data"]
+    assert done["status"] == "processed" and done["ledger_batch_id"]
+    assert done["accepted"] is None and done["quarantined"] is None
