@@ -28,18 +28,24 @@ def conn(pg_resource: PostgresResource) -> Iterator[psycopg.Connection]:
 
 
 def insert(conn: psycopg.Connection, table: str, first: int, count: int) -> None:
-    conn.execute(f"INSERT INTO {SCHEMA}.{table} SELECT generate_series(%s::int, %s::int)", (first, first + count - 1))
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.{table} SELECT generate_series(%s::int, %s::int)", (first, first + count - 1)
+    )
     conn.execute("SELECT pg_stat_force_next_flush()")  # the counters reach pg_stat_* at once
     conn.execute("SELECT 1")
 
 
 def planner_rows(conn: psycopg.Connection, table: str) -> float:
-    row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (f"{SCHEMA}.{table}",)).fetchone()
+    row = conn.execute(
+        "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (f"{SCHEMA}.{table}",)
+    ).fetchone()
     assert row is not None
     return float(row[0])
 
 
-def test_a_table_loaded_since_its_last_analyze_is_analyzed_and_a_quiet_one_is_not(conn: psycopg.Connection) -> None:
+def test_a_table_loaded_since_its_last_analyze_is_analyzed_and_a_quiet_one_is_not(
+    conn: psycopg.Connection,
+) -> None:
     insert(conn, "readings", 1, 5000)
     insert(conn, "meters", 1, 10)  # under autovacuum's 50-row threshold
     assert planner_rows(conn, "readings") < 0  # never analyzed: the planner guesses
