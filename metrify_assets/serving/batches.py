@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import orjson
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from metrify_assets.contracts import contract_for
@@ -125,62 +126,55 @@ def accept(
     return ApiBatch(batch_id, source, destination, records, subject, received_at[0], "queued", kafka=kafka)
 
 
-_COLUMNS = (
-    "batch_id, source, destination, records, subject, received_at, landing_batch_id, kafka_topic, kafka_partition, "
-    "kafka_offset, ledger_batch_id, accepted, quarantined, reasons, processed_at"
-)
-
-
 def status(conn: psycopg.Connection, lake: Lake, batch_id: str) -> ApiBatch | None:
     """The request's fate: queued until the pipeline has processed it, then its counts; None if unknown."""
-    row = conn.execute(f"SELECT {_COLUMNS} FROM ops.api_batches WHERE batch_id = %s", (batch_id,)).fetchone()
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM ops.api_batches WHERE batch_id = %s", (batch_id,)).fetchone()
     if row is None:
         return None
-    (
-        bid,
-        source,
-        destination,
-        records,
-        subject,
-        received_at,
-        landing_id,
-        topic,
-        partition,
-        offset,
-        ledger_id,
-        accepted,
-        quarantined,
-        reasons,
-        processed_at,
-    ) = row
-    kafka = {"topic": topic, "partition": partition, "offset": offset} if destination == "kafka" else None
-    if ledger_id is None:
+    kafka = None
+    if row["destination"] == "kafka":
+        kafka = {
+            "topic": row["kafka_topic"],
+            "partition": row["kafka_partition"],
+            "offset": row["kafka_offset"],
+        }
+    if row["ledger_batch_id"] is None:
         resolved = (
-            _resolve_landing(conn, landing_id)
-            if destination == "landing"
-            else _resolve_kafka(conn, lake, source, topic, partition, offset, records, received_at)
+            _resolve_landing(conn, row["landing_batch_id"])
+            if kafka is None
+            else _resolve_kafka(
+                conn,
+                lake,
+                row["source"],
+                kafka["topic"],
+                kafka["partition"],
+                kafka["offset"],
+                row["received_at"],
+            )
         )
         if resolved is not None:
-            ledger_id, accepted, quarantined, reasons, processed_at = resolved
+            names = ("ledger_batch_id", "accepted", "quarantined", "reasons", "processed_at")
+            row.update(zip(names, resolved, strict=True))
             conn.execute(
                 "UPDATE ops.api_batches SET ledger_batch_id = %s, accepted = %s, quarantined = %s, reasons = %s, "
                 "processed_at = %s WHERE batch_id = %s",
-                (ledger_id, accepted, quarantined, Jsonb(reasons), processed_at, bid),
+                (*resolved[:3], Jsonb(resolved[3]), resolved[4], batch_id),
             )
             conn.commit()
     return ApiBatch(
-        bid,
-        source,
-        destination,
-        records,
-        subject,
-        received_at,
-        "processed" if ledger_id else "queued",
-        accepted,
-        quarantined,
-        reasons,
-        processed_at,
-        ledger_id,
+        row["batch_id"],
+        row["source"],
+        row["destination"],
+        row["records"],
+        row["subject"],
+        row["received_at"],
+        "processed" if row["ledger_batch_id"] else "queued",
+        row["accepted"],
+        row["quarantined"],
+        row["reasons"],
+        row["processed_at"],
+        row["ledger_batch_id"],
         kafka,
     )
 
@@ -188,14 +182,19 @@ def status(conn: psycopg.Connection, lake: Lake, batch_id: str) -> ApiBatch | No
 Resolution = tuple[str, int | None, int | None, dict[str, int], datetime]
 
 
-def _reasons(conn: psycopg.Connection, ledger_id: str, indices: range | None = None) -> dict[str, int]:
-    """Quarantined records of a ledger batch by reason code (a record may have several)."""
+def _reasons(
+    conn: psycopg.Connection, ledger_id: str, indices: range | None = None
+) -> tuple[int, dict[str, int]]:
+    """Quarantined records of a ledger batch (those at `indices` only, when given) and their count by
+    reason code (a record may have several)."""
     query = "SELECT record_index, reasons FROM ops.quarantine WHERE batch_id = %s"
     counts: Counter[str] = Counter()
+    records = 0
     for index, reasons in conn.execute(query, (ledger_id,)).fetchall():
         if indices is None or index in indices:
+            records += 1
             counts.update(r for r in reasons.split(",") if r)
-    return dict(counts.most_common())
+    return records, dict(counts.most_common())
 
 
 def _resolve_landing(conn: psycopg.Connection, landing_id: str) -> Resolution | None:
@@ -205,7 +204,7 @@ def _resolve_landing(conn: psycopg.Connection, landing_id: str) -> Resolution | 
     if row is None:
         return None
     accepted, quarantined, processed_at = row
-    return landing_id, accepted, quarantined, _reasons(conn, landing_id), processed_at
+    return landing_id, accepted, quarantined, _reasons(conn, landing_id)[1], processed_at
 
 
 def _resolve_kafka(
@@ -215,7 +214,6 @@ def _resolve_kafka(
     topic: str,
     partition: int,
     offset: int,
-    records: int,
     received_at: datetime,
 ) -> Resolution | None:
     prefix = f"{topic}-{partition}-".replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -238,11 +236,6 @@ def _resolve_kafka(
             decoded = decode(contract_for(source), lines, [0] * len(lines))
             mine = [i for i, p in enumerate(decoded.message_index) if p == position]
             indices = range(mine[0], mine[-1] + 1) if mine else range(0)
-            reasons = _reasons(conn, ledger_id, indices)
-            bad = conn.execute(
-                "SELECT count(*) FROM ops.quarantine WHERE batch_id = %s AND record_index >= %s AND record_index < %s",
-                (ledger_id, indices.start, indices.stop),
-            ).fetchone()
-            quarantined = int(bad[0]) if bad else 0
+            quarantined, reasons = _reasons(conn, ledger_id, indices)
             return ledger_id, len(indices) - quarantined, quarantined, reasons, processed_at
     return None

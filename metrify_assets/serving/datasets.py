@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from metrify_assets.contracts import CONTRACTS
 from metrify_assets.serving.pagination import CursorError, decode_cursor, encode_cursor
 
 
@@ -150,15 +151,7 @@ DATASETS: dict[str, Dataset] = {
             "A grid node's measurements (frequency, voltage, load) as received.",
             _range("measured_at", "time (ISO 8601)", "timestamp"),
             path_filter="grid_node_id",
-            columns=(
-                "grid_node_id",
-                "measured_at",
-                "frequency_hz",
-                "voltage_v",
-                "load_mw",
-                "capacity_mw",
-                "quality_flags",
-            ),
+            columns=(*CONTRACTS["grid_status"].columns, "quality_flags"),
         ),
         Dataset(
             "grid_states",
@@ -189,16 +182,7 @@ DATASETS: dict[str, Dataset] = {
             "A weather station's observations as received.",
             _range("observed_at", "time (ISO 8601)", "timestamp"),
             path_filter="station_id",
-            columns=(
-                "station_id",
-                "observed_at",
-                "temperature_c",
-                "humidity_pct",
-                "pressure_hpa",
-                "wind_speed_ms",
-                "precipitation_mm",
-                "quality_flags",
-            ),
+            columns=(*CONTRACTS["weather_observations"].columns, "quality_flags"),
         ),
         Dataset(
             "weather_conditions",

@@ -132,6 +132,16 @@ def a_meter(settings: Settings) -> str:
     return str(query(settings, "SELECT min(meter_id) FROM ops.meter_readings")[0][0])
 
 
+def kafka_settings(home: Path, pg_resource: PostgresResource, kafka: KafkaResource) -> Settings:
+    """The API on the session's database, sending to the test's broker."""
+    env = {
+        "METRIFY_HOME": str(home),
+        "METRIFY_POSTGRES_URL": pg_resource.get_url(),
+        "METRIFY_API_JWT_SECRET": SECRET,
+    }
+    return resolve_settings({**env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers})
+
+
 def test_the_api_refuses_to_start_without_a_way_to_verify_tokens(home: Path) -> None:
     with pytest.raises(ApiConfigError, match="METRIFY_API_JWT_SECRET"):
         create_app(resolve_settings({"METRIFY_HOME": str(home)}))
@@ -409,14 +419,7 @@ def test_with_kafka_a_post_becomes_one_message_and_its_records_are_counted_exact
     """Posted to Kafka, drained by the pipeline in a micro-batch with other messages: the request's
     status counts its own records, not the micro-batch's."""
     kafka_resource.ensure_topics(partitions=1)
-    settings = resolve_settings(
-        {
-            "METRIFY_HOME": str(tmp_path),
-            "METRIFY_POSTGRES_URL": pg_resource.get_url(),
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_resource.bootstrap_servers,
-            "METRIFY_API_JWT_SECRET": SECRET,
-        }
-    )
+    settings = kafka_settings(tmp_path, pg_resource, kafka_resource)
     app = create_app(settings)
     with TestClient(app) as api, kafka_resource.producer() as producer:
         app.state.sender = KafkaSender(kafka_resource, producer)
@@ -522,14 +525,7 @@ def test_a_kafka_request_that_cannot_be_placed_is_processed_with_unknown_counts(
     """Another producer's pretty-printed message (line breaks in it) in the same micro-batch: the
     request's records cannot be told apart, so its status is processed with null counts, not queued."""
     kafka_resource.ensure_topics(partitions=1)
-    settings = resolve_settings(
-        {
-            "METRIFY_HOME": str(tmp_path),
-            "METRIFY_POSTGRES_URL": pg_resource.get_url(),
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_resource.bootstrap_servers,
-            "METRIFY_API_JWT_SECRET": SECRET,
-        }
-    )
+    settings = kafka_settings(tmp_path, pg_resource, kafka_resource)
     app = create_app(settings)
     record = {"meter_id": "MTR-P", "reading_start": recent(3, 0), "interval_minutes": 15, "energy_kwh": 1.0}
     with TestClient(app) as api, kafka_resource.producer() as producer:
