@@ -16,7 +16,7 @@ help:  ## List targets
 	.cache/uv-bootstrap/bin/pip install --quiet uv
 
 .venv/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --locked --all-groups
+	$(UV) sync --locked --all-groups --all-extras
 	touch $@
 
 env: .venv/.synced  ## Create the locked environment (.venv)

@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, structured logs, OpenTelemetry traces and the audit log."""
