@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .cache/uv-bootstrap/bin/uv)
 RUN := $(UV) run --locked
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: help env demo test lint typecheck dbt-parse redis-server dev bench bench-quick clean
+.PHONY: help env demo test lint typecheck dbt-parse redis-server promtool dev bench bench-quick clean
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,7 +46,13 @@ redis-server:  ## Debian's redis-server for the cache tests and a local cache (a
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
 
-test: lint typecheck dbt-parse kafka-jars redis-server  ## Lint, types and the whole test suite (real services)
+promtool:  ## promtool from Debian's prometheus package, for the alert-rule unit tests (apt-get when missing)
+	@command -v promtool >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "promtool is missing and there is no apt-get: install Prometheus 2.42+ (see README)" >&2; exit 1; }; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+
+test: lint typecheck dbt-parse kafka-jars redis-server promtool  ## Lint, types and the whole test suite (real services)
 	$(RUN) pytest
 
 dev: env dbt-parse  ## The Dagster UI on http://127.0.0.1:3000 with this project's instance
