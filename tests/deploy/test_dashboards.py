@@ -1,0 +1,255 @@
+"""The Grafana provisioning and dashboards in deploy/grafana/.
+
+Structure and references are checked statically; every PromQL expression must parse (promtool
+checks them all as recording rules, in one call) and name only exported or recorded series; every
+SQL query is run, with Grafana's macros and variables substituted, against marts that one dbt build
+makes from the warehouse tests' data set (tests/warehouse/test_dbt_build.py), and must return rows
+with exactly the columns its panel names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from metrify_assets.observability.catalogue import ALL, exported_series
+from metrify_assets.resources import PostgresResource
+from tests.deploy.test_alert_rules import SYNTHETIC_SERIES, metric_names, recorded_names, run_promtool
+from tests.warehouse.test_dbt_build import DAY0, failures, load, make_ops_data, run_dbt_build
+
+GRAFANA_DIR = Path(__file__).parents[2] / "deploy" / "grafana"
+DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
+PANEL_TYPES = frozenset({"timeseries", "stat", "table", "bargauge"})
+PROMETHEUS = "prometheus"
+POSTGRES = "grafana-postgresql-datasource"
+# The range the SQL panels are run over: the warehouse data set's days and one either side.
+TIME_FROM = DAY0 - timedelta(days=1)
+TIME_TO = DAY0 + timedelta(days=3)
+# Stand-ins for Grafana's interval variables in PromQL.
+PROMQL_INTERVALS = {"__rate_interval": "2m", "__interval": "30s", "__range": "1h"}
+NUMERIC_TYPES = frozenset({"int2", "int4", "int8", "float4", "float8", "numeric"})
+_VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
+
+
+def dashboard(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def provisioned_datasources() -> dict[str, str]:
+    """uid -> type of the provisioned datasources."""
+    config = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "metrify.yml").read_text())
+    return {ds["uid"]: ds["type"] for ds in config["datasources"]}
+
+
+def targets(board: dict[str, Any], kind: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(panel, target) for every query of the dashboard on a datasource of `kind`."""
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            if target["datasource"]["type"] == kind:
+                yield panel, target
+
+
+def promql(expr: str) -> str:
+    """The expression as Grafana sends it: interval variables as durations, template variables
+    (used in regex matchers) as `.*`."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match[1] or match[3]
+        return PROMQL_INTERVALS.get(name, ".*")
+
+    return _VARIABLE.sub(value, expr)
+
+
+def grafana_sql(sql: str, variables: dict[str, list[str]]) -> str:
+    """The query as Grafana's PostgreSQL datasource runs it: time macros over TIME_FROM..TIME_TO and
+    multi-value variables as quoted, comma-separated lists (an unknown variable raises KeyError)."""
+    start, end = (t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in (TIME_FROM, TIME_TO))
+    sql = re.sub(r"\$__timeFilter\(([^)]+)\)", rf"\1 BETWEEN '{start}' AND '{end}'", sql)
+    sql = sql.replace("$__timeFrom()", f"'{start}'").replace("$__timeTo()", f"'{end}'")
+
+    def value(match: re.Match[str]) -> str:
+        values = variables[match[1] or match[3]]
+        return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+    return _VARIABLE.sub(value, sql)
+
+
+def query(conn: psycopg.Connection, sql: str) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
+    """(column name, type name) pairs and rows of a query."""
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        assert cur.description is not None
+        columns = []
+        for col in cur.description:
+            info = conn.adapters.types.get(col.type_code)
+            columns.append((col.name, info.name if info else str(col.type_code)))
+        return columns, cur.fetchall()
+
+
+@pytest.fixture(scope="module")
+def marts(
+    pg_resource: PostgresResource, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[psycopg.Connection]:
+    """The warehouse tests' data set built into the marts the dashboards read and their parents
+    (models, seeds and snapshots; dbt's data tests are the warehouse tests' business)."""
+    target = tmp_path_factory.mktemp("dashboards_dbt")
+    used = sorted({m for p in DASHBOARDS for m in re.findall(r"\bmarts\.(\w+)", p.read_text())})
+    with pg_resource.connect(autocommit=True) as conn:
+        load(conn, make_ops_data())
+        results = run_dbt_build(
+            pg_resource.get_url(),
+            target,
+            "--full-refresh",
+            "--exclude-resource-type",
+            "test",
+            "--select",
+            *(f"+{model}" for model in used),
+        )
+        assert not failures(results)
+        yield conn
+
+
+def test_provisioning() -> None:
+    """Two datasources with fixed uids, credentials from Grafana's environment, and a file provider."""
+    config = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "metrify.yml").read_text())
+    assert provisioned_datasources() == {"metrify-prometheus": PROMETHEUS, "metrify-postgres": POSTGRES}
+    postgres = next(ds for ds in config["datasources"] if ds["type"] == POSTGRES)
+    for value in (postgres["url"], postgres["user"], postgres["secureJsonData"]["password"]):
+        assert re.fullmatch(r"\$\{METRIFY_GRAFANA_\w+\}", value)
+    providers = yaml.safe_load((GRAFANA_DIR / "provisioning" / "dashboards" / "metrify.yml").read_text())
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"]
+
+
+def test_dashboard_uids_and_titles_are_unique() -> None:
+    boards = [dashboard(p) for p in DASHBOARDS]
+    assert len(boards) == 5
+    assert len({b["uid"] for b in boards}) == len(boards)
+    assert len({b["title"] for b in boards}) == len(boards)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_dashboard_structure(path: Path) -> None:
+    board = dashboard(path)
+    datasources = provisioned_datasources()
+    assert board["uid"] and board["title"] and board["schemaVersion"] >= 39
+    ids = [panel["id"] for panel in board["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    cells: set[tuple[int, int]] = set()
+    for panel in board["panels"]:
+        assert panel["type"] in PANEL_TYPES, panel["title"]
+        assert panel["title"] and panel["description"]
+        pos = panel["gridPos"]
+        assert pos["w"] > 0 and pos["h"] > 0 and pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        panel_cells = {
+            (x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])
+        }
+        assert not cells & panel_cells, f"{panel['title']} overlaps another panel"
+        cells |= panel_cells
+        assert datasources.get(panel["datasource"]["uid"]) == panel["datasource"]["type"], panel["title"]
+        assert panel["targets"], panel["title"]
+        assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"])
+        for target in panel["targets"]:
+            assert target["datasource"] == panel["datasource"], panel["title"]
+            assert target.get("expr") or target.get("rawSql"), panel["title"]
+    for variable in board["templating"]["list"]:
+        assert datasources.get(variable["datasource"]["uid"]) == variable["datasource"]["type"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_promql_names_only_exported_or_recorded_series(path: Path) -> None:
+    allowed = exported_series() | recorded_names() | SYNTHETIC_SERIES
+    board = dashboard(path)
+    for _, target in targets(board, PROMETHEUS):
+        names = metric_names(promql(target["expr"]))
+        assert names and names <= allowed, f"{target['expr']}: {names - allowed}"
+    labels = {spec.name: spec.labels for spec in ALL}
+    for variable in board["templating"]["list"]:
+        if variable["datasource"]["type"] == PROMETHEUS:
+            match = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", variable["query"]["query"])
+            assert match, variable["query"]
+            assert match[2] in labels[match[1]], variable["query"]
+
+
+def test_every_promql_expression_parses(tmp_path: Path) -> None:
+    """All the dashboards' expressions as recording rules of one file: promtool parses each."""
+    rules = [
+        {"record": f"dashboard:check_{i}", "expr": promql(t["expr"])}
+        for i, (_, t) in enumerate(t for p in DASHBOARDS for t in targets(dashboard(p), PROMETHEUS))
+    ]
+    assert len(rules) > 20
+    path = tmp_path / "dashboard_exprs.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    proc = run_promtool("check", "rules", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_sql_panels_use_only_sql_variables() -> None:
+    """A SQL query can only be given variables whose values come from the database."""
+    for path in DASHBOARDS:
+        board = dashboard(path)
+        sql_variables = {
+            v["name"] for v in board["templating"]["list"] if v["datasource"]["type"] == POSTGRES
+        }
+        for panel, target in targets(board, POSTGRES):
+            used = {m[1] or m[3] for m in _VARIABLE.finditer(target["rawSql"])} - {
+                "__timeFilter",
+                "__timeFrom",
+                "__timeTo",
+            }
+            assert used <= sql_variables, f"{path.stem} / {panel['title']}: {used - sql_variables}"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_sql_panels_run_against_the_marts(path: Path, marts: psycopg.Connection) -> None:
+    """Each SQL variable lists values (all selected, as Grafana's default "All"); each SQL panel returns
+    rows whose columns are exactly those its field overrides name (plus `time` and `metric` for a
+    time series, with a timestamp time and numeric values)."""
+    board = dashboard(path)
+    variables: dict[str, list[str]] = {}
+    for variable in board["templating"]["list"]:
+        if variable["datasource"]["type"] == POSTGRES:
+            _, rows = query(marts, grafana_sql(variable["query"], variables))
+            variables[variable["name"]] = [str(row[0]) for row in rows]
+            assert variables[variable["name"]], f"variable {variable['name']} lists no values"
+    for panel, target in targets(board, POSTGRES):
+        title = f"{path.stem} / {panel['title']}"
+        columns, rows = query(marts, grafana_sql(target["rawSql"], variables))
+        assert rows, f"{title} returned no rows"
+        names = [name for name, _ in columns]
+        named = [o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"]]
+        if target["format"] == "time_series":
+            assert names[0] == "time" and columns[0][1] == "timestamp", title
+            assert all(isinstance(row[0], datetime) for row in rows), title
+            values = [(n, t) for n, t in columns[1:] if n != "metric"]
+            assert all(t in NUMERIC_TYPES for _, t in values), f"{title}: {columns}"
+            assert sorted(n for n, _ in values) == sorted(named), title
+        else:
+            assert target["format"] == "table", title
+            assert sorted(names) == sorted(named), title
+            if panel["type"] in ("stat", "bargauge"):
+                assert any(t in NUMERIC_TYPES for _, t in columns), f"{title} has nothing to show"
+
+
+def test_grafana_sql_substitutes_macros_and_variables() -> None:
+    sql = grafana_sql(
+        "SELECT 1 WHERE $__timeFilter(t) AND r IN ($region) AND s IN (${segment:sqlstring}) AND t < $__timeTo()",
+        {"region": ["north", "o'hara"], "segment": ["residential"]},
+    )
+    assert sql == (
+        "SELECT 1 WHERE t BETWEEN '2026-03-27T00:00:00Z' AND '2026-03-31T00:00:00Z' AND r IN ('north', 'o''hara')"
+        " AND s IN ('residential') AND t < '2026-03-31T00:00:00Z'"
+    )
+    with pytest.raises(KeyError):
+        grafana_sql("SELECT $unknown", {})
+    assert TIME_FROM.tzinfo is UTC
