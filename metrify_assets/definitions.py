@@ -11,6 +11,7 @@ from metrify_assets.grid import definitions as grid
 from metrify_assets.ingestion import definitions as ingestion
 from metrify_assets.lifecycle import assets as lifecycle
 from metrify_assets.meters import definitions as meters
+from metrify_assets.observability.runs import configure_location
 from metrify_assets.quality import score_checks
 from metrify_assets.reporting import assets as reporting
 from metrify_assets.resources.build import build_resources
@@ -20,6 +21,7 @@ from metrify_assets.warehouse import definitions as warehouse
 @dg.definitions
 def defs() -> dg.Definitions:
     """Loaded lazily by Dagster, so the environment is read when the location loads, not at import."""
+    settings = resolve_settings()
     return dg.Definitions.merge(
         ingestion.defs,
         score_checks.defs,
@@ -31,5 +33,6 @@ def defs() -> dg.Definitions:
         schedules.defs,
         run_alerts.defs,
         alert_delivery.defs,
-        dg.Definitions(resources=build_resources(resolve_settings())),
+        # Logs and traces of this process and its runs (docs/operations.md#logs).
+        dg.Definitions(resources=build_resources(settings), loggers=configure_location(settings)),
     )

@@ -21,7 +21,12 @@ data API (docs/api.md): METRIFY_API_JWT_SECRET (a secret: HS256 tokens) and/or
 METRIFY_API_JWT_PUBLIC_KEY (PEM text, or the path of a PEM file: RS256 tokens from an identity
 provider), METRIFY_API_JWT_ISSUER, METRIFY_API_JWT_AUDIENCE, METRIFY_API_RATE_LIMIT (requests per
 minute per caller, default 600), METRIFY_API_MAX_BODY_BYTES (default 10 MiB), METRIFY_API_CACHE_TTL_S
-(default 300).
+(default 300). Logs (docs/operations.md#logs): METRIFY_LOG_LEVEL (Metrify's loggers, default INFO) and
+METRIFY_LOG_FORMAT (json or text; unset: text on a terminal, JSON otherwise). Traces
+(docs/operations.md#traces; off unless an exporter or an OTLP endpoint is set): OTEL_TRACES_EXPORTER
+(otlp, console or none), OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (OTLP over
+HTTP only), OTEL_SERVICE_NAME and OTEL_SDK_DISABLED; the OpenTelemetry SDK reads its other OTEL_*
+variables (headers, sampler, batch sizes) itself.
 """
 
 from __future__ import annotations
@@ -89,6 +94,32 @@ class ApiSettings:
         return bool(self.jwt_secret or self.jwt_public_key)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
+TRACE_EXPORTERS = ("otlp", "console")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How Metrify logs (observability/logs.py). `format` None: text on a terminal, JSON otherwise."""
+
+    level: str = "INFO"
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """Which span exporters to install (observability/tracing.py); none: tracing is off (a no-op
+    tracer). The SDK reads the endpoint, headers and sampler from its own OTEL_* variables."""
+
+    exporters: tuple[str, ...] = ()
+    service_name: str | None = None  # OTEL_SERVICE_NAME; else each process names itself
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.exporters)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where each part of Metrify runs. `None` for a URL means: use the embedded default."""
@@ -110,6 +141,8 @@ class Settings:
     alerts: AlertSettings = AlertSettings()
     redis_url: str | None = None
     api: ApiSettings = ApiSettings()
+    log: LogSettings = LogSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @property
     def pg_data_dir(self) -> Path:
@@ -151,6 +184,8 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
         alerts=resolve_alerts(env),
         redis_url=env.get("REDIS_URL") or None,
         api=resolve_api(env),
+        log=resolve_logging(env),
+        tracing=resolve_tracing(env),
     )
 
 
@@ -246,4 +281,43 @@ def resolve_api(env: Mapping[str, str]) -> ApiSettings:
         rate_limit_per_minute=limits.get("rate_limit_per_minute", default.rate_limit_per_minute),
         max_body_bytes=limits.get("max_body_bytes", default.max_body_bytes),
         cache_ttl_s=limits.get("cache_ttl_s", default.cache_ttl_s),
+    )
+
+
+def resolve_logging(environ: Mapping[str, str] | None = None) -> LogSettings:
+    """METRIFY_LOG_LEVEL and METRIFY_LOG_FORMAT (on their own for the CLI, which sets logging up
+    before any command reads the rest)."""
+    env = os.environ if environ is None else environ
+    level = (env.get("METRIFY_LOG_LEVEL") or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"METRIFY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    fmt = (env.get("METRIFY_LOG_FORMAT") or "").strip().lower() or None
+    if fmt is not None and fmt not in LOG_FORMATS:
+        raise ValueError(f"METRIFY_LOG_FORMAT must be json or text, got {fmt!r}")
+    return LogSettings(level=level, format=fmt)
+
+
+def resolve_tracing(environ: Mapping[str, str] | None = None) -> TracingSettings:
+    """The standard OTEL_* variables that decide whether spans are exported, and where to. Unlike the
+    SDK's own default (otlp), no variable set means no tracing: an OTLP endpoint, or
+    OTEL_TRACES_EXPORTER, turns it on; OTEL_SDK_DISABLED=true turns it off whatever else is set."""
+    env = os.environ if environ is None else environ
+    if _flag(env, "OTEL_SDK_DISABLED", False):
+        return TracingSettings()
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    names = [n.strip().lower() for n in (env.get("OTEL_TRACES_EXPORTER") or "").split(",") if n.strip()]
+    if not names:
+        names = ["otlp"] if endpoint else []
+    names = [n for n in names if n != "none"]
+    unknown = sorted(set(names) - set(TRACE_EXPORTERS))
+    if unknown:
+        raise ValueError(f"OTEL_TRACES_EXPORTER: {', '.join(unknown)} not supported (otlp, console or none)")
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if "otlp" in names and protocol and protocol != "http/protobuf":
+        raise ValueError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r}: Metrify exports OTLP over HTTP only "
+            "(http/protobuf, usually port 4318)"
+        )
+    return TracingSettings(
+        exporters=tuple(dict.fromkeys(names)), service_name=env.get("OTEL_SERVICE_NAME") or None
     )

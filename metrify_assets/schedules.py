@@ -4,6 +4,8 @@ Ingestion is driven by the landing (and Kafka) sensors, which catch up on whatev
 schedules refresh what is derived from it, each run over its own day partitions:
 - hourly: registry, the VEE series, anomaly scores, enrichment, grid stability and the dbt marts for
   yesterday and today (local days straddle UTC midnight), so the hourly marts are at most an hour behind;
+  the warehouse group brings the dbt source freshness checks along (warehouse/source_freshness.py), as
+  it does to the nightly marts run;
 - nightly: the VEE series, grid stability and the dbt marts over the incremental lookback (late
   readings), then the warm tier (the day's verified lake copy) and the data-quality report of yesterday;
 - weekly: the registry and the anomaly models retrained on their window (scoring uses them from the
@@ -29,9 +31,13 @@ WAREHOUSE = dg.AssetSelection.groups(WAREHOUSE_GROUP)
 # Days the daily run rebuilds: dbt's `incremental_lookback_days`.
 DAILY_LOOKBACK_DAYS = 3
 
+# Runs that build the dbt marts carry this tag; the run coordinator lets one of them run at a time
+# (deploy/dagster.yaml, deploy/helm/values.yaml): concurrent builds would contend for the same marts.
+WAREHOUSE_TAGS = {"metrify/warehouse": "dbt"}
 refresh_job = dg.define_asset_job(
     "refresh_job",
     op_retry_policy=RETRY_POLICY,
+    tags=WAREHOUSE_TAGS,
     selection=dg.AssetSelection.assets(
         "meter_registry", "vee_meter_readings", "anomaly_scores", "enriched_meter_readings", "grid_stability"
     )
@@ -42,6 +48,7 @@ refresh_job = dg.define_asset_job(
 daily_marts_job = dg.define_asset_job(
     "daily_marts_job",
     op_retry_policy=RETRY_POLICY,
+    tags=WAREHOUSE_TAGS,
     selection=dg.AssetSelection.assets("vee_meter_readings", "grid_stability") | WAREHOUSE,
     description="The VEE series, grid stability and the dbt marts over the last few days, taking late "
     "readings and samples into the billing-grade series, the grid figures and the daily facts.",

@@ -17,6 +17,8 @@ from typing import Literal
 import psycopg
 from psycopg.rows import class_row
 
+from metrify_assets.storage.audit import Caller
+
 SEVERITIES = ("info", "warning", "critical")
 Status = Literal["open", "acked", "resolved", "all"]
 
@@ -135,8 +137,11 @@ def resolve_condition(
     return int(row[0]) if row else None
 
 
-def acknowledge(conn: psycopg.Connection, alert_id: int, by: str, note: str | None = None) -> AlertRow:
-    """Someone is on it: the alert stays open (and keeps refreshing) but shows who took it."""
+def acknowledge(
+    conn: psycopg.Connection, alert_id: int, by: str, note: str | None = None, caller: Caller | None = None
+) -> AlertRow:
+    """Someone is on it: the alert stays open (and keeps refreshing) but shows who took it. With a
+    `caller`, an `alert.ack` audit entry in the same transaction."""
     row = conn.execute(
         "UPDATE ops.alerts SET acked_at = coalesce(acked_at, now()), acked_by = coalesce(acked_by, %s), "
         "ack_note = coalesce(%s, ack_note) WHERE alert_id = %s RETURNING alert_id",
@@ -144,11 +149,16 @@ def acknowledge(conn: psycopg.Connection, alert_id: int, by: str, note: str | No
     ).fetchone()
     if row is None:
         raise AlertNotFoundError(alert_id)
+    if caller is not None:
+        caller.record(conn, "alert.ack", f"alert:{alert_id}", {"note": note}, 1)
     return get(conn, alert_id)
 
 
-def resolve(conn: psycopg.Connection, alert_id: int, by: str, note: str | None = None) -> AlertRow:
-    """Close an alert by hand; resolving a resolved alert keeps its first resolution."""
+def resolve(
+    conn: psycopg.Connection, alert_id: int, by: str, note: str | None = None, caller: Caller | None = None
+) -> AlertRow:
+    """Close an alert by hand; resolving a resolved alert keeps its first resolution. With a
+    `caller`, an `alert.resolve` audit entry in the same transaction."""
     row = conn.execute(
         "UPDATE ops.alerts SET resolved_at = coalesce(resolved_at, now()), "
         "resolved_by = coalesce(resolved_by, %s), resolution = coalesce(resolution, %s) "
@@ -157,6 +167,8 @@ def resolve(conn: psycopg.Connection, alert_id: int, by: str, note: str | None =
     ).fetchone()
     if row is None:
         raise AlertNotFoundError(alert_id)
+    if caller is not None:
+        caller.record(conn, "alert.resolve", f"alert:{alert_id}", {"note": note}, 1)
     return get(conn, alert_id)
 
 

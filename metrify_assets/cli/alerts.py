@@ -17,6 +17,7 @@ from rich.table import Table
 from metrify_assets.alerts import store
 from metrify_assets.alerts.channels import Channel, configured_channels, trial_notification
 from metrify_assets.alerts.delivery import DeliveryPolicy, Outcome, deliver_pending, deliveries, retry_failed
+from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.holds import who as os_user
 from metrify_assets.env import resolve_settings
@@ -124,7 +125,7 @@ def register(app: typer.Typer) -> None:
         with postgres_resource(settings).connect() as conn:
             change = store.acknowledge if action == "ack" else store.resolve
             try:
-                alert = change(conn, alert_id, by, note)
+                alert = change(conn, alert_id, by, note, caller=cli_caller(by))
             except store.AlertNotFoundError as err:
                 typer.echo(f"error: {err.args[0]}", err=True)
                 raise typer.Exit(code=1) from err

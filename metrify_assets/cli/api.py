@@ -53,6 +53,7 @@ def register(app: typer.Typer) -> None:
         METRIFY_API_JWT_SECRET or METRIFY_API_JWT_PUBLIC_KEY; uses Kafka and Redis when configured."""
         import uvicorn
 
+        from metrify_assets.observability.logs import uvicorn_log_config
         from metrify_assets.serving.app import ApiConfigError, create_app
 
         settings = resolve_settings()
@@ -61,17 +62,24 @@ def register(app: typer.Typer) -> None:
         except (ApiConfigError, ValueError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2) from err
+        log_config = uvicorn_log_config(settings.log)  # its access and error logs in Metrify's format
         where = "Kafka" if settings.uses_kafka else f"the landing directory {settings.landing_dir}"
         cache = "Redis cache on" if settings.redis_url else "no cache (REDIS_URL unset)"
         typer.echo(
             f"Metrify data API on http://{host}:{port} (docs: /docs); ingestion to {where}; {cache}", err=True
         )
         if workers == 1:
-            uvicorn.run(app, host=host, port=port, proxy_headers=proxy_headers, log_level="info")
+            uvicorn.run(app, host=host, port=port, proxy_headers=proxy_headers, log_config=log_config)
         else:
             factory = "metrify_assets.serving.app:app_from_env"
             uvicorn.run(
-                factory, factory=True, host=host, port=port, workers=workers, proxy_headers=proxy_headers
+                factory,
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                proxy_headers=proxy_headers,
+                log_config=log_config,
             )
 
     @api_app.command("token")

@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.holds import who
 from metrify_assets.cli.run import print_run_summary, stage_progress
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.definitions import defs as load_defs
@@ -141,7 +143,13 @@ def register(app: typer.Typer) -> None:
                 task = progress.add_task("replaying", total=len(replayable))
                 for chunk in replay.chunks(replayable):
                     result = replay.replay(
-                        conn, lake, chunk, now, settings.quality_alert_threshold, cache=cache
+                        conn,
+                        lake,
+                        chunk,
+                        now,
+                        settings.quality_alert_threshold,
+                        cache=cache,
+                        caller=cli_caller(who()),
                     )
                     results.append(result)
                     progress.update(task, advance=len(chunk), description=f"replaying ({result.batch_id})")

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import holds, state
@@ -82,7 +83,10 @@ def register(app: typer.Typer) -> None:
         lake = Lake(settings.lake_url)
         try:
             with postgres_resource(settings).connect() as conn:
-                hold = holds.add(conn, dataset, first_day, last_day, reason, by or who(), meter)
+                author = by or who()
+                hold = holds.add(
+                    conn, dataset, first_day, last_day, reason, author, meter, caller=cli_caller(author)
+                )
                 state.log(conn, dataset, first_day, "hold", f"hold {hold.hold_id}: {hold.scope}: {reason}")
                 conn.commit()  # the recorded hold is what every lifecycle step obeys: it stands from now
                 try:
@@ -152,7 +156,8 @@ def register(app: typer.Typer) -> None:
         lake = Lake(settings.lake_url)
         try:
             with postgres_resource(settings).connect() as conn:
-                hold = holds.release(conn, hold_id, by or who(), note)
+                author = by or who()
+                hold = holds.release(conn, hold_id, author, note, caller=cli_caller(author))
                 state.log(conn, hold.dataset, hold.first_day, "release", f"hold {hold_id}: {note or ''}")
                 conn.commit()
                 try:
@@ -188,6 +193,7 @@ def register(app: typer.Typer) -> None:
                 )
                 raise typer.Exit(code=2)
             unlocked = holds.unlock_objects(conn, lake=Lake(settings.lake_url), hold=hold)
+            cli_caller(who()).record(conn, "hold.unlock", f"hold:{hold_id}", {"scope": hold.scope}, unlocked)
         typer.echo(f"{unlocked} lake objects of hold {hold_id} unlocked")
 
     app.add_typer(holds_app, name="holds")

@@ -17,7 +17,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.holds import who
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import holds, state
 from metrify_assets.lifecycle.bucket_rules import (
@@ -31,6 +33,7 @@ from metrify_assets.lifecycle.policy import Policy
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
 
+REMOVING_ACTIONS = ("deleted_hot", "expired")  # lifecycle_log actions that take data away
 lifecycle_app = typer.Typer(
     help="The data lifecycle: hot PostgreSQL, warm/cold/archive lake tiers, their cost and bucket rules.",
     no_args_is_help=True,
@@ -219,6 +222,14 @@ def rules_cmd(
             message = apply_bucket_rules(lake, rules, require_object_lock=not without_object_lock)
         except (BucketRulesError, ValueError) as err:
             raise _fail(str(err)) from err
+        if lake.is_s3:  # the bucket's rules now expire and move data: audited (after S3 confirmed them)
+            with postgres_resource(settings).connect() as conn:
+                details = {
+                    "rules": [r["ID"] for r in rules["Rules"]],
+                    "object_lock_required": not without_object_lock,
+                }
+                target = f"bucket:{lake.bucket}/{lake.prefix}"
+                cli_caller(who()).record(conn, "lifecycle.rules_apply", target, details, len(rules["Rules"]))
         typer.echo(message, err=as_json)
 
 
@@ -270,6 +281,10 @@ def run_cmd(
     policy_config = load_config(config)
     settings = resolve_settings()
     console = Console()
+    # The run's steps commit in the Dagster run, each in its own transaction: its audit entry follows
+    # it (a failed run's too: its earlier steps may have moved or deleted data).
+    caller, target = cli_caller(who()), f"lifecycle:{today}"
+    audited: dict[str, object] = {"as_of": today.isoformat(), "dry_run": dry_run, "config": policy_config}
     with postgres_resource(settings).connect() as conn:
         try:
             with console.status(f"lifecycle as of {today}{' (dry run)' if dry_run else ''}..."):
@@ -277,12 +292,19 @@ def run_cmd(
                     load_defs(), local_instance(settings), conn, today, dry_run, config=policy_config
                 )
         except RunFailedError as err:
+            caller.record(conn, "lifecycle.run", target, {**audited, "failed": str(err)})
+            conn.commit()
             raise _fail(str(err)) from err
         done = conn.execute(
             "SELECT dataset, action, count(*), coalesce(sum(rows), 0) FROM ops.lifecycle_log WHERE run_id = %s "
             "GROUP BY 1, 2 ORDER BY 1, 2",
             (run.run_id,),
         ).fetchall()
+        actions = {f"{dataset} {action}": int(rows) for dataset, action, _, rows in done}
+        # Affected: what left the database or the lake (the copies and moves are in `rows`).
+        removed = sum(int(rows) for _, action, _, rows in done if action in REMOVING_ACTIONS)
+        details = {**audited, "run_id": run.run_id, "rows": actions}
+        caller.record(conn, "lifecycle.run", target, details, 0 if dry_run else removed)
     table = Table(title=f"lifecycle as of {today}" + (" (dry run: nothing changed)" if dry_run else ""))
     for column in ("dataset", "action", "days", "rows"):
         table.add_column(column)

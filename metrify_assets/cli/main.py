@@ -7,6 +7,7 @@ import typer
 from metrify_assets.cli import (
     alerts,
     api,
+    audit,
     db,
     demo,
     dlq,
@@ -14,11 +15,14 @@ from metrify_assets.cli import (
     ingest,
     kafka,
     lifecycle,
+    metrics,
     restore,
     review,
     run,
     simulate,
 )
+from metrify_assets.env import resolve_logging
+from metrify_assets.observability import logs
 
 app = typer.Typer(
     name="metrify",
@@ -26,7 +30,36 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-for module in (simulate, ingest, run, demo, db, kafka, review, dlq, alerts, holds, restore, lifecycle, api):
+
+
+@app.callback()
+def observe() -> None:
+    # Before any command: logs as METRIFY_LOG_LEVEL and METRIFY_LOG_FORMAT say. Traces are set up by
+    # what a command runs: the code location (`metrify run`) or the API (`metrify api serve`).
+    try:
+        logs.configure(resolve_logging())
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from err
+
+
+for module in (
+    simulate,
+    ingest,
+    run,
+    demo,
+    db,
+    kafka,
+    review,
+    dlq,
+    alerts,
+    holds,
+    restore,
+    lifecycle,
+    audit,
+    metrics,
+    api,
+):
     module.register(app)
 
 

@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.db import note_embedded_server
-from metrify_assets.cli.holds import parse_day
+from metrify_assets.cli.holds import parse_day, who
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import rollback
 from metrify_assets.lifecycle.policy import TIERED_DATASETS
@@ -67,6 +68,7 @@ def register(app: typer.Typer) -> None:
         lake = Lake(settings.lake_url)
         cache = redis_resource(settings).get_cache()  # kept coherent after the restore commits
         now = datetime.now(UTC)
+        caller = cli_caller(who())
         with postgres_resource(settings).connect() as conn:
             if using == "raw":
                 try:
@@ -88,6 +90,7 @@ def register(app: typer.Typer) -> None:
                             dry_run=dry_run,
                             on_batch=lambda batch: status.update(f"replaying {batch}"),
                             cache=cache,
+                            caller=caller,
                         )
                 except rollback.RollbackError as err:
                     typer.echo(f"error: {err}", err=True)
@@ -115,7 +118,16 @@ def register(app: typer.Typer) -> None:
                     bars.update(task, advance=1, description=f"{outcome.day}: {outcome.action}")
 
                 outcomes = restore_days(
-                    conn, lake, dataset, first_day, last_day, now, keep_days, on_day=on_day, cache=cache
+                    conn,
+                    lake,
+                    dataset,
+                    first_day,
+                    last_day,
+                    now,
+                    keep_days,
+                    on_day=on_day,
+                    cache=cache,
+                    caller=caller,
                 )
         table = Table(title=f"restore {dataset} {first_day}..{last_day}")
         for column in ("day", "outcome", "rows", "detail"):

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from metrify_assets.cli.audit import cli_caller
 from metrify_assets.env import resolve_settings
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.store import revee_reading
@@ -30,10 +31,11 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
     settings = resolve_settings()
     postgres = postgres_resource(settings)
     cache = redis_resource(settings).get_cache()  # kept coherent after the decision commits
+    caller = cli_caller(by)  # the decision and its VEE edit are in the audit log as --by
     with postgres.connect() as conn:
         decide = review.approve if action == "approve" else review.reject
         try:
-            item = decide(conn, batch_id, record_index, by, reason, cache=cache)
+            item = decide(conn, batch_id, record_index, by, reason, cache=cache, caller=caller)
         except review.ReviewError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=1) from err
@@ -42,7 +44,7 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
             # The decision becomes an edit of the billing-grade series now, with its author.
             meter_id, start = item.record_key.split("|", 1)
             at = pd.Timestamp(start)
-            run = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache)
+            run = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache, caller=caller)
             series = run.result.series
             interval = series[series["reading_start"] == at.tz_convert("UTC")]
             now = (

@@ -27,6 +27,7 @@ from metrify_assets.ingestion.decode import Message
 from metrify_assets.ingestion.kafka.batches import KafkaBatch, commit_range, dead_letter, read_batch
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.landing import LandedFile
+from metrify_assets.observability.stages import BatchTrace, trace_batch
 from metrify_assets.quality.checks import rule_counts_metadata, suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource, QualityResource, RedisResource
 from metrify_assets.resources.kafka import KafkaResource
@@ -104,6 +105,68 @@ def _load(contract: SourceContract, config: IngestBatchConfig, kafka: KafkaResou
     )
 
 
+def _identify(stages: BatchTrace, loaded: LoadedBatch) -> None:
+    """The batch's id on its span and log lines, and for a Kafka range the offsets it covers (an API
+    request sent to Kafka names its offset: docs/operations.md#traces)."""
+    attributes: dict[str, str | int] = {"metrify.origin": loaded.spec.origin}
+    if loaded.kafka_batch is not None:
+        rng = loaded.kafka_batch.range
+        attributes |= {
+            "metrify.kafka.topic": rng.topic,
+            "metrify.kafka.partition": rng.partition,
+            "metrify.kafka.offset_start": rng.start,
+            "metrify.kafka.offset_end": rng.end,
+        }
+    stages.identify(loaded.spec.batch_id, attributes)
+
+
+def ingest_batch(
+    contract: SourceContract,
+    config: IngestBatchConfig,
+    run_id: str,
+    postgres: PostgresResource,
+    lake: LakeResource,
+    kafka: KafkaResource,
+    quality: QualityResource,
+    redis: RedisResource,
+) -> tuple[LoadedBatch, BatchResult]:
+    """Read, process and settle the run's batch under its span, each stage timed (docs/operations.md);
+    raises `SuiteFailedError` when the guard refuses it."""
+    with trace_batch(contract.source, run_id=run_id) as stages:
+        with stages.stage("read"):
+            loaded = _load(contract, config, kafka)
+        _identify(stages, loaded)
+        spec, kafka_batch = loaded.spec, loaded.kafka_batch
+        with postgres.connect() as conn:
+            result = process_batch(
+                spec,
+                loaded.messages,
+                loaded.versions,
+                lake.get_lake(),
+                conn,
+                now=pd.Timestamp.now(tz="UTC"),
+                received_at=loaded.received_at,
+                run_id=run_id,
+                alert_threshold=quality.alert_threshold,
+                backfill=loaded.backfill,
+                stages=stages,
+            )
+            with stages.stage("commit"):
+                conn.commit()
+            cache = redis.get_cache()
+            if cache is not None:
+                refresh_cache(cache, conn, result)
+                cache.close()
+        if kafka_batch is not None:  # only after the DB transaction committed: see ingestion.batch
+            with stages.stage("dlq"):
+                dead_letter(kafka, kafka_batch, result)
+            with stages.stage("commit"):
+                commit_range(kafka, kafka_batch.range)
+            with postgres.connect() as conn:  # the row's dlq and commit times ride on this update
+                writes.mark_delivered(conn, spec.batch_id, stages.elapsed(("dlq", "commit")))
+    return loaded, result
+
+
 def _batch_metadata(result: BatchResult) -> dict[str, dg.MetadataValue]:
     ledger = result.ledger
     return {
@@ -172,36 +235,15 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
         redis: RedisResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         with classified(f"ingest_{source}"):
-            loaded = _load(contract, config, kafka)
-            spec, messages, kafka_batch = loaded.spec, loaded.messages, loaded.kafka_batch
-            with postgres.connect() as conn:
-                try:
-                    result = process_batch(
-                        spec,
-                        messages,
-                        loaded.versions,
-                        lake.get_lake(),
-                        conn,
-                        now=pd.Timestamp.now(tz="UTC"),
-                        received_at=loaded.received_at,
-                        run_id=context.run.run_id,
-                        alert_threshold=quality.alert_threshold,
-                        backfill=loaded.backfill,
-                    )
-                except SuiteFailedError as err:
-                    # The rules let through what the guard refuses: a gap in the rules, so a bug.
-                    yield suite_check_result(err.result, asset_key=validated.to_user_string())
-                    raise dg.Failure(str(err), allow_retries=False) from err
-                conn.commit()
-                cache = redis.get_cache()
-                if cache is not None:
-                    refresh_cache(cache, conn, result)
-                    cache.close()
-            if kafka_batch is not None:  # only after the DB transaction committed: see ingestion.batch
-                dead_letter(kafka, kafka_batch, result)
-                commit_range(kafka, kafka_batch.range)
-                with postgres.connect() as conn:
-                    writes.mark_delivered(conn, spec.batch_id)
+            try:
+                loaded, result = ingest_batch(
+                    contract, config, context.run.run_id, postgres, lake, kafka, quality, redis
+                )
+            except SuiteFailedError as err:
+                # The rules let through what the guard refuses: a gap in the rules, so a bug.
+                yield suite_check_result(err.result, asset_key=validated.to_user_string())
+                raise dg.Failure(str(err), allow_retries=False) from err
+            spec, messages = loaded.spec, loaded.messages
         context.log.info(
             f"{spec.batch_id}: {result.ledger.records_in} in, {result.ledger.accepted} accepted "
             f"({result.ledger.flagged} flagged), {result.ledger.quarantined} quarantined"

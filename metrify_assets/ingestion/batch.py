@@ -21,6 +21,7 @@ import psycopg
 
 from metrify_assets.contracts import SourceContract
 from metrify_assets.ingestion.decode import DecodedBatch, Message, decode
+from metrify_assets.observability.stages import BatchTrace, within
 from metrify_assets.quality import alerts, gx, review, rules
 from metrify_assets.quality.alerts import QualityAlert
 from metrify_assets.quality.gx import SuiteResult
@@ -131,6 +132,7 @@ def process_batch(
     alert_threshold: float = DEFAULT_ALERT_THRESHOLD,
     replay_of: Sequence[Origin] | None = None,
     backfill: bool | Sequence[bool] = False,
+    stages: BatchTrace | None = None,
 ) -> BatchResult:
     """Run the batch through every stage; raises `SuiteFailedError` (writing nothing) on a failed guard.
 
@@ -142,90 +144,141 @@ def process_batch(
     `backfill` declares the batch (or, per message, its messages) history: not scored for timeliness.
     A batch whose every message was declared history is a backfill for its quality condition, whatever
     it decoded to; a dead-letter replay has a condition of its own (`quality.alerts.condition_key`).
+    `stages` is the caller's trace of the batch (which also times reading and committing it);
+    without one, the batch gets a span of its own. The stage times go to its ledger row.
     """
+    with within(stages, spec.contract.source, spec.batch_id, run_id, spec.origin) as batch:
+        return _process(
+            spec,
+            messages,
+            versions,
+            lake,
+            conn,
+            now,
+            received_at,
+            run_id,
+            alert_threshold,
+            replay_of,
+            backfill,
+            batch,
+        )
+
+
+def _process(
+    spec: BatchSpec,
+    messages: Sequence[Message],
+    versions: Sequence[int],
+    lake: Lake,
+    conn: psycopg.Connection,
+    now: pd.Timestamp,
+    received_at: pd.Timestamp | None,
+    run_id: str | None,
+    alert_threshold: float,
+    replay_of: Sequence[Origin] | None,
+    backfill: bool | Sequence[bool],
+    stages: BatchTrace,
+) -> BatchResult:
     contract = spec.contract
-    raw_uri, raw_written = write_raw(lake, spec, messages)
-    decoded = decode(contract, messages, versions)
+    with stages.stage("lake_write"):
+        raw_uri, raw_written = write_raw(lake, spec, messages)
+    with stages.stage("decode"):
+        decoded = decode(contract, messages, versions)
     records = decoded.records
-    raw_suite = gx.validate(f"raw_{contract.source}", records)
-    outcome = rules.evaluate(contract.source, records, now)
-    rejected = (outcome.decision == "reject").to_numpy()
-    withheld = _review_rejected(conn, contract, records, ~rejected)
+    with stages.stage("gx", {"metrify.gx_suite": f"raw_{contract.source}"}):
+        raw_suite = gx.validate(f"raw_{contract.source}", records)
+    with stages.stage("rules"):
+        outcome = rules.evaluate(contract.source, records, now)
+        rejected = (outcome.decision == "reject").to_numpy()
+        withheld = _review_rejected(conn, contract, records, ~rejected)
     keep = ~rejected & ~withheld
     accepted = records[keep]
-    validated_suite = gx.validate(f"validated_{contract.source}", accepted)
+    with stages.stage("gx", {"metrify.gx_suite": f"validated_{contract.source}"}):
+        validated_suite = gx.validate(f"validated_{contract.source}", accepted)
     if not validated_suite.success:
         raise SuiteFailedError(validated_suite)
 
-    flagged_mask = (outcome.decision[keep] == "flag").to_numpy()
-    stored = stored_rows(
-        contract, accepted, spec.batch_id, outcome.reasons[keep].replace("", None).to_numpy()
-    )
-
-    rejected_idx = records.index[rejected]
-
-    def version(record_index: int) -> int:
-        return int(versions[decoded.message_index[record_index]])
-
-    quarantined = [
-        QuarantineRow(m.record_index, m.payload, m.reason, version(m.record_index)) for m in decoded.malformed
-    ] + [
-        QuarantineRow(int(i), decoded.payloads[int(i)], str(r), version(int(i)))
-        for i, r in zip(records.loc[rejected_idx, "record_index"], outcome.reasons[rejected], strict=True)
-    ]
-    flagged = accepted[flagged_mask]
-    review = list(
-        zip(
-            flagged["record_index"].astype(int).tolist(),
-            _record_key(contract, flagged).tolist(),
-            outcome.reasons[keep][flagged_mask].astype(str).tolist(),
-            strict=True,
+    # Stage upsert: the rows to store, quarantine and review, written with the ledger in one transaction.
+    with stages.stage("upsert"):
+        flagged_mask = (outcome.decision[keep] == "flag").to_numpy()
+        stored = stored_rows(
+            contract, accepted, spec.batch_id, outcome.reasons[keep].replace("", None).to_numpy()
         )
-    )
-    quality = batch_quality(
-        contract.source,
-        records,
-        outcome,
-        ingested_at=received_at if received_at is not None else now,
-        malformed=len(decoded.malformed),
-        backfill=_record_backfill(backfill, decoded),
-    )
-    entry = LedgerEntry(
-        batch_id=spec.batch_id,
-        source=contract.source,
-        origin=spec.origin,
-        origin_ref=spec.origin_ref,
-        raw_key=spec.raw_key,
-        records_in=decoded.records_in,
-        accepted=len(accepted),
-        flagged=len(flagged),
-        quarantined=len(quarantined) + int(withheld.sum()),
-        quality_score=round(quality.score, 2),
-        run_id=run_id,
-        backfill_records=quality.backfill,
-        timeliness=None if quality.timeliness is None else round(quality.timeliness, 4),
-    )
-    alert = alerts.evaluate(spec.batch_id, contract.source, quality, alert_threshold)
-    with conn.transaction():
-        writes.upsert_rows(conn, contract, stored)
-        writes.record_days(conn, contract, spec.batch_id, len(stored), spec.dt)
-        if replay_of is None:
-            quarantine(conn, contract.source, spec.batch_id, quarantined)
-        else:
-            origin = [replay_of[m] for m in decoded.message_index]  # by record_index
-            requarantine(conn, [(origin[q.record_index], q.reasons) for q in quarantined])
-            resolve(conn, [origin[int(i)] for i in accepted["record_index"]], spec.batch_id)
-        writes.enqueue_review(conn, contract.source, spec.batch_id, review)
-        writes.record_batch(conn, entry)
-        alerts.sync(
-            conn,
-            spec.batch_id,
+
+        rejected_idx = records.index[rejected]
+
+        def version(record_index: int) -> int:
+            return int(versions[decoded.message_index[record_index]])
+
+        quarantined = [
+            QuarantineRow(m.record_index, m.payload, m.reason, version(m.record_index))
+            for m in decoded.malformed
+        ] + [
+            QuarantineRow(int(i), decoded.payloads[int(i)], str(r), version(int(i)))
+            for i, r in zip(records.loc[rejected_idx, "record_index"], outcome.reasons[rejected], strict=True)
+        ]
+        flagged = accepted[flagged_mask]
+        review = list(
+            zip(
+                flagged["record_index"].astype(int).tolist(),
+                _record_key(contract, flagged).tolist(),
+                outcome.reasons[keep][flagged_mask].astype(str).tolist(),
+                strict=True,
+            )
+        )
+        quality = batch_quality(
             contract.source,
-            alert,
-            backfill=declared_history(backfill),
-            replay=replay_of is not None,
-            at=now.to_pydatetime(),
+            records,
+            outcome,
+            ingested_at=received_at if received_at is not None else now,
+            malformed=len(decoded.malformed),
+            backfill=_record_backfill(backfill, decoded),
         )
+        entry = LedgerEntry(
+            batch_id=spec.batch_id,
+            source=contract.source,
+            origin=spec.origin,
+            origin_ref=spec.origin_ref,
+            raw_key=spec.raw_key,
+            records_in=decoded.records_in,
+            accepted=len(accepted),
+            flagged=len(flagged),
+            quarantined=len(quarantined) + int(withheld.sum()),
+            quality_score=round(quality.score, 2),
+            run_id=run_id,
+            backfill_records=quality.backfill,
+            timeliness=None if quality.timeliness is None else round(quality.timeliness, 4),
+        )
+        alert = alerts.evaluate(spec.batch_id, contract.source, quality, alert_threshold)
+        with conn.transaction():
+            writes.upsert_rows(conn, contract, stored)
+            writes.record_days(conn, contract, spec.batch_id, len(stored), spec.dt)
+            if replay_of is None:
+                quarantine(conn, contract.source, spec.batch_id, quarantined)
+            else:
+                origin = [replay_of[m] for m in decoded.message_index]  # by record_index
+                requarantine(conn, [(origin[q.record_index], q.reasons) for q in quarantined])
+                resolve(conn, [origin[int(i)] for i in accepted["record_index"]], spec.batch_id)
+            writes.enqueue_review(conn, contract.source, spec.batch_id, review)
+            alerts.sync(
+                conn,
+                spec.batch_id,
+                contract.source,
+                alert,
+                backfill=declared_history(backfill),
+                replay=replay_of is not None,
+                at=now.to_pydatetime(),
+            )
+            # Last, so that the stage times it stores cover every other write of the batch.
+            writes.record_batch(conn, entry, stages.elapsed())
+    stages.annotate(
+        {
+            "metrify.records_in": entry.records_in,
+            "metrify.accepted": entry.accepted,
+            "metrify.flagged": entry.flagged,
+            "metrify.quarantined": entry.quarantined,
+            "metrify.quality_score": entry.quality_score,
+        }
+    )
     if alert is not None:
         log.warning(alert.message)
     return BatchResult(

@@ -27,6 +27,7 @@ from metrify_assets.quality.review import REJECT_REASON_PREFIX
 from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake
 from metrify_assets.resources.quality import DEFAULT_ALERT_THRESHOLD
+from metrify_assets.storage.audit import Caller
 
 NOT_REPLAYABLE = ("duplicate_exact", "duplicate_conflict", REJECT_REASON_PREFIX)
 REPLAY_CHUNK = 5_000  # records per replay batch: one transaction each
@@ -136,9 +137,10 @@ def replay(
     now: pd.Timestamp,
     alert_threshold: float = DEFAULT_ALERT_THRESHOLD,
     cache: Cache | None = None,
+    caller: Caller | None = None,
 ) -> ReplayResult:
-    """Replay dead letters of one source as one batch, committed as one transaction; then the cache
-    hears of the readings it stored."""
+    """Replay dead letters of one source as one batch, committed as one transaction (with its
+    `dlq.replay` audit entry when a `caller` is given); then the cache hears of the readings it stored."""
     sources = {d.source for d in letters}
     if len(sources) != 1:
         raise ValueError(f"a replay batch holds one source, got {sorted(sources)}")
@@ -171,9 +173,17 @@ def replay(
         replay_of=[(d.batch_id, d.record_index) for d in letters],
         backfill=True,  # their timeliness was scored when they first arrived
     )
+    ledger = result.ledger
+    if caller is not None:
+        details = {
+            "source": contract.source,
+            "replayed": ledger.records_in,
+            "still_quarantined": ledger.quarantined,
+            "from_batches": origins,
+        }
+        caller.record(conn, "dlq.replay", f"batch:{batch_id}", details, ledger.accepted)
     conn.commit()
     refresh_cache(cache, conn, result)
-    ledger = result.ledger
     return ReplayResult(batch_id, contract.source, ledger.records_in, ledger.accepted, ledger.quarantined)
 
 

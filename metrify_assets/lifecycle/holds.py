@@ -17,6 +17,7 @@ import psycopg
 
 from metrify_assets.lifecycle.policy import DATASETS, TIERED_DATASETS, day_span
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.audit import Caller
 
 ALL = "all"
 REPORTS_PREFIX = "reports/quality/"  # dated reports; the site-wide docs (Data Docs, dbt docs) are rebuilt
@@ -78,8 +79,10 @@ def add(
     reason: str,
     author: str,
     meter_id: str | None = None,
+    caller: Caller | None = None,
 ) -> Hold:
-    """Record a hold (not committed: the caller commits once the lake objects are locked too)."""
+    """Record a hold (not committed: the caller commits once the lake objects are locked too), with
+    its audit entry when a `caller` is given."""
     validate_scope(dataset, first_day, last_day, meter_id)
     if not reason.strip() or not author.strip():
         raise HoldError("a legal hold needs a reason and an author")
@@ -89,7 +92,12 @@ def add(
         (dataset, meter_id, first_day, last_day, reason.strip(), author.strip()),
     ).fetchone()
     assert row is not None
-    return Hold(*row)
+    hold = Hold(*row)
+    if caller is not None:
+        caller.record(
+            conn, "hold.place", f"hold:{hold.hold_id}", {"scope": hold.scope, "reason": hold.reason}, 1
+        )
+    return hold
 
 
 def get(conn: psycopg.Connection, hold_id: int) -> Hold | None:
@@ -118,8 +126,15 @@ def held_meters(holds: list[Hold], day: date) -> set[str]:
     return {h.meter_id for h in holds if h.meter_id is not None and h.first_day <= day <= h.last_day}
 
 
-def release(conn: psycopg.Connection, hold_id: int, released_by: str, note: str | None = None) -> Hold:
-    """Mark the hold released (not committed); the lake locks are lifted by `unlock_objects`."""
+def release(
+    conn: psycopg.Connection,
+    hold_id: int,
+    released_by: str,
+    note: str | None = None,
+    caller: Caller | None = None,
+) -> Hold:
+    """Mark the hold released (not committed), with its audit entry when a `caller` is given; the
+    lake locks are lifted by `unlock_objects`."""
     if not released_by.strip():
         raise HoldError("releasing a hold needs an author")
     row = conn.execute(
@@ -130,7 +145,10 @@ def release(conn: psycopg.Connection, hold_id: int, released_by: str, note: str 
     if row is None:
         existing = get(conn, hold_id)
         raise HoldError(f"no hold {hold_id}" if existing is None else f"hold {hold_id} was already released")
-    return Hold(*row)
+    hold = Hold(*row)
+    if caller is not None:
+        caller.record(conn, "hold.release", f"hold:{hold_id}", {"scope": hold.scope, "note": note}, 1)
+    return hold
 
 
 def scope_keys(lake: Lake, dataset: str, first_day: date, last_day: date) -> list[str]:

@@ -23,6 +23,7 @@ from metrify_assets.lifecycle.tables import TABLES, content_checksum
 from metrify_assets.lifecycle.tiers import Outcome, VerificationError, verify_copy
 from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake, ObjectArchivedError
+from metrify_assets.storage.audit import Caller
 
 DEFAULT_KEEP_DAYS = 30
 
@@ -61,9 +62,11 @@ def restore_days(
     run_id: str | None = None,
     on_day: Callable[[Outcome], None] | None = None,
     cache: Cache | None = None,
+    caller: Caller | None = None,
 ) -> list[Outcome]:
     """Bring the range's archived days of `dataset` back to PostgreSQL, day by day (one transaction each);
-    `on_day` hears each day's outcome (progress)."""
+    `on_day` hears each day's outcome (progress). With a `caller`, each day restored (or requested
+    from the archive class) has its audit entry in that day's transaction."""
     if dataset not in TABLES:
         raise ValueError(f"unknown dataset {dataset!r}: one of {', '.join(TABLES)}")
     table = TABLES[dataset]
@@ -83,6 +86,9 @@ def restore_days(
             state.log(
                 conn, dataset, day, "restore_requested", f"{err.storage_class}: {status}", run_id=run_id
             )
+            if caller is not None:
+                requested = {"storage_class": err.storage_class, "status": status}
+                caller.record(conn, "restore.request", f"{dataset}:{day}", requested, 0)
             conn.commit()
             if status != "available":
                 detail = f"{day_state.object_key} is in {err.storage_class}: S3 is restoring it; run again once ready"
@@ -106,6 +112,9 @@ def restore_days(
             "equal the archived copy (checksum)" if exact else "include newer versions than the copy"
         )
         state.log(conn, dataset, day, "restored", detail, written, len(body), run_id=run_id)
+        if caller is not None:
+            details = {"storage_class": day_state.storage_class, "keep_days": keep_days, "exact": exact}
+            caller.record(conn, "restore.archive", f"{dataset}:{day}", details, written)
         conn.commit()
         if cache is not None and written:
             cache.invalidate(set(frame[table.meter_column]) if table.meter_column else ())

@@ -46,7 +46,8 @@ OPS_TABLES: tuple[tuple[str, str, str], ...] = (
     ("ops.lifecycle_log", "(at AT TIME ZONE 'UTC')::date", "at < now() - interval '1 hour'"),
 )
 # Kept: `ops.ingest_ledger` and `ops.ingest_days` make ingestion exactly-once (a landing file whose
-# batch left the ledger would be ingested again); `ops.vee_audit` is the billing audit trail.
+# batch left the ledger would be ingested again); `ops.vee_audit` is the billing audit trail;
+# `ops.audit_log` is append-only (its trigger refuses DELETE: docs/operations.md#audit-log).
 RAW_SOURCES = TIERED_DATASETS
 
 

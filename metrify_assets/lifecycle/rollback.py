@@ -50,6 +50,7 @@ from metrify_assets.meters.days import DAY_WINDOW, LOCAL_TS, day_params
 from metrify_assets.quality import rules
 from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.audit import Caller
 from metrify_assets.storage.writes import _copy_frame
 
 LOG_ACTION = "rollback"
@@ -348,6 +349,7 @@ def rebuild_from_raw(
     dry_run: bool = False,
     on_batch: Callable[[str], None] | None = None,
     cache: Cache | None = None,
+    caller: Caller | None = None,
 ) -> RebuildResult:
     """Rebuild `source`'s rows of the days `first_day..last_day` from the raw batches that touched
     them and were processed at or before `as_of` (None: all), in one transaction (rolled back for a
@@ -355,7 +357,8 @@ def rebuild_from_raw(
 
     Days are the meter's local day for meter readings, the UTC day for grid and weather samples.
     Raises `RollbackError` (nothing changed) when the range is held, archived, or not rebuildable from
-    raw. Commits the connection (as review and replay do); a naive `as_of` is UTC.
+    raw. Commits the connection (as review and replay do); a naive `as_of` is UTC. With a `caller`, a
+    `rollback.rebuild` audit entry in the same transaction (none for a dry run: nothing changes).
     """
     contract = contract_for(source)
     if first_day > last_day:
@@ -439,6 +442,10 @@ def rebuild_from_raw(
         if dry_run:
             raise psycopg.Rollback()
         _log(conn, contract, result, params)
+        if caller is not None:
+            target = f"{source}:{first_day}..{last_day}"
+            affected = result.rows_changed + result.rows_corrected
+            caller.record(conn, "rollback.rebuild", target, describe(result), affected)
     if not conn.autocommit:
         conn.commit()
     assert result is not None

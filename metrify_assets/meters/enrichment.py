@@ -56,7 +56,7 @@ ON CONFLICT (meter_id, reading_start) DO UPDATE SET
     tariff = excluded.tariff, tou_period = excluded.tou_period, local_date = excluded.local_date,
     local_hour = excluded.local_hour, temperature_c = excluded.temperature_c,
     anomaly_score = excluded.anomaly_score, is_anomaly = excluded.is_anomaly,
-    quality_flags = excluded.quality_flags
+    quality_flags = excluded.quality_flags, enriched_at = now()
 """
 
 RUN_ROWS = "FROM ops.enriched_meter_readings WHERE local_date BETWEEN %(first)s::date AND %(last)s::date"

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.ingestion.kafka.offsets import committed_offsets
 from metrify_assets.ingestion.kafka.ranges import dump_cursor
 from metrify_assets.ingestion.kafka.sensor import kafka_tick
 from metrify_assets.ingestion.sensors import BATCH_TAG
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.resources.kafka_offsets import committed_offsets
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from psycopg import sql
 from metrify_assets.contracts import SourceContract, contract_for
 from metrify_assets.quality.quarantine import QuarantineRow, quarantine
 from metrify_assets.resources.cache import Cache
+from metrify_assets.storage.audit import Caller
 
 STATUSES = ("pending", "approved", "rejected")
 REJECT_REASON_PREFIX = "review_rejected:"
@@ -139,13 +140,29 @@ def _meters(item: ReviewItem) -> list[str]:
     return [key_values(contract_for(item.source), item.record_key)["meter_id"]]
 
 
+def _audit(caller: Caller | None, conn: psycopg.Connection, item: ReviewItem, affected: int) -> None:
+    """The decision's audit entry (docs/operations.md#audit-log), in the decision's transaction."""
+    if caller is not None:
+        details = {"source": item.source, "record_key": item.record_key, "note": item.decision_note}
+        action = "review.approve" if item.status == "approved" else "review.reject"
+        caller.record(conn, action, f"review:{item.batch_id}#{item.record_index}", details, affected)
+
+
 def approve(
-    conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str, cache: Cache | None = None
+    conn: psycopg.Connection,
+    batch_id: str,
+    record_index: int,
+    by: str,
+    why: str,
+    cache: Cache | None = None,
+    caller: Caller | None = None,
 ) -> ReviewItem:
     """Keep the flagged reading as stored; only the queue row records the decision (and, once
-    committed, the cached results that show it move to a new generation)."""
+    committed, the cached results that show it move to a new generation). `caller`: who, for the
+    audit log."""
     with conn.transaction():
         item = _decide(conn, _pending(conn, batch_id, record_index, by, why), "approved", by, why)
+        _audit(caller, conn, item, 1)
     conn.commit()
     if cache is not None:
         cache.bump(_meters(item))
@@ -153,7 +170,13 @@ def approve(
 
 
 def reject(
-    conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str, cache: Cache | None = None
+    conn: psycopg.Connection,
+    batch_id: str,
+    record_index: int,
+    by: str,
+    why: str,
+    cache: Cache | None = None,
+    caller: Caller | None = None,
 ) -> ReviewItem:
     """Move the stored reading to quarantine and rebalance the batch's ledger, in one transaction;
     once committed, the meter's cache entries are invalidated (its latest reading may be older now).
@@ -172,11 +195,12 @@ def reject(
             raise ReviewError(
                 f"{item.record_key} was replaced by batch {row['batch_id']}: the flagged version is gone"
             )
+        deleted = 0
         for table in (contract.table, *DERIVED_TABLES.get(item.source, ())):
-            conn.execute(
+            deleted += conn.execute(
                 sql.SQL("DELETE FROM ops.{} WHERE {}").format(sql.Identifier(table), _key_filter(contract)),
                 keys,
-            )
+            ).rowcount
         reason = f"{REJECT_REASON_PREFIX}{why}"
         quarantine(
             conn, item.source, item.batch_id, [QuarantineRow(item.record_index, json.dumps(row), reason)]
@@ -187,6 +211,7 @@ def reject(
             (item.batch_id,),
         )
         item = _decide(conn, item, "rejected", by, why)
+        _audit(caller, conn, item, deleted)
     conn.commit()
     if cache is not None:
         cache.invalidate(_meters(item))

@@ -12,6 +12,7 @@ from contextlib import ExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.observability.api_spans import install_tracing
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.serving.auth import TokenVerifier
@@ -21,6 +22,7 @@ from metrify_assets.serving.errors import install_error_handlers
 from metrify_assets.serving.kafka import kafka_sender
 from metrify_assets.serving.limits import install_limits
 from metrify_assets.serving.routes import data, health, ingest, review
+from metrify_assets.serving.routes.metrics import install_metrics
 
 API_VERSION = "1"
 
@@ -65,6 +67,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.verifier = TokenVerifier(settings.api)
     install_error_handlers(app)
     install_limits(app, settings.api)
+    install_tracing(settings.tracing)  # FastAPI traces each request (docs/operations.md#traces)
+    install_metrics(app, settings)  # outermost: counts refused requests too; serves /metrics
     for router in (health.router, data.router, review.router, ingest.router):
         app.include_router(router)
     return app

@@ -25,7 +25,9 @@ from psycopg.types.json import Jsonb
 from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.decode import decode
 from metrify_assets.ingestion.landing import land_lines
+from metrify_assets.observability.api_spans import link_batch
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.audit import Caller
 
 RESOLVE_MARGIN = timedelta(hours=1)
 
@@ -83,7 +85,8 @@ def accept(
     landing_dir: Path,
     send: Sender | None,
 ) -> ApiBatch:
-    """Send or land a validated body as one message and record the request; commits."""
+    """Send or land a validated body as one message and record the request, with its `ingest.post`
+    audit entry (the token's subject from the client's address) in the same transaction; commits."""
     batch_id = f"api-{uuid.uuid4().hex}"
     message = orjson.dumps(body)
     records = record_count(body)
@@ -101,6 +104,7 @@ def accept(
         destination = "landing"
         landed = land_lines(landing_dir, source, [message.decode()])
         row["landing_batch_id"] = landed.batch_id
+    link_batch(batch_id, row)  # the request's span names the batch (docs/operations.md#traces)
     received_at = conn.execute(
         "INSERT INTO ops.api_batches (batch_id, source, destination, landing_batch_id, kafka_topic, kafka_partition, "
         "kafka_offset, records, subject, client) VALUES (%(batch_id)s, %(source)s, %(destination)s, "
@@ -116,6 +120,9 @@ def accept(
             **row,
         },
     ).fetchone()
+    where = {k: v for k, v in row.items() if v is not None}
+    details = {"source": source, "destination": destination, **where}
+    Caller(subject, "api", client).record(conn, "ingest.post", f"api_batch:{batch_id}", details, records)
     conn.commit()
     assert received_at is not None
     kafka = (

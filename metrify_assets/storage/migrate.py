@@ -137,10 +137,11 @@ def forget_applied() -> None:
 
 
 def truncate_ops(conn: psycopg.Connection) -> None:
-    """Empty every `ops` table but the migration record, and commit: tests and benchmarks start empty."""
+    """Empty every `ops` table but the migration record and the append-only audit log (its trigger
+    refuses TRUNCATE), and commit: tests and benchmarks start empty."""
     row = conn.execute(
         "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') FROM pg_tables "
-        "WHERE schemaname = 'ops' AND tablename <> 'schema_version'"
+        "WHERE schemaname = 'ops' AND tablename NOT IN ('schema_version', 'audit_log')"
     ).fetchone()
     if row and row[0]:
         conn.execute(f"TRUNCATE {row[0]}")

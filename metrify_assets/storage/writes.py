@@ -8,7 +8,7 @@ the same final state.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -17,6 +17,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from metrify_assets.contracts import SourceContract
 
@@ -143,17 +144,21 @@ class LedgerEntry:
     timeliness: float | None = None  # None: nothing in the batch was live
 
 
-def record_batch(conn: psycopg.Connection, entry: LedgerEntry) -> None:
-    """Write the batch's ledger row (the last write of a batch: its presence means 'done')."""
+def record_batch(
+    conn: psycopg.Connection, entry: LedgerEntry, stage_seconds: Mapping[str, float] | None = None
+) -> None:
+    """Write the batch's ledger row (the last write of a batch: its presence means 'done'), with the
+    seconds the batch spent in each stage so far (observability/stages.py)."""
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, "
-            "accepted, flagged, quarantined, quality_score, run_id, backfill_records, timeliness) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "accepted, flagged, quarantined, quality_score, run_id, backfill_records, timeliness, "
+            "stage_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (batch_id) DO UPDATE SET records_in = excluded.records_in, "
             "accepted = excluded.accepted, flagged = excluded.flagged, quarantined = excluded.quarantined, "
             "quality_score = excluded.quality_score, run_id = excluded.run_id, processed_at = now(), "
-            "backfill_records = excluded.backfill_records, timeliness = excluded.timeliness",
+            "backfill_records = excluded.backfill_records, timeliness = excluded.timeliness, "
+            "stage_seconds = excluded.stage_seconds",
             (
                 entry.batch_id,
                 entry.source,
@@ -168,6 +173,7 @@ def record_batch(conn: psycopg.Connection, entry: LedgerEntry) -> None:
                 entry.run_id,
                 entry.backfill_records,
                 entry.timeliness,
+                None if stage_seconds is None else Jsonb(dict(stage_seconds)),
             ),
         )
 
@@ -178,9 +184,17 @@ def ledger_batch_ids(conn: psycopg.Connection, source: str) -> set[str]:
         return {row[0] for row in cur.fetchall()}
 
 
-def mark_delivered(conn: psycopg.Connection, batch_id: str) -> None:
-    """A Kafka batch's dead letters are sent and its offset committed: nothing left to redo."""
-    conn.execute("UPDATE ops.ingest_ledger SET delivered_at = now() WHERE batch_id = %s", (batch_id,))
+def mark_delivered(
+    conn: psycopg.Connection, batch_id: str, stage_seconds: Mapping[str, float] | None = None
+) -> None:
+    """A Kafka batch's dead letters are sent and its offset committed: nothing left to redo. The
+    seconds of the stages after its ledger row (dlq, commit) are added to the row's in the same
+    statement, so timing them costs no round trip of its own."""
+    conn.execute(
+        "UPDATE ops.ingest_ledger SET delivered_at = now(), "
+        "stage_seconds = coalesce(stage_seconds, '{}'::jsonb) || %s WHERE batch_id = %s",
+        (Jsonb(dict(stage_seconds or {})), batch_id),
+    )
 
 
 def delivered_batch_ids(conn: psycopg.Connection, source: str) -> set[str]:

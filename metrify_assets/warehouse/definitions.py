@@ -1,5 +1,5 @@
-"""The warehouse's Dagster definitions: the dbt assets, the `dbt` resource and, on the snowflake
-target, the `warehouse_load` asset with its `snowflake` resource.
+"""The warehouse's Dagster definitions: the dbt assets, the `dbt` resource, the dbt source freshness
+checks and, on the snowflake target, the `warehouse_load` asset with its `snowflake` resource.
 
 `defs` is built on first access (module `__getattr__`), not at import: building it reads the
 settings (dbt target) and may run `dbt parse`. The `postgres` resource comes from the root
@@ -17,6 +17,7 @@ from metrify_assets.resources.build import snowflake_resource
 from metrify_assets.warehouse.assets import build_warehouse_assets
 from metrify_assets.warehouse.project import dbt_cli_resource, dbt_project, ensure_manifest
 from metrify_assets.warehouse.snowflake import WAREHOUSE_LOAD_KEY, warehouse_load
+from metrify_assets.warehouse.source_freshness import build_source_freshness_checks
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 
 
@@ -26,13 +27,17 @@ def build_defs() -> dg.Definitions:
     ensure_manifest()
     settings = resolve_settings()
     if settings.dbt_target != "snowflake":
+        translator = MetrifyDbtTranslator()
         return dg.Definitions(
-            assets=[build_warehouse_assets(dbt_project())], resources={"dbt": dbt_cli_resource()}
+            assets=[build_warehouse_assets(dbt_project(), translator)],
+            asset_checks=[build_source_freshness_checks(dbt_project(), translator)],
+            resources={"dbt": dbt_cli_resource()},
         )
     # On Snowflake the dbt sources are fed by `warehouse_load`, which needs a `snowflake` resource.
-    dbt = build_warehouse_assets(dbt_project(), MetrifyDbtTranslator(source_key=WAREHOUSE_LOAD_KEY))
+    translator = MetrifyDbtTranslator(source_key=WAREHOUSE_LOAD_KEY)
     return dg.Definitions(
-        assets=[warehouse_load, dbt],
+        assets=[warehouse_load, build_warehouse_assets(dbt_project(), translator)],
+        asset_checks=[build_source_freshness_checks(dbt_project(), translator)],
         resources={"dbt": dbt_cli_resource(), "snowflake": snowflake_resource(settings.snowflake)},
     )
 

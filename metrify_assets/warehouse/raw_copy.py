@@ -27,7 +27,10 @@ SNOWFLAKE_TYPES = {
     "bigint": "BIGINT",
     "boolean": "BOOLEAN",
     "date": "DATE",
+    "jsonb": "VARCHAR",
 }
+# Read as text: psycopg decodes JSON into Python objects, which the Snowflake connector cannot bind.
+READ_AS_TEXT = frozenset({"jsonb"})
 
 # Rows of these tables also change when a later batch replaces them (a newer record_version keeps the
 # first `ingested_at`), so a batch processed since the watermark marks its rows as changed too.
@@ -62,8 +65,8 @@ RAW_TABLES = (
     RawTable("weather_observations", ("station_id", "observed_at"), "ingested_at", changed_by_batch=True),
     RawTable("quarantine", ("batch_id", "record_index"), "quarantined_at"),
     RawTable("anomaly_scores", ("meter_id", "reading_start"), "scored_at"),
-    # Re-written wholesale by the enrichment asset and without a change timestamp: copied in full.
-    RawTable("enriched_meter_readings", ("meter_id", "reading_start"), None),
+    # Re-written in place by the enrichment asset, which stamps `enriched_at` (migration 0014).
+    RawTable("enriched_meter_readings", ("meter_id", "reading_start"), "enriched_at"),
     RawTable("ingest_ledger", ("batch_id",), "processed_at"),
     # VEE re-writes whole meter-days, stamping every interval's `processed_at`, and drops intervals
     # no longer in a day: keyed by meter-day, a changed day replaces all its raw intervals.
@@ -77,15 +80,18 @@ RAW_TABLES = (
 )
 
 
-def pg_columns(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
-    """(column, Snowflake type) of an `ops` table, in table order."""
+def pg_columns(conn: psycopg.Connection, table: str) -> list[tuple[str, str, str]]:
+    """(column, Snowflake type, select expression) of an `ops` table, in table order."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = 'ops' AND table_name = %s ORDER BY ordinal_position",
             (table,),
         )
-        return [(name, SNOWFLAKE_TYPES[dtype]) for name, dtype in cur.fetchall()]
+        return [
+            (name, SNOWFLAKE_TYPES[dtype], f"{name}::text" if dtype in READ_AS_TEXT else name)
+            for name, dtype in cur.fetchall()
+        ]
 
 
 def chunks(cursor: psycopg.Cursor[Any]) -> Iterator[list[tuple[Any, ...]]]:
@@ -99,10 +105,10 @@ def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable) -> int:
     `sf` is a Snowflake DB-API connection (pyformat parameters).
     """
     columns = pg_columns(pg, table.name)
-    names = [name for name, _ in columns]
+    names = [name for name, _, _ in columns]
     target, scratch = f"{RAW_SCHEMA}.{table.name}", f"{RAW_SCHEMA}.{table.name}__incoming"
     cur = sf.cursor()
-    definition = ", ".join(f"{name} {sf_type}" for name, sf_type in columns)
+    definition = ", ".join(f"{name} {sf_type}" for name, sf_type, _ in columns)
     cur.execute(f"CREATE TABLE IF NOT EXISTS {target} ({definition})")
     cur.execute(f"CREATE OR REPLACE TABLE {scratch} ({definition})")
     since: datetime | None = None
@@ -112,7 +118,8 @@ def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable) -> int:
     insert = f"INSERT INTO {scratch} ({', '.join(names)}) VALUES ({placeholders})"
     copied = 0
     with pg.cursor() as pg_cur:
-        pg_cur.execute(table.changed_rows_sql(names, since is not None).encode(), {"since": since})
+        selected = [expression for _, _, expression in columns]
+        pg_cur.execute(table.changed_rows_sql(selected, since is not None).encode(), {"since": since})
         for rows in chunks(pg_cur):
             cur.executemany(insert, rows)
             copied += len(rows)

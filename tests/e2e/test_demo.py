@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app
@@ -63,6 +64,28 @@ def test_a_second_run_gives_the_same_counts(runs: list[dict[str, object]]) -> No
     ignore = {"seconds"}
     assert {k: v for k, v in runs[0].items() if k not in ignore} == {
         k: v for k, v in runs[1].items() if k not in ignore
+    }
+
+
+def test_a_metrics_scrape_counts_the_demos_records(runs: list[dict[str, object]], demo_home: Path) -> None:
+    """`metrify metrics show` after the demo: the record counters summed over sources are its counts."""
+    env = {"METRIFY_HOME": str(demo_home), "DAGSTER_HOME": str(demo_home / "dagster")}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        result = CliRunner().invoke(app, ["metrics", "show"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    totals = dict.fromkeys(("received", "accepted", "quarantined"), 0.0)
+    for family in text_string_to_metric_families(result.stdout):
+        for sample in family.samples:
+            name = sample.name.removeprefix("metrify_records_").removesuffix("_total")
+            if sample.name.startswith("metrify_records_") and name in totals:
+                totals[name] += sample.value
+    demo = runs[-1]
+    assert totals == {
+        "received": demo["input_records"],
+        "accepted": demo["accepted"],
+        "quarantined": demo["quarantined"],
     }
 
 

@@ -32,12 +32,12 @@ from benchmarks.freshness_location import SENSOR
 from benchmarks.kafka_env import KafkaBench
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.env import resolve_settings
-from metrify_assets.ingestion.kafka.offsets import committed_offsets, topic_offsets
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.sensors import BATCH_TAG
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.resources.kafka_offsets import committed_offsets, topic_offsets
 from metrify_platform.kafka_broker import KafkaBroker
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.postgres]

@@ -214,7 +214,7 @@ def load(conn: psycopg.Connection, data: OpsData) -> None:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') "
-            "FROM pg_tables WHERE schemaname = 'ops'"
+            "FROM pg_tables WHERE schemaname = 'ops' AND tablename <> 'audit_log'"  # append-only
         )
         tables = cur.fetchone()
         assert tables and tables[0]

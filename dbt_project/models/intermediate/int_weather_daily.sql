@@ -5,10 +5,7 @@ with observations as (
 ),
 
 station_timezones as (
-    select weather_station_id as station_id, min(timezone) as timezone
-    from {{ ref('stg_ops__meters') }}
-    where weather_station_id is not null
-    group by weather_station_id
+    select * from {{ ref('int_weather_station_timezones') }}
 ),
 
 localized as (

@@ -30,10 +30,7 @@ with consumption as (
 ),
 
 station_timezones as (
-    select weather_station_id as station_id, min(timezone) as timezone
-    from {{ ref('stg_ops__meters') }}
-    where weather_station_id is not null
-    group by weather_station_id
+    select * from {{ ref('int_weather_station_timezones') }}
 ),
 
 station_hours as (

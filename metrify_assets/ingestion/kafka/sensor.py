@@ -13,11 +13,11 @@ import dagster as dg
 from kafka.errors import KafkaError
 
 from metrify_assets.contracts import SourceContract
-from metrify_assets.ingestion.kafka.offsets import committed_offsets, consumer_lag, topic_offsets
 from metrify_assets.ingestion.kafka.ranges import OffsetRange, dump_cursor, load_cursor, plan_ranges
 from metrify_assets.ingestion.sensors import BATCH_TAG, failed_batches
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.resources.kafka_offsets import committed_offsets, consumer_lag, topic_offsets
 from metrify_assets.storage.writes import delivered_batch_ids
 
 TOPIC_TAG = "metrify/kafka_topic"

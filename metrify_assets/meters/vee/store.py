@@ -25,6 +25,7 @@ from metrify_assets.meters.vee.estimation import LIKE_DAY_COLUMNS
 from metrify_assets.meters.vee.grid import CANDIDATE_COLUMNS, empty_candidates
 from metrify_assets.meters.vee.process import VeeResult, finish, like_day_requests, validate_days
 from metrify_assets.resources.cache import Cache
+from metrify_assets.storage.audit import Caller
 from metrify_assets.storage.frames import read_frame
 
 STORED = (
@@ -204,15 +205,17 @@ def run_days(
     run_id: str | None = None,
     meter_ids: list[str] | None = None,
     cache: Cache | None = None,
+    caller: Caller | None = None,
 ) -> VeeRun:
-    """VEE the local days `first`..`last` (of `meter_ids`, default all) and store the outcome."""
+    """VEE the local days `first`..`last` (of `meter_ids`, default all) and store the outcome;
+    `caller`: the person whose edit this run applies (a reviewer), for the audit log."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     candidates, unplaced = read_candidates(conn, first, last, meter_ids)
     validated = validate_days(
         candidates, read_meters(conn, meter_ids), first, last, now, read_history(conn, first, config), config
     )
     result = finish(validated, read_like_days(conn, like_day_requests(validated, config), config), config)
-    audit = write(conn, result, first, last, config.rule_version, run_id, meter_ids, cache)
+    audit = write(conn, result, first, last, config.rule_version, run_id, meter_ids, cache, caller)
     return VeeRun(result, audit, unplaced)
 
 
@@ -240,9 +243,11 @@ def write(
     run_id: str | None,
     meter_ids: list[str] | None = None,
     cache: Cache | None = None,
+    caller: Caller | None = None,
 ) -> int:
     """Merge the series and days of `first`..`last`, auditing every change -> audit rows written;
-    after the commit, new cache generations for every meter whose series or days it rewrote."""
+    after the commit, new cache generations for every meter whose series or days it rewrote. With a
+    `caller` (a person's edit), one `vee.edit` entry in the audit log too, in the same transaction."""
     series = result.series.assign(rule_version=rule_version)
     days = result.days.assign(rule_version=rule_version)
     with conn.cursor() as cur, conn.transaction():
@@ -301,6 +306,10 @@ def write(
         with cur.copy(f"COPY ops.vee_days ({DAYS_WRITE}) FROM STDIN") as copy:
             for row in days[DAYS_WRITE.split(", ")].itertuples(index=False, name=None):
                 copy.write_row(tuple(_none(v) for v in row))
+        if caller is not None:
+            target = f"meter:{','.join(meter_ids)}" if meter_ids else "meter:*"
+            details = {"days": f"{first}..{last}", "rule_version": rule_version}
+            caller.record(conn, "vee.edit", target, details, audited)
     conn.commit()
     if cache is not None:
         cache.bump(touched | set(series["meter_id"]) | set(days["meter_id"]))
@@ -314,12 +323,14 @@ def revee_reading(
     config: VeeConfig,
     now: pd.Timestamp | None = None,
     cache: Cache | None = None,
+    caller: Caller | None = None,
 ) -> VeeRun:
-    """Re-run VEE for the one meter-day that holds a reading (after a reviewer's decision on it)."""
+    """Re-run VEE for the one meter-day that holds a reading (after a reviewer's decision on it;
+    `caller`: the reviewer, for the audit log)."""
     row = conn.execute(
         "SELECT (%s::timestamptz AT TIME ZONE coalesce((SELECT timezone FROM ops.meters WHERE meter_id = %s), "
         "'UTC'))::date",
         (reading_start.to_pydatetime(), meter_id),
     ).fetchone()
     assert row is not None
-    return run_days(conn, row[0], row[0], config, now=now, meter_ids=[meter_id], cache=cache)
+    return run_days(conn, row[0], row[0], config, now=now, meter_ids=[meter_id], cache=cache, caller=caller)

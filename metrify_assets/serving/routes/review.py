@@ -26,6 +26,7 @@ from metrify_assets.serving.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from metrify_assets.storage.audit import Caller
 
 router = APIRouter(tags=["review"])
 Conn = Annotated[psycopg.Connection, Depends(connection)]
@@ -101,8 +102,10 @@ def _decide(
     note: str,
 ) -> Response:
     """The decision, then (for a meter reading) the edit of the VEE series it becomes, as `metrify review`
-    does; a meter-limited token decides on its meters' readings only."""
+    does; a meter-limited token decides on its meters' readings only. Both are in the audit log as the
+    token's subject from the client's address."""
     cache = request.app.state.cache
+    caller = Caller(principal.subject, "api", request.client.host if request.client else None)
     try:
         item = review.get_item(conn, batch_id, record_index)
         if principal.meters is not None:
@@ -110,7 +113,7 @@ def _decide(
                 raise ApiError(403, "meter_forbidden", "a meter-limited token reviews meter readings only")
             require_meter(principal, item.record_key.split("|", 1)[0])
         decide = review.approve if verdict == "approve" else review.reject
-        item = decide(conn, batch_id, record_index, principal.subject, note, cache=cache)
+        item = decide(conn, batch_id, record_index, principal.subject, note, cache=cache, caller=caller)
     except review.UnknownItemError as err:
         raise ApiError(404, "not_found", str(err)) from err
     except review.ReviewError as err:
@@ -119,7 +122,7 @@ def _decide(
     if item.source == "meter_readings":
         meter_id, start = item.record_key.split("|", 1)
         at = pd.Timestamp(start)
-        series = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache).result.series
+        series = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache, caller=caller).result.series
         interval = series[series["reading_start"] == at.tz_convert("UTC")]
         body["vee_status"] = str(interval["status"].iloc[0]) if len(interval) else None
     return json_response({"data": body})

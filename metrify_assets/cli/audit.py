@@ -1,0 +1,93 @@
+"""`metrify audit`: the audit log (`ops.audit_log`), newest first: who changed data or its fate, what,
+when, from where and how many rows (docs/operations.md#audit-log). Also `cli_caller`, how every
+command that changes data names its actor for that log."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.env import resolve_settings
+from metrify_assets.observability import audit
+from metrify_assets.resources.build import postgres_resource
+from metrify_assets.storage.audit import Caller
+
+SINCE_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def cli_caller(actor: str) -> Caller:
+    """A command's caller for the audit log: `actor` (its `--by`, else the OS user) on this host."""
+    return Caller(actor, "cli", socket.gethostname())
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """`30m`, `12h`, `7d` back from `now`, or an ISO 8601 date or time (naive: UTC)."""
+    text = value.strip().lower()
+    number, unit = text[:-1], text[-1:]
+    if unit in SINCE_UNITS and number.isascii() and number.isdigit():
+        return now - timedelta(seconds=int(number) * SINCE_UNITS[unit])
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError as err:
+        raise typer.BadParameter(
+            f"a duration back from now (30m, 12h, 7d) or an ISO 8601 date or time, got {value!r}",
+            param_hint="--since",
+        ) from err
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("audit")
+    def audit_cmd(
+        since: Annotated[
+            str | None,
+            typer.Option(
+                help="Only entries from then on: 30m, 12h, 7d back, or an ISO 8601 date or time (UTC)."
+            ),
+        ] = None,
+        actor: Annotated[
+            str | None, typer.Option(help="Only this actor (a --by name, OS user, token subject).")
+        ] = None,
+        action: Annotated[
+            str | None,
+            typer.Option(help="Only this action (review.approve) or family (review: every review.* action)."),
+        ] = None,
+        target: Annotated[str | None, typer.Option(help="Only this target (hold:3, alert:12, ...).")] = None,
+        limit: Annotated[int, typer.Option(min=1, help="At most this many entries, newest first.")] = 50,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON array of the entries.")] = False,
+    ) -> None:
+        """List the audit log, newest first: review decisions, VEE edits, legal holds, alert acks and
+        resolutions, API ingestion, dead-letter replays, restores, rollbacks and lifecycle runs."""
+        start = parse_since(since, datetime.now(UTC)) if since else None
+        settings = resolve_settings()
+        with postgres_resource(settings).connect() as conn:
+            found = audit.entries(conn, since=start, actor=actor, action=action, target=target, limit=limit)
+        if as_json:
+            typer.echo(json.dumps([e.as_dict() for e in found], default=str))
+            return
+        table = Table(title=f"audit log: {len(found)} entries (newest first)")
+        for column in ("id", "at (UTC)", "actor", "action", "target", "rows", "channel", "from", "details"):
+            table.add_column(column, overflow="fold")
+        for e in found:
+            cells = (
+                str(e.id),
+                f"{e.at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+                e.actor,
+                e.action,
+                e.target,
+                "" if e.affected is None else f"{e.affected:,}",
+                e.channel,
+                e.origin or "",
+                json.dumps(e.details, default=str),
+            )
+            table.add_row(*(escape(c) for c in cells))  # entries are data, not markup
+        Console(width=200).print(table if found else "no audit entries match")
+        note_embedded_server(settings)

@@ -1,0 +1,88 @@
+"""`metrify metrics serve` (a Prometheus exporter without the data API) and `metrify metrics show`.
+
+Both compute the pipeline metrics from the configured stores (PostgreSQL, Kafka when configured, the
+Dagster instance of DAGSTER_HOME); the API's request metrics live in the API process (its `/metrics`).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import psycopg
+import typer
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+
+from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.observability.metrics import Connect, PipelineCollector, pipeline_registry
+from metrify_assets.orchestration.instance import local_instance
+from metrify_assets.resources.build import kafka_resource, postgres_resource
+from metrify_assets.serving.db import open_pool
+
+
+def settings_registry(settings: Settings, connect: Connect) -> CollectorRegistry:
+    """The pipeline metrics of the configured stores, on PostgreSQL connections from `connect`."""
+    return pipeline_registry(
+        PipelineCollector(
+            connect,
+            kafka=kafka_resource(settings) if settings.uses_kafka else None,
+            instance=lambda: local_instance(settings),
+        )
+    )
+
+
+def serve_until(stop: threading.Event, registry: CollectorRegistry, host: str, port: int) -> None:
+    """Answer scrapes of `registry` at http://host:port/metrics (a thread per scrape) until `stop`."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def register(app: typer.Typer) -> None:
+    metrics_app = typer.Typer(
+        help="Prometheus metrics of the pipeline (docs/operations.md#metrics).", no_args_is_help=True
+    )
+
+    @metrics_app.command("serve")
+    def serve_cmd(
+        host: Annotated[
+            str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")
+        ] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 9464,
+    ) -> None:
+        """Serve the pipeline metrics at http://HOST:PORT/metrics until Ctrl-C or SIGTERM (for a
+        deployment without the data API, whose own /metrics serves the same and its request metrics)."""
+        settings = resolve_settings()
+        postgres = postgres_resource(settings)
+        with postgres.connect():  # starts the embedded server if need be; applies migrations
+            pass
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        with open_pool(postgres.get_url(), max_size=1) as pool:
+            registry = settings_registry(settings, lambda: pool.connection(timeout=5))
+            typer.echo(f"metrics on http://{host}:{port}/metrics (Ctrl-C stops)", err=True)
+            try:
+                serve_until(stop, registry, host, port)
+            except KeyboardInterrupt:
+                typer.echo("stopped", err=True)
+
+    @metrics_app.command("show")
+    def show_cmd() -> None:
+        """Print one scrape in the Prometheus text format (what Prometheus would read now)."""
+        settings = resolve_settings()
+        postgres = postgres_resource(settings)
+
+        @contextmanager
+        def connect() -> Iterator[psycopg.Connection]:
+            with postgres.connect(autocommit=True) as conn:
+                yield conn
+
+        typer.echo(generate_latest(settings_registry(settings, connect)).decode(), nl=False)
+
+    app.add_typer(metrics_app, name="metrics")

@@ -1,0 +1,86 @@
+"""The data API's request metrics (catalogue.API), counted by a pure ASGI middleware in the process
+that serves them: requests per route *template* and status, latency per route, requests in flight.
+
+Labels name the route's template (`/v1/meters/{meter_id}/readings`), never the raw path, so a
+scraper sees a bounded number of series whatever callers send; a path no route matches is
+`unmatched`. A request refused before routing (413, 429) is still labelled with its route.
+Each API process counts its own requests: with several uvicorn workers, a scrape reaches one of them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from metrify_assets.observability.catalogue import REQUEST_BUCKETS
+from metrify_assets.observability.families import SPECS
+
+UNMATCHED = "unmatched"
+# Any other method a caller sends is `other`: the label stays bounded.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class ApiMetrics:
+    """The three API metrics, registered in `registry` (each app its own: tests build many apps)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        requests = SPECS["metrify_api_requests_total"]
+        duration = SPECS["metrify_api_request_duration_seconds"]
+        in_progress = SPECS["metrify_api_requests_in_progress"]
+        self.requests = Counter(
+            requests.name.removesuffix("_total"), requests.help, requests.labels, registry=registry
+        )
+        self.duration = Histogram(
+            duration.name, duration.help, duration.labels, registry=registry, buckets=REQUEST_BUCKETS
+        )
+        self.in_progress = Gauge(in_progress.name, in_progress.help, in_progress.labels, registry=registry)
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served (or would serve) the request."""
+    route = scope.get("route")
+    if route is None:  # answered before routing (a limit) or not found: match it now
+        router = scope["app"].router if "app" in scope else None
+        for candidate in getattr(router, "routes", ()):
+            match, _ = candidate.matches(scope)
+            if match == Match.FULL:
+                route = candidate
+                break
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+class ApiMetricsMiddleware:
+    """Counts every HTTP request once it is answered (an unhandled error counts as a 500)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in METHODS else "other"
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        in_progress = self.metrics.in_progress.labels(method)
+        in_progress.inc()
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            in_progress.dec()
+            route = route_template(scope)
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.duration.labels(method, route).observe(elapsed)

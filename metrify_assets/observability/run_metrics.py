@@ -1,0 +1,75 @@
+"""Finished Dagster runs per job and status, from the instance's run storage.
+
+Counted like the ledger (`WindowedTally`): a run is final once finished, so runs last updated before
+the lookback window are summed once (one grouped query, on the first scrape), and each scrape reads
+only the runs updated since. The `runs` table's (status, update_timestamp) index serves both.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import sqlalchemy as sa
+from dagster._core.storage.runs.schema import RunsTable
+from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
+from prometheus_client.core import Metric
+
+from metrify_assets.observability.families import counter
+from metrify_assets.observability.tally import WindowedTally
+
+FINISHED = {
+    dg.DagsterRunStatus.SUCCESS.value: "success",
+    dg.DagsterRunStatus.FAILURE.value: "failure",
+    dg.DagsterRunStatus.CANCELED.value: "canceled",
+}
+
+
+def _storage(instance: dg.DagsterInstance) -> SqlRunStorage:
+    storage = instance.run_storage
+    if not isinstance(storage, SqlRunStorage):
+        raise TypeError(f"run storage {type(storage).__name__} is not SQL: its runs cannot be counted")
+    return storage
+
+
+def read_runs(instance: dg.DagsterInstance, tally: WindowedTally, lookback: timedelta) -> None:
+    """Bring `tally` up to date with the finished runs (the storage keeps naive UTC timestamps)."""
+    storage = _storage(instance)
+    runs, updated = RunsTable.c, RunsTable.c.update_timestamp
+    finished = runs.status.in_(list(FINISHED))
+    cutoff = datetime.now(UTC).replace(tzinfo=None) - lookback
+    if not tally.seeded:
+        grouped = (
+            sa.select(runs.pipeline_name, runs.status, sa.func.count().label("n"))
+            .where(finished, updated < cutoff)
+            .group_by(runs.pipeline_name, runs.status)
+        )
+        tally.seed(
+            (
+                ((row["pipeline_name"], FINISHED[row["status"]]), float(row["n"]))
+                for row in storage.fetchall(grouped)
+            ),
+            cutoff,
+        )
+    recent = sa.select(runs.run_id, runs.pipeline_name, runs.status, updated).where(
+        finished, updated >= tally.settled_until
+    )
+    tally.update(
+        (
+            (row["run_id"], row["update_timestamp"], {(row["pipeline_name"], FINISHED[row["status"]]): 1.0})
+            for row in storage.fetchall(recent)
+        ),
+        cutoff,
+    )
+
+
+def run_families(tally: WindowedTally) -> list[Metric]:
+    """Every status of every job seen, zeros included: `increase()` cannot see a series' first sample,
+    so a job's first failure would pass unnoticed if its failure series only appeared with it."""
+    metric = counter("metrify_pipeline_runs_total")
+    totals = tally.totals()
+    jobs = sorted({str(k[0]) for k in totals if isinstance(k, tuple)})
+    for job in jobs:
+        for status in FINISHED.values():
+            metric.add_metric([job, status], totals.get((job, status), 0.0))
+    return [metric]

@@ -1,0 +1,118 @@
+"""dbt source freshness as Dagster asset checks: one per dbt source table, on its staging model.
+
+`dbt source freshness` compares each source table's newest `loaded_at_field` (or `loaded_at_query`)
+with now, against the warn/error thresholds of models/staging/ops/_ops__sources.yml. dagster-dbt 0.29
+turns dbt tests into asset checks but not source freshness, so one multi-asset check runs the command
+through the `dbt` resource and reports each source table it selected: passed when fresh, WARN severity
+past `warn_after`, ERROR past `error_after` or when dbt could not tell.
+
+The checks sit on the staging models (the view over each source, in the warehouse group), not on the
+assets that write the `ops` tables: jobs select an asset with its checks, and the ingestion jobs would
+then run dbt after every micro-batch. The hourly and nightly warehouse jobs (schedules.py) select the
+warehouse group, so they run the checks.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
+
+from metrify_assets.resources import PostgresResource
+from metrify_assets.warehouse.connection import dbt_env_from_url, environment
+
+CHECK_NAME = "dbt_source_freshness"
+
+
+def staging_model(manifest: Mapping[str, Any], source_id: str) -> Mapping[str, Any]:
+    """The one staging model that selects from a source."""
+    (model,) = (
+        manifest["nodes"][child]
+        for child in manifest["child_map"][source_id]
+        if child.startswith("model.") and manifest["nodes"][child]["fqn"][1] == "staging"
+    )
+    return dict(model)
+
+
+def threshold(criteria: Mapping[str, Any], which: str) -> str:
+    """`warn_after` / `error_after` as text ("3 hour"), or "none"."""
+    after = criteria.get(which) or {}
+    return f"{after['count']} {after['period']}" if after.get("count") else "none"
+
+
+def describe(source: Mapping[str, Any]) -> str:
+    loaded_at = source.get("loaded_at_field") or "loaded_at_query"
+    criteria = source.get("freshness") or {}
+    return (
+        f"dbt source freshness of {source['source_name']}.{source['name']} (newest {loaded_at}): "
+        f"warns after {threshold(criteria, 'warn_after')}, errors after {threshold(criteria, 'error_after')}."
+    )
+
+
+def freshness_result(key: dg.AssetCheckKey, result: Mapping[str, Any] | None) -> dg.AssetCheckResult:
+    """The check result of one source from its entry in dbt's sources.json (None: dbt reported none)."""
+    if result is None:
+        return dg.AssetCheckResult(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"status": "no result", "error": "dbt source freshness reported nothing for the source"},
+        )
+    status = str(result["status"])
+    criteria = result.get("criteria") or {}
+    metadata: dict[str, Any] = {
+        "status": status,
+        "warn_after": threshold(criteria, "warn_after"),
+        "error_after": threshold(criteria, "error_after"),
+    }
+    if result.get("max_loaded_at"):
+        metadata["max_loaded_at"] = dg.MetadataValue.timestamp(
+            datetime.fromisoformat(result["max_loaded_at"])
+        )
+        metadata["age_hours"] = round(float(result["max_loaded_at_time_ago_in_s"]) / 3600, 2)
+    if result.get("message"):
+        metadata["error"] = str(result["message"])
+    return dg.AssetCheckResult(
+        asset_key=key.asset_key,
+        check_name=key.name,
+        passed=status == "pass",
+        severity=dg.AssetCheckSeverity.WARN if status == "warn" else dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+    )
+
+
+def build_source_freshness_checks(
+    project: DbtProject, translator: DagsterDbtTranslator
+) -> dg.AssetChecksDefinition:
+    """A check per source table of the project's manifest, on the asset of its staging model."""
+    manifest = json.loads(project.manifest_path.read_bytes())
+    sources = {
+        dg.AssetCheckKey(translator.get_asset_key(staging_model(manifest, source_id)), CHECK_NAME): props
+        for source_id, props in manifest["sources"].items()
+        if props.get("freshness")
+    }
+    specs = [
+        dg.AssetCheckSpec(name=key.name, asset=key.asset_key, description=describe(props))
+        for key, props in sources.items()
+    ]
+
+    @dg.multi_asset_check(name=CHECK_NAME, specs=specs, can_subset=True)
+    def dbt_source_freshness(
+        context: dg.AssetCheckExecutionContext, dbt: DbtCliResource, postgres: PostgresResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        selected = {key: props for key, props in sources.items() if key in context.selected_asset_check_keys}
+        # One space-separated `--select` value: dagster-dbt reads a single value after the flag.
+        select = " ".join(f"source:{props['source_name']}.{props['name']}" for props in selected.values())
+        with environment(dbt_env_from_url(postgres.get_url())):
+            # dbt exits non-zero when a source is past error_after: that is a result, not a failure.
+            invocation = dbt.cli(["source", "freshness", "--select", select], raise_on_error=False).wait()
+        results = {r["unique_id"]: r for r in invocation.get_artifact("sources.json")["results"]}
+        for key, props in selected.items():
+            yield freshness_result(key, results.get(props["unique_id"]))
+
+    return dbt_source_freshness

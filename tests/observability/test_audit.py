@@ -1,0 +1,292 @@
+"""The audit log on a real PostgreSQL: every action that changes data writes exactly one entry, in the
+change's transaction, through the CLI and the API; the table refuses to be rewritten.
+
+`ops.audit_log` is append-only, so `truncate_ops` keeps it across tests: each test looks at the
+entries after its own starting id.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from metrify_assets.alerts import store
+from metrify_assets.cli.main import app
+from metrify_assets.contracts import METER_READINGS
+from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.ingestion.assets import landing_spec
+from metrify_assets.ingestion.batch import process_batch
+from metrify_assets.ingestion.landing import land_lines
+from metrify_assets.lifecycle import retention
+from metrify_assets.lifecycle.tables import TABLES
+from metrify_assets.lifecycle.tiers import copy_to_warm
+from metrify_assets.observability import audit
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.lake import Lake
+from metrify_assets.serving.app import create_app
+from metrify_assets.storage.audit import Caller, record
+from metrify_assets.storage.migrate import truncate_ops
+from tests.lifecycle.conftest import FIRST_DAY, seed_hot_days
+from tests.serving.test_api import SECRET, token
+
+pytestmark = pytest.mark.postgres
+
+NOW = pd.Timestamp("2026-04-01T00:00:00Z")
+DAY = "2026-03-29"
+HOST = socket.gethostname()
+
+
+def reading(meter: str, start: str, kwh: float, **extra: object) -> str:
+    return json.dumps(
+        {"meter_id": meter, "reading_start": start, "interval_minutes": 15, "energy_kwh": kwh, **extra}
+    )
+
+
+MESSAGES = [
+    reading("M1", f"{DAY}T00:00:00Z", 0.5, voltage_v=231.0),
+    reading("M1", f"{DAY}T00:15:00Z", 0.6, voltage_v=262.0),  # flagged: voltage_out_of_range
+    reading("M1", f"{DAY}T00:30:00Z", 0.7, voltage_v=263.0),  # flagged too
+    reading("M1", "2026-04-05T00:00:00Z", 0.4),  # rejected: in the future (NOW); replayable later
+]
+
+
+def ingest(conn: psycopg.Connection, settings: Settings) -> str:
+    """Land MESSAGES and process them as the landing sensor's run does; returns the batch id."""
+    landed = land_lines(settings.landing_dir, METER_READINGS.source, MESSAGES, seq=1)
+    messages = landed.path.read_text().splitlines()
+    spec = landing_spec(METER_READINGS, landed)
+    lake = Lake(settings.lake_url)
+    process_batch(spec, messages, [landed.seq] * len(messages), lake, conn, NOW, received_at=NOW)
+    conn.commit()
+    return spec.batch_id
+
+
+def watermark(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT coalesce(max(id), 0) FROM ops.audit_log").fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+def after(conn: psycopg.Connection, start: int) -> list[audit.AuditEntry]:
+    """The entries written after `start`, oldest first."""
+    found = [e for e in audit.entries(conn, limit=1000) if e.id > start]
+    conn.commit()
+    return sorted(found, key=lambda e: e.id)
+
+
+def summary(entries: list[audit.AuditEntry]) -> list[tuple[object, ...]]:
+    return [(e.actor, e.action, e.target, e.channel, e.origin, e.affected) for e in entries]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, pg_resource: PostgresResource, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The CLI on the test database, with a temporary home, lake and Dagster instance."""
+    env = {
+        "METRIFY_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "METRIFY_POSTGRES_URL": pg_resource.get_url(),
+        "METRIFY_LAKE_URL": str(tmp_path / "lake"),
+        "COLUMNS": "200",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    return resolve_settings()
+
+
+def invoke(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == code, (result.output, result.exception)
+    return result.output
+
+
+def test_the_log_is_append_only_and_a_rolled_back_change_leaves_no_entry(pg: psycopg.Connection) -> None:
+    start = watermark(pg)
+    first = record(pg, "auditor", "test.entry", "test:1", {"why": "proof"}, "cli", HOST, 0)
+    pg.commit()
+    for statement in (
+        "UPDATE ops.audit_log SET actor = 'mallory'",
+        "DELETE FROM ops.audit_log WHERE id = %s",
+        "DELETE FROM ops.audit_log WHERE false",  # refused even when it would match nothing
+        "TRUNCATE ops.audit_log",
+    ):
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            pg.execute(statement, (first,) if "%s" in statement else None)
+        pg.rollback()
+    # Neither the lifecycle's retention nor the test helper that empties `ops` sweeps it.
+    assert "ops.audit_log" not in {table for table, _, _ in retention.OPS_TABLES}
+    truncate_ops(pg)
+    assert summary(after(pg, start)) == [("auditor", "test.entry", "test:1", "cli", HOST, 0)]
+
+    raised = store.raise_alert(pg, store.Alert("quality", "warning", "meter_readings", "q:1", "score low"))
+    pg.commit()
+    caller = Caller("ops1", "cli", HOST)
+    with pytest.raises(RuntimeError), pg.transaction():
+        store.acknowledge(pg, raised.alert_id, "ops1", caller=caller)
+        raise RuntimeError("the change fails after its entry was written")
+    assert store.get(pg, raised.alert_id).acked_by is None
+    assert [e.action for e in after(pg, start)] == ["test.entry"]
+    store.acknowledge(pg, raised.alert_id, "ops1", caller=caller)
+    pg.commit()
+    assert summary(after(pg, start))[1:] == [
+        ("ops1", "alert.ack", f"alert:{raised.alert_id}", "cli", HOST, 1)
+    ]
+
+
+def test_every_cli_action_writes_one_entry_and_metrify_audit_lists_them(
+    pg: psycopg.Connection, settings: Settings
+) -> None:
+    batch = ingest(pg, settings)
+    start = watermark(pg)
+    me = getpass.getuser()
+
+    # Review decisions: one entry each, and one for the VEE edit each becomes.
+    invoke("review", "approve", batch, "1", "--by", "ana", "--reason", "tap change")
+    invoke("review", "reject", batch, "2", "--by", "ana", "--reason", "bad CT")
+    invoke("review", "approve", batch, "2", "--by", "ana", "--reason", "oops", code=1)  # refused: no entry
+    assert summary(after(pg, start)) == [
+        ("ana", "review.approve", f"review:{batch}#1", "cli", HOST, 1),
+        ("ana", "vee.edit", "meter:M1", "cli", HOST, 1),
+        ("ana", "review.reject", f"review:{batch}#2", "cli", HOST, 1),  # the stored reading deleted
+        ("ana", "vee.edit", "meter:M1", "cli", HOST, 1),
+    ]
+    decision = after(pg, start)[2]
+    assert decision.details == {
+        "source": "meter_readings",
+        "record_key": f"M1|{DAY}T00:30:00Z",
+        "note": "bad CT",
+    }
+
+    # A dead-letter replay (as the OS user): the future reading is accepted now.
+    mark = watermark(pg)
+    invoke("dlq", "replay", "--batch", batch, "--no-materialise")
+    ((actor, action, target, channel, origin, affected),) = summary(after(pg, mark))
+    assert (actor, action, channel, origin, affected) == (me, "dlq.replay", "cli", HOST, 1)
+    assert target.startswith("batch:replay-meter_readings-")
+
+    # A rollback from raw: one entry; its dry run changes nothing and writes none.
+    mark = watermark(pg)
+    invoke("restore", "--using", "raw", "--from", DAY, "--dry-run")
+    assert after(pg, mark) == []
+    invoke("restore", "--using", "raw", "--from", DAY)
+    (rebuilt,) = after(pg, mark)
+    assert (rebuilt.actor, rebuilt.action, rebuilt.target) == (
+        me,
+        "rollback.rebuild",
+        f"meter_readings:{DAY}..{DAY}",
+    )
+    assert rebuilt.details["batches_read"] == 1 and rebuilt.affected == 0  # raw holds what was stored
+
+    # Legal holds: place, release, unlock.
+    mark = watermark(pg)
+    invoke("holds", "add", "--reason", "case 17", "--from", DAY, "--by", "legal@x")
+    (hold_id,) = [h["hold_id"] for h in json.loads(invoke("holds", "list", "--json"))]
+    invoke("holds", "release", str(hold_id), "--by", "legal@x", "--note", "closed")
+    invoke("holds", "unlock", str(hold_id))
+    assert summary(after(pg, mark)) == [
+        ("legal@x", "hold.place", f"hold:{hold_id}", "cli", HOST, 1),
+        ("legal@x", "hold.release", f"hold:{hold_id}", "cli", HOST, 1),
+        (me, "hold.unlock", f"hold:{hold_id}", "cli", HOST, 0),
+    ]
+
+    # Alerts acknowledged and resolved by hand.
+    raised = store.raise_alert(pg, store.Alert("quality", "warning", "meter_readings", "q:2", "score low"))
+    pg.commit()
+    mark = watermark(pg)
+    invoke("alerts", "ack", str(raised.alert_id), "--by", "ops1")
+    invoke("alerts", "resolve", str(raised.alert_id), "--by", "ops1", "--note", "fixed")
+    assert summary(after(pg, mark)) == [
+        ("ops1", "alert.ack", f"alert:{raised.alert_id}", "cli", HOST, 1),
+        ("ops1", "alert.resolve", f"alert:{raised.alert_id}", "cli", HOST, 1),
+    ]
+
+    # `metrify audit` lists and filters.
+    listed = json.loads(invoke("audit", "--actor", "ana", "--since", "1h", "--json"))
+    assert [e["action"] for e in listed] == ["vee.edit", "review.reject", "vee.edit", "review.approve"]
+    assert {e["action"] for e in json.loads(invoke("audit", "--action", "review", "--json"))} >= {
+        "review.approve",
+        "review.reject",
+    }
+    only = json.loads(invoke("audit", "--action", "review.reject", "--limit", "1", "--json"))
+    assert [(e["actor"], e["target"]) for e in only] == [("ana", f"review:{batch}#2")]
+    held = json.loads(invoke("audit", "--target", f"hold:{hold_id}", "--json"))
+    assert [e["action"] for e in held] == ["hold.unlock", "hold.release", "hold.place"]
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert json.loads(invoke("audit", "--since", future, "--json")) == []
+    table = invoke("audit", "--actor", "legal@x")
+    assert "hold.place" in table and "hold.release" in table and "review" not in table
+    assert "--since" in invoke("audit", "--since", "yesterday", code=2)
+
+
+def test_a_lifecycle_run_and_a_restore_started_by_hand_are_audited(
+    pg: psycopg.Connection, settings: Settings
+) -> None:
+    seed_hot_days(pg, days=1)
+    lake = Lake(settings.lake_url)
+    assert copy_to_warm(pg, lake, TABLES["meter_readings"], FIRST_DAY, NOW.to_pydatetime()).action == "copied"
+    pg.commit()
+    start = watermark(pg)
+    me = getpass.getuser()
+    as_of = str(FIRST_DAY + timedelta(days=32))
+    invoke("lifecycle", "run", "--as-of", as_of)
+    invoke("restore", "--from", str(FIRST_DAY))
+    ran, restored = after(pg, start)
+    assert (ran.actor, ran.action, ran.target, ran.channel) == (
+        me,
+        "lifecycle.run",
+        f"lifecycle:{as_of}",
+        "cli",
+    )
+    assert ran.details["rows"]["meter_readings deleted_hot"] == 48 and ran.affected >= 48
+    assert summary([restored]) == [(me, "restore.archive", f"meter_readings:{FIRST_DAY}", "cli", HOST, 48)]
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[TestClient]:
+    """The data API on the test database (no Kafka: requests are landed; no Redis)."""
+    env = {"METRIFY_HOME": str(settings.home), "METRIFY_POSTGRES_URL": settings.postgres_url or ""}
+    api_settings = resolve_settings(
+        {**env, "METRIFY_API_JWT_SECRET": SECRET, "METRIFY_LAKE_URL": settings.lake_url}
+    )
+    with TestClient(create_app(api_settings)) as client:
+        yield client
+
+
+def test_the_api_records_the_token_subject_and_the_client_address(
+    pg: psycopg.Connection, settings: Settings, api: TestClient
+) -> None:
+    batch = ingest(pg, settings)
+    start = watermark(pg)
+    decided = api.post(
+        f"/v1/review/items/{batch}/1/approve", json={"note": "real"}, headers=token("review", subject="rev@x")
+    )
+    assert decided.status_code == 200, decided.text
+    record = reading("M9", f"{DAY}T01:00:00Z", 0.3)
+    bad = api.post("/v1/meter_readings", json={"meter_id": "M9"}, headers=token("ingest", subject="gw-1"))
+    assert bad.status_code == 422  # nothing written, nothing audited
+    posted = api.post(
+        "/v1/meter_readings",
+        json={"records": [json.loads(record)] * 2},
+        headers=token("ingest", subject="gw-1"),
+    )
+    assert posted.status_code == 202, posted.text
+    batch_id = posted.json()["data"]["batch_id"]
+    # Starlette's test client connects from the address "testclient".
+    assert summary(after(pg, start)) == [
+        ("rev@x", "review.approve", f"review:{batch}#1", "api", "testclient", 1),
+        ("rev@x", "vee.edit", "meter:M1", "api", "testclient", 1),
+        ("gw-1", "ingest.post", f"api_batch:{batch_id}", "api", "testclient", 2),
+    ]
+    assert after(pg, start)[-1].details["destination"] == "landing"

@@ -1,0 +1,105 @@
+"""`GET /metrics` on the data API, through the ASGI app with its lifespan (real routing, middleware,
+PostgreSQL pool): request counts per route template and status, and the pipeline metrics beside them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from metrify_assets.env import resolve_settings
+from metrify_assets.observability.api_metrics import UNMATCHED
+from metrify_assets.resources import PostgresResource
+from metrify_assets.serving.app import create_app
+from metrify_assets.serving.auth import issue_token
+
+pytestmark = pytest.mark.postgres
+SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
+READINGS = "/v1/meters/{meter_id}/readings"
+
+
+@pytest.fixture
+def client(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))  # the instance the API opens to count runs
+    settings = resolve_settings(
+        {
+            "METRIFY_HOME": str(tmp_path),
+            "METRIFY_POSTGRES_URL": pg_resource.get_url(),
+            "METRIFY_API_JWT_SECRET": SECRET,
+        }
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def requests(method: str, route: str, status: int) -> tuple[str, frozenset[tuple[str, str]]]:
+    labels = {"method": method, "route": route, "status": str(status)}
+    return "metrify_api_requests_total", frozenset(labels.items())
+
+
+def test_metrics_count_requests_by_route_template_and_serve_the_pipeline(
+    client: TestClient, pg: psycopg.Connection
+) -> None:
+    pg.execute(
+        "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, accepted, "
+        "flagged, quarantined) VALUES ('b1', 'grid_status', 'kafka', 'r', 'k', 7, 5, 1, 2)"
+    )
+    pg.commit()
+    token = issue_token(SECRET, "tester", ["read"], timedelta(minutes=5))
+    assert client.get("/healthz").status_code == 200
+    for meter in ("M1", "M2"):
+        response = client.get(f"/v1/meters/{meter}/readings", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.text
+    assert client.get("/v1/meters/M3/readings").status_code == 401
+    assert client.post("/v1/meters/M3/readings").status_code == 405
+    assert client.get("/no/such/path/42").status_code == 404
+
+    response = client.get("/metrics")  # no token: a scraper has none
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    scraped = samples(response.text)
+    assert scraped[requests("GET", READINGS, 200)] == 2
+    assert scraped[requests("GET", READINGS, 401)] == 1
+    assert scraped[requests("POST", READINGS, 405)] == 1
+    assert scraped[requests("GET", UNMATCHED, 404)] == 1
+    assert scraped[requests("GET", "/healthz", 200)] == 1
+    routes = {dict(labels)["route"] for name, labels in scraped if name == "metrify_api_requests_total"}
+    assert routes == {READINGS, UNMATCHED, "/healthz"}  # templates only: no raw path is a label
+    duration = frozenset({"method": "GET", "route": READINGS}.items())
+    assert scraped[("metrify_api_request_duration_seconds_count", duration)] == 3
+    assert scraped[("metrify_api_request_duration_seconds_bucket", duration | {("le", "+Inf")})] == 3
+    assert scraped[("metrify_api_requests_in_progress", frozenset({("method", "GET")}))] == 1  # this scrape
+    # The pipeline's metrics, from the API's pool.
+    grid = frozenset({("source", "grid_status")})
+    assert scraped[("metrify_records_received_total", grid)] == 7
+    assert scraped[("metrify_records_quarantined_total", grid)] == 2
+    errors = {
+        dict(ls)["collector"]: v
+        for (n, ls), v in scraped.items()
+        if n == "metrify_metrics_collect_errors_total"
+    }
+    assert errors and not any(errors.values()), errors
+
+    again = samples(client.get("/metrics").text)
+    assert again[requests("GET", "/metrics", 200)] == 1
+    # scope=api: the request metrics alone (what deploy/prometheus/prometheus.yml scrapes from the API).
+    api_only = samples(client.get("/metrics", params={"scope": "api"}).text)
+    assert api_only[requests("GET", "/metrics", 200)] == 2
+    assert api_only and all(name.startswith("metrify_api_") for name, _ in api_only)
+    assert client.get("/metrics", params={"scope": "nope"}).status_code == 422
+    assert again[("metrify_api_requests_in_progress", frozenset({("method", "GET")}))] == 1

@@ -1,0 +1,120 @@
+"""dbt source freshness as Dagster asset checks, for real: `dbt source freshness` on the embedded
+PostgreSQL, with rows loaded hours ago and just now. One dbt run covers every outcome (a dbt start
+costs seconds): fresh, warn, error, and never loaded."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+
+from metrify_assets import definitions, schedules
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.cache import RedisResource
+from metrify_assets.warehouse.definitions import build_defs
+from metrify_assets.warehouse.project import ensure_manifest
+from metrify_assets.warehouse.source_freshness import CHECK_NAME
+
+
+def on_staging(table: str) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(dg.AssetKey(["staging", f"stg_ops__{table}"]), CHECK_NAME)
+
+
+READINGS = on_staging("meter_readings")
+LEDGER = on_staging("ingest_ledger")
+QUARANTINE = on_staging("quarantine")
+WEATHER = on_staging("weather_observations")
+EVENTS = on_staging("grid_state_events")
+
+
+def sources() -> list[dict[str, Any]]:
+    manifest = json.loads(ensure_manifest().read_bytes())
+    return list(manifest["sources"].values())
+
+
+def test_every_source_has_freshness_and_a_load_time() -> None:
+    for source in sources():
+        criteria = source["freshness"] or {}
+        assert criteria.get("warn_after", {}).get("count"), source["name"]
+        assert criteria.get("error_after", {}).get("count"), source["name"]
+        assert source["loaded_at_field"] or source["loaded_at_query"], source["name"]
+
+
+def freshness_checks() -> dg.AssetChecksDefinition:
+    (checks,) = build_defs().asset_checks or ()
+    assert isinstance(checks, dg.AssetChecksDefinition)
+    return checks
+
+
+def test_one_check_per_source_run_by_the_hourly_and_nightly_jobs() -> None:
+    checks = freshness_checks()
+    assert len(set(checks.check_keys)) == len(sources())
+    assert {READINGS, LEDGER, QUARANTINE, WEATHER, EVENTS} <= set(checks.check_keys)
+    location = definitions.defs()  # the code location: the schedules' jobs over every asset
+    for job in (schedules.refresh_job.name, schedules.daily_marts_job.name):
+        selected = location.resolve_job_def(job).asset_layer.asset_graph.asset_check_keys
+        assert set(checks.check_keys) <= selected, job
+
+
+def evaluations(result: dg.ExecuteInProcessResult) -> dict[dg.AssetCheckKey, dg.AssetCheckEvaluation]:
+    assert result.success
+    return {e.asset_check_key: e for e in result.get_asset_check_evaluations()}
+
+
+@pytest.mark.postgres
+def test_stale_sources_fail_by_severity_and_fresh_ones_pass(
+    pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    with pg.cursor() as cur:
+        # Readings loaded 10 hours ago (past error_after, 6 h); the ledger's last batch 3 hours ago
+        # (past warn_after, 2 h); weather just now.
+        cur.execute(
+            "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, "
+            "record_version, batch_id, ingested_at) "
+            "VALUES ('MTR-1', now() - interval '11 hours', 15, 1.0, 1, 'B1', now() - interval '10 hours')"
+        )
+        cur.execute(
+            "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, "
+            "accepted, flagged, quarantined, processed_at) "
+            "VALUES ('B1', 'meter_readings', 'landing', 'f.csv', 'raw/f.csv', 1, 1, 0, 0, now() - interval '3 hours')"
+        )
+        cur.execute(
+            "INSERT INTO ops.weather_observations (station_id, observed_at, temperature_c, humidity_pct, "
+            "pressure_hpa, wind_speed_ms, precipitation_mm, record_version, batch_id) "
+            "VALUES ('WS-1', now(), 10.0, 80.0, 1010.0, 3.0, 0.0, 1, 'B2')"
+        )
+    pg.commit()
+
+    checks = freshness_checks()
+    defs = build_defs()
+    result = dg.materialize(
+        [*(defs.assets or ()), checks],  # type: ignore[list-item]
+        selection=dg.AssetSelection.checks(checks),
+        resources={**(defs.resources or {}), "postgres": pg_resource, "redis": RedisResource()},
+    )
+    evaluated = evaluations(result)
+    assert set(evaluated) == set(checks.check_keys)
+
+    readings = evaluated[READINGS]
+    assert not readings.passed and readings.severity == dg.AssetCheckSeverity.ERROR
+    assert readings.metadata["status"].value == "error"
+    assert 9.9 < readings.metadata["age_hours"].value < 10.5
+    assert readings.metadata["error_after"].value == "6 hour"
+    assert readings.metadata["warn_after"].value == "2 hour"
+    ledger = evaluated[LEDGER]
+    assert not ledger.passed and ledger.severity == dg.AssetCheckSeverity.WARN
+    # The quarantine is as fresh as the ledger's last batch (its loaded_at_query).
+    quarantine = evaluated[QUARANTINE]
+    assert not quarantine.passed and quarantine.severity == dg.AssetCheckSeverity.WARN
+    assert quarantine.metadata["age_hours"].value == pytest.approx(
+        ledger.metadata["age_hours"].value, abs=0.01
+    )
+    weather = evaluated[WEATHER]
+    assert weather.passed and weather.metadata["status"].value == "pass"
+    assert weather.metadata["age_hours"].value < 1
+    # Nothing was ever written: no load time to go by, which is an error.
+    events = evaluated[EVENTS]
+    assert not events.passed and events.severity == dg.AssetCheckSeverity.ERROR
