@@ -147,6 +147,12 @@ def formatter(settings: LogSettings) -> logging.Formatter:
     return JsonFormatter() if resolved_format(settings) == "json" else TextFormatter()
 
 
+def _project_or_warning(record: logging.LogRecord) -> bool:
+    """Libraries speak at WARNING and above, whatever level they set themselves (Dagster's own
+    `dagster.builtin` logger is at INFO: every dbt command it runs would be a line)."""
+    return record.levelno >= logging.WARNING or record.name.split(".", 1)[0] in PROJECT_LOGGERS
+
+
 def configure(settings: LogSettings) -> None:
     """Metrify's loggers at `settings.level`, through one root handler in `settings`'s format. Called
     again (another CLI command in the same process), it replaces its handler rather than adding one."""
@@ -155,6 +161,7 @@ def configure(settings: LogSettings) -> None:
         root.removeHandler(handler)
     handler = StderrHandler()
     handler.setFormatter(formatter(settings))
+    handler.addFilter(_project_or_warning)
     root.addHandler(handler)
     for name in PROJECT_LOGGERS:
         logging.getLogger(name).setLevel(settings.level)

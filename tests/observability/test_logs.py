@@ -106,6 +106,9 @@ def test_level_and_format_are_configured(root_handler: None, capsys: pytest.Capt
     log.warning("shown")
     logging.getLogger("some.library").warning("a library's warning, same format")
     logging.getLogger("some.library").info("a library's info: its own WARNING default")
+    chatty = logging.getLogger("some.chatty.library")
+    chatty.setLevel(logging.INFO)  # as Dagster's `dagster.builtin` does
+    chatty.info("a library's info, even at a level it set itself")
     emitted = lines(capsys.readouterr().err)
     assert [line["message"] for line in emitted] == ["shown", "a library's warning, same format"]
 
