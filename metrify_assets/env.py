@@ -114,6 +114,9 @@ class TracingSettings:
 
     exporters: tuple[str, ...] = ()
     service_name: str | None = None  # OTEL_SERVICE_NAME; else each process names itself
+    # Why the OTEL_* variables could not be followed (say, gRPC): tracing is then off, with a warning,
+    # rather than a tracing setting taking the code location, the API and the CLI down.
+    refused: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -311,11 +314,13 @@ def resolve_tracing(environ: Mapping[str, str] | None = None) -> TracingSettings
     names = [n for n in names if n != "none"]
     unknown = sorted(set(names) - set(TRACE_EXPORTERS))
     if unknown:
-        raise ValueError(f"OTEL_TRACES_EXPORTER: {', '.join(unknown)} not supported (otlp, console or none)")
+        return TracingSettings(
+            refused=f"OTEL_TRACES_EXPORTER: {', '.join(unknown)} not supported (otlp, console or none)"
+        )
     protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
     if "otlp" in names and protocol and protocol != "http/protobuf":
-        raise ValueError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r}: Metrify exports OTLP over HTTP only "
+        return TracingSettings(
+            refused=f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r}: Metrify exports OTLP over HTTP only "
             "(http/protobuf, usually port 4318)"
         )
     return TracingSettings(

@@ -162,26 +162,29 @@ def replay(
         f"{len(letters)} dead letters of {len(origins)} batches ({origins[0]}{', ...' if len(origins) > 1 else ''})",
         now.date(),
     )
-    result = process_batch(
-        spec,
-        [d.payload for d in letters],
-        [d.record_version or 0 for d in letters],  # no version (quarantined before 0003): the oldest
-        lake,
-        conn,
-        now=now,
-        alert_threshold=alert_threshold,
-        replay_of=[(d.batch_id, d.record_index) for d in letters],
-        backfill=True,  # their timeliness was scored when they first arrived
-    )
-    ledger = result.ledger
-    if caller is not None:
-        details = {
-            "source": contract.source,
-            "replayed": ledger.records_in,
-            "still_quarantined": ledger.quarantined,
-            "from_batches": origins,
-        }
-        caller.record(conn, "dlq.replay", f"batch:{batch_id}", details, ledger.accepted)
+    # One transaction around the batch and its audit entry: on an idle connection the batch's own
+    # transaction block would otherwise commit by itself, before the entry is written.
+    with conn.transaction():
+        result = process_batch(
+            spec,
+            [d.payload for d in letters],
+            [d.record_version or 0 for d in letters],  # no version (quarantined before 0003): the oldest
+            lake,
+            conn,
+            now=now,
+            alert_threshold=alert_threshold,
+            replay_of=[(d.batch_id, d.record_index) for d in letters],
+            backfill=True,  # their timeliness was scored when they first arrived
+        )
+        ledger = result.ledger
+        if caller is not None:
+            details = {
+                "source": contract.source,
+                "replayed": ledger.records_in,
+                "still_quarantined": ledger.quarantined,
+                "from_batches": origins,
+            }
+            caller.record(conn, "dlq.replay", f"batch:{batch_id}", details, ledger.accepted)
     conn.commit()
     refresh_cache(cache, conn, result)
     return ReplayResult(batch_id, contract.source, ledger.records_in, ledger.accepted, ledger.quarantined)

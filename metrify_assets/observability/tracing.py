@@ -9,6 +9,7 @@ later (by `configure`, or by a test) is used from then on. docs/operations.md#tr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from opentelemetry import trace
@@ -18,6 +19,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.util.types import AttributeValue
 
 from metrify_assets.env import TracingSettings
+
+log = logging.getLogger(__name__)
 
 TRACER_NAME = "metrify"
 
@@ -40,6 +43,8 @@ def configure(settings: TracingSettings, service: str) -> bool:
     """Install a provider exporting to `settings.exporters` as `service` (OTEL_SERVICE_NAME wins);
     False (nothing done) when tracing is off or a provider is already installed. The provider
     flushes its batches when the process exits; a forked Dagster run restarts the export thread."""
+    if settings.refused:
+        log.warning("tracing is off: %s", settings.refused)
     if not settings.enabled or isinstance(trace.get_tracer_provider(), TracerProvider):
         return False
     # Resource.create adds OTEL_RESOURCE_ATTRIBUTES (deployment.environment, host.name...).

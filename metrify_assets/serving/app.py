@@ -6,12 +6,14 @@ runs it on uvicorn; docs/api.md describes every endpoint, /docs shows them.
 
 from __future__ import annotations
 
+import logging.config
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
 from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.observability import logs
 from metrify_assets.observability.api_spans import install_tracing
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
@@ -76,5 +78,10 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """The app for the environment's settings: uvicorn's factory (`metrify api serve`, or
-    `uvicorn --factory metrify_assets.serving.app:app_from_env` in a deployment)."""
-    return create_app(resolve_settings())
+    `uvicorn --factory metrify_assets.serving.app:app_from_env` in a deployment). Logging is set up
+    here, in each worker process, so Metrify's lines and uvicorn's own come out in the configured
+    format however uvicorn was started (docs/operations.md#logs)."""
+    settings = resolve_settings()
+    logs.configure(settings.log)
+    logging.config.dictConfig(logs.uvicorn_log_config(settings.log))
+    return create_app(settings)

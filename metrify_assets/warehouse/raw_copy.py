@@ -99,6 +99,18 @@ def chunks(cursor: psycopg.Cursor[Any]) -> Iterator[list[tuple[Any, ...]]]:
         yield rows
 
 
+def add_new_columns(cur: Any, target: str, columns: Sequence[tuple[str, str, str]]) -> list[str]:
+    """Columns a later migration added to the `ops` table, added to its raw copy made before it
+    (empty in the rows copied before; a new change column then copies the table once in full)."""
+    cur.execute(f"SELECT * FROM {target} LIMIT 0")
+    present = {d[0].lower() for d in cur.description}
+    added = [name for name, _, _ in columns if name.lower() not in present]
+    for name, sf_type, _ in columns:
+        if name in added:
+            cur.execute(f"ALTER TABLE {target} ADD COLUMN {name} {sf_type}")
+    return added
+
+
 def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable) -> int:
     """Copy one table's changed rows into RAW.<table>; returns the number of rows copied.
 
@@ -110,6 +122,7 @@ def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable) -> int:
     cur = sf.cursor()
     definition = ", ".join(f"{name} {sf_type}" for name, sf_type, _ in columns)
     cur.execute(f"CREATE TABLE IF NOT EXISTS {target} ({definition})")
+    add_new_columns(cur, target, columns)
     cur.execute(f"CREATE OR REPLACE TABLE {scratch} ({definition})")
     since: datetime | None = None
     if table.changed_at is not None:
@@ -128,7 +141,8 @@ def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable) -> int:
     else:
         matches = " AND ".join(f"{target}.{k} = i.{k}" for k in table.key)
         cur.execute(f"DELETE FROM {target} USING {scratch} AS i WHERE {matches}")
-    cur.execute(f"INSERT INTO {target} SELECT * FROM {scratch}")
+    listed = ", ".join(names)
+    cur.execute(f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {scratch}")
     cur.execute(f"DROP TABLE {scratch}")
     return copied
 

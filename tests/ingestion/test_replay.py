@@ -18,6 +18,7 @@ from metrify_assets.ingestion import replay
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.audit import Caller
 
 pytestmark = pytest.mark.postgres
 NOW = pd.Timestamp("2026-04-01T00:00:00Z")
@@ -147,3 +148,25 @@ def test_metrify_dlq_list_show_and_replay(
     pg.commit()
     assert pg.execute("SELECT count(*) FROM ops.quarantine WHERE resolved_at IS NOT NULL").fetchone() == (2,)
     assert "1 days touched" in replayed.output
+
+
+class FailingCaller(Caller):
+    """A caller whose audit entry cannot be written (the connection dropped, say)."""
+
+    def record(self, *args: object, **kwargs: object) -> int:
+        raise psycopg.OperationalError("connection lost while writing the audit entry")
+
+
+def test_a_replay_and_its_audit_entry_commit_together(pg: psycopg.Connection, tmp_path: Path) -> None:
+    """Every letter still rejected (the batch's transaction block would commit on its own on an idle
+    connection): when the audit entry fails, nothing of the replay is left behind."""
+    lake = Lake(str(tmp_path / "lake"))
+    ingest(pg, lake, "b1", MESSAGES, version=5)
+    broken = [d for d in replay.select(pg, replay.Selection()) if d.reasons.startswith("malformed")]
+    assert len(broken) == 1
+    before = (quarantine_rows(pg), pg.execute("SELECT count(*) FROM ops.ingest_ledger").fetchone())
+    pg.commit()  # idle, as between two chunks of `metrify dlq replay`
+    with pytest.raises(psycopg.OperationalError):
+        replay.replay(pg, lake, broken, LATER, caller=FailingCaller("ops", "cli"))
+    pg.rollback()
+    assert (quarantine_rows(pg), pg.execute("SELECT count(*) FROM ops.ingest_ledger").fetchone()) == before

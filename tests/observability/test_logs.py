@@ -174,3 +174,28 @@ def test_uvicorn_logs_in_the_same_format(capsys: pytest.CaptureFixture[str]) -> 
     assert logs.uvicorn_log_config(LogSettings(format="text"))["formatters"]["metrify"]["()"].endswith(
         "TextFormatter"
     )
+
+
+def test_the_api_factory_sets_up_logging_however_uvicorn_started_it(
+    root_handler: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`uvicorn --factory ...:app_from_env` (the Kubernetes manifest) and each `--workers` process
+    configure logs in the worker itself: Metrify's lines and uvicorn's in the configured format."""
+    from metrify_assets.serving.app import app_from_env
+
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_API_JWT_SECRET", "s" * 32)
+    monkeypatch.setenv("METRIFY_LOG_FORMAT", "json")
+    monkeypatch.setenv("METRIFY_LOG_LEVEL", "INFO")
+    app_from_env()
+    logging.getLogger("metrify_assets.serving.tests").info("from the API")
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "10.0.0.9:1", "GET", "/readyz", "1.1", 200
+    )
+    mine, access = lines(capsys.readouterr().err)
+    assert (mine["logger"], mine["level"], mine["message"]) == (
+        "metrify_assets.serving.tests",
+        "INFO",
+        "from the API",
+    )
+    assert access["logger"] == "uvicorn.access" and "/readyz" in access["message"]

@@ -8,6 +8,7 @@ Spans go to the SDK's in-memory exporter through a SimpleSpanProcessor (exported
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -177,9 +178,15 @@ def test_tracing_is_off_unless_an_exporter_or_endpoint_is_set(
         {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
     ],
 )
-def test_unsupported_exporters_are_refused(environ: dict[str, str]) -> None:
-    with pytest.raises(ValueError, match="OTEL_"):
-        resolve_tracing(environ)
+def test_unsupported_exporters_turn_tracing_off_with_a_warning(
+    environ: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tracing setting must not take the code location, the API and the CLI down."""
+    settings = resolve_tracing(environ)
+    assert not settings.enabled and settings.refused and "OTEL_" in settings.refused
+    with caplog.at_level(logging.WARNING, logger="metrify_assets.observability.tracing"):
+        assert tracing.configure(settings, "metrify-test") is False
+    assert [r.getMessage() for r in caplog.records] == [f"tracing is off: {settings.refused}"]
 
 
 def test_configure_installs_one_provider_named_for_the_process() -> None:

@@ -190,3 +190,21 @@ def test_load_is_idempotent_and_incremental(sf_build: SnowflakeBuild, pg_resourc
         f"SELECT count(*) AS n FROM raw.vee_readings WHERE meter_id = 'MTR-1' AND local_date = '{DAY0.date()}'"
     )
     assert int(raw_day["n"].item()) == day_intervals == 95
+
+    # A raw copy made before a migration added columns (stage timings; the enrichment's stamp, now
+    # its change column) gains them, and the copy goes on.
+    sf = sf_build.resources["snowflake"]
+    with sf.get_connection() as conn:
+        cur = conn.cursor()
+        cur.execute("ALTER TABLE raw.ingest_ledger DROP COLUMN stage_seconds")
+        cur.execute("ALTER TABLE raw.enriched_meter_readings DROP COLUMN enriched_at")
+    assert dg.materialize([warehouse_load], resources=sf_build.resources).success
+    assert counts() == {
+        **before,
+        "meter_readings": before["meter_readings"] + 1,
+        "vee_readings": before["vee_readings"] - 1,
+    }
+    stamped = sf_build.query(
+        "SELECT count(*) AS n FROM raw.enriched_meter_readings WHERE enriched_at IS NULL"
+    )
+    assert int(stamped["n"].item()) == 0  # copied in full once, by its new change column
