@@ -24,6 +24,7 @@ import pytest
 import yaml
 from dagster._config import validate_config
 from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster._core.utils import make_new_run_id
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_k8s import K8sRunLauncher
 from dagster_postgres import PostgresRunStorage
@@ -218,6 +219,20 @@ def load_instance(directory: Path, config: dict[str, Any] | str) -> dg.DagsterIn
     return dg.DagsterInstance.from_config(str(directory))
 
 
+def assert_runs_land_in(instance: dg.DagsterInstance, url: str) -> None:
+    """A run the instance stores is counted back through it and is a row of Dagster's `runs` table in
+    the database at `url`: the storage is that PostgreSQL, its tables exist, and it is written."""
+    run = instance.add_run(dg.DagsterRun(job_name="deploy_check", run_id=make_new_run_id()))
+    try:
+        assert instance.get_runs_count(dg.RunsFilter(run_ids=[run.run_id])) == 1
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT pipeline_name FROM runs WHERE run_id = %s", (run.run_id,)).fetchone()
+        assert row == ("deploy_check",)
+    finally:
+        instance.delete_run(run.run_id)
+    assert instance.get_runs_count(dg.RunsFilter(run_ids=[run.run_id])) == 0
+
+
 def test_single_machine_instance_loads_and_connects(
     tmp_path: Path, dagster_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,7 +240,7 @@ def test_single_machine_instance_loads_and_connects(
     instance = load_instance(tmp_path, DEPLOY_DAGSTER_YAML.read_text())
     try:
         assert isinstance(instance.run_storage, PostgresRunStorage)
-        assert instance.get_runs_count() >= 0  # a query on the real tables
+        assert_runs_land_in(instance, dagster_db_url)
         assert isinstance(instance.run_launcher, WarmRunLauncher)
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
@@ -261,7 +276,7 @@ def test_helm_rendered_instance_loads_and_connects(
     instance = load_instance(tmp_path, rendered)
     try:
         assert isinstance(instance.run_storage, PostgresRunStorage)
-        assert instance.get_runs_count() >= 0
+        assert_runs_land_in(instance, dagster_db_url)
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
         queue = coordinator.get_run_queue_config()

@@ -3,7 +3,8 @@ schemas (strict: an unknown field is an error), the manifests point at one anoth
 routes, at the CLI and at settings Metrify reads, and the image runs what they run.
 
 ServiceMonitor (servicemonitor.yaml) is the Prometheus Operator's CRD, not in the core schemas: it is
-checked here for what it selects, not validated.
+checked here for what it selects and for producing the scrape jobs the alert rules select on, not
+validated.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ast
 import copy
 import importlib
 import importlib.util
+import re
 import shlex
 import sys
 import tomllib
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 HELM_VALUES = ROOT / "deploy" / "helm" / "values.yaml"
+PROMETHEUS = ROOT / "deploy" / "prometheus"
 VENV_BIN = Path(sys.executable).parent
 
 # The newest Kubernetes release kubernetes-validate 1.37 ships schemas for, and the oldest of the three
@@ -213,13 +216,57 @@ def test_network_policy_admits_only_the_monitoring_namespace_to_the_exporter(
     assert [p["port"] for p in rule["ports"]] == ["metrics"] and "metrics" in ports
 
 
-def test_service_monitor_scrapes_named_service_ports(manifests: dict[str, list[dict[str, Any]]]) -> None:
-    (monitor,) = of_kind(manifests, "ServiceMonitor")
-    (expression,) = monitor["spec"]["selector"]["matchExpressions"]
-    services = {s["metadata"]["labels"][expression["key"]]: s for s in of_kind(manifests, "Service")}
-    assert set(expression["values"]) == set(services)
-    service_ports = {p["name"] for s in services.values() for p in s["spec"]["ports"]}
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} == service_ports
+def test_service_monitors_scrape_named_service_ports(manifests: dict[str, list[dict[str, Any]]]) -> None:
+    services = {s["metadata"]["labels"]["app.kubernetes.io/name"]: s for s in of_kind(manifests, "Service")}
+    monitors = of_kind(manifests, "ServiceMonitor")
+    selected = [services[m["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]] for m in monitors]
+    assert {s["metadata"]["name"] for s in selected} == {s["metadata"]["name"] for s in services.values()}
+    for monitor, service in zip(monitors, selected, strict=True):
+        ports = {p["name"] for p in service["spec"]["ports"]}
+        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+
+
+def operator_job(service: dict[str, Any], endpoint: dict[str, Any]) -> str:
+    """The `job` label the Prometheus Operator gives the endpoint's targets: the Service's name, unless
+    the endpoint's relabelings (applied after the operator's own) replace it."""
+    job = str(service["metadata"]["name"])
+    for relabeling in endpoint.get("relabelings", []):
+        if relabeling.get("targetLabel") == "job" and relabeling.get("action", "replace") == "replace":
+            assert "sourceLabels" not in relabeling, "a job taken from a label is not fixed"
+            job = relabeling["replacement"]
+    return job
+
+
+def test_service_monitors_reproduce_the_scrape_jobs_the_alert_rules_select_on(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Under the operator, each endpoint must yield the same job as deploy/prometheus/prometheus.yml, with
+    its honor_labels, params and metric_relabel_configs: otherwise the exporter alerts fire forever
+    (absent job), the Dagster `job` label becomes exported_job, or every API pod queries the database."""
+    rule_jobs = set(re.findall(r'job="([^"]+)"', (PROMETHEUS / "rules.yml").read_text()))
+    assert rule_jobs == {"metrify-pipeline", "metrify-api"}
+    scrape_configs = {
+        c["job_name"]: c
+        for c in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+    }
+    services = {s["metadata"]["labels"]["app.kubernetes.io/name"]: s for s in of_kind(manifests, "Service")}
+    endpoints = {
+        operator_job(service, endpoint): endpoint
+        for monitor in of_kind(manifests, "ServiceMonitor")
+        for service in [services[monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]]]
+        for endpoint in monitor["spec"]["endpoints"]
+    }
+    assert set(endpoints) == set(scrape_configs) and rule_jobs <= set(endpoints)
+    for job, endpoint in endpoints.items():
+        plain = scrape_configs[job]
+        assert endpoint.get("honorLabels", False) == plain.get("honor_labels", False), job
+        assert endpoint.get("params") == plain.get("params"), job
+        assert endpoint["path"] == plain["metrics_path"], job
+        assert [
+            (r["action"], r["sourceLabels"], r["regex"]) for r in endpoint.get("metricRelabelings", [])
+        ] == [(r["action"], r["source_labels"], r["regex"]) for r in plain.get("metric_relabel_configs", [])]
+    assert endpoints["metrify-pipeline"]["honorLabels"] is True
+    assert endpoints["metrify-api"]["params"] == {"scope": ["api"]}
 
 
 def settings_read_by_env_py() -> set[str]:
