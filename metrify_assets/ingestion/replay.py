@@ -23,13 +23,12 @@ import psycopg
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch, refresh_cache
-from metrify_assets.quality.review import REJECT_REASON_PREFIX
+from metrify_assets.quality.replayable import replayable
 from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake
 from metrify_assets.resources.quality import DEFAULT_ALERT_THRESHOLD
 from metrify_assets.storage.audit import Caller
 
-NOT_REPLAYABLE = ("duplicate_exact", "duplicate_conflict", REJECT_REASON_PREFIX)
 REPLAY_CHUNK = 5_000  # records per replay batch: one transaction each
 _COLUMNS = (
     "batch_id, record_index, source, payload, reasons, record_version, quarantined_at, resolved_at, "
@@ -52,7 +51,7 @@ class DeadLetter:
 
     @property
     def replayable(self) -> bool:
-        return not any(code.startswith(NOT_REPLAYABLE) for code in self.reasons.split(","))
+        return replayable(self.reasons)
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,8 @@ PIPELINE: tuple[MetricSpec, ...] = (
         "metrify_dlq_records",
         "gauge",
         ("source",),
-        "Quarantined records not yet resolved by a replay, per source (the dead-letter backlog).",
+        "Unresolved quarantined records a replay could still accept (not duplicates nor review "
+        "rejections), per source (the dead-letter backlog).",
     ),
     MetricSpec(
         "metrify_review_pending", "gauge", ("source",), "Flagged records waiting for a reviewer's decision."

@@ -3,12 +3,16 @@
 The counters are the ledger's sums, as each batch was ingested: a reviewer's later rejection moves
 one record from `accepted` (and `flagged`) to `quarantined` in the ledger row, and is added back here
 (the batch's rejected review items), so the counters never go down and received = accepted +
-quarantined holds for them as for every ledger row. Read incrementally (`WindowedTally`): the first
-scrape sums the settled rows in one query, later ones read only the rows of the lookback window.
+quarantined holds for them as for every ledger row. Read incrementally (`WindowedTally`) by when each
+row was first recorded (`recorded_at`, migration 0015; `processed_at` moves when a batch is recorded
+again): the first scrape sums the settled rows (`seed_ledger`, without the scrape's statement
+timeout: its cost grows with the ledger), later ones read only the rows of the lookback window.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +24,8 @@ from metrify_assets.observability.catalogue import BATCH_STAGES, STAGE_BUCKETS
 from metrify_assets.observability.families import add_histogram, counter, histogram
 from metrify_assets.observability.tally import Contribution, WindowedTally
 
+log = logging.getLogger(__name__)
+
 RECORD_COUNTERS = ("received", "accepted", "quarantined", "flagged")
 STAGE_HISTOGRAM = "metrify_batch_stage_duration_seconds"
 
@@ -27,29 +33,36 @@ STAGE_HISTOGRAM = "metrify_batch_stage_duration_seconds"
 _REJECTED = (
     "(SELECT batch_id, count(*) AS n FROM ops.review_queue WHERE status = 'rejected' GROUP BY batch_id)"
 )
+# When the row was first recorded (null before migration 0015: then its processed_at, which the first
+# re-record freezes into recorded_at); the expression of the index ingest_ledger_recorded.
+_RECORDED = "coalesce(l.recorded_at, l.processed_at)"
 _AT_INGEST = "l.records_in, l.accepted + coalesce(r.n, 0), l.quarantined - coalesce(r.n, 0), l.flagged + coalesce(r.n, 0)"
 
 SETTLED_COUNTS = (
     f"SELECT l.source, l.origin, count(*), sum(l.records_in), sum(l.accepted + coalesce(r.n, 0)), "
     f"sum(l.quarantined - coalesce(r.n, 0)), sum(l.flagged + coalesce(r.n, 0)) "
     f"FROM ops.ingest_ledger l LEFT JOIN {_REJECTED} r USING (batch_id) "
-    f"WHERE l.processed_at < %(until)s GROUP BY 1, 2"
+    f"WHERE {_RECORDED} < %(until)s GROUP BY 1, 2"
 )
 # Per source, stage and bucket: the index of the first bound each time is <= to (len(bounds): +Inf
 # only). width_bucket over the negated bounds keeps Prometheus's `le` at the bounds themselves, and
-# grouping by it (a hash aggregate) costs a fraction of one FILTER count per bound. A value that is
-# not an object is skipped inside jsonb_each, not filtered out before it: that filter's unknown
-# selectivity made the planner sort 800k rows on disk instead of hashing them.
+# grouping by it (a hash aggregate) costs a fraction of one FILTER count per bound. Each known stage
+# is looked up by key (a value that is not a number, or a row whose timings are not an object, adds
+# nothing): a third cheaper than expanding every pair with jsonb_each and casting it, and no filter
+# of unknown selectivity, which made the planner sort 800k rows on disk instead of hashing them.
+_STAGE_VALUES = ", ".join(
+    f"CASE WHEN jsonb_typeof(l.stage_seconds -> '{stage}') = 'number' "
+    f"THEN (l.stage_seconds ->> '{stage}')::float8 END"
+    for stage in BATCH_STAGES
+)
 SETTLED_STAGES = (
     "SELECT l.source, s.stage, %(n)s - width_bucket(-s.seconds, %(negated)s::float8[]), count(*), sum(s.seconds) "
-    "FROM ops.ingest_ledger l CROSS JOIN LATERAL (SELECT key, value::float8 FROM jsonb_each("
-    "CASE WHEN jsonb_typeof(l.stage_seconds) = 'object' THEN l.stage_seconds END) "
-    "WHERE jsonb_typeof(value) = 'number') AS s(stage, seconds) "
-    "WHERE l.processed_at < %(until)s AND s.stage = ANY(%(stages)s) GROUP BY 1, 2, 3"
+    f"FROM ops.ingest_ledger l CROSS JOIN LATERAL unnest(%(stages)s::text[], ARRAY[{_STAGE_VALUES}]) "
+    f"AS s(stage, seconds) WHERE {_RECORDED} < %(until)s AND s.seconds IS NOT NULL GROUP BY 1, 2, 3"
 )
 RECENT_ROWS = (
-    f"SELECT l.batch_id, l.processed_at, l.source, l.origin, {_AT_INGEST}, l.stage_seconds "
-    f"FROM ops.ingest_ledger l LEFT JOIN {_REJECTED} r USING (batch_id) WHERE l.processed_at >= %(since)s"
+    f"SELECT l.batch_id, {_RECORDED}, l.source, l.origin, {_AT_INGEST}, l.stage_seconds "
+    f"FROM ops.ingest_ledger l LEFT JOIN {_REJECTED} r USING (batch_id) WHERE {_RECORDED} >= %(since)s"
 )
 
 
@@ -97,15 +110,29 @@ def _settled(conn: psycopg.Connection, until: datetime) -> Iterator[tuple[Any, f
             yield ("stage_le", source, stage, i), float(count)
 
 
-def read_ledger(conn: psycopg.Connection, tally: WindowedTally, lookback: timedelta) -> None:
-    """Bring `tally` up to date with the ledger. Call it in a REPEATABLE READ transaction (the
-    collector's): in one snapshot, no row is missed or counted twice between the settled sum and
-    the recent rows."""
+def _cutoff(conn: psycopg.Connection, lookback: timedelta) -> datetime:
     row = conn.execute("SELECT now() - %s", (lookback,)).fetchone()
     assert row is not None
     cutoff: datetime = row[0]
+    return cutoff
+
+
+def seed_ledger(conn: psycopg.Connection, tally: WindowedTally, lookback: timedelta) -> None:
+    """Sum the settled rows into `tally` (the first scrape's): one pass over the whole ledger, so run
+    it in a transaction without the scrape's statement timeout. Rows recorded before the cutoff have
+    committed (the lookback bounds a batch's transaction), so a later snapshot reading the rows from
+    the cutoff on misses none and counts none twice."""
+    started = time.perf_counter()
+    cutoff = _cutoff(conn, lookback)
+    tally.seed(_settled(conn, cutoff), cutoff)
+    log.info("ledger metrics seeded from the settled ledger rows in %.2f s", time.perf_counter() - started)
+
+
+def read_ledger(conn: psycopg.Connection, tally: WindowedTally, lookback: timedelta) -> None:
+    """Bring `tally` (seeded) up to date with the ledger's recent rows."""
     if not tally.seeded:
-        tally.seed(_settled(conn, cutoff), cutoff)
+        raise RuntimeError("the ledger tally is not seeded")
+    cutoff = _cutoff(conn, lookback)
     rows = [
         (batch_id, at, contribution(source, origin, (received, accepted, quarantined, flagged), stages))
         for batch_id, at, source, origin, received, accepted, quarantined, flagged, stages in conn.execute(

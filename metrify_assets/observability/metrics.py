@@ -29,7 +29,7 @@ from psycopg.pq import TransactionStatus
 from metrify_assets.observability.catalogue import PIPELINE
 from metrify_assets.observability.families import counter, gauge, histogram
 from metrify_assets.observability.kafka_metrics import lag_families, scrape_resource
-from metrify_assets.observability.ledger_metrics import ledger_families, read_ledger
+from metrify_assets.observability.ledger_metrics import ledger_families, read_ledger, seed_ledger
 from metrify_assets.observability.run_metrics import read_runs, run_families
 from metrify_assets.observability.store_metrics import (
     StoreState,
@@ -73,12 +73,14 @@ class PipelineCollector:
         kafka: KafkaResource | None = None,
         instance: Callable[[], dg.DagsterInstance] | None = None,
         lookback: timedelta = LOOKBACK,
+        statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
     ) -> None:
         self._connect = connect
         self._kafka = scrape_resource(kafka) if kafka is not None and kafka.configured else None
         self._open_instance = instance
         self._instance: dg.DagsterInstance | None = None
         self._lookback = lookback
+        self._timeout_ms = statement_timeout_ms
         self._ledger = WindowedTally()
         self._runs = WindowedTally()
         self._store = StoreState()
@@ -121,7 +123,7 @@ class PipelineCollector:
 
     def _database(self) -> list[Metric]:
         steps: dict[str, Callable[[psycopg.Connection], list[Metric]]] = {
-            "ledger": self._ledger_families,
+            "ledger": self._ledger_families,  # seeded first, in a transaction of its own
             "sources": partial(source_families, state=self._store),
             "backlog": backlog_families,
             "meters": partial(meter_families, state=self._store),
@@ -135,11 +137,23 @@ class PipelineCollector:
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.rollback()
                 for name, step in steps.items():
-                    families.extend(self._run(name, partial(_snapshot, conn, step)))
+                    families.extend(self._run(name, partial(self._step, conn, name, step)))
             return []
 
         self._run("postgres", each_step)
         return families
+
+    def _step(
+        self, conn: psycopg.Connection, name: str, step: Callable[[psycopg.Connection], list[Metric]]
+    ) -> list[Metric]:
+        if name == "ledger" and not self._ledger.seeded:
+            # One pass over the whole ledger: its cost grows with the history, so no scrape timeout.
+            _snapshot(conn, self._seed_ledger, timeout_ms=0)
+        return _snapshot(conn, step, timeout_ms=self._timeout_ms)
+
+    def _seed_ledger(self, conn: psycopg.Connection) -> list[Metric]:
+        seed_ledger(conn, self._ledger, self._lookback)
+        return []
 
     def _ledger_families(self, conn: psycopg.Connection) -> list[Metric]:
         read_ledger(conn, self._ledger, self._lookback)
@@ -165,12 +179,15 @@ class PipelineCollector:
         return self._run("dagster", runs)
 
 
-def _snapshot(conn: psycopg.Connection, step: Callable[[psycopg.Connection], list[Metric]]) -> list[Metric]:
-    """Run `step` in its own read-only REPEATABLE READ transaction with a statement timeout: a step
-    sees one snapshot, and a failing step's error does not abort the next one's transaction."""
+def _snapshot(
+    conn: psycopg.Connection, step: Callable[[psycopg.Connection], list[Metric]], timeout_ms: int
+) -> list[Metric]:
+    """Run `step` in its own read-only REPEATABLE READ transaction with a statement timeout (0: none,
+    the ledger's seed): a step sees one snapshot, and a failing step's error does not abort the next
+    one's transaction."""
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
         return step(conn)
 
 

@@ -1,13 +1,17 @@
 """Finished Dagster runs per job and status, from the instance's run storage.
 
-Counted like the ledger (`WindowedTally`): a run is final once finished, so runs last updated before
-the lookback window are summed once (one grouped query, on the first scrape), and each scrape reads
-only the runs updated since. The `runs` table's (status, update_timestamp) index serves both.
+Counted like the ledger (`WindowedTally`), by when each run finished (`end_time`, set once by its
+finishing event): runs that finished before the lookback window are summed once (one grouped query,
+on the first scrape), and each scrape reads only the runs updated since, through the `runs` table's
+(status, update_timestamp) index. Dagster bumps `update_timestamp` when a run's tags change, so a
+run read again that had finished before the window is skipped, never added twice. A run without
+`end_time` (storage from before Dagster kept it) is timed by `update_timestamp`.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -32,6 +36,15 @@ def _storage(instance: dg.DagsterInstance) -> SqlRunStorage:
     return storage
 
 
+def _finished_at(row: Any) -> datetime:
+    """When the run finished, naive UTC like the storage's timestamps."""
+    end = row["end_time"]
+    if end is None:
+        updated: datetime = row["update_timestamp"]
+        return updated
+    return datetime.fromtimestamp(end, UTC).replace(tzinfo=None)
+
+
 def read_runs(instance: dg.DagsterInstance, tally: WindowedTally, lookback: timedelta) -> None:
     """Bring `tally` up to date with the finished runs (the storage keeps naive UTC timestamps)."""
     storage = _storage(instance)
@@ -41,7 +54,13 @@ def read_runs(instance: dg.DagsterInstance, tally: WindowedTally, lookback: time
     if not tally.seeded:
         grouped = (
             sa.select(runs.pipeline_name, runs.status, sa.func.count().label("n"))
-            .where(finished, updated < cutoff)
+            .where(
+                finished,
+                sa.or_(
+                    runs.end_time < cutoff.replace(tzinfo=UTC).timestamp(),
+                    sa.and_(runs.end_time.is_(None), updated < cutoff),
+                ),
+            )
             .group_by(runs.pipeline_name, runs.status)
         )
         tally.seed(
@@ -51,12 +70,12 @@ def read_runs(instance: dg.DagsterInstance, tally: WindowedTally, lookback: time
             ),
             cutoff,
         )
-    recent = sa.select(runs.run_id, runs.pipeline_name, runs.status, updated).where(
+    recent = sa.select(runs.run_id, runs.pipeline_name, runs.status, runs.end_time, updated).where(
         finished, updated >= tally.settled_until
     )
     tally.update(
         (
-            (row["run_id"], row["update_timestamp"], {(row["pipeline_name"], FINISHED[row["status"]]): 1.0})
+            (row["run_id"], _finished_at(row), {(row["pipeline_name"], FINISHED[row["status"]]): 1.0})
             for row in storage.fetchall(recent)
         ),
         cutoff,

@@ -20,6 +20,7 @@ from psycopg import sql
 from metrify_assets.alerts.store import SEVERITIES
 from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.observability.families import gauge
+from metrify_assets.quality.replayable import REPLAYABLE_UNRESOLVED
 
 GRID_STATES = ("normal", "alert", "emergency")
 ALERT_KINDS = ("grid_state", "quality", "run_failure")  # ops.alerts.kind (migration 0007)
@@ -114,9 +115,11 @@ def _per_source(metric: GaugeMetricFamily, rows: list[tuple[str, int]]) -> Gauge
 
 
 def backlog_families(conn: psycopg.Connection) -> list[Metric]:
-    """The dead-letter backlog and the review queue: both counted through partial indexes."""
+    """The dead-letter backlog (what a replay could still clear: duplicates and review rejections are
+    kept, unresolved, for as long as quarantine is) and the review queue: both counted through
+    partial indexes whose predicates are these queries'."""
     dlq = conn.execute(
-        "SELECT source, count(*) FROM ops.quarantine WHERE resolved_at IS NULL GROUP BY source"
+        f"SELECT source, count(*) FROM ops.quarantine WHERE {REPLAYABLE_UNRESOLVED} GROUP BY source"
     ).fetchall()
     pending = conn.execute(
         "SELECT source, count(*) FROM ops.review_queue WHERE status = 'pending' GROUP BY source"

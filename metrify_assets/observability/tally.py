@@ -1,12 +1,13 @@
 """Additive totals over a growing table, read incrementally: what makes a scrape's cost independent
 of the history held while its counters stay exactly what the table says after a restart.
 
-Rows carry a timestamp (when they were written). A row older than the lookback window has
-*settled*: its transaction committed long ago and it is folded into the totals, never read again.
-Rows inside the window are kept one by one, by id, and read again on every scrape, so a row that
-commits late (its timestamp is its transaction's start) or is rewritten in place (same id, new
-values) is counted once, with its newest values. The first scrape after a start sums the settled
-rows in the database (one aggregate query) instead of reading them.
+Rows carry an immutable timestamp (when they were first written: a rewrite keeps it). A row older
+than the lookback window has *settled*: its transaction committed long ago and it is folded into the
+totals, never read or added again, even if it is rewritten later. Rows inside the window are kept one
+by one, by id, and read again on every scrape, so a row that commits late (its timestamp is its
+transaction's start) or is rewritten in place (same id) is counted once; what it adds to each key is
+the largest value read for it, so no total ever goes down. The first scrape after a start sums the
+settled rows in the database (one aggregate query) instead of reading them.
 """
 
 from __future__ import annotations
@@ -41,10 +42,14 @@ class WindowedTally:
         self.recent = {}
 
     def update(self, rows: Iterable[tuple[str, datetime, Contribution]], cutoff: datetime) -> None:
-        """Take the rows read since `settled_until` (each replaces the one with its id), then fold
-        those older than `cutoff` into the settled totals."""
+        """Take the rows read since `settled_until` (a row seen before keeps, per key, the larger of
+        its contributions; one already settled is skipped), then fold those older than `cutoff` into
+        the settled totals."""
         for row_id, at, contribution in rows:
-            self.recent[row_id] = (at, contribution)
+            if self.settled_until is not None and at < self.settled_until:
+                continue
+            seen = self.recent.get(row_id)
+            self.recent[row_id] = (at, contribution if seen is None else _larger(seen[1], contribution))
         if self.settled_until is None or cutoff > self.settled_until:
             for row_id, (at, contribution) in list(self.recent.items()):
                 if at < cutoff:
@@ -58,6 +63,10 @@ class WindowedTally:
         for _, contribution in self.recent.values():
             _add(out, contribution)
         return out
+
+
+def _larger(before: Contribution, now: Contribution) -> Contribution:
+    return {key: max(before.get(key, 0.0), now.get(key, 0.0)) for key in {*before, *now}}
 
 
 def _add(totals: defaultdict[Key, float], contribution: Contribution) -> None:

@@ -148,7 +148,9 @@ def record_batch(
     conn: psycopg.Connection, entry: LedgerEntry, stage_seconds: Mapping[str, float] | None = None
 ) -> None:
     """Write the batch's ledger row (the last write of a batch: its presence means 'done'), with the
-    seconds the batch spent in each stage so far (observability/stages.py)."""
+    seconds the batch spent in each stage so far (observability/stages.py). A batch recorded again
+    (a replay, a re-run) gets its new counts and processed_at but keeps when it was first recorded
+    and its first stage timings: the exporter's counters and histogram have counted those."""
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, "
@@ -157,8 +159,9 @@ def record_batch(
             "ON CONFLICT (batch_id) DO UPDATE SET records_in = excluded.records_in, "
             "accepted = excluded.accepted, flagged = excluded.flagged, quarantined = excluded.quarantined, "
             "quality_score = excluded.quality_score, run_id = excluded.run_id, processed_at = now(), "
+            "recorded_at = coalesce(ops.ingest_ledger.recorded_at, ops.ingest_ledger.processed_at), "
             "backfill_records = excluded.backfill_records, timeliness = excluded.timeliness, "
-            "stage_seconds = excluded.stage_seconds",
+            "stage_seconds = coalesce(ops.ingest_ledger.stage_seconds, excluded.stage_seconds)",
             (
                 entry.batch_id,
                 entry.source,

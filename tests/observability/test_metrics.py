@@ -101,8 +101,8 @@ def insert_ledger(
     records_in, accepted, quarantined, flagged = counts
     conn.execute(
         "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, accepted, "
-        "flagged, quarantined, quality_score, processed_at, stage_seconds) "
-        "VALUES (%s, %s, %s, 'ref', 'raw', %s, %s, %s, %s, %s, %s, %s)",
+        "flagged, quarantined, quality_score, processed_at, recorded_at, stage_seconds) "
+        "VALUES (%s, %s, %s, 'ref', 'raw', %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             batch_id,
             source,
@@ -113,6 +113,7 @@ def insert_ledger(
             quarantined,
             quality,
             processed_at,
+            processed_at,  # recorded then: as the pipeline writes a new row
             None if stages is None else json.dumps(stages),
         ),
     )

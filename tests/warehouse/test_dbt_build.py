@@ -26,6 +26,7 @@ from metrify_assets.grid.analysis import GridConfig
 from metrify_assets.grid.store import run_days as run_grid_days
 from metrify_assets.meters.time_of_use import tou_period
 from metrify_assets.resources import PostgresResource
+from metrify_assets.storage.migrate import truncate_ops
 from metrify_assets.warehouse.connection import dbt_env_from_url
 from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
 from tests.warehouse.vee_rows import (
@@ -211,14 +212,9 @@ def enriched_subset(readings: pd.DataFrame) -> pd.DataFrame:
 
 
 def load(conn: psycopg.Connection, data: OpsData) -> None:
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') "
-            "FROM pg_tables WHERE schemaname = 'ops' AND tablename <> 'audit_log'"  # append-only
-        )
-        tables = cur.fetchone()
-        assert tables and tables[0]
-        cur.execute(f"TRUNCATE {tables[0]}")
+    # Not the migration record: a session that later re-checks migrations (after tests/storage's
+    # forget_applied) would re-run them on existing tables.
+    truncate_ops(conn)
     insert(conn, "meters", METERS, {})
     insert(conn, "meter_readings", data.readings, {})
     insert(conn, "ingest_ledger", data.ledger, {"origin": "landing", "origin_ref": "f", "raw_key": "k"})
