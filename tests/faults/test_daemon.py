@@ -233,18 +233,32 @@ def test_daemon_killed_mid_tick_loses_and_doubles_nothing(
             assert first_kill is not None
             end: dict[int, int] = {}
 
+            pending: list[str] = []
+
             def settled() -> bool:
                 nonlocal end
                 _, end = topic_offsets(kafka, topic)
                 busy = instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS), limit=1)
-                return (
-                    not busy
-                    and ingested(pg, prefix).keys() == expected.keys()
-                    and committed_offsets(kafka, topic) == end
-                    and sum(r.end - r.start for r, *_ in ledger_ranges(pg)) >= sum(end.values())
-                )
+                committed = committed_offsets(kafka, topic)
+                missing = len(expected.keys() - ingested(pg, prefix).keys())
+                in_ledger = sum(r.end - r.start for r, *_ in ledger_ranges(pg))
+                # What is still not done, for the timeout's message.
+                pending[:] = [
+                    *([f"run {busy[0].run_id} {busy[0].status.value}"] if busy else []),
+                    *([f"{missing} records missing"] if missing else []),
+                    *([f"offsets committed {committed}, end {end}"] if committed != end else []),
+                    *(
+                        [f"ledger covers {in_ledger} of {sum(end.values())}"]
+                        if in_ledger < sum(end.values())
+                        else []
+                    ),
+                ]
+                return not pending
 
-            wait_for(f"all {len(expected)} records ingested ({caught})", settled, 180, every=1)
+            try:
+                wait_for(f"all {len(expected)} records ingested ({caught})", settled, 180, every=1)
+            except TimeoutError as err:
+                raise TimeoutError(f"{err}; still pending: {pending}") from err
             recovery = time.monotonic() - first_kill
             runs = instance.get_runs(filters=dg.RunsFilter(tags={SENSOR_NAME_TAG: SENSOR}))
     finally:

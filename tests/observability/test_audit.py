@@ -44,6 +44,8 @@ pytestmark = pytest.mark.postgres
 NOW = pd.Timestamp("2026-04-01T00:00:00Z")
 DAY = "2026-03-29"
 HOST = socket.gethostname()
+# Unique to this test: the audit log is append-only, so other tests' entries stay in the session.
+REVIEWER = "ana.audit-test"
 
 
 def reading(meter: str, start: str, kwh: float, **extra: object) -> str:
@@ -153,14 +155,14 @@ def test_every_cli_action_writes_one_entry_and_metrify_audit_lists_them(
     me = getpass.getuser()
 
     # Review decisions: one entry each, and one for the VEE edit each becomes.
-    invoke("review", "approve", batch, "1", "--by", "ana", "--reason", "tap change")
-    invoke("review", "reject", batch, "2", "--by", "ana", "--reason", "bad CT")
-    invoke("review", "approve", batch, "2", "--by", "ana", "--reason", "oops", code=1)  # refused: no entry
+    invoke("review", "approve", batch, "1", "--by", REVIEWER, "--reason", "tap change")
+    invoke("review", "reject", batch, "2", "--by", REVIEWER, "--reason", "bad CT")
+    invoke("review", "approve", batch, "2", "--by", REVIEWER, "--reason", "oops", code=1)  # refused: no entry
     assert summary(after(pg, start)) == [
-        ("ana", "review.approve", f"review:{batch}#1", "cli", HOST, 1),
-        ("ana", "vee.edit", "meter:M1", "cli", HOST, 1),
-        ("ana", "review.reject", f"review:{batch}#2", "cli", HOST, 1),  # the stored reading deleted
-        ("ana", "vee.edit", "meter:M1", "cli", HOST, 1),
+        (REVIEWER, "review.approve", f"review:{batch}#1", "cli", HOST, 1),
+        (REVIEWER, "vee.edit", "meter:M1", "cli", HOST, 1),
+        (REVIEWER, "review.reject", f"review:{batch}#2", "cli", HOST, 1),  # the stored reading deleted
+        (REVIEWER, "vee.edit", "meter:M1", "cli", HOST, 1),
     ]
     decision = after(pg, start)[2]
     assert decision.details == {
@@ -213,14 +215,14 @@ def test_every_cli_action_writes_one_entry_and_metrify_audit_lists_them(
     ]
 
     # `metrify audit` lists and filters.
-    listed = json.loads(invoke("audit", "--actor", "ana", "--since", "1h", "--json"))
+    listed = json.loads(invoke("audit", "--actor", REVIEWER, "--since", "1h", "--json"))
     assert [e["action"] for e in listed] == ["vee.edit", "review.reject", "vee.edit", "review.approve"]
     assert {e["action"] for e in json.loads(invoke("audit", "--action", "review", "--json"))} >= {
         "review.approve",
         "review.reject",
     }
     only = json.loads(invoke("audit", "--action", "review.reject", "--limit", "1", "--json"))
-    assert [(e["actor"], e["target"]) for e in only] == [("ana", f"review:{batch}#2")]
+    assert [(e["actor"], e["target"]) for e in only] == [(REVIEWER, f"review:{batch}#2")]
     held = json.loads(invoke("audit", "--target", f"hold:{hold_id}", "--json"))
     assert [e["action"] for e in held] == ["hold.unlock", "hold.release", "hold.place"]
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
