@@ -35,6 +35,12 @@ from pathlib import Path
 from typing import IO, Any, Self
 
 import dagster as dg
+
+# SQLAlchemy's ORM package, imported here, in the daemon's main thread as it loads the instance: left
+# to a daemon thread's first `inspect()`, two threads could import it at once and one would see it
+# partially initialized (seen in the daemon fault test: the sensor's cursor write failed, and the
+# next tick requested an overlapping Kafka range).
+import sqlalchemy.orm  # noqa: F401
 from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
 from dagster._grpc.types import ExecuteRunArgs
