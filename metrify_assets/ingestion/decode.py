@@ -47,18 +47,15 @@ class RecordTexts(Sequence[str]):
     a multi-record one. Rendering every record up front was a fifth of decoding.
     """
 
-    def __init__(self) -> None:
-        self._starts: list[int] = []  # first record_index of each message
-        self._messages: list[Message] = []
-        self._items: list[list[object] | None] = []  # None: the message is the record's text
-        self._count = 0
-
-    def add(self, message: Message, items: list[object] | None) -> None:
-        """A message holding one record (`items` None) or the records `items`."""
-        self._starts.append(self._count)
-        self._messages.append(message)
-        self._items.append(items)
-        self._count += 1 if items is None else len(items)
+    def __init__(
+        self, messages: Sequence[Message], items: list[list[object] | None], starts: list[int]
+    ) -> None:
+        """Message i holds one record (`items[i]` None: the message is its text) or the records
+        `items[i]`; its first record_index is `starts[i]`."""
+        self._messages = messages
+        self._items = items
+        self._starts = starts
+        self._count = starts[-1] + (1 if items[-1] is None else len(items[-1])) if starts else 0
 
     def __len__(self) -> int:
         return self._count
@@ -114,58 +111,64 @@ def _split_messages(
     """Flatten messages into record objects, remembering index, version, payload and message of each.
 
     orjson parses (about 3x json's speed); it is strict where json is lenient, so invalid UTF-8, NaN
-    and integers beyond 64 bits are invalid JSON here, which the contract would reject anyway. A
-    message whose records are all objects is taken whole, without a Python step per record.
+    and integers beyond 64 bits are invalid JSON here, which the contract would reject anyway. The
+    loop does as little as it can per message (a batch is tens of thousands of them): indexes and
+    versions are spread to records with numpy afterwards, and record texts are kept per message.
     """
     objs: list[dict[str, object]] = []
-    message_index: list[int] = []
-    idx: list[int] = []
-    vers: list[int] = []
-    texts = RecordTexts()
-    bad: list[Malformed] = []
-    for position, (message, version) in enumerate(zip(messages, versions, strict=True)):
-        first = len(texts)
-        if message is None or len(message) == 0:
-            texts.add(message, None)
-            why = "malformed:null_value" if message is None else "malformed:empty_message"
-            bad.append(Malformed(first, "", why))
-            message_index.append(position)
+    items_of: list[list[object] | None] = []  # per message: None when the message is one record
+    starts: list[int] = []  # per message: its first record_index
+    # (record_index, reason, whether the record has a text) of the records that are not objects
+    failures: list[tuple[int, str, bool]] = []
+    first = 0
+    for message in messages:
+        starts.append(first)
+        if not message:
+            items_of.append(None)
+            failures.append(
+                (first, "malformed:null_value" if message is None else "malformed:empty_message", False)
+            )
+            first += 1
             continue
         try:
             parsed = orjson.loads(message)
         except orjson.JSONDecodeError as err:
             # Reason lists are comma-joined: keep the parser's detail free of commas.
             detail = f"{err.msg} at char {err.pos}".replace(",", ";")
-            texts.add(message, None)
-            bad.append(Malformed(first, texts[first], f"malformed:invalid_json ({detail})"))
-            message_index.append(position)
+            items_of.append(None)
+            failures.append((first, f"malformed:invalid_json ({detail})", True))
+            first += 1
             continue
-        if isinstance(parsed, dict) and "records" in parsed:
-            items = parsed["records"]
-            if not isinstance(items, list):
-                texts.add(message, None)
-                bad.append(Malformed(first, texts[first], "malformed:records_not_a_list"))
-                message_index.append(position)
-                continue
-            texts.add(message, items)
-        else:
-            items = [parsed]
-            texts.add(message, None)
-        count = len(items)
-        message_index.extend([position] * count)
-        if all(type(item) is dict for item in items):
-            objs.extend(items)
-            idx.extend(range(first, first + count))
-            vers.extend([version] * count)
-            continue
-        for offset, item in enumerate(items):
-            if isinstance(item, dict):
-                objs.append(item)
-                idx.append(first + offset)
-                vers.append(version)
+        if type(parsed) is not dict or "records" not in parsed:
+            items_of.append(None)
+            if type(parsed) is dict:
+                objs.append(parsed)
             else:
-                bad.append(Malformed(first + offset, texts[first + offset], "malformed:not_an_object"))
-    return objs, idx, vers, texts, bad, message_index
+                failures.append((first, "malformed:not_an_object", True))
+            first += 1
+            continue
+        items = parsed["records"]
+        if type(items) is not list:
+            items_of.append(None)
+            failures.append((first, "malformed:records_not_a_list", True))
+            first += 1
+            continue
+        items_of.append(items)
+        for offset, item in enumerate(items):
+            if type(item) is dict:
+                objs.append(item)
+            else:
+                failures.append((first + offset, "malformed:not_an_object", True))
+        first += len(items)
+    texts = RecordTexts(messages, items_of, starts)
+    counts = np.diff(np.append(np.asarray(starts, dtype=np.int64), first))
+    message_index = np.repeat(np.arange(len(messages), dtype=np.int64), counts)
+    is_object = np.ones(first, dtype=bool)
+    is_object[[i for i, _, _ in failures]] = False
+    idx = np.flatnonzero(is_object)
+    vers = np.asarray(versions, dtype=np.int64)[message_index[idx]] if len(idx) else idx
+    bad = [Malformed(i, texts[i] if has_text else "", why) for i, why, has_text in failures]
+    return objs, idx.tolist(), vers.tolist(), texts, bad, message_index.tolist()
 
 
 def _storable_text(values: pd.Series) -> pd.Series:
@@ -174,9 +177,16 @@ def _storable_text(values: pd.Series) -> pd.Series:
     return (text.str.len() <= MAX_TEXT_LENGTH) & ~text.str.contains("\x00", regex=False)
 
 
-def _types(values: pd.Series) -> pd.Series:
-    """The Python type of each value: `map(type)` runs at C speed, unlike an isinstance lambda."""
-    return values.map(type, na_action="ignore")
+def _of_types(values: pd.Series, types: list[type]) -> pd.Series:
+    """Whether each value is of one of `types`. A column pandas typed as text or numbers holds
+    nothing else (a bool or a number among texts would have left it `object`), so the usual,
+    clean batch skips the per-value look, which was most of decoding's field checks."""
+    if (types == [str] and isinstance(values.dtype, pd.StringDtype)) or (
+        types == [int, float] and values.dtype.kind in "iuf"
+    ):
+        return values.notna()
+    # `map(type)` runs at C speed, unlike an isinstance lambda.
+    return values.map(type, na_action="ignore").isin(types)
 
 
 def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequence[int]) -> DecodedBatch:
@@ -198,15 +208,14 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
         present = col.notna()
         if field.required:
             fail(~present, f"malformed:missing_field:{field.name}")
-        kinds = _types(col)
         if field.type == "str":
-            is_str = kinds.isin([str])
+            is_str = _of_types(col, [str])
             fail(present & ~is_str, f"malformed:bad_type:{field.name}")
             fail(
                 present & is_str & ~_storable_text(col.where(is_str, "")), f"malformed:bad_text:{field.name}"
             )
         elif field.type in ("float", "int"):
-            valid = kinds.isin([int, float])  # bool is its own type, so True is not a number
+            valid = _of_types(col, [int, float])  # bool is its own type, so True is not a number
             if field.type == "int":
                 number = pd.to_numeric(col.where(valid), errors="coerce").astype("float64")
                 valid &= number % 1 == 0
@@ -215,7 +224,7 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
                 fail(present & ~number.between(low, high), f"malformed:out_of_range:{field.name}")
             fail(present & ~valid, f"malformed:bad_type:{field.name}")
         elif field.type == "timestamp":
-            is_str = kinds.isin([str])
+            is_str = _of_types(col, [str])
             fail(present & ~is_str, f"malformed:bad_type:{field.name}")
             text = col.where(is_str, "").astype(str)
             fail(

@@ -2,22 +2,29 @@
 ingest job, executed in this process (like `catchup.ingest_files` for landing files).
 
 It starts from the ingest group's committed offsets, so a second drain only takes what is new, and
-replaying is harmless anyway (ranges are idempotent batches).
+replaying is harmless anyway (ranges are idempotent batches). With `workers` > 1 the ranges of a tick
+run side by side, each in a process forked from this one once it has imported what a run needs (as
+the warm run launcher does for the daemon): a run is mostly Python, so threads would take turns.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.instance.ref import InstanceRef
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.kafka.ranges import dump_cursor
 from metrify_assets.ingestion.kafka.sensor import kafka_tick
 from metrify_assets.ingestion.sensors import BATCH_TAG
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
+from metrify_assets.quality import gx
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.kafka_offsets import committed_offsets
@@ -44,40 +51,41 @@ def drain(
     postgres: PostgresResource,
     sources: Iterable[str] = tuple(CONTRACTS),
     on_batch: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> DrainSummary:
     """Tick and run until every source's topic has no unplanned range; counts come from the ledger.
 
     A range whose run fails (after its step retries) does not stop the drain: the others are still
     ingested, and the failed ones are returned in `failed` (the next drain or sensor tick requests
-    them again)."""
+    them again). `workers` runs that many ranges at once (processes; the instance must be a
+    persistent one they can all write to)."""
     if not kafka.configured:
         raise ValueError("Kafka is not configured: set KAFKA_BOOTSTRAP_SERVERS")
+    if workers > 1 and not instance.is_persistent:
+        raise ValueError("parallel drain workers need a persistent Dagster instance (DAGSTER_HOME)")
+    sources = list(sources)
     started = time.monotonic()
     batch_ids: list[str] = []
     failed: dict[str, str] = {}  # batch id -> why its run failed (after its retries)
-    for source in sources:
-        committed = committed_offsets(kafka, kafka.topic(source))
-        cursor: str | None = dump_cursor(committed) if committed else None
-        while isinstance(
-            tick := kafka_tick(CONTRACTS[source], instance, cursor, kafka, postgres), dg.SensorResult
-        ) and (requests := [r for r in tick.run_requests or [] if r.tags[BATCH_TAG] not in failed]):
-            for request in requests:
-                batch_id = request.tags[BATCH_TAG]
-                try:
-                    execute_job(
-                        defs,
-                        f"ingest_{source}_job",
-                        instance,
-                        run_config=dict(request.run_config),
-                        tags={**request.tags, "metrify/trigger": "cli"},
-                    )
-                except RunFailedError as err:  # the other ranges go on; this one is re-requested later
-                    failed[batch_id] = str(err)
-                    continue
-                batch_ids.append(batch_id)
-                if on_batch:
-                    on_batch(batch_id)
-            cursor = tick.cursor
+    with _runs(defs, instance, workers, sources) as execute:
+        for source in sources:
+            committed = committed_offsets(kafka, kafka.topic(source))
+            cursor: str | None = dump_cursor(committed) if committed else None
+            while isinstance(
+                tick := kafka_tick(CONTRACTS[source], instance, cursor, kafka, postgres), dg.SensorResult
+            ) and (requests := [r for r in tick.run_requests or [] if r.tags[BATCH_TAG] not in failed]):
+                jobs = [
+                    (f"ingest_{source}_job", dict(r.run_config), {**r.tags, "metrify/trigger": "cli"})
+                    for r in requests
+                ]
+                for batch_id, error in execute(jobs):
+                    if error is not None:  # the other ranges go on; this one is re-requested later
+                        failed[batch_id] = error
+                        continue
+                    batch_ids.append(batch_id)
+                    if on_batch:
+                        on_batch(batch_id)
+                cursor = tick.cursor
     seconds = time.monotonic() - started
     with postgres.connect() as conn:
         row = conn.execute(
@@ -87,3 +95,53 @@ def drain(
         ).fetchone()
     batches, records, accepted, quarantined = row if row else (0, 0, 0, 0)
     return DrainSummary(int(batches), int(records), int(accepted), int(quarantined), seconds, failed)
+
+
+Job = tuple[str, dict[str, object], dict[str, str]]  # job name, run config, tags (BATCH_TAG among them)
+Results = Iterator[tuple[str, str | None]]  # batch id, and why its run failed (None: it succeeded)
+
+
+@contextmanager
+def _runs(
+    defs: dg.Definitions, instance: dg.DagsterInstance, workers: int, sources: Sequence[str]
+) -> Iterator[Callable[[Sequence[Job]], Results]]:
+    """An executor of ingest runs: in this process, or in `workers` forked ones, which inherit the
+    imports and the GX suites warmed here first (GX's import alone is seconds)."""
+    if workers <= 1:
+        yield lambda jobs: (_run(defs, instance, job) for job in jobs)
+        return
+    gx.warm_up([f"{stage}_{source}" for source in sources for stage in ("raw", "validated")])
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init, initargs=(defs, instance.get_ref())
+    ) as pool:
+
+        def execute(jobs: Sequence[Job]) -> Results:
+            for future in as_completed([pool.submit(_in_worker, job) for job in jobs]):
+                yield future.result()
+
+        yield execute
+
+
+_worker: tuple[dg.Definitions, dg.DagsterInstance] | None = None  # in a forked worker: what it runs
+
+
+def _init(defs: dg.Definitions, ref: InstanceRef) -> None:
+    """In a forked worker: the definitions as inherited, the instance opened again from its ref."""
+    global _worker
+    _worker = (defs, dg.DagsterInstance.from_ref(ref))
+
+
+def _in_worker(job: Job) -> tuple[str, str | None]:
+    if _worker is None:
+        raise RuntimeError("drain worker used before its initializer ran")
+    return _run(*_worker, job)
+
+
+def _run(defs: dg.Definitions, instance: dg.DagsterInstance, job: Job) -> tuple[str, str | None]:
+    name, run_config, tags = job
+    try:
+        execute_job(defs, name, instance, run_config=run_config, tags=tags)
+    except RunFailedError as err:
+        return tags[BATCH_TAG], str(err)
+    return tags[BATCH_TAG], None

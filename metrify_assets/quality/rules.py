@@ -126,14 +126,24 @@ def _epoch_us(ts: pd.Series) -> np.ndarray:
 
 
 def _duplicates(df: pd.DataFrame, columns: list[str], key: list[str]) -> dict[str, np.ndarray]:
-    """Exact and conflicting duplicates; the earliest record (lowest record_index) is kept."""
-    order = np.argsort(df["record_index"].to_numpy(), kind="stable")
-    ordered = df.iloc[order]
-    exact = ordered.duplicated(subset=columns, keep="first").to_numpy()
-    same_key = ordered.duplicated(subset=key, keep="first").to_numpy()
-    back = np.empty_like(order)
-    back[order] = np.arange(len(order))
-    return {"duplicate_exact": exact[back], "duplicate_conflict": (same_key & ~exact)[back]}
+    """Exact and conflicting duplicates; the earliest record (lowest record_index) is kept.
+
+    Only records whose key repeats can be duplicates of either kind, so the comparison of every
+    column runs on those alone (usually none): a fifth of the rules' time on a clean batch.
+    """
+    exact = np.zeros(len(df), dtype=bool)
+    conflict = np.zeros(len(df), dtype=bool)
+    repeated = df.duplicated(subset=key, keep=False).to_numpy()
+    if repeated.any():
+        candidates = df[repeated]
+        order = np.argsort(candidates["record_index"].to_numpy(), kind="stable")
+        ordered = candidates.iloc[order]
+        same_columns = ordered.duplicated(subset=columns, keep="first").to_numpy()
+        same_key = ordered.duplicated(subset=key, keep="first").to_numpy()
+        positions = np.flatnonzero(repeated)[order]
+        exact[positions] = same_columns
+        conflict[positions] = same_key & ~same_columns
+    return {"duplicate_exact": exact, "duplicate_conflict": conflict}
 
 
 def _future(ts: pd.Series, now: pd.Timestamp, tolerance_us: np.ndarray | int) -> np.ndarray:
@@ -278,17 +288,25 @@ def evaluate(
         {code: np.asarray(mask, dtype=bool) for code, mask in _MASKS[source](df, now, cfg).items()},
         index=df.index,
     )
-    rejected = masks[[c for c in masks.columns if REASONS[c].decision == "reject"]].any(axis=1)
-    flagged = masks[[c for c in masks.columns if REASONS[c].decision == "flag"]].any(axis=1)
+    values = masks.to_numpy()
+    codes = np.array(masks.columns)
+    is_reject = np.array([REASONS[c].decision == "reject" for c in codes])
+    rejected = values[:, is_reject].any(axis=1)
+    flagged = values[:, ~is_reject].any(axis=1)
     decision = pd.Series(
-        pd.Categorical(
-            np.where(rejected, "reject", np.where(flagged, "flag", "accept")), categories=list(DECISIONS)
+        pd.Categorical.from_codes(
+            np.where(rejected, 2, np.where(flagged, 1, 0)), dtype=pd.CategoricalDtype(list(DECISIONS))
         ),
         index=df.index,
         name="decision",
     )
+    # One text per distinct combination of reasons, for the records that have any (a few per
+    # batch): joining a text per record and code was a third of the rules' time.
     joined = np.full(len(df), "", dtype=object)
-    for code in masks.columns:
-        joined = joined + np.where(masks[code].to_numpy(), code + ",", "")
-    reasons = pd.Series(joined, index=df.index, name="reasons", dtype="string").str.rstrip(",")
+    rows = np.flatnonzero(rejected | flagged)
+    if len(rows):
+        patterns, which = np.unique(values[rows], axis=0, return_inverse=True)
+        texts = np.array([",".join(codes[p]) for p in patterns], dtype=object)
+        joined[rows] = texts[which.reshape(-1)]
+    reasons = pd.Series(joined, index=df.index, name="reasons", dtype="string")
     return RuleOutcome(source=source, decision=decision, reasons=reasons, masks=masks)

@@ -41,7 +41,9 @@ def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
 def upsert_rows(conn: psycopg.Connection, contract: SourceContract, rows: pd.DataFrame) -> int:
     """Merge rows (contract columns + bookkeeping) into `ops.<table>`; returns rows written.
 
-    The caller deduplicates by natural key first: one statement cannot touch a key twice.
+    The caller deduplicates by natural key first: one statement cannot touch a key twice. Rows are
+    merged in key order, so two runs that share keys (a replay beside a drain's parallel runs) lock
+    them in the same order and wait for each other instead of deadlocking.
     """
     if rows.empty:
         return 0
@@ -58,7 +60,7 @@ def upsert_rows(conn: psycopg.Connection, contract: SourceContract, rows: pd.Dat
         _copy_frame(cur, f"_in_{table}", rows)
         cur.execute(
             sql.SQL(
-                "INSERT INTO ops.{t} AS t ({cols}) SELECT {cols} FROM {tmp} "
+                "INSERT INTO ops.{t} AS t ({cols}) SELECT {cols} FROM {tmp} ORDER BY {key} "
                 "ON CONFLICT ({key}) DO UPDATE SET {sets} "
                 "WHERE excluded.record_version >= t.record_version"
             ).format(

@@ -2,8 +2,11 @@
 
 The daemon runs as deployed locally (`dagster-daemon run`, queued run coordinator, warm run
 launcher, run monitoring) on the benchmark's code location, whose meter-readings sensor runs by
-itself every daemon pass. Records are produced in bursts; each time a tick is seen STARTED in the
-instance (evaluating, or with its run ids reserved), the daemon's whole process group is killed.
+itself every daemon pass. The code location is served by a code server of its own (`dagster api
+grpc`), as a deployment runs it beside the daemon: the sensor only reads (offsets, the ledger) and
+the tick's state is the daemon's to write, so a daemon restart need not pay for importing the code
+location again. Records are produced in bursts; each time a tick is seen STARTED in the instance
+(evaluating, or with its run ids reserved), the daemon's whole process group is killed.
 After the last restart every record must be in `ops.meter_readings` once with the produced value,
 the ledger's offset ranges must tile each partition exactly (nothing ingested twice under another
 batch id, no hole), no range may have been requested twice, and the group's offsets reach the end.
@@ -15,7 +18,9 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -26,12 +31,11 @@ import pandas as pd
 import psycopg
 import pytest
 from dagster._core.scheduler.instigation import InstigatorTick, InstigatorType, TickStatus
+from dagster._grpc.client import DagsterGrpcClient
 
-from benchmarks.cases.freshness import WARM_YAML, start_daemon, stop_daemon
+from benchmarks.cases.freshness import PROJECT_ROOT, SENSOR_INTERVAL_S, WARM_YAML, stop_daemon
 from benchmarks.freshness_location import SENSOR
-from benchmarks.kafka_env import KafkaBench
 from metrify_assets.contracts import METER_READINGS
-from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.sensors import BATCH_TAG
@@ -55,6 +59,9 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
+# The instance's run monitoring checks runs every 5 s here (15 s as deployed): a run the kill left
+# STARTING is failed, and retried, as soon as its start timeout (90 s, unchanged) has passed.
+TEST_YAML = WARM_YAML.replace("poll_interval_seconds: 15", "poll_interval_seconds: 5")
 
 
 def reading(meter_id: str, i: int) -> tuple[tuple[str, pd.Timestamp], float, str]:
@@ -120,8 +127,70 @@ def catch_tick(
     raise TimeoutError(f"no tick seen STARTED within {timeout:.0f} s")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_code_server(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """The benchmark's code location (`benchmarks.freshness_location`) served over gRPC on `port`,
+    in its own process group, with the daemon's environment; returns once it answers a ping."""
+    environ = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "METRIFY_BENCH_SENSOR_INTERVAL": str(SENSOR_INTERVAL_S),
+    }
+    command = [str(Path(sys.executable).parent / "dagster"), "api", "grpc", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--module-name", "benchmarks.freshness_location", "--attribute", "defs"]
+    command += ["--working-directory", str(PROJECT_ROOT), "--location-name", "metrify"]
+    with (home / "code-server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            command,
+            env=environ,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    client = DagsterGrpcClient(port=port, host="127.0.0.1")
+
+    def answers() -> bool:
+        assert proc.poll() is None, (home / "code-server.log").read_text()
+        try:
+            return bool(client.ping("up"))
+        except Exception:  # noqa: BLE001 - not listening yet
+            return False
+
+    wait_for("the code server answers", answers, 180, every=0.5)
+    return proc
+
+
+def start_daemon(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """`dagster-daemon run` on the instance in `home`, its workspace the code server on `port`, in its
+    own process group."""
+    workspace = home / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n      location_name: metrify\n"
+    )
+    environ = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "METRIFY_BENCH_SENSOR_INTERVAL": str(SENSOR_INTERVAL_S),
+    }
+    with (home / "daemon.log").open("wb") as log:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
+            env=environ,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the daemon's process group (daemon and code server) and wait until it is gone."""
+    """SIGKILL the daemon's process group and wait until it is gone."""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     with contextlib.suppress(ProcessLookupError):
@@ -130,7 +199,7 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def processes_of(home: Path) -> list[int]:
     """Pids of every process started for this instance (daemon, code server, run worker, runs):
-    they all inherit DAGSTER_HOME=home."""
+    they all have DAGSTER_HOME=home."""
     marker = f"DAGSTER_HOME={home}".encode()
     pids = []
     for proc in Path("/proc").iterdir():
@@ -187,10 +256,9 @@ def test_daemon_killed_mid_tick_loses_and_doubles_nothing(
     kafka = KafkaResource(bootstrap_servers=kafka_broker.bootstrap_servers, group_id=group)
     kafka.ensure_topics(partitions=3)
     topic = kafka.topic(SOURCE)  # the default name: the only one the daemon's location can use
-    env = KafkaBench(tmp_path, resolve_settings(), kafka, pg_resource)
     home = tmp_path / "dagster"
     home.mkdir()
-    (home / "dagster.yaml").write_text(WARM_YAML)
+    (home / "dagster.yaml").write_text(TEST_YAML)
     pg.autocommit = True
 
     expected: dict[tuple[str, pd.Timestamp], float] = {}
@@ -206,10 +274,13 @@ def test_daemon_killed_mid_tick_loses_and_doubles_nothing(
     caught: list[str] = []
     first_kill: float | None = None
     daemon: subprocess.Popen[bytes] | None = None
+    code_server: subprocess.Popen[bytes] | None = None
+    port = free_port()
     try:
+        code_server = start_code_server(home, port)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             for attempt in range(KILLS):
-                daemon = start_daemon(env, home)
+                daemon = start_daemon(home, port)
                 restarted = time.time()
                 wait_for("the sensor's state is stored", lambda: sensor_ids(instance) is not None, 180)
                 ids = sensor_ids(instance)
@@ -229,7 +300,7 @@ def test_daemon_killed_mid_tick_loses_and_doubles_nothing(
                 (home / "daemon.log").rename(home / f"daemon-{attempt}.log")
                 burst(10)  # records arriving while the daemon is down
 
-            daemon = start_daemon(env, home)
+            daemon = start_daemon(home, port)
             assert first_kill is not None
             end: dict[int, int] = {}
 
@@ -262,8 +333,9 @@ def test_daemon_killed_mid_tick_loses_and_doubles_nothing(
             recovery = time.monotonic() - first_kill
             runs = instance.get_runs(filters=dg.RunsFilter(tags={SENSOR_NAME_TAG: SENSOR}))
     finally:
-        if daemon is not None:
-            stop_daemon(daemon)
+        for proc in (daemon, code_server):
+            if proc is not None:
+                stop_daemon(proc)
         leftovers = processes_of(home)
         with contextlib.suppress(TimeoutError):  # runs still finishing are given a moment
             wait_for("no process of the instance left", lambda: not processes_of(home), 60, every=1)
