@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from types import FrameType
@@ -60,6 +61,13 @@ def drain_cmd(
     source: Annotated[
         list[str] | None, typer.Option(help=f"Sources to drain (default all): {', '.join(CONTRACTS)}.")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Ranges ingested at once, each in a forked process (0: one per core; 1: in this process).",
+        ),
+    ] = 0,
 ) -> None:
     """Ingest everything now in the topics (sensor planning + ingest job, in process), then summarise."""
     from metrify_assets.definitions import defs as load_defs  # the code location: loaded only when needed
@@ -77,6 +85,7 @@ def drain_cmd(
             postgres_resource(settings),
             sources=source or list(CONTRACTS),
             on_batch=lambda batch_id: status.update(f"ingested {batch_id}"),
+            workers=workers or os.cpu_count() or 1,
         )
     table = Table(title="metrify kafka drain", show_header=False)
     table.add_row("batches", f"{summary.batches}")

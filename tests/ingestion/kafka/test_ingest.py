@@ -378,3 +378,31 @@ def test_messages_produced_as_a_backfill_are_not_scored_for_timeliness(
         f"quality:{SOURCE}",
         OffsetRange(topic, 0, 0, 3).batch_id,
     )
+
+
+def test_a_parallel_drain_ingests_every_range_once_in_forked_workers(
+    defs: dg.Definitions,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    pg: psycopg.Connection,
+    tmp_path: Path,
+) -> None:
+    from metrify_assets.orchestration.drain import drain
+
+    kafka_resource.ensure_topics(partitions=3)
+    good = [observation(f"P{i}", m) for i in range(12) for m in range(3)]
+    produce(kafka_resource, {SOURCE: good + BAD})
+    with pytest.raises(ValueError, match="persistent"):
+        drain(defs, dg.DagsterInstance.ephemeral(), kafka_resource, pg_resource, [SOURCE], workers=2)
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        summary = drain(defs, instance, kafka_resource, pg_resource, sources=[SOURCE], workers=2)
+        runs = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
+    assert not summary.failed
+    assert summary.batches == 3  # one range per partition
+    assert summary.records == len(good) + len(BAD)
+    assert (summary.accepted, summary.quarantined) == (len(good), len(BAD))
+    assert pg.execute(
+        "SELECT count(*) FROM ops.weather_observations WHERE station_id LIKE 'P%'"
+    ).fetchone() == (len(good),)
+    ledger = pg.execute("SELECT run_id FROM ops.ingest_ledger WHERE source = %s", (SOURCE,)).fetchall()
+    assert sorted(r[0] for r in ledger) == sorted(r.dagster_run.run_id for r in runs)  # one run a range
