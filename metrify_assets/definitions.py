@@ -7,6 +7,7 @@ import dagster as dg
 from metrify_assets import run_alerts, schedules
 from metrify_assets.alerts import sensor as alert_delivery
 from metrify_assets.env import resolve_settings
+from metrify_assets.forecasting import definitions as forecasting
 from metrify_assets.grid import definitions as grid
 from metrify_assets.ingestion import definitions as ingestion
 from metrify_assets.lifecycle import assets as lifecycle
@@ -27,6 +28,7 @@ def defs() -> dg.Definitions:
         score_checks.defs,
         meters.defs,
         grid.defs,
+        forecasting.defs,
         warehouse.build_defs(),
         lifecycle.defs,
         reporting.defs,

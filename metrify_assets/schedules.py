@@ -7,7 +7,8 @@ schedules refresh what is derived from it, each run over its own day partitions:
   the warehouse group brings the dbt source freshness checks along (warehouse/source_freshness.py), as
   it does to the nightly marts run;
 - nightly: the VEE series, grid stability and the dbt marts over the incremental lookback (late
-  readings), then the warm tier (the day's verified lake copy) and the data-quality report of yesterday;
+  readings), then the warm tier (the day's verified lake copy), the data-quality report of yesterday
+  and the load forecast for today from the data up to yesterday (docs/forecasting.md);
 - weekly: the registry and the anomaly models retrained on their window (scoring uses them from the
   next run on), and the lifecycle: days due move to the cold and archive tiers, then retention cleans
   up (docs/lifecycle.md);
@@ -56,8 +57,9 @@ daily_marts_job = dg.define_asset_job(
 daily_job = dg.define_asset_job(
     "daily_job",
     op_retry_policy=RETRY_POLICY,
-    selection=dg.AssetSelection.assets("warm_tier", "data_quality_report"),
-    description="Warm tier (verified lake copies) and data-quality report for the days (partitions) of the run.",
+    selection=dg.AssetSelection.assets("warm_tier", "data_quality_report", "load_forecast"),
+    description="Warm tier (verified lake copies), data-quality report and the load forecast for the day "
+    "after, for the days (partitions) of the run.",
 )
 TRAINING_ASSETS = ("meter_registry", "anomaly_model")
 LIFECYCLE_TIERS = ("cold_tier", "archive_tier")
@@ -99,7 +101,7 @@ def daily_marts_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
 
 @dg.schedule(name="daily_job_schedule", job=daily_job, cron_schedule="30 2 * * *", execution_timezone="UTC")
 def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Every night: yesterday's archive file and quality report."""
+    """Every night: yesterday's archive file and quality report, and today's load forecast."""
     day = scheduled_day(context) - timedelta(days=1)
     return dg.RunRequest(run_key=f"daily-job-{day}", partition_key=day.isoformat())
 

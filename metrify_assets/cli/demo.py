@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 import psycopg
 import typer
@@ -44,6 +45,8 @@ class DemoSummary:
     grid_node_hours: dict[str, int] = field(default_factory=dict)  # node-hours by worst system state
     grid_state_events: dict[str, int] = field(default_factory=dict)  # alert / emergency events
     alerts: dict[str, int] = field(default_factory=dict)  # "kind severity status" -> alerts
+    # The newest forecast day: series forecast, the chosen method's count, and the P10/P50/P90 totals.
+    forecast: dict[str, str] = field(default_factory=dict)
     lifecycle_days: dict[str, int] = field(default_factory=dict)  # "dataset tier" -> days in the lake
     lifecycle_preview: dict[str, int] = field(
         default_factory=dict
@@ -91,6 +94,11 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         "SELECT kind || ' ' || severity || ' ' || CASE WHEN resolved_at IS NULL THEN 'open' ELSE 'resolved' END, "
         "count(*) FROM ops.alerts GROUP BY 1 ORDER BY 1"
     ).fetchall()
+    forecast = conn.execute(
+        "SELECT local_date, count(DISTINCT (region, segment)), sum(p10_kwh), sum(p50_kwh), sum(p90_kwh), "
+        "string_agg(DISTINCT method, ', ') FROM ops.load_forecasts "
+        "WHERE selected AND local_date = (SELECT max(local_date) FROM ops.load_forecasts) GROUP BY 1"
+    ).fetchone()
     marts = {
         name: int(conn.execute(f'SELECT count(*) FROM marts."{name}"').fetchone()[0])  # type: ignore[index]
         for (name,) in conn.execute(
@@ -116,7 +124,20 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         grid_node_hours={str(k): int(v) for k, v in grid_hours},
         grid_state_events={str(k): int(v) for k, v in grid_events},
         alerts={str(k): int(v) for k, v in alerts},
+        forecast=_forecast_summary(forecast),
     )
+
+
+def _forecast_summary(row: tuple[Any, ...] | None) -> dict[str, str]:
+    if row is None:
+        return {}
+    day, series, p10, p50, p90, methods = row
+    return {
+        "day": str(day),
+        "series": str(series),
+        "methods": str(methods),
+        "kwh": f"{float(p50):,.0f} (P10 {float(p10):,.0f} .. P90 {float(p90):,.0f})",
+    }
 
 
 PREVIEW_DAYS = 400
@@ -176,6 +197,14 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
     table.add_row("alerts", alerts)
     for mart, n in summary.marts.items():
         table.add_row(f"  marts.{mart}", f"{n:,} rows")
+    if summary.forecast:
+        f = summary.forecast
+        table.add_row(
+            f"load forecast for {f['day']}",
+            f"{f['series']} region x segment series, {f['kwh']} kWh\nchosen methods: {f['methods']}",
+        )
+    else:
+        table.add_row("load forecast", "none (no VEE series)")
     tiers = "\n".join(f"{n:,} days {key}" for key, n in summary.lifecycle_days.items()) or "none"
     table.add_row("lake tiers (weekly job)", tiers)
     preview = "\n".join(f"{n:,} days {key}" for key, n in summary.lifecycle_preview.items()) or "nothing due"

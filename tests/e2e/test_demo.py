@@ -150,3 +150,21 @@ def test_the_summary_shows_grid_states_and_alerts(
     assert isinstance(alerts, dict)
     stored = conn.execute("SELECT count(*) FROM ops.alerts").fetchone()
     assert stored is not None and sum(alerts.values()) == stored[0]
+
+
+def test_the_demo_forecasts_the_day_after_its_data(
+    runs: list[dict[str, object]], conn: psycopg.Connection
+) -> None:
+    forecast = runs[0]["forecast"]
+    assert isinstance(forecast, dict) and forecast["day"] == "2026-03-30"  # data: 2026-03-28 and 29
+    series = conn.execute(
+        "SELECT count(DISTINCT (region, segment)) FROM ops.vee_readings JOIN ops.meters USING (meter_id)"
+    ).fetchone()
+    assert series is not None and int(forecast["series"]) == series[0] > 0
+    # every series' chosen method has a value for each of the day's 96 quarter-hours
+    rows = conn.execute(
+        "SELECT region, segment, count(*), count(p50_kwh) FROM ops.load_forecasts "
+        "WHERE selected AND local_date = '2026-03-30' GROUP BY 1, 2"
+    ).fetchall()
+    assert len(rows) == series[0] and all(n == with_value == 96 for _, _, n, with_value in rows)
+    assert runs[1]["forecast"] == forecast  # a second run replaces the forecast with the same one

@@ -1,0 +1,176 @@
+"""`load_forecast`: each day partition's data makes the next day's quarter-hourly forecast per
+region x segment, by the model and both baselines, with the backtest's choice marked.
+
+The partition is the last day of data (the same days as `vee_meter_readings`); its forecast is for
+the day after. Each series is trained on a rolling window of the VEE series ending that day.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from metrify_assets.forecasting import backtest as bt
+from metrify_assets.forecasting.inputs import read_series
+from metrify_assets.forecasting.run import BACKTEST_DAYS, SeriesForecast, forecast_many
+from metrify_assets.forecasting.store import MODEL_PREFIX, save
+from metrify_assets.forecasting.writes import write_forecasts
+from metrify_assets.metadata import markdown_table
+from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
+from metrify_assets.resources import LakeResource, PostgresResource
+
+OWNERS = ["team:data-science"]
+DEFAULT_COUNTRY = "GB"
+
+
+class LoadForecastConfig(dg.Config):
+    window_days: int = Field(default=bt.WINDOW_DAYS, description="Local days a forecast is trained on.")
+    backtest_days: int = Field(
+        default=BACKTEST_DAYS, description="Days before the forecast day backtested to choose the method."
+    )
+    refit_days: int = Field(
+        default=bt.REFIT_DAYS, description="Backtest days one fitted model forecasts before a refit."
+    )
+    workers: int = Field(
+        default=0, description="Processes the series are forecast in (0: one per core; 1: in the run's)."
+    )
+    holiday_country: str = Field(
+        default=DEFAULT_COUNTRY,
+        description="Country (ISO code, `holidays` package) whose holidays are a feature.",
+    )
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def forecast_rows(result: SeriesForecast, region: str, segment: str, version: str) -> pd.DataFrame:
+    rows = result.forecast.forecasts.rename(columns={"p10": "p10_kwh", "p50": "p50_kwh", "p90": "p90_kwh"})
+    return rows.assign(
+        region=region,
+        segment=segment,
+        issued_for=result.day - timedelta(days=1),
+        selected=rows["method"] == result.winner,
+        model_version=version,
+    )
+
+
+def backtest_rows(result: SeriesForecast, region: str, segment: str, version: str) -> pd.DataFrame:
+    summary = result.summary
+    return pd.DataFrame(
+        {
+            "region": region,
+            "segment": segment,
+            "local_date": result.day,
+            "method": summary["method"].astype(str),
+            "origins": result.origins,
+            "intervals": summary["n"].astype("int64"),
+            "mae_kwh": summary["mae"],
+            "mape_pct": summary["mape"],
+            "smape_pct": summary["smape"],
+            "coverage": summary["coverage"],
+            "selected": summary["method"] == result.winner,
+            "model_version": version,
+        }
+    )
+
+
+def winners_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFrame:
+    """Per series and forecast day: the winner and each method's backtest MAE."""
+    records = []
+    for region, segment, result in results:
+        mae = result.summary.set_index("method")["mae"] if len(result.summary) else pd.Series(dtype="float64")
+        records.append(
+            {
+                "region": region,
+                "segment": segment,
+                "day": result.day.isoformat(),
+                "winner": result.winner,
+                **{f"mae {m}": round(float(mae[m]), 3) if m in mae else None for m in bt.METHODS},
+            }
+        )
+    return pd.DataFrame(records)
+
+
+@dg.asset(
+    deps=["vee_meter_readings", "meter_registry", "validated_weather_observations"],
+    partitions_def=DAYS,
+    backfill_policy=SINGLE_RUN,
+    group_name="forecasting",
+    kinds={"postgres", "s3", "scikitlearn"},
+    owners=OWNERS,
+    description="Day-ahead load forecasts: the day after each partition, quarter-hourly per region x "
+    "segment, by a quantile gradient-boosting model (P10/P50/P90) and both baselines (seasonal naive, "
+    "mean of the last 4 same weekdays), in ops.load_forecasts; a rolling backtest over the days before "
+    "chooses the method (the model only where it beats both), in ops.load_forecast_backtests. Models "
+    "and their backtests are versioned in the lake under models/load_forecast/<day>/.",
+    metadata={
+        "table": "ops.load_forecasts",
+        "lake_prefix": f"{MODEL_PREFIX}/",
+        "partitioned_by": "last day of data",
+    },
+    check_specs=[dg.AssetCheckSpec("load_forecast_complete", asset="load_forecast")],
+)
+def load_forecast(
+    context: dg.AssetExecutionContext,
+    config: LoadForecastConfig,
+    postgres: PostgresResource,
+    lake: LakeResource,
+) -> dg.MaterializeResult:
+    first, last = partition_days(context)
+    store = lake.get_lake()
+    results: list[tuple[str, str, SeriesForecast]] = []
+    forecasts, backtests = [], []
+    with postgres.connect() as conn:
+        for issued in _days(first, last):
+            day = issued + timedelta(days=1)
+            start = day - timedelta(days=config.window_days + config.backtest_days)
+            found = read_series(conn, start, issued, config.holiday_country)
+            made = forecast_many(
+                found, day, config.window_days, config.backtest_days, config.refit_days, config.workers
+            )
+            for (region, segment), result in made.items():
+                info = save(store, result, region, segment, config.window_days)
+                forecasts.append(forecast_rows(result, region, segment, info["version"]))
+                backtests.append(backtest_rows(result, region, segment, info["version"]))
+                results.append((region, segment, result))
+        if forecasts:
+            write_forecasts(
+                conn, pd.concat(forecasts, ignore_index=True), pd.concat(backtests, ignore_index=True)
+            )
+    rows = pd.concat(forecasts, ignore_index=True) if forecasts else pd.DataFrame()
+    selected = rows[rows["selected"]] if len(rows) else rows
+    without_value = int(selected["p50_kwh"].isna().sum()) if len(selected) else 0
+    winners = winners_table(results)
+    wins = winners["winner"].value_counts().to_dict() if len(winners) else {}
+    context.log.info(
+        f"forecast {len(results)} series-days for {first + timedelta(days=1)}..{last + timedelta(days=1)}: {wins}"
+    )
+    check = dg.AssetCheckResult(
+        check_name="load_forecast_complete",
+        passed=without_value == 0,
+        metadata={
+            "series_days": dg.MetadataValue.int(len(results)),
+            "rows": dg.MetadataValue.int(len(rows)),
+            "selected_rows": dg.MetadataValue.int(len(selected)),
+            "selected_without_value": dg.MetadataValue.int(without_value),
+        },
+        description="Every quarter-hour of every series' forecast day has a value from the chosen method.",
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "forecast_days": dg.MetadataValue.text(
+                f"{first + timedelta(days=1)} .. {last + timedelta(days=1)}"
+            ),
+            "series_days": dg.MetadataValue.int(len(results)),
+            "rows": dg.MetadataValue.int(len(rows)),
+            **{f"wins_{method}": dg.MetadataValue.int(int(wins.get(method, 0))) for method in bt.METHODS},
+            "winners": dg.MetadataValue.md(
+                markdown_table(winners) if len(winners) else "no series with data"
+            ),
+        },
+        check_results=[check],
+    )

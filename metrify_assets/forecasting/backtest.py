@@ -1,0 +1,164 @@
+"""Forecasting a day from what was known at its origin, and rolling-origin backtests: each origin's
+day forecast by the model and both baselines from the data before it, scored against what came.
+
+`forecast_day` cuts the load at the origin before it builds anything, so no forecast can see its
+day (tests/forecasting/test_leakage.py also holds the features to that on their own). The model is
+kept for a series only where it beats every baseline on the backtest's MAE (`ranking`): MAE because
+net load crosses zero, where percentage errors say little.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from metrify_assets.forecasting import baselines, features
+from metrify_assets.forecasting import model as quantile_model
+from metrify_assets.forecasting.series import LoadSeries, day_origin
+
+MODEL = "model"
+METHODS = (MODEL, *baselines.BASELINES)
+UNSCORED_ORDER = ("weekday_mean", "seasonal_naive", "persistence")
+WINDOW_DAYS = 56
+REFIT_DAYS = 7  # backtest origins one fitted model forecasts (a refit costs ~0.4 s a series)
+FORECAST_COLUMNS = ["reading_start", "local_date", "horizon_hour", "method", "p10", "p50", "p90"]
+# MAPE only over intervals whose |actual| is at least this share of the mean |actual|: near zero
+# (net load crossing over, a quiet night) a percentage error is unbounded.
+MAPE_FLOOR_SHARE = 0.05
+METRICS = ["n", "mae", "mape", "smape", "coverage"]
+
+
+@dataclass(frozen=True)
+class DayForecast:
+    """A day's forecasts by every method (FORECAST_COLUMNS), and the model fitted for it."""
+
+    day: date
+    forecasts: pd.DataFrame
+    model: quantile_model.QuantileModel | None
+    training_rows: int
+
+
+def _window(rows: pd.DataFrame, day: date, window_days: int) -> pd.DataFrame:
+    """The training rows for `day`: its `window_days` local days before it that have an actual."""
+    local = rows["local_date"]
+    first = day - timedelta(days=window_days)
+    return rows[(local >= first) & (local < day) & rows["actual"].notna()]
+
+
+def _forecasts(
+    target: pd.DataFrame, train: pd.DataFrame, fitted: quantile_model.QuantileModel | None
+) -> pd.DataFrame:
+    """The target day's rows forecast by every method (the model only where one was fitted)."""
+    frames = []
+    for method in METHODS:
+        if method == MODEL:
+            if fitted is None:
+                continue
+            predicted = fitted.predict(target)
+        else:
+            predicted = baselines.forecast(target, train, method)
+        frames.append(target[FORECAST_COLUMNS[:3]].assign(method=method).join(predicted))
+    return pd.concat(frames, ignore_index=True)
+
+
+def forecast_day(series: LoadSeries, day: date, window_days: int = WINDOW_DAYS) -> DayForecast:
+    """Forecast the local `day` by every method from the `window_days` days before it."""
+    known = series.before(day_origin(day, series.timezone))
+    rows = features.build(known, [day - timedelta(days=k) for k in range(window_days, -1, -1)])
+    train = _window(rows, day, window_days)
+    fitted = quantile_model.fit(train)
+    target = rows[rows["local_date"] == day]
+    return DayForecast(day, _forecasts(target, train, fitted), fitted, len(quantile_model.trainable(train)))
+
+
+def backtest(
+    series: LoadSeries,
+    origins: Sequence[date],
+    window_days: int = WINDOW_DAYS,
+    refit_days: int = REFIT_DAYS,
+) -> pd.DataFrame:
+    """Every origin's forecasts (FORECAST_COLUMNS) with `actual` from the whole series.
+
+    Features are built once for the whole span: each day's features read only the load before its
+    origin (tests/forecasting/test_leakage.py), so this equals cutting the series per origin. The
+    model is refitted every `refit_days` origins (1: at each, as `forecast_day` does) on the window
+    before the origin it is fitted at, and forecasts the origins up to the next refit: a model up to
+    `refit_days` - 1 days older than a live run's, so the backtest errs against the model if at all.
+    """
+    if not origins:
+        return pd.DataFrame(columns=[*FORECAST_COLUMNS, "actual"])
+    ordered = sorted(origins)
+    first = ordered[0] - timedelta(days=window_days)
+    rows = features.build(series, [first + timedelta(days=i) for i in range((ordered[-1] - first).days + 1)])
+    frames = []
+    fitted, fitted_at = None, None
+    for day in ordered:
+        train = _window(rows, day, window_days)
+        if fitted_at is None or (day - fitted_at).days >= refit_days:
+            fitted, fitted_at = quantile_model.fit(train), day
+        target = rows[rows["local_date"] == day]
+        frames.append(_forecasts(target, train, fitted))
+    frame = pd.concat(frames, ignore_index=True)
+    actual = series.load.reindex(pd.DatetimeIndex(frame["reading_start"])).to_numpy(dtype="float64")
+    return frame.assign(actual=actual)
+
+
+def scorable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows every method that forecast at all can be compared on: actual known, and a P50 by each
+    of those methods at the same interval."""
+    present = frame.dropna(subset=["actual", "p50"])
+    methods = present["method"].unique()
+    counts = present.groupby("reading_start")["method"].nunique()
+    common = counts.index[counts == len(methods)]
+    return present[present["reading_start"].isin(common)]
+
+
+def _scores(rows: pd.DataFrame, floor: float) -> pd.Series:
+    actual, p50 = rows["actual"].to_numpy(), rows["p50"].to_numpy()
+    error = np.abs(actual - p50)
+    big = np.abs(actual) >= floor
+    denominator = np.abs(actual) + np.abs(p50)
+    smape = np.divide(2 * error, denominator, out=np.zeros_like(error), where=denominator > 0)
+    inside = (actual >= rows["p10"].to_numpy()) & (actual <= rows["p90"].to_numpy())
+    return pd.Series(
+        {
+            "n": float(len(rows)),
+            "mae": float(error.mean()) if len(rows) else np.nan,
+            "mape": float(100 * (error[big] / np.abs(actual[big])).mean()) if big.any() else np.nan,
+            "smape": float(100 * smape.mean()) if len(rows) else np.nan,
+            "coverage": float(inside.mean()) if len(rows) else np.nan,
+        }
+    )
+
+
+def evaluate(frame: pd.DataFrame, by_hour: bool = False) -> pd.DataFrame:
+    """MAE, MAPE (%), sMAPE (%) and P10-P90 coverage per method (and horizon hour), on the common
+    rows (`scorable`); `n` counts them."""
+    rows = scorable(frame)
+    floor = MAPE_FLOOR_SHARE * float(rows["actual"].abs().mean()) if len(rows) else 0.0
+    keys = ["method", "horizon_hour"] if by_hour else ["method"]
+    if rows.empty:
+        return pd.DataFrame(columns=[*keys, *METRICS])
+    scored = rows.groupby(keys)[["actual", "p10", "p50", "p90"]].apply(lambda g: _scores(g, floor))
+    return scored.reset_index()
+
+
+def ranking(summary: pd.DataFrame) -> list[str]:
+    """Every method, the preferred first: the model where its MAE beats every baseline's, then the
+    baselines by MAE, then those the backtest could not score (the weekday mean first: it needs only
+    a week of history), the model last."""
+    mae = summary.set_index("method")["mae"].dropna() if len(summary) else pd.Series(dtype="float64")
+    rivals = [mae[name] for name in baselines.BASELINES if name in mae]
+    model_wins = MODEL in mae and bool(rivals) and all(mae[MODEL] < r for r in rivals)
+    scored = sorted((name for name in baselines.BASELINES if name in mae), key=lambda name: mae[name])
+    unscored = [name for name in UNSCORED_ORDER if name not in scored]
+    return [MODEL, *scored, *unscored] if model_wins else [*scored, *unscored, MODEL]
+
+
+def winner(summary: pd.DataFrame) -> str:
+    """The backtest's choice: the first of `ranking`."""
+    return ranking(summary)[0]

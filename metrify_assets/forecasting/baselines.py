@@ -1,0 +1,46 @@
+"""The baselines every forecast is measured against: seasonal naive (the same quarter-hour last
+week), the mean of the last 4 same weekdays at that quarter-hour, and persistence (the same
+quarter-hour yesterday: the only one a series younger than a week has). Each is a feature column
+(features.build), so they see exactly what the model sees.
+
+Their intervals are empirical: the P10 and P90 of the baseline's own errors over the training
+window, per horizon hour. A baseline's forecast of a past day used only the days before it, so
+those errors are out of sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+BASELINES = {"seasonal_naive": "lag_7d", "weekday_mean": "mean_4w", "persistence": "lag_1d"}
+LOWER, UPPER = 0.1, 0.9
+
+
+def error_quantiles(train: pd.DataFrame, column: str) -> pd.DataFrame:
+    """lo, hi: the P10 and P90 of actual - baseline per horizon hour (all hours pooled where an hour
+    has none); empty when the window has no error at all."""
+    errors = (train["actual"] - train[column]).dropna()
+    if errors.empty:
+        return pd.DataFrame({"lo": pd.Series(dtype="float64"), "hi": pd.Series(dtype="float64")})
+    hours = train.loc[errors.index, "horizon_hour"]
+    by_hour = errors.groupby(hours).quantile(np.array([LOWER, UPPER])).unstack()
+    by_hour.columns = ["lo", "hi"]
+    pooled = errors.quantile([LOWER, UPPER]).to_numpy()
+    full = by_hour.reindex(range(25))
+    return full.fillna({"lo": pooled[0], "hi": pooled[1]})
+
+
+def forecast(rows: pd.DataFrame, train: pd.DataFrame, name: str) -> pd.DataFrame:
+    """p10, p50, p90 of baseline `name` for `rows` (NaN where the baseline has no value)."""
+    column = BASELINES[name]
+    p50 = rows[column].to_numpy(dtype="float64")
+    spread = error_quantiles(train, column)
+    if spread.empty:
+        lo = hi = np.zeros(len(rows))
+    else:
+        picked = spread.reindex(rows["horizon_hour"].to_numpy())
+        lo, hi = picked["lo"].to_numpy(), picked["hi"].to_numpy()
+    return pd.DataFrame(
+        {"p10": p50 + np.minimum(lo, 0.0), "p50": p50, "p90": p50 + np.maximum(hi, 0.0)}, index=rows.index
+    )

@@ -1,0 +1,105 @@
+"""One series' day-ahead forecast as a run makes it: a rolling backtest over the days just before the
+forecast day ranks the methods (the model first only where it beats every baseline), every method
+forecasts the day from the full window, and the best-ranked one that covers the whole day is chosen."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TypeVar
+
+import pandas as pd
+
+from metrify_assets.forecasting import backtest as bt
+from metrify_assets.forecasting.series import LoadSeries
+
+BACKTEST_DAYS = 7
+POOL_MIN_SERIES = 8  # fewer series run in process: a worker pool takes ~2 s to start
+K = TypeVar("K")
+
+
+@dataclass(frozen=True)
+class SeriesForecast:
+    """The forecast day by every method, the backtest summary behind the choice, and the choice."""
+
+    series: LoadSeries
+    day: date
+    forecast: bt.DayForecast
+    summary: pd.DataFrame  # bt.evaluate of the backtest: method, n, mae, mape, smape, coverage
+    origins: int
+    winner: str
+
+    @property
+    def selected(self) -> pd.DataFrame:
+        """The chosen method's rows."""
+        rows = self.forecast.forecasts
+        return rows[rows["method"] == self.winner]
+
+
+def forecast_series(
+    series: LoadSeries,
+    day: date,
+    window_days: int = bt.WINDOW_DAYS,
+    backtest_days: int = BACKTEST_DAYS,
+    refit_days: int = bt.REFIT_DAYS,
+) -> SeriesForecast:
+    """Backtest the `backtest_days` days before `day` that have load, choose, and forecast `day`."""
+    known = set(series.local_days())
+    origins = [day - timedelta(days=k) for k in range(backtest_days, 0, -1)]
+    origins = [d for d in origins if d in known]
+    summary = bt.evaluate(bt.backtest(series, origins, window_days, refit_days))
+    final = bt.forecast_day(series, day, window_days)
+    won = _first_complete(bt.ranking(summary), final.forecasts)
+    return SeriesForecast(series, day, final, summary, len(origins), won)
+
+
+def _first_complete(ranked: list[str], forecasts: pd.DataFrame) -> str:
+    """The first method in `ranked` with a P50 for every quarter-hour of the day (a model not fitted,
+    or a baseline the series is too young for, has none), else the one with the most."""
+    present = forecasts.dropna(subset=["p50"]).groupby("method").size()
+    need = forecasts["reading_start"].nunique()
+    complete = [m for m in ranked if present.get(m, 0) == need]
+    return complete[0] if complete else max(ranked, key=lambda m: present.get(m, 0))
+
+
+def _forecast(args: tuple[LoadSeries, date, int, int, int]) -> SeriesForecast:
+    return forecast_series(*args)
+
+
+def forecast_many(
+    items: Mapping[K, LoadSeries],
+    day: date,
+    window_days: int = bt.WINDOW_DAYS,
+    backtest_days: int = BACKTEST_DAYS,
+    refit_days: int = bt.REFIT_DAYS,
+    workers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[K, SeriesForecast]:
+    """`forecast_series` for each series, in `workers` processes (0: one per core; 1, or fewer than
+    POOL_MIN_SERIES series: in this process). `progress(done, total)` is called as series finish.
+
+    Workers come from a fork server that has imported this module: forking the caller itself (a
+    Dagster run, with its threads) could copy a lock another thread held, and spawning a fresh
+    interpreter per worker costs seconds of imports."""
+    keys = list(items)
+    jobs = [(items[k], day, window_days, backtest_days, refit_days) for k in keys]
+    count = workers or os.cpu_count() or 1
+    results: list[SeriesForecast] = []
+    if count == 1 or len(jobs) < POOL_MIN_SERIES:
+        for job in jobs:
+            results.append(_forecast(job))
+            if progress:
+                progress(len(results), len(jobs))
+        return dict(zip(keys, results, strict=True))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(max_workers=min(count, len(jobs)), mp_context=context) as pool:
+        for result in pool.map(_forecast, jobs, chunksize=max(1, len(jobs) // (count * 8))):
+            results.append(result)
+            if progress:
+                progress(len(results), len(jobs))
+    return dict(zip(keys, results, strict=True))
