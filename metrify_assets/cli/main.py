@@ -11,6 +11,7 @@ from metrify_assets.cli import (
     db,
     demo,
     dlq,
+    forecast,
     holds,
     ingest,
     kafka,
@@ -59,6 +60,7 @@ for module in (
     audit,
     metrics,
     api,
+    forecast,
 ):
     module.register(app)
 

@@ -16,11 +16,11 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from metrify_assets.forecasting import baselines, features
+from metrify_assets.forecasting import baselines, calibration, features
 from metrify_assets.forecasting import model as quantile_model
 from metrify_assets.forecasting.series import LoadSeries, day_origin
 
-MODEL = "model"
+MODEL = quantile_model.METHOD
 METHODS = (MODEL, *baselines.BASELINES)
 UNSCORED_ORDER = ("weekday_mean", "seasonal_naive", "persistence")
 WINDOW_DAYS = 56
@@ -88,23 +88,28 @@ def backtest(
     model is refitted every `refit_days` origins (1: at each, as `forecast_day` does) on the window
     before the origin it is fitted at, and forecasts the origins up to the next refit: a model up to
     `refit_days` - 1 days older than a live run's, so the backtest errs against the model if at all.
+    The model's interval is widened by the conformal margin of the origins before each one
+    (calibration.py); `margin` says by how much.
     """
     if not origins:
-        return pd.DataFrame(columns=[*FORECAST_COLUMNS, "actual"])
+        return pd.DataFrame(columns=[*FORECAST_COLUMNS, "margin", "actual"])
     ordered = sorted(origins)
     first = ordered[0] - timedelta(days=window_days)
     rows = features.build(series, [first + timedelta(days=i) for i in range((ordered[-1] - first).days + 1)])
-    frames = []
+    frames: list[pd.DataFrame] = []
+    past = np.empty(0)
     fitted, fitted_at = None, None
     for day in ordered:
         train = _window(rows, day, window_days)
         if fitted_at is None or (day - fitted_at).days >= refit_days:
             fitted, fitted_at = quantile_model.fit(train), day
         target = rows[rows["local_date"] == day]
-        frames.append(_forecasts(target, train, fitted))
-    frame = pd.concat(frames, ignore_index=True)
-    actual = series.load.reindex(pd.DatetimeIndex(frame["reading_start"])).to_numpy(dtype="float64")
-    return frame.assign(actual=actual)
+        forecasts = _forecasts(target, train, fitted)
+        actual = series.load.reindex(pd.DatetimeIndex(forecasts["reading_start"])).to_numpy(dtype="float64")
+        day_frame = calibration.widen(forecasts, calibration.margin(past)).assign(actual=actual)
+        past = np.concatenate([past, calibration.scores(day_frame)])
+        frames.append(day_frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def scorable(frame: pd.DataFrame) -> pd.DataFrame:

@@ -8,13 +8,14 @@ import multiprocessing
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import TypeVar
 
 import pandas as pd
 
 from metrify_assets.forecasting import backtest as bt
+from metrify_assets.forecasting import calibration
 from metrify_assets.forecasting.series import LoadSeries
 
 BACKTEST_DAYS = 7
@@ -32,6 +33,7 @@ class SeriesForecast:
     summary: pd.DataFrame  # bt.evaluate of the backtest: method, n, mae, mape, smape, coverage
     origins: int
     winner: str
+    margin_kwh: float  # the conformal widening of the model's P10..P90 (calibration.py)
 
     @property
     def selected(self) -> pd.DataFrame:
@@ -51,10 +53,13 @@ def forecast_series(
     known = set(series.local_days())
     origins = [day - timedelta(days=k) for k in range(backtest_days, 0, -1)]
     origins = [d for d in origins if d in known]
-    summary = bt.evaluate(bt.backtest(series, origins, window_days, refit_days))
-    final = bt.forecast_day(series, day, window_days)
+    tested = bt.backtest(series, origins, window_days, refit_days)
+    summary = bt.evaluate(tested)
+    widening = calibration.margin(calibration.scores(tested)) if len(tested) else 0.0
+    made = bt.forecast_day(series, day, window_days)
+    final = replace(made, forecasts=calibration.widen(made.forecasts, widening))
     won = _first_complete(bt.ranking(summary), final.forecasts)
-    return SeriesForecast(series, day, final, summary, len(origins), won)
+    return SeriesForecast(series, day, final, summary, len(origins), won, widening)
 
 
 def _first_complete(ranked: list[str], forecasts: pd.DataFrame) -> str:

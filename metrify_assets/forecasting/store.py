@@ -41,6 +41,7 @@ def describe(result: SeriesForecast, region: str, segment: str, window_days: int
         "backtest_origins": result.origins,
         "backtest": result.summary.to_dict(orient="records"),
         "winner": result.winner,
+        "interval_margin_kwh": result.margin_kwh,
         "model_fitted": result.forecast.model is not None,
     }
     digest = hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()[:10]
