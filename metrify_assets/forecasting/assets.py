@@ -89,6 +89,7 @@ def winners_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFram
                 "segment": segment,
                 "day": result.day.isoformat(),
                 "winner": result.winner,
+                "interval margin kWh": round(result.margin_kwh, 3),
                 **{f"mae {m}": round(float(mae[m]), 3) if m in mae else None for m in bt.METHODS},
             }
         )
