@@ -14,11 +14,12 @@ import pandas as pd
 from pydantic import Field
 
 from metrify_assets.forecasting import backtest as bt
+from metrify_assets.forecasting.charts import forecast_chart_png
 from metrify_assets.forecasting.inputs import read_series
 from metrify_assets.forecasting.run import BACKTEST_DAYS, SeriesForecast, forecast_many
 from metrify_assets.forecasting.store import MODEL_PREFIX, save
 from metrify_assets.forecasting.writes import write_forecasts
-from metrify_assets.metadata import markdown_table
+from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import LakeResource, PostgresResource
 
@@ -171,6 +172,11 @@ def load_forecast(
             **{f"wins_{method}": dg.MetadataValue.int(int(wins.get(method, 0))) for method in bt.METHODS},
             "winners": dg.MetadataValue.md(
                 markdown_table(winners) if len(winners) else "no series with data"
+            ),
+            **(
+                {"chart": dg.MetadataValue.md(png_markdown(forecast_chart_png(selected), "forecast day"))}
+                if len(selected)
+                else {}
             ),
         },
         check_results=[check],

@@ -16,6 +16,7 @@ import pandas as pd
 
 STEP = pd.Timedelta(minutes=15)
 SLOTS = 96
+GAP_SLOTS = 4  # an hour
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def day_intervals(days: list[date], timezone: str) -> pd.DataFrame:
 
 def day_matrix(values: pd.Series, timezone: str) -> pd.DataFrame:
     """Values by local day (rows, datetime64 days) and slot (columns 0..95), the mean where a slot
-    repeats."""
+    repeats. Up to GAP_SLOTS slots missing inside a day are interpolated from their neighbours: the
+    hour a spring clock change skips would otherwise leave a hole in every lag of the day after."""
     values = values.dropna()
     if values.empty:
         return pd.DataFrame(index=pd.DatetimeIndex([]), columns=range(SLOTS), dtype="float64")
@@ -92,7 +94,8 @@ def day_matrix(values: pd.Series, timezone: str) -> pd.DataFrame:
         }
     )
     matrix = frame.pivot_table(index="local_date", columns="slot", values="value", aggfunc="mean")
-    return matrix.reindex(columns=range(SLOTS)).astype("float64")
+    full = matrix.reindex(columns=range(SLOTS)).astype("float64")
+    return full.interpolate(axis=1, limit=GAP_SLOTS, limit_area="inside")
 
 
 def as_days(days: pd.Series | np.ndarray | list[date]) -> np.ndarray:

@@ -67,3 +67,14 @@ def test_dst_days_have_their_own_number_of_quarter_hours() -> None:
     assert len(spring) == 92 and spring["horizon_hour"].max() == 22
     assert len(autumn) == 100 and autumn["horizon_hour"].max() == 24
     assert autumn["slot"].value_counts().max() == 2  # the repeated hour shares its slots
+
+
+def test_the_day_after_a_spring_clock_change_has_every_lag() -> None:
+    series = synthetic(days=9, start="2026-03-23", timezone="Europe/London")
+    rows = features.build(series, [date(2026, 3, 30)])  # the 29th skipped 01:00-02:00 local
+    assert len(rows) == 96 and rows["lag_1d"].notna().all() and rows["lag_7d"].notna().all()
+    local = pd.DatetimeIndex(series.load.index).tz_convert("Europe/London")
+    sunday = series.load[local.date == date(2026, 3, 29)]
+    before, after = sunday.iloc[3], sunday.iloc[4]  # 00:45 and 02:00 local
+    filled = rows.set_index("slot")["lag_1d"]
+    assert np.allclose(filled[[4.0, 5.0, 6.0, 7.0]], before + (after - before) * np.arange(1, 5) / 5)

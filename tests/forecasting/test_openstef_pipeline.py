@@ -124,6 +124,7 @@ def test_the_model_is_versioned_in_the_lake_with_its_backtest(
 ) -> None:
     (event,) = materialised.asset_materializations_for_node("load_forecast")
     assert event.metadata["series_days"].value == 1
+    assert "data:image/png;base64," in str(event.metadata["chart"].value)  # the day, drawn for the UI
     lake = Lake(LAKE)
     prefix = f"models/load_forecast/{DAY.isoformat()}/openstef-307/commercial"
     info = json.loads(lake.get(f"{prefix}/model.json"))

@@ -1,0 +1,48 @@
+"""The forecast day as a picture for the Dagster UI: per series, the chosen method's P50 and its
+P10..P90 band over the local day (matplotlib, headless, imported on first use)."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+
+MAX_SERIES = 6  # the largest by forecast energy; the metadata table lists every series
+
+
+def forecast_chart_png(selected: pd.DataFrame) -> bytes:
+    """Small multiples of `selected` (the chosen rows: region, segment, local_date, horizon_hour,
+    reading_start, method, p10_kwh, p50_kwh, p90_kwh) for its newest forecast day."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless
+    import matplotlib.pyplot as plt
+
+    day = selected[selected["local_date"] == selected["local_date"].max()]
+    totals = day.groupby(["region", "segment"])["p50_kwh"].sum().sort_values(ascending=False)
+    keys = list(totals.index[:MAX_SERIES])
+    columns = min(3, max(1, len(keys)))
+    rows = -(-max(1, len(keys)) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.6 * rows), squeeze=False)
+    for ax, (region, segment) in zip(axes.flat, keys, strict=False):
+        rows_of = day[(day["region"] == region) & (day["segment"] == segment)].sort_values("reading_start")
+        hours = rows_of["horizon_hour"].to_numpy() + (
+            pd.to_datetime(rows_of["reading_start"]).dt.minute.to_numpy() / 60
+        )
+        ax.fill_between(hours, rows_of["p10_kwh"], rows_of["p90_kwh"], color="#9ecae1", label="P10..P90")
+        ax.plot(hours, rows_of["p50_kwh"], color="#08519c", linewidth=1.2, label="P50")
+        ax.axhline(0.0, color="#999999", linewidth=0.5)
+        ax.set_title(f"{region} / {segment} ({rows_of['method'].iloc[0]})", fontsize=8)
+        ax.set_xlabel("hours from local midnight", fontsize=7)
+        ax.set_ylabel("kWh per quarter-hour", fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    if keys:
+        axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"Load forecast for {day['local_date'].max()}", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
