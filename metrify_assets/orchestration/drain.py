@@ -2,9 +2,10 @@
 ingest job, executed in this process (like `catchup.ingest_files` for landing files).
 
 It starts from the ingest group's committed offsets, so a second drain only takes what is new, and
-replaying is harmless anyway (ranges are idempotent batches). With `workers` > 1 the ranges of a tick
-run side by side, each in a process forked from this one once it has imported what a run needs (as
-the warm run launcher does for the daemon): a run is mostly Python, so threads would take turns.
+replaying is harmless anyway (ranges are idempotent batches). With `workers` > 1 ranges run side by
+side, each in a process forked from this one once it has imported what a run needs (as the warm run
+launcher does for the daemon): a run is mostly Python, so threads would take turns. Ticks are
+planned as workers free up, across the sources, as the daemon's sensors do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -63,29 +64,18 @@ def drain(
         raise ValueError("Kafka is not configured: set KAFKA_BOOTSTRAP_SERVERS")
     if workers > 1 and not instance.is_persistent:
         raise ValueError("parallel drain workers need a persistent Dagster instance (DAGSTER_HOME)")
-    sources = list(sources)
     started = time.monotonic()
     batch_ids: list[str] = []
     failed: dict[str, str] = {}  # batch id -> why its run failed (after its retries)
-    with _runs(defs, instance, workers, sources) as execute:
-        for source in sources:
-            committed = committed_offsets(kafka, kafka.topic(source))
-            cursor: str | None = dump_cursor(committed) if committed else None
-            while isinstance(
-                tick := kafka_tick(CONTRACTS[source], instance, cursor, kafka, postgres), dg.SensorResult
-            ) and (requests := [r for r in tick.run_requests or [] if r.tags[BATCH_TAG] not in failed]):
-                jobs = [
-                    (f"ingest_{source}_job", dict(r.run_config), {**r.tags, "metrify/trigger": "cli"})
-                    for r in requests
-                ]
-                for batch_id, error in execute(jobs):
-                    if error is not None:  # the other ranges go on; this one is re-requested later
-                        failed[batch_id] = error
-                        continue
-                    batch_ids.append(batch_id)
-                    if on_batch:
-                        on_batch(batch_id)
-                cursor = tick.cursor
+    planner = _Planner(list(sources), instance, kafka, postgres, failed)
+    with _runs(defs, instance, workers, planner.sources) as execute:
+        for batch_id, error in execute(planner.next):
+            if error is not None:  # the other ranges go on; this one is re-requested later
+                failed[batch_id] = error
+                continue
+            batch_ids.append(batch_id)
+            if on_batch:
+                on_batch(batch_id)
     seconds = time.monotonic() - started
     with postgres.connect() as conn:
         row = conn.execute(
@@ -99,16 +89,66 @@ def drain(
 
 Job = tuple[str, dict[str, object], dict[str, str]]  # job name, run config, tags (BATCH_TAG among them)
 Results = Iterator[tuple[str, str | None]]  # batch id, and why its run failed (None: it succeeded)
+Plan = Callable[[], list[Job] | None]  # the next tick's runs; None when every topic is drained
+
+
+class _Planner:
+    """The sensor's ticks for each source in turn, from the ingest group's committed offsets: each
+    tick plans the ranges after the previous tick's (its cursor), so ticks need not wait for runs."""
+
+    def __init__(
+        self,
+        sources: list[str],
+        instance: dg.DagsterInstance,
+        kafka: KafkaResource,
+        postgres: PostgresResource,
+        failed: dict[str, str],
+    ) -> None:
+        self.sources = sources
+        self._instance, self._kafka, self._postgres, self._failed = instance, kafka, postgres, failed
+        self._cursors: dict[str, str | None] = {}
+        self._active = list(sources)
+
+    def next(self) -> list[Job] | None:
+        while self._active:
+            source = self._active.pop(0)
+            if source not in self._cursors:
+                committed = committed_offsets(self._kafka, self._kafka.topic(source))
+                self._cursors[source] = dump_cursor(committed) if committed else None
+            tick = kafka_tick(
+                CONTRACTS[source], self._instance, self._cursors[source], self._kafka, self._postgres
+            )
+            if not isinstance(tick, dg.SensorResult):
+                continue  # nothing to plan: the topic is missing or the brokers unreachable
+            # a range that failed in this drain is not run again here: the next drain or tick retries it
+            requests = [r for r in tick.run_requests or [] if r.tags[BATCH_TAG] not in self._failed]
+            if not requests:
+                continue  # this topic is drained
+            self._cursors[source] = tick.cursor
+            self._active.append(source)
+            return [
+                (f"ingest_{source}_job", dict(r.run_config), {**r.tags, "metrify/trigger": "cli"})
+                for r in requests
+            ]
+        return None
 
 
 @contextmanager
 def _runs(
     defs: dg.Definitions, instance: dg.DagsterInstance, workers: int, sources: Sequence[str]
-) -> Iterator[Callable[[Sequence[Job]], Results]]:
-    """An executor of ingest runs: in this process, or in `workers` forked ones, which inherit the
-    imports and the GX suites warmed here first (GX's import alone is seconds)."""
+) -> Iterator[Callable[[Plan], Results]]:
+    """An executor of the planned ingest runs: in this process, tick after tick, or in `workers`
+    forked processes, which inherit the imports and the GX suites warmed here first (GX's import
+    alone is seconds). The pool plans the next tick as soon as a worker is free, so the last range
+    of a tick does not leave the other cores idle until it ends."""
     if workers <= 1:
-        yield lambda jobs: (_run(defs, instance, job) for job in jobs)
+
+        def in_process(plan: Plan) -> Results:
+            while (jobs := plan()) is not None:
+                for job in jobs:
+                    yield _run(defs, instance, job)
+
+        yield in_process
         return
     gx.warm_up([f"{stage}_{source}" for source in sources for stage in ("raw", "validated")])
     context = multiprocessing.get_context("fork")
@@ -116,11 +156,23 @@ def _runs(
         workers, mp_context=context, initializer=_init, initargs=(defs, instance.get_ref())
     ) as pool:
 
-        def execute(jobs: Sequence[Job]) -> Results:
-            for future in as_completed([pool.submit(_in_worker, job) for job in jobs]):
-                yield future.result()
+        def pooled(plan: Plan) -> Results:
+            running: set[Future[tuple[str, str | None]]] = set()
+            planning = True
+            while True:
+                while planning and len(running) < workers:
+                    jobs = plan()
+                    if jobs is None:
+                        planning = False
+                    else:
+                        running |= {pool.submit(_in_worker, job) for job in jobs}
+                if not running:
+                    return
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
 
-        yield execute
+        yield pooled
 
 
 _worker: tuple[dg.Definitions, dg.DagsterInstance] | None = None  # in a forked worker: what it runs
