@@ -58,7 +58,7 @@ test: lint typecheck dbt-parse kafka-jars redis-server promtool  ## Lint, types 
 dev: env dbt-parse  ## The Dagster UI on http://127.0.0.1:3000 with this project's instance
 	mkdir -p .metrify/dagster && DAGSTER_HOME=$(CURDIR)/.metrify/dagster $(RUN) dagster dev -w workspace.yaml
 
-bench: env dbt-parse  ## Benchmarks against their ceilings (about 20 min on 2 cores; SCALE=N for bigger inputs); writes benchmarks/results/latest.*
+bench: env dbt-parse  ## Benchmarks against their ceilings (about 25 min on 2 cores; SCALE=N for bigger inputs); writes benchmarks/results/latest.*
 	$(RUN) python -m benchmarks $(if $(SCALE),--scale $(SCALE))
 
 bench-quick: env dbt-parse  ## Every benchmark case small, two at a time (~3 min), a smoke check; writes benchmarks/results/quick.*

@@ -10,6 +10,7 @@ from pathlib import Path
 from benchmarks.cases.api import api
 from benchmarks.cases.daily_cycle import daily_cycle
 from benchmarks.cases.detection import detection
+from benchmarks.cases.forecasting import forecasting
 from benchmarks.cases.freshness import freshness
 from benchmarks.cases.storage import storage
 from benchmarks.cases.throughput import throughput
@@ -31,9 +32,19 @@ CASES: dict[str, Case] = {
     "detection": detection,
     "freshness": freshness,
     "api": api,
+    "forecasting": forecasting,
 }
 # The order in which parallel runs start cases: longest first, so the short ones fill in beside them.
-LONGEST_FIRST = ("freshness", "daily_cycle", "throughput", "validation", "detection", "api", "storage")
+LONGEST_FIRST = (
+    "freshness",
+    "daily_cycle",
+    "forecasting",
+    "throughput",
+    "validation",
+    "detection",
+    "api",
+    "storage",
+)
 QUICK_SCALE = 0.05
 
 

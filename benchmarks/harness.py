@@ -26,6 +26,9 @@ RESULTS_DIR = Path(__file__).parent / "results"
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_BEGIN = "<!-- bench:latest begin (written by `make bench`) -->"
 README_END = "<!-- bench:latest end -->"
+# A case's table of rows goes between these markers, where the README has them for its title.
+README_TABLE_BEGIN = "<!-- bench:table {title} begin (written by `make bench`) -->"
+README_TABLE_END = "<!-- bench:table {title} end -->"
 
 
 @dataclass
@@ -176,14 +179,36 @@ def summary(markdown: str) -> str:
     return markdown.split("\n\n**", 1)[0].rstrip() + "\n"
 
 
+def case_tables(markdown: str) -> dict[str, str]:
+    """The per-case tables of a results file by case title, each under the file's first line (when
+    and where it was measured)."""
+    measured = markdown.split("\n", 1)[0]
+    tables = {}
+    for part in markdown.split("\n\n**")[1:]:
+        title, _, table = part.partition("**\n\n")
+        tables[title] = f"{measured}\n\n{table.strip()}\n"
+    return tables
+
+
+def _replace_between(text: str, begin: str, end: str, body: str) -> str | None:
+    if begin not in text or end not in text:
+        return None
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    return f"{head}{begin}\n{body}{end}{tail}"
+
+
 def update_readme(markdown: str, readme: Path = README) -> bool:
-    """Put a full run's summary between the README's bench markers; False when they are missing."""
-    text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
+    """Put a full run's summary between the README's bench markers, and each case table whose title
+    has markers there (README_TABLE_BEGIN/END) between those; False when the bench markers are
+    missing."""
+    text = _replace_between(readme.read_text(), README_BEGIN, README_END, summary(markdown))
+    if text is None:
         return False
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    readme.write_text(f"{head}{README_BEGIN}\n{summary(markdown)}{README_END}{tail}")
+    for title, table in case_tables(markdown).items():
+        begin, end = README_TABLE_BEGIN.format(title=title), README_TABLE_END.format(title=title)
+        text = _replace_between(text, begin, end, table) or text
+    readme.write_text(text)
     return True
 
 
