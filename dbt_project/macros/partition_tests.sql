@@ -28,11 +28,15 @@
 {%- endmacro %}
 
 {#- Views whose rows carry the partition's own local day (VEE writes the meter's local date, and
-    indexes it): their tests in a partitioned run select exactly the run's days. -#}
+    indexes it; the forecast tables their series' day): their tests in a partitioned run select
+    exactly the run's days. -#}
 {% macro partition_date_columns() -%}
     {{ return({
         'stg_ops__vee_readings': 'local_date',
         'stg_ops__vee_days': 'local_date',
+        'stg_ops__load_forecasts': 'local_date',
+        'stg_ops__load_forecast_backtests': 'local_date',
+        'stg_ops__load_actuals': 'local_date',
         'int_meter_readings_localized': 'local_date',
     }) }}
 {%- endmacro %}

@@ -17,8 +17,9 @@ from metrify_assets.forecasting import backtest as bt
 from metrify_assets.forecasting.charts import forecast_chart_png
 from metrify_assets.forecasting.inputs import read_series
 from metrify_assets.forecasting.run import BACKTEST_DAYS, SeriesForecast, forecast_many
+from metrify_assets.forecasting.series import LoadSeries, day_intervals
 from metrify_assets.forecasting.store import MODEL_PREFIX, save
-from metrify_assets.forecasting.writes import write_forecasts
+from metrify_assets.forecasting.writes import ACTUAL_COLUMNS, write_actuals, write_forecasts
 from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import LakeResource, PostgresResource
@@ -57,6 +58,17 @@ def forecast_rows(result: SeriesForecast, region: str, segment: str, version: st
         selected=rows["method"] == result.winner,
         model_version=version,
     )
+
+
+def actual_rows(found: dict[tuple[str, str], LoadSeries], day: date) -> pd.DataFrame:
+    """Every quarter-hour of each series' local `day` with the load the model learns from (NaN where
+    the series has none): what the marts score the forecasts of that day against."""
+    frames = []
+    for (region, segment), series in found.items():
+        grid = day_intervals([day], series.timezone)[["reading_start", "local_date"]]
+        values = series.load.reindex(pd.DatetimeIndex(grid["reading_start"])).to_numpy()
+        frames.append(grid.assign(region=region, segment=segment, energy_kwh=values))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ACTUAL_COLUMNS)
 
 
 def backtest_rows(result: SeriesForecast, region: str, segment: str, version: str) -> pd.DataFrame:
@@ -105,10 +117,12 @@ def winners_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFram
     kinds={"postgres", "s3", "scikitlearn"},
     owners=OWNERS,
     description="Day-ahead load forecasts: the day after each partition, quarter-hourly per region x "
-    "segment, by a quantile gradient-boosting model (P10/P50/P90) and both baselines (seasonal naive, "
-    "mean of the last 4 same weekdays), in ops.load_forecasts; a rolling backtest over the days before "
-    "chooses the method (the model only where it beats both), in ops.load_forecast_backtests. Models "
-    "and their backtests are versioned in the lake under models/load_forecast/<day>/.",
+    "segment, by a quantile gradient-boosting model (P10/P50/P90) and three baselines (seasonal naive, "
+    "mean of the last 4 same weekdays, persistence), in ops.load_forecasts; a rolling backtest over the days "
+    "before chooses the method (the model only where it beats every baseline), in "
+    "ops.load_forecast_backtests; the partition's own day of each series, as the marts score forecasts "
+    "against, in ops.load_actuals. Models and their backtests are versioned in the lake under "
+    "models/load_forecast/<day>/.",
     metadata={
         "table": "ops.load_forecasts",
         "lake_prefix": f"{MODEL_PREFIX}/",
@@ -131,6 +145,7 @@ def load_forecast(
             day = issued + timedelta(days=1)
             start = day - timedelta(days=config.window_days + config.backtest_days)
             found = read_series(conn, start, issued, config.holiday_country)
+            write_actuals(conn, actual_rows(found, issued))
             made = forecast_many(
                 found, day, config.window_days, config.backtest_days, config.refit_days, config.workers
             )

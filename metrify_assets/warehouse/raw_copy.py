@@ -77,6 +77,12 @@ RAW_TABLES = (
     # Events are few, and a re-run may remove one (a late sample ended an excursion sooner) or end one
     # that an earlier day owns: copied in full, so the copy never keeps an event `ops` no longer has.
     RawTable("grid_state_events", ("grid_node_id", "started_at"), None),
+    # The forecast asset re-writes a series' day whole (every method's quarter-hours, its backtest,
+    # its actuals), stamping each row, and a re-run may drop a method (a model no longer fitted):
+    # keyed by series-day like VEE's meter-days.
+    RawTable("load_forecasts", ("region", "segment", "local_date"), "forecast_at"),
+    RawTable("load_forecast_backtests", ("region", "segment", "local_date"), "forecast_at"),
+    RawTable("load_actuals", ("region", "segment", "local_date"), "loaded_at"),
 )
 
 

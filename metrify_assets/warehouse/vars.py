@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from metrify_assets.forecasting.backtest import MAPE_FLOOR_SHARE
 from metrify_assets.grid.frequency import GRID_FREQUENCY
 from metrify_assets.weather.conditions import WEATHER_CLASSES
 from metrify_assets.weather.degree_days import COOLING_BASE_C, HEATING_BASE_C
@@ -16,4 +17,5 @@ def dbt_vars() -> dict[str, float | int]:
         "cooling_base_c": COOLING_BASE_C,
         **WEATHER_CLASSES.dbt_vars(),
         **SENSITIVITY.dbt_vars(),
+        "forecast_mape_floor_share": MAPE_FLOOR_SHARE,
     }

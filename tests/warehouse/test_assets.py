@@ -39,6 +39,7 @@ UPSTREAM = {
     "enriched_meter_readings",
     "vee_meter_readings",
     "grid_stability",
+    "load_forecast",
 }
 
 

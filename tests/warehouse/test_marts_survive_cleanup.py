@@ -279,7 +279,9 @@ MARTS = (
     Mart("fct_data_quality_daily", ("activity_date", "source"), PROCESSING_DAY),
     Mart("fct_quarantine_reasons_daily", ("activity_date", "source", "reason"), PROCESSING_DAY),
 )
-WITHOUT_OPS = {"dim_date", "dim_time"}  # calendar and seed: nothing in `ops` to lose
+# calendar and seed: nothing in `ops` to lose; the forecast marts read `ops.load_*`, which no
+# retention expires (were it to, those marts would have to become incremental)
+WITHOUT_OPS = {"dim_date", "dim_time", "fct_load_forecast", "fct_forecast_accuracy"}
 
 
 def archived_rows(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:

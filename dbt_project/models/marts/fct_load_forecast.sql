@@ -1,0 +1,55 @@
+-- Day-ahead load forecasts against what happened: every quarter-hour of a series' forecast day by
+-- every method, with the actual once the day's own load_forecast partition has run (null before),
+-- the P50's error and whether the actual fell inside P10..P90.
+-- Incremental by series-day (macros/forecast_window.sql): a run rebuilds only the forecast days whose
+-- forecasts or actuals changed, so its work follows the new days, not the forecasts held.
+{{ config(
+    materialized='incremental',
+    unique_key=['region', 'segment', 'local_date'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
+{%- set changes -%}
+    (select local_date, forecast_at_utc as changed_at_utc from {{ ref('stg_ops__load_forecasts') }}
+     union all
+     select local_date, loaded_at_utc as changed_at_utc from {{ ref('stg_ops__load_actuals') }})
+{%- endset %}
+with forecasts as (
+    select * from {{ ref('stg_ops__load_forecasts') }}
+    where {{ forecast_window('local_date', changes) }}
+),
+
+actuals as (
+    select * from {{ ref('stg_ops__load_actuals') }}
+    where {{ forecast_window('local_date', changes) }}
+)
+
+select
+    f.region,
+    f.segment,
+    f.reading_start_utc,
+    f.method,
+    f.issued_for,
+    f.local_date,
+    cast(f.horizon_hour as integer) as horizon_hour,
+    f.p10_kwh,
+    f.p50_kwh,
+    f.p90_kwh,
+    f.selected,
+    f.model_version,
+    a.energy_kwh as actual_kwh,
+    a.energy_kwh - f.p50_kwh as error_kwh,
+    abs(a.energy_kwh - f.p50_kwh) as abs_error_kwh,
+    case
+        when a.energy_kwh is null then null
+        else coalesce(a.energy_kwh between f.p10_kwh and f.p90_kwh, false)
+    end as within_p10_p90,
+    f.forecast_at_utc,
+    case
+        when a.loaded_at_utc > f.forecast_at_utc then a.loaded_at_utc else f.forecast_at_utc
+    end as last_changed_at_utc
+from forecasts as f
+left join actuals as a
+    on a.region = f.region
+    and a.segment = f.segment
+    and a.reading_start_utc = f.reading_start_utc

@@ -1,0 +1,326 @@
+"""Forecasts against what happened, in the warehouse: `load_forecast` runs on real PostgreSQL for a day
+and then the next, `dbt build` makes `fct_load_forecast` and `fct_forecast_accuracy`, and every figure
+is checked against a hand computation from the VEE rows and the stored forecasts. The same `ops`
+copied into Snowflake's RAW schema (fakesnow) builds the two marts with the same numbers.
+
+Two series: north x residential (two meters, Europe/London) and south x commercial (one meter, UTC,
+with a gap on the day the first run forecasts, so two of its quarter-hours have no actual)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from metrify_assets.env import resolve_snowflake
+from metrify_assets.forecasting.assets import load_forecast
+from metrify_assets.forecasting.backtest import MAPE_FLOOR_SHARE
+from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.resources.build import snowflake_resource
+from metrify_assets.storage.migrate import truncate_ops
+from metrify_assets.warehouse.connection import environment
+from metrify_assets.warehouse.raw_copy import copy_all
+from tests.warehouse.test_dbt_build import dbt_build, failures, insert, run_dbt_build
+from tests.warehouse.test_snowflake import snowflake_env
+from tests.warehouse.vee_rows import insert_all_actual_vee
+
+pytestmark = pytest.mark.postgres
+
+METERS = pd.DataFrame(
+    {
+        "meter_id": ["N-1", "N-2", "S-1"],
+        "segment": ["residential", "residential", "commercial"],
+        "region": ["north", "north", "south"],
+        "timezone": ["Europe/London", "Europe/London", "UTC"],
+    }
+)
+TIMEZONES = dict(zip(METERS["meter_id"], METERS["timezone"], strict=True))
+FIRST = date(2026, 1, 5)  # a Monday; London is on UTC in January, so local days are UTC days
+ISSUED = date(2026, 1, 15)  # the first run's partition: it forecasts 2026-01-16
+SCORED = ISSUED + timedelta(days=1)  # the second run's partition: its actuals score the first's forecast
+PENDING = SCORED + timedelta(days=1)  # forecast by the second run, not yet happened
+GAP = [datetime(2026, 1, 16, 9, 0, tzinfo=UTC), datetime(2026, 1, 16, 9, 15, tzinfo=UTC)]
+QUIET_HOUR = 3  # S-1 draws almost nothing from 03:00 to 04:00 UTC
+CONFIG = {"window_days": 7, "backtest_days": 3, "workers": 1}
+MARTS = "+fct_load_forecast +fct_forecast_accuracy"
+SERIES = ["region", "segment"]
+KEY = ["region", "segment", "local_date", "method"]
+
+
+def readings() -> pd.DataFrame:
+    """Quarter-hours from FIRST to SCORED for each meter: a daily curve with noise; S-1 quiet in
+    QUIET_HOUR and missing GAP."""
+    rng = np.random.default_rng(11)
+    stamps = pd.date_range(datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 17, tzinfo=UTC), freq="15min")
+    stamps = stamps[:-1]
+    hour = stamps.hour.to_numpy() + stamps.minute.to_numpy() / 60
+    shape = 0.4 + 0.3 * np.exp(-((hour - 8) ** 2) / 4) + 0.5 * np.exp(-((hour - 19) ** 2) / 6)
+    frames = []
+    for scale, meter in ((1.0, "N-1"), (1.4, "N-2"), (3.0, "S-1")):
+        kwh = np.round(scale * shape * np.exp(rng.normal(0.0, 0.08, len(stamps))), 4)
+        frames.append(pd.DataFrame({"meter_id": meter, "reading_start": stamps, "energy_kwh": kwh}))
+    frame = pd.concat(frames, ignore_index=True).assign(interval_minutes=15, batch_id="F-1")
+    quiet = (frame["meter_id"] == "S-1") & (frame["reading_start"].dt.hour == QUIET_HOUR)
+    frame.loc[quiet, "energy_kwh"] = 0.002  # below MAPE's floor: MAPE skips these, sMAPE does not
+    gap = (frame["meter_id"] == "S-1") & frame["reading_start"].isin(pd.DatetimeIndex(GAP))
+    return frame[~gap].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Built:
+    vee: pd.DataFrame
+    results: list[dict[str, Any]]
+    conn: psycopg.Connection
+
+    def query(self, sql: str) -> pd.DataFrame:
+        with self.conn.cursor() as cur:
+            cur.execute(sql)
+            assert cur.description is not None
+            return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def materialise(pg_resource: PostgresResource, lake: str, day: date) -> None:
+    result = dg.materialize(
+        [load_forecast],
+        resources={"postgres": pg_resource, "lake": LakeResource(url=lake)},
+        partition_key=day.isoformat(),
+        run_config={"ops": {"load_forecast": {"config": CONFIG}}},
+    )
+    assert result.success
+
+
+@pytest.fixture(scope="module")
+def built(pg_resource: PostgresResource, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    lake = str(tmp_path_factory.mktemp("lake"))
+    with pg_resource.connect(autocommit=True) as conn:
+        truncate_ops(conn)
+        insert(conn, "meters", METERS, {})
+        vee = insert_all_actual_vee(conn, readings(), TIMEZONES)
+        materialise(pg_resource, lake, ISSUED)
+        materialise(pg_resource, lake, SCORED)
+        results = run_dbt_build(
+            pg_resource.get_url(), tmp_path_factory.mktemp("dbt_target"), "--select", *MARTS.split()
+        )
+        yield Built(vee, results, conn)
+
+
+def expected_actuals(vee: pd.DataFrame) -> pd.DataFrame:
+    """The series per quarter-hour by hand: the meters' VEE values summed per region x segment."""
+    valued = vee[vee["energy_kwh"].notna()].merge(METERS, on="meter_id")
+    valued = valued.assign(reading_start=pd.to_datetime(valued["reading_start"], utc=True))
+    sums = valued.groupby([*SERIES, "reading_start"], as_index=False)["energy_kwh"].sum()
+    return sums.rename(columns={"energy_kwh": "expected_kwh"})
+
+
+def expected_accuracy(rows: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFrame:
+    """MAE, MAPE, sMAPE and coverage per series, day and method from the forecast rows, as
+    backtest.py scores them (the MAPE floor on the day's mean |actual|)."""
+    scale = (
+        actuals.assign(abs_kwh=actuals["energy_kwh"].abs()).groupby([*SERIES, "local_date"])["abs_kwh"].mean()
+    )
+    records = []
+    for key, group in rows.groupby(KEY):
+        scored = group.dropna(subset=["actual_kwh", "p50_kwh"])
+        actual, p50 = scored["actual_kwh"].to_numpy(float), scored["p50_kwh"].to_numpy(float)
+        error = np.abs(actual - p50)
+        floor = MAPE_FLOOR_SHARE * scale.get(key[:3], np.nan)
+        big = np.abs(actual) >= floor
+        inside = (actual >= scored["p10_kwh"].to_numpy(float)) & (actual <= scored["p90_kwh"].to_numpy(float))
+        records.append(
+            {
+                **dict(zip(KEY, key, strict=True)),
+                "n": len(scored),
+                "mae": error.mean() if len(scored) else np.nan,
+                "mape": 100 * (error[big] / np.abs(actual[big])).mean() if big.any() else np.nan,
+                "smape": 100 * (2 * error / (np.abs(actual) + np.abs(p50))).mean() if len(scored) else np.nan,
+                "cover": inside.mean() if len(scored) else np.nan,
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def test_the_marts_build_with_every_test_passing(built: Built) -> None:
+    names = {r["unique_id"].split(".")[-1] for r in built.results if r["unique_id"].startswith("model.")}
+    assert {"fct_load_forecast", "fct_forecast_accuracy", "stg_ops__load_actuals"} <= names
+    assert failures(built.results) == {}
+    assert sum(r["unique_id"].startswith("test.") for r in built.results) >= 20
+
+
+def test_each_run_forecasts_the_next_day_and_stores_its_own_days_actuals(built: Built) -> None:
+    forecasts = built.query(
+        "SELECT region, segment, local_date, issued_for, count(*) AS n, count(DISTINCT method) AS methods, "
+        "sum(selected::int) AS selected FROM ops.load_forecasts GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3"
+    )
+    assert forecasts[["region", "segment", "local_date"]].values.tolist() == [
+        ["north", "residential", SCORED],
+        ["north", "residential", PENDING],
+        ["south", "commercial", SCORED],
+        ["south", "commercial", PENDING],
+    ]
+    assert (forecasts["issued_for"] == forecasts["local_date"] - timedelta(days=1)).all()
+    assert (forecasts["n"] == 96 * forecasts["methods"]).all() and (forecasts["methods"] >= 3).all()
+    assert (forecasts["selected"] == 96).all()
+    # each run stored its own partition's day: the second run's is the day the first forecast
+    actuals = built.query(
+        "SELECT region, segment, local_date, count(*) AS n FROM ops.load_actuals GROUP BY 1, 2, 3"
+    )
+    assert sorted(map(tuple, actuals.values.tolist())) == [
+        ("north", "residential", ISSUED, 96),
+        ("north", "residential", SCORED, 96),
+        ("south", "commercial", ISSUED, 96),
+        ("south", "commercial", SCORED, 96 - len(GAP)),
+    ]
+
+
+def test_fct_load_forecast_joins_the_actuals_once_the_day_ran(built: Built) -> None:
+    rows = built.query("SELECT * FROM marts.fct_load_forecast")
+    stored = built.query("SELECT count(*) AS n FROM ops.load_forecasts")
+    assert len(rows) == int(stored["n"].item())
+    pending = rows[rows["local_date"] == PENDING]
+    assert len(pending) and pending["actual_kwh"].isna().all() and pending["within_p10_p90"].isna().all()
+
+    scored = rows[rows["local_date"] == SCORED].copy()
+    scored["reading_start"] = pd.to_datetime(scored["reading_start_utc"]).dt.tz_localize("UTC")
+    merged = scored.merge(expected_actuals(built.vee), on=[*SERIES, "reading_start"], how="left")
+    assert len(merged) == len(scored)
+    known = merged["expected_kwh"].notna()
+    gap = (merged["region"] == "south") & merged["reading_start"].isin(pd.DatetimeIndex(GAP))
+    assert (~known == gap).all()  # every interval has its actual but the gap's
+    assert merged.loc[gap, "actual_kwh"].isna().all()
+    np.testing.assert_allclose(
+        merged.loc[known, "actual_kwh"].astype(float), merged.loc[known, "expected_kwh"], atol=1e-9
+    )
+    valued = merged[known & merged["p50_kwh"].notna()]
+    np.testing.assert_allclose(
+        valued["error_kwh"].astype(float),
+        valued["actual_kwh"].astype(float) - valued["p50_kwh"].astype(float),
+    )
+    np.testing.assert_allclose(valued["abs_error_kwh"].astype(float), valued["error_kwh"].astype(float).abs())
+    inside = (valued["actual_kwh"] >= valued["p10_kwh"]) & (valued["actual_kwh"] <= valued["p90_kwh"])
+    assert (valued["within_p10_p90"] == inside).all()
+
+
+def test_fct_forecast_accuracy_equals_a_hand_computation(built: Built) -> None:
+    rows = built.query("SELECT * FROM marts.fct_load_forecast")
+    actuals = built.query("SELECT region, segment, local_date, energy_kwh FROM ops.load_actuals")
+    expected = expected_accuracy(rows, actuals)
+    accuracy = built.query("SELECT * FROM marts.fct_forecast_accuracy")
+    merged = expected.merge(accuracy, on=KEY, how="outer", indicator=True)
+    assert (merged["_merge"] == "both").all() and len(merged) == len(accuracy)
+    assert (merged["n"] == merged["intervals_scored"]).all()
+    day = merged[merged["local_date"] == SCORED]
+    assert set(day.loc[day["region"] == "south", "intervals_scored"]) == {96 - len(GAP)}
+    assert day[["mae_kwh", "mape_pct", "smape_pct", "coverage"]].notna().all().all()
+    south = actuals[(actuals["region"] == "south") & (actuals["local_date"] == SCORED)]["energy_kwh"]
+    assert (south.abs() < MAPE_FLOOR_SHARE * south.abs().mean()).sum() == 4  # the quiet hour, skipped
+    for mine, theirs in (
+        ("mae", "mae_kwh"),
+        ("mape", "mape_pct"),
+        ("smape", "smape_pct"),
+        ("cover", "coverage"),
+    ):
+        np.testing.assert_allclose(
+            day[theirs].astype(float), day[mine].astype(float), rtol=1e-9, err_msg=theirs
+        )
+    pending = merged[merged["local_date"] == PENDING]
+    assert (pending["intervals_scored"] == 0).all() and pending["mae_kwh"].isna().all()
+    # the backtest's expectation sits beside the realised error
+    backtests = built.query(
+        "SELECT region, segment, local_date, method, mae_kwh AS bt FROM ops.load_forecast_backtests"
+    )
+    beside = accuracy.merge(backtests, on=KEY)
+    assert len(beside) == len(backtests) == len(accuracy)
+    np.testing.assert_allclose(beside["backtest_mae_kwh"].astype(float), beside["bt"].astype(float))
+    chosen = accuracy[accuracy["selected"]]
+    assert len(chosen) == 4 and chosen.groupby(KEY[:3]).size().eq(1).all()
+
+
+def test_a_partitioned_run_tests_its_days_of_the_forecast_views(
+    built: Built, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """Dagster passes the run's days: the staging views' tests read those days only."""
+    window = json.dumps({"min_date": SCORED.isoformat(), "max_date": SCORED.isoformat()})
+    views = ("stg_ops__load_forecasts", "stg_ops__load_forecast_backtests", "stg_ops__load_actuals")
+    results = run_dbt_build(pg_resource.get_url(), tmp_path, "--select", *views, "--vars", window)
+    assert failures(results) == {}
+    compiled = [path.read_text() for path in (tmp_path / "compiled").rglob("unique_combination*.sql")]
+    assert len(compiled) == len(views)
+    assert all(f"between cast('{SCORED}' as date) and cast('{SCORED}' as date)" in sql for sql in compiled)
+
+
+@pytest.mark.snowflake
+def test_the_marts_build_on_snowflake_from_the_raw_copy(
+    built: Built, snowflake_server: dict[str, Any], tmp_path: Path
+) -> None:
+    """The same `ops` copied to RAW (a database of this test's own on the fakesnow server) builds both
+    marts with the PostgreSQL figures."""
+    env = {**snowflake_env(snowflake_server), "METRIFY_SNOWFLAKE_DATABASE": "FORECASTS"}
+    with environment(env):
+        sf = snowflake_resource(resolve_snowflake(env))
+        with sf.get_connection() as conn:
+            copied = copy_all(built.conn, conn)
+        assert copied["load_forecasts"] == len(built.query("SELECT 1 FROM ops.load_forecasts"))
+        results = dbt_build({**os.environ, **env}, tmp_path, "--select", *MARTS.split())
+        assert failures(results) == {}
+        with sf.get_connection() as conn:
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT region, segment, local_date, method, intervals_scored, mae_kwh FROM marts.fct_forecast_accuracy"
+            )
+            on_snowflake = pd.DataFrame(cur.fetchall(), columns=[*KEY, "intervals_scored", "mae_kwh"])
+    on_postgres = built.query(
+        "SELECT region, segment, local_date, method, intervals_scored, mae_kwh FROM marts.fct_forecast_accuracy"
+    )
+    merged = on_postgres.merge(on_snowflake, on=KEY, suffixes=("_pg", "_sf"))
+    assert len(merged) == len(on_postgres) == len(on_snowflake)
+    assert (merged["intervals_scored_pg"] == merged["intervals_scored_sf"]).all()
+    np.testing.assert_allclose(
+        merged["mae_kwh_sf"].astype(float), merged["mae_kwh_pg"].astype(float), rtol=1e-9
+    )
+
+
+def test_a_rerun_replaces_its_days_actuals(
+    built: Built, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """Runs last (definition order): a late value for the gap reaches the actuals when
+    the day's partition runs again, and nothing else changes."""
+    before = built.query("SELECT * FROM ops.load_actuals ORDER BY region, segment, reading_start")
+    with built.conn.cursor() as cur:
+        cur.execute(
+            "UPDATE ops.vee_readings SET energy_kwh = 1.25, status = 'estimated', method = 'linear_interpolation' "
+            "WHERE meter_id = 'S-1' AND reading_start = %s",
+            (GAP[0],),
+        )
+    materialise(pg_resource, str(tmp_path / "lake"), SCORED)
+    after = built.query("SELECT * FROM ops.load_actuals ORDER BY region, segment, reading_start")
+    assert len(after) == len(before) + 1
+    added = after.merge(before, on=["region", "segment", "reading_start"], how="left", indicator=True)
+    (new,) = added[added["_merge"] == "left_only"].itertuples()
+    assert new.energy_kwh_x == 1.25 and new.reading_start == GAP[0]
+    # the day's partition of the marts (as Dagster runs them: min_date..max_date) takes the late value
+    # in without a full refresh
+    window = json.dumps({"min_date": SCORED.isoformat(), "max_date": SCORED.isoformat()})
+    results = run_dbt_build(
+        pg_resource.get_url(), tmp_path / "dbt", "--select", *MARTS.split(), "--vars", window
+    )
+    assert failures(results) == {}
+    gap = built.query(
+        "SELECT DISTINCT actual_kwh FROM marts.fct_load_forecast WHERE region = 'south' "
+        f"AND reading_start_utc = '{GAP[0].replace(tzinfo=None).isoformat()}'"
+    )
+    assert list(gap["actual_kwh"]) == [1.25]
+    scored = built.query(
+        "SELECT method, intervals_scored FROM marts.fct_forecast_accuracy "
+        f"WHERE region = 'south' AND local_date = '{SCORED.isoformat()}'"
+    )
+    assert (scored["intervals_scored"] == 96 - len(GAP) + 1).all()
