@@ -54,12 +54,16 @@ daily_marts_job = dg.define_asset_job(
     description="The VEE series, grid stability and the dbt marts over the last few days, taking late "
     "readings and samples into the billing-grade series, the grid figures and the daily facts.",
 )
+# The forecast and what dbt builds from it (staging views, fct_load_forecast, fct_forecast_accuracy):
+# the marts of a forecast exist when the nightly run ends, not an hour later.
+FORECAST = dg.AssetSelection.assets("load_forecast").downstream()
 daily_job = dg.define_asset_job(
     "daily_job",
     op_retry_policy=RETRY_POLICY,
-    selection=dg.AssetSelection.assets("warm_tier", "data_quality_report", "load_forecast"),
-    description="Warm tier (verified lake copies), data-quality report and the load forecast for the day "
-    "after, for the days (partitions) of the run.",
+    tags=WAREHOUSE_TAGS,
+    selection=dg.AssetSelection.assets("warm_tier", "data_quality_report") | FORECAST,
+    description="Warm tier (verified lake copies), data-quality report, and the load forecast for the "
+    "day after with its marts, for the days (partitions) of the run.",
 )
 TRAINING_ASSETS = ("meter_registry", "anomaly_model")
 LIFECYCLE_TIERS = ("cold_tier", "archive_tier")

@@ -43,7 +43,10 @@ def test_schedules_target_their_jobs(defs: dg.Definitions) -> None:
     assert {"enriched_meter_readings", "marts/fct_consumption_hourly", "marts/fct_peak_demand"} <= refresh
     assert "marts/fct_consumption_daily" in job_assets(defs, "daily_marts_job")
     assert "grid_stability" in refresh & job_assets(defs, "daily_marts_job")
-    assert job_assets(defs, "daily_job") == {"warm_tier", "data_quality_report", "load_forecast"}
+    daily = job_assets(defs, "daily_job")
+    assert {"warm_tier", "data_quality_report", "load_forecast"} <= daily
+    assert {"marts/fct_load_forecast", "marts/fct_forecast_accuracy"} <= daily
+    assert not any(a.startswith("marts/fct_consumption") for a in daily)  # only what the forecast feeds
     assert job_assets(defs, "weekly_job") == {
         "meter_registry", "anomaly_model", "cold_tier", "archive_tier", "retention_cleanup"
     }  # fmt: skip

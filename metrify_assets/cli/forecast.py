@@ -28,8 +28,10 @@ SELECT f.region, f.segment, f.method, count(*) AS intervals, sum(f.p10_kwh) AS p
        count(a.energy_kwh) AS actual_intervals, min(b.mae_kwh) AS backtest_mae_kwh,
        min(f.model_version) AS model_version
 FROM ops.load_forecasts f
-LEFT JOIN ops.load_actuals a USING (region, segment, reading_start)
-LEFT JOIN ops.load_forecast_backtests b USING (region, segment, local_date, method)
+LEFT JOIN ops.load_actuals a
+    ON a.region = f.region AND a.segment = f.segment AND a.reading_start = f.reading_start
+LEFT JOIN ops.load_forecast_backtests b
+    ON b.region = f.region AND b.segment = f.segment AND b.local_date = f.local_date AND b.method = f.method
 WHERE f.selected AND f.local_date = %(day)s
 GROUP BY 1, 2, 3 ORDER BY 1, 2
 """

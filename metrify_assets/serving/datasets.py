@@ -128,6 +128,37 @@ DATASETS: dict[str, Dataset] = {
             (*_range("local_date", "local day", "date"), Filter("region", "region")),
         ),
         Dataset(
+            "load_forecasts",
+            "/v1/forecasts/load",
+            "marts",
+            "fct_load_forecast",
+            ("reading_start_utc", "region", "segment", "method"),
+            "Quarter-hourly load forecasts per region x segment and method (P10/P50/P90, the chosen "
+            "method marked `selected`), with the actual, the error and the P10..P90 hit once known.",
+            (
+                *_range("local_date", "forecast day", "date"),
+                Filter("region", "region"),
+                Filter("segment", "segment"),
+                Filter("method", "method"),
+                Filter("selected", "selected", description="Only the chosen method (true).", kind="bool"),
+            ),
+        ),
+        Dataset(
+            "forecast_accuracy",
+            "/v1/forecasts/accuracy",
+            "marts",
+            "fct_forecast_accuracy",
+            ("local_date", "region", "segment", "method"),
+            "Realised accuracy of each method's forecast per region x segment and day (MAE, MAPE, sMAPE, "
+            "P10..P90 coverage) beside the backtest's expectation.",
+            (
+                *_range("local_date", "forecast day", "date"),
+                Filter("region", "region"),
+                Filter("segment", "segment"),
+                Filter("method", "method"),
+            ),
+        ),
+        Dataset(
             "meters",
             "/v1/meters",
             "marts",

@@ -168,3 +168,17 @@ def test_the_demo_forecasts_the_day_after_its_data(
     ).fetchall()
     assert len(rows) == series[0] and all(n == with_value == 96 for _, _, n, with_value in rows)
     assert runs[1]["forecast"] == forecast  # a second run replaces the forecast with the same one
+
+
+def test_forecast_show_lists_the_chosen_forecast_of_every_series(
+    runs: list[dict[str, object]], demo_home: Path
+) -> None:
+    env = {"METRIFY_HOME": str(demo_home), "DAGSTER_HOME": str(demo_home / "dagster")}
+    result = CliRunner().invoke(app, ["forecast", "show", "--json"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    forecast = runs[0]["forecast"]
+    assert isinstance(forecast, dict) and len(rows) == int(forecast["series"])
+    assert {r["method"] for r in rows} == set(str(forecast["methods"]).split(", "))
+    assert all(r["intervals"] == 96 and r["p10_kwh"] <= r["p50_kwh"] <= r["p90_kwh"] for r in rows)
+    assert all(r["actual_intervals"] == 0 for r in rows)  # the day after the data has not happened

@@ -11,20 +11,15 @@
     incremental_strategy='delete+insert',
     on_schema_change='fail',
 ) }}
-{%- set changes -%}
-    (select local_date, forecast_at_utc as changed_at_utc from {{ ref('stg_ops__load_forecasts') }}
-     union all
-     select local_date, loaded_at_utc as changed_at_utc from {{ ref('stg_ops__load_actuals') }})
-{%- endset %}
 with forecasts as (
     select * from {{ ref('fct_load_forecast') }}
-    where {{ forecast_window('local_date', changes) }}
+    where {{ forecast_window('local_date') }}
 ),
 
 day_scale as (
     select region, segment, local_date, avg(abs(energy_kwh)) as mean_abs_actual_kwh
     from {{ ref('stg_ops__load_actuals') }}
-    where {{ forecast_window('local_date', changes) }}
+    where {{ forecast_window('local_date') }}
     group by region, segment, local_date
 ),
 

@@ -9,19 +9,14 @@
     incremental_strategy='delete+insert',
     on_schema_change='fail',
 ) }}
-{%- set changes -%}
-    (select local_date, forecast_at_utc as changed_at_utc from {{ ref('stg_ops__load_forecasts') }}
-     union all
-     select local_date, loaded_at_utc as changed_at_utc from {{ ref('stg_ops__load_actuals') }})
-{%- endset %}
 with forecasts as (
     select * from {{ ref('stg_ops__load_forecasts') }}
-    where {{ forecast_window('local_date', changes) }}
+    where {{ forecast_window('local_date') }}
 ),
 
 actuals as (
     select * from {{ ref('stg_ops__load_actuals') }}
-    where {{ forecast_window('local_date', changes) }}
+    where {{ forecast_window('local_date') }}
 )
 
 select
