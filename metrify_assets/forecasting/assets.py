@@ -1,5 +1,5 @@
 """`load_forecast`: each day partition's data makes the next day's quarter-hourly forecast per
-region x segment, by the model and both baselines, with the backtest's choice marked.
+region x segment, by the model and the three baselines, with the backtest's choice marked.
 
 The partition is the last day of data (the same days as `vee_meter_readings`); its forecast is for
 the day after. Each series is trained on a rolling window of the VEE series ending that day.

@@ -1,5 +1,5 @@
 """Forecasting a day from what was known at its origin, and rolling-origin backtests: each origin's
-day forecast by the model and both baselines from the data before it, scored against what came.
+day forecast by the model and every baseline from the data before it, scored against what came.
 
 `forecast_day` cuts the load at the origin before it builds anything, so no forecast can see its
 day (tests/forecasting/test_leakage.py also holds the features to that on their own). The model is

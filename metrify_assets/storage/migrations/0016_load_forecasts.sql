@@ -1,8 +1,8 @@
 -- Migration 0016: day-ahead load forecasts per region x segment (forecasting/, asset `load_forecast`).
 
--- Every quarter-hour of a forecast day by every method: the model (when it could be fitted) and both
+-- Every quarter-hour of a forecast day by every method: the model (when it could be fitted) and the
 -- baselines, so the marts can score each against the actuals; `selected` marks the method the
--- backtest chose for the series (the model only where it beat both baselines).
+-- backtest chose for the series (the model only where it beat every baseline).
 CREATE TABLE ops.load_forecasts (
     region          text        NOT NULL,
     segment         text        NOT NULL,
