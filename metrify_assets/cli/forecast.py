@@ -19,6 +19,7 @@ from metrify_assets.forecasting import backtest as bt
 from metrify_assets.forecasting.inputs import read_series
 from metrify_assets.forecasting.openstef import openstef_series
 from metrify_assets.forecasting.series import LoadSeries
+from metrify_assets.meters.days import days_between
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.storage.frames import read_frame
 
@@ -70,7 +71,7 @@ def backtest_all(
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Every series backtested on its days in first..last; all their forecasts, and per method the
     number of series it won."""
-    origins = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    origins = days_between(first, last)
     frames, wins = [], dict.fromkeys(bt.METHODS, 0)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -168,16 +169,17 @@ def register(app: typer.Typer) -> None:
         else:
             with postgres_resource(settings).connect() as conn:
                 newest = conn.execute("SELECT max(local_date) FROM ops.vee_readings").fetchone()
-                if newest is None or newest[0] is None:
-                    console.print("no VEE series yet: `metrify run` builds them from ingested readings")
-                    raise typer.Exit(code=1)
-                end = date.fromisoformat(last) if last else newest[0]
-                begin = date.fromisoformat(first) if first else end - timedelta(days=6)
-                found = read_series(conn, begin - timedelta(days=window_days), end, country)
-            items = {f"{region}/{segment}": s for (region, segment), s in found.items()}
+            if newest is None or newest[0] is None:
+                console.print("no VEE series yet: `metrify run` builds them from ingested readings")
+                raise typer.Exit(code=1)
+            end = date.fromisoformat(last) if last else newest[0]
         begin = date.fromisoformat(first) if first else end - timedelta(days=6)
         if begin > end:
             raise typer.BadParameter(f"--first {begin} is after --last {end}", param_hint="--first")
+        if openstef is None:
+            with postgres_resource(settings).connect() as conn:
+                found = read_series(conn, begin - timedelta(days=window_days), end, country)
+            items = {f"{region}/{segment}": s for (region, segment), s in found.items()}
         frame, wins = backtest_all(items, begin, end, window_days, refit_days, console)
         summary = bt.evaluate(frame) if len(frame) else pd.DataFrame()
         if as_json:

@@ -21,6 +21,7 @@ from metrify_assets.forecasting.series import LoadSeries, day_intervals
 from metrify_assets.forecasting.store import MODEL_PREFIX, save
 from metrify_assets.forecasting.writes import ACTUAL_COLUMNS, write_actuals, write_forecasts
 from metrify_assets.metadata import markdown_table, png_markdown
+from metrify_assets.meters.days import days_between
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import LakeResource, PostgresResource
 
@@ -43,10 +44,6 @@ class LoadForecastConfig(dg.Config):
         default=DEFAULT_COUNTRY,
         description="Country (ISO code, `holidays` package) whose holidays are a feature.",
     )
-
-
-def _days(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def forecast_rows(result: SeriesForecast, region: str, segment: str, version: str) -> pd.DataFrame:
@@ -141,7 +138,7 @@ def load_forecast(
     results: list[tuple[str, str, SeriesForecast]] = []
     forecasts, backtests = [], []
     with postgres.connect() as conn:
-        for issued in _days(first, last):
+        for issued in days_between(first, last):
             day = issued + timedelta(days=1)
             start = day - timedelta(days=config.window_days + config.backtest_days)
             found = read_series(conn, start, issued, config.holiday_country)

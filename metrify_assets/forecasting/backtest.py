@@ -19,6 +19,7 @@ import pandas as pd
 from metrify_assets.forecasting import baselines, calibration, features
 from metrify_assets.forecasting import model as quantile_model
 from metrify_assets.forecasting.series import LoadSeries, day_origin
+from metrify_assets.meters.days import days_between
 
 MODEL = quantile_model.METHOD
 METHODS = (MODEL, *baselines.BASELINES)
@@ -95,7 +96,7 @@ def backtest(
         return pd.DataFrame(columns=[*FORECAST_COLUMNS, "margin", "actual"])
     ordered = sorted(origins)
     first = ordered[0] - timedelta(days=window_days)
-    rows = features.build(series, [first + timedelta(days=i) for i in range((ordered[-1] - first).days + 1)])
+    rows = features.build(series, days_between(first, ordered[-1]))
     frames: list[pd.DataFrame] = []
     past = np.empty(0)
     fitted, fitted_at = None, None

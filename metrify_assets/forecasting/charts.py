@@ -3,9 +3,9 @@ P10..P90 band over the local day (matplotlib, headless, imported on first use)."
 
 from __future__ import annotations
 
-import io
-
 import pandas as pd
+
+from metrify_assets.metadata import figure_png, pyplot
 
 MAX_SERIES = 6  # the largest by forecast energy; the metadata table lists every series
 
@@ -13,11 +13,7 @@ MAX_SERIES = 6  # the largest by forecast energy; the metadata table lists every
 def forecast_chart_png(selected: pd.DataFrame) -> bytes:
     """Small multiples of `selected` (the chosen rows: region, segment, local_date, horizon_hour,
     reading_start, method, p10_kwh, p50_kwh, p90_kwh) for its newest forecast day."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     day = selected[selected["local_date"] == selected["local_date"].max()]
     totals = day.groupby(["region", "segment"])["p50_kwh"].sum().sort_values(ascending=False)
     keys = list(totals.index[:MAX_SERIES])
@@ -41,8 +37,4 @@ def forecast_chart_png(selected: pd.DataFrame) -> bytes:
     if keys:
         axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"Load forecast for {day['local_date'].max()}", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)

@@ -67,20 +67,18 @@ def read_series(
     zones = read_frame(conn, TIMEZONES_SQL)
     timezone = {(str(r.region), str(r.segment)): str(r.timezone) for r in zones.itertuples()}
     weather = read_frame(conn, WEATHER_SQL, params)
-    if len(weather):
-        weather["at"] = pd.to_datetime(weather["at"], utc=True)
+    weather["at"] = pd.to_datetime(weather["at"], utc=True)
+    stations = {(str(r), str(s)): rows for (r, s), rows in weather.groupby(["region", "segment"], sort=False)}
     found: dict[tuple[str, str], LoadSeries] = {}
     for (region, segment), rows in load.groupby(["region", "segment"], sort=True):
         key = (str(region), str(segment))
         values = rows.set_index("reading_start")["energy_kwh"].astype("float64").sort_index()
         grid = pd.date_range(values.index.min(), values.index.max(), freq=STEP)
         temperature = pd.Series(np.nan, index=grid, dtype="float64")
-        if len(weather):
-            mine = weather[(weather["region"] == region) & (weather["segment"] == segment)]
-            if len(mine):
-                observed = mine.set_index("at")["temperature_c"].astype("float64").sort_index()
-                span = pd.date_range(min(grid[0], observed.index[0]), observed.index[-1], freq=STEP)
-                temperature = observed.reindex(span).ffill(limit=WEATHER_FILL)
+        if key in stations:
+            observed = stations[key].set_index("at")["temperature_c"].astype("float64").sort_index()
+            span = pd.date_range(min(grid[0], observed.index[0]), observed.index[-1], freq=STEP)
+            temperature = observed.reindex(span).ffill(limit=WEATHER_FILL)
         found[key] = LoadSeries(
             name=f"{key[0]}/{key[1]}",
             load=values.reindex(grid),

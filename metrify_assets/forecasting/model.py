@@ -12,11 +12,9 @@ run side by side instead.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -74,16 +72,3 @@ def fit(rows: pd.DataFrame) -> QuantileModel | None:
     y = train["actual"].to_numpy(dtype="float64")
     with threadpool_limits(limits=1, user_api="openmp"):
         return QuantileModel(tuple(_estimator(q).fit(x, y) for q in QUANTILES))
-
-
-def to_bytes(model: QuantileModel) -> bytes:
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer, compress=3)
-    return buffer.getvalue()
-
-
-def from_bytes(data: bytes) -> QuantileModel:
-    loaded = joblib.load(io.BytesIO(data))
-    if not isinstance(loaded, QuantileModel):
-        raise TypeError(f"not a forecasting model: {type(loaded).__name__}")
-    return loaded

@@ -14,6 +14,8 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from metrify_assets.meters.days import days_between
+
 STEP = pd.Timedelta(minutes=15)
 SLOTS = 96
 GAP_SLOTS = 4  # an hour
@@ -60,7 +62,7 @@ def day_intervals(days: list[date], timezone: str) -> pd.DataFrame:
             }
         )
     # One range over the span, then the wanted days: a per-day loop cost ~1 ms a day.
-    span = [wanted[0] + timedelta(days=i) for i in range((wanted[-1] - wanted[0]).days + 2)]
+    span = days_between(wanted[0], wanted[-1] + timedelta(days=1))
     origins = pd.DatetimeIndex([day_origin(day, timezone) for day in span])
     stamps = pd.date_range(origins[0], origins[-1], freq=STEP, inclusive="left")
     day_index = origins.searchsorted(stamps, side="right") - 1

@@ -16,6 +16,7 @@ from metrify_assets.forecasting import model as quantile_model
 from metrify_assets.forecasting.features import FEATURES
 from metrify_assets.forecasting.run import SeriesForecast
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.model_files import model_bytes
 
 MODEL_PREFIX = "models/load_forecast"
 
@@ -55,7 +56,7 @@ def save(lake: Lake, result: SeriesForecast, region: str, segment: str, window_d
     where = prefix(result, region, segment)
     if result.forecast.model is not None:
         info["model_key"] = f"{where}/model.joblib"
-        lake.put(info["model_key"], quantile_model.to_bytes(result.forecast.model))
+        lake.put(info["model_key"], model_bytes(result.forecast.model))
     body = json.dumps(info, indent=2, default=str).encode()
     info["uri"] = lake.put(f"{where}/model.json", body, content_type="application/json")
     return info

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import io
-
 import pandas as pd
+
+from metrify_assets.metadata import figure_png, pyplot
 
 MAX_NODES = 8
 
 
 def risk_chart_png(figures: pd.DataFrame) -> bytes:
     """Risk score per hour of the riskiest nodes (at most MAX_NODES), with the worst state's hours marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     scored = figures.dropna(subset=["risk_score"])
     top = scored.groupby("grid_node_id")["risk_score"].max().sort_values(ascending=False).head(MAX_NODES)
     fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -32,8 +28,4 @@ def risk_chart_png(figures: pd.DataFrame) -> bytes:
     ax.set_title("Risk per node and hour (red: alert or emergency in the hour)")
     if len(top):
         ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)

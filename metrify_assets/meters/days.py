@@ -8,7 +8,7 @@ run reads its days, not the history.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
@@ -20,6 +20,11 @@ DAY_WINDOW = (
     "AND r.reading_start < ((%(last)s::date + 2)::timestamp AT TIME ZONE 'UTC') "
     f"AND {LOCAL_TS}::date BETWEEN %(first)s::date AND %(last)s::date"
 )
+
+
+def days_between(first: date, last: date) -> list[date]:
+    """Every day from `first` to `last`, both included (empty when `last` is before `first`)."""
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def readings_of_days_sql(columns: str, order_by: str | None = None) -> str:

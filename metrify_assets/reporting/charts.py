@@ -2,52 +2,26 @@
 
 from __future__ import annotations
 
-import io
-from functools import cache
-from types import ModuleType
-from typing import TYPE_CHECKING
-
 import pandas as pd
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-
-@cache
-def _plt() -> ModuleType:
-    """pyplot on the headless backend, imported on the first chart: only report runs draw, and the
-    import (~1 s) would otherwise be paid by every process that loads the definitions."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: no display on servers
-    import matplotlib.pyplot as plt
-
-    return plt
+from metrify_assets.metadata import figure_png, pyplot
 
 
 def bar_chart_png(series: pd.Series, title: str, xlabel: str) -> bytes:
     """A horizontal bar chart of `series` (index = labels), largest at the top."""
     data = series.sort_values()
-    fig, ax = _plt().subplots(figsize=(7, max(2.0, 0.35 * len(data) + 1)))
+    fig, ax = pyplot().subplots(figsize=(7, max(2.0, 0.35 * len(data) + 1)))
     ax.barh([str(i) for i in data.index], data.to_numpy(), color="#3b6ea5")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     for y, v in enumerate(data.to_numpy()):
         ax.text(v, y, f" {v:,.0f}", va="center", fontsize=8)
-    return _png(fig)
-
-
-def _png(fig: Figure) -> bytes:
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    _plt().close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=90)
 
 
 def score_over_time_png(ledger: pd.DataFrame, threshold: float) -> bytes:
     """Quality score of each batch by processing time, one line per source, with the alert threshold."""
-    fig, ax = _plt().subplots(figsize=(8, 3.5))
+    fig, ax = pyplot().subplots(figsize=(8, 3.5))
     for source, batches in ledger.sort_values("processed_at").groupby("source"):
         ax.plot(
             batches["processed_at"], batches["quality_score"], marker="o", markersize=3, label=str(source)
@@ -61,18 +35,18 @@ def score_over_time_png(ledger: pd.DataFrame, threshold: float) -> bytes:
     ax.set_ylim((threshold if pd.isna(lowest) else min(float(lowest), threshold)) - 5, 101)
     ax.legend(fontsize=8, loc="lower left")
     fig.autofmt_xdate()
-    return _png(fig)
+    return figure_png(fig, dpi=90)
 
 
 def heatmap_png(matrix: pd.DataFrame, title: str) -> bytes:
     """A 0..1 heat map (rows: index labels, columns: column labels), red low, green high."""
-    fig, ax = _plt().subplots(
+    fig, ax = pyplot().subplots(
         figsize=(max(4.0, 0.6 * matrix.shape[1] + 2.5), max(2.5, 0.22 * len(matrix) + 1.2))
     )
     if matrix.empty:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title)
-        return _png(fig)
+        return figure_png(fig, dpi=90)
     image = ax.imshow(matrix.to_numpy(dtype="float64"), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(
         range(matrix.shape[1]), [str(c) for c in matrix.columns], rotation=45, ha="right", fontsize=7
@@ -80,4 +54,4 @@ def heatmap_png(matrix: pd.DataFrame, title: str) -> bytes:
     ax.set_yticks(range(len(matrix)), [str(i) for i in matrix.index], fontsize=7)
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.04)
-    return _png(fig)
+    return figure_png(fig, dpi=90)

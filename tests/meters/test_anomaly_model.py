@@ -17,6 +17,7 @@ from metrify_assets.meters.anomaly.baseline import baseline_version, fit_baselin
 from metrify_assets.meters.anomaly.scoring import score_run
 from metrify_assets.meters.anomaly.store import StoredModels, load_current, save
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.model_files import load_model, model_bytes
 
 START = pd.Timestamp("2026-02-02", tz="UTC")  # a Monday
 REGISTRY = pd.DataFrame(
@@ -152,11 +153,11 @@ def test_empty_inputs() -> None:
 
 def test_bytes_round_trip_and_a_wrong_object_is_refused() -> None:
     fitted, _ = trained(14)
-    assert model.from_bytes(model.to_bytes(fitted)).version == fitted.version
+    assert load_model(model_bytes(fitted), model.ExpectedModel).version == fitted.version
     buffer = io.BytesIO()
     joblib.dump({"not": "a model"}, buffer)
     with pytest.raises(TypeError):
-        model.from_bytes(buffer.getvalue())
+        load_model(buffer.getvalue(), model.ExpectedModel)
 
 
 def test_a_window_without_weather_still_trains_and_scores() -> None:

@@ -18,15 +18,14 @@ Saved with joblib (pickle) into the lake, which is trusted: only the pipeline wr
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from metrify_assets.meters.anomaly.features import UNKNOWN_SEGMENT
+from metrify_assets.storage.model_files import model_bytes
 
 MODEL_KIND = "gbm-expected-v1"
 FEATURES = ("local_hour", "weekday", "holiday", "temperature_c", "level_kwh", "segment")
@@ -268,20 +267,5 @@ def expected_kwh(model: ExpectedModel, prepared: pd.DataFrame) -> tuple[np.ndarr
 def _version(model: ExpectedModel) -> str:
     """`<kind>@<last training day>-<hash>` of the fitted trees, levels and calibration: same data,
     same version."""
-    digest = hashlib.sha256(to_bytes(model))
+    digest = hashlib.sha256(model_bytes(model))
     return f"{MODEL_KIND}@{model.trained_to}-{digest.hexdigest()[:10]}"
-
-
-def to_bytes(model: ExpectedModel) -> bytes:
-    """joblib bytes of the model (pickle: load only what the pipeline wrote, from the trusted lake)."""
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer, compress=3)
-    return buffer.getvalue()
-
-
-def from_bytes(data: bytes) -> ExpectedModel:
-    """The model `to_bytes` wrote (from the trusted lake: unpickling runs code)."""
-    model = joblib.load(io.BytesIO(data))
-    if not isinstance(model, ExpectedModel):
-        raise TypeError(f"not an ExpectedModel: {type(model).__name__}")
-    return model

@@ -16,6 +16,7 @@ import pandas as pd
 from metrify_assets.meters.anomaly import model as expected_model
 from metrify_assets.meters.anomaly.baseline import BASELINE_KIND
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.model_files import load_model, model_bytes
 from metrify_assets.storage.parquet import to_parquet_bytes
 
 MODEL_PREFIX = "models/anomaly"
@@ -62,7 +63,7 @@ def save(lake: Lake, models: StoredModels) -> str:
     """Write both models and their description, then point `current.json` at them; returns the
     description's URI."""
     info = models.describe()
-    lake.put(info["model_key"], expected_model.to_bytes(models.model))
+    lake.put(info["model_key"], model_bytes(models.model))
     lake.put(
         info["baseline_key"], to_parquet_bytes(models.baseline), content_type="application/vnd.apache.parquet"
     )
@@ -81,7 +82,7 @@ def load_current(lake: Lake) -> StoredModels | None:
     if pointer.get("format") != FORMAT:
         return None
     return StoredModels(
-        model=expected_model.from_bytes(lake.get(pointer["model_key"])),
+        model=load_model(lake.get(pointer["model_key"]), expected_model.ExpectedModel),
         baseline=pd.read_parquet(io.BytesIO(lake.get(pointer["baseline_key"]))),
         baseline_version=pointer["baseline"]["version"],
     )

@@ -15,6 +15,7 @@ import psycopg
 from pydantic import Field
 
 from metrify_assets.metadata import markdown_table
+from metrify_assets.meters.days import days_between
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.estimation import SERIES_COLUMNS
 from metrify_assets.meters.vee.gate import DAY_COLUMNS
@@ -86,7 +87,7 @@ def vee_meter_readings(
                 "their series and the marts' history stand; restore them (`metrify restore --dataset "
                 "meter_readings --from ... --to ...`) to rebuild them"
             )
-        hot_days = [d for d in _days(first, last) if d not in set(archived)]
+        hot_days = [d for d in days_between(first, last) if d not in set(archived)]
         cache = redis.get_cache()
         try:
             runs = [
@@ -139,10 +140,6 @@ def archived_days(conn: psycopg.Connection, first: date, last: date) -> list[dat
         (first, last),
     ).fetchall()
     return [d for (d,) in rows]
-
-
-def _days(first: date, last: date) -> list[date]:
-    return [date.fromordinal(o) for o in range(first.toordinal(), last.toordinal() + 1)]
 
 
 def merge_runs(runs: list[VeeRun]) -> VeeRun:

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from metrify_assets.meters.days import local_times
+from metrify_assets.meters.days import days_between, local_times
 
 CANDIDATE_COLUMNS = [
     "meter_id",
@@ -98,7 +98,7 @@ def meter_days(
     cand["local_date"] = local_times(cand["reading_start"], cand["timezone"]).dt.date
     in_range = cand[(cand["local_date"] >= first) & (cand["local_date"] <= last)]
     seen = in_range[["meter_id", "local_date"]].drop_duplicates()
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    days = days_between(first, last)
     registered = pd.DataFrame(columns=["meter_id", "local_date"])
     if len(meters):
         installed = pd.to_datetime(meters["installed_on"]).dt.date
