@@ -38,7 +38,8 @@ class LoadForecastConfig(dg.Config):
         default=bt.REFIT_DAYS, description="Backtest days one fitted model forecasts before a refit."
     )
     workers: int = Field(
-        default=0, description="Processes the series are forecast in (0: one per core; 1: in the run's)."
+        default=0,
+        description="Processes the series are forecast in (1: the run's; N: a pool of N; 0: one per core when timing the first series shows a pool pays for its start).",
     )
     holiday_country: str = Field(
         default=DEFAULT_COUNTRY,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -19,7 +20,9 @@ from metrify_assets.forecasting import calibration
 from metrify_assets.forecasting.series import LoadSeries
 
 BACKTEST_DAYS = 7
-POOL_MIN_SERIES = 8  # fewer series run in process: a worker pool takes ~2 s to start
+# Seconds a worker pool takes to start and warm up inside a run (measured 3-5 s on 2 cores, where
+# 8 series of two days took 1.0-1.5 s in process and 4.3-6.7 s in a pool).
+POOL_START_S = 5.0
 K = TypeVar("K")
 
 
@@ -75,6 +78,15 @@ def _forecast(args: tuple[LoadSeries, date, int, int, int]) -> SeriesForecast:
     return forecast_series(*args)
 
 
+def pool_pays(first_seconds: float, remaining: int, workers: int) -> bool:
+    """Whether `remaining` series, each taking about `first_seconds` in process, finish sooner in a
+    pool of `workers`: it saves the work the other workers take over and costs POOL_START_S."""
+    if workers < 2 or remaining < 2:
+        return False
+    saved = first_seconds * remaining * (1 - 1 / min(workers, remaining))
+    return saved > POOL_START_S
+
+
 def forecast_many(
     items: Mapping[K, LoadSeries],
     day: date,
@@ -84,27 +96,38 @@ def forecast_many(
     workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[K, SeriesForecast]:
-    """`forecast_series` for each series, in `workers` processes (0: one per core; 1, or fewer than
-    POOL_MIN_SERIES series: in this process). `progress(done, total)` is called as series finish.
+    """`forecast_series` for each series; `progress(done, total)` is called as series finish.
+
+    `workers` 1 runs them in this process, 2 or more in that many worker processes. 0 (the default)
+    forecasts the first series here, times it, and starts a pool of one worker per core for the rest
+    only when `pool_pays`: a few short series (a new deployment's) finish before a pool has started.
 
     Workers come from a fork server that has imported this module: forking the caller itself (a
     Dagster run, with its threads) could copy a lock another thread held, and spawning a fresh
     interpreter per worker costs seconds of imports."""
     keys = list(items)
     jobs = [(items[k], day, window_days, backtest_days, refit_days) for k in keys]
-    count = workers or os.cpu_count() or 1
     results: list[SeriesForecast] = []
-    if count == 1 or len(jobs) < POOL_MIN_SERIES:
-        for job in jobs:
-            results.append(_forecast(job))
-            if progress:
-                progress(len(results), len(jobs))
+
+    def done(result: SeriesForecast) -> None:
+        results.append(result)
+        if progress:
+            progress(len(results), len(jobs))
+
+    count = workers or os.cpu_count() or 1
+    if jobs and workers == 0:
+        started = time.perf_counter()
+        done(_forecast(jobs[0]))
+        if not pool_pays(time.perf_counter() - started, len(jobs) - 1, count):
+            count = 1
+    rest = jobs[len(results) :]
+    if count == 1 or len(rest) < 2:
+        for job in rest:
+            done(_forecast(job))
         return dict(zip(keys, results, strict=True))
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(max_workers=min(count, len(jobs)), mp_context=context) as pool:
-        for result in pool.map(_forecast, jobs, chunksize=max(1, len(jobs) // (count * 8))):
-            results.append(result)
-            if progress:
-                progress(len(results), len(jobs))
+    with ProcessPoolExecutor(max_workers=min(count, len(rest)), mp_context=context) as pool:
+        for result in pool.map(_forecast, rest, chunksize=max(1, len(rest) // (count * 8))):
+            done(result)
     return dict(zip(keys, results, strict=True))

@@ -8,7 +8,7 @@ from datetime import date
 import pandas as pd
 
 from metrify_assets.forecasting import backtest as bt
-from metrify_assets.forecasting.run import POOL_MIN_SERIES, forecast_many, forecast_series
+from metrify_assets.forecasting.run import forecast_many, forecast_series, pool_pays
 from tests.forecasting.synthetic import synthetic
 
 
@@ -32,7 +32,7 @@ def test_a_series_younger_than_a_week_is_forecast_from_yesterday() -> None:
 
 
 def test_a_worker_pool_gives_the_answers_of_one_process() -> None:
-    items = {f"s{i}": synthetic(days=23, seed=i) for i in range(POOL_MIN_SERIES)}
+    items = {f"s{i}": synthetic(days=23, seed=i) for i in range(6)}
     day = date(2026, 1, 27)
     seen: list[tuple[int, int]] = []
     pooled = forecast_many(
@@ -43,3 +43,20 @@ def test_a_worker_pool_gives_the_answers_of_one_process() -> None:
     for key in items:
         assert pooled[key].winner == alone[key].winner
         pd.testing.assert_frame_equal(pooled[key].forecast.forecasts, alone[key].forecast.forecasts)
+
+
+def test_a_pool_starts_only_when_the_work_it_takes_over_outweighs_its_start() -> None:
+    assert not pool_pays(0.2, 12, 2)  # a new deployment's short series: 1.2 s saved, 5 s to start
+    assert pool_pays(1.1, 199, 2)  # two months of history per meter: ~109 s saved
+    assert not pool_pays(60.0, 0, 2) and not pool_pays(60.0, 1, 2)  # nothing for a second worker
+    assert not pool_pays(60.0, 10, 1)
+
+
+def test_short_series_are_forecast_in_process_by_default() -> None:
+    items = {f"s{i}": synthetic(days=3, seed=i) for i in range(4)}
+    seen: list[tuple[int, int]] = []
+    made = forecast_many(
+        items, date(2026, 1, 8), window_days=21, backtest_days=7, progress=lambda d, t: seen.append((d, t))
+    )
+    assert list(made) == list(items) and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert {r.winner for r in made.values()} == {"persistence"}
