@@ -39,6 +39,7 @@ class LoadForecastConfig(dg.Config):
     )
     workers: int = Field(
         default=0,
+        ge=0,
         description="Processes the series are forecast in (1: the run's; N: a pool of N; 0: one per core when timing the first series shows a pool pays for its start).",
     )
     holiday_country: str = Field(

@@ -189,17 +189,21 @@ def _of_types(values: pd.Series, types: list[type]) -> pd.Series:
     return values.map(type, na_action="ignore").isin(types)
 
 
-def _joined_lists(values: pd.Series) -> pd.Series:
-    """Each list of texts comma-joined (an empty list as ""), anything else None: one pass, where a
-    type check, a length check and the join each walked the column before."""
+def _joined_lists(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Each list of texts comma-joined (None for an empty list, stored as NULL), and whether each
+    value is such a list: one pass, where a type check, a length check and the join each walked the
+    column before."""
     out: list[str | None] = [None] * len(values)
+    is_list = np.zeros(len(values), dtype=bool)
     for i, value in enumerate(values.to_numpy(dtype=object)):
         if type(value) is list:
             try:
-                out[i] = ",".join(value)  # TypeError unless every item is a text
+                text = ",".join(value)  # TypeError unless every item is a text
             except TypeError:
                 continue
-    return pd.Series(out, index=values.index, dtype=object)
+            is_list[i] = True
+            out[i] = text if value else None
+    return pd.Series(out, index=values.index, dtype=object), is_list
 
 
 def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequence[int]) -> DecodedBatch:
@@ -251,12 +255,10 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
                 f"malformed:timestamp_without_offset:{field.name}",
             )
         elif field.type == "str_list":
-            joined = _joined_lists(col)
-            is_list = joined.notna()
+            joined, is_list = _joined_lists(col)
             fail(present & ~is_list, f"malformed:bad_type:{field.name}")
             fail(present & is_list & ~_storable_text(joined.fillna("")), f"malformed:bad_text:{field.name}")
-            # Stored comma-joined, an empty list as NULL (what `_typed` keeps).
-            frame[field.name] = joined.where(joined != "", None)
+            frame[field.name] = joined  # what `_typed` stores
     for pos in np.flatnonzero(~undecided):
         bad.append(Malformed(idx[pos], payloads[idx[pos]], str(reason[pos])))
     bad.sort(key=lambda m: m.record_index)

@@ -48,8 +48,8 @@ class WarehouseDbtResource(DbtCliResource):
       the latest releases (8-9 s here, longer where PyPI cannot be reached). When the executable is
       this environment's own dbt, its version is the installed dbt-core package's.
     - It opens a dbt adapter in the run's process (about 2.5 s) for `fetch_row_counts` and
-      `fetch_column_metadata`, which Metrify does not call; without one they log that they are
-      unavailable.
+      `fetch_column_metadata`, which Metrify does not call (without an adapter they would add
+      nothing).
 
     Both override private members; `tests/warehouse/test_project.py` fails if dagster-dbt renames them.
     """

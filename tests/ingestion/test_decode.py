@@ -74,6 +74,25 @@ def test_unknown_fields_are_ignored_and_optional_fields_typed() -> None:
     assert "firmware" not in batch.records.columns
 
 
+def test_status_lists_are_stored_joined_and_an_empty_list_as_null() -> None:
+    flags = [["a", "b"], [""], [], None, ["ok", 1], "a"]
+    messages = [json.dumps(reading(status_flags=f)) for f in flags]
+    batch = decode(METER_READINGS, messages, [1] * len(messages))
+    stored = dict(zip(batch.records["record_index"], batch.records["status_flags"], strict=True))
+    assert stored[0] == "a,b" and stored[1] == ""
+    assert pd.isna(stored[2]) and pd.isna(stored[3])
+    assert [(m.record_index, m.reason) for m in batch.malformed] == [
+        (4, "malformed:bad_type:status_flags"),
+        (5, "malformed:bad_type:status_flags"),
+    ]
+
+
+def test_an_optional_field_no_record_carries_is_null_in_every_row() -> None:
+    messages = [json.dumps(reading()) for _ in range(3)]
+    records = decode(METER_READINGS, messages, [1, 1, 1]).records
+    assert len(records) == 3 and records["status_flags"].isna().all() and records["source"].isna().all()
+
+
 def test_grid_status_contract() -> None:
     good = {
         "grid_node_id": "N1",
