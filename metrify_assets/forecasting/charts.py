@@ -13,13 +13,12 @@ MAX_SERIES = 6  # the largest by forecast energy; the metadata table lists every
 def forecast_chart_png(selected: pd.DataFrame) -> bytes:
     """Small multiples of `selected` (the chosen rows: region, segment, local_date, horizon_hour,
     reading_start, method, p10_kwh, p50_kwh, p90_kwh) for its newest forecast day."""
-    plt = pyplot()
     day = selected[selected["local_date"] == selected["local_date"].max()]
     totals = day.groupby(["region", "segment"])["p50_kwh"].sum().sort_values(ascending=False)
     keys = list(totals.index[:MAX_SERIES])
     columns = min(3, max(1, len(keys)))
     rows = -(-max(1, len(keys)) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.6 * rows), squeeze=False)
+    fig, axes = pyplot().subplots(rows, columns, figsize=(4 * columns, 2.6 * rows), squeeze=False)
     for ax, (region, segment) in zip(axes.flat, keys, strict=False):
         rows_of = day[(day["region"] == region) & (day["segment"] == segment)].sort_values("reading_start")
         hours = rows_of["horizon_hour"].to_numpy() + (

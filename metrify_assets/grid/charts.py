@@ -11,10 +11,9 @@ MAX_NODES = 8
 
 def risk_chart_png(figures: pd.DataFrame) -> bytes:
     """Risk score per hour of the riskiest nodes (at most MAX_NODES), with the worst state's hours marked."""
-    plt = pyplot()
     scored = figures.dropna(subset=["risk_score"])
     top = scored.groupby("grid_node_id")["risk_score"].max().sort_values(ascending=False).head(MAX_NODES)
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = pyplot().subplots(figsize=(8, 3.5))
     for node in top.index:
         series = scored[scored["grid_node_id"] == node].sort_values("hour_start")
         hours = pd.to_datetime(series["hour_start"], utc=True)

@@ -31,13 +31,16 @@ def dbt_project() -> DbtProject:
     )
 
 
+# The dbt of this environment (the locked venv): its version is the installed dbt-core package's.
+OWN_DBT = Path(sys.executable).parent / "dbt"
+
+
 def dbt_executable() -> str:
-    """The dbt beside this interpreter (the locked venv), else the one on PATH.
+    """The dbt beside this interpreter, else the one on PATH.
 
     Dagster may run without the venv's bin/ on PATH, and dagster-dbt looks up plain `dbt`.
     """
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
+    return str(OWN_DBT) if OWN_DBT.exists() else shutil.which("dbt") or "dbt"
 
 
 class WarehouseDbtResource(DbtCliResource):
@@ -56,9 +59,9 @@ class WarehouseDbtResource(DbtCliResource):
 
     @cached_property
     def _cli_version(self) -> version.Version:
-        if Path(self.dbt_executable) == Path(sys.executable).parent / "dbt":
+        if Path(self.dbt_executable) == OWN_DBT:
             return version.parse(metadata.version("dbt-core"))
-        return version.parse(str(DbtCliResource._cli_version.func(self)))  # type: ignore[attr-defined]
+        return DbtCliResource._cli_version.func(self)  # type: ignore[attr-defined]
 
     def _initialize_dbt_core_adapter(self, args: Any) -> Any:
         return None
