@@ -204,3 +204,36 @@ def test_vee_series_suite_refuses_an_unknown_status_and_a_duplicate_interval() -
     assert [e.column for e in bad.failed] == ["status"]
     duplicated = validate("vee_meter_readings", df.assign(reading_start=[start] * 3))
     assert [e.column for e in duplicated.failed] == ["meter_id,reading_start"]
+
+
+def test_configurations_built_once_change_no_result() -> None:
+    """The per-validation configuration memo gives GX's own results, and ends with the validation."""
+    from great_expectations.expectations.expectation import Expectation
+    from great_expectations.validator.v1_validator import Validator
+
+    from metrify_assets.quality.gx import _built, _configurations_built_once, _runner
+
+    df = meter_readings(400)
+    df.loc[[3, 4], "interval_minutes"] = 7
+    df.loc[8, "energy_kwh"] = 5_000.0
+    df.loc[10, ["meter_id", "reading_start"]] = df.loc[9, ["meter_id", "reading_start"]].to_numpy()
+    vd, _ = _runner(EXPECTATIONS_DIR.resolve()).definition("validated_meter_readings")
+
+    def results(memo: bool) -> list[dict]:
+        validator = Validator(
+            vd.batch_definition, result_format="COMPLETE", batch_parameters={"dataframe": df}
+        )
+        if not memo:
+            return [r.to_json_dict() for r in validator.validate_expectation_suite(vd.suite).results]
+        with _configurations_built_once():
+            expectation = vd.suite.expectations[0]
+            assert expectation.configuration is expectation.configuration  # built once inside
+            return [r.to_json_dict() for r in validator.validate_expectation_suite(vd.suite).results]
+
+    with_memo, without = results(memo=True), results(memo=False)
+    assert with_memo == without
+    assert sum(not r["success"] for r in without) == 3  # interval, energy range, compound key
+    assert _built.memo is None
+    first = vd.suite.expectations[0]
+    assert first.configuration is not first.configuration  # GX's own property again outside
+    assert isinstance(first, Expectation)
