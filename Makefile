@@ -53,7 +53,7 @@ promtool:  ## promtool from Debian's prometheus package, for the alert-rule unit
 	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
 
 test: lint typecheck dbt-parse kafka-jars redis-server promtool  ## Lint, types and the whole test suite (real services)
-	$(RUN) pytest
+	$(RUN) pytest -n auto --maxprocesses 4 --dist loadfile  # a file's tests share one worker's services
 
 dev: env dbt-parse  ## The Dagster UI on http://127.0.0.1:3000 with this project's instance
 	mkdir -p .metrify/dagster && DAGSTER_HOME=$(CURDIR)/.metrify/dagster $(RUN) dagster dev -w workspace.yaml
