@@ -406,3 +406,19 @@ def test_a_parallel_drain_ingests_every_range_once_in_forked_workers(
     ).fetchone() == (len(good),)
     ledger = pg.execute("SELECT run_id FROM ops.ingest_ledger WHERE source = %s", (SOURCE,)).fetchall()
     assert sorted(r[0] for r in ledger) == sorted(r.dagster_run.run_id for r in runs)  # one run a range
+
+
+def test_the_drain_freezes_the_imported_heap_only_while_runs_execute() -> None:
+    import gc
+
+    from metrify_assets.orchestration.drain import _frozen_heap
+
+    before = gc.get_freeze_count()
+    with _frozen_heap():
+        frozen = gc.get_freeze_count()
+        assert frozen > before  # what was imported is out of the collector's walks
+        garbage = [[]]
+        garbage[0].append(garbage)  # a cycle made meanwhile is still collected
+        del garbage
+        assert gc.collect() > 0
+    assert gc.get_freeze_count() == 0  # everything collectable again afterwards
