@@ -121,6 +121,7 @@ def render_instance(values: dict[str, Any]) -> dict[str, Any]:
         "db_name": pg["postgresqlDatabase"],
         "port": pg["service"]["port"],
         "params": pg["postgresqlParams"],
+        "scheme": pg["postgresqlScheme"],
     }
     launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
     k8s_config = launcher["runK8sConfig"]
@@ -210,7 +211,7 @@ def dagster_db_url(pg_resource: PostgresResource) -> str:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'dagster_deploy'").fetchone():
             conn.execute("CREATE DATABASE dagster_deploy")
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/dagster_deploy"))
+    return urlunsplit(parts._replace(scheme="postgresql+psycopg2", path="/dagster_deploy"))
 
 
 def load_instance(directory: Path, config: dict[str, Any] | str) -> dg.DagsterInstance:
@@ -221,13 +222,19 @@ def load_instance(directory: Path, config: dict[str, Any] | str) -> dg.DagsterIn
 
 def assert_runs_land_in(instance: dg.DagsterInstance, url: str) -> None:
     """A run the instance stores is counted back through it and is a row of Dagster's `runs` table in
-    the database at `url`: the storage is that PostgreSQL, its tables exist, and it is written."""
+    the database at `url`, and so is an event of it (stored with a NOTIFY, which the wrong driver
+    refuses): the storage is that PostgreSQL, its tables exist, and it is written."""
     run = instance.add_run(dg.DagsterRun(job_name="deploy_check", run_id=make_new_run_id()))
     try:
         assert instance.get_runs_count(dg.RunsFilter(run_ids=[run.run_id])) == 1
-        with psycopg.connect(url) as conn:
+        instance.report_engine_event("deploy check", run)
+        with psycopg.connect(url.replace("+psycopg2", "", 1)) as conn:
             row = conn.execute("SELECT pipeline_name FROM runs WHERE run_id = %s", (run.run_id,)).fetchone()
+            events = conn.execute(
+                "SELECT count(*) FROM event_logs WHERE run_id = %s", (run.run_id,)
+            ).fetchone()
         assert row == ("deploy_check",)
+        assert events == (1,)
     finally:
         instance.delete_run(run.run_id)
     assert instance.get_runs_count(dg.RunsFilter(run_ids=[run.run_id])) == 0
@@ -262,6 +269,7 @@ def postgres_db_for(url: str) -> dict[str, Any]:
         "db_name": parts.path.lstrip("/"),
         "port": parts.port or 5432,
         "params": query,
+        "scheme": parts.scheme,
     }
 
 

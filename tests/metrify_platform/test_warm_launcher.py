@@ -164,13 +164,16 @@ def test_the_deployment_instance_config_loads_on_postgres(
     pg_resource: PostgresResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shutil.copy(ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
-    monkeypatch.setenv("METRIFY_DAGSTER_POSTGRES_URL", pg_resource.get_url())
+    url = pg_resource.get_url().replace("postgresql://", "postgresql+psycopg2://", 1)  # as documented
+    monkeypatch.setenv("METRIFY_DAGSTER_POSTGRES_URL", url)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.run_launcher, WarmRunLauncher)
         assert instance.run_launcher.supports_check_run_worker_health
         assert instance.run_monitoring_enabled
         run = instance.create_run_for_job(job_def=dg.JobDefinition(graph_def=dg.GraphDefinition("noop")))
         assert instance.get_run_by_id(run.run_id) is not None, "run storage is the PostgreSQL database"
+        instance.report_engine_event("deployment check", run)  # an event's NOTIFY needs psycopg2
+        assert [e.message for e in instance.all_logs(run.run_id)] == ["deployment check"]
 
 
 def test_the_local_instance_forks_runs_and_dequeues_every_second(tmp_path: Path) -> None:
