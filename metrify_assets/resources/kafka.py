@@ -18,9 +18,8 @@ from pydantic import Field
 
 from metrify_assets.contracts import CONTRACTS
 
-# Clients live for one tick or run, so waits that suit a long-lived client are most of a short one's
-# life: kafka-python's default 100 ms backoff is paid after the bootstrap metadata (its cluster
-# metadata keeps 100 ms whatever the client is given) and on a fresh consumer's first poll.
+# Clients live for one tick or run, so kafka-python's default 100 ms backoff, paid on a fresh
+# consumer's first poll and before the topic metadata that follows bootstrap, was most of their wait.
 RETRY_BACKOFF_MS = 20
 
 
@@ -29,8 +28,8 @@ def dlq_topic(topic: str) -> str:
 
 
 def _prompt_metadata(cluster: Any) -> None:
-    """The topic metadata after bootstrap, asked for without the 100 ms backoff (about 0.1 s per
-    client: a run has a consumer and, with rejects, a producer)."""
+    """A client's cluster metadata keeps kafka-python's 100 ms whatever the client is given: about
+    0.1 s per client (a run has a consumer and, with rejects, a producer)."""
     cluster.config["retry_backoff_ms"] = RETRY_BACKOFF_MS
 
 

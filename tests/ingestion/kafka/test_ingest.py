@@ -6,6 +6,7 @@ bad records and commit. Replays of the same or overlapping ranges change nothing
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import subprocess
@@ -409,8 +410,6 @@ def test_a_parallel_drain_ingests_every_range_once_in_forked_workers(
 
 
 def test_the_drain_freezes_the_imported_heap_only_while_runs_execute() -> None:
-    import gc
-
     from metrify_assets.orchestration.drain import _frozen_heap
 
     before = gc.get_freeze_count()
