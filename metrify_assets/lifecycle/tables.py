@@ -13,6 +13,8 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from metrify_assets.meters.days import DAY_WINDOW, day_params
 from metrify_assets.storage.frames import read_frame
@@ -192,6 +194,14 @@ def _column_digest(column: pd.Series) -> bytes:
         kind, values = b"f", column.to_numpy(dtype="float64", na_value=0.0)
     elif pd.api.types.is_integer_dtype(column) or pd.api.types.is_bool_dtype(column):
         kind, values = b"i", column.to_numpy(dtype="int64", na_value=0)
+    elif isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+        # The same bytes as the join below, joined by Arrow: no Python string per value.
+        values = pa.array(column.array)  # chunked once frames were concatenated
+        values = (values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values).fill_null("")
+        whole = pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
+        digest.update(b"s")
+        digest.update(pc.binary_join(whole, pa.scalar("\x1e", values.type))[0].as_buffer())
+        return digest.digest()
     else:
         text = "\x1e".join(column.to_numpy(dtype=object, na_value="").astype(str).tolist())
         digest.update(b"s" + text.encode())

@@ -77,10 +77,12 @@ def write_verified(
     now: datetime,
     run_id: str | None,
     action: str,
+    checksum: str | None = None,
 ) -> Outcome:
-    """Write `rows` as the day's warm copy, read it back, check it, then write the manifest and record it."""
+    """Write `rows` as the day's warm copy, read it back, check it, then write the manifest and record it.
+    `checksum` is the rows' content checksum when the caller computed it already."""
     rows = rows.sort_values(list(table.key), kind="stable").reset_index(drop=True)
-    checksum = content_checksum(rows, table.key)
+    checksum = checksum or content_checksum(rows, table.key)
     body = to_parquet_bytes(rows)
     key, mkey = data_key(table.dataset, day), manifest_key(table.dataset, day)
     lake.put(key, body, content_type=PARQUET, storage_class="STANDARD", tags=TIER_TAG)
@@ -158,7 +160,7 @@ def copy_to_warm(
     rows = table.read_days(conn, day, day)
     if not len(rows):
         return Outcome(table.dataset, day, "skipped", "no hot rows")
-    checksum = content_checksum(rows.sort_values(list(table.key), kind="stable"), table.key)
+    checksum = content_checksum(rows, table.key)
     if current is not None and not current.hot_gone() and current.checksum == checksum:
         return Outcome(table.dataset, day, "unchanged", f"copy in {current.tier} holds these rows", len(rows))
     if current is not None and current.hot_gone() and current.kept_checksum == checksum:
@@ -182,7 +184,7 @@ def copy_to_warm(
                 return Outcome(table.dataset, day, "skipped", detail, len(rows))
             merged = newest_versions(pd.concat([archived, rows], ignore_index=True), table.key)
             return write_verified(conn, lake, table, day, merged, now, run_id, "merged")
-        outcome = write_verified(conn, lake, table, day, rows, now, run_id, "copied")
+        outcome = write_verified(conn, lake, table, day, rows, now, run_id, "copied", checksum)
         if held:  # the day's first copy, under a hold placed before it existed: locked at once
             holds.lock_objects(
                 lake, [data_key(table.dataset, day), manifest_key(table.dataset, day)], on=True

@@ -1,4 +1,10 @@
-"""Read query results into DataFrames over a psycopg connection (no SQLAlchemy needed)."""
+"""Read query results into DataFrames over a psycopg connection (no SQLAlchemy needed).
+
+A result of plain columns (text, integers, floats, booleans, dates, timestamps) travels as one
+`COPY ... TO STDOUT (FORMAT csv)` parsed by Arrow's CSV reader: no Python object per value, which
+was most of the time of reading a day of readings. Anything else (numeric, JSON, arrays, a value CSV
+cannot carry exactly) is read through binary results. Both give the same frame.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,38 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from psycopg.adapt import Loader
 from psycopg.pq import Format
+
+Params = Mapping[str, Any] | Sequence[Any] | None
 
 _PG_EPOCH_US = 946_684_800_000_000  # PostgreSQL counts microseconds from 2000-01-01, numpy from 1970
 _NAT = np.iinfo(np.int64).min  # numpy's NaT: a NULL timestamp
 
+# PostgreSQL type -> the Arrow type its CSV text parses to exactly (float4 widens after parsing, as
+# psycopg widens it to a Python float).
+_CSV_TYPES: dict[str, pa.DataType] = {
+    "text": pa.string(),
+    "varchar": pa.string(),
+    "bpchar": pa.string(),
+    "name": pa.string(),
+    "int2": pa.int64(),
+    "int4": pa.int64(),
+    "int8": pa.int64(),
+    "float4": pa.float32(),
+    "float8": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+}
+
 
 class _MicrosLoader(Loader):
     """A binary timestamp as its microsecond count: no `datetime` object per value for pandas to parse
-    back (most of the time of reading a day of readings, before)."""
+    back."""
 
     format = Format.BINARY
 
@@ -25,11 +53,84 @@ class _MicrosLoader(Loader):
         return int.from_bytes(data, "big", signed=True)
 
 
-def read_frame(
-    conn: psycopg.Connection, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None
+def read_frame(conn: psycopg.Connection, query: str, params: Params = None) -> pd.DataFrame:
+    """Run `query` (a SELECT) and return its rows with the cursor's column names (timestamps stay
+    tz-aware, in the session's time zone, as psycopg gives them)."""
+    with conn.cursor() as cur:  # the result's columns, without running the query
+        cur.execute(f"SELECT * FROM ({query}) AS q LIMIT 0".encode(), params)
+        description = cur.description or []
+    types = _csv_types(conn, description)
+    if types is not None:
+        try:
+            return _read_csv(conn, query, params, description, types)
+        except pa.ArrowInvalid:  # a value CSV text cannot carry exactly (an infinite or BC timestamp)
+            return _read_binary(conn, query, params)
+    return _read_binary(conn, query, params)
+
+
+def _csv_types(conn: psycopg.Connection, description: Sequence[Any]) -> list[pa.DataType] | None:
+    """The Arrow type of each column, or None when a column is not one the CSV path reads."""
+    names = {}
+    for name in _CSV_TYPES:
+        info = conn.adapters.types.get(name)
+        if info is not None:
+            names[info.oid] = name
+    kinds = [names.get(column.type_code) for column in description]
+    if not kinds or None in kinds:
+        return None
+    return [_CSV_TYPES[kind] for kind in kinds if kind is not None]
+
+
+def _read_csv(
+    conn: psycopg.Connection,
+    query: str,
+    params: Params,
+    description: Sequence[Any],
+    types: list[pa.DataType],
 ) -> pd.DataFrame:
-    """Run `query` and return its rows with the cursor's column names (timestamps stay tz-aware, in the
-    session's time zone, as psycopg gives them)."""
+    names = [column.name for column in description]
+    with conn.transaction(), conn.cursor() as cur:
+        # Exact floats and ISO dates whatever the server's defaults, for this transaction only.
+        cur.execute(
+            "SELECT set_config('extra_float_digits', '1', true), set_config('DateStyle', 'ISO', true)"
+        )
+        body = bytearray()  # grown row by row: joining 200,000 row buffers at the end took 3x longer
+        with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)".encode(), params) as copy:
+            for row in copy:
+                body += row
+    if not body:
+        return pd.DataFrame([], columns=names)
+    keys = [f"c{i}" for i in range(len(names))]  # by position: a query may name two columns alike
+    table = pa_csv.read_csv(
+        pa.BufferReader(body),
+        read_options=pa_csv.ReadOptions(column_names=keys),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict(zip(keys, types, strict=True)),
+            null_values=[""],  # PostgreSQL writes NULL unquoted and empty text as ""
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+    columns: dict[int, Any] = {}
+    for i, (column, kind) in enumerate(zip(table.columns, types, strict=True)):
+        if kind == pa.float32():
+            column = column.cast(pa.float64())
+        if column.null_count == len(column) and not pa.types.is_timestamp(kind):
+            columns[i] = [None] * len(column)  # as psycopg's rows give an all-NULL column
+            continue
+        values = column.to_pandas()
+        if getattr(kind, "tz", None):
+            values = values.dt.tz_convert(conn.info.timezone)
+        columns[i] = values
+    frame = pd.DataFrame(columns)
+    frame.columns = pd.Index(names)
+    return frame
+
+
+def _read_binary(conn: psycopg.Connection, query: str, params: Params) -> pd.DataFrame:
     with conn.cursor(binary=True) as cur:
         for name in ("timestamptz", "timestamp"):
             cur.adapters.register_loader(name, _MicrosLoader)
