@@ -7,6 +7,7 @@ the run's clock, `as_of`); the others are left, and its metadata tables show eac
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 import dagster as dg
@@ -22,9 +23,13 @@ from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, move_due
 from metrify_assets.metadata import markdown_table
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.resources.lake import Lake
 
 OWNERS = ["team:data-engineering"]
 GROUP = "lifecycle"
+# Days copied at once, each thread on its own connection: a day's work is mostly PostgreSQL's, Arrow's
+# and the lake's, which run beside Python.
+ARCHIVE_THREADS = 4
 HOT_ASSETS = ["validated_meter_readings", "validated_grid_status", "validated_weather_observations"]
 
 
@@ -148,24 +153,45 @@ def warm_tier(
     first, last = partition_days(context)
     store = lake.get_lake()
     now = datetime.now(UTC)
+    days = [
+        (dataset, date.fromordinal(ordinal))
+        for dataset in TIERED_DATASETS
+        for ordinal in range(first.toordinal(), last.toordinal() + 1)
+    ]
+    threads = max(1, min(ARCHIVE_THREADS, len(days)))
+    with ThreadPoolExecutor(threads) as pool:
+        shares = pool.map(
+            lambda share: _copy_days(postgres, store, share, now, context.run.run_id),
+            [days[i::threads] for i in range(threads)],
+        )
+        copied = dict(pair for share in shares for pair in share)
     outcomes: list[Outcome] = []
+    for dataset, day in days:  # in the order of the days, whichever thread copied them
+        outcome = copied[(dataset, day)]
+        if outcome.action != "skipped" or outcome.detail != "no hot rows":
+            outcomes.append(outcome)
+            context.log.info(f"{dataset} {day}: {outcome.action} {outcome.detail}")
     with postgres.connect() as conn:
-        for dataset in TIERED_DATASETS:
-            day = first
-            while day <= last:
-                try:
-                    outcome = copy_to_warm(conn, store, TABLES[dataset], day, now, context.run.run_id)
-                    conn.commit()
-                except Exception as err:  # noqa: BLE001 - reported per day; the run fails below
-                    conn.rollback()
-                    outcome = Outcome(dataset, day, "failed", f"{type(err).__name__}: {err}")
-                if outcome.action != "skipped" or outcome.detail != "no hot rows":
-                    outcomes.append(outcome)
-                    context.log.info(f"{dataset} {day}: {outcome.action} {outcome.detail}")
-                day = date.fromordinal(day.toordinal() + 1)
         tiers = state.tier_table(conn)
     _fail_on(outcomes, "copied")
     return _result(outcomes, tiers, {"uri": dg.MetadataValue.path(store.uri("curated/"))})
+
+
+def _copy_days(
+    postgres: PostgresResource, store: Lake, days: list[tuple[str, date]], now: datetime, run_id: str
+) -> list[tuple[tuple[str, date], Outcome]]:
+    """Copy these days one after another on one connection, each day committed on its own."""
+    done = []
+    with postgres.connect() as conn:
+        for dataset, day in days:
+            try:
+                outcome = copy_to_warm(conn, store, TABLES[dataset], day, now, run_id)
+                conn.commit()
+            except Exception as err:  # noqa: BLE001 - reported per day; the run fails after
+                conn.rollback()
+                outcome = Outcome(dataset, day, "failed", f"{type(err).__name__}: {err}")
+            done.append(((dataset, day), outcome))
+    return done
 
 
 def _transition_days(

@@ -145,7 +145,7 @@ def _runs(
     if workers <= 1:
 
         def in_process(plan: Plan) -> Results:
-            with _frozen_heap():
+            with frozen_heap():
                 while (jobs := plan()) is not None:
                     for job in jobs:
                         yield _run(defs, instance, job)
@@ -155,7 +155,7 @@ def _runs(
     gx.warm_up([f"{stage}_{source}" for source in sources for stage in ("raw", "validated")])
     context = multiprocessing.get_context("fork")
     with (
-        _frozen_heap(),
+        frozen_heap(),
         ProcessPoolExecutor(
             workers, mp_context=context, initializer=_init, initargs=(defs, instance.get_ref())
         ) as pool,
@@ -181,7 +181,7 @@ def _runs(
 
 
 @contextmanager
-def _frozen_heap() -> Iterator[None]:
+def frozen_heap() -> Iterator[None]:
     """Keep the garbage collector off what is imported already (Dagster, GX, pandas: about 600,000
     objects) while runs execute, here and in workers forked meanwhile.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -124,3 +125,31 @@ def test_tier_assets_and_retention_on_s3(
     assert storage_classes(lake) == {"GLACIER"}
     # Nothing more is due at the same clock.
     assert materialize(retention_cleanup, resources, as_of=as_of, partitioned=False)["actions"] == {}
+
+
+def test_a_day_that_cannot_be_copied_fails_the_run_and_the_other_days_are_copied(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """Days are copied by several threads at once: one day's failure (here a file where its lake
+    directory goes) is that day's alone."""
+    seed_hot_days(pg)
+    pg.commit()
+    blocked = tmp_path / "lake" / "curated" / "meter_readings" / f"dt={FIRST_DAY.isoformat()}"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a directory")
+    result = dg.materialize(
+        [warm_tier],
+        resources={"postgres": pg_resource, "lake": LakeResource(url=str(tmp_path / "lake"))},
+        tags=partition_range_tags(FIRST_DAY, LAST_DAY),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_failure_data.error is not None
+    assert "1 days not copied" in failure.step_failure_data.error.message
+    copied = {(ds, s.day) for ds in TIERED_DATASETS for s in state.days(pg, ds, FIRST_DAY, LAST_DAY)}
+    assert copied == {(ds, FIRST_DAY + timedelta(days=d)) for ds in TIERED_DATASETS for d in range(DAYS)} - {
+        ("meter_readings", FIRST_DAY)
+    }

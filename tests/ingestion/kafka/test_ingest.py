@@ -410,10 +410,10 @@ def test_a_parallel_drain_ingests_every_range_once_in_forked_workers(
 
 
 def test_the_drain_freezes_the_imported_heap_only_while_runs_execute() -> None:
-    from metrify_assets.orchestration.drain import _frozen_heap
+    from metrify_assets.orchestration.drain import frozen_heap
 
     before = gc.get_freeze_count()
-    with _frozen_heap():
+    with frozen_heap():
         frozen = gc.get_freeze_count()
         assert frozen > before  # what was imported is out of the collector's walks
         garbage = [[]]
