@@ -9,6 +9,7 @@ cannot carry exactly) is read through binary results. Both give the same frame.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -89,8 +90,9 @@ def _read_csv(
     types: list[pa.DataType],
 ) -> pd.DataFrame:
     names = [column.name for column in description]
-    with conn.transaction(), conn.cursor() as cur:
-        # Exact floats and ISO dates whatever the server's defaults, for this transaction only.
+    # Exact floats and ISO dates whatever the server's defaults, for the transaction only: the
+    # caller's (the describe opened it), or one of its own on an autocommit connection.
+    with conn.transaction() if conn.autocommit else nullcontext(), conn.cursor() as cur:
         cur.execute(
             "SELECT set_config('extra_float_digits', '1', true), set_config('DateStyle', 'ISO', true)"
         )

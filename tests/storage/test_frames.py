@@ -99,3 +99,20 @@ def test_values_csv_cannot_carry_and_other_types_take_the_binary_path(
 
     far = read_frame(conn, "SELECT '20000-01-01 00:00:00+00'::timestamptz AS far, 1 AS one")
     assert len(binary_reads) == 2 and far["one"].tolist() == [1]
+
+
+def test_an_autocommit_connection_keeps_no_transaction_and_its_settings(conn: psycopg.Connection) -> None:
+    conn.rollback()
+    conn.autocommit = True
+    conn.execute("SET extra_float_digits = 0")  # rounded text floats, as some servers are set
+    frame = read_frame(conn, f"SELECT x FROM {SCHEMA}.t WHERE id = 'MTR-1'")
+
+    assert frame["x"].tolist() == [0.1]
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert conn.execute("SHOW extra_float_digits").fetchone() == ("0",)
+
+
+def test_floats_are_exact_whatever_the_sessions_float_digits(conn: psycopg.Connection) -> None:
+    conn.execute("SET LOCAL extra_float_digits = -3")
+    third = read_frame(conn, "SELECT 1.0::float8 / 3 AS third")
+    assert third["third"].tolist() == [1.0 / 3]
