@@ -7,12 +7,13 @@ the run's clock, `as_of`); the others are left, and its metadata tables show eac
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, date, datetime
 
 import dagster as dg
 import pandas as pd
 import psycopg
+from psycopg_pool import ConnectionPool
 from pydantic import Field
 
 from metrify_assets.alerts import store as alerts
@@ -27,8 +28,8 @@ from metrify_assets.resources.lake import Lake
 
 OWNERS = ["team:data-engineering"]
 GROUP = "lifecycle"
-# Days copied at once, each thread on its own connection: a day's work is mostly PostgreSQL's, Arrow's
-# and the lake's, which run beside Python.
+# Days copied at once, each on a pooled connection: a day's work is mostly PostgreSQL's, Arrow's and
+# the lake's, which run beside Python.
 ARCHIVE_THREADS = 4
 HOT_ASSETS = ["validated_meter_readings", "validated_grid_status", "validated_weather_observations"]
 
@@ -158,40 +159,39 @@ def warm_tier(
         for dataset in TIERED_DATASETS
         for ordinal in range(first.toordinal(), last.toordinal() + 1)
     ]
+    copied: dict[tuple[str, date], Outcome] = {}
     threads = max(1, min(ARCHIVE_THREADS, len(days)))
-    with ThreadPoolExecutor(threads) as pool:
-        shares = pool.map(
-            lambda share: _copy_days(postgres, store, share, now, context.run.run_id),
-            [days[i::threads] for i in range(threads)],
-        )
-        copied = dict(pair for share in shares for pair in share)
-    outcomes: list[Outcome] = []
-    for dataset, day in days:  # in the order of the days, whichever thread copied them
-        outcome = copied[(dataset, day)]
-        if outcome.action != "skipped" or outcome.detail != "no hot rows":
-            outcomes.append(outcome)
-            context.log.info(f"{dataset} {day}: {outcome.action} {outcome.detail}")
+    with postgres.pool(threads) as pool, ThreadPoolExecutor(threads) as executor:
+        futures = {
+            executor.submit(_copy_day, pool, store, dataset, day, now, context.run.run_id): (dataset, day)
+            for dataset, day in days
+        }
+        try:
+            for future in as_completed(futures):
+                outcome = copied[futures[future]] = future.result()
+                if outcome.action != "skipped" or outcome.detail != "no hot rows":
+                    context.log.info(f"{outcome.dataset} {outcome.day}: {outcome.action} {outcome.detail}")
+        except BaseException:  # the run is being terminated: days not begun are left for the next run
+            executor.shutdown(cancel_futures=True)
+            raise
+    outcomes = [  # in the order of the days, whichever thread copied them
+        o for o in (copied[d] for d in days) if o.action != "skipped" or o.detail != "no hot rows"
+    ]
     with postgres.connect() as conn:
         tiers = state.tier_table(conn)
     _fail_on(outcomes, "copied")
     return _result(outcomes, tiers, {"uri": dg.MetadataValue.path(store.uri("curated/"))})
 
 
-def _copy_days(
-    postgres: PostgresResource, store: Lake, days: list[tuple[str, date]], now: datetime, run_id: str
-) -> list[tuple[tuple[str, date], Outcome]]:
-    """Copy these days one after another on one connection, each day committed on its own."""
-    done = []
-    with postgres.connect() as conn:
-        for dataset, day in days:
-            try:
-                outcome = copy_to_warm(conn, store, TABLES[dataset], day, now, run_id)
-                conn.commit()
-            except Exception as err:  # noqa: BLE001 - reported per day; the run fails after
-                conn.rollback()
-                outcome = Outcome(dataset, day, "failed", f"{type(err).__name__}: {err}")
-            done.append(((dataset, day), outcome))
-    return done
+def _copy_day(
+    pool: ConnectionPool, store: Lake, dataset: str, day: date, now: datetime, run_id: str
+) -> Outcome:
+    """One day's copy, committed on its own; a failure is the day's outcome, not the run's end."""
+    try:
+        with pool.connection() as conn:
+            return copy_to_warm(conn, store, TABLES[dataset], day, now, run_id)
+    except Exception as err:  # noqa: BLE001 - reported per day; the run fails after
+        return Outcome(dataset, day, "failed", f"{type(err).__name__}: {err}")
 
 
 def _transition_days(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -56,6 +57,9 @@ def _client_error_code(err: Exception) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
+_CLIENT_START = threading.Lock()
+
+
 class Lake:
     """Put/get bytes by key on a local directory or an `s3://bucket/prefix` URL."""
 
@@ -73,7 +77,10 @@ class Lake:
     def _s3(self) -> Any:
         import boto3  # AWS_ENDPOINT_URL is honoured by boto3 itself (moto, MinIO)
 
-        return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        # boto3's default session is not thread-safe while it makes a client (threads share a Lake);
+        # the client made is.
+        with _CLIENT_START:
+            return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
 
     def _s3_key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

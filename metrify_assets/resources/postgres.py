@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,11 +13,15 @@ from pathlib import Path
 import dagster as dg
 import psutil  # pgserver's own dependency: finds and waits for its postmaster
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from metrify_assets.storage.migrate import migrate
 
 # After a fast shutdown that did not finish in time: immediate shutdown, then SIGKILL, each given this long.
 ESCALATION_WAIT_S = 10.0
+
+
+_EMBEDDED_START = threading.Lock()  # pgserver's own lock is per process, its pid list unlocked
 
 
 @cache
@@ -25,8 +30,14 @@ def embedded_postgres_url(data_dir: str) -> str:
 
     pgserver shares one server between processes that use the same directory, so the CLI,
     `dagster dev` and tests attach to the same database. It is left running when they exit
-    (`cleanup_mode=None`): `stop_embedded` (`metrify db stop`) stops it.
+    (`cleanup_mode=None`): `stop_embedded` (`metrify db stop`) stops it. Threads that ask at once
+    (the archive's) attach one after another.
     """
+    with _EMBEDDED_START:
+        return _attach_embedded(data_dir)
+
+
+def _attach_embedded(data_dir: str) -> str:
     import pgserver  # imported lazily: only embedded mode needs it
 
     Path(data_dir).mkdir(parents=True, exist_ok=True)
@@ -135,3 +146,13 @@ class PostgresResource(dg.ConfigurableResource):
         with psycopg.connect(self.get_url(), autocommit=autocommit) as conn:
             migrate(conn)
             yield conn
+
+    @contextmanager
+    def pool(self, size: int) -> Iterator[ConnectionPool]:
+        """Up to `size` connections for work spread over threads, one checked out per unit of work
+        (`with pool.connection() as conn`: committed on success, rolled back on error, replaced if
+        broken). The schema is brought up to date first, before any thread connects."""
+        with self.connect():
+            pass
+        with ConnectionPool(self.get_url(), min_size=0, max_size=size) as pool:
+            yield pool

@@ -3,7 +3,8 @@
 A result of plain columns (text, integers, floats, booleans, dates, timestamps) travels as one
 `COPY ... TO STDOUT (FORMAT csv)` parsed by Arrow's CSV reader: no Python object per value, which
 was most of the time of reading a day of readings. Anything else (numeric, JSON, arrays, a value CSV
-cannot carry exactly) is read through binary results. Both give the same frame.
+cannot carry exactly, a connection not in UTF-8) is read through binary results. Both give the
+same frame.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+from psycopg import ClientCursor
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
@@ -57,14 +59,20 @@ class _MicrosLoader(Loader):
 def read_frame(conn: psycopg.Connection, query: str, params: Params = None) -> pd.DataFrame:
     """Run `query` (a SELECT) and return its rows with the cursor's column names (timestamps stay
     tz-aware, in the session's time zone, as psycopg gives them)."""
+    if conn.info.encoding != "utf-8":  # Arrow reads UTF-8 only
+        return _read_binary(conn, query, params)
+    # COPY takes no server-side parameters: the describe and the COPY both run the query with its
+    # parameters bound into the text, so both see the same statement.
+    text = query if params is None else ClientCursor(conn).mogrify(query, params)
+    text = "(\n" + text.rstrip().rstrip(";") + "\n)"  # a trailing comment or semicolon stays inside
     with conn.cursor() as cur:  # the result's columns, without running the query
-        cur.execute(f"SELECT * FROM ({query}) AS q LIMIT 0".encode(), params)
+        cur.execute(f"SELECT * FROM {text} AS q LIMIT 0".encode())
         description = cur.description or []
     types = _csv_types(conn, description)
     if types is not None:
         try:
-            return _read_csv(conn, query, params, description, types)
-        except pa.ArrowInvalid:  # a value CSV text cannot carry exactly (an infinite or BC timestamp)
+            return _read_csv(conn, text, description, types)
+        except pa.ArrowInvalid:  # a value CSV text cannot carry exactly (a BC timestamp, say)
             return _read_binary(conn, query, params)
     return _read_binary(conn, query, params)
 
@@ -83,11 +91,7 @@ def _csv_types(conn: psycopg.Connection, description: Sequence[Any]) -> list[pa.
 
 
 def _read_csv(
-    conn: psycopg.Connection,
-    query: str,
-    params: Params,
-    description: Sequence[Any],
-    types: list[pa.DataType],
+    conn: psycopg.Connection, query: str, description: Sequence[Any], types: list[pa.DataType]
 ) -> pd.DataFrame:
     names = [column.name for column in description]
     # Exact floats and ISO dates whatever the server's defaults, for the transaction only: the
@@ -97,7 +101,7 @@ def _read_csv(
             "SELECT set_config('extra_float_digits', '1', true), set_config('DateStyle', 'ISO', true)"
         )
         body = bytearray()  # grown row by row: joining 200,000 row buffers at the end took 3x longer
-        with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)".encode(), params) as copy:
+        with cur.copy(f"COPY {query} TO STDOUT (FORMAT csv)".encode()) as copy:
             for row in copy:
                 body += row
     if not body:
@@ -106,7 +110,8 @@ def _read_csv(
     table = pa_csv.read_csv(
         pa.BufferReader(body),
         read_options=pa_csv.ReadOptions(column_names=keys),
-        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        # A one-column row holding NULL is an empty line: a row, not a line to skip.
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
         convert_options=pa_csv.ConvertOptions(
             column_types=dict(zip(keys, types, strict=True)),
             null_values=[""],  # PostgreSQL writes NULL unquoted and empty text as ""

@@ -47,12 +47,26 @@ def conn(pg_resource: PostgresResource) -> Iterator[psycopg.Connection]:
 QUERY = f"SELECT * FROM {SCHEMA}.t WHERE id <> %(skip)s ORDER BY at"
 
 
-def test_the_csv_path_gives_the_binary_paths_frame(conn: psycopg.Connection) -> None:
+@pytest.fixture
+def binary_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The queries read through binary results (the CSV path's fallback)."""
+    reads: list[str] = []
+    read_binary = frames._read_binary
+
+    def counted(conn: psycopg.Connection, query: str, params: frames.Params) -> pd.DataFrame:
+        reads.append(query)
+        return read_binary(conn, query, params)
+
+    monkeypatch.setattr(frames, "_read_binary", counted)
+    return reads
+
+
+def test_the_csv_path_gives_the_binary_paths_frame(conn: psycopg.Connection, binary_reads: list[str]) -> None:
     fast = read_frame(conn, QUERY, {"skip": "none"})
+    assert binary_reads == []  # read as CSV
     slow = frames._read_binary(conn, QUERY, {"skip": "none"})
 
     pd.testing.assert_frame_equal(fast, slow)
-    assert len(fast) == 4
     assert str(fast["at"].dt.tz) == "Europe/Amsterdam"
     assert fast["id"].tolist() == ["MTR-3", "MTR-1", "", "MTR-4"]  # empty text is not NULL
     assert fast["s"].isna().tolist() == [False, True, False, False]
@@ -61,6 +75,25 @@ def test_the_csv_path_gives_the_binary_paths_frame(conn: psycopg.Connection) -> 
     assert fast["r"].iloc[3] == float(pd.Series([3.4e38], dtype="float32").iloc[0])  # real, widened
     assert fast["b"].tolist() == [None, True, False, True]
     assert fast["nothing"].tolist() == [None] * 4
+
+
+def test_a_single_column_keeps_its_null_rows(conn: psycopg.Connection, binary_reads: list[str]) -> None:
+    """A one-column row holding NULL is an empty CSV line: still a row."""
+    one = read_frame(conn, f"SELECT s FROM {SCHEMA}.t ORDER BY at")
+    assert binary_reads == []
+    assert one["s"].isna().tolist() == [False, True, False, False] and len(one) == 4
+    nulls = read_frame(conn, f"SELECT nothing FROM {SCHEMA}.t")
+    assert nulls["nothing"].tolist() == [None] * 4
+
+
+@pytest.mark.parametrize("end", ["", ";", "  ;\n", " -- the end"])
+def test_parameters_and_how_a_query_ends(conn: psycopg.Connection, binary_reads: list[str], end: str) -> None:
+    query = f"SELECT id, x FROM {SCHEMA}.t WHERE x > %(low)s AND id = ANY(%(ids)s) ORDER BY id" + end
+    params = {"low": 1e-301, "ids": ["MTR-1", "MTR-4", "nobody"]}
+    frame = read_frame(conn, query, params)
+    assert binary_reads == []
+    assert frame["id"].tolist() == ["MTR-1", "MTR-4"]
+    pd.testing.assert_frame_equal(frame, frames._read_binary(conn, query, params))
 
 
 def test_empty_results_and_two_columns_named_alike(conn: psycopg.Connection) -> None:
@@ -72,27 +105,26 @@ def test_empty_results_and_two_columns_named_alike(conn: psycopg.Connection) -> 
     assert twice.iloc[0, 1] == 15 and twice.iloc[0, 2] == 0.1
 
 
-def test_rows_locked_for_update_are_read_in_the_callers_transaction(conn: psycopg.Connection) -> None:
+def test_rows_locked_for_update_are_read_in_the_callers_transaction(
+    conn: psycopg.Connection, pg_resource: PostgresResource, binary_reads: list[str]
+) -> None:
     conn.execute(f"UPDATE {SCHEMA}.t SET n = 1 WHERE id = 'MTR-1'")  # not committed
-    locked = read_frame(conn, f"SELECT id, n FROM {SCHEMA}.t WHERE id = %s FOR UPDATE", ["MTR-1"])
-    assert locked["n"].tolist() == [1]
+    locked = read_frame(
+        conn, f"SELECT id, n FROM {SCHEMA}.t WHERE id IN (%s, %s) FOR UPDATE", ["MTR-1", "MTR-3"]
+    )
+    assert binary_reads == []
+    assert locked.set_index("id")["n"].to_dict() == {"MTR-1": 1, "MTR-3": -7}
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    with (
+        psycopg.connect(pg_resource.get_url(), autocommit=True) as other,  # MTR-3 is locked too
+        pytest.raises(psycopg.errors.LockNotAvailable),
+    ):
+        other.execute(f"SELECT 1 FROM {SCHEMA}.t WHERE id = 'MTR-3' FOR UPDATE NOWAIT")
 
 
 def test_values_csv_cannot_carry_and_other_types_take_the_binary_path(
-    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+    conn: psycopg.Connection, binary_reads: list[str]
 ) -> None:
-    binary_reads: list[str] = []
-    read_binary = frames._read_binary
-
-    def counted(conn: psycopg.Connection, query: str, params: frames.Params) -> pd.DataFrame:
-        binary_reads.append(query)
-        return read_binary(conn, query, params)
-
-    monkeypatch.setattr(frames, "_read_binary", counted)
-    assert read_frame(conn, f"SELECT id, n FROM {SCHEMA}.t ORDER BY at")["n"].notna().sum() == 3
-    assert binary_reads == []
-
     arrays = read_frame(conn, "SELECT ARRAY['a', 'b'] AS flags, 1.5::numeric AS amount")
     assert arrays["flags"].tolist() == [["a", "b"]]
     assert len(binary_reads) == 1
@@ -105,9 +137,9 @@ def test_an_autocommit_connection_keeps_no_transaction_and_its_settings(conn: ps
     conn.rollback()
     conn.autocommit = True
     conn.execute("SET extra_float_digits = 0")  # rounded text floats, as some servers are set
-    frame = read_frame(conn, f"SELECT x FROM {SCHEMA}.t WHERE id = 'MTR-1'")
+    frame = read_frame(conn, "SELECT 1.0::float8 / 3 AS third")
 
-    assert frame["x"].tolist() == [0.1]
+    assert frame["third"].tolist() == [1.0 / 3]
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert conn.execute("SHOW extra_float_digits").fetchone() == ("0",)
 
