@@ -169,18 +169,22 @@ def warm_tier(
         try:
             for future in as_completed(futures):
                 outcome = copied[futures[future]] = future.result()
-                if outcome.action != "skipped" or outcome.detail != "no hot rows":
+                if _had_rows(outcome):
                     context.log.info(f"{outcome.dataset} {outcome.day}: {outcome.action} {outcome.detail}")
         except BaseException:  # the run is being terminated: days not begun are left for the next run
             executor.shutdown(cancel_futures=True)
             raise
-    outcomes = [  # in the order of the days, whichever thread copied them
-        o for o in (copied[d] for d in days) if o.action != "skipped" or o.detail != "no hot rows"
-    ]
-    with postgres.connect() as conn:
-        tiers = state.tier_table(conn)
+        with pool.connection() as conn:
+            tiers = state.tier_table(conn)
+    # In the order of the days, whichever thread copied them.
+    outcomes = [o for o in (copied[d] for d in days) if _had_rows(o)]
     _fail_on(outcomes, "copied")
     return _result(outcomes, tiers, {"uri": dg.MetadataValue.path(store.uri("curated/"))})
+
+
+def _had_rows(outcome: Outcome) -> bool:
+    """Whether a day is worth reporting: one with no hot rows to copy is left out."""
+    return outcome.action != "skipped" or outcome.detail != "no hot rows"
 
 
 def _copy_day(
