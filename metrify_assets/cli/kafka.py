@@ -65,7 +65,8 @@ def drain_cmd(
         int,
         typer.Option(
             min=0,
-            help="Ranges ingested at once, each in a forked process (0: one per core; 1: in this process).",
+            help="Ranges ingested at once, each in a forked process (0: one per core; 1: in this process); "
+            "a range that would run alone at the end is cut between them.",
         ),
     ] = 0,
 ) -> None:

@@ -5,7 +5,9 @@ It starts from the ingest group's committed offsets, so a second drain only take
 replaying is harmless anyway (ranges are idempotent batches). With `workers` > 1 ranges run side by
 side, each in a process forked from this one once it has imported what a run needs (as the warm run
 launcher does for the daemon): a run is mostly Python, so threads would take turns. Ticks are
-planned as workers free up, across the sources, as the daemon's sensors do.
+planned as workers free up, across the sources, as the daemon's sensors do, and a tick's ranges are
+balanced over the workers (`kafka.ranges.balance_ranges`): a range that would run alone at the end
+is cut between them.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def drain(
     started = time.monotonic()
     batch_ids: list[str] = []
     failed: dict[str, str] = {}  # batch id -> why its run failed (after its retries)
-    planner = _Planner(list(sources), instance, kafka, postgres, failed)
+    planner = _Planner(list(sources), instance, kafka, postgres, failed, workers)
     with _runs(defs, instance, workers, planner.sources) as execute:
         for batch_id, error in execute(planner.next):
             if error is not None:  # the other ranges go on; this one is re-requested later
@@ -104,9 +106,11 @@ class _Planner:
         kafka: KafkaResource,
         postgres: PostgresResource,
         failed: dict[str, str],
+        workers: int,
     ) -> None:
         self.sources = sources
         self._instance, self._kafka, self._postgres, self._failed = instance, kafka, postgres, failed
+        self._workers = workers
         self._cursors: dict[str, str | None] = {}
         self._active = list(sources)
 
@@ -117,7 +121,12 @@ class _Planner:
                 committed = committed_offsets(self._kafka, self._kafka.topic(source))
                 self._cursors[source] = dump_cursor(committed) if committed else None
             tick = kafka_tick(
-                CONTRACTS[source], self._instance, self._cursors[source], self._kafka, self._postgres
+                CONTRACTS[source],
+                self._instance,
+                self._cursors[source],
+                self._kafka,
+                self._postgres,
+                self._workers,
             )
             if not isinstance(tick, dg.SensorResult):
                 continue  # nothing to plan: the topic is missing or the brokers unreachable

@@ -7,8 +7,9 @@ rows and ledger row. The sensor's cursor is the next start offset per partition,
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from metrify_assets.ingestion.sensors import MAX_RUNS_PER_TICK
@@ -75,3 +76,32 @@ def plan_ranges(
             next_offsets[partition] = stop
             progress = True
     return planned, {**dict(cursor), **next_offsets}
+
+
+# A part shorter than this would cost more in a run's fixed work (Dagster's bookkeeping, the GX run,
+# the ledger) than it saves in idle workers.
+MIN_PART_RECORDS = 10_000
+
+
+def balance_ranges(
+    ranges: Sequence[OffsetRange], workers: int, min_part: int | None = None
+) -> list[OffsetRange]:
+    """The ranges for `workers` runs at a time: longest first, and the ranges of a last round that
+    would leave workers idle cut into up to `workers` equal parts each (none under `min_part`
+    offsets, default `MIN_PART_RECORDS`), so that no range ends alone on a machine that has cores free.
+
+    Three partitions on two workers: two ranges, then the third's two halves side by side. The cut
+    parts are ordinary ranges (their own batch ids), as idempotent as any other."""
+    if workers <= 1:
+        return list(ranges)
+    smallest = MIN_PART_RECORDS if min_part is None else min_part
+    ordered = sorted(ranges, key=lambda r: (r.start - r.end, r))
+    tail = len(ordered) % workers
+    if not tail:
+        return ordered
+    balanced = ordered[:-tail]
+    for rng in ordered[-tail:]:
+        parts = max(1, min(workers, (rng.end - rng.start) // max(1, smallest)))
+        bounds = [rng.start + (rng.end - rng.start) * i // parts for i in range(parts + 1)]
+        balanced += [OffsetRange(rng.topic, rng.partition, a, b) for a, b in itertools.pairwise(bounds)]
+    return balanced

@@ -13,7 +13,13 @@ import dagster as dg
 from kafka.errors import KafkaError
 
 from metrify_assets.contracts import SourceContract
-from metrify_assets.ingestion.kafka.ranges import OffsetRange, dump_cursor, load_cursor, plan_ranges
+from metrify_assets.ingestion.kafka.ranges import (
+    OffsetRange,
+    balance_ranges,
+    dump_cursor,
+    load_cursor,
+    plan_ranges,
+)
 from metrify_assets.ingestion.sensors import BATCH_TAG, failed_batches
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
@@ -53,8 +59,12 @@ def kafka_tick(
     cursor: str | None,
     kafka: KafkaResource,
     postgres: PostgresResource,
+    workers: int = 1,
 ) -> dg.SensorResult | dg.SkipReason:
-    """One sensor evaluation; `metrify kafka drain` calls it too, so both plan identically.
+    """One sensor evaluation; `metrify kafka drain` calls it too, so both plan identically, except
+    that the drain, which knows how many runs it executes at once (`workers`), has the tick's new
+    ranges balanced over them (`balance_ranges`). The daemon's sensor plans one range per partition
+    and step: its runs start as the run queue frees up, whatever a tick held.
 
     Every tick that reaches the brokers also reports the consumer lag (see `lag_observation`).
     """
@@ -73,7 +83,7 @@ def kafka_tick(
     if not end:
         return dg.SkipReason(f"Topic {topic} does not exist (yet).")
     planned, next_offsets = plan_ranges(topic, beginning, end, load_cursor(cursor))
-    requests = [range_request(source, rng, rng.batch_id) for rng in planned]
+    requests = [range_request(source, rng, rng.batch_id) for rng in balance_ranges(planned, workers)]
     requests += [range_request(source, rng, key) for rng, key in _retries(instance, postgres, source, topic)]
     lag = lag_observation(contract, kafka, consumer_lag(beginning, end, committed), end)
     if not requests:

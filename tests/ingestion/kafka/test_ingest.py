@@ -409,6 +409,36 @@ def test_a_parallel_drain_ingests_every_range_once_in_forked_workers(
     assert sorted(r[0] for r in ledger) == sorted(r.dagster_run.run_id for r in runs)  # one run a range
 
 
+def test_a_parallel_drain_cuts_the_range_that_would_run_alone_between_its_workers(
+    defs: dg.Definitions,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    pg: psycopg.Connection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from metrify_assets.ingestion.kafka import ranges
+    from metrify_assets.orchestration.drain import drain
+
+    monkeypatch.setattr(ranges, "MIN_PART_RECORDS", 2)  # these partitions hold a dozen records
+    kafka_resource.ensure_topics(partitions=3)
+    good = [observation(f"Q{i}", m) for i in range(12) for m in range(3)]
+    produce(kafka_resource, {SOURCE: good + BAD})
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        summary = drain(defs, instance, kafka_resource, pg_resource, sources=[SOURCE], workers=2)
+    assert not summary.failed
+    batches = [OffsetRange.parse(b) for (b,) in pg.execute("SELECT batch_id FROM ops.ingest_ledger")]
+    assert summary.batches == len(batches) == 4  # two partitions whole, the shortest in halves
+    cut = [r for r in batches if sum(o.partition == r.partition for o in batches) == 2]
+    first, second = sorted(cut, key=lambda r: r.start)
+    assert first.end == second.start and second.end - second.start - (first.end - first.start) in (0, 1)
+    assert summary.records == len(good) + len(BAD)
+    assert (summary.accepted, summary.quarantined) == (len(good), len(BAD))
+    assert pg.execute(
+        "SELECT count(*) FROM ops.weather_observations WHERE station_id LIKE 'Q%'"
+    ).fetchone() == (len(good),)
+
+
 def test_the_drain_freezes_the_imported_heap_only_while_runs_execute() -> None:
     from metrify_assets.orchestration.drain import frozen_heap
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from metrify_assets.ingestion.kafka.ranges import OffsetRange, dump_cursor, load_cursor, plan_ranges
+from metrify_assets.ingestion.kafka.ranges import (
+    OffsetRange,
+    balance_ranges,
+    dump_cursor,
+    load_cursor,
+    plan_ranges,
+)
 
 TOPIC = "metrify.meter-readings.v1"
 
@@ -31,3 +37,42 @@ def test_batch_ids_round_trip_with_dashes_in_the_topic_and_cursor_json() -> None
     assert OffsetRange.parse(rng.batch_id) == rng
     assert load_cursor(dump_cursor({2: 150, 0: 7})) == {0: 7, 2: 150}
     assert load_cursor(None) == {}
+
+
+def spans(ranges: list[OffsetRange]) -> list[tuple[int, int, int]]:
+    return [(r.partition, r.start, r.end) for r in ranges]
+
+
+def test_a_last_round_that_would_leave_workers_idle_is_cut_between_them() -> None:
+    planned = [
+        OffsetRange(TOPIC, 0, 0, 30_000),
+        OffsetRange(TOPIC, 1, 0, 35_000),
+        OffsetRange(TOPIC, 2, 5, 32_006),
+    ]
+    # Longest first; the shortest, alone in a second round, is halved for the two workers.
+    assert spans(balance_ranges(planned, 2)) == [
+        (1, 0, 35_000),
+        (2, 5, 32_006),
+        (0, 0, 15_000),
+        (0, 15_000, 30_000),
+    ]
+    # Four workers: three ranges each cut in four (in three when a quarter is under the minimum).
+    assert len(balance_ranges(planned, 4)) == 9
+    quarters = balance_ranges(planned, 4, min_part=1)
+    assert len(quarters) == 12 and sorted(r.end - r.start for r in quarters)[::4] == [7_500, 8_000, 8_750]
+    assert spans(balance_ranges(planned, 3)) == spans(sorted(planned, key=lambda r: r.start - r.end))
+    assert balance_ranges(planned, 1) == planned, "one worker: the sensor's plan as it is"
+
+
+def test_parts_are_never_shorter_than_the_minimum_and_cover_the_range_exactly() -> None:
+    small = [OffsetRange(TOPIC, 0, 0, 100), OffsetRange(TOPIC, 1, 0, 100), OffsetRange(TOPIC, 2, 0, 15_000)]
+    assert len(balance_ranges(small, 2)) == 3, "no part under MIN_PART_RECORDS"
+    for workers in range(1, 6):
+        for rng in [OffsetRange(TOPIC, 3, 7, 7 + n) for n in (1, 2, 3, 10, 99, 101)]:
+            parts = balance_ranges([rng], workers, min_part=1)
+            assert len(parts) == min(workers, rng.end - rng.start)
+            assert [(p.start, p.end) for p in parts] == list(
+                zip([rng.start] + [p.end for p in parts[:-1]], [p.end for p in parts], strict=True)
+            )
+            assert parts[0].start == rng.start and parts[-1].end == rng.end
+            assert max(p.end - p.start for p in parts) - min(p.end - p.start for p in parts) <= 1
