@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -169,6 +170,9 @@ def _runs(
             workers, mp_context=context, initializer=_init, initargs=(defs, instance.get_ref())
         ) as pool,
     ):
+        # Fork the workers now (with fork they all start on the first submit): their initializer,
+        # which opens the instance again, runs while the first tick is planned.
+        pool.submit(os.getpid)
 
         def pooled(plan: Plan) -> Results:
             running: set[Future[tuple[str, str | None]]] = set()
