@@ -34,7 +34,7 @@ from benchmarks.kafka_env import KafkaBench, kafka_bench
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.orchestration.instance import WARM_LAUNCHER_YAML, local_dagster_yaml
+from metrify_assets.orchestration.instance import DAGSTER_YAML, WARM_LAUNCHER_YAML
 from metrify_assets.resources import LakeResource
 
 SOURCE = METER_READINGS.source
@@ -43,6 +43,9 @@ SOURCE = METER_READINGS.source
 # every pass of the daemon.
 SENSOR_INTERVAL_S = 1
 DAEMON_LOOP_S = 5
+# The bench's code location (the production sensor at a shorter interval) is what the worker preloads.
+WARM_YAML = DAGSTER_YAML.replace("metrify_assets.definitions", "benchmarks.freshness_location")
+DEFAULT_YAML = DAGSTER_YAML.replace(WARM_LAUNCHER_YAML, "")  # Dagster's DefaultRunLauncher
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = f"""\
 load_from:
@@ -83,21 +86,12 @@ def direct_ms(env: KafkaBench, repeat: int = 5) -> float:
     return statistics.median(times[1:])
 
 
-def instance_yaml(home: Path, launcher: str) -> str:
-    """The local instance's dagster.yaml for `home`, its warm worker preloading the bench's code
-    location (the production sensor at a shorter interval); for any other `launcher`, without the
-    `run_launcher` section (Dagster's DefaultRunLauncher)."""
-    local = local_dagster_yaml(home)
-    if launcher == "warm":
-        return local.replace("metrify_assets.definitions", "benchmarks.freshness_location")
-    return local.replace(WARM_LAUNCHER_YAML, "")
-
-
 def instance_home(env: KafkaBench, launcher: str) -> Path:
-    """A Dagster home per launcher (`instance_yaml`)."""
+    """A Dagster home per launcher: the local instance's dagster.yaml, with or without its
+    `run_launcher` section (without it, Dagster's DefaultRunLauncher)."""
     home = env.home / f"dagster-{launcher}"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(instance_yaml(home, launcher))
+    (home / "dagster.yaml").write_text(WARM_YAML if launcher == "warm" else DEFAULT_YAML)
     return home
 
 

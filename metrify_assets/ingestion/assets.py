@@ -160,9 +160,10 @@ def ingest_batch(
         if kafka_batch is not None:  # only after the DB transaction committed: see ingestion.batch
             with stages.stage("dlq"):
                 dead_letter(kafka, kafka_batch, result)
-            with stages.stage("commit"):
-                commit_range(kafka, kafka_batch.range)
-            with postgres.connect() as conn:  # the row's dlq and commit times ride on this update
+            # One transaction holds the partition's commit lock and records the row's dlq and commit times.
+            with postgres.connect() as conn:
+                with stages.stage("commit"):
+                    commit_range(kafka, kafka_batch.range, conn)
                 writes.mark_delivered(conn, spec.batch_id, stages.elapsed(("dlq", "commit")))
     return loaded, result
 

@@ -5,9 +5,9 @@ It starts from the ingest group's committed offsets, so a second drain only take
 replaying is harmless anyway (ranges are idempotent batches). With `workers` > 1 ranges run side by
 side, each in a process forked from this one once it has imported what a run needs (as the warm run
 launcher does for the daemon): a run is mostly Python, so threads would take turns. Ticks are
-planned as workers free up, across the sources, as the daemon's sensors do, and a tick's ranges are
-balanced over the workers (`kafka.ranges.balance_ranges`): a range that would run alone at the end
-is cut between them.
+planned as workers free up, across the sources, as the daemon's sensors do. The backlog's last tick
+is balanced over the workers (`kafka.ranges.balance_ranges`): a range that would run alone at the
+end is cut between them.
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ class _Planner:
                 self._cursors[source],
                 self._kafka,
                 self._postgres,
-                self._workers,
+                # Balanced only when no other source has ranges left to keep the workers busy.
+                self._workers if not self._active else 1,
             )
             if not isinstance(tick, dg.SensorResult):
                 continue  # nothing to plan: the topic is missing or the brokers unreachable

@@ -6,7 +6,6 @@ so what the CLI did is visible in the UI afterwards.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -24,7 +23,10 @@ run_launcher:
     preload: [metrify_assets.definitions, great_expectations]
 """
 LOCAL_HEADER = "# Local instance for `metrify` and `dagster dev` (written by metrify"
-_INSTANCE_YAML = """\
+DAGSTER_YAML = (
+    f"{LOCAL_HEADER}; production: deploy/dagster.yaml)\n"
+    + WARM_LAUNCHER_YAML
+    + """\
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
@@ -41,29 +43,7 @@ run_retries:  # re-run a run whose process died; a step's own failures are retri
 telemetry:
   enabled: false
 """
-# Every run's events in one SQLite file. Dagster's default opens a file per run, and making each
-# one stamps its schema through alembic's 89 revision scripts: about 0.15 s of every run.
-_EVENT_LOG_YAML = """\
-event_log_storage:
-  module: dagster.core.storage.event_log
-  class: ConsolidatedSqliteEventLogStorage
-  config:
-    base_dir: {base_dir}
-"""
-
-
-def local_dagster_yaml(home: Path) -> str:
-    """The local instance's dagster.yaml for the Dagster home `home`.
-
-    A home whose events Dagster already keeps per run (`history/runs/`, from an older release or a
-    `dagster dev` that created the home) keeps them there: a new event log would hide its runs' logs
-    and its assets' materialisations from the UI and the automation conditions."""
-    history = home / "history"
-    per_run = not (history / "event_log.db").exists() and any((history / "runs").glob("*.db"))
-    event_log = "" if per_run else _EVENT_LOG_YAML.format(base_dir=json.dumps(str(history.resolve())))
-    return (
-        f"{LOCAL_HEADER}; production: deploy/dagster.yaml)\n{WARM_LAUNCHER_YAML}{event_log}{_INSTANCE_YAML}"
-    )
+)
 
 
 def local_instance(settings: Settings) -> dg.DagsterInstance:
@@ -73,9 +53,10 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
     config = home / "dagster.yaml"
     # One that metrify wrote is brought up to date (an older release named other modules); one a
     # user wrote is theirs.
-    wanted = local_dagster_yaml(home)
-    if not config.exists() or (config.read_text().startswith(LOCAL_HEADER) and config.read_text() != wanted):
-        config.write_text(wanted)
+    if not config.exists() or (
+        config.read_text().startswith(LOCAL_HEADER) and config.read_text() != DAGSTER_YAML
+    ):
+        config.write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 

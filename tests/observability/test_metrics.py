@@ -429,7 +429,8 @@ def test_every_catalogued_metric_with_kafka_lag_and_dagster_runs(
         for partition, n in ((0, 5), (1, 3)):
             for i in range(n):
                 producer.send(topic, f"m{i}".encode(), partition=partition)
-    commit_range(kafka_resource, OffsetRange(topic, 0, 0, 2))
+    with pg_resource.connect() as conn:
+        commit_range(kafka_resource, OffsetRange(topic, 0, 0, 2), conn)
 
     instance = dg.DagsterInstance.ephemeral()
     for job in (good_job, good_job, bad_job):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
+import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
@@ -135,12 +136,16 @@ def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) ->
     return len(result.quarantined)
 
 
-def commit_range(kafka: KafkaResource, rng: OffsetRange) -> None:
+def commit_range(kafka: KafkaResource, rng: OffsetRange, conn: psycopg.Connection) -> None:
     """Commit `end` (last offset + 1) for lag monitoring, never moving the group's offset backwards.
 
-    The ledger, not this offset, is what makes ingestion exactly-once; a replay of an older range
-    must not make the group look behind.
+    The ledger, not this offset, is what makes ingestion exactly-once; but a drain starts from it,
+    so a replay of an older range must not make the group look behind. Runs of one partition can
+    end side by side (a drain's cut range, the daemon's queued runs), and Kafka has no compare-and-set
+    for offsets: a PostgreSQL advisory lock on the partition, held until `conn`'s transaction ends,
+    makes the read and the commit one step among them.
     """
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (rng.topic, rng.partition))
     tp = TopicPartition(rng.topic, rng.partition)
     with kafka.consumer() as consumer:
         committed = consumer.committed(tp)

@@ -86,22 +86,29 @@ MIN_PART_RECORDS = 10_000
 def balance_ranges(
     ranges: Sequence[OffsetRange], workers: int, min_part: int | None = None
 ) -> list[OffsetRange]:
-    """The ranges for `workers` runs at a time: longest first, and the ranges of a last round that
-    would leave workers idle cut into up to `workers` equal parts each (none under `min_part`
-    offsets, default `MIN_PART_RECORDS`), so that no range ends alone on a machine that has cores free.
+    """The ranges for `workers` runs at a time: longest first (ties in the planned order, which
+    interleaves partitions), and the ranges of a last round that would leave workers idle cut so that
+    it fills them: each idle worker's place goes to the range whose parts are then the longest, as
+    long as no part falls under `min_part` offsets (default `MIN_PART_RECORDS`).
 
     Three partitions on two workers: two ranges, then the third's two halves side by side. The cut
     parts are ordinary ranges (their own batch ids), as idempotent as any other."""
     if workers <= 1:
         return list(ranges)
-    smallest = MIN_PART_RECORDS if min_part is None else min_part
-    ordered = sorted(ranges, key=lambda r: (r.start - r.end, r))
+    smallest = max(1, MIN_PART_RECORDS if min_part is None else min_part)
+    ordered = sorted(ranges, key=lambda r: r.start - r.end)  # stable: equal lengths keep their order
     tail = len(ordered) % workers
     if not tail:
         return ordered
+    last = ordered[-tail:]
+    parts = [1] * tail
+    for _ in range(workers - tail):
+        cuttable = [i for i, r in enumerate(last) if (r.end - r.start) // (parts[i] + 1) >= smallest]
+        if not cuttable:
+            break
+        parts[max(cuttable, key=lambda i: (last[i].end - last[i].start) / parts[i])] += 1
     balanced = ordered[:-tail]
-    for rng in ordered[-tail:]:
-        parts = max(1, min(workers, (rng.end - rng.start) // max(1, smallest)))
-        bounds = [rng.start + (rng.end - rng.start) * i // parts for i in range(parts + 1)]
+    for rng, n in zip(last, parts, strict=True):
+        bounds = [rng.start + (rng.end - rng.start) * i // n for i in range(n + 1)]
         balanced += [OffsetRange(rng.topic, rng.partition, a, b) for a, b in itertools.pairwise(bounds)]
     return balanced

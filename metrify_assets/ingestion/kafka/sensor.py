@@ -62,8 +62,9 @@ def kafka_tick(
     workers: int = 1,
 ) -> dg.SensorResult | dg.SkipReason:
     """One sensor evaluation; `metrify kafka drain` calls it too, so both plan identically, except
-    that the drain, which knows how many runs it executes at once (`workers`), has the tick's new
-    ranges balanced over them (`balance_ranges`). The daemon's sensor plans one range per partition
+    that the drain, which knows how many runs it executes at once (`workers`), has the last tick of
+    its backlog balanced over them (`balance_ranges`: a tick capped before the end offsets is not, as
+    the next tick's ranges keep the workers busy). The daemon's sensor plans one range per partition
     and step: its runs start as the run queue frees up, whatever a tick held.
 
     Every tick that reaches the brokers also reports the consumer lag (see `lag_observation`).
@@ -83,7 +84,9 @@ def kafka_tick(
     if not end:
         return dg.SkipReason(f"Topic {topic} does not exist (yet).")
     planned, next_offsets = plan_ranges(topic, beginning, end, load_cursor(cursor))
-    requests = [range_request(source, rng, rng.batch_id) for rng in balance_ranges(planned, workers)]
+    if all(next_offsets[p] >= end[p] for p in end):  # the backlog ends with this tick
+        planned = balance_ranges(planned, workers)
+    requests = [range_request(source, rng, rng.batch_id) for rng in planned]
     requests += [range_request(source, rng, key) for rng, key in _retries(instance, postgres, source, topic)]
     lag = lag_observation(contract, kafka, consumer_lag(beginning, end, committed), end)
     if not requests:

@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,12 +22,13 @@ from kafka import KafkaConsumer, TopicPartition
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import contract_for
-from metrify_assets.ingestion.kafka.batches import read_batch
+from metrify_assets.ingestion.kafka.batches import commit_range, read_batch
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource, dlq_topic
+from metrify_assets.resources.kafka_offsets import committed_offsets
 from metrify_platform.kafka_broker import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -437,6 +439,32 @@ def test_a_parallel_drain_cuts_the_range_that_would_run_alone_between_its_worker
     assert pg.execute(
         "SELECT count(*) FROM ops.weather_observations WHERE station_id LIKE 'Q%'"
     ).fetchone() == (len(good),)
+
+
+def test_commits_of_one_partition_take_turns_and_never_move_the_offset_back(
+    kafka_resource: KafkaResource, pg_resource: PostgresResource
+) -> None:
+    kafka_resource.ensure_topics(partitions=1)
+    produce(kafka_resource, {SOURCE: [observation("C", m) for m in range(10)]})
+    topic = kafka_resource.topic(SOURCE)
+    lower, upper = OffsetRange(topic, 0, 0, 5), OffsetRange(topic, 0, 5, 10)
+
+    def commit(rng: OffsetRange) -> None:
+        with pg_resource.connect() as conn:
+            commit_range(kafka_resource, rng, conn)
+
+    with pg_resource.connect() as holder:  # another run of the partition, between its read and commit
+        holder.execute("SELECT pg_advisory_xact_lock(hashtext(%s), 0)", (topic,))
+        waiting = threading.Thread(target=commit, args=(upper,))
+        waiting.start()
+        waiting.join(1.0)
+        assert waiting.is_alive(), "the commit waits for the partition's lock"
+        assert committed_offsets(kafka_resource, topic) == {}
+    waiting.join(30)
+    assert not waiting.is_alive()
+    assert committed_offsets(kafka_resource, topic) == {0: 10}
+    commit(lower)  # the lower range ends last: the offset stays where the upper one put it
+    assert committed_offsets(kafka_resource, topic) == {0: 10}
 
 
 def test_the_drain_freezes_the_imported_heap_only_while_runs_execute() -> None:

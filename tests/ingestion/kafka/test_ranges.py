@@ -44,33 +44,49 @@ def spans(ranges: list[OffsetRange]) -> list[tuple[int, int, int]]:
 
 
 def test_a_last_round_that_would_leave_workers_idle_is_cut_between_them() -> None:
-    planned = [
+    a, b, c = (
         OffsetRange(TOPIC, 0, 0, 30_000),
         OffsetRange(TOPIC, 1, 0, 35_000),
         OffsetRange(TOPIC, 2, 5, 32_006),
-    ]
+    )
     # Longest first; the shortest, alone in a second round, is halved for the two workers.
-    assert spans(balance_ranges(planned, 2)) == [
+    assert spans(balance_ranges([a, b, c], 2)) == [
         (1, 0, 35_000),
         (2, 5, 32_006),
         (0, 0, 15_000),
         (0, 15_000, 30_000),
     ]
-    # Four workers: three ranges each cut in four (in three when a quarter is under the minimum).
-    assert len(balance_ranges(planned, 4)) == 9
-    quarters = balance_ranges(planned, 4, min_part=1)
-    assert len(quarters) == 12 and sorted(r.end - r.start for r in quarters)[::4] == [7_500, 8_000, 8_750]
-    assert spans(balance_ranges(planned, 3)) == spans(sorted(planned, key=lambda r: r.start - r.end))
-    assert balance_ranges(planned, 1) == planned, "one worker: the sensor's plan as it is"
+    # Four workers, three ranges: the fourth place goes to the longest.
+    assert spans(balance_ranges([a, b, c], 4)) == [
+        (1, 0, 17_500),
+        (1, 17_500, 35_000),
+        (2, 5, 32_006),
+        (0, 0, 30_000),
+    ]
+    # Eight: the five idle places go where the parts stay longest; 8 runs, one round.
+    eight = balance_ranges([a, b, c], 8)
+    assert len(eight) == 8 and [sum(r.partition == p for r in eight) for p in (1, 2, 0)] == [3, 3, 2]
+    assert spans(balance_ranges([a, b, c], 3)) == spans([b, c, a]), "a full round: only reordered"
+    assert balance_ranges([a, b, c], 1) == [a, b, c], "one worker: the sensor's plan as it is"
+
+
+def test_equal_ranges_keep_the_planned_interleaving_of_partitions() -> None:
+    planned, _ = plan_ranges(TOPIC, {0: 0, 1: 0}, {0: 150_000, 1: 150_000}, {}, max_records=50_000)
+    assert [r.partition for r in balance_ranges(planned, 2)] == [0, 1, 0, 1, 0, 1]
+    # Seven equal ranges on eight workers: one more part, not every range cut.
+    seven = [OffsetRange(TOPIC, p, 0, 33_000) for p in range(7)]
+    assert len(balance_ranges(seven, 8)) == 8
 
 
 def test_parts_are_never_shorter_than_the_minimum_and_cover_the_range_exactly() -> None:
     small = [OffsetRange(TOPIC, 0, 0, 100), OffsetRange(TOPIC, 1, 0, 100), OffsetRange(TOPIC, 2, 0, 15_000)]
     assert len(balance_ranges(small, 2)) == 3, "no part under MIN_PART_RECORDS"
+    assert len(balance_ranges([OffsetRange(TOPIC, 0, 0, 30_000)], 4)) == 3, "three of 10,000, not four"
+    assert balance_ranges([], 4) == []
     for workers in range(1, 6):
-        for rng in [OffsetRange(TOPIC, 3, 7, 7 + n) for n in (1, 2, 3, 10, 99, 101)]:
+        for rng in [OffsetRange(TOPIC, 3, 7, 7 + n) for n in (0, 1, 2, 3, 10, 99, 101)]:
             parts = balance_ranges([rng], workers, min_part=1)
-            assert len(parts) == min(workers, rng.end - rng.start)
+            assert len(parts) == max(1, min(workers, rng.end - rng.start))
             assert [(p.start, p.end) for p in parts] == list(
                 zip([rng.start] + [p.end for p in parts[:-1]], [p.end for p in parts], strict=True)
             )
