@@ -262,10 +262,10 @@ def _versions(batch: _Batch, lines: Sequence[bytes], replayed: dict[str, int]) -
             raise RollbackError(
                 f"Kafka batch {batch.batch_id}: its origin {batch.origin_ref!r} is not an offset range"
             ) from None
-        if rng.end - rng.start != len(lines):
+        if rng.size != len(lines):
             raise RollbackError(
                 f"Kafka batch {batch.batch_id} has {len(lines)} messages in {batch.raw_key} for the "
-                f"{rng.end - rng.start} offsets [{rng.start}, {rng.end}): a gap in the offsets (compaction, "
+                f"{rng.size} offsets [{rng.start}, {rng.end}): a gap in the offsets (compaction, "
                 "transaction markers) or a message split by a line break, so its record versions (the "
                 "offsets) cannot be reproduced"
             )

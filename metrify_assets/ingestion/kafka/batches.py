@@ -136,6 +136,13 @@ def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) ->
     return len(result.quarantined)
 
 
+def lock_partition(conn: psycopg.Connection, rng: OffsetRange) -> None:
+    """Hold the offset-commit lock of `rng`'s topic-partition until `conn`'s transaction ends."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('kafka_commit:' || %s), %s)", (rng.topic, rng.partition)
+    )
+
+
 def commit_range(kafka: KafkaResource, rng: OffsetRange, conn: psycopg.Connection) -> None:
     """Commit `end` (last offset + 1) for lag monitoring, never moving the group's offset backwards.
 
@@ -145,7 +152,7 @@ def commit_range(kafka: KafkaResource, rng: OffsetRange, conn: psycopg.Connectio
     for offsets: a PostgreSQL advisory lock on the partition, held until `conn`'s transaction ends,
     makes the read and the commit one step among them.
     """
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (rng.topic, rng.partition))
+    lock_partition(conn, rng)
     tp = TopicPartition(rng.topic, rng.partition)
     with kafka.consumer() as consumer:
         committed = consumer.committed(tp)

@@ -25,6 +25,11 @@ class OffsetRange:
     end: int  # exclusive: the offset committed once the range is done
 
     @property
+    def size(self) -> int:
+        """Offsets in the range (records, unless compaction removed some)."""
+        return self.end - self.start
+
+    @property
     def batch_id(self) -> str:
         return f"{self.topic}-{self.partition}-{self.start}-{self.end}"
 
@@ -96,19 +101,19 @@ def balance_ranges(
     if workers <= 1:
         return list(ranges)
     smallest = max(1, MIN_PART_RECORDS if min_part is None else min_part)
-    ordered = sorted(ranges, key=lambda r: r.start - r.end)  # stable: equal lengths keep their order
+    ordered = sorted(ranges, key=lambda r: -r.size)  # stable: equal lengths keep their order
     tail = len(ordered) % workers
     if not tail:
         return ordered
     last = ordered[-tail:]
     parts = [1] * tail
     for _ in range(workers - tail):
-        cuttable = [i for i, r in enumerate(last) if (r.end - r.start) // (parts[i] + 1) >= smallest]
+        cuttable = [i for i, r in enumerate(last) if r.size // (parts[i] + 1) >= smallest]
         if not cuttable:
             break
-        parts[max(cuttable, key=lambda i: (last[i].end - last[i].start) / parts[i])] += 1
+        parts[max(cuttable, key=lambda i: last[i].size / parts[i])] += 1
     balanced = ordered[:-tail]
     for rng, n in zip(last, parts, strict=True):
-        bounds = [rng.start + (rng.end - rng.start) * i // n for i in range(n + 1)]
+        bounds = [rng.start + rng.size * i // n for i in range(n + 1)]
         balanced += [OffsetRange(rng.topic, rng.partition, a, b) for a, b in itertools.pairwise(bounds)]
     return balanced

@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import contract_for
-from metrify_assets.ingestion.kafka.batches import commit_range, read_batch
+from metrify_assets.ingestion.kafka.batches import commit_range, lock_partition, read_batch
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
@@ -433,7 +433,7 @@ def test_a_parallel_drain_cuts_the_range_that_would_run_alone_between_its_worker
     assert summary.batches == len(batches) == 4  # two partitions whole, the shortest in halves
     cut = [r for r in batches if sum(o.partition == r.partition for o in batches) == 2]
     first, second = sorted(cut, key=lambda r: r.start)
-    assert first.end == second.start and second.end - second.start - (first.end - first.start) in (0, 1)
+    assert first.end == second.start and second.size - first.size in (0, 1)
     assert summary.records == len(good) + len(BAD)
     assert (summary.accepted, summary.quarantined) == (len(good), len(BAD))
     assert pg.execute(
@@ -454,7 +454,7 @@ def test_commits_of_one_partition_take_turns_and_never_move_the_offset_back(
             commit_range(kafka_resource, rng, conn)
 
     with pg_resource.connect() as holder:  # another run of the partition, between its read and commit
-        holder.execute("SELECT pg_advisory_xact_lock(hashtext(%s), 0)", (topic,))
+        lock_partition(holder, upper)
         waiting = threading.Thread(target=commit, args=(upper,))
         waiting.start()
         waiting.join(1.0)
