@@ -34,7 +34,7 @@ from benchmarks.kafka_env import KafkaBench, kafka_bench
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.orchestration.instance import DAGSTER_YAML, WARM_LAUNCHER_YAML
+from metrify_assets.orchestration.instance import WARM_LAUNCHER_YAML, dagster_yaml
 from metrify_assets.resources import LakeResource
 
 SOURCE = METER_READINGS.source
@@ -43,9 +43,6 @@ SOURCE = METER_READINGS.source
 # every pass of the daemon.
 SENSOR_INTERVAL_S = 1
 DAEMON_LOOP_S = 5
-# The bench's code location (the production sensor at a shorter interval) is what the worker preloads.
-WARM_YAML = DAGSTER_YAML.replace("metrify_assets.definitions", "benchmarks.freshness_location")
-DEFAULT_YAML = DAGSTER_YAML.replace(WARM_LAUNCHER_YAML, "")  # Dagster's DefaultRunLauncher
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = f"""\
 load_from:
@@ -91,7 +88,12 @@ def instance_home(env: KafkaBench, launcher: str) -> Path:
     `run_launcher` section (without it, Dagster's DefaultRunLauncher)."""
     home = env.home / f"dagster-{launcher}"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(WARM_YAML if launcher == "warm" else DEFAULT_YAML)
+    local = dagster_yaml(home)
+    if launcher == "warm":  # the bench's code location is what the worker preloads
+        local = local.replace("metrify_assets.definitions", "benchmarks.freshness_location")
+    else:  # Dagster's DefaultRunLauncher
+        local = local.replace(WARM_LAUNCHER_YAML, "")
+    (home / "dagster.yaml").write_text(local)
     return home
 
 

@@ -6,6 +6,7 @@ so what the CLI did is visible in the UI afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,7 +24,7 @@ run_launcher:
     preload: [metrify_assets.definitions, great_expectations]
 """
 LOCAL_HEADER = "# Local instance for `metrify` and `dagster dev` (written by metrify"
-DAGSTER_YAML = (
+LOCAL_YAML = (
     f"{LOCAL_HEADER}; production: deploy/dagster.yaml)\n"
     + WARM_LAUNCHER_YAML
     + """\
@@ -40,10 +41,22 @@ run_retries:  # re-run a run whose process died; a step's own failures are retri
   enabled: true
   max_retries: 2
   retry_on_asset_or_op_failure: false
+event_log_storage:  # Dagster's SQLite event log, where it keeps it; new runs' files from a template
+  module: metrify_platform.event_log
+  class: TemplatedSqliteEventLogStorage
+  config:
+    base_dir: {event_log_dir}
 telemetry:
   enabled: false
 """
 )
+
+
+def dagster_yaml(home: Path) -> str:
+    """The local instance's `dagster.yaml` for the instance directory `home`."""
+    # Where Dagster's default storage keeps it, so history from before stays in view; JSON quoting
+    # is YAML's too.
+    return LOCAL_YAML.replace("{event_log_dir}", json.dumps(str(home.resolve() / "history" / "runs")))
 
 
 def local_instance(settings: Settings) -> dg.DagsterInstance:
@@ -51,12 +64,13 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    # One that metrify wrote is brought up to date (an older release named other modules); one a
-    # user wrote is theirs.
+    wanted = dagster_yaml(home)
+    # One that metrify wrote is brought up to date (an older release named other modules, or the
+    # directory moved); one a user wrote is theirs.
     if not config.exists() or (
-        config.read_text().startswith(LOCAL_HEADER) and config.read_text() != DAGSTER_YAML
+        config.read_text().startswith(LOCAL_HEADER) and config.read_text() != wanted
     ):
-        config.write_text(DAGSTER_YAML)
+        config.write_text(wanted)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from metrify_assets.orchestration.instance import DAGSTER_YAML
+from metrify_assets.orchestration.instance import dagster_yaml
 from metrify_assets.resources import PostgresResource
 from metrify_platform.launcher import WarmRunLauncher
 from metrify_platform.launcher.warm import PID_TAG
@@ -177,7 +177,7 @@ def test_the_deployment_instance_config_loads_on_postgres(
 
 
 def test_the_local_instance_forks_runs_and_dequeues_every_second(tmp_path: Path) -> None:
-    (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
+    (tmp_path / "dagster.yaml").write_text(dagster_yaml(tmp_path))
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.run_launcher, WarmRunLauncher)
         assert instance.get_settings("run_retries")["enabled"]

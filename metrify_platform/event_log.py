@@ -1,0 +1,89 @@
+"""The local instance's event log: Dagster's SQLite storage, each new run's database copied from a
+template instead of built from scratch.
+
+Dagster's SQLite event log keeps one database per run. Making one creates its tables and stamps it
+through alembic, which loads and compiles all of Dagster's revision scripts: 0.1-0.15 s of every
+run, before its first event is stored. Here the first run shard a process needs is made that way
+once, as a template in `<base_dir>/.template/` named for the Dagster version (a new version has
+another schema head, so it makes its own), and every later run's database is a copy of it, put in
+place with a hard link so that a reader never sees half a file. Anything unusual (a shard that
+already exists, even empty; a file system without hard links; an index shard) is left to Dagster's
+own initialisation, as is every read and write after it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dagster
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._serdes import ConfigurableClassData
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+TEMPLATE_DIR = ".template"
+
+
+class TemplatedSqliteEventLogStorage(SqliteEventLogStorage):
+    """`SqliteEventLogStorage` (same files, same `base_dir` config) that copies new run shards from
+    a template. Configure it as `event_log_storage` in `dagster.yaml`."""
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Any
+    ) -> TemplatedSqliteEventLogStorage:
+        return cls(inst_data=inst_data, **config_value)
+
+    @property
+    def template_path(self) -> Path:
+        return Path(self._base_dir) / TEMPLATE_DIR / f"run-{dagster.__version__}.sqlite"
+
+    def _initdb(self, engine: Engine, for_index_shard: bool = False) -> None:
+        shard = Path(engine.url.database or "")
+        if for_index_shard or shard == Path() or shard.exists() or not self._copy_template(shard):
+            super()._initdb(engine, for_index_shard)
+
+    def _copy_template(self, shard: Path) -> bool:
+        """Put a copy of the template at `shard` unless something is there by then; whether it did."""
+        try:
+            template = self._ensure_template()
+            staged = _staging(template.parent)
+        except OSError:
+            return False
+        try:
+            shutil.copyfile(template, staged)
+            os.link(staged, shard)  # fails if a concurrent connection created the shard meanwhile
+            return True
+        except OSError:
+            return False
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _ensure_template(self) -> Path:
+        """The template, made by Dagster's own initialisation the first time any process needs it."""
+        template = self.template_path
+        if template.exists():
+            return template
+        template.parent.mkdir(exist_ok=True)
+        staged = _staging(template.parent)
+        try:
+            engine = create_engine(f"sqlite:///{staged}", poolclass=NullPool)
+            super()._initdb(engine)
+            engine.dispose()  # its last connection closed: SQLite has folded the write-ahead log in
+            staged.replace(template)
+        finally:
+            staged.unlink(missing_ok=True)
+        return template
+
+
+def _staging(directory: Path) -> Path:
+    """A new empty file of this process and thread to build in (SQLite takes an empty file as a new
+    database)."""
+    fd, name = tempfile.mkstemp(dir=directory, suffix=".staged")
+    os.close(fd)
+    return Path(name)

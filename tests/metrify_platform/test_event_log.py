@@ -1,0 +1,94 @@
+"""TemplatedSqliteEventLogStorage: run shards copied from a template are Dagster's own, byte for
+byte in schema and alembic stamp, and anything unusual is left to Dagster's initialisation."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+from metrify_assets.env import resolve_settings
+from metrify_assets.orchestration.instance import local_instance
+from metrify_platform.event_log import TemplatedSqliteEventLogStorage
+
+
+def _event(run_id: str, message: str) -> EventLogEntry:
+    return EventLogEntry(
+        error_info=None,
+        level="INFO",
+        user_message=message,
+        run_id=run_id,
+        timestamp=time.time(),
+        job_name="job",
+        dagster_event=DagsterEvent(
+            DagsterEventType.ENGINE_EVENT.value, "job", message=message, event_specific_data=EngineEventData()
+        ),
+    )
+
+
+def _schema(db: Path) -> tuple[list[tuple[str, str, str | None]], list[tuple[str]], str]:
+    with sqlite3.connect(db) as conn:
+        objects = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        ).fetchall()
+        stamp = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    return objects, stamp, journal
+
+
+def test_a_run_shard_from_the_template_is_the_one_dagster_makes(tmp_path: Path) -> None:
+    ours = TemplatedSqliteEventLogStorage(str(tmp_path / "ours"))
+    theirs = SqliteEventLogStorage(str(tmp_path / "theirs"))
+    for storage in (ours, theirs):
+        for run in ("run-a", "run-b"):
+            storage.store_event(_event(run, f"{run} started"))
+            storage.store_event(_event(run, f"{run} done"))
+    assert ours.template_path.is_file(), "the first shard made the template"
+    for run in ("run-a", "run-b"):
+        assert _schema(tmp_path / "ours" / f"{run}.db") == _schema(tmp_path / "theirs" / f"{run}.db")
+        assert [e.user_message for e in ours.get_logs_for_run(run)] == [f"{run} started", f"{run} done"]
+    objects, stamp, journal = _schema(tmp_path / "ours" / "run-a.db")
+    assert any(name == "event_logs" for _, name, _ in objects) and stamp and journal == "wal"
+    assert sorted(ours.get_all_run_ids()) == ["run-a", "run-b"], "the template is not taken for a run"
+    assert [p.suffix for p in ours.template_path.parent.iterdir()] == [".sqlite"], "nothing staged left"
+
+
+def test_another_process_copies_the_template_it_finds(tmp_path: Path) -> None:
+    first = TemplatedSqliteEventLogStorage(str(tmp_path))
+    first.store_event(_event("run-a", "a"))
+    made = first.template_path.stat().st_mtime_ns
+    second = TemplatedSqliteEventLogStorage(str(tmp_path))  # a new process starts with no shards known
+    second.store_event(_event("run-b", "b"))
+    assert second.template_path.stat().st_mtime_ns == made
+    assert [e.user_message for e in first.get_logs_for_run("run-b")] == ["b"]
+
+
+def test_an_existing_shard_is_left_to_dagster(tmp_path: Path) -> None:
+    SqliteEventLogStorage(str(tmp_path)).store_event(_event("run-a", "before"))
+    ours = TemplatedSqliteEventLogStorage(str(tmp_path))
+    ours.store_event(_event("run-a", "after"))
+    assert [e.user_message for e in ours.get_logs_for_run("run-a")] == ["before", "after"]
+    # A shard some connection created empty in the meantime is initialised by Dagster, not replaced.
+    (tmp_path / "run-b.db").touch()
+    ours.store_event(_event("run-b", "kept"))
+    assert [e.user_message for e in ours.get_logs_for_run("run-b")] == ["kept"]
+    assert not ours.template_path.exists(), "no new shard was made, so no template either"
+
+
+def test_the_local_instance_stores_events_where_dagster_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "a home: with # odd characters"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with local_instance(resolve_settings({"METRIFY_HOME": str(tmp_path)})) as instance:
+        assert isinstance(instance.event_log_storage, TemplatedSqliteEventLogStorage)
+        run = instance.create_run_for_job(job_def=dg.JobDefinition(graph_def=dg.GraphDefinition("noop")))
+        instance.report_engine_event("hello", run)
+        assert (home / "history" / "runs" / f"{run.run_id}.db").is_file()
+        assert [e.message for e in instance.all_logs(run.run_id)] == ["hello"]
