@@ -67,9 +67,7 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
     wanted = dagster_yaml(home)
     # One that metrify wrote is brought up to date (an older release named other modules, or the
     # directory moved); one a user wrote is theirs.
-    if not config.exists() or (
-        config.read_text().startswith(LOCAL_HEADER) and config.read_text() != wanted
-    ):
+    if not config.exists() or (config.read_text().startswith(LOCAL_HEADER) and config.read_text() != wanted):
         config.write_text(wanted)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
