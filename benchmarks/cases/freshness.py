@@ -83,16 +83,18 @@ def direct_ms(env: KafkaBench, repeat: int = 5) -> float:
     return statistics.median(times[1:])
 
 
+def warm_yaml(home: Path) -> str:
+    """The local instance's dagster.yaml for `home`, its launcher's worker preloading the bench's code
+    location (the production sensor at a shorter interval)."""
+    return dagster_yaml(home).replace("metrify_assets.definitions", "benchmarks.freshness_location")
+
+
 def instance_home(env: KafkaBench, launcher: str) -> Path:
     """A Dagster home per launcher: the local instance's dagster.yaml, with or without its
     `run_launcher` section (without it, Dagster's DefaultRunLauncher)."""
     home = env.home / f"dagster-{launcher}"
     home.mkdir(parents=True, exist_ok=True)
-    local = dagster_yaml(home)
-    if launcher == "warm":  # the bench's code location is what the worker preloads
-        local = local.replace("metrify_assets.definitions", "benchmarks.freshness_location")
-    else:  # Dagster's DefaultRunLauncher
-        local = local.replace(WARM_LAUNCHER_YAML, "")
+    local = warm_yaml(home) if launcher == "warm" else dagster_yaml(home).replace(WARM_LAUNCHER_YAML, "")
     (home / "dagster.yaml").write_text(local)
     return home
 

@@ -33,7 +33,7 @@ import pytest
 from dagster._core.scheduler.instigation import InstigatorTick, InstigatorType, TickStatus
 from dagster._grpc.client import DagsterGrpcClient
 
-from benchmarks.cases.freshness import PROJECT_ROOT, SENSOR_INTERVAL_S, WARM_YAML, stop_daemon
+from benchmarks.cases.freshness import PROJECT_ROOT, SENSOR_INTERVAL_S, stop_daemon, warm_yaml
 from benchmarks.freshness_location import SENSOR
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.kafka.produce import produce
@@ -59,9 +59,13 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
-# The instance's run monitoring checks runs every 5 s here (15 s as deployed): a run the kill left
-# STARTING is failed, and retried, as soon as its start timeout (90 s, unchanged) has passed.
-TEST_YAML = WARM_YAML.replace("poll_interval_seconds: 15", "poll_interval_seconds: 5")
+
+
+def instance_yaml(home: Path) -> str:
+    """The bench's warm instance, except that run monitoring checks runs every 5 s (15 s as deployed):
+    a run the kill left STARTING is failed, and retried, as soon as its start timeout (90 s,
+    unchanged) has passed."""
+    return warm_yaml(home).replace("poll_interval_seconds: 15", "poll_interval_seconds: 5")
 
 
 def reading(meter_id: str, i: int) -> tuple[tuple[str, pd.Timestamp], float, str]:
@@ -258,7 +262,7 @@ def test_daemon_killed_mid_tick_loses_and_doubles_nothing(
     topic = kafka.topic(SOURCE)  # the default name: the only one the daemon's location can use
     home = tmp_path / "dagster"
     home.mkdir()
-    (home / "dagster.yaml").write_text(TEST_YAML)
+    (home / "dagster.yaml").write_text(instance_yaml(home))
     pg.autocommit = True
 
     expected: dict[tuple[str, pd.Timestamp], float] = {}
