@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +82,8 @@ class TemplatedSqliteEventLogStorage(SqliteEventLogStorage):
 
 
 def _staging(directory: Path) -> Path:
-    """A new empty file of this process and thread to build in (SQLite takes an empty file as a new
-    database)."""
-    fd, name = tempfile.mkstemp(dir=directory, suffix=".staged")
-    os.close(fd)
-    return Path(name)
+    """A new empty file to build in (SQLite takes an empty file as a new database), its mode from the
+    umask as for the databases Dagster makes (a temporary file's would be owner-only)."""
+    staged = directory / f"{uuid.uuid4().hex}.staged"
+    staged.touch(exist_ok=False)
+    return staged

@@ -57,6 +57,8 @@ def test_a_run_shard_from_the_template_is_the_one_dagster_makes(tmp_path: Path) 
     assert any(name == "event_logs" for _, name, _ in objects) and stamp and journal == "wal"
     assert sorted(ours.get_all_run_ids()) == ["run-a", "run-b"], "the template is not taken for a run"
     assert [p.suffix for p in ours.template_path.parent.iterdir()] == [".sqlite"], "nothing staged left"
+    mode = (tmp_path / "theirs" / "run-a.db").stat().st_mode & 0o777
+    assert (tmp_path / "ours" / "run-a.db").stat().st_mode & 0o777 == mode, "readable as Dagster's are"
 
 
 def test_another_process_copies_the_template_it_finds(tmp_path: Path) -> None:
