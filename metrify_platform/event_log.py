@@ -2,7 +2,7 @@
 template instead of built from scratch.
 
 Dagster's SQLite event log keeps one database per run. Making one creates its tables and stamps it
-through alembic, which loads and compiles all of Dagster's revision scripts: 0.1-0.15 s of every
+through alembic, which loads and compiles all of Dagster's revision scripts: 0.1-0.2 s of every
 run, before its first event is stored. Here the first run shard a process needs is made that way
 once, as a template in `<base_dir>/.template/` named for the Dagster version (a new version has
 another schema head, so it makes its own), and every later run's database is a copy of it, put in
@@ -44,8 +44,13 @@ class TemplatedSqliteEventLogStorage(SqliteEventLogStorage):
         return Path(self._base_dir) / TEMPLATE_DIR / f"run-{dagster.__version__}.sqlite"
 
     def _initdb(self, engine: Engine, for_index_shard: bool = False) -> None:
-        shard = Path(engine.url.database or "")
-        if for_index_shard or shard == Path() or shard.exists() or not self._copy_template(shard):
+        database = engine.url.database
+        if (
+            for_index_shard
+            or not database
+            or Path(database).exists()
+            or not self._copy_template(Path(database))
+        ):
             super()._initdb(engine, for_index_shard)
 
     def _copy_template(self, shard: Path) -> bool:

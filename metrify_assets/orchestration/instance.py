@@ -65,9 +65,10 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     wanted = dagster_yaml(home)
+    current = config.read_text() if config.exists() else None
     # One that metrify wrote is brought up to date (an older release named other modules, or the
     # directory moved); one a user wrote is theirs.
-    if not config.exists() or (config.read_text().startswith(LOCAL_HEADER) and config.read_text() != wanted):
+    if current is None or (current.startswith(LOCAL_HEADER) and current != wanted):
         config.write_text(wanted)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()

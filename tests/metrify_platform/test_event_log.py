@@ -1,5 +1,5 @@
-"""TemplatedSqliteEventLogStorage: run shards copied from a template are Dagster's own, byte for
-byte in schema and alembic stamp, and anything unusual is left to Dagster's initialisation."""
+"""TemplatedSqliteEventLogStorage: run shards copied from a template have the schema, alembic stamp,
+journal mode and file mode of Dagster's own, and anything unusual is left to Dagster's initialisation."""
 
 from __future__ import annotations
 
