@@ -35,6 +35,12 @@ def defs() -> dg.Definitions:
         schedules.defs,
         run_alerts.defs,
         alert_delivery.defs,
-        # Logs and traces of this process and its runs (docs/operations.md#logs).
-        dg.Definitions(resources=build_resources(settings), loggers=configure_location(settings)),
+        # Logs and traces of this process and its runs (docs/operations.md#logs). Every job's steps run
+        # in its run's process: a step process started by the multiprocess executor would import the
+        # whole code location again (about 8 s a step here), where a run's steps take seconds.
+        dg.Definitions(
+            resources=build_resources(settings),
+            loggers=configure_location(settings),
+            executor=dg.in_process_executor,
+        ),
     )

@@ -59,3 +59,14 @@ def test_jobs_sensors_and_schedules_load(defs: dg.Definitions) -> None:
         assert defs.resolve_sensor_def(f"landing_{source}_sensor")
     for name in ("refresh_job_schedule", "daily_job_schedule"):
         assert defs.resolve_schedule_def(name).cron_schedule
+
+
+def test_every_job_runs_its_steps_in_the_run_process(defs: dg.Definitions) -> None:
+    """The UI's materialisations and the schedules' runs included: a step process would import the
+    whole code location again, for each step."""
+    jobs = list(defs.resolve_all_job_defs())
+    names = {job.name for job in jobs}
+    assert {"refresh_job", "daily_job", "weekly_job", "ingest_meter_readings_job"} <= names
+    assert any(name.startswith("__ASSET_JOB") for name in names)
+    for job in jobs:
+        assert job.executor_def is dg.in_process_executor, job.name

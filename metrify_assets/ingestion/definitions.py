@@ -25,9 +25,6 @@ INGEST_JOBS = {
         selection=dg.AssetSelection.assets(INGEST_ASSETS[source]),
         description=f"Ingest one {source} batch (set by the sensor's run config).",
         tags=RETRY_TAGS,
-        # One batch is one step (the ingest asset and its checks); a step process spawned by the
-        # multiprocess executor would only import the whole code location a second time.
-        executor_def=dg.in_process_executor,
     )
     for source in CONTRACTS
 }
