@@ -56,7 +56,7 @@ test: lint typecheck dbt-parse kafka-jars redis-server promtool  ## Lint, types 
 	$(RUN) pytest -n auto --maxprocesses 4 --dist loadfile  # a file's tests share one worker's services
 
 dev: env dbt-parse  ## The Dagster UI on http://127.0.0.1:3000 with this project's instance
-	mkdir -p .metrify/dagster && DAGSTER_HOME=$(CURDIR)/.metrify/dagster $(RUN) dagster dev -w workspace.yaml
+	$(RUN) metrify ui
 
 bench: env dbt-parse  ## Benchmarks against their ceilings (about 25 min on 2 cores; SCALE=N for bigger inputs); writes benchmarks/results/latest.*
 	$(RUN) python -m benchmarks $(if $(SCALE),--scale $(SCALE))

@@ -21,6 +21,7 @@ from metrify_assets.cli import (
     review,
     run,
     simulate,
+    ui,
 )
 from metrify_assets.env import resolve_logging
 from metrify_assets.observability import logs
@@ -61,6 +62,7 @@ for module in (
     metrics,
     api,
     forecast,
+    ui,
 ):
     module.register(app)
 

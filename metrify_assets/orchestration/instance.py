@@ -11,9 +11,13 @@ import os
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.execution.api import create_execution_plan, execute_run
+from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 
 from metrify_assets.env import Settings
 from metrify_assets.errors import root_error
+from metrify_platform.launcher.warm import PID_TAG
 
 # Runs fork from a worker with the code location imported: they start in about a second.
 WARM_LAUNCHER_YAML = """\
@@ -59,8 +63,8 @@ def dagster_yaml(home: Path) -> str:
     return LOCAL_YAML.replace("{event_log_dir}", json.dumps(str(home.resolve() / "history" / "runs")))
 
 
-def local_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent local instance; DAGSTER_HOME wins when set."""
+def prepare_local_home(settings: Settings) -> Path:
+    """The local instance's directory (DAGSTER_HOME wins when set), with metrify's `dagster.yaml`."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
@@ -70,12 +74,30 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
     # directory moved); one a user wrote is theirs.
     if current is None or (current.startswith(LOCAL_HEADER) and current != wanted):
         config.write_text(wanted)
-    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def local_instance(settings: Settings) -> dg.DagsterInstance:
+    """The persistent local instance; DAGSTER_HOME wins when set."""
+    os.environ["DAGSTER_HOME"] = str(prepare_local_home(settings))
     return dg.DagsterInstance.get()
 
 
 class RunFailedError(RuntimeError):
     pass
+
+
+# The code location of `workspace.yaml` (and of the deployment's code server), whose Definitions
+# Dagster names `__repository__`. The CLI's runs carry it as their origin, so the UI can re-execute
+# them there (a run without an origin shows in the UI, but its re-execution fails).
+LOCATION_NAME = "metrify"
+REPOSITORY_NAME = "__repository__"
+
+
+def job_origin(job_name: str) -> RemoteJobOrigin:
+    """Where `job_name` is loaded from in the UI and by the daemon: the location by its name."""
+    location = RegisteredCodeLocationOrigin(location_name=LOCATION_NAME)
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), job_name)
 
 
 def execute_job(
@@ -86,20 +108,29 @@ def execute_job(
     tags: dict[str, str] | None = None,
     log_level: str = "WARNING",
     asset_selection: list[str] | None = None,
-) -> dg.ExecuteInProcessResult:
+) -> dg.JobExecutionResult:
     """Execute a job in process; a failed run raises with the failing step's error.
 
-    The console shows warnings and errors only (the CLI draws its own progress); the full event log
-    is in the instance, as for any run.
+    As `execute_in_process` does (the in-process executor, in this process), except that the run
+    is created with the code location as its origin and this process as its process. The console shows warnings and errors only (the
+    CLI draws its own progress); the full event log is in the instance, as for any run.
     """
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
-    result = defs.resolve_job_def(job_name).execute_in_process(
+    job_def = defs.resolve_job_def(job_name)
+    selection = [dg.AssetKey(a) for a in asset_selection] if asset_selection else None
+    job = InMemoryJob(job_def.as_ephemeral_job(resource_defs={}, input_values={}, asset_selection=selection))
+    instance_ref = instance.get_ref() if instance.is_persistent else None
+    run = instance.create_run_for_job(
+        job_def=job.get_definition(),
+        execution_plan=create_execution_plan(job, run_config=config, instance_ref=instance_ref),
         run_config=config,
-        instance=instance,
-        tags=tags,
-        raise_on_error=False,
-        asset_selection=[dg.AssetKey(a) for a in asset_selection] if asset_selection else None,
+        # The run's process, as the warm launcher tags the runs it forks: run monitoring (a daemon
+        # beside the CLI, `metrify ui`) then sees this process alive instead of failing the run.
+        tags={**job_def.run_tags, **(tags or {}), PID_TAG: str(os.getpid())},
+        asset_selection=frozenset(selection) if selection else None,
+        remote_job_origin=job_origin(job_name),
     )
+    result = execute_run(job, run, instance)
     if not result.success:
         errors = [
             root_error(e.step_failure_data.error).message.strip()

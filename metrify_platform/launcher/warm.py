@@ -198,7 +198,10 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         if pid is None or not _alive(pid):
             self._instance.report_run_canceled(run, message="The run's process was already gone.")
             return True
-        os.killpg(pid, signal.SIGINT)
+        try:
+            os.killpg(pid, signal.SIGINT)  # a forked run leads its group: its children stop too
+        except ProcessLookupError:  # a run executed by a process that leads no group (a CLI's)
+            os.kill(pid, signal.SIGINT)
         return True
 
     @property

@@ -69,7 +69,7 @@ def scalar(conn: psycopg.Connection, query: str, params: Sequence[object] | None
     return row[0]
 
 
-def restarts(result: dg.ExecuteInProcessResult) -> int:
+def restarts(result: dg.JobExecutionResult) -> int:
     return sum(1 for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_RESTARTED)
 
 
@@ -94,7 +94,7 @@ def test_overlapping_kafka_ranges_ingested_at_once_equal_the_serial_result(
     produce(kafka_resource, {SOURCE: records})
     ranges = [OffsetRange(topic, 0, 0, 40), OffsetRange(topic, 0, 20, 60)]
 
-    def run(rng: OffsetRange, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    def run(rng: OffsetRange, instance: dg.DagsterInstance) -> dg.JobExecutionResult:
         return execute_job(kafka_defs, JOB, instance, run_config=rng.run_config(SOURCE))
 
     for rng in ranges:

@@ -56,7 +56,7 @@ class Run(threading.Thread):
     def __init__(self, defs: dg.Definitions, run_config: dict[str, object]) -> None:
         super().__init__(daemon=True)
         self.defs, self.run_config = defs, run_config
-        self.result: dg.ExecuteInProcessResult | None = None
+        self.result: dg.JobExecutionResult | None = None
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -67,7 +67,7 @@ class Run(threading.Thread):
         except BaseException as err:  # noqa: BLE001 - reported by the test's assertion below
             self.error = err
 
-    def outcome(self, timeout: float = 180.0) -> dg.ExecuteInProcessResult:
+    def outcome(self, timeout: float = 180.0) -> dg.JobExecutionResult:
         self.join(timeout)
         assert not self.is_alive(), "the run did not finish"
         assert self.error is None, f"the run failed: {self.error}"
@@ -75,7 +75,7 @@ class Run(threading.Thread):
         return self.result
 
 
-def restarts(result: dg.ExecuteInProcessResult) -> int:
+def restarts(result: dg.JobExecutionResult) -> int:
     return sum(e.event_type == dg.DagsterEventType.STEP_RESTARTED for e in result.all_events)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import subprocess
 import sys
 import textwrap
 import time
@@ -183,3 +184,42 @@ def test_the_local_instance_forks_runs_and_dequeues_every_second(tmp_path: Path)
         assert instance.get_settings("run_retries")["enabled"]
         coordinator = instance.run_coordinator
         assert getattr(coordinator, "dequeue_interval_seconds", None) == 1
+
+
+CLI_RUN = """\
+import sys
+import dagster as dg
+from dagster._core.instance import InstanceRef
+from metrify_assets.orchestration.instance import execute_job, RunFailedError
+from warm_jobs_pkg.jobs import nap_job
+
+instance = dg.DagsterInstance.from_ref(dg.deserialize_value(sys.argv[1], InstanceRef))
+try:
+    execute_job(dg.Definitions(jobs=[nap_job]), "nap_job", instance)
+except RunFailedError as err:
+    print(err)
+"""
+
+
+def test_terminate_interrupts_a_run_the_cli_executes(
+    warm_instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """A run `execute_job` executes is tagged with its process, which leads no process group here
+    (a drain's worker, `uv run metrify ...`): run monitoring sees it alive, and terminating the run
+    interrupts that process."""
+    script = tmp_path / "cli_run.py"
+    script.write_text(CLI_RUN)
+    cli = subprocess.Popen([sys.executable, str(script), dg.serialize_value(warm_instance.get_ref())])
+    try:
+        deadline = time.monotonic() + 120
+        while not (runs := warm_instance.get_runs()) or runs[0].status != dg.DagsterRunStatus.STARTED:
+            assert time.monotonic() < deadline and cli.poll() is None, "the CLI's run did not start"
+            time.sleep(0.1)
+        run = runs[0]
+        assert run.tags[PID_TAG] == str(cli.pid) and os.getpgid(cli.pid) != cli.pid
+        assert warm_instance.run_launcher.check_run_worker_health(run).status.value == "RUNNING"
+        assert warm_instance.run_launcher.terminate(run.run_id)
+        assert wait_finished(warm_instance, run.run_id, timeout=60).status == dg.DagsterRunStatus.CANCELED
+        assert cli.wait(30) is not None
+    finally:
+        cli.kill()

@@ -1,0 +1,43 @@
+"""`metrify ui`: the Dagster UI and daemon (`dagster dev`) on this home's instance."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metrify_assets.env import resolve_settings
+from metrify_assets.orchestration.instance import prepare_local_home
+
+# The project's workspace (one code location, `metrify`): the name runs and sensor states are kept
+# under, so the UI finds the CLI's runs and the sensors' cursors whatever started it.
+WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
+
+
+def dev_command(home: Path, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The `dagster dev` command line and environment for the instance in `home`."""
+    dagster = Path(sys.executable).parent / "dagster"
+    argv = [str(dagster), "dev", "-w", str(WORKSPACE), "--host", host, "--port", str(port)]
+    return argv, {**os.environ, "DAGSTER_HOME": str(home)}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ui")
+    def ui(
+        host: Annotated[str, typer.Option(help="Address the webserver listens on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port of the webserver.")] = 3000,
+    ) -> None:
+        """The Dagster UI on http://HOST:PORT, with its daemon (sensors, schedules, queued runs), on the
+        instance the CLI writes to (HOME/dagster, or DAGSTER_HOME), until Ctrl-C."""
+        if not WORKSPACE.exists():
+            typer.echo(
+                f"error: no workspace file at {WORKSPACE} (metrify ui runs from a project checkout)", err=True
+            )
+            raise typer.Exit(code=2)
+        home = prepare_local_home(resolve_settings())
+        argv, environ = dev_command(home, host, port)
+        typer.echo(f"Dagster UI on http://{host}:{port}, instance {home}", err=True)
+        os.execve(argv[0], argv, environ)
