@@ -39,4 +39,6 @@ def defs() -> dg.Definitions:
             )
         ],
         resources=base.resources,
+        executor=base.executor,
+        loggers=base.loggers,
     )

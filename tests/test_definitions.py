@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -61,10 +64,13 @@ def test_jobs_sensors_and_schedules_load(defs: dg.Definitions) -> None:
         assert defs.resolve_schedule_def(name).cron_schedule
 
 
-def test_every_job_runs_its_steps_in_the_run_process(defs: dg.Definitions) -> None:
-    """The UI's materialisations and the schedules' runs included: a step process would import the
-    whole code location again, for each step."""
-    jobs = list(defs.resolve_all_job_defs())
+@pytest.mark.parametrize("location", ["metrify_assets.definitions", "benchmarks.freshness_location"])
+def test_every_job_runs_its_steps_in_the_run_process(location: str, tmp_path: Path) -> None:
+    """The UI's materialisations and the schedules' runs included, and in the location the freshness
+    benchmark's daemon loads: a step process would import the whole code location again, per step."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("METRIFY_HOME", str(tmp_path))
+        jobs = list(importlib.import_module(location).defs().resolve_all_job_defs())
     names = {job.name for job in jobs}
     assert {"refresh_job", "daily_job", "weekly_job", "ingest_meter_readings_job"} <= names
     assert any(name.startswith("__ASSET_JOB") for name in names)

@@ -111,14 +111,17 @@ def execute_job(
 ) -> dg.JobExecutionResult:
     """Execute a job in process; a failed run raises with the failing step's error.
 
-    As `execute_in_process` does (the in-process executor, in this process), except that the run
-    is created with the code location as its origin and this process as its process. The console shows warnings and errors only (the
+    In this process, as `execute_in_process` would, but with the job as the code location defines
+    it (every job's executor is the in-process one), the code location as the run's origin and this
+    process as the run's process. The console shows warnings and errors only (the
     CLI draws its own progress); the full event log is in the instance, as for any run.
     """
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     job_def = defs.resolve_job_def(job_name)
-    selection = [dg.AssetKey(a) for a in asset_selection] if asset_selection else None
-    job = InMemoryJob(job_def.as_ephemeral_job(resource_defs={}, input_values={}, asset_selection=selection))
+    selection = frozenset(dg.AssetKey(a) for a in asset_selection) if asset_selection else None
+    # The job as the code location defines it (executor and IO manager included; `execute_in_process`
+    # swaps both), so the run's snapshot is the one the UI and the daemon load.
+    job = InMemoryJob(job_def).get_subset(asset_selection=selection) if selection else InMemoryJob(job_def)
     instance_ref = instance.get_ref() if instance.is_persistent else None
     run = instance.create_run_for_job(
         job_def=job.get_definition(),
@@ -127,7 +130,7 @@ def execute_job(
         # The run's process, as the warm launcher tags the runs it forks: run monitoring (a daemon
         # beside the CLI, `metrify ui`) then sees this process alive instead of failing the run.
         tags={**job_def.run_tags, **(tags or {}), PID_TAG: str(os.getpid())},
-        asset_selection=frozenset(selection) if selection else None,
+        asset_selection=selection,
         remote_job_origin=job_origin(job_name),
     )
     result = execute_run(job, run, instance)

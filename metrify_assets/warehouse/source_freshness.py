@@ -26,6 +26,7 @@ from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 
 CHECK_NAME = "dbt_source_freshness"
+NEVER_LOADED = "never: the table has no rows"
 
 
 def staging_model(manifest: Mapping[str, Any], source_id: str) -> Mapping[str, Any]:
@@ -71,10 +72,12 @@ def freshness_result(key: dg.AssetCheckKey, result: Mapping[str, Any] | None) ->
         "error_after": threshold(criteria, "error_after"),
     }
     if result.get("max_loaded_at"):
-        metadata["max_loaded_at"] = dg.MetadataValue.timestamp(
-            datetime.fromisoformat(result["max_loaded_at"])
-        )
-        metadata["age_hours"] = round(float(result["max_loaded_at_time_ago_in_s"]) / 3600, 2)
+        loaded_at = datetime.fromisoformat(result["max_loaded_at"])
+        if loaded_at.year == 1:  # dbt's stand-in for the max of no rows: shown as year 1, 17.7M hours
+            metadata["max_loaded_at"] = NEVER_LOADED
+        else:
+            metadata["max_loaded_at"] = dg.MetadataValue.timestamp(loaded_at)
+            metadata["age_hours"] = round(float(result["max_loaded_at_time_ago_in_s"]) / 3600, 2)
     if result.get("message"):
         metadata["error"] = str(result["message"])
     return dg.AssetCheckResult(

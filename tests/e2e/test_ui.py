@@ -48,7 +48,9 @@ OBSERVATIONS = [
     for hour in range(6)
 ]
 RUN = """query Run($id: ID!) { runOrError(runId: $id) { ... on Run {
-  status parentRunId repositoryOrigin { repositoryLocationName repositoryName } } } }"""
+  status parentRunId pipelineSnapshotId repositoryOrigin { repositoryLocationName repositoryName } } } }"""
+JOB = """query Job($job: String!, $location: String!) { pipelineOrError(params: {pipelineName: $job,
+  repositoryName: "__repository__", repositoryLocationName: $location}) { ... on Pipeline { pipelineSnapshotId } } }"""
 REEXECUTE = """mutation Reexecute($id: String!) {
   launchRunReexecution(reexecutionParams: {parentRunId: $id, strategy: ALL_STEPS}) {
     __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
@@ -142,8 +144,14 @@ def test_a_cli_run_is_re_executed_from_the_ui(home: dict[str, str], ui: int, pg:
     # The instance `metrify ui` wrote is the warm launcher's: run monitoring finds the CLI's process.
     assert instance.run_launcher.check_run_worker_health(cli_run.dagster_run).status == WorkerStatus.RUNNING
 
-    origin = graphql(ui, RUN, id=cli_run.run_id)["runOrError"]["repositoryOrigin"]
-    assert origin == {"repositoryLocationName": LOCATION_NAME, "repositoryName": "__repository__"}
+    shown = graphql(ui, RUN, id=cli_run.run_id)["runOrError"]
+    assert shown["repositoryOrigin"] == {
+        "repositoryLocationName": LOCATION_NAME,
+        "repositoryName": "__repository__",
+    }
+    # The job the run executed is the one the UI loaded: no "may be a different version" warning.
+    loaded = graphql(ui, JOB, job=f"ingest_{SOURCE}_job", location=LOCATION_NAME)["pipelineOrError"]
+    assert shown["pipelineSnapshotId"] == loaded["pipelineSnapshotId"]
     launched = graphql(ui, REEXECUTE, id=cli_run.run_id)["launchRunReexecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     child = launched["run"]["runId"]

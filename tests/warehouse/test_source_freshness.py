@@ -16,7 +16,7 @@ from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.cache import RedisResource
 from metrify_assets.warehouse.definitions import build_defs
 from metrify_assets.warehouse.project import ensure_manifest
-from metrify_assets.warehouse.source_freshness import CHECK_NAME
+from metrify_assets.warehouse.source_freshness import CHECK_NAME, NEVER_LOADED
 
 
 def on_staging(table: str) -> dg.AssetCheckKey:
@@ -118,3 +118,4 @@ def test_stale_sources_fail_by_severity_and_fresh_ones_pass(
     # Nothing was ever written: no load time to go by, which is an error.
     events = evaluated[EVENTS]
     assert not events.passed and events.severity == dg.AssetCheckSeverity.ERROR
+    assert events.metadata["max_loaded_at"].value == NEVER_LOADED and "age_hours" not in events.metadata
