@@ -67,6 +67,7 @@ def ingest_files(
     instance: dg.DagsterInstance,
     files: list[LandedFile],
     on_batch: Callable[[LandedFile], None] | None = None,
+    trigger: str = "cli",
 ) -> None:
     """Run the ingest job once per landing file, as the landing sensor would (replays are idempotent)."""
     for landed in files:
@@ -75,7 +76,7 @@ def ingest_files(
             f"ingest_{landed.source}_job",
             instance,
             run_config=landing_run_config(landed.source, landed),
-            tags={BATCH_TAG: landed.batch_id, "metrify/source": landed.source, "metrify/trigger": "cli"},
+            tags={BATCH_TAG: landed.batch_id, "metrify/source": landed.source, "metrify/trigger": trigger},
         )
         if on_batch:
             on_batch(landed)
@@ -144,7 +145,7 @@ def run_pipeline(
         done = {source: ledger_batch_ids(conn, source) for source in CONTRACTS}
     files = pending_files(settings, done)
     progress.on_plan("ingesting landing files", len(files))
-    ingest_files(defs, instance, files, on_batch=lambda f: progress.on_step(f"ingested {f.path.name}"))
+    ingest_files(defs, instance, files, lambda f: progress.on_step(f"ingested {f.path.name}"), trigger)
     batch_ids = [f.batch_id for f in files]
     if settings.uses_kafka:
         kafka = kafka_resource(settings)

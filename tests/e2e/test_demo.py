@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app
 from metrify_assets.env import resolve_settings
+from metrify_assets.orchestration.instance import LOCATION_NAME
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.postgres import stop_embedded
 
@@ -182,3 +184,16 @@ def test_forecast_show_lists_the_chosen_forecast_of_every_series(
     assert {r["method"] for r in rows} == set(str(forecast["methods"]).split(", "))
     assert all(r["intervals"] == 96 and r["p10_kwh"] <= r["p50_kwh"] <= r["p90_kwh"] for r in rows)
     assert all(r["actual_intervals"] == 0 for r in rows)  # the day after the data has not happened
+
+
+def test_the_demos_runs_are_in_the_ui_as_the_demos(runs: list[dict[str, object]], demo_home: Path) -> None:
+    """Every run the demo executed is tagged with its trigger and belongs to the code location the UI
+    serves (so the UI can re-execute it)."""
+    with dg.DagsterInstance.from_config(str(demo_home / "dagster")) as instance:
+        history = instance.get_runs()
+    assert {run.job_name for run in history} >= {"ingest_meter_readings_job", "refresh_job", "daily_job"}
+    assert {run.tags.get("metrify/trigger") for run in history} == {"demo"}
+    assert {run.remote_job_origin.location_name for run in history if run.remote_job_origin} == {
+        LOCATION_NAME
+    }
+    assert all(run.remote_job_origin for run in history)
