@@ -17,13 +17,6 @@ from metrify_assets.orchestration.instance import prepare_local_home
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
 
 
-def dev_command(home: Path, host: str, port: int) -> tuple[list[str], dict[str, str]]:
-    """The `dagster dev` command line and environment for the instance in `home`."""
-    dagster = Path(sys.executable).parent / "dagster"
-    argv = [str(dagster), "dev", "-w", str(WORKSPACE), "--host", host, "--port", str(port)]
-    return argv, {**os.environ, "DAGSTER_HOME": str(home)}
-
-
 def register(app: typer.Typer) -> None:
     @app.command("ui")
     def ui(
@@ -38,6 +31,7 @@ def register(app: typer.Typer) -> None:
             )
             raise typer.Exit(code=2)
         home = prepare_local_home(resolve_settings())
-        argv, environ = dev_command(home, host, port)
+        dagster = str(Path(sys.executable).parent / "dagster")
+        argv = [dagster, "dev", "-w", str(WORKSPACE), "--host", host, "--port", str(port)]
         typer.echo(f"Dagster UI on http://{host}:{port}, instance {home}", err=True)
-        os.execve(argv[0], argv, environ)
+        os.execve(dagster, argv, {**os.environ, "DAGSTER_HOME": str(home)})  # Ctrl-C reaches dagster dev

@@ -113,14 +113,14 @@ def execute_job(
 
     In this process, as `execute_in_process` would, but with the job as the code location defines
     it (every job's executor is the in-process one), the code location as the run's origin and this
-    process as the run's process. The console shows warnings and errors only (the
-    CLI draws its own progress); the full event log is in the instance, as for any run.
+    process as the run's process. The console shows warnings and errors only (the CLI draws its own
+    progress); the full event log is in the instance, as for any run.
     """
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     job_def = defs.resolve_job_def(job_name)
     selection = frozenset(dg.AssetKey(a) for a in asset_selection) if asset_selection else None
-    # The job as the code location defines it (executor and IO manager included; `execute_in_process`
-    # swaps both), so the run's snapshot is the one the UI and the daemon load.
+    # Executor and IO manager as defined (`execute_in_process` swaps both), so the run's snapshot is
+    # the one the UI and the daemon load.
     job = InMemoryJob(job_def).get_subset(asset_selection=selection) if selection else InMemoryJob(job_def)
     instance_ref = instance.get_ref() if instance.is_persistent else None
     run = instance.create_run_for_job(
