@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
+from metrify_assets.orchestration.instance import TRIGGER_TAG
 from metrify_assets.partitions import contiguous_ranges, partition_range_tags
 from metrify_assets.resources import PostgresResource
 
@@ -57,7 +58,7 @@ def late_day_requests(ranges: Sequence[tuple[date, date, int]]) -> list[dg.RunRe
         dg.RunRequest(
             job_name=job,
             run_key=f"late-{job}-{first}-{last}-{seq}",
-            tags={**partition_range_tags(first, last), "metrify/trigger": "late_days"},
+            tags={**partition_range_tags(first, last), TRIGGER_TAG: "late_days"},
         )
         for first, last, seq in ranges
         for job in LATE_JOBS

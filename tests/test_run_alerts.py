@@ -11,6 +11,7 @@ import pytest
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.errors import RETRY_POLICY
 from metrify_assets.ingestion.sensors import BATCH_TAG
+from metrify_assets.orchestration.instance import TRIGGER_TAG
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import (
@@ -171,9 +172,7 @@ def test_a_failure_for_old_days_stands_until_a_successful_run_covers_those_days(
 ) -> None:
     instance = dg.DagsterInstance.ephemeral()
     # late_days_sensor's run of refresh_job for an old day fails for good ...
-    late = fail(
-        instance, pg, "refresh_job", {**days("2026-10-03", "2026-10-03"), "metrify/trigger": "late_days"}
-    )
+    late = fail(instance, pg, "refresh_job", {**days("2026-10-03", "2026-10-03"), TRIGGER_TAG: "late_days"})
     assert late.dedup_key == "run_failure:refresh_job@2026-10-03"
     # ... and the hourly runs for yesterday and today fail too, for a while: a condition of its own.
     hourly = fail(instance, pg, "refresh_job", days("2026-11-29", "2026-11-30"))

@@ -23,7 +23,7 @@ from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 from metrify_assets.meters.anomaly.store import CURRENT_KEY
 from metrify_assets.orchestration.drain import drain
-from metrify_assets.orchestration.instance import execute_job
+from metrify_assets.orchestration.instance import TRIGGER_TAG, execute_job
 from metrify_assets.partitions import contiguous_ranges, partition_range_tags
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
@@ -76,7 +76,7 @@ def ingest_files(
             f"ingest_{landed.source}_job",
             instance,
             run_config=landing_run_config(landed.source, landed),
-            tags={BATCH_TAG: landed.batch_id, "metrify/source": landed.source, "metrify/trigger": trigger},
+            tags={BATCH_TAG: landed.batch_id, "metrify/source": landed.source, TRIGGER_TAG: trigger},
         )
         if on_batch:
             on_batch(landed)
@@ -115,7 +115,7 @@ def materialise_days(
             defs,
             "weekly_job",
             instance,
-            tags={"metrify/trigger": trigger},
+            tags={TRIGGER_TAG: trigger},
             asset_selection=list(TRAINING_ASSETS),
         )
         summary.trained_model = True
@@ -123,9 +123,7 @@ def materialise_days(
     for first, last in summary.day_ranges:
         for job in DOWNSTREAM_JOBS:
             progress.on_step(f"{job} {first}..{last}")
-            execute_job(
-                defs, job, instance, tags={**partition_range_tags(first, last), "metrify/trigger": trigger}
-            )
+            execute_job(defs, job, instance, tags={**partition_range_tags(first, last), TRIGGER_TAG: trigger})
             summary.jobs.append(f"{job} {first}..{last}")
     return summary
 
@@ -156,7 +154,7 @@ def run_pipeline(
             drained.append(batch_id)
             progress.on_step(f"ingested {batch_id}")
 
-        drain(defs, instance, kafka, postgres, on_batch=on_drained)
+        drain(defs, instance, kafka, postgres, on_batch=on_drained, trigger=trigger)
         batch_ids += drained
     summary = materialise_days(defs, instance, settings, touched_days(settings, batch_ids), progress, trigger)
     summary.batch_ids = batch_ids

@@ -28,7 +28,7 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.kafka.ranges import dump_cursor
 from metrify_assets.ingestion.kafka.sensor import kafka_tick
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.orchestration.instance import RunFailedError, execute_job
+from metrify_assets.orchestration.instance import TRIGGER_TAG, RunFailedError, execute_job
 from metrify_assets.quality import gx
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
@@ -57,13 +57,14 @@ def drain(
     sources: Iterable[str] = tuple(CONTRACTS),
     on_batch: Callable[[str], None] | None = None,
     workers: int = 1,
+    trigger: str = "cli",
 ) -> DrainSummary:
     """Tick and run until every source's topic has no unplanned range; counts come from the ledger.
 
     A range whose run fails (after its step retries) does not stop the drain: the others are still
     ingested, and the failed ones are returned in `failed` (the next drain or sensor tick requests
     them again). `workers` runs that many ranges at once (processes; the instance must be a
-    persistent one they can all write to)."""
+    persistent one they can all write to). Runs are tagged with `trigger`, what asked for the drain."""
     if not kafka.configured:
         raise ValueError("Kafka is not configured: set KAFKA_BOOTSTRAP_SERVERS")
     if workers > 1 and not instance.is_persistent:
@@ -71,7 +72,7 @@ def drain(
     started = time.monotonic()
     batch_ids: list[str] = []
     failed: dict[str, str] = {}  # batch id -> why its run failed (after its retries)
-    planner = _Planner(list(sources), instance, kafka, postgres, failed, workers)
+    planner = _Planner(list(sources), instance, kafka, postgres, failed, workers, trigger)
     with _runs(defs, instance, workers, planner.sources) as execute:
         for batch_id, error in execute(planner.next):
             if error is not None:  # the other ranges go on; this one is re-requested later
@@ -108,10 +109,11 @@ class _Planner:
         postgres: PostgresResource,
         failed: dict[str, str],
         workers: int,
+        trigger: str,
     ) -> None:
         self.sources = sources
         self._instance, self._kafka, self._postgres, self._failed = instance, kafka, postgres, failed
-        self._workers = workers
+        self._workers, self._trigger = workers, trigger
         self._cursors: dict[str, str | None] = {}
         self._active = list(sources)
 
@@ -139,7 +141,7 @@ class _Planner:
             self._cursors[source] = tick.cursor
             self._active.append(source)
             return [
-                (f"ingest_{source}_job", dict(r.run_config), {**r.tags, "metrify/trigger": "cli"})
+                (f"ingest_{source}_job", dict(r.run_config), {**r.tags, TRIGGER_TAG: self._trigger})
                 for r in requests
             ]
         return None

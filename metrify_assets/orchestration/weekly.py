@@ -9,7 +9,7 @@ from datetime import date
 import dagster as dg
 import psycopg
 
-from metrify_assets.orchestration.instance import execute_job
+from metrify_assets.orchestration.instance import TRIGGER_TAG, execute_job
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.schedules import LIFECYCLE_TIERS, lifecycle_range
 
@@ -44,7 +44,7 @@ def run_lifecycle(
         "weekly_job",
         instance,
         run_config={"ops": {name: {"config": config} for name in selected}},
-        tags={**(partition_range_tags(*span) if span else {}), "metrify/trigger": trigger},
+        tags={**(partition_range_tags(*span) if span else {}), TRIGGER_TAG: trigger},
         asset_selection=selected,
     )
     return LifecycleRun(result.run_id, as_of, dry_run, span)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app
 from metrify_assets.env import resolve_settings
-from metrify_assets.orchestration.instance import LOCATION_NAME
+from metrify_assets.orchestration.instance import LOCATION_NAME, TRIGGER_TAG
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.postgres import stop_embedded
 
@@ -192,7 +192,7 @@ def test_the_demos_runs_are_in_the_ui_as_the_demos(runs: list[dict[str, object]]
     with dg.DagsterInstance.from_config(str(demo_home / "dagster")) as instance:
         history = instance.get_runs()
     assert {run.job_name for run in history} >= {"ingest_meter_readings_job", "refresh_job", "daily_job"}
-    assert {run.tags.get("metrify/trigger") for run in history} == {"demo"}
+    assert {run.tags.get(TRIGGER_TAG) for run in history} == {"demo"}
     assert {run.remote_job_origin.location_name for run in history if run.remote_job_origin} == {
         LOCATION_NAME
     }

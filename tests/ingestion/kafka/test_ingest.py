@@ -25,7 +25,7 @@ from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.kafka.batches import commit_range, lock_partition, read_batch
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
-from metrify_assets.orchestration.instance import RunFailedError, execute_job
+from metrify_assets.orchestration.instance import TRIGGER_TAG, RunFailedError, execute_job
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource, dlq_topic
 from metrify_assets.resources.kafka_offsets import committed_offsets
@@ -398,10 +398,11 @@ def test_a_parallel_drain_ingests_every_range_once_in_forked_workers(
     with pytest.raises(ValueError, match="persistent"):
         drain(defs, dg.DagsterInstance.ephemeral(), kafka_resource, pg_resource, [SOURCE], workers=2)
     with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
-        summary = drain(defs, instance, kafka_resource, pg_resource, sources=[SOURCE], workers=2)
+        summary = drain(defs, instance, kafka_resource, pg_resource, [SOURCE], workers=2, trigger="demo")
         runs = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
     assert not summary.failed
     assert summary.batches == 3  # one range per partition
+    assert {r.dagster_run.tags[TRIGGER_TAG] for r in runs} == {"demo"}  # what asked for the drain
     assert summary.records == len(good) + len(BAD)
     assert (summary.accepted, summary.quarantined) == (len(good), len(BAD))
     assert pg.execute(
