@@ -60,10 +60,9 @@ class Run(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        try:
-            self.result = execute_job(
-                self.defs, JOB, dg.DagsterInstance.ephemeral(), run_config=self.run_config
-            )
+        try:  # the instance is disposed of in this thread, which made its SQLite connections
+            with dg.DagsterInstance.ephemeral() as instance:
+                self.result = execute_job(self.defs, JOB, instance, run_config=self.run_config)
         except BaseException as err:  # noqa: BLE001 - reported by the test's assertion below
             self.error = err
 
