@@ -5,10 +5,10 @@ Dagster's SQLite event log keeps one database per run. Making one creates its ta
 through alembic, which loads and compiles all of Dagster's revision scripts: 0.1-0.2 s of every
 run, before its first event is stored. Here the first run shard a process needs is made that way
 once, as a template in `<base_dir>/.template/` named for the Dagster version (a new version has
-another schema head, so it makes its own), and every later run's database is a copy of it, put in
-place with a hard link so that a reader never sees half a file. Anything unusual (a shard that
-already exists, even empty; a file system without hard links; an index shard) is left to Dagster's
-own initialisation, as is every read and write after it.
+another schema head, so it makes its own and removes the old one), and every later run's database
+is a copy of it, put in place with a hard link so that a reader never sees half a file. Anything
+unusual (a shard that already exists, even empty; a file system without hard links; an index
+shard) is left to Dagster's own initialisation, as is every read and write after it.
 """
 
 from __future__ import annotations
@@ -83,7 +83,17 @@ class TemplatedSqliteEventLogStorage(SqliteEventLogStorage):
             staged.replace(template)
         finally:
             staged.unlink(missing_ok=True)
+        _remove_other_templates(template)
         return template
+
+
+def _remove_other_templates(template: Path) -> None:
+    """Drop the templates of other Dagster versions: after an upgrade nothing copies them again. A
+    process still on the old version that finds its template gone makes it again, or (mid-copy)
+    leaves that shard to Dagster's own initialisation."""
+    for other in template.parent.glob("run-*.sqlite"):
+        if other != template:
+            other.unlink(missing_ok=True)
 
 
 def _staging(directory: Path) -> Path:

@@ -71,6 +71,16 @@ def test_another_process_copies_the_template_it_finds(tmp_path: Path) -> None:
     assert [e.user_message for e in first.get_logs_for_run("run-b")] == ["b"]
 
 
+def test_an_upgrade_replaces_the_old_versions_template(tmp_path: Path) -> None:
+    storage = TemplatedSqliteEventLogStorage(str(tmp_path))
+    old = storage.template_path.with_name("run-1.0.0.sqlite")
+    old.parent.mkdir()
+    old.write_bytes(b"an older Dagster's schema")
+    storage.store_event(_event("run-a", "a"))
+    assert sorted(p.name for p in old.parent.iterdir()) == [storage.template_path.name]
+    assert [e.user_message for e in storage.get_logs_for_run("run-a")] == ["a"]
+
+
 def test_an_existing_shard_is_left_to_dagster(tmp_path: Path) -> None:
     SqliteEventLogStorage(str(tmp_path)).store_event(_event("run-a", "before"))
     ours = TemplatedSqliteEventLogStorage(str(tmp_path))
