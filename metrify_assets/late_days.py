@@ -19,8 +19,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from metrify_assets.orchestration.instance import TRIGGER_TAG
-from metrify_assets.partitions import contiguous_ranges, partition_range_tags
+from metrify_assets.partitions import TRIGGER_TAG, contiguous_ranges, partition_range_tags
 from metrify_assets.resources import PostgresResource
 
 SETTLE_SECONDS = 60

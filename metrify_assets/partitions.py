@@ -30,6 +30,9 @@ def partition_days(context: dg.AssetExecutionContext) -> tuple[date, date]:
     return window.start.date(), (window.end - timedelta(days=1)).date()
 
 
+TRIGGER_TAG = "metrify/trigger"  # what started a run: cli, demo, late_days (runs the CLI and sensors tag)
+
+
 def partition_range_tags(first: date, last: date) -> dict[str, str]:
     """Run tags that make one run cover the days `first`..`last` (a single-run backfill's tags)."""
     return {

@@ -11,8 +11,7 @@ import pytest
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.errors import RETRY_POLICY
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.orchestration.instance import TRIGGER_TAG
-from metrify_assets.partitions import partition_range_tags
+from metrify_assets.partitions import TRIGGER_TAG, partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import (
     PARTITION_TAG,

@@ -23,8 +23,8 @@ from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 from metrify_assets.meters.anomaly.store import CURRENT_KEY
 from metrify_assets.orchestration.drain import drain
-from metrify_assets.orchestration.instance import TRIGGER_TAG, execute_job
-from metrify_assets.partitions import contiguous_ranges, partition_range_tags
+from metrify_assets.orchestration.instance import execute_job
+from metrify_assets.partitions import TRIGGER_TAG, contiguous_ranges, partition_range_tags
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.schedules import TRAINING_ASSETS

@@ -28,7 +28,8 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.kafka.ranges import dump_cursor
 from metrify_assets.ingestion.kafka.sensor import kafka_tick
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.orchestration.instance import TRIGGER_TAG, RunFailedError, execute_job
+from metrify_assets.orchestration.instance import RunFailedError, execute_job
+from metrify_assets.partitions import TRIGGER_TAG
 from metrify_assets.quality import gx
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource

@@ -19,8 +19,6 @@ from metrify_assets.env import Settings
 from metrify_assets.errors import root_error
 from metrify_platform.launcher.warm import PID_TAG
 
-TRIGGER_TAG = "metrify/trigger"  # what started a run: cli, demo, late_days, a schedule's name...
-
 # Runs fork from a worker with the code location imported: they start in about a second.
 WARM_LAUNCHER_YAML = """\
 run_launcher:

@@ -9,8 +9,8 @@ from datetime import date
 import dagster as dg
 import psycopg
 
-from metrify_assets.orchestration.instance import TRIGGER_TAG, execute_job
-from metrify_assets.partitions import partition_range_tags
+from metrify_assets.orchestration.instance import execute_job
+from metrify_assets.partitions import TRIGGER_TAG, partition_range_tags
 from metrify_assets.schedules import LIFECYCLE_TIERS, lifecycle_range
 
 LIFECYCLE_ASSETS = (*LIFECYCLE_TIERS, "retention_cleanup")

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app
 from metrify_assets.env import resolve_settings
-from metrify_assets.orchestration.instance import LOCATION_NAME, TRIGGER_TAG
+from metrify_assets.orchestration.instance import LOCATION_NAME
+from metrify_assets.partitions import TRIGGER_TAG
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.postgres import stop_embedded
 

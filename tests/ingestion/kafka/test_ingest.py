@@ -25,7 +25,8 @@ from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.kafka.batches import commit_range, lock_partition, read_batch
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
-from metrify_assets.orchestration.instance import TRIGGER_TAG, RunFailedError, execute_job
+from metrify_assets.orchestration.instance import RunFailedError, execute_job
+from metrify_assets.partitions import TRIGGER_TAG
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource, dlq_topic
 from metrify_assets.resources.kafka_offsets import committed_offsets
