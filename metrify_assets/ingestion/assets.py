@@ -26,7 +26,7 @@ from metrify_assets.ingestion.batch import (
 from metrify_assets.ingestion.decode import Message
 from metrify_assets.ingestion.kafka.batches import KafkaBatch, commit_range, dead_letter, read_batch
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
-from metrify_assets.ingestion.landing import LandedFile
+from metrify_assets.ingestion.landing import LandedFile, landed_messages
 from metrify_assets.observability.stages import BatchTrace, trace_batch
 from metrify_assets.quality.checks import rule_counts_metadata, suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource, QualityResource, RedisResource
@@ -98,7 +98,7 @@ def _load(contract: SourceContract, config: IngestBatchConfig, kafka: KafkaResou
     landed = LandedFile.from_path(Path(config.landing_file))
     if not landed.path.is_file():
         raise dg.Failure(f"Landing file not found: {landed.path}", allow_retries=False)
-    messages = landed.path.read_text().splitlines()
+    messages = landed_messages(landed.path.read_bytes())
     received_at = pd.Timestamp(landed.seq, unit="us", tz="UTC")
     return LoadedBatch(
         landing_spec(contract, landed), messages, [landed.seq] * len(messages), received_at, landed.backfill

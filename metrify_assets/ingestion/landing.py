@@ -11,6 +11,7 @@ for timeliness, since nothing that old was expected live.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metrify_assets.contracts import contract_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,30 @@ def land_lines(
     return LandedFile(source=source, path=path, seq=seq, digest=digest, backfill=backfill)
 
 
+def landed_messages(body: bytes) -> list[bytes]:
+    """A landing file's messages: one per `\n`-ended line, as bytes (a line that is not UTF-8 is
+    quarantined as malformed, not a failed run). Only `\n` ends a line (and `\r\n`): JSON may hold
+    U+2028 or a form feed in a string, which `str.splitlines` would cut the record at."""
+    lines = body.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the file's last newline ends a line; it does not start one
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
 def list_landed(landing_dir: Path, source: str) -> list[LandedFile]:
-    """Landing files of one source, oldest first (hidden temp files excluded)."""
+    """Landing files of one source, oldest first (hidden temp files excluded).
+
+    A file someone copied in under another name is left where it is, with a warning, instead of
+    stopping every file after it: land it with `metrify ingest`, which names it."""
     folder = landing_dir / source
     if not folder.is_dir():
         return []
-    return sorted(
-        (LandedFile.from_path(p) for p in folder.glob("*.jsonl") if not p.name.startswith(".")),
-        key=lambda f: (f.seq, f.digest),
-    )
+    landed = []
+    for path in folder.glob("*.jsonl"):
+        if path.name.startswith("."):
+            continue
+        try:
+            landed.append(LandedFile.from_path(path))
+        except ValueError as err:
+            log.warning("skipped %s: %s; land it with `metrify ingest %s`", path, err, source)
+    return sorted(landed, key=lambda f: (f.seq, f.digest))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -69,3 +70,39 @@ def test_sensor_requests_new_files_and_re_requests_failed_ones(
             "SELECT count(*), sum(records_in), sum(accepted) FROM ops.ingest_ledger WHERE source = %s",
             (SOURCE,),
         ).fetchone() == (2, 3, 3)
+
+
+def test_a_binary_file_and_a_stray_name_stop_nothing_and_lose_nothing(
+    tmp_path: Path, pg_resource: PostgresResource, pg: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes that are not UTF-8 are malformed records; a line separator inside a JSON string is part
+    of its record; a file under a name the CLI did not give it is skipped, not a failed tick."""
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    defs = load_defs()
+    landing = LandingResource(directory=str(tmp_path / "landing"))
+    sensor = defs.resolve_sensor_def(f"landing_{SOURCE}_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    separated = json.loads(observation("W\u2028X", 0))
+    body = (
+        (observation("B1", 0) + "\r\n").encode() + b"\xff\xfe\x00garbage\n" + json.dumps(separated).encode()
+    )
+    digest = hashlib.sha256(body).hexdigest()[:16]
+    (landing.path / SOURCE).mkdir(parents=True)
+    (landing.path / SOURCE / f"{5_000:017d}-{digest}.jsonl").write_bytes(body)
+    (landing.path / SOURCE / "mydata.jsonl").write_text(observation("S1", 0) + "\n")
+    tick = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, resources={"landing": landing, "postgres": pg_resource})
+    )
+    [request] = tick.run_requests or []
+    execute_job(defs, f"ingest_{SOURCE}_job", instance, run_config=request.run_config, tags=request.tags)
+    with pg_resource.connect() as conn:
+        ledger = conn.execute(
+            "SELECT records_in, accepted, quarantined FROM ops.ingest_ledger WHERE batch_id = %s",
+            (request.tags[BATCH_TAG],),
+        ).fetchone()
+        reasons = conn.execute("SELECT reasons FROM ops.quarantine").fetchall()
+        stations = conn.execute("SELECT station_id FROM ops.weather_observations ORDER BY 1").fetchall()
+    assert ledger == (3, 2, 1)  # three lines in: two stored, the binary one quarantined
+    assert len(reasons) == 1 and "invalid_json" in str(reasons[0])
+    assert stations == [("B1",), ("W\u2028X",)]

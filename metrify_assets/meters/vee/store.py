@@ -38,7 +38,7 @@ STORED = (
 class VeeRun:
     result: VeeResult
     audit_rows: int
-    unplaced_quarantined: int  # quarantined meter readings whose payload gave no meter and time
+    unplaced_quarantined: int  # quarantined meter readings whose payload gave no usable meter and time
 
 
 def _meter_filter(meter_ids: list[str] | None) -> str:
@@ -119,6 +119,8 @@ def _quarantined(
             meter_id, start = str(record["meter_id"]), pd.Timestamp(record["reading_start"])
             if start.tzinfo is None:
                 raise ValueError("timestamp without offset")
+            if any("\x00" in v for v in (meter_id, record.get("direction")) if isinstance(v, str)):
+                raise ValueError("NUL in text: no PostgreSQL text can hold it")  # malformed:bad_text
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             unplaced += 1  # malformed records: no meter or time to place them on
             continue

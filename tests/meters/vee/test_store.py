@@ -113,6 +113,18 @@ def test_gaps_and_a_rejected_reading_are_estimated_and_audited_once(
     assert [(a[1], a[2], a[3]) for a in audit(pg)[3:]] == [("estimated", "actual", "actual")] * 2
 
 
+def test_a_quarantined_record_whose_text_postgresql_cannot_hold_is_unplaced(
+    pg: psycopg.Connection, lake: Lake
+) -> None:
+    messages = day_messages("M1", DAY)
+    nul = json.loads(messages[5])
+    messages[5] = json.dumps({**nul, "meter_id": "M\u00001"})  # quarantined: malformed:bad_text
+    ingest(pg, lake, "b1", messages)
+    run = run_days(pg, DAY, DAY, CFG, now=NOW, run_id="r1")  # was: DataError, NUL in a text field
+    assert run.unplaced_quarantined == 1
+    assert run.result.status_counts()["actual"] == 95
+
+
 def test_reviewers_decisions_become_edits_with_their_author(pg: psycopg.Connection, lake: Lake) -> None:
     messages = day_messages("M1", DAY)
     for i, volts in ((20, 262.0), (30, 190.0)):  # flagged: voltage_out_of_range
