@@ -1,7 +1,7 @@
 """`data_quality_report`: what came in, what was accepted, quarantined and flagged, and why.
 
 An HTML page (charts inlined) and the GX Data Docs of each source's latest batch, both in the lake:
-`reports/quality/dt=<day>/index.html` (latest.html: the newest run's) and `reports/data_docs/index.html`.
+`reports/quality/dt=<day>/index.html` (`dt=<first>_<last>` for several days; latest.html: the newest run's) and `reports/data_docs/index.html`.
 No `from __future__ import annotations`: dagster must resolve the `context` annotation.
 """
 
@@ -118,7 +118,7 @@ def build_charts(data: queries.ReportData, threshold: float) -> dict[str, bytes]
     owners=OWNERS,
     description="Data-quality report for reviewers: score over time, rejects by reason, completeness per "
     "meter-day, top offending meters of the batches that touched the run's days; and GX Data Docs of "
-    "each source's latest such batch. HTML in the lake under reports/quality/dt=<day>/ (latest.html: the "
+    "each source's latest such batch. HTML in the lake under reports/quality/dt=<day>/ (dt=<first>_<last>/ for several days; latest.html: the "
     "newest run) and reports/data_docs/.",
     metadata={"lake_key": REPORT_KEY, "data_docs_key": f"{data_docs.DATA_DOCS_PREFIX}/index.html"},
 )
