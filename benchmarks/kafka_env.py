@@ -18,7 +18,7 @@ from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.resources.postgres import stop_embedded
+from metrify_assets.storage.embedded_server import stop_embedded
 from metrify_assets.storage.migrate import migrate
 from metrify_platform.kafka_broker import KafkaBroker
 

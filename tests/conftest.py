@@ -19,7 +19,7 @@ import redis
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.resources.postgres import stop_embedded
+from metrify_assets.storage.embedded_server import stop_embedded
 from metrify_assets.storage.migrate import migrate, truncate_ops
 from metrify_platform.kafka_broker import KafkaBroker
 from metrify_platform.redis_server import RedisServer

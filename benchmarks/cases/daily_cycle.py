@@ -42,9 +42,9 @@ from metrify_assets.orchestration.instance import execute_job, local_instance
 from metrify_assets.partitions import contiguous_ranges, partition_range_tags
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
-from metrify_assets.resources.postgres import stop_embedded
 from metrify_assets.schedules import TRAINING_ASSETS
 from metrify_assets.simulation import Simulation, SimulationConfig, simulate, write_simulation
+from metrify_assets.storage.embedded_server import stop_embedded
 
 CYCLE_DAYS = 7
 # Below scale 0.5 (--quick) a smoke run: every ingest run and day partition costs seconds.

@@ -39,8 +39,8 @@ from metrify_assets.lifecycle.policy import Policy
 from metrify_assets.lifecycle.tables import TABLES
 from metrify_assets.quality import rules
 from metrify_assets.resources import PostgresResource
-from metrify_assets.resources.postgres import stop_embedded
 from metrify_assets.simulation import SimulationConfig, simulate
+from metrify_assets.storage.embedded_server import stop_embedded
 from metrify_assets.storage.parquet import to_parquet_bytes
 from metrify_assets.storage.writes import upsert_rows
 

@@ -31,8 +31,8 @@ from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.store import run_days
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
-from metrify_assets.resources.postgres import stop_embedded
 from metrify_assets.simulation import SimulationConfig, simulate
+from metrify_assets.storage.embedded_server import stop_embedded
 
 START = date(2026, 5, 4)  # a Monday, clear of DST changes
 WEEKS = 5

@@ -1,4 +1,7 @@
-"""`metrify alerts ...`: list, acknowledge and resolve alerts; deliver them now; test the channels.
+"""Alerts (grid states, data quality, pipeline failures): list, acknowledge, resolve, deliver now, test
+the channels.
+
+`metrify alerts list | ack | resolve | send | test-channel`.
 
 Alerts are conditions in `ops.alerts` (grid states, data quality, pipeline failures), one per
 condition while it stands. `send` runs what `alert_delivery_sensor` runs every 30 s (docs/alerts.md).
@@ -7,7 +10,7 @@ condition while it stands. `send` runs what `alert_delivery_sensor` runs every 3
 from __future__ import annotations
 
 import json
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -15,13 +18,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from metrify_assets.alerts import store
-from metrify_assets.alerts.channels import Channel, configured_channels, trial_notification
-from metrify_assets.alerts.delivery import DeliveryPolicy, Outcome, deliver_pending, deliveries, retry_failed
 from metrify_assets.cli.audit import cli_caller
-from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.cli.holds import who as os_user
 from metrify_assets.env import resolve_settings
-from metrify_assets.resources.build import alert_channels_resource, postgres_resource
+
+if TYPE_CHECKING:  # channels and delivery import Dagster's resources: only the commands that send do
+    from metrify_assets.alerts.channels import Channel
+    from metrify_assets.alerts.delivery import DeliveryPolicy, Outcome
 
 AlertId = Annotated[int, typer.Argument(help="The alert's id (first column of `metrify alerts list`).")]
 Note = Annotated[str | None, typer.Option("--note", help="Why, or what was done; stored with the alert.")]
@@ -36,6 +40,10 @@ ByOption = Annotated[
 
 def _configured() -> tuple[list[Channel], DeliveryPolicy]:
     """The channels and the policy the environment configures (a misconfiguration: exit 2, said why)."""
+    from metrify_assets.alerts.channels import configured_channels
+    from metrify_assets.alerts.delivery import DeliveryPolicy
+    from metrify_assets.resources.build import alert_channels_resource
+
     try:
         resource = alert_channels_resource(resolve_settings().alerts)
         return configured_channels(resource), DeliveryPolicy.of(resource, tick_budget=False)
@@ -73,8 +81,10 @@ def register(app: typer.Typer) -> None:
         """List alerts, newest first, with what each channel was told."""
         if status not in STATUSES:
             raise typer.BadParameter(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+        from metrify_assets.alerts.delivery import deliveries
+
         settings = resolve_settings()
-        with postgres_resource(settings).connect() as conn:
+        with connect(settings) as conn:
             alerts = store.list_alerts(conn, cast(store.Status, status), kind, limit)
             sent = deliveries(conn, [a.alert_id for a in alerts])
         if as_json:
@@ -122,7 +132,7 @@ def register(app: typer.Typer) -> None:
     def _change(action: str, alert_id: int, by: str | None, note: str | None) -> None:
         by = by or os_user()
         settings = resolve_settings()
-        with postgres_resource(settings).connect() as conn:
+        with connect(settings) as conn:
             change = store.acknowledge if action == "ack" else store.resolve
             try:
                 alert = change(conn, alert_id, by, note, caller=cli_caller(by))
@@ -156,6 +166,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Deliver pending alerts and resolutions now: what alert_delivery_sensor does every 30 s."""
+        from metrify_assets.alerts.delivery import deliver_pending, retry_failed
+
         console = Console()
         channels, policy = _configured()
         if not channels:
@@ -174,7 +186,7 @@ def register(app: typer.Typer) -> None:
             }
             console.print(f"{mark[outcome.status]} {escape(outcome.text)}", highlight=False)
 
-        with postgres_resource(settings).connect(autocommit=True) as conn:
+        with connect(settings, autocommit=True) as conn:
             if retry_failed_:
                 console.print(f"re-queued {retry_failed(conn, [c.name for c in channels])} failed deliveries")
             report = deliver_pending(conn, channels, policy, on_outcome=progress)
@@ -190,6 +202,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Send a test notification (event `test`, about no stored alert) to each configured channel."""
+        from metrify_assets.alerts.channels import trial_notification
+
         console = Console(width=200)
         channels, policy = _configured()
         if channel is not None:

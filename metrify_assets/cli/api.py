@@ -1,4 +1,6 @@
-"""`metrify api serve` and `metrify api token`: the data API from the command line (docs/api.md).
+"""The data API: serve it, and make bearer tokens for local use.
+
+`metrify api serve` and `metrify api token`: the data API from the command line (docs/api.md).
 
 `token` signs with METRIFY_API_JWT_SECRET, the secret the API verifies HS256 tokens with, for curl,
 scripts and tests; a real deployment gives people tokens from its identity provider (RS256).

@@ -1,6 +1,8 @@
-"""`metrify audit`: the audit log (`ops.audit_log`), newest first: who changed data or its fate, what,
-when, from where and how many rows (docs/operations.md#audit-log). Also `cli_caller`, how every
-command that changes data names its actor for that log."""
+"""The audit log, newest first: who changed data or its fate, what, when, from where, how many rows.
+
+`metrify audit` lists `ops.audit_log` (docs/operations.md#audit-log). Also `cli_caller`, how every
+command that changes data names its actor for that log.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +18,6 @@ from rich.table import Table
 
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.env import resolve_settings
-from metrify_assets.observability import audit
-from metrify_assets.resources.build import postgres_resource
 from metrify_assets.storage.audit import Caller
 
 SINCE_UNITS = {"m": 60, "h": 3600, "d": 86400}
@@ -66,6 +66,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List the audit log, newest first: review decisions, VEE edits, legal holds, alert acks and
         resolutions, API ingestion, dead-letter replays, restores, rollbacks and lifecycle runs."""
+        from metrify_assets.observability import audit
+        from metrify_assets.resources.build import postgres_resource
+
         start = parse_since(since, datetime.now(UTC)) if since else None
         settings = resolve_settings()
         with postgres_resource(settings).connect() as conn:

@@ -1,6 +1,12 @@
-"""`metrify db ...`: where the operational database is, its schema version, and stopping the embedded server."""
+"""The operational PostgreSQL database: its URL, its schema migrations, and stopping the embedded server.
+
+`metrify db url | migrate | status | stop`.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import typer
@@ -8,9 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from metrify_assets.env import Settings, resolve_settings
-from metrify_assets.resources.build import postgres_resource
-from metrify_assets.resources.postgres import embedded_pid, stop_embedded
 from metrify_assets.storage import migrate as migrations
+from metrify_assets.storage.embedded_server import embedded_pid, postgres_url, stop_embedded
 
 
 def note_embedded_server(settings: Settings) -> None:
@@ -24,9 +29,20 @@ def note_embedded_server(settings: Settings) -> None:
         )
 
 
+@contextmanager
+def connect(settings: Settings, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """The operational database at its current schema, as `PostgresResource.connect` opens it, without
+    importing Dagster: a command that only reads or writes `ops` starts in well under a second."""
+    with migrations.migrated_connection(
+        postgres_url(settings.postgres_url, settings.pg_data_dir), autocommit
+    ) as conn:
+        yield conn
+
+
 def _connect() -> psycopg.Connection:
     """A plain connection (no automatic migration): `status` must show what is pending."""
-    return psycopg.connect(postgres_resource(resolve_settings()).get_url())
+    settings = resolve_settings()
+    return psycopg.connect(postgres_url(settings.postgres_url, settings.pg_data_dir))
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +52,7 @@ def register(app: typer.Typer) -> None:
     def url() -> None:
         """Print the PostgreSQL URL in use (starting the embedded server if needed), for psql or a BI tool."""
         settings = resolve_settings()
-        typer.echo(postgres_resource(settings).get_url())
+        typer.echo(postgres_url(settings.postgres_url, settings.pg_data_dir))
         note_embedded_server(settings)
 
     @db_app.command("migrate")

@@ -1,4 +1,8 @@
-"""`metrify demo`: `metrify simulate` then `metrify run`, and a summary of what the demo's batches became."""
+"""Simulate data, ingest it, materialise the graph for its days, and print a summary of what the batches
+became.
+
+`metrify demo`: `metrify simulate` then `metrify run`, and a summary of what the demo's batches became.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`metrify dlq ...`: the dead letters (quarantined records): list, show, and replay after a fix."""
+"""Dead letters (records quarantined at ingest): list, show, and replay after a fix.
+
+`metrify dlq list | show | replay`.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""`metrify forecast`: the load forecasts the nightly job made (`show`), and rolling-origin backtests
-of every method on the VEE series or on an OpenSTEF file (`backtest`), as docs/forecasting.md says."""
+"""Load forecasts: show the newest, and backtest every method.
+
+`metrify forecast show`: the load forecasts the nightly job made; `backtest`: rolling-origin backtests
+of every method on the VEE series or on an OpenSTEF file, as docs/forecasting.md says.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""`metrify holds add | list | release | unlock`: legal holds on a scope of data (docs/lifecycle.md).
+"""Legal holds: data no retention rule may delete, move or expire until released.
+
+`metrify holds add | list | release | unlock`: legal holds on a scope of data (docs/lifecycle.md).
 
 A hold is recorded in `ops.legal_holds` with its reason and author, and the lake objects of its scope
 get an S3 Object Lock legal hold. While it stands no lifecycle rule deletes, moves or expires that data.

@@ -1,5 +1,9 @@
-"""`metrify ingest SOURCE PATH`: a CSV, JSON Lines or Parquet file as contract v1 messages, landed
-as a file (default) or sent to the source's Kafka topic (`--to kafka`)."""
+"""Read a CSV, JSON Lines or Parquet file, map its columns to the source's contract, and land the records
+(or send them to Kafka with --to kafka).
+
+`metrify ingest SOURCE PATH`: the file's rows become contract v1 messages, landed as a file (default)
+or sent to the source's Kafka topic (`--to kafka`).
+"""
 
 from __future__ import annotations
 

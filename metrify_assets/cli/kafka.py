@@ -1,4 +1,7 @@
-"""`metrify kafka broker` (a local Apache Kafka for development) and `metrify kafka drain`."""
+"""Kafka: a local broker for development, and draining the topics.
+
+`metrify kafka broker` (a local Apache Kafka for development) and `metrify kafka drain`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`metrify lifecycle ...`: where each day is, the weekly lifecycle run, its cost, and the S3 bucket rules.
+"""The data lifecycle: where each day is (hot, warm, cold, archive), the weekly run, its cost, and the
+bucket rules.
+
+`metrify lifecycle status | run | cost | rules`.
 
 The tiers (docs/lifecycle.md): hot PostgreSQL, warm lake (S3 STANDARD), cold (STANDARD_IA), archive
 (GLACIER). `status` shows days by tier; `run` runs the weekly job's lifecycle now (with `--dry-run`, what

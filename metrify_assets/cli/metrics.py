@@ -1,4 +1,6 @@
-"""`metrify metrics serve` (a Prometheus exporter without the data API) and `metrify metrics show`.
+"""Prometheus metrics of the pipeline: an exporter without the data API, or the current values.
+
+`metrify metrics serve` (a Prometheus exporter without the data API) and `metrify metrics show`.
 
 Both compute the pipeline metrics from the configured stores (PostgreSQL, Kafka when configured, the
 Dagster instance of DAGSTER_HOME); the API's request metrics live in the API process (its `/metrics`).

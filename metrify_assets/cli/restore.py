@@ -1,5 +1,9 @@
-"""`metrify restore`: bring a range of days back to the hot tier, from its lake copies (archive) or by
-replaying its raw batches (raw: the operational state as of a point in time). Both are idempotent."""
+"""Restore days to PostgreSQL from their lake copies (archive), or by replaying their raw batches (as of
+a point in time).
+
+`metrify restore`: bring a range of days back to the hot tier, from its lake copies (archive) or by
+replaying its raw batches (raw: the operational state as of a point in time). Both are idempotent.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""`metrify review ...`: list, inspect, approve and reject flagged records in `ops.review_queue`.
+"""Review flagged records: list, inspect, approve (keep) and reject (quarantine).
+
+`metrify review list | show | approve | reject`, on `ops.review_queue`.
 
 Items are named by their batch and record index (`BATCH_ID RECORD_INDEX`, as `list` prints them).
 Decisions need `--by` (who) and `--reason` (why); both are stored with the queue row.

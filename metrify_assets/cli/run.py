@@ -1,5 +1,9 @@
-"""`metrify run`: ingest everything landed (and drain Kafka when configured), then materialise the
-downstream graph for the days touched, with progress and a summary."""
+"""Ingest everything waiting (landing files; Kafka when configured), then build the downstream graph for
+the days touched, with progress and a summary.
+
+`metrify run`: the landing files and Kafka topics are ingested as Dagster runs, then the downstream
+jobs materialise the days those runs touched.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""`metrify simulate`: synthetic meter, grid and weather messages (with labelled faults) into landing."""
+"""Generate telemetry for a synthetic network (meters, grid nodes, weather stations, with labelled
+faults) and land it for the pipeline.
+
+`metrify simulate`: writes landing files, or sends to Kafka with `--to kafka`.
+"""
 
 from __future__ import annotations
 

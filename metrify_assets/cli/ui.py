@@ -1,4 +1,7 @@
-"""`metrify ui`: the Dagster UI and daemon (`dagster dev`) on this home's instance."""
+"""The Dagster UI and its daemon (`dagster dev`) on this home's instance.
+
+`metrify ui` runs `dagster dev` with this home's `DAGSTER_HOME`.
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -122,6 +124,15 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
             done.append(migration)
     _current.add(dsn)
     return done
+
+
+@contextmanager
+def migrated_connection(url: str, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """A connection to the database at `url`, brought to the current schema version first (once per
+    process and database), that commits on success and rolls back on error."""
+    with psycopg.connect(url, autocommit=autocommit) as conn:
+        migrate(conn)
+        yield conn
 
 
 def _record(conn: psycopg.Connection, migration: Migration) -> None:

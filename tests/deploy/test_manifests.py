@@ -192,8 +192,9 @@ def test_exporter_command_is_the_cli_on_its_port(manifests: dict[str, list[dict[
     (exporter,) = containers(named(manifests, "Deployment", "metrify-metrics"))
     program, group, command, *args = exporter["command"]
     assert program in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    cli = typer.main.get_command(app)
-    serve = cli.commands[group].commands[command]  # type: ignore[attr-defined]
+    cli = typer.main.get_group(app)
+    with typer.Context(cli) as ctx:
+        serve = cli.get_command(ctx, group).commands[command]  # type: ignore[union-attr]
     options = {opt for param in serve.params for opt in param.opts}
     assert {a for a in args if a.startswith("--")} <= options
     assert int(arg_after(args, "--port")) == exporter["ports"][0]["containerPort"]

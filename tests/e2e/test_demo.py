@@ -17,7 +17,7 @@ from metrify_assets.env import resolve_settings
 from metrify_assets.orchestration.instance import LOCATION_NAME
 from metrify_assets.partitions import TRIGGER_TAG
 from metrify_assets.resources.build import postgres_resource
-from metrify_assets.resources.postgres import stop_embedded
+from metrify_assets.storage.embedded_server import stop_embedded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 DEMO_ARGS = ["demo", "--meters", "25", "--days", "2", "--seed", "7", "--fault-rate", "0.02", "--json"]

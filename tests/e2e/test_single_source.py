@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from metrify_assets.cli.main import app
 from metrify_assets.env import resolve_settings
 from metrify_assets.resources.build import postgres_resource
-from metrify_assets.resources.postgres import stop_embedded
+from metrify_assets.storage.embedded_server import stop_embedded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 UCI = Path(__file__).parents[1] / "fixtures" / "uci_household_power_2days.txt"

@@ -28,7 +28,7 @@ from metrify_assets.orchestration.drain import drain
 from metrify_assets.orchestration.instance import execute_job
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.resources.postgres import embedded_postgres_url, stop_embedded
+from metrify_assets.storage.embedded_server import embedded_postgres_url, stop_embedded
 from metrify_assets.storage.migrate import migrate, truncate_ops
 from metrify_platform.kafka_broker import KafkaBroker, free_port
 from tests.faults.conftest import assert_ledger_balances, dead_letters, table_checksum

@@ -35,11 +35,11 @@ from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.resources.postgres import stop_embedded
 from metrify_assets.serving.app import ApiConfigError, create_app
 from metrify_assets.serving.auth import issue_token
 from metrify_assets.serving.datasets import DATASETS
 from metrify_assets.serving.kafka import KafkaSender
+from metrify_assets.storage.embedded_server import stop_embedded
 from tests.serving.uvicorn_thread import serve
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.e2e]

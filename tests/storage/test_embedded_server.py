@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app
-from metrify_assets.resources import postgres
-from metrify_assets.resources.postgres import embedded_pid, embedded_postgres_url, stop_embedded
+from metrify_assets.storage import embedded_server
+from metrify_assets.storage.embedded_server import embedded_pid, embedded_postgres_url, stop_embedded
 
 pytestmark = pytest.mark.postgres
 
@@ -68,7 +68,7 @@ def test_a_stopped_server_starts_again_in_the_same_process(data_dir: Path) -> No
 
 
 def test_a_server_that_ignores_shutdown_is_killed(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(postgres, "ESCALATION_WAIT_S", 2.0)
+    monkeypatch.setattr(embedded_server, "ESCALATION_WAIT_S", 2.0)
     pid = start(data_dir)
     psutil.Process(pid).suspend()  # SIGSTOP: SIGINT and SIGQUIT stay pending, only SIGKILL acts
     assert stop_embedded(data_dir, timeout=1.0)

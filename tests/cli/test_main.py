@@ -1,0 +1,74 @@
+"""The root command group: every command module is listed, and only the command asked for is imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from metrify_assets.cli import main
+from metrify_assets.cli.main import COMMANDS, app, summary
+
+CLI_DIR = Path(main.__file__).parent
+
+
+def test_every_command_module_is_listed() -> None:
+    modules = {p.stem for p in CLI_DIR.glob("*.py") if "\ndef register(app: typer.Typer)" in p.read_text()}
+    assert set(COMMANDS) == modules
+    assert len(COMMANDS) == len(set(COMMANDS))
+
+
+def test_root_help_lists_each_command_with_its_module_summary() -> None:
+    result = CliRunner().invoke(app, ["--help"], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    for name in COMMANDS:
+        assert summary(name)  # a module without a docstring would list an empty line
+        assert f" {name} " in result.output
+    assert "The operational PostgreSQL database: its URL" in result.output
+
+
+def probe(*args: str) -> set[str]:
+    """Run the CLI with `args` in a fresh interpreter; the heavy packages it imported."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from metrify_assets.cli.main import app\n"
+        f"result = CliRunner().invoke(app, {list(args)!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(' '.join(m for m in ('dagster', 'dagster_dbt', 'great_expectations', 'pandas') "
+        "if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_root_help_and_a_quick_command_import_no_heavy_package() -> None:
+    assert probe("--help") == set()
+    assert probe("db", "--help") == set()
+    assert probe("audit", "--help") == set()
+
+
+def test_a_command_imports_what_it_needs() -> None:
+    assert {"dagster", "dagster_dbt"} <= probe("run", "--help")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_each_command_has_its_own_help(name: str) -> None:
+    result = CliRunner().invoke(app, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: metrify " + name in " ".join(result.output.split())
+
+
+def test_an_unknown_command_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["nonesuch"])
+    assert result.exit_code == 2
+    assert "No such command" in result.output
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("metrify ") and result.output.split()[1][0].isdigit()
