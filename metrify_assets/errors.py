@@ -8,14 +8,21 @@
   is recorded, and the sensor re-requests the batch on a later tick.
 - **Bugs** (any other exception in a stage) fail the step at once: retrying the same input through
   the same code gives the same error. The batch is re-requested like any failed one, so it is
-  ingested once the fix is deployed.
+  ingested once the fix is deployed; a downstream day is rebuilt by its next run.
+
+Only steps that classify their errors retry: each Python asset carries `retry_policy=RETRY_POLICY`
+and `@classified_step` (or `with classified(...)` around its body), and the jobs set no retry
+policy of their own. The dbt build retries its connections itself (dbt_project/profiles.yml).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar, cast
 
 import dagster as dg
 import psycopg
@@ -34,7 +41,8 @@ SYSTEM_ERRORS: tuple[type[BaseException], ...] = (
     socket.gaierror,
 )
 
-# 1, 2, 4, 8 s (each +/- up to its own length): about 15 s, which spans a database or broker restart.
+# Waits of 1, 3, 7 and 15 s, each +/- 1 s (Dagster: (2^n - 1) x delay): about 26 s, which spans a
+# database or broker restart.
 RETRY_POLICY = dg.RetryPolicy(
     max_retries=4, delay=1.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -74,9 +82,36 @@ def classified(step: str) -> Iterator[None]:
             raise
         raise dg.Failure(
             description=(
-                f"{step}: {type(err).__name__}: {err}. A bug, not bad input or an outage: not retried. "
-                "The sensor re-requests the batch, so it is ingested once the fix is deployed."
+                f"{step}: {type(err).__name__}: {err}. Not an outage: not retried, as the same input "
+                "through the same code fails the same way. A failed batch is re-requested, a failed day "
+                "rebuilt by its next run, so either is done once the cause is fixed."
             ),
             metadata={"error_type": type(err).__name__, "classified_as": "bug"},
             allow_retries=False,
         ) from err
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def classified_step(fn: Callable[P, R]) -> Callable[P, R]:
+    """`classified` around an asset's whole body (a generator's too), named after the function: put
+    it under the asset decorator of any asset that has `retry_policy=RETRY_POLICY`."""
+    step = fn.__name__
+    if inspect.isgeneratorfunction(fn):
+        generator = cast(Callable[..., Iterator[Any]], fn)
+
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with classified(step):
+                return (yield from generator(*args, **kwargs))
+
+        return cast(Callable[P, R], stream)
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with classified(step):
+            return fn(*args, **kwargs)
+
+    return call

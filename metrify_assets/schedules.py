@@ -13,6 +13,9 @@ schedules refresh what is derived from it, each run over its own day partitions:
   next run on), and the lifecycle: days due move to the cold and archive tiers, then retention cleans
   up (docs/lifecycle.md);
 - on late data: `late_days_sensor` re-materialises an older day that a new batch touched.
+
+The jobs set no retry policy: each Python asset retries its system errors and fails at once on a
+bug (metrify_assets/errors.py), so a bug does not hold a run up for its retries' backoff.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 import psycopg
 
-from metrify_assets.errors import RETRY_POLICY
 from metrify_assets.late_days import build_late_days_sensor
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
@@ -37,7 +39,6 @@ DAILY_LOOKBACK_DAYS = 3
 WAREHOUSE_TAGS = {"metrify/warehouse": "dbt"}
 refresh_job = dg.define_asset_job(
     "refresh_job",
-    op_retry_policy=RETRY_POLICY,
     tags=WAREHOUSE_TAGS,
     selection=dg.AssetSelection.assets(
         "meter_registry", "vee_meter_readings", "anomaly_scores", "enriched_meter_readings", "grid_stability"
@@ -48,7 +49,6 @@ refresh_job = dg.define_asset_job(
 )
 daily_marts_job = dg.define_asset_job(
     "daily_marts_job",
-    op_retry_policy=RETRY_POLICY,
     tags=WAREHOUSE_TAGS,
     selection=dg.AssetSelection.assets("vee_meter_readings", "grid_stability") | WAREHOUSE,
     description="The VEE series, grid stability and the dbt marts over the last few days, taking late "
@@ -59,7 +59,6 @@ daily_marts_job = dg.define_asset_job(
 FORECAST = dg.AssetSelection.assets("load_forecast").downstream()
 daily_job = dg.define_asset_job(
     "daily_job",
-    op_retry_policy=RETRY_POLICY,
     tags=WAREHOUSE_TAGS,
     selection=dg.AssetSelection.assets("warm_tier", "data_quality_report") | FORECAST,
     description="Warm tier (verified lake copies), data-quality report, and the load forecast for the "
@@ -69,7 +68,6 @@ TRAINING_ASSETS = ("meter_registry", "anomaly_model")
 LIFECYCLE_TIERS = ("cold_tier", "archive_tier")
 weekly_job = dg.define_asset_job(
     "weekly_job",
-    op_retry_policy=RETRY_POLICY,
     selection=dg.AssetSelection.assets(*TRAINING_ASSETS, *LIFECYCLE_TIERS, "retention_cleanup"),
     description="Retrain the anomaly models on their window (after loading the registry they learn segments "
     "and weather stations from; the next scoring runs use the new version); move the days due to the cold "

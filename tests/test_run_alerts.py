@@ -9,7 +9,6 @@ import psycopg
 import pytest
 
 from metrify_assets.alerts.store import list_alerts
-from metrify_assets.errors import RETRY_POLICY
 from metrify_assets.ingestion.sensors import BATCH_TAG
 from metrify_assets.partitions import TRIGGER_TAG, partition_range_tags
 from metrify_assets.resources import PostgresResource
@@ -208,10 +207,3 @@ def test_which_successful_run_covers_which_failure() -> None:
 @dg.op
 def fine() -> None:
     """The job's next run works again."""
-
-
-@pytest.mark.parametrize("job", ["refresh_job", "daily_job", "daily_marts_job", "weekly_job"])
-def test_every_scheduled_job_retries_its_steps(job: str) -> None:
-    from metrify_assets.definitions import defs
-
-    assert defs().resolve_job_def(job).op_retry_policy == RETRY_POLICY

@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.forecasting import backtest as bt
 from metrify_assets.forecasting.charts import forecast_chart_png
 from metrify_assets.forecasting.inputs import read_series
@@ -128,7 +129,9 @@ def winners_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFram
         "partitioned_by": "last day of data",
     },
     check_specs=[dg.AssetCheckSpec("load_forecast_complete", asset="load_forecast")],
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def load_forecast(
     context: dg.AssetExecutionContext,
     config: LoadForecastConfig,

@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.grid.analysis import GridConfig
 from metrify_assets.grid.areas import AREAS, DEFAULT_AREA
 from metrify_assets.grid.charts import risk_chart_png
@@ -68,7 +69,9 @@ class GridRunConfig(dg.Config):
     "the newest state of each node as a grid_state alert.",
     metadata={"tables": "ops.grid_stability, ops.grid_state_events", "partitioned_by": "UTC day"},
     check_specs=[dg.AssetCheckSpec(CHECK, asset="grid_stability")],
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def grid_stability(
     context: dg.AssetExecutionContext, config: GridRunConfig, postgres: PostgresResource
 ) -> dg.MaterializeResult:

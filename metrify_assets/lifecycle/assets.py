@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import Field
 
 from metrify_assets.alerts import store as alerts
+from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.lifecycle import retention, state
 from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, RawRetention, TierAges
 from metrify_assets.lifecycle.tables import TABLES
@@ -147,7 +148,9 @@ def _fail_on(outcomes: list[Outcome], what: str) -> None:
     "(rows, SHA-256, content checksum). Rewritten when the day's hot rows change; late rows for a day "
     "already deleted from PostgreSQL are merged in.",
     metadata={"lake_prefix": "curated/", "partitioned_by": "local day (meters), UTC day (grid, weather)"},
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def warm_tier(
     context: dg.AssetExecutionContext, postgres: PostgresResource, lake: LakeResource
 ) -> dg.MaterializeResult:
@@ -276,7 +279,9 @@ def report_failures(conn: psycopg.Connection, asset: str, failures: list[Outcome
     "is checked against its manifest; the change is verified (class, size, ETag, bytes).",
     check_specs=[dg.AssetCheckSpec("moves_verified", asset="cold_tier")],
     metadata={"storage_class": "STANDARD_IA"},
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def cold_tier(
     context: dg.AssetExecutionContext, config: LifecycleConfig, postgres: PostgresResource, lake: LakeResource
 ) -> dg.MaterializeResult:
@@ -294,7 +299,9 @@ def cold_tier(
     "after their copy is checked against its manifest. Reading them back needs a restore (`metrify restore`).",
     check_specs=[dg.AssetCheckSpec("moves_verified", asset="archive_tier")],
     metadata={"storage_class": "GLACIER or DEEP_ARCHIVE"},
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def archive_tier(
     context: dg.AssetExecutionContext, config: LifecycleConfig, postgres: PostgresResource, lake: LakeResource
 ) -> dg.MaterializeResult:
@@ -310,7 +317,9 @@ def archive_tier(
     "hold them, archive copies past expire_days, raw batches, dated reports, quarantine rows and ops log "
     "tables by their own retention; nothing under a legal hold. `dry_run` lists what would go.",
     metadata={"log": "ops.lifecycle_log", "state": "ops.lifecycle_days"},
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def retention_cleanup(
     context: dg.AssetExecutionContext, config: LifecycleConfig, postgres: PostgresResource, lake: LakeResource
 ) -> dg.MaterializeResult:

@@ -10,6 +10,7 @@ region `unknown` and the quality flag `unknown_meter`, never a failure.
 
 import dagster as dg
 
+from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.metadata import markdown_table
 from metrify_assets.meters.days import DAY_WINDOW, LOCAL_TS, day_params
 from metrify_assets.meters.time_of_use import tou_sql
@@ -76,7 +77,9 @@ RUN_ROWS = "FROM ops.enriched_meter_readings WHERE local_date BETWEEN %(first)s:
     check_specs=[
         dg.AssetCheckSpec("gx_enriched_meter_readings", asset="enriched_meter_readings", blocking=True)
     ],
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def enriched_meter_readings(
     context: dg.AssetExecutionContext, postgres: PostgresResource
 ) -> dg.MaterializeResult:
@@ -96,7 +99,9 @@ def enriched_meter_readings(
         suite = gx.validate("enriched_meter_readings", sample)
         if not suite.success:
             conn.rollback()
-            raise dg.Failure(f"enriched_meter_readings suite failed; enrichment rolled back: {suite}")
+            raise dg.Failure(
+                f"enriched_meter_readings suite failed; enrichment rolled back: {suite}", allow_retries=False
+            )
         by_tou = read_frame(
             conn,
             "SELECT tou_period, count(*) AS readings, round(sum(energy_kwh)::numeric, 1) AS kwh "

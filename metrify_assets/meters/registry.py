@@ -10,6 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from metrify_assets.contracts import METER_REGISTRY_COLUMNS, METER_REGISTRY_FILE
+from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.resources import LandingResource, PostgresResource
 
 OWNERS = ["team:data-engineering"]
@@ -22,7 +23,7 @@ def read_registry(path_text: str) -> pd.DataFrame:
     meters = pd.read_csv(path_text, dtype=str)
     missing = set(REGISTRY_COLUMNS) - set(meters.columns)
     if missing:
-        raise dg.Failure(f"{path_text} lacks columns: {', '.join(sorted(missing))}")
+        raise dg.Failure(f"{path_text} lacks columns: {', '.join(sorted(missing))}", allow_retries=False)
     rows = meters[REGISTRY_COLUMNS]
     return rows.astype(object).where(rows.notna(), None)
 
@@ -34,7 +35,9 @@ def read_registry(path_text: str) -> pd.DataFrame:
     description="Meter registry (segment, region, weather station, grid node, tariff, timezone) in ops.meters, "
     f"loaded from the head-end's reference file `<landing>/{METER_REGISTRY_FILE}` when there is one.",
     metadata={"table": "ops.meters", "source_file": METER_REGISTRY_FILE},
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def meter_registry(landing: LandingResource, postgres: PostgresResource) -> dg.MaterializeResult:
     path = landing.path / METER_REGISTRY_FILE
     if not path.is_file():

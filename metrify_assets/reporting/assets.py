@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.quality import data_docs
@@ -121,7 +122,9 @@ def build_charts(data: queries.ReportData, threshold: float) -> dict[str, bytes]
     "each source's latest such batch. HTML in the lake under reports/quality/dt=<day>/ (dt=<first>_<last>/ for several days; latest.html: the "
     "newest run) and reports/data_docs/.",
     metadata={"lake_key": REPORT_KEY, "data_docs_key": f"{data_docs.DATA_DOCS_PREFIX}/index.html"},
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def data_quality_report(
     context: dg.AssetExecutionContext,
     postgres: PostgresResource,

@@ -15,6 +15,7 @@ import pandas as pd
 import psycopg
 from pydantic import Field
 
+from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.metadata import markdown_table
 from metrify_assets.meters.anomaly import baseline as baseline_model
 from metrify_assets.meters.anomaly import features
@@ -104,7 +105,9 @@ class AnomalyModelConfig(dg.Config):
     "and UTC hour). Versioned in the lake under models/anomaly/<version>/; current.json names the "
     "version that scores.",
     metadata={"lake_prefix": f"{MODEL_PREFIX}/", "kind": expected_model.MODEL_KIND},
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def anomaly_model(
     context: dg.AssetExecutionContext,
     config: AnomalyModelConfig,
@@ -179,7 +182,9 @@ class AnomalyScoresConfig(dg.Config):
     "the models on the 28 days up to its last day.",
     metadata={"table": "ops.anomaly_scores", "partitioned_by": "local day of the meter"},
     check_specs=[dg.AssetCheckSpec("gx_anomaly_scores", asset="anomaly_scores", blocking=True)],
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def anomaly_scores(
     context: dg.AssetExecutionContext,
     config: AnomalyScoresConfig,
@@ -211,7 +216,9 @@ def anomaly_scores(
         suite = gx.validate("anomaly_scores", scores.readings)
         check = suite_check_result(suite, blocking_description="Guards the write to ops.anomaly_scores.")
         if not suite.success:
-            raise dg.Failure(f"anomaly_scores suite failed; nothing written. {check.metadata}")
+            raise dg.Failure(
+                f"anomaly_scores suite failed; nothing written. {check.metadata}", allow_retries=False
+            )
         write_scores(conn, scores)
     context.log.info(
         f"scored {len(scores.readings)} readings of {first}..{last}: {_count(scores.readings['is_anomaly'])} "

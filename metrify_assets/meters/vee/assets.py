@@ -14,6 +14,7 @@ import pandas as pd
 import psycopg
 from pydantic import Field
 
+from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.metadata import markdown_table
 from metrify_assets.meters.days import days_between
 from metrify_assets.meters.vee.catalogue import VeeConfig
@@ -73,7 +74,9 @@ class VeeRunConfig(dg.Config):
     "the day's billing gate in ops.vee_days; every change in ops.vee_audit.",
     metadata={"table": "ops.vee_readings", "partitioned_by": "local day of the meter"},
     check_specs=[dg.AssetCheckSpec("gx_vee_meter_readings", asset="vee_meter_readings", blocking=True)],
+    retry_policy=RETRY_POLICY,
 )
+@classified_step
 def vee_meter_readings(
     context: dg.AssetExecutionContext, config: VeeRunConfig, postgres: PostgresResource, redis: RedisResource
 ) -> dg.MaterializeResult:
@@ -102,7 +105,7 @@ def vee_meter_readings(
     suite = gx.validate("vee_meter_readings", result.series)
     check = suite_check_result(suite, blocking_description="Guards the billing-grade series.")
     if not suite.success:
-        raise dg.Failure(f"vee_meter_readings suite failed. {check.metadata}")
+        raise dg.Failure(f"vee_meter_readings suite failed. {check.metadata}", allow_retries=False)
     statuses = result.status_counts()
     days = result.days
     ready = int(days["billing_ready"].sum()) if len(days) else 0
