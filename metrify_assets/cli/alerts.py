@@ -19,6 +19,7 @@ from rich.table import Table
 
 from metrify_assets.alerts import store
 from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.cli.holds import who as os_user
 from metrify_assets.env import resolve_settings
@@ -126,7 +127,7 @@ def register(app: typer.Typer) -> None:
                 ", ".join(d.text for d in sent.get(a.alert_id, [])) or "-",
             )
             table.add_row(*(escape(c) for c in cells))  # alert text is data, not markup
-        Console(width=200).print(table)
+        command_console().print(table)
         note_embedded_server(settings)
 
     def _change(action: str, alert_id: int, by: str | None, note: str | None) -> None:
@@ -168,7 +169,7 @@ def register(app: typer.Typer) -> None:
         """Deliver pending alerts and resolutions now: what alert_delivery_sensor does every 30 s."""
         from metrify_assets.alerts.delivery import deliver_pending, retry_failed
 
-        console = Console()
+        console = command_console()
         channels, policy = _configured()
         if not channels:
             _no_channel(console)
@@ -204,7 +205,7 @@ def register(app: typer.Typer) -> None:
         """Send a test notification (event `test`, about no stored alert) to each configured channel."""
         from metrify_assets.alerts.channels import trial_notification
 
-        console = Console(width=200)
+        console = command_console()
         channels, policy = _configured()
         if channel is not None:
             channels = [c for c in channels if c.name == channel]

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.env import resolve_settings
 from metrify_assets.storage.audit import Caller
@@ -92,5 +92,5 @@ def register(app: typer.Typer) -> None:
                 json.dumps(e.details, default=str),
             )
             table.add_row(*(escape(c) for c in cells))  # entries are data, not markup
-        Console(width=200).print(table if found else "no audit entries match")
+        command_console().print(table if found else "no audit entries match")
         note_embedded_server(settings)

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 
 import psycopg
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from metrify_assets.cli.console import command_console
 from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.storage import migrate as migrations
 from metrify_assets.storage.embedded_server import embedded_pid, postgres_url, stop_embedded
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
             state = "applied" if row else "pending"
             when = row.applied_at.strftime("%Y-%m-%d %H:%M:%S %Z") if row else ""
             table.add_row(f"{m.version:04d}", m.name, state, when)
-        Console().print(table)
+        command_console().print(table)
         pending = [m for m in migrations.migrations() if m.version not in done]
         typer.echo(f"{len(pending)} pending" + (": run `metrify db migrate`" if pending else ""))
         note_embedded_server(resolve_settings())

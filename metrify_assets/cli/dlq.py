@@ -11,11 +11,11 @@ from typing import Annotated
 import orjson
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.holds import who
 from metrify_assets.cli.run import print_run_summary, stage_progress
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         with postgres_resource(settings).connect() as conn:
             counts = replay.reason_counts(conn, selection)
             letters = replay.select(conn, selection, limit=limit)
-        console = Console(width=200)
+        console = command_console()
         summary = Table(title=f"dead letters by reason: {sum(n for _, _, n in counts):,} occurrences")
         for column in ("source", "reason", "records"):
             summary.add_column(column)
@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
         with fresh reasons. No quarantine row is added."""
         settings = resolve_settings()
         selection = _selection(source, reason, batch_id, resolved=False)
-        console = Console()
+        console = command_console()
         with postgres_resource(settings).connect() as conn:
             letters = replay.select(conn, selection)
             replayable = [d for d in letters if d.replayable]

@@ -14,10 +14,10 @@ from datetime import date
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import holds, state
@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
                 str(h.objects_locked),
                 released,
             )
-        Console().print(table if found else "no holds")
+        command_console().print(table if found else "no holds")
 
     @holds_app.command("release")
     def release_cmd(

@@ -12,9 +12,9 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import resolve_settings
@@ -42,7 +42,7 @@ def broker_cmd(
 ) -> None:
     """Run a single-node Kafka (KRaft) with the Metrify topics until Ctrl-C; data kept in HOME/kafka."""
     settings = resolve_settings()
-    console = Console()
+    console = command_console()
     signal.signal(signal.SIGTERM, _interrupt)
     with console.status(f"starting Apache Kafka {version} (first run fetches its jars with Maven)..."):
         broker = KafkaBroker(version=version, port=port, data_dir=settings.home / "kafka").start()
@@ -80,7 +80,7 @@ def drain_cmd(
     settings = resolve_settings()
     if not settings.uses_kafka:
         raise typer.BadParameter("set KAFKA_BOOTSTRAP_SERVERS (for a local broker: `metrify kafka broker`)")
-    console = Console()
+    console = command_console()
     with console.status("draining...") as status:
         summary = drain(
             load_defs(),

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.holds import who
 from metrify_assets.env import resolve_settings
@@ -128,7 +128,7 @@ def cost_cmd(
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        console = Console(width=160)
+        console = command_console()
         console.print(_cost_table(report))
         console.print(report.summary(), markup=False, highlight=False)
         console.print(f"prices: {table.source}", markup=False, highlight=False)
@@ -219,7 +219,7 @@ def rules_cmd(
     if as_json:
         typer.echo(json.dumps(rules, indent=2))
     else:
-        Console(width=200).print(_rules_table(rules))
+        command_console().print(_rules_table(rules))
     if apply:
         try:
             message = apply_bucket_rules(lake, rules, require_object_lock=not without_object_lock)
@@ -253,7 +253,7 @@ def status_cmd(
         table.add_column(str(column))
     for row in tiers.itertuples(index=False):
         table.add_row(*(str(v) for v in row))
-    console = Console()
+    console = command_console()
     console.print(table if len(tiers) else "no day has a lake copy yet (the daily job writes the warm tier)")
     console.print(
         f"{len(active)} active legal holds"
@@ -283,7 +283,7 @@ def run_cmd(
         raise _fail(f"--as-of must be a date (YYYY-MM-DD), got {as_of!r}") from err
     policy_config = load_config(config)
     settings = resolve_settings()
-    console = Console()
+    console = command_console()
     # The run's steps commit in the Dagster run, each in its own transaction: its audit entry follows
     # it (a failed run's too: its earlier steps may have moved or deleted data).
     caller, target = cli_caller(who()), f"lifecycle:{today}"

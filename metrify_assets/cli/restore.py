@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.holds import parse_day, who
 from metrify_assets.env import resolve_settings
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
             raise typer.Exit(code=2)
-        console = Console(stderr=as_json)
+        console = command_console(stderr=as_json)
         settings = resolve_settings()
         lake = Lake(settings.lake_url)
         cache = redis_resource(settings).get_cache()  # kept coherent after the restore commits

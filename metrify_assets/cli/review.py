@@ -13,10 +13,10 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.console import command_console
 from metrify_assets.env import resolve_settings
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.store import revee_reading
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
                 i.status,
                 i.decided_by or "",
             )
-        Console(width=200).print(table)
+        command_console().print(table)
 
     @review_app.command("show")
     def show_cmd(batch_id: BatchId, record_index: RecordIndex) -> None:

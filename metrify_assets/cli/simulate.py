@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from metrify_assets.cli.console import command_console
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.ingestion.kafka.produce import produce
@@ -100,7 +101,7 @@ def register(app: typer.Typer) -> None:
             fault_rate=fault_rate,
             shift_share=shift_share,
         )
-        console = Console()
+        console = command_console()
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("simulating", total=len(STAGES))
             sim = simulate(config, on_stage=lambda stage: progress.update(task, advance=1, description=stage))

@@ -39,11 +39,7 @@ def lake(tmp_path: Path, pg_resource: PostgresResource, monkeypatch: pytest.Monk
 
 
 def invoke(*args: str, code: int = 0) -> str:
-    import time
-
-    t = time.monotonic()
     result = CliRunner().invoke(app, list(args))
-    print("TIME", args[:2], time.monotonic() - t)
     assert result.exit_code == code, (result.output, result.exception)
     return " ".join(result.output.split())  # rich wraps long lines
 
