@@ -48,8 +48,9 @@ RETRY_POLICY = dg.RetryPolicy(
 )
 
 
-# Dagster's wrappers around the error that made a step fail: retries exhausted, a classified bug.
-_WRAPPERS = {"RetryRequestedFromPolicy", "RetryRequested", "Failure"}
+# Dagster's wrappers around the error that made a step fail: retries exhausted, a classified bug,
+# an exception of a step that does not classify its errors.
+_WRAPPERS = {"RetryRequestedFromPolicy", "RetryRequested", "Failure", "DagsterExecutionStepExecutionError"}
 
 
 def root_error(error: SerializableErrorInfo) -> SerializableErrorInfo:

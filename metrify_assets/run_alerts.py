@@ -165,6 +165,21 @@ def resolve_covered(
     return resolved
 
 
+def settle(
+    conn: psycopg.Connection, run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent]
+) -> RunAlert | None:
+    """What the two sensors below do for a finished run, for the runs the CLI executes (no daemon may
+    be running): a failure is recorded (`record`: once per run, so the sensor seeing it later adds
+    nothing), a success resolves the failures it covers. The failure's alert, if one was raised."""
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        resolve_covered(conn, run.run_id, run.job_name, run.tags.get(BATCH_TAG), run_days(run.tags))
+        return None
+    alert = run_alert(run, step_failures)
+    if alert is not None:
+        record(conn, alert)
+    return alert
+
+
 @dg.run_failure_sensor(
     name="run_failure_alert_sensor",
     default_status=dg.DefaultSensorStatus.RUNNING,

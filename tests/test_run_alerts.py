@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -10,7 +11,8 @@ import pytest
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.partitions import TRIGGER_TAG, partition_range_tags
+from metrify_assets.orchestration.instance import RunFailedError, execute_job
+from metrify_assets.partitions import DAYS, SINGLE_RUN, TRIGGER_TAG, partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import (
     PARTITION_TAG,
@@ -19,6 +21,7 @@ from metrify_assets.run_alerts import (
     covers,
     record,
     run_alert,
+    run_failure_alert_sensor,
     run_success_resolves_alerts,
 )
 
@@ -207,3 +210,70 @@ def test_which_successful_run_covers_which_failure() -> None:
 @dg.op
 def fine() -> None:
     """The job's next run works again."""
+
+
+class Switch(dg.ConfigurableResource):
+    """A file whose presence breaks `day_figures`: the bug one deploy brings and the next removes."""
+
+    path: str
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=SINGLE_RUN)
+def day_figures(switch: Switch) -> None:
+    if Path(switch.path).exists():
+        raise ValueError("day_figures cannot divide by zero")
+
+
+def cli_defs(pg_resource: PostgresResource, switch: Path) -> dg.Definitions:
+    """A `refresh_job` over one day-partitioned asset, with the `postgres` the CLI's runs alert in."""
+    return dg.Definitions(
+        assets=[day_figures],
+        jobs=[dg.define_asset_job("refresh_job", selection=[day_figures])],
+        resources={"postgres": pg_resource, "switch": Switch(path=str(switch))},
+        executor=dg.in_process_executor,
+    )
+
+
+@pytest.mark.postgres
+def test_a_run_the_cli_executes_alerts_once_and_its_success_resolves_the_alert(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """`metrify run` and the demo execute their jobs in process (`execute_job`): no daemon need see them."""
+    switch = tmp_path / "broken"
+    switch.touch()
+    defs, instance = cli_defs(pg_resource, switch), dg.DagsterInstance.ephemeral()
+    nov = days("2026-11-29", "2026-11-30")
+    with pytest.raises(RunFailedError, match="divide by zero"):
+        execute_job(defs, "refresh_job", instance, tags=nov)
+    (alert,) = list_alerts(pg, "open")
+    assert (alert.kind, alert.subject, alert.occurrences) == (
+        "run_failure",
+        "refresh_job [2026-11-29..2026-11-30]",
+        1,
+    )
+    assert (alert.details["step_key"], alert.details["error_type"]) == ("day_figures", "ValueError")
+    run_id = str(alert.details["run_id"])
+    assert pg.execute("SELECT run_id FROM ops.run_alerts").fetchall() == [(run_id,)]
+
+    # A daemon beside the CLI sees the same failed run: the sensor records nothing more.
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    (failed,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert failed.dagster_event is not None
+    run_failure_alert_sensor(
+        dg.build_run_status_sensor_context(
+            sensor_name="run_failure_alert_sensor",
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=failed.dagster_event,
+            resources={"postgres": pg_resource},
+        ).for_run_failure()
+    )
+    assert pg.execute("SELECT count(*) FROM ops.run_alerts").fetchone() == (1,)
+    assert [a.occurrences for a in list_alerts(pg, "open")] == [1]
+
+    switch.unlink()  # the fix is deployed: the next run of those days resolves the alert
+    fixed = execute_job(defs, "refresh_job", instance, tags=nov)
+    assert list_alerts(pg, "open") == []
+    (resolved,) = list_alerts(pg, "all")
+    assert resolved.resolution == f"run {fixed.run_id} of refresh_job succeeded for 2026-11-29..2026-11-30"

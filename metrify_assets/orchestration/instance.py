@@ -7,17 +7,23 @@ so what the CLI did is visible in the UI afterwards.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 from dagster._core.definitions.job_base import InMemoryJob
 from dagster._core.execution.api import create_execution_plan, execute_run
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 
 from metrify_assets.env import Settings
 from metrify_assets.errors import root_error
+from metrify_assets.resources import PostgresResource
+from metrify_assets.run_alerts import settle
 from metrify_platform.launcher.warm import PID_TAG
+
+log = logging.getLogger(__name__)
 
 # Runs fork from a worker with the code location imported: they start in about a second.
 WARM_LAUNCHER_YAML = """\
@@ -134,13 +140,36 @@ def execute_job(
         remote_job_origin=job_origin(job_name),
     )
     result = execute_run(job, run, instance)
+    failures = [e for e in result.all_events if e.is_step_failure]
+    unrecorded = settle_alerts(defs, instance, result.run_id, failures)
     if not result.success:
         errors = [
             root_error(e.step_failure_data.error).message.strip()
-            for e in result.all_events
-            if e.is_step_failure and e.step_failure_data.error is not None
+            for e in failures
+            if e.step_failure_data.error is not None
         ]
         raise RunFailedError(
-            f"{job_name} failed (run {result.run_id}): {'; '.join(errors) or 'see the run log'}"
+            f"{job_name} failed (run {result.run_id}): {'; '.join(errors) or 'see the run log'}{unrecorded}"
         )
     return result
+
+
+def settle_alerts(
+    defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str, failures: list[dg.DagsterEvent]
+) -> str:
+    """Record the run's failure alert, or resolve what its success covers, as the daemon's run
+    sensors would (`run_alerts.settle`): a run the CLI executes may be seen by no daemon. Needs the
+    definitions' `postgres` (a test's definitions without one have no alert store). '' when done;
+    otherwise why not, for the run's error."""
+    postgres = (defs.resources or {}).get("postgres")
+    finished = instance.get_run_by_id(run_id)
+    if not isinstance(postgres, PostgresResource) or finished is None:
+        return ""
+    try:
+        # As the run's steps had it: the code location's URL is an `EnvVar`, resolved here.
+        with postgres.process_config_and_initialize().connect() as conn:
+            settle(conn, finished, failures)
+    except psycopg.OperationalError as err:
+        log.warning("run %s: its alert could not be recorded: %s", run_id, err)
+        return f" (its alert could not be recorded: {err}; a running daemon's sensor records it)"
+    return ""
