@@ -22,9 +22,10 @@ import pandas as pd
 
 from metrify_assets.contracts import SourceContract
 
-_ISO_WITH_OFFSET = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2})$"
-)
+_ISO_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+_OFFSET = r"(Z|[+-][0-9]{2}:?[0-9]{2})"
+_ISO_MAYBE_OFFSET = _ISO_DATE_TIME + _OFFSET + "?$"
+_ISO_WITH_OFFSET = _ISO_DATE_TIME + _OFFSET + "$"
 # Text fields are identifiers and codes: longer is junk (and would not fit a B-tree index entry).
 MAX_TEXT_LENGTH = 256
 # Integer fields are stored as PostgreSQL `integer`.
@@ -250,6 +251,11 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
             is_str = _of_types(col, [str])
             fail(present & ~is_str, f"malformed:bad_type:{field.name}")
             text = col.where(is_str, "").astype(str)
+            # Not an ISO date-time at all ("not-a-date") is a bad timestamp; one that only lacks its
+            # offset is ambiguous local time, which has its own reason.
+            fail(
+                present & is_str & ~text.str.match(_ISO_MAYBE_OFFSET), f"malformed:bad_timestamp:{field.name}"
+            )
             fail(
                 present & is_str & ~text.str.match(_ISO_WITH_OFFSET),
                 f"malformed:timestamp_without_offset:{field.name}",

@@ -47,11 +47,14 @@ def test_every_kind_of_malformed_record_is_kept_with_a_reason() -> None:
         json.dumps(reading(reading_start="2026-13-29T02:00:00+01:00")),
         json.dumps(reading(interval_minutes=15.5)),
         json.dumps(reading(energy_kwh=True)),
+        json.dumps(reading(reading_start="not-a-date")),
+        json.dumps(reading(reading_start="2026-03-29")),
+        json.dumps(reading(reading_start="2026-03-29T02:00:00 and more")),
         json.dumps(reading()),
     ]
     batch = decode(METER_READINGS, messages, list(range(len(messages))))
     reasons = {m.record_index: m.reason for m in batch.malformed}
-    assert batch.records_in == 9
+    assert batch.records_in == 12
     assert len(batch.records) == 1
     assert len(batch.records) + len(batch.malformed) == batch.records_in
     assert reasons[0].startswith("malformed:invalid_json")
@@ -62,6 +65,8 @@ def test_every_kind_of_malformed_record_is_kept_with_a_reason() -> None:
     assert reasons[5] == "malformed:bad_timestamp:reading_start"
     assert reasons[6] == "malformed:bad_type:interval_minutes"
     assert reasons[7] == "malformed:bad_type:energy_kwh"
+    # Text that is no ISO date-time is a bad timestamp, not one without an offset.
+    assert reasons[8] == reasons[9] == reasons[10] == "malformed:bad_timestamp:reading_start"
     assert batch.malformed[0].payload == "{not json"
 
 
@@ -163,7 +168,7 @@ def test_every_shape_a_transport_can_deliver_is_decoded_or_malformed_with_a_reas
     assert "\x00" not in batch.malformed[2].payload  # storable in PostgreSQL text
     assert reasons[3] == reasons[4] == "malformed:bad_text:meter_id"
     assert reasons[5] == reasons[6] == "malformed:out_of_range:interval_minutes"
-    assert reasons[7] == "malformed:timestamp_without_offset:reading_start"
+    assert reasons[7] == "malformed:bad_timestamp:reading_start"
     assert reasons[8] == "malformed:bad_type:status_flags"
     assert reasons[9] == "malformed:not_an_object"
     assert batch.records["record_index"].tolist() == [10]
