@@ -1,7 +1,8 @@
 """One error shape for the whole API: `{"error": {"status", "code", "message", "details"}}`.
 
 Clients branch on `code` (stable, snake_case) and show `message` (for people); `details` carries what
-a machine can act on (the failing fields of a 422, the wait of a 429) or is null. Every path that can
+a machine can act on (the failing fields of a 422, the wait of a 429) or is null. Every 422 lists its
+failing fields in one shape, `field_detail`, whichever check found them. Every path that can
 answer an error goes through here: routes and dependencies raise `ApiError` (or FastAPI's
 `HTTPException`), middlewares outside the exception handlers call `error_response` themselves, and
 `install_error_handlers` turns everything else, unexpected exceptions included, into this shape.
@@ -9,8 +10,10 @@ answer an error goes through here: routes and dependencies raise `ApiError` (or 
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -23,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 log = logging.getLogger(__name__)
+MAX_VALUE_CHARS = 200  # a failing value longer than this (as JSON) is echoed cut short
 
 
 class ErrorDetail(BaseModel):
@@ -90,6 +94,48 @@ def status_code_name(status: int) -> str:
     return STATUS_CODES.get(status) or _phrase(status).lower().replace(" ", "_").replace("-", "_")
 
 
+def json_safe(value: Any) -> Any:
+    """`value` as strict JSON can carry it, whatever a caller sent: NaN and the infinities (which
+    Python's JSON parser reads) become the strings `NaN`, `Infinity` and `-Infinity`, bytes are
+    decoded, and an object no encoder knows is its `str`. An error answer must never fail itself."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else json.dumps(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    try:
+        encoded = jsonable_encoder(value)
+    except (ValueError, TypeError):
+        return str(value)
+    return json_safe(encoded)
+
+
+def echo(value: Any) -> Any:
+    """The failing input a 422 shows: JSON-safe, and a JSON excerpt when long (a 422 need not echo a
+    megabyte back)."""
+    safe = json_safe(value)
+    text = safe if isinstance(safe, str) else json.dumps(safe)
+    return text[:MAX_VALUE_CHARS] + "..." if len(text) > MAX_VALUE_CHARS else safe
+
+
+def field_detail(loc: Sequence[str | int], message: str, kind: str, value: Any) -> dict[str, Any]:
+    """One failing field of a 422, the same for every check: `field` is where (`query.limit`,
+    `path.meter_id`, `body.records.3.energy_kwh`), `type` what failed (the check's name: a
+    pydantic error type, a JSON Schema keyword), `value` the input as `echo` shows it (null when
+    missing)."""
+    return {
+        "field": ".".join(str(part) for part in loc),
+        "message": message,
+        "type": kind,
+        "value": echo(value),
+    }
+
+
 def error_response(
     status: int,
     code: str,
@@ -97,9 +143,7 @@ def error_response(
     details: Any = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body = {
-        "error": {"status": status, "code": code, "message": message, "details": jsonable_encoder(details)}
-    }
+    body = {"error": {"status": status, "code": code, "message": message, "details": json_safe(details)}}
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
@@ -119,17 +163,23 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, status_code_name(exc.status_code), message, details, exc.headers)
 
 
+def _validation_field(err: Mapping[str, Any]) -> dict[str, Any]:
+    """A FastAPI/pydantic validation error as `field_detail`. A missing field's `input` is its
+    enclosing object and a JSON syntax error's is `{}`: nothing of theirs was sent, so no value. A
+    syntax error's `loc` ends with a character position, said in the message instead."""
+    loc = tuple(err.get("loc", ()))
+    message, kind, value = str(err.get("msg", "")), str(err.get("type", "")), err.get("input")
+    if kind == "json_invalid":
+        reason = (err.get("ctx") or {}).get("error", "not JSON")
+        loc, message, value = loc[:1], f"{message}: {reason} at character {loc[-1]}", None
+    elif kind == "missing":
+        value = None
+    return field_detail(loc, message, kind, value)
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    # The offending input is left out: it may be large, and it is the caller's own data anyway.
-    fields = [
-        {
-            "field": ".".join(str(part) for part in err.get("loc", ())),
-            "message": err.get("msg", ""),
-            "type": err.get("type", ""),
-        }
-        for err in exc.errors()
-    ]
+    fields = [_validation_field(err) for err in exc.errors()]
     return error_response(422, "validation_error", f"{len(fields)} invalid field(s)", fields)
 
 

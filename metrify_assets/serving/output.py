@@ -1,7 +1,8 @@
 """Responses in JSON or CSV: `?format=csv` or `Accept: text/csv` asks for CSV, JSON otherwise.
 
 JSON pages are `{"data": [...], "count": n, "next_cursor": ...}`; CSV pages carry the cursor in the
-`X-Next-Cursor` header (and a `Link: <...>; rel="next"` for clients that follow links).
+`X-Next-Cursor` header (and a `Link: <...>; rel="next"` for clients that follow links). Request
+bodies are JSON only: `require_json` answers 415 for a body of any other content type.
 """
 
 from __future__ import annotations
@@ -15,7 +16,28 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
+from metrify_assets.serving.errors import ApiError
+
 FORMATS = ("json", "csv")
+
+
+def require_json(request: Request) -> None:
+    """A dependency of the routes that take a JSON body: a body sent as anything else (text/plain,
+    a form, or no Content-Type at all, as `curl -d` without `-H` sends it) is 415 with what to send,
+    not a 422 about the body's Python type. FastAPI parses only `application/json` and `*+json`."""
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        return
+    sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"the body must be JSON sent as Content-Type: application/json (the request has {sent})",
+        {"content_type": content_type or None, "accepted": ["application/json"]},
+    )
 
 
 def wants_csv(request: Request, fmt: str | None) -> bool:

@@ -12,7 +12,6 @@ the decoder can read (a standard validator applies RFC 3339, which is stricter),
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -27,26 +26,32 @@ from jsonschema import Draft202012Validator, FormatChecker, TypeChecker, Validat
 from jsonschema.protocols import Validator
 
 from metrify_assets.contracts import CONTRACTS, contract_for
+from metrify_assets.serving.errors import field_detail, json_safe
 
 # The repository's schemas/ folder (beside metrify_assets/, like dbt_project/).
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 SCHEMA_FILES: dict[str, Path] = {source: SCHEMA_DIR / f"{source}.v1.json" for source in CONTRACTS}
 MAX_ERRORS = 100  # listed per request; the rest are counted
-MAX_VALUE_CHARS = 200  # a failing value longer than this (as JSON) is echoed cut short
 
 
 @dataclass(frozen=True)
 class FieldError:
-    """One failing field. `loc` is a JSON pointer without its leading `/` (`records/3/energy_kwh`;
-    `""` is the whole body); `keyword` the schema keyword that failed (`required`, `type`, ...)."""
+    """One failing field. `path` is where in the body (`("records", 3, "energy_kwh")`; `()` is the
+    whole body); `keyword` the schema keyword that failed (`required`, `type`, ...)."""
 
-    loc: str
+    path: tuple[str | int, ...]
     message: str
-    value: object  # the failing value (None for a missing field), cut short when long
+    value: object  # the failing value as parsed (None for a missing field)
     keyword: str
 
-    def as_dict(self) -> dict[str, object]:
-        return {"loc": self.loc, "message": self.message, "value": self.value, "keyword": self.keyword}
+    @property
+    def loc(self) -> str:
+        """`path` as a JSON pointer without its leading `/` (`records/3/energy_kwh`)."""
+        return "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in self.path)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The field as a 422 lists it (the API's one shape, `errors.field_detail`)."""
+        return field_detail(("body", *self.path), self.message, self.keyword, self.value)
 
 
 class FieldErrors(list[FieldError]):
@@ -125,38 +130,25 @@ def _validator(source: str) -> Validator:
     return _ContractValidator(loaded, format_checker=_FORMATS)
 
 
-def _pointer(parts: list[str | int]) -> str:
-    return "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
-
-
-def _excerpt(value: object) -> object:
-    """The value as given, or a JSON excerpt of it when long: a 422 need not echo a megabyte."""
-    if isinstance(value, str | list | dict):
-        text = value if isinstance(value, str) else json.dumps(value, default=str)  # any int, unlike orjson
-        if len(text) > MAX_VALUE_CHARS:
-            return text[:MAX_VALUE_CHARS] + "..."
-    return value
-
-
 def _json_type(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # nan, inf
+        return str(json_safe(value))  # NaN, Infinity, -Infinity: as the body wrote them
     names = {int: "number", float: "number", str: "string", list: "array", dict: "object"}
     return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
 
 
 def _field_error(error: ValidationError) -> FieldError:
-    path = list(error.absolute_path)
+    path = tuple(error.absolute_path)
     keyword = str(error.validator)
     value: object = error.instance
     required = error.validator_value if keyword == "required" else None
     if isinstance(required, list) and isinstance(value, dict):  # reported on the object: name the member
         missing = next(p for p in required if p not in value and error.message.startswith(repr(p)))
-        return FieldError(_pointer([*path, missing]), "required field missing", None, keyword)
+        return FieldError((*path, missing), "required field missing", None, keyword)
     if keyword == "type":
         expected = (
             error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
@@ -170,7 +162,7 @@ def _field_error(error: ValidationError) -> FieldError:
         message = f"at least {error.validator_value} record{'s' if error.validator_value != 1 else ''}"
     else:
         message = error.message
-    return FieldError(_pointer(path), message, _excerpt(value), keyword)
+    return FieldError(path, message, value, keyword)
 
 
 def validate(source: str, body: Any, limit: int = MAX_ERRORS) -> FieldErrors:

@@ -59,6 +59,8 @@ def test_metrics_count_requests_by_route_template_and_serve_the_pipeline(
         "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, accepted, "
         "flagged, quarantined) VALUES ('b1', 'grid_status', 'kafka', 'r', 'k', 7, 5, 1, 2)"
     )
+    # Registered meters without readings: an empty page (a meter the store never saw would be 404).
+    pg.execute("INSERT INTO ops.meters (meter_id, segment, region) VALUES ('M1', 'r', 'n'), ('M2', 'r', 'n')")
     pg.commit()
     token = issue_token(SECRET, "tester", ["read"], timedelta(minutes=5))
     assert client.get("/healthz").status_code == 200

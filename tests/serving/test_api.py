@@ -319,11 +319,11 @@ def test_a_bad_body_gets_a_422_with_the_failing_fields_and_nothing_is_written(
     error = response.json()["error"]
     assert error["status"] == 422
     failing = json.dumps(error["details"])
-    assert "records/1/reading_start" in failing and "records/1/interval_minutes" in failing
-    assert "records/0" not in failing
+    assert "body.records.1.reading_start" in failing and "body.records.1.interval_minutes" in failing
+    assert "records.0" not in failing
     assert query(settings, "SELECT count(*) FROM ops.api_batches")[0][0] == before
     assert sorted((settings.landing_dir / "meter_readings").glob("*.jsonl")) == landed
-    assert client.post("/v1/no_such_source", json={}, headers=token("ingest")).status_code == 422
+    assert client.post("/v1/no_such_source", json={}, headers=token("ingest")).status_code == 404
 
 
 def test_a_posted_batch_reaches_ops_and_its_status_says_what_became_of_it(

@@ -24,7 +24,7 @@ from metrify_assets.serving.cache import cached
 from metrify_assets.serving.cache import latest_reading as latest_reading_through_cache
 from metrify_assets.serving.datasets import DATASETS, Dataset, parse_value, query_page
 from metrify_assets.serving.db import connection
-from metrify_assets.serving.errors import ApiError
+from metrify_assets.serving.errors import ApiError, field_detail
 from metrify_assets.serving.output import json_response, page_response
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
 
@@ -38,8 +38,29 @@ Format = Annotated[
 ]
 
 
+# The `type` of a filter value that does not parse, named as pydantic names its own (`field_detail`).
+PARSE_ERRORS = {
+    "date": "date_parsing",
+    "timestamp": "datetime_parsing",
+    "utc": "datetime_parsing",
+    "bool": "bool_parsing",
+}
+
+
 def _bad_cursor(err: Exception) -> ApiError:
     return ApiError(400, "bad_cursor", str(err))
+
+
+def _check_range(start: Any, end: Any) -> None:
+    """`from` after `to` is a mistake, not an empty range (`from` == `to` is the empty one): 422
+    naming both rather than a 200 with nothing in it."""
+    if start is not None and end is not None and start > end:
+        message = f"from ({start}) is after to ({end})"
+        details = [
+            field_detail(("query", "from"), message, "range", start),
+            field_detail(("query", "to"), message, "range", end),
+        ]
+        raise ApiError(422, "invalid_parameter", message, details)
 
 
 @router.get("/v1/meters/{meter_id}/readings", summary="A meter's readings (the VEE series where processed)")
@@ -57,12 +78,17 @@ def meter_readings(
     format: Format = None,
 ) -> Response:
     """Intervals in time order: the billing-grade VEE value and status (actual, estimated, edited,
-    missing, failed) where VEE has processed the day, else the reading as received (`received`)."""
+    missing, failed) where VEE has processed the day, else the reading as received (`received`).
+    A known meter with nothing in the range is an empty page; a meter never seen is 404."""
     require_meter(principal, meter_id)
+    start, end = _aware(start), _aware(end)
+    _check_range(start, end)
     try:
-        page = readings.series_page(conn, meter_id, _aware(start), _aware(end), cursor, limit)
+        page = readings.series_page(conn, meter_id, start, end, cursor, limit)
     except (CursorError, ValueError) as err:
         raise _bad_cursor(err) from err
+    if not page.rows and cursor is None and not readings.meter_known(conn, meter_id):
+        raise ApiError(404, "not_found", f"no meter {meter_id!r}: not registered and no reading stored")
     return page_response(request, format, readings.SERIES_COLUMNS, page.rows, page.next_cursor)
 
 
@@ -99,8 +125,9 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
                 try:
                     params[f.param] = parse_value(f.kind, raw)
                 except ValueError as err:
-                    detail = [{"loc": ["query", f.param], "msg": str(err), "input": raw}]
+                    detail = [field_detail(("query", f.param), str(err), PARSE_ERRORS[f.kind], raw)]
                     raise ApiError(422, "invalid_parameter", f"{f.param}: {err}", detail) from err
+        _check_range(params.get("from"), params.get("to"))
         if dataset.per_meter and principal.meters is not None and params.get("meter_id") is not None:
             require_meter(principal, params["meter_id"])
         meters = principal.meters if dataset.per_meter else None

@@ -1,6 +1,9 @@
 """Ingestion over the API (scope `ingest`): `POST /v1/{source}` with one record or `{"records": [...]}`,
 validated against the source's JSON Schema (422 with the failing fields, nothing written), then sent
-to Kafka or landed (serving/batches.py); `GET /v1/batches/{id}` reports what became of it."""
+to Kafka or landed (serving/batches.py); `GET /v1/batches/{id}` reports what became of it.
+
+`/v1/{source}` matches the three sources only (`SourceRoute`): any other `/v1/<name>` is 404 for
+every method, and a source's path is 405 for anything but POST."""
 
 from __future__ import annotations
 
@@ -10,6 +13,9 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Scope
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.serving import batches, schemas
@@ -17,25 +23,30 @@ from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import ApiError
 from metrify_assets.serving.kafka import MessageTooLargeError, SendError
-from metrify_assets.serving.output import json_response
+from metrify_assets.serving.output import json_response, require_json
 
 router = APIRouter(tags=["ingestion"])
 Conn = Annotated[psycopg.Connection, Depends(connection)]
 Source = Enum("Source", {s: s for s in CONTRACTS}, type=str)  # type: ignore[misc]
 
 
-@router.post(
-    "/v1/{source}",
-    status_code=202,
-    summary="Send one record or a batch of records",
-    responses={
-        422: {"description": "The body does not match the source's JSON Schema: nothing was written."}
-    },
-)
+class SourceRoute(APIRoute):
+    """A route whose `{source}` matches a known source only. Starlette matches `/v1/{source}` on any
+    single segment, so `GET /v1/nonexistent` found this POST route and answered 405; now an unknown
+    name matches nothing (404) while the route keeps its one template for traces and metrics."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE and child_scope.get("path_params", {}).get("source") not in CONTRACTS:
+            return Match.NONE, {}
+        return match, child_scope
+
+
 def ingest(
     request: Request,
     source: Source,
     principal: Annotated[Principal, Depends(require("ingest"))],
+    json_body: Annotated[None, Depends(require_json)],
     body: Annotated[dict[str, Any], Body(description='One record, or `{"records": [...]}` (schemas/).')],
     conn: Conn,
 ) -> Response:
@@ -72,6 +83,20 @@ def ingest(
     return json_response(
         {"data": batch.as_dict(), "status_url": location}, status_code=202, headers={"Location": location}
     )
+
+
+router.add_api_route(
+    "/v1/{source}",
+    ingest,
+    methods=["POST"],
+    route_class_override=SourceRoute,
+    status_code=202,
+    summary="Send one record or a batch of records",
+    responses={
+        422: {"description": "The body does not match the source's JSON Schema: nothing was written."},
+        415: {"description": "The body is not sent as application/json."},
+    },
+)
 
 
 @router.get("/v1/batches/{batch_id}", summary="What became of a request's records")

@@ -4,6 +4,7 @@ reading's decision becomes an edit of its VEE series at once)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import pandas as pd
@@ -18,7 +19,7 @@ from metrify_assets.quality import review
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import ApiError
-from metrify_assets.serving.output import json_response, page_response
+from metrify_assets.serving.output import json_response, page_response, require_json
 from metrify_assets.serving.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -31,6 +32,7 @@ from metrify_assets.storage.audit import Caller
 router = APIRouter(tags=["review"])
 Conn = Annotated[psycopg.Connection, Depends(connection)]
 Reviewer = Annotated[Principal, Depends(require("review"))]
+JsonBody = Annotated[None, Depends(require_json)]  # 415 for a decision not sent as JSON
 COLUMNS = (
     "batch_id",
     "record_index",
@@ -54,7 +56,13 @@ def list_items(
     request: Request,
     principal: Reviewer,
     conn: Conn,
-    status: Annotated[str, Query(pattern="^(pending|approved|rejected)$")] = "pending",
+    status: Annotated[
+        str,
+        Query(
+            pattern="^(pending|approved|rejected|all)$",
+            description="`all`: every status, as `metrify review list`.",
+        ),
+    ] = "pending",
     source: str | None = None,
     reason: Annotated[str | None, Query(description="Items whose reasons include this code.")] = None,
     cursor: str | None = None,
@@ -62,8 +70,11 @@ def list_items(
     format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
 ) -> Response:
     """Oldest flagged first, with the reasons a record rule gave."""
-    conditions = ["status = %s"]
-    values: list[Any] = [status]
+    conditions: list[str] = []
+    values: list[Any] = []
+    if status != "all":
+        conditions.append("status = %s")
+        values.append(status)
     if source is not None:
         conditions.append("source = %s")
         values.append(source)
@@ -81,7 +92,7 @@ def list_items(
         conditions.append("(flagged_at, batch_id, record_index) > (%s, %s, %s)")
         values.extend(after)
     rows = conn.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM ops.review_queue WHERE {' AND '.join(conditions)} "
+        f"SELECT {', '.join(COLUMNS)} FROM ops.review_queue WHERE {' AND '.join(conditions) or 'true'} "
         "ORDER BY flagged_at, batch_id, record_index LIMIT %s",
         [*values, limit + 1],
     ).fetchall()
@@ -128,17 +139,40 @@ def _decide(
     return json_response({"data": body})
 
 
-@router.post("/v1/review/items/{batch_id}/{record_index}/approve", summary="Approve a flagged record")
-def approve(
-    request: Request, batch_id: str, record_index: int, decision: Decision, principal: Reviewer, conn: Conn
-) -> Response:
-    """Keep the record (its quality flags stay, for audit); the reviewer is the token's subject."""
-    return _decide(request, conn, "approve", batch_id, record_index, principal, decision.note)
+def _decision_route(verdict: str) -> Callable[..., Response]:
+    """The endpoint of one verdict; approve and reject take the same request."""
+
+    def decide(
+        request: Request,
+        batch_id: str,
+        record_index: int,
+        principal: Reviewer,
+        json_body: JsonBody,
+        decision: Decision,
+        conn: Conn,
+    ) -> Response:
+        return _decide(request, conn, verdict, batch_id, record_index, principal, decision.note)
+
+    decide.__name__ = verdict
+    return decide
 
 
-@router.post("/v1/review/items/{batch_id}/{record_index}/reject", summary="Reject a flagged record")
-def reject(
-    request: Request, batch_id: str, record_index: int, decision: Decision, principal: Reviewer, conn: Conn
-) -> Response:
-    """Move the record to quarantine (`review_rejected:<note>`) and out of the derived tables."""
-    return _decide(request, conn, "reject", batch_id, record_index, principal, decision.note)
+for _verdict, _summary, _description in (
+    (
+        "approve",
+        "Approve a flagged record",
+        "Keep the record (its quality flags stay, for audit); the reviewer is the token's subject.",
+    ),
+    (
+        "reject",
+        "Reject a flagged record",
+        "Move the record to quarantine (`review_rejected:<note>`) and out of the derived tables.",
+    ),
+):
+    router.add_api_route(
+        f"/v1/review/items/{{batch_id}}/{{record_index}}/{_verdict}",
+        _decision_route(_verdict),
+        methods=["POST"],
+        summary=_summary,
+        description=_description,
+    )

@@ -1,0 +1,292 @@
+"""The API's error answers, on the real app over the session's PostgreSQL (no marts: every case here is
+answered before a mart is read): non-finite numbers echoed as JSON, 404 against 405, one shape for
+every 422 detail, 415 for a body that is not JSON, an unknown meter, `from` after `to`, and the review
+queue's `status=all`. Found by a new user's trial of the API, each once a 500, a wrong status or a
+second shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from metrify_assets.env import resolve_settings
+from metrify_assets.resources import PostgresResource
+from metrify_assets.serving.app import create_app
+from metrify_assets.serving.auth import issue_token
+from metrify_assets.serving.errors import MAX_VALUE_CHARS, error_response, json_safe
+
+pytestmark = [pytest.mark.postgres]
+SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
+READING = {
+    "meter_id": "MTR-000001",
+    "reading_start": "2026-03-29T10:15:00+01:00",
+    "interval_minutes": 15,
+    "energy_kwh": 0.42,
+}
+DETAIL_KEYS = {"field", "message", "type", "value"}
+
+
+def token(*scopes: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(SECRET, 'tester', list(scopes), timedelta(minutes=10))}"}
+
+
+def strict_json(text: str) -> Any:
+    """The body as strict JSON: NaN or Infinity in it fails (what a JSON client other than Python's does)."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = strict_json(response.text)["error"]
+    assert (error["status"], error["code"]) == (status, code)
+    return error
+
+
+@pytest.fixture(scope="module")
+def api(pg_resource: PostgresResource, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    home = tmp_path_factory.mktemp("api-errors")
+    env = {
+        "METRIFY_HOME": str(home),
+        "METRIFY_POSTGRES_URL": pg_resource.get_url(),
+        "METRIFY_API_JWT_SECRET": SECRET,
+    }
+    with TestClient(create_app(resolve_settings(env))) as client:
+        yield client
+
+
+def api_batches(pg: psycopg.Connection) -> int:
+    row = pg.execute("SELECT count(*) FROM ops.api_batches").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize(
+    ("literal", "echoed"), [("1e999", "Infinity"), ("-Infinity", "-Infinity"), ("NaN", "NaN")]
+)
+def test_a_non_finite_number_is_a_422_that_echoes_it_as_a_string(
+    api: TestClient, pg: psycopg.Connection, literal: str, echoed: str
+) -> None:
+    """It was a 500: the 422's echo of the value could not be serialised."""
+    single = json.dumps(READING).replace("0.42", literal)
+    batch = json.dumps({"records": [READING, READING]}).replace("0.42}]", f"{literal}}}]")
+    for body, field in ((single, "body.energy_kwh"), (batch, "body.records.1.energy_kwh")):
+        response = api.post(
+            "/v1/meter_readings",
+            content=body,
+            headers={**token("ingest"), "Content-Type": "application/json"},
+        )
+        (detail,) = error_of(response, 422, "invalid_body")["details"]
+        assert detail == {
+            "field": field,
+            "message": f"expected number, got {echoed}",
+            "type": "type",
+            "value": echoed,
+        }
+    assert api_batches(pg) == 0  # nothing written
+    # A body FastAPI checks itself (a decision's note must be text) echoes it the same way.
+    decided = api.post(
+        "/v1/review/items/b/0/approve",
+        content=f'{{"note": {literal}}}',
+        headers={**token("review"), "Content-Type": "application/json"},
+    )
+    (detail,) = error_of(decided, 422, "validation_error")["details"]
+    assert (detail["field"], detail["value"]) == ("body.note", echoed)
+
+
+def test_error_details_are_json_whatever_they_hold() -> None:
+    class Opaque:  # no __dict__ and not iterable: no encoder knows it, so its str
+        __slots__ = ()
+
+        def __str__(self) -> str:
+            return "opaque"
+
+    details = {
+        "floats": [float("inf"), float("-inf"), float("nan"), 1.5],
+        "bytes": b"\xffab",
+        "set": {3},
+        "when": datetime(2026, 3, 29, tzinfo=UTC),
+        "day": date(2026, 3, 29),
+        "object": Opaque(),
+        7: ("tuple",),
+    }
+    body = strict_json(error_response(422, "validation_error", "m", details).body.decode())
+    assert body["error"]["details"] == {
+        "floats": ["Infinity", "-Infinity", "NaN", 1.5],
+        "bytes": "\ufffdab",
+        "set": [3],
+        "when": "2026-03-29T00:00:00+00:00",
+        "day": "2026-03-29",
+        "object": "opaque",
+        "7": ["tuple"],
+    }
+    assert json_safe(None) is None and json_safe(True) is True
+
+
+def test_unknown_paths_are_404_and_a_known_path_with_another_method_is_405(api: TestClient) -> None:
+    """`GET /v1/nonexistent` was 405: the ingestion route `/v1/{source}` matched any name."""
+    headers = token("admin")
+    for method, path in (
+        ("GET", "/v1/nonexistent"),
+        ("DELETE", "/v1/nonexistent"),
+        ("POST", "/v1/gas_readings"),
+        ("GET", "/v1/batches"),
+        ("GET", "/v2/foo"),
+    ):
+        error_of(api.request(method, path, headers=headers), 404, "not_found")
+    for method, path, allowed in (
+        ("GET", "/v1/meter_readings", "POST"),
+        ("PUT", "/v1/grid_status", "POST"),
+        ("POST", "/v1/meters/M1/readings", "GET"),
+    ):
+        response = api.request(method, path, headers=headers)
+        error_of(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == allowed
+
+
+def test_every_422_detail_has_one_shape(api: TestClient) -> None:
+    """validation_error, invalid_parameter and invalid_body each had their own keys."""
+    read, json_type = token("read"), {"Content-Type": "application/json"}
+    cases = [
+        (
+            api.get("/v1/consumption/daily", params={"limit": 0}, headers=read),
+            "validation_error",
+            {"field": "query.limit", "type": "greater_than_equal", "value": "0"},
+        ),
+        (
+            api.post("/v1/review/items/b/0/reject", json={}, headers=token("review")),
+            "validation_error",
+            {"field": "body.note", "type": "missing", "value": None},
+        ),
+        (
+            api.post("/v1/meter_readings", content="{bad", headers={**token("ingest"), **json_type}),
+            "validation_error",
+            {"field": "body", "type": "json_invalid", "value": None},
+        ),
+        (
+            api.get("/v1/consumption/hourly", params={"from": "2026-03-28T25:00"}, headers=read),
+            "invalid_parameter",
+            {"field": "query.from", "type": "datetime_parsing", "value": "2026-03-28T25:00"},
+        ),
+        (
+            api.get("/v1/forecasts/load", params={"selected": "maybe"}, headers=read),
+            "invalid_parameter",
+            {"field": "query.selected", "type": "bool_parsing", "value": "maybe"},
+        ),
+        (
+            api.post(
+                "/v1/meter_readings",
+                json={"records": [{**READING, "energy_kwh": "x" * 1000}]},
+                headers=token("ingest"),
+            ),
+            "invalid_body",
+            {"field": "body.records.0.energy_kwh", "type": "type", "value": "x" * MAX_VALUE_CHARS + "..."},
+        ),
+    ]
+    for response, code, expected in cases:
+        (detail,) = error_of(response, 422, code)["details"]
+        assert set(detail) == DETAIL_KEYS, detail
+        assert {k: detail[k] for k in expected} == expected, detail
+        assert isinstance(detail["message"], str) and detail["message"]
+
+
+def test_a_body_that_is_not_json_is_415(api: TestClient, pg: psycopg.Connection) -> None:
+    """It was a 422 'Input should be a valid dictionary'. JSON with a charset still passes."""
+    body = json.dumps(READING)
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {**token("ingest", "review")}
+        if content_type:
+            headers["Content-Type"] = content_type
+        for path in ("/v1/meter_readings", "/v1/review/items/b/0/approve"):
+            error = error_of(api.post(path, content=body, headers=headers), 415, "unsupported_media_type")
+            assert error["details"] == {"content_type": content_type, "accepted": ["application/json"]}
+    assert api_batches(pg) == 0
+    # Authentication comes first: no token is 401 whatever the body.
+    unauthenticated = api.post("/v1/meter_readings", content=body, headers={"Content-Type": "text/plain"})
+    error_of(unauthenticated, 401, "missing_token")
+    accepted = api.post(
+        "/v1/meter_readings",
+        content=body,
+        headers={**token("ingest"), "Content-Type": "application/json; charset=utf-8"},
+    )
+    assert accepted.status_code == 202, accepted.text
+    assert api_batches(pg) == 1
+
+
+def test_a_meter_never_seen_is_404_on_readings_and_latest(api: TestClient, pg: psycopg.Connection) -> None:
+    """Readings answered 200 [] for a meter the store never saw while latest answered 404."""
+    start = datetime(2026, 3, 28, 10, 0, tzinfo=UTC)
+    pg.execute(
+        "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, "
+        "record_version, batch_id) VALUES ('MTR-READ', %s, 15, 0.3, 1, 'b1')",
+        (start,),
+    )
+    pg.execute(
+        "INSERT INTO ops.meters (meter_id, segment, region) VALUES ('MTR-REG', 'residential', 'north')"
+    )
+    pg.commit()
+    read = token("read")
+    for path in ("/v1/meters/MTR-NOPE/readings", "/v1/meters/MTR-NOPE/latest"):
+        assert "MTR-NOPE" in error_of(api.get(path, headers=read), 404, "not_found")["message"]
+    rows = api.get("/v1/meters/MTR-READ/readings", headers=read).json()
+    assert [r["energy_kwh"] for r in rows["data"]] == [0.3]
+    later = api.get("/v1/meters/MTR-READ/readings", params={"from": "2026-03-29T00:00:00Z"}, headers=read)
+    assert later.status_code == 200 and later.json()["data"] == []  # known meter, nothing in range
+    registered = api.get("/v1/meters/MTR-REG/readings", headers=read)
+    assert registered.status_code == 200 and registered.json()["data"] == []  # registered, no reading yet
+    error_of(api.get("/v1/meters/MTR-REG/latest", headers=read), 404, "not_found")
+    assert api.get("/v1/meters/MTR-READ/latest", headers=read).json()["data"]["energy_kwh"] == 0.3
+
+
+def test_from_after_to_is_a_422_naming_both(api: TestClient, pg: psycopg.Connection) -> None:
+    """It was a 200 with an empty list; `from` equal to `to` stays the empty range."""
+    pg.execute(
+        "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, "
+        "record_version, batch_id) VALUES ('MTR-READ', '2026-03-28T10:00:00Z', 15, 0.3, 1, 'b1')"
+    )
+    pg.commit()
+    read = token("read")
+    for path, after, before in (
+        ("/v1/consumption/daily", "2026-03-29", "2026-03-28"),
+        ("/v1/meters/MTR-READ/readings", "2026-03-29T00:00:00Z", "2026-03-28T00:00:00Z"),
+    ):
+        error = error_of(
+            api.get(path, params={"from": after, "to": before}, headers=read), 422, "invalid_parameter"
+        )
+        assert [d["field"] for d in error["details"]] == ["query.from", "query.to"]
+        assert all(set(d) == DETAIL_KEYS and d["type"] == "range" for d in error["details"])
+        assert "from" in error["message"] and "to" in error["message"]
+    same = "2026-03-28T10:00:00Z"
+    empty = api.get("/v1/meters/MTR-READ/readings", params={"from": same, "to": same}, headers=read)
+    assert empty.status_code == 200 and empty.json()["data"] == []
+
+
+def test_review_items_take_status_all_as_the_cli_does(api: TestClient, pg: psycopg.Connection) -> None:
+    for index, status in enumerate(("pending", "approved", "rejected")):
+        pg.execute(
+            "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons, status) "
+            "VALUES ('b-review', %s, 'meter_readings', %s, 'energy_spike', %s)",
+            (index, f"MTR-1|2026-03-28T0{index}:00:00+00:00", status),
+        )
+    pg.commit()
+    review = token("review")
+
+    def statuses(status: str) -> list[str]:
+        response = api.get("/v1/review/items", params={"status": status}, headers=review)
+        assert response.status_code == 200, response.text
+        return [item["status"] for item in response.json()["data"]]
+
+    assert statuses("all") == ["pending", "approved", "rejected"]
+    assert statuses("approved") == ["approved"]
+    assert api.get("/v1/review/items", headers=review).json()["count"] == 1  # pending by default
+    bad = api.get("/v1/review/items", params={"status": "every"}, headers=review)
+    assert error_of(bad, 422, "validation_error")["details"][0]["field"] == "query.status"
