@@ -289,6 +289,40 @@ def test_the_marts_build_on_snowflake_from_the_raw_copy(
     )
 
 
+def test_an_interval_a_method_did_not_forecast_is_not_scored(
+    built: Built, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """Where a method made no forecast (no P10/P50/P90) but the actual is known, within_p10_p90 is
+    null, not false, as fct_forecast_accuracy leaves the interval unscored. Runs after the tests that
+    compare figures (definition order)."""
+    afternoon = datetime(2026, 1, 16, 12, 0, tzinfo=UTC)
+    with built.conn.cursor() as cur:
+        cur.execute(
+            "UPDATE ops.load_forecasts SET p10_kwh = NULL, p50_kwh = NULL, p90_kwh = NULL "
+            "WHERE region = 'north' AND method = 'seasonal_naive' AND local_date = %s AND reading_start >= %s",
+            (SCORED, afternoon),
+        )
+        assert cur.rowcount == 48
+    window = json.dumps({"min_date": SCORED.isoformat(), "max_date": SCORED.isoformat()})
+    results = run_dbt_build(pg_resource.get_url(), tmp_path, "--select", *MARTS.split(), "--vars", window)
+    assert failures(results) == {}  # the expression test: within_p10_p90 is null iff actual or P50 is
+    rows = built.query(
+        "SELECT reading_start_utc, actual_kwh, error_kwh, within_p10_p90 FROM marts.fct_load_forecast "
+        f"WHERE region = 'north' AND method = 'seasonal_naive' AND local_date = '{SCORED}'"
+    )
+    unforecast = rows[pd.to_datetime(rows["reading_start_utc"]) >= afternoon.replace(tzinfo=None)]
+    assert len(unforecast) == 48 and unforecast["actual_kwh"].notna().all()
+    assert unforecast["within_p10_p90"].isna().all() and unforecast["error_kwh"].isna().all()
+    forecast = rows.drop(unforecast.index)
+    assert len(forecast) == 48 and forecast["within_p10_p90"].notna().all()
+    accuracy = built.query(
+        "SELECT intervals_scored, coverage FROM marts.fct_forecast_accuracy "
+        f"WHERE region = 'north' AND method = 'seasonal_naive' AND local_date = '{SCORED}'"
+    )
+    expected = forecast["within_p10_p90"].astype(float).mean()
+    assert accuracy.values.tolist() == [[48, pytest.approx(expected)]]
+
+
 def test_a_rerun_replaces_its_days_actuals(
     built: Built, pg_resource: PostgresResource, tmp_path: Path
 ) -> None:
