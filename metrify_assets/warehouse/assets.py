@@ -7,6 +7,7 @@ watermark. Dagster runs always carry a partition (key or range): its dbt test ch
 Before the build, the `ops` tables that changed a lot since autovacuum last analyzed them are
 analyzed (storage/statistics.py), so dbt's queries are planned on current figures. After it, the
 Redis cache's global generation moves on, so the data API never serves a mart result from before it.
+dbt's console lines go to the run's debug log, not stdout (warehouse/console.py).
 """
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
@@ -24,6 +25,7 @@ from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.cache import RedisResource
 from metrify_assets.storage.statistics import analyze_stale
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
+from metrify_assets.warehouse.console import dbt_console_to
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 from metrify_assets.warehouse.vars import dbt_vars as project_vars
 
@@ -62,7 +64,7 @@ def build_warehouse_assets(
         if analyzed:
             changed = ", ".join(f"{t.name} ({t.changed_rows:,} rows changed)" for t in analyzed)
             context.log.info(f"Planner statistics refreshed before the build: {changed}")
-        with environment(dbt_env_from_url(postgres.get_url())):
+        with environment(dbt_env_from_url(postgres.get_url())), dbt_console_to(context.log.debug):
             try:
                 yield from dbt.cli(args, context=context).stream()
             finally:  # the marts changed (a failed build may have committed some): cached results retire

@@ -24,6 +24,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 
 from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
+from metrify_assets.warehouse.console import dbt_console_to
 
 CHECK_NAME = "dbt_source_freshness"
 NEVER_LOADED = "never: the table has no rows"
@@ -111,7 +112,7 @@ def build_source_freshness_checks(
         selected = {key: props for key, props in sources.items() if key in context.selected_asset_check_keys}
         # One space-separated `--select` value: dagster-dbt reads a single value after the flag.
         select = " ".join(f"source:{props['source_name']}.{props['name']}" for props in selected.values())
-        with environment(dbt_env_from_url(postgres.get_url())):
+        with environment(dbt_env_from_url(postgres.get_url())), dbt_console_to(context.log.debug):
             # dbt exits non-zero when a source is past error_after: that is a result, not a failure.
             invocation = dbt.cli(["source", "freshness", "--select", select], raise_on_error=False).wait()
         results = {r["unique_id"]: r for r in invocation.get_artifact("sources.json")["results"]}

@@ -66,7 +66,7 @@ def evaluations(result: dg.ExecuteInProcessResult) -> dict[dg.AssetCheckKey, dg.
 
 @pytest.mark.postgres
 def test_stale_sources_fail_by_severity_and_fresh_ones_pass(
-    pg: psycopg.Connection, pg_resource: PostgresResource
+    pg: psycopg.Connection, pg_resource: PostgresResource, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pg.cursor() as cur:
         # Readings loaded 10 hours ago (past error_after, 6 h); the ledger's last batch 3 hours ago
@@ -90,12 +90,19 @@ def test_stale_sources_fail_by_severity_and_fresh_ones_pass(
 
     checks = freshness_checks()
     defs = build_defs()
+    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [*(defs.assets or ()), checks],  # type: ignore[list-item]
         selection=dg.AssetSelection.checks(checks),
         resources={**(defs.resources or {}), "postgres": pg_resource, "redis": RedisResource()},
+        instance=instance,
     )
     evaluated = evaluations(result)
+    # dbt's console is in the run's debug log, not on stdout (where `metrify ... --json` prints JSON).
+    assert "freshness of ops." not in capsys.readouterr().out
+    logged = [e.user_message for e in instance.all_logs(result.run_id) if not e.is_dagster_event]
+    assert any("ERROR STALE freshness of ops.meter_readings" in line for line in logged)
+    assert not any("\x1b[" in line for line in logged)  # without dbt's colours
     assert set(evaluated) == set(checks.check_keys)
 
     readings = evaluated[READINGS]
