@@ -3,8 +3,9 @@
 `dbt source freshness` compares each source table's newest `loaded_at_field` (or `loaded_at_query`)
 with now, against the warn/error thresholds of models/staging/ops/_ops__sources.yml. dagster-dbt 0.29
 turns dbt tests into asset checks but not source freshness, so one multi-asset check runs the command
-through the `dbt` resource and reports each source table it selected: passed when fresh, WARN severity
-past `warn_after`, ERROR past `error_after` or when dbt could not tell.
+through the `dbt` resource and reports each source table it selected: passed when fresh or never loaded
+(no rows yet: nothing has gone stale), WARN severity past `warn_after`, ERROR past `error_after` or when
+dbt could not tell.
 
 The checks sit on the staging models (the view over each source, in the warehouse group), not on the
 assets that write the `ops` tables: jobs select an asset with its checks, and the ingestion jobs would
@@ -72,19 +73,22 @@ def freshness_result(key: dg.AssetCheckKey, result: Mapping[str, Any] | None) ->
         "warn_after": threshold(criteria, "warn_after"),
         "error_after": threshold(criteria, "error_after"),
     }
-    if result.get("max_loaded_at"):
-        loaded_at = datetime.fromisoformat(result["max_loaded_at"])
-        if loaded_at.year == 1:  # dbt's stand-in for the max of no rows: shown as year 1, 17.7M hours
-            metadata["max_loaded_at"] = NEVER_LOADED
-        else:
-            metadata["max_loaded_at"] = dg.MetadataValue.timestamp(loaded_at)
-            metadata["age_hours"] = round(float(result["max_loaded_at_time_ago_in_s"]) / 3600, 2)
+    loaded_at = datetime.fromisoformat(result["max_loaded_at"]) if result.get("max_loaded_at") else None
+    # dbt's stand-in for the max of no rows is year 1 (17.7M hours old, an error to dbt). A table its
+    # writer has not filled yet (a fresh install, before the first nightly forecast) is not stale.
+    never_loaded = loaded_at is not None and loaded_at.year == 1
+    if never_loaded:
+        metadata["status"] = "never loaded"
+        metadata["max_loaded_at"] = NEVER_LOADED
+    elif loaded_at is not None:
+        metadata["max_loaded_at"] = dg.MetadataValue.timestamp(loaded_at)
+        metadata["age_hours"] = round(float(result["max_loaded_at_time_ago_in_s"]) / 3600, 2)
     if result.get("message"):
         metadata["error"] = str(result["message"])
     return dg.AssetCheckResult(
         asset_key=key.asset_key,
         check_name=key.name,
-        passed=status == "pass",
+        passed=status == "pass" or never_loaded,
         severity=dg.AssetCheckSeverity.WARN if status == "warn" else dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
     )
