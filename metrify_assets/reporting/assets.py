@@ -65,8 +65,11 @@ def render_report(
     ledger = data.ledger
     totals = ledger.groupby("source")[["records_in", "accepted", "flagged", "quarantined"]].sum()
     totals["quality_score"] = ledger.groupby("source")["quality_score"].mean().round(1)
-    rejects = reason_counts(data.rejects).rename("records").to_frame().to_html(classes="t")
-    flags = reason_counts(data.flags).rename("records").to_frame().to_html(classes="t")
+    totals = totals.reset_index()  # `source` a column: an index name renders as an extra header row
+    rejects, flags = (
+        reason_counts(reasons).rename_axis("reason").reset_index(name="records")
+        for reasons in (data.rejects, data.flags)
+    )
     suites = "".join(
         f"<li>{html.escape(n)}: {'passed' if ok else '<b>failed</b>'}</li>" for n, ok in docs.items()
     )
@@ -80,13 +83,14 @@ table.t{{border-collapse:collapse}} .t td,.t th{{border:1px solid #ccc;padding:.
 <h1>Metrify data-quality report: {span}</h1><p>Generated {html.escape(generated)}; {len(ledger)} batches,
 {data.alerts} quality alerts; review queue: {html.escape(review)}.</p>
 <h2>Quality score over time</h2>{_img(charts["score"], "quality score per batch")}
-<h2>Records by source</h2>{totals.to_html(classes="t")}
+<h2>Records by source</h2>{totals.to_html(classes="t", index=False)}
 <p>Input = accepted + quarantined holds for every batch (enforced by the ledger). Flagged records are
 accepted and wait in the review queue. Anomalies scored: {data.anomalies}.</p>
-<h2>Rejects by reason</h2>{_img(charts["rejects"], "rejects by reason")}{rejects}
-<h2>Flags for review by reason</h2>{flags}
+<h2>Rejects by reason</h2>{_img(charts["rejects"], "rejects by reason")}{rejects.to_html(classes="t", index=False)}
+<h2>Flags for review by reason</h2>{flags.to_html(classes="t", index=False)}
 <h2>Completeness per meter-day</h2>
-<p>The {HEATMAP_METERS} least complete meters; intervals received / intervals in the local day.</p>
+<p>The {HEATMAP_METERS} least complete meters; intervals received / intervals in the local day, in per
+cent in each cell.</p>
 {_img(charts["completeness"], "completeness per meter-day")}
 <h2>Top offending meters</h2>{_img(charts["offenders"], "top offending meters")}
 {data.offenders.to_html(classes="t", index=False)}

@@ -21,6 +21,7 @@ from metrify_assets.reporting.assets import (
     reason_counts,
     report_key,
 )
+from metrify_assets.reporting.charts import processing_span
 from metrify_assets.resources import LakeResource, PostgresResource, QualityResource
 from metrify_assets.resources.lake import Lake
 
@@ -71,6 +72,14 @@ def test_reason_counts_fold_details_into_codes() -> None:
     assert counts.to_dict() == {"negative_energy": 1, "spike": 1, "malformed": 1, "review_rejected": 1}
 
 
+def test_score_chart_labels_its_axis_with_the_processing_span() -> None:
+    same_day = pd.Series(pd.to_datetime(["2026-03-30T10:00:01Z", "2026-03-30T10:00:03Z"]))
+    assert processing_span(same_day) == "batch, in processing order (2026-03-30 10:00:01 to 10:00:03 UTC)"
+    two_days = pd.Series(pd.to_datetime(["2026-03-30T23:59:00+01:00", "2026-03-31T09:00:00Z"], utc=True))
+    assert processing_span(two_days).endswith("(2026-03-30 22:59:00 to 2026-03-31 09:00:00 UTC)")
+    assert processing_span(pd.Series([], dtype="datetime64[ns, UTC]")) == "batch (no batches)"
+
+
 def test_completeness_matrix_puts_the_least_complete_meters_first() -> None:
     days = pd.DataFrame(
         {"meter_id": ["A", "B", "B"], "local_date": ["d1", "d1", "d2"], "completeness": [1.0, 0.5, 0.9]}
@@ -119,6 +128,8 @@ def test_report_and_data_docs_land_in_the_lake(
         assert heading in page
     assert page.count("data:image/png;base64,") == 4
     assert "review_rejected" in page
+    assert "<th></th>" not in page  # no table has an index column or an index-name row
+    assert "<th>reason</th>" in page and "<th>source</th>" in page
     docs = lake.list("reports/data_docs/")
     assert "reports/data_docs/index.html" in docs
     assert "reports/data_docs/expectations/validated_meter_readings.html" in docs
