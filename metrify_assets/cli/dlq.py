@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated
 
 import orjson
 import pandas as pd
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -43,6 +45,27 @@ def _selection(
     return replay.Selection(source, reason, batch_id, include_resolved=resolved)
 
 
+def _print_letters(console: Console, letters: list[replay.DeadLetter], what: str) -> None:
+    table = Table(title=f"{what}: {len(letters):,} shown (oldest first)")
+    for column in ("batch_id", "#", "source", "reasons", "quarantined at", "replays", "resolved by"):
+        table.add_column(column)
+    for d in letters:
+        table.add_row(
+            d.batch_id,
+            str(d.record_index),
+            d.source,
+            d.reasons[:80],
+            f"{d.quarantined_at:%Y-%m-%d %H:%M:%S}",
+            str(d.replays),
+            d.resolved_by or ("" if d.replayable else "(not replayable)"),
+        )
+    console.print(table)
+
+
+def _letter_row(letter: replay.DeadLetter) -> dict[str, object]:
+    return {**asdict(letter), "replayable": letter.replayable}
+
+
 def register(app: typer.Typer) -> None:
     dlq_app = typer.Typer(
         help="Dead letters: records quarantined at ingest (and sent to <topic>.dlq from Kafka).",
@@ -55,7 +78,10 @@ def register(app: typer.Typer) -> None:
         reason: Reason = None,
         batch_id: Batch = None,
         resolved: Annotated[bool, typer.Option("--all", help="Include records a replay resolved.")] = False,
-        limit: Annotated[int, typer.Option(help="At most this many records, oldest first.")] = 50,
+        limit: Annotated[int, typer.Option(min=1, help="At most this many records, oldest first.")] = 50,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="One JSON object: counts by reason, and the records.")
+        ] = False,
     ) -> None:
         """Counts by reason, then the records themselves (unresolved ones, unless --all)."""
         settings = resolve_settings()
@@ -63,6 +89,11 @@ def register(app: typer.Typer) -> None:
         with postgres_resource(settings).connect() as conn:
             counts = replay.reason_counts(conn, selection)
             letters = replay.select(conn, selection, limit=limit)
+        if as_json:
+            by_reason = [{"source": s, "reason": r, "records": n} for s, r, n in counts]
+            records = [{**_letter_row(d), "payload": d.payload} for d in letters]
+            typer.echo(json.dumps({"by_reason": by_reason, "records": records}, default=str))
+            return
         console = command_console()
         summary = Table(title=f"dead letters by reason: {sum(n for _, _, n in counts):,} occurrences")
         for column in ("source", "reason", "records"):
@@ -70,20 +101,7 @@ def register(app: typer.Typer) -> None:
         for s, r, n in counts:
             summary.add_row(s, r, f"{n:,}")
         console.print(summary)
-        table = Table(title=f"dead letters: {len(letters)} shown (oldest first)")
-        for column in ("batch_id", "#", "source", "reasons", "quarantined at", "replays", "resolved by"):
-            table.add_column(column)
-        for d in letters:
-            table.add_row(
-                d.batch_id,
-                str(d.record_index),
-                d.source,
-                d.reasons[:80],
-                f"{d.quarantined_at:%Y-%m-%d %H:%M:%S}",
-                str(d.replays),
-                d.resolved_by or ("" if d.replayable else "(not replayable)"),
-            )
-        console.print(table)
+        _print_letters(console, letters, "dead letters")
         note_embedded_server(settings)
 
     @dlq_app.command("show")
@@ -101,7 +119,7 @@ def register(app: typer.Typer) -> None:
             payload: object = orjson.loads(letter.payload)
         except orjson.JSONDecodeError:
             payload = letter.payload
-        shown = {**letter.__dict__, "payload": payload, "replayable": letter.replayable}
+        shown = {**_letter_row(letter), "payload": payload}
         typer.echo(json.dumps(shown, indent=2, default=str))
 
     @dlq_app.command("replay")
@@ -109,7 +127,7 @@ def register(app: typer.Typer) -> None:
         source: Source = None,
         reason: Reason = None,
         batch_id: Batch = None,
-        dry_run: Annotated[bool, typer.Option(help="Only say what would be replayed.")] = False,
+        dry_run: Annotated[bool, typer.Option(help="Only list what would be replayed.")] = False,
         materialise: Annotated[
             bool,
             typer.Option(help="Then rebuild the downstream graph for the days the accepted records touched."),
@@ -130,6 +148,8 @@ def register(app: typer.Typer) -> None:
                 f"{len(replayable):,} dead letters to replay"
                 + (f" ({skipped:,} not replayable: duplicates, reviewer rejections)" if skipped else "")
             )
+            if dry_run:
+                _print_letters(console, replayable, "would replay")
             if dry_run or not replayable:
                 return
             lake = Lake(settings.lake_url)

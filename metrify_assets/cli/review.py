@@ -9,6 +9,7 @@ Decisions need `--by` (who) and `--reason` (why); both are stored with the queue
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated
 
 import pandas as pd
@@ -65,16 +66,22 @@ def register(app: typer.Typer) -> None:
         status: Annotated[str, typer.Option(help="pending, approved, rejected or all.")] = "pending",
         source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
         reason: Annotated[str | None, typer.Option(help="Only items with this reason code.")] = None,
-        limit: Annotated[int, typer.Option(help="At most this many items, oldest first.")] = 50,
+        limit: Annotated[int, typer.Option(min=1, help="At most this many items, oldest first.")] = 50,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON array of the items.")] = False,
     ) -> None:
-        """List review items, oldest first."""
+        """List review items, oldest first, and how many match in all."""
         postgres = postgres_resource(resolve_settings())
+        wanted = None if status == "all" else status
         with postgres.connect() as conn:
             try:
-                items = review.list_items(conn, None if status == "all" else status, source, reason, limit)
+                items = review.list_items(conn, wanted, source, reason, limit)
+                total = review.count_items(conn, wanted, source, reason)
             except review.ReviewError as err:
                 raise typer.BadParameter(str(err)) from err
-        table = Table(title=f"review queue ({status}): {len(items)} shown")
+        if as_json:
+            typer.echo(json.dumps([asdict(i) for i in items], default=str))
+            return
+        table = Table(title=f"review queue ({status}): {len(items):,} shown of {total:,}")
         for column in ("batch_id", "#", "source", "record key", "reasons", "status", "decided by"):
             table.add_column(column)
         for i in items:

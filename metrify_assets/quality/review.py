@@ -65,17 +65,38 @@ def list_items(
     limit: int = 50,
 ) -> list[ReviewItem]:
     """Queue rows, oldest first, filtered by status (None: all), source and a reason code."""
-    if status is not None and status not in STATUSES:
-        raise ReviewError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
     rows = conn.execute(
-        f"SELECT {_ITEM_COLUMNS} FROM ops.review_queue "
-        "WHERE (%(status)s::text IS NULL OR status = %(status)s) "
-        "AND (%(source)s::text IS NULL OR source = %(source)s) "
-        "AND (%(reason)s::text IS NULL OR %(reason)s = ANY(string_to_array(reasons, ','))) "
+        f"SELECT {_ITEM_COLUMNS} FROM ops.review_queue WHERE {_ITEM_FILTER} "
         "ORDER BY flagged_at, batch_id, record_index LIMIT %(limit)s",
-        {"status": status, "source": source, "reason": reason, "limit": limit},
+        {**_filter_params(status, source, reason), "limit": limit},
     ).fetchall()
     return [ReviewItem(*row) for row in rows]
+
+
+def count_items(
+    conn: psycopg.Connection,
+    status: str | None = "pending",
+    source: str | None = None,
+    reason: str | None = None,
+) -> int:
+    """How many queue rows `list_items` would list without its limit."""
+    row = conn.execute(
+        f"SELECT count(*) FROM ops.review_queue WHERE {_ITEM_FILTER}", _filter_params(status, source, reason)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+_ITEM_FILTER = (
+    "(%(status)s::text IS NULL OR status = %(status)s) "
+    "AND (%(source)s::text IS NULL OR source = %(source)s) "
+    "AND (%(reason)s::text IS NULL OR %(reason)s = ANY(string_to_array(reasons, ',')))"
+)
+
+
+def _filter_params(status: str | None, source: str | None, reason: str | None) -> dict[str, str | None]:
+    if status is not None and status not in STATUSES:
+        raise ReviewError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    return {"status": status, "source": source, "reason": reason}
 
 
 def get_item(conn: psycopg.Connection, batch_id: str, record_index: int, lock: bool = False) -> ReviewItem:

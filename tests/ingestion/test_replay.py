@@ -137,8 +137,13 @@ def test_metrify_dlq_list_show_and_replay(
     assert json.loads(shown.stdout)["payload"]["temperature_c"] == 10.0
     missing = runner.invoke(app, ["dlq", "show", "b1", "99"])
     assert missing.exit_code == 1 and "no dead letter" in missing.output
+    as_json = runner.invoke(app, ["dlq", "list", "--json"], catch_exceptions=False)
+    listing = json.loads(as_json.stdout)
+    assert sum(r["records"] for r in listing["by_reason"]) >= len(listing["records"]) == 4
+    assert {r["replayable"] for r in listing["records"]} == {True, False}
     dry = runner.invoke(app, ["dlq", "replay", "--dry-run"], catch_exceptions=False)
     assert "3 dead letters to replay (1 not replayable" in dry.output
+    assert "would replay: 3 shown" in dry.output and dry.output.count("b1") == 3  # listed, not replayed
     assert pg.execute("SELECT count(*) FROM ops.quarantine WHERE resolved_at IS NOT NULL").fetchone() == (0,)
 
     replayed = runner.invoke(  # now is the real clock: long past AHEAD

@@ -179,3 +179,12 @@ def test_cli_lists_shows_and_decides(
     assert missing_by.exit_code == 2
     decided = runner.invoke(app, ["review", "list", "--status", "rejected"])
     assert "ana" in decided.output
+    assert "1 shown of 1" in decided.output
+    as_json = runner.invoke(app, ["review", "list", "--status", "all", "--json"])
+    (item,) = json.loads(as_json.stdout)
+    assert (item["batch_id"], item["record_index"], item["status"], item["decided_by"]) == (
+        "b1",
+        1,
+        "rejected",
+        "ana",
+    )
