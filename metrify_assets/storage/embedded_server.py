@@ -7,10 +7,12 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import warnings
 from functools import cache
 from pathlib import Path
 
 import psutil  # pgserver's own dependency: finds and waits for its postmaster
+from platformdirs import RuntimeDirWarning  # pgserver's own dependency
 
 # After a fast shutdown that did not finish in time: immediate shutdown, then SIGKILL, each given this long.
 ESCALATION_WAIT_S = 10.0
@@ -39,7 +41,12 @@ def postgres_url(url: str | None, data_dir: str | Path) -> str:
 
 
 def _attach_embedded(data_dir: str) -> str:
-    import pgserver  # imported lazily: only embedded mode needs it
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime directory at import; without XDG_RUNTIME_DIR (a
+        # container, a cron job, ssh without a login session) platformdirs warns and uses
+        # /tmp/runtime-<uid>, which serves its lock file as well. The warning told users nothing.
+        warnings.simplefilter("ignore", RuntimeDirWarning)
+        import pgserver  # imported lazily: only embedded mode needs it
 
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode=None)

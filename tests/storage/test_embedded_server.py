@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +110,21 @@ def test_metrify_db_stop_stops_the_home_server(tmp_path: Path, monkeypatch: pyte
     again = runner.invoke(app, ["db", "stop"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     assert "nothing to stop" in again.stdout
+
+
+def test_metrify_db_url_without_a_runtime_dir_says_nothing_of_it(tmp_path: Path) -> None:
+    """Without XDG_RUNTIME_DIR (cron, containers) pgserver's import made platformdirs warn on every
+    command that opened the database."""
+    env = {k: v for k, v in os.environ.items() if k not in {"XDG_RUNTIME_DIR", "METRIFY_POSTGRES_URL"}}
+    env["METRIFY_HOME"] = str(tmp_path)
+    metrify = str(Path(sys.executable).parent / "metrify")
+    try:
+        url = subprocess.run([metrify, "db", "url"], env=env, capture_output=True, text=True, timeout=120)
+        assert url.returncode == 0, url.stderr
+        assert url.stdout.startswith("postgresql://")
+        assert "Warning" not in url.stderr, url.stderr
+    finally:
+        stop_embedded(tmp_path / "pg")
 
 
 def test_metrify_db_stop_with_an_external_server_stops_nothing(
