@@ -21,7 +21,7 @@ from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER, message_key
 from metrify_assets.ingestion.landing import land_lines
-from metrify_assets.ingestion.readers import PRESETS, ingest_file, parse_pairs
+from metrify_assets.ingestion.readers import PRESETS, IngestResult, ingest_file, parse_pairs
 from metrify_assets.resources.build import kafka_resource
 from metrify_assets.resources.kafka import KafkaResource
 
@@ -80,6 +80,29 @@ def _to_kafka(console: Console, kafka: KafkaResource, source: str, lines: list[s
     console.print(
         f"sent {len(lines):,} messages to {kafka.topic(source)} at {kafka.bootstrap_servers} in {took:.1f} s"
     )
+
+
+def _print_result(console: Console, path: Path, source: str, result: IngestResult, verb: str) -> None:
+    """The counts, then where the first rejected rows are: they go along with the records, so the
+    pipeline quarantines them with a reason and nothing read is lost without a trace."""
+    table = Table(title=f"{path.name} -> {source}")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_row("rows read", f"{result.rows_read:,}")
+    table.add_row("records", f"{result.records:,}")
+    for label, counts in (("rejected: ", result.rejected), ("skipped: ", result.skipped), ("", result.notes)):
+        for name, count in counts.items():
+            table.add_row(f"{label}{name}", f"{count:,}")
+    console.print(table)
+    if result.rejected:
+        rejected = sum(result.rejected.values())
+        console.print(
+            f"{rejected:,} rejected rows are {verb} as given too: the pipeline quarantines them with "
+            "their reason (`metrify dlq list`)"
+            + (f"; the first {len(result.examples)}:" if rejected > len(result.examples) else ":")
+        )
+        for example in result.examples:
+            console.print(f"  {example}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -156,19 +179,15 @@ def register(app: typer.Typer) -> None:
                 timezone=timezone,
                 station_id=station_id,
             )
-        except ValueError as err:
+        except (ValueError, OSError) as err:  # a file that cannot be read at all, or bad options
             raise typer.BadParameter(str(err)) from err
         console = Console()
-        table = Table(title=f"{path.name} -> {source}")
-        table.add_column("")
-        table.add_column("count", justify="right")
-        table.add_row("rows read", f"{result.rows_read:,}")
-        table.add_row("records", f"{result.records:,}")
-        for reason, count in result.skipped.items():
-            table.add_row(f"skipped: {reason}", f"{count:,}")
-        for note, count in result.notes.items():
-            table.add_row(note, f"{count:,}")
-        console.print(table)
+        if not result.rows_read:
+            console.print(
+                f"{path.name} holds no records (an empty file, or a header without rows): nothing to do"
+            )
+            raise typer.Exit(code=1)
+        _print_result(console, path, source, result, "landed" if kafka is None else "sent")
         if not result.lines:
             console.print("nothing to land" if kafka is None else "nothing to send")
             raise typer.Exit(code=1)

@@ -1,24 +1,30 @@
 """Turning tabular files (CSV, JSON Lines, Parquet) into contract v1 message lines.
 
 Pure functions: they read a file, map its columns onto a source's contract fields, and return the
-message lines with counts of rows read and skipped (by reason), so `metrify ingest` only wires them
+message lines with counts of rows read and rejected (by reason), so `metrify ingest` only wires them
 to the landing directory. Records keep their values as given; the pipeline's record rules judge them.
+A row that cannot be mapped is not dropped: its line is landed in a form the pipeline's decoder
+quarantines with a reason (the line as given, or the row with its unusable value as text), so the
+pipeline's records_in equals the rows read and every row is accepted or quarantined.
 docs/ingest-mapping.md describes the mapping and the presets' arithmetic (`uci-household`, `openstef`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from metrify_assets.contracts import (
     METER_READINGS,
@@ -27,6 +33,7 @@ from metrify_assets.contracts import (
     contract_for,
     iso_with_offset,
 )
+from metrify_assets.ingestion.landing import landed_messages
 
 FORMATS = {
     ".csv": "csv",
@@ -61,18 +68,54 @@ OPENSTEF_WEATHER = {
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 
 
+MAX_EXAMPLES = 10  # rejected rows named (with their line or row) in a result, first ones first
+INT_LIMIT = 2**31  # contract ints are stored as PostgreSQL `integer`
+
+
 @dataclass(frozen=True)
 class IngestResult:
-    """Message lines (one record each) and what happened to the input rows."""
+    """Message lines in input order and what happened to the input rows.
+
+    `lines` holds the records and, where a row was rejected, the line the pipeline quarantines in
+    its place (counted in `rejected`), so landing `lines` accounts for every row read."""
 
     lines: list[str]
     rows_read: int
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> rows landed for quarantine
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows a preset leaves out
     notes: dict[str, int] = field(default_factory=dict)  # facts worth knowing, e.g. partial intervals
+    examples: list[str] = field(default_factory=list)  # "line 3: invalid_json (...)", at most MAX_EXAMPLES
 
     @property
     def records(self) -> int:
-        return len(self.lines)
+        """Lines that are records (the rest are rejected rows)."""
+        return len(self.lines) - sum(self.rejected.values())
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input row that is not a record: its position among the rows, where it was, why, and the
+    line landed for it (one the pipeline's decoder quarantines)."""
+
+    position: int
+    where: str  # "line 3" or "row 3"
+    reason: str
+    detail: str
+    line: str
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A file's rows: `frame` holds those to map (at `positions`, named `where`); `rejected` the rest."""
+
+    frame: pd.DataFrame
+    positions: list[int]
+    where: list[str]
+    rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.positions) + len(self.rejected)
 
 
 def detect_format(path: Path) -> str:
@@ -93,15 +136,200 @@ def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
     return parsed
 
 
-def read_table(path: Path, fmt: str | None = None) -> pd.DataFrame:
-    """A file as a DataFrame; values of text formats stay strings so mapping decides their types."""
+def _text_body(path: Path, fmt: str) -> bytes:
+    """The file's bytes. A file with NUL bytes is binary (compressed, Parquet, ...), and one without a
+    single UTF-8 line is in another encoding: neither is `fmt` text, so nothing of it is landed."""
+    body = path.read_bytes()
+    nul = body.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(
+            f"{path.name} is not {fmt} text: it holds binary data (a NUL byte at offset {nul}); "
+            "is it compressed, or Parquet (--format parquet)?"
+        )
+    lines = [(number, line) for number, line in enumerate(body.split(b"\n"), start=1) if line.strip()]
+    if lines and not any(_is_utf8(line) for _, line in lines):
+        number, line = lines[0]
+        raise ValueError(
+            f"{path.name} is not UTF-8 text (line {number}: {_utf8_error(line)}); "
+            "convert it first, e.g. `iconv -f latin1 -t utf-8`"
+        )
+    return body
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _not_json(text: str) -> str:
+    """`text` as a landing line the decoder rejects as invalid JSON, or as a JSON string (rejected as
+    not an object) in the rare case that escaping its invalid bytes made it valid JSON."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return text
+    return json.dumps(text)
+
+
+def _utf8_error(line: bytes) -> str:
+    """Where a line stops being UTF-8, for the message."""
+    try:
+        line.decode()
+    except UnicodeDecodeError as err:
+        return f"byte 0x{line[err.start]:02x} at column {err.start + 1}"
+    return ""
+
+
+def read_jsonl(path: Path) -> Rows:
+    """JSON Lines, one line at a time: a line is a record object, or `{"records": [...]}` whose
+    objects are rows (as the pipeline reads a message). A line that is empty, not JSON, not UTF-8
+    or not an object is rejected with its line number and landed as given (invalid bytes escaped as
+    `\\xNN`), so the pipeline quarantines it as malformed."""
+    objects: list[dict[str, Any]] = []
+    positions: list[int] = []
+    where: list[str] = []
+    rejected: list[Rejected] = []
+
+    def reject(number: int, reason: str, detail: str, line: str) -> None:
+        position = len(objects) + len(rejected)
+        rejected.append(Rejected(position, f"line {number}", reason, detail, line))
+
+    for number, raw in enumerate(landed_messages(_text_body(path, "JSON Lines")), start=1):
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            escaped = raw.decode(errors="backslashreplace")
+            reject(number, "not_utf8", _utf8_error(raw), _not_json(escaped))
+            continue
+        if not text.strip():
+            reject(number, "empty_line", "", text)
+            continue
+        try:
+            parsed = json.loads(text)  # json, not orjson: it keeps an integer beyond 64 bits as written
+        except json.JSONDecodeError as err:
+            reject(number, "invalid_json", f"column {err.colno}: {err.msg}", text)
+            continue
+        except RecursionError:
+            reject(number, "invalid_json", "nested too deep", text)
+            continue
+        if isinstance(parsed, dict) and "records" in parsed:
+            items = parsed["records"]
+            if not isinstance(items, list):
+                reject(number, "records_not_a_list", "", text)
+                continue
+            for offset, item in enumerate(items):
+                if isinstance(item, dict):
+                    positions.append(len(objects) + len(rejected))
+                    where.append(f"line {number} record {offset + 1}")
+                    objects.append(item)
+                else:
+                    rejected.append(
+                        Rejected(
+                            len(objects) + len(rejected),
+                            f"line {number} record {offset + 1}",
+                            "not_an_object",
+                            type(item).__name__,
+                            json.dumps(item),
+                        )
+                    )
+            continue
+        if not isinstance(parsed, dict):
+            reject(number, "not_an_object", "null" if parsed is None else type(parsed).__name__, text)
+            continue
+        positions.append(len(objects) + len(rejected))
+        where.append(f"line {number}")
+        objects.append(parsed)
+    # As objects: values keep their JSON types, and mapping decides (no inference of dates or text dtypes).
+    frame = pd.DataFrame(
+        {key: pd.Series([o.get(key) for o in objects], dtype=object) for key in _keys(objects)}
+    )
+    return Rows(frame.reset_index(drop=True), positions, where, rejected)
+
+
+def _keys(objects: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every key of `objects`, in order of first appearance."""
+    return list(dict.fromkeys(key for o in objects for key in o))
+
+
+def read_csv(path: Path) -> Rows:
+    """A CSV file with a header; values as text, so mapping decides their types. A row with more
+    fields than the header is rejected (`extra_fields`, landed as its fields joined by commas, which is
+    never valid JSON); a row that is not UTF-8 is rejected (`not_utf8`, landed as JSON with its invalid
+    bytes as lone surrogates, which the decoder refuses). Rows are numbered from 1 after the header."""
+    body = _text_body(path, "CSV")
+    extra: list[list[str]] = []
+
+    def too_many(fields: list[str]) -> list[str]:
+        extra.append(fields)
+        return [_EXTRA_MARK]
+
+    options: dict[str, Any] = {
+        "dtype": object,
+        "keep_default_na": False,
+        "na_values": [""],
+        "encoding_errors": "surrogateescape",
+        "index_col": False,
+    }
+    try:
+        frame = pd.read_csv(io.BytesIO(body), **options)
+    except pd.errors.EmptyDataError:
+        return Rows(pd.DataFrame(), [], [])
+    except pd.errors.ParserError:  # rows with extra fields: the python engine hands them over
+        frame = pd.read_csv(io.BytesIO(body), engine="python", on_bad_lines=too_many, **options)
+    frame = frame.reset_index(drop=True)
+    keep = np.ones(len(frame), dtype=bool)
+    rejected: list[Rejected] = []
+    fields = iter(extra)
+    marked = (frame.iloc[:, 0] == _EXTRA_MARK).to_numpy(dtype=bool)
+    if body.isascii():
+        mangled = np.zeros(len(frame), dtype=bool)
+    else:
+        mangled = frame.apply(lambda row: any(_has_surrogate(v) for v in row), axis=1).to_numpy(dtype=bool)
+    for i in np.flatnonzero(marked | mangled):
+        keep[i] = False
+        if marked[i]:
+            line = _not_json(
+                ",".join(next(fields)).encode(errors="surrogateescape").decode(errors="backslashreplace")
+            )
+            rejected.append(
+                Rejected(int(i), f"row {i + 1}", "extra_fields", "more fields than the header", line)
+            )
+        else:
+            row = {str(k): v for k, v in frame.iloc[i].items() if not pd.isna(v)}
+            column = next(k for k, v in row.items() if _has_surrogate(v))
+            escaped = next(c for c in row[column] if _has_surrogate(c))  # surrogateescape: U+DC00 + byte
+            detail = f"byte 0x{ord(escaped) - 0xDC00:02x} in column {column!r}"
+            rejected.append(Rejected(int(i), f"row {i + 1}", "not_utf8", detail, json.dumps(row)))
+    positions = [int(i) for i in np.flatnonzero(keep)]
+    return Rows(frame[keep].reset_index(drop=True), positions, [f"row {i + 1}" for i in positions], rejected)
+
+
+# Stands in for a row with extra fields (no text file holds a NUL: `_text_body` refuses those).
+_EXTRA_MARK = "\x00metrify:extra_fields"
+
+
+def _has_surrogate(value: object) -> bool:
+    """Whether a text read with `surrogateescape` held bytes that are not UTF-8."""
+    return isinstance(value, str) and not value.isascii() and any("\udc80" <= c <= "\udcff" for c in value)
+
+
+def read_table(path: Path, fmt: str | None = None) -> Rows:
+    """A file's rows; values of text formats stay as given (text, JSON types) so mapping decides
+    their types. Raises ValueError for a file that cannot be read as `fmt` at all."""
     fmt = fmt or detect_format(path)
     if fmt == "csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        return read_csv(path)
     if fmt == "jsonl":
-        return pd.read_json(path, lines=True, dtype=False)
+        return read_jsonl(path)
     if fmt == "parquet":
-        return pd.read_parquet(path)
+        try:
+            frame = pd.read_parquet(path)
+        except (OSError, pa.ArrowException) as err:
+            raise ValueError(f"cannot read {path.name} as Parquet: {err}") from err
+        return Rows(frame, list(range(len(frame))), [f"row {i + 1}" for i in range(len(frame))])
     raise ValueError(f"unknown format {fmt!r}; expected csv, jsonl or parquet")
 
 
@@ -115,7 +343,7 @@ def _timestamps(values: pd.Series, timezone: str | None) -> tuple[pd.Series, pd.
             return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]"), stamps.notna()
         local = stamps.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
         return local.dt.tz_convert("UTC"), pd.Series(False, index=values.index)
-    text = values.astype("string").str.strip()
+    text = values.where(values.map(lambda v: isinstance(v, str))).astype("string").str.strip()
     aware = text.str.contains(_OFFSET, na=False)
     result = pd.to_datetime(text.where(aware), errors="coerce", utc=True, format="ISO8601")
     local = pd.to_datetime(text.where(~aware), errors="coerce", format="ISO8601")
@@ -133,15 +361,42 @@ def _flags(value: object) -> list[str] | None:
     return [part.strip() for part in re.split(r"[,|]", str(value)) if part.strip()]
 
 
+def _numbers(raw: pd.Series) -> pd.Series:
+    """Values as float64, NaN where not a finite number: text is parsed; JSON's true/false, objects,
+    lists and numbers beyond float range (10**400) are not numbers."""
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        numbers = raw.astype("float64")
+    else:
+        values = raw.astype(object)
+        parsed = pd.to_numeric(values.map(lambda v: v if isinstance(v, str) else None), errors="coerce")
+        numbers = pd.Series(
+            [
+                _float(v) if isinstance(v, int | float) and not isinstance(v, bool) else text
+                for v, text in zip(values, parsed.astype("float64"), strict=True)
+            ],
+            index=raw.index,
+            dtype="float64",
+        )
+    return numbers.where(np.isfinite(numbers))
+
+
+def _float(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float range
+        return math.nan
+
+
 Problems = list[tuple[str, pd.Series]]  # (reason prefix, mask of rows that have it)
 
 
 def _typed(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[Any], pd.Series, Problems]:
-    """(Python values with None for missing, mask of missing, problems) for one field."""
+    """(Python values with None for missing or invalid, mask of missing, problems) for one field."""
     missing = raw.isna()
     if f.type == "str":
-        values = raw.astype("string").str.strip()
-        return values.astype(object).where(values.notna(), None).tolist(), missing, []
+        nested = raw.map(lambda v: isinstance(v, dict | list)).astype(bool)
+        values = raw.where(~nested).astype("string").str.strip()
+        return values.astype(object).where(values.notna(), None).tolist(), missing, [("invalid", nested)]
     if f.type == "str_list":
         return [_flags(v) for v in raw.astype(object)], missing, []
     if f.type == "timestamp":
@@ -152,36 +407,42 @@ def _typed(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[Any], p
         for position, text in zip(np.flatnonzero(stamps.notna().to_numpy()), iso, strict=True):
             out[position] = text
         return out, missing, [("invalid", bad), ("no_offset_in", naive)]
-    numbers = pd.to_numeric(raw, errors="coerce")
+    numbers = _numbers(raw)
+    if f.type == "int":  # whole and within PostgreSQL `integer`
+        numbers = numbers.where((numbers % 1 == 0) & (numbers.abs() < INT_LIMIT))
     bad = ~missing & numbers.isna()
     if f.type == "int":
-        fractional = numbers.notna() & (numbers % 1 != 0)
-        bad |= fractional
-        numbers = numbers.where(~fractional)
         return [None if pd.isna(v) else int(v) for v in numbers], missing, [("invalid", bad)]
     return [None if pd.isna(v) else float(v) for v in numbers], missing, [("invalid", bad)]
 
 
-def map_records(
+def _as_given(f: Field, value: object) -> object:
+    """An unusable value as the decoder will refuse it: a text field's as is (an object or list),
+    another field's as text (a bad type, or a timestamp without offset or that does not parse)."""
+    if f.type == "str":
+        return value
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _shown(value: object) -> str:
+    """A value as the user wrote it, cut to 40 characters for a message."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return repr(text if len(text) <= 40 else text[:39] + "...")
+
+
+def _map_rows(
     frame: pd.DataFrame,
     source: str,
-    mapping: Mapping[str, str] | None = None,
-    constants: Mapping[str, str] | None = None,
-    timezone: str | None = None,
-) -> IngestResult:
-    """Map columns to `source`'s contract fields (a field reads the column of its own name unless
-    `mapping` names another; `constants` fill fields for every row) and build message lines.
-
-    Naive timestamps are local time in `timezone`; without one they are skipped, since guessing UTC
-    would shift readings silently (`no_offset_in_<field>`). A row is skipped with its first reason:
-    `missing_<field>` for an empty required field, `invalid_<field>` for a value that does not parse
-    as the field's type (or a local time that does not exist or is ambiguous).
-    """
+    mapping: Mapping[str, str],
+    constants: Mapping[str, str],
+    timezone: str | None,
+) -> list[tuple[str, str | None, str]]:
+    """(line, reason, detail) for every row: a record with reason None, or the row the decoder will
+    quarantine (its usable fields typed, its unusable ones as given, a missing required one left out)
+    with the value that decided its reason."""
     contract = contract_for(source)
-    mapping, constants = dict(mapping or {}), dict(constants or {})
-    unknown = (set(mapping) | set(constants)) - set(contract.columns)
-    if unknown:
-        raise ValueError(f"not fields of {source}: {', '.join(sorted(unknown))}")
     absent = sorted(col for col in mapping.values() if col not in frame.columns)
     if absent:
         raise ValueError(f"columns not in the file: {', '.join(absent)}")
@@ -196,22 +457,88 @@ def map_records(
             raise ValueError(f"no column for required field {f.name!r}: use --map {f.name}=COLUMN or --set")
 
     reason = pd.Series(None, index=frame.index, dtype=object)
+    culprit = pd.Series(None, index=frame.index, dtype=object)  # the field that gave the reason
     values: dict[str, list[Any]] = {}
+    unusable: dict[str, np.ndarray] = {}
     for name, raw in columns.items():
         f = contract.field(name)
         values[name], missing, problems = _typed(f, raw, timezone)
         if f.required:
             reason = reason.where(reason.notna() | ~missing, f"missing_{name}")
+        bad = np.zeros(len(frame), dtype=bool)
         for prefix, mask in problems:
+            culprit = culprit.where(reason.notna() | ~mask, name)
             reason = reason.where(reason.notna() | ~mask, f"{prefix}_{name}")
+            bad |= mask.to_numpy(dtype=bool)
+        unusable[name] = bad
+    out: list[tuple[str, str | None, str]] = []
+    for i, (why, blamed) in enumerate(zip(reason.tolist(), culprit.tolist(), strict=True)):
+        if not isinstance(why, str):  # a record: the common case, kept to one dict and one dumps
+            out.append((json.dumps({n: v[i] for n, v in values.items() if v[i] is not None}), None, ""))
+            continue
+        record: dict[str, Any] = {}
+        for name, typed in values.items():
+            if unusable[name][i]:
+                record[name] = _as_given(contract.field(name), columns[name].iloc[i])
+            elif typed[i] is not None:
+                record[name] = typed[i]
+        detail = _shown(columns[blamed].iloc[i]) if isinstance(blamed, str) else ""
+        out.append((json.dumps(record), why, detail))
+    return out
 
-    keep = reason.isna().to_numpy()
-    lines = [
-        json.dumps({name: column[i] for name, column in values.items() if column[i] is not None})
-        for i in np.flatnonzero(keep)
+
+def _result(
+    rows: Rows, mapped: Sequence[tuple[str, str | None, str]], notes: Mapping[str, int] | None = None
+) -> IngestResult:
+    """Records and rejected rows merged back into input order, with counts and the first examples."""
+    entries: list[tuple[int, str, str | None, str, str]] = [
+        (position, line, why, where, detail)
+        for position, where, (line, why, detail) in zip(rows.positions, rows.where, mapped, strict=True)
     ]
-    skipped = Counter(str(r) for r in reason.dropna())
-    return IngestResult(lines=lines, rows_read=len(frame), skipped=dict(sorted(skipped.items())))
+    entries += [(r.position, r.line, r.reason, r.where, r.detail) for r in rows.rejected]
+    entries.sort(key=lambda e: e[0])
+    rejected = Counter(why for _, _, why, _, _ in entries if why is not None)
+    examples = [
+        f"{where}: {why}" + (f" ({detail})" if detail else "")
+        for _, _, why, where, detail in entries
+        if why is not None
+    ][:MAX_EXAMPLES]
+    return IngestResult(
+        lines=[line for _, line, _, _, _ in entries],
+        rows_read=rows.count,
+        rejected=dict(sorted(rejected.items())),
+        notes=dict(notes or {}),
+        examples=examples,
+    )
+
+
+def map_records(
+    rows: Rows | pd.DataFrame,
+    source: str,
+    mapping: Mapping[str, str] | None = None,
+    constants: Mapping[str, str] | None = None,
+    timezone: str | None = None,
+) -> IngestResult:
+    """Map columns to `source`'s contract fields (a field reads the column of its own name unless
+    `mapping` names another; `constants` fill fields for every row) and build message lines.
+
+    Naive timestamps are local time in `timezone`; without one they are rejected, since guessing UTC
+    would shift readings silently (`no_offset_in_<field>`). A row is rejected with its first reason:
+    `missing_<field>` for an empty required field, `invalid_<field>` for a value that does not parse
+    as the field's type (or a local time that does not exist or is ambiguous, or an int outside
+    PostgreSQL `integer`). Rejected rows are landed too, in a form the pipeline quarantines.
+    """
+    if isinstance(rows, pd.DataFrame):
+        rows = Rows(
+            rows.reset_index(drop=True), list(range(len(rows))), [f"row {i + 1}" for i in range(len(rows))]
+        )
+    contract = contract_for(source)
+    mapping, constants = dict(mapping or {}), dict(constants or {})
+    unknown = (set(mapping) | set(constants)) - set(contract.columns)
+    if unknown:
+        raise ValueError(f"not fields of {source}: {', '.join(sorted(unknown))}")
+    mapped = _map_rows(rows.frame, source, mapping, constants, timezone) if rows.positions else []
+    return _result(rows, mapped)
 
 
 def read_openstef(path: Path) -> pd.DataFrame:
@@ -222,8 +549,9 @@ def read_openstef(path: Path) -> pd.DataFrame:
 
 def _openstef_rows(
     frame: pd.DataFrame, columns: Sequence[str], timezone: str | None
-) -> tuple[pd.Series, pd.DataFrame, Counter[str]]:
-    """(UTC timestamps, numeric columns, skip reasons) of the rows that have every column.
+) -> tuple[list[str | None], pd.DataFrame, pd.Series]:
+    """(timestamps written with the offset of `timezone` or UTC, None where invalid; numeric columns;
+    the first reason of each row that lacks one of `columns`, None for a usable row).
 
     OpenSTEF writes UTC with an offset; a timestamp without one is read as UTC too (OpenSTEF's
     convention), unless `timezone` names another zone.
@@ -238,13 +566,44 @@ def _openstef_rows(
     placed = naive.dt.tz_localize(timezone or "UTC", ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
     stamps = stamps.where(aware, placed)
     values = pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce") for c in columns}, index=frame.index)
+    values = values.where(np.isfinite(values))  # "inf" is text, not a measurement
     reasons = pd.Series(None, index=frame.index, dtype=object)
     reasons = reasons.where(stamps.notna(), "invalid_datetime")
     for column in columns:
         reasons = reasons.where(reasons.notna() | frame[column].notna(), f"missing_{column}")
         reasons = reasons.where(reasons.notna() | values[column].notna(), f"invalid_{column}")
-    keep = reasons.isna()
-    return stamps[keep], values[keep], Counter(str(r) for r in reasons.dropna())
+    iso = iso_with_offset(pd.DatetimeIndex(stamps.dropna()).tz_convert(timezone or "UTC"))
+    written: list[str | None] = [None] * len(frame)
+    for position, stamp in zip(np.flatnonzero(stamps.notna().to_numpy()), iso, strict=True):
+        written[position] = stamp
+    return written, values, reasons
+
+
+def _openstef_result(
+    frame: pd.DataFrame,
+    reasons: pd.Series,
+    record: Callable[[int], dict[str, object]],
+    raw: Mapping[str, str],
+    notes: Mapping[str, int] | None = None,
+) -> IngestResult:
+    """Every row as a line: a usable row's `record(i)`; a rejected row's record with each unusable
+    value as given (`raw`: contract field -> OpenSTEF column; an empty one left out), so the decoder
+    quarantines it with a reason."""
+    mapped: list[tuple[str, str | None, str]] = []
+    for i, why in enumerate(r if isinstance(r, str) else None for r in reasons.tolist()):
+        built = record(i)
+        if why is None:
+            mapped.append((json.dumps(built), None, ""))
+            continue
+        for name, column in raw.items():
+            if built.get(name) is None:
+                given = frame[column].iloc[i]
+                built[name] = None if pd.isna(given) else str(given)
+        culprit = frame[why.partition("_")[2]].iloc[i]  # reasons name the OpenSTEF column
+        detail = "" if pd.isna(culprit) else _shown(culprit)
+        mapped.append((json.dumps({k: v for k, v in built.items() if v is not None}), why, detail))
+    positions = list(range(len(frame)))
+    return _result(Rows(frame, positions, [f"row {i + 1}" for i in positions]), mapped, notes)
 
 
 def openstef_readings(
@@ -254,23 +613,24 @@ def openstef_readings(
     negative = feed-in) ->
     15-minute meter readings: energy_kwh = |load| x 250 (MW x 0.25 h x 1000 kWh/MWh), direction
     `import` for load >= 0 and `export` below. Not rounded: the readings sum to the file's energy."""
-    stamps, values, skipped = _openstef_rows(frame, ["load"], timezone)
-    starts = iso_with_offset(pd.DatetimeIndex(stamps).tz_convert(timezone or "UTC"))
-    lines = [
-        json.dumps(
-            {
-                "meter_id": meter_id,
-                "reading_start": start,
-                "interval_minutes": OPENSTEF_INTERVAL_MINUTES,
-                "energy_kwh": abs(mw) * KWH_PER_MW_QUARTER_HOUR,
-                "direction": "export" if mw < 0 else "import",
-                "source": OPENSTEF_PRESET,
-            }
-        )
-        for start, mw in zip(starts, values["load"].tolist(), strict=True)
-    ]
-    notes = {"export_intervals": int((values["load"] < 0).sum())}
-    return IngestResult(lines=lines, rows_read=len(frame), skipped=dict(sorted(skipped.items())), notes=notes)
+    starts, values, reasons = _openstef_rows(frame, ["load"], timezone)
+    load = values["load"].tolist()
+
+    def reading(i: int) -> dict[str, object]:
+        mw = load[i]
+        usable = not math.isnan(mw)
+        return {
+            "meter_id": meter_id,
+            "reading_start": starts[i],
+            "interval_minutes": OPENSTEF_INTERVAL_MINUTES,
+            "energy_kwh": abs(mw) * KWH_PER_MW_QUARTER_HOUR if usable else None,
+            "direction": ("export" if mw < 0 else "import") if usable else None,
+            "source": OPENSTEF_PRESET,
+        }
+
+    raw = {"reading_start": "datetime", "energy_kwh": "load"}
+    notes = {"export_intervals": int((values["load"][reasons.isna()] < 0).sum())}
+    return _openstef_result(frame, reasons, reading, raw, notes)
 
 
 def openstef_weather(
@@ -279,19 +639,17 @@ def openstef_weather(
     """OpenSTEF weather columns -> observations of one station, converted to the contract's units
     (`OPENSTEF_WEATHER`): pressure Pa -> hPa, humidity fraction -> %, rain mm/h -> mm in the
     quarter-hour. The other columns (radiation, clouds, wind direction, ...) have no contract field."""
-    stamps, values, skipped = _openstef_rows(frame, list(OPENSTEF_WEATHER), timezone)
-    stamped = iso_with_offset(pd.DatetimeIndex(stamps).tz_convert(timezone or "UTC"))
+    observed, values, reasons = _openstef_rows(frame, list(OPENSTEF_WEATHER), timezone)
     converted = {
         field: (values[column] * factor).tolist() for column, (field, factor) in OPENSTEF_WEATHER.items()
     }
-    lines = [
-        json.dumps(
-            {"station_id": station_id, "observed_at": observed_at}
-            | {field: converted[field][i] for field in converted}
-        )
-        for i, observed_at in enumerate(stamped)
-    ]
-    return IngestResult(lines=lines, rows_read=len(frame), skipped=dict(sorted(skipped.items())))
+
+    def observation(i: int) -> dict[str, object]:
+        measured = {f: None if math.isnan(v[i]) else v[i] for f, v in converted.items()}
+        return {"station_id": station_id, "observed_at": observed[i]} | measured
+
+    raw = {"observed_at": "datetime"} | {field: column for column, (field, _) in OPENSTEF_WEATHER.items()}
+    return _openstef_result(frame, reasons, observation, raw)
 
 
 def read_uci_household(path: Path) -> pd.DataFrame:

@@ -16,6 +16,8 @@ import typer
 from typer.testing import CliRunner
 
 from metrify_assets.cli import ingest
+from metrify_assets.contracts import contract_for
+from metrify_assets.ingestion.decode import decode
 from metrify_assets.ingestion.landing import list_landed
 from metrify_assets.ingestion.readers import (
     detect_format,
@@ -31,6 +33,12 @@ from metrify_assets.ingestion.readers import (
 
 UCI = Path(__file__).parents[1] / "fixtures" / "uci_household_power_2days.txt"
 OPENSTEF = Path(__file__).parents[1] / "fixtures" / "openstef_307_test.csv"
+
+
+def quarantined(source: str, lines: list[str]) -> dict[int, str]:
+    """What the pipeline's decoder quarantines of landed `lines`: record index -> reason."""
+    batch = decode(contract_for(source), [line.encode() for line in lines], [1] * len(lines))
+    return {m.record_index: m.reason for m in batch.malformed}
 
 
 def cli() -> typer.Typer:
@@ -123,24 +131,34 @@ def test_openstef_preset_lands_the_weather_in_contract_units(tmp_path: Path) -> 
     assert frame["pressure_hpa"].between(850, 1090).all() and frame["humidity_pct"].between(0, 100).all()
 
 
-def test_openstef_rows_with_missing_or_bad_values_are_skipped_with_reasons() -> None:
+def test_openstef_rows_with_missing_or_bad_values_are_landed_for_quarantine_with_reasons() -> None:
     frame = read_openstef(OPENSTEF).head(6).copy()
     frame.loc[0, "load"] = None
     frame.loc[1, "load"] = "n/a"
     frame.loc[2, "datetime"] = "yesterday"
     frame.loc[3, "rain"] = None
     readings = openstef_readings(frame, meter_id="M-1")
-    assert readings.records == 3
-    assert readings.skipped == {"invalid_datetime": 1, "invalid_load": 1, "missing_load": 1}
+    assert readings.records == 3 and len(readings.lines) == 6 and readings.skipped == {}
+    assert readings.rejected == {"invalid_datetime": 1, "invalid_load": 1, "missing_load": 1}
+    assert quarantined("meter_readings", readings.lines) == {
+        0: "malformed:missing_field:energy_kwh",
+        1: "malformed:bad_type:energy_kwh",
+        2: "malformed:bad_timestamp:reading_start",
+    }
+    assert readings.examples[1] == "row 2: invalid_load ('n/a')"
     weather = openstef_weather(frame)
-    assert weather.records == 4 and weather.skipped == {"invalid_datetime": 1, "missing_rain": 1}
+    assert weather.records == 4 and weather.rejected == {"invalid_datetime": 1, "missing_rain": 1}
+    assert quarantined("weather_observations", weather.lines) == {
+        2: "malformed:bad_timestamp:observed_at",
+        3: "malformed:missing_field:precipitation_mm",
+    }
     with pytest.raises(ValueError, match="meter_readings or weather_observations"):
         ingest_file(OPENSTEF, "grid_status", preset="openstef")
     with pytest.raises(ValueError, match="no column load"):
         openstef_readings(frame.drop(columns="load"))
 
 
-def test_mapping_renames_types_and_skips_with_reasons() -> None:
+def test_mapping_renames_types_and_rejects_with_reasons() -> None:
     frame = pd.DataFrame(
         {
             "meter": ["A", "B", None, "D", "E"],
@@ -157,10 +175,17 @@ def test_mapping_renames_types_and_skips_with_reasons() -> None:
     )
     mapping = {"meter_id": "meter", "reading_start": "start", "energy_kwh": "kwh", "status_flags": "flags"}
     result = map_records(frame, "meter_readings", mapping, {"interval_minutes": "15"}, "Europe/London")
-    assert result.rows_read == 5
+    assert result.rows_read == 5 and result.records == 2 and len(result.lines) == 5
     # 01:30 on 2026-03-29 does not exist in Europe/London (clocks jump from 01:00 to 02:00)
-    assert result.skipped == {"invalid_reading_start": 2, "missing_meter_id": 1}
-    a, b = (json.loads(line) for line in result.lines)
+    assert result.rejected == {"invalid_reading_start": 2, "missing_meter_id": 1}
+    # The rejected rows are landed too, as the pipeline quarantines them: nothing read is lost.
+    assert quarantined("meter_readings", result.lines) == {
+        2: "malformed:missing_field:meter_id",
+        3: "malformed:bad_timestamp:reading_start",
+        4: "malformed:timestamp_without_offset:reading_start",
+    }
+    assert json.loads(result.lines[3])["reading_start"] == "nope"
+    a, b = (json.loads(line) for line in result.lines[:2])
     assert a == {
         "meter_id": "A",
         "reading_start": "2026-03-29T03:00:00+01:00",
@@ -171,7 +196,7 @@ def test_mapping_renames_types_and_skips_with_reasons() -> None:
     assert b["reading_start"] == "2026-03-29T03:15:00+01:00" and b["status_flags"] == []
 
 
-def test_naive_timestamps_without_a_timezone_are_skipped_not_guessed() -> None:
+def test_naive_timestamps_without_a_timezone_are_rejected_not_guessed() -> None:
     frame = pd.DataFrame(
         {
             "station_id": ["W1", "W1"],
@@ -184,8 +209,11 @@ def test_naive_timestamps_without_a_timezone_are_skipped_not_guessed() -> None:
         }
     )
     result = map_records(frame, "weather_observations")
-    assert result.skipped == {"no_offset_in_observed_at": 1}
-    assert json.loads(result.lines[0])["observed_at"] == "2026-01-01T00:10:00+00:00"
+    assert result.rejected == {"no_offset_in_observed_at": 1} and result.records == 1
+    assert quarantined("weather_observations", result.lines) == {
+        0: "malformed:timestamp_without_offset:observed_at"
+    }
+    assert json.loads(result.lines[1])["observed_at"] == "2026-01-01T00:10:00+00:00"
 
 
 def test_jsonl_and_parquet_read_the_same_records(tmp_path: Path) -> None:
@@ -223,3 +251,139 @@ def test_cli_rejects_an_unknown_source(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli(), ["ingest", "gas", str(UCI), "--landing-dir", str(tmp_path)])
     assert result.exit_code != 0
     assert list_landed(tmp_path, "meter_readings") == []
+
+
+def reading(meter: str, start: str = "2026-03-28T00:00:00+00:00", **fields: object) -> dict[str, object]:
+    return {"meter_id": meter, "reading_start": start, "interval_minutes": 15, "energy_kwh": 0.5} | fields
+
+
+# A JSON Lines export as a new user may bring it: line number -> line, and what becomes of it.
+BAD_JSONL = [
+    json.dumps(reading("A")),  # 1
+    json.dumps(reading("B"))[:40],  # 2: truncated
+    json.dumps(reading("C")).replace('"interval_minutes": 15', '"interval_minutes": ' + str(10**30)),  # 3
+    "[1, 2, 3]",  # 4
+    "null",  # 5
+    "",  # 6
+    json.dumps({"records": [reading("D"), reading("E", "2026-03-28 00:15"), 7]}),  # 7: three records
+    json.dumps(reading("F", energy_kwh="abc")),  # 8
+    json.dumps(reading("G", energy_kwh=float("inf"))),  # 9: `Infinity`, which JSON has not
+    json.dumps(reading("H")).replace("0.5", "1" + "0" * 400),  # 10: beyond float range
+    json.dumps(reading("I", meter_id={"id": "I"})),  # 11
+    json.dumps(reading("J", start="2026-03-28T00:15:00Z")),  # 12
+]
+
+
+def test_a_jsonl_with_bad_lines_lands_every_line_and_names_the_bad_ones(tmp_path: Path) -> None:
+    path = tmp_path / "export.jsonl"
+    path.write_text("\n".join(BAD_JSONL) + "\n")
+    args = ["ingest", "meter_readings", str(path), "--landing-dir", str(tmp_path / "landing")]
+    result = CliRunner().invoke(cli(), args)
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    for named in (
+        "line 2: invalid_json (column 36: Unterminated string",
+        f"line 3: invalid_interval_minutes ('{10**30}')",
+        "line 4: not_an_object (list)",
+        "line 5: not_an_object (null)",
+        "line 6: empty_line",
+        "line 7 record 2: no_offset_in_reading_start ('2026-03-28 00:15')",
+        "line 7 record 3: not_an_object (int)",
+        "line 8: invalid_energy_kwh ('abc')",
+        "line 9: invalid_energy_kwh ('Infinity')",
+        "line 10: invalid_energy_kwh ('1000000",
+    ):
+        assert named in output
+    assert "rows read │ 14" in output and "records │ 3" in output and "rejected: not_an_object │ 3" in output
+    (landed,) = list_landed(tmp_path / "landing", "meter_readings")
+    lines = landed.path.read_text().split("\n")[:-1]
+    assert len(lines) == 14  # 12 lines, one of them three records
+    batch = decode(contract_for("meter_readings"), [line.encode() for line in lines], [1] * len(lines))
+    assert batch.records_in == 14
+    assert batch.records["meter_id"].tolist() == ["A", "D", "J"]
+    reasons = {m.record_index: m.reason.partition(" (")[0] for m in batch.malformed}
+    assert reasons == {
+        1: "malformed:invalid_json",
+        2: "malformed:bad_type:interval_minutes",
+        3: "malformed:not_an_object",
+        4: "malformed:not_an_object",
+        5: "malformed:empty_message",
+        7: "malformed:timestamp_without_offset:reading_start",
+        8: "malformed:not_an_object",
+        9: "malformed:bad_type:energy_kwh",
+        10: "malformed:bad_type:energy_kwh",
+        11: "malformed:bad_type:energy_kwh",
+        12: "malformed:bad_type:meter_id",
+    }
+    assert lines[1] == BAD_JSONL[1]  # a line that is not JSON lands as given
+
+
+def test_a_csv_with_bad_rows_lands_every_row_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes(
+        b"meter,start,kwh\n"
+        b"A,2026-03-28T00:00:00Z,0.5\n"
+        b",2026-03-28T00:00:00Z,0.5\n"
+        b"C,2026-03-28 00:00,0.5\n"
+        b"D,2026-03-28T00:00:00Z,x\n"
+        b"E,2026-03-28T00:00:00Z,0.5,surplus\n"
+        b"F\xd7,2026-03-28T00:00:00Z,0.5\n"
+        b"G,2026-03-28T00:15:00Z,1e999\n"
+        b"H,2026-03-28T00:15:00Z,1\n"
+    )
+    result = ingest_file(path, "meter_readings", mapping=dict(MAPPING), constants={"interval_minutes": "15"})
+    assert (result.rows_read, result.records, len(result.lines)) == (8, 2, 8)
+    assert result.examples == [
+        "row 2: missing_meter_id",
+        "row 3: no_offset_in_reading_start ('2026-03-28 00:00')",
+        "row 4: invalid_energy_kwh ('x')",
+        "row 5: extra_fields (more fields than the header)",
+        "row 6: not_utf8 (byte 0xd7 in column 'meter')",
+        "row 7: invalid_energy_kwh ('1e999')",
+    ]
+    reasons = {
+        i: reason.partition(" (")[0] for i, reason in quarantined("meter_readings", result.lines).items()
+    }
+    assert reasons == {
+        1: "malformed:missing_field:meter_id",
+        2: "malformed:timestamp_without_offset:reading_start",
+        3: "malformed:bad_type:energy_kwh",
+        4: "malformed:invalid_json",
+        5: "malformed:invalid_json",
+        6: "malformed:bad_type:energy_kwh",
+    }
+    assert result.lines[4] == "E,2026-03-28T00:00:00Z,0.5,surplus"
+
+
+MAPPING = {"meter_id": "meter", "reading_start": "start", "energy_kwh": "kwh"}
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "exit_code", "message"),
+    [
+        ("empty.jsonl", b"", 1, "empty.jsonl holds no records"),
+        ("blank.jsonl", b"\n", 1, None),  # one empty line: a row, landed for quarantine
+        ("header.csv", b"meter,start,kwh\n", 1, "header.csv holds no records"),
+        ("packed.jsonl", b"\x1f\x8b\x08\x00\x00\x00\x00\x00", 2, "packed.jsonl is not JSON Lines text: it holds binary data"),
+        ("latin.jsonl", '{"meter_id": "Zoë"}\n'.encode("latin-1"), 2, "latin.jsonl is not UTF-8 text (line 1: byte 0xeb at column 17)"),
+        ("latin.csv", "meter,start,kwh\nZoë,x,1\n".encode("latin-1"), 0, "row 1: not_utf8 (byte 0xeb in column 'meter')"),
+    ],
+)  # fmt: skip
+def test_files_without_records_or_text_say_so_without_a_traceback(
+    tmp_path: Path, name: str, body: bytes, exit_code: int, message: str | None
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(body)
+    args = ["ingest", "meter_readings", str(path), "--landing-dir", str(tmp_path / "landing")]
+    result = CliRunner().invoke(
+        cli(), [*args, *(f"--map={f}={c}" for f, c in MAPPING.items() if name.endswith("csv"))]
+    )
+    if message is None:
+        assert result.exit_code == 0, result.output
+        assert "line 1: empty_line" in result.output
+        return
+    assert result.exit_code == exit_code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # not a traceback
+    assert message in " ".join(result.output.replace("│", " ").split())
+    assert (list_landed(tmp_path / "landing", "meter_readings") != []) == (exit_code == 0)
