@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 from functools import cache
 from importlib.metadata import version
 from importlib.util import find_spec
@@ -55,6 +56,16 @@ def summary(name: str) -> str:
     return " ".join(doc.split("\n\n")[0].split())
 
 
+def one_line_summaries(command: _click.Command) -> None:
+    """Give each subcommand of a group its help's first paragraph on one line as its summary: Typer's
+    rich help keeps a docstring's line breaks in a group's list of commands (not in a command's own
+    help), which broke sentences in the middle."""
+    for sub in getattr(command, "commands", {}).values():
+        if sub.short_help is None and sub.help:
+            sub.short_help = " ".join(inspect.cleandoc(sub.help).split("\n\n")[0].split())
+        one_line_summaries(sub)
+
+
 class LazyCommands(TyperGroup):
     """The root group: lists every command from `COMMANDS`, and imports a command's module only to run
     it or show its own help."""
@@ -71,7 +82,10 @@ class LazyCommands(TyperGroup):
             return TyperCommand(cmd_name, help=summary(cmd_name))
         holder = typer.Typer()
         importlib.import_module(f"{__package__}.{cmd_name}").register(holder)
-        return typer.main.get_group(holder).get_command(ctx, cmd_name)
+        command = typer.main.get_group(holder).get_command(ctx, cmd_name)
+        if command is not None:
+            one_line_summaries(command)
+        return command
 
     def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         self._listing = True

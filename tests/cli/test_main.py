@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from metrify_assets.cli import main
@@ -72,3 +73,14 @@ def test_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.startswith("metrify ") and result.output.split()[1][0].isdigit()
+
+
+def test_a_group_lists_each_command_on_unbroken_lines() -> None:
+    # `review reject`'s docstring breaks its first sentence after "for a"; its summary must not.
+    group = typer.main.get_group(app)
+    with typer.Context(group) as ctx:
+        review = group.get_command(ctx, "review")
+    reject = review.commands["reject"]  # type: ignore[union-attr]
+    assert "\n" in (reject.help or "")
+    assert reject.short_help is not None and "\n" not in reject.short_help
+    assert "and rebalance the ledger; for a meter reading, VEE" in reject.short_help
