@@ -197,7 +197,9 @@ def read_jsonl(path: Path) -> Rows:
         position = len(objects) + len(rejected)
         rejected.append(Rejected(position, f"line {number}", reason, detail, line))
 
-    for number, raw in enumerate(landed_messages(_text_body(path, "JSON Lines")), start=1):
+    body = _text_body(path, "JSON Lines")
+    _refuse_one_document(path, body)
+    for number, raw in enumerate(landed_messages(body), start=1):
         try:
             text = raw.decode()
         except UnicodeDecodeError:
@@ -247,6 +249,26 @@ def read_jsonl(path: Path) -> Rows:
         {key: pd.Series([o.get(key) for o in objects], dtype=object) for key in _keys(objects)}
     )
     return Rows(frame.reset_index(drop=True), positions, where, rejected)
+
+
+def _refuse_one_document(path: Path, body: bytes) -> None:
+    """Refuse a pretty-printed JSON document (a `.json` array, say): read as JSON Lines, each of its
+    lines would be an invalid record, landed and quarantined for nothing."""
+    lines = body.lstrip().split(b"\n", 1)
+    if len(lines) < 2 or not lines[1].strip() or _is_json(lines[0]) or not _is_json(body):
+        return
+    raise ValueError(
+        f"{path.name} is one JSON document over several lines, not JSON Lines (one record per line); "
+        f"convert it first, e.g. `jq -c '.[]' {path.name} > {path.stem}.jsonl` for an array"
+    )
+
+
+def _is_json(text: bytes) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return False
+    return True
 
 
 def _keys(objects: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -367,6 +367,7 @@ MAPPING = {"meter_id": "meter", "reading_start": "start", "energy_kwh": "kwh"}
         ("header.csv", b"meter,start,kwh\n", 1, "header.csv holds no records"),
         ("packed.jsonl", b"\x1f\x8b\x08\x00\x00\x00\x00\x00", 2, "packed.jsonl is not JSON Lines text: it holds binary data"),
         ("latin.jsonl", '{"meter_id": "Zoë"}\n'.encode("latin-1"), 2, "latin.jsonl is not UTF-8 text (line 1: byte 0xeb at column 17)"),
+        ("array.json", b'[\n  {"meter_id": "A"},\n  {"meter_id": "B"}\n]\n', 2, "array.json is one JSON document over several lines, not JSON Lines"),
         ("latin.csv", "meter,start,kwh\nZoë,x,1\n".encode("latin-1"), 0, "row 1: not_utf8 (byte 0xeb in column 'meter')"),
     ],
 )  # fmt: skip
