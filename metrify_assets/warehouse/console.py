@@ -30,6 +30,12 @@ class _CallerLines(io.TextIOBase):
         self._caller = threading.get_ident()
         self._partial = ""
 
+    @property
+    def rich_proxied_file(self) -> TextIO:
+        """The file under this one, for Rich: a console writing to stdout (a progress display's
+        refresh) unwraps it as it unwraps its own stdout proxy, and writes to the terminal."""
+        return getattr(self._stdout, "rich_proxied_file", self._stdout)
+
     def write(self, text: str) -> int:
         if threading.get_ident() != self._caller:
             return self._stdout.write(text)

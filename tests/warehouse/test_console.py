@@ -6,6 +6,9 @@ import sys
 import threading
 
 import pytest
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
 from metrify_assets.warehouse.console import dbt_console_to
 
@@ -24,3 +27,25 @@ def test_the_callers_lines_go_to_the_log_and_other_threads_to_stdout(
     print("after")
     assert lines == ["1 of 2 OK created CREATE VIEW", "2 of 2 PASS"]
     assert capsys.readouterr().out == "progress bar\nafter\n"
+
+
+def test_a_live_progress_display_keeps_refreshing_on_the_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`metrify run` in a terminal: Rich's Live display proxies stdout, and its refresh thread renders
+    while dbt runs. The refresh reaches the terminal (through this stdout it unwraps); before
+    `rich_proxied_file`, it went back through Rich's own proxy and deadlocked."""
+    console = Console(force_terminal=True, width=40)
+    lines: list[str] = []
+    with (
+        Live(Text("materialising"), console=console, auto_refresh=False) as live,
+        dbt_console_to(lines.append),
+    ):
+        print("1 of 1 OK created view")
+        refresh = threading.Thread(target=live.refresh, daemon=True)
+        refresh.start()
+        refresh.join(timeout=10)
+        assert not refresh.is_alive(), "the display's refresh hung"
+    assert lines == ["1 of 1 OK created view"]
+    out = capsys.readouterr().out
+    assert out.count("materialising") >= 2 and "OK created" not in out
