@@ -8,7 +8,8 @@
   is recorded, and the sensor re-requests the batch on a later tick.
 - **Bugs** (any other exception in a stage) fail the step at once: retrying the same input through
   the same code gives the same error. The batch is re-requested like any failed one, so it is
-  ingested once the fix is deployed; a downstream day is rebuilt by its next run.
+  ingested once the fix is deployed; a downstream day is rebuilt by its next run (`metrify run`
+  runs the failed ones again).
 
 Only steps that classify their errors retry: each Python asset carries `retry_policy=RETRY_POLICY`
 and `@classified_step` (or `with classified(...)` around its body), and the jobs set no retry

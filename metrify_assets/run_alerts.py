@@ -143,6 +143,19 @@ def record(conn: psycopg.Connection, alert: RunAlert) -> None:
     )
 
 
+def failed_days(conn: psycopg.Connection, jobs: Sequence[str]) -> list[tuple[str, Days]]:
+    """The days each of `jobs` still owes: its open run_failure alerts for days (not for a batch),
+    oldest days first. A successful run covering them resolves them, as does a person."""
+    rows = conn.execute(
+        "SELECT details->>'job_name', details->>'first_partition', details->>'last_partition' "
+        "FROM ops.alerts WHERE resolved_at IS NULL AND kind = 'run_failure' "
+        "AND details->>'job_name' = ANY(%s) AND details->>'batch_id' IS NULL "
+        "AND details->>'first_partition' IS NOT NULL ORDER BY 2, 3, 1",
+        (list(jobs),),
+    ).fetchall()
+    return [(job, (first, last)) for job, first, last in rows]
+
+
 def resolve_covered(
     conn: psycopg.Connection, run_id: str, job_name: str, batch_id: str | None, days: Days | None
 ) -> list[int]:

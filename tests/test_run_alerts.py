@@ -12,7 +12,7 @@ import pytest
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.ingestion.sensors import BATCH_TAG
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
-from metrify_assets.partitions import DAYS, SINGLE_RUN, TRIGGER_TAG, partition_range_tags
+from metrify_assets.partitions import TRIGGER_TAG, partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import (
     PARTITION_TAG,
@@ -24,6 +24,7 @@ from metrify_assets.run_alerts import (
     run_failure_alert_sensor,
     run_success_resolves_alerts,
 )
+from tests.orchestration.jobs import cli_defs
 
 
 class OutageError(ConnectionError):
@@ -210,28 +211,6 @@ def test_which_successful_run_covers_which_failure() -> None:
 @dg.op
 def fine() -> None:
     """The job's next run works again."""
-
-
-class Switch(dg.ConfigurableResource):
-    """A file whose presence breaks `day_figures`: the bug one deploy brings and the next removes."""
-
-    path: str
-
-
-@dg.asset(partitions_def=DAYS, backfill_policy=SINGLE_RUN)
-def day_figures(switch: Switch) -> None:
-    if Path(switch.path).exists():
-        raise ValueError("day_figures cannot divide by zero")
-
-
-def cli_defs(pg_resource: PostgresResource, switch: Path) -> dg.Definitions:
-    """A `refresh_job` over one day-partitioned asset, with the `postgres` the CLI's runs alert in."""
-    return dg.Definitions(
-        assets=[day_figures],
-        jobs=[dg.define_asset_job("refresh_job", selection=[day_figures])],
-        resources={"postgres": pg_resource, "switch": Switch(path=str(switch))},
-        executor=dg.in_process_executor,
-    )
 
 
 @pytest.mark.postgres

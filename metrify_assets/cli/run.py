@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -46,12 +47,12 @@ def stage_progress(console: Console) -> Iterator[catchup.Progress]:
             stage = current[0]
             bars.update(tasks[stage], advance=1, description=f"{stage}: {description}")
 
-        yield catchup.Progress(on_plan, on_step)
+        yield catchup.Progress(on_plan, on_step, bars.console.print)
         for stage, task in tasks.items():
             bars.update(task, description=stage)
 
 
-def run_with_progress(settings: Settings, console: Console, trigger: str) -> catchup.RunSummary:
+def pipeline_with_progress(settings: Settings, console: Console, trigger: str) -> catchup.RunSummary:
     """`catchup.run_pipeline` with a progress bar per stage."""
     with stage_progress(console) as progress:
         return catchup.run_pipeline(
@@ -59,16 +60,39 @@ def run_with_progress(settings: Settings, console: Console, trigger: str) -> cat
         )
 
 
+def run_with_progress(settings: Settings, console: Console, trigger: str) -> catchup.RunSummary:
+    """`pipeline_with_progress` for a command that goes on after it (the demo): a failed run ends
+    the command there, with the summary and exit code 1."""
+    summary = pipeline_with_progress(settings, console, trigger)
+    if summary.failed:
+        note_embedded_server(settings)
+        print_run_summary(console, summary)
+    return summary
+
+
 def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
+    """The summary table; when a run failed, its errors too, then exit code 1 (the next `metrify run`
+    runs it again)."""
     table = Table(title="metrify run", show_header=False)
     table.add_row("batches ingested", f"{len(summary.batch_ids)}")
     days = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in summary.day_ranges) or "none"
     table.add_row("days materialised", days)
     table.add_row("anomaly model trained", "yes" if summary.trained_model else "no (current one kept)")
+    for job in summary.retried:
+        table.add_row("  run again", f"{job} (failed before)")
     for job in summary.jobs:
         table.add_row("  ran", job)
+    for error in summary.failed:
+        table.add_row("  [red]failed[/red]", escape(error))
     table.add_row("took", f"{summary.seconds:.1f} s")
     console.print(table)
+    if summary.failed:
+        failed = len(summary.failed)
+        console.print(
+            f"[red]{failed} {'run' if failed == 1 else 'runs'} failed[/red]: each raised a run_failure "
+            "alert (`metrify alerts list`); the next `metrify run` runs it again"
+        )
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
@@ -78,13 +102,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Ingest everything waiting (landing files; Kafka when KAFKA_BOOTSTRAP_SERVERS is set), then build
         anomaly scores, enrichment, the dbt marts, the archive and the quality report for the days touched.
-        Nothing new: nothing to do."""
+        A downstream run that failed on an earlier `metrify run` (or under the daemon) is run again. Exit
+        code 1 when a run failed. Nothing new and nothing failed: nothing to do."""
         console = Console(stderr=as_json)
         settings = resolve_settings()
-        summary = run_with_progress(settings, console, trigger="cli")
-        print_run_summary(console, summary)
+        summary = pipeline_with_progress(settings, console, trigger="cli")
         if as_json:
             out = asdict(summary)
             out["day_ranges"] = [[a.isoformat(), b.isoformat()] for a, b in summary.day_ranges]
             typer.echo(json.dumps(out))
         note_embedded_server(settings)
+        print_run_summary(console, summary)

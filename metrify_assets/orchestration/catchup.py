@@ -4,14 +4,18 @@ The same jobs the sensors and schedules launch, executed in this process on the 
 the runs show in the UI): one ingest run per landing file the ledger does not hold yet, a Kafka drain
 when Kafka is configured, then, per run of consecutive days the new batches touched, one
 `refresh_job` run (anomaly scores, enrichment, dbt marts) and one `daily_job` run (archive, report).
-Before the first scoring it trains the anomaly model (`weekly_job`). A second `metrify run` with
-nothing new does nothing.
+Before the first scoring it trains the anomaly model (`weekly_job`).
+
+A downstream run that fails does not stop the others; it is in the summary, and its alert (the
+run_failure condition of its job and days, `run_alerts`) is what the next `metrify run` reads to run
+that job for those days again, until a run of them succeeds (which resolves the alert) or a person
+resolves it. A second `metrify run` with nothing new and nothing failed does nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -23,25 +27,30 @@ from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 from metrify_assets.meters.anomaly.store import CURRENT_KEY
 from metrify_assets.orchestration.drain import drain
-from metrify_assets.orchestration.instance import execute_job
+from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG, contiguous_ranges, partition_range_tags
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
+from metrify_assets.run_alerts import failed_days
 from metrify_assets.schedules import TRAINING_ASSETS
 from metrify_assets.storage.writes import ledger_batch_ids
 
 DOWNSTREAM_JOBS = ("refresh_job", "daily_job")
+JobDays = tuple[str, date, date]  # a job and the first and last day of its run
 
 
 @dataclass
 class RunSummary:
-    """What `metrify run` did: batches ingested, the day ranges materialised, and the jobs run."""
+    """What `metrify run` did: batches ingested, the day ranges materialised, the jobs that ran, the
+    failed runs it ran again, and the runs that failed (each with its error)."""
 
     batch_ids: list[str] = field(default_factory=list)
     day_ranges: list[tuple[date, date]] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
     trained_model: bool = False
     seconds: float = 0.0
+    retried: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Progress:
 
     on_plan: Callable[[str, int], None] = lambda stage, total: None
     on_step: Callable[[str], None] = lambda description: None
+    on_note: Callable[[str], None] = lambda text: None
 
 
 def pending_files(settings: Settings, done: dict[str, set[str]]) -> list[LandedFile]:
@@ -95,6 +105,23 @@ def touched_days(settings: Settings, batch_ids: list[str]) -> dict[date, set[str
     return days
 
 
+def owed_runs(settings: Settings) -> list[JobDays]:
+    """The downstream runs that failed for good and no run has made up for yet (`failed_days`)."""
+    with postgres_resource(settings).connect() as conn:
+        owed = failed_days(conn, DOWNSTREAM_JOBS)
+    return [(job, date.fromisoformat(first), date.fromisoformat(last)) for job, (first, last) in owed]
+
+
+def plan_runs(day_ranges: list[tuple[date, date]], owed: Sequence[JobDays]) -> list[JobDays]:
+    """Each job over each new range, then each owed run that none of those covers."""
+    planned = [(job, first, last) for first, last in day_ranges for job in DOWNSTREAM_JOBS]
+    return planned + [
+        (job, first, last)
+        for job, first, last in owed
+        if not any(j == job and a <= first and last <= b for j, a, b in planned)
+    ]
+
+
 def materialise_days(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -102,30 +129,46 @@ def materialise_days(
     days: dict[date, set[str]],
     progress: Progress,
     trigger: str,
+    owed: Sequence[JobDays] = (),
 ) -> RunSummary:
     """Train the anomaly model if meter readings came and there is none yet, then the downstream jobs
-    per run of consecutive days."""
+    per run of consecutive days, and the `owed` runs again. A failed run is in the summary's `failed`
+    and the others go on."""
     summary = RunSummary(day_ranges=contiguous_ranges(list(days)))
+    runs = plan_runs(summary.day_ranges, owed)
+    for job, first, last in owed:
+        summary.retried.append(f"{job} {first}..{last}")
+        progress.on_note(f"{job} failed for {first}..{last} on an earlier run: running it again")
     meters_came = any("meter_readings" in sources for sources in days.values())
     needs_model = meters_came and not Lake(settings.lake_url).exists(CURRENT_KEY)
-    progress.on_plan("materialising", len(summary.day_ranges) * len(DOWNSTREAM_JOBS) + int(needs_model))
+    progress.on_plan("materialising", len(runs) + int(needs_model))
     if needs_model:
         progress.on_step("training the anomaly model (weekly_job)")
-        execute_job(
-            defs,
-            "weekly_job",
-            instance,
-            tags={TRIGGER_TAG: trigger},
-            asset_selection=list(TRAINING_ASSETS),
-        )
-        summary.trained_model = True
-        summary.jobs.append("weekly_job")
-    for first, last in summary.day_ranges:
-        for job in DOWNSTREAM_JOBS:
-            progress.on_step(f"{job} {first}..{last}")
-            execute_job(defs, job, instance, tags={**partition_range_tags(first, last), TRIGGER_TAG: trigger})
+        if attempt(summary, defs, "weekly_job", instance, {TRIGGER_TAG: trigger}, list(TRAINING_ASSETS)):
+            summary.trained_model = True
+            summary.jobs.append("weekly_job")
+    for job, first, last in runs:
+        progress.on_step(f"{job} {first}..{last}")
+        if attempt(summary, defs, job, instance, {**partition_range_tags(first, last), TRIGGER_TAG: trigger}):
             summary.jobs.append(f"{job} {first}..{last}")
     return summary
+
+
+def attempt(
+    summary: RunSummary,
+    defs: dg.Definitions,
+    job: str,
+    instance: dg.DagsterInstance,
+    tags: dict[str, str],
+    asset_selection: list[str] | None = None,
+) -> bool:
+    """Execute `job`; a failed run (its alert recorded by `execute_job`) goes into `summary.failed`."""
+    try:
+        execute_job(defs, job, instance, tags=tags, asset_selection=asset_selection)
+    except RunFailedError as err:
+        summary.failed.append(str(err))
+        return False
+    return True
 
 
 def run_pipeline(
@@ -135,7 +178,8 @@ def run_pipeline(
     progress: Progress | None = None,
     trigger: str = "cli",
 ) -> RunSummary:
-    """Ingest what is waiting (landing files, Kafka), then materialise the days it touched."""
+    """Ingest what is waiting (landing files, Kafka), then materialise the days it touched and run
+    the downstream runs that failed before again."""
     began = time.monotonic()
     progress = progress or Progress()
     postgres = postgres_resource(settings)
@@ -156,7 +200,8 @@ def run_pipeline(
 
         drain(defs, instance, kafka, postgres, on_batch=on_drained, trigger=trigger)
         batch_ids += drained
-    summary = materialise_days(defs, instance, settings, touched_days(settings, batch_ids), progress, trigger)
+    days = touched_days(settings, batch_ids)
+    summary = materialise_days(defs, instance, settings, days, progress, trigger, owed_runs(settings))
     summary.batch_ids = batch_ids
     summary.seconds = round(time.monotonic() - began, 1)
     return summary

@@ -1,0 +1,97 @@
+"""`metrify run` runs again the downstream runs that failed before, until one succeeds."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+import typer
+from rich.console import Console
+
+from metrify_assets.alerts.store import list_alerts
+from metrify_assets.cli.run import print_run_summary
+from metrify_assets.env import resolve_settings
+from metrify_assets.orchestration.catchup import (
+    Progress,
+    RunSummary,
+    materialise_days,
+    plan_runs,
+    run_pipeline,
+)
+from metrify_assets.resources import PostgresResource
+from tests.orchestration.jobs import cli_defs
+
+DAY = date(2026, 11, 30)
+
+
+@pytest.mark.postgres
+def test_a_failed_day_is_run_again_by_each_metrify_run_until_it_succeeds(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """The new-user trial: refresh_job failed for a day, and the next `metrify run` said "batches
+    ingested 0 / days materialised none", exited 0 and left the day stale."""
+    switch = tmp_path / "broken"
+    switch.touch()
+    defs, instance = cli_defs(pg_resource, switch), dg.DagsterInstance.ephemeral()
+    settings = resolve_settings(
+        {"METRIFY_HOME": str(tmp_path), "METRIFY_POSTGRES_URL": pg_resource.get_url()}
+    )
+    notes: list[str] = []
+    progress = Progress(on_note=notes.append)
+
+    first = materialise_days(defs, instance, settings, {DAY: {"grid_status"}}, progress, "cli")
+    assert first.jobs == [f"daily_job {DAY}..{DAY}"]  # the other job of the day still ran
+    assert len(first.failed) == 1 and "divide by zero" in first.failed[0]
+    assert (first.retried, notes) == ([], [])
+
+    again = run_pipeline(defs, instance, settings, progress)  # nothing new, the bug still there
+    assert (again.batch_ids, again.day_ranges, again.jobs) == ([], [], [])
+    assert again.retried == [f"refresh_job {DAY}..{DAY}"]
+    assert notes == [f"refresh_job failed for {DAY}..{DAY} on an earlier run: running it again"]
+    assert len(again.failed) == 1 and "divide by zero" in again.failed[0]
+    (alert,) = list_alerts(pg, "open")
+    assert (alert.subject, alert.occurrences) == (f"refresh_job [{DAY}]", 2)
+
+    switch.unlink()  # the fix
+    fixed = run_pipeline(defs, instance, settings, progress)
+    assert (fixed.retried, fixed.jobs, fixed.failed) == (
+        [f"refresh_job {DAY}..{DAY}"],
+        [f"refresh_job {DAY}..{DAY}"],
+        [],
+    )
+    assert list_alerts(pg, "open") == []
+
+    quiet = run_pipeline(defs, instance, settings, progress)
+    assert (quiet.retried, quiet.jobs, quiet.failed) == ([], [], [])
+    assert len(notes) == 2
+
+
+def test_an_owed_run_that_a_new_run_covers_is_not_run_twice() -> None:
+    nov = (date(2026, 11, 28), date(2026, 11, 30))
+    owed = [
+        ("refresh_job", date(2026, 11, 29), date(2026, 11, 29)),
+        ("daily_job", date(2026, 10, 3), date(2026, 10, 3)),
+    ]
+    assert plan_runs([nov], owed) == [
+        ("refresh_job", *nov),
+        ("daily_job", *nov),
+        ("daily_job", date(2026, 10, 3), date(2026, 10, 3)),
+    ]
+
+
+def test_a_failed_run_fails_the_command_after_the_summary() -> None:
+    out = io.StringIO()
+    summary = RunSummary(
+        retried=["refresh_job 2026-11-30..2026-11-30"], failed=["refresh_job failed (run r1): boom [x]"]
+    )
+    with pytest.raises(typer.Exit) as exited:
+        print_run_summary(Console(file=out, width=200), summary)
+    assert exited.value.exit_code == 1
+    text = out.getvalue()
+    assert "refresh_job 2026-11-30..2026-11-30 (failed before)" in text
+    assert "boom [x]" in text and "1 run failed" in text and "the next `metrify run` runs it again" in text
+    print_run_summary(Console(file=io.StringIO()), RunSummary())  # nothing failed: no exit
