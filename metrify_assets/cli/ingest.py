@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
-from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.console import command_console
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER, message_key
 from metrify_assets.ingestion.landing import land_lines
@@ -181,7 +181,7 @@ def register(app: typer.Typer) -> None:
             )
         except (ValueError, OSError) as err:  # a file that cannot be read at all, or bad options
             raise typer.BadParameter(str(err)) from err
-        console = Console()
+        console = command_console()
         if not result.rows_read:
             console.print(
                 f"{path.name} holds no records (an empty file, or a header without rows): nothing to do"
@@ -200,4 +200,3 @@ def register(app: typer.Typer) -> None:
             console.print(
                 f"landed {landed.path}" + (" (declared backfill: timeliness not scored)" if backfill else "")
             )
-        note_embedded_server(resolve_settings())  # no database needed here, but one may run from before
