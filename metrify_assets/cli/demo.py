@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 import psycopg
 import typer
@@ -49,8 +49,9 @@ class DemoSummary:
     grid_node_hours: dict[str, int] = field(default_factory=dict)  # node-hours by worst system state
     grid_state_events: dict[str, int] = field(default_factory=dict)  # alert / emergency events
     alerts: dict[str, int] = field(default_factory=dict)  # "kind severity status" -> alerts
-    # The newest forecast day: series forecast, the chosen method's count, and the P10/P50/P90 totals.
-    forecast: dict[str, str] = field(default_factory=dict)
+    # The newest forecast day: its date, the series forecast, the chosen methods and the P10/P50/P90
+    # totals in kWh (numbers: the table formats them).
+    forecast: dict[str, Any] = field(default_factory=dict)
     lifecycle_days: dict[str, int] = field(default_factory=dict)  # "dataset tier" -> days in the lake
     lifecycle_preview: dict[str, int] = field(
         default_factory=dict
@@ -100,7 +101,7 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
     ).fetchall()
     forecast = conn.execute(
         "SELECT local_date, count(DISTINCT (region, segment)), sum(p10_kwh), sum(p50_kwh), sum(p90_kwh), "
-        "string_agg(DISTINCT method, ', ') FROM ops.load_forecasts "
+        "array_agg(DISTINCT method ORDER BY method) FROM ops.load_forecasts "
         "WHERE selected AND local_date = (SELECT max(local_date) FROM ops.load_forecasts) GROUP BY 1"
     ).fetchone()
     marts = {
@@ -132,15 +133,17 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
     )
 
 
-def _forecast_summary(row: tuple[Any, ...] | None) -> dict[str, str]:
+def _forecast_summary(row: tuple[Any, ...] | None) -> dict[str, Any]:
     if row is None:
         return {}
     day, series, p10, p50, p90, methods = row
     return {
-        "day": str(day),
-        "series": str(series),
-        "methods": str(methods),
-        "kwh": f"{float(p50):,.0f} (P10 {float(p10):,.0f} .. P90 {float(p90):,.0f})",
+        "day": day.isoformat(),
+        "series": int(series),
+        "methods": list(methods),
+        "p10_kwh": round(float(p10), 3),
+        "p50_kwh": round(float(p50), 3),
+        "p90_kwh": round(float(p90), 3),
     }
 
 
@@ -203,9 +206,10 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
         table.add_row(f"  marts.{mart}", f"{n:,} rows")
     if summary.forecast:
         f = summary.forecast
+        kwh = f"{f['p50_kwh']:,.0f} (P10 {f['p10_kwh']:,.0f} .. P90 {f['p90_kwh']:,.0f})"
         table.add_row(
             f"load forecast for {f['day']}",
-            f"{f['series']} region x segment series, {f['kwh']} kWh\nchosen methods: {f['methods']}",
+            f"{f['series']} region x segment series, {kwh} kWh\nchosen methods: {', '.join(f['methods'])}",
         )
     else:
         table.add_row("load forecast", "none (no VEE series)")
@@ -221,12 +225,22 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
-        meters: int = typer.Option(200, help="Simulated meters."),
-        days: int = typer.Option(2, help="Simulated days."),
-        start: str = typer.Option("2026-03-28", help="First day (the default spans the UK's DST change)."),
-        seed: int = typer.Option(42, help="Random seed: the same seed gives the same data and counts."),
-        fault_rate: float = typer.Option(0.01, help="Share of records with an injected fault."),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object as the last line."),
+        meters: Annotated[int, typer.Option(min=1, help="Simulated meters.")] = 200,
+        days: Annotated[int, typer.Option(min=1, help="Simulated days.")] = 2,
+        start: Annotated[
+            datetime,
+            typer.Option(formats=["%Y-%m-%d"], help="First day (the default spans the UK's DST change)."),
+        ] = datetime(2026, 3, 28),
+        seed: Annotated[
+            int, typer.Option(help="Random seed: the same seed gives the same data and counts.")
+        ] = 42,
+        fault_rate: Annotated[
+            float, typer.Option(min=0.0, max=0.5, help="Share of records with an injected fault.")
+        ] = 0.01,
+        as_json: Annotated[
+            bool,
+            typer.Option("--json", help="Print the summary as one JSON object, the only output on stdout."),
+        ] = False,
     ) -> None:
         """Simulate data and land it (`metrify simulate`), ingest it and materialise the graph for its days
         (`metrify run`), and print a summary."""
@@ -234,7 +248,7 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=as_json)
         settings = resolve_settings()
         config = SimulationConfig(
-            meters=meters, days=days, start=date.fromisoformat(start), seed=seed, fault_rate=fault_rate
+            meters=meters, days=days, start=start.date(), seed=seed, fault_rate=fault_rate
         )
         with console.status("simulating..."):
             sim = simulate(config)

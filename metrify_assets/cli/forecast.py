@@ -6,7 +6,7 @@ of every method on the VEE series or on an OpenSTEF file, as docs/forecasting.md
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +25,8 @@ from metrify_assets.forecasting.series import LoadSeries
 from metrify_assets.meters.days import days_between
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.storage.frames import read_frame
+
+ISO_DAY = ["%Y-%m-%d"]
 
 SHOW_SQL = """
 SELECT f.region, f.segment, f.method, count(*) AS intervals, sum(f.p10_kwh) AS p10_kwh,
@@ -93,26 +95,33 @@ def register(app: typer.Typer) -> None:
     @forecast_app.command("show")
     def show(
         day: Annotated[
-            str | None, typer.Option(help="Forecast day (ISO date); default: the newest forecast.")
+            datetime | None,
+            typer.Option(formats=ISO_DAY, help="Forecast day (YYYY-MM-DD); default: the newest forecast."),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON array of the series.")] = False,
     ) -> None:
         """The chosen forecast of each region x segment for a day: the method, P10/P50/P90 totals, the
-        actual once that day's data has been through VEE, and the backtest MAE behind the choice."""
+        actual once that day's data has been through VEE, and the backtest MAE behind the choice.
+
+        Exits with 1 when there is no forecast (for --day: none for that day; with --json: `[]`)."""
         settings = resolve_settings()
         with postgres_resource(settings).connect() as conn:
-            if day is None:
-                newest = conn.execute("SELECT max(local_date) FROM ops.load_forecasts").fetchone()
-                if newest is None or newest[0] is None:
-                    typer.echo("no forecasts yet: the nightly daily_job (or `metrify run`) makes them")
-                    raise typer.Exit(code=1)
-                wanted = newest[0]
-            else:
-                wanted = date.fromisoformat(day)
+            newest = conn.execute("SELECT max(local_date) FROM ops.load_forecasts").fetchone()
+            latest: date | None = newest[0] if newest else None
+            if latest is None and day is None:
+                typer.echo("no forecasts yet: the nightly daily_job (or `metrify run`) makes them", err=True)
+                raise typer.Exit(code=1)
+            wanted = day.date() if day is not None else latest
             rows = read_frame(conn, SHOW_SQL, {"day": wanted})
         if as_json:
             typer.echo(rows.to_json(orient="records"))
+            if rows.empty:
+                raise typer.Exit(code=1)
             return
+        if rows.empty:
+            newest_note = f"; the newest is for {latest}" if latest else "; there are none yet"
+            typer.echo(f"no forecast for {wanted}{newest_note}", err=True)
+            raise typer.Exit(code=1)
         table = Table(title=f"load forecast for {wanted}: {len(rows)} series (kWh)")
         for column in (
             "region",
@@ -140,10 +149,16 @@ def register(app: typer.Typer) -> None:
     @forecast_app.command("backtest")
     def backtest_cmd(
         first: Annotated[
-            str | None, typer.Option(help="First forecast day backtested; default: 6 days before --last.")
+            datetime | None,
+            typer.Option(
+                formats=ISO_DAY, help="First forecast day backtested; default: 6 days before --last."
+            ),
         ] = None,
         last: Annotated[
-            str | None, typer.Option(help="Last forecast day backtested; default: the newest day with data.")
+            datetime | None,
+            typer.Option(
+                formats=ISO_DAY, help="Last forecast day backtested; default: the newest day with data."
+            ),
         ] = None,
         window_days: Annotated[int, typer.Option(min=7, help="Days each forecast is trained on.")] = 56,
         refit_days: Annotated[int, typer.Option(min=1, help="Backtest days one fitted model forecasts.")] = 7,
@@ -167,7 +182,7 @@ def register(app: typer.Typer) -> None:
         if openstef is not None:
             series = openstef_series(openstef)
             days = series.local_days()
-            end = date.fromisoformat(last) if last else days[-2]  # its last local day is partial
+            end = last.date() if last else days[-2]  # its last local day is partial
             items = {series.name: series}
         else:
             with postgres_resource(settings).connect() as conn:
@@ -175,8 +190,8 @@ def register(app: typer.Typer) -> None:
             if newest is None or newest[0] is None:
                 console.print("no VEE series yet: `metrify run` builds them from ingested readings")
                 raise typer.Exit(code=1)
-            end = date.fromisoformat(last) if last else newest[0]
-        begin = date.fromisoformat(first) if first else end - timedelta(days=6)
+            end = last.date() if last else newest[0]
+        begin = first.date() if first else end - timedelta(days=6)
         if begin > end:
             raise typer.BadParameter(f"--first {begin} is after --last {end}", param_hint="--first")
         if openstef is None:

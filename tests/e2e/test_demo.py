@@ -42,7 +42,8 @@ def runs(demo_home: Path) -> list[dict[str, object]]:
         for _ in range(2):
             result = CliRunner().invoke(app, DEMO_ARGS, catch_exceptions=False)
             assert result.exit_code == 0, result.output
-            summaries.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            # stdout is the JSON object and nothing else: dbt's console went to the run's log
+            summaries.append(json.loads(result.stdout))
     return summaries
 
 
@@ -163,7 +164,14 @@ def test_the_demo_forecasts_the_day_after_its_data(
     series = conn.execute(
         "SELECT count(DISTINCT (region, segment)) FROM ops.vee_readings JOIN ops.meters USING (meter_id)"
     ).fetchone()
-    assert series is not None and int(forecast["series"]) == series[0] > 0
+    assert series is not None and forecast["series"] == series[0] > 0
+    totals = conn.execute(
+        "SELECT sum(p10_kwh), sum(p50_kwh), sum(p90_kwh) FROM ops.load_forecasts "
+        "WHERE selected AND local_date = '2026-03-30'"
+    ).fetchone()
+    assert totals is not None
+    # numbers in the JSON, not the table's formatted text
+    assert [forecast["p10_kwh"], forecast["p50_kwh"], forecast["p90_kwh"]] == pytest.approx(totals, abs=1e-3)
     # every series' chosen method has a value for each of the day's 96 quarter-hours
     rows = conn.execute(
         "SELECT region, segment, count(*), count(p50_kwh) FROM ops.load_forecasts "
@@ -181,10 +189,21 @@ def test_forecast_show_lists_the_chosen_forecast_of_every_series(
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout.strip().splitlines()[-1])
     forecast = runs[0]["forecast"]
-    assert isinstance(forecast, dict) and len(rows) == int(forecast["series"])
-    assert {r["method"] for r in rows} == set(str(forecast["methods"]).split(", "))
+    assert isinstance(forecast, dict) and len(rows) == forecast["series"]
+    assert sorted({r["method"] for r in rows}) == forecast["methods"]
     assert all(r["intervals"] == 96 and r["p10_kwh"] <= r["p50_kwh"] <= r["p90_kwh"] for r in rows)
     assert all(r["actual_intervals"] == 0 for r in rows)  # the day after the data has not happened
+
+
+def test_forecast_show_for_a_day_without_forecasts_says_so(
+    runs: list[dict[str, object]], demo_home: Path
+) -> None:
+    env = {"METRIFY_HOME": str(demo_home), "DAGSTER_HOME": str(demo_home / "dagster")}
+    result = CliRunner().invoke(app, ["forecast", "show", "--day", "1999-01-01"], env=env)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "no forecast for 1999-01-01; the newest is for 2026-03-30" in result.stderr
+    as_json = CliRunner().invoke(app, ["forecast", "show", "--day", "1999-01-01", "--json"], env=env)
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout) == []
 
 
 def test_the_demos_runs_are_in_the_ui_as_the_demos(runs: list[dict[str, object]], demo_home: Path) -> None:

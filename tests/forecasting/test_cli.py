@@ -44,3 +44,9 @@ def test_a_first_day_after_the_last_is_refused() -> None:
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "--first 2020-11-29 is after --last 2020-11-20" in result.output
+
+
+def test_a_day_that_is_no_date_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["forecast", "show", "--day", "garbage"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "Invalid value for '--day'" in result.output
