@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
@@ -104,7 +105,7 @@ def register(app: typer.Typer) -> None:
         anomaly scores, enrichment, the dbt marts, the archive and the quality report for the days touched.
         A downstream run that failed on an earlier `metrify run` (or under the daemon) is run again. Exit
         code 1 when a run failed. Nothing new and nothing failed: nothing to do."""
-        console = Console(stderr=as_json)
+        console = command_console(stderr=as_json)
         settings = resolve_settings()
         summary = pipeline_with_progress(settings, console, trigger="cli")
         if as_json:
