@@ -26,6 +26,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.console import dbt_console_to
+from metrify_assets.warehouse.invocations import prune_invocations
 
 CHECK_NAME = "dbt_source_freshness"
 NEVER_LOADED = "never: the table has no rows"
@@ -120,6 +121,7 @@ def build_source_freshness_checks(
             # dbt exits non-zero when a source is past error_after: that is a result, not a failure.
             invocation = dbt.cli(["source", "freshness", "--select", select], raise_on_error=False).wait()
         results = {r["unique_id"]: r for r in invocation.get_artifact("sources.json")["results"]}
+        prune_invocations(invocation.target_path.parent)
         for key, props in selected.items():
             yield freshness_result(key, results.get(props["unique_id"]))
 
