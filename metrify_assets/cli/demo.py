@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.run import run_with_progress
 from metrify_assets.definitions import defs as load_defs
@@ -245,7 +246,7 @@ def register(app: typer.Typer) -> None:
         """Simulate data and land it (`metrify simulate`), ingest it and materialise the graph for its days
         (`metrify run`), and print a summary."""
         began = time.monotonic()
-        console = Console(stderr=as_json)
+        console = command_console(stderr=as_json)
         settings = resolve_settings()
         config = SimulationConfig(
             meters=meters, days=days, start=start.date(), seed=seed, fault_rate=fault_rate

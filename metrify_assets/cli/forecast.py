@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.env import resolve_settings
 from metrify_assets.forecasting import backtest as bt
@@ -143,7 +144,7 @@ def register(app: typer.Typer) -> None:
                 _kwh(r["p10_kwh"]), _kwh(r["p50_kwh"]), _kwh(r["p90_kwh"]),
                 actual, _kwh(r["backtest_mae_kwh"]), str(r["model_version"]),
             )  # fmt: skip
-        Console().print(table)
+        command_console().print(table)
         note_embedded_server(settings)
 
     @forecast_app.command("backtest")
@@ -178,7 +179,7 @@ def register(app: typer.Typer) -> None:
         """Forecast each day of first..last from the data before it, by the model and every baseline,
         and score them against what came: MAE, MAPE, sMAPE and P10-P90 coverage per method."""
         settings = resolve_settings()
-        console = Console(stderr=as_json)
+        console = command_console(stderr=as_json)
         if openstef is not None:
             series = openstef_series(openstef)
             days = series.local_days()
