@@ -11,14 +11,18 @@ docs/ingest-mapping.md describes the mapping and the presets' arithmetic (`uci-h
 
 from __future__ import annotations
 
+import csv
 import io
+import itertools
 import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,9 @@ from metrify_assets.contracts import (
     contract_for,
     iso_with_offset,
 )
+from metrify_assets.ingestion.decode import _ISO_DATE_TIME as ISO_DATE_TIME
+from metrify_assets.ingestion.decode import _OFFSET as ISO_OFFSET
+from metrify_assets.ingestion.decode import INT_RANGE
 from metrify_assets.ingestion.landing import landed_messages
 
 FORMATS = {
@@ -65,11 +72,13 @@ OPENSTEF_WEATHER = {
     # mm/h (hourly model values interpolated to 15 minutes) -> mm in the 15-minute interval
     "rain": ("precipitation_mm", OPENSTEF_INTERVAL_MINUTES / 60.0),
 }
-_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+# The decoder's timestamp grammar; the reader also takes an hour-only offset (`+01`, as PostgreSQL
+# writes one) and lands it as `+01:00`.
+_WITH_OFFSET = rf"{ISO_DATE_TIME}(?:{ISO_OFFSET}|[+-][0-9]{{2}})$"
+_WITHOUT_OFFSET = rf"{ISO_DATE_TIME}$"
 
 
 MAX_EXAMPLES = 10  # rejected rows named (with their line or row) in a result, first ones first
-INT_LIMIT = 2**31  # contract ints are stored as PostgreSQL `integer`
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,13 @@ class Rows:
     def count(self) -> int:
         return len(self.positions) + len(self.rejected)
 
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> Rows:
+        """Every row of `frame`, named `row 1`, `row 2`, ..."""
+        return cls(
+            frame.reset_index(drop=True), list(range(len(frame))), [f"row {i + 1}" for i in range(len(frame))]
+        )
+
 
 def detect_format(path: Path) -> str:
     try:
@@ -162,6 +178,14 @@ def _is_utf8(line: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _is_utf8_text(text: str) -> bool:
+    """Whether `text` holds no lone surrogate (bytes that were not UTF-8, or half a pair)."""
+    return _SURROGATE.search(text) is None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _not_json(text: str) -> str:
@@ -217,6 +241,10 @@ def read_jsonl(path: Path) -> Rows:
         except RecursionError:
             reject(number, "invalid_json", "nested too deep", text)
             continue
+        surrogate = _lone_surrogate(text, parsed)
+        if surrogate:
+            reject(number, "invalid_json", f"lone surrogate {surrogate}", text)
+            continue
         if isinstance(parsed, dict) and "records" in parsed:
             items = parsed["records"]
             if not isinstance(items, list):
@@ -251,6 +279,22 @@ def read_jsonl(path: Path) -> Rows:
     return Rows(frame.reset_index(drop=True), positions, where, rejected)
 
 
+def _lone_surrogate(text: str, parsed: object) -> str:
+    """The first `\\uD800`-`\\uDFFF` escape of a line whose parsed values hold a half of a surrogate
+    pair (json takes one; UTF-8, pandas and the decoder's orjson do not), or ""."""
+    escape = _SURROGATE_ESCAPE.search(text)
+    if escape is None:
+        return ""
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return escape.group()
+    return ""
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def _refuse_one_document(path: Path, body: bytes) -> None:
     """Refuse a pretty-printed JSON document (a `.json` array, say): read as JSON Lines, each of its
     lines would be an invalid record, landed and quarantined for nothing."""
@@ -277,60 +321,137 @@ def _keys(objects: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def read_csv(path: Path) -> Rows:
-    """A CSV file with a header; values as text, so mapping decides their types. A row with more
-    fields than the header is rejected (`extra_fields`, landed as its fields joined by commas, which is
-    never valid JSON); a row that is not UTF-8 is rejected (`not_utf8`, landed as JSON with its invalid
-    bytes as lone surrogates, which the decoder refuses). Rows are numbered from 1 after the header."""
+    """A CSV file with a header; values as text, so mapping decides their types. Rows are numbered
+    from 1 after the header; blank lines are not rows. A row that cannot be a record is rejected and
+    landed in a form the decoder quarantines: more fields than the header (`extra_fields`, landed as a
+    JSON array of its fields), a quote that never closes (`unclosed_quote`: its line as given, and
+    reading goes on at the next line), bytes that are not UTF-8 (`not_utf8`, a JSON object with them
+    as lone surrogates, which the decoder refuses)."""
     body = _text_body(path, "CSV")
-    extra: list[list[str]] = []
-
-    def too_many(fields: list[str]) -> list[str]:
-        extra.append(fields)
-        return [_EXTRA_MARK]
-
-    options: dict[str, Any] = {
-        "dtype": object,
-        "keep_default_na": False,
-        "na_values": [""],
-        "encoding_errors": "surrogateescape",
-        "index_col": False,
-    }
     try:
-        frame = pd.read_csv(io.BytesIO(body), **options)
+        frame = _pandas_csv(body)
     except pd.errors.EmptyDataError:
         return Rows(pd.DataFrame(), [], [])
-    except pd.errors.ParserError:  # rows with extra fields: the python engine hands them over
-        frame = pd.read_csv(io.BytesIO(body), engine="python", on_bad_lines=too_many, **options)
-    frame = frame.reset_index(drop=True)
-    keep = np.ones(len(frame), dtype=bool)
+    rows = _exact_csv(body) if frame is None else Rows.from_frame(frame)
+    return rows if _is_utf8(body) else _without_mangled(rows)
+
+
+def _pandas_csv(body: bytes) -> pd.DataFrame | None:
+    """The fast path: pandas' C parser, or None where it cannot be trusted with every row (it refuses
+    a row with extra fields or an unclosed quote, and takes one extra field on the first row for an
+    index column)."""
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(body),
+            dtype=object,
+            keep_default_na=False,
+            na_values=[""],
+            encoding_errors="surrogateescape",
+        )
+    except pd.errors.ParserError:
+        return None
+    return frame if isinstance(frame.index, pd.RangeIndex) else None
+
+
+# Ends the text fed to `csv.reader`: inside a field it shows a quote that never closed (no text file
+# holds a NUL: `_text_body` refuses those).
+_END = "\x00"
+
+
+def _exact_csv(body: bytes) -> Rows:
+    """Every row with Python's csv module, for a file pandas refuses: a row with more fields than
+    the header or an unclosed quote is rejected, the others are read as pandas would."""
+    lines = list(io.StringIO(body.decode("utf-8-sig", errors="surrogateescape"), newline=""))
+    parsed = (fields for fields in _csv_rows(lines) if not _blank(fields))
+    first = next(parsed, None)
+    if first is None:
+        return Rows(pd.DataFrame(), [], [])
+    if isinstance(first, int):
+        raise ValueError(f"the header of the CSV has a quote that never closes: {lines[first].rstrip()!r}")
+    header = _column_names(first)
+    kept: list[list[str | None]] = []
+    positions: list[int] = []
     rejected: list[Rejected] = []
-    fields = iter(extra)
-    marked = (frame.iloc[:, 0] == _EXTRA_MARK).to_numpy(dtype=bool)
-    if body.isascii():
-        mangled = np.zeros(len(frame), dtype=bool)
-    else:
-        mangled = frame.apply(lambda row: any(_has_surrogate(v) for v in row), axis=1).to_numpy(dtype=bool)
-    for i in np.flatnonzero(marked | mangled):
-        keep[i] = False
-        if marked[i]:
-            line = _not_json(
-                ",".join(next(fields)).encode(errors="surrogateescape").decode(errors="backslashreplace")
+    for position, fields in enumerate(parsed):
+        where = f"row {position + 1}"
+        if isinstance(fields, int):
+            raw = (
+                lines[fields]
+                .rstrip("\r\n")
+                .encode(errors="surrogateescape")
+                .decode(errors="backslashreplace")
             )
             rejected.append(
-                Rejected(int(i), f"row {i + 1}", "extra_fields", "more fields than the header", line)
+                Rejected(position, where, "unclosed_quote", "a quote never closes", _not_json(raw))
             )
+        elif len(fields) > len(header):
+            detail = f"{len(fields)} fields, the header has {len(header)}"
+            rejected.append(Rejected(position, where, "extra_fields", detail, json.dumps(fields)))
         else:
-            row = {str(k): v for k, v in frame.iloc[i].items() if not pd.isna(v)}
-            column = next(k for k, v in row.items() if _has_surrogate(v))
-            escaped = next(c for c in row[column] if _has_surrogate(c))  # surrogateescape: U+DC00 + byte
-            detail = f"byte 0x{ord(escaped) - 0xDC00:02x} in column {column!r}"
-            rejected.append(Rejected(int(i), f"row {i + 1}", "not_utf8", detail, json.dumps(row)))
-    positions = [int(i) for i in np.flatnonzero(keep)]
-    return Rows(frame[keep].reset_index(drop=True), positions, [f"row {i + 1}" for i in positions], rejected)
+            kept.append([v if v else None for v in fields] + [None] * (len(header) - len(fields)))
+            positions.append(position)
+    frame = pd.DataFrame(kept, columns=header, dtype=object)
+    return Rows(frame, positions, [f"row {p + 1}" for p in positions], rejected)
 
 
-# Stands in for a row with extra fields (no text file holds a NUL: `_text_body` refuses those).
-_EXTRA_MARK = "\x00metrify:extra_fields"
+def _csv_rows(lines: list[str]) -> Iterator[list[str] | int]:
+    """The fields of each row of `lines`, or for a row whose quote never closes the index of its
+    first line (reading goes on at the next line: the quote was a slip, not a field over lines)."""
+    start = 0
+    while start < len(lines):
+        reader = csv.reader(itertools.chain(itertools.islice(lines, start, None), [_END]))
+        consumed = 0
+        for fields in reader:
+            first, consumed = start + consumed, reader.line_num
+            if fields == [_END]:
+                return
+            if fields and _END in fields[-1]:
+                yield first
+                start = first + 1
+                break
+            yield fields
+        else:
+            return
+
+
+def _blank(fields: list[str] | int) -> bool:
+    """A blank line, which pandas does not count as a row either."""
+    return isinstance(fields, list) and (not fields or (len(fields) == 1 and not fields[0].strip()))
+
+
+def _column_names(header: list[str]) -> list[str]:
+    """Header names as pandas gives them: `Unnamed: i` for an empty one, `a.1` for a repeated `a`."""
+    names: list[str] = []
+    for i, name in enumerate(header):
+        name = name or f"Unnamed: {i}"
+        base, n = name, 0
+        while name in names:
+            n += 1
+            name = f"{base}.{n}"
+        names.append(name)
+    return names
+
+
+def _without_mangled(rows: Rows) -> Rows:
+    """`rows` with those holding bytes that are not UTF-8 (read as surrogates) rejected as `not_utf8`."""
+    frame = rows.frame
+    mangled = frame.apply(lambda row: any(_has_surrogate(v) for v in row), axis=1).to_numpy(dtype=bool)
+    if not mangled.any():
+        return rows
+    rejected = list(rows.rejected)
+    for i in np.flatnonzero(mangled):
+        row = {str(k): v for k, v in frame.iloc[i].items() if not pd.isna(v)}
+        column = next(k for k, v in row.items() if _has_surrogate(v))
+        escaped = next(c for c in row[column] if _has_surrogate(c))  # surrogateescape: U+DC00 + byte
+        detail = f"byte 0x{ord(escaped) - 0xDC00:02x} in column {column!r}"
+        rejected.append(Rejected(rows.positions[i], rows.where[i], "not_utf8", detail, json.dumps(row)))
+    keep = ~mangled
+    return Rows(
+        frame[keep].reset_index(drop=True),
+        [p for p, k in zip(rows.positions, keep, strict=True) if k],
+        [w for w, k in zip(rows.where, keep, strict=True) if k],
+        sorted(rejected, key=lambda r: r.position),
+    )
 
 
 def _has_surrogate(value: object) -> bool:
@@ -351,28 +472,33 @@ def read_table(path: Path, fmt: str | None = None) -> Rows:
             frame = pd.read_parquet(path)
         except (OSError, pa.ArrowException) as err:
             raise ValueError(f"cannot read {path.name} as Parquet: {err}") from err
-        return Rows(frame, list(range(len(frame))), [f"row {i + 1}" for i in range(len(frame))])
+        return Rows.from_frame(frame)
     raise ValueError(f"unknown format {fmt!r}; expected csv, jsonl or parquet")
 
 
-def _timestamps(values: pd.Series, timezone: str | None) -> tuple[pd.Series, pd.Series]:
-    """(UTC timestamps, mask of valid naive values that no timezone could place)."""
+def parse_timestamps(values: pd.Series, timezone: str | None) -> tuple[pd.Series, pd.Series]:
+    """(UTC timestamps, mask of valid naive values that no timezone could place), NaT where a value is
+    not a date-time. Text is read in the decoder's grammar: an ISO date-time with an offset (also
+    PostgreSQL's hour-only `+01`) is an instant; one without is local time in `timezone`; anything
+    else is not a date-time. Local times that do not exist or are ambiguous at a DST change are NaT."""
+    unplaced = pd.Series(False, index=values.index)
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = pd.Series(values)
         if stamps.dt.tz is not None:
-            return stamps.dt.tz_convert("UTC"), pd.Series(False, index=values.index)
+            return stamps.dt.tz_convert("UTC"), unplaced
         if timezone is None:
             return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]"), stamps.notna()
         local = stamps.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-        return local.dt.tz_convert("UTC"), pd.Series(False, index=values.index)
+        return local.dt.tz_convert("UTC"), unplaced
     text = values.where(values.map(lambda v: isinstance(v, str))).astype("string").str.strip()
-    aware = text.str.contains(_OFFSET, na=False)
+    aware = text.str.match(_WITH_OFFSET, na=False)
+    naive = text.str.match(_WITHOUT_OFFSET, na=False)
     result = pd.to_datetime(text.where(aware), errors="coerce", utc=True, format="ISO8601")
-    local = pd.to_datetime(text.where(~aware), errors="coerce", format="ISO8601")
+    local = pd.to_datetime(text.where(naive), errors="coerce", format="ISO8601")
     if timezone is None:
         return result, local.notna()
     placed = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-    return result.where(aware, placed), pd.Series(False, index=values.index)
+    return result.where(aware, placed), unplaced
 
 
 def _flags(value: object) -> list[str] | None:
@@ -393,7 +519,7 @@ def _numbers(raw: pd.Series) -> pd.Series:
         parsed = pd.to_numeric(values.map(lambda v: v if isinstance(v, str) else None), errors="coerce")
         numbers = pd.Series(
             [
-                _float(v) if isinstance(v, int | float) and not isinstance(v, bool) else text
+                _float(v) if isinstance(v, Real | Decimal) and not isinstance(v, bool | np.bool_) else text
                 for v, text in zip(values, parsed.astype("float64"), strict=True)
             ],
             index=raw.index,
@@ -402,10 +528,10 @@ def _numbers(raw: pd.Series) -> pd.Series:
     return numbers.where(np.isfinite(numbers))
 
 
-def _float(value: float) -> float:
+def _float(value: Real | Decimal) -> float:
     try:
         return float(value)
-    except OverflowError:  # an int beyond float range
+    except (OverflowError, ValueError):  # an int beyond float range, Decimal's signalling NaN
         return math.nan
 
 
@@ -422,7 +548,7 @@ def _typed(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[Any], p
     if f.type == "str_list":
         return [_flags(v) for v in raw.astype(object)], missing, []
     if f.type == "timestamp":
-        stamps, naive = _timestamps(raw, timezone)
+        stamps, naive = parse_timestamps(raw, timezone)
         bad = ~missing & stamps.isna() & ~naive
         iso = iso_with_offset(pd.DatetimeIndex(stamps.dropna()).tz_convert(timezone or "UTC"))
         out: list[Any] = [None] * len(raw)
@@ -431,7 +557,7 @@ def _typed(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[Any], p
         return out, missing, [("invalid", bad), ("no_offset_in", naive)]
     numbers = _numbers(raw)
     if f.type == "int":  # whole and within PostgreSQL `integer`
-        numbers = numbers.where((numbers % 1 == 0) & (numbers.abs() < INT_LIMIT))
+        numbers = numbers.where((numbers % 1 == 0) & numbers.between(*INT_RANGE))
     bad = ~missing & numbers.isna()
     if f.type == "int":
         return [None if pd.isna(v) else int(v) for v in numbers], missing, [("invalid", bad)]
@@ -445,12 +571,19 @@ def _as_given(f: Field, value: object) -> object:
         return value
     if isinstance(value, pd.Timestamp | datetime):
         return value.isoformat()
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    return value if isinstance(value, str) else str(value)
+
+
+def _json_or_text(value: object) -> str:
+    """A JSON value as JSON (`Infinity`, `{"a": 1}`), anything else (a Decimal, a date) as text."""
+    return (
+        json.dumps(value, default=str) if isinstance(value, dict | list | bool | int | float) else str(value)
+    )
 
 
 def _shown(value: object) -> str:
     """A value as the user wrote it, cut to 40 characters for a message."""
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else _json_or_text(value)
     return repr(text if len(text) <= 40 else text[:39] + "...")
 
 
@@ -551,14 +684,15 @@ def map_records(
     PostgreSQL `integer`). Rejected rows are landed too, in a form the pipeline quarantines.
     """
     if isinstance(rows, pd.DataFrame):
-        rows = Rows(
-            rows.reset_index(drop=True), list(range(len(rows))), [f"row {i + 1}" for i in range(len(rows))]
-        )
+        rows = Rows.from_frame(rows)
     contract = contract_for(source)
     mapping, constants = dict(mapping or {}), dict(constants or {})
     unknown = (set(mapping) | set(constants)) - set(contract.columns)
     if unknown:
         raise ValueError(f"not fields of {source}: {', '.join(sorted(unknown))}")
+    undecodable = [f"{k}={v!r}" for k, v in constants.items() if not _is_utf8_text(v)]
+    if undecodable:  # a command line with bytes that are not UTF-8
+        raise ValueError(f"not UTF-8 text: {', '.join(undecodable)}")
     mapped = _map_rows(rows.frame, source, mapping, constants, timezone) if rows.positions else []
     return _result(rows, mapped)
 
@@ -581,12 +715,7 @@ def _openstef_rows(
     absent = [c for c in columns if c not in frame.columns]
     if absent:
         raise ValueError(f"not an OpenSTEF file with {', '.join(columns)}: no column {', '.join(absent)}")
-    text = frame["datetime"].astype("string").str.strip()
-    aware = text.str.contains(_OFFSET, na=False)
-    stamps = pd.to_datetime(text.where(aware), errors="coerce", utc=True, format="ISO8601")
-    naive = pd.to_datetime(text.where(~aware), errors="coerce", format="ISO8601")
-    placed = naive.dt.tz_localize(timezone or "UTC", ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-    stamps = stamps.where(aware, placed)
+    stamps, _ = parse_timestamps(frame["datetime"], timezone or "UTC")
     values = pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce") for c in columns}, index=frame.index)
     values = values.where(np.isfinite(values))  # "inf" is text, not a measurement
     reasons = pd.Series(None, index=frame.index, dtype=object)

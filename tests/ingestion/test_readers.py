@@ -4,22 +4,27 @@ to end."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from metrify_assets.cli import ingest
 from metrify_assets.contracts import contract_for
-from metrify_assets.ingestion.decode import decode
-from metrify_assets.ingestion.landing import list_landed
+from metrify_assets.ingestion.decode import DecodedBatch, decode
+from metrify_assets.ingestion.landing import land_lines, landed_messages, list_landed
 from metrify_assets.ingestion.readers import (
+    IngestResult,
     detect_format,
     ingest_file,
     map_records,
@@ -241,6 +246,8 @@ def test_bad_arguments_are_refused() -> None:
         )
     with pytest.raises(ValueError, match="not fields of"):
         map_records(pd.DataFrame({"a": [1]}), "grid_status", {"nonsense": "a"})
+    with pytest.raises(ValueError, match="not UTF-8 text: meter_id="):  # argv bytes as surrogates
+        map_records(pd.DataFrame({"a": [1]}), "meter_readings", constants={"meter_id": "m\udce9"})
     with pytest.raises(ValueError, match="TARGET=VALUE"):
         parse_pairs(["meter_id"])
     with pytest.raises(ValueError, match="format"):
@@ -338,7 +345,7 @@ def test_a_csv_with_bad_rows_lands_every_row_with_a_reason(tmp_path: Path) -> No
         "row 2: missing_meter_id",
         "row 3: no_offset_in_reading_start ('2026-03-28 00:00')",
         "row 4: invalid_energy_kwh ('x')",
-        "row 5: extra_fields (more fields than the header)",
+        "row 5: extra_fields (4 fields, the header has 3)",
         "row 6: not_utf8 (byte 0xd7 in column 'meter')",
         "row 7: invalid_energy_kwh ('1e999')",
     ]
@@ -349,11 +356,11 @@ def test_a_csv_with_bad_rows_lands_every_row_with_a_reason(tmp_path: Path) -> No
         1: "malformed:missing_field:meter_id",
         2: "malformed:timestamp_without_offset:reading_start",
         3: "malformed:bad_type:energy_kwh",
-        4: "malformed:invalid_json",
+        4: "malformed:not_an_object",
         5: "malformed:invalid_json",
         6: "malformed:bad_type:energy_kwh",
     }
-    assert result.lines[4] == "E,2026-03-28T00:00:00Z,0.5,surplus"
+    assert json.loads(result.lines[4]) == ["E", "2026-03-28T00:00:00Z", "0.5", "surplus"]
 
 
 MAPPING = {"meter_id": "meter", "reading_start": "start", "energy_kwh": "kwh"}
@@ -388,3 +395,134 @@ def test_files_without_records_or_text_say_so_without_a_traceback(
     assert result.exception is None or isinstance(result.exception, SystemExit)  # not a traceback
     assert message in " ".join(result.output.replace("│", " ").split())
     assert (list_landed(tmp_path / "landing", "meter_readings") != []) == (exit_code == 0)
+
+
+def landed_and_decoded(tmp_path: Path, source: str, result: IngestResult) -> DecodedBatch:
+    """Land `result` as `metrify ingest` does, read the file back as the pipeline does and decode it;
+    asserts the accounting: every row read is one record the decoder sees, and it quarantines
+    exactly the rows the reader rejected."""
+    landed = land_lines(tmp_path / "landing", source, result.lines)
+    messages = landed_messages(landed.path.read_bytes())
+    batch = decode(contract_for(source), messages, [1] * len(messages))
+    assert batch.records_in == result.rows_read
+    assert len(batch.malformed) == sum(result.rejected.values())
+    assert len(batch.records) == result.records
+    return batch
+
+
+def ingested(
+    tmp_path: Path, name: str, body: bytes, source: str = "meter_readings", **options: Any
+) -> IngestResult:
+    path = tmp_path / name
+    path.write_bytes(body)
+    return ingest_file(path, source, **options)
+
+
+READINGS_HEADER = b"meter_id,reading_start,interval_minutes,energy_kwh\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "reasons", "records"),
+    [
+        # An unclosed quote: pandas' python engine dropped every row from it to the end of the file.
+        (b'm1,2024-01-01T00:00:00Z,15,1.0\nm1,"2024-01-01T00:15:00Z,15,1.0\nm1,2024-01-01T00:30:00Z,15,1.0\n'
+         b"m1,2024-01-01T00:45:00Z,15,1.0\n", {1: "unclosed_quote"}, ["2024-01-01T00:00:00+00:00", "2024-01-01T00:30:00+00:00", "2024-01-01T00:45:00+00:00"]),
+        # Extra fields on the first row: the C engine cut them silently and took the row.
+        (b"m1,2024-01-01T00:00:00Z,15,1.0,E1,E2\nm1,2024-01-01T00:15:00Z,15,1.0\n", {0: "extra_fields"}, ["2024-01-01T00:15:00+00:00"]),
+        # One extra field on the first row: pandas took the first column for an index.
+        (b"m1,2024-01-01T00:00:00Z,15,1.0,E\nm1,2024-01-01T00:15:00Z,15,1.0\n", {0: "extra_fields"}, ["2024-01-01T00:15:00+00:00"]),
+        # Extra fields, one of them quoted over two lines: landed as two lines, counted twice.
+        (b'm1,2024-01-01T00:00:00Z,15,1.0\nm1,2024-01-01T00:15:00Z,15,1.0,"a\nb"\n', {1: "extra_fields"}, ["2024-01-01T00:00:00+00:00"]),
+    ],
+)  # fmt: skip
+def test_csv_rows_pandas_would_cut_or_drop_are_rejected_and_landed(
+    tmp_path: Path, body: bytes, reasons: dict[int, str], records: list[str]
+) -> None:
+    result = ingested(tmp_path, "r.csv", READINGS_HEADER + body)
+    batch = landed_and_decoded(tmp_path, "meter_readings", result)
+    assert {m.record_index: m.reason.partition(" (")[0] for m in batch.malformed} == {
+        i: "malformed:not_an_object" if why == "extra_fields" else "malformed:invalid_json"
+        for i, why in reasons.items()
+    }
+    assert result.rejected == dict(Counter(reasons.values()))
+    assert [str(t) for t in batch.records["reading_start"]] == [t.replace("T", " ") for t in records]
+
+
+def test_a_quoted_newline_in_a_row_with_extra_fields_lands_its_fields_whole(tmp_path: Path) -> None:
+    result = ingested(tmp_path, "r.csv", READINGS_HEADER + b'm1,2024-01-01T00:15:00Z,15,1.0,"a,\nb"\n')
+    assert json.loads(result.lines[0]) == ["m1", "2024-01-01T00:15:00Z", "15", "1.0", "a,\nb"]
+    assert result.examples == ["row 1: extra_fields (5 fields, the header has 4)"]
+
+
+def test_hour_only_offsets_are_instants_in_the_mapping_and_openstef(tmp_path: Path) -> None:
+    # PostgreSQL writes timestamptz as `+01`; with --timezone this was a TypeError traceback.
+    body = READINGS_HEADER + b"m1,2024-01-01T00:00:00+01,15,1.0\nm1,2024-01-01T00:15:00Z,15,1.0\n"
+    result = ingested(tmp_path, "t.csv", body, timezone="Europe/Paris")
+    assert [json.loads(line)["reading_start"] for line in result.lines] == [
+        "2024-01-01T00:00:00+01:00",
+        "2024-01-01T01:15:00+01:00",
+    ]
+    landed_and_decoded(tmp_path, "meter_readings", result)
+    # Mixed with a naive row, pandas refused the whole file ("Mixed timezones").
+    mixed = ingested(
+        tmp_path,
+        "m.csv",
+        READINGS_HEADER + b"m1,2024-01-01T00:00:00+01,15,1.0\nm1,2024-01-01T00:15:00,15,1.0\n",
+    )
+    assert mixed.rejected == {"no_offset_in_reading_start": 1} and mixed.records == 1
+    landed_and_decoded(tmp_path, "meter_readings", mixed)
+    openstef = (
+        b",load,temp,windspeed,pressure,humidity,rain\n"
+        b"2020-10-31 00:45:00+00:00,-3.9,13.1,2.8,102182,0.9,0.05\n"
+        b"2020-10-31 01:00:00+01,abc,13.1,2.8,102182,0.9,0.05\n"
+        b"2020-10-31 01:15:00,1,1,1,1,1,1\n"
+    )
+    readings = ingested(tmp_path, "o.csv", openstef, preset="openstef")
+    assert readings.rejected == {"invalid_load": 1} and readings.records == 2
+    batch = landed_and_decoded(tmp_path, "meter_readings", readings)
+    assert [str(t) for t in batch.records["reading_start"]] == [
+        "2020-10-31 00:45:00+00:00",
+        "2020-10-31 01:15:00+00:00",
+    ]
+    result = CliRunner().invoke(
+        cli(),
+        [
+            "ingest",
+            "meter_readings",
+            str(tmp_path / "t.csv"),
+            "--timezone",
+            "Europe/Paris",
+            "--landing-dir",
+            str(tmp_path / "cli"),
+        ],
+    )
+    assert result.exit_code == 0 and result.exception is None, result.output
+
+
+def test_a_lone_surrogate_escape_rejects_its_line_not_the_file(tmp_path: Path) -> None:
+    body = (
+        b'{"meter_id":"m\\ud800","reading_start":"2024-01-01T00:00:00Z","interval_minutes":15,"energy_kwh":1.0}\n'
+        b'{"meter_id":"m\\ud83d\\ude00","reading_start":"2024-01-01T00:00:00Z","interval_minutes":15,"energy_kwh":1.0}\n'
+    )
+    result = ingested(tmp_path, "j.jsonl", body)
+    assert result.examples == ["line 1: invalid_json (lone surrogate \\ud800)"]
+    batch = landed_and_decoded(tmp_path, "meter_readings", result)
+    assert batch.records["meter_id"].tolist() == ["m\U0001f600"]
+    assert batch.malformed[0].reason.startswith("malformed:invalid_json")
+
+
+def test_parquet_decimals_are_numbers(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "meter_id": ["m1", "m2"],
+            "reading_start": pa.array([datetime(2024, 1, 1, tzinfo=UTC)] * 2, pa.timestamp("us", tz="UTC")),
+            "interval_minutes": pa.array([Decimal(15), Decimal("15.5")], pa.decimal128(10, 1)),
+            "energy_kwh": pa.array([Decimal("1.50"), Decimal("2.25")], pa.decimal128(10, 2)),
+        }
+    )
+    pq.write_table(table, tmp_path / "d.parquet")
+    result = ingest_file(tmp_path / "d.parquet", "meter_readings")
+    assert result.rejected == {"invalid_interval_minutes": 1}
+    assert result.examples == ["row 2: invalid_interval_minutes ('15.5')"]
+    batch = landed_and_decoded(tmp_path, "meter_readings", result)
+    assert batch.records["energy_kwh"].tolist() == [1.5]
