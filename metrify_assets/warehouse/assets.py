@@ -25,7 +25,7 @@ from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.cache import RedisResource
 from metrify_assets.storage.statistics import analyze_stale
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
-from metrify_assets.warehouse.console import dbt_console_to
+from metrify_assets.warehouse.console import dbt_events_to
 from metrify_assets.warehouse.invocations import prune_invocations
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 from metrify_assets.warehouse.vars import dbt_vars as project_vars
@@ -65,10 +65,10 @@ def build_warehouse_assets(
         if analyzed:
             changed = ", ".join(f"{t.name} ({t.changed_rows:,} rows changed)" for t in analyzed)
             context.log.info(f"Planner statistics refreshed before the build: {changed}")
-        with environment(dbt_env_from_url(postgres.get_url())), dbt_console_to(context.log.debug):
+        with environment(dbt_env_from_url(postgres.get_url())):
             invocation = dbt.cli(args, context=context)
             try:
-                yield from invocation.stream()
+                yield from dbt_events_to(invocation.stream(), context.log.debug)
                 prune_invocations(invocation.target_path.parent)
             finally:  # the marts changed (a failed build may have committed some): cached results retire
                 cache = redis.get_cache()

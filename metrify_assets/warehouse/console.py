@@ -5,7 +5,9 @@ colours). In the runs the CLI executes in its own process they landed on the com
 its summary and before the one JSON object `metrify demo --json` promises. While dbt runs, what the
 calling thread writes to stdout becomes debug lines of the run's Dagster log (the UI shows them; the
 CLI prints warnings and up); writes from other threads, such as a progress display's, still reach
-stdout. dbt's full log is also in `dbt.log` of each invocation's target directory.
+stdout. One router on `sys.stdout` serves every thread running dbt, so steps in parallel threads may
+start and finish in any order; a streamed build is routed only while it makes each event, not while
+Dagster handles it. dbt's full log is also in `dbt.log` of each invocation's target directory.
 """
 
 from __future__ import annotations
@@ -14,39 +16,25 @@ import io
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import TextIO, TypeVar, cast
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+T = TypeVar("T")
 
 
-class _CallerLines(io.TextIOBase):
-    """A stdout whose writes from one thread become lines passed to `emit`."""
+class _Lines:
+    """Text written in pieces, passed on to `emit` a line at a time, without ANSI colours."""
 
-    def __init__(self, stdout: TextIO, emit: Callable[[str], None]) -> None:
-        self._stdout = stdout
+    def __init__(self, emit: Callable[[str], None]) -> None:
         self._emit = emit
-        self._caller = threading.get_ident()
         self._partial = ""
 
-    @property
-    def rich_proxied_file(self) -> TextIO:
-        """The file under this one, for Rich: a console writing to stdout (a progress display's
-        refresh) unwraps it as it unwraps its own stdout proxy, and writes to the terminal."""
-        return getattr(self._stdout, "rich_proxied_file", self._stdout)
-
-    def write(self, text: str) -> int:
-        if threading.get_ident() != self._caller:
-            return self._stdout.write(text)
+    def write(self, text: str) -> None:
         *lines, self._partial = (self._partial + text).split("\n")
         for line in lines:
             self._send(line)
-        return len(text)
-
-    def flush(self) -> None:
-        if threading.get_ident() != self._caller:
-            self._stdout.flush()
 
     def finish(self) -> None:
         """Pass on a last line that had no newline."""
@@ -59,14 +47,79 @@ class _CallerLines(io.TextIOBase):
             self._emit(plain)
 
 
+class _ThreadRouter(io.TextIOBase):
+    """A stdout that sends each routed thread's writes to its own `_Lines`, and every other thread's
+    to the stdout it wraps. One router stands while any block is open, so blocks of several threads
+    may open and close in any order."""
+
+    def __init__(self, stdout: TextIO) -> None:
+        self.wrapped = stdout
+        self.routes: dict[int, _Lines] = {}
+
+    @property
+    def rich_proxied_file(self) -> TextIO:
+        """The file under this one, for Rich: a console writing to stdout (a progress display's
+        refresh) unwraps it as it unwraps its own stdout proxy, and writes to the terminal."""
+        return getattr(self.wrapped, "rich_proxied_file", self.wrapped)
+
+    def write(self, text: str) -> int:
+        lines = self.routes.get(threading.get_ident())
+        if lines is None:
+            return self.wrapped.write(text)
+        lines.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if threading.get_ident() not in self.routes:
+            self.wrapped.flush()
+
+
+_ROUTING = threading.Lock()
+
+
 @contextmanager
-def dbt_console_to(emit: Callable[[str], None]) -> Iterator[None]:
-    """While the block runs, lines this thread writes to stdout go to `emit` (e.g. `context.log.debug`)."""
-    stdout = sys.stdout
-    lines = _CallerLines(stdout, emit)
-    sys.stdout = lines
+def _routed(lines: _Lines) -> Iterator[None]:
+    """This thread's stdout goes to `lines` while the block runs."""
+    me = threading.get_ident()
+    with _ROUTING:
+        current = sys.stdout
+        router = current if isinstance(current, _ThreadRouter) else _ThreadRouter(current)
+        sys.stdout = router
+        router.routes[me] = lines
     try:
         yield
     finally:
-        sys.stdout = stdout
+        with _ROUTING:
+            router.routes.pop(me, None)
+            if not router.routes and sys.stdout is router:
+                sys.stdout = router.wrapped
+
+
+@contextmanager
+def dbt_console_to(emit: Callable[[str], None]) -> Iterator[None]:
+    """While the block runs, lines this thread writes to stdout go to `emit` (e.g. `context.log.debug`)."""
+    lines = _Lines(emit)
+    try:
+        with _routed(lines):
+            yield
+    finally:
         lines.finish()
+
+
+def dbt_events_to(events: Iterable[T], emit: Callable[[str], None]) -> Iterator[T]:
+    """`events` (a dbt command's stream), with what this thread writes to stdout while producing each
+    one going to `emit`. Routed only inside each step, not while the consumer holds an event: an
+    asset that yields them does not route Dagster's own work between two events."""
+    lines, iterator = _Lines(emit), iter(events)
+    try:
+        while True:
+            with _routed(lines):
+                event = next(iterator, _END)
+            if event is _END:
+                return
+            yield cast(T, event)
+    finally:
+        lines.finish()
+
+
+_END = object()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from metrify_assets.warehouse.console import dbt_console_to
+from metrify_assets.warehouse.console import dbt_console_to, dbt_events_to
 
 
 def test_the_callers_lines_go_to_the_log_and_other_threads_to_stdout(
@@ -49,3 +50,53 @@ def test_a_live_progress_display_keeps_refreshing_on_the_terminal(
     assert lines == ["1 of 1 OK created view"]
     out = capsys.readouterr().out
     assert out.count("materialising") >= 2 and "OK created" not in out
+
+
+def test_blocks_of_two_threads_may_close_in_any_order(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two dbt steps in threads of one process: the first to start finishes first. Each keeps its own
+    lines, and stdout is the process's again once both are done."""
+    original = sys.stdout
+    a_lines: list[str] = []
+    b_lines: list[str] = []
+    a_open, b_open, a_closed = threading.Event(), threading.Event(), threading.Event()
+
+    def step_a() -> None:
+        with dbt_console_to(a_lines.append):
+            a_open.set()
+            b_open.wait(10)
+            print("a: 1 of 1 OK")
+        a_closed.set()
+
+    def step_b() -> None:
+        a_open.wait(10)
+        with dbt_console_to(b_lines.append):
+            b_open.set()
+            a_closed.wait(10)
+            print("b: 1 of 1 OK")  # after a's block closed: still b's
+
+    threads = [threading.Thread(target=step_a), threading.Thread(target=step_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    print("summary")
+    assert (a_lines, b_lines) == (["a: 1 of 1 OK"], ["b: 1 of 1 OK"])
+    assert sys.stdout is original
+    assert capsys.readouterr().out == "summary\n"
+
+
+def test_a_streamed_command_routes_only_while_it_makes_each_event(capsys: pytest.CaptureFixture[str]) -> None:
+    """The dbt asset yields each event to Dagster: what runs while the asset is suspended keeps stdout."""
+    lines: list[str] = []
+
+    def dbt_stream() -> Iterator[int]:
+        for n in (1, 2):
+            print(f"{n} of 2 OK")
+            yield n
+
+    seen = []
+    for event in dbt_events_to(dbt_stream(), lines.append):
+        print(f"dagster handles event {event}")
+        seen.append(event)
+    assert seen == [1, 2] and lines == ["1 of 2 OK", "2 of 2 OK"]
+    assert capsys.readouterr().out == "dagster handles event 1\ndagster handles event 2\n"
