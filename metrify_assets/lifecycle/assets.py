@@ -73,8 +73,9 @@ class LifecycleConfig(dg.Config):
     def policy(self) -> Policy:
         unknown = set(self.ages) - set(TIERED_DATASETS)
         if unknown:
-            raise dg.Failure(
-                f"ages given for unknown sources {sorted(unknown)}: one of {', '.join(TIERED_DATASETS)}"
+            raise dg.Failure(  # the configuration is wrong on every attempt: no retry
+                f"ages given for unknown sources {sorted(unknown)}: one of {', '.join(TIERED_DATASETS)}",
+                allow_retries=False,
             )
         return Policy(
             ages={
@@ -130,9 +131,13 @@ def _result(
 def _fail_on(outcomes: list[Outcome], what: str) -> None:
     failures = [o for o in outcomes if o.failed]
     if failures:
+        # Not retried: a retry would redo every day's work seconds later, and the usual causes (a
+        # failed check, a locked or archived object) are still there; the next lifecycle run tries
+        # the failed days again.
         raise dg.Failure(
             f"{len(failures)} days not {what} (nothing was deleted for them)",
             metadata={"failures": dg.MetadataValue.md(_outcome_table(failures))},
+            allow_retries=False,
         )
 
 

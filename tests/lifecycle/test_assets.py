@@ -149,6 +149,7 @@ def test_a_day_that_cannot_be_copied_fails_the_run_and_the_other_days_are_copied
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert failure.step_failure_data.error is not None
     assert "1 days not copied" in failure.step_failure_data.error.message
+    assert not any(e.event_type == dg.DagsterEventType.STEP_RESTARTED for e in result.all_events)
     copied = {(ds, s.day) for ds in TIERED_DATASETS for s in state.days(pg, ds, FIRST_DAY, LAST_DAY)}
     assert copied == {(ds, FIRST_DAY + timedelta(days=d)) for ds in TIERED_DATASETS for d in range(DAYS)} - {
         ("meter_readings", FIRST_DAY)
