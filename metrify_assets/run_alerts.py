@@ -183,9 +183,12 @@ def settle(
 ) -> RunAlert | None:
     """What the two sensors below do for a finished run, for the runs the CLI executes (no daemon may
     be running): a failure is recorded (`record`: once per run, so the sensor seeing it later adds
-    nothing), a success resolves the failures it covers. The failure's alert, if one was raised."""
+    nothing), a success resolves the failures it covers, and a canceled run does neither (as for the
+    sensors, which see FAILURE and SUCCESS only). The failure's alert, if one was raised."""
     if run.status == dg.DagsterRunStatus.SUCCESS:
         resolve_covered(conn, run.run_id, run.job_name, run.tags.get(BATCH_TAG), run_days(run.tags))
+        return None
+    if run.status != dg.DagsterRunStatus.FAILURE:
         return None
     alert = run_alert(run, step_failures)
     if alert is not None:

@@ -23,6 +23,7 @@ from metrify_assets.run_alerts import (
     run_alert,
     run_failure_alert_sensor,
     run_success_resolves_alerts,
+    settle,
 )
 from tests.orchestration.jobs import cli_defs
 
@@ -256,3 +257,20 @@ def test_a_run_the_cli_executes_alerts_once_and_its_success_resolves_the_alert(
     assert list_alerts(pg, "open") == []
     (resolved,) = list_alerts(pg, "all")
     assert resolved.resolution == f"run {fixed.run_id} of refresh_job succeeded for 2026-11-29..2026-11-30"
+
+
+@pytest.mark.postgres
+def test_a_canceled_run_is_no_failure_as_for_the_daemons_sensor(pg: psycopg.Connection) -> None:
+    """`run_failure_alert_sensor` fires on FAILURE only, `run_success_resolves_alerts` on SUCCESS: a run
+    a person canceled raises nothing and resolves nothing."""
+    instance = dg.DagsterInstance.ephemeral()
+    failed = fail(instance, pg, "refresh_job", days("2026-11-29", "2026-11-30"))
+    job = dg.GraphDefinition("refresh_job", node_defs=[fine]).to_job()
+    run = instance.create_run_for_job(job, tags=days("2026-11-29", "2026-11-30"))
+    instance.report_run_canceled(run)
+    canceled = instance.get_run_by_id(run.run_id)
+    assert canceled is not None and canceled.status == dg.DagsterRunStatus.CANCELED
+    assert settle(pg, canceled, []) is None
+    assert pg.execute("SELECT run_id FROM ops.run_alerts").fetchall() == [(failed.run_id,)]
+    assert [(a.dedup_key, a.occurrences) for a in list_alerts(pg, "open")] == [(failed.dedup_key, 1)]
+
