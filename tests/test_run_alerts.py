@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from pathlib import Path
 
@@ -274,3 +275,23 @@ def test_a_canceled_run_is_no_failure_as_for_the_daemons_sensor(pg: psycopg.Conn
     assert pg.execute("SELECT run_id FROM ops.run_alerts").fetchall() == [(failed.run_id,)]
     assert [(a.dedup_key, a.occurrences) for a in list_alerts(pg, "open")] == [(failed.dedup_key, 1)]
 
+
+def test_an_alert_that_cannot_be_recorded_neither_fails_a_run_nor_hides_its_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PostgreSQL URL psycopg refuses (a ProgrammingError, not an outage): the successful run is
+    returned, the failed run raises its own error, and each says what could not be recorded."""
+    misconfigured = PostgresResource(url="postgresql://localhost/metrify?no_such_option=1")
+    switch = tmp_path / "broken"
+    defs, instance = cli_defs(misconfigured, switch), dg.DagsterInstance.ephemeral()
+    nov = days("2026-11-29", "2026-11-30")
+    with caplog.at_level(logging.WARNING, logger="metrify_assets.orchestration.instance"):
+        worked = execute_job(defs, "refresh_job", instance, tags=nov)
+    assert worked.success
+    assert f"run {worked.run_id}: its alert could not be recorded: ProgrammingError" in caplog.text
+
+    switch.touch()
+    with pytest.raises(RunFailedError, match="divide by zero") as failed:
+        execute_job(defs, "refresh_job", instance, tags=nov)
+    assert "its alert could not be recorded: ProgrammingError: " in str(failed.value)
+    assert "no_such_option" in str(failed.value)

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 from dagster._core.definitions.job_base import InMemoryJob
 from dagster._core.execution.api import create_execution_plan, execute_run
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
@@ -169,7 +168,10 @@ def settle_alerts(
         # As the run's steps had it: the code location's URL is an `EnvVar`, resolved here.
         with postgres.process_config_and_initialize().connect() as conn:
             settle(conn, finished, failures)
-    except psycopg.OperationalError as err:
-        log.warning("run %s: its alert could not be recorded: %s", run_id, err)
-        return f" (its alert could not be recorded: {err}; a running daemon's sensor records it)"
+    # Whatever went wrong (the database down, its URL refused, the embedded server not starting), the
+    # run's own outcome stands: a success is returned, a failure raises its step's error.
+    except Exception as err:  # noqa: BLE001 - reported here and in the run's error
+        reason = f"{type(err).__name__}: {err}"
+        log.warning("run %s: its alert could not be recorded: %s", run_id, reason)
+        return f" (its alert could not be recorded: {reason}; a running daemon's sensor records it)"
     return ""
