@@ -4,8 +4,8 @@
 with now, against the warn/error thresholds of models/staging/ops/_ops__sources.yml. dagster-dbt 0.29
 turns dbt tests into asset checks but not source freshness, so one multi-asset check runs the command
 through the `dbt` resource and reports each source table it selected: passed when fresh or never loaded
-(no rows yet: nothing has gone stale), WARN severity past `warn_after`, ERROR past `error_after` or when
-dbt could not tell.
+(no rows, and the asset that writes the table has never materialized: nothing has gone stale), WARN
+severity past `warn_after`, ERROR past `error_after` or when dbt could not tell.
 
 The checks sit on the staging models (the view over each source, in the warehouse group), not on the
 assets that write the `ops` tables: jobs select an asset with its checks, and the ingestion jobs would
@@ -57,8 +57,11 @@ def describe(source: Mapping[str, Any]) -> str:
     )
 
 
-def freshness_result(key: dg.AssetCheckKey, result: Mapping[str, Any] | None) -> dg.AssetCheckResult:
-    """The check result of one source from its entry in dbt's sources.json (None: dbt reported none)."""
+def freshness_result(
+    key: dg.AssetCheckKey, result: Mapping[str, Any] | None, ever_written: bool = True
+) -> dg.AssetCheckResult:
+    """The check result of one source from its entry in dbt's sources.json (None: dbt reported none);
+    `ever_written`: whether the asset that writes the source's table has ever materialized."""
     if result is None:
         return dg.AssetCheckResult(
             asset_key=key.asset_key,
@@ -75,9 +78,10 @@ def freshness_result(key: dg.AssetCheckKey, result: Mapping[str, Any] | None) ->
         "error_after": threshold(criteria, "error_after"),
     }
     loaded_at = datetime.fromisoformat(result["max_loaded_at"]) if result.get("max_loaded_at") else None
-    # dbt's stand-in for the max of no rows is year 1 (17.7M hours old, an error to dbt). A table its
-    # writer has not filled yet (a fresh install, before the first nightly forecast) is not stale.
-    never_loaded = loaded_at is not None and loaded_at.year == 1
+    # dbt's stand-in for the max of no rows is year 1 (17.7M hours old, an error to dbt). A table whose
+    # writer never ran (a fresh install, before the first nightly forecast) is not stale; one emptied
+    # since (the lifecycle deletes hot rows of a feed dead for 30 days) is.
+    never_loaded = loaded_at is not None and loaded_at.year == 1 and not ever_written
     if never_loaded:
         metadata["status"] = "never loaded"
         metadata["max_loaded_at"] = NEVER_LOADED
@@ -109,6 +113,7 @@ def build_source_freshness_checks(
         dg.AssetCheckSpec(name=key.name, asset=key.asset_key, description=describe(props))
         for key, props in sources.items()
     ]
+    writers = {key: translator.get_asset_key(props) for key, props in sources.items()}
 
     @dg.multi_asset_check(name=CHECK_NAME, specs=specs, can_subset=True)
     def dbt_source_freshness(
@@ -123,6 +128,7 @@ def build_source_freshness_checks(
         results = {r["unique_id"]: r for r in invocation.get_artifact("sources.json")["results"]}
         prune_invocations(invocation.target_path.parent)
         for key, props in selected.items():
-            yield freshness_result(key, results.get(props["unique_id"]))
+            written = context.instance.get_latest_materialization_event(writers[key]) is not None
+            yield freshness_result(key, results.get(props["unique_id"]), ever_written=written)
 
     return dbt_source_freshness

@@ -128,3 +128,27 @@ def test_stale_sources_fail_by_severity_and_fresh_ones_pass(
     assert events.metadata["max_loaded_at"].value == NEVER_LOADED and "age_hours" not in events.metadata
     forecasts = evaluated[on_staging("load_forecasts")]
     assert forecasts.passed and forecasts.metadata["status"].value == "never loaded"
+
+
+@pytest.mark.postgres
+def test_a_table_emptied_after_its_writer_ran_is_stale(pg_resource: PostgresResource) -> None:
+    """`ops.load_forecasts` is empty in both runs; only its writer's history differs."""
+    checks = freshness_checks()
+    defs = build_defs()
+    instance = dg.DagsterInstance.ephemeral()
+    forecasts = on_staging("load_forecasts")
+
+    def check_forecasts() -> dg.AssetCheckEvaluation:
+        result = dg.materialize(
+            [*(defs.assets or ()), checks],  # type: ignore[list-item]
+            selection=dg.AssetSelection.checks(forecasts),
+            resources={**(defs.resources or {}), "postgres": pg_resource, "redis": RedisResource()},
+            instance=instance,
+        )
+        return evaluations(result)[forecasts]
+
+    assert check_forecasts().passed  # load_forecast never ran: a fresh install
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="load_forecast"))
+    emptied = check_forecasts()
+    assert not emptied.passed and emptied.severity == dg.AssetCheckSeverity.ERROR
+    assert emptied.metadata["status"].value == "error"
