@@ -19,7 +19,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from numbers import Real
@@ -39,7 +39,7 @@ from metrify_assets.contracts import (
 )
 from metrify_assets.ingestion.decode import _ISO_DATE_TIME as ISO_DATE_TIME
 from metrify_assets.ingestion.decode import _OFFSET as ISO_OFFSET
-from metrify_assets.ingestion.decode import INT_RANGE
+from metrify_assets.ingestion.decode import INT_RANGE, MAX_TEXT_LENGTH
 from metrify_assets.ingestion.landing import landed_messages
 
 FORMATS = {
@@ -102,6 +102,24 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class Mapped:
+    """A row mapped to its landing line: a record, or with a reason (and the value that gave it) a
+    line the pipeline's decoder quarantines."""
+
+    line: str
+    reason: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A record's line at its position among the input rows."""
+
+    position: int
+    line: str
+
+
+@dataclass(frozen=True)
 class Rejected:
     """An input row that is not a record: its position among the rows, where it was, why, and the
     line landed for it (one the pipeline's decoder quarantines)."""
@@ -111,6 +129,11 @@ class Rejected:
     reason: str
     detail: str
     line: str
+
+    @property
+    def example(self) -> str:
+        """`line 3: invalid_json (column 36: ...)`, as the command prints it."""
+        return f"{self.where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
 
 
 @dataclass(frozen=True)
@@ -320,7 +343,7 @@ def _keys(objects: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(dict.fromkeys(key for o in objects for key in o))
 
 
-def read_csv(path: Path) -> Rows:
+def read_csv(path: Path, sep: str = ",") -> Rows:
     """A CSV file with a header; values as text, so mapping decides their types. Rows are numbered
     from 1 after the header; blank lines are not rows. A row that cannot be a record is rejected and
     landed in a form the decoder quarantines: more fields than the header (`extra_fields`, landed as a
@@ -329,20 +352,21 @@ def read_csv(path: Path) -> Rows:
     as lone surrogates, which the decoder refuses)."""
     body = _text_body(path, "CSV")
     try:
-        frame = _pandas_csv(body)
+        frame = _pandas_csv(body, sep)
     except pd.errors.EmptyDataError:
         return Rows(pd.DataFrame(), [], [])
-    rows = _exact_csv(body) if frame is None else Rows.from_frame(frame)
+    rows = _exact_csv(body, sep) if frame is None else Rows.from_frame(frame)
     return rows if _is_utf8(body) else _without_mangled(rows)
 
 
-def _pandas_csv(body: bytes) -> pd.DataFrame | None:
+def _pandas_csv(body: bytes, sep: str) -> pd.DataFrame | None:
     """The fast path: pandas' C parser, or None where it cannot be trusted with every row (it refuses
     a row with extra fields or an unclosed quote, and takes one extra field on the first row for an
     index column)."""
     try:
         frame = pd.read_csv(
             io.BytesIO(body),
+            sep=sep,
             dtype=object,
             keep_default_na=False,
             na_values=[""],
@@ -358,11 +382,11 @@ def _pandas_csv(body: bytes) -> pd.DataFrame | None:
 _END = "\x00"
 
 
-def _exact_csv(body: bytes) -> Rows:
+def _exact_csv(body: bytes, sep: str) -> Rows:
     """Every row with Python's csv module, for a file pandas refuses: a row with more fields than
     the header or an unclosed quote is rejected, the others are read as pandas would."""
     lines = list(io.StringIO(body.decode("utf-8-sig", errors="surrogateescape"), newline=""))
-    parsed = (fields for fields in _csv_rows(lines) if not _blank(fields))
+    parsed = (fields for fields in _csv_rows(lines, sep) if not _blank(fields))
     first = next(parsed, None)
     if first is None:
         return Rows(pd.DataFrame(), [], [])
@@ -394,12 +418,12 @@ def _exact_csv(body: bytes) -> Rows:
     return Rows(frame, positions, [f"row {p + 1}" for p in positions], rejected)
 
 
-def _csv_rows(lines: list[str]) -> Iterator[list[str] | int]:
+def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
     """The fields of each row of `lines`, or for a row whose quote never closes the index of its
     first line (reading goes on at the next line: the quote was a slip, not a field over lines)."""
     start = 0
     while start < len(lines):
-        reader = csv.reader(itertools.chain(itertools.islice(lines, start, None), [_END]))
+        reader = csv.reader(itertools.chain(itertools.islice(lines, start, None), [_END]), delimiter=sep)
         consumed = 0
         for fields in reader:
             first, consumed = start + consumed, reader.line_num
@@ -502,11 +526,25 @@ def parse_timestamps(values: pd.Series, timezone: str | None) -> tuple[pd.Series
 
 
 def _flags(value: object) -> list[str] | None:
-    if isinstance(value, list | tuple | np.ndarray):
-        return [str(v) for v in value]
+    """Status flags from a list of texts or a `,`/`|`-separated text; None when missing. Raises
+    ValueError for anything else (an object, a list with a number or null), which the decoder
+    refuses too."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("not a list of texts")
+        return value
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return None
-    return [part.strip() for part in re.split(r"[,|]", str(value)) if part.strip()]
+    if not isinstance(value, str):
+        raise ValueError("not a list of texts")
+    return [part.strip() for part in re.split(r"[,|]", value) if part.strip()]
+
+
+def _storable(texts: pd.Series) -> pd.Series:
+    """The decoder's bad_text rule: at most MAX_TEXT_LENGTH characters, no NUL."""
+    return (texts.str.len() <= MAX_TEXT_LENGTH) & ~texts.str.contains("\x00", regex=False)
 
 
 def _numbers(raw: pd.Series) -> pd.Series:
@@ -538,15 +576,33 @@ def _float(value: Real | Decimal) -> float:
 Problems = list[tuple[str, pd.Series]]  # (reason prefix, mask of rows that have it)
 
 
-def _typed(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[Any], pd.Series, Problems]:
+def _field_values(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[Any], pd.Series, Problems]:
     """(Python values with None for missing or invalid, mask of missing, problems) for one field."""
     missing = raw.isna()
     if f.type == "str":
-        nested = raw.map(lambda v: isinstance(v, dict | list)).astype(bool)
-        values = raw.where(~nested).astype("string").str.strip()
-        return values.astype(object).where(values.notna(), None).tolist(), missing, [("invalid", nested)]
+        # Text, or whole numbers from an integer column (a Parquet id); a JSON number, true or an
+        # object is not text, as the decoder says (bad_type).
+        is_text = (
+            raw.astype(str) if raw.dtype.kind in "iu" else raw.where(raw.map(lambda v: isinstance(v, str)))
+        )
+        texts = is_text.astype("string").str.strip()
+        missing = missing | (texts == "").fillna(False)  # a blank value is no value
+        bad = ~missing & (texts.isna() | ~_storable(texts).fillna(False))
+        usable = texts.where(~missing & ~bad)
+        return usable.astype(object).where(usable.notna(), None).tolist(), missing, [("invalid", bad)]
     if f.type == "str_list":
-        return [_flags(v) for v in raw.astype(object)], missing, []
+        flags: list[Any] = []
+        bad_flags = np.zeros(len(raw), dtype=bool)
+        for i, value in enumerate(raw.astype(object)):
+            try:
+                flags.append(_flags(value))
+            except ValueError:
+                flags.append(None)
+                bad_flags[i] = True
+                continue
+            if flags[-1] is not None and not _storable(pd.Series([",".join(flags[-1])])).iloc[0]:
+                flags[-1], bad_flags[i] = None, True
+        return flags, missing, [("invalid", pd.Series(bad_flags, index=raw.index))]
     if f.type == "timestamp":
         stamps, naive = parse_timestamps(raw, timezone)
         bad = ~missing & stamps.isna() & ~naive
@@ -565,10 +621,13 @@ def _typed(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[Any], p
 
 
 def _as_given(f: Field, value: object) -> object:
-    """An unusable value as the decoder will refuse it: a text field's as is (an object or list),
-    another field's as text (a bad type, or a timestamp without offset or that does not parse)."""
-    if f.type == "str":
-        return value
+    """An unusable value as the decoder will refuse it: a text or flags field's as is (a number, an
+    object, a list of numbers, a text too long), another field's as text (a bad type, or a timestamp
+    without offset or that does not parse)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if f.type in ("str", "str_list"):
+        return value.item() if isinstance(value, np.generic) else value
     if isinstance(value, pd.Timestamp | datetime):
         return value.isoformat()
     return value if isinstance(value, str) else str(value)
@@ -593,8 +652,8 @@ def _map_rows(
     mapping: Mapping[str, str],
     constants: Mapping[str, str],
     timezone: str | None,
-) -> list[tuple[str, str | None, str]]:
-    """(line, reason, detail) for every row: a record with reason None, or the row the decoder will
+) -> list[Mapped]:
+    """Every row mapped: a record (no reason), or the row the decoder will
     quarantine (its usable fields typed, its unusable ones as given, a missing required one left out)
     with the value that decided its reason."""
     contract = contract_for(source)
@@ -617,7 +676,7 @@ def _map_rows(
     unusable: dict[str, np.ndarray] = {}
     for name, raw in columns.items():
         f = contract.field(name)
-        values[name], missing, problems = _typed(f, raw, timezone)
+        values[name], missing, problems = _field_values(f, raw, timezone)
         if f.required:
             reason = reason.where(reason.notna() | ~missing, f"missing_{name}")
         bad = np.zeros(len(frame), dtype=bool)
@@ -626,10 +685,10 @@ def _map_rows(
             reason = reason.where(reason.notna() | ~mask, f"{prefix}_{name}")
             bad |= mask.to_numpy(dtype=bool)
         unusable[name] = bad
-    out: list[tuple[str, str | None, str]] = []
+    out: list[Mapped] = []
     for i, (why, blamed) in enumerate(zip(reason.tolist(), culprit.tolist(), strict=True)):
         if not isinstance(why, str):  # a record: the common case, kept to one dict and one dumps
-            out.append((json.dumps({n: v[i] for n, v in values.items() if v[i] is not None}), None, ""))
+            out.append(Mapped(json.dumps({n: v[i] for n, v in values.items() if v[i] is not None})))
             continue
         record: dict[str, Any] = {}
         for name, typed in values.items():
@@ -638,32 +697,25 @@ def _map_rows(
             elif typed[i] is not None:
                 record[name] = typed[i]
         detail = _shown(columns[blamed].iloc[i]) if isinstance(blamed, str) else ""
-        out.append((json.dumps(record), why, detail))
+        out.append(Mapped(json.dumps(record), why, detail))
     return out
 
 
-def _result(
-    rows: Rows, mapped: Sequence[tuple[str, str | None, str]], notes: Mapping[str, int] | None = None
-) -> IngestResult:
-    """Records and rejected rows merged back into input order, with counts and the first examples."""
-    entries: list[tuple[int, str, str | None, str, str]] = [
-        (position, line, why, where, detail)
-        for position, where, (line, why, detail) in zip(rows.positions, rows.where, mapped, strict=True)
+def _result(rows: Rows, mapped: Sequence[Mapped], notes: Mapping[str, int] | None = None) -> IngestResult:
+    """The lines of mapped rows and rejected ones merged back into input order, with counts and the
+    first examples."""
+    entries = [
+        Rejected(position, where, m.reason, m.detail, m.line) if m.reason else Accepted(position, m.line)
+        for position, where, m in zip(rows.positions, rows.where, mapped, strict=True)
     ]
-    entries += [(r.position, r.line, r.reason, r.where, r.detail) for r in rows.rejected]
-    entries.sort(key=lambda e: e[0])
-    rejected = Counter(why for _, _, why, _, _ in entries if why is not None)
-    examples = [
-        f"{where}: {why}" + (f" ({detail})" if detail else "")
-        for _, _, why, where, detail in entries
-        if why is not None
-    ][:MAX_EXAMPLES]
+    ordered = sorted([*entries, *rows.rejected], key=lambda e: e.position)
+    rejected = [e for e in ordered if isinstance(e, Rejected)]
     return IngestResult(
-        lines=[line for _, line, _, _, _ in entries],
+        lines=[e.line for e in ordered],
         rows_read=rows.count,
-        rejected=dict(sorted(rejected.items())),
+        rejected=dict(sorted(Counter(r.reason for r in rejected).items())),
         notes=dict(notes or {}),
-        examples=examples,
+        examples=[r.example for r in rejected[:MAX_EXAMPLES]],
     )
 
 
@@ -698,16 +750,26 @@ def map_records(
 
 
 def read_openstef(path: Path) -> pd.DataFrame:
-    """An OpenSTEF input CSV: the first column (unnamed or `datetime`) is the timestamp, as text."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    return frame.rename(columns={frame.columns[0]: "datetime"})
+    """An OpenSTEF input CSV's readable rows: the first column (unnamed or `datetime`) is the
+    timestamp, as text."""
+    return openstef_table(path).frame
+
+
+def openstef_table(path: Path) -> Rows:
+    """An OpenSTEF input CSV's rows, read as `read_csv` reads any CSV (rows it rejects are landed
+    for quarantine), with the first column named `datetime`."""
+    rows = read_csv(path)
+    if rows.frame.columns.empty:
+        return rows
+    return replace(rows, frame=rows.frame.rename(columns={rows.frame.columns[0]: "datetime"}))
 
 
 def _openstef_rows(
     frame: pd.DataFrame, columns: Sequence[str], timezone: str | None
-) -> tuple[list[str | None], pd.DataFrame, pd.Series]:
+) -> tuple[list[str | None], pd.DataFrame, pd.Series, pd.Series]:
     """(timestamps written with the offset of `timezone` or UTC, None where invalid; numeric columns;
-    the first reason of each row that lacks one of `columns`, None for a usable row).
+    the first reason of each row that lacks one of `columns`, None for a usable row; the column
+    that gave it).
 
     OpenSTEF writes UTC with an offset; a timestamp without one is read as UTC too (OpenSTEF's
     convention), unless `timezone` names another zone.
@@ -716,23 +778,24 @@ def _openstef_rows(
     if absent:
         raise ValueError(f"not an OpenSTEF file with {', '.join(columns)}: no column {', '.join(absent)}")
     stamps, _ = parse_timestamps(frame["datetime"], timezone or "UTC")
-    values = pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce") for c in columns}, index=frame.index)
-    values = values.where(np.isfinite(values))  # "inf" is text, not a measurement
-    reasons = pd.Series(None, index=frame.index, dtype=object)
-    reasons = reasons.where(stamps.notna(), "invalid_datetime")
+    values = pd.DataFrame({c: _numbers(frame[c]) for c in columns}, index=frame.index)
+    reasons = pd.Series(None, index=frame.index, dtype=object).where(stamps.notna(), "invalid_datetime")
+    culprits = pd.Series(None, index=frame.index, dtype=object).where(stamps.notna(), "datetime")
     for column in columns:
-        reasons = reasons.where(reasons.notna() | frame[column].notna(), f"missing_{column}")
-        reasons = reasons.where(reasons.notna() | values[column].notna(), f"invalid_{column}")
+        for why, fine in (("missing", frame[column].notna()), ("invalid", values[column].notna())):
+            culprits = culprits.where(reasons.notna() | fine, column)
+            reasons = reasons.where(reasons.notna() | fine, f"{why}_{column}")
     iso = iso_with_offset(pd.DatetimeIndex(stamps.dropna()).tz_convert(timezone or "UTC"))
     written: list[str | None] = [None] * len(frame)
     for position, stamp in zip(np.flatnonzero(stamps.notna().to_numpy()), iso, strict=True):
         written[position] = stamp
-    return written, values, reasons
+    return written, values, reasons, culprits
 
 
 def _openstef_result(
-    frame: pd.DataFrame,
+    rows: Rows,
     reasons: pd.Series,
+    culprits: pd.Series,
     record: Callable[[int], dict[str, object]],
     raw: Mapping[str, str],
     notes: Mapping[str, int] | None = None,
@@ -740,31 +803,34 @@ def _openstef_result(
     """Every row as a line: a usable row's `record(i)`; a rejected row's record with each unusable
     value as given (`raw`: contract field -> OpenSTEF column; an empty one left out), so the decoder
     quarantines it with a reason."""
-    mapped: list[tuple[str, str | None, str]] = []
-    for i, why in enumerate(r if isinstance(r, str) else None for r in reasons.tolist()):
+    frame = rows.frame
+    mapped: list[Mapped] = []
+    for i, (why, culprit) in enumerate(zip(reasons.tolist(), culprits.tolist(), strict=True)):
         built = record(i)
-        if why is None:
-            mapped.append((json.dumps(built), None, ""))
+        if not isinstance(why, str):
+            mapped.append(Mapped(json.dumps(built)))
             continue
         for name, column in raw.items():
             if built.get(name) is None:
                 given = frame[column].iloc[i]
                 built[name] = None if pd.isna(given) else str(given)
-        culprit = frame[why.partition("_")[2]].iloc[i]  # reasons name the OpenSTEF column
-        detail = "" if pd.isna(culprit) else _shown(culprit)
-        mapped.append((json.dumps({k: v for k, v in built.items() if v is not None}), why, detail))
-    positions = list(range(len(frame)))
-    return _result(Rows(frame, positions, [f"row {i + 1}" for i in positions]), mapped, notes)
+        given = frame[culprit].iloc[i]
+        detail = "" if pd.isna(given) else _shown(given)
+        mapped.append(Mapped(json.dumps({k: v for k, v in built.items() if v is not None}), why, detail))
+    return _result(rows, mapped, notes)
 
 
 def openstef_readings(
-    frame: pd.DataFrame, meter_id: str = OPENSTEF_METER_ID, timezone: str | None = None
+    rows: Rows | pd.DataFrame, meter_id: str = OPENSTEF_METER_ID, timezone: str | None = None
 ) -> IngestResult:
     """OpenSTEF `load` (MW, taken as the mean over the quarter-hour that starts at the timestamp;
     negative = feed-in) ->
     15-minute meter readings: energy_kwh = |load| x 250 (MW x 0.25 h x 1000 kWh/MWh), direction
     `import` for load >= 0 and `export` below. Not rounded: the readings sum to the file's energy."""
-    starts, values, reasons = _openstef_rows(frame, ["load"], timezone)
+    rows = rows if isinstance(rows, Rows) else Rows.from_frame(rows)
+    if rows.frame.columns.empty:  # an empty file
+        return _result(rows, [])
+    starts, values, reasons, culprits = _openstef_rows(rows.frame, ["load"], timezone)
     load = values["load"].tolist()
 
     def reading(i: int) -> dict[str, object]:
@@ -781,16 +847,19 @@ def openstef_readings(
 
     raw = {"reading_start": "datetime", "energy_kwh": "load"}
     notes = {"export_intervals": int((values["load"][reasons.isna()] < 0).sum())}
-    return _openstef_result(frame, reasons, reading, raw, notes)
+    return _openstef_result(rows, reasons, culprits, reading, raw, notes)
 
 
 def openstef_weather(
-    frame: pd.DataFrame, station_id: str = OPENSTEF_STATION_ID, timezone: str | None = None
+    rows: Rows | pd.DataFrame, station_id: str = OPENSTEF_STATION_ID, timezone: str | None = None
 ) -> IngestResult:
     """OpenSTEF weather columns -> observations of one station, converted to the contract's units
     (`OPENSTEF_WEATHER`): pressure Pa -> hPa, humidity fraction -> %, rain mm/h -> mm in the
     quarter-hour. The other columns (radiation, clouds, wind direction, ...) have no contract field."""
-    observed, values, reasons = _openstef_rows(frame, list(OPENSTEF_WEATHER), timezone)
+    rows = rows if isinstance(rows, Rows) else Rows.from_frame(rows)
+    if rows.frame.columns.empty:  # an empty file
+        return _result(rows, [])
+    observed, values, reasons, culprits = _openstef_rows(rows.frame, list(OPENSTEF_WEATHER), timezone)
     converted = {
         field: (values[column] * factor).tolist() for column, (field, factor) in OPENSTEF_WEATHER.items()
     }
@@ -800,16 +869,19 @@ def openstef_weather(
         return {"station_id": station_id, "observed_at": observed[i]} | measured
 
     raw = {"observed_at": "datetime"} | {field: column for column, (field, _) in OPENSTEF_WEATHER.items()}
-    return _openstef_result(frame, reasons, observation, raw)
+    return _openstef_result(rows, reasons, culprits, observation, raw)
 
 
-def read_uci_household(path: Path) -> pd.DataFrame:
-    """The UCI household file: `;`-separated, `?` for missing, date as d/m/Y."""
-    return pd.read_csv(path, sep=";", na_values=["?"], dtype={"Date": str, "Time": str})
+def read_uci_household(path: Path) -> Rows:
+    """The UCI household file: `;`-separated, `?` for missing, date as d/m/Y; values as text."""
+    return read_csv(path, sep=";")
+
+
+UCI_COLUMNS = ("Date", "Time", "Global_active_power", "Global_reactive_power", "Voltage")
 
 
 def uci_household_readings(
-    frame: pd.DataFrame, meter_id: str = UCI_METER_ID, timezone: str = UCI_TIMEZONE
+    rows: Rows | pd.DataFrame, meter_id: str = UCI_METER_ID, timezone: str = UCI_TIMEZONE
 ) -> IngestResult:
     """1-minute UCI rows -> 15-minute meter readings.
 
@@ -817,22 +889,37 @@ def uci_household_readings(
     voltage_v = mean Voltage; power_factor = P / sqrt(P^2 + Q^2) from the mean active and reactive
     power. A bucket with missing minutes is still emitted (its energy covers only the minutes
     present) and flagged `partial_interval`; `notes` counts such buckets and the missing minutes.
+    A minute row that is unusable, or repeats a minute already read, is skipped and counted under
+    its reason (the readings are buckets, not rows, so there is no line to land it in).
     """
+    rows = rows if isinstance(rows, Rows) else Rows.from_frame(rows)
+    frame = rows.frame
+    skipped = Counter(r.reason for r in rows.rejected)
+    if frame.columns.empty:  # an empty file
+        return IngestResult(lines=[], rows_read=rows.count, skipped=dict(skipped))
+    absent = [c for c in UCI_COLUMNS if c not in frame.columns]
+    if absent:
+        raise ValueError(f"not a UCI household file: no column {', '.join(absent)}")
     local = pd.to_datetime(frame["Date"] + " " + frame["Time"], format="%d/%m/%Y %H:%M:%S", errors="coerce")
     placed = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-    power = pd.to_numeric(frame["Global_active_power"], errors="coerce")
+    power = _numbers(frame["Global_active_power"])  # `?` (missing) is not a number
     reasons = pd.Series(None, index=frame.index, dtype=object)
     reasons = reasons.where(local.notna(), "invalid_timestamp")
     reasons = reasons.where(reasons.notna() | placed.notna(), "ambiguous_or_nonexistent_local_time")
-    reasons = reasons.where(reasons.notna() | power.notna(), "missing_Global_active_power")
+    given = frame["Global_active_power"].where(frame["Global_active_power"] != "?")
+    reasons = reasons.where(reasons.notna() | given.notna(), "missing_Global_active_power")
+    reasons = reasons.where(reasons.notna() | power.notna(), "invalid_Global_active_power")
+    repeated = placed.where(reasons.isna()).duplicated(keep="first") & reasons.isna()
+    reasons = reasons.where(~repeated, "duplicate_minute")
+    power = power.where(~repeated)
 
     timed = placed.notna()
     minutes = pd.DataFrame(
         {
             "bucket": placed[timed].dt.tz_convert("UTC").dt.floor(f"{UCI_INTERVAL_MINUTES}min"),
             "power": power[timed],
-            "reactive": pd.to_numeric(frame["Global_reactive_power"], errors="coerce")[timed],
-            "voltage": pd.to_numeric(frame["Voltage"], errors="coerce")[timed],
+            "reactive": _numbers(frame["Global_reactive_power"]).where(~repeated)[timed],
+            "voltage": _numbers(frame["Voltage"]).where(~repeated)[timed],
         }
     )
     buckets = minutes.groupby("bucket", sort=True).agg(
@@ -875,8 +962,8 @@ def uci_household_readings(
         "missing_minutes": int((UCI_INTERVAL_MINUTES - buckets["present"][partial]).sum()),
         "intervals_without_data": int(empty.sum()),
     }
-    skipped = Counter(str(r) for r in reasons.dropna())
-    return IngestResult(lines=lines, rows_read=len(frame), skipped=dict(sorted(skipped.items())), notes=notes)
+    skipped.update(str(r) for r in reasons.dropna())
+    return IngestResult(lines=lines, rows_read=rows.count, skipped=dict(sorted(skipped.items())), notes=notes)
 
 
 def ingest_file(
@@ -907,8 +994,8 @@ def ingest_file(
         )
     if preset == OPENSTEF_PRESET:
         if source == METER_READINGS.source:
-            return openstef_readings(read_openstef(path), meter_id or OPENSTEF_METER_ID, timezone)
+            return openstef_readings(openstef_table(path), meter_id or OPENSTEF_METER_ID, timezone)
         if source == WEATHER_OBSERVATIONS.source:
-            return openstef_weather(read_openstef(path), station_id or OPENSTEF_STATION_ID, timezone)
+            return openstef_weather(openstef_table(path), station_id or OPENSTEF_STATION_ID, timezone)
         raise ValueError(f"preset {preset} produces meter_readings or weather_observations, not {source}")
     raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")

@@ -81,7 +81,7 @@ def test_uci_preset_via_cli_lands_192_quarter_hours_with_the_source_energy(tmp_p
 
 
 def test_uci_bucket_with_missing_minutes_is_emitted_and_counted() -> None:
-    frame = read_uci_household(UCI)
+    frame = read_uci_household(UCI).frame
     frame.loc[3:5, "Global_active_power"] = float("nan")  # three minutes of the first bucket
     result = uci_household_readings(frame, meter_id="M-1")
     assert result.records == 192
@@ -89,7 +89,7 @@ def test_uci_bucket_with_missing_minutes_is_emitted_and_counted() -> None:
     assert result.notes["partial_intervals"] == 1 and result.notes["missing_minutes"] == 3
     first = json.loads(result.lines[0])
     assert first["status_flags"] == ["partial_interval"]
-    assert first["energy_kwh"] == pytest.approx(frame["Global_active_power"][:15].sum() / 60.0)
+    assert first["energy_kwh"] == pytest.approx(pd.to_numeric(frame["Global_active_power"][:15]).sum() / 60.0)
 
 
 def landed_records(tmp_path: Path, source: str, *options: str) -> list[dict[str, Any]]:
@@ -526,3 +526,86 @@ def test_parquet_decimals_are_numbers(tmp_path: Path) -> None:
     assert result.examples == ["row 2: invalid_interval_minutes ('15.5')"]
     batch = landed_and_decoded(tmp_path, "meter_readings", result)
     assert batch.records["energy_kwh"].tolist() == [1.5]
+
+
+OPENSTEF_HEADER = b",load,temp,windspeed,pressure,humidity,rain\n"
+OPENSTEF_ROW = b"2020-10-31 00:45:00+00:00,-3.9,13.1,2.8,102182,0.9,0.05\n"
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (b"2020-10-31 01:00:00+00:00,-3.9,13.1,2.8,102182,0.9,0.05,EXTRA\n", "extra_fields"),
+        (b"2020-10-31 01:00:00+00:00,1,13\xe9,2.8,102182,0.9,0.05\n", "not_utf8"),
+        (b'2020-10-31 01:00:00+00:00,1,"13.1\n', "unclosed_quote"),
+    ],
+)
+def test_openstef_rows_the_csv_reader_rejects_are_landed_not_the_file_refused(
+    tmp_path: Path, row: bytes, reason: str
+) -> None:
+    for source in ("meter_readings", "weather_observations"):
+        result = ingested(tmp_path, "o.csv", OPENSTEF_HEADER + OPENSTEF_ROW + row, source, preset="openstef")
+        assert (result.rows_read, result.records, result.rejected) == (2, 1, {reason: 1})
+        landed_and_decoded(tmp_path, source, result)
+
+
+@pytest.mark.parametrize("preset", ["openstef", "uci-household"])
+def test_an_empty_file_for_a_preset_holds_no_records(tmp_path: Path, preset: str) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    args = ["ingest", "meter_readings", str(path), "--preset", preset, "--landing-dir", str(tmp_path)]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 1 and "empty.csv holds no records" in result.output, result.output
+
+
+def test_uci_without_a_column_is_a_usage_error_and_a_repeated_minute_counts_once(tmp_path: Path) -> None:
+    path = tmp_path / "u.txt"
+    path.write_bytes(b"Date;Time;Global_active_power\n01/02/2007;00:00:00;1.0\n")
+    args = [
+        "ingest",
+        "meter_readings",
+        str(path),
+        "--preset",
+        "uci-household",
+        "--landing-dir",
+        str(tmp_path),
+    ]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "no column Global_reactive_power, Voltage" in " ".join(result.output.replace("│", " ").split())
+    minutes = [f"01/02/2007;00:{m:02d}:00;1.2;0.1;240" for m in range(15)]
+    body = "Date;Time;Global_active_power;Global_reactive_power;Voltage\n" + "\n".join(minutes * 2) + "\n"
+    readings = ingested(tmp_path, "u1.txt", body.encode(), preset="uci-household")
+    (reading,) = (json.loads(line) for line in readings.lines)
+    assert reading["energy_kwh"] == pytest.approx(15 * 1.2 / 60) and reading["status_flags"] == []
+    assert readings.skipped == {"duplicate_minute": 15} and readings.rows_read == 30
+
+
+def test_the_reader_rejects_what_the_decoder_would_and_takes_what_it_takes(tmp_path: Path) -> None:
+    base = {"reading_start": "2024-01-01T00:00:00Z", "interval_minutes": 15, "energy_kwh": 1.0}
+    rows = [
+        {"meter_id": True} | base,  # was landed as "True"
+        {"meter_id": 12} | base,  # was landed as "12"
+        {"meter_id": "m\u0000"} | base,
+        {"meter_id": "m" * 257} | base,
+        {"meter_id": "m1", "status_flags": {"a": 1}} | base,  # was ["{'a': 1}"]
+        {"meter_id": "m1", "status_flags": [1, None]} | base,  # was ["1", "None"]
+        {"meter_id": "m1"} | base | {"interval_minutes": -(2**31)},  # PostgreSQL's integer minimum
+        {"meter_id": "m1", "status_flags": ["a", "b"]} | base,
+    ]
+    jsonl = ingested(tmp_path, "a.jsonl", "\n".join(json.dumps(r) for r in rows).encode())
+    assert jsonl.rejected == {"invalid_meter_id": 4, "invalid_status_flags": 2}
+    batch = landed_and_decoded(tmp_path, "meter_readings", jsonl)
+    assert [m.reason for m in batch.malformed] == [
+        "malformed:bad_type:meter_id",
+        "malformed:bad_type:meter_id",
+        "malformed:bad_text:meter_id",
+        "malformed:bad_text:meter_id",
+        "malformed:bad_type:status_flags",
+        "malformed:bad_type:status_flags",
+    ]
+    assert batch.records["interval_minutes"].tolist() == [-(2**31), 15]
+    # A blank required value is no value (it was meter_id "" and accepted).
+    blank = ingested(tmp_path, "d.csv", READINGS_HEADER + b"   ,2024-01-01T00:00:00Z,15,1.0\n")
+    assert blank.rejected == {"missing_meter_id": 1}
+    landed_and_decoded(tmp_path, "meter_readings", blank)
