@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -27,6 +27,8 @@ from starlette.responses import Response
 
 log = logging.getLogger(__name__)
 MAX_VALUE_CHARS = 200  # a failing value longer than this (as JSON) is echoed cut short
+MAX_JSON_DEPTH = 64  # levels of nesting an error's details show (deeper is "..."), and a body may have
+CUT = "..."
 
 
 class ErrorDetail(BaseModel):
@@ -94,33 +96,79 @@ def status_code_name(status: int) -> str:
     return STATUS_CODES.get(status) or _phrase(status).lower().replace(" ", "_").replace("-", "_")
 
 
-def json_safe(value: Any) -> Any:
+def _text(text: str) -> str:
+    """`text` as UTF-8 can carry it: a lone surrogate (which a JSON `\\ud800` escape makes) becomes its
+    escape, written out, rather than failing the answer's encoding."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return text
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
     """`value` as strict JSON can carry it, whatever a caller sent: NaN and the infinities (which
     Python's JSON parser reads) become the strings `NaN`, `Infinity` and `-Infinity`, bytes are
-    decoded, and an object no encoder knows is its `str`. An error answer must never fail itself."""
-    if value is None or isinstance(value, bool | int | str):
+    decoded, lone surrogates escaped, an object no encoder knows is its `str`, and what lies deeper
+    than `MAX_JSON_DEPTH` levels is `"..."` (no recursion limit to hit). An error answer must never
+    fail itself."""
+    if value is None or isinstance(value, bool | int):
         return value
+    if isinstance(value, str):
+        return _text(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else json.dumps(value)
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(v) for v in value]
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, Mapping | list | tuple | set | frozenset) and depth >= MAX_JSON_DEPTH:
+        return CUT
+    if isinstance(value, Mapping):
+        return {_text(str(k)): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v, depth + 1) for v in value]
     try:
         encoded = jsonable_encoder(value)
     except (ValueError, TypeError):
-        return str(value)
-    return json_safe(encoded)
+        return _text(str(value))
+    return json_safe(encoded, depth)
+
+
+def _json_parts(value: Any, depth: int) -> Iterator[str]:
+    """The JSON text of `json_safe(value)`, piece by piece, so that a caller can stop early."""
+    if isinstance(value, Mapping | list | tuple | set | frozenset) and depth >= MAX_JSON_DEPTH:
+        yield json.dumps(CUT)
+    elif isinstance(value, Mapping):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield f"{', ' if i else ''}{json.dumps(_text(str(key)))}: "
+            yield from _json_parts(item, depth + 1)
+        yield "}"
+    elif isinstance(value, list | tuple | set | frozenset):
+        yield "["
+        for i, item in enumerate(value):
+            yield ", " if i else ""
+            yield from _json_parts(item, depth + 1)
+        yield "]"
+    elif isinstance(value, str):
+        yield json.dumps(_text(value[: MAX_VALUE_CHARS + 1]))  # a long string is cut anyway
+    else:
+        yield json.dumps(json_safe(value, depth))
 
 
 def echo(value: Any) -> Any:
     """The failing input a 422 shows: JSON-safe, and a JSON excerpt when long (a 422 need not echo a
-    megabyte back)."""
-    safe = json_safe(value)
-    text = safe if isinstance(safe, str) else json.dumps(safe)
-    return text[:MAX_VALUE_CHARS] + "..." if len(text) > MAX_VALUE_CHARS else safe
+    megabyte back). Only as much of `value` is walked as the excerpt needs."""
+    if isinstance(value, str):
+        text = _text(value[: MAX_VALUE_CHARS + 1])
+        return text[:MAX_VALUE_CHARS] + "..." if len(text) > MAX_VALUE_CHARS else text
+    excerpt = ""
+    for part in _json_parts(value, 0):
+        excerpt += part
+        if len(excerpt) > MAX_VALUE_CHARS:
+            return excerpt[:MAX_VALUE_CHARS] + "..."
+    return json_safe(value)
 
 
 def field_detail(loc: Sequence[str | int], message: str, kind: str, value: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from metrify_assets.env import resolve_settings
 from metrify_assets.resources import PostgresResource
 from metrify_assets.serving.app import create_app
 from metrify_assets.serving.auth import issue_token
-from metrify_assets.serving.errors import MAX_VALUE_CHARS, error_response, json_safe
+from metrify_assets.serving.errors import MAX_JSON_DEPTH, MAX_VALUE_CHARS, echo, error_response, json_safe
 
 pytestmark = [pytest.mark.postgres]
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
@@ -118,7 +118,11 @@ def test_error_details_are_json_whatever_they_hold() -> None:
         "day": date(2026, 3, 29),
         "object": Opaque(),
         7: ("tuple",),
+        "\ud800key": "lone \udc00",
+        "big": 10**30,
+        "deep": json.loads(deep_list(900)),
     }
+    capped = json.loads(deep_list(MAX_JSON_DEPTH - 1).replace("1", '"..."'))  # "..." at the depth cap
     body = strict_json(error_response(422, "validation_error", "m", details).body.decode())
     assert body["error"]["details"] == {
         "floats": ["Infinity", "-Infinity", "NaN", 1.5],
@@ -128,8 +132,15 @@ def test_error_details_are_json_whatever_they_hold() -> None:
         "day": "2026-03-29",
         "object": "opaque",
         "7": ["tuple"],
+        "\\ud800key": "lone \\udc00",
+        "big": 10**30,
+        "deep": capped,
     }
     assert json_safe(None) is None and json_safe(True) is True
+    # A 422 echoes only the start of a long value, whatever its shape, and walks no further.
+    assert echo(json.loads(deep_list(900))) == [capped]
+    assert echo(list(range(10**6))) == json.dumps(list(range(100)))[:MAX_VALUE_CHARS] + "..."
+    assert echo({"a": [1, "\ud800"]}) == {"a": [1, "\\ud800"]}
 
 
 def test_unknown_paths_are_404_and_a_known_path_with_another_method_is_405(api: TestClient) -> None:
@@ -290,3 +301,25 @@ def test_review_items_take_status_all_as_the_cli_does(api: TestClient, pg: psyco
     assert api.get("/v1/review/items", headers=review).json()["count"] == 1  # pending by default
     bad = api.get("/v1/review/items", params={"status": "every"}, headers=review)
     assert error_of(bad, 422, "validation_error")["details"][0]["field"] == "query.status"
+
+
+def deep_list(levels: int) -> str:
+    """A JSON list nested `levels` deep around one number."""
+    return "[" * levels + "1" + "]" * levels
+
+
+def test_a_deeply_nested_or_unencodable_value_is_a_422_not_a_500(api: TestClient) -> None:
+    """A 900-deep list (json_safe recursed to its end: RecursionError) and a lone surrogate (the
+    answer could not be encoded as UTF-8) each turned a 422 into a 500."""
+    headers = {"Content-Type": "application/json"}
+    reading = json.dumps(READING)
+    for path, auth, body in (
+        ("/v1/review/items/b/1/approve", token("review"), f'{{"note": {deep_list(900)}}}'),
+        ("/v1/review/items/b/1/approve", token("review"), '{"note": "\\udc00"}'),
+        ("/v1/meter_readings", token("ingest"), reading.replace('"MTR-000001"', deep_list(900))),
+        ("/v1/meter_readings", token("ingest"), reading.replace("0.42", '"\\ud800"')),
+    ):
+        response = api.post(path, content=body, headers={**auth, **headers})
+        assert response.status_code == 422, (body[:80], response.text[:300])
+        for detail in strict_json(response.text)["error"]["details"]:
+            assert set(detail) == DETAIL_KEYS and len(json.dumps(detail["value"])) < 2 * MAX_VALUE_CHARS
