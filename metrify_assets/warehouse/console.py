@@ -16,35 +16,49 @@ import io
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TextIO, TypeVar, cast
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 T = TypeVar("T")
+EMIT_EVERY_S = 2.0  # dbt lines gathered into one message of the run's log at most this long
 
 
 class _Lines:
-    """Text written in pieces, passed on to `emit` a line at a time, without ANSI colours."""
+    """Text written in pieces, passed on to `emit` without ANSI colours, in messages of the lines
+    gathered over `EMIT_EVERY_S`: each message is one event in the run's log, and a build's 900 lines
+    one by one took 21 s of event-log writes on a SQLite test instance (one message of them: 0.02 s)."""
 
     def __init__(self, emit: Callable[[str], None]) -> None:
         self._emit = emit
         self._partial = ""
+        self._gathered: list[str] = []
+        self._since = time.monotonic()
 
     def write(self, text: str) -> None:
         *lines, self._partial = (self._partial + text).split("\n")
-        for line in lines:
-            self._send(line)
+        self._gathered += (plain for plain in map(_plain, lines) if plain)
+        if self._gathered and time.monotonic() - self._since >= EMIT_EVERY_S:
+            self._pass_on()
 
     def finish(self) -> None:
-        """Pass on a last line that had no newline."""
-        self._send(self._partial)
+        """Pass on what is gathered, a last line without a newline included."""
+        if plain := _plain(self._partial):
+            self._gathered.append(plain)
         self._partial = ""
+        if self._gathered:
+            self._pass_on()
 
-    def _send(self, line: str) -> None:
-        plain = _ANSI.sub("", line).rstrip()
-        if plain:
-            self._emit(plain)
+    def _pass_on(self) -> None:
+        self._emit("\n".join(self._gathered))
+        self._gathered = []
+        self._since = time.monotonic()
+
+
+def _plain(line: str) -> str:
+    return _ANSI.sub("", line).rstrip()
 
 
 class _ThreadRouter(io.TextIOBase):
