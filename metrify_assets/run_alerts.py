@@ -5,7 +5,9 @@ A failed run the daemon is about to re-run (`dagster/will_retry`) is not an aler
 attempt is. The condition is the job (or, for an ingest run, the job's batch) and the days
 (partitions) the run was for: the same job failing every hour for the same days is one alert. A
 successful run of the same job (and batch) resolves it only when its days cover the failed ones (a
-failure without partitions: any success of the job). A late-days run that failed for an old day is
+failure without partitions: any success of the job) and it selected at least the failed run's assets
+(a run of the whole job: all of them), so the lifecycle part of `weekly_job` succeeding does not
+resolve its failed model training. A late-days run that failed for an old day is
 therefore not resolved by the next hourly run for today: it stays open until a run rebuilds that day,
 or a person resolves it.
 """
@@ -29,6 +31,7 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 Days = tuple[str, str]  # the first and last partition key of a run (the shared day partitions)
+Assets = tuple[str, ...]  # the assets a run selected, sorted; None: the whole job
 
 
 def run_days(tags: Mapping[str, str]) -> Days | None:
@@ -38,6 +41,20 @@ def run_days(tags: Mapping[str, str]) -> Days | None:
         return start, end
     single = tags.get(PARTITION_TAG)
     return (single, single) if single else None
+
+
+def run_assets(run: dg.DagsterRun) -> Assets | None:
+    """The assets a run selected (None: the whole job; an op job's run selects none)."""
+    if not run.asset_selection:
+        return None
+    return tuple(sorted(key.to_user_string() for key in run.asset_selection))
+
+
+def selects(success: Assets | None, failure: Assets | None) -> bool:
+    """Whether a successful run's selection includes every asset of a failed run of the same job."""
+    if success is None:
+        return True
+    return failure is not None and set(failure) <= set(success)
 
 
 def covers(success: Days | None, failure: Days | None) -> bool:
@@ -66,6 +83,7 @@ class RunAlert:
     error_type: str
     message: str
     days: Days | None = None  # the partitions (first, last) the run was for
+    assets: Assets | None = None  # the assets the run selected; None: the whole job
 
     @property
     def dedup_key(self) -> str:
@@ -101,6 +119,7 @@ def run_alert(run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent]) -> R
             :2000
         ],
         days=run_days(run.tags),
+        assets=run_assets(run),
     )
 
 
@@ -136,6 +155,7 @@ def record(conn: psycopg.Connection, alert: RunAlert) -> None:
                 "batch_id": alert.batch_id,
                 "first_partition": alert.days[0] if alert.days else None,
                 "last_partition": alert.days[1] if alert.days else None,
+                "assets": list(alert.assets) if alert.assets is not None else None,
                 "step_key": alert.step_key,
                 "error_type": alert.error_type,
             },
@@ -156,22 +176,24 @@ def failed_days(conn: psycopg.Connection, jobs: Sequence[str]) -> list[tuple[str
     return [(job, (first, last)) for job, first, last in rows]
 
 
-def resolve_covered(
-    conn: psycopg.Connection, run_id: str, job_name: str, batch_id: str | None, days: Days | None
-) -> list[int]:
-    """A run of the job (and batch) succeeded for `days`: resolve the job's open run_failure alerts
-    whose days it covers (`covers`); the others stand. Reads the open alerts of that job only."""
+def resolve_covered(conn: psycopg.Connection, run: dg.DagsterRun) -> list[int]:
+    """A run succeeded: resolve its job's (and batch's) open run_failure alerts whose days it covers
+    (`covers`) and whose assets it selected (`selects`); the others stand. Reads the open alerts of
+    that job only."""
+    run_id, job_name, batch_id, days = run.run_id, run.job_name, run.tags.get(BATCH_TAG), run_days(run.tags)
+    assets = run_assets(run)
     rows = conn.execute(
-        "SELECT dedup_key, details->>'first_partition', details->>'last_partition' FROM ops.alerts "
+        "SELECT dedup_key, details->>'first_partition', details->>'last_partition', details->'assets' "
+        "FROM ops.alerts "
         "WHERE resolved_at IS NULL AND kind = 'run_failure' AND details->>'job_name' = %s "
         "AND details->>'batch_id' IS NOT DISTINCT FROM %s",
         (job_name, batch_id),
     ).fetchall()
     done = f"run {run_id} of {job_name} succeeded" + (f" for {days_text(days)}" if days else "")
     resolved = []
-    for key, first, last in rows:
+    for key, first, last, failed_assets in rows:
         failed = (first, last) if first and last else None
-        if covers(days, failed):
+        if covers(days, failed) and selects(assets, tuple(failed_assets) if failed_assets else None):
             alert_id = resolve_condition(conn, key, done)
             if alert_id is not None:
                 resolved.append(alert_id)
@@ -186,7 +208,7 @@ def settle(
     nothing), a success resolves the failures it covers, and a canceled run does neither (as for the
     sensors, which see FAILURE and SUCCESS only). The failure's alert, if one was raised."""
     if run.status == dg.DagsterRunStatus.SUCCESS:
-        resolve_covered(conn, run.run_id, run.job_name, run.tags.get(BATCH_TAG), run_days(run.tags))
+        resolve_covered(conn, run)
         return None
     if run.status != dg.DagsterRunStatus.FAILURE:
         return None
@@ -220,9 +242,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, postgres: Post
 def run_success_resolves_alerts(context: dg.RunStatusSensorContext, postgres: PostgresResource) -> None:
     run = context.dagster_run
     with postgres.connect() as conn:
-        resolved = resolve_covered(
-            conn, run.run_id, run.job_name, run.tags.get(BATCH_TAG), run_days(run.tags)
-        )
+        resolved = resolve_covered(conn, run)
     for alert_id in resolved:
         context.log.info(f"alert {alert_id} resolved: {run.job_name} succeeded")
 

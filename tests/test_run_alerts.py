@@ -24,6 +24,7 @@ from metrify_assets.run_alerts import (
     run_alert,
     run_failure_alert_sensor,
     run_success_resolves_alerts,
+    selects,
     settle,
 )
 from tests.orchestration.jobs import cli_defs
@@ -295,3 +296,33 @@ def test_an_alert_that_cannot_be_recorded_neither_fails_a_run_nor_hides_its_erro
         execute_job(defs, "refresh_job", instance, tags=nov)
     assert "its alert could not be recorded: ProgrammingError: " in str(failed.value)
     assert "no_such_option" in str(failed.value)
+
+
+@pytest.mark.postgres
+def test_a_success_of_one_part_of_a_job_leaves_the_failure_of_another_part_open(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """`metrify run`'s model training (`weekly_job` limited to the training) fails; `metrify lifecycle
+    run` (the same job limited to the lifecycle) succeeding trained no model."""
+    switch = tmp_path / "broken"
+    switch.touch()
+    defs, instance = cli_defs(pg_resource, switch), dg.DagsterInstance.ephemeral()
+    with pytest.raises(RunFailedError, match="no readings"):
+        execute_job(defs, "weekly_job", instance, asset_selection=["weekly_model"])
+    (alert,) = list_alerts(pg, "open")
+    assert alert.details["assets"] == ["weekly_model"]
+
+    execute_job(defs, "weekly_job", instance, asset_selection=["weekly_cleanup"])
+    assert [a.alert_id for a in list_alerts(pg, "open")] == [alert.alert_id]
+
+    switch.unlink()
+    trained = execute_job(defs, "weekly_job", instance)  # the whole job selects the model too
+    assert list_alerts(pg, "open") == []
+    (resolved,) = list_alerts(pg, "all")
+    assert resolved.resolution == f"run {trained.run_id} of weekly_job succeeded"
+
+
+def test_which_selection_covers_which() -> None:
+    assert selects(None, ("a",)) and selects(None, None)  # the whole job selected everything
+    assert selects(("a", "b"), ("a",)) and not selects(("b",), ("a",))
+    assert not selects(("a", "b"), None)  # part of a job does not make up for the whole of it

@@ -72,13 +72,15 @@ def run_with_progress(settings: Settings, console: Console, trigger: str) -> cat
 
 
 def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
-    """The summary table; when a run failed, its errors too, then exit code 1 (the next `metrify run`
-    runs it again)."""
+    """The summary table; when a run failed, its errors too, what runs it again, then exit code 1."""
     table = Table(title="metrify run", show_header=False)
     table.add_row("batches ingested", f"{len(summary.batch_ids)}")
     days = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in summary.day_ranges) or "none"
     table.add_row("days materialised", days)
-    table.add_row("anomaly model trained", "yes" if summary.trained_model else "no (current one kept)")
+    trained = (
+        "yes" if summary.trained_model else "failed" if summary.training_failed else "no (current one kept)"
+    )
+    table.add_row("anomaly model trained", trained)
     for job in summary.retried:
         table.add_row("  run again", f"{job} (failed before)")
     for job in summary.jobs:
@@ -91,8 +93,15 @@ def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
         failed = len(summary.failed)
         console.print(
             f"[red]{failed} {'run' if failed == 1 else 'runs'} failed[/red]: each raised a run_failure "
-            "alert (`metrify alerts list`); the next `metrify run` runs it again"
+            "alert (`metrify alerts list`)"
         )
+        if summary.owed:
+            console.print(f"the next `metrify run` runs again: {escape(', '.join(summary.owed))}")
+        if summary.training_failed:
+            console.print(
+                "the anomaly model's training is not run again by itself: the next `metrify run` that "
+                "ingests meter readings while there is no model tries it, as does the weekly schedule"
+            )
         raise typer.Exit(1)
 
 

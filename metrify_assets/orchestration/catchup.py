@@ -42,15 +42,18 @@ JobDays = tuple[str, date, date]  # a job and the first and last day of its run
 @dataclass
 class RunSummary:
     """What `metrify run` did: batches ingested, the day ranges materialised, the jobs that ran, the
-    failed runs it ran again, and the runs that failed (each with its error)."""
+    failed runs it ran again, the runs that failed (each with its error), and which of those the next
+    `metrify run` runs again (the downstream ones: the model training is not owed)."""
 
     batch_ids: list[str] = field(default_factory=list)
     day_ranges: list[tuple[date, date]] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
     trained_model: bool = False
+    training_failed: bool = False
     seconds: float = 0.0
     retried: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    owed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -147,9 +150,12 @@ def materialise_days(
         if attempt(summary, defs, "weekly_job", instance, {TRIGGER_TAG: trigger}, list(TRAINING_ASSETS)):
             summary.trained_model = True
             summary.jobs.append("weekly_job")
+        else:
+            summary.training_failed = True
     for job, first, last in runs:
         progress.on_step(f"{job} {first}..{last}")
-        if attempt(summary, defs, job, instance, {**partition_range_tags(first, last), TRIGGER_TAG: trigger}):
+        tags = {**partition_range_tags(first, last), TRIGGER_TAG: trigger}
+        if attempt(summary, defs, job, instance, tags, owed_as=f"{job} {first}..{last}"):
             summary.jobs.append(f"{job} {first}..{last}")
     return summary
 
@@ -161,12 +167,16 @@ def attempt(
     instance: dg.DagsterInstance,
     tags: dict[str, str],
     asset_selection: list[str] | None = None,
+    owed_as: str | None = None,
 ) -> bool:
-    """Execute `job`; a failed run (its alert recorded by `execute_job`) goes into `summary.failed`."""
+    """Execute `job`; a failed run (its alert recorded by `execute_job`) goes into `summary.failed`,
+    and into `summary.owed` as `owed_as` when the next `metrify run` runs it again."""
     try:
         execute_job(defs, job, instance, tags=tags, asset_selection=asset_selection)
     except RunFailedError as err:
         summary.failed.append(str(err))
+        if owed_as:
+            summary.owed.append(owed_as)
         return False
     return True
 

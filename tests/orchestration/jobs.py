@@ -1,6 +1,7 @@
-"""A small `refresh_job` and `daily_job` over day partitions, for what the CLI does with runs (their
-alerts, running failed days again) without building the whole graph: `refresh_job` fails while a
-switch file exists, as a bug would until its fix is deployed."""
+"""A small `refresh_job` and `daily_job` over day partitions, and a `weekly_job` of two parts, for what
+the CLI does with runs (their alerts, running failed days again) without building the whole graph:
+`refresh_job` and the weekly model fail while a switch file exists, as a bug would until its fix is
+deployed."""
 
 from __future__ import annotations
 
@@ -29,13 +30,26 @@ def day_report() -> None:
     """`daily_job`'s asset, which works."""
 
 
+@dg.asset
+def weekly_model(switch: Switch) -> None:
+    """The part of `weekly_job` `metrify run` selects (the training)."""
+    if Path(switch.path).exists():
+        raise ValueError("weekly_model has no readings to train on")
+
+
+@dg.asset
+def weekly_cleanup() -> None:
+    """The other part of `weekly_job` (the lifecycle), which works."""
+
+
 def cli_defs(postgres: PostgresResource, switch: Path) -> dg.Definitions:
-    """The two jobs, with the `postgres` the CLI's runs record their alerts in."""
+    """The three jobs, with the `postgres` the CLI's runs record their alerts in."""
     return dg.Definitions(
-        assets=[day_figures, day_report],
+        assets=[day_figures, day_report, weekly_model, weekly_cleanup],
         jobs=[
             dg.define_asset_job("refresh_job", selection=[day_figures]),
             dg.define_asset_job("daily_job", selection=[day_report]),
+            dg.define_asset_job("weekly_job", selection=[weekly_model, weekly_cleanup]),
         ],
         resources={"postgres": postgres, "switch": Switch(path=str(switch))},
         executor=dg.in_process_executor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import date
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from metrify_assets.env import resolve_settings
 from metrify_assets.orchestration.catchup import (
     Progress,
     RunSummary,
+    attempt,
     materialise_days,
     plan_runs,
     run_pipeline,
@@ -83,15 +85,44 @@ def test_an_owed_run_that_a_new_run_covers_is_not_run_twice() -> None:
     ]
 
 
-def test_a_failed_run_fails_the_command_after_the_summary() -> None:
+def summary_text(summary: RunSummary) -> str:
+    """What print_run_summary prints for a summary with a failed run (it exits 1)."""
     out = io.StringIO()
-    summary = RunSummary(
-        retried=["refresh_job 2026-11-30..2026-11-30"], failed=["refresh_job failed (run r1): boom [x]"]
-    )
     with pytest.raises(typer.Exit) as exited:
         print_run_summary(Console(file=out, width=200), summary)
     assert exited.value.exit_code == 1
-    text = out.getvalue()
+    return out.getvalue()
+
+
+def test_a_failed_run_fails_the_command_after_the_summary() -> None:
+    text = summary_text(
+        RunSummary(
+            retried=["refresh_job 2026-11-30..2026-11-30"],
+            failed=["refresh_job failed (run r1): boom [x]"],
+            owed=["refresh_job 2026-11-30..2026-11-30"],
+        )
+    )
     assert "refresh_job 2026-11-30..2026-11-30 (failed before)" in text
-    assert "boom [x]" in text and "1 run failed" in text and "the next `metrify run` runs it again" in text
+    assert "boom [x]" in text and "1 run failed" in text
+    assert "the next `metrify run` runs again: refresh_job 2026-11-30..2026-11-30" in text
+    assert "training" not in text
     print_run_summary(Console(file=io.StringIO()), RunSummary())  # nothing failed: no exit
+
+
+@pytest.mark.postgres
+def test_a_failed_model_training_is_not_said_to_be_run_again(
+    pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """Only refresh_job and daily_job are owed; the training runs again only when meter readings come
+    while there is no model."""
+    switch = tmp_path / "broken"
+    switch.touch()
+    defs, instance = cli_defs(pg_resource, switch), dg.DagsterInstance.ephemeral()
+    summary = RunSummary()
+    assert not attempt(summary, defs, "weekly_job", instance, {}, ["weekly_model"])
+    summary.training_failed = True
+    assert summary.owed == [] and "no readings" in summary.failed[0]
+    text = summary_text(summary)
+    assert "next `metrify run` runs again" not in text
+    assert re.search(r"anomaly model trained\W+failed", text)
+    assert "training is not run again by itself" in text
