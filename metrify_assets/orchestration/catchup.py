@@ -115,14 +115,33 @@ def owed_runs(settings: Settings) -> list[JobDays]:
     return [(job, date.fromisoformat(first), date.fromisoformat(last)) for job, (first, last) in owed]
 
 
-def plan_runs(day_ranges: list[tuple[date, date]], owed: Sequence[JobDays]) -> list[JobDays]:
-    """Each job over each new range, then each owed run that none of those covers."""
-    planned = [(job, first, last) for first, last in day_ranges for job in DOWNSTREAM_JOBS]
-    return planned + [
-        (job, first, last)
-        for job, first, last in owed
-        if not any(j == job and a <= first and last <= b for j, a, b in planned)
-    ]
+@dataclass(frozen=True)
+class Plan:
+    """The downstream runs of one `metrify run`: each job over each new range, and the owed runs to run
+    again (those no other planned run of the same job covers)."""
+
+    new: list[JobDays]
+    owed: list[JobDays]
+
+    @property
+    def runs(self) -> list[JobDays]:
+        return self.new + self.owed
+
+
+def contains(outer: JobDays, inner: JobDays) -> bool:
+    """Whether a run of `outer` rebuilds everything a run of `inner` would: same job, its days included."""
+    return outer[0] == inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2]
+
+
+def plan_runs(day_ranges: list[tuple[date, date]], owed: Sequence[JobDays]) -> Plan:
+    """Each job over each new range, then each owed run that neither a new run nor another owed run
+    covers (open alerts for 11-28..11-30 and for 11-29 are one run), oldest days first."""
+    new = [(job, first, last) for first, last in day_ranges for job in DOWNSTREAM_JOBS]
+    kept: list[JobDays] = []
+    for run in sorted(owed, key=lambda r: r[1] - r[2]):  # the widest first: it covers the others
+        if not any(contains(other, run) for other in (*new, *kept)):
+            kept.append(run)
+    return Plan(new, sorted(kept, key=lambda r: (r[1], r[2], r[0])))
 
 
 def materialise_days(
@@ -138,13 +157,13 @@ def materialise_days(
     per run of consecutive days, and the `owed` runs again. A failed run is in the summary's `failed`
     and the others go on."""
     summary = RunSummary(day_ranges=contiguous_ranges(list(days)))
-    runs = plan_runs(summary.day_ranges, owed)
-    for job, first, last in owed:
+    plan = plan_runs(summary.day_ranges, owed)
+    for job, first, last in plan.owed:
         summary.retried.append(f"{job} {first}..{last}")
         progress.on_note(f"{job} failed for {first}..{last} on an earlier run: running it again")
     meters_came = any("meter_readings" in sources for sources in days.values())
     needs_model = meters_came and not Lake(settings.lake_url).exists(CURRENT_KEY)
-    progress.on_plan("materialising", len(runs) + int(needs_model))
+    progress.on_plan("materialising", len(plan.runs) + int(needs_model))
     if needs_model:
         progress.on_step("training the anomaly model (weekly_job)")
         if attempt(summary, defs, "weekly_job", instance, {TRIGGER_TAG: trigger}, list(TRAINING_ASSETS)):
@@ -152,7 +171,7 @@ def materialise_days(
             summary.jobs.append("weekly_job")
         else:
             summary.training_failed = True
-    for job, first, last in runs:
+    for job, first, last in plan.runs:
         progress.on_step(f"{job} {first}..{last}")
         tags = {**partition_range_tags(first, last), TRIGGER_TAG: trigger}
         if attempt(summary, defs, job, instance, tags, owed_as=f"{job} {first}..{last}"):

@@ -17,6 +17,7 @@ from metrify_assets.alerts.store import list_alerts
 from metrify_assets.cli.run import print_run_summary
 from metrify_assets.env import resolve_settings
 from metrify_assets.orchestration.catchup import (
+    Plan,
     Progress,
     RunSummary,
     attempt,
@@ -72,16 +73,36 @@ def test_a_failed_day_is_run_again_by_each_metrify_run_until_it_succeeds(
     assert len(notes) == 2
 
 
-def test_an_owed_run_that_a_new_run_covers_is_not_run_twice() -> None:
+def test_an_owed_run_that_another_planned_run_covers_is_not_run_twice() -> None:
     nov = (date(2026, 11, 28), date(2026, 11, 30))
-    owed = [
-        ("refresh_job", date(2026, 11, 29), date(2026, 11, 29)),
-        ("daily_job", date(2026, 10, 3), date(2026, 10, 3)),
-    ]
-    assert plan_runs([nov], owed) == [
-        ("refresh_job", *nov),
-        ("daily_job", *nov),
-        ("daily_job", date(2026, 10, 3), date(2026, 10, 3)),
+    oct3 = ("daily_job", date(2026, 10, 3), date(2026, 10, 3))
+    owed = [("refresh_job", date(2026, 11, 29), date(2026, 11, 29)), oct3]
+    assert plan_runs([nov], owed) == Plan([("refresh_job", *nov), ("daily_job", *nov)], [oct3])
+    # Open alerts of the same job for overlapping days: the run over the wider range covers the other.
+    wide = ("refresh_job", *nov)
+    owed = [("refresh_job", date(2026, 11, 29), date(2026, 11, 29)), oct3, wide]
+    assert plan_runs([], owed) == Plan([], [oct3, wide])
+
+
+@pytest.mark.postgres
+def test_only_the_owed_runs_that_are_run_are_said_to_be_run_again(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    defs, instance = cli_defs(pg_resource, tmp_path / "not-broken"), dg.DagsterInstance.ephemeral()
+    settings = resolve_settings(
+        {"METRIFY_HOME": str(tmp_path), "METRIFY_POSTGRES_URL": pg_resource.get_url()}
+    )
+    notes: list[str] = []
+    owed = [("refresh_job", DAY, DAY), ("daily_job", date(2026, 10, 3), date(2026, 10, 3))]
+    summary = materialise_days(
+        defs, instance, settings, {DAY: {"grid_status"}}, Progress(on_note=notes.append), "cli", owed
+    )
+    assert summary.retried == ["daily_job 2026-10-03..2026-10-03"]
+    assert notes == ["daily_job failed for 2026-10-03..2026-10-03 on an earlier run: running it again"]
+    assert summary.jobs == [
+        f"refresh_job {DAY}..{DAY}",
+        f"daily_job {DAY}..{DAY}",
+        "daily_job 2026-10-03..2026-10-03",
     ]
 
 
