@@ -2,13 +2,15 @@
 
 JSON pages are `{"data": [...], "count": n, "next_cursor": ...}`; CSV pages carry the cursor in the
 `X-Next-Cursor` header (and a `Link: <...>; rel="next"` for clients that follow links). Request
-bodies are JSON only: `require_json` answers 415 for a body of any other content type.
+bodies are JSON only: `read_json` parses them, after authentication, and answers 415 for a body of
+any other content type.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,28 +18,58 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from metrify_assets.serving.errors import ApiError
+from metrify_assets.serving.errors import ApiError, field_detail
 
 FORMATS = ("json", "csv")
 
 
-def require_json(request: Request) -> None:
-    """A dependency of the routes that take a JSON body: a body sent as anything else (text/plain,
-    a form, or no Content-Type at all, as `curl -d` without `-H` sends it) is 415 with what to send,
-    not a 422 about the body's Python type. FastAPI parses only `application/json` and `*+json`."""
+def _unreadable(message: str) -> ApiError:
+    """The 422 of a body that is not JSON: one `json_invalid` field, `body`, with no value to echo."""
+    detail = field_detail(("body",), message, "json_invalid", None)
+    return ApiError(422, "validation_error", "the body is not JSON: " + message, [detail])
+
+
+async def read_json(request: Request) -> Any:
+    """The request's body parsed as JSON: a dependency that routes taking a body declare after their
+    token's, so that a caller without one gets its 401 whatever the body (FastAPI parses a declared
+    `Body` before any dependency runs). A body sent as anything but JSON (text/plain, a form, no
+    Content-Type at all, as `curl -d` without `-H` sends it) or compressed is 415 with what to send;
+    one that does not parse (bad syntax, not UTF-8, nested past Python's recursion limit, an
+    integer of over 4,300 digits) is a 422 `json_invalid`, never FastAPI's bare 400."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
+    if not (
+        media_type == "application/json"
+        or (media_type.startswith("application/") and media_type.endswith("+json"))
     ):
-        return
-    sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
-    raise ApiError(
-        415,
-        "unsupported_media_type",
-        f"the body must be JSON sent as Content-Type: application/json (the request has {sent})",
-        {"content_type": content_type or None, "accepted": ["application/json"]},
-    )
+        sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body must be JSON sent as Content-Type: application/json (the request has {sent})",
+            {"content_type": content_type or None, "accepted": ["application/json"]},
+        )
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body must be sent uncompressed (the request has Content-Encoding {encoding!r})",
+            {"content_encoding": encoding, "accepted": ["identity"]},
+        )
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _unreadable(f"invalid UTF-8 at byte {err.start}") from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _unreadable(f"{err.msg} at character {err.pos}") from err
+    except RecursionError as err:
+        raise _unreadable("nested too deeply to parse") from err
+    except ValueError as err:  # an integer longer than int() reads (sys.get_int_max_str_digits)
+        raise _unreadable(str(err)) from err
 
 
 def wants_csv(request: Request, fmt: str | None) -> bool:

@@ -6,6 +6,7 @@ second shape."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -323,3 +324,45 @@ def test_a_deeply_nested_or_unencodable_value_is_a_422_not_a_500(api: TestClient
         assert response.status_code == 422, (body[:80], response.text[:300])
         for detail in strict_json(response.text)["error"]["details"]:
             assert set(detail) == DETAIL_KEYS and len(json.dumps(detail["value"])) < 2 * MAX_VALUE_CHARS
+
+
+UNPARSEABLE = {
+    "bad syntax": b"{bad",
+    "nested past the parser's limit": deep_list(5000).encode(),
+    "an integer of 5000 digits": b'{"note": ' + b"9" * 5000 + b"}",
+    "invalid UTF-8": b'{"note": "\xff\xfe"}',
+}
+
+
+def test_a_body_that_does_not_parse_is_a_documented_422_or_415(api: TestClient) -> None:
+    """FastAPI answered its own 400 'There was an error parsing the body' (details null) to all but
+    bad syntax; docs/api.md says a body that is not JSON is 422 validation_error."""
+    for path, auth in (
+        ("/v1/meter_readings", token("ingest")),
+        ("/v1/review/items/b/0/approve", token("review")),
+    ):
+        for label, body in UNPARSEABLE.items():
+            headers = {**auth, "Content-Type": "application/json"}
+            (detail,) = error_of(api.post(path, content=body, headers=headers), 422, "validation_error")[
+                "details"
+            ]
+            assert (detail["field"], detail["type"], detail["value"]) == ("body", "json_invalid", None), label
+        gzipped = api.post(
+            path,
+            content=gzip.compress(json.dumps(READING).encode()),
+            headers={**auth, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        error = error_of(gzipped, 415, "unsupported_media_type")
+        assert error["details"] == {"content_encoding": "gzip", "accepted": ["identity"]}
+
+
+def test_no_token_is_401_whatever_the_body(api: TestClient) -> None:
+    """A JSON body that did not parse was answered (422, 400) before the missing token (401)."""
+    bodies = [*UNPARSEABLE.values(), b"", json.dumps(READING).encode()]
+    for path in ("/v1/meter_readings", "/v1/review/items/b/0/approve"):
+        for content_type in ("application/json", "text/plain"):
+            for body in bodies:
+                response = api.post(path, content=body, headers={"Content-Type": content_type})
+                error_of(response, 401, "missing_token")
+        compressed = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        error_of(api.post(path, content=b"\x1f\x8b", headers=compressed), 401, "missing_token")

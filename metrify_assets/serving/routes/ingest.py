@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.routing import Match
@@ -23,7 +23,7 @@ from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import ApiError
 from metrify_assets.serving.kafka import MessageTooLargeError, SendError
-from metrify_assets.serving.output import json_response, require_json
+from metrify_assets.serving.output import json_response, read_json
 
 router = APIRouter(tags=["ingestion"])
 Conn = Annotated[psycopg.Connection, Depends(connection)]
@@ -46,8 +46,7 @@ def ingest(
     request: Request,
     source: Source,
     principal: Annotated[Principal, Depends(require("ingest"))],
-    json_body: Annotated[None, Depends(require_json)],
-    body: Annotated[dict[str, Any], Body(description='One record, or `{"records": [...]}` (schemas/).')],
+    body: Annotated[Any, Depends(read_json)],  # after the token: a 401 comes before any body error
     conn: Conn,
 ) -> Response:
     """Validate, then hand the body to the pipeline as one message; 202 with the batch id to poll."""
@@ -95,6 +94,13 @@ router.add_api_route(
     responses={
         422: {"description": "The body does not match the source's JSON Schema: nothing was written."},
         415: {"description": "The body is not sent as application/json."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": 'One record, or `{"records": [...]}` (schemas/<source>.v1.json).',
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     },
 )
 

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 import pandas as pd
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.store import revee_reading
@@ -19,7 +20,7 @@ from metrify_assets.quality import review
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import ApiError
-from metrify_assets.serving.output import json_response, page_response, require_json
+from metrify_assets.serving.output import json_response, page_response, read_json
 from metrify_assets.serving.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -32,7 +33,8 @@ from metrify_assets.storage.audit import Caller
 router = APIRouter(tags=["review"])
 Conn = Annotated[psycopg.Connection, Depends(connection)]
 Reviewer = Annotated[Principal, Depends(require("review"))]
-JsonBody = Annotated[None, Depends(require_json)]  # 415 for a decision not sent as JSON
+# Read after the token (a 401 comes before any body error); 415 for a decision not sent as JSON.
+JsonBody = Annotated[Any, Depends(read_json)]
 COLUMNS = (
     "batch_id",
     "record_index",
@@ -147,10 +149,13 @@ def _decision_route(verdict: str) -> Callable[..., Response]:
         batch_id: str,
         record_index: int,
         principal: Reviewer,
-        json_body: JsonBody,
-        decision: Decision,
+        body: JsonBody,
         conn: Conn,
     ) -> Response:
+        try:
+            decision = Decision.model_validate(body)
+        except ValidationError as err:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in err.errors()]) from err
         return _decide(request, conn, verdict, batch_id, record_index, principal, decision.note)
 
     decide.__name__ = verdict
@@ -175,4 +180,10 @@ for _verdict, _summary, _description in (
         methods=["POST"],
         summary=_summary,
         description=_description,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": Decision.model_json_schema()}},
+            }
+        },
     )
