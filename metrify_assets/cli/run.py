@@ -85,6 +85,8 @@ def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
         table.add_row("  run again", f"{job} (failed before)")
     for job in summary.jobs:
         table.add_row("  ran", job)
+    for job in summary.skipped:
+        table.add_row("  [yellow]skipped[/yellow]", f"{job} (refresh_job failed for those days)")
     for error in summary.failed:
         table.add_row("  [red]failed[/red]", escape(error))
     table.add_row("took", f"{summary.seconds:.1f} s")
@@ -97,6 +99,8 @@ def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
         )
         if summary.owed:
             console.print(f"the next `metrify run` runs again: {escape(', '.join(summary.owed))}")
+        if summary.skipped:
+            console.print("and daily_job for the days of each refresh_job once that succeeds")
         if summary.training_failed:
             console.print(
                 "the anomaly model's training is not run again by itself: the next `metrify run` that "

@@ -9,7 +9,8 @@ Before the first scoring it trains the anomaly model (`weekly_job`).
 A downstream run that fails does not stop the others; it is in the summary, and its alert (the
 run_failure condition of its job and days, `run_alerts`) is what the next `metrify run` reads to run
 that job for those days again, until a run of them succeeds (which resolves the alert) or a person
-resolves it. A second `metrify run` with nothing new and nothing failed does nothing.
+resolves it. Only `daily_job` waits: over days whose `refresh_job` failed it is skipped (its forecast
+reads the readings refresh_job validates), and it runs after each owed refresh_job, for its days. A second `metrify run` with nothing new and nothing failed does nothing.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ JobDays = tuple[str, date, date]  # a job and the first and last day of its run
 @dataclass
 class RunSummary:
     """What `metrify run` did: batches ingested, the day ranges materialised, the jobs that ran, the
-    failed runs it ran again, the runs that failed (each with its error), and which of those the next
-    `metrify run` runs again (the downstream ones: the model training is not owed)."""
+    failed runs it ran again, the runs that failed (each with its error), which of those the next
+    `metrify run` runs again (the downstream ones: the model training is not owed), and the daily_job
+    runs skipped because refresh_job failed for their days."""
 
     batch_ids: list[str] = field(default_factory=list)
     day_ranges: list[tuple[date, date]] = field(default_factory=list)
@@ -54,6 +56,7 @@ class RunSummary:
     retried: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     owed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,15 +120,21 @@ def owed_runs(settings: Settings) -> list[JobDays]:
 
 @dataclass(frozen=True)
 class Plan:
-    """The downstream runs of one `metrify run`: each job over each new range, and the owed runs to run
-    again (those no other planned run of the same job covers)."""
+    """The downstream runs of one `metrify run`: each job over each new range, the owed runs to run
+    again (those no other planned run of the same job covers), and `daily_job` over the days of each
+    owed `refresh_job` (`follow`: the daily job of days whose refresh failed was skipped, and is owed
+    by no alert of its own)."""
 
     new: list[JobDays]
     owed: list[JobDays]
+    follow: list[JobDays] = field(default_factory=list)
 
     @property
     def runs(self) -> list[JobDays]:
-        return self.new + self.owed
+        """Every `refresh_job` before any `daily_job`, which reads what refresh_job built (the
+        forecast's readings)."""
+        planned = [*self.new, *self.owed, *self.follow]
+        return [r for r in planned if r[0] == "refresh_job"] + [r for r in planned if r[0] == "daily_job"]
 
 
 def contains(outer: JobDays, inner: JobDays) -> bool:
@@ -135,13 +144,25 @@ def contains(outer: JobDays, inner: JobDays) -> bool:
 
 def plan_runs(day_ranges: list[tuple[date, date]], owed: Sequence[JobDays]) -> Plan:
     """Each job over each new range, then each owed run that neither a new run nor another owed run
-    covers (open alerts for 11-28..11-30 and for 11-29 are one run), oldest days first."""
+    covers (open alerts for 11-28..11-30 and for 11-29 are one run), oldest days first, and a
+    `daily_job` over each owed `refresh_job`'s days that no planned `daily_job` covers."""
     new = [(job, first, last) for first, last in day_ranges for job in DOWNSTREAM_JOBS]
     kept: list[JobDays] = []
     for run in sorted(owed, key=lambda r: r[1] - r[2]):  # the widest first: it covers the others
         if not any(contains(other, run) for other in (*new, *kept)):
             kept.append(run)
-    return Plan(new, sorted(kept, key=lambda r: (r[1], r[2], r[0])))
+    kept.sort(key=lambda r: (r[1], r[2], r[0]))
+    follow = [
+        ("daily_job", first, last)
+        for job, first, last in kept
+        if job == "refresh_job"
+        and not any(contains(other, ("daily_job", first, last)) for other in (*new, *kept))
+    ]
+    return Plan(new, kept, follow)
+
+
+def overlaps(a: tuple[date, date], b: tuple[date, date]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
 
 
 def materialise_days(
@@ -155,7 +176,9 @@ def materialise_days(
 ) -> RunSummary:
     """Train the anomaly model if meter readings came and there is none yet, then the downstream jobs
     per run of consecutive days, and the `owed` runs again. A failed run is in the summary's `failed`
-    and the others go on."""
+    and the others go on, except a `daily_job` over days whose `refresh_job` failed in this command
+    (`skipped`): it would build the forecast and report from missing readings, and it runs after
+    that refresh_job succeeds (`Plan.follow`)."""
     summary = RunSummary(day_ranges=contiguous_ranges(list(days)))
     plan = plan_runs(summary.day_ranges, owed)
     for job, first, last in plan.owed:
@@ -171,11 +194,19 @@ def materialise_days(
             summary.jobs.append("weekly_job")
         else:
             summary.training_failed = True
+    refresh_failed: list[tuple[date, date]] = []
     for job, first, last in plan.runs:
-        progress.on_step(f"{job} {first}..{last}")
+        name = f"{job} {first}..{last}"
+        if job == "daily_job" and any(overlaps((first, last), days) for days in refresh_failed):
+            progress.on_step(f"{name} skipped")
+            summary.skipped.append(name)
+            continue
+        progress.on_step(name)
         tags = {**partition_range_tags(first, last), TRIGGER_TAG: trigger}
-        if attempt(summary, defs, job, instance, tags, owed_as=f"{job} {first}..{last}"):
-            summary.jobs.append(f"{job} {first}..{last}")
+        if attempt(summary, defs, job, instance, tags, owed_as=name):
+            summary.jobs.append(name)
+        elif job == "refresh_job":
+            refresh_failed.append((first, last))
     return summary
 
 

@@ -44,14 +44,18 @@ def test_a_failed_day_raises_an_alert_and_the_next_run_runs_it_again(tmp_path: P
         assert first.exit_code == 1, first.output
         ran = json.loads(first.stdout.strip().splitlines()[-1])
         ((day, last),) = ran["day_ranges"]
-        assert ran["jobs"] == [f"daily_job {day}..{last}"]
+        assert (ran["jobs"], ran["skipped"]) == ([], [f"daily_job {day}..{last}"])  # not on stale readings
         (failure,) = ran["failed"]
         assert failure.startswith("refresh_job failed") and "not-a-date" in failure
 
         again = runner.invoke(app, ["run", "--json"], catch_exceptions=False)
         assert again.exit_code == 1, again.output
         retried = json.loads(again.stdout.strip().splitlines()[-1])
-        assert (retried["batch_ids"], retried["jobs"]) == ([], [])
+        assert (retried["batch_ids"], retried["jobs"], retried["skipped"]) == (
+            [],
+            [],
+            [f"daily_job {day}..{last}"],
+        )
         assert retried["retried"] == [f"refresh_job {day}..{last}"] and len(retried["failed"]) == 1
         assert "on an earlier run: running it again" in " ".join(again.output.split())  # wrapped
 

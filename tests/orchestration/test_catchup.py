@@ -47,13 +47,16 @@ def test_a_failed_day_is_run_again_by_each_metrify_run_until_it_succeeds(
     progress = Progress(on_note=notes.append)
 
     first = materialise_days(defs, instance, settings, {DAY: {"grid_status"}}, progress, "cli")
-    assert first.jobs == [f"daily_job {DAY}..{DAY}"]  # the other job of the day still ran
+    # daily_job reads what refresh_job builds: not run over the day refresh_job failed for.
+    assert (first.jobs, first.skipped) == ([], [f"daily_job {DAY}..{DAY}"])
     assert len(first.failed) == 1 and "divide by zero" in first.failed[0]
     assert (first.retried, notes) == ([], [])
+    assert instance.get_materialized_partitions(dg.AssetKey("day_report")) == set()
 
     again = run_pipeline(defs, instance, settings, progress)  # nothing new, the bug still there
     assert (again.batch_ids, again.day_ranges, again.jobs) == ([], [], [])
     assert again.retried == [f"refresh_job {DAY}..{DAY}"]
+    assert again.skipped == [f"daily_job {DAY}..{DAY}"]
     assert notes == [f"refresh_job failed for {DAY}..{DAY} on an earlier run: running it again"]
     assert len(again.failed) == 1 and "divide by zero" in again.failed[0]
     (alert,) = list_alerts(pg, "open")
@@ -61,12 +64,14 @@ def test_a_failed_day_is_run_again_by_each_metrify_run_until_it_succeeds(
 
     switch.unlink()  # the fix
     fixed = run_pipeline(defs, instance, settings, progress)
-    assert (fixed.retried, fixed.jobs, fixed.failed) == (
+    assert (fixed.retried, fixed.jobs, fixed.failed, fixed.skipped) == (
         [f"refresh_job {DAY}..{DAY}"],
-        [f"refresh_job {DAY}..{DAY}"],
+        [f"refresh_job {DAY}..{DAY}", f"daily_job {DAY}..{DAY}"],  # the day's daily_job follows
+        [],
         [],
     )
     assert list_alerts(pg, "open") == []
+    assert instance.get_materialized_partitions(dg.AssetKey("day_report")) == {DAY.isoformat()}
 
     quiet = run_pipeline(defs, instance, settings, progress)
     assert (quiet.retried, quiet.jobs, quiet.failed) == ([], [], [])
@@ -81,7 +86,14 @@ def test_an_owed_run_that_another_planned_run_covers_is_not_run_twice() -> None:
     # Open alerts of the same job for overlapping days: the run over the wider range covers the other.
     wide = ("refresh_job", *nov)
     owed = [("refresh_job", date(2026, 11, 29), date(2026, 11, 29)), oct3, wide]
-    assert plan_runs([], owed) == Plan([], [oct3, wide])
+    assert plan_runs([], owed) == Plan([], [oct3, wide], [("daily_job", *nov)])
+    # Every refresh_job before any daily_job; a daily_job follows each owed refresh_job.
+    assert plan_runs([nov], [("refresh_job", date(2026, 10, 3), date(2026, 10, 3))]).runs == [
+        ("refresh_job", *nov),
+        ("refresh_job", date(2026, 10, 3), date(2026, 10, 3)),
+        ("daily_job", *nov),
+        ("daily_job", date(2026, 10, 3), date(2026, 10, 3)),
+    ]
 
 
 @pytest.mark.postgres
@@ -121,8 +133,11 @@ def test_a_failed_run_fails_the_command_after_the_summary() -> None:
             retried=["refresh_job 2026-11-30..2026-11-30"],
             failed=["refresh_job failed (run r1): boom [x]"],
             owed=["refresh_job 2026-11-30..2026-11-30"],
+            skipped=["daily_job 2026-11-30..2026-11-30"],
         )
     )
+    assert "daily_job 2026-11-30..2026-11-30 (refresh_job failed for those days)" in text
+    assert "and daily_job for the days of each refresh_job once that succeeds" in text
     assert "refresh_job 2026-11-30..2026-11-30 (failed before)" in text
     assert "boom [x]" in text and "1 run failed" in text
     assert "the next `metrify run` runs again: refresh_job 2026-11-30..2026-11-30" in text
