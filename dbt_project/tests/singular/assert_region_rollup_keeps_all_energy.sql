@@ -1,5 +1,7 @@
 -- The region/segment rollup neither loses nor invents energy: per local day, its totals equal the
 -- per-meter daily fact's.
+-- Attached to the mart it guards (it reads several models): Dagster shows it as that asset's check.
+{{ config(meta={'dagster': {'ref': {'name': 'fct_consumption_daily_by_region'}}}) }}
 with rollup as (
     select local_date, sum(kwh_import) as kwh_import, sum(kwh_export) as kwh_export
     from {{ ref('fct_consumption_daily_by_region') }}

@@ -2,6 +2,8 @@
 -- meter and hour still in the hot tier, the fact's totals equal the sums of the intervals with a
 -- billing value (the facts also hold hours already archived out of `ops`, which this cannot check).
 -- A partitioned run checks its days.
+-- Attached to the mart it guards (it reads several models): Dagster shows it as that asset's check.
+{{ config(meta={'dagster': {'ref': {'name': 'fct_consumption_hourly'}}}) }}
 with staged as (
     select
         r.meter_id,
