@@ -179,6 +179,10 @@ def demo_lifecycle(
     return tiers, planned
 
 
+def _days(n: int) -> str:
+    return f"{n:,} day" + ("" if n == 1 else "s")
+
+
 def _print_summary(console: Console, summary: DemoSummary) -> None:
     table = Table(title="Metrify demo", show_header=False)
     table.add_row("batches", f"{summary.batches}")
@@ -214,9 +218,9 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
         )
     else:
         table.add_row("load forecast", "none (no VEE series)")
-    tiers = "\n".join(f"{n:,} days {key}" for key, n in summary.lifecycle_days.items()) or "none"
+    tiers = "\n".join(f"{_days(n)} {key}" for key, n in summary.lifecycle_days.items()) or "none"
     table.add_row("lake tiers (weekly job)", tiers)
-    preview = "\n".join(f"{n:,} days {key}" for key, n in summary.lifecycle_preview.items()) or "nothing due"
+    preview = "\n".join(f"{_days(n)} {key}" for key, n in summary.lifecycle_preview.items()) or "nothing due"
     table.add_row(f"a year on (dry run, +{PREVIEW_DAYS} d)", preview)
     table.add_row("report", summary.report_path)
     table.add_row("took", f"{summary.seconds:.1f} s")

@@ -55,7 +55,9 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
                 if len(interval)
                 else "not in a day"
             )
-            typer.echo(f"VEE: the interval is now {now}; {run.audit_rows} audit rows written")
+            typer.echo(
+                f"VEE: the interval is now {now}; {run.audit_rows} audit row{'' if run.audit_rows == 1 else 's'} written"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -166,7 +166,7 @@ def test_cli_lists_shows_and_decides(
     assert rejected.exit_code == 0, rejected.output
     assert rejected.output.startswith("rejected: meter_readings " + KEY)
     # Two readings of 96 that day: too few to estimate from, so the rejected interval fails (by ana).
-    assert "VEE: the interval is now failed (none); 1 audit rows written" in rejected.output
+    assert "VEE: the interval is now failed (none); 1 audit row written" in rejected.output
     assert pg.execute(
         "SELECT status, edited_by, original_kwh FROM ops.vee_readings WHERE meter_id = 'M1' AND reading_start = %s",
         ("2026-03-29T00:15:00Z",),
