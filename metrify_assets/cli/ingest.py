@@ -21,7 +21,8 @@ from metrify_assets.cli.console import command_console
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER, message_key
 from metrify_assets.ingestion.landing import land_lines
-from metrify_assets.ingestion.readers import PRESETS, IngestResult, ingest_file, parse_pairs
+from metrify_assets.ingestion.readers import PRESETS, ingest_file, parse_pairs
+from metrify_assets.ingestion.readers.result import IngestResult
 from metrify_assets.resources.build import kafka_resource
 from metrify_assets.resources.kafka import KafkaResource
 

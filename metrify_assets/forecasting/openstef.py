@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from metrify_assets.forecasting.series import LoadSeries
-from metrify_assets.ingestion.readers import KWH_PER_MW_QUARTER_HOUR, read_openstef
+from metrify_assets.ingestion.readers.presets.openstef import KWH_PER_MW_QUARTER_HOUR, read_openstef
 
 TIMEZONE = "Europe/Amsterdam"
 COUNTRY = "NL"

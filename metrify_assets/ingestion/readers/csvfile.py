@@ -1,0 +1,158 @@
+"""CSV files: pandas' C parser where it can be trusted with every row, Python's csv module where not."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metrify_assets.ingestion.readers.result import Rejected, Rows
+from metrify_assets.ingestion.readers.text import not_json, text_body, utf8_error
+
+
+def read_csv(path: Path, sep: str = ",") -> Rows:
+    """A CSV file with a header; values as text, so mapping decides their types. Rows are numbered
+    from 1 after the header; blank lines are not rows. A row that cannot be a record is rejected and
+    landed in a form the decoder quarantines: more fields than the header (`extra_fields`, landed as a
+    JSON array of its fields), a quote that never closes (`unclosed_quote`: its line as given, and
+    reading goes on at the next line), bytes that are not UTF-8 (`not_utf8`, a JSON object with them
+    as lone surrogates, which the decoder refuses)."""
+    body = text_body(path, "CSV")
+    try:
+        frame = _pandas_csv(body, sep)
+    except pd.errors.EmptyDataError:
+        return Rows(pd.DataFrame(), [], [])
+    rows = _exact_csv(body, sep) if frame is None else Rows.from_frame(frame)
+    return _without_mangled(rows) if utf8_error(body) else rows
+
+
+def _pandas_csv(body: bytes, sep: str) -> pd.DataFrame | None:
+    """The fast path: pandas' C parser, or None where it cannot be trusted with every row (it refuses
+    a row with extra fields or an unclosed quote, and takes one extra field on the first row for an
+    index column)."""
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(body),
+            sep=sep,
+            dtype=object,
+            keep_default_na=False,
+            na_values=[""],
+            encoding_errors="surrogateescape",
+        )
+    except pd.errors.ParserError:
+        return None
+    return frame if isinstance(frame.index, pd.RangeIndex) else None
+
+
+# Ends the text fed to `csv.reader`: inside a field it shows a quote that never closed (no text file
+# holds a NUL: `text_body` refuses those).
+
+
+_END = "\x00"
+
+
+def _exact_csv(body: bytes, sep: str) -> Rows:
+    """Every row with Python's csv module, for a file pandas refuses: a row with more fields than
+    the header or an unclosed quote is rejected, the others are read as pandas would."""
+    lines = list(io.StringIO(body.decode("utf-8-sig", errors="surrogateescape"), newline=""))
+    parsed = (fields for fields in _csv_rows(lines, sep) if not _blank(fields))
+    first = next(parsed, None)
+    if first is None:
+        return Rows(pd.DataFrame(), [], [])
+    if isinstance(first, int):
+        raise ValueError(f"the header of the CSV has a quote that never closes: {lines[first].rstrip()!r}")
+    header = _column_names(first)
+    kept: list[list[str | None]] = []
+    positions: list[int] = []
+    rejected: list[Rejected] = []
+    for position, fields in enumerate(parsed):
+        where = f"row {position + 1}"
+        if isinstance(fields, int):
+            raw = (
+                lines[fields]
+                .rstrip("\r\n")
+                .encode(errors="surrogateescape")
+                .decode(errors="backslashreplace")
+            )
+            rejected.append(
+                Rejected(position, where, "unclosed_quote", "a quote never closes", not_json(raw))
+            )
+        elif len(fields) > len(header):
+            detail = f"{len(fields)} fields, the header has {len(header)}"
+            rejected.append(Rejected(position, where, "extra_fields", detail, json.dumps(fields)))
+        else:
+            kept.append([v if v else None for v in fields] + [None] * (len(header) - len(fields)))
+            positions.append(position)
+    frame = pd.DataFrame(kept, columns=header, dtype=object)
+    return Rows(frame, positions, [f"row {p + 1}" for p in positions], rejected)
+
+
+def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
+    """The fields of each row of `lines`, or for a row whose quote never closes the index of its
+    first line (reading goes on at the next line: the quote was a slip, not a field over lines)."""
+    start = 0
+    while start < len(lines):
+        reader = csv.reader(itertools.chain(itertools.islice(lines, start, None), [_END]), delimiter=sep)
+        consumed = 0
+        for fields in reader:
+            first, consumed = start + consumed, reader.line_num
+            if fields == [_END]:
+                return
+            if fields and _END in fields[-1]:
+                yield first
+                start = first + 1
+                break
+            yield fields
+        else:
+            return
+
+
+def _blank(fields: list[str] | int) -> bool:
+    """A blank line, which pandas does not count as a row either."""
+    return isinstance(fields, list) and (not fields or (len(fields) == 1 and not fields[0].strip()))
+
+
+def _column_names(header: list[str]) -> list[str]:
+    """Header names as pandas gives them: `Unnamed: i` for an empty one, `a.1` for a repeated `a`."""
+    names: list[str] = []
+    for i, name in enumerate(header):
+        name = name or f"Unnamed: {i}"
+        base, n = name, 0
+        while name in names:
+            n += 1
+            name = f"{base}.{n}"
+        names.append(name)
+    return names
+
+
+def _without_mangled(rows: Rows) -> Rows:
+    """`rows` with those holding bytes that are not UTF-8 (read as surrogates) rejected as `not_utf8`."""
+    frame = rows.frame
+    mangled = frame.apply(lambda row: any(_has_surrogate(v) for v in row), axis=1).to_numpy(dtype=bool)
+    if not mangled.any():
+        return rows
+    rejected = list(rows.rejected)
+    for i in np.flatnonzero(mangled):
+        row = {str(k): v for k, v in frame.iloc[i].items() if not pd.isna(v)}
+        column = next(k for k, v in row.items() if _has_surrogate(v))
+        escaped = next(c for c in row[column] if _has_surrogate(c))  # surrogateescape: U+DC00 + byte
+        detail = f"byte 0x{ord(escaped) - 0xDC00:02x} in column {column!r}"
+        rejected.append(Rejected(rows.positions[i], rows.locations[i], "not_utf8", detail, json.dumps(row)))
+    keep = ~mangled
+    return Rows(
+        frame[keep].reset_index(drop=True),
+        [p for p, k in zip(rows.positions, keep, strict=True) if k],
+        [w for w, k in zip(rows.locations, keep, strict=True) if k],
+        sorted(rejected, key=lambda r: r.position),
+    )
+
+
+def _has_surrogate(value: object) -> bool:
+    """Whether a text read with `surrogateescape` held bytes that are not UTF-8."""
+    return isinstance(value, str) and not value.isascii() and any("\udc80" <= c <= "\udcff" for c in value)

@@ -1,0 +1,279 @@
+"""Mapping a file's columns onto a source's contract fields, typed by the pipeline decoder's rules
+(`ingestion/decode.py`), so a record the reader lands is not malformed and a row it rejects is."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from numbers import Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metrify_assets.contracts import (
+    Field,
+    contract_for,
+    iso_with_offset,
+)
+from metrify_assets.ingestion.decode import _ISO_DATE_TIME as ISO_DATE_TIME
+from metrify_assets.ingestion.decode import _OFFSET as ISO_OFFSET
+from metrify_assets.ingestion.decode import INT_RANGE, MAX_TEXT_LENGTH
+from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Problem, Rows, merged
+from metrify_assets.ingestion.readers.text import is_utf8_text
+
+# The decoder's timestamp grammar; the reader also takes an hour-only offset (`+01`, as PostgreSQL
+# writes one) and lands it as `+01:00`.
+
+
+_WITH_OFFSET = rf"{ISO_DATE_TIME}(?:{ISO_OFFSET}|[+-][0-9]{{2}})$"
+
+
+_WITHOUT_OFFSET = rf"{ISO_DATE_TIME}$"
+
+
+def parse_timestamps(values: pd.Series, timezone: str | None) -> tuple[pd.Series, pd.Series]:
+    """(UTC timestamps, mask of valid naive values that no timezone could place), NaT where a value is
+    not a date-time. Text is read in the decoder's grammar: an ISO date-time with an offset (also
+    PostgreSQL's hour-only `+01`) is an instant; one without is local time in `timezone`; anything
+    else is not a date-time. Local times that do not exist or are ambiguous at a DST change are NaT."""
+    unplaced = pd.Series(False, index=values.index)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = pd.Series(values)
+        if stamps.dt.tz is not None:
+            return stamps.dt.tz_convert("UTC"), unplaced
+        if timezone is None:
+            return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]"), stamps.notna()
+        local = stamps.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+        return local.dt.tz_convert("UTC"), unplaced
+    text = values.where(values.map(lambda v: isinstance(v, str))).astype("string").str.strip()
+    aware = text.str.match(_WITH_OFFSET, na=False)
+    naive = text.str.match(_WITHOUT_OFFSET, na=False)
+    result = pd.to_datetime(text.where(aware), errors="coerce", utc=True, format="ISO8601")
+    local = pd.to_datetime(text.where(naive), errors="coerce", format="ISO8601")
+    if timezone is None:
+        return result, local.notna()
+    placed = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    return result.where(aware, placed), unplaced
+
+
+def _flags(value: object) -> list[str] | None:
+    """Status flags from a list of texts or a `,`/`|`-separated text; None when missing. Raises
+    ValueError for anything else (an object, a list with a number or null), which the decoder
+    refuses too."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("not a list of texts")
+        return value
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("not a list of texts")
+    return [part.strip() for part in re.split(r"[,|]", value) if part.strip()]
+
+
+def _storable(texts: pd.Series) -> pd.Series:
+    """The decoder's bad_text rule: at most MAX_TEXT_LENGTH characters, no NUL."""
+    return (texts.str.len() <= MAX_TEXT_LENGTH) & ~texts.str.contains("\x00", regex=False)
+
+
+def as_numbers(raw: pd.Series) -> pd.Series:
+    """Values as float64, NaN where not a finite number: text is parsed; JSON's true/false, objects,
+    lists and numbers beyond float range (10**400) are not numbers."""
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        numbers = raw.astype("float64")
+    else:
+        values = raw.astype(object)
+        parsed = pd.to_numeric(values.map(lambda v: v if isinstance(v, str) else None), errors="coerce")
+        numbers = pd.Series(
+            [
+                _float(v) if type(v) in _NUMBER_TYPES or _is_number(v) else text
+                for v, text in zip(values, parsed.astype("float64"), strict=True)
+            ],
+            index=raw.index,
+            dtype="float64",
+        )
+    return numbers.where(np.isfinite(numbers))
+
+
+_NUMBER_TYPES = (int, float)  # the usual ones, checked first: an ABC check is ten times slower
+
+
+def _is_number(value: object) -> bool:
+    """A number other than a bool: numpy scalars, and Parquet decimals as Decimal."""
+    return isinstance(value, Real | Decimal) and not isinstance(value, bool | np.bool_)
+
+
+def _float(value: Real | Decimal) -> float:
+    try:
+        return float(value)
+    except (OverflowError, ValueError):  # an int beyond float range, Decimal's signalling NaN
+        return math.nan
+
+
+Problems = list[tuple[str, pd.Series]]  # (reason prefix, mask of rows that have it)
+
+
+def _field_values(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[Any], pd.Series, Problems]:
+    """(Python values with None for missing or invalid, mask of missing, problems) for one field."""
+    missing = raw.isna()
+    if f.type == "str":
+        # Text, or whole numbers from an integer column (a Parquet id); a JSON number, true or an
+        # object is not text, as the decoder says (bad_type).
+        is_text = (
+            raw.astype(str) if raw.dtype.kind in "iu" else raw.where(raw.map(lambda v: isinstance(v, str)))
+        )
+        texts = is_text.astype("string").str.strip()
+        missing = missing | (texts == "").fillna(False)  # a blank value is no value
+        bad = ~missing & (texts.isna() | ~_storable(texts).fillna(False))
+        usable = texts.where(~missing & ~bad)
+        return usable.astype(object).where(usable.notna(), None).tolist(), missing, [("invalid", bad)]
+    if f.type == "str_list":
+        flags: list[Any] = []
+        bad_flags = np.zeros(len(raw), dtype=bool)
+        for i, value in enumerate(raw.astype(object)):
+            try:
+                flags.append(_flags(value))
+            except ValueError:
+                flags.append(None)
+                bad_flags[i] = True
+                continue
+            if flags[-1] is not None and not _storable(pd.Series([",".join(flags[-1])])).iloc[0]:
+                flags[-1], bad_flags[i] = None, True
+        return flags, missing, [("invalid", pd.Series(bad_flags, index=raw.index))]
+    if f.type == "timestamp":
+        stamps, naive = parse_timestamps(raw, timezone)
+        bad = ~missing & stamps.isna() & ~naive
+        iso = iso_with_offset(pd.DatetimeIndex(stamps.dropna()).tz_convert(timezone or "UTC"))
+        out: list[Any] = [None] * len(raw)
+        for position, text in zip(np.flatnonzero(stamps.notna().to_numpy()), iso, strict=True):
+            out[position] = text
+        return out, missing, [("invalid", bad), ("no_offset_in", naive)]
+    numbers = as_numbers(raw)
+    if f.type == "int":  # whole and within PostgreSQL `integer`
+        numbers = numbers.where((numbers % 1 == 0) & numbers.between(*INT_RANGE))
+    bad = ~missing & numbers.isna()
+    if f.type == "int":
+        return [None if pd.isna(v) else int(v) for v in numbers], missing, [("invalid", bad)]
+    return [None if pd.isna(v) else float(v) for v in numbers], missing, [("invalid", bad)]
+
+
+def _as_given(f: Field, value: object) -> object:
+    """An unusable value as the decoder will refuse it: a text or flags field's as is (a number, an
+    object, a list of numbers, a text too long), another field's as text (a bad type, or a timestamp
+    without offset or that does not parse)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if f.type in ("str", "str_list"):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    return value if isinstance(value, str) else str(value)
+
+
+def _json_or_text(value: object) -> str:
+    """A JSON value as JSON (`Infinity`, `{"a": 1}`), anything else (a Decimal, a date) as text."""
+    return (
+        json.dumps(value, default=str) if isinstance(value, dict | list | bool | int | float) else str(value)
+    )
+
+
+def shown(value: object) -> str:
+    """A value as the user wrote it, cut to 40 characters for a message."""
+    text = value if isinstance(value, str) else _json_or_text(value)
+    return repr(text if len(text) <= 40 else text[:39] + "...")
+
+
+def _map_rows(
+    frame: pd.DataFrame,
+    source: str,
+    mapping: Mapping[str, str],
+    constants: Mapping[str, str],
+    timezone: str | None,
+) -> Mapped:
+    """Every row mapped: a record, or the row the decoder will
+    quarantine (its usable fields typed, its unusable ones as given, a missing required one left out)
+    with the value that decided its reason."""
+    contract = contract_for(source)
+    absent = sorted(col for col in mapping.values() if col not in frame.columns)
+    if absent:
+        raise ValueError(f"columns not in the file: {', '.join(absent)}")
+    columns: dict[str, pd.Series] = {}
+    for f in contract.fields:
+        column = mapping.get(f.name, f.name)
+        if f.name in constants:  # --set: every record, whether the file has the column or not
+            columns[f.name] = pd.Series(constants[f.name], index=frame.index, dtype=object)
+        elif column in frame.columns:
+            columns[f.name] = frame[column]
+        elif f.required:
+            raise ValueError(f"no column for required field {f.name!r}: use --map {f.name}=COLUMN or --set")
+
+    reason = pd.Series(None, index=frame.index, dtype=object)
+    culprit = pd.Series(None, index=frame.index, dtype=object)  # the field that gave the reason
+    values: dict[str, list[Any]] = {}
+    unusable: dict[str, np.ndarray] = {}
+    for name, raw in columns.items():
+        f = contract.field(name)
+        values[name], missing, problems = _field_values(f, raw, timezone)
+        if f.required:
+            reason = reason.where(reason.notna() | ~missing, f"missing_{name}")
+        bad = np.zeros(len(frame), dtype=bool)
+        for prefix, mask in problems:
+            culprit = culprit.where(reason.notna() | ~mask, name)
+            reason = reason.where(reason.notna() | ~mask, f"{prefix}_{name}")
+            bad |= mask.to_numpy(dtype=bool)
+        unusable[name] = bad
+    out = Mapped()
+    for i, (why, blamed) in enumerate(zip(reason.tolist(), culprit.tolist(), strict=True)):
+        if not isinstance(why, str):  # a record: the common case, kept to one dict and one dumps
+            out.lines.append(json.dumps({n: v[i] for n, v in values.items() if v[i] is not None}))
+            continue
+        record: dict[str, Any] = {}
+        for name, typed in values.items():
+            if unusable[name][i]:
+                record[name] = _as_given(contract.field(name), columns[name].iloc[i])
+            elif typed[i] is not None:
+                record[name] = typed[i]
+        detail = shown(columns[blamed].iloc[i]) if isinstance(blamed, str) else ""
+        out.problems[i] = Problem(why, detail)
+        out.lines.append(json.dumps(record))
+    return out
+
+
+def map_records(
+    rows: Rows | pd.DataFrame,
+    source: str,
+    mapping: Mapping[str, str] | None = None,
+    constants: Mapping[str, str] | None = None,
+    timezone: str | None = None,
+) -> IngestResult:
+    """Map columns to `source`'s contract fields (a field reads the column of its own name unless
+    `mapping` names another; `constants` fill fields for every row) and build message lines.
+
+    Naive timestamps are local time in `timezone`; without one they are rejected, since guessing UTC
+    would shift readings silently (`no_offset_in_<field>`). A row is rejected with its first reason:
+    `missing_<field>` for an empty required field, `invalid_<field>` for a value that does not parse
+    as the field's type (or a local time that does not exist or is ambiguous, or an int outside
+    PostgreSQL `integer`). Rejected rows are landed too, in a form the pipeline quarantines.
+    """
+    if isinstance(rows, pd.DataFrame):
+        rows = Rows.from_frame(rows)
+    contract = contract_for(source)
+    mapping, constants = dict(mapping or {}), dict(constants or {})
+    unknown = (set(mapping) | set(constants)) - set(contract.columns)
+    if unknown:
+        raise ValueError(f"not fields of {source}: {', '.join(sorted(unknown))}")
+    both = sorted(set(mapping) & set(constants))
+    if both:
+        raise ValueError(f"--map and --set for the same field: {', '.join(both)}")
+    undecodable = [f"{k}={v!r}" for k, v in constants.items() if not is_utf8_text(v)]
+    if undecodable:  # a command line with bytes that are not UTF-8
+        raise ValueError(f"not UTF-8 text: {', '.join(undecodable)}")
+    mapped = _map_rows(rows.frame, source, mapping, constants, timezone) if rows.positions else Mapped()
+    return merged(rows, mapped)

@@ -1,0 +1,1 @@
+"""Presets: known file layouts with their own arithmetic (docs/ingest-mapping.md)."""

@@ -1,0 +1,174 @@
+"""Preset `openstef`: OpenSTEF's input CSV as meter readings (`load`) or weather observations."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metrify_assets.contracts import (
+    iso_with_offset,
+)
+from metrify_assets.ingestion.readers.csvfile import read_csv
+from metrify_assets.ingestion.readers.mapping import as_numbers, parse_timestamps, shown
+from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Problem, Rows, merged
+
+# OpenSTEF's input layout: a UTC timestamp in the first column, then `load` (MW, net of feed-in) and
+# weather features at 15 minutes. The ids default to the location of the fixture (tests/fixtures).
+
+
+OPENSTEF_PRESET = "openstef"
+
+
+OPENSTEF_INTERVAL_MINUTES = 15
+
+
+OPENSTEF_METER_ID = "OPENSTEF-307"
+
+
+OPENSTEF_STATION_ID = "OPENSTEF-307"
+
+
+KWH_PER_MW_QUARTER_HOUR = 1000.0 * OPENSTEF_INTERVAL_MINUTES / 60.0  # 1 MW for 15 min = 250 kWh
+
+
+# OpenSTEF column -> (weather contract field, factor to the contract's unit).
+
+
+OPENSTEF_WEATHER = {
+    "temp": ("temperature_c", 1.0),  # degC
+    "humidity": ("humidity_pct", 100.0),  # fraction -> %
+    "pressure": ("pressure_hpa", 0.01),  # Pa -> hPa
+    "windspeed": ("wind_speed_ms", 1.0),  # m/s (10 m; `windspeed_100m` is at hub height)
+    # mm/h (hourly model values interpolated to 15 minutes) -> mm in the 15-minute interval
+    "rain": ("precipitation_mm", OPENSTEF_INTERVAL_MINUTES / 60.0),
+}
+
+
+def read_openstef(path: Path) -> pd.DataFrame:
+    """An OpenSTEF input CSV's readable rows: the first column (unnamed or `datetime`) is the
+    timestamp, as text."""
+    return openstef_table(path).frame
+
+
+def openstef_table(path: Path) -> Rows:
+    """An OpenSTEF input CSV's rows, read as `read_csv` reads any CSV (rows it rejects are landed
+    for quarantine), with the first column named `datetime`."""
+    rows = read_csv(path)
+    if rows.frame.columns.empty:
+        return rows
+    return replace(rows, frame=rows.frame.rename(columns={rows.frame.columns[0]: "datetime"}))
+
+
+def _openstef_rows(
+    frame: pd.DataFrame, columns: Sequence[str], timezone: str | None
+) -> tuple[list[str | None], pd.DataFrame, pd.Series, pd.Series]:
+    """(timestamps written with the offset of `timezone` or UTC, None where invalid; numeric columns;
+    the first reason of each row that lacks one of `columns`, None for a usable row; the column
+    that gave it).
+
+    OpenSTEF writes UTC with an offset; a timestamp without one is read as UTC too (OpenSTEF's
+    convention), unless `timezone` names another zone.
+    """
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise ValueError(f"not an OpenSTEF file with {', '.join(columns)}: no column {', '.join(absent)}")
+    stamps, _ = parse_timestamps(frame["datetime"], timezone or "UTC")
+    values = pd.DataFrame({c: as_numbers(frame[c]) for c in columns}, index=frame.index)
+    reasons = pd.Series(None, index=frame.index, dtype=object).where(stamps.notna(), "invalid_datetime")
+    culprits = pd.Series(None, index=frame.index, dtype=object).where(stamps.notna(), "datetime")
+    for column in columns:
+        for why, fine in (("missing", frame[column].notna()), ("invalid", values[column].notna())):
+            culprits = culprits.where(reasons.notna() | fine, column)
+            reasons = reasons.where(reasons.notna() | fine, f"{why}_{column}")
+    iso = iso_with_offset(pd.DatetimeIndex(stamps.dropna()).tz_convert(timezone or "UTC"))
+    written: list[str | None] = [None] * len(frame)
+    for position, stamp in zip(np.flatnonzero(stamps.notna().to_numpy()), iso, strict=True):
+        written[position] = stamp
+    return written, values, reasons, culprits
+
+
+def _openstef_result(
+    rows: Rows,
+    reasons: pd.Series,
+    culprits: pd.Series,
+    record: Callable[[int], dict[str, object]],
+    raw: Mapping[str, str],
+    notes: Mapping[str, int] | None = None,
+) -> IngestResult:
+    """Every row as a line: a usable row's `record(i)`; a rejected row's record with each unusable
+    value as given (`raw`: contract field -> OpenSTEF column; an empty one left out), so the decoder
+    quarantines it with a reason."""
+    frame = rows.frame
+    mapped = Mapped()
+    for i, (why, culprit) in enumerate(zip(reasons.tolist(), culprits.tolist(), strict=True)):
+        built = record(i)
+        if not isinstance(why, str):
+            mapped.lines.append(json.dumps(built))
+            continue
+        for name, column in raw.items():
+            if built.get(name) is None:
+                given = frame[column].iloc[i]
+                built[name] = None if pd.isna(given) else str(given)
+        given = frame[culprit].iloc[i]
+        detail = "" if pd.isna(given) else shown(given)
+        mapped.problems[i] = Problem(why, detail)
+        mapped.lines.append(json.dumps({k: v for k, v in built.items() if v is not None}))
+    return merged(rows, mapped, notes)
+
+
+def openstef_readings(
+    rows: Rows | pd.DataFrame, meter_id: str = OPENSTEF_METER_ID, timezone: str | None = None
+) -> IngestResult:
+    """OpenSTEF `load` (MW, taken as the mean over the quarter-hour that starts at the timestamp;
+    negative = feed-in) ->
+    15-minute meter readings: energy_kwh = |load| x 250 (MW x 0.25 h x 1000 kWh/MWh), direction
+    `import` for load >= 0 and `export` below. Not rounded: the readings sum to the file's energy."""
+    rows = rows if isinstance(rows, Rows) else Rows.from_frame(rows)
+    if rows.frame.columns.empty:  # an empty file
+        return merged(rows, Mapped())
+    starts, values, reasons, culprits = _openstef_rows(rows.frame, ["load"], timezone)
+    load = values["load"].tolist()
+
+    def reading(i: int) -> dict[str, object]:
+        mw = load[i]
+        usable = not math.isnan(mw)
+        return {
+            "meter_id": meter_id,
+            "reading_start": starts[i],
+            "interval_minutes": OPENSTEF_INTERVAL_MINUTES,
+            "energy_kwh": abs(mw) * KWH_PER_MW_QUARTER_HOUR if usable else None,
+            "direction": ("export" if mw < 0 else "import") if usable else None,
+            "source": OPENSTEF_PRESET,
+        }
+
+    raw = {"reading_start": "datetime", "energy_kwh": "load"}
+    notes = {"export_intervals": int((values["load"][reasons.isna()] < 0).sum())}
+    return _openstef_result(rows, reasons, culprits, reading, raw, notes)
+
+
+def openstef_weather(
+    rows: Rows | pd.DataFrame, station_id: str = OPENSTEF_STATION_ID, timezone: str | None = None
+) -> IngestResult:
+    """OpenSTEF weather columns -> observations of one station, converted to the contract's units
+    (`OPENSTEF_WEATHER`): pressure Pa -> hPa, humidity fraction -> %, rain mm/h -> mm in the
+    quarter-hour. The other columns (radiation, clouds, wind direction, ...) have no contract field."""
+    rows = rows if isinstance(rows, Rows) else Rows.from_frame(rows)
+    if rows.frame.columns.empty:  # an empty file
+        return merged(rows, Mapped())
+    observed, values, reasons, culprits = _openstef_rows(rows.frame, list(OPENSTEF_WEATHER), timezone)
+    converted = {
+        field: (values[column] * factor).tolist() for column, (field, factor) in OPENSTEF_WEATHER.items()
+    }
+
+    def observation(i: int) -> dict[str, object]:
+        measured = {f: None if math.isnan(v[i]) else v[i] for f, v in converted.items()}
+        return {"station_id": station_id, "observed_at": observed[i]} | measured
+
+    raw = {"observed_at": "datetime"} | {field: column for column, (field, _) in OPENSTEF_WEATHER.items()}
+    return _openstef_result(rows, reasons, culprits, observation, raw)
