@@ -96,16 +96,21 @@ def status_code_name(status: int) -> str:
     return STATUS_CODES.get(status) or _phrase(status).lower().replace(" ", "_").replace("-", "_")
 
 
-def _text(text: str) -> str:
-    """`text` as UTF-8 can carry it: a lone surrogate (which a JSON `\\ud800` escape makes) becomes its
-    escape, written out, rather than failing the answer's encoding."""
+def encodable(text: str) -> bool:
+    """Whether UTF-8 can carry `text`: not if it holds a lone surrogate (a JSON `\\ud800` escape)."""
     if text.isascii():
-        return text
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
-    return text
+        return False
+    return True
+
+
+def _text(text: str) -> str:
+    """`text` as UTF-8 can carry it: a lone surrogate becomes its escape, written out, rather than
+    failing the answer's encoding."""
+    return text if encodable(text) else text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:

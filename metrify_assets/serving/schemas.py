@@ -26,12 +26,14 @@ from jsonschema import Draft202012Validator, FormatChecker, TypeChecker, Validat
 from jsonschema.protocols import Validator
 
 from metrify_assets.contracts import CONTRACTS, contract_for
-from metrify_assets.serving.errors import field_detail, json_safe
+from metrify_assets.serving.errors import MAX_JSON_DEPTH, encodable, field_detail, json_safe
 
 # The repository's schemas/ folder (beside metrify_assets/, like dbt_project/).
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 SCHEMA_FILES: dict[str, Path] = {source: SCHEMA_DIR / f"{source}.v1.json" for source in CONTRACTS}
 MAX_ERRORS = 100  # listed per request; the rest are counted
+# The integers orjson writes (the API sends bodies on with it): int64 and uint64.
+INT_RANGE = (-(2**63), 2**64 - 1)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,13 @@ class FieldErrors(list[FieldError]):
     not listed. Empty (falsy) when the body is valid."""
 
     more: int = 0
+
+    def add(self, error: FieldError, limit: int) -> None:
+        """List `error`, or count it once `limit` are listed."""
+        if len(self) < limit:
+            self.append(error)
+        else:
+            self.more += 1
 
 
 def _finite_number(checker: TypeChecker, value: object) -> bool:
@@ -176,8 +185,46 @@ def validate(source: str, body: Any, limit: int = MAX_ERRORS) -> FieldErrors:
         if found.loc in seen:
             continue
         seen.add(found.loc)
-        if len(errors) < limit:
-            errors.append(found)
+        errors.add(found, limit)
+    return errors
+
+
+def _unsendable_value(value: object) -> tuple[str, str] | None:
+    """(message, check) when `value`, not a container, cannot be written as strict JSON."""
+    if isinstance(value, str) and not encodable(value):
+        return "holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot carry", "unicode"
+    if isinstance(value, int) and not isinstance(value, bool) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        return "an integer beyond 64 bits, which the pipeline's JSON parser cannot read", "int_range"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{json_safe(value)} is not JSON", "finite"
+    return None
+
+
+def unsendable(body: Any, limit: int = MAX_ERRORS) -> FieldErrors:
+    """What in a body that passed its schema a message cannot carry: the pipeline's decoder (orjson)
+    would quarantine it whole as `malformed:invalid_json`, or the API could not write it. Checked
+    everywhere, fields the schema does not name included: nesting deeper than `MAX_JSON_DEPTH`,
+    lone surrogates in strings and keys, integers beyond 64 bits, NaN and the infinities. Walks the
+    body without recursion (a body may nest as deep as Python's parser reads)."""
+    errors = FieldErrors()
+    stack: list[tuple[tuple[str | int, ...], object]] = [((), body)]
+    while stack:
+        path, value = stack.pop()
+        found: tuple[str, str] | None = None
+        children: list[tuple[str | int, object]] = []
+        if isinstance(value, dict | list) and len(path) >= MAX_JSON_DEPTH:
+            found = f"nested deeper than {MAX_JSON_DEPTH} levels", "maxDepth"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not encodable(key):
+                    problem = "the key holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot carry"
+                    errors.add(FieldError((*path, key), problem, key, "unicode"), limit)
+                children.append((key, item))
+        elif isinstance(value, list):
+            children.extend(enumerate(value))
         else:
-            errors.more += 1
+            found = _unsendable_value(value)
+        if found is not None:
+            errors.add(FieldError(path, found[0], value, found[1]), limit)
+        stack.extend(((*path, name), item) for name, item in reversed(children))
     return errors

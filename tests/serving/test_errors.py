@@ -366,3 +366,34 @@ def test_no_token_is_401_whatever_the_body(api: TestClient) -> None:
                 error_of(response, 401, "missing_token")
         compressed = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         error_of(api.post(path, content=b"\x1f\x8b", headers=compressed), 401, "missing_token")
+
+
+def test_a_body_the_pipeline_could_not_read_is_a_422_naming_the_field(
+    api: TestClient, pg: psycopg.Connection
+) -> None:
+    """The schema passed these but orjson could not send them on (an integer beyond 64 bits, an
+    extra field nested past 255 levels, a lone surrogate): 500. The decoder would have quarantined
+    the surrogate and NaN whole as malformed JSON; now each is a 422 naming the field."""
+    before = api_batches(pg)
+    reading = json.dumps(READING)[:-1]  # the record without its closing brace, for an extra field
+    cases = [
+        (reading.replace("0.42", "1" + "0" * 29) + "}", "body.energy_kwh", "int_range"),
+        (reading + ', "extra": ' + str(-(2**64)) + "}", "body.extra", "int_range"),
+        (
+            reading + ', "extra": ' + deep_list(300) + "}",
+            "body.extra" + ".0" * (MAX_JSON_DEPTH - 1),
+            "maxDepth",
+        ),
+        (reading.replace("MTR-000001", "\\ud800") + "}", "body.meter_id", "unicode"),
+        (reading + ', "\\udc00": 1}', "body.\\udc00", "unicode"),
+        (reading + ', "extra": [NaN]}', "body.extra.0", "finite"),
+    ]
+    for body, field, kind in cases:
+        response = api.post(
+            "/v1/meter_readings",
+            content=body,
+            headers={**token("ingest"), "Content-Type": "application/json"},
+        )
+        (detail,) = error_of(response, 422, "invalid_body")["details"]
+        assert (detail["field"], detail["type"]) == (field, kind), body[-80:]
+    assert api_batches(pg) == before  # nothing written

@@ -52,10 +52,13 @@ def ingest(
     """Validate, then hand the body to the pipeline as one message; 202 with the batch id to poll."""
     name = str(source.value)
     errors = schemas.validate(name, body)
+    failure = f"do not match schemas/{name}.v1.json"
+    if not errors:  # the message must be strict JSON the pipeline's decoder reads whole
+        errors, failure = schemas.unsendable(body), "cannot be sent on as strict JSON"
     if errors:
         failing = len(errors) + errors.more
         listed = f" (the first {len(errors)} listed)" if errors.more else ""
-        message = f"{failing} field(s) do not match schemas/{name}.v1.json{listed}: nothing was written"
+        message = f"{failing} field(s) {failure}{listed}: nothing was written"
         raise ApiError(422, "invalid_body", message, [e.as_dict() for e in errors])
     if principal.meters is not None:  # a meter-limited token sends its meters' readings only
         if name != "meter_readings":
