@@ -251,6 +251,16 @@ def test_bad_arguments_are_refused() -> None:
         detect_format(Path("readings.xlsx"))
 
 
+@pytest.mark.parametrize("timezone", ["Mars/Base", "../etc", ""])
+def test_an_unknown_timezone_is_a_usage_error_not_a_traceback(tmp_path: Path, timezone: str) -> None:
+    path = tmp_path / "n.csv"
+    path.write_bytes(READINGS_HEADER + b"m1,2024-01-01T00:00:00,15,1\n")
+    args = ["ingest", "meter_readings", str(path), "--timezone", timezone, "--landing-dir", str(tmp_path)]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"unknown timezone {timezone!r}" in " ".join(result.output.replace("│", " ").split())
+
+
 def test_cli_rejects_an_unknown_source(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli(), ["ingest", "gas", str(UCI), "--landing-dir", str(tmp_path)])
     assert result.exit_code != 0
@@ -334,7 +344,7 @@ def test_a_csv_with_bad_rows_lands_every_row_with_a_reason(tmp_path: Path) -> No
         b"E,2026-03-28T00:00:00Z,0.5,surplus\n"
         b"F\xd7,2026-03-28T00:00:00Z,0.5\n"
         b"G,2026-03-28T00:15:00Z,1e999\n"
-        b"H,2026-03-28T00:15:00Z,1\n"
+        b"H\xc3\xa9,2026-03-28T00:15:00Z,1\n"  # UTF-8 beyond ASCII (H\u00e9): a UTF-8 file, with a bad row
     )
     result = ingest_file(path, "meter_readings", mapping=dict(MAPPING), constants={"interval_minutes": "15"})
     assert (result.rows_read, result.records, len(result.lines)) == (8, 2, 8)
@@ -374,7 +384,7 @@ MAPPING = {"meter_id": "meter", "reading_start": "start", "energy_kwh": "kwh"}
         ("array.json", b'[\n  {"meter_id": "A"},\n  {"meter_id": "B"}\n]\n', 2, "array.json is a JSON array, not JSON Lines (one record per line); convert it first, e.g. `jq -c '.[]' array.json"),
         ("compact.json", b'[{"meter_id": "A"}, {"meter_id": "B"}]\n', 2, "compact.json is a JSON array, not JSON Lines"),
         ("pretty.json", b'{\n  "records": [{"meter_id": "A"}]\n}\n', 2, "pretty.json is one JSON document over several lines, not JSON Lines (one record per line); convert it first, e.g. `jq -c . pretty.json"),
-        ("latin.csv", "meter,start,kwh\nZoë,x,1\n".encode("latin-1"), 0, "row 1: not_utf8 (byte 0xeb in column 'meter')"),
+        ("latin.csv", "meter,start,kwh\nA,x,1\nZoë,x,1\n".encode("latin-1"), 2, "latin.csv is not UTF-8 text (line 3: byte 0xeb at column 3)"),
     ],
 )  # fmt: skip
 def test_files_without_records_or_text_say_so_without_a_traceback(
@@ -523,14 +533,15 @@ def test_parquet_decimals_are_numbers(tmp_path: Path) -> None:
     assert batch.records["energy_kwh"].tolist() == [1.5]
 
 
-OPENSTEF_HEADER = b",load,temp,windspeed,pressure,humidity,rain\n"
+# A column named beyond ASCII makes the file UTF-8 text, whose row of Latin-1 is then one bad row.
+OPENSTEF_HEADER = ",load,temp,windspeed,pressure,humidity,rain,météo\n".encode()
 OPENSTEF_ROW = b"2020-10-31 00:45:00+00:00,-3.9,13.1,2.8,102182,0.9,0.05\n"
 
 
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
-        (b"2020-10-31 01:00:00+00:00,-3.9,13.1,2.8,102182,0.9,0.05,EXTRA\n", "extra_fields"),
+        (b"2020-10-31 01:00:00+00:00,-3.9,13.1,2.8,102182,0.9,0.05,,EXTRA\n", "extra_fields"),
         (b"2020-10-31 01:00:00+00:00,1,13\xe9,2.8,102182,0.9,0.05\n", "not_utf8"),
         (b'2020-10-31 01:00:00+00:00,1,"13.1\n', "unclosed_quote"),
     ],

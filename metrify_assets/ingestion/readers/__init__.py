@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from metrify_assets.contracts import METER_READINGS, WEATHER_OBSERVATIONS, contract_for
 from metrify_assets.ingestion.readers.csvfile import read_csv
@@ -99,6 +100,8 @@ def ingest_file(
     preset's own.
     """
     contract_for(source)
+    if timezone is not None:
+        _check_timezone(timezone)
     if preset is None:
         return map_records(read_table(path, fmt), source, mapping, constants, timezone)
     if preset == UCI_PRESET:
@@ -114,3 +117,12 @@ def ingest_file(
             return openstef_weather(openstef_table(path), station_id or OPENSTEF_STATION_ID, timezone)
         raise ValueError(f"preset {preset} produces meter_readings or weather_observations, not {source}")
     raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+
+
+def _check_timezone(name: str) -> None:
+    """Refuse a name that is not an IANA timezone before reading (pandas would raise a KeyError,
+    or an IndexError for "", deep in the mapping)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, IndexError):
+        raise ValueError(f"unknown timezone {name!r}; expected an IANA name such as Europe/London") from None

@@ -52,8 +52,6 @@ def _pandas_csv(body: bytes, sep: str) -> pd.DataFrame | None:
 
 # Ends the text fed to `csv.reader`: inside a field it shows a quote that never closed (no text file
 # holds a NUL: `text_body` refuses those).
-
-
 _END = "\x00"
 
 

@@ -28,11 +28,7 @@ from metrify_assets.ingestion.readers.text import is_utf8_text
 
 # The decoder's timestamp grammar; the reader also takes an hour-only offset (`+01`, as PostgreSQL
 # writes one) and lands it as `+01:00`.
-
-
 _WITH_OFFSET = rf"{ISO_DATE_TIME}(?:{ISO_OFFSET}|[+-][0-9]{{2}})$"
-
-
 _WITHOUT_OFFSET = rf"{ISO_DATE_TIME}$"
 
 

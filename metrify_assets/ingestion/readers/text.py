@@ -8,8 +8,9 @@ from pathlib import Path
 
 
 def text_body(path: Path, fmt: str) -> bytes:
-    """The file's bytes. A file with NUL bytes is binary (compressed, Parquet, ...), and one without a
-    single UTF-8 line is in another encoding: neither is `fmt` text, so nothing of it is landed."""
+    """The file's bytes. A file with NUL bytes is binary (compressed, Parquet, ...), and one whose
+    lines beyond ASCII are none of them UTF-8 is in another encoding (Latin-1, say; an ASCII header
+    says nothing): neither is `fmt` text, so nothing of it is landed."""
     body = path.read_bytes()
     nul = body.find(b"\x00")
     if nul >= 0:
@@ -19,9 +20,9 @@ def text_body(path: Path, fmt: str) -> bytes:
         )
     if not utf8_error(body):
         return body
-    lines = [(number, line) for number, line in enumerate(body.split(b"\n"), start=1) if line.strip()]
-    if all(utf8_error(line) for _, line in lines):
-        number, line = lines[0]
+    beyond_ascii = [(n, line) for n, line in enumerate(body.split(b"\n"), start=1) if not line.isascii()]
+    if all(utf8_error(line) for _, line in beyond_ascii):
+        number, line = beyond_ascii[0]
         raise ValueError(
             f"{path.name} is not UTF-8 text (line {number}: {utf8_error(line)}); "
             "convert it first, e.g. `iconv -f latin1 -t utf-8`"

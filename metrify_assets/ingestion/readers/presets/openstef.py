@@ -20,26 +20,12 @@ from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Proble
 
 # OpenSTEF's input layout: a UTC timestamp in the first column, then `load` (MW, net of feed-in) and
 # weather features at 15 minutes. The ids default to the location of the fixture (tests/fixtures).
-
-
 OPENSTEF_PRESET = "openstef"
-
-
 OPENSTEF_INTERVAL_MINUTES = 15
-
-
 OPENSTEF_METER_ID = "OPENSTEF-307"
-
-
 OPENSTEF_STATION_ID = "OPENSTEF-307"
-
-
 KWH_PER_MW_QUARTER_HOUR = 1000.0 * OPENSTEF_INTERVAL_MINUTES / 60.0  # 1 MW for 15 min = 250 kWh
-
-
 # OpenSTEF column -> (weather contract field, factor to the contract's unit).
-
-
 OPENSTEF_WEATHER = {
     "temp": ("temperature_c", 1.0),  # degC
     "humidity": ("humidity_pct", 100.0),  # fraction -> %

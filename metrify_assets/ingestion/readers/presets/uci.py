@@ -18,14 +18,8 @@ from metrify_assets.ingestion.readers.mapping import as_numbers
 from metrify_assets.ingestion.readers.result import IngestResult, Rows
 
 UCI_PRESET = "uci-household"
-
-
 UCI_TIMEZONE = "Europe/Paris"  # the household is in Sceaux, France
-
-
 UCI_INTERVAL_MINUTES = 15
-
-
 UCI_METER_ID = "UCI-HOUSEHOLD-1"
 
 
