@@ -189,6 +189,15 @@ def field_detail(loc: Sequence[str | int], message: str, kind: str, value: Any) 
     }
 
 
+def check_text(loc: Sequence[str | int], value: str | None) -> None:
+    """422 `invalid_parameter` naming the parameter when `value` holds a NUL character: PostgreSQL
+    text cannot hold one, so nothing stored matches it, and psycopg refuses to send it (a 500)."""
+    if value is not None and "\x00" in value:
+        message = "holds a NUL character (\\u0000), which no stored value has"
+        detail = field_detail(loc, message, "nul_character", value)
+        raise ApiError(422, "invalid_parameter", f"{loc[-1]} {message}", [detail])
+
+
 def error_response(
     status: int,
     code: str,

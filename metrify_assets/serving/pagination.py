@@ -56,6 +56,8 @@ def _value(value: Any) -> Any:
         return datetime.fromisoformat(value["t"])
     if isinstance(value, dict) and isinstance(value.get("d"), str):
         return date.fromisoformat(value["d"])
+    if isinstance(value, str) and "\x00" in value:  # never issued: PostgreSQL text holds no NUL
+        raise CursorError("cursor is not one this endpoint issued")
     if isinstance(value, (str, int, float)) or value is None:
         return value
     raise CursorError("cursor is not one this endpoint issued")

@@ -21,6 +21,7 @@ from metrify_assets.resources import PostgresResource
 from metrify_assets.serving.app import create_app
 from metrify_assets.serving.auth import issue_token
 from metrify_assets.serving.errors import MAX_JSON_DEPTH, MAX_VALUE_CHARS, echo, error_response, json_safe
+from metrify_assets.serving.pagination import encode_cursor
 
 pytestmark = [pytest.mark.postgres]
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
@@ -397,3 +398,24 @@ def test_a_body_the_pipeline_could_not_read_is_a_422_naming_the_field(
         (detail,) = error_of(response, 422, "invalid_body")["details"]
         assert (detail["field"], detail["type"]) == (field, kind), body[-80:]
     assert api_batches(pg) == before  # nothing written
+
+
+def test_a_nul_character_in_a_parameter_is_a_422_naming_it(api: TestClient) -> None:
+    """psycopg refuses to send NUL in text (PostgreSQL cannot store it): each of these was a 500."""
+    headers = token("read", "review", "ingest")
+    cursor = encode_cursor("review_items", [datetime(2026, 3, 28, tzinfo=UTC), "b\x00", 0])
+    for method, path, field in (
+        ("GET", "/v1/meters/a%00b/readings", "path.meter_id"),
+        ("GET", "/v1/meters/a%00b/latest", "path.meter_id"),
+        ("GET", "/v1/consumption/daily?meter_id=a%00b", "query.meter_id"),
+        ("GET", "/v1/grid/nodes/n%00/status", "path.grid_node_id"),
+        ("GET", "/v1/review/items?reason=a%00b", "query.reason"),
+        ("GET", "/v1/batches/a%00b", "path.batch_id"),
+        ("POST", "/v1/review/items/a%00b/0/approve", "path.batch_id"),
+    ):
+        response = api.request(method, path, headers=headers, json={"note": "why"})
+        (detail,) = error_of(response, 422, "invalid_parameter")["details"]
+        assert (detail["field"], detail["type"]) == (field, "nul_character"), path
+        assert "\x00" in detail["value"]
+    forged = api.get("/v1/review/items", params={"cursor": cursor}, headers=headers)
+    error_of(forged, 400, "bad_cursor")

@@ -24,7 +24,7 @@ from metrify_assets.serving.cache import cached
 from metrify_assets.serving.cache import latest_reading as latest_reading_through_cache
 from metrify_assets.serving.datasets import DATASETS, Dataset, parse_value, query_page
 from metrify_assets.serving.db import connection
-from metrify_assets.serving.errors import ApiError, field_detail
+from metrify_assets.serving.errors import ApiError, check_text, field_detail
 from metrify_assets.serving.output import json_response, page_response
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
 
@@ -81,6 +81,7 @@ def meter_readings(
     missing, failed) where VEE has processed the day, else the reading as received (`received`).
     A known meter with nothing in the range is an empty page; a meter never seen is 404."""
     require_meter(principal, meter_id)
+    check_text(("path", "meter_id"), meter_id)
     start, end = _aware(start), _aware(end)
     _check_range(start, end)
     try:
@@ -97,6 +98,7 @@ def latest_reading(request: Request, meter_id: str, principal: Reader) -> Respon
     """The newest interval stored for the meter (its newest record version), from the cache when
     Redis holds it, else from PostgreSQL."""
     require_meter(principal, meter_id)
+    check_text(("path", "meter_id"), meter_id)
     state = request.app.state
     reading, source = latest_reading_through_cache(state.cache, state.pool.connection, meter_id)
     if reading is None:
@@ -117,10 +119,13 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
 
     def endpoint(request: Request, principal: Principal, conn: psycopg.Connection, **kwargs: Any) -> Response:
         path_value = kwargs.pop(dataset.path_filter, None) if dataset.path_filter else None
+        if dataset.path_filter:
+            check_text(("path", dataset.path_filter), path_value)
         cursor, limit, fmt = kwargs.pop("cursor"), kwargs.pop("limit"), kwargs.pop("format")
         params: dict[str, Any] = {}
         for f in dataset.filters:
             raw = kwargs.get(_python_name(f.param))
+            check_text(("query", f.param), raw)
             if raw is not None:
                 try:
                     params[f.param] = parse_value(f.kind, raw)

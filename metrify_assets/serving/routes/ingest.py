@@ -21,7 +21,7 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.serving import batches, schemas
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
-from metrify_assets.serving.errors import ApiError
+from metrify_assets.serving.errors import ApiError, check_text
 from metrify_assets.serving.kafka import MessageTooLargeError, SendError
 from metrify_assets.serving.output import json_response, read_json
 
@@ -114,6 +114,7 @@ def batch_status(
 ) -> Response:
     """`queued` until the pipeline has processed the message, then `processed` with the records
     accepted and quarantined and the quarantine reasons."""
+    check_text(("path", "batch_id"), batch_id)
     batch = batches.status(conn, request.app.state.lake, batch_id)
     if batch is None or not (batch.subject == principal.subject or principal.has("admin")):
         raise ApiError(404, "not_found", f"no batch {batch_id!r}")

@@ -19,7 +19,7 @@ from metrify_assets.meters.vee.store import revee_reading
 from metrify_assets.quality import review
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
-from metrify_assets.serving.errors import ApiError
+from metrify_assets.serving.errors import ApiError, check_text
 from metrify_assets.serving.output import json_response, page_response, read_json
 from metrify_assets.serving.pagination import (
     DEFAULT_PAGE_SIZE,
@@ -72,6 +72,8 @@ def list_items(
     format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
 ) -> Response:
     """Oldest flagged first, with the reasons a record rule gave."""
+    check_text(("query", "source"), source)
+    check_text(("query", "reason"), reason)
     conditions: list[str] = []
     values: list[Any] = []
     if status != "all":
@@ -117,6 +119,7 @@ def _decide(
     """The decision, then (for a meter reading) the edit of the VEE series it becomes, as `metrify review`
     does; a meter-limited token decides on its meters' readings only. Both are in the audit log as the
     token's subject from the client's address."""
+    check_text(("path", "batch_id"), batch_id)
     cache = request.app.state.cache
     caller = Caller(principal.subject, "api", request.client.host if request.client else None)
     try:
