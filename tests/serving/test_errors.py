@@ -153,7 +153,7 @@ def test_unknown_paths_are_404_and_a_known_path_with_another_method_is_405(api: 
         ("DELETE", "/v1/nonexistent"),
         ("POST", "/v1/gas_readings"),
         ("GET", "/v1/batches"),
-        ("GET", "/v2/foo"),
+        ("PUT", "/v1/nonexistent"),
     ):
         error_of(api.request(method, path, headers=headers), 404, "not_found")
     for method, path, allowed in (
@@ -419,3 +419,14 @@ def test_a_nul_character_in_a_parameter_is_a_422_naming_it(api: TestClient) -> N
         assert "\x00" in detail["value"]
     forged = api.get("/v1/review/items", params={"cursor": cursor}, headers=headers)
     error_of(forged, 400, "bad_cursor")
+
+
+def test_openapi_declares_the_errors_of_the_routes_that_take_a_body(api: TestClient) -> None:
+    """415 was declared on ingestion only, and without the error shape; decisions listed 200 and 422."""
+    paths = api.get("/openapi.json").json()["paths"]
+    for path in ("/v1/{source}", "/v1/review/items/{batch_id}/{record_index}/approve"):
+        responses = paths[path]["post"]["responses"]
+        for status in ("401", "403", "415", "422"):
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
+        assert paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]["type"] == "object"

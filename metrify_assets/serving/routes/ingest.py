@@ -21,7 +21,7 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.serving import batches, schemas
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
-from metrify_assets.serving.errors import ApiError, check_text
+from metrify_assets.serving.errors import ApiError, ErrorBody, check_text, openapi_errors
 from metrify_assets.serving.kafka import MessageTooLargeError, SendError
 from metrify_assets.serving.output import json_response, read_json
 
@@ -95,8 +95,11 @@ router.add_api_route(
     status_code=202,
     summary="Send one record or a batch of records",
     responses={
-        422: {"description": "The body does not match the source's JSON Schema: nothing was written."},
-        415: {"description": "The body is not sent as application/json."},
+        **openapi_errors(401, 403, 413, 415, 503),
+        422: {
+            "model": ErrorBody,
+            "description": "The body is not JSON or does not match the source's JSON Schema: nothing was written.",
+        },
     },
     openapi_extra={
         "requestBody": {

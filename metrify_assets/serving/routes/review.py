@@ -19,7 +19,7 @@ from metrify_assets.meters.vee.store import revee_reading
 from metrify_assets.quality import review
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
-from metrify_assets.serving.errors import ApiError, check_text
+from metrify_assets.serving.errors import ApiError, check_text, openapi_errors
 from metrify_assets.serving.output import json_response, page_response, read_json
 from metrify_assets.serving.pagination import (
     DEFAULT_PAGE_SIZE,
@@ -183,6 +183,7 @@ for _verdict, _summary, _description in (
         methods=["POST"],
         summary=_summary,
         description=_description,
+        responses=openapi_errors(401, 403, 404, 409, 415, 422),
         openapi_extra={
             "requestBody": {
                 "required": True,
