@@ -647,3 +647,20 @@ def test_set_gives_every_record_its_value_even_over_a_column(tmp_path: Path) -> 
         ingested(
             tmp_path, "s.csv", body, mapping={"interval_minutes": "x"}, constants={"interval_minutes": "15"}
         )
+
+
+def test_a_stray_quote_closed_lines_later_does_not_merge_rows(tmp_path: Path) -> None:
+    # pandas' C parser read rows 1-2 as one row of two fields, without an error.
+    body = (
+        b'm1,"2024-01-01T00:15:00Z,15,1.0\nm1,2024-01-01T00:30:00Z,15,1.0"\nm2,2024-01-01T01:15:00Z,15,1.0\n'
+    )
+    result = ingested(tmp_path, "q.csv", READINGS_HEADER + body)
+    assert result.examples == [
+        "row 1: unclosed_quote (a quote never closes)",
+        "row 2: invalid_energy_kwh ('1.0\"')",
+    ]
+    batch = landed_and_decoded(tmp_path, "meter_readings", result)
+    assert batch.records["meter_id"].tolist() == ["m2"]
+    # A quoted newline in a row with every field is a field over two lines, as CSV has it.
+    quoted = ingested(tmp_path, "n.csv", READINGS_HEADER + b'"m\n1",2024-01-01T00:30:00Z,15,1.0\n')
+    assert json.loads(quoted.lines[0])["meter_id"] == "m\n1" and quoted.records == 1

@@ -34,8 +34,8 @@ def read_csv(path: Path, sep: str = ",") -> Rows:
 
 def _pandas_csv(body: bytes, sep: str) -> pd.DataFrame | None:
     """The fast path: pandas' C parser, or None where it cannot be trusted with every row (it refuses
-    a row with extra fields or an unclosed quote, and takes one extra field on the first row for an
-    index column)."""
+    a row with extra fields or an unclosed quote, takes one extra field on the first row for an
+    index column, and reads a stray quote up to the next quote, lines later, as one field)."""
     try:
         frame = pd.read_csv(
             io.BytesIO(body),
@@ -47,7 +47,11 @@ def _pandas_csv(body: bytes, sep: str) -> pd.DataFrame | None:
         )
     except pd.errors.ParserError:
         return None
-    return frame if isinstance(frame.index, pd.RangeIndex) else None
+    if not isinstance(frame.index, pd.RangeIndex):
+        return None
+    if b'"' in body and sum(1 for line in body.split(b"\n") if line.strip()) != len(frame) + 1:
+        return None  # a row over several lines: a quoted newline, or a stray quote
+    return frame
 
 
 # Ends the text fed to `csv.reader`: inside a field it shows a quote that never closed (no text file
@@ -93,8 +97,11 @@ def _exact_csv(body: bytes, sep: str) -> Rows:
 
 def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
     """The fields of each row of `lines`, or for a row whose quote never closes the index of its
-    first line (reading goes on at the next line: the quote was a slip, not a field over lines)."""
+    first line (reading goes on at the next line: the quote was a slip, not a field over lines). A
+    row over several lines with fewer fields than the header is such a slip too: a stray quote that
+    a quote lines later closed."""
     start = 0
+    width: int | None = None  # the header's fields
     while start < len(lines):
         reader = csv.reader(itertools.chain(itertools.islice(lines, start, None), [_END]), delimiter=sep)
         consumed = 0
@@ -102,7 +109,10 @@ def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
             first, consumed = start + consumed, reader.line_num
             if fields == [_END]:
                 return
-            if fields and _END in fields[-1]:
+            if width is None and not _blank(fields):
+                width = len(fields)
+            swallowed = width is not None and len(fields) < width and start + consumed - first > 1
+            if fields and (_END in fields[-1] or swallowed):
                 yield first
                 start = first + 1
                 break
