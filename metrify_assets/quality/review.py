@@ -66,9 +66,9 @@ def list_items(
 ) -> list[ReviewItem]:
     """Queue rows, oldest first, filtered by status (None: all), source and a reason code."""
     rows = conn.execute(
-        f"SELECT {_ITEM_COLUMNS} FROM ops.review_queue WHERE {_ITEM_FILTER} "
+        f"SELECT {_ITEM_COLUMNS} FROM ops.review_queue WHERE {ITEM_FILTER} "
         "ORDER BY flagged_at, batch_id, record_index LIMIT %(limit)s",
-        {**_filter_params(status, source, reason), "limit": limit},
+        {**filter_params(status, source, reason), "limit": limit},
     ).fetchall()
     return [ReviewItem(*row) for row in rows]
 
@@ -81,19 +81,20 @@ def count_items(
 ) -> int:
     """How many queue rows `list_items` would list without its limit."""
     row = conn.execute(
-        f"SELECT count(*) FROM ops.review_queue WHERE {_ITEM_FILTER}", _filter_params(status, source, reason)
+        f"SELECT count(*) FROM ops.review_queue WHERE {ITEM_FILTER}", filter_params(status, source, reason)
     ).fetchone()
     return int(row[0]) if row else 0
 
 
-_ITEM_FILTER = (
+ITEM_FILTER = (
     "(%(status)s::text IS NULL OR status = %(status)s) "
     "AND (%(source)s::text IS NULL OR source = %(source)s) "
     "AND (%(reason)s::text IS NULL OR %(reason)s = ANY(string_to_array(reasons, ',')))"
 )
 
 
-def _filter_params(status: str | None, source: str | None, reason: str | None) -> dict[str, str | None]:
+def filter_params(status: str | None, source: str | None, reason: str | None) -> dict[str, str | None]:
+    """The named parameters of `ITEM_FILTER` (shared with the API's list); None filters nothing."""
     if status is not None and status not in STATUSES:
         raise ReviewError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
     return {"status": status, "source": source, "reason": reason}

@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from metrify_assets.env import resolve_settings
+from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource
 from metrify_assets.serving.app import create_app
 from metrify_assets.serving.auth import issue_token
@@ -248,15 +249,17 @@ def test_a_meter_never_seen_is_404_on_readings_and_latest(api: TestClient, pg: p
     )
     pg.commit()
     read = token("read")
+    unknown = "no meter 'MTR-NOPE': not registered and no reading stored"
     for path in ("/v1/meters/MTR-NOPE/readings", "/v1/meters/MTR-NOPE/latest"):
-        assert "MTR-NOPE" in error_of(api.get(path, headers=read), 404, "not_found")["message"]
+        assert error_of(api.get(path, headers=read), 404, "not_found")["message"] == unknown
     rows = api.get("/v1/meters/MTR-READ/readings", headers=read).json()
     assert [r["energy_kwh"] for r in rows["data"]] == [0.3]
     later = api.get("/v1/meters/MTR-READ/readings", params={"from": "2026-03-29T00:00:00Z"}, headers=read)
     assert later.status_code == 200 and later.json()["data"] == []  # known meter, nothing in range
     registered = api.get("/v1/meters/MTR-REG/readings", headers=read)
     assert registered.status_code == 200 and registered.json()["data"] == []  # registered, no reading yet
-    error_of(api.get("/v1/meters/MTR-REG/latest", headers=read), 404, "not_found")
+    no_reading = error_of(api.get("/v1/meters/MTR-REG/latest", headers=read), 404, "not_found")
+    assert no_reading["message"] == "meter 'MTR-REG' is known but has no reading stored yet"
     assert api.get("/v1/meters/MTR-READ/latest", headers=read).json()["data"]["energy_kwh"] == 0.3
 
 
@@ -430,3 +433,47 @@ def test_openapi_declares_the_errors_of_the_routes_that_take_a_body(api: TestCli
             schema = responses[status]["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
         assert paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]["type"] == "object"
+
+
+def test_the_review_list_filters_and_pages_as_the_cli_lists(api: TestClient, pg: psycopg.Connection) -> None:
+    """The API built its own filter SQL beside quality/review.py's; now both use ITEM_FILTER."""
+    flagged = datetime(2026, 3, 1, tzinfo=UTC)
+    for index in range(9):
+        pg.execute(
+            "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons, status, flagged_at) "
+            "VALUES ('b-cli', %s, %s, %s, %s, %s, %s)",
+            (
+                index,
+                ("meter_readings", "grid_status")[index % 2],
+                f"MTR-2|2026-03-01T0{index}:00:00+00:00",
+                ("energy_spike", "energy_spike,stuck_value", "stuck_value")[index % 3],
+                ("pending", "approved", "rejected")[index // 3],
+                flagged + timedelta(minutes=index % 4),  # ties on flagged_at: paged by the whole key
+            ),
+        )
+    pg.commit()
+    headers = token("review")
+    for status in ("pending", "approved", "rejected", "all"):
+        for source in (None, "meter_readings"):
+            for reason in (None, "stuck_value"):
+                listed, cursor = [], None
+                while True:
+                    params = {
+                        "status": status,
+                        "source": source,
+                        "reason": reason,
+                        "limit": 2,
+                        "cursor": cursor,
+                    }
+                    page = api.get(
+                        "/v1/review/items", params={k: v for k, v in params.items() if v}, headers=headers
+                    )
+                    assert page.status_code == 200, page.text
+                    listed += [(i["batch_id"], i["record_index"]) for i in page.json()["data"]]
+                    cursor = page.json()["next_cursor"]
+                    if cursor is None:
+                        break
+                items = review.list_items(pg, None if status == "all" else status, source, reason, limit=1000)
+                assert listed == [(i.batch_id, i.record_index) for i in items], (status, source, reason)
+    forged = encode_cursor("review_items", ["not a time", "b-cli", 0])
+    error_of(api.get("/v1/review/items", params={"cursor": forged}, headers=headers), 400, "bad_cursor")

@@ -89,7 +89,7 @@ def meter_readings(
     except (CursorError, ValueError) as err:
         raise _bad_cursor(err) from err
     if not page.rows and cursor is None and not readings.meter_known(conn, meter_id):
-        raise ApiError(404, "not_found", f"no meter {meter_id!r}: not registered and no reading stored")
+        raise _no_meter(meter_id)
     return page_response(request, format, readings.SERIES_COLUMNS, page.rows, page.next_cursor)
 
 
@@ -102,8 +102,17 @@ def latest_reading(request: Request, meter_id: str, principal: Reader) -> Respon
     state = request.app.state
     reading, source = latest_reading_through_cache(state.cache, state.pool.connection, meter_id)
     if reading is None:
-        raise ApiError(404, "not_found", f"no reading stored for meter {meter_id!r}")
+        with state.pool.connection() as conn:
+            if not readings.meter_known(conn, meter_id):
+                raise _no_meter(meter_id)
+        raise ApiError(404, "not_found", f"meter {meter_id!r} is known but has no reading stored yet")
     return json_response({"data": reading}, headers={"X-Metrify-Source": source})
+
+
+def _no_meter(meter_id: str) -> ApiError:
+    """The 404 of a meter the store has no trace of, the same on every meter endpoint (a known meter
+    without a reading has its own message on /latest)."""
+    return ApiError(404, "not_found", f"no meter {meter_id!r}: not registered and no reading stored")
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -5,6 +5,7 @@ reading's decision becomes an edit of its VEE series at once)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 import pandas as pd
@@ -71,34 +72,33 @@ def list_items(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
 ) -> Response:
-    """Oldest flagged first, with the reasons a record rule gave."""
+    """Oldest flagged first, with the reasons a record rule gave. Filtered as `metrify review list`
+    filters (quality/review.py's `ITEM_FILTER`), then to a meter-limited token's meters."""
     check_text(("query", "source"), source)
     check_text(("query", "reason"), reason)
-    conditions: list[str] = []
-    values: list[Any] = []
-    if status != "all":
-        conditions.append("status = %s")
-        values.append(status)
-    if source is not None:
-        conditions.append("source = %s")
-        values.append(source)
-    if reason is not None:
-        conditions.append("%s = ANY(string_to_array(reasons, ','))")
-        values.append(reason)
+    params: dict[str, Any] = {
+        **review.filter_params(None if status == "all" else status, source, reason),
+        "limit": limit + 1,
+    }
+    conditions = [review.ITEM_FILTER]
     if principal.meters is not None:  # a meter-limited token: its meters' readings only
-        conditions.append("source = 'meter_readings' AND split_part(record_key, '|', 1) = ANY(%s)")
-        values.append(sorted(principal.meters))
+        conditions.append("source = 'meter_readings' AND split_part(record_key, '|', 1) = ANY(%(meters)s)")
+        params["meters"] = sorted(principal.meters)
     if cursor is not None:
         try:
             after = decode_cursor(cursor, "review_items", 3)
         except CursorError as err:
             raise ApiError(400, "bad_cursor", str(err)) from err
-        conditions.append("(flagged_at, batch_id, record_index) > (%s, %s, %s)")
-        values.extend(after)
+        if [type(v) for v in after] != [datetime, str, int]:  # a forged cursor's key would not compare
+            raise ApiError(400, "bad_cursor", "cursor is not one this endpoint issued")
+        params.update(zip(("after_at", "after_batch", "after_index"), after, strict=True))
+        conditions.append(
+            "(flagged_at, batch_id, record_index) > (%(after_at)s, %(after_batch)s, %(after_index)s)"
+        )
     rows = conn.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM ops.review_queue WHERE {' AND '.join(conditions) or 'true'} "
-        "ORDER BY flagged_at, batch_id, record_index LIMIT %s",
-        [*values, limit + 1],
+        f"SELECT {', '.join(COLUMNS)} FROM ops.review_queue WHERE {' AND '.join(conditions)} "
+        "ORDER BY flagged_at, batch_id, record_index LIMIT %(limit)s",
+        params,
     ).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
