@@ -15,11 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metrify_assets.contracts import (
-    Field,
-    contract_for,
-    iso_with_offset,
-)
+from metrify_assets.contracts import Field, SourceContract, contract_for, iso_with_offset
 from metrify_assets.ingestion.decode import _ISO_DATE_TIME as ISO_DATE_TIME
 from metrify_assets.ingestion.decode import _OFFSET as ISO_OFFSET
 from metrify_assets.ingestion.decode import INT_RANGE, MAX_TEXT_LENGTH
@@ -186,17 +182,11 @@ def shown(value: object) -> str:
     return repr(text if len(text) <= 40 else text[:39] + "...")
 
 
-def _map_rows(
-    frame: pd.DataFrame,
-    source: str,
-    mapping: Mapping[str, str],
-    constants: Mapping[str, str],
-    timezone: str | None,
-) -> Mapped:
-    """Every row mapped: a record, or the row the decoder will
-    quarantine (its usable fields typed, its unusable ones as given, a missing required one left out)
-    with the value that decided its reason."""
-    contract = contract_for(source)
+def _columns(
+    frame: pd.DataFrame, contract: SourceContract, mapping: Mapping[str, str], constants: Mapping[str, str]
+) -> dict[str, pd.Series]:
+    """Each field's values: its `--set` constant, else its column (its own name unless `mapping`
+    names another). Raises ValueError when a mapped column or a required field's column is absent."""
     absent = sorted(col for col in mapping.values() if col not in frame.columns)
     if absent:
         raise ValueError(f"columns not in the file: {', '.join(absent)}")
@@ -209,7 +199,21 @@ def _map_rows(
             columns[f.name] = frame[column]
         elif f.required:
             raise ValueError(f"no column for required field {f.name!r}: use --map {f.name}=COLUMN or --set")
+    return columns
 
+
+def _map_rows(
+    frame: pd.DataFrame,
+    source: str,
+    mapping: Mapping[str, str],
+    constants: Mapping[str, str],
+    timezone: str | None,
+) -> Mapped:
+    """Every row mapped: a record, or the row the decoder will quarantine (its usable fields typed,
+    its unusable ones as given, a missing required one left out) with the value that decided its
+    reason."""
+    contract = contract_for(source)
+    columns = _columns(frame, contract, mapping, constants)
     reason = pd.Series(None, index=frame.index, dtype=object)
     culprit = pd.Series(None, index=frame.index, dtype=object)  # the field that gave the reason
     values: dict[str, list[Any]] = {}
