@@ -64,6 +64,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=API_VERSION,
         summary="Ingest smart-meter, grid and weather records; read readings, marts and quality; review flags.",
         lifespan=lifespan,
+        # A path with a trailing slash is a path the API does not have (404), not a 307 redirect
+        # answered before authentication to a path whose POST body a client may not resend.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings.api)

@@ -477,3 +477,12 @@ def test_the_review_list_filters_and_pages_as_the_cli_lists(api: TestClient, pg:
                 assert listed == [(i.batch_id, i.record_index) for i in items], (status, source, reason)
     forged = encode_cursor("review_items", ["not a time", "b-cli", 0])
     error_of(api.get("/v1/review/items", params={"cursor": forged}, headers=headers), 400, "bad_cursor")
+
+
+def test_a_trailing_slash_is_404_not_a_redirect_and_head_is_405(api: TestClient) -> None:
+    """/v1/meter_readings/ answered a 307 to /v1/meter_readings before authentication."""
+    for method, path in (("POST", "/v1/meter_readings/"), ("GET", "/v1/meters/MTR-1/readings/")):
+        response = api.request(method, path, headers=token("admin"), follow_redirects=False)
+        error_of(response, 404, "not_found")
+    head = api.head("/v1/meters/MTR-1/latest", headers=token("read"))
+    assert (head.status_code, head.headers["allow"]) == (405, "GET")
