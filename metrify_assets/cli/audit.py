@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from metrify_assets.cli.console import command_console
-from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.env import resolve_settings
 from metrify_assets.storage.audit import Caller
 
@@ -67,11 +67,10 @@ def register(app: typer.Typer) -> None:
         """List the audit log, newest first: review decisions, VEE edits, legal holds, alert acks and
         resolutions, API ingestion, dead-letter replays, restores, rollbacks and lifecycle runs."""
         from metrify_assets.observability import audit
-        from metrify_assets.resources.build import postgres_resource
 
         start = parse_since(since, datetime.now(UTC)) if since else None
         settings = resolve_settings()
-        with postgres_resource(settings).connect() as conn:
+        with connect(settings) as conn:
             found = audit.entries(conn, since=start, actor=actor, action=action, target=target, limit=limit)
         if as_json:
             typer.echo(json.dumps([e.as_dict() for e in found], default=str))

@@ -29,20 +29,22 @@ def note_embedded_server(settings: Settings) -> None:
         )
 
 
+def settings_url(settings: Settings) -> str:
+    """The operational database's URL: the configured one, else the home's embedded server's."""
+    return postgres_url(settings.postgres_url, settings.pg_data_dir)
+
+
 @contextmanager
 def connect(settings: Settings, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     """The operational database at its current schema, as `PostgresResource.connect` opens it, without
     importing Dagster: a command that only reads or writes `ops` starts in well under a second."""
-    with migrations.migrated_connection(
-        postgres_url(settings.postgres_url, settings.pg_data_dir), autocommit
-    ) as conn:
+    with migrations.migrated_connection(settings_url(settings), autocommit) as conn:
         yield conn
 
 
 def _connect() -> psycopg.Connection:
     """A plain connection (no automatic migration): `status` must show what is pending."""
-    settings = resolve_settings()
-    return psycopg.connect(postgres_url(settings.postgres_url, settings.pg_data_dir))
+    return psycopg.connect(settings_url(resolve_settings()))
 
 
 def register(app: typer.Typer) -> None:
@@ -52,7 +54,7 @@ def register(app: typer.Typer) -> None:
     def url() -> None:
         """Print the PostgreSQL URL in use (starting the embedded server if needed), for psql or a BI tool."""
         settings = resolve_settings()
-        typer.echo(postgres_url(settings.postgres_url, settings.pg_data_dir))
+        typer.echo(settings_url(settings))
         note_embedded_server(settings)
 
     @db_app.command("migrate")
