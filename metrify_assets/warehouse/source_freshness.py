@@ -16,8 +16,9 @@ warehouse group, so they run the checks.
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -58,10 +59,11 @@ def describe(source: Mapping[str, Any]) -> str:
 
 
 def freshness_result(
-    key: dg.AssetCheckKey, result: Mapping[str, Any] | None, ever_written: bool = True
+    key: dg.AssetCheckKey, result: Mapping[str, Any] | None, ever_written: Callable[[], bool]
 ) -> dg.AssetCheckResult:
     """The check result of one source from its entry in dbt's sources.json (None: dbt reported none);
-    `ever_written`: whether the asset that writes the source's table has ever materialized."""
+    `ever_written` asks whether the asset that writes the source's table has ever materialized, only
+    for a table without rows (an event-log query per source is wasted on the usual fresh ones)."""
     if result is None:
         return dg.AssetCheckResult(
             asset_key=key.asset_key,
@@ -81,7 +83,7 @@ def freshness_result(
     # dbt's stand-in for the max of no rows is year 1 (17.7M hours old, an error to dbt). A table whose
     # writer never ran (a fresh install, before the first nightly forecast) is not stale; one emptied
     # since (the lifecycle deletes hot rows of a feed dead for 30 days) is.
-    never_loaded = loaded_at is not None and loaded_at.year == 1 and not ever_written
+    never_loaded = loaded_at is not None and loaded_at.year == 1 and not ever_written()
     if never_loaded:
         metadata["status"] = "never loaded"
         metadata["max_loaded_at"] = NEVER_LOADED
@@ -127,8 +129,12 @@ def build_source_freshness_checks(
             invocation = dbt.cli(["source", "freshness", "--select", select], raise_on_error=False).wait()
         results = {r["unique_id"]: r for r in invocation.get_artifact("sources.json")["results"]}
         prune_invocations(invocation.target_path.parent)
+
+        def materialized(asset_key: dg.AssetKey) -> bool:
+            return context.instance.get_latest_materialization_event(asset_key) is not None
+
         for key, props in selected.items():
-            written = context.instance.get_latest_materialization_event(writers[key]) is not None
-            yield freshness_result(key, results.get(props["unique_id"]), ever_written=written)
+            ever_written = partial(materialized, writers[key])
+            yield freshness_result(key, results.get(props["unique_id"]), ever_written)
 
     return dbt_source_freshness
