@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -92,6 +93,11 @@ def backtest_all(
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), wins
 
 
+def newest_forecast_day(conn: psycopg.Connection) -> date | None:
+    row = conn.execute("SELECT max(local_date) FROM ops.load_forecasts").fetchone()
+    return row[0] if row else None
+
+
 def register(app: typer.Typer) -> None:
     @forecast_app.command("show")
     def show(
@@ -107,13 +113,15 @@ def register(app: typer.Typer) -> None:
         Exits with 1 when there is no forecast (for --day: none for that day; with --json: `[]`)."""
         settings = resolve_settings()
         with postgres_resource(settings).connect() as conn:
-            newest = conn.execute("SELECT max(local_date) FROM ops.load_forecasts").fetchone()
-            latest: date | None = newest[0] if newest else None
+            # The newest day is needed without --day, or to say what exists when --day has nothing.
+            latest = None if day is not None else newest_forecast_day(conn)
             if latest is None and day is None:
                 typer.echo("no forecasts yet: the nightly daily_job (or `metrify run`) makes them", err=True)
                 raise typer.Exit(code=1)
             wanted = day.date() if day is not None else latest
             rows = read_frame(conn, SHOW_SQL, {"day": wanted})
+            if rows.empty and not as_json:
+                latest = newest_forecast_day(conn)
         if as_json:
             typer.echo(rows.to_json(orient="records"))
             if rows.empty:
