@@ -46,14 +46,18 @@ COMMANDS = (
 )
 
 
+def first_paragraph(doc: str) -> str:
+    """A docstring's first paragraph on one line."""
+    return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+
+
 @cache
 def summary(name: str) -> str:
     """The first paragraph of command `name`'s module docstring, on one line."""
     spec = find_spec(f"{__package__}.{name}")
     if spec is None or spec.origin is None:
         raise LookupError(f"no module for command {name!r}")
-    doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))) or ""
-    return " ".join(doc.split("\n\n")[0].split())
+    return first_paragraph(ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))) or "")
 
 
 def one_line_summaries(command: _click.Command) -> None:
@@ -62,7 +66,7 @@ def one_line_summaries(command: _click.Command) -> None:
     help), which broke sentences in the middle."""
     for sub in getattr(command, "commands", {}).values():
         if sub.short_help is None and sub.help:
-            sub.short_help = " ".join(inspect.cleandoc(sub.help).split("\n\n")[0].split())
+            sub.short_help = first_paragraph(sub.help)
         one_line_summaries(sub)
 
 
