@@ -12,7 +12,7 @@ import pytest
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.ingestion.sensors import BATCH_TAG
-from metrify_assets.orchestration.instance import RunFailedError, execute_job
+from metrify_assets.orchestration.instance import RunFailedError, execute_job, with_resolved_url
 from metrify_assets.partitions import TRIGGER_TAG, partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import (
@@ -326,3 +326,15 @@ def test_which_selection_covers_which() -> None:
     assert selects(None, ("a",)) and selects(None, None)  # the whole job selected everything
     assert selects(("a", "b"), ("a",)) and not selects(("b",), ("a",))
     assert not selects(("a", "b"), None)  # part of a job does not make up for the whole of it
+
+
+def test_the_alert_store_reads_the_code_locations_url_as_a_run_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The definitions pass the URL as a `dg.EnvVar`; unset, it is refused (not the embedded server)."""
+    located = PostgresResource(url=dg.EnvVar("METRIFY_TEST_ALERT_URL"))
+    monkeypatch.delenv("METRIFY_TEST_ALERT_URL", raising=False)
+    with pytest.raises(ValueError, match="METRIFY_TEST_ALERT_URL is not set"):
+        with_resolved_url(located)
+    monkeypatch.setenv("METRIFY_TEST_ALERT_URL", "postgresql://db.example/metrify")
+    assert with_resolved_url(located).get_url() == "postgresql://db.example/metrify"
+    plain = PostgresResource(url="postgresql://other/metrify", data_dir="/srv/pg")
+    assert with_resolved_url(plain).model_dump() == plain.model_dump()
