@@ -22,10 +22,12 @@ import pandas as pd
 
 from metrify_assets.contracts import SourceContract
 
-_ISO_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
-_OFFSET = r"(Z|[+-][0-9]{2}:?[0-9]{2})"
-_ISO_MAYBE_OFFSET = _ISO_DATE_TIME + _OFFSET + "?$"
-_ISO_WITH_OFFSET = _ISO_DATE_TIME + _OFFSET + "$"
+# The timestamp grammar, an ISO 8601 date-time and its UTC offset: public for `metrify ingest`'s readers,
+# which read what the decoder takes, and for the schemas' `pattern` test.
+ISO_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+ISO_OFFSET = r"(Z|[+-][0-9]{2}:?[0-9]{2})"
+ISO_WITH_OFFSET = ISO_DATE_TIME + ISO_OFFSET + "$"
+_ISO_MAYBE_OFFSET = ISO_DATE_TIME + ISO_OFFSET + "?$"
 # Text fields are identifiers and codes: longer is junk (and would not fit a B-tree index entry).
 MAX_TEXT_LENGTH = 256
 # Integer fields are stored as PostgreSQL `integer`.
@@ -257,7 +259,7 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
                 present & is_str & ~text.str.match(_ISO_MAYBE_OFFSET), f"malformed:bad_timestamp:{field.name}"
             )
             fail(
-                present & is_str & ~text.str.match(_ISO_WITH_OFFSET),
+                present & is_str & ~text.str.match(ISO_WITH_OFFSET),
                 f"malformed:timestamp_without_offset:{field.name}",
             )
         elif field.type == "str_list":

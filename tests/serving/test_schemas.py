@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from metrify_assets.contracts import CONTRACTS, Field, contract_for
-from metrify_assets.ingestion.decode import _ISO_WITH_OFFSET, INT_RANGE, MAX_TEXT_LENGTH, decode
+from metrify_assets.ingestion.decode import INT_RANGE, ISO_WITH_OFFSET, MAX_TEXT_LENGTH, decode
 from metrify_assets.ingestion.readers import ingest_file
 from metrify_assets.quality.rules import evaluate
 from metrify_assets.serving.schemas import MAX_ERRORS, SCHEMA_DIR, SCHEMA_FILES, schema, validate
@@ -113,7 +113,7 @@ def test_records_name_the_contracts_fields_with_their_types(source: str) -> None
 @pytest.mark.parametrize("source", list(CONTRACTS))
 def test_limits_are_the_decoders(source: str) -> None:
     defs = schema(source)["$defs"]
-    assert defs["timestamp"]["pattern"] == _ISO_WITH_OFFSET
+    assert defs["timestamp"]["pattern"] == ISO_WITH_OFFSET
     assert defs["text"]["maxLength"] == MAX_TEXT_LENGTH
     for shared in ("batch", "text", "timestamp"):
         assert defs[shared] == schema("meter_readings")["$defs"][shared], shared
@@ -326,7 +326,7 @@ ALL_YEARS: Years = (1, 9999)
 def timestamps(draw: st.DrawFn, years: Years = ALL_YEARS) -> str:
     """ISO 8601 with an offset in every form the decoder's pattern admits (some not calendar dates)."""
     if draw(st.integers(0, 3)) == 0:  # any digits: month 13, hour 24, offset +99:99, a final newline
-        text: str = draw(st.from_regex(_ISO_WITH_OFFSET))
+        text: str = draw(st.from_regex(ISO_WITH_OFFSET))
         return f"{draw(st.integers(*years)):04d}{text[4:]}"
     when = draw(st.datetimes(datetime(years[0], 1, 1), datetime(years[1], 12, 31, 23, 59, 59)))
     sep = draw(st.sampled_from("T "))

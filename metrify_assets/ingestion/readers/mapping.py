@@ -16,9 +16,7 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.contracts import Field, SourceContract, contract_for, iso_with_offset
-from metrify_assets.ingestion.decode import _ISO_DATE_TIME as ISO_DATE_TIME
-from metrify_assets.ingestion.decode import _OFFSET as ISO_OFFSET
-from metrify_assets.ingestion.decode import INT_RANGE, MAX_TEXT_LENGTH
+from metrify_assets.ingestion.decode import INT_RANGE, ISO_DATE_TIME, ISO_OFFSET, MAX_TEXT_LENGTH
 from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Problem, Rows, merged
 from metrify_assets.ingestion.readers.text import is_utf8_text
 
