@@ -174,7 +174,7 @@ def _split_messages(
     return objs, idx.tolist(), vers.tolist(), texts, bad, message_index.tolist()
 
 
-def _storable_text(values: pd.Series) -> pd.Series:
+def storable_text(values: pd.Series) -> pd.Series:
     """Text PostgreSQL can store and index: no NUL character, at most MAX_TEXT_LENGTH characters."""
     text = values.astype(str)
     return (text.str.len() <= MAX_TEXT_LENGTH) & ~text.str.contains("\x00", regex=False)
@@ -237,9 +237,7 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
         if field.type == "str":
             is_str = _of_types(col, [str])
             fail(present & ~is_str, f"malformed:bad_type:{field.name}")
-            fail(
-                present & is_str & ~_storable_text(col.where(is_str, "")), f"malformed:bad_text:{field.name}"
-            )
+            fail(present & is_str & ~storable_text(col.where(is_str, "")), f"malformed:bad_text:{field.name}")
         elif field.type in ("float", "int"):
             valid = _of_types(col, [int, float])  # bool is its own type, so True is not a number
             if field.type == "int":
@@ -265,7 +263,7 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
         elif field.type == "str_list":
             joined, is_list = _joined_lists(col)
             fail(present & ~is_list, f"malformed:bad_type:{field.name}")
-            fail(present & is_list & ~_storable_text(joined.fillna("")), f"malformed:bad_text:{field.name}")
+            fail(present & is_list & ~storable_text(joined.fillna("")), f"malformed:bad_text:{field.name}")
             frame[field.name] = joined  # what `_typed` stores
     for pos in np.flatnonzero(~undecided):
         bad.append(Malformed(idx[pos], payloads[idx[pos]], str(reason[pos])))

@@ -598,9 +598,11 @@ def test_the_reader_rejects_what_the_decoder_would_and_takes_what_it_takes(tmp_p
         {"meter_id": "m1", "status_flags": [1, None]} | base,  # was ["1", "None"]
         {"meter_id": "m1"} | base | {"interval_minutes": -(2**31)},  # PostgreSQL's integer minimum
         {"meter_id": "m1", "status_flags": ["a", "b"]} | base,
+        {"meter_id": "m1", "status_flags": ["f" * 200, "g" * 56]} | base,  # 257 characters joined
+        {"meter_id": "m1", "status_flags": ["a", "b\u0000"]} | base,
     ]
     jsonl = ingested(tmp_path, "a.jsonl", "\n".join(json.dumps(r) for r in rows).encode())
-    assert jsonl.rejected == {"invalid_meter_id": 4, "invalid_status_flags": 2}
+    assert jsonl.rejected == {"invalid_meter_id": 4, "invalid_status_flags": 4}
     batch = landed_and_decoded(tmp_path, "meter_readings", jsonl)
     assert [m.reason for m in batch.malformed] == [
         "malformed:bad_type:meter_id",
@@ -609,6 +611,8 @@ def test_the_reader_rejects_what_the_decoder_would_and_takes_what_it_takes(tmp_p
         "malformed:bad_text:meter_id",
         "malformed:bad_type:status_flags",
         "malformed:bad_type:status_flags",
+        "malformed:bad_text:status_flags",
+        "malformed:bad_text:status_flags",
     ]
     assert batch.records["interval_minutes"].tolist() == [-(2**31), 15]
     # A blank required value is no value (it was meter_id "" and accepted).

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.contracts import Field, SourceContract, contract_for, iso_with_offset
-from metrify_assets.ingestion.decode import INT_RANGE, ISO_DATE_TIME, ISO_OFFSET, MAX_TEXT_LENGTH
+from metrify_assets.ingestion.decode import INT_RANGE, ISO_DATE_TIME, ISO_OFFSET, storable_text
 from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Problem, Rows, merged
 from metrify_assets.ingestion.readers.text import is_utf8_text
 
@@ -68,11 +68,6 @@ def _flags(value: object) -> list[str] | None:
     return [part.strip() for part in re.split(r"[,|]", value) if part.strip()]
 
 
-def _storable(texts: pd.Series) -> pd.Series:
-    """The decoder's bad_text rule: at most MAX_TEXT_LENGTH characters, no NUL."""
-    return (texts.str.len() <= MAX_TEXT_LENGTH) & ~texts.str.contains("\x00", regex=False)
-
-
 def as_numbers(raw: pd.Series) -> pd.Series:
     """Values as float64, NaN where not a finite number: text is parsed; JSON's true/false, objects,
     lists and numbers beyond float range (10**400) are not numbers."""
@@ -121,7 +116,7 @@ def _field_values(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[
         )
         texts = is_text.astype("string").str.strip()
         missing = missing | (texts == "").fillna(False)  # a blank value is no value
-        bad = ~missing & (texts.isna() | ~_storable(texts).fillna(False))
+        bad = ~missing & (texts.isna() | ~storable_text(texts.fillna("")))
         usable = texts.where(~missing & ~bad)
         return usable.astype(object).where(usable.notna(), None).tolist(), missing, [("invalid", bad)]
     if f.type == "str_list":
@@ -133,9 +128,10 @@ def _field_values(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[
             except ValueError:
                 flags.append(None)
                 bad_flags[i] = True
-                continue
-            if flags[-1] is not None and not _storable(pd.Series([",".join(flags[-1])])).iloc[0]:
-                flags[-1], bad_flags[i] = None, True
+        # Stored comma-joined, so the joined text is what must be storable (checked in one call).
+        joined = pd.Series([",".join(v) if v else "" for v in flags], index=raw.index, dtype=object)
+        for position in np.flatnonzero(~storable_text(joined).to_numpy(dtype=bool)):
+            flags[position], bad_flags[position] = None, True
         return flags, missing, [("invalid", pd.Series(bad_flags, index=raw.index))]
     if f.type == "timestamp":
         stamps, naive = parse_timestamps(raw, timezone)
