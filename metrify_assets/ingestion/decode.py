@@ -180,7 +180,7 @@ def storable_text(values: pd.Series) -> pd.Series:
     return (text.str.len() <= MAX_TEXT_LENGTH) & ~text.str.contains("\x00", regex=False)
 
 
-def _of_types(values: pd.Series, types: list[type]) -> pd.Series:
+def of_types(values: pd.Series, types: list[type]) -> pd.Series:
     """Whether each value is of one of `types`. A column pandas typed as text or numbers holds
     nothing else (a bool or a number among texts would have left it `object`), so the usual,
     clean batch skips the per-value look, which was most of decoding's field checks."""
@@ -235,11 +235,11 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
         if not present.any():  # an optional field no record of the batch carries
             continue
         if field.type == "str":
-            is_str = _of_types(col, [str])
+            is_str = of_types(col, [str])
             fail(present & ~is_str, f"malformed:bad_type:{field.name}")
             fail(present & is_str & ~storable_text(col.where(is_str, "")), f"malformed:bad_text:{field.name}")
         elif field.type in ("float", "int"):
-            valid = _of_types(col, [int, float])  # bool is its own type, so True is not a number
+            valid = of_types(col, [int, float])  # bool is its own type, so True is not a number
             if field.type == "int":
                 number = pd.to_numeric(col.where(valid), errors="coerce").astype("float64")
                 valid &= number % 1 == 0
@@ -248,7 +248,7 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
                 fail(present & ~number.between(low, high), f"malformed:out_of_range:{field.name}")
             fail(present & ~valid, f"malformed:bad_type:{field.name}")
         elif field.type == "timestamp":
-            is_str = _of_types(col, [str])
+            is_str = of_types(col, [str])
             fail(present & ~is_str, f"malformed:bad_type:{field.name}")
             text = col.where(is_str, "").astype(str)
             # Not an ISO date-time at all ("not-a-date") is a bad timestamp; one that only lacks its

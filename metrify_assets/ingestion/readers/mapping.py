@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.contracts import Field, SourceContract, contract_for, iso_with_offset
-from metrify_assets.ingestion.decode import INT_RANGE, ISO_DATE_TIME, ISO_OFFSET, storable_text
+from metrify_assets.ingestion.decode import INT_RANGE, ISO_DATE_TIME, ISO_OFFSET, of_types, storable_text
 from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Problem, Rows, merged
 from metrify_assets.ingestion.readers.text import is_utf8_text
 
@@ -40,7 +40,7 @@ def parse_timestamps(values: pd.Series, timezone: str | None) -> tuple[pd.Series
             return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]"), stamps.notna()
         local = stamps.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
         return local.dt.tz_convert("UTC"), unplaced
-    text = values.where(values.map(lambda v: isinstance(v, str))).astype("string").str.strip()
+    text = values.where(of_types(values, [str])).astype("string").str.strip()
     aware = text.str.match(_WITH_OFFSET, na=False)
     naive = text.str.match(_WITHOUT_OFFSET, na=False)
     result = pd.to_datetime(text.where(aware), errors="coerce", utc=True, format="ISO8601")
@@ -75,15 +75,15 @@ def as_numbers(raw: pd.Series) -> pd.Series:
         numbers = raw.astype("float64")
     else:
         values = raw.astype(object)
-        parsed = pd.to_numeric(values.map(lambda v: v if isinstance(v, str) else None), errors="coerce")
-        numbers = pd.Series(
-            [
-                _float(v) if type(v) in _NUMBER_TYPES or _is_number(v) else text
-                for v, text in zip(values, parsed.astype("float64"), strict=True)
-            ],
-            index=raw.index,
-            dtype="float64",
-        )
+        is_text = of_types(values, [str])
+        parsed = pd.to_numeric(values.where(is_text), errors="coerce").to_numpy(dtype="float64", copy=True)
+        # The rest one by one (JSON numbers, numpy scalars, Decimals); text, a CSV's every value, in
+        # the one call above.
+        others = np.flatnonzero((values.notna() & ~is_text).to_numpy(dtype=bool))
+        parsed[others] = [
+            _float(v) if type(v) in _NUMBER_TYPES or _is_number(v) else math.nan for v in values.iloc[others]
+        ]
+        numbers = pd.Series(parsed, index=raw.index)
     return numbers.where(np.isfinite(numbers))
 
 
@@ -111,9 +111,7 @@ def _field_values(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[
     if f.type == "str":
         # Text, or whole numbers from an integer column (a Parquet id); a JSON number, true or an
         # object is not text, as the decoder says (bad_type).
-        is_text = (
-            raw.astype(str) if raw.dtype.kind in "iu" else raw.where(raw.map(lambda v: isinstance(v, str)))
-        )
+        is_text = raw.astype(str) if raw.dtype.kind in "iu" else raw.where(of_types(raw, [str]))
         texts = is_text.astype("string").str.strip()
         missing = missing | (texts == "").fillna(False)  # a blank value is no value
         bad = ~missing & (texts.isna() | ~storable_text(texts.fillna("")))
