@@ -533,6 +533,44 @@ def test_parquet_decimals_are_numbers(tmp_path: Path) -> None:
     assert batch.records["energy_kwh"].tolist() == [1.5]
 
 
+def test_values_json_cannot_write_are_rejected_rows_not_a_traceback(tmp_path: Path) -> None:
+    # Parquet types JSON has no name for, in text fields: json.dumps raised TypeError on landing them.
+    start = pa.array([datetime(2024, 1, 1, tzinfo=UTC)] * 4, pa.timestamp("us", tz="UTC"))
+    table = pa.table(
+        {
+            "meter_id": ["m1", "m2", "m3", "m4"],
+            "reading_start": start,
+            "interval_minutes": [15] * 4,
+            "energy_kwh": [1.0] * 4,
+            "status_flags": pa.array([[b"a"], [b"b", b"c"], [b"\xff"], [b"d"]], pa.list_(pa.binary())),
+        }
+    )
+    pq.write_table(table, tmp_path / "b.parquet")
+    for column, value in [
+        ("meter_id", pa.array([b"m\xff"] * 4, pa.binary())),
+        ("meter_id", pa.array([Decimal("1.5")] * 4, pa.decimal128(5, 2))),
+        ("meter_id", start),
+    ]:
+        pq.write_table(table.set_column(0, column, value), tmp_path / "t.parquet")
+        result = ingest_file(tmp_path / "t.parquet", "meter_readings")
+        assert result.rejected == {"invalid_meter_id": 4}
+        batch = landed_and_decoded(tmp_path, "meter_readings", result)
+        assert {m.reason for m in batch.malformed} == {"malformed:bad_type:meter_id"}
+    flags = ingest_file(tmp_path / "b.parquet", "meter_readings")
+    assert flags.rejected == {"invalid_status_flags": 4}  # binary, not text
+    landed_and_decoded(tmp_path, "meter_readings", flags)
+    # A value nested deeper than json writes (a JSON line parsed a few calls up can be): RecursionError.
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    frame = pd.DataFrame({"meter_id": [deep, "m2"], "reading_start": ["2024-01-01T00:00:00Z"] * 2})
+    nested = map_records(frame, "meter_readings", constants={"interval_minutes": "15", "energy_kwh": "1"})
+    assert nested.rejected == {"invalid_meter_id": 1}
+    assert nested.examples == ["row 1: invalid_meter_id ('nested too deep to write')"]
+    batch = landed_and_decoded(tmp_path, "meter_readings", nested)
+    assert [m.reason for m in batch.malformed] == ["malformed:bad_type:meter_id"]
+
+
 # A column named beyond ASCII makes the file UTF-8 text, whose row of Latin-1 is then one bad row.
 OPENSTEF_HEADER = ",load,temp,windspeed,pressure,humidity,rain,météo\n".encode()
 OPENSTEF_ROW = b"2020-10-31 00:45:00+00:00,-3.9,13.1,2.8,102182,0.9,0.05\n"

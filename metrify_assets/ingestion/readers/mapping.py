@@ -161,11 +161,38 @@ def _as_given(f: Field, value: object) -> object:
     return value if isinstance(value, str) else str(value)
 
 
+def _landed(record: dict[str, Any]) -> str:
+    """A rejected row's line. A value json cannot write stands as an object naming its type, which
+    no field takes, so the decoder still refuses the row: a type JSON has no name for (Parquet's
+    bytes, a Decimal or a date in a text field), or nesting deeper than json writes from here
+    (json parsed it a few calls up, where the stack was shallower)."""
+    try:
+        return json.dumps(record)
+    except (TypeError, RecursionError):
+        return json.dumps({name: _writable(value) for name, value in record.items()})
+
+
+def _writable(value: object) -> object:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return {type(value).__name__: str(value)}
+    except RecursionError:
+        return {type(value).__name__: _TOO_DEEP}
+    return value
+
+
+_TOO_DEEP = "nested too deep to write"
+
+
 def _json_or_text(value: object) -> str:
     """A JSON value as JSON (`Infinity`, `{"a": 1}`), anything else (a Decimal, a date) as text."""
-    return (
-        json.dumps(value, default=str) if isinstance(value, dict | list | bool | int | float) else str(value)
-    )
+    if not isinstance(value, dict | list | bool | int | float):
+        return str(value)
+    try:
+        return json.dumps(value, default=str)
+    except RecursionError:
+        return _TOO_DEEP
 
 
 def shown(value: object) -> str:
@@ -234,7 +261,7 @@ def _map_rows(
                 record[name] = typed[i]
         detail = shown(columns[blamed].iloc[i]) if isinstance(blamed, str) else ""
         out.problems[i] = Problem(why, detail)
-        out.lines.append(json.dumps(record))
+        out.lines.append(_landed(record))
     return out
 
 
