@@ -17,7 +17,7 @@ import pandas as pd
 
 from metrify_assets.contracts import Field, SourceContract, contract_for, iso_with_offset
 from metrify_assets.ingestion.decode import INT_RANGE, ISO_DATE_TIME, ISO_OFFSET, of_types, storable_text
-from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Problem, Rows, merged
+from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Problem, Rows, as_rows, merged
 from metrify_assets.ingestion.readers.text import is_utf8_text
 
 # The decoder's timestamp grammar; the reader also takes an hour-only offset (`+01`, as PostgreSQL
@@ -134,18 +134,28 @@ def _field_values(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[
     if f.type == "timestamp":
         stamps, naive = parse_timestamps(raw, timezone)
         bad = ~missing & stamps.isna() & ~naive
-        iso = iso_with_offset(pd.DatetimeIndex(stamps.dropna()).tz_convert(timezone or "UTC"))
-        out: list[Any] = [None] * len(raw)
-        for position, text in zip(np.flatnonzero(stamps.notna().to_numpy()), iso, strict=True):
-            out[position] = text
-        return out, missing, [("invalid", bad), ("no_offset_in", naive)]
+        return written_timestamps(stamps, timezone), missing, [("invalid", bad), ("no_offset_in", naive)]
     numbers = as_numbers(raw)
     if f.type == "int":  # whole and within PostgreSQL `integer`
         numbers = numbers.where((numbers % 1 == 0) & numbers.between(*INT_RANGE))
     bad = ~missing & numbers.isna()
     if f.type == "int":
         return [None if pd.isna(v) else int(v) for v in numbers], missing, [("invalid", bad)]
-    return [None if pd.isna(v) else float(v) for v in numbers], missing, [("invalid", bad)]
+    return floats_or_none(numbers), missing, [("invalid", bad)]
+
+
+def floats_or_none(numbers: pd.Series) -> list[float | None]:
+    """`numbers` as Python floats, None for NaN (a field left out)."""
+    return [None if math.isnan(v) else v for v in numbers.tolist()]
+
+
+def written_timestamps(stamps: pd.Series, timezone: str | None) -> list[str | None]:
+    """UTC `stamps` as the contract's text, with the offset of `timezone` (UTC without one); None for NaT."""
+    iso = iso_with_offset(pd.DatetimeIndex(stamps.dropna()).tz_convert(timezone or "UTC"))
+    written: list[str | None] = [None] * len(stamps)
+    for position, text in zip(np.flatnonzero(stamps.notna().to_numpy()), iso, strict=True):
+        written[position] = text
+    return written
 
 
 def _as_given(f: Field, value: object) -> object:
@@ -248,18 +258,34 @@ def _map_rows(
             reason = reason.where(reason.notna() | ~mask, f"{prefix}_{name}")
             bad |= mask.to_numpy(dtype=bool)
         unusable[name] = bad
+    return mapped_lines(contract, values, columns, unusable, reason, culprit)
+
+
+def mapped_lines(
+    contract: SourceContract,
+    values: Mapping[str, list[Any]],
+    given: Mapping[str, pd.Series],
+    unusable: Mapping[str, np.ndarray],
+    reasons: pd.Series,
+    culprits: pd.Series,
+) -> Mapped:
+    """Each row's line: its record (`values` by field, None left out) or, for a row with a reason, the
+    line the decoder will quarantine: its usable values, each `unusable` one as `given`, a missing
+    one left out. The problem shows the given value of the field that gave the reason (`culprits`;
+    none for one that is not a field, or whose value is missing)."""
     out = Mapped()
-    for i, (why, blamed) in enumerate(zip(reason.tolist(), culprit.tolist(), strict=True)):
+    for i, (why, blamed) in enumerate(zip(reasons.tolist(), culprits.tolist(), strict=True)):
         if not isinstance(why, str):  # a record: the common case, kept to one dict and one dumps
             out.lines.append(json.dumps({n: v[i] for n, v in values.items() if v[i] is not None}))
             continue
         record: dict[str, Any] = {}
         for name, typed in values.items():
-            if unusable[name][i]:
-                record[name] = _as_given(contract.field(name), columns[name].iloc[i])
+            if name in unusable and unusable[name][i]:
+                record[name] = _as_given(contract.field(name), given[name].iloc[i])
             elif typed[i] is not None:
                 record[name] = typed[i]
-        detail = shown(columns[blamed].iloc[i]) if isinstance(blamed, str) else ""
+        value = given[blamed].iloc[i] if isinstance(blamed, str) else None
+        detail = "" if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) else shown(value)
         out.problems[i] = Problem(why, detail)
         out.lines.append(_landed(record))
     return out
@@ -281,8 +307,7 @@ def map_records(
     as the field's type (or a local time that does not exist or is ambiguous, or an int outside
     PostgreSQL `integer`). Rejected rows are landed too, in a form the pipeline quarantines.
     """
-    if isinstance(rows, pd.DataFrame):
-        rows = Rows.from_frame(rows)
+    rows = as_rows(rows)
     contract = contract_for(source)
     mapping, constants = dict(mapping or {}), dict(constants or {})
     unknown = (set(mapping) | set(constants)) - set(contract.columns)

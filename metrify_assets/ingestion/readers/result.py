@@ -88,6 +88,11 @@ class Rows:
         )
 
 
+def as_rows(rows: Rows | pd.DataFrame) -> Rows:
+    """`rows`, or every row of a frame (`Rows.from_frame`): the presets and the mapping take either."""
+    return rows if isinstance(rows, Rows) else Rows.from_frame(rows)
+
+
 def merged(rows: Rows, mapped: Mapped, notes: Mapping[str, int] | None = None) -> IngestResult:
     """The lines of mapped rows and rejected ones merged back into input order, with counts and the
     first examples."""

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from metrify_assets.contracts import (
-    iso_with_offset,
-)
+from metrify_assets.contracts import METER_READINGS, WEATHER_OBSERVATIONS, SourceContract
 from metrify_assets.ingestion.readers.csvfile import read_csv
-from metrify_assets.ingestion.readers.mapping import as_numbers, parse_timestamps, shown
-from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Problem, Rows, merged
+from metrify_assets.ingestion.readers.mapping import (
+    as_numbers,
+    floats_or_none,
+    mapped_lines,
+    parse_timestamps,
+    written_timestamps,
+)
+from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Rows, as_rows, merged
 
 # OpenSTEF's input layout: a UTC timestamp in the first column, then `load` (MW, net of feed-in) and
 # weather features at 15 minutes. The ids default to the location of the fixture (tests/fixtures).
@@ -72,40 +76,28 @@ def _openstef_rows(
         for why, fine in (("missing", frame[column].notna()), ("invalid", values[column].notna())):
             culprits = culprits.where(reasons.notna() | fine, column)
             reasons = reasons.where(reasons.notna() | fine, f"{why}_{column}")
-    iso = iso_with_offset(pd.DatetimeIndex(stamps.dropna()).tz_convert(timezone or "UTC"))
-    written: list[str | None] = [None] * len(frame)
-    for position, stamp in zip(np.flatnonzero(stamps.notna().to_numpy()), iso, strict=True):
-        written[position] = stamp
-    return written, values, reasons, culprits
+    return written_timestamps(stamps, timezone), values, reasons, culprits
 
 
 def _openstef_result(
     rows: Rows,
+    contract: SourceContract,
+    values: dict[str, list[Any]],
+    raw: Mapping[str, str],
     reasons: pd.Series,
     culprits: pd.Series,
-    record: Callable[[int], dict[str, object]],
-    raw: Mapping[str, str],
     notes: Mapping[str, int] | None = None,
 ) -> IngestResult:
-    """Every row as a line: a usable row's `record(i)`; a rejected row's record with each unusable
-    value as given (`raw`: contract field -> OpenSTEF column; an empty one left out), so the decoder
-    quarantines it with a reason."""
-    frame = rows.frame
-    mapped = Mapped()
-    for i, (why, culprit) in enumerate(zip(reasons.tolist(), culprits.tolist(), strict=True)):
-        built = record(i)
-        if not isinstance(why, str):
-            mapped.lines.append(json.dumps(built))
-            continue
-        for name, column in raw.items():
-            if built.get(name) is None:
-                given = frame[column].iloc[i]
-                built[name] = None if pd.isna(given) else str(given)
-        given = frame[culprit].iloc[i]
-        detail = "" if pd.isna(given) else shown(given)
-        mapped.problems[i] = Problem(why, detail)
-        mapped.lines.append(json.dumps({k: v for k, v in built.items() if v is not None}))
-    return merged(rows, mapped, notes)
+    """Every row as a line (`mapped_lines`): `values` by contract field, and `raw` the OpenSTEF column
+    each field is read from (its value is landed as given where it is not usable)."""
+    given = {field: rows.frame[column] for field, column in raw.items()}
+    unusable = {
+        field: given[field].notna().to_numpy(dtype=bool)
+        & np.array([v is None for v in values[field]], dtype=bool)
+        for field in raw
+    }
+    blamed = culprits.map({column: field for field, column in raw.items()})
+    return merged(rows, mapped_lines(contract, values, given, unusable, reasons, blamed), notes)
 
 
 def openstef_readings(
@@ -115,27 +107,23 @@ def openstef_readings(
     negative = feed-in) ->
     15-minute meter readings: energy_kwh = |load| x 250 (MW x 0.25 h x 1000 kWh/MWh), direction
     `import` for load >= 0 and `export` below. Not rounded: the readings sum to the file's energy."""
-    rows = rows if isinstance(rows, Rows) else Rows.from_frame(rows)
+    rows = as_rows(rows)
     if rows.frame.columns.empty:  # an empty file
         return merged(rows, Mapped())
     starts, values, reasons, culprits = _openstef_rows(rows.frame, ["load"], timezone)
-    load = values["load"].tolist()
-
-    def reading(i: int) -> dict[str, object]:
-        mw = load[i]
-        usable = not math.isnan(mw)
-        return {
-            "meter_id": meter_id,
-            "reading_start": starts[i],
-            "interval_minutes": OPENSTEF_INTERVAL_MINUTES,
-            "energy_kwh": abs(mw) * KWH_PER_MW_QUARTER_HOUR if usable else None,
-            "direction": ("export" if mw < 0 else "import") if usable else None,
-            "source": OPENSTEF_PRESET,
-        }
-
+    load = values["load"]
+    count = len(load)
+    readings: dict[str, list[Any]] = {
+        "meter_id": [meter_id] * count,
+        "reading_start": starts,
+        "interval_minutes": [OPENSTEF_INTERVAL_MINUTES] * count,
+        "energy_kwh": floats_or_none(load.abs() * KWH_PER_MW_QUARTER_HOUR),
+        "direction": [None if math.isnan(mw) else "export" if mw < 0 else "import" for mw in load.tolist()],
+        "source": [OPENSTEF_PRESET] * count,
+    }
     raw = {"reading_start": "datetime", "energy_kwh": "load"}
-    notes = {"export_intervals": int((values["load"][reasons.isna()] < 0).sum())}
-    return _openstef_result(rows, reasons, culprits, reading, raw, notes)
+    notes = {"export_intervals": int((load[reasons.isna()] < 0).sum())}
+    return _openstef_result(rows, METER_READINGS, readings, raw, reasons, culprits, notes)
 
 
 def openstef_weather(
@@ -144,17 +132,12 @@ def openstef_weather(
     """OpenSTEF weather columns -> observations of one station, converted to the contract's units
     (`OPENSTEF_WEATHER`): pressure Pa -> hPa, humidity fraction -> %, rain mm/h -> mm in the
     quarter-hour. The other columns (radiation, clouds, wind direction, ...) have no contract field."""
-    rows = rows if isinstance(rows, Rows) else Rows.from_frame(rows)
+    rows = as_rows(rows)
     if rows.frame.columns.empty:  # an empty file
         return merged(rows, Mapped())
     observed, values, reasons, culprits = _openstef_rows(rows.frame, list(OPENSTEF_WEATHER), timezone)
-    converted = {
-        field: (values[column] * factor).tolist() for column, (field, factor) in OPENSTEF_WEATHER.items()
-    }
-
-    def observation(i: int) -> dict[str, object]:
-        measured = {f: None if math.isnan(v[i]) else v[i] for f, v in converted.items()}
-        return {"station_id": station_id, "observed_at": observed[i]} | measured
-
+    observations: dict[str, list[Any]] = {"station_id": [station_id] * len(observed), "observed_at": observed}
+    for column, (field, factor) in OPENSTEF_WEATHER.items():
+        observations[field] = floats_or_none(values[column] * factor)
     raw = {"observed_at": "datetime"} | {field: column for column, (field, _) in OPENSTEF_WEATHER.items()}
-    return _openstef_result(rows, reasons, culprits, observation, raw)
+    return _openstef_result(rows, WEATHER_OBSERVATIONS, observations, raw, reasons, culprits)

@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metrify_assets.contracts import (
-    iso_with_offset,
-)
+from metrify_assets.contracts import iso_with_offset
 from metrify_assets.ingestion.readers.csvfile import read_csv
 from metrify_assets.ingestion.readers.mapping import as_numbers
-from metrify_assets.ingestion.readers.result import IngestResult, Rows
+from metrify_assets.ingestion.readers.result import IngestResult, Rows, as_rows
 
 UCI_PRESET = "uci-household"
 UCI_TIMEZONE = "Europe/Paris"  # the household is in Sceaux, France
@@ -43,7 +41,7 @@ def uci_household_readings(
     A minute row that is unusable, or repeats a minute already read, is skipped and counted under
     its reason (the readings are buckets, not rows, so there is no line to land it in).
     """
-    rows = rows if isinstance(rows, Rows) else Rows.from_frame(rows)
+    rows = as_rows(rows)
     frame = rows.frame
     skipped = Counter(r.reason for r in rows.rejected)
     if frame.columns.empty:  # an empty file
