@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.ingestion.readers.result import Rejected, Rows
-from metrify_assets.ingestion.readers.text import not_json, text_body, utf8_error
+from metrify_assets.ingestion.readers.text import first_surrogate, not_json, text_body, utf8_error
 
 
 def read_csv(path: Path, sep: str = ",") -> Rows:
@@ -142,14 +142,15 @@ def _column_names(header: list[str]) -> list[str]:
 def _without_mangled(rows: Rows) -> Rows:
     """`rows` with those holding bytes that are not UTF-8 (read as surrogates) rejected as `not_utf8`."""
     frame = rows.frame
-    mangled = frame.apply(lambda row: any(_has_surrogate(v) for v in row), axis=1).to_numpy(dtype=bool)
+    # Cell by cell, not a pd.Series per row as `apply(axis=1)` builds.
+    mangled = frame.map(_mangled).any(axis=1).to_numpy(dtype=bool)
     if not mangled.any():
         return rows
     rejected = list(rows.rejected)
     for i in np.flatnonzero(mangled):
         row = {str(k): v for k, v in frame.iloc[i].items() if not pd.isna(v)}
-        column = next(k for k, v in row.items() if _has_surrogate(v))
-        escaped = next(c for c in row[column] if _has_surrogate(c))  # surrogateescape: U+DC00 + byte
+        column = next(k for k, v in row.items() if _mangled(v))
+        escaped = first_surrogate(row[column])  # surrogateescape: U+DC00 + byte
         detail = f"byte 0x{ord(escaped) - 0xDC00:02x} in column {column!r}"
         rejected.append(Rejected(rows.positions[i], rows.locations[i], "not_utf8", detail, json.dumps(row)))
     keep = ~mangled
@@ -161,6 +162,6 @@ def _without_mangled(rows: Rows) -> Rows:
     )
 
 
-def _has_surrogate(value: object) -> bool:
+def _mangled(value: object) -> bool:
     """Whether a text read with `surrogateescape` held bytes that are not UTF-8."""
-    return isinstance(value, str) and not value.isascii() and any("\udc80" <= c <= "\udcff" for c in value)
+    return isinstance(value, str) and bool(first_surrogate(value))

@@ -18,7 +18,7 @@ import pandas as pd
 from metrify_assets.contracts import Field, SourceContract, contract_for, iso_with_offset
 from metrify_assets.ingestion.decode import INT_RANGE, ISO_DATE_TIME, ISO_OFFSET, of_types, storable_text
 from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Problem, Rows, as_rows, merged
-from metrify_assets.ingestion.readers.text import is_utf8_text
+from metrify_assets.ingestion.readers.text import first_surrogate
 
 # The decoder's timestamp grammar; the reader also takes an hour-only offset (`+01`, as PostgreSQL
 # writes one) and lands it as `+01:00`.
@@ -316,7 +316,7 @@ def map_records(
     both = sorted(set(mapping) & set(constants))
     if both:
         raise ValueError(f"--map and --set for the same field: {', '.join(both)}")
-    undecodable = [f"{k}={v!r}" for k, v in constants.items() if not is_utf8_text(v)]
+    undecodable = [f"{k}={v!r}" for k, v in constants.items() if first_surrogate(v)]
     if undecodable:  # a command line with bytes that are not UTF-8
         raise ValueError(f"not UTF-8 text: {', '.join(undecodable)}")
     mapped = _map_rows(rows.frame, source, mapping, constants, timezone) if rows.positions else Mapped()

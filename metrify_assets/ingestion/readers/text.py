@@ -39,9 +39,11 @@ def utf8_error(text: bytes) -> str:
     return ""
 
 
-def is_utf8_text(text: str) -> bool:
-    """Whether `text` holds no lone surrogate (bytes that were not UTF-8, or half a pair)."""
-    return _SURROGATE.search(text) is None
+def first_surrogate(text: str) -> str:
+    """The first lone surrogate in `text`, "" for none: a byte that was not UTF-8 (read with
+    `surrogateescape`: U+DC00 + the byte) or half of a pair, so `text` is not UTF-8 text."""
+    found = _SURROGATE.search(text)
+    return found.group() if found else ""
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
