@@ -158,9 +158,9 @@ def with_resolved_url(postgres: PostgresResource) -> PostgresResource:
     (`process_config_and_initialize` would build an ephemeral Dagster instance for it: 50 ms a run.)"""
     url = postgres.url
     if isinstance(url, dg.EnvVar):
-        url = url.get_value()
+        name, url = url.env_var_name, url.get_value()
         if url is None:  # as a run's resource initialisation refuses it (not the embedded server)
-            raise ValueError(f"environment variable {postgres.url.env_var_name} is not set")
+            raise ValueError(f"environment variable {name} is not set")
     return PostgresResource(url=url, data_dir=postgres.data_dir)
 
 
