@@ -108,8 +108,10 @@ def cycle(meters: int, days: int = CYCLE_DAYS) -> dict[str, object]:
         simulate_s = elapsed()
         raw_mb = meter_json_mb(written.files)
         with stopwatch() as elapsed:
-            ingest_files(env.defs, env.instance, written.files)
+            failed = ingest_files(env.defs, env.instance, written.files)
         ingest_s = elapsed()
+        if failed:
+            raise RuntimeError(f"{len(failed)} ingest runs failed: {next(iter(failed.values()))}")
         with stopwatch() as elapsed:
             execute_job(env.defs, "weekly_job", env.instance, asset_selection=list(TRAINING_ASSETS))
         train_s = elapsed()

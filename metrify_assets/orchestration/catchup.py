@@ -6,11 +6,14 @@ when Kafka is configured, then, per run of consecutive days the new batches touc
 `refresh_job` run (anomaly scores, enrichment, dbt marts) and one `daily_job` run (archive, report).
 Before the first scoring it trains the anomaly model (`weekly_job`).
 
-A downstream run that fails does not stop the others; it is in the summary, and its alert (the
-run_failure condition of its job and days, `run_alerts`) is what the next `metrify run` reads to run
-that job for those days again, until a run of them succeeds (which resolves the alert) or a person
-resolves it. Only `daily_job` waits: over days whose `refresh_job` failed it is skipped (its forecast
-reads the readings refresh_job validates), and it runs after each owed refresh_job, for its days. A second `metrify run` with nothing new and nothing failed does nothing.
+An ingest run that fails does not stop the others: it is in the summary, and the next `metrify run`
+ingests that landing file or Kafka range again (it is not in the ledger). A downstream run that fails
+does not stop the others either; it is in the summary, and its alert (the run_failure condition of
+its job and days, `run_alerts`) is what the next `metrify run` reads to run that job for those days
+again, until a run of them succeeds (which resolves the alert) or a person resolves it. Only
+`daily_job` waits: over days whose `refresh_job` failed it is skipped (its forecast reads the
+readings refresh_job validates), and it runs after each owed refresh_job, for its days. A second
+`metrify run` with nothing new and nothing failed does nothing.
 """
 
 from __future__ import annotations
@@ -84,18 +87,27 @@ def ingest_files(
     files: list[LandedFile],
     on_batch: Callable[[LandedFile], None] | None = None,
     trigger: str = "cli",
-) -> None:
-    """Run the ingest job once per landing file, as the landing sensor would (replays are idempotent)."""
+) -> dict[str, str]:
+    """Run the ingest job once per landing file, as the landing sensor would (replays are idempotent).
+    A failed run (a bug, or an outage past its step's retries) does not stop the other files: the
+    failures are returned (batch id -> error), and the file, not in the ledger, is ingested again by
+    the next `metrify run` or landing sensor tick."""
+    failed: dict[str, str] = {}
     for landed in files:
-        execute_job(
-            defs,
-            f"ingest_{landed.source}_job",
-            instance,
-            run_config=landing_run_config(landed.source, landed),
-            tags={BATCH_TAG: landed.batch_id, "metrify/source": landed.source, TRIGGER_TAG: trigger},
-        )
+        try:
+            execute_job(
+                defs,
+                f"ingest_{landed.source}_job",
+                instance,
+                run_config=landing_run_config(landed.source, landed),
+                tags={BATCH_TAG: landed.batch_id, "metrify/source": landed.source, TRIGGER_TAG: trigger},
+            )
+        except RunFailedError as err:
+            failed[landed.batch_id] = str(err)
+            continue
         if on_batch:
             on_batch(landed)
+    return failed
 
 
 def touched_days(settings: Settings, batch_ids: list[str]) -> dict[date, set[str]]:
@@ -247,8 +259,12 @@ def run_pipeline(
         done = {source: ledger_batch_ids(conn, source) for source in CONTRACTS}
     files = pending_files(settings, done)
     progress.on_plan("ingesting landing files", len(files))
-    ingest_files(defs, instance, files, lambda f: progress.on_step(f"ingested {f.path.name}"), trigger)
-    batch_ids = [f.batch_id for f in files]
+
+    def ingested(landed: LandedFile) -> None:
+        progress.on_step(f"ingested {landed.path.name}")
+
+    failed = ingest_files(defs, instance, files, ingested, trigger)
+    batch_ids = [f.batch_id for f in files if f.batch_id not in failed]
     if settings.uses_kafka:
         kafka = kafka_resource(settings)
         progress.on_plan("draining Kafka", 0)
@@ -258,10 +274,13 @@ def run_pipeline(
             drained.append(batch_id)
             progress.on_step(f"ingested {batch_id}")
 
-        drain(defs, instance, kafka, postgres, on_batch=on_drained, trigger=trigger)
+        failed |= drain(defs, instance, kafka, postgres, on_batch=on_drained, trigger=trigger).failed
         batch_ids += drained
     days = touched_days(settings, batch_ids)
     summary = materialise_days(defs, instance, settings, days, progress, trigger, owed_runs(settings))
     summary.batch_ids = batch_ids
+    # The batches whose ingest failed: their days are materialised once a later ingest succeeds.
+    summary.failed[:0] = list(failed.values())
+    summary.owed[:0] = [f"ingest of {batch_id}" for batch_id in failed]
     summary.seconds = round(time.monotonic() - began, 1)
     return summary

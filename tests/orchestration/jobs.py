@@ -1,10 +1,11 @@
-"""A small `refresh_job` and `daily_job` over day partitions, and a `weekly_job` of two parts, for what
-the CLI does with runs (their alerts, running failed days again) without building the whole graph:
-`refresh_job` and the weekly model fail while a switch file exists, as a bug would until its fix is
-deployed."""
+"""A small `refresh_job` and `daily_job` over day partitions, a `weekly_job` of two parts and a grid
+status ingest job, for what the CLI does with runs (their alerts, running failed days again) without
+building the whole graph: `refresh_job` and the weekly model fail while a switch file exists, as a bug
+would until its fix is deployed, and the ingest of a landing file that holds "bug" fails."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Dagster reads the `config` annotation at runtime.
 
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -42,14 +43,41 @@ def weekly_cleanup() -> None:
     """The other part of `weekly_job` (the lifecycle), which works."""
 
 
+INGEST_DAY = date(2026, 11, 30)
+
+
+class LandingFileConfig(dg.Config):
+    landing_file: str
+
+
+@dg.asset
+def ingest_grid_status(config: LandingFileConfig, postgres: PostgresResource) -> None:
+    """Records the file's batch in the ledger as touching `INGEST_DAY`, as the real ingest does."""
+    path = Path(config.landing_file)
+    if "bug" in path.read_text():
+        raise ValueError(f"ingest cannot parse {path.name}")
+    batch_id = f"landing-grid_status-{path.stem.partition('-')[2]}"
+    with postgres.connect() as conn:
+        conn.execute(
+            "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, "
+            "accepted, flagged, quarantined) VALUES (%s, 'grid_status', 'landing', %s, '', 1, 1, 0, 0)",
+            (batch_id, path.name),
+        )
+        conn.execute(
+            "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES (%s, 'grid_status', %s, 1)",
+            (batch_id, INGEST_DAY),
+        )
+
+
 def cli_defs(postgres: PostgresResource, switch: Path) -> dg.Definitions:
-    """The three jobs, with the `postgres` the CLI's runs record their alerts in."""
+    """The four jobs, with the `postgres` the CLI's runs record their alerts in."""
     return dg.Definitions(
-        assets=[day_figures, day_report, weekly_model, weekly_cleanup],
+        assets=[day_figures, day_report, weekly_model, weekly_cleanup, ingest_grid_status],
         jobs=[
             dg.define_asset_job("refresh_job", selection=[day_figures]),
             dg.define_asset_job("daily_job", selection=[day_report]),
             dg.define_asset_job("weekly_job", selection=[weekly_model, weekly_cleanup]),
+            dg.define_asset_job("ingest_grid_status_job", selection=[ingest_grid_status]),
         ],
         resources={"postgres": postgres, "switch": Switch(path=str(switch))},
         executor=dg.in_process_executor,

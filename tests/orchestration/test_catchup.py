@@ -26,7 +26,7 @@ from metrify_assets.orchestration.catchup import (
     run_pipeline,
 )
 from metrify_assets.resources import PostgresResource
-from tests.orchestration.jobs import cli_defs
+from tests.orchestration.jobs import INGEST_DAY, cli_defs
 
 DAY = date(2026, 11, 30)
 
@@ -76,6 +76,34 @@ def test_a_failed_day_is_run_again_by_each_metrify_run_until_it_succeeds(
     quiet = run_pipeline(defs, instance, settings, progress)
     assert (quiet.retried, quiet.jobs, quiet.failed) == ([], [], [])
     assert len(notes) == 2
+
+
+@pytest.mark.postgres
+def test_a_failed_ingest_stops_neither_the_other_files_nor_their_days(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """A landing file whose ingest run failed aborted all of `metrify run`, before any other file and
+    any downstream run: it would fail again, first, on every run."""
+    defs, instance = cli_defs(pg_resource, tmp_path / "not-broken"), dg.DagsterInstance.ephemeral()
+    settings = resolve_settings(
+        {"METRIFY_HOME": str(tmp_path), "METRIFY_POSTGRES_URL": pg_resource.get_url()}
+    )
+    landing = settings.landing_dir / "grid_status"
+    landing.mkdir(parents=True)
+    (landing / "1-aaa.jsonl").write_text("a bug\n")
+    (landing / "2-bbb.jsonl").write_text("{}\n")
+    first = run_pipeline(defs, instance, settings)
+    assert first.batch_ids == ["landing-grid_status-bbb"]
+    assert first.jobs == [f"refresh_job {INGEST_DAY}..{INGEST_DAY}", f"daily_job {INGEST_DAY}..{INGEST_DAY}"]
+    (error,) = first.failed
+    assert error.startswith("ingest_grid_status_job failed") and "cannot parse 1-aaa.jsonl" in error
+    assert first.owed == ["ingest of landing-grid_status-aaa"]
+    assert "the next `metrify run` runs again: ingest of landing-grid_status-aaa" in summary_text(first)
+
+    (landing / "1-aaa.jsonl").write_text("{}\n")  # the fix: the next run ingests the file
+    fixed = run_pipeline(defs, instance, settings)
+    assert (fixed.batch_ids, fixed.failed, fixed.owed) == (["landing-grid_status-aaa"], [], [])
+    assert pg.execute("SELECT count(*) FROM ops.ingest_ledger").fetchone() == (2,)
 
 
 def test_an_owed_run_that_another_planned_run_covers_is_not_run_twice() -> None:

@@ -116,7 +116,7 @@ def ingest_landed(home: Path, redis_server: str, sources: tuple[str, ...] = ("me
         ]
         instance = local_instance(settings)
         try:
-            ingest_files(load_defs(), instance, files)
+            assert ingest_files(load_defs(), instance, files) == {}
         finally:
             instance.dispose()
     return len(files)
