@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.ingestion.readers.result import Rejected, Rows
-from metrify_assets.ingestion.readers.text import first_surrogate, not_json, text_body, utf8_error
+from metrify_assets.ingestion.readers.text import first_surrogate, not_json, text_body
 
 
 def read_csv(path: Path, sep: str = ",") -> Rows:
@@ -23,13 +23,13 @@ def read_csv(path: Path, sep: str = ",") -> Rows:
     JSON array of its fields), a quote that never closes (`unclosed_quote`: its line as given, and
     reading goes on at the next line), bytes that are not UTF-8 (`not_utf8`, a JSON object with them
     as lone surrogates, which the decoder refuses)."""
-    body = text_body(path, "CSV")
+    body, utf8 = text_body(path, "CSV")
     try:
         frame = _pandas_csv(body, sep)
     except pd.errors.EmptyDataError:
         return Rows(pd.DataFrame(), [], [])
     rows = _exact_csv(body, sep) if frame is None else Rows.from_frame(frame)
-    return _without_mangled(rows) if utf8_error(body) else rows
+    return rows if utf8 else _without_mangled(rows)
 
 
 def _pandas_csv(body: bytes, sep: str) -> pd.DataFrame | None:

@@ -54,7 +54,7 @@ def read_jsonl(path: Path) -> Rows:
     or not an object is rejected with its line number and landed as given (invalid bytes escaped as
     `\\xNN`), so the pipeline quarantines it as malformed. A UTF-8 byte order mark and blank lines
     at the end of the file are not rows; `{"records": []}` holds none (noted, not landed)."""
-    body = text_body(path, "JSON Lines").removeprefix(BOM)
+    body = text_body(path, "JSON Lines")[0].removeprefix(BOM)
     _refuse_one_document(path, body)
     gathered = _Gathered()
     lines = landed_messages(body.rstrip(b"\r\n\t ") + b"\n") if body.strip() else []

@@ -7,10 +7,11 @@ import re
 from pathlib import Path
 
 
-def text_body(path: Path, fmt: str) -> bytes:
-    """The file's bytes. A file with NUL bytes is binary (compressed, Parquet, ...), and one whose
-    lines beyond ASCII are none of them UTF-8 is in another encoding (Latin-1, say; an ASCII header
-    says nothing): neither is `fmt` text, so nothing of it is landed."""
+def text_body(path: Path, fmt: str) -> tuple[bytes, bool]:
+    """The file's bytes, and whether they are all UTF-8 (else some lines are not: rows to reject).
+    A file with NUL bytes is binary (compressed, Parquet, ...), and one whose lines beyond ASCII are
+    none of them UTF-8 is in another encoding (Latin-1, say; an ASCII header says nothing): neither
+    is `fmt` text, so nothing of it is landed."""
     body = path.read_bytes()
     nul = body.find(b"\x00")
     if nul >= 0:
@@ -19,7 +20,7 @@ def text_body(path: Path, fmt: str) -> bytes:
             "is it compressed, or Parquet (--format parquet)?"
         )
     if not utf8_error(body):
-        return body
+        return body, True
     beyond_ascii = [(n, line) for n, line in enumerate(body.split(b"\n"), start=1) if not line.isascii()]
     if all(utf8_error(line) for _, line in beyond_ascii):
         number, line = beyond_ascii[0]
@@ -27,7 +28,7 @@ def text_body(path: Path, fmt: str) -> bytes:
             f"{path.name} is not UTF-8 text (line {number}: {utf8_error(line)}); "
             "convert it first, e.g. `iconv -f latin1 -t utf-8`"
         )
-    return body
+    return body, False
 
 
 def utf8_error(text: bytes) -> str:
