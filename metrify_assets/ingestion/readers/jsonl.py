@@ -59,18 +59,19 @@ def read_jsonl(path: Path) -> Rows:
     gathered = _Gathered()
     lines = landed_messages(body.rstrip(b"\r\n\t ") + b"\n") if body.strip() else []
     for number, raw in enumerate(lines, start=1):
-        # The usual line, parsed once: json reads UTF-8 bytes (and refuses others), but would take a
-        # byte order mark that orjson refuses; `\u` may be half of a surrogate pair.
-        parsed = parsed_json(raw)
-        if type(parsed) is dict and "records" not in parsed and b"\\u" not in raw and not raw.startswith(BOM):
+        # Each line parsed once: json reads UTF-8 bytes (and refuses others), but would take a byte
+        # order mark that orjson refuses; `\u` may be half of a surrogate pair.
+        parsed = NOT_JSON if raw.startswith(BOM) else parsed_json(raw)
+        if type(parsed) is dict and "records" not in parsed and b"\\u" not in raw:
             gathered.keep(f"line {number}", parsed)
         else:
-            _read_line(gathered, f"line {number}", raw)
+            _read_line(gathered, f"line {number}", raw, parsed)
     return gathered.rows()
 
 
-def _read_line(gathered: _Gathered, location: str, raw: bytes) -> None:
-    """One line's rows into `gathered`: its object, its records, or the line rejected."""
+def _read_line(gathered: _Gathered, location: str, raw: bytes, parsed: object) -> None:
+    """One line's rows into `gathered` (`parsed`: the line as JSON, or NOT_JSON): its object, its
+    records, or the line rejected."""
     try:
         text = raw.decode()
     except UnicodeDecodeError:
@@ -80,13 +81,12 @@ def _read_line(gathered: _Gathered, location: str, raw: bytes) -> None:
     if not text.strip():
         gathered.reject(location, "empty_line", "", text)
         return
-    parsed = parsed_json(text)
     if parsed is NOT_JSON:
         gathered.reject(location, "invalid_json", _json_error(text), text)
         return
-    surrogate = _lone_surrogate(text, parsed)
-    if surrogate:
-        gathered.reject(location, "invalid_json", f"lone surrogate {surrogate}", text)
+    not_text = _not_text(text, parsed)
+    if not_text:
+        gathered.reject(location, "invalid_json", not_text, text)
     elif not isinstance(parsed, dict):
         gathered.reject(location, "not_an_object", "null" if parsed is None else type(parsed).__name__, text)
     elif "records" not in parsed:
@@ -116,16 +116,19 @@ def _json_error(text: str) -> str:
     return ""
 
 
-def _lone_surrogate(text: str, parsed: object) -> str:
-    """The first `\\uD800`-`\\uDFFF` escape of a line whose parsed values hold a half of a surrogate
-    pair (json takes one; UTF-8, pandas and the decoder's orjson do not), or ""."""
+def _not_text(text: str, parsed: object) -> str:
+    """Why a line whose `\\uD800`-`\\uDFFF` escapes json took is not text, or "": its parsed values
+    hold a half of a surrogate pair (json takes one; UTF-8, pandas and the decoder's orjson do not),
+    or they are nested deeper than json writes from here (it parsed them a call up) to check."""
     escape = _SURROGATE_ESCAPE.search(text)
     if escape is None:
         return ""
     try:
         json.dumps(parsed, ensure_ascii=False).encode()
     except UnicodeEncodeError:
-        return escape.group()
+        return f"lone surrogate {escape.group()}"
+    except RecursionError:
+        return "nested too deep"
     return ""
 
 
