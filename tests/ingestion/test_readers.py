@@ -459,6 +459,18 @@ def test_a_quoted_newline_in_a_row_with_extra_fields_lands_its_fields_whole(tmp_
     assert result.examples == ["row 1: extra_fields (5 fields, the header has 4)"]
 
 
+def test_a_quoted_empty_row_is_a_row_whichever_reads_the_csv(tmp_path: Path) -> None:
+    # pandas reads `""` and `" "` as rows, blank lines not; Python's csv module gives `""` the fields
+    # of a blank line, and the exact reader (a file with extra fields) dropped both rows unseen.
+    rows = b'm1,2024-01-01T00:00:00Z,15,1.0\n""\n" "\n   \n\t\n\nm2,2024-01-01T00:15:00Z,15,1.0\n'
+    fast = ingested(tmp_path, "fast.csv", READINGS_HEADER + rows)
+    exact = ingested(tmp_path, "exact.csv", READINGS_HEADER + rows + b"m3,2024-01-01T00:30:00Z,15,1.0,E\n")
+    assert (fast.rows_read, fast.rejected) == (4, {"missing_meter_id": 2})
+    assert (exact.rows_read, exact.rejected) == (5, {"extra_fields": 1, "missing_meter_id": 2})
+    assert exact.examples[:2] == fast.examples == ["row 2: missing_meter_id", "row 3: missing_meter_id"]
+    landed_and_decoded(tmp_path, "meter_readings", exact)
+
+
 def test_hour_only_offsets_are_instants_in_the_mapping_and_openstef(tmp_path: Path) -> None:
     # PostgreSQL writes timestamptz as `+01`; with --timezone this was a TypeError traceback.
     body = READINGS_HEADER + b"m1,2024-01-01T00:00:00+01,15,1.0\nm1,2024-01-01T00:15:00Z,15,1.0\n"

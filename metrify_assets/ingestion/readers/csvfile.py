@@ -63,7 +63,7 @@ def _exact_csv(body: bytes, sep: str) -> Rows:
     """Every row with Python's csv module, for a file pandas refuses: a row with more fields than
     the header or an unclosed quote is rejected, the others are read as pandas would."""
     lines = list(io.StringIO(body.decode("utf-8-sig", errors="surrogateescape"), newline=""))
-    parsed = (fields for fields in _csv_rows(lines, sep) if not _blank(fields))
+    parsed = _csv_rows(lines, sep)
     first = next(parsed, None)
     if first is None:
         return Rows(pd.DataFrame(), [], [])
@@ -99,7 +99,7 @@ def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
     """The fields of each row of `lines`, or for a row whose quote never closes the index of its
     first line (reading goes on at the next line: the quote was a slip, not a field over lines). A
     row over several lines with fewer fields than the header is such a slip too: a stray quote that
-    a quote lines later closed."""
+    a quote lines later closed. A blank line is no row, as pandas has it; `""` or `" "` is one."""
     start = 0
     width: int | None = None  # the header's fields
     while start < len(lines):
@@ -109,7 +109,9 @@ def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
             first, consumed = start + consumed, reader.line_num
             if fields == [_END]:
                 return
-            if width is None and not _blank(fields):
+            if start + consumed - first == 1 and not lines[first].strip():
+                continue  # told by its text: `""` gives the fields of a blank line, [""]
+            if width is None:
                 width = len(fields)
             swallowed = width is not None and len(fields) < width and start + consumed - first > 1
             if fields and (_END in fields[-1] or swallowed):
@@ -119,11 +121,6 @@ def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
             yield fields
         else:
             return
-
-
-def _blank(fields: list[str] | int) -> bool:
-    """A blank line, which pandas does not count as a row either."""
-    return isinstance(fields, list) and (not fields or (len(fields) == 1 and not fields[0].strip()))
 
 
 def _column_names(header: list[str]) -> list[str]:
