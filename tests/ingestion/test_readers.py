@@ -605,6 +605,18 @@ def test_openstef_rows_the_csv_reader_rejects_are_landed_not_the_file_refused(
         landed_and_decoded(tmp_path, source, result)
 
 
+def test_openstef_takes_a_datetime_column_after_a_row_number(tmp_path: Path) -> None:
+    # As `to_csv` writes a frame with a plain index: renaming the first column made a second
+    # `datetime` column, and the preset a traceback (AttributeError).
+    body = b",datetime,load\n0,2020-10-31 00:45:00+00:00,-1\n1,2020-10-31 01:00:00+00:00,2\n"
+    result = ingested(tmp_path, "o.csv", body, preset="openstef")
+    assert [json.loads(line)["reading_start"] for line in result.lines] == [
+        "2020-10-31T00:45:00+00:00",
+        "2020-10-31T01:00:00+00:00",
+    ]
+    landed_and_decoded(tmp_path, "meter_readings", result)
+
+
 @pytest.mark.parametrize("preset", ["openstef", "uci-household"])
 def test_an_empty_file_for_a_preset_holds_no_records(tmp_path: Path, preset: str) -> None:
     path = tmp_path / "empty.csv"

@@ -41,16 +41,18 @@ OPENSTEF_WEATHER = {
 
 
 def read_openstef(path: Path) -> pd.DataFrame:
-    """An OpenSTEF input CSV's readable rows: the first column (unnamed or `datetime`) is the
-    timestamp, as text."""
+    """An OpenSTEF input CSV's readable rows: the column `datetime`, else the first (OpenSTEF writes
+    its index there, unnamed or `datetime`), is the timestamp, as text."""
     return openstef_table(path).frame
 
 
 def openstef_table(path: Path) -> Rows:
     """An OpenSTEF input CSV's rows, read as `read_csv` reads any CSV (rows it rejects are landed
-    for quarantine), with the first column named `datetime`."""
+    for quarantine), with the timestamp column named `datetime`. A file with a `datetime` column
+    besides a first one (a row number, as `to_csv` writes a plain index) keeps it: renaming the
+    first would make two."""
     rows = read_csv(path)
-    if rows.frame.columns.empty:
+    if rows.frame.columns.empty or "datetime" in rows.frame.columns:
         return rows
     return replace(rows, frame=rows.frame.rename(columns={rows.frame.columns[0]: "datetime"}))
 
