@@ -139,20 +139,27 @@ def test_openstef_rows_with_missing_or_bad_values_are_landed_for_quarantine_with
     frame.loc[1, "load"] = "n/a"
     frame.loc[2, "datetime"] = "yesterday"
     frame.loc[3, "rain"] = None
+    # Finite, but not in the contract's unit: x 250 kWh and x 100 % were Infinity, landed in a
+    # record the reader counted and the decoder refused (invalid_json).
+    frame.loc[4, "load"] = "1e307"
+    frame.loc[5, "humidity"] = "1e307"
     readings = openstef_readings(frame, meter_id="M-1")
-    assert readings.records == 3 and len(readings.lines) == 6 and readings.skipped == {}
-    assert readings.rejected == {"invalid_datetime": 1, "invalid_load": 1, "missing_load": 1}
+    assert readings.records == 2 and len(readings.lines) == 6 and readings.skipped == {}
+    assert readings.rejected == {"invalid_datetime": 1, "invalid_load": 2, "missing_load": 1}
     assert quarantined("meter_readings", readings.lines) == {
         0: "malformed:missing_field:energy_kwh",
         1: "malformed:bad_type:energy_kwh",
         2: "malformed:bad_timestamp:reading_start",
+        4: "malformed:bad_type:energy_kwh",
     }
     assert readings.examples[1] == "row 2: invalid_load ('n/a')"
     weather = openstef_weather(frame)
-    assert weather.records == 4 and weather.rejected == {"invalid_datetime": 1, "missing_rain": 1}
+    assert weather.records == 3
+    assert weather.rejected == {"invalid_datetime": 1, "invalid_humidity": 1, "missing_rain": 1}
     assert quarantined("weather_observations", weather.lines) == {
         2: "malformed:bad_timestamp:observed_at",
         3: "malformed:missing_field:precipitation_mm",
+        5: "malformed:bad_type:humidity_pct",
     }
     with pytest.raises(ValueError, match="meter_readings or weather_observations"):
         ingest_file(OPENSTEF, "grid_status", preset="openstef")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -58,23 +58,27 @@ def openstef_table(path: Path) -> Rows:
 
 
 def _openstef_rows(
-    frame: pd.DataFrame, columns: Sequence[str], timezone: str | None
+    frame: pd.DataFrame, factors: Mapping[str, float], timezone: str | None
 ) -> tuple[list[str | None], pd.DataFrame, pd.Series, pd.Series]:
-    """(timestamps written with the offset of `timezone` or UTC, None where invalid; numeric columns;
-    the first reason of each row that lacks one of `columns`, None for a usable row; the column
-    that gave it).
+    """(timestamps written with the offset of `timezone` or UTC, None where invalid; each column of
+    `factors` as numbers times its factor, NaN where that is not a finite number (a value the factor
+    takes beyond float range too, which JSON could not carry); the first reason of each row that
+    lacks one of them, None for a usable row; the column that gave it).
 
     OpenSTEF writes UTC with an offset; a timestamp without one is read as UTC too (OpenSTEF's
     convention), unless `timezone` names another zone.
     """
-    absent = [c for c in columns if c not in frame.columns]
+    absent = [c for c in factors if c not in frame.columns]
     if absent:
-        raise ValueError(f"not an OpenSTEF file with {', '.join(columns)}: no column {', '.join(absent)}")
+        raise ValueError(f"not an OpenSTEF file with {', '.join(factors)}: no column {', '.join(absent)}")
     stamps, _ = parse_timestamps(frame["datetime"], timezone or "UTC")
-    values = pd.DataFrame({c: as_numbers(frame[c]) for c in columns}, index=frame.index)
+    values = pd.DataFrame(
+        {c: as_numbers(frame[c]) * factor for c, factor in factors.items()}, index=frame.index
+    )
+    values = values.where(np.isfinite(values))
     reasons = pd.Series(None, index=frame.index, dtype=object).where(stamps.notna(), "invalid_datetime")
     culprits = pd.Series(None, index=frame.index, dtype=object).where(stamps.notna(), "datetime")
-    for column in columns:
+    for column in factors:
         for why, fine in (("missing", frame[column].notna()), ("invalid", values[column].notna())):
             culprits = culprits.where(reasons.notna() | fine, column)
             reasons = reasons.where(reasons.notna() | fine, f"{why}_{column}")
@@ -112,19 +116,21 @@ def openstef_readings(
     rows = as_rows(rows)
     if rows.frame.columns.empty:  # an empty file
         return merged(rows, Mapped())
-    starts, values, reasons, culprits = _openstef_rows(rows.frame, ["load"], timezone)
-    load = values["load"]
-    count = len(load)
+    starts, values, reasons, culprits = _openstef_rows(
+        rows.frame, {"load": KWH_PER_MW_QUARTER_HOUR}, timezone
+    )
+    kwh = values["load"]  # net: negative is feed-in
+    count = len(kwh)
     readings: dict[str, list[Any]] = {
         "meter_id": [meter_id] * count,
         "reading_start": starts,
         "interval_minutes": [OPENSTEF_INTERVAL_MINUTES] * count,
-        "energy_kwh": floats_or_none(load.abs() * KWH_PER_MW_QUARTER_HOUR),
-        "direction": [None if math.isnan(mw) else "export" if mw < 0 else "import" for mw in load.tolist()],
+        "energy_kwh": floats_or_none(kwh.abs()),
+        "direction": [None if math.isnan(e) else "export" if e < 0 else "import" for e in kwh.tolist()],
         "source": [OPENSTEF_PRESET] * count,
     }
     raw = {"reading_start": "datetime", "energy_kwh": "load"}
-    notes = {"export_intervals": int((load[reasons.isna()] < 0).sum())}
+    notes = {"export_intervals": int((kwh[reasons.isna()] < 0).sum())}
     return _openstef_result(rows, METER_READINGS, readings, raw, reasons, culprits, notes)
 
 
@@ -137,9 +143,10 @@ def openstef_weather(
     rows = as_rows(rows)
     if rows.frame.columns.empty:  # an empty file
         return merged(rows, Mapped())
-    observed, values, reasons, culprits = _openstef_rows(rows.frame, list(OPENSTEF_WEATHER), timezone)
+    factors = {column: factor for column, (_, factor) in OPENSTEF_WEATHER.items()}
+    observed, values, reasons, culprits = _openstef_rows(rows.frame, factors, timezone)
     observations: dict[str, list[Any]] = {"station_id": [station_id] * len(observed), "observed_at": observed}
-    for column, (field, factor) in OPENSTEF_WEATHER.items():
-        observations[field] = floats_or_none(values[column] * factor)
+    for column, (field, _) in OPENSTEF_WEATHER.items():
+        observations[field] = floats_or_none(values[column])
     raw = {"observed_at": "datetime"} | {field: column for column, (field, _) in OPENSTEF_WEATHER.items()}
     return _openstef_result(rows, WEATHER_OBSERVATIONS, observations, raw, reasons, culprits)
