@@ -552,6 +552,15 @@ def test_parquet_decimals_are_numbers(tmp_path: Path) -> None:
     assert batch.records["energy_kwh"].tolist() == [1.5]
 
 
+def test_a_parquet_with_two_columns_of_one_name_is_refused_in_plain_words(tmp_path: Path) -> None:
+    columns = [pa.array(["m1"]), pa.array(["m2"]), pa.array(["2024-01-01T00:00:00Z"])]
+    table = pa.Table.from_arrays(columns, ["meter_id", "meter_id", "reading_start"])
+    pq.write_table(table, tmp_path / "d.parquet")
+    with pytest.raises(ValueError) as refused:
+        ingest_file(tmp_path / "d.parquet", "meter_readings")
+    assert str(refused.value) == "d.parquet has more than one column named 'meter_id'; rename them first"
+
+
 def test_values_json_cannot_write_are_rejected_rows_not_a_traceback(tmp_path: Path) -> None:
     # Parquet types JSON has no name for, in text fields: json.dumps raised TypeError on landing them.
     start = pa.array([datetime(2024, 1, 1, tzinfo=UTC)] * 4, pa.timestamp("us", tz="UTC"))
