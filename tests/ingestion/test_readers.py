@@ -3,6 +3,7 @@ to end."""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -464,6 +465,22 @@ def test_a_quoted_newline_in_a_row_with_extra_fields_lands_its_fields_whole(tmp_
     result = ingested(tmp_path, "r.csv", READINGS_HEADER + b'm1,2024-01-01T00:15:00Z,15,1.0,"a,\nb"\n')
     assert json.loads(result.lines[0]) == ["m1", "2024-01-01T00:15:00Z", "15", "1.0", "a,\nb"]
     assert result.examples == ["row 1: extra_fields (5 fields, the header has 4)"]
+
+
+def test_a_field_over_128_kib_is_read_whichever_reads_the_csv(tmp_path: Path) -> None:
+    # Python's csv module raised csv.Error (a traceback) on a field over its limit, 131,072 characters.
+    header = READINGS_HEADER.rstrip(b"\n") + b",note\n"
+    body = (
+        header
+        + b"m1,2024-01-01T00:00:00Z,15,1.0,x,EXTRA\nm2,2024-01-01T00:00:00Z,15,1.0,"
+        + b"n" * 200_000
+        + b"\n"
+    )
+    limit = csv.field_size_limit()
+    result = ingested(tmp_path, "long.csv", body)
+    assert (result.rows_read, result.records, result.rejected) == (2, 1, {"extra_fields": 1})
+    assert csv.field_size_limit() == limit
+    landed_and_decoded(tmp_path, "meter_readings", result)
 
 
 def test_a_quoted_empty_row_is_a_row_whichever_reads_the_csv(tmp_path: Path) -> None:

@@ -63,6 +63,17 @@ def _exact_csv(body: bytes, sep: str) -> Rows:
     """Every row with Python's csv module, for a file pandas refuses: a row with more fields than
     the header or an unclosed quote is rejected, the others are read as pandas would."""
     lines = list(io.StringIO(body.decode("utf-8-sig", errors="surrogateescape"), newline=""))
+    # csv refuses a field over 128 KiB (csv.Error: a traceback); pandas takes any, so while reading
+    # this file a field may be as long as the file.
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(body)))
+    try:
+        return _exact_rows(lines, sep)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _exact_rows(lines: list[str], sep: str) -> Rows:
     parsed = _csv_rows(lines, sep)
     first = next(parsed, None)
     if first is None:
