@@ -763,3 +763,12 @@ def test_a_stray_quote_closed_lines_later_does_not_merge_rows(tmp_path: Path) ->
     # A quoted newline in a row with every field is a field over two lines, as CSV has it.
     quoted = ingested(tmp_path, "n.csv", READINGS_HEADER + b'"m\n1",2024-01-01T00:30:00Z,15,1.0\n')
     assert json.loads(quoted.lines[0])["meter_id"] == "m\n1" and quoted.records == 1
+    # Two stray quotes in the same field of two rows made one row of every field: the second
+    # quote "closed" the first and the text after it ran on in the field (both parsers).
+    body = (
+        b'm1,"2024-01-01T00:15:00Z,15,1.0\nm2,"2024-01-01T00:30:00Z,15,1.0\nm3,2024-01-01T00:45:00Z,15,1.0\n'
+    )
+    strays = ingested(tmp_path, "s.csv", READINGS_HEADER + body)
+    assert (strays.rows_read, strays.rejected) == (3, {"unclosed_quote": 2})
+    batch = landed_and_decoded(tmp_path, "meter_readings", strays)
+    assert batch.records["meter_id"].tolist() == ["m3"]

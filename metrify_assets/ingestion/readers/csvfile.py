@@ -109,8 +109,9 @@ def _exact_rows(lines: list[str], sep: str) -> Rows:
 def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
     """The fields of each row of `lines`, or for a row whose quote never closes the index of its
     first line (reading goes on at the next line: the quote was a slip, not a field over lines). A
-    row over several lines with fewer fields than the header is such a slip too: a stray quote that
-    a quote lines later closed. A blank line is no row, as pandas has it; `""` or `" "` is one."""
+    row over several lines is such a slip too, a stray quote that a quote lines later closed, when
+    it has fewer fields than the header or text after that closing quote (`"a` and `"b` in two
+    rows). A blank line is no row, as pandas has it; `""` or `" "` is one."""
     start = 0
     width: int | None = None  # the header's fields
     while start < len(lines):
@@ -120,11 +121,14 @@ def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
             first, consumed = start + consumed, reader.line_num
             if fields == [_END]:
                 return
-            if start + consumed - first == 1 and not lines[first].strip():
+            span = start + consumed - first  # lines
+            if span == 1 and not lines[first].strip():
                 continue  # told by its text: `""` gives the fields of a blank line, [""]
             if width is None:
                 width = len(fields)
-            swallowed = width is not None and len(fields) < width and start + consumed - first > 1
+            swallowed = span > 1 and (
+                len(fields) < width or not _closes_cleanly(lines[first : first + span], sep)
+            )
             if fields and (_END in fields[-1] or swallowed):
                 yield first
                 start = first + 1
@@ -132,6 +136,17 @@ def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
             yield fields
         else:
             return
+
+
+def _closes_cleanly(lines: list[str], sep: str) -> bool:
+    """Whether each quoted field of a row is followed by a separator or the end of its line, as a
+    field quoted over lines is (csv's strict mode; pandas, like csv by default, reads on)."""
+    try:
+        for _ in csv.reader(lines, delimiter=sep, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def _column_names(header: list[str]) -> list[str]:
