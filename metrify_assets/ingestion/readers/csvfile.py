@@ -115,7 +115,8 @@ def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
     start = 0
     width: int | None = None  # the header's fields
     while start < len(lines):
-        reader = csv.reader(itertools.chain(itertools.islice(lines, start, None), [_END]), delimiter=sep)
+        rest = map(lines.__getitem__, range(start, len(lines)))  # islice would walk the lines to start
+        reader = csv.reader(itertools.chain(rest, [_END]), delimiter=sep)
         consumed = 0
         for fields in reader:
             first, consumed = start + consumed, reader.line_num
