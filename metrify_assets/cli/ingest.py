@@ -185,7 +185,8 @@ def register(app: typer.Typer) -> None:
         console = command_console()
         if not result.rows_read:
             console.print(
-                f"{path.name} holds no records (an empty file, or a header without rows): nothing to do"
+                f"{path.name} holds no records (an empty file, a header without rows, or only empty record "
+                "lists): nothing to do"
             )
             raise typer.Exit(code=1)
         _print_result(console, path, source, result, "landed" if kafka is None else "sent")

@@ -387,6 +387,7 @@ MAPPING = {"meter_id": "meter", "reading_start": "start", "energy_kwh": "kwh"}
         ("empty.jsonl", b"", 1, "empty.jsonl holds no records"),
         ("blank.jsonl", b"\n \n", 1, "blank.jsonl holds no records"),  # blank lines at the end are not rows
         ("header.csv", b"meter,start,kwh\n", 1, "header.csv holds no records"),
+        ("envelopes.jsonl", b'{"records": []}\n{"records": []}\n', 1, "envelopes.jsonl holds no records (an empty file, a header without rows, or only empty record lists)"),
         ("packed.jsonl", b"\x1f\x8b\x08\x00\x00\x00\x00\x00", 2, "packed.jsonl is not JSON Lines text: it holds binary data"),
         ("latin.jsonl", '{"meter_id": "Zoë"}\n'.encode("latin-1"), 2, "latin.jsonl is not UTF-8 text (line 1: byte 0xeb at column 17)"),
         ("array.json", b'[\n  {"meter_id": "A"},\n  {"meter_id": "B"}\n]\n', 2, "array.json is a JSON array, not JSON Lines (one record per line); convert it first, e.g. `jq -c '.[]' array.json"),
