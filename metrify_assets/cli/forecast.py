@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(code=1)
             wanted = day.date() if day is not None else latest
             rows = read_frame(conn, SHOW_SQL, {"day": wanted})
-            if rows.empty and not as_json:
+            if rows.empty and day is not None and not as_json:
                 latest = newest_forecast_day(conn)
         if as_json:
             typer.echo(rows.to_json(orient="records"))

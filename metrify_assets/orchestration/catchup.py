@@ -104,9 +104,9 @@ def ingest_files(
             )
         except RunFailedError as err:
             failed[landed.batch_id] = str(err)
-            continue
-        if on_batch:
-            on_batch(landed)
+        else:
+            if on_batch:
+                on_batch(landed)
     return failed
 
 

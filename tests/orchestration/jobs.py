@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from metrify_assets.ingestion.landing import LandedFile
 from metrify_assets.partitions import DAYS, SINGLE_RUN
 from metrify_assets.resources import PostgresResource
 
@@ -56,7 +57,7 @@ def ingest_grid_status(config: LandingFileConfig, postgres: PostgresResource) ->
     path = Path(config.landing_file)
     if "bug" in path.read_text():
         raise ValueError(f"ingest cannot parse {path.name}")
-    batch_id = f"landing-grid_status-{path.stem.partition('-')[2]}"
+    batch_id = LandedFile.from_path(path).batch_id
     with postgres.connect() as conn:
         conn.execute(
             "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, "
