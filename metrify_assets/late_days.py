@@ -2,8 +2,9 @@
 
 Every batch records the local days it touched in `ops.ingest_days` (with an increasing `seq`). The
 hourly refresh covers yesterday and today; this sensor watches for the rest: days older than that
-which a new batch touched. It requests one `refresh_job` and one `daily_job` run per run of
-consecutive late days, so a year-old correction rebuilds one day, not the year.
+which a new batch touched. It requests one `refresh_job` run per run of consecutive late days, so a
+year-old correction rebuilds one day, not the year; `daily_after_refresh_sensor` (schedules.py) runs
+`daily_job` over those days once that run succeeds, not before, as it reads what the refresh builds.
 
 The cursor is the highest `seq` known settled. Sequence numbers are taken when a transaction inserts
 and become visible when it commits, so a lower one can appear after a higher one: the cursor stops at
@@ -24,7 +25,6 @@ from metrify_assets.resources import PostgresResource
 
 SETTLE_SECONDS = 60
 MAX_ROWS_PER_TICK = 10_000
-LATE_JOBS = ("refresh_job", "daily_job")
 
 
 @dataclass(frozen=True)
@@ -55,22 +55,21 @@ def plan_late_days(
 def late_day_requests(ranges: Sequence[tuple[date, date, int]]) -> list[dg.RunRequest]:
     return [
         dg.RunRequest(
-            job_name=job,
-            run_key=f"late-{job}-{first}-{last}-{seq}",
+            run_key=f"late-refresh_job-{first}-{last}-{seq}",
             tags={**partition_range_tags(first, last), TRIGGER_TAG: "late_days"},
         )
         for first, last, seq in ranges
-        for job in LATE_JOBS
     ]
 
 
-def build_late_days_sensor(jobs: Sequence[dg.UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
+def build_late_days_sensor(refresh_job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     @dg.sensor(
         name="late_days_sensor",
-        jobs=list(jobs),
+        job=refresh_job,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Re-materialises days older than yesterday that a new batch touched (ops.ingest_days).",
+        description="Re-runs refresh_job for days older than yesterday that a new batch touched (ops.ingest_days); "
+        "daily_after_refresh_sensor runs daily_job over them when it succeeds.",
     )
     def late_days_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
         with postgres.connect() as conn:

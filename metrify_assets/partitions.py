@@ -50,3 +50,8 @@ def contiguous_ranges(days: set[date] | list[date]) -> list[tuple[date, date]]:
         else:
             ranges.append((day, day))
     return ranges
+
+
+def overlaps(a: tuple[date, date], b: tuple[date, date]) -> bool:
+    """Whether two inclusive day ranges share a day."""
+    return a[0] <= b[1] and b[0] <= a[1]

@@ -8,11 +8,15 @@ schedules refresh what is derived from it, each run over its own day partitions:
   it does to the nightly marts run;
 - nightly: the VEE series, grid stability and the dbt marts over the incremental lookback (late
   readings), then the warm tier (the day's verified lake copy), the data-quality report of yesterday
-  and the load forecast for today from the data up to yesterday (docs/forecasting.md);
+  and the load forecast for today from the data up to yesterday (docs/forecasting.md). `daily_job`
+  reads what `refresh_job` validates, so it waits while a refresh of yesterday has failed (its open
+  alert) or has not finished, trying again every hour of the day;
 - weekly: the registry and the anomaly models retrained on their window (scoring uses them from the
   next run on), and the lifecycle: days due move to the cold and archive tiers, then retention cleans
   up (docs/lifecycle.md);
-- on late data: `late_days_sensor` re-materialises an older day that a new batch touched.
+- on late data: `late_days_sensor` re-runs `refresh_job` for an older day that a new batch touched,
+  and `daily_after_refresh_sensor` runs `daily_job` for the older days of each `refresh_job` that
+  succeeds (late days, a backfill, a person's re-run), so `daily_job` never runs ahead of it.
 
 The jobs set no retry policy: each Python asset retries its system errors and fails at once on a
 bug (metrify_assets/errors.py), so a bug does not hold a run up for its retries' backoff.
@@ -20,14 +24,15 @@ bug (metrify_assets/errors.py), so a bug does not hold a run up for its retries'
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import psycopg
 
 from metrify_assets.late_days import build_late_days_sensor
-from metrify_assets.partitions import partition_range_tags
+from metrify_assets.partitions import TRIGGER_TAG, overlaps, partition_range_tags
 from metrify_assets.resources import PostgresResource
+from metrify_assets.run_alerts import days_text, failed_days, run_days
 from metrify_assets.warehouse.translator import WAREHOUSE_GROUP
 
 WAREHOUSE = dg.AssetSelection.groups(WAREHOUSE_GROUP)
@@ -101,11 +106,91 @@ def daily_marts_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
     return dg.RunRequest(run_key=f"daily-{day}", tags=days_ending(day, DAILY_LOOKBACK_DAYS))
 
 
-@dg.schedule(name="daily_job_schedule", job=daily_job, cron_schedule="30 2 * * *", execution_timezone="UTC")
-def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Every night: yesterday's archive file and quality report, and today's load forecast."""
+# Runs the daemon has not finished yet (queued included): `daily_job` waits for those of the jobs it
+# reads from.
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+# The CLI runs `daily_job` after its own `refresh_job` runs (orchestration/catchup.py).
+CLI_TRIGGERS = ("cli", "demo")
+
+
+def refresh_holdup(
+    conn: psycopg.Connection, instance: dg.DagsterInstance, first: date, last: date
+) -> str | None:
+    """Why `daily_job` must not run over `first`..`last` yet, or None. Its forecast and report read
+    the readings `refresh_job` validates, so it waits for a refresh of those days that failed for
+    good and no run has made up for (its open alert: the rule `metrify run` keeps within a command),
+    and for a `refresh_job` or `daily_marts_job` of them still queued or running (the run queue would
+    start them in order, but the refresh may yet fail)."""
+    for _, (start, end) in failed_days(conn, ["refresh_job"]):
+        if overlaps((first, last), (date.fromisoformat(start), date.fromisoformat(end))):
+            return f"refresh_job failed for {days_text((start, end))} (its run_failure alert is open)"
+    for job in ("refresh_job", "daily_marts_job"):
+        for run in instance.get_runs(dg.RunsFilter(job_name=job, statuses=UNFINISHED)):
+            days = run_days(run.tags)
+            if days and overlaps((first, last), (date.fromisoformat(days[0]), date.fromisoformat(days[1]))):
+                return f"{job} run {run.run_id} for {days_text(days)} is {run.status.value.lower()}"
+    return None
+
+
+@dg.schedule(
+    name="daily_job_schedule", job=daily_job, cron_schedule="30 2-23 * * *", execution_timezone="UTC"
+)
+def daily_schedule(
+    context: dg.ScheduleEvaluationContext, postgres: PostgresResource
+) -> dg.RunRequest | dg.SkipReason:
+    """Every night: yesterday's archive file and quality report, and today's load forecast. One run a
+    day, at 02:30 or, while `refresh_holdup` holds it, at the first half hour past after that."""
     day = scheduled_day(context) - timedelta(days=1)
-    return dg.RunRequest(run_key=f"daily-job-{day}", partition_key=day.isoformat())
+    run_key = f"daily-job-{day}"
+    done = context.instance.get_runs(
+        dg.RunsFilter(job_name="daily_job", tags={"dagster/run_key": run_key}), limit=1
+    )
+    if done:
+        return dg.SkipReason(f"daily_job for {day} was requested already (run {done[0].run_id})")
+    with postgres.connect() as conn:
+        holdup = refresh_holdup(conn, context.instance, day, day)
+    if holdup is not None:
+        return dg.SkipReason(f"daily_job for {day} waits: {holdup}; the next half hour past tries again")
+    return dg.RunRequest(run_key=run_key, partition_key=day.isoformat())
+
+
+def follow_request(run_id: str, tags: dict[str, str], today: date) -> dg.RunRequest | None:
+    """The `daily_job` run that follows a successful `refresh_job` run: over its days before
+    yesterday (`daily_schedule` has yesterday; today is not complete), unless the CLI started it (the
+    CLI runs its own). Pure: unit-tested."""
+    days = run_days(tags)
+    if days is None or tags.get(TRIGGER_TAG) in CLI_TRIGGERS:
+        return None
+    first, last = date.fromisoformat(days[0]), min(date.fromisoformat(days[1]), today - timedelta(days=2))
+    if first > last:
+        return None
+    trigger = {TRIGGER_TAG: tags[TRIGGER_TAG]} if TRIGGER_TAG in tags else {}
+    return dg.RunRequest(run_key=f"after-{run_id}", tags={**partition_range_tags(first, last), **trigger})
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    name="daily_after_refresh_sensor",
+    monitored_jobs=[refresh_job],
+    request_job=daily_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a refresh_job run succeeds for days before yesterday (late days, a backfill, a re-run), "
+    "runs daily_job over those days: the warm tier, report and forecast follow the refreshed readings.",
+)
+def daily_after_refresh_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
+    run = context.dagster_run
+    request = follow_request(run.run_id, dict(run.tags), datetime.now(UTC).date())
+    if request is None:
+        return dg.SkipReason(
+            f"refresh_job run {run.run_id}: no daily_job follows (the CLI ran its own, or its days are "
+            "yesterday or today, which daily_job_schedule has)"
+        )
+    return request
 
 
 def lifecycle_range(conn: psycopg.Connection, today: date) -> tuple[date, date] | None:
@@ -140,5 +225,5 @@ def weekly_schedule(context: dg.ScheduleEvaluationContext, postgres: PostgresRes
 defs = dg.Definitions(
     jobs=[refresh_job, daily_marts_job, daily_job, weekly_job],
     schedules=[hourly_refresh_schedule, daily_marts_schedule, daily_schedule, weekly_schedule],
-    sensors=[build_late_days_sensor([refresh_job, daily_job])],
+    sensors=[build_late_days_sensor(refresh_job), daily_after_refresh_sensor],
 )

@@ -17,7 +17,7 @@ from metrify_assets.late_days import DayRow, build_late_days_sensor, late_day_re
 from metrify_assets.partitions import contiguous_ranges
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
-from metrify_assets.schedules import daily_job, refresh_job
+from metrify_assets.schedules import refresh_job
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -53,9 +53,10 @@ def test_the_cursor_waits_at_a_fresh_gap_but_passes_a_settled_one() -> None:
     assert cursor == 13  # 12 rolled back long ago
 
 
-def test_requests_run_both_downstream_jobs_over_the_range_with_stable_keys() -> None:
+def test_requests_run_refresh_job_over_the_range_with_a_stable_key() -> None:
+    """Only refresh_job: daily_job follows when it succeeds (daily_after_refresh_sensor)."""
     requests = late_day_requests([(date(2026, 1, 1), date(2026, 1, 3), 42)])
-    assert [r.job_name for r in requests] == ["refresh_job", "daily_job"]
+    assert len(requests) == 1 and requests[0].tags["metrify/trigger"] == "late_days"
     assert requests[0].run_key == "late-refresh_job-2026-01-01-2026-01-03-42"
     assert requests[0].tags["dagster/asset_partition_range_start"] == "2026-01-01"
     assert requests[0].tags["dagster/asset_partition_range_end"] == "2026-01-03"
@@ -81,7 +82,7 @@ def test_the_sensor_requests_an_old_day_a_new_batch_touched(
         process_batch(spec, [message], [1], lake, pg, pd.Timestamp.now(tz="UTC"))
         pg.commit()
 
-    sensor = build_late_days_sensor([refresh_job, daily_job])
+    sensor = build_late_days_sensor(refresh_job)
     land("history", date(2026, 1, 5))
     first = sensor(dg.build_sensor_context(resources={"postgres": pg_resource}))
     assert isinstance(first, dg.SensorResult) and not first.run_requests  # turned on: starts from now
@@ -90,9 +91,6 @@ def test_the_sensor_requests_an_old_day_a_new_batch_touched(
     land("late", date(2026, 1, 6))
     tick = sensor(dg.build_sensor_context(cursor=first.cursor, resources={"postgres": pg_resource}))
     assert isinstance(tick, dg.SensorResult)
-    assert [(r.job_name, r.tags["dagster/asset_partition_range_start"]) for r in tick.run_requests] == [
-        ("refresh_job", "2026-01-06"),
-        ("daily_job", "2026-01-06"),
-    ]
+    assert [r.tags["dagster/asset_partition_range_start"] for r in tick.run_requests] == ["2026-01-06"]
     again = sensor(dg.build_sensor_context(cursor=tick.cursor, resources={"postgres": pg_resource}))
     assert isinstance(again, dg.SensorResult) and not again.run_requests

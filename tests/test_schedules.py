@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import dagster as dg
 import psycopg
 import pytest
 
+from metrify_assets.alerts.store import resolve_condition
 from metrify_assets.definitions import defs as load_defs
+from metrify_assets.partitions import partition_range_tags
+from metrify_assets.resources import PostgresResource
+from metrify_assets.run_alerts import RunAlert, record
 from metrify_assets.schedules import (
+    daily_after_refresh_sensor,
     daily_marts_schedule,
     daily_schedule,
+    follow_request,
     hourly_refresh_schedule,
     weekly_request,
 )
@@ -36,7 +43,7 @@ def test_schedules_target_their_jobs(defs: dg.Definitions) -> None:
     assert schedules == {
         "refresh_job_schedule": ("refresh_job", "7 * * * *"),
         "daily_marts_schedule": ("daily_marts_job", "15 2 * * *"),
-        "daily_job_schedule": ("daily_job", "30 2 * * *"),
+        "daily_job_schedule": ("daily_job", "30 2-23 * * *"),
         "weekly_job_schedule": ("weekly_job", "0 4 * * 0"),
     }
     refresh = job_assets(defs, "refresh_job")
@@ -68,11 +75,90 @@ def test_downstream_assets_share_the_dbt_day_partitions(defs: dg.Definitions) ->
     assert graph.get(dg.AssetKey("anomaly_model")).partitions_def is None  # trained on its own schedule
 
 
-def test_daily_schedule_requests_yesterday() -> None:
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 29, 2, 30, tzinfo=UTC))
-    request = daily_schedule(context)
+def daily_tick(
+    instance: dg.DagsterInstance, pg_resource: PostgresResource, hour: int
+) -> dg.RunRequest | dg.SkipReason:
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 3, 29, hour, 30, tzinfo=UTC),
+        resources={"postgres": pg_resource},
+    )
+    result = daily_schedule(context)
+    assert isinstance(result, dg.RunRequest | dg.SkipReason)
+    return result
+
+
+def refresh_failed(pg: psycopg.Connection, run_id: str, first: str, last: str) -> str:
+    """An open run_failure alert of refresh_job for `first`..`last`, as the failure sensor records it."""
+    alert = RunAlert(run_id, "refresh_job", None, "dbt", "DbtError", "boom", (first, last))
+    record(pg, alert)
+    pg.commit()
+    return alert.dedup_key
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance on disk: a schedule's context needs one it can refer to."""
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.mark.postgres
+def test_daily_job_waits_for_a_refresh_of_its_day_that_failed_or_is_running(
+    pg: psycopg.Connection, pg_resource: PostgresResource, instance: dg.DagsterInstance
+) -> None:
+    """Yesterday's daily_job is requested once, and not while a refresh_job of yesterday failed (its
+    alert open) or runs: the hourly ticks after 02:30 try again."""
+    key = refresh_failed(pg, "r-1", "2026-03-27", "2026-03-28")
+    refresh_failed(pg, "r-0", "2026-03-20", "2026-03-20")  # another day's failure holds nothing up
+    held = daily_tick(instance, pg_resource, 2)
+    assert isinstance(held, dg.SkipReason)
+    assert "refresh_job failed for 2026-03-27..2026-03-28" in (held.skip_message or "")
+
+    resolve_condition(pg, key, "run r-2 of refresh_job succeeded")
+    pg.commit()
+    running = dg.DagsterRun(
+        job_name="refresh_job",
+        run_id="r-3",
+        status=dg.DagsterRunStatus.STARTED,
+        tags=days("2026-03-28", "2026-03-29"),
+    )
+    instance.add_run(running)
+    held = daily_tick(instance, pg_resource, 3)
+    assert isinstance(held, dg.SkipReason)
+    assert "refresh_job run r-3 for 2026-03-28..2026-03-29 is started" in (held.skip_message or "")
+
+    success = dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_SUCCESS.value, job_name="refresh_job")
+    instance.handle_run_event("r-3", success)
+    request = daily_tick(instance, pg_resource, 4)
     assert isinstance(request, dg.RunRequest)
-    assert request.partition_key == "2026-03-28"
+    assert request.partition_key == "2026-03-28" and request.run_key == "daily-job-2026-03-28"
+    instance.add_run(
+        dg.DagsterRun(job_name="daily_job", run_id="d-1", tags={"dagster/run_key": request.run_key})
+    )
+    again = daily_tick(instance, pg_resource, 5)  # one run a day
+    assert isinstance(again, dg.SkipReason) and "requested already (run d-1)" in (again.skip_message or "")
+
+
+def days(first: str, last: str) -> dict[str, str]:
+    return partition_range_tags(date.fromisoformat(first), date.fromisoformat(last))
+
+
+def test_daily_job_follows_a_refresh_of_days_before_yesterday_that_no_schedule_has() -> None:
+    """Late days, a backfill, a person's re-run: daily_job over their days before yesterday; not over
+    yesterday (scheduled) or today (not complete), nor after a refresh the CLI ran (it runs its own)."""
+    today = date(2026, 3, 29)
+    late = follow_request("r-1", {**days("2026-01-05", "2026-01-06"), "metrify/trigger": "late_days"}, today)
+    assert late is not None and late.run_key == "after-r-1" and late.tags == {
+        **days("2026-01-05", "2026-01-06"), "metrify/trigger": "late_days"
+    }  # fmt: skip
+    backfill = follow_request("r-2", days("2026-03-20", "2026-03-29"), today)
+    assert backfill is not None and backfill.tags == days("2026-03-20", "2026-03-27")
+    assert follow_request("r-3", days("2026-03-28", "2026-03-29"), today) is None  # the hourly refresh
+    assert (
+        follow_request("r-4", {**days("2026-01-05", "2026-01-05"), "metrify/trigger": "cli"}, today) is None
+    )
+    assert follow_request("r-5", {}, today) is None  # no days: nothing to follow
 
 
 def test_hourly_schedule_requests_yesterday_and_today() -> None:
@@ -123,3 +209,29 @@ def test_weekly_schedule_covers_the_days_with_a_copy_still_to_move(pg: psycopg.C
     request = weekly_request(pg, today, "weekly-test")
     assert request.asset_selection is None
     assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-02-01", "2026-11-30")
+
+
+@dg.op
+def refreshed() -> None:
+    """A refresh_job's work, done."""
+
+
+def test_the_sensor_requests_daily_job_after_a_late_days_refresh_succeeds(
+    instance: dg.DagsterInstance,
+) -> None:
+    tags = {**days("2026-01-05", "2026-01-05"), "metrify/trigger": "late_days"}
+    job = dg.GraphDefinition("refresh_job", node_defs=[refreshed]).to_job()
+    result = job.execute_in_process(instance=instance, tags=tags)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="daily_after_refresh_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=success,
+    )
+    request = daily_after_refresh_sensor(context)
+    assert isinstance(request, dg.RunRequest)
+    assert request.run_key == f"after-{run.run_id}" and request.tags == tags
+    assert daily_after_refresh_sensor.job_name == "daily_job"

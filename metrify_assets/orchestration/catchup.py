@@ -32,7 +32,7 @@ from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 from metrify_assets.meters.anomaly.store import CURRENT_KEY
 from metrify_assets.orchestration.drain import drain
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
-from metrify_assets.partitions import TRIGGER_TAG, contiguous_ranges, partition_range_tags
+from metrify_assets.partitions import TRIGGER_TAG, contiguous_ranges, overlaps, partition_range_tags
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.run_alerts import failed_days
@@ -171,10 +171,6 @@ def plan_runs(day_ranges: list[tuple[date, date]], owed: Sequence[JobDays]) -> P
         and not any(contains(other, ("daily_job", first, last)) for other in (*new, *kept))
     ]
     return Plan(new, kept, follow)
-
-
-def overlaps(a: tuple[date, date], b: tuple[date, date]) -> bool:
-    return a[0] <= b[1] and b[0] <= a[1]
 
 
 def materialise_days(
