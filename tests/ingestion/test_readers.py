@@ -226,6 +226,29 @@ def test_naive_timestamps_without_a_timezone_are_rejected_not_guessed() -> None:
     assert json.loads(result.lines[1])["observed_at"] == "2026-01-01T00:10:00+00:00"
 
 
+def test_sub_second_samples_keep_their_fraction_and_stay_apart() -> None:
+    """Two grid samples 0.2 s apart stay two instants (the API and Kafka keep fractions too), each
+    with its own offset across a DST change; whole seconds are written without a fraction."""
+    frame = pd.DataFrame(
+        {
+            "grid_node_id": ["N1"] * 3,
+            "measured_at": ["2026-03-29T00:59:59.9Z", "2026-03-29T01:00:00.1Z", "2026-03-29 12:00:00"],
+            "frequency_hz": [50.01, 49.99, 50.0],
+            "voltage_v": [231.0, 229.5, 230.0],
+        }
+    )
+    result = map_records(frame, "grid_status", timezone="Europe/Amsterdam")
+    written = [json.loads(line)["measured_at"] for line in result.lines]
+    assert written == [
+        "2026-03-29T01:59:59.900000+01:00",
+        "2026-03-29T03:00:00.100000+02:00",
+        "2026-03-29T12:00:00.000000+02:00",  # the naive time is Amsterdam's own
+    ]
+    assert not quarantined("grid_status", result.lines)
+    whole = map_records(frame.iloc[2:], "grid_status", timezone="Asia/Kolkata")
+    assert json.loads(whole.lines[0])["measured_at"] == "2026-03-29T12:00:00+05:30"
+
+
 def test_jsonl_and_parquet_read_the_same_records(tmp_path: Path) -> None:
     frame = pd.DataFrame(
         {
