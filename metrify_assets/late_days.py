@@ -25,6 +25,7 @@ from metrify_assets.resources import PostgresResource
 
 SETTLE_SECONDS = 60
 MAX_ROWS_PER_TICK = 10_000
+LATE_DAYS_TRIGGER = "late_days"  # the `metrify/trigger` tag of the runs this sensor requests
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def late_day_requests(ranges: Sequence[tuple[date, date, int]]) -> list[dg.RunRe
     return [
         dg.RunRequest(
             run_key=f"late-refresh_job-{first}-{last}-{seq}",
-            tags={**partition_range_tags(first, last), TRIGGER_TAG: "late_days"},
+            tags={**partition_range_tags(first, last), TRIGGER_TAG: LATE_DAYS_TRIGGER},
         )
         for first, last, seq in ranges
     ]

@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import psycopg
 
-from metrify_assets.late_days import build_late_days_sensor
+from metrify_assets.late_days import LATE_DAYS_TRIGGER, build_late_days_sensor
 from metrify_assets.partitions import TRIGGER_TAG, overlaps, partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import days_text, failed_days, run_days
@@ -114,8 +114,6 @@ UNFINISHED = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-# The CLI runs `daily_job` after its own `refresh_job` runs (orchestration/catchup.py).
-CLI_TRIGGERS = ("cli", "demo")
 
 
 def refresh_holdup(
@@ -161,10 +159,11 @@ def daily_schedule(
 
 def follow_request(run_id: str, tags: dict[str, str], today: date) -> dg.RunRequest | None:
     """The `daily_job` run that follows a successful `refresh_job` run: over its days before
-    yesterday (`daily_schedule` has yesterday; today is not complete), unless the CLI started it (the
-    CLI runs its own). Pure: unit-tested."""
+    yesterday (`daily_schedule` has yesterday; today is not complete), for a run of `late_days_sensor`
+    or one without a trigger tag (a backfill, a person's launch); the CLI tags its runs with another
+    trigger and runs `daily_job` after them itself (orchestration/catchup.py). Pure: unit-tested."""
     days = run_days(tags)
-    if days is None or tags.get(TRIGGER_TAG) in CLI_TRIGGERS:
+    if days is None or tags.get(TRIGGER_TAG, LATE_DAYS_TRIGGER) != LATE_DAYS_TRIGGER:
         return None
     first, last = date.fromisoformat(days[0]), min(date.fromisoformat(days[1]), today - timedelta(days=2))
     if first > last:

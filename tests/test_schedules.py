@@ -155,9 +155,10 @@ def test_daily_job_follows_a_refresh_of_days_before_yesterday_that_no_schedule_h
     backfill = follow_request("r-2", days("2026-03-20", "2026-03-29"), today)
     assert backfill is not None and backfill.tags == days("2026-03-20", "2026-03-27")
     assert follow_request("r-3", days("2026-03-28", "2026-03-29"), today) is None  # the hourly refresh
-    assert (
-        follow_request("r-4", {**days("2026-01-05", "2026-01-05"), "metrify/trigger": "cli"}, today) is None
-    )
+    for cli in ("cli", "demo", "dlq-replay"):  # the commands run their own daily_job
+        assert (
+            follow_request("r-4", {**days("2026-01-05", "2026-01-05"), "metrify/trigger": cli}, today) is None
+        )
     assert follow_request("r-5", {}, today) is None  # no days: nothing to follow
 
 
