@@ -2,8 +2,9 @@
 a standing `run_failure` condition in `ops.alerts` (delivered to people by `alerts.delivery`).
 
 A failed run the daemon is about to re-run (`dagster/will_retry`) is not an alert yet; its last
-attempt is. The condition is the job (or, for an ingest run, the job's batch) and the days
-(partitions) the run was for: the same job failing every hour for the same days is one alert. A
+attempt is. The condition is the job (or, for an ingest run, the job's batch), the days
+(partitions) the run was for and the part of the job it selected, if not all of it: the same job
+failing every hour for the same days is one alert, its training and its lifecycle failing are two. A
 successful run of the same job (and batch) resolves it only when its days cover the failed ones (a
 failure without partitions: any success of the job) and it selected at least the failed run's assets
 (a run of the whole job: all of them), so the lifecycle part of `weekly_job` succeeding does not
@@ -87,13 +88,14 @@ class RunAlert:
 
     @property
     def dedup_key(self) -> str:
-        return condition_key(self.job_name, self.batch_id, self.days)
+        return condition_key(self.job_name, self.batch_id, self.days, self.assets)
 
     @property
     def subject(self) -> str:
         batch = f" (batch {self.batch_id})" if self.batch_id else ""
         days = f" [{days_text(self.days)}]" if self.days else ""
-        return f"{self.job_name}{batch}{days}"
+        part = f" for {', '.join(self.assets)}" if self.assets else ""
+        return f"{self.job_name}{batch}{days}{part}"
 
     @property
     def text(self) -> str:
@@ -123,12 +125,17 @@ def run_alert(run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent]) -> R
     )
 
 
-def condition_key(job_name: str, batch_id: str | None, days: Days | None = None) -> str:
-    """The dedup key of a job's (or an ingest batch's) failure condition for its days in `ops.alerts`."""
+def condition_key(
+    job_name: str, batch_id: str | None, days: Days | None = None, assets: Assets | None = None
+) -> str:
+    """The dedup key of a job's (or an ingest batch's) failure condition for its days in `ops.alerts`,
+    and for the part of the job the run selected: the failures of two parts are two conditions (one
+    alert would keep the last one's assets, and a success of that part would resolve both)."""
     return (
         f"run_failure:{job_name}"
         + (f":{batch_id}" if batch_id else "")
         + (f"@{days_text(days)}" if days else "")
+        + (f"[{','.join(assets)}]" if assets else "")
     )
 
 

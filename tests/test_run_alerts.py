@@ -21,6 +21,7 @@ from metrify_assets.run_alerts import (
     RunAlert,
     covers,
     record,
+    resolve_covered,
     run_alert,
     run_failure_alert_sensor,
     run_success_resolves_alerts,
@@ -320,6 +321,28 @@ def test_a_success_of_one_part_of_a_job_leaves_the_failure_of_another_part_open(
     assert list_alerts(pg, "open") == []
     (resolved,) = list_alerts(pg, "all")
     assert resolved.resolution == f"run {trained.run_id} of weekly_job succeeded"
+
+
+@pytest.mark.postgres
+def test_failures_of_two_parts_of_a_job_are_two_alerts_each_resolved_by_its_part(
+    pg: psycopg.Connection,
+) -> None:
+    """Training fails, then the lifecycle part: two conditions, not one whose assets the second replaced
+    (so the lifecycle's success would have resolved the failed training too)."""
+    for run_id, asset in (("w-1", "weekly_model"), ("w-2", "weekly_cleanup")):
+        record(pg, RunAlert(run_id, "weekly_job", None, asset, "ValueError", "boom", assets=(asset,)))
+    pg.commit()
+    keys = {a.dedup_key: a.subject for a in list_alerts(pg, "open")}
+    assert keys == {
+        "run_failure:weekly_job[weekly_model]": "weekly_job for weekly_model",
+        "run_failure:weekly_job[weekly_cleanup]": "weekly_job for weekly_cleanup",
+    }
+    cleaned = dg.DagsterRun(
+        job_name="weekly_job", run_id="w-3", asset_selection=frozenset({dg.AssetKey("weekly_cleanup")})
+    )
+    assert len(resolve_covered(pg, cleaned)) == 1
+    pg.commit()
+    assert [a.dedup_key for a in list_alerts(pg, "open")] == ["run_failure:weekly_job[weekly_model]"]
 
 
 def test_which_selection_covers_which() -> None:

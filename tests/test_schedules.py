@@ -78,12 +78,12 @@ def test_downstream_assets_share_the_dbt_day_partitions(defs: dg.Definitions) ->
 def daily_tick(
     instance: dg.DagsterInstance, pg_resource: PostgresResource, hour: int
 ) -> dg.RunRequest | dg.SkipReason:
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2026, 3, 29, hour, 30, tzinfo=UTC),
         resources={"postgres": pg_resource},
-    )
-    result = daily_schedule(context)
+    ) as context:
+        result = daily_schedule(context)
     assert isinstance(result, dg.RunRequest | dg.SkipReason)
     return result
 
@@ -99,7 +99,7 @@ def refresh_failed(pg: psycopg.Connection, run_id: str, first: str, last: str) -
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
     """A Dagster instance on disk: a schedule's context needs one it can refer to."""
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(set_dagster_home=False) as instance:
         yield instance
 
 
