@@ -132,13 +132,16 @@ def _json_default(value: object) -> object:
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, datetime):  # subclasses orjson leaves to us (pandas.Timestamp)
-        return value.isoformat()
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
 def encode(value: object) -> bytes:
-    """The JSON a cached value is stored as (numpy values, datetimes and decimals included)."""
-    return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    """The JSON a cached value is stored as (numpy values, datetimes and decimals included); a time
+    without an offset is UTC (the marts' `..._utc` columns), as the API writes it uncached."""
+    return orjson.dumps(
+        value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC
+    )
 
 
 def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -79,9 +80,19 @@ def wants_csv(request: Request, fmt: str | None) -> bool:
 
 
 def _cell(value: Any) -> Any:
+    """A CSV cell: dates and times in ISO 8601, a time with its offset (`_json` explains the UTC)."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC).isoformat()
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
+
+
+def _json(body: Any) -> bytes:
+    """A response body. The marts' times are `timestamp` columns in UTC (named `..._utc`, as dbt keeps
+    them the same on PostgreSQL and Snowflake); they leave with `+00:00` like every other time of the
+    API, so a client need not know which columns came without an offset."""
+    return orjson.dumps(body, default=str, option=orjson.OPT_NAIVE_UTC)
 
 
 def records(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
@@ -107,12 +118,12 @@ def page_response(
         writer.writerows([_cell(v) for v in row] for row in rows)
         return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
     body = {"data": records(columns, rows), "count": len(rows), "next_cursor": next_cursor}
-    return Response(orjson.dumps(body, default=str), media_type="application/json", headers=headers)
+    return Response(_json(body), media_type="application/json", headers=headers)
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        orjson.dumps(body, default=str),
+        _json(body),
         status_code=status_code,
         media_type="application/json",
         headers=headers,

@@ -161,6 +161,7 @@ def test_every_dataset_answers_with_rows_in_json_and_csv(client: TestClient, set
     node = query(settings, "SELECT min(grid_node_id) FROM ops.grid_status")[0][0]
     station = query(settings, "SELECT min(station_id) FROM ops.weather_observations")[0][0]
     headers = token("read")
+    checked = 0
     for dataset in DATASETS.values():
         path = dataset.path.replace("{grid_node_id}", node).replace("{station_id}", station)
         response = client.get(path, headers=headers, params={"limit": 5})
@@ -174,6 +175,16 @@ def test_every_dataset_answers_with_rows_in_json_and_csv(client: TestClient, set
         rows = list(csv.reader(io.StringIO(as_csv.text)))
         assert as_csv.headers["content-type"].startswith("text/csv")
         assert len(rows) == body["count"] + 1 and set(dataset.key) <= set(rows[0])
+        # Times carry their offset, the marts' `_utc` columns (`timestamp` in dbt) included.
+        stamps = [
+            value
+            for record in [*body["data"], *(dict(zip(rows[0], r, strict=True)) for r in rows[1:])]
+            for name, value in record.items()
+            if name.endswith(("_utc", "_at", "_start")) and value and "T" in str(value)
+        ]
+        assert all(str(v)[-6:] in ("+00:00",) for v in stamps), (dataset.name, stamps[:3])
+        checked += len(stamps)
+    assert checked > 0
 
 
 def test_filters_are_typed_and_bad_values_get_a_422_naming_the_parameter(client: TestClient) -> None:

@@ -153,12 +153,15 @@ def test_a_generation_bump_retires_cached_query_results(cache: Cache, redis_db: 
     def compute(name: str) -> Any:
         def run() -> dict[str, Any]:
             calls.append(name)
-            return {"name": name, "n": len(calls), "at": T0}
+            # A mart's `_utc` time comes without an offset (from psycopg, or pandas): it is UTC.
+            return {"name": name, "n": len(calls), "at": T0, "hour_utc": pd.Timestamp("2026-03-29 10:00")}
 
         return run
 
     first = cache.get_or_compute(["daily", M, "2026-03-29"], compute("m1"), meter_id=M)
-    assert first == {"name": "m1", "n": 1, "at": "2026-03-29T00:00:00+00:00"}  # JSON, hit or miss
+    assert first == {  # JSON, hit or miss
+        "name": "m1", "n": 1, "at": "2026-03-29T00:00:00+00:00", "hour_utc": "2026-03-29T10:00:00+00:00"
+    }  # fmt: skip
     assert cache.get_or_compute(["daily", M, "2026-03-29"], compute("m1"), meter_id=M) == first
     cache.get_or_compute(["daily", "M2", "2026-03-29"], compute("m2"), meter_id="M2")
     cache.get_or_compute(["quality", "2026-03-29"], compute("all"), ttl_s=5)
