@@ -21,6 +21,7 @@ from metrify_assets.serving.auth import TokenVerifier
 from metrify_assets.serving.cache import open_cache
 from metrify_assets.serving.db import open_pool
 from metrify_assets.serving.errors import install_error_handlers
+from metrify_assets.serving.head import HeadAsGetMiddleware
 from metrify_assets.serving.kafka import kafka_sender
 from metrify_assets.serving.limits import install_limits
 from metrify_assets.serving.routes import data, health, ingest, review
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings.api)
     install_error_handlers(app)
+    app.add_middleware(HeadAsGetMiddleware)  # innermost: limits and metrics see the HEAD
     install_limits(app, settings.api)
     install_tracing(settings.tracing)  # FastAPI traces each request (docs/operations.md#traces)
     install_metrics(app, settings)  # outermost: counts refused requests too; serves /metrics

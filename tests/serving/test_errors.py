@@ -160,7 +160,7 @@ def test_unknown_paths_are_404_and_a_known_path_with_another_method_is_405(api: 
     for method, path, allowed in (
         ("GET", "/v1/meter_readings", "POST"),
         ("PUT", "/v1/grid_status", "POST"),
-        ("POST", "/v1/meters/M1/readings", "GET"),
+        ("POST", "/v1/meters/M1/readings", "GET, HEAD"),
     ):
         response = api.request(method, path, headers=headers)
         error_of(response, 405, "method_not_allowed")
@@ -479,10 +479,21 @@ def test_the_review_list_filters_and_pages_as_the_cli_lists(api: TestClient, pg:
     error_of(api.get("/v1/review/items", params={"cursor": forged}, headers=headers), 400, "bad_cursor")
 
 
-def test_a_trailing_slash_is_404_not_a_redirect_and_head_is_405(api: TestClient) -> None:
+def test_a_trailing_slash_is_404_not_a_redirect(api: TestClient) -> None:
     """/v1/meter_readings/ answered a 307 to /v1/meter_readings before authentication."""
     for method, path in (("POST", "/v1/meter_readings/"), ("GET", "/v1/meters/MTR-1/readings/")):
         response = api.request(method, path, headers=token("admin"), follow_redirects=False)
         error_of(response, 404, "not_found")
-    head = api.head("/v1/meters/MTR-1/latest", headers=token("read"))
-    assert (head.status_code, head.headers["allow"]) == (405, "GET")
+
+
+def test_head_answers_as_get_without_the_body(api: TestClient) -> None:
+    """HEAD was 405 on every route (FastAPI routes GET alone); an uptime check asks with HEAD."""
+    for path, status in (("/v1/review/items?limit=3", 200), ("/v1/meters/NO-SUCH/latest", 404)):
+        get = api.get(path, headers=token("read", "review"))
+        head = api.head(path, headers=token("read", "review"))
+        assert (get.status_code, head.status_code) == (status, status) and get.content and not head.content
+        assert head.headers["content-length"] == str(len(get.content))
+        assert head.headers["content-type"] == get.headers["content-type"]
+    assert api.head("/v1/review/items").status_code == 401  # the same authentication
+    refused = api.head("/v1/meter_readings", headers=token("admin"))  # POST only
+    assert (refused.status_code, refused.headers["allow"], refused.content) == (405, "POST", b"")

@@ -1,0 +1,38 @@
+"""HEAD requests, answered as the GET of the same URL without its body (RFC 9110 section 9.3.2).
+
+FastAPI routes the methods a route declares, and its routes declare GET alone, so uptime checks,
+link checkers and caches that ask with HEAD got a 405. Declaring HEAD on every route would document
+each operation twice in the OpenAPI schema; this middleware instead runs the request as a GET (the
+same authentication, limits and status) and sends the GET's status and headers, `Content-Length`
+included, with an empty body. A 405 that allows GET says that HEAD is allowed too.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class HeadAsGetMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        head = scope["method"] == "HEAD"
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                headers = MutableHeaders(scope=message)
+                allowed = [m.strip() for m in headers.get("allow", "").split(",") if m.strip()]
+                if "GET" in allowed and "HEAD" not in allowed:
+                    headers["allow"] = ", ".join([*allowed, "HEAD"])
+            elif head and message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # the body's earlier chunks: a HEAD answer has none
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"} if head else scope, receive, answer)
