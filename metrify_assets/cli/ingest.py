@@ -98,8 +98,8 @@ def _print_result(console: Console, path: Path, source: str, result: IngestResul
     if result.rejected:
         rejected = sum(result.rejected.values())
         console.print(
-            f"{rejected:,} rejected rows are {verb} as given too: the pipeline quarantines them with "
-            "their reason (`metrify dlq list`)"
+            f"{rejected:,} rejected {'row is' if rejected == 1 else 'rows are'} {verb} as given too: the "
+            f"pipeline quarantines {'it' if rejected == 1 else 'them'} with the reason (`metrify dlq list`)"
             + (f"; the first {len(result.examples)}:" if rejected > len(result.examples) else ":")
         )
         for example in result.examples:

@@ -319,6 +319,19 @@ BAD_JSONL = [
 ]
 
 
+def test_one_rejected_row_is_said_in_the_singular(tmp_path: Path) -> None:
+    path = tmp_path / "one_bad.csv"
+    path.write_text(
+        "meter_id,reading_start,interval_minutes,energy_kwh\n"
+        "M1,2026-01-01T00:00:00Z,15,abc\nM1,2026-01-01T00:15:00Z,15,0.2\n"
+    )
+    args = ["ingest", "meter_readings", str(path), "--landing-dir", str(tmp_path / "landing")]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "1 rejected row is landed as given too: the pipeline quarantines it with the reason" in output
+
+
 def test_a_jsonl_with_bad_lines_lands_every_line_and_names_the_bad_ones(tmp_path: Path) -> None:
     path = tmp_path / "export.jsonl"
     path.write_text("\n".join(BAD_JSONL) + "\n")
