@@ -117,17 +117,17 @@ UNFINISHED = [
 
 
 def refresh_holdup(
-    conn: psycopg.Connection, instance: dg.DagsterInstance, first: date, last: date
+    conn: psycopg.Connection, instance: dg.DagsterInstance, first: date, last: date, unfinished: bool = True
 ) -> str | None:
     """Why `daily_job` must not run over `first`..`last` yet, or None. Its forecast and report read
     the readings `refresh_job` validates, so it waits for a refresh of those days that failed for
     good and no run has made up for (its open alert: the rule `metrify run` keeps within a command),
-    and for a `refresh_job` or `daily_marts_job` of them still queued or running (the run queue would
-    start them in order, but the refresh may yet fail)."""
+    and, with `unfinished`, for a `refresh_job` or `daily_marts_job` of them still queued or running
+    (the run queue would start them in order, but the refresh may yet fail)."""
     for _, (start, end) in failed_days(conn, ["refresh_job"]):
         if overlaps((first, last), (date.fromisoformat(start), date.fromisoformat(end))):
             return f"refresh_job failed for {days_text((start, end))} (its run_failure alert is open)"
-    for job in ("refresh_job", "daily_marts_job"):
+    for job in ("refresh_job", "daily_marts_job") if unfinished else ():
         for run in instance.get_runs(dg.RunsFilter(job_name=job, statuses=UNFINISHED)):
             days = run_days(run.tags)
             if days and overlaps((first, last), (date.fromisoformat(days[0]), date.fromisoformat(days[1]))):
@@ -135,37 +135,56 @@ def refresh_holdup(
     return None
 
 
+LAST_DAILY_HOUR = 23  # the daily schedule's last try of a day (UTC)
+
+
 @dg.schedule(
-    name="daily_job_schedule", job=daily_job, cron_schedule="30 2-23 * * *", execution_timezone="UTC"
+    name="daily_job_schedule",
+    job=daily_job,
+    cron_schedule=f"30 2-{LAST_DAILY_HOUR} * * *",
+    execution_timezone="UTC",
 )
 def daily_schedule(
     context: dg.ScheduleEvaluationContext, postgres: PostgresResource
 ) -> dg.RunRequest | dg.SkipReason:
     """Every night: yesterday's archive file and quality report, and today's load forecast. One run a
-    day, at 02:30 or, while `refresh_holdup` holds it, at the first half hour past after that."""
-    day = scheduled_day(context) - timedelta(days=1)
+    day, at 02:30 or, while `refresh_holdup` holds it, at the first half hour past after that. The
+    last try waits for a failed refresh only: runs still going every half hour past (slow refreshes)
+    must not leave the day without its report, and the run queue starts them first anyway."""
+    when = context.scheduled_execution_time or datetime.now(UTC)
+    day = when.date() - timedelta(days=1)
     run_key = f"daily-job-{day}"
     done = context.instance.get_runs(
         dg.RunsFilter(job_name="daily_job", tags={"dagster/run_key": run_key}), limit=1
     )
     if done:
         return dg.SkipReason(f"daily_job for {day} was requested already (run {done[0].run_id})")
+    last_try = when.hour >= LAST_DAILY_HOUR
     with postgres.connect() as conn:
-        holdup = refresh_holdup(conn, context.instance, day, day)
+        holdup = refresh_holdup(conn, context.instance, day, day, unfinished=not last_try)
     if holdup is not None:
-        return dg.SkipReason(f"daily_job for {day} waits: {holdup}; the next half hour past tries again")
+        then = (
+            "the day's last try: daily_job follows a refresh_job of it that succeeds later (run by a "
+            "person, or by `metrify run`)"
+            if last_try
+            else "the next half hour past tries again"
+        )
+        return dg.SkipReason(f"daily_job for {day} waits: {holdup}; {then}")
     return dg.RunRequest(run_key=run_key, partition_key=day.isoformat())
 
 
-def follow_request(run_id: str, tags: dict[str, str], today: date) -> dg.RunRequest | None:
-    """The `daily_job` run that follows a successful `refresh_job` run: over its days before
-    yesterday (`daily_schedule` has yesterday; today is not complete), for a run of `late_days_sensor`
-    or one without a trigger tag (a backfill, a person's launch); the CLI tags its runs with another
-    trigger and runs `daily_job` after them itself (orchestration/catchup.py). Pure: unit-tested."""
+def follow_request(run_id: str, tags: dict[str, str], now: datetime) -> dg.RunRequest | None:
+    """The `daily_job` run that follows a successful `refresh_job` run at `now` (UTC): over its
+    complete days that `daily_schedule` no longer tries (before yesterday; yesterday too after the
+    day's last try), for a run of `late_days_sensor` or one without a trigger tag (a backfill, a
+    person's launch); the CLI tags its runs with another trigger and runs `daily_job` after them
+    itself (orchestration/catchup.py). Pure: unit-tested."""
     days = run_days(tags)
     if days is None or tags.get(TRIGGER_TAG, LATE_DAYS_TRIGGER) != LATE_DAYS_TRIGGER:
         return None
-    first, last = date.fromisoformat(days[0]), min(date.fromisoformat(days[1]), today - timedelta(days=2))
+    tried = (now.hour, now.minute) >= (LAST_DAILY_HOUR, 30)
+    newest = now.date() - timedelta(days=1 if tried else 2)
+    first, last = date.fromisoformat(days[0]), min(date.fromisoformat(days[1]), newest)
     if first > last:
         return None
     trigger = {TRIGGER_TAG: tags[TRIGGER_TAG]} if TRIGGER_TAG in tags else {}
@@ -178,16 +197,17 @@ def follow_request(run_id: str, tags: dict[str, str], today: date) -> dg.RunRequ
     monitored_jobs=[refresh_job],
     request_job=daily_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a refresh_job run succeeds for days before yesterday (late days, a backfill, a re-run), "
-    "runs daily_job over those days: the warm tier, report and forecast follow the refreshed readings.",
+    description="After a refresh_job run succeeds for complete days the daily schedule no longer tries (late "
+    "days, a backfill, a re-run), runs daily_job over them: the warm tier, report and forecast follow the "
+    "refreshed readings.",
 )
 def daily_after_refresh_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
     run = context.dagster_run
-    request = follow_request(run.run_id, dict(run.tags), datetime.now(UTC).date())
+    request = follow_request(run.run_id, dict(run.tags), datetime.now(UTC))
     if request is None:
         return dg.SkipReason(
             f"refresh_job run {run.run_id}: no daily_job follows (the CLI ran its own, or its days are "
-            "yesterday or today, which daily_job_schedule has)"
+            "today or yesterday, which daily_job_schedule still tries)"
         )
     return request
 

@@ -140,14 +140,35 @@ def test_daily_job_waits_for_a_refresh_of_its_day_that_failed_or_is_running(
     assert isinstance(again, dg.SkipReason) and "requested already (run d-1)" in (again.skip_message or "")
 
 
+@pytest.mark.postgres
+def test_the_last_try_of_the_day_waits_for_a_failed_refresh_only(
+    pg: psycopg.Connection, pg_resource: PostgresResource, instance: dg.DagsterInstance
+) -> None:
+    """A refresh still running at every half hour past (slow refreshes) must not cost the day its
+    report: the 23:30 try requests it anyway. A failed refresh still holds it, and says what then."""
+    running = dg.DagsterRun(
+        job_name="refresh_job",
+        run_id="r-9",
+        status=dg.DagsterRunStatus.STARTED,
+        tags=days("2026-03-28", "2026-03-29"),
+    )
+    instance.add_run(running)
+    assert isinstance(daily_tick(instance, pg_resource, 22), dg.SkipReason)
+    assert isinstance(daily_tick(instance, pg_resource, 23), dg.RunRequest)
+    refresh_failed(pg, "r-8", "2026-03-28", "2026-03-28")
+    held = daily_tick(instance, pg_resource, 23)
+    assert isinstance(held, dg.SkipReason) and "the day's last try" in (held.skip_message or "")
+
+
 def days(first: str, last: str) -> dict[str, str]:
     return partition_range_tags(date.fromisoformat(first), date.fromisoformat(last))
 
 
 def test_daily_job_follows_a_refresh_of_days_before_yesterday_that_no_schedule_has() -> None:
     """Late days, a backfill, a person's re-run: daily_job over their days before yesterday; not over
-    yesterday (scheduled) or today (not complete), nor after a refresh the CLI ran (it runs its own)."""
-    today = date(2026, 3, 29)
+    yesterday (scheduled) or today (not complete), nor after a refresh the CLI ran (it runs its own).
+    After the schedule's last try of the day, yesterday is followed too."""
+    today = datetime(2026, 3, 29, 10, 0, tzinfo=UTC)
     late = follow_request("r-1", {**days("2026-01-05", "2026-01-06"), "metrify/trigger": "late_days"}, today)
     assert late is not None and late.run_key == "after-r-1" and late.tags == {
         **days("2026-01-05", "2026-01-06"), "metrify/trigger": "late_days"
@@ -160,6 +181,10 @@ def test_daily_job_follows_a_refresh_of_days_before_yesterday_that_no_schedule_h
             follow_request("r-4", {**days("2026-01-05", "2026-01-05"), "metrify/trigger": cli}, today) is None
         )
     assert follow_request("r-5", {}, today) is None  # no days: nothing to follow
+    late_evening = follow_request(
+        "r-6", days("2026-03-28", "2026-03-29"), datetime(2026, 3, 29, 23, 31, tzinfo=UTC)
+    )
+    assert late_evening is not None and late_evening.tags == days("2026-03-28", "2026-03-28")
 
 
 def test_hourly_schedule_requests_yesterday_and_today() -> None:
