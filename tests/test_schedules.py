@@ -103,6 +103,14 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
+def refresh_running(instance: dg.DagsterInstance, run_id: str) -> None:
+    """An hourly refresh_job run of yesterday (03-28) and today, started and not finished."""
+    tags = days("2026-03-28", "2026-03-29")
+    instance.add_run(
+        dg.DagsterRun(job_name="refresh_job", run_id=run_id, status=dg.DagsterRunStatus.STARTED, tags=tags)
+    )
+
+
 @pytest.mark.postgres
 def test_daily_job_waits_for_a_refresh_of_its_day_that_failed_or_is_running(
     pg: psycopg.Connection, pg_resource: PostgresResource, instance: dg.DagsterInstance
@@ -117,13 +125,7 @@ def test_daily_job_waits_for_a_refresh_of_its_day_that_failed_or_is_running(
 
     resolve_condition(pg, key, "run r-2 of refresh_job succeeded")
     pg.commit()
-    running = dg.DagsterRun(
-        job_name="refresh_job",
-        run_id="r-3",
-        status=dg.DagsterRunStatus.STARTED,
-        tags=days("2026-03-28", "2026-03-29"),
-    )
-    instance.add_run(running)
+    refresh_running(instance, "r-3")
     held = daily_tick(instance, pg_resource, 3)
     assert isinstance(held, dg.SkipReason)
     assert "refresh_job run r-3 for 2026-03-28..2026-03-29 is started" in (held.skip_message or "")
@@ -146,13 +148,7 @@ def test_the_last_try_of_the_day_waits_for_a_failed_refresh_only(
 ) -> None:
     """A refresh still running at every half hour past (slow refreshes) must not cost the day its
     report: the 23:30 try requests it anyway. A failed refresh still holds it, and says what then."""
-    running = dg.DagsterRun(
-        job_name="refresh_job",
-        run_id="r-9",
-        status=dg.DagsterRunStatus.STARTED,
-        tags=days("2026-03-28", "2026-03-29"),
-    )
-    instance.add_run(running)
+    refresh_running(instance, "r-9")
     assert isinstance(daily_tick(instance, pg_resource, 22), dg.SkipReason)
     assert isinstance(daily_tick(instance, pg_resource, 23), dg.RunRequest)
     refresh_failed(pg, "r-8", "2026-03-28", "2026-03-28")
