@@ -719,6 +719,25 @@ def test_uci_without_a_column_is_a_usage_error_and_a_repeated_minute_counts_once
     assert readings.skipped == {"duplicate_minute": 15} and readings.rows_read == 30
 
 
+def test_a_missing_status_flags_value_is_missing_whatever_its_column_type() -> None:
+    """A NaT (a timestamp column mapped to the flags), NaN or None is a reading without flags, not an
+    invalid one; a timestamp value is still refused."""
+    frame = pd.DataFrame(
+        {
+            "meter_id": ["A", "B", "C", "D"],
+            "reading_start": ["2026-03-28T00:00:00Z"] * 4,
+            "interval_minutes": [15] * 4,
+            "energy_kwh": [0.1] * 4,
+            "status_flags": pd.Series([pd.NaT, pd.NaT, pd.Timestamp("2026-01-01"), pd.NaT]),
+        }
+    )
+    result = map_records(frame, "meter_readings")
+    assert result.rejected == {"invalid_status_flags": 1} and result.records == 3
+    kept = [json.loads(line) for line in result.lines]
+    assert [r.get("status_flags") for r in kept if r["meter_id"] != "C"] == [None, None, None]
+    assert not quarantined("meter_readings", [line for line in result.lines if '"C"' not in line])
+
+
 def test_the_reader_rejects_what_the_decoder_would_and_takes_what_it_takes(tmp_path: Path) -> None:
     base = {"reading_start": "2024-01-01T00:00:00Z", "interval_minutes": 15, "energy_kwh": 1.0}
     rows = [

@@ -51,18 +51,16 @@ def parse_timestamps(values: pd.Series, timezone: str | None) -> tuple[pd.Series
     return result.where(aware, placed), unplaced
 
 
-def _flags(value: object) -> list[str] | None:
-    """Status flags from a list of texts or a `,`/`|`-separated text; None when missing. Raises
-    ValueError for anything else (an object, a list with a number or null), which the decoder
-    refuses too."""
+def _flags(value: object) -> list[str]:
+    """Status flags from a list of texts or a `,`/`|`-separated text (a missing value never gets
+    here). Raises ValueError for anything else (an object, a list with a number or null), which the
+    decoder refuses too."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, list):
         if not all(isinstance(v, str) for v in value):
             raise ValueError("not a list of texts")
         return value
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return None
     if not isinstance(value, str):
         raise ValueError("not a list of texts")
     return [part.strip() for part in re.split(r"[,|]", value) if part.strip()]
@@ -120,7 +118,13 @@ def _field_values(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[
     if f.type == "str_list":
         flags: list[Any] = []
         bad_flags = np.zeros(len(raw), dtype=bool)
-        for i, value in enumerate(raw.astype(object)):
+        # Missing is what pandas calls missing (None, NaN, NA, a Parquet timestamp column's NaT).
+        for i, (value, absent) in enumerate(
+            zip(raw.astype(object), missing.to_numpy(dtype=bool), strict=True)
+        ):
+            if absent:
+                flags.append(None)
+                continue
             try:
                 flags.append(_flags(value))
             except ValueError:
