@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from metrify_assets.forecasting.series import LoadSeries
+from metrify_assets.ingestion.readers.mapping import as_numbers, parse_timestamps
 from metrify_assets.ingestion.readers.presets.openstef import KWH_PER_MW_QUARTER_HOUR, read_openstef
 
 TIMEZONE = "Europe/Amsterdam"
@@ -16,10 +17,15 @@ COUNTRY = "NL"
 
 
 def openstef_series(path: Path, name: str = "openstef-307") -> LoadSeries:
+    """Read with the ingest preset's own parsers (its timestamp grammar, naive times as UTC as
+    OpenSTEF writes them, and its numbers), so the backtest sees the values `metrify ingest` lands;
+    a row whose time does not parse is left out, as ingest rejects it."""
     frame = read_openstef(path)
-    stamps = pd.DatetimeIndex(pd.to_datetime(frame["datetime"], utc=True, format="ISO8601"))
-    load = pd.to_numeric(frame["load"], errors="coerce").to_numpy() * KWH_PER_MW_QUARTER_HOUR
-    temperature = pd.to_numeric(frame["temp"], errors="coerce").to_numpy()
+    parsed, _ = parse_timestamps(frame["datetime"], "UTC")
+    frame, parsed = frame[parsed.notna()], parsed[parsed.notna()]
+    stamps = pd.DatetimeIndex(parsed)
+    load = as_numbers(frame["load"]).to_numpy() * KWH_PER_MW_QUARTER_HOUR
+    temperature = as_numbers(frame["temp"]).to_numpy()
     return LoadSeries(
         name=name,
         load=pd.Series(load, index=stamps).sort_index(),
