@@ -497,3 +497,25 @@ def test_head_answers_as_get_without_the_body(api: TestClient) -> None:
     assert api.head("/v1/review/items").status_code == 401  # the same authentication
     refused = api.head("/v1/meter_readings", headers=token("admin"))  # POST only
     assert (refused.status_code, refused.headers["allow"], refused.content) == (405, "POST", b"")
+
+
+def test_a_nul_character_in_a_decision_note_is_a_422_and_the_item_stays_pending(
+    api: TestClient, pg: psycopg.Connection
+) -> None:
+    """psycopg refused to store the note (PostgreSQL text holds no NUL): a 500 after the item was read."""
+    pg.execute(
+        "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons, status) "
+        "VALUES ('b-nul', 0, 'grid_status', 'N1|2026-03-28T00:00:00+00:00', 'stale_status', 'pending')"
+    )
+    pg.commit()
+    for verdict in ("approve", "reject"):
+        response = api.post(
+            f"/v1/review/items/b-nul/0/{verdict}", json={"note": "a\x00b"}, headers=token("review")
+        )
+        (detail,) = error_of(response, 422, "validation_error")["details"]
+        assert (detail["field"], detail["type"], detail["value"]) == (
+            "body.note",
+            "string_pattern_mismatch",
+            "a\x00b",
+        )
+    assert review.get_item(pg, "b-nul", 0).status == "pending"

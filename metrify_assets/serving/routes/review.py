@@ -51,7 +51,13 @@ COLUMNS = (
 
 
 class Decision(BaseModel):
-    note: str = Field(min_length=1, max_length=2000, description="Why: kept with the decision for audit.")
+    # No NUL character: PostgreSQL text cannot hold one (psycopg refused to store it: a 500).
+    note: str = Field(
+        min_length=1,
+        max_length=2000,
+        pattern=r"^[^\x00]*$",
+        description="Why: kept with the decision for audit. Any text but a NUL character.",
+    )
 
 
 @router.get("/v1/review/items", summary="Flagged records awaiting (or after) review")
