@@ -303,7 +303,10 @@ def parse_value(kind: str, raw: str) -> Any:
             raise ValueError(f"not an ISO 8601 date or time: {raw!r}") from err
         if kind == "timestamp":
             return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+        try:
+            return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+        except OverflowError as err:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+            raise ValueError(f"{raw!r} is outside the years 1 to 9999 in UTC") from err
     if kind == "bool":
         if raw.lower() in ("true", "1", "yes"):
             return True
