@@ -25,6 +25,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from metrify_assets.ingestion.readers.text import first_surrogate
+
 log = logging.getLogger(__name__)
 MAX_VALUE_CHARS = 200  # a failing value longer than this (as JSON) is echoed cut short
 MAX_JSON_DEPTH = 64  # levels of nesting an error's details show (deeper is "..."), and a body may have
@@ -96,21 +98,12 @@ def status_code_name(status: int) -> str:
     return STATUS_CODES.get(status) or _phrase(status).lower().replace(" ", "_").replace("-", "_")
 
 
-def encodable(text: str) -> bool:
-    """Whether UTF-8 can carry `text`: not if it holds a lone surrogate (a JSON `\\ud800` escape)."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _text(text: str) -> str:
     """`text` as UTF-8 can carry it: a lone surrogate becomes its escape, written out, rather than
     failing the answer's encoding."""
-    return text if encodable(text) else text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    if first_surrogate(text):
+        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return text
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:

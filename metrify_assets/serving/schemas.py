@@ -26,7 +26,8 @@ from jsonschema import Draft202012Validator, FormatChecker, TypeChecker, Validat
 from jsonschema.protocols import Validator
 
 from metrify_assets.contracts import CONTRACTS, contract_for
-from metrify_assets.serving.errors import MAX_JSON_DEPTH, encodable, field_detail, json_safe
+from metrify_assets.ingestion.readers.text import first_surrogate
+from metrify_assets.serving.errors import MAX_JSON_DEPTH, field_detail, json_safe
 
 # The repository's schemas/ folder (beside metrify_assets/, like dbt_project/).
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -191,7 +192,7 @@ def validate(source: str, body: Any, limit: int = MAX_ERRORS) -> FieldErrors:
 
 def _unsendable_value(value: object) -> tuple[str, str] | None:
     """(message, check) when `value`, not a container, cannot be written as strict JSON."""
-    if isinstance(value, str) and not encodable(value):
+    if isinstance(value, str) and first_surrogate(value):
         return "holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot carry", "unicode"
     if isinstance(value, int) and not isinstance(value, bool) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
         return "an integer beyond 64 bits, which the pipeline's JSON parser cannot read", "int_range"
@@ -216,7 +217,7 @@ def unsendable(body: Any, limit: int = MAX_ERRORS) -> FieldErrors:
             found = f"nested deeper than {MAX_JSON_DEPTH} levels", "maxDepth"
         elif isinstance(value, dict):
             for key, item in value.items():
-                if not encodable(key):
+                if first_surrogate(key):
                     problem = "the key holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot carry"
                     errors.add(FieldError((*path, key), problem, key, "unicode"), limit)
                 children.append((key, item))

@@ -42,7 +42,10 @@ def utf8_error(text: bytes) -> str:
 
 def first_surrogate(text: str) -> str:
     """The first lone surrogate in `text`, "" for none: a byte that was not UTF-8 (read with
-    `surrogateescape`: U+DC00 + the byte) or half of a pair, so `text` is not UTF-8 text."""
+    `surrogateescape`: U+DC00 + the byte) or half of a pair (a JSON `\\ud800` escape), so `text`
+    is not UTF-8 text and neither UTF-8 nor strict JSON can carry it."""
+    if text.isascii():  # most text: no search
+        return ""
     found = _SURROGATE.search(text)
     return found.group() if found else ""
 
