@@ -114,7 +114,8 @@ def execute_job(
     log_level: str = "WARNING",
     asset_selection: list[str] | None = None,
 ) -> dg.JobExecutionResult:
-    """Execute a job in process; a failed run raises with the failing step's error.
+    """Execute a job in process; a failed run raises with the failing step's error. Either way the
+    run's alert is settled first, as the daemon's run sensors would (`settle_alerts`).
 
     In this process, as `execute_in_process` would, but with the job as the code location defines
     it (every job's executor is the in-process one), the code location as the run's origin and this
