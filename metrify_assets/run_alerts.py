@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import dagster as dg
 import psycopg
@@ -69,6 +70,11 @@ def covers(success: Days | None, failure: Days | None) -> bool:
     if success is None:
         return False
     return success[0] <= failure[0] and failure[1] <= success[1]
+
+
+def day_range(days: Days) -> tuple[date, date]:
+    """`days` (ISO partition keys) as the dates they name."""
+    return date.fromisoformat(days[0]), date.fromisoformat(days[1])
 
 
 def days_text(days: Days) -> str:

@@ -32,7 +32,7 @@ import psycopg
 from metrify_assets.late_days import LATE_DAYS_TRIGGER, build_late_days_sensor
 from metrify_assets.partitions import TRIGGER_TAG, overlaps, partition_range_tags
 from metrify_assets.resources import PostgresResource
-from metrify_assets.run_alerts import days_text, failed_days, run_days
+from metrify_assets.run_alerts import day_range, days_text, failed_days, run_days
 from metrify_assets.warehouse.translator import WAREHOUSE_GROUP
 
 WAREHOUSE = dg.AssetSelection.groups(WAREHOUSE_GROUP)
@@ -85,9 +85,12 @@ def days_ending(day: date, count: int) -> dict[str, str]:
     return partition_range_tags(day - timedelta(days=count - 1), day)
 
 
+def scheduled_time(context: dg.ScheduleEvaluationContext) -> datetime:
+    return context.scheduled_execution_time or datetime.now(UTC)
+
+
 def scheduled_day(context: dg.ScheduleEvaluationContext) -> date:
-    when = context.scheduled_execution_time or datetime.now()
-    return when.date()
+    return scheduled_time(context).date()
 
 
 @dg.schedule(
@@ -124,13 +127,13 @@ def refresh_holdup(
     good and no run has made up for (its open alert: the rule `metrify run` keeps within a command),
     and, with `unfinished`, for a `refresh_job` or `daily_marts_job` of them still queued or running
     (the run queue would start them in order, but the refresh may yet fail)."""
-    for _, (start, end) in failed_days(conn, ["refresh_job"]):
-        if overlaps((first, last), (date.fromisoformat(start), date.fromisoformat(end))):
-            return f"refresh_job failed for {days_text((start, end))} (its run_failure alert is open)"
+    for _, failed in failed_days(conn, ["refresh_job"]):
+        if overlaps((first, last), day_range(failed)):
+            return f"refresh_job failed for {days_text(failed)} (its run_failure alert is open)"
     for job in ("refresh_job", "daily_marts_job") if unfinished else ():
         for run in instance.get_runs(dg.RunsFilter(job_name=job, statuses=UNFINISHED)):
             days = run_days(run.tags)
-            if days and overlaps((first, last), (date.fromisoformat(days[0]), date.fromisoformat(days[1]))):
+            if days and overlaps((first, last), day_range(days)):
                 return f"{job} run {run.run_id} for {days_text(days)} is {run.status.value.lower()}"
     return None
 
@@ -151,7 +154,7 @@ def daily_schedule(
     day, at 02:30 or, while `refresh_holdup` holds it, at the first half hour past after that. The
     last try waits for a failed refresh only: runs still going every half hour past (slow refreshes)
     must not leave the day without its report, and the run queue starts them first anyway."""
-    when = context.scheduled_execution_time or datetime.now(UTC)
+    when = scheduled_time(context)
     day = when.date() - timedelta(days=1)
     run_key = f"daily-job-{day}"
     done = context.instance.get_runs(
@@ -184,7 +187,8 @@ def follow_request(run_id: str, tags: dict[str, str], now: datetime) -> dg.RunRe
         return None
     tried = (now.hour, now.minute) >= (LAST_DAILY_HOUR, 30)
     newest = now.date() - timedelta(days=1 if tried else 2)
-    first, last = date.fromisoformat(days[0]), min(date.fromisoformat(days[1]), newest)
+    first, last = day_range(days)
+    last = min(last, newest)
     if first > last:
         return None
     trigger = {TRIGGER_TAG: tags[TRIGGER_TAG]} if TRIGGER_TAG in tags else {}

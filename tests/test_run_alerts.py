@@ -28,7 +28,7 @@ from metrify_assets.run_alerts import (
     selects,
     settle,
 )
-from tests.orchestration.jobs import cli_defs
+from tests.orchestration.jobs import cli_defs, success_context
 
 
 class OutageError(ConnectionError):
@@ -116,18 +116,10 @@ def test_a_successful_run_of_the_job_resolves_its_failure_alert(
     record(pg, failed)
     pg.commit()
 
-    ok = dg.GraphDefinition("stays_down", node_defs=[fine]).to_job()
-    result = ok.execute_in_process(instance=instance, tags={BATCH_TAG: "b-7"})
-    run = instance.get_run_by_id(result.run_id)
-    assert run is not None
-    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_success_resolves_alerts",
-        dagster_instance=instance,
-        dagster_run=run,
-        dagster_event=success,
-        resources={"postgres": pg_resource},
+    context = success_context(
+        instance, "stays_down", {BATCH_TAG: "b-7"}, "run_success_resolves_alerts", {"postgres": pg_resource}
     )
+    run = context.dagster_run
     run_success_resolves_alerts(context)
     (resolved,) = list_alerts(pg, "all")
     assert resolved.status == "resolved" and resolved.resolution.startswith(f"run {run.run_id}")
@@ -137,22 +129,9 @@ def succeed(
     instance: dg.DagsterInstance, pg_resource: PostgresResource, name: str, tags: dict[str, str]
 ) -> str:
     """A successful run of job `name` with `tags`, seen by `run_success_resolves_alerts`; its run id."""
-    result = (
-        dg.GraphDefinition(name, node_defs=[fine]).to_job().execute_in_process(instance=instance, tags=tags)
-    )
-    run = instance.get_run_by_id(result.run_id)
-    assert run is not None
-    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
-    run_success_resolves_alerts(
-        dg.build_run_status_sensor_context(
-            sensor_name="run_success_resolves_alerts",
-            dagster_instance=instance,
-            dagster_run=run,
-            dagster_event=success,
-            resources={"postgres": pg_resource},
-        )
-    )
-    return run.run_id
+    context = success_context(instance, name, tags, "run_success_resolves_alerts", {"postgres": pg_resource})
+    run_success_resolves_alerts(context)
+    return context.dagster_run.run_id
 
 
 def fail(instance: dg.DagsterInstance, pg: psycopg.Connection, name: str, tags: dict[str, str]) -> RunAlert:

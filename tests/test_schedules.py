@@ -23,6 +23,7 @@ from metrify_assets.schedules import (
     weekly_request,
 )
 from metrify_assets.warehouse.freshness import DAILY_FRESHNESS, HOURLY_FRESHNESS
+from tests.orchestration.jobs import success_context
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -233,26 +234,12 @@ def test_weekly_schedule_covers_the_days_with_a_copy_still_to_move(pg: psycopg.C
     assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-02-01", "2026-11-30")
 
 
-@dg.op
-def refreshed() -> None:
-    """A refresh_job's work, done."""
-
-
 def test_the_sensor_requests_daily_job_after_a_late_days_refresh_succeeds(
     instance: dg.DagsterInstance,
 ) -> None:
     tags = {**days("2026-01-05", "2026-01-05"), "metrify/trigger": "late_days"}
-    job = dg.GraphDefinition("refresh_job", node_defs=[refreshed]).to_job()
-    result = job.execute_in_process(instance=instance, tags=tags)
-    run = instance.get_run_by_id(result.run_id)
-    assert run is not None
-    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
-    context = dg.build_run_status_sensor_context(
-        sensor_name="daily_after_refresh_sensor",
-        dagster_instance=instance,
-        dagster_run=run,
-        dagster_event=success,
-    )
+    context = success_context(instance, "refresh_job", tags, "daily_after_refresh_sensor")
+    run = context.dagster_run
     request = daily_after_refresh_sensor(context)
     assert isinstance(request, dg.RunRequest)
     assert request.run_key == f"after-{run.run_id}" and request.tags == tags

@@ -35,7 +35,7 @@ from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG, contiguous_ranges, overlaps, partition_range_tags
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
-from metrify_assets.run_alerts import failed_days
+from metrify_assets.run_alerts import day_range, failed_days
 from metrify_assets.schedules import TRAINING_ASSETS
 from metrify_assets.storage.writes import ledger_batch_ids
 
@@ -127,7 +127,7 @@ def owed_runs(settings: Settings) -> list[JobDays]:
     """The downstream runs that failed for good and no run has made up for yet (`failed_days`)."""
     with postgres_resource(settings).connect() as conn:
         owed = failed_days(conn, DOWNSTREAM_JOBS)
-    return [(job, date.fromisoformat(first), date.fromisoformat(last)) for job, (first, last) in owed]
+    return [(job, *day_range(days)) for job, days in owed]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ would until its fix is deployed, and the ingest of a landing file that holds "bu
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -82,4 +83,35 @@ def cli_defs(postgres: PostgresResource, switch: Path) -> dg.Definitions:
         ],
         resources={"postgres": postgres, "switch": Switch(path=str(switch))},
         executor=dg.in_process_executor,
+    )
+
+
+@dg.op
+def works() -> None:
+    """A step that succeeds."""
+
+
+def success_context(
+    instance: dg.DagsterInstance,
+    job_name: str,
+    tags: dict[str, str],
+    sensor_name: str,
+    resources: dict[str, Any] | None = None,
+) -> dg.RunStatusSensorContext:
+    """A successful run of a one-step job named `job_name` with `tags`, as a run-status sensor named
+    `sensor_name` sees it."""
+    result = (
+        dg.GraphDefinition(job_name, node_defs=[works])
+        .to_job()
+        .execute_in_process(instance=instance, tags=tags)
+    )
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    return dg.build_run_status_sensor_context(
+        sensor_name=sensor_name,
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=success,
+        resources=resources,
     )
