@@ -12,15 +12,13 @@ import json
 from dataclasses import asdict
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.console import command_console
 from metrify_assets.env import resolve_settings
-from metrify_assets.meters.vee.catalogue import VeeConfig
-from metrify_assets.meters.vee.store import revee_reading
+from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
 from metrify_assets.resources.build import postgres_resource, redis_resource
 
@@ -36,28 +34,19 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
     cache = redis_resource(settings).get_cache()  # kept coherent after the decision commits
     caller = cli_caller(by)  # the decision and its VEE edit are in the audit log as --by
     with postgres.connect() as conn:
-        decide = review.approve if action == "approve" else review.reject
         try:
-            item = decide(conn, batch_id, record_index, by, reason, cache=cache, caller=caller)
+            decided = vee_review.decide(
+                conn, action, batch_id, record_index, by, reason, cache=cache, caller=caller
+            )
         except review.ReviewError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=1) from err
-        typer.echo(f"{item.status}: {item.source} {item.record_key} ({item.batch_id} #{item.record_index})")
-        if item.source == "meter_readings":
-            # The decision becomes an edit of the billing-grade series now, with its author.
-            meter_id, start = item.record_key.split("|", 1)
-            at = pd.Timestamp(start)
-            run = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache, caller=caller)
-            series = run.result.series
-            interval = series[series["reading_start"] == at.tz_convert("UTC")]
-            now = (
-                f"{interval['status'].iloc[0]} ({interval['method'].iloc[0]})"
-                if len(interval)
-                else "not in a day"
-            )
-            typer.echo(
-                f"VEE: the interval is now {now}; {run.audit_rows} audit row{'' if run.audit_rows == 1 else 's'} written"
-            )
+    item = decided.item
+    typer.echo(f"{item.status}: {item.source} {item.record_key} ({item.batch_id} #{item.record_index})")
+    if decided.vee is not None:  # the decision became an edit of the billing-grade series, with its author
+        now = f"{decided.vee_status} ({decided.vee_method})" if decided.vee_status else "not in a day"
+        rows = decided.vee.audit_rows
+        typer.echo(f"VEE: the interval is now {now}; {rows} audit row{'' if rows == 1 else 's'} written")
 
 
 def register(app: typer.Typer) -> None:

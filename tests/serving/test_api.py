@@ -505,6 +505,14 @@ def test_meter_limits_hold_for_ingestion_review_batches_and_cached_pages(
     assert all(i["record_key"].startswith(f"{mine}|") for i in seen)
     decided = client.post("/v1/review/items/api-test-review/0/reject", json={"note": "n"}, headers=limited)
     assert decided.status_code == 403
+    # An unlimited review token decides it: the decision, then the VEE re-run of its meter-day.
+    decided = client.post(
+        "/v1/review/items/api-test-review/0/approve", json={"note": "n"}, headers=token("review")
+    )
+    assert decided.status_code == 200
+    body = decided.json()["data"]
+    assert (body["status"], body["decided_by"], body["decision_note"]) == ("approved", "tester", "n")
+    assert body["vee_status"] == "missing"  # the queued item is made up: no reading at that interval
     # A token allowed no meter gets no rows, even after an unlimited token's page was cached.
     assert (
         client.get("/v1/consumption/daily", headers=token("read"), params={"limit": 5}).json()["count"] == 5

@@ -8,15 +8,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-import pandas as pd
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
-from metrify_assets.meters.vee.catalogue import VeeConfig
-from metrify_assets.meters.vee.store import revee_reading
+from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
@@ -134,19 +132,16 @@ def _decide(
             if item.source != "meter_readings":
                 raise ApiError(403, "meter_forbidden", "a meter-limited token reviews meter readings only")
             require_meter(principal, item.record_key.split("|", 1)[0])
-        decide = review.approve if verdict == "approve" else review.reject
-        item = decide(conn, batch_id, record_index, principal.subject, note, cache=cache, caller=caller)
+        decided = vee_review.decide(
+            conn, verdict, batch_id, record_index, principal.subject, note, cache=cache, caller=caller
+        )
     except review.UnknownItemError as err:
         raise ApiError(404, "not_found", str(err)) from err
     except review.ReviewError as err:
         raise ApiError(409, "conflict", str(err)) from err
-    body: dict[str, Any] = {c: getattr(item, c) for c in COLUMNS}
-    if item.source == "meter_readings":
-        meter_id, start = item.record_key.split("|", 1)
-        at = pd.Timestamp(start)
-        series = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache, caller=caller).result.series
-        interval = series[series["reading_start"] == at.tz_convert("UTC")]
-        body["vee_status"] = str(interval["status"].iloc[0]) if len(interval) else None
+    body: dict[str, Any] = {c: getattr(decided.item, c) for c in COLUMNS}
+    if decided.vee is not None:
+        body["vee_status"] = decided.vee_status
     return json_response({"data": body})
 
 

@@ -17,7 +17,8 @@ from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.meters.vee.assets import vee_meter_readings
 from metrify_assets.meters.vee.catalogue import VeeConfig
-from metrify_assets.meters.vee.store import revee_reading, run_days
+from metrify_assets.meters.vee.review import decide
+from metrify_assets.meters.vee.store import run_days
 from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource, RedisResource
 from metrify_assets.resources.lake import Lake
@@ -132,11 +133,19 @@ def test_reviewers_decisions_become_edits_with_their_author(pg: psycopg.Connecti
     ingest(pg, lake, "b1", messages)
     run_days(pg, DAY, DAY, CFG, now=NOW)
     first, second = review.list_items(pg)
-    review.approve(pg, first.batch_id, first.record_index, by="ana", why="tap change")
-    review.reject(pg, second.batch_id, second.record_index, by="bob", why="CT fault")
-    for item in (first, second):
-        meter, start = item.record_key.split("|")
-        revee_reading(pg, meter, pd.Timestamp(start), CFG, now=NOW)
+    approved = decide(pg, "approve", first.batch_id, first.record_index, by="ana", note="tap change")
+    rejected = decide(pg, "reject", second.batch_id, second.record_index, by="bob", note="CT fault")
+    assert (approved.item.status, approved.vee_status, approved.vee_method) == (
+        "approved",
+        "edited",
+        "review_approved",
+    )
+    assert (rejected.item.status, rejected.vee_status, rejected.vee_method) == (
+        "rejected",
+        "edited",
+        "linear_interpolation",
+    )
+    assert approved.vee is not None and approved.vee.audit_rows == 1
     edited = {r[1].isoformat(): r for r in series(pg) if r[3] == "edited"}
     assert sorted((r[4], r[6]) for r in edited.values()) == [
         ("linear_interpolation", "bob"),
@@ -145,6 +154,11 @@ def test_reviewers_decisions_become_edits_with_their_author(pg: psycopg.Connecti
     actors = sorted((a[2], a[6]) for a in audit(pg))
     assert actors == [("edited", "ana"), ("edited", "bob")]
     assert pg.execute("SELECT edited_intervals, billing_ready FROM ops.vee_days").fetchone() == (2, True)
+
+
+def test_a_verdict_is_approve_or_reject(pg: psycopg.Connection) -> None:
+    with pytest.raises(ValueError, match="verdict must be one of approve, reject, not 'keep'"):
+        decide(pg, "keep", "b1", 0, by="ana", note="x")
 
 
 def test_like_day_uses_clean_same_weekdays_only(pg: psycopg.Connection, lake: Lake) -> None:
