@@ -190,8 +190,10 @@ def register(app: typer.Typer) -> None:
                 done = catchup.materialise_days(
                     load_defs(), local_instance(settings), settings, days, progress, trigger="dlq-replay"
                 )
+            note_embedded_server(settings)  # before the summary, which exits 1 when a run failed
             print_run_summary(console, done)
-        elif days:
+            return
+        if days:
             console.print(f"{len(days)} days touched; `--materialise` (or late_days_sensor) rebuilds them")
         note_embedded_server(settings)
 
