@@ -7,7 +7,8 @@ attempt is. The condition is the job (or, for an ingest run, the job's batch), t
 failing every hour for the same days is one alert, its training and its lifecycle failing are two. A
 successful run of the same job (and batch) resolves it only when its days cover the failed ones (a
 failure without partitions: any success of the job) and it selected at least the failed run's assets
-(a run of the whole job: all of them), so the lifecycle part of `weekly_job` succeeding does not
+(a run of the whole job, or one that names every asset of it as the UI's "Materialize all" does: all
+of them), so the lifecycle part of `weekly_job` succeeding does not
 resolve its failed model training. A late-days run that failed for an old day is
 therefore not resolved by the next hourly run for today: it stays open until a run rebuilds that day,
 or a person resolves it.
@@ -34,6 +35,7 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 Days = tuple[str, str]  # the first and last partition key of a run (the shared day partitions)
 Assets = tuple[str, ...]  # the assets a run selected, sorted; None: the whole job
+JobAssets = frozenset[dg.AssetKey]  # every asset a job materialises
 
 
 def run_days(tags: Mapping[str, str]) -> Days | None:
@@ -45,9 +47,18 @@ def run_days(tags: Mapping[str, str]) -> Days | None:
     return (single, single) if single else None
 
 
-def run_assets(run: dg.DagsterRun) -> Assets | None:
-    """The assets a run selected (None: the whole job; an op job's run selects none)."""
-    if not run.asset_selection:
+def job_assets(repository: dg.RepositoryDefinition | None, job_name: str) -> JobAssets | None:
+    """Every asset `job_name` materialises, or None when `repository` does not hold the job."""
+    if repository is None or not repository.has_job(job_name):
+        return None
+    return frozenset(repository.get_job(job_name).asset_layer.selected_asset_keys)
+
+
+def run_assets(run: dg.DagsterRun, whole: JobAssets | None = None) -> Assets | None:
+    """The assets a run selected (None: the whole job; an op job's run selects none). A selection of
+    all of `whole` (the job's assets) is the whole job: the UI's "Materialize all" on a job's page
+    sends every asset by name, and Dagster keeps that selection on the run."""
+    if not run.asset_selection or (whole is not None and run.asset_selection >= whole):
         return None
     return tuple(sorted(key.to_user_string() for key in run.asset_selection))
 
@@ -108,8 +119,11 @@ class RunAlert:
         return f"run {self.run_id} of {self.subject} failed: {self.error_type}: {self.message}"
 
 
-def run_alert(run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent]) -> RunAlert | None:
-    """The alert a failed run raises (None while the daemon will still retry it). Pure: unit-tested."""
+def run_alert(
+    run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent], whole: JobAssets | None = None
+) -> RunAlert | None:
+    """The alert a failed run raises (None while the daemon will still retry it); `whole`: the job's
+    assets (`run_assets`). Pure: unit-tested."""
     if run.tags.get(WILL_RETRY_TAG) == "true":
         return None
     error = next(
@@ -127,7 +141,7 @@ def run_alert(run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent]) -> R
             :2000
         ],
         days=run_days(run.tags),
-        assets=run_assets(run),
+        assets=run_assets(run, whole),
     )
 
 
@@ -189,12 +203,14 @@ def failed_days(conn: psycopg.Connection, jobs: Sequence[str]) -> list[tuple[str
     return [(job, (first, last)) for job, first, last in rows]
 
 
-def resolve_covered(conn: psycopg.Connection, run: dg.DagsterRun) -> list[int]:
+def resolve_covered(
+    conn: psycopg.Connection, run: dg.DagsterRun, whole: JobAssets | None = None
+) -> list[int]:
     """A run succeeded: resolve its job's (and batch's) open run_failure alerts whose days it covers
-    (`covers`) and whose assets it selected (`selects`); the others stand. Reads the open alerts of
-    that job only."""
+    (`covers`) and whose assets it selected (`selects`; `whole`: the job's assets); the others stand.
+    Reads the open alerts of that job only."""
     run_id, job_name, batch_id, days = run.run_id, run.job_name, run.tags.get(BATCH_TAG), run_days(run.tags)
-    assets = run_assets(run)
+    assets = run_assets(run, whole)
     rows = conn.execute(
         "SELECT dedup_key, details->>'first_partition', details->>'last_partition', details->'assets' "
         "FROM ops.alerts "
@@ -214,18 +230,21 @@ def resolve_covered(conn: psycopg.Connection, run: dg.DagsterRun) -> list[int]:
 
 
 def settle(
-    conn: psycopg.Connection, run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent]
+    conn: psycopg.Connection,
+    run: dg.DagsterRun,
+    step_failures: Sequence[dg.DagsterEvent],
+    whole: JobAssets | None = None,
 ) -> RunAlert | None:
     """What the two sensors below do for a finished run, for the runs the CLI executes (no daemon may
     be running): a failure is recorded (`record`: once per run, so the sensor seeing it later adds
     nothing), a success resolves the failures it covers, and a canceled run does neither (as for the
     sensors, which see FAILURE and SUCCESS only). The failure's alert, if one was raised."""
     if run.status == dg.DagsterRunStatus.SUCCESS:
-        resolve_covered(conn, run)
+        resolve_covered(conn, run, whole)
         return None
     if run.status != dg.DagsterRunStatus.FAILURE:
         return None
-    alert = run_alert(run, step_failures)
+    alert = run_alert(run, step_failures, whole)
     if alert is not None:
         record(conn, alert)
     return alert
@@ -237,7 +256,10 @@ def settle(
     description="Records every run that failed for good in ops.run_alerts and logs it as an error.",
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, postgres: PostgresResource) -> None:
-    alert = run_alert(context.dagster_run, context.get_step_failure_events())
+    run = context.dagster_run
+    alert = run_alert(
+        run, context.get_step_failure_events(), job_assets(context.repository_def, run.job_name)
+    )
     if alert is None:
         return
     with postgres.connect() as conn:
@@ -255,7 +277,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, postgres: Post
 def run_success_resolves_alerts(context: dg.RunStatusSensorContext, postgres: PostgresResource) -> None:
     run = context.dagster_run
     with postgres.connect() as conn:
-        resolved = resolve_covered(conn, run)
+        resolved = resolve_covered(conn, run, job_assets(context.repository_def, run.job_name))
     for alert_id in resolved:
         context.log.info(f"alert {alert_id} resolved: {run.job_name} succeeded")
 

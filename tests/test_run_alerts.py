@@ -20,9 +20,11 @@ from metrify_assets.run_alerts import (
     WILL_RETRY_TAG,
     RunAlert,
     covers,
+    job_assets,
     record,
     resolve_covered,
     run_alert,
+    run_assets,
     run_failure_alert_sensor,
     run_success_resolves_alerts,
     selects,
@@ -322,6 +324,46 @@ def test_failures_of_two_parts_of_a_job_are_two_alerts_each_resolved_by_its_part
     assert len(resolve_covered(pg, cleaned)) == 1
     pg.commit()
     assert [a.dedup_key for a in list_alerts(pg, "open")] == ["run_failure:weekly_job[weekly_model]"]
+
+
+@pytest.mark.postgres
+def test_a_run_that_selects_every_asset_of_its_job_is_a_run_of_the_whole_job(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """The UI's "Materialize all" on a job's page names every asset: its failure is the whole job's
+    condition, and its success resolves a whole-job failure, in the CLI's runs and the sensors'."""
+    switch = tmp_path / "broken"
+    switch.touch()
+    defs, instance = cli_defs(pg_resource, switch), dg.DagsterInstance.ephemeral()
+    every = ["weekly_cleanup", "weekly_model"]
+    with pytest.raises(RunFailedError, match="no readings"):
+        execute_job(defs, "weekly_job", instance, asset_selection=every)
+    (alert,) = list_alerts(pg, "open")
+    assert (alert.dedup_key, alert.details["assets"]) == ("run_failure:weekly_job", None)
+
+    switch.unlink()
+    worked = execute_job(defs, "weekly_job", instance, asset_selection=every)
+    assert list_alerts(pg, "open") == []
+
+    # The daemon's sensor: the same failure again, resolved by the same kind of run it sees succeed.
+    record(pg, RunAlert("w-9", "weekly_job", None, "weekly_model", "ValueError", "boom"))
+    pg.commit()
+    run = instance.get_run_by_id(worked.run_id)
+    assert run is not None and run.asset_selection == {dg.AssetKey(a) for a in every}
+    (success,) = instance.all_logs(worked.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+    assert success.dagster_event is not None
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_success_resolves_alerts",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=success.dagster_event,
+        resources={"postgres": pg_resource},
+        repository_def=defs.get_repository_def(),
+    )
+    run_success_resolves_alerts(context)
+    assert list_alerts(pg, "open") == []
+    assert run_assets(run, job_assets(None, "weekly_job")) == tuple(every)  # no job known: as selected
+    assert run_assets(run, frozenset({dg.AssetKey("weekly_model")})) is None  # a job's every asset, or more
 
 
 def test_which_selection_covers_which() -> None:

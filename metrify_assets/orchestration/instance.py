@@ -19,7 +19,7 @@ from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobO
 from metrify_assets.env import Settings
 from metrify_assets.errors import root_error
 from metrify_assets.resources import PostgresResource
-from metrify_assets.run_alerts import settle
+from metrify_assets.run_alerts import job_assets, settle
 from metrify_platform.launcher.warm import PID_TAG
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def settle_alerts(
         return ""
     try:
         with with_resolved_url(postgres).connect() as conn:
-            settle(conn, finished, failures)
+            settle(conn, finished, failures, job_assets(defs.get_repository_def(), finished.job_name))
     # Whatever went wrong (the database down, its URL refused, the embedded server not starting), the
     # run's own outcome stands: a success is returned, a failure raises its step's error.
     except Exception as err:  # noqa: BLE001 - reported here and in the run's error
