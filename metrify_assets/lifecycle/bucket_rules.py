@@ -47,7 +47,6 @@ refuses rules that expire anything there unless told otherwise.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, TierAges
@@ -302,10 +301,6 @@ def _canonical(rule: dict[str, Any]) -> dict[str, Any]:
     return canonical
 
 
-def _endpoint() -> str:
-    return os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
-
-
 def _refused(action: str, lake: Lake, err: Exception) -> BucketRulesError:
     from botocore.exceptions import ClientError
 
@@ -319,10 +314,10 @@ def _refused(action: str, lake: Lake, err: Exception) -> BucketRulesError:
             else ""
         )
         return BucketRulesError(
-            f"{action} on s3://{lake.bucket} at {_endpoint()} refused: {code}: {message}{hint}"
+            f"{action} on s3://{lake.bucket} at {lake.endpoint} refused: {code}: {message}{hint}"
         )
     return BucketRulesError(
-        f"{action} on s3://{lake.bucket} at {_endpoint()} failed: {type(err).__name__}: {err}"
+        f"{action} on s3://{lake.bucket} at {lake.endpoint} failed: {type(err).__name__}: {err}"
     )
 
 
@@ -412,7 +407,7 @@ def apply_bucket_rules(lake: Lake, rules: dict[str, Any], require_object_lock: b
     differing = [r["ID"] for r in rules["Rules"] if stored_by_id.get(r["ID"]) != _canonical(r)]
     if differing:
         raise BucketRulesError(
-            f"s3://{lake.bucket} at {_endpoint()} accepted the rules but reads back different ones for "
+            f"s3://{lake.bucket} at {lake.endpoint} accepted the rules but reads back different ones for "
             f"{', '.join(differing)}"
         )
     note = (
@@ -420,6 +415,6 @@ def apply_bucket_rules(lake: Lake, rules: dict[str, Any], require_object_lock: b
     )
     minimum = stored.get("TransitionDefaultMinimumObjectSize")
     return (
-        f"applied {len(rules['Rules'])} lifecycle rules to s3://{lake.bucket} ({_endpoint()}) and read them "
+        f"applied {len(rules['Rules'])} lifecycle rules to s3://{lake.bucket} ({lake.endpoint}) and read them "
         f"back unchanged{note}" + (f"; transition minimum object size: {minimum}" if minimum else "")
     )

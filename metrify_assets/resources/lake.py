@@ -75,12 +75,18 @@ class Lake:
 
     @cached_property
     def _s3(self) -> Any:
-        import boto3  # AWS_ENDPOINT_URL is honoured by boto3 itself (moto, MinIO)
+        import boto3
 
         # boto3's default session is not thread-safe while it makes a client (threads share a Lake);
-        # the client made is.
+        # the client made is. Endpoint, region and credentials are boto3's own configuration
+        # (AWS_ENDPOINT_URL for moto or MinIO, AWS_* variables, ~/.aws), read by boto3 itself.
         with _CLIENT_START:
-            return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+            return boto3.client("s3")
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 endpoint the lake's client talks to, for messages about an S3 lake."""
+        return str(self._s3.meta.endpoint_url)
 
     def _s3_key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

@@ -269,7 +269,9 @@ def test_rules_applied_to_s3_read_back_equal_and_others_rules_kept(s3_endpoint: 
     rules = bucket_lifecycle_rules(Policy(), prefix=lake.prefix)
 
     message = apply_bucket_rules(lake, rules)
-    assert f"applied 6 lifecycle rules to s3://{bucket}" in message and "team-x/logs" in message
+    assert (
+        f"applied 6 lifecycle rules to s3://{bucket} ({s3_endpoint})" in message and "team-x/logs" in message
+    )
     stored = _stored(bucket)
     assert {k: v for k, v in stored.items() if k != "team-x/logs"} == by_id(rules)
     assert stored["team-x/logs"] == foreign
@@ -298,7 +300,7 @@ def test_a_missing_bucket_is_a_clear_error(s3_endpoint: str) -> None:
     lake = Lake("s3://no-such-bucket-for-rules")
     with pytest.raises(
         BucketRulesError,
-        match=r"GetBucketLifecycleConfiguration on s3://no-such-bucket-for-rules .*NoSuchBucket",
+        match=r"GetBucketLifecycleConfiguration on s3://no-such-bucket-for-rules at http://127\.0\.0\.1:\d+ .*NoSuchBucket",
     ):
         apply_bucket_rules(lake, bucket_lifecycle_rules(Policy()), require_object_lock=False)
 
