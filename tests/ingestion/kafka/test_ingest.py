@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import contract_for
@@ -129,6 +129,61 @@ def test_ticks_and_runs_account_for_every_record_and_dead_letter_the_bad_ones(
         assert consumer.committed(TopicPartition(topic, 0)) == 20
     assert lag(first) == (20, {"0": 20})  # before the run: nothing committed
     assert lag(quiet) == (0, {"0": 0})  # after it: the commit shows as zero lag
+
+
+def stations(conn: psycopg.Connection) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT station_id, count(*) FROM ops.weather_observations GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    return {str(station): int(n) for station, n in rows}
+
+
+def test_records_of_aborted_or_open_transactions_are_not_ingested(
+    defs: dg.Definitions, kafka_resource: KafkaResource, pg_resource: PostgresResource, pg: psycopg.Connection
+) -> None:
+    """A foreign transactional producer (Kafka Connect, Flink, a gateway with exactly-once) aborts a
+    transaction: its records are in the log but were never written, and a transaction still open may
+    yet abort. Only committed records are read; an open transaction holds the range back, not the run."""
+    kafka_resource.ensure_topics(partitions=1)
+    topic = kafka_resource.topic(SOURCE)
+    producer = KafkaProducer(
+        bootstrap_servers=kafka_resource.bootstrap_servers, transactional_id=f"{topic}-tx"
+    )
+    try:
+        producer.init_transactions()
+        for station, minutes, commit in (
+            ("W1", range(5), True),
+            ("WA", range(5), False),
+            ("W1", range(5, 9), True),
+        ):
+            producer.begin_transaction()
+            for minute in minutes:
+                producer.send(topic, observation(station, minute).encode())
+            producer.flush()
+            if commit:
+                producer.commit_transaction()
+            else:
+                producer.abort_transaction()
+        producer.begin_transaction()  # left open while the next tick runs
+        for minute in range(3):
+            producer.send(topic, observation("WO", minute).encode())
+        producer.flush()
+
+        instance = dg.DagsterInstance.ephemeral()
+        first = tick(defs, instance, kafka_resource, pg_resource, None)
+        run_all(defs, instance, first.run_requests or [])
+        assert stations(pg) == {"W1": 9}
+        ledger = pg.execute("SELECT sum(records_in), sum(quarantined) FROM ops.ingest_ledger").fetchone()
+        assert ledger == (9, 0)
+        end = json.loads(first.cursor or "")["0"]  # before the open transaction: its first offset
+
+        producer.commit_transaction()
+    finally:
+        producer.close()
+    second = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
+    run_all(defs, instance, second.run_requests or [])
+    assert stations(pg) == {"W1": 9, "WO": 3}
+    assert json.loads(second.cursor or "")["0"] > end
 
 
 def lag(result: dg.SensorResult | dg.SkipReason) -> tuple[int, dict[str, int]]:
