@@ -178,12 +178,31 @@ def test_records_of_aborted_or_open_transactions_are_not_ingested(
         end = json.loads(first.cursor or "")["0"]  # before the open transaction: its first offset
 
         producer.commit_transaction()
+        second = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
+        run_all(defs, instance, second.run_requests or [])
+        assert stations(pg) == {"W1": 9, "WO": 3}
+        assert json.loads(second.cursor or "")["0"] > end
+
+        # A range that holds nothing but an aborted transaction (its records and its marker) is read
+        # as empty, recorded and committed: it does not hold the partition up.
+        producer.begin_transaction()
+        for minute in range(2):
+            producer.send(topic, observation("WB", minute).encode())
+        producer.flush()
+        producer.abort_transaction()
     finally:
         producer.close()
-    second = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
-    run_all(defs, instance, second.run_requests or [])
+    third = tick(defs, instance, kafka_resource, pg_resource, second.cursor)
+    (request,) = third.run_requests or []
+    run_all(defs, instance, [request])
     assert stations(pg) == {"W1": 9, "WO": 3}
-    assert json.loads(second.cursor or "")["0"] > end
+    ledger = pg.execute(
+        "SELECT records_in, accepted, quarantined FROM ops.ingest_ledger WHERE origin_ref = %s",
+        (request.run_key,),
+    ).fetchall()
+    assert ledger == [(0, 0, 0)]
+    with kafka_resource.consumer() as consumer:
+        assert consumer.committed(TopicPartition(topic, 0)) == json.loads(third.cursor or "")["0"]
 
 
 def lag(result: dg.SensorResult | dg.SkipReason) -> tuple[int, dict[str, int]]:
