@@ -25,6 +25,7 @@ from metrify_assets.ingestion.batch import (
 )
 from metrify_assets.ingestion.decode import Message
 from metrify_assets.ingestion.kafka.batches import KafkaBatch, commit_range, dead_letter, read_batch
+from metrify_assets.ingestion.kafka.expired import report_expired
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.landing import LandedFile, landed_messages
 from metrify_assets.observability.stages import BatchTrace, trace_batch
@@ -165,6 +166,8 @@ def ingest_batch(
                 with stages.stage("commit"):
                     commit_range(kafka, kafka_batch.range, conn)
                 writes.mark_delivered(conn, spec.batch_id, stages.elapsed(("dlq", "commit")))
+                if kafka_batch.expired is not None:
+                    report_expired(conn, [kafka_batch.expired])
     return loaded, result
 
 
@@ -245,6 +248,9 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
                 yield suite_check_result(err.result, asset_key=validated.to_user_string())
                 raise dg.Failure(str(err), allow_retries=False) from err
             spec, messages = loaded.spec, loaded.messages
+        expired = loaded.kafka_batch.expired if loaded.kafka_batch else None
+        if expired is not None:
+            context.log.error(expired.alert.summary)
         context.log.info(
             f"{spec.batch_id}: {result.ledger.records_in} in, {result.ledger.accepted} accepted "
             f"({result.ledger.flagged} flagged), {result.ledger.quarantined} quarantined"
@@ -256,6 +262,7 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
                 "batch_id": dg.MetadataValue.text(spec.batch_id),
                 "messages": dg.MetadataValue.int(len(messages)),
                 "written": dg.MetadataValue.bool(result.raw_written),
+                **({"expired_messages": dg.MetadataValue.int(expired.messages)} if expired else {}),
             },
         )
         yield suite_check_result(result.raw_suite, asset_key=raw.to_user_string())

@@ -19,6 +19,7 @@ from kafka.structs import OffsetAndMetadata
 
 from metrify_assets.contracts import SourceContract
 from metrify_assets.ingestion.batch import BatchResult, BatchSpec
+from metrify_assets.ingestion.kafka.expired import Expired
 from metrify_assets.ingestion.kafka.produce import is_backfill
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.resources.kafka import KafkaResource, dlq_topic
@@ -39,6 +40,7 @@ class KafkaBatch:
     offsets: list[int]
     timestamps_ms: list[int]
     backfill: list[bool]  # per message: declared history by the `metrify-backfill` header
+    expired: Expired | None = None  # offsets of the range retention deleted before the run read it
 
     @property
     def received_at(self) -> pd.Timestamp:
@@ -48,10 +50,18 @@ class KafkaBatch:
 
 def _read(
     consumer: KafkaConsumer, rng: OffsetRange, timeout_s: float
-) -> tuple[list[bytes | None], list[int], list[int], list[bool]]:
+) -> tuple[list[bytes | None], list[int], list[int], list[bool], Expired | None]:
+    """The range's records, and its offsets that retention deleted before the run (reading starts
+    at the first offset the broker holds)."""
     tp = TopicPartition(rng.topic, rng.partition)
     consumer.assign([tp])
-    consumer.seek(tp, rng.start)
+    first_held = consumer.beginning_offsets([tp])[tp]
+    expired = (
+        Expired(rng.topic, rng.partition, rng.start, min(first_held, rng.end))
+        if first_held > rng.start
+        else None
+    )
+    consumer.seek(tp, max(rng.start, first_held))
     values: list[bytes | None] = []
     offsets: list[int] = []
     stamps: list[int] = []
@@ -69,7 +79,7 @@ def _read(
                 offsets.append(record.offset)
                 stamps.append(record.timestamp)
                 backfill.append(is_backfill(record.headers))
-    return values, offsets, stamps, backfill
+    return values, offsets, stamps, backfill, expired
 
 
 def read_batch(
@@ -77,12 +87,14 @@ def read_batch(
 ) -> KafkaBatch:
     """Exactly the records of `rng`, as bytes (decoding is the pipeline's job, not the consumer's)."""
     with kafka.consumer() as consumer:
-        values, offsets, stamps, backfill = _read(consumer, rng, timeout_s)
+        values, offsets, stamps, backfill, expired = _read(consumer, rng, timeout_s)
     first = datetime.fromtimestamp(stamps[0] / 1000, tz=UTC) if stamps else datetime.now(tz=UTC)
     spec = BatchSpec(
         contract=contract, batch_id=rng.batch_id, origin="kafka", origin_ref=rng.batch_id, dt=first.date()
     )
-    return KafkaBatch(rng, spec, values, offsets, stamps or [int(first.timestamp() * 1000)], backfill)
+    return KafkaBatch(
+        rng, spec, values, offsets, stamps or [int(first.timestamp() * 1000)], backfill, expired
+    )
 
 
 def dead_letter_value(

@@ -4,15 +4,19 @@ A tick reads only beginning/end offsets and plans ranges (`kafka.ranges`); runs 
 The cursor (next start offset per partition) moves when runs are requested, so each tick also
 reconciles: a range below the cursor that the ledger does not hold and whose runs all failed is
 requested again (`-retry-<n>`), as the landing sensors do. Unreachable brokers skip the tick with the
-cursor unchanged.
+cursor unchanged. Offsets retention deleted before a tick planned them are a `kafka_expired` alert
+(`kafka.expired`).
 """
 
 from __future__ import annotations
+
+import logging
 
 import dagster as dg
 from kafka.errors import KafkaError
 
 from metrify_assets.contracts import SourceContract
+from metrify_assets.ingestion.kafka.expired import expired_below, report_expired
 from metrify_assets.ingestion.kafka.ranges import (
     OffsetRange,
     balance_ranges,
@@ -26,6 +30,7 @@ from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.kafka_offsets import committed_offsets, consumer_lag, topic_offsets
 from metrify_assets.storage.writes import delivered_batch_ids
 
+log = logging.getLogger(__name__)
 TOPIC_TAG = "metrify/kafka_topic"
 _ENDED_BADLY = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
@@ -83,7 +88,14 @@ def kafka_tick(
         )
     if not end:
         return dg.SkipReason(f"Topic {topic} does not exist (yet).")
-    planned, next_offsets = plan_ranges(topic, beginning, end, load_cursor(cursor))
+    previous = load_cursor(cursor)
+    expired = expired_below(topic, beginning, previous)
+    if expired:  # before the cursor moves past them: a tick that fails here reports them again
+        with postgres.connect() as conn:
+            report_expired(conn, expired)
+        for loss in expired:
+            log.error(loss.alert.summary)
+    planned, next_offsets = plan_ranges(topic, beginning, end, previous)
     if all(next_offsets[p] >= end[p] for p in end):  # the backlog ends with this tick
         planned = balance_ranges(planned, workers)
     requests = [range_request(source, rng, rng.batch_id) for rng in planned]
@@ -91,7 +103,8 @@ def kafka_tick(
     lag = lag_observation(contract, kafka, consumer_lag(beginning, end, committed), end)
     if not requests:
         skip = dg.SkipReason(f"No new records in {topic} (end offsets {dump_cursor(end)}).")
-        return dg.SensorResult(skip_reason=skip, asset_events=[lag])
+        moved = dump_cursor(next_offsets) if expired else None  # past the lost offsets, reported once
+        return dg.SensorResult(skip_reason=skip, asset_events=[lag], cursor=moved)
     return dg.SensorResult(run_requests=requests, cursor=dump_cursor(next_offsets), asset_events=[lag])
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import contract_for
@@ -203,6 +203,58 @@ def test_records_of_aborted_or_open_transactions_are_not_ingested(
     assert ledger == [(0, 0, 0)]
     with kafka_resource.consumer() as consumer:
         assert consumer.committed(TopicPartition(topic, 0)) == json.loads(third.cursor or "")["0"]
+
+
+def test_offsets_retention_deleted_before_they_were_read_raise_an_alert_naming_them(
+    defs: dg.Definitions, kafka_resource: KafkaResource, pg_resource: PostgresResource, pg: psycopg.Connection
+) -> None:
+    """Retention deletes a planned range before its run, and offsets past the cursor before the next
+    tick: both losses are critical alerts with their offsets; what is still held is ingested."""
+    kafka_resource.ensure_topics(partitions=1)
+    topic = kafka_resource.topic(SOURCE)
+    produce(kafka_resource, {SOURCE: [observation("W1", minute) for minute in range(10)]})
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(defs, instance, kafka_resource, pg_resource, None)
+    assert [r.run_key for r in first.run_requests or []] == [f"{topic}-0-0-10"]
+    produce(kafka_resource, {SOURCE: [observation("W2", minute) for minute in range(5)]})  # offsets 10..14
+    admin = KafkaAdminClient(bootstrap_servers=kafka_resource.bootstrap_servers)
+    try:
+        admin.delete_records({TopicPartition(topic, 0): 12})  # as retention would: 0..11 are gone
+    finally:
+        admin.close()
+
+    run_all(defs, instance, first.run_requests or [])  # its whole range was deleted: nothing to read
+    second = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
+    assert [r.run_key for r in second.run_requests or []] == [f"{topic}-0-12-15"]
+    run_all(defs, instance, second.run_requests or [])
+    assert stations(pg) == {"W2": 3}
+    lost = {
+        a.dedup_key: (a.kind, a.severity, a.details["messages"])
+        for a in list_alerts(pg, "open")
+        if a.kind == "kafka_expired"
+    }
+    assert lost == {
+        f"kafka_expired:{topic}:0@0-10": ("kafka_expired", "critical", 10),
+        f"kafka_expired:{topic}:0@10-12": ("kafka_expired", "critical", 2),
+    }
+    ledger = pg.execute(
+        "SELECT origin_ref, records_in FROM ops.ingest_ledger WHERE source = %s ORDER BY 1", (SOURCE,)
+    ).fetchall()
+    assert ledger == [(f"{topic}-0-0-10", 0), (f"{topic}-0-12-15", 3)]
+
+    # A tick that finds nothing new after a loss still moves its cursor past it: reported once.
+    produce(kafka_resource, {SOURCE: [observation("W3", minute) for minute in range(2)]})  # 15..16
+    admin = KafkaAdminClient(bootstrap_servers=kafka_resource.bootstrap_servers)
+    try:
+        admin.delete_records({TopicPartition(topic, 0): 17})
+    finally:
+        admin.close()
+    third = tick(defs, instance, kafka_resource, pg_resource, second.cursor)
+    assert not third.run_requests and json.loads(third.cursor or "") == {"0": 17}
+    fourth = tick(defs, instance, kafka_resource, pg_resource, third.cursor)
+    assert not fourth.run_requests
+    (alert,) = [a for a in list_alerts(pg, "open") if a.dedup_key.endswith("@15-17")]
+    assert alert.occurrences == 1 and "offsets 15..16" in alert.summary
 
 
 def lag(result: dg.SensorResult | dg.SkipReason) -> tuple[int, dict[str, int]]:
