@@ -27,7 +27,7 @@ Status = Literal["open", "acked", "resolved", "all"]
 class Alert:
     """A condition worth a person's attention, as its raiser describes it."""
 
-    kind: str  # grid_state / kafka_expired / lifecycle / quality / run_failure (docs/alerts.md)
+    kind: str  # grid_state / kafka_expired / kafka_restarted / lifecycle / quality / run_failure
     severity: str  # info / warning / critical
     subject: str  # what it is about: a grid node, a source, a job
     dedup_key: str  # the condition: one open alert per key

@@ -23,7 +23,14 @@ from metrify_assets.observability.families import gauge
 from metrify_assets.quality.replayable import REPLAYABLE_UNRESOLVED
 
 GRID_STATES = ("normal", "alert", "emergency")
-ALERT_KINDS = ("grid_state", "kafka_expired", "lifecycle", "quality", "run_failure")  # ops.alerts.kind
+ALERT_KINDS = (
+    "grid_state",
+    "kafka_expired",
+    "kafka_restarted",
+    "lifecycle",
+    "quality",
+    "run_failure",
+)  # ops.alerts.kind
 QUALITY_WINDOW = timedelta(hours=1)
 # A meter's local day can start up to 14 h before its UTC date: two days below the newest ingested
 # local day is certainly below its newest record.

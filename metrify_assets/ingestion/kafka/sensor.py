@@ -5,7 +5,8 @@ The cursor (next start offset per partition) moves when runs are requested, so e
 reconciles: a range below the cursor that the ledger does not hold and whose runs all failed is
 requested again (`-retry-<n>`), as the landing sensors do. Unreachable brokers skip the tick with the
 cursor unchanged. Offsets retention deleted before a tick planned them are a `kafka_expired` alert
-(`kafka.expired`).
+(`kafka.expired`); a partition whose log restarted below the cursor is not read, and a
+`kafka_restarted` alert (`kafka.restarted`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from metrify_assets.ingestion.kafka.ranges import (
     load_cursor,
     plan_ranges,
 )
+from metrify_assets.ingestion.kafka.restarted import report_restarted, restarted_below
 from metrify_assets.ingestion.sensors import BATCH_TAG, failed_batches
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
@@ -90,11 +92,13 @@ def kafka_tick(
         return dg.SkipReason(f"Topic {topic} does not exist (yet).")
     previous = load_cursor(cursor)
     expired = expired_below(topic, beginning, previous)
-    if expired:  # before the cursor moves past them: a tick that fails here reports them again
+    restarted = restarted_below(topic, end, previous)  # plan_ranges plans nothing below the cursor
+    if expired or restarted:  # before the cursor moves past them: a tick that fails here reports again
         with postgres.connect() as conn:
             report_expired(conn, expired)
-        for loss in expired:
-            log.error(loss.alert.summary)
+            report_restarted(conn, restarted)
+        for alert in [e.alert for e in expired] + [r.alert for r in restarted]:
+            log.error(alert.summary)
     planned, next_offsets = plan_ranges(topic, beginning, end, previous)
     if all(next_offsets[p] >= end[p] for p in end):  # the backlog ends with this tick
         planned = balance_ranges(planned, workers)
@@ -102,7 +106,12 @@ def kafka_tick(
     requests += [range_request(source, rng, key) for rng, key in _retries(instance, postgres, source, topic)]
     lag = lag_observation(contract, kafka, consumer_lag(beginning, end, committed), end)
     if not requests:
-        skip = dg.SkipReason(f"No new records in {topic} (end offsets {dump_cursor(end)}).")
+        held = (
+            f"; partitions {', '.join(str(r.partition) for r in restarted)} restarted, not read"
+            if restarted
+            else ""
+        )
+        skip = dg.SkipReason(f"No new records in {topic} (end offsets {dump_cursor(end)}{held}).")
         moved = dump_cursor(next_offsets) if expired else None  # past the lost offsets, reported once
         return dg.SensorResult(skip_reason=skip, asset_events=[lag], cursor=moved)
     return dg.SensorResult(run_requests=requests, cursor=dump_cursor(next_offsets), asset_events=[lag])

@@ -19,6 +19,7 @@ import dagster as dg
 import psycopg
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import TopicAlreadyExistsError
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import contract_for
@@ -205,6 +206,15 @@ def test_records_of_aborted_or_open_transactions_are_not_ingested(
         assert consumer.committed(TopicPartition(topic, 0)) == json.loads(third.cursor or "")["0"]
 
 
+def delete_below(kafka: KafkaResource, topic: str, offset: int) -> None:
+    """Delete partition 0's records below `offset`, as retention does."""
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    try:
+        admin.delete_records({TopicPartition(topic, 0): offset})
+    finally:
+        admin.close()
+
+
 def test_offsets_retention_deleted_before_they_were_read_raise_an_alert_naming_them(
     defs: dg.Definitions, kafka_resource: KafkaResource, pg_resource: PostgresResource, pg: psycopg.Connection
 ) -> None:
@@ -217,11 +227,7 @@ def test_offsets_retention_deleted_before_they_were_read_raise_an_alert_naming_t
     first = tick(defs, instance, kafka_resource, pg_resource, None)
     assert [r.run_key for r in first.run_requests or []] == [f"{topic}-0-0-10"]
     produce(kafka_resource, {SOURCE: [observation("W2", minute) for minute in range(5)]})  # offsets 10..14
-    admin = KafkaAdminClient(bootstrap_servers=kafka_resource.bootstrap_servers)
-    try:
-        admin.delete_records({TopicPartition(topic, 0): 12})  # as retention would: 0..11 are gone
-    finally:
-        admin.close()
+    delete_below(kafka_resource, topic, 12)  # as retention would: 0..11 are gone
 
     run_all(defs, instance, first.run_requests or [])  # its whole range was deleted: nothing to read
     second = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
@@ -244,17 +250,59 @@ def test_offsets_retention_deleted_before_they_were_read_raise_an_alert_naming_t
 
     # A tick that finds nothing new after a loss still moves its cursor past it: reported once.
     produce(kafka_resource, {SOURCE: [observation("W3", minute) for minute in range(2)]})  # 15..16
-    admin = KafkaAdminClient(bootstrap_servers=kafka_resource.bootstrap_servers)
-    try:
-        admin.delete_records({TopicPartition(topic, 0): 17})
-    finally:
-        admin.close()
+    delete_below(kafka_resource, topic, 17)
     third = tick(defs, instance, kafka_resource, pg_resource, second.cursor)
     assert not third.run_requests and json.loads(third.cursor or "") == {"0": 17}
     fourth = tick(defs, instance, kafka_resource, pg_resource, third.cursor)
     assert not fourth.run_requests
     (alert,) = [a for a in list_alerts(pg, "open") if a.dedup_key.endswith("@15-17")]
     assert alert.occurrences == 1 and "offsets 15..16" in alert.summary
+
+
+def recreate(kafka: KafkaResource, topic: str) -> None:
+    """Delete `topic` and create it again under the same name: its offsets count from 0 again."""
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    try:
+        admin.delete_topics([topic])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                admin.create_topics(
+                    {topic: {"num_partitions": 1, "replication_factor": -1}}, wait_for_metadata=True
+                )
+                return
+            except TopicAlreadyExistsError:  # still being deleted
+                assert time.monotonic() < deadline, f"{topic} was not deleted within 30 s"
+                time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+def test_a_topic_recreated_under_its_name_is_not_read_and_raises_an_alert(
+    defs: dg.Definitions, kafka_resource: KafkaResource, pg_resource: PostgresResource, pg: psycopg.Connection
+) -> None:
+    """Its offsets restart at 0: read, they would reuse the old log's batch ids and versions."""
+    kafka_resource.ensure_topics(partitions=1)
+    topic = kafka_resource.topic(SOURCE)
+    produce(kafka_resource, {SOURCE: [observation("W1", minute) for minute in range(10)]})
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(defs, instance, kafka_resource, pg_resource, None)
+    run_all(defs, instance, first.run_requests or [])
+    recreate(kafka_resource, topic)
+    produce(kafka_resource, {SOURCE: [observation("W2", minute) for minute in range(3)]})
+
+    for occurrences in (1, 2):  # every tick finds it so, and refreshes the one alert
+        held = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
+        assert not held.run_requests
+        assert "partitions 0 restarted, not read" in (held.skip_message or "")
+        (alert,) = [a for a in list_alerts(pg, "open") if a.kind == "kafka_restarted"]
+        assert (alert.dedup_key, alert.severity, alert.occurrences) == (
+            f"kafka_restarted:{topic}:0",
+            "critical",
+            occurrences,
+        )
+        assert (alert.details["cursor"], alert.details["end_offset"]) == (10, 3)
+    assert stations(pg) == {"W1": 10}
 
 
 def lag(result: dg.SensorResult | dg.SkipReason) -> tuple[int, dict[str, int]]:
