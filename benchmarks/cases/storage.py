@@ -33,7 +33,7 @@ from benchmarks.harness import CaseResult
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import stored_rows
 from metrify_assets.ingestion.decode import decode
-from metrify_assets.ingestion.kafka.ranges import MAX_RECORDS_PER_RUN
+from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
 from metrify_assets.lifecycle.cost import GIB, PriceTable, steady_state_days
 from metrify_assets.lifecycle.policy import Policy
 from metrify_assets.lifecycle.tables import TABLES
@@ -58,8 +58,8 @@ def hot_and_tier_bytes(accepted: pd.DataFrame) -> tuple[int, int, int, int]:
     postgres = PostgresResource(data_dir=str(home / "pg"))
     try:
         with postgres.connect() as conn:
-            for start in range(0, len(rows), MAX_RECORDS_PER_RUN):
-                end = min(start + MAX_RECORDS_PER_RUN, len(rows))
+            for start in range(0, len(rows), MAX_BATCH_MESSAGES):
+                end = min(start + MAX_BATCH_MESSAGES, len(rows))
                 batch_id = f"{METER_READINGS.topic}-0-{start}-{end}"  # as an ingest run names its batch
                 with conn.transaction():
                     upsert_rows(

@@ -28,7 +28,8 @@ from metrify_assets.ingestion.batch import process_batch, stored_rows
 from metrify_assets.ingestion.decode import decode
 from metrify_assets.ingestion.kafka.batches import commit_range, dead_letter, read_batch
 from metrify_assets.ingestion.kafka.produce import produce
-from metrify_assets.ingestion.kafka.ranges import MAX_RECORDS_PER_RUN, OffsetRange
+from metrify_assets.ingestion.kafka.ranges import OffsetRange
+from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
 from metrify_assets.lifecycle.assets import warm_tier
 from metrify_assets.orchestration.drain import drain, frozen_heap
 from metrify_assets.orchestration.instance import execute_job, local_instance
@@ -72,9 +73,9 @@ def upsert_all(env: KafkaBench, messages: list[str]) -> float:
     with env.postgres.connect() as conn:
         truncate_ops(conn)
         with stopwatch() as elapsed:
-            for start in range(0, len(stored), MAX_RECORDS_PER_RUN):
+            for start in range(0, len(stored), MAX_BATCH_MESSAGES):
                 with conn.transaction():
-                    upsert_rows(conn, METER_READINGS, stored.iloc[start : start + MAX_RECORDS_PER_RUN])
+                    upsert_rows(conn, METER_READINGS, stored.iloc[start : start + MAX_BATCH_MESSAGES])
             seconds = elapsed()
         truncate_ops(conn)
     return seconds

@@ -20,7 +20,8 @@ from rich.table import Table
 from metrify_assets.cli.console import command_console
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER, message_key
-from metrify_assets.ingestion.landing import land_lines
+from metrify_assets.ingestion.landing import land_batches
+from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
 from metrify_assets.ingestion.readers import PRESETS, ingest_file, parse_pairs
 from metrify_assets.ingestion.readers.result import IngestResult
 from metrify_assets.resources.build import kafka_resource
@@ -196,9 +197,15 @@ def register(app: typer.Typer) -> None:
         if kafka is not None:
             _to_kafka(console, kafka, source, result.lines, backfill)
         else:
-            landed = land_lines(
+            files = land_batches(
                 landing_dir or resolve_settings().landing_dir, source, result.lines, backfill=backfill
             )
+            where = (
+                f"{files[0].path}"
+                if len(files) == 1
+                else f"{len(files)} files of at most {MAX_BATCH_MESSAGES:,} lines (one batch each) in "
+                f"{files[0].path.parent}"
+            )
             console.print(
-                f"landed {landed.path}" + (" (declared backfill: timeliness not scored)" if backfill else "")
+                f"landed {where}" + (" (declared backfill: timeliness not scored)" if backfill else "")
             )

@@ -14,11 +14,12 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from metrify_assets.contracts import contract_for
+from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,25 @@ def land_lines(
     tmp.write_bytes(body)
     tmp.replace(path)
     return LandedFile(source=source, path=path, seq=seq, digest=digest, backfill=backfill)
+
+
+def land_batches(
+    landing_dir: Path,
+    source: str,
+    lines: Sequence[str],
+    seq: int | None = None,
+    backfill: bool = False,
+    per_file: int = MAX_BATCH_MESSAGES,
+) -> list[LandedFile]:
+    """Land `lines` as files of at most `per_file` messages, each file one batch (one run), as a Kafka
+    range is at most as long: a large import does not make one run that holds it all in memory. The
+    files' seqs count up from `seq` (default: now) in the lines' order, so a later file's records are
+    the later versions, as a later Kafka offset's are."""
+    first = time.time_ns() // 1000 if seq is None else seq
+    return [
+        land_lines(landing_dir, source, lines[start : start + per_file], seq=first + n, backfill=backfill)
+        for n, start in enumerate(range(0, len(lines), per_file))
+    ]
 
 
 def landed_messages(body: bytes) -> list[bytes]:

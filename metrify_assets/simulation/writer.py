@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from metrify_assets.contracts import CONTRACTS, METER_REGISTRY_FILE
-from metrify_assets.ingestion.landing import LandedFile, land_lines
+from metrify_assets.ingestion.landing import LandedFile, land_batches
 from metrify_assets.simulation.config import Simulation, SimulationConfig
 
 
@@ -27,7 +27,8 @@ class WriteSummary:
 
 def landing_seq(config: SimulationConfig, day: date) -> int:
     """A deterministic landing `seq` for a simulated day: microseconds since the epoch at that day's
-    UTC midnight, plus the seed (mod 1e6) so runs with other seeds do not tie on record_version."""
+    UTC midnight, plus the seed (mod 1e6) so runs with other seeds do not tie on record_version (a
+    day of more than 50,000 messages takes the next seqs too: seeds that close may tie)."""
     midnight = datetime.combine(day, time(0), tzinfo=UTC)
     return int(midnight.timestamp()) * 1_000_000 + config.seed % 1_000_000
 
@@ -40,8 +41,8 @@ def write_simulation(
     registry: bool = True,
     backfill: bool = True,
 ) -> WriteSummary:
-    """Land one file per source per simulated day (of `sources`), the registry CSV (unless
-    `registry` is false: a head-end without one) and the labels (JSON Lines).
+    """Land each simulated day of each of `sources` (`land_batches`: files of at most 50,000 messages),
+    the registry CSV (unless `registry` is false: a head-end without one) and the labels (JSON Lines).
 
     The files are declared a backfill unless `backfill` is false: simulated days are history whose
     landing times are made up, so scoring them for timeliness would measure nothing real."""
@@ -49,10 +50,13 @@ def write_simulation(
     if unknown:
         raise ValueError(f"unknown sources {sorted(unknown)}; choose from {sorted(CONTRACTS)}")
     files = [
-        land_lines(landing_dir, source, lines, seq=landing_seq(sim.config, day), backfill=backfill)
+        landed
         for source, days in sim.messages_by_day.items()
         if source in sources
         for day, lines in sorted(days.items())
+        for landed in land_batches(
+            landing_dir, source, lines, seq=landing_seq(sim.config, day), backfill=backfill
+        )
     ]
     meters_csv: Path | None = None
     if registry:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from metrify_assets.ingestion.landing import LandedFile, land_lines, list_landed
+from metrify_assets.ingestion.landing import (
+    LandedFile,
+    land_batches,
+    land_lines,
+    landed_messages,
+    list_landed,
+)
 from metrify_assets.ingestion.sensors import plan_landing_runs
 
 
@@ -57,3 +63,16 @@ def test_a_backfill_is_declared_in_the_file_name_and_read_back(tmp_path: Path) -
     assert LandedFile.from_path(live.path) == live
     with pytest.raises(ValueError, match="not a landing file name"):
         LandedFile.from_path(tmp_path / "grid_status" / "00000000000000005-abc.other.jsonl")
+
+
+def test_a_large_import_lands_as_batches_no_longer_than_a_kafka_range_in_order(tmp_path: Path) -> None:
+    lines = [f'{{"n": {i}}}' for i in range(5)]
+    landed = land_batches(tmp_path, "grid_status", lines, seq=100, backfill=True, per_file=2)
+    assert [(f.seq, f.backfill) for f in landed] == [(100, True), (101, True), (102, True)]
+    assert [landed_messages(f.path.read_bytes()) for f in landed] == [
+        [b'{"n": 0}', b'{"n": 1}'],
+        [b'{"n": 2}', b'{"n": 3}'],
+        [b'{"n": 4}'],
+    ]
+    assert list_landed(tmp_path, "grid_status") == landed  # the sensor's order: the lines' order
+    assert land_batches(tmp_path, "grid_status", []) == []

@@ -24,6 +24,7 @@ from metrify_assets.cli import ingest
 from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.decode import DecodedBatch, decode
 from metrify_assets.ingestion.landing import land_lines, landed_messages, list_landed
+from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
 from metrify_assets.ingestion.readers import detect_format, ingest_file, parse_pairs
 from metrify_assets.ingestion.readers.mapping import map_records
 from metrify_assets.ingestion.readers.presets.openstef import (
@@ -290,6 +291,29 @@ def test_an_unknown_timezone_is_a_usage_error_not_a_traceback(tmp_path: Path, ti
     result = CliRunner().invoke(cli(), args)
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
     assert f"unknown timezone {timezone!r}" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_a_file_longer_than_a_batch_lands_as_several_files_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "export.jsonl"
+    start = pd.Timestamp("2026-03-01T00:00:00Z")
+    readings = [
+        {"meter_id": f"M{i % 7}", "reading_start": (start + pd.Timedelta(minutes=15 * i)).isoformat(),
+         "interval_minutes": 15, "energy_kwh": 0.1}
+        for i in range(MAX_BATCH_MESSAGES + 1)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in readings))
+    landing = tmp_path / "landing"
+    result = CliRunner().invoke(cli(), ["ingest", "meter_readings", str(path), "--landing-dir", str(landing)])
+    assert result.exit_code == 0, result.output
+    assert "landed 2 files of at most 50,000 lines (one batch each)" in " ".join(result.output.split())
+    first, second = list_landed(landing, "meter_readings")
+    assert second.seq == first.seq + 1  # the later lines are the later versions
+    lines = first.path.read_text().splitlines() + second.path.read_text().splitlines()
+    assert [len(first.path.read_text().splitlines()), len(lines)] == [
+        MAX_BATCH_MESSAGES,
+        MAX_BATCH_MESSAGES + 1,
+    ]
+    assert [json.loads(line)["reading_start"] for line in lines] == [r["reading_start"] for r in readings]
 
 
 def test_cli_rejects_an_unknown_source(tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
 from metrify_assets.ingestion.sensors import MAX_RUNS_PER_TICK
-
-MAX_RECORDS_PER_RUN = 50_000
 
 
 @dataclass(frozen=True, order=True)
@@ -58,7 +57,7 @@ def plan_ranges(
     beginning: Mapping[int, int],
     end: Mapping[int, int],
     cursor: Mapping[int, int],
-    max_records: int = MAX_RECORDS_PER_RUN,
+    max_records: int = MAX_BATCH_MESSAGES,
     limit: int = MAX_RUNS_PER_TICK,
 ) -> tuple[list[OffsetRange], dict[int, int]]:
     """New ranges from each partition's next start offset to its end offset, and the new cursor.
