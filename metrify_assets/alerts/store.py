@@ -20,6 +20,8 @@ from psycopg.rows import class_row
 from metrify_assets.storage.audit import Caller
 
 SEVERITIES = ("info", "warning", "critical")
+# What raises alerts (docs/alerts.md has each kind's dedup key and what resolves it).
+KINDS = ("grid_state", "kafka_expired", "kafka_restarted", "lifecycle", "quality", "run_failure")
 Status = Literal["open", "acked", "resolved", "all"]
 
 
@@ -27,7 +29,7 @@ Status = Literal["open", "acked", "resolved", "all"]
 class Alert:
     """A condition worth a person's attention, as its raiser describes it."""
 
-    kind: str  # grid_state / kafka_expired / kafka_restarted / lifecycle / quality / run_failure
+    kind: str  # one of KINDS
     severity: str  # info / warning / critical
     subject: str  # what it is about: a grid node, a source, a job
     dedup_key: str  # the condition: one open alert per key
@@ -37,6 +39,8 @@ class Alert:
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
 
 @dataclass(frozen=True)

@@ -71,9 +71,7 @@ def register(app: typer.Typer) -> None:
         status: Annotated[
             str, typer.Option(help="open (includes acknowledged), acked, resolved or all.")
         ] = "open",
-        kind: Annotated[
-            str | None, typer.Option(help="Only this kind: grid_state, quality, run_failure.")
-        ] = None,
+        kind: Annotated[str | None, typer.Option(help=f"Only this kind: {', '.join(store.KINDS)}.")] = None,
         limit: Annotated[int, typer.Option(help="At most this many alerts, newest first.")] = 100,
         as_json: Annotated[
             bool, typer.Option("--json", help="One JSON array, with each alert's deliveries.")
@@ -82,6 +80,8 @@ def register(app: typer.Typer) -> None:
         """List alerts, newest first, with what each channel was told."""
         if status not in STATUSES:
             raise typer.BadParameter(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+        if kind is not None and kind not in store.KINDS:
+            raise typer.BadParameter(f"--kind must be one of {', '.join(store.KINDS)}, got {kind!r}")
         from metrify_assets.alerts.delivery import deliveries
 
         settings = resolve_settings()

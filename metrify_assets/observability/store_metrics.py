@@ -17,20 +17,12 @@ import psycopg
 from prometheus_client.core import GaugeMetricFamily, Metric
 from psycopg import sql
 
-from metrify_assets.alerts.store import SEVERITIES
+from metrify_assets.alerts.store import KINDS, SEVERITIES
 from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.observability.families import gauge
 from metrify_assets.quality.replayable import REPLAYABLE_UNRESOLVED
 
 GRID_STATES = ("normal", "alert", "emergency")
-ALERT_KINDS = (
-    "grid_state",
-    "kafka_expired",
-    "kafka_restarted",
-    "lifecycle",
-    "quality",
-    "run_failure",
-)  # ops.alerts.kind
 QUALITY_WINDOW = timedelta(hours=1)
 # A meter's local day can start up to 14 h before its UTC date: two days below the newest ingested
 # local day is certainly below its newest record.
@@ -216,7 +208,7 @@ def alert_families(conn: psycopg.Connection) -> list[Metric]:
     ).fetchall()
     counts = {(str(k), str(s)): int(n) for k, s, n in rows}
     metric = gauge("metrify_open_alerts")
-    for kind in sorted(set(ALERT_KINDS) | {k for k, _ in counts}):
+    for kind in sorted(set(KINDS) | {k for k, _ in counts}):
         for severity in SEVERITIES:
             metric.add_metric([kind, severity], float(counts.get((kind, severity), 0)))
     return [metric]

@@ -123,6 +123,8 @@ def test_list_ack_resolve_and_send(
     missing = CliRunner().invoke(app, ["alerts", "ack", "999999"])
     assert missing.exit_code == 1 and "no alert 999999" in missing.output
     assert CliRunner().invoke(app, ["alerts", "list", "--status", "bogus"]).exit_code == 2
+    unknown = CliRunner().invoke(app, ["alerts", "list", "--kind", "grid"])
+    assert unknown.exit_code == 2 and "--kind must be one of grid_state, kafka_expired" in unknown.output
 
 
 def test_send_exits_non_zero_while_a_delivery_fails_and_retry_failed_requeues(

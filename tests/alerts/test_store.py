@@ -60,9 +60,11 @@ def test_ack_keeps_an_alert_open_and_resolve_by_hand_closes_it(pg: psycopg.Conne
         resolve(pg, 999_999, by="ana")
 
 
-def test_unknown_severity_is_refused() -> None:
+def test_unknown_severity_or_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="severity"):
         Alert("quality", "urgent", "meter_readings", "quality:meter_readings", "low score")
+    with pytest.raises(ValueError, match=r"kind must be one of .*kafka_expired"):
+        Alert("qualty", "warning", "meter_readings", "quality:meter_readings", "low score")
 
 
 def test_a_condition_resolves_only_after_its_quiet_period(pg: psycopg.Connection) -> None:
