@@ -55,12 +55,16 @@ class Expired:
         )
 
 
-def expired_below(topic: str, beginning: Mapping[int, int], next_offsets: Mapping[int, int]) -> list[Expired]:
-    """The offsets of each partition between where reading was to go on (`next_offsets`: a tick's
-    cursor) and the first offset the broker still holds. Pure: unit-tested."""
+def expired_below(
+    topic: str, beginning: Mapping[int, int], cursor: Mapping[int, int], committed: Mapping[int, int]
+) -> list[Expired]:
+    """The offsets of each partition between where a tick was to go on (`cursor`) and the first
+    offset the broker still holds; none below the ingest group's `committed` offset, which only an
+    ingested range moves (a drain may have run on past a sensor stopped meanwhile). Pure: unit-tested."""
+    starts = {p: max(offset, committed.get(p, offset)) for p, offset in cursor.items()}
     return [
         Expired(topic, partition, start, beginning[partition])
-        for partition, start in sorted(next_offsets.items())
+        for partition, start in sorted(starts.items())
         if partition in beginning and start < beginning[partition]
     ]
 

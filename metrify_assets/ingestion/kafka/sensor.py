@@ -91,7 +91,7 @@ def kafka_tick(
     if not end:
         return dg.SkipReason(f"Topic {topic} does not exist (yet).")
     previous = load_cursor(cursor)
-    expired = expired_below(topic, beginning, previous)
+    expired = expired_below(topic, beginning, previous, committed)
     restarted = restarted_below(topic, end, previous)  # plan_ranges plans nothing below the cursor
     if expired or restarted:  # before the cursor moves past them: a tick that fails here reports again
         with postgres.connect() as conn:
