@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import psycopg
 from pydantic import Field
 
 from metrify_assets.contracts import CONTRACTS, SourceContract
@@ -25,7 +26,7 @@ from metrify_assets.ingestion.batch import (
 )
 from metrify_assets.ingestion.decode import Message
 from metrify_assets.ingestion.kafka.batches import KafkaBatch, commit_range, dead_letter, read_batch
-from metrify_assets.ingestion.kafka.expired import report_expired
+from metrify_assets.ingestion.kafka.expired import Expired, report_expired
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.landing import LandedFile, landed_messages
 from metrify_assets.observability.stages import BatchTrace, trace_batch
@@ -139,6 +140,8 @@ def ingest_batch(
         _identify(stages, loaded)
         spec, kafka_batch = loaded.spec, loaded.kafka_batch
         with postgres.connect() as conn:
+            if kafka_batch is not None and kafka_batch.expired is not None:
+                _refuse_a_shrunken_replay(conn, spec, kafka_batch.expired)
             result = process_batch(
                 spec,
                 loaded.messages,
@@ -169,6 +172,21 @@ def ingest_batch(
                 if kafka_batch.expired is not None:
                     report_expired(conn, [kafka_batch.expired])
     return loaded, result
+
+
+def _refuse_a_shrunken_replay(conn: psycopg.Connection, spec: BatchSpec, expired: Expired) -> None:
+    """A range ingested before and re-run by hand after retention deleted some of it would rewrite
+    its ledger row from what is left: refused (its raw batch in the lake still holds every message)."""
+    row = conn.execute(
+        "SELECT records_in, raw_key FROM ops.ingest_ledger WHERE batch_id = %s", (spec.batch_id,)
+    ).fetchone()
+    if row is not None:
+        raise dg.Failure(
+            f"{spec.batch_id} was ingested before ({row[0]:,} records in ops.ingest_ledger) and Kafka no "
+            f"longer holds its offsets {expired.start}..{expired.end - 1}: re-running it would rewrite its "
+            f"ledger row from what is left. Its raw batch in the lake holds every message: {row[1]}",
+            allow_retries=False,
+        )
 
 
 def _batch_metadata(result: BatchResult) -> dict[str, dg.MetadataValue]:

@@ -258,6 +258,14 @@ def test_offsets_retention_deleted_before_they_were_read_raise_an_alert_naming_t
     (alert,) = [a for a in list_alerts(pg, "open") if a.dedup_key.endswith("@15-17")]
     assert alert.occurrences == 1 and "offsets 15..16" in alert.summary
 
+    # Re-running by hand a range ingested before, now deleted, would rewrite its ledger row from
+    # nothing: refused, the row kept.
+    with pytest.raises(RunFailedError, match=r"was ingested before \(3 records.*raw batch in the lake"):
+        run_all(defs, instance, second.run_requests or [])
+    assert pg.execute(
+        "SELECT records_in FROM ops.ingest_ledger WHERE origin_ref = %s", (f"{topic}-0-12-15",)
+    ).fetchone() == (3,)
+
 
 def recreate(kafka: KafkaResource, topic: str) -> None:
     """Delete `topic` and create it again under the same name: its offsets count from 0 again."""
