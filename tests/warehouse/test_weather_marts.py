@@ -469,8 +469,9 @@ def test_snowflake_builds_the_same_marts(
 
 
 def test_partitioned_run_rebuilds_every_window_that_holds_its_days(build: Build) -> None:
-    """Runs after the others: a run over one day rebuilds the as-of dates whose window holds it (that
-    day .. day + window - 1) and that UTC day's weather hours, and nothing else."""
+    """Runs after the others: a run over one day rebuilds the as-of dates whose window holds it or a
+    local day either side, which its UTC day of weather reaches (day - 1 .. day + window), and that
+    UTC day's weather hours, and nothing else."""
     day = date(2020, 11, 15)
     before = build.sensitivity(OPENSTEF_REGION)
     hours_before = query(build.conn, "SELECT count(*) AS n FROM marts.fct_weather_conditions")["n"].item()
@@ -488,10 +489,38 @@ def test_partitioned_run_rebuilds_every_window_that_holds_its_days(build: Build)
     results = run_dbt_build(build.url, build.target, "--vars", partition, *SELECT)
     assert failures(results) == {}
     after = build.sensitivity(OPENSTEF_REGION)
-    rebuilt = (after.index >= day) & (after.index <= day + timedelta(days=SENSITIVITY.window_days - 1))
-    assert (after.loc[~rebuilt, "meter_days"] == -1).all() and (~rebuilt).sum() == 15
+    rebuilt = (after.index >= day - timedelta(days=1)) & (
+        after.index <= day + timedelta(days=SENSITIVITY.window_days)
+    )
+    assert (after.loc[~rebuilt, "meter_days"] == -1).all() and (~rebuilt).sum() == 14
     pd.testing.assert_frame_equal(after.loc[rebuilt], before.loc[rebuilt])
     assert (
         query(build.conn, "SELECT count(*) AS n FROM marts.fct_weather_conditions")["n"].item()
         == hours_before
     )
+
+
+def test_partitioned_run_leaves_the_windows_of_the_local_days_its_weather_reaches_as_a_full_build(
+    build: Build,
+) -> None:
+    """Runs last (it changes `ops`): a UTC day of weather reaches the local days either side of it
+    (Amsterdam's 00:00-01:00 of 2020-11-02 is 23:00-24:00 UTC of 11-01), which `fct_weather_impact`
+    rebuilds; the as-of dates whose windows hold those days must be rebuilt too. A run over 11-01
+    rebuilt 11-01 .. 11-28 and left 11-29, whose window starts on 11-02, on the old temperatures."""
+    day = date(2020, 11, 1)
+    with build.conn.cursor() as cur:
+        cur.execute(
+            "UPDATE ops.weather_observations SET temperature_c = temperature_c - 10 "
+            "WHERE station_id = 'OPENSTEF-307' AND observed_at >= %s AND observed_at < %s",
+            (datetime(2020, 11, 1, 23, tzinfo=UTC), datetime(2020, 11, 2, tzinfo=UTC)),
+        )
+        assert cur.rowcount == 4
+    partition = json.dumps({"min_date": day.isoformat(), "max_date": day.isoformat()})
+    assert failures(run_dbt_build(build.url, build.target, "--vars", partition, *SELECT)) == {}
+    partitioned = build.sensitivity(OPENSTEF_REGION)
+    assert failures(run_dbt_build(build.url, build.target, *SELECT)) == {}  # every as-of date again
+    full = build.sensitivity(OPENSTEF_REGION)
+    moved = (full["mean_heating_degree_days"] - partitioned["mean_heating_degree_days"]).abs() > 1e-9
+    assert list(full.index[moved]) == []
+    window_of_the_2nd = full.loc[date(2020, 11, 2) + timedelta(days=SENSITIVITY.window_days - 1)]
+    assert window_of_the_2nd["window_start_date"] == date(2020, 11, 2)

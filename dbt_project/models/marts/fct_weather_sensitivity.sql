@@ -8,8 +8,9 @@
 -- fct_weather_impact. Closed form on centred sums (var_pop / covar_pop times n), the same on
 -- PostgreSQL and Snowflake; formulas and degenerate cases in docs/weather.md.
 -- Incremental by as-of date: a partitioned run (vars min_date..max_date) rebuilds the as-of dates
--- min_date .. max_date + window - 1 (every window that holds a day of the run) and reads the usable
--- days from min_date - window + 1 on; without the vars every as-of date is recomputed.
+-- min_date - 1 .. max_date + window (every window that holds a local day fct_weather_impact rebuilt:
+-- the run's UTC days of weather reach the local days either side) and reads the usable days from
+-- min_date - window on; without the vars every as-of date is recomputed.
 {{ config(
     materialized='incremental',
     unique_key=['region', 'as_of_date'],
@@ -20,13 +21,13 @@
 {%- set min_days = var('weather_sensitivity_min_days') | int %}
 {%- set min_degree_days = var('weather_sensitivity_min_degree_days') | int %}
 {%- set float = dbt.type_float() %}
-{%- set read_window = in_partition_window('local_date', days_before=window_days - 1, days_after=window_days - 1) %}
+{%- set read_window = in_partition_window('local_date', days_before=window_days, days_after=window_days) %}
 with as_of_dates as (
     -- One row per region and day with consumption (fct_weather_impact's grain), whether or not the
     -- day itself is usable: the row reports the fit of the window that ends on it.
     select region, local_date as as_of_date
     from {{ ref('fct_weather_impact') }}
-    where {{ in_partition_window('local_date', days_after=window_days - 1) }}
+    where {{ in_partition_window('local_date', days_before=1, days_after=window_days) }}
 ),
 
 degree_days as (
