@@ -112,7 +112,9 @@ def read_context(conn: psycopg.Connection, nodes: list[str], start: datetime, en
 
 
 def following_day(conn: psycopg.Connection, since: dict[str, datetime]) -> pd.DataFrame:
-    """Per node, the day of samples from its first sample at or after `since[node]` (a gap skipped)."""
+    """Per node, the day of samples from its first sample at or after `since[node]` (a gap skipped):
+    24 hours, as the caller moves on by, whatever the session's time zone (`+ interval '1 day'` is 23
+    or 25 hours across its daylight-saving changes)."""
     columns = ", ".join(f"g.{c}" for c in INPUT_COLUMNS)
     frame = read_frame(
         conn,
@@ -120,7 +122,7 @@ def following_day(conn: psycopg.Connection, since: dict[str, datetime]) -> pd.Da
         "CROSS JOIN LATERAL (SELECT min(measured_at) AS t0 FROM ops.grid_status "
         "WHERE grid_node_id = n.node AND measured_at >= n.since) f "
         "JOIN ops.grid_status g ON g.grid_node_id = n.node AND g.measured_at >= f.t0 "
-        "AND g.measured_at < f.t0 + interval '1 day'",
+        "AND g.measured_at < f.t0 + interval '24 hours'",
         {"nodes": list(since), "since": list(since.values())},
     )
     return _normalised(frame)

@@ -133,6 +133,34 @@ def test_the_next_event_across_midnight_ends_only_itself(pg: psycopg.Connection)
     ]
 
 
+def test_reading_on_across_a_daylight_saving_change_of_the_session_time_zone_misses_no_hour(
+    pg: psycopg.Connection,
+) -> None:
+    """A server whose time zone is Europe/Amsterdam (its default, or the session's): GN-D, 1-minute
+    samples, is 120 mHz off from 22:00 UTC on 2026-03-28 until 00:30 UTC on 03-30, across the night
+    the clocks go forward (01:00 UTC on 03-29). The run over 03-28 reads on a day at a time; a day
+    read as `+ interval '1 day'` in the session's zone was 23 hours there, and the hour it skipped
+    (23:00-24:00 UTC) read as a gap that ended the event at 23:00 on 03-29."""
+    pg.execute("SET TIME ZONE 'Europe/Amsterdam'")
+    pg.commit()
+    start = pd.Timestamp("2026-03-28T22:00:00Z")
+    minutes = int((pd.Timestamp("2026-03-30T01:00:00Z") - start) / pd.Timedelta(minutes=1))
+    deviation = np.where(np.arange(minutes) < minutes - 30, 0.12, 0.0)
+    store_samples(pg, samples(deviation, node="GN-D", start=start, step_s=60))
+    run = run_days(pg, date(2026, 3, 28), date(2026, 3, 28), CONFIG)
+    assert run.lookahead_days == 2
+    assert events(pg) == [
+        (
+            "GN-D",
+            "alert",
+            "beyond_half_max_steady_state",
+            pd.Timestamp("2026-03-28T22:05:00Z"),
+            pd.Timestamp("2026-03-30T00:30:00Z"),
+            date(2026, 3, 28),
+        )
+    ]
+
+
 def voltage_week() -> pd.DataFrame:
     """GN-V, 1-minute samples over the 7 days ending DAY; on the third day 50 of its 144 10-minute
     voltage means are 12 % high."""
