@@ -2,12 +2,15 @@
 
 Ticks only list file names (no payloads): the run reads its file. The cursor is the newest landing
 `seq` requested. Because the cursor moves when runs are requested, each tick also reconciles: a file
-at or below the cursor that the ledger does not hold, and whose runs all failed, is requested again.
+at or below the cursor that the ledger does not hold, and whose runs all failed, is requested again,
+at once after its first failure and then after a growing wait (`retry_delay`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -40,8 +43,8 @@ def plan_landing_runs(
 ) -> tuple[list[tuple[LandedFile, str]], int]:
     """Decide which files to request (with their run keys) and the new cursor. Pure: unit-tested.
 
-    `done` holds batch ids in the ledger; `retry_counts` maps batch ids whose runs all failed to how
-    many runs they had, and is empty for batches with a run in flight or none at all.
+    `done` holds batch ids in the ledger; `retry_counts` maps batch ids whose runs all failed and are
+    due to be requested again (`due_retries`) to how many runs they had.
     """
     planned: list[tuple[LandedFile, str]] = []
     new_cursor = cursor
@@ -56,14 +59,65 @@ def plan_landing_runs(
     return planned, new_cursor
 
 
-def failed_batches(instance: dg.DagsterInstance, batch_ids: Iterable[str]) -> dict[str, int]:
-    """Batch ids whose every run has ended without success, with the number of runs they had."""
-    out: dict[str, int] = {}
+FIRST_RETRY_WAIT = timedelta(minutes=1)
+LONGEST_RETRY_WAIT = timedelta(hours=1)
+
+
+def retry_delay(runs: int) -> timedelta:
+    """How long after the last of a batch's `runs` failed runs it is requested again. At once after the
+    first (most failures pass: a database restart, a broker electing a leader), then 1, 2, 4 ...
+    minutes up to an hour, so a batch that fails every time (a bug, until it is fixed) costs a failed
+    run and an alert refresh an hour, not one per sensor tick. Pure: unit-tested."""
+    if runs <= 1:
+        return timedelta(0)
+    return min(FIRST_RETRY_WAIT * 2 ** (runs - 2), LONGEST_RETRY_WAIT)
+
+
+@dataclass(frozen=True)
+class FailedBatch:
+    """A batch whose every run ended without success."""
+
+    runs: int
+    last_ended: datetime
+
+    @property
+    def next_try(self) -> datetime:
+        return self.last_ended + retry_delay(self.runs)
+
+
+def failed_batches(instance: dg.DagsterInstance, batch_ids: Iterable[str]) -> dict[str, FailedBatch]:
+    """Batch ids whose every run has ended without success: how many runs they had, when the last ended."""
+    out: dict[str, FailedBatch] = {}
     for batch_id in batch_ids:
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}))
-        if runs and all(r.status not in _IN_FLIGHT and r.status != dg.DagsterRunStatus.SUCCESS for r in runs):
-            out[batch_id] = len(runs)
+        records = instance.get_run_records(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}))
+        statuses = [r.dagster_run.status for r in records]
+        if records and all(s not in _IN_FLIGHT and s != dg.DagsterRunStatus.SUCCESS for s in statuses):
+            ended = max(
+                datetime.fromtimestamp(r.end_time, UTC) if r.end_time is not None else r.update_timestamp
+                for r in records
+            )
+            out[batch_id] = FailedBatch(len(records), ended)
     return out
+
+
+def due_retries(
+    failed: dict[str, FailedBatch], now: datetime
+) -> tuple[dict[str, int], dict[str, FailedBatch]]:
+    """Split failed batches into those to request again now (with their run counts, for the run key)
+    and those still waiting out their `retry_delay`. Pure: unit-tested."""
+    due = {b: f.runs for b, f in failed.items() if f.next_try <= now}
+    return due, {b: f for b, f in failed.items() if b not in due}
+
+
+def waiting_text(waiting: dict[str, FailedBatch]) -> str:
+    """The skip reason's account of failed batches not yet requested again ('' when none)."""
+    if not waiting:
+        return ""
+    batch_id, soonest = min(waiting.items(), key=lambda item: item[1].next_try)
+    return (
+        f"; {len(waiting)} failed batch(es) wait to be requested again, the next {batch_id} "
+        f"({soonest.runs} failed runs) at {soonest.next_try:%Y-%m-%d %H:%M:%S} UTC"
+    )
 
 
 def build_landing_sensor(
@@ -85,9 +139,12 @@ def build_landing_sensor(
         with postgres.connect() as conn:
             done = ledger_batch_ids(conn, source)
         stale = [f.batch_id for f in files if f.seq <= cursor and f.batch_id not in done]
-        planned, new_cursor = plan_landing_runs(files, cursor, done, failed_batches(context.instance, stale))
+        due, waiting = due_retries(failed_batches(context.instance, stale), datetime.now(UTC))
+        planned, new_cursor = plan_landing_runs(files, cursor, done, due)
         if not planned:
-            return dg.SkipReason(f"No new {source} files in {landing.path / source} ({len(files)} seen).")
+            return dg.SkipReason(
+                f"No new {source} files in {landing.path / source} ({len(files)} seen){waiting_text(waiting)}."
+            )
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(

@@ -130,6 +130,7 @@ class _Planner:
                 self._cursors[source],
                 self._kafka,
                 self._postgres,
+                None,  # a person's command: ranges whose runs failed before are requested again at once
                 # Balanced only when no other source has ranges left to keep the workers busy.
                 self._workers if not self._active else 1,
             )

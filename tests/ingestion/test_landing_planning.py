@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,13 @@ from metrify_assets.ingestion.landing import (
     landed_messages,
     list_landed,
 )
-from metrify_assets.ingestion.sensors import plan_landing_runs
+from metrify_assets.ingestion.sensors import (
+    FailedBatch,
+    due_retries,
+    plan_landing_runs,
+    retry_delay,
+    waiting_text,
+)
 
 
 def files(tmp_path: Path, n: int) -> list[LandedFile]:
@@ -76,3 +83,23 @@ def test_a_large_import_lands_as_batches_no_longer_than_a_kafka_range_in_order(t
     ]
     assert list_landed(tmp_path, "grid_status") == landed  # the sensor's order: the lines' order
     assert land_batches(tmp_path, "grid_status", []) == []
+
+
+def test_a_batch_that_keeps_failing_is_requested_again_ever_less_often() -> None:
+    waits = [retry_delay(runs) for runs in range(1, 10)]
+    assert waits[:4] == [timedelta(0), timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=4)]
+    assert waits[-2:] == [timedelta(hours=1), timedelta(hours=1)]  # the longest wait
+    assert waits == sorted(waits)
+
+
+def test_failed_batches_wait_out_their_delay() -> None:
+    ended = datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
+    failed = {"once": FailedBatch(1, ended), "thrice": FailedBatch(3, ended), "twice": FailedBatch(2, ended)}
+    due, waiting = due_retries(failed, ended + timedelta(seconds=59))
+    assert due == {"once": 1}
+    assert set(waiting) == {"twice", "thrice"}
+    assert "2 failed batch(es)" in waiting_text(waiting)
+    assert "the next twice (2 failed runs) at 2026-12-05 14:01:00 UTC" in waiting_text(waiting)
+    due, waiting = due_retries(failed, ended + timedelta(minutes=2))
+    assert (due, waiting) == ({"once": 1, "thrice": 3, "twice": 2}, {})
+    assert waiting_text(waiting) == ""

@@ -26,7 +26,7 @@ def observation(station: str, minute: int) -> str:
     )  # fmt: skip
 
 
-def test_sensor_requests_new_files_and_re_requests_failed_ones(
+def test_sensor_requests_new_files_and_re_requests_failed_ones_ever_less_often(
     tmp_path: Path, pg_resource: PostgresResource, pg: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
@@ -46,17 +46,26 @@ def test_sensor_requests_new_files_and_re_requests_failed_ones(
     # The first file's run succeeds; the second's fails (its file is gone when the run starts).
     execute_job(defs, f"ingest_{SOURCE}_job", instance, run_config=tick.run_requests[0].run_config,
                 tags=tick.run_requests[0].tags)  # fmt: skip
+    gone = {
+        "ops": {f"ingest_{SOURCE}": {"config": {"landing_file": str(tmp_path / "gone" / second.path.name)}}}
+    }
     with pytest.raises(RunFailedError, match="Landing file not found"):
         execute_job(
-            defs, f"ingest_{SOURCE}_job", instance,
-            run_config={"ops": {f"ingest_{SOURCE}": {"config": {"landing_file": str(tmp_path / "gone" / second.path.name)}}}},
-            tags={BATCH_TAG: second.batch_id},
-        )  # fmt: skip
+            defs, f"ingest_{SOURCE}_job", instance, run_config=gone, tags={BATCH_TAG: second.batch_id}
+        )
 
     retry = sensor.evaluate_tick(
         dg.build_sensor_context(instance=instance, resources=resources, cursor="2000")
     )
     assert [r.run_key for r in retry.run_requests or []] == [f"{second.batch_id}-retry-1"]
+    # The retry fails too: the next request waits a minute, and the tick says so.
+    with pytest.raises(RunFailedError, match="Landing file not found"):
+        execute_job(defs, f"ingest_{SOURCE}_job", instance, run_config=gone, tags=retry.run_requests[0].tags)
+    held = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor="2000")
+    )
+    assert not held.run_requests
+    assert held.skip_message and f"the next {second.batch_id} (2 failed runs) at " in held.skip_message
     execute_job(defs, f"ingest_{SOURCE}_job", instance, run_config=retry.run_requests[0].run_config,
                 tags=retry.run_requests[0].tags)  # fmt: skip
 

@@ -3,7 +3,7 @@
 A tick reads only beginning/end offsets and plans ranges (`kafka.ranges`); runs read their range.
 The cursor (next start offset per partition) moves when runs are requested, so each tick also
 reconciles: a range below the cursor that the ledger does not hold and whose runs all failed is
-requested again (`-retry-<n>`), as the landing sensors do. Unreachable brokers skip the tick with the
+requested again (`-retry-<n>`) once its `retry_delay` has passed, as the landing sensors do. Unreachable brokers skip the tick with the
 cursor unchanged. Offsets retention deleted before a tick planned them are a `kafka_expired` alert
 (`kafka.expired`); a partition whose log restarted below the cursor is not read, and a
 `kafka_restarted` alert (`kafka.restarted`).
@@ -12,6 +12,7 @@ cursor unchanged. Offsets retention deleted before a tick planned them are a `ka
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import dagster as dg
 from kafka.errors import KafkaError
@@ -26,7 +27,7 @@ from metrify_assets.ingestion.kafka.ranges import (
     plan_ranges,
 )
 from metrify_assets.ingestion.kafka.restarted import report_restarted, restarted_below
-from metrify_assets.ingestion.sensors import BATCH_TAG, failed_batches
+from metrify_assets.ingestion.sensors import BATCH_TAG, due_retries, failed_batches, waiting_text
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.kafka_offsets import committed_offsets, consumer_lag, topic_offsets
@@ -46,18 +47,23 @@ def range_request(source: str, rng: OffsetRange, run_key: str) -> dg.RunRequest:
 
 
 def _retries(
-    instance: dg.DagsterInstance, postgres: PostgresResource, source: str, topic: str
-) -> list[tuple[OffsetRange, str]]:
+    instance: dg.DagsterInstance, postgres: PostgresResource, source: str, topic: str, now: datetime | None
+) -> tuple[list[tuple[OffsetRange, str]], str]:
     """Ranges of `topic` not delivered (in the ledger, dead letters sent, offset committed) whose
-    runs all ended without success: a run that failed after its commit is requested again too."""
+    runs all ended without success and whose `retry_delay` has passed at `now` (all of them when
+    `now` is None), with their run keys; and the skip reason's account of those still waiting. A run
+    that failed after its commit is requested again too."""
     runs = instance.get_runs(filters=dg.RunsFilter(tags={TOPIC_TAG: topic}, statuses=_ENDED_BADLY))
     candidates = {r.tags[BATCH_TAG] for r in runs if BATCH_TAG in r.tags}
     if not candidates:
-        return []
+        return [], ""
     with postgres.connect() as conn:
         done = delivered_batch_ids(conn, source)
     failed = failed_batches(instance, sorted(candidates - done))
-    return [(OffsetRange.parse(b), f"{b}-retry-{n}") for b, n in failed.items()]
+    due, waiting = (
+        due_retries(failed, now) if now is not None else ({b: f.runs for b, f in failed.items()}, {})
+    )
+    return [(OffsetRange.parse(b), f"{b}-retry-{n}") for b, n in due.items()], waiting_text(waiting)
 
 
 def kafka_tick(
@@ -66,13 +72,16 @@ def kafka_tick(
     cursor: str | None,
     kafka: KafkaResource,
     postgres: PostgresResource,
+    now: datetime | None,
     workers: int = 1,
 ) -> dg.SensorResult | dg.SkipReason:
     """One sensor evaluation; `metrify kafka drain` calls it too, so both plan identically, except
     that the drain, which knows how many runs it executes at once (`workers`), has the last tick of
     its backlog balanced over them (`balance_ranges`: a tick capped before the end offsets is not, as
     the next tick's ranges keep the workers busy). The daemon's sensor plans one range per partition
-    and step: its runs start as the run queue frees up, whatever a tick held.
+    and step: its runs start as the run queue frees up, whatever a tick held. The sensor passes the
+    time, so failed ranges wait out their `retry_delay`; the drain passes None: a person's command
+    requests every failed range again at once.
 
     Every tick that reaches the brokers also reports the consumer lag (see `lag_observation`).
     """
@@ -103,7 +112,8 @@ def kafka_tick(
     if all(next_offsets[p] >= end[p] for p in end):  # the backlog ends with this tick
         planned = balance_ranges(planned, workers)
     requests = [range_request(source, rng, rng.batch_id) for rng in planned]
-    requests += [range_request(source, rng, key) for rng, key in _retries(instance, postgres, source, topic)]
+    retries, waiting = _retries(instance, postgres, source, topic, now)
+    requests += [range_request(source, rng, key) for rng, key in retries]
     lag = lag_observation(contract, kafka, consumer_lag(beginning, end, committed), end)
     if not requests:
         held = (
@@ -111,7 +121,7 @@ def kafka_tick(
             if restarted
             else ""
         )
-        skip = dg.SkipReason(f"No new records in {topic} (end offsets {dump_cursor(end)}{held}).")
+        skip = dg.SkipReason(f"No new records in {topic} (end offsets {dump_cursor(end)}{held}){waiting}.")
         moved = dump_cursor(next_offsets) if expired else None  # past the lost offsets, reported once
         return dg.SensorResult(skip_reason=skip, asset_events=[lag], cursor=moved)
     return dg.SensorResult(run_requests=requests, cursor=dump_cursor(next_offsets), asset_events=[lag])
@@ -149,6 +159,6 @@ def build_kafka_sensor(
     def _sensor(
         context: dg.SensorEvaluationContext, kafka: KafkaResource, postgres: PostgresResource
     ) -> dg.SensorResult | dg.SkipReason:
-        return kafka_tick(contract, context.instance, context.cursor, kafka, postgres)
+        return kafka_tick(contract, context.instance, context.cursor, kafka, postgres, datetime.now(UTC))
 
     return _sensor

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -26,6 +27,7 @@ from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.kafka.batches import commit_range, lock_partition, read_batch
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
+from metrify_assets.ingestion.kafka.sensor import kafka_tick
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG
 from metrify_assets.resources import PostgresResource
@@ -411,6 +413,46 @@ def test_a_range_whose_runs_all_failed_is_requested_again(
     run_all(defs, instance, retry.run_requests or [])
     assert not tick(defs, instance, kafka_resource, pg_resource, first.cursor).run_requests
     assert pg.execute("SELECT records_in, accepted FROM ops.ingest_ledger").fetchall() == [(4, 4)]
+
+
+def test_a_range_that_fails_again_waits_before_its_next_request_but_not_for_a_drain(
+    defs: dg.Definitions,
+    kafka_resource: KafkaResource,
+    pg_resource: PostgresResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sensor requests a failed range again at once, then after a growing wait (a range failing
+    every time is not a failed run per tick); `metrify kafka drain` (no clock) requests it at once."""
+    kafka_resource.ensure_topics(partitions=1)
+    produce(kafka_resource, {SOURCE: [observation("W6", m) for m in range(2)]})
+    instance = dg.DagsterInstance.ephemeral()
+    contract = contract_for(SOURCE)
+    first = tick(defs, instance, kafka_resource, pg_resource, None)
+    [request] = first.run_requests or []
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", "postgresql://metrify@127.0.0.1:1/unreachable")
+    with pytest.raises(RunFailedError):
+        execute_job(defs, JOB, instance, run_config=dict(request.run_config), tags=request.tags)
+    [retry] = tick(defs, instance, kafka_resource, pg_resource, first.cursor).run_requests or []
+    with pytest.raises(RunFailedError):  # the second failure
+        execute_job(defs, JOB, instance, run_config=dict(retry.run_config), tags=retry.tags)
+    failed_at = datetime.now(UTC)
+
+    held = kafka_tick(contract, instance, first.cursor, kafka_resource, pg_resource, failed_at)
+    assert isinstance(held, dg.SensorResult) and not held.run_requests
+    assert held.skip_reason is not None
+    assert "1 failed batch(es) wait to be requested again" in (held.skip_reason.skip_message or "")
+    assert "(2 failed runs)" in (held.skip_reason.skip_message or "")
+    later = kafka_tick(
+        contract,
+        instance,
+        first.cursor,
+        kafka_resource,
+        pg_resource,
+        failed_at + timedelta(minutes=1, seconds=1),
+    )
+    assert [r.run_key for r in later.run_requests or []] == [f"{request.run_key}-retry-2"]
+    drain = kafka_tick(contract, instance, first.cursor, kafka_resource, pg_resource, None)
+    assert [r.run_key for r in drain.run_requests or []] == [f"{request.run_key}-retry-2"]
 
 
 CRASHING_RUN = """
