@@ -115,12 +115,10 @@ def test_grid_only_builds_grid_stability(tmp_path: Path) -> None:
     assert reports, "the quality report of the grid batches' days is in the lake"
 
 
-def test_weather_only_builds_daily_weather(tmp_path: Path) -> None:
+def test_weather_only_builds_the_weather_conditions(tmp_path: Path) -> None:
     run_in_fresh_home(tmp_path, "weather_observations")
     observations = query(tmp_path, "SELECT count(*) FROM ops.weather_observations")[0][0]
     assert observations > 0
-    days = query(tmp_path, "SELECT count(*) FROM intermediate.int_weather_daily")[0][0]
-    assert days > 0
     # Every observation is classified in its station-hour; no region, so no sensitivity.
     hours = query(tmp_path, "SELECT sum(observation_count) FROM marts.fct_weather_conditions")
     assert hours == [(observations,)]
