@@ -7,6 +7,8 @@ when its day runs again, and a re-run changes nothing (docs/grid.md).
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
+from dataclasses import dataclass, field
+
 import dagster as dg
 import pandas as pd
 from pydantic import Field
@@ -16,13 +18,22 @@ from metrify_assets.grid.analysis import GridConfig
 from metrify_assets.grid.areas import AREAS, DEFAULT_AREA
 from metrify_assets.grid.charts import risk_chart_png
 from metrify_assets.grid.stability import NOMINAL_VOLTAGE_V, VoltageConfig
-from metrify_assets.grid.store import LOOKBACK, MAX_LOOKAHEAD_DAYS, GridRun, run_days
+from metrify_assets.grid.store import (
+    CHUNK_DAYS,
+    LOOKBACK,
+    MAX_LOOKAHEAD_DAYS,
+    GridRun,
+    run_chunks,
+    stored_events,
+)
 from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import PostgresResource
 
 OWNERS = ["team:grid-operations"]
 CHECK = "grid_stability_consistent"
+EVENT_ROWS = 50  # events listed in the metadata; the rest are counted
+CHART_DAYS = 31  # the risk chart shows the run's last days
 
 
 class GridRunConfig(dg.Config):
@@ -46,6 +57,12 @@ class GridRunConfig(dg.Config):
     max_lookahead_days: int = Field(
         default=MAX_LOOKAHEAD_DAYS,
         description="Days read past the last day to find the end of an open event.",
+    )
+    chunk_days: int = Field(
+        default=CHUNK_DAYS,
+        ge=1,
+        description="Days analysed and committed at a time: a run's memory is that of a chunk's samples, "
+        "whatever its range (docs/grid.md#runs-in-chunks).",
     )
 
     def grid_config(self) -> GridConfig:
@@ -78,63 +95,119 @@ def grid_stability(
     first, last = partition_days(context)
     cfg = config.grid_config()
     lookback = pd.Timedelta(minutes=config.lookback_minutes).to_pytimedelta()
+    totals = Totals()
     with postgres.connect() as conn:
-        run = run_days(conn, first, last, cfg, lookback, config.max_lookahead_days)
-    figures, events = run.figures, run.events
-    states = figures["worst_state"].value_counts() if len(figures) else pd.Series(dtype=int)
-    open_events = int(events["ended_at"].isna().sum()) if len(events) else 0
+        for run in run_chunks(conn, first, last, cfg, lookback, config.max_lookahead_days, config.chunk_days):
+            totals.add(run)
+            context.log.info(
+                f"grid stability {run.first}..{run.last} (days {(run.last - first).days + 1} of "
+                f"{(last - first).days + 1}): {len(run.figures)} node-hours, {len(run.events)} events"
+            )
+        listed, events_open = stored_events(conn, first, last, EVENT_ROWS)
+    states = totals.states
     context.log.info(
-        f"grid stability {first}..{last}: {figures['grid_node_id'].nunique() if len(figures) else 0} nodes, "
-        f"{len(figures)} node-hours, {len(events)} events ({open_events} open), {run.carried} carried in, "
-        f"{run.closed} left open before a gap closed; "
-        f"alerts raised for {run.raised}, resolved for {run.resolved}"
+        f"grid stability {first}..{last}: {len(totals.nodes)} nodes, {totals.node_hours} node-hours, "
+        f"{totals.events} events ({events_open} open), {totals.carried} carried in, "
+        f"{totals.closed} left open before a gap closed; "
+        f"alerts raised for {totals.raised}, resolved for {totals.resolved}"
     )
     return dg.MaterializeResult(
         metadata={
             "days": dg.MetadataValue.text(f"{first} .. {last}"),
-            "nodes": dg.MetadataValue.int(int(figures["grid_node_id"].nunique()) if len(figures) else 0),
-            "samples": dg.MetadataValue.int(int(figures["sample_count"].sum()) if len(figures) else 0),
-            "node_hours": dg.MetadataValue.int(len(figures)),
+            "nodes": dg.MetadataValue.int(len(totals.nodes)),
+            "samples": dg.MetadataValue.int(totals.samples),
+            "node_hours": dg.MetadataValue.int(totals.node_hours),
             **{
-                f"hours_{s}": dg.MetadataValue.int(int(states.get(s, 0)))
-                for s in ("normal", "alert", "emergency")
+                f"hours_{s}": dg.MetadataValue.int(states.get(s, 0)) for s in ("normal", "alert", "emergency")
             },
-            "events": dg.MetadataValue.int(len(events)),
-            "events_open": dg.MetadataValue.int(open_events),
-            "events_carried_in": dg.MetadataValue.int(run.carried),
-            "events_closed_at_gap": dg.MetadataValue.int(run.closed),
-            "lookahead_days": dg.MetadataValue.int(run.lookahead_days),
-            "alerts_raised": dg.MetadataValue.json(run.raised),
-            "alerts_resolved": dg.MetadataValue.json(run.resolved),
-            "events_table": dg.MetadataValue.md(_events_table(events)),
-            "riskiest_hours": dg.MetadataValue.md(_risk_table(figures)),
+            "events": dg.MetadataValue.int(totals.events),
+            "events_open": dg.MetadataValue.int(events_open),
+            "events_carried_in": dg.MetadataValue.int(totals.carried),
+            "events_closed_at_gap": dg.MetadataValue.int(totals.closed),
+            "lookahead_days": dg.MetadataValue.int(totals.lookahead_days),
+            "alerts_raised": dg.MetadataValue.json(totals.raised),
+            "alerts_resolved": dg.MetadataValue.json(totals.resolved),
+            "events_table": dg.MetadataValue.md(_events_table(listed, totals.events)),
+            "riskiest_hours": dg.MetadataValue.md(_risk_table(totals.riskiest)),
             "risk_chart": dg.MetadataValue.md(
-                png_markdown(risk_chart_png(figures), "risk per hour") if len(figures) else "no samples"
+                png_markdown(risk_chart_png(totals.recent), f"risk per hour, the last {CHART_DAYS} days")
+                if len(totals.recent)
+                else "no samples"
             ),
         },
-        check_results=[_check(run)],
+        check_results=[_check(totals.problems)],
     )
 
 
-def _events_table(events: pd.DataFrame) -> str:
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [f for f in frames if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else frames[-1]
+
+
+@dataclass
+class Totals:
+    """The metadata of a run from its chunks: sums, the riskiest hours and the last `CHART_DAYS` days
+    of risk, so what the run keeps does not grow with its range."""
+
+    nodes: set[str] = field(default_factory=set)
+    samples: int = 0
+    node_hours: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    carried: int = 0
+    closed: int = 0
+    lookahead_days: int = 0
+    raised: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    riskiest: pd.DataFrame = field(default_factory=pd.DataFrame)
+    recent: pd.DataFrame = field(default_factory=pd.DataFrame)
+    problems: dict[str, int] = field(default_factory=dict)
+
+    def add(self, run: GridRun) -> None:
+        f, e = run.figures, run.events
+        self.nodes.update(str(n) for n in f["grid_node_id"].unique())
+        self.samples += int(f["sample_count"].sum()) if len(f) else 0
+        self.node_hours += len(f)
+        for state, hours in f["worst_state"].value_counts().items() if len(f) else []:
+            self.states[str(state)] = self.states.get(str(state), 0) + int(hours)
+        self.events += len(e)
+        self.carried += run.carried
+        self.closed += run.closed
+        self.lookahead_days, self.raised, self.resolved = run.lookahead_days, run.raised, run.resolved
+        if len(f):
+            top = _joined([self.riskiest, f]).sort_values(  # ties by time, then node: the same in any chunks
+                ["risk_score", "hour_start", "grid_node_id"],
+                ascending=[False, True, True],
+                na_position="last",
+            )
+            self.riskiest = top.head(10)
+            since = pd.Timestamp(run.last, tz="UTC") - pd.Timedelta(days=CHART_DAYS - 1)
+            recent = _joined([self.recent, f[["grid_node_id", "hour_start", "risk_score", "worst_state"]]])
+            self.recent = recent[(pd.to_datetime(recent["hour_start"], utc=True) >= since).to_numpy()]
+        for name, count in _problems(run).items():
+            self.problems[name] = self.problems.get(name, 0) + count
+
+
+def _events_table(events: pd.DataFrame, total: int) -> str:
     if events.empty:
         return "no alert or emergency started in these days"
     shown = events.assign(peak_mhz=(1000 * events["peak_deviation_hz"].astype(float)).round(1))
-    return markdown_table(shown[["grid_node_id", "state", "rule", "started_at", "ended_at", "peak_mhz"]])
+    table = markdown_table(shown[["grid_node_id", "state", "rule", "started_at", "ended_at", "peak_mhz"]])
+    more = total - len(events)
+    return table + (f"\n\nand {more} more in ops.grid_state_events" if more > 0 else "")
 
 
-def _risk_table(figures: pd.DataFrame) -> str:
-    if figures.empty:
+def _risk_table(top: pd.DataFrame) -> str:
+    if top.empty:
         return "no samples"
-    top = figures.sort_values("risk_score", ascending=False, na_position="last").head(10)
     columns = ["grid_node_id", "hour_start", "risk_score", "risk_components", "worst_state"]
     return markdown_table(top[columns].round({"risk_score": 3}))
 
 
-def _check(run: GridRun) -> dg.AssetCheckResult:
-    """Figures within their ranges, events well ordered: what the tables' readers rely on."""
+def _problems(run: GridRun) -> dict[str, int]:
+    """A chunk's figures out of their ranges and events ending before they start."""
     f, e = run.figures, run.events
-    problems = {
+    return {
         "shares_outside_0_1": int(
             (~f["share_outside_standard"].astype(float).between(0, 1)).sum()
             + (~f["risk_score"].dropna().astype(float).between(0, 1)).sum()
@@ -155,6 +228,10 @@ def _check(run: GridRun) -> dg.AssetCheckResult:
         if len(e)
         else 0,
     }
+
+
+def _check(problems: dict[str, int]) -> dg.AssetCheckResult:
+    """Figures within their ranges, events well ordered: what the tables' readers rely on."""
     return dg.AssetCheckResult(
         check_name=CHECK,
         passed=not any(problems.values()),

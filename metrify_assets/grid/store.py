@@ -9,8 +9,14 @@ read. A node still in alert or emergency at the end of what was read is read on,
 a time from its next sample (at most `max_lookahead_days`), until its state ends or its data does, so
 an event gets its end even when its day is re-run after the next day's data arrived.
 
-One transaction, holding an advisory lock per day of the run from before the read (`lock_days`), so
-runs that share a day take turns. It writes:
+A run goes through its days `chunk_days` at a time (`run_chunks`; the asset: `CHUNK_DAYS`), so its
+memory is that of a chunk's samples whatever the range: each chunk reads, looks back and reads on
+as a run of its days alone would, and is one transaction, holding an advisory lock per day of the
+chunk from before the read (`lock_days`), so runs that share a day take turns. The stored rows and
+events are those of the range run at once: an event going on past a chunk's last day is read on to
+its end and then carried by the next chunk, the weekly voltage figure takes the run's earlier days
+from the chunks before, and the alerts are decided with the last chunk from what every chunk saw
+(`Sightings`). It writes:
 - `ops.grid_stability`: the hours of the run's days (delete + insert by day), with EN 50160's weekly
   figure over the 6 days before aggregated from their samples (`prior_voltage_days`);
 - `ops.grid_state_events`: an event belongs to the day it started. The run replaces the events that
@@ -26,7 +32,7 @@ runs that share a day take turns. It writes:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -51,6 +57,7 @@ MAX_LOCKED_DAYS = 31  # a longer run locks the whole grid write instead of each 
 ALERT_KIND = "grid_state"
 SEVERITY = {"alert": "warning", "emergency": "critical"}
 
+VOLTAGE_DAY_COLUMNS = ["grid_node_id", "day", "voltage_windows", "voltage_windows_within"]
 WEEKLY_COLUMNS = ["voltage_week_windows", "voltage_week_within_share", "voltage_week_compliant"]
 STABILITY_WRITE = ["day", *FIGURE_COLUMNS, *WEEKLY_COLUMNS, *RISK_COLUMNS]
 EVENTS_WRITE = [*EVENT_COLUMNS, "start_day"]
@@ -60,16 +67,20 @@ def alert_key(node: str) -> str:
     return f"{ALERT_KIND}:{node}"
 
 
+CHUNK_DAYS = 1  # days the asset analyses and commits at a time: its memory is one day's samples
+VOLTAGE_WEEK_BEFORE = 6  # days before a day that its weekly EN 50160 figure takes in
+
+
 @dataclass(frozen=True)
 class GridRun:
     first: date
     last: date
-    analysis: Analysis  # everything read (lookback and lookahead included)
     figures: pd.DataFrame  # the rows written to ops.grid_stability
-    events: pd.DataFrame  # the events written (started on the run's days)
-    carried: int  # events of earlier days whose end or peak this run updated
+    events: pd.DataFrame  # the events written (started on its days; one going on past them is ended
+    # by the next chunk: `stored_events`)
+    carried: int  # events of days before the run whose end or peak this run updated
     closed: int  # events of earlier days left open that this run closed at a gap
-    lookahead_days: int
+    lookahead_days: int  # days read on past the last day
     raised: list[str] = field(default_factory=list)  # nodes whose grid_state alert was opened or refreshed
     resolved: list[str] = field(default_factory=list)  # nodes whose grid_state alert was resolved
 
@@ -179,12 +190,16 @@ def read_and_analyse(
 
 
 def prior_voltage_days(
-    conn: psycopg.Connection, nodes: list[str], first: date, voltage: VoltageConfig
+    conn: psycopg.Connection,
+    nodes: list[str],
+    first: date,
+    voltage: VoltageConfig,
+    before: date | None = None,
 ) -> pd.DataFrame:
-    """Per node and day of the 6 days before `first`: the count of its 10-minute voltage means
-    (clock-aligned, of the samples with a voltage) and of those within tolerance, aggregated from
-    ops.grid_status itself, so the weekly figure of a day does not depend on which days ran before.
-    One index range per node over 6 days; it returns at most 6 rows per node."""
+    """Per node and day of the 6 days before `first` (and before `before`, default `first`): the
+    count of its 10-minute voltage means (clock-aligned, of the samples with a voltage) and of those
+    within tolerance, aggregated from ops.grid_status itself, so the weekly figure of a day does not
+    depend on which days ran before. One index range per node over 6 days; at most 6 rows per node."""
     return read_frame(
         conn,
         "SELECT grid_node_id, (to_timestamp(w * 600) AT TIME ZONE 'UTC')::date AS day, "
@@ -198,8 +213,8 @@ def prior_voltage_days(
         "GROUP BY grid_node_id, day",
         {
             "nodes": nodes,
-            "start": day_start(first - timedelta(days=6)),
-            "end": day_start(first),
+            "start": day_start(first - timedelta(days=VOLTAGE_WEEK_BEFORE)),
+            "end": day_start(min(first, before or first)),
             "nominal": voltage.nominal_v,
             "tolerance": voltage.tolerance,
         },
@@ -207,20 +222,32 @@ def prior_voltage_days(
 
 
 def run_figures(
-    conn: psycopg.Connection, analysis: Analysis, first: date, last: date, config: GridConfig
-) -> pd.DataFrame:
-    """The hours of the run's days, with the weekly EN 50160 figures (STABILITY_WRITE columns)."""
+    conn: psycopg.Connection,
+    analysis: Analysis,
+    first: date,
+    last: date,
+    config: GridConfig,
+    run_first: date | None = None,
+    earlier: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The hours of the days `first`..`last`, with the weekly EN 50160 figures (STABILITY_WRITE
+    columns), and those days' voltage counts (VOLTAGE_DAY_COLUMNS). In a run from `run_first` taken
+    in chunks, `earlier` holds the counts of its days before `first` as the earlier chunks found
+    them (as a run of all its days at once has them); only days before `run_first` are read."""
     figures = analysis.figures
     hours = pd.to_datetime(figures["hour_start"], utc=True)
     inside = (hours >= day_start(first)) & (hours < day_start(last + timedelta(days=1)))
     figures = figures[inside.to_numpy()].assign(day=hours[inside].dt.date.to_numpy())
     if figures.empty:
-        return pd.DataFrame(columns=STABILITY_WRITE)
-    daily = figures.groupby(["grid_node_id", "day"], as_index=False)[
-        ["voltage_windows", "voltage_windows_within"]
-    ].sum()
-    history = prior_voltage_days(conn, sorted(daily["grid_node_id"].unique()), first, config.voltage)
-    weekly = weekly_voltage_compliance(pd.concat([history, daily], ignore_index=True), config.voltage)
+        return pd.DataFrame(columns=STABILITY_WRITE), pd.DataFrame(columns=VOLTAGE_DAY_COLUMNS)
+    daily = figures.groupby(["grid_node_id", "day"], as_index=False)[VOLTAGE_DAY_COLUMNS[2:]].sum()
+    nodes = sorted(daily["grid_node_id"].unique())
+    parts = [prior_voltage_days(conn, nodes, first, config.voltage, before=run_first), daily]
+    if earlier is not None:
+        parts.append(earlier[earlier["grid_node_id"].isin(nodes)])
+    weekly = weekly_voltage_compliance(
+        pd.concat([p for p in parts if len(p)], ignore_index=True), config.voltage
+    )
     weekly = weekly.rename(
         columns={
             "week_windows": "voltage_week_windows",
@@ -230,7 +257,7 @@ def run_figures(
     )
     figures = figures.merge(weekly, on=["grid_node_id", "day"], how="left")
     figures["voltage_week_windows"] = figures["voltage_week_windows"].fillna(0).astype(int)
-    return figures[STABILITY_WRITE]
+    return figures[STABILITY_WRITE], daily
 
 
 def _value(value: Any) -> Any:
@@ -279,12 +306,19 @@ def _try_lock_day(conn: psycopg.Connection, day: date) -> bool:
 
 
 def write(
-    conn: psycopg.Connection, first: date, last: date, figures: pd.DataFrame, analysis: Analysis
+    conn: psycopg.Connection,
+    first: date,
+    last: date,
+    figures: pd.DataFrame,
+    analysis: Analysis,
+    run_first: date | None = None,
 ) -> tuple[pd.DataFrame, int, int]:
-    """Replace the run's hours and the events that started on its days; close the earlier events a
-    gap ended, end the event carried in from before -> (events written, events carried in and updated,
-    earlier events closed at a gap). Does not commit."""
+    """Replace the hours of the days `first`..`last` and the events that started on them; close the
+    earlier events a gap ended, end the event carried in from before -> (events written, events
+    carried in from before `run_first` (default `first`: a chunk's carry of an event of its run's
+    earlier days is not one) and updated, earlier events closed at a gap). Does not commit."""
     start, end = day_start(first), day_start(last + timedelta(days=1))
+    run_start = day_start(run_first or first)
     found = analysis.events.assign(
         started_at=pd.to_datetime(analysis.events["started_at"], utc=True),
         ended_at=pd.to_datetime(analysis.events["ended_at"], utc=True),
@@ -300,7 +334,7 @@ def write(
         cur.execute("DELETE FROM ops.grid_state_events WHERE start_day BETWEEN %s AND %s", (first, last))
         _copy(cur, "ops.grid_state_events", EVENTS_WRITE, owned)
     closed = close_at_gaps(conn, analysis, start)
-    carried = sum(_carry(conn, event, start) for event in carried_in.itertuples(index=False))
+    carried = sum(_carry(conn, event, start, run_start) for event in carried_in.itertuples(index=False))
     return owned[EVENTS_WRITE], carried, closed
 
 
@@ -343,11 +377,11 @@ def close_at_gaps(conn: psycopg.Connection, analysis: Analysis, start: datetime)
     return closed
 
 
-def _carry(conn: psycopg.Connection, event: Any, start: datetime) -> int:
+def _carry(conn: psycopg.Connection, event: Any, start: datetime, run_start: datetime) -> int:
     """Give the event this run saw in progress at `start` its end and peak on the stored event it
     continues: the node's newest event that started before `start`, if it is in the same state, did
     not start after what this run saw and had not ended before `start` (never an older event left
-    open) -> rows updated (0 or 1)."""
+    open) -> rows updated (0 or 1) of an event that started before `run_start`."""
     row = conn.execute(
         "SELECT started_at, start_day, state, ended_at FROM ops.grid_state_events "
         "WHERE grid_node_id = %s AND started_at < %s ORDER BY started_at DESC LIMIT 1",
@@ -371,7 +405,7 @@ def _carry(conn: psycopg.Connection, event: Any, start: datetime) -> int:
             "started": started,
         },
     )
-    return cur.rowcount
+    return cur.rowcount if started < run_start else 0
 
 
 def newest_samples(conn: psycopg.Connection, nodes: list[str]) -> dict[str, pd.Timestamp]:
@@ -384,11 +418,91 @@ def newest_samples(conn: psycopg.Connection, nodes: list[str]) -> dict[str, pd.T
     return {node: pd.Timestamp(newest) for node, newest in rows if newest is not None}
 
 
+def _in_progress(events: pd.DataFrame, node: str, at: pd.Timestamp) -> pd.DataFrame:
+    """The node's events (EVENT_COLUMNS) in progress at `at`."""
+    started, ended = (
+        pd.to_datetime(events["started_at"], utc=True),
+        pd.to_datetime(events["ended_at"], utc=True),
+    )
+    return events[
+        ((events["grid_node_id"] == node) & (started <= at) & (ended.isna() | (ended > at))).to_numpy()
+    ]
+
+
+@dataclass(frozen=True)
+class Sightings:
+    """What the alerts need of what a run read, a few rows per node, so that a run in chunks carries
+    it from chunk to chunk instead of every sample: each node's last sample read and its state
+    (`ends`, END_COLUMNS), its last sample in alert or emergency (`bad`: grid_node_id, measured_at,
+    state name) and the events as read in progress at those samples (`events`, EVENT_COLUMNS: an
+    event whose day is not stored is known only so)."""
+
+    ends: pd.DataFrame
+    bad: pd.DataFrame
+    events: pd.DataFrame
+
+    @classmethod
+    def of(cls, analysis: Analysis, end: datetime) -> Sightings:
+        """The sightings of a chunk whose days end at `end`, keeping too the events in progress there
+        (the next chunk's `then` looks them up)."""
+        s = analysis.samples
+        bad = s.loc[(s["state"] != NORMAL).to_numpy(), ["grid_node_id", "measured_at", "state"]]
+        bad = bad.groupby("grid_node_id", sort=True).tail(1).reset_index(drop=True)
+        bad = bad.assign(state=[STATES[int(c)] for c in bad["state"]])
+        last = pd.Timestamp(end) - pd.Timedelta(1)
+        times = [(str(n), last) for n in analysis.events["grid_node_id"].unique()]
+        return cls(analysis.ends, bad, _events_at(analysis.events, analysis.ends, bad, times))
+
+    def then(self, later: Sightings, start: datetime) -> Sightings:
+        """These sightings (of a run's earlier chunks) followed by those of the chunk from `start`. The
+        chunk read an event in progress at `start` only from its lookback: its start, rule and peak
+        so far are what the earlier chunks saw of it."""
+        events = later.events.copy()
+        started = pd.to_datetime(events["started_at"], utc=True)
+        for label in events.index[(started < start).to_numpy()]:
+            row = events.loc[label]
+            before = _in_progress(
+                self.events, str(row["grid_node_id"]), pd.Timestamp(start) - pd.Timedelta(1)
+            )
+            before = before[(before["state"] == row["state"]).to_numpy()]
+            if len(before):
+                seen = before.iloc[-1]
+                peak = max(seen["peak_deviation_hz"], row["peak_deviation_hz"], key=abs)
+                events.loc[label, ["started_at", "rule", "peak_deviation_hz"]] = [
+                    seen["started_at"],
+                    seen["rule"],
+                    peak,
+                ]
+
+        def latest(mine: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
+            kept = [f for f in (mine[~mine["grid_node_id"].isin(theirs["grid_node_id"])], theirs) if len(f)]
+            merged = pd.concat(kept, ignore_index=True) if kept else mine.iloc[0:0]
+            return merged.sort_values("grid_node_id", ignore_index=True)
+
+        ends, bad = latest(self.ends, later.ends), latest(self.bad, later.bad)
+        parts = [f for f in (_events_at(self.events, ends, bad), events) if len(f)]
+        return Sightings(ends, bad, pd.concat(parts, ignore_index=True) if parts else events)
+
+
+def _events_at(
+    events: pd.DataFrame,
+    ends: pd.DataFrame,
+    bad: pd.DataFrame,
+    times: list[tuple[str, pd.Timestamp]] | None = None,
+) -> pd.DataFrame:
+    """The events in progress at the samples of `ends` and `bad`, and at `times` (node, time)."""
+    wanted = [*zip(ends["grid_node_id"], ends["last_sample_at"], strict=True)]
+    wanted += [*zip(bad["grid_node_id"], bad["measured_at"], strict=True), *(times or [])]
+    seen = [_in_progress(events, str(n), pd.Timestamp(t)).tail(1) for n, t in wanted]
+    seen = [f for f in seen if len(f)]
+    return pd.concat(seen).drop_duplicates(ignore_index=True) if seen else events.iloc[0:0]
+
+
 def _event_at(
-    conn: psycopg.Connection, analysis: Analysis, node: str, at: pd.Timestamp
+    conn: psycopg.Connection, sightings: Sightings, node: str, at: pd.Timestamp
 ) -> tuple[Any, ...] | None:
     """(started_at, state, rule, peak, area) of the node's event in progress at `at`: as stored, or as
-    this run saw it when the day it started has not been processed."""
+    the run saw it when the day it started has not been processed."""
     row = conn.execute(
         "SELECT started_at, state, rule, peak_deviation_hz, area FROM ops.grid_state_events "
         "WHERE grid_node_id = %(node)s AND started_at <= %(at)s AND (ended_at IS NULL OR ended_at > %(at)s) "
@@ -397,9 +511,7 @@ def _event_at(
     ).fetchone()
     if row is not None:
         return tuple(row)
-    e = analysis.events
-    started, ended = pd.to_datetime(e["started_at"], utc=True), pd.to_datetime(e["ended_at"], utc=True)
-    seen = e[((e["grid_node_id"] == node) & (started <= at) & (ended.isna() | (ended > at))).to_numpy()]
+    seen = _in_progress(sightings.events, node, at)
     if seen.empty:
         return None
     last = seen.iloc[-1]
@@ -427,18 +539,8 @@ def _alert(node: str, state: str, event: tuple[Any, ...] | None, at: pd.Timestam
     )
 
 
-def _last_not_normal(analysis: Analysis, node: str) -> tuple[pd.Timestamp, str] | None:
-    """The node's last sample in alert or emergency in what this run read, and that state."""
-    s = analysis.samples
-    bad = s[((s["grid_node_id"] == node) & (s["state"] != NORMAL)).to_numpy()]
-    if bad.empty:
-        return None
-    last = bad.iloc[-1]
-    return pd.Timestamp(last["measured_at"]), STATES[int(last["state"])]
-
-
 def update_alerts(
-    conn: psycopg.Connection, analysis: Analysis, config: GridConfig
+    conn: psycopg.Connection, sightings: Sightings, config: GridConfig
 ) -> tuple[list[str], list[str]]:
     """Open/refresh or resolve the grid_state alert of every node whose newest stored sample this
     run read -> (nodes raised, nodes resolved). Does not commit.
@@ -449,7 +551,7 @@ def update_alerts(
     keeps dipping in and out of alert stays one alert instead of paging on every run. A state that
     began and ended within what this run read is raised too (then resolved), unless an alert of the
     node already saw it: an hour-long run must not swallow an emergency that lasted ten minutes."""
-    ends = analysis.ends
+    ends = sightings.ends
     if ends.empty:
         return [], []
     newest = newest_samples(conn, ends["grid_node_id"].tolist())
@@ -459,14 +561,14 @@ def update_alerts(
             continue  # the node's data goes on past this run: a later run decides
         at = pd.Timestamp(at)
         if state == "normal":
-            bad = _last_not_normal(analysis, node)
-            if bad is not None:  # still seen in this run: the alert stays open at least until then
-                seen_at, seen_state = bad
+            bad = sightings.bad[(sightings.bad["grid_node_id"] == node).to_numpy()]
+            if len(bad):  # still seen in this run: the alert stays open at least until then
+                seen_at, seen_state = pd.Timestamp(bad["measured_at"].iloc[-1]), str(bad["state"].iloc[-1])
                 row = conn.execute(  # the newest sighting of any alert of the node, open or resolved
                     "SELECT max(last_seen_at) FROM ops.alerts WHERE dedup_key = %s", (alert_key(node),)
                 ).fetchone()
                 if row is None or row[0] is None or row[0] < seen_at:
-                    event = _event_at(conn, analysis, node, seen_at)
+                    event = _event_at(conn, sightings, node, seen_at)
                     if raise_alert(
                         conn, _alert(node, seen_state, event, seen_at), at=seen_at.to_pydatetime()
                     ).new:
@@ -481,7 +583,9 @@ def update_alerts(
             ):
                 resolved.append(node)
             continue
-        raise_alert(conn, _alert(node, state, _event_at(conn, analysis, node, at), at), at=at.to_pydatetime())
+        raise_alert(
+            conn, _alert(node, state, _event_at(conn, sightings, node, at), at), at=at.to_pydatetime()
+        )
         raised.append(node)
     return raised, resolved
 
@@ -493,6 +597,50 @@ def required_lookback(config: GridConfig) -> timedelta:
     return timedelta(seconds=longest + config.states.steady_window_s)
 
 
+def run_chunks(
+    conn: psycopg.Connection,
+    first: date,
+    last: date,
+    config: GridConfig,
+    lookback: timedelta = LOOKBACK,
+    max_lookahead_days: int = MAX_LOOKAHEAD_DAYS,
+    chunk_days: int | None = None,
+) -> Iterator[GridRun]:
+    """Analyse the UTC days `first`..`last` and store figures, events and alerts, `chunk_days` days
+    at a time (default all at once), each chunk in one transaction holding its days' locks
+    (`lock_days`) from before its read to its commit -> each chunk's run, once committed. What a
+    chunk passes on is small: its last 6 days' voltage counts and the nodes' `Sightings`; the last
+    chunk reads on past `last` and updates the alerts."""
+    if lookback < required_lookback(config):
+        raise ValueError(
+            f"lookback {lookback} is shorter than the states' longest window {required_lookback(config)}"
+        )
+    span = timedelta(days=(chunk_days or (last - first).days + 1) - 1)
+    voltage_days = pd.DataFrame(columns=VOLTAGE_DAY_COLUMNS)
+    sightings: Sightings | None = None
+    a = first
+    while a <= last:
+        b = min(a + span, last)
+        with conn.transaction():
+            lock_days(conn, a, b)
+            # An event going on past a chunk's last day is ended by the next chunk (`_carry`): only
+            # the last chunk reads on.
+            reads_on = max_lookahead_days if b == last else 0
+            analysis, lookahead = read_and_analyse(conn, a, b, config, lookback, reads_on)
+            figures, daily = run_figures(conn, analysis, a, b, config, run_first=first, earlier=voltage_days)
+            events, carried, closed = write(conn, a, b, figures, analysis, run_first=first)
+            seen = Sightings.of(analysis, day_start(b + timedelta(days=1)))
+            del analysis
+            sightings = seen if sightings is None else sightings.then(seen, day_start(a))
+            raised, resolved = update_alerts(conn, sightings, config) if b == last else ([], [])
+        conn.commit()
+        parts = [f for f in (voltage_days, daily) if len(f)]
+        voltage_days = pd.concat(parts, ignore_index=True) if parts else voltage_days
+        voltage_days = voltage_days[voltage_days["day"] > b - timedelta(days=VOLTAGE_WEEK_BEFORE)]
+        yield GridRun(a, b, figures, events, carried, closed, lookahead, raised, resolved)
+        a = b + timedelta(days=1)
+
+
 def run_days(
     conn: psycopg.Connection,
     first: date,
@@ -501,17 +649,22 @@ def run_days(
     lookback: timedelta = LOOKBACK,
     max_lookahead_days: int = MAX_LOOKAHEAD_DAYS,
 ) -> GridRun:
-    """Analyse the UTC days `first`..`last` and store figures, events and alerts in one transaction,
-    holding the days' locks (`lock_days`) from before the read to the commit."""
-    if lookback < required_lookback(config):
-        raise ValueError(
-            f"lookback {lookback} is shorter than the states' longest window {required_lookback(config)}"
-        )
-    with conn.transaction():
-        lock_days(conn, first, last)
-        analysis, lookahead = read_and_analyse(conn, first, last, config, lookback, max_lookahead_days)
-        figures = run_figures(conn, analysis, first, last, config)
-        events, carried, closed = write(conn, first, last, figures, analysis)
-        raised, resolved = update_alerts(conn, analysis, config)
-    conn.commit()
-    return GridRun(first, last, analysis, figures, events, carried, closed, lookahead, raised, resolved)
+    """`run_chunks` in one chunk: the whole range in memory (tests, short ranges)."""
+    (run,) = run_chunks(conn, first, last, config, lookback, max_lookahead_days)
+    return run
+
+
+def stored_events(conn: psycopg.Connection, first: date, last: date, limit: int) -> tuple[pd.DataFrame, int]:
+    """The first `limit` events that started on the days `first`..`last` as stored (ended by a later
+    chunk where they went on past theirs), and how many of the days' events are still open."""
+    events = read_frame(
+        conn,
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM ops.grid_state_events "
+        "WHERE start_day BETWEEN %(first)s AND %(last)s ORDER BY started_at, grid_node_id LIMIT %(limit)s",
+        {"first": first, "last": last, "limit": limit},
+    )
+    row = conn.execute(
+        "SELECT count(*) FROM ops.grid_state_events WHERE start_day BETWEEN %s AND %s AND ended_at IS NULL",
+        (first, last),
+    ).fetchone()
+    return events, int(row[0]) if row else 0

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import psycopg
@@ -17,7 +18,9 @@ import pytest
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.grid import store
+from metrify_assets.grid.assets import grid_stability
 from metrify_assets.grid.store import run_days
+from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
 from tests.grid.series import profile, samples
 from tests.grid.test_assets import CONFIG, DAY, at, events, grid_alerts, query, store_samples
@@ -327,3 +330,132 @@ def test_an_alert_state_that_began_and_ended_within_a_run_is_raised_and_resolved
     store_samples(pg, samples(profile((60, 0.0)), node="GN-S", start=at(24)), batch_id="B-next")
     nxt = run_days(pg, DAY + timedelta(days=1), DAY + timedelta(days=1), CONFIG)
     assert nxt.raised == [] and len(list_alerts(pg, "all", kind="grid_state")) == 1
+
+
+SECONDS_20 = pd.Timedelta(seconds=20)  # the steady-state median is back under 200 mHz 20 s after the samples
+
+
+def four_nodes_over_four_days() -> pd.DataFrame:
+    """10 s samples of 2026-01-04 .. 01-07 (the run is 01-05 .. 01-07, its days 0, 1 and 2):
+    GN-A 120 mHz from 23:30 on day 0 to 01:00 on day 2, 160 mHz at noon on day 1, its voltage 12 %
+    high for 3 hours of each day; GN-B 120 mHz from 23:50 on day 1 to 00:20 on day 2, 150 mHz from
+    00:05; GN-C 120 mHz from 23:00 on the day before the run to 00:40 on day 0; GN-D 250 mHz (an
+    emergency) from 10:00 to 10:10 on day 0, normal after; GN-E 120 mHz from 23:00 on the day before
+    the run to 02:00 on day 1, 150 mHz at 23:30 on that day before. Each node's newest sample is the
+    run's last."""
+    n = 4 * 8640
+    start = at(-24)
+
+    def index(hours: float) -> int:
+        return round((hours + 24) * 360)
+
+    nodes = []
+    for node, spans in {
+        "GN-A": [(23.5, 49, 0.12), (36, 36 + 1 / 6, 0.16)],
+        "GN-B": [(47 + 5 / 6, 48 + 1 / 3, 0.12), (48 + 1 / 12, 48.25, 0.15)],
+        "GN-C": [(-1, 2 / 3, 0.12)],
+        "GN-D": [(10, 10 + 1 / 6, 0.25)],
+        "GN-E": [(-1, 26, 0.12), (-0.5, -0.5 + 1 / 6, 0.15)],
+    }.items():
+        deviation = 0.01 * np.sin(np.arange(n) / 50)
+        for a, b, dev in spans:
+            deviation[index(a) : index(b)] = dev
+        voltage = np.full(n, 231.0)
+        if node == "GN-A":
+            for day in range(4):
+                voltage[day * 8640 + 3600 : day * 8640 + 4680] = 257.6
+        nodes.append(samples(deviation, node=node, start=start, voltage_v=voltage.tolist()))
+    return pd.concat(nodes, ignore_index=True)
+
+
+def test_a_range_run_in_chunks_of_a_day_stores_what_the_range_at_once_does(pg: psycopg.Connection) -> None:
+    """Chunks of one day (what the asset runs) against one chunk over the three days: the same hours
+    (weekly voltage figures included), the same events (GN-A's spanning two chunk boundaries stays
+    one, GN-B's peak comes from the next chunk, GN-C's from before the run is carried in once) and
+    the same alerts (GN-D's emergency on day 0 is raised and resolved by the last chunk; GN-E's, as
+    though the day before the run had not been processed, has its start and peak from the first
+    chunk, though the second saw it last)."""
+    store_samples(pg, four_nodes_over_four_days())
+    first, last = DAY, DAY + timedelta(days=2)
+
+    def stored() -> tuple[pd.DataFrame, list[tuple[object, ...]], dict[str, float], pd.DataFrame]:
+        hours = query(pg, "SELECT * FROM ops.grid_stability ORDER BY grid_node_id, hour_start")
+        peaks = pg.execute("SELECT grid_node_id, peak_deviation_hz FROM ops.grid_state_events").fetchall()
+        alerts = query(pg, "SELECT * FROM ops.alerts WHERE kind = 'grid_state' ORDER BY dedup_key")
+        return (
+            hours.drop(columns="processed_at"),
+            events(pg),
+            {node: round(float(peak), 6) for node, peak in peaks},
+            alerts.drop(columns="alert_id"),
+        )
+
+    outcomes = []
+    for chunk_days in (None, 1):
+        reset(pg)
+        run_days(pg, first - timedelta(days=1), first - timedelta(days=1), CONFIG)  # stores GN-C's event
+        pg.execute("DELETE FROM ops.grid_state_events WHERE grid_node_id = 'GN-E'")
+        pg.commit()
+        runs = list(store.run_chunks(pg, first, last, CONFIG, chunk_days=chunk_days))
+        assert sum(r.carried for r in runs) == 1  # GN-C's, not an event of the run's own earlier chunk
+        assert runs[-1].raised == runs[-1].resolved == ["GN-A", "GN-B", "GN-C", "GN-D", "GN-E"]
+        assert [(r.first, r.last, len(r.figures)) for r in runs] == (
+            [(first, last, 5 * 72)] if chunk_days is None else [(d, d, 5 * 24) for d in days_of(first, last)]
+        )
+        outcomes.append(stored())
+    (whole_hours, whole_events, whole_peaks, whole_alerts), (hours, found, peaks, alerts) = outcomes
+    pd.testing.assert_frame_equal(hours, whole_hours)
+    pd.testing.assert_frame_equal(alerts, whole_alerts)
+    assert (found, peaks) == (whole_events, whole_peaks)
+    assert found == [
+        ("GN-A", "alert", "beyond_half_max_steady_state", at(23, 35), at(49), DAY),
+        ("GN-B", "alert", "beyond_half_max_steady_state", at(47, 55), at(48, 20), DAY + timedelta(days=1)),
+        ("GN-C", "alert", "beyond_half_max_steady_state", at(-1, 5), at(0, 40), DAY - timedelta(days=1)),
+        ("GN-D", "emergency", "steady_state_beyond_max", at(10, 0.5), at(10, 10) + SECONDS_20, DAY),
+    ]
+    assert peaks == {"GN-A": 0.16, "GN-B": 0.15, "GN-C": 0.12, "GN-D": 0.25}
+    e = alerts.set_index("subject").loc["GN-E", "details"]
+    assert (e["started_at"], round(e["peak_deviation_hz"], 6)) == (at(-1, 5).isoformat(), 0.15)
+    # The week of day 2 counts day 0's windows (an earlier chunk) and the day before the run's (read).
+    week = hours[(hours["grid_node_id"] == "GN-A") & (hours["day"] >= first)].groupby("day")
+    assert week["voltage_week_windows"].first().to_dict() == dict(
+        zip(days_of(first, last), (288, 432, 576), strict=True)
+    )
+    assert set(week["voltage_week_within_share"].first().round(3)) == {0.875}  # 18 of 144 a day high
+
+
+def test_the_asset_over_a_range_logs_each_chunk_and_sums_its_metadata(
+    pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """`grid_stability` over the three days in chunks of a day and in one: the same metadata (counts,
+    tables, chart, check), the events open as stored at the end (none: GN-A's event was open at the
+    end of its first two chunks), and a log line per chunk."""
+    store_samples(pg, four_nodes_over_four_days())
+    tags = partition_range_tags(DAY, DAY + timedelta(days=2))
+    metadata, logs = [], []
+    for chunk_days in (3, 1):
+        reset(pg)
+        instance = dg.DagsterInstance.ephemeral()
+        config = {"ops": {"grid_stability": {"config": {"chunk_days": chunk_days}}}}
+        result = dg.materialize(
+            [grid_stability],
+            resources={"postgres": pg_resource},
+            tags=tags,
+            run_config=config,
+            instance=instance,
+        )
+        assert result.success
+        materialized = result.asset_materializations_for_node("grid_stability")
+        assert len(materialized) == 3  # one per day of the range, with the run's metadata
+        metadata.append({k: v.value for k, v in materialized[0].metadata.items()})
+        logs.append([r.user_message for r in instance.all_logs(result.run_id)])
+    assert metadata[1] == metadata[0]
+    # GN-C's and GN-E's events started the day before: not the run's, and not stored to carry on.
+    assert (metadata[1]["node_hours"], metadata[1]["events"], metadata[1]["events_open"]) == (5 * 72, 3, 0)
+    chunks = [m for m in logs[1] if "(days" in m]
+    assert [m.split(":")[0] for m in chunks] == [
+        f"grid stability {d}..{d} (days {k + 1} of 3)" for k, d in enumerate(days_of(DAY, DAY + timedelta(2)))
+    ]
+
+
+def days_of(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=k) for k in range((last - first).days + 1)]
