@@ -99,13 +99,17 @@ def drain_cmd(
     table.add_row("took", f"{summary.seconds:.1f} s")
     table.add_row("records/s", f"{summary.records_per_second:,.0f}")
     console.print(table)
+    for topic in summary.no_topic:
+        console.print(f"[dim]no topic {topic} (nothing produced to it yet)[/dim]")
     for batch_id, error in summary.failed.items():
         console.print(f"[red]failed[/red] {batch_id}: {error}")
+    for name, error in summary.unread.items():
+        console.print(f"[red]not drained[/red] {name}: {error}")
     note_embedded_server(settings)
-    if summary.failed:
-        console.print(
-            f"{len(summary.failed)} ranges failed; run `metrify kafka drain` again once the cause is fixed"
-        )
+    if summary.failed or summary.unread:
+        counts = [f"{len(summary.failed)} ranges failed"] if summary.failed else []
+        counts += [f"{len(summary.unread)} sources not drained"] if summary.unread else []
+        console.print(f"{', '.join(counts)}; run `metrify kafka drain` again once the cause is fixed")
         raise typer.Exit(code=1)
 
 

@@ -65,14 +65,15 @@ def run_with_progress(settings: Settings, console: Console, trigger: str) -> cat
     """`pipeline_with_progress` for a command that goes on after it (the demo): a failed run ends
     the command there, with the summary and exit code 1."""
     summary = pipeline_with_progress(settings, console, trigger)
-    if summary.failed:
+    if summary.failed or summary.unread:
         note_embedded_server(settings)
         print_run_summary(console, summary)
     return summary
 
 
 def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
-    """The summary table; when a run failed, its errors too, what runs it again, then exit code 1."""
+    """The summary table; when a run failed or Kafka could not be read, the errors too, what runs it
+    again, then exit code 1."""
     table = Table(title="metrify run", show_header=False)
     table.add_row("batches ingested", f"{len(summary.batch_ids)}")
     days = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in summary.day_ranges) or "none"
@@ -89,8 +90,12 @@ def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
         table.add_row("  [yellow]skipped[/yellow]", f"{job} (refresh_job failed for those days)")
     for error in summary.failed:
         table.add_row("  [red]failed[/red]", escape(error))
+    for error in summary.unread:
+        table.add_row("  [red]Kafka not drained[/red]", escape(error))
     table.add_row("took", f"{summary.seconds:.1f} s")
     console.print(table)
+    if summary.unread:
+        console.print("[red]Kafka could not be read[/red]: the next `metrify run` drains what is waiting")
     if summary.failed:
         failed = len(summary.failed)
         console.print(
@@ -106,6 +111,7 @@ def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
                 "the anomaly model's training is not run again by itself: the next `metrify run` that "
                 "ingests meter readings while there is no model tries it, as does the weekly schedule"
             )
+    if summary.failed or summary.unread:
         raise typer.Exit(1)
 
 
@@ -117,7 +123,7 @@ def register(app: typer.Typer) -> None:
         """Ingest everything waiting (landing files; Kafka when KAFKA_BOOTSTRAP_SERVERS is set), then build
         anomaly scores, enrichment, the dbt marts, the archive and the quality report for the days touched.
         A downstream run that failed on an earlier `metrify run` (or under the daemon) is run again. Exit
-        code 1 when a run failed. Nothing new and nothing failed: nothing to do."""
+        code 1 when a run failed or Kafka could not be read. Nothing new and nothing failed: nothing to do."""
         console = command_console(stderr=as_json)
         settings = resolve_settings()
         summary = pipeline_with_progress(settings, console, trigger="cli")

@@ -47,8 +47,9 @@ JobDays = tuple[str, date, date]  # a job and the first and last day of its run
 class RunSummary:
     """What `metrify run` did: batches ingested, the day ranges materialised, the jobs that ran, the
     failed runs it ran again, the runs that failed (each with its error), which of those the next
-    `metrify run` runs again (the downstream ones: the model training is not owed), and the daily_job
-    runs skipped because refresh_job failed for their days."""
+    `metrify run` runs again (the downstream ones: the model training is not owed), the daily_job
+    runs skipped because refresh_job failed for their days, and the Kafka sources not drained
+    because their brokers could not be reached (each with the error)."""
 
     batch_ids: list[str] = field(default_factory=list)
     day_ranges: list[tuple[date, date]] = field(default_factory=list)
@@ -60,6 +61,7 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)
     owed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,7 @@ def run_pipeline(
 
     failed = ingest_files(defs, instance, files, ingested, trigger)
     batch_ids = [f.batch_id for f in files if f.batch_id not in failed]
+    unread: list[str] = []  # Kafka sources whose brokers could not be reached
     if settings.uses_kafka:
         kafka = kafka_resource(settings)
         progress.on_plan("draining Kafka", 0)
@@ -270,13 +273,16 @@ def run_pipeline(
             drained.append(batch_id)
             progress.on_step(f"ingested {batch_id}")
 
-        failed |= drain(defs, instance, kafka, postgres, on_batch=on_drained, trigger=trigger).failed
+        drained_summary = drain(defs, instance, kafka, postgres, on_batch=on_drained, trigger=trigger)
+        failed |= drained_summary.failed
+        unread = [f"{source}: {error}" for source, error in drained_summary.unread.items()]
         batch_ids += drained
     days = touched_days(settings, batch_ids)
     summary = materialise_days(defs, instance, settings, days, progress, trigger, owed_runs(settings))
     summary.batch_ids = batch_ids
     # The batches whose ingest failed: their days are materialised once a later ingest succeeds.
     summary.failed[:0] = list(failed.values())
+    summary.unread = unread
     summary.owed[:0] = [f"ingest of {batch_id}" for batch_id in failed]
     summary.seconds = round(time.monotonic() - began, 1)
     return summary

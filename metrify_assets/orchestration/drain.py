@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
+from kafka.errors import KafkaError
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.kafka.ranges import dump_cursor
-from metrify_assets.ingestion.kafka.sensor import kafka_tick
+from metrify_assets.ingestion.kafka.sensor import kafka_tick, unreachable
 from metrify_assets.ingestion.sensors import BATCH_TAG
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG
@@ -44,6 +45,8 @@ class DrainSummary:
     quarantined: int
     seconds: float
     failed: dict[str, str] = field(default_factory=dict)  # ranges whose runs failed: batch id -> error
+    unread: dict[str, str] = field(default_factory=dict)  # sources whose brokers were unreachable -> error
+    no_topic: list[str] = field(default_factory=list)  # topics that do not exist (nothing produced yet)
 
     @property
     def records_per_second(self) -> float:
@@ -64,7 +67,8 @@ def drain(
 
     A range whose run fails (after its step retries) does not stop the drain: the others are still
     ingested, and the failed ones are returned in `failed` (the next drain or sensor tick requests
-    them again). `workers` runs that many ranges at once (processes; the instance must be a
+    them again). When the brokers cannot be reached at a tick, no source is read on (one cluster
+    holds their topics): the sources still being drained are returned in `unread` with the error; a topic that does not exist, in `no_topic`. `workers` runs that many ranges at once (processes; the instance must be a
     persistent one they can all write to). Runs are tagged with `trigger`, what asked for the drain."""
     if not kafka.configured:
         raise ValueError("Kafka is not configured: set KAFKA_BOOTSTRAP_SERVERS")
@@ -90,7 +94,16 @@ def drain(
             (sorted(set(batch_ids)),),
         ).fetchone()
     batches, records, accepted, quarantined = row if row else (0, 0, 0, 0)
-    return DrainSummary(int(batches), int(records), int(accepted), int(quarantined), seconds, failed)
+    return DrainSummary(
+        int(batches),
+        int(records),
+        int(accepted),
+        int(quarantined),
+        seconds,
+        failed,
+        planner.unread,
+        planner.no_topic,
+    )
 
 
 Job = tuple[str, dict[str, object], dict[str, str]]  # job name, run config, tags (BATCH_TAG among them)
@@ -117,25 +130,22 @@ class _Planner:
         self._workers, self._trigger = workers, trigger
         self._cursors: dict[str, str | None] = {}
         self._active = list(sources)
+        self.unread: dict[str, str] = {}
+        self.no_topic: list[str] = []
 
     def next(self) -> list[Job] | None:
         while self._active:
             source = self._active.pop(0)
-            if source not in self._cursors:
-                committed = committed_offsets(self._kafka, self._kafka.topic(source))
-                self._cursors[source] = dump_cursor(committed) if committed else None
-            tick = kafka_tick(
-                CONTRACTS[source],
-                self._instance,
-                self._cursors[source],
-                self._kafka,
-                self._postgres,
-                None,  # a person's command: ranges whose runs failed before are requested again at once
-                # Balanced only when no other source has ranges left to keep the workers busy.
-                self._workers if not self._active else 1,
-            )
+            try:
+                tick = self._tick(source)
+            except KafkaError as err:  # one cluster holds every topic: none is read on
+                for name in [source, *self._active]:  # the summary names them; the command fails
+                    self.unread[name] = unreachable(self._kafka, err)
+                self._active.clear()
+                return None
             if not isinstance(tick, dg.SensorResult):
-                continue  # nothing to plan: the topic is missing or the brokers unreachable
+                self.no_topic.append(self._kafka.topic(source))
+                continue
             # a range that failed in this drain is not run again here: the next drain or tick retries it
             requests = [r for r in tick.run_requests or [] if r.tags[BATCH_TAG] not in self._failed]
             if not requests:
@@ -147,6 +157,21 @@ class _Planner:
                 for r in requests
             ]
         return None
+
+    def _tick(self, source: str) -> dg.SensorResult | dg.SkipReason:
+        if source not in self._cursors:
+            committed = committed_offsets(self._kafka, self._kafka.topic(source))
+            self._cursors[source] = dump_cursor(committed) if committed else None
+        return kafka_tick(
+            CONTRACTS[source],
+            self._instance,
+            self._cursors[source],
+            self._kafka,
+            self._postgres,
+            None,  # a person's command: ranges whose runs failed before are requested again at once
+            # Balanced only when no other source has ranges left to keep the workers busy.
+            self._workers if not self._active else 1,
+        )
 
 
 @contextmanager

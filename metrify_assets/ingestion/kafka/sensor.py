@@ -66,6 +66,11 @@ def _retries(
     return [(OffsetRange.parse(b), f"{b}-retry-{n}") for b, n in due.items()], waiting_text(waiting)
 
 
+def unreachable(kafka: KafkaResource, err: KafkaError) -> str:
+    detail = str(err) if str(err).startswith(type(err).__name__) else f"{type(err).__name__}: {err}"
+    return f"Kafka at {kafka.bootstrap_servers} is unreachable ({detail})"
+
+
 def kafka_tick(
     contract: SourceContract,
     instance: dg.DagsterInstance,
@@ -75,10 +80,11 @@ def kafka_tick(
     now: datetime | None,
     workers: int = 1,
 ) -> dg.SensorResult | dg.SkipReason:
-    """One sensor evaluation; `metrify kafka drain` calls it too, so both plan identically, except
-    that the drain, which knows how many runs it executes at once (`workers`), has the last tick of
-    its backlog balanced over them (`balance_ranges`: a tick capped before the end offsets is not, as
-    the next tick's ranges keep the workers busy). The daemon's sensor plans one range per partition
+    """One sensor evaluation on configured Kafka; raises KafkaError when the brokers cannot be
+    reached (the sensor skips the tick, the drain reports it). `metrify kafka drain` calls it too, so
+    both plan identically, except that the drain, which knows how many runs it executes at once
+    (`workers`), has the last tick of its backlog balanced over them (`balance_ranges`: a tick capped
+    before the end offsets is not, as the next tick's ranges keep the workers busy). The daemon's sensor plans one range per partition
     and step: its runs start as the run queue frees up, whatever a tick held. The sensor passes the
     time, so failed ranges wait out their `retry_delay`; the drain passes None: a person's command
     requests every failed range again at once.
@@ -86,17 +92,9 @@ def kafka_tick(
     Every tick that reaches the brokers also reports the consumer lag (see `lag_observation`).
     """
     source = contract.source
-    if not kafka.configured:
-        return dg.SkipReason("Kafka is not configured (KAFKA_BOOTSTRAP_SERVERS is unset).")
     topic = kafka.topic(source)
-    try:
-        beginning, end = topic_offsets(kafka, topic)
-        committed = committed_offsets(kafka, topic)
-    except KafkaError as err:
-        return dg.SkipReason(
-            f"Kafka at {kafka.bootstrap_servers} is unreachable ({type(err).__name__}: {err}); "
-            "cursor unchanged, the next tick tries again."
-        )
+    beginning, end = topic_offsets(kafka, topic)
+    committed = committed_offsets(kafka, topic)
     if not end:
         return dg.SkipReason(f"Topic {topic} does not exist (yet).")
     previous = load_cursor(cursor)
@@ -159,6 +157,11 @@ def build_kafka_sensor(
     def _sensor(
         context: dg.SensorEvaluationContext, kafka: KafkaResource, postgres: PostgresResource
     ) -> dg.SensorResult | dg.SkipReason:
-        return kafka_tick(contract, context.instance, context.cursor, kafka, postgres, datetime.now(UTC))
+        if not kafka.configured:
+            return dg.SkipReason("Kafka is not configured (KAFKA_BOOTSTRAP_SERVERS is unset).")
+        try:
+            return kafka_tick(contract, context.instance, context.cursor, kafka, postgres, datetime.now(UTC))
+        except KafkaError as err:
+            return dg.SkipReason(f"{unreachable(kafka, err)}; cursor unchanged, the next tick tries again.")
 
     return _sensor

@@ -545,6 +545,21 @@ def test_a_drain_goes_on_past_a_range_that_fails_and_reports_it(
     assert stored == (summary.accepted,) and summary.accepted > 0
 
 
+def test_a_drain_names_the_topics_it_found_missing_and_the_sources_it_could_not_read(
+    defs: dg.Definitions, kafka_resource: KafkaResource, pg_resource: PostgresResource
+) -> None:
+    from metrify_assets.orchestration.drain import drain
+
+    instance = dg.DagsterInstance.ephemeral()
+    fresh = drain(defs, instance, kafka_resource, pg_resource, sources=[SOURCE])  # nothing produced yet
+    assert (fresh.batches, fresh.unread, fresh.no_topic) == (0, {}, [kafka_resource.topic(SOURCE)])
+    down = KafkaResource(bootstrap_servers=f"127.0.0.1:{free_port()}", timeout_ms=2000)
+    summary = drain(defs, instance, down, pg_resource, sources=[SOURCE, "meter_readings"])
+    assert summary.batches == 0 and summary.no_topic == []
+    assert sorted(summary.unread) == ["meter_readings", SOURCE]
+    assert all(f"Kafka at {down.bootstrap_servers} is unreachable" in e for e in summary.unread.values())
+
+
 def test_a_run_that_failed_after_its_commit_is_requested_again_until_its_dead_letters_are_sent(
     defs: dg.Definitions,
     kafka_resource: KafkaResource,
