@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import psycopg
@@ -159,14 +159,20 @@ def condition_key(
     )
 
 
+def insert_row(conn: psycopg.Connection, alert: RunAlert) -> bool:
+    """The run's row in `ops.run_alerts`, once per run; whether it is new."""
+    return bool(
+        conn.execute(
+            "INSERT INTO ops.run_alerts (run_id, job_name, batch_id, step_key, error_type, message) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING",
+            (alert.run_id, alert.job_name, alert.batch_id, alert.step_key, alert.error_type, alert.message),
+        ).rowcount
+    )
+
+
 def record(conn: psycopg.Connection, alert: RunAlert) -> None:
     """The run's row in `ops.run_alerts` (once per run) and its job's standing condition."""
-    inserted = conn.execute(
-        "INSERT INTO ops.run_alerts (run_id, job_name, batch_id, step_key, error_type, message) "
-        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING",
-        (alert.run_id, alert.job_name, alert.batch_id, alert.step_key, alert.error_type, alert.message),
-    ).rowcount
-    if not inserted:  # the sensor saw this run before (a restarted daemon): already counted
+    if not insert_row(conn, alert):  # the sensor saw this run before (a restarted daemon): already counted
         return
     raise_alert(
         conn,
@@ -204,10 +210,11 @@ def failed_days(conn: psycopg.Connection, jobs: Sequence[str]) -> list[tuple[str
 
 
 def resolve_covered(
-    conn: psycopg.Connection, run: dg.DagsterRun, whole: JobAssets | None = None
+    conn: psycopg.Connection, run: dg.DagsterRun, whole: JobAssets | None = None, at: datetime | None = None
 ) -> list[int]:
     """A run succeeded: resolve its job's (and batch's) open run_failure alerts whose days it covers
     (`covers`) and whose assets it selected (`selects`; `whole`: the job's assets); the others stand.
+    With `at` (when it succeeded), only alerts last seen before then: a failure after it stands.
     Reads the open alerts of that job only."""
     run_id, job_name, batch_id, days = run.run_id, run.job_name, run.tags.get(BATCH_TAG), run_days(run.tags)
     assets = run_assets(run, whole)
@@ -223,7 +230,7 @@ def resolve_covered(
     for key, first, last, failed_assets in rows:
         failed = (first, last) if first and last else None
         if covers(days, failed) and selects(assets, tuple(failed_assets) if failed_assets else None):
-            alert_id = resolve_condition(conn, key, done)
+            alert_id = resolve_condition(conn, key, done, at=at)
             if alert_id is not None:
                 resolved.append(alert_id)
     return resolved
@@ -282,4 +289,118 @@ def run_success_resolves_alerts(context: dg.RunStatusSensorContext, postgres: Po
         context.log.info(f"alert {alert_id} resolved: {run.job_name} succeeded")
 
 
-defs = dg.Definitions(sensors=[run_failure_alert_sensor, run_success_resolves_alerts])
+RECONCILE_FIRST_LOOKBACK = timedelta(days=1)  # the first tick's window: a new sensor, or a new instance
+RECONCILE_BATCH = 200  # finished runs settled per tick, oldest first; the cursor keeps the rest
+
+
+def ended_at(record: dg.RunRecord) -> datetime:
+    return (
+        datetime.fromtimestamp(record.end_time, UTC)
+        if record.end_time is not None
+        else record.update_timestamp
+    )
+
+
+def made_good(
+    instance: dg.DagsterInstance, failed: dg.RunRecord, alert: RunAlert, whole: JobAssets | None
+) -> str | None:
+    """The id of a run that succeeded after `failed` ended and covers its alert (`covers`, `selects`),
+    or None."""
+    tags = {BATCH_TAG: alert.batch_id} if alert.batch_id else {}
+    later = instance.get_run_records(
+        dg.RunsFilter(
+            job_name=alert.job_name,
+            statuses=[dg.DagsterRunStatus.SUCCESS],
+            tags=tags,
+            updated_after=ended_at(failed),
+        )
+    )
+    for success in later:
+        run = success.dagster_run
+        if covers(run_days(run.tags), alert.days) and selects(run_assets(run, whole), alert.assets):
+            return run.run_id
+    return None
+
+
+def reconcile(
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    since: datetime,
+    repository: dg.RepositoryDefinition | None,
+    limit: int = RECONCILE_BATCH,
+) -> tuple[datetime, list[str]]:
+    """Settle the runs that finished after `since` as the two sensors above would, for those whose
+    sensor evaluation failed (PostgreSQL down when it wrote): Dagster moves a run status sensor's
+    cursor past a run whose evaluation raised, so its alert would be lost. Oldest first, so history
+    replays in order: a failed run not in `ops.run_alerts` is recorded; if a later run already made it
+    good, only its row is (the open condition may be a newer failure's). A success resolves what it
+    covers that was last seen before it ended. Both are idempotent, so a run the sensors did settle
+    changes nothing. Returns the new cursor (the last run's update time) and what was recorded."""
+    records = instance.get_run_records(
+        dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS], updated_after=since
+        ),
+        limit=limit,
+        order_by="update_timestamp",
+        ascending=True,
+    )
+    recorded: list[str] = []
+    for finished in records:
+        run = finished.dagster_run
+        whole = job_assets(repository, run.job_name)
+        if run.status == dg.DagsterRunStatus.SUCCESS:
+            resolve_covered(conn, run, whole, at=ended_at(finished))
+            continue
+        known = conn.execute("SELECT 1 FROM ops.run_alerts WHERE run_id = %s", (run.run_id,)).fetchone()
+        failures = [
+            e.dagster_event
+            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+            if e.dagster_event is not None
+        ]
+        alert = None if known else run_alert(run, failures, whole)
+        if alert is None:
+            continue
+        good = made_good(instance, finished, alert, whole)
+        if good is None:
+            record(conn, alert)
+        else:
+            insert_row(conn, alert)
+        recorded.append(run.run_id + (f" (made good by {good})" if good else ""))
+    return (records[-1].update_timestamp if records else since), recorded
+
+
+def reconcile_since(cursor: str | None, now: datetime) -> datetime:
+    """Where the reconcile sensor goes on from: its cursor, or a day back (first tick, or a cursor
+    that is not a time: a person's edit in the UI)."""
+    try:
+        return datetime.fromisoformat(cursor) if cursor else now - RECONCILE_FIRST_LOOKBACK
+    except ValueError:
+        return now - RECONCILE_FIRST_LOOKBACK
+
+
+@dg.sensor(
+    name="run_alerts_reconcile_sensor",
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 5 minutes: settles the finished runs whose run_failure_alert_sensor or "
+    "run_success_resolves_alerts evaluation failed (PostgreSQL down), so no failed run goes unalerted.",
+)
+def run_alerts_reconcile_sensor(
+    context: dg.SensorEvaluationContext, postgres: PostgresResource
+) -> dg.SensorResult:
+    since = reconcile_since(context.cursor, datetime.now(UTC))
+    with postgres.connect() as conn:
+        cursor, recorded = reconcile(conn, context.instance, since, context.repository_def)
+    for text in recorded:
+        context.log.error(f"run {text}: its failure had not been recorded; recorded now")
+    skip = (
+        None
+        if recorded
+        else dg.SkipReason(f"no missed run alerts (runs finished after {since:%Y-%m-%d %H:%M:%S} UTC)")
+    )
+    return dg.SensorResult(cursor=cursor.isoformat(), skip_reason=skip)
+
+
+defs = dg.Definitions(
+    sensors=[run_failure_alert_sensor, run_success_resolves_alerts, run_alerts_reconcile_sensor]
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -21,16 +21,19 @@ from metrify_assets.run_alerts import (
     RunAlert,
     covers,
     job_assets,
+    reconcile,
+    reconcile_since,
     record,
     resolve_covered,
     run_alert,
+    run_alerts_reconcile_sensor,
     run_assets,
     run_failure_alert_sensor,
     run_success_resolves_alerts,
     selects,
     settle,
 )
-from tests.orchestration.jobs import cli_defs, success_context
+from tests.orchestration.jobs import cli_defs, success_context, works
 
 
 class OutageError(ConnectionError):
@@ -382,3 +385,92 @@ def test_the_alert_store_reads_the_code_locations_url_as_a_run_does(monkeypatch:
     assert with_resolved_url(located).get_url() == "postgresql://db.example/metrify"
     plain = PostgresResource(url="postgresql://other/metrify", data_dir="/srv/pg")
     assert with_resolved_url(plain).model_dump() == plain.model_dump()
+
+
+def failed_unrecorded(instance: dg.DagsterInstance, name: str, tags: dict[str, str]) -> str:
+    """A run of job `name` that failed for good while its sensor could not write (PostgreSQL down)."""
+    result = (
+        dg.GraphDefinition(name, node_defs=[down])
+        .to_job()
+        .execute_in_process(instance=instance, raise_on_error=False, tags=tags)
+    )
+    return result.run_id
+
+
+def succeeded_unseen(instance: dg.DagsterInstance, name: str, tags: dict[str, str]) -> str:
+    return (
+        dg.GraphDefinition(name, node_defs=[works])
+        .to_job()
+        .execute_in_process(instance=instance, tags=tags)
+        .run_id
+    )
+
+
+@pytest.mark.postgres
+def test_reconcile_records_a_failure_its_sensor_missed_once(pg: psycopg.Connection) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    run_id = failed_unrecorded(instance, "stays_down", days("2026-11-02", "2026-11-02"))
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    cursor, recorded = reconcile(pg, instance, since, None)
+    assert recorded == [run_id] and cursor > since
+    (standing,) = list_alerts(pg, "open")
+    assert (standing.kind, standing.subject, standing.details["run_id"]) == (
+        "run_failure", "stays_down [2026-11-02]", run_id
+    )  # fmt: skip
+    assert reconcile(pg, instance, since, None)[1] == []  # idempotent: a second pass adds nothing
+    assert reconcile(pg, instance, cursor, None)[1] == []
+    assert pg.execute("SELECT count(*) FROM ops.run_alerts").fetchone() == (1,)
+    assert [a.occurrences for a in list_alerts(pg, "open")] == [1]
+
+
+@pytest.mark.postgres
+def test_reconcile_replays_in_order_a_missed_failure_made_good_and_a_newer_failure_stands(
+    pg: psycopg.Connection,
+) -> None:
+    """Failure (missed), success covering it (missed too), a newer failure (recorded): the first is
+    logged without an alert, and the success does not resolve the newer failure's alert."""
+    instance = dg.DagsterInstance.ephemeral()
+    tags = days("2026-11-02", "2026-11-03")
+    missed = failed_unrecorded(instance, "stays_down", tags)
+    good = succeeded_unseen(instance, "stays_down", days("2026-11-01", "2026-11-03"))
+    pg.commit()
+    newer = fail(instance, pg, "stays_down", tags)
+    _, recorded = reconcile(pg, instance, datetime(2026, 1, 1, tzinfo=UTC), None)
+    assert recorded == [f"{missed} (made good by {good})"]
+    (standing,) = list_alerts(pg, "open")
+    assert (standing.details["run_id"], standing.occurrences) == (newer.run_id, 1)
+    rows = pg.execute("SELECT run_id FROM ops.run_alerts").fetchall()
+    assert sorted(r[0] for r in rows) == sorted([missed, newer.run_id])
+
+
+@pytest.mark.postgres
+def test_the_reconcile_sensor_moves_its_cursor_and_says_when_nothing_was_missed(
+    pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    run_id = failed_unrecorded(instance, "stays_down", {BATCH_TAG: "b-9"})
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"postgres": pg_resource}
+        )
+        result = run_alerts_reconcile_sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    first = tick(None)  # the first tick looks back a day
+    assert first.skip_reason is None and first.cursor
+    assert [a.details["run_id"] for a in list_alerts(pg, "open")] == [run_id]
+    quiet = tick(first.cursor)
+    assert quiet.skip_reason is not None and "no missed run alerts" in (quiet.skip_reason.skip_message or "")
+    assert quiet.cursor == first.cursor
+
+
+def test_the_reconcile_sensor_goes_a_day_back_without_a_cursor_it_can_read() -> None:
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    assert (
+        reconcile_since(None, now)
+        == reconcile_since("not a time", now)
+        == datetime(2026, 12, 4, 12, tzinfo=UTC)
+    )
+    assert reconcile_since("2026-12-05T11:55:00+00:00", now) == datetime(2026, 12, 5, 11, 55, tzinfo=UTC)
