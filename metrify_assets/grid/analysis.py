@@ -6,7 +6,7 @@ its synchronous area (`GridConfig.area_of`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,17 +48,24 @@ class Analysis:
 
     def replaced(self, other: Analysis, nodes: list[str]) -> Analysis:
         """This analysis with the nodes `nodes` taken from `other` (an analysis of more of their data)."""
-
-        def merged(mine: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
-            parts = [f for f in (mine[~mine["grid_node_id"].isin(nodes)], theirs) if len(f)]
-            return pd.concat(parts, ignore_index=True) if parts else mine.iloc[0:0]
-
         return Analysis(
-            merged(self.samples, other.samples),
-            merged(self.figures, other.figures),
-            merged(self.events, other.events),
-            merged(self.ends, other.ends),
+            with_nodes_of(self.samples, other.samples, nodes),
+            with_nodes_of(self.figures, other.figures, nodes),
+            with_nodes_of(self.events, other.events, nodes),
+            with_nodes_of(self.ends, other.ends, nodes),
         )
+
+
+def joined(frames: Iterable[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    """The non-empty `frames` one after another, or `empty` (pandas warns on, and takes dtypes from,
+    empty frames in a concat)."""
+    parts = [f for f in frames if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else empty
+
+
+def with_nodes_of(mine: pd.DataFrame, theirs: pd.DataFrame, nodes: Iterable[str]) -> pd.DataFrame:
+    """`mine` with the rows of the grid nodes `nodes` taken from `theirs`."""
+    return joined((mine[~mine["grid_node_id"].isin(list(nodes))], theirs), mine.iloc[0:0])
 
 
 def _node(node: str, frame: pd.DataFrame, config: GridConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

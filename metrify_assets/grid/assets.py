@@ -14,7 +14,7 @@ import pandas as pd
 from pydantic import Field
 
 from metrify_assets.errors import RETRY_POLICY, classified_step
-from metrify_assets.grid.analysis import GridConfig
+from metrify_assets.grid.analysis import GridConfig, joined
 from metrify_assets.grid.areas import AREAS, DEFAULT_AREA
 from metrify_assets.grid.charts import risk_chart_png
 from metrify_assets.grid.stability import NOMINAL_VOLTAGE_V, VoltageConfig
@@ -139,11 +139,6 @@ def grid_stability(
     )
 
 
-def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    parts = [f for f in frames if len(f)]
-    return pd.concat(parts, ignore_index=True) if parts else frames[-1]
-
-
 @dataclass
 class Totals:
     """The metadata of a run from its chunks: sums, the riskiest hours and the last `CHART_DAYS` days
@@ -175,14 +170,17 @@ class Totals:
         self.closed += run.closed
         self.lookahead_days, self.raised, self.resolved = run.lookahead_days, run.raised, run.resolved
         if len(f):
-            top = _joined([self.riskiest, f]).sort_values(  # ties by time, then node: the same in any chunks
+            top = joined(
+                (self.riskiest, f), f
+            ).sort_values(  # ties by time, then node: the same in any chunks
                 ["risk_score", "hour_start", "grid_node_id"],
                 ascending=[False, True, True],
                 na_position="last",
             )
             self.riskiest = top.head(10)
             since = pd.Timestamp(run.last, tz="UTC") - pd.Timedelta(days=CHART_DAYS - 1)
-            recent = _joined([self.recent, f[["grid_node_id", "hour_start", "risk_score", "worst_state"]]])
+            chart = f[["grid_node_id", "hour_start", "risk_score", "worst_state"]]
+            recent = joined((self.recent, chart), chart)
             self.recent = recent[(pd.to_datetime(recent["hour_start"], utc=True) >= since).to_numpy()]
         for name, count in _problems(run).items():
             self.problems[name] = self.problems.get(name, 0) + count

@@ -10,13 +10,14 @@ a time from its next sample (at most `max_lookahead_days`), until its state ends
 an event gets its end even when its day is re-run after the next day's data arrived.
 
 A run goes through its days `chunk_days` at a time (`run_chunks`; the asset: `CHUNK_DAYS`), so its
-memory is that of a chunk's samples whatever the range: each chunk reads, looks back and reads on
-as a run of its days alone would, and is one transaction, holding an advisory lock per day of the
-chunk from before the read (`lock_days`), so runs that share a day take turns. The stored rows and
-events are those of the range run at once: an event going on past a chunk's last day is read on to
-its end and then carried by the next chunk, the weekly voltage figure takes the run's earlier days
-from the chunks before, and the alerts are decided with the last chunk from what every chunk saw
-(`Sightings`). It writes:
+memory is that of a chunk's samples whatever the range: each chunk reads and looks back as a run of
+its days alone would (only the last reads on), and is one transaction, holding an advisory lock per
+day of the chunk from before the read (`lock_days`), so runs that share a day take turns. Once the
+run ends, the stored rows and events are those of the range run at once: an event going on past a
+chunk's last day is stored open and ended by the next chunk (until that commits, or if the run fails
+first, it reads as open), the weekly voltage figure takes the run's earlier days from the chunks
+before, and the alerts are decided with the last chunk from what every chunk saw (`Sightings`). It
+writes:
 - `ops.grid_stability`: the hours of the run's days (delete + insert by day), with EN 50160's weekly
   figure over the 6 days before aggregated from their samples (`prior_voltage_days`);
 - `ops.grid_state_events`: an event belongs to the day it started. The run replaces the events that
@@ -42,7 +43,7 @@ import pandas as pd
 import psycopg
 
 from metrify_assets.alerts.store import Alert, raise_alert, resolve_condition
-from metrify_assets.grid.analysis import INPUT_COLUMNS, Analysis, GridConfig, analyse
+from metrify_assets.grid.analysis import INPUT_COLUMNS, Analysis, GridConfig, analyse, joined, with_nodes_of
 from metrify_assets.grid.areas import area
 from metrify_assets.grid.risk import RISK_COLUMNS
 from metrify_assets.grid.stability import FIGURE_COLUMNS, VoltageConfig, weekly_voltage_compliance
@@ -245,9 +246,7 @@ def run_figures(
     parts = [prior_voltage_days(conn, nodes, first, config.voltage, before=run_first), daily]
     if earlier is not None:
         parts.append(earlier[earlier["grid_node_id"].isin(nodes)])
-    weekly = weekly_voltage_compliance(
-        pd.concat([p for p in parts if len(p)], ignore_index=True), config.voltage
-    )
+    weekly = weekly_voltage_compliance(joined(parts, daily), config.voltage)
     weekly = weekly.rename(
         columns={
             "week_windows": "voltage_week_windows",
@@ -315,8 +314,8 @@ def write(
 ) -> tuple[pd.DataFrame, int, int]:
     """Replace the hours of the days `first`..`last` and the events that started on them; close the
     earlier events a gap ended, end the event carried in from before -> (events written, events
-    carried in from before `run_first` (default `first`: a chunk's carry of an event of its run's
-    earlier days is not one) and updated, earlier events closed at a gap). Does not commit."""
+    carried in from before the run and updated (counted by its first chunk, from `run_first`, default
+    `first`), earlier events closed at a gap). Does not commit."""
     start, end = day_start(first), day_start(last + timedelta(days=1))
     run_start = day_start(run_first or first)
     found = analysis.events.assign(
@@ -334,8 +333,9 @@ def write(
         cur.execute("DELETE FROM ops.grid_state_events WHERE start_day BETWEEN %s AND %s", (first, last))
         _copy(cur, "ops.grid_state_events", EVENTS_WRITE, owned)
     closed = close_at_gaps(conn, analysis, start)
-    carried = sum(_carry(conn, event, start, run_start) for event in carried_in.itertuples(index=False))
-    return owned[EVENTS_WRITE], carried, closed
+    carried = sum(_carry(conn, event, start) for event in carried_in.itertuples(index=False))
+    # A later chunk carries on the run's own events, or one from before the run the first chunk counted.
+    return owned[EVENTS_WRITE], carried if start == run_start else 0, closed
 
 
 def close_at_gaps(conn: psycopg.Connection, analysis: Analysis, start: datetime) -> int:
@@ -377,11 +377,11 @@ def close_at_gaps(conn: psycopg.Connection, analysis: Analysis, start: datetime)
     return closed
 
 
-def _carry(conn: psycopg.Connection, event: Any, start: datetime, run_start: datetime) -> int:
+def _carry(conn: psycopg.Connection, event: Any, start: datetime) -> int:
     """Give the event this run saw in progress at `start` its end and peak on the stored event it
     continues: the node's newest event that started before `start`, if it is in the same state, did
     not start after what this run saw and had not ended before `start` (never an older event left
-    open) -> rows updated (0 or 1) of an event that started before `run_start`."""
+    open) -> rows updated (0 or 1)."""
     row = conn.execute(
         "SELECT started_at, start_day, state, ended_at FROM ops.grid_state_events "
         "WHERE grid_node_id = %s AND started_at < %s ORDER BY started_at DESC LIMIT 1",
@@ -405,7 +405,7 @@ def _carry(conn: psycopg.Connection, event: Any, start: datetime, run_start: dat
             "started": started,
         },
     )
-    return cur.rowcount if started < run_start else 0
+    return cur.rowcount
 
 
 def newest_samples(conn: psycopg.Connection, nodes: list[str]) -> dict[str, pd.Timestamp]:
@@ -475,13 +475,11 @@ class Sightings:
                 ]
 
         def latest(mine: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
-            kept = [f for f in (mine[~mine["grid_node_id"].isin(theirs["grid_node_id"])], theirs) if len(f)]
-            merged = pd.concat(kept, ignore_index=True) if kept else mine.iloc[0:0]
+            merged = with_nodes_of(mine, theirs, theirs["grid_node_id"])
             return merged.sort_values("grid_node_id", ignore_index=True)
 
         ends, bad = latest(self.ends, later.ends), latest(self.bad, later.bad)
-        parts = [f for f in (_events_at(self.events, ends, bad), events) if len(f)]
-        return Sightings(ends, bad, pd.concat(parts, ignore_index=True) if parts else events)
+        return Sightings(ends, bad, joined((_events_at(self.events, ends, bad), events), events))
 
 
 def _events_at(
@@ -493,9 +491,10 @@ def _events_at(
     """The events in progress at the samples of `ends` and `bad`, and at `times` (node, time)."""
     wanted = [*zip(ends["grid_node_id"], ends["last_sample_at"], strict=True)]
     wanted += [*zip(bad["grid_node_id"], bad["measured_at"], strict=True), *(times or [])]
-    seen = [_in_progress(events, str(n), pd.Timestamp(t)).tail(1) for n, t in wanted]
-    seen = [f for f in seen if len(f)]
-    return pd.concat(seen).drop_duplicates(ignore_index=True) if seen else events.iloc[0:0]
+    seen = joined(
+        (_in_progress(events, str(n), pd.Timestamp(t)).tail(1) for n, t in wanted), events.iloc[0:0]
+    )
+    return seen.drop_duplicates(ignore_index=True)
 
 
 def _event_at(
@@ -634,8 +633,7 @@ def run_chunks(
             sightings = seen if sightings is None else sightings.then(seen, day_start(a))
             raised, resolved = update_alerts(conn, sightings, config) if b == last else ([], [])
         conn.commit()
-        parts = [f for f in (voltage_days, daily) if len(f)]
-        voltage_days = pd.concat(parts, ignore_index=True) if parts else voltage_days
+        voltage_days = joined((voltage_days, daily), voltage_days)
         voltage_days = voltage_days[voltage_days["day"] > b - timedelta(days=VOLTAGE_WEEK_BEFORE)]
         yield GridRun(a, b, figures, events, carried, closed, lookahead, raised, resolved)
         a = b + timedelta(days=1)

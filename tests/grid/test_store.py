@@ -423,6 +423,23 @@ def test_a_range_run_in_chunks_of_a_day_stores_what_the_range_at_once_does(pg: p
     assert set(week["voltage_week_within_share"].first().round(3)) == {0.875}  # 18 of 144 a day high
 
 
+def test_an_event_from_before_the_run_is_carried_in_once_however_many_chunks_it_spans(
+    pg: psycopg.Connection,
+) -> None:
+    """GN-C's event (from the day before the run to day 0) and GN-E's (to day 1: two chunks of a day)
+    are the run's two carried in, whether it runs in chunks of a day or at once."""
+    store_samples(pg, four_nodes_over_four_days())
+    first, last = DAY, DAY + timedelta(days=2)
+    carried = []
+    for chunk_days in (None, 1):
+        reset(pg)
+        run_days(pg, first - timedelta(days=1), first - timedelta(days=1), CONFIG)
+        carried.append(
+            sum(r.carried for r in store.run_chunks(pg, first, last, CONFIG, chunk_days=chunk_days))
+        )
+    assert carried == [2, 2]
+
+
 def test_the_asset_over_a_range_logs_each_chunk_and_sums_its_metadata(
     pg: psycopg.Connection, pg_resource: PostgresResource
 ) -> None:
