@@ -25,7 +25,7 @@ import psycopg
 
 from metrify_assets.alerts.store import Alert, raise_alert, resolve_condition
 from metrify_assets.errors import root_error
-from metrify_assets.ingestion.sensors import BATCH_TAG
+from metrify_assets.ingestion.sensors import BATCH_TAG, run_ended_at
 from metrify_assets.resources import PostgresResource
 
 WILL_RETRY_TAG = "dagster/will_retry"
@@ -293,31 +293,28 @@ RECONCILE_FIRST_LOOKBACK = timedelta(days=1)  # the first tick's window: a new s
 RECONCILE_BATCH = 200  # finished runs settled per tick, oldest first; the cursor keeps the rest
 
 
-def ended_at(record: dg.RunRecord) -> datetime:
-    return (
-        datetime.fromtimestamp(record.end_time, UTC)
-        if record.end_time is not None
-        else record.update_timestamp
-    )
-
-
 def made_good(
     instance: dg.DagsterInstance, failed: dg.RunRecord, alert: RunAlert, whole: JobAssets | None
 ) -> str | None:
     """The id of a run that succeeded after `failed` ended and covers its alert (`covers`, `selects`),
-    or None."""
+    or None. By their end times: a run's update time also moves when its tags are edited."""
+    failed_at = run_ended_at(failed)
     tags = {BATCH_TAG: alert.batch_id} if alert.batch_id else {}
     later = instance.get_run_records(
         dg.RunsFilter(
             job_name=alert.job_name,
             statuses=[dg.DagsterRunStatus.SUCCESS],
             tags=tags,
-            updated_after=ended_at(failed),
+            updated_after=failed_at,
         )
     )
     for success in later:
         run = success.dagster_run
-        if covers(run_days(run.tags), alert.days) and selects(run_assets(run, whole), alert.assets):
+        if (
+            run_ended_at(success) > failed_at
+            and covers(run_days(run.tags), alert.days)
+            and selects(run_assets(run, whole), alert.assets)
+        ):
             return run.run_id
     return None
 
@@ -349,7 +346,7 @@ def reconcile(
         run = finished.dagster_run
         whole = job_assets(repository, run.job_name)
         if run.status == dg.DagsterRunStatus.SUCCESS:
-            resolve_covered(conn, run, whole, at=ended_at(finished))
+            resolve_covered(conn, run, whole, at=run_ended_at(finished))
             continue
         known = conn.execute("SELECT 1 FROM ops.run_alerts WHERE run_id = %s", (run.run_id,)).fetchone()
         failures = [

@@ -444,6 +444,21 @@ def test_reconcile_replays_in_order_a_missed_failure_made_good_and_a_newer_failu
 
 
 @pytest.mark.postgres
+@pytest.mark.postgres
+def test_a_success_that_ended_before_a_missed_failure_does_not_make_it_good_when_its_tags_change(
+    pg: psycopg.Connection,
+) -> None:
+    """Editing a run's tags in the UI moves its update time, not when it ended."""
+    instance = dg.DagsterInstance.ephemeral()
+    tags = days("2026-11-02", "2026-11-02")
+    earlier = succeeded_unseen(instance, "stays_down", tags)
+    missed = failed_unrecorded(instance, "stays_down", tags)
+    instance.add_run_tags(earlier, {"note": "checked"})
+    _, recorded = reconcile(pg, instance, datetime(2026, 1, 1, tzinfo=UTC), None)
+    assert recorded == [missed]
+    assert [a.details["run_id"] for a in list_alerts(pg, "open")] == [missed]
+
+
 def test_the_reconcile_sensor_moves_its_cursor_and_says_when_nothing_was_missed(
     pg: psycopg.Connection, pg_resource: PostgresResource
 ) -> None:

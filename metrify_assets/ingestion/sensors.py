@@ -85,6 +85,15 @@ class FailedBatch:
         return self.last_ended + retry_delay(self.runs)
 
 
+def run_ended_at(record: dg.RunRecord) -> datetime:
+    """When a finished run ended (its last update when it never started: canceled in the queue)."""
+    return (
+        datetime.fromtimestamp(record.end_time, UTC)
+        if record.end_time is not None
+        else record.update_timestamp
+    )
+
+
 def failed_batches(instance: dg.DagsterInstance, batch_ids: Iterable[str]) -> dict[str, FailedBatch]:
     """Batch ids whose every run has ended without success: how many runs they had, when the last ended."""
     out: dict[str, FailedBatch] = {}
@@ -92,20 +101,17 @@ def failed_batches(instance: dg.DagsterInstance, batch_ids: Iterable[str]) -> di
         records = instance.get_run_records(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}))
         statuses = [r.dagster_run.status for r in records]
         if records and all(s not in _IN_FLIGHT and s != dg.DagsterRunStatus.SUCCESS for s in statuses):
-            ended = max(
-                datetime.fromtimestamp(r.end_time, UTC) if r.end_time is not None else r.update_timestamp
-                for r in records
-            )
-            out[batch_id] = FailedBatch(len(records), ended)
+            out[batch_id] = FailedBatch(len(records), max(run_ended_at(r) for r in records))
     return out
 
 
 def due_retries(
-    failed: dict[str, FailedBatch], now: datetime
+    failed: dict[str, FailedBatch], now: datetime | None
 ) -> tuple[dict[str, int], dict[str, FailedBatch]]:
     """Split failed batches into those to request again now (with their run counts, for the run key)
-    and those still waiting out their `retry_delay`. Pure: unit-tested."""
-    due = {b: f.runs for b, f in failed.items() if f.next_try <= now}
+    and those still waiting out their `retry_delay` (none when `now` is None: a person's command
+    requests them all). Pure: unit-tested."""
+    due = {b: f.runs for b, f in failed.items() if now is None or f.next_try <= now}
     return due, {b: f for b, f in failed.items() if b not in due}
 
 

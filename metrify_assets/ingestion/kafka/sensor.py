@@ -60,9 +60,7 @@ def _retries(
     with postgres.connect() as conn:
         done = delivered_batch_ids(conn, source)
     failed = failed_batches(instance, sorted(candidates - done))
-    due, waiting = (
-        due_retries(failed, now) if now is not None else ({b: f.runs for b, f in failed.items()}, {})
-    )
+    due, waiting = due_retries(failed, now)
     return [(OffsetRange.parse(b), f"{b}-retry-{n}") for b, n in due.items()], waiting_text(waiting)
 
 
