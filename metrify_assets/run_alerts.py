@@ -348,14 +348,15 @@ def reconcile(
         if run.status == dg.DagsterRunStatus.SUCCESS:
             resolve_covered(conn, run, whole, at=run_ended_at(finished))
             continue
-        known = conn.execute("SELECT 1 FROM ops.run_alerts WHERE run_id = %s", (run.run_id,)).fetchone()
+        if conn.execute("SELECT 1 FROM ops.run_alerts WHERE run_id = %s", (run.run_id,)).fetchone():
+            continue  # its sensor recorded it: the common case costs this lookup only
         failures = [
             e.dagster_event
             for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
             if e.dagster_event is not None
         ]
-        alert = None if known else run_alert(run, failures, whole)
-        if alert is None:
+        alert = run_alert(run, failures, whole)
+        if alert is None:  # the daemon re-runs it
             continue
         good = made_good(instance, finished, alert, whole)
         if good is None:

@@ -68,8 +68,10 @@ def drain(
     A range whose run fails (after its step retries) does not stop the drain: the others are still
     ingested, and the failed ones are returned in `failed` (the next drain or sensor tick requests
     them again). When the brokers cannot be reached at a tick, no source is read on (one cluster
-    holds their topics): the sources still being drained are returned in `unread` with the error; a topic that does not exist, in `no_topic`. `workers` runs that many ranges at once (processes; the instance must be a
-    persistent one they can all write to). Runs are tagged with `trigger`, what asked for the drain."""
+    holds their topics): the sources still being drained are returned in `unread` with the error; a
+    topic that does not exist, in `no_topic`. `workers` runs that many ranges at once (processes;
+    the instance must be a persistent one they can all write to). Runs are tagged with `trigger`,
+    what asked for the drain."""
     if not kafka.configured:
         raise ValueError("Kafka is not configured: set KAFKA_BOOTSTRAP_SERVERS")
     if workers > 1 and not instance.is_persistent:

@@ -3,10 +3,10 @@
 A tick reads only beginning/end offsets and plans ranges (`kafka.ranges`); runs read their range.
 The cursor (next start offset per partition) moves when runs are requested, so each tick also
 reconciles: a range below the cursor that the ledger does not hold and whose runs all failed is
-requested again (`-retry-<n>`) once its `retry_delay` has passed, as the landing sensors do. Unreachable brokers skip the tick with the
-cursor unchanged. Offsets retention deleted before a tick planned them are a `kafka_expired` alert
-(`kafka.expired`); a partition whose log restarted below the cursor is not read, and a
-`kafka_restarted` alert (`kafka.restarted`).
+requested again (`-retry-<n>`) once its `retry_delay` has passed, as the landing sensors do.
+Unreachable brokers skip the tick with the cursor unchanged. Offsets retention deleted before a tick
+planned them are a `kafka_expired` alert (`kafka.expired`); a partition whose log restarted below the
+cursor is not read, and a `kafka_restarted` alert (`kafka.restarted`).
 """
 
 from __future__ import annotations
@@ -82,10 +82,10 @@ def kafka_tick(
     reached (the sensor skips the tick, the drain reports it). `metrify kafka drain` calls it too, so
     both plan identically, except that the drain, which knows how many runs it executes at once
     (`workers`), has the last tick of its backlog balanced over them (`balance_ranges`: a tick capped
-    before the end offsets is not, as the next tick's ranges keep the workers busy). The daemon's sensor plans one range per partition
-    and step: its runs start as the run queue frees up, whatever a tick held. The sensor passes the
-    time, so failed ranges wait out their `retry_delay`; the drain passes None: a person's command
-    requests every failed range again at once.
+    before the end offsets is not, as the next tick's ranges keep the workers busy). The daemon's
+    sensor plans one range per partition and step: its runs start as the run queue frees up,
+    whatever a tick held. The sensor passes the time, so failed ranges wait out their `retry_delay`;
+    the drain passes None: a person's command requests every failed range again at once.
 
     Every tick that reaches the brokers also reports the consumer lag (see `lag_observation`).
     """
