@@ -16,6 +16,7 @@ or a person resolves it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -290,7 +291,61 @@ def run_success_resolves_alerts(context: dg.RunStatusSensorContext, postgres: Po
 
 
 RECONCILE_FIRST_LOOKBACK = timedelta(days=1)  # the first tick's window: a new sensor, or a new instance
-RECONCILE_BATCH = 200  # finished runs settled per tick, oldest first; the cursor keeps the rest
+RECONCILE_BATCH = 200  # new finished runs settled per tick, oldest first; the cursor keeps the rest
+# Each tick reads again the runs updated this long before its cursor. A run's update time is when its
+# status event happened (the writing process's clock), not when its row was written, so a run whose
+# status lands after a later run's (a worker's clock behind, a slow storage write) sorts before the
+# cursor; and a tick's limit can cut between runs updated in the same instant. A run whose status
+# lands more than this behind the cursor is still not read.
+RECONCILE_OVERLAP = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class ReconcileCursor:
+    """Where the reconcile sensor goes on from: the latest update time it settled (`after`) and the
+    runs it settled that were updated within `RECONCILE_OVERLAP` before it, which the next tick reads
+    again and skips. The sensor's cursor is its JSON (`dumps`)."""
+
+    after: datetime
+    settled: frozenset[str] = frozenset()
+
+    @property
+    def start(self) -> datetime:
+        """Where the next read starts (exclusive): the overlap before `after`."""
+        return self.after - RECONCILE_OVERLAP
+
+    def dumps(self) -> str:
+        return json.dumps({"after": self.after.isoformat(), "settled": sorted(self.settled)})
+
+    @classmethod
+    def loads(cls, text: str | None, now: datetime) -> ReconcileCursor:
+        """The cursor `text`, or a day back (`RECONCILE_FIRST_LOOKBACK`): the first tick, or a cursor
+        that cannot be read (a person's edit in the UI)."""
+        cursor = cls.parse(text) if text else None
+        return cursor if cursor is not None else cls(after=now - RECONCILE_FIRST_LOOKBACK)
+
+    @classmethod
+    def parse(cls, text: str) -> ReconcileCursor | None:
+        """`text` as a cursor: its JSON, or a plain ISO time (the cursor before the overlap, which
+        settled nothing); None if it is neither. In UTC, a naive time taken as UTC: the run storage
+        compares naive UTC times."""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            doc = {"after": text}
+        if not isinstance(doc, dict):
+            return None
+        after, settled = doc.get("after"), doc.get("settled", [])
+        if not (isinstance(after, str) and isinstance(settled, list)):
+            return None
+        if not all(isinstance(run_id, str) for run_id in settled):
+            return None
+        try:
+            at = datetime.fromisoformat(after)
+        except ValueError:
+            return None
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        return cls(after=at, settled=frozenset(settled))
 
 
 def made_good(
@@ -319,61 +374,79 @@ def made_good(
     return None
 
 
+def settle_missed(
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    finished: dg.RunRecord,
+    repository: dg.RepositoryDefinition | None,
+) -> str | None:
+    """Settle one finished run as its sensor would have: a success resolves what it covers that was
+    last seen before it ended; a failed run not in `ops.run_alerts` is recorded, and if a later run
+    already made it good, only its row is (the open condition may be a newer failure's). What was
+    recorded, for the log, or None."""
+    run = finished.dagster_run
+    whole = job_assets(repository, run.job_name)
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        resolve_covered(conn, run, whole, at=run_ended_at(finished))
+        return None
+    if conn.execute("SELECT 1 FROM ops.run_alerts WHERE run_id = %s", (run.run_id,)).fetchone():
+        return None  # its sensor recorded it: the common case costs this lookup only
+    failures = [
+        e.dagster_event
+        for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        if e.dagster_event is not None
+    ]
+    alert = run_alert(run, failures, whole)
+    if alert is None:  # the daemon re-runs it
+        return None
+    good = made_good(instance, finished, alert, whole)
+    if good is None:
+        record(conn, alert)
+    else:
+        insert_row(conn, alert)
+    return run.run_id + (f" (made good by {good})" if good else "")
+
+
 def reconcile(
     conn: psycopg.Connection,
     instance: dg.DagsterInstance,
-    since: datetime,
+    cursor: ReconcileCursor,
     repository: dg.RepositoryDefinition | None,
     limit: int = RECONCILE_BATCH,
-) -> tuple[datetime, list[str]]:
-    """Settle the runs that finished after `since` as the two sensors above would, for those whose
-    sensor evaluation failed (PostgreSQL down when it wrote): Dagster moves a run status sensor's
-    cursor past a run whose evaluation raised, so its alert would be lost. Oldest first, so history
-    replays in order: a failed run not in `ops.run_alerts` is recorded; if a later run already made it
-    good, only its row is (the open condition may be a newer failure's). A success resolves what it
-    covers that was last seen before it ended. Both are idempotent, so a run the sensors did settle
-    changes nothing. Returns the new cursor (the last run's update time) and what was recorded."""
+) -> tuple[ReconcileCursor, list[str]]:
+    """Settle the finished runs updated after `cursor.start` that `cursor` has not settled
+    (`settle_missed`), for those whose sensor evaluation failed (PostgreSQL down when it wrote): Dagster
+    moves a run status sensor's cursor past a run whose evaluation raised, so its alert would be lost.
+    Oldest first, so history replays in order; at most `limit` new runs. Settling is idempotent, so a
+    run the sensors did settle changes nothing and costs a lookup. Returns the new cursor and what was
+    recorded.
+
+    The read goes `RECONCILE_OVERLAP` back from the last settled update time, for the runs written late
+    and the rest of a tie the limit cut. The runs settled there are skipped, and read beyond `limit`:
+    a window holding more than `limit` of them still gets to the new ones."""
     records = instance.get_run_records(
         dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS], updated_after=since
+            statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS], updated_after=cursor.start
         ),
-        limit=limit,
+        limit=limit + len(cursor.settled),
         order_by="update_timestamp",
         ascending=True,
     )
-    recorded: list[str] = []
-    for finished in records:
-        run = finished.dagster_run
-        whole = job_assets(repository, run.job_name)
-        if run.status == dg.DagsterRunStatus.SUCCESS:
-            resolve_covered(conn, run, whole, at=run_ended_at(finished))
-            continue
-        if conn.execute("SELECT 1 FROM ops.run_alerts WHERE run_id = %s", (run.run_id,)).fetchone():
-            continue  # its sensor recorded it: the common case costs this lookup only
-        failures = [
-            e.dagster_event
-            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-            if e.dagster_event is not None
-        ]
-        alert = run_alert(run, failures, whole)
-        if alert is None:  # the daemon re-runs it
-            continue
-        good = made_good(instance, finished, alert, whole)
-        if good is None:
-            record(conn, alert)
-        else:
-            insert_row(conn, alert)
-        recorded.append(run.run_id + (f" (made good by {good})" if good else ""))
-    return (records[-1].update_timestamp if records else since), recorded
-
-
-def reconcile_since(cursor: str | None, now: datetime) -> datetime:
-    """Where the reconcile sensor goes on from: its cursor, or a day back (first tick, or a cursor
-    that is not a time: a person's edit in the UI)."""
-    try:
-        return datetime.fromisoformat(cursor) if cursor else now - RECONCILE_FIRST_LOOKBACK
-    except ValueError:
-        return now - RECONCILE_FIRST_LOOKBACK
+    new = [r for r in records if r.dagster_run.run_id not in cursor.settled][:limit]
+    recorded = [text for finished in new if (text := settle_missed(conn, instance, finished, repository))]
+    moved = ReconcileCursor(after=max([cursor.after, *(r.update_timestamp for r in new)]))
+    # The settled runs the next read starts after drop out; those a full read did not reach (past its
+    # last row, the limit) stay.
+    done = cursor.settled | {r.dagster_run.run_id for r in new}
+    read = {r.dagster_run.run_id for r in records}
+    full = len(records) == limit + len(cursor.settled)
+    kept = {
+        r.dagster_run.run_id
+        for r in records
+        if r.dagster_run.run_id in done and r.update_timestamp > moved.start
+    }
+    unread = cursor.settled - read if full else frozenset()
+    return ReconcileCursor(after=moved.after, settled=frozenset(kept | unread)), recorded
 
 
 @dg.sensor(
@@ -386,17 +459,21 @@ def reconcile_since(cursor: str | None, now: datetime) -> datetime:
 def run_alerts_reconcile_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource
 ) -> dg.SensorResult:
-    since = reconcile_since(context.cursor, datetime.now(UTC))
+    cursor = ReconcileCursor.loads(context.cursor, datetime.now(UTC))
     with postgres.connect() as conn:
-        cursor, recorded = reconcile(conn, context.instance, since, context.repository_def)
+        moved, recorded = reconcile(conn, context.instance, cursor, context.repository_def)
     for text in recorded:
         context.log.error(f"run {text}: its failure had not been recorded; recorded now")
     skip = (
         None
         if recorded
-        else dg.SkipReason(f"no missed run alerts (runs finished after {since:%Y-%m-%d %H:%M:%S} UTC)")
+        else dg.SkipReason(
+            f"no missed run alerts (runs updated after {cursor.start:%Y-%m-%d %H:%M:%S} UTC, "
+            f"{RECONCILE_OVERLAP.total_seconds() / 60:.0f} minutes before the cursor's "
+            f"{cursor.after:%H:%M:%S}; skipped {len(cursor.settled)} settled before)"
+        )
     )
-    return dg.SensorResult(cursor=cursor.isoformat(), skip_reason=skip)
+    return dg.SensorResult(cursor=moved.dumps(), skip_reason=skip)
 
 
 defs = dg.Definitions(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -17,12 +18,13 @@ from metrify_assets.partitions import TRIGGER_TAG, partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import (
     PARTITION_TAG,
+    RECONCILE_OVERLAP,
     WILL_RETRY_TAG,
+    ReconcileCursor,
     RunAlert,
     covers,
     job_assets,
     reconcile,
-    reconcile_since,
     record,
     resolve_covered,
     run_alert,
@@ -406,18 +408,28 @@ def succeeded_unseen(instance: dg.DagsterInstance, name: str, tags: dict[str, st
     )
 
 
+LONG_AGO = ReconcileCursor(after=datetime(2026, 1, 1, tzinfo=UTC))  # before every run of a test
+
+
+def failure_written_at(instance: dg.DagsterInstance, run_id: str, at: datetime) -> None:
+    """Write a failed run's status again as of `at`: the run storage keeps the time the event happened,
+    so a process whose clock is behind (or whose write is slow) lands a run that sorts before others."""
+    (failed,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert failed.dagster_event is not None
+    instance.run_storage.handle_run_event(run_id, failed.dagster_event, update_timestamp=at)
+
+
 @pytest.mark.postgres
 def test_reconcile_records_a_failure_its_sensor_missed_once(pg: psycopg.Connection) -> None:
     instance = dg.DagsterInstance.ephemeral()
     run_id = failed_unrecorded(instance, "stays_down", days("2026-11-02", "2026-11-02"))
-    since = datetime(2026, 1, 1, tzinfo=UTC)
-    cursor, recorded = reconcile(pg, instance, since, None)
-    assert recorded == [run_id] and cursor > since
+    cursor, recorded = reconcile(pg, instance, LONG_AGO, None)
+    assert recorded == [run_id] and cursor.after > LONG_AGO.after
     (standing,) = list_alerts(pg, "open")
     assert (standing.kind, standing.subject, standing.details["run_id"]) == (
         "run_failure", "stays_down [2026-11-02]", run_id
     )  # fmt: skip
-    assert reconcile(pg, instance, since, None)[1] == []  # idempotent: a second pass adds nothing
+    assert reconcile(pg, instance, LONG_AGO, None)[1] == []  # idempotent: a second pass adds nothing
     assert reconcile(pg, instance, cursor, None)[1] == []
     assert pg.execute("SELECT count(*) FROM ops.run_alerts").fetchone() == (1,)
     assert [a.occurrences for a in list_alerts(pg, "open")] == [1]
@@ -435,7 +447,7 @@ def test_reconcile_replays_in_order_a_missed_failure_made_good_and_a_newer_failu
     good = succeeded_unseen(instance, "stays_down", days("2026-11-01", "2026-11-03"))
     pg.commit()
     newer = fail(instance, pg, "stays_down", tags)
-    _, recorded = reconcile(pg, instance, datetime(2026, 1, 1, tzinfo=UTC), None)
+    _, recorded = reconcile(pg, instance, LONG_AGO, None)
     assert recorded == [f"{missed} (made good by {good})"]
     (standing,) = list_alerts(pg, "open")
     assert (standing.details["run_id"], standing.occurrences) == (newer.run_id, 1)
@@ -443,7 +455,6 @@ def test_reconcile_replays_in_order_a_missed_failure_made_good_and_a_newer_failu
     assert sorted(r[0] for r in rows) == sorted([missed, newer.run_id])
 
 
-@pytest.mark.postgres
 @pytest.mark.postgres
 def test_a_success_that_ended_before_a_missed_failure_does_not_make_it_good_when_its_tags_change(
     pg: psycopg.Connection,
@@ -454,38 +465,137 @@ def test_a_success_that_ended_before_a_missed_failure_does_not_make_it_good_when
     earlier = succeeded_unseen(instance, "stays_down", tags)
     missed = failed_unrecorded(instance, "stays_down", tags)
     instance.add_run_tags(earlier, {"note": "checked"})
-    _, recorded = reconcile(pg, instance, datetime(2026, 1, 1, tzinfo=UTC), None)
+    _, recorded = reconcile(pg, instance, LONG_AGO, None)
     assert recorded == [missed]
     assert [a.details["run_id"] for a in list_alerts(pg, "open")] == [missed]
 
 
+@pytest.mark.postgres
+def test_reconcile_reads_again_before_its_cursor_the_failures_whose_status_was_written_late(
+    pg: psycopg.Connection,
+) -> None:
+    """A worker's clock behind, or a slow write: a run's failure lands after a later run's, with an
+    earlier update time. The next ticks read the overlap again and settle it; the runs settled there
+    are skipped, and drop out of the cursor once a later run moves it past them."""
+    instance = dg.DagsterInstance.ephemeral()
+    first = failed_unrecorded(instance, "stays_down", {BATCH_TAG: "b-1"})
+    cursor, recorded = reconcile(pg, instance, LONG_AGO, None)
+    assert recorded == [first] and cursor.settled == {first}
+
+    late = [failed_unrecorded(instance, "stays_down", {BATCH_TAG: b}) for b in ("b-2", "b-3")]
+    for minutes, run_id in zip((2, 1), late, strict=True):
+        failure_written_at(instance, run_id, cursor.after - timedelta(minutes=minutes))
+    # One a tick: the first late run; `first` (updated after both, past the full read) stays settled.
+    second, recorded = reconcile(pg, instance, cursor, None, limit=1)
+    assert recorded == [late[0]]
+    assert second == ReconcileCursor(after=cursor.after, settled=frozenset({first, late[0]}))
+    third, recorded = reconcile(pg, instance, second, None, limit=1)
+    assert recorded == [late[1]] and third.settled == {first, *late}
+    assert reconcile(pg, instance, third, None) == (third, [])  # all settled: nothing, and no move
+    standing = {
+        str(a.details["batch_id"]): (a.details["run_id"], a.occurrences) for a in list_alerts(pg, "open")
+    }
+    assert standing == {"b-1": (first, 1), "b-2": (late[0], 1), "b-3": (late[1], 1)}
+
+    later = failed_unrecorded(instance, "stays_down", {BATCH_TAG: "b-4"})
+    failure_written_at(instance, later, cursor.after + RECONCILE_OVERLAP + timedelta(seconds=1))
+    fourth, recorded = reconcile(pg, instance, third, None)
+    assert recorded == [later] and fourth.settled == {later}
+
+
+@pytest.mark.postgres
+def test_reconcile_settles_every_run_of_a_tie_its_limit_cuts(pg: psycopg.Connection) -> None:
+    """Three runs updated in the same instant, two a tick: the third is not after the cursor's time,
+    only equal to it, and is settled by the next tick."""
+    instance = dg.DagsterInstance.ephemeral()
+    runs = [failed_unrecorded(instance, "stays_down", {BATCH_TAG: f"b-{i}"}) for i in range(3)]
+    tie = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    for run_id in runs:
+        failure_written_at(instance, run_id, tie)
+    cursor, first = reconcile(pg, instance, LONG_AGO, None, limit=2)
+    assert len(first) == 2 and cursor == ReconcileCursor(after=tie, settled=frozenset(first))
+    cursor, second = reconcile(pg, instance, cursor, None, limit=2)
+    assert sorted(first + second) == sorted(runs)
+    assert cursor == ReconcileCursor(after=tie, settled=frozenset(runs))
+    assert reconcile(pg, instance, cursor, None, limit=2) == (cursor, [])
+    assert pg.execute("SELECT count(*) FROM ops.run_alerts").fetchone() == (3,)
+
+
+@pytest.mark.postgres
+def test_reconcile_gets_on_when_its_overlap_holds_more_settled_runs_than_its_limit(
+    pg: psycopg.Connection,
+) -> None:
+    """Five runs a second apart, two a tick: the settled ones the overlap reads again are asked for
+    beyond the limit, so each tick settles two new ones (a read of `limit` rows would return the two
+    settled first ones again, for ever)."""
+    instance = dg.DagsterInstance.ephemeral()
+    runs = [failed_unrecorded(instance, "stays_down", {BATCH_TAG: f"b-{i}"}) for i in range(5)]
+    base = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    for i, run_id in enumerate(runs):
+        failure_written_at(instance, run_id, base + timedelta(seconds=i))
+    cursor, ticks = LONG_AGO, []
+    for _ in range(3):
+        cursor, recorded = reconcile(pg, instance, cursor, None, limit=2)
+        ticks.append(recorded)
+    assert ticks == [runs[:2], runs[2:4], runs[4:]]
+    assert cursor == ReconcileCursor(after=base + timedelta(seconds=4), settled=frozenset(runs))
+    assert reconcile(pg, instance, cursor, None, limit=2) == (cursor, [])
+
+
+def reconcile_tick(
+    instance: dg.DagsterInstance, pg_resource: PostgresResource, cursor: str | None
+) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"postgres": pg_resource})
+    result = run_alerts_reconcile_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+@pytest.mark.postgres
 def test_the_reconcile_sensor_moves_its_cursor_and_says_when_nothing_was_missed(
     pg: psycopg.Connection, pg_resource: PostgresResource
 ) -> None:
     instance = dg.DagsterInstance.ephemeral()
     run_id = failed_unrecorded(instance, "stays_down", {BATCH_TAG: "b-9"})
-
-    def tick(cursor: str | None) -> dg.SensorResult:
-        context = dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources={"postgres": pg_resource}
-        )
-        result = run_alerts_reconcile_sensor(context)
-        assert isinstance(result, dg.SensorResult)
-        return result
-
-    first = tick(None)  # the first tick looks back a day
+    first = reconcile_tick(instance, pg_resource, None)  # the first tick looks back a day
     assert first.skip_reason is None and first.cursor
     assert [a.details["run_id"] for a in list_alerts(pg, "open")] == [run_id]
-    quiet = tick(first.cursor)
-    assert quiet.skip_reason is not None and "no missed run alerts" in (quiet.skip_reason.skip_message or "")
+    assert json.loads(first.cursor)["settled"] == [run_id]
+    quiet = reconcile_tick(instance, pg_resource, first.cursor)
+    assert quiet.skip_reason is not None
+    message = quiet.skip_reason.skip_message or ""
+    assert "no missed run alerts" in message and "skipped 1 settled before)" in message
     assert quiet.cursor == first.cursor
 
 
-def test_the_reconcile_sensor_goes_a_day_back_without_a_cursor_it_can_read() -> None:
+@pytest.mark.postgres
+def test_the_reconcile_sensor_goes_on_from_the_plain_time_cursor_of_before_the_overlap(
+    pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """The cursor was the last settled run's update time: a run updated a minute before it (written
+    late) is read again, and the cursor becomes the JSON form."""
+    instance = dg.DagsterInstance.ephemeral()
+    run_id = failed_unrecorded(instance, "stays_down", {BATCH_TAG: "b-9"})
+    (finished,) = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]))
+    old = finished.update_timestamp + timedelta(minutes=1)
+    result = reconcile_tick(instance, pg_resource, old.isoformat())
+    assert result.skip_reason is None
+    assert [a.details["run_id"] for a in list_alerts(pg, "open")] == [run_id]
+    assert result.cursor and json.loads(result.cursor) == {"after": old.isoformat(), "settled": [run_id]}
+
+
+def test_the_reconcile_cursor_is_read_back_and_goes_a_day_back_when_it_cannot_be() -> None:
     now = datetime(2026, 12, 5, 12, tzinfo=UTC)
-    assert (
-        reconcile_since(None, now)
-        == reconcile_since("not a time", now)
-        == datetime(2026, 12, 4, 12, tzinfo=UTC)
+    day_back = ReconcileCursor(after=datetime(2026, 12, 4, 12, tzinfo=UTC))
+    unreadable = ["not a time", "[1]", '{"after": 5}', '{"after": "2026-12-05T11:55:00", "settled": [7]}']
+    for text in [None, "", *unreadable]:
+        assert ReconcileCursor.loads(text, now) == day_back, text
+    cursor = ReconcileCursor(
+        after=datetime(2026, 12, 5, 11, 55, tzinfo=UTC), settled=frozenset({"r-2", "r-1"})
     )
-    assert reconcile_since("2026-12-05T11:55:00+00:00", now) == datetime(2026, 12, 5, 11, 55, tzinfo=UTC)
+    assert json.loads(cursor.dumps()) == {"after": "2026-12-05T11:55:00+00:00", "settled": ["r-1", "r-2"]}
+    assert ReconcileCursor.loads(cursor.dumps(), now) == cursor
+    plain = ReconcileCursor(after=datetime(2026, 12, 5, 11, 55, tzinfo=UTC))  # settled: none
+    assert ReconcileCursor.loads("2026-12-05T11:55:00+00:00", now) == plain
+    assert ReconcileCursor.loads("2026-12-05T12:55:00+01:00", now) == plain  # compared in UTC
+    assert ReconcileCursor.loads('{"after": "2026-12-05T11:55:00"}', now) == plain  # naive: UTC
