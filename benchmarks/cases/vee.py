@@ -11,7 +11,9 @@ recall compare each reason code with the simulator's labels over the whole perio
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -28,7 +30,8 @@ from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.meters.registry import REGISTRY_COLUMNS
 from metrify_assets.meters.vee.catalogue import VeeConfig
-from metrify_assets.meters.vee.store import run_days
+from metrify_assets.meters.vee.process import VeeTotals
+from metrify_assets.meters.vee.store import run_days, run_in_groups
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.simulation import SimulationConfig, simulate
@@ -113,6 +116,52 @@ def _truth(labels: list[dict[str, object]], kind: str, interval: pd.Timedelta) -
     return keys
 
 
+def _rss_mib(field: str) -> float:
+    """A line of /proc/self/status (VmRSS, VmHWM: the peak since the last reset) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _backfill(url: str, first: date, last: date, per_group: int) -> tuple[float, float, int, str]:
+    """In a fresh process: VEE `first`..`last` as one run of `vee_meter_readings` does (empty VEE
+    tables), in groups of `per_group` meter-days -> (seconds, peak MiB above the imports' footprint,
+    groups, digest of the stored series). Linux resets the peak (VmHWM) on writing 5 to clear_refs."""
+    with psycopg.connect(url) as conn:
+        conn.execute("TRUNCATE ops.vee_readings, ops.vee_days, ops.vee_audit")
+        conn.commit()
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _rss_mib("VmRSS")
+        totals, groups = VeeTotals(), 0
+        with stopwatch() as elapsed:
+            for _, run in run_in_groups(conn, first, last, VeeConfig(), per_group):
+                totals.add(run.result)
+                groups += 1
+                del run
+            seconds = elapsed()
+        peak = _rss_mib("VmHWM") - before
+        rows = conn.execute(
+            "SELECT meter_id, reading_start, energy_kwh, status, method, reasons FROM ops.vee_readings ORDER BY 1, 2"
+        ).fetchall()
+    return seconds, peak, groups, hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def backfill_memory(url: str, first: date, last: date, meters: int) -> dict[str, object]:
+    """A backfill of the whole period as one group and in groups of 10 meters, each in a fresh
+    process (a process keeps memory it freed, so a second run in it would show no peak)."""
+    days = (last - first).days + 1
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        whole = pool.apply(_backfill, (url, first, last, meters * days))
+        grouped = pool.apply(_backfill, (url, first, last, 10 * days))
+    return {
+        "VEE backfill at once: peak MiB, s": f"{whole[1]:.0f}, {whole[0]:.1f}",
+        f"VEE backfill in {grouped[2]} groups of 10 meters: peak MiB, s": f"{grouped[1]:.0f}, {grouped[0]:.1f}",
+        "VEE backfill peak, groups / at once": round(grouped[1] / max(whole[1], 1.0), 3),
+        "VEE backfill series identical in groups": grouped[3] == whole[3],
+    }
+
+
 def _load_registry(conn: psycopg.Connection, meters: pd.DataFrame) -> None:
     cols = ", ".join(REGISTRY_COLUMNS)
     with conn.cursor() as cur:
@@ -169,6 +218,9 @@ def vee_quality(scale: float) -> tuple[list[dict[str, object]], dict[str, object
             )
             audit = conn.execute("SELECT count(*) FROM ops.vee_audit").fetchone()
             ready = conn.execute("SELECT avg(billing_ready::int) FROM ops.vee_days").fetchone()
+        backfill = backfill_memory(
+            resource.get_url(), START, START + timedelta(days=config.days - 1), config.meters
+        )
     finally:
         stop_embedded(data_dir / "pg")
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -226,5 +278,6 @@ def vee_quality(scale: float) -> tuple[list[dict[str, object]], dict[str, object
         if len(errors)
         else None,
         "VEE estimates recovered": f"{len(estimates)} of {len(removed)} removed",
+        **backfill,
     }
     return rows, figures

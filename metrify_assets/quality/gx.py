@@ -201,6 +201,40 @@ def validate(name: str, df: pd.DataFrame, directory: Path | None = None) -> Suit
     return _runner((directory or EXPECTATIONS_DIR).resolve()).run(name, df)
 
 
+def combined(results: Sequence[SuiteResult]) -> SuiteResult:
+    """One suite's results over parts of a frame (row-wise expectations on disjoint rows, e.g. an
+    asset run in groups of meters) as the result over the whole: counts summed, percentages of all
+    the rows, samples and failing keys of the first parts that have them."""
+    first = results[0]
+    rows = sum(r.element_count for r in results)
+    outcomes = []
+    for parts in zip(*(r.expectations for r in results), strict=True):
+        counts = [p.unexpected_count for p in parts if p.unexpected_count is not None]
+        count = sum(counts) if counts else None
+        failing = [p for p in parts if not p.success]
+        outcomes.append(
+            ExpectationOutcome(
+                expectation_type=parts[0].expectation_type,
+                column=parts[0].column,
+                success=not failing,
+                unexpected_count=count,
+                unexpected_percent=None if count is None else 100 * count / max(rows, 1),
+                unexpected_sample=tuple(v for p in parts for v in p.unexpected_sample)[:SAMPLE_SIZE],
+                failing_keys=tuple(k for p in parts for k in p.failing_keys)[:SAMPLE_SIZE],
+                observed_value=(failing or list(parts))[0].observed_value,
+            )
+        )
+    return SuiteResult(
+        suite_name=first.suite_name,
+        success=all(o.success for o in outcomes),
+        evaluated=len(outcomes),
+        successful=sum(o.success for o in outcomes),
+        expectations=tuple(outcomes),
+        element_count=rows,
+        key_columns=first.key_columns,
+    )
+
+
 def _outcome(raw: dict[str, Any], key_columns: list[str]) -> ExpectationOutcome:
     config = raw["expectation_config"]
     kwargs = config.get("kwargs", {})

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metrify_assets.quality.gx import EXPECTATIONS_DIR, load_suite, suite_names, validate
+from metrify_assets.quality.gx import EXPECTATIONS_DIR, combined, load_suite, suite_names, validate
 
 SUITES = {
     "validated_meter_readings",
@@ -204,6 +204,34 @@ def test_vee_series_suite_refuses_an_unknown_status_and_a_duplicate_interval() -
     assert [e.column for e in bad.failed] == ["status"]
     duplicated = validate("vee_meter_readings", df.assign(reading_start=[start] * 3))
     assert [e.column for e in duplicated.failed] == ["meter_id,reading_start"]
+
+
+def test_a_suite_over_disjoint_parts_combines_to_the_whole_frames_result() -> None:
+    """A run validated in groups of meters reports what one validation of all its rows would."""
+    frame = meter_readings(3_000, meters=30)
+    frame.loc[[5, 2_500], "energy_kwh"] = 5_000.0  # out of range, one in each of two parts
+    frame.loc[1_700, "meter_id"] = pd.NA  # a null key in the middle part
+    parts = [
+        frame[frame.index < 1_000],
+        frame[(frame.index >= 1_000) & (frame.index < 2_000)],
+        frame[frame.index >= 2_000],
+    ]
+    whole = validate("validated_meter_readings", frame)
+    merged = combined([validate("validated_meter_readings", p) for p in parts])
+    assert not whole.success and not merged.success
+    assert (merged.element_count, merged.evaluated, merged.successful) == (
+        whole.element_count,
+        whole.evaluated,
+        whole.successful,
+    )
+    counts = {(e.expectation_type, e.column): e.unexpected_count for e in merged.failed}
+    assert counts == {(e.expectation_type, e.column): e.unexpected_count for e in whole.failed}
+    energy = next(e for e in merged.failed if e.column == "energy_kwh")
+    assert energy.unexpected_count == 2 and energy.unexpected_sample == ("5000.0", "5000.0")
+    clean = combined(
+        [validate("validated_meter_readings", p) for p in (parts[0].iloc[10:], parts[2].iloc[:400])]
+    )
+    assert clean.success and clean.element_count == 1_390
 
 
 def test_configurations_built_once_change_no_result() -> None:

@@ -19,9 +19,8 @@ from metrify_assets.metadata import markdown_table
 from metrify_assets.meters.days import days_between
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.estimation import SERIES_COLUMNS
-from metrify_assets.meters.vee.gate import DAY_COLUMNS
-from metrify_assets.meters.vee.process import VeeResult
-from metrify_assets.meters.vee.store import VeeRun, run_days
+from metrify_assets.meters.vee.process import METER_DAYS_PER_GROUP, VeeTotals
+from metrify_assets.meters.vee.store import run_in_groups
 from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, partition_days
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import suite_check_result
@@ -58,8 +57,15 @@ class VeeRunConfig(dg.Config):
         default=DEFAULTS.gate_failed_share, description="Billing gate: largest failed share of a day."
     )
 
+    meter_days_per_group: int = Field(
+        default=METER_DAYS_PER_GROUP,
+        gt=0,
+        description="A run VEEs its days in groups of meters of about this many meter-days each, one "
+        "transaction per group: a backfill's memory is bounded by a group's, not the range's.",
+    )
+
     def vee_config(self) -> VeeConfig:
-        return VeeConfig(**self.model_dump())
+        return VeeConfig(**self.model_dump(exclude={"meter_days_per_group"}))
 
 
 @dg.asset(
@@ -81,7 +87,9 @@ def vee_meter_readings(
     context: dg.AssetExecutionContext, config: VeeRunConfig, postgres: PostgresResource, redis: RedisResource
 ) -> dg.MaterializeResult:
     first, last = partition_days(context)
-    cfg = config.vee_config()
+    cfg, run_id = config.vee_config(), context.run.run_id
+    totals, suites = VeeTotals(), []
+    audit_rows = unplaced = 0
     with postgres.connect() as conn:
         archived = archived_days(conn, first, last)
         if archived:
@@ -93,42 +101,49 @@ def vee_meter_readings(
         hot_days = [d for d in days_between(first, last) if d not in set(archived)]
         cache = redis.get_cache()
         try:
-            runs = [
-                run_days(conn, a, b, cfg, run_id=context.run.run_id, cache=cache)
-                for a, b in contiguous_ranges(hot_days)
-            ]
+            for a, b in contiguous_ranges(hot_days):
+                for group, run in run_in_groups(conn, a, b, cfg, config.meter_days_per_group, run_id, cache):
+                    totals.add(run.result)
+                    audit_rows += run.audit_rows
+                    # A batch may span stretches, so its unplaced records count in each: the largest.
+                    unplaced = max(unplaced, run.unplaced_quarantined)
+                    suites.append(gx.validate("vee_meter_readings", run.result.series))
+                    if group.of > 1:
+                        ids = group.meter_ids
+                        context.log.info(
+                            f"VEE {a}..{b}: group {group.number}/{group.of} ({ids[0]} .. {ids[-1]}, {len(ids)} "
+                            f"of {group.stretch_meters} meters): {len(run.result.days)} meter-days, "
+                            f"{run.audit_rows} audit rows"
+                        )
+                    del run  # before the next group's frames are built beside it
         finally:
             if cache is not None:
                 cache.close()
-    run = merge_runs(runs)
-    result = run.result
-    suite = gx.validate("vee_meter_readings", result.series)
+    suite = gx.combined(suites) if suites else gx.validate("vee_meter_readings", empty_series())
     check = suite_check_result(suite, blocking_description="Guards the billing-grade series.")
     if not suite.success:
         raise dg.Failure(f"vee_meter_readings suite failed. {check.metadata}", allow_retries=False)
-    statuses = result.status_counts()
-    days = result.days
-    ready = int(days["billing_ready"].sum()) if len(days) else 0
-    methods = result.series["method"].value_counts().rename_axis("method").reset_index(name="intervals")
+    statuses = totals.status_counts()
+    methods = pd.DataFrame(totals.methods.most_common(), columns=["method", "intervals"])
     context.log.info(
-        f"VEE {first}..{last}: {len(days)} meter-days, {statuses}, {ready} billing-ready, "
-        f"{run.audit_rows} audit rows"
+        f"VEE {first}..{last}: {totals.meter_days} meter-days, {statuses}, {totals.billing_ready} "
+        f"billing-ready, {audit_rows} audit rows"
     )
     return dg.MaterializeResult(
         metadata={
             "days": dg.MetadataValue.text(f"{first} .. {last}"),
             "rule_version": dg.MetadataValue.text(cfg.rule_version),
-            "meter_days": dg.MetadataValue.int(len(days)),
-            "intervals": dg.MetadataValue.int(len(result.series)),
+            "meter_days": dg.MetadataValue.int(totals.meter_days),
+            "intervals": dg.MetadataValue.int(totals.intervals),
             **{f"intervals_{s}": dg.MetadataValue.int(n) for s, n in statuses.items()},
-            "estimated_share": dg.MetadataValue.float(statuses["estimated"] / max(len(result.series), 1)),
-            "billing_ready_days": dg.MetadataValue.int(ready),
-            "billing_ready_share": dg.MetadataValue.float(ready / max(len(days), 1)),
-            "audit_rows_written": dg.MetadataValue.int(run.audit_rows),
-            "unplaced_quarantined": dg.MetadataValue.int(run.unplaced_quarantined),
-            "reason_counts": dg.MetadataValue.json(result.reason_counts()),
+            "estimated_share": dg.MetadataValue.float(statuses["estimated"] / max(totals.intervals, 1)),
+            "billing_ready_days": dg.MetadataValue.int(totals.billing_ready),
+            "billing_ready_share": dg.MetadataValue.float(totals.billing_ready / max(totals.meter_days, 1)),
+            "audit_rows_written": dg.MetadataValue.int(audit_rows),
+            "unplaced_quarantined": dg.MetadataValue.int(unplaced),
+            "reason_counts": dg.MetadataValue.json(dict(totals.reasons)),
             "methods": dg.MetadataValue.md(markdown_table(methods) if len(methods) else "no intervals"),
-            "gate_failures": dg.MetadataValue.md(_gate_table(days)),
+            "gate_failures": dg.MetadataValue.md(_gate_table(totals)),
         },
         check_results=[check],
     )
@@ -145,28 +160,13 @@ def archived_days(conn: psycopg.Connection, first: date, last: date) -> list[dat
     return [d for (d,) in rows]
 
 
-def merge_runs(runs: list[VeeRun]) -> VeeRun:
-    """The runs of a partition range's hot stretches as one."""
-    if not runs:
-        empty = VeeResult(
-            pd.DataFrame(columns=SERIES_COLUMNS), pd.DataFrame(columns=DAY_COLUMNS), pd.DataFrame()
-        )
-        return VeeRun(empty, 0, 0)
-    if len(runs) == 1:
-        return runs[0]
-    result = VeeResult(
-        pd.concat([r.result.series for r in runs], ignore_index=True),
-        pd.concat([r.result.days for r in runs], ignore_index=True),
-        pd.concat([r.result.masks for r in runs], ignore_index=True).fillna(False),
-    )
-    # A batch may span stretches, so its unplaced records would count in each: the largest count.
-    return VeeRun(result, sum(r.audit_rows for r in runs), max(r.unplaced_quarantined for r in runs))
+def empty_series() -> pd.DataFrame:
+    return pd.DataFrame(columns=SERIES_COLUMNS)
 
 
-def _gate_table(days: pd.DataFrame) -> str:
+def _gate_table(totals: VeeTotals) -> str:
     """Meter-days per failed gate test (a day may fail several)."""
-    failures = days["gate_failures"][days["gate_failures"] != ""] if len(days) else pd.Series(dtype=str)
-    if failures.empty:
-        return "every meter-day passed the billing gate" if len(days) else "no meter-days"
-    counts = failures.str.split(",").explode().value_counts().rename_axis("gate test")
-    return markdown_table(counts.reset_index(name="meter-days"))
+    if not totals.gate_failures:
+        return "every meter-day passed the billing gate" if totals.meter_days else "no meter-days"
+    counts = pd.DataFrame(totals.gate_failures.most_common(), columns=["gate test", "meter-days"])
+    return markdown_table(counts)

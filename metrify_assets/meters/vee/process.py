@@ -7,7 +7,8 @@ like-day profiles) comes in as frames, so every step is testable without a datab
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import pandas as pd
@@ -38,6 +39,48 @@ class VeeResult:
 
     def reason_counts(self) -> dict[str, int]:
         return {str(c): int(n) for c, n in self.masks.sum().items() if n}
+
+
+METER_DAYS_PER_GROUP = 10_000  # about 600 MiB of frames at the ~62 KiB a meter-day measured (docs/quality.md)
+
+
+def meter_groups(meters: list[str], days: int, meter_days_per_group: int) -> list[list[str]]:
+    """`meters` in groups of about `meter_days_per_group` meter-days over `days` days (one meter at
+    least): everything VEE does is per meter, so groups give the result of one run over all."""
+    size = max(1, meter_days_per_group // max(days, 1))
+    return [meters[i : i + size] for i in range(0, len(meters), size)]
+
+
+@dataclass
+class VeeTotals:
+    """What a run reports, summed over the results of its groups of meters as each is dropped: a
+    backfill holds one group's frames at a time, not the whole range's."""
+
+    meter_days: int = 0
+    intervals: int = 0
+    billing_ready: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    methods: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    gate_failures: Counter[str] = field(default_factory=Counter)  # meter-days per failed gate test
+
+    def add(self, result: VeeResult) -> None:
+        days = result.days
+        self.meter_days += len(days)
+        self.intervals += len(result.series)
+        self.billing_ready += int(days["billing_ready"].sum()) if len(days) else 0
+        self.statuses.update(result.status_counts())
+        self.methods.update(_counts(result.series["method"]))
+        self.reasons.update(result.reason_counts())
+        failed = days["gate_failures"][days["gate_failures"] != ""] if len(days) else pd.Series(dtype=str)
+        self.gate_failures.update(_counts(failed.str.split(",").explode()))
+
+    def status_counts(self) -> dict[str, int]:
+        return {s: self.statuses[s] for s in STATUSES}
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    return {str(v): int(n) for v, n in values.value_counts().items()}
 
 
 def validate_days(

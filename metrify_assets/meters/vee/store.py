@@ -3,14 +3,16 @@
 Reads are bounded by the run's days: the readings of the days (one either side), the quarantined
 meter readings and reviewers' decisions of the batches that touched them (`ops.ingest_days`), the
 meters' history in `ops.vee_days` and, only for days with long gaps, their like-day profiles.
-The write is one transaction. An audit row is written only where an interval's status, value,
-method or editor differs from what is stored (or, the first time, where it is not `actual` or
-`missing`), so re-running VEE on unchanged input changes nothing. Once it commits, the cached results
-of the meters it wrote move to a new generation (docs/api.md#cache).
+The write is one transaction; a run of many meter-days makes several, one per group of meters
+(`run_in_groups`), so its memory is a group's. An audit row is written only where an interval's
+status, value, method or editor differs from what is stored (or, the first time, where it is not
+`actual` or `missing`), so re-running VEE on unchanged input changes nothing. Once it commits, the
+cached results of the meters it wrote move to a new generation (docs/api.md#cache).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -23,7 +25,13 @@ from metrify_assets.meters.days import day_params, readings_of_days_sql
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.estimation import LIKE_DAY_COLUMNS
 from metrify_assets.meters.vee.grid import CANDIDATE_COLUMNS, empty_candidates
-from metrify_assets.meters.vee.process import VeeResult, finish, like_day_requests, validate_days
+from metrify_assets.meters.vee.process import (
+    VeeResult,
+    finish,
+    like_day_requests,
+    meter_groups,
+    validate_days,
+)
 from metrify_assets.resources.cache import Cache
 from metrify_assets.storage.audit import Caller
 from metrify_assets.storage.frames import read_frame
@@ -45,17 +53,18 @@ def _meter_filter(meter_ids: list[str] | None) -> str:
     return " AND r.meter_id = ANY(%(meters)s)" if meter_ids is not None else ""
 
 
-def read_candidates(
-    conn: psycopg.Connection, first: date, last: date, meter_ids: list[str] | None = None
-) -> tuple[pd.DataFrame, int]:
-    """Stored and quarantined meter readings of the local days `first - 1`..`last + 1` (the
-    neighbouring days anchor estimates at midnight), with reviewers' decisions -> (candidates in
-    grid.CANDIDATE_COLUMNS, quarantined records that could not be placed)."""
-    wider = day_params(first - timedelta(days=1), last + timedelta(days=1))
-    params: dict[str, Any] = {**wider, "meters": meter_ids}
-    stored = read_frame(conn, readings_of_days_sql(STORED) + _meter_filter(meter_ids), params)
-    stored["reading_start"] = pd.to_datetime(stored["reading_start"], utc=True)
-    stored = stored.assign(origin="stored", ingest_reasons="", review_status=None, reviewer=None)
+@dataclass(frozen=True)
+class Reviewed:
+    """The quarantined meter readings and reviewers' decisions of the batches that touched a stretch
+    of days: read and parsed once for all the stretch's meter groups (their rows are the few)."""
+
+    decisions: pd.DataFrame  # ops.review_queue rows decided (approved or rejected)
+    quarantined: pd.DataFrame  # in grid.CANDIDATE_COLUMNS, every meter's
+    unplaced: int  # quarantined records that could not be placed: no usable meter and time
+
+
+def read_reviewed(conn: psycopg.Connection, first: date, last: date) -> Reviewed:
+    """The decisions and quarantined readings of the batches that touched `first - 1`..`last + 1`."""
     batches = [
         r[0]
         for r in conn.execute(
@@ -70,6 +79,27 @@ def read_candidates(
         "WHERE source = 'meter_readings' AND status <> 'pending' AND batch_id = ANY(%s)",
         (batches,),
     )
+    quarantined, unplaced = _quarantined(conn, batches, decisions)
+    return Reviewed(decisions, quarantined, unplaced)
+
+
+def read_candidates(
+    conn: psycopg.Connection,
+    first: date,
+    last: date,
+    meter_ids: list[str] | None = None,
+    reviewed: Reviewed | None = None,
+) -> pd.DataFrame:
+    """Stored and quarantined meter readings of the local days `first - 1`..`last + 1` (the
+    neighbouring days anchor estimates at midnight), with reviewers' decisions, in
+    grid.CANDIDATE_COLUMNS; `reviewed`: what `read_reviewed` gave for these days, if read already."""
+    reviewed = reviewed if reviewed is not None else read_reviewed(conn, first, last)
+    wider = day_params(first - timedelta(days=1), last + timedelta(days=1))
+    params: dict[str, Any] = {**wider, "meters": meter_ids}
+    stored = read_frame(conn, readings_of_days_sql(STORED) + _meter_filter(meter_ids), params)
+    stored["reading_start"] = pd.to_datetime(stored["reading_start"], utc=True)
+    stored = stored.assign(origin="stored", ingest_reasons="", review_status=None, reviewer=None)
+    decisions = reviewed.decisions
     approved = decisions[decisions["status"] == "approved"] if len(decisions) else decisions
     if len(approved) and len(stored):
         keys = approved["record_key"].str.split("|", n=1, expand=True)
@@ -84,19 +114,21 @@ def read_candidates(
         stored = stored.merge(approvals, on=["meter_id", "reading_start", "batch_id"], how="left")
         stored["review_status"] = stored["approver"].notna().map({True: "approved", False: None})
         stored["reviewer"] = stored.pop("approver")
-    quarantined, unplaced = _quarantined(conn, batches, decisions, meter_ids)
+    quarantined = reviewed.quarantined
+    if meter_ids is not None:
+        quarantined = quarantined[quarantined["meter_id"].isin(set(meter_ids))]
     frames = [f for f in (stored, quarantined) if len(f)]
     if not frames:
-        return empty_candidates(), unplaced
+        return empty_candidates()
     candidates = pd.concat([f[CANDIDATE_COLUMNS] for f in frames], ignore_index=True)
     for column in ("energy_kwh", "register_kwh", "interval_minutes"):
         candidates[column] = pd.to_numeric(candidates[column], errors="coerce").astype("float64")
     candidates["reading_start"] = pd.to_datetime(candidates["reading_start"], utc=True)
-    return candidates, unplaced
+    return candidates
 
 
 def _quarantined(
-    conn: psycopg.Connection, batches: list[str], decisions: pd.DataFrame, meter_ids: list[str] | None
+    conn: psycopg.Connection, batches: list[str], decisions: pd.DataFrame
 ) -> tuple[pd.DataFrame, int]:
     """Unresolved quarantined meter readings of `batches`, parsed from their payloads."""
     rows = conn.execute(
@@ -124,8 +156,6 @@ def _quarantined(
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             unplaced += 1  # malformed records: no meter or time to place them on
             continue
-        if meter_ids is not None and meter_id not in meter_ids:
-            continue
         records.append(
             {
                 "meter_id": meter_id,
@@ -147,6 +177,20 @@ def _quarantined(
     return pd.DataFrame(records, columns=CANDIDATE_COLUMNS), unplaced
 
 
+def stretch_meters(conn: psycopg.Connection, first: date, last: date, reviewed: Reviewed) -> list[str]:
+    """Every meter VEE of `first`..`last` may write or remove rows for, sorted: the registry's, those
+    with stored or quarantined readings in the days (a day either side), and those with a series
+    already stored for the days (a meter whose readings went still has rows to remove)."""
+    wider = day_params(first - timedelta(days=1), last + timedelta(days=1))
+    rows = conn.execute(
+        f"SELECT meter_id FROM ops.meters UNION {readings_of_days_sql('r.meter_id')} "
+        "UNION SELECT meter_id FROM ops.vee_days WHERE local_date BETWEEN %(first_day)s AND %(last_day)s "
+        "UNION SELECT meter_id FROM ops.vee_readings WHERE local_date BETWEEN %(first_day)s AND %(last_day)s",
+        {**wider, "first_day": first, "last_day": last},
+    ).fetchall()
+    return sorted({m for (m,) in rows} | set(reviewed.quarantined["meter_id"]))
+
+
 def read_meters(conn: psycopg.Connection, meter_ids: list[str] | None = None) -> pd.DataFrame:
     return read_frame(
         conn,
@@ -155,13 +199,17 @@ def read_meters(conn: psycopg.Connection, meter_ids: list[str] | None = None) ->
     )
 
 
-def read_history(conn: psycopg.Connection, first: date, config: VeeConfig) -> pd.Series:
+def read_history(
+    conn: psycopg.Connection, first: date, config: VeeConfig, meter_ids: list[str] | None = None
+) -> pd.Series:
     """Average daily net energy per meter over the complete days of the history window before `first`."""
     rows = conn.execute(
-        "SELECT meter_id, avg(actual_kwh + estimated_kwh) FROM ops.vee_days "
-        "WHERE local_date >= %s AND local_date < %s AND missing_intervals = 0 AND failed_intervals = 0 "
-        "AND NOT estimation_skipped GROUP BY meter_id",
-        (first - timedelta(days=config.history_days), first),
+        "SELECT meter_id, avg(actual_kwh + estimated_kwh) FROM ops.vee_days r "
+        "WHERE local_date >= %(since)s AND local_date < %(first)s AND missing_intervals = 0 "
+        "AND failed_intervals = 0 AND NOT estimation_skipped"
+        + _meter_filter(meter_ids)
+        + " GROUP BY meter_id",
+        {"since": first - timedelta(days=config.history_days), "first": first, "meters": meter_ids},
     ).fetchall()
     return pd.Series({m: float(v) for m, v in rows}, dtype="float64")
 
@@ -208,17 +256,54 @@ def run_days(
     meter_ids: list[str] | None = None,
     cache: Cache | None = None,
     caller: Caller | None = None,
+    reviewed: Reviewed | None = None,
 ) -> VeeRun:
     """VEE the local days `first`..`last` (of `meter_ids`, default all) and store the outcome;
-    `caller`: the person whose edit this run applies (a reviewer), for the audit log."""
+    `caller`: the person whose edit this run applies (a reviewer), for the audit log; `reviewed`:
+    `read_reviewed` of these days, when the caller runs them in several groups of meters."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
-    candidates, unplaced = read_candidates(conn, first, last, meter_ids)
-    validated = validate_days(
-        candidates, read_meters(conn, meter_ids), first, last, now, read_history(conn, first, config), config
-    )
+    reviewed = reviewed if reviewed is not None else read_reviewed(conn, first, last)
+    candidates = read_candidates(conn, first, last, meter_ids, reviewed)
+    history = read_history(conn, first, config, meter_ids)
+    validated = validate_days(candidates, read_meters(conn, meter_ids), first, last, now, history, config)
     result = finish(validated, read_like_days(conn, like_day_requests(validated, config), config), config)
     audit = write(conn, result, first, last, config.rule_version, run_id, meter_ids, cache, caller)
-    return VeeRun(result, audit, unplaced)
+    return VeeRun(result, audit, reviewed.unplaced)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Which of a stretch's groups of meters a `VeeRun` is."""
+
+    number: int  # from 1
+    of: int
+    meter_ids: list[str]
+    stretch_meters: int
+
+
+def run_in_groups(
+    conn: psycopg.Connection,
+    first: date,
+    last: date,
+    config: VeeConfig,
+    meter_days_per_group: int,
+    run_id: str | None = None,
+    cache: Cache | None = None,
+) -> Iterator[tuple[Group, VeeRun]]:
+    """`run_days` over `first`..`last` one group of meters at a time (`process.meter_groups`), each
+    its own transaction; yields each group's run, so a caller that keeps only what it reports holds
+    one group's frames, not the stretch's. The quarantined readings are parsed once for all groups."""
+    reviewed = read_reviewed(conn, first, last)
+    meters = stretch_meters(conn, first, last, reviewed)
+    groups = meter_groups(meters, (last - first).days + 1, meter_days_per_group)
+    for n, meter_ids in enumerate(groups, 1):
+        group = Group(n, len(groups), meter_ids, len(meters))
+        yield (
+            group,
+            run_days(
+                conn, first, last, config, run_id=run_id, meter_ids=meter_ids, cache=cache, reviewed=reviewed
+            ),
+        )
 
 
 SERIES_WRITE = (

@@ -18,10 +18,11 @@ from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.meters.vee.assets import vee_meter_readings
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.review import decide
-from metrify_assets.meters.vee.store import run_days
+from metrify_assets.meters.vee.store import DAYS_WRITE, run_days
 from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource, RedisResource
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.migrate import truncate_ops
 
 pytestmark = pytest.mark.postgres
 DAY = date(2026, 6, 10)  # unregistered meters: UTC days of 96 quarter-hours
@@ -201,3 +202,101 @@ def test_asset_writes_the_partition_and_checks_it(
     assert meta["billing_ready_days"].value == 2 and meta["audit_rows_written"].value == 1
     (check,) = result.get_asset_check_evaluations()
     assert check.passed
+
+
+def _vee_backfill(
+    pg_resource: PostgresResource, first: date, last: date, **config: object
+) -> dg.AssetMaterialization:
+    result = dg.materialize(
+        [vee_meter_readings],
+        resources={"postgres": pg_resource, "redis": RedisResource()},
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        },
+        run_config={"ops": {"vee_meter_readings": {"config": config}}},
+    )
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    mats = result.asset_materializations_for_node("vee_meter_readings")
+    assert len(mats) == (last - first).days + 1  # one per partition, the run's metadata on each
+    return mats[0]
+
+
+def _stored_vee(conn: psycopg.Connection) -> tuple[list[tuple[object, ...]], ...]:
+    """Every VEE table's rows without their ids, run ids and write times, in a fixed order."""
+    return (
+        conn.execute(
+            "SELECT meter_id, reading_start, local_date, energy_kwh, original_kwh, status, method, reasons, "
+            "batch_id, edited_by FROM ops.vee_readings ORDER BY 1, 2"
+        ).fetchall(),
+        conn.execute(f"SELECT {DAYS_WRITE} FROM ops.vee_days ORDER BY 1, 2").fetchall(),
+        conn.execute(
+            "SELECT meter_id, reading_start, status_before, status_after, method, value_before, value_after, "
+            "reason, actor FROM ops.vee_audit ORDER BY 1, 2, 3 NULLS FIRST, 4"
+        ).fetchall(),
+    )
+
+
+def _backfill_scene(conn: psycopg.Connection, lake: Lake) -> None:
+    """Two days of five meters, each with something VEE must get right for its own meter only: gaps
+    beside a quarantined reading (M1), a reviewer's approval (M2), readings that went after a first
+    VEE (M3: its series must be removed), a registered meter that sent nothing (M4, missing days), a
+    meter in Paris (M5), and a record too malformed to place."""
+    conn.execute(
+        "INSERT INTO ops.meters (meter_id, segment, region, timezone) VALUES ('M4', 'r', 'n', 'UTC'), "
+        "('M5', 'r', 'n', 'Europe/Paris')"
+    )
+    conn.commit()
+    for n, day in enumerate((DAY - timedelta(days=1), DAY)):
+        m1 = day_messages("M1", day, skip={10, 11}, seed=n)
+        m1[40] = json.dumps({**json.loads(m1[40]), "energy_kwh": -0.3})  # quarantined: negative_energy
+        m2 = day_messages("M2", day, seed=10 + n)
+        m2[20] = json.dumps({**json.loads(m2[20]), "voltage_v": 262.0})  # flagged for review
+        messages = m1 + m2 + day_messages("M3", day, seed=20 + n) + day_messages("M5", day, seed=30 + n)
+        ingest(conn, lake, f"b{n}", [*messages, '{"meter_id": "M9", "reading_start": "not a time"}'])
+    run_days(conn, DAY - timedelta(days=1), DAY, CFG, now=NOW)
+    item = next(i for i in review.list_items(conn) if i.record_key.startswith("M2|"))
+    decide(conn, "approve", item.batch_id, item.record_index, by="ana", note="tap change")
+    conn.execute("DELETE FROM ops.meter_readings WHERE meter_id = 'M3'")
+    conn.commit()
+
+
+def test_a_backfill_in_groups_of_one_meter_stores_what_one_group_does(
+    pg: psycopg.Connection, pg_resource: PostgresResource, lake: Lake
+) -> None:
+    """Everything VEE does is per meter, so the groups that bound a backfill's memory must not change
+    a stored row, an audit row or a figure of the run's metadata."""
+    outcomes = []
+    for per_group in (1_000_000, 1):  # all five meters at once; then one meter (2 meter-days) a group
+        truncate_ops(pg)
+        _backfill_scene(pg, lake)
+        mat = _vee_backfill(pg_resource, DAY - timedelta(days=1), DAY, meter_days_per_group=per_group)
+        outcomes.append((_stored_vee(pg), {k: v.value for k, v in mat.metadata.items()}))
+    (stored, meta), (grouped, grouped_meta) = outcomes
+    assert grouped == stored
+    assert grouped_meta == meta
+    readings, days, trail = stored
+    assert {r[0] for r in readings} == {"M1", "M2", "M4", "M5"}  # M3's series went, audited:
+    assert sum(1 for a in trail if a[0] == "M3" and a[3] == "removed") == 2 * 96
+    assert {(d[0], d[1]) for d in days} == {
+        (m, DAY - timedelta(days=d)) for m in ("M1", "M2", "M4", "M5") for d in (0, 1)
+    }
+    assert ("M2", "edited", "review_approved", "ana") in {(r[0], r[5], r[6], r[9]) for r in readings}
+    assert meta["meter_days"] == 8 and meta["unplaced_quarantined"] == 2
+    # M5's local days begin at 22:00 UTC the day before, where nothing was sent: 8 estimated.
+    assert pd.DataFrame(readings).groupby([0, 5]).size().to_dict() == {
+        ("M1", "actual"): 186,
+        ("M1", "estimated"): 6,
+        ("M2", "actual"): 191,
+        ("M2", "edited"): 1,
+        ("M4", "missing"): 192,
+        ("M5", "actual"): 184,
+        ("M5", "estimated"): 8,
+    }
+    assert (meta["intervals_estimated"], meta["intervals_missing"], meta["audit_rows_written"]) == (
+        14,
+        192,
+        192,
+    )
