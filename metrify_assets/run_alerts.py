@@ -413,6 +413,7 @@ def reconcile(
     cursor: ReconcileCursor,
     repository: dg.RepositoryDefinition | None,
     limit: int = RECONCILE_BATCH,
+    now: datetime | None = None,
 ) -> tuple[ReconcileCursor, list[str]]:
     """Settle the finished runs updated after `cursor.start` that `cursor` has not settled
     (`settle_missed`), for those whose sensor evaluation failed (PostgreSQL down when it wrote): Dagster
@@ -423,7 +424,9 @@ def reconcile(
 
     The read goes `RECONCILE_OVERLAP` back from the last settled update time, for the runs written late
     and the rest of a tie the limit cut. The runs settled there are skipped, and read beyond `limit`:
-    a window holding more than `limit` of them still gets to the new ones."""
+    a window holding more than `limit` of them still gets to the new ones. The cursor does not move
+    past `now` (the sensor's clock): a run stamped by a worker whose clock is ahead would carry it
+    past the runs of correct clocks written after it."""
     records = instance.get_run_records(
         dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS], updated_after=cursor.start
@@ -434,7 +437,8 @@ def reconcile(
     )
     new = [r for r in records if r.dagster_run.run_id not in cursor.settled][:limit]
     recorded = [text for finished in new if (text := settle_missed(conn, instance, finished, repository))]
-    moved = ReconcileCursor(after=max([cursor.after, *(r.update_timestamp for r in new)]))
+    latest = max([cursor.after, *(r.update_timestamp for r in new)])
+    moved = ReconcileCursor(after=latest if now is None else min(latest, now))
     # The settled runs the next read starts after drop out; those a full read did not reach (past its
     # last row, the limit) stay.
     done = cursor.settled | {r.dagster_run.run_id for r in new}
@@ -461,7 +465,9 @@ def run_alerts_reconcile_sensor(
 ) -> dg.SensorResult:
     cursor = ReconcileCursor.loads(context.cursor, datetime.now(UTC))
     with postgres.connect() as conn:
-        moved, recorded = reconcile(conn, context.instance, cursor, context.repository_def)
+        moved, recorded = reconcile(
+            conn, context.instance, cursor, context.repository_def, now=datetime.now(UTC)
+        )
     for text in recorded:
         context.log.error(f"run {text}: its failure had not been recorded; recorded now")
     skip = (

@@ -504,6 +504,22 @@ def test_reconcile_reads_again_before_its_cursor_the_failures_whose_status_was_w
 
 
 @pytest.mark.postgres
+def test_a_worker_clock_ahead_does_not_carry_the_cursor_past_later_runs(pg: psycopg.Connection) -> None:
+    """A failure stamped an hour ahead is settled, but the cursor stays at the sensor's clock, so a
+    failure of a correct clock written afterwards is still read (an hour's cursor would skip it)."""
+    instance = dg.DagsterInstance.ephemeral()
+    ahead = failed_unrecorded(instance, "stays_down", {BATCH_TAG: "b-ahead"})
+    now = datetime.now(UTC)
+    failure_written_at(instance, ahead, now + timedelta(hours=1))
+    cursor, recorded = reconcile(pg, instance, LONG_AGO, None, now=now)
+    assert recorded == [ahead] and cursor == ReconcileCursor(after=now, settled=frozenset({ahead}))
+    later = failed_unrecorded(instance, "stays_down", {BATCH_TAG: "b-later"})
+    cursor, recorded = reconcile(pg, instance, cursor, None, now=datetime.now(UTC))
+    assert recorded == [later] and cursor.settled == {ahead, later}
+    assert reconcile(pg, instance, cursor, None, now=cursor.after)[1] == []
+
+
+@pytest.mark.postgres
 def test_reconcile_settles_every_run_of_a_tie_its_limit_cuts(pg: psycopg.Connection) -> None:
     """Three runs updated in the same instant, two a tick: the third is not after the cursor's time,
     only equal to it, and is settled by the next tick."""
@@ -576,8 +592,9 @@ def test_the_reconcile_sensor_goes_on_from_the_plain_time_cursor_of_before_the_o
     late) is read again, and the cursor becomes the JSON form."""
     instance = dg.DagsterInstance.ephemeral()
     run_id = failed_unrecorded(instance, "stays_down", {BATCH_TAG: "b-9"})
-    (finished,) = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]))
-    old = finished.update_timestamp + timedelta(minutes=1)
+    written = datetime.now(UTC) - timedelta(minutes=2)
+    failure_written_at(instance, run_id, written)
+    old = written + timedelta(minutes=1)
     result = reconcile_tick(instance, pg_resource, old.isoformat())
     assert result.skip_reason is None
     assert [a.details["run_id"] for a in list_alerts(pg, "open")] == [run_id]
