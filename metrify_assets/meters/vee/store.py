@@ -84,16 +84,11 @@ def read_reviewed(conn: psycopg.Connection, first: date, last: date) -> Reviewed
 
 
 def read_candidates(
-    conn: psycopg.Connection,
-    first: date,
-    last: date,
-    meter_ids: list[str] | None = None,
-    reviewed: Reviewed | None = None,
+    conn: psycopg.Connection, first: date, last: date, meter_ids: list[str] | None, reviewed: Reviewed
 ) -> pd.DataFrame:
-    """Stored and quarantined meter readings of the local days `first - 1`..`last + 1` (the
-    neighbouring days anchor estimates at midnight), with reviewers' decisions, in
-    grid.CANDIDATE_COLUMNS; `reviewed`: what `read_reviewed` gave for these days, if read already."""
-    reviewed = reviewed if reviewed is not None else read_reviewed(conn, first, last)
+    """Stored and quarantined meter readings (`reviewed`'s, of `meter_ids`) of the local days
+    `first - 1`..`last + 1` (the neighbouring days anchor estimates at midnight), with reviewers'
+    decisions, in grid.CANDIDATE_COLUMNS."""
     wider = day_params(first - timedelta(days=1), last + timedelta(days=1))
     params: dict[str, Any] = {**wider, "meters": meter_ids}
     stored = read_frame(conn, readings_of_days_sql(STORED) + _meter_filter(meter_ids), params)
