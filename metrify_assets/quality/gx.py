@@ -202,9 +202,10 @@ def validate(name: str, df: pd.DataFrame, directory: Path | None = None) -> Suit
 
 
 def combined(results: Sequence[SuiteResult]) -> SuiteResult:
-    """One suite's results over parts of a frame (row-wise expectations on disjoint rows, e.g. an
-    asset run in groups of meters) as the result over the whole: counts summed, percentages of all
-    the rows, samples and failing keys of the first parts that have them."""
+    """One suite's results over parts of a frame as the result over the whole: counts summed,
+    percentages of all the rows, samples and failing keys of the first parts that have them. Exact
+    for row-wise expectations without `mostly` over parts whose natural keys do not overlap (an
+    asset run in groups of meters), so uniqueness within each part is uniqueness over all."""
     first = results[0]
     rows = sum(r.element_count for r in results)
     outcomes = []
