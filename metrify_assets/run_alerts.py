@@ -463,11 +463,10 @@ def reconcile(
 def run_alerts_reconcile_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource
 ) -> dg.SensorResult:
-    cursor = ReconcileCursor.loads(context.cursor, datetime.now(UTC))
+    now = datetime.now(UTC)
+    cursor = ReconcileCursor.loads(context.cursor, now)
     with postgres.connect() as conn:
-        moved, recorded = reconcile(
-            conn, context.instance, cursor, context.repository_def, now=datetime.now(UTC)
-        )
+        moved, recorded = reconcile(conn, context.instance, cursor, context.repository_def, now=now)
     for text in recorded:
         context.log.error(f"run {text}: its failure had not been recorded; recorded now")
     skip = (

@@ -135,7 +135,7 @@ def _backfill(url: str, first: date, last: date, per_group: int) -> tuple[float,
         before = _rss_mib("VmRSS")
         totals, groups = VeeTotals(), 0
         with stopwatch() as elapsed:
-            for _, run in run_in_groups(conn, first, last, VeeConfig(), per_group):
+            for _, run in run_in_groups(conn, first, last, VeeConfig(), per_group, NOW):
                 totals.add(run.result)
                 groups += 1
                 del run

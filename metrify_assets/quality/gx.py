@@ -203,7 +203,8 @@ def validate(name: str, df: pd.DataFrame, directory: Path | None = None) -> Suit
 
 def combined(results: Sequence[SuiteResult]) -> SuiteResult:
     """One suite's results over parts of a frame as the result over the whole: counts summed,
-    percentages of all the rows, samples and failing keys of the first parts that have them. Exact
+    samples and failing keys of the first parts that have them, and percentages of all the rows
+    (GX's own are of a column's non-null rows, which a passing part does not report). Exact
     for row-wise expectations without `mostly` over parts whose natural keys do not overlap (an
     asset run in groups of meters), so uniqueness within each part is uniqueness over all."""
     first = results[0]

@@ -88,6 +88,7 @@ def vee_meter_readings(
 ) -> dg.MaterializeResult:
     first, last = partition_days(context)
     cfg, run_id = config.vee_config(), context.run.run_id
+    now = pd.Timestamp.now(tz="UTC")  # one as-of time for every group and stretch of the run
     totals, suites = VeeTotals(), []
     audit_rows = unplaced = 0
     with postgres.connect() as conn:
@@ -102,7 +103,8 @@ def vee_meter_readings(
         cache = redis.get_cache()
         try:
             for a, b in contiguous_ranges(hot_days):
-                for group, run in run_in_groups(conn, a, b, cfg, config.meter_days_per_group, run_id, cache):
+                groups = run_in_groups(conn, a, b, cfg, config.meter_days_per_group, now, run_id, cache)
+                for group, run in groups:
                     totals.add(run.result)
                     audit_rows += run.audit_rows
                     # A batch may span stretches, so its unplaced records count in each: the largest.
@@ -112,10 +114,10 @@ def vee_meter_readings(
                         ids = group.meter_ids
                         context.log.info(
                             f"VEE {a}..{b}: group {group.number}/{group.of} ({ids[0]} .. {ids[-1]}, {len(ids)} "
-                            f"of {group.stretch_meters} meters): {len(run.result.days)} meter-days, "
+                            f"of {group.meters_in_stretch} meters): {len(run.result.days)} meter-days, "
                             f"{run.audit_rows} audit rows"
                         )
-                    del run  # before the next group's frames are built beside it
+                    del run  # before the next group's frames are built beside it (as run_in_groups does)
         finally:
             if cache is not None:
                 cache.close()
@@ -141,7 +143,7 @@ def vee_meter_readings(
             "billing_ready_share": dg.MetadataValue.float(totals.billing_ready / max(totals.meter_days, 1)),
             "audit_rows_written": dg.MetadataValue.int(audit_rows),
             "unplaced_quarantined": dg.MetadataValue.int(unplaced),
-            "reason_counts": dg.MetadataValue.json(dict(totals.reasons)),
+            "reason_counts": dg.MetadataValue.json(dict(totals.reasons.most_common())),
             "methods": dg.MetadataValue.md(markdown_table(methods) if len(methods) else "no intervals"),
             "gate_failures": dg.MetadataValue.md(_gate_table(totals)),
         },

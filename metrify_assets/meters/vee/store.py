@@ -56,9 +56,10 @@ def _meter_filter(meter_ids: list[str] | None) -> str:
 @dataclass(frozen=True)
 class Reviewed:
     """The quarantined meter readings and reviewers' decisions of the batches that touched a stretch
-    of days: read and parsed once for all the stretch's meter groups (their rows are the few)."""
+    of days, read and parsed once for all its groups of meters: a run holds them whole (they are the
+    few records the rules stopped, not the readings)."""
 
-    decisions: pd.DataFrame  # ops.review_queue rows decided (approved or rejected)
+    approvals: pd.DataFrame  # meter_id, reading_start, batch_id, approver: readings a reviewer approved
     quarantined: pd.DataFrame  # in grid.CANDIDATE_COLUMNS, every meter's
     unplaced: int  # quarantined records that could not be placed: no usable meter and time
 
@@ -79,8 +80,20 @@ def read_reviewed(conn: psycopg.Connection, first: date, last: date) -> Reviewed
         "WHERE source = 'meter_readings' AND status <> 'pending' AND batch_id = ANY(%s)",
         (batches,),
     )
+    approvals = pd.DataFrame(columns=["meter_id", "reading_start", "batch_id", "approver"])
+    approved = decisions[decisions["status"] == "approved"] if len(decisions) else decisions
+    if len(approved):
+        keys = approved["record_key"].str.split("|", n=1, expand=True)
+        approvals = pd.DataFrame(
+            {
+                "meter_id": keys[0].to_numpy(),
+                "reading_start": pd.to_datetime(keys[1], utc=True, format="ISO8601").to_numpy(),
+                "batch_id": approved["batch_id"].to_numpy(),
+                "approver": approved["decided_by"].to_numpy(),
+            }
+        )
     quarantined, unplaced = _quarantined(conn, batches, decisions)
-    return Reviewed(decisions, quarantined, unplaced)
+    return Reviewed(approvals, quarantined, unplaced)
 
 
 def read_candidates(
@@ -94,19 +107,8 @@ def read_candidates(
     stored = read_frame(conn, readings_of_days_sql(STORED) + _meter_filter(meter_ids), params)
     stored["reading_start"] = pd.to_datetime(stored["reading_start"], utc=True)
     stored = stored.assign(origin="stored", ingest_reasons="", review_status=None, reviewer=None)
-    decisions = reviewed.decisions
-    approved = decisions[decisions["status"] == "approved"] if len(decisions) else decisions
-    if len(approved) and len(stored):
-        keys = approved["record_key"].str.split("|", n=1, expand=True)
-        approvals = pd.DataFrame(
-            {
-                "meter_id": keys[0].to_numpy(),
-                "reading_start": pd.to_datetime(keys[1], utc=True, format="ISO8601").to_numpy(),
-                "batch_id": approved["batch_id"].to_numpy(),
-                "approver": approved["decided_by"].to_numpy(),
-            }
-        )
-        stored = stored.merge(approvals, on=["meter_id", "reading_start", "batch_id"], how="left")
+    if len(reviewed.approvals) and len(stored):
+        stored = stored.merge(reviewed.approvals, on=["meter_id", "reading_start", "batch_id"], how="left")
         stored["review_status"] = stored["approver"].notna().map({True: "approved", False: None})
         stored["reviewer"] = stored.pop("approver")
     quarantined = reviewed.quarantined
@@ -273,7 +275,7 @@ class Group:
     number: int  # from 1
     of: int
     meter_ids: list[str]
-    stretch_meters: int
+    meters_in_stretch: int
 
 
 def run_in_groups(
@@ -282,23 +284,21 @@ def run_in_groups(
     last: date,
     config: VeeConfig,
     meter_days_per_group: int,
+    now: pd.Timestamp,
     run_id: str | None = None,
     cache: Cache | None = None,
 ) -> Iterator[tuple[Group, VeeRun]]:
     """`run_days` over `first`..`last` one group of meters at a time (`process.meter_groups`), each
-    its own transaction; yields each group's run, so a caller that keeps only what it reports holds
-    one group's frames, not the stretch's. The quarantined readings are parsed once for all groups."""
+    its own transaction, all as of one `now` (what is due, which days are closed); yields each
+    group's run, so a caller that keeps only what it reports holds one group's frames, not the
+    stretch's. The quarantined readings and decisions are read once for all groups."""
     reviewed = read_reviewed(conn, first, last)
     meters = stretch_meters(conn, first, last, reviewed)
     groups = meter_groups(meters, (last - first).days + 1, meter_days_per_group)
     for n, meter_ids in enumerate(groups, 1):
-        group = Group(n, len(groups), meter_ids, len(meters))
-        yield (
-            group,
-            run_days(
-                conn, first, last, config, run_id=run_id, meter_ids=meter_ids, cache=cache, reviewed=reviewed
-            ),
-        )
+        run = run_days(conn, first, last, config, now, run_id, meter_ids, cache, reviewed=reviewed)
+        yield Group(n, len(groups), meter_ids, len(meters)), run
+        del run  # before the next group's frames are built beside it
 
 
 SERIES_WRITE = (

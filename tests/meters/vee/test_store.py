@@ -18,7 +18,7 @@ from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.meters.vee.assets import vee_meter_readings
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.review import decide
-from metrify_assets.meters.vee.store import DAYS_WRITE, run_days
+from metrify_assets.meters.vee.store import DAYS_WRITE, run_days, run_in_groups
 from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource, RedisResource
 from metrify_assets.resources.lake import Lake
@@ -300,3 +300,28 @@ def test_a_backfill_in_groups_of_one_meter_stores_what_one_group_does(
         192,
         192,
     )
+
+
+def test_every_group_of_a_run_is_veed_as_of_the_runs_one_time(pg: psycopg.Connection, lake: Lake) -> None:
+    """Mid-day, what is due and which days are closed decide missing against pending intervals: a
+    run in groups must decide them as of one time, as one run over all meters does."""
+    midday = pd.Timestamp(DAY.isoformat(), tz="UTC") + pd.Timedelta(hours=12)
+    outcomes = []
+    for per_group in (1_000_000, 1):
+        truncate_ops(pg)
+        ingest(
+            pg, lake, "b1", day_messages("M1", DAY, skip=set(range(30, 96))) + day_messages("M2", DAY, seed=2)
+        )
+        runs = list(run_in_groups(pg, DAY, DAY, CFG, per_group, midday))
+        assert len(runs) == (1 if per_group > 1 else 2)
+        outcomes.append(_stored_vee(pg))
+    assert outcomes[1] == outcomes[0]
+    # As of midday M1's day is open: the 18 due intervals after its last reading wait (missing, not
+    # estimated, as they would be once the day has closed), and so do the 48 not yet due.
+    readings, days, _ = outcomes[0]
+    assert pd.DataFrame(readings).groupby([0, 5]).size().to_dict() == {
+        ("M1", "actual"): 30,
+        ("M1", "missing"): 66,
+        ("M2", "actual"): 96,
+    }
+    assert {d[0]: d[-2] for d in days} == {"M1": "day_open,missing_share", "M2": "day_open"}
