@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="open (includes acknowledged), acked, resolved or all.")
         ] = "open",
         kind: Annotated[str | None, typer.Option(help=f"Only this kind: {', '.join(store.KINDS)}.")] = None,
-        limit: Annotated[int, typer.Option(help="At most this many alerts, newest first.")] = 100,
+        limit: Annotated[int, typer.Option(min=1, help="At most this many alerts, newest first.")] = 100,
         as_json: Annotated[
             bool, typer.Option("--json", help="One JSON array, with each alert's deliveries.")
         ] = False,

@@ -68,7 +68,9 @@ def register(app: typer.Typer) -> None:
         where = "Kafka" if settings.uses_kafka else f"the landing directory {settings.landing_dir}"
         cache = "Redis cache on" if settings.redis_url else "no cache (REDIS_URL unset)"
         typer.echo(
-            f"Metrify data API on http://{host}:{port} (docs: /docs); ingestion to {where}; {cache}", err=True
+            f"Metrify data API on http://{host}:{port} (OpenAPI: /openapi.json; /docs loads Swagger UI from "
+            f"cdn.jsdelivr.net); ingestion to {where}; {cache}",
+            err=True,
         )
         if workers == 1:
             uvicorn.run(app, host=host, port=port, proxy_headers=proxy_headers, log_config=log_config)

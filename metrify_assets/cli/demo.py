@@ -219,7 +219,7 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
     else:
         table.add_row("load forecast", "none (no VEE series)")
     tiers = "\n".join(f"{_days(n)} {key}" for key, n in summary.lifecycle_days.items()) or "none"
-    table.add_row("lake tiers (weekly job)", tiers)
+    table.add_row("lake tiers (warm: daily job; cold, archive: weekly job)", tiers)
     preview = "\n".join(f"{_days(n)} {key}" for key, n in summary.lifecycle_preview.items()) or "nothing due"
     table.add_row(f"a year on (dry run, +{PREVIEW_DAYS} d)", preview)
     table.add_row("report", summary.report_path)

@@ -20,8 +20,8 @@ from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.holds import who
+from metrify_assets.cli.options import Source, known_source
 from metrify_assets.cli.run import print_run_summary, stage_progress
-from metrify_assets.contracts import CONTRACTS
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion import replay
@@ -30,7 +30,6 @@ from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.resources.build import postgres_resource, redis_resource
 from metrify_assets.resources.lake import Lake
 
-Source = Annotated[str | None, typer.Option(help=f"Only this source: {', '.join(CONTRACTS)}.")]
 Reason = Annotated[
     str | None, typer.Option(help="Only records with this reason code (a prefix: `malformed:bad_type`).")
 ]
@@ -40,9 +39,7 @@ Batch = Annotated[str | None, typer.Option("--batch", help="Only records of this
 def _selection(
     source: str | None, reason: str | None, batch_id: str | None, resolved: bool
 ) -> replay.Selection:
-    if source and source not in CONTRACTS:
-        raise typer.BadParameter(f"unknown source {source!r}; one of {', '.join(CONTRACTS)}")
-    return replay.Selection(source, reason, batch_id, include_resolved=resolved)
+    return replay.Selection(known_source(source), reason, batch_id, include_resolved=resolved)
 
 
 def _print_letters(console: Console, letters: list[replay.DeadLetter], what: str) -> None:

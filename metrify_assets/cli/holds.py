@@ -166,9 +166,9 @@ def register(app: typer.Typer) -> None:
                     unlocked, unlock_error = holds.unlock_objects(conn, lake, hold), None
                 except Exception as err:  # noqa: BLE001 - reported: released, some lake locks remain
                     unlocked, unlock_error = 0, f"{type(err).__name__}: {err}"
-        except holds.HoldError as err:
+        except holds.HoldError as err:  # no such hold, or released already: exit 1, as other lookups
             typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from err
+            raise typer.Exit(code=1) from err
         typer.echo(
             f"hold {hold_id} on {hold.scope} released by {hold.released_by}; {unlocked} lake objects unlocked"
         )
@@ -193,7 +193,7 @@ def register(app: typer.Typer) -> None:
                     f"error: hold {hold_id} {'does not exist' if hold is None else 'is not released'}",
                     err=True,
                 )
-                raise typer.Exit(code=2)
+                raise typer.Exit(code=1)
             unlocked = holds.unlock_objects(conn, lake=Lake(settings.lake_url), hold=hold)
             cli_caller(who()).record(conn, "hold.unlock", f"hold:{hold_id}", {"scope": hold.scope}, unlocked)
         typer.echo(f"{unlocked} lake objects of hold {hold_id} unlocked")

@@ -101,6 +101,8 @@ def cost_cmd(
         Path | None,
         typer.Option(
             "--prices",
+            exists=True,
+            dir_okay=False,
             help="A JSON object of prices (USD per GB-month) replacing the defaults, e.g. "
             '{"hot_postgres": 0.115, "standard": 0.0245}; unknown keys are refused.',
         ),
@@ -273,14 +275,15 @@ def run_cmd(
     """Run the weekly job's lifecycle now: days due to the cold and archive tiers, then retention."""
     from datetime import UTC, date, datetime
 
+    try:
+        today = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
+    except ValueError as err:
+        raise typer.BadParameter(f"must be a date (YYYY-MM-DD), got {as_of!r}", param_hint="--as-of") from err
+
     from metrify_assets.definitions import defs as load_defs
     from metrify_assets.orchestration.instance import RunFailedError, local_instance
     from metrify_assets.orchestration.weekly import run_lifecycle
 
-    try:
-        today = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
-    except ValueError as err:
-        raise _fail(f"--as-of must be a date (YYYY-MM-DD), got {as_of!r}") from err
     policy_config = load_config(config)
     settings = resolve_settings()
     console = command_console()

@@ -61,12 +61,14 @@ def register(app: typer.Typer) -> None:
         does so for days it ingests; the Dagster UI for any range)."""
         first_day = parse_day(first, "--from")
         last_day = parse_day(last, "--to") if last else first_day
-        if dataset not in TIERED_DATASETS or using not in USING:
-            typer.echo(
-                f"error: --dataset is one of {', '.join(TIERED_DATASETS)}, --using one of {', '.join(USING)}",
-                err=True,
+        if last_day < first_day:
+            raise typer.BadParameter(f"{last_day} is before --from {first_day}", param_hint="--to")
+        if dataset not in TIERED_DATASETS:
+            raise typer.BadParameter(
+                f"{dataset!r} is not one of {', '.join(TIERED_DATASETS)}", param_hint="--dataset"
             )
-            raise typer.Exit(code=2)
+        if using not in USING:
+            raise typer.BadParameter(f"{using!r} is not one of {', '.join(USING)}", param_hint="--using")
         console = command_console(stderr=as_json)
         settings = resolve_settings()
         lake = Lake(settings.lake_url)

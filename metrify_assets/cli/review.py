@@ -17,6 +17,7 @@ from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.console import command_console
+from metrify_assets.cli.options import Source, known_source
 from metrify_assets.env import resolve_settings
 from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
@@ -55,12 +56,13 @@ def register(app: typer.Typer) -> None:
     @review_app.command("list")
     def list_cmd(
         status: Annotated[str, typer.Option(help="pending, approved, rejected or all.")] = "pending",
-        source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+        source: Source = None,
         reason: Annotated[str | None, typer.Option(help="Only items with this reason code.")] = None,
         limit: Annotated[int, typer.Option(min=1, help="At most this many items, oldest first.")] = 50,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON array of the items.")] = False,
     ) -> None:
         """List review items, oldest first, and how many match in all."""
+        known_source(source)
         postgres = postgres_resource(resolve_settings())
         wanted = None if status == "all" else status
         with postgres.connect() as conn:

@@ -84,3 +84,24 @@ def test_a_group_lists_each_command_on_unbroken_lines() -> None:
     assert "\n" in (reject.help or "")
     assert reject.short_help is not None and "\n" not in reject.short_help
     assert "and rebalance the ledger; for a meter reading, VEE" in reject.short_help
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["alerts", "list", "--limit", "-1"], "--limit"),
+        (["review", "list", "--source", "bogus"], "unknown source 'bogus'"),
+        (["dlq", "list", "--source", "bogus"], "unknown source 'bogus'"),
+        (["restore", "--from", "2026-03-29", "--to", "2026-03-01"], "2026-03-01 is before --from 2026-03-29"),
+        (["restore", "--from", "2026-03-01", "--dataset", "foo"], "'foo' is not one of"),
+        (["restore", "--from", "2026-03-01", "--using", "bogus"], "'bogus' is not one of archive, raw"),
+        (["lifecycle", "run", "--as-of", "garbage"], "must be a date (YYYY-MM-DD), got 'garbage'"),
+        (["lifecycle", "cost", "--prices", "/nonexistent.json"], "does not exist"),
+    ],
+)
+def test_bad_input_is_a_usage_error_that_names_the_option_before_any_work(args: list[str], says: str) -> None:
+    """Checked before a database is reached: a reversed range once printed an empty restore and exit 0,
+    a negative limit a PostgreSQL traceback, an unknown review source an empty table."""
+    result = CliRunner().invoke(app, args, terminal_width=250)
+    assert result.exit_code == 2, result.output
+    assert says in " ".join(result.output.split())
