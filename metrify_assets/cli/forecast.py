@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
             "P90",
             "actual",
             "backtest MAE",
-            "version",
+            "fitted model",
         ):
             table.add_column(column, justify="right" if column in ("P10", "P50", "P90", "actual") else "left")
         for r in rows.to_dict(orient="records"):
