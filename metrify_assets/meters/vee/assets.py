@@ -90,7 +90,8 @@ def vee_meter_readings(
     cfg, run_id = config.vee_config(), context.run.run_id
     now = pd.Timestamp.now(tz="UTC")  # one as-of time for every group and stretch of the run
     totals, suites = VeeTotals(), []
-    audit_rows = unplaced = 0
+    audit_rows = 0
+    unplaced: dict[str, int] = {}  # per batch: a batch that touched two stretches counts once
     with postgres.connect() as conn:
         archived = archived_days(conn, first, last)
         if archived:
@@ -107,8 +108,7 @@ def vee_meter_readings(
                 for group, run in groups:
                     totals.add(run.result)
                     audit_rows += run.audit_rows
-                    # A batch may span stretches, so its unplaced records count in each: the largest.
-                    unplaced = max(unplaced, run.unplaced_quarantined)
+                    unplaced.update(run.unplaced)
                     suites.append(gx.validate("vee_meter_readings", run.result.series))
                     if group.of > 1:
                         ids = group.meter_ids
@@ -142,7 +142,7 @@ def vee_meter_readings(
             "billing_ready_days": dg.MetadataValue.int(totals.billing_ready),
             "billing_ready_share": dg.MetadataValue.float(totals.billing_ready / max(totals.meter_days, 1)),
             "audit_rows_written": dg.MetadataValue.int(audit_rows),
-            "unplaced_quarantined": dg.MetadataValue.int(unplaced),
+            "unplaced_quarantined": dg.MetadataValue.int(sum(unplaced.values())),
             "reason_counts": dg.MetadataValue.json(dict(totals.reasons.most_common())),
             "methods": dg.MetadataValue.md(markdown_table(methods) if len(methods) else "no intervals"),
             "gate_failures": dg.MetadataValue.md(_gate_table(totals)),

@@ -12,7 +12,8 @@ cached results of the meters it wrote move to a new generation (docs/api.md#cach
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -46,7 +47,11 @@ STORED = (
 class VeeRun:
     result: VeeResult
     audit_rows: int
-    unplaced_quarantined: int  # quarantined meter readings whose payload gave no usable meter and time
+    unplaced: Mapping[str, int]  # per batch: quarantined meter readings with no usable meter and time
+
+    @property
+    def unplaced_quarantined(self) -> int:
+        return sum(self.unplaced.values())
 
 
 def _meter_filter(meter_ids: list[str] | None) -> str:
@@ -61,7 +66,7 @@ class Reviewed:
 
     approvals: pd.DataFrame  # meter_id, reading_start, batch_id, approver: readings a reviewer approved
     quarantined: pd.DataFrame  # in grid.CANDIDATE_COLUMNS, every meter's
-    unplaced: int  # quarantined records that could not be placed: no usable meter and time
+    unplaced: Mapping[str, int]  # per batch: quarantined records with no usable meter and time
 
 
 def read_reviewed(conn: psycopg.Connection, first: date, last: date) -> Reviewed:
@@ -126,7 +131,7 @@ def read_candidates(
 
 def _quarantined(
     conn: psycopg.Connection, batches: list[str], decisions: pd.DataFrame
-) -> tuple[pd.DataFrame, int]:
+) -> tuple[pd.DataFrame, Counter[str]]:
     """Unresolved quarantined meter readings of `batches`, parsed from their payloads."""
     rows = conn.execute(
         "SELECT batch_id, record_index, payload, reasons FROM ops.quarantine "
@@ -141,7 +146,7 @@ def _quarantined(
         if s == "rejected"
     }
     records: list[dict[str, Any]] = []
-    unplaced = 0
+    unplaced: Counter[str] = Counter()
     for batch_id, record_index, payload, reasons in rows:
         try:
             record = orjson.loads(payload)
@@ -151,7 +156,7 @@ def _quarantined(
             if any("\x00" in v for v in (meter_id, record.get("direction")) if isinstance(v, str)):
                 raise ValueError("NUL in text: no PostgreSQL text can hold it")  # malformed:bad_text
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            unplaced += 1  # malformed records: no meter or time to place them on
+            unplaced[batch_id] += 1  # malformed records: no meter or time to place them on
             continue
         records.append(
             {

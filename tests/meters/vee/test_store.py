@@ -325,3 +325,26 @@ def test_every_group_of_a_run_is_veed_as_of_the_runs_one_time(pg: psycopg.Connec
         ("M2", "actual"): 96,
     }
     assert {d[0]: d[-2] for d in days} == {"M1": "day_open,missing_share", "M2": "day_open"}
+
+
+def test_unplaced_records_count_once_per_batch_across_the_stretches_of_a_run(
+    pg: psycopg.Connection, pg_resource: PostgresResource, lake: Lake
+) -> None:
+    """An archived middle day splits a run into two stretches; each reads the batches that touched its
+    days and a day either side, so the middle day's batch is read by both. Its malformed record counts
+    once and each other batch's too: 3 (taking the larger stretch's count gave 2)."""
+    days = [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
+    for n, day in enumerate(days):
+        ingest(
+            pg, lake, f"b{n}", [*day_messages(f"M{n}", day)[:4], '{"meter_id": "M9", "reading_start": "x"}']
+        )
+    pg.execute(
+        "INSERT INTO ops.lifecycle_days (dataset, day, tier, storage_class, object_key, manifest_key, "
+        "row_count, bytes, checksum, sha256, verified_at, moved_at, hot_deleted_at) VALUES "
+        "('meter_readings', %s, 'warm', 'STANDARD', 'k', 'm', 4, 1, 'c', 's', now(), now(), now())",
+        (days[1],),
+    )
+    pg.commit()
+    meta = {k: v.value for k, v in _vee_backfill(pg_resource, days[0], days[2]).metadata.items()}
+    assert meta["unplaced_quarantined"] == 3
+    assert {r[0] for r in _stored_vee(pg)[1]} == {"M0", "M2"}  # the archived day's meter-day: not VEE'd
