@@ -21,8 +21,14 @@ help:  ## List targets
 
 env: .venv/.synced  ## Create the locked environment (.venv)
 
-dbt-parse: env  ## Build dbt's manifest (dagster-dbt reads it to build the asset graph)
+# The manifest is rebuilt only when a file of the dbt project (or the environment) changed.
+DBT_SOURCES := $(shell find dbt_project \( -path dbt_project/target -o -path dbt_project/logs \) -prune -o -type f -print)
+
+dbt_project/target/manifest.json: .venv/.synced $(DBT_SOURCES)
 	cd dbt_project && ../.venv/bin/dbt parse --quiet --profiles-dir . --target-path target
+	touch $@
+
+dbt-parse: dbt_project/target/manifest.json  ## Build dbt's manifest when the project changed (dagster-dbt reads it to build the asset graph)
 
 dbt-docs: env dbt-parse  ## dbt's docs site (models, columns, lineage) into the lake: reports/dbt_docs/index.html
 	$(RUN) python -m metrify_assets.warehouse.docs
