@@ -234,7 +234,11 @@ def register(app: typer.Typer) -> None:
         days: Annotated[int, typer.Option(min=1, help="Simulated days.")] = 2,
         start: Annotated[
             datetime,
-            typer.Option(formats=["%Y-%m-%d"], help="First day (the default spans the UK's DST change)."),
+            typer.Option(
+                formats=["%Y-%m-%d"],
+                show_default="2026-03-28",
+                help="First day (the default spans the UK's DST change).",
+            ),
         ] = datetime(2026, 3, 28),
         seed: Annotated[
             int, typer.Option(help="Random seed: the same seed gives the same data and counts.")

@@ -47,7 +47,12 @@ def register(app: typer.Typer) -> None:
         meters: Annotated[int, typer.Option(min=1, help="Number of smart meters.")] = 200,
         days: Annotated[int, typer.Option(min=1, help="Local calendar days to simulate.")] = 2,
         start: Annotated[
-            datetime, typer.Option(formats=["%Y-%m-%d"], help="First local day (default spans a DST change).")
+            datetime,
+            typer.Option(
+                formats=["%Y-%m-%d"],
+                show_default="2026-03-28",
+                help="First local day (default spans a DST change).",
+            ),
         ] = datetime(2026, 3, 28),
         seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same files.")] = 42,
         fault_rate: Annotated[
