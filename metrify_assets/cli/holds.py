@@ -22,6 +22,7 @@ from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import holds, state
 from metrify_assets.lifecycle.policy import DATASETS
+from metrify_assets.meters.known import meter_known
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
 
@@ -77,6 +78,13 @@ def register(app: typer.Typer) -> None:
         by: Annotated[
             str | None, typer.Option("--by", help="Who places the hold; default: the OS user.")
         ] = None,
+        unknown_meter: Annotated[
+            bool,
+            typer.Option(
+                "--allow-unknown-meter",
+                help="Hold --meter although the store has no trace of it (data expected later).",
+            ),
+        ] = False,
     ) -> None:
         """Place a hold, and lock the lake objects of its scope (S3 Object Lock legal hold)."""
         first_day = parse_day(first, "--from")
@@ -85,6 +93,14 @@ def register(app: typer.Typer) -> None:
         lake = Lake(settings.lake_url)
         try:
             with postgres_resource(settings).connect() as conn:
+                if meter is not None and not unknown_meter and not meter_known(conn, meter):
+                    # A mistyped id would still lock the days' lake objects, which a lock can keep for good.
+                    typer.echo(
+                        f"error: no meter {meter!r}: not registered, no reading or VEE interval stored; "
+                        "check the id, or pass --allow-unknown-meter",
+                        err=True,
+                    )
+                    raise typer.Exit(code=1)
                 author = by or who()
                 hold = holds.add(
                     conn, dataset, first_day, last_day, reason, author, meter, caller=cli_caller(author)

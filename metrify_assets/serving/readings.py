@@ -53,18 +53,6 @@ class SeriesPage:
     next_cursor: str | None
 
 
-def meter_known(conn: psycopg.Connection, meter_id: str) -> bool:
-    """Whether the store has any trace of the meter: in the registry, a reading, or a VEE interval
-    (three primary-key probes; asked only when a first page is empty, to tell 404 from none in range)."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM ops.meters WHERE meter_id = %(m)s) "
-        "OR EXISTS (SELECT 1 FROM ops.meter_readings WHERE meter_id = %(m)s) "
-        "OR EXISTS (SELECT 1 FROM ops.vee_readings WHERE meter_id = %(m)s)",
-        {"m": meter_id},
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def series_page(
     conn: psycopg.Connection,
     meter_id: str,

@@ -144,3 +144,36 @@ def test_holds_lifecycle_run_and_restore_through_the_cli(pg: psycopg.Connection,
     refused = invoke("restore", "--using", "raw", "--from", str(D), code=1)
     assert "batches the ledger does not know" in refused
     assert hot(pg, "meter_readings", D) == 48
+
+
+def test_a_hold_on_a_meter_the_store_has_no_trace_of_is_refused_unless_asked_for(
+    pg: psycopg.Connection, lake: Lake
+) -> None:
+    """A mistyped meter id would lock the days' lake objects (which a lock may keep for good) for no
+    data: refused, nothing held; a hold for data expected later is placed with the flag."""
+    seed_hot_days(pg)
+    refused = invoke(
+        "holds", "add", "--reason", "r", "--from", str(D), "--meter", "NOPE-1", "--by", "x", code=1
+    )
+    assert "no meter 'NOPE-1'" in refused and "--allow-unknown-meter" in refused
+    assert json.loads(invoke("holds", "list", "--json")) == []
+    known = pg.execute("SELECT meter_id FROM ops.meter_readings LIMIT 1").fetchone()
+    pg.commit()
+    assert known is not None
+    invoke("holds", "add", "--reason", "r", "--from", str(D), "--meter", known[0], "--by", "x")
+    invoke(
+        "holds",
+        "add",
+        "--reason",
+        "r",
+        "--from",
+        str(D),
+        "--meter",
+        "NEW-1",
+        "--allow-unknown-meter",
+        "--by",
+        "x",
+    )
+    assert sorted(h["meter_id"] for h in json.loads(invoke("holds", "list", "--json"))) == sorted(
+        [known[0], "NEW-1"]
+    )

@@ -18,6 +18,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from metrify_assets.meters.known import meter_known
 from metrify_assets.serving import readings
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.cache import cached
@@ -88,7 +89,7 @@ def meter_readings(
         page = readings.series_page(conn, meter_id, start, end, cursor, limit)
     except (CursorError, ValueError) as err:
         raise _bad_cursor(err) from err
-    if not page.rows and cursor is None and not readings.meter_known(conn, meter_id):
+    if not page.rows and cursor is None and not meter_known(conn, meter_id):
         raise _no_meter(meter_id)
     return page_response(request, format, readings.SERIES_COLUMNS, page.rows, page.next_cursor)
 
@@ -103,7 +104,7 @@ def latest_reading(request: Request, meter_id: str, principal: Reader) -> Respon
     reading, source = latest_reading_through_cache(state.cache, state.pool.connection, meter_id)
     if reading is None:
         with state.pool.connection() as conn:
-            if not readings.meter_known(conn, meter_id):
+            if not meter_known(conn, meter_id):
                 raise _no_meter(meter_id)
         raise ApiError(404, "not_found", f"meter {meter_id!r} is known but has no reading stored yet")
     return json_response({"data": reading}, headers={"X-Metrify-Source": source})
