@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import date
 from typing import Annotated
 
 import typer
@@ -19,6 +18,7 @@ from rich.table import Table
 from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.options import day_range
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import holds, state
 from metrify_assets.lifecycle.policy import DATASETS
@@ -32,14 +32,6 @@ def who() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name (a container without a passwd entry)
         return "unknown"
-
-
-def parse_day(value: str, option: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError as err:
-        typer.echo(f"error: {option} must be a date (YYYY-MM-DD), got {value!r}", err=True)
-        raise typer.Exit(code=2) from err
 
 
 def _hold_row(hold: holds.Hold) -> dict[str, object]:
@@ -87,8 +79,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Place a hold, and lock the lake objects of its scope (S3 Object Lock legal hold)."""
-        first_day = parse_day(first, "--from")
-        last_day = parse_day(last, "--to") if last else first_day
+        first_day, last_day = day_range(first, last)
         settings = resolve_settings()
         lake = Lake(settings.lake_url)
         try:

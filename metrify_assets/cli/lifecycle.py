@@ -23,6 +23,7 @@ from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.holds import who
+from metrify_assets.cli.options import parse_day
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import holds, state
 from metrify_assets.lifecycle.bucket_rules import (
@@ -273,12 +274,9 @@ def run_cmd(
     config: ConfigOption = None,
 ) -> None:
     """Run the weekly job's lifecycle now: days due to the cold and archive tiers, then retention."""
-    from datetime import UTC, date, datetime
+    from datetime import UTC, datetime
 
-    try:
-        today = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
-    except ValueError as err:
-        raise typer.BadParameter(f"must be a date (YYYY-MM-DD), got {as_of!r}", param_hint="--as-of") from err
+    today = parse_day(as_of, "--as-of") if as_of else datetime.now(UTC).date()
 
     from metrify_assets.definitions import defs as load_defs
     from metrify_assets.orchestration.instance import RunFailedError, local_instance

@@ -18,7 +18,8 @@ from rich.table import Table
 from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
-from metrify_assets.cli.holds import parse_day, who
+from metrify_assets.cli.holds import who
+from metrify_assets.cli.options import day_range
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import rollback
 from metrify_assets.lifecycle.policy import TIERED_DATASETS
@@ -59,10 +60,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Restore days to PostgreSQL. Re-run the downstream jobs for them afterwards (`metrify run`
         does so for days it ingests; the Dagster UI for any range)."""
-        first_day = parse_day(first, "--from")
-        last_day = parse_day(last, "--to") if last else first_day
-        if last_day < first_day:
-            raise typer.BadParameter(f"{last_day} is before --from {first_day}", param_hint="--to")
+        first_day, last_day = day_range(first, last)
         if dataset not in TIERED_DATASETS:
             raise typer.BadParameter(
                 f"{dataset!r} is not one of {', '.join(TIERED_DATASETS)}", param_hint="--dataset"
