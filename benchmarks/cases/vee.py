@@ -136,7 +136,7 @@ def _backfill(url: str, first: date, last: date, per_group: int) -> tuple[float,
         totals, groups = VeeTotals(), 0
         with stopwatch() as elapsed:
             for _, run in run_in_groups(conn, first, last, VeeConfig(), per_group, NOW):
-                totals.add(run.result)
+                totals.add(run)
                 groups += 1
                 del run
             seconds = elapsed()

@@ -170,9 +170,8 @@ class Totals:
         self.closed += run.closed
         self.lookahead_days, self.raised, self.resolved = run.lookahead_days, run.raised, run.resolved
         if len(f):
-            top = joined(
-                (self.riskiest, f), f
-            ).sort_values(  # ties by time, then node: the same in any chunks
+            # Ties by time, then node: the same in any chunks.
+            top = joined((self.riskiest, f), f).sort_values(
                 ["risk_score", "hour_start", "grid_node_id"],
                 ascending=[False, True, True],
                 na_position="last",

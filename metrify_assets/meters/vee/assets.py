@@ -90,8 +90,6 @@ def vee_meter_readings(
     cfg, run_id = config.vee_config(), context.run.run_id
     now = pd.Timestamp.now(tz="UTC")  # one as-of time for every group and stretch of the run
     totals, suites = VeeTotals(), []
-    audit_rows = 0
-    unplaced: dict[str, int] = {}  # per batch: a batch that touched two stretches counts once
     with postgres.connect() as conn:
         archived = archived_days(conn, first, last)
         if archived:
@@ -106,9 +104,7 @@ def vee_meter_readings(
             for a, b in contiguous_ranges(hot_days):
                 groups = run_in_groups(conn, a, b, cfg, config.meter_days_per_group, now, run_id, cache)
                 for group, run in groups:
-                    totals.add(run.result)
-                    audit_rows += run.audit_rows
-                    unplaced.update(run.unplaced)
+                    totals.add(run)
                     suites.append(gx.validate("vee_meter_readings", run.result.series))
                     if group.of > 1:
                         ids = group.meter_ids
@@ -129,7 +125,7 @@ def vee_meter_readings(
     methods = pd.DataFrame(totals.methods.most_common(), columns=["method", "intervals"])
     context.log.info(
         f"VEE {first}..{last}: {totals.meter_days} meter-days, {statuses}, {totals.billing_ready} "
-        f"billing-ready, {audit_rows} audit rows"
+        f"billing-ready, {totals.audit_rows} audit rows"
     )
     return dg.MaterializeResult(
         metadata={
@@ -141,8 +137,8 @@ def vee_meter_readings(
             "estimated_share": dg.MetadataValue.float(statuses["estimated"] / max(totals.intervals, 1)),
             "billing_ready_days": dg.MetadataValue.int(totals.billing_ready),
             "billing_ready_share": dg.MetadataValue.float(totals.billing_ready / max(totals.meter_days, 1)),
-            "audit_rows_written": dg.MetadataValue.int(audit_rows),
-            "unplaced_quarantined": dg.MetadataValue.int(sum(unplaced.values())),
+            "audit_rows_written": dg.MetadataValue.int(totals.audit_rows),
+            "unplaced_quarantined": dg.MetadataValue.int(totals.unplaced_quarantined),
             "reason_counts": dg.MetadataValue.json(dict(totals.reasons.most_common())),
             "methods": dg.MetadataValue.md(markdown_table(methods) if len(methods) else "no intervals"),
             "gate_failures": dg.MetadataValue.md(_gate_table(totals)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -17,6 +18,9 @@ from metrify_assets.meters.vee.catalogue import VeeConfig, validate
 from metrify_assets.meters.vee.estimation import LIKE_DAY_COLUMNS, estimate, severity_mask
 from metrify_assets.meters.vee.gate import STATUSES, summarise_days
 from metrify_assets.meters.vee.grid import build_grid, meter_days
+
+if TYPE_CHECKING:  # the store runs these steps and returns a VeeRun
+    from metrify_assets.meters.vee.store import VeeRun
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,13 @@ class VeeTotals:
     methods: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     gate_failures: Counter[str] = field(default_factory=Counter)  # meter-days per failed gate test
+    audit_rows: int = 0
+    unplaced: dict[str, int] = field(default_factory=dict)  # per batch: one read by two stretches counts once
 
-    def add(self, result: VeeResult) -> None:
-        days = result.days
+    def add(self, run: VeeRun) -> None:
+        result, days = run.result, run.result.days
+        self.audit_rows += run.audit_rows
+        self.unplaced.update(run.unplaced)
         self.meter_days += len(days)
         self.intervals += len(result.series)
         self.billing_ready += int(days["billing_ready"].sum()) if len(days) else 0
@@ -77,6 +85,10 @@ class VeeTotals:
 
     def status_counts(self) -> dict[str, int]:
         return {s: self.statuses[s] for s in STATUSES}
+
+    @property
+    def unplaced_quarantined(self) -> int:
+        return sum(self.unplaced.values())
 
 
 def _counts(values: pd.Series) -> dict[str, int]:
