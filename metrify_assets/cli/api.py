@@ -68,8 +68,8 @@ def register(app: typer.Typer) -> None:
         where = "Kafka" if settings.uses_kafka else f"the landing directory {settings.landing_dir}"
         cache = "Redis cache on" if settings.redis_url else "no cache (REDIS_URL unset)"
         typer.echo(
-            f"Metrify data API on http://{host}:{port} (OpenAPI: /openapi.json; /docs loads Swagger UI from "
-            f"cdn.jsdelivr.net); ingestion to {where}; {cache}",
+            f"Metrify data API on http://{host}:{port} (OpenAPI: /openapi.json; /docs and /redoc "
+            f"need no internet); ingestion to {where}; {cache}",
             err=True,
         )
         if workers == 1:

@@ -1,7 +1,7 @@
 """The data API's FastAPI app: `create_app(settings)` wires the routers, auth, limits and error
 handlers, and opens what the routes use (a PostgreSQL pool, the lake, the Kafka producer when Kafka
 is configured, the Redis cache when REDIS_URL is set) for the app's lifetime. `metrify api serve`
-runs it on uvicorn; docs/api.md describes every endpoint, /docs shows them.
+runs it on uvicorn; docs/api.md describes every endpoint, /docs shows them (routes/docs.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from metrify_assets.serving.head import HeadAsGetMiddleware
 from metrify_assets.serving.kafka import kafka_sender
 from metrify_assets.serving.limits import install_limits
 from metrify_assets.serving.routes import data, health, ingest, review
+from metrify_assets.serving.routes.docs import install_docs
 from metrify_assets.serving.routes.metrics import install_metrics
 
 API_VERSION = "1"
@@ -68,6 +69,8 @@ def create_app(settings: Settings) -> FastAPI:
         # A path with a trailing slash is a path the API does not have (404), not a 307 redirect
         # answered before authentication to a path whose POST body a client may not resend.
         redirect_slashes=False,
+        docs_url=None,  # install_docs: the pages with their assets served locally, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings.api)
@@ -78,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_metrics(app, settings)  # outermost: counts refused requests too; serves /metrics
     for router in (health.router, data.router, review.router, ingest.router):
         app.include_router(router)
+    install_docs(app)
     return app
 
 
