@@ -22,9 +22,9 @@ from metrify_assets.cli.options import day_range
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import holds, state
 from metrify_assets.lifecycle.policy import DATASETS
-from metrify_assets.meters.known import meter_known
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.known import METER, known
 
 
 def who() -> str:
@@ -84,11 +84,10 @@ def register(app: typer.Typer) -> None:
         lake = Lake(settings.lake_url)
         try:
             with postgres_resource(settings).connect() as conn:
-                if meter is not None and not unknown_meter and not meter_known(conn, meter):
+                if meter is not None and not unknown_meter and not known(conn, METER, meter):
                     # A mistyped id would still lock the days' lake objects, which a lock can keep for good.
                     typer.echo(
-                        f"error: no meter {meter!r}: not registered, no reading or VEE interval stored; "
-                        "check the id, or pass --allow-unknown-meter",
+                        f"error: {METER.unknown_message(meter)}; check the id, or pass --allow-unknown-meter",
                         err=True,
                     )
                     raise typer.Exit(code=1)

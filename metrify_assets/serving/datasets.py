@@ -16,6 +16,7 @@ from psycopg import sql
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.serving.pagination import CursorError, decode_cursor, encode_cursor
+from metrify_assets.storage.known import GRID_NODE, WEATHER_STATION, Kind
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,18 @@ class Dataset:
     key: tuple[str, ...]  # unique, the page order
     description: str
     filters: tuple[Filter, ...] = ()
-    path_filter: str | None = None  # the column a path parameter selects (a meter, a node, a station)
+    path_kind: Kind | None = None  # a path parameter selects one of these (a node, a station): 404 if unknown
     meter_column: str | None = None  # rows belong to one meter: a meter-limited token sees its own
     columns: tuple[str, ...] = field(default=())  # () = every column (marts: their contract's)
 
     @property
     def per_meter(self) -> bool:
         return self.meter_column is not None
+
+    @property
+    def path_filter(self) -> str | None:
+        """The column the path parameter selects, named as the parameter."""
+        return self.path_kind.column if self.path_kind else None
 
 
 def _range(column: str, what: str, kind: str) -> tuple[Filter, Filter]:
@@ -181,7 +187,7 @@ DATASETS: dict[str, Dataset] = {
             ("measured_at",),
             "A grid node's measurements (frequency, voltage, load) as received.",
             _range("measured_at", "time (ISO 8601)", "timestamp"),
-            path_filter="grid_node_id",
+            path_kind=GRID_NODE,
             columns=(*CONTRACTS["grid_status"].columns, "quality_flags"),
         ),
         Dataset(
@@ -192,7 +198,7 @@ DATASETS: dict[str, Dataset] = {
             ("started_at_utc",),
             "A grid node's system-state events (ENTSO-E states: alert, emergency, ...).",
             (*_range("started_at_utc", "start time (UTC)", "utc"), Filter("state", "state")),
-            path_filter="grid_node_id",
+            path_kind=GRID_NODE,
         ),
         Dataset(
             "grid_stability",
@@ -202,7 +208,7 @@ DATASETS: dict[str, Dataset] = {
             ("hour_start_utc",),
             "A grid node's stability figures per UTC hour.",
             _range("hour_start_utc", "UTC hour", "utc"),
-            path_filter="grid_node_id",
+            path_kind=GRID_NODE,
         ),
         Dataset(
             "weather_observations",
@@ -212,7 +218,7 @@ DATASETS: dict[str, Dataset] = {
             ("observed_at",),
             "A weather station's observations as received.",
             _range("observed_at", "time (ISO 8601)", "timestamp"),
-            path_filter="station_id",
+            path_kind=WEATHER_STATION,
             columns=(*CONTRACTS["weather_observations"].columns, "quality_flags"),
         ),
         Dataset(
@@ -223,7 +229,7 @@ DATASETS: dict[str, Dataset] = {
             ("hour_start_utc",),
             "A weather station's hours: aggregates, classes and extreme-weather flags.",
             _range("hour_start_utc", "UTC hour", "utc"),
-            path_filter="station_id",
+            path_kind=WEATHER_STATION,
         ),
     )
 }

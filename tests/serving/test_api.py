@@ -40,6 +40,7 @@ from metrify_assets.serving.auth import issue_token
 from metrify_assets.serving.datasets import DATASETS
 from metrify_assets.serving.kafka import KafkaSender
 from metrify_assets.storage.embedded_server import stop_embedded
+from metrify_assets.storage.known import GRID_NODE, WEATHER_STATION
 from tests.serving.uvicorn_thread import serve
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.e2e]
@@ -185,6 +186,33 @@ def test_every_dataset_answers_with_rows_in_json_and_csv(client: TestClient, set
         assert all(str(v)[-6:] in ("+00:00",) for v in stamps), (dataset.name, stamps[:3])
         checked += len(stamps)
     assert checked > 0
+
+
+def test_a_grid_node_or_station_never_seen_is_404_on_each_of_its_endpoints(
+    client: TestClient, settings: Settings
+) -> None:
+    """They answered 200 with an empty page (an unknown meter was already 404); a known one with
+    nothing in the range is still an empty page. The marts' endpoints, on the real marts."""
+    ids = {
+        GRID_NODE: query(settings, "SELECT min(grid_node_id) FROM ops.grid_status")[0][0],
+        WEATHER_STATION: query(settings, "SELECT min(station_id) FROM ops.weather_observations")[0][0],
+    }
+    headers = token("read")
+    paths = []
+    for dataset in DATASETS.values():
+        kind = dataset.path_kind
+        if kind is None:
+            continue
+        placeholder = f"{{{kind.column}}}"
+        missing = client.get(dataset.path.replace(placeholder, "NOPE-1"), headers=headers)
+        assert missing.status_code == 404, (dataset.path, missing.text)
+        assert missing.json()["error"]["message"] == kind.unknown_message("NOPE-1")
+        empty = client.get(
+            dataset.path.replace(placeholder, ids[kind]), params={"from": "2099-01-01T00:00"}, headers=headers
+        )
+        assert empty.status_code == 200 and empty.json()["data"] == [], (dataset.path, empty.text)
+        paths.append(dataset.path)
+    assert len(paths) == 5  # status, states, stability; observations, conditions
 
 
 def test_filters_are_typed_and_bad_values_get_a_422_naming_the_parameter(client: TestClient) -> None:

@@ -23,6 +23,7 @@ from metrify_assets.serving.app import create_app
 from metrify_assets.serving.auth import issue_token
 from metrify_assets.serving.errors import MAX_JSON_DEPTH, MAX_VALUE_CHARS, echo, error_response, json_safe
 from metrify_assets.serving.pagination import encode_cursor
+from metrify_assets.storage.known import Kind, known
 
 pytestmark = [pytest.mark.postgres]
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
@@ -254,7 +255,7 @@ def test_a_meter_never_seen_is_404_on_readings_and_latest(api: TestClient, pg: p
     )
     pg.commit()
     read = token("read")
-    unknown = "no meter 'MTR-NOPE': not registered and no reading stored"
+    unknown = "no meter 'MTR-NOPE': not registered, no reading or VEE interval stored"
     for path in ("/v1/meters/MTR-NOPE/readings", "/v1/meters/MTR-NOPE/latest"):
         assert error_of(api.get(path, headers=read), 404, "not_found")["message"] == unknown
     rows = api.get("/v1/meters/MTR-READ/readings", headers=read).json()
@@ -266,6 +267,67 @@ def test_a_meter_never_seen_is_404_on_readings_and_latest(api: TestClient, pg: p
     no_reading = error_of(api.get("/v1/meters/MTR-REG/latest", headers=read), 404, "not_found")
     assert no_reading["message"] == "meter 'MTR-REG' is known but has no reading stored yet"
     assert api.get("/v1/meters/MTR-READ/latest", headers=read).json()["data"]["energy_kwh"] == 0.3
+
+
+def test_a_grid_node_or_station_never_seen_is_404_and_a_known_one_an_empty_page(
+    api: TestClient, pg: psycopg.Connection
+) -> None:
+    """Their measurements and observations answered 200 with an empty page for any id, where an
+    unknown meter was 404. A node is known by its state events too (the grid analysis' tables)."""
+    pg.execute(
+        "INSERT INTO ops.grid_status (grid_node_id, measured_at, frequency_hz, voltage_v, load_mw, "
+        "record_version, batch_id) VALUES ('NODE-A', '2026-03-28T10:00:00Z', 50.0, 230.0, 10.0, 1, 'b1')"
+    )
+    pg.execute(
+        "INSERT INTO ops.grid_state_events (grid_node_id, started_at, state, rule, area, start_day, "
+        "peak_deviation_hz) VALUES ('NODE-EV', '2026-03-28T10:00:00Z', 'alert', 'r', 'CE', '2026-03-28', 0.3)"
+    )
+    pg.execute(
+        "INSERT INTO ops.weather_observations (station_id, observed_at, temperature_c, humidity_pct, "
+        "pressure_hpa, wind_speed_ms, precipitation_mm, record_version, batch_id) "
+        "VALUES ('ST-A', '2026-03-28T10:00:00Z', 8.0, 80.0, 1010.0, 3.0, 0.0, 1, 'b1')"
+    )
+    pg.commit()
+    read = token("read")
+    for path, message in (
+        (
+            "/v1/grid/nodes/NODE-NOPE/status",
+            "no grid node 'NODE-NOPE': no measurement, stability figure or state event stored",
+        ),
+        (
+            "/v1/weather/stations/ST-NOPE/observations",
+            "no weather station 'ST-NOPE': no observation or classified hour stored",
+        ),
+    ):
+        assert error_of(api.get(path, headers=read), 404, "not_found")["message"] == message
+        assert api.head(path, headers=read).status_code == 404
+    later = {"from": "2026-03-29T00:00:00Z"}
+    for path, rows in (
+        ("/v1/grid/nodes/NODE-A/status", 1),
+        ("/v1/weather/stations/ST-A/observations", 1),
+        ("/v1/grid/nodes/NODE-EV/status", 0),  # known by its event, no measurement
+    ):
+        response = api.get(path, headers=read)
+        assert response.status_code == 200 and response.json()["count"] == rows, (path, response.text)
+        empty = api.get(path, params=later, headers=read)
+        assert empty.status_code == 200 and empty.json()["data"] == [], path
+
+
+def test_an_id_is_known_from_any_of_its_tables_that_exist(pg: psycopg.Connection) -> None:
+    """A mart keeps a station's hours after retention emptied its `ops` rows, and is absent until dbt
+    has built it: a table not there is skipped, a trace in any later one counts."""
+    kind = Kind(
+        "station", "station_id", ("ops.weather_observations", "known_absent.t", "known_test.history"), "none"
+    )
+    try:
+        assert not known(pg, kind, "ST-OLD")
+        pg.execute("CREATE SCHEMA known_test")
+        pg.execute("CREATE TABLE known_test.history (station_id text)")
+        pg.execute("INSERT INTO known_test.history VALUES ('ST-OLD')")
+        assert known(pg, kind, "ST-OLD")
+        assert not known(pg, kind, "ST-NEW")
+    finally:
+        pg.rollback()  # the schema was never committed
 
 
 def test_from_after_to_is_a_422_naming_both(api: TestClient, pg: psycopg.Connection) -> None:

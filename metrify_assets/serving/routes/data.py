@@ -4,6 +4,9 @@
 A token limited to some meters sees only their rows: per-meter datasets are filtered, a meter's own
 endpoints answer 403 for any other meter. Grid, weather, quality and regional datasets hold no
 meter's rows and are served to every `read` token.
+
+A meter, grid node or weather station the store has no trace of is 404 on its endpoints, the same
+way everywhere (`_unknown`); a known one with nothing in the range is an empty page.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from metrify_assets.meters.known import meter_known
 from metrify_assets.serving import readings
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.cache import cached
@@ -28,6 +30,7 @@ from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import ApiError, check_text, field_detail
 from metrify_assets.serving.output import json_response, page_response
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
+from metrify_assets.storage.known import METER, Kind, known
 
 router = APIRouter(prefix="", tags=["data"])
 Conn = Annotated[psycopg.Connection, Depends(connection)]
@@ -89,8 +92,8 @@ def meter_readings(
         page = readings.series_page(conn, meter_id, start, end, cursor, limit)
     except (CursorError, ValueError) as err:
         raise _bad_cursor(err) from err
-    if not page.rows and cursor is None and not meter_known(conn, meter_id):
-        raise _no_meter(meter_id)
+    if not page.rows and cursor is None and not known(conn, METER, meter_id):
+        raise _unknown(METER, meter_id)
     return page_response(request, format, readings.SERIES_COLUMNS, page.rows, page.next_cursor)
 
 
@@ -104,16 +107,16 @@ def latest_reading(request: Request, meter_id: str, principal: Reader) -> Respon
     reading, source = latest_reading_through_cache(state.cache, state.pool.connection, meter_id)
     if reading is None:
         with state.pool.connection() as conn:
-            if not meter_known(conn, meter_id):
-                raise _no_meter(meter_id)
+            if not known(conn, METER, meter_id):
+                raise _unknown(METER, meter_id)
         raise ApiError(404, "not_found", f"meter {meter_id!r} is known but has no reading stored yet")
     return json_response({"data": reading}, headers={"X-Metrify-Source": source})
 
 
-def _no_meter(meter_id: str) -> ApiError:
-    """The 404 of a meter the store has no trace of, the same on every meter endpoint (a known meter
+def _unknown(kind: Kind, value: str) -> ApiError:
+    """The 404 of an id the store has no trace of, the same on every endpoint of one (a known meter
     without a reading has its own message on /latest)."""
-    return ApiError(404, "not_found", f"no meter {meter_id!r}: not registered and no reading stored")
+    return ApiError(404, "not_found", kind.unknown_message(value))
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -128,7 +131,7 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
     """A GET endpoint for `dataset` whose query parameters are its filters (so /docs lists them)."""
 
     def endpoint(request: Request, principal: Principal, conn: psycopg.Connection, **kwargs: Any) -> Response:
-        path_value = kwargs.pop(dataset.path_filter, None) if dataset.path_filter else None
+        path_value: str | None = kwargs.pop(dataset.path_filter) if dataset.path_filter else None
         if dataset.path_filter:
             check_text(("path", dataset.path_filter), path_value)
         cursor, limit, fmt = kwargs.pop("cursor"), kwargs.pop("limit"), kwargs.pop("format")
@@ -162,6 +165,9 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
             page = cached(request.app.state.cache, key, compute)
         except CursorError as err:
             raise _bad_cursor(err) from err
+        kind, first_page_empty = dataset.path_kind, cursor is None and not page["rows"]
+        if kind and path_value is not None and first_page_empty and not known(conn, kind, path_value):
+            raise _unknown(kind, path_value)
         return page_response(request, fmt, page["columns"], page["rows"], page["next_cursor"])
 
     params = [
