@@ -8,7 +8,8 @@ once, as a template in `<base_dir>/.template/` named for the Dagster version (a 
 another schema head, so it makes its own and removes the old one), and every later run's database
 is a copy of it, put in place with a hard link so that a reader never sees half a file. Anything
 unusual (a shard that already exists, even empty; a file system without hard links; an index
-shard) is left to Dagster's own initialisation, as is every read and write after it.
+shard) is left to Dagster's own initialisation. Reads and writes are Dagster's, through a connection
+each database keeps open in this process (`sqlite_engines`) instead of one opened per event.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,10 @@ import dagster
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
+
+from metrify_platform import sqlite_engines
 
 TEMPLATE_DIR = ".template"
 
@@ -42,6 +47,26 @@ class TemplatedSqliteEventLogStorage(SqliteEventLogStorage):
     @property
     def template_path(self) -> Path:
         return Path(self._base_dir) / TEMPLATE_DIR / f"run-{dagster.__version__}.sqlite"
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        """Dagster's `_connect` (its lock, its initialisation once per shard, one transaction), on
+        the shard's held engine instead of a new one."""
+        with self._db_lock:
+            engine = sqlite_engines.held_engine(self.conn_string_for_shard(shard))
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def wipe(self) -> None:
+        sqlite_engines.release()  # Dagster removes the run shards' files
+        super().wipe()
+
+    def dispose(self) -> None:
+        sqlite_engines.release()
+        super().dispose()
 
     def _initdb(self, engine: Engine, for_index_shard: bool = False) -> None:
         database = engine.url.database

@@ -1,8 +1,10 @@
 """TemplatedSqliteEventLogStorage: run shards copied from a template have the schema, alembic stamp,
-journal mode and file mode of Dagster's own, and anything unusual is left to Dagster's initialisation."""
+journal mode and file mode of Dagster's own, and anything unusual is left to Dagster's initialisation;
+each database keeps one connection per process, and a forked child opens its own."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 
 from metrify_assets.env import resolve_settings
 from metrify_assets.orchestration.instance import local_instance
+from metrify_platform import sqlite_engines
 from metrify_platform.event_log import TemplatedSqliteEventLogStorage
 
 
@@ -104,3 +107,68 @@ def test_the_local_instance_stores_events_where_dagster_did(
         instance.report_engine_event("hello", run)
         assert (home / "history" / "runs" / f"{run.run_id}.db").is_file()
         assert [e.message for e in instance.all_logs(run.run_id)] == ["hello"]
+
+
+def _messages(storage: SqliteEventLogStorage, run_id: str) -> list[str]:
+    return [e.user_message for e in storage.get_logs_for_run(run_id)]
+
+
+def _dbapi(storage: TemplatedSqliteEventLogStorage, run_id: str) -> tuple[object, int]:
+    with storage.run_connection(run_id) as conn:
+        synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
+        return conn.connection.dbapi_connection, synchronous
+
+
+def test_a_database_keeps_one_unsynced_connection(tmp_path: Path) -> None:
+    storage = TemplatedSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(_event("run-a", "a"))
+    first, synchronous = _dbapi(storage, "run-a")
+    storage.store_event(_event("run-a", "b"))
+    assert _dbapi(storage, "run-a")[0] is first, "each event does not open the database again"
+    assert synchronous == 1, "NORMAL: commits are not synced in WAL mode"
+    assert _messages(SqliteEventLogStorage(str(tmp_path)), "run-a") == ["a", "b"]
+
+
+def test_a_forked_child_opens_its_own_connections(tmp_path: Path) -> None:
+    storage = TemplatedSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(_event("run-a", "parent before"))
+    inherited = sqlite_engines.held_engine(storage.conn_string_for_shard("run-a"))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: as a drain's worker writes the events of its runs
+        try:
+            storage.store_event(_event("run-a", "child"))
+            storage.store_event(_event("run-b", "child"))
+            fresh = sqlite_engines.held_engine(storage.conn_string_for_shard("run-a")) is not inherited
+            os.write(write, b"fresh" if fresh else b"inherited")
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    assert answer == b"fresh"
+    storage.store_event(_event("run-a", "parent after"))  # the parent's connection still works
+    assert _messages(storage, "run-a") == ["parent before", "child", "parent after"]
+    assert _messages(storage, "run-b") == ["child"]
+
+
+def test_a_wiped_log_starts_new_databases(tmp_path: Path) -> None:
+    storage = TemplatedSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(_event("run-a", "old"))
+    storage.wipe()
+    assert not (tmp_path / "run-a.db").exists()
+    storage.store_event(_event("run-a", "new"))
+    assert (tmp_path / "run-a.db").is_file(), "written to a new file, not to the removed one"
+    assert _messages(SqliteEventLogStorage(str(tmp_path)), "run-a") == ["new"]
+
+
+def test_the_least_recently_used_database_is_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_engines, "MAX_ENGINES", 2)
+    sqlite_engines.release()
+    storage = TemplatedSqliteEventLogStorage(str(tmp_path))
+    for run in ("run-a", "run-b", "run-a", "run-c"):
+        storage.store_event(_event(run, run))
+    held = [storage.conn_string_for_shard(run) for run in ("run-a", "run-c")]
+    assert list(sqlite_engines._engines) == held, "run-b, used least recently, was closed"
+    assert _messages(storage, "run-b") == ["run-b"]
