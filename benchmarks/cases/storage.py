@@ -21,7 +21,6 @@ every day in PostgreSQL at the hot bytes per reading, raw batches at STANDARD fo
 
 from __future__ import annotations
 
-import gzip
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,7 +30,7 @@ import pandas as pd
 
 from benchmarks.harness import CaseResult
 from metrify_assets.contracts import METER_READINGS
-from metrify_assets.ingestion.batch import stored_rows
+from metrify_assets.ingestion.batch import raw_body, stored_rows
 from metrify_assets.ingestion.decode import decode
 from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
 from metrify_assets.lifecycle.cost import GIB, PriceTable, steady_state_days
@@ -94,7 +93,7 @@ def storage(scale: float) -> CaseResult:
     messages = simulate(config).messages["meter_readings"]
     clean = decode(METER_READINGS, messages, [1] * len(messages))
     raw_bytes = sum(len(p.encode()) for p in clean.payloads)  # one JSON object per reading
-    raw_gzip = len(gzip.compress("\n".join(messages).encode(), compresslevel=6))
+    raw_gzip = len(raw_body(messages))
 
     # Inject 10 % exact duplicates (re-sent readings) and let the pipeline's rules eliminate them.
     rng = np.random.default_rng(5)
