@@ -1,9 +1,9 @@
 """The temperature sensitivity of consumption: the rolling regression's settings, defined once for
 Python and dbt (`warehouse.vars.dbt_vars`).
 
-`marts.fct_weather_sensitivity` fits, per region and as-of local date, an ordinary least-squares
-regression of the region's daily consumption per meter on that day's heating and cooling degree-days
-over the `window_days` days ending on the as-of date:
+`marts.fct_weather_sensitivity` fits, per region, customer segment and as-of local date, an ordinary
+least-squares regression of the segment's daily consumption per meter on that day's heating and
+cooling degree-days over the `window_days` days ending on the as-of date:
 
     kwh_import_per_meter = intercept + kwh_per_hdd * HDD + kwh_per_cdd * CDD + error
 

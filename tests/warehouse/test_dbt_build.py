@@ -522,7 +522,16 @@ def test_grid_stability_matches_pandas(build: Build) -> None:
 
 
 def test_weather_impact_degree_days(build: Build) -> None:
-    actual = build.mart("SELECT * FROM marts.fct_weather_impact").set_index(["region", "local_date"])
+    """Per region, segment and day: north's residential and commercial meters are rows of their own,
+    each with the region's weather."""
+    actual = build.mart("SELECT * FROM marts.fct_weather_impact").set_index(
+        ["region", "segment", "local_date"]
+    )
+    assert set(actual.index.droplevel("local_date")) == {
+        ("north", "residential"),
+        ("north", "commercial"),
+        ("south", "residential"),
+    }
     weather = build.data.weather.merge(
         METERS.drop_duplicates("weather_station_id")[["weather_station_id", "region", "timezone"]],
         left_on="station_id",
@@ -533,16 +542,22 @@ def test_weather_impact_degree_days(build: Build) -> None:
         for ts, tz in zip(pd.to_datetime(weather["observed_at"], utc=True), weather["timezone"], strict=True)
     ]
     mean_temp = weather.groupby(["region", "local_date"])["temperature_c"].mean()
-    compared = [key for key in mean_temp.index if key in actual.index]
-    assert len(compared) >= 4
-    for key in compared:
-        temp, row = mean_temp[key], actual.loc[key]
+    compared = [
+        (region, segment, day) for region, segment, day in actual.index if (region, day) in mean_temp.index
+    ]
+    assert len(compared) >= 6
+    for region, segment, day in compared:
+        temp, row = mean_temp[(region, day)], actual.loc[(region, segment, day)]
         assert float(row["mean_temperature_c"]) == pytest.approx(temp)
         assert float(row["heating_degree_days"]) == pytest.approx(max(15.5 - temp, 0))
         assert float(row["cooling_degree_days"]) == pytest.approx(max(temp - 22.0, 0))
-    daily = local_frame(build.data.billing).merge(METERS[["meter_id", "region"]], on="meter_id")
-    kwh = daily.groupby(["region", "local_date"])["kwh_import"].sum()
+    daily = local_frame(build.data.billing).merge(METERS[["meter_id", "region", "segment"]], on="meter_id")
+    by_series = daily.groupby(["region", "segment", "local_date"])
+    kwh, meters = by_series["kwh_import"].sum(), by_series["meter_id"].nunique()
     np.testing.assert_allclose(actual.loc[kwh.index, "kwh_import"].astype(float), kwh.to_numpy())
+    np.testing.assert_allclose(
+        actual.loc[kwh.index, "kwh_import_per_meter"].astype(float), (kwh / meters).to_numpy()
+    )
 
 
 def expected_peak_demand(readings: pd.DataFrame) -> pd.DataFrame:

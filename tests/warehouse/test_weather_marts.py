@@ -2,11 +2,13 @@
 
 The data set: the real OpenSTEF location (tests/fixtures/openstef_307_test.csv) as one meter and one
 station through the `openstef` ingest preset, with its registry row; a synthetic region whose 28 days
-span heating and cooling weather; and a station whose hours sit on every class edge. VEE's own store
+span heating and cooling weather, with a residential and an industrial meter (about 300 times its
+energy) on one station; and a station whose hours sit on every class edge. VEE's own store
 (`run_days`) turns the readings into the billing-grade series the consumption marts read.
 
 `fct_weather_sensitivity` is checked against statsmodels' OLS on the same days, computed from the
-fixture file (OpenSTEF) or the generating arrays (synthetic region), never from the database;
+fixture file (OpenSTEF) or the generating arrays (synthetic region: each segment on its own meter),
+never from the database;
 `fct_weather_conditions` against hand-written classes.
 """
 
@@ -63,11 +65,11 @@ SELECT = (
 
 METERS = pd.DataFrame(
     {
-        "meter_id": ["OPENSTEF-307", "SYN-1"],
-        "segment": ["commercial", "residential"],
-        "region": [OPENSTEF_REGION, SYNTHETIC_REGION],
-        "weather_station_id": ["OPENSTEF-307", "WX-SYN"],
-        "timezone": [OPENSTEF_TZ, "UTC"],
+        "meter_id": ["OPENSTEF-307", "SYN-1", "SYN-IND"],
+        "segment": ["commercial", "residential", "industrial"],
+        "region": [OPENSTEF_REGION, SYNTHETIC_REGION, SYNTHETIC_REGION],
+        "weather_station_id": ["OPENSTEF-307", "WX-SYN", "WX-SYN"],
+        "timezone": [OPENSTEF_TZ, "UTC", "UTC"],
     }
 )
 
@@ -132,9 +134,10 @@ def openstef_days() -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Synthetic:
-    """A region whose days run from 9 to 27 C: heating and cooling days in one window."""
+    """A region whose days run from 9 to 27 C: heating and cooling days in one window, with a
+    residential meter (y) and an industrial one (y_industrial, about 300 times y and its own slopes)."""
 
-    days: pd.DataFrame  # by local_date: temperature, hdd, cdd, y
+    days: pd.DataFrame  # by local_date: temperature, hdd, cdd, y, y_industrial
 
     @staticmethod
     def make() -> Synthetic:
@@ -148,10 +151,17 @@ class Synthetic:
         # Quarter-hours of equal energy, in whole micro-kWh (VEE stores energies rounded to 1e-6 kWh).
         quarter_hour_kwh = np.round((40.0 + 2.5 * hdd + 4.0 * cdd + rng.normal(0, 3.0, d.size)) / 96, 6)
         y = 96 * quarter_hour_kwh
+        industrial_kwh = np.round((12000.0 + 30.0 * hdd + 90.0 * cdd + rng.normal(0, 40.0, d.size)) / 96, 6)
         days = [SYNTHETIC_START + timedelta(days=int(i)) for i in d]
         return Synthetic(
             pd.DataFrame(
-                {"temperature": temperature, "hdd": hdd, "cdd": cdd, "y": y},
+                {
+                    "temperature": temperature,
+                    "hdd": hdd,
+                    "cdd": cdd,
+                    "y": y,
+                    "y_industrial": 96 * industrial_kwh,
+                },
                 index=pd.Index(days, name="local_date"),
             )
         )
@@ -159,13 +169,14 @@ class Synthetic:
     def readings(self) -> pd.DataFrame:
         rows = [
             {
-                "meter_id": "SYN-1",
+                "meter_id": meter_id,
                 "reading_start": datetime.combine(day, datetime.min.time(), UTC) + timedelta(minutes=15 * q),
                 "interval_minutes": 15,
                 "energy_kwh": y / 96,
                 "direction": "import",
             }
-            for day, y in zip(self.days.index, self.days["y"], strict=True)
+            for meter_id, column in (("SYN-1", "y"), ("SYN-IND", "y_industrial"))
+            for day, y in zip(self.days.index, self.days[column], strict=True)
             for q in range(96)
         ]
         return pd.DataFrame(rows)
@@ -232,10 +243,11 @@ class Build:
     url: str
     target: Path
 
-    def sensitivity(self, region: str) -> pd.DataFrame:
+    def sensitivity(self, region: str, segment: str) -> pd.DataFrame:
         frame = query(
             self.conn,
-            f"SELECT * FROM marts.fct_weather_sensitivity WHERE region = '{region}' ORDER BY as_of_date",
+            f"SELECT * FROM marts.fct_weather_sensitivity WHERE region = '{region}' "
+            f"AND segment = '{segment}' ORDER BY as_of_date",
         )
         return frame.set_index("as_of_date")
 
@@ -303,7 +315,7 @@ def test_openstef_sensitivity_equals_an_independent_ols_on_the_same_days(build: 
     """Every as-of date whose window holds only whole days of the file (from 2020-11-01 on: the file
     starts on 2020-10-31 at 01:45 local time, and VEE estimates that day's first quarter-hours)."""
     days = openstef_days()
-    mart = build.sensitivity(OPENSTEF_REGION)
+    mart = build.sensitivity(OPENSTEF_REGION, "commercial")
     assert set(mart.index) == set(days.index)  # one row per local day with consumption
     whole = days[days["whole"]]
     compared = 0
@@ -326,19 +338,34 @@ def test_openstef_sensitivity_equals_an_independent_ols_on_the_same_days(build: 
     assert early["kwh_per_hdd"].isna().all()
 
 
-def test_synthetic_sensitivity_fits_heating_and_cooling_like_statsmodels(build: Build) -> None:
-    days = build.synthetic.days
-    mart = build.sensitivity(SYNTHETIC_REGION)
-    assert len(mart) == SYNTHETIC_DAYS
+@pytest.mark.parametrize(
+    ("segment", "column", "slopes"),
+    [("residential", "y", (2.5, 4.0)), ("industrial", "y_industrial", (30.0, 90.0))],
+)
+def test_synthetic_sensitivity_fits_each_segment_like_statsmodels(
+    build: Build, segment: str, column: str, slopes: tuple[float, float]
+) -> None:
+    """The region's residential and industrial meters are fitted apart, each on its own energy: the
+    industrial meter's 12,000 kWh a day does not enter the households' figure or slopes."""
+    days = build.synthetic.days.assign(y=build.synthetic.days[column])
+    mart = build.sensitivity(SYNTHETIC_REGION, segment)
+    assert len(mart) == SYNTHETIC_DAYS and (mart["meter_days"] <= SYNTHETIC_DAYS).all()
     fitted = mart[mart["fit_status"] == "fitted"]
     assert len(fitted) == SYNTHETIC_DAYS - SENSITIVITY.min_days + 1
     for as_of in fitted.index:
         assert_matches_fit(fitted.loc[as_of], expected_fit(window(days, as_of)))
     full = mart.loc[SYNTHETIC_START + timedelta(days=SYNTHETIC_DAYS - 1)]
     assert full["regressors"] == "hdd+cdd" and full["sample_days"] == SYNTHETIC_DAYS
-    # The generating slopes (2.5 and 4 kWh per degree-day) lie inside the intervals.
-    assert full["kwh_per_hdd_ci95_lower"] < 2.5 < full["kwh_per_hdd_ci95_upper"]
-    assert full["kwh_per_cdd_ci95_lower"] < 4.0 < full["kwh_per_cdd_ci95_upper"]
+    # The generating slopes (kWh per degree-day) lie inside the intervals.
+    assert full["kwh_per_hdd_ci95_lower"] < slopes[0] < full["kwh_per_hdd_ci95_upper"]
+    assert full["kwh_per_cdd_ci95_lower"] < slopes[1] < full["kwh_per_cdd_ci95_upper"]
+    impact = query(
+        build.conn,
+        f"SELECT * FROM marts.fct_weather_impact WHERE region = '{SYNTHETIC_REGION}' "
+        f"AND segment = '{segment}' ORDER BY local_date",
+    ).set_index("local_date")
+    assert (impact["meter_count"] == 1).all()
+    np.testing.assert_allclose(impact["kwh_import_per_meter"].astype(float), days["y"], rtol=1e-9)
 
 
 def expected_conditions() -> pd.DataFrame:
@@ -412,7 +439,7 @@ def test_openstef_conditions_aggregate_the_quarter_hours(build: Build) -> None:
 OURS = (
     (
         "fct_weather_sensitivity",
-        ["region", "as_of_date"],
+        ["region", "segment", "as_of_date"],
         f"region IN ('{OPENSTEF_REGION}', '{SYNTHETIC_REGION}')",
     ),
     (
@@ -473,7 +500,7 @@ def test_partitioned_run_rebuilds_every_window_that_holds_its_days(build: Build)
     local day either side, which its UTC day of weather reaches (day - 1 .. day + window), and that
     UTC day's weather hours, and nothing else."""
     day = date(2020, 11, 15)
-    before = build.sensitivity(OPENSTEF_REGION)
+    before = build.sensitivity(OPENSTEF_REGION, "commercial")
     hours_before = query(build.conn, "SELECT count(*) AS n FROM marts.fct_weather_conditions")["n"].item()
     with build.conn.cursor() as cur:
         cur.execute(
@@ -488,7 +515,7 @@ def test_partitioned_run_rebuilds_every_window_that_holds_its_days(build: Build)
     partition = json.dumps({"min_date": day.isoformat(), "max_date": day.isoformat()})
     results = run_dbt_build(build.url, build.target, "--vars", partition, *SELECT)
     assert failures(results) == {}
-    after = build.sensitivity(OPENSTEF_REGION)
+    after = build.sensitivity(OPENSTEF_REGION, "commercial")
     rebuilt = (after.index >= day - timedelta(days=1)) & (
         after.index <= day + timedelta(days=SENSITIVITY.window_days)
     )
@@ -517,9 +544,9 @@ def test_partitioned_run_leaves_the_windows_of_the_local_days_its_weather_reache
         assert cur.rowcount == 4
     partition = json.dumps({"min_date": day.isoformat(), "max_date": day.isoformat()})
     assert failures(run_dbt_build(build.url, build.target, "--vars", partition, *SELECT)) == {}
-    partitioned = build.sensitivity(OPENSTEF_REGION)
+    partitioned = build.sensitivity(OPENSTEF_REGION, "commercial")
     assert failures(run_dbt_build(build.url, build.target, *SELECT)) == {}  # every as-of date again
-    full = build.sensitivity(OPENSTEF_REGION)
+    full = build.sensitivity(OPENSTEF_REGION, "commercial")
     moved = (full["mean_heating_degree_days"] - partitioned["mean_heating_degree_days"]).abs() > 1e-9
     assert list(full.index[moved]) == []
     window_of_the_2nd = full.loc[date(2020, 11, 2) + timedelta(days=SENSITIVITY.window_days - 1)]

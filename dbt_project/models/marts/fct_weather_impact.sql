@@ -1,5 +1,8 @@
--- Consumption against temperature per region and local day, with heating and cooling degree-days
--- (bases from the project vars) so analysts can fit each region's temperature sensitivity.
+-- Consumption against temperature per region, customer segment and local day, with heating and
+-- cooling degree-days (bases from the project vars) so analysts can fit each series' temperature
+-- sensitivity. Per segment because a region's segments differ by orders of magnitude (an industrial
+-- meter draws hundreds of times a household's energy): a per-meter figure over a mixed region would
+-- move with its mix of segments, not with the weather. Every segment of a region gets its weather.
 -- Both inputs are marts that keep their history when the data lifecycle deletes old days from `ops`:
 -- energy from fct_consumption_daily, temperatures from fct_weather_conditions' station-hours put on
 -- the local calendar of the meters the station serves (UTC when it serves none). A station-hour
@@ -19,6 +22,7 @@
 with consumption as (
     select
         d.region,
+        d.segment,
         d.local_date,
         count(distinct d.meter_id) as meter_count,
         sum(d.kwh_import) as kwh_import,
@@ -26,7 +30,7 @@ with consumption as (
     from {{ ref('fct_consumption_daily') }} as d
     where d.region is not null and d.interval_count > 0
         and {{ in_partition_window('d.local_date', days_before=1, days_after=1) }}
-    group by d.region, d.local_date
+    group by d.region, d.segment, d.local_date
 ),
 
 station_timezones as (
@@ -78,6 +82,7 @@ region_weather as (
 
 select
     c.region,
+    c.segment,
     c.local_date,
     c.meter_count,
     c.kwh_import,

@@ -1,9 +1,9 @@
--- The temperature sensitivity of consumption per region and as-of local date: an ordinary
--- least-squares fit of the region's daily energy per meter on heating and cooling degree-days over the
--- rolling window of var('weather_sensitivity_window_days') days ending on the as-of date,
+-- The temperature sensitivity of consumption per region, customer segment and as-of local date: an
+-- ordinary least-squares fit of the series' daily energy per meter on heating and cooling degree-days
+-- over the rolling window of var('weather_sensitivity_window_days') days ending on the as-of date,
 --     kwh_import_per_meter = intercept + kwh_per_hdd * HDD + kwh_per_cdd * CDD + error,
 -- with standard errors, 95 % confidence intervals (Student's t), R^2 and the sample size.
--- A usable day: the mean kwh_import of the region's billing-ready meter-days (fct_consumption_daily;
+-- A usable day: the mean kwh_import of the series' billing-ready meter-days (fct_consumption_daily;
 -- a partial or gappy day would read as a cold or warm outlier) with the degree-days of
 -- fct_weather_impact. Closed form on centred sums (var_pop / covar_pop times n), the same on
 -- PostgreSQL and Snowflake; formulas and degenerate cases in docs/weather.md.
@@ -13,7 +13,7 @@
 -- min_date - window on; without the vars every as-of date is recomputed.
 {{ config(
     materialized='incremental',
-    unique_key=['region', 'as_of_date'],
+    unique_key=['region', 'segment', 'as_of_date'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
 ) }}
@@ -23,30 +23,31 @@
 {%- set float = dbt.type_float() %}
 {%- set read_window = in_partition_window('local_date', days_before=window_days, days_after=window_days) %}
 with as_of_dates as (
-    -- One row per region and day with consumption (fct_weather_impact's grain), whether or not the
-    -- day itself is usable: the row reports the fit of the window that ends on it.
-    select region, local_date as as_of_date
+    -- One row per region, segment and day with consumption (fct_weather_impact's grain), whether or
+    -- not the day itself is usable: the row reports the fit of the window that ends on it.
+    select region, segment, local_date as as_of_date
     from {{ ref('fct_weather_impact') }}
     where {{ in_partition_window('local_date', days_before=1, days_after=window_days) }}
 ),
 
 degree_days as (
-    select region, local_date, heating_degree_days as hdd, cooling_degree_days as cdd
+    select region, segment, local_date, heating_degree_days as hdd, cooling_degree_days as cdd
     from {{ ref('fct_weather_impact') }}
     where mean_temperature_c is not null and {{ read_window }}
 ),
 
 consumption as (
-    select region, local_date, count(*) as meter_count, avg(kwh_import) as kwh_import_per_meter
+    select region, segment, local_date, count(*) as meter_count, avg(kwh_import) as kwh_import_per_meter
     from {{ ref('fct_consumption_daily') }}
     where region is not null and billing_ready and {{ read_window }}
-    group by region, local_date
+    group by region, segment, local_date
 ),
 
 usable_days as (
-    select c.region, c.local_date, c.meter_count, c.kwh_import_per_meter as y, d.hdd, d.cdd
+    select c.region, c.segment, c.local_date, c.meter_count, c.kwh_import_per_meter as y, d.hdd, d.cdd
     from consumption as c
-    inner join degree_days as d on c.region = d.region and c.local_date = d.local_date
+    inner join degree_days as d
+        on c.region = d.region and c.segment = d.segment and c.local_date = d.local_date
 ),
 
 -- Per window: n, means, days with positive degree-days, and the centred sums of squares and
@@ -54,6 +55,7 @@ usable_days as (
 windows as (
     select
         a.region,
+        a.segment,
         a.as_of_date,
         count(u.local_date) as n,
         sum(u.meter_count) as meter_days,
@@ -71,9 +73,10 @@ windows as (
     from as_of_dates as a
     left join usable_days as u
         on u.region = a.region
+        and u.segment = a.segment
         and u.local_date <= a.as_of_date
         and u.local_date > {{ dbt.dateadd('day', -1 * window_days, 'a.as_of_date') }}
-    group by a.region, a.as_of_date
+    group by a.region, a.segment, a.as_of_date
 ),
 
 models as (
@@ -162,6 +165,7 @@ with_t as (
 
 select
     region,
+    segment,
     as_of_date,
     cast({{ dbt.dateadd('day', -1 * (window_days - 1), 'as_of_date') }} as date) as window_start_date,
     as_of_date as window_end_date,
