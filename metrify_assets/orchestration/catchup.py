@@ -2,9 +2,12 @@
 
 The same jobs the sensors and schedules launch, executed in this process on the local instance (so
 the runs show in the UI): one ingest run per landing file the ledger does not hold yet, a Kafka drain
-when Kafka is configured, then, per run of consecutive days the new batches touched, one
-`refresh_job` run (anomaly scores, enrichment, dbt marts) and one `daily_job` run (archive, report).
-Before the first scoring it trains the anomaly model (`weekly_job`).
+when Kafka is configured, then, per run of consecutive days touched, one `refresh_job` run (anomaly
+scores, enrichment, dbt marts) and one `daily_job` run (archive, report). The days touched are those
+of the new batches and, from the second `metrify run` of an instance on, every day stamped in
+`ops.ingest_days` since the last: batches the daemon or the API ingested meanwhile, and days a
+reviewer's decision touched again. Before the first scoring it trains the anomaly model
+(`weekly_job`).
 
 An ingest run that fails does not stop the others: it is in the summary, and the next `metrify run`
 ingests that landing file or Kafka range again (it is not in the ledger). A downstream run that fails
@@ -112,17 +115,33 @@ def ingest_files(
     return failed
 
 
-def touched_days(settings: Settings, batch_ids: list[str]) -> dict[date, set[str]]:
-    """The days the batches touched, with the sources that touched each."""
+# The newest `ops.ingest_days.seq` a `metrify run` has materialised, in the Dagster instance's
+# key-value store (beside the runs it launched).
+SEQ_CURSOR = "metrify/run/ingest_days_seq"
+
+
+def touched_days(
+    settings: Settings, batch_ids: list[str], after_seq: int | None = None
+) -> dict[date, set[str]]:
+    """The days the batches touched, and those stamped after `after_seq` (batches ingested since, by
+    the daemon or the API, and days a reviewer's decision touched again: `storage.writes.retouch_day`),
+    with the sources that touched each."""
     with postgres_resource(settings).connect() as conn:
         rows = conn.execute(
-            "SELECT DISTINCT day, source FROM ops.ingest_days WHERE batch_id = ANY(%s) ORDER BY 1",
-            (batch_ids,),
+            "SELECT DISTINCT day, source FROM ops.ingest_days WHERE batch_id = ANY(%s) OR seq > %s ORDER BY 1",
+            (batch_ids, after_seq),
         ).fetchall()
     days: dict[date, set[str]] = {}
     for day, source in rows:
         days.setdefault(day, set()).add(source)
     return days
+
+
+def newest_seq(settings: Settings) -> int:
+    """The newest `ops.ingest_days.seq`: what a `metrify run` has seen, the next one's `after_seq`."""
+    with postgres_resource(settings).connect() as conn:
+        row = conn.execute("SELECT coalesce(max(seq), 0) FROM ops.ingest_days").fetchone()
+    return int(row[0]) if row else 0
 
 
 def owed_runs(settings: Settings) -> list[JobDays]:
@@ -277,8 +296,13 @@ def run_pipeline(
         failed |= drained_summary.failed
         unread = [f"{source}: {error}" for source, error in drained_summary.unread.items()]
         batch_ids += drained
-    days = touched_days(settings, batch_ids)
+    # Days stamped since the last `metrify run` are materialised too (none on the first: it knows only
+    # its own batches). The newest seq is read first, so a day stamped meanwhile waits for the next.
+    seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
+    newest = newest_seq(settings)
+    days = touched_days(settings, batch_ids, int(seen) if seen else None)
     summary = materialise_days(defs, instance, settings, days, progress, trigger, owed_runs(settings))
+    instance.run_storage.set_cursor_values({SEQ_CURSOR: str(newest)})
     summary.batch_ids = batch_ids
     # The batches whose ingest failed: their days are materialised once a later ingest succeeds.
     summary.failed[:0] = list(failed.values())

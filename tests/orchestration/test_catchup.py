@@ -15,6 +15,7 @@ from rich.console import Console
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.cli.run import print_run_summary
+from metrify_assets.contracts import GRID_STATUS
 from metrify_assets.env import resolve_settings
 from metrify_assets.orchestration.catchup import (
     Plan,
@@ -26,6 +27,7 @@ from metrify_assets.orchestration.catchup import (
     run_pipeline,
 )
 from metrify_assets.resources import PostgresResource
+from metrify_assets.storage.writes import retouch_day
 from tests.orchestration.jobs import INGEST_DAY, cli_defs
 
 DAY = date(2026, 11, 30)
@@ -190,3 +192,35 @@ def test_a_failed_model_training_is_not_said_to_be_run_again(
     assert "next `metrify run` runs again" not in text
     assert re.search(r"anomaly model trained\W+failed", text)
     assert "training is not run again by itself" in text
+
+
+@pytest.mark.postgres
+def test_a_second_metrify_run_materialises_the_days_stamped_since_the_first(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """The new-user trial: a reviewer rejected a reading of an older day, and the next `metrify run`
+    said "days materialised: none", leaving the marts without the decision. (Grid days: meter days
+    would make the command train the anomaly model first, which these jobs do not have.)"""
+    defs, instance = cli_defs(pg_resource, tmp_path / "no switch"), dg.DagsterInstance.ephemeral()
+    settings = resolve_settings(
+        {"METRIFY_HOME": str(tmp_path), "METRIFY_POSTGRES_URL": pg_resource.get_url()}
+    )
+    old, other = date(2026, 10, 1), date(2026, 10, 5)
+    pg.execute(
+        "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES ('old', 'grid_status', %s, 9)",
+        (old,),
+    )
+    pg.commit()
+    first = run_pipeline(defs, instance, settings)
+    assert first.day_ranges == [], "the first run knows only its own batches"
+
+    retouch_day(pg, GRID_STATUS, "old", {"grid_node_id": "N-1", "measured_at": f"{old}T12:00:00Z"})
+    pg.execute(  # a batch the daemon or the API ingested meanwhile
+        "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES ('api', 'grid_status', %s, 1)",
+        (other,),
+    )
+    pg.commit()
+    second = run_pipeline(defs, instance, settings)
+    assert second.day_ranges == [(old, old), (other, other)]
+    assert second.jobs == [f"{job} {d}..{d}" for job in ("refresh_job", "daily_job") for d in (old, other)]
+    assert run_pipeline(defs, instance, settings).day_ranges == [], "nothing stamped since"

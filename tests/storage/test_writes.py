@@ -1,0 +1,51 @@
+"""`retouch_day`: a reviewer's decision stamps its record's day of the batch again, with a new seq."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import psycopg
+import pytest
+
+from metrify_assets.contracts import GRID_STATUS, METER_READINGS
+from metrify_assets.storage.writes import retouch_day
+
+
+def _days(pg: psycopg.Connection, batch_id: str) -> dict[date, int]:
+    rows = pg.execute("SELECT day, seq FROM ops.ingest_days WHERE batch_id = %s", (batch_id,)).fetchall()
+    return dict(rows)
+
+
+@pytest.mark.postgres
+def test_a_decision_stamps_its_records_local_day_again(pg: psycopg.Connection) -> None:
+    pg.execute(
+        "INSERT INTO ops.meters (meter_id, segment, region, timezone) "
+        "VALUES ('RT-AKL', 'residential', 'nz', 'Pacific/Auckland') ON CONFLICT DO NOTHING"
+    )
+    for batch, source in (("rt-m", "meter_readings"), ("rt-g", "grid_status")):
+        pg.execute(
+            "INSERT INTO ops.ingest_days (batch_id, source, day, records) "
+            "SELECT %s, %s, d::date, 10 FROM generate_series('2026-03-01'::date, '2026-03-03', '1 day') d",
+            (batch, source),
+        )
+    pg.commit()
+    before = {batch: _days(pg, batch) for batch in ("rt-m", "rt-g")}
+
+    # 23:30 UTC on the 1st is the 2nd in Auckland (UTC+13): the meter's local day is the one stamped.
+    key = {"meter_id": "RT-AKL", "reading_start": "2026-03-01T23:30:00+00:00"}
+    assert retouch_day(pg, METER_READINGS, "rt-m", key) == 1
+    # A grid sample falls on its UTC day; an unregistered meter's reading too.
+    assert (
+        retouch_day(pg, GRID_STATUS, "rt-g", {"grid_node_id": "N1", "measured_at": "2026-03-01T23:30:00Z"})
+        == 1
+    )
+    unknown = {"meter_id": "RT-NONE", "reading_start": "2026-03-03T23:30:00+00:00"}
+    assert retouch_day(pg, METER_READINGS, "rt-m", unknown) == 1
+    assert retouch_day(pg, METER_READINGS, "other-batch", key) == 0, "only its own batch's day"
+    pg.commit()
+
+    after = {batch: _days(pg, batch) for batch in ("rt-m", "rt-g")}
+    newest = max(seq for days in before.values() for seq in days.values())
+    stamped = {(b, d) for b in after for d in after[b] if after[b][d] != before[b][d]}
+    assert stamped == {("rt-m", date(2026, 3, 2)), ("rt-g", date(2026, 3, 1)), ("rt-m", date(2026, 3, 3))}
+    assert all(after[b][d] > newest for b, d in stamped), "a new seq, after every earlier one"
