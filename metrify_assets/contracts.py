@@ -8,10 +8,10 @@ one to one; Metrify adds bookkeeping columns (`BOOKKEEPING`) when it stores a ro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 FieldType = Literal["str", "int", "float", "timestamp", "str_list"]
 
@@ -133,7 +133,13 @@ def iso_with_offset(instants: pd.DatetimeIndex) -> list[str]:
     """Timezone-aware timestamps as the message contract writes them: ISO 8601 local time with its
     `+HH:MM` offset, to the second, or to the microsecond (what PostgreSQL keeps) when one has a
     fraction, so `metrify ingest` keeps sub-second samples apart. Built in numpy, the offsets once
-    per distinct value: `strftime` formats value by value (5.7 s against 0.2 s for 500,000)."""
+    per distinct value: `strftime` formats value by value (5.7 s against 0.2 s for 500,000).
+
+    numpy and pandas are imported here, not with the module: the contracts are read by commands that
+    never format a timestamp (`metrify review list`), and pandas would cost them a second or more."""
+    import numpy as np
+    import pandas as pd
+
     wall = instants.tz_localize(None)
     values = wall.to_numpy(dtype="datetime64[us]")
     whole = bool((values.astype(np.int64) % 1_000_000 == 0).all())

@@ -29,10 +29,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from metrify_assets.alerts.store import AlertRow
-from metrify_assets.resources.alerts import AlertChannelsResource
+
+if TYPE_CHECKING:  # only a parameter's type: imported, it would bring Dagster into `metrify alerts list`
+    from metrify_assets.resources.alerts import AlertChannelsResource
 
 SIGNATURE_HEADER = "X-Metrify-Signature"
 TIMESTAMP_HEADER = "X-Metrify-Timestamp"

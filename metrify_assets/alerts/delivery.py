@@ -36,12 +36,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import psycopg
 
 from metrify_assets.alerts import store
 from metrify_assets.alerts.channels import Channel, Notification
-from metrify_assets.resources.alerts import AlertChannelsResource
+
+if TYPE_CHECKING:  # only a parameter's type: imported, it would bring Dagster into `metrify alerts list`
+    from metrify_assets.resources.alerts import AlertChannelsResource
 
 CLAIM_BATCH = 10
 _RANK = store.SEVERITY_RANK_SQL

@@ -10,7 +10,7 @@ condition while it stands. `send` runs what `alert_delivery_sensor` runs every 3
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -18,15 +18,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from metrify_assets.alerts import store
+from metrify_assets.alerts.channels import Channel, configured_channels, trial_notification
+from metrify_assets.alerts.delivery import DeliveryPolicy, Outcome, deliver_pending, deliveries, retry_failed
 from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.audit import who as os_user
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import connect, note_embedded_server
-from metrify_assets.cli.holds import who as os_user
 from metrify_assets.env import resolve_settings
-
-if TYPE_CHECKING:  # channels and delivery import Dagster's resources: only the commands that send do
-    from metrify_assets.alerts.channels import Channel
-    from metrify_assets.alerts.delivery import DeliveryPolicy, Outcome
 
 AlertId = Annotated[int, typer.Argument(help="The alert's id (first column of `metrify alerts list`).")]
 Note = Annotated[str | None, typer.Option("--note", help="Why, or what was done; stored with the alert.")]
@@ -41,8 +39,7 @@ ByOption = Annotated[
 
 def _configured() -> tuple[list[Channel], DeliveryPolicy]:
     """The channels and the policy the environment configures (a misconfiguration: exit 2, said why)."""
-    from metrify_assets.alerts.channels import configured_channels
-    from metrify_assets.alerts.delivery import DeliveryPolicy
+    # Imported here: the channels' Dagster resource would cost `list`, `ack` and `resolve` over a second.
     from metrify_assets.resources.build import alert_channels_resource
 
     try:
@@ -82,8 +79,6 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
         if kind is not None and kind not in store.KINDS:
             raise typer.BadParameter(f"--kind must be one of {', '.join(store.KINDS)}, got {kind!r}")
-        from metrify_assets.alerts.delivery import deliveries
-
         settings = resolve_settings()
         with connect(settings) as conn:
             alerts = store.list_alerts(conn, cast(store.Status, status), kind, limit)
@@ -167,8 +162,6 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Deliver pending alerts and resolutions now: what alert_delivery_sensor does every 30 s."""
-        from metrify_assets.alerts.delivery import deliver_pending, retry_failed
-
         console = command_console()
         channels, policy = _configured()
         if not channels:
@@ -203,8 +196,6 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Send a test notification (event `test`, about no stored alert) to each configured channel."""
-        from metrify_assets.alerts.channels import trial_notification
-
         console = command_console()
         channels, policy = _configured()
         if channel is not None:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from metrify_assets.cli.holds import who
+from metrify_assets.cli.audit import who
 from metrify_assets.env import resolve_settings
 
 TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

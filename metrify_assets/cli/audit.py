@@ -1,11 +1,12 @@
 """The audit log, newest first: who changed data or its fate, what, when, from where, how many rows.
 
 `metrify audit` lists `ops.audit_log` (docs/operations.md#audit-log). Also `cli_caller`, how every
-command that changes data names its actor for that log.
+command that changes data names its actor for that log, and `who`, the OS user it acts as without `--by`.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import socket
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,14 @@ from metrify_assets.env import resolve_settings
 from metrify_assets.storage.audit import Caller
 
 SINCE_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def who() -> str:
+    """The OS user: who a command acts as when it is given no `--by`."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "unknown"
 
 
 def cli_caller(actor: str) -> Caller:

@@ -10,24 +10,17 @@ from dataclasses import asdict
 from typing import Annotated
 
 import orjson
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.audit import cli_caller, who
 from metrify_assets.cli.console import command_console
-from metrify_assets.cli.db import note_embedded_server
-from metrify_assets.cli.holds import who
+from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.cli.options import Source, known_source
-from metrify_assets.cli.run import print_run_summary, stage_progress
-from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import resolve_settings
-from metrify_assets.ingestion import replay
-from metrify_assets.orchestration import catchup
-from metrify_assets.orchestration.instance import local_instance
-from metrify_assets.resources.build import postgres_resource, redis_resource
+from metrify_assets.ingestion import dead_letters
 from metrify_assets.resources.lake import Lake
 
 Reason = Annotated[
@@ -38,11 +31,11 @@ Batch = Annotated[str | None, typer.Option("--batch", help="Only records of this
 
 def _selection(
     source: str | None, reason: str | None, batch_id: str | None, resolved: bool
-) -> replay.Selection:
-    return replay.Selection(known_source(source), reason, batch_id, include_resolved=resolved)
+) -> dead_letters.Selection:
+    return dead_letters.Selection(known_source(source), reason, batch_id, include_resolved=resolved)
 
 
-def _print_letters(console: Console, letters: list[replay.DeadLetter], what: str) -> None:
+def _print_letters(console: Console, letters: list[dead_letters.DeadLetter], what: str) -> None:
     table = Table(title=f"{what}: {len(letters):,} shown (oldest first)")
     for column in ("batch_id", "#", "source", "reasons", "quarantined at", "replays", "resolved by"):
         table.add_column(column)
@@ -59,7 +52,7 @@ def _print_letters(console: Console, letters: list[replay.DeadLetter], what: str
     console.print(table)
 
 
-def _letter_row(letter: replay.DeadLetter) -> dict[str, object]:
+def _letter_row(letter: dead_letters.DeadLetter) -> dict[str, object]:
     return {**asdict(letter), "replayable": letter.replayable}
 
 
@@ -83,9 +76,9 @@ def register(app: typer.Typer) -> None:
         """Counts by reason, then the records themselves (unresolved ones, unless --all)."""
         settings = resolve_settings()
         selection = _selection(source, reason, batch_id, resolved)
-        with postgres_resource(settings).connect() as conn:
-            counts = replay.reason_counts(conn, selection)
-            letters = replay.select(conn, selection, limit=limit)
+        with connect(settings) as conn:
+            counts = dead_letters.reason_counts(conn, selection)
+            letters = dead_letters.select(conn, selection, limit=limit)
         if as_json:
             by_reason = [{"source": s, "reason": r, "records": n} for s, r, n in counts]
             records = [{**_letter_row(d), "payload": d.payload} for d in letters]
@@ -107,8 +100,8 @@ def register(app: typer.Typer) -> None:
         record_index: Annotated[int, typer.Argument(help="Its index in the batch.")],
     ) -> None:
         """One dead letter as JSON: reasons, version, replay state, and its payload (parsed when it is JSON)."""
-        with postgres_resource(resolve_settings()).connect() as conn:
-            letter = replay.get(conn, batch_id, record_index)
+        with connect(resolve_settings()) as conn:
+            letter = dead_letters.get(conn, batch_id, record_index)
         if letter is None:
             typer.echo(f"error: no dead letter {batch_id} #{record_index}", err=True)
             raise typer.Exit(code=1)
@@ -134,11 +127,22 @@ def register(app: typer.Typer) -> None:
 
         Accepted ones are upserted and their quarantine rows resolved; the rest keep their rows
         with fresh reasons. No quarantine row is added."""
+        # Imported here: the ingest path, the code location and the Dagster instance would cost `list` and
+        # `show`, which use none of them, several seconds.
+        import pandas as pd
+
+        from metrify_assets.cli.run import print_run_summary, stage_progress
+        from metrify_assets.definitions import defs as load_defs
+        from metrify_assets.ingestion import replay
+        from metrify_assets.orchestration import catchup
+        from metrify_assets.orchestration.instance import local_instance
+        from metrify_assets.resources.cache import open_cache
+
         settings = resolve_settings()
         selection = _selection(source, reason, batch_id, resolved=False)
         console = command_console()
-        with postgres_resource(settings).connect() as conn:
-            letters = replay.select(conn, selection)
+        with connect(settings) as conn:
+            letters = dead_letters.select(conn, selection)
             replayable = [d for d in letters if d.replayable]
             skipped = len(letters) - len(replayable)
             console.print(
@@ -150,7 +154,7 @@ def register(app: typer.Typer) -> None:
             if dry_run or not replayable:
                 return
             lake = Lake(settings.lake_url)
-            cache = redis_resource(settings).get_cache()
+            cache = open_cache(settings)
             now = pd.Timestamp.now(tz="UTC")
             results = []
             columns = (

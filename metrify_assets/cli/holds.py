@@ -8,30 +8,21 @@ get an S3 Object Lock legal hold. While it stands no lifecycle rule deletes, mov
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.audit import cli_caller, who
 from metrify_assets.cli.console import command_console
-from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.cli.options import day_range
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import holds, state
 from metrify_assets.lifecycle.policy import DATASETS
-from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.known import METER, known
-
-
-def who() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name (a container without a passwd entry)
-        return "unknown"
 
 
 def _hold_row(hold: holds.Hold) -> dict[str, object]:
@@ -83,7 +74,7 @@ def register(app: typer.Typer) -> None:
         settings = resolve_settings()
         lake = Lake(settings.lake_url)
         try:
-            with postgres_resource(settings).connect() as conn:
+            with connect(settings) as conn:
                 if meter is not None and not unknown_meter and not known(conn, METER, meter):
                     # A mistyped id would still lock the days' lake objects, which a lock can keep for good.
                     typer.echo(
@@ -131,7 +122,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List the holds (active ones unless --all)."""
         settings = resolve_settings()
-        with postgres_resource(settings).connect() as conn:
+        with connect(settings) as conn:
             found = holds.list_holds(conn, include_released)
         if as_json:
             typer.echo(json.dumps([_hold_row(h) for h in found]))
@@ -163,7 +154,7 @@ def register(app: typer.Typer) -> None:
         settings = resolve_settings()
         lake = Lake(settings.lake_url)
         try:
-            with postgres_resource(settings).connect() as conn:
+            with connect(settings) as conn:
                 author = by or who()
                 hold = holds.release(conn, hold_id, author, note, caller=cli_caller(author))
                 state.log(conn, hold.dataset, hold.first_day, "release", f"hold {hold_id}: {note or ''}")
@@ -192,7 +183,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Lift the lake locks of a released hold again (after `release` could not lift them all)."""
         settings = resolve_settings()
-        with postgres_resource(settings).connect() as conn:
+        with connect(settings) as conn:
             hold = holds.get(conn, hold_id)
             if hold is None or hold.active:
                 typer.echo(

@@ -19,10 +19,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.audit import cli_caller, who
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
-from metrify_assets.cli.holds import who
 from metrify_assets.cli.options import parse_day
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import holds, state

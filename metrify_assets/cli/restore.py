@@ -15,17 +15,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from metrify_assets.cli.audit import cli_caller
+from metrify_assets.cli.audit import cli_caller, who
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
-from metrify_assets.cli.holds import who
 from metrify_assets.cli.options import day_range
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import rollback
 from metrify_assets.lifecycle.policy import TIERED_DATASETS
 from metrify_assets.lifecycle.restore import DEFAULT_KEEP_DAYS, restore_days
 from metrify_assets.lifecycle.tiers import Outcome
-from metrify_assets.resources.build import postgres_resource, redis_resource
+from metrify_assets.resources.build import postgres_resource
+from metrify_assets.resources.cache import open_cache
 from metrify_assets.resources.lake import Lake
 
 USING = ("archive", "raw")
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         console = command_console(stderr=as_json)
         settings = resolve_settings()
         lake = Lake(settings.lake_url)
-        cache = redis_resource(settings).get_cache()  # kept coherent after the restore commits
+        cache = open_cache(settings)  # kept coherent after the restore commits
         now = datetime.now(UTC)
         caller = cli_caller(who())
         with postgres_resource(settings).connect() as conn:

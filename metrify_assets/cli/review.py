@@ -17,11 +17,10 @@ from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.console import command_console
+from metrify_assets.cli.db import connect
 from metrify_assets.cli.options import Source, known_source
 from metrify_assets.env import resolve_settings
-from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
-from metrify_assets.resources.build import postgres_resource, redis_resource
 
 By = Annotated[str, typer.Option("--by", help="Who decides (a name or e-mail), stored with the decision.")]
 Reason = Annotated[str, typer.Option("--reason", help="Why, stored with the decision.")]
@@ -30,11 +29,15 @@ RecordIndex = Annotated[int, typer.Argument(help="The item's record index within
 
 
 def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str) -> None:
+    # Imported here: VEE (pandas) and the Redis client would cost `list` and `show`, which need
+    # neither, over a second.
+    from metrify_assets.meters.vee import review as vee_review
+    from metrify_assets.resources.cache import open_cache
+
     settings = resolve_settings()
-    postgres = postgres_resource(settings)
-    cache = redis_resource(settings).get_cache()  # kept coherent after the decision commits
+    cache = open_cache(settings)  # kept coherent after the decision commits
     caller = cli_caller(by)  # the decision and its VEE edit are in the audit log as --by
-    with postgres.connect() as conn:
+    with connect(settings) as conn:
         try:
             decided = vee_review.decide(
                 conn, action, batch_id, record_index, by, reason, cache=cache, caller=caller
@@ -63,9 +66,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List review items, oldest first, and how many match in all."""
         known_source(source)
-        postgres = postgres_resource(resolve_settings())
         wanted = None if status == "all" else status
-        with postgres.connect() as conn:
+        with connect(resolve_settings()) as conn:
             try:
                 items = review.list_items(conn, wanted, source, reason, limit)
                 total = review.count_items(conn, wanted, source, reason)
@@ -92,8 +94,7 @@ def register(app: typer.Typer) -> None:
     @review_app.command("show")
     def show_cmd(batch_id: BatchId, record_index: RecordIndex) -> None:
         """Show one item: its queue row and the stored reading it refers to (JSON)."""
-        postgres = postgres_resource(resolve_settings())
-        with postgres.connect() as conn:
+        with connect(resolve_settings()) as conn:
             try:
                 item = review.get_item(conn, batch_id, record_index)
             except review.ReviewError as err:

@@ -1,11 +1,11 @@
 """Dead-letter replay: quarantined records back through the ingest path, after a fix.
 
-A record is quarantined (and, from Kafka, dead-lettered) with its payload, reasons and version.
-Once the cause is fixed (a rule corrected, a contract widened, a registry entry added), `replay`
-runs the selected records through `process_batch` as one batch per source and chunk. Records it
-accepts are upserted under their original version (so a replay never overwrites a newer reading)
-and their quarantine rows are resolved; records it still rejects keep their rows with the new
-reasons. No quarantine row is added, and replaying again changes nothing more.
+A record is quarantined (and, from Kafka, dead-lettered) with its payload, reasons and version
+(`dead_letters.py` selects them). Once the cause is fixed (a rule corrected, a contract widened, a
+registry entry added), `replay` runs the selected records through `process_batch` as one batch per
+source and chunk. Records it accepts are upserted under their original version (so a replay never
+overwrites a newer reading) and their quarantine rows are resolved; records it still rejects keep
+their rows with the new reasons. No quarantine row is added, and replaying again changes nothing more.
 
 Not replayable: duplicates (the first copy is already stored; a replayed conflict would replace it)
 and records a reviewer rejected (a decision, not an error).
@@ -16,100 +16,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import pandas as pd
 import psycopg
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch, refresh_cache
-from metrify_assets.quality.replayable import replayable
+from metrify_assets.ingestion.dead_letters import DeadLetter
 from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake
 from metrify_assets.resources.quality import DEFAULT_ALERT_THRESHOLD
 from metrify_assets.storage.audit import Caller
 
 REPLAY_CHUNK = 5_000  # records per replay batch: one transaction each
-_COLUMNS = (
-    "batch_id, record_index, source, payload, reasons, record_version, quarantined_at, resolved_at, "
-    "resolved_by, replays"
-)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    batch_id: str
-    record_index: int
-    source: str
-    payload: str
-    reasons: str
-    record_version: int | None
-    quarantined_at: datetime
-    resolved_at: datetime | None
-    resolved_by: str | None
-    replays: int
-
-    @property
-    def replayable(self) -> bool:
-        return replayable(self.reasons)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which dead letters: by source, reason code (prefix, e.g. `malformed:bad_type`), batch."""
-
-    source: str | None = None
-    reason: str | None = None
-    batch_id: str | None = None
-    include_resolved: bool = False
-
-    def where(self) -> tuple[str, dict[str, object]]:
-        clauses = ["true"]
-        params: dict[str, object] = {}
-        if self.source:
-            clauses.append("source = %(source)s")
-            params["source"] = self.source
-        if self.reason:
-            clauses.append("(',' || reasons) LIKE %(reason)s")
-            params["reason"] = f"%,{self.reason}%"
-        if self.batch_id:
-            clauses.append("batch_id = %(batch_id)s")
-            params["batch_id"] = self.batch_id
-        if not self.include_resolved:
-            clauses.append("resolved_at IS NULL")
-        return " AND ".join(clauses), params
-
-
-def select(conn: psycopg.Connection, selection: Selection, limit: int | None = None) -> list[DeadLetter]:
-    """The selected dead letters, oldest first."""
-    where, params = selection.where()
-    sql = (
-        f"SELECT {_COLUMNS} FROM ops.quarantine WHERE {where} ORDER BY quarantined_at, batch_id, record_index"
-    )
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return [DeadLetter(*row) for row in conn.execute(sql, params).fetchall()]
-
-
-def reason_counts(conn: psycopg.Connection, selection: Selection) -> list[tuple[str, str, int]]:
-    """(source, reason code without detail, records) over the selection, most frequent first."""
-    where, params = selection.where()
-    return [
-        (str(s), str(r), int(n))
-        for s, r, n in conn.execute(
-            "SELECT source, split_part(code, ' ', 1) AS reason, count(*) FROM ops.quarantine, "
-            f"unnest(string_to_array(reasons, ',')) AS code WHERE {where} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2",
-            params,
-        ).fetchall()
-    ]
-
-
-def get(conn: psycopg.Connection, batch_id: str, record_index: int) -> DeadLetter | None:
-    row = conn.execute(
-        f"SELECT {_COLUMNS} FROM ops.quarantine WHERE batch_id = %s AND record_index = %s",
-        (batch_id, record_index),
-    ).fetchone()
-    return DeadLetter(*row) if row else None
 
 
 @dataclass(frozen=True)

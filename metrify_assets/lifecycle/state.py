@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import psycopg
 
-from metrify_assets.storage.frames import read_frame
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,9 @@ def log(
 
 def tier_table(conn: psycopg.Connection) -> pd.DataFrame:
     """Days, rows and bytes per dataset and tier, with the oldest and newest day: the UI's summary."""
+    # Imported here: pandas would cost `metrify holds`, which logs its actions here, over a second.
+    from metrify_assets.storage.frames import read_frame
+
     return read_frame(
         conn,
         "SELECT dataset, tier, storage_class, count(*) AS days, sum(row_count)::bigint AS rows, "

@@ -1,7 +1,8 @@
 """Which dead letters a replay can ever accept: not the duplicates (the stored version is kept) nor
-what a reviewer rejected. Shared by the replay (ingestion/replay.py) and the exporter's backlog gauge
-(observability/store_metrics.py), which counts only what a replay could still clear; its SQL
-predicate is the one of migration 0015's partial index (a test holds them equal)."""
+what a reviewer rejected. Shared by the dead letters (ingestion/dead_letters.py), which the replay
+takes, and the exporter's backlog gauge (observability/store_metrics.py), which counts only what a
+replay could still clear; its SQL predicate is the one of migration 0015's partial index (a test
+holds them equal)."""
 
 from __future__ import annotations
 

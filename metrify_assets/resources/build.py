@@ -8,9 +8,9 @@ import dagster as dg
 
 from metrify_assets.env import AlertSettings, Settings, SnowflakeSettings
 from metrify_assets.resources.alerts import AlertChannelsResource
-from metrify_assets.resources.cache import RedisResource
+from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.resources.lake import LakeResource
+from metrify_assets.resources.lake_resource import LakeResource
 from metrify_assets.resources.landing import LandingResource
 from metrify_assets.resources.postgres import PostgresResource
 from metrify_assets.resources.quality import QualityResource
@@ -22,12 +22,10 @@ def postgres_resource(settings: Settings) -> PostgresResource:
     return PostgresResource(url=settings.postgres_url, data_dir=str(settings.pg_data_dir))
 
 
-def redis_resource(settings: Settings, secrets_as_env: bool = False) -> RedisResource:
-    """The Redis cache as configured (empty URL when not: no cache). A URL may hold a password, so the
-    code location passes it as a `dg.EnvVar`; the CLI and the API use its value."""
-    url: str | dg.EnvVar = ""
-    if settings.redis_url:
-        url = dg.EnvVar("REDIS_URL") if secrets_as_env else settings.redis_url
+def redis_resource(settings: Settings) -> RedisResource:
+    """The code location's Redis cache (empty URL when not configured: no cache). A URL may hold a
+    password, so it is passed as a `dg.EnvVar`; the CLI and the API open theirs with `cache.open_cache`."""
+    url: str | dg.EnvVar = dg.EnvVar("REDIS_URL") if settings.redis_url else ""
     return RedisResource(url=url, ttl_s=settings.api.cache_ttl_s)
 
 
@@ -111,5 +109,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "landing": LandingResource(directory=str(settings.landing_dir)),
         "quality": QualityResource(alert_threshold=settings.quality_alert_threshold),
         "alert_channels": alert_channels_resource(settings.alerts, secrets_as_env=True),
-        "redis": redis_resource(settings, secrets_as_env=True),
+        "redis": redis_resource(settings),
     }

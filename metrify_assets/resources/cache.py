@@ -32,12 +32,13 @@ from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-import dagster as dg
 import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
+
+from metrify_assets.env import Settings
 
 log = logging.getLogger(__name__)
 
@@ -340,11 +341,7 @@ class Cache:
             self._run(partial(self._invalidate, keys=keys), None, write=True)
 
 
-class RedisResource(dg.ConfigurableResource):
-    """The Redis cache (REDIS_URL). `url` empty: no cache; writers then skip it."""
-
-    url: str = ""
-    ttl_s: int = DEFAULT_TTL_S
-
-    def get_cache(self) -> Cache | None:
-        return Cache(self.url, ttl_s=self.ttl_s) if self.url else None
+def open_cache(settings: Settings) -> Cache | None:
+    """The cache on REDIS_URL with METRIFY_API_CACHE_TTL_S, for a process that holds the URL's value
+    (the CLI, the API); None when REDIS_URL is unset. `close()` it when done."""
+    return Cache(settings.redis_url, ttl_s=settings.api.cache_ttl_s) if settings.redis_url else None

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import dagster as dg
-
 STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "GLACIER", "DEEP_ARCHIVE")
 ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # readable only after a restore request
 
@@ -409,12 +407,3 @@ class Lake:
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
-
-
-class LakeResource(dg.ConfigurableResource):
-    """The lake as a Dagster resource: `url` is a directory or `s3://bucket/prefix`."""
-
-    url: str = ".metrify/lake"
-
-    def get_lake(self) -> Lake:
-        return Lake(self.url)

@@ -16,9 +16,9 @@ from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.observability import logs
 from metrify_assets.observability.api_spans import install_tracing
 from metrify_assets.resources.build import kafka_resource, postgres_resource
+from metrify_assets.resources.cache import open_cache
 from metrify_assets.resources.lake import Lake
 from metrify_assets.serving.auth import TokenVerifier
-from metrify_assets.serving.cache import open_cache
 from metrify_assets.serving.db import open_pool
 from metrify_assets.serving.errors import install_error_handlers
 from metrify_assets.serving.head import HeadAsGetMiddleware

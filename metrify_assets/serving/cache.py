@@ -1,8 +1,9 @@
 """The data API's reads through the Redis cache (docs/api.md#cache).
 
-The cache itself (`resources.cache.Cache`) lives below the rooms that write, so that ingestion, VEE,
-review and the lifecycle can keep it coherent after their commits; this module is the API's side:
-opening it for the app's lifetime, and reads that fall back to PostgreSQL on a miss or an outage.
+The cache itself (`resources.cache`: `Cache`, and `open_cache`, which the app calls for its
+lifetime) lives below the rooms that write, so that ingestion, VEE, review and the lifecycle can keep
+it coherent after their commits; this module is the API's side: reads that fall back to PostgreSQL
+on a miss or an outage.
 """
 
 from __future__ import annotations
@@ -14,18 +15,10 @@ from typing import Any, Literal
 import orjson
 import psycopg
 
-from metrify_assets.env import Settings
-from metrify_assets.resources.build import redis_resource
 from metrify_assets.resources.cache import Cache, encode
 from metrify_assets.storage.latest import latest_readings
 
 Source = Literal["cache", "database"]
-
-
-def open_cache(settings: Settings) -> Cache | None:
-    """The cache on REDIS_URL with the API's TTL (METRIFY_API_CACHE_TTL_S); None when REDIS_URL is
-    unset. `close()` it when the app stops."""
-    return redis_resource(settings).get_cache()
 
 
 def latest_reading(

@@ -22,7 +22,7 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from metrify_assets.partitions import DAYS, SINGLE_RUN
 from metrify_assets.resources import PostgresResource
-from metrify_assets.resources.cache import RedisResource
+from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.storage.statistics import analyze_stale
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.console import dbt_events_to

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from metrify_assets.contracts import WEATHER_OBSERVATIONS
-from metrify_assets.ingestion import replay
+from metrify_assets.ingestion import dead_letters, replay
 from metrify_assets.ingestion.batch import BatchResult, BatchSpec, process_batch
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
@@ -151,15 +151,15 @@ def test_ingesting_while_a_dead_letter_replay_runs_keeps_the_newer_versions(
     """A replay re-upserts old versions of keys a newer batch may be writing at that moment: the newer
     version must win whichever commits first, and the replay resolves its rows without adding any."""
 
-    def quarantine_a(lake: Lake) -> list[replay.DeadLetter]:
+    def quarantine_a(lake: Lake) -> list[dead_letters.DeadLetter]:
         result = ingest(pg, lake, "A", BATCH_A, VERSION_A, NOW)
         assert (result.ledger.accepted, result.ledger.quarantined) == (12, 20)
-        letters = replay.select(pg, replay.Selection(batch_id="A"))
+        letters = dead_letters.select(pg, dead_letters.Selection(batch_id="A"))
         pg.commit()
         assert len(letters) == 20 and all(d.replayable for d in letters)
         return letters
 
-    def replay_a(lake: Lake, letters: list[replay.DeadLetter]) -> replay.ReplayResult:
+    def replay_a(lake: Lake, letters: list[dead_letters.DeadLetter]) -> replay.ReplayResult:
         with pg_resource.connect() as conn:
             return replay.replay(conn, lake, letters, LATER)
 

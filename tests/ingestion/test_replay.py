@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app
 from metrify_assets.contracts import WEATHER_OBSERVATIONS
-from metrify_assets.ingestion import replay
+from metrify_assets.ingestion import dead_letters, replay
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
@@ -80,7 +80,7 @@ def test_a_replay_after_the_fix_resolves_what_it_accepts_and_adds_no_quarantine_
         "timestamp_in_future,duplicate_exact",
         quarantine_rows(pg)[3][2],
     ]
-    letters = replay.select(pg, replay.Selection())
+    letters = dead_letters.select(pg, dead_letters.Selection())
     assert [d.replayable for d in letters] == [True, True, False, True]  # the duplicate stays out
     assert [d.record_version for d in letters] == [5, 5, 5, 5]
 
@@ -101,7 +101,7 @@ def test_a_replay_after_the_fix_resolves_what_it_accepts_and_adds_no_quarantine_
     assert days == [(date(2026, 4, 1),)]  # the replayed day is dirty for the downstream runs
 
     before = (rows(pg), quarantine_rows(pg))
-    still = [d for d in replay.select(pg, replay.Selection()) if d.replayable]
+    still = [d for d in dead_letters.select(pg, dead_letters.Selection()) if d.replayable]
     assert [(d.record_index, d.reasons.split(" ")[0]) for d in still] == [(4, "malformed:invalid_json")]
     again = replay.replay(pg, lake, still, LATER)
     assert again.accepted == 0
@@ -117,7 +117,7 @@ def test_a_replayed_record_never_overwrites_a_newer_reading(pg: psycopg.Connecti
         (observation(AHEAD[0], 10.0),),
     )
     ingest(pg, lake, "newer", [observation(AHEAD[0], 12.0)], version=9, now=LATER)  # re-sent, corrected
-    result = replay.replay(pg, lake, replay.select(pg, replay.Selection()), LATER)
+    result = replay.replay(pg, lake, dead_letters.select(pg, dead_letters.Selection()), LATER)
     assert result.accepted == 1
     assert [(r[2], r[3]) for r in rows(pg)] == [(12.0, 9)]
 
@@ -167,7 +167,9 @@ def test_a_replay_and_its_audit_entry_commit_together(pg: psycopg.Connection, tm
     connection): when the audit entry fails, nothing of the replay is left behind."""
     lake = Lake(str(tmp_path / "lake"))
     ingest(pg, lake, "b1", MESSAGES, version=5)
-    broken = [d for d in replay.select(pg, replay.Selection()) if d.reasons.startswith("malformed")]
+    broken = [
+        d for d in dead_letters.select(pg, dead_letters.Selection()) if d.reasons.startswith("malformed")
+    ]
     assert len(broken) == 1
     before = (quarantine_rows(pg), pg.execute("SELECT count(*) FROM ops.ingest_ledger").fetchone())
     pg.commit()  # idle, as between two chunks of `metrify dlq replay`

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from metrify_assets.contracts import GRID_STATUS, METER_READINGS
-from metrify_assets.ingestion import replay
+from metrify_assets.ingestion import dead_letters, replay
 from metrify_assets.ingestion.assets import landing_spec
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
@@ -135,7 +135,7 @@ def test_a_range_is_rebuilt_from_raw_exactly_rolled_back_and_refused_when_it_mus
     after_b1, range_b1 = meter_rows(pg), range_keys(pg)
     now = pd.Timestamp.now(tz="UTC")
     b2 = land_and_ingest(pg, lake, landing, B2, SEQ2, now)
-    letters = replay.select(pg, replay.Selection(source=METER_READINGS.source))
+    letters = dead_letters.select(pg, dead_letters.Selection(source=METER_READINGS.source))
     replayed = replay.replay(pg, lake, letters, now)
     assert (replayed.replayed, replayed.accepted) == (3, 1)  # the future reading; not the others
     final, range_final = meter_rows(pg), range_keys(pg)

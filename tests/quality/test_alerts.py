@@ -14,7 +14,7 @@ import pytest
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import WEATHER_OBSERVATIONS
 from metrify_assets.definitions import defs as load_defs
-from metrify_assets.ingestion import replay
+from metrify_assets.ingestion import dead_letters, replay
 from metrify_assets.ingestion.batch import BatchResult, BatchSpec, process_batch
 from metrify_assets.ingestion.landing import land_lines
 from metrify_assets.orchestration.instance import execute_job
@@ -203,7 +203,7 @@ def test_a_dead_letter_replay_is_a_condition_of_its_own(pg: psycopg.Connection, 
     backfill_key = f"quality:{SOURCE}:backfill"
     assert [a.dedup_key for a in list_alerts(pg, "open")] == [backfill_key]
 
-    letters = replay.select(pg, replay.Selection(source=SOURCE))
+    letters = dead_letters.select(pg, dead_letters.Selection(source=SOURCE))
     # Replayed too soon (the clock still slow): still rejected, a low replay.
     replay.replay(pg, lake, letters, now + pd.Timedelta(minutes=5))
     replay_key = f"quality:{SOURCE}:replay"

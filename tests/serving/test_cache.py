@@ -33,8 +33,8 @@ from metrify_assets.meters.vee.store import run_days
 from metrify_assets.orchestration.instance import execute_job
 from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource
-from metrify_assets.resources.build import build_resources, redis_resource
-from metrify_assets.resources.cache import Cache, order_key
+from metrify_assets.resources.build import build_resources
+from metrify_assets.resources.cache import Cache, open_cache, order_key
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.latest import latest_readings
 from metrify_platform.redis_server import RedisServer, free_port
@@ -352,10 +352,11 @@ def test_an_ingest_with_redis_unreachable_commits_all_the_same(
     assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1
 
 
-def test_the_resource_is_built_from_redis_url(redis_db: str) -> None:
-    assert redis_resource(resolve_settings({})).get_cache() is None
+def test_the_cache_is_opened_from_redis_url(redis_db: str) -> None:
+    assert open_cache(resolve_settings({})) is None
+    assert build_resources(resolve_settings({}))["redis"].get_cache() is None
     settings = resolve_settings({"REDIS_URL": redis_db, "METRIFY_API_CACHE_TTL_S": "42"})
-    cache = redis_resource(settings).get_cache()
+    cache = open_cache(settings)
     assert cache is not None and cache.ttl_s == 42 and cache.available()
     cache.close()
     deployed = build_resources(settings)["redis"]

@@ -12,7 +12,7 @@ import pytest
 
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
-from metrify_assets.resources.cache import RedisResource
+from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.warehouse.definitions import build_defs
 from metrify_assets.warehouse.docs import DOCS_KEY, generate_docs

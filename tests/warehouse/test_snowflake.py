@@ -20,7 +20,7 @@ from metrify_assets.env import resolve_snowflake
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import snowflake_resource
-from metrify_assets.resources.cache import RedisResource
+from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.warehouse.assets import build_warehouse_assets
 from metrify_assets.warehouse.connection import environment
 from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable

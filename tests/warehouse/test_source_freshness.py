@@ -13,7 +13,7 @@ import pytest
 
 from metrify_assets import definitions, schedules
 from metrify_assets.resources import PostgresResource
-from metrify_assets.resources.cache import RedisResource
+from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.warehouse.definitions import build_defs
 from metrify_assets.warehouse.project import ensure_manifest
 from metrify_assets.warehouse.source_freshness import CHECK_NAME, NEVER_LOADED
