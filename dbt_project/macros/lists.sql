@@ -19,3 +19,11 @@
 {% macro list_item(column, position_expression) -%}
     trim(split_part({{ column }}, ',', {{ position_expression }}))
 {%- endmacro %}
+
+{#- A quarantine reason without the free text some carry: a reviewer's note (`review_rejected:<note>`)
+    or a parser's detail (`malformed:invalid_json (<detail>)`), so counts group by code. The same rule
+    as `reason_code` in metrify_assets/quality/quarantine.py. -#}
+{% macro reason_code(reason) -%}
+    (case when {{ reason }} like 'review_rejected:%' then 'review_rejected'
+          else trim(split_part({{ reason }}, ' (', 1)) end)
+{%- endmacro %}

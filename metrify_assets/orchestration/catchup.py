@@ -124,7 +124,7 @@ def touched_days(
     settings: Settings, batch_ids: list[str], after_seq: int | None = None
 ) -> dict[date, set[str]]:
     """The days the batches touched, and those stamped after `after_seq` (batches ingested since, by
-    the daemon or the API, and days a reviewer's decision touched again: `storage.writes.retouch_day`),
+    the daemon or the API, and days a reviewer's decision touched again: `storage.days.retouch_day`),
     with the sources that touched each."""
     with postgres_resource(settings).connect() as conn:
         rows = conn.execute(

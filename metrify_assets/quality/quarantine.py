@@ -14,12 +14,26 @@ from dataclasses import dataclass
 
 import psycopg
 
+# A reviewer's rejection: `review_rejected:<their note>` (quality/review.py).
+REVIEW_REJECTED = "review_rejected"
+
+
+def reason_code(reason: str) -> str:
+    """A reason without the free text some carry, what counts and groups go by: a reviewer's note
+    (`review_rejected:<note>`) or a parser's detail (`malformed:invalid_json (<detail>)`). Every other
+    reason is a code already, `:`-qualified ones included (`malformed:missing_field:meter_id`). dbt's
+    `reason_code` macro is the same rule in SQL."""
+    reason = reason.strip()
+    if reason.startswith(f"{REVIEW_REJECTED}:"):
+        return REVIEW_REJECTED
+    return reason.split(" (", 1)[0]
+
 
 @dataclass(frozen=True)
 class QuarantineRow:
     record_index: int
     payload: str
-    reasons: str  # comma-separated reason codes (details after `:`)
+    reasons: str  # comma-separated reasons (`reason_code` gives each one's code)
     record_version: int | None = None  # the version its batch gave it (Kafka offset, landing seq)
 
 

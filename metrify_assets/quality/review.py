@@ -5,7 +5,9 @@ Approving it keeps it (its `quality_flags` stay, for audit). Rejecting it moves 
 `ops.quarantine` with reason `review_rejected:<why>` and moves one record of the batch's ledger from
 accepted (and flagged) to quarantined, so `records_in = accepted + quarantined` still holds. The
 ingest consults `rejected_versions` so a replayed batch does not bring a rejected reading back.
-Each function works inside one transaction of the given connection and commits it.
+Either decision stamps the record's day of its batch again (`retouch_day`), so the day's VEE series
+and marts are rebuilt with it, as after a late batch. Each function works inside one transaction of
+the given connection and commits it.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import psycopg
 from psycopg import sql
 
 from metrify_assets.contracts import SourceContract, contract_for
-from metrify_assets.quality.quarantine import QuarantineRow, quarantine
+from metrify_assets.quality.quarantine import REVIEW_REJECTED, QuarantineRow, quarantine
 from metrify_assets.storage.audit import Caller
+from metrify_assets.storage.days import retouch_day
 
 if TYPE_CHECKING:  # the Redis client would cost `metrify review list`, which never writes, up to 0.7 s
     from metrify_assets.resources.cache import Cache
 
 STATUSES = ("pending", "approved", "rejected")
-REJECT_REASON_PREFIX = "review_rejected:"
+REJECT_REASON_PREFIX = f"{REVIEW_REJECTED}:"
 # Derived tables keyed like the meter readings: a rejected reading must not linger in them.
 DERIVED_TABLES = {"meter_readings": ("anomaly_scores", "enriched_meter_readings")}
 
@@ -138,11 +141,14 @@ def stored_row(conn: psycopg.Connection, item: ReviewItem) -> dict[str, Any] | N
 
 
 def _decide(conn: psycopg.Connection, item: ReviewItem, status: str, by: str, why: str) -> ReviewItem:
+    """Record the decision, and stamp the record's day again so it is rebuilt with it."""
     conn.execute(
         "UPDATE ops.review_queue SET status = %s, decided_by = %s, decided_at = now(), decision_note = %s "
         "WHERE batch_id = %s AND record_index = %s",
         (status, by, why, item.batch_id, item.record_index),
     )
+    contract = contract_for(item.source)
+    retouch_day(conn, contract, item.batch_id, key_values(contract, item.record_key))
     return get_item(conn, item.batch_id, item.record_index)
 
 
@@ -225,7 +231,8 @@ def reject(
                 sql.SQL("DELETE FROM ops.{} WHERE {}").format(sql.Identifier(table), _key_filter(contract)),
                 keys,
             ).rowcount
-        reason = f"{REJECT_REASON_PREFIX}{why}"
+        # Reasons are comma-joined lists: the note (kept whole as `decision_note`) without commas.
+        reason = f"{REJECT_REASON_PREFIX}{why.replace(',', ';')}"
         quarantine(
             conn, item.source, item.batch_id, [QuarantineRow(item.record_index, json.dumps(row), reason)]
         )

@@ -19,6 +19,7 @@ from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.quality import data_docs
+from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.reporting import queries
 from metrify_assets.reporting.charts import bar_chart_png, heatmap_png, score_over_time_png
 from metrify_assets.resources import LakeResource, PostgresResource, QualityResource
@@ -35,9 +36,8 @@ def report_key(first: date, last: date) -> str:
 
 
 def reason_counts(reasons: pd.Series) -> pd.Series:
-    """Count reason codes in comma-joined reason strings (details after `:` folded into their code)."""
-    codes = reasons.str.split(",").explode().str.strip()
-    codes = codes.str.replace(r"^(malformed|review_rejected):.*$", r"\1", regex=True)
+    """Count reason codes in comma-joined reason strings, as `fct_quarantine_reasons_daily` does."""
+    codes = reasons.str.split(",").explode().dropna().map(reason_code)
     return codes[codes != ""].value_counts()
 
 

@@ -27,7 +27,7 @@ from metrify_assets.orchestration.catchup import (
     run_pipeline,
 )
 from metrify_assets.resources import PostgresResource
-from metrify_assets.storage.writes import retouch_day
+from metrify_assets.storage.days import retouch_day
 from tests.orchestration.jobs import INGEST_DAY, cli_defs
 
 DAY = date(2026, 11, 30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -66,6 +67,24 @@ def flagged(pg: psycopg.Connection, lake: Lake) -> review.ReviewItem:
     return item
 
 
+def day_seq(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT seq FROM ops.ingest_days WHERE batch_id = 'b1' AND day = '2026-03-29'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("decide", [review.approve, review.reject])
+def test_a_decision_stamps_the_readings_day_again(
+    pg: psycopg.Connection, flagged: review.ReviewItem, decide: Callable[..., review.ReviewItem]
+) -> None:
+    """So `late_days_sensor` and `metrify run` rebuild the day's series and marts with it."""
+    before = day_seq(pg)
+    decide(pg, "b1", 1, by="ana", why="checked on site")
+    assert day_seq(pg) > before
+
+
 def test_approve_keeps_the_reading_and_its_flags(pg: psycopg.Connection, flagged: review.ReviewItem) -> None:
     item = review.approve(pg, "b1", 1, by="ana", why="substation tap change, value is real")
     assert (item.status, item.decided_by, item.decision_note) == (
@@ -98,7 +117,9 @@ def test_reject_moves_the_reading_to_quarantine_and_rebalances_the_ledger(
     reasons, payload = pg.execute(
         "SELECT reasons, payload FROM ops.quarantine WHERE batch_id = 'b1' AND record_index = 1"
     ).fetchone() or ("", "")
-    assert reasons == "review_rejected:meter swap, voltage wrong"
+    # One reason, however the note is written: reasons are comma-joined (the note stays whole).
+    assert reasons == "review_rejected:meter swap; voltage wrong"
+    assert item.decision_note == "meter swap, voltage wrong"
     stored = json.loads(payload)
     assert (stored["meter_id"], stored["energy_kwh"], stored["voltage_v"]) == ("M1", 0.6, 262.0)
     assert (stored["record_version"], stored["quality_flags"]) == (10, "voltage_out_of_range")

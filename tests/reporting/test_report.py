@@ -65,11 +65,27 @@ def seed(conn: psycopg.Connection, lake: Lake) -> None:
     review.reject(conn, "m1", 9, by="ana", why="bad CT")
 
 
-def test_reason_counts_fold_details_into_codes() -> None:
+def test_reason_counts_count_codes_without_their_free_text() -> None:
     counts = reason_counts(
-        pd.Series(["negative_energy,spike", "malformed:invalid_json at 3", "review_rejected:x"])
+        pd.Series(
+            [
+                "negative_energy,spike",
+                "malformed:invalid_json (unexpected end of data at char 224)",
+                "malformed:invalid_json (unexpected character at char 3)",
+                "malformed:missing_field:meter_id, malformed:bad_type:energy_kwh",
+                "review_rejected:CT ratio wrong; see ticket 12",
+                "review_rejected:x",
+            ]
+        )
     )
-    assert counts.to_dict() == {"negative_energy": 1, "spike": 1, "malformed": 1, "review_rejected": 1}
+    assert counts.to_dict() == {
+        "negative_energy": 1,
+        "spike": 1,
+        "malformed:invalid_json": 2,
+        "malformed:missing_field:meter_id": 1,
+        "malformed:bad_type:energy_kwh": 1,
+        "review_rejected": 2,
+    }
 
 
 def test_score_chart_labels_its_axis_with_the_processing_span() -> None:

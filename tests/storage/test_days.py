@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from metrify_assets.contracts import GRID_STATUS, METER_READINGS
-from metrify_assets.storage.writes import retouch_day
+from metrify_assets.storage.days import retouch_day
 
 
 def _days(pg: psycopg.Connection, batch_id: str) -> dict[date, int]:

@@ -1,0 +1,49 @@
+"""The days records fall on, as `ops.ingest_days` records them per batch: what `late_days_sensor` and
+`metrify run` rebuild. Plain SQL, no frames: the review commands import it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import psycopg
+from psycopg import sql
+
+from metrify_assets.contracts import SourceContract
+
+
+def local_day(contract: SourceContract, records: sql.Composable) -> tuple[sql.Composable, sql.Composable]:
+    """The day a record of `records` (a relation with the contract's columns) falls on, and the
+    relation to select it from: a meter reading's local day (UTC for a meter not in the registry, as
+    dbt does), a grid or weather sample's UTC day."""
+    time = sql.Identifier(contract.time_field)
+    if contract.source == "meter_readings":
+        day = sql.SQL("(t.{time} AT TIME ZONE coalesce(m.timezone, 'UTC'))::date").format(time=time)
+        return day, sql.SQL("{records} t LEFT JOIN ops.meters m USING (meter_id)").format(records=records)
+    return sql.SQL("(t.{time} AT TIME ZONE 'UTC')::date").format(time=time), sql.SQL("{} t").format(records)
+
+
+def retouch_day(
+    conn: psycopg.Connection, contract: SourceContract, batch_id: str, key: Mapping[str, str]
+) -> int:
+    """Record the day of one record of `batch_id` (its natural `key`) as touched again, with a new
+    `seq`: a reviewer's decision changes what the day's series and marts hold, so `late_days_sensor`
+    and `metrify run` rebuild the day as they would after a late batch. Returns the rows stamped (0
+    when the batch recorded no such day)."""
+    record = sql.SQL("(SELECT {})").format(
+        sql.SQL(", ").join(
+            sql.SQL("{}::{} AS {}").format(
+                sql.Placeholder(k),
+                sql.SQL("timestamptz" if k == contract.time_field else "text"),
+                sql.Identifier(k),
+            )
+            for k in contract.key
+        )
+    )
+    day, rows = local_day(contract, record)
+    return conn.execute(
+        sql.SQL(
+            "UPDATE ops.ingest_days SET seq = DEFAULT, recorded_at = now() "
+            "WHERE batch_id = %(batch_id)s AND day = (SELECT {day} FROM {rows})"
+        ).format(day=day, rows=rows),
+        {**key, "batch_id": batch_id},
+    ).rowcount
