@@ -1,8 +1,9 @@
 """`late_days_sensor`: a batch that lands readings for an old day re-materialises that day, and only it.
 
-Every batch records the local days it touched in `ops.ingest_days` (with an increasing `seq`). The
+Every batch records the local days it touched in `ops.ingest_days` (with an increasing `seq`), and a
+reviewer's decision stamps its reading's day again with a new one (`storage/days.retouch_day`). The
 hourly refresh covers yesterday and today; this sensor watches for the rest: days older than that
-which a new batch touched. It requests one `refresh_job` run per run of consecutive late days, so a
+which a new batch or a decision touched. It requests one `refresh_job` run per run of consecutive late days, so a
 year-old correction rebuilds one day, not the year; `daily_after_refresh_sensor` (schedules.py) runs
 `daily_job` over those days once that run succeeds, not before, as it reads what the refresh builds.
 
@@ -69,8 +70,8 @@ def build_late_days_sensor(refresh_job: dg.UnresolvedAssetJobDefinition) -> dg.S
         job=refresh_job,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Re-runs refresh_job for days older than yesterday that a new batch touched (ops.ingest_days); "
-        "daily_after_refresh_sensor runs daily_job over them when it succeeds.",
+        description="Re-runs refresh_job for days older than yesterday that a new batch or a reviewer's decision "
+        "touched (ops.ingest_days); daily_after_refresh_sensor runs daily_job over them when it succeeds.",
     )
     def late_days_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
         with postgres.connect() as conn:
