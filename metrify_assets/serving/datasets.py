@@ -89,6 +89,7 @@ DATASETS: dict[str, Dataset] = {
                 *_range("hour_start_utc", "UTC hour", "utc"),
                 Filter("meter_id", "meter_id"),
                 Filter("region", "region"),
+                Filter("segment", "segment"),
             ),
             meter_column="meter_id",
         ),
@@ -112,7 +113,12 @@ DATASETS: dict[str, Dataset] = {
             "fct_peak_demand",
             ("local_date", "meter_id"),
             "Peak demand (kW) per meter and local day.",
-            (*_range("local_date", "local day", "date"), Filter("meter_id", "meter_id")),
+            (
+                *_range("local_date", "local day", "date"),
+                Filter("meter_id", "meter_id"),
+                Filter("region", "region"),
+                Filter("segment", "segment"),
+            ),
             meter_column="meter_id",
         ),
         Dataset(
@@ -129,9 +135,13 @@ DATASETS: dict[str, Dataset] = {
             "/v1/weather/impact",
             "marts",
             "fct_weather_impact",
-            ("local_date", "region"),
-            "Consumption against temperature and degree-days per region and local day.",
-            (*_range("local_date", "local day", "date"), Filter("region", "region")),
+            ("local_date", "region", "segment"),
+            "Consumption against temperature and degree-days per region, customer segment and local day.",
+            (
+                *_range("local_date", "local day", "date"),
+                Filter("region", "region"),
+                Filter("segment", "segment"),
+            ),
         ),
         Dataset(
             "load_forecasts",

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from metrify_assets.env import resolve_settings
@@ -21,8 +22,10 @@ from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource
 from metrify_assets.serving.app import create_app
 from metrify_assets.serving.auth import issue_token
+from metrify_assets.serving.datasets import DATASETS
 from metrify_assets.serving.errors import MAX_JSON_DEPTH, MAX_VALUE_CHARS, echo, error_response, json_safe
 from metrify_assets.serving.pagination import encode_cursor
+from metrify_assets.serving.routes import data
 from metrify_assets.storage.known import Kind, known
 
 pytestmark = [pytest.mark.postgres]
@@ -489,6 +492,45 @@ def test_a_nul_character_in_a_parameter_is_a_422_naming_it(api: TestClient) -> N
         assert "\x00" in detail["value"]
     forged = api.get("/v1/review/items", params={"cursor": cursor}, headers=headers)
     error_of(forged, 400, "bad_cursor")
+
+
+def test_a_query_parameter_a_read_endpoint_does_not_take_is_a_422_naming_it(api: TestClient) -> None:
+    """`?regoin=london` answered 200 with every region: a mistyped filter read as no filter. Every
+    route of the data router, after authentication; the parameters they take still pass."""
+    ids = {"{meter_id}": "NO-SUCH", "{grid_node_id}": "N1", "{station_id}": "S1"}
+    paths = [route.path for route in data.router.routes if isinstance(route, APIRoute)]
+    assert len(paths) == len(DATASETS) + 2  # the datasets, a meter's readings and latest
+    for path in paths:
+        for placeholder, value in ids.items():
+            path = path.replace(placeholder, value)
+        response = api.get(path, params={"regoin": "london"}, headers=token("read"))
+        error = error_of(response, 422, "invalid_parameter")
+        assert error["details"] == [
+            {
+                "field": "query.regoin",
+                "message": "not a parameter of this endpoint",
+                "type": "extra_forbidden",
+                "value": "london",
+            }
+        ], path
+        takes = "none)" if path.endswith("/latest") else "cursor, format, "
+        assert error["message"].startswith(f"regoin: not a parameter of {path} (it takes {takes}"), error
+        assert api.get(path, params={"regoin": "london"}).status_code == 401  # authentication first
+        assert api.get(path, params={"regoin": "london"}, headers=token("ingest")).status_code == 403
+    two = api.get("/v1/consumption/daily", params={"b": "1", "a": "2", "region": "x"}, headers=token("read"))
+    assert [d["field"] for d in error_of(two, 422, "invalid_parameter")["details"]] == ["query.a", "query.b"]
+    # Declared parameters, aliases (`from`, `to`) included, reach the route: an unknown meter's 404.
+    known_only = api.get(
+        "/v1/meters/NO-SUCH/readings",
+        params={"from": "2026-03-28T00:00", "to": "2026-03-29T00:00", "limit": 5, "format": "csv"},
+        headers=token("read"),
+    )
+    error_of(known_only, 404, "not_found")
+    # The check adds no parameter of its own to the OpenAPI.
+    spec = api.get("/openapi.json").json()["paths"]
+    hourly = [p["name"] for p in spec["/v1/consumption/hourly"]["get"]["parameters"]]
+    assert hourly == ["from", "to", "meter_id", "region", "segment", "cursor", "limit", "format"]
+    assert spec["/v1/consumption/hourly"]["get"]["security"] == [{"HTTPBearer": []}]
 
 
 def test_openapi_declares_the_errors_of_the_routes_that_take_a_body(api: TestClient) -> None:

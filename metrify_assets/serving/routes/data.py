@@ -6,7 +6,9 @@ endpoints answer 403 for any other meter. Grid, weather, quality and regional da
 meter's rows and are served to every `read` token.
 
 A meter, grid node or weather station the store has no trace of is 404 on its endpoints, the same
-way everywhere (`_unknown`); a known one with nothing in the range is an empty page.
+way everywhere (`_unknown`); a known one with nothing in the range is an empty page. A query
+parameter a route does not take is a 422 on every route here (`data_access`, the router's
+dependency), so a mistyped filter is never read as "no filter".
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
 
 from metrify_assets.serving import readings
@@ -32,7 +35,6 @@ from metrify_assets.serving.output import json_response, page_response
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
 from metrify_assets.storage.known import METER, Kind, known
 
-router = APIRouter(prefix="", tags=["data"])
 Conn = Annotated[psycopg.Connection, Depends(connection)]
 Reader = Annotated[Principal, Depends(require("read"))]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page.")]
@@ -49,6 +51,35 @@ PARSE_ERRORS = {
     "utc": "datetime_parsing",
     "bool": "bool_parsing",
 }
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route takes, as sent (aliases: `from`, `to`), its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def data_access(request: Request, principal: Reader) -> None:
+    """Checks every data route makes before its own parameters are read, after the token's (FastAPI
+    resolves a router's dependencies first; `Reader` is the routes' own, verified once): a query
+    parameter the route does not take is a 422 naming it, listing those it takes, rather than a
+    filter silently ignored (`?regoin=london` answering every region)."""
+    taken = _query_names(request.scope["route"].dependant)
+    unknown = sorted(set(request.query_params) - taken)
+    if unknown:
+        takes = ", ".join(sorted(taken)) or "none"
+        message = f"{', '.join(unknown)}: not a parameter of {request.url.path} (it takes {takes})"
+        details = [
+            field_detail(("query", name), "not a parameter of this endpoint", "extra_forbidden", value)
+            for name in unknown
+            for value in request.query_params.getlist(name)[:1]
+        ]
+        raise ApiError(422, "invalid_parameter", message, details)
+
+
+router = APIRouter(prefix="", tags=["data"], dependencies=[Depends(data_access)])
 
 
 def _bad_cursor(err: Exception) -> ApiError:
