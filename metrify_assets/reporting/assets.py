@@ -142,7 +142,11 @@ def data_quality_report(
     store = lake.get_lake()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="metrify-data-docs-") as site:
-        docs = data_docs.build_site(latest, Path(site))
+        docs = data_docs.build_site(
+            {suite: b.rows for suite, b in latest.items()},
+            Path(site),
+            run_names={suite: b.batch_id for suite, b in latest.items()},
+        )
         docs_keys = data_docs.publish(store, Path(site))
     docs_seconds = time.perf_counter() - started
     context.log.info(f"Data Docs: {len(docs_keys)} files in {docs_seconds:.1f} s")

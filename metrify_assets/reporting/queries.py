@@ -102,9 +102,16 @@ def load(conn: psycopg.Connection, first: date, last: date, top_meters: int = 10
     )
 
 
-def latest_batches(conn: psycopg.Connection, first: date, last: date) -> dict[str, pd.DataFrame]:
-    """Per source, the stored rows of its latest batch among the days', keyed by the suite that guards them."""
-    frames: dict[str, pd.DataFrame] = {}
+@dataclass(frozen=True)
+class LatestBatch:
+    batch_id: str
+    rows: pd.DataFrame
+
+
+def latest_batches(conn: psycopg.Connection, first: date, last: date) -> dict[str, LatestBatch]:
+    """Per source, its latest batch among the days' and the rows stored from it, keyed by the suite
+    that guards them."""
+    batches: dict[str, LatestBatch] = {}
     for source, contract in CONTRACTS.items():
         latest = conn.execute(
             f"SELECT batch_id FROM ops.ingest_ledger WHERE source = %(source)s AND batch_id IN ({BATCHES}) "
@@ -116,5 +123,6 @@ def latest_batches(conn: psycopg.Connection, first: date, last: date) -> dict[st
         query = sql.SQL("SELECT {} FROM ops.{} WHERE batch_id = %s").format(
             sql.SQL(", ").join(sql.Identifier(c) for c in contract.columns), sql.Identifier(contract.table)
         )
-        frames[f"validated_{source}"] = read_frame(conn, query.as_string(conn), (latest[0],))
-    return frames
+        rows = read_frame(conn, query.as_string(conn), (latest[0],))
+        batches[f"validated_{source}"] = LatestBatch(latest[0], rows)
+    return batches

@@ -151,4 +151,9 @@ def test_report_and_data_docs_land_in_the_lake(
     assert "reports/data_docs/expectations/validated_meter_readings.html" in docs
     validations = [k for k in docs if k.startswith("reports/data_docs/validations/validated_meter_readings/")]
     assert len(validations) == 1
+    # A result page names the batch it validated (GX's default run name: "__none__"); its data asset,
+    # the suite's name, names the file.
+    assert "/validated_meter_readings/m2/" in validations[0]  # m2: the newest meter batch
+    result_page = lake.get(validations[0]).decode()
+    assert "__none__" not in result_page and validations[0].endswith("/metrify-validated_meter_readings.html")
     assert b"validated_weather_observations" in lake.get("reports/data_docs/index.html")
