@@ -55,7 +55,8 @@ def processing_span(processed_at: pd.Series) -> str:
 
 
 def heatmap_png(matrix: pd.DataFrame, title: str) -> bytes:
-    """A 0..1 heat map (rows: index labels, columns: column labels), red low, green high."""
+    """A 0..1 heat map (rows: index labels, columns: column labels), red low, green high, read in percent
+    (cells and colour bar alike)."""
     fig, ax = pyplot().subplots(
         figsize=(max(4.0, 0.6 * matrix.shape[1] + 2.5), max(2.5, 0.22 * len(matrix) + 1.2))
     )
@@ -74,5 +75,6 @@ def heatmap_png(matrix: pd.DataFrame, title: str) -> bytes:
             ax.text(col, row, f"{100 * value:.0f}", ha="center", va="center", fontsize=7,
                     color="white" if dark else "black")  # fmt: skip
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, fraction=0.04)
+    bar = fig.colorbar(image, ax=ax, fraction=0.04)
+    bar.ax.yaxis.set_major_formatter(lambda value, _: f"{100 * value:.0f} %")  # as the cells read
     return figure_png(fig, dpi=90)
