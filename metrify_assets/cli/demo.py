@@ -51,7 +51,8 @@ class DemoSummary:
     grid_state_events: dict[str, int] = field(default_factory=dict)  # alert / emergency events
     alerts: dict[str, int] = field(default_factory=dict)  # "kind severity status" -> alerts
     # The newest forecast day: its date, the series forecast, the chosen methods and the P10/P50/P90
-    # totals in kWh (numbers: the table formats them).
+    # totals in kWh (numbers: the table formats them; P10/P90 null when the chosen methods gave point
+    # forecasts only).
     forecast: dict[str, Any] = field(default_factory=dict)
     lifecycle_days: dict[str, int] = field(default_factory=dict)  # "dataset tier" -> days in the lake
     lifecycle_preview: dict[str, int] = field(
@@ -101,7 +102,10 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         "count(*) FROM ops.alerts GROUP BY 1 ORDER BY 1"
     ).fetchall()
     forecast = conn.execute(
-        "SELECT local_date, count(DISTINCT (region, segment)), sum(p10_kwh), sum(p50_kwh), sum(p90_kwh), "
+        # P10 / P90 totals only where every chosen row has its interval: a sum over some would be no band
+        "SELECT local_date, count(DISTINCT (region, segment)), "
+        "CASE WHEN count(p10_kwh) = count(p50_kwh) THEN sum(p10_kwh) END, sum(p50_kwh), "
+        "CASE WHEN count(p90_kwh) = count(p50_kwh) THEN sum(p90_kwh) END, "
         "array_agg(DISTINCT method ORDER BY method) FROM ops.load_forecasts "
         "WHERE selected AND local_date = (SELECT max(local_date) FROM ops.load_forecasts) GROUP BY 1"
     ).fetchone()
@@ -142,9 +146,9 @@ def _forecast_summary(row: tuple[Any, ...] | None) -> dict[str, Any]:
         "day": day.isoformat(),
         "series": int(series),
         "methods": list(methods),
-        "p10_kwh": round(float(p10), 3),
+        "p10_kwh": None if p10 is None else round(float(p10), 3),
         "p50_kwh": round(float(p50), 3),
-        "p90_kwh": round(float(p90), 3),
+        "p90_kwh": None if p90 is None else round(float(p90), 3),
     }
 
 
@@ -211,7 +215,12 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
         table.add_row(f"  marts.{mart}", f"{n:,} rows")
     if summary.forecast:
         f = summary.forecast
-        kwh = f"{f['p50_kwh']:,.0f} (P10 {f['p10_kwh']:,.0f} .. P90 {f['p90_kwh']:,.0f})"
+        band = (
+            "point forecast, no interval"
+            if f["p10_kwh"] is None
+            else f"P10 {f['p10_kwh']:,.0f} .. P90 {f['p90_kwh']:,.0f}"
+        )
+        kwh = f"{f['p50_kwh']:,.0f} ({band})"
         table.add_row(
             f"load forecast for {f['day']}",
             f"{f['series']} region x segment series, {kwh} kWh\nchosen methods: {', '.join(f['methods'])}",

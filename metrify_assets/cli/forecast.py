@@ -67,7 +67,7 @@ def summary_table(summary: pd.DataFrame, wins: dict[str, int], title: str) -> Ta
             f"{row['mae']:,.3f}",
             "" if pd.isna(row["mape"]) else f"{row['mape']:.1f}",
             f"{row['smape']:.1f}",
-            f"{row['coverage']:.2f}",
+            "" if pd.isna(row["coverage"]) else f"{row['coverage']:.2f}",
             str(wins.get(str(row["method"]), 0)),
         )
     return table
@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
             "P90",
             "actual",
             "backtest MAE",
-            "fitted model",
+            "version",
         ):
             table.add_column(column, justify="right" if column in ("P10", "P50", "P90", "actual") else "left")
         for r in rows.to_dict(orient="records"):

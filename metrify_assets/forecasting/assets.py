@@ -49,14 +49,17 @@ class LoadForecastConfig(dg.Config):
     )
 
 
-def forecast_rows(result: SeriesForecast, region: str, segment: str, version: str) -> pd.DataFrame:
+def forecast_rows(
+    result: SeriesForecast, region: str, segment: str, versions: dict[str, str]
+) -> pd.DataFrame:
+    """Each method's rows, with the version of that method (store.describe)."""
     rows = result.forecast.forecasts.rename(columns={"p10": "p10_kwh", "p50": "p50_kwh", "p90": "p90_kwh"})
     return rows.assign(
         region=region,
         segment=segment,
         issued_for=result.day - timedelta(days=1),
         selected=rows["method"] == result.winner,
-        model_version=version,
+        model_version=rows["method"].map(versions),
     )
 
 
@@ -71,7 +74,9 @@ def actual_rows(found: dict[tuple[str, str], LoadSeries], day: date) -> pd.DataF
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ACTUAL_COLUMNS)
 
 
-def backtest_rows(result: SeriesForecast, region: str, segment: str, version: str) -> pd.DataFrame:
+def backtest_rows(
+    result: SeriesForecast, region: str, segment: str, versions: dict[str, str]
+) -> pd.DataFrame:
     summary = result.summary
     return pd.DataFrame(
         {
@@ -86,7 +91,7 @@ def backtest_rows(result: SeriesForecast, region: str, segment: str, version: st
             "smape_pct": summary["smape"],
             "coverage": summary["coverage"],
             "selected": summary["method"] == result.winner,
-            "model_version": version,
+            "model_version": summary["method"].astype(str).map(versions),
         }
     )
 
@@ -153,8 +158,8 @@ def load_forecast(
             )
             for (region, segment), result in made.items():
                 info = save(store, result, region, segment, config.window_days)
-                forecasts.append(forecast_rows(result, region, segment, info["version"]))
-                backtests.append(backtest_rows(result, region, segment, info["version"]))
+                forecasts.append(forecast_rows(result, region, segment, info["versions"]))
+                backtests.append(backtest_rows(result, region, segment, info["versions"]))
                 results.append((region, segment, result))
         if forecasts:
             write_forecasts(
@@ -162,7 +167,7 @@ def load_forecast(
             )
     rows = pd.concat(forecasts, ignore_index=True) if forecasts else pd.DataFrame()
     selected = rows[rows["selected"]] if len(rows) else rows
-    without_value = int(selected["p50_kwh"].isna().sum()) if len(selected) else 0
+    without_value = sum(result.unforecast for _, _, result in results)
     winners = winners_table(results)
     wins = winners["winner"].value_counts().to_dict() if len(winners) else {}
     context.log.info(

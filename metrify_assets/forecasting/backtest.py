@@ -35,12 +35,14 @@ METRICS = ["n", "mae", "mape", "smape", "coverage"]
 
 @dataclass(frozen=True)
 class DayForecast:
-    """A day's forecasts by every method (FORECAST_COLUMNS), and the model fitted for it."""
+    """A day's forecasts by every method that could make one (FORECAST_COLUMNS), the model fitted
+    for it, and the quarter-hours the day has (the rows a complete forecast holds)."""
 
     day: date
     forecasts: pd.DataFrame
     model: quantile_model.QuantileModel | None
     training_rows: int
+    intervals: int
 
 
 def _window(rows: pd.DataFrame, day: date, window_days: int) -> pd.DataFrame:
@@ -53,7 +55,10 @@ def _window(rows: pd.DataFrame, day: date, window_days: int) -> pd.DataFrame:
 def _forecasts(
     target: pd.DataFrame, train: pd.DataFrame, fitted: quantile_model.QuantileModel | None
 ) -> pd.DataFrame:
-    """The target day's rows forecast by every method (the model only where one was fitted)."""
+    """The target day's rows forecast by every method that can forecast it: the model only where one
+    was fitted, a baseline only where its history gives a P50 for at least one quarter-hour (a series
+    younger than a week has no seasonal naive or weekday mean: no rows, rather than a day of nulls).
+    A quarter-hour whose history has a gap keeps its row with a null P50."""
     frames = []
     for method in METHODS:
         if method == MODEL:
@@ -62,7 +67,11 @@ def _forecasts(
             predicted = fitted.predict(target)
         else:
             predicted = baselines.forecast(target, train, method)
+            if predicted["p50"].isna().all():
+                continue
         frames.append(target[FORECAST_COLUMNS[:3]].assign(method=method).join(predicted))
+    if not frames:
+        return pd.DataFrame(columns=FORECAST_COLUMNS)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -73,7 +82,9 @@ def forecast_day(series: LoadSeries, day: date, window_days: int = WINDOW_DAYS) 
     train = _window(rows, day, window_days)
     fitted = quantile_model.fit(train)
     target = rows[rows["local_date"] == day]
-    return DayForecast(day, _forecasts(target, train, fitted), fitted, len(quantile_model.trainable(train)))
+    return DayForecast(
+        day, _forecasts(target, train, fitted), fitted, len(quantile_model.trainable(train)), len(target)
+    )
 
 
 def backtest(
@@ -106,10 +117,14 @@ def backtest(
             fitted, fitted_at = quantile_model.fit(train), day
         target = rows[rows["local_date"] == day]
         forecasts = _forecasts(target, train, fitted)
+        if forecasts.empty:  # no method had the history for this origin (yesterday and last week absent)
+            continue
         actual = series.load.reindex(pd.DatetimeIndex(forecasts["reading_start"])).to_numpy(dtype="float64")
         day_frame = calibration.widen(forecasts, calibration.margin(past)).assign(actual=actual)
         past = np.concatenate([past, calibration.scores(day_frame)])
         frames.append(day_frame)
+    if not frames:
+        return pd.DataFrame(columns=[*FORECAST_COLUMNS, "margin", "actual"])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -129,14 +144,17 @@ def _scores(rows: pd.DataFrame, floor: float) -> pd.Series:
     big = np.abs(actual) >= floor
     denominator = np.abs(actual) + np.abs(p50)
     smape = np.divide(2 * error, denominator, out=np.zeros_like(error), where=denominator > 0)
-    inside = (actual >= rows["p10"].to_numpy()) & (actual <= rows["p90"].to_numpy())
+    # coverage over the intervals the method gave a P10..P90 for: a point forecast is no miss
+    p10, p90 = rows["p10"].to_numpy(dtype="float64"), rows["p90"].to_numpy(dtype="float64")
+    banded = ~(np.isnan(p10) | np.isnan(p90))
+    inside = (actual[banded] >= p10[banded]) & (actual[banded] <= p90[banded])
     return pd.Series(
         {
             "n": float(len(rows)),
             "mae": float(error.mean()) if len(rows) else np.nan,
             "mape": float(100 * (error[big] / np.abs(actual[big])).mean()) if big.any() else np.nan,
             "smape": float(100 * smape.mean()) if len(rows) else np.nan,
-            "coverage": float(inside.mean()) if len(rows) else np.nan,
+            "coverage": float(inside.mean()) if banded.any() else np.nan,
         }
     )
 

@@ -5,7 +5,10 @@ quarter-hour yesterday: the only one a series younger than a week has). Each is 
 
 Their intervals are empirical: the P10 and P90 of the baseline's own errors over the training
 window, per horizon hour. A baseline's forecast of a past day used only the days before it, so
-those errors are out of sample.
+those errors are out of sample. Where the window holds none (persistence on a series' second day:
+its first day had no yesterday), the baseline is a point forecast, P10 and P90 null: a zero-width
+interval would claim a certainty no error supports, and every actual off the P50 would count as a
+miss of the interval.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import numpy as np
 import pandas as pd
 
 BASELINES = {"seasonal_naive": "lag_7d", "weekday_mean": "mean_4w", "persistence": "lag_1d"}
+# The version each baseline's rows carry (model_version): its name and the revision of the rule above
+# (P50 from the feature column, P10/P90 from its own errors); bump on a change of either.
+KINDS = {name: f"{name}-v1" for name in BASELINES}
 LOWER, UPPER = 0.1, 0.9
 
 
@@ -32,12 +38,13 @@ def error_quantiles(train: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def forecast(rows: pd.DataFrame, train: pd.DataFrame, name: str) -> pd.DataFrame:
-    """p10, p50, p90 of baseline `name` for `rows` (NaN where the baseline has no value)."""
+    """p10, p50, p90 of baseline `name` for `rows` (NaN where the baseline has no value; p10 and p90
+    NaN throughout when `train` holds no error of it: a point forecast)."""
     column = BASELINES[name]
     p50 = rows[column].to_numpy(dtype="float64")
     spread = error_quantiles(train, column)
     if spread.empty:
-        lo = hi = np.zeros(len(rows))
+        lo = hi = np.full(len(rows), np.nan)
     else:
         picked = spread.reindex(rows["horizon_hour"].to_numpy())
         lo, hi = picked["lo"].to_numpy(), picked["hi"].to_numpy()

@@ -44,6 +44,11 @@ class SeriesForecast:
         rows = self.forecast.forecasts
         return rows[rows["method"] == self.winner]
 
+    @property
+    def unforecast(self) -> int:
+        """Quarter-hours of the day without a P50 from the chosen method."""
+        return self.forecast.intervals - int(self.selected["p50"].notna().sum())
+
 
 def forecast_series(
     series: LoadSeries,
@@ -61,15 +66,14 @@ def forecast_series(
     widening = calibration.margin(calibration.scores(tested)) if len(tested) else 0.0
     made = bt.forecast_day(series, day, window_days)
     final = replace(made, forecasts=calibration.widen(made.forecasts, widening))
-    won = _first_complete(bt.ranking(summary), final.forecasts)
+    won = _first_complete(bt.ranking(summary), final.forecasts, final.intervals)
     return SeriesForecast(series, day, final, summary, len(origins), won, widening)
 
 
-def _first_complete(ranked: list[str], forecasts: pd.DataFrame) -> str:
-    """The first method in `ranked` with a P50 for every quarter-hour of the day (a model not fitted,
-    or a baseline the series is too young for, has none), else the one with the most."""
+def _first_complete(ranked: list[str], forecasts: pd.DataFrame, need: int) -> str:
+    """The first method in `ranked` with a P50 for each of the day's `need` quarter-hours (a model not
+    fitted, or a baseline the series is too young for, has none), else the one with the most."""
     present = forecasts.dropna(subset=["p50"]).groupby("method").size()
-    need = forecasts["reading_start"].nunique()
     complete = [m for m in ranked if present.get(m, 0) == need]
     return complete[0] if complete else max(ranked, key=lambda m: present.get(m, 0))
 

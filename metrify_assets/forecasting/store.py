@@ -1,6 +1,8 @@
 """Forecast models in the lake: `models/load_forecast/<forecast day>/<region>/<segment>/` holds the
 model (joblib, when one was fitted) and `model.json` (training window, features, the backtest's
-metrics per method, which won); the version names the kind, the day and a digest of the description.
+metrics per method, which won). Each method's rows carry a version naming that method's kind (the
+model's `hgb-quantile-v1`, a baseline's e.g. `persistence-v1`), the day and a digest of the
+description: a baseline's rows never claim a model that was not fitted.
 The lake is trusted: only the pipeline writes `models/`, and loading the joblib file unpickles it.
 """
 
@@ -12,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
+from metrify_assets.forecasting import baselines
 from metrify_assets.forecasting import model as quantile_model
 from metrify_assets.forecasting.features import FEATURES
 from metrify_assets.forecasting.run import SeriesForecast
@@ -25,8 +28,14 @@ def prefix(result: SeriesForecast, region: str, segment: str) -> str:
     return f"{MODEL_PREFIX}/{result.day.isoformat()}/{quote(region, safe='')}/{quote(segment, safe='')}"
 
 
+def kind(method: str) -> str:
+    """What made a method's rows: the model's kind or the baseline's."""
+    return quantile_model.MODEL_KIND if method == quantile_model.METHOD else baselines.KINDS[method]
+
+
 def describe(result: SeriesForecast, region: str, segment: str, window_days: int) -> dict[str, Any]:
-    """What `model.json` says; `version` is a digest of the rest."""
+    """What `model.json` says. `versions`: per method that forecast the day or was backtested, its
+    kind, the day and a digest of the rest; `version`: the chosen method's."""
     info: dict[str, Any] = {
         "kind": quantile_model.MODEL_KIND,
         "region": region,
@@ -46,7 +55,9 @@ def describe(result: SeriesForecast, region: str, segment: str, window_days: int
         "model_fitted": result.forecast.model is not None,
     }
     digest = hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    info["version"] = f"{quantile_model.MODEL_KIND}@{result.day.isoformat()}-{digest}"
+    methods = {*result.forecast.forecasts["method"], *result.summary.get("method", ()), result.winner}
+    info["versions"] = {m: f"{kind(m)}@{result.day.isoformat()}-{digest}" for m in sorted(methods)}
+    info["version"] = info["versions"][result.winner]
     return info
 
 

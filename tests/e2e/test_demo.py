@@ -181,6 +181,33 @@ def test_the_demo_forecasts_the_day_after_its_data(
     assert runs[1]["forecast"] == forecast  # a second run replaces the forecast with the same one
 
 
+def test_the_first_forecast_day_is_persistences_point_forecast(
+    runs: list[dict[str, object]], conn: psycopg.Connection
+) -> None:
+    """2026-03-29, forecast from the demo's first day alone: only persistence has the history (no rows
+    for the weekly baselines or the model, rather than null ones), it has no error of its own to size
+    an interval (P10/P90 null, not equal to the P50), and the marts score its P50 but count no
+    interval miss. Its rows name persistence, not a model."""
+    methods = conn.execute(
+        "SELECT method, count(*), count(p50_kwh), count(p10_kwh), count(p90_kwh), "
+        "bool_and(model_version LIKE 'persistence-v1@2026-03-29-%%') "
+        "FROM ops.load_forecasts WHERE local_date = '2026-03-29' GROUP BY 1"
+    ).fetchall()
+    assert [m[0] for m in methods] == ["persistence"]
+    ((_, rows, p50, p10, p90, named),) = methods
+    assert rows == p50 > 0 and p10 == p90 == 0 and named
+    scored = conn.execute(
+        "SELECT count(*), count(actual_kwh), count(within_p10_p90) FROM marts.fct_load_forecast "
+        "WHERE local_date = '2026-03-29'"
+    ).fetchone()
+    assert scored is not None and scored[0] == rows and scored[1] > 0 and scored[2] == 0
+    accuracy = conn.execute(
+        "SELECT sum(intervals_scored), count(mae_kwh), count(coverage) FROM marts.fct_forecast_accuracy "
+        "WHERE local_date = '2026-03-29'"
+    ).fetchone()
+    assert accuracy is not None and accuracy[0] > 0 and accuracy[1] > 0 and accuracy[2] == 0
+
+
 def test_forecast_show_lists_the_chosen_forecast_of_every_series(
     runs: list[dict[str, object]], demo_home: Path
 ) -> None:

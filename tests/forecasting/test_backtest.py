@@ -48,6 +48,19 @@ def test_metrics_by_hand() -> None:
     assert np.isclose(scored.loc["seasonal_naive", "coverage"], 0.5)  # 5 +/- 10 holds 0 and 10
 
 
+def test_a_point_forecast_is_no_miss_of_an_interval() -> None:
+    """A baseline without an interval (P10/P90 null) is scored on its P50; its coverage is unknown,
+    not 0, and a partly banded day counts only the banded intervals."""
+    actual = [10.0, 20.0, 30.0, 40.0]
+    point = frame("persistence", actual, [11.0, 20.0, 29.0, 40.0]).assign(p10=np.nan, p90=np.nan)
+    half = frame("weekday_mean", actual, [10.0, 20.0, 35.0, 35.0], 1.0)
+    half.loc[:1, ["p10", "p90"]] = np.nan  # banded: 30 +/- ... 35 +/- 1 misses 30 and 40
+    scored = bt.evaluate(pd.concat([point, half])).set_index("method")
+    assert scored.loc["persistence", "n"] == 4 and np.isclose(scored.loc["persistence", "mae"], 0.5)
+    assert np.isnan(scored.loc["persistence", "coverage"])
+    assert np.isclose(scored.loc["weekday_mean", "coverage"], 0.0)
+
+
 def test_methods_are_compared_on_the_same_intervals() -> None:
     actual = [10.0, 20.0, 30.0, 40.0]
     partial = frame("seasonal_naive", actual, [10.0, np.nan, 30.0, 40.0])

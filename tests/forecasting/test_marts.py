@@ -170,6 +170,10 @@ def test_each_run_forecasts_the_next_day_and_stores_its_own_days_actuals(built: 
     assert (forecasts["issued_for"] == forecasts["local_date"] - timedelta(days=1)).all()
     assert (forecasts["n"] == 96 * forecasts["methods"]).all() and (forecasts["methods"] >= 3).all()
     assert (forecasts["selected"] == 96).all()
+    # every method's rows name what made them: no baseline claims a model
+    versions = built.query("SELECT DISTINCT method, model_version FROM ops.load_forecasts")
+    for method, version in versions.values:
+        assert version.startswith("hgb-quantile-v1@" if method == "model" else f"{method}-v1@"), version
     # each run stored its own partition's day: the second run's is the day the first forecast
     actuals = built.query(
         "SELECT region, segment, local_date, count(*) AS n FROM ops.load_actuals GROUP BY 1, 2, 3"
@@ -321,6 +325,33 @@ def test_an_interval_a_method_did_not_forecast_is_not_scored(
     )
     expected = forecast["within_p10_p90"].astype(float).mean()
     assert accuracy.values.tolist() == [[48, pytest.approx(expected)]]
+
+
+def test_a_point_forecast_is_not_a_miss(built: Built, pg_resource: PostgresResource, tmp_path: Path) -> None:
+    """A method's day without P10/P90 (a baseline's point forecast) has within_p10_p90 null and null
+    coverage, though its P50 is scored. Runs after the tests that compare figures (definition order)."""
+    with built.conn.cursor() as cur:
+        cur.execute(
+            "UPDATE ops.load_forecasts SET p10_kwh = NULL, p90_kwh = NULL "
+            "WHERE region = 'south' AND method = 'persistence' AND local_date = %s",
+            (SCORED,),
+        )
+        assert cur.rowcount == 96
+    window = json.dumps({"min_date": SCORED.isoformat(), "max_date": SCORED.isoformat()})
+    results = run_dbt_build(pg_resource.get_url(), tmp_path, "--select", *MARTS.split(), "--vars", window)
+    assert failures(results) == {}
+    rows = built.query(
+        "SELECT actual_kwh, p50_kwh, error_kwh, within_p10_p90 FROM marts.fct_load_forecast "
+        f"WHERE region = 'south' AND method = 'persistence' AND local_date = '{SCORED}'"
+    )
+    assert len(rows) == 96 and rows["within_p10_p90"].isna().all()
+    assert rows["error_kwh"].notna().sum() == 96 - len(GAP)
+    accuracy = built.query(
+        "SELECT intervals_scored, mae_kwh, coverage FROM marts.fct_forecast_accuracy "
+        f"WHERE region = 'south' AND method = 'persistence' AND local_date = '{SCORED}'"
+    )
+    assert accuracy["intervals_scored"].tolist() == [96 - len(GAP)]
+    assert accuracy["mae_kwh"].notna().all() and accuracy["coverage"].isna().all()
 
 
 def test_a_rerun_replaces_its_days_actuals(

@@ -120,7 +120,7 @@ def test_the_pipeline_forecasts_the_location_as_the_library_does(
 
 
 def test_the_model_is_versioned_in_the_lake_with_its_backtest(
-    materialised: dg.ExecuteInProcessResult,
+    materialised: dg.ExecuteInProcessResult, pg_resource: PostgresResource
 ) -> None:
     (event,) = materialised.asset_materializations_for_node("load_forecast")
     assert event.metadata["series_days"].value == 1
@@ -137,7 +137,21 @@ def test_the_model_is_versioned_in_the_lake_with_its_backtest(
         "persistence",
     }
     assert info["model_fitted"] and lake.exists(info["model_key"])
-    assert info["version"].startswith(f"hgb-quantile-v1@{DAY.isoformat()}-")
+    # each method's rows carry its own kind: a baseline's never name the model
+    kinds = {
+        "model": "hgb-quantile-v1",
+        **{m: f"{m}-v1" for m in ("seasonal_naive", "weekday_mean", "persistence")},
+    }
+    assert set(info["versions"]) == set(kinds) and info["version"] == info["versions"][info["winner"]]
+    for method, version in info["versions"].items():
+        assert version.startswith(f"{kinds[method]}@{DAY.isoformat()}-"), method
+    stored_versions = stored(
+        pg_resource,
+        "SELECT DISTINCT 'f' AS t, method, model_version FROM ops.load_forecasts UNION "
+        "SELECT DISTINCT 'b', method, model_version FROM ops.load_forecast_backtests",
+    )
+    assert len(stored_versions) == 8
+    assert all(info["versions"][m] == v for m, v in stored_versions[["method", "model_version"]].values)
 
 
 def test_the_file_forecast_agrees_with_the_pipelines_to_the_rounding_a_tree_model_amplifies(

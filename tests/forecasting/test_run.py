@@ -22,13 +22,29 @@ def test_the_chosen_method_forecasts_every_quarter_hour_of_the_day() -> None:
 
 
 def test_a_series_younger_than_a_week_is_forecast_from_yesterday() -> None:
+    """Only persistence has the history: the model and the weekly baselines write no rows (not a day of
+    nulls); its interval comes from its own errors on the days that had a yesterday."""
     series = synthetic(days=3)
     result = forecast_series(series, date(2026, 1, 8), window_days=21, backtest_days=7)
     assert result.forecast.model is None and result.origins == 3
-    assert result.winner == "persistence"
+    assert result.winner == "persistence" and result.unforecast == 0
+    assert set(result.forecast.forecasts["method"]) == {"persistence"}
     assert len(result.selected) == 96 and result.selected["p50"].notna().all()
     yesterday = series.load[series.load.index >= pd.Timestamp("2026-01-07", tz="UTC")]
     assert (result.selected["p50"].to_numpy() == yesterday.to_numpy()).all()
+    assert (result.selected["p10"] < result.selected["p50"]).any()
+    assert (result.selected["p10"] <= result.selected["p50"]).all()
+    assert (result.selected["p50"] <= result.selected["p90"]).all()
+
+
+def test_a_series_of_one_day_gets_a_point_forecast() -> None:
+    """On its second day persistence has no error of its own to size an interval: P10 and P90 are
+    null, not equal to the P50 (which would count every actual off it as a miss)."""
+    series = synthetic(days=1)
+    result = forecast_series(series, date(2026, 1, 6), window_days=21, backtest_days=7)
+    assert result.winner == "persistence" and set(result.forecast.forecasts["method"]) == {"persistence"}
+    assert len(result.selected) == 96 and result.selected["p50"].notna().all()
+    assert result.selected["p10"].isna().all() and result.selected["p90"].isna().all()
 
 
 def test_a_worker_pool_gives_the_answers_of_one_process() -> None:

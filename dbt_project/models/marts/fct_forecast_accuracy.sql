@@ -2,8 +2,9 @@
 -- segment, local date and method, the quarter-hours scored (actual and P50 known), MAE, MAPE, sMAPE
 -- and P10..P90 coverage, as metrify_assets/forecasting/backtest.py computes them. MAPE skips the
 -- intervals whose |actual| is below 5 % of the day's mean |actual| (net load near zero makes a
--- percentage error unbounded); an interval without P10 or P90 counts as outside. A day not yet
--- realised has 0 intervals scored and null metrics.
+-- percentage error unbounded). Coverage counts the scored intervals with a P10..P90 only: a point
+-- forecast (no interval) is no miss, and a day of them has null coverage. A day not yet realised has
+-- 0 intervals scored and null metrics.
 -- Incremental on the same series-days as fct_load_forecast (macros/forecast_window.sql).
 {{ config(
     materialized='incremental',
@@ -64,7 +65,9 @@ days as (
                     then 2 * abs_error_kwh / (abs(actual_kwh) + abs(p50_kwh)) else 0 end
             end
         ) as {{ dbt.type_float() }}) as smape_pct,
-        cast(avg(case when is_scored then {{ indicator('within_p10_p90') }} end) as {{ dbt.type_float() }}) as coverage,
+        cast(avg(
+            case when within_p10_p90 is not null then {{ indicator('within_p10_p90') }} end
+        ) as {{ dbt.type_float() }}) as coverage,
         max(last_changed_at_utc) as last_changed_at_utc
     from scored
     -- a series' day is written whole by one run: selected and model_version are one per method

@@ -35,11 +35,12 @@ select
     a.energy_kwh as actual_kwh,
     a.energy_kwh - f.p50_kwh as error_kwh,
     abs(a.energy_kwh - f.p50_kwh) as abs_error_kwh,
-    -- unknown until the actual is known and where the method made no forecast (no P50), as
-    -- fct_forecast_accuracy scores only those intervals; a P50 without its interval counts as outside
+    -- unknown until the actual is known, where the method made no forecast (no P50), as
+    -- fct_forecast_accuracy scores only those intervals, and where it gave a point forecast (no
+    -- P10..P90: a baseline without errors of its own to size one), which no coverage counts
     case
-        when a.energy_kwh is null or f.p50_kwh is null then null
-        else coalesce(a.energy_kwh between f.p10_kwh and f.p90_kwh, false)
+        when a.energy_kwh is null or f.p50_kwh is null or f.p10_kwh is null or f.p90_kwh is null then null
+        else a.energy_kwh between f.p10_kwh and f.p90_kwh
     end as within_p10_p90,
     f.forecast_at_utc,
     case
