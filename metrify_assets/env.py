@@ -10,7 +10,9 @@ HOME/pg), METRIFY_LAKE_URL (a directory or s3://bucket/prefix; default HOME/lake
 landing directory instead of Kafka) with KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
 KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD (a secret: passed on as `dg.EnvVar`), KAFKA_SSL_CAFILE and
 METRIFY_KAFKA_GROUP_ID, METRIFY_DBT_TARGET (postgres or snowflake), METRIFY_QUALITY_ALERT_THRESHOLD
-(quality score below which a batch raises an alert, default 95), and for the snowflake target
+(quality score below which a batch raises an alert, default 95), METRIFY_GRID_AREA (the synchronous
+area the grid nodes are judged by where a run's config names none: docs/grid.md; default
+continental_europe), and for the snowflake target
 METRIFY_SNOWFLAKE_ACCOUNT, _USER, _PASSWORD (a secret), _DATABASE, _WAREHOUSE, _ROLE, _HOST, _PORT,
 _PROTOCOL. Alert channels (docs/alerts.md; none set: alerts are recorded, not sent):
 METRIFY_ALERT_WEBHOOK_URL with METRIFY_ALERT_WEBHOOK_SECRET (a secret: signs each request),
@@ -140,6 +142,7 @@ class Settings:
     kafka_ssl_cafile: str | None = None
     kafka_group_id: str = "metrify-ingest"
     quality_alert_threshold: float = 95.0  # a batch scoring below this raises a quality alert
+    grid_area: str | None = None  # the deployment's synchronous area (None: grid/areas.DEFAULT_AREA)
     snowflake: SnowflakeSettings = SnowflakeSettings()
     alerts: AlertSettings = AlertSettings()
     redis_url: str | None = None
@@ -183,6 +186,7 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
         kafka_group_id=env.get("METRIFY_KAFKA_GROUP_ID") or "metrify-ingest",
         quality_alert_threshold=float(env.get("METRIFY_QUALITY_ALERT_THRESHOLD") or 95.0),
+        grid_area=env.get("METRIFY_GRID_AREA") or None,
         snowflake=resolve_snowflake(env),
         alerts=resolve_alerts(env),
         redis_url=env.get("REDIS_URL") or None,

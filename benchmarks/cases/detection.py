@@ -23,6 +23,7 @@ from benchmarks.cases.vee import vee_quality
 from benchmarks.harness import CaseResult
 from metrify_assets.contracts import contract_for
 from metrify_assets.grid.analysis import INPUT_COLUMNS, GridConfig, analyse
+from metrify_assets.grid.areas import area
 from metrify_assets.ingestion.decode import decode
 from metrify_assets.meters.anomaly import features, model
 from metrify_assets.meters.anomaly.baseline import fit_baseline, score_baseline
@@ -30,7 +31,7 @@ from metrify_assets.meters.anomaly.scoring import score_run
 from metrify_assets.quality import rules
 from metrify_assets.simulation import SimulationConfig, simulate
 from metrify_assets.simulation.config import FREQUENCY_EVENT, SHIFT_FAULT
-from metrify_assets.simulation.grid_status import EVENT_MINUTES
+from metrify_assets.simulation.grid_status import event_shape
 
 # fault kind -> the rule reason meant to catch it
 RULE_SIGNAL = {
@@ -79,10 +80,12 @@ def _gaps(records: pd.DataFrame, interval: pd.Timedelta) -> set[str]:
     return missing
 
 
-def _event_keys(grid_records: pd.DataFrame, truth: set[str]) -> set[str]:
-    """Keys of the alert/emergency events the grid analysis finds: an event that starts within a
-    labelled drop (node, first sample) takes the label's key, any other its own (a false alarm)."""
-    events = analyse(grid_records[INPUT_COLUMNS], GridConfig()).events
+def _event_keys(grid_records: pd.DataFrame, truth: set[str], area_name: str) -> set[str]:
+    """Keys of the alert/emergency events the grid analysis finds, judged by the simulated network's
+    area: an event that starts within a labelled drop (node, first sample) takes the label's key, any
+    other its own (a false alarm)."""
+    events = analyse(grid_records[INPUT_COLUMNS], GridConfig(default_area=area_name)).events
+    minutes = event_shape(area(area_name))[1]
     labelled: dict[str, list[tuple[pd.Timestamp, str]]] = {}
     for key in truth:
         node, start = key.split("|", 1)
@@ -91,9 +94,7 @@ def _event_keys(grid_records: pd.DataFrame, truth: set[str]) -> set[str]:
     for node, started in zip(
         events["grid_node_id"], pd.to_datetime(events["started_at"], utc=True), strict=True
     ):
-        match = [
-            k for s, k in labelled.get(node, []) if s <= started <= s + pd.Timedelta(minutes=EVENT_MINUTES)
-        ]
+        match = [k for s, k in labelled.get(node, []) if s <= started <= s + pd.Timedelta(minutes=minutes)]
         found.add(match[0] if match else natural_key(node, started))
     return found
 
@@ -134,7 +135,7 @@ def detection(scale: float) -> CaseResult:
             if kind == FREQUENCY_EVENT:  # a system state over minutes: the grid state machine's job
                 kept = batch.records[(outcome.decision != "reject").to_numpy()]
                 rows.append({"source": source, "fault": kind, "signal": "grid state events",
-                             **precision_recall(truth, _event_keys(kept, truth))})  # fmt: skip
+                             **precision_recall(truth, _event_keys(kept, truth, config.grid_area))})  # fmt: skip
                 continue
             if kind == "missing_interval":
                 # Gaps among all decoded records: a rejected reading is a known reading, not a gap.

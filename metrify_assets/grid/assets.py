@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from metrify_assets.env import resolve_settings
 from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.grid.analysis import GridConfig, joined
 from metrify_assets.grid.areas import AREAS, DEFAULT_AREA
@@ -39,9 +40,10 @@ CHART_DAYS = 31  # the risk chart shows the run's last days
 class GridRunConfig(dg.Config):
     """Run-time knobs of the grid analysis; thresholds come from the synchronous area (grid/areas.py)."""
 
-    area: str = Field(
-        default=DEFAULT_AREA,
-        description=f"Synchronous area of the nodes not in node_areas: {', '.join(sorted(AREAS))}.",
+    area: str | None = Field(
+        default=None,
+        description=f"Synchronous area of the nodes not in node_areas: {', '.join(sorted(AREAS))}; "
+        f"unset: the deployment's METRIFY_GRID_AREA, else {DEFAULT_AREA}.",
     )
     node_areas: dict[str, str] = Field(
         default_factory=dict, description="Synchronous area per grid node, where it is not `area`."
@@ -65,9 +67,10 @@ class GridRunConfig(dg.Config):
         "whatever its range (docs/grid.md#runs-in-chunks).",
     )
 
-    def grid_config(self) -> GridConfig:
+    def grid_config(self, deployment_area: str | None = None) -> GridConfig:
+        """The analysis' settings: this run's `area`, else the deployment's, else DEFAULT_AREA."""
         return GridConfig(
-            default_area=self.area,
+            default_area=self.area or deployment_area or DEFAULT_AREA,
             node_areas=dict(self.node_areas),
             voltage=VoltageConfig(nominal_v=self.nominal_voltage_v),
         )
@@ -93,7 +96,7 @@ def grid_stability(
     context: dg.AssetExecutionContext, config: GridRunConfig, postgres: PostgresResource
 ) -> dg.MaterializeResult:
     first, last = partition_days(context)
-    cfg = config.grid_config()
+    cfg = config.grid_config(resolve_settings().grid_area)
     lookback = pd.Timedelta(minutes=config.lookback_minutes).to_pytimedelta()
     totals = Totals()
     with postgres.connect() as conn:

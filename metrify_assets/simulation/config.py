@@ -8,6 +8,8 @@ from itertools import chain
 
 import pandas as pd
 
+from metrify_assets.grid.areas import area
+
 DEFAULT_REGIONS = ("scotland", "north", "midlands", "london", "south-west")
 
 # Fault kinds, named as the quality rules and the labels name them.
@@ -36,6 +38,8 @@ class SimulationConfig:
     """Size, period and fault rate of a synthetic run; the same config always gives the same data.
 
     The default start puts the spring DST change of Europe/London (2026-03-29) inside the run.
+    The network is Great Britain's (its regions, Europe/London), so `grid_area` is `great_britain`:
+    the frequency events are sized to that area's rules, and `metrify demo` judges the grid by it.
     `fault_rate` is the probability that any one record receives a fault. `shift_share` is the share
     of meters that read +/-25-35 % off for a few days (a consumption shift), none before `shift_from`.
     """
@@ -57,6 +61,7 @@ class SimulationConfig:
     shift_share: float = 0.0  # share of meters with a consumption shift (0: none, output unchanged)
     shift_from: date | None = None  # first local day a shift may start (None: the run's first day)
     frequency_events: int = 1  # sustained frequency drops (grid alert state); none if fault_rate 0
+    grid_area: str = "great_britain"  # synchronous area of the simulated grid (grid/areas.py)
 
     def __post_init__(self) -> None:
         if self.meters < 1 or self.days < 1 or self.grid_nodes < 1 or self.weather_stations < 1:
@@ -67,6 +72,7 @@ class SimulationConfig:
             raise ValueError(f"shift_share must be within 0..1, got {self.shift_share}")
         if not self.regions:
             raise ValueError("at least one region is needed")
+        area(self.grid_area)  # a ValueError names the known areas
         if 60 % self.interval_minutes or 60 % self.weather_interval_minutes:
             raise ValueError("interval lengths must divide an hour")
 

@@ -3,10 +3,11 @@
 Frequency is one synchronous-area signal, 50 Hz plus an Ornstein-Uhlenbeck deviation with a std of
 19 mHz and a correlation time of a few minutes (as in the real Paris 2014 sample), plus a little
 measurement noise per node. Nodes are LV monitoring points (230 V nominal) with a daily load shape.
-`frequency_events` sustained deviations (150 mHz low for 8 minutes: beyond half of Continental
-Europe's 200 mHz maximum steady-state deviation for longer than the 5-minute alert trigger) put
-every node in ENTSO-E's alert state once, so the grid states, events and alerts have something real
-to show.
+`frequency_events` sustained deviations, sized to the simulated network's synchronous area
+(`event_shape`: in Great Britain 375 mHz low for 13 minutes, beyond half of its 500 mHz maximum
+steady-state deviation for longer than its 10-minute alert trigger; in Continental Europe 150 mHz for
+8 minutes), put every node in ENTSO-E's alert state once, so the grid states, events and alerts have
+something real to show.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import date
 import numpy as np
 
 from metrify_assets.contracts import GRID_STATUS
+from metrify_assets.grid.areas import SynchronousArea, area
 from metrify_assets.simulation import load_profiles
 from metrify_assets.simulation.config import FREQUENCY_EVENT, GRID_FAULTS, SimulationConfig
 from metrify_assets.simulation.faults import NO_FAULT, Label, Record, choose_faults, label, malform
@@ -28,8 +30,13 @@ SOURCE = GRID_STATUS.source
 NOMINAL_HZ = 50.0
 FREQ_STD_HZ = 0.019
 FREQ_CORRELATION_S = 180.0
-EVENT_DEVIATION_HZ = -0.15
-EVENT_MINUTES = 8
+
+
+def event_shape(synchronous: SynchronousArea) -> tuple[float, int]:
+    """A frequency event's deviation (Hz) and minutes: 1.5 times the area's alert deviation (half its
+    maximum steady-state deviation, so below an emergency), low, for 3 minutes past its alert trigger
+    time: an alert of every node, whatever the area."""
+    return -1.5 * synchronous.alert_deviation_hz, int(synchronous.alert_trigger_s // 60) + 3
 
 
 def frequency_events(config: SimulationConfig, grid: TimeGrid, system: np.ndarray) -> list[int]:
@@ -37,7 +44,8 @@ def frequency_events(config: SimulationConfig, grid: TimeGrid, system: np.ndarra
     return their first steps: afternoons of the last days, from a stream of their own so the rest of
     the simulation is the same with or without them. A clean run (`fault_rate` 0) has none."""
     rng = np.random.default_rng([config.seed, 0xF4E9])
-    length = max(1, -(-EVENT_MINUTES // config.grid_interval_minutes))
+    deviation_hz, minutes = event_shape(area(config.grid_area))
+    length = max(1, -(-minutes // config.grid_interval_minutes))
     day_steps = len(grid) // config.days
     starts = []
     for i in range(min(config.frequency_events if config.fault_rate > 0 else 0, config.days)):
@@ -45,7 +53,7 @@ def frequency_events(config: SimulationConfig, grid: TimeGrid, system: np.ndarra
         start = day * day_steps + int(rng.uniform(0.55, 0.7) * day_steps)
         if start + length > len(grid):
             continue
-        system[start : start + length] = EVENT_DEVIATION_HZ + rng.normal(0.0, 0.005, size=length)
+        system[start : start + length] = deviation_hz + rng.normal(0.0, 0.005, size=length)
         starts.append(start)
     return starts
 
@@ -74,9 +82,10 @@ def grid_messages(
     )
 
     kinds = choose_faults(rng, (n, steps), config.fault_rate, GRID_FAULTS)
+    deviation_hz, minutes = event_shape(area(config.grid_area))
     labels: list[Label] = [
         label(FREQUENCY_EVENT, SOURCE, {"grid_node_id": node, "measured_at": grid.iso[start]},
-              deviation_hz=EVENT_DEVIATION_HZ, minutes=EVENT_MINUTES)
+              deviation_hz=deviation_hz, minutes=minutes)
         for start in events for node in nodes
     ]  # fmt: skip
     messages: dict[date, list[str]] = defaultdict(list)

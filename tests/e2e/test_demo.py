@@ -154,6 +154,17 @@ def test_the_summary_shows_grid_states_and_alerts(
     assert isinstance(alerts, dict)
     stored = conn.execute("SELECT count(*) FROM ops.alerts").fetchone()
     assert stored is not None and sum(alerts.values()) == stored[0]
+    # The demo's network is GB's: its nodes are judged by GB's standards, and its frequency event
+    # (375 mHz low for 13 minutes) is an alert of every node under them.
+    assert runs[0]["grid_area"] == "great_britain"
+    assert conn.execute("SELECT DISTINCT area FROM ops.grid_stability").fetchall() == [("great_britain",)]
+    alerted = conn.execute(
+        "SELECT count(DISTINCT grid_node_id), min(abs(peak_deviation_hz)) FROM ops.grid_state_events "
+        "WHERE state = 'alert' AND rule = 'beyond_half_max_steady_state'"
+    ).fetchone()
+    nodes = conn.execute("SELECT count(DISTINCT grid_node_id) FROM ops.grid_status").fetchone()
+    assert alerted is not None and nodes is not None and alerted[0] == nodes[0] > 0
+    assert alerted[1] > 0.25  # beyond half of GB's 500 mHz maximum steady-state deviation
 
 
 def test_the_demo_forecasts_the_day_after_its_data(

@@ -178,6 +178,27 @@ def test_states_carry_across_midnight_in_either_run_order(pg: psycopg.Connection
     pd.testing.assert_frame_equal(both, outcomes[0])
 
 
+def test_the_deployments_area_judges_the_nodes_unless_the_run_names_one(
+    pg: psycopg.Connection, pg_resource: PostgresResource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """METRIFY_GRID_AREA is the area where the run config names none: 120 mHz for 30 minutes is an
+    alert in Continental Europe (beyond 100 mHz for over 5 minutes) and inside GB's +/-200 mHz."""
+    store_samples(pg, excursion_across_midnight())
+    monkeypatch.setenv("METRIFY_GRID_AREA", "great_britain")
+    judged = {}
+    for run_config in ({}, {"ops": {"grid_stability": {"config": {"area": "continental_europe"}}}}):
+        result = dg.materialize(
+            [grid_stability],
+            resources={"postgres": pg_resource},
+            partition_key=DAY.isoformat(),
+            run_config=run_config,
+        )
+        assert result.success
+        hours = query(pg, "SELECT area, worst_state FROM ops.grid_stability")
+        judged[hours["area"].unique().item()] = set(hours["worst_state"])
+    assert judged == {"great_britain": {"normal"}, "continental_europe": {"normal", "alert"}}
+
+
 def test_an_event_open_at_midnight_ends_when_the_next_day_runs_and_its_alert_resolves(
     pg: psycopg.Connection,
 ) -> None:

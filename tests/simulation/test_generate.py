@@ -10,10 +10,13 @@ from functools import cache
 from itertools import pairwise
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from metrify_assets.contracts import METER_REGISTRY_COLUMNS, contract_for
+from metrify_assets.grid.analysis import INPUT_COLUMNS, GridConfig, analyse
 from metrify_assets.simulation import FAULT_KINDS, Simulation, SimulationConfig, simulate
+from metrify_assets.simulation.config import FREQUENCY_EVENT
 
 Row = dict[str, Any]
 PY_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -125,6 +128,47 @@ def test_grid_frequency_deviation_is_like_the_real_grid() -> None:
     std = (sum((f - mean) ** 2 for f in freq) / len(freq)) ** 0.5
     assert abs(mean - 50.0) < 0.01
     assert 0.012 < std < 0.026  # the Paris sample: 19 mHz
+
+
+def event_run(area_name: str) -> tuple[Simulation, pd.DataFrame]:
+    """A day of three nodes with one frequency event (almost no other fault), and its grid samples."""
+    config = SimulationConfig(
+        meters=1, days=1, grid_nodes=3, weather_stations=1, fault_rate=1e-4, grid_area=area_name
+    )
+    sim = simulate(config)
+    rows = [r for r in records(sim.messages["grid_status"]) if isinstance(r.get("frequency_hz"), float)]
+    return sim, pd.DataFrame(rows).reindex(columns=INPUT_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("area_name", "deviation_hz", "minutes"),
+    [("great_britain", -0.375, 13), ("continental_europe", -0.15, 8)],
+)
+def test_the_frequency_event_is_an_alert_of_every_node_by_its_networks_area(
+    area_name: str, deviation_hz: float, minutes: int
+) -> None:
+    """The simulated network is GB's by default; its event is sized to its area: an alert (not an
+    emergency) of each node when judged by that area's standards."""
+    assert SimulationConfig().grid_area == "great_britain"
+    sim, samples = event_run(area_name)
+    labelled = [entry for entry in sim.labels if entry["kind"] == FREQUENCY_EVENT]
+    assert len(labelled) == 3
+    assert all(
+        entry["detail"] == {"deviation_hz": pytest.approx(deviation_hz), "minutes": minutes}
+        for entry in labelled
+    )
+    events = analyse(samples, GridConfig(default_area=area_name)).events
+    assert sorted(events["grid_node_id"]) == sorted({str(e["key"]["grid_node_id"]) for e in labelled})  # type: ignore[index]
+    assert set(events["state"]) == {"alert"} and set(events["rule"]) == {"beyond_half_max_steady_state"}
+
+
+def test_a_continental_sized_event_is_inside_gb_standards() -> None:
+    """Why the demo's area matters: Continental Europe's alert (150 mHz for 8 minutes) is within GB's
+    +/-200 mHz standard range, and GB's event an emergency by Continental Europe's 200 mHz maximum."""
+    _, continental = event_run("continental_europe")
+    assert analyse(continental, GridConfig(default_area="great_britain")).events.empty
+    _, british = event_run("great_britain")
+    assert "emergency" in set(analyse(british, GridConfig(default_area="continental_europe")).events["state"])
 
 
 def test_registry_has_the_ops_meters_columns() -> None:
