@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
@@ -51,14 +51,23 @@ class TemplatedSqliteEventLogStorage(SqliteEventLogStorage):
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
         """Dagster's `_connect` (its lock, its initialisation once per shard, one transaction), on
-        the shard's held engine instead of a new one."""
+        the shard's held engine instead of a new one.
+
+        A write to a run's database touches the file: the UI follows a running run's log by
+        watching it change (`watch`), which Dagster's engine did by closing the database after
+        each write, folding the write-ahead log in; a held connection leaves the commit in the log.
+        """
         with self._db_lock:
             engine = sqlite_engines.held_engine(self.conn_string_for_shard(shard))
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                changes = _total_changes(conn)
+                with conn.begin():
+                    yield conn
+                if shard != INDEX_SHARD_NAME and _total_changes(conn) != changes:
+                    os.utime(self.path_for_shard(shard))  # after the commit: a watcher reads it
 
     def wipe(self) -> None:
         sqlite_engines.release()  # Dagster removes the run shards' files
@@ -110,6 +119,11 @@ class TemplatedSqliteEventLogStorage(SqliteEventLogStorage):
             staged.unlink(missing_ok=True)
         _remove_other_templates(template)
         return template
+
+
+def _total_changes(conn: Connection) -> int:
+    """Rows the SQLite connection under `conn` has changed since it was opened."""
+    return int(conn.connection.dbapi_connection.total_changes)  # type: ignore[union-attr]
 
 
 def _remove_other_templates(template: Path) -> None:

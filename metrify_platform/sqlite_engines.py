@@ -9,10 +9,14 @@ holds its connection open, with `synchronous=NORMAL`, SQLite's setting for WAL: 
 synced, the log is synced at each checkpoint, and a committed write can be lost only with the
 machine (power, kernel), never with the process; the database stays consistent either way.
 
-The engines are per process: a forked child (the drain's workers, the warm launcher's runs) drops
-its parent's without closing the connections the parent still uses (SQLite's rule for a fork), and
-opens its own. At most `MAX_ENGINES` are held: a webserver reading many runs' databases closes the
-least recently used one.
+The engines are per process, and a fork (the drain's workers, the warm launcher's runs) closes the
+forking process's connections first, so that no child inherits an open one. SQLite keeps its lock
+bookkeeping per process and file: a child's own connection to a file its parent had open shares the
+copied bookkeeping and never takes its locks, so the parent's last close could checkpoint and delete
+the write-ahead log under the child's commits; and the child closing an inherited connection (as the
+garbage collector does) is what SQLite says never to do. The parent opens its connections again on
+next use. At most `MAX_ENGINES` are held: a webserver reading many runs' databases closes the least
+recently used one.
 """
 
 from __future__ import annotations
@@ -66,13 +70,24 @@ def _unsynced_commits(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
-def _forget_parents_engines() -> None:
-    """In a forked child: the parent's connections stay open for the parent, unused here."""
-    for engine in _engines.values():
-        engine.dispose(close=False)
-    _engines.clear()
+def _close_before_fork() -> None:
+    """Close the held connections and keep the lock until the fork is done, so that no thread opens
+    one in between. A connection another thread is using at that moment stays open, as with
+    Dagster's own engines."""
+    _lock.acquire()
+    while _engines:
+        _engines.popitem()[1].dispose()
+
+
+def _release_after_fork() -> None:
+    _lock.release()
+
+
+def _reset_lock_in_child() -> None:
     global _lock
-    _lock = threading.Lock()  # another thread of the parent may have held it at the fork
+    _lock = threading.Lock()  # the copy is held by the forking thread, which the child has not
 
 
-os.register_at_fork(after_in_child=_forget_parents_engines)
+os.register_at_fork(
+    before=_close_before_fork, after_in_parent=_release_after_fork, after_in_child=_reset_lock_in_child
+)

@@ -153,6 +153,49 @@ def test_a_forked_child_opens_its_own_connections(tmp_path: Path) -> None:
     assert _messages(storage, "run-b") == ["child"]
 
 
+def test_a_childs_commits_outlive_its_parents_connections(tmp_path: Path) -> None:
+    """A child that inherited an open connection to a database opened its own without SQLite's
+    locks (their bookkeeping is per process, copied by the fork): the parent's close of its last
+    connection then checkpointed and deleted the write-ahead log under the child, losing its
+    later commits."""
+    storage = TemplatedSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(_event("run-a", "parent"))
+    go_read, go_write = os.pipe()
+    done_read, done_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a drain's worker writing while its parent goes on
+        try:
+            storage.store_event(_event("run-a", "child 1"))
+            os.write(done_write, b"1")
+            os.read(go_read, 1)
+            storage.store_event(_event("run-a", "child 2"))
+        finally:
+            os._exit(0)
+    assert os.read(done_read, 1) == b"1"
+    sqlite_engines.release()  # the parent closes its connections (disposed, least recently used)
+    os.write(go_write, b"2")
+    os.waitpid(pid, 0)
+    assert _messages(SqliteEventLogStorage(str(tmp_path)), "run-a") == ["parent", "child 1", "child 2"]
+
+
+def test_a_running_runs_log_is_followed(tmp_path: Path) -> None:
+    """The UI's live run log (`watch`) wakes when the run's database file changes."""
+    writer = TemplatedSqliteEventLogStorage(str(tmp_path))
+    watcher = TemplatedSqliteEventLogStorage(str(tmp_path))
+    writer.store_event(_event("run-a", "first"))
+    seen: list[str] = []
+    watcher.watch("run-a", None, lambda entry, _cursor: seen.append(entry.user_message))
+    try:
+        writer.store_event(_event("run-a", "second"))
+        deadline = time.monotonic() + 5
+        while seen != ["first", "second"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        followed = list(seen)  # before dispose closes the connections, which changes the file too
+    finally:
+        watcher.dispose()
+    assert followed == ["first", "second"]
+
+
 def test_a_wiped_log_starts_new_databases(tmp_path: Path) -> None:
     storage = TemplatedSqliteEventLogStorage(str(tmp_path))
     storage.store_event(_event("run-a", "old"))
