@@ -45,13 +45,20 @@ def plan_late_days(
     for first, last in contiguous_ranges({r.day for r in late}):
         seq = max(r.seq for r in late if first <= r.day <= last)
         ranges.append((first, last, seq))
+    return ranges, settled_cursor(rows, cursor, now, settle_seconds)
+
+
+def settled_cursor(
+    rows: Sequence[DayRow], cursor: int, now: datetime, settle_seconds: int = SETTLE_SECONDS
+) -> int:
+    """Pure: the highest seq of `rows` (those after `cursor`) with no unsettled gap before it."""
     new_cursor = cursor
     for row in sorted(rows, key=lambda r: r.seq):
         gap_settled = (now - row.recorded_at).total_seconds() >= settle_seconds
         if row.seq != new_cursor + 1 and not gap_settled:
             break
         new_cursor = row.seq
-    return ranges, new_cursor
+    return new_cursor
 
 
 def late_day_requests(ranges: Sequence[tuple[date, date, int]]) -> list[dg.RunRequest]:

@@ -32,6 +32,7 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import Settings
 from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
+from metrify_assets.late_days import DayRow, settled_cursor
 from metrify_assets.meters.anomaly.store import CURRENT_KEY
 from metrify_assets.orchestration.drain import drain
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
@@ -137,11 +138,24 @@ def touched_days(
     return days
 
 
-def newest_seq(settings: Settings) -> int:
-    """The newest `ops.ingest_days.seq`: what a `metrify run` has seen, the next one's `after_seq`."""
+def next_seq_cursor(settings: Settings, after_seq: int | None) -> int:
+    """The next `metrify run`'s `after_seq`: the newest seq on the first run (None); after that, the
+    highest stamped after `after_seq` with no gap before it that may yet fill. A seq is taken when a
+    transaction stamps a day and seen when it commits, so a batch still being ingested holds a lower
+    one than a batch or decision committed meanwhile: the cursor waits at that gap as
+    `late_days_sensor`'s does (`settled_cursor`), and the days past it are read again next time."""
     with postgres_resource(settings).connect() as conn:
-        row = conn.execute("SELECT coalesce(max(seq), 0) FROM ops.ingest_days").fetchone()
-    return int(row[0]) if row else 0
+        if after_seq is None:
+            row = conn.execute("SELECT coalesce(max(seq), 0) FROM ops.ingest_days").fetchone()
+            return int(row[0]) if row else 0
+        now = conn.execute("SELECT now()").fetchone()
+        rows = [
+            DayRow(*r)
+            for r in conn.execute(
+                "SELECT seq, day, recorded_at FROM ops.ingest_days WHERE seq > %s ORDER BY seq", (after_seq,)
+            ).fetchall()
+        ]
+    return settled_cursor(rows, after_seq, now[0]) if now else after_seq
 
 
 def owed_runs(settings: Settings) -> list[JobDays]:
@@ -297,12 +311,13 @@ def run_pipeline(
         unread = [f"{source}: {error}" for source, error in drained_summary.unread.items()]
         batch_ids += drained
     # Days stamped since the last `metrify run` are materialised too (none on the first: it knows only
-    # its own batches). The newest seq is read first, so a day stamped meanwhile waits for the next.
+    # its own batches). The cursor is read first, so a day stamped meanwhile waits for the next.
     seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
-    newest = newest_seq(settings)
-    days = touched_days(settings, batch_ids, int(seen) if seen else None)
+    after_seq = int(seen) if seen else None
+    cursor = next_seq_cursor(settings, after_seq)
+    days = touched_days(settings, batch_ids, after_seq)
     summary = materialise_days(defs, instance, settings, days, progress, trigger, owed_runs(settings))
-    instance.run_storage.set_cursor_values({SEQ_CURSOR: str(newest)})
+    instance.run_storage.set_cursor_values({SEQ_CURSOR: str(cursor)})
     summary.batch_ids = batch_ids
     # The batches whose ingest failed: their days are materialised once a later ingest succeeds.
     summary.failed[:0] = list(failed.values())

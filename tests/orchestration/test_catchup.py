@@ -224,3 +224,29 @@ def test_a_second_metrify_run_materialises_the_days_stamped_since_the_first(
     assert second.day_ranges == [(old, old), (other, other)]
     assert second.jobs == [f"{job} {d}..{d}" for job in ("refresh_job", "daily_job") for d in (old, other)]
     assert run_pipeline(defs, instance, settings).day_ranges == [], "nothing stamped since"
+
+
+@pytest.mark.postgres
+def test_a_day_stamped_by_a_transaction_that_commits_later_is_materialised(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """A batch the daemon is still ingesting has taken a lower seq than a batch committed meanwhile:
+    a `metrify run` between the two commits must not move its cursor past the first one's day."""
+    defs, instance = cli_defs(pg_resource, tmp_path / "no switch"), dg.DagsterInstance.ephemeral()
+    settings = resolve_settings(
+        {"METRIFY_HOME": str(tmp_path), "METRIFY_POSTGRES_URL": pg_resource.get_url()}
+    )
+    slow, quick = date(2026, 10, 1), date(2026, 10, 5)
+    stamp = "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES (%s, 'grid_status', %s, 1)"
+    pg.execute(stamp, ("earlier", date(2026, 9, 1)))  # the first run's cursor: this seq
+    pg.commit()
+    assert run_pipeline(defs, instance, settings).day_ranges == []
+    with psycopg.connect(pg_resource.get_url()) as ingesting:
+        ingesting.execute(stamp, ("slow", slow))  # not committed yet
+        pg.execute(stamp, ("quick", quick))
+        pg.commit()
+        assert run_pipeline(defs, instance, settings).day_ranges == [(quick, quick)]
+        ingesting.commit()
+    after = run_pipeline(defs, instance, settings)
+    assert after.day_ranges == [(slow, slow), (quick, quick)], "the quick day again, past the gap"
+    assert run_pipeline(defs, instance, settings).day_ranges == []
