@@ -5,11 +5,13 @@ import the ingest path (pandas, the batch processor) that only a replay runs.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
+from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.quality.replayable import replayable
 
 _COLUMNS = (
@@ -74,16 +76,18 @@ def select(conn: psycopg.Connection, selection: Selection, limit: int | None = N
 
 
 def reason_counts(conn: psycopg.Connection, selection: Selection) -> list[tuple[str, str, int]]:
-    """(source, reason code without detail, records) over the selection, most frequent first."""
+    """(source, reason code, records) over the selection, most frequent first: the codes the marts
+    count (`reason_code`: no parser detail, no reviewer's note, which cut at its first space made one
+    reason per note's first word)."""
     where, params = selection.where()
-    return [
-        (str(s), str(r), int(n))
-        for s, r, n in conn.execute(
-            "SELECT source, split_part(code, ' ', 1) AS reason, count(*) FROM ops.quarantine, "
-            f"unnest(string_to_array(reasons, ',')) AS code WHERE {where} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2",
-            params,
-        ).fetchall()
-    ]
+    counts: Counter[tuple[str, str]] = Counter()
+    for source, reason, records in conn.execute(
+        "SELECT source, code, count(*) FROM ops.quarantine, "
+        f"unnest(string_to_array(reasons, ',')) AS code WHERE {where} GROUP BY 1, 2",
+        params,
+    ).fetchall():
+        counts[str(source), reason_code(str(reason))] += int(records)
+    return sorted(((s, r, n) for (s, r), n in counts.items()), key=lambda c: (-c[2], c[0], c[1]))
 
 
 def get(conn: psycopg.Connection, batch_id: str, record_index: int) -> DeadLetter | None:

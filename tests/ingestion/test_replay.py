@@ -16,6 +16,7 @@ from metrify_assets.cli.main import app
 from metrify_assets.contracts import WEATHER_OBSERVATIONS
 from metrify_assets.ingestion import dead_letters, replay
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.quality.quarantine import QuarantineRow, quarantine
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.audit import Caller
@@ -153,6 +154,26 @@ def test_metrify_dlq_list_show_and_replay(
     pg.commit()
     assert pg.execute("SELECT count(*) FROM ops.quarantine WHERE resolved_at IS NOT NULL").fetchone() == (2,)
     assert "1 days touched" in replayed.output
+
+
+def test_dead_letters_count_by_the_codes_the_marts_count(pg: psycopg.Connection) -> None:
+    """A reviewer's note was cut at its first space (one reason per note's first word)."""
+    quarantine(
+        pg,
+        "meter_readings",
+        "b1",
+        [
+            QuarantineRow(0, "{", "malformed:invalid_json (unexpected end of data at char 1)"),
+            QuarantineRow(1, "[", "malformed:invalid_json (unexpected character at char 0)"),
+            QuarantineRow(2, "{}", "review_rejected:CT ratio wrong; see ticket 12"),
+            QuarantineRow(3, "{}", "review_rejected:spike,negative_energy"),
+        ],
+    )
+    assert dead_letters.reason_counts(pg, dead_letters.Selection()) == [
+        ("meter_readings", "malformed:invalid_json", 2),
+        ("meter_readings", "review_rejected", 2),
+        ("meter_readings", "negative_energy", 1),
+    ]
 
 
 class FailingCaller(Caller):
