@@ -40,7 +40,9 @@ class Dataset:
     description: str
     filters: tuple[Filter, ...] = ()
     path_kind: Kind | None = None  # a path parameter selects one of these (a node, a station): 404 if unknown
-    meter_column: str | None = None  # rows belong to one meter: a meter-limited token sees its own
+    # The column naming the meter each row belongs to: a meter-limited token reads its meters' rows.
+    # None: the rows are not one meter's, and such a token is refused (routes/data.py `data_access`).
+    meter_column: str | None = None
     columns: tuple[str, ...] = field(default=())  # () = every column (marts: their contract's)
 
     @property
@@ -263,7 +265,8 @@ def query_page(
     limit: int,
 ) -> Page:
     """One page of `dataset`, filtered by `params` (values already parsed), in key order after
-    `cursor`; `meters` limits the rows to those meters (a meter-limited token)."""
+    `cursor`; `meters` limits the rows to those meters (a meter-limited token; only a dataset with a
+    `meter_column` can be limited)."""
     conditions: list[sql.Composable] = []
     values: list[Any] = []
     if dataset.path_filter is not None:
@@ -273,7 +276,9 @@ def query_page(
         if params.get(f.param) is not None:
             conditions.append(sql.SQL("{} " + f.op + " %s").format(sql.Identifier(f.column)))
             values.append(params[f.param])
-    if meters is not None and dataset.meter_column is not None:
+    if meters is not None:
+        if dataset.meter_column is None:  # refused before this (403): never all rows for a limited token
+            raise ValueError(f"{dataset.name} has no meter column to limit to meters")
         conditions.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(dataset.meter_column)))
         values.append(sorted(meters))
     key = sql.SQL(", ").join(sql.Identifier(c) for c in dataset.key)

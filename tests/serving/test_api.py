@@ -22,6 +22,7 @@ import httpx
 import jwt
 import psycopg
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -39,6 +40,7 @@ from metrify_assets.serving.app import ApiConfigError, create_app
 from metrify_assets.serving.auth import issue_token
 from metrify_assets.serving.datasets import DATASETS
 from metrify_assets.serving.kafka import KafkaSender
+from metrify_assets.serving.routes import data
 from metrify_assets.storage.embedded_server import stop_embedded
 from metrify_assets.storage.known import GRID_NODE, WEATHER_STATION
 from tests.serving.uvicorn_thread import serve
@@ -328,15 +330,73 @@ def test_auth_cases_on_the_api(client: TestClient, settings: Settings) -> None:
     assert error["status"] == 401 and error["code"] and error["message"]
 
 
-def test_a_meter_limited_token_sees_its_meters_only(client: TestClient, settings: Settings) -> None:
+def test_a_meter_limited_token_reads_its_meters_rows_and_nothing_that_is_not_per_meter(
+    client: TestClient, settings: Settings
+) -> None:
+    """Every data endpoint with a token limited to one meter. /v1/consumption/regions, the forecasts
+    and the other lists without a meter column returned every row, though the docs say a limited
+    token's lists hold only its rows: a region-day with meter_count 1 is one customer's consumption."""
     meters = [m for (m,) in query(settings, "SELECT DISTINCT meter_id FROM ops.meter_readings ORDER BY 1")]
     mine, other = meters[0], meters[1]
-    headers = token("read", meters=[mine])
-    assert client.get(f"/v1/meters/{mine}/latest", headers=headers).status_code == 200
-    assert client.get(f"/v1/meters/{other}/readings", headers=headers).status_code == 403
-    rows = client.get("/v1/consumption/daily", headers=headers, params={"limit": 10_000}).json()["data"]
-    assert rows and {r["meter_id"] for r in rows} == {mine}
-    assert client.get("/v1/consumption/daily", headers=headers, params={"meter_id": other}).status_code == 403
+    node = query(settings, "SELECT min(grid_node_id) FROM ops.grid_status")[0][0]
+    station = query(settings, "SELECT min(station_id) FROM ops.weather_observations")[0][0]
+    ids = {"{meter_id}": mine, "{grid_node_id}": node, "{station_id}": station}
+    spec = client.get("/openapi.json").json()["paths"]
+    per_meter = {d.path: d for d in DATASETS.values() if d.meter_column is not None}
+    assert set(per_meter) == {
+        "/v1/meters",
+        "/v1/consumption/daily",
+        "/v1/consumption/hourly",
+        "/v1/consumption/peaks",
+    }
+    refused, served = [], []
+    for route in (r for r in data.router.routes if isinstance(r, APIRoute)):
+        path = route.path
+        for placeholder, value in ids.items():
+            path = path.replace(placeholder, value)
+        for limited in (
+            token("read", meters=[mine]),
+            token("admin", meters=[mine]),
+            token("read", meters=[]),
+        ):
+            response = client.get(path, headers=limited, params={"regoin": "x"})  # the 403 comes first
+            if spec[route.path]["get"].get("x-rows-per-meter"):
+                assert response.status_code == 422, (path, response.text)
+                continue
+            assert response.status_code == 403, (path, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "meter_forbidden" and path in error["message"]
+            assert set(error["details"]["per_meter_endpoints"]) == {
+                *per_meter,
+                "/v1/meters/{meter_id}/readings",
+                "/v1/meters/{meter_id}/latest",
+            }
+        assert client.get(path, headers=token("read")).status_code == 200, path  # unlimited: served
+        if not spec[route.path]["get"].get("x-rows-per-meter"):
+            refused.append(route.path)
+            continue
+        served.append(route.path)
+        dataset = per_meter.get(route.path)
+        params = {"limit": 10_000} if dataset is not None else {}
+        response = client.get(path, headers=token("read", meters=[mine]), params=params)
+        assert response.status_code == 200, (path, response.text)
+        if dataset is not None:  # a list: its rows are the meter's, all of them
+            rows = response.json()["data"]
+            assert rows and {r["meter_id"] for r in rows} == {mine}, path
+            table = f"{dataset.schema}.{dataset.table}"
+            assert (
+                len(rows)
+                == query(settings, f"SELECT count(*) FROM {table} WHERE meter_id = %s", (mine,))[0][0]
+            )
+            other_meter = client.get(path, headers=token("read", meters=[mine]), params={"meter_id": other})
+            assert other_meter.status_code == 403 and other_meter.json()["error"]["code"] == "meter_forbidden"
+            nothing = client.get(path, headers=token("read", meters=[]), params={"limit": 5})
+            assert nothing.status_code == 200 and nothing.json()["count"] == 0
+        else:  # one meter's endpoint: another meter is 403
+            forbidden = client.get(path.replace(mine, other), headers=token("read", meters=[mine]))
+            assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "meter_forbidden"
+    assert len(served) == 6 and len(refused) == len(DATASETS) - 4
+    assert "/v1/consumption/regions" in refused and "/v1/forecasts/load" in refused
 
 
 def test_readings_come_from_the_vee_series_and_page_without_gaps(

@@ -1,9 +1,12 @@
 """Data access (scope `read`): a meter's readings and latest reading, and the datasets of
 `serving/datasets.py`, each a GET with its filters, cursor pagination and JSON or CSV output.
 
-A token limited to some meters sees only their rows: per-meter datasets are filtered, a meter's own
-endpoints answer 403 for any other meter. Grid, weather, quality and regional datasets hold no
-meter's rows and are served to every `read` token.
+A token limited to some meters (a `meters` claim) reads per-meter rows only: a meter's own endpoints
+answer 403 for any other meter, per-meter datasets hold its meters' rows, and every route whose rows
+are not one meter's (regional aggregates, forecasts, grid, weather, quality) answers 403: an aggregate
+over few meters (a region-day with meter_count 1) is one customer's consumption. Each route declares
+which it is (`ROWS_PER_METER` in its OpenAPI operation; a dataset's `meter_column`), and the router's
+dependency (`data_access`) enforces it, so a route that declares nothing is closed to such a token.
 
 A meter, grid node or weather station the store has no trace of is 404 on its endpoints, the same
 way everywhere (`_unknown`); a known one with nothing in the range is an empty page. A query
@@ -23,6 +26,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from metrify_assets.serving import readings
 from metrify_assets.serving.auth import Principal, require, require_meter
@@ -42,6 +46,10 @@ Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous 
 Format = Annotated[
     str | None, Query(pattern="^(json|csv)$", description="json (default) or csv; or `Accept: text/csv`.")
 ]
+# A route's OpenAPI extension saying its rows are per meter: a meter-limited token may read them
+# (its meters' only). Absent: 403 for such a token (`data_access`).
+ROWS_PER_METER = "x-rows-per-meter"
+PER_METER: dict[str, Any] = {ROWS_PER_METER: True}
 
 
 # The `type` of a filter value that does not parse, named as pydantic names its own (`field_detail`).
@@ -61,12 +69,27 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
+def _per_meter(route: APIRoute) -> bool:
+    return bool((route.openapi_extra or {}).get(ROWS_PER_METER))
+
+
 async def data_access(request: Request, principal: Reader) -> None:
     """Checks every data route makes before its own parameters are read, after the token's (FastAPI
-    resolves a router's dependencies first; `Reader` is the routes' own, verified once): a query
-    parameter the route does not take is a 422 naming it, listing those it takes, rather than a
-    filter silently ignored (`?regoin=london` answering every region)."""
-    taken = _query_names(request.scope["route"].dependant)
+    resolves a router's dependencies first; `Reader` is the routes' own, verified once): a
+    meter-limited token is refused where the rows are not per meter (403, before any 422), and a
+    query parameter the route does not take is a 422 naming it, listing those it takes, rather than
+    a filter silently ignored (`?regoin=london` answering every region)."""
+    route: APIRoute = request.scope["route"]  # this router's routes are all FastAPI's
+    if principal.meters is not None and not _per_meter(route):
+        readable = [r.path for r in router.routes if isinstance(r, APIRoute) and _per_meter(r)]
+        raise ApiError(
+            403,
+            "meter_forbidden",
+            f"this token is limited to meters; the rows of {request.url.path} are not one meter's "
+            "(aggregates over meters, forecasts, grid, weather or quality), so it cannot read them",
+            {"per_meter_endpoints": readable},
+        )
+    taken = _query_names(route.dependant)
     unknown = sorted(set(request.query_params) - taken)
     if unknown:
         takes = ", ".join(sorted(taken)) or "none"
@@ -98,7 +121,11 @@ def _check_range(start: Any, end: Any) -> None:
         raise ApiError(422, "invalid_parameter", message, details)
 
 
-@router.get("/v1/meters/{meter_id}/readings", summary="A meter's readings (the VEE series where processed)")
+@router.get(
+    "/v1/meters/{meter_id}/readings",
+    summary="A meter's readings (the VEE series where processed)",
+    openapi_extra=PER_METER,
+)
 def meter_readings(
     request: Request,
     meter_id: str,
@@ -128,7 +155,7 @@ def meter_readings(
     return page_response(request, format, readings.SERIES_COLUMNS, page.rows, page.next_cursor)
 
 
-@router.get("/v1/meters/{meter_id}/latest", summary="A meter's latest reading")
+@router.get("/v1/meters/{meter_id}/latest", summary="A meter's latest reading", openapi_extra=PER_METER)
 def latest_reading(request: Request, meter_id: str, principal: Reader) -> Response:
     """The newest interval stored for the meter (its newest record version), from the cache when
     Redis holds it, else from PostgreSQL."""
@@ -177,9 +204,9 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
                     detail = [field_detail(("query", f.param), str(err), PARSE_ERRORS[f.kind], raw)]
                     raise ApiError(422, "invalid_parameter", f"{f.param}: {err}", detail) from err
         _check_range(params.get("from"), params.get("to"))
-        if dataset.per_meter and principal.meters is not None and params.get("meter_id") is not None:
+        if params.get("meter_id") is not None:
             require_meter(principal, params["meter_id"])
-        meters = principal.meters if dataset.per_meter else None
+        meters = principal.meters  # a limited token gets here only where the rows are per meter
 
         def compute() -> dict[str, Any]:
             page = query_page(
@@ -241,5 +268,9 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
 
 for _dataset in DATASETS.values():
     router.add_api_route(
-        _dataset.path, dataset_endpoint(_dataset), methods=["GET"], summary=_dataset.description.split(":")[0]
+        _dataset.path,
+        dataset_endpoint(_dataset),
+        methods=["GET"],
+        summary=_dataset.description.split(":")[0],
+        openapi_extra=PER_METER if _dataset.per_meter else None,
     )
