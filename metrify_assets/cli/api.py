@@ -96,7 +96,12 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="Who the token is for (its `sub`); default: the OS user.")
         ] = None,
         meter: Annotated[
-            list[str] | None, typer.Option("--meter", help="Limit the token to this meter (repeat).")
+            list[str] | None,
+            typer.Option(
+                "--meter",
+                help="Limit the token to this meter (repeat): it reads only per-meter data, and only its meters' "
+                "rows (docs/api.md).",
+            ),
         ] = None,
     ) -> None:
         """Print a bearer token signed with METRIFY_API_JWT_SECRET (HS256): `TOKEN=$(metrify api token
