@@ -18,6 +18,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 
 from metrify_assets.env import resolve_snowflake
 from metrify_assets.partitions import partition_range_tags
+from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import snowflake_resource
 from metrify_assets.resources.cache_resource import RedisResource
@@ -208,3 +209,14 @@ def test_load_is_idempotent_and_incremental(sf_build: SnowflakeBuild, pg_resourc
         "SELECT count(*) AS n FROM raw.enriched_meter_readings WHERE enriched_at IS NULL"
     )
     assert int(stamped["n"].item()) == 0  # copied in full once, by its new change column
+
+
+def test_quarantine_reasons_count_by_code_on_snowflake(sf_build: SnowflakeBuild) -> None:
+    """dbt's `reason_code` macro in Snowflake's SQL gives `reason_code`'s codes: no note, no parser detail."""
+    reasons = sf_build.data.quarantine["reasons"].str.split(",").explode().map(reason_code)
+    actual = sf_build.query(
+        "SELECT reason, sum(record_count) AS n FROM marts.fct_quarantine_reasons_daily GROUP BY 1"
+    )
+    assert (
+        dict(zip(actual["reason"], actual["n"].astype(int), strict=True)) == reasons.value_counts().to_dict()
+    )
