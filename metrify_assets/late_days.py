@@ -1,7 +1,8 @@
 """`late_days_sensor`: a batch that lands readings for an old day re-materialises that day, and only it.
 
 Every batch records the local days it touched in `ops.ingest_days` (with an increasing `seq`), and a
-reviewer's decision stamps its reading's day again with a new one (`storage/days.retouch_day`). The
+reviewer's decision stamps its reading's day again in `ops.retouched_days` (`storage/days.retouch_day`)
+from the same sequence; the sensor reads both as `ops.touched_days`. The
 hourly refresh covers yesterday and today; this sensor watches for the rest: days older than that
 which a new batch or a decision touched. It requests one `refresh_job` run per run of consecutive late days, so a
 year-old correction rebuilds one day, not the year; `daily_after_refresh_sensor` (schedules.py) runs
@@ -78,18 +79,18 @@ def build_late_days_sensor(refresh_job: dg.UnresolvedAssetJobDefinition) -> dg.S
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="Re-runs refresh_job for days older than yesterday that a new batch or a reviewer's decision "
-        "touched (ops.ingest_days); daily_after_refresh_sensor runs daily_job over them when it succeeds.",
+        "touched (ops.touched_days); daily_after_refresh_sensor runs daily_job over them when it succeeds.",
     )
     def late_days_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
         with postgres.connect() as conn:
             if context.cursor is None:  # turned on for the first time: late means later than now
-                row = conn.execute("SELECT coalesce(max(seq), 0) FROM ops.ingest_days").fetchone()
+                row = conn.execute("SELECT coalesce(max(seq), 0) FROM ops.touched_days").fetchone()
                 return dg.SensorResult(cursor=str(row[0] if row else 0))
             cursor = int(context.cursor)
             rows = [
                 DayRow(*r)
                 for r in conn.execute(
-                    "SELECT seq, day, recorded_at FROM ops.ingest_days WHERE seq > %s ORDER BY seq LIMIT %s",
+                    "SELECT seq, day, recorded_at FROM ops.touched_days WHERE seq > %s ORDER BY seq LIMIT %s",
                     (cursor, MAX_ROWS_PER_TICK),
                 ).fetchall()
             ]

@@ -47,7 +47,8 @@ OPS_TABLES: tuple[tuple[str, str, str], ...] = (
 )
 # Kept: `ops.ingest_ledger` and `ops.ingest_days` make ingestion exactly-once (a landing file whose
 # batch left the ledger would be ingested again); `ops.vee_audit` is the billing audit trail;
-# `ops.audit_log` is append-only (its trigger refuses DELETE: docs/operations.md#audit-log).
+# `ops.audit_log` is append-only (its trigger refuses DELETE: docs/operations.md#audit-log);
+# `ops.retouched_days` grows by a row a review decision, the days they touched.
 RAW_SOURCES = TIERED_DATASETS
 
 

@@ -5,7 +5,7 @@ the runs show in the UI): one ingest run per landing file the ledger does not ho
 when Kafka is configured, then, per run of consecutive days touched, one `refresh_job` run (anomaly
 scores, enrichment, dbt marts) and one `daily_job` run (archive, report). The days touched are those
 of the new batches and, from the second `metrify run` of an instance on, every day stamped in
-`ops.ingest_days` since the last: batches the daemon or the API ingested meanwhile, and days a
+`ops.touched_days` since the last: batches the daemon or the API ingested meanwhile, and days a
 reviewer's decision touched again. Before the first scoring it trains the anomaly model
 (`weekly_job`).
 
@@ -116,7 +116,7 @@ def ingest_files(
     return failed
 
 
-# The newest `ops.ingest_days.seq` a `metrify run` has materialised, in the Dagster instance's
+# The newest `ops.touched_days.seq` a `metrify run` has materialised, in the Dagster instance's
 # key-value store (beside the runs it launched).
 SEQ_CURSOR = "metrify/run/ingest_days_seq"
 
@@ -129,7 +129,7 @@ def touched_days(
     with the sources that touched each."""
     with postgres_resource(settings).connect() as conn:
         rows = conn.execute(
-            "SELECT DISTINCT day, source FROM ops.ingest_days WHERE batch_id = ANY(%s) OR seq > %s ORDER BY 1",
+            "SELECT DISTINCT day, source FROM ops.touched_days WHERE batch_id = ANY(%s) OR seq > %s ORDER BY 1",
             (batch_ids, after_seq),
         ).fetchall()
     days: dict[date, set[str]] = {}
@@ -146,13 +146,13 @@ def next_seq_cursor(settings: Settings, after_seq: int | None) -> int:
     `late_days_sensor`'s does (`settled_cursor`), and the days past it are read again next time."""
     with postgres_resource(settings).connect() as conn:
         if after_seq is None:
-            row = conn.execute("SELECT coalesce(max(seq), 0) FROM ops.ingest_days").fetchone()
+            row = conn.execute("SELECT coalesce(max(seq), 0) FROM ops.touched_days").fetchone()
             return int(row[0]) if row else 0
         now = conn.execute("SELECT now()").fetchone()
         rows = [
             DayRow(*r)
             for r in conn.execute(
-                "SELECT seq, day, recorded_at FROM ops.ingest_days WHERE seq > %s ORDER BY seq", (after_seq,)
+                "SELECT seq, day, recorded_at FROM ops.touched_days WHERE seq > %s ORDER BY seq", (after_seq,)
             ).fetchall()
         ]
     return settled_cursor(rows, after_seq, now[0]) if now else after_seq

@@ -1,5 +1,5 @@
-"""The days records fall on, as `ops.ingest_days` records them per batch: what `late_days_sensor` and
-`metrify run` rebuild. Plain SQL, no frames: the review commands import it."""
+"""The days records fall on, as `ops.ingest_days` records them per batch and `ops.retouched_days` when a
+decision touches one again: what `late_days_sensor` and `metrify run` rebuild. Plain SQL, no frames: the review commands import it."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ def local_day(contract: SourceContract, records: sql.Composable) -> tuple[sql.Co
 def retouch_day(
     conn: psycopg.Connection, contract: SourceContract, batch_id: str, key: Mapping[str, str]
 ) -> int:
-    """Record the day of one record of `batch_id` (its natural `key`) as touched again, with a new
-    `seq`: a reviewer's decision changes what the day's series and marts hold, so `late_days_sensor`
-    and `metrify run` rebuild the day as they would after a late batch. Returns the rows stamped (0
+    """Stamp the day of one record of `batch_id` (its natural `key`) again, with a new `seq`, in
+    `ops.retouched_days`: a reviewer's decision changes what the day's series and marts hold, so
+    `late_days_sensor` and `metrify run` (which read `ops.touched_days`) rebuild the day as after a
+    late batch. The batch's own stamp in `ops.ingest_days` stays as it was. Returns the days stamped (0
     when the batch recorded no such day)."""
     record = sql.SQL("(SELECT {})").format(
         sql.SQL(", ").join(
@@ -42,8 +43,8 @@ def retouch_day(
     day, rows = local_day(contract, record)
     return conn.execute(
         sql.SQL(
-            "UPDATE ops.ingest_days SET seq = DEFAULT, recorded_at = now() "
-            "WHERE batch_id = %(batch_id)s AND day = (SELECT {day} FROM {rows})"
+            "INSERT INTO ops.retouched_days (batch_id, source, day) SELECT batch_id, source, day "
+            "FROM ops.ingest_days WHERE batch_id = %(batch_id)s AND day = (SELECT {day} FROM {rows})"
         ).format(day=day, rows=rows),
         {**key, "batch_id": batch_id},
     ).rowcount

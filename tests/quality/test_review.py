@@ -69,7 +69,7 @@ def flagged(pg: psycopg.Connection, lake: Lake) -> review.ReviewItem:
 
 def day_seq(conn: psycopg.Connection) -> int:
     row = conn.execute(
-        "SELECT seq FROM ops.ingest_days WHERE batch_id = 'b1' AND day = '2026-03-29'"
+        "SELECT max(seq) FROM ops.touched_days WHERE batch_id = 'b1' AND day = '2026-03-29'"
     ).fetchone()
     assert row is not None
     return int(row[0])

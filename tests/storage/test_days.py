@@ -1,4 +1,5 @@
-"""`retouch_day`: a reviewer's decision stamps its record's day of the batch again, with a new seq."""
+"""`retouch_day`: a reviewer's decision stamps its record's day of the batch again, with a new seq from
+the batches' own sequence, and leaves the batch's stamps as they were."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from metrify_assets.contracts import GRID_STATUS, METER_READINGS
 from metrify_assets.storage.days import retouch_day
 
 
-def _days(pg: psycopg.Connection, batch_id: str) -> dict[date, int]:
-    rows = pg.execute("SELECT day, seq FROM ops.ingest_days WHERE batch_id = %s", (batch_id,)).fetchall()
-    return dict(rows)
+def _days(pg: psycopg.Connection, batch_id: str, relation: str = "ops.ingest_days") -> dict[date, int]:
+    rows = pg.execute(f"SELECT day, max(seq) FROM {relation} WHERE batch_id = %s GROUP BY day", (batch_id,))
+    return dict(rows.fetchall())
 
 
 @pytest.mark.postgres
@@ -44,7 +45,8 @@ def test_a_decision_stamps_its_records_local_day_again(pg: psycopg.Connection) -
     assert retouch_day(pg, METER_READINGS, "other-batch", key) == 0, "only its own batch's day"
     pg.commit()
 
-    after = {batch: _days(pg, batch) for batch in ("rt-m", "rt-g")}
+    assert {b: _days(pg, b) for b in before} == before, "the batches' own stamps stay"
+    after = {batch: _days(pg, batch, "ops.touched_days") for batch in ("rt-m", "rt-g")}
     newest = max(seq for days in before.values() for seq in days.values())
     stamped = {(b, d) for b in after for d in after[b] if after[b][d] != before[b][d]}
     assert stamped == {("rt-m", date(2026, 3, 2)), ("rt-g", date(2026, 3, 1)), ("rt-m", date(2026, 3, 3))}
