@@ -24,12 +24,13 @@ def local_day(contract: SourceContract, records: sql.Composable) -> tuple[sql.Co
 
 def retouch_day(
     conn: psycopg.Connection, contract: SourceContract, batch_id: str, key: Mapping[str, str]
-) -> int:
+) -> None:
     """Stamp the day of one record of `batch_id` (its natural `key`) again, with a new `seq`, in
     `ops.retouched_days`: a reviewer's decision changes what the day's series and marts hold, so
     `late_days_sensor` and `metrify run` (which read `ops.touched_days`) rebuild the day as after a
-    late batch. The batch's own stamp in `ops.ingest_days` stays as it was. Returns the days stamped (0
-    when the batch recorded no such day)."""
+    late batch. The batch's own stamps in `ops.ingest_days` stay as they were. The day is the one the
+    record falls on now, which is the day the marts rebuild put it on: a meter whose time zone changed
+    since the ingest has its reading on another day than the batch recorded."""
     record = sql.SQL("(SELECT {})").format(
         sql.SQL(", ").join(
             sql.SQL("{}::{} AS {}").format(
@@ -41,10 +42,10 @@ def retouch_day(
         )
     )
     day, rows = local_day(contract, record)
-    return conn.execute(
+    conn.execute(
         sql.SQL(
-            "INSERT INTO ops.retouched_days (batch_id, source, day) SELECT batch_id, source, day "
-            "FROM ops.ingest_days WHERE batch_id = %(batch_id)s AND day = (SELECT {day} FROM {rows})"
+            "INSERT INTO ops.retouched_days (batch_id, source, day) SELECT %(batch_id)s, %(source)s, {day} "
+            "FROM {rows}"
         ).format(day=day, rows=rows),
-        {**key, "batch_id": batch_id},
-    ).rowcount
+        {**key, "batch_id": batch_id, "source": contract.source},
+    )

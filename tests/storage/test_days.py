@@ -33,21 +33,30 @@ def test_a_decision_stamps_its_records_local_day_again(pg: psycopg.Connection) -
     before = {batch: _days(pg, batch) for batch in ("rt-m", "rt-g")}
 
     # 23:30 UTC on the 1st is the 2nd in Auckland (UTC+13): the meter's local day is the one stamped.
-    key = {"meter_id": "RT-AKL", "reading_start": "2026-03-01T23:30:00+00:00"}
-    assert retouch_day(pg, METER_READINGS, "rt-m", key) == 1
-    # A grid sample falls on its UTC day; an unregistered meter's reading too.
-    assert (
-        retouch_day(pg, GRID_STATUS, "rt-g", {"grid_node_id": "N1", "measured_at": "2026-03-01T23:30:00Z"})
-        == 1
+    retouch_day(
+        pg, METER_READINGS, "rt-m", {"meter_id": "RT-AKL", "reading_start": "2026-03-01T23:30:00+00:00"}
     )
-    unknown = {"meter_id": "RT-NONE", "reading_start": "2026-03-03T23:30:00+00:00"}
-    assert retouch_day(pg, METER_READINGS, "rt-m", unknown) == 1
-    assert retouch_day(pg, METER_READINGS, "other-batch", key) == 0, "only its own batch's day"
+    # A grid sample falls on its UTC day; an unregistered meter's reading too.
+    retouch_day(pg, GRID_STATUS, "rt-g", {"grid_node_id": "N1", "measured_at": "2026-03-01T23:30:00Z"})
+    retouch_day(
+        pg, METER_READINGS, "rt-m", {"meter_id": "RT-NONE", "reading_start": "2026-03-03T23:30:00+00:00"}
+    )
+    # The meter moved to Honolulu (UTC-10) after the ingest: its reading now falls on 28 February, a
+    # day the batch did not record, and the one the marts now put it on.
+    pg.execute("UPDATE ops.meters SET timezone = 'Pacific/Honolulu' WHERE meter_id = 'RT-AKL'")
+    retouch_day(
+        pg, METER_READINGS, "rt-m", {"meter_id": "RT-AKL", "reading_start": "2026-03-01T05:00:00+00:00"}
+    )
     pg.commit()
 
     assert {b: _days(pg, b) for b in before} == before, "the batches' own stamps stay"
     after = {batch: _days(pg, batch, "ops.touched_days") for batch in ("rt-m", "rt-g")}
     newest = max(seq for days in before.values() for seq in days.values())
-    stamped = {(b, d) for b in after for d in after[b] if after[b][d] != before[b][d]}
-    assert stamped == {("rt-m", date(2026, 3, 2)), ("rt-g", date(2026, 3, 1)), ("rt-m", date(2026, 3, 3))}
+    stamped = {(b, d) for b in after for d in after[b] if after[b][d] != before[b].get(d)}
+    assert stamped == {
+        ("rt-m", date(2026, 3, 2)),
+        ("rt-g", date(2026, 3, 1)),
+        ("rt-m", date(2026, 3, 3)),
+        ("rt-m", date(2026, 2, 28)),
+    }
     assert all(after[b][d] > newest for b, d in stamped), "a new seq, after every earlier one"
