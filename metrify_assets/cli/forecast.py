@@ -18,14 +18,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from metrify_assets.cli.console import command_console
-from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.env import resolve_settings
 from metrify_assets.forecasting import backtest as bt
 from metrify_assets.forecasting.inputs import read_series
 from metrify_assets.forecasting.openstef import openstef_series
 from metrify_assets.forecasting.series import LoadSeries
 from metrify_assets.meters.days import days_between
-from metrify_assets.resources.build import postgres_resource
 from metrify_assets.storage.frames import read_frame
 
 ISO_DAY = ["%Y-%m-%d"]
@@ -112,7 +111,7 @@ def register(app: typer.Typer) -> None:
 
         Exits with 1 when there is no forecast (for --day: none for that day; with --json: `[]`)."""
         settings = resolve_settings()
-        with postgres_resource(settings).connect() as conn:
+        with connect(settings) as conn:
             # The newest day is needed without --day, or to say what exists when --day has nothing.
             latest = None if day is not None else newest_forecast_day(conn)
             if latest is None and day is None:
@@ -194,7 +193,7 @@ def register(app: typer.Typer) -> None:
             end = last.date() if last else days[-2]  # its last local day is partial
             items = {series.name: series}
         else:
-            with postgres_resource(settings).connect() as conn:
+            with connect(settings) as conn:
                 newest = conn.execute("SELECT max(local_date) FROM ops.vee_readings").fetchone()
             if newest is None or newest[0] is None:
                 console.print("no VEE series yet: `metrify run` builds them from ingested readings")
@@ -204,7 +203,7 @@ def register(app: typer.Typer) -> None:
         if begin > end:
             raise typer.BadParameter(f"--first {begin} is after --last {end}", param_hint="--first")
         if openstef is None:
-            with postgres_resource(settings).connect() as conn:
+            with connect(settings) as conn:
                 found = read_series(conn, begin - timedelta(days=window_days), end, country)
             items = {f"{region}/{segment}": s for (region, segment), s in found.items()}
         frame, wins = backtest_all(items, begin, end, window_days, refit_days, console)

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller, who
 from metrify_assets.cli.console import command_console
-from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.cli.options import parse_day
 from metrify_assets.env import resolve_settings
 from metrify_assets.lifecycle import holds, state
@@ -33,7 +33,6 @@ from metrify_assets.lifecycle.bucket_rules import (
 )
 from metrify_assets.lifecycle.cost import CostReport, PriceTable, cost_report, measure
 from metrify_assets.lifecycle.policy import Policy
-from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
 
 REMOVING_ACTIONS = ("deleted_hot", "expired")  # lifecycle_log actions that take data away
@@ -122,7 +121,7 @@ def cost_cmd(
     settings = resolve_settings()
     lake = Lake(settings.lake_url)
     try:
-        with postgres_resource(settings).connect() as conn:
+        with connect(settings) as conn:
             footprint = measure(conn, lake)
     except Exception as err:  # the database or the lake unreachable: said, not a traceback
         raise _fail(f"could not measure the footprint: {type(err).__name__}: {err}") from err
@@ -228,7 +227,7 @@ def rules_cmd(
         except (BucketRulesError, ValueError) as err:
             raise _fail(str(err)) from err
         if lake.is_s3:  # the bucket's rules now expire and move data: audited (after S3 confirmed them)
-            with postgres_resource(settings).connect() as conn:
+            with connect(settings) as conn:
                 details = {
                     "rules": [r["ID"] for r in rules["Rules"]],
                     "object_lock_required": not without_object_lock,
@@ -244,7 +243,7 @@ def status_cmd(
 ) -> None:
     """Days, rows and bytes per dataset and tier, with how many left PostgreSQL, and the active holds."""
     settings = resolve_settings()
-    with postgres_resource(settings).connect() as conn:
+    with connect(settings) as conn:
         tiers = state.tier_table(conn)
         active = holds.list_holds(conn)
     if as_json:
@@ -288,7 +287,7 @@ def run_cmd(
     # it (a failed run's too: its earlier steps may have moved or deleted data).
     caller, target = cli_caller(who()), f"lifecycle:{today}"
     audited: dict[str, object] = {"as_of": today.isoformat(), "dry_run": dry_run, "config": policy_config}
-    with postgres_resource(settings).connect() as conn:
+    with connect(settings) as conn:
         try:
             with console.status(f"lifecycle as of {today}{' (dry run)' if dry_run else ''}..."):
                 run = run_lifecycle(

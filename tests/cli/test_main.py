@@ -124,3 +124,13 @@ def test_bad_input_is_a_usage_error_that_names_the_option_before_any_work(args: 
     result = CliRunner().invoke(app, args, terminal_width=250)
     assert result.exit_code == 2, result.output
     assert says in " ".join(result.output.split())
+
+
+@pytest.mark.postgres
+def test_lifecycle_status_imports_pandas_but_not_dagster(
+    pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """It reads a frame (pandas), and took 3.9 s importing Dagster through `postgres_resource` (as
+    `forecast show` did: it connects the same way now)."""
+    env = {**os.environ, "METRIFY_HOME": str(tmp_path), "METRIFY_POSTGRES_URL": pg_resource.get_url()}
+    assert probe("lifecycle", "status", env=env) == {"pandas", "numpy"}
