@@ -18,9 +18,11 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -180,6 +182,32 @@ def field_detail(loc: Sequence[str | int], message: str, kind: str, value: Any) 
         "type": kind,
         "value": echo(value),
     }
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route takes, as sent (aliases: `from`, `to`), its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def refuse_unknown_parameters(request: Request) -> None:
+    """A query parameter the route does not take is a 422 naming it, listing those it takes, rather
+    than a filter silently ignored (`?regoin=london` answering every region). Called by a router's
+    dependency after the token's, so a request without one is still a 401 first."""
+    route: APIRoute = request.scope["route"]  # the routers' routes are all FastAPI's
+    taken = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - taken)
+    if unknown:
+        takes = ", ".join(sorted(taken)) or "none"
+        message = f"{', '.join(unknown)}: not a parameter of {request.url.path} (it takes {takes})"
+        details = [
+            field_detail(("query", name), "not a parameter of this endpoint", "extra_forbidden", value)
+            for name in unknown
+            for value in request.query_params.getlist(name)[:1]
+        ]
+        raise ApiError(422, "invalid_parameter", message, details)
 
 
 def check_text(loc: Sequence[str | int], value: str | None) -> None:

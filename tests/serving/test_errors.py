@@ -533,6 +533,23 @@ def test_a_query_parameter_a_read_endpoint_does_not_take_is_a_422_naming_it(api:
     assert spec["/v1/consumption/hourly"]["get"]["security"] == [{"HTTPBearer": []}]
 
 
+def test_a_query_parameter_a_review_endpoint_does_not_take_is_a_422_naming_it(api: TestClient) -> None:
+    """`?stauts=all` listed the pending items: the review routes check as the data routes do."""
+    listing = api.get("/v1/review/items", params={"stauts": "all"}, headers=token("review"))
+    error = error_of(listing, 422, "invalid_parameter")
+    assert [d["field"] for d in error["details"]] == ["query.stauts"]
+    assert error["message"] == (
+        "stauts: not a parameter of /v1/review/items (it takes cursor, format, limit, reason, source, status)"
+    )
+    decision = api.post(
+        "/v1/review/items/b1/0/approve", params={"dry": "1"}, json={"note": "ok"}, headers=token("review")
+    )
+    assert error_of(decision, 422, "invalid_parameter")["message"].startswith("dry: not a parameter")
+    assert api.get("/v1/review/items", params={"stauts": "all"}).status_code == 401  # authentication first
+    assert api.get("/v1/review/items", params={"stauts": "all"}, headers=token("read")).status_code == 403
+    assert api.get("/v1/review/items", params={"status": "all"}, headers=token("review")).status_code == 200
+
+
 def test_openapi_declares_the_errors_of_the_routes_that_take_a_body(api: TestClient) -> None:
     """415 was declared on ingestion only, and without the error shape; decisions listed 200 and 422."""
     paths = api.get("/openapi.json").json()["paths"]

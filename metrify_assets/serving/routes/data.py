@@ -24,7 +24,6 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
@@ -34,7 +33,7 @@ from metrify_assets.serving.cache import cached
 from metrify_assets.serving.cache import latest_reading as latest_reading_through_cache
 from metrify_assets.serving.datasets import DATASETS, Dataset, parse_value, query_page
 from metrify_assets.serving.db import connection
-from metrify_assets.serving.errors import ApiError, check_text, field_detail
+from metrify_assets.serving.errors import ApiError, check_text, field_detail, refuse_unknown_parameters
 from metrify_assets.serving.output import json_response, page_response
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
 from metrify_assets.storage.known import METER, Kind, known
@@ -61,14 +60,6 @@ PARSE_ERRORS = {
 }
 
 
-def _query_names(dependant: Dependant) -> set[str]:
-    """The query parameters a route takes, as sent (aliases: `from`, `to`), its dependencies' included."""
-    names = {param.alias for param in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
-
-
 def _per_meter(route: APIRoute) -> bool:
     return bool((route.openapi_extra or {}).get(ROWS_PER_METER))
 
@@ -89,17 +80,7 @@ async def data_access(request: Request, principal: Reader) -> None:
             "(aggregates over meters, forecasts, grid, weather or quality), so it cannot read them",
             {"per_meter_endpoints": readable},
         )
-    taken = _query_names(route.dependant)
-    unknown = sorted(set(request.query_params) - taken)
-    if unknown:
-        takes = ", ".join(sorted(taken)) or "none"
-        message = f"{', '.join(unknown)}: not a parameter of {request.url.path} (it takes {takes})"
-        details = [
-            field_detail(("query", name), "not a parameter of this endpoint", "extra_forbidden", value)
-            for name in unknown
-            for value in request.query_params.getlist(name)[:1]
-        ]
-        raise ApiError(422, "invalid_parameter", message, details)
+    refuse_unknown_parameters(request)
 
 
 router = APIRouter(prefix="", tags=["data"], dependencies=[Depends(data_access)])

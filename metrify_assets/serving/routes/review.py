@@ -18,7 +18,7 @@ from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.db import connection
-from metrify_assets.serving.errors import ApiError, check_text, openapi_errors
+from metrify_assets.serving.errors import ApiError, check_text, openapi_errors, refuse_unknown_parameters
 from metrify_assets.serving.output import json_response, page_response, read_json
 from metrify_assets.serving.pagination import (
     DEFAULT_PAGE_SIZE,
@@ -29,9 +29,17 @@ from metrify_assets.serving.pagination import (
 )
 from metrify_assets.storage.audit import Caller
 
-router = APIRouter(tags=["review"])
 Conn = Annotated[psycopg.Connection, Depends(connection)]
 Reviewer = Annotated[Principal, Depends(require("review"))]
+
+
+async def review_access(request: Request, principal: Reviewer) -> None:
+    """After the token's check (the routes' own `Reviewer`, verified once): a query parameter a
+    route does not take is a 422 naming it (`?stauts=all` listed the pending items)."""
+    refuse_unknown_parameters(request)
+
+
+router = APIRouter(tags=["review"], dependencies=[Depends(review_access)])
 # Read after the token (a 401 comes before any body error); 415 for a decision not sent as JSON.
 JsonBody = Annotated[Any, Depends(read_json)]
 COLUMNS = (
