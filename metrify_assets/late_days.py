@@ -1,10 +1,10 @@
 """`late_days_sensor`: a batch that lands readings for an old day re-materialises that day, and only it.
 
 Every batch records the local days it touched in `ops.ingest_days` (with an increasing `seq`), and a
-reviewer's decision stamps its reading's day again in `ops.retouched_days` (`storage/days.retouch_day`)
-from the same sequence; the sensor reads both as `ops.touched_days`. The
-hourly refresh covers yesterday and today; this sensor watches for the rest: days older than that
-which a new batch or a decision touched. It requests one `refresh_job` run per run of consecutive late days, so a
+reviewer's decision stamps its reading's day again in `ops.retouched_days` from the same sequence
+(`storage/days.retouch_day`); the sensor reads both as `ops.touched_days`. The hourly refresh covers
+yesterday and today; this sensor watches for the rest: days older than that which a new batch or a
+decision touched. It requests one `refresh_job` run per run of consecutive late days, so a
 year-old correction rebuilds one day, not the year; `daily_after_refresh_sensor` (schedules.py) runs
 `daily_job` over those days once that run succeeds, not before, as it reads what the refresh builds.
 

@@ -3,11 +3,12 @@
 Dagster's SQLite storages build an engine without a pool for every read and write and dispose of it
 after: each event of a run opens its database, commits and closes it. In WAL mode a commit syncs the
 log to disk (`synchronous=FULL`), and the close of a database's last connection checkpoints the log
-into it and syncs again: storing an ingest run's 27 events took 0.17-0.9 s here, the more the busier
-the disk, and 0.04-0.09 s with the connection held. Here each database keeps one engine per process whose pool
-holds its connection open, with `synchronous=NORMAL`, SQLite's setting for WAL: a commit is not
-synced, the log is synced at each checkpoint, and a committed write can be lost only with the
-machine (power, kernel), never with the process; the database stays consistent either way.
+into it and syncs again: storing an ingest run's 27 events took 0.16 s on a quiet disk and 0.54-0.76
+s on a busy one, against 0.04-0.06 s with the connection held (docs/decisions.md). Here each
+database keeps one engine per process whose pool holds its connection open, with
+`synchronous=NORMAL`, SQLite's setting for WAL: a commit is not synced, the log is synced at each
+checkpoint, and a committed write can be lost only with the machine (power, kernel), never with the
+process; the database stays consistent either way.
 
 The engines are per process, and a fork (the drain's workers, the warm launcher's runs) closes the
 forking process's connections first, so that no child inherits an open one. SQLite keeps its lock
@@ -56,14 +57,16 @@ def held_engine(url: str) -> Engine:
         return engine
 
 
-def release(urls: list[str] | None = None) -> None:
-    """Close this process's connections to `urls` (all when None): before their files are removed,
-    or when the storage is disposed of."""
+def release() -> None:
+    """Close this process's held connections: before Dagster removes the files, or when the storage
+    is disposed of."""
     with _lock:
-        for url in list(_engines) if urls is None else urls:
-            engine = _engines.pop(url, None)
-            if engine is not None:
-                engine.dispose()
+        _close_all()
+
+
+def _close_all() -> None:
+    while _engines:
+        _engines.popitem()[1].dispose()
 
 
 def _unsynced_commits(dbapi_connection: Any, _record: Any) -> None:
@@ -75,8 +78,7 @@ def _close_before_fork() -> None:
     one in between. A connection another thread is using at that moment stays open, as with
     Dagster's own engines."""
     _lock.acquire()
-    while _engines:
-        _engines.popitem()[1].dispose()
+    _close_all()
 
 
 def _release_after_fork() -> None:

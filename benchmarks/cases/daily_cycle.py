@@ -117,7 +117,7 @@ def cycle(meters: int, days: int = CYCLE_DAYS) -> dict[str, object]:
         train_s = elapsed()
         # Local days, as `metrify run` plans them: those the batches touched (ops.ingest_days), in runs
         # of consecutive days; one run per job and range.
-        ranges = contiguous_ranges(list(touched_days(env.settings, [f.batch_id for f in written.files])))
+        ranges = contiguous_ranges(list(touched_days(env.settings, [f.batch_id for f in written.files]).days))
         timings = dict.fromkeys(DOWNSTREAM_JOBS, 0.0)
         for job in DOWNSTREAM_JOBS:
             for first, last in ranges:

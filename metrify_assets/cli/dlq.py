@@ -185,7 +185,7 @@ def register(app: typer.Typer) -> None:
                 r.batch_id, r.source, f"{r.replayed:,}", f"{r.accepted:,}", f"{r.still_quarantined:,}"
             )
         console.print(table)
-        days = catchup.touched_days(settings, [r.batch_id for r in results if r.accepted])
+        days = catchup.touched_days(settings, [r.batch_id for r in results if r.accepted]).days
         if materialise and days:
             with stage_progress(console) as progress:
                 done = catchup.materialise_days(

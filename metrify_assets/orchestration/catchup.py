@@ -121,41 +121,40 @@ def ingest_files(
 SEQ_CURSOR = "metrify/run/ingest_days_seq"
 
 
-def touched_days(
-    settings: Settings, batch_ids: list[str], after_seq: int | None = None
-) -> dict[date, set[str]]:
+@dataclass(frozen=True)
+class Touched:
+    """The days to materialise, with the sources that touched each, and the next `metrify run`'s
+    `after_seq`."""
+
+    days: dict[date, set[str]]
+    next_seq: int
+
+
+def touched_days(settings: Settings, batch_ids: list[str], after_seq: int | None = None) -> Touched:
     """The days the batches touched, and those stamped after `after_seq` (batches ingested since, by
-    the daemon or the API, and days a reviewer's decision touched again: `storage.days.retouch_day`),
-    with the sources that touched each."""
+    the daemon or the API, and days a reviewer's decision touched again: `storage.days.retouch_day`).
+
+    `next_seq` is the newest seq on a first run (`after_seq` None); after that, the highest stamped
+    after `after_seq` with no gap before it that may yet fill. A seq is taken when a transaction stamps
+    a day and seen when it commits, so a batch still being ingested holds a lower one than a batch or
+    decision committed meanwhile: the cursor waits at that gap as `late_days_sensor`'s does
+    (`settled_cursor`), and the days past it are read again next time. One read serves both."""
     with postgres_resource(settings).connect() as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT day, source FROM ops.touched_days WHERE batch_id = ANY(%s) OR seq > %s ORDER BY 1",
+        row = conn.execute("SELECT now(), coalesce(max(seq), 0) FROM ops.touched_days").fetchone()
+        found = conn.execute(
+            "SELECT seq, day, recorded_at, source FROM ops.touched_days "
+            "WHERE batch_id = ANY(%s) OR seq > %s ORDER BY seq",
             (batch_ids, after_seq),
         ).fetchall()
+    assert row is not None  # an aggregate always answers a row
+    now, newest = row
     days: dict[date, set[str]] = {}
-    for day, source in rows:
+    for _, day, _, source in found:
         days.setdefault(day, set()).add(source)
-    return days
-
-
-def next_seq_cursor(settings: Settings, after_seq: int | None) -> int:
-    """The next `metrify run`'s `after_seq`: the newest seq on the first run (None); after that, the
-    highest stamped after `after_seq` with no gap before it that may yet fill. A seq is taken when a
-    transaction stamps a day and seen when it commits, so a batch still being ingested holds a lower
-    one than a batch or decision committed meanwhile: the cursor waits at that gap as
-    `late_days_sensor`'s does (`settled_cursor`), and the days past it are read again next time."""
-    with postgres_resource(settings).connect() as conn:
-        if after_seq is None:
-            row = conn.execute("SELECT coalesce(max(seq), 0) FROM ops.touched_days").fetchone()
-            return int(row[0]) if row else 0
-        now = conn.execute("SELECT now()").fetchone()
-        rows = [
-            DayRow(*r)
-            for r in conn.execute(
-                "SELECT seq, day, recorded_at FROM ops.touched_days WHERE seq > %s ORDER BY seq", (after_seq,)
-            ).fetchall()
-        ]
-    return settled_cursor(rows, after_seq, now[0]) if now else after_seq
+    if after_seq is None:
+        return Touched(days, int(newest))
+    stamped = [DayRow(seq, day, at) for seq, day, at, _ in found if seq > after_seq]
+    return Touched(days, settled_cursor(stamped, after_seq, now))
 
 
 def owed_runs(settings: Settings) -> list[JobDays]:
@@ -311,13 +310,11 @@ def run_pipeline(
         unread = [f"{source}: {error}" for source, error in drained_summary.unread.items()]
         batch_ids += drained
     # Days stamped since the last `metrify run` are materialised too (none on the first: it knows only
-    # its own batches). The cursor is read first, so a day stamped meanwhile waits for the next.
+    # its own batches). One read gives the days and the next cursor.
     seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
-    after_seq = int(seen) if seen else None
-    cursor = next_seq_cursor(settings, after_seq)
-    days = touched_days(settings, batch_ids, after_seq)
-    summary = materialise_days(defs, instance, settings, days, progress, trigger, owed_runs(settings))
-    instance.run_storage.set_cursor_values({SEQ_CURSOR: str(cursor)})
+    touched = touched_days(settings, batch_ids, int(seen) if seen else None)
+    summary = materialise_days(defs, instance, settings, touched.days, progress, trigger, owed_runs(settings))
+    instance.run_storage.set_cursor_values({SEQ_CURSOR: str(touched.next_seq)})
     summary.batch_ids = batch_ids
     # The batches whose ingest failed: their days are materialised once a later ingest succeeds.
     summary.failed[:0] = list(failed.values())

@@ -4,7 +4,7 @@ them hand out, `lake.Lake` and `cache.Cache`, which import no Dagster.
 
 A resource is imported from here on first use, not with the package: the CLI's quick commands
 (`metrify review list`, `holds list`) reach the lake and the cache through this package without
-paying for Dagster (about 1.2 s on 2 cores). `tests/cli/test_imports.py` holds them to that.
+paying for Dagster (about 1.2 s on 2 cores). `tests/cli/test_main.py` (the listings' imports) holds them to that.
 """
 
 from __future__ import annotations

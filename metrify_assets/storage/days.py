@@ -1,5 +1,6 @@
-"""The days records fall on, as `ops.ingest_days` records them per batch and `ops.retouched_days` when a
-decision touches one again: what `late_days_sensor` and `metrify run` rebuild. Plain SQL, no frames: the review commands import it."""
+"""The days records fall on, as `ops.ingest_days` records them per batch and `ops.retouched_days`
+when a decision touches one again: what `late_days_sensor` and `metrify run` rebuild. Plain SQL, no
+frames: the review commands import it."""
 
 from __future__ import annotations
 
