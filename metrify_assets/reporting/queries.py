@@ -115,7 +115,7 @@ def latest_batches(conn: psycopg.Connection, first: date, last: date) -> dict[st
     for source, contract in CONTRACTS.items():
         latest = conn.execute(
             f"SELECT batch_id FROM ops.ingest_ledger WHERE source = %(source)s AND batch_id IN ({BATCHES}) "
-            "ORDER BY processed_at DESC LIMIT 1",
+            "ORDER BY processed_at DESC, batch_id DESC LIMIT 1",  # the id only orders a tie: one page, always
             {**day_params(first, last), "source": source},
         ).fetchone()
         if latest is None:

@@ -55,6 +55,7 @@ def seed(conn: psycopg.Connection, lake: Lake) -> None:
         process_batch(
             spec, messages, [1] * len(messages), lake, conn, NOW, received_at=NOW, alert_threshold=95
         )
+        conn.commit()  # one transaction per batch, as ingestion commits them: m2's processed_at is later
     weather = json.dumps(
         {"station_id": "W1", "observed_at": "2026-03-30T00:00:00Z", "temperature_c": 9.5, "humidity_pct": 80,
          "pressure_hpa": 1012, "wind_speed_ms": 3.2, "precipitation_mm": 0}
