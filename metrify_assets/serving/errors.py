@@ -194,18 +194,29 @@ def _query_names(dependant: Dependant) -> set[str]:
 
 def refuse_unknown_parameters(request: Request) -> None:
     """A query parameter the route does not take is a 422 naming it, listing those it takes, rather
-    than a filter silently ignored (`?regoin=london` answering every region). Called by a router's
-    dependency after the token's, so a request without one is still a 401 first."""
+    than a filter silently ignored (`?regoin=london` answering every region); so is one given more
+    than once (`?region=london&region=wales` would answer for wales alone: no parameter takes a
+    list). Called by a router's dependency after the token's, so a request without one is still a
+    401 first."""
     route: APIRoute = request.scope["route"]  # the routers' routes are all FastAPI's
     taken = _query_names(route.dependant)
-    unknown = sorted(set(request.query_params) - taken)
+    params = request.query_params
+    unknown = sorted(set(params) - taken)
     if unknown:
         takes = ", ".join(sorted(taken)) or "none"
         message = f"{', '.join(unknown)}: not a parameter of {request.url.path} (it takes {takes})"
         details = [
             field_detail(("query", name), "not a parameter of this endpoint", "extra_forbidden", value)
             for name in unknown
-            for value in request.query_params.getlist(name)[:1]
+            for value in params.getlist(name)[:1]
+        ]
+        raise ApiError(422, "invalid_parameter", message, details)
+    repeated = sorted(name for name in set(params) if len(params.getlist(name)) > 1)
+    if repeated:
+        message = f"{', '.join(repeated)}: given more than once (each parameter takes one value)"
+        details = [
+            field_detail(("query", name), "given more than once", "repeated", params.getlist(name))
+            for name in repeated
         ]
         raise ApiError(422, "invalid_parameter", message, details)
 

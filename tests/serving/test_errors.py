@@ -533,6 +533,31 @@ def test_a_query_parameter_a_read_endpoint_does_not_take_is_a_422_naming_it(api:
     assert spec["/v1/consumption/hourly"]["get"]["security"] == [{"HTTPBearer": []}]
 
 
+def test_a_query_parameter_given_twice_is_a_422_naming_it(api: TestClient) -> None:
+    """`?region=london&region=wales` answered for wales alone: no parameter takes a list, so the
+    request is refused whole rather than half read."""
+    params = [
+        ("region", "london"),
+        ("region", "wales"),
+        ("segment", "residential"),
+        ("limit", "5"),
+        ("limit", "6"),
+    ]
+    response = api.get("/v1/consumption/hourly", params=params, headers=token("read"))
+    error = error_of(response, 422, "invalid_parameter")
+    assert error["message"] == "limit, region: given more than once (each parameter takes one value)"
+    assert error["details"] == [
+        {"field": "query.limit", "message": "given more than once", "type": "repeated", "value": ["5", "6"]},
+        {"field": "query.region", "message": "given more than once", "type": "repeated", "value": ["london", "wales"]},
+    ]  # fmt: skip
+    review = api.get(
+        "/v1/review/items", params=[("status", "all"), ("status", "pending")], headers=token("review")
+    )
+    assert error_of(review, 422, "invalid_parameter")["details"][0]["field"] == "query.status"
+    once = api.get("/v1/review/items", params=[("status", "all"), ("limit", "5")], headers=token("review"))
+    assert once.status_code == 200, once.text
+
+
 def test_a_query_parameter_a_review_endpoint_does_not_take_is_a_422_naming_it(api: TestClient) -> None:
     """`?stauts=all` listed the pending items: the review routes check as the data routes do."""
     listing = api.get("/v1/review/items", params={"stauts": "all"}, headers=token("review"))
