@@ -586,6 +586,27 @@ def test_openapi_declares_the_errors_of_the_routes_that_take_a_body(api: TestCli
         assert paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]["type"] == "object"
 
 
+def test_openapi_documents_every_error_in_the_api_shape(api: TestClient) -> None:
+    """The GET routes listed FastAPI's own 422 body (`HTTPValidationError`, `detail`), which the API
+    never answers; every route that takes a parameter now lists its errors as `ErrorBody`."""
+    spec = api.get("/openapi.json").json()
+    assert "HTTPValidationError" not in json.dumps(spec)
+    error_body = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            errors = {k: v for k, v in operation["responses"].items() if k.startswith(("4", "5"))}
+            if path in ("/healthz", "/readyz"):
+                assert errors == {}, path
+                continue
+            assert "422" in errors, (method, path)
+            for status, response in errors.items():
+                assert response["content"]["application/json"]["schema"] == error_body, (path, status)
+            if path.startswith("/v1/"):
+                assert {"401", "403", "429"} <= set(errors), (method, path)
+            assert ("404" in errors) == ("{" in path and path != "/v1/{source}"), (method, path)
+            assert ("400" in errors) == any(p["name"] == "cursor" for p in operation.get("parameters", []))
+
+
 def test_the_review_list_filters_and_pages_as_the_cli_lists(api: TestClient, pg: psycopg.Connection) -> None:
     """The API built its own filter SQL beside quality/review.py's; now both use ITEM_FILTER."""
     flagged = datetime(2026, 3, 1, tzinfo=UTC)

@@ -33,7 +33,13 @@ from metrify_assets.serving.cache import cached
 from metrify_assets.serving.cache import latest_reading as latest_reading_through_cache
 from metrify_assets.serving.datasets import DATASETS, Dataset, parse_value, query_page
 from metrify_assets.serving.db import connection
-from metrify_assets.serving.errors import ApiError, check_text, field_detail, refuse_unknown_parameters
+from metrify_assets.serving.errors import (
+    ApiError,
+    check_text,
+    field_detail,
+    openapi_errors,
+    refuse_unknown_parameters,
+)
 from metrify_assets.serving.output import json_response, page_response
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
 from metrify_assets.storage.known import METER, Kind, known
@@ -83,7 +89,13 @@ async def data_access(request: Request, principal: Reader) -> None:
     refuse_unknown_parameters(request)
 
 
-router = APIRouter(prefix="", tags=["data"], dependencies=[Depends(data_access)])
+# Every route answers these in the error shape (OpenAPI lists them, not FastAPI's own 422 body).
+router = APIRouter(
+    prefix="",
+    tags=["data"],
+    dependencies=[Depends(data_access)],
+    responses=openapi_errors(401, 403, 422, 429),
+)
 
 
 def _bad_cursor(err: Exception) -> ApiError:
@@ -106,6 +118,7 @@ def _check_range(start: Any, end: Any) -> None:
     "/v1/meters/{meter_id}/readings",
     summary="A meter's readings (the VEE series where processed)",
     openapi_extra=PER_METER,
+    responses=openapi_errors(400, 404),
 )
 def meter_readings(
     request: Request,
@@ -136,7 +149,12 @@ def meter_readings(
     return page_response(request, format, readings.SERIES_COLUMNS, page.rows, page.next_cursor)
 
 
-@router.get("/v1/meters/{meter_id}/latest", summary="A meter's latest reading", openapi_extra=PER_METER)
+@router.get(
+    "/v1/meters/{meter_id}/latest",
+    summary="A meter's latest reading",
+    openapi_extra=PER_METER,
+    responses=openapi_errors(404),
+)
 def latest_reading(request: Request, meter_id: str, principal: Reader) -> Response:
     """The newest interval stored for the meter (its newest record version), from the cache when
     Redis holds it, else from PostgreSQL."""
@@ -254,4 +272,5 @@ for _dataset in DATASETS.values():
         methods=["GET"],
         summary=_dataset.description.split(":")[0],
         openapi_extra=PER_METER if _dataset.per_meter else None,
+        responses=openapi_errors(400) if _dataset.path_kind is None else openapi_errors(400, 404),
     )

@@ -95,7 +95,7 @@ router.add_api_route(
     status_code=202,
     summary="Send one record or a batch of records",
     responses={
-        **openapi_errors(401, 403, 413, 415, 503),
+        **openapi_errors(401, 403, 413, 415, 429, 503),
         422: {
             "model": ErrorBody,
             "description": "The body is not JSON or does not match the source's JSON Schema: nothing was written.",
@@ -111,7 +111,11 @@ router.add_api_route(
 )
 
 
-@router.get("/v1/batches/{batch_id}", summary="What became of a request's records")
+@router.get(
+    "/v1/batches/{batch_id}",
+    summary="What became of a request's records",
+    responses=openapi_errors(401, 403, 404, 422, 429),
+)
 def batch_status(
     request: Request, batch_id: str, principal: Annotated[Principal, Depends(require("ingest"))], conn: Conn
 ) -> Response:

@@ -22,11 +22,17 @@ from metrify_assets.observability.api_metrics import ApiMetrics, ApiMetricsMiddl
 from metrify_assets.observability.metrics import PipelineCollector
 from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.resources.build import kafka_resource
+from metrify_assets.serving.errors import openapi_errors
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", summary="Prometheus metrics (pipeline and API)", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (pipeline and API)",
+    response_class=Response,
+    responses=openapi_errors(422),
+)
 def metrics(request: Request, scope: Literal["all", "api"] = "all") -> Response:
     registry: CollectorRegistry = (
         request.app.state.api_metrics_registry if scope == "api" else request.app.state.metrics_registry

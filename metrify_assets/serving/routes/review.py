@@ -39,7 +39,9 @@ async def review_access(request: Request, principal: Reviewer) -> None:
     refuse_unknown_parameters(request)
 
 
-router = APIRouter(tags=["review"], dependencies=[Depends(review_access)])
+router = APIRouter(
+    tags=["review"], dependencies=[Depends(review_access)], responses=openapi_errors(401, 403, 422, 429)
+)
 # Read after the token (a 401 comes before any body error); 415 for a decision not sent as JSON.
 JsonBody = Annotated[Any, Depends(read_json)]
 COLUMNS = (
@@ -66,7 +68,9 @@ class Decision(BaseModel):
     )
 
 
-@router.get("/v1/review/items", summary="Flagged records awaiting (or after) review")
+@router.get(
+    "/v1/review/items", summary="Flagged records awaiting (or after) review", responses=openapi_errors(400)
+)
 def list_items(
     request: Request,
     principal: Reviewer,
@@ -192,7 +196,7 @@ for _verdict, _summary, _description in (
         methods=["POST"],
         summary=_summary,
         description=_description,
-        responses=openapi_errors(401, 403, 404, 409, 415, 422),
+        responses=openapi_errors(404, 409, 415),
         openapi_extra={
             "requestBody": {
                 "required": True,
