@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -26,6 +27,7 @@ from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.run import run_with_progress
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.ingestion.dead_letters import Selection, reason_counts
 from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.orchestration.weekly import run_lifecycle
 from metrify_assets.reporting.assets import REPORT_KEY
@@ -77,13 +79,10 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         (batch_ids,),
     ).fetchone()
     assert row is not None
-    reasons: dict[str, int] = dict(
-        conn.execute(
-            "SELECT split_part(trim(r), ':', 1) AS reason, count(*) FROM ops.quarantine, "
-            "unnest(string_to_array(reasons, ',')) AS r WHERE batch_id = ANY(%s) GROUP BY 1 ORDER BY 2 DESC",
-            (batch_ids,),
-        ).fetchall()
-    )
+    # Reason codes as the report, the marts and `metrify dlq list` count them, over every source.
+    reasons: Counter[str] = Counter()
+    for _, code, records in reason_counts(conn, Selection(batch_ids=tuple(batch_ids), include_resolved=True)):
+        reasons[code] += records
     anomalies = conn.execute("SELECT count(*) FROM ops.anomaly_scores WHERE is_anomaly").fetchone()
     vee: dict[str, int] = dict(
         conn.execute("SELECT status, count(*) FROM ops.vee_readings GROUP BY 1 ORDER BY 1").fetchall()
@@ -131,7 +130,7 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         anomalies=int(anomalies[0]) if anomalies else 0,
         marts=marts,
         report_path=report_path,
-        quarantine_reasons={str(k): int(v) for k, v in reasons.items()},
+        quarantine_reasons=dict(reasons.most_common()),
         vee_intervals={str(k): int(v) for k, v in vee.items()},
         vee_methods={str(k): int(v) for k, v in methods.items()},
         vee_audit_rows=int(audit[0]) if audit else 0,

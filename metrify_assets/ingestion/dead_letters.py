@@ -40,12 +40,14 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which dead letters: by source, reason code (prefix, e.g. `malformed:bad_type`), batch."""
+    """Which dead letters: by source, reason code (prefix, e.g. `malformed:bad_type`), batch (or
+    any of several: a demo's)."""
 
     source: str | None = None
     reason: str | None = None
     batch_id: str | None = None
     include_resolved: bool = False
+    batch_ids: tuple[str, ...] = ()
 
     def where(self) -> tuple[str, dict[str, object]]:
         clauses = ["true"]
@@ -59,6 +61,9 @@ class Selection:
         if self.batch_id:
             clauses.append("batch_id = %(batch_id)s")
             params["batch_id"] = self.batch_id
+        if self.batch_ids:
+            clauses.append("batch_id = ANY(%(batch_ids)s)")
+            params["batch_ids"] = list(self.batch_ids)
         if not self.include_resolved:
             clauses.append("resolved_at IS NULL")
         return " AND ".join(clauses), params

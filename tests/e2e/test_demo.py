@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from metrify_assets.cli.main import app
 from metrify_assets.env import resolve_settings
 from metrify_assets.orchestration.instance import LOCATION_NAME
 from metrify_assets.partitions import TRIGGER_TAG
+from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.storage.embedded_server import stop_embedded
 
@@ -105,6 +107,14 @@ def test_every_injected_malformed_record_is_quarantined_with_a_reason(
     for label in malformed:
         assert label["payload"] in quarantined, label
         assert quarantined[label["payload"]].startswith("malformed:")
+    # The summary counts reason codes, as the report, the marts and `metrify dlq list` do (it counted
+    # families: `malformed` 126), and every quarantined record's reasons are in it.
+    reasons = runs[-1]["quarantine_reasons"]
+    assert isinstance(reasons, dict)
+    rows = conn.execute("SELECT reasons FROM ops.quarantine").fetchall()
+    codes = [reason_code(r) for (text,) in rows for r in text.split(",")]
+    assert reasons == dict(Counter(codes)) and "malformed" not in reasons
+    assert any(code.startswith("malformed:") for code in reasons)
 
 
 def test_every_reading_is_in_the_vee_series_and_the_marts_hold_its_billable_intervals(
