@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import sys
 from functools import cache
 from importlib.metadata import version
 from importlib.util import find_spec
@@ -91,12 +92,42 @@ class LazyCommands(TyperGroup):
             one_line_summaries(command)
         return command
 
+    def invoke(self, ctx: _click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except Exception as err:
+            unreachable = unreachable_database(err)
+            if unreachable is None:
+                raise
+            typer.echo(f"error: {unreachable}", err=True)
+            raise typer.Exit(code=1) from err
+
     def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
+
+
+def unreachable_database(err: BaseException) -> str | None:
+    """One line for a PostgreSQL that cannot be reached (down, wrong host or port, refused login),
+    found anywhere in `err`'s chain, or None: every command that reads `ops` would otherwise end in a
+    traceback of dozens of lines. The URL is not repeated (it may hold a password); psycopg's message
+    names the host and port."""
+    psycopg = sys.modules.get("psycopg")  # never imported here: a command that failed without it is no case
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while psycopg is not None and cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, psycopg.OperationalError) and cause.sqlstate is None:
+            reason = " ".join(str(cause).split())
+            return (
+                f"cannot reach the operational PostgreSQL database ({reason}). Check METRIFY_POSTGRES_URL, "
+                "or unset it to use the embedded server in METRIFY_HOME"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 app = typer.Typer(

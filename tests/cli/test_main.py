@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -134,3 +136,39 @@ def test_lifecycle_status_imports_pandas_but_not_dagster(
     `forecast show` did: it connects the same way now)."""
     env = {**os.environ, "METRIFY_HOME": str(tmp_path), "METRIFY_POSTGRES_URL": pg_resource.get_url()}
     assert probe("lifecycle", "status", env=env) == {"pandas", "numpy"}
+
+
+@pytest.mark.parametrize(
+    "args", [["alerts", "list"], ["review", "list"], ["db", "status"], ["lifecycle", "status"]]
+)
+def test_a_database_that_cannot_be_reached_is_one_line_not_a_traceback(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A configured PostgreSQL that is down printed a traceback of 40-80 lines."""
+    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", f"postgresql://metrify:s3cret@127.0.0.1:{port}/metrify")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: cannot reach the operational PostgreSQL database (connection")
+    assert f'"127.0.0.1", port {port} failed' in result.stderr
+    assert "Traceback" not in result.output and "s3cret" not in result.output
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_error_that_is_not_about_reaching_the_database_is_raised_as_it_was() -> None:
+    assert main.unreachable_database(ValueError("no")) is None
+    query_error = psycopg.errors.QueryCanceled("canceling statement")  # an OperationalError with a SQLSTATE
+    assert main.unreachable_database(query_error) is None
+    try:
+        try:
+            raise psycopg.OperationalError("connection failed: refused")
+        except psycopg.OperationalError as err:
+            raise RuntimeError("resource init failed") from err
+    except RuntimeError as wrapped:
+        assert main.unreachable_database(wrapped) == (
+            "cannot reach the operational PostgreSQL database (connection failed: refused). Check "
+            "METRIFY_POSTGRES_URL, or unset it to use the embedded server in METRIFY_HOME"
+        )
