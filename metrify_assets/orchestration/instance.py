@@ -57,6 +57,8 @@ event_log_storage:  # Dagster's SQLite event log, where it keeps it; new runs' f
     base_dir: {event_log_dir}
 telemetry:
   enabled: false
+nux:  # the UI's "join the community" dialog covered every page of a new home
+  enabled: false
 """
 )
 

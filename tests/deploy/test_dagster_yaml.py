@@ -34,6 +34,7 @@ from referencing.jsonschema import DRAFT7
 
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.kafka.sensor import range_request
+from metrify_assets.orchestration.instance import dagster_yaml
 from metrify_assets.resources import PostgresResource
 from metrify_platform.launcher import WarmRunLauncher
 
@@ -254,6 +255,15 @@ def test_single_machine_instance_loads_and_connects(
         assert coordinator.get_run_queue_config().max_concurrent_runs == 4
         assert instance.run_monitoring_enabled and instance.run_retries_max_retries == 2
         assert instance.run_retries_retry_on_asset_or_op_failure is False
+        assert not instance.nux_enabled  # no "join the community" dialog over the UI
+    finally:
+        instance.dispose()
+
+
+def test_the_local_instance_shows_the_ui_without_a_dialog(tmp_path: Path) -> None:
+    instance = load_instance(tmp_path, dagster_yaml(tmp_path))
+    try:
+        assert not instance.nux_enabled and not instance.telemetry_enabled
     finally:
         instance.dispose()
 
