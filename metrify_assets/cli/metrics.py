@@ -1,6 +1,9 @@
 """Prometheus metrics of the pipeline: an exporter without the data API, or the current values.
 
 `metrify metrics serve` (a Prometheus exporter without the data API) and `metrify metrics show`.
+A collector that fails is only counted by the exporter (`metrify_metrics_collect_errors_total`), but
+makes `show` exit 1 after printing the rest: a one-shot scrape is read by a person or a script, who
+would otherwise take missing families for zeros.
 
 Both compute the pipeline metrics from the configured stores (PostgreSQL, Kafka when configured, the
 Dagster instance of DAGSTER_HOME); the API's request metrics live in the API process (its `/metrics`).
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -18,6 +21,7 @@ import psycopg
 import typer
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
+from metrify_assets.cli.main import unreachable_database
 from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.observability.metrics import Connect, PipelineCollector, pipeline_registry
 from metrify_assets.orchestration.instance import local_instance
@@ -25,15 +29,23 @@ from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.serving.db import open_pool
 
 
-def settings_registry(settings: Settings, connect: Connect) -> CollectorRegistry:
+def settings_collector(settings: Settings, connect: Connect) -> PipelineCollector:
     """The pipeline metrics of the configured stores, on PostgreSQL connections from `connect`."""
-    return pipeline_registry(
-        PipelineCollector(
-            connect,
-            kafka=kafka_resource(settings) if settings.uses_kafka else None,
-            instance=lambda: local_instance(settings),
-        )
+    return PipelineCollector(
+        connect,
+        kafka=kafka_resource(settings) if settings.uses_kafka else None,
+        instance=lambda: local_instance(settings),
     )
+
+
+def failed_collectors(failing: Mapping[str, Exception]) -> str:
+    """One line naming each failed collector and why; an unreachable PostgreSQL is said as every other
+    command says it (the URL, which may hold a password, is not repeated)."""
+    reasons = "; ".join(
+        f"{name} ({unreachable_database(err) or ' '.join(str(err).split()) or type(err).__name__})"
+        for name, err in failing.items()
+    )
+    return f"metrics collectors failed, their metrics are left out above: {reasons}"
 
 
 def serve_until(stop: threading.Event, registry: CollectorRegistry, host: str, port: int) -> None:
@@ -67,7 +79,7 @@ def register(app: typer.Typer) -> None:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         with open_pool(postgres.get_url(), max_size=1) as pool:
-            registry = settings_registry(settings, lambda: pool.connection(timeout=5))
+            registry = pipeline_registry(settings_collector(settings, lambda: pool.connection(timeout=5)))
             typer.echo(f"metrics on http://{host}:{port}/metrics (Ctrl-C stops)", err=True)
             try:
                 serve_until(stop, registry, host, port)
@@ -76,7 +88,10 @@ def register(app: typer.Typer) -> None:
 
     @metrics_app.command("show")
     def show_cmd() -> None:
-        """Print one scrape in the Prometheus text format (what Prometheus would read now)."""
+        """Print one scrape in the Prometheus text format (what Prometheus would read now).
+
+        Exit status 1, after printing what could be read, when a collector failed (PostgreSQL or Kafka
+        unreachable, a table missing): the error line on stderr names each one and why."""
         settings = resolve_settings()
         postgres = postgres_resource(settings)
 
@@ -85,6 +100,11 @@ def register(app: typer.Typer) -> None:
             with postgres.connect(autocommit=True) as conn:
                 yield conn
 
-        typer.echo(generate_latest(settings_registry(settings, connect)).decode(), nl=False)
+        collector = settings_collector(settings, connect)
+        typer.echo(generate_latest(pipeline_registry(collector)).decode(), nl=False)
+        failing = collector.failing
+        if failing:
+            typer.echo(f"error: {failed_collectors(failing)}", err=True)
+            raise typer.Exit(code=1)
 
     app.add_typer(metrics_app, name="metrics")

@@ -6,7 +6,8 @@ after a restart; what is kept between scrapes only makes the next one cheaper (`
 Each part is a named collector; one that fails (Kafka down, a table missing) leaves its metrics out
 of that scrape, counts in `metrify_metrics_collect_errors_total{collector}` and logs one warning
 when it starts failing (and a line when it recovers), never breaking the scrape. Served by the data
-API at `/metrics` and by `metrify metrics serve` (docs/operations.md#metrics).
+API at `/metrics` and by `metrify metrics serve`; `metrify metrics show`, a one-shot scrape, exits
+non-zero on the collectors in `PipelineCollector.failing` (docs/operations.md#metrics).
 """
 
 from __future__ import annotations
@@ -85,8 +86,15 @@ class PipelineCollector:
         self._runs = WindowedTally()
         self._store = StoreState()
         self._errors: Counter[str] = Counter()
-        self._failing: set[str] = set()
+        self._failing: dict[str, Exception] = {}
         self._lock = threading.Lock()
+
+    @property
+    def failing(self) -> dict[str, Exception]:
+        """The collectors whose latest attempt failed, with its error: a server only counts them, a
+        one-shot scrape (`metrify metrics show`) must say so."""
+        with self._lock:
+            return dict(self._failing)
 
     def describe(self) -> Iterator[Metric]:
         """The catalogue's families, without querying anything (registration must not scrape)."""
@@ -113,11 +121,10 @@ class PipelineCollector:
         except Exception as err:  # noqa: BLE001 - any failure leaves out this collector's metrics only
             self._errors[name] += 1
             if name not in self._failing:
-                self._failing.add(name)
                 log.warning("metrics collector %r failed, its metrics are left out: %s", name, err)
+            self._failing[name] = err
             return []
-        if name in self._failing:
-            self._failing.discard(name)
+        if self._failing.pop(name, None) is not None:
             log.info("metrics collector %r recovered", name)
         return families
 

@@ -482,6 +482,7 @@ def test_a_failing_collector_leaves_out_its_metrics_only(
         samples = scrape(collector)
     for name in ("ledger", "sources", "backlog", "meters", "grid", "alerts", "kafka"):
         assert value(samples, "metrify_metrics_collect_errors_total", collector=name) == 2, name
+    assert set(collector.failing) == {"ledger", "sources", "backlog", "meters", "grid", "alerts", "kafka"}
     assert value(samples, "metrify_metrics_collect_errors_total", collector="dagster") == 0
     assert value(samples, "metrify_pipeline_runs_total", job="good_job", status="success") == 1
     assert total(samples, "metrify_records_received_total") == 0

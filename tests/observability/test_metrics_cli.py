@@ -15,21 +15,31 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app
-from metrify_assets.cli.metrics import serve_until, settings_registry
+from metrify_assets.cli.metrics import serve_until, settings_collector
 from metrify_assets.env import resolve_settings
+from metrify_assets.observability.metrics import pipeline_registry
 from metrify_assets.resources import PostgresResource
 from metrify_assets.serving.db import open_pool
 
 pytestmark = pytest.mark.postgres
 
 
-def received(text: str) -> dict[str, float]:
+def by_label(text: str, sample: str, label: str) -> dict[str, float]:
+    """The values of `sample` in a scrape's text, keyed by `label`."""
     return {
-        s.labels["source"]: s.value
+        s.labels[label]: s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == "metrify_records_received_total"
+        if s.name == sample
     }
+
+
+def received(text: str) -> dict[str, float]:
+    return by_label(text, "metrify_records_received_total", "source")
+
+
+def collect_errors(text: str) -> dict[str, float]:
+    return by_label(text, "metrify_metrics_collect_errors_total", "collector")
 
 
 @pytest.fixture
@@ -70,13 +80,49 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def test_show_exits_1_naming_a_failed_collector_after_printing_the_rest(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka configured but down: `show` exited 0 and only the errors counter told."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    result = CliRunner().invoke(app, ["metrics", "show"], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert received(result.stdout)["weather_observations"] == 10
+    assert collect_errors(result.stdout)["kafka"] == 1
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("error: metrics collectors failed, their metrics are left out above: kafka (")
+    assert "postgres" not in error
+
+
+def test_show_with_postgresql_unreachable_exits_1_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What it can read (the runs, the errors counter) on stdout; the reason as every command says it."""
+    port = free_port()
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", f"postgresql://metrify:s3cret@127.0.0.1:{port}/metrify")
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    result = CliRunner().invoke(app, ["metrics", "show"])
+    assert result.exit_code == 1, result.output
+    assert collect_errors(result.stdout)["postgres"] == 1
+    assert received(result.stdout) == {}
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("error: metrics collectors failed, their metrics are left out above: postgres (")
+    assert "cannot reach the operational PostgreSQL database (connection" in error
+    assert f'"127.0.0.1", port {port} failed' in error
+    assert "Traceback" not in result.output and "s3cret" not in result.output
+
+
 def test_serve_answers_scrapes_until_stopped(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The loop `metrify metrics serve` runs (its SIGTERM handler sets `stop`), on the CLI's pool."""
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
     settings = resolve_settings(env)
     port, stop = free_port(), threading.Event()
     with open_pool(env["METRIFY_POSTGRES_URL"], max_size=1) as pool:
-        registry = settings_registry(settings, lambda: pool.connection(timeout=5))
+        registry = pipeline_registry(settings_collector(settings, lambda: pool.connection(timeout=5)))
         server = threading.Thread(target=serve_until, args=(stop, registry, "127.0.0.1", port))
         server.start()
         try:
