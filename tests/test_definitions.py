@@ -56,6 +56,29 @@ def test_guarding_checks_are_blocking(defs: dg.Definitions) -> None:
     assert specs["gx_anomaly_scores"].blocking
 
 
+def test_every_asset_check_says_what_it_checks(defs: dg.Definitions) -> None:
+    """A check without a description shows "No description provided" on its page in the UI."""
+    graph = defs.resolve_asset_graph()
+    undescribed = [str(key) for key in graph.asset_check_keys if not graph.get_check_spec(key).description]
+    assert undescribed == []
+
+
+def test_dbt_test_checks_are_described_from_the_test(defs: dg.Definitions) -> None:
+    """Generic tests get a description made from their kind, model and column, keeping dbt's severity."""
+    graph = defs.resolve_asset_graph()
+    hourly = dg.AssetKey(["marts", "fct_consumption_hourly"])
+    spec = graph.get_check_spec(
+        dg.AssetCheckKey(hourly, "relationships_fct_consumption_hourly_meter_id__meter_id__ref_dim_meter_")
+    )
+    assert spec.description is not None
+    assert spec.description.startswith("relationships on fct_consumption_hourly.meter_id: every meter_id is")
+    assert "Severity warn" in spec.description
+    assert not spec.blocking
+    singular = graph.get_check_spec(dg.AssetCheckKey(hourly, "assert_rollups_keep_all_energy"))
+    assert singular.description is not None and singular.description.startswith("No energy is lost")
+    assert singular.blocking
+
+
 def test_jobs_sensors_and_schedules_load(defs: dg.Definitions) -> None:
     for source in ("meter_readings", "grid_status", "weather_observations"):
         defs.resolve_job_def(f"ingest_{source}_job")

@@ -133,7 +133,15 @@ def winners_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFram
         "lake_prefix": f"{MODEL_PREFIX}/",
         "partitioned_by": "last day of data",
     },
-    check_specs=[dg.AssetCheckSpec("load_forecast_complete", asset="load_forecast")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "load_forecast_complete",
+            asset="load_forecast",
+            description="Every quarter-hour of every series' forecast day has a value from the chosen method "
+            "in ops.load_forecasts. A failure (selected_without_value > 0) means some series have gaps in "
+            "their forecast; the rows that have values are written and the run goes on.",
+        )
+    ],
     retry_policy=RETRY_POLICY,
 )
 @classified_step

@@ -88,7 +88,16 @@ class GridRunConfig(dg.Config):
     "ENTSO-E system-state events (alert / emergency, with the rule that fired) in ops.grid_state_events; "
     "the newest state of each node as a grid_state alert.",
     metadata={"tables": "ops.grid_stability, ops.grid_state_events", "partitioned_by": "UTC day"},
-    check_specs=[dg.AssetCheckSpec(CHECK, asset="grid_stability")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            CHECK,
+            asset="grid_stability",
+            description="The figures written to ops.grid_stability and ops.grid_state_events are consistent: "
+            "shares and risk scores in [0, 1], minutes not negative, alert and emergency minutes within the "
+            "minutes covered, events ending after they start. A failure (counts per problem in its metadata) "
+            "means a bug in the stability figures; they are written all the same and are suspect until it is fixed.",
+        )
+    ],
     retry_policy=RETRY_POLICY,
 )
 @classified_step

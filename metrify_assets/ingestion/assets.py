@@ -236,12 +236,22 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
             ),
         ],
         check_specs=[
-            dg.AssetCheckSpec(f"gx_raw_{source}", asset=raw, description="GX suite on decoded records"),
+            dg.AssetCheckSpec(
+                f"gx_raw_{source}",
+                asset=raw,
+                description=f"GX suite raw_{source} on the batch's decoded records: at least one record, "
+                "the contract's columns present, the natural key not null. A failure means an empty batch "
+                "or records that decode without their columns or keys; it blocks nothing: the batch still "
+                "goes through the rules, which quarantine the bad records.",
+            ),
             dg.AssetCheckSpec(
                 f"gx_validated_{source}",
                 asset=validated,
                 blocking=True,
-                description=f"GX suite guarding the write to ops.{contract.table}",
+                description=f"GX suite validated_{source} on the records the rules accepted, before the write "
+                f"to ops.{contract.table}: keys not null and unique, values within their ranges. A failure "
+                "means the rules let through what the guard refuses (a bug): nothing is written and the run "
+                "fails without retry.",
             ),
         ],
         op_tags={"metrify/source": source},

@@ -29,6 +29,12 @@ from metrify_assets.resources.lake import Lake
 
 OWNERS = ["team:data-engineering"]
 GROUP = "lifecycle"
+MOVES_VERIFIED = (
+    "Every day due for the {tier} tier moved and was verified: its copy matched its manifest before the "
+    "move, and after it the objects have the new storage class, size, ETag and bytes. A failure names the "
+    "days that failed and why (metadata `failures`, a critical `lifecycle:{tier}_tier` alert): they stay "
+    "where they were, whole, until a rerun of their partitions moves them; the other days' moves stand."
+)
 # Days copied at once, each on a pooled connection: a day's work is mostly PostgreSQL's, Arrow's and
 # the lake's, which run beside Python.
 ARCHIVE_THREADS = 4
@@ -282,7 +288,9 @@ def report_failures(conn: psycopg.Connection, asset: str, failures: list[Outcome
     owners=OWNERS,
     description="Cold tier: days past their warm age move from S3 STANDARD to STANDARD_IA, after their copy "
     "is checked against its manifest; the change is verified (class, size, ETag, bytes).",
-    check_specs=[dg.AssetCheckSpec("moves_verified", asset="cold_tier")],
+    check_specs=[
+        dg.AssetCheckSpec("moves_verified", asset="cold_tier", description=MOVES_VERIFIED.format(tier="cold"))
+    ],
     metadata={"storage_class": "STANDARD_IA"},
     retry_policy=RETRY_POLICY,
 )
@@ -302,7 +310,11 @@ def cold_tier(
     owners=OWNERS,
     description="Archive tier: days past their cold age move from STANDARD_IA to GLACIER (or DEEP_ARCHIVE), "
     "after their copy is checked against its manifest. Reading them back needs a restore (`metrify restore`).",
-    check_specs=[dg.AssetCheckSpec("moves_verified", asset="archive_tier")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "moves_verified", asset="archive_tier", description=MOVES_VERIFIED.format(tier="archive")
+        )
+    ],
     metadata={"storage_class": "GLACIER or DEEP_ARCHIVE"},
     retry_policy=RETRY_POLICY,
 )

@@ -75,7 +75,15 @@ RUN_ROWS = "FROM ops.enriched_meter_readings WHERE local_date BETWEEN %(first)s:
     "anomaly score, in ops.enriched_meter_readings; each run enriches its days only.",
     metadata={"table": "ops.enriched_meter_readings", "partitioned_by": "local day of the meter"},
     check_specs=[
-        dg.AssetCheckSpec("gx_enriched_meter_readings", asset="enriched_meter_readings", blocking=True)
+        dg.AssetCheckSpec(
+            "gx_enriched_meter_readings",
+            asset="enriched_meter_readings",
+            blocking=True,
+            description="GX suite enriched_meter_readings on the run's enriched rows (a random sample of "
+            f"{GX_SAMPLE_ROWS:,} beyond that many): keys, local date and hour and time-of-use period not null, "
+            "hour 0-23, period and segment from their sets, one row per meter and reading start. A failure "
+            "rolls the enrichment back, fails the run and stops the assets downstream (marts).",
+        )
     ],
     retry_policy=RETRY_POLICY,
 )

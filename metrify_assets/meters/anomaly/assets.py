@@ -181,7 +181,17 @@ class AnomalyScoresConfig(dg.Config):
     "a score that finds days-long drifts either way). Before the first training, the first run trains "
     "the models on the 28 days up to its last day.",
     metadata={"table": "ops.anomaly_scores", "partitioned_by": "local day of the meter"},
-    check_specs=[dg.AssetCheckSpec("gx_anomaly_scores", asset="anomaly_scores", blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "gx_anomaly_scores",
+            asset="anomaly_scores",
+            blocking=True,
+            description="GX suite anomaly_scores on the run's scores before they are written: keys, score, "
+            "verdict, expectation and model version not null, scores and expectations finite (within ±1e6), "
+            "verdicts true or false, one score per meter and reading start. A failure writes nothing to "
+            "ops.anomaly_scores, fails the run and stops the assets downstream (enrichment, marts).",
+        )
+    ],
     retry_policy=RETRY_POLICY,
 )
 @classified_step

@@ -79,7 +79,18 @@ class VeeRunConfig(dg.Config):
     "(actual / estimated / edited / missing / failed), method and rule version, in ops.vee_readings; "
     "the day's billing gate in ops.vee_days; every change in ops.vee_audit.",
     metadata={"table": "ops.vee_readings", "partitioned_by": "local day of the meter"},
-    check_specs=[dg.AssetCheckSpec("gx_vee_meter_readings", asset="vee_meter_readings", blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "gx_vee_meter_readings",
+            asset="vee_meter_readings",
+            blocking=True,
+            description="GX suite vee_meter_readings on every interval VEE built: columns present, keys, "
+            "status, method and direction not null, status and interval length from their sets, energy within "
+            "±1000 kWh, one row per meter and interval start. A failure fails the run and stops the assets "
+            "downstream (marts, billing); the groups already committed stay in ops.vee_readings until a "
+            "rerun rebuilds them.",
+        )
+    ],
     retry_policy=RETRY_POLICY,
 )
 @classified_step
