@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .cache/uv-bootstrap/bin/uv)
 RUN := $(UV) run --locked
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: help env demo test lint typecheck dbt-parse redis-server promtool dev bench bench-quick clean
+.PHONY: help env demo test lint typecheck dbt-parse redis-server promtool alertmanager dev bench bench-quick clean
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -58,7 +58,13 @@ promtool:  ## promtool from Debian's prometheus package, for the alert-rule unit
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
 
-test: lint typecheck dbt-parse kafka-jars redis-server promtool  ## Lint, types and the whole test suite (real services)
+alertmanager:  ## Alertmanager and amtool from Debian's prometheus-alertmanager, for the routing tests (apt-get when missing)
+	@command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "alertmanager is missing and there is no apt-get: install Alertmanager 0.25+ (see README)" >&2; exit 1; }; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus-alertmanager; }
+
+test: lint typecheck dbt-parse kafka-jars redis-server promtool alertmanager  ## Lint, types and the whole test suite (real services)
 	$(RUN) pytest -n auto --maxprocesses 4 --dist loadfile  # a file's tests share one worker's services
 
 dev: env dbt-parse  ## The Dagster UI on http://127.0.0.1:3000 with this project's instance

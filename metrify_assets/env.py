@@ -38,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from metrify_assets.teams import TEAMS
+
 
 @dataclass(frozen=True)
 class SnowflakeSettings:
@@ -73,6 +75,8 @@ class AlertSettings:
     smtp_password_set: bool = False
     smtp_from: str = "metrify@localhost"
     smtp_to: tuple[str, ...] = ()
+    # Per team (metrify_assets/teams.py), recipients that replace smtp_to for its alerts.
+    smtp_to_by_team: tuple[tuple[str, tuple[str, ...]], ...] = ()
     smtp_starttls: bool = False
     min_severity: str = "warning"
 
@@ -223,6 +227,15 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
+def _addresses(env: Mapping[str, str], variable: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in (env.get(variable) or "").split(",") if a.strip())
+
+
+def team_variable(prefix: str, team: str) -> str:
+    """`METRIFY_ALERT_SMTP_TO_GRID_OPERATIONS` for team `grid-operations`."""
+    return f"{prefix}_{team.upper().replace('-', '_')}"
+
+
 def resolve_alerts(env: Mapping[str, str]) -> AlertSettings:
     """The METRIFY_ALERT_* variables. A half-configured channel is an error, not a silent drop: a
     webhook without its signing secret, or an SMTP host without recipients."""
@@ -240,9 +253,14 @@ def resolve_alerts(env: Mapping[str, str]) -> AlertSettings:
             "is signed with it, so that the receiver can tell Metrify's requests from anyone else's"
         )
     smtp_host = env.get("METRIFY_ALERT_SMTP_HOST") or None
-    smtp_to = tuple(a.strip() for a in (env.get("METRIFY_ALERT_SMTP_TO") or "").split(",") if a.strip())
+    smtp_to = _addresses(env, "METRIFY_ALERT_SMTP_TO")
     if smtp_host and not smtp_to:
         raise ValueError("METRIFY_ALERT_SMTP_HOST is set without METRIFY_ALERT_SMTP_TO (comma-separated)")
+    by_team = tuple(
+        (team, addresses)
+        for team in TEAMS
+        if (addresses := _addresses(env, team_variable("METRIFY_ALERT_SMTP_TO", team)))
+    )
     return AlertSettings(
         webhook_url=webhook_url,
         webhook_secret_set=webhook_secret_set,
@@ -253,6 +271,7 @@ def resolve_alerts(env: Mapping[str, str]) -> AlertSettings:
         smtp_password_set=bool(env.get("METRIFY_ALERT_SMTP_PASSWORD")),
         smtp_from=env.get("METRIFY_ALERT_SMTP_FROM") or default.smtp_from,
         smtp_to=smtp_to,
+        smtp_to_by_team=by_team,
         smtp_starttls=_flag(env, "METRIFY_ALERT_SMTP_STARTTLS", default.smtp_starttls),
         min_severity=min_severity,
     )

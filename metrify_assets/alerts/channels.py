@@ -32,6 +32,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Protocol
 
 from metrify_assets.alerts.store import AlertRow
+from metrify_assets.teams import alert_team
 
 if TYPE_CHECKING:  # only a parameter's type: imported, it would bring Dagster into `metrify alerts list`
     from metrify_assets.resources.alerts import AlertChannelsResource
@@ -40,6 +41,7 @@ SIGNATURE_HEADER = "X-Metrify-Signature"
 TIMESTAMP_HEADER = "X-Metrify-Timestamp"
 DELIVERY_HEADER = "X-Metrify-Delivery"
 EVENT_HEADER = "X-Metrify-Event"
+TEAM_HEADER = "X-Metrify-Team"  # who answers it (metrify_assets/teams.py): a receiver routes on it
 SIGNATURE_TOLERANCE_S = 300  # a receiver refuses older (or replayed) requests
 USER_AGENT = "metrify-alerts/1"
 _ERROR_BODY_CHARS = 200
@@ -126,6 +128,7 @@ def alert_fields(alert: AlertRow) -> dict[str, object]:
     return {
         "id": alert.alert_id,
         "kind": alert.kind,
+        "team": alert_team(alert.kind),
         "severity": alert.severity,
         "subject": alert.subject,
         "summary": alert.summary,
@@ -186,6 +189,7 @@ def slack_body(notification: Notification) -> bytes:
     facts = [
         f"Severity: {alert.severity}",
         f"Kind: {alert.kind}",
+        f"Team: {alert_team(alert.kind)}",
         f"Alert: #{alert.alert_id} ({alert.status})",
         f"Occurrences: {alert.occurrences}",
     ]
@@ -224,10 +228,12 @@ def email_message(notification: Notification, sender: str, recipients: Sequence[
         msg["References"] = opened
     msg["X-Metrify-Delivery"] = notification.delivery_id
     msg["X-Metrify-Event"] = notification.event
+    msg[TEAM_HEADER] = alert_team(alert.kind)
     lines = [
         f"{notification.severity.upper()} {alert.kind} alert #{alert.alert_id}: {notification.what}",
         "",
         f"Subject:      {alert.subject}",
+        f"Team:         {alert_team(alert.kind)}",
         f"Summary:      {alert.summary}",
         f"Status:       {alert.status}",
         f"Opened:       {alert.opened_at:%Y-%m-%d %H:%M:%S %Z}",
@@ -310,6 +316,7 @@ class WebhookChannel:
             SIGNATURE_HEADER: sign(self.secret, timestamp, body),
             DELIVERY_HEADER: notification.delivery_id,
             EVENT_HEADER: notification.event,
+            TEAM_HEADER: alert_team(notification.alert.kind),
         }
         post(self.url, body, headers, timeout_s)
 
@@ -337,9 +344,12 @@ class EmailChannel:
     password: str | None = field(default=None, repr=False)
     starttls: bool = False
     name: str = "email"
+    # Per team (metrify_assets/teams.py), the recipients of its alerts instead of `recipients`.
+    recipients_by_team: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def send(self, notification: Notification, timeout_s: float) -> None:
-        message = email_message(notification, self.sender, self.recipients)
+        recipients = self.recipients_by_team.get(alert_team(notification.alert.kind), self.recipients)
+        message = email_message(notification, self.sender, recipients)
         try:
             with smtplib.SMTP(self.host, self.port, timeout=timeout_s) as smtp:
                 if self.starttls:
@@ -386,6 +396,7 @@ def configured_channels(resource: AlertChannelsResource) -> list[Channel]:
                 port=resource.smtp_port,
                 sender=resource.smtp_from,
                 recipients=tuple(resource.smtp_to),
+                recipients_by_team={team: tuple(to) for team, to in resource.smtp_to_by_team.items()},
                 user=resource.smtp_user,
                 password=resource.smtp_password,
                 starttls=resource.smtp_starttls,

@@ -23,6 +23,9 @@ class AlertChannelsResource(dg.ConfigurableResource):
     smtp_password: str | None = None
     smtp_from: str = "metrify@localhost"
     smtp_to: list[str] = Field(default_factory=list, description="recipients")
+    smtp_to_by_team: dict[str, list[str]] = Field(
+        default_factory=dict, description="per team, recipients of its alerts instead of smtp_to"
+    )
     smtp_starttls: bool = False
     min_severity: str = Field(default="warning", description="info, warning or critical")
     timeout_s: float = Field(

@@ -90,6 +90,7 @@ def alert_channels_resource(settings: AlertSettings, secrets_as_env: bool = Fals
         smtp_password=secret("METRIFY_ALERT_SMTP_PASSWORD", settings.smtp_password_set),
         smtp_from=settings.smtp_from,
         smtp_to=list(settings.smtp_to),
+        smtp_to_by_team={team: list(addresses) for team, addresses in settings.smtp_to_by_team},
         smtp_starttls=settings.smtp_starttls,
         min_severity=settings.min_severity,
     )

@@ -98,6 +98,7 @@ def test_the_webhook_posts_signed_json_that_the_receiver_verifies(
     assert request.signature_ok and request.status == 200 and request.path == "/hooks/metrify"
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["X-Metrify-Event"] == "opened"
+    assert request.headers["X-Metrify-Team"] == "grid-operations"  # a receiver routes on it
     payload = request.json
     assert (
         payload["delivery_id"]
@@ -106,11 +107,12 @@ def test_the_webhook_posts_signed_json_that_the_receiver_verifies(
     )
     assert payload["event"] == "opened"
     alert = payload["alert"]
-    assert (alert["id"], alert["kind"], alert["severity"], alert["status"]) == (
+    assert (alert["id"], alert["kind"], alert["severity"], alert["status"], alert["team"]) == (
         raised.alert_id,
         "grid_state",
         "critical",
         "open",
+        "grid-operations",
     )
     assert (alert["subject"], alert["dedup_key"], alert["details"]) == (
         "grid node N1",
@@ -263,6 +265,7 @@ def test_a_standing_alert_is_sent_once_and_its_resolution_once(
     assert fields == [
         "Severity: critical",
         "Kind: grid_state",
+        "Team: grid-operations",
         f"Alert: #{raised.alert_id} (open)",
         "Occurrences: 1",
     ]
@@ -379,11 +382,43 @@ def test_e_mail_goes_through_a_real_smtp_server(
     assert resolved["In-Reply-To"] == opened["Message-ID"]  # threads under the opening
     assert "Note:         frequency back in band" in resolved.get_content()
 
+    assert opened["X-Metrify-Team"] == "grid-operations" and "Team:         grid-operations" in body
+
     wrong = EmailChannel(
         "127.0.0.1", smtp_receiver.port, "metrify@example.org", ("ops@example.org",), "metrify", "nope"
     )
     with pytest.raises(DeliveryError, match="SMTP 535"):
         wrong.send(Notification.of(get(conn, raised.alert_id), "opened"), timeout_s=5)
+
+
+def test_e_mail_reaches_the_team_that_answers_the_alert(
+    conn: psycopg.Connection, smtp_receiver: SmtpReceiver
+) -> None:
+    """METRIFY_ALERT_SMTP_TO_GRID_OPERATIONS takes the grid's alerts; the others go to SMTP_TO."""
+    env = {
+        "METRIFY_HOME": "/tmp/metrify-alerts-env",
+        "METRIFY_ALERT_SMTP_HOST": "127.0.0.1",
+        "METRIFY_ALERT_SMTP_PORT": str(smtp_receiver.port),
+        "METRIFY_ALERT_SMTP_USER": "metrify",
+        "METRIFY_ALERT_SMTP_TO": "ops@example.org",
+        "METRIFY_ALERT_SMTP_TO_GRID_OPERATIONS": "control-room@example.org, grid@example.org",
+    }
+    resource = build_resources(resolve_settings(env))["alert_channels"]
+    assert resource.smtp_to_by_team == {"grid-operations": ["control-room@example.org", "grid@example.org"]}
+    resource = resource.model_copy(update={"smtp_password": "mail-password"})  # the EnvVar, resolved
+    channels = configured_channels(resource)
+    raise_alert(conn, node_alert(), at=T0)
+    quality = Alert(
+        kind="quality", dedup_key="quality:meter_readings", severity="warning", subject="meter_readings",
+        summary="batch b1 scored 80.0 < 95",
+    )  # fmt: skip
+    raise_alert(conn, quality, at=T0)
+    assert deliver_pending(conn, channels, FAST, now=T0).summary == "delivered 2 (email 2)"
+    sent = {message["X-Metrify-Team"]: envelope.rcpt_tos for envelope, message in smtp_receiver.messages}
+    assert sent == {
+        "grid-operations": ["control-room@example.org", "grid@example.org"],
+        "data-quality": ["ops@example.org"],
+    }
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
