@@ -318,11 +318,27 @@ class ReconcileCursor:
         return json.dumps({"after": self.after.isoformat(), "settled": sorted(self.settled)})
 
     @classmethod
+    def first(cls, now: datetime) -> ReconcileCursor:
+        """A day back (`RECONCILE_FIRST_LOOKBACK`): where a tick without a cursor starts."""
+        return cls(after=now - RECONCILE_FIRST_LOOKBACK)
+
+    @classmethod
     def loads(cls, text: str | None, now: datetime) -> ReconcileCursor:
-        """The cursor `text`, or a day back (`RECONCILE_FIRST_LOOKBACK`): the first tick, or a cursor
-        that cannot be read (a person's edit in the UI)."""
+        """The cursor `text`, or `first`: the first tick, or a cursor that cannot be read (a person's
+        edit in the UI)."""
         cursor = cls.parse(text) if text else None
-        return cursor if cursor is not None else cls(after=now - RECONCILE_FIRST_LOOKBACK)
+        return cursor if cursor is not None else cls.first(now)
+
+    def window(self, now: datetime) -> str:
+        """The runs a tick from this cursor reads, with dates (a first tick's cursor is yesterday's):
+        the overlap before the cursor, or on a first tick the lookback and the overlap before now."""
+        start = f"runs updated after {self.start:%Y-%m-%d %H:%M:%S} UTC"
+        overlap = f"{RECONCILE_OVERLAP.total_seconds() / 60:.0f} minutes"
+        if self == ReconcileCursor.first(now):
+            days = RECONCILE_FIRST_LOOKBACK.days  # whole days
+            lookback = f"{days} day{'' if days == 1 else 's'}"
+            return f"{start}: a first tick reads {lookback} and {overlap} back"
+        return f"{start}, {overlap} before the cursor's {self.after:%Y-%m-%d %H:%M:%S} UTC"
 
     @classmethod
     def parse(cls, text: str) -> ReconcileCursor | None:
@@ -473,9 +489,7 @@ def run_alerts_reconcile_sensor(
         None
         if recorded
         else dg.SkipReason(
-            f"no missed run alerts (runs updated after {cursor.start:%Y-%m-%d %H:%M:%S} UTC, "
-            f"{RECONCILE_OVERLAP.total_seconds() / 60:.0f} minutes before the cursor's "
-            f"{cursor.after:%H:%M:%S}; skipped {len(cursor.settled)} settled before)"
+            f"no missed run alerts ({cursor.window(now)}; skipped {len(cursor.settled)} settled before)"
         )
     )
     return dg.SensorResult(cursor=moved.dumps(), skip_reason=skip)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -581,6 +582,7 @@ def test_the_reconcile_sensor_moves_its_cursor_and_says_when_nothing_was_missed(
     assert quiet.skip_reason is not None
     message = quiet.skip_reason.skip_message or ""
     assert "no missed run alerts" in message and "skipped 1 settled before)" in message
+    assert re.search(r"before the cursor's \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC;", message), message
     assert quiet.cursor == first.cursor
 
 
@@ -616,3 +618,16 @@ def test_the_reconcile_cursor_is_read_back_and_goes_a_day_back_when_it_cannot_be
     assert ReconcileCursor.loads("2026-12-05T11:55:00+00:00", now) == plain
     assert ReconcileCursor.loads("2026-12-05T12:55:00+01:00", now) == plain  # compared in UTC
     assert ReconcileCursor.loads('{"after": "2026-12-05T11:55:00"}', now) == plain  # naive: UTC
+
+
+def test_the_reconcile_window_says_how_far_back_it_reads_with_dates() -> None:
+    """A first tick said '10 minutes before the cursor's 23:29:48' for a read a day and 10 minutes back
+    (the cursor is yesterday's, and its date was left out)."""
+    now = datetime(2026, 12, 5, 23, 29, 48, tzinfo=UTC)
+    assert ReconcileCursor.loads(None, now).window(now) == (
+        "runs updated after 2026-12-04 23:19:48 UTC: a first tick reads 1 day and 10 minutes back"
+    )
+    cursor = ReconcileCursor(after=datetime(2026, 12, 5, 23, 20, tzinfo=UTC), settled=frozenset({"r-1"}))
+    assert cursor.window(now) == (
+        "runs updated after 2026-12-05 23:10:00 UTC, 10 minutes before the cursor's 2026-12-05 23:20:00 UTC"
+    )
