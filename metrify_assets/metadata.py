@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+import dagster as dg
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -22,6 +24,17 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 20) -> str:
     rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
     more = [f"\n_{len(frame) - max_rows} more rows_"] if len(frame) > max_rows else []
     return "\n".join([header, rule, *rows, *more])
+
+
+def figure(value: float, significant: int = 4) -> dg.FloatMetadataValue:
+    """A float as a person reads it on an asset's page: `significant` digits, but never fewer than its
+    whole part (a 0..100 score 99.75255977 is 99.75, a rate 0.0181648936 is 0.01816, 1234.56 s is 1235.0).
+    Only the UI's value: what PostgreSQL and the lake store is not rounded here."""
+    value = float(value)
+    if not math.isfinite(value) or value == 0:
+        return dg.MetadataValue.float(value)
+    decimals = max(0, significant - 1 - math.floor(math.log10(abs(value))))
+    return dg.MetadataValue.float(round(value, decimals))
 
 
 def png_markdown(png: bytes, alt: str) -> str:

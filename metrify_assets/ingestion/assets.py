@@ -29,6 +29,7 @@ from metrify_assets.ingestion.kafka.batches import KafkaBatch, commit_range, dea
 from metrify_assets.ingestion.kafka.expired import Expired, report_expired
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.landing import LandedFile, landed_messages
+from metrify_assets.metadata import figure
 from metrify_assets.observability.stages import BatchTrace, trace_batch
 from metrify_assets.quality.checks import rule_counts_metadata, suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource, QualityResource, RedisResource
@@ -197,8 +198,8 @@ def _batch_metadata(result: BatchResult) -> dict[str, dg.MetadataValue]:
         "accepted": dg.MetadataValue.int(ledger.accepted),
         "flagged": dg.MetadataValue.int(ledger.flagged),
         "quarantined": dg.MetadataValue.int(ledger.quarantined),
-        "quality_score": dg.MetadataValue.float(result.quality.score),
-        **{f"quality_{k}": dg.MetadataValue.float(v) for k, v in result.quality.dimensions().items()},
+        "quality_score": figure(result.quality.score),
+        **{f"quality_{k}": figure(v) for k, v in result.quality.dimensions().items()},
         "backfill_records": dg.MetadataValue.int(result.quality.backfill),
         **rule_counts_metadata(result.outcome),
     }

@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from metrify_assets.contracts import CONTRACTS
+from metrify_assets.metadata import figure
 from metrify_assets.resources import PostgresResource, QualityResource
 from metrify_assets.storage.frames import read_frame
 
@@ -33,10 +34,10 @@ def score_check_result(source: str, batches: pd.DataFrame, threshold: float) -> 
     metadata: dict[str, dg.MetadataValue] = {
         "batches": dg.MetadataValue.int(len(batches)),
         "alerts": dg.MetadataValue.int(len(alerts)),
-        "threshold": dg.MetadataValue.float(float(alerts["threshold"].min()) if len(alerts) else threshold),
+        "threshold": figure(float(alerts["threshold"].min()) if len(alerts) else threshold),
     }
     if lowest is not None:
-        metadata["quality_score"] = dg.MetadataValue.float(float(lowest["quality_score"]))
+        metadata["quality_score"] = figure(float(lowest["quality_score"]))
         metadata["batch_id"] = dg.MetadataValue.text(str(lowest["batch_id"]))
     if len(alerts):
         metadata["alert_dimensions"] = dg.MetadataValue.json(

@@ -16,7 +16,7 @@ import dagster as dg
 import pandas as pd
 
 from metrify_assets.errors import RETRY_POLICY, classified_step
-from metrify_assets.metadata import markdown_table, png_markdown
+from metrify_assets.metadata import figure, markdown_table, png_markdown
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.quality import data_docs
 from metrify_assets.quality.quarantine import reason_code
@@ -163,16 +163,14 @@ def data_quality_report(
             "report": dg.MetadataValue.path(dated),
             "latest": dg.MetadataValue.path(uri),
             "data_docs": dg.MetadataValue.path(store.uri(f"{data_docs.DATA_DOCS_PREFIX}/index.html")),
-            "data_docs_seconds": dg.MetadataValue.float(round(docs_seconds, 2)),
+            "data_docs_seconds": figure(docs_seconds),
             "suites_passed": dg.MetadataValue.json(docs),
             "batches": dg.MetadataValue.int(len(ledger)),
             "records_in": dg.MetadataValue.int(int(ledger["records_in"].sum())),
             "quarantined": dg.MetadataValue.int(int(ledger["quarantined"].sum())),
             "flagged": dg.MetadataValue.int(int(ledger["flagged"].sum())),
             "quality_alerts": dg.MetadataValue.int(data.alerts),
-            "min_quality_score": dg.MetadataValue.float(float(ledger["quality_score"].min()))
-            if len(ledger)
-            else dg.MetadataValue.float(0.0),
+            "min_quality_score": figure(float(ledger["quality_score"].min()) if len(ledger) else 0.0),
             "rejects": dg.MetadataValue.md(
                 markdown_table(reason_counts(data.rejects).rename("records").reset_index())
             ),

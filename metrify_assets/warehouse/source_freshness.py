@@ -24,6 +24,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 
+from metrify_assets.metadata import figure
 from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.console import dbt_console_to
@@ -89,7 +90,7 @@ def freshness_result(
         metadata["max_loaded_at"] = NEVER_LOADED
     elif loaded_at is not None:
         metadata["max_loaded_at"] = dg.MetadataValue.timestamp(loaded_at)
-        metadata["age_hours"] = round(float(result["max_loaded_at_time_ago_in_s"]) / 3600, 2)
+        metadata["age_hours"] = figure(float(result["max_loaded_at_time_ago_in_s"]) / 3600)
     if result.get("message"):
         metadata["error"] = str(result["message"])
     return dg.AssetCheckResult(

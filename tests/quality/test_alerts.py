@@ -79,6 +79,16 @@ def test_the_ingest_job_fails_the_non_blocking_score_check(
             e for e in result.get_asset_check_evaluations() if e.check_name == f"quality_score_{SOURCE}"
         ]
         outcomes[name] = (evaluation, landed.batch_id)
+        (validated,) = [
+            e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key == dg.AssetKey(f"validated_{SOURCE}")
+        ]
+        floats = {k: v.value for k, v in validated.items() if isinstance(v, dg.FloatMetadataValue)}
+        # 1 of the bad batch's 3 records is rejected: unrounded, the UI showed accuracy 0.6666666666666667
+        # and score 89.99999999999999
+        assert {"quality_score", "quality_completeness", "quality_accuracy"} <= set(floats), floats
+        assert all(v == float(f"{v:.4g}") for v in floats.values()), floats
     good, good_batch = outcomes["good"]
     bad, bad_batch = outcomes["bad"]
     assert good.passed and good.metadata["alerts"].value == 0

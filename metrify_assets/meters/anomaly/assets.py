@@ -16,7 +16,7 @@ import psycopg
 from pydantic import Field
 
 from metrify_assets.errors import RETRY_POLICY, classified_step
-from metrify_assets.metadata import markdown_table
+from metrify_assets.metadata import figure, markdown_table
 from metrify_assets.meters.anomaly import baseline as baseline_model
 from metrify_assets.meters.anomaly import features
 from metrify_assets.meters.anomaly import model as expected_model
@@ -142,8 +142,8 @@ def anomaly_model(
             "features": dg.MetadataValue.text(", ".join(expected_model.FEATURES)),
             "holiday_country": dg.MetadataValue.text(fitted.country),
             "meters": dg.MetadataValue.int(len(fitted.meters)),
-            "holdout_mae_kwh": dg.MetadataValue.float(fitted.metrics["mae_kwh"]),
-            "holdout_r2": dg.MetadataValue.float(fitted.metrics["r2"]),
+            "holdout_mae_kwh": figure(fitted.metrics["mae_kwh"]),
+            "holdout_r2": figure(fitted.metrics["r2"]),
             "metrics": dg.MetadataValue.md(markdown_table(metrics)),
             "feature_importance": dg.MetadataValue.md(
                 markdown_table(importance) if len(importance) else "too few held-out readings"
@@ -271,8 +271,8 @@ def _score_metadata(
         "unscored_new_meters": dg.MetadataValue.int(scores.unscored),
         "anomalies": dg.MetadataValue.int(int(model_flags.sum())),
         "baseline_anomalies": dg.MetadataValue.int(int(base_flags.sum())),
-        "anomaly_rate": dg.MetadataValue.float(float(model_flags.sum()) / max(len(readings), 1)),
-        "agreement": dg.MetadataValue.float(both / either if either else 1.0),
+        "anomaly_rate": figure(float(model_flags.sum()) / max(len(readings), 1)),
+        "agreement": figure(both / either if either else 1.0),
         "meters": dg.MetadataValue.int(int(readings["meter_id"].nunique())),
         "meter_days": dg.MetadataValue.int(len(days)),
         "meter_day_anomalies": dg.MetadataValue.int(_count(days["is_anomaly"])),

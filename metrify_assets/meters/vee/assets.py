@@ -15,7 +15,7 @@ import psycopg
 from pydantic import Field
 
 from metrify_assets.errors import RETRY_POLICY, classified_step
-from metrify_assets.metadata import markdown_table
+from metrify_assets.metadata import figure, markdown_table
 from metrify_assets.meters.days import days_between
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.estimation import SERIES_COLUMNS
@@ -145,9 +145,9 @@ def vee_meter_readings(
             "meter_days": dg.MetadataValue.int(totals.meter_days),
             "intervals": dg.MetadataValue.int(totals.intervals),
             **{f"intervals_{s}": dg.MetadataValue.int(n) for s, n in statuses.items()},
-            "estimated_share": dg.MetadataValue.float(statuses["estimated"] / max(totals.intervals, 1)),
+            "estimated_share": figure(statuses["estimated"] / max(totals.intervals, 1)),
             "billing_ready_days": dg.MetadataValue.int(totals.billing_ready),
-            "billing_ready_share": dg.MetadataValue.float(totals.billing_ready / max(totals.meter_days, 1)),
+            "billing_ready_share": figure(totals.billing_ready / max(totals.meter_days, 1)),
             "audit_rows_written": dg.MetadataValue.int(totals.audit_rows),
             "unplaced_quarantined": dg.MetadataValue.int(totals.unplaced_quarantined),
             "reason_counts": dg.MetadataValue.json(dict(totals.reasons.most_common())),
