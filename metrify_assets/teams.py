@@ -4,12 +4,12 @@ routing reads to reach the right people (docs/alerts.md#routing-by-team)."""
 
 from __future__ import annotations
 
-DATA_ENGINEERING = "data-engineering"  # ingestion: sources, Kafka, landing files, the meter registry
+DATA_ENGINEERING = "data-engineering"  # ingestion (sources, Kafka, landing files), the registry, the lifecycle
 DATA_QUALITY = "data-quality"  # record rules, GX suites, quarantine, the quality report
 METER_DATA = "meter-data"  # VEE: billing-grade series
 GRID_OPERATIONS = "grid-operations"  # grid frequency states and stability
 DATA_SCIENCE = "data-science"  # anomaly model, load forecasts
-DATA_PLATFORM = "data-platform"  # orchestration, warehouse, lifecycle, API, monitoring
+DATA_PLATFORM = "data-platform"  # orchestration, warehouse, API, monitoring
 
 TEAMS = (DATA_ENGINEERING, DATA_QUALITY, METER_DATA, GRID_OPERATIONS, DATA_SCIENCE, DATA_PLATFORM)
 
@@ -20,7 +20,7 @@ TEAM_BY_ALERT_KIND = {
     "quality": DATA_QUALITY,
     "kafka_expired": DATA_ENGINEERING,
     "kafka_restarted": DATA_ENGINEERING,
-    "lifecycle": DATA_PLATFORM,
+    "lifecycle": DATA_ENGINEERING,
     "run_failure": DATA_PLATFORM,
 }
 

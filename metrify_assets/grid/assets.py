@@ -30,8 +30,9 @@ from metrify_assets.grid.store import (
 from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import PostgresResource
+from metrify_assets.teams import GRID_OPERATIONS, owner
 
-OWNERS = ["team:grid-operations"]
+OWNERS = [owner(GRID_OPERATIONS)]
 CHECK = "grid_stability_consistent"
 EVENT_ROWS = 50  # events listed in the metadata; the rest are counted
 CHART_DAYS = 31  # the risk chart shows the run's last days

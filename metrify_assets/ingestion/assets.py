@@ -35,8 +35,9 @@ from metrify_assets.quality.checks import rule_counts_metadata, suite_check_resu
 from metrify_assets.resources import LakeResource, PostgresResource, QualityResource, RedisResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.storage import writes
+from metrify_assets.teams import DATA_ENGINEERING, owner
 
-OWNERS = ["team:data-engineering"]
+OWNERS = [owner(DATA_ENGINEERING)]
 
 
 class IngestBatchConfig(dg.Config):

@@ -26,8 +26,9 @@ from metrify_assets.metadata import markdown_table
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.resources.lake import Lake
+from metrify_assets.teams import DATA_ENGINEERING, owner
 
-OWNERS = ["team:data-engineering"]
+OWNERS = [owner(DATA_ENGINEERING)]
 GROUP = "lifecycle"
 MOVES_VERIFIED = (
     "Every day due for the {tier} tier moved and was verified: its copy matched its manifest before the "

@@ -19,8 +19,9 @@ from metrify_assets.quality import gx
 from metrify_assets.quality.checks import suite_check_result
 from metrify_assets.resources import PostgresResource
 from metrify_assets.storage.frames import read_frame
+from metrify_assets.teams import DATA_ENGINEERING, owner
 
-OWNERS = ["team:data-engineering"]
+OWNERS = [owner(DATA_ENGINEERING)]
 UNKNOWN = "unknown"
 GX_SAMPLE_ROWS = 100_000  # the suite sees every row of a run up to this, a random sample beyond
 

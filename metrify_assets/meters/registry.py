@@ -12,8 +12,9 @@ import pandas as pd
 from metrify_assets.contracts import METER_REGISTRY_COLUMNS, METER_REGISTRY_FILE
 from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.resources import LandingResource, PostgresResource
+from metrify_assets.teams import DATA_ENGINEERING, owner
 
-OWNERS = ["team:data-engineering"]
+OWNERS = [owner(DATA_ENGINEERING)]
 REGISTRY_COLUMNS = list(METER_REGISTRY_COLUMNS)
 
 

@@ -23,8 +23,9 @@ from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.reporting import queries
 from metrify_assets.reporting.charts import bar_chart_png, heatmap_png, score_over_time_png
 from metrify_assets.resources import LakeResource, PostgresResource, QualityResource
+from metrify_assets.teams import DATA_QUALITY, owner
 
-OWNERS = ["team:data-quality"]
+OWNERS = [owner(DATA_QUALITY)]
 REPORT_KEY = "reports/quality/latest.html"
 HEATMAP_METERS = 30  # the meters with the lowest mean completeness; 200 rows would be unreadable
 

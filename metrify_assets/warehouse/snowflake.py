@@ -9,6 +9,7 @@ import pandas as pd
 
 from metrify_assets.metadata import markdown_table
 from metrify_assets.resources import PostgresResource, SnowflakeResource
+from metrify_assets.teams import DATA_PLATFORM, owner
 from metrify_assets.warehouse.raw_copy import RAW_SCHEMA, RAW_TABLES, copy_all
 
 WAREHOUSE_LOAD_KEY = dg.AssetKey("warehouse_load")
@@ -30,7 +31,7 @@ OPS_WRITERS = (
     key=WAREHOUSE_LOAD_KEY,
     deps=list(OPS_WRITERS),
     group_name="warehouse",
-    owners=["team:data-platform"],
+    owners=[owner(DATA_PLATFORM)],
     kinds={"postgres", "snowflake"},
     description=f"The operational tables copied into Snowflake's {RAW_SCHEMA} schema (delete+insert by "
     "key of the rows changed since the last copy), where dbt's sources read them on the snowflake target.",

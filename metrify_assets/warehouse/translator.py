@@ -16,10 +16,11 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
+from metrify_assets.teams import DATA_PLATFORM, owner
 from metrify_assets.warehouse.freshness import mart_freshness
 
 WAREHOUSE_GROUP = "warehouse"
-WAREHOUSE_OWNERS = ("team:data-platform",)
+WAREHOUSE_OWNERS = (owner(DATA_PLATFORM),)
 
 _REF = re.compile(r"""ref\(\s*['"]([^'"]+)['"]""")
 

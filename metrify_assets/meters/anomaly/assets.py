@@ -35,8 +35,9 @@ from metrify_assets.quality import gx
 from metrify_assets.quality.checks import suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.resources.lake import Lake
+from metrify_assets.teams import DATA_SCIENCE, owner
 
-OWNERS = ["team:data-science"]
+OWNERS = [owner(DATA_SCIENCE)]
 TRAINING_DAYS = 28
 
 

@@ -25,6 +25,7 @@ from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, parti
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import suite_check_result
 from metrify_assets.resources import PostgresResource, RedisResource
+from metrify_assets.teams import METER_DATA, owner
 
 DEFAULTS = VeeConfig()
 
@@ -74,7 +75,7 @@ class VeeRunConfig(dg.Config):
     backfill_policy=SINGLE_RUN,
     group_name="meters",
     kinds={"postgres", "pandas"},
-    owners=["team:meter-data"],
+    owners=[owner(METER_DATA)],
     description="Billing-grade interval series (VEE): every interval of every meter-day with its status "
     "(actual / estimated / edited / missing / failed), method and rule version, in ops.vee_readings; "
     "the day's billing gate in ops.vee_days; every change in ops.vee_audit.",
