@@ -27,6 +27,7 @@ from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.run import run_with_progress
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.forecasting.backtest import COMPARE_DAYS
 from metrify_assets.ingestion.dead_letters import Selection, reason_counts
 from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.orchestration.weekly import run_lifecycle
@@ -114,6 +115,17 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         "array_agg(DISTINCT method ORDER BY method) FROM ops.load_forecasts "
         "WHERE selected AND local_date = (SELECT max(local_date) FROM ops.load_forecasts) GROUP BY 1"
     ).fetchone()
+    defaulted = conn.execute(
+        # Per series of that day: chosen by default where its backtest scored under two methods (as
+        # backtest.compared says), and its days of load before the day (ops.load_actuals).
+        "WITH day AS (SELECT max(local_date) AS d FROM ops.load_forecasts), series AS ("
+        "SELECT (SELECT count(b.mae_kwh) FROM ops.load_forecast_backtests b "
+        "WHERE (b.region, b.segment, b.local_date) = (s.region, s.segment, day.d)) AS scored, "
+        "(SELECT count(DISTINCT a.local_date) FROM ops.load_actuals a WHERE a.energy_kwh IS NOT NULL "
+        "AND (a.region, a.segment) = (s.region, s.segment) AND a.local_date < day.d) AS history "
+        "FROM (SELECT DISTINCT region, segment FROM ops.load_forecasts, day WHERE local_date = day.d) s, day) "
+        "SELECT count(*) FILTER (WHERE scored < 2), max(history) FILTER (WHERE scored < 2) FROM series"
+    ).fetchone()
     marts = {
         name: int(conn.execute(f'SELECT count(*) FROM marts."{name}"').fetchone()[0])  # type: ignore[index]
         for (name,) in conn.execute(
@@ -139,18 +151,21 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         grid_node_hours={str(k): int(v) for k, v in grid_hours},
         grid_state_events={str(k): int(v) for k, v in grid_events},
         alerts={str(k): int(v) for k, v in alerts},
-        forecast=_forecast_summary(forecast),
+        forecast=_forecast_summary(forecast, defaulted),
     )
 
 
-def _forecast_summary(row: tuple[Any, ...] | None) -> dict[str, Any]:
+def _forecast_summary(row: tuple[Any, ...] | None, defaulted: tuple[Any, ...] | None) -> dict[str, Any]:
     if row is None:
         return {}
     day, series, p10, p50, p90, methods = row
+    by_default, history_days = defaulted or (0, 0)
     return {
         "day": day.isoformat(),
         "series": int(series),
         "methods": list(methods),
+        "by_default": int(by_default),  # series whose backtest could not compare methods yet
+        "history_days": int(history_days or 0),  # the most days of load a series chosen by default had
         "p10_kwh": None if p10 is None else round(float(p10), 3),
         "p50_kwh": round(float(p50), 3),
         "p90_kwh": None if p90 is None else round(float(p90), 3),
@@ -226,9 +241,14 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
             else f"P10 {f['p10_kwh']:,.0f} .. P90 {f['p90_kwh']:,.0f}"
         )
         kwh = f"{f['p50_kwh']:,.0f} ({band})"
+        chosen = f"chosen methods: {', '.join(f['methods'])}"
+        if f["by_default"]:
+            chosen += (
+                f"\nby default in {f['by_default']} of {f['series']} series: no backtest to choose by yet "
+                f"({_days(f['history_days'])} of history, {COMPARE_DAYS} needed)"
+            )
         table.add_row(
-            f"load forecast for {f['day']}",
-            f"{f['series']} region x segment series, {kwh} kWh\nchosen methods: {', '.join(f['methods'])}",
+            f"load forecast for {f['day']}", f"{f['series']} region x segment series, {kwh} kWh\n{chosen}"
         )
     else:
         table.add_row("load forecast", "none (no VEE series)")

@@ -7,6 +7,7 @@ the day after. Each series is trained on a rolling window of the VEE series endi
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
+from collections import Counter
 from datetime import date, timedelta
 
 import dagster as dg
@@ -96,19 +97,26 @@ def backtest_rows(
     )
 
 
+NOT_SCORED = "-"  # a method the backtest did not score, or a model interval that was not widened
+
+
 def winners_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFrame:
-    """Per series and forecast day: the winner and each method's backtest MAE."""
+    """Per series and forecast day: the chosen method, why (a backtest's choice or a default), each
+    method's backtest MAE and the model's interval widening where the model was chosen."""
     records = []
     for region, segment, result in results:
-        mae = result.summary.set_index("method")["mae"] if len(result.summary) else pd.Series(dtype="float64")
+        mae = result.summary.set_index("method")["mae"].dropna() if len(result.summary) else pd.Series()
         records.append(
             {
                 "region": region,
                 "segment": segment,
                 "day": result.day.isoformat(),
-                "winner": result.winner,
-                "interval margin kWh": round(result.margin_kwh, 3),
-                **{f"mae {m}": round(float(mae[m]), 3) if m in mae else None for m in bt.METHODS},
+                "chosen": result.winner,
+                "why": result.basis,
+                **{f"mae {m}": f"{float(mae[m]):.3f}" if m in mae else NOT_SCORED for m in bt.METHODS},
+                "model interval widening kWh": (
+                    f"{result.margin_kwh:.3f}" if result.winner == bt.MODEL else NOT_SCORED
+                ),
             }
         )
     return pd.DataFrame(records)
@@ -177,9 +185,12 @@ def load_forecast(
     selected = rows[rows["selected"]] if len(rows) else rows
     without_value = sum(result.unforecast for _, _, result in results)
     winners = winners_table(results)
-    wins = winners["winner"].value_counts().to_dict() if len(winners) else {}
+    # A win is a backtest's choice; a young series' default (persistence) is counted apart.
+    wins = Counter(result.winner for _, _, result in results if bt.compared(result.summary))
+    by_default = Counter(result.winner for _, _, result in results if not bt.compared(result.summary))
     context.log.info(
-        f"forecast {len(results)} series-days for {first + timedelta(days=1)}..{last + timedelta(days=1)}: {wins}"
+        f"forecast {len(results)} series-days for {first + timedelta(days=1)}..{last + timedelta(days=1)}: "
+        f"chosen by backtest {dict(wins)}, by default (under {bt.COMPARE_DAYS} days of history) {dict(by_default)}"
     )
     check = dg.AssetCheckResult(
         check_name="load_forecast_complete",
@@ -199,7 +210,8 @@ def load_forecast(
             ),
             "series_days": dg.MetadataValue.int(len(results)),
             "rows": dg.MetadataValue.int(len(rows)),
-            **{f"wins_{method}": dg.MetadataValue.int(int(wins.get(method, 0))) for method in bt.METHODS},
+            **{f"wins_{method}": dg.MetadataValue.int(wins[method]) for method in bt.METHODS},
+            "chosen_by_default": dg.MetadataValue.int(sum(by_default.values())),
             "winners": dg.MetadataValue.md(
                 markdown_table(winners) if len(winners) else "no series with data"
             ),

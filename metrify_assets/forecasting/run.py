@@ -45,6 +45,27 @@ class SeriesForecast:
         return rows[rows["method"] == self.winner]
 
     @property
+    def history_days(self) -> int:
+        """Local days with load before the forecast day."""
+        return sum(1 for d in self.series.local_days() if d < self.day)
+
+    @property
+    def basis(self) -> str:
+        """Why the chosen method, in words for people: a backtest's choice, or a default where the
+        backtest could not compare methods (a young series: a margin or MAE there would mean nothing)."""
+        if not bt.compared(self.summary):
+            days = self.history_days
+            return (
+                f"no backtest to choose by yet: {days} day{'' if days == 1 else 's'} of history, "
+                f"{bt.COMPARE_DAYS} needed; {self.winner} by default"
+            )
+        scored, over = int(self.summary["mae"].notna().sum()), f"over {self.origins} days"
+        top = bt.ranking(self.summary)[0]
+        if self.winner == top:
+            return f"lowest backtest MAE of {scored} methods {over}"
+        return f"next by backtest MAE {over}: {top} has no forecast for every quarter-hour of the day"
+
+    @property
     def unforecast(self) -> int:
         """Quarter-hours of the day without a P50 from the chosen method."""
         return self.forecast.intervals - int(self.selected["p50"].notna().sum())

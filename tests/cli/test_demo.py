@@ -1,10 +1,15 @@
-"""`metrify demo` refuses impossible arguments as usage errors, before it simulates anything."""
+"""`metrify demo` refuses impossible arguments as usage errors, before it simulates anything; its
+summary table says what the numbers mean."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from metrify_assets.cli.demo import DemoSummary, _print_summary
 from metrify_assets.cli.main import app
 
 
@@ -22,3 +27,25 @@ def test_a_bad_argument_is_a_usage_error_not_a_traceback(args: list[str], option
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)  # click's usage error, not a ValueError
     assert f"Invalid value for '{option}'" in result.output
+
+
+def summary_text(forecast: dict[str, object]) -> str:
+    summary = DemoSummary(
+        input_records=10, accepted=10, quarantined=0, flagged=0, anomalies=0, quality_score=None,
+        marts={}, report_path="report.html", batches=1, forecast=forecast,
+    )  # fmt: skip
+    out = io.StringIO()
+    _print_summary(Console(file=out, width=200), summary)
+    return out.getvalue()
+
+
+def test_the_summary_says_a_forecast_method_was_chosen_by_default() -> None:
+    """'chosen methods: persistence' read as a backtest's verdict on two days of data."""
+    forecast: dict[str, object] = {
+        "day": "2026-03-30", "series": 16, "methods": ["persistence"], "by_default": 16, "history_days": 2,
+        "p10_kwh": None, "p50_kwh": 1000.0, "p90_kwh": None,
+    }  # fmt: skip
+    text = summary_text(forecast)
+    assert "chosen methods: persistence" in text
+    assert "by default in 16 of 16 series: no backtest to choose by yet (2 days of history, 8 needed)" in text
+    assert "by default" not in summary_text({**forecast, "methods": ["model"], "by_default": 0})

@@ -199,7 +199,29 @@ def test_the_demo_forecasts_the_day_after_its_data(
         "WHERE selected AND local_date = '2026-03-30' GROUP BY 1, 2"
     ).fetchall()
     assert len(rows) == series[0] and all(n == with_value == 96 for _, _, n, with_value in rows)
+    # Two days cannot back a backtest: every series' persistence is a default, and the summary says so.
+    assert forecast["methods"] == ["persistence"]
+    assert forecast["by_default"] == series[0] and forecast["history_days"] == 2
     assert runs[1]["forecast"] == forecast  # a second run replaces the forecast with the same one
+
+
+def test_the_forecasts_metadata_says_persistence_is_a_default_not_a_win(
+    runs: list[dict[str, object]], demo_home: Path
+) -> None:
+    """The winners table showed persistence winning every series with an interval margin of 0.0 and
+    MAEs None/nan: a choice two days of history cannot back."""
+    with dg.DagsterInstance.from_config(str(demo_home / "dagster")) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("load_forecast"))
+    assert event is not None and event.asset_materialization is not None
+    metadata = event.asset_materialization.metadata
+    assert metadata["wins_persistence"].value == 0
+    assert metadata["chosen_by_default"].value == metadata["series_days"].value > 0
+    winners = str(metadata["winners"].value)
+    lines = [line for line in winners.splitlines() if "| persistence |" in line]
+    assert lines and all("persistence by default" in line for line in lines)
+    assert "no backtest to choose by yet: 2 days of history, 8 needed; persistence by default" in winners
+    assert "no backtest to choose by yet: 1 day of history, 8 needed" in winners
+    assert not any(word in winners for word in ("nan", "None", "margin"))
 
 
 def test_the_first_forecast_day_is_persistences_point_forecast(

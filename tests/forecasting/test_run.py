@@ -8,7 +8,9 @@ from datetime import date
 import pandas as pd
 
 from metrify_assets.forecasting import backtest as bt
+from metrify_assets.forecasting.assets import winners_table
 from metrify_assets.forecasting.run import forecast_many, forecast_series, pool_pays
+from metrify_assets.metadata import markdown_table
 from tests.forecasting.synthetic import synthetic
 
 
@@ -76,3 +78,21 @@ def test_short_series_are_forecast_in_process_by_default() -> None:
     )
     assert list(made) == list(items) and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert {r.winner for r in made.values()} == {"persistence"}
+
+
+def test_a_choice_the_backtest_cannot_back_is_called_a_default() -> None:
+    """Under COMPARE_DAYS of history persistence is chosen because nothing else can be compared with
+    it: the metadata said it won, with a 0.0 margin and MAEs None/nan."""
+    young = forecast_series(synthetic(days=7), date(2026, 1, 12), window_days=21)
+    assert not bt.compared(young.summary) and young.winner == "persistence"
+    assert young.basis == "no backtest to choose by yet: 7 days of history, 8 needed; persistence by default"
+    first = forecast_series(synthetic(days=1), date(2026, 1, 6), window_days=21)
+    assert first.basis == "no backtest to choose by yet: 1 day of history, 8 needed; persistence by default"
+    week = forecast_series(synthetic(days=8), date(2026, 1, 13), window_days=21)
+    assert bt.compared(week.summary) and week.basis.startswith("lowest backtest MAE of 3 methods over ")
+    table = winners_table([("london", "residential", first), ("london", "commercial", week)])
+    assert list(table["chosen"]) == ["persistence", week.winner]
+    assert list(table["why"]) == [first.basis, week.basis]
+    assert table.iloc[0]["mae persistence"] == "-" and table.iloc[0]["model interval widening kWh"] == "-"
+    assert float(table.iloc[1][f"mae {week.winner}"]) > 0
+    assert not any(text in markdown_table(table) for text in ("nan", "None"))
