@@ -4,9 +4,7 @@ routing reads to reach the right people (docs/alerts.md#routing-by-team)."""
 
 from __future__ import annotations
 
-DATA_ENGINEERING = (
-    "data-engineering"  # ingestion (sources, Kafka, landing files), the registry, the lifecycle
-)
+DATA_ENGINEERING = "data-engineering"  # ingestion (sources, Kafka, files), registry, lifecycle
 DATA_QUALITY = "data-quality"  # record rules, GX suites, quarantine, the quality report
 METER_DATA = "meter-data"  # VEE: billing-grade series
 GRID_OPERATIONS = "grid-operations"  # grid frequency states and stability
