@@ -28,13 +28,19 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 20) -> str:
 
 def figure(value: float, significant: int = 4) -> dg.FloatMetadataValue:
     """A float as a person reads it on an asset's page: `significant` digits, but never fewer than its
-    whole part (a 0..100 score 99.75255977 is 99.75, a rate 0.0181648936 is 0.01816, 1234.56 s is 1235.0).
-    Only the UI's value: what PostgreSQL and the lake store is not rounded here."""
+    whole part (a 0..100 score 99.75255977 is 99.75, a rate 0.0181648936 is 0.01816, 12.3456 s is
+    12.35), and never rounded to a whole number it is not: 94.996 stays 94.996 beside a threshold of
+    95, a share 0.99996 is not "all" (1.0), 1234.567 is 1234.6. Only the UI's value: what PostgreSQL
+    and the lake store is not rounded here."""
     value = float(value)
     if not math.isfinite(value) or value == 0:
         return dg.MetadataValue.float(value)
     decimals = max(0, significant - 1 - math.floor(math.log10(abs(value))))
-    return dg.MetadataValue.float(round(value, decimals))
+    shown = round(value, decimals)
+    while shown != value and shown.is_integer() and decimals < 15:
+        decimals += 1
+        shown = round(value, decimals)
+    return dg.MetadataValue.float(shown)
 
 
 def png_markdown(png: bytes, alt: str) -> str:

@@ -16,7 +16,12 @@ from metrify_assets.metadata import figure
         (0.018164893617021276, 0.01816),  # a rate
         (2 / 3, 0.6667),
         (100.0, 100.0),
-        (1234.567, 1235.0),  # never fewer digits than the whole part
+        (1234.567, 1234.6),  # never fewer digits than the whole part, nor a whole number it is not
+        (123456.7, 123456.7),
+        (123456.0, 123456.0),
+        (94.996, 94.996),  # beside a threshold of 95: not shown as 95.0, a failed check that reads passed
+        (99.9996, 99.9996),  # one bad record in 100,000 is not a score of 100
+        (0.99996, 0.99996),  # a share short of all is not 1.0
         (12.3456, 12.35),  # seconds
         (-0.000123456, -0.0001235),
         (0, 0.0),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import logging
 import sys
 from functools import cache
 from importlib.metadata import version
@@ -95,10 +96,15 @@ class LazyCommands(TyperGroup):
     def invoke(self, ctx: _click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, _click.ClickException):
+            raise  # a command's own exit, usage error or Ctrl-C, whatever it was handling
         except Exception as err:
             unreachable = unreachable_database(err)
             if unreachable is None:
                 raise
+            logging.getLogger(__name__).debug(
+                "PostgreSQL unreachable", exc_info=err
+            )  # METRIFY_LOG_LEVEL=DEBUG
             typer.echo(f"error: {unreachable}", err=True)
             raise typer.Exit(code=1) from err
 
@@ -112,9 +118,10 @@ class LazyCommands(TyperGroup):
 
 def unreachable_database(err: BaseException) -> str | None:
     """One line for a PostgreSQL that cannot be reached (down, wrong host or port, refused login),
-    found anywhere in `err`'s chain, or None: every command that reads `ops` would otherwise end in a
-    traceback of dozens of lines. The URL is not repeated (it may hold a password); psycopg's message
-    names the host and port."""
+    found in `err`'s chain as Python's traceback shows it (a cause, or the context unless suppressed),
+    or None: every command that reads `ops` would otherwise end in a traceback of dozens of lines.
+    A connection our own code closed is a bug, not an outage, and keeps its traceback. The URL is not
+    repeated (it may hold a password); psycopg's message names the host and port."""
     psycopg = sys.modules.get("psycopg")  # never imported here: a command that failed without it is no case
     seen: set[int] = set()
     cause: BaseException | None = err
@@ -122,11 +129,13 @@ def unreachable_database(err: BaseException) -> str | None:
         seen.add(id(cause))
         if isinstance(cause, psycopg.OperationalError) and cause.sqlstate is None:
             reason = " ".join(str(cause).split())
+            if reason == "the connection is closed":
+                return None
             return (
                 f"cannot reach the operational PostgreSQL database ({reason}). Check METRIFY_POSTGRES_URL, "
                 "or unset it to use the embedded server in METRIFY_HOME"
             )
-        cause = cause.__cause__ or cause.__context__
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
     return None
 
 

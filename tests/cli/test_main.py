@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -162,6 +163,8 @@ def test_an_error_that_is_not_about_reaching_the_database_is_raised_as_it_was() 
     assert main.unreachable_database(ValueError("no")) is None
     query_error = psycopg.errors.QueryCanceled("canceling statement")  # an OperationalError with a SQLSTATE
     assert main.unreachable_database(query_error) is None
+    # A connection our code closed and then used is a bug: its traceback stays.
+    assert main.unreachable_database(psycopg.OperationalError("the connection is closed")) is None
     try:
         try:
             raise psycopg.OperationalError("connection failed: refused")
@@ -172,3 +175,36 @@ def test_an_error_that_is_not_about_reaching_the_database_is_raised_as_it_was() 
             "cannot reach the operational PostgreSQL database (connection failed: refused). Check "
             "METRIFY_POSTGRES_URL, or unset it to use the embedded server in METRIFY_HOME"
         )
+    # A bug while handling an outage (`from None`: the outage is not its cause) is the bug.
+    try:
+        try:
+            raise psycopg.OperationalError("connection failed: refused")
+        except psycopg.OperationalError:
+            raise KeyError("a real bug") from None
+    except KeyError as bug:
+        assert main.unreachable_database(bug) is None
+
+
+def test_a_commands_own_exit_while_handling_an_outage_is_kept() -> None:
+    """A command that handles the outage itself and exits 0 (or raises a usage error) is not turned
+    into `cannot reach` with exit 1."""
+    holder = typer.Typer()
+
+    @holder.command()
+    def probe(code: int = 0) -> None:
+        try:
+            raise psycopg.OperationalError("connection failed: refused")
+        except psycopg.OperationalError as err:
+            raise typer.Exit(code=code) from err  # the outage is its cause, and the command said so itself
+
+    class OneCommand(main.LazyCommands):  # the root group's invoke, with `probe` as its one command
+        def list_commands(self, ctx: Any) -> list[str]:
+            return ["probe"]
+
+        def get_command(self, ctx: Any, cmd_name: str) -> Any:
+            return typer.main.get_command(holder) if cmd_name == "probe" else None
+
+    root = typer.Typer(cls=OneCommand)
+    root.callback()(lambda: None)
+    result = CliRunner().invoke(root, ["probe", "--code", "3"])
+    assert result.exit_code == 3 and "cannot reach" not in result.output
