@@ -42,6 +42,20 @@ LEFT JOIN ops.load_forecast_backtests b
 WHERE f.selected AND f.local_date = %(day)s
 GROUP BY 1, 2, 3 ORDER BY 1, 2
 """
+# Every method's backtest behind each series' choice for the day: what `bt.compared` and `bt.basis` read.
+BACKTESTS_SQL = """
+SELECT region, segment, method, mae_kwh AS mae, origins FROM ops.load_forecast_backtests
+WHERE local_date = %(day)s
+"""
+# Days of load before the day of the series chosen by default (young, so few rows to count).
+HISTORY_SQL = """
+SELECT a.region, a.segment, count(DISTINCT a.local_date)
+FROM ops.load_actuals a
+JOIN unnest(%(regions)s::text[], %(segments)s::text[]) AS s (region, segment)
+    ON a.region = s.region AND a.segment = s.segment
+WHERE a.local_date < %(day)s AND a.energy_kwh IS NOT NULL
+GROUP BY 1, 2
+"""
 
 forecast_app = typer.Typer(
     help="Load forecasts: show the newest, backtest the methods.", no_args_is_help=True
@@ -92,6 +106,37 @@ def backtest_all(
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), wins
 
 
+def with_basis(conn: psycopg.Connection, day: date, rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (SHOW_SQL's) with why each series' method was chosen, as the forecast asset's metadata
+    says it (`bt.basis`): `by_default` where the backtest could not compare methods (a young series),
+    `backtest_methods` it scored, `history_days` of load for a default, and `why` in words. The
+    chosen method's backtest MAE is kept only where the backtest chose it: a default's MAE backed
+    no choice."""
+    backtests = read_frame(conn, BACKTESTS_SQL, {"day": day})
+    summaries = dict(tuple(backtests.groupby(["region", "segment"]))) if len(backtests) else {}
+    none = pd.DataFrame({"method": [], "mae": [], "origins": []})
+    keys = list(zip(rows["region"], rows["segment"], strict=True))
+    found = [summaries.get(key, none) for key in keys]
+    by_default = [not bt.compared(summary) for summary in found]
+    young = [key for key, default in zip(keys, by_default, strict=True) if default]
+    history: dict[tuple[str, str], int] = {}
+    if young:
+        params = {"day": day, "regions": [r for r, _ in young], "segments": [s for _, s in young]}
+        history = {(r, s): int(n) for r, s, n in conn.execute(HISTORY_SQL, params).fetchall()}
+    days = [history.get(key, 0) if default else None for key, default in zip(keys, by_default, strict=True)]
+    why = [
+        bt.basis(summary, method, int(summary["origins"].max()) if len(summary) else 0, n or 0)
+        for summary, method, n in zip(found, rows["method"], days, strict=True)
+    ]
+    return rows.assign(
+        backtest_mae_kwh=rows["backtest_mae_kwh"].mask(pd.Series(by_default, index=rows.index, dtype=bool)),
+        by_default=by_default,
+        backtest_methods=[int(summary["mae"].notna().sum()) for summary in found],
+        history_days=pd.array(days, dtype="Int64"),
+        why=why,
+    )
+
+
 def newest_forecast_day(conn: psycopg.Connection) -> date | None:
     row = conn.execute("SELECT max(local_date) FROM ops.load_forecasts").fetchone()
     return row[0] if row else None
@@ -107,18 +152,19 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="One JSON array of the series.")] = False,
     ) -> None:
         """The chosen forecast of each region x segment for a day: the method, P10/P50/P90 totals, the
-        actual once that day's data has been through VEE, and the backtest MAE behind the choice.
+        actual once that day's data has been through VEE, and what chose the method: the backtest (its
+        MAE, against how many methods) or a default (a series too young for a backtest to compare).
 
         Exits with 1 when there is no forecast (for --day: none for that day; with --json: `[]`)."""
         settings = resolve_settings()
         with connect(settings) as conn:
             # The newest day is needed without --day, or to say what exists when --day has nothing.
             latest = None if day is not None else newest_forecast_day(conn)
-            if latest is None and day is None:
+            wanted = day.date() if day is not None else latest
+            if wanted is None:
                 typer.echo("no forecasts yet: the nightly daily_job (or `metrify run`) makes them", err=True)
                 raise typer.Exit(code=1)
-            wanted = day.date() if day is not None else latest
-            rows = read_frame(conn, SHOW_SQL, {"day": wanted})
+            rows = with_basis(conn, wanted, read_frame(conn, SHOW_SQL, {"day": wanted}))
             if rows.empty and day is not None and not as_json:
                 latest = newest_forecast_day(conn)
         if as_json:
@@ -140,6 +186,7 @@ def register(app: typer.Typer) -> None:
             "P90",
             "actual",
             "backtest MAE",
+            "chosen by",
             "version",
         ):
             table.add_column(column, justify="right" if column in ("P10", "P50", "P90", "actual") else "left")
@@ -149,7 +196,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(
                 str(r["region"]), str(r["segment"]), str(r["method"]),
                 _kwh(r["p10_kwh"]), _kwh(r["p50_kwh"]), _kwh(r["p90_kwh"]),
-                actual, _kwh(r["backtest_mae_kwh"]), str(r["model_version"]),
+                actual, _kwh(r["backtest_mae_kwh"]), str(r["why"]), str(r["model_version"]),
             )  # fmt: skip
         command_console().print(table)
         note_embedded_server(settings)

@@ -193,6 +193,23 @@ def compared(summary: pd.DataFrame) -> bool:
     return len(summary) > 0 and int(summary["mae"].notna().sum()) >= 2
 
 
+def basis(summary: pd.DataFrame, chosen: str, origins: int, history_days: int) -> str:
+    """Why `chosen` was chosen, in words for people: a backtest's choice (over `origins` days), or a
+    default where the backtest could not compare methods (a young series with `history_days` days of
+    load before the forecast day: a margin or MAE there would mean nothing). The forecast asset's
+    metadata and `metrify forecast show` both say it so."""
+    if not compared(summary):
+        return (
+            f"no backtest to choose by yet: {history_days} day{'' if history_days == 1 else 's'} of history, "
+            f"{COMPARE_DAYS} needed; {chosen} by default"
+        )
+    scored, over = int(summary["mae"].notna().sum()), f"over {origins} days"
+    top = ranking(summary)[0]
+    if chosen == top:
+        return f"lowest backtest MAE of {scored} methods {over}"
+    return f"next by backtest MAE {over}: {top} has no forecast for every quarter-hour of the day"
+
+
 def winner(summary: pd.DataFrame) -> str:
     """The backtest's choice: the first of `ranking`."""
     return ranking(summary)[0]

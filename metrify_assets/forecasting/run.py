@@ -51,19 +51,8 @@ class SeriesForecast:
 
     @property
     def basis(self) -> str:
-        """Why the chosen method, in words for people: a backtest's choice, or a default where the
-        backtest could not compare methods (a young series: a margin or MAE there would mean nothing)."""
-        if not bt.compared(self.summary):
-            days = self.history_days
-            return (
-                f"no backtest to choose by yet: {days} day{'' if days == 1 else 's'} of history, "
-                f"{bt.COMPARE_DAYS} needed; {self.winner} by default"
-            )
-        scored, over = int(self.summary["mae"].notna().sum()), f"over {self.origins} days"
-        top = bt.ranking(self.summary)[0]
-        if self.winner == top:
-            return f"lowest backtest MAE of {scored} methods {over}"
-        return f"next by backtest MAE {over}: {top} has no forecast for every quarter-hour of the day"
+        """Why the chosen method: `bt.basis` of this series' backtest."""
+        return bt.basis(self.summary, self.winner, self.origins, self.history_days)
 
     @property
     def unforecast(self) -> int:

@@ -263,6 +263,11 @@ def test_forecast_show_lists_the_chosen_forecast_of_every_series(
     assert sorted({r["method"] for r in rows}) == forecast["methods"]
     assert all(r["intervals"] == 96 and r["p10_kwh"] <= r["p50_kwh"] <= r["p90_kwh"] for r in rows)
     assert all(r["actual_intervals"] == 0 for r in rows)  # the day after the data has not happened
+    # Two days of history: persistence by default, without a one-method MAE posing as the backtest's
+    # (the words and counts the forecast's metadata and the demo's summary have).
+    why = "no backtest to choose by yet: 2 days of history, 8 needed; persistence by default"
+    assert all(r["by_default"] and r["history_days"] == forecast["history_days"] for r in rows)
+    assert all(r["why"] == why and r["backtest_mae_kwh"] is None for r in rows)
 
 
 def test_forecast_show_for_a_day_without_forecasts_says_so(
