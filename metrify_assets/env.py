@@ -17,7 +17,8 @@ METRIFY_SNOWFLAKE_ACCOUNT, _USER, _PASSWORD (a secret), _DATABASE, _WAREHOUSE, _
 _PROTOCOL. Alert channels (docs/alerts.md; none set: alerts are recorded, not sent):
 METRIFY_ALERT_WEBHOOK_URL with METRIFY_ALERT_WEBHOOK_SECRET (a secret: signs each request),
 METRIFY_ALERT_SLACK_WEBHOOK_URL, METRIFY_ALERT_SMTP_HOST with _PORT (25), _USER, _PASSWORD (a secret),
-_FROM, _TO (comma-separated) and _STARTTLS (true/false), and METRIFY_ALERT_MIN_SEVERITY (info, warning
+_FROM, _TO (comma-separated), _TO_<TEAM> (a team's own recipients: docs/alerts.md#routing-by-team) and
+_STARTTLS (true/false), and METRIFY_ALERT_MIN_SEVERITY (info, warning
 or critical; default warning). Redis: REDIS_URL (unset: no cache; the API reads PostgreSQL). The
 data API (docs/api.md): METRIFY_API_JWT_SECRET (a secret: HS256 tokens) and/or
 METRIFY_API_JWT_PUBLIC_KEY (PEM text, or the path of a PEM file: RS256 tokens from an identity
@@ -231,9 +232,9 @@ def _addresses(env: Mapping[str, str], variable: str) -> tuple[str, ...]:
     return tuple(a.strip() for a in (env.get(variable) or "").split(",") if a.strip())
 
 
-def team_variable(prefix: str, team: str) -> str:
+def team_recipients_variable(team: str) -> str:
     """`METRIFY_ALERT_SMTP_TO_GRID_OPERATIONS` for team `grid-operations`."""
-    return f"{prefix}_{team.upper().replace('-', '_')}"
+    return f"METRIFY_ALERT_SMTP_TO_{team.upper().replace('-', '_')}"
 
 
 def resolve_alerts(env: Mapping[str, str]) -> AlertSettings:
@@ -256,11 +257,17 @@ def resolve_alerts(env: Mapping[str, str]) -> AlertSettings:
     smtp_to = _addresses(env, "METRIFY_ALERT_SMTP_TO")
     if smtp_host and not smtp_to:
         raise ValueError("METRIFY_ALERT_SMTP_HOST is set without METRIFY_ALERT_SMTP_TO (comma-separated)")
+    team_variables = {team_recipients_variable(team): team for team in TEAMS}
+    misnamed = sorted(k for k in env if k.startswith("METRIFY_ALERT_SMTP_TO_") and k not in team_variables)
+    if misnamed:  # a team's list that reaches nobody would send its alerts to METRIFY_ALERT_SMTP_TO unsaid
+        raise ValueError(
+            f"{', '.join(misnamed)}: no such team; a team's recipients go in one of {', '.join(team_variables)}"
+        )
     by_team = tuple(
-        (team, addresses)
-        for team in TEAMS
-        if (addresses := _addresses(env, team_variable("METRIFY_ALERT_SMTP_TO", team)))
+        (team, to) for variable, team in team_variables.items() if (to := _addresses(env, variable))
     )
+    if by_team and not smtp_host:
+        raise ValueError(f"{team_recipients_variable(by_team[0][0])} is set without METRIFY_ALERT_SMTP_HOST")
     return AlertSettings(
         webhook_url=webhook_url,
         webhook_secret_set=webhook_secret_set,

@@ -347,9 +347,16 @@ class EmailChannel:
     # Per team (metrify_assets/teams.py), the recipients of its alerts instead of `recipients`.
     recipients_by_team: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def recipients_for(self, notification: Notification) -> tuple[str, ...]:
+        """The team's list for its alerts, else `recipients`; a test notification goes to every list,
+        so a wrong team address shows before that team's first real alert."""
+        if notification.event == "test":
+            every = [*self.recipients, *(a for to in self.recipients_by_team.values() for a in to)]
+            return tuple(dict.fromkeys(every))
+        return self.recipients_by_team.get(alert_team(notification.alert.kind), self.recipients)
+
     def send(self, notification: Notification, timeout_s: float) -> None:
-        recipients = self.recipients_by_team.get(alert_team(notification.alert.kind), self.recipients)
-        message = email_message(notification, self.sender, recipients)
+        message = email_message(notification, self.sender, self.recipients_for(notification))
         try:
             with smtplib.SMTP(self.host, self.port, timeout=timeout_s) as smtp:
                 if self.starttls:

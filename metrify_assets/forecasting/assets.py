@@ -26,8 +26,9 @@ from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.meters.days import days_between
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.teams import DATA_SCIENCE, owner
 
-OWNERS = ["team:data-science"]
+OWNERS = [owner(DATA_SCIENCE)]
 DEFAULT_COUNTRY = "GB"
 
 

@@ -47,7 +47,7 @@ class Selection:
     reason: str | None = None
     batch_id: str | None = None
     include_resolved: bool = False
-    batch_ids: tuple[str, ...] = ()
+    batch_ids: tuple[str, ...] | None = None  # none given: no batch
 
     def where(self) -> tuple[str, dict[str, object]]:
         clauses = ["true"]
@@ -61,7 +61,7 @@ class Selection:
         if self.batch_id:
             clauses.append("batch_id = %(batch_id)s")
             params["batch_id"] = self.batch_id
-        if self.batch_ids:
+        if self.batch_ids is not None:
             clauses.append("batch_id = ANY(%(batch_ids)s)")
             params["batch_ids"] = list(self.batch_ids)
         if not self.include_resolved:

@@ -23,6 +23,7 @@ from metrify_assets.alerts.channels import (
     WebhookChannel,
     configured_channels,
     sign,
+    trial_notification,
     verify_signature,
 )
 from metrify_assets.alerts.delivery import DeliveryPolicy, deliver_pending, retry_failed
@@ -419,6 +420,27 @@ def test_e_mail_reaches_the_team_that_answers_the_alert(
         "grid-operations": ["control-room@example.org", "grid@example.org"],
         "data-quality": ["ops@example.org"],
     }
+    # `metrify alerts test-channel` reaches every list, so a wrong team address shows before its first alert.
+    (email,) = channels
+    email.send(trial_notification(), timeout_s=5)
+    envelope, _ = smtp_receiver.messages[-1]
+    assert envelope.rcpt_tos == ["ops@example.org", "control-room@example.org", "grid@example.org"]
+
+
+def test_a_team_recipient_variable_that_names_no_team_is_an_error() -> None:
+    """METRIFY_ALERT_SMTP_TO_GRID_OPS would have sent the grid's alerts to METRIFY_ALERT_SMTP_TO unsaid."""
+    mail = {"METRIFY_ALERT_SMTP_HOST": "smtp.example.org", "METRIFY_ALERT_SMTP_TO": "ops@example.org"}
+    with pytest.raises(
+        ValueError,
+        match=r"METRIFY_ALERT_SMTP_TO_GRID_OPS: no such team.*METRIFY_ALERT_SMTP_TO_GRID_OPERATIONS",
+    ):
+        resolve_settings({**mail, "METRIFY_ALERT_SMTP_TO_GRID_OPS": "grid@example.org"})
+    with pytest.raises(
+        ValueError, match="METRIFY_ALERT_SMTP_TO_DATA_QUALITY is set without METRIFY_ALERT_SMTP_HOST"
+    ):
+        resolve_settings({"METRIFY_ALERT_SMTP_TO_DATA_QUALITY": "dq@example.org"})
+    empty = resolve_settings({**mail, "METRIFY_ALERT_SMTP_TO_DATA_QUALITY": " "}).alerts
+    assert empty.smtp_to_by_team == ()  # set but empty: the team's alerts go to METRIFY_ALERT_SMTP_TO
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 from metrify_assets.cli import main
 from metrify_assets.cli.main import COMMANDS, app, summary
 from metrify_assets.resources import PostgresResource
+from metrify_platform.kafka_broker import free_port
 
 CLI_DIR = Path(main.__file__).parent
 # Packages that cost a command a second or more to import (Dagster with its resources, pandas and
@@ -146,9 +146,7 @@ def test_a_database_that_cannot_be_reached_is_one_line_not_a_traceback(
     args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A configured PostgreSQL that is down printed a traceback of 40-80 lines."""
-    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens on it
     monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
     monkeypatch.setenv("METRIFY_POSTGRES_URL", f"postgresql://metrify:s3cret@127.0.0.1:{port}/metrify")
     result = CliRunner().invoke(app, args)

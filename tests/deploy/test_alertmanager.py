@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from metrify_assets.teams import GRID_OPERATIONS, TEAM_BY_ALERT_KIND, TEAMS
+from metrify_platform.kafka_broker import free_port
 from tests.conftest import IN_CI
 from tests.deploy.test_alert_rules import alerts
 
@@ -26,10 +26,11 @@ ROOT = Path(__file__).parents[2]
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 
 
-def binary(name: str) -> str:
-    path = shutil.which(name)
+def binary(*names: str) -> str:
+    """The first of `names` on the PATH (Debian calls Alertmanager `prometheus-alertmanager`)."""
+    path = next((p for name in names if (p := shutil.which(name)) is not None), None)
     if path is None:
-        msg = f"{name} is not installed (apt-get install prometheus-alertmanager)"
+        msg = f"{' or '.join(names)} is not installed (apt-get install prometheus-alertmanager)"
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)
@@ -81,12 +82,6 @@ def test_every_team_has_a_receiver() -> None:
     assert set(TEAM_BY_ALERT_KIND.values()) <= set(TEAMS)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A running Alertmanager on the shipped config; its base URL. Its e-mails and webhooks go to
@@ -94,7 +89,7 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [
-            binary("prometheus-alertmanager"),
+            binary("prometheus-alertmanager", "alertmanager"),
             f"--config.file={CONFIG}",
             f"--storage.path={tmp_path_factory.mktemp('alertmanager')}",
             f"--web.listen-address=127.0.0.1:{port}",

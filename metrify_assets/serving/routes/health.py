@@ -47,7 +47,15 @@ def _redis(request: Request) -> dict[str, Any] | None:
     return {"ok": False, "detail": "unreachable: reads fall back to PostgreSQL"}
 
 
-@router.get("/readyz", summary="Readiness: PostgreSQL, Kafka and Redis reachable")
+@router.get(
+    "/readyz",
+    summary="Readiness: PostgreSQL, Kafka and Redis reachable",
+    responses={
+        503: {
+            "description": "Not ready: PostgreSQL or Kafka does not answer (the body, as a 200's, says which)"
+        }
+    },
+)
 def readyz(request: Request) -> Response:
     checks = {"postgres": _postgres(request), "kafka": _kafka(request), "redis": _redis(request)}
     configured = {name: check for name, check in checks.items() if check is not None}
