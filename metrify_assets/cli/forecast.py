@@ -88,11 +88,12 @@ def summary_table(summary: pd.DataFrame, wins: dict[str, int], title: str) -> Ta
 
 def backtest_all(
     items: dict[str, LoadSeries], first: date, last: date, window_days: int, refit_days: int, console: Console
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Every series backtested on its days in first..last; all their forecasts, and per method the
-    number of series it won."""
+) -> tuple[pd.DataFrame, dict[str, int], int]:
+    """Every series backtested on its days in first..last; all their forecasts, per method the number
+    of series it won, and the number of series chosen by default: too young for the backtest to score
+    two methods (`bt.compared`), so nothing won there."""
     origins = days_between(first, last)
-    frames, wins = [], dict.fromkeys(bt.METHODS, 0)
+    frames, wins, by_default = [], dict.fromkeys(bt.METHODS, 0), 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("backtesting", total=len(items))
@@ -100,10 +101,14 @@ def backtest_all(
             known = set(series.local_days())
             result = bt.backtest(series, [d for d in origins if d in known], window_days, refit_days)
             if len(result):
-                wins[bt.winner(bt.evaluate(result))] += 1
+                summary = bt.evaluate(result)
+                if bt.compared(summary):
+                    wins[bt.winner(summary)] += 1
+                else:
+                    by_default += 1
                 frames.append(result.assign(series=name))
             progress.update(task, advance=1, description=f"backtesting {name}")
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), wins
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), wins, by_default
 
 
 def with_basis(conn: psycopg.Connection, day: date, rows: pd.DataFrame) -> pd.DataFrame:
@@ -253,7 +258,7 @@ def register(app: typer.Typer) -> None:
             with connect(settings) as conn:
                 found = read_series(conn, begin - timedelta(days=window_days), end, country)
             items = {f"{region}/{segment}": s for (region, segment), s in found.items()}
-        frame, wins = backtest_all(items, begin, end, window_days, refit_days, console)
+        frame, wins, by_default = backtest_all(items, begin, end, window_days, refit_days, console)
         summary = bt.evaluate(frame) if len(frame) else pd.DataFrame()
         if as_json:
             typer.echo(summary.to_json(orient="records"))
@@ -270,6 +275,11 @@ def register(app: typer.Typer) -> None:
         console.print(
             "series won: lowest MAE on the series' own days (the model only where it beats every baseline)"
         )
+        if by_default:
+            console.print(
+                f"by default in {by_default} of {len(items)} series: no backtest to choose by yet "
+                f"(under {bt.COMPARE_DAYS} days of history), so none won"
+            )
         if openstef is None:
             note_embedded_server(settings)
 

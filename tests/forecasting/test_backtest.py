@@ -4,10 +4,13 @@ beating both baselines where the load follows the temperature (which only the mo
 from __future__ import annotations
 
 from datetime import date, timedelta
+from io import StringIO
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
 
+from metrify_assets.cli.forecast import backtest_all
 from metrify_assets.forecasting import backtest as bt
 from tests.forecasting.synthetic import synthetic
 
@@ -115,3 +118,16 @@ def test_a_backtest_refitted_daily_equals_forecasting_each_origin_alone() -> Non
     later = (weekly["method"] == bt.MODEL) & (weekly["local_date"] != origins[0])
     pd.testing.assert_frame_equal(weekly[first], result[first])
     assert not weekly.loc[later, "p50"].equals(result.loc[later, "p50"])
+
+
+def test_a_series_too_young_to_compare_methods_wins_nothing() -> None:
+    """Two days of history score only persistence: `metrify forecast backtest` counts it as chosen by
+    default, not as a persistence win."""
+    young, old = synthetic(days=3), synthetic(days=21)
+    console = Console(file=StringIO())
+    first, last = date(2026, 1, 7), date(2026, 1, 7)
+    frame, wins, by_default = backtest_all({"young": young}, first, last, 7, 7, console)
+    assert len(frame) and not bt.compared(bt.evaluate(frame))
+    assert (sum(wins.values()), by_default) == (0, 1)
+    _, wins, by_default = backtest_all({"young": young, "old": old}, first, date(2026, 1, 20), 7, 7, console)
+    assert (sum(wins.values()), by_default) == (1, 1)
