@@ -27,7 +27,7 @@ from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.run import run_with_progress
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
-from metrify_assets.forecasting.backtest import COMPARE_DAYS
+from metrify_assets.forecasting.backtest import COMPARE_DAYS, stored
 from metrify_assets.ingestion.dead_letters import Selection, reason_counts
 from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.orchestration.weekly import run_lifecycle
@@ -115,17 +115,13 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
         "array_agg(DISTINCT method ORDER BY method) FROM ops.load_forecasts "
         "WHERE selected AND local_date = (SELECT max(local_date) FROM ops.load_forecasts) GROUP BY 1"
     ).fetchone()
-    defaulted = conn.execute(
-        # Per series of that day: chosen by default where its backtest scored under two methods (as
-        # backtest.compared says), and its days of load before the day (ops.load_actuals).
-        "WITH day AS (SELECT max(local_date) AS d FROM ops.load_forecasts), series AS ("
-        "SELECT (SELECT count(b.mae_kwh) FROM ops.load_forecast_backtests b "
-        "WHERE (b.region, b.segment, b.local_date) = (s.region, s.segment, day.d)) AS scored, "
-        "(SELECT count(DISTINCT a.local_date) FROM ops.load_actuals a WHERE a.energy_kwh IS NOT NULL "
-        "AND (a.region, a.segment) = (s.region, s.segment) AND a.local_date < day.d) AS history "
-        "FROM (SELECT DISTINCT region, segment FROM ops.load_forecasts, day WHERE local_date = day.d) s, day) "
-        "SELECT count(*) FILTER (WHERE scored < 2), max(history) FILTER (WHERE scored < 2) FROM series"
-    ).fetchone()
+    # Per series of that day chosen by default: its days of load, as `metrify forecast show` says them.
+    defaulted: list[int] = []
+    if forecast:
+        series = conn.execute(
+            "SELECT DISTINCT region, segment FROM ops.load_forecasts WHERE local_date = %s", (forecast[0],)
+        ).fetchall()
+        defaulted = [n for _, n in stored(conn, forecast[0], series) if n is not None]
     marts = {
         name: int(conn.execute(f'SELECT count(*) FROM marts."{name}"').fetchone()[0])  # type: ignore[index]
         for (name,) in conn.execute(
@@ -155,11 +151,12 @@ def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) 
     )
 
 
-def _forecast_summary(row: tuple[Any, ...] | None, defaulted: tuple[Any, ...] | None) -> dict[str, Any]:
+def _forecast_summary(row: tuple[Any, ...] | None, defaulted: list[int]) -> dict[str, Any]:
+    """`defaulted`: the days of load of each series chosen by default."""
     if row is None:
         return {}
     day, series, p10, p50, p90, methods = row
-    by_default, history_days = defaulted or (0, 0)
+    by_default, history_days = len(defaulted), max(defaulted, default=0)
     return {
         "day": day.isoformat(),
         "series": int(series),

@@ -42,21 +42,6 @@ LEFT JOIN ops.load_forecast_backtests b
 WHERE f.selected AND f.local_date = %(day)s
 GROUP BY 1, 2, 3 ORDER BY 1, 2
 """
-# Every method's backtest behind each series' choice for the day: what `bt.compared` and `bt.basis` read.
-BACKTESTS_SQL = """
-SELECT region, segment, method, mae_kwh AS mae, origins FROM ops.load_forecast_backtests
-WHERE local_date = %(day)s
-"""
-# Days of load before the day of the series chosen by default (young, so few rows to count).
-HISTORY_SQL = """
-SELECT a.region, a.segment, count(DISTINCT a.local_date)
-FROM ops.load_actuals a
-JOIN unnest(%(regions)s::text[], %(segments)s::text[]) AS s (region, segment)
-    ON a.region = s.region AND a.segment = s.segment
-WHERE a.local_date < %(day)s AND a.energy_kwh IS NOT NULL
-GROUP BY 1, 2
-"""
-
 forecast_app = typer.Typer(
     help="Load forecasts: show the newest, backtest the methods.", no_args_is_help=True
 )
@@ -117,18 +102,10 @@ def with_basis(conn: psycopg.Connection, day: date, rows: pd.DataFrame) -> pd.Da
     `backtest_methods` it scored, `history_days` of load for a default, and `why` in words. The
     chosen method's backtest MAE is kept only where the backtest chose it: a default's MAE backed
     no choice."""
-    backtests = read_frame(conn, BACKTESTS_SQL, {"day": day})
-    summaries = dict(tuple(backtests.groupby(["region", "segment"]))) if len(backtests) else {}
-    none = pd.DataFrame({"method": [], "mae": [], "origins": []})
     keys = list(zip(rows["region"], rows["segment"], strict=True))
-    found = [summaries.get(key, none) for key in keys]
-    by_default = [not bt.compared(summary) for summary in found]
-    young = [key for key, default in zip(keys, by_default, strict=True) if default]
-    history: dict[tuple[str, str], int] = {}
-    if young:
-        params = {"day": day, "regions": [r for r, _ in young], "segments": [s for _, s in young]}
-        history = {(r, s): int(n) for r, s, n in conn.execute(HISTORY_SQL, params).fetchall()}
-    days = [history.get(key, 0) if default else None for key, default in zip(keys, by_default, strict=True)]
+    choices = bt.stored(conn, day, keys)
+    found, days = [summary for summary, _ in choices], [n for _, n in choices]
+    by_default = [n is not None for n in days]
     why = [
         bt.basis(summary, method, int(summary["origins"].max()) if len(summary) else 0, n or 0)
         for summary, method, n in zip(found, rows["method"], days, strict=True)

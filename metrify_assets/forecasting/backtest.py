@@ -15,11 +15,13 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import psycopg
 
 from metrify_assets.forecasting import baselines, calibration, features
 from metrify_assets.forecasting import model as quantile_model
 from metrify_assets.forecasting.series import LoadSeries, day_origin
 from metrify_assets.meters.days import days_between
+from metrify_assets.storage.frames import read_frame
 
 MODEL = quantile_model.METHOD
 METHODS = (MODEL, *baselines.BASELINES)
@@ -189,8 +191,46 @@ def ranking(summary: pd.DataFrame) -> list[str]:
 
 def compared(summary: pd.DataFrame) -> bool:
     """Whether the backtest scored two or more methods, so that `ranking` chose by MAE (the demo's
-    summary counts the same on ops.load_forecast_backtests)."""
+    summary and `metrify forecast show` apply it to the stored backtests through `stored`)."""
     return len(summary) > 0 and int(summary["mae"].notna().sum()) >= 2
+
+
+# Every method's stored backtest behind each series' choice for a day: what `compared` and `basis` read.
+STORED_SQL = """
+SELECT region, segment, method, mae_kwh AS mae, origins FROM ops.load_forecast_backtests
+WHERE local_date = %(day)s
+"""
+# Days of load before the day of the series chosen by default (young, so few rows to count).
+HISTORY_SQL = """
+SELECT a.region, a.segment, count(DISTINCT a.local_date)
+FROM ops.load_actuals a
+JOIN unnest(%(regions)s::text[], %(segments)s::text[]) AS s (region, segment)
+    ON a.region = s.region AND a.segment = s.segment
+WHERE a.local_date < %(day)s AND a.energy_kwh IS NOT NULL
+GROUP BY 1, 2
+"""
+
+
+def stored(
+    conn: psycopg.Connection, day: date, series: Sequence[tuple[str, str]]
+) -> list[tuple[pd.DataFrame, int | None]]:
+    """Per (region, segment) of a stored forecast day: its methods' backtest summary (method, mae,
+    origins) and, where it was chosen by default (not `compared`), its days of load before the day
+    (None where the backtest chose). The one reading of the stored tables that `metrify forecast
+    show` and the demo's summary share."""
+    backtests = read_frame(conn, STORED_SQL, {"day": day})
+    summaries = dict(tuple(backtests.groupby(["region", "segment"]))) if len(backtests) else {}
+    none = pd.DataFrame({"method": [], "mae": [], "origins": []})
+    found = [summaries.get(key, none) for key in series]
+    young = [key for key, summary in zip(series, found, strict=True) if not compared(summary)]
+    history: dict[tuple[str, str], int] = {}
+    if young:
+        params = {"day": day, "regions": [r for r, _ in young], "segments": [s for _, s in young]}
+        history = {(r, s): int(n) for r, s, n in conn.execute(HISTORY_SQL, params).fetchall()}
+    return [
+        (summary, None if compared(summary) else history.get(key, 0))
+        for key, summary in zip(series, found, strict=True)
+    ]
 
 
 def basis(summary: pd.DataFrame, chosen: str, origins: int, history_days: int) -> str:

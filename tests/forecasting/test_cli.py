@@ -83,6 +83,9 @@ def test_forecast_show_says_whether_the_backtest_or_a_default_chose_the_method(
     assert not bt.compared(young.summary) and bt.compared(grown.summary)
     store(pg, "north", young)
     store(pg, "south", grown)
+    # The one reading that show and the demo's summary share: a series with no backtest is a default too.
+    series = [("north", "residential"), ("south", "residential"), ("west", "residential")]
+    assert [n for _, n in bt.stored(pg, day, series)] == [2, None, 0]
     env = {"METRIFY_HOME": str(tmp_path), "METRIFY_POSTGRES_URL": pg_resource.get_url()}
     result = CliRunner().invoke(app, ["forecast", "show", "--json"], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
