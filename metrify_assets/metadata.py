@@ -37,7 +37,9 @@ def figure(value: float, significant: int = 4) -> dg.FloatMetadataValue:
         return dg.MetadataValue.float(value)
     decimals = max(0, significant - 1 - math.floor(math.log10(abs(value))))
     shown = round(value, decimals)
-    while shown != value and shown.is_integer() and decimals < 15:
+    while (
+        shown.is_integer() and not math.isclose(shown, value, rel_tol=1e-9, abs_tol=1e-12) and decimals < 15
+    ):
         decimals += 1
         shown = round(value, decimals)
     return dg.MetadataValue.float(shown)

@@ -22,6 +22,7 @@ from metrify_assets.metadata import figure
         (94.996, 94.996),  # beside a threshold of 95: not shown as 95.0, a failed check that reads passed
         (99.9996, 99.9996),  # one bad record in 100,000 is not a score of 100
         (0.99996, 0.99996),  # a share short of all is not 1.0
+        (89.99999999999999, 90.0),  # float noise of a sum is not a difference worth showing
         (12.3456, 12.35),  # seconds
         (-0.000123456, -0.0001235),
         (0, 0.0),
