@@ -31,6 +31,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dagster_shared.error import SerializableErrorInfo
 from kafka.errors import KafkaError
 
+from metrify_assets.causes import causes
+
 # OperationalError covers a lost connection, a server restart, deadlocks and serialization failures.
 SYSTEM_ERRORS: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
@@ -63,12 +65,7 @@ def root_error(error: SerializableErrorInfo) -> SerializableErrorInfo:
 
 def is_system_error(err: BaseException) -> bool:
     """True when `err`, or what caused it, is a service being unavailable rather than the code."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, SYSTEM_ERRORS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(cause, SYSTEM_ERRORS) for cause in causes(err))
 
 
 @contextmanager

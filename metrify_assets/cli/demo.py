@@ -156,13 +156,12 @@ def _forecast_summary(row: tuple[Any, ...] | None, defaulted: list[int]) -> dict
     if row is None:
         return {}
     day, series, p10, p50, p90, methods = row
-    by_default, history_days = len(defaulted), max(defaulted, default=0)
     return {
         "day": day.isoformat(),
         "series": int(series),
         "methods": list(methods),
-        "by_default": int(by_default),  # series whose backtest could not compare methods yet
-        "history_days": int(history_days or 0),  # the most days of load a series chosen by default had
+        "by_default": len(defaulted),  # series whose backtest could not compare methods yet
+        "history_days": max(defaulted, default=0),  # the most days of load a series chosen by default had
         "p10_kwh": None if p10 is None else round(float(p10), 3),
         "p50_kwh": round(float(p50), 3),
         "p90_kwh": None if p90 is None else round(float(p90), 3),

@@ -32,7 +32,8 @@ Batch = Annotated[str | None, typer.Option("--batch", help="Only records of this
 def _selection(
     source: str | None, reason: str | None, batch_id: str | None, resolved: bool
 ) -> dead_letters.Selection:
-    return dead_letters.Selection(known_source(source), reason, batch_id, include_resolved=resolved)
+    batch_ids = None if batch_id is None else (batch_id,)
+    return dead_letters.Selection(known_source(source), reason, batch_ids, include_resolved=resolved)
 
 
 def _print_letters(console: Console, letters: list[dead_letters.DeadLetter], what: str) -> None:

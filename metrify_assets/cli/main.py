@@ -23,6 +23,7 @@ import typer
 from typer import _click
 from typer.core import TyperCommand, TyperGroup
 
+from metrify_assets.causes import causes
 from metrify_assets.env import resolve_logging
 from metrify_assets.observability import logs
 
@@ -123,10 +124,9 @@ def unreachable_database(err: BaseException) -> str | None:
     A connection our own code closed is a bug, not an outage, and keeps its traceback. The URL is not
     repeated (it may hold a password); psycopg's message names the host and port."""
     psycopg = sys.modules.get("psycopg")  # never imported here: a command that failed without it is no case
-    seen: set[int] = set()
-    cause: BaseException | None = err
-    while psycopg is not None and cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    if psycopg is None:
+        return None
+    for cause in causes(err):
         if isinstance(cause, psycopg.OperationalError) and cause.sqlstate is None:
             reason = " ".join(str(cause).split())
             if reason == "the connection is closed":
@@ -135,7 +135,6 @@ def unreachable_database(err: BaseException) -> str | None:
                 f"cannot reach the operational PostgreSQL database ({reason}). Check METRIFY_POSTGRES_URL, "
                 "or unset it to use the embedded server in METRIFY_HOME"
             )
-        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
     return None
 
 

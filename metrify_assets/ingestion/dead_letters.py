@@ -40,14 +40,13 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which dead letters: by source, reason code (prefix, e.g. `malformed:bad_type`), batch (or
-    any of several: a demo's)."""
+    """Which dead letters: by source, reason code (prefix, e.g. `malformed:bad_type`), batches (one:
+    `dlq --batch`; several: a demo's; an empty tuple selects none, None any)."""
 
     source: str | None = None
     reason: str | None = None
-    batch_id: str | None = None
+    batch_ids: tuple[str, ...] | None = None
     include_resolved: bool = False
-    batch_ids: tuple[str, ...] | None = None  # none given: no batch
 
     def where(self) -> tuple[str, dict[str, object]]:
         clauses = ["true"]
@@ -58,9 +57,6 @@ class Selection:
         if self.reason:
             clauses.append("(',' || reasons) LIKE %(reason)s")
             params["reason"] = f"%,{self.reason}%"
-        if self.batch_id:
-            clauses.append("batch_id = %(batch_id)s")
-            params["batch_id"] = self.batch_id
         if self.batch_ids is not None:
             clauses.append("batch_id = ANY(%(batch_ids)s)")
             params["batch_ids"] = list(self.batch_ids)

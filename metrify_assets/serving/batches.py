@@ -26,6 +26,7 @@ from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.decode import decode
 from metrify_assets.ingestion.landing import land_lines
 from metrify_assets.observability.api_spans import link_batch
+from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.audit import Caller
 
@@ -193,14 +194,14 @@ def _reasons(
     conn: psycopg.Connection, ledger_id: str, indices: range | None = None
 ) -> tuple[int, dict[str, int]]:
     """Quarantined records of a ledger batch (those at `indices` only, when given) and their count by
-    reason code (a record may have several)."""
+    reason code (a record may have several; a parser's detail or a reviewer's note is not a code)."""
     query = "SELECT record_index, reasons FROM ops.quarantine WHERE batch_id = %s"
     counts: Counter[str] = Counter()
     records = 0
     for index, reasons in conn.execute(query, (ledger_id,)).fetchall():
         if indices is None or index in indices:
             records += 1
-            counts.update(r for r in reasons.split(",") if r)
+            counts.update(reason_code(r) for r in reasons.split(",") if r)
     return records, dict(counts.most_common())
 
 

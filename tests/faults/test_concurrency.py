@@ -154,7 +154,7 @@ def test_ingesting_while_a_dead_letter_replay_runs_keeps_the_newer_versions(
     def quarantine_a(lake: Lake) -> list[dead_letters.DeadLetter]:
         result = ingest(pg, lake, "A", BATCH_A, VERSION_A, NOW)
         assert (result.ledger.accepted, result.ledger.quarantined) == (12, 20)
-        letters = dead_letters.select(pg, dead_letters.Selection(batch_id="A"))
+        letters = dead_letters.select(pg, dead_letters.Selection(batch_ids=("A",)))
         pg.commit()
         assert len(letters) == 20 and all(d.replayable for d in letters)
         return letters
