@@ -5,6 +5,7 @@ needed to serve them, so its lifespan is not entered)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -95,3 +96,42 @@ def test_an_asset_the_package_does_not_have_is_the_apis_404(app_client: TestClie
     response = app_client.get("/docs/assets/swagger-ui-bundle.js.map")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+# The bundles the notices in metrify_assets/serving/static/licences/ are for (its README.md): a new
+# fastapi-offline with other bundles needs the notices of their versions.
+BUNDLES = {
+    "swagger-ui-bundle.js": "4b5a9b35a1adf37f00d39c0bae23cdb37007e2946240ef035137cc85b4d55349",  # swagger-ui-dist@5.32.6
+    "redoc.standalone.js": "1320f442151c57c447d3b70c7ffc6c4f86d08464020fe34c8cc5d3164e9944f0",  # redoc@2.5.3
+}
+
+
+@pytest.mark.parametrize(
+    ("notice", "licence"),
+    [
+        ("swagger-ui-bundle.js.LICENSE.txt", "Apache License"),
+        ("redoc.standalone.js.LICENSE.txt", "The MIT License (MIT)"),
+    ],
+)
+def test_a_bundles_licence_notice_is_served_where_its_first_line_says_with_its_packages_licence(
+    app_client: TestClient, notice: str, licence: str
+) -> None:
+    response = app_client.get(f"/docs/assets/{notice}")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "@license React" in response.text  # the upstream notice of the bundled third-party code
+    assert licence in response.text  # then the package's own licence
+
+
+@pytest.mark.parametrize("bundle", sorted(BUNDLES))
+def test_every_notice_a_served_bundle_names_is_served(app_client: TestClient, bundle: str) -> None:
+    script = app_client.get(f"/docs/assets/{bundle}")
+    assert hashlib.sha256(script.content).hexdigest() == BUNDLES[bundle], (
+        f"{bundle} is not the one whose notices are served: see metrify_assets/serving/static/licences/README.md"
+    )
+    named = set(re.findall(r"For license information please see ([^\s*]+)", script.text))
+    assert f"{bundle}.LICENSE.txt" in named
+    for notice in named:
+        response = app_client.get(f"/docs/assets/{notice}")
+        assert response.status_code == 200, notice
+        assert response.headers["content-type"].startswith("text/plain"), notice
