@@ -168,7 +168,8 @@ DATASETS: dict[str, Dataset] = {
             "fct_forecast_accuracy",
             ("local_date", "region", "segment", "method"),
             "Realised accuracy of each method's forecast per region x segment and day (MAE, MAPE, sMAPE, "
-            "P10..P90 coverage) beside the backtest's expectation.",
+            "P10..P90 coverage) beside the backtest's expectation; `selected_by_default` marks a chosen "
+            "method the backtest could not compare (a young series: a default, not a win).",
             (
                 *_range("local_date", "forecast day", "date"),
                 Filter("region", "region"),

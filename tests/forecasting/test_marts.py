@@ -24,7 +24,7 @@ import pytest
 
 from metrify_assets.env import resolve_snowflake
 from metrify_assets.forecasting.assets import load_forecast
-from metrify_assets.forecasting.backtest import MAPE_FLOOR_SHARE
+from metrify_assets.forecasting.backtest import MAPE_FLOOR_SHARE, compared
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.resources.build import snowflake_resource
 from metrify_assets.storage.migrate import truncate_ops
@@ -247,6 +247,12 @@ def test_fct_forecast_accuracy_equals_a_hand_computation(built: Built) -> None:
     np.testing.assert_allclose(beside["backtest_mae_kwh"].astype(float), beside["bt"].astype(float))
     chosen = accuracy[accuracy["selected"]]
     assert len(chosen) == 4 and chosen.groupby(KEY[:3]).size().eq(1).all()
+    # every series had 10 days of history: each choice was the backtest's (backtest.compared), none a default
+    compared_days = {
+        key: compared(group) for key, group in backtests.rename(columns={"bt": "mae"}).groupby(KEY[:3])
+    }
+    assert all(compared_days.values()) and len(compared_days) == 4
+    assert not accuracy["selected_by_default"].any()
 
 
 def test_a_partitioned_run_tests_its_days_of_the_forecast_views(
@@ -352,6 +358,31 @@ def test_a_point_forecast_is_not_a_miss(built: Built, pg_resource: PostgresResou
     )
     assert accuracy["intervals_scored"].tolist() == [96 - len(GAP)]
     assert accuracy["mae_kwh"].notna().all() and accuracy["coverage"].isna().all()
+
+
+def test_a_choice_the_backtest_could_not_make_is_marked_a_default(
+    built: Built, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """A series' day whose backtest scored one method (a young series: backtest.compared is false)
+    has its chosen method marked `selected_by_default`, the API's and analysts' way to tell a default
+    from a win. Runs before the rerun test, whose partition writes the day's backtests again."""
+    with built.conn.cursor() as cur:
+        cur.execute(
+            "UPDATE ops.load_forecast_backtests SET mae_kwh = NULL "
+            "WHERE region = 'south' AND local_date = %s AND NOT selected",
+            (PENDING,),
+        )
+        assert cur.rowcount >= 1
+    window = json.dumps({"min_date": SCORED.isoformat(), "max_date": SCORED.isoformat()})
+    results = run_dbt_build(pg_resource.get_url(), tmp_path, "--select", *MARTS.split(), "--vars", window)
+    assert failures(results) == {}
+    rows = built.query(
+        "SELECT region, local_date, method, selected, selected_by_default FROM marts.fct_forecast_accuracy"
+    )
+    marked = rows[rows["selected_by_default"]]
+    assert marked[["region", "local_date"]].values.tolist() == [["south", PENDING]]
+    assert marked["selected"].all()
+    assert rows.groupby(["region", "local_date"]).size().gt(1).all()  # the other methods are rows too
 
 
 def test_a_rerun_replaces_its_days_actuals(

@@ -4,7 +4,9 @@
 -- intervals whose |actual| is below 5 % of the day's mean |actual| (net load near zero makes a
 -- percentage error unbounded). Coverage counts the scored intervals with a P10..P90 only: a point
 -- forecast (no interval) is no miss, and a day of them has null coverage. A day not yet realised has
--- 0 intervals scored and null metrics.
+-- 0 intervals scored and null metrics. `selected_by_default` marks the chosen method of a series' day
+-- whose backtest could not compare methods (fewer than two scored: a young series), as
+-- backtest.compared decides in Python: its selection is persistence by default, not a win.
 -- Incremental on the same series-days as fct_load_forecast (macros/forecast_window.sql).
 {{ config(
     materialized='incremental',
@@ -20,6 +22,13 @@ with forecasts as (
 day_scale as (
     select region, segment, local_date, avg(abs(energy_kwh)) as mean_abs_actual_kwh
     from {{ ref('stg_ops__load_actuals') }}
+    where {{ forecast_window('local_date') }}
+    group by region, segment, local_date
+),
+
+backtest_basis as (
+    select region, segment, local_date, count(mae_kwh) >= 2 as compared
+    from {{ ref('stg_ops__load_forecast_backtests') }}
     where {{ forecast_window('local_date') }}
     group by region, segment, local_date
 ),
@@ -80,6 +89,7 @@ select
     d.local_date,
     d.method,
     d.selected,
+    d.selected and not coalesce(bb.compared, false) as selected_by_default,
     d.model_version,
     d.intervals_scored,
     d.mae_kwh,
@@ -96,3 +106,7 @@ left join {{ ref('stg_ops__load_forecast_backtests') }} as b
     and b.segment = d.segment
     and b.local_date = d.local_date
     and b.method = d.method
+left join backtest_basis as bb
+    on bb.region = d.region
+    and bb.segment = d.segment
+    and bb.local_date = d.local_date
