@@ -115,10 +115,11 @@ def simulated_load(meters: int, seed: int = 42) -> SimulatedLoad:
 def accuracy(summaries: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Per method of COMPARED, from `bt.evaluate` summaries per series: the metrics pooled over the
     series (weighted by their scored intervals) and the series it won (`bt.winner`, as a run chooses:
-    the model only where its MAE beats every baseline's)."""
+    the model only where its MAE beats every baseline's; a series whose backtest could not compare
+    methods, `bt.compared`, is won by none: its choice is a default)."""
     frames = [s[s["method"].isin(COMPARED)].assign(series=name) for name, s in summaries.items()]
     scored = pd.concat(frames, ignore_index=True).dropna(subset=["mae"])
-    won = pd.Series([bt.winner(s) for s in summaries.values()]).value_counts()
+    won = pd.Series([bt.winner(s) for s in summaries.values() if bt.compared(s)]).value_counts()
     method, weight = scored["method"], scored["n"]
     metrics = ["mae", "mape", "smape", "coverage"]
     pooled = (

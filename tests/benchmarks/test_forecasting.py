@@ -92,3 +92,12 @@ def test_best_method_breaks_a_tie_in_series_won_by_pooled_mae() -> None:
         "weekday_mean": 1,
     }
     assert best_method(table) == "weekday_mean"
+
+
+def test_a_series_whose_backtest_compared_nothing_is_won_by_none() -> None:
+    """One method scored (a young series): its choice is persistence by default, not a win."""
+    young = summary({"persistence": 0.5, "model": np.nan, "seasonal_naive": np.nan, "weekday_mean": np.nan})
+    table = accuracy(
+        {"old": summary({"model": 1.0, "seasonal_naive": 2.0, "weekday_mean": 3.0}), "young": young}
+    )
+    assert table["won"].to_dict() == {"model": 1, "seasonal_naive": 0, "weekday_mean": 0, "persistence": 0}
