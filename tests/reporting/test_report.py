@@ -157,4 +157,8 @@ def test_report_and_data_docs_land_in_the_lake(
     assert "/validated_meter_readings/m2/" in validations[0]  # m2: the newest meter batch
     result_page = lake.get(validations[0]).decode()
     assert "__none__" not in result_page and validations[0].endswith("/metrify-validated_meter_readings.html")
+    assert "Data asset: validated_meter_readings<br>" in result_page  # GX's own page said None
+    assert (
+        validations[0].removeprefix("reports/data_docs/") in lake.get("reports/data_docs/index.html").decode()
+    )
     assert b"validated_weather_observations" in lake.get("reports/data_docs/index.html")
