@@ -66,7 +66,9 @@ def build_site(
         run_id = RunIdentifier(run_name=(run_names or {}).get(name))
         result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
         for key, validation in result.run_results.items():
-            validation.meta.setdefault("batch_spec", {})["data_asset_name"] = validation.asset_name
+            spec = validation.meta.get("batch_spec")
+            if spec is not None:
+                spec["data_asset_name"] = validation.asset_name
             context.validation_results_store.set(key, validation)
         outcomes[name] = bool(result.success)
     context.build_data_docs(site_names=[SITE_NAME])
