@@ -385,6 +385,21 @@ def test_a_choice_the_backtest_could_not_make_is_marked_a_default(
     assert rows.groupby(["region", "local_date"]).size().gt(1).all()  # the other methods are rows too
 
 
+def test_a_mart_built_before_the_column_takes_it_in_without_a_full_refresh(
+    built: Built, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """An upgraded deployment: its fct_forecast_accuracy lacks selected_by_default. The next partition
+    run appends it (filled on the days it rebuilds, null before) instead of failing every run."""
+    built.conn.execute("ALTER TABLE marts.fct_forecast_accuracy DROP COLUMN selected_by_default")
+    window = json.dumps({"min_date": PENDING.isoformat(), "max_date": PENDING.isoformat()})
+    results = run_dbt_build(pg_resource.get_url(), tmp_path, "--select", *MARTS.split(), "--vars", window)
+    assert failures(results) == {}
+    rows = built.query("SELECT local_date, selected_by_default FROM marts.fct_forecast_accuracy")
+    rebuilt = rows["local_date"] >= PENDING
+    assert rebuilt.any() and rows.loc[rebuilt, "selected_by_default"].notna().all()
+    assert rows.loc[~rebuilt, "selected_by_default"].isna().all() and (~rebuilt).any()
+
+
 def test_a_rerun_replaces_its_days_actuals(
     built: Built, pg_resource: PostgresResource, tmp_path: Path
 ) -> None:

@@ -6,13 +6,15 @@
 -- forecast (no interval) is no miss, and a day of them has null coverage. A day not yet realised has
 -- 0 intervals scored and null metrics. `selected_by_default` marks the chosen method of a series' day
 -- whose backtest could not compare methods (fewer than two scored: a young series), as
--- backtest.compared decides in Python: its selection is persistence by default, not a win.
+-- backtest.compared decides in Python: its selection is persistence by default, not a win. New
+-- columns are appended to a table built before them (null on the days not rebuilt since); a removed or
+-- retyped column still needs a full refresh (docs/forecasting.md).
 -- Incremental on the same series-days as fct_load_forecast (macros/forecast_window.sql).
 {{ config(
     materialized='incremental',
     unique_key=['region', 'segment', 'local_date', 'method'],
     incremental_strategy='delete+insert',
-    on_schema_change='fail',
+    on_schema_change='append_new_columns',
 ) }}
 with forecasts as (
     select * from {{ ref('fct_load_forecast') }}
