@@ -18,9 +18,6 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
-
 from metrify_platform.processes import log_tail, terminate
 
 KAFKA_VERSION = "4.1.1"
@@ -173,6 +170,9 @@ class KafkaBroker:
 
     def _await_ready(self) -> None:
         """Ready = the broker answers a metadata request (controller elected, broker registered)."""
+        from kafka import KafkaAdminClient  # here: `metrify kafka --help` shows KAFKA_VERSION without it
+        from kafka.errors import KafkaError
+
         deadline = time.monotonic() + self.start_timeout
         last: Exception | None = None
         while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 import typer
@@ -25,17 +25,13 @@ from rich.table import Table
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.run import run_with_progress
-from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
-from metrify_assets.forecasting.backtest import COMPARE_DAYS, stored
 from metrify_assets.ingestion.dead_letters import Selection, reason_counts
-from metrify_assets.orchestration.instance import local_instance
-from metrify_assets.orchestration.weekly import run_lifecycle
-from metrify_assets.reporting.assets import REPORT_KEY
-from metrify_assets.resources.build import postgres_resource
 from metrify_assets.resources.lake import Lake
-from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
 from metrify_assets.warehouse.connection import environment
+
+if TYPE_CHECKING:
+    from metrify_assets.simulation import SimulationConfig
 
 
 @dataclass
@@ -72,6 +68,8 @@ class DemoSummary:
 
 def summarise(conn: psycopg.Connection, batch_ids: list[str], report_path: str) -> DemoSummary:
     """Counts of this demo's batches (from the ledger) and of what the graph built from them."""
+    from metrify_assets.forecasting.backtest import stored
+
     row = conn.execute(
         "SELECT count(*), coalesce(sum(records_in), 0), coalesce(sum(accepted), 0), "
         "coalesce(sum(quarantined), 0), coalesce(sum(flagged), 0), "
@@ -176,6 +174,10 @@ def demo_lifecycle(
 ) -> tuple[dict[str, int], dict[str, int]]:
     """The weekly job's lifecycle on the demo's clock (the day after its data: nothing is due yet), then
     a dry run `PREVIEW_DAYS` later that lists what would move and go. Days by tier, and the preview."""
+    from metrify_assets.definitions import defs as load_defs  # the code location: loaded only when needed
+    from metrify_assets.orchestration.instance import local_instance
+    from metrify_assets.orchestration.weekly import run_lifecycle
+
     defs, instance = load_defs(), local_instance(settings)
     today = config.start + timedelta(days=config.days)
     run_lifecycle(defs, instance, conn, today, trigger="demo")
@@ -204,6 +206,8 @@ def _days(n: int) -> str:
 
 
 def _print_summary(console: Console, summary: DemoSummary) -> None:
+    from metrify_assets.forecasting.backtest import COMPARE_DAYS
+
     table = Table(title="Metrify demo", show_header=False)
     table.add_row("batches", f"{summary.batches}")
     table.add_row("input records", f"{summary.input_records:,}")
@@ -283,6 +287,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Simulate data and land it (`metrify simulate`), ingest it and materialise the graph for its days
         (`metrify run`), and print a summary."""
+        from metrify_assets.reporting.assets import REPORT_KEY
+        from metrify_assets.resources.build import postgres_resource
+        from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
+
         began = time.monotonic()
         console = command_console(stderr=as_json)
         settings = resolve_settings()

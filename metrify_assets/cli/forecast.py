@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import psycopg
 import typer
 from rich.console import Console
@@ -20,12 +19,11 @@ from rich.table import Table
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.env import resolve_settings
-from metrify_assets.forecasting import backtest as bt
-from metrify_assets.forecasting.inputs import read_series
-from metrify_assets.forecasting.openstef import openstef_series
-from metrify_assets.forecasting.series import LoadSeries
-from metrify_assets.meters.days import days_between
-from metrify_assets.storage.frames import read_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from metrify_assets.forecasting.series import LoadSeries
 
 ISO_DAY = ["%Y-%m-%d"]
 
@@ -48,11 +46,15 @@ forecast_app = typer.Typer(
 
 
 def _kwh(value: Any) -> str:
+    import pandas as pd
+
     return "" if value is None or pd.isna(value) else f"{float(value):,.1f}"
 
 
 def summary_table(summary: pd.DataFrame, wins: dict[str, int], title: str) -> Table:
     """Per method: intervals scored, MAE, MAPE, sMAPE, P10-P90 coverage, and series it won."""
+    import pandas as pd
+
     table = Table(title=title)
     for column in ("method", "intervals", "MAE kWh", "MAPE %", "sMAPE %", "P10-P90 coverage", "series won"):
         table.add_column(
@@ -77,6 +79,11 @@ def backtest_all(
     """Every series backtested on its days in first..last; all their forecasts, per method the number
     of series it won, and the number of series chosen by default: too young for the backtest to score
     two methods (`bt.compared`), so nothing won there."""
+    import pandas as pd
+
+    from metrify_assets.forecasting import backtest as bt
+    from metrify_assets.meters.days import days_between
+
     origins = days_between(first, last)
     frames, wins, by_default = [], dict.fromkeys(bt.METHODS, 0), 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -102,6 +109,10 @@ def with_basis(conn: psycopg.Connection, day: date, rows: pd.DataFrame) -> pd.Da
     `backtest_methods` it scored, `history_days` of load for a default, and `why` in words. The
     chosen method's backtest MAE is kept only where the backtest chose it: a default's MAE backed
     no choice."""
+    import pandas as pd
+
+    from metrify_assets.forecasting import backtest as bt
+
     keys = list(zip(rows["region"], rows["segment"], strict=True))
     choices = bt.stored(conn, day, keys)
     found, days = [summary for summary, _ in choices], [n for _, n in choices]
@@ -138,6 +149,8 @@ def register(app: typer.Typer) -> None:
         MAE, against how many methods) or a default (a series too young for a backtest to compare).
 
         Exits with 1 when there is no forecast (for --day: none for that day; with --json: `[]`)."""
+        from metrify_assets.storage.frames import read_frame
+
         settings = resolve_settings()
         with connect(settings) as conn:
             # The newest day is needed without --day, or to say what exists when --day has nothing.
@@ -214,6 +227,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Forecast each day of first..last from the data before it, by the model and every baseline,
         and score them against what came: MAE, MAPE, sMAPE and P10-P90 coverage per method."""
+        import pandas as pd
+
+        from metrify_assets.forecasting import backtest as bt
+        from metrify_assets.forecasting.inputs import read_series
+        from metrify_assets.forecasting.openstef import openstef_series
+
         settings = resolve_settings()
         console = command_console(stderr=as_json)
         if openstef is not None:

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from metrify_assets.cli.console import command_console
 from metrify_assets.env import resolve_settings
-from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER, message_key
-from metrify_assets.ingestion.landing import land_batches
 from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
-from metrify_assets.ingestion.readers import PRESETS, ingest_file, parse_pairs
-from metrify_assets.ingestion.readers.result import IngestResult
-from metrify_assets.resources.build import kafka_resource
-from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.ingestion.preset_names import PRESETS
+
+if TYPE_CHECKING:
+    from metrify_assets.ingestion.readers.result import IngestResult
+    from metrify_assets.resources.kafka import KafkaResource
 
 
 def _send(
@@ -33,6 +31,8 @@ def _send(
 ) -> list[BaseException]:
     """Produce `lines` to the source's topic, one message each, keyed like `metrify simulate --to
     kafka`; the bar counts acknowledged messages. Returns the errors of those never acknowledged."""
+    from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER, message_key
+
     topic = kafka.topic(source)
     headers = [(BACKFILL_HEADER, b"1")] if backfill else None
     failed: list[BaseException] = []
@@ -52,6 +52,8 @@ def _send(
 
 def _kafka(source: str, topic: str | None) -> KafkaResource:
     """Kafka as configured, with `topic` for the source when given; a usage error when not configured."""
+    from metrify_assets.resources.build import kafka_resource
+
     settings = resolve_settings()
     if not settings.uses_kafka:
         raise typer.BadParameter(
@@ -64,6 +66,8 @@ def _kafka(source: str, topic: str | None) -> KafkaResource:
 
 def _to_kafka(console: Console, kafka: KafkaResource, source: str, lines: list[str], backfill: bool) -> None:
     """Send, then say how it went; exit 1 when the brokers are unreachable or refuse a message."""
+    from kafka.errors import KafkaError
+
     began = time.monotonic()
     try:
         kafka.ensure_topics()  # as `metrify simulate --to kafka`: missing topics get 3 partitions
@@ -164,6 +168,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Read a file, map its columns to the source's contract, and land the records (or send them to
         Kafka with --to kafka)."""
+        from metrify_assets.ingestion.landing import land_batches
+        from metrify_assets.ingestion.readers import ingest_file, parse_pairs
+
         if to not in ("landing", "kafka"):
             raise typer.BadParameter(f"--to must be 'landing' or 'kafka', not {to!r}", param_hint="--to")
         if topic and to != "kafka":

@@ -18,9 +18,7 @@ from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import resolve_settings
-from metrify_assets.orchestration.drain import drain
-from metrify_assets.resources.build import kafka_resource, postgres_resource
-from metrify_platform.kafka_broker import KAFKA_VERSION, KafkaBroker
+from metrify_platform.kafka_broker import KAFKA_VERSION
 
 kafka_app = typer.Typer(
     help="Kafka: a local broker for development, and draining the topics.", no_args_is_help=True
@@ -41,6 +39,9 @@ def broker_cmd(
     ] = KAFKA_VERSION,
 ) -> None:
     """Run a single-node Kafka (KRaft) with the Metrify topics until Ctrl-C; data kept in HOME/kafka."""
+    from metrify_assets.resources.build import kafka_resource
+    from metrify_platform.kafka_broker import KafkaBroker
+
     settings = resolve_settings()
     console = command_console()
     signal.signal(signal.SIGTERM, _interrupt)
@@ -75,7 +76,9 @@ def drain_cmd(
 ) -> None:
     """Ingest everything now in the topics (sensor planning + ingest job, in process), then summarise."""
     from metrify_assets.definitions import defs as load_defs  # the code location: loaded only when needed
+    from metrify_assets.orchestration.drain import drain
     from metrify_assets.orchestration.instance import local_instance
+    from metrify_assets.resources.build import kafka_resource, postgres_resource
 
     settings = resolve_settings()
     if not settings.uses_kafka:

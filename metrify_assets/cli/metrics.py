@@ -15,7 +15,7 @@ import signal
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import psycopg
 import typer
@@ -23,14 +23,17 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 
 from metrify_assets.cli.main import unreachable_database
 from metrify_assets.env import Settings, resolve_settings
-from metrify_assets.observability.metrics import Connect, PipelineCollector, pipeline_registry
-from metrify_assets.orchestration.instance import local_instance
-from metrify_assets.resources.build import kafka_resource, postgres_resource
-from metrify_assets.serving.db import open_pool
+
+if TYPE_CHECKING:
+    from metrify_assets.observability.metrics import Connect, PipelineCollector
 
 
 def settings_collector(settings: Settings, connect: Connect) -> PipelineCollector:
     """The pipeline metrics of the configured stores, on PostgreSQL connections from `connect`."""
+    from metrify_assets.observability.metrics import PipelineCollector
+    from metrify_assets.orchestration.instance import local_instance
+    from metrify_assets.resources.build import kafka_resource
+
     return PipelineCollector(
         connect,
         kafka=kafka_resource(settings) if settings.uses_kafka else None,
@@ -72,6 +75,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve the pipeline metrics at http://HOST:PORT/metrics until Ctrl-C or SIGTERM (for a
         deployment without the data API, whose own /metrics serves the same and its request metrics)."""
+        from metrify_assets.observability.metrics import pipeline_registry
+        from metrify_assets.resources.build import postgres_resource
+        from metrify_assets.serving.db import open_pool
+
         settings = resolve_settings()
         postgres = postgres_resource(settings)
         with postgres.connect():  # starts the embedded server if need be; applies migrations
@@ -92,6 +99,9 @@ def register(app: typer.Typer) -> None:
 
         Exit status 1, after printing what could be read, when a collector failed (PostgreSQL or Kafka
         unreachable, a table missing): the error line on stderr names each one and why."""
+        from metrify_assets.observability.metrics import pipeline_registry
+        from metrify_assets.resources.build import postgres_resource
+
         settings = resolve_settings()
         postgres = postgres_resource(settings)
 

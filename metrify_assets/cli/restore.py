@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,13 +20,11 @@ from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.options import day_range
 from metrify_assets.env import resolve_settings
-from metrify_assets.lifecycle import rollback
-from metrify_assets.lifecycle.policy import TIERED_DATASETS
-from metrify_assets.lifecycle.restore import DEFAULT_KEEP_DAYS, restore_days
-from metrify_assets.lifecycle.tiers import Outcome
-from metrify_assets.resources.build import postgres_resource
-from metrify_assets.resources.cache import open_cache
+from metrify_assets.lifecycle.policy import DEFAULT_KEEP_DAYS, TIERED_DATASETS
 from metrify_assets.resources.lake import Lake
+
+if TYPE_CHECKING:
+    from metrify_assets.lifecycle.tiers import Outcome
 
 USING = ("archive", "raw")
 
@@ -60,6 +58,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Restore days to PostgreSQL. Re-run the downstream jobs for them afterwards (`metrify run`
         does so for days it ingests; the Dagster UI for any range)."""
+        from metrify_assets.lifecycle import rollback
+        from metrify_assets.lifecycle.restore import restore_days
+        from metrify_assets.resources.build import postgres_resource
+        from metrify_assets.resources.cache import open_cache
+
         first_day, last_day = day_range(first, last)
         if dataset not in TIERED_DATASETS:
             raise typer.BadParameter(

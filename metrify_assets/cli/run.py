@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -21,15 +21,17 @@ from rich.table import Table
 
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
-from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
-from metrify_assets.orchestration import catchup
-from metrify_assets.orchestration.instance import local_instance
+
+if TYPE_CHECKING:
+    from metrify_assets.orchestration import catchup
 
 
 @contextmanager
 def stage_progress(console: Console) -> Iterator[catchup.Progress]:
     """A progress bar per pipeline stage, for `catchup`'s callbacks."""
+    from metrify_assets.orchestration import catchup
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -55,6 +57,10 @@ def stage_progress(console: Console) -> Iterator[catchup.Progress]:
 
 def pipeline_with_progress(settings: Settings, console: Console, trigger: str) -> catchup.RunSummary:
     """`catchup.run_pipeline` with a progress bar per stage."""
+    from metrify_assets.definitions import defs as load_defs  # the code location: loaded only when needed
+    from metrify_assets.orchestration import catchup
+    from metrify_assets.orchestration.instance import local_instance
+
     with stage_progress(console) as progress:
         return catchup.run_pipeline(
             load_defs(), local_instance(settings), settings, progress, trigger=trigger

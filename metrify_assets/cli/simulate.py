@@ -19,14 +19,13 @@ from rich.table import Table
 from metrify_assets.cli.console import command_console
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import Settings, resolve_settings
-from metrify_assets.ingestion.kafka.produce import produce
-from metrify_assets.resources.build import kafka_resource
-from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
-from metrify_assets.simulation.generate import STAGES
 
 
 def _to_kafka(console: Console, settings: Settings, messages: dict[str, list[str]], backfill: bool) -> None:
     """Produce the messages to the source topics (created with 3 partitions when missing)."""
+    from metrify_assets.ingestion.kafka.produce import produce
+    from metrify_assets.resources.build import kafka_resource
+
     if not settings.uses_kafka:
         raise typer.BadParameter(
             "--to kafka needs KAFKA_BOOTSTRAP_SERVERS (e.g. from `metrify kafka broker`)"
@@ -95,6 +94,9 @@ def register(app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """Generate telemetry for a synthetic network and land it for the pipeline to ingest."""
+        from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
+        from metrify_assets.simulation.generate import STAGES
+
         settings = resolve_settings()
         landing = landing_dir or settings.landing_dir
         labels_path = labels or settings.home / "simulation" / "labels.jsonl"

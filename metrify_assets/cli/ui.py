@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 
 from metrify_assets.env import resolve_settings
-from metrify_assets.orchestration.instance import prepare_local_home
 
 # The project's workspace (one code location, `metrify`): the name runs and sensor states are kept
 # under, so the UI finds the CLI's runs and the sensors' cursors whatever started it.
@@ -28,6 +27,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The Dagster UI on http://HOST:PORT, with its daemon (sensors, schedules, queued runs), on the
         instance the CLI writes to (HOME/dagster, or DAGSTER_HOME), until Ctrl-C."""
+        from metrify_assets.orchestration.instance import prepare_local_home
+
         if not WORKSPACE.exists():
             typer.echo(
                 f"error: no workspace file at {WORKSPACE} (metrify ui runs from a project checkout)", err=True

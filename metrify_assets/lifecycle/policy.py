@@ -18,6 +18,8 @@ TIERED_DATASETS = ("meter_readings", "grid_status", "weather_observations")
 # Datasets with a retention of their own (docs/lifecycle.md has what each covers).
 RETAINED_DATASETS = ("raw", "quarantine", "reports", "ops")
 DATASETS = TIERED_DATASETS + RETAINED_DATASETS
+# Days a restored day stays hot before the hot window applies to it again (`metrify restore --keep-days`).
+DEFAULT_KEEP_DAYS = 30
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,12 @@ import pandas as pd
 import psycopg
 
 from metrify_assets.lifecycle import state
+from metrify_assets.lifecycle.policy import DEFAULT_KEEP_DAYS
 from metrify_assets.lifecycle.tables import TABLES, content_checksum
 from metrify_assets.lifecycle.tiers import Outcome, VerificationError, verify_copy
 from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake, ObjectArchivedError
 from metrify_assets.storage.audit import Caller
-
-DEFAULT_KEEP_DAYS = 30
 
 
 def _failed(conn: psycopg.Connection, dataset: str, day: date, err: Exception, run_id: str | None) -> Outcome:

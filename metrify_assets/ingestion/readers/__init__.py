@@ -16,13 +16,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from metrify_assets.contracts import METER_READINGS, WEATHER_OBSERVATIONS, contract_for
+from metrify_assets.ingestion.preset_names import OPENSTEF_PRESET, PRESETS, UCI_PRESET
 from metrify_assets.ingestion.readers.csvfile import read_csv
 from metrify_assets.ingestion.readers.jsonl import read_jsonl
 from metrify_assets.ingestion.readers.mapping import map_records
 from metrify_assets.ingestion.readers.parquet import read_parquet
 from metrify_assets.ingestion.readers.presets.openstef import (
     OPENSTEF_METER_ID,
-    OPENSTEF_PRESET,
     OPENSTEF_STATION_ID,
     openstef_readings,
     openstef_table,
@@ -30,7 +30,6 @@ from metrify_assets.ingestion.readers.presets.openstef import (
 )
 from metrify_assets.ingestion.readers.presets.uci import (
     UCI_METER_ID,
-    UCI_PRESET,
     UCI_TIMEZONE,
     read_uci_household,
     uci_household_readings,
@@ -46,9 +45,6 @@ FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-
-
-PRESETS = (UCI_PRESET, OPENSTEF_PRESET)
 
 
 def detect_format(path: Path) -> str:

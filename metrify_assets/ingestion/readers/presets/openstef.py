@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.contracts import METER_READINGS, WEATHER_OBSERVATIONS, SourceContract
+from metrify_assets.ingestion.preset_names import OPENSTEF_PRESET
 from metrify_assets.ingestion.readers.csvfile import read_csv
 from metrify_assets.ingestion.readers.mapping import (
     as_numbers,
@@ -24,7 +25,6 @@ from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Rows, 
 
 # OpenSTEF's input layout: a UTC timestamp in the first column, then `load` (MW, net of feed-in) and
 # weather features at 15 minutes. The ids default to the location of the fixture (tests/fixtures).
-OPENSTEF_PRESET = "openstef"
 OPENSTEF_INTERVAL_MINUTES = 15
 OPENSTEF_METER_ID = "OPENSTEF-307"
 OPENSTEF_STATION_ID = "OPENSTEF-307"

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.contracts import iso_with_offset
+from metrify_assets.ingestion.preset_names import UCI_PRESET
 from metrify_assets.ingestion.readers.csvfile import read_csv
 from metrify_assets.ingestion.readers.mapping import as_numbers
 from metrify_assets.ingestion.readers.result import IngestResult, Rows, as_rows
 
-UCI_PRESET = "uci-household"
 UCI_TIMEZONE = "Europe/Paris"  # the household is in Sceaux, France
 UCI_INTERVAL_MINUTES = 15
 UCI_METER_ID = "UCI-HOUSEHOLD-1"
