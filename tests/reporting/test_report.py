@@ -158,6 +158,10 @@ def test_report_and_data_docs_land_in_the_lake(
     result_page = lake.get(validations[0]).decode()
     assert "__none__" not in result_page and validations[0].endswith("/metrify-validated_meter_readings.html")
     assert "Data asset: validated_meter_readings<br>" in result_page  # GX's own page said None
+    # Offline: the pages load the vendored copies, which are published with the site.
+    assert 'src="../../../../static/vendor/jquery-3.7.1/jquery.min.js"' in result_page
+    assert "reports/data_docs/static/vendor/bootstrap-4.3.1/bootstrap.min.css" in docs
+    assert "reports/data_docs/static/vendor/fontawesome-free-6.6.0/webfonts/fa-solid-900.woff2" in docs
     assert (
         validations[0].removeprefix("reports/data_docs/") in lake.get("reports/data_docs/index.html").decode()
     )
