@@ -3,7 +3,8 @@
 Each command lives in its own module of this package, named as the command, with a `register(app)`
 that adds it. The root group imports a command's module only when that command is asked for, so
 `metrify --help` and the quick commands do not pay for importing Dagster, dbt and GX (about 9 s on
-2 cores); its listing shows each module docstring's first paragraph, read without importing it.
+2 cores); its listing shows each module docstring's first paragraph, read without importing it. A
+command's module imports those in the functions that use them, so its own --help does not pay either.
 """
 
 from __future__ import annotations
