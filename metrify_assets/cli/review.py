@@ -47,6 +47,10 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
             raise typer.Exit(code=1) from err
     item = decided.item
     typer.echo(f"{item.status}: {item.source} {item.record_key} ({item.batch_id} #{item.record_index})")
+    if item.status == review.SUPERSEDED:
+        typer.echo(
+            f"{item.decision_note}; nothing changed (a newer version is reviewed on its own if flagged)"
+        )
     if decided.vee is not None:  # the decision became an edit of the billing-grade series, with its author
         now = f"{decided.vee_status} ({decided.vee_method})" if decided.vee_status else "not in a day"
         rows = decided.vee.audit_rows
@@ -58,7 +62,9 @@ def register(app: typer.Typer) -> None:
 
     @review_app.command("list")
     def list_cmd(
-        status: Annotated[str, typer.Option(help="pending, approved, rejected or all.")] = "pending",
+        status: Annotated[
+            str, typer.Option(help="pending, approved, rejected, superseded or all.")
+        ] = "pending",
         source: Source = None,
         reason: Annotated[str | None, typer.Option(help="Only items with this reason code.")] = None,
         limit: Annotated[int, typer.Option(min=1, help="At most this many items, oldest first.")] = 50,
@@ -93,15 +99,17 @@ def register(app: typer.Typer) -> None:
 
     @review_app.command("show")
     def show_cmd(batch_id: BatchId, record_index: RecordIndex) -> None:
-        """Show one item: its queue row and the stored reading it refers to (JSON)."""
+        """Show one item: its queue row and the row stored under its key (JSON), with why that row is not
+        the flagged version where a newer one replaced it (a decision then closes the item as superseded)."""
         with connect(resolve_settings()) as conn:
             try:
                 item = review.get_item(conn, batch_id, record_index)
             except review.ReviewError as err:
                 typer.echo(f"error: {err}", err=True)
                 raise typer.Exit(code=1) from err
-            stored = review.stored_row(conn, item)
-        typer.echo(json.dumps({"item": item.__dict__, "stored_row": stored}, indent=2, default=str))
+            stored, gone = review.flagged_version(conn, item)
+        shown = {"item": item.__dict__, "stored_row": stored, "not_the_flagged_version": gone}
+        typer.echo(json.dumps(shown, indent=2, default=str))
 
     @review_app.command("approve")
     def approve_cmd(batch_id: BatchId, record_index: RecordIndex, by: By, reason: Reason) -> None:

@@ -6,8 +6,10 @@ Approving it keeps it (its `quality_flags` stay, for audit). Rejecting it moves 
 accepted (and flagged) to quarantined, so `records_in = accepted + quarantined` still holds. The
 ingest consults `rejected_versions` so a replayed batch does not bring a rejected reading back.
 Either decision stamps the record's day of its batch again (`retouch_day`), so the day's VEE series
-and marts are rebuilt with it, as after a late batch. Each function works inside one transaction of
-the given connection and commits it.
+and marts are rebuilt with it, as after a late batch. A flagged version that a newer one replaced (or
+that is no longer stored) cannot be judged: a decision on it closes the item as `superseded`, naming
+the batch that replaced it, and changes no data (the newer version is judged on its own if flagged).
+Each function works inside one transaction of the given connection and commits it.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ from metrify_assets.storage.days import retouch_day
 if TYPE_CHECKING:  # the Redis client would cost `metrify review list`, which never writes, up to 0.7 s
     from metrify_assets.resources.cache import Cache
 
-STATUSES = ("pending", "approved", "rejected")
+SUPERSEDED = "superseded"
+MAX_NOTE = 2000  # characters of a decision's note (`decision_note`), from the CLI or the API
+STATUSES = ("pending", "approved", "rejected", SUPERSEDED)
 REJECT_REASON_PREFIX = f"{REVIEW_REJECTED}:"
 # Derived tables keyed like the meter readings: a rejected reading must not linger in them.
 DERIVED_TABLES = {"meter_readings": ("anomaly_scores", "enriched_meter_readings")}
 
 
 class ReviewError(ValueError):
-    """A decision that cannot be made (unknown item, already decided, reading superseded)."""
+    """A decision that cannot be made (unknown item, already decided, no reviewer or note)."""
 
 
 class UnknownItemError(ReviewError):
@@ -101,7 +105,7 @@ ITEM_FILTER = (
 def filter_params(status: str | None, source: str | None, reason: str | None) -> dict[str, str | None]:
     """The named parameters of `ITEM_FILTER` (shared with the API's list); None filters nothing."""
     if status is not None and status not in STATUSES:
-        raise ReviewError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+        raise ReviewError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)} or all")
     return {"status": status, "source": source, "reason": reason}
 
 
@@ -141,26 +145,40 @@ def stored_row(conn: psycopg.Connection, item: ReviewItem) -> dict[str, Any] | N
 
 
 def _decide(conn: psycopg.Connection, item: ReviewItem, status: str, by: str, why: str) -> ReviewItem:
-    """Record the decision, and stamp the record's day again so it is rebuilt with it."""
+    """Record the decision and, unless it closes a superseded item (no data changes), stamp the
+    record's day again so it is rebuilt with it."""
     conn.execute(
         "UPDATE ops.review_queue SET status = %s, decided_by = %s, decided_at = now(), decision_note = %s "
         "WHERE batch_id = %s AND record_index = %s",
         (status, by, why, item.batch_id, item.record_index),
     )
-    contract = contract_for(item.source)
-    retouch_day(conn, contract, item.batch_id, key_values(contract, item.record_key))
+    if status != SUPERSEDED:
+        contract = contract_for(item.source)
+        retouch_day(conn, contract, item.batch_id, key_values(contract, item.record_key))
     return get_item(conn, item.batch_id, item.record_index)
 
 
 def _pending(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str) -> ReviewItem:
     if not by.strip() or not why.strip():
         raise ReviewError("a decision needs who made it (--by) and why (--reason)")
+    if len(why) > MAX_NOTE:
+        raise ReviewError(f"a decision's reason is at most {MAX_NOTE} characters, not {len(why)}")
     item = get_item(conn, batch_id, record_index, lock=True)
     if item.status != "pending":
         raise ReviewError(
             f"{batch_id} #{record_index} was already {item.status} by {item.decided_by} ({item.decision_note})"
         )
     return item
+
+
+def flagged_version(conn: psycopg.Connection, item: ReviewItem) -> tuple[dict[str, Any] | None, str | None]:
+    """The stored row of the item's key, and why it is not the flagged version (None when it is)."""
+    row = stored_row(conn, item)
+    if row is None:
+        return None, f"no version of it is stored in ops.{contract_for(item.source).table}"
+    if row["batch_id"] != item.batch_id:
+        return row, f"batch {row['batch_id']} replaced the flagged version"
+    return row, None
 
 
 def _meters(item: ReviewItem) -> list[str]:
@@ -170,11 +188,18 @@ def _meters(item: ReviewItem) -> list[str]:
     return [key_values(contract_for(item.source), item.record_key)["meter_id"]]
 
 
-def _audit(caller: Caller | None, conn: psycopg.Connection, item: ReviewItem, affected: int) -> None:
-    """The decision's audit entry (docs/operations.md#audit-log), in the decision's transaction."""
+def _audit(
+    caller: Caller | None, conn: psycopg.Connection, action: str, item: ReviewItem, affected: int
+) -> None:
+    """The decision's audit entry (docs/operations.md#audit-log), in the decision's transaction: the
+    verdict asked for, and the item as it stands (`status` superseded where it changed nothing)."""
     if caller is not None:
-        details = {"source": item.source, "record_key": item.record_key, "note": item.decision_note}
-        action = "review.approve" if item.status == "approved" else "review.reject"
+        details = {
+            "source": item.source,
+            "record_key": item.record_key,
+            "status": item.status,
+            "note": item.decision_note,
+        }
         caller.record(conn, action, f"review:{item.batch_id}#{item.record_index}", details, affected)
 
 
@@ -191,10 +216,15 @@ def approve(
     committed, the cached results that show it move to a new generation). `caller`: who, for the
     audit log."""
     with conn.transaction():
-        item = _decide(conn, _pending(conn, batch_id, record_index, by, why), "approved", by, why)
-        _audit(caller, conn, item, 1)
+        item = _pending(conn, batch_id, record_index, by, why)
+        _, gone = flagged_version(conn, item)
+        if gone is None:
+            item = _decide(conn, item, "approved", by, why)
+        else:
+            item = _decide(conn, item, SUPERSEDED, by, f"{SUPERSEDED}: {gone}")
+        _audit(caller, conn, "review.approve", item, 1 if gone is None else 0)
     conn.commit()
-    if cache is not None:
+    if cache is not None and gone is None:
         cache.bump(_meters(item))
     return item
 
@@ -211,42 +241,45 @@ def reject(
     """Move the stored reading to quarantine and rebalance the batch's ledger, in one transaction;
     once committed, the meter's cache entries are invalidated (its latest reading may be older now).
 
-    Refused when the stored row no longer comes from the item's batch (a newer version replaced it):
-    the reviewer then judges the newer reading, not a version that is no longer stored.
+    Where the stored row no longer comes from the item's batch (a newer version replaced it, or it is
+    gone), nothing is deleted: the item is closed as superseded, as `approve` does.
     """
     with conn.transaction():
         item = _pending(conn, batch_id, record_index, by, why)
-        contract = contract_for(item.source)
-        keys = key_values(contract, item.record_key)
-        row = stored_row(conn, item)
-        if row is None:
-            raise ReviewError(f"{item.record_key} is no longer in ops.{contract.table}")
-        if row["batch_id"] != item.batch_id:
-            raise ReviewError(
-                f"{item.record_key} was replaced by batch {row['batch_id']}: the flagged version is gone"
-            )
+        row, gone = flagged_version(conn, item)
         deleted = 0
-        for table in (contract.table, *DERIVED_TABLES.get(item.source, ())):
-            deleted += conn.execute(
-                sql.SQL("DELETE FROM ops.{} WHERE {}").format(sql.Identifier(table), _key_filter(contract)),
-                keys,
-            ).rowcount
-        # Reasons are comma-joined lists: the note (kept whole as `decision_note`) without commas.
-        reason = f"{REJECT_REASON_PREFIX}{why.replace(',', ';')}"
-        quarantine(
-            conn, item.source, item.batch_id, [QuarantineRow(item.record_index, json.dumps(row), reason)]
-        )
-        conn.execute(
-            "UPDATE ops.ingest_ledger SET accepted = accepted - 1, quarantined = quarantined + 1, "
-            "flagged = flagged - 1 WHERE batch_id = %s",
-            (item.batch_id,),
-        )
-        item = _decide(conn, item, "rejected", by, why)
-        _audit(caller, conn, item, deleted)
+        if row is None or gone is not None:
+            item = _decide(conn, item, SUPERSEDED, by, f"{SUPERSEDED}: {gone}")
+        else:
+            deleted = _quarantine_flagged(conn, item, row, why)
+            item = _decide(conn, item, "rejected", by, why)
+        _audit(caller, conn, "review.reject", item, deleted)
     conn.commit()
-    if cache is not None:
+    if cache is not None and deleted:
         cache.invalidate(_meters(item))
     return item
+
+
+def _quarantine_flagged(conn: psycopg.Connection, item: ReviewItem, row: dict[str, Any], why: str) -> int:
+    """Delete the flagged row (and what was derived from it), quarantine it with the note, and move it
+    from accepted to quarantined in its batch's ledger; the rows deleted."""
+    contract = contract_for(item.source)
+    keys = key_values(contract, item.record_key)
+    deleted = 0
+    for table in (contract.table, *DERIVED_TABLES.get(item.source, ())):
+        deleted += conn.execute(
+            sql.SQL("DELETE FROM ops.{} WHERE {}").format(sql.Identifier(table), _key_filter(contract)),
+            keys,
+        ).rowcount
+    # Reasons are comma-joined lists: the note (kept whole as `decision_note`) without commas.
+    reason = f"{REJECT_REASON_PREFIX}{why.replace(',', ';')}"
+    quarantine(conn, item.source, item.batch_id, [QuarantineRow(item.record_index, json.dumps(row), reason)])
+    conn.execute(
+        "UPDATE ops.ingest_ledger SET accepted = accepted - 1, quarantined = quarantined + 1, "
+        "flagged = flagged - 1 WHERE batch_id = %s",
+        (item.batch_id,),
+    )
+    return deleted
 
 
 def any_rejected(conn: psycopg.Connection, source: str) -> bool:

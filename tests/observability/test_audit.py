@@ -168,6 +168,7 @@ def test_every_cli_action_writes_one_entry_and_metrify_audit_lists_them(
     assert decision.details == {
         "source": "meter_readings",
         "record_key": f"M1|{DAY}T00:30:00Z",
+        "status": "rejected",
         "note": "bad CT",
     }
 

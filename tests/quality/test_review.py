@@ -150,14 +150,28 @@ def test_replay_does_not_resurrect_a_rejected_reading(
     ).fetchone() == (0.61, "b3")
 
 
-def test_reject_refuses_a_superseded_version(
-    pg: psycopg.Connection, lake: Lake, flagged: review.ReviewItem
+@pytest.mark.parametrize("verdict", ["approve", "reject"])
+def test_a_decision_on_a_superseded_version_closes_the_item_and_changes_no_data(
+    pg: psycopg.Connection, lake: Lake, flagged: review.ReviewItem, verdict: str
 ) -> None:
+    """A newer version replaced the flagged one: reject was refused and approve "approved" a reading no
+    longer stored, so the item stayed pending for good or recorded a judgement on nothing. Either now
+    closes it as superseded, naming the batch, and leaves the data and the ledger alone."""
     ingest(pg, lake, "b2", [reading("M1", "2026-03-29T00:15:00Z", 0.7, voltage_v=231.0)], 20)
-    with pytest.raises(review.ReviewError, match="replaced by batch b2"):
-        review.reject(pg, "b1", 1, by="ana", why="wrong")
+    stored_before = pg.execute("SELECT * FROM ops.meter_readings ORDER BY reading_start").fetchall()
+    assert review.flagged_version(pg, flagged)[1] == "batch b2 replaced the flagged version"
+    decide = review.approve if verdict == "approve" else review.reject
+    item = decide(pg, "b1", 1, by="ana", why="looks wrong")
+    assert (item.status, item.decided_by) == ("superseded", "ana")
+    assert item.decision_note == "superseded: batch b2 replaced the flagged version"
+    assert review.get_item(pg, "b1", 1) == item
     assert ledger(pg, "b1") == (3, 2, 1, 1)
-    assert review.get_item(pg, "b1", 1).status == "pending"
+    assert pg.execute("SELECT * FROM ops.meter_readings ORDER BY reading_start").fetchall() == stored_before
+    assert pg.execute(
+        "SELECT count(*) FROM ops.quarantine WHERE batch_id = 'b1' AND record_index = 1"
+    ).fetchone() == (0,)
+    with pytest.raises(review.ReviewError, match="already superseded"):
+        review.approve(pg, "b1", 1, by="ana", why="again")
 
 
 def test_decisions_need_who_and_why(pg: psycopg.Connection, flagged: review.ReviewItem) -> None:

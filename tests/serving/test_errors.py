@@ -694,3 +694,25 @@ def test_a_nul_character_in_a_decision_note_is_a_422_and_the_item_stays_pending(
             "a\x00b",
         )
     assert review.get_item(pg, "b-nul", 0).status == "pending"
+
+
+def test_a_blank_note_or_an_unknown_body_field_is_a_422_and_the_item_stays_pending(
+    api: TestClient, pg: psycopg.Connection
+) -> None:
+    """A note of spaces was a 409 in the CLI's words (--by, --reason); a field the decision does not
+    take (`status`, `decided_by`) was ignored, so an approve could carry a body that read as a reject."""
+    pg.execute(
+        "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons, status) "
+        "VALUES ('b-blank', 0, 'grid_status', 'N1|2026-03-28T00:00:00+00:00', 'stale_status', 'pending')"
+    )
+    pg.commit()
+    for body, field, kind in (
+        ({"note": "  "}, "body.note", "string_pattern_mismatch"),
+        ({"note": "\n\t"}, "body.note", "string_pattern_mismatch"),
+        ({"note": "ok", "status": "rejected"}, "body.status", "extra_forbidden"),
+        ({"note": "ok", "decided_by": "someone else"}, "body.decided_by", "extra_forbidden"),
+    ):
+        response = api.post("/v1/review/items/b-blank/0/approve", json=body, headers=token("review"))
+        (detail,) = error_of(response, 422, "validation_error")["details"]
+        assert (detail["field"], detail["type"]) == (field, kind), body
+    assert review.get_item(pg, "b-blank", 0).status == "pending"

@@ -45,7 +45,7 @@ def decide(
         raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
     make = review.approve if verdict == "approve" else review.reject
     item = make(conn, batch_id, record_index, by, note, cache=cache, caller=caller)
-    if item.source != "meter_readings":
+    if item.source != "meter_readings" or item.status == review.SUPERSEDED:  # no data changed
         return Decided(item, None, None, None)
     meter_id, start = item.record_key.split("|", 1)
     at = pd.Timestamp(start)

@@ -12,7 +12,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
@@ -59,12 +59,17 @@ COLUMNS = (
 
 
 class Decision(BaseModel):
-    # No NUL character: PostgreSQL text cannot hold one (psycopg refused to store it: a 500).
+    """A field not named here is refused (422), as a misspelled query parameter is: a body such as
+    `{"note": "ok", "status": "rejected"}` on /approve must not read as a reject."""
+
+    model_config = ConfigDict(extra="forbid")
+    # No NUL character: PostgreSQL text cannot hold one (psycopg refused to store it: a 500). Not only
+    # whitespace: a decision needs a reason (the CLI's --reason refuses a blank one too).
     note: str = Field(
         min_length=1,
-        max_length=2000,
-        pattern=r"^[^\x00]*$",
-        description="Why: kept with the decision for audit. Any text but a NUL character.",
+        max_length=review.MAX_NOTE,
+        pattern=r"^[^\x00]*[^\x00\s][^\x00]*$",
+        description="Why: kept with the decision for audit. Any text but a NUL character, not only spaces.",
     )
 
 
@@ -78,7 +83,7 @@ def list_items(
     status: Annotated[
         str,
         Query(
-            pattern="^(pending|approved|rejected|all)$",
+            pattern=f"^({'|'.join((*review.STATUSES, 'all'))})$",
             description="`all`: every status, as `metrify review list`.",
         ),
     ] = "pending",
