@@ -28,6 +28,10 @@ from metrify_assets.teams import DATA_QUALITY, owner
 OWNERS = [owner(DATA_QUALITY)]
 REPORT_KEY = "reports/quality/latest.html"
 HEATMAP_METERS = 30  # the meters with the lowest mean completeness; 200 rows would be unreadable
+# Under a per-reason table: its counts may add up to more than the records it counts.
+SEVERAL_REASONS = (
+    ", by reason: a record with several reasons counts under each, so the counts may add up to more."
+)
 
 
 def report_key(first: date, last: date) -> str:
@@ -86,14 +90,20 @@ table.t{{border-collapse:collapse}} .t td,.t th{{border:1px solid #ccc;padding:.
 <h2>Quality score over time</h2>{_img(charts["score"], "quality score per batch")}
 <h2>Records by source</h2>{totals.to_html(classes="t", index=False)}
 <p>Input = accepted + quarantined holds for every batch (enforced by the ledger). Flagged records are
-accepted and wait in the review queue. Anomalies scored: {data.anomalies}.</p>
-<h2>Rejects by reason</h2>{_img(charts["rejects"], "rejects by reason")}{rejects.to_html(classes="t", index=False)}
-<h2>Flags for review by reason</h2>{flags.to_html(classes="t", index=False)}
+accepted and wait in the review queue; a record a reviewer rejects moves from flagged to quarantined
+(reason <code>review_rejected</code>). Anomalies scored: {data.anomalies}.</p>
+<h2>Rejects by reason</h2>{_img(charts["rejects"], "rejects by reason")}
+<p>{len(data.rejects)} records quarantined{SEVERAL_REASONS}</p>{rejects.to_html(classes="t", index=False)}
+<h2>Flags for review by reason</h2>
+<p>{len(data.flags)} records flagged (those a reviewer rejected are quarantined, under
+<code>review_rejected</code> above){SEVERAL_REASONS}</p>{flags.to_html(classes="t", index=False)}
 <h2>Completeness per meter-day</h2>
 <p>The {HEATMAP_METERS} least complete meters; intervals received / intervals in the local day, in per
 cent in each cell.</p>
 {_img(charts["completeness"], "completeness per meter-day")}
 <h2>Top offending meters</h2>{_img(charts["offenders"], "top offending meters")}
+<p>Records per meter: rejected = quarantined (a record a reviewer rejected included), flagged = flagged
+for review and not rejected; each record counts once, so total = the meter's offending records.</p>
 {data.offenders.to_html(classes="t", index=False)}
 <h2>GX Data Docs</h2><p><a href="{docs_href}">Data Docs</a> of each source's latest batch:</p>
 <ul>{suites}</ul>

@@ -20,8 +20,14 @@ from metrify_assets.storage.frames import read_frame
 
 BATCHES = "SELECT DISTINCT batch_id FROM ops.ingest_days WHERE day BETWEEN %(first)s::date AND %(last)s::date"
 
-# Meters by records rejected (quarantine payloads, read with a regex so malformed ones count too)
-# and flagged (review queue keys), among the report's batches.
+# A reviewer's rejection moves the flagged record to quarantine (reason `review_rejected:<note>`) and,
+# in the ledger, from flagged to quarantined; its queue item stays, as `rejected`. The report counts
+# it as the ledger does: quarantined, not flagged, so each record counts once.
+FLAGGED = "status <> 'rejected'"
+
+# Meters by records rejected (quarantine payloads, read with a regex so malformed ones count too;
+# a reviewer's rejections included) and flagged (review queue keys, rejected items left out: they are
+# those quarantine rows), among the report's batches: total = the meter's distinct offending records.
 OFFENDERS_SQL = f"""
 WITH batches AS ({BATCHES}), rejected AS (
     SELECT substring(payload FROM '"meter_id"\\s*:\\s*"([^"]+)"') AS meter_id, count(*) AS rejected
@@ -30,6 +36,7 @@ WITH batches AS ({BATCHES}), rejected AS (
 ), flagged AS (
     SELECT split_part(record_key, '|', 1) AS meter_id, count(*) AS flagged
     FROM ops.review_queue WHERE source = 'meter_readings' AND batch_id IN (SELECT batch_id FROM batches)
+        AND {FLAGGED}
     GROUP BY 1
 )
 SELECT meter_id, coalesce(r.rejected, 0) AS rejected, coalesce(f.flagged, 0) AS flagged,
@@ -45,8 +52,8 @@ class ReportData:
     first: date
     last: date
     ledger: pd.DataFrame  # one row per batch that touched the days
-    rejects: pd.Series  # quarantine reason strings
-    flags: pd.Series  # review-queue reason strings
+    rejects: pd.Series  # quarantine reason strings, one per quarantined record
+    flags: pd.Series  # review-queue reason strings, one per flagged record not rejected by review
     meter_days: pd.DataFrame  # meter_id, local_date, received, expected, completeness
     offenders: pd.DataFrame  # meter_id, rejected, flagged, total
     alerts: int
@@ -88,7 +95,7 @@ def load(conn: psycopg.Connection, first: date, last: date, top_meters: int = 10
         last=last,
         ledger=ledger,
         rejects=read_frame(conn, _in_batches("quarantine", "reasons"), params)["reasons"],
-        flags=read_frame(conn, _in_batches("review_queue", "reasons"), params)["reasons"],
+        flags=read_frame(conn, _in_batches("review_queue", "reasons") + f" AND {FLAGGED}", params)["reasons"],
         meter_days=meter_day_completeness(readings),
         offenders=read_frame(conn, OFFENDERS_SQL, {**params, "limit": top_meters}),
         alerts=int(read_frame(conn, _in_batches("quality_alerts", "count(*) AS n"), params)["n"][0]),

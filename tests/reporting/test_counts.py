@@ -1,0 +1,100 @@
+"""The quality report counts each record once: a record a reviewer rejected is quarantined, not flagged
+too, and a record with several flag reasons is one flagged record (counted under each reason)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from metrify_assets.contracts import METER_READINGS
+from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.quality import review
+from metrify_assets.reporting import queries
+from metrify_assets.reporting.assets import render_report
+from metrify_assets.resources.lake import Lake
+from tests.reporting.test_report import NOW, reading
+
+pytestmark = pytest.mark.postgres
+DAY = date(2026, 3, 30)
+
+
+def seed(conn: psycopg.Connection, lake: Lake) -> None:
+    """M2: a reject, a flag a reviewer rejects and a record flagged for two reasons; M3: a flag approved."""
+    first = [reading("M1", 15 * i, 0.5) for i in range(8)] + [
+        reading("M2", 0, -1.0),  # negative_energy: quarantined at ingest
+        reading("M2", 15, 0.4, voltage_v=270.0),  # voltage_out_of_range, then rejected by a reviewer
+        reading("M2", 30, 0.4, voltage_v=270.0, power_factor=0.5),  # two reasons, pending
+        reading("M2", 45, 0.4),
+    ]
+    second = [reading("M3", 0, 0.2), reading("M3", 15, 0.2, voltage_v=180.0)]  # flagged, then approved
+    for batch_id, messages in (("m1", first), ("m2", second)):
+        spec = BatchSpec(METER_READINGS, batch_id, "landing", f"{batch_id}.jsonl", DAY)
+        process_batch(
+            spec, messages, [1] * len(messages), lake, conn, NOW, received_at=NOW, alert_threshold=95
+        )
+        conn.commit()  # one transaction per batch, as ingestion commits them
+    review.reject(conn, "m1", 9, by="ana", why="bad CT, see ticket 12")
+    review.approve(conn, "m2", 1, by="ana", why="brown-out, genuine")
+
+
+def table(page: str, heading: str) -> list[list[str]]:
+    """The rows (header first) of the first table after an <h2> heading of the page."""
+    section = page.split(f"<h2>{heading}</h2>", 1)[1]
+    body = section[section.index("<table") : section.index("</table>")]
+    return [
+        [cell.strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)
+    ]
+
+
+@pytest.fixture
+def page(tmp_path: Path, pg: psycopg.Connection) -> tuple[queries.ReportData, str]:
+    """The report of the seeded day: its data and its page (charts left blank)."""
+    seed(pg, Lake(str(tmp_path)))
+    data = queries.load(pg, DAY, DAY)
+    charts = dict.fromkeys(("score", "rejects", "completeness", "offenders"), b"")
+    return data, render_report(data, charts, {})
+
+
+def test_top_offending_meters_count_a_rejected_flag_once(page: tuple[queries.ReportData, str]) -> None:
+    data, html = page
+    # M2's offending records: the reject, the flag a reviewer rejected (quarantined: under rejected
+    # only) and the two-reason flag (once); M1 has none.
+    assert table(html, "Top offending meters") == [
+        ["meter_id", "rejected", "flagged", "total"],
+        ["M2", "2", "1", "3"],
+        ["M3", "0", "1", "1"],
+    ]
+    assert "each record counts once" in html
+    ledger = data.ledger
+    assert int(data.offenders["rejected"].sum()) == int(ledger["quarantined"].sum()) == 2
+    assert int(data.offenders["flagged"].sum()) == int(ledger["flagged"].sum()) == 2
+
+
+def test_flags_by_reason_count_the_records_the_ledger_flags(page: tuple[queries.ReportData, str]) -> None:
+    _, html = page
+    by_source = table(html, "Records by source")
+    assert by_source == [
+        ["source", "records_in", "accepted", "flagged", "quarantined", "quality_score"],
+        ["meter_readings", "14", "12", "2", "2", by_source[1][-1]],
+    ]
+    # The ledger's 2 flagged records: M2's two-reason one and M3's approved one. M2's rejected flag is
+    # one of the 2 quarantined (review_rejected), not a flag any more. One record carries two
+    # reasons, so the reasons add up to 3, as the caption warns.
+    assert table(html, "Flags for review by reason") == [
+        ["reason", "records"],
+        ["voltage_out_of_range", "2"],
+        ["power_factor_out_of_range", "1"],
+    ]
+    assert "<p>2 records flagged (those a reviewer rejected are quarantined" in html
+    assert "a record with several reasons counts under each" in html
+    assert sorted(table(html, "Rejects by reason")[1:]) == [
+        ["negative_energy", "1"],
+        ["review_rejected", "1"],
+    ]
+    assert "<p>2 records quarantined, by reason" in html
+    assert "review queue: 1 approved, 1 pending, 1 rejected." in html
