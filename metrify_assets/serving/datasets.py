@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.serving.pagination import CursorError, decode_cursor, encode_cursor
+from metrify_assets.serving.pagination import CursorError, cursor_scope, decode_cursor, encode_cursor
 from metrify_assets.storage.known import GRID_NODE, WEATHER_STATION, Kind
 
 
@@ -283,8 +283,11 @@ def query_page(
         conditions.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(dataset.meter_column)))
         values.append(sorted(meters))
     key = sql.SQL(", ").join(sql.Identifier(c) for c in dataset.key)
+    scope = cursor_scope(
+        dataset.name, {"path": path_value, **{f.param: params.get(f.param) for f in dataset.filters}}
+    )
     if cursor is not None:
-        after = decode_cursor(cursor, dataset.name, len(dataset.key))
+        after = decode_cursor(cursor, scope, len(dataset.key))
         conditions.append(
             sql.SQL("({}) > ({})").format(key, sql.SQL(", ").join(sql.Placeholder() * len(after)))
         )
@@ -310,7 +313,7 @@ def query_page(
     next_cursor = None
     if more and rows:
         last = dict(zip(names, rows[-1], strict=True))
-        next_cursor = encode_cursor(dataset.name, [last[c] for c in dataset.key])
+        next_cursor = encode_cursor(scope, [last[c] for c in dataset.key])
     return Page(names, rows, next_cursor)
 
 

@@ -3,15 +3,18 @@
 A page is ordered by a unique key (e.g. `meter_id, reading_start`); the cursor is the last row's key,
 opaque to the caller (URL-safe base64 of JSON). The next page starts strictly after it, so a row
 inserted meanwhile is either seen once or, if it sorts before the cursor, not at all, and no row is
-ever repeated or skipped among those that existed when the first page was read.
+ever repeated or skipped among those that existed when the first page was read. A cursor continues
+the query that issued it: its scope names the endpoint and the filters of that query, and the same
+cursor with other filters is refused (it would page another result set from a key of the first).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -21,6 +24,13 @@ MAX_PAGE_SIZE = 10_000
 
 class CursorError(ValueError):
     """A cursor that this endpoint did not issue (or that was altered)."""
+
+
+def cursor_scope(endpoint: str, filters: Mapping[str, object]) -> str:
+    """What a cursor is valid for: `endpoint` with the filters of its query (unset ones left out,
+    values as text, in name order), e.g. `consumption_daily?region=london`."""
+    given = sorted((name, str(value)) for name, value in filters.items() if value is not None)
+    return f"{endpoint}?{urlencode(given)}" if given else endpoint
 
 
 def encode_cursor(scope: str, key: Sequence[Any]) -> str:
@@ -42,8 +52,16 @@ def decode_cursor(cursor: str, scope: str, width: int) -> list[Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         issued_for, values = orjson.loads(raw)
-        if issued_for != scope or not isinstance(values, list) or len(values) != width:
+        if not isinstance(issued_for, str) or not isinstance(values, list) or len(values) != width:
             raise CursorError("cursor is not one this endpoint issued")
+        if issued_for != scope:
+            endpoint, _, filters = issued_for.partition("?")
+            if endpoint != scope.partition("?")[0]:
+                raise CursorError("cursor is not one this endpoint issued")
+            raise CursorError(
+                f"cursor was issued for other filters ({filters or 'none'}): repeat them with it, or start "
+                "again without a cursor"
+            )
         return [_value(v) for v in values]
     except CursorError:
         raise

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from metrify_assets.serving.pagination import CursorError, decode_cursor, encode_cursor
+from metrify_assets.serving.pagination import CursorError, cursor_scope, decode_cursor, encode_cursor
 
 SERIES_COLUMNS = (
     "reading_start",
@@ -62,7 +62,8 @@ def series_page(
     limit: int,
 ) -> SeriesPage:
     """One page of a meter's series in time order, after `cursor`."""
-    after = decode_cursor(cursor, CURSOR_SCOPE, 1)[0] if cursor else EPOCH
+    scope = cursor_scope(CURSOR_SCOPE, {"meter": meter_id, "from": start, "to": end})
+    after = decode_cursor(cursor, scope, 1)[0] if cursor else EPOCH
     if not isinstance(after, datetime):
         raise CursorError("cursor is not one this endpoint issued")
     params = {
@@ -75,4 +76,4 @@ def series_page(
     rows = conn.execute(SERIES_SQL, params).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    return SeriesPage(rows, encode_cursor(CURSOR_SCOPE, [rows[-1][0]]) if more and rows else None)
+    return SeriesPage(rows, encode_cursor(scope, [rows[-1][0]]) if more and rows else None)

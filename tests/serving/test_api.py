@@ -661,6 +661,12 @@ def test_meter_limits_hold_for_ingestion_review_batches_and_cached_pages(
             "VALUES ('api-test-review', 0, 'meter_readings', %s, 'energy_spike') ON CONFLICT DO NOTHING",
             (f"{other}|{recent(5, 0)}",),
         )
+        conn.execute(  # the flagged version, stored (a decision on a version no longer stored changes nothing)
+            "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, "
+            "record_version, batch_id, quality_flags) VALUES (%s, %s, 15, 9.5, 1, 'api-test-review', "
+            "'energy_spike') ON CONFLICT (meter_id, reading_start) DO UPDATE SET batch_id = 'api-test-review'",
+            (other, recent(5, 0)),
+        )
     everyone = client.get("/v1/review/items", headers=token("review"), params={"limit": 10_000}).json()[
         "data"
     ]
@@ -676,7 +682,14 @@ def test_meter_limits_hold_for_ingestion_review_batches_and_cached_pages(
     assert decided.status_code == 200
     body = decided.json()["data"]
     assert (body["status"], body["decided_by"], body["decision_note"]) == ("approved", "tester", "n")
-    assert body["vee_status"] == "missing"  # the queued item is made up: no reading at that interval
+    # the interval's status in the meter-day VEE just re-ran (the made-up batch is in no day's ledger,
+    # so the series holds the reading as read)
+    stored_status = query(
+        settings,
+        "SELECT status FROM ops.vee_readings WHERE meter_id = %s AND reading_start = %s",
+        (other, recent(5, 0)),
+    )
+    assert [(body["vee_status"],)] == stored_status
     # A token allowed no meter gets no rows, even after an unlimited token's page was cached.
     assert (
         client.get("/v1/consumption/daily", headers=token("read"), params={"limit": 5}).json()["count"] == 5
@@ -697,6 +710,33 @@ def test_a_cursor_works_only_where_it_was_issued(client: TestClient, settings: S
     for bad in ("garbage", "W10", page["next_cursor"][:-3]):
         response = client.get("/v1/consumption/regions", headers=token("read"), params={"cursor": bad})
         assert response.status_code == 400, (bad, response.text)
+
+
+def test_a_cursor_continues_only_the_filters_it_was_issued_with(
+    client: TestClient, settings: Settings
+) -> None:
+    """A cursor of ?region=X sent with ?region=Y paged Y's rows after X's key, silently skipping some."""
+    regions = [
+        r["region"] for r in client.get("/v1/consumption/regions", headers=token("read")).json()["data"]
+    ]
+    first, other = sorted(set(regions))[:2]
+    page = client.get(
+        "/v1/consumption/daily", headers=token("read"), params={"region": first, "limit": 1}
+    ).json()
+    assert page["next_cursor"]
+    same = client.get(
+        "/v1/consumption/daily",
+        headers=token("read"),
+        params={"region": first, "limit": 1, "cursor": page["next_cursor"]},
+    )
+    assert same.status_code == 200, same.text
+    for params in ({"region": other}, {}):
+        moved = client.get(
+            "/v1/consumption/daily", headers=token("read"), params={**params, "cursor": page["next_cursor"]}
+        )
+        error = moved.json()["error"]
+        assert (moved.status_code, error["code"]) == (400, "bad_cursor"), moved.text
+        assert f"cursor was issued for other filters (region={first})" in error["message"]
 
 
 def test_a_kafka_request_that_cannot_be_placed_is_processed_with_unknown_counts(

@@ -24,7 +24,7 @@ from metrify_assets.serving.app import create_app
 from metrify_assets.serving.auth import issue_token
 from metrify_assets.serving.datasets import DATASETS
 from metrify_assets.serving.errors import MAX_JSON_DEPTH, MAX_VALUE_CHARS, echo, error_response, json_safe
-from metrify_assets.serving.pagination import encode_cursor
+from metrify_assets.serving.pagination import cursor_scope, encode_cursor
 from metrify_assets.serving.routes import data
 from metrify_assets.storage.known import Kind, known
 
@@ -650,7 +650,7 @@ def test_the_review_list_filters_and_pages_as_the_cli_lists(api: TestClient, pg:
                         break
                 items = review.list_items(pg, None if status == "all" else status, source, reason, limit=1000)
                 assert listed == [(i.batch_id, i.record_index) for i in items], (status, source, reason)
-    forged = encode_cursor("review_items", ["not a time", "b-cli", 0])
+    forged = encode_cursor(cursor_scope("review_items", {"status": "pending"}), ["not a time", "b-cli", 0])
     error_of(api.get("/v1/review/items", params={"cursor": forged}, headers=headers), 400, "bad_cursor")
 
 

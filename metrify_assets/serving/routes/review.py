@@ -24,6 +24,7 @@ from metrify_assets.serving.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     CursorError,
+    cursor_scope,
     decode_cursor,
     encode_cursor,
 )
@@ -105,9 +106,10 @@ def list_items(
     if principal.meters is not None:  # a meter-limited token: its meters' readings only
         conditions.append("source = 'meter_readings' AND split_part(record_key, '|', 1) = ANY(%(meters)s)")
         params["meters"] = sorted(principal.meters)
+    scope = cursor_scope("review_items", {"status": status, "source": source, "reason": reason})
     if cursor is not None:
         try:
-            after = decode_cursor(cursor, "review_items", 3)
+            after = decode_cursor(cursor, scope, 3)
         except CursorError as err:
             raise ApiError(400, "bad_cursor", str(err)) from err
         if [type(v) for v in after] != [datetime, str, int]:  # a forged cursor's key would not compare
@@ -124,7 +126,7 @@ def list_items(
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if rows else None
-    next_cursor = encode_cursor("review_items", [last[9], last[0], last[1]]) if more and last else None
+    next_cursor = encode_cursor(scope, [last[9], last[0], last[1]]) if more and last else None
     return page_response(request, format, COLUMNS, rows, next_cursor)
 
 
