@@ -59,7 +59,8 @@ def build_warehouse_assets(
         dbt_vars: dict[str, object] = {**project_vars()}
         if context.has_partition_key or context.has_partition_key_range:
             dbt_vars.update(partition_vars(context.partition_time_window))
-        args = ["build", "--vars", json.dumps(dbt_vars)]
+        # No colour codes: dbt's errors end up in run failures, alerts and `metrify run`'s summary as text.
+        args = ["build", "--no-use-colors", "--vars", json.dumps(dbt_vars)]
         with postgres.connect(autocommit=True) as conn:
             analyzed = analyze_stale(conn)
         if analyzed:

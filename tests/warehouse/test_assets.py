@@ -150,6 +150,20 @@ def test_backfill_of_two_days_builds_exactly_those_days(
         assert cur.fetchall() == [(date(2026, 2, 2), 2.0), (date(2026, 2, 3), 3.0)]
         cur.execute("SELECT DISTINCT local_date FROM marts.fct_consumption_hourly ORDER BY local_date")
         assert cur.fetchall() == [(date(2026, 2, 2),), (date(2026, 2, 3),)]
+    # A failing build's error reads as text: dbt's colour codes reached `metrify run`'s summary and alerts.
+    with pg.cursor() as cur:
+        cur.execute("ALTER TABLE marts.fct_consumption_daily DROP COLUMN billing_ready")
+    pg.commit()
+    failed = dg.materialize(
+        [warehouse_assets()],
+        resources={**(build_defs().resources or {}), "postgres": pg_resource, "redis": RedisResource()},
+        tags=partition_range_tags(date(2026, 2, 2), date(2026, 2, 3)),
+        raise_on_error=False,
+    )
+    assert not failed.success
+    errors = [str(e.step_failure_data.error) for e in failed.all_events if e.is_step_failure]
+    assert errors and "out of sync" in " ".join(errors)
+    assert not any("\x1b[" in e for e in errors)
 
 
 @pytest.mark.postgres
