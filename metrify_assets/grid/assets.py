@@ -24,6 +24,7 @@ from metrify_assets.grid.store import (
     LOOKBACK,
     MAX_LOOKAHEAD_DAYS,
     GridRun,
+    area_changes,
     run_chunks,
     stored_events,
 )
@@ -110,6 +111,12 @@ def grid_stability(
     lookback = pd.Timedelta(minutes=config.lookback_minutes).to_pytimedelta()
     totals = Totals()
     with postgres.connect() as conn:
+        changes = area_changes(conn, first, last, cfg)
+        for (stored, applied), nodes in sorted(changes.items()):
+            context.log.warning(
+                f"{nodes} grid node(s) of {first}..{last} were judged under {stored} and are now judged under "
+                f"{applied}: set METRIFY_GRID_AREA={stored} (or the run config's area) to keep {stored}'s standards"
+            )
         for run in run_chunks(conn, first, last, cfg, lookback, config.max_lookahead_days, config.chunk_days):
             totals.add(run)
             context.log.info(
@@ -127,6 +134,9 @@ def grid_stability(
     return dg.MaterializeResult(
         metadata={
             "days": dg.MetadataValue.text(f"{first} .. {last}"),
+            "area_changed": dg.MetadataValue.text(
+                ", ".join(f"{s} -> {a} ({n} nodes)" for (s, a), n in sorted(changes.items())) or "no"
+            ),
             "nodes": dg.MetadataValue.int(len(totals.nodes)),
             "samples": dg.MetadataValue.int(totals.samples),
             "node_hours": dg.MetadataValue.int(totals.node_hours),

@@ -652,6 +652,24 @@ def run_days(
     return run
 
 
+def area_changes(
+    conn: psycopg.Connection, first: date, last: date, cfg: GridConfig
+) -> dict[tuple[str, str], int]:
+    """(area stored, area this run applies) -> nodes, for the nodes of the days `first`..`last` already
+    judged under another synchronous area: re-running a deployment's days without its area (the demo's
+    `great_britain` without METRIFY_GRID_AREA) re-judges them, and the change deserves a warning."""
+    rows = conn.execute(
+        "SELECT DISTINCT grid_node_id, area FROM ops.grid_stability WHERE day BETWEEN %s AND %s",
+        (first, last),
+    ).fetchall()
+    changes: dict[tuple[str, str], int] = {}
+    for node, stored in rows:
+        applied = cfg.area_of(node).name
+        if stored != applied:
+            changes[stored, applied] = changes.get((stored, applied), 0) + 1
+    return changes
+
+
 def stored_events(conn: psycopg.Connection, first: date, last: date, limit: int) -> tuple[pd.DataFrame, int]:
     """The first `limit` events that started on the days `first`..`last` as stored (ended by a later
     chunk where they went on past theirs), and how many of the days' events are still open."""

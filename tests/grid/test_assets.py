@@ -185,7 +185,7 @@ def test_the_deployments_area_judges_the_nodes_unless_the_run_names_one(
     alert in Continental Europe (beyond 100 mHz for over 5 minutes) and inside GB's +/-200 mHz."""
     store_samples(pg, excursion_across_midnight())
     monkeypatch.setenv("METRIFY_GRID_AREA", "great_britain")
-    judged = {}
+    judged, changed = {}, []
     for run_config in ({}, {"ops": {"grid_stability": {"config": {"area": "continental_europe"}}}}):
         result = dg.materialize(
             [grid_stability],
@@ -196,7 +196,11 @@ def test_the_deployments_area_judges_the_nodes_unless_the_run_names_one(
         assert result.success
         hours = query(pg, "SELECT area, worst_state FROM ops.grid_stability")
         judged[hours["area"].unique().item()] = set(hours["worst_state"])
+        (materialization,) = result.asset_materializations_for_node("grid_stability")
+        changed.append(materialization.metadata["area_changed"].value)
     assert judged == {"great_britain": {"normal"}, "continental_europe": {"normal", "alert"}}
+    # the second run re-judged the day under another area: said in its metadata (and logged as a warning)
+    assert changed == ["no", "great_britain -> continental_europe (1 nodes)"]
 
 
 def test_an_event_open_at_midnight_ends_when_the_next_day_runs_and_its_alert_resolves(
