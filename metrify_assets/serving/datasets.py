@@ -15,6 +15,9 @@ import psycopg
 from psycopg import sql
 
 from metrify_assets.contracts import CONTRACTS
+from metrify_assets.forecasting.backtest import METHODS
+from metrify_assets.grid.states import STATES
+from metrify_assets.serving.errors import ApiError, check_text, field_detail
 from metrify_assets.serving.pagination import CursorError, cursor_scope, decode_cursor, encode_cursor
 from metrify_assets.storage.known import GRID_NODE, WEATHER_STATION, Kind
 
@@ -28,6 +31,12 @@ class Filter:
     op: str = "="  # =, >=, <
     description: str = ""
     kind: str = "text"  # text, date, timestamp (aware), utc (a mart's naive UTC timestamp), bool
+    # A closed set of values (sources, forecast methods, ...): any other is a 422 listing these rather
+    # than an empty page. () for an open set (regions, segments, meters).
+    allowed: tuple[str, ...] = ()
+
+
+SOURCES = tuple(CONTRACTS)  # what `source` takes wherever a filter has it (ledger, quality, review)
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,7 @@ DATASETS: dict[str, Dataset] = {
             "fct_data_quality_daily",
             ("activity_date", "source"),
             "Data quality per processing day and source: ledger counts, quarantine, anomaly rate.",
-            (*_range("activity_date", "processing day", "date"), Filter("source", "source")),
+            (*_range("activity_date", "processing day", "date"), Filter("source", "source", allowed=SOURCES)),
         ),
         Dataset(
             "weather_impact",
@@ -157,7 +166,7 @@ DATASETS: dict[str, Dataset] = {
                 *_range("local_date", "forecast day", "date"),
                 Filter("region", "region"),
                 Filter("segment", "segment"),
-                Filter("method", "method"),
+                Filter("method", "method", allowed=METHODS),
                 Filter("selected", "selected", description="Only the chosen method (true).", kind="bool"),
             ),
         ),
@@ -174,7 +183,7 @@ DATASETS: dict[str, Dataset] = {
                 *_range("local_date", "forecast day", "date"),
                 Filter("region", "region"),
                 Filter("segment", "segment"),
-                Filter("method", "method"),
+                Filter("method", "method", allowed=METHODS),
             ),
         ),
         Dataset(
@@ -210,7 +219,7 @@ DATASETS: dict[str, Dataset] = {
             "fct_grid_state_events",
             ("started_at_utc",),
             "A grid node's system-state events (ENTSO-E states: alert, emergency, ...).",
-            (*_range("started_at_utc", "start time (UTC)", "utc"), Filter("state", "state")),
+            (*_range("started_at_utc", "start time (UTC)", "utc"), Filter("state", "state", allowed=STATES)),
             path_kind=GRID_NODE,
         ),
         Dataset(
@@ -317,15 +326,38 @@ def query_page(
     return Page(names, rows, next_cursor)
 
 
-def parse_value(kind: str, raw: str) -> Any:
-    """A query parameter's text as the filter's type; ValueError with a message the caller can act on."""
+# What a value of each kind must look like: the message of every filter that does not parse, the
+# same on every endpoint (a meter's readings and the datasets alike).
+EXPECTED = {
+    "date": "expected a date, YYYY-MM-DD",
+    "timestamp": "expected an ISO 8601 date-time, e.g. 2026-03-28T00:00:00Z (without an offset: UTC)",
+    "bool": "expected true or false",
+}
+EXPECTED["utc"] = EXPECTED["timestamp"]
+# The `type` of a filter value that does not parse, named as pydantic names its own (`field_detail`);
+# `enum` for a value outside a closed set.
+PARSE_ERRORS = {
+    "date": "date_parsing",
+    "timestamp": "datetime_parsing",
+    "utc": "datetime_parsing",
+    "bool": "bool_parsing",
+    "text": "enum",
+}
+
+
+def parse_value(kind: str, raw: str, allowed: tuple[str, ...] = ()) -> Any:
+    """A query parameter's text as the filter's type; ValueError with a message the caller can act on:
+    what was expected, then what was sent."""
     if kind == "date":
-        return date.fromisoformat(raw)
+        try:
+            return date.fromisoformat(raw)
+        except ValueError as err:
+            raise ValueError(f"{EXPECTED[kind]}, got {raw!r}") from err
     if kind in ("timestamp", "utc"):
         try:
             moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError as err:
-            raise ValueError(f"not an ISO 8601 date or time: {raw!r}") from err
+            raise ValueError(f"{EXPECTED[kind]}, got {raw!r}") from err
         if kind == "timestamp":
             return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         try:
@@ -337,5 +369,21 @@ def parse_value(kind: str, raw: str) -> Any:
             return True
         if raw.lower() in ("false", "0", "no"):
             return False
-        raise ValueError(f"not true or false: {raw!r}")
+        raise ValueError(f"{EXPECTED[kind]}, got {raw!r}")
+    if allowed and raw not in allowed:
+        raise ValueError(f"unknown value {raw!r}; expected one of {', '.join(allowed)}")
     return raw
+
+
+def parse_filter(f: Filter, raw: str | None) -> Any:
+    """`raw` (a query parameter's text, None when absent) as `f`'s value; a value that does not parse,
+    or is not one of `f.allowed`, is a 422 `invalid_parameter` naming the parameter, the value and
+    what it takes (for a closed set, every accepted value); so is one with a NUL (`check_text`)."""
+    check_text(("query", f.param), raw)
+    if raw is None:
+        return None
+    try:
+        return parse_value(f.kind, raw, f.allowed)
+    except ValueError as err:
+        detail = field_detail(("query", f.param), str(err), PARSE_ERRORS[f.kind], raw)
+        raise ApiError(422, "invalid_parameter", f"{f.param}: {err}", [detail]) from err

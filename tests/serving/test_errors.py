@@ -375,7 +375,7 @@ def test_review_items_take_status_all_as_the_cli_does(api: TestClient, pg: psyco
     assert statuses("approved") == ["approved"]
     assert api.get("/v1/review/items", headers=review).json()["count"] == 1  # pending by default
     bad = api.get("/v1/review/items", params={"status": "every"}, headers=review)
-    assert error_of(bad, 422, "validation_error")["details"][0]["field"] == "query.status"
+    assert error_of(bad, 422, "invalid_parameter")["details"][0]["field"] == "query.status"
 
 
 def deep_list(levels: int) -> str:
@@ -621,7 +621,7 @@ def test_the_review_list_filters_and_pages_as_the_cli_lists(api: TestClient, pg:
                 index,
                 ("meter_readings", "grid_status")[index % 2],
                 f"MTR-2|2026-03-01T0{index}:00:00+00:00",
-                ("energy_spike", "energy_spike,stuck_value", "stuck_value")[index % 3],
+                ("spike", "spike,zero_run", "zero_run")[index % 3],
                 ("pending", "approved", "rejected")[index // 3],
                 flagged + timedelta(minutes=index % 4),  # ties on flagged_at: paged by the whole key
             ),
@@ -630,7 +630,7 @@ def test_the_review_list_filters_and_pages_as_the_cli_lists(api: TestClient, pg:
     headers = token("review")
     for status in ("pending", "approved", "rejected", "all"):
         for source in (None, "meter_readings"):
-            for reason in (None, "stuck_value"):
+            for reason in (None, "zero_run"):
                 listed, cursor = [], None
                 while True:
                     params = {
@@ -716,3 +716,70 @@ def test_a_blank_note_or_an_unknown_body_field_is_a_422_and_the_item_stays_pendi
         (detail,) = error_of(response, 422, "validation_error")["details"]
         assert (detail["field"], detail["type"]) == (field, kind), body
     assert review.get_item(pg, "b-blank", 0).status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("path", "param", "value", "accepted"),
+    [
+        ("/v1/review/items", "source", "gas", ("meter_readings", "grid_status", "weather_observations")),
+        ("/v1/review/items", "reason", "spkie", ("spike", "zero_run", "voltage_out_of_range")),
+        ("/v1/review/items", "status", "every", ("pending", "superseded", "all")),
+        ("/v1/quality/daily", "source", "gas", ("meter_readings", "grid_status", "weather_observations")),
+        ("/v1/forecasts/load", "method", "foo", ("model", "seasonal_naive", "weekday_mean", "persistence")),
+        ("/v1/forecasts/accuracy", "method", "foo", ("model", "persistence")),
+        ("/v1/grid/nodes/N1/states", "state", "panic", ("normal", "alert", "emergency")),
+    ],
+)
+def test_an_unknown_value_of_a_closed_set_is_a_422_listing_the_accepted_ones(
+    api: TestClient, path: str, param: str, value: str, accepted: tuple[str, ...]
+) -> None:
+    """`?source=gas`, `?method=foo` answered an empty 200, as if nothing matched."""
+    response = api.get(path, params={param: value}, headers=token("admin"))
+    error = error_of(response, 422, "invalid_parameter")
+    (detail,) = error["details"]
+    assert (detail["field"], detail["type"], detail["value"]) == (f"query.{param}", "enum", value)
+    assert error["message"].startswith(f"{param}: unknown value {value!r}; expected one of ")
+    assert all(a in error["message"] and a in detail["message"] for a in accepted), error
+
+
+def test_a_known_value_of_a_closed_set_still_filters(api: TestClient, pg: psycopg.Connection) -> None:
+    pg.execute(
+        "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons) "
+        "VALUES ('b-known', 0, 'grid_status', 'N1|2026-03-28T00:00:00+00:00', 'frequency_out_of_range')"
+    )
+    pg.commit()
+    for params, count in (
+        ({"source": "grid_status", "reason": "frequency_out_of_range"}, 1),
+        ({"source": "meter_readings"}, 0),
+        ({"reason": "spike", "status": "all"}, 0),
+    ):
+        response = api.get("/v1/review/items", params=params, headers=token("review"))
+        assert response.status_code == 200, response.text
+        assert response.json()["count"] == count, params
+
+
+TIME_EXPECTED = "expected an ISO 8601 date-time, e.g. 2026-03-28T00:00:00Z (without an offset: UTC)"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "kind", "expected"),
+    [
+        # A meter's readings said "1 invalid field(s)" (pydantic's words) where the grid said its own.
+        ("/v1/meters/MTR-000002/readings", "2026-03-28T25:00", "datetime_parsing", TIME_EXPECTED),
+        ("/v1/grid/nodes/N1/status", "2026-03-28T25:00", "datetime_parsing", TIME_EXPECTED),
+        ("/v1/consumption/hourly", "2026-03-28T25:00", "datetime_parsing", TIME_EXPECTED),
+        # A date filter answered Python's "Invalid isoformat string".
+        ("/v1/consumption/daily", "2026-03-30T05:00Z", "date_parsing", "expected a date, YYYY-MM-DD"),
+        ("/v1/quality/daily", "30/03/2026", "date_parsing", "expected a date, YYYY-MM-DD"),
+    ],
+)
+def test_a_date_or_time_that_does_not_parse_says_what_is_expected_the_same_everywhere(
+    api: TestClient, path: str, value: str, kind: str, expected: str
+) -> None:
+    for param in ("from", "to"):
+        response = api.get(path, params={param: value}, headers=token("read"))
+        error = error_of(response, 422, "invalid_parameter")
+        assert error["message"] == f"{param}: {expected}, got {value!r}"
+        assert error["details"] == [
+            {"field": f"query.{param}", "message": f"{expected}, got {value!r}", "type": kind, "value": value}
+        ]

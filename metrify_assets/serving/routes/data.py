@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from datetime import UTC, datetime
 from keyword import iskeyword
 from typing import Annotated, Any
 
@@ -31,7 +30,7 @@ from metrify_assets.serving import readings
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.cache import cached
 from metrify_assets.serving.cache import latest_reading as latest_reading_through_cache
-from metrify_assets.serving.datasets import DATASETS, Dataset, parse_value, query_page
+from metrify_assets.serving.datasets import DATASETS, Dataset, Filter, parse_filter, query_page
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import (
     ApiError,
@@ -57,13 +56,9 @@ ROWS_PER_METER = "x-rows-per-meter"
 PER_METER: dict[str, Any] = {ROWS_PER_METER: True}
 
 
-# The `type` of a filter value that does not parse, named as pydantic names its own (`field_detail`).
-PARSE_ERRORS = {
-    "date": "date_parsing",
-    "timestamp": "datetime_parsing",
-    "utc": "datetime_parsing",
-    "bool": "bool_parsing",
-}
+# A meter's readings' `from` and `to`: parsed as the datasets' time filters are (one message).
+READINGS_FROM = Filter("from", "reading_start", ">=", "First interval start (ISO 8601).", "timestamp")
+READINGS_TO = Filter("to", "reading_start", "<", "End (exclusive), ISO 8601.", "timestamp")
 
 
 def _per_meter(route: APIRoute) -> bool:
@@ -125,10 +120,8 @@ def meter_readings(
     meter_id: str,
     principal: Reader,
     conn: Conn,
-    start: Annotated[
-        datetime | None, Query(alias="from", description="First interval start (ISO 8601).")
-    ] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="End (exclusive), ISO 8601.")] = None,
+    start: Annotated[str | None, Query(alias="from", description=READINGS_FROM.description)] = None,
+    end: Annotated[str | None, Query(alias="to", description=READINGS_TO.description)] = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
     format: Format = None,
@@ -138,10 +131,10 @@ def meter_readings(
     A known meter with nothing in the range is an empty page; a meter never seen is 404."""
     require_meter(principal, meter_id)
     check_text(("path", "meter_id"), meter_id)
-    start, end = _aware(start), _aware(end)
-    _check_range(start, end)
+    first, last = parse_filter(READINGS_FROM, start), parse_filter(READINGS_TO, end)
+    _check_range(first, last)
     try:
-        page = readings.series_page(conn, meter_id, start, end, cursor, limit)
+        page = readings.series_page(conn, meter_id, first, last, cursor, limit)
     except (CursorError, ValueError) as err:
         raise _bad_cursor(err) from err
     if not page.rows and cursor is None and not known(conn, METER, meter_id):
@@ -176,10 +169,6 @@ def _unknown(kind: Kind, value: str) -> ApiError:
     return ApiError(404, "not_found", kind.unknown_message(value))
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
 def _python_name(param: str) -> str:
     return f"{param}_" if iskeyword(param) else param
 
@@ -195,13 +184,8 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
         params: dict[str, Any] = {}
         for f in dataset.filters:
             raw = kwargs.get(_python_name(f.param))
-            check_text(("query", f.param), raw)
             if raw is not None:
-                try:
-                    params[f.param] = parse_value(f.kind, raw)
-                except ValueError as err:
-                    detail = [field_detail(("query", f.param), str(err), PARSE_ERRORS[f.kind], raw)]
-                    raise ApiError(422, "invalid_parameter", f"{f.param}: {err}", detail) from err
+                params[f.param] = parse_filter(f, raw)
         _check_range(params.get("from"), params.get("to"))
         if params.get("meter_id") is not None:
             require_meter(principal, params["meter_id"])

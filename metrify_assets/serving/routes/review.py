@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
+from metrify_assets.quality.rules import REASONS
 from metrify_assets.serving.auth import Principal, require, require_meter
+from metrify_assets.serving.datasets import SOURCES, Filter, parse_filter
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import ApiError, check_text, openapi_errors, refuse_unknown_parameters
 from metrify_assets.serving.output import json_response, page_response, read_json
@@ -57,6 +59,14 @@ COLUMNS = (
     "decision_note",
     "flagged_at",
 )
+# The list's filters, each a closed set checked as the datasets' are (a 422 listing the values, not
+# an empty page): a flagged record's reasons are the rule catalogue's flag reasons (a reject reason
+# rejects the record, which is never queued).
+STATUS = Filter("status", "status", allowed=(*review.STATUSES, "all"))
+SOURCE = Filter("source", "source", allowed=SOURCES)
+REASON = Filter(
+    "reason", "reasons", allowed=tuple(code for code, r in REASONS.items() if r.decision == "flag")
+)
 
 
 class Decision(BaseModel):
@@ -82,22 +92,20 @@ def list_items(
     principal: Reviewer,
     conn: Conn,
     status: Annotated[
-        str,
-        Query(
-            pattern=f"^({'|'.join((*review.STATUSES, 'all'))})$",
-            description="`all`: every status, as `metrify review list`.",
-        ),
+        str, Query(description=f"One of {', '.join(STATUS.allowed)} (`all`: every status, as the CLI).")
     ] = "pending",
-    source: str | None = None,
-    reason: Annotated[str | None, Query(description="Items whose reasons include this code.")] = None,
+    source: Annotated[str | None, Query(description=f"One of {', '.join(SOURCE.allowed)}.")] = None,
+    reason: Annotated[
+        str | None, Query(description=f"Items whose reasons include this code: {', '.join(REASON.allowed)}.")
+    ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
 ) -> Response:
     """Oldest flagged first, with the reasons a record rule gave. Filtered as `metrify review list`
     filters (quality/review.py's `ITEM_FILTER`), then to a meter-limited token's meters."""
-    check_text(("query", "source"), source)
-    check_text(("query", "reason"), reason)
+    for f, raw in ((STATUS, status), (SOURCE, source), (REASON, reason)):
+        parse_filter(f, raw)
     params: dict[str, Any] = {
         **review.filter_params(None if status == "all" else status, source, reason),
         "limit": limit + 1,
