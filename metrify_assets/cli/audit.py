@@ -12,6 +12,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -53,6 +54,17 @@ def parse_since(value: str, now: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+def unknown_action_hint(conn: psycopg.Connection, action: str) -> str | None:
+    """Why `--action` matched nothing when no entry ever had it, neither as an action nor as a family
+    (`--action reveiw`): the actions the log holds, to pick from. None when some entry has it (the
+    other filters left nothing). The actions are the log's own: what was recorded is what can match."""
+    actions = [row[0] for row in conn.execute("SELECT DISTINCT action FROM ops.audit_log ORDER BY 1")]
+    if any(a == action or a.startswith(f"{action}.") for a in actions):
+        return None
+    known = ", ".join(actions) if actions else "none yet"
+    return f"no entry has action {action!r} or an action of that family; the log's actions: {known}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("audit")
     def audit_cmd(
@@ -81,8 +93,11 @@ def register(app: typer.Typer) -> None:
         settings = resolve_settings()
         with connect(settings) as conn:
             found = audit.entries(conn, since=start, actor=actor, action=action, target=target, limit=limit)
+            hint = unknown_action_hint(conn, action) if action and not found else None
         if as_json:
             typer.echo(json.dumps([e.as_dict() for e in found], default=str))
+            if hint:
+                typer.echo(hint, err=True)
             return
         table = Table(title=f"audit log: {len(found)} entries (newest first)")
         for column in ("id", "at (UTC)", "actor", "action", "target", "rows", "channel", "from", "details"):
@@ -100,5 +115,7 @@ def register(app: typer.Typer) -> None:
                 json.dumps(e.details, default=str),
             )
             table.add_row(*(escape(c) for c in cells))  # entries are data, not markup
-        command_console().print(table if found else "no audit entries match")
+        command_console().print(
+            table if found else escape(f"no audit entries match{f'; {hint}' if hint else ''}")
+        )
         note_embedded_server(settings)

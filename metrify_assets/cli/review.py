@@ -57,6 +57,21 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
         typer.echo(f"VEE: the interval is now {now}; {rows} audit row{'' if rows == 1 else 's'} written")
 
 
+def known_reason(reason: str | None) -> str | None:
+    """`reason` if it is a flag reason of the rule catalogue (or None), the reasons a flagged record
+    is queued with (a reject reason rejects it); a usage error (exit 2) listing them otherwise."""
+    if reason is None:
+        return None
+    from metrify_assets.quality.rules import REASONS  # pandas: only when --reason is given
+
+    flags = [code for code, r in REASONS.items() if r.decision == "flag"]
+    if reason not in flags:
+        raise typer.BadParameter(
+            f"unknown reason {reason!r}; one of {', '.join(flags)}", param_hint="--reason"
+        )
+    return reason
+
+
 def register(app: typer.Typer) -> None:
     review_app = typer.Typer(help="Review flagged records: approve keeps them, reject quarantines them.")
 
@@ -66,12 +81,15 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="pending, approved, rejected, superseded or all.")
         ] = "pending",
         source: Source = None,
-        reason: Annotated[str | None, typer.Option(help="Only items with this reason code.")] = None,
+        reason: Annotated[
+            str | None, typer.Option(help="Only items with this reason code (spike, zero_run, ...).")
+        ] = None,
         limit: Annotated[int, typer.Option(min=1, help="At most this many items, oldest first.")] = 50,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON array of the items.")] = False,
     ) -> None:
         """List review items, oldest first, and how many match in all."""
         known_source(source)
+        known_reason(reason)
         wanted = None if status == "all" else status
         with connect(resolve_settings()) as conn:
             try:

@@ -293,3 +293,27 @@ def test_the_api_records_the_token_subject_and_the_client_address(
         ("gw-1", "ingest.post", f"api_batch:{batch_id}", "api", "testclient", 2),
     ]
     assert after(pg, start)[-1].details["destination"] == "landing"
+
+
+def test_an_action_no_entry_has_answers_the_actions_the_log_holds(
+    pg: psycopg.Connection, settings: Settings
+) -> None:
+    """`metrify audit --action reveiw` said only "no audit entries match", as for a real action with
+    nothing in the window: a typo looked like an empty log."""
+    record(pg, "ann", "review.approve", "review:b#0", affected=1)
+    record(pg, "bob", "hold.place", "hold:1", affected=1)
+    pg.commit()
+    # The log is append-only: other tests' entries stay, so the list holds at least these two.
+    table = " ".join(invoke("audit", "--action", "reveiw").split())
+    assert table.startswith(
+        "no audit entries match; no entry has action 'reveiw' or an action of that family"
+    )
+    actions = table.split("the log's actions: ")[1].split(", ")
+    assert {"hold.place", "review.approve"} <= set(actions) and actions == sorted(actions)
+    result = CliRunner().invoke(app, ["audit", "--action", "reveiw", "--json"])
+    assert (result.exit_code, result.stdout) == (0, "[]\n")
+    assert "the log's actions: " in result.stderr and "review.approve" in result.stderr
+    # A known action or family that the other filters leave empty: nothing to hint.
+    for args in (["--action", "review", "--actor", "bob"], ["--action", "hold.place", "--actor", "ann"]):
+        table = invoke("audit", *args)
+        assert "no audit entries match" in table and "no entry has action" not in table, args
