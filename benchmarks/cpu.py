@@ -51,9 +51,10 @@ def _ticks_per_second() -> int:
 
 
 def _machine_busy() -> int:
-    """Clock ticks the cores spent on anything but idle and I/O wait, since boot."""
+    """Clock ticks the cores spent running something since boot: user, nice, system, irq and softirq
+    (not idle or I/O wait; not steal, another guest's time; not guest, already counted in user)."""
     fields = [int(v) for v in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4]
+    return sum(fields[i] for i in (0, 1, 2, 5, 6))
 
 
 def _processes() -> dict[int, tuple[str, int]]:
@@ -75,8 +76,11 @@ def _processes() -> dict[int, tuple[str, int]]:
 @contextmanager
 def cpu_use() -> Iterator[CpuUse]:
     """`with cpu_use() as use:` ... then `use.busy`, `use.by_program`. A process that started and was
-    reaped inside the block counts in its parent (its children's time); one that ended unreaped is
-    missed, so "other" takes the difference to the machine's total."""
+    reaped inside the block counts in its parent (its children's time); one that was reaped inside the
+    block but started before it adds its whole life to its parent, so its time before the block is taken
+    off its program's (a drain's pool connections: PostgreSQL backends reaped by the postmaster); one
+    that ended unreaped is missed, so "other" takes the difference to the machine's total. Every
+    process on the machine counts, so nothing else should run beside the work measured."""
     use = CpuUse()
     if not (PROC / "stat").exists():
         yield use
@@ -92,6 +96,10 @@ def cpu_use() -> Iterator[CpuUse]:
         if label is not None:
             was = before.get(pid)
             by_program[label] += spent - (was[1] if was and was[0] == name else 0)
+    for pid, (name, spent) in before.items():
+        label = program(name)
+        if label is not None and pid not in after:  # reaped: its parent's count took its whole life
+            by_program[label] -= spent
     use.busy = (busy_after - busy_before) / ticks
     use.by_program = {label: by_program[label] / ticks for label in PROGRAMS.values()}
     use.by_program["other"] = max(0.0, use.busy - sum(use.by_program.values()))

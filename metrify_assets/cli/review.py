@@ -62,12 +62,11 @@ def known_reason(reason: str | None) -> str | None:
     is queued with (a reject reason rejects it); a usage error (exit 2) listing them otherwise."""
     if reason is None:
         return None
-    from metrify_assets.quality.rules import REASONS  # pandas: only when --reason is given
+    from metrify_assets.quality.rules import FLAG_REASONS  # pandas: only when --reason is given
 
-    flags = [code for code, r in REASONS.items() if r.decision == "flag"]
-    if reason not in flags:
+    if reason not in FLAG_REASONS:
         raise typer.BadParameter(
-            f"unknown reason {reason!r}; one of {', '.join(flags)}", param_hint="--reason"
+            f"unknown reason {reason!r}; one of {', '.join(FLAG_REASONS)}", param_hint="--reason"
         )
     return reason
 

@@ -6,9 +6,9 @@ Approving it keeps it (its `quality_flags` stay, for audit). Rejecting it moves 
 accepted (and flagged) to quarantined, so `records_in = accepted + quarantined` still holds. The
 ingest consults `rejected_versions` so a replayed batch does not bring a rejected reading back.
 Either decision stamps the record's day of its batch again (`retouch_day`), so the day's VEE series
-and marts are rebuilt with it, as after a late batch. A flagged version that a newer one replaced (or
-that is no longer stored) cannot be judged: a decision on it closes the item as `superseded`, naming
-the batch that replaced it, and changes no data (the newer version is judged on its own if flagged).
+and marts are rebuilt with it, as after a late batch. A flagged version that a newer one replaced cannot
+be judged: a decision on it closes the item as `superseded`, naming the batch that replaced it beside the
+reviewer's reason, and changes no data (the newer version is judged on its own if flagged).
 Each function works inside one transaction of the given connection and commits it.
 """
 
@@ -172,13 +172,25 @@ def _pending(conn: psycopg.Connection, batch_id: str, record_index: int, by: str
 
 
 def flagged_version(conn: psycopg.Connection, item: ReviewItem) -> tuple[dict[str, Any] | None, str | None]:
-    """The stored row of the item's key, and why it is not the flagged version (None when it is)."""
+    """The stored row of the item's key, and why it is not the flagged version (None when it is): a
+    newer version replaced it, or none is stored (a day archived out of the hot tier)."""
     row = stored_row(conn, item)
     if row is None:
-        return None, f"no version of it is stored in ops.{contract_for(item.source).table}"
+        table = contract_for(item.source).table
+        return (
+            None,
+            f"no version of it is stored in ops.{table} (an archived day comes back with metrify restore)",
+        )
     if row["batch_id"] != item.batch_id:
         return row, f"batch {row['batch_id']} replaced the flagged version"
     return row, None
+
+
+def _superseded_note(row: dict[str, Any] | None, gone: str | None, why: str) -> str | None:
+    """The note that closes an item whose flagged version a newer one replaced (a row of another batch
+    is stored), with the reviewer's own reason; None when the flagged version is the stored one or
+    none is stored (nothing replaced it)."""
+    return f"{SUPERSEDED}: {gone}; {why}" if row is not None and gone is not None else None
 
 
 def _meters(item: ReviewItem) -> list[str]:
@@ -217,14 +229,11 @@ def approve(
     audit log."""
     with conn.transaction():
         item = _pending(conn, batch_id, record_index, by, why)
-        _, gone = flagged_version(conn, item)
-        if gone is None:
-            item = _decide(conn, item, "approved", by, why)
-        else:
-            item = _decide(conn, item, SUPERSEDED, by, f"{SUPERSEDED}: {gone}")
-        _audit(caller, conn, "review.approve", item, 1 if gone is None else 0)
+        closing = _superseded_note(*flagged_version(conn, item), why)
+        item = _decide(conn, item, SUPERSEDED if closing else "approved", by, closing or why)
+        _audit(caller, conn, "review.approve", item, 0 if closing else 1)
     conn.commit()
-    if cache is not None and gone is None:
+    if cache is not None and not closing:
         cache.bump(_meters(item))
     return item
 
@@ -241,15 +250,18 @@ def reject(
     """Move the stored reading to quarantine and rebalance the batch's ledger, in one transaction;
     once committed, the meter's cache entries are invalidated (its latest reading may be older now).
 
-    Where the stored row no longer comes from the item's batch (a newer version replaced it, or it is
-    gone), nothing is deleted: the item is closed as superseded, as `approve` does.
+    Where a newer version replaced the flagged one, nothing is deleted: the item is closed as
+    superseded, as `approve` does. Refused where no version is stored (an archived day: restore it).
     """
     with conn.transaction():
         item = _pending(conn, batch_id, record_index, by, why)
         row, gone = flagged_version(conn, item)
-        deleted = 0
-        if row is None or gone is not None:
-            item = _decide(conn, item, SUPERSEDED, by, f"{SUPERSEDED}: {gone}")
+        if row is None:
+            raise ReviewError(f"{item.record_key}: {gone}")
+        closing = _superseded_note(row, gone, why)
+        deleted = 0  # what the audit entry counts, and whether cached results may now be wrong
+        if closing:
+            item = _decide(conn, item, SUPERSEDED, by, closing)
         else:
             deleted = _quarantine_flagged(conn, item, row, why)
             item = _decide(conn, item, "rejected", by, why)

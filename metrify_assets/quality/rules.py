@@ -62,6 +62,9 @@ REASONS: dict[str, Reason] = {
         Reason("frequency_out_of_range", "flag", "review"),
     )
 }
+# The reasons a record is queued for review with (a reject reason quarantines it instead): the values
+# the review queue's reason filter takes, in the CLI and the API.
+FLAG_REASONS = tuple(code for code, reason in REASONS.items() if reason.decision == "flag")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 import orjson
 
@@ -28,9 +28,16 @@ class CursorError(ValueError):
 
 def cursor_scope(endpoint: str, filters: Mapping[str, object]) -> str:
     """What a cursor is valid for: `endpoint` with the filters of its query (unset ones left out,
-    values as text, in name order), e.g. `consumption_daily?region=london`."""
-    given = sorted((name, str(value)) for name, value in filters.items() if value is not None)
+    values as text, in name order), e.g. `consumption_daily?region=london`. A time is in UTC, so one
+    instant written with another offset continues the same query."""
+    given = sorted((name, _text(value)) for name, value in filters.items() if value is not None)
     return f"{endpoint}?{urlencode(given)}" if given else endpoint
+
+
+def _text(value: object) -> str:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).isoformat()
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def encode_cursor(scope: str, key: Sequence[Any]) -> str:
@@ -59,7 +66,7 @@ def decode_cursor(cursor: str, scope: str, width: int) -> list[Any]:
             if endpoint != scope.partition("?")[0]:
                 raise CursorError("cursor is not one this endpoint issued")
             raise CursorError(
-                f"cursor was issued for other filters ({filters or 'none'}): repeat them with it, or start "
+                f"cursor was issued for other filters ({unquote_plus(filters) or 'none'}): repeat them with it, or start "
                 "again without a cursor"
             )
         return [_value(v) for v in values]

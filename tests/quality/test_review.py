@@ -163,7 +163,7 @@ def test_a_decision_on_a_superseded_version_closes_the_item_and_changes_no_data(
     decide = review.approve if verdict == "approve" else review.reject
     item = decide(pg, "b1", 1, by="ana", why="looks wrong")
     assert (item.status, item.decided_by) == ("superseded", "ana")
-    assert item.decision_note == "superseded: batch b2 replaced the flagged version"
+    assert item.decision_note == "superseded: batch b2 replaced the flagged version; looks wrong"
     assert review.get_item(pg, "b1", 1) == item
     assert ledger(pg, "b1") == (3, 2, 1, 1)
     assert pg.execute("SELECT * FROM ops.meter_readings ORDER BY reading_start").fetchall() == stored_before
@@ -172,6 +172,21 @@ def test_a_decision_on_a_superseded_version_closes_the_item_and_changes_no_data(
     ).fetchone() == (0,)
     with pytest.raises(review.ReviewError, match="already superseded"):
         review.approve(pg, "b1", 1, by="ana", why="again")
+
+
+def test_a_reading_no_longer_stored_is_not_superseded(
+    pg: psycopg.Connection, lake: Lake, flagged: review.ReviewItem
+) -> None:
+    """Nothing replaced a reading whose day left the hot tier: a reject is refused with how to bring it
+    back, and an approve records the approval as before (it was a judgement of that reading)."""
+    pg.execute("DELETE FROM ops.meter_readings WHERE batch_id = 'b1'")
+    pg.commit()
+    with pytest.raises(
+        review.ReviewError, match=r"no version of it is stored in ops\.meter_readings .* metrify restore"
+    ):
+        review.reject(pg, "b1", 1, by="ana", why="wrong")
+    assert review.get_item(pg, "b1", 1).status == "pending"
+    assert review.approve(pg, "b1", 1, by="ana", why="real").status == "approved"
 
 
 def test_decisions_need_who_and_why(pg: psycopg.Connection, flagged: review.ReviewItem) -> None:

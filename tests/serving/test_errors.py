@@ -476,7 +476,9 @@ def test_a_body_the_pipeline_could_not_read_is_a_422_naming_the_field(
 def test_a_nul_character_in_a_parameter_is_a_422_naming_it(api: TestClient) -> None:
     """psycopg refuses to send NUL in text (PostgreSQL cannot store it): each of these was a 500."""
     headers = token("read", "review", "ingest")
-    cursor = encode_cursor("review_items", [datetime(2026, 3, 28, tzinfo=UTC), "b\x00", 0])
+    cursor = encode_cursor(
+        cursor_scope("review_items", {"status": "pending"}), [datetime(2026, 3, 28, tzinfo=UTC), "b\x00", 0]
+    )
     for method, path, field in (
         ("GET", "/v1/meters/a%00b/readings", "path.meter_id"),
         ("GET", "/v1/meters/a%00b/latest", "path.meter_id"),
@@ -491,7 +493,7 @@ def test_a_nul_character_in_a_parameter_is_a_422_naming_it(api: TestClient) -> N
         assert (detail["field"], detail["type"]) == (field, "nul_character"), path
         assert "\x00" in detail["value"]
     forged = api.get("/v1/review/items", params={"cursor": cursor}, headers=headers)
-    error_of(forged, 400, "bad_cursor")
+    assert error_of(forged, 400, "bad_cursor")["message"] == "cursor is not one this endpoint issued"
 
 
 def test_a_query_parameter_a_read_endpoint_does_not_take_is_a_422_naming_it(api: TestClient) -> None:

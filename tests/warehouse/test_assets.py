@@ -154,12 +154,17 @@ def test_backfill_of_two_days_builds_exactly_those_days(
     with pg.cursor() as cur:
         cur.execute("ALTER TABLE marts.fct_consumption_daily DROP COLUMN billing_ready")
     pg.commit()
-    failed = dg.materialize(
-        [warehouse_assets()],
-        resources={**(build_defs().resources or {}), "postgres": pg_resource, "redis": RedisResource()},
-        tags=partition_range_tags(date(2026, 2, 2), date(2026, 2, 3)),
-        raise_on_error=False,
-    )
+    try:
+        failed = dg.materialize(
+            [warehouse_assets()],
+            resources={**(build_defs().resources or {}), "postgres": pg_resource, "redis": RedisResource()},
+            tags=partition_range_tags(date(2026, 2, 2), date(2026, 2, 3)),
+            raise_on_error=False,
+        )
+    finally:  # no broken mart for the session's later builds
+        with pg.cursor() as cur:
+            cur.execute("DROP SCHEMA IF EXISTS marts CASCADE")
+        pg.commit()
     assert not failed.success
     errors = [str(e.step_failure_data.error) for e in failed.all_events if e.is_step_failure]
     assert errors and "out of sync" in " ".join(errors)

@@ -7,8 +7,8 @@
 -- 0 intervals scored and null metrics. `selected_by_default` marks the chosen method of a series' day
 -- whose backtest could not compare methods (fewer than two scored: a young series), as
 -- backtest.compared decides in Python: its selection is persistence by default, not a win. New
--- columns are appended to a table built before them (null on the days not rebuilt since); a removed or
--- retyped column still needs a full refresh (docs/forecasting.md).
+-- columns are appended to a table built before them (null on the days not rebuilt since); dbt does not
+-- drop or retype a column here, so removing or retyping one needs a full refresh (docs/forecasting.md).
 -- Incremental on the same series-days as fct_load_forecast (macros/forecast_window.sql).
 {{ config(
     materialized='incremental',
@@ -91,7 +91,6 @@ select
     d.local_date,
     d.method,
     d.selected,
-    d.selected and not coalesce(bb.compared, false) as selected_by_default,
     d.model_version,
     d.intervals_scored,
     d.mae_kwh,
@@ -101,7 +100,9 @@ select
     b.mae_kwh as backtest_mae_kwh,
     b.coverage as backtest_coverage,
     cast(b.intervals as {{ dbt.type_bigint() }}) as backtest_intervals,
-    d.last_changed_at_utc
+    d.last_changed_at_utc,
+    -- last: a table built before it gets it appended there, so every deployment has one column order
+    d.selected and not coalesce(bb.compared, false) as selected_by_default
 from days as d
 left join {{ ref('stg_ops__load_forecast_backtests') }} as b
     on b.region = d.region

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
-from metrify_assets.quality.rules import REASONS
+from metrify_assets.quality.rules import FLAG_REASONS
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.datasets import SOURCES, Filter, parse_filter
 from metrify_assets.serving.db import connection
@@ -64,9 +64,7 @@ COLUMNS = (
 # rejects the record, which is never queued).
 STATUS = Filter("status", "status", allowed=(*review.STATUSES, "all"))
 SOURCE = Filter("source", "source", allowed=SOURCES)
-REASON = Filter(
-    "reason", "reasons", allowed=tuple(code for code, r in REASONS.items() if r.decision == "flag")
-)
+REASON = Filter("reason", "reasons", allowed=FLAG_REASONS)
 
 
 class Decision(BaseModel):
