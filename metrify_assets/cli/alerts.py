@@ -9,7 +9,6 @@ condition while it stands. `send` runs what `alert_delivery_sensor` runs every 3
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, cast
 
 import typer
@@ -22,7 +21,7 @@ from metrify_assets.alerts.channels import Channel, configured_channels, trial_n
 from metrify_assets.alerts.delivery import DeliveryPolicy, Outcome, deliver_pending, deliveries, retry_failed
 from metrify_assets.cli.audit import cli_caller
 from metrify_assets.cli.audit import who as os_user
-from metrify_assets.cli.console import command_console
+from metrify_assets.cli.console import command_console, to_json
 from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.env import resolve_settings
 
@@ -92,7 +91,7 @@ def register(app: typer.Typer) -> None:
                 }
                 for a in alerts
             ]
-            typer.echo(json.dumps(rows, indent=2, default=str))
+            typer.echo(to_json(rows, indent=2))
             return
         table = Table(title=f"alerts ({status}{f', {kind}' if kind else ''}): {len(alerts)} shown")
         for column in (

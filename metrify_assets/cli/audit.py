@@ -7,7 +7,6 @@ command that changes data names its actor for that log, and `who`, the OS user i
 from __future__ import annotations
 
 import getpass
-import json
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -17,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from metrify_assets.cli.console import command_console
+from metrify_assets.cli.console import command_console, to_json
 from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.env import resolve_settings
 from metrify_assets.storage.audit import Caller
@@ -95,7 +94,7 @@ def register(app: typer.Typer) -> None:
             found = audit.entries(conn, since=start, actor=actor, action=action, target=target, limit=limit)
             hint = unknown_action_hint(conn, action) if action and not found else None
         if as_json:
-            typer.echo(json.dumps([e.as_dict() for e in found], default=str))
+            typer.echo(to_json([e.as_dict() for e in found]))
             if hint:
                 typer.echo(hint, err=True)
             return
@@ -112,7 +111,7 @@ def register(app: typer.Typer) -> None:
                 "" if e.affected is None else f"{e.affected:,}",
                 e.channel,
                 e.origin or "",
-                json.dumps(e.details, default=str),
+                to_json(e.details),
             )
             table.add_row(*(escape(c) for c in cells))  # entries are data, not markup
         command_console().print(

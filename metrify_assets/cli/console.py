@@ -1,6 +1,11 @@
-"""The commands' Rich console: the terminal's width in a terminal, and wide when piped or redirected."""
+"""How the commands print: their Rich console (the terminal's width in a terminal, wide when piped
+or redirected) and their `--json` text (times in ISO 8601 with a `T`, as the API writes them)."""
 
 from __future__ import annotations
+
+import json
+from datetime import date, datetime, time
+from typing import Any
 
 from rich.console import Console
 
@@ -12,3 +17,13 @@ def command_console(stderr: bool = False) -> Console:
     """A console on stdout (or stderr, when stdout carries `--json` output)."""
     out = Console(stderr=stderr)
     return out if out.is_terminal else Console(stderr=stderr, width=max(out.width, PIPED_WIDTH))
+
+
+def to_json(value: Any, indent: int | None = None) -> str:
+    """`value` as JSON; dates and times in ISO 8601 (`str` gave `2026-03-28 00:00:00+00:00`, unlike
+    the API's `2026-03-28T00:00:00+00:00`), anything else JSON cannot hold as its text."""
+
+    def default(item: Any) -> str:
+        return item.isoformat() if isinstance(item, (date, datetime, time)) else str(item)
+
+    return json.dumps(value, indent=indent, default=default)

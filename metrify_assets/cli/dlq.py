@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Annotated
 
@@ -16,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller, who
-from metrify_assets.cli.console import command_console
+from metrify_assets.cli.console import command_console, to_json
 from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.cli.options import Source, known_source
 from metrify_assets.env import resolve_settings
@@ -83,7 +82,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             by_reason = [{"source": s, "reason": r, "records": n} for s, r, n in counts]
             records = [{**_letter_row(d), "payload": d.payload} for d in letters]
-            typer.echo(json.dumps({"by_reason": by_reason, "records": records}, default=str))
+            typer.echo(to_json({"by_reason": by_reason, "records": records}))
             return
         console = command_console()
         summary = Table(title=f"dead letters by reason: {sum(n for _, _, n in counts):,} occurrences")
@@ -111,7 +110,7 @@ def register(app: typer.Typer) -> None:
         except orjson.JSONDecodeError:
             payload = letter.payload
         shown = {**_letter_row(letter), "payload": payload}
-        typer.echo(json.dumps(shown, indent=2, default=str))
+        typer.echo(to_json(shown, indent=2))
 
     @dlq_app.command("replay")
     def replay_cmd(

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller, who
-from metrify_assets.cli.console import command_console
+from metrify_assets.cli.console import command_console, to_json
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.options import day_range
 from metrify_assets.env import resolve_settings
@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
                     table.add_row(name, str(value))
                 console.print(table)
                 if as_json:
-                    typer.echo(json.dumps(summary, default=str))
+                    typer.echo(to_json(summary))
                 return
             with Progress(
                 TextColumn("{task.description}"),

@@ -8,7 +8,6 @@ Decisions need `--by` (who) and `--reason` (why); both are stored with the queue
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Annotated
 
@@ -16,7 +15,7 @@ import typer
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
-from metrify_assets.cli.console import command_console
+from metrify_assets.cli.console import command_console, to_json
 from metrify_assets.cli.db import connect
 from metrify_assets.cli.options import Source, known_source
 from metrify_assets.env import resolve_settings
@@ -97,7 +96,7 @@ def register(app: typer.Typer) -> None:
             except review.ReviewError as err:
                 raise typer.BadParameter(str(err)) from err
         if as_json:
-            typer.echo(json.dumps([asdict(i) for i in items], default=str))
+            typer.echo(to_json([asdict(i) for i in items]))
             return
         table = Table(title=f"review queue ({status}): {len(items):,} shown of {total:,}")
         for column in ("batch_id", "#", "source", "record key", "reasons", "status", "decided by"):
@@ -126,7 +125,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(code=1) from err
             stored, gone = review.flagged_version(conn, item)
         shown = {"item": item.__dict__, "stored_row": stored, "not_the_flagged_version": gone}
-        typer.echo(json.dumps(shown, indent=2, default=str))
+        typer.echo(to_json(shown, indent=2))
 
     @review_app.command("approve")
     def approve_cmd(batch_id: BatchId, record_index: RecordIndex, by: By, reason: Reason) -> None:

@@ -1,26 +1,27 @@
-"""Piped or redirected, a command's output is not cut at Rich's default of 80 columns."""
+"""The commands' `--json` text: times as the API writes them."""
 
 from __future__ import annotations
 
-import pytest
-from rich.table import Table
+import json
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
 
-from metrify_assets.cli.console import PIPED_WIDTH, command_console
-
-
-def test_piped_output_keeps_long_cells_whole(capsys: pytest.CaptureFixture[str]) -> None:
-    path = "/srv/metrify/lake/reports/quality/dt=2026-03-28_2026-03-29/" + "x" * 60 + "/index.html"
-    table = Table()
-    table.add_column("what")
-    table.add_column("where")
-    table.add_row("report", path)
-    out = command_console()
-    assert not out.is_terminal and out.width == PIPED_WIDTH
-    out.print(table)
-    assert path in capsys.readouterr().out
+from metrify_assets.cli.console import to_json
 
 
-def test_stderr_console_for_json_commands(capsys: pytest.CaptureFixture[str]) -> None:
-    command_console(stderr=True).print("progress")
-    captured = capsys.readouterr()
-    assert captured.out == "" and "progress" in captured.err
+def test_times_are_iso_8601_with_a_t_and_the_rest_text() -> None:
+    value = {
+        "at": datetime(2026, 12, 6, 2, 41, 24, tzinfo=UTC),
+        "day": date(2026, 3, 28),
+        "clock": time(9, 15),
+        "amount": Decimal("1.50"),
+        "n": 3,
+    }
+    assert json.loads(to_json(value)) == {
+        "at": "2026-12-06T02:41:24+00:00",
+        "day": "2026-03-28",
+        "clock": "09:15:00",
+        "amount": "1.50",
+        "n": 3,
+    }
+    assert to_json([1], indent=2) == "[\n  1\n]"
