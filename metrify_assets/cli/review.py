@@ -8,6 +8,7 @@ Decisions need `--by` (who) and `--reason` (why); both are stored with the queue
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from metrify_assets.cli.console import command_console, to_json
 from metrify_assets.cli.db import connect
 from metrify_assets.cli.options import Source, known_source
 from metrify_assets.env import resolve_settings
+from metrify_assets.ingestion import dead_letters
 from metrify_assets.quality import review
 
 By = Annotated[str, typer.Option("--by", help="Who decides (a name or e-mail), stored with the decision.")]
@@ -116,7 +118,8 @@ def register(app: typer.Typer) -> None:
     @review_app.command("show")
     def show_cmd(batch_id: BatchId, record_index: RecordIndex) -> None:
         """Show one item: its queue row and the row stored under its key (JSON), with why that row is not
-        the flagged version where a newer one replaced it (a decision then closes the item as superseded)."""
+        the flagged version where a newer one replaced it (a decision then closes the item as superseded);
+        for a rejected item, the flagged row as the rejection quarantined it."""
         with connect(resolve_settings()) as conn:
             try:
                 item = review.get_item(conn, batch_id, record_index)
@@ -124,7 +127,15 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"error: {err}", err=True)
                 raise typer.Exit(code=1) from err
             stored, gone = review.flagged_version(conn, item)
-        shown = {"item": item.__dict__, "stored_row": stored, "not_the_flagged_version": gone}
+            letter = dead_letters.get(conn, batch_id, record_index) if item.status == "rejected" else None
+        shown = {
+            "item": item.__dict__,
+            "stored_row": stored,
+            "not_the_flagged_version": None if letter else gone,
+            "quarantined_row": json.loads(letter.payload)
+            if letter
+            else None,  # a reject writes the row as JSON
+        }
         typer.echo(to_json(shown, indent=2))
 
     @review_app.command("approve")

@@ -222,6 +222,10 @@ def test_cli_lists_shows_and_decides(
         ("2026-03-29T00:15:00Z",),
     ).fetchone() == ("failed", "ana", 0.6)
     assert pg.execute("SELECT actor, value_before FROM ops.vee_audit").fetchall() == [("ana", 0.6)]
+    # Rejected: no row stored under the key, and the flagged one as the rejection quarantined it.
+    after = json.loads(runner.invoke(app, ["review", "show", "b1", "1"]).output)
+    assert (after["stored_row"], after["not_the_flagged_version"]) == (None, None)
+    assert after["quarantined_row"]["voltage_v"] == 262.0 and after["item"]["status"] == "rejected"
     again = runner.invoke(app, ["review", "approve", "b1", "1", "--by", "ana", "--reason", "oops"])
     assert again.exit_code == 1
     assert "already rejected" in again.output

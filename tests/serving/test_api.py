@@ -164,7 +164,7 @@ def test_every_dataset_answers_with_rows_in_json_and_csv(client: TestClient, set
     node = query(settings, "SELECT min(grid_node_id) FROM ops.grid_status")[0][0]
     station = query(settings, "SELECT min(station_id) FROM ops.weather_observations")[0][0]
     headers = token("read")
-    checked = 0
+    checked = booleans = 0
     for dataset in DATASETS.values():
         path = dataset.path.replace("{grid_node_id}", node).replace("{station_id}", station)
         response = client.get(path, headers=headers, params={"limit": 5})
@@ -187,7 +187,13 @@ def test_every_dataset_answers_with_rows_in_json_and_csv(client: TestClient, set
         ]
         assert all(str(v)[-6:] in ("+00:00",) for v in stamps), (dataset.name, stamps[:3])
         checked += len(stamps)
-    assert checked > 0
+        # Booleans as the JSON body writes them (they were Python's True / False).
+        flags = {name for record in body["data"] for name, value in record.items() if isinstance(value, bool)}
+        for r in rows[1:]:
+            cells = dict(zip(rows[0], r, strict=True))
+            assert all(cells[name] in ("true", "false") for name in flags), (dataset.name, flags)
+        booleans += len(flags)
+    assert checked > 0 and booleans > 0
 
 
 def test_a_grid_node_or_station_never_seen_is_404_on_each_of_its_endpoints(
