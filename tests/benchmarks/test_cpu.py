@@ -25,7 +25,9 @@ def test_a_python_child_spinning_is_counted_as_python() -> None:
     assert use.seconds >= 0.6
     assert 0.55 <= use.by_program["Python"] <= use.busy + 0.05
     assert set(use.by_program) == {*PROGRAMS.values(), "other"}
-    assert use.busy_share <= 1.0 + 1e-9
+    # /proc/stat counts 10 ms clock ticks per core, so a short block can read a few ticks over its wall time
+    cores = os.cpu_count() or 1
+    assert use.busy <= use.seconds * cores + 0.05 * cores
     assert use.floor_seconds == use.busy / (os.cpu_count() or 1)
 
 
