@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from metrify_assets.forecasting import baselines, calibration, features
+from metrify_assets.forecasting import baselines, calibration, features, methods
 from metrify_assets.forecasting import model as quantile_model
 from metrify_assets.forecasting.series import LoadSeries, day_origin
 from metrify_assets.meters.days import days_between
 from metrify_assets.storage.frames import read_frame
 
 MODEL = quantile_model.METHOD
-METHODS = (MODEL, *baselines.BASELINES)
+METHODS = methods.METHODS
 UNSCORED_ORDER = ("weekday_mean", "seasonal_naive", "persistence")
 # Days of load before the forecast day a backtest needs to compare two methods: an origin with a week
 # before it, for seasonal naive's and the weekday mean's last week. With fewer, at most persistence is

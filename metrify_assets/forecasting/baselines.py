@@ -16,7 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-BASELINES = {"seasonal_naive": "lag_7d", "weekday_mean": "mean_4w", "persistence": "lag_1d"}
+from metrify_assets.forecasting import methods
+
+# Each baseline (methods.BASELINES) and the feature column it forecasts with.
+BASELINES = dict(zip(methods.BASELINES, ("lag_7d", "mean_4w", "lag_1d"), strict=True))
 # The version each baseline's rows carry (model_version): its name and the revision of the rule above
 # (P50 from the feature column, P10/P90 from its own errors); bump on a change of either.
 KINDS = {name: f"{name}-v1" for name in BASELINES}

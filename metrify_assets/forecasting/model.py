@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from metrify_assets.forecasting import methods
 from metrify_assets.forecasting.features import FEATURES
 
 MODEL_KIND = "hgb-quantile-v1"
-METHOD = "model"  # its name among the forecast methods
+METHOD = methods.MODEL  # its name among the forecast methods
 QUANTILES = (0.1, 0.5, 0.9)
 MIN_TRAINING_ROWS = 96 * 7  # a week of rows with last week's value: less, and the baselines forecast
 RANDOM_STATE = 0

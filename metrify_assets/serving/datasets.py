@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.forecasting.backtest import METHODS
+from metrify_assets.forecasting.methods import METHODS
 from metrify_assets.grid.states import STATES
 from metrify_assets.serving.errors import ApiError, check_text, field_detail
 from metrify_assets.serving.pagination import CursorError, cursor_scope, decode_cursor, encode_cursor
