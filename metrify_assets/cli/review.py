@@ -72,6 +72,15 @@ def known_reason(reason: str | None) -> str | None:
     return reason
 
 
+def _shown(offset: int, count: int) -> str:
+    """Which items of the list a page holds, counted from 1: "items 51-100", "item 7", "no items at --offset 80"."""
+    if count > 1:
+        return f"items {offset + 1:,}-{offset + count:,}"
+    if count == 1:
+        return f"item {offset + 1:,}"
+    return f"no items at --offset {offset:,}" if offset else "no items"
+
+
 def register(app: typer.Typer) -> None:
     review_app = typer.Typer(help="Review flagged records: approve keeps them, reject quarantines them.")
 
@@ -84,23 +93,41 @@ def register(app: typer.Typer) -> None:
         reason: Annotated[
             str | None, typer.Option(help="Only items with this reason code (spike, zero_run, ...).")
         ] = None,
+        meter: Annotated[
+            str | None,
+            typer.Option(help="Only this meter's readings (meter_readings items), e.g. MTR-000023."),
+        ] = None,
         limit: Annotated[int, typer.Option(min=1, help="At most this many items, oldest first.")] = 50,
+        offset: Annotated[
+            int,
+            typer.Option(
+                min=0, help="Skip the first N matching items, oldest first (--offset 50: the second 50)."
+            ),
+        ] = 0,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON array of the items.")] = False,
     ) -> None:
-        """List review items, oldest first, and how many match in all."""
+        """List review items, oldest first, and how many match in all; --offset pages past --limit."""
         known_source(source)
         known_reason(reason)
         wanted = None if status == "all" else status
         with connect(resolve_settings()) as conn:
             try:
-                items = review.list_items(conn, wanted, source, reason, limit)
-                total = review.count_items(conn, wanted, source, reason)
+                items = review.list_items(conn, wanted, source, reason, limit, meter=meter, offset=offset)
+                total = review.count_items(conn, wanted, source, reason, meter=meter)
             except review.ReviewError as err:
                 raise typer.BadParameter(str(err)) from err
         if as_json:
             typer.echo(to_json([asdict(i) for i in items]))
             return
-        table = Table(title=f"review queue ({status}): {len(items):,} shown of {total:,}")
+        following = offset + len(items)
+        title = f"review queue ({status}{f', meter {meter}' if meter else ''}): {_shown(offset, len(items))}"
+        title += f" of {total:,}"
+        # min_width: a page of short rows (or none) would wrap the title to the table's width
+        table = Table(
+            title=title,
+            caption=f"next: --offset {following}" if following < total else None,
+            min_width=len(title),
+        )
         for column in ("batch_id", "#", "source", "record key", "reasons", "status", "decided by"):
             table.add_column(column)
         for i in items:

@@ -72,12 +72,15 @@ def list_items(
     source: str | None = None,
     reason: str | None = None,
     limit: int = 50,
+    meter: str | None = None,
+    offset: int = 0,
 ) -> list[ReviewItem]:
-    """Queue rows, oldest first, filtered by status (None: all), source and a reason code."""
+    """Queue rows, oldest first, filtered by status (None: all), source, a reason code and a meter,
+    after skipping the first `offset` of them."""
     rows = conn.execute(
         f"SELECT {_ITEM_COLUMNS} FROM ops.review_queue WHERE {ITEM_FILTER} "
-        "ORDER BY flagged_at, batch_id, record_index LIMIT %(limit)s",
-        {**filter_params(status, source, reason), "limit": limit},
+        "ORDER BY flagged_at, batch_id, record_index LIMIT %(limit)s OFFSET %(offset)s",
+        {**filter_params(status, source, reason, meter), "limit": limit, "offset": offset},
     ).fetchall()
     return [ReviewItem(*row) for row in rows]
 
@@ -87,26 +90,36 @@ def count_items(
     status: str | None = "pending",
     source: str | None = None,
     reason: str | None = None,
+    meter: str | None = None,
 ) -> int:
-    """How many queue rows `list_items` would list without its limit."""
+    """How many queue rows `list_items` would list without its limit and offset."""
     row = conn.execute(
-        f"SELECT count(*) FROM ops.review_queue WHERE {ITEM_FILTER}", filter_params(status, source, reason)
+        f"SELECT count(*) FROM ops.review_queue WHERE {ITEM_FILTER}",
+        filter_params(status, source, reason, meter),
     ).fetchone()
     return int(row[0]) if row else 0
 
 
+# The meter a queue row is about, as SQL: a meter reading's record_key is its meter_id, "|" and its
+# reading_start; a grid or weather record is about no meter (NULL, which equals nothing). The list's
+# meter filter and the API's meter-limited tokens both select by it (`item_meter` in Python).
+ITEM_METER = "CASE WHEN source = 'meter_readings' THEN split_part(record_key, '|', 1) END"
 ITEM_FILTER = (
     "(%(status)s::text IS NULL OR status = %(status)s) "
     "AND (%(source)s::text IS NULL OR source = %(source)s) "
-    "AND (%(reason)s::text IS NULL OR %(reason)s = ANY(string_to_array(reasons, ',')))"
+    "AND (%(reason)s::text IS NULL OR %(reason)s = ANY(string_to_array(reasons, ','))) "
+    f"AND (%(meter)s::text IS NULL OR {ITEM_METER} = %(meter)s)"
 )
 
 
-def filter_params(status: str | None, source: str | None, reason: str | None) -> dict[str, str | None]:
-    """The named parameters of `ITEM_FILTER` (shared with the API's list); None filters nothing."""
+def filter_params(
+    status: str | None, source: str | None, reason: str | None, meter: str | None = None
+) -> dict[str, str | None]:
+    """The named parameters of `ITEM_FILTER` (shared with the API's list); None filters nothing. A
+    meter selects that meter's readings (meter_readings items) only."""
     if status is not None and status not in STATUSES:
         raise ReviewError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)} or all")
-    return {"status": status, "source": source, "reason": reason}
+    return {"status": status, "source": source, "reason": reason, "meter": meter}
 
 
 def get_item(conn: psycopg.Connection, batch_id: str, record_index: int, lock: bool = False) -> ReviewItem:
@@ -193,11 +206,17 @@ def _superseded_note(row: dict[str, Any] | None, gone: str | None, why: str) -> 
     return f"{SUPERSEDED}: {gone}; {why}" if row is not None and gone is not None else None
 
 
+def item_meter(item: ReviewItem) -> str | None:
+    """The meter the item is about (`ITEM_METER`); None for grid and weather records."""
+    if item.source != "meter_readings":
+        return None
+    return key_values(contract_for(item.source), item.record_key)["meter_id"]
+
+
 def _meters(item: ReviewItem) -> list[str]:
     """The meter a decision is about (none for grid and weather records)."""
-    if item.source != "meter_readings":
-        return []
-    return [key_values(contract_for(item.source), item.record_key)["meter_id"]]
+    meter = item_meter(item)
+    return [] if meter is None else [meter]
 
 
 def _audit(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -233,7 +233,7 @@ def test_cli_lists_shows_and_decides(
     assert missing_by.exit_code == 2
     decided = runner.invoke(app, ["review", "list", "--status", "rejected"])
     assert "ana" in decided.output
-    assert "1 shown of 1" in decided.output
+    assert "item 1 of 1" in decided.output
     as_json = runner.invoke(app, ["review", "list", "--status", "all", "--json"])
     (item,) = json.loads(as_json.stdout)
     assert (item["batch_id"], item["record_index"], item["status"], item["decided_by"]) == (
@@ -242,3 +242,107 @@ def test_cli_lists_shows_and_decides(
         "rejected",
         "ana",
     )
+
+
+def queue_items(conn: psycopg.Connection) -> None:
+    """14 items of meters M1, M2 and M10 (M1's id is a prefix of M10's), and of a grid node named M1
+    (its key also starts with `M1|`, yet it is no meter's reading), with ties on `flagged_at`."""
+    flagged = datetime(2026, 3, 1, tzinfo=UTC)
+    for index in range(14):
+        source, owner = (
+            ("grid_status", "M1") if index % 5 == 4 else ("meter_readings", ("M1", "M2", "M10")[index % 3])
+        )
+        conn.execute(
+            "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons, status, "
+            "flagged_at) VALUES (%s, %s, %s, %s, 'energy_spike', %s, %s)",
+            (
+                f"b{index % 2}",
+                index,
+                source,
+                f"{owner}|2026-03-01T{index:02d}:00:00+00:00",
+                ("pending", "approved")[index % 2],
+                flagged + timedelta(minutes=index % 4),
+            ),
+        )
+    conn.commit()
+
+
+def expected(conn: psycopg.Connection, meter: str | None) -> list[tuple[str, int]]:
+    """The items of `meter` (all when None), oldest first, computed from the rows in Python."""
+    rows = conn.execute(
+        "SELECT batch_id, record_index, source, record_key FROM ops.review_queue "
+        "ORDER BY flagged_at, batch_id, record_index"
+    ).fetchall()
+    return [
+        (batch, index)
+        for batch, index, source, key in rows
+        if meter is None or (source == "meter_readings" and key.split("|")[0] == meter)
+    ]
+
+
+def keys(items: list[review.ReviewItem]) -> list[tuple[str, int]]:
+    return [(i.batch_id, i.record_index) for i in items]
+
+
+def test_the_meter_filter_lists_and_counts_one_meters_readings_only(pg: psycopg.Connection) -> None:
+    queue_items(pg)
+    for meter in ("M1", "M2", "M10", None):
+        want = expected(pg, meter)
+        assert keys(review.list_items(pg, None, meter=meter, limit=100)) == want, meter
+        assert review.count_items(pg, None, meter=meter) == len(want)
+    assert len(expected(pg, "M1")) == 4  # not M10's readings, nor the grid node M1's sample
+    # With the other filters: a grid item is no meter's, whatever its key.
+    assert review.list_items(pg, None, "grid_status", meter="M1") == []
+    assert review.count_items(pg, "pending", meter="M2") == len(
+        [i for i in review.list_items(pg, None, meter="M2", limit=100) if i.status == "pending"]
+    )
+    assert review.list_items(pg, None, meter="M9") == [] and review.count_items(pg, None, meter="M9") == 0
+
+
+@pytest.mark.parametrize("limit", [1, 3, 5])
+def test_offset_pages_cover_the_list_once(pg: psycopg.Connection, limit: int) -> None:
+    queue_items(pg)
+    for meter in (None, "M1"):
+        paged: list[tuple[str, int]] = []
+        while page := review.list_items(pg, None, meter=meter, limit=limit, offset=len(paged)):
+            paged += keys(page)
+        assert paged == expected(pg, meter)  # no repeats, no gaps, in order
+
+
+def test_cli_filters_by_meter_and_pages_by_offset(
+    pg: psycopg.Connection, pg_resource: PostgresResource, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    queue_items(pg)
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+
+    def listing(*args: str) -> str:
+        result = runner.invoke(app, ["review", "list", "--status", "all", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    everything = expected(pg, None)
+    paged: list[tuple[str, int]] = []
+    while page := json.loads(listing("--limit", "4", "--offset", str(len(paged)), "--json")):
+        paged += [(i["batch_id"], i["record_index"]) for i in page]
+    assert paged == everything
+    second = listing("--limit", "4", "--offset", "4")
+    assert f"items 5-8 of {len(everything)}" in second and "next: --offset 8" in second
+    last = listing("--limit", "4", "--offset", "12")
+    assert f"items 13-14 of {len(everything)}" in last and "next:" not in last
+    assert "no items at --offset 20 of 14" in listing("--offset", "20")
+    mine = expected(pg, "M1")
+    one_meter = json.loads(listing("--meter", "M1", "--json"))
+    assert [(i["batch_id"], i["record_index"]) for i in one_meter] == mine
+    assert {i["record_key"].split("|")[0] for i in one_meter} == {"M1"}
+    table = listing("--meter", "M1", "--limit", "2", "--offset", "1")
+    assert f"review queue (all, meter M1): items 2-3 of {len(mine)}" in table
+    assert "M10|" not in table and "grid_status" not in table
+    pending = runner.invoke(app, ["review", "list", "--meter", "M2"])
+    assert pending.exit_code == 0, pending.output
+    count = review.count_items(pg, "pending", meter="M2")
+    assert f"of {count}" in pending.output and "approved" not in pending.output
+    refused = runner.invoke(app, ["review", "list", "--offset", "-1"])
+    assert refused.exit_code == 2 and "--offset" in refused.output

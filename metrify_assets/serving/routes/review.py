@@ -65,6 +65,8 @@ COLUMNS = (
 STATUS = Filter("status", "status", allowed=(*review.STATUSES, "all"))
 SOURCE = Filter("source", "source", allowed=SOURCES)
 REASON = Filter("reason", "reasons", allowed=FLAG_REASONS)
+# An open set, as the datasets' meter_id: a meter without flagged readings lists nothing.
+METER = Filter("meter_id", "record_key")
 
 
 class Decision(BaseModel):
@@ -96,23 +98,31 @@ def list_items(
     reason: Annotated[
         str | None, Query(description=f"Items whose reasons include this code: {', '.join(REASON.allowed)}.")
     ] = None,
+    meter_id: Annotated[
+        str | None,
+        Query(description="Only this meter's readings (meter_readings items), as `review list --meter`."),
+    ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
 ) -> Response:
     """Oldest flagged first, with the reasons a record rule gave. Filtered as `metrify review list`
-    filters (quality/review.py's `ITEM_FILTER`), then to a meter-limited token's meters."""
-    for f, raw in ((STATUS, status), (SOURCE, source), (REASON, reason)):
+    filters (quality/review.py's `ITEM_FILTER`), then to a meter-limited token's meters (another
+    meter's `meter_id` is a 403, as on the datasets)."""
+    for f, raw in ((STATUS, status), (SOURCE, source), (REASON, reason), (METER, meter_id)):
         parse_filter(f, raw)
+    if meter_id is not None:
+        require_meter(principal, meter_id)
     params: dict[str, Any] = {
-        **review.filter_params(None if status == "all" else status, source, reason),
+        **review.filter_params(None if status == "all" else status, source, reason, meter_id),
         "limit": limit + 1,
     }
     conditions = [review.ITEM_FILTER]
     if principal.meters is not None:  # a meter-limited token: its meters' readings only
-        conditions.append("source = 'meter_readings' AND split_part(record_key, '|', 1) = ANY(%(meters)s)")
+        conditions.append(f"{review.ITEM_METER} = ANY(%(meters)s)")
         params["meters"] = sorted(principal.meters)
-    scope = cursor_scope("review_items", {"status": status, "source": source, "reason": reason})
+    filters = {"status": status, "source": source, "reason": reason, "meter_id": meter_id}
+    scope = cursor_scope("review_items", filters)
     if cursor is not None:
         try:
             after = decode_cursor(cursor, scope, 3)
@@ -154,9 +164,10 @@ def _decide(
     try:
         item = review.get_item(conn, batch_id, record_index)
         if principal.meters is not None:
-            if item.source != "meter_readings":
+            meter = review.item_meter(item)
+            if meter is None:
                 raise ApiError(403, "meter_forbidden", "a meter-limited token reviews meter readings only")
-            require_meter(principal, item.record_key.split("|", 1)[0])
+            require_meter(principal, meter)
         decided = vee_review.decide(
             conn, verdict, batch_id, record_index, principal.subject, note, cache=cache, caller=caller
         )
