@@ -3,7 +3,8 @@
 Built by the report asset, not per batch: with a site, a checkpoint run costs ~0.45 s more than the
 validation itself (~0.02 s for a small batch), and the index grows with every result kept. The
 ephemeral context holds only this build's results, so the site shows the latest validation of each
-suite. The site is written to a local folder, then copied to the lake under `reports/data_docs/`.
+suite. The site is written to a local folder, then copied to the lake under `reports/data_docs/`, each
+file only where the lake does not hold its bytes already (`publish`).
 
 The site works offline: GX's pages load bootstrap, jQuery, Font Awesome and friends from CDNs and its
 logo from GX's S3 bucket, which a reviewer on a utility's closed network cannot reach (the pages
@@ -286,12 +287,37 @@ def make_site_offline(directory: Path) -> list[str]:
     return remote
 
 
-def publish(lake: Lake, directory: Path, prefix: str = DATA_DOCS_PREFIX) -> list[str]:
-    """Copy every file of the built site to the lake under `prefix`; returns the keys written."""
-    keys = []
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        key = f"{prefix}/{path.relative_to(directory).as_posix()}"
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        lake.put(key, path.read_bytes(), content_type=content_type)
-        keys.append(key)
-    return keys
+@dataclass(frozen=True)
+class Published:
+    """What `publish` did: the keys it wrote (new or changed) and those it skipped, with their bytes."""
+
+    written: list[str]
+    skipped: list[str]  # the lake held these bytes under the key already
+    bytes_written: int
+    bytes_skipped: int
+
+
+def publish(lake: Lake, directory: Path, prefix: str = DATA_DOCS_PREFIX) -> Published:
+    """Copy the built site to the lake under `prefix`, each file only where the lake does not hold its
+    bytes under that key already (`Lake.holding`: a new or changed file is always written).
+
+    A run writes what changed: the validation result pages (a new key per run: GX names the folder by
+    the run's time) and the index, not the vendored assets, GX's static files and the suites' pages,
+    which stay the same. The index goes last, so it never links to a page not yet in the lake.
+    """
+    paths = sorted(
+        (p for p in directory.rglob("*") if p.is_file()),
+        key=lambda p: (p.name == "index.html" and p.parent == directory, p),
+    )
+    files = {f"{prefix}/{p.relative_to(directory).as_posix()}": p.read_bytes() for p in paths}
+    held = lake.holding(files)
+    written = [key for key in files if key not in held]
+    for key in written:
+        lake.put(key, files[key], content_type=mimetypes.guess_type(key)[0] or "application/octet-stream")
+    skipped = [key for key in files if key in held]
+    return Published(
+        written,
+        skipped,
+        bytes_written=sum(len(files[key]) for key in written),
+        bytes_skipped=sum(len(files[key]) for key in skipped),
+    )

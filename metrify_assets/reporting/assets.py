@@ -158,9 +158,14 @@ def data_quality_report(
             Path(site),
             run_names={suite: b.batch_id for suite, b in latest.items()},
         )
-        docs_keys = data_docs.publish(store, Path(site))
+        published = data_docs.publish(store, Path(site))
     docs_seconds = time.perf_counter() - started
-    context.log.info(f"Data Docs: {len(docs_keys)} files in {docs_seconds:.1f} s")
+    context.log.info(
+        f"Data Docs: {len(published.written)} files written ({published.bytes_written:,} bytes), "
+        f"{len(published.skipped)} unchanged skipped ({published.bytes_skipped:,} bytes), "
+        f"in {docs_seconds:.1f} s; written under {data_docs.DATA_DOCS_PREFIX}/: "
+        + (", ".join(k.removeprefix(f"{data_docs.DATA_DOCS_PREFIX}/") for k in published.written) or "none")
+    )
     charts = build_charts(data, quality.alert_threshold)
     dated_key = report_key(first, last)
     dated = store.put(
@@ -175,6 +180,9 @@ def data_quality_report(
             "latest": dg.MetadataValue.path(uri),
             "data_docs": dg.MetadataValue.path(store.uri(f"{data_docs.DATA_DOCS_PREFIX}/index.html")),
             "data_docs_seconds": figure(docs_seconds),
+            "data_docs_files_written": dg.MetadataValue.int(len(published.written)),
+            "data_docs_files_skipped": dg.MetadataValue.int(len(published.skipped)),
+            "data_docs_bytes_written": dg.MetadataValue.int(published.bytes_written),
             "suites_passed": dg.MetadataValue.json(docs),
             "batches": dg.MetadataValue.int(len(ledger)),
             "records_in": dg.MetadataValue.int(int(ledger["records_in"].sum())),

@@ -9,9 +9,11 @@ restored; a held object cannot be deleted or overwritten), so tests and non-AWS 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -387,6 +389,45 @@ class Lake:
             (key, (self.root / key).stat().st_size, self._local_meta(key).get("storage_class", "STANDARD"))
             for key in self.list(prefix)
         ]
+
+    def holding(self, objects: Mapping[str, bytes]) -> set[str]:
+        """The keys of `objects` under which the lake already holds exactly those bytes, readable (not in
+        an archive class): what a writer of many objects may skip. On S3 one listing of the keys' common
+        prefix, no request per object: an object matches when its ETag is the MD5 of the bytes, which S3
+        makes it for a single-part upload without SSE-KMS or SSE-C (`put`'s); any other ETag
+        (multipart, KMS) never matches, so a changed object is never taken as held, at worst an
+        unchanged one is written again. A local directory compares the files' bytes."""
+        if not objects:
+            return set()
+        held: set[str] = set()
+        if self.is_s3:
+            strip = len(self.prefix) + 1 if self.prefix else 0
+            paginator = self._s3.get_paginator("list_objects_v2")
+            # By characters, as an S3 prefix is (not by path components).
+            prefix = self._s3_key(os.path.commonprefix(list(objects)))  # noqa: RUF071
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][strip:]
+                    data = objects.get(key)
+                    if (
+                        data is not None
+                        and int(obj["Size"]) == len(data)
+                        and (obj.get("StorageClass") or "STANDARD") not in ARCHIVE_CLASSES
+                        and str(obj.get("ETag", "")).strip('"')
+                        == hashlib.md5(data, usedforsecurity=False).hexdigest()
+                    ):
+                        held.add(key)
+            return held
+        for key, data in objects.items():
+            path = self.root / key
+            if (
+                path.is_file()
+                and path.stat().st_size == len(data)
+                and self._local_meta(key).get("storage_class", "STANDARD") not in ARCHIVE_CLASSES
+                and path.read_bytes() == data
+            ):
+                held.add(key)
+        return held
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys under `prefix`, sorted."""

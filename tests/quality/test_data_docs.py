@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -28,8 +29,10 @@ from metrify_assets.quality.data_docs import (
     OfflinePage,
     build_site,
     make_page_offline,
+    publish,
 )
 from metrify_assets.quality.gx import EXPECTATIONS_DIR
+from metrify_assets.resources.lake import Lake
 
 REMOTE = ("http://", "https://", "//")
 GX_LOGO = f"{GX_WEB_ASSETS}logo-long.png"
@@ -192,6 +195,48 @@ def test_no_suite_uses_an_expectation_that_draws_a_vega_chart(site: Site) -> Non
     }
     assert used and not used & charts
     assert all("vegaEmbed" not in page for page in site.pages.values())
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_publish_writes_only_what_the_lake_does_not_hold(
+    kind: str, site: Site, tmp_path: Path, s3_endpoint: str
+) -> None:
+    lake = Lake(f"s3://metrify-lake/{tmp_path.name}" if kind == "s3" else str(tmp_path / "lake"))
+    directory = tmp_path / "site"
+    shutil.copytree(site.root, directory)
+    files = {
+        f"reports/data_docs/{p.relative_to(directory).as_posix()}": p
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
+
+    first = publish(lake, directory)
+    assert sorted(first.written) == sorted(files) and first.skipped == []
+    assert first.bytes_written == sum(p.stat().st_size for p in files.values()) and first.bytes_skipped == 0
+    assert first.written[-1] == "reports/data_docs/index.html"  # never links to a page not yet there
+    assert all(lake.get(key) == path.read_bytes() for key, path in files.items())
+
+    again = publish(lake, directory)  # the site unchanged: nothing written
+    assert again.written == [] and sorted(again.skipped) == sorted(files)
+    assert again.bytes_written == 0 and again.bytes_skipped == first.bytes_written
+
+    changed = f"reports/data_docs/{result_page(site)}"
+    page = files[changed].read_text(encoding="utf-8")
+    files[changed].write_text(page.replace("Failed", "FAILED", 1), encoding="utf-8")  # the same size
+    new = "reports/data_docs/validations/validated_meter_readings/b2/20260102T000000.000000Z/x.html"
+    files[new] = directory / new.removeprefix("reports/data_docs/")
+    files[new].parent.mkdir(parents=True)
+    files[new].write_text("<html>b2</html>", encoding="utf-8")
+    replaced = "reports/data_docs/expectations/validated_meter_readings.html"
+    lake.put(replaced, b"changed in the lake since")  # what the lake holds counts, not what was written
+
+    third = publish(lake, directory)
+    assert sorted(third.written) == sorted([changed, new, replaced])
+    assert sorted(third.skipped) == sorted(set(files) - {changed, new, replaced})
+    assert third.bytes_written == sum(files[key].stat().st_size for key in (changed, new, replaced))
+    assert all(lake.get(key) == files[key].read_bytes() for key in third.written)
+    assert "FAILED" in lake.get(changed).decode()
 
 
 PAGE = """<html><head>
