@@ -21,6 +21,8 @@ class Field:
     name: str
     type: FieldType
     required: bool = True
+    # What an optional field is stored as when a record leaves it out (its column is then NOT NULL).
+    default: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ METER_READINGS = SourceContract(
         Field("reading_start", "timestamp"),
         Field("interval_minutes", "int"),
         Field("energy_kwh", "float"),
-        Field("direction", "str", required=False),  # "import" (default) or "export"
+        Field("direction", "str", required=False, default="import"),  # or "export"
         Field("register_kwh", "float", required=False),
         Field("voltage_v", "float", required=False),
         Field("power_factor", "float", required=False),

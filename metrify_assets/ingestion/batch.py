@@ -318,8 +318,9 @@ def stored_rows(
     stored = accepted[[*contract.columns, "record_version"]].copy()
     stored["batch_id"] = batch_id
     stored["quality_flags"] = quality_flags
-    if "direction" in stored:
-        stored["direction"] = stored["direction"].fillna("import")
+    for field in contract.fields:
+        if field.default is not None:
+            stored[field.name] = stored[field.name].fillna(field.default)
     return stored
 
 

@@ -10,18 +10,39 @@ from typing import Any
 import psycopg
 
 from metrify_assets.serving.pagination import CursorError, cursor_scope, decode_cursor, encode_cursor
+from metrify_assets.serving.row_schemas import BOOKKEEPING_COLUMNS, Column
 
-SERIES_COLUMNS = (
-    "reading_start",
-    "interval_minutes",
-    "energy_kwh",
-    "direction",
-    "status",
-    "method",
-    "original_kwh",
-    "record_version",
-    "quality_flags",
+SERIES = (
+    Column("reading_start", "string", "Start of the interval.", nullable=False, format="date-time"),
+    Column("interval_minutes", "integer", "Length of the interval in minutes.", nullable=False),
+    Column(
+        "energy_kwh",
+        "number",
+        "Energy in kWh: VEE's billing-grade value where VEE processed the day (null for a missing or "
+        "failed interval), else as received.",
+    ),
+    Column("direction", "string", "import or export.", nullable=False),
+    Column(
+        "status",
+        "string",
+        "actual, estimated, edited, missing or failed (VEE's), or received (VEE has not processed the day).",
+        nullable=False,
+    ),
+    Column(
+        "method",
+        "string",
+        "How VEE arrived at the value (actual, linear_interpolation, like_day, ...); none before VEE.",
+        nullable=False,
+    ),
+    Column("original_kwh", "number", "The value as received, before VEE; null where nothing was received."),
+    Column(
+        "record_version",
+        "integer",
+        "The received reading's stored version; null for an interval VEE filled with nothing received.",
+    ),
+    BOOKKEEPING_COLUMNS["quality_flags"],
 )
+SERIES_COLUMNS = tuple(c.name for c in SERIES)
 # A VEE interval when VEE wrote one (actual, estimated, edited, missing, failed), else the reading as
 # received with status `received`: the series is whole before and after the VEE run of its day.
 SERIES_SQL = """

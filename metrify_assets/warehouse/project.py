@@ -17,8 +17,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
 from metrify_assets.env import resolve_settings
-
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+from metrify_assets.warehouse.paths import DBT_PROJECT_DIR
 
 
 @cache

@@ -24,9 +24,11 @@ import psycopg
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app as cli
+from metrify_assets.contracts import CONTRACTS
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.ingestion.landing import list_landed
@@ -41,8 +43,10 @@ from metrify_assets.serving.auth import issue_token
 from metrify_assets.serving.datasets import DATASETS
 from metrify_assets.serving.kafka import KafkaSender
 from metrify_assets.serving.routes import data
+from metrify_assets.serving.row_schemas import dataset_row, stored_row
 from metrify_assets.storage.embedded_server import stop_embedded
 from metrify_assets.storage.known import GRID_NODE, WEATHER_STATION
+from metrify_assets.storage.latest import LATEST_COLUMNS
 from tests.serving.uvicorn_thread import serve
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.e2e]
@@ -194,6 +198,93 @@ def test_every_dataset_answers_with_rows_in_json_and_csv(client: TestClient, set
             assert all(cells[name] in ("true", "false") for name in flags), (dataset.name, flags)
         booleans += len(flags)
     assert checked > 0 and booleans > 0
+
+
+def data_paths(settings: Settings) -> dict[str, str]:
+    """Every GET data route's OpenAPI path and a path of it that has rows (a node, a station, a meter)."""
+    ids = {
+        "{grid_node_id}": query(settings, "SELECT min(grid_node_id) FROM ops.grid_status")[0][0],
+        "{station_id}": query(settings, "SELECT min(station_id) FROM ops.weather_observations")[0][0],
+        "{meter_id}": query(settings, "SELECT min(meter_id) FROM ops.meter_readings")[0][0],
+    }
+    templates = [d.path for d in DATASETS.values()]
+    templates += ["/v1/meters/{meter_id}/readings", "/v1/meters/{meter_id}/latest"]
+    paths = {}
+    for template in templates:
+        path = template
+        for placeholder, value in ids.items():
+            path = path.replace(placeholder, value)
+        paths[template] = path
+    return paths
+
+
+def test_every_json_page_is_what_its_openapi_schema_says(client: TestClient, settings: Settings) -> None:
+    """/docs listed no columns: every data route's 200 had an empty schema. Each now documents its
+    rows (the marts' from their dbt contracts, the operational tables' from the message contracts),
+    and a real page of every route validates against it, its columns in the schema's order."""
+    spec = client.get("/openapi.json").json()
+    headers = token("read")
+    rows = nullable_nulls = 0
+    for template, path in data_paths(settings).items():
+        ok = spec["paths"][template]["get"]["responses"]["200"]
+        schema = ok["content"]["application/json"]["schema"]
+        params = {} if template.endswith("/latest") else {"limit": 500}
+        body = client.get(path, headers=headers, params=params).json()
+        Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(body)
+        row = schema["properties"]["data"].get("items", schema["properties"]["data"])
+        records = body["data"] if isinstance(body["data"], list) else [body["data"]]
+        assert records, template
+        for record in records:
+            assert list(record) == list(row["properties"]), template
+        if "text/csv" in ok["content"]:
+            header = client.get(path, headers={**headers, "Accept": "text/csv"}, params={"limit": 1})
+            assert header.text.splitlines()[0] == ok["content"]["text/csv"]["example"].strip(), template
+        nullable_nulls += sum(1 for record in records for name, value in record.items() if value is None)
+        rows += len(records)
+    assert rows > 1000 and nullable_nulls > 0  # real pages, with nulls where the schemas allow them
+
+
+# The JSON type each PostgreSQL type a data route serves leaves the API as.
+PG_JSON_TYPES = {
+    "text": "string",
+    "double precision": "number",
+    "bigint": "integer",
+    "integer": "integer",
+    "boolean": "boolean",
+    "date": "string",
+    "timestamp without time zone": "string",
+    "timestamp with time zone": "string",
+}
+
+
+def test_the_documented_rows_have_postgresqls_columns_types_and_nulls(settings: Settings) -> None:
+    """The row schemas come from the contracts, not from the database: they must still describe
+    the relations the routes read, column for column. An operational table's NOT NULL is the
+    schema's non-null both ways; a mart's not-null comes from its dbt tests (PostgreSQL has no
+    constraint for it), so only its types and columns are compared."""
+    relations = [(d.schema, d.table, dataset_row(d)) for d in DATASETS.values()]
+    relations.append(("ops", "meter_readings", stored_row(CONTRACTS["meter_readings"], LATEST_COLUMNS)))
+    compared = 0
+    for schema, table, columns in relations:
+        found = {
+            name: (data_type, nullable == "YES")
+            for name, data_type, nullable in query(
+                settings,
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                (schema, table),
+            )
+        }
+        if schema == "marts":
+            assert [c.name for c in columns] == list(found), table  # the contract is the whole mart
+        for column in columns:
+            data_type, nullable = found[column.name]
+            assert PG_JSON_TYPES[data_type] == column.type, (table, column.name, data_type)
+            assert (column.format == "date") == (data_type == "date"), (table, column.name)
+            if schema == "ops":
+                assert column.nullable == nullable, (table, column.name, nullable)
+            compared += 1
+    assert compared > 150
 
 
 def test_a_grid_node_or_station_never_seen_is_404_on_each_of_its_endpoints(

@@ -566,7 +566,8 @@ def test_a_query_parameter_a_review_endpoint_does_not_take_is_a_422_naming_it(ap
     error = error_of(listing, 422, "invalid_parameter")
     assert [d["field"] for d in error["details"]] == ["query.stauts"]
     assert error["message"] == (
-        "stauts: not a parameter of /v1/review/items (it takes cursor, format, limit, reason, source, status)"
+        "stauts: not a parameter of /v1/review/items "
+        "(it takes cursor, format, limit, meter_id, reason, source, status)"
     )
     decision = api.post(
         "/v1/review/items/b1/0/approve", params={"dry": "1"}, json={"note": "ok"}, headers=token("review")

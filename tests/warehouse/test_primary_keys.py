@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from metrify_assets.warehouse.project import DBT_PROJECT_DIR, ensure_manifest
+from metrify_assets.warehouse.paths import DBT_PROJECT_DIR
+from metrify_assets.warehouse.project import ensure_manifest
 
 COMPOSITE_MACRO = "macro.metrify.test_unique_combination_of_columns"
 

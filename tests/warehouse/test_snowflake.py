@@ -24,7 +24,8 @@ from metrify_assets.resources.build import snowflake_resource
 from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.warehouse.assets import build_warehouse_assets
 from metrify_assets.warehouse.connection import environment
-from metrify_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
+from metrify_assets.warehouse.paths import DBT_PROJECT_DIR
+from metrify_assets.warehouse.project import dbt_executable
 from metrify_assets.warehouse.raw_copy import RAW_TABLES
 from metrify_assets.warehouse.snowflake import WAREHOUSE_LOAD_KEY, warehouse_load
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from metrify_assets.warehouse.project import DBT_PROJECT_DIR
+from metrify_assets.warehouse.paths import DBT_PROJECT_DIR
 from metrify_assets.warehouse.vars import dbt_vars
 
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from metrify_assets.warehouse.project import DBT_PROJECT_DIR
+from metrify_assets.warehouse.paths import DBT_PROJECT_DIR
 from metrify_assets.weather.conditions import (
     PRECIPITATION_CLASSES,
     TEMPERATURE_BANDS,

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
+from metrify_assets.contracts import CONTRACTS
 from metrify_assets.serving import readings
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.cache import cached
@@ -41,7 +42,9 @@ from metrify_assets.serving.errors import (
 )
 from metrify_assets.serving.output import json_response, page_response
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
+from metrify_assets.serving.row_schemas import dataset_row, page_responses, single_response, stored_row
 from metrify_assets.storage.known import METER, Kind, known
+from metrify_assets.storage.latest import LATEST_COLUMNS
 
 Conn = Annotated[psycopg.Connection, Depends(connection)]
 Reader = Annotated[Principal, Depends(require("read"))]
@@ -113,7 +116,10 @@ def _check_range(start: Any, end: Any) -> None:
     "/v1/meters/{meter_id}/readings",
     summary="A meter's readings (the VEE series where processed)",
     openapi_extra=PER_METER,
-    responses=openapi_errors(400, 404),
+    responses={
+        **page_responses(readings.SERIES, "A page of the meter's intervals, in time order."),
+        **openapi_errors(400, 404),
+    },
 )
 def meter_readings(
     request: Request,
@@ -146,7 +152,12 @@ def meter_readings(
     "/v1/meters/{meter_id}/latest",
     summary="A meter's latest reading",
     openapi_extra=PER_METER,
-    responses=openapi_errors(404),
+    responses={
+        **single_response(
+            stored_row(CONTRACTS["meter_readings"], LATEST_COLUMNS), "The meter's newest stored reading."
+        ),
+        **openapi_errors(404),
+    },
 )
 def latest_reading(request: Request, meter_id: str, principal: Reader) -> Response:
     """The newest interval stored for the meter (its newest record version), from the cache when
@@ -256,5 +267,8 @@ for _dataset in DATASETS.values():
         methods=["GET"],
         summary=_dataset.description.split(":")[0],
         openapi_extra=PER_METER if _dataset.per_meter else None,
-        responses=openapi_errors(400) if _dataset.path_kind is None else openapi_errors(400, 404),
+        responses={
+            **page_responses(dataset_row(_dataset), f"A page of rows in {', '.join(_dataset.key)} order."),
+            **(openapi_errors(400) if _dataset.path_kind is None else openapi_errors(400, 404)),
+        },
     )
