@@ -46,6 +46,7 @@ COMMANDS = (
     "metrics",
     "api",
     "forecast",
+    "warehouse",
     "ui",
 )
 

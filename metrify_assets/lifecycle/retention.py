@@ -50,6 +50,17 @@ OPS_TABLES: tuple[tuple[str, str, str], ...] = (
 # `ops.audit_log` is append-only (its trigger refuses DELETE: docs/operations.md#audit-log);
 # `ops.retouched_days` grows by a row a review decision, the days they touched.
 RAW_SOURCES = TIERED_DATASETS
+# Every `ops` table some pass deletes rows from (by age, or with a day that left the hot tier): a model
+# rebuilt from one of them in full (`metrify warehouse rebuild`) loses the rows of those days.
+TRIMMED_TABLES = frozenset(
+    {
+        *(t.table for t in TABLES.values()),
+        *DERIVED_BY_LOCAL_DATE,
+        "ops.anomaly_scores",
+        "ops.quarantine",
+        *(table for table, _, _ in OPS_TABLES),
+    }
+)
 
 
 @dataclass
