@@ -88,6 +88,8 @@ def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
         "yes" if summary.trained_model else "failed" if summary.training_failed else "no (current one kept)"
     )
     table.add_row("anomaly model trained", trained)
+    for run in summary.alerts_recorded:
+        table.add_row("  alert recorded", f"run {run} (failed earlier; its alert had not been recorded)")
     for job in summary.retried:
         table.add_row("  run again", f"{job} (failed before)")
     for job in summary.jobs:
@@ -103,11 +105,7 @@ def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
     if summary.unread:
         console.print("[red]Kafka could not be read[/red]: the next `metrify run` drains what is waiting")
     if summary.failed:
-        failed = len(summary.failed)
-        console.print(
-            f"[red]{failed} {'run' if failed == 1 else 'runs'} failed[/red]: each raised a run_failure "
-            "alert (`metrify alerts list`)"
-        )
+        console.print(failed_runs_line(summary.failed))
         if summary.owed:
             console.print(f"the next `metrify run` runs again: {escape(', '.join(summary.owed))}")
         if summary.skipped:
@@ -119,6 +117,29 @@ def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
             )
     if summary.failed or summary.unread:
         raise typer.Exit(1)
+
+
+def failed_runs_line(errors: list[str]) -> str:
+    """How many runs failed and what became of their alerts: a run whose alert could not be recorded
+    (its error says so) has none yet, and the next `metrify run` records it first."""
+    from metrify_assets.orchestration.instance import alert_unrecorded
+
+    failed, unrecorded = len(errors), sum(alert_unrecorded(error) for error in errors)
+    line = f"[red]{failed} {'run' if failed == 1 else 'runs'} failed[/red]: "
+    if not unrecorded:
+        return line + "each raised a run_failure alert (`metrify alerts list`)"
+    if unrecorded == failed:
+        line += "its alert could not be recorded" if failed == 1 else "none of their alerts could be recorded"
+    else:
+        line += (
+            f"{failed - unrecorded} raised a run_failure alert (`metrify alerts list`), and the alert of "
+            f"{unrecorded} could not be recorded"
+        )
+    them = "it" if unrecorded == 1 else "them"
+    return (
+        line + f"; the next `metrify run` records {them} before it plans its runs (as does a running "
+        "daemon's run_alerts_reconcile_sensor within 5 minutes)"
+    )
 
 
 def register(app: typer.Typer) -> None:

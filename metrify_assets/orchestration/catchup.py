@@ -17,6 +17,11 @@ again, until a run of them succeeds (which resolves the alert) or a person resol
 `daily_job` waits: over days whose `refresh_job` failed it is skipped (its forecast reads the
 readings refresh_job validates), and it runs after each owed refresh_job, for its days. A second
 `metrify run` with nothing new and nothing failed does nothing.
+
+Those alerts are complete before the owed runs are read: a failed run whose alert could not be
+recorded when it ended (PostgreSQL down then) is recorded first, by what the daemon's
+`run_alerts_reconcile_sensor` does (`run_alerts.reconcile`, from this command's own cursor), so a
+deployment without the daemon runs it again too.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
@@ -37,9 +42,10 @@ from metrify_assets.meters.anomaly.store import CURRENT_KEY
 from metrify_assets.orchestration.drain import drain
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG, contiguous_ranges, overlaps, partition_range_tags
+from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
-from metrify_assets.run_alerts import day_range, failed_days
+from metrify_assets.run_alerts import ReconcileCursor, day_range, failed_days, reconcile
 from metrify_assets.schedules import TRAINING_ASSETS
 from metrify_assets.storage.writes import ledger_batch_ids
 
@@ -52,8 +58,9 @@ class RunSummary:
     """What `metrify run` did: batches ingested, the day ranges materialised, the jobs that ran, the
     failed runs it ran again, the runs that failed (each with its error), which of those the next
     `metrify run` runs again (the downstream ones: the model training is not owed), the daily_job
-    runs skipped because refresh_job failed for their days, and the Kafka sources not drained
-    because their brokers could not be reached (each with the error)."""
+    runs skipped because refresh_job failed for their days, the Kafka sources not drained
+    because their brokers could not be reached (each with the error), and the failed runs of before
+    whose alerts it recorded (`record_missed_alerts`)."""
 
     batch_ids: list[str] = field(default_factory=list)
     day_ranges: list[tuple[date, date]] = field(default_factory=list)
@@ -66,6 +73,7 @@ class RunSummary:
     owed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)
+    alerts_recorded: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,40 @@ def touched_days(settings: Settings, batch_ids: list[str], after_seq: int | None
         return Touched(days, int(newest))
     stamped = [DayRow(seq, day, at) for seq, day, at, _ in found if seq > after_seq]
     return Touched(days, settled_cursor(stamped, after_seq, now))
+
+
+# Where `metrify run` last looked for the finished runs whose alerts were not settled
+# (`run_alerts.ReconcileCursor`, as JSON), in the instance's key-value store.
+RECONCILE_CURSOR = "metrify/run/reconcile_cursor"
+# A bound on the reads of one `record_missed_alerts` (200 new runs each): a cursor that stopped moving
+# ends it first.
+RECONCILE_READS = 500
+
+
+def record_missed_alerts(
+    defs: dg.Definitions, instance: dg.DagsterInstance, postgres: PostgresResource
+) -> list[str]:
+    """What the daemon's `run_alerts_reconcile_sensor` does, for a deployment without the daemon:
+    settle the runs that finished since the last `metrify run` (a day back on the first) whose alerts
+    were not (`run_alerts.reconcile`). A failed run whose alert could not be recorded when it ended
+    (PostgreSQL down, stopped mid-run) gets its `run_failure` alert now, so `owed_runs` runs it again;
+    a success resolves what it covers. Reads until every finished run is settled, then keeps the
+    cursor once the alerts are committed. What was recorded (a run id, with the run that made it good
+    if one did)."""
+    now = datetime.now(UTC)
+    stored = instance.run_storage.get_cursor_values({RECONCILE_CURSOR}).get(RECONCILE_CURSOR)
+    cursor = ReconcileCursor.loads(stored, now)
+    repository = defs.get_repository_def()
+    recorded: list[str] = []
+    with postgres.connect() as conn:
+        for _ in range(RECONCILE_READS):
+            moved, found = reconcile(conn, instance, cursor, repository, now=now)
+            recorded += found
+            if moved == cursor:
+                break
+            cursor = moved
+    instance.run_storage.set_cursor_values({RECONCILE_CURSOR: cursor.dumps()})
+    return recorded
 
 
 def owed_runs(settings: Settings) -> list[JobDays]:
@@ -261,8 +303,9 @@ def attempt(
     asset_selection: list[str] | None = None,
     owed_as: str | None = None,
 ) -> bool:
-    """Execute `job`; a failed run (its alert recorded by `execute_job`) goes into `summary.failed`,
-    and into `summary.owed` as `owed_as` when the next `metrify run` runs it again."""
+    """Execute `job`; a failed run (its alert recorded by `execute_job`, or if it cannot be, by the next
+    `metrify run`'s `record_missed_alerts`) goes into `summary.failed`, and into `summary.owed` as
+    `owed_as` when the next `metrify run` runs it again."""
     try:
         execute_job(defs, job, instance, tags=tags, asset_selection=asset_selection)
     except RunFailedError as err:
@@ -285,6 +328,10 @@ def run_pipeline(
     began = time.monotonic()
     progress = progress or Progress()
     postgres = postgres_resource(settings)
+    # First the alerts of runs that ended while PostgreSQL was away: what is owed is read from them.
+    missed = record_missed_alerts(defs, instance, postgres)
+    for text in missed:
+        progress.on_note(f"run {text} failed earlier and its alert had not been recorded: recorded now")
     with postgres.connect() as conn:
         done = {source: ledger_batch_ids(conn, source) for source in CONTRACTS}
     files = pending_files(settings, done)
@@ -319,6 +366,7 @@ def run_pipeline(
     # The batches whose ingest failed: their days are materialised once a later ingest succeeds.
     summary.failed[:0] = list(failed.values())
     summary.unread = unread
+    summary.alerts_recorded = missed
     summary.owed[:0] = [f"ingest of {batch_id}" for batch_id in failed]
     summary.seconds = round(time.monotonic() - began, 1)
     return summary

@@ -94,6 +94,16 @@ class RunFailedError(RuntimeError):
     pass
 
 
+# How a failed run's error says its alert was not recorded (`settle_alerts`), which the run summaries
+# read (`alert_unrecorded`): the error is all that reaches them, from a drain's worker processes too.
+UNRECORDED = "its alert could not be recorded"
+
+
+def alert_unrecorded(error: str) -> bool:
+    """Whether a failed run's error (`str(RunFailedError)`) says its alert could not be recorded."""
+    return f"({UNRECORDED}: " in error
+
+
 # The code location of `workspace.yaml` (and of the deployment's code server), whose Definitions
 # Dagster names `__repository__`. The CLI's runs carry it as their origin, so the UI can re-execute
 # them there (a run without an origin shows in the UI, but its re-execution fails).
@@ -185,6 +195,9 @@ def settle_alerts(
     # run's own outcome stands: a success is returned, a failure raises its step's error.
     except Exception as err:  # noqa: BLE001 - reported here and in the run's error
         reason = f"{type(err).__name__}: {err}"
-        log.warning("run %s: its alert could not be recorded: %s", run_id, reason)
-        return f" (its alert could not be recorded: {reason}; a running daemon's sensor records it)"
+        log.warning("run %s: %s: %s", run_id, UNRECORDED, reason)
+        return (
+            f" ({UNRECORDED}: {reason}; the next `metrify run` records it before it plans its runs, "
+            "as does a running daemon's run_alerts_reconcile_sensor)"
+        )
     return ""

@@ -108,6 +108,75 @@ def test_a_failed_ingest_stops_neither_the_other_files_nor_their_days(
     assert pg.execute("SELECT count(*) FROM ops.ingest_ledger").fetchone() == (2,)
 
 
+@pytest.mark.postgres
+def test_a_failed_run_whose_alert_was_not_recorded_is_recorded_and_run_again_by_the_next_metrify_run(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """The trial: `metrify db stop` while daily_job ran. The run failed, its alert could not be written,
+    the summary said it had raised one and would be run again, and the next `metrify run` (no daemon)
+    found no alert: "days materialised none", exit 0, the day's marts empty."""
+    switch = tmp_path / "broken"
+    switch.touch()
+    instance = dg.DagsterInstance.ephemeral()
+    settings = resolve_settings(
+        {"METRIFY_HOME": str(tmp_path), "METRIFY_POSTGRES_URL": pg_resource.get_url()}
+    )
+    assert run_pipeline(cli_defs(pg_resource, switch), instance, settings).failed == []  # a first run
+    down = PostgresResource(url="postgresql://127.0.0.1:1/metrify")  # nothing listens: the server away
+    first = materialise_days(
+        cli_defs(down, switch), instance, settings, {DAY: {"grid_status"}}, Progress(), "cli"
+    )
+    (error,) = first.failed
+    assert "divide by zero" in error and "its alert could not be recorded: OperationalError" in error
+    assert pg.execute("SELECT count(*) FROM ops.run_alerts").fetchone() == (0,)
+    text = summary_text(first)
+    assert "each raised" not in text
+    assert "1 run failed: its alert could not be recorded; the next `metrify run` records it" in text
+    assert f"the next `metrify run` runs again: refresh_job {DAY}..{DAY}" in text
+    (failed_run,) = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    run_id = failed_run.dagster_run.run_id
+
+    switch.unlink()  # PostgreSQL is back and the bug fixed
+    notes: list[str] = []
+    again = run_pipeline(cli_defs(pg_resource, switch), instance, settings, Progress(on_note=notes.append))
+    assert again.alerts_recorded == [run_id]
+    assert notes == [
+        f"run {run_id} failed earlier and its alert had not been recorded: recorded now",
+        f"refresh_job failed for {DAY}..{DAY} on an earlier run: running it again",
+    ]
+    assert (again.retried, again.jobs, again.failed) == (
+        [f"refresh_job {DAY}..{DAY}"],
+        [f"refresh_job {DAY}..{DAY}", f"daily_job {DAY}..{DAY}"],
+        [],
+    )
+    assert pg.execute("SELECT run_id FROM ops.run_alerts").fetchall() == [(run_id,)]
+    (alert,) = list_alerts(pg, "all")
+    assert (alert.subject, alert.details["run_id"], alert.resolved_at is not None) == (
+        f"refresh_job [{DAY}]", run_id, True
+    )  # fmt: skip
+    assert instance.get_materialized_partitions(dg.AssetKey("day_report")) == {DAY.isoformat()}
+    quiet = run_pipeline(cli_defs(pg_resource, switch), instance, settings)
+    assert (quiet.alerts_recorded, quiet.retried, quiet.jobs) == ([], [], [])
+
+
+def test_the_summary_says_which_failed_runs_raised_their_alert() -> None:
+    unrecorded = (
+        "refresh_job failed (run r2): boom (its alert could not be recorded: OperationalError: x; ...)"
+    )
+    both = summary_text(RunSummary(failed=["daily_job failed (run r1): boom", unrecorded]))
+    assert (
+        "2 runs failed: 1 raised a run_failure alert (`metrify alerts list`), and the alert of 1 could not "
+        "be recorded; the next `metrify run` records it before it plans its runs"
+    ) in both
+    none = summary_text(RunSummary(failed=[unrecorded, unrecorded]))
+    assert (
+        "2 runs failed: none of their alerts could be recorded; the next `metrify run` records them" in none
+    )
+    recorded = summary_text(RunSummary(alerts_recorded=["r0"], failed=["daily_job failed (run r1): boom"]))
+    assert "1 run failed: each raised a run_failure alert" in recorded
+    assert "run r0 (failed earlier; its alert had not been recorded)" in recorded
+
+
 def test_an_owed_run_that_another_planned_run_covers_is_not_run_twice() -> None:
     nov = (date(2026, 11, 28), date(2026, 11, 30))
     oct3 = ("daily_job", date(2026, 10, 3), date(2026, 10, 3))
