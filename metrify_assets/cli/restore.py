@@ -144,6 +144,13 @@ def register(app: typer.Typer) -> None:
         console.print(
             table if outcomes else f"no day of {dataset} in {first_day}..{last_day} has a lake copy"
         )
+        restored = [o for o in outcomes if o.action == "restored"]
+        if restored:
+            console.print(
+                f"{len(restored)} {'day is' if len(restored) == 1 else 'days are'} marked to rebuild: the next "
+                "`metrify run` (or the daemon's late_days_sensor) re-materialises what derives from them "
+                "(VEE, anomaly scores, enrichment, the marts)"
+            )
         pending = [o for o in outcomes if o.action == "restore requested"]
         if pending:
             console.print(

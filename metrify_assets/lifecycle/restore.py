@@ -25,6 +25,7 @@ from metrify_assets.lifecycle.tiers import Outcome, VerificationError, verify_co
 from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake, ObjectArchivedError
 from metrify_assets.storage.audit import Caller
+from metrify_assets.storage.days import retouch_whole_day
 
 
 def _failed(conn: psycopg.Connection, dataset: str, day: date, err: Exception, run_id: str | None) -> Outcome:
@@ -111,6 +112,7 @@ def restore_days(
             "equal the archived copy (checksum)" if exact else "include newer versions than the copy"
         )
         state.log(conn, dataset, day, "restored", detail, written, len(body), run_id=run_id)
+        retouch_whole_day(conn, dataset, f"restore:{dataset}:{day}", day)  # rebuild what derives from it
         if caller is not None:
             details = {"storage_class": day_state.storage_class, "keep_days": keep_days, "exact": exact}
             caller.record(conn, "restore.archive", f"{dataset}:{day}", details, written)

@@ -18,7 +18,8 @@ What the replay reproduces, and from where:
 - `ingested_at`: the `processed_at` of the first batch that stored the key (both are `now()` of the
   ingest transaction), so a rebuilt row equals the row first written, bookkeeping included.
 No ledger, quarantine or review row is added. Derived tables are not touched: the result names the
-days to re-materialise. Once committed, the cache entries of the meters in the range are invalidated
+days to re-materialise, and a rebuild that changed rows stamps them in `ops.retouched_days`, so the
+next `metrify run` (or `late_days_sensor`) re-materialises them. Once committed, the cache entries of the meters in the range are invalidated
 (a rollback may put older versions back; docs/api.md#cache).
 
 Refused, with nothing changed: a range under an active legal hold (a rebuild deletes rows), days
@@ -32,7 +33,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ from metrify_assets.quality import rules
 from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.audit import Caller
+from metrify_assets.storage.days import retouch_whole_day
 from metrify_assets.storage.writes import _copy_frame
 
 LOG_ACTION = "rollback"
@@ -442,6 +444,11 @@ def rebuild_from_raw(
         if dry_run:
             raise psycopg.Rollback()
         _log(conn, contract, result, params)
+        if changed or corrected:  # what derives from the rows is rebuilt by the next `metrify run`
+            day = first_day
+            while day <= last_day:
+                retouch_whole_day(conn, source, f"rollback:{source}:{first_day}..{last_day}", day)
+                day += timedelta(days=1)
         if caller is not None:
             target = f"{source}:{first_day}..{last_day}"
             affected = result.rows_changed + result.rows_corrected

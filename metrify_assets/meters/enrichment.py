@@ -16,7 +16,7 @@ from metrify_assets.meters.days import DAY_WINDOW, LOCAL_TS, day_params
 from metrify_assets.meters.time_of_use import tou_sql
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.quality import gx
-from metrify_assets.quality.checks import suite_check_result
+from metrify_assets.quality.checks import failure_summary, suite_check_result
 from metrify_assets.resources import PostgresResource
 from metrify_assets.storage.frames import read_frame
 from metrify_assets.teams import DATA_ENGINEERING, owner
@@ -109,7 +109,9 @@ def enriched_meter_readings(
         if not suite.success:
             conn.rollback()
             raise dg.Failure(
-                f"enriched_meter_readings suite failed; enrichment rolled back: {suite}", allow_retries=False
+                f"enriched_meter_readings suite failed; enrichment rolled back. {failure_summary(suite)}",
+                metadata=suite_check_result(suite).metadata,
+                allow_retries=False,
             )
         by_tou = read_frame(
             conn,

@@ -61,6 +61,25 @@ def expectation_table(result: SuiteResult) -> str:
     return "\n".join(lines)
 
 
+def failure_summary(result: SuiteResult, samples: int = 3) -> str:
+    """One line on what a suite found, for a run's failure message, an alert and `metrify run`'s
+    summary (the check's metadata carries the table): the failed expectations with their counts and
+    a few unexpected values."""
+    parts = []
+    for e in result.failed:
+        found = [] if e.unexpected_count is None else [f"{e.unexpected_count:,} unexpected"]
+        shown = list(e.unexpected_sample[:samples]) or ([e.observed_value] if e.observed_value else [])
+        if shown:
+            found.append("e.g. " + ", ".join(shown))
+        detail = f" ({'; '.join(found)})" if found else ""
+        parts.append(f"{e.expectation_type}({e.column or ''}){detail}")
+    failed = len(result.failed)
+    return (
+        f"{failed} of {result.evaluated} expectations of {result.suite_name} failed on "
+        f"{result.element_count:,} rows: " + "; ".join(parts)
+    )
+
+
 def rule_counts_metadata(outcome: RuleOutcome) -> dict[str, dg.MetadataValue]:
     """Dagster metadata for a rule outcome: records per decision and per reason code."""
     decisions = outcome.decision_counts()

@@ -5,6 +5,7 @@ frames: the review commands import it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 
 import psycopg
 from psycopg import sql
@@ -49,4 +50,14 @@ def retouch_day(
             "FROM {rows}"
         ).format(day=day, rows=rows),
         {**key, "batch_id": batch_id, "source": contract.source},
+    )
+
+
+def retouch_whole_day(conn: psycopg.Connection, source: str, reason: str, day: date) -> None:
+    """Stamp a whole `day` of `source` again in `ops.retouched_days` (`reason` stands as its batch):
+    a day restored to PostgreSQL from its lake copy has its readings back and nothing derived from them
+    (VEE's series, anomaly scores, enrichment left with them), so `late_days_sensor` and `metrify run`
+    rebuild it as after a late batch."""
+    conn.execute(
+        "INSERT INTO ops.retouched_days (batch_id, source, day) VALUES (%s, %s, %s)", (reason, source, day)
     )

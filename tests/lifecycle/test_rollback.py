@@ -7,7 +7,7 @@ the way."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -167,10 +167,16 @@ def test_a_range_is_rebuilt_from_raw_exactly_rolled_back_and_refused_when_it_mus
     ).fetchall()
     assert logged == [(FIRST, 5), (LAST, 2)]
 
-    # (c) Again: nothing changes.
+    # Its days are stamped to rebuild (the next `metrify run` re-materialises what derives from them).
+    stamps = "SELECT day FROM ops.retouched_days WHERE batch_id LIKE 'rollback:%%' ORDER BY seq"
+    days = [FIRST + timedelta(days=d) for d in range((LAST - FIRST).days + 1)]
+    assert [d for (d,) in pg.execute(stamps).fetchall()] == days
+
+    # (c) Again: nothing changes, and nothing is stamped again.
     again = rebuild(pg, lake)
     assert meter_rows(pg) == final
     assert (again.rows_changed, again.rows_corrected, again.rows_after) == (0, 0, 7)
+    assert len(pg.execute(stamps).fetchall()) == len(days)
 
     # (b) As of the first batch: the older versions come back, the later rows of the range go; rows
     # outside the range keep their newest version.

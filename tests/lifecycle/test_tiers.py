@@ -88,9 +88,20 @@ def test_days_move_through_every_tier_and_restore_exactly(pg: psycopg.Connection
     pd.testing.assert_frame_equal(restored, original)
     for day, checksum in checksums.items():
         assert content_checksum(table.read_days(pg, day, day), table.key) == checksum
-    # Idempotent: a second restore changes nothing; restored days stay hot through the next cleanup.
+    # Each restored day is stamped to rebuild (VEE and what else derives from the readings left with
+    # them): `metrify run` and late_days_sensor read ops.touched_days.
+    stamped = pg.execute(
+        "SELECT day, batch_id FROM ops.touched_days WHERE source = 'meter_readings' "
+        "AND batch_id LIKE 'restore:%%' ORDER BY day"
+    ).fetchall()
+    days_restored = [FIRST_DAY + timedelta(days=d) for d in range(DAYS)]
+    assert stamped == [(d, f"restore:meter_readings:{d}") for d in days_restored]
+    # Idempotent: a second restore changes nothing (nor stamps a day again); restored days stay hot
+    # through the next cleanup.
     again = restore_days(pg, lake, "meter_readings", FIRST_DAY, LAST_DAY, restored_at)
     assert {o.action for o in again} == {"already hot"}
+    count = pg.execute("SELECT count(*) FROM ops.retouched_days WHERE batch_id LIKE 'restore:%%'").fetchone()
+    assert count == (DAYS,)
     weekly(pg, lake, policy, LAST_DAY + timedelta(days=366))
     assert hot_count(pg, "meter_readings", FIRST_DAY) == 48
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from metrify_assets.quality.checks import check_name, rule_counts_metadata, suite_check_result
+from metrify_assets.quality.checks import (
+    check_name,
+    failure_summary,
+    rule_counts_metadata,
+    suite_check_result,
+)
 from metrify_assets.quality.gx import validate
 from metrify_assets.quality.rules import evaluate
 from tests.quality.test_gx import meter_readings
@@ -35,6 +40,22 @@ def test_failing_suite_becomes_an_error_check_with_counts_and_keys() -> None:
     keys = meta["failing_sample_keys"].value
     assert isinstance(keys, list) and len(keys) == 2
     assert f"{df.loc[9, 'meter_id']}|{df.loc[9, 'reading_start'].isoformat()}" in keys
+
+
+def test_a_failed_suite_reads_as_one_line_of_what_failed_with_counts_and_values() -> None:
+    """The failure message of a guarded write (anomaly scores, enrichment): it had been the check's
+    metadata dict, `{'suite': TextMetadataValue(text=...), ...}`, 30 lines in `metrify run`'s summary
+    and in alerts."""
+    df = meter_readings(400)
+    df.loc[50, "interval_minutes"] = 7
+    df.loc[51, "interval_minutes"] = 9
+    result = validate("validated_meter_readings", df)
+    summary = failure_summary(result)
+    assert "\n" not in summary and "MetadataValue" not in summary
+    assert summary.startswith(
+        f"1 of {result.evaluated} expectations of validated_meter_readings failed on 400 rows"
+    )
+    assert "expect_column_values_to_be_in_set(interval_minutes) (2 unexpected; e.g. 7, 9)" in summary
 
 
 def test_passing_suite_passes_without_an_asset_key() -> None:

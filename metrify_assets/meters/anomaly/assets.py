@@ -32,7 +32,7 @@ from metrify_assets.meters.anomaly.store import MODEL_PREFIX, StoredModels, load
 from metrify_assets.meters.anomaly.writes import write_scores
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.quality import gx
-from metrify_assets.quality.checks import suite_check_result
+from metrify_assets.quality.checks import failure_summary, suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.teams import DATA_SCIENCE, owner
@@ -228,7 +228,9 @@ def anomaly_scores(
         check = suite_check_result(suite, blocking_description="Guards the write to ops.anomaly_scores.")
         if not suite.success:
             raise dg.Failure(
-                f"anomaly_scores suite failed; nothing written. {check.metadata}", allow_retries=False
+                f"anomaly_scores suite failed; nothing written. {failure_summary(suite)}",
+                metadata=check.metadata,
+                allow_retries=False,
             )
         write_scores(conn, scores)
     context.log.info(
