@@ -20,7 +20,7 @@ from metrify_assets.meters.days import days_between
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.estimation import SERIES_COLUMNS
 from metrify_assets.meters.vee.process import METER_DAYS_PER_GROUP, VeeTotals
-from metrify_assets.meters.vee.store import run_in_groups
+from metrify_assets.meters.vee.store import SUITE, run_in_groups
 from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, partition_days
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import suite_check_result
@@ -85,11 +85,12 @@ class VeeRunConfig(dg.Config):
             "gx_vee_meter_readings",
             asset="vee_meter_readings",
             blocking=True,
-            description="GX suite vee_meter_readings on every interval VEE built: columns present, keys, "
-            "status, method and direction not null, status and interval length from their sets, energy within "
-            "±1000 kWh, one row per meter and interval start. A failure fails the run and stops the assets "
-            "downstream (marts, billing); the groups already committed stay in ops.vee_readings until a "
-            "rerun rebuilds them.",
+            description="GX suite vee_meter_readings on every interval VEE built, validated in memory "
+            "before each group of meters is written: columns present, keys, status, method and direction "
+            "not null, status and interval length from their sets, energy within ±1000 kWh, one row per "
+            "meter and interval start. A group whose series fails is not written (its series, days and "
+            "billing_ready stay as stored before); the run fails and stops the assets downstream (marts, "
+            "billing). The groups that passed are written.",
         )
     ],
     retry_policy=RETRY_POLICY,
@@ -101,7 +102,7 @@ def vee_meter_readings(
     first, last = partition_days(context)
     cfg, run_id = config.vee_config(), context.run.run_id
     now = pd.Timestamp.now(tz="UTC")  # one as-of time for every group and stretch of the run
-    totals, suites = VeeTotals(), []
+    totals, suites, refused = VeeTotals(), [], []
     with postgres.connect() as conn:
         archived = archived_days(conn, first, last)
         if archived:
@@ -117,7 +118,15 @@ def vee_meter_readings(
                 groups = run_in_groups(conn, a, b, cfg, config.meter_days_per_group, now, run_id, cache)
                 for group, run in groups:
                     totals.add(run)
-                    suites.append(gx.validate("vee_meter_readings", run.result.series))
+                    suites.append(run.suite)  # validated before the write: a failing group is not written
+                    if not run.written:
+                        ids = group.meter_ids
+                        refused.append(f"{a}..{b} {ids[0]} .. {ids[-1]} ({len(ids)} meters)")
+                        context.log.error(
+                            f"VEE {a}..{b}: group {group.number}/{group.of} ({ids[0]} .. {ids[-1]}) failed the "
+                            f"vee_meter_readings suite and was not written: "
+                            f"{', '.join(_failed(run.suite))}"
+                        )
                     if group.of > 1:
                         ids = group.meter_ids
                         context.log.info(
@@ -129,10 +138,14 @@ def vee_meter_readings(
         finally:
             if cache is not None:
                 cache.close()
-    suite = gx.combined(suites) if suites else gx.validate("vee_meter_readings", empty_series())
+    suite = gx.combined(suites) if suites else gx.validate(SUITE, empty_series())
     check = suite_check_result(suite, blocking_description="Guards the billing-grade series.")
     if not suite.success:
-        raise dg.Failure(f"vee_meter_readings suite failed. {check.metadata}", allow_retries=False)
+        raise dg.Failure(
+            f"vee_meter_readings suite failed; not written (series, days, audit): {'; '.join(refused)}. "
+            f"{check.metadata}",
+            allow_retries=False,
+        )
     statuses = totals.status_counts()
     methods = pd.DataFrame(totals.methods.most_common(), columns=["method", "intervals"])
     context.log.info(
@@ -168,6 +181,15 @@ def archived_days(conn: psycopg.Connection, first: date, last: date) -> list[dat
         (first, last),
     ).fetchall()
     return [d for (d,) in rows]
+
+
+def _failed(suite: gx.SuiteResult) -> list[str]:
+    """`expectation(column): n unexpected` of each failed expectation."""
+    return [
+        f"{e.expectation_type}({e.column}): {e.unexpected_count if e.unexpected_count is not None else '?'} "
+        "unexpected"
+        for e in suite.failed
+    ]
 
 
 def empty_series() -> pd.DataFrame:

@@ -24,10 +24,14 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.meters.vee.grid import day_keys
+from metrify_assets.quality.rules import RuleConfig
 
 Severity = Literal["reject", "estimate", "flag"]
 SEVERITIES: tuple[Severity, ...] = ("reject", "estimate", "flag")
-RULES_REVISION = "vee-1"
+RULES_REVISION = "vee-2"  # vee-2: register_reset; register scaling bounded by plausible_interval_kwh
+# The most energy one interval can hold: the record rules reject a reading above it at ingest and
+# the GX suite `vee_meter_readings` holds the billing series to it (+/-1000 kWh). VEE reads it here.
+MAX_INTERVAL_KWH = RuleConfig().max_energy_kwh_per_interval
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,15 @@ CATALOGUE: dict[str, VeeRule] = {
             "energy allows (`register_tolerance_kwh`, `register_tolerance_share`).",
         ),
         VeeRule(
+            "register_reset",
+            "flag",
+            "vee",
+            "The import register went backwards (beyond `register_tolerance_kwh`) or moved by more than "
+            "the intervals it spans can plausibly use (each above its day's spike limit or the record "
+            "rules' `max_energy_kwh_per_interval`): a register reset, rollover or meter exchange. Between "
+            "two readings, or across a run being estimated: its estimates are not scaled to the register.",
+        ),
+        VeeRule(
             "before_install",
             "reject",
             "vee",
@@ -199,7 +212,7 @@ class VeeConfig:
 
     @property
     def rule_version(self) -> str:
-        """`vee-1.<hash of the thresholds>`: changing any threshold or severity changes the version."""
+        """`vee-2.<hash of the thresholds>`: changing any threshold or severity changes the version."""
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode())
         return f"{RULES_REVISION}.{digest.hexdigest()[:8]}"
 
@@ -263,16 +276,21 @@ def validate(grid: pd.DataFrame, history_avg_kwh: pd.Series, config: VeeConfig) 
     start, end = cfg.night_hours
     night = (hour >= start) | (hour < end) if start > end else (hour >= start) & (hour < end)
     masks["reverse_flow"] = usable & (value < 0) & night
-    masks["register_mismatch"] = _register_mismatch(grid, meter_key, value, usable, cfg)
+    plausible = plausible_interval_kwh(day_key, value, usable, cfg)
+    masks["register_mismatch"], masks["register_reset"] = _register_checks(
+        grid, meter_key, value, usable, plausible, cfg
+    )
     masks["high_usage"], masks["low_usage"] = _high_low(grid, day_key, value, usable, history_avg_kwh, cfg)
     masks["timestamp_implausible"] = np.zeros(len(grid), dtype=bool)  # rejected at ingest
     return pd.DataFrame({code: masks[code] for code in CATALOGUE}, index=grid.index)
 
 
-def _spikes(day_key: np.ndarray, value: np.ndarray, usable: np.ndarray, cfg: VeeConfig) -> np.ndarray:
-    """Intervals above spike_ratio x the day's k-th highest usable interval (and the floor)."""
-    basis = np.where(usable, value, -np.inf)
-    order = np.lexsort((-basis, day_key))
+def spike_limit(day_key: np.ndarray, value: np.ndarray, basis: np.ndarray, cfg: VeeConfig) -> np.ndarray:
+    """Per row, the most energy an interval of its meter-day holds before it is a `spike`:
+    `spike_ratio` x the day's `spike_k`-th highest interval among the `basis` rows, and at least
+    `spike_floor_kwh`; inf on a day with fewer than `spike_k` such intervals (it is not judged)."""
+    ranked = np.where(basis, value, -np.inf)
+    order = np.lexsort((-ranked, day_key))
     rank = np.empty(len(value), dtype=np.int64)
     sorted_keys = day_key[order]
     starts = np.r_[0, np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1] if len(order) else order
@@ -281,30 +299,53 @@ def _spikes(day_key: np.ndarray, value: np.ndarray, usable: np.ndarray, cfg: Vee
         group_start[starts] = starts
         group_start = np.maximum.accumulate(group_start)
     rank[order] = np.arange(len(order)) - group_start
-    kth = pd.Series(np.where((rank == cfg.spike_k - 1) & usable, value, np.nan))
-    kth_of_day = kth.groupby(day_key).transform("max").to_numpy()
-    with np.errstate(invalid="ignore"):
-        return usable & (value > cfg.spike_ratio * kth_of_day) & (value > cfg.spike_floor_kwh)
+    kth = pd.Series(np.where((rank == cfg.spike_k - 1) & basis, value, np.nan))
+    kth_of_day = kth.groupby(day_key).transform("max").to_numpy(dtype="float64")
+    limit = np.maximum(cfg.spike_ratio * kth_of_day, cfg.spike_floor_kwh)
+    return np.where(np.isnan(kth_of_day), np.inf, limit)
 
 
-def _register_mismatch(
-    grid: pd.DataFrame, meter_key: np.ndarray, value: np.ndarray, usable: np.ndarray, cfg: VeeConfig
+def plausible_interval_kwh(
+    day_key: np.ndarray, value: np.ndarray, basis: np.ndarray, cfg: VeeConfig
 ) -> np.ndarray:
-    """Adjacent readings whose register delta disagrees with the later interval's import energy."""
+    """Per row, the most import energy VEE takes as plausible for one interval of its meter-day: not a
+    `spike` of the day (`spike_limit` over the `basis` rows) and within `MAX_INTERVAL_KWH`. Register
+    movements are judged by it (`register_reset`, register scaling in `estimation.py`)."""
+    return np.minimum(spike_limit(day_key, value, basis, cfg), MAX_INTERVAL_KWH)
+
+
+def _spikes(day_key: np.ndarray, value: np.ndarray, usable: np.ndarray, cfg: VeeConfig) -> np.ndarray:
+    """Intervals above the day's spike limit (spike_ratio x its k-th highest usable interval, and the floor)."""
+    with np.errstate(invalid="ignore"):
+        return usable & (value > spike_limit(day_key, value, usable, cfg))
+
+
+def _register_checks(
+    grid: pd.DataFrame,
+    meter_key: np.ndarray,
+    value: np.ndarray,
+    usable: np.ndarray,
+    plausible: np.ndarray,
+    cfg: VeeConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(`register_mismatch`, `register_reset`) of the later of two adjacent usable readings of a meter
+    with registers: the register's movement disagrees with the interval's import energy; it went
+    backwards or moved further than the interval can plausibly use (`plausible`)."""
+    mismatch, reset = np.zeros(len(grid), dtype=bool), np.zeros(len(grid), dtype=bool)
+    if len(grid) < 2:
+        return mismatch, reset
     register = grid["register_kwh"].to_numpy(dtype="float64", na_value=np.nan)
     start = grid["reading_start"].to_numpy(dtype="datetime64[us]").astype("int64")
     step = grid["interval_minutes"].to_numpy(dtype="int64") * 60_000_000
-    out = np.zeros(len(grid), dtype=bool)
-    if len(grid) < 2:
-        return out
     adjacent = (meter_key[1:] == meter_key[:-1]) & (start[1:] == start[:-1] + step[:-1])
     both = adjacent & usable[1:] & usable[:-1] & ~np.isnan(register[1:]) & ~np.isnan(register[:-1])
     delta = register[1:] - register[:-1]
     expected = np.maximum(value[1:], 0.0)
     tolerance = np.maximum(cfg.register_tolerance_kwh, cfg.register_tolerance_share * np.abs(expected))
     with np.errstate(invalid="ignore"):
-        out[1:] = both & (np.abs(delta - expected) > tolerance)
-    return out
+        mismatch[1:] = both & (np.abs(delta - expected) > tolerance)
+        reset[1:] = both & ((delta < -cfg.register_tolerance_kwh) | (delta > plausible[1:]))
+    return mismatch, reset
 
 
 def _high_low(

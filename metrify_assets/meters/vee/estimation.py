@@ -12,6 +12,10 @@ intervals without a valid value between two valid anchors (time order, per meter
   run with no like-day history;
 - register scaling: when both anchors carry `register_kwh`, the run's estimates are scaled so they sum
   to the register's movement across the run (import energy; runs with export estimates are left).
+  Not when that movement is no plausible consumption for the run: the register went backwards, or a
+  scaled estimate would exceed its day's plausible interval energy (`catalogue.plausible_interval_kwh`:
+  a spike of the day, or above the record rules' maximum). That is a register reset, rollover or meter
+  exchange: the run keeps its unscaled estimates and records `register_reset` among its reasons.
 
 A day whose share of intervals to estimate exceeds `max_missing_share` is not estimated at all:
 its empty intervals stay `missing` (nothing read) or `failed` (read but rejected).
@@ -22,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metrify_assets.meters.vee.catalogue import CATALOGUE, VeeConfig
+from metrify_assets.meters.vee.catalogue import CATALOGUE, VeeConfig, plausible_interval_kwh
 from metrify_assets.meters.vee.grid import day_keys
 
 SERIES_COLUMNS = [
@@ -57,8 +61,9 @@ def _reasons(masks: pd.DataFrame) -> np.ndarray:
 
 def estimate(
     grid: pd.DataFrame, masks: pd.DataFrame, like_day: pd.DataFrame, config: VeeConfig
-) -> tuple[pd.DataFrame, pd.Series]:
-    """(series in SERIES_COLUMNS aligned to `grid`, estimation_skipped per meter-day key "meter|day")."""
+) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+    """(series in SERIES_COLUMNS aligned to `grid`, estimation_skipped per meter-day key "meter|day",
+    `masks` with `register_reset` also on the runs whose register movement was not plausible)."""
     cfg = config
     n = len(grid)
     value = grid["value"].to_numpy(dtype="float64", na_value=np.nan)
@@ -80,8 +85,10 @@ def estimate(
     skipped_days = share > cfg.max_missing_share
     target = wanted & ~pd.Series(day_key).map(skipped_days).to_numpy(dtype=bool)
 
-    est, method = _fill(grid, value, valid, target, like_day, cfg)
+    est, method, reset = _fill(grid, value, valid, target, like_day, cfg)
     estimated = target & ~np.isnan(est)
+    if reset.any():
+        masks = masks.assign(register_reset=masks["register_reset"].to_numpy() | reset)
 
     energy = np.where(valid, value, np.where(estimated, est, np.nan))
     # What was read: the stored value, else the value of a record quarantined for the interval.
@@ -127,7 +134,7 @@ def estimate(
         index=grid.index,
     )
     series["reading_start"] = pd.to_datetime(series["reading_start"], utc=True)
-    return series, skipped_days
+    return series, skipped_days, masks
 
 
 def _fill(
@@ -137,13 +144,14 @@ def _fill(
     target: np.ndarray,
     like_day: pd.DataFrame,
     cfg: VeeConfig,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Estimates and method names for the `target` rows (NaN where nothing could estimate them)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimates and method names for the `target` rows (NaN where nothing could estimate them), and
+    the rows whose run was not scaled to an implausible register movement."""
     n = len(grid)
     est = np.full(n, np.nan)
     method = np.full(n, "none", dtype=object)
     if not target.any():
-        return est, method
+        return est, method, np.zeros(n, dtype=bool)
     meter = pd.factorize(grid["meter_id"])[0]
     t = grid["reading_start"].dt.as_unit("us").astype("int64").to_numpy().astype("float64")
     idx = np.arange(n)
@@ -173,8 +181,12 @@ def _fill(
     method[use_like] = "like_day"
     est[use_flat] = np.where(has_left, value[li], value[ri])[use_flat]
     method[use_flat] = "flat_fill"
-    _scale_to_registers(grid, valid, target & ~np.isnan(est), both, li, ri, value, est, method)
-    return est, method
+    day_key = pd.factorize(day_keys(grid))[0]
+    plausible = plausible_interval_kwh(day_key, value, valid, cfg)
+    reset = _scale_to_registers(
+        grid, target & ~np.isnan(est), both, li, ri, value, est, method, plausible, cfg
+    )
+    return est, method, reset
 
 
 def _like_day_values(grid: pd.DataFrame, like_day: pd.DataFrame) -> np.ndarray:
@@ -196,7 +208,6 @@ def _like_day_values(grid: pd.DataFrame, like_day: pd.DataFrame) -> np.ndarray:
 
 def _scale_to_registers(
     grid: pd.DataFrame,
-    valid: np.ndarray,
     estimated: np.ndarray,
     both: np.ndarray,
     li: np.ndarray,
@@ -204,12 +215,16 @@ def _scale_to_registers(
     value: np.ndarray,
     est: np.ndarray,
     method: np.ndarray,
-) -> None:
-    """Scale each run's estimates to the register movement between its anchors (in place)."""
+    plausible: np.ndarray,
+    cfg: VeeConfig,
+) -> np.ndarray:
+    """Scale each run's estimates to the register movement between its anchors (in place), unless the
+    movement is no plausible consumption for the run -> the rows of the runs left unscaled for that."""
+    reset = np.zeros(len(grid), dtype=bool)
     register = grid["register_kwh"].to_numpy(dtype="float64", na_value=np.nan)
     rows = np.flatnonzero(estimated & both & ~np.isnan(register[li]) & ~np.isnan(register[ri]))
     if not len(rows):
-        return
+        return reset
     runs = pd.DataFrame({"row": rows, "run": li[rows], "est": est[rows], "span": ri[rows] - li[rows] - 1})
     runs["run_target"] = register[ri[rows]] - np.maximum(value[ri[rows]], 0.0) - register[li[rows]]
     per_run = runs.groupby("run").agg(
@@ -220,13 +235,21 @@ def _scale_to_registers(
         target=("run_target", "first"),
     )
     # Only runs estimated whole (no failed interval inside) and of import energy on both counts.
-    ok = (per_run["size"] == per_run["span"]) & (per_run["low"] >= 0) & (per_run["target"] >= 0)
-    runs = runs.join(per_run[ok][["total", "size", "target"]], on="run", how="inner")
+    whole = (per_run["size"] == per_run["span"]) & (per_run["low"] >= 0)
+    runs = runs.join(per_run[whole][["total", "size", "target"]], on="run", how="inner")
     if runs.empty:
-        return
+        return reset
     scaled = np.where(
         runs["total"] > 0, runs["est"] * runs["target"] / runs["total"], runs["target"] / runs["size"]
     )
     at = runs["row"].to_numpy()
-    est[at] = scaled
-    method[at] = method[at] + "+register_scaled"
+    # A register that went backwards, or a movement that would put an interval above what its day
+    # makes plausible, is a reset, rollover or meter exchange, not consumption: the run stays unscaled.
+    over = pd.Series(scaled > plausible[at]).groupby(runs["run"].to_numpy()).transform("any").to_numpy()
+    target = runs["target"].to_numpy()
+    implausible = (target < -cfg.register_tolerance_kwh) | over
+    reset[at[implausible]] = True
+    scale = ~implausible & (target >= 0)
+    est[at[scale]] = scaled[scale]
+    method[at[scale]] = method[at[scale]] + "+register_scaled"
+    return reset

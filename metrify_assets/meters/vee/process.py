@@ -136,7 +136,7 @@ def finish(validated: Validated, like_day: pd.DataFrame, config: VeeConfig) -> V
     grid, masks = validated.grid, validated.masks
     if like_day.empty:
         like_day = pd.DataFrame(columns=LIKE_DAY_COLUMNS)
-    series, skipped = estimate(grid, masks, like_day, config)
+    series, skipped, masks = estimate(grid, masks, like_day, config)
     in_run = ((grid["local_date"] >= validated.first) & (grid["local_date"] <= validated.last)).to_numpy()
     flagged = severity_mask(masks, config, "flag")
     days = summarise_days(grid[in_run], series[in_run], skipped, flagged[in_run], config)

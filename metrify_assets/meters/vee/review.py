@@ -21,6 +21,10 @@ from metrify_assets.storage.audit import Caller
 VERDICTS = ("approve", "reject")
 
 
+class SeriesNotWrittenError(review.ReviewError):
+    """The decision stands, but the meter-day's re-run VEE series failed its GX suite: not written."""
+
+
 @dataclass(frozen=True)
 class Decided:
     item: review.ReviewItem
@@ -40,7 +44,9 @@ def decide(
     caller: Caller | None = None,
 ) -> Decided:
     """Approve or reject the item, then re-run VEE for a meter reading's meter-day. Raises
-    `review.ReviewError` (or its `UnknownItemError`) for a decision that cannot be made."""
+    `review.ReviewError` (or its `UnknownItemError`) for a decision that cannot be made, and
+    `SeriesNotWrittenError` when the decision was recorded but the meter-day's new series failed the
+    GX suite `vee_meter_readings` and was not written (the series stored before stays)."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
     make = review.approve if verdict == "approve" else review.reject
@@ -50,6 +56,12 @@ def decide(
     meter_id, start = item.record_key.split("|", 1)
     at = pd.Timestamp(start)
     run = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache, caller=caller)
+    if not run.written:
+        failed = ", ".join(f"{e.expectation_type}({e.column})" for e in run.suite.failed)
+        raise SeriesNotWrittenError(
+            f"the {item.status} decision is recorded, but the VEE series of {meter_id}'s day failed the GX "
+            f"suite {run.suite.suite_name} ({failed}) and was not written; the series stored before stays"
+        )
     series = run.result.series
     interval = series[series["reading_start"] == at.tz_convert("UTC")]
     if not len(interval):

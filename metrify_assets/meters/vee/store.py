@@ -8,6 +8,10 @@ The write is one transaction; a run of many meter-days makes several, one per gr
 status, value, method or editor differs from what is stored (or, the first time, where it is not
 `actual` or `missing`), so re-running VEE on unchanged input changes nothing. Once it commits, the
 cached results of the meters it wrote move to a new generation (docs/api.md#cache).
+
+The GX suite `vee_meter_readings` guards the write: each group's series is validated in memory
+first, and a series that fails it is not written (nor its days, nor audit rows): what was stored
+for those meters and days stays, and the caller reports the failure.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from metrify_assets.meters.vee.process import (
     meter_groups,
     validate_days,
 )
+from metrify_assets.quality import gx
 from metrify_assets.resources.cache import Cache
 from metrify_assets.storage.audit import Caller
 from metrify_assets.storage.frames import read_frame
@@ -43,11 +48,16 @@ STORED = (
 )
 
 
+SUITE = "vee_meter_readings"  # the GX suite every series passes before it is written
+
+
 @dataclass(frozen=True)
 class VeeRun:
     result: VeeResult
     audit_rows: int
     unplaced: Mapping[str, int]  # per batch: quarantined meter readings with no usable meter and time
+    suite: gx.SuiteResult  # SUITE on `result.series`, validated before the write
+    written: bool  # False when the suite failed: nothing of the run was stored
 
     @property
     def unplaced_quarantined(self) -> int:
@@ -260,8 +270,8 @@ def run_days(
     caller: Caller | None = None,
     reviewed: Reviewed | None = None,
 ) -> VeeRun:
-    """VEE the local days `first`..`last` (of `meter_ids`, default all) and store the outcome;
-    `caller`: the person whose edit this run applies (a reviewer), for the audit log; `reviewed`:
+    """VEE the local days `first`..`last` (of `meter_ids`, default all) and store the outcome if its
+    series passes the GX suite (`VeeRun.written`; else nothing is written); `caller`: the person whose edit this run applies (a reviewer), for the audit log; `reviewed`:
     `read_reviewed` of these days, when the caller runs them in several groups of meters."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     reviewed = reviewed if reviewed is not None else read_reviewed(conn, first, last)
@@ -269,8 +279,11 @@ def run_days(
     history = read_history(conn, first, config, meter_ids)
     validated = validate_days(candidates, read_meters(conn, meter_ids), first, last, now, history, config)
     result = finish(validated, read_like_days(conn, like_day_requests(validated, config), config), config)
+    suite = gx.validate(SUITE, result.series)  # the guard, on the frame before anything is written
+    if not suite.success:
+        return VeeRun(result, 0, reviewed.unplaced, suite, written=False)
     audit = write(conn, result, first, last, config.rule_version, run_id, meter_ids, cache, caller)
-    return VeeRun(result, audit, reviewed.unplaced)
+    return VeeRun(result, audit, reviewed.unplaced, suite, written=True)
 
 
 @dataclass(frozen=True)

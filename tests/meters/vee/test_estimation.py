@@ -163,3 +163,47 @@ def test_energy_split_counts_reviewer_estimates_as_estimated() -> None:
     assert day["edited_intervals"] == 1
     assert day["estimated_kwh"] == pytest.approx(ramp()[20])
     assert day["actual_kwh"] == pytest.approx(float(ramp().sum() - ramp()[20]))
+
+
+def test_a_register_reset_is_not_scaled_into_the_estimates_and_says_why() -> None:
+    """A register that restarts at another value (a second simulation, a rollover, a meter exchange)
+    moves by no consumption: estimates across it stay unscaled, with `register_reset` as the reason.
+    A spike with a sane register is still scaled to it."""
+    true = ramp()
+    cands = with_neighbours(true, register_from=417_541.0)
+    after = cands.index >= 96 + 30
+    cands.loc[after, "register_kwh"] += 42_711.0  # restarts higher at interval 30 (adjacent readings)
+    later = cands.index >= 96 + 62
+    cands.loc[later, "register_kwh"] -= 460_000.0  # and back below zero-ish: a meter exchange at 62
+    cands = cands.drop(index=range(96 + 60, 96 + 64))  # ... inside a 4-interval gap
+    cands.loc[96 + 80, "energy_kwh"] = 25.0  # a spike: the register is right, scaling fixes it
+    result = vee(cands)
+    series = result.series
+    plausible = 4.0 * np.sort(true)[-3]  # spike_ratio x the day's 3rd highest interval
+    assert series["energy_kwh"].max() <= plausible
+    reset = series.iloc[30]
+    assert (reset["status"], reset["method"]) == ("estimated", "linear_interpolation")
+    assert reset["reasons"] == "register_mismatch,register_reset"
+    assert reset["energy_kwh"] == pytest.approx(true[30])
+    gap = series.iloc[60:64]
+    assert set(gap["method"]) == {"linear_interpolation"} and set(gap["reasons"]) == {"gap,register_reset"}
+    assert gap["energy_kwh"].to_numpy() == pytest.approx(true[60:64])
+    spike = series.iloc[80]
+    assert (
+        spike["method"] == "linear_interpolation+register_scaled" and "register_reset" not in spike["reasons"]
+    )
+    assert spike["energy_kwh"] == pytest.approx(true[80], abs=1e-6)
+    assert result.reason_counts()["register_reset"] == 5
+    assert result.days.iloc[0]["billing_ready"]
+
+
+def test_a_register_jump_within_the_record_rules_maximum_is_still_no_plausible_consumption() -> None:
+    """+500 kWh across one quarter-hour is below the 1000 kWh the record rules allow an interval, but
+    a spike for a meter whose intervals hold 1 kWh: not scaled. Without spike history (fewer than
+    spike_k valid intervals) the record rules' maximum alone bounds it."""
+    cands = with_neighbours(ramp(), register_from=1000.0)
+    cands.loc[cands.index >= 96 + 50, "register_kwh"] += 500.0
+    series = vee(cands).series
+    assert series.iloc[50]["method"] == "linear_interpolation"
+    assert "register_reset" in series.iloc[50]["reasons"]
+    assert series["energy_kwh"].max() < 2.0

@@ -17,7 +17,7 @@ from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.meters.vee.assets import vee_meter_readings
 from metrify_assets.meters.vee.catalogue import VeeConfig
-from metrify_assets.meters.vee.review import decide
+from metrify_assets.meters.vee.review import SeriesNotWrittenError, decide
 from metrify_assets.meters.vee.store import DAYS_WRITE, run_days, run_in_groups
 from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource, RedisResource
@@ -348,3 +348,139 @@ def test_unplaced_records_count_once_per_batch_across_the_stretches_of_a_run(
     meta = {k: v.value for k, v in _vee_backfill(pg_resource, days[0], days[2]).metadata.items()}
     assert meta["unplaced_quarantined"] == 3
     assert {r[0] for r in _stored_vee(pg)[1]} == {"M0", "M2"}  # the archived day's meter-day: not VEE'd
+
+
+def register_day(meter: str, day: date, register_from: float, seed: int = 0) -> tuple[list[dict], np.ndarray]:
+    """A day of readings with the import register ending each interval; the records and the energies."""
+    rng = np.random.default_rng(seed)
+    energy = np.round(0.2 + 0.3 * rng.random(96), 4)
+    register = register_from + np.cumsum(energy)
+    start = pd.Timestamp(day.isoformat(), tz="UTC")
+    records = [
+        {
+            "meter_id": meter,
+            "reading_start": (start + pd.Timedelta(minutes=15 * i)).isoformat(),
+            "interval_minutes": 15,
+            "energy_kwh": float(energy[i]),
+            "register_kwh": round(float(register[i]), 4),
+        }
+        for i in range(96)
+    ]
+    return records, energy
+
+
+def test_a_register_that_restarts_mid_series_gives_plausible_estimates_with_the_reason(
+    pg: psycopg.Connection, pg_resource: PostgresResource, lake: Lake
+) -> None:
+    """The trial's case: a second simulation restarts the registers at another value. M1's register
+    jumps +42,711 kWh between two adjacent readings (was: that reading estimated at 42,711 kWh, the
+    suite failed after the write and every later run on it); M2's goes back to near zero inside a gap
+    (a meter exchange). Both keep unscaled estimates, recorded as `register_reset`, and the run passes."""
+    m1, e1 = register_day("M1", DAY, 417_541.0, seed=1)
+    for r in m1[48:]:
+        r["register_kwh"] += 42_711.0
+    m2, e2 = register_day("M2", DAY, 9_000.0, seed=2)
+    for r in m2[60:]:
+        r["register_kwh"] -= 8_990.0
+    m2 = [r for i, r in enumerate(m2) if i not in (58, 59, 60, 61)]
+    ingest(pg, lake, "b1", [json.dumps(r) for r in m1 + m2])
+    result = dg.materialize(
+        [vee_meter_readings],
+        resources={"postgres": pg_resource, "redis": RedisResource()},
+        partition_key=DAY.isoformat(),
+    )
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    rows = pd.DataFrame(series(pg), columns=["meter", "start", "kwh", "status", "method", "reasons", "by"])
+    # No interval above the bound VEE holds an interval to: below each day's spike limit (4 x its
+    # 3rd highest interval), so far under the 1000 kWh of the record rules and the suite.
+    for meter, energy in (("M1", e1), ("M2", e2)):
+        stored = rows[rows["meter"] == meter]["kwh"].astype(float)
+        assert stored.max() <= 4.0 * np.sort(energy)[-3]
+    rows["slot"] = rows["start"].dt.hour * 4 + rows["start"].dt.minute // 15
+    estimated = rows[rows["status"] == "estimated"].set_index(["meter", "slot"])
+    assert estimated.index.tolist() == [("M1", 48), ("M2", 58), ("M2", 59), ("M2", 60), ("M2", 61)]
+    assert set(estimated["method"]) == {"linear_interpolation"}
+    assert estimated.loc[("M1", 48), "reasons"] == "register_mismatch,register_reset"
+    assert set(estimated.loc["M2", "reasons"]) == {"gap,register_reset"}
+    assert float(estimated.loc[("M1", 48), "kwh"]) == pytest.approx((e1[47] + e1[49]) / 2, abs=1e-4)
+    trail = pg.execute(
+        "SELECT meter_id, reason, value_after FROM ops.vee_audit ORDER BY 1, reading_start"
+    ).fetchall()
+    assert [(m, reason) for m, reason, _ in trail] == [
+        ("M1", "register_mismatch,register_reset"),
+        *[("M2", "gap,register_reset")] * 4,
+    ]
+    assert pg.execute(
+        "SELECT count(*) FILTER (WHERE billing_ready), count(*) FROM ops.vee_days"
+    ).fetchone() == (2, 2)
+
+
+def test_a_series_that_fails_the_suite_is_not_stored(
+    pg: psycopg.Connection, pg_resource: PostgresResource, lake: Lake
+) -> None:
+    """The guard runs on each group's series before it is written: a failing group writes nothing (its
+    series, days and billing readiness stay as stored before), the groups that pass are written, and
+    the run fails naming what was not written."""
+    ingest(pg, lake, "b1", day_messages("M1", DAY, skip={5}) + day_messages("M2", DAY, seed=3)[:2])
+
+    def run() -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [vee_meter_readings],
+            resources={"postgres": pg_resource, "redis": RedisResource()},
+            partition_key=DAY.isoformat(),
+            run_config={"ops": {"vee_meter_readings": {"config": {"meter_days_per_group": 1}}}},
+            raise_on_error=False,
+        )
+
+    assert run().success
+    m2_before = [r for r in series(pg) if r[0] == "M2"]
+    days_before = pg.execute(f"SELECT {DAYS_WRITE} FROM ops.vee_days WHERE meter_id = 'M2'").fetchall()
+    trail_before = audit(pg)
+    # A reading no record rule would let in (5,000 kWh in a quarter-hour), stored by a path that
+    # bypassed them; M2 sent two readings, too few for a spike limit, so VEE keeps it as read.
+    pg.execute(
+        "UPDATE ops.meter_readings SET energy_kwh = 5000 WHERE meter_id = 'M2' AND reading_start = %s",
+        (pd.Timestamp(DAY.isoformat(), tz="UTC").to_pydatetime(),),
+    )
+    pg.commit()
+    ingest(pg, lake, "b2", [day_messages("M1", DAY)[5]], version=2)  # M1's missing reading arrives
+    failed = run()
+    assert not failed.success
+    (failure,) = [e for e in failed.all_events if e.is_step_failure]
+    assert "not written" in str(failure.event_specific_data) and "M2 .. M2" in str(
+        failure.event_specific_data
+    )
+    assert [r for r in series(pg) if r[0] == "M2"] == m2_before  # nothing of the failing group stored
+    assert max(float(r[2]) for r in m2_before if r[2] is not None) < 1
+    assert (
+        pg.execute(f"SELECT {DAYS_WRITE} FROM ops.vee_days WHERE meter_id = 'M2'").fetchall() == days_before
+    )
+    assert [a for a in audit(pg) if a[5] == 5000] == []
+    m1 = [r for r in series(pg) if r[0] == "M1"]
+    assert [r[3] for r in m1].count("actual") == 96  # the passing group was written: its late actual
+    assert len(audit(pg)) == len(trail_before) + 1  # M1: estimated -> actual
+
+
+def test_a_reviewers_decision_does_not_store_a_series_that_fails_the_suite(
+    pg: psycopg.Connection, lake: Lake
+) -> None:
+    """The reviewer's re-run of VEE is guarded as the asset is: the decision stands, the failing
+    series is not written, and the caller gets the error (the CLI prints it, the API answers 409)."""
+    messages = day_messages("M2", DAY, seed=3)[:2]
+    messages[0] = json.dumps({**json.loads(messages[0]), "voltage_v": 262.0})  # flagged for review
+    ingest(pg, lake, "b1", messages)
+    run_days(pg, DAY, DAY, CFG, now=NOW)
+    before, trail = series(pg), audit(pg)
+    second = pd.Timestamp(DAY.isoformat(), tz="UTC") + pd.Timedelta(minutes=15)
+    pg.execute(
+        "UPDATE ops.meter_readings SET energy_kwh = 5000 WHERE meter_id = 'M2' AND reading_start = %s",
+        (second.to_pydatetime(),),
+    )
+    pg.commit()
+    (item,) = review.list_items(pg)
+    with pytest.raises(SeriesNotWrittenError, match=r"approved decision is recorded.*not written"):
+        decide(pg, "approve", item.batch_id, item.record_index, by="ana", note="tap change")
+    assert review.get_item(pg, item.batch_id, item.record_index).status == "approved"
+    assert series(pg) == before and audit(pg) == trail
