@@ -30,3 +30,16 @@
     ({{ z }} + {{ g1 }} / {{ v }} + {{ g2 }} / ({{ v }} * {{ v }}) + {{ g3 }} / ({{ v }} * {{ v }} * {{ v }})
      + {{ g4 }} / ({{ v }} * {{ v }} * {{ v }} * {{ v }}))
 {%- endmacro %}
+
+{#- A sum of energies that does not depend on the order the rows are added in. A float sum does, and
+    PostgreSQL adds in scan order, which an incremental rebuild changes: a day's kWh changed in its last
+    digits from one build to the next (69.10920000000002, then 69.10920000000003). The values are added
+    as decimals (12 places; VEE's series carries 6) and the total is a float again. -#}
+{% macro exact_sum(expression) -%}
+    cast(sum(cast({{ expression }} as numeric(38, 12))) as {{ dbt.type_float() }})
+{%- endmacro %}
+
+{#- a - b for energies, in decimals as `exact_sum` adds them: 0.3 - 0.1 is 0.2, not 0.19999999999999998. -#}
+{% macro exact_difference(a, b) -%}
+    cast(cast({{ a }} as numeric(38, 12)) - cast({{ b }} as numeric(38, 12)) as {{ dbt.type_float() }})
+{%- endmacro %}

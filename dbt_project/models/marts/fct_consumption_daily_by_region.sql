@@ -8,11 +8,11 @@ select
     count(*) as meter_count,
     -- bigint on PostgreSQL and Snowflake, a double on fakesnow (it casts sum's argument to double)
     cast(sum(case when billing_ready then 1 else 0 end) as {{ dbt.type_bigint() }}) as billing_ready_meters,
-    sum(kwh_import) as kwh_import,
-    sum(kwh_export) as kwh_export,
-    sum(net_kwh) as net_kwh,
-    sum(kwh_actual) as kwh_actual,
-    sum(kwh_estimated) as kwh_estimated,
+    {{ exact_sum('kwh_import') }} as kwh_import,
+    {{ exact_sum('kwh_export') }} as kwh_export,
+    {{ exact_sum('net_kwh') }} as net_kwh,
+    {{ exact_sum('kwh_actual') }} as kwh_actual,
+    {{ exact_sum('kwh_estimated') }} as kwh_estimated,
     avg(completeness) as avg_completeness
 from {{ ref('fct_consumption_daily') }}
 group by coalesce(region, 'unknown'), coalesce(segment, 'unknown'), local_date

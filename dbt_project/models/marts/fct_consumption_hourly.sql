@@ -22,7 +22,7 @@ select
     h.local_hour,
     h.kwh_import,
     h.kwh_export,
-    h.kwh_import - h.kwh_export as net_kwh,
+    {{ exact_difference('h.kwh_import', 'h.kwh_export') }} as net_kwh,
     h.interval_count,
     -- a sum of integers: bigint on PostgreSQL and Snowflake, a double on fakesnow
     cast(h.estimated_intervals as {{ dbt.type_bigint() }}) as estimated_intervals,

@@ -25,8 +25,8 @@ with consumption as (
         d.segment,
         d.local_date,
         count(distinct d.meter_id) as meter_count,
-        sum(d.kwh_import) as kwh_import,
-        sum(d.net_kwh) as net_kwh
+        {{ exact_sum('d.kwh_import') }} as kwh_import,
+        {{ exact_sum('d.net_kwh') }} as net_kwh
     from {{ ref('fct_consumption_daily') }} as d
     where d.region is not null and d.interval_count > 0
         and {{ in_partition_window('d.local_date', days_before=1, days_after=1) }}
