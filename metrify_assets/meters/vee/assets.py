@@ -23,7 +23,7 @@ from metrify_assets.meters.vee.process import METER_DAYS_PER_GROUP, VeeTotals
 from metrify_assets.meters.vee.store import SUITE, run_in_groups
 from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, partition_days
 from metrify_assets.quality import gx
-from metrify_assets.quality.checks import suite_check_result
+from metrify_assets.quality.checks import failure_summary, suite_check_result
 from metrify_assets.resources import PostgresResource, RedisResource
 from metrify_assets.teams import METER_DATA, owner
 
@@ -124,8 +124,7 @@ def vee_meter_readings(
                         refused.append(f"{a}..{b} {ids[0]} .. {ids[-1]} ({len(ids)} meters)")
                         context.log.error(
                             f"VEE {a}..{b}: group {group.number}/{group.of} ({ids[0]} .. {ids[-1]}) failed the "
-                            f"vee_meter_readings suite and was not written: "
-                            f"{', '.join(_failed(run.suite))}"
+                            f"vee_meter_readings suite and was not written: {failure_summary(run.suite)}"
                         )
                     if group.of > 1:
                         ids = group.meter_ids
@@ -143,7 +142,8 @@ def vee_meter_readings(
     if not suite.success:
         raise dg.Failure(
             f"vee_meter_readings suite failed; not written (series, days, audit): {'; '.join(refused)}. "
-            f"{check.metadata}",
+            f"{failure_summary(suite)}",
+            metadata=check.metadata,
             allow_retries=False,
         )
     statuses = totals.status_counts()
@@ -181,15 +181,6 @@ def archived_days(conn: psycopg.Connection, first: date, last: date) -> list[dat
         (first, last),
     ).fetchall()
     return [d for (d,) in rows]
-
-
-def _failed(suite: gx.SuiteResult) -> list[str]:
-    """`expectation(column): n unexpected` of each failed expectation."""
-    return [
-        f"{e.expectation_type}({e.column}): {e.unexpected_count if e.unexpected_count is not None else '?'} "
-        "unexpected"
-        for e in suite.failed
-    ]
 
 
 def empty_series() -> pd.DataFrame:
