@@ -24,6 +24,7 @@ from metrify_assets.forecasting.store import MODEL_PREFIX, save
 from metrify_assets.forecasting.writes import ACTUAL_COLUMNS, write_actuals, write_forecasts
 from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.meters.days import days_between
+from metrify_assets.meters.vee.assets import archived_days
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.teams import DATA_SCIENCE, owner
@@ -112,8 +113,8 @@ def winners_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFram
                 "region": region,
                 "segment": segment,
                 "day": result.day.isoformat(),
-                "chosen": result.winner,
-                "why": result.basis,
+                "chosen": NOT_SCORED if result.skipped else result.winner,
+                "why": result.skipped or result.basis,
                 **{f"mae {m}": f"{float(mae[m]):.3f}" if m in mae else NOT_SCORED for m in bt.METHODS},
                 "model interval widening kWh": (
                     f"{result.margin_kwh:.3f}" if result.winner == bt.MODEL else NOT_SCORED
@@ -121,6 +122,16 @@ def winners_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFram
             }
         )
     return pd.DataFrame(records)
+
+
+def skipped_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFrame:
+    """Per series and forecast day that got no forecast at all: why (`SeriesForecast.skipped`)."""
+    records = [
+        {"region": region, "segment": segment, "day": result.day.isoformat(), "why": result.skipped}
+        for region, segment, result in results
+        if result.skipped
+    ]
+    return pd.DataFrame(records, columns=["region", "segment", "day", "why"])
 
 
 @dg.asset(
@@ -148,7 +159,9 @@ def winners_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFram
             asset="load_forecast",
             description="Every quarter-hour of every series' forecast day has a value from the chosen method "
             "in ops.load_forecasts. A failure (selected_without_value > 0) means some series have gaps in "
-            "their forecast; the rows that have values are written and the run goes on.",
+            "their forecast; the rows that have values are written and the run goes on. A series-day no method "
+            "could forecast (series_days_skipped: no load yesterday nor on the same weekday of the last 4 weeks, "
+            "too little to fit the model) counts its whole day.",
         )
     ],
     retry_policy=RETRY_POLICY,
@@ -165,7 +178,16 @@ def load_forecast(
     results: list[tuple[str, str, SeriesForecast]] = []
     forecasts, backtests = [], []
     with postgres.connect() as conn:
+        archived = archived_days(conn, first, last)
+        if archived:
+            context.log.warning(
+                f"{len(archived)} days of the run left PostgreSQL ({archived[0]} .. {archived[-1]}): skipped, "
+                "their actuals and the forecasts they made stand; restore them (`metrify restore --dataset "
+                "meter_readings --from ... --to ...`) to forecast from them again"
+            )
         for issued in days_between(first, last):
+            if issued in archived:
+                continue
             day = issued + timedelta(days=1)
             start = day - timedelta(days=config.window_days + config.backtest_days)
             found = read_series(conn, start, issued, config.holiday_country)
@@ -174,30 +196,43 @@ def load_forecast(
                 found, day, config.window_days, config.backtest_days, config.refit_days, config.workers
             )
             for (region, segment), result in made.items():
+                results.append((region, segment, result))
+                if result.skipped:  # nothing to write: what an earlier run stored for the day stands
+                    continue
                 info = save(store, result, region, segment, config.window_days)
                 forecasts.append(forecast_rows(result, region, segment, info["versions"]))
                 backtests.append(backtest_rows(result, region, segment, info["versions"]))
-                results.append((region, segment, result))
         if forecasts:
             write_forecasts(
                 conn, pd.concat(forecasts, ignore_index=True), pd.concat(backtests, ignore_index=True)
             )
     rows = pd.concat(forecasts, ignore_index=True) if forecasts else pd.DataFrame()
     selected = rows[rows["selected"]] if len(rows) else rows
+    charted = selected[selected["p50_kwh"].notna()] if len(selected) else selected
     without_value = sum(result.unforecast for _, _, result in results)
     winners = winners_table(results)
+    skipped = skipped_table(results)
+    if len(skipped):
+        context.log.warning(
+            f"{len(skipped)} series-days without a forecast (no method had the history): "
+            + "; ".join(f"{r.region}/{r.segment} {r.day}: {r.why}" for r in skipped.itertuples())
+        )
     # A win is a backtest's choice; a young series' default (persistence) is counted apart.
-    wins = Counter(result.winner for _, _, result in results if bt.compared(result.summary))
-    by_default = Counter(result.winner for _, _, result in results if not bt.compared(result.summary))
+    # A skipped series-day (no forecast) counts in neither.
+    chosen = [result for _, _, result in results if not result.skipped]
+    wins = Counter(result.winner for result in chosen if bt.compared(result.summary))
+    by_default = Counter(result.winner for result in chosen if not bt.compared(result.summary))
     context.log.info(
         f"forecast {len(results)} series-days for {first + timedelta(days=1)}..{last + timedelta(days=1)}: "
-        f"chosen by backtest {dict(wins)}, by default (under {bt.COMPARE_DAYS} days of history) {dict(by_default)}"
+        f"chosen by backtest {dict(wins)}, by default (under {bt.COMPARE_DAYS} days of history) {dict(by_default)}, "
+        f"without a forecast {len(skipped)}"
     )
     check = dg.AssetCheckResult(
         check_name="load_forecast_complete",
         passed=without_value == 0,
         metadata={
             "series_days": dg.MetadataValue.int(len(results)),
+            "series_days_skipped": dg.MetadataValue.int(len(skipped)),
             "rows": dg.MetadataValue.int(len(rows)),
             "selected_rows": dg.MetadataValue.int(len(selected)),
             "selected_without_value": dg.MetadataValue.int(without_value),
@@ -210,6 +245,11 @@ def load_forecast(
                 f"{first + timedelta(days=1)} .. {last + timedelta(days=1)}"
             ),
             "series_days": dg.MetadataValue.int(len(results)),
+            "series_days_skipped": dg.MetadataValue.int(len(skipped)),
+            "skipped": dg.MetadataValue.md(markdown_table(skipped) if len(skipped) else "none"),
+            "partitions_skipped": dg.MetadataValue.text(
+                ", ".join(d.isoformat() for d in archived) if archived else "none"
+            ),
             "rows": dg.MetadataValue.int(len(rows)),
             **{f"wins_{method}": dg.MetadataValue.int(wins[method]) for method in bt.METHODS},
             "chosen_by_default": dg.MetadataValue.int(sum(by_default.values())),
@@ -217,8 +257,8 @@ def load_forecast(
                 markdown_table(winners) if len(winners) else "no series with data"
             ),
             **(
-                {"chart": dg.MetadataValue.md(png_markdown(forecast_chart_png(selected), "forecast day"))}
-                if len(selected)
+                {"chart": dg.MetadataValue.md(png_markdown(forecast_chart_png(charted), "forecast day"))}
+                if len(charted)
                 else {}
             ),
         },

@@ -39,6 +39,21 @@ MAPE_FLOOR_SHARE = 0.05
 METRICS = ["n", "mae", "mape", "smape", "coverage"]
 
 
+def no_forecasts() -> pd.DataFrame:
+    """FORECAST_COLUMNS without rows, typed as a day's forecasts are: concatenated with other series'
+    rows, the quantiles stay float64 (an untyped empty frame made them object, which matplotlib and
+    numpy's isfinite refuse)."""
+    return pd.DataFrame(
+        {
+            "reading_start": pd.Series(dtype="datetime64[ns, UTC]"),
+            "local_date": pd.Series(dtype=object),
+            "horizon_hour": pd.Series(dtype="int64"),
+            "method": pd.Series(dtype=object),
+            **{q: pd.Series(dtype="float64") for q in ("p10", "p50", "p90")},
+        }
+    )
+
+
 @dataclass(frozen=True)
 class DayForecast:
     """A day's forecasts by every method that could make one (FORECAST_COLUMNS), the model fitted
@@ -77,7 +92,7 @@ def _forecasts(
                 continue
         frames.append(target[FORECAST_COLUMNS[:3]].assign(method=method).join(predicted))
     if not frames:
-        return pd.DataFrame(columns=FORECAST_COLUMNS)
+        return no_forecasts()
     return pd.concat(frames, ignore_index=True)
 
 
@@ -110,7 +125,7 @@ def backtest(
     (calibration.py); `margin` says by how much.
     """
     if not origins:
-        return pd.DataFrame(columns=[*FORECAST_COLUMNS, "margin", "actual"])
+        return no_forecasts().assign(margin=pd.Series(dtype="float64"), actual=pd.Series(dtype="float64"))
     ordered = sorted(origins)
     first = ordered[0] - timedelta(days=window_days)
     rows = features.build(series, days_between(first, ordered[-1]))
@@ -130,7 +145,7 @@ def backtest(
         past = np.concatenate([past, calibration.scores(day_frame)])
         frames.append(day_frame)
     if not frames:
-        return pd.DataFrame(columns=[*FORECAST_COLUMNS, "margin", "actual"])
+        return no_forecasts().assign(margin=pd.Series(dtype="float64"), actual=pd.Series(dtype="float64"))
     return pd.concat(frames, ignore_index=True)
 
 

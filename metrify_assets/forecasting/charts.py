@@ -3,6 +3,7 @@ P10..P90 band over the local day (matplotlib, headless, imported on first use)."
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from metrify_assets.metadata import figure_png, pyplot
@@ -10,11 +11,18 @@ from metrify_assets.metadata import figure_png, pyplot
 MAX_SERIES = 6  # the largest by forecast energy; the metadata table lists every series
 
 
+def _kwh(values: pd.Series) -> np.ndarray:
+    """Values as float64, NaN where null: a column of object dtype (None beside floats) is refused by
+    matplotlib's masking (numpy's isfinite)."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+
+
 def forecast_chart_png(selected: pd.DataFrame) -> bytes:
     """Small multiples of `selected` (the chosen rows: region, segment, local_date, horizon_hour,
     reading_start, method, p10_kwh, p50_kwh, p90_kwh) for its newest forecast day."""
     day = selected[selected["local_date"] == selected["local_date"].max()]
-    totals = day.groupby(["region", "segment"])["p50_kwh"].sum().sort_values(ascending=False)
+    energy = pd.Series(_kwh(day["p50_kwh"]), index=day.index)
+    totals = energy.groupby([day["region"], day["segment"]]).sum().sort_values(ascending=False)
     keys = list(totals.index[:MAX_SERIES])
     columns = min(3, max(1, len(keys)))
     rows = -(-max(1, len(keys)) // columns)
@@ -24,8 +32,9 @@ def forecast_chart_png(selected: pd.DataFrame) -> bytes:
         hours = rows_of["horizon_hour"].to_numpy() + (
             pd.to_datetime(rows_of["reading_start"]).dt.minute.to_numpy() / 60
         )
-        ax.fill_between(hours, rows_of["p10_kwh"], rows_of["p90_kwh"], color="#9ecae1", label="P10..P90")
-        ax.plot(hours, rows_of["p50_kwh"], color="#08519c", linewidth=1.2, label="P50")
+        p10, p50, p90 = (_kwh(rows_of[c]) for c in ("p10_kwh", "p50_kwh", "p90_kwh"))
+        ax.fill_between(hours, p10, p90, color="#9ecae1", label="P10..P90")
+        ax.plot(hours, p50, color="#08519c", linewidth=1.2, label="P50")
         ax.axhline(0.0, color="#999999", linewidth=0.5)
         ax.set_title(f"{region} / {segment} ({rows_of['method'].iloc[0]})", fontsize=8)
         ax.set_xlabel("hours from local midnight", fontsize=7)

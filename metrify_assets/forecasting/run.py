@@ -17,6 +17,8 @@ import pandas as pd
 
 from metrify_assets.forecasting import backtest as bt
 from metrify_assets.forecasting import calibration
+from metrify_assets.forecasting import model as quantile_model
+from metrify_assets.forecasting.features import WEEKS
 from metrify_assets.forecasting.series import LoadSeries
 
 BACKTEST_DAYS = 7
@@ -53,6 +55,25 @@ class SeriesForecast:
     def basis(self) -> str:
         """Why the chosen method: `bt.basis` of this series' backtest."""
         return bt.basis(self.summary, self.winner, self.origins, self.history_days)
+
+    @property
+    def skipped(self) -> str | None:
+        """Why the day has no forecast at all (None where the chosen method has a P50 for at least one
+        quarter-hour): no method had the history, as on a sparse or gappy series. The run writes
+        nothing for such a series-day (what an earlier run stored for it stands) and names it with
+        this reason in its metadata."""
+        if self.selected["p50"].notna().any():
+            return None
+        before = [d for d in self.series.local_days() if d < self.day]
+        last = f"last load on {before[-1]}" if before else "no load before it"
+        yesterday = self.day - timedelta(days=1)
+        weeks = [self.day - timedelta(days=7 * k) for k in (1, WEEKS)]
+        return (
+            f"no forecast: no load on {yesterday} (persistence) nor on the same weekday of the {WEEKS} "
+            f"weeks before ({weeks[0]} .. {weeks[1]}: seasonal naive, weekday mean), and "
+            f"{self.forecast.training_rows} of the {quantile_model.MIN_TRAINING_ROWS} training rows the "
+            f"model needs; {last}"
+        )
 
     @property
     def unforecast(self) -> int:

@@ -1,6 +1,10 @@
 """Writing a run's forecasts and backtests into `ops.load_forecasts` and `ops.load_forecast_backtests`,
-and the series' actuals into `ops.load_actuals` (migration 0016): a series' day written again
-replaces its rows, in one transaction."""
+and the series' actuals into `ops.load_actuals` (migration 0016), as idempotent merges in one
+transaction: each series' day (region, segment, local_date) the run recomputed is replaced whole
+(rows it no longer makes go, e.g. a method that cannot forecast the day any more), every other day's
+rows stay, and so do those of a series-day the run had no data to recompute (the caller gives no
+rows for it). The new rows are merged on each table's primary key, so a row already stored under the same
+key on another local day (a series whose timezone changed) is taken over rather than duplicated."""
 
 from __future__ import annotations
 
@@ -39,6 +43,13 @@ BACKTEST_COLUMNS = [
 ]
 
 ACTUAL_COLUMNS = ["region", "segment", "reading_start", "local_date", "energy_kwh"]
+SERIES_DAY = ["region", "segment", "local_date"]
+# Each table's primary key (migration 0016) and the column stamped with the time of the write.
+KEYS = {
+    "load_forecasts": (["region", "segment", "reading_start", "method"], "forecast_at"),
+    "load_forecast_backtests": (["region", "segment", "local_date", "method"], "forecast_at"),
+    "load_actuals": (["region", "segment", "reading_start"], "loaded_at"),
+}
 
 
 def _rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
@@ -46,34 +57,54 @@ def _rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     return list(clean.itertuples(index=False, name=None))
 
 
+def series_days(*frames: pd.DataFrame) -> pd.DataFrame:
+    """The distinct (region, segment, local_date) of the rows of `frames`."""
+    keyed = [f[SERIES_DAY] for f in frames if len(f)]
+    if not keyed:
+        return pd.DataFrame(columns=SERIES_DAY)
+    return pd.concat(keyed, ignore_index=True).drop_duplicates(ignore_index=True)
+
+
+def _replace(
+    cur: psycopg.Cursor[Any], table: str, days: pd.DataFrame, frame: pd.DataFrame, columns: list[str]
+) -> None:
+    """Delete `table`'s rows of the series-days `days`, then merge `frame` on the table's key."""
+    if len(days):
+        cur.executemany(
+            f"DELETE FROM ops.{table} WHERE region = %s AND segment = %s AND local_date = %s",
+            _rows(days[SERIES_DAY]),
+        )
+    if not len(frame):
+        return
+    key, stamp = KEYS[table]
+    names = ", ".join(columns)
+    cur.execute(f"CREATE TEMP TABLE _merge_{table} (LIKE ops.{table} INCLUDING DEFAULTS)")
+    with cur.copy(f"COPY _merge_{table} ({names}) FROM STDIN") as copy:
+        for row in _rows(frame[columns]):
+            copy.write_row(row)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    cur.execute(
+        f"INSERT INTO ops.{table} ({names}) SELECT {names} FROM _merge_{table} ORDER BY {', '.join(key)} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, {stamp} = now()"
+    )
+    cur.execute(f"DROP TABLE _merge_{table}")
+
+
 def write_forecasts(conn: psycopg.Connection, forecasts: pd.DataFrame, backtests: pd.DataFrame) -> None:
-    """Replace the (region, segment, local_date) of every row given, then insert them."""
-    days = forecasts[["region", "segment", "local_date"]].drop_duplicates()
+    """Replace, in both tables, every series-day (region, segment, local_date) either frame has rows
+    for: a series-day with backtest rows and no forecast rows (or the other way round) loses what an
+    earlier run stored for it in both. No other series-day is touched."""
+    days = series_days(forecasts, backtests)
     with conn.cursor() as cur, conn.transaction():
-        for table in ("load_forecasts", "load_forecast_backtests"):
-            cur.executemany(
-                f"DELETE FROM ops.{table} WHERE region = %s AND segment = %s AND local_date = %s",
-                _rows(days),
-            )
-        for table, frame, columns in (
-            ("load_forecasts", forecasts, FORECAST_COLUMNS),
-            ("load_forecast_backtests", backtests, BACKTEST_COLUMNS),
-        ):
-            with cur.copy(f"COPY ops.{table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in _rows(frame[columns]):
-                    copy.write_row(row)
+        _replace(cur, "load_forecasts", days, forecasts, FORECAST_COLUMNS)
+        _replace(cur, "load_forecast_backtests", days, backtests, BACKTEST_COLUMNS)
 
 
 def write_actuals(conn: psycopg.Connection, actuals: pd.DataFrame) -> None:
-    """Replace every (region, segment, local_date) the rows cover with its intervals that have a
-    value: an interval without one (NaN) is not stored, so what an earlier run stored for it goes."""
-    days = actuals[["region", "segment", "local_date"]].drop_duplicates()
+    """Replace every (region, segment, local_date) the rows give a value for with its intervals that
+    have one: an interval without a value (NaN) is not stored, so what an earlier run stored for it
+    goes. A series-day without any value (its VEE series not there: not yet rebuilt after a restore,
+    or its readings left PostgreSQL) is left as stored: there is nothing to recompute it from."""
     valued = actuals[actuals["energy_kwh"].notna()]
     with conn.cursor() as cur, conn.transaction():
-        cur.executemany(
-            "DELETE FROM ops.load_actuals WHERE region = %s AND segment = %s AND local_date = %s",
-            _rows(days),
-        )
-        with cur.copy(f"COPY ops.load_actuals ({', '.join(ACTUAL_COLUMNS)}) FROM STDIN") as copy:
-            for row in _rows(valued[ACTUAL_COLUMNS]):
-                copy.write_row(row)
+        _replace(cur, "load_actuals", series_days(valued), valued, ACTUAL_COLUMNS)

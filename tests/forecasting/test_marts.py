@@ -89,14 +89,19 @@ class Built:
             return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
 
-def materialise(pg_resource: PostgresResource, lake: str, day: date) -> None:
+def materialise(
+    pg_resource: PostgresResource, lake: str, day: date, config: dict[str, Any] = CONFIG
+) -> dict[str, Any]:
+    """Run `load_forecast` for the partition `day`; returns its materialisation's metadata values."""
     result = dg.materialize(
         [load_forecast],
         resources={"postgres": pg_resource, "lake": LakeResource(url=lake)},
         partition_key=day.isoformat(),
-        run_config={"ops": {"load_forecast": {"config": CONFIG}}},
+        run_config={"ops": {"load_forecast": {"config": config}}},
     )
     assert result.success
+    (event,) = result.asset_materializations_for_node("load_forecast")
+    return {k: v.value for k, v in event.metadata.items()}
 
 
 @pytest.fixture(scope="module")
