@@ -24,13 +24,11 @@ from metrify_assets.forecasting.inputs import read_series
 from metrify_assets.forecasting.openstef import COUNTRY, openstef_series
 from metrify_assets.forecasting.run import forecast_series
 from metrify_assets.forecasting.series import day_origin
-from metrify_assets.meters.vee.catalogue import VeeConfig
-from metrify_assets.meters.vee.store import run_days
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.migrate import truncate_ops
 from tests.warehouse.test_dbt_build import insert
-from tests.warehouse.test_weather_marts import OPENSTEF, preset_frame
+from tests.warehouse.test_weather_marts import OPENSTEF, preset_frame, vee_openstef
 
 pytestmark = pytest.mark.postgres
 REGISTRY = pd.DataFrame(
@@ -57,7 +55,7 @@ def materialised(pg_resource: PostgresResource, s3_endpoint: str) -> dg.ExecuteI
         )
         weather = preset_frame("weather_observations")
         insert(conn, "weather_observations", weather, {"record_version": 1, "batch_id": "os"})
-        run_days(conn, date(2020, 10, 30), date(2020, 12, 1), VeeConfig())
+        vee_openstef(conn)
     result = dg.materialize(
         [load_forecast],
         resources={"postgres": pg_resource, "lake": LakeResource(url=LAKE)},

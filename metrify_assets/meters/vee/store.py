@@ -275,15 +275,28 @@ def run_days(
     `read_reviewed` of these days, when the caller runs them in several groups of meters."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     reviewed = reviewed if reviewed is not None else read_reviewed(conn, first, last)
-    candidates = read_candidates(conn, first, last, meter_ids, reviewed)
-    history = read_history(conn, first, config, meter_ids)
-    validated = validate_days(candidates, read_meters(conn, meter_ids), first, last, now, history, config)
-    result = finish(validated, read_like_days(conn, like_day_requests(validated, config), config), config)
+    result = process_days(conn, first, last, config, now, meter_ids, reviewed)
     suite = gx.validate(SUITE, result.series)  # the guard, on the frame before anything is written
     if not suite.success:
         return VeeRun(result, 0, reviewed.unplaced, suite, written=False)
     audit = write(conn, result, first, last, config.rule_version, run_id, meter_ids, cache, caller)
     return VeeRun(result, audit, reviewed.unplaced, suite, written=True)
+
+
+def process_days(
+    conn: psycopg.Connection,
+    first: date,
+    last: date,
+    config: VeeConfig,
+    now: pd.Timestamp,
+    meter_ids: list[str] | None,
+    reviewed: Reviewed,
+) -> VeeResult:
+    """VEE's outcome for the local days `first`..`last` from what is stored, written nowhere."""
+    candidates = read_candidates(conn, first, last, meter_ids, reviewed)
+    history = read_history(conn, first, config, meter_ids)
+    validated = validate_days(candidates, read_meters(conn, meter_ids), first, last, now, history, config)
+    return finish(validated, read_like_days(conn, like_day_requests(validated, config), config), config)
 
 
 @dataclass(frozen=True)
