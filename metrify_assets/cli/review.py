@@ -109,6 +109,8 @@ def register(app: typer.Typer) -> None:
         """List review items, oldest first, and how many match in all; --offset pages past --limit."""
         known_source(source)
         known_reason(reason)
+        if meter is not None and "\x00" in meter:  # as the API's 422: PostgreSQL text holds no NUL
+            raise typer.BadParameter("a meter id holds no NUL character", param_hint="--meter")
         wanted = None if status == "all" else status
         with connect(resolve_settings()) as conn:
             try:

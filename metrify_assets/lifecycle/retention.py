@@ -32,6 +32,8 @@ DERIVED_BY_LOCAL_DATE = (
     "ops.anomaly_meter_days",
     "ops.enriched_meter_readings",
 )
+ANOMALY_SCORES = "ops.anomaly_scores"  # per reading: leaves with the readings (by key)
+QUARANTINE = "ops.quarantine"  # rejected records: by their own retention (`quarantine_days`)
 # Operational log tables under the `ops` retention: (table, the time that ages a row, rows eligible).
 OPS_TABLES: tuple[tuple[str, str, str], ...] = (
     ("ops.review_queue", "(decided_at AT TIME ZONE 'UTC')::date", "decided_at IS NOT NULL"),
@@ -56,8 +58,8 @@ TRIMMED_TABLES = frozenset(
     {
         *(t.table for t in TABLES.values()),
         *DERIVED_BY_LOCAL_DATE,
-        "ops.anomaly_scores",
-        "ops.quarantine",
+        ANOMALY_SCORES,
+        QUARANTINE,
         *(table for table, _, _ in OPS_TABLES),
     }
 )
@@ -146,7 +148,7 @@ def delete_hot_day(
         for derived in DERIVED_BY_LOCAL_DATE:
             conn.execute(f"DELETE FROM {derived} WHERE local_date = %s AND meter_id = ANY(%s)", (day, meters))
         conn.execute(
-            "DELETE FROM ops.anomaly_scores s USING unnest(%s::text[], %s::timestamptz[]) AS d(meter_id, reading_start) "
+            f"DELETE FROM {ANOMALY_SCORES} s USING unnest(%s::text[], %s::timestamptz[]) AS d(meter_id, reading_start) "
             "WHERE s.meter_id = d.meter_id AND s.reading_start = d.reading_start",
             (going["meter_id"].astype(str).tolist(), list(going["reading_start"])),
         )
@@ -432,7 +434,7 @@ def apply(
             expire_rows(
                 conn,
                 "quarantine",
-                "ops.quarantine",
+                QUARANTINE,
                 "(quarantined_at AT TIME ZONE 'UTC')::date",
                 "true",
                 policy.quarantine_days,

@@ -323,6 +323,8 @@ def test_cli_filters_by_meter_and_pages_by_offset(
         assert result.exit_code == 0, result.output
         return result.output
 
+    nul = runner.invoke(app, ["review", "list", "--meter", "M1\x00"])
+    assert nul.exit_code == 2 and "NUL" in nul.output  # a usage error, as the API's 422; not a traceback
     everything = expected(pg, None)
     paged: list[tuple[str, int]] = []
     while page := json.loads(listing("--limit", "4", "--offset", str(len(paged)), "--json")):

@@ -329,8 +329,8 @@ def _register_checks(
     cfg: VeeConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(`register_mismatch`, `register_reset`) of the later of two adjacent usable readings of a meter
-    with registers: the register's movement disagrees with the interval's import energy; it went
-    backwards or moved further than the interval can plausibly use (`plausible`)."""
+    with registers: the register's movement disagrees with the interval's import energy; and, so
+    disagreeing, it went backwards or moved further than the interval can plausibly use (`plausible`)."""
     mismatch, reset = np.zeros(len(grid), dtype=bool), np.zeros(len(grid), dtype=bool)
     if len(grid) < 2:
         return mismatch, reset
@@ -344,7 +344,8 @@ def _register_checks(
     tolerance = np.maximum(cfg.register_tolerance_kwh, cfg.register_tolerance_share * np.abs(expected))
     with np.errstate(invalid="ignore"):
         mismatch[1:] = both & (np.abs(delta - expected) > tolerance)
-        reset[1:] = both & ((delta < -cfg.register_tolerance_kwh) | (delta > plausible[1:]))
+        # Only where the register disagrees with the reading: a spike it confirms is consumption.
+        reset[1:] = mismatch[1:] & ((delta < -cfg.register_tolerance_kwh) | (delta > plausible[1:]))
     return mismatch, reset
 
 

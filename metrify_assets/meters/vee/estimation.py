@@ -225,7 +225,9 @@ def _scale_to_registers(
     rows = np.flatnonzero(estimated & both & ~np.isnan(register[li]) & ~np.isnan(register[ri]))
     if not len(rows):
         return reset
-    runs = pd.DataFrame({"row": rows, "run": li[rows], "est": est[rows], "span": ri[rows] - li[rows] - 1})
+    runs = pd.DataFrame(
+        {"row": rows, "run": li[rows], "est": est[rows], "span": ri[rows] - li[rows] - 1, "read": value[rows]}
+    )
     runs["run_target"] = register[ri[rows]] - np.maximum(value[ri[rows]], 0.0) - register[li[rows]]
     per_run = runs.groupby("run").agg(
         total=("est", "sum"),
@@ -233,10 +235,18 @@ def _scale_to_registers(
         size=("est", "size"),
         span=("span", "first"),
         target=("run_target", "first"),
+        read_total=("read", "sum"),
+        read_count=("read", "count"),
     )
+    # The register confirms what was read over the run (a real spike the rules estimated): its
+    # movement is consumption however high, and scaling puts the read energy back.
+    agrees = np.abs(per_run["target"] - per_run["read_total"]) <= np.maximum(
+        cfg.register_tolerance_kwh, cfg.register_tolerance_share * per_run["read_total"].abs()
+    )
+    per_run["confirmed"] = (per_run["read_count"] == per_run["size"]) & agrees
     # Only runs estimated whole (no failed interval inside) and of import energy on both counts.
     whole = (per_run["size"] == per_run["span"]) & (per_run["low"] >= 0)
-    runs = runs.join(per_run[whole][["total", "size", "target"]], on="run", how="inner")
+    runs = runs.join(per_run[whole][["total", "size", "target", "confirmed"]], on="run", how="inner")
     if runs.empty:
         return reset
     scaled = np.where(
@@ -246,6 +256,7 @@ def _scale_to_registers(
     # A register that went backwards, or a movement that would put an interval above what its day
     # makes plausible, is a reset, rollover or meter exchange, not consumption: the run stays unscaled.
     over = pd.Series(scaled > plausible[at]).groupby(runs["run"].to_numpy()).transform("any").to_numpy()
+    over = over & ~runs["confirmed"].to_numpy(dtype=bool)
     target = runs["target"].to_numpy()
     implausible = (target < -cfg.register_tolerance_kwh) | over
     reset[at[implausible]] = True

@@ -207,3 +207,19 @@ def test_a_register_jump_within_the_record_rules_maximum_is_still_no_plausible_c
     assert series.iloc[50]["method"] == "linear_interpolation"
     assert "register_reset" in series.iloc[50]["reasons"]
     assert series["energy_kwh"].max() < 2.0
+
+
+def test_a_spike_the_register_confirms_is_consumption_and_scaling_keeps_it() -> None:
+    """A second read found that the plausibility bound was also applied where the register agrees
+    with the reading: a real 25 kWh spike, estimated by the spike rule, was called a register reset
+    and lost its energy (0.9 kWh billed). Where the register moved by what was read, the run is
+    scaled back to it and no reset is recorded."""
+    true = ramp()
+    cands = with_neighbours(true, register_from=1000.0)
+    cands.loc[96 + 80, "energy_kwh"] = 25.0
+    cands.loc[cands.index >= 96 + 80, "register_kwh"] += 25.0 - true[80]  # the register agrees
+    spike = vee(cands).series.iloc[80]
+    assert spike["status"] == "estimated" and "spike" in spike["reasons"]
+    assert "register_reset" not in spike["reasons"] and "register_mismatch" not in spike["reasons"]
+    assert spike["method"] == "linear_interpolation+register_scaled"
+    assert spike["energy_kwh"] == pytest.approx(25.0, abs=1e-6)
