@@ -13,6 +13,8 @@ from typing import Any
 import pandas as pd
 import psycopg
 
+from metrify_assets.storage.writes import merge_frame, null_rows
+
 FORECAST_COLUMNS = [
     "region",
     "segment",
@@ -52,11 +54,6 @@ KEYS = {
 }
 
 
-def _rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
-    clean = frame.astype(object).where(frame.notna(), None)
-    return list(clean.itertuples(index=False, name=None))
-
-
 def series_days(*frames: pd.DataFrame) -> pd.DataFrame:
     """The distinct (region, segment, local_date) of the rows of `frames`."""
     keyed = [f[SERIES_DAY] for f in frames if len(f)]
@@ -72,22 +69,11 @@ def _replace(
     if len(days):
         cur.executemany(
             f"DELETE FROM ops.{table} WHERE region = %s AND segment = %s AND local_date = %s",
-            _rows(days[SERIES_DAY]),
+            list(null_rows(days[SERIES_DAY])),
         )
-    if not len(frame):
-        return
-    key, stamp = KEYS[table]
-    names = ", ".join(columns)
-    cur.execute(f"CREATE TEMP TABLE _merge_{table} (LIKE ops.{table} INCLUDING DEFAULTS)")
-    with cur.copy(f"COPY _merge_{table} ({names}) FROM STDIN") as copy:
-        for row in _rows(frame[columns]):
-            copy.write_row(row)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
-    cur.execute(
-        f"INSERT INTO ops.{table} ({names}) SELECT {names} FROM _merge_{table} ORDER BY {', '.join(key)} "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, {stamp} = now()"
-    )
-    cur.execute(f"DROP TABLE _merge_{table}")
+    if len(frame):
+        key, stamp = KEYS[table]
+        merge_frame(cur, table, frame, columns, key, stamp)
 
 
 def write_forecasts(conn: psycopg.Connection, forecasts: pd.DataFrame, backtests: pd.DataFrame) -> None:

@@ -8,9 +8,10 @@ the same final state.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import pandas as pd
 import psycopg
@@ -21,6 +22,33 @@ from psycopg.types.json import Jsonb
 
 from metrify_assets.contracts import SourceContract
 from metrify_assets.storage.days import local_day
+
+
+def null_rows(frame: pd.DataFrame) -> Iterator[tuple[Any, ...]]:
+    """The frame's rows as tuples, NaN / NA as None (NULL)."""
+    clean = frame.astype(object).where(frame.notna(), None)
+    yield from clean.itertuples(index=False, name=None)
+
+
+def merge_frame(
+    cur: psycopg.Cursor[Any], table: str, frame: pd.DataFrame, columns: list[str], key: list[str], stamp: str
+) -> None:
+    """Merge `frame`'s `columns` into `ops.<table>` on its primary key `key`: a row under a stored key
+    replaces it, `stamp` set to now(). Rows go in key order, so two writers of overlapping keys wait
+    for each other instead of deadlocking. For derived tables written whole per key (anomaly scores,
+    forecasts), not versioned records (`upsert_rows`)."""
+    staging = f"_merge_{table}"
+    cur.execute(f"CREATE TEMP TABLE {staging} (LIKE ops.{table} INCLUDING DEFAULTS) ON COMMIT DROP")
+    names = ", ".join(columns)
+    with cur.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+        for row in null_rows(frame[columns]):
+            copy.write_row(row)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    cur.execute(
+        f"INSERT INTO ops.{table} ({names}) SELECT {names} FROM {staging} ORDER BY {', '.join(key)} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, {stamp} = now()"
+    )
+    cur.execute(f"DROP TABLE {staging}")
 
 
 def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:

@@ -16,12 +16,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from metrify_assets.warehouse.console import dbt_events_to
+from metrify_assets.warehouse.invocations import prune_invocations
 
 log = logging.getLogger(__name__)
+FAILED = ("error", "fail")  # the statuses of a node that failed (a model's error, a test's failure)
 # The kinds of node `build` makes (the others it selects are tests), named as dbt's events name them.
 BUILT = ("model", "seed", "snapshot")
 
@@ -56,7 +57,7 @@ class Outcome:
 
     @property
     def failed(self) -> tuple[NodeResult, ...]:
-        return tuple(r for r in self.results if r.status in ("error", "fail"))
+        return tuple(r for r in self.results if r.status in FAILED)
 
     @property
     def ok(self) -> bool:
@@ -179,13 +180,7 @@ def rebuild(
             details.append(" ".join(str(event.raw_event["info"].get("msg", "")).split()))
     invocation.wait()
     error = None
-    if not invocation.is_successful() and not any(r.status in ("error", "fail") for r in results):
+    if not invocation.is_successful() and not any(r.status in FAILED for r in results):
         error = str(invocation.get_error())
-    _prune(invocation.target_path)
+    prune_invocations(invocation.target_path.parent)
     return Outcome(plan, tuple(results), time.monotonic() - started, error, tuple(d for d in details if d))
-
-
-def _prune(target: Path) -> None:
-    from metrify_assets.warehouse.invocations import prune_invocations
-
-    prune_invocations(target.parent)
