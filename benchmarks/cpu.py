@@ -57,9 +57,9 @@ def _machine_busy() -> int:
     return sum(fields[i] for i in (0, 1, 2, 5, 6))
 
 
-def _processes() -> dict[int, tuple[str, int]]:
-    """pid -> (program, clock ticks of it and its reaped children)."""
-    out: dict[int, tuple[str, int]] = {}
+def _processes() -> dict[int, tuple[str, int, int]]:
+    """pid -> (program, clock ticks of it and its reaped children, parent pid)."""
+    out: dict[int, tuple[str, int, int]] = {}
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
@@ -69,7 +69,8 @@ def _processes() -> dict[int, tuple[str, int]]:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         rest = stat[stat.rindex(")") + 2 :].split()
-        out[int(entry.name)] = (name, sum(int(v) for v in rest[11:15]))  # utime stime cutime cstime
+        # utime stime cutime cstime; ppid
+        out[int(entry.name)] = (name, sum(int(v) for v in rest[11:15]), int(rest[1]))
     return out
 
 
@@ -78,7 +79,8 @@ def cpu_use() -> Iterator[CpuUse]:
     """`with cpu_use() as use:` ... then `use.busy`, `use.by_program`. A process that started and was
     reaped inside the block counts in its parent (its children's time); one that was reaped inside the
     block but started before it adds its whole life to its parent, so its time before the block is taken
-    off its program's (a drain's pool connections: PostgreSQL backends reaped by the postmaster); one
+    off its parent's program (a drain's pool connections: PostgreSQL backends reaped by the postmaster;
+    a test's dbt subprocess reaped by Python); one
     that ended unreaped is missed, so "other" takes the difference to the machine's total. Every
     process on the machine counts, so nothing else should run beside the work measured."""
     use = CpuUse()
@@ -91,14 +93,19 @@ def cpu_use() -> Iterator[CpuUse]:
     after, busy_after = _processes(), _machine_busy()
     ticks = _ticks_per_second()
     by_program: Counter[str] = Counter()
-    for pid, (name, spent) in after.items():
+    for pid, (name, spent, _) in after.items():
         label = program(name)
         if label is not None:
             was = before.get(pid)
             by_program[label] += spent - (was[1] if was and was[0] == name else 0)
-    for pid, (name, spent) in before.items():
-        label = program(name)
-        if label is not None and pid not in after:  # reaped: its parent's count took its whole life
+    for pid, (_, spent, parent) in before.items():
+        if pid in after:
+            continue
+        # Reaped: its parent's count took its whole life, so its time before the block comes off the
+        # parent's program (a dbt process reaped by a Python one counts as Python's, not as dbt's).
+        reaper = after.get(parent) or before.get(parent)
+        label = program(reaper[0]) if reaper else None
+        if label is not None:
             by_program[label] -= spent
     use.busy = (busy_after - busy_before) / ticks
     use.by_program = {label: by_program[label] / ticks for label in PROGRAMS.values()}
