@@ -33,6 +33,7 @@ COMMANDS = (
     "simulate",
     "ingest",
     "run",
+    "status",
     "demo",
     "db",
     "kafka",

@@ -41,13 +41,15 @@ def settings_collector(settings: Settings, connect: Connect) -> PipelineCollecto
     )
 
 
-def failed_collectors(failing: Mapping[str, Exception]) -> str:
-    """One line naming each failed collector and why; an unreachable PostgreSQL is said as every other
+def error_line(err: BaseException) -> str:
+    """Why a store could not be read, on one line; an unreachable PostgreSQL is said as every other
     command says it (the URL, which may hold a password, is not repeated)."""
-    reasons = "; ".join(
-        f"{name} ({unreachable_database(err) or ' '.join(str(err).split()) or type(err).__name__})"
-        for name, err in failing.items()
-    )
+    return unreachable_database(err) or " ".join(str(err).split()) or type(err).__name__
+
+
+def failed_collectors(failing: Mapping[str, Exception]) -> str:
+    """One line naming each failed collector and why."""
+    reasons = "; ".join(f"{name} ({error_line(err)})" for name, err in failing.items())
     return f"metrics collectors failed, their metrics are left out above: {reasons}"
 
 

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from functools import partial
@@ -65,7 +65,9 @@ class PipelineCollector:
 
     `connect` opens a PostgreSQL connection per scrape (a pool's, or a new one); `kafka` is None
     when Kafka is not configured (no lag); `instance` opens the Dagster instance on the first scrape
-    (None: no run counts). Scrapes are serialised: they share the incremental state.
+    (None: no run counts). The database steps named in `skip` are left out (a one-off reader that
+    needs no counters skips the ledger's, whose first scrape reads the whole ledger). Scrapes are
+    serialised: they share the incremental state.
     """
 
     def __init__(
@@ -75,12 +77,14 @@ class PipelineCollector:
         instance: Callable[[], dg.DagsterInstance] | None = None,
         lookback: timedelta = LOOKBACK,
         statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+        skip: Collection[str] = (),
     ) -> None:
         self._connect = connect
         self._kafka = scrape_resource(kafka) if kafka is not None and kafka.configured else None
         self._open_instance = instance
         self._instance: dg.DagsterInstance | None = None
         self._lookback = lookback
+        self._skip = frozenset(skip)
         self._timeout_ms = statement_timeout_ms
         self._ledger = WindowedTally()
         self._runs = WindowedTally()
@@ -137,6 +141,7 @@ class PipelineCollector:
             "grid": grid_families,
             "alerts": alert_families,
         }
+        steps = {name: step for name, step in steps.items() if name not in self._skip}
         families: list[Metric] = []
 
         def each_step() -> list[Metric]:

@@ -1,0 +1,147 @@
+"""What the platform holds and owes now: sources, waiting work, owed runs, alerts, the daemon.
+
+`metrify status` (`--json`). One screen an operator reads first: per source its newest record and
+batch, quality score, landing files and Kafka messages waiting, dead letters and review backlog; the
+days touched since the last `metrify run`; downstream runs that failed and are owed; open alerts and
+the grid's state; each downstream job's last run; whether a Dagster daemon is running. Then what to
+act on, each line with the command that acts. Exit code 1 when a store could not be read (its
+figures are left out, not shown as zeros).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from metrify_assets.cli.console import command_console, to_json
+from metrify_assets.cli.db import note_embedded_server
+
+if TYPE_CHECKING:
+    from metrify_assets.orchestration.status import Status
+
+
+def ago(then: datetime | None, now: datetime) -> str:
+    """`then` and how long before `now`, to the minute ("-" when there is none)."""
+    if then is None:
+        return "-"
+    seconds = max(0, int((now - then).total_seconds()))
+    if seconds < 120:
+        age = f"{seconds} s"
+    elif seconds < 2 * 3600:
+        age = f"{seconds // 60} min"
+    elif seconds < 2 * 86400:
+        age = f"{seconds // 3600} h"
+    else:
+        age = f"{seconds // 86400} d"
+    return f"{then:%Y-%m-%d %H:%M} ({age} ago)"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def print_status(console: Console, status: Status) -> None:
+    """The status as tables, then what to act on."""
+    from metrify_assets.orchestration.status import attention, ranges_text
+
+    now = status.at
+    sources = Table(title=f"metrify status at {now:%Y-%m-%d %H:%M:%S} UTC")
+    for column in ("source", "newest record", "last batch", "quality", "landing files", "Kafka lag"):
+        sources.add_column(column)
+    for column in ("dead letters", "to review"):
+        sources.add_column(column, justify="right")
+    for s in status.sources:
+        sources.add_row(
+            s.source,
+            ago(s.last_record, now),
+            ago(s.last_batch, now),
+            "-" if s.quality_score is None else f"{s.quality_score:.1f}",
+            _count(s.landing_files),
+            _count(s.kafka_lag),
+            _count(s.dead_letters),
+            _count(s.review_pending),
+        )
+    console.print(sources)
+
+    jobs = Table(title="downstream jobs", show_header=True)
+    for column in ("job", "last run", "status", "last success"):
+        jobs.add_column(column)
+    for job in status.jobs:
+        jobs.add_row(
+            job.job, ago(job.last_run_at, now), job.last_status or "never ran", ago(job.last_success_at, now)
+        )
+    if status.jobs:
+        console.print(jobs)
+
+    facts = Table(show_header=False, box=None)
+    if status.daemon_heartbeat is None:
+        daemon = "not running (never ran on this instance): schedules and sensors do not tick"
+    elif status.daemon_running:
+        daemon = f"running (last heartbeat {ago(status.daemon_heartbeat, now)})"
+    else:
+        daemon = f"not running (last heartbeat {ago(status.daemon_heartbeat, now)}): schedules and sensors do not tick"
+    facts.add_row("Dagster daemon", daemon)
+    if status.touched_days is None:
+        facts.add_row(
+            "days touched since the last `metrify run`", "- (no `metrify run` on this instance yet)"
+        )
+    else:
+        facts.add_row("days touched since the last `metrify run`", ranges_text(status.touched_days) or "none")
+    owed = ", ".join(f"{run.job} {run.days}" for run in status.owed)
+    facts.add_row("runs owed (failed, not made up for)", owed or "none")
+    alerts = ", ".join(f"{count} {severity}" for severity, count in sorted(status.open_alerts.items()))
+    facts.add_row("open alerts", alerts or "none")
+    for line in status.critical_alerts:
+        facts.add_row("", escape(line))
+    if status.grid_nodes:
+        facts.add_row(
+            "grid nodes", ", ".join(f"{n} {state}" for state, n in sorted(status.grid_nodes.items()))
+        )
+    if status.anomaly_rate is not None:
+        facts.add_row("anomalous share, newest scored day", f"{status.anomaly_rate:.2%}")
+    if status.vee_estimated_share is not None:
+        facts.add_row("estimated share (VEE), newest day", f"{status.vee_estimated_share:.2%}")
+    console.print(facts)
+
+    todo = attention(status)
+    if todo:
+        console.print("[bold]needs attention[/bold]")
+        for line in todo:
+            console.print(f"  - {escape(line)}")
+    else:
+        console.print("nothing needs attention")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status_cmd(
+        as_json: Annotated[bool, typer.Option("--json", help="Print the status as one JSON object.")] = False,
+    ) -> None:
+        """What the platform holds and owes now: per source the newest record and batch, quality score
+        and what waits (landing files, Kafka lag, dead letters, review); days touched since the last
+        `metrify run`; downstream runs owed; open alerts; grid states; each downstream job's last run;
+        whether the Dagster daemon runs; then what needs attention. Exit code 1 when a store (PostgreSQL,
+        Kafka, Dagster's run storage) could not be read: its figures are left out, not shown as zeros."""
+        from metrify_assets.cli.metrics import error_line
+        from metrify_assets.env import resolve_settings
+        from metrify_assets.orchestration.instance import local_instance
+        from metrify_assets.orchestration.status import as_json as status_json
+        from metrify_assets.orchestration.status import gather
+        from metrify_assets.resources.build import kafka_resource, postgres_resource
+
+        settings = resolve_settings()
+        kafka = kafka_resource(settings) if settings.uses_kafka else None
+        instance = local_instance(settings)
+        status = gather(postgres_resource(settings), kafka, settings.landing_dir, instance, error_line)
+        if as_json:
+            typer.echo(to_json(status_json(status)))
+        else:
+            print_status(command_console(), status)
+            note_embedded_server(settings)
+        if status.unreadable:
+            raise typer.Exit(code=1)

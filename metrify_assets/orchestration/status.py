@@ -1,0 +1,344 @@
+"""What the platform holds and owes now, for `metrify status`: one read of the stores an operator
+would otherwise gather from six commands and the UI.
+
+The figures are the pipeline metrics' own (one scrape of `PipelineCollector`, so the CLI and
+Prometheus never disagree), plus what only the orchestration knows: landing files not ingested yet,
+days touched since the last `metrify run`, downstream runs owed (their open `run_failure` alerts),
+each downstream job's last run and whether a Dagster daemon is heartbeating. Each read costs what is
+current, not the history held (the metrics' queries; the cursor of `metrify run`; a run per job).
+
+`attention` turns a `Status` into the lines a person should act on, each naming the command that
+acts; `gather` reads it. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+from prometheus_client.core import Metric
+
+from metrify_assets.alerts.store import list_alerts
+from metrify_assets.contracts import CONTRACTS
+from metrify_assets.ingestion.landing import list_landed
+from metrify_assets.observability.metrics import PipelineCollector
+from metrify_assets.orchestration.catchup import SEQ_CURSOR
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.run_alerts import day_range, failed_days
+
+# A daemon heartbeats every 30 s (Dagster's default); three missed beats and it is taken for stopped.
+DAEMON_SILENT_AFTER = timedelta(seconds=90)
+# The jobs whose last run the status shows: the downstream graph (ingest runs show as each source's
+# last batch). Named as in `metrify_assets.schedules`, which is not imported: it loads dbt's project.
+JOBS = ("refresh_job", "daily_marts_job", "daily_job", "weekly_job")
+CRITICAL_SHOWN = 5  # the newest open critical alerts named; `metrify alerts list` has them all
+# What a person calls the store behind each metrics collector that reads one (`metrics.COLLECTORS`).
+STORES = {"postgres": "PostgreSQL", "kafka": "Kafka", "dagster": "Dagster's run storage"}
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """One source: its newest stored record and batch, the last hour's quality score, and what waits
+    (landing files, Kafka messages) or was set aside (dead letters a replay could accept, records
+    waiting for a reviewer)."""
+
+    source: str
+    last_record: datetime | None = None
+    last_batch: datetime | None = None
+    quality_score: float | None = None
+    landing_files: int = 0
+    kafka_lag: int | None = None  # None: Kafka not configured, or unreadable
+    dead_letters: int = 0
+    review_pending: int = 0
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job's newest run (any status) and newest successful run."""
+
+    job: str
+    last_status: str | None = None
+    last_run_at: datetime | None = None  # when the newest run started (or was created, if queued)
+    last_success_at: datetime | None = None  # when the newest successful run ended
+
+
+@dataclass(frozen=True)
+class OwedRun:
+    """A downstream run that failed and no run has made up for yet."""
+
+    job: str
+    first: date
+    last: date
+
+    @property
+    def days(self) -> str:
+        return f"{self.first}" if self.first == self.last else f"{self.first}..{self.last}"
+
+
+@dataclass
+class Status:
+    """Everything `metrify status` prints; `unreadable` names what could not be read and why (its
+    figures are missing, not zero)."""
+
+    at: datetime
+    sources: list[SourceStatus] = field(default_factory=list)
+    touched_days: list[date] | None = None  # since the last `metrify run`; None: it never ran here
+    owed: list[OwedRun] = field(default_factory=list)
+    open_alerts: dict[str, int] = field(default_factory=dict)  # severity -> open alerts
+    critical_alerts: list[str] = field(default_factory=list)  # "#id subject: summary", newest first
+    grid_nodes: dict[str, int] = field(default_factory=dict)  # state -> nodes in it
+    anomaly_rate: float | None = None
+    vee_estimated_share: float | None = None
+    jobs: list[JobStatus] = field(default_factory=list)
+    daemon_heartbeat: datetime | None = None
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def daemon_running(self) -> bool:
+        beat = self.daemon_heartbeat
+        return beat is not None and self.at - beat <= DAEMON_SILENT_AFTER
+
+
+def samples(families: Iterable[Metric]) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """A scrape's samples by name: each with its labels and value."""
+    found: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+    for family in families:
+        for sample in family.samples:
+            found[sample.name].append((dict(sample.labels), float(sample.value)))
+    return found
+
+
+def _by_source(values: list[tuple[dict[str, str], float]]) -> dict[str, float]:
+    return {labels["source"]: value for labels, value in values}
+
+
+def _instant(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def from_scrape(
+    status: Status,
+    families: Iterable[Metric],
+    topics: Mapping[str, str] | None = None,
+    landing_files: Mapping[str, int] | None = None,
+) -> None:
+    """Fill `status` from one scrape of the pipeline metrics. `topics`: each source's Kafka topic
+    (None: Kafka not configured); `landing_files`: files per source not in the ledger yet."""
+    found = samples(families)
+    records = _by_source(found["metrify_source_last_record_timestamp_seconds"])
+    batches = _by_source(found["metrify_source_last_batch_timestamp_seconds"])
+    quality = _by_source(found["metrify_quality_score"])
+    dlq = _by_source(found["metrify_dlq_records"])
+    pending = _by_source(found["metrify_review_pending"])
+    lag: dict[str, float] = defaultdict(float)
+    for labels, value in found["metrify_consumer_lag_messages"]:
+        lag[labels["topic"]] += value
+    lag_read = topics is not None and STORES["kafka"] not in status.unreadable
+    for source in CONTRACTS:
+        topic = topics.get(source) if topics is not None else None
+        status.sources.append(
+            SourceStatus(
+                source=source,
+                last_record=_instant(records.get(source)),
+                last_batch=_instant(batches.get(source)),
+                quality_score=quality.get(source),
+                landing_files=(landing_files or {}).get(source, 0),
+                kafka_lag=int(lag.get(topic, 0)) if lag_read and topic is not None else None,
+                dead_letters=int(dlq.get(source, 0)),
+                review_pending=int(pending.get(source, 0)),
+            )
+        )
+    alerts: dict[str, int] = defaultdict(int)
+    for labels, value in found["metrify_open_alerts"]:
+        alerts[labels["severity"]] += int(value)
+    status.open_alerts = {severity: count for severity, count in alerts.items() if count}
+    nodes: dict[str, int] = defaultdict(int)
+    for labels, value in found["metrify_grid_state"]:
+        if value:
+            nodes[labels["state"]] += 1
+    status.grid_nodes = dict(nodes)
+    for name, attribute in (
+        ("metrify_anomaly_rate", "anomaly_rate"),
+        ("metrify_vee_estimated_share", "vee_estimated_share"),
+    ):
+        if found[name]:
+            setattr(status, attribute, found[name][0][1])
+
+
+def job_status(instance: dg.DagsterInstance, job: str) -> JobStatus:
+    """`job`'s newest run and newest success, two indexed reads of the run storage."""
+    newest = instance.get_run_records(dg.RunsFilter(job_name=job), limit=1)
+    if not newest:
+        return JobStatus(job)
+    record = newest[0]
+    started = record.start_time or record.create_timestamp.timestamp()
+    success = instance.get_run_records(
+        dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
+    )
+    ended = success[0].end_time if success else None
+    return JobStatus(
+        job,
+        last_status=record.dagster_run.status.value.lower(),
+        last_run_at=_instant(started),
+        last_success_at=_instant(ended),
+    )
+
+
+def daemon_heartbeat(instance: dg.DagsterInstance) -> datetime | None:
+    """The newest heartbeat of any Dagster daemon on the instance (None: none ever)."""
+    beats = instance.get_daemon_heartbeats()
+    return _instant(max((beat.timestamp for beat in beats.values()), default=None))
+
+
+def day_ranges(days: Iterable[date]) -> list[tuple[date, date]]:
+    """Consecutive days as (first, last) ranges, in order."""
+    ranges: list[tuple[date, date]] = []
+    for day in sorted(set(days)):
+        if ranges and day - ranges[-1][1] == timedelta(days=1):
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
+
+
+def ranges_text(days: Iterable[date]) -> str:
+    return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in day_ranges(days))
+
+
+def attention(status: Status) -> list[str]:
+    """What a person should act on, most urgent first, each with the command that acts on it."""
+    lines = [f"{what} could not be read: {why}" for what, why in status.unreadable.items()]
+    critical = status.open_alerts.get("critical", 0)
+    if critical:
+        lines.append(f"{critical} critical alert{'s' if critical != 1 else ''} open (`metrify alerts list`)")
+    emergency = status.grid_nodes.get("emergency", 0)
+    if emergency:
+        lines.append(f"{emergency} grid node{'s' if emergency != 1 else ''} in emergency state")
+    for run in status.owed:
+        lines.append(
+            f"{run.job} failed for {run.days} and is owed: the daemon or the next `metrify run` runs it again"
+        )
+    waiting = []
+    files = sum(s.landing_files for s in status.sources)
+    if files:
+        waiting.append(f"{files} landing file{'s' if files != 1 else ''}")
+    lag = sum(s.kafka_lag or 0 for s in status.sources)
+    if lag:
+        waiting.append(f"{lag:,} Kafka message{'s' if lag != 1 else ''}")
+    if status.touched_days and not status.daemon_running:
+        waiting.append(
+            f"{len(status.touched_days)} day{'s' if len(status.touched_days) != 1 else ''} touched"
+        )
+    if waiting:
+        who = "the daemon's sensors take it" if status.daemon_running else "`metrify run` takes it"
+        lines.append(f"waiting: {', '.join(waiting)} ({who})")
+    letters = sum(s.dead_letters for s in status.sources)
+    if letters:
+        lines.append(
+            f"{letters:,} dead letter{'s' if letters != 1 else ''} a replay could accept (`metrify dlq list`)"
+        )
+    review = sum(s.review_pending for s in status.sources)
+    if review:
+        lines.append(
+            f"{review:,} flagged {'record waits' if review == 1 else 'records wait'} for a reviewer "
+            "(`metrify review list`)"
+        )
+    return lines
+
+
+def as_json(status: Status) -> dict[str, Any]:
+    """`status` as plain values (times as `datetime`: the CLI's `to_json` writes them in ISO 8601)."""
+    return {
+        "at": status.at,
+        "sources": [vars(s) for s in status.sources],
+        "touched_days": status.touched_days,
+        "owed": [vars(run) for run in status.owed],
+        "open_alerts": status.open_alerts,
+        "critical_alerts": status.critical_alerts,
+        "grid_nodes": status.grid_nodes,
+        "anomaly_rate": status.anomaly_rate,
+        "vee_estimated_share": status.vee_estimated_share,
+        "jobs": [vars(job) for job in status.jobs],
+        "daemon": {"running": status.daemon_running, "last_heartbeat": status.daemon_heartbeat},
+        "unreadable": status.unreadable,
+        "attention": attention(status),
+    }
+
+
+def pending_landing_files(conn: psycopg.Connection, landing_dir: Path) -> dict[str, int]:
+    """Landing files per source whose batch the ledger does not hold (looked up by their batch ids,
+    not by reading the ledger's history)."""
+    waiting: dict[str, int] = {}
+    for source in CONTRACTS:
+        ids = [landed.batch_id for landed in list_landed(landing_dir, source)]
+        if not ids:
+            continue
+        done = conn.execute(
+            "SELECT count(*) FROM ops.ingest_ledger WHERE batch_id = ANY(%s)", (ids,)
+        ).fetchone()
+        waiting[source] = len(ids) - int(done[0] if done else 0)
+    return waiting
+
+
+def touched_since(conn: psycopg.Connection, after_seq: int) -> list[date]:
+    """The days stamped in `ops.touched_days` after `after_seq` (what the next `metrify run` builds)."""
+    rows = conn.execute(
+        "SELECT DISTINCT day FROM ops.touched_days WHERE seq > %s ORDER BY day", (after_seq,)
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def gather(
+    postgres: PostgresResource,
+    kafka: KafkaResource | None,
+    landing_dir: Path,
+    instance: dg.DagsterInstance,
+    describe: Callable[[BaseException], str],
+) -> Status:
+    """Read the status: one scrape of the pipeline metrics (without the counters, which it does not
+    show), then what the orchestration knows, from PostgreSQL and `instance`. `kafka`: None when Kafka
+    is not configured. A store that cannot be read is named in `unreadable`, with its error as
+    `describe` words it."""
+    status = Status(at=datetime.now(UTC))
+
+    @contextmanager
+    def connect() -> Iterator[psycopg.Connection]:
+        with postgres.connect(autocommit=True) as conn:
+            yield conn
+
+    collector = PipelineCollector(connect, kafka=kafka, skip=("ledger",))
+    families = list(collector.collect())
+    for name, err in collector.failing.items():
+        status.unreadable[STORES.get(name, f"metrics collector {name}")] = describe(err)
+    landing: dict[str, int] = {}
+    if STORES["postgres"] not in status.unreadable:
+        try:
+            with connect() as conn:
+                landing = pending_landing_files(conn, landing_dir)
+                status.owed = [OwedRun(job, *day_range(days)) for job, days in failed_days(conn, JOBS)]
+                status.critical_alerts = [
+                    f"#{row.alert_id} {row.subject}: {row.summary}"
+                    for row in list_alerts(conn, "open", limit=CRITICAL_SHOWN * 4)
+                    if row.severity == "critical"
+                ][:CRITICAL_SHOWN]
+                seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
+                if seen:
+                    status.touched_days = touched_since(conn, int(seen))
+        except psycopg.Error as err:
+            status.unreadable[STORES["postgres"]] = describe(err)
+    topics = {source: kafka.topic(source) for source in CONTRACTS} if kafka is not None else None
+    from_scrape(status, families, topics, landing)
+    try:
+        status.jobs = [job_status(instance, job) for job in JOBS]
+        status.daemon_heartbeat = daemon_heartbeat(instance)
+    except Exception as err:  # noqa: BLE001 - any failure of the run storage leaves out its figures only
+        status.unreadable[STORES["dagster"]] = describe(err)
+    return status

@@ -1,0 +1,246 @@
+"""`metrify status`: the figures from one metrics scrape, what the orchestration owes, and what needs
+attention; pure parts without an instance, then the command on a real PostgreSQL and Dagster instance."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import psycopg
+import pytest
+from prometheus_client.core import Metric
+from typer.testing import CliRunner
+
+from metrify_assets.alerts.store import Alert, raise_alert
+from metrify_assets.cli.main import app
+from metrify_assets.cli.status import ago
+from metrify_assets.contracts import CONTRACTS, METER_READINGS
+from metrify_assets.env import resolve_settings
+from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.ingestion.landing import land_lines
+from metrify_assets.observability.families import gauge
+from metrify_assets.orchestration.catchup import SEQ_CURSOR
+from metrify_assets.orchestration.instance import local_instance
+from metrify_assets.orchestration.status import (
+    OwedRun,
+    SourceStatus,
+    Status,
+    attention,
+    day_ranges,
+    from_scrape,
+    gather,
+)
+from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.resources.lake import Lake
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def scrape() -> list[Metric]:
+    """A scrape as the collector would give it: two sources with figures, Kafka lag on two partitions."""
+    last_record = gauge("metrify_source_last_record_timestamp_seconds")
+    last_record.add_metric(["meter_readings"], (NOW - timedelta(hours=3)).timestamp())
+    quality = gauge("metrify_quality_score")
+    quality.add_metric(["meter_readings"], 97.5)
+    dlq = gauge("metrify_dlq_records")
+    review = gauge("metrify_review_pending")
+    for source in CONTRACTS:
+        dlq.add_metric([source], 2.0 if source == "weather_observations" else 0.0)
+        review.add_metric([source], 5.0 if source == "meter_readings" else 0.0)
+    lag = gauge("metrify_consumer_lag_messages")
+    lag.add_metric(["t.meters", "0"], 40.0)
+    lag.add_metric(["t.meters", "1"], 2.0)
+    alerts = gauge("metrify_open_alerts")
+    alerts.add_metric(["grid_state", "critical"], 1.0)
+    alerts.add_metric(["run_failure", "critical"], 2.0)
+    alerts.add_metric(["grid_state", "warning"], 0.0)
+    grid = gauge("metrify_grid_state")
+    for node, current in (("N1", "normal"), ("N2", "emergency"), ("N3", "normal")):
+        for state in ("normal", "alert", "emergency"):
+            grid.add_metric([node, state], 1.0 if state == current else 0.0)
+    return [last_record, quality, dlq, review, lag, alerts, grid]
+
+
+def test_a_scrape_becomes_the_status_per_source() -> None:
+    status = Status(at=NOW)
+    topics = {source: f"t.{source}" for source in CONTRACTS} | {"meter_readings": "t.meters"}
+    from_scrape(status, scrape(), topics, landing_files={"grid_status": 3})
+    meters = next(s for s in status.sources if s.source == "meter_readings")
+    assert meters.last_record == NOW - timedelta(hours=3)
+    assert (meters.quality_score, meters.kafka_lag, meters.review_pending) == (97.5, 42, 5)
+    assert meters.last_batch is None  # not in the scrape: unknown, not "now"
+    weather = next(s for s in status.sources if s.source == "weather_observations")
+    assert (weather.dead_letters, weather.kafka_lag) == (2, 0)  # a topic with no lag series: none
+    assert next(s for s in status.sources if s.source == "grid_status").landing_files == 3
+    assert status.open_alerts == {"critical": 3}
+    assert status.grid_nodes == {"normal": 2, "emergency": 1}
+
+
+def test_no_kafka_lag_without_kafka_or_when_unreadable() -> None:
+    status = Status(at=NOW)
+    from_scrape(status, scrape(), topics=None)
+    assert {s.kafka_lag for s in status.sources} == {None}
+    status = Status(at=NOW, unreadable={"Kafka": "no brokers"})
+    from_scrape(status, scrape(), topics={source: "t.meters" for source in CONTRACTS})
+    assert {s.kafka_lag for s in status.sources} == {None}
+
+
+def test_attention_names_what_to_do() -> None:
+    quiet = Status(at=NOW, sources=[SourceStatus(source) for source in CONTRACTS])
+    assert attention(quiet) == []
+    busy = Status(
+        at=NOW,
+        sources=[
+            SourceStatus("meter_readings", landing_files=2, kafka_lag=1500, dead_letters=3, review_pending=1)
+        ],
+        touched_days=[date(2026, 3, 1), date(2026, 3, 2)],
+        owed=[OwedRun("refresh_job", date(2026, 3, 1), date(2026, 3, 3))],
+        open_alerts={"critical": 1, "warning": 4},
+        grid_nodes={"emergency": 2},
+        unreadable={"Kafka": "NoBrokersAvailable"},
+    )
+    lines = attention(busy)
+    assert lines == [
+        "Kafka could not be read: NoBrokersAvailable",
+        "1 critical alert open (`metrify alerts list`)",
+        "2 grid nodes in emergency state",
+        "refresh_job failed for 2026-03-01..2026-03-03 and is owed: the daemon or the next `metrify run` "
+        "runs it again",
+        "waiting: 2 landing files, 1,500 Kafka messages, 2 days touched (`metrify run` takes it)",
+        "3 dead letters a replay could accept (`metrify dlq list`)",
+        "1 flagged record waits for a reviewer (`metrify review list`)",
+    ]
+    # With a daemon heartbeating, its sensors take the waiting work and the touched days are theirs.
+    busy.daemon_heartbeat = NOW - timedelta(seconds=20)
+    assert "waiting: 2 landing files, 1,500 Kafka messages (the daemon's sensors take it)" in attention(busy)
+    busy.daemon_heartbeat = NOW - timedelta(minutes=5)
+    assert not busy.daemon_running
+
+
+def test_day_ranges_and_ages() -> None:
+    days = [date(2026, 3, 5), date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 2), date(2026, 3, 3)]
+    assert day_ranges(days) == [(date(2026, 3, 1), date(2026, 3, 3)), (date(2026, 3, 5), date(2026, 3, 5))]
+    assert ago(None, NOW) == "-"
+    assert ago(NOW - timedelta(seconds=30), NOW) == "2026-12-06 11:59 (30 s ago)"
+    assert ago(NOW - timedelta(hours=5), NOW) == "2026-12-06 07:00 (5 h ago)"
+    assert ago(NOW - timedelta(days=3), NOW) == "2026-12-03 12:00 (3 d ago)"
+
+
+@pytest.mark.postgres
+def test_status_of_a_real_instance(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("METRIFY_HOME", str(home))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    lake = Lake(str(tmp_path / "lake"))
+
+    def ingest(batch_id: str, day: date, messages: list[str]) -> None:
+        spec = BatchSpec(METER_READINGS, batch_id, "landing", f"{batch_id}.jsonl", day)
+        process_batch(spec, messages, [1] * len(messages), lake, pg, pd.Timestamp.now(tz="UTC"))
+        pg.commit()
+
+    def reading(day: date, meter: str) -> str:
+        return json.dumps(
+            {
+                "meter_id": meter,
+                "reading_start": f"{day}T12:00:00+00:00",
+                "interval_minutes": 15,
+                "energy_kwh": 0.2,
+            }
+        )
+
+    ingest("first", date(2026, 3, 1), [reading(date(2026, 3, 1), "M1"), "{not json"])
+    # `metrify run` has read up to here; what is stamped after it is owed to the next one.
+    (seq,) = pg.execute("SELECT max(seq) FROM ops.touched_days").fetchone() or (0,)
+    instance = local_instance(resolve_settings())
+    instance.run_storage.set_cursor_values({SEQ_CURSOR: str(seq)})
+    ingest("later", date(2026, 3, 4), [reading(date(2026, 3, 4), "M1"), reading(date(2026, 3, 5), "M2")])
+    land_lines(home / "landing", "meter_readings", [reading(date(2026, 3, 6), "M3")])
+    raise_alert(
+        pg,
+        Alert(
+            "run_failure",
+            "critical",
+            "refresh_job",
+            "run_failure:refresh_job@2026-03-02",
+            "refresh_job failed",
+            {"job_name": "refresh_job", "first_partition": "2026-03-02", "last_partition": "2026-03-03"},
+        ),
+    )
+    pg.commit()
+
+    result = CliRunner().invoke(app, ["status", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    meters = next(s for s in found["sources"] if s["source"] == "meter_readings")
+    assert meters["landing_files"] == 1
+    assert meters["dead_letters"] == 1  # the malformed line, replayable
+    assert meters["kafka_lag"] is None  # Kafka not configured
+    assert meters["last_record"].startswith("2026-03-05T12:00:00")
+    assert found["touched_days"] == ["2026-03-04", "2026-03-05"]
+    assert found["owed"] == [{"job": "refresh_job", "first": "2026-03-02", "last": "2026-03-03"}]
+    assert found["open_alerts"]["critical"] == 1  # (and a data-quality warning of the malformed batch)
+    assert len(found["critical_alerts"]) == 1
+    assert found["critical_alerts"][0].endswith(" refresh_job: refresh_job failed")
+    assert [job["job"] for job in found["jobs"]] == [
+        "refresh_job",
+        "daily_marts_job",
+        "daily_job",
+        "weekly_job",
+    ]
+    assert {job["last_status"] for job in found["jobs"]} == {None}
+    assert found["daemon"] == {"running": False, "last_heartbeat": None}
+    assert "waiting: 1 landing file, 2 days touched (`metrify run` takes it)" in found["attention"]
+
+    text = CliRunner().invoke(app, ["status"], catch_exceptions=False)
+    assert text.exit_code == 0, text.output
+    assert "needs attention" in text.stdout and "refresh_job failed for 2026-03-02..2026-03-03" in text.stdout
+    assert "2026-03-04..2026-03-05" in text.stdout
+
+
+def test_an_unreachable_database_is_said_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", "postgresql://nobody@127.0.0.1:9/none?connect_timeout=2")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    result = CliRunner().invoke(app, ["status", "--json"], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    found = json.loads(result.stdout)
+    assert found["unreadable"]["PostgreSQL"].startswith("cannot reach the operational PostgreSQL database")
+    assert found["attention"][0].startswith("PostgreSQL could not be read: cannot reach")
+    meters = next(s for s in found["sources"] if s["source"] == "meter_readings")
+    assert meters["last_batch"] is None and meters["landing_files"] == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.kafka
+def test_kafka_lag_per_source_and_brokers_down(
+    pg: psycopg.Connection, pg_resource: PostgresResource, kafka_resource: KafkaResource, tmp_path: Path
+) -> None:
+    kafka_resource.ensure_topics(partitions=2)
+    with kafka_resource.producer() as producer:
+        for n in range(5):
+            producer.send(kafka_resource.topic("meter_readings"), key=f"M{n}".encode(), value=b"{}")
+        producer.send(kafka_resource.topic("grid_status"), key=b"N1", value=b"{}")
+    instance = dg.DagsterInstance.ephemeral()
+    status = gather(pg_resource, kafka_resource, tmp_path / "landing", instance, str)
+    assert status.unreadable == {}
+    assert {s.source: s.kafka_lag for s in status.sources} == {
+        "meter_readings": 5,
+        "grid_status": 1,
+        "weather_observations": 0,
+    }
+    assert status.daemon_heartbeat is None and [job.last_status for job in status.jobs] == [None] * 4
+
+    down = kafka_resource.model_copy(update={"bootstrap_servers": "127.0.0.1:9"})
+    status = gather(pg_resource, down, tmp_path / "landing", instance, lambda err: type(err).__name__)
+    assert list(status.unreadable) == ["Kafka"]
+    assert {s.kafka_lag for s in status.sources} == {None}  # unknown, not 0
+    assert attention(status)[0].startswith("Kafka could not be read: ")
