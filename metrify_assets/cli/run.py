@@ -82,6 +82,13 @@ def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
     again, then exit code 1."""
     table = Table(title="metrify run", show_header=False)
     table.add_row("batches ingested", f"{len(summary.batch_ids)}")
+    for source, counts in summary.records.items():
+        flagged = f" ({counts.flagged:,} flagged for review)" if counts.flagged else ""
+        table.add_row(
+            f"  {source}",
+            f"{counts.records_in:,} record{'' if counts.records_in == 1 else 's'} = {counts.accepted:,} accepted{flagged} + "
+            f"{counts.quarantined:,} quarantined",
+        )
     days = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in summary.day_ranges) or "none"
     table.add_row("days materialised", days)
     trained = (

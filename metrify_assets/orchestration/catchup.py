@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import dagster as dg
+import psycopg
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import Settings
@@ -53,9 +54,29 @@ DOWNSTREAM_JOBS = ("refresh_job", "daily_job")
 JobDays = tuple[str, date, date]  # a job and the first and last day of its run
 
 
+@dataclass(frozen=True)
+class RecordCounts:
+    """What a source's batches held: records in = accepted + quarantined; flagged are accepted."""
+
+    records_in: int
+    accepted: int
+    flagged: int
+    quarantined: int
+
+
+def record_counts(conn: psycopg.Connection, batch_ids: Sequence[str]) -> dict[str, RecordCounts]:
+    """The ledger's counts of `batch_ids` per source (looked up by batch id, the ledger's key)."""
+    rows = conn.execute(
+        "SELECT source, sum(records_in), sum(accepted), sum(flagged), sum(quarantined) "
+        "FROM ops.ingest_ledger WHERE batch_id = ANY(%s) GROUP BY source ORDER BY source",
+        (list(batch_ids),),
+    ).fetchall()
+    return {str(source): RecordCounts(*(int(n) for n in counts)) for source, *counts in rows}
+
+
 @dataclass
 class RunSummary:
-    """What `metrify run` did: batches ingested, the day ranges materialised, the jobs that ran, the
+    """What `metrify run` did: batches ingested and their records per source, the day ranges materialised, the jobs that ran, the
     failed runs it ran again, the runs that failed (each with its error), which of those the next
     `metrify run` runs again (the downstream ones: the model training is not owed), the daily_job
     runs skipped because refresh_job failed for their days, the Kafka sources not drained
@@ -63,6 +84,7 @@ class RunSummary:
     whose alerts it recorded (`record_missed_alerts`)."""
 
     batch_ids: list[str] = field(default_factory=list)
+    records: dict[str, RecordCounts] = field(default_factory=dict)  # per source, over `batch_ids`
     day_ranges: list[tuple[date, date]] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
     trained_model: bool = False
@@ -363,6 +385,8 @@ def run_pipeline(
     summary = materialise_days(defs, instance, settings, touched.days, progress, trigger, owed_runs(settings))
     instance.run_storage.set_cursor_values({SEQ_CURSOR: str(touched.next_seq)})
     summary.batch_ids = batch_ids
+    with postgres.connect() as conn:
+        summary.records = record_counts(conn, batch_ids)
     # The batches whose ingest failed: their days are materialised once a later ingest succeeds.
     summary.failed[:0] = list(failed.values())
     summary.unread = unread

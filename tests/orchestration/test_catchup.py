@@ -20,6 +20,7 @@ from metrify_assets.env import resolve_settings
 from metrify_assets.orchestration.catchup import (
     Plan,
     Progress,
+    RecordCounts,
     RunSummary,
     attempt,
     materialise_days,
@@ -96,6 +97,8 @@ def test_a_failed_ingest_stops_neither_the_other_files_nor_their_days(
     (landing / "2-bbb.jsonl").write_text("{}\n")
     first = run_pipeline(defs, instance, settings)
     assert first.batch_ids == ["landing-grid_status-bbb"]
+    assert first.records == {"grid_status": RecordCounts(records_in=1, accepted=1, flagged=0, quarantined=0)}
+    assert "1 record = 1 accepted + 0 quarantined" in summary_text(first)
     assert first.jobs == [f"refresh_job {INGEST_DAY}..{INGEST_DAY}", f"daily_job {INGEST_DAY}..{INGEST_DAY}"]
     (error,) = first.failed
     assert error.startswith("ingest_grid_status_job failed") and "cannot parse 1-aaa.jsonl" in error
