@@ -4,10 +4,12 @@ One row per (alert, channel, event), and per severity reached for `escalated`. A
 or `metrify alerts send`):
 
 1. **Enqueue.** Every new alert at or above the minimum severity gets a `pending` `opened` row per
-   channel, once, even one that already cleared (a grid alert state that began and ended within the
-   hour the grid run covered is news all the same): `announced` marks the alerts done, through a
-   partial index of the rest. A standing alert (open or acknowledged) also gets one on a channel
-   added since. A standing condition that `raise_alert` refreshes keeps its row, so it is not sent
+   channel, once, even one that already cleared, while its clearing is news (`resolved_at` within
+   `resolved_news` of the tick, a day by default: a grid alert state that began and ended within the
+   hour the grid run covered is news all the same, but the cleared alerts of a backfill of last
+   year's data, or of the months no channel was configured, are not sent when a channel is added):
+   `announced` marks the alerts done, through a partial index of the rest. A standing alert (open or
+   acknowledged) also gets one on a channel added since. A standing condition that `raise_alert` refreshes keeps its row, so it is not sent
    again. A standing alert whose severity rose above every severity a
    channel that was told of its opening has been (or is to be) told gets an `escalated` row on that
    channel. A resolved alert gets a `resolved` row on each channel that was told of its opening. The work is bounded by what is
@@ -61,6 +63,8 @@ class DeliveryPolicy:
     timeout_s: float = 10.0
     tick_budget_s: float | None = None  # None: no limit (the CLI); the sensor stays well under 60 s
     lease_s: float = 300.0  # a claimed row is not claimed again for this long (a dead tick's rows)
+    # An alert that had cleared before any tick announced it is sent while its clearing is this recent.
+    resolved_news: timedelta = timedelta(days=1)
 
     def __post_init__(self) -> None:
         if self.min_severity not in store.SEVERITIES:
@@ -154,11 +158,12 @@ class _Task:
 # announced in the same statement so none is missed or queued twice.
 ENQUEUE_ANNOUNCED = (
     "WITH fresh AS (UPDATE ops.alerts SET announced = true WHERE announced IS FALSE "
-    "RETURNING alert_id, severity) "
+    "RETURNING alert_id, severity, resolved_at) "
     "INSERT INTO ops.alert_deliveries (alert_id, channel, event, severity, status, resolution_queued) "
     "SELECT f.alert_id, c.channel, 'opened', f.severity, 'pending', false "
     "FROM fresh f CROSS JOIN unnest(%(channels)s::text[]) AS c (channel) "
     f"WHERE {_RANK.format('f.severity')} >= {_RANK.format('%(min)s')} "
+    "AND (f.resolved_at IS NULL OR f.resolved_at >= %(news_since)s) "
     "ON CONFLICT DO NOTHING"
 )
 # Openings on channels added since: the standing alerts (the partial index of open alerts).
@@ -199,9 +204,12 @@ ENQUEUE_RESOLVED = (
 )
 
 
-def enqueue(conn: psycopg.Connection, channels: Sequence[str], min_severity: str) -> int:
-    """Add the `pending` rows due (see the module's docstring); the number added."""
-    params = {"channels": list(channels), "min": min_severity}
+def enqueue(
+    conn: psycopg.Connection, channels: Sequence[str], min_severity: str, news_since: datetime
+) -> int:
+    """Add the `pending` rows due (see the module's docstring); the number added. An alert that
+    cleared before `news_since` and was never announced is marked announced without a row."""
+    params = {"channels": list(channels), "min": min_severity, "news_since": news_since}
     return sum(
         conn.execute(sql, params).rowcount
         for sql in (ENQUEUE_ANNOUNCED, ENQUEUE_OPENED, ENQUEUE_ESCALATED, ENQUEUE_RESOLVED)
@@ -315,7 +323,7 @@ def deliver_pending(
 
     report = DeliveryReport(channels=[c.name for c in channels])
     for _ in range(3):  # a delivered opening of a resolved alert makes its resolution due: next pass
-        enqueue(conn, report.channels, policy.min_severity)
+        enqueue(conn, report.channels, policy.min_severity, clock() - policy.resolved_news)
         attempted = False
         for channel in channels:
             while channel.name not in report.down:

@@ -321,13 +321,39 @@ def test_an_alert_that_cleared_before_any_tick_is_still_announced_then_resolved(
     receiver = http_receiver()
     raise_alert(conn, node_alert(), at=T0)
     resolve_condition(conn, "grid_state:N1", "back to normal", at=T0 + timedelta(minutes=8))
-    done = deliver_pending(conn, [SlackChannel(receiver.url)], FAST)
+    tick = T0 + timedelta(minutes=20)
+    done = deliver_pending(conn, [SlackChannel(receiver.url)], FAST, now=tick)
     assert [(o.event, o.status) for o in done.outcomes] == [
         ("opened", "delivered"),
         ("resolved", "delivered"),
     ]
     assert len(receiver.received) == 2
-    assert deliver_pending(conn, [SlackChannel(receiver.url)], FAST).outcomes == []  # announced once
+    assert deliver_pending(conn, [SlackChannel(receiver.url)], FAST, now=tick).outcomes == []  # once
+
+
+def test_a_channel_added_later_is_told_of_the_standing_alerts_not_of_old_cleared_ones(
+    conn: psycopg.Connection, http_receiver: Receivers
+) -> None:
+    """Months without a channel (or a backfill of last year's grid data) left hundreds of cleared
+    alerts unannounced: the first channel configured was sent every one of them."""
+    receiver = http_receiver()
+    for node in range(1, 201):  # last month's states, long cleared
+        raise_alert(conn, node_alert(node), at=T0 - timedelta(days=30))
+        resolve_condition(
+            conn, f"grid_state:N{node}", "back to normal", at=T0 - timedelta(days=30, minutes=-9)
+        )
+    raise_alert(conn, node_alert(500), at=T0 - timedelta(days=3))  # still standing
+    raise_alert(conn, node_alert(501), at=T0 - timedelta(hours=2))  # cleared within the day: news
+    resolve_condition(conn, "grid_state:N501", "back to normal", at=T0 - timedelta(hours=1))
+    done = deliver_pending(conn, [SlackChannel(receiver.url)], FAST, now=T0)
+    told = sorted((o.subject, o.event) for o in done.outcomes)
+    assert told == [
+        ("grid node N500", "opened"),
+        ("grid node N501", "opened"),
+        ("grid node N501", "resolved"),
+    ]
+    assert conn.execute("SELECT count(*) FROM ops.alerts WHERE announced IS FALSE").fetchone() == (0,)
+    assert deliver_pending(conn, [SlackChannel(receiver.url)], FAST, now=T0).outcomes == []
 
 
 def test_only_alerts_at_or_above_the_minimum_severity_are_sent(
@@ -576,7 +602,7 @@ def test_a_dead_ticks_claim_is_taken_over_after_its_lease(
     # A tick claims the row and dies before its attempt (the claim commits on its own).
     from metrify_assets.alerts.delivery import _claim, enqueue
 
-    enqueue(conn, ["slack"], "warning")
+    enqueue(conn, ["slack"], "warning", T0)
     assert len(_claim(conn, "slack", T0, lease_s=300, limit=10)) == 1
     channels = [SlackChannel(receiver.url)]
     assert deliver_pending(conn, channels, FAST, now=T0 + timedelta(seconds=60)).outcomes == []  # leased
@@ -890,21 +916,21 @@ def test_a_tick_does_not_grow_with_the_history_of_resolved_alerts(
         "FROM generate_series(1, 1000) AS i",
         {"t": T0},
     )
-    assert enqueue(pg, channels, "warning") == 2000
+    assert enqueue(pg, channels, "warning", T0) == 2000
     pg.execute("UPDATE ops.alert_deliveries SET status = 'delivered'")  # told of every opening
     pg.execute("UPDATE ops.alerts SET resolved_at = %s", (T0 + timedelta(hours=1),))
-    assert enqueue(pg, channels, "warning") == 2000
+    assert enqueue(pg, channels, "warning", T0) == 2000
     pg.execute("UPDATE ops.alert_deliveries SET status = 'delivered' WHERE status = 'pending'")
     for node in (1, 2, 3):  # a few standing alerts, told of
         raise_alert(pg, node_alert(node), at=T0 + timedelta(days=1))
-    assert enqueue(pg, channels, "warning") == 6
+    assert enqueue(pg, channels, "warning", T0) == 6
     pg.execute("UPDATE ops.alert_deliveries SET status = 'delivered' WHERE status = 'pending'")
     pg.commit()
     for table in ("ops.alerts", "ops.alert_deliveries"):  # what autovacuum does to old history
         conn.execute(f"VACUUM ANALYZE {table}")
 
     before = rows_read(pg)
-    assert enqueue(pg, channels, "warning") == 0  # nothing new: nothing queued ...
+    assert enqueue(pg, channels, "warning", T0) == 0  # nothing new: nothing queued ...
     assert _claim(pg, "webhook", T0 + timedelta(days=1), lease_s=300, limit=10) == []
     read = rows_read(pg) - before
     pg.rollback()
