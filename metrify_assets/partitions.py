@@ -52,6 +52,11 @@ def contiguous_ranges(days: set[date] | list[date]) -> list[tuple[date, date]]:
     return ranges
 
 
+def ranges_text(ranges: list[tuple[date, date]]) -> str:
+    """Day ranges as people read them: "2026-03-01..2026-03-03, 2026-03-05"."""
+    return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in ranges)
+
+
 def overlaps(a: tuple[date, date], b: tuple[date, date]) -> bool:
     """Whether two inclusive day ranges share a day."""
     return a[0] <= b[1] and b[0] <= a[1]

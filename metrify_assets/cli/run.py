@@ -89,7 +89,9 @@ def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
             f"{counts.records_in:,} record{'' if counts.records_in == 1 else 's'} = {counts.accepted:,} accepted{flagged} + "
             f"{counts.quarantined:,} quarantined",
         )
-    days = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in summary.day_ranges) or "none"
+    from metrify_assets.partitions import ranges_text
+
+    days = ranges_text(summary.day_ranges) or "none"
     table.add_row("days materialised", days)
     trained = (
         "yes" if summary.trained_model else "failed" if summary.training_failed else "no (current one kept)"

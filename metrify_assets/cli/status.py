@@ -47,7 +47,8 @@ def _count(value: int | None) -> str:
 
 def print_status(console: Console, status: Status) -> None:
     """The status as tables, then what to act on."""
-    from metrify_assets.orchestration.status import attention, ranges_text
+    from metrify_assets.orchestration.status import attention
+    from metrify_assets.partitions import contiguous_ranges, ranges_text
 
     now = status.at
     sources = Table(title=f"metrify status at {now:%Y-%m-%d %H:%M:%S} UTC")
@@ -91,7 +92,10 @@ def print_status(console: Console, status: Status) -> None:
             "days touched since the last `metrify run`", "- (no `metrify run` on this instance yet)"
         )
     else:
-        facts.add_row("days touched since the last `metrify run`", ranges_text(status.touched_days) or "none")
+        facts.add_row(
+            "days touched since the last `metrify run`",
+            ranges_text(contiguous_ranges(status.touched_days)) or "none",
+        )
     owed = ", ".join(f"{run.job} {run.days}" for run in status.owed)
     facts.add_row("runs owed (failed, not made up for)", owed or "none")
     alerts = ", ".join(f"{count} {severity}" for severity, count in sorted(status.open_alerts.items()))

@@ -30,6 +30,7 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.landing import list_landed
 from metrify_assets.observability.metrics import PipelineCollector
 from metrify_assets.orchestration.catchup import SEQ_CURSOR
+from metrify_assets.partitions import ranges_text
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.run_alerts import day_range, failed_days
@@ -80,7 +81,7 @@ class OwedRun:
 
     @property
     def days(self) -> str:
-        return f"{self.first}" if self.first == self.last else f"{self.first}..{self.last}"
+        return ranges_text([(self.first, self.last)])
 
 
 @dataclass
@@ -196,21 +197,6 @@ def daemon_heartbeat(instance: dg.DagsterInstance) -> datetime | None:
     """The newest heartbeat of any Dagster daemon on the instance (None: none ever)."""
     beats = instance.get_daemon_heartbeats()
     return _instant(max((beat.timestamp for beat in beats.values()), default=None))
-
-
-def day_ranges(days: Iterable[date]) -> list[tuple[date, date]]:
-    """Consecutive days as (first, last) ranges, in order."""
-    ranges: list[tuple[date, date]] = []
-    for day in sorted(set(days)):
-        if ranges and day - ranges[-1][1] == timedelta(days=1):
-            ranges[-1] = (ranges[-1][0], day)
-        else:
-            ranges.append((day, day))
-    return ranges
-
-
-def ranges_text(days: Iterable[date]) -> str:
-    return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in day_ranges(days))
 
 
 def attention(status: Status) -> list[str]:

@@ -29,7 +29,6 @@ from metrify_assets.orchestration.status import (
     SourceStatus,
     Status,
     attention,
-    day_ranges,
     from_scrape,
     gather,
 )
@@ -121,9 +120,9 @@ def test_attention_names_what_to_do() -> None:
     assert not busy.daemon_running
 
 
-def test_day_ranges_and_ages() -> None:
-    days = [date(2026, 3, 5), date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 2), date(2026, 3, 3)]
-    assert day_ranges(days) == [(date(2026, 3, 1), date(2026, 3, 3)), (date(2026, 3, 5), date(2026, 3, 5))]
+def test_owed_days_and_ages() -> None:
+    assert OwedRun("refresh_job", date(2026, 3, 1), date(2026, 3, 3)).days == "2026-03-01..2026-03-03"
+    assert OwedRun("daily_job", date(2026, 3, 5), date(2026, 3, 5)).days == "2026-03-05"
     assert ago(None, NOW) == "-"
     assert ago(NOW - timedelta(seconds=30), NOW) == "2026-12-06 11:59 (30 s ago)"
     assert ago(NOW - timedelta(hours=5), NOW) == "2026-12-06 07:00 (5 h ago)"
