@@ -2,18 +2,21 @@
 
 Downstream of the validated grid samples; `marts.fct_grid_stability` and `marts.fct_grid_state_events`
 read what it writes. Each run re-derives its days from `ops.grid_status`, so a late sample is taken in
-when its day runs again, and a re-run changes nothing (docs/grid.md).
+when its day runs again, and a re-run changes nothing (docs/grid.md). A day without samples is
+skipped: nothing is judged or written for it (what an earlier run stored stands), and the run's
+metadata (`days_skipped`, `skipped`) and log say which days and why.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
 from dataclasses import dataclass, field
+from datetime import date
 
 import dagster as dg
 import pandas as pd
+import psycopg
 from pydantic import Field
 
-from metrify_assets.env import resolve_settings
 from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.grid.analysis import GridConfig, joined
 from metrify_assets.grid.areas import AREAS, DEFAULT_AREA
@@ -25,12 +28,16 @@ from metrify_assets.grid.store import (
     MAX_LOOKAHEAD_DAYS,
     GridRun,
     area_changes,
+    clear_days,
     run_chunks,
+    sampled_days,
     stored_events,
 )
 from metrify_assets.metadata import markdown_table, png_markdown
-from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
-from metrify_assets.resources import PostgresResource
+from metrify_assets.meters.days import days_between
+from metrify_assets.meters.vee.assets import archived_days
+from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, partition_days
+from metrify_assets.resources import GridResource, PostgresResource
 from metrify_assets.teams import GRID_OPERATIONS, owner
 
 OWNERS = [owner(GRID_OPERATIONS)]
@@ -45,7 +52,7 @@ class GridRunConfig(dg.Config):
     area: str | None = Field(
         default=None,
         description=f"Synchronous area of the nodes not in node_areas: {', '.join(sorted(AREAS))}; "
-        f"unset: the deployment's METRIFY_GRID_AREA, else {DEFAULT_AREA}.",
+        f"unset: the deployment's (the `grid` resource: METRIFY_GRID_AREA), else {DEFAULT_AREA}.",
     )
     node_areas: dict[str, str] = Field(
         default_factory=dict, description="Synchronous area per grid node, where it is not `area`."
@@ -104,25 +111,35 @@ class GridRunConfig(dg.Config):
 )
 @classified_step
 def grid_stability(
-    context: dg.AssetExecutionContext, config: GridRunConfig, postgres: PostgresResource
+    context: dg.AssetExecutionContext, config: GridRunConfig, postgres: PostgresResource, grid: GridResource
 ) -> dg.MaterializeResult:
     first, last = partition_days(context)
-    cfg = config.grid_config(resolve_settings().grid_area)
+    cfg = config.grid_config(grid.area)
     lookback = pd.Timedelta(minutes=config.lookback_minutes).to_pytimedelta()
     totals = Totals()
     with postgres.connect() as conn:
+        sampled = sampled_days(conn, first, last)
+        skipped = skip_days(conn, first, last, sampled)
+        analysed = [d for d in sampled if d not in skipped]
+        if skipped:
+            context.log.warning(
+                f"{len(skipped)} of the {(last - first).days + 1} days of {first}..{last} skipped, nothing "
+                "judged or written for them: "
+                + "; ".join(f"{day}: {why}" for day, why in list(skipped.items())[:10])
+            )
         changes = area_changes(conn, first, last, cfg)
         for (stored, applied), nodes in sorted(changes.items()):
             context.log.warning(
                 f"{nodes} grid node(s) of {first}..{last} were judged under {stored} and are now judged under "
                 f"{applied}: set METRIFY_GRID_AREA={stored} (or the run config's area) to keep {stored}'s standards"
             )
-        for run in run_chunks(conn, first, last, cfg, lookback, config.max_lookahead_days, config.chunk_days):
-            totals.add(run)
-            context.log.info(
-                f"grid stability {run.first}..{run.last} (days {(run.last - first).days + 1} of "
-                f"{(last - first).days + 1}): {len(run.figures)} node-hours, {len(run.events)} events"
-            )
+        for a, b in contiguous_ranges(analysed):
+            for run in run_chunks(conn, a, b, cfg, lookback, config.max_lookahead_days, config.chunk_days):
+                totals.add(run)
+                context.log.info(
+                    f"grid stability {run.first}..{run.last} (days {(run.last - first).days + 1} of "
+                    f"{(last - first).days + 1}): {len(run.figures)} node-hours, {len(run.events)} events"
+                )
         listed, events_open = stored_events(conn, first, last, EVENT_ROWS)
     states = totals.states
     context.log.info(
@@ -134,6 +151,9 @@ def grid_stability(
     return dg.MaterializeResult(
         metadata={
             "days": dg.MetadataValue.text(f"{first} .. {last}"),
+            "days_analysed": dg.MetadataValue.int(len(analysed)),
+            "days_skipped": dg.MetadataValue.int(len(skipped)),
+            "skipped": dg.MetadataValue.md(_skipped_table(skipped)),
             "area_changed": dg.MetadataValue.text(
                 ", ".join(f"{s} -> {a} ({n} nodes)" for (s, a), n in sorted(changes.items())) or "no"
             ),
@@ -206,6 +226,36 @@ class Totals:
             self.recent = recent[(pd.to_datetime(recent["hour_start"], utc=True) >= since).to_numpy()]
         for name, count in _problems(run).items():
             self.problems[name] = self.problems.get(name, 0) + count
+
+
+def skip_days(conn: psycopg.Connection, first: date, last: date, sampled: list[date]) -> dict[date, str]:
+    """The days of `first`..`last` the run skips, with why: a day without a sample has nothing to judge
+    the grid by, so a run writes nothing for it. A day whose samples left PostgreSQL (lifecycle) keeps
+    what an earlier run stored, as VEE keeps such a day's series (late samples of it too are left to
+    a restore); any other day without samples loses the hours and events an earlier run stored from
+    samples that are no longer there (a rollback took them out)."""
+    gone = set(archived_days(conn, first, last, "grid_status"))
+    have = set(sampled)
+    skipped = {}
+    empty = [d for d in days_between(first, last) if d not in have and d not in gone]
+    for a, b in contiguous_ranges(empty):
+        removed = clear_days(conn, a, b)
+        cleared = f"; {removed} hours an earlier run stored for {a}..{b} removed" if removed else ""
+        for day in days_between(a, b):
+            skipped[day] = f"no samples in ops.grid_status{cleared}"
+    for day in gone:  # late samples of such a day alone would replace its figures: restore it first
+        skipped[day] = (
+            "its samples left PostgreSQL (lifecycle): what was stored stands; restore them to rebuild it"
+        )
+    return dict(sorted(skipped.items()))
+
+
+def _skipped_table(skipped: dict[date, str], limit: int = 31) -> str:
+    if not skipped:
+        return "none: every day had samples"
+    frame = pd.DataFrame([(str(d), why) for d, why in list(skipped.items())[:limit]], columns=["day", "why"])
+    more = len(skipped) - limit
+    return markdown_table(frame) + (f"\n\nand {more} more days skipped" if more > 0 else "")
 
 
 def _events_table(events: pd.DataFrame, total: int) -> str:

@@ -670,6 +670,31 @@ def area_changes(
     return changes
 
 
+def sampled_days(conn: psycopg.Connection, first: date, last: date) -> list[date]:
+    """The UTC days of `first`..`last` with at least one sample in `ops.grid_status` (a probe of each
+    day's first sample by the time index, not a read of the days)."""
+    rows = conn.execute(
+        "SELECT d::date FROM generate_series(%s::timestamp, %s::timestamp, interval '1 day') d "
+        "WHERE EXISTS (SELECT 1 FROM ops.grid_status WHERE measured_at >= (d AT TIME ZONE 'UTC') "
+        "AND measured_at < ((d + interval '1 day') AT TIME ZONE 'UTC')) ORDER BY 1",
+        (first, last),
+    ).fetchall()
+    return [d for (d,) in rows]
+
+
+def clear_days(conn: psycopg.Connection, first: date, last: date) -> int:
+    """Remove the hours of the days `first`..`last` and the events that started on them, stored from
+    samples no longer there (a rollback took them out), under the days' locks; commits -> hours removed."""
+    with conn.transaction():
+        lock_days(conn, first, last)
+        removed = conn.execute(
+            "DELETE FROM ops.grid_stability WHERE day BETWEEN %s AND %s", (first, last)
+        ).rowcount
+        conn.execute("DELETE FROM ops.grid_state_events WHERE start_day BETWEEN %s AND %s", (first, last))
+    conn.commit()
+    return removed
+
+
 def stored_events(conn: psycopg.Connection, first: date, last: date, limit: int) -> tuple[pd.DataFrame, int]:
     """The first `limit` events that started on the days `first`..`last` as stored (ended by a later
     chunk where they went on past theirs), and how many of the days' events are still open."""

@@ -1,6 +1,6 @@
 """Typed Dagster resources: PostgreSQL (operational store), the lake, the landing directory, Kafka,
-Snowflake, the quality settings, the alert channels and the Redis cache; and the plain clients two of
-them hand out, `lake.Lake` and `cache.Cache`, which import no Dagster.
+Snowflake, the quality and grid settings, the alert channels and the Redis cache; and the plain
+clients two of them hand out, `lake.Lake` and `cache.Cache`, which import no Dagster.
 
 A resource is imported from here on first use, not with the package: the CLI's quick commands
 (`metrify review list`, `holds list`) reach the lake and the cache through this package without
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from metrify_assets.resources.alerts import AlertChannelsResource
     from metrify_assets.resources.cache_resource import RedisResource
+    from metrify_assets.resources.grid import GridResource
     from metrify_assets.resources.lake_resource import LakeResource
     from metrify_assets.resources.landing import LandingResource
     from metrify_assets.resources.postgres import PostgresResource
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 # Each resource's module in this package.
 _MODULES = {
     "AlertChannelsResource": "alerts",
+    "GridResource": "grid",
     "LakeResource": "lake_resource",
     "LandingResource": "landing",
     "PostgresResource": "postgres",
@@ -34,6 +36,7 @@ _MODULES = {
 
 __all__ = [
     "AlertChannelsResource",
+    "GridResource",
     "LakeResource",
     "LandingResource",
     "PostgresResource",

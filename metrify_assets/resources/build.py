@@ -9,6 +9,7 @@ import dagster as dg
 from metrify_assets.env import AlertSettings, Settings, SnowflakeSettings
 from metrify_assets.resources.alerts import AlertChannelsResource
 from metrify_assets.resources.cache_resource import RedisResource
+from metrify_assets.resources.grid import GridResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.lake_resource import LakeResource
 from metrify_assets.resources.landing import LandingResource
@@ -109,6 +110,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "lake": LakeResource(url=settings.lake_url),
         "landing": LandingResource(directory=str(settings.landing_dir)),
         "quality": QualityResource(alert_threshold=settings.quality_alert_threshold),
+        "grid": GridResource(area=settings.grid_area),
         "alert_channels": alert_channels_resource(settings.alerts, secrets_as_env=True),
         "redis": redis_resource(settings),
     }

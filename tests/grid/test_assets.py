@@ -4,7 +4,7 @@ across midnight in any run order, open events, alerts of the newest state only, 
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,12 @@ from metrify_assets.grid.analysis import GridConfig
 from metrify_assets.grid.assets import grid_stability
 from metrify_assets.grid.store import run_days
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.lifecycle import retention
+from metrify_assets.lifecycle.policy import Policy
+from metrify_assets.lifecycle.tables import TABLES
+from metrify_assets.lifecycle.tiers import copy_to_warm
 from metrify_assets.partitions import partition_range_tags
-from metrify_assets.resources import PostgresResource
+from metrify_assets.resources import GridResource, PostgresResource
 from metrify_assets.resources.lake import Lake
 from tests.grid.series import profile, rows, samples
 from tests.grid.test_stability import expected_paris_hours, paris
@@ -29,6 +33,7 @@ from tests.grid.test_stability import expected_paris_hours, paris
 pytestmark = pytest.mark.postgres
 
 DAY = date(2026, 1, 5)
+NOW = datetime(2026, 1, 7, tzinfo=UTC)
 MIDNIGHT = pd.Timestamp("2026-01-05T00:00:00Z")
 CONFIG = GridConfig()
 
@@ -106,7 +111,11 @@ def test_paris_sample_through_ingestion_equals_numpy_per_hour(
     pg.commit()
     assert ingested.ledger.accepted == 4999  # frequency-only: accepted without voltage or load
 
-    result = dg.materialize([grid_stability], resources={"postgres": pg_resource}, partition_key="2014-01-10")
+    result = dg.materialize(
+        [grid_stability],
+        resources={"postgres": pg_resource, "grid": GridResource()},
+        partition_key="2014-01-10",
+    )
     assert result.success
     (check,) = result.get_asset_check_evaluations()
     assert check.passed
@@ -135,7 +144,11 @@ def test_paris_sample_through_ingestion_equals_numpy_per_hour(
     assert set(stored["risk_components"]) == {"frequency"} and set(stored["worst_state"]) == {"normal"}
     assert events(pg) == [] and grid_alerts(pg) == []
 
-    again = dg.materialize([grid_stability], resources={"postgres": pg_resource}, partition_key="2014-01-10")
+    again = dg.materialize(
+        [grid_stability],
+        resources={"postgres": pg_resource, "grid": GridResource()},
+        partition_key="2014-01-10",
+    )
     assert again.success
     rerun = query(pg, "SELECT * FROM ops.grid_stability ORDER BY hour_start")
     pd.testing.assert_frame_equal(stored.drop(columns="processed_at"), rerun.drop(columns="processed_at"))
@@ -181,15 +194,17 @@ def test_states_carry_across_midnight_in_either_run_order(pg: psycopg.Connection
 def test_the_deployments_area_judges_the_nodes_unless_the_run_names_one(
     pg: psycopg.Connection, pg_resource: PostgresResource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """METRIFY_GRID_AREA is the area where the run config names none: 120 mHz for 30 minutes is an
-    alert in Continental Europe (beyond 100 mHz for over 5 minutes) and inside GB's +/-200 mHz."""
+    """The deployment's area (the `grid` resource, from METRIFY_GRID_AREA) is the area where the run
+    config names none: 120 mHz for 30 minutes is an alert in Continental Europe (beyond 100 mHz for
+    over 5 minutes) and inside GB's +/-200 mHz. The asset reads no environment: the variable set to
+    another area changes nothing."""
     store_samples(pg, excursion_across_midnight())
-    monkeypatch.setenv("METRIFY_GRID_AREA", "great_britain")
+    monkeypatch.setenv("METRIFY_GRID_AREA", "continental_europe")
     judged, changed = {}, []
     for run_config in ({}, {"ops": {"grid_stability": {"config": {"area": "continental_europe"}}}}):
         result = dg.materialize(
             [grid_stability],
-            resources={"postgres": pg_resource},
+            resources={"postgres": pg_resource, "grid": GridResource(area="great_britain")},
             partition_key=DAY.isoformat(),
             run_config=run_config,
         )
@@ -251,7 +266,9 @@ def test_emergency_at_the_newest_sample_is_a_critical_alert_refreshed_not_repeat
     store_samples(pg, samples(profile((30, 0.0), (5, -0.3)), node="GN-E", start=at(9)))
     for _ in range(2):
         result = dg.materialize(
-            [grid_stability], resources={"postgres": pg_resource}, partition_key=DAY.isoformat()
+            [grid_stability],
+            resources={"postgres": pg_resource, "grid": GridResource()},
+            partition_key=DAY.isoformat(),
         )
         assert result.success
     (alert,) = list_alerts(pg, kind="grid_state")
@@ -284,9 +301,13 @@ def test_voltage_week_and_risk_components_from_stored_days(
     )
     store_samples(pg, raw)
     tags = partition_range_tags(first, DAY - timedelta(days=1))
-    assert dg.materialize([grid_stability], resources={"postgres": pg_resource}, tags=tags).success
     assert dg.materialize(
-        [grid_stability], resources={"postgres": pg_resource}, partition_key=DAY.isoformat()
+        [grid_stability], resources={"postgres": pg_resource, "grid": GridResource()}, tags=tags
+    ).success
+    assert dg.materialize(
+        [grid_stability],
+        resources={"postgres": pg_resource, "grid": GridResource()},
+        partition_key=DAY.isoformat(),
     ).success
     rows = query(pg, "SELECT * FROM ops.grid_stability ORDER BY hour_start")
     assert len(rows) == 7 * 24
@@ -335,3 +356,88 @@ def test_a_day_whose_samples_are_gone_is_emptied_and_a_short_lookback_is_refused
     assert events(pg) == []
     with pytest.raises(ValueError, match="longest window"):
         run_days(pg, DAY, DAY, GridConfig(node_areas={"X": "ireland"}), lookback=timedelta(minutes=20))
+
+
+def test_a_day_without_samples_is_skipped_with_why_and_nothing_is_written_for_it(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """Like VEE on a day whose readings are gone: no figures judged from nothing (a run over a day
+    without samples used to succeed with 0 nodes and 0 hours, every state count 0 and its check passed,
+    which reads as a quiet grid), a skip the metadata names with why, and nothing written for the day."""
+    store_samples(pg, samples(profile((30, 0.0), (5, -0.3)), node="GN-E", start=at(9)))
+
+    def run(first: date, last: date) -> dict[str, Any]:
+        result = dg.materialize(
+            [grid_stability],
+            resources={"postgres": pg_resource, "grid": GridResource()},
+            tags=partition_range_tags(first, last),
+        )
+        assert result.success
+        return {
+            k: v.value
+            for k, v in result.asset_materializations_for_node("grid_stability")[0].metadata.items()
+        }
+
+    stored = run(DAY, DAY)
+    assert (stored["days_analysed"], stored["days_skipped"], stored["node_hours"]) == (1, 0, 1)
+    hours = query(pg, "SELECT * FROM ops.grid_stability ORDER BY hour_start").drop(columns="processed_at")
+    state = (events(pg), grid_alerts(pg))
+    assert state[1] == [("GN-E", "critical", "open")]
+
+    # The next day has no sample: skipped, said why; the stored day, its event and its alert stand.
+    empty = run(DAY + timedelta(days=1), DAY + timedelta(days=1))
+    assert (empty["days_analysed"], empty["days_skipped"], empty["nodes"], empty["node_hours"]) == (
+        0,
+        1,
+        0,
+        0,
+    )
+    assert f"| {DAY + timedelta(days=1)} | no samples in ops.grid_status |" in empty["skipped"]
+    # Over both days: the first judged, the second skipped.
+    both = run(DAY, DAY + timedelta(days=1))
+    assert (both["days_analysed"], both["days_skipped"], both["node_hours"]) == (1, 1, 1)
+    after = query(pg, "SELECT * FROM ops.grid_stability ORDER BY hour_start").drop(columns="processed_at")
+    pd.testing.assert_frame_equal(after, hours)
+    assert (events(pg), grid_alerts(pg)) == state
+
+    # The day's samples leave PostgreSQL (lifecycle): its figures stand, the run says why it skipped it.
+    lake = Lake(str(tmp_path / "lake"))
+    assert copy_to_warm(pg, lake, TABLES["grid_status"], DAY, NOW).action == "copied"
+    pg.commit()
+    policy = Policy().with_ages("grid_status", hot_days=1, warm_days=90)
+    (deleted,) = [
+        o for o in retention.clean_hot(pg, lake, policy, DAY + timedelta(days=1), NOW) if o.day == DAY
+    ]
+    assert deleted.action == "deleted_hot"
+    gone = run(DAY, DAY)
+    assert (gone["days_analysed"], gone["days_skipped"]) == (0, 1)
+    assert "its samples left PostgreSQL (lifecycle)" in gone["skipped"]
+    kept = query(pg, "SELECT * FROM ops.grid_stability ORDER BY hour_start").drop(columns="processed_at")
+    pd.testing.assert_frame_equal(kept, hours)
+    # A late sample of that day alone does not replace what the day's samples gave: left to a restore.
+    store_samples(pg, samples(profile((1, 0.0)), node="GN-E", start=at(15)), batch_id="B-late")
+    late = run(DAY, DAY)
+    assert (late["days_analysed"], late["days_skipped"]) == (0, 1)
+    late_rows = query(pg, "SELECT * FROM ops.grid_stability ORDER BY hour_start").drop(columns="processed_at")
+    pd.testing.assert_frame_equal(late_rows, hours)
+    assert (events(pg), grid_alerts(pg)) == state
+
+
+def test_figures_of_samples_taken_out_otherwise_are_removed_and_the_day_is_skipped(
+    pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """A day whose samples are gone but not to the lake (a rollback took its only batch out): what an
+    earlier run stored from them goes, and the run says it skipped the day and what it removed."""
+    store_samples(pg, samples(profile((30, 0.0), (10, 0.12)), node="GN-D", start=at(9)))
+    resources = {"postgres": pg_resource, "grid": GridResource()}
+    assert dg.materialize([grid_stability], resources=resources, partition_key=DAY.isoformat()).success
+    assert pg.execute("SELECT count(*) FROM ops.grid_stability").fetchone() == (1,)
+    pg.execute("DELETE FROM ops.grid_status")
+    pg.commit()
+    result = dg.materialize([grid_stability], resources=resources, partition_key=DAY.isoformat())
+    assert result.success
+    metadata = result.asset_materializations_for_node("grid_stability")[0].metadata
+    assert metadata["days_skipped"].value == 1
+    assert "no samples in ops.grid_status; 1 hours an earlier run stored" in str(metadata["skipped"].value)
+    assert pg.execute("SELECT count(*) FROM ops.grid_stability").fetchone() == (0,)
+    assert events(pg) == []

@@ -21,7 +21,7 @@ from metrify_assets.grid import store
 from metrify_assets.grid.assets import grid_stability
 from metrify_assets.grid.store import run_days
 from metrify_assets.partitions import partition_range_tags
-from metrify_assets.resources import PostgresResource
+from metrify_assets.resources import GridResource, PostgresResource
 from tests.grid.series import profile, samples
 from tests.grid.test_assets import CONFIG, DAY, at, events, grid_alerts, query, store_samples
 
@@ -455,7 +455,7 @@ def test_the_asset_over_a_range_logs_each_chunk_and_sums_its_metadata(
         config = {"ops": {"grid_stability": {"config": {"chunk_days": chunk_days}}}}
         result = dg.materialize(
             [grid_stability],
-            resources={"postgres": pg_resource},
+            resources={"postgres": pg_resource, "grid": GridResource()},
             tags=tags,
             run_config=config,
             instance=instance,

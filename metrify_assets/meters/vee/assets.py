@@ -172,13 +172,16 @@ def vee_meter_readings(
     )
 
 
-def archived_days(conn: psycopg.Connection, first: date, last: date) -> list[date]:
-    """Days whose readings left the hot tier (docs/lifecycle.md): VEE over them would replace their
-    billing-grade series (and then the marts' history) with missing intervals, so runs skip them."""
+def archived_days(
+    conn: psycopg.Connection, first: date, last: date, dataset: str = "meter_readings"
+) -> list[date]:
+    """Days whose readings (or `dataset`'s rows) left the hot tier (docs/lifecycle.md): VEE over them
+    would replace their billing-grade series (and then the marts' history) with missing intervals, so
+    runs skip them."""
     rows = conn.execute(
-        "SELECT day FROM ops.lifecycle_days WHERE dataset = 'meter_readings' AND day BETWEEN %s AND %s "
+        "SELECT day FROM ops.lifecycle_days WHERE dataset = %s AND day BETWEEN %s AND %s "
         "AND hot_deleted_at IS NOT NULL AND (restored_at IS NULL OR restored_at < hot_deleted_at) ORDER BY day",
-        (first, last),
+        (dataset, first, last),
     ).fetchall()
     return [d for (d,) in rows]
 
