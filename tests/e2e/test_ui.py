@@ -22,7 +22,7 @@ from dagster._core.launcher import WorkerStatus
 from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app
-from metrify_assets.cli.ui import WORKSPACE
+from metrify_assets.cli.ui import STOP_GRACE, WORKSPACE
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.landing import land_lines
@@ -88,20 +88,28 @@ def home(tmp_path: Path, pg_resource: PostgresResource, pg: psycopg.Connection) 
         yield env
 
 
-@pytest.fixture
-def ui(home: dict[str, str]) -> Iterator[int]:
-    """`metrify ui` on a free port, in its own process group, stopped as Ctrl-C would."""
-    port = free_port()
-    log = Path(home["METRIFY_HOME"]) / "ui.log"
+def start_ui(
+    home: dict[str, str], port: int, log: Path, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
+    """`metrify ui` on `port` in its own process group (session), its output to `log`."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [str(Path(sys.executable).parent / "metrify"), "ui", "--port", str(port)],
             env={**os.environ, **home},
             cwd=home["METRIFY_HOME"],  # not the checkout: the workspace file is found from the package
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec_fn,
         )
+
+
+@pytest.fixture
+def ui(home: dict[str, str]) -> Iterator[int]:
+    """`metrify ui` on a free port, in its own process group, stopped as Ctrl-C would."""
+    port = free_port()
+    log = Path(home["METRIFY_HOME"]) / "ui.log"
+    proc = start_ui(home, port, log)
 
     def loaded() -> bool:
         assert proc.poll() is None, log.read_text()
@@ -121,6 +129,67 @@ def ui(home: dict[str, str]) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def family(pid: int) -> set[int]:
+    """`pid` and every process under it (from /proc: each process's parent)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+    found = {pid}
+    while grown := {child for child, parent in parents.items() if parent in found} - found:
+        found |= grown
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (a zombie has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_sigterm_stops_the_ui_and_every_process_it_started(home: dict[str, str]) -> None:
+    """A service manager's stop: SIGTERM to `metrify ui` alone ends it, the webserver, the daemon and the
+    code server, with status 0, within the stop grace. Started with SIGINT ignored, as a shell script's
+    `metrify ui &` (or a supervisor's wrapper) leaves it: `dagster dev` makes SIGTERM do what SIGINT
+    does, so it ignored SIGTERM too and ran on until SIGKILL."""
+    port = free_port()
+    log = Path(home["METRIFY_HOME"]) / "ui-sigterm.log"
+    proc = start_ui(home, port, log, preexec_fn=ignore_sigint)
+    started: set[int] = set()
+    try:
+
+        def answers() -> bool:
+            assert proc.poll() is None, log.read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for("the webserver answers", answers, 300)
+        started = family(proc.pid)
+        assert len(started) >= 4, started  # metrify ui, dagster dev, its webserver, daemon, code server
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(STOP_GRACE + 10) == 0, log.read_text()
+        wait_for("every process it started has exited", lambda: not any(map(running, started)), 5, 0.2)
+        assert time.monotonic() - stopping < STOP_GRACE + 10
+    finally:
+        for pid in {proc.pid, *started}:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def test_help() -> None:
