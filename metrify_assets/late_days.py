@@ -2,7 +2,9 @@
 
 Every batch records the local days it touched in `ops.ingest_days` (with an increasing `seq`), and a
 reviewer's decision stamps its reading's day again in `ops.retouched_days` from the same sequence
-(`storage/days.retouch_day`); the sensor reads both as `ops.touched_days`. The hourly refresh covers
+(`storage/days.retouch_day`); the sensor reads both as `ops.touched_days`. A batch that stored nothing
+(every record quarantined) has a row there on its arrival day that moves the cursor but requests no
+run: it brought nothing new to rebuild. The hourly refresh covers
 yesterday and today; this sensor watches for the rest: days older than that which a new batch or a
 decision touched. It requests one `refresh_job` run per run of consecutive late days, so a
 year-old correction rebuilds one day, not the year; `daily_after_refresh_sensor` (schedules.py) runs
@@ -35,13 +37,15 @@ class DayRow:
     seq: int
     day: date
     recorded_at: datetime
+    # False: a batch that stored nothing (its seq moves the cursor, its day is not rebuilt).
+    stored: bool = True
 
 
 def plan_late_days(
     rows: Sequence[DayRow], cursor: int, today: date, now: datetime, settle_seconds: int = SETTLE_SECONDS
 ) -> tuple[list[tuple[date, date, int]], int]:
     """Pure: the late day ranges to request (first, last, highest seq) and the new cursor."""
-    late = [r for r in rows if r.day < today - timedelta(days=1)]
+    late = [r for r in rows if r.stored and r.day < today - timedelta(days=1)]
     ranges = []
     for first, last in contiguous_ranges({r.day for r in late}):
         seq = max(r.seq for r in late if first <= r.day <= last)
@@ -90,7 +94,7 @@ def build_late_days_sensor(refresh_job: dg.UnresolvedAssetJobDefinition) -> dg.S
             rows = [
                 DayRow(*r)
                 for r in conn.execute(
-                    "SELECT seq, day, recorded_at FROM ops.touched_days WHERE seq > %s ORDER BY seq LIMIT %s",
+                    "SELECT seq, day, recorded_at, stored FROM ops.touched_days WHERE seq > %s ORDER BY seq LIMIT %s",
                     (cursor, MAX_ROWS_PER_TICK),
                 ).fetchall()
             ]

@@ -53,6 +53,20 @@ def test_the_cursor_waits_at_a_fresh_gap_but_passes_a_settled_one() -> None:
     assert cursor == 13  # 12 rolled back long ago
 
 
+def test_a_batch_that_stored_nothing_moves_the_cursor_and_requests_nothing() -> None:
+    """Every record quarantined: its row (fresh, 0 records) passes the cursor, as its seq was taken,
+    but its day is not rebuilt: nothing new was stored on it."""
+    fresh = NOW - timedelta(seconds=5)
+    rows = [
+        row(11, "2026-01-01"),
+        DayRow(12, date(2026, 1, 5), fresh, stored=False),
+        row(13, "2026-01-09", fresh),
+    ]
+    ranges, cursor = plan_late_days(rows, 10, TODAY, NOW)
+    assert ranges == [(date(2026, 1, 1), date(2026, 1, 1), 11), (date(2026, 1, 9), date(2026, 1, 9), 13)]
+    assert cursor == 13
+
+
 def test_requests_run_refresh_job_over_the_range_with_a_stable_key() -> None:
     """Only refresh_job: daily_job follows when it succeeds (daily_after_refresh_sensor)."""
     requests = late_day_requests([(date(2026, 1, 1), date(2026, 1, 3), 42)])

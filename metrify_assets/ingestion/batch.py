@@ -256,7 +256,9 @@ def _process(
         alert = alerts.evaluate(spec.batch_id, contract.source, quality, alert_threshold)
         with conn.transaction():
             writes.upsert_rows(conn, contract, stored)
-            writes.record_days(conn, contract, spec.batch_id, len(stored), spec.dt)
+            writes.record_days(
+                conn, contract, spec.batch_id, len(stored), spec.dt, replay=replay_of is not None
+            )
             if replay_of is None:
                 quarantine(conn, contract.source, spec.batch_id, quarantined)
             else:

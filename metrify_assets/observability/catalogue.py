@@ -34,7 +34,8 @@ PIPELINE: tuple[MetricSpec, ...] = (
         "metrify_records_received_total",
         "counter",
         ("source",),
-        "Records received (decoded or malformed), per source.",
+        "Records received (decoded or malformed), per source; dead-letter replays are not new input "
+        "(metrify_records_replayed_total).",
     ),
     MetricSpec(
         "metrify_records_accepted_total",
@@ -49,10 +50,17 @@ PIPELINE: tuple[MetricSpec, ...] = (
         "metrify_records_flagged_total", "counter", ("source",), "Accepted records flagged for review."
     ),
     MetricSpec(
+        "metrify_records_replayed_total",
+        "counter",
+        ("source", "outcome"),
+        "Dead letters replayed (metrify dlq replay), per source and outcome (accepted, quarantined "
+        "again); not in the received, accepted, quarantined or flagged counters.",
+    ),
+    MetricSpec(
         "metrify_batches_total",
         "counter",
         ("source", "origin"),
-        "Batches processed (ledger rows), per source and origin (kafka, landing).",
+        "Batches processed (ledger rows), per source and origin (kafka, landing, replay).",
     ),
     MetricSpec(
         "metrify_batch_stage_duration_seconds",

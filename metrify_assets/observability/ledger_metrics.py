@@ -3,7 +3,11 @@
 The counters are the ledger's sums, as each batch was ingested: a reviewer's later rejection moves
 one record from `accepted` (and `flagged`) to `quarantined` in the ledger row, and is added back here
 (the batch's rejected review items), so the counters never go down and received = accepted +
-quarantined holds for them as for every ledger row. Read incrementally (`WindowedTally`) by when each
+quarantined holds for them as for every ledger row. They count what arrived: a dead-letter replay
+(origin `replay`) brings in no new record, so its rows go to `metrify_records_replayed_total`
+instead, by outcome (accepted, or quarantined again), and to `metrify_batches_total`, never to the
+four record counters (a replay of 1,000 still-malformed letters would otherwise read as 1,000
+records received and quarantined, and raise the quarantine-rate alerts). Read incrementally (`WindowedTally`) by when each
 row was first recorded (`recorded_at`, migration 0015; `processed_at` moves when a batch is recorded
 again): the first scrape sums the settled rows (`seed_ledger`, without the scrape's statement
 timeout: its cost grows with the ledger), later ones read only the rows of the lookback window.
@@ -27,6 +31,23 @@ from metrify_assets.observability.tally import Contribution, WindowedTally
 log = logging.getLogger(__name__)
 
 RECORD_COUNTERS = ("received", "accepted", "quarantined", "flagged")
+REPLAY = "replay"  # the ledger origin of a dead-letter replay's batches
+REPLAYED = "metrify_records_replayed_total"
+REPLAY_OUTCOMES = ("accepted", "quarantined")
+
+
+def _records(source: str, origin: str, counts: tuple[float, ...]) -> Iterator[tuple[Any, float]]:
+    """The record counters' series one ledger row (or a group of rows of one origin) adds to:
+    `received`, `accepted`, `quarantined`, `flagged`, or, for a replay, `replayed` by outcome."""
+    if origin == REPLAY:
+        _, accepted, quarantined, _ = counts
+        yield ("replayed", source, "accepted"), float(accepted)
+        yield ("replayed", source, "quarantined"), float(quarantined)
+        return
+    for name, value in zip(RECORD_COUNTERS, counts, strict=True):
+        yield (name, source), float(value)
+
+
 STAGE_HISTOGRAM = "metrify_batch_stage_duration_seconds"
 
 # Review rejections per batch: few, found through the partial index on rejected items.
@@ -81,8 +102,7 @@ def contribution(
 ) -> Contribution:
     """What one ledger row adds to every counter and histogram series."""
     out: dict[Any, float] = {("batches", source, origin): 1.0}
-    for name, value in zip(RECORD_COUNTERS, counts, strict=True):
-        out[(name, source)] = float(value)
+    out.update(_records(source, origin, counts))
     for stage, seconds in _stage_values(stage_seconds):
         out[("stage_count", source, stage)] = 1.0
         out[("stage_sum", source, stage)] = seconds
@@ -95,8 +115,7 @@ def contribution(
 def _settled(conn: psycopg.Connection, until: datetime) -> Iterator[tuple[Any, float]]:
     for source, origin, batches, *counts in conn.execute(SETTLED_COUNTS, {"until": until}):
         yield ("batches", source, origin), float(batches)
-        for name, value in zip(RECORD_COUNTERS, counts, strict=True):
-            yield (name, source), float(value)
+        yield from _records(source, origin, tuple(counts))
     params = {
         "until": until,
         "stages": list(BATCH_STAGES),
@@ -147,6 +166,7 @@ def ledger_families(tally: WindowedTally) -> list[Metric]:
     totals = tally.totals()
     records = {name: counter(f"metrify_records_{name}_total") for name in RECORD_COUNTERS}
     batches = counter("metrify_batches_total")
+    replayed = counter(REPLAYED)
     stages = histogram(STAGE_HISTOGRAM)
     for key in sorted(k for k in totals if isinstance(k, tuple)):
         kind = key[0]
@@ -164,4 +184,9 @@ def ledger_families(tally: WindowedTally) -> list[Metric]:
                 totals[key],
                 totals[("stage_sum", source, stage)],
             )
-    return [*records.values(), batches, stages]
+    # 0 for a source with batches and no replay yet: a first replay is an increase from 0.
+    sources = {key[1] for key in totals if isinstance(key, tuple) and key[0] in ("batches", "replayed")}
+    for source in sorted(sources):
+        for outcome in REPLAY_OUTCOMES:
+            replayed.add_metric([source, outcome], totals.get(("replayed", source, outcome), 0.0))
+    return [*records.values(), replayed, batches, stages]

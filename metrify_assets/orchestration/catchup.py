@@ -163,6 +163,7 @@ class Touched:
 def touched_days(settings: Settings, batch_ids: list[str], after_seq: int | None = None) -> Touched:
     """The days the batches touched, and those stamped after `after_seq` (batches ingested since, by
     the daemon or the API, and days a reviewer's decision touched again: `storage.days.retouch_day`).
+    A batch that stored nothing (every record quarantined) touched no day: nothing new to rebuild.
 
     `next_seq` is the newest seq on a first run (`after_seq` None); after that, the highest stamped
     after `after_seq` with no gap before it that may yet fill. A seq is taken when a transaction stamps
@@ -172,18 +173,19 @@ def touched_days(settings: Settings, batch_ids: list[str], after_seq: int | None
     with postgres_resource(settings).connect() as conn:
         row = conn.execute("SELECT now(), coalesce(max(seq), 0) FROM ops.touched_days").fetchone()
         found = conn.execute(
-            "SELECT seq, day, recorded_at, source FROM ops.touched_days "
+            "SELECT seq, day, recorded_at, source, stored FROM ops.touched_days "
             "WHERE batch_id = ANY(%s) OR seq > %s ORDER BY seq",
             (batch_ids, after_seq),
         ).fetchall()
     assert row is not None  # an aggregate always answers a row
     now, newest = row
     days: dict[date, set[str]] = {}
-    for _, day, _, source in found:
-        days.setdefault(day, set()).add(source)
+    for _, day, _, source, stored in found:
+        if stored:  # a batch that stored nothing brought nothing to rebuild
+            days.setdefault(day, set()).add(source)
     if after_seq is None:
         return Touched(days, int(newest))
-    stamped = [DayRow(seq, day, at) for seq, day, at, _ in found if seq > after_seq]
+    stamped = [DayRow(seq, day, at) for seq, day, at, _, _ in found if seq > after_seq]
     return Touched(days, settled_cursor(stamped, after_seq, now))
 
 

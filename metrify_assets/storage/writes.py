@@ -106,16 +106,26 @@ def upsert_rows(conn: psycopg.Connection, contract: SourceContract, rows: pd.Dat
 
 
 def record_days(
-    conn: psycopg.Connection, contract: SourceContract, batch_id: str, stored: int, arrival_day: date
+    conn: psycopg.Connection,
+    contract: SourceContract,
+    batch_id: str,
+    stored: int,
+    arrival_day: date,
+    replay: bool = False,
 ) -> int:
     """Record the local days the `stored` rows just upserted (still in the batch's temp table) belong to.
 
     Meter readings fall on the meter's local day (UTC for a meter not in the registry, as dbt does);
     grid and weather samples on their UTC day. A batch that stored nothing (all quarantined) is
-    recorded on its arrival day with 0 records, so the day's quality report still shows it. A
-    replayed batch records nothing new, so it dirties no day. Returns the number of days recorded.
+    recorded on its arrival day with 0 records, so the day's quality report (and VEE's lookup of the
+    quarantined readings) still finds it; `ops.touched_days` leaves such rows out (migration 0019):
+    nothing new was stored, so no day is rebuilt for it. A dead-letter `replay` that stored nothing
+    records no day at all: its records were recorded by their original batches, and its own
+    processing day has nothing of it. Returns the number of days recorded.
     """
     if not stored:
+        if replay:
+            return 0
         with conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES (%s, %s, %s, 0) "

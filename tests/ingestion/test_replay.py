@@ -198,3 +198,39 @@ def test_a_replay_and_its_audit_entry_commit_together(pg: psycopg.Connection, tm
         replay.replay(pg, lake, broken, LATER, caller=FailingCaller("ops", "cli"))
     pg.rollback()
     assert (quarantine_rows(pg), pg.execute("SELECT count(*) FROM ops.ingest_ledger").fetchone()) == before
+
+
+def touched(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    """What `metrify run` and `late_days_sensor` read as days to rebuild."""
+    return conn.execute("SELECT seq, batch_id, source, day FROM ops.touched_days ORDER BY seq").fetchall()
+
+
+def test_a_replay_that_accepts_nothing_touches_no_day(pg: psycopg.Connection, tmp_path: Path) -> None:
+    """Still-malformed dead letters replayed: nothing new is stored, so no day is stamped for the
+    downstream runs (the trial's replay stamped its own processing day with 0 records, and the next
+    `metrify run` built that day, which had no readings). The ledger row and the quarantine rows
+    still account for every record replayed."""
+    lake = Lake(str(tmp_path / "lake"))
+    ingest(pg, lake, "b1", MESSAGES, version=5)
+    broken = [
+        d for d in dead_letters.select(pg, dead_letters.Selection()) if d.reasons.startswith("malformed")
+    ]
+    before = (
+        touched(pg),
+        pg.execute("SELECT batch_id, day, records FROM ops.ingest_days ORDER BY 1, 2").fetchall(),
+    )
+
+    result = replay.replay(pg, lake, broken, LATER + pd.Timedelta(days=30))
+    assert (result.replayed, result.accepted, result.still_quarantined) == (1, 0, 1)
+    after = (
+        touched(pg),
+        pg.execute("SELECT batch_id, day, records FROM ops.ingest_days ORDER BY 1, 2").fetchall(),
+    )
+    assert after == before
+    ledger = pg.execute(
+        "SELECT origin, records_in, accepted, quarantined FROM ops.ingest_ledger WHERE batch_id = %s",
+        (result.batch_id,),
+    ).fetchone()
+    assert ledger == ("replay", 1, 0, 1)  # in = accepted + quarantined, for the replay's row too
+    last = quarantine_rows(pg)[-1]
+    assert (last[0], last[1], last[3], last[4]) == ("b1", 4, False, 1)  # its row, replayed once, kept

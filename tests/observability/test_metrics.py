@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrify_assets.contracts import GRID_STATUS, METER_READINGS, SourceContract
+from metrify_assets.ingestion import dead_letters, replay
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.ingestion.kafka.batches import commit_range
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
@@ -163,6 +164,41 @@ def test_record_counters_equal_the_ledger_of_real_batches(
     assert {
         k: v for k, v in scrape(PipelineCollector(connector(pg_resource))).items() if "collect" not in k[0]
     } == pytest.approx({k: v for k, v in again.items() if "collect" not in k[0]})
+
+
+def test_a_dead_letter_replay_is_no_new_input(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """Replayed dead letters were received (and quarantined) when they first came in: a replay adds
+    to `metrify_records_replayed_total` by outcome, and to the batches of origin `replay`, never to
+    received, accepted, quarantined or flagged (the quarantine-rate alerts divide those). Both reads:
+    a settled replay row (the first scrape's seed) and a real replay within the window."""
+    lake = Lake(str(tmp_path / "lake"))
+    run_batch(pg, lake, "b1", meter_batch(6))  # 8 in: 6 accepted, 2 quarantined (negative, malformed)
+    insert_ledger(pg, "replay-old", datetime.now(UTC) - timedelta(days=3), (3, 2, 1, 0), origin="replay")
+    collector = PipelineCollector(connector(pg_resource))
+    source = {"source": "meter_readings"}
+    first = scrape(collector)
+    counted = {
+        name: value(first, f"metrify_records_{name}_total", **source)
+        for name in ("received", "accepted", "quarantined", "flagged")
+    }
+    assert counted == {"received": 8, "accepted": 6, "quarantined": 2, "flagged": 0}
+    assert value(first, "metrify_records_replayed_total", outcome="accepted", **source) == 2
+    assert value(first, "metrify_records_replayed_total", outcome="quarantined", **source) == 1
+
+    # Both letters replayed with the rules unchanged: both quarantined again.
+    letters = dead_letters.select(pg, dead_letters.Selection(batch_ids=("b1",)))
+    result = replay.replay(pg, lake, letters, NOW)
+    assert (result.replayed, result.accepted, result.still_quarantined) == (2, 0, 2)
+    for samples in (scrape(collector), scrape(PipelineCollector(connector(pg_resource)))):
+        assert {
+            name: value(samples, f"metrify_records_{name}_total", **source) for name in counted
+        } == counted, "a replay is not new input"
+        assert value(samples, "metrify_records_replayed_total", outcome="accepted", **source) == 2
+        assert value(samples, "metrify_records_replayed_total", outcome="quarantined", **source) == 1 + 2
+        assert value(samples, "metrify_batches_total", origin="replay", **source) == 2
+        assert value(samples, "metrify_batches_total", origin="landing", **source) == 1
 
 
 def test_the_stage_histogram_and_incremental_scrapes(

@@ -291,6 +291,10 @@ def test_a_second_metrify_run_materialises_the_days_stamped_since_the_first(
         "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES ('api', 'grid_status', %s, 1)",
         (other,),
     )
+    pg.execute(  # a batch whose every record was quarantined: nothing new on its arrival day
+        "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES ('bad', 'grid_status', %s, 0)",
+        (date(2026, 10, 9),),
+    )
     pg.commit()
     second = run_pipeline(defs, instance, settings)
     assert second.day_ranges == [(old, old), (other, other)]

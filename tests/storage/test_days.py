@@ -3,12 +3,17 @@ the batches' own sequence, and leaves the batch's stamps as they were."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 
 from metrify_assets.contracts import GRID_STATUS, METER_READINGS
+from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.days import retouch_day
 
 
@@ -60,3 +65,29 @@ def test_a_decision_stamps_its_records_local_day_again(pg: psycopg.Connection) -
         ("rt-m", date(2026, 2, 28)),
     }
     assert all(after[b][d] > newest for b, d in stamped), "a new seq, after every earlier one"
+
+
+@pytest.mark.postgres
+def test_a_batch_that_stored_nothing_is_in_the_report_but_touches_no_day(
+    pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Every record quarantined: the batch keeps its 0-record row on its arrival day (the day's
+    quality report and VEE's lookup of quarantined readings find it there), but the days `metrify
+    run` and `late_days_sensor` rebuild (`ops.touched_days` rows `stored`) have none of it."""
+    lake = Lake(str(tmp_path / "lake"))
+    now = pd.Timestamp("2026-04-01T00:00:00Z")
+    good = json.dumps(
+        {"meter_id": "M1", "reading_start": "2026-03-30T10:00:00Z", "interval_minutes": 15, "energy_kwh": 0.4}
+    )
+    for batch_id, messages in (("all-bad", ["{broken", '{"meter_id": 3}']), ("some-good", [good, "{x"])):
+        spec = BatchSpec(METER_READINGS, batch_id, "landing", batch_id, date(2026, 3, 31))
+        process_batch(spec, messages, [1] * len(messages), lake, pg, now)
+        pg.commit()
+    assert pg.execute("SELECT day, records FROM ops.ingest_days WHERE batch_id = 'all-bad'").fetchall() == [
+        (date(2026, 3, 31), 0)
+    ]
+    stored = "(SELECT * FROM ops.touched_days WHERE stored)"
+    assert set(_days(pg, "all-bad", stored)) == set()
+    assert set(_days(pg, "some-good", stored)) == {date(2026, 3, 30)}
+    # Its seq stays in the view, so the readers' cursors pass it instead of waiting at a gap.
+    assert _days(pg, "all-bad", "ops.touched_days") == _days(pg, "all-bad")

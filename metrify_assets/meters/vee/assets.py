@@ -20,7 +20,7 @@ from metrify_assets.meters.days import days_between
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.estimation import SERIES_COLUMNS
 from metrify_assets.meters.vee.process import METER_DAYS_PER_GROUP, VeeTotals
-from metrify_assets.meters.vee.store import SUITE, run_in_groups
+from metrify_assets.meters.vee.store import SUITE, empty_days, run_in_groups
 from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, partition_days
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import failure_summary, suite_check_result
@@ -111,7 +111,14 @@ def vee_meter_readings(
                 "their series and the marts' history stand; restore them (`metrify restore --dataset "
                 "meter_readings --from ... --to ...`) to rebuild them"
             )
-        hot_days = [d for d in days_between(first, last) if d not in set(archived)]
+        empty = [d for d in empty_days(conn, first, last) if d not in set(archived)]
+        if empty:
+            context.log.warning(
+                f"{len(empty)} days of the run have no meter reading, stored or quarantined, and no series "
+                f"({empty[0]} .. {empty[-1]}): skipped, nothing written for them (no missing day for each "
+                "registered meter, no 0 kWh in the marts)"
+            )
+        hot_days = [d for d in days_between(first, last) if d not in set(archived) | set(empty)]
         cache = redis.get_cache()
         try:
             for a, b in contiguous_ranges(hot_days):
@@ -155,6 +162,7 @@ def vee_meter_readings(
     return dg.MaterializeResult(
         metadata={
             "days": dg.MetadataValue.text(f"{first} .. {last}"),
+            "days_skipped_empty": dg.MetadataValue.int(len(empty)),
             "rule_version": dg.MetadataValue.text(cfg.rule_version),
             "meter_days": dg.MetadataValue.int(totals.meter_days),
             "intervals": dg.MetadataValue.int(totals.intervals),

@@ -26,7 +26,7 @@ import orjson
 import pandas as pd
 import psycopg
 
-from metrify_assets.meters.days import day_params, readings_of_days_sql
+from metrify_assets.meters.days import LOCAL_TS, day_params, days_between, local_times, readings_of_days_sql
 from metrify_assets.meters.vee.catalogue import VeeConfig
 from metrify_assets.meters.vee.estimation import LIKE_DAY_COLUMNS
 from metrify_assets.meters.vee.grid import CANDIDATE_COLUMNS, empty_candidates
@@ -201,6 +201,31 @@ def stretch_meters(conn: psycopg.Connection, first: date, last: date, reviewed: 
         {**wider, "first_day": first, "last_day": last},
     ).fetchall()
     return sorted({m for (m,) in rows} | set(reviewed.quarantined["meter_id"]))
+
+
+def empty_days(conn: psycopg.Connection, first: date, last: date) -> list[date]:
+    """The local days of `first`..`last` with nothing for VEE: no meter has a reading on them, stored
+    or quarantined, and no series is stored for them. VEE would otherwise write every registered
+    meter's day as missing, and the marts a 0 kWh row for each, for a day nothing arrived for (one
+    that a batch which stored nothing used to mark touched). A day with a stored series is not empty:
+    a run must remove what its readings no longer hold."""
+    busy = {
+        d
+        for (d,) in conn.execute(readings_of_days_sql(f"DISTINCT {LOCAL_TS}::date"), day_params(first, last))
+    }
+    busy |= {
+        d
+        for (d,) in conn.execute(
+            "SELECT DISTINCT local_date FROM ops.vee_days WHERE local_date BETWEEN %s AND %s", (first, last)
+        )
+    }
+    quarantined = read_reviewed(conn, first, last).quarantined
+    if len(quarantined):
+        ids = quarantined["meter_id"].astype(str)
+        zones = read_meters(conn, sorted(set(ids))).set_index("meter_id")["timezone"]
+        local = local_times(quarantined["reading_start"], ids.map(zones).fillna("UTC").astype(str))
+        busy |= set(local.dt.date)
+    return [d for d in days_between(first, last) if d not in busy]
 
 
 def read_meters(conn: psycopg.Connection, meter_ids: list[str] | None = None) -> pd.DataFrame:

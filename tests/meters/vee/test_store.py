@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -182,10 +183,8 @@ def test_like_day_uses_clean_same_weekdays_only(pg: psycopg.Connection, lake: La
     assert [g[0] for g in got] == pytest.approx(expected)
 
 
-def test_asset_writes_the_partition_and_checks_it(
-    pg: psycopg.Connection, pg_resource: PostgresResource, lake: Lake
-) -> None:
-    ingest(pg, lake, "b1", day_messages("M1", DAY, skip={5}) + day_messages("M2", DAY, seed=3))
+def _materialise_day(pg_resource: PostgresResource) -> tuple[dg.ExecuteInProcessResult, dict[str, Any]]:
+    """`vee_meter_readings` over DAY: the run's result and its materialisation's metadata."""
     result = dg.materialize(
         [vee_meter_readings],
         resources={"postgres": pg_resource, "redis": RedisResource()},
@@ -193,7 +192,14 @@ def test_asset_writes_the_partition_and_checks_it(
     )
     assert result.success
     (mat,) = result.asset_materializations_for_node("vee_meter_readings")
-    meta = mat.metadata
+    return result, dict(mat.metadata)
+
+
+def test_asset_writes_the_partition_and_checks_it(
+    pg: psycopg.Connection, pg_resource: PostgresResource, lake: Lake
+) -> None:
+    ingest(pg, lake, "b1", day_messages("M1", DAY, skip={5}) + day_messages("M2", DAY, seed=3))
+    result, meta = _materialise_day(pg_resource)
     assert (meta["meter_days"].value, meta["intervals"].value, meta["intervals_estimated"].value) == (
         2,
         192,
@@ -202,6 +208,37 @@ def test_asset_writes_the_partition_and_checks_it(
     assert meta["billing_ready_days"].value == 2 and meta["audit_rows_written"].value == 1
     (check,) = result.get_asset_check_evaluations()
     assert check.passed
+
+
+def test_a_day_nothing_arrived_for_is_skipped_not_written_as_zero_kwh_days(
+    pg: psycopg.Connection, pg_resource: PostgresResource, lake: Lake
+) -> None:
+    """A run asked for a day no meter has a reading on (what a batch that stored nothing used to
+    mark touched): nothing is written, where every registered meter got a missing day (0 kWh in the
+    marts). A reading of that day quarantined makes it a day VEE runs: its interval fails, and the
+    registered meter that sent nothing has its missing day."""
+    pg.execute("INSERT INTO ops.meters (meter_id, segment, region, timezone) VALUES ('M4', 'r', 'n', 'UTC')")
+    pg.commit()
+    ingest(pg, lake, "b1", day_messages("M1", DAY - timedelta(days=1)))  # the day before: a neighbour
+
+    def materialise() -> dict[str, object]:
+        meta = _materialise_day(pg_resource)[1]
+        return {k: meta[k].value for k in ("days_skipped_empty", "meter_days")}
+
+    assert materialise() == {"days_skipped_empty": 1, "meter_days": 0}
+    days = "SELECT meter_id, actual_intervals, failed_intervals, missing_intervals FROM ops.vee_days "
+    assert pg.execute(days + "WHERE local_date = %s", (DAY,)).fetchall() == []
+    assert pg.execute("SELECT count(*) FROM ops.vee_readings WHERE local_date = %s", (DAY,)).fetchone() == (
+        0,
+    )
+
+    negative = json.loads(day_messages("M1", DAY)[0]) | {"energy_kwh": -0.2}
+    ingest(pg, lake, "b2", [json.dumps(negative)])  # quarantined: negative_energy
+    assert materialise() == {"days_skipped_empty": 0, "meter_days": 2}
+    assert pg.execute(days + "WHERE local_date = %s ORDER BY 1", (DAY,)).fetchall() == [
+        ("M1", 0, 1, 95),
+        ("M4", 0, 0, 96),
+    ]
 
 
 def _vee_backfill(
