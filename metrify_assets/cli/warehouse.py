@@ -110,6 +110,7 @@ def register(app: typer.Typer) -> None:
         from metrify_assets.warehouse import rebuild
         from metrify_assets.warehouse.connection import dbt_env_from_url, environment
         from metrify_assets.warehouse.project import dbt_cli_resource, ensure_manifest
+        from metrify_assets.warehouse.results import NodeResult
         from metrify_assets.warehouse.vars import dbt_vars
 
         console = command_console(stderr=as_json)
@@ -147,7 +148,7 @@ def register(app: typer.Typer) -> None:
                 f"dbt build --full-refresh: {len(plan.models)} models and their tests"
             ) as status:
 
-                def on_result(result: rebuild.NodeResult) -> None:
+                def on_result(result: NodeResult) -> None:
                     mark = "green" if result.status in ("success", "pass") else "red"
                     if result.resource_type in rebuild.BUILT or mark == "red":
                         console.print(

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtCliRuntimeError, DbtCliResource, DbtProject, dbt_assets
 
 from metrify_assets.partitions import DAYS, SINGLE_RUN
 from metrify_assets.resources import PostgresResource
@@ -27,6 +27,7 @@ from metrify_assets.storage.statistics import analyze_stale
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.console import dbt_events_to
 from metrify_assets.warehouse.invocations import prune_invocations
+from metrify_assets.warehouse.results import BuildReport
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 from metrify_assets.warehouse.vars import dbt_vars as project_vars
 
@@ -67,9 +68,25 @@ def build_warehouse_assets(
             changed = ", ".join(f"{t.name} ({t.changed_rows:,} rows changed)" for t in analyzed)
             context.log.info(f"Planner statistics refreshed before the build: {changed}")
         with environment(dbt_env_from_url(postgres.get_url())):
-            invocation = dbt.cli(args, context=context)
+            # Not dagster-dbt's error when the build fails: it holds dbt's whole command line (results.py).
+            invocation = dbt.cli(args, context=context, raise_on_error=False)
+            report = BuildReport()
             try:
-                yield from dbt_events_to(invocation.stream(), context.log.debug)
+                for event in dbt_events_to(invocation.stream_raw_events(), context.log.debug):
+                    report.observe(event.raw_event)
+                    yield from event.to_default_asset_events(
+                        manifest=invocation.manifest,
+                        dagster_dbt_translator=invocation.dagster_dbt_translator,
+                        context=context,
+                        target_path=invocation.target_path,
+                        project=invocation.project,
+                    )
+                if not invocation.is_successful():
+                    context.log.info(
+                        f"dbt command: {invocation.dbt_command}; its debug log: "
+                        f"{invocation.target_path / 'dbt.log'}"
+                    )
+                    raise DagsterDbtCliRuntimeError(report.failure("build", invocation.process.returncode))
                 prune_invocations(invocation.target_path.parent)
             finally:  # the marts changed (a failed build may have committed some): cached results retire
                 cache = redis.get_cache()

@@ -20,9 +20,9 @@ from typing import Any
 
 from metrify_assets.warehouse.console import dbt_events_to
 from metrify_assets.warehouse.invocations import prune_invocations
+from metrify_assets.warehouse.results import FAILED, BuildReport, NodeResult
 
 log = logging.getLogger(__name__)
-FAILED = ("error", "fail")  # the statuses of a node that failed (a model's error, a test's failure)
 # The kinds of node `build` makes (the others it selects are tests), named as dbt's events name them.
 BUILT = ("model", "seed", "snapshot")
 
@@ -36,15 +36,6 @@ class Plan:
     incremental: tuple[str, ...]  # of them, the incremental ones (their tables are dropped and rebuilt)
     # model -> the trimmed `ops` tables it would be rebuilt from
     loses_history: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class NodeResult:
-    name: str
-    resource_type: str  # model, test, seed, snapshot, unit_test
-    status: str  # success, pass, error, fail, warn, skipped
-    message: str
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -120,42 +111,23 @@ def make_plan(
     return Plan(tuple(select), names, tuple(manifest["nodes"][u]["name"] for u in incremental), loses)
 
 
-def node_result(event: Mapping[str, Any]) -> NodeResult | None:
-    """A finished node from one of dbt's JSON log events (`LogModelResult`, `LogTestResult`,
-    `LogSeedResult`, `LogSnapshotResult`: the info-level line of each); None for any other event."""
-    info = event.get("info", {})
-    name = str(info.get("name", ""))
-    data = event.get("data", {})
-    node = data.get("node_info")
-    if not (name.startswith("Log") and name.endswith("Result") and node):
-        return None
-    return NodeResult(
-        name=str(node.get("node_name", "")),
-        resource_type=str(node.get("resource_type", "")),
-        status=str(node.get("node_status", "")),
-        message=" ".join(str(info.get("msg") or "").split()),
-        seconds=float(data.get("execution_time") or 0.0),
-    )
-
-
-# dbt's summary of each failure at the end of a build (the database's error, the failing rows' count).
-FAILURE_EVENTS = ("RunResultError", "RunResultFailure", "RunResultWarningMessage")
-
-
 def selected_ids(dbt: Any, select: Sequence[str]) -> list[str]:
     """What dbt selects for `select` (`dbt ls`), as unique ids: dbt's own selector grammar."""
     invocation = dbt.cli(
         ["ls", "--no-use-colors", "--output", "json", "--output-keys", "unique_id", "--select", *select],
         raise_on_error=False,
     )
-    ids = []
+    ids, report = [], BuildReport()
     for event in dbt_events_to(invocation.stream_raw_events(), log.debug):
+        report.observe(event.raw_event)
         message = event.raw_event.get("info", {}).get("msg", "")
         if message.startswith("{"):
             ids.append(json.loads(message)["unique_id"])
     invocation.wait()
     if not invocation.is_successful():
-        raise ValueError(f"dbt could not select {' '.join(select)!r}: {invocation.get_error()}")
+        raise ValueError(
+            f"dbt could not select {' '.join(select)!r}: {report.error(invocation.process.returncode)}"
+        )
     return ids
 
 
@@ -170,17 +142,14 @@ def rebuild(
     args = ["build", "--full-refresh", "--no-use-colors", "--vars", json.dumps(dict(dbt_vars))]
     started = time.monotonic()
     invocation = dbt.cli([*args, "--select", *plan.select], raise_on_error=False)
-    results, details = [], []
+    report = BuildReport()
     for event in dbt_events_to(invocation.stream_raw_events(), log.debug):
-        result = node_result(event.raw_event)
+        result = report.observe(event.raw_event)
         if result is not None:
-            results.append(result)
             on_result(result)
-        elif event.raw_event.get("info", {}).get("name") in FAILURE_EVENTS:
-            details.append(" ".join(str(event.raw_event["info"].get("msg", "")).split()))
     invocation.wait()
     error = None
-    if not invocation.is_successful() and not any(r.status in FAILED for r in results):
-        error = str(invocation.get_error())
+    if not invocation.is_successful() and not report.failed:
+        error = report.error(invocation.process.returncode)
     prune_invocations(invocation.target_path.parent)
-    return Outcome(plan, tuple(results), time.monotonic() - started, error, tuple(d for d in details if d))
+    return Outcome(plan, tuple(report.results), time.monotonic() - started, error, tuple(report.details))

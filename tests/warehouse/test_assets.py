@@ -10,6 +10,7 @@ import pandas as pd
 import psycopg
 import pytest
 
+from metrify_assets.errors import root_error
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.cache_resource import RedisResource
@@ -169,6 +170,13 @@ def test_backfill_of_two_days_builds_exactly_those_days(
     errors = [str(e.step_failure_data.error) for e in failed.all_events if e.is_step_failure]
     assert errors and "out of sync" in " ".join(errors)
     assert not any("\x1b[" in e for e in errors)
+    # It names the model with dbt's words, not dbt's command line with its --vars (the run's log has it).
+    (message,) = {
+        root_error(e.step_failure_data.error).message for e in failed.all_events if e.is_step_failure
+    }
+    assert "dbt build failed: model fct_consumption_daily (error): Compilation Error in model" in message
+    assert "Source columns not in target" in message and "billing_ready" in message
+    assert "--vars" not in message and "dbt CLI process" not in message and "> called by" not in message
 
 
 @pytest.mark.postgres

@@ -16,7 +16,8 @@ from typer.testing import CliRunner, Result
 
 from metrify_assets.cli.main import app as cli
 from metrify_assets.resources import PostgresResource
-from metrify_assets.warehouse.rebuild import make_plan, node_result, trimmed_inputs
+from metrify_assets.warehouse.rebuild import make_plan, trimmed_inputs
+from metrify_assets.warehouse.results import node_result
 from tests.warehouse.test_dbt_build import failures, run_dbt_build
 from tests.warehouse.test_marts_survive_cleanup import ARCHIVED_LAST, archived_rows, clean_up, load
 
@@ -198,6 +199,7 @@ def test_a_rebuild_drops_a_column_the_model_no_longer_has_and_reports_a_failed_m
     pg.commit()
     failed = rebuild(env, "fct_consumption_daily", "--yes")
     assert failed.exit_code == 1, failed.output
+    assert "--vars" not in failed.output and "dbt CLI process" not in failed.output
     assert "models rebuilt │ 1 of 1" in failed.output and "[31m" not in failed.output
     assert "fct_consumption_daily_actual_plus_estimated_is_net" in failed.output  # the test
     assert "Got 1 result, configured to fail if != 0" in failed.output  # and dbt's words
@@ -207,3 +209,8 @@ def test_a_rebuild_drops_a_column_the_model_no_longer_has_and_reports_a_failed_m
         (env["ACTOR"],),
     ).fetchall()
     assert ok == [("true",), ("false",)]
+
+    # A selector dbt refuses: dbt's words, not its command line.
+    bad = rebuild(env, "bogus:x", "--dry-run")
+    assert bad.exit_code == 2 and "'bogus' is not a valid method name" in bad.output
+    assert "--select" not in bad.output and "dbt CLI process" not in bad.output
