@@ -10,7 +10,7 @@ metadata (`days_skipped`, `skipped`) and log say which days and why.
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -34,10 +34,9 @@ from metrify_assets.grid.store import (
     stored_events,
 )
 from metrify_assets.metadata import markdown_table, png_markdown
-from metrify_assets.meters.days import days_between
-from metrify_assets.meters.vee.assets import archived_days
 from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, partition_days
 from metrify_assets.resources import GridResource, PostgresResource
+from metrify_assets.storage.days import hot_deleted_days
 from metrify_assets.teams import GRID_OPERATIONS, owner
 
 OWNERS = [owner(GRID_OPERATIONS)]
@@ -234,20 +233,24 @@ def skip_days(conn: psycopg.Connection, first: date, last: date, sampled: list[d
     what an earlier run stored, as VEE keeps such a day's series (late samples of it too are left to
     a restore); any other day without samples loses the hours and events an earlier run stored from
     samples that are no longer there (a rollback took them out)."""
-    gone = set(archived_days(conn, first, last, "grid_status"))
+    gone = set(hot_deleted_days(conn, "grid_status", first, last))
     have = set(sampled)
     skipped = {}
-    empty = [d for d in days_between(first, last) if d not in have and d not in gone]
+    empty = [d for d in _days(first, last) if d not in have and d not in gone]
     for a, b in contiguous_ranges(empty):
         removed = clear_days(conn, a, b)
         cleared = f"; {removed} hours an earlier run stored for {a}..{b} removed" if removed else ""
-        for day in days_between(a, b):
+        for day in _days(a, b):
             skipped[day] = f"no samples in ops.grid_status{cleared}"
     for day in gone:  # late samples of such a day alone would replace its figures: restore it first
         skipped[day] = (
             "its samples left PostgreSQL (lifecycle): what was stored stands; restore them to rebuild it"
         )
     return dict(sorted(skipped.items()))
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def _skipped_table(skipped: dict[date, str], limit: int = 31) -> str:

@@ -61,3 +61,15 @@ def retouch_whole_day(conn: psycopg.Connection, source: str, reason: str, day: d
     conn.execute(
         "INSERT INTO ops.retouched_days (batch_id, source, day) VALUES (%s, %s, %s)", (reason, source, day)
     )
+
+
+def hot_deleted_days(conn: psycopg.Connection, dataset: str, first: date, last: date) -> list[date]:
+    """The days of `first`..`last` whose `dataset` rows the lifecycle deleted from the hot tier and no
+    restore brought back (`ops.lifecycle_days`, docs/lifecycle.md): a run over them would rebuild
+    from what is left, so the day-partitioned assets skip them."""
+    rows = conn.execute(
+        "SELECT day FROM ops.lifecycle_days WHERE dataset = %s AND day BETWEEN %s AND %s "
+        "AND hot_deleted_at IS NOT NULL AND (restored_at IS NULL OR restored_at < hot_deleted_at) ORDER BY day",
+        (dataset, first, last),
+    ).fetchall()
+    return [d for (d,) in rows]

@@ -25,6 +25,7 @@ from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, parti
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import failure_summary, suite_check_result
 from metrify_assets.resources import PostgresResource, RedisResource
+from metrify_assets.storage.days import hot_deleted_days
 from metrify_assets.teams import METER_DATA, owner
 
 DEFAULTS = VeeConfig()
@@ -180,18 +181,10 @@ def vee_meter_readings(
     )
 
 
-def archived_days(
-    conn: psycopg.Connection, first: date, last: date, dataset: str = "meter_readings"
-) -> list[date]:
-    """Days whose readings (or `dataset`'s rows) left the hot tier (docs/lifecycle.md): VEE over them
-    would replace their billing-grade series (and then the marts' history) with missing intervals, so
-    runs skip them."""
-    rows = conn.execute(
-        "SELECT day FROM ops.lifecycle_days WHERE dataset = %s AND day BETWEEN %s AND %s "
-        "AND hot_deleted_at IS NOT NULL AND (restored_at IS NULL OR restored_at < hot_deleted_at) ORDER BY day",
-        (dataset, first, last),
-    ).fetchall()
-    return [d for (d,) in rows]
+def archived_days(conn: psycopg.Connection, first: date, last: date) -> list[date]:
+    """Days whose readings left the hot tier (docs/lifecycle.md): VEE over them would replace their
+    billing-grade series (and then the marts' history) with missing intervals, so runs skip them."""
+    return hot_deleted_days(conn, "meter_readings", first, last)
 
 
 def empty_series() -> pd.DataFrame:
