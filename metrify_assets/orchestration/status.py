@@ -275,9 +275,10 @@ def pending_landing_files(conn: psycopg.Connection, landing_dir: Path) -> dict[s
 
 
 def touched_since(conn: psycopg.Connection, after_seq: int) -> list[date]:
-    """The days stamped in `ops.touched_days` after `after_seq` (what the next `metrify run` builds)."""
+    """The days stamped in `ops.touched_days` after `after_seq` (what the next `metrify run` builds:
+    not the arrival day of a batch that stored nothing)."""
     rows = conn.execute(
-        "SELECT DISTINCT day FROM ops.touched_days WHERE seq > %s ORDER BY day", (after_seq,)
+        "SELECT DISTINCT day FROM ops.touched_days WHERE seq > %s AND stored ORDER BY day", (after_seq,)
     ).fetchall()
     return [row[0] for row in rows]
 

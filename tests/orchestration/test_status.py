@@ -161,6 +161,7 @@ def test_status_of_a_real_instance(
     instance = local_instance(resolve_settings())
     instance.run_storage.set_cursor_values({SEQ_CURSOR: str(seq)})
     ingest("later", date(2026, 3, 4), [reading(date(2026, 3, 4), "M1"), reading(date(2026, 3, 5), "M2")])
+    ingest("all-bad", date(2026, 3, 7), ["{still not json"])  # stored nothing: its day is not to build
     land_lines(home / "landing", "meter_readings", [reading(date(2026, 3, 6), "M3")])
     raise_alert(
         pg,
@@ -180,7 +181,7 @@ def test_status_of_a_real_instance(
     found = json.loads(result.stdout)
     meters = next(s for s in found["sources"] if s["source"] == "meter_readings")
     assert meters["landing_files"] == 1
-    assert meters["dead_letters"] == 1  # the malformed line, replayable
+    assert meters["dead_letters"] == 2  # the malformed lines, replayable
     assert meters["kafka_lag"] is None  # Kafka not configured
     assert meters["last_record"].startswith("2026-03-05T12:00:00")
     assert found["touched_days"] == ["2026-03-04", "2026-03-05"]
