@@ -12,15 +12,17 @@ the lake's bucket) the S3 lifecycle configuration matching the policy.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller, who
-from metrify_assets.cli.console import command_console
+from metrify_assets.cli.console import command_console, to_json
 from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.cli.options import parse_day
 from metrify_assets.env import resolve_settings
@@ -34,6 +36,9 @@ from metrify_assets.lifecycle.bucket_rules import (
 from metrify_assets.lifecycle.cost import CostReport, PriceTable, cost_report, measure
 from metrify_assets.lifecycle.policy import Policy
 from metrify_assets.resources.lake import Lake
+
+if TYPE_CHECKING:
+    import psycopg
 
 REMOVING_ACTIONS = ("deleted_hot", "expired")  # lifecycle_log actions that take data away
 lifecycle_app = typer.Typer(
@@ -270,8 +275,14 @@ def run_cmd(
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Only record and list what would move and go.")] = False,
     config: ConfigOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object: each dataset's actions with every day they take.")
+    ] = False,
 ) -> None:
-    """Run the weekly job's lifecycle now: days due to the cold and archive tiers, then retention."""
+    """Run the weekly job's lifecycle now: days due to the cold and archive tiers, then retention.
+
+    Lists, per dataset and action (move_cold, deleted_hot, held, ...), how many days and rows and which
+    days, as ranges of consecutive days (the first few; --json lists every day)."""
     from datetime import UTC, datetime
 
     today = parse_day(as_of, "--as-of") if as_of else datetime.now(UTC).date()
@@ -282,7 +293,7 @@ def run_cmd(
 
     policy_config = load_config(config)
     settings = resolve_settings()
-    console = command_console()
+    console = command_console(stderr=as_json)
     # The run's steps commit in the Dagster run, each in its own transaction: its audit entry follows
     # it (a failed run's too: its earlier steps may have moved or deleted data).
     caller, target = cli_caller(who()), f"lifecycle:{today}"
@@ -297,25 +308,76 @@ def run_cmd(
             caller.record(conn, "lifecycle.run", target, {**audited, "failed": str(err)})
             conn.commit()
             raise _fail(str(err)) from err
-        done = conn.execute(
-            "SELECT dataset, action, count(*), coalesce(sum(rows), 0) FROM ops.lifecycle_log WHERE run_id = %s "
-            "GROUP BY 1, 2 ORDER BY 1, 2",
-            (run.run_id,),
-        ).fetchall()
-        actions = {f"{dataset} {action}": int(rows) for dataset, action, _, rows in done}
+        done = logged_actions(conn, run.run_id)
+        actions = {f"{a.dataset} {a.action}": a.rows for a in done}
         # Affected: what left the database or the lake (the copies and moves are in `rows`).
-        removed = sum(int(rows) for _, action, _, rows in done if action in REMOVING_ACTIONS)
+        removed = sum(a.rows for a in done if a.action in REMOVING_ACTIONS)
         details = {**audited, "run_id": run.run_id, "rows": actions}
         caller.record(conn, "lifecycle.run", target, details, 0 if dry_run else removed)
+    if as_json:
+        typer.echo(
+            to_json(
+                {
+                    "as_of": today,
+                    "dry_run": dry_run,
+                    "run_id": run.run_id,
+                    "tier_days_covered": list(run.days) if run.days else None,
+                    "actions": [asdict(a) for a in done],
+                }
+            )
+        )
+        note_embedded_server(settings)
+        return
     table = Table(title=f"lifecycle as of {today}" + (" (dry run: nothing changed)" if dry_run else ""))
-    for column in ("dataset", "action", "days", "rows"):
-        table.add_column(column)
-    for dataset, action, days, rows in done:
-        table.add_row(str(dataset), str(action), f"{days:,}", f"{rows:,}")
+    for column in ("dataset", "action", "days", "rows", "which days"):
+        table.add_column(column, overflow="fold")
+    for a in done:
+        table.add_row(escape(a.dataset), escape(a.action), f"{a.entries:,}", f"{a.rows:,}", days_text(a.days))
     console.print(table if done else "nothing due")
     span = f"{run.days[0]}..{run.days[1]}" if run.days else "none (no copy could move)"
     console.print(f"run {run.run_id}; tier days covered: {span}")
     note_embedded_server(settings)
+
+
+# Ranges of consecutive days `lifecycle run` shows per row; the rest are counted (--json has them all).
+SHOWN_RANGES = 4
+
+
+@dataclass(frozen=True)
+class LoggedAction:
+    """What a lifecycle run recorded in ops.lifecycle_log for one dataset and action."""
+
+    dataset: str
+    action: str
+    entries: int  # log entries: one per day, or one for a table-wide step (a retention of ops tables)
+    rows: int
+    days: list[date]  # the days it took (or would take), in order
+
+
+def logged_actions(conn: psycopg.Connection, run_id: str) -> list[LoggedAction]:
+    """The run's actions per dataset and action, with their days, from ops.lifecycle_log."""
+    found = conn.execute(
+        "SELECT dataset, action, count(*), coalesce(sum(rows), 0), "
+        "coalesce(array_agg(DISTINCT day ORDER BY day) FILTER (WHERE day IS NOT NULL), '{}') "
+        "FROM ops.lifecycle_log WHERE run_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
+        (run_id,),
+    ).fetchall()
+    return [LoggedAction(str(d), str(a), int(n), int(r), list(days)) for d, a, n, r, days in found]
+
+
+def days_text(days: list[date], most: int = SHOWN_RANGES) -> str:
+    """`days` as ranges of consecutive days (2026-01-01..2026-01-09, 2026-01-12), the first `most` of
+    them and a count of the others; "-" for none."""
+    from metrify_assets.partitions import contiguous_ranges, ranges_text  # Dagster: `lifecycle run` only
+
+    ranges = contiguous_ranges(days)
+    shown = ranges_text(ranges[:most]) or "-"
+    if len(ranges) > most:
+        rest = ranges[most:]
+        count = sum((b - a).days + 1 for a, b in rest)
+        more = f"{count:,} more day{'s' if count > 1 else ''} in {len(rest):,} range{'s' if len(rest) > 1 else ''}"
+        shown += f", and {more} (--json lists them)"
+    return shown
 
 
 def register(app: typer.Typer) -> None:

@@ -72,6 +72,17 @@ def test_holds_lifecycle_run_and_restore_through_the_cli(pg: psycopg.Connection,
     # A dry run lists what would move and go, and changes nothing.
     planned = invoke("lifecycle", "run", "--as-of", str(D + timedelta(days=31)), "--dry-run")
     assert "dry run: nothing changed" in planned and "delete_hot" in planned
+    # Which days: with --json every day of each dataset's actions, in the table as ranges.
+    plan = json.loads(
+        stdout_of("lifecycle", "run", "--as-of", str(D + timedelta(days=31)), "--dry-run", "--json")
+    )
+    assert plan["dry_run"] and plan["as_of"] == str(D + timedelta(days=31))
+    deleting = {a["dataset"]: a["days"] for a in plan["actions"] if a["action"] == "delete_hot"}
+    assert set(deleting) == set(TIERED_DATASETS)
+    due = deleting["meter_readings"]
+    assert due and due == sorted(due) and set(due) <= {str(day) for day in DAY_LIST}
+    shown = due[0] if len(due) == 1 else f"{due[0]}..{due[-1]}"
+    assert shown in planned
     assert all(hot(pg, ds, day) > 0 for ds in TIERED_DATASETS for day in DAY_LIST)
     assert tiers(pg) == ["warm"] * DAYS
     assert lake.head(data_key("meter_readings", D)).storage_class == "STANDARD"  # type: ignore[union-attr]
