@@ -36,6 +36,7 @@ from metrify_assets.grid.store import (
 from metrify_assets.metadata import markdown_table, png_markdown
 from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, partition_days
 from metrify_assets.resources import GridResource, PostgresResource
+from metrify_assets.storage import rebuilt
 from metrify_assets.storage.days import hot_deleted_days
 from metrify_assets.teams import GRID_OPERATIONS, owner
 
@@ -117,6 +118,7 @@ def grid_stability(
     lookback = pd.Timedelta(minutes=config.lookback_minutes).to_pytimedelta()
     totals = Totals()
     with postgres.connect() as conn:
+        began = rebuilt.begin(conn)
         sampled = sampled_days(conn, first, last)
         skipped = skip_days(conn, first, last, sampled)
         analysed = [d for d in sampled if d not in skipped]
@@ -140,6 +142,7 @@ def grid_stability(
                     f"{(last - first).days + 1}): {len(run.figures)} node-hours, {len(run.events)} events"
                 )
         listed, events_open = stored_events(conn, first, last, EVENT_ROWS)
+        rebuilt.stamp(conn, "grid_stability", first, last, began)
     states = totals.states
     context.log.info(
         f"grid stability {first}..{last}: {len(totals.nodes)} nodes, {totals.node_hours} node-hours, "

@@ -6,6 +6,9 @@
   incremental and keep their history.
 - Lake copies older than `expire_days` (if set), raw batches (to STANDARD_IA, then deleted), dated
   quality reports, quarantine rows and the operational log tables by their own retention.
+- A day whose rebuild is owed (touched by a batch, a decision or a restore since the refresh last
+  rebuilt it: `storage/rebuilt.py`) keeps its hot rows, with the reason in the log, until a later
+  pass finds it rebuilt.
 - Nothing a legal hold covers is deleted, moved or expired. A dry run records and returns the same
   plan without changing anything.
 Work is proportional to what is due: every step selects due days by index, never the history.
@@ -24,6 +27,7 @@ from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, age_days, d
 from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
 from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, read_copy
 from metrify_assets.resources.lake import Lake, ObjectArchivedError, ObjectLockedError
+from metrify_assets.storage import rebuilt
 
 # Per meter-day tables rebuilt from meter readings: they leave the hot tier with the readings.
 DERIVED_BY_LOCAL_DATE = (
@@ -32,6 +36,9 @@ DERIVED_BY_LOCAL_DATE = (
     "ops.anomaly_meter_days",
     "ops.enriched_meter_readings",
 )
+# A day touched (a late batch, a decision, a restore) whose refresh has not rebuilt it since keeps its
+# hot rows: deleted now, the owed rebuild would run on none (storage/rebuilt.py).
+REBUILD_OWED = "rebuild_owed"
 ANOMALY_SCORES = "ops.anomaly_scores"  # per reading: leaves with the readings (by key)
 QUARANTINE = "ops.quarantine"  # rejected records: by their own retention (`quarantine_days`)
 # Operational log tables under the `ops` retention: (table, the time that ages a row, rows eligible).
@@ -179,7 +186,9 @@ def clean_hot(
         table = TABLES[dataset]
         ages = policy.tier_ages(dataset)
         cutoff = today - timedelta(days=ages.hot_days - 1)  # days with age >= hot_days are before it
-        for day in hot_candidate_days(conn, table, cutoff):
+        candidates = hot_candidate_days(conn, table, cutoff)
+        owed = rebuilt.owed(conn, candidates)
+        for day in candidates:
             day_state = state.get(conn, dataset, day)
             if (
                 day_state is not None
@@ -204,6 +213,12 @@ def clean_hot(
                 )
                 conn.commit()
                 outcomes.append(Outcome(dataset, day, "held", f"legal hold {ids}"))
+                continue
+            if day in owed:  # trimmed by a later run, once rebuilt: the rebuild reads these hot rows
+                reason = owed[day].reason
+                state.log(conn, dataset, day, REBUILD_OWED, reason, dry_run=dry_run, run_id=run_id)
+                conn.commit()
+                outcomes.append(Outcome(dataset, day, REBUILD_OWED, reason))
                 continue
             if dry_run:
                 count = len(table.read_days(conn, day, day))

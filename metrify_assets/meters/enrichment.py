@@ -18,6 +18,7 @@ from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import failure_summary, suite_check_result
 from metrify_assets.resources import PostgresResource
+from metrify_assets.storage import rebuilt
 from metrify_assets.storage.frames import read_frame
 from metrify_assets.teams import DATA_ENGINEERING, owner
 
@@ -95,6 +96,7 @@ def enriched_meter_readings(
     first, last = partition_days(context)
     params = day_params(first, last)
     with postgres.connect() as conn:
+        began = rebuilt.begin(conn)
         with conn.cursor() as cur:
             cur.execute(ENRICH_SQL.encode(), params)
             written = cur.rowcount
@@ -113,6 +115,7 @@ def enriched_meter_readings(
                 metadata=suite_check_result(suite).metadata,
                 allow_retries=False,
             )
+        rebuilt.stamp(conn, "enriched_meter_readings", first, last, began)
         by_tou = read_frame(
             conn,
             "SELECT tou_period, count(*) AS readings, round(sum(energy_kwh)::numeric, 1) AS kwh "

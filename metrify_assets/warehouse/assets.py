@@ -20,9 +20,10 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtCliRuntimeError, DbtCliResource, DbtProject, dbt_assets
 
-from metrify_assets.partitions import DAYS, SINGLE_RUN
+from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.cache_resource import RedisResource
+from metrify_assets.storage import rebuilt
 from metrify_assets.storage.statistics import analyze_stale
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.console import dbt_events_to
@@ -63,6 +64,7 @@ def build_warehouse_assets(
         # No colour codes: dbt's errors end up in run failures, alerts and `metrify run`'s summary as text.
         args = ["build", "--no-use-colors", "--vars", json.dumps(dbt_vars)]
         with postgres.connect(autocommit=True) as conn:
+            began = rebuilt.begin(conn)  # before dbt reads: the touches it will see (storage/rebuilt.py)
             analyzed = analyze_stale(conn)
         if analyzed:
             changed = ", ".join(f"{t.name} ({t.changed_rows:,} rows changed)" for t in analyzed)
@@ -88,6 +90,10 @@ def build_warehouse_assets(
                     )
                     raise DagsterDbtCliRuntimeError(report.failure("build", invocation.process.returncode))
                 prune_invocations(invocation.target_path.parent)
+                if context.has_partition_key or context.has_partition_key_range:  # the build succeeded
+                    first, last = partition_days(context)
+                    with postgres.connect() as conn:
+                        rebuilt.stamp(conn, "metrify_dbt", first, last, began)
             finally:  # the marts changed (a failed build may have committed some): cached results retire
                 cache = redis.get_cache()
                 if cache is not None:

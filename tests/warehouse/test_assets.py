@@ -151,6 +151,14 @@ def test_backfill_of_two_days_builds_exactly_those_days(
         assert cur.fetchall() == [(date(2026, 2, 2), 2.0), (date(2026, 2, 3), 3.0)]
         cur.execute("SELECT DISTINCT local_date FROM marts.fct_consumption_hourly ORDER BY local_date")
         assert cur.fetchall() == [(date(2026, 2, 2),), (date(2026, 2, 3),)]
+    # The build records the days it rebuilt (what the lifecycle waits for: storage/rebuilt.py).
+    stamped = "SELECT asset, day, began_at FROM ops.rebuilt_days ORDER BY day"
+    built = pg.execute(stamped).fetchall()
+    pg.commit()
+    assert [(asset, day) for asset, day, _ in built] == [
+        ("metrify_dbt", date(2026, 2, 2)),
+        ("metrify_dbt", date(2026, 2, 3)),
+    ]
     # A failing build's error reads as text: dbt's colour codes reached `metrify run`'s summary and alerts.
     with pg.cursor() as cur:
         cur.execute("ALTER TABLE marts.fct_consumption_daily DROP COLUMN billing_ready")
@@ -167,6 +175,7 @@ def test_backfill_of_two_days_builds_exactly_those_days(
             cur.execute("DROP SCHEMA IF EXISTS marts CASCADE")
         pg.commit()
     assert not failed.success
+    assert pg.execute(stamped).fetchall() == built  # a failed build rebuilt nothing
     errors = [str(e.step_failure_data.error) for e in failed.all_events if e.is_step_failure]
     assert errors and "out of sync" in " ".join(errors)
     assert not any("\x1b[" in e for e in errors)

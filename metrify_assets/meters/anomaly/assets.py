@@ -35,6 +35,7 @@ from metrify_assets.quality import gx
 from metrify_assets.quality.checks import failure_summary, suite_check_result
 from metrify_assets.resources import LakeResource, PostgresResource
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage import rebuilt
 from metrify_assets.teams import DATA_SCIENCE, owner
 
 OWNERS = [owner(DATA_SCIENCE)]
@@ -205,6 +206,7 @@ def anomaly_scores(
     first, last = partition_days(context)
     store = lake.get_lake()
     with postgres.connect() as conn:
+        began = rebuilt.begin(conn)
         readings = read_readings(conn, first, last)
         models = load_current(store)
         if models is None and len(readings):
@@ -233,6 +235,7 @@ def anomaly_scores(
                 allow_retries=False,
             )
         write_scores(conn, scores)
+        rebuilt.stamp(conn, "anomaly_scores", first, last, began)
     context.log.info(
         f"scored {len(scores.readings)} readings of {first}..{last}: {_count(scores.readings['is_anomaly'])} "
         f"anomalies, {_count(scores.days['is_anomaly'])} anomalous meter-days"

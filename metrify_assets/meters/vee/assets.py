@@ -25,6 +25,7 @@ from metrify_assets.partitions import DAYS, SINGLE_RUN, contiguous_ranges, parti
 from metrify_assets.quality import gx
 from metrify_assets.quality.checks import failure_summary, suite_check_result
 from metrify_assets.resources import PostgresResource, RedisResource
+from metrify_assets.storage import rebuilt
 from metrify_assets.storage.days import hot_deleted_days
 from metrify_assets.teams import METER_DATA, owner
 
@@ -105,6 +106,7 @@ def vee_meter_readings(
     now = pd.Timestamp.now(tz="UTC")  # one as-of time for every group and stretch of the run
     totals, suites, refused = VeeTotals(), [], []
     with postgres.connect() as conn:
+        began = rebuilt.begin(conn)
         archived = archived_days(conn, first, last)
         if archived:
             context.log.warning(
@@ -154,6 +156,8 @@ def vee_meter_readings(
             metadata=check.metadata,
             allow_retries=False,
         )
+    with postgres.connect() as conn:
+        rebuilt.stamp(conn, "vee_meter_readings", first, last, began)
     statuses = totals.status_counts()
     methods = pd.DataFrame(totals.methods.most_common(), columns=["method", "intervals"])
     context.log.info(
