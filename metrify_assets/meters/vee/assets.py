@@ -30,6 +30,7 @@ from metrify_assets.storage.days import hot_deleted_days
 from metrify_assets.teams import METER_DATA, owner
 
 DEFAULTS = VeeConfig()
+REFUSED_NAMED = 10  # meters a failure names; the Dagster log has the count
 
 
 class VeeRunConfig(dg.Config):
@@ -90,9 +91,9 @@ class VeeRunConfig(dg.Config):
             description="GX suite vee_meter_readings on every interval VEE built, validated in memory "
             "before each group of meters is written: columns present, keys, status, method and direction "
             "not null, status and interval length from their sets, energy within ±1000 kWh, one row per "
-            "meter and interval start. A group whose series fails is not written (its series, days and "
-            "billing_ready stay as stored before); the run fails and stops the assets downstream (marts, "
-            "billing). The groups that passed are written.",
+            "meter and interval start. A meter whose series fails is not written (its series, days and "
+            "billing_ready stay as stored before), found by halving its group; the run fails and stops "
+            "the assets downstream (marts, billing). The other meters are written.",
         )
     ],
     retry_policy=RETRY_POLICY,
@@ -128,13 +129,16 @@ def vee_meter_readings(
                 groups = run_in_groups(conn, a, b, cfg, config.meter_days_per_group, now, run_id, cache)
                 for group, run in groups:
                     totals.add(run)
-                    suites.append(run.suite)  # validated before the write: a failing group is not written
+                    suites.append(run.suite)  # validated before the write: a failing meter is not written
                     if not run.written:
-                        ids = group.meter_ids
-                        refused.append(f"{a}..{b} {ids[0]} .. {ids[-1]} ({len(ids)} meters)")
+                        named = ", ".join(run.refused[:REFUSED_NAMED])
+                        more = len(run.refused) - REFUSED_NAMED
+                        named += f" and {more} more" if more > 0 else ""
+                        refused.append(f"{a}..{b} {named}")
                         context.log.error(
-                            f"VEE {a}..{b}: group {group.number}/{group.of} ({ids[0]} .. {ids[-1]}) failed the "
-                            f"vee_meter_readings suite and was not written: {failure_summary(run.suite)}"
+                            f"VEE {a}..{b}: {len(run.refused)} of the {len(group.meter_ids)} meters of group "
+                            f"{group.number}/{group.of} failed the vee_meter_readings suite and were not "
+                            f"written ({named}); the others were: {failure_summary(run.suite)}"
                         )
                     if group.of > 1:
                         ids = group.meter_ids
@@ -151,7 +155,8 @@ def vee_meter_readings(
     check = suite_check_result(suite, blocking_description="Guards the billing-grade series.")
     if not suite.success:
         raise dg.Failure(
-            f"vee_meter_readings suite failed; not written (series, days, audit): {'; '.join(refused)}. "
+            f"vee_meter_readings suite failed; these meters not written (series, days, audit): "
+            f"{'; '.join(refused)}. "
             f"{failure_summary(suite)}",
             metadata=check.metadata,
             allow_retries=False,

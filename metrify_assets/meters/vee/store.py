@@ -10,8 +10,11 @@ status, value, method or editor differs from what is stored (or, the first time,
 cached results of the meters it wrote move to a new generation (docs/api.md#cache).
 
 The GX suite `vee_meter_readings` guards the write: each group's series is validated in memory
-first, and a series that fails it is not written (nor its days, nor audit rows): what was stored
-for those meters and days stays, and the caller reports the failure.
+first. When it fails, the meters whose own series fail are found by halving the group (the suite's
+expectations are per row or per meter and interval, so a set of meters passes exactly when each of
+them does), and only theirs is not written (nor their days, nor audit rows): what was stored for
+those meters and days stays, the group's other meters are written, and the caller reports the
+failure. One odd meter no longer holds back the series of the thousands beside it in its group.
 """
 
 from __future__ import annotations
@@ -57,11 +60,40 @@ class VeeRun:
     audit_rows: int
     unplaced: Mapping[str, int]  # per batch: quarantined meter readings with no usable meter and time
     suite: gx.SuiteResult  # SUITE on `result.series`, validated before the write
-    written: bool  # False when the suite failed: nothing of the run was stored
+    refused: tuple[str, ...] = ()  # meters whose series failed SUITE: not written (the others were)
+
+    @property
+    def written(self) -> bool:
+        """Whether the whole outcome was stored (no meter's series failed the suite)."""
+        return not self.refused
 
     @property
     def unplaced_quarantined(self) -> int:
         return sum(self.unplaced.values())
+
+
+def failing_meters(series: pd.DataFrame, meters: list[str]) -> list[str]:
+    """The meters of `meters` whose own rows of `series` fail SUITE, found by halving: the suite's
+    expectations are per row or per (meter, interval), so a set of meters passes exactly when each
+    of its meters does. Validations: about 2 x (failing meters) x log2(meters)."""
+    if len(meters) <= 1:
+        return list(meters)
+    failing: list[str] = []
+    half = len(meters) // 2
+    for part in (meters[:half], meters[half:]):
+        if not gx.validate(SUITE, series[series["meter_id"].isin(part)]).success:
+            failing += failing_meters(series, part)
+    return failing
+
+
+def only_meters(result: VeeResult, meters: list[str]) -> VeeResult:
+    """`result` restricted to `meters` (series, its masks row for row, and days)."""
+    rows = result.series["meter_id"].isin(meters).to_numpy()
+    return VeeResult(
+        series=result.series[rows],
+        days=result.days[result.days["meter_id"].isin(meters)],
+        masks=result.masks[rows],
+    )
 
 
 def _meter_filter(meter_ids: list[str] | None) -> str:
@@ -295,17 +327,28 @@ def run_days(
     caller: Caller | None = None,
     reviewed: Reviewed | None = None,
 ) -> VeeRun:
-    """VEE the local days `first`..`last` (of `meter_ids`, default all) and store the outcome if its
-    series passes the GX suite (`VeeRun.written`; else nothing is written); `caller`: the person whose edit this run applies (a reviewer), for the audit log; `reviewed`:
+    """VEE the local days `first`..`last` (of `meter_ids`, default all) and store the outcome of every
+    meter whose series passes the GX suite (`VeeRun.refused`: those that failed, not written);
+    `caller`: the person whose edit this run applies (a reviewer), for the audit log; `reviewed`:
     `read_reviewed` of these days, when the caller runs them in several groups of meters."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     reviewed = reviewed if reviewed is not None else read_reviewed(conn, first, last)
     result = process_days(conn, first, last, config, now, meter_ids, reviewed)
     suite = gx.validate(SUITE, result.series)  # the guard, on the frame before anything is written
-    if not suite.success:
-        return VeeRun(result, 0, reviewed.unplaced, suite, written=False)
-    audit = write(conn, result, first, last, config.rule_version, run_id, meter_ids, cache, caller)
-    return VeeRun(result, audit, reviewed.unplaced, suite, written=True)
+    if suite.success:
+        audit = write(conn, result, first, last, config.rule_version, run_id, meter_ids, cache, caller)
+        return VeeRun(result, audit, reviewed.unplaced, suite)
+    meters = sorted(set(result.series["meter_id"].dropna()) | set(result.days["meter_id"]))
+    if result.series["meter_id"].isna().any():  # rows no meter owns: nothing can be told apart
+        return VeeRun(result, 0, reviewed.unplaced, suite, refused=tuple(meters))
+    refused = failing_meters(result.series, meters)
+    kept = [m for m in meters if m not in set(refused)]
+    audit = 0
+    if kept:
+        audit = write(
+            conn, only_meters(result, kept), first, last, config.rule_version, run_id, kept, cache, caller
+        )
+    return VeeRun(result, audit, reviewed.unplaced, suite, refused=tuple(refused))
 
 
 def process_days(

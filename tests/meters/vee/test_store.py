@@ -486,7 +486,7 @@ def test_a_series_that_fails_the_suite_is_not_stored(
     failed = run()
     assert not failed.success
     (failure,) = [e for e in failed.all_events if e.is_step_failure]
-    assert "not written" in str(failure.event_specific_data) and "M2 .. M2" in str(
+    assert "not written" in str(failure.event_specific_data) and f"{DAY}..{DAY} M2." in str(
         failure.event_specific_data
     )
     assert [r for r in series(pg) if r[0] == "M2"] == m2_before  # nothing of the failing group stored
@@ -498,6 +498,47 @@ def test_a_series_that_fails_the_suite_is_not_stored(
     m1 = [r for r in series(pg) if r[0] == "M1"]
     assert [r[3] for r in m1].count("actual") == 96  # the passing group was written: its late actual
     assert len(audit(pg)) == len(trail_before) + 1  # M1: estimated -> actual
+
+
+def test_one_meter_that_fails_the_suite_holds_back_only_its_own_series(
+    pg: psycopg.Connection, lake: Lake
+) -> None:
+    """A group is up to 10,000 meter-days: one odd meter held back the series of every other meter in
+    it. The meters whose own series fail are found by halving the group; the others are written."""
+    meters = [f"M{n}" for n in range(1, 8)]
+    # M3 and M6 sent two readings each: too few for a spike limit, so VEE keeps what they read.
+    sent = {
+        meter: day_messages(meter, DAY, seed=n)[: 2 if meter in ("M3", "M6") else None]
+        for n, meter in enumerate(meters)
+    }
+    ingest(pg, lake, "b1", [m for messages in sent.values() for m in messages])
+    assert run_days(pg, DAY, DAY, CFG, now=NOW).written
+    before = {meter: [r for r in series(pg) if r[0] == meter] for meter in meters}
+    trail = pg.execute("SELECT meter_id, count(*) FROM ops.vee_audit GROUP BY 1").fetchall()
+    for meter in ("M3", "M6"):  # 5,000 kWh, stored by a path that bypassed the record rules
+        pg.execute(
+            "UPDATE ops.meter_readings SET energy_kwh = 5000 WHERE meter_id = %s AND reading_start = %s",
+            (meter, pd.Timestamp(DAY.isoformat(), tz="UTC").to_pydatetime()),
+        )
+    pg.execute(  # and every meter's noon reading is read again, higher: a change VEE must store
+        "UPDATE ops.meter_readings SET energy_kwh = energy_kwh + 0.5 WHERE reading_start = %s",
+        (pd.Timestamp(f"{DAY}T12:00:00Z").to_pydatetime(),),
+    )
+    pg.commit()
+    run = run_days(pg, DAY, DAY, CFG, now=NOW)
+    assert not run.written and run.refused == ("M3", "M6")
+    assert not run.suite.success  # the group's suite result, for the check and the failure message
+    after = {meter: [r for r in series(pg) if r[0] == meter] for meter in meters}
+    for meter in meters:
+        if meter in run.refused:
+            assert after[meter] == before[meter]  # nothing of it stored: its series stays as it was
+        else:
+            assert after[meter] != before[meter] and len(after[meter]) == 96
+    refused_trail = pg.execute(
+        "SELECT meter_id, count(*) FROM ops.vee_audit WHERE meter_id IN ('M3', 'M6') GROUP BY 1"
+    ).fetchall()
+    assert sorted(refused_trail) == sorted(r for r in trail if r[0] in ("M3", "M6"))
+    assert pg.execute("SELECT count(*) FROM ops.vee_readings WHERE energy_kwh >= 5000").fetchone() == (0,)
 
 
 def test_a_reviewers_decision_does_not_store_a_series_that_fails_the_suite(
