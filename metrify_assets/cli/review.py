@@ -52,6 +52,9 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
         typer.echo(
             f"{item.decision_note}; nothing changed (a newer version is reviewed on its own if flagged)"
         )
+    if decided.vee_error is not None:
+        typer.echo(f"error: {decided.vee_error}", err=True)
+        raise typer.Exit(code=1)
     if decided.vee is not None:  # the decision became an edit of the billing-grade series, with its author
         now = f"{decided.vee_status} ({decided.vee_method})" if decided.vee_status else "not in a day"
         rows = decided.vee.audit_rows

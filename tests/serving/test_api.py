@@ -787,6 +787,29 @@ def test_meter_limits_hold_for_ingestion_review_batches_and_cached_pages(
         (other, recent(5, 0)),
     )
     assert [(body["vee_status"],)] == stored_status
+    assert "vee_error" not in body
+    # A decision whose meter-day's new series fails the VEE suite is recorded: a 200 with the decision
+    # and why the series was not written (a 409 made clients take it for a decision refused).
+    with postgres_resource(settings).connect() as conn:
+        conn.execute(
+            "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons) "
+            "VALUES ('api-test-review', 1, 'meter_readings', %s, 'energy_spike') ON CONFLICT DO NOTHING",
+            (f"API-LONE|{recent(5, 0)}",),
+        )
+        conn.execute(  # the meter's one reading that day: too few for a spike limit, VEE keeps it as read
+            "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, "
+            "record_version, batch_id, quality_flags) VALUES ('API-LONE', %s, 15, 5000, 1, "
+            "'api-test-review', 'energy_spike') ON CONFLICT (meter_id, reading_start) DO NOTHING",
+            (recent(5, 0),),
+        )
+    refused = client.post(
+        "/v1/review/items/api-test-review/1/approve", json={"note": "n"}, headers=token("review")
+    )
+    assert refused.status_code == 200, refused.text
+    body = refused.json()["data"]
+    assert (body["status"], body["vee_status"]) == ("approved", None)
+    assert "decision is recorded" in body["vee_error"] and "not written" in body["vee_error"]
+    assert query(settings, "SELECT count(*) FROM ops.vee_readings WHERE meter_id = 'API-LONE'") == [(0,)]
     # A token allowed no meter gets no rows, even after an unlimited token's page was cached.
     assert (
         client.get("/v1/consumption/daily", headers=token("read"), params={"limit": 5}).json()["count"] == 5

@@ -21,16 +21,14 @@ from metrify_assets.storage.audit import Caller
 VERDICTS = ("approve", "reject")
 
 
-class SeriesNotWrittenError(review.ReviewError):
-    """The decision stands, but the meter-day's re-run VEE series failed its GX suite: not written."""
-
-
 @dataclass(frozen=True)
 class Decided:
     item: review.ReviewItem
     vee: VeeRun | None  # the meter-day's re-run; None for a source VEE does not cover
     vee_status: str | None  # the interval's VEE status and method after it; None when not in a day
     vee_method: str | None
+    # The decision stands, but the meter-day's re-run series failed its GX suite and was not written.
+    vee_error: str | None = None
 
 
 def decide(
@@ -44,9 +42,9 @@ def decide(
     caller: Caller | None = None,
 ) -> Decided:
     """Approve or reject the item, then re-run VEE for a meter reading's meter-day. Raises
-    `review.ReviewError` (or its `UnknownItemError`) for a decision that cannot be made, and
-    `SeriesNotWrittenError` when the decision was recorded but the meter-day's new series failed the
-    GX suite `vee_meter_readings` and was not written (the series stored before stays)."""
+    `review.ReviewError` (or its `UnknownItemError`) for a decision that cannot be made. A decision
+    whose meter-day's new series fails the GX suite `vee_meter_readings` is recorded all the same,
+    and the series is not written (the one stored before stays): `Decided.vee_error` says so."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
     make = review.approve if verdict == "approve" else review.reject
@@ -58,10 +56,11 @@ def decide(
     run = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache, caller=caller)
     if not run.written:
         failed = ", ".join(f"{e.expectation_type}({e.column})" for e in run.suite.failed)
-        raise SeriesNotWrittenError(
+        error = (
             f"the {item.status} decision is recorded, but the VEE series of {meter_id}'s day failed the GX "
             f"suite {run.suite.suite_name} ({failed}) and was not written; the series stored before stays"
         )
+        return Decided(item, run, None, None, vee_error=error)
     series = run.result.series
     interval = series[series["reading_start"] == at.tz_convert("UTC")]
     if not len(interval):

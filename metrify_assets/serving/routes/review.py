@@ -178,6 +178,8 @@ def _decide(
     body: dict[str, Any] = {c: getattr(decided.item, c) for c in COLUMNS}
     if decided.vee is not None:
         body["vee_status"] = decided.vee_status
+    if decided.vee_error is not None:
+        body["vee_error"] = decided.vee_error
     return json_response({"data": body})
 
 

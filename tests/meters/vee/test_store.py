@@ -4,6 +4,7 @@ edits, like-day history, and the asset with its GX check."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.meters.vee.assets import vee_meter_readings
 from metrify_assets.meters.vee.catalogue import VeeConfig
-from metrify_assets.meters.vee.review import SeriesNotWrittenError, decide
+from metrify_assets.meters.vee.review import decide
 from metrify_assets.meters.vee.store import DAYS_WRITE, run_days, run_in_groups
 from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource, RedisResource
@@ -545,7 +546,8 @@ def test_a_reviewers_decision_does_not_store_a_series_that_fails_the_suite(
     pg: psycopg.Connection, lake: Lake
 ) -> None:
     """The reviewer's re-run of VEE is guarded as the asset is: the decision stands, the failing
-    series is not written, and the caller gets the error (the CLI prints it, the API answers 409)."""
+    series is not written, and the caller gets the error (the CLI prints it and exits 1, the API
+    answers the decision with `vee_error`)."""
     messages = day_messages("M2", DAY, seed=3)[:2]
     messages[0] = json.dumps({**json.loads(messages[0]), "voltage_v": 262.0})  # flagged for review
     ingest(pg, lake, "b1", messages)
@@ -558,7 +560,8 @@ def test_a_reviewers_decision_does_not_store_a_series_that_fails_the_suite(
     )
     pg.commit()
     (item,) = review.list_items(pg)
-    with pytest.raises(SeriesNotWrittenError, match=r"approved decision is recorded.*not written"):
-        decide(pg, "approve", item.batch_id, item.record_index, by="ana", note="tap change")
+    decided = decide(pg, "approve", item.batch_id, item.record_index, by="ana", note="tap change")
+    assert decided.item.status == "approved" and decided.vee_status is None
+    assert re.search(r"approved decision is recorded.*not written", decided.vee_error or "")
     assert review.get_item(pg, item.batch_id, item.record_index).status == "approved"
     assert series(pg) == before and audit(pg) == trail
