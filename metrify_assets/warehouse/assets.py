@@ -28,7 +28,7 @@ from metrify_assets.storage.statistics import analyze_stale
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.console import dbt_events_to
 from metrify_assets.warehouse.invocations import prune_invocations
-from metrify_assets.warehouse.results import BuildReport
+from metrify_assets.warehouse.results import BuildReport, rows_written
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 from metrify_assets.warehouse.vars import dbt_vars as project_vars
 
@@ -76,13 +76,20 @@ def build_warehouse_assets(
             try:
                 for event in dbt_events_to(invocation.stream_raw_events(), context.log.debug):
                     report.observe(event.raw_event)
-                    yield from event.to_default_asset_events(
+                    rows = rows_written(event.raw_event)
+                    for asset_event in event.to_default_asset_events(
                         manifest=invocation.manifest,
                         dagster_dbt_translator=invocation.dagster_dbt_translator,
                         context=context,
                         target_path=invocation.target_path,
                         project=invocation.project,
-                    )
+                    ):
+                        if rows is not None and isinstance(asset_event, dg.Output):
+                            # What the UI plots per materialization: the rows this build wrote.
+                            asset_event = asset_event.with_metadata(
+                                {**asset_event.metadata, "rows_written": dg.MetadataValue.int(rows)}
+                            )
+                        yield asset_event
                 if not invocation.is_successful():
                     context.log.info(
                         f"dbt command: {invocation.dbt_command}; its debug log: "

@@ -12,6 +12,7 @@ way: a run's (warehouse/assets.py, which logs the command line at info level in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 FAILED = ("error", "fail")  # the statuses of a node that failed (a model's error, a test's failure)
 # dbt's summary of each failure at the end of a build (the database's error, the failing rows' count).
 FAILURE_EVENTS = ("RunResultError", "RunResultFailure", "RunResultWarningMessage")
+# A database's status line for a statement that wrote rows, ending with their count.
+ROW_COUNT = re.compile(r"^(?:INSERT \d+|SELECT|MERGE|UPDATE|COPY|SUCCESS) (\d+)$")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,17 @@ def node_result(event: Mapping[str, Any]) -> NodeResult | None:
         message=" ".join(str(info.get("msg") or "").split()),
         seconds=float(data.get("execution_time") or 0.0),
     )
+
+
+def rows_written(event: Mapping[str, Any]) -> int | None:
+    """The rows a model's build wrote, from its `LogModelResult` event: the count the database gave
+    for the statement that filled it (PostgreSQL's `INSERT 0 24` for an incremental mart's days,
+    `SELECT 24` for a table, Snowflake's `SUCCESS 24`). None for any other event, a failed model, or
+    a statement the database counts no rows for (a view's `CREATE VIEW`)."""
+    if event.get("info", {}).get("name") != "LogModelResult":
+        return None
+    found = ROW_COUNT.match(str(event.get("data", {}).get("status", "")))
+    return int(found.group(1)) if found else None
 
 
 def words(message: object) -> str:

@@ -99,8 +99,10 @@ def test_materialise_on_postgres(pg: psycopg.Connection, pg_resource: PostgresRe
         partition_key="2026-01-05",
     )
     assert result.success
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert dg.AssetKey(["marts", "fct_consumption_daily"]) in materialized
+    materialized = {e.asset_key: e for e in result.get_asset_materialization_events()}
+    daily = materialized[dg.AssetKey(["marts", "fct_consumption_daily"])]
+    # The rows the build wrote, as the database counted them (the meter's one day), for the UI's plot.
+    assert daily.materialization.metadata["rows_written"] == dg.IntMetadataValue(1)
     evaluations = result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
     with pg.cursor() as cur:

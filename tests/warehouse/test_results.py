@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metrify_assets.warehouse.results import BuildReport, words
+from metrify_assets.warehouse.results import BuildReport, rows_written, words
 
 
 def event(name: str, level: str = "info", msg: str = "", **data: Any) -> dict[str, Any]:
@@ -119,3 +119,15 @@ def test_a_build_that_built_nothing_says_dbts_error_or_its_exit_code() -> None:
         "dbt build failed: Encountered an error: Runtime Error 'bogus' is not a valid method name"
     )
     assert report_of([]).failure("build", 2) == "dbt build failed: dbt exited with code 2 and logged no error"
+
+
+def test_rows_written_is_the_databases_count_for_the_model() -> None:
+    for status, rows in (
+        ("INSERT 0 24", 24),  # PostgreSQL: an incremental mart's days
+        ("SELECT 3", 3),  # PostgreSQL: a table built whole
+        ("SUCCESS 5", 5),  # Snowflake
+        ("CREATE VIEW", None),  # a view: no rows written
+        ("ERROR", None),
+    ):
+        assert rows_written(event("LogModelResult", status=status)) == rows, status
+    assert rows_written(event("LogTestResult", status="SELECT 1")) is None  # a test's query, not a write
