@@ -52,6 +52,8 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
         typer.echo(
             f"{item.decision_note}; nothing changed (a newer version is reviewed on its own if flagged)"
         )
+    if decided.vee_skipped is not None:
+        typer.echo(f"VEE: {decided.vee_skipped}")
     if decided.vee_error is not None:
         typer.echo(f"error: {decided.vee_error}", err=True)
         raise typer.Exit(code=1)

@@ -157,15 +157,18 @@ def stored_row(conn: psycopg.Connection, item: ReviewItem) -> dict[str, Any] | N
     return None if row is None else dict(row[0])
 
 
-def _decide(conn: psycopg.Connection, item: ReviewItem, status: str, by: str, why: str) -> ReviewItem:
-    """Record the decision and, unless it closes a superseded item (no data changes), stamp the
-    record's day again so it is rebuilt with it."""
+def _decide(
+    conn: psycopg.Connection, item: ReviewItem, status: str, by: str, why: str, stored: bool = True
+) -> ReviewItem:
+    """Record the decision and, unless it changes no stored data (it closes a superseded item, or
+    approves a reading whose day left PostgreSQL), stamp the record's day again so it is rebuilt
+    with it."""
     conn.execute(
         "UPDATE ops.review_queue SET status = %s, decided_by = %s, decided_at = now(), decision_note = %s "
         "WHERE batch_id = %s AND record_index = %s",
         (status, by, why, item.batch_id, item.record_index),
     )
-    if status != SUPERSEDED:
+    if status != SUPERSEDED and stored:
         contract = contract_for(item.source)
         retouch_day(conn, contract, item.batch_id, key_values(contract, item.record_key))
     return get_item(conn, item.batch_id, item.record_index)
@@ -245,11 +248,14 @@ def approve(
 ) -> ReviewItem:
     """Keep the flagged reading as stored; only the queue row records the decision (and, once
     committed, the cached results that show it move to a new generation). `caller`: who, for the
-    audit log."""
+    audit log. A reading whose day left PostgreSQL (archived) is approved as it stands in the lake
+    copy: its day is not stamped for a rebuild (nothing stored changed; the marts keep their history)."""
     with conn.transaction():
         item = _pending(conn, batch_id, record_index, by, why)
-        closing = _superseded_note(*flagged_version(conn, item), why)
-        item = _decide(conn, item, SUPERSEDED if closing else "approved", by, closing or why)
+        row, gone = flagged_version(conn, item)
+        closing = _superseded_note(row, gone, why)
+        status = SUPERSEDED if closing else "approved"
+        item = _decide(conn, item, status, by, closing or why, stored=row is not None)
         _audit(caller, conn, "review.approve", item, 0 if closing else 1)
     conn.commit()
     if cache is not None and not closing:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from metrify_assets.cli.main import app
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
@@ -186,7 +187,15 @@ def test_a_reading_no_longer_stored_is_not_superseded(
     ):
         review.reject(pg, "b1", 1, by="ana", why="wrong")
     assert review.get_item(pg, "b1", 1).status == "pending"
-    assert review.approve(pg, "b1", 1, by="ana", why="real").status == "approved"
+    touched = pg.execute("SELECT count(*) FROM ops.touched_days").fetchone()
+    # Through the one decision the CLI and the API make: VEE is not re-run over a day that left
+    # PostgreSQL (it wrote an all-missing meter-day there, and the marts then billed it 0 kWh).
+    decided = vee_review.decide(pg, "approve", "b1", 1, by="ana", note="real")
+    assert decided.item.status == "approved" and decided.vee is None
+    assert decided.vee_skipped is not None and "metrify restore" in decided.vee_skipped
+    assert pg.execute("SELECT count(*) FROM ops.vee_readings").fetchone() == (0,)
+    # Nothing stored changed, so no day is stamped for a rebuild (nor held hot by retention for one).
+    assert pg.execute("SELECT count(*) FROM ops.touched_days").fetchone() == touched
 
 
 def test_decisions_need_who_and_why(pg: psycopg.Connection, flagged: review.ReviewItem) -> None:

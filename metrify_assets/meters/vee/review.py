@@ -19,6 +19,11 @@ from metrify_assets.resources.cache import Cache
 from metrify_assets.storage.audit import Caller
 
 VERDICTS = ("approve", "reject")
+ARCHIVED = (
+    "the reading's day left PostgreSQL (archived): VEE is not re-run and its series and the marts keep "
+    "what they hold; `metrify restore` brings the day back, and the next `metrify run` rebuilds it "
+    "with this decision"
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class Decided:
     vee_method: str | None
     # The decision stands, but the meter-day's re-run series failed its GX suite and was not written.
     vee_error: str | None = None
+    # Why VEE was not re-run: the reading's day left PostgreSQL (archived); its series stays.
+    vee_skipped: str | None = None
 
 
 def decide(
@@ -51,6 +58,8 @@ def decide(
     item = make(conn, batch_id, record_index, by, note, cache=cache, caller=caller)
     if item.source != "meter_readings" or item.status == review.SUPERSEDED:  # no data changed
         return Decided(item, None, None, None)
+    if item.status == "approved" and review.stored_row(conn, item) is None:  # its day was archived
+        return Decided(item, None, None, None, vee_skipped=ARCHIVED)
     meter_id, start = item.record_key.split("|", 1)
     at = pd.Timestamp(start)
     run = revee_reading(conn, meter_id, at, VeeConfig(), cache=cache, caller=caller)

@@ -176,7 +176,7 @@ def _decide(
     except review.ReviewError as err:
         raise ApiError(409, "conflict", str(err)) from err
     body: dict[str, Any] = {c: getattr(decided.item, c) for c in COLUMNS}
-    if decided.vee is not None:
+    if decided.vee is not None or decided.vee_skipped is not None:
         body["vee_status"] = decided.vee_status
     if decided.vee_error is not None:
         body["vee_error"] = decided.vee_error
