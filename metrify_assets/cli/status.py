@@ -87,19 +87,18 @@ def print_status(console: Console, status: Status) -> None:
     else:
         daemon = f"not running (last heartbeat {ago(status.daemon_heartbeat, now)}): schedules and sensors do not tick"
     facts.add_row("Dagster daemon", daemon)
-    if status.touched_days is None:
-        facts.add_row(
-            "days touched since the last `metrify run`", "- (no `metrify run` on this instance yet)"
-        )
+    unread = "- (PostgreSQL could not be read)"
+    if status.touched_days is not None:
+        touched = ranges_text(contiguous_ranges(status.touched_days)) or "none"
     else:
-        facts.add_row(
-            "days touched since the last `metrify run`",
-            ranges_text(contiguous_ranges(status.touched_days)) or "none",
-        )
-    owed = ", ".join(f"{run.job} {run.days}" for run in status.owed)
-    facts.add_row("runs owed (failed, not made up for)", owed or "none")
-    alerts = ", ".join(f"{count} {severity}" for severity, count in sorted(status.open_alerts.items()))
-    facts.add_row("open alerts", alerts or "none")
+        touched = unread if status.owed is None else "- (no `metrify run` on this instance yet)"
+    facts.add_row("days touched since the last `metrify run`", touched)
+    owed = ", ".join(f"{run.job} {run.days}" for run in status.owed or [])
+    facts.add_row("runs owed (failed, not made up for)", unread if status.owed is None else owed or "none")
+    alerts = ", ".join(
+        f"{count} {severity}" for severity, count in sorted((status.open_alerts or {}).items())
+    )
+    facts.add_row("open alerts", unread if status.open_alerts is None else alerts or "none")
     for line in status.critical_alerts:
         facts.add_row("", escape(line))
     if status.grid_nodes:

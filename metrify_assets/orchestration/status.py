@@ -55,10 +55,10 @@ class SourceStatus:
     last_record: datetime | None = None
     last_batch: datetime | None = None
     quality_score: float | None = None
-    landing_files: int = 0
+    landing_files: int | None = None  # None: PostgreSQL could not be read (its ledger tells which)
     kafka_lag: int | None = None  # None: Kafka not configured, or unreadable
-    dead_letters: int = 0
-    review_pending: int = 0
+    dead_letters: int | None = None  # None: not read (PostgreSQL could not be)
+    review_pending: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,10 @@ class Status:
     at: datetime
     sources: list[SourceStatus] = field(default_factory=list)
     touched_days: list[date] | None = None  # since the last `metrify run`; None: it never ran here
-    owed: list[OwedRun] = field(default_factory=list)
-    open_alerts: dict[str, int] = field(default_factory=dict)  # severity -> open alerts
+    owed: list[OwedRun] | None = None  # None: PostgreSQL could not be read
+    open_alerts: dict[str, int] | None = None  # severity -> open alerts; None: not read
     critical_alerts: list[str] = field(default_factory=list)  # "#id subject: summary", newest first
-    grid_nodes: dict[str, int] = field(default_factory=dict)  # state -> nodes in it
+    grid_nodes: dict[str, int] | None = None  # state -> nodes in it; None: not read
     anomaly_rate: float | None = None
     vee_estimated_share: float | None = None
     jobs: list[JobStatus] = field(default_factory=list)
@@ -112,6 +112,7 @@ def samples(families: Iterable[Metric]) -> dict[str, list[tuple[dict[str, str], 
     """A scrape's samples by name: each with its labels and value."""
     found: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
     for family in families:
+        found.setdefault(family.name, [])  # a family read without samples (no grid nodes yet): empty
         for sample in family.samples:
             found[sample.name].append((dict(sample.labels), float(sample.value)))
     return found
@@ -134,11 +135,13 @@ def from_scrape(
     """Fill `status` from one scrape of the pipeline metrics. `topics`: each source's Kafka topic
     (None: Kafka not configured); `landing_files`: files per source not in the ledger yet."""
     found = samples(families)
+    present = set(found)  # the families the scrape read (a failed collector's are missing)
     records = _by_source(found["metrify_source_last_record_timestamp_seconds"])
     batches = _by_source(found["metrify_source_last_batch_timestamp_seconds"])
     quality = _by_source(found["metrify_quality_score"])
     dlq = _by_source(found["metrify_dlq_records"])
     pending = _by_source(found["metrify_review_pending"])
+    backlog_read = "metrify_dlq_records" in present
     lag: dict[str, float] = defaultdict(float)
     for labels, value in found["metrify_consumer_lag_messages"]:
         lag[labels["topic"]] += value
@@ -151,21 +154,23 @@ def from_scrape(
                 last_record=_instant(records.get(source)),
                 last_batch=_instant(batches.get(source)),
                 quality_score=quality.get(source),
-                landing_files=(landing_files or {}).get(source, 0),
+                landing_files=None if landing_files is None else landing_files.get(source, 0),
                 kafka_lag=int(lag.get(topic, 0)) if lag_read and topic is not None else None,
-                dead_letters=int(dlq.get(source, 0)),
-                review_pending=int(pending.get(source, 0)),
+                dead_letters=int(dlq.get(source, 0)) if backlog_read else None,
+                review_pending=int(pending.get(source, 0)) if backlog_read else None,
             )
         )
     alerts: dict[str, int] = defaultdict(int)
     for labels, value in found["metrify_open_alerts"]:
         alerts[labels["severity"]] += int(value)
-    status.open_alerts = {severity: count for severity, count in alerts.items() if count}
+    if "metrify_open_alerts" in present:
+        status.open_alerts = {severity: count for severity, count in alerts.items() if count}
     nodes: dict[str, int] = defaultdict(int)
     for labels, value in found["metrify_grid_state"]:
         if value:
             nodes[labels["state"]] += 1
-    status.grid_nodes = dict(nodes)
+    if "metrify_grid_state" in present:
+        status.grid_nodes = dict(nodes)
     for name, attribute in (
         ("metrify_anomaly_rate", "anomaly_rate"),
         ("metrify_vee_estimated_share", "vee_estimated_share"),
@@ -202,36 +207,42 @@ def daemon_heartbeat(instance: dg.DagsterInstance) -> datetime | None:
 def attention(status: Status) -> list[str]:
     """What a person should act on, most urgent first, each with the command that acts on it."""
     lines = [f"{what} could not be read: {why}" for what, why in status.unreadable.items()]
-    critical = status.open_alerts.get("critical", 0)
+    critical = (status.open_alerts or {}).get("critical", 0)
     if critical:
         lines.append(f"{critical} critical alert{'s' if critical != 1 else ''} open (`metrify alerts list`)")
-    emergency = status.grid_nodes.get("emergency", 0)
+    emergency = (status.grid_nodes or {}).get("emergency", 0)
     if emergency:
         lines.append(f"{emergency} grid node{'s' if emergency != 1 else ''} in emergency state")
-    for run in status.owed:
+    for run in status.owed or []:
         lines.append(
             f"{run.job} failed for {run.days} and is owed: the daemon or the next `metrify run` runs it again"
         )
     waiting = []
-    files = sum(s.landing_files for s in status.sources)
+    files = sum(s.landing_files or 0 for s in status.sources)
     if files:
         waiting.append(f"{files} landing file{'s' if files != 1 else ''}")
     lag = sum(s.kafka_lag or 0 for s in status.sources)
     if lag:
         waiting.append(f"{lag:,} Kafka message{'s' if lag != 1 else ''}")
-    if status.touched_days and not status.daemon_running:
+    if status.touched_days:
         waiting.append(
             f"{len(status.touched_days)} day{'s' if len(status.touched_days) != 1 else ''} touched"
         )
     if waiting:
-        who = "the daemon's sensors take it" if status.daemon_running else "`metrify run` takes it"
+        who = (
+            "`metrify run` takes it, or the daemon's landing, Kafka and late-days sensors where turned on "
+            "(they are off by default)"
+            if status.daemon_running
+            else "`metrify run` takes it"
+        )
         lines.append(f"waiting: {', '.join(waiting)} ({who})")
-    letters = sum(s.dead_letters for s in status.sources)
+    letters = sum(s.dead_letters or 0 for s in status.sources)
     if letters:
         lines.append(
-            f"{letters:,} dead letter{'s' if letters != 1 else ''} a replay could accept (`metrify dlq list`)"
+            f"{letters:,} {'dead letter waits' if letters == 1 else 'dead letters wait'} for a fix, then a "
+            "replay (`metrify dlq list`)"
         )
-    review = sum(s.review_pending for s in status.sources)
+    review = sum(s.review_pending or 0 for s in status.sources)
     if review:
         lines.append(
             f"{review:,} flagged {'record waits' if review == 1 else 'records wait'} for a reviewer "
@@ -246,7 +257,7 @@ def as_json(status: Status) -> dict[str, Any]:
         "at": status.at,
         "sources": [vars(s) for s in status.sources],
         "touched_days": status.touched_days,
-        "owed": [vars(run) for run in status.owed],
+        "owed": None if status.owed is None else [vars(run) for run in status.owed],
         "open_alerts": status.open_alerts,
         "critical_alerts": status.critical_alerts,
         "grid_nodes": status.grid_nodes,
@@ -305,7 +316,7 @@ def gather(
     families = list(collector.collect())
     for name, err in collector.failing.items():
         status.unreadable[STORES.get(name, f"metrics collector {name}")] = describe(err)
-    landing: dict[str, int] = {}
+    landing: dict[str, int] | None = None
     if STORES["postgres"] not in status.unreadable:
         try:
             with connect() as conn:

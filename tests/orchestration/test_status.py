@@ -89,7 +89,7 @@ def test_no_kafka_lag_without_kafka_or_when_unreadable() -> None:
 
 
 def test_attention_names_what_to_do() -> None:
-    quiet = Status(at=NOW, sources=[SourceStatus(source) for source in CONTRACTS])
+    quiet = Status(at=NOW, sources=[SourceStatus(source, 0, dead_letters=0) for source in CONTRACTS])
     assert attention(quiet) == []
     busy = Status(
         at=NOW,
@@ -110,12 +110,16 @@ def test_attention_names_what_to_do() -> None:
         "refresh_job failed for 2026-03-01..2026-03-03 and is owed: the daemon or the next `metrify run` "
         "runs it again",
         "waiting: 2 landing files, 1,500 Kafka messages, 2 days touched (`metrify run` takes it)",
-        "3 dead letters a replay could accept (`metrify dlq list`)",
+        "3 dead letters wait for a fix, then a replay (`metrify dlq list`)",
         "1 flagged record waits for a reviewer (`metrify review list`)",
     ]
-    # With a daemon heartbeating, its sensors take the waiting work and the touched days are theirs.
+    # With a daemon heartbeating, its sensors may take the waiting work, but only where they were turned
+    # on: a trial waited on a landing file the (stopped) landing sensor never took.
     busy.daemon_heartbeat = NOW - timedelta(seconds=20)
-    assert "waiting: 2 landing files, 1,500 Kafka messages (the daemon's sensors take it)" in attention(busy)
+    assert (
+        "waiting: 2 landing files, 1,500 Kafka messages, 2 days touched (`metrify run` takes it, or the "
+        "daemon's landing, Kafka and late-days sensors where turned on (they are off by default))"
+    ) in attention(busy)
     busy.daemon_heartbeat = NOW - timedelta(minutes=5)
     assert not busy.daemon_running
 
@@ -215,8 +219,15 @@ def test_an_unreachable_database_is_said_and_exits_1(tmp_path: Path, monkeypatch
     found = json.loads(result.stdout)
     assert found["unreadable"]["PostgreSQL"].startswith("cannot reach the operational PostgreSQL database")
     assert found["attention"][0].startswith("PostgreSQL could not be read: cannot reach")
+    # What PostgreSQL holds is unknown, not zero or none (the trial's status said "none" and 0s).
     meters = next(s for s in found["sources"] if s["source"] == "meter_readings")
-    assert meters["last_batch"] is None and meters["landing_files"] == 0
+    assert meters["last_batch"] is None
+    assert (meters["landing_files"], meters["dead_letters"], meters["review_pending"]) == (None, None, None)
+    assert (found["owed"], found["open_alerts"], found["grid_nodes"], found["touched_days"]) == (None,) * 4
+    text = CliRunner().invoke(app, ["status"], catch_exceptions=False)
+    assert text.exit_code == 1
+    assert text.stdout.count("- (PostgreSQL could not be read)") == 3  # touched days, runs owed, alerts
+    assert "none" not in text.stdout
 
 
 @pytest.mark.postgres
