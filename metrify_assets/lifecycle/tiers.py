@@ -290,13 +290,16 @@ def move_due(
     dry_run: bool = False,
 ) -> list[Outcome]:
     """Move the days `first`..`last` whose copy is in the tier before `target` and whose age makes them
-    due in `target` or beyond, one transaction per day; a day under a legal hold stays where it is."""
+    due in `target` or beyond, one transaction per day; a day under a legal hold stays where it is.
+    A dry run moves nothing, so it plans as if the run's earlier moves were made: a warm day due in
+    the archive is listed for the cold tier, then for the archive (as the real run moves it)."""
     outcomes: list[Outcome] = []
+    moves_from = ORDER[: ORDER.index(target)] if dry_run else (PREVIOUS_TIER[target],)
     for dataset in TIERED_DATASETS:
         ages = policy.tier_ages(dataset)
         for day_state in state.days(conn, dataset, first, last):
             due = ages.lake_tier(age_days(day_state.day, today))
-            if day_state.tier != PREVIOUS_TIER[target] or ORDER.index(due) < ORDER.index(target):
+            if day_state.tier not in moves_from or ORDER.index(due) < ORDER.index(target):
                 continue
             held = holds.covering(conn, dataset, day_state.day, day_state.day)
             if held:

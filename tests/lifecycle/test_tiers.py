@@ -187,6 +187,10 @@ def test_dry_run_lists_what_would_go_and_changes_nothing(pg: psycopg.Connection,
     assert counts.loc[("meter_readings", "would delete hot"), "rows"] == 24 * 2 * DAYS
     assert counts.loc[("quarantine", "would expire"), "rows"] == 1
     assert {o.action for o in moves} == {"would move to cold"}
+    # Warm days due in the archive: the run moves them to cold, then to the archive; the dry run, which
+    # moves nothing, lists both (it listed the cold move only, and GLACIER came as a surprise).
+    archive = move_due(pg, lake, Policy(), today, FIRST_DAY, LAST_DAY, "archive", NOW, dry_run=True)
+    assert len(archive) == len(moves) and {o.action for o in archive} == {"would move to archive"}
     assert hot_count(pg, "meter_readings", FIRST_DAY) == 48
     assert {s.tier for s in state.days(pg, "meter_readings", FIRST_DAY, LAST_DAY)} == {"warm"}
     assert pg.execute("SELECT count(*) FROM ops.quarantine").fetchone()[0] == 1  # type: ignore[index]
