@@ -334,6 +334,10 @@ def run_cmd(
     for a in done:
         table.add_row(escape(a.dataset), escape(a.action), f"{a.entries:,}", f"{a.rows:,}", days_text(a.days))
     console.print(table if done else "nothing due")
+    for a in done:
+        if a.why is not None:
+            newest = f" ({a.days[-1]})" if a.days else ""
+            console.print(f"{escape(a.dataset)} {escape(a.action)}{newest}: {escape(a.why)}")
     span = f"{run.days[0]}..{run.days[1]}" if run.days else "none (no copy could move)"
     console.print(f"run {run.run_id}; tier days covered: {span}")
     note_embedded_server(settings)
@@ -352,17 +356,28 @@ class LoggedAction:
     entries: int  # log entries: one per day, or one for a table-wide step (a retention of ops tables)
     rows: int
     days: list[date]  # the days it took (or would take), in order
+    why: str | None = None  # for an action that left days where they are: the newest day's reason
+
+
+# Actions that leave a day where it is: `lifecycle run` says why beside them.
+KEPT_ACTIONS = ("held", "rebuild_owed", "failed", "late_rows_kept")
 
 
 def logged_actions(conn: psycopg.Connection, run_id: str) -> list[LoggedAction]:
     """The run's actions per dataset and action, with their days, from ops.lifecycle_log."""
     found = conn.execute(
         "SELECT dataset, action, count(*), coalesce(sum(rows), 0), "
-        "coalesce(array_agg(DISTINCT day ORDER BY day) FILTER (WHERE day IS NOT NULL), '{}') "
+        "coalesce(array_agg(DISTINCT day ORDER BY day) FILTER (WHERE day IS NOT NULL), '{}'), "
+        "(array_agg(detail ORDER BY day DESC NULLS LAST))[1] "
         "FROM ops.lifecycle_log WHERE run_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
         (run_id,),
     ).fetchall()
-    return [LoggedAction(str(d), str(a), int(n), int(r), list(days)) for d, a, n, r, days in found]
+    return [
+        LoggedAction(
+            str(d), str(a), int(n), int(r), list(days), str(why) if a in KEPT_ACTIONS and why else None
+        )
+        for d, a, n, r, days, why in found
+    ]
 
 
 def days_text(days: list[date], most: int = SHOWN_RANGES) -> str:
