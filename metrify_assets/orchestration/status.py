@@ -30,6 +30,7 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.landing import list_landed
 from metrify_assets.observability.metrics import PipelineCollector
 from metrify_assets.orchestration.catchup import SEQ_CURSOR
+from metrify_assets.orchestration.weekly import DRY_RUN_TAG
 from metrify_assets.partitions import ranges_text
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
@@ -40,6 +41,7 @@ DAEMON_SILENT_AFTER = timedelta(seconds=90)
 # The jobs whose last run the status shows: the downstream graph (ingest runs show as each source's
 # last batch). Named as in `metrify_assets.schedules`, which is not imported: it loads dbt's project.
 JOBS = ("refresh_job", "daily_marts_job", "daily_job", "weekly_job")
+RUNS_READ = 20  # a job's newest runs read to find its newest real one past dry runs
 CRITICAL_SHOWN = 5  # the newest open critical alerts named; `metrify alerts list` has them all
 # What a person calls the store behind each metrics collector that reads one (`metrics.COLLECTORS`).
 STORES = {"postgres": "PostgreSQL", "kafka": "Kafka", "dagster": "Dagster's run storage"}
@@ -179,17 +181,20 @@ def from_scrape(
             setattr(status, attribute, found[name][0][1])
 
 
+def _newest(instance: dg.DagsterInstance, runs: dg.RunsFilter) -> dg.RunRecord | None:
+    """The newest run of `runs` that is not a dry run (a lifecycle dry run changed nothing)."""
+    records = instance.get_run_records(runs, limit=RUNS_READ)
+    return next((r for r in records if r.dagster_run.tags.get(DRY_RUN_TAG) != "true"), None)
+
+
 def job_status(instance: dg.DagsterInstance, job: str) -> JobStatus:
     """`job`'s newest run and newest success, two indexed reads of the run storage."""
-    newest = instance.get_run_records(dg.RunsFilter(job_name=job), limit=1)
-    if not newest:
+    record = _newest(instance, dg.RunsFilter(job_name=job))
+    if record is None:
         return JobStatus(job)
-    record = newest[0]
     started = record.start_time or record.create_timestamp.timestamp()
-    success = instance.get_run_records(
-        dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
-    )
-    ended = success[0].end_time if success else None
+    success = _newest(instance, dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]))
+    ended = success.end_time if success else None
     return JobStatus(
         job,
         last_status=record.dagster_run.status.value.lower(),

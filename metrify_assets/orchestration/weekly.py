@@ -14,6 +14,8 @@ from metrify_assets.partitions import TRIGGER_TAG, partition_range_tags
 from metrify_assets.schedules import LIFECYCLE_TIERS, lifecycle_range
 
 LIFECYCLE_ASSETS = (*LIFECYCLE_TIERS, "retention_cleanup")
+# A dry run's tag: it moved and deleted nothing, so it is not the job's last run (`metrify status`).
+DRY_RUN_TAG = "metrify/dry_run"
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,11 @@ def run_lifecycle(
         "weekly_job",
         instance,
         run_config={"ops": {name: {"config": config} for name in selected}},
-        tags={**(partition_range_tags(*span) if span else {}), TRIGGER_TAG: trigger},
+        tags={
+            **(partition_range_tags(*span) if span else {}),
+            TRIGGER_TAG: trigger,
+            **({DRY_RUN_TAG: "true"} if dry_run else {}),
+        },
         asset_selection=selected,
     )
     return LifecycleRun(result.run_id, as_of, dry_run, span)

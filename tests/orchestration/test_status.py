@@ -25,13 +25,16 @@ from metrify_assets.observability.families import gauge
 from metrify_assets.orchestration.catchup import SEQ_CURSOR
 from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.orchestration.status import (
+    JobStatus,
     OwedRun,
     SourceStatus,
     Status,
     attention,
     from_scrape,
     gather,
+    job_status,
 )
+from metrify_assets.orchestration.weekly import DRY_RUN_TAG
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.lake import Lake
@@ -255,3 +258,21 @@ def test_kafka_lag_per_source_and_brokers_down(
     assert list(status.unreadable) == ["Kafka"]
     assert {s.kafka_lag for s in status.sources} == {None}  # unknown, not 0
     assert attention(status)[0].startswith("Kafka could not be read: ")
+
+
+def test_a_lifecycle_dry_run_is_not_the_jobs_last_run() -> None:
+    """The trial: after `metrify lifecycle run --dry-run`, status said weekly_job succeeded a minute ago."""
+    instance = dg.DagsterInstance.ephemeral()
+    real = dg.DagsterRun(job_name="weekly_job", run_id="real", status=dg.DagsterRunStatus.SUCCESS)
+    instance.add_run(real)
+    dry = dg.DagsterRun(
+        job_name="weekly_job", run_id="dry", status=dg.DagsterRunStatus.SUCCESS, tags={DRY_RUN_TAG: "true"}
+    )
+    instance.add_run(dry)
+    newest = instance.get_run_records(dg.RunsFilter(job_name="weekly_job"), limit=1)[0]
+    assert newest.dagster_run.run_id == "dry"  # what the status read before
+    found = job_status(instance, "weekly_job")
+    (record,) = instance.get_run_records(dg.RunsFilter(run_ids=["real"]))
+    assert found.last_status == "success"
+    assert found.last_run_at == datetime.fromtimestamp(record.create_timestamp.timestamp(), UTC)
+    assert job_status(instance, "daily_job") == JobStatus("daily_job")
