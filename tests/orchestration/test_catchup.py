@@ -326,3 +326,16 @@ def test_a_day_stamped_by_a_transaction_that_commits_later_is_materialised(
     after = run_pipeline(defs, instance, settings)
     assert after.day_ranges == [(slow, slow), (quick, quick)], "the quick day again, past the gap"
     assert run_pipeline(defs, instance, settings).day_ranges == []
+
+
+def test_an_idle_run_says_nothing_to_do() -> None:
+    """The README promised "nothing to do"; an idle run printed the whole table of zeros and nones."""
+    out = io.StringIO()
+    print_run_summary(Console(file=out, width=200), RunSummary(seconds=2.3))
+    assert out.getvalue().strip() == (
+        "metrify run: nothing to do (no landing file, Kafka message or touched day waiting, and no failed "
+        "run owed; 2.3 s)"
+    )
+    busy = io.StringIO()
+    print_run_summary(Console(file=busy, width=200), RunSummary(batch_ids=["b1"], seconds=2.3))
+    assert "batches ingested" in busy.getvalue()
