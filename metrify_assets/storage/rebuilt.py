@@ -13,7 +13,7 @@ lifecycle keeps the day's hot rows (docs/lifecycle.md#rebuild-owed). Plain SQL, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import psycopg
@@ -67,12 +67,19 @@ class Owed:
     touched_at: datetime
     touches: int
     assets: tuple[str, ...]
+    again: bool = False  # the touch is a stamp of `ops.retouched_days`, not the batch's own
 
     @property
     def reason(self) -> str:
         more = f" (and {self.touches - 1} earlier touches)" if self.touches > 1 else ""
+        by = (
+            f"touched again for {self.batch_id} ({self.source}: a reviewer's decision, a restore or a "
+            "rebuild from raw)"
+            if self.again
+            else f"touched by {self.batch_id} ({self.source})"
+        )
         return (
-            f"rebuild owed: touched by {self.batch_id} ({self.source}) at {self.touched_at:%Y-%m-%d %H:%M:%S %Z}"
+            f"rebuild owed: {by} at {self.touched_at:%Y-%m-%d %H:%M:%S %Z}"
             f"{more}, not rebuilt since by {', '.join(self.assets)}"
         )
 
@@ -88,31 +95,29 @@ def owed(
         return {}
     rows = conn.execute(
         "WITH touched AS ("
-        "  SELECT batch_id, source, day, recorded_at, xact FROM ops.ingest_days "
+        "  SELECT batch_id, source, day, recorded_at, xact, false AS again FROM ops.ingest_days "
         "  WHERE day = ANY(%(days)s) AND records > 0 AND xact IS NOT NULL "
         "  UNION ALL "
-        "  SELECT batch_id, source, day, recorded_at, xact FROM ops.retouched_days "
+        "  SELECT batch_id, source, day, recorded_at, xact, true FROM ops.retouched_days "
         "  WHERE day = ANY(%(days)s) AND xact IS NOT NULL"
         ") "
-        "SELECT t.day, t.batch_id, t.source, t.recorded_at, "
+        "SELECT t.day, t.batch_id, t.source, t.recorded_at, t.again, "
         "  array_agg(a.asset ORDER BY a.n) FILTER (WHERE r.snapshot IS NULL "
         "    OR NOT pg_visible_in_snapshot(t.xact, r.snapshot)) "
         "FROM touched t CROSS JOIN unnest(%(assets)s::text[]) WITH ORDINALITY AS a(asset, n) "
         "LEFT JOIN ops.rebuilt_days r ON r.asset = a.asset AND r.day = t.day "
-        "GROUP BY t.day, t.batch_id, t.source, t.recorded_at, t.xact "
+        "GROUP BY t.day, t.batch_id, t.source, t.recorded_at, t.xact, t.again "
         "ORDER BY t.day, t.recorded_at DESC, t.xact DESC",
         {"days": list(days), "assets": list(assets)},
     ).fetchall()
     found: dict[date, Owed] = {}
-    for day, batch_id, source, recorded_at, missing in rows:
+    for day, batch_id, source, recorded_at, again, missing in rows:
         if not missing:
             continue
         earlier = found.get(day)
         if earlier is None:
-            found[day] = Owed(day, batch_id, source, recorded_at, 1, tuple(missing))
+            found[day] = Owed(day, batch_id, source, recorded_at, 1, tuple(missing), again)
         else:
             union = tuple(a for a in assets if a in earlier.assets or a in missing)
-            found[day] = Owed(
-                day, earlier.batch_id, earlier.source, earlier.touched_at, earlier.touches + 1, union
-            )
+            found[day] = replace(earlier, touches=earlier.touches + 1, assets=union)
     return found

@@ -109,6 +109,23 @@ def test_a_touched_day_keeps_its_hot_rows_until_every_refreshed_asset_rebuilt_it
     assert set(rebuilt.owed(pg, [LATE])) == {LATE}
 
 
+def test_a_day_touched_again_says_so(pg: psycopg.Connection) -> None:
+    """The trial: a reviewer's decision held a day back "touched by landing-... at 09:49", naming the
+    batch that had brought the reading hours before, as if it were the cause."""
+    touch(pg, LATE)
+    rebuild(pg, LATE)
+    pg.execute(
+        "INSERT INTO ops.retouched_days (batch_id, source, day) VALUES ('late-1', 'meter_readings', %s)",
+        (LATE,),
+    )
+    pg.commit()
+    (owed,) = rebuilt.owed(pg, [LATE]).values()
+    assert owed.again and owed.reason.startswith(
+        "rebuild owed: touched again for late-1 (meter_readings: a reviewer's decision, a restore or a rebuild "
+        "from raw) at "
+    )
+
+
 def test_a_touch_committed_after_a_rebuild_began_is_not_rebuilt_by_it(
     pg: psycopg.Connection, pg_resource: PostgresResource
 ) -> None:
