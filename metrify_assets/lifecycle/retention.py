@@ -151,9 +151,13 @@ def delete_hot_day(
     going = hot[~hot[table.meter_column].isin(kept_meters)] if table.meter_column and kept_meters else hot
     deleted = table.delete_rows(conn, going)
     if table.dataset == "meter_readings" and len(going):
-        meters = sorted(set(going["meter_id"]))
+        # Every meter's derived rows of the day but a held meter's: a registered meter that sent
+        # nothing has a VEE day (all missing) and no reading, and kept it hot for good.
+        held = sorted(kept_meters)
         for derived in DERIVED_BY_LOCAL_DATE:
-            conn.execute(f"DELETE FROM {derived} WHERE local_date = %s AND meter_id = ANY(%s)", (day, meters))
+            conn.execute(
+                f"DELETE FROM {derived} WHERE local_date = %s AND NOT (meter_id = ANY(%s))", (day, held)
+            )
         conn.execute(
             f"DELETE FROM {ANOMALY_SCORES} s USING unnest(%s::text[], %s::timestamptz[]) AS d(meter_id, reading_start) "
             "WHERE s.meter_id = d.meter_id AND s.reading_start = d.reading_start",

@@ -286,3 +286,24 @@ def test_a_copy_a_bucket_rule_moved_first_is_recorded_where_it_is(pg: psycopg.Co
     assert [(o.action, "bucket lifecycle rule" in o.detail) for o in moves] == [("moved to archive", True)]
     recorded = state.get(pg, "grid_status", FIRST_DAY)
     assert recorded is not None and (recorded.tier, recorded.storage_class) == ("archive", "GLACIER")
+
+
+def test_a_silent_meters_vee_day_leaves_the_hot_tier_with_the_days_readings(
+    pg: psycopg.Connection, lake: Lake
+) -> None:
+    """A registered meter that sent nothing has a VEE day of missing intervals and no reading: the
+    derived rows were deleted for the meters with readings only, so its rows stayed hot for good
+    (19,008 VEE rows of one demo day, the trial)."""
+    seed_hot_days(pg)
+    pg.execute(
+        "INSERT INTO ops.vee_readings (meter_id, reading_start, local_date, interval_minutes, status, method, "
+        "rule_version) SELECT 'SILENT', %s::timestamptz + make_interval(mins => 15 * i), %s, 15, 'missing', "
+        "'none', 'test' FROM generate_series(0, 95) AS i",
+        (datetime.combine(FIRST_DAY, datetime.min.time(), tzinfo=UTC), FIRST_DAY),
+    )
+    pg.commit()
+    copy_all(pg, lake)
+    retention.apply(pg, lake, Policy(), LAST_DAY + timedelta(days=800), NOW)
+    assert pg.execute(
+        "SELECT count(*) FROM ops.vee_readings WHERE local_date = %s", (FIRST_DAY,)
+    ).fetchone() == (0,)
