@@ -27,6 +27,23 @@ from metrify_platform.redis_server import RedisServer
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def import_anyio_now() -> None:
+    """Import every module anyio would import lazily, here in the main thread. anyio is a pytest
+    plugin, so pytest rewrites its modules on import, parsing their source; a first import inside the
+    event-loop thread of FastAPI's TestClient (`anyio.open_file` for a static file) then parsed in a
+    thread, which CPython 3.11.7 can fail with "SystemError: AST constructor recursion depth mismatch"
+    (gh-106905): tests/serving/test_docs.py failed so in 2 of 4 CI runs."""
+    import anyio
+    import anyio._backends._asyncio  # the backend a TestClient's loop imports
+
+    for name in dir(anyio):
+        if not name.startswith("_"):
+            getattr(anyio, name)
+
+
+import_anyio_now()
+
+
 def service_unavailable(name: str, err: BaseException) -> None:
     """Fail in CI, skip elsewhere: a service test must never pass silently without its service."""
     msg = f"{name} could not start: {type(err).__name__}: {err}"
