@@ -197,7 +197,11 @@ def get(conn: psycopg.Connection, alert_id: int) -> AlertRow:
 
 
 def list_alerts(
-    conn: psycopg.Connection, status: Status = "open", kind: str | None = None, limit: int = 100
+    conn: psycopg.Connection,
+    status: Status = "open",
+    kind: str | None = None,
+    limit: int = 100,
+    severity: str | None = None,
 ) -> list[AlertRow]:
     """Alerts newest first; `open` includes acknowledged ones (they still stand)."""
     where = _STATUS_FILTER[status]
@@ -205,6 +209,9 @@ def list_alerts(
     if kind is not None:
         where += " AND kind = %s"
         params.append(kind)
+    if severity is not None:
+        where += " AND severity = %s"
+        params.append(severity)
     params.append(limit)
     with conn.cursor(row_factory=class_row(AlertRow)) as cur:
         return cur.execute(

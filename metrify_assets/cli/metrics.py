@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
-import psycopg
 import typer
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
@@ -107,12 +106,7 @@ def register(app: typer.Typer) -> None:
         settings = resolve_settings()
         postgres = postgres_resource(settings)
 
-        @contextmanager
-        def connect() -> Iterator[psycopg.Connection]:
-            with postgres.connect(autocommit=True) as conn:
-                yield conn
-
-        collector = settings_collector(settings, connect)
+        collector = settings_collector(settings, partial(postgres.connect, autocommit=True))
         typer.echo(generate_latest(pipeline_registry(collector)).decode(), nl=False)
         failing = collector.failing
         if failing:

@@ -80,18 +80,7 @@ def run_with_progress(settings: Settings, console: Console, trigger: str) -> cat
 def print_run_summary(console: Console, summary: catchup.RunSummary) -> None:
     """The summary table; when a run failed or Kafka could not be read, the errors too, what runs it
     again, then exit code 1."""
-    idle = not (
-        summary.batch_ids
-        or summary.day_ranges
-        or summary.jobs
-        or summary.retried
-        or summary.failed
-        or summary.unread
-        or summary.alerts_recorded
-        or summary.trained_model
-        or summary.training_failed
-    )
-    if idle:
+    if summary.idle:
         console.print(
             f"metrify run: nothing to do (no landing file, Kafka message or touched day waiting, and no "
             f"failed run owed; {summary.seconds:.1f} s)"

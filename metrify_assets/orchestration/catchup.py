@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import dagster as dg
-import psycopg
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import Settings
@@ -48,30 +47,10 @@ from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.run_alerts import ReconcileCursor, day_range, failed_days, reconcile
 from metrify_assets.schedules import TRAINING_ASSETS
-from metrify_assets.storage.writes import ledger_batch_ids
+from metrify_assets.storage.writes import RecordCounts, ledger_batch_ids, record_counts
 
 DOWNSTREAM_JOBS = ("refresh_job", "daily_job")
 JobDays = tuple[str, date, date]  # a job and the first and last day of its run
-
-
-@dataclass(frozen=True)
-class RecordCounts:
-    """What a source's batches held: records in = accepted + quarantined; flagged are accepted."""
-
-    records_in: int
-    accepted: int
-    flagged: int
-    quarantined: int
-
-
-def record_counts(conn: psycopg.Connection, batch_ids: Sequence[str]) -> dict[str, RecordCounts]:
-    """The ledger's counts of `batch_ids` per source (looked up by batch id, the ledger's key)."""
-    rows = conn.execute(
-        "SELECT source, sum(records_in), sum(accepted), sum(flagged), sum(quarantined) "
-        "FROM ops.ingest_ledger WHERE batch_id = ANY(%s) GROUP BY source ORDER BY source",
-        (list(batch_ids),),
-    ).fetchall()
-    return {str(source): RecordCounts(*(int(n) for n in counts)) for source, *counts in rows}
 
 
 @dataclass
@@ -96,6 +75,21 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)
     alerts_recorded: list[str] = field(default_factory=list)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing was waiting and nothing was owed: no batch, day, job, retry, failure or alert."""
+        return not (
+            self.batch_ids
+            or self.day_ranges
+            or self.jobs
+            or self.retried
+            or self.failed
+            or self.unread
+            or self.alerts_recorded
+            or self.trained_model
+            or self.training_failed
+        )
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from metrify_assets.quality import gx
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.kafka_offsets import committed_offsets
+from metrify_assets.storage.writes import record_counts
 
 
 @dataclass(frozen=True)
@@ -90,17 +91,12 @@ def drain(
                 on_batch(batch_id)
     seconds = time.monotonic() - started
     with postgres.connect() as conn:
-        row = conn.execute(
-            "SELECT count(*), coalesce(sum(records_in), 0), coalesce(sum(accepted), 0), "
-            "coalesce(sum(quarantined), 0) FROM ops.ingest_ledger WHERE batch_id = ANY(%s)",
-            (sorted(set(batch_ids)),),
-        ).fetchone()
-    batches, records, accepted, quarantined = row if row else (0, 0, 0, 0)
+        counts = record_counts(conn, sorted(set(batch_ids))).values()
     return DrainSummary(
-        int(batches),
-        int(records),
-        int(accepted),
-        int(quarantined),
+        len(set(batch_ids)),
+        sum(c.records_in for c in counts),
+        sum(c.accepted for c in counts),
+        sum(c.quarantined for c in counts),
         seconds,
         failed,
         planner.unread,

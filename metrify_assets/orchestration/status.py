@@ -14,10 +14,10 @@ acts; `gather` reads it. Nothing here writes.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -312,11 +312,7 @@ def gather(
     `describe` words it."""
     status = Status(at=datetime.now(UTC))
 
-    @contextmanager
-    def connect() -> Iterator[psycopg.Connection]:
-        with postgres.connect(autocommit=True) as conn:
-            yield conn
-
+    connect = partial(postgres.connect, autocommit=True)
     collector = PipelineCollector(connect, kafka=kafka, skip=("ledger",))
     families = list(collector.collect())
     for name, err in collector.failing.items():
@@ -329,9 +325,8 @@ def gather(
                 status.owed = [OwedRun(job, *day_range(days)) for job, days in failed_days(conn, JOBS)]
                 status.critical_alerts = [
                     f"#{row.alert_id} {row.subject}: {row.summary}"
-                    for row in list_alerts(conn, "open", limit=CRITICAL_SHOWN * 4)
-                    if row.severity == "critical"
-                ][:CRITICAL_SHOWN]
+                    for row in list_alerts(conn, "open", severity="critical", limit=CRITICAL_SHOWN)
+                ]
                 seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
                 if seen:
                     status.touched_days = touched_since(conn, int(seen))

@@ -221,6 +221,26 @@ def ledger_batch_ids(conn: psycopg.Connection, source: str) -> set[str]:
         return {row[0] for row in cur.fetchall()}
 
 
+@dataclass(frozen=True)
+class RecordCounts:
+    """What a source's batches held: records in = accepted + quarantined; flagged are accepted."""
+
+    records_in: int
+    accepted: int
+    flagged: int
+    quarantined: int
+
+
+def record_counts(conn: psycopg.Connection, batch_ids: Sequence[str]) -> dict[str, RecordCounts]:
+    """The ledger's counts of `batch_ids` per source (looked up by batch id, the ledger's key)."""
+    rows = conn.execute(
+        "SELECT source, sum(records_in), sum(accepted), sum(flagged), sum(quarantined) "
+        "FROM ops.ingest_ledger WHERE batch_id = ANY(%s) GROUP BY source ORDER BY source",
+        (list(batch_ids),),
+    ).fetchall()
+    return {str(source): RecordCounts(*(int(n) for n in counts)) for source, *counts in rows}
+
+
 def mark_delivered(
     conn: psycopg.Connection, batch_id: str, stage_seconds: Mapping[str, float] | None = None
 ) -> None:
