@@ -142,8 +142,8 @@ def build_landing_sensor(
     ) -> dg.SensorResult | dg.SkipReason:
         files = list_landed(landing.path, source)
         cursor = int(context.cursor or 0)
-        with postgres.connect() as conn:
-            done = ledger_batch_ids(conn, source)
+        with postgres.connect() as conn:  # only files behind the cursor can be in the ledger
+            done = ledger_batch_ids(conn, [f.batch_id for f in files if f.seq <= cursor])
         stale = [f.batch_id for f in files if f.seq <= cursor and f.batch_id not in done]
         due, waiting = due_retries(failed_batches(context.instance, stale), datetime.now(UTC))
         planned, new_cursor = plan_landing_runs(files, cursor, done, due)

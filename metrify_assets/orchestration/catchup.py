@@ -30,8 +30,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import dagster as dg
+import psycopg
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.env import Settings
@@ -101,14 +103,12 @@ class Progress:
     on_note: Callable[[str], None] = lambda text: None
 
 
-def pending_files(settings: Settings, done: dict[str, set[str]]) -> list[LandedFile]:
-    """Landing files whose batch the ledger does not hold, oldest first per source."""
-    return [
-        f
-        for source in CONTRACTS
-        for f in list_landed(settings.landing_dir, source)
-        if f.batch_id not in done[source]
-    ]
+def pending_files(conn: psycopg.Connection, landing_dir: Path) -> list[LandedFile]:
+    """Landing files whose batch the ledger does not hold, oldest first per source (the ledger is
+    asked for these files' batch ids only, not read whole)."""
+    landed = [f for source in CONTRACTS for f in list_landed(landing_dir, source)]
+    done = ledger_batch_ids(conn, [f.batch_id for f in landed])
+    return [f for f in landed if f.batch_id not in done]
 
 
 def ingest_files(
@@ -351,8 +351,7 @@ def run_pipeline(
     for text in missed:
         progress.on_note(f"run {text} failed earlier and its alert had not been recorded: recorded now")
     with postgres.connect() as conn:
-        done = {source: ledger_batch_ids(conn, source) for source in CONTRACTS}
-    files = pending_files(settings, done)
+        files = pending_files(conn, settings.landing_dir)
     progress.on_plan("ingesting landing files", len(files))
 
     def ingested(landed: LandedFile) -> None:

@@ -13,7 +13,7 @@ acts; `gather` reads it. Nothing here writes.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,9 +27,8 @@ from prometheus_client.core import Metric
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.ingestion.landing import list_landed
 from metrify_assets.observability.metrics import PipelineCollector
-from metrify_assets.orchestration.catchup import SEQ_CURSOR
+from metrify_assets.orchestration.catchup import SEQ_CURSOR, pending_files
 from metrify_assets.orchestration.weekly import DRY_RUN_TAG
 from metrify_assets.partitions import ranges_text
 from metrify_assets.resources import PostgresResource
@@ -275,21 +274,6 @@ def as_json(status: Status) -> dict[str, Any]:
     }
 
 
-def pending_landing_files(conn: psycopg.Connection, landing_dir: Path) -> dict[str, int]:
-    """Landing files per source whose batch the ledger does not hold (looked up by their batch ids,
-    not by reading the ledger's history)."""
-    waiting: dict[str, int] = {}
-    for source in CONTRACTS:
-        ids = [landed.batch_id for landed in list_landed(landing_dir, source)]
-        if not ids:
-            continue
-        done = conn.execute(
-            "SELECT count(*) FROM ops.ingest_ledger WHERE batch_id = ANY(%s)", (ids,)
-        ).fetchone()
-        waiting[source] = len(ids) - int(done[0] if done else 0)
-    return waiting
-
-
 def touched_since(conn: psycopg.Connection, after_seq: int) -> list[date]:
     """The days stamped in `ops.touched_days` after `after_seq` (what the next `metrify run` builds:
     not the arrival day of a batch that stored nothing)."""
@@ -321,7 +305,7 @@ def gather(
     if STORES["postgres"] not in status.unreadable:
         try:
             with connect() as conn:
-                landing = pending_landing_files(conn, landing_dir)
+                landing = Counter(f.source for f in pending_files(conn, landing_dir))
                 status.owed = [OwedRun(job, *day_range(days)) for job, days in failed_days(conn, JOBS)]
                 status.critical_alerts = [
                     f"#{row.alert_id} {row.subject}: {row.summary}"

@@ -215,10 +215,15 @@ def record_batch(
         )
 
 
-def ledger_batch_ids(conn: psycopg.Connection, source: str) -> set[str]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT batch_id FROM ops.ingest_ledger WHERE source = %s", (source,))
-        return {row[0] for row in cur.fetchall()}
+def ledger_batch_ids(conn: psycopg.Connection, batch_ids: Sequence[str]) -> set[str]:
+    """Which of `batch_ids` the ledger holds, looked up by its key: a landing directory's check costs
+    what the directory holds, not the ledger's history."""
+    if not batch_ids:
+        return set()
+    rows = conn.execute(
+        "SELECT batch_id FROM ops.ingest_ledger WHERE batch_id = ANY(%s)", (list(batch_ids),)
+    ).fetchall()
+    return {row[0] for row in rows}
 
 
 @dataclass(frozen=True)

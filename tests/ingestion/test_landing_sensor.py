@@ -12,8 +12,10 @@ import pytest
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.ingestion.landing import land_lines
 from metrify_assets.ingestion.sensors import BATCH_TAG
+from metrify_assets.orchestration.catchup import pending_files
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.resources import LandingResource, PostgresResource
+from metrify_assets.storage.writes import ledger_batch_ids
 
 pytestmark = pytest.mark.postgres
 SOURCE = "weather_observations"
@@ -53,6 +55,12 @@ def test_sensor_requests_new_files_and_re_requests_failed_ones_ever_less_often(
         execute_job(
             defs, f"ingest_{SOURCE}_job", instance, run_config=gone, tags={BATCH_TAG: second.batch_id}
         )
+
+    # The ledger is asked for the landed files' batch ids only: the first file's is held.
+    with pg_resource.connect() as conn:
+        assert ledger_batch_ids(conn, [first.batch_id, second.batch_id, "never-landed"]) == {first.batch_id}
+        assert ledger_batch_ids(conn, []) == set()
+        assert [f.batch_id for f in pending_files(conn, landing.path)] == [second.batch_id]
 
     retry = sensor.evaluate_tick(
         dg.build_sensor_context(instance=instance, resources=resources, cursor="2000")
