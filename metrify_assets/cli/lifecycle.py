@@ -360,7 +360,7 @@ class LoggedAction:
 
 
 # Actions that leave a day where it is: `lifecycle run` says why beside them.
-KEPT_ACTIONS = ("held", "rebuild_owed", "failed", "late_rows_kept")
+KEPT_ACTIONS = ("held", "kept", "rebuild_owed", "failed", "late_rows_kept")
 
 
 def logged_actions(conn: psycopg.Connection, run_id: str) -> list[LoggedAction]:

@@ -24,7 +24,7 @@ from metrify_assets.lifecycle.tables import TABLES
 from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, move_due
 from metrify_assets.metadata import markdown_table
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
-from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.resources import LakeResource, LandingResource, PostgresResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.teams import DATA_ENGINEERING, owner
 
@@ -76,6 +76,11 @@ class LifecycleConfig(dg.Config):
     ops_days: int | None = Field(
         default=400, description="Operational log tables (ledger, alerts...) kept this long."
     )
+    landing_days: int | None = Field(
+        default=7,
+        description="Landing files deleted this many days after landing, once ingested and their raw batch "
+        "is in the lake (none: kept).",
+    )
 
     def policy(self) -> Policy:
         unknown = set(self.ages) - set(TIERED_DATASETS)
@@ -93,6 +98,7 @@ class LifecycleConfig(dg.Config):
             quarantine_days=self.quarantine_days,
             reports_days=self.reports_days,
             ops_days=self.ops_days,
+            landing_days=self.landing_days,
         )
 
     def today(self) -> date:
@@ -333,18 +339,30 @@ def archive_tier(
     owners=OWNERS,
     description="Weekly retention: hot rows past the hot window deleted once their day's copy is verified to "
     "hold them, archive copies past expire_days, raw batches, dated reports, quarantine rows and ops log "
-    "tables by their own retention; nothing under a legal hold. `dry_run` lists what would go.",
+    "tables by their own retention, and ingested landing files past landing_days once their raw batch is in "
+    "the lake; nothing under a legal hold. `dry_run` lists what would go.",
     metadata={"log": "ops.lifecycle_log", "state": "ops.lifecycle_days"},
     retry_policy=RETRY_POLICY,
 )
 @classified_step
 def retention_cleanup(
-    context: dg.AssetExecutionContext, config: LifecycleConfig, postgres: PostgresResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    config: LifecycleConfig,
+    postgres: PostgresResource,
+    lake: LakeResource,
+    landing: LandingResource,
 ) -> dg.MaterializeResult:
     policy, today = config.policy(), config.today()
     with postgres.connect() as conn:
         report = retention.apply(
-            conn, lake.get_lake(), policy, today, datetime.now(UTC), config.dry_run, context.run.run_id
+            conn,
+            lake.get_lake(),
+            policy,
+            today,
+            datetime.now(UTC),
+            config.dry_run,
+            context.run.run_id,
+            landing.path,
         )
         tiers = state.tier_table(conn)
     counts = report.counts()

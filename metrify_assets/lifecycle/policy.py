@@ -80,13 +80,15 @@ class RawRetention:
 @dataclass(frozen=True)
 class Policy:
     """The whole lifecycle policy: tier ages per source, raw retention, and retention in days of the
-    quarantine (rows), the lake's reports and the operational log tables (None: kept)."""
+    quarantine (rows), the lake's reports, the operational log tables and the landing directory's
+    ingested files (None: kept)."""
 
     ages: dict[str, TierAges] = field(default_factory=lambda: {d: TierAges() for d in TIERED_DATASETS})
     raw: RawRetention = RawRetention()
     quarantine_days: int | None = 730
     reports_days: int | None = 90
     ops_days: int | None = 400
+    landing_days: int | None = 7
 
     def __post_init__(self) -> None:
         unknown = set(self.ages) - set(TIERED_DATASETS)
@@ -94,10 +96,15 @@ class Policy:
             raise ValueError(
                 f"tier ages for unknown datasets {sorted(unknown)}; tiered: {', '.join(TIERED_DATASETS)}"
             )
-        for name in ("quarantine_days", "reports_days", "ops_days"):
+        for name in ("quarantine_days", "reports_days", "ops_days", "landing_days"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 day (or None: kept), got {value}")
+        if self.landing_days is not None and self.raw.days is not None and self.landing_days >= self.raw.days:
+            # A landing file goes only while its raw copy is in the lake: the file is never the last copy.
+            raise ValueError(
+                f"landing_days ({self.landing_days}) must come before raw days ({self.raw.days})"
+            )
 
     def tier_ages(self, dataset: str) -> TierAges:
         return self.ages.get(dataset, TierAges())

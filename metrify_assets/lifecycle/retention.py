@@ -5,7 +5,8 @@
   readings (VEE series and day summaries, anomaly scores, enrichment) go with them. The dbt marts are
   incremental and keep their history.
 - Lake copies older than `expire_days` (if set), raw batches (to STANDARD_IA, then deleted), dated
-  quality reports, quarantine rows and the operational log tables by their own retention.
+  quality reports, quarantine rows, the operational log tables and ingested landing files
+  (`landing_files.py`) by their own retention.
 - A day whose rebuild is owed (touched by a batch, a decision or a restore since the refresh last
   rebuilt it: `storage/rebuilt.py`) keeps its hot rows, with the reason in the log, until a later
   pass finds it rebuilt.
@@ -18,11 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import psycopg
 
 from metrify_assets.lifecycle import holds, state
+from metrify_assets.lifecycle.landing_files import expire_landing_files
 from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, age_days, day_span
 from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
 from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, read_copy
@@ -427,8 +430,9 @@ def apply(
     now: datetime,
     dry_run: bool = False,
     run_id: str | None = None,
+    landing_dir: Path | None = None,
 ) -> Report:
-    """The weekly retention pass over every dataset."""
+    """The weekly retention pass over every dataset (and the landing directory's files, given one)."""
     outcomes = clean_hot(conn, lake, policy, today, now, dry_run, run_id)
     outcomes += expire_copies(conn, lake, policy, today, dry_run, run_id)
     for source in RAW_SOURCES:
@@ -467,4 +471,8 @@ def apply(
             outcomes.append(
                 expire_rows(conn, "ops", table, time_expr, eligible, policy.ops_days, today, dry_run, run_id)
             )
+    if policy.landing_days is not None and landing_dir is not None:
+        outcomes += expire_landing_files(
+            conn, lake, landing_dir, RAW_SOURCES, today, policy.landing_days, dry_run, run_id
+        )
     return Report(outcomes, dry_run)

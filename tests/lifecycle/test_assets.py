@@ -18,7 +18,7 @@ from metrify_assets.lifecycle.policy import TIERED_DATASETS
 from metrify_assets.lifecycle.tables import TABLES
 from metrify_assets.lifecycle.tiers import data_key
 from metrify_assets.partitions import partition_range_tags
-from metrify_assets.resources import LakeResource, PostgresResource
+from metrify_assets.resources import LakeResource, LandingResource, PostgresResource
 from metrify_assets.resources.lake import Lake, ObjectArchivedError
 from tests.lifecycle.conftest import DAYS, FIRST_DAY, seed_hot_days
 
@@ -66,14 +66,18 @@ def hot_rows(conn: psycopg.Connection) -> int:
 
 
 def test_tier_assets_and_retention_on_s3(
-    pg: psycopg.Connection, pg_resource: PostgresResource, s3_endpoint: str
+    pg: psycopg.Connection, pg_resource: PostgresResource, s3_endpoint: str, tmp_path: Path
 ) -> None:
     import boto3
 
     bucket = f"lifecycle-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     lake = Lake(f"s3://{bucket}/lake")
-    resources = {"postgres": pg_resource, "lake": LakeResource(url=f"s3://{bucket}/lake")}
+    resources = {
+        "postgres": pg_resource,
+        "lake": LakeResource(url=f"s3://{bucket}/lake"),
+        "landing": LandingResource(directory=str(tmp_path / "landing")),
+    }
     seed_hot_days(pg)
     seeded = hot_rows(pg)
 
