@@ -126,22 +126,24 @@ def record_days(
     if not stored:
         if replay:
             return 0
-        with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES (%s, %s, %s, 0) "
-                "ON CONFLICT (batch_id, day) DO NOTHING",
-                (batch_id, contract.source, arrival_day),
-            )
-            return cur.rowcount
-    day, rows = local_day(contract, sql.Identifier(f"_in_{contract.table}"))
+        days: sql.Composable = sql.SQL("SELECT %(day)s::date AS day, 0 AS records")
+    else:
+        day, rows = local_day(contract, sql.Identifier(f"_in_{contract.table}"))
+        days = sql.SQL("SELECT {day} AS day, count(*) AS records FROM {rows} GROUP BY 1").format(
+            day=day, rows=rows
+        )
+    # A day the batch already stamped (the batch recorded again) is left out before the insert:
+    # `ON CONFLICT DO NOTHING` alone would still draw its `seq`, and the gap it leaves holds the
+    # cursors of `late_days_sensor` and `metrify run` back until it settles (`late_days.settled_cursor`).
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL(
                 "INSERT INTO ops.ingest_days (batch_id, source, day, records) "
-                "SELECT %s, %s, {day}, count(*) FROM {rows} GROUP BY 3 "
+                "SELECT %(batch_id)s, %(source)s, d.day, d.records FROM ({days}) d "
+                "WHERE NOT EXISTS (SELECT 1 FROM ops.ingest_days i WHERE i.batch_id = %(batch_id)s AND i.day = d.day) "
                 "ON CONFLICT (batch_id, day) DO NOTHING"
-            ).format(day=day, rows=rows),
-            (batch_id, contract.source),
+            ).format(days=days),
+            {"batch_id": batch_id, "source": contract.source, "day": arrival_day},
         )
         return cur.rowcount
 

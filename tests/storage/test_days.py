@@ -91,3 +91,27 @@ def test_a_batch_that_stored_nothing_is_in_the_report_but_touches_no_day(
     assert set(_days(pg, "some-good", stored)) == {date(2026, 3, 30)}
     # Its seq stays in the view, so the readers' cursors pass it instead of waiting at a gap.
     assert _days(pg, "all-bad", "ops.touched_days") == _days(pg, "all-bad")
+
+
+@pytest.mark.postgres
+def test_a_batch_recorded_again_draws_no_seq(pg: psycopg.Connection, tmp_path: Path) -> None:
+    """A batch processed again (a landing file landed twice, a range re-run) keeps its stamps and
+    takes no number: a drawn one would leave a gap in `seq` that holds the cursors of `metrify run`
+    and `late_days_sensor` back (`late_days.settled_cursor`), so a second `metrify run` would rebuild again."""
+    lake = Lake(str(tmp_path / "lake"))
+    now = pd.Timestamp("2026-04-01T00:00:00Z")
+    good = json.dumps(
+        {"meter_id": "M1", "reading_start": "2026-03-30T10:00:00Z", "interval_minutes": 15, "energy_kwh": 0.4}
+    )
+    batches = {"stored": [good], "all-bad": ["{broken"]}
+    for _ in range(2):
+        for batch_id, messages in batches.items():
+            spec = BatchSpec(METER_READINGS, batch_id, "landing", batch_id, date(2026, 3, 31))
+            process_batch(spec, messages, [1] * len(messages), lake, pg, now)
+            pg.commit()
+    spec = BatchSpec(METER_READINGS, "next", "landing", "next", date(2026, 3, 31))
+    process_batch(spec, [good.replace("10:00", "10:15")], [2], lake, pg, now)
+    pg.commit()
+    seqs = [seq for (seq,) in pg.execute("SELECT seq FROM ops.touched_days ORDER BY seq").fetchall()]
+    assert len(seqs) == 3
+    assert seqs == list(range(seqs[0], seqs[0] + 3)), f"no gap: {seqs}"
