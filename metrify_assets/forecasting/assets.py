@@ -8,7 +8,7 @@ the day after. Each series is trained on a rolling window of the VEE series endi
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -185,8 +185,18 @@ def load_forecast(
                 "their actuals and the forecasts they made stand; restore them (`metrify restore --dataset "
                 "meter_readings --from ... --to ...`) to forecast from them again"
             )
+        # A day not over yet (`metrify run` over today's partition) would forecast tomorrow from part of
+        # today, and store part of today as its actuals: left for the run after midnight.
+        today = datetime.now(UTC).date()
+        unfinished = [d for d in days_between(first, last) if d >= today]
+        if unfinished:
+            context.log.warning(
+                f"{len(unfinished)} days of the run are not over yet ({unfinished[0]} .. {unfinished[-1]}; "
+                f"UTC today {today}): skipped, no forecast from part of a day; daily_job forecasts from "
+                "them once they are over"
+            )
         for issued in days_between(first, last):
-            if issued in archived:
+            if issued in archived or issued in unfinished:
                 continue
             day = issued + timedelta(days=1)
             start = day - timedelta(days=config.window_days + config.backtest_days)
@@ -248,7 +258,10 @@ def load_forecast(
             "series_days_skipped": dg.MetadataValue.int(len(skipped)),
             "skipped": dg.MetadataValue.md(markdown_table(skipped) if len(skipped) else "none"),
             "partitions_skipped": dg.MetadataValue.text(
-                ", ".join(d.isoformat() for d in archived) if archived else "none"
+                ", ".join(
+                    [f"{d} (left PostgreSQL)" for d in archived] + [f"{d} (not over yet)" for d in unfinished]
+                )
+                or "none"
             ),
             "rows": dg.MetadataValue.int(len(rows)),
             **{f"wins_{method}": dg.MetadataValue.int(wins[method]) for method in bt.METHODS},

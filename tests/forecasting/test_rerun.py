@@ -10,7 +10,7 @@ skipped, as `vee_meter_readings` skips it: what earlier runs stored for it stand
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,34 @@ def test_a_day_that_left_postgresql_is_skipped_and_its_rows_stand(
         (SPARSE,),
     )
     meta = materialise(pg_resource, str(tmp_path), SPARSE)
-    assert meta["partitions_skipped"] == "2026-04-01" and meta["series_days"] == 0
+    assert meta["partitions_skipped"] == "2026-04-01 (left PostgreSQL)" and meta["series_days"] == 0
     after = stored(conn, "SELECT * FROM ops.load_forecasts ORDER BY region, segment, reading_start, method")
     assert after == before and sum(1 for r in after if r[3] == date(2026, 4, 2)) == 96
     assert stored(conn, "SELECT count(*) FROM ops.load_actuals WHERE local_date = '2026-04-01'") == [(1,)]
+
+
+def test_a_day_not_over_yet_makes_no_forecast_and_no_actuals(
+    conn: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """`metrify run` over today's partition (readings posted this hour) forecast tomorrow from part of
+    today: a trial saw 0.72 kWh for a network that uses about 15,000 a day. Today is skipped; yesterday,
+    which is over, still forecasts today."""
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+    stamps = pd.date_range(
+        pd.Timestamp(yesterday, tz=UTC), pd.Timestamp(today, tz=UTC) + pd.Timedelta(hours=2), freq="15min"
+    )
+    recent = pd.DataFrame({"meter_id": "C-1", "reading_start": stamps, "energy_kwh": 1.0}).assign(
+        interval_minutes=15, batch_id="T-now"
+    )
+    insert_all_actual_vee(conn, recent, dict.fromkeys(METERS["meter_id"], "UTC"))
+    meta = materialise(pg_resource, str(tmp_path), today)
+    assert meta["partitions_skipped"] == f"{today} (not over yet)" and meta["series_days"] == 0
+    tomorrow = today + timedelta(days=1)
+    assert stored(conn, f"SELECT count(*) FROM ops.load_forecasts WHERE local_date = '{tomorrow}'") == [(0,)]
+    assert stored(conn, f"SELECT count(*) FROM ops.load_actuals WHERE local_date = '{today}'") == [(0,)]
+    meta = materialise(pg_resource, str(tmp_path), yesterday)
+    assert meta["partitions_skipped"] == "none" and meta["series_days"] > 0
+    assert stored(conn, f"SELECT count(*) > 0 FROM ops.load_forecasts WHERE local_date = '{today}'") == [
+        (True,)
+    ]
