@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,17 +40,23 @@ class ApiMetrics:
         self.in_progress = Gauge(in_progress.name, in_progress.help, in_progress.labels, registry=registry)
 
 
-def route_template(scope: Scope) -> str:
-    """The template of the route that served (or would serve) the request."""
+def route_template(scope: Scope, received: Scope) -> str:
+    """The template of the route that served (or would serve) the request: `scope` after the app
+    answered, `received` a copy of it from before (a mount moves the path it matches on).
+
+    A route (FastAPI's) sets itself on the scope. Anything else is matched now, as it came: a request
+    answered before routing (413, 429), a path the router found nothing for, a mount (the docs' assets,
+    labelled `/docs/assets/{path}`). HEAD is matched as the GET it is answered as (serving/head.py)."""
     route = scope.get("route")
-    if route is None:  # answered before routing (a limit) or not found: match it now
-        router = scope["app"].router if "app" in scope else None
-        for candidate in getattr(router, "routes", ()):
-            match, _ = candidate.matches(scope)
+    if route is None:
+        as_routed = {**received, "method": "GET"} if received["method"] == "HEAD" else received
+        # Every route, those of included routers too (FastAPI keeps them apart from the app's own).
+        for candidate in iter_route_contexts(scope["app"].routes if "app" in scope else ()):
+            match, _ = candidate.matches(as_routed)
             if match == Match.FULL:
                 route = candidate
                 break
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None)
     return path if isinstance(path, str) else UNMATCHED
 
 
@@ -73,6 +80,7 @@ class ApiMetricsMiddleware:
                 status = int(message["status"])
             await send(message)
 
+        received = dict(scope)
         in_progress = self.metrics.in_progress.labels(method)
         in_progress.inc()
         started = time.perf_counter()
@@ -81,6 +89,6 @@ class ApiMetricsMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             in_progress.dec()
-            route = route_template(scope)
+            route = route_template(scope, received)
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.duration.labels(method, route).observe(elapsed)

@@ -4,7 +4,8 @@ FastAPI routes the methods a route declares, and its routes declare GET alone, s
 link checkers and caches that ask with HEAD got a 405. Declaring HEAD on every route would document
 each operation twice in the OpenAPI schema; this middleware instead runs the request as a GET (the
 same authentication, limits and status) and sends the GET's status and headers, `Content-Length`
-included, with an empty body. A 405 that allows GET says that HEAD is allowed too.
+included, with an empty body. A 405 that allows GET says that HEAD is allowed too. The route the
+GET found is set on the HEAD's scope too, so the request metrics label the HEAD with its route.
 """
 
 from __future__ import annotations
@@ -35,4 +36,12 @@ class HeadAsGetMiddleware:
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        await self.app({**scope, "method": "GET"} if head else scope, receive, answer)
+        if not head:
+            await self.app(scope, receive, answer)
+            return
+        as_get = {**scope, "method": "GET"}  # the caller's scope keeps HEAD (the metrics' method label)
+        try:
+            await self.app(as_get, receive, answer)
+        finally:
+            if "route" in as_get:  # the route the router found, for the metrics' route label
+                scope["route"] = as_get["route"]

@@ -21,6 +21,7 @@ from metrify_assets.serving.auth import issue_token
 pytestmark = pytest.mark.postgres
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
 READINGS = "/v1/meters/{meter_id}/readings"
+DOCS_ASSETS = "/docs/assets/{path}"  # the mount serving /docs' scripts and styles
 
 
 @pytest.fixture
@@ -105,3 +106,59 @@ def test_metrics_count_requests_by_route_template_and_serve_the_pipeline(
     assert api_only and all(name.startswith("metrify_api_") for name, _ in api_only)
     assert client.get("/metrics", params={"scope": "nope"}).status_code == 422
     assert again[("metrify_api_requests_in_progress", frozenset({("method", "GET")}))] == 1
+
+
+def test_head_and_the_docs_assets_are_labelled_with_their_route_not_unmatched(
+    client: TestClient, pg: psycopg.Connection
+) -> None:
+    """`HEAD /v1/consumption/daily` (an uptime check) and Swagger UI's stylesheet were `unmatched`,
+    the label of a path no route serves: the HEAD's route was found on a copy of the request, and
+    the fallback matched HEAD against GET routes and the asset after the mount had moved its path."""
+    pg.execute("INSERT INTO ops.meters (meter_id, segment, region) VALUES ('M1', 'r', 'n')")
+    pg.commit()
+    auth = {"Authorization": f"Bearer {issue_token(SECRET, 'tester', ['read'], timedelta(minutes=5))}"}
+    assert client.head("/v1/meters/M1/readings", headers=auth).status_code == 200
+    assert client.head("/v1/meters/M1/readings").status_code == 401
+    assert client.head("/healthz").status_code == 200
+    assert client.head("/v1/meter_readings", headers=auth).status_code == 405  # POST only
+    assert client.get("/docs/assets/swagger-ui.css").status_code == 200
+    assert client.head("/docs/assets/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/docs/assets/no-such-file.js").status_code == 404
+    assert client.head("/no/such/path").status_code == 404
+
+    scraped = samples(client.get("/metrics").text)
+    assert scraped[requests("HEAD", READINGS, 200)] == 1
+    assert scraped[requests("HEAD", READINGS, 401)] == 1
+    assert scraped[requests("HEAD", "/healthz", 200)] == 1
+    assert scraped[requests("HEAD", "/v1/{source}", 405)] == 1
+    assert scraped[requests("GET", DOCS_ASSETS, 200)] == 1
+    assert scraped[requests("HEAD", DOCS_ASSETS, 200)] == 1
+    assert scraped[requests("GET", DOCS_ASSETS, 404)] == 1
+    assert scraped[requests("HEAD", UNMATCHED, 404)] == 1
+    routes = {dict(labels)["route"] for name, labels in scraped if name == "metrify_api_requests_total"}
+    assert routes == {READINGS, "/healthz", "/v1/{source}", DOCS_ASSETS, UNMATCHED}
+
+
+def test_a_head_refused_before_routing_is_labelled_with_the_get_route(
+    pg_resource: PostgresResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 429 is answered before the router (and before HEAD is run as a GET), so the middleware
+    matches the route itself: it searched the app's own routes alone, not those of the routers it
+    includes (every /v1 route), and matched HEAD against routes that declare GET alone, so both were
+    `unmatched`."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    settings = resolve_settings(
+        {
+            "METRIFY_HOME": str(tmp_path),
+            "METRIFY_POSTGRES_URL": pg_resource.get_url(),
+            "METRIFY_API_JWT_SECRET": SECRET,
+            "METRIFY_API_RATE_LIMIT": "1",
+        }
+    )
+    with TestClient(create_app(settings)) as limited:
+        statuses = [limited.head("/v1/consumption/daily").status_code for _ in range(3)]
+        statuses.append(limited.get("/v1/meters/M1/readings").status_code)
+        assert statuses[-2:] == [429, 429], statuses
+        scraped = samples(limited.get("/metrics").text)
+    assert scraped[requests("HEAD", "/v1/consumption/daily", 429)] >= 1
+    assert scraped[requests("GET", READINGS, 429)] == 1  # a GET too: included routers were not searched
