@@ -358,12 +358,14 @@ def parse_value(kind: str, raw: str, allowed: tuple[str, ...] = ()) -> Any:
             moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError as err:
             raise ValueError(f"{EXPECTED[kind]}, got {raw!r}") from err
-        if kind == "timestamp":
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # without an offset: UTC
+        # Every time filter is compared, and named in its cursor, in UTC: 0001-01-01T00:00+01:00 is in
+        # year 0 there and 9999-12-31T23:59-01:00 in year 10000, which Python's datetime cannot hold.
         try:
-            return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-        except OverflowError as err:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+            utc = aware.astimezone(UTC)
+        except OverflowError as err:
             raise ValueError(f"{raw!r} is outside the years 1 to 9999 in UTC") from err
+        return aware if kind == "timestamp" else utc.replace(tzinfo=None)
     if kind == "bool":
         if raw.lower() in ("true", "1", "yes"):
             return True

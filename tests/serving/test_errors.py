@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -786,3 +787,28 @@ def test_a_date_or_time_that_does_not_parse_says_what_is_expected_the_same_every
         assert error["details"] == [
             {"field": f"query.{param}", "message": f"{expected}, got {value!r}", "type": kind, "value": value}
         ]
+
+
+# Every endpoint with a time filter: a meter's readings and each dataset whose filters hold a time.
+TIME_FILTERED = [
+    "/v1/meters/MTR-000001/readings",
+    *(
+        re.sub(r"\{[^}]+\}", "X1", d.path)
+        for d in DATASETS.values()
+        if any(f.kind in ("timestamp", "utc") for f in d.filters)
+    ),
+]
+
+
+@pytest.mark.parametrize("path", TIME_FILTERED)
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_time_outside_the_years_1_to_9999_in_utc_is_a_422_on_every_time_filter(
+    api: TestClient, path: str, value: str
+) -> None:
+    """The operational tables' filters (a meter's readings, grid status, weather observations) were a
+    500 (OverflowError turning the value to UTC for the cursor) where the marts' said this 422."""
+    for param in ("from", "to"):
+        response = api.get(path, params={param: value}, headers=token("read"))
+        error = error_of(response, 422, "invalid_parameter")
+        assert error["message"] == f"{param}: {value!r} is outside the years 1 to 9999 in UTC", path
+        assert error["details"][0]["type"] == "datetime_parsing"
