@@ -176,13 +176,18 @@ def daily_schedule(
     return dg.RunRequest(run_key=run_key, partition_key=day.isoformat())
 
 
-def follow_request(run_id: str, tags: dict[str, str], now: datetime) -> dg.RunRequest | None:
+def follow_request(
+    run_id: str, tags: dict[str, str], now: datetime, reexecution: bool = False
+) -> dg.RunRequest | None:
     """The `daily_job` run that follows a successful `refresh_job` run at `now` (UTC): over its
     complete days that `daily_schedule` no longer tries (before yesterday; yesterday too after the
-    day's last try), for a run of `late_days_sensor` or one without a trigger tag (a backfill, a
-    person's launch); the CLI tags its runs with another trigger and runs `daily_job` after them
-    itself (orchestration/catchup.py). Pure: unit-tested."""
+    day's last try), for a run of `late_days_sensor`, one without a trigger tag (a backfill, a
+    person's launch) or a `reexecution` (a person's re-run from the UI, which copies the original
+    run's tags, trigger included); the CLI tags its runs with another trigger and runs `daily_job`
+    after them itself (orchestration/catchup.py). Pure: unit-tested."""
     days = run_days(tags)
+    if reexecution:
+        tags = {k: v for k, v in tags.items() if k != TRIGGER_TAG}  # not the CLI's run any more
     if days is None or tags.get(TRIGGER_TAG, LATE_DAYS_TRIGGER) != LATE_DAYS_TRIGGER:
         return None
     tried = (now.hour, now.minute) >= (LAST_DAILY_HOUR, 30)
@@ -207,7 +212,9 @@ def follow_request(run_id: str, tags: dict[str, str], now: datetime) -> dg.RunRe
 )
 def daily_after_refresh_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
     run = context.dagster_run
-    request = follow_request(run.run_id, dict(run.tags), datetime.now(UTC))
+    request = follow_request(
+        run.run_id, dict(run.tags), datetime.now(UTC), reexecution=run.parent_run_id is not None
+    )
     if request is None:
         return dg.SkipReason(
             f"refresh_job run {run.run_id}: no daily_job follows (the CLI ran its own, or its days are "

@@ -23,7 +23,7 @@ from metrify_assets.schedules import (
     weekly_request,
 )
 from metrify_assets.warehouse.freshness import DAILY_FRESHNESS, HOURLY_FRESHNESS
-from tests.orchestration.jobs import success_context
+from tests.orchestration.jobs import reexecuted_success_context, success_context
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -178,6 +178,11 @@ def test_daily_job_follows_a_refresh_of_days_before_yesterday_that_no_schedule_h
             follow_request("r-4", {**days("2026-01-05", "2026-01-05"), "metrify/trigger": cli}, today) is None
         )
     assert follow_request("r-5", {}, today) is None  # no days: nothing to follow
+    # A person re-runs a CLI run from the UI: the re-execution carries the CLI's tags, and is followed.
+    rerun = follow_request(
+        "r-7", {**days("2026-01-05", "2026-01-05"), "metrify/trigger": "cli"}, today, reexecution=True
+    )
+    assert rerun is not None and rerun.tags == days("2026-01-05", "2026-01-05")
     late_evening = follow_request(
         "r-6", days("2026-03-28", "2026-03-29"), datetime(2026, 3, 29, 23, 31, tzinfo=UTC)
     )
@@ -244,3 +249,16 @@ def test_the_sensor_requests_daily_job_after_a_late_days_refresh_succeeds(
     assert isinstance(request, dg.RunRequest)
     assert request.run_key == f"after-{run.run_id}" and request.tags == tags
     assert daily_after_refresh_sensor.job_name == "daily_job"
+
+
+def test_the_sensor_requests_daily_job_after_a_persons_rerun_of_a_cli_refresh(
+    instance: dg.DagsterInstance,
+) -> None:
+    """The UI's re-run of a `metrify run` refresh copies its `metrify/trigger: cli` tag; it is a
+    person's re-run all the same, so daily_job follows it (a trial saw the sensor skip it)."""
+    tags = {**days("2026-01-05", "2026-01-05"), "metrify/trigger": "cli"}
+    context = reexecuted_success_context(instance, tags, "daily_after_refresh_sensor")
+    assert context.dagster_run.tags["metrify/trigger"] == "cli"  # what Dagster copies
+    request = daily_after_refresh_sensor(context)
+    assert isinstance(request, dg.RunRequest)
+    assert request.tags == days("2026-01-05", "2026-01-05")

@@ -91,6 +91,27 @@ def works() -> None:
     """A step that succeeds."""
 
 
+def one_step_refresh_job() -> dg.JobDefinition:
+    """A one-step job named as `refresh_job`, reconstructable (module level), so it can be re-executed."""
+    return dg.GraphDefinition("refresh_job", node_defs=[works]).to_job(executor_def=dg.in_process_executor)
+
+
+def reexecuted_success_context(
+    instance: dg.DagsterInstance, tags: dict[str, str], sensor_name: str
+) -> dg.RunStatusSensorContext:
+    """A successful run of `one_step_refresh_job` with `tags`, re-executed as the UI's re-run button
+    does (the UI gives the re-execution the parent's tags; `execute_job` is told to); the
+    re-execution as a run-status sensor sees it."""
+    job = dg.reconstructable(one_step_refresh_job)
+    with dg.execute_job(job, instance, tags=tags) as first:
+        assert first.success
+    options = dg.ReexecutionOptions(parent_run_id=first.run_id)
+    with dg.execute_job(job, instance, tags=tags, reexecution_options=options) as again:
+        assert again.success
+        events = again.all_events
+    return _status_context(instance, again.run_id, events, sensor_name, None)
+
+
 def success_context(
     instance: dg.DagsterInstance,
     job_name: str,
@@ -105,9 +126,19 @@ def success_context(
         .to_job()
         .execute_in_process(instance=instance, tags=tags)
     )
-    run = instance.get_run_by_id(result.run_id)
+    return _status_context(instance, result.run_id, result.all_events, sensor_name, resources)
+
+
+def _status_context(
+    instance: dg.DagsterInstance,
+    run_id: str,
+    events: list[dg.DagsterEvent],
+    sensor_name: str,
+    resources: dict[str, Any] | None,
+) -> dg.RunStatusSensorContext:
+    run = instance.get_run_by_id(run_id)
     assert run is not None
-    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    success = next(e for e in events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
     return dg.build_run_status_sensor_context(
         sensor_name=sensor_name,
         dagster_instance=instance,
