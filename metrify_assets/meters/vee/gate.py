@@ -1,7 +1,8 @@
 """The billing-readiness gate: may a meter-day be billed from its VEE series?
 
-As Itron's billing gates do, the gate compares the day's shares of missing, estimated, edited and
-failed intervals with configured thresholds (`VeeConfig.gate_*_share`); a day still in progress
+As Itron's billing gates do, the gate compares the day's shares of missing, estimated, edited (to
+another value: a reviewer's approval keeps the reading's) and failed intervals with configured
+thresholds (`VeeConfig.gate_*_share`); a day still in progress
 (`day_open`) is never ready, nor is a day too empty to estimate (`estimation_skipped`). The day
 summary also carries the counts by status, the energy split into actual (as read, or kept by a
 reviewer) and estimated (by VEE, or after a reviewer's rejection), and whether the day had an outage (a
@@ -52,6 +53,10 @@ def summarise_days(
         day_closed=grid["day_closed"].to_numpy(dtype=bool),
         outage=grid["status_flags"].fillna("").astype(str).str.contains("power_fail", regex=False).to_numpy(),
         flagged=flagged & (series["status"] == "actual").to_numpy(),
+        # Edited to another value (by a rule, or estimated after a rejection): the gate's edited share.
+        # A reviewer's approval keeps the value as read, billed as actual energy: it counts as read,
+        # or confirming flagged readings would make a day less billable than leaving them undecided.
+        changed=((series["status"] == "edited") & (series["method"] != "review_approved")).to_numpy(),
         # As read (actual, or kept by a reviewer) against estimated (by VEE, or after a rejection).
         actual_energy=np.where(read_energy, series["energy_kwh"], 0.0),
         estimated_energy=np.where(billable & ~read_energy, series["energy_kwh"], 0.0),
@@ -68,6 +73,7 @@ def summarise_days(
         missing_intervals=("missing_intervals", "sum"),
         failed_intervals=("failed_intervals", "sum"),
         flagged_intervals=("flagged", "sum"),
+        changed_intervals=("changed", "sum"),
         actual_kwh=("actual_energy", "sum"),
         estimated_kwh=("estimated_energy", "sum"),
         outage=("outage", "any"),
@@ -83,14 +89,15 @@ def summarise_days(
 
 
 def gate_failures(days: pd.DataFrame, config: VeeConfig) -> pd.Series:
-    """Comma-joined names of the gate's tests each day fails ("" when it may be billed)."""
+    """Comma-joined names of the gate's tests each day fails ("" when it may be billed). The edited
+    share counts the `edited` intervals whose value changed (`changed_intervals`), not approvals."""
     expected = days["expected_intervals"].clip(lower=1)
     tests = {
         "day_open": ~days["day_closed"].astype(bool),
         "estimation_skipped": days["estimation_skipped"].astype(bool),
         "missing_share": days["missing_intervals"] / expected > config.gate_missing_share,
         "estimated_share": days["estimated_intervals"] / expected > config.gate_estimated_share,
-        "edited_share": days["edited_intervals"] / expected > config.gate_edited_share,
+        "edited_share": days["changed_intervals"] / expected > config.gate_edited_share,
         "failed_share": days["failed_intervals"] / expected > config.gate_failed_share,
     }
     joined = pd.Series("", index=days.index, dtype=object)

@@ -145,6 +145,29 @@ def test_billing_gate_thresholds() -> None:
     assert split == pytest.approx(float(ramp().sum()), rel=1e-6)
 
 
+def test_approved_readings_do_not_count_against_the_edited_share() -> None:
+    """A reviewer who confirms 30 of a day's readings (say a zero run of a vacant house) keeps their
+    values: they stay `edited` (`review_approved`) for the audit, but the gate's edited share counts
+    only intervals edited to another value. 30 rejections, estimated by VEE, still fail it."""
+    decided = range(96 + 30, 96 + 60)
+    approved = with_neighbours(ramp())
+    approved.loc[list(decided), ["review_status", "reviewer"]] = ["approved", "alice"]
+    day = vee(approved).days.iloc[0]
+    assert day["edited_intervals"] == 30 and day["actual_kwh"] == pytest.approx(float(ramp().sum()))
+    assert day["billing_ready"] and day["gate_failures"] == ""
+    kept = with_neighbours(ramp()).drop(index=list(decided))
+    rejected = pd.concat(
+        [
+            quarantined("M1", start, "review_rejected").assign(review_status="rejected", reviewer="bob")
+            for start in day_starts(DAY)[30:60]
+        ]
+    )
+    day = vee(pd.concat([kept, rejected], ignore_index=True)).days.iloc[0]
+    assert (
+        day["edited_intervals"] == 30 and not day["billing_ready"] and day["gate_failures"] == "edited_share"
+    )
+
+
 def test_an_open_day_is_never_billing_ready_and_future_intervals_are_not_estimated() -> None:
     starts = day_starts(DAY)
     result = vee(readings("M1", starts[:40], ramp()[:40]), now=starts[44])  # 40..43 not sent yet
