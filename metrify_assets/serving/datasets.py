@@ -7,6 +7,8 @@ contracts enforced, so their columns are stable); the operational tables are `op
 
 from __future__ import annotations
 
+import calendar
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -352,12 +354,12 @@ def parse_value(kind: str, raw: str, allowed: tuple[str, ...] = ()) -> Any:
         try:
             return date.fromisoformat(raw)
         except ValueError as err:
-            raise ValueError(f"{EXPECTED[kind]}, got {raw!r}") from err
+            raise ValueError(_unparsed(kind, raw)) from err
     if kind in ("timestamp", "utc"):
         try:
-            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            moment = _datetime(raw)
         except ValueError as err:
-            raise ValueError(f"{EXPECTED[kind]}, got {raw!r}") from err
+            raise ValueError(_unparsed(kind, raw)) from err
         aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # without an offset: UTC
         # Every time filter is compared, and named in its cursor, in UTC: 0001-01-01T00:00+01:00 is in
         # year 0 there and 9999-12-31T23:59-01:00 in year 10000, which Python's datetime cannot hold.
@@ -375,6 +377,41 @@ def parse_value(kind: str, raw: str, allowed: tuple[str, ...] = ()) -> Any:
     if allowed and raw not in allowed:
         raise ValueError(f"unknown value {raw!r}; expected one of {', '.join(allowed)}")
     return raw
+
+
+def _datetime(raw: str) -> datetime:
+    return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+
+
+def _unparsed(kind: str, raw: str) -> str:
+    """Why `raw`, a date or time filter's value, does not parse: a date that does not exist
+    (2026-02-30), else what the kind takes; for a time whose offset's `+` reached the API as a space
+    (sent unencoded in the URL), how to send it."""
+    if (absent := _no_such_date(raw[:10])) is not None:
+        return f"{raw[:10]} does not exist ({absent}), got {raw!r}"
+    message = f"{EXPECTED[kind]}, got {raw!r}"
+    if kind in ("timestamp", "utc") and " " in raw:
+        plus = "+".join(raw.rsplit(" ", 1))
+        try:
+            _datetime(plus)
+        except ValueError:
+            return message
+        encoded = plus.replace("+", "%2B")
+        return f"{message}; a '+' in a URL's query string is read as a space: write the offset's '+' as %2B ({encoded})"
+    return message
+
+
+def _no_such_date(text: str) -> str | None:
+    """Why `text`, written YYYY-MM-DD, is no day of the calendar; None when it is one or is not so written."""
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is None:
+        return None
+    year, month, day = (int(part) for part in text.split("-"))
+    if not 1 <= year <= 9999:
+        return "years are 0001 to 9999"
+    if not 1 <= month <= 12:
+        return "months are 01 to 12"
+    days = calendar.monthrange(year, month)[1]
+    return None if 1 <= day <= days else f"{calendar.month_name[month]} {year} has {days} days"
 
 
 def parse_filter(f: Filter, raw: str | None) -> Any:

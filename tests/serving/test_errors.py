@@ -812,3 +812,73 @@ def test_a_time_outside_the_years_1_to_9999_in_utc_is_a_422_on_every_time_filter
         error = error_of(response, 422, "invalid_parameter")
         assert error["message"] == f"{param}: {value!r} is outside the years 1 to 9999 in UTC", path
         assert error["details"][0]["type"] == "datetime_parsing"
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/meters/MTR-000001/readings", "/v1/grid/nodes/N1/status", "/v1/consumption/hourly"]
+)
+def test_a_plus_sent_unencoded_in_an_offset_says_to_write_it_as_2b(api: TestClient, path: str) -> None:
+    """`?from=2026-03-29T00:00:00+01:00` reaches the API as '2026-03-29T00:00:00 01:00' (a `+` in a
+    query is a space): the 422 quoted the space with no hint of where it came from."""
+    response = api.get(
+        f"{path}?from=2026-03-29T00:00:00+01:00&to=2026-03-30T00:00:00%2B01:00", headers=token("read")
+    )
+    error = error_of(response, 422, "invalid_parameter")
+    got = f"from: {TIME_EXPECTED}, got '2026-03-29T00:00:00 01:00'"
+    assert error["message"].startswith(got), error
+    assert "write the offset's '+' as %2B (2026-03-29T00:00:00%2B01:00)" in error["message"], error
+    assert error["details"][0]["value"] == "2026-03-29T00:00:00 01:00"
+    # A space that is no `+` gets no such hint.
+    other = api.get(path, params={"from": "2026-03-29 25:00"}, headers=token("read"))
+    assert "%2B" not in error_of(other, 422, "invalid_parameter")["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "kind", "reason"),
+    [
+        (
+            "/v1/consumption/daily",
+            "2026-02-30",
+            "date_parsing",
+            "2026-02-30 does not exist (February 2026 has 28 days)",
+        ),
+        (
+            "/v1/quality/daily",
+            "2024-02-30",
+            "date_parsing",
+            "2024-02-30 does not exist (February 2024 has 29 days)",
+        ),
+        (
+            "/v1/consumption/daily",
+            "2026-13-01",
+            "date_parsing",
+            "2026-13-01 does not exist (months are 01 to 12)",
+        ),
+        (
+            "/v1/consumption/daily",
+            "0000-01-01",
+            "date_parsing",
+            "0000-01-01 does not exist (years are 0001 to 9999)",
+        ),
+        (
+            "/v1/meters/MTR-000001/readings",
+            "2026-04-31T00:00:00Z",
+            "datetime_parsing",
+            "2026-04-31 does not exist (April 2026 has 30 days)",
+        ),
+        (
+            "/v1/consumption/hourly",
+            "2026-02-29T12:00",
+            "datetime_parsing",
+            "2026-02-29 does not exist (February 2026 has 28 days)",
+        ),
+    ],
+)
+def test_a_date_that_does_not_exist_says_so(
+    api: TestClient, path: str, value: str, kind: str, reason: str
+) -> None:
+    """`?from=2026-02-30` said 'expected a date, YYYY-MM-DD', which it is."""
+    response = api.get(path, params={"from": value}, headers=token("read"))
+    error = error_of(response, 422, "invalid_parameter")
+    assert error["message"] == f"from: {reason}, got {value!r}"
+    assert error["details"][0]["type"] == kind
