@@ -1,12 +1,14 @@
 """`data_quality_report`: what came in, what was accepted, quarantined and flagged, and why.
 
 An HTML page (charts inlined) and the GX Data Docs of each source's latest batch, both in the lake:
-`reports/quality/dt=<day>/index.html` (`dt=<first>_<last>` for several days; latest.html: the newest run's) and `reports/data_docs/index.html`.
+`reports/quality/dt=<day>/index.html` (`dt=<first>_<last>` for several days; latest.html: the report
+of the newest days, which a run of older days leaves alone) and `reports/data_docs/index.html`.
 No `from __future__ import annotations`: dagster must resolve the `context` annotation.
 """
 
 import base64
 import html
+import json
 import tempfile
 import time
 from datetime import UTC, date, datetime
@@ -23,10 +25,14 @@ from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.reporting import queries
 from metrify_assets.reporting.charts import bar_chart_png, heatmap_png, score_over_time_png
 from metrify_assets.resources import LakeResource, PostgresResource, QualityResource
+from metrify_assets.resources.lake import Lake
 from metrify_assets.teams import DATA_QUALITY, owner
 
 OWNERS = [owner(DATA_QUALITY)]
 REPORT_KEY = "reports/quality/latest.html"
+# The days latest.html and the Data Docs report ({"first": ..., "last": ...}): a run of older days (a
+# backfill, a late day) writes its dated report and leaves them to the newer days' report.
+LATEST_SPAN_KEY = "reports/quality/latest.json"
 HEATMAP_METERS = 30  # the meters with the lowest mean completeness; 200 rows would be unreadable
 # Under a per-reason table: its counts may add up to more than the records it counts.
 SEVERAL_REASONS = (
@@ -38,6 +44,19 @@ def report_key(first: date, last: date) -> str:
     """The lake key of the report of days `first`..`last` (one day: `dt=<day>`)."""
     span = f"dt={first}" if first == last else f"dt={first}_{last}"
     return f"reports/quality/{span}/index.html"
+
+
+def latest_span(store: Lake) -> tuple[date, date] | None:
+    """The days latest.html reports (None: no report yet, or one written before the span was kept)."""
+    if not store.exists(LATEST_SPAN_KEY):
+        return None
+    span = json.loads(store.get(LATEST_SPAN_KEY))
+    return date.fromisoformat(span["first"]), date.fromisoformat(span["last"])
+
+
+def is_newest(run: tuple[date, date], latest: tuple[date, date] | None) -> bool:
+    """Whether a run of days `run` reports the newest days: it ends no earlier than latest.html's."""
+    return latest is None or run[1] >= latest[1]
 
 
 def reason_counts(reasons: pd.Series) -> pd.Series:
@@ -78,7 +97,7 @@ def render_report(
     suites = "".join(
         f"<li>{html.escape(n)}: {'passed' if ok else '<b>failed</b>'}</li>" for n, ok in docs.items()
     )
-    review = ", ".join(f"{n} {s}" for s, n in sorted(data.review_status.items())) or "empty"
+    review = ", ".join(f"{n} {s}" for s, n in sorted(data.review_status.items())) or "none"
     generated = datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
     span = str(data.first) if data.first == data.last else f"{data.first} to {data.last}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Metrify data-quality report</title>
@@ -86,7 +105,7 @@ def render_report(
 table.t{{border-collapse:collapse}} .t td,.t th{{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}}
 </style></head><body>
 <h1>Metrify data-quality report: {span}</h1><p>Generated {html.escape(generated)}; {len(ledger)} batches,
-{data.alerts} quality alerts; review queue: {html.escape(review)}.</p>
+{data.alerts} quality alerts; review items of these batches: {html.escape(review)}.</p>
 <h2>Quality score over time</h2>{_img(charts["score"], "quality score per batch")}
 <h2>Records by source</h2>{totals.to_html(classes="t", index=False)}
 <p>Input = accepted + quarantined holds for every batch (enforced by the ledger). Flagged records are
@@ -134,8 +153,9 @@ def build_charts(data: queries.ReportData, threshold: float) -> dict[str, bytes]
     owners=OWNERS,
     description="Data-quality report for reviewers: score over time, rejects by reason, completeness per "
     "meter-day, top offending meters of the batches that touched the run's days; and GX Data Docs of "
-    "each source's latest such batch. HTML in the lake under reports/quality/dt=<day>/ (dt=<first>_<last>/ for several days; latest.html: the "
-    "newest run) and reports/data_docs/.",
+    "each source's latest such batch. HTML in the lake under `reports/quality/dt=<day>/` "
+    "(`dt=<first>_<last>/` for several days; `latest.html`: the report of the newest days, which a run of "
+    "older days, a backfill, leaves alone) and `reports/data_docs/`.",
     metadata={"lake_key": REPORT_KEY, "data_docs_key": f"{data_docs.DATA_DOCS_PREFIX}/index.html"},
     retry_policy=RETRY_POLICY,
 )
@@ -151,6 +171,8 @@ def data_quality_report(
         data = queries.load(conn, first, last)
         latest = queries.latest_batches(conn, first, last)
     store = lake.get_lake()
+    shown = latest_span(store)
+    newest = is_newest((first, last), shown)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="metrify-data-docs-") as site:
         docs = data_docs.build_site(
@@ -158,20 +180,40 @@ def data_quality_report(
             Path(site),
             run_names={suite: b.batch_id for suite, b in latest.items()},
         )
-        published = data_docs.publish(store, Path(site))
+        # The Data Docs show each source's latest batch: not replaced by older days' batches.
+        published = data_docs.publish(store, Path(site)) if newest and latest else None
     docs_seconds = time.perf_counter() - started
-    context.log.info(
-        f"Data Docs: {len(published.written)} files written ({published.bytes_written:,} bytes), "
-        f"{len(published.skipped)} unchanged skipped ({published.bytes_skipped:,} bytes), "
-        f"in {docs_seconds:.1f} s; written under {data_docs.DATA_DOCS_PREFIX}/: "
-        + (", ".join(k.removeprefix(f"{data_docs.DATA_DOCS_PREFIX}/") for k in published.written) or "none")
-    )
+    if published is None:
+        context.log.info("Data Docs left as they are: the run's days hold no batch, or newer days' do")
+    else:
+        context.log.info(
+            f"Data Docs: {len(published.written)} files written ({published.bytes_written:,} bytes), "
+            f"{len(published.skipped)} unchanged skipped ({published.bytes_skipped:,} bytes), "
+            f"in {docs_seconds:.1f} s; written under {data_docs.DATA_DOCS_PREFIX}/: "
+            + (
+                ", ".join(k.removeprefix(f"{data_docs.DATA_DOCS_PREFIX}/") for k in published.written)
+                or "none"
+            )
+        )
     charts = build_charts(data, quality.alert_threshold)
     dated_key = report_key(first, last)
     dated = store.put(
         dated_key, render_report(data, charts, docs, dated_key).encode(), content_type="text/html"
     )
-    uri = store.put(REPORT_KEY, render_report(data, charts, docs).encode(), content_type="text/html")
+    if newest:
+        uri = store.put(REPORT_KEY, render_report(data, charts, docs).encode(), content_type="text/html")
+        store.put(
+            LATEST_SPAN_KEY,
+            json.dumps({"first": first.isoformat(), "last": last.isoformat()}).encode(),
+            content_type="application/json",
+        )
+    else:
+        assert shown is not None
+        uri = store.uri(REPORT_KEY)
+        context.log.info(
+            f"latest.html stays the report of {shown[0]} .. {shown[1]}, newer than this run's days; "
+            f"this run's report: {dated}"
+        )
     ledger = data.ledger
     return dg.MaterializeResult(
         metadata={
@@ -180,9 +222,10 @@ def data_quality_report(
             "latest": dg.MetadataValue.path(uri),
             "data_docs": dg.MetadataValue.path(store.uri(f"{data_docs.DATA_DOCS_PREFIX}/index.html")),
             "data_docs_seconds": figure(docs_seconds),
-            "data_docs_files_written": dg.MetadataValue.int(len(published.written)),
-            "data_docs_files_skipped": dg.MetadataValue.int(len(published.skipped)),
-            "data_docs_bytes_written": dg.MetadataValue.int(published.bytes_written),
+            "latest_replaced": dg.MetadataValue.bool(newest),
+            "data_docs_files_written": dg.MetadataValue.int(len(published.written) if published else 0),
+            "data_docs_files_skipped": dg.MetadataValue.int(len(published.skipped) if published else 0),
+            "data_docs_bytes_written": dg.MetadataValue.int(published.bytes_written if published else 0),
             "suites_passed": dg.MetadataValue.json(docs),
             "batches": dg.MetadataValue.int(len(ledger)),
             "records_in": dg.MetadataValue.int(int(ledger["records_in"].sum())),

@@ -167,3 +167,36 @@ def test_report_and_data_docs_land_in_the_lake(
         validations[0].removeprefix("reports/data_docs/") in lake.get("reports/data_docs/index.html").decode()
     )
     assert b"validated_weather_observations" in lake.get("reports/data_docs/index.html")
+
+
+def test_a_run_of_older_days_leaves_latest_html_and_the_data_docs_to_the_newer_report(
+    tmp_path: Path, pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """A backfill of days with no data made latest.html an empty report of those days (a trial saw
+    "0 batches ... review queue: empty" while 591 items waited): a run of older days writes its dated
+    report only; a run of newer days, even an empty one, is the latest."""
+    url = str(tmp_path / "lake")
+    lake = Lake(url)
+    seed(pg, lake)
+    resources = {"postgres": pg_resource, "lake": LakeResource(url=url), "quality": QualityResource()}
+
+    def report(day: str) -> dict[str, object]:
+        result = dg.materialize([data_quality_report], resources=resources, partition_key=day)
+        (materialization,) = result.asset_materializations_for_node("data_quality_report")
+        return {k: v.value for k, v in materialization.metadata.items()}
+
+    assert report("2026-03-30")["latest_replaced"] is True
+    docs_index = lake.get("reports/data_docs/index.html")
+    older = report("2026-03-20")
+    assert older["latest_replaced"] is False and older["batches"] == 0
+    assert (
+        "data-quality report: 2026-03-20"
+        in lake.get(report_key(date(2026, 3, 20), date(2026, 3, 20))).decode()
+    )
+    assert "data-quality report: 2026-03-30" in lake.get(REPORT_KEY).decode()
+    assert lake.get("reports/data_docs/index.html") == docs_index
+    newer = report("2026-03-31")  # nothing arrived: the latest report says so; the Data Docs stay
+    assert newer["latest_replaced"] is True and newer["data_docs_files_written"] == 0
+    page = lake.get(REPORT_KEY).decode()
+    assert "data-quality report: 2026-03-31" in page and "review items of these batches: none" in page
+    assert lake.get("reports/data_docs/index.html") == docs_index
