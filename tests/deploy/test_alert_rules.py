@@ -153,6 +153,17 @@ def test_every_alert_is_labelled_and_documented() -> None:
         assert anchor in anchors, f"docs/operations.md has no runbook entry for {name}"
 
 
+def test_readme_states_the_rule_counts() -> None:
+    """README says how many alerts and recording rules rules.yml holds (it once said 22 of 23)."""
+    rules = load_rules()
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    stated = re.search(
+        r"`deploy/prometheus/rules\.yml` holds (\d+) alerts .*? on (\d+) recording rules", readme
+    )
+    assert stated is not None, "README no longer states the counts in the words this test reads"
+    assert (int(stated[1]), int(stated[2])) == (len(alerts()), sum("record" in r for r in rules))
+
+
 def test_rules_name_only_exported_or_recorded_series() -> None:
     allowed = exported_series() | recorded_names() | SYNTHETIC_SERIES
     for rule in load_rules():
