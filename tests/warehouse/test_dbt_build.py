@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -306,6 +306,23 @@ def dbt_build(env: dict[str, str], target: Path, *flags: str) -> list[dict[str, 
 def failures(results: list[dict[str, Any]]) -> dict[str, str]:
     """Nodes that did not succeed (models) or pass (tests)."""
     return {r["unique_id"]: r["status"] for r in results if r["status"] not in ("success", "pass")}
+
+
+def build_marts(pg_resource: PostgresResource, target: Path, marts: Iterable[str]) -> None:
+    """The data set loaded and `marts` built from scratch with their parents (models, seeds and
+    snapshots; dbt's data tests are this module's business)."""
+    with pg_resource.connect(autocommit=True) as conn:
+        load(conn, make_ops_data())
+    results = run_dbt_build(
+        pg_resource.get_url(),
+        target,
+        "--full-refresh",
+        "--exclude-resource-type",
+        "test",
+        "--select",
+        *(f"+{mart}" for mart in marts),
+    )
+    assert not failures(results)
 
 
 @pytest.fixture(scope="module")

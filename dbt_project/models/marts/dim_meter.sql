@@ -3,6 +3,7 @@
 -- first version is valid from the beginning of time, so every reading finds its meter version.
 -- The reading span adds up `int_meter_reading_days` (incremental, per meter and local day), not
 -- ops.meter_readings itself: it still counts the readings the data lifecycle archived out of `ops`.
+{{ config(indexes=[{'columns': ['meter_id', 'version_number']}]) }}
 with versions as (
     select
         *,

@@ -10,6 +10,7 @@
     unique_key=['meter_id', 'local_date'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    indexes=[{'columns': ['local_date', 'meter_id']}, {'columns': ['meter_id', 'local_date']}],
 ) }}
 {%- set changes -%}
     (select local_date, processed_at_utc from {{ ref('int_meter_readings_localized') }}

@@ -1,6 +1,7 @@
 -- Daily billing-grade energy rolled up per region and customer segment, from the per-meter daily fact
 -- (so it keeps archived days too), with the estimated share and how many meter-days passed VEE's
 -- billing gate. Rebuilt whole on every run: one row per region, segment and day.
+{{ config(indexes=[{'columns': ['local_date', 'region', 'segment']}]) }}
 select
     coalesce(region, 'unknown') as region,
     coalesce(segment, 'unknown') as segment,

@@ -5,6 +5,7 @@
     unique_key=['meter_id', 'hour_start_utc'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    indexes=[{'columns': ['hour_start_utc', 'meter_id']}, {'columns': ['meter_id', 'hour_start_utc']}],
 ) }}
 with hourly as (
     select * from {{ ref('int_meter_readings_hourly') }}

@@ -8,6 +8,7 @@
     unique_key=['activity_date'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    indexes=[{'columns': ['activity_date', 'source']}],
 ) }}
 with ledger as (
     select

@@ -15,6 +15,7 @@
     unique_key=['region', 'segment', 'local_date', 'method'],
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
+    indexes=[{'columns': ['local_date', 'region', 'segment', 'method']}],
 ) }}
 with forecasts as (
     select * from {{ ref('fct_load_forecast') }}

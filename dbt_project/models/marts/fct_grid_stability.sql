@@ -14,6 +14,7 @@
     unique_key=['grid_node_id', 'hour_start_utc'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    indexes=[{'columns': ['grid_node_id', 'hour_start_utc']}],
 ) }}
 {% set nominal = var('grid_nominal_frequency_hz') %}
 with samples as (

@@ -16,6 +16,7 @@
     incremental_strategy='delete+insert',
     on_schema_change='fail',
     pre_hook="{% if is_incremental() and var('min_date', none) is not none %}delete from {{ this }} where {{ in_partition_window('start_utc_date') }} and (grid_node_id, start_utc_date) in (select distinct grid_node_id, utc_date from {{ ref('stg_ops__grid_stability') }} where {{ in_partition_window('utc_date') }}){% endif %}",
+    indexes=[{'columns': ['grid_node_id', 'started_at_utc']}],
 ) }}
 -- depends_on: {{ ref('stg_ops__grid_stability') }}
 {%- set first_midnight = "cast('" ~ var('min_date', '1970-01-01') ~ "' as timestamp)" %}

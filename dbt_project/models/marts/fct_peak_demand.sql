@@ -7,6 +7,7 @@
     unique_key=['meter_id', 'local_date'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    indexes=[{'columns': ['local_date', 'meter_id']}, {'columns': ['meter_id', 'local_date']}],
 ) }}
 with readings as (
     select

@@ -11,6 +11,7 @@
     unique_key=['station_id', 'hour_start_utc'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    indexes=[{'columns': ['station_id', 'hour_start_utc']}],
 ) }}
 {%- set float = dbt.type_float() %}
 with observations as (

@@ -18,6 +18,7 @@
     unique_key=['local_date'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    indexes=[{'columns': ['local_date', 'region', 'segment']}],
 ) }}
 with consumption as (
     select
