@@ -23,7 +23,7 @@ import yaml
 from metrify_assets.observability.catalogue import ALL, exported_series
 from metrify_assets.resources import PostgresResource
 from tests.deploy.test_alert_rules import SYNTHETIC_SERIES, metric_names, recorded_names, run_promtool
-from tests.warehouse.test_dbt_build import DAY0, failures, load, make_ops_data, run_dbt_build
+from tests.warehouse.test_dbt_build import DAY0, build_marts
 
 GRAFANA_DIR = Path(__file__).parents[2] / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
@@ -96,26 +96,22 @@ def query(conn: psycopg.Connection, sql: str) -> tuple[list[tuple[str, str]], li
 
 
 @pytest.fixture(scope="module")
-def marts(
+def built(
     pg_resource: PostgresResource, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[psycopg.Connection]:
+) -> Iterator[tuple[psycopg.Connection, Path]]:
     """The warehouse tests' data set built into the marts the dashboards read and their parents
-    (models, seeds and snapshots; dbt's data tests are the warehouse tests' business)."""
+    (models, seeds and snapshots; dbt's data tests are the warehouse tests' business); with dbt's
+    target directory (the compiled models)."""
     target = tmp_path_factory.mktemp("dashboards_dbt")
     used = sorted({m for p in DASHBOARDS for m in re.findall(r"\bmarts\.(\w+)", p.read_text())})
+    build_marts(pg_resource, target, used)
     with pg_resource.connect(autocommit=True) as conn:
-        load(conn, make_ops_data())
-        results = run_dbt_build(
-            pg_resource.get_url(),
-            target,
-            "--full-refresh",
-            "--exclude-resource-type",
-            "test",
-            "--select",
-            *(f"+{model}" for model in used),
-        )
-        assert not failures(results)
-        yield conn
+        yield conn, target
+
+
+@pytest.fixture(scope="module")
+def marts(built: tuple[psycopg.Connection, Path]) -> psycopg.Connection:
+    return built[0]
 
 
 def test_provisioning() -> None:
@@ -239,6 +235,66 @@ def test_sql_panels_run_against_the_marts(path: Path, marts: psycopg.Connection)
             assert sorted(names) == sorted(named), title
             if panel["type"] in ("stat", "bargauge"):
                 assert any(t in NUMERIC_TYPES for _, t in columns), f"{title} has nothing to show"
+
+
+def all_values(conn: psycopg.Connection, board: dict[str, Any]) -> dict[str, list[str]]:
+    """Every SQL variable of the dashboard with all its values selected (Grafana's "All")."""
+    variables: dict[str, list[str]] = {}
+    for variable in board["templating"]["list"]:
+        if variable["datasource"]["type"] == POSTGRES:
+            _, rows = query(conn, grafana_sql(variable["query"], variables))
+            variables[variable["name"]] = [str(row[0]) for row in rows]
+    return variables
+
+
+@pytest.mark.postgres
+def test_mean_completeness_is_the_mean_over_meter_days(built: tuple[psycopg.Connection, Path]) -> None:
+    """The Business panels' mean completeness, read from the region rollup (a mean per region, segment
+    and day), is the mean over the meter-days of fct_consumption_daily: each rollup row weighted by
+    its meters. Two more meters on one group's first day, with a quarter of its completeness, make the
+    rows' plain mean differ (the rollup rebuilt from its compiled model; all rolled back)."""
+    conn, target = built
+    board = dashboard(GRAFANA_DIR / "dashboards" / "business.json")
+    panels = {
+        p["title"]: t["rawSql"] for p, t in targets(board, POSTGRES) if "avg_completeness" in t["rawSql"]
+    }
+    assert sorted(panels) == ["Actual and estimated energy", "Billing readiness"]
+    rollup = next((target / "compiled").rglob("fct_consumption_daily_by_region.sql")).read_text()
+    daily = "marts.fct_consumption_daily WHERE $__timeFilter(local_date)"
+    group = "coalesce(region, 'unknown'), coalesce(segment, 'unknown')"
+    with conn.transaction(force_rollback=True):
+        conn.execute(
+            "CREATE TEMP TABLE extra ON COMMIT DROP AS SELECT * FROM marts.fct_consumption_daily"
+            " WHERE (region, segment, local_date) = (SELECT region, segment, min(local_date)"
+            " FROM marts.fct_consumption_daily GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 1)"
+        )
+        conn.execute("UPDATE extra SET completeness = completeness / 4")
+        for copy in ("b", "c"):
+            conn.execute("UPDATE extra SET meter_id = meter_id || %s", [copy])
+            conn.execute("INSERT INTO marts.fct_consumption_daily SELECT * FROM extra")
+        conn.execute("DELETE FROM marts.fct_consumption_daily_by_region")
+        conn.execute(f"INSERT INTO marts.fct_consumption_daily_by_region {rollup}")
+        variables = all_values(conn, board)
+
+        def one(sql: str) -> list[tuple[Any, ...]]:
+            return query(conn, grafana_sql(sql, variables))[1]
+
+        ((meter_days,),) = one(f"SELECT avg(completeness) FROM {daily}")
+        ((rows_mean,),) = one(
+            "SELECT avg(avg_completeness) FROM marts.fct_consumption_daily_by_region"
+            " WHERE $__timeFilter(local_date)"
+        )
+        assert abs(rows_mean - meter_days) > 0.01, "the data set does not tell the two means apart"
+        (readiness,) = one(panels["Billing readiness"])
+        assert readiness[1] == pytest.approx(meter_days, abs=1e-12)
+        per_group = dict(
+            ((r, s), mean)
+            for r, s, mean in one(f"SELECT {group}, avg(completeness) FROM {daily} GROUP BY 1, 2")
+        )
+        energy = {(row[0], row[1]): row[-1] for row in one(panels["Actual and estimated energy"])}
+        assert energy.keys() == per_group.keys()
+        for key, mean in per_group.items():
+            assert energy[key] == pytest.approx(mean, abs=1e-12), key
 
 
 def test_grafana_sql_substitutes_macros_and_variables() -> None:
