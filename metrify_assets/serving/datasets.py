@@ -36,6 +36,8 @@ class Filter:
     # A closed set of values (sources, forecast methods, ...): any other is a 422 listing these rather
     # than an empty page. () for an open set (regions, segments, meters).
     allowed: tuple[str, ...] = ()
+    # The value that also selects rows where the column is null: the name the rollups give them.
+    null_as: str | None = None
 
 
 SOURCES = tuple(CONTRACTS)  # what `source` takes wherever a filter has it (ledger, quality, review)
@@ -66,6 +68,20 @@ class Dataset:
         return self.path_kind.column if self.path_kind else None
 
 
+# Per-meter rows keep a meter's region and segment null when it is not in the registry; the rollups
+# (`/v1/consumption/regions`) call them `unknown`, so `unknown` selects them here too.
+UNREGISTERED_AS_UNKNOWN = tuple(
+    Filter(
+        name,
+        name,
+        description=f"Rows of this {name}; `unknown`: meters without one (not in the registry), as "
+        "/v1/consumption/regions names them.",
+        null_as="unknown",
+    )
+    for name in ("region", "segment")
+)
+
+
 def _range(column: str, what: str, kind: str) -> tuple[Filter, Filter]:
     return (
         Filter("from", column, ">=", f"First {what} (inclusive).", kind),
@@ -86,8 +102,7 @@ DATASETS: dict[str, Dataset] = {
             (
                 *_range("local_date", "local day", "date"),
                 Filter("meter_id", "meter_id"),
-                Filter("region", "region"),
-                Filter("segment", "segment"),
+                *UNREGISTERED_AS_UNKNOWN,
             ),
             meter_column="meter_id",
         ),
@@ -101,8 +116,7 @@ DATASETS: dict[str, Dataset] = {
             (
                 *_range("hour_start_utc", "UTC hour", "utc"),
                 Filter("meter_id", "meter_id"),
-                Filter("region", "region"),
-                Filter("segment", "segment"),
+                *UNREGISTERED_AS_UNKNOWN,
             ),
             meter_column="meter_id",
         ),
@@ -129,8 +143,7 @@ DATASETS: dict[str, Dataset] = {
             (
                 *_range("local_date", "local day", "date"),
                 Filter("meter_id", "meter_id"),
-                Filter("region", "region"),
-                Filter("segment", "segment"),
+                *UNREGISTERED_AS_UNKNOWN,
             ),
             meter_column="meter_id",
         ),
@@ -286,7 +299,10 @@ def query_page(
         values.append(path_value)
     for f in dataset.filters:
         if params.get(f.param) is not None:
-            conditions.append(sql.SQL("{} " + f.op + " %s").format(sql.Identifier(f.column)))
+            condition = sql.SQL("{} " + f.op + " %s").format(sql.Identifier(f.column))
+            if f.null_as is not None and params[f.param] == f.null_as:
+                condition = sql.SQL("({} OR {} IS NULL)").format(condition, sql.Identifier(f.column))
+            conditions.append(condition)
             values.append(params[f.param])
     if meters is not None:
         if dataset.meter_column is None:  # refused before this (403): never all rows for a limited token

@@ -379,6 +379,37 @@ def test_every_filter_narrows_its_dataset_to_the_rows_it_names(
     assert {(r["region"], r["segment"]) for r in body["data"]} == {(region, segment)}
 
 
+def test_unknown_selects_the_meters_the_regions_rollup_calls_unknown(
+    client: TestClient, settings: Settings
+) -> None:
+    """A meter not in the registry has a null region and segment in the per-meter marts and is
+    `unknown` in /v1/consumption/regions; `region=unknown` on /daily, /hourly and /peaks found none
+    of its rows, so an analyst could not go from the rollup to its meters."""
+    tables = {
+        "daily": "fct_consumption_daily",
+        "hourly": "fct_consumption_hourly",
+        "peaks": "fct_peak_demand",
+    }
+    with postgres_resource(settings).connect() as conn:
+        for table in tables.values():  # one row of each mart, as an unregistered meter's
+            conn.execute(f"CREATE TEMP TABLE one_{table} AS SELECT * FROM marts.{table} LIMIT 1")
+            conn.execute(f"UPDATE one_{table} SET meter_id = 'UNREG-1', region = NULL, segment = NULL")
+            conn.execute(f"INSERT INTO marts.{table} SELECT * FROM one_{table}")
+        conn.commit()
+        try:
+            for path in tables:
+                for param in ("region", "segment"):
+                    body = client.get(
+                        f"/v1/consumption/{path}", headers=token("read"), params={param: "unknown"}
+                    ).json()
+                    assert {r["meter_id"] for r in body["data"]} == {"UNREG-1"}, (path, param)
+                    assert {r[param] for r in body["data"]} == {None}
+        finally:
+            for table in tables.values():
+                conn.execute(f"DELETE FROM marts.{table} WHERE meter_id = 'UNREG-1'")
+            conn.commit()
+
+
 def test_paging_formats_and_ranges_still_work_beside_the_unknown_parameter_check(
     client: TestClient, settings: Settings
 ) -> None:
