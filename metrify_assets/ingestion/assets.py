@@ -7,7 +7,6 @@ into `ops.<table>`. One op produces both, because the order of writes is the rec
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -62,13 +61,12 @@ def validated_key(source: str) -> dg.AssetKey:
 
 def landing_spec(contract: SourceContract, landed: LandedFile) -> BatchSpec:
     """A landing file's batch: content-addressed id, lake day from its landing time."""
-    landed_at = datetime.fromtimestamp(landed.seq / 1_000_000, tz=UTC)
     return BatchSpec(
         contract=contract,
         batch_id=landed.batch_id,
         origin="landing",
         origin_ref=landed.path.name,
-        dt=landed_at.date(),
+        dt=landed.landed_on,
     )
 
 
@@ -101,7 +99,12 @@ def _load(contract: SourceContract, config: IngestBatchConfig, kafka: KafkaResou
         )
     landed = LandedFile.from_path(Path(config.landing_file))
     if not landed.path.is_file():
-        raise dg.Failure(f"Landing file not found: {landed.path}", allow_retries=False)
+        raise dg.Failure(
+            f"Landing file not found: {landed.path}. Retention deletes a landing file `landing_days` "
+            "after it landed once its batch is ingested (docs/lifecycle.md); the batch's raw copy in the "
+            "lake holds its messages (`metrify restore --using raw` replays it).",
+            allow_retries=False,
+        )
     messages = landed_messages(landed.path.read_bytes())
     received_at = pd.Timestamp(landed.seq, unit="us", tz="UTC")
     return LoadedBatch(

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from metrify_assets.contracts import contract_for
@@ -35,6 +36,12 @@ class LandedFile:
     @property
     def batch_id(self) -> str:
         return f"landing-{self.source}-{self.digest}"
+
+    @property
+    def landed_on(self) -> date:
+        """The UTC day of `seq`: the batch's arrival day (its raw batch's `dt=`), which for the files
+        `metrify simulate` writes is the simulated day."""
+        return datetime.fromtimestamp(self.seq / 1_000_000, UTC).date()
 
     @classmethod
     def from_path(cls, path: Path) -> LandedFile:

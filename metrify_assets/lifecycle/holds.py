@@ -121,6 +121,13 @@ def covering(conn: psycopg.Connection, dataset: str, first_day: date, last_day: 
     return [Hold(*r) for r in rows]
 
 
+def covering_raw(conn: psycopg.Connection, source: str, first_day: date, last_day: date) -> list[Hold]:
+    """Active holds keeping `source`'s raw input that arrived `first_day`..`last_day` (raw batches,
+    landing files): one on `raw` over those days, or one on the source that starts on or before the
+    last (a batch holds data of its arrival day and earlier)."""
+    return covering(conn, "raw", first_day, last_day) + covering(conn, source, date.min, last_day)
+
+
 def held_meters(holds: list[Hold], day: date) -> set[str]:
     """Meters whose rows of `day` a meter-scoped hold keeps."""
     return {h.meter_id for h in holds if h.meter_id is not None and h.first_day <= day <= h.last_day}

@@ -4,19 +4,20 @@ A landing file (`metrify ingest`, `metrify simulate`, the API without Kafka) is 
 run keeps its verbatim copy as the batch's raw object in the lake (`ops.ingest_ledger.raw_key`), which
 replays and restores read. Left in place, files pile up for good, and every landing sensor tick lists
 them. A file is deleted only when all of these hold, else kept with the reason:
-- it landed `landing_days` or more days ago (its `seq` is the landing time);
+- its arrival day (`LandedFile.landed_on`, the day its raw batch is filed under) is `landing_days`
+  or more days ago;
 - the ledger holds its batch: a file not ingested yet (or whose runs keep failing) stays for the
   sensor and `metrify run`;
 - its raw copy is in the lake: the file is not the only copy;
-- no legal hold on `raw` covers its landing day, nor one on its source that starts on or before it
-  (a file holds data of its landing day and earlier, as a raw batch does).
-Work is proportional to the files in the landing directory, not to the ledger's history.
+- no legal hold keeps the source's raw input of that day (`holds.covering_raw`).
+Work is proportional to the due files: one ledger query per source, one hold check and one lake
+listing per source and day, none per file.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
@@ -27,11 +28,7 @@ from metrify_assets.lifecycle.tiers import Outcome
 from metrify_assets.resources.lake import Lake
 
 DATASET = "landing"
-
-
-def landed_day(landed: LandedFile) -> date:
-    """The UTC day a file landed (its `seq`: microseconds since the epoch at landing time)."""
-    return datetime.fromtimestamp(landed.seq / 1_000_000, UTC).date()
+EXPIRE = "expire"  # a file's verdict when it goes; otherwise the action that keeps it (held, kept)
 
 
 def expire_landing_files(
@@ -44,43 +41,47 @@ def expire_landing_files(
     dry_run: bool,
     run_id: str | None,
 ) -> list[Outcome]:
-    """Each source's landing files of days at least `days` old: one outcome per source and landing
-    day for the files deleted (or, in a dry run, that would be), one per kept reason."""
-    cutoff = today - timedelta(days=days - 1)  # files that landed before it are `days` or more old
+    """Each source's landing files of days at least `days` old: one outcome per source, day and
+    verdict (the files deleted, or in a dry run that would be; those kept, with the reason)."""
+    cutoff = today - timedelta(days=days - 1)  # files that arrived before it are `days` or more old
     outcomes: list[Outcome] = []
     for source in sources:
-        due = [f for f in list_landed(landing_dir, source) if landed_day(f) < cutoff]
-        if not due:
+        by_day: dict[date, list[LandedFile]] = defaultdict(list)
+        for landed in list_landed(landing_dir, source):
+            if landed.landed_on < cutoff:
+                by_day[landed.landed_on].append(landed)
+        if not by_day:
             continue
         raw_keys: dict[str, str] = dict(
             conn.execute(
                 "SELECT batch_id, raw_key FROM ops.ingest_ledger WHERE batch_id = ANY(%s)",
-                ([f.batch_id for f in due],),
+                ([f.batch_id for files in by_day.values() for f in files],),
             ).fetchall()
         )
-        by_day: dict[tuple[date, str, str], list[LandedFile]] = defaultdict(list)
-        for landed in due:
-            action, reason = _verdict(conn, lake, landed, raw_keys.get(landed.batch_id))
-            by_day[(landed_day(landed), action, reason)].append(landed)
-        for (day, action, reason), files in sorted(by_day.items()):
-            outcomes.append(_settle(conn, source, day, action, reason, files, dry_run, run_id))
+        for day, files in sorted(by_day.items()):
+            verdicts: dict[tuple[str, str], list[LandedFile]] = defaultdict(list)
+            held = holds.covering_raw(conn, source, day, day)
+            in_lake = _listed(lake, {raw_keys[f.batch_id] for f in files if f.batch_id in raw_keys})
+            for landed in files:
+                verdicts[_verdict(raw_keys.get(landed.batch_id), held, in_lake)].append(landed)
+            for (action, reason), chosen in sorted(verdicts.items()):
+                outcomes.append(_settle(conn, source, day, action, reason, chosen, dry_run, run_id))
     return outcomes
 
 
-EXPIRE = "expire"
+def _listed(lake: Lake, keys: set[str]) -> set[str]:
+    """Which of `keys` the lake holds, listing each of their folders once."""
+    folders = {key.rsplit("/", 1)[0] + "/" for key in keys}
+    return {key for folder in folders for key in lake.list(folder)} & keys
 
 
-def _verdict(
-    conn: psycopg.Connection, lake: Lake, landed: LandedFile, raw_key: str | None
-) -> tuple[str, str]:
+def _verdict(raw_key: str | None, held: list[holds.Hold], in_lake: set[str]) -> tuple[str, str]:
     """`EXPIRE`, or the action that keeps the file (`held`, `kept`) with the reason."""
     if raw_key is None:
         return "kept", "not ingested yet: the landing sensor or `metrify run` takes it"
-    day = landed_day(landed)
-    held = holds.covering(conn, "raw", day, day) + holds.covering(conn, landed.source, date.min, day)
     if held:
         return "held", f"legal hold {', '.join(sorted({str(h.hold_id) for h in held}))}"
-    if lake.head(raw_key) is None:
+    if raw_key not in in_lake:
         return "kept", f"its raw batch {raw_key} is not in the lake: the file is the only copy"
     return EXPIRE, ""
 

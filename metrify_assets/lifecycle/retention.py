@@ -340,9 +340,11 @@ def expire_lake_days(
         to_ia = not expire and ia_days is not None and age >= ia_days and last not in done
         if not (expire or to_ia):
             continue
-        held = holds.covering(conn, dataset, first, last)
-        if source is not None:
-            held += holds.covering(conn, source, date.min, last)
+        held = (
+            holds.covering_raw(conn, source, first, last)
+            if source is not None
+            else holds.covering(conn, dataset, first, last)
+        )
         if held:
             detail = f"{day_prefix} kept: legal hold {', '.join(sorted({str(h.hold_id) for h in held}))}"
             outcomes.append(Outcome(dataset, last, "held", detail))

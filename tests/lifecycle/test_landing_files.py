@@ -11,7 +11,6 @@ import pytest
 
 from metrify_assets.ingestion.landing import LandedFile, land_lines, list_landed
 from metrify_assets.lifecycle import holds, retention
-from metrify_assets.lifecycle.landing_files import landed_day
 from metrify_assets.lifecycle.policy import Policy, RawRetention
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.writes import LedgerEntry, record_batch
@@ -31,7 +30,7 @@ def land(folder: Path, station: str, day: date, minute: int = 0) -> LandedFile:
 
 def ingested(conn: psycopg.Connection, lake: Lake, landed: LandedFile, raw_copy: bool = True) -> None:
     """The ledger row an ingest run writes, and (unless told not) the raw batch it keeps in the lake."""
-    raw_key = f"raw/{SOURCE}/dt={landed_day(landed)}/{landed.batch_id}.jsonl.gz"
+    raw_key = f"raw/{SOURCE}/dt={landed.landed_on}/{landed.batch_id}.jsonl.gz"
     if raw_copy:
         lake.put(raw_key, landed.path.read_bytes())
     record_batch(
