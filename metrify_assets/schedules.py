@@ -186,7 +186,7 @@ def follow_request(
     run's tags, trigger included); the CLI tags its runs with another trigger and runs `daily_job`
     after them itself (orchestration/catchup.py). Pure: unit-tested."""
     days = run_days(tags)
-    if reexecution:
+    if reexecution and tags.get(TRIGGER_TAG) != LATE_DAYS_TRIGGER:
         tags = {k: v for k, v in tags.items() if k != TRIGGER_TAG}  # not the CLI's run any more
     if days is None or tags.get(TRIGGER_TAG, LATE_DAYS_TRIGGER) != LATE_DAYS_TRIGGER:
         return None

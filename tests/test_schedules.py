@@ -183,6 +183,10 @@ def test_daily_job_follows_a_refresh_of_days_before_yesterday_that_no_schedule_h
         "r-7", {**days("2026-01-05", "2026-01-05"), "metrify/trigger": "cli"}, today, reexecution=True
     )
     assert rerun is not None and rerun.tags == days("2026-01-05", "2026-01-05")
+    late_rerun = follow_request(
+        "r-8", {**days("2026-01-05", "2026-01-05"), "metrify/trigger": "late_days"}, today, reexecution=True
+    )
+    assert late_rerun is not None and late_rerun.tags["metrify/trigger"] == "late_days"
     late_evening = follow_request(
         "r-6", days("2026-03-28", "2026-03-29"), datetime(2026, 3, 29, 23, 31, tzinfo=UTC)
     )

@@ -142,7 +142,7 @@ def build_landing_sensor(
     ) -> dg.SensorResult | dg.SkipReason:
         files = list_landed(landing.path, source)
         cursor = int(context.cursor or 0)
-        with postgres.connect() as conn:  # only files behind the cursor can be in the ledger
+        with postgres.connect() as conn:  # a file past the cursor is requested whether ingested or not
             done = ledger_batch_ids(conn, [f.batch_id for f in files if f.seq <= cursor])
         stale = [f.batch_id for f in files if f.seq <= cursor and f.batch_id not in done]
         due, waiting = due_retries(failed_batches(context.instance, stale), datetime.now(UTC))

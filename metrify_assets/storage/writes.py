@@ -118,8 +118,8 @@ def record_days(
     Meter readings fall on the meter's local day (UTC for a meter not in the registry, as dbt does);
     grid and weather samples on their UTC day. A batch that stored nothing (all quarantined) is
     recorded on its arrival day with 0 records, so the day's quality report (and VEE's lookup of the
-    quarantined readings) still finds it; `ops.touched_days` leaves such rows out (migration 0019):
-    nothing new was stored, so no day is rebuilt for it. A dead-letter `replay` that stored nothing
+    quarantined readings) still finds it; `ops.touched_days` marks such rows `stored = false`
+    (migration 0019): nothing new was stored, so no day is rebuilt for it. A dead-letter `replay` that stored nothing
     records no day at all: its records were recorded by their original batches, and its own
     processing day has nothing of it. Returns the number of days recorded.
     """

@@ -97,4 +97,4 @@ def test_flags_by_reason_count_the_records_the_ledger_flags(page: tuple[queries.
         ["review_rejected", "1"],
     ]
     assert "<p>2 records quarantined, by reason" in html
-    assert "review queue: 1 approved, 1 pending, 1 rejected." in html
+    assert "review items of these batches: 1 approved, 1 pending, 1 rejected." in html
