@@ -52,7 +52,9 @@ class VeeRunConfig(dg.Config):
         default=DEFAULTS.gate_estimated_share, description="Billing gate: largest estimated share of a day."
     )
     gate_edited_share: float = Field(
-        default=DEFAULTS.gate_edited_share, description="Billing gate: largest edited share of a day."
+        default=DEFAULTS.gate_edited_share,
+        description="Billing gate: largest share of a day edited to another value (a reviewer's "
+        "rejection, estimated; approvals keep the reading's value and do not count).",
     )
     gate_missing_share: float = Field(
         default=DEFAULTS.gate_missing_share, description="Billing gate: largest missing share of a day."

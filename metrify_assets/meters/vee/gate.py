@@ -53,10 +53,10 @@ def summarise_days(
         day_closed=grid["day_closed"].to_numpy(dtype=bool),
         outage=grid["status_flags"].fillna("").astype(str).str.contains("power_fail", regex=False).to_numpy(),
         flagged=flagged & (series["status"] == "actual").to_numpy(),
-        # Edited to another value (by a rule, or estimated after a rejection): the gate's edited share.
-        # A reviewer's approval keeps the value as read, billed as actual energy: it counts as read,
-        # or confirming flagged readings would make a day less billable than leaving them undecided.
-        changed=((series["status"] == "edited") & (series["method"] != "review_approved")).to_numpy(),
+        # Edited to another value (estimated after a reviewer's rejection): the gate's edited share. A
+        # reviewer's approval keeps the value as read, billed as actual energy: it counts as read, or
+        # confirming flagged readings would make a day less billable than leaving them undecided.
+        changed=(series["status"] == "edited").to_numpy() & ~read_energy,
         # As read (actual, or kept by a reviewer) against estimated (by VEE, or after a rejection).
         actual_energy=np.where(read_energy, series["energy_kwh"], 0.0),
         estimated_energy=np.where(billable & ~read_energy, series["energy_kwh"], 0.0),
