@@ -186,14 +186,16 @@ def load_forecast(
                 "meter_readings --from ... --to ...`) to forecast from them again"
             )
         # A day not over yet (`metrify run` over today's partition) would forecast tomorrow from part of
-        # today, and store part of today as its actuals: left for the run after midnight.
+        # today, and store part of today as its actuals: left for a run after midnight. Midnight UTC,
+        # as daily_job_schedule (02:30 UTC, for yesterday) has it: a series west of UTC would otherwise
+        # get no forecast from that run at all (docs/forecasting.md#known-limits).
         today = datetime.now(UTC).date()
         unfinished = [d for d in days_between(first, last) if d >= today]
         if unfinished:
             context.log.warning(
                 f"{len(unfinished)} days of the run are not over yet ({unfinished[0]} .. {unfinished[-1]}; "
-                f"UTC today {today}): skipped, no forecast from part of a day; daily_job forecasts from "
-                "them once they are over"
+                f"UTC today {today}): skipped, no forecast from part of a day; a run of the day once it is "
+                "over forecasts from it (daily_job_schedule, or `metrify run` when it covers the day again)"
             )
         for issued in days_between(first, last):
             if issued in archived or issued in unfinished:
