@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FieldType = Literal["str", "int", "float", "timestamp", "str_list"]
+# The region and segment of a meter not in the registry, wherever a name stands for none: rollups,
+# forecast series, anomaly features, enrichment, the API's filters (the marts' `coalesce(..., 'unknown')`).
+UNREGISTERED = "unknown"
 
 
 @dataclass(frozen=True)

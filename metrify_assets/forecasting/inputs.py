@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from metrify_assets.contracts import UNREGISTERED
 from metrify_assets.forecasting.series import STEP, LoadSeries
 from metrify_assets.meters.days import day_params
 from metrify_assets.storage.frames import read_frame
 
-UNKNOWN = "unknown"
 WEATHER_FILL = 16  # quarter-hours an observation stands for (hourly stations, a late one)
 
-SERIES_SQL = """
-SELECT coalesce(m.region, 'unknown') AS region, coalesce(m.segment, 'unknown') AS segment,
+SERIES_SQL = f"""
+SELECT coalesce(m.region, '{UNREGISTERED}') AS region, coalesce(m.segment, '{UNREGISTERED}') AS segment,
        q.slot_start AS reading_start,
        sum(v.energy_kwh / greatest(v.interval_minutes / 15.0, 1.0)) AS energy_kwh
 FROM ops.vee_readings v
@@ -83,7 +83,7 @@ def read_series(
             name=f"{key[0]}/{key[1]}",
             load=values.reindex(grid),
             temperature=temperature,
-            timezone=timezone.get(key, "UTC") if key != (UNKNOWN, UNKNOWN) else "UTC",
+            timezone=timezone.get(key, "UTC") if key != (UNREGISTERED, UNREGISTERED) else "UTC",
             country=country,
         )
     return found

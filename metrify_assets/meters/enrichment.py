@@ -10,6 +10,7 @@ region `unknown` and the quality flag `unknown_meter`, never a failure.
 
 import dagster as dg
 
+from metrify_assets.contracts import UNREGISTERED
 from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.metadata import markdown_table
 from metrify_assets.meters.days import DAY_WINDOW, LOCAL_TS, day_params
@@ -23,13 +24,12 @@ from metrify_assets.storage.frames import read_frame
 from metrify_assets.teams import DATA_ENGINEERING, owner
 
 OWNERS = [owner(DATA_ENGINEERING)]
-UNKNOWN = "unknown"
 GX_SAMPLE_ROWS = 100_000  # the suite sees every row of a run up to this, a random sample beyond
 
 ENRICH_SQL = f"""
 WITH local AS (
     SELECT r.meter_id, r.reading_start, r.interval_minutes, r.energy_kwh, r.direction,
-           coalesce(m.segment, '{UNKNOWN}') AS segment, coalesce(m.region, '{UNKNOWN}') AS region,
+           coalesce(m.segment, '{UNREGISTERED}') AS segment, coalesce(m.region, '{UNREGISTERED}') AS region,
            m.tariff, m.weather_station_id, {LOCAL_TS} AS local_ts,
            CASE WHEN m.meter_id IS NULL THEN 'unknown_meter' END AS quality_flags
     FROM ops.meter_readings r

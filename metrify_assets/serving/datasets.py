@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from metrify_assets.contracts import CONTRACTS
+from metrify_assets.contracts import CONTRACTS, UNREGISTERED
 from metrify_assets.forecasting.methods import METHODS
 from metrify_assets.grid.states import STATES
 from metrify_assets.serving.errors import ApiError, check_text, field_detail
@@ -76,7 +76,7 @@ UNREGISTERED_AS_UNKNOWN = tuple(
         name,
         description=f"Rows of this {name}; `unknown`: meters without one (not in the registry), as "
         "/v1/consumption/regions names them.",
-        null_as="unknown",
+        null_as=UNREGISTERED,
     )
     for name in ("region", "segment")
 )

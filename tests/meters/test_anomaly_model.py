@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from metrify_assets.contracts import UNREGISTERED
 from metrify_assets.meters.anomaly import features, model
 from metrify_assets.meters.anomaly.baseline import baseline_version, fit_baseline
 from metrify_assets.meters.anomaly.scoring import score_run
@@ -92,7 +93,7 @@ def test_calendar_is_local_holidays_come_from_the_country_and_unknown_meters_are
     london, unknown = prepared.iloc[0], prepared.iloc[1]
     assert str(london["local_date"]) == "2026-04-04" and london["local_hour"] == 0.5  # BST
     assert str(unknown["local_date"]) == "2026-04-03" and unknown["holiday"] == 1  # Good Friday
-    assert unknown["segment"] == features.UNKNOWN_SEGMENT and np.isnan(unknown["temperature_c"])
+    assert unknown["segment"] == UNREGISTERED and np.isnan(unknown["temperature_c"])
 
 
 def test_train_save_load_and_score_round_trip_through_a_lake_directory(tmp_path: Path) -> None:
@@ -147,7 +148,7 @@ def test_empty_inputs() -> None:
     scores = score_run(prepared, fitted, base)
     assert scores.readings.empty and scores.days.empty and scores.unscored == 0
     no_context = features.prepare(readings(1), features.empty_registry(), features.empty_weather())
-    assert (no_context["segment"] == features.UNKNOWN_SEGMENT).all()
+    assert (no_context["segment"] == UNREGISTERED).all()
     assert no_context["temperature_c"].isna().all()
 
 

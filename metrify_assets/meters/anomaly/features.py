@@ -15,9 +15,9 @@ import holidays
 import numpy as np
 import pandas as pd
 
+from metrify_assets.contracts import UNREGISTERED
 from metrify_assets.meters.days import local_times
 
-UNKNOWN_SEGMENT = "unknown"
 DEFAULT_COUNTRY = "GB"
 WEATHER_TOLERANCE = pd.Timedelta(hours=3)  # an older observation says nothing about now
 REGISTRY_COLUMNS = ["meter_id", "segment", "weather_station_id", "timezone"]
@@ -79,7 +79,7 @@ def prepare(
     )
     meters = registry[REGISTRY_COLUMNS].drop_duplicates("meter_id").astype({"meter_id": str})
     frame = frame.merge(meters, on="meter_id", how="left")
-    frame["segment"] = frame["segment"].fillna(UNKNOWN_SEGMENT).astype(str)
+    frame["segment"] = frame["segment"].fillna(UNREGISTERED).astype(str)
     frame["timezone"] = frame["timezone"].fillna("UTC").astype(str)
     _add_local_calendar(frame, country)
     frame["temperature_c"] = _temperature_before(frame, weather)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metrify_assets.meters.anomaly.features import UNKNOWN_SEGMENT
+from metrify_assets.contracts import UNREGISTERED
 from metrify_assets.storage.model_files import model_bytes
 
 MODEL_KIND = "gbm-expected-v1"
@@ -113,7 +113,7 @@ def fit(
     if prepared.empty:
         return None
     level = levels(prepared)
-    segments = tuple(sorted({*prepared["segment"].astype(str), UNKNOWN_SEGMENT}))
+    segments = tuple(sorted({*prepared["segment"].astype(str), UNREGISTERED}))
     days = sorted(set(prepared["local_date"]))
     tail_days = set(days[-min(holdout_days, len(days) // 2) :]) if len(days) > 1 else set()
     in_tail = prepared["local_date"].isin(tail_days).to_numpy()
