@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -99,3 +100,32 @@ def test_every_job_runs_its_steps_in_the_run_process(location: str, tmp_path: Pa
     assert any(name.startswith("__ASSET_JOB") for name in names)
     for job in jobs:
         assert job.executor_def is dg.in_process_executor, job.name
+
+
+# `<word>` outside a code span: the UI's markdown renderer takes it for an HTML tag and drops it, so
+# `dt=<day>/` shows as `dt=/`. A code span (backticks) keeps it literal.
+CODE_SPAN = re.compile(r"(`+).+?\1", re.DOTALL)
+BARE_PLACEHOLDER = re.compile(r"</?[A-Za-z][\w -]*>")
+
+
+def bare_placeholders(markdown: str) -> list[str]:
+    return BARE_PLACEHOLDER.findall(CODE_SPAN.sub("", markdown))
+
+
+def test_bare_placeholder_finds_what_the_ui_would_drop() -> None:
+    assert bare_placeholders("under models/load_forecast/<day>/.") == ["<day>"]
+    assert bare_placeholders("dt=<first>_<last>/") == ["<first>", "<last>"]
+    assert bare_placeholders("under `models/load_forecast/<day>/` and ``a <b> c``, x < y > z") == []
+
+
+def test_no_description_holds_a_placeholder_the_ui_would_drop(defs: dg.Definitions) -> None:
+    """Every asset's and asset check's description: a `<placeholder>` is in a code span."""
+    graph = defs.resolve_asset_graph()
+    found = {
+        str(key): bare_placeholders(graph.get(key).description or "") for key in graph.get_all_asset_keys()
+    }
+    found |= {
+        str(key): bare_placeholders(graph.get_check_spec(key).description or "")
+        for key in graph.asset_check_keys
+    }
+    assert {key: tags for key, tags in found.items() if tags} == {}

@@ -147,7 +147,7 @@ def skipped_table(results: list[tuple[str, str, SeriesForecast]]) -> pd.DataFram
     "before chooses the method (the model only where it beats every baseline), in "
     "ops.load_forecast_backtests; the partition's own day of each series, as the marts score forecasts "
     "against, in ops.load_actuals. Models and their backtests are versioned in the lake under "
-    "models/load_forecast/<day>/.",
+    "`models/load_forecast/<day>/`.",
     metadata={
         "table": "ops.load_forecasts",
         "lake_prefix": f"{MODEL_PREFIX}/",

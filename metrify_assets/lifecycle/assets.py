@@ -162,7 +162,7 @@ def _fail_on(outcomes: list[Outcome], what: str) -> None:
     kinds={"s3", "parquet"},
     owners=OWNERS,
     description="Warm tier: each day of meter readings, grid status and weather as one Parquet (zstd) object "
-    "in S3 STANDARD under curated/<dataset>/dt=<day>/, read back and verified, with a manifest beside it "
+    "in S3 STANDARD under `curated/<dataset>/dt=<day>/`, read back and verified, with a manifest beside it "
     "(rows, SHA-256, content checksum). Rewritten when the day's hot rows change; late rows for a day "
     "already deleted from PostgreSQL are merged in.",
     metadata={"lake_prefix": "curated/", "partitioned_by": "local day (meters), UTC day (grid, weather)"},

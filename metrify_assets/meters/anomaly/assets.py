@@ -104,7 +104,7 @@ class AnomalyModelConfig(dg.Config):
     description="Anomaly models, trained weekly on a window (default 28 days): a gradient-boosted "
     "expected-consumption model (local hour, weekday, holiday, temperature, segment, the meter's level) "
     "with its residual calibration, and the robust seasonal baseline (median and robust scale per meter "
-    "and UTC hour). Versioned in the lake under models/anomaly/<version>/; current.json names the "
+    "and UTC hour). Versioned in the lake under `models/anomaly/<version>/`; `current.json` names the "
     "version that scores.",
     metadata={"lake_prefix": f"{MODEL_PREFIX}/", "kind": expected_model.MODEL_KIND},
     retry_policy=RETRY_POLICY,
