@@ -70,7 +70,8 @@ class RunSummary:
     jobs: list[str] = field(default_factory=list)
     trained_model: bool = False
     training_failed: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0  # from the pipeline's start: the work, not the command's start-up
+    startup_seconds: float = 0.0  # the command's start-up before it (Python, Dagster, dbt, GX, defs)
     retried: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     owed: list[str] = field(default_factory=list)
