@@ -3,16 +3,21 @@
 `metrify review list | show | approve | reject`, on `ops.review_queue`.
 
 Items are named by their batch and record index (`BATCH_ID RECORD_INDEX`, as `list` prints them).
-Decisions need `--by` (who) and `--reason` (why); both are stored with the queue row.
+Decisions need `--by` (who) and `--reason` (why); both are stored with the queue row. `approve` and
+`reject` without an item decide every pending item a filter selects (`--meter`, `--flag`, `--source`,
+`--day` or `--from`/`--to`), after a count and a confirmation (or `--yes`).
 """
 
 from __future__ import annotations
 
-import json
+import sys
+from collections.abc import Callable
 from dataclasses import asdict
+from datetime import date, datetime
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
@@ -20,13 +25,33 @@ from metrify_assets.cli.console import command_console, to_json
 from metrify_assets.cli.db import connect
 from metrify_assets.cli.options import Source, known_source
 from metrify_assets.env import resolve_settings
-from metrify_assets.ingestion import dead_letters
 from metrify_assets.quality import review
 
 By = Annotated[str, typer.Option("--by", help="Who decides (a name or e-mail), stored with the decision.")]
 Reason = Annotated[str, typer.Option("--reason", help="Why, stored with the decision.")]
 BatchId = Annotated[str, typer.Argument(help="The item's batch_id (first column of `review list`).")]
 RecordIndex = Annotated[int, typer.Argument(help="The item's record index within its batch.")]
+# A decision's item, or none with a filter (a bulk decision).
+MaybeBatchId = Annotated[
+    str | None, typer.Argument(help="The item's batch_id; none: every pending item the filter selects.")
+]
+MaybeIndex = Annotated[int | None, typer.Argument(help="The item's record index within its batch.")]
+Meter = Annotated[str | None, typer.Option("--meter", help="Bulk: this meter's readings, e.g. MTR-000023.")]
+Flag = Annotated[
+    str | None, typer.Option("--flag", help="Bulk: items flagged with this reason code (zero_run, ...).")
+]
+Day = Annotated[
+    datetime | None,
+    typer.Option("--day", formats=["%Y-%m-%d"], help="Bulk: meter readings of this local day."),
+]
+From = Annotated[
+    datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="Bulk: from this local day.")
+]
+To = Annotated[
+    datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="Bulk: up to this local day (included).")
+]
+Yes = Annotated[bool, typer.Option("--yes", help="Bulk: decide without asking for confirmation.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Bulk: count what would be decided, decide nothing.")]
 
 
 def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str) -> None:
@@ -63,7 +88,95 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
         typer.echo(f"VEE: the interval is now {now}; {rows} audit row{'' if rows == 1 else 's'} written")
 
 
-def known_reason(reason: str | None) -> str | None:
+def _selection(
+    source: str | None,
+    flag: str | None,
+    meter: str | None,
+    day: datetime | None,
+    first: datetime | None,
+    last: datetime | None,
+) -> review.Selection:
+    """A bulk decision's filter from the options; a usage error for none, or --day with --from/--to."""
+    known_source(source)
+    known_reason(flag, "--flag")
+    if meter is not None and "\x00" in meter:
+        raise typer.BadParameter("a meter id holds no NUL character", param_hint="--meter")
+    if day is not None and (first is not None or last is not None):
+        raise typer.BadParameter("--day or --from/--to, not both", param_hint="--day")
+    lower, upper = (day, day) if day is not None else (first, last)
+    start: date | None = lower.date() if lower is not None else None
+    end: date | None = upper.date() if upper is not None else None
+    selection = review.Selection(source=source, reason=flag, meter=meter, first=start, last=end)
+    if selection.empty():
+        raise typer.BadParameter(
+            "name an item (BATCH_ID RECORD_INDEX) or a filter for a bulk decision: "
+            "--meter, --flag, --source, --day or --from/--to"
+        )
+    return selection
+
+
+def _bulk(action: str, selection: review.Selection, by: str, reason: str, yes: bool, dry_run: bool) -> None:
+    """Decide every pending item `selection` takes, as one decision each (`_decide`'s), with one VEE
+    re-run per meter-day at the end."""
+    from metrify_assets.meters.vee import review as vee_review
+    from metrify_assets.resources.cache import open_cache
+
+    try:
+        review.check_decision(by, reason)
+    except review.ReviewError as err:
+        raise typer.BadParameter(str(err)) from err
+    settings = resolve_settings()
+    console = command_console(stderr=True)
+    with connect(settings) as conn:
+        try:
+            items = review.select_pending(conn, selection)
+        except review.ReviewError as err:
+            raise typer.BadParameter(str(err)) from err
+        meter_days = {(i.meter, i.day) for i in items if i.meter is not None}
+        verb = "approve" if action == "approve" else "reject"
+        typer.echo(
+            f"{'would ' if dry_run else ''}{verb} {len(items):,} pending item{'' if len(items) == 1 else 's'} "
+            f"({selection.describe()}): {len({m for m, _ in meter_days}):,} meters, "
+            f"{len(meter_days):,} meter-days"
+        )
+        if dry_run or not items:
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise typer.BadParameter(f"pass --yes to {verb} them without a prompt", param_hint="--yes")
+            typer.confirm(f"{verb.capitalize()} {len(items):,} items?", abort=True, err=True)
+        cache = open_cache(settings)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(f"{verb}", total=len(items))
+            done = vee_review.decide_many(
+                conn,
+                action,
+                items,
+                by,
+                reason,
+                cache=cache,
+                caller=cli_caller(by),
+                step=lambda: progress.advance(task),
+            )
+    status = "approved" if action == "approve" else "rejected"
+    typer.echo(
+        f"{status} {done.decided:,} of {done.selected:,}; skipped {done.already_decided:,} already decided, "
+        f"{done.superseded:,} superseded (closed, nothing changed), {len(done.refused):,} refused"
+    )
+    for batch_id, index, error in done.refused:
+        typer.echo(f"refused: {batch_id} #{index}: {error}", err=True)
+    if done.archived:
+        typer.echo(f"VEE: not re-run for {done.archived:,} approved readings of archived days")
+    runs = sum(len(m) for m in done.meter_days.values())
+    typer.echo(f"VEE: re-ran {runs:,} meter-days; {done.vee_audit_rows:,} audit rows written")
+    for error in done.vee_errors:
+        typer.echo(f"error: {error}", err=True)
+    if done.vee_errors:
+        raise typer.Exit(code=1)
+
+
+def known_reason(reason: str | None, option: str = "--reason") -> str | None:
     """`reason` if it is a flag reason of the rule catalogue (or None), the reasons a flagged record
     is queued with (a reject reason rejects it); a usage error (exit 2) listing them otherwise."""
     if reason is None:
@@ -72,7 +185,7 @@ def known_reason(reason: str | None) -> str | None:
 
     if reason not in FLAG_REASONS:
         raise typer.BadParameter(
-            f"unknown reason {reason!r}; one of {', '.join(FLAG_REASONS)}", param_hint="--reason"
+            f"unknown reason {reason!r}; one of {', '.join(FLAG_REASONS)}", param_hint=option
         )
     return reason
 
@@ -84,6 +197,65 @@ def _shown(offset: int, count: int) -> str:
     if count == 1:
         return f"item {offset + 1:,}"
     return f"no items at --offset {offset:,}" if offset else "no items"
+
+
+def _one_or_many(
+    action: str,
+    by: str,
+    reason: str,
+    batch_id: str | None,
+    record_index: int | None,
+    meter: str | None,
+    flag: str | None,
+    source: str | None,
+    day: datetime | None,
+    first: datetime | None,
+    last: datetime | None,
+    yes: bool,
+    dry_run: bool,
+) -> None:
+    """One item (BATCH_ID RECORD_INDEX) or, with no item, a bulk decision over a filter."""
+    filtered = any(v is not None for v in (meter, flag, source, day, first, last))
+    if batch_id is not None:
+        if record_index is None:
+            raise typer.BadParameter("an item is BATCH_ID RECORD_INDEX", param_hint="RECORD_INDEX")
+        if filtered or yes or dry_run:
+            raise typer.BadParameter("an item (BATCH_ID RECORD_INDEX) or a filter, not both")
+        _decide(action, batch_id, record_index, by, reason)
+        return
+    _bulk(action, _selection(source, flag, meter, day, first, last), by, reason, yes, dry_run)
+
+
+BULK_HELP = (
+    "Without an item: every pending item the filter selects (--meter, --flag, --source, --day or\n"
+    "--from/--to), after a count (--dry-run: only the count) and a confirmation (or --yes); each decided\n"
+    "as one item is, VEE re-run once per meter-day at the end. An item decided meanwhile is skipped."
+)
+
+
+def _decision_command(action: str) -> Callable[..., None]:
+    """`review approve` or `review reject`: one item, or a bulk decision over a filter."""
+
+    def command(
+        by: By,
+        reason: Reason,
+        batch_id: MaybeBatchId = None,
+        record_index: MaybeIndex = None,
+        meter: Meter = None,
+        flag: Flag = None,
+        source: Source = None,
+        day: Day = None,
+        first: From = None,
+        last: To = None,
+        yes: Yes = False,
+        dry_run: DryRun = False,
+    ) -> None:
+        _one_or_many(
+            action, by, reason, batch_id, record_index, meter, flag, source, day, first, last, yes, dry_run
+        )
+
+    command.__name__ = f"{action}_cmd"
+    return command
 
 
 def register(app: typer.Typer) -> None:
@@ -156,32 +328,24 @@ def register(app: typer.Typer) -> None:
         for a rejected item, the flagged row as the rejection quarantined it."""
         with connect(resolve_settings()) as conn:
             try:
-                item = review.get_item(conn, batch_id, record_index)
+                shown = review.show(conn, batch_id, record_index)
             except review.ReviewError as err:
                 typer.echo(f"error: {err}", err=True)
                 raise typer.Exit(code=1) from err
-            stored, gone = review.flagged_version(conn, item)
-            letter = dead_letters.get(conn, batch_id, record_index) if item.status == "rejected" else None
-        shown = {
-            "item": item.__dict__,
-            "stored_row": stored,
-            "not_the_flagged_version": None if letter else gone,
-            "quarantined_row": json.loads(letter.payload)
-            if letter
-            else None,  # a reject writes the row as JSON
-        }
         typer.echo(to_json(shown, indent=2))
 
-    @review_app.command("approve")
-    def approve_cmd(batch_id: BatchId, record_index: RecordIndex, by: By, reason: Reason) -> None:
-        """Approve: the reading stays as stored (its quality flags kept for audit); for a meter reading, the
-        billing-grade series keeps it as an edit by the reviewer (VEE re-runs its meter-day)."""
-        _decide("approve", batch_id, record_index, by, reason)
-
-    @review_app.command("reject")
-    def reject_cmd(batch_id: BatchId, record_index: RecordIndex, by: By, reason: Reason) -> None:
-        """Reject: move the reading to quarantine (`review_rejected:<reason>`) and rebalance the ledger; for a
-        meter reading, VEE re-runs its meter-day and estimates the interval as an edit by the reviewer."""
-        _decide("reject", batch_id, record_index, by, reason)
+    for action, doc in (
+        (
+            "approve",
+            "Approve: the reading stays as stored (its quality flags kept for audit); for a meter reading, the\n"
+            "billing-grade series keeps it as an edit by the reviewer (VEE re-runs its meter-day).",
+        ),
+        (
+            "reject",
+            "Reject: move the reading to quarantine (`review_rejected:<reason>`) and rebalance the ledger; for a\n"
+            "meter reading, VEE re-runs its meter-day and estimates the interval as an edit by the reviewer.",
+        ),
+    ):
+        review_app.command(action, help=f"{doc}\n\n{BULK_HELP}")(_decision_command(action))
 
     app.add_typer(review_app, name="review", no_args_is_help=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -44,6 +44,10 @@ class ReviewError(ValueError):
 
 class UnknownItemError(ReviewError):
     """No review item has that batch id and record index."""
+
+
+class AlreadyDecidedError(ReviewError):
+    """The item is no longer pending (decided meanwhile, by someone else or an earlier run)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,80 @@ def filter_params(
     return {"status": status, "source": source, "reason": reason, "meter": meter}
 
 
+# The local day of a meter reading (its meter's timezone, UTC for an unregistered meter): the meter-day
+# VEE re-runs after a decision on it (`revee_reading`); NULL for grid and weather records.
+ITEM_DAY = (
+    "CASE WHEN source = 'meter_readings' THEN (split_part(record_key, '|', 2)::timestamptz AT TIME ZONE "
+    "coalesce((SELECT m.timezone FROM ops.meters m WHERE m.meter_id = split_part(record_key, '|', 1)), "
+    "'UTC'))::date END"
+)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The pending items a bulk decision takes (`metrify review approve|reject --meter ...`, `POST
+    /v1/review/bulk/approve|reject`). A day bound selects meter readings only, by their local day (the
+    meter-day VEE re-runs); `meters`: a meter-limited token's meters (None: any)."""
+
+    source: str | None = None
+    reason: str | None = None
+    meter: str | None = None
+    first: date | None = None
+    last: date | None = None
+    meters: tuple[str, ...] | None = None
+
+    def empty(self) -> bool:
+        """No filter given: a decision over the whole queue, which is refused."""
+        bounds = (self.source, self.reason, self.meter, self.first, self.last)
+        return all(v is None for v in bounds)
+
+    def describe(self) -> str:
+        named = (
+            ("source", self.source),
+            ("reason", self.reason),
+            ("meter", self.meter),
+            ("from", self.first),
+            ("to", self.last),
+        )
+        return ", ".join(f"{k} {v}" for k, v in named if v is not None) or "no filter"
+
+
+@dataclass(frozen=True)
+class Selected:
+    batch_id: str
+    record_index: int
+    meter: str | None  # the meter of a meter reading (`ITEM_METER`), None for grid and weather
+    day: date | None  # its local day (`ITEM_DAY`)
+
+
+def select_pending(conn: psycopg.Connection, selection: Selection) -> list[Selected]:
+    """The pending items `selection` takes, oldest first (what a bulk decision then decides one by one)."""
+    if selection.empty():
+        raise ReviewError("a bulk decision needs a filter (a meter, a reason, a source or days)")
+    if selection.first and selection.last and selection.first > selection.last:
+        raise ReviewError(f"--from {selection.first} is after --to {selection.last}")
+    conditions = [ITEM_FILTER]
+    params: dict[str, Any] = dict(
+        filter_params("pending", selection.source, selection.reason, selection.meter)
+    )
+    if selection.first is not None:
+        conditions.append(f"{ITEM_DAY} >= %(first)s")
+        params["first"] = selection.first
+    if selection.last is not None:
+        conditions.append(f"{ITEM_DAY} <= %(last)s")
+        params["last"] = selection.last
+    if selection.meters is not None:
+        conditions.append(f"{ITEM_METER} = ANY(%(meters)s)")
+        params["meters"] = list(selection.meters)
+    rows = conn.execute(
+        f"SELECT batch_id, record_index, {ITEM_METER}, {ITEM_DAY} FROM ops.review_queue "
+        f"WHERE {' AND '.join(conditions)} ORDER BY flagged_at, batch_id, record_index",
+        params,
+    ).fetchall()
+    conn.commit()  # a read: no transaction left open while the decisions take their own
+    return [Selected(*row) for row in rows]
+
+
 def get_item(conn: psycopg.Connection, batch_id: str, record_index: int, lock: bool = False) -> ReviewItem:
     row = conn.execute(
         f"SELECT {_ITEM_COLUMNS} FROM ops.review_queue WHERE batch_id = %s AND record_index = %s"
@@ -174,14 +252,19 @@ def _decide(
     return get_item(conn, item.batch_id, item.record_index)
 
 
-def _pending(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str) -> ReviewItem:
+def check_decision(by: str, why: str) -> None:
+    """Refuse a decision without who made it or why, or with too long a reason (before any item)."""
     if not by.strip() or not why.strip():
         raise ReviewError("a decision needs who made it (--by) and why (--reason)")
     if len(why) > MAX_NOTE:
         raise ReviewError(f"a decision's reason is at most {MAX_NOTE} characters, not {len(why)}")
+
+
+def _pending(conn: psycopg.Connection, batch_id: str, record_index: int, by: str, why: str) -> ReviewItem:
+    check_decision(by, why)
     item = get_item(conn, batch_id, record_index, lock=True)
     if item.status != "pending":
-        raise ReviewError(
+        raise AlreadyDecidedError(
             f"{batch_id} #{record_index} was already {item.status} by {item.decided_by} ({item.decision_note})"
         )
     return item
@@ -200,6 +283,25 @@ def flagged_version(conn: psycopg.Connection, item: ReviewItem) -> tuple[dict[st
     if row["batch_id"] != item.batch_id:
         return row, f"batch {row['batch_id']} replaced the flagged version"
     return row, None
+
+
+def show(conn: psycopg.Connection, batch_id: str, record_index: int) -> dict[str, Any]:
+    """What a reviewer judges (`metrify review show` and `GET /v1/review/items/{batch_id}/{record_index}`):
+    the queue row, the row stored under its key, why that row is not the flagged version where a newer
+    one replaced it (a decision then closes the item as superseded), and for a rejected item the
+    flagged row as the rejection quarantined it. Raises `UnknownItemError`."""
+    from metrify_assets.ingestion import dead_letters  # it imports this module (replayable's prefix)
+
+    item = get_item(conn, batch_id, record_index)
+    stored, gone = flagged_version(conn, item)
+    letter = dead_letters.get(conn, batch_id, record_index) if item.status == "rejected" else None
+    return {
+        "item": item.__dict__,
+        "stored_row": stored,
+        "not_the_flagged_version": None if letter else gone,
+        # a reject writes the row as JSON
+        "quarantined_row": json.loads(letter.payload) if letter else None,
+    }
 
 
 def _superseded_note(row: dict[str, Any] | None, gone: str | None, why: str) -> str | None:

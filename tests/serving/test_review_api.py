@@ -1,28 +1,37 @@
-"""GET /v1/review/items?meter_id=: one meter's flagged readings, with the filter `metrify review list
---meter` uses (quality/review.py's `ITEM_FILTER`), on the real app over the session's PostgreSQL."""
+"""The review routes on the real app over the session's PostgreSQL: GET /v1/review/items?meter_id= (one
+meter's flagged readings, with the filter `metrify review list --meter` uses, quality/review.py's
+`ITEM_FILTER`), GET /v1/review/items/{batch_id}/{record_index} (what `metrify review show` shows) and
+POST /v1/review/bulk/approve|reject (every pending item a filter selects)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from metrify_assets.cli.console import to_json
 from metrify_assets.env import resolve_settings
+from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource
+from metrify_assets.resources.lake import Lake
 from metrify_assets.serving.app import create_app
 from metrify_assets.serving.auth import issue_token
+from tests.quality.test_review_bulk import N, seed
 
 pytestmark = [pytest.mark.postgres]
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
+BULK = "/v1/review/bulk/approve"
 
 
-def token(*scopes: str, meters: list[str] | None = None) -> dict[str, str]:
-    signed = issue_token(SECRET, "tester", list(scopes), timedelta(minutes=10), meters=meters)
+def token(*scopes: str, meters: list[str] | None = None, sub: str = "tester") -> dict[str, str]:
+    signed = issue_token(SECRET, sub, list(scopes), timedelta(minutes=10), meters=meters)
     return {"Authorization": f"Bearer {signed}"}
 
 
@@ -144,3 +153,163 @@ def test_openapi_documents_meter_id(api: TestClient) -> None:
     operation = api.get("/openapi.json").json()["paths"]["/v1/review/items"]["get"]
     (param,) = [p for p in operation["parameters"] if p["name"] == "meter_id"]
     assert param["in"] == "query" and "--meter" in param["description"]
+
+
+@pytest.fixture
+def seeded(pg: psycopg.Connection, tmp_path: Path) -> psycopg.Connection:
+    """N readings of M1 flagged `voltage_out_of_range` on 2026-03-29, one of M2 that day (record 96)
+    and one of M1 the next day (record 97)."""
+    seed(pg, Lake(str(tmp_path / "lake")))
+    return pg
+
+
+def test_one_item_shows_what_review_show_shows(api: TestClient, seeded: psycopg.Connection) -> None:
+    headers = token("review")
+    shown = api.get("/v1/review/items/b1/0", headers=headers)
+    assert shown.status_code == 200, shown.text
+    data = shown.json()["data"]
+    assert data == json.loads(to_json(review.show(seeded, "b1", 0)))  # what `metrify review show` prints
+    assert data["item"]["status"] == "pending" and data["item"]["reasons"] == "voltage_out_of_range"
+    assert data["stored_row"]["voltage_v"] == 262.0 and data["stored_row"]["energy_kwh"] == 0.5
+    assert data["not_the_flagged_version"] is None and data["quarantined_row"] is None
+    # after a reject: the quarantined row, nothing stored
+    assert api.post("/v1/review/items/b1/0/reject", json={"note": "bad"}, headers=headers).status_code == 200
+    after = api.get("/v1/review/items/b1/0", headers=headers).json()["data"]
+    assert after["item"]["status"] == "rejected" and after["stored_row"] is None
+    assert after["quarantined_row"]["voltage_v"] == 262.0
+    error_of(api.get("/v1/review/items/b1/999", headers=headers), 404, "not_found")
+    error_of(api.get("/v1/review/items/b1/0"), 401, "missing_token")
+    error_of(api.get("/v1/review/items/b1/0", headers=token("read")), 403, "insufficient_scope")
+    limited = token("review", meters=["M2"])
+    error_of(api.get("/v1/review/items/b1/1", headers=limited), 403, "meter_forbidden")
+    assert api.get(f"/v1/review/items/b1/{96}", headers=limited).status_code == 200  # M2's reading
+
+
+def test_bulk_approve_decides_a_meter_days_items_and_skips_decided_ones(
+    api: TestClient, seeded: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[tuple[date, list[str]]] = []
+    real = vee_review.run_days
+
+    def counted(conn: psycopg.Connection, first: date, last: date, *args: Any, **kwargs: Any) -> Any:
+        runs.append((first, list(kwargs["meter_ids"])))
+        return real(conn, first, last, *args, **kwargs)
+
+    monkeypatch.setattr(vee_review, "run_days", counted)
+    headers = token("review", sub="ana")
+    body = {"note": "voltage fine after CT swap", "meter_id": "M1", "from": "2026-03-29", "to": "2026-03-29"}
+    preview = api.post(BULK, json={**body, "dry_run": True}, headers=headers)
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["data"] == {
+        "verdict": "approve",
+        "dry_run": True,
+        "selected": N,
+        "meter_days": [{"meter_id": "M1", "day": "2026-03-29"}],
+    }
+    assert review.count_items(seeded) == N + 2 and runs == []
+    review.approve(seeded, "b1", 1, by="bo", why="checked")  # decided meanwhile by someone else
+    # the items as selected before bo's decision: his is skipped and counted, not decided twice
+    day = date(2026, 3, 29)
+    items = review.select_pending(seeded, review.Selection(meter="M1", first=day, last=day))
+    review.approve(seeded, "b1", 2, by="bo", why="checked too")
+    done = vee_review.decide_many(seeded, "approve", items, "ana", "x")
+    assert (done.selected, done.decided, done.already_decided) == (N - 1, N - 2, 1)
+    assert runs == [(day, ["M1"])]
+    runs.clear()
+    review_state = [(i.record_index, i.status) for i in review.list_items(seeded, None, limit=100)]
+    assert sum(s == "pending" for _, s in review_state) == 2  # M2's, and M1's of the next day
+    # through the API, over what is left of M1's day: nothing pending, so nothing decided or re-run
+    again = api.post(BULK, json=body, headers=headers).json()["data"]
+    assert (again["selected"], again["decided"], again["meter_days"]) == (0, 0, [])
+    assert runs == []
+
+
+def test_bulk_approve_over_the_api_records_each_decision(
+    api: TestClient, seeded: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[date] = []
+    real = vee_review.run_days
+
+    def counted(conn: psycopg.Connection, first: date, last: date, *args: Any, **kwargs: Any) -> Any:
+        runs.append(first)
+        return real(conn, first, last, *args, **kwargs)
+
+    monkeypatch.setattr(vee_review, "run_days", counted)
+    review.approve(seeded, "b1", 0, by="bo", why="checked")
+    response = api.post(
+        BULK, json={"note": "fine", "reason": "voltage_out_of_range"}, headers=token("review", sub="ana")
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert (data["selected"], data["decided"], data["skipped"]) == (
+        N + 1,
+        N + 1,
+        {"already_decided": 0, "superseded": 0, "refused": 0},
+    )
+    assert data["meter_days"] == [
+        {"meter_id": "M1", "day": "2026-03-29"},
+        {"meter_id": "M2", "day": "2026-03-29"},
+        {"meter_id": "M1", "day": "2026-03-30"},
+    ]
+    assert runs == [date(2026, 3, 29), date(2026, 3, 30)] and data["vee_errors"] == []
+    audit = seeded.execute(
+        "SELECT actor, channel, count(*) FROM ops.audit_log WHERE action = 'review.approve' GROUP BY 1, 2"
+    ).fetchall()
+    assert audit == [("ana", "api", N + 1)]  # bo's direct call passed no caller
+    assert seeded.execute(
+        "SELECT count(*) FROM ops.review_queue WHERE decided_by = 'ana' AND decision_note = 'fine'"
+    ).fetchone() == (N + 1,)
+    edited = "SELECT meter_id, count(*) FROM ops.vee_readings WHERE edited_by = 'ana' GROUP BY 1 ORDER BY 1"
+    assert seeded.execute(edited).fetchall() == [("M1", N), ("M2", 1)]
+    vee_runs = seeded.execute(
+        "SELECT target, details->>'days' FROM ops.audit_log WHERE action = 'vee.edit' AND actor = 'ana' ORDER BY id"
+    )
+    assert vee_runs.fetchall() == [
+        ("meter:M1,M2", "2026-03-29..2026-03-29"),
+        ("meter:M1", "2026-03-30..2026-03-30"),
+    ]
+
+
+def test_bulk_auth_and_validation(api: TestClient, seeded: psycopg.Connection) -> None:
+    body = {"note": "fine", "meter_id": "M1"}
+    error_of(api.post(BULK, json=body), 401, "missing_token")
+    error_of(api.post(BULK, json=body, headers=token("read")), 403, "insufficient_scope")
+    error_of(api.post(BULK, json=body, headers=token("review", meters=["M2"])), 403, "meter_forbidden")
+    headers = token("review")
+    for empty in ({"note": "fine"}, {"note": "fine", "dry_run": True}):
+        error = error_of(api.post(BULK, json=empty, headers=headers), 422, "filter_required")
+        assert "whole queue" in error["message"]
+    assert review.count_items(seeded) == N + 2  # nothing decided
+    for bad in (
+        {"meter_id": "M1"},  # no note
+        {"note": " ", "meter_id": "M1"},
+        {"note": "ok", "meter_id": "M1", "status": "rejected"},
+        {"note": "ok", "reason": "spkie"},
+        {"note": "ok", "source": "gas"},
+        {"note": "ok", "from": "2026-02-30"},
+    ):
+        error_of(api.post(BULK, json=bad, headers=headers), 422, "validation_error")
+    error_of(
+        api.post(BULK, json={"note": "ok", "from": "2026-03-30", "to": "2026-03-29"}, headers=headers),
+        422,
+        "validation_error",
+    )
+    sent_as_text = api.post(BULK, content=json.dumps(body), headers={**headers, "Content-Type": "text/plain"})
+    error_of(sent_as_text, 415, "unsupported_media_type")
+    # a meter-limited token's bulk decision takes its meters' readings only
+    mine = api.post(
+        BULK,
+        json={"note": "ok", "reason": "voltage_out_of_range", "dry_run": True},
+        headers=token("review", meters=["M2"]),
+    )
+    assert mine.json()["data"]["selected"] == 1
+
+
+def test_openapi_documents_the_routes(api: TestClient) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+    assert "get" in paths["/v1/review/items/{batch_id}/{record_index}"]
+    for verdict in ("approve", "reject"):
+        operation = paths[f"/v1/review/bulk/{verdict}"]["post"]
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert {"note", "meter_id", "reason", "source", "from", "to", "dry_run"} <= set(schema["properties"])
+        assert schema["additionalProperties"] is False

@@ -1,18 +1,19 @@
-"""Review over the API (scope `review`): the flagged records, and approve or reject with the token's
-subject recorded as the reviewer (the same decisions as `metrify review`, quality/review.py: a meter
-reading's decision becomes an edit of its VEE series at once)."""
+"""Review over the API (scope `review`): the flagged records, one of them as `metrify review show` shows
+it, and approve or reject (one item, or every pending item a filter selects) with the token's subject
+recorded as the reviewer (the same decisions as `metrify review`, quality/review.py: a meter reading's
+decision becomes an edit of its VEE series at once)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
@@ -69,19 +70,59 @@ REASON = Filter("reason", "reasons", allowed=FLAG_REASONS)
 METER = Filter("meter_id", "record_key")
 
 
+# No NUL character: PostgreSQL text cannot hold one (psycopg refused to store it: a 500). Not only
+# whitespace: a decision needs a reason (the CLI's --reason refuses a blank one too).
+Note = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=review.MAX_NOTE,
+        pattern=r"^[^\x00]*[^\x00\s][^\x00]*$",
+        description="Why: kept with the decision for audit. Any text but a NUL character, not only spaces.",
+    ),
+]
+
+
 class Decision(BaseModel):
     """A field not named here is refused (422), as a misspelled query parameter is: a body such as
     `{"note": "ok", "status": "rejected"}` on /approve must not read as a reject."""
 
     model_config = ConfigDict(extra="forbid")
-    # No NUL character: PostgreSQL text cannot hold one (psycopg refused to store it: a 500). Not only
-    # whitespace: a decision needs a reason (the CLI's --reason refuses a blank one too).
-    note: str = Field(
-        min_length=1,
-        max_length=review.MAX_NOTE,
-        pattern=r"^[^\x00]*[^\x00\s][^\x00]*$",
-        description="Why: kept with the decision for audit. Any text but a NUL character, not only spaces.",
+    note: Note
+
+
+class BulkDecision(BaseModel):
+    """A decision on every pending item the filter selects (at least one of its fields: a decision
+    over the whole queue is refused), as `metrify review approve|reject --meter ...`."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: Note
+    meter_id: str | None = Field(
+        None, min_length=1, pattern=r"^[^\x00]+$", description="That meter's readings only."
     )
+    reason: str | None = Field(None, description=f"Items flagged with this code: {', '.join(FLAG_REASONS)}.")
+    source: str | None = Field(None, description=f"One of {', '.join(SOURCES)}.")
+    from_: date | None = Field(
+        None, alias="from", description="Meter readings of this local day (the meter's timezone) or later."
+    )
+    to: date | None = Field(None, description="Meter readings up to this local day (included).")
+    dry_run: bool = Field(False, description="Count what would be decided; decide nothing.")
+
+    @field_validator("reason", "source")
+    @classmethod
+    def _closed_sets(cls, value: str | None, info: ValidationInfo) -> str | None:
+        allowed = FLAG_REASONS if info.field_name == "reason" else SOURCES
+        if value is not None and value not in allowed:
+            raise ValueError(f"unknown {info.field_name} {value!r}; one of {', '.join(allowed)}")
+        return value
+
+
+def _body(model: type[Any], body: Any) -> Any:
+    """`body` validated as `model`, its errors as the 422 of a body FastAPI would have parsed."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as err:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in err.errors()]) from err
 
 
 @router.get(
@@ -146,6 +187,36 @@ def list_items(
     return page_response(request, format, COLUMNS, rows, next_cursor)
 
 
+@router.get(
+    "/v1/review/items/{batch_id}/{record_index}",
+    summary="One flagged record, with what is judged",
+    responses=openapi_errors(403, 404),
+)
+def show_item(batch_id: str, record_index: int, principal: Reviewer, conn: Conn) -> Response:
+    """What `metrify review show` shows (quality/review.py's `show`): the queue row (`item`), the row
+    stored under its key (`stored_row`), why that row is not the flagged version where a newer one
+    replaced it or none is stored (`not_the_flagged_version`: a decision then closes the item as
+    superseded), and for a rejected item the flagged row as the rejection quarantined it
+    (`quarantined_row`). A meter-limited token sees its meters' readings only."""
+    check_text(("path", "batch_id"), batch_id)
+    try:
+        item = review.get_item(conn, batch_id, record_index)
+        _allowed(principal, item)
+        shown = review.show(conn, batch_id, record_index)
+    except review.UnknownItemError as err:
+        raise ApiError(404, "not_found", str(err)) from err
+    return json_response({"data": shown})
+
+
+def _allowed(principal: Principal, item: review.ReviewItem) -> None:
+    """A meter-limited token reviews its meters' readings only (403 otherwise)."""
+    if principal.meters is not None:
+        meter = review.item_meter(item)
+        if meter is None:
+            raise ApiError(403, "meter_forbidden", "a meter-limited token reviews meter readings only")
+        require_meter(principal, meter)
+
+
 def _decide(
     request: Request,
     conn: psycopg.Connection,
@@ -162,12 +233,7 @@ def _decide(
     cache = request.app.state.cache
     caller = Caller(principal.subject, "api", request.client.host if request.client else None)
     try:
-        item = review.get_item(conn, batch_id, record_index)
-        if principal.meters is not None:
-            meter = review.item_meter(item)
-            if meter is None:
-                raise ApiError(403, "meter_forbidden", "a meter-limited token reviews meter readings only")
-            require_meter(principal, meter)
+        _allowed(principal, review.get_item(conn, batch_id, record_index))
         decided = vee_review.decide(
             conn, verdict, batch_id, record_index, principal.subject, note, cache=cache, caller=caller
         )
@@ -194,10 +260,7 @@ def _decision_route(verdict: str) -> Callable[..., Response]:
         body: JsonBody,
         conn: Conn,
     ) -> Response:
-        try:
-            decision = Decision.model_validate(body)
-        except ValidationError as err:
-            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in err.errors()]) from err
+        decision = _body(Decision, body)
         return _decide(request, conn, verdict, batch_id, record_index, principal, decision.note)
 
     decide.__name__ = verdict
@@ -227,6 +290,76 @@ for _verdict, _summary, _description in (
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": Decision.model_json_schema()}},
+            }
+        },
+    )
+
+
+def _bulk_route(verdict: str) -> Callable[..., Response]:
+    """The endpoint of one verdict over a filter (`meters/vee/review.py`'s `decide_many`)."""
+
+    def decide_bulk(request: Request, principal: Reviewer, body: JsonBody, conn: Conn) -> Response:
+        wanted: BulkDecision = _body(BulkDecision, body)
+        if wanted.meter_id is not None:
+            require_meter(principal, wanted.meter_id)
+        selection = review.Selection(
+            source=wanted.source,
+            reason=wanted.reason,
+            meter=wanted.meter_id,
+            first=wanted.from_,
+            last=wanted.to,
+            meters=None if principal.meters is None else tuple(sorted(principal.meters)),
+        )
+        if selection.empty():
+            raise ApiError(
+                422,
+                "filter_required",
+                "a bulk decision needs a filter: meter_id, reason, source, from or to "
+                "(a decision over the whole queue is refused)",
+            )
+        if selection.first and selection.last and selection.first > selection.last:
+            raise ApiError(422, "validation_error", f"from {selection.first} is after to {selection.last}")
+        items = review.select_pending(conn, selection)
+        if wanted.dry_run:
+            days = sorted({(i.day, i.meter) for i in items if i.meter is not None and i.day is not None})
+            return json_response(
+                {
+                    "data": {
+                        "verdict": verdict,
+                        "dry_run": True,
+                        "selected": len(items),
+                        "meter_days": [{"meter_id": m, "day": d.isoformat()} for d, m in days],
+                    }
+                }
+            )
+        caller = Caller(principal.subject, "api", request.client.host if request.client else None)
+        done = vee_review.decide_many(
+            conn, verdict, items, principal.subject, wanted.note, cache=request.app.state.cache, caller=caller
+        )
+        return json_response({"data": {**done.as_json(), "dry_run": False}})
+
+    decide_bulk.__name__ = f"{verdict}_bulk"
+    return decide_bulk
+
+
+for _verdict in vee_review.VERDICTS:
+    router.add_api_route(
+        f"/v1/review/bulk/{_verdict}",
+        _bulk_route(_verdict),
+        methods=["POST"],
+        summary=f"{_verdict.capitalize()} every pending item a filter selects",
+        description=(
+            "Each item decided as the single route decides it (its audit entry, the token's subject as the "
+            "reviewer, the note, its day stamped for rebuild), then VEE re-run once per meter-day. An item "
+            "decided meanwhile is skipped and counted (`skipped.already_decided`); one whose flagged version "
+            "a newer one replaced is closed as superseded (`skipped.superseded`). At least one filter field is "
+            "required (422 `filter_required`); `dry_run` counts without deciding."
+        ),
+        responses=openapi_errors(415),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": BulkDecision.model_json_schema()}},
             }
         },
     )
