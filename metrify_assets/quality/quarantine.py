@@ -56,6 +56,15 @@ def quarantine(conn: psycopg.Connection, source: str, batch_id: str, rows: Itera
     return len(data)
 
 
+def payload(conn: psycopg.Connection, batch_id: str, record_index: int) -> str | None:
+    """The record as quarantined (its payload), or None when the record is not in quarantine."""
+    row = conn.execute(
+        "SELECT payload FROM ops.quarantine WHERE batch_id = %s AND record_index = %s",
+        (batch_id, record_index),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def resolve(conn: psycopg.Connection, origins: Sequence[Origin], replay_batch_id: str) -> int:
     """Mark the rows of records a replay accepted as resolved by that replay batch."""
     with conn.cursor() as cur:

@@ -24,6 +24,7 @@ from psycopg import sql
 
 from metrify_assets.contracts import SourceContract, contract_for
 from metrify_assets.quality.quarantine import REVIEW_REJECTED, QuarantineRow, quarantine
+from metrify_assets.quality.quarantine import payload as quarantined_payload
 from metrify_assets.storage.audit import Caller
 from metrify_assets.storage.days import retouch_day
 
@@ -290,17 +291,15 @@ def show(conn: psycopg.Connection, batch_id: str, record_index: int) -> dict[str
     the queue row, the row stored under its key, why that row is not the flagged version where a newer
     one replaced it (a decision then closes the item as superseded), and for a rejected item the
     flagged row as the rejection quarantined it. Raises `UnknownItemError`."""
-    from metrify_assets.ingestion import dead_letters  # it imports this module (replayable's prefix)
-
     item = get_item(conn, batch_id, record_index)
     stored, gone = flagged_version(conn, item)
-    letter = dead_letters.get(conn, batch_id, record_index) if item.status == "rejected" else None
+    letter = quarantined_payload(conn, batch_id, record_index) if item.status == "rejected" else None
     return {
         "item": item.__dict__,
         "stored_row": stored,
         "not_the_flagged_version": None if letter else gone,
         # a reject writes the row as JSON
-        "quarantined_row": json.loads(letter.payload) if letter else None,
+        "quarantined_row": json.loads(letter) if letter else None,
     }
 
 
