@@ -35,8 +35,10 @@ from metrify_assets.warehouse.project import dbt_executable
 from tests.warehouse.vee_rows import (
     all_actual_vee,
     billing_series,
+    estimated_energy,
     insert_all_actual_vee,
     insert_vee,
+    net_kwh,
     set_intervals,
     vee_days,
 )
@@ -84,7 +86,8 @@ class OpsData:
 
 def make_vee(readings: pd.DataFrame) -> pd.DataFrame:
     """VEE's output for the readings: kept as read, except on the DST day MTR-1's gaps are estimated
-    (all but the last two, which stay missing) and its first reading edited; MTR-2's first reading
+    (all but the last two, which stay missing), its first reading edited after a rejection and its
+    second approved by a reviewer; MTR-2's first reading
     failed validation; MTR-3's gaps while it exports on DAY0 are estimated as export."""
     vee = all_actual_vee(readings, TIMEZONES)
     mtr1_dst = (vee["meter_id"] == "MTR-1") & (vee["local_date"] == DST_DAY)
@@ -93,8 +96,19 @@ def make_vee(readings: pd.DataFrame) -> pd.DataFrame:
     estimated = vee.index.isin(gaps[:-2])
     vee = set_intervals(vee, estimated, status="estimated", method="linear_interpolation", energy_kwh=0.4)
     vee = set_intervals(vee, estimated, direction="import")
-    edited = vee.index == vee.index[mtr1_dst & (vee["status"] == "actual")][0]
-    vee = set_intervals(vee, edited, status="edited", method="manual", energy_kwh=0.9, edited_by="reviewer")
+    read = vee.index[mtr1_dst & (vee["status"] == "actual")]
+    # A reviewer rejected the first reading (VEE estimated it anew) and approved the second (kept as read).
+    vee = set_intervals(
+        vee,
+        vee.index == read[0],
+        status="edited",
+        method="linear_interpolation+register_scaled",
+        energy_kwh=0.9,
+        edited_by="reviewer",
+    )
+    vee = set_intervals(
+        vee, vee.index == read[1], status="edited", method="review_approved", edited_by="reviewer"
+    )
     mtr2 = vee.index[(vee["meter_id"] == "MTR-2") & (vee["status"] == "actual")]
     vee = set_intervals(
         vee, vee.index == mtr2[0], status="failed", method="none", energy_kwh=None, reasons="spike"
@@ -458,14 +472,15 @@ def test_daily_consumption_carries_the_vee_split_and_gate(build: Build) -> None:
     ).all()
 
     by_day = merged.set_index(["meter_id", "local_date"])
-    # MTR-1's DST day: 92 intervals; gaps estimated but two, one edit: billing ready, 90 of 92 valued.
+    # MTR-1's DST day: 92 intervals; gaps estimated but two, two edits: billing ready, 90 of 92 valued.
     dst = by_day.loc[("MTR-1", DST_DAY)]
     assert dst["expected_intervals"] == 92
-    assert (dst["edited_intervals"], dst["missing_intervals"], dst["failed_intervals"]) == (1, 2, 0)
+    assert (dst["edited_intervals"], dst["missing_intervals"], dst["failed_intervals"]) == (2, 2, 0)
     assert dst["estimated_intervals"] >= 2
     assert dst["billing_ready"] and dst["gate_failures"] == ""
     assert float(dst["completeness"]) == pytest.approx(90 / 92)
-    assert float(dst["kwh_estimated"]) == pytest.approx(0.4 * dst["estimated_intervals"])
+    # The rejected reading's 0.9 kWh is estimated energy; the approved one's stays as read.
+    assert float(dst["kwh_estimated"]) == pytest.approx(0.4 * dst["estimated_intervals"] + 0.9)
     # MTR-3's gaps while exporting were estimated as export: negative net estimated energy.
     assert float(by_day.loc[("MTR-3", DAY0.date()), "kwh_estimated"]) < 0
     # MTR-2's failed reading has no billing value and counts as failed.
@@ -475,11 +490,53 @@ def test_daily_consumption_carries_the_vee_split_and_gate(build: Build) -> None:
     assert gappy.any() and not merged.loc[gappy, "billing_ready"].any()
     assert (merged.loc[gappy, "gate_failures"] != "").all()
 
-    hourly = build.mart(
-        "SELECT meter_id, local_date, sum(estimated_intervals) AS estimated "
+
+def test_hourly_counts_energy_estimated_after_a_rejection_as_the_daily_does(build: Build) -> None:
+    """An hour holding an interval VEE estimated after a reviewer's rejection counts it estimated and
+    its energy in kwh_estimated, as the daily fact does; per meter-day the hours add up to the day."""
+    vee = build.data.vee
+    rejected = vee[(vee["status"] == "edited") & (vee["method"] != "review_approved")]
+    approved = vee[(vee["status"] == "edited") & (vee["method"] == "review_approved")]
+    assert len(rejected) == len(approved) == 1
+    hours = build.mart(
+        "SELECT meter_id, hour_start_utc, estimated_intervals, kwh_estimated FROM marts.fct_consumption_hourly"
+    )
+    hours["hour_start_utc"] = pd.to_datetime(hours["hour_start_utc"])
+    hours = hours.set_index(["meter_id", "hour_start_utc"])
+    in_vee = vee.assign(
+        hour_start_utc=pd.to_datetime(vee["reading_start"], utc=True).dt.floor("h").dt.tz_localize(None),
+        net=net_kwh(vee),
+    )
+    expected = (
+        in_vee[estimated_energy(vee)]
+        .groupby(["meter_id", "hour_start_utc"])
+        .agg(n=("net", "size"), kwh=("net", "sum"))
+    )
+    rejected_hour = (rejected["meter_id"].iloc[0], in_vee.loc[rejected.index[0], "hour_start_utc"])
+    assert rejected_hour in expected.index and expected.loc[rejected_hour, "n"] >= 1
+    assert hours.loc[rejected_hour, "estimated_intervals"] == expected.loc[rejected_hour, "n"]
+    assert float(hours.loc[rejected_hour, "kwh_estimated"]) == pytest.approx(
+        expected.loc[rejected_hour, "kwh"]
+    )
+    # Every hour: the intervals whose energy is estimated, no other.
+    counted = hours["estimated_intervals"].reindex(expected.index)
+    assert (counted == expected["n"]).all()
+    assert int(hours["estimated_intervals"].sum()) == int(expected["n"].sum())
+
+    daily = build.mart(
+        "SELECT meter_id, local_date, kwh_estimated, estimated_intervals, edited_intervals "
+        "FROM marts.fct_consumption_daily"
+    ).set_index(["meter_id", "local_date"])
+    summed = build.mart(
+        "SELECT meter_id, local_date, sum(kwh_estimated) AS kwh, sum(estimated_intervals) AS n "
         "FROM marts.fct_consumption_hourly GROUP BY meter_id, local_date"
     ).set_index(["meter_id", "local_date"])
-    assert (hourly["estimated"] == by_day.loc[hourly.index, "estimated_intervals"]).all()
+    np.testing.assert_allclose(
+        summed["kwh"].astype(float), daily.loc[summed.index, "kwh_estimated"].astype(float), atol=1e-9
+    )
+    # The daily counts by status: the rejected edit is an edited interval there, estimated energy here.
+    day = (rejected["meter_id"].iloc[0], rejected["local_date"].iloc[0])
+    assert int(summed.loc[day, "n"]) == int(daily.loc[day, "estimated_intervals"]) + 1
 
 
 def test_hourly_consumption_matches_pandas(build: Build) -> None:

@@ -105,6 +105,17 @@ def net_kwh(vee: pd.DataFrame) -> pd.Series:
     return magnitude.where(vee["direction"] != "export", -magnitude)
 
 
+def read_energy(vee: pd.DataFrame) -> pd.Series:
+    """Intervals whose energy is as read, as VEE's day summary has it (meters/vee/gate.py): a billing
+    value kept as read (method actual) or approved by a reviewer (review_approved)."""
+    return vee["status"].isin(VALUED) & vee["method"].isin(["actual", "review_approved"])
+
+
+def estimated_energy(vee: pd.DataFrame) -> pd.Series:
+    """Intervals whose energy is estimated: by VEE, or edited to another value after a rejection."""
+    return vee["status"].isin(VALUED) & ~read_energy(vee)
+
+
 def vee_days(vee: pd.DataFrame, timezones: Mapping[str, str]) -> pd.DataFrame:
     """`ops.vee_days` rows summarising `vee` per meter-day, with the test gate's verdict."""
     frame = vee.assign(net=net_kwh(vee))
@@ -127,8 +138,8 @@ def vee_days(vee: pd.DataFrame, timezones: Mapping[str, str]) -> pd.DataFrame:
                 "expected_intervals": expected,
                 **{f"{status}_intervals": count for status, count in n.items()},
                 "flagged_intervals": 0,
-                "actual_kwh": float(group.loc[group["status"].isin(["actual", "edited"]), "net"].sum()),
-                "estimated_kwh": float(group.loc[group["status"] == "estimated", "net"].sum()),
+                "actual_kwh": float(group.loc[read_energy(group), "net"].sum()),
+                "estimated_kwh": float(group.loc[estimated_energy(group), "net"].sum()),
                 "outage": False,
                 "estimation_skipped": n["missing"] > 0 and n["estimated"] == 0,
                 "billing_ready": not failures,

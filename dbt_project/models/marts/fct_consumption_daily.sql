@@ -1,6 +1,6 @@
 -- Billing-grade energy (VEE) per meter and local day: import, export and net from the intervals with
--- a billing value, the actual/estimated split and the interval counts by status from VEE's day
--- summary, the billing gate, and completeness against the intervals the day should hold (a local day
+-- a billing value, the actual/estimated split of the net energy (the intervals' `energy_estimated`,
+-- as the hourly fact splits it), the interval counts by status from VEE's day summary, the billing gate, and completeness against the intervals the day should hold (a local day
 -- has 23 or 25 hours when daylight saving changes). A meter-day VEE processed without any billing
 -- value (everything missing) is a row too, with zero energy and billing_ready false.
 -- Incremental (macros/incremental.sql): history survives archiving of the `ops` tables. The
@@ -38,6 +38,8 @@ daily as (
         timezone,
         {{ exact_sum('import_kwh') }} as kwh_import,
         {{ exact_sum('export_kwh') }} as kwh_export,
+        {{ exact_sum("case when energy_estimated then 0.0 else import_kwh - export_kwh end") }} as kwh_actual,
+        {{ exact_sum("case when energy_estimated then import_kwh - export_kwh else 0.0 end") }} as kwh_estimated,
         count(*) as interval_count,
         sum(interval_minutes) as covered_minutes,
         max(interval_minutes) as interval_minutes,
@@ -53,8 +55,8 @@ meter_days as (
         coalesce(d.timezone, v.timezone) as timezone,
         coalesce(d.kwh_import, 0.0) as kwh_import,
         coalesce(d.kwh_export, 0.0) as kwh_export,
-        v.actual_kwh as kwh_actual,
-        v.estimated_kwh as kwh_estimated,
+        coalesce(d.kwh_actual, 0.0) as kwh_actual,
+        coalesce(d.kwh_estimated, 0.0) as kwh_estimated,
         coalesce(d.interval_count, 0) as interval_count,
         coalesce(d.covered_minutes, 0) as covered_minutes,
         coalesce(v.interval_minutes, d.interval_minutes) as interval_minutes,

@@ -24,6 +24,7 @@ select
     h.kwh_import,
     h.kwh_export,
     {{ exact_difference('h.kwh_import', 'h.kwh_export') }} as net_kwh,
+    h.kwh_estimated,
     h.interval_count,
     -- a sum of integers: bigint on PostgreSQL and Snowflake, a double on fakesnow
     cast(h.estimated_intervals as {{ dbt.type_bigint() }}) as estimated_intervals,
