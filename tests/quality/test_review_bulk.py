@@ -86,6 +86,8 @@ def test_bulk_approve_of_one_meter_day_decides_each_item_and_reruns_vee_once(
     items = review.select_pending(seeded, one_day_of_m1())
     assert len(items) == N and {(i.meter, i.day) for i in items} == {("M1", date(2026, 3, 29))}
     before = seeded.execute("SELECT count(*) FROM ops.touched_days").fetchone()
+    # The audit log is append-only (never truncated between tests): this test's entries come after.
+    audited = seeded.execute("SELECT coalesce(max(id), 0) FROM ops.audit_log").fetchone()
     caller = Caller("ana", "cli", "host")
     done = vee_review.decide_many(seeded, "approve", items, "ana", "CT swap, voltage fine", caller=caller)
     assert (done.selected, done.decided, done.already_decided, done.superseded, done.refused) == (
@@ -101,7 +103,8 @@ def test_bulk_approve_of_one_meter_day_decides_each_item_and_reruns_vee_once(
     assert len(decided) == N
     assert {(i.decided_by, i.decision_note) for i in decided} == {("ana", "CT swap, voltage fine")}
     audit = seeded.execute(
-        "SELECT actor, channel, details->>'status' FROM ops.audit_log WHERE action = 'review.approve'"
+        "SELECT actor, channel, details->>'status' FROM ops.audit_log WHERE action = 'review.approve' AND id > %s",
+        audited,
     ).fetchall()
     assert audit == [("ana", "cli", "approved")] * N
     # each decision stamps the reading's day again, as a single one does

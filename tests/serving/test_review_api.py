@@ -235,6 +235,8 @@ def test_bulk_approve_over_the_api_records_each_decision(
         return real(conn, first, last, *args, **kwargs)
 
     monkeypatch.setattr(vee_review, "run_days", counted)
+    # The audit log is append-only (never truncated between tests): this test's entries come after.
+    audited = seeded.execute("SELECT coalesce(max(id), 0) FROM ops.audit_log").fetchone()
     review.approve(seeded, "b1", 0, by="bo", why="checked")
     response = api.post(
         BULK, json={"note": "fine", "reason": "voltage_out_of_range"}, headers=token("review", sub="ana")
@@ -253,7 +255,9 @@ def test_bulk_approve_over_the_api_records_each_decision(
     ]
     assert runs == [date(2026, 3, 29), date(2026, 3, 30)] and data["vee_errors"] == []
     audit = seeded.execute(
-        "SELECT actor, channel, count(*) FROM ops.audit_log WHERE action = 'review.approve' GROUP BY 1, 2"
+        "SELECT actor, channel, count(*) FROM ops.audit_log WHERE action = 'review.approve' AND id > %s "
+        "GROUP BY 1, 2",
+        audited,
     ).fetchall()
     assert audit == [("ana", "api", N + 1)]  # bo's direct call passed no caller
     assert seeded.execute(
@@ -262,7 +266,9 @@ def test_bulk_approve_over_the_api_records_each_decision(
     edited = "SELECT meter_id, count(*) FROM ops.vee_readings WHERE edited_by = 'ana' GROUP BY 1 ORDER BY 1"
     assert seeded.execute(edited).fetchall() == [("M1", N), ("M2", 1)]
     vee_runs = seeded.execute(
-        "SELECT target, details->>'days' FROM ops.audit_log WHERE action = 'vee.edit' AND actor = 'ana' ORDER BY id"
+        "SELECT target, details->>'days' FROM ops.audit_log WHERE action = 'vee.edit' AND actor = 'ana' "
+        "AND id > %s ORDER BY id",
+        audited,
     )
     assert vee_runs.fetchall() == [
         ("meter:M1,M2", "2026-03-29..2026-03-29"),
