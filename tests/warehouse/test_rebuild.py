@@ -191,17 +191,18 @@ def test_a_rebuild_drops_a_column_the_model_no_longer_has_and_reports_a_failed_m
     assert done.exit_code == 0, done.output
     assert "retired_metric" not in columns() and "selected_by_default" in columns()
 
-    # VEE's day summary no longer adds up to its intervals: the mart's test fails, the build says so.
+    # VEE's day summary no longer matches its intervals (one of them gone): the mart's test fails, the
+    # build says so.
     pg.execute(
-        "UPDATE ops.vee_days SET actual_kwh = actual_kwh + 1 "
-        "WHERE (meter_id, local_date) = (SELECT meter_id, max(local_date) FROM ops.vee_days GROUP BY 1 LIMIT 1)"
+        "DELETE FROM ops.vee_readings WHERE (meter_id, reading_start) = (SELECT meter_id, reading_start "
+        "FROM ops.vee_readings WHERE status = 'actual' ORDER BY meter_id, reading_start LIMIT 1)"
     )
     pg.commit()
     failed = rebuild(env, "fct_consumption_daily", "--yes")
     assert failed.exit_code == 1, failed.output
     assert "--vars" not in failed.output and "dbt CLI process" not in failed.output
     assert "models rebuilt │ 1 of 1" in failed.output and "[31m" not in failed.output
-    assert "fct_consumption_daily_actual_plus_estimated_is_net" in failed.output  # the test
+    assert "fct_consumption_daily_valued_counts_match_the_intervals" in failed.output  # the test
     assert "Got 1 result, configured to fail if != 0" in failed.output  # and dbt's words
     ok = pg.execute(
         "SELECT details->>'ok' FROM ops.audit_log WHERE action = 'warehouse.rebuild' AND actor = %s "
