@@ -2,7 +2,8 @@
     ORDER BY key (metrify_assets/serving/datasets.py; after the node or station a path selects), which
     serves the first page, a cursor's `(key) > (...)` and a date range, and for a per-meter mart a
     second leading with the meter. Without them every page was a full scan and sort of the mart.
-    fct_load_forecast is indexed on its period filter instead (docs/warehouse.md, Indexes).
+    fct_load_forecast has a third, on the forecast day its incremental delete selects (docs/warehouse.md,
+    Indexes).
 
     dbt-postgres creates a model's `indexes` only when it creates the table: an incremental mart that
     exists already (built before an index was declared) would never get it. This post-hook (every mart,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import psycopg
@@ -38,6 +38,10 @@ class Filter:
     allowed: tuple[str, ...] = ()
     # The value that also selects rows where the column is null: the name the rollups give them.
     null_as: str | None = None
+    # A local-day filter's column of UTC instants (a naive UTC timestamp) that it also bounds, a day
+    # wider: no UTC offset reaches a day, so the bound keeps every row the day holds, and lets an index
+    # on those instants (a page order) serve the filter. PostgreSQL does not know the two go together.
+    bounds_utc: str | None = None
 
 
 SOURCES = tuple(CONTRACTS)  # what `source` takes wherever a filter has it (ledger, quality, review)
@@ -82,11 +86,20 @@ UNREGISTERED_AS_UNKNOWN = tuple(
 )
 
 
-def _range(column: str, what: str, kind: str) -> tuple[Filter, Filter]:
+def _range(column: str, what: str, kind: str, bounds_utc: str | None = None) -> tuple[Filter, Filter]:
     return (
-        Filter("from", column, ">=", f"First {what} (inclusive).", kind),
-        Filter("to", column, "<", f"End {what} (exclusive).", kind),
+        Filter("from", column, ">=", f"First {what} (inclusive).", kind, bounds_utc=bounds_utc),
+        Filter("to", column, "<", f"End {what} (exclusive).", kind, bounds_utc=bounds_utc),
     )
+
+
+def utc_bound(day: date, op: str) -> datetime | None:
+    """The naive UTC instant a local-day bound `column op day` implies, a day wider
+    (`Filter.bounds_utc`); None at the calendar's ends (0001-01-01, 9999-12-31), where it bounds nothing."""
+    try:
+        return datetime.combine(day + timedelta(days=-1 if op == ">=" else 1), time())
+    except OverflowError:
+        return None
 
 
 DATASETS: dict[str, Dataset] = {
@@ -178,7 +191,7 @@ DATASETS: dict[str, Dataset] = {
             "Quarter-hourly load forecasts per region x segment and method (P10/P50/P90, the chosen "
             "method marked `selected`), with the actual, the error and the P10..P90 hit once known.",
             (
-                *_range("local_date", "forecast day", "date"),
+                *_range("local_date", "forecast day", "date", bounds_utc="reading_start_utc"),
                 Filter("region", "region"),
                 Filter("segment", "segment"),
                 Filter("method", "method", allowed=METHODS),
@@ -304,6 +317,9 @@ def query_page(
                 condition = sql.SQL("({} OR {} IS NULL)").format(condition, sql.Identifier(f.column))
             conditions.append(condition)
             values.append(params[f.param])
+            if f.bounds_utc is not None and (bound := utc_bound(params[f.param], f.op)) is not None:
+                conditions.append(sql.SQL("{} " + f.op + " %s").format(sql.Identifier(f.bounds_utc)))
+                values.append(bound)
     if meters is not None:
         if dataset.meter_column is None:  # refused before this (403): never all rows for a limited token
             raise ValueError(f"{dataset.name} has no meter column to limit to meters")

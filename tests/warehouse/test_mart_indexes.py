@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,10 +28,6 @@ from tests.warehouse.test_dbt_build import build_marts, failures, run_dbt_build
 pytestmark = pytest.mark.postgres
 
 MARTS = {name: d for name, d in DATASETS.items() if d.schema == "marts"}
-# Indexed on the period filter, not the page order: load_forecasts filters the forecast's local day and
-# pages in UTC quarter-hours, which PostgreSQL does not know go together; given an index on the order
-# it walks it from the oldest quarter-hour for an open `from` (fct_load_forecast.sql).
-PERIOD_NOT_ORDER = {"load_forecasts"}
 # A cursor's key values where a mart of the data set is empty (the forecast marts), by column type.
 STAND_INS: dict[str, Any] = {
     "date": date(2026, 3, 28),
@@ -144,19 +141,19 @@ def cases(conn: psycopg.Connection, dataset: Dataset) -> Iterator[tuple[str, dic
 def test_every_mart_the_api_serves_has_an_index_on_its_page_key(
     pg_resource: PostgresResource, marts: Path
 ) -> None:
-    """Its page order (after the path's column, which every query of a path dataset fixes), or its
-    period filter where that is not the order's first column; for a per-meter mart one leading with
-    the meter."""
+    """Its page order (after the path's column, which every query of a path dataset fixes); a period
+    filter on another column (load forecasts' local day) also bounds the order's first column, and
+    has an index of its own (the incremental delete's); for a per-meter mart one leading with the
+    meter."""
     with pg_resource.connect(autocommit=True) as conn:
-        for name, dataset in MARTS.items():
+        for dataset in MARTS.values():
             have = indexes(conn, dataset.table)
             page = (dataset.path_filter, *dataset.key) if dataset.path_filter else dataset.key
-            period = dataset.filters[0].column
-            assert (period != dataset.key[0]) == (name in PERIOD_NOT_ORDER), name
-            if name in PERIOD_NOT_ORDER:
-                assert any(cols[0] == period for cols in have), f"{dataset.table}: {have}"
-            else:
-                assert any(cols[: len(page)] == page for cols in have), f"{dataset.table}: {have}"
+            assert any(cols[: len(page)] == page for cols in have), f"{dataset.table}: {have}"
+            period = dataset.filters[0]
+            if period.column != dataset.key[0]:
+                assert period.bounds_utc == dataset.key[0], dataset.name
+                assert any(cols[0] == period.column for cols in have), f"{dataset.table}: {have}"
             if dataset.meter_column is not None:
                 assert any(cols[0] == dataset.meter_column for cols in have), f"{dataset.table}: {have}"
 
@@ -165,19 +162,13 @@ def test_every_mart_the_api_serves_has_an_index_on_its_page_key(
 def test_page_queries_use_an_index(pg_resource: PostgresResource, marts: Path, name: str) -> None:
     """No Seq Scan; pages in key order come out of the index, not a Sort; a filter on the meter, the
     path, a period or a cursor is an index condition, not a filter over the rows read (a token's
-    meters may be either: the meters' rows sorted, or the key's order filtered). PERIOD_NOT_ORDER's
-    pages are scanned and sorted but for a range of their period, an index condition."""
+    meters may be either: the meters' rows sorted, or the key's order filtered)."""
     dataset = MARTS[name]
     with pg_resource.connect(autocommit=True) as conn:
         for case, params, kwargs in cases(conn, dataset):
             explained = plan(conn, dataset, params, **kwargs)
             where = f"{name} / {case}:\n{explained}"
-            if name in PERIOD_NOT_ORDER and not case.endswith("="):
-                continue
             assert "Seq Scan" not in explained and "Index" in explained, where
-            if name in PERIOD_NOT_ORDER:
-                assert "Index Cond" in explained, where
-                continue
             if case in ("first page", "next page", "one meter"):
                 assert "Sort" not in explained, where
             if case not in ("first page", "a token's meters") or dataset.path_filter:
@@ -209,3 +200,53 @@ def test_an_existing_mart_gets_its_indexes_on_an_incremental_run(
             )
             assert not failures(results)
             assert indexes(conn, "fct_consumption_hourly") == declared, run
+
+
+def test_a_forecast_day_filter_keeps_every_quarter_hour_of_its_days(pg_resource: PostgresResource) -> None:
+    """The UTC bound the forecast-day filter adds (a day wider) drops no row of the days asked for,
+    from a series at UTC+14 (its day starts at 10:00 UTC the day before) to one at UTC-12 (its day ends
+    at 12:00 UTC the day after), nor errs at the calendar's ends, where it adds no bound."""
+    dataset = replace(DATASETS["load_forecasts"], schema="bound_test")
+    day = date(2026, 3, 28)
+    with pg_resource.connect(autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS bound_test CASCADE")
+        conn.execute("CREATE SCHEMA bound_test")
+        try:
+            conn.execute(
+                "CREATE TABLE bound_test.fct_load_forecast AS SELECT * FROM marts.fct_load_forecast LIMIT 0"
+            )
+            for region, offset_hours in (("kiritimati", 14), ("utc", 0), ("baker", -12)):
+                # The series' quarter-hours of the local days before, of and after `day`, in UTC.
+                conn.execute(
+                    """
+                    INSERT INTO bound_test.fct_load_forecast
+                        (region, segment, reading_start_utc, method, issued_for, local_date, horizon_hour,
+                         p50_kwh, selected, model_version, forecast_at_utc, last_changed_at_utc)
+                    SELECT %(region)s, 'residential', local_start - make_interval(hours => %(offset)s),
+                           'seasonal_naive', local_start::date - 1, local_start::date, 0, 1.0, true, 'v1',
+                           now(), now()
+                    FROM generate_series(%(first)s::timestamp, %(last)s::timestamp, '15 minutes') AS local_start
+                    """,
+                    {
+                        "region": region,
+                        "offset": offset_hours,
+                        "first": datetime.combine(day - timedelta(days=1), time()),
+                        "last": datetime.combine(day + timedelta(days=1), time(23, 45)),
+                    },
+                )
+            for params, days in (
+                ({"from": day, "to": day + timedelta(days=1)}, [day]),
+                ({"from": day}, [day, day + timedelta(days=1)]),
+                ({"to": day}, [day - timedelta(days=1)]),
+                ({"from": date.min, "to": date.max}, [day - timedelta(days=1), day, day + timedelta(days=1)]),
+            ):
+                page = query_page(cast(psycopg.Connection, conn), dataset, params, limit=10_000)
+                rows = [dict(zip(page.columns, row, strict=True)) for row in page.rows]
+                by_region = {
+                    r: sorted({row["local_date"] for row in rows if row["region"] == r})
+                    for r in ("kiritimati", "utc", "baker")
+                }
+                assert by_region == dict.fromkeys(by_region, days), params
+                assert len(rows) == 3 * 96 * len(days), params
+        finally:
+            conn.execute("DROP SCHEMA bound_test CASCADE")

@@ -3,15 +3,18 @@
 -- the P50's error and whether the actual fell inside P10..P90.
 -- Incremental by series-day (macros/forecast_window.sql): a run rebuilds only the forecast days whose
 -- forecasts or actuals changed, so its work follows the new days, not the forecasts held.
--- Indexed on the API's period filter (local_date), not on its page order (reading_start_utc, ...):
--- PostgreSQL does not know the two go together, and given an index on the order it reads an open
--- `from` page by walking that index from the oldest quarter-hour (docs/warehouse.md, Indexes).
+-- Indexed on the API's page order (reading_start_utc, ...), which the API's forecast-day filter also
+-- bounds in UTC a day wider (serving/datasets.py `bounds_utc`: PostgreSQL does not know the two go
+-- together), and on the forecast day, which the incremental delete selects (docs/warehouse.md, Indexes).
 {{ config(
     materialized='incremental',
     unique_key=['region', 'segment', 'local_date'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
-    indexes=[{'columns': ['local_date', 'region', 'segment']}],
+    indexes=[
+        {'columns': ['reading_start_utc', 'region', 'segment', 'method']},
+        {'columns': ['local_date', 'region', 'segment']},
+    ],
 ) }}
 with forecasts as (
     select * from {{ ref('stg_ops__load_forecasts') }}
