@@ -15,8 +15,10 @@ help:  ## List targets
 	$(PYTHON) -m venv .cache/uv-bootstrap
 	.cache/uv-bootstrap/bin/pip install --quiet uv
 
-.venv/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --locked --all-groups --all-extras
+# --compile-bytecode: every installed module's .pyc made once here, so no process compiles Dagster, GX
+# and pandas from source on import (where PYTHONDONTWRITEBYTECODE is set, none is ever cached).
+.venv/.synced: uv.lock pyproject.toml Makefile | $(UV)
+	$(UV) sync --locked --all-groups --all-extras --compile-bytecode
 	touch $@
 
 env: .venv/.synced  ## Create the locked environment (.venv)
