@@ -87,6 +87,10 @@ def print_status(console: Console, status: Status) -> None:
     else:
         daemon = f"not running (last heartbeat {ago(status.daemon_heartbeat, now)}): schedules and sensors do not tick"
     facts.add_row("Dagster daemon", daemon)
+    if status.schedules_on is not None:
+        facts.add_row("schedules turned on", ", ".join(status.schedules_on) or "none (they start off)")
+    if status.sensors_on is not None:
+        facts.add_row("sensors turned on", ", ".join(status.sensors_on) or "none besides those on by default")
     unread = "- (PostgreSQL could not be read)"
     if status.touched_days is not None:
         touched = ranges_text(contiguous_ranges(status.touched_days)) or "none"
@@ -128,7 +132,8 @@ def register(app: typer.Typer) -> None:
         """What the platform holds and owes now: per source the newest record and batch, quality score
         and what waits (landing files, Kafka lag, dead letters, review); days touched since the last
         `metrify run`; downstream runs owed; open alerts; grid states; each downstream job's last run;
-        whether the Dagster daemon runs; then what needs attention. Exit code 1 when a store (PostgreSQL,
+        whether the Dagster daemon runs and which schedules and sensors are turned on; then what needs
+        attention. Exit code 1 when a store (PostgreSQL,
         Kafka, Dagster's run storage) could not be read: its figures are left out, not shown as zeros."""
         from metrify_assets.cli.metrics import error_line
         from metrify_assets.env import resolve_settings

@@ -4,7 +4,8 @@ would otherwise gather from six commands and the UI.
 The figures are the pipeline metrics' own (one scrape of `PipelineCollector`, so the CLI and
 Prometheus never disagree), plus what only the orchestration knows: landing files not ingested yet,
 days touched since the last `metrify run`, downstream runs owed (their open `run_failure` alerts),
-each downstream job's last run and whether a Dagster daemon is heartbeating. Each read costs what is
+each downstream job's last run, whether a Dagster daemon is heartbeating and which schedules and
+sensors a person turned on (they start off: a daemon with none on moves no data). Each read costs what is
 current, not the history held (the metrics' queries; the cursor of `metrify run`; a run per job).
 
 `attention` turns a `Status` into the lines a person should act on, each naming the command that
@@ -23,6 +24,8 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.scheduler.instigation import InstigatorStatus
 from prometheus_client.core import Metric
 
 from metrify_assets.alerts.store import list_alerts
@@ -101,12 +104,25 @@ class Status:
     vee_estimated_share: float | None = None
     jobs: list[JobStatus] = field(default_factory=list)
     daemon_heartbeat: datetime | None = None
+    # Turned on by a person (the UI, `dagster schedule start`); those on by default are not named.
+    # None: Dagster's storage could not be read.
+    schedules_on: list[str] | None = None
+    sensors_on: list[str] | None = None
     unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def daemon_running(self) -> bool:
         beat = self.daemon_heartbeat
         return beat is not None and self.at - beat <= DAEMON_SILENT_AFTER
+
+    @property
+    def ingesting_sensors_on(self) -> list[str]:
+        """The turned-on sensors that take waiting work: landing, Kafka and late days."""
+        return [
+            name
+            for name in self.sensors_on or []
+            if name.startswith(("landing_", "kafka_")) or name == "late_days_sensor"
+        ]
 
 
 def samples(families: Iterable[Metric]) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -208,6 +224,18 @@ def daemon_heartbeat(instance: dg.DagsterInstance) -> datetime | None:
     return _instant(max((beat.timestamp for beat in beats.values()), default=None))
 
 
+def turned_on(instance: dg.DagsterInstance, kind: InstigatorType) -> list[str] | None:
+    """The schedules or sensors a person turned on, by name: their stored state is running. One that
+    runs by default in code has no such state (and is not named); Dagster starts every other one off.
+    None for an instance that keeps no such state (an ephemeral one)."""
+    if instance.schedule_storage is None:
+        return None
+    states = instance.all_instigator_state(
+        instigator_type=kind, instigator_statuses={InstigatorStatus.RUNNING}
+    )
+    return sorted({state.instigator_name for state in states})
+
+
 def attention(status: Status) -> list[str]:
     """What a person should act on, most urgent first, each with the command that acts on it."""
     lines = [f"{what} could not be read: {why}" for what, why in status.unreadable.items()]
@@ -221,6 +249,11 @@ def attention(status: Status) -> list[str]:
         lines.append(
             f"{run.job} failed for {run.days} and is owed: the daemon or the next `metrify run` runs it again"
         )
+    if status.daemon_running and status.schedules_on == []:
+        lines.append(
+            "the Dagster daemon runs, but no schedule is turned on: nothing refreshes by itself (they start "
+            "off; the UI's Automation page or `dagster schedule start` turns them on)"
+        )
     waiting = []
     files = sum(s.landing_files or 0 for s in status.sources)
     if files:
@@ -232,13 +265,16 @@ def attention(status: Status) -> list[str]:
         waiting.append(
             f"{len(status.touched_days)} day{'s' if len(status.touched_days) != 1 else ''} touched"
         )
+    sensors = status.ingesting_sensors_on
     if waiting:
-        who = (
-            "`metrify run` takes it, or the daemon's landing, Kafka and late-days sensors where turned on "
-            "(they are off by default)"
-            if status.daemon_running
-            else "`metrify run` takes it"
-        )
+        who = "`metrify run` takes it"
+        if status.daemon_running and sensors:
+            who += f", or the daemon's {', '.join(sensors)}"
+        elif status.daemon_running and status.sensors_on is not None:
+            who += (
+                ": the daemon's landing, Kafka and late-days sensors are off (they start off; the UI's "
+                "Automation page or `dagster sensor start` turns them on)"
+            )
         lines.append(f"waiting: {', '.join(waiting)} ({who})")
     letters = sum(s.dead_letters or 0 for s in status.sources)
     if letters:
@@ -269,6 +305,8 @@ def as_json(status: Status) -> dict[str, Any]:
         "vee_estimated_share": status.vee_estimated_share,
         "jobs": [vars(job) for job in status.jobs],
         "daemon": {"running": status.daemon_running, "last_heartbeat": status.daemon_heartbeat},
+        "schedules_on": status.schedules_on,
+        "sensors_on": status.sensors_on,
         "unreadable": status.unreadable,
         "attention": attention(status),
     }
@@ -321,6 +359,8 @@ def gather(
     try:
         status.jobs = [job_status(instance, job) for job in JOBS]
         status.daemon_heartbeat = daemon_heartbeat(instance)
+        status.schedules_on = turned_on(instance, InstigatorType.SCHEDULE)
+        status.sensors_on = turned_on(instance, InstigatorType.SENSOR)
     except Exception as err:  # noqa: BLE001 - any failure of the run storage leaves out its figures only
         status.unreadable[STORES["dagster"]] = describe(err)
     return status

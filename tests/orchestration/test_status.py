@@ -11,6 +11,15 @@ import dagster as dg
 import pandas as pd
 import psycopg
 import pytest
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.remote_origin import RemoteInstigatorOrigin
+from dagster._core.scheduler.instigation import (
+    InstigatorState,
+    InstigatorStatus,
+    ScheduleInstigatorData,
+    SensorInstigatorData,
+)
+from dagster._daemon.types import DaemonHeartbeat
 from prometheus_client.core import Metric
 from typer.testing import CliRunner
 
@@ -23,7 +32,7 @@ from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.ingestion.landing import land_lines
 from metrify_assets.observability.families import gauge
 from metrify_assets.orchestration.catchup import SEQ_CURSOR
-from metrify_assets.orchestration.instance import local_instance
+from metrify_assets.orchestration.instance import job_origin, local_instance
 from metrify_assets.orchestration.status import (
     JobStatus,
     OwedRun,
@@ -116,15 +125,30 @@ def test_attention_names_what_to_do() -> None:
         "3 dead letters wait for a fix, then a replay (`metrify dlq list`)",
         "1 flagged record waits for a reviewer (`metrify review list`)",
     ]
-    # With a daemon heartbeating, its sensors may take the waiting work, but only where they were turned
-    # on: a trial waited on a landing file the (stopped) landing sensor never took.
+    # With a daemon heartbeating, its sensors may take the waiting work, but only those turned on: a
+    # trial waited on a landing file the (stopped) landing sensor never took.
     busy.daemon_heartbeat = NOW - timedelta(seconds=20)
+    busy.schedules_on, busy.sensors_on = [], ["alert_delivery_sensor"]
+    lines = attention(busy)
+    assert (
+        "waiting: 2 landing files, 1,500 Kafka messages, 2 days touched (`metrify run` takes it: the daemon's "
+        "landing, Kafka and late-days sensors are off (they start off; the UI's Automation page or "
+        "`dagster sensor start` turns them on))"
+    ) in lines
+    assert (
+        "the Dagster daemon runs, but no schedule is turned on: nothing refreshes by itself (they start off; "
+        "the UI's Automation page or `dagster schedule start` turns them on)"
+    ) in lines
+    busy.schedules_on, busy.sensors_on = ["daily_job_schedule"], ["kafka_meter_readings_sensor"]
+    lines = attention(busy)
     assert (
         "waiting: 2 landing files, 1,500 Kafka messages, 2 days touched (`metrify run` takes it, or the "
-        "daemon's landing, Kafka and late-days sensors where turned on (they are off by default))"
-    ) in attention(busy)
+        "daemon's kafka_meter_readings_sensor)"
+    ) in lines
+    assert not any("no schedule" in line for line in lines)
     busy.daemon_heartbeat = NOW - timedelta(minutes=5)
     assert not busy.daemon_running
+    assert not any("no schedule" in line for line in attention(busy))  # the daemon's line says why
 
 
 def test_owed_days_and_ages() -> None:
@@ -204,12 +228,40 @@ def test_status_of_a_real_instance(
     ]
     assert {job["last_status"] for job in found["jobs"]} == {None}
     assert found["daemon"] == {"running": False, "last_heartbeat": None}
+    assert found["schedules_on"] == found["sensors_on"] == []
     assert "waiting: 1 landing file, 2 days touched (`metrify run` takes it)" in found["attention"]
+
+    # A daemon heartbeats, and a person turns on a schedule and the landing sensor (their stored states,
+    # as the UI or `dagster schedule start` records them); one turned off again is not named.
+    instance.add_daemon_heartbeat(DaemonHeartbeat(datetime.now(UTC).timestamp(), "SENSOR", None, None))
+    for name, kind, on in (
+        ("daily_job_schedule", InstigatorType.SCHEDULE, True),
+        ("weekly_job_schedule", InstigatorType.SCHEDULE, False),
+        ("landing_meter_readings_sensor", InstigatorType.SENSOR, True),
+    ):
+        data = (
+            ScheduleInstigatorData("30 2 * * *", NOW.timestamp())
+            if kind == InstigatorType.SCHEDULE
+            else SensorInstigatorData()
+        )
+        origin = RemoteInstigatorOrigin(job_origin(name).repository_origin, name)
+        status = InstigatorStatus.RUNNING if on else InstigatorStatus.STOPPED
+        instance.add_instigator_state(InstigatorState(origin, kind, status, data))
+    found = json.loads(CliRunner().invoke(app, ["status", "--json"], catch_exceptions=False).stdout)
+    assert found["daemon"]["running"] is True
+    assert found["schedules_on"] == ["daily_job_schedule"]
+    assert found["sensors_on"] == ["landing_meter_readings_sensor"]
+    assert (
+        "waiting: 1 landing file, 2 days touched (`metrify run` takes it, or the daemon's "
+        "landing_meter_readings_sensor)"
+    ) in found["attention"]
+    assert not any("no schedule" in line for line in found["attention"])
 
     text = CliRunner().invoke(app, ["status"], catch_exceptions=False)
     assert text.exit_code == 0, text.output
     assert "needs attention" in text.stdout and "refresh_job failed for 2026-03-02..2026-03-03" in text.stdout
     assert "2026-03-04..2026-03-05" in text.stdout
+    assert "schedules turned on" in text.stdout and "landing_meter_readings_sensor" in text.stdout
 
 
 def test_an_unreachable_database_is_said_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,7 +282,9 @@ def test_an_unreachable_database_is_said_and_exits_1(tmp_path: Path, monkeypatch
     text = CliRunner().invoke(app, ["status"], catch_exceptions=False)
     assert text.exit_code == 1
     assert text.stdout.count("- (PostgreSQL could not be read)") == 3  # touched days, runs owed, alerts
-    assert "none" not in text.stdout
+    # (Dagster's storage was read: no schedule or sensor is turned on.)
+    read_from_postgresql = [line for line in text.stdout.splitlines() if "turned on" not in line]
+    assert not any("none" in line for line in read_from_postgresql)
 
 
 @pytest.mark.postgres
