@@ -20,6 +20,7 @@ from psycopg import sql
 from metrify_assets.alerts.store import KINDS, SEVERITIES
 from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.observability.families import gauge
+from metrify_assets.observability.ledger_metrics import REPLAY
 from metrify_assets.quality.replayable import REPLAYABLE_UNRESOLVED
 
 GRID_STATES = ("normal", "alert", "emergency")
@@ -70,23 +71,43 @@ def last_record_time(
     return newest
 
 
+# A dead-letter replay (origin `replay`) brings in no new record (ledger_metrics.py): its batches'
+# scores and times are those of letters already counted, so the live feed's gauges leave them out. Read
+# through ingest_ledger_source_processed_at: the last hour's range of the source, or its newest rows
+# walked back past the replays after its newest live batch (as many as replays since, not the history).
+LIVE = f"origin <> '{REPLAY}'"
+
+
 def quality_score(conn: psycopg.Connection, source: str) -> float | None:
-    """Record-weighted score of the last hour's batches; the newest scored batch's when none."""
+    """Record-weighted score of the last hour's live batches; the newest scored live batch's when none
+    (replays left out: replaying letters that are still malformed scores 0, blaming the live feed)."""
     value = _scalar(
         conn,
         "SELECT sum(quality_score * records_in) / nullif(sum(records_in) FILTER "
         "(WHERE quality_score IS NOT NULL), 0) FROM ops.ingest_ledger "
-        "WHERE source = %s AND processed_at >= now() - %s",
+        f"WHERE source = %s AND processed_at >= now() - %s AND {LIVE}",
         (source, QUALITY_WINDOW),
     )
     if value is None:
         value = _scalar(
             conn,
             "SELECT quality_score FROM ops.ingest_ledger WHERE source = %s AND quality_score IS NOT NULL "
-            "ORDER BY processed_at DESC LIMIT 1",
+            f"AND {LIVE} ORDER BY processed_at DESC LIMIT 1",
             (source,),
         )
     return None if value is None else float(value)
+
+
+def last_batch_time(conn: psycopg.Connection, source: str) -> datetime | None:
+    """When the source's newest live batch was processed (a replay during a feed outage must not
+    silence the stale-feed alerts)."""
+    value = _scalar(
+        conn,
+        f"SELECT processed_at FROM ops.ingest_ledger WHERE source = %s AND {LIVE} "
+        "ORDER BY processed_at DESC LIMIT 1",
+        (source,),
+    )
+    return value if isinstance(value, datetime) else None
 
 
 def source_families(conn: psycopg.Connection, state: StoreState) -> list[Metric]:
@@ -97,8 +118,8 @@ def source_families(conn: psycopg.Connection, state: StoreState) -> list[Metric]
         newest = last_record_time(conn, contract, state)
         if newest is not None:
             records.add_metric([source], newest.timestamp())
-        last = _scalar(conn, "SELECT max(processed_at) FROM ops.ingest_ledger WHERE source = %s", (source,))
-        if isinstance(last, datetime):
+        last = last_batch_time(conn, source)
+        if last is not None:
             batches.add_metric([source], last.timestamp())
         score = quality_score(conn, source)
         if score is not None:

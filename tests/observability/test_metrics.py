@@ -407,6 +407,85 @@ def test_gauges_from_the_current_state(
     )
 
 
+def test_replays_move_neither_the_quality_score_nor_the_last_batch(
+    pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """A dead-letter replay is no live batch: replaying still-malformed letters scores 0, and must
+    neither drag the live feed's quality score down (MetrifyQualityScoreCritical would blame the feed)
+    nor stand in for its last batch (a replay during an outage would silence the stale-feed alerts)."""
+    now = datetime.now(UTC)
+    weather, meter = "weather_observations", "meter_readings"
+    # Live batches in the hour, then a replay of 17 still-malformed letters.
+    insert_ledger(pg, "w-live", now - timedelta(minutes=20), (100, 99, 1, 0), source=weather, quality=99.0)
+    insert_ledger(
+        pg,
+        "w-replay",
+        now - timedelta(minutes=2),
+        (17, 0, 17, 0),
+        source=weather,
+        origin="replay",
+        quality=0.0,
+    )
+    # No live batch in the hour: the newest live one's score, not the replay's.
+    insert_ledger(pg, "m-live", now - timedelta(hours=3), (10, 9, 1, 0), quality=95.0)
+    insert_ledger(pg, "m-replay", now - timedelta(minutes=1), (5, 0, 5, 0), origin="replay", quality=0.0)
+    insert_ledger(pg, "m-replay-old", now - timedelta(hours=2), (5, 0, 5, 0), origin="replay", quality=0.0)
+    # Only replays: no live batch at all, so no series.
+    insert_ledger(
+        pg, "g-replay", now - timedelta(minutes=3), (2, 0, 2, 0), source="grid_status", origin="replay"
+    )
+
+    samples = scrape(PipelineCollector(connector(pg_resource), skip=("ledger",)))
+    assert value(samples, "metrify_quality_score", source=weather) == 99.0
+    assert value(samples, "metrify_quality_score", source=meter) == 95.0
+    last_batch = "metrify_source_last_batch_timestamp_seconds"
+    assert value(samples, last_batch, source=weather) == pytest.approx(
+        (now - timedelta(minutes=20)).timestamp()
+    )
+    assert value(samples, last_batch, source=meter) == pytest.approx((now - timedelta(hours=3)).timestamp())
+    for name in ("metrify_quality_score", last_batch):
+        assert (name, frozenset({("source", "grid_status")})) not in samples, name
+
+
+def test_the_live_gauges_read_the_ledger_through_its_source_index(pg: psycopg.Connection) -> None:
+    """The quality score and last batch leave replays out by a filter on an index scan (source,
+    processed_at or processed_at): on a ledger of history they read the last hour or the newest rows,
+    never the rest."""
+    from metrify_assets.observability import store_metrics
+
+    pg.execute(
+        "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, accepted, "
+        "flagged, quarantined, quality_score, processed_at) SELECT 'h' || i, "
+        "(ARRAY['meter_readings', 'grid_status', 'weather_observations'])[i % 3 + 1], "
+        "CASE WHEN i % 50 = 0 THEN 'replay' ELSE 'kafka' END, 'ref', 'raw', 10, 9, 0, 1, 90, "
+        "now() - make_interval(mins => i) FROM generate_series(1, 30000) AS i"
+    )
+    pg.execute("ANALYZE ops.ingest_ledger")
+    plans = []
+    queries: list[str] = []
+
+    class Explaining:
+        def execute(self, query: object, params: object = None) -> object:
+            queries.append(str(query))
+            rows = pg.execute(f"EXPLAIN {query}", params).fetchall()  # type: ignore[call-overload]
+            plans.append("\n".join(r[0] for r in rows))
+            return pg.execute(query, params)  # type: ignore[call-overload]
+
+    conn: psycopg.Connection = Explaining()  # type: ignore[assignment]
+    # The last hour of a source with batches in it; its newest live batch.
+    store_metrics.quality_score(conn, "meter_readings")
+    store_metrics.last_batch_time(conn, "meter_readings")
+    # No batch in the last hour: the fallback to the newest scored live batch.
+    pg.execute(
+        "DELETE FROM ops.ingest_ledger WHERE source = 'grid_status' AND processed_at > now() - interval '2 hours'"
+    )
+    store_metrics.quality_score(conn, "grid_status")
+    assert len(plans) == 4
+    for query, plan in zip(queries, plans, strict=True):
+        assert "replay" in query
+        assert "Index Scan" in plan and "Seq Scan" not in plan, plan
+
+
 @dg.op
 def succeed() -> None:
     pass
