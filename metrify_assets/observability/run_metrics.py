@@ -10,15 +10,18 @@ run read again that had finished before the window is skipped, never added twice
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 from dagster._core.storage.runs.schema import RunsTable
 from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
 from prometheus_client.core import Metric
 
+from metrify_assets.contracts import CONTRACTS
 from metrify_assets.observability.families import counter
 from metrify_assets.observability.tally import WindowedTally
 
@@ -27,6 +30,17 @@ FINISHED = {
     dg.DagsterRunStatus.FAILURE.value: "failure",
     dg.DagsterRunStatus.CANCELED.value: "canceled",
 }
+
+# Every job of the code location, named as `metrify_assets.schedules` and
+# `metrify_assets.ingestion.definitions` name them (not imported: they load dbt's project and every
+# asset), and Dagster's implicit job of the materialisations launched from the UI; a test checks them
+# against the definitions.
+SCHEDULED_JOBS = ("refresh_job", "daily_marts_job", "daily_job", "weekly_job")
+DEFINED_JOBS = (
+    *SCHEDULED_JOBS,
+    *(f"ingest_{source}_job" for source in CONTRACTS),
+    IMPLICIT_ASSET_JOB_NAME,
+)
 
 
 def _storage(instance: dg.DagsterInstance) -> SqlRunStorage:
@@ -82,12 +96,13 @@ def read_runs(instance: dg.DagsterInstance, tally: WindowedTally, lookback: time
     )
 
 
-def run_families(tally: WindowedTally) -> list[Metric]:
-    """Every status of every job seen, zeros included: `increase()` cannot see a series' first sample,
-    so a job's first failure would pass unnoticed if its failure series only appeared with it."""
+def run_families(tally: WindowedTally, defined: Iterable[str] = DEFINED_JOBS) -> list[Metric]:
+    """Every status of every job defined or seen, zeros included: `increase()` cannot see a series'
+    first sample, so a job's first failure would pass unnoticed if its failure series only appeared
+    with it (a job whose first run ever fails, too: its series are there, at 0, before it runs)."""
     metric = counter("metrify_pipeline_runs_total")
     totals = tally.totals()
-    jobs = sorted({str(k[0]) for k in totals if isinstance(k, tuple)})
+    jobs = sorted({*defined, *(str(k[0]) for k in totals if isinstance(k, tuple))})
     for job in jobs:
         for status in FINISHED.values():
             metric.add_metric([job, status], totals.get((job, status), 0.0))
