@@ -162,3 +162,30 @@ def test_a_head_refused_before_routing_is_labelled_with_the_get_route(
         scraped = samples(limited.get("/metrics").text)
     assert scraped[requests("HEAD", "/v1/consumption/daily", 429)] >= 1
     assert scraped[requests("GET", READINGS, 429)] == 1  # a GET too: included routers were not searched
+
+
+def test_the_request_metrics_have_no_created_series(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prometheus_client's `_created` samples (one per counter and histogram series) are left out:
+    they doubled the API's series. Its default (on) first, as a fresh process has it."""
+    from prometheus_client import enable_created_metrics
+
+    enable_created_metrics()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    settings = resolve_settings(
+        {
+            "METRIFY_HOME": str(tmp_path),
+            "METRIFY_POSTGRES_URL": pg_resource.get_url(),
+            "METRIFY_API_JWT_SECRET": SECRET,
+        }
+    )
+    with TestClient(create_app(settings)) as client:
+        client.get("/healthz")
+        for scope in ("api", "all"):
+            text = client.get("/metrics", params={"scope": scope}).text
+            names = {name for name, _ in samples(text)}
+            assert requests("GET", "/healthz", 200) in samples(text), scope
+            assert "metrify_api_request_duration_seconds_count" in names, scope
+            assert not [n for n in names if n.endswith("_created")], scope
+            assert "_created" not in text, scope
