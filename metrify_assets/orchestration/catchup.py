@@ -6,7 +6,8 @@ when Kafka is configured, then, per run of consecutive days touched, one `refres
 scores, enrichment, dbt marts) and one `daily_job` run (archive, report). The days touched are those
 of the new batches and, from the second `metrify run` of an instance on, every day stamped in
 `ops.touched_days` since the last: batches the daemon or the API ingested meanwhile, and days a
-reviewer's decision touched again. Before the first scoring it trains the anomaly model
+reviewer's decision touched again; on the first, the days stamped before it that no refresh has
+rebuilt since (`storage/rebuilt.py`). Before the first scoring it trains the anomaly model
 (`weekly_job`).
 
 An ingest run that fails does not stop the others: it is in the summary, and the next `metrify run`
@@ -26,8 +27,9 @@ deployment without the daemon runs it again too.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -49,6 +51,7 @@ from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.run_alerts import ReconcileCursor, day_range, failed_days, reconcile
 from metrify_assets.schedules import TRAINING_ASSETS
+from metrify_assets.storage import rebuilt
 from metrify_assets.storage.writes import RecordCounts, ledger_batch_ids, record_counts
 
 DOWNSTREAM_JOBS = ("refresh_job", "daily_job")
@@ -78,6 +81,7 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)
     alerts_recorded: list[str] = field(default_factory=list)
+    landing_missing: str | None = None  # why no landing file could be read (`missing_landing_dir`)
 
     @property
     def idle(self) -> bool:
@@ -112,6 +116,42 @@ def pending_files(conn: psycopg.Connection, landing_dir: Path) -> list[LandedFil
     return [f for f in landed if f.batch_id not in done]
 
 
+def landing_dir_named(landing_dir: Path, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether METRIFY_LANDING_DIR names `landing_dir` (rather than it being the default, HOME/landing)."""
+    named = (os.environ if environ is None else environ).get("METRIFY_LANDING_DIR")
+    return bool(named) and Path(named).resolve() == landing_dir.resolve()
+
+
+def missing_landing_dir(conn: psycopg.Connection, landing_dir: Path, named: bool, kafka: bool) -> str | None:
+    """Why no landing file can be read, when the landing directory does not exist though it should:
+    a mistyped path reads as "nothing waiting". A fresh home has none until the first file is landed
+    (`metrify simulate`, `metrify ingest`, the API create it), so the default directory is missing
+    normally, unless the ledger holds batches landed there. `named`: METRIFY_LANDING_DIR names it;
+    `kafka`: Kafka is configured (then the ledger is not asked: its rows are mostly Kafka batches and
+    finding a landed one could read it whole)."""
+    if landing_dir.is_dir():
+        return None
+    what = "is not a directory" if landing_dir.exists() else "does not exist"
+    if named:
+        return (
+            f"the landing directory {landing_dir} (METRIFY_LANDING_DIR) {what}: no landing file can be "
+            "read from it, so none is counted as waiting; check the path (`metrify simulate`, `metrify "
+            "ingest` and the API create it when they land a file)"
+        )
+    if kafka:
+        return None
+    landed = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM ops.ingest_ledger WHERE origin = 'landing')"
+    ).fetchone()
+    if landed is None or not landed[0]:
+        return None
+    return (
+        f"the landing directory {landing_dir} {what}, though the ledger holds batches landed there: no "
+        "landing file can be read, so none is counted as waiting; check METRIFY_HOME and "
+        "METRIFY_LANDING_DIR"
+    )
+
+
 def ingest_files(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -144,6 +184,7 @@ def ingest_files(
 # The newest `ops.touched_days.seq` a `metrify run` has materialised, in the Dagster instance's
 # key-value store (beside the runs it launched).
 SEQ_CURSOR = "metrify/run/ingest_days_seq"
+FIRST_RUN_DAYS = "SELECT DISTINCT day FROM ops.touched_days WHERE stored"
 
 
 @dataclass(frozen=True)
@@ -160,6 +201,10 @@ def touched_days(settings: Settings, batch_ids: list[str], after_seq: int | None
     the daemon or the API, and days a reviewer's decision touched again: `storage.days.retouch_day`).
     A batch that stored nothing (every record quarantined) touched no day: nothing new to rebuild.
 
+    On a first run (`after_seq` None) the days stamped before it whose rebuild is still owed come too
+    (`storage.rebuilt.owed`: no refresh rebuilt them since they were touched): a `metrify kafka drain`,
+    the daemon or the API before the first `metrify run` left days no run would take otherwise.
+
     `next_seq` is the newest seq on a first run (`after_seq` None); after that, the highest stamped
     after `after_seq` with no gap before it that may yet fill. A seq is taken when a transaction stamps
     a day and seen when it commits, so a batch still being ingested holds a lower one than a batch or
@@ -172,6 +217,12 @@ def touched_days(settings: Settings, batch_ids: list[str], after_seq: int | None
             "WHERE batch_id = ANY(%s) OR seq > %s ORDER BY seq",
             (batch_ids, after_seq),
         ).fetchall()
+        # Once per instance: every day ever stamped, then the touches of those days.
+        before = (
+            rebuilt.owed(conn, [d for (d,) in conn.execute(FIRST_RUN_DAYS).fetchall()])
+            if after_seq is None
+            else {}
+        )
     assert row is not None  # an aggregate always answers a row
     now, newest = row
     days: dict[date, set[str]] = {}
@@ -179,6 +230,8 @@ def touched_days(settings: Settings, batch_ids: list[str], after_seq: int | None
         if stored:  # a batch that stored nothing brought nothing to rebuild
             days.setdefault(day, set()).add(source)
     if after_seq is None:
+        for day, owed in before.items():
+            days.setdefault(day, set()).add(owed.source)
         return Touched(days, int(newest))
     stamped = [DayRow(seq, day, at) for seq, day, at, _, _ in found if seq > after_seq]
     return Touched(days, settled_cursor(stamped, after_seq, now))
@@ -351,8 +404,11 @@ def run_pipeline(
     missed = record_missed_alerts(defs, instance, postgres)
     for text in missed:
         progress.on_note(f"run {text} failed earlier and its alert had not been recorded: recorded now")
+    # The default directory is HOME/landing; any other was named by METRIFY_LANDING_DIR.
+    named = settings.landing_dir != (settings.home / "landing").resolve()
     with postgres.connect() as conn:
         files = pending_files(conn, settings.landing_dir)
+        landing_missing = missing_landing_dir(conn, settings.landing_dir, named, settings.uses_kafka)
     progress.on_plan("ingesting landing files", len(files))
 
     def ingested(landed: LandedFile) -> None:
@@ -374,8 +430,8 @@ def run_pipeline(
         failed |= drained_summary.failed
         unread = [f"{source}: {error}" for source, error in drained_summary.unread.items()]
         batch_ids += drained
-    # Days stamped since the last `metrify run` are materialised too (none on the first: it knows only
-    # its own batches). One read gives the days and the next cursor.
+    # Days stamped since the last `metrify run` are materialised too (on the first, those stamped before
+    # it whose rebuild is owed). One read gives the days and the next cursor.
     seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
     touched = touched_days(settings, batch_ids, int(seen) if seen else None)
     summary = materialise_days(defs, instance, settings, touched.days, progress, trigger, owed_runs(settings))
@@ -387,6 +443,7 @@ def run_pipeline(
     summary.failed[:0] = list(failed.values())
     summary.unread = unread
     summary.alerts_recorded = missed
+    summary.landing_missing = landing_missing
     summary.owed[:0] = [f"ingest of {batch_id}" for batch_id in failed]
     summary.seconds = round(time.monotonic() - began, 1)
     return summary

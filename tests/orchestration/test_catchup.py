@@ -28,6 +28,7 @@ from metrify_assets.orchestration.catchup import (
     run_pipeline,
 )
 from metrify_assets.resources import PostgresResource
+from metrify_assets.storage import rebuilt
 from metrify_assets.storage.days import retouch_day
 from tests.orchestration.jobs import INGEST_DAY, cli_defs
 
@@ -283,8 +284,21 @@ def test_a_second_metrify_run_materialises_the_days_stamped_since_the_first(
         (old,),
     )
     pg.commit()
+    done = date(2026, 9, 20)  # stamped, then rebuilt by every refreshed asset: nothing owed
+    pg.execute(
+        "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES ('done', 'grid_status', %s, 4)",
+        (done,),
+    )
+    pg.commit()
+    began = rebuilt.begin(pg)
+    for asset in rebuilt.REFRESHED:
+        rebuilt.stamp(pg, asset, done, done, began)
+    pg.commit()
+    # A data engineer's trial: readings `metrify kafka drain` stored before the first `metrify run`
+    # reached no VEE series nor mart. The first run takes the days stamped before it that no refresh
+    # has rebuilt since.
     first = run_pipeline(defs, instance, settings)
-    assert first.day_ranges == [], "the first run knows only its own batches"
+    assert first.day_ranges == [(old, old)]
 
     retouch_day(pg, GRID_STATUS, "old", {"grid_node_id": "N-1", "measured_at": f"{old}T12:00:00Z"})
     pg.execute(  # a batch the daemon or the API ingested meanwhile
@@ -314,9 +328,10 @@ def test_a_day_stamped_by_a_transaction_that_commits_later_is_materialised(
     )
     slow, quick = date(2026, 10, 1), date(2026, 10, 5)
     stamp = "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES (%s, 'grid_status', %s, 1)"
-    pg.execute(stamp, ("earlier", date(2026, 9, 1)))  # the first run's cursor: this seq
+    earlier = date(2026, 9, 1)
+    pg.execute(stamp, ("earlier", earlier))  # the first run's cursor: this seq
     pg.commit()
-    assert run_pipeline(defs, instance, settings).day_ranges == []
+    assert run_pipeline(defs, instance, settings).day_ranges == [(earlier, earlier)]  # owed before it
     with psycopg.connect(pg_resource.get_url()) as ingesting:
         ingesting.execute(stamp, ("slow", slow))  # not committed yet
         pg.execute(stamp, ("quick", quick))
