@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 help="archive: the days' lake copies (GLACIER ones are requested first, then read on a later "
-                "run); raw: rebuild the days' rows by replaying their raw batches (a rollback with --as-of)."
+                "run); raw: rebuild the days' rows by replaying their raw batches (a rollback with --as-of; "
+                "also the way back for an archived day whose lake copy is missing)."
             ),
         ] = "archive",
         as_of: Annotated[
@@ -98,6 +99,7 @@ def register(app: typer.Typer) -> None:
                             on_batch=lambda batch: status.update(f"replaying {batch}"),
                             cache=cache,
                             caller=caller,
+                            keep_days=keep_days,
                         )
                 except rollback.RollbackError as err:
                     typer.echo(f"error: {err}", err=True)
@@ -109,6 +111,14 @@ def register(app: typer.Typer) -> None:
                 for name, value in summary.items():
                     table.add_row(name, str(value))
                 console.print(table)
+                if result.copies_missing:
+                    days = ", ".join(str(d) for d in result.copies_missing)
+                    console.print(
+                        f"{days}: the lake copy is missing, so "
+                        + ("these days would be rebuilt" if dry_run else "rebuilt")
+                        + f" from their raw batches, hot until {result.keep_hot_until} (as a restore from "
+                        "the copy); the lifecycle writes the copy again before the rows next leave"
+                    )
                 if as_json:
                     typer.echo(to_json(summary))
                 return

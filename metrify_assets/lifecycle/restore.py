@@ -4,18 +4,18 @@ A day whose hot rows were deleted is read from its lake copy, checked against it
 state (SHA-256, rows and content checksum), and inserted back into PostgreSQL; a key that is hot with the same or a newer
 version keeps its row. A copy in GLACIER or DEEP_ARCHIVE cannot be read (S3 answers
 `InvalidObjectState`): the restore is requested and reported, and running the same command once S3 has
-made the copy readable finishes the day. Restored days stay hot for `keep_days` before the hot window
+made the copy readable finishes the day. A copy (or manifest) not in the lake fails that day alone, in
+one line naming the object: the lake URL is wrong, or the day is rebuilt from its raw batches
+(`rollback.rebuild_from_raw`, `metrify restore --using raw`). Restored days stay hot for `keep_days` before the hot window
 applies again. Running a restore twice changes nothing the second time. Each day's commit invalidates
 the cache entries of the meters it wrote (docs/api.md#cache).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
-import pandas as pd
 import psycopg
 
 from metrify_assets.lifecycle import state
@@ -33,6 +33,25 @@ def _failed(conn: psycopg.Connection, dataset: str, day: date, err: Exception, r
     state.log(conn, dataset, day, "failed", detail, run_id=run_id)
     conn.commit()
     return Outcome(dataset, day, "failed", detail)
+
+
+class _MissingCopyError(RuntimeError):
+    """The day's copy or its manifest is not in the lake: said in one line with what to do."""
+
+    def __init__(self, err: FileNotFoundError, dataset: str, day: date) -> None:
+        super().__init__(
+            f"{err}: check METRIFY_LAKE_URL, or rebuild the day from its raw batches "
+            f"(`metrify restore --using raw --dataset {dataset} --from {day}`)"
+        )
+
+
+def _why_hot(day_state: state.DayState) -> str:
+    """What is true of a day whose rows are in PostgreSQL: never deleted, or restored since."""
+    if day_state.hot_deleted_at is None:
+        return f"copy in {day_state.tier}; rows never left"
+    assert day_state.restored_at is not None
+    until = f", hot until {day_state.keep_hot_until}" if day_state.keep_hot_until else ""
+    return f"restored {day_state.restored_at:%Y-%m-%d}{until}"
 
 
 class _Reported(list[Outcome]):
@@ -74,12 +93,13 @@ def restore_days(
     for day_state in state.days(conn, dataset, first, last):
         day = day_state.day
         if not day_state.hot_gone():
-            outcomes.append(
-                Outcome(dataset, day, "already hot", f"copy in {day_state.tier}; rows never left")
-            )
+            outcomes.append(Outcome(dataset, day, "already hot", _why_hot(day_state)))
             continue
         try:
-            body = verify_copy(lake, table, day_state)
+            body, frame = verify_copy(lake, table, day_state)
+        except FileNotFoundError as err:
+            outcomes.append(_failed(conn, dataset, day, _MissingCopyError(err, dataset, day), run_id))
+            continue
         except ObjectArchivedError as err:
             status = lake.request_restore(day_state.object_key, days=RESTORE_COPY_DAYS)
             state.record_restore_requested(conn, dataset, day, now)
@@ -95,14 +115,16 @@ def restore_days(
                 outcomes.append(Outcome(dataset, day, "restore requested", detail))
                 continue
             try:
-                body = verify_copy(lake, table, day_state)
+                body, frame = verify_copy(lake, table, day_state)
+            except FileNotFoundError as err:
+                outcomes.append(_failed(conn, dataset, day, _MissingCopyError(err, dataset, day), run_id))
+                continue
             except VerificationError as failed:
                 outcomes.append(_failed(conn, dataset, day, failed, run_id))
                 continue
         except VerificationError as failed:
             outcomes.append(_failed(conn, dataset, day, failed, run_id))
             continue
-        frame = pd.read_parquet(io.BytesIO(body))
         state.lock_day(conn, dataset, day)
         written = table.restore_rows(conn, frame)
         hot = table.read_days(conn, day, day)

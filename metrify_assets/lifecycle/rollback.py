@@ -22,8 +22,15 @@ days to re-materialise, and a rebuild that changed rows stamps them in `ops.reto
 next `metrify run` (or `late_days_sensor`) re-materialises them. Once committed, the cache entries of the meters in the range are invalidated
 (a rollback may put older versions back; docs/api.md#cache).
 
+A day archived out of the hot tier whose lake copy (or its manifest) is not in the lake any more is
+rebuilt too: raw is then the only source of its rows. It must come back with at least the rows its
+copy held, and is recorded as restored (hot for `keep_days`, as a restore from the copy is); the
+lifecycle writes its copy again from the hot rows before they next leave.
+
 Refused, with nothing changed: a range under an active legal hold (a rebuild deletes rows), days
-archived out of the hot tier and not restored, a raw batch missing (expired) or archived in the lake,
+archived out of the hot tier and not restored whose copy is still in the lake (restore them from it:
+the copy holds the day as archived; an archived class is requested first), a day whose copy is missing
+and that raw gives fewer rows than the copy held, a raw batch missing (expired) or archived in the lake,
 rows of batches the ledger no longer knows (they could not be rebuilt), and a raw batch that does not
 decode to the records the ledger counted (its versions could not be reproduced).
 """
@@ -46,7 +53,9 @@ from metrify_assets.ingestion.batch import _review_rejected, stored_rows
 from metrify_assets.ingestion.decode import decode
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.landing import LandedFile
+from metrify_assets.lifecycle import state
 from metrify_assets.lifecycle.holds import covering
+from metrify_assets.lifecycle.policy import DEFAULT_KEEP_DAYS
 from metrify_assets.meters.days import DAY_WINDOW, LOCAL_TS, day_params
 from metrify_assets.quality import rules
 from metrify_assets.resources.cache import Cache
@@ -81,15 +90,19 @@ class RebuildResult:
     rows_after: int
     rows_changed: int  # keys added, removed or at another record_version than before
     rows_corrected: int  # keys at the same record_version whose values differed (edited by hand)
+    copies_missing: tuple[date, ...] = ()  # archived days whose lake copy is gone: rebuilt from raw
+    keep_hot_until: date | None = None  # those days stay hot until then (recorded as restored)
 
     @property
     def batches_read(self) -> int:
         return len(self.batches)
 
     @property
-    def rematerialise(self) -> tuple[date, date]:
+    def rematerialise(self) -> tuple[date, date] | None:
         """The days whose derived tables (VEE, enrichment, anomaly scores, dbt marts) must be
-        re-materialised in Dagster from the rebuilt rows (as one single-run backfill)."""
+        re-materialised from the rebuilt rows; None when no row changed."""
+        if not (self.rows_changed or self.rows_corrected):
+            return None
         return self.first_day, self.last_day
 
 
@@ -151,24 +164,23 @@ def _check_holds(conn: psycopg.Connection, source: str, first_day: date, last_da
         )
 
 
-def _check_hot(conn: psycopg.Connection, source: str, first_day: date, last_day: date) -> None:
+def _check_hot(
+    conn: psycopg.Connection, lake: Lake, source: str, first_day: date, last_day: date
+) -> list[state.DayState]:
     """Days whose rows the lifecycle deleted from PostgreSQL (archived) and that were not restored
-    since: rebuilding them would put back only what raw still has, beside a tier that holds the day."""
-    days = [
-        d
-        for (d,) in conn.execute(
-            "SELECT day FROM ops.lifecycle_days WHERE dataset = %s AND day BETWEEN %s AND %s "
-            "AND hot_deleted_at IS NOT NULL AND (restored_at IS NULL OR restored_at < hot_deleted_at) "
-            "ORDER BY day",
-            (source, first_day, last_day),
-        ).fetchall()
-    ]
+    since are refused while their copy is in the lake (in any class): rebuilding them would put back
+    only what raw still has, beside a tier that holds the day as it was archived. Those whose copy or
+    manifest is not in the lake are returned: raw is all that is left of them."""
+    gone = [d for d in state.days(conn, source, first_day, last_day) if d.hot_gone()]
+    missing = [d for d in gone if lake.head(d.object_key) is None or lake.head(d.manifest_key) is None]
+    days = [d.day for d in gone if d not in missing]
     if days:
         listed = ", ".join(str(d) for d in days[:5]) + (f" and {len(days) - 5} more" if len(days) > 5 else "")
         raise RollbackError(
             f"{source} days {listed} were archived out of the hot tier: restore them first "
             f"(`metrify restore --dataset {source} --from {days[0]} --to {days[-1]}`)"
         )
+    return missing
 
 
 def _batches(
@@ -352,14 +364,16 @@ def rebuild_from_raw(
     on_batch: Callable[[str], None] | None = None,
     cache: Cache | None = None,
     caller: Caller | None = None,
+    keep_days: int = DEFAULT_KEEP_DAYS,
 ) -> RebuildResult:
     """Rebuild `source`'s rows of the days `first_day..last_day` from the raw batches that touched
     them and were processed at or before `as_of` (None: all), in one transaction (rolled back for a
     `dry_run`, which reports the same). `on_batch` is told each batch id as it is read.
 
     Days are the meter's local day for meter readings, the UTC day for grid and weather samples.
-    Raises `RollbackError` (nothing changed) when the range is held, archived, or not rebuildable from
-    raw. Commits the connection (as review and replay do); a naive `as_of` is UTC. With a `caller`, a
+    Raises `RollbackError` (nothing changed) when the range is held, archived (with its copy in the
+    lake), or not rebuildable from raw. Archived days whose copy is missing are rebuilt and recorded as
+    restored, hot for `keep_days`. Commits the connection (as review and replay do); a naive `as_of` is UTC. With a `caller`, a
     `rollback.rebuild` audit entry in the same transaction (none for a dry run: nothing changes).
     """
     contract = contract_for(source)
@@ -372,7 +386,9 @@ def rebuild_from_raw(
     result: RebuildResult | None = None
     with conn.transaction():
         _check_holds(conn, source, first_day, last_day)
-        _check_hot(conn, source, first_day, last_day)
+        missing = _check_hot(conn, lake, source, first_day, last_day)
+        for day_state in missing:
+            state.lock_day(conn, source, day_state.day)
         # Ingest waits (its upsert needs ROW EXCLUSIVE) until the rebuild commits, then applies on top.
         conn.execute(f"LOCK TABLE ops.{contract.table} IN EXCLUSIVE MODE")
         touching = _batches(conn, contract, params, range_from)
@@ -420,6 +436,18 @@ def rebuild_from_raw(
         after = _state(conn, contract, params)
 
         changed, corrected = _compare(before, after)
+        per_day = _per_day(conn, contract, params)
+        short = [(d, per_day.get(d.day, 0)) for d in missing if per_day.get(d.day, 0) < d.row_count]
+        if short:
+            listed = "; ".join(f"{d.day}: {n} rows of the {d.row_count} its copy held" for d, n in short)
+            raise RollbackError(
+                f"{source} days whose lake copy is missing come back short from raw ({listed}): the "
+                "batches that held the rest are no longer in the ledger"
+                + (" or were processed after --as-of" if as_of is not None else "")
+                + ", so a rebuild would lose rows"
+            )
+        now = datetime.now(UTC)
+        keep_until = now.date() + timedelta(days=keep_days) if missing else None
         meters = (
             {key[0] for key in before.keys() | after.keys()} if contract.source == "meter_readings" else set()
         )
@@ -440,10 +468,23 @@ def rebuild_from_raw(
             rows_after=len(after),
             rows_changed=changed,
             rows_corrected=corrected,
+            copies_missing=tuple(d.day for d in missing),
+            keep_hot_until=keep_until,
         )
         if dry_run:
             raise psycopg.Rollback()
-        _log(conn, contract, result, params)
+        _log(conn, contract, result, per_day)
+        for day_state in missing:
+            assert keep_until is not None
+            state.record_restored(conn, source, day_state.day, now, keep_until)
+            state.log(
+                conn,
+                source,
+                day_state.day,
+                "restored",
+                f"rebuilt from raw: {lake.uri(day_state.object_key)} or its manifest is not in the lake",
+                int(per_day.get(day_state.day, 0)),
+            )
         if changed or corrected:  # what derives from the rows is rebuilt by the next `metrify run`
             day = first_day
             while day <= last_day:
@@ -475,7 +516,7 @@ def _compare(before: State, after: State) -> tuple[int, int]:
 
 def describe(result: RebuildResult) -> dict[str, Any]:
     """The result as named values, in reading order (for a table or JSON)."""
-    return {
+    described: dict[str, Any] = {
         "source": result.source,
         "days": f"{result.first_day}..{result.last_day}",
         "as_of": result.as_of.isoformat() if result.as_of else "latest",
@@ -490,21 +531,31 @@ def describe(result: RebuildResult) -> dict[str, Any]:
         "rows_after": result.rows_after,
         "rows_changed": result.rows_changed,
         "rows_corrected": result.rows_corrected,
-        "rematerialise": f"{result.rematerialise[0]}..{result.rematerialise[1]}",
     }
+    if result.copies_missing:
+        described["copies_missing"] = ", ".join(str(d) for d in result.copies_missing)
+        described["hot_until"] = str(result.keep_hot_until)
+    days = result.rematerialise
+    described["rematerialise"] = f"{days[0]}..{days[1]}" if days else "nothing: no row changed"
+    return described
 
 
-def _log(
-    conn: psycopg.Connection, contract: SourceContract, result: RebuildResult, params: dict[str, Any]
-) -> None:
-    """One `ops.lifecycle_log` row per day of the range, with the day's rows after the rebuild."""
-    per_day: dict[date, int] = dict(
-        conn.execute(
+def _per_day(conn: psycopg.Connection, contract: SourceContract, params: dict[str, Any]) -> dict[date, int]:
+    """The range's rows per day."""
+    return {
+        day: int(rows)
+        for day, rows in conn.execute(
             f"SELECT {_day_of(contract)}, count(*) FROM {_range_rows(f'ops.{contract.table}', contract)} "
             "GROUP BY 1",
             params,
         ).fetchall()
-    )
+    }
+
+
+def _log(
+    conn: psycopg.Connection, contract: SourceContract, result: RebuildResult, per_day: dict[date, int]
+) -> None:
+    """One `ops.lifecycle_log` row per day of the range, with the day's rows after the rebuild."""
     as_of = result.as_of.isoformat() if result.as_of else "latest"
     detail = (
         f"rebuilt {result.first_day}..{result.last_day} from raw as of {as_of}: "

@@ -215,6 +215,8 @@ def test_a_range_is_rebuilt_from_raw_exactly_rolled_back_and_refused_when_it_mus
         (FIRST,),
     )
     pg.commit()
+    lake.put("k", b"x")  # the day's copy and manifest are in the lake (a missing copy is rebuilt:
+    lake.put("m", b"{}")  # test_restore_missing_copy)
     with pytest.raises(RollbackError, match=r"metrify restore --dataset meter_readings --from 2026-11-30"):
         rebuild(pg, lake)
     pg.execute("UPDATE ops.lifecycle_days SET restored_at = now() + interval '1 second'")
