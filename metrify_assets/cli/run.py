@@ -131,7 +131,11 @@ def run_with_progress(settings: Settings, console: Console, trigger: str) -> cat
 
 def print_run_summary(console: Console, summary: catchup.RunSummary, before: str = STARTUP) -> None:
     """The summary table; when a run failed or Kafka could not be read, the errors too, what runs it
-    again, then exit code 1. `before`: what the command did before the run, for its time."""
+    again, then exit code 1. `before`: what the command did before the run, for its time. A landing
+    directory that should exist and does not is a warning on stderr first (a mistyped path would
+    otherwise read as nothing to do)."""
+    if summary.landing_missing:
+        typer.echo(f"metrify run: warning: {summary.landing_missing}", err=True)
     if summary.idle:
         console.print(
             f"metrify run: nothing to do (no landing file, Kafka message or touched day waiting, and no "

@@ -119,7 +119,7 @@ def pending_files(conn: psycopg.Connection, landing_dir: Path) -> list[LandedFil
 def landing_dir_named(landing_dir: Path, environ: Mapping[str, str] | None = None) -> bool:
     """Whether METRIFY_LANDING_DIR names `landing_dir` (rather than it being the default, HOME/landing)."""
     named = (os.environ if environ is None else environ).get("METRIFY_LANDING_DIR")
-    return bool(named) and Path(named).resolve() == landing_dir.resolve()
+    return named is not None and named != "" and Path(named).resolve() == landing_dir.resolve()
 
 
 def missing_landing_dir(conn: psycopg.Connection, landing_dir: Path, named: bool, kafka: bool) -> str | None:

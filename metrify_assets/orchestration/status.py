@@ -31,7 +31,12 @@ from prometheus_client.core import Metric
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.observability.metrics import PipelineCollector
-from metrify_assets.orchestration.catchup import SEQ_CURSOR, pending_files
+from metrify_assets.orchestration.catchup import (
+    SEQ_CURSOR,
+    landing_dir_named,
+    missing_landing_dir,
+    pending_files,
+)
 from metrify_assets.orchestration.weekly import DRY_RUN_TAG
 from metrify_assets.partitions import ranges_text
 from metrify_assets.resources import PostgresResource
@@ -109,6 +114,7 @@ class Status:
     schedules_on: list[str] | None = None
     sensors_on: list[str] | None = None
     unreadable: dict[str, str] = field(default_factory=dict)
+    landing_missing: str | None = None  # the landing directory should exist and does not (why)
 
     @property
     def daemon_running(self) -> bool:
@@ -239,6 +245,8 @@ def turned_on(instance: dg.DagsterInstance, kind: InstigatorType) -> list[str] |
 def attention(status: Status) -> list[str]:
     """What a person should act on, most urgent first, each with the command that acts on it."""
     lines = [f"{what} could not be read: {why}" for what, why in status.unreadable.items()]
+    if status.landing_missing:
+        lines.append(status.landing_missing)
     critical = (status.open_alerts or {}).get("critical", 0)
     if critical:
         lines.append(f"{critical} critical alert{'s' if critical != 1 else ''} open (`metrify alerts list`)")
@@ -327,11 +335,13 @@ def gather(
     landing_dir: Path,
     instance: dg.DagsterInstance,
     describe: Callable[[BaseException], str],
+    landing_named: bool | None = None,
 ) -> Status:
     """Read the status: one scrape of the pipeline metrics (without the counters, which it does not
     show), then what the orchestration knows, from PostgreSQL and `instance`. `kafka`: None when Kafka
     is not configured. A store that cannot be read is named in `unreadable`, with its error as
-    `describe` words it."""
+    `describe` words it. `landing_named`: METRIFY_LANDING_DIR names `landing_dir` (None: whether the
+    environment's does), for the warning when it does not exist (`catchup.missing_landing_dir`)."""
     status = Status(at=datetime.now(UTC))
 
     connect = partial(postgres.connect, autocommit=True)
@@ -344,6 +354,8 @@ def gather(
         try:
             with connect() as conn:
                 landing = Counter(f.source for f in pending_files(conn, landing_dir))
+                named = landing_dir_named(landing_dir) if landing_named is None else landing_named
+                status.landing_missing = missing_landing_dir(conn, landing_dir, named, kafka is not None)
                 status.owed = [OwedRun(job, *day_range(days)) for job, days in failed_days(conn, JOBS)]
                 status.critical_alerts = [
                     f"#{row.alert_id} {row.subject}: {row.summary}"

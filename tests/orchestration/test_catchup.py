@@ -24,6 +24,7 @@ from metrify_assets.orchestration.catchup import (
     RunSummary,
     attempt,
     materialise_days,
+    missing_landing_dir,
     plan_runs,
     run_pipeline,
 )
@@ -354,3 +355,42 @@ def test_an_idle_run_says_nothing_to_do() -> None:
     busy = io.StringIO()
     print_run_summary(Console(file=busy, width=200), RunSummary(batch_ids=["b1"], seconds=2.3))
     assert "batches ingested" in busy.getvalue()
+
+
+@pytest.mark.postgres
+def test_a_missing_landing_directory_is_a_warning_not_nothing_to_do(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`METRIFY_LANDING_DIR=/tmp/x/nolanding metrify run` said only "nothing to do": the mistyped
+    directory is a warning on stderr. A fresh home's default directory, not created yet, is not."""
+    defs, instance = cli_defs(pg_resource, tmp_path / "not-broken"), dg.DagsterInstance.ephemeral()
+    base = {"METRIFY_HOME": str(tmp_path / "home"), "METRIFY_POSTGRES_URL": pg_resource.get_url()}
+    mistyped = tmp_path / "nolanding"
+    summary = run_pipeline(defs, instance, resolve_settings({**base, "METRIFY_LANDING_DIR": str(mistyped)}))
+    assert summary.idle
+    assert summary.landing_missing is not None
+    assert summary.landing_missing.startswith(
+        f"the landing directory {mistyped} (METRIFY_LANDING_DIR) does not exist"
+    )
+    print_run_summary(Console(file=io.StringIO()), summary)
+    assert capsys.readouterr().err.startswith(f"metrify run: warning: the landing directory {mistyped}")
+    assert run_pipeline(defs, instance, resolve_settings(base)).landing_missing is None  # a fresh home
+
+    # The default directory missing while the ledger holds landed batches is said too, unless Kafka is
+    # configured (the ledger is not searched for a landed batch among its Kafka ones).
+    default = tmp_path / "home" / "landing"
+    assert missing_landing_dir(pg, default, named=False, kafka=False) is None
+    pg.execute(
+        "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, accepted, "
+        "flagged, quarantined) VALUES ('landing-grid_status-aaa', 'grid_status', 'landing', 'f', 'raw', 1, 1, 0, 0)"
+    )
+    assert "though the ledger holds batches landed there" in (
+        missing_landing_dir(pg, default, named=False, kafka=False) or ""
+    )
+    assert missing_landing_dir(pg, default, named=False, kafka=True) is None
+    default.mkdir(parents=True)
+    assert missing_landing_dir(pg, default, named=True, kafka=False) is None
+    (tmp_path / "a-file").write_text("")
+    assert "is not a directory" in (
+        missing_landing_dir(pg, tmp_path / "a-file", named=True, kafka=False) or ""
+    )

@@ -330,3 +330,44 @@ def test_a_lifecycle_dry_run_is_not_the_jobs_last_run() -> None:
     assert found.last_status == "success"
     assert found.last_run_at == datetime.fromtimestamp(record.create_timestamp.timestamp(), UTC)
     assert job_status(instance, "daily_job") == JobStatus("daily_job")
+
+
+@pytest.mark.postgres
+def test_a_missing_landing_directory_is_said_when_it_should_exist(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped METRIFY_LANDING_DIR showed 0 landing files and nothing to attend to. A fresh home has
+    no landing directory until a file is landed: that is not said; a named one that does not exist is,
+    as is the default one missing while the ledger holds batches landed there."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("METRIFY_HOME", str(home))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("METRIFY_LANDING_DIR", raising=False)
+
+    def landing_lines() -> list[str]:
+        result = CliRunner().invoke(app, ["status", "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return [line for line in json.loads(result.stdout)["attention"] if "landing directory" in line]
+
+    assert landing_lines() == []  # a fresh home
+    mistyped = tmp_path / "nolanding"
+    monkeypatch.setenv("METRIFY_LANDING_DIR", str(mistyped))
+    assert landing_lines() == [
+        f"the landing directory {mistyped} (METRIFY_LANDING_DIR) does not exist: no landing file can be read "
+        "from it, so none is counted as waiting; check the path (`metrify simulate`, `metrify ingest` and "
+        "the API create it when they land a file)"
+    ]
+    monkeypatch.delenv("METRIFY_LANDING_DIR")
+    pg.execute(
+        "INSERT INTO ops.ingest_ledger (batch_id, source, origin, origin_ref, raw_key, records_in, accepted, "
+        "flagged, quarantined) VALUES ('landing-grid_status-aaa', 'grid_status', 'landing', 'f', 'raw', 1, 1, 0, 0)"
+    )
+    pg.commit()
+    (line,) = landing_lines()
+    assert line.startswith(
+        f"the landing directory {home / 'landing'} does not exist, though the ledger holds batches landed there"
+    )
+    (home / "landing").mkdir(parents=True)
+    assert landing_lines() == []
