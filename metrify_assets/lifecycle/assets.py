@@ -277,7 +277,7 @@ def report_failures(conn: psycopg.Connection, asset: str, failures: list[Outcome
                 severity="critical",
                 subject=asset,
                 dedup_key=key,
-                summary=f"{len(failures)} days not moved by {asset}: their copy failed a check (nothing deleted)",
+                summary=f"{len(failures)} days not moved by {asset}: their copy failed a check (left where it was)",
                 details={"days": [f"{o.dataset} {o.day}: {o.detail}" for o in failures[:20]]},
             ),
         )

@@ -28,7 +28,7 @@ from metrify_assets.lifecycle import holds, state
 from metrify_assets.lifecycle.landing_files import expire_landing_files
 from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, age_days, day_span
 from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
-from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, read_copy
+from metrify_assets.lifecycle.tiers import Outcome, VerificationError, copy_missing, copy_to_warm, verify_copy
 from metrify_assets.resources.lake import Lake, ObjectArchivedError, ObjectLockedError
 from metrify_assets.storage import rebuilt
 
@@ -117,17 +117,40 @@ def hot_candidate_days(conn: psycopg.Connection, table: TieredTable, cutoff: dat
     return [d for (d,) in rows if d < cutoff]
 
 
-def _copy_holds_rows(lake: Lake, table: TieredTable, day_state: state.DayState, hot: pd.DataFrame) -> bool:
-    """Whether the day's verified copy holds every one of these hot rows, as they are."""
-    if content_checksum(hot, table.key) in (day_state.checksum, day_state.kept_checksum):
-        return True
+def _verified_copy(lake: Lake, table: TieredTable, day_state: state.DayState) -> pd.DataFrame | None:
+    """The day's copy as read from the lake and checked against its manifest and recorded state, or
+    None for an archived copy (unreadable until restored), checked by its size. Raises
+    `VerificationError` or `FileNotFoundError`: hot rows never go on the database's word alone (a
+    trial deleted a day whose copy was gone, and all of them under a mistyped lake URL)."""
     try:
-        _, copy = read_copy(lake, day_state.object_key)
+        _, copy = verify_copy(lake, table, day_state)
     except ObjectArchivedError:
+        missing = copy_missing(lake, day_state)
+        if missing is not None:
+            raise VerificationError(missing) from None
+        return None
+    return copy
+
+
+def _copy_holds_rows(
+    table: TieredTable, day_state: state.DayState, hot: pd.DataFrame, copy: pd.DataFrame | None
+) -> bool:
+    """Whether the day's verified copy (None: archived, unread) holds every one of these hot rows, as
+    they are."""
+    if content_checksum(hot, table.key) in (day_state.checksum, day_state.kept_checksum):
+        return True  # the copy verified against the manifest whose content checksum the state records
+    if copy is None:
         return False
     keys = [*table.key, "record_version"]
     subset = copy.merge(hot[keys], on=keys, how="inner")[list(hot.columns)]
     return len(subset) == len(hot) and content_checksum(subset, table.key) == content_checksum(hot, table.key)
+
+
+def _going(table: TieredTable, hot: pd.DataFrame, kept_meters: set[str]) -> pd.DataFrame:
+    """The day's hot rows that leave PostgreSQL: all but those of meters a hold keeps."""
+    if table.meter_column is None or not kept_meters:
+        return hot
+    return hot[~hot[table.meter_column].isin(kept_meters)]
 
 
 def delete_hot_day(
@@ -146,12 +169,18 @@ def delete_hot_day(
     day_state = state.get(conn, table.dataset, day)
     assert day_state is not None
     hot = table.read_days(conn, day, day, for_update=True)
-    if not _copy_holds_rows(lake, table, day_state, hot):
+    try:
+        copy = _verified_copy(lake, table, day_state)
+    except (VerificationError, FileNotFoundError) as err:
+        detail = f"hot rows kept: the day's copy did not verify: {err}"
+        state.log(conn, table.dataset, day, "failed", detail, len(hot), run_id=run_id)
+        return Outcome(table.dataset, day, "failed", detail, len(hot))
+    if not _copy_holds_rows(table, day_state, hot, copy):
         detail = "the day's copy does not hold every hot row (it changed while we looked): kept"
         state.log(conn, table.dataset, day, "kept_hot", detail, len(hot), run_id=run_id)
         return Outcome(table.dataset, day, "kept_hot", detail, len(hot))
     kept_meters = holds.held_meters(day_holds, day)
-    going = hot[~hot[table.meter_column].isin(kept_meters)] if table.meter_column and kept_meters else hot
+    going = _going(table, hot, kept_meters)
     deleted = table.delete_rows(conn, going)
     if table.dataset == "meter_readings" and len(going):
         # Every meter's derived rows of the day but a held meter's: a registered meter that sent
@@ -171,7 +200,7 @@ def delete_hot_day(
     )
     kept_checksum = content_checksum(kept, table.key) if len(kept) else None
     state.record_hot_deleted(conn, table.dataset, day, deleted, now, kept_checksum)
-    detail = f"{deleted} hot rows deleted, copy verified in {day_state.tier}"
+    detail = f"{deleted} hot rows deleted, copy read back and verified in {day_state.tier}"
     if len(going) < len(hot):
         detail += f"; {len(hot) - len(going)} rows of held meters {sorted(kept_meters)} kept"
     state.log(conn, table.dataset, day, "deleted_hot", detail, deleted, run_id=run_id)
@@ -227,8 +256,8 @@ def clean_hot(
                 conn.commit()
                 outcomes.append(Outcome(dataset, day, REBUILD_OWED, reason))
                 continue
-            if dry_run:
-                count = len(table.read_days(conn, day, day))
+            if dry_run:  # the rows the run would delete: a meter's hold keeps its own
+                count = len(_going(table, table.read_days(conn, day, day), holds.held_meters(day_holds, day)))
                 state.log(
                     conn,
                     dataset,
@@ -320,11 +349,14 @@ def expire_lake_days(
     dry_run: bool,
     run_id: str | None,
     source: str | None = None,
+    aged_by_write: bool = False,
 ) -> list[Outcome]:
     """Day folders under `prefix` (raw batches, dated reports): to STANDARD_IA after `ia_days`,
     deleted after `days`. A folder is kept whole while a hold on `dataset` covers its days, or (raw
     batches of `source`) while a hold on that source starts on or before its arrival day: a batch
-    holds data of its arrival day and earlier."""
+    holds data of its arrival day and earlier. A folder ages from its last day, or with
+    `aged_by_write` from when its newest object was written: a report is dated by the days it is
+    about, and one made today of last spring's backfill is as new as the bucket's rule counts it."""
     outcomes: list[Outcome] = []
     done = {
         d
@@ -335,7 +367,8 @@ def expire_lake_days(
     }
     for day_prefix in lake.list_day_prefixes(prefix):
         first, last = day_span(day_prefix)
-        age = age_days(last, today)
+        written = lake.last_written(day_prefix) if aged_by_write else None
+        age = age_days(written.date() if written else last, today)
         expire = days is not None and age >= days
         to_ia = not expire and ia_days is not None and age >= ia_days and last not in done
         if not (expire or to_ia):
@@ -452,7 +485,16 @@ def apply(
         )
     if policy.reports_days is not None:
         outcomes += expire_lake_days(
-            conn, lake, "reports", holds.REPORTS_PREFIX, today, None, policy.reports_days, dry_run, run_id
+            conn,
+            lake,
+            "reports",
+            holds.REPORTS_PREFIX,
+            today,
+            None,
+            policy.reports_days,
+            dry_run,
+            run_id,
+            aged_by_write=True,
         )
     if policy.quarantine_days is not None:
         outcomes.append(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import pandas as pd
@@ -161,10 +161,24 @@ def copy_to_warm(
     if not len(rows):
         return Outcome(table.dataset, day, "skipped", "no hot rows")
     checksum = content_checksum(rows, table.key)
+    rewrite = None  # why a copy the database calls current is written again from the hot rows
     if current is not None and not current.hot_gone() and current.checksum == checksum:
-        return Outcome(table.dataset, day, "unchanged", f"copy in {current.tier} holds these rows", len(rows))
+        rewrite = copy_missing(lake, current)
+        if rewrite is None:
+            return Outcome(
+                table.dataset, day, "unchanged", f"copy in {current.tier} holds these rows", len(rows)
+            )
+        state.log(conn, table.dataset, day, "copy_missing", rewrite, len(rows), run_id=run_id)
     if current is not None and current.hot_gone() and current.kept_checksum == checksum:
-        return Outcome(table.dataset, day, "unchanged", "rows a hold kept hot, in the copy too", len(rows))
+        missing = copy_missing(lake, current)
+        if missing is None:
+            return Outcome(
+                table.dataset, day, "unchanged", "rows a hold kept hot, in the copy too", len(rows)
+            )
+        # The copy held the rows that left the hot tier: the hot rows alone cannot stand in for it.
+        detail = f"{missing}: it held the rows that left PostgreSQL; rebuild it from raw (`metrify restore --using raw`)"
+        state.log(conn, table.dataset, day, "failed", detail, len(rows), run_id=run_id)
+        return Outcome(table.dataset, day, "failed", detail, len(rows))
     held = holds.covering(conn, table.dataset, day, day)
     if held and current is not None:
         # A new version of a held object would carry no hold: the copy stays, the rows stay hot.
@@ -185,6 +199,8 @@ def copy_to_warm(
             merged = newest_versions(pd.concat([archived, rows], ignore_index=True), table.key)
             return write_verified(conn, lake, table, day, merged, now, run_id, "merged")
         outcome = write_verified(conn, lake, table, day, rows, now, run_id, "copied", checksum)
+        if rewrite is not None:
+            outcome = replace(outcome, detail=f"{outcome.detail}, rewritten from the hot rows: {rewrite}")
         if held:  # the day's first copy, under a hold placed before it existed: locked at once
             holds.lock_objects(
                 lake, [data_key(table.dataset, day), manifest_key(table.dataset, day)], on=True
@@ -194,8 +210,9 @@ def copy_to_warm(
         return Outcome(table.dataset, day, "held", f"copy not replaced: {err}", len(rows))
 
 
-def verify_copy(lake: Lake, table: TieredTable, day_state: state.DayState) -> bytes:
-    """Read the day's copy and check it against its manifest and recorded state; the bytes on success."""
+def verify_copy(lake: Lake, table: TieredTable, day_state: state.DayState) -> tuple[bytes, pd.DataFrame]:
+    """Read the day's copy and check it against its manifest and recorded state; its bytes and rows on
+    success. `FileNotFoundError` when the copy or its manifest is not in the lake."""
     manifest = json.loads(lake.get(day_state.manifest_key))
     body = lake.get(day_state.object_key)
     if sha256(body) != manifest["sha256"] or manifest["sha256"] != day_state.sha256:
@@ -208,7 +225,21 @@ def verify_copy(lake: Lake, table: TieredTable, day_state: state.DayState) -> by
         problems.append("content checksum differs from the manifest's")
     if problems:
         raise VerificationError(f"{day_state.object_key}: " + "; ".join(problems))
-    return body
+    return body, frame
+
+
+def copy_missing(lake: Lake, day_state: state.DayState) -> str | None:
+    """Why the day's recorded copy is not in the lake as recorded (it or its manifest absent, or of
+    another size), or None when it is: two HEADs, the check a copy gets before the database's word on
+    it is taken."""
+    info = lake.head(day_state.object_key)
+    if info is None:
+        return f"{lake.uri(day_state.object_key)} is not in the lake"
+    if info.size != day_state.bytes:
+        return f"{lake.uri(day_state.object_key)} is {info.size} bytes, recorded {day_state.bytes}"
+    if lake.head(day_state.manifest_key) is None:
+        return f"{lake.uri(day_state.manifest_key)} is not in the lake"
+    return None
 
 
 CLASS_TIER = {"STANDARD": "warm", "STANDARD_IA": "cold", "GLACIER": "archive", "DEEP_ARCHIVE": "archive"}
@@ -251,7 +282,7 @@ def transition(
             tier, storage_class = CLASS_TIER[before.storage_class], before.storage_class
             detail = f"already in {storage_class} (a bucket lifecycle rule moved it); size checked"
         else:
-            body = verify_copy(lake, table, day_state)
+            body, _ = verify_copy(lake, table, day_state)
             info = lake.set_storage_class(key, storage_class, source_version=before.version_id)
             if info.storage_class != storage_class or info.size != len(body):
                 raise VerificationError(

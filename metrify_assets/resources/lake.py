@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -133,22 +134,33 @@ class Lake:
         return self.uri(key)
 
     def get(self, key: str) -> bytes:
-        """The object's bytes; `ObjectArchivedError` for an archived object not (yet) restored."""
+        """The object's bytes; `ObjectArchivedError` for an archived object not (yet) restored,
+        `FileNotFoundError` (naming the key) for one that is not there, on S3 as on a local lake."""
         if self.is_s3:
             from botocore.exceptions import ClientError
 
             try:
                 return bytes(self._s3.get_object(Bucket=self.bucket, Key=self._s3_key(key))["Body"].read())
             except ClientError as err:
-                if _client_error_code(err) == "InvalidObjectState":
+                code = _client_error_code(err)
+                if code == "InvalidObjectState":
                     info = self.head(key)
                     raise ObjectArchivedError(key, info.storage_class if info else "GLACIER") from err
+                if code in ("404", "NoSuchKey", "NotFound"):
+                    raise FileNotFoundError(f"{self.uri(key)} is not in the lake") from err
+                if code == "NoSuchBucket":
+                    raise FileNotFoundError(
+                        f"{self.uri(key)} is not in the lake: bucket {self.bucket} does not exist"
+                    ) from err
                 raise
         meta = self._local_meta(key)
         storage_class = meta.get("storage_class", "STANDARD")
         if storage_class in ARCHIVE_CLASSES and meta.get("restore") != "available":
             raise ObjectArchivedError(key, storage_class)
-        return (self.root / key).read_bytes()
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{self.uri(key)} is not in the lake") from err
 
     # Lifecycle: storage classes, legal holds, restores, deletes.
 
@@ -307,6 +319,15 @@ class Lake:
             raise ObjectLockedError(f"{key} is under a legal hold: it cannot be deleted")
         (self.root / key).unlink(missing_ok=True)
         self._meta_path(key).unlink(missing_ok=True)
+        # A folder is no object on S3: one left empty goes too, as its prefix does there (one a writer
+        # fills meanwhile stays: rmdir refuses a folder that is not empty).
+        folder = (self.root / key).parent
+        while folder != self.root and folder.is_dir() and not any(folder.iterdir()):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
 
     @cached_property
     def _versioned(self) -> bool:
@@ -371,6 +392,19 @@ class Lake:
         if not base.is_dir():
             return []
         return sorted(f"{prefix}{d.name}/" for d in base.iterdir() if d.is_dir() and d.name.startswith("dt="))
+
+    def last_written(self, prefix: str) -> datetime | None:
+        """When the newest object under `prefix` was written (S3's LastModified, a file's mtime), UTC;
+        None when there is none. One listing of the prefix."""
+        if self.is_s3:
+            newest: datetime | None = None
+            paginator = self._s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._s3_key(prefix)):
+                for obj in page.get("Contents", []):
+                    newest = obj["LastModified"] if newest is None else max(newest, obj["LastModified"])
+            return newest
+        times = [(self.root / key).stat().st_mtime for key in self.list(prefix)]
+        return datetime.fromtimestamp(max(times), UTC) if times else None
 
     def list_sizes(self, prefix: str = "") -> list[tuple[str, int, str]]:
         """(key, size in bytes, storage class) of each object under `prefix`, sorted by key. On S3 the

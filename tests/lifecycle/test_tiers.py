@@ -307,3 +307,79 @@ def test_a_silent_meters_vee_day_leaves_the_hot_tier_with_the_days_readings(
     assert pg.execute(
         "SELECT count(*) FROM ops.vee_readings WHERE local_date = %s", (FIRST_DAY,)
     ).fetchone() == (0,)
+
+
+def test_hot_rows_go_only_once_their_copy_is_read_back(pg: psycopg.Connection, lake: Lake) -> None:
+    """The database's record of a copy is not taken on its word: a trial deleted a day's hot rows whose
+    copy had been deleted from the lake, "copy verified". A copy that is gone is written again from the
+    hot rows (then read back) before they go; one that does not verify keeps them; one that held rows
+    already gone from PostgreSQL cannot be written from what is left, and says how to rebuild it."""
+    seed_hot_days(pg)
+    table = TABLES["meter_readings"]
+    original = table.read_days(pg, FIRST_DAY, FIRST_DAY)
+    copy_all(pg, lake)
+    gone, tampered = data_key("meter_readings", FIRST_DAY), data_key("grid_status", FIRST_DAY)
+    lake.delete(gone)
+    size = lake.head(tampered).size  # type: ignore[union-attr]
+    lake.put(tampered, b"x" * size)  # the size the database recorded, other bytes
+    second = FIRST_DAY + timedelta(days=1)
+    holds.add(pg, "meter_readings", second, second, "complaint 881", "ops", meter_id="m-001")
+    pg.commit()
+
+    # A dry run plans the rows the run deletes: not those of the meter under a hold (it planned 48).
+    planned = retention.clean_hot(pg, lake, Policy(), LAST_DAY + timedelta(days=30), NOW, dry_run=True)
+    assert {o.day: o.rows for o in planned if o.dataset == "meter_readings"} == {
+        FIRST_DAY: 48,
+        second: 24,
+        LAST_DAY: 48,
+    }
+    outcomes = retention.clean_hot(pg, lake, Policy(), LAST_DAY + timedelta(days=30), NOW)
+    by_day = {(o.dataset, o.day): o for o in outcomes}
+    assert by_day[("meter_readings", FIRST_DAY)].action == "deleted_hot"
+    assert lake.exists(gone) and hot_count(pg, "meter_readings", FIRST_DAY) == 0
+    logged = pg.execute(
+        "SELECT detail FROM ops.lifecycle_log WHERE dataset = 'meter_readings' AND day = %s"
+        " AND action = 'copy_missing'",
+        (FIRST_DAY,),
+    ).fetchall()
+    assert len(logged) == 1 and "is not in the lake" in logged[0][0]
+    restore_days(pg, lake, "meter_readings", FIRST_DAY, FIRST_DAY, NOW)
+    pg.commit()
+    back = table.read_days(pg, FIRST_DAY, FIRST_DAY)
+    assert content_checksum(back, table.key) == content_checksum(original, table.key)
+
+    failed = by_day[("grid_status", FIRST_DAY)]
+    assert failed.action == "failed" and "did not verify" in failed.detail and "SHA-256" in failed.detail
+    assert hot_count(pg, "grid_status", FIRST_DAY) == 144
+    assert by_day[("grid_status", second)].action == "deleted_hot"
+
+    # The second day's copy holds m-002's rows, which left PostgreSQL (m-001's stay under the hold).
+    assert hot_count(pg, "meter_readings", second) == 24
+    lake.delete(data_key("meter_readings", second))
+    outcome = copy_to_warm(pg, lake, table, second, NOW)
+    pg.commit()
+    assert outcome.action == "failed" and "--using raw" in outcome.detail, outcome
+    assert hot_count(pg, "meter_readings", second) == 24
+
+
+def test_a_report_ages_from_when_it_was_written_not_the_days_it_is_about(
+    pg: psycopg.Connection, lake: Lake
+) -> None:
+    """A report made today of last spring's backfill is dated by those days; aged by them, the next
+    weekly pass deleted it (a trial's, twice). It ages as the bucket's expiration rule counts: from
+    when it was written. A folder emptied on a local lake goes too, as a prefix does on S3."""
+    folder = "reports/quality/dt=2026-01-01_2026-01-02/"
+    lake.put(f"{folder}report.html", b"<html>batches of the backfill</html>")
+    written = lake.last_written(folder)
+    assert written is not None and abs(datetime.now(UTC) - written) < timedelta(minutes=5)
+
+    def reports(today: date, dry_run: bool = False) -> list[str]:
+        report = retention.apply(pg, lake, Policy(reports_days=90), today, NOW, dry_run=dry_run)
+        return [o.action for o in report.outcomes if o.dataset == "reports"]
+
+    assert reports(written.date() + timedelta(days=89)) == []
+    assert lake.exists(f"{folder}report.html")
+    assert reports(written.date() + timedelta(days=90), dry_run=True) == ["would expire"]
+    assert reports(written.date() + timedelta(days=90)) == ["expired"]
+    assert not lake.exists(f"{folder}report.html")
+    assert lake.list_day_prefixes("reports/quality/") == []
