@@ -167,6 +167,11 @@ class Settings:
     def uses_kafka(self) -> bool:
         return bool(self.kafka_bootstrap_servers)
 
+    @property
+    def landing_dir_named(self) -> bool:
+        """Whether METRIFY_LANDING_DIR chose the landing directory (else it is HOME/landing)."""
+        return self.landing_dir != (self.home / "landing").resolve()
+
 
 def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the environment (or a given mapping) into `Settings`."""

@@ -95,7 +95,7 @@ def print_status(console: Console, status: Status) -> None:
     if status.touched_days is not None:
         touched = ranges_text(contiguous_ranges(status.touched_days)) or "none"
     else:
-        touched = unread if status.owed is None else "- (no `metrify run` on this instance yet)"
+        touched = unread if status.owed is None else "none (no `metrify run` on this instance yet)"
     facts.add_row("days touched since the last `metrify run`", touched)
     owed = ", ".join(f"{run.job} {run.days}" for run in status.owed or [])
     facts.add_row("runs owed (failed, not made up for)", unread if status.owed is None else owed or "none")
@@ -145,7 +145,14 @@ def register(app: typer.Typer) -> None:
         settings = resolve_settings()
         kafka = kafka_resource(settings) if settings.uses_kafka else None
         instance = local_instance(settings)
-        status = gather(postgres_resource(settings), kafka, settings.landing_dir, instance, error_line)
+        status = gather(
+            postgres_resource(settings),
+            kafka,
+            settings.landing_dir,
+            instance,
+            error_line,
+            landing_named=settings.landing_dir_named,
+        )
         if as_json:
             typer.echo(to_json(status_json(status)))
         else:

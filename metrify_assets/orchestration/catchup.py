@@ -27,9 +27,8 @@ deployment without the daemon runs it again too.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -114,12 +113,6 @@ def pending_files(conn: psycopg.Connection, landing_dir: Path) -> list[LandedFil
     landed = [f for source in CONTRACTS for f in list_landed(landing_dir, source)]
     done = ledger_batch_ids(conn, [f.batch_id for f in landed])
     return [f for f in landed if f.batch_id not in done]
-
-
-def landing_dir_named(landing_dir: Path, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether METRIFY_LANDING_DIR names `landing_dir` (rather than it being the default, HOME/landing)."""
-    named = (os.environ if environ is None else environ).get("METRIFY_LANDING_DIR")
-    return named is not None and named != "" and Path(named).resolve() == landing_dir.resolve()
 
 
 def missing_landing_dir(conn: psycopg.Connection, landing_dir: Path, named: bool, kafka: bool) -> str | None:
@@ -404,11 +397,11 @@ def run_pipeline(
     missed = record_missed_alerts(defs, instance, postgres)
     for text in missed:
         progress.on_note(f"run {text} failed earlier and its alert had not been recorded: recorded now")
-    # The default directory is HOME/landing; any other was named by METRIFY_LANDING_DIR.
-    named = settings.landing_dir != (settings.home / "landing").resolve()
     with postgres.connect() as conn:
         files = pending_files(conn, settings.landing_dir)
-        landing_missing = missing_landing_dir(conn, settings.landing_dir, named, settings.uses_kafka)
+        landing_missing = missing_landing_dir(
+            conn, settings.landing_dir, settings.landing_dir_named, settings.uses_kafka
+        )
     progress.on_plan("ingesting landing files", len(files))
 
     def ingested(landed: LandedFile) -> None:

@@ -32,8 +32,8 @@ from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.observability.metrics import PipelineCollector
 from metrify_assets.orchestration.catchup import (
+    FIRST_RUN_DAYS,
     SEQ_CURSOR,
-    landing_dir_named,
     missing_landing_dir,
     pending_files,
 )
@@ -42,6 +42,7 @@ from metrify_assets.partitions import ranges_text
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.run_alerts import day_range, failed_days
+from metrify_assets.storage import rebuilt
 
 # A daemon heartbeats every 30 s (Dagster's default); three missed beats and it is taken for stopped.
 DAEMON_SILENT_AFTER = timedelta(seconds=90)
@@ -100,7 +101,9 @@ class Status:
 
     at: datetime
     sources: list[SourceStatus] = field(default_factory=list)
-    touched_days: list[date] | None = None  # since the last `metrify run`; None: it never ran here
+    # Since the last `metrify run`; before the first, the days it would take (touched, not rebuilt);
+    # None: none of those, and it never ran here.
+    touched_days: list[date] | None = None
     owed: list[OwedRun] | None = None  # None: PostgreSQL could not be read
     open_alerts: dict[str, int] | None = None  # severity -> open alerts; None: not read
     critical_alerts: list[str] = field(default_factory=list)  # "#id subject: summary", newest first
@@ -335,13 +338,13 @@ def gather(
     landing_dir: Path,
     instance: dg.DagsterInstance,
     describe: Callable[[BaseException], str],
-    landing_named: bool | None = None,
+    landing_named: bool = False,
 ) -> Status:
     """Read the status: one scrape of the pipeline metrics (without the counters, which it does not
     show), then what the orchestration knows, from PostgreSQL and `instance`. `kafka`: None when Kafka
     is not configured. A store that cannot be read is named in `unreadable`, with its error as
-    `describe` words it. `landing_named`: METRIFY_LANDING_DIR names `landing_dir` (None: whether the
-    environment's does), for the warning when it does not exist (`catchup.missing_landing_dir`)."""
+    `describe` words it. `landing_named`: METRIFY_LANDING_DIR chose `landing_dir`
+    (`Settings.landing_dir_named`), for the warning when it does not exist (`catchup.missing_landing_dir`)."""
     status = Status(at=datetime.now(UTC))
 
     connect = partial(postgres.connect, autocommit=True)
@@ -354,8 +357,9 @@ def gather(
         try:
             with connect() as conn:
                 landing = Counter(f.source for f in pending_files(conn, landing_dir))
-                named = landing_dir_named(landing_dir) if landing_named is None else landing_named
-                status.landing_missing = missing_landing_dir(conn, landing_dir, named, kafka is not None)
+                status.landing_missing = missing_landing_dir(
+                    conn, landing_dir, landing_named, kafka is not None
+                )
                 status.owed = [OwedRun(job, *day_range(days)) for job, days in failed_days(conn, JOBS)]
                 status.critical_alerts = [
                     f"#{row.alert_id} {row.subject}: {row.summary}"
@@ -364,6 +368,9 @@ def gather(
                 seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
                 if seen:
                     status.touched_days = touched_since(conn, int(seen))
+                else:  # what the first `metrify run` takes: the days no refresh rebuilt since touched
+                    stamped = [d for (d,) in conn.execute(FIRST_RUN_DAYS).fetchall()]
+                    status.touched_days = sorted(rebuilt.owed(conn, stamped)) or None
         except psycopg.Error as err:
             status.unreadable[STORES["postgres"]] = describe(err)
     topics = {source: kafka.topic(source) for source in CONTRACTS} if kafka is not None else None

@@ -187,6 +187,9 @@ def test_status_of_a_real_instance(
         )
 
     ingest("first", date(2026, 3, 1), [reading(date(2026, 3, 1), "M1"), "{not json"])
+    # Before any `metrify run`: the days its first run would take (touched, never rebuilt).
+    before = json.loads(CliRunner().invoke(app, ["status", "--json"], catch_exceptions=False).stdout)
+    assert before["touched_days"] == ["2026-03-01"]
     # `metrify run` has read up to here; what is stamped after it is owed to the next one.
     (seq,) = pg.execute("SELECT max(seq) FROM ops.touched_days").fetchone() or (0,)
     instance = local_instance(resolve_settings())
