@@ -51,31 +51,126 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="A YAML file of the lifecycle's run configuration (`ages`, `raw_days`, ...: docs/lifecycle.md), as "
-        "given to the weekly job; default: the defaults.",
+        help="A YAML file of the lifecycle's run configuration (`ages`, `raw_days`, ..., and for `run` "
+        "`dry_run` and `as_of`: docs/lifecycle.md), flat or as the Dagster launchpad's "
+        "`ops: {<asset>: {config: ...}}`; default: the defaults.",
         exists=True,
         dir_okay=False,
     ),
 ]
 
 
-def load_config(path: Path | None) -> dict[str, Any]:
-    """The policy part of a lifecycle run configuration file (validated as the assets validate it)."""
-    if path is None:
-        return {}
-    import dagster as dg
-    import yaml  # type: ignore[import-untyped, unused-ignore]  # PyYAML comes with dagster; its stubs are not a dependency
+@dataclass(frozen=True)
+class RunConfig:
+    """A `--config` file: the policy part of the lifecycle's run configuration, and the clock and dry
+    run it may set (which `run` honours; a command-line --as-of wins, a dry run from either counts)."""
+
+    policy: dict[str, Any]
+    source: str  # the file, and where in it: "lc.yaml at ops.retention_cleanup.config"
+    as_of: date | None = None
+    dry_run: bool = False
+
+
+def _one_line(err: Exception) -> str:
+    """A validation error on one line: pydantic's spans several."""
     from pydantic import ValidationError
 
-    from metrify_assets.lifecycle.assets import LifecycleConfig
+    if isinstance(err, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in err.errors())
+    return " ".join(str(err).split())
+
+
+def _unwrap(values: dict[str, Any], path: Path) -> tuple[dict[str, Any], str]:
+    """The lifecycle configuration of a file in the Dagster launchpad's shape (`ops: {<asset>: {config:
+    {...}}}`), and where it was; a flat file as it is. Every lifecycle step gets the one configuration,
+    so the steps named must be given the same one."""
+    from metrify_assets.orchestration.weekly import LIFECYCLE_ASSETS
+
+    if "ops" not in values:
+        return values, str(path)
+    assets = ", ".join(LIFECYCLE_ASSETS)
+    if set(values) != {"ops"}:
+        others = ", ".join(sorted(str(k) for k in values if k != "ops"))
+        raise _fail(
+            f"{path}: a launchpad configuration (ops:) with other keys ({others}): give either "
+            f"ops: {{<asset>: {{config: ...}}}} for {assets}, or the lifecycle's keys alone"
+        )
+    ops = values["ops"]
+    if not isinstance(ops, dict) or not ops:
+        raise _fail(f"{path}: ops: must map lifecycle assets ({assets}) to {{config: ...}}")
+    unknown = sorted(str(k) for k in ops if k not in LIFECYCLE_ASSETS)
+    if unknown:
+        raise _fail(
+            f"{path}: ops: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a lifecycle "
+            f"asset; `metrify lifecycle run` configures {assets}"
+        )
+    configs: dict[str, dict[str, Any]] = {}
+    for name, op in ops.items():
+        if not isinstance(op, dict) or set(op) != {"config"} or not isinstance(op["config"], dict):
+            raise _fail(f"{path}: ops.{name}: expected {{config: {{...}}}}")
+        configs[name] = op["config"]
+    first, *rest = configs.values()
+    if any(c != first for c in rest):
+        raise _fail(
+            f"{path}: ops.{', ops.'.join(configs)} have different configurations; `metrify lifecycle run` "
+            "gives every lifecycle step the same one: write it once, without ops:"
+        )
+    return first, f"{path} at " + ", ".join(f"ops.{name}.config" for name in configs)
+
+
+def read_config(path: Path) -> RunConfig:
+    """A lifecycle run configuration file, validated as the assets validate it; unknown keys (which the
+    assets would refuse when the run starts) are refused here, naming the accepted ones."""
+    import dagster as dg
+    import yaml  # type: ignore[import-untyped, unused-ignore]  # PyYAML comes with dagster; its stubs are not a dependency
+
+    from metrify_assets.lifecycle.assets import LifecycleConfig, TierAgesConfig
 
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:  # ValueError: a YAML date that is none (2026-13-01)
+        raise _fail(f"{path}: not a lifecycle configuration: {_one_line(err)}") from err
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise _fail(
+            f"{path}: not a lifecycle configuration: a YAML mapping of its keys, got {type(loaded).__name__}"
+        )
+    values, source = _unwrap(loaded, path)
+    accepted = list(LifecycleConfig.model_fields)
+    unknown = sorted(str(k) for k in values if k not in accepted)
+    if unknown:
+        raise _fail(
+            f"{source}: unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(unknown)}; "
+            f"accepted: {', '.join(accepted)} (docs/lifecycle.md)"
+        )
+    ages = values.get("ages")
+    tier_keys = list(TierAgesConfig.model_fields)
+    for dataset, given in ages.items() if isinstance(ages, dict) else ():
+        wrong = sorted(str(k) for k in given if k not in tier_keys) if isinstance(given, dict) else []
+        if wrong:
+            raise _fail(
+                f"{source}: ages.{dataset}: unknown {'key' if len(wrong) == 1 else 'keys'} {', '.join(wrong)}; "
+                f"accepted: {', '.join(tier_keys)}"
+            )
+    if isinstance(values.get("as_of"), date):  # YAML reads an unquoted 2026-02-03 as a date
+        values = {**values, "as_of": values["as_of"].isoformat()}
+    try:
         config = LifecycleConfig(**values)
         config.policy()
-    except (yaml.YAMLError, ValidationError, TypeError, ValueError, dg.Failure) as err:
-        raise _fail(f"{path}: not a lifecycle configuration: {err}") from err
-    return {k: v for k, v in values.items() if k not in ("as_of", "dry_run")}
+    except (ValueError, TypeError, dg.Failure) as err:  # pydantic's ValidationError is a ValueError
+        raise _fail(f"{source}: not a lifecycle configuration: {_one_line(err)}") from err
+    try:
+        as_of = date.fromisoformat(config.as_of) if config.as_of else None
+    except ValueError as err:
+        raise _fail(f"{source}: as_of must be a date (YYYY-MM-DD), got {config.as_of!r}") from err
+    policy = {k: v for k, v in values.items() if k not in ("as_of", "dry_run")}
+    return RunConfig(policy, source, as_of, config.dry_run)
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    """The policy part of a lifecycle run configuration file (validated as the assets validate it)."""
+    return read_config(path).policy if path is not None else {}
 
 
 def _policy(path: Path | None) -> Policy:
@@ -268,12 +363,98 @@ def status_cmd(
     note_embedded_server(settings)
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """The clock and dry run of `lifecycle run`, and where each came from (said in the output)."""
+
+    as_of: date
+    as_of_from: str
+    dry_run: bool
+    dry_run_from: str | None  # None: not a dry run
+
+
+def run_settings(as_of: str | None, dry_run: bool, file: RunConfig | None, today: date) -> RunSettings:
+    """--as-of wins over the file's `as_of` (then today, UTC); a dry run asked for by the flag or by the
+    file is a dry run (the safe side)."""
+    if as_of:
+        day, came_from = parse_day(as_of, "--as-of"), "--as-of"
+        if file is not None and file.as_of is not None and file.as_of != day:
+            came_from += f", over as_of {file.as_of} in {file.source}"
+    elif file is not None and file.as_of is not None:
+        day, came_from = file.as_of, f"as_of in {file.source}"
+    else:
+        day, came_from = today, "today, UTC"
+    asked = [
+        *(["--dry-run"] if dry_run else []),
+        *([f"dry_run: true in {file.source}"] if file is not None and file.dry_run else []),
+    ]
+    return RunSettings(day, came_from, bool(asked), " and ".join(asked) or None)
+
+
+def settings_line(chosen: RunSettings, file: RunConfig) -> str:
+    """What `lifecycle run --config` took from where, before it starts."""
+    dry = (
+        f"dry run (from {chosen.dry_run_from})"
+        if chosen.dry_run
+        else "not a dry run (days move, data is deleted)"
+    )
+    return f"as of {chosen.as_of} (from {chosen.as_of_from}); {dry}; policy from {file.source}"
+
+
+@dataclass(frozen=True)
+class FailedDay:
+    """A day (or a table-wide step: no day) a lifecycle run could not move or clean, and why."""
+
+    dataset: str
+    day: date | None
+    why: str
+
+
+def failed_days(conn: psycopg.Connection, run_id: str) -> list[FailedDay]:
+    """The run's `failed` entries in ops.lifecycle_log: the days left where they were."""
+    found = conn.execute(
+        "SELECT dataset, day, coalesce(detail, '') FROM ops.lifecycle_log "
+        "WHERE run_id = %s AND action = 'failed' ORDER BY dataset, day NULLS LAST",
+        (run_id,),
+    ).fetchall()
+    return [FailedDay(str(d), day, str(why)) for d, day, why in found]
+
+
+def failed_lines(failed: list[FailedDay]) -> list[str]:
+    """The closing lines of a run with failed days: how many, then each with its reason."""
+    n = len(failed)
+    head = (
+        f"{n} {'day' if n == 1 else 'days'} failed and {'stays where it was' if n == 1 else 'stay where they were'} "
+        f"(copy and hot rows); the next lifecycle run tries {'it' if n == 1 else 'them'} again, and "
+        "`metrify alerts list` shows the open alert"
+    )
+    return [head, *(f"  {f.dataset}{f' {f.day}' if f.day else ''}: {f.why}" for f in failed)]
+
+
+def _run_id_of(error: str) -> str | None:
+    """The run id in a failed run's error (`weekly_job failed (run <id>): ...`)."""
+    import re
+
+    found = re.search(r"\(run ([\w-]+)\)", error)
+    return found[1] if found else None
+
+
 @lifecycle_app.command("run")
 def run_cmd(
     as_of: Annotated[
-        str | None, typer.Option(help="The lifecycle's today (YYYY-MM-DD); default: today (UTC).")
+        str | None,
+        typer.Option(
+            help="The lifecycle's today (YYYY-MM-DD), over the --config file's `as_of`; default: the "
+            "file's, else today (UTC)."
+        ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option(help="Only record and list what would move and go.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Only record and list what would move and go (as does `dry_run: true` in --config).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object: each dataset's actions with every day they take.")
@@ -282,65 +463,95 @@ def run_cmd(
     """Run the weekly job's lifecycle now: days due to the cold and archive tiers, then retention.
 
     Lists, per dataset and action (move_cold, deleted_hot, held, ...), how many days and rows and which
-    days, as ranges of consecutive days (the first few; --json lists every day)."""
+    days, as ranges of consecutive days (the first few; --json lists every day). Exit status 1 when a
+    day failed (each is named at the end, with why) or the run failed."""
     from datetime import UTC, datetime
 
-    today = parse_day(as_of, "--as-of") if as_of else datetime.now(UTC).date()
+    file = read_config(config) if config is not None else None
+    chosen = run_settings(as_of, dry_run, file, datetime.now(UTC).date())
+    today, dry_run = chosen.as_of, chosen.dry_run
 
     from metrify_assets.definitions import defs as load_defs
     from metrify_assets.orchestration.instance import RunFailedError, local_instance
     from metrify_assets.orchestration.weekly import run_lifecycle
 
-    policy_config = load_config(config)
+    policy_config = file.policy if file is not None else {}
     settings = resolve_settings()
     console = command_console(stderr=as_json)
+    if file is not None:
+        console.print(settings_line(chosen, file), markup=False, highlight=False)
     # The run's steps commit in the Dagster run, each in its own transaction: its audit entry follows
     # it (a failed run's too: its earlier steps may have moved or deleted data).
     caller, target = cli_caller(who()), f"lifecycle:{today}"
-    audited: dict[str, object] = {"as_of": today.isoformat(), "dry_run": dry_run, "config": policy_config}
+    audited: dict[str, object] = {
+        "as_of": today.isoformat(),
+        "dry_run": dry_run,
+        "config": policy_config,
+        **({"as_of_from": chosen.as_of_from, "dry_run_from": chosen.dry_run_from} if file else {}),
+    }
+    error: str | None = None
+    span: tuple[date, date] | None = None
     with connect(settings) as conn:
         try:
             with console.status(f"lifecycle as of {today}{' (dry run)' if dry_run else ''}..."):
                 run = run_lifecycle(
                     load_defs(), local_instance(settings), conn, today, dry_run, config=policy_config
                 )
+            run_id: str | None = run.run_id
+            span = run.days
         except RunFailedError as err:
-            caller.record(conn, "lifecycle.run", target, {**audited, "failed": str(err)})
-            conn.commit()
-            raise _fail(str(err)) from err
-        done = logged_actions(conn, run.run_id)
+            conn.rollback()
+            error, run_id = str(err), _run_id_of(str(err))
+        done = logged_actions(conn, run_id) if run_id else []
+        failed = failed_days(conn, run_id) if run_id else []
         actions = {f"{a.dataset} {a.action}": a.rows for a in done}
         # Affected: what left the database or the lake (the copies and moves are in `rows`).
         removed = sum(a.rows for a in done if a.action in REMOVING_ACTIONS)
-        details = {**audited, "run_id": run.run_id, "rows": actions}
+        details = {**audited, "run_id": run_id, "rows": actions, **({"failed": error} if error else {})}
         caller.record(conn, "lifecycle.run", target, details, 0 if dry_run else removed)
+        conn.commit()
     if as_json:
         typer.echo(
             to_json(
                 {
                     "as_of": today,
                     "dry_run": dry_run,
-                    "run_id": run.run_id,
-                    "tier_days_covered": list(run.days) if run.days else None,
+                    **(
+                        {"as_of_from": chosen.as_of_from, "dry_run_from": chosen.dry_run_from} if file else {}
+                    ),
+                    "run_id": run_id,
+                    "tier_days_covered": list(span) if span else None,
                     "actions": [asdict(a) for a in done],
+                    "failed": [asdict(f) for f in failed],
+                    **({"error": error} if error else {}),
                 }
             )
         )
-        note_embedded_server(settings)
-        return
-    table = Table(title=f"lifecycle as of {today}" + (" (dry run: nothing changed)" if dry_run else ""))
-    for column in ("dataset", "action", "days", "rows", "which days"):
-        table.add_column(column, overflow="fold")
-    for a in done:
-        table.add_row(escape(a.dataset), escape(a.action), f"{a.entries:,}", f"{a.rows:,}", days_text(a.days))
-    console.print(table if done else "nothing due")
-    for a in done:
-        if a.why is not None:
-            newest = f" ({a.days[-1]})" if a.days else ""
-            console.print(f"{escape(a.dataset)} {escape(a.action)}{newest}: {escape(a.why)}")
-    span = f"{run.days[0]}..{run.days[1]}" if run.days else "none (no copy could move)"
-    console.print(f"run {run.run_id}; tier days covered: {span}")
+    elif run_id is not None:
+        table = Table(title=f"lifecycle as of {today}" + (" (dry run: nothing changed)" if dry_run else ""))
+        for column in ("dataset", "action", "days", "rows", "which days"):
+            table.add_column(column, overflow="fold")
+        for a in done:
+            table.add_row(
+                escape(a.dataset), escape(a.action), f"{a.entries:,}", f"{a.rows:,}", days_text(a.days)
+            )
+        console.print(table if done else "nothing due")
+        for a in done:
+            if a.why is not None:
+                newest = f" ({a.days[-1]})" if a.days else ""
+                console.print(f"{escape(a.dataset)} {escape(a.action)}{newest}: {escape(a.why)}")
+        covered = f"{span[0]}..{span[1]}" if span else "none (no copy could move)"
+        console.print(f"run {run_id}" + ("" if error else f"; tier days covered: {covered}"))
     note_embedded_server(settings)
+    if failed:
+        head, *each = failed_lines(failed)
+        console.print(head, style="red", markup=False, highlight=False)
+        for line in each:
+            console.print(line, markup=False, highlight=False)
+    if error is not None:
+        raise _fail(error)
+    if failed:
+        raise typer.Exit(code=1)
 
 
 # Ranges of consecutive days `lifecycle run` shows per row; the rest are counted (--json has them all).
