@@ -3,7 +3,9 @@
 A message is one record object or `{"records": [...]}`. Every record gets a `record_index` (its
 position in the batch); a message that cannot be parsed counts as one record. Records that fail the
 contract (invalid JSON, not an object, missing required field, wrong type, timestamp without offset)
-come back as `Malformed` with a reason, so input = decoded + malformed, always. That holds for every
+come back as `Malformed` with a reason, so input = decoded + malformed, always. A message of more than
+`MAX_MESSAGE_RECORDS` records is one malformed record too (`malformed:too_many_records`), its
+records never decoded. That holds for every
 shape a transport can deliver: Kafka's null value (a tombstone), empty values, binary junk.
 """
 
@@ -21,6 +23,7 @@ import orjson
 import pandas as pd
 
 from metrify_assets.contracts import SourceContract
+from metrify_assets.ingestion.limits import MAX_MESSAGE_RECORDS
 
 # The timestamp grammar, an ISO 8601 date-time and its UTC offset: public for `metrify ingest`'s readers,
 # which read what the decoder takes, and for the schemas' `pattern` test.
@@ -154,6 +157,13 @@ def _split_messages(
         if type(items) is not list:
             items_of.append(None)
             failures.append((first, "malformed:records_not_a_list", True))
+            first += 1
+            continue
+        if len(items) > MAX_MESSAGE_RECORDS:  # the whole message is one dead letter, its text verbatim
+            items_of.append(None)
+            failures.append(
+                (first, f"malformed:too_many_records ({len(items)}; at most {MAX_MESSAGE_RECORDS})", True)
+            )
             first += 1
             continue
         items_of.append(items)
