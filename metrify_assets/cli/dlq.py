@@ -1,11 +1,14 @@
-"""Dead letters (records quarantined at ingest): list, show, and replay after a fix.
+"""Dead letters (records quarantined at ingest): list, show, replay after a fix, or discard what no
+fix will ever let in.
 
-`metrify dlq list | show | replay`.
+`metrify dlq list | show | replay | discard`.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
@@ -14,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from metrify_assets.cli.audit import cli_caller, who
+from metrify_assets.cli.audit import cli_caller, parse_since, who
 from metrify_assets.cli.console import command_console, to_json
 from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.cli.options import Source, known_source
@@ -26,17 +29,28 @@ Reason = Annotated[
     str | None, typer.Option(help="Only records with this reason code (a prefix: `malformed:bad_type`).")
 ]
 Batch = Annotated[str | None, typer.Option("--batch", help="Only records of this batch id.")]
+Since = Annotated[
+    str | None,
+    typer.Option(
+        help="Only records quarantined since then: 30m, 12h, 7d back, or an ISO date or time (UTC)."
+    ),
+]
 
 
 def _selection(
-    source: str | None, reason: str | None, batch_id: str | None, resolved: bool
+    source: str | None, reason: str | None, batch_id: str | None, resolved: bool, since: str | None = None
 ) -> dead_letters.Selection:
     batch_ids = None if batch_id is None else (batch_id,)
-    return dead_letters.Selection(known_source(source), reason, batch_ids, include_resolved=resolved)
+    after = None if since is None else parse_since(since, datetime.now(UTC))
+    return dead_letters.Selection(
+        known_source(source), reason, batch_ids, include_resolved=resolved, since=after
+    )
 
 
-def _print_letters(console: Console, letters: list[dead_letters.DeadLetter], what: str) -> None:
-    table = Table(title=f"{what}: {len(letters):,} shown (oldest first)")
+def _print_letters(
+    console: Console, letters: list[dead_letters.DeadLetter], what: str, order: str = "oldest first"
+) -> None:
+    table = Table(title=f"{what}: {len(letters):,} shown ({order})")
     for column in ("batch_id", "#", "source", "reasons", "quarantined at", "replays", "resolved by"):
         table.add_column(column)
     for d in letters:
@@ -50,6 +64,15 @@ def _print_letters(console: Console, letters: list[dead_letters.DeadLetter], wha
             d.resolved_by or ("" if d.replayable else "(not replayable)"),
         )
     console.print(table)
+
+
+def _reason_table(counts: list[tuple[str, str, int]], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("source", "reason", "records"):
+        table.add_column(column)
+    for source, reason, records in counts:
+        table.add_row(source, reason, f"{records:,}")
+    return table
 
 
 def _letter_row(letter: dead_letters.DeadLetter) -> dict[str, object]:
@@ -67,31 +90,31 @@ def register(app: typer.Typer) -> None:
         source: Source = None,
         reason: Reason = None,
         batch_id: Batch = None,
-        resolved: Annotated[bool, typer.Option("--all", help="Include records a replay resolved.")] = False,
-        limit: Annotated[int, typer.Option(min=1, help="At most this many records, oldest first.")] = 50,
+        since: Since = None,
+        resolved: Annotated[
+            bool, typer.Option("--all", help="Include records resolved by a replay or a discard.")
+        ] = False,
+        limit: Annotated[int, typer.Option(min=1, help="At most this many records, newest first.")] = 50,
         as_json: Annotated[
             bool, typer.Option("--json", help="One JSON object: counts by reason, and the records.")
         ] = False,
     ) -> None:
-        """Counts by reason, then the records themselves (unresolved ones, unless --all)."""
+        """Counts by reason, then the records themselves, newest first (unresolved ones, unless --all)."""
         settings = resolve_settings()
-        selection = _selection(source, reason, batch_id, resolved)
+        selection = _selection(source, reason, batch_id, resolved, since)
         with connect(settings) as conn:
             counts = dead_letters.reason_counts(conn, selection)
-            letters = dead_letters.select(conn, selection, limit=limit)
+            letters = dead_letters.select(conn, selection, limit=limit, newest_first=True)
         if as_json:
             by_reason = [{"source": s, "reason": r, "records": n} for s, r, n in counts]
             records = [{**_letter_row(d), "payload": d.payload} for d in letters]
             typer.echo(to_json({"by_reason": by_reason, "records": records}))
             return
         console = command_console()
-        summary = Table(title=f"dead letters by reason: {sum(n for _, _, n in counts):,} occurrences")
-        for column in ("source", "reason", "records"):
-            summary.add_column(column)
-        for s, r, n in counts:
-            summary.add_row(s, r, f"{n:,}")
-        console.print(summary)
-        _print_letters(console, letters, "dead letters")
+        console.print(
+            _reason_table(counts, f"dead letters by reason: {sum(n for _, _, n in counts):,} occurrences")
+        )
+        _print_letters(console, letters, "dead letters", "newest first")
         note_embedded_server(settings)
 
     @dlq_app.command("show")
@@ -117,6 +140,7 @@ def register(app: typer.Typer) -> None:
         source: Source = None,
         reason: Reason = None,
         batch_id: Batch = None,
+        since: Since = None,
         dry_run: Annotated[bool, typer.Option(help="Only list what would be replayed.")] = False,
         materialise: Annotated[
             bool,
@@ -139,7 +163,7 @@ def register(app: typer.Typer) -> None:
         from metrify_assets.resources.cache import open_cache
 
         settings = resolve_settings()
-        selection = _selection(source, reason, batch_id, resolved=False)
+        selection = _selection(source, reason, batch_id, resolved=False, since=since)
         console = command_console()
         with connect(settings) as conn:
             letters = dead_letters.select(conn, selection)
@@ -196,6 +220,83 @@ def register(app: typer.Typer) -> None:
             return
         if days:
             console.print(f"{len(days)} days touched; `--materialise` (or late_days_sensor) rebuilds them")
+        note_embedded_server(settings)
+
+    @dlq_app.command("discard")
+    def discard_cmd(
+        note: Annotated[
+            str, typer.Option("--note", help="Why no replay will ever accept them; stored and audit-logged.")
+        ],
+        source: Source = None,
+        reason: Reason = None,
+        batch_id: Batch = None,
+        since: Since = None,
+        by: Annotated[
+            str | None,
+            typer.Option("--by", help="Who discards them (a name or e-mail); default: the OS user."),
+        ] = None,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Only count what would be discarded.")
+        ] = False,
+        yes: Annotated[bool, typer.Option("--yes", help="Discard without asking for confirmation.")] = False,
+    ) -> None:
+        """Close dead letters no fix will ever let in (junk, a test producer's output): after a count
+        and a confirmation (or --yes), the selected unresolved ones are resolved as discarded.
+
+        They are kept for the quarantine's retention (`dlq list --all` shows them, `discarded by ...`)
+        but wait no more: `metrify status`, the metrify_dlq_records gauge and `dlq replay` leave them
+        out. Each source's discard is an entry of the audit log (dlq.discard). The filters are those of
+        `dlq list` and `dlq replay`; at least one is required."""
+        if not note.strip() or "\x00" in note:
+            raise typer.BadParameter("say why they are discarded (a text without NUL)", param_hint="--note")
+        if by is not None and (not by.strip() or "\x00" in by):
+            raise typer.BadParameter("a name or e-mail (without NUL)", param_hint="--by")
+        if source is None and reason is None and batch_id is None and since is None:
+            raise typer.BadParameter(
+                "name the dead letters to discard: --source, --reason, --batch or --since (or several)"
+            )
+        actor = (by or who()).strip()
+        selection = _selection(source, reason, batch_id, resolved=False, since=since)
+        filters = {
+            k: v
+            for k, v in {
+                "source": selection.source,
+                "reason": reason,
+                "batch": batch_id,
+                "since": selection.since.isoformat() if selection.since else None,
+            }.items()
+            if v is not None
+        }
+        settings = resolve_settings()
+        console = command_console()
+        with connect(settings) as conn:
+            letters = dead_letters.keys(conn, selection)
+            counts = dead_letters.reason_counts(conn, selection)
+            described = ", ".join(f"{k} {v}" for k, v in filters.items())
+            plural = "" if len(letters) == 1 else "s"
+            console.print(
+                f"{'would discard' if dry_run else 'to discard'}: {len(letters):,} dead letter{plural} ({described})"
+            )
+            if letters:
+                console.print(_reason_table(counts, "by reason"))
+            if dry_run or not letters:
+                return
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise typer.BadParameter(
+                        "pass --yes to discard them without a prompt", param_hint="--yes"
+                    )
+                typer.confirm(f"Discard {len(letters):,} dead letter{plural}?", abort=True, err=True)
+            done = dead_letters.discard(conn, letters, note.strip(), cli_caller(actor), filters)
+        total = sum(done.values())
+        per_source = ", ".join(f"{s} {n:,}" for s, n in sorted(done.items()))
+        console.print(
+            f"discarded {total:,} dead letter{'' if total == 1 else 's'}"
+            + (f" ({per_source})" if per_source else "")
+            + f" as {actor}; kept for the quarantine's retention (`metrify dlq list --all` shows them)"
+        )
+        if total < len(letters):
+            console.print(f"{len(letters) - total:,} were resolved meanwhile (a replay), left as they were")
         note_embedded_server(settings)
 
     app.add_typer(dlq_app, name="dlq")

@@ -1,18 +1,24 @@
 """Dead letters: the records quarantined at ingest (`ops.quarantine`), as `metrify dlq` lists and
-`replay` re-ingests them. Reading them is a module of its own so that `metrify dlq list` does not
-import the ingest path (pandas, the batch processor) that only a replay runs.
+`replay` re-ingests them or `discard` closes them. Reading them is a module of its own so that
+`metrify dlq list` does not import the ingest path (pandas, the batch processor) that only a replay runs.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
-from metrify_assets.quality.quarantine import reason_code
+from metrify_assets.quality import quarantine
+from metrify_assets.quality.quarantine import DISCARDED, reason_code
 from metrify_assets.quality.replayable import replayable
+from metrify_assets.storage.audit import Caller
+
+# Batches a discard's audit entry names (the count names them all).
+AUDIT_BATCHES = 100
 
 _COLUMNS = (
     "batch_id, record_index, source, payload, reasons, record_version, quarantined_at, resolved_at, "
@@ -37,16 +43,23 @@ class DeadLetter:
     def replayable(self) -> bool:
         return replayable(self.reasons)
 
+    @property
+    def discarded(self) -> bool:
+        """Closed by `metrify dlq discard` (no replay will be tried), not by a replay that accepted it."""
+        return (self.resolved_by or "").startswith(DISCARDED)
+
 
 @dataclass(frozen=True)
 class Selection:
     """Which dead letters: by source, reason code (prefix, e.g. `malformed:bad_type`), batches (one:
-    `dlq --batch`; several: a demo's; an empty tuple selects none, None any)."""
+    `dlq --batch`; several: a demo's; an empty tuple selects none, None any), quarantined at or after
+    `since`."""
 
     source: str | None = None
     reason: str | None = None
     batch_ids: tuple[str, ...] | None = None
     include_resolved: bool = False
+    since: datetime | None = None
 
     def where(self) -> tuple[str, dict[str, object]]:
         clauses = ["true"]
@@ -60,16 +73,24 @@ class Selection:
         if self.batch_ids is not None:
             clauses.append("batch_id = ANY(%(batch_ids)s)")
             params["batch_ids"] = list(self.batch_ids)
+        if self.since is not None:
+            clauses.append("quarantined_at >= %(since)s")
+            params["since"] = self.since
         if not self.include_resolved:
             clauses.append("resolved_at IS NULL")
         return " AND ".join(clauses), params
 
 
-def select(conn: psycopg.Connection, selection: Selection, limit: int | None = None) -> list[DeadLetter]:
-    """The selected dead letters, oldest first."""
+def select(
+    conn: psycopg.Connection, selection: Selection, limit: int | None = None, newest_first: bool = False
+) -> list[DeadLetter]:
+    """The selected dead letters, oldest first (newest first: what `dlq list` shows, so a new fault is
+    not hidden behind old ones)."""
     where, params = selection.where()
+    order = "DESC" if newest_first else ""
     sql = (
-        f"SELECT {_COLUMNS} FROM ops.quarantine WHERE {where} ORDER BY quarantined_at, batch_id, record_index"
+        f"SELECT {_COLUMNS} FROM ops.quarantine WHERE {where} "
+        f"ORDER BY quarantined_at {order}, batch_id {order}, record_index {order}"
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
@@ -91,9 +112,49 @@ def reason_counts(conn: psycopg.Connection, selection: Selection) -> list[tuple[
     return sorted(((s, r, n) for (s, r), n in counts.items()), key=lambda c: (-c[2], c[0], c[1]))
 
 
+Key = tuple[str, int, str]  # (batch_id, record_index, source) of a dead letter
+
+
+def keys(conn: psycopg.Connection, selection: Selection) -> list[Key]:
+    """The keys of the selected dead letters, without their payloads (a selection to discard may hold
+    hundreds of thousands of junk records, each up to a whole message)."""
+    where, params = selection.where()
+    rows = conn.execute(
+        f"SELECT batch_id, record_index, source FROM ops.quarantine WHERE {where} ORDER BY batch_id, record_index",
+        params,
+    ).fetchall()
+    return [(str(b), int(i), str(s)) for b, i, s in rows]
+
+
 def get(conn: psycopg.Connection, batch_id: str, record_index: int) -> DeadLetter | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM ops.quarantine WHERE batch_id = %s AND record_index = %s",
         (batch_id, record_index),
     ).fetchone()
     return DeadLetter(*row) if row else None
+
+
+def discard(
+    conn: psycopg.Connection,
+    letters: Sequence[Key],
+    note: str,
+    caller: Caller,
+    filters: Mapping[str, object],
+) -> Counter[str]:
+    """Close dead letters no replay will ever accept (`quarantine.discard`), with one `dlq.discard`
+    audit entry per source (its note, the filters that selected them, their batches) in the same
+    transaction; commits. Returns the rows discarded per source."""
+    with conn.transaction():
+        counts = quarantine.discard(conn, [(b, i) for b, i, _ in letters], caller.actor, note)
+        for source, n in sorted(counts.items()):
+            batches = sorted({b for b, _, s in letters if s == source})
+            details = {
+                "source": source,
+                "note": note,
+                "filters": dict(filters),
+                "batches": batches[:AUDIT_BATCHES],
+                "batch_count": len(batches),
+            }
+            caller.record(conn, "dlq.discard", f"dead_letters:{source}", details, n)
+    conn.commit()
+    return counts

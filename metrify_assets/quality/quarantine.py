@@ -4,11 +4,14 @@ Ingestion quarantines what the record rules reject or cannot decode; review quar
 reviewer rejects. Both go through `quarantine`, keyed by (batch_id, record_index), so a replayed
 batch or a repeated decision rewrites the same row (keeping when it was first quarantined) instead of
 adding one. A dead-letter replay (`ingestion/replay.py`) never adds rows either: it resolves the rows
-whose records it accepted and refreshes the reasons of those it still rejects.
+whose records it accepted and refreshes the reasons of those it still rejects. `metrify dlq discard`
+resolves rows no replay will ever accept (`discard`): kept for the quarantine's retention, no longer
+waiting for a fix.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +19,8 @@ import psycopg
 
 # A reviewer's rejection: `review_rejected:<their note>` (quality/review.py).
 REVIEW_REJECTED = "review_rejected"
+# `resolved_by` of a discarded dead letter: `discarded by <who>: <why>` (a replay's is its batch id).
+DISCARDED = "discarded by "
 
 
 def reason_code(reason: str) -> str:
@@ -74,6 +79,27 @@ def resolve(conn: psycopg.Connection, origins: Sequence[Origin], replay_batch_id
             [(replay_batch_id, b, i) for b, i in origins],
         )
     return len(origins)
+
+
+def discard(conn: psycopg.Connection, origins: Sequence[Origin], by: str, note: str) -> Counter[str]:
+    """Resolve the rows of `origins` as discarded by `by` for `note`: like a replay's resolution, so
+    every count of dead letters waiting (`resolved_at IS NULL`: the `metrify_dlq_records` gauge,
+    `metrify status`, `dlq list`, `dlq replay`) leaves them out, but not replayed (`replays` unchanged).
+    A row resolved meanwhile (a replay accepted it) keeps its resolution. Returns the rows discarded
+    per source; one statement, whatever the number of rows."""
+    counts: Counter[str] = Counter()
+    if not origins:
+        return counts
+    rows = conn.execute(
+        "WITH done AS (UPDATE ops.quarantine AS q SET resolved_at = now(), resolved_by = %s "
+        "FROM unnest(%s::text[], %s::integer[]) AS d(batch_id, record_index) "
+        "WHERE q.batch_id = d.batch_id AND q.record_index = d.record_index AND q.resolved_at IS NULL "
+        "RETURNING q.source) SELECT source, count(*) FROM done GROUP BY source",
+        (f"{DISCARDED}{by}: {note}", [b for b, _ in origins], [i for _, i in origins]),
+    ).fetchall()
+    for source, n in rows:
+        counts[str(source)] += int(n)
+    return counts
 
 
 def requarantine(conn: psycopg.Connection, rows: Sequence[tuple[Origin, str]]) -> int:
