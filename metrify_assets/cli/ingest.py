@@ -7,6 +7,7 @@ or sent to the source's Kafka topic (`--to kafka`).
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,6 +21,12 @@ from metrify_assets.cli.console import command_console
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
 from metrify_assets.ingestion.preset_names import PRESETS
+
+# The reason prefix of a local time that happens twice (readers/mapping.py's AMBIGUOUS; not imported
+# here, which would import pandas for every command).
+AMBIGUOUS = "ambiguous_local_time_in_"
+# An example of a rejected number written with a decimal comma: `row 1: invalid_energy_kwh ('0,5')`.
+_DECIMAL_COMMA = re.compile(r"invalid_\w+ \('[+-]?[0-9]*,[0-9]+'\)$")
 
 if TYPE_CHECKING:
     from metrify_assets.ingestion.readers.result import IngestResult
@@ -109,6 +116,13 @@ def _print_result(console: Console, path: Path, source: str, result: IngestResul
         )
         for example in result.examples:
             console.print(f"  {example}", highlight=False, markup=False)
+        if any(_DECIMAL_COMMA.search(example) for example in result.examples):
+            console.print("numbers with a decimal comma (0,5): --decimal-comma reads them")
+        if any(reason.startswith(AMBIGUOUS) for reason in result.rejected):
+            console.print(
+                "local times that happen twice when the clocks go back: --ambiguous earlier|later takes "
+                "them as the first or the second"
+            )
 
 
 def register(app: typer.Typer) -> None:
@@ -137,6 +151,28 @@ def register(app: typer.Typer) -> None:
         timezone: Annotated[
             str | None, typer.Option(help="IANA timezone of timestamps without an offset.")
         ] = None,
+        ambiguous: Annotated[
+            str | None,
+            typer.Option(
+                help="earlier or later: the instant a local time that happens twice (when the clocks go "
+                "back) is taken as; without it such rows are rejected (ambiguous_local_time_in_<field>)."
+            ),
+        ] = None,
+        delimiter: Annotated[
+            str,
+            typer.Option(
+                "--delimiter",
+                help="A CSV's field separator: one character, e.g. ';', or tab ('tab' or '\\t').",
+            ),
+        ] = ",",
+        decimal_comma: Annotated[
+            bool,
+            typer.Option(
+                "--decimal-comma",
+                help="Numbers in text have a decimal comma (0,5 is 0.5, as European Excel exports write "
+                "them); one with a point is then invalid, not guessed.",
+            ),
+        ] = False,
         to: Annotated[
             str,
             typer.Option(
@@ -170,6 +206,7 @@ def register(app: typer.Typer) -> None:
         Kafka with --to kafka)."""
         from metrify_assets.ingestion.landing import land_batches
         from metrify_assets.ingestion.readers import ingest_file, parse_pairs
+        from metrify_assets.ingestion.readers.csvfile import delimiter as parse_delimiter
 
         if to not in ("landing", "kafka"):
             raise typer.BadParameter(f"--to must be 'landing' or 'kafka', not {to!r}", param_hint="--to")
@@ -187,6 +224,9 @@ def register(app: typer.Typer) -> None:
                 meter_id=meter_id,
                 timezone=timezone,
                 station_id=station_id,
+                sep=parse_delimiter(delimiter),
+                decimal_comma=decimal_comma,
+                ambiguous=ambiguous,
             )
         except (ValueError, OSError) as err:  # a file that cannot be read at all, or bad options
             raise typer.BadParameter(str(err)) from err

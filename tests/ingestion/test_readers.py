@@ -188,12 +188,16 @@ def test_mapping_renames_types_and_rejects_with_reasons() -> None:
     result = map_records(frame, "meter_readings", mapping, {"interval_minutes": "15"}, "Europe/London")
     assert result.rows_read == 5 and result.records == 2 and len(result.lines) == 5
     # 01:30 on 2026-03-29 does not exist in Europe/London (clocks jump from 01:00 to 02:00)
-    assert result.rejected == {"invalid_reading_start": 2, "missing_meter_id": 1}
+    assert result.rejected == {
+        "invalid_reading_start": 1,
+        "missing_meter_id": 1,
+        "nonexistent_local_time_in_reading_start": 1,
+    }
     # The rejected rows are landed too, as the pipeline quarantines them: nothing read is lost.
     assert quarantined("meter_readings", result.lines) == {
         2: "malformed:missing_field:meter_id",
         3: "malformed:bad_timestamp:reading_start",
-        4: "malformed:timestamp_without_offset:reading_start",
+        4: "malformed:bad_timestamp:reading_start",
     }
     assert json.loads(result.lines[3])["reading_start"] == "nope"
     a, b = (json.loads(line) for line in result.lines[:2])

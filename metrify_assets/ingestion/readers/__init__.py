@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from metrify_assets.contracts import METER_READINGS, WEATHER_OBSERVATIONS, contract_for
 from metrify_assets.ingestion.preset_names import OPENSTEF_PRESET, PRESETS, UCI_PRESET
-from metrify_assets.ingestion.readers.csvfile import read_csv
+from metrify_assets.ingestion.readers.csvfile import read_csv, separator_hint
 from metrify_assets.ingestion.readers.jsonl import read_jsonl
-from metrify_assets.ingestion.readers.mapping import map_records
+from metrify_assets.ingestion.readers.mapping import ColumnsError, map_records
 from metrify_assets.ingestion.readers.parquet import read_parquet
 from metrify_assets.ingestion.readers.presets.openstef import (
     OPENSTEF_METER_ID,
@@ -65,12 +65,15 @@ def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
     return parsed
 
 
-def read_table(path: Path, fmt: str | None = None) -> Rows:
+def read_table(path: Path, fmt: str | None = None, sep: str = ",") -> Rows:
     """A file's rows; values of text formats stay as given (text, JSON types) so mapping decides
-    their types. Raises ValueError for a file that cannot be read as `fmt` at all."""
+    their types; a CSV's fields are separated by `sep`. Raises ValueError for a file that cannot be
+    read as `fmt` at all."""
     fmt = fmt or detect_format(path)
+    if sep != "," and fmt != "csv":
+        raise ValueError(f"--delimiter is for CSV files, not {fmt}")
     if fmt == "csv":
-        return read_csv(path)
+        return read_csv(path, sep)
     if fmt == "jsonl":
         return read_jsonl(path)
     if fmt == "parquet":
@@ -88,18 +91,43 @@ def ingest_file(
     meter_id: str | None = None,
     timezone: str | None = None,
     station_id: str | None = None,
+    sep: str = ",",
+    decimal_comma: bool = False,
+    ambiguous: str | None = None,
 ) -> IngestResult:
     """Read `path` and return its records as message lines for `source` (a preset decides the layout).
 
     `uci-household` makes meter readings; `openstef` makes meter readings from `load` or weather
     observations from the weather columns, as `source` asks. `meter_id` / `station_id` default to the
-    preset's own.
+    preset's own. `sep` (a CSV's separator), `decimal_comma` and `ambiguous` are the generic
+    mapping's (`map_records`); a preset knows its layout.
     """
     contract_for(source)
     if timezone is not None:
         _check_timezone(timezone)
     if preset is None:
-        return map_records(read_table(path, fmt), source, mapping, constants, timezone)
+        fmt = fmt or detect_format(path)
+        rows = read_table(path, fmt, sep)
+        try:
+            return map_records(
+                rows, source, mapping, constants, timezone, ambiguous=ambiguous, decimal_comma=decimal_comma
+            )
+        except ColumnsError as err:
+            hint = (
+                separator_hint(list(rows.frame.columns), sep) if (fmt or detect_format(path)) == "csv" else ""
+            )
+            raise ColumnsError(f"{err}; {hint}" if hint else str(err)) from None
+    given = [
+        name
+        for name, value in (
+            ("--delimiter", sep != ","),
+            ("--decimal-comma", decimal_comma),
+            ("--ambiguous", ambiguous is not None),
+        )
+        if value
+    ]
+    if given:
+        raise ValueError(f"{', '.join(given)} not with a preset: {preset} knows its file's layout")
     if preset == UCI_PRESET:
         if source != METER_READINGS.source:
             raise ValueError(f"preset {preset} produces meter_readings, not {source}")

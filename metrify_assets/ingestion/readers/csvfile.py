@@ -32,6 +32,32 @@ def read_csv(path: Path, sep: str = ",") -> Rows:
     return rows if utf8 else _without_mangled(rows)
 
 
+DELIMITERS = {"tab": "\t", "\\t": "\t"}  # names a shell passes easily, for --delimiter
+
+
+def delimiter(text: str) -> str:
+    """The field separator `--delimiter` names: one character (`,`, `;`, `|`), or a tab as `tab`
+    or `\\t`. Raises ValueError for anything else (a quote or a line break cannot separate fields)."""
+    sep = DELIMITERS.get(text.lower(), text)
+    if len(sep) != 1 or sep in '"\r\n':
+        raise ValueError(f"--delimiter takes one character (`,`, `;`, `|`) or `tab`, not {text!r}")
+    return sep
+
+
+def separator_hint(columns: list[str], sep: str) -> str:
+    """For a header read as one column that holds another usual separator: the file is almost surely
+    separated by that one, so the hint says how to read it ("" otherwise)."""
+    if len(columns) != 1:
+        return ""
+    for other, name, option in ((";", "';'", "';'"), ("\t", "tab", "tab"), ("|", "'|'", "'|'")):
+        if other != sep and other in str(columns[0]):
+            return (
+                f"the header is one column holding {name}: the file looks {name}-separated, not "
+                f"{'tab' if sep == chr(9) else repr(sep)}-separated; read it with --delimiter {option}"
+            )
+    return ""
+
+
 def _pandas_csv(body: bytes, sep: str) -> pd.DataFrame | None:
     """The fast path: pandas' C parser, or None where it cannot be trusted with every row (it refuses
     a row with extra fields or an unclosed quote, takes one extra field on the first row for an

@@ -7,6 +7,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from numbers import Real
@@ -26,29 +27,68 @@ _WITH_OFFSET = rf"{ISO_DATE_TIME}(?:{ISO_OFFSET}|[+-][0-9]{{2}})$"
 _WITHOUT_OFFSET = rf"{ISO_DATE_TIME}$"
 
 
-def parse_timestamps(values: pd.Series, timezone: str | None) -> tuple[pd.Series, pd.Series]:
+AMBIGUOUS_CHOICES = ("earlier", "later")  # --ambiguous: which instant a repeated local time is
+
+
+def parse_timestamps(
+    values: pd.Series, timezone: str | None, ambiguous: str | None = None
+) -> tuple[pd.Series, pd.Series]:
     """(UTC timestamps, mask of valid naive values that no timezone could place), NaT where a value is
     not a date-time. Text is read in the decoder's grammar: an ISO date-time with an offset (also
     PostgreSQL's hour-only `+01`) is an instant; one without is local time in `timezone`; anything
-    else is not a date-time. Local times that do not exist or are ambiguous at a DST change are NaT."""
+    else is not a date-time. Local times that do not exist at a DST change are NaT, as are those
+    that happen twice unless `ambiguous` picks the `earlier` or `later` of their instants."""
+    stamps, local = _stamps_and_local(values)
     unplaced = pd.Series(False, index=values.index)
+    if timezone is None:
+        return stamps, local.notna()
+    return stamps.where(local.isna(), _placed(local, timezone, ambiguous)), unplaced
+
+
+def local_time_problems(values: pd.Series, timezone: str | None) -> tuple[pd.Series, pd.Series]:
+    """(mask of naive values that happen twice in `timezone`, mask of those that do not exist there):
+    local times at a DST change, which `parse_timestamps` leaves NaT."""
+    _, local = _stamps_and_local(values)
+    none = pd.Series(False, index=values.index)
+    if timezone is None or not local.notna().any():
+        return none, none
+    shifted = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+    either = local.dt.tz_localize(timezone, ambiguous=np.ones(len(local), dtype=bool), nonexistent="NaT")
+    return local.notna() & shifted.isna(), local.notna() & either.isna()
+
+
+def _stamps_and_local(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(UTC instants of the values with an offset, naive local times of those without), NaT elsewhere."""
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = pd.Series(values)
         if stamps.dt.tz is not None:
-            return stamps.dt.tz_convert("UTC"), unplaced
-        if timezone is None:
-            return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]"), stamps.notna()
-        local = stamps.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-        return local.dt.tz_convert("UTC"), unplaced
+            return stamps.dt.tz_convert("UTC"), pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]"), stamps
     text = values.where(of_types(values, [str])).astype("string").str.strip()
     aware = text.str.match(_WITH_OFFSET, na=False)
     naive = text.str.match(_WITHOUT_OFFSET, na=False)
     result = pd.to_datetime(text.where(aware), errors="coerce", utc=True, format="ISO8601")
-    local = pd.to_datetime(text.where(naive), errors="coerce", format="ISO8601")
-    if timezone is None:
-        return result, local.notna()
-    placed = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-    return result.where(aware, placed), unplaced
+    return result, pd.to_datetime(text.where(naive), errors="coerce", format="ISO8601")
+
+
+def check_ambiguous(ambiguous: str | None) -> None:
+    """Raises ValueError unless `ambiguous` is None or one of AMBIGUOUS_CHOICES."""
+    if ambiguous is not None and ambiguous not in AMBIGUOUS_CHOICES:
+        raise ValueError(f"--ambiguous must be {' or '.join(AMBIGUOUS_CHOICES)}, not {ambiguous!r}")
+
+
+def _placed(local: pd.Series, timezone: str, ambiguous: str | None) -> pd.Series:
+    """Naive `local` times in `timezone` as UTC instants: NaT where one does not exist, and where one
+    happens twice unless `ambiguous` picks one. Each repeated time's two instants are computed and
+    the earlier or later one taken, so the pick does not depend on what a zone calls its DST."""
+    if ambiguous is None:
+        return local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    check_ambiguous(ambiguous)
+    flags = np.ones(len(local), dtype=bool)
+    one = local.dt.tz_localize(timezone, ambiguous=flags, nonexistent="NaT").dt.tz_convert("UTC")
+    other = local.dt.tz_localize(timezone, ambiguous=~flags, nonexistent="NaT").dt.tz_convert("UTC")
+    earlier = one <= other
+    return one.where(earlier if ambiguous == "earlier" else ~earlier, other)
 
 
 def _flags(value: object) -> list[str]:
@@ -66,15 +106,21 @@ def _flags(value: object) -> list[str]:
     return [part.strip() for part in re.split(r"[,|]", value) if part.strip()]
 
 
-def as_numbers(raw: pd.Series) -> pd.Series:
+def as_numbers(raw: pd.Series, decimal_comma: bool = False) -> pd.Series:
     """Values as float64, NaN where not a finite number: text is parsed; JSON's true/false, objects,
-    lists and numbers beyond float range (10**400) are not numbers."""
+    lists and numbers beyond float range (10**400) are not numbers. With `decimal_comma`, text has a
+    decimal comma (`0,5`) and one with a point is not a number: `1.234` may be a thousand and more,
+    so it is not guessed."""
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         numbers = raw.astype("float64")
     else:
         values = raw.astype(object)
         is_text = of_types(values, [str])
-        parsed = pd.to_numeric(values.where(is_text), errors="coerce").to_numpy(dtype="float64", copy=True)
+        texts = values.where(is_text)
+        if decimal_comma:
+            texts = texts.where(~texts.astype("string").str.contains(".", regex=False).fillna(False), "x")
+            texts = texts.astype("string").str.replace(",", ".", regex=False).astype(object)
+        parsed = pd.to_numeric(texts, errors="coerce").to_numpy(dtype="float64", copy=True)
         # The rest one by one (JSON numbers, numpy scalars, Decimals); text, a CSV's every value, in
         # the one call above.
         others = np.flatnonzero((values.notna() & ~is_text).to_numpy(dtype=bool))
@@ -103,8 +149,28 @@ def _float(value: Real | Decimal) -> float:
 Problems = list[tuple[str, pd.Series]]  # (reason prefix, mask of rows that have it)
 
 
-def _field_values(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[Any], pd.Series, Problems]:
+@dataclass(frozen=True)
+class Reading:
+    """How the mapping reads values: naive times in `timezone` (a repeated one as its `ambiguous`
+    instant: earlier or later), numbers in text with a decimal comma or point."""
+
+    timezone: str | None = None
+    ambiguous: str | None = None
+    decimal_comma: bool = False
+
+
+# Reason prefixes of local times a DST change leaves without one instant, and what the landed value
+# says of them (the decoder quarantines it as a bad timestamp, its payload says why).
+AMBIGUOUS, NONEXISTENT = "ambiguous_local_time_in", "nonexistent_local_time_in"
+_DST_NOTES = {
+    AMBIGUOUS: "ambiguous in {zone}: it happens twice when the clocks go back",
+    NONEXISTENT: "does not exist in {zone}: the clocks skip it",
+}
+
+
+def _field_values(f: Field, raw: pd.Series, reading: Reading) -> tuple[list[Any], pd.Series, Problems]:
     """(Python values with None for missing or invalid, mask of missing, problems) for one field."""
+    timezone = reading.timezone
     missing = raw.isna()
     if f.type == "str":
         # Text, or whole numbers from an integer column (a Parquet id); a JSON number, true or an
@@ -136,10 +202,15 @@ def _field_values(f: Field, raw: pd.Series, timezone: str | None) -> tuple[list[
             flags[position], bad_flags[position] = None, True
         return flags, missing, [("invalid", pd.Series(bad_flags, index=raw.index))]
     if f.type == "timestamp":
-        stamps, naive = parse_timestamps(raw, timezone)
-        bad = ~missing & stamps.isna() & ~naive
-        return written_timestamps(stamps, timezone), missing, [("invalid", bad), ("no_offset_in", naive)]
-    numbers = as_numbers(raw)
+        stamps, naive = parse_timestamps(raw, timezone, reading.ambiguous)
+        unplaced = ~missing & stamps.isna() & ~naive  # not a date-time, or not one instant here
+        twice = skipped = pd.Series(False, index=raw.index)
+        if unplaced.any():  # rare: a clean file is not parsed twice
+            twice, skipped = local_time_problems(raw.where(unplaced), timezone)
+        bad = unplaced & ~twice & ~skipped
+        problems = [("invalid", bad), ("no_offset_in", naive), (AMBIGUOUS, twice), (NONEXISTENT, skipped)]
+        return written_timestamps(stamps, timezone), missing, problems
+    numbers = as_numbers(raw, reading.decimal_comma)
     if f.type == "int":  # whole and within PostgreSQL `integer`
         numbers = numbers.where((numbers % 1 == 0) & numbers.between(*INT_RANGE))
     bad = ~missing & numbers.isna()
@@ -215,6 +286,10 @@ def shown(value: object) -> str:
     return repr(text if len(text) <= 40 else text[:39] + "...")
 
 
+class ColumnsError(ValueError):
+    """The options name columns the file does not have: a usage error, whatever its rows."""
+
+
 def _columns(
     frame: pd.DataFrame, contract: SourceContract, mapping: Mapping[str, str], constants: Mapping[str, str]
 ) -> dict[str, pd.Series]:
@@ -222,7 +297,7 @@ def _columns(
     names another). Raises ValueError when a mapped column or a required field's column is absent."""
     absent = sorted(col for col in mapping.values() if col not in frame.columns)
     if absent:
-        raise ValueError(f"columns not in the file: {', '.join(absent)}")
+        raise ColumnsError(f"columns not in the file: {', '.join(absent)}")
     columns: dict[str, pd.Series] = {}
     for f in contract.fields:
         column = mapping.get(f.name, f.name)
@@ -231,7 +306,7 @@ def _columns(
         elif column in frame.columns:
             columns[f.name] = frame[column]
         elif f.required:
-            raise ValueError(f"no column for required field {f.name!r}: use --map {f.name}=COLUMN or --set")
+            raise ColumnsError(f"no column for required field {f.name!r}: use --map {f.name}=COLUMN or --set")
     return columns
 
 
@@ -240,20 +315,23 @@ def _map_rows(
     source: str,
     mapping: Mapping[str, str],
     constants: Mapping[str, str],
-    timezone: str | None,
+    reading: Reading,
 ) -> Mapped:
     """Every row mapped: a record, or the row the decoder will quarantine (its usable fields typed,
     its unusable ones as given, a missing required one left out) with the value that decided its
-    reason."""
+    reason. A local time that a DST change leaves without one instant is landed with the reason
+    after it (`2026-10-25 01:30 (ambiguous in Europe/London: ...)`), so the decoder quarantines it
+    as a bad timestamp whose payload says why, not as a timestamp without an offset."""
     contract = contract_for(source)
     columns = _columns(frame, contract, mapping, constants)
     reason = pd.Series(None, index=frame.index, dtype=object)
     culprit = pd.Series(None, index=frame.index, dtype=object)  # the field that gave the reason
     values: dict[str, list[Any]] = {}
     unusable: dict[str, np.ndarray] = {}
+    landed: dict[str, dict[int, str]] = {}
     for name, raw in columns.items():
         f = contract.field(name)
-        values[name], missing, problems = _field_values(f, raw, timezone)
+        values[name], missing, problems = _field_values(f, raw, reading)
         if f.required:
             reason = reason.where(reason.notna() | ~missing, f"missing_{name}")
         bad = np.zeros(len(frame), dtype=bool)
@@ -261,8 +339,12 @@ def _map_rows(
             culprit = culprit.where(reason.notna() | ~mask, name)
             reason = reason.where(reason.notna() | ~mask, f"{prefix}_{name}")
             bad |= mask.to_numpy(dtype=bool)
+            if prefix in _DST_NOTES:
+                note = _DST_NOTES[prefix].format(zone=reading.timezone)
+                for i in np.flatnonzero(mask.to_numpy(dtype=bool)):
+                    landed.setdefault(name, {})[int(i)] = f"{_as_given(f, raw.iloc[i])} ({note})"
         unusable[name] = bad
-    return mapped_lines(contract, values, columns, unusable, reason, culprit)
+    return mapped_lines(contract, values, columns, unusable, reason, culprit, landed)
 
 
 def mapped_lines(
@@ -272,11 +354,14 @@ def mapped_lines(
     unusable: Mapping[str, np.ndarray],
     reasons: pd.Series,
     culprits: pd.Series,
+    landed: Mapping[str, Mapping[int, str]] | None = None,
 ) -> Mapped:
     """Each row's line: its record (`values` by field, None left out) or, for a row with a reason, the
-    line the decoder will quarantine: its usable values, each `unusable` one as `given`, a missing
-    one left out. The problem shows the given value of the field that gave the reason (`culprits`;
-    none for one that is not a field, or whose value is missing)."""
+    line the decoder will quarantine: its usable values, each `unusable` one as `given` (or as
+    `landed` gives it, by field and row), a missing one left out. The problem shows the given value
+    of the field that gave the reason (`culprits`; none for one that is not a field, or whose value
+    is missing)."""
+    landed = landed or {}
     out = Mapped()
     for i, (why, blamed) in enumerate(zip(reasons.tolist(), culprits.tolist(), strict=True)):
         if not isinstance(why, str):  # a record: the common case, kept to one dict and one dumps
@@ -284,7 +369,9 @@ def mapped_lines(
             continue
         record: dict[str, Any] = {}
         for name, typed in values.items():
-            if name in unusable and unusable[name][i]:
+            if i in landed.get(name, {}):
+                record[name] = landed[name][i]
+            elif name in unusable and unusable[name][i]:
                 record[name] = _as_given(contract.field(name), given[name].iloc[i])
             elif typed[i] is not None:
                 record[name] = typed[i]
@@ -301,6 +388,9 @@ def map_records(
     mapping: Mapping[str, str] | None = None,
     constants: Mapping[str, str] | None = None,
     timezone: str | None = None,
+    *,
+    ambiguous: str | None = None,
+    decimal_comma: bool = False,
 ) -> IngestResult:
     """Map columns to `source`'s contract fields (a field reads the column of its own name unless
     `mapping` names another; `constants` fill fields for every row) and build message lines.
@@ -308,8 +398,13 @@ def map_records(
     Naive timestamps are local time in `timezone`; without one they are rejected, since guessing UTC
     would shift readings silently (`no_offset_in_<field>`). A row is rejected with its first reason:
     `missing_<field>` for an empty required field, `invalid_<field>` for a value that does not parse
-    as the field's type (or a local time that does not exist or is ambiguous, or an int outside
-    PostgreSQL `integer`). Rejected rows are landed too, in a form the pipeline quarantines.
+    as the field's type (or an int outside PostgreSQL `integer`), `ambiguous_local_time_in_<field>`
+    for a local time that happens twice at a DST change (unless `ambiguous` is `earlier` or `later`),
+    `nonexistent_local_time_in_<field>` for one the change skips. Numbers in text have a decimal
+    point, or with `decimal_comma` a decimal comma. Rejected rows are landed too, in a form the
+    pipeline quarantines. The columns the options need are checked against the file's header
+    whatever its rows (ColumnsError), also when every row was rejected (a file without rows holds
+    no records, which the command says).
     """
     rows = as_rows(rows)
     contract = contract_for(source)
@@ -323,5 +418,12 @@ def map_records(
     undecodable = [f"{k}={v!r}" for k, v in constants.items() if first_surrogate(v)]
     if undecodable:  # a command line with bytes that are not UTF-8
         raise ValueError(f"not UTF-8 text: {', '.join(undecodable)}")
-    mapped = _map_rows(rows.frame, source, mapping, constants, timezone) if rows.positions else Mapped()
+    check_ambiguous(ambiguous)
+    reading = Reading(timezone, ambiguous, decimal_comma)
+    if rows.positions:
+        mapped = _map_rows(rows.frame, source, mapping, constants, reading)
+    else:
+        if rows.rejected and len(rows.frame.columns):  # a header (CSV) whose every row was rejected
+            _columns(rows.frame, contract, mapping, constants)
+        mapped = Mapped()
     return merged(rows, mapped)

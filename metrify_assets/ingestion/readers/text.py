@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from pathlib import Path
@@ -11,10 +12,18 @@ def text_body(path: Path, fmt: str) -> tuple[bytes, bool]:
     """The file's bytes, and whether they are all UTF-8 (else some lines are not: rows to reject).
     A file with NUL bytes is binary (compressed, Parquet, ...), and one whose lines beyond ASCII are
     none of them UTF-8 is in another encoding (Latin-1, say; an ASCII header says nothing): neither
-    is `fmt` text, so nothing of it is landed."""
-    body = path.read_bytes()
+    is `fmt` text, so nothing of it is landed. A file with a UTF-16 byte order mark (Excel's
+    "Unicode text") is read as UTF-16 and given as UTF-8; UTF-16 without one is refused with its
+    name, not as binary data."""
+    body = _utf16_as_utf8(path, path.read_bytes())
     nul = body.find(b"\x00")
     if nul >= 0:
+        utf16 = _utf16_without_bom(body)
+        if utf16:
+            raise ValueError(
+                f"{path.name} is not UTF-8 text: it looks like {utf16} without a byte order mark (a NUL "
+                f"byte beside every character); convert it first, e.g. `iconv -f {utf16.lower()} -t utf-8`"
+            )
         raise ValueError(
             f"{path.name} is not {fmt} text: it holds binary data (a NUL byte at offset {nul}); "
             "is it compressed, or Parquet (--format parquet)?"
@@ -29,6 +38,37 @@ def text_body(path: Path, fmt: str) -> tuple[bytes, bool]:
             "convert it first, e.g. `iconv -f latin1 -t utf-8`"
         )
     return body, False
+
+
+_UTF16_BOMS = {codecs.BOM_UTF16_LE: "utf-16-le", codecs.BOM_UTF16_BE: "utf-16-be"}
+
+
+def _utf16_as_utf8(path: Path, body: bytes) -> bytes:
+    """`body` as UTF-8 when it starts with a UTF-16 byte order mark (which declares the encoding),
+    else as it is. Raises ValueError for such a file that is not UTF-16 after all."""
+    encoding = _UTF16_BOMS.get(body[:2])
+    if encoding is None:
+        return body
+    try:
+        return body[2:].decode(encoding).encode()
+    except UnicodeDecodeError as err:  # an odd length, half of a surrogate pair
+        raise ValueError(
+            f"{path.name} starts with a UTF-16 byte order mark but is not UTF-16 text ({err.reason} at "
+            f"byte {err.start + 2}); convert it first, e.g. `iconv -f utf-16 -t utf-8`"
+        ) from None
+
+
+def _utf16_without_bom(body: bytes) -> str:
+    """ "UTF-16LE" or "UTF-16BE" when `body`'s start reads as mostly ASCII text in UTF-16 (a NUL
+    byte at nearly every odd offset and hardly any even one, or the other way round), else ""."""
+    sample = body[:4096]
+    even, odd = sample[0::2], sample[1::2]
+    if len(odd) < 2:
+        return ""
+    for encoding, high, low in (("UTF-16LE", odd, even), ("UTF-16BE", even, odd)):
+        if high.count(0) >= 0.9 * len(high) and low.count(0) <= 0.1 * len(low):
+            return encoding
+    return ""
 
 
 def utf8_error(text: bytes) -> str:
