@@ -189,12 +189,14 @@ class Touched:
     next_seq: int
 
 
-def touched_days(settings: Settings, batch_ids: list[str], after_seq: int | None = None) -> Touched:
+def touched_days(
+    settings: Settings, batch_ids: list[str], after_seq: int | None = None, first_run: bool = False
+) -> Touched:
     """The days the batches touched, and those stamped after `after_seq` (batches ingested since, by
     the daemon or the API, and days a reviewer's decision touched again: `storage.days.retouch_day`).
     A batch that stored nothing (every record quarantined) touched no day: nothing new to rebuild.
 
-    On a first run (`after_seq` None) the days stamped before it whose rebuild is still owed come too
+    On a `first_run` the days stamped before it whose rebuild is still owed come too
     (`storage.rebuilt.owed`: no refresh rebuilt them since they were touched): a `metrify kafka drain`,
     the daemon or the API before the first `metrify run` left days no run would take otherwise.
 
@@ -212,9 +214,7 @@ def touched_days(settings: Settings, batch_ids: list[str], after_seq: int | None
         ).fetchall()
         # Once per instance: every day ever stamped, then the touches of those days.
         before = (
-            rebuilt.owed(conn, [d for (d,) in conn.execute(FIRST_RUN_DAYS).fetchall()])
-            if after_seq is None
-            else {}
+            rebuilt.owed(conn, [d for (d,) in conn.execute(FIRST_RUN_DAYS).fetchall()]) if first_run else {}
         )
     assert row is not None  # an aggregate always answers a row
     now, newest = row
@@ -426,7 +426,7 @@ def run_pipeline(
     # Days stamped since the last `metrify run` are materialised too (on the first, those stamped before
     # it whose rebuild is owed). One read gives the days and the next cursor.
     seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
-    touched = touched_days(settings, batch_ids, int(seen) if seen else None)
+    touched = touched_days(settings, batch_ids, int(seen) if seen else None, first_run=not seen)
     summary = materialise_days(defs, instance, settings, touched.days, progress, trigger, owed_runs(settings))
     instance.run_storage.set_cursor_values({SEQ_CURSOR: str(touched.next_seq)})
     summary.batch_ids = batch_ids
