@@ -291,7 +291,7 @@ def attention(status: Status) -> list[str]:
     if letters:
         lines.append(
             f"{letters:,} {'dead letter waits' if letters == 1 else 'dead letters wait'} for a fix, then a "
-            "replay (`metrify dlq list`)"
+            "replay (`metrify dlq list`; `metrify dlq discard` closes those no fix will let in)"
         )
     review = sum(s.review_pending or 0 for s in status.sources)
     if review:

@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 
 from metrify_assets.contracts import CONTRACTS, Field, contract_for
 from metrify_assets.ingestion.decode import INT_RANGE, ISO_WITH_OFFSET, MAX_TEXT_LENGTH, decode
+from metrify_assets.ingestion.limits import MAX_MESSAGE_RECORDS
 from metrify_assets.ingestion.readers import ingest_file
 from metrify_assets.quality.rules import evaluate
 from metrify_assets.serving.schemas import MAX_ERRORS, SCHEMA_DIR, SCHEMA_FILES, schema, validate
@@ -254,6 +255,18 @@ def test_an_empty_batch_is_refused_and_holds_no_record() -> None:
     assert [(e.loc, e.keyword) for e in errors] == [("records", "minItems")]
     decoded = decode(contract_for("meter_readings"), [b'{"records": []}'], [1])
     assert decoded.records_in == 0 and decoded.records.empty  # nothing to quarantine, nothing to store
+
+
+def test_a_batch_over_the_message_record_limit_is_refused_as_the_decoder_dead_letters_it() -> None:
+    """The API refuses (422) a batch the decoder would dead-letter whole: its maxItems is the limit."""
+    for source in SCHEMA_FILES:
+        assert schema(source)["$defs"]["batch"]["properties"]["records"]["maxItems"] == MAX_MESSAGE_RECORDS
+    errors = validate("meter_readings", {"records": [READING] * (MAX_MESSAGE_RECORDS + 1)})
+    assert [(e.loc, e.keyword) for e in errors] == [("records", "maxItems")]
+    assert validate("meter_readings", {"records": [READING] * MAX_MESSAGE_RECORDS}) == []
+    body = orjson.dumps({"records": [READING] * (MAX_MESSAGE_RECORDS + 1)})
+    decoded = decode(contract_for("meter_readings"), [body], [1])
+    assert decoded.records_in == 1 and decoded.records.empty  # the whole message, once
 
 
 def test_value_rules_are_left_to_the_record_rules() -> None:
