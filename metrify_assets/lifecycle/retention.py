@@ -28,7 +28,15 @@ from metrify_assets.lifecycle import holds, state
 from metrify_assets.lifecycle.landing_files import expire_landing_files
 from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, age_days, day_span
 from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
-from metrify_assets.lifecycle.tiers import Outcome, VerificationError, copy_missing, copy_to_warm, verify_copy
+from metrify_assets.lifecycle.tiers import (
+    Outcome,
+    VerificationError,
+    copy_missing,
+    copy_to_warm,
+    rewrite_refused,
+    verify_copy,
+    write_verified,
+)
 from metrify_assets.resources.lake import Lake, ObjectArchivedError, ObjectLockedError
 from metrify_assets.storage import rebuilt
 
@@ -153,6 +161,26 @@ def _going(table: TieredTable, hot: pd.DataFrame, kept_meters: set[str]) -> pd.D
     return hot[~hot[table.meter_column].isin(kept_meters)]
 
 
+def _copy_refused(lake: Lake, day_state: state.DayState) -> str | None:
+    """Why a run would keep the day's hot rows for its copy, checked as a dry run can (HEADs, no
+    read): the copy gone with its manifest (`rewrite_refused`), or gone while it held rows that left
+    PostgreSQL. A copy only missing its object, or of another size, the run writes again."""
+    missing = copy_missing(lake, day_state)
+    if missing is None:
+        return None
+    if day_state.hot_gone():
+        return f"{missing}: it held rows that left PostgreSQL; rebuild it from raw (`metrify restore --using raw`)"
+    return rewrite_refused(lake, day_state, missing)
+
+
+def _kept(
+    conn: psycopg.Connection, table: TieredTable, day: date, detail: str, rows: int, run_id: str | None
+) -> Outcome:
+    """A day whose hot rows stay because its copy failed a check: logged, and failing the pass."""
+    state.log(conn, table.dataset, day, "failed", detail, rows, run_id=run_id)
+    return Outcome(table.dataset, day, "failed", detail, rows)
+
+
 def delete_hot_day(
     conn: psycopg.Connection,
     lake: Lake,
@@ -164,6 +192,8 @@ def delete_hot_day(
 ) -> Outcome:
     """Delete the day's hot rows the verified copy holds (minus held meters), with derived rows."""
     copied = copy_to_warm(conn, lake, table, day, now, run_id)
+    if copied.failed:  # logged: the pass fails with it
+        return copied
     if copied.action not in ("copied", "merged", "unchanged"):
         return Outcome(table.dataset, day, "kept_hot", f"copy not current: {copied.detail}", copied.rows)
     day_state = state.get(conn, table.dataset, day)
@@ -171,10 +201,21 @@ def delete_hot_day(
     hot = table.read_days(conn, day, day, for_update=True)
     try:
         copy = _verified_copy(lake, table, day_state)
-    except (VerificationError, FileNotFoundError) as err:
-        detail = f"hot rows kept: the day's copy did not verify: {err}"
-        state.log(conn, table.dataset, day, "failed", detail, len(hot), run_id=run_id)
-        return Outcome(table.dataset, day, "failed", detail, len(hot))
+    except VerificationError as err:
+        if day_state.hot_gone() or content_checksum(hot, table.key) != day_state.checksum:
+            return _kept(
+                conn, table, day, f"hot rows kept: the day's copy did not verify: {err}", len(hot), run_id
+            )
+        # The bytes there are not the copy, and the hot rows are whole: write it again from them.
+        state.log(conn, table.dataset, day, "copy_corrupt", str(err), len(hot), run_id=run_id)
+        write_verified(conn, lake, table, day, hot, now, run_id, "copied")
+        day_state = state.get(conn, table.dataset, day)
+        assert day_state is not None
+        copy = _verified_copy(lake, table, day_state)
+    except FileNotFoundError as err:
+        return _kept(
+            conn, table, day, f"hot rows kept: the day's copy did not verify: {err}", len(hot), run_id
+        )
     if not _copy_holds_rows(table, day_state, hot, copy):
         detail = "the day's copy does not hold every hot row (it changed while we looked): kept"
         state.log(conn, table.dataset, day, "kept_hot", detail, len(hot), run_id=run_id)
@@ -255,6 +296,12 @@ def clean_hot(
                 state.log(conn, dataset, day, REBUILD_OWED, reason, dry_run=dry_run, run_id=run_id)
                 conn.commit()
                 outcomes.append(Outcome(dataset, day, REBUILD_OWED, reason))
+                continue
+            refused = _copy_refused(lake, day_state) if dry_run and day_state is not None else None
+            if refused is not None:  # what the run would fail on, said before it runs
+                state.log(conn, dataset, day, "failed", refused, dry_run=True, run_id=run_id)
+                conn.commit()
+                outcomes.append(Outcome(dataset, day, "would fail", refused))
                 continue
             if dry_run:  # the rows the run would delete: a meter's hold keeps its own
                 count = len(_going(table, table.read_days(conn, day, day), holds.held_meters(day_holds, day)))

@@ -168,6 +168,10 @@ def copy_to_warm(
             return Outcome(
                 table.dataset, day, "unchanged", f"copy in {current.tier} holds these rows", len(rows)
             )
+        refused = rewrite_refused(lake, current, rewrite)
+        if refused is not None:
+            state.log(conn, table.dataset, day, "failed", refused, len(rows), run_id=run_id)
+            return Outcome(table.dataset, day, "failed", refused, len(rows))
         state.log(conn, table.dataset, day, "copy_missing", rewrite, len(rows), run_id=run_id)
     if current is not None and current.hot_gone() and current.kept_checksum == checksum:
         missing = copy_missing(lake, current)
@@ -240,6 +244,20 @@ def copy_missing(lake: Lake, day_state: state.DayState) -> str | None:
     if lake.head(day_state.manifest_key) is None:
         return f"{lake.uri(day_state.manifest_key)} is not in the lake"
     return None
+
+
+def rewrite_refused(lake: Lake, day_state: state.DayState, missing: str) -> str | None:
+    """Why a day whose copy is `missing` (`copy_missing`) must not be written again from its whole hot
+    rows, or None when it may: with neither the copy nor its manifest there, the lake is likely not the
+    one it was written to (a mistyped METRIFY_LAKE_URL), and a copy written there would leave the rows
+    in the wrong place once the hot ones go."""
+    if lake.exists(day_state.object_key) or lake.exists(day_state.manifest_key):
+        return None
+    return (
+        f"{missing}, nor is its manifest: is METRIFY_LAKE_URL ({lake.uri('')}) the lake it was written "
+        "to? Hot rows kept. If it is and the day's folder was deleted, delete the day's row of "
+        "ops.lifecycle_days: the next run writes a new copy from the hot rows"
+    )
 
 
 CLASS_TIER = {"STANDARD": "warm", "STANDARD_IA": "cold", "GLACIER": "archive", "DEEP_ARCHIVE": "archive"}

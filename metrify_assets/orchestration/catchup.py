@@ -177,7 +177,15 @@ def ingest_files(
 # The newest `ops.touched_days.seq` a `metrify run` has materialised, in the Dagster instance's
 # key-value store (beside the runs it launched).
 SEQ_CURSOR = "metrify/run/ingest_days_seq"
-FIRST_RUN_DAYS = "SELECT DISTINCT day FROM ops.touched_days WHERE stored"
+
+
+def first_run_days(conn: psycopg.Connection) -> dict[date, set[str]]:
+    """The days stamped before a first `metrify run` whose rebuild is owed (`storage.rebuilt.owed`),
+    with every source that touched each: every day ever stamped is read, once per instance."""
+    stamped: dict[date, set[str]] = {}
+    for day, source in conn.execute("SELECT DISTINCT day, source FROM ops.touched_days WHERE stored"):
+        stamped.setdefault(day, set()).add(source)
+    return {day: stamped[day] for day in rebuilt.owed(conn, list(stamped))}
 
 
 @dataclass(frozen=True)
@@ -212,10 +220,7 @@ def touched_days(
             "WHERE batch_id = ANY(%s) OR seq > %s ORDER BY seq",
             (batch_ids, after_seq),
         ).fetchall()
-        # Once per instance: every day ever stamped, then the touches of those days.
-        before = (
-            rebuilt.owed(conn, [d for (d,) in conn.execute(FIRST_RUN_DAYS).fetchall()]) if first_run else {}
-        )
+        before = first_run_days(conn) if first_run else {}
     assert row is not None  # an aggregate always answers a row
     now, newest = row
     days: dict[date, set[str]] = {}
@@ -223,8 +228,8 @@ def touched_days(
         if stored:  # a batch that stored nothing brought nothing to rebuild
             days.setdefault(day, set()).add(source)
     if after_seq is None:
-        for day, owed in before.items():
-            days.setdefault(day, set()).add(owed.source)
+        for day, sources in before.items():
+            days.setdefault(day, set()).update(sources)
         return Touched(days, int(newest))
     stamped = [DayRow(seq, day, at) for seq, day, at, _, _ in found if seq > after_seq]
     return Touched(days, settled_cursor(stamped, after_seq, now))

@@ -32,8 +32,8 @@ from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.observability.metrics import PipelineCollector
 from metrify_assets.orchestration.catchup import (
-    FIRST_RUN_DAYS,
     SEQ_CURSOR,
+    first_run_days,
     missing_landing_dir,
     pending_files,
 )
@@ -42,7 +42,6 @@ from metrify_assets.partitions import ranges_text
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.run_alerts import day_range, failed_days
-from metrify_assets.storage import rebuilt
 
 # A daemon heartbeats every 30 s (Dagster's default); three missed beats and it is taken for stopped.
 DAEMON_SILENT_AFTER = timedelta(seconds=90)
@@ -368,9 +367,6 @@ def gather(
                 seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
                 if seen:
                     status.touched_days = touched_since(conn, int(seen))
-                else:  # what the first `metrify run` takes: the days no refresh rebuilt since touched
-                    stamped = [d for (d,) in conn.execute(FIRST_RUN_DAYS).fetchall()]
-                    status.touched_days = sorted(rebuilt.owed(conn, stamped)) or None
         except psycopg.Error as err:
             status.unreadable[STORES["postgres"]] = describe(err)
     topics = {source: kafka.topic(source) for source in CONTRACTS} if kafka is not None else None
@@ -382,4 +378,10 @@ def gather(
         status.sensors_on = turned_on(instance, InstigatorType.SENSOR)
     except Exception as err:  # noqa: BLE001 - any failure of the run storage leaves out its figures only
         status.unreadable[STORES["dagster"]] = describe(err)
+    refreshed = bool(status.jobs) and status.jobs[0].last_run_at is not None
+    if status.touched_days is None and status.owed is not None and status.jobs and not refreshed:
+        # Neither `metrify run` nor a refresh ever ran here: the days the first run would take (read
+        # whole once a deployment has history; one that refreshes by its daemon never asks).
+        with connect() as conn:
+            status.touched_days = sorted(first_run_days(conn)) or None
     return status

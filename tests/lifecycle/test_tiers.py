@@ -348,9 +348,13 @@ def test_hot_rows_go_only_once_their_copy_is_read_back(pg: psycopg.Connection, l
     back = table.read_days(pg, FIRST_DAY, FIRST_DAY)
     assert content_checksum(back, table.key) == content_checksum(original, table.key)
 
-    failed = by_day[("grid_status", FIRST_DAY)]
-    assert failed.action == "failed" and "did not verify" in failed.detail and "SHA-256" in failed.detail
-    assert hot_count(pg, "grid_status", FIRST_DAY) == 144
+    # Bytes of the recorded size that are not the copy, beside whole hot rows: written again from them.
+    assert by_day[("grid_status", FIRST_DAY)].action == "deleted_hot"
+    corrupt = pg.execute(
+        "SELECT detail FROM ops.lifecycle_log WHERE dataset = 'grid_status' AND action = 'copy_corrupt'"
+    ).fetchall()
+    assert len(corrupt) == 1 and "SHA-256" in corrupt[0][0]
+    assert lake.get(tampered) != b"x" * size
     assert by_day[("grid_status", second)].action == "deleted_hot"
 
     # The second day's copy holds m-002's rows, which left PostgreSQL (m-001's stay under the hold).
@@ -360,6 +364,27 @@ def test_hot_rows_go_only_once_their_copy_is_read_back(pg: psycopg.Connection, l
     pg.commit()
     assert outcome.action == "failed" and "--using raw" in outcome.detail, outcome
     assert hot_count(pg, "meter_readings", second) == 24
+    # The weekly pass fails with it (it said kept_hot, and the scheduled run went green).
+    again = retention.clean_hot(pg, lake, Policy(), LAST_DAY + timedelta(days=30), NOW)
+    assert [o.action for o in again if (o.dataset, o.day) == ("meter_readings", second)] == ["failed"]
+
+
+def test_a_lake_that_holds_none_of_the_copies_is_not_written_to(pg: psycopg.Connection, lake: Lake) -> None:
+    """A mistyped METRIFY_LAKE_URL: every recorded copy is missing with its manifest. Writing them again
+    there, then deleting the hot rows, would leave the rows in the wrong lake: the pass keeps them and
+    says why, and its dry run says so first."""
+    seed_hot_days(pg)
+    copy_all(pg, lake)
+    elsewhere = Lake(lake.uri("").rstrip("/") + "-typo")
+    today = LAST_DAY + timedelta(days=30)
+    planned = retention.clean_hot(pg, elsewhere, Policy(), today, NOW, dry_run=True)
+    assert {o.action for o in planned} == {"would fail"}
+    outcomes = retention.clean_hot(pg, elsewhere, Policy(), today, NOW)
+    assert len(outcomes) == DAYS * len(TIERED_DATASETS) and {o.action for o in outcomes} == {"failed"}
+    assert all("METRIFY_LAKE_URL" in o.detail for o in outcomes)
+    assert all(hot_count(pg, d, FIRST_DAY) > 0 for d in TIERED_DATASETS)
+    assert elsewhere.list("curated/") == []
+    assert {o.action for o in retention.clean_hot(pg, lake, Policy(), today, NOW)} == {"deleted_hot"}
 
 
 def test_a_report_ages_from_when_it_was_written_not_the_days_it_is_about(

@@ -23,6 +23,7 @@ from metrify_assets.orchestration.catchup import (
     RecordCounts,
     RunSummary,
     attempt,
+    first_run_days,
     materialise_days,
     missing_landing_dir,
     plan_runs,
@@ -394,3 +395,16 @@ def test_a_missing_landing_directory_is_a_warning_not_nothing_to_do(
     assert "is not a directory" in (
         missing_landing_dir(pg, tmp_path / "a-file", named=True, kafka=False) or ""
     )
+
+
+@pytest.mark.postgres
+def test_the_first_runs_owed_days_carry_every_source_that_touched_them(pg: psycopg.Connection) -> None:
+    """The sources decide what the run does first (meter days train the anomaly model): a meter day
+    touched last by a weather batch is still a meter day."""
+    day = date(2026, 10, 1)
+    stamp = "INSERT INTO ops.ingest_days (batch_id, source, day, records) VALUES (%s, %s, %s, 1)"
+    pg.execute(stamp, ("meters", "meter_readings", day))
+    pg.commit()
+    pg.execute(stamp, ("weather", "weather_observations", day))
+    pg.commit()
+    assert first_run_days(pg) == {day: {"meter_readings", "weather_observations"}}

@@ -41,6 +41,7 @@ from metrify_assets.meters.vee.process import (
     validate_days,
 )
 from metrify_assets.quality import gx
+from metrify_assets.quality.quarantine import DISCARDED
 from metrify_assets.resources.cache import Cache
 from metrify_assets.storage.audit import Caller
 from metrify_assets.storage.frames import read_frame
@@ -174,11 +175,13 @@ def read_candidates(
 def _quarantined(
     conn: psycopg.Connection, batches: list[str], decisions: pd.DataFrame
 ) -> tuple[pd.DataFrame, Counter[str]]:
-    """Unresolved quarantined meter readings of `batches`, parsed from their payloads."""
+    """Quarantined meter readings of `batches` no replay has accepted (unresolved, or discarded as
+    dead letters: read and rejected all the same), parsed from their payloads."""
     rows = conn.execute(
         "SELECT batch_id, record_index, payload, reasons FROM ops.quarantine "
-        "WHERE source = 'meter_readings' AND resolved_at IS NULL AND batch_id = ANY(%s)",
-        (batches,),
+        "WHERE source = 'meter_readings' AND batch_id = ANY(%s) "
+        "AND (resolved_at IS NULL OR starts_with(resolved_by, %s))",
+        (batches, DISCARDED),
     ).fetchall()
     rejecter = {
         (b, int(i)): by

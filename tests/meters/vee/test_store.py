@@ -565,3 +565,27 @@ def test_a_reviewers_decision_does_not_store_a_series_that_fails_the_suite(
     assert re.search(r"approved decision is recorded.*not written", decided.vee_error or "")
     assert review.get_item(pg, item.batch_id, item.record_index).status == "approved"
     assert series(pg) == before and audit(pg) == trail
+
+
+def test_a_discarded_dead_letter_is_still_read_and_rejected_to_vee(pg: psycopg.Connection) -> None:
+    """`metrify dlq discard` closes a dead letter no fix will let in; VEE still sees the reading as
+    read and rejected at ingest (it read only unresolved rows, so a discard turned it into a gap). A
+    reading a replay accepted is the stored one's business, not the quarantine's."""
+    from metrify_assets.meters.vee.store import _quarantined
+    from metrify_assets.quality.quarantine import DISCARDED
+
+    def payload(minute: int) -> str:
+        return json.dumps(
+            {"meter_id": "M1", "reading_start": f"2026-03-28T12:{minute:02d}:00Z", "interval_minutes": 15}
+        )
+
+    for index, resolved_by in enumerate((None, f"{DISCARDED}ops: junk", "replay-b2")):
+        pg.execute(
+            "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons, quarantined_at,"
+            " resolved_at, resolved_by) VALUES ('b1', %s, 'meter_readings', %s, 'missing_energy_kwh', now(),"
+            " CASE WHEN %s::text IS NULL THEN NULL ELSE now() END, %s)",
+            (index, payload(15 * index), resolved_by, resolved_by),
+        )
+    decisions = pd.DataFrame(columns=["batch_id", "record_index", "status", "decided_by"])
+    found, unplaced = _quarantined(pg, ["b1"], decisions)
+    assert sorted(found["reading_start"].dt.minute) == [0, 15] and not unplaced
