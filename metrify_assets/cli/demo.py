@@ -192,7 +192,7 @@ def demo_lifecycle(
     planned = {
         f"{dataset} {action}": int(n)
         for dataset, action, n in conn.execute(
-            "SELECT dataset, action, count(*) FROM ops.lifecycle_log WHERE run_id = %s AND dry_run AND day IS NOT NULL "
+            "SELECT dataset, action, count(DISTINCT day) FROM ops.lifecycle_log WHERE run_id = %s AND dry_run AND day IS NOT NULL "
             "GROUP BY 1, 2 ORDER BY 1, 2",
             (preview.run_id,),
         ).fetchall()

@@ -533,7 +533,11 @@ def run_cmd(
             table.add_column(column, overflow="fold")
         for a in done:
             table.add_row(
-                escape(a.dataset), escape(a.action), f"{a.entries:,}", f"{a.rows:,}", days_text(a.days)
+                escape(a.dataset),
+                escape(a.action),
+                f"{len(a.days):,}" if a.days else "-",
+                f"{a.rows:,}",
+                days_text(a.days),
             )
         console.print(table if done else "nothing due")
         for a in done:

@@ -92,14 +92,15 @@ class Report:
 
     def counts(self) -> pd.DataFrame:
         frame = pd.DataFrame(
-            [(o.dataset, o.action, o.rows, o.size) for o in self.outcomes],
-            columns=["dataset", "action", "rows", "bytes"],
+            [(o.dataset, o.action, o.day, o.rows, o.size) for o in self.outcomes],
+            columns=["dataset", "action", "day", "rows", "bytes"],
         )
         if not len(frame):
-            return frame.assign(days=[])
+            return frame.drop(columns="day").assign(days=[])
+        # Days, not outcomes: landing files are one outcome each, several to a day.
         return (
             frame.groupby(["dataset", "action"], as_index=False)
-            .agg(days=("rows", "size"), rows=("rows", "sum"), bytes=("bytes", "sum"))
+            .agg(days=("day", "nunique"), rows=("rows", "sum"), bytes=("bytes", "sum"))
             .sort_values(["dataset", "action"])
         )
 

@@ -14,7 +14,7 @@ from metrify_assets.lifecycle import holds, retention, state
 from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy
 from metrify_assets.lifecycle.restore import restore_days
 from metrify_assets.lifecycle.tables import TABLES, content_checksum
-from metrify_assets.lifecycle.tiers import copy_to_warm, data_key, move_due
+from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, data_key, move_due
 from metrify_assets.resources.lake import Lake, ObjectArchivedError, ObjectLockedError
 from tests.lifecycle.conftest import DAYS, FIRST_DAY, seed_hot_days
 
@@ -408,3 +408,16 @@ def test_a_report_ages_from_when_it_was_written_not_the_days_it_is_about(
     assert reports(written.date() + timedelta(days=90)) == ["expired"]
     assert not lake.exists(f"{folder}report.html")
     assert lake.list_day_prefixes("reports/quality/") == []
+
+
+def test_a_reports_days_are_days_not_outcomes() -> None:
+    """Landing files are one outcome per source and day: 6 over 2 days read as "6 days" (a trial)."""
+    outcomes = [
+        Outcome("landing", FIRST_DAY + timedelta(days=d), "expired", f"{source}/: 1 files", 1, 10)
+        for source in ("meter_readings", "grid_status", "weather_observations")
+        for d in range(2)
+    ]
+    counts = retention.Report(outcomes, dry_run=False).counts()
+    assert counts[["dataset", "action", "days", "rows", "bytes"]].values.tolist() == [
+        ["landing", "expired", 2, 6, 60]
+    ]
