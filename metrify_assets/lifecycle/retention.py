@@ -164,14 +164,10 @@ def _going(table: TieredTable, hot: pd.DataFrame, kept_meters: set[str]) -> pd.D
 
 def _copy_refused(lake: Lake, day_state: state.DayState) -> str | None:
     """Why a run would keep the day's hot rows for its copy, checked as a dry run can (HEADs, no
-    read): the copy gone with its manifest (`rewrite_refused`), or gone while it held rows that left
-    PostgreSQL. A copy only missing its object, or of another size, the run writes again."""
+    read): a missing copy it may not write again (`rewrite_refused`). A copy only missing its object,
+    or of another size, beside whole hot rows, the run writes again."""
     missing = copy_missing(lake, day_state)
-    if missing is None:
-        return None
-    if day_state.hot_gone():
-        return f"{missing}: it held rows that left PostgreSQL; rebuild it from raw (`metrify restore --using raw`)"
-    return rewrite_refused(lake, day_state, missing)
+    return None if missing is None else rewrite_refused(lake, day_state, missing)
 
 
 def _kept(

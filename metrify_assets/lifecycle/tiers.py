@@ -179,8 +179,8 @@ def copy_to_warm(
             return Outcome(
                 table.dataset, day, "unchanged", "rows a hold kept hot, in the copy too", len(rows)
             )
-        # The copy held the rows that left the hot tier: the hot rows alone cannot stand in for it.
-        detail = f"{missing}: it held the rows that left PostgreSQL; rebuild it from raw (`metrify restore --using raw`)"
+        detail = rewrite_refused(lake, current, missing)
+        assert detail is not None  # its rows left the hot tier: never written again from what is left
         state.log(conn, table.dataset, day, "failed", detail, len(rows), run_id=run_id)
         return Outcome(table.dataset, day, "failed", detail, len(rows))
     held = holds.covering(conn, table.dataset, day, day)
@@ -250,7 +250,10 @@ def rewrite_refused(lake: Lake, day_state: state.DayState, missing: str) -> str 
     """Why a day whose copy is `missing` (`copy_missing`) must not be written again from its whole hot
     rows, or None when it may: with neither the copy nor its manifest there, the lake is likely not the
     one it was written to (a mistyped METRIFY_LAKE_URL), and a copy written there would leave the rows
-    in the wrong place once the hot ones go."""
+    in the wrong place once the hot ones go. Nor when it held rows that already left PostgreSQL: the
+    hot rows alone cannot stand in for it."""
+    if day_state.hot_gone():
+        return f"{missing}: it held the rows that left PostgreSQL; rebuild it from raw (`metrify restore --using raw`)"
     if lake.exists(day_state.object_key) or lake.exists(day_state.manifest_key):
         return None
     return (

@@ -378,8 +378,8 @@ def gather(
         status.sensors_on = turned_on(instance, InstigatorType.SENSOR)
     except Exception as err:  # noqa: BLE001 - any failure of the run storage leaves out its figures only
         status.unreadable[STORES["dagster"]] = describe(err)
-    refreshed = bool(status.jobs) and status.jobs[0].last_run_at is not None
-    if status.touched_days is None and status.owed is not None and status.jobs and not refreshed:
+    refresh = next((job for job in status.jobs if job.job == "refresh_job"), None)
+    if status.touched_days is None and status.owed is not None and refresh and refresh.last_run_at is None:
         # Neither `metrify run` nor a refresh ever ran here: the days the first run would take (read
         # whole once a deployment has history; one that refreshes by its daemon never asks).
         with connect() as conn:
