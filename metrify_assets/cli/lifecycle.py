@@ -168,15 +168,10 @@ def read_config(path: Path) -> RunConfig:
     return RunConfig(policy, source, as_of, config.dry_run)
 
 
-def load_config(path: Path | None) -> dict[str, Any]:
-    """The policy part of a lifecycle run configuration file (validated as the assets validate it)."""
-    return read_config(path).policy if path is not None else {}
-
-
-def _policy(path: Path | None) -> Policy:
+def _policy(values: dict[str, Any]) -> Policy:
     from metrify_assets.lifecycle.assets import LifecycleConfig
 
-    return LifecycleConfig(**load_config(path)).policy()
+    return LifecycleConfig(**values).policy()
 
 
 def _fail(message: str) -> typer.Exit:
@@ -287,6 +282,14 @@ def rules_cmd(
             "objects under a legal hold.",
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="With --apply: make every check and read, and put nothing on the bucket (as does "
+            "`dry_run: true` in --config).",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """The S3 lifecycle rules matching the policy (tiers, raw and report retention); --apply puts them on
@@ -295,7 +298,20 @@ def rules_cmd(
     Optional: the pipeline makes every transition itself; on AWS the rules keep the schedule should it
     stop. A rule's Days = the policy's age - 1 (an object is written on or after its day), raised to S3's
     minimums (STANDARD_IA >= 30 days, an archive class >= 30 days after it). A local lake has no rules.
+    A dry run (--dry-run, or `dry_run: true` in the --config file) applies nothing.
     """
+    file = read_config(config) if config is not None else None
+    asked = dry_run_asked(dry_run, file)
+    if file is not None:  # what the file sets, before anything is read or put
+        said = f"dry run (from {asked})" if asked else "not a dry run"
+        if apply and not asked:
+            said += " (--apply puts the rules on the bucket)"
+        unused = (
+            f"; as_of {file.as_of} in {file.source} is not used: S3 counts from each object's creation"
+            if file.as_of
+            else ""
+        )
+        typer.echo(f"{said}; policy from {file.source}{unused}", err=as_json)
     settings = resolve_settings()
     lake = Lake(settings.lake_url)
     versioned = True
@@ -313,7 +329,9 @@ def rules_cmd(
             )
     try:
         rules = bucket_lifecycle_rules(
-            _policy(config), prefix=lake.prefix if lake.is_s3 else "", versioned=versioned
+            _policy(file.policy if file is not None else {}),
+            prefix=lake.prefix if lake.is_s3 else "",
+            versioned=versioned,
         )
     except ValueError as err:
         raise _fail(f"the policy has no valid S3 rules: {err}") from err
@@ -323,9 +341,14 @@ def rules_cmd(
         command_console().print(_rules_table(rules))
     if apply:
         try:
-            message = apply_bucket_rules(lake, rules, require_object_lock=not without_object_lock)
+            message = apply_bucket_rules(
+                lake, rules, require_object_lock=not without_object_lock, dry_run=asked is not None
+            )
         except (BucketRulesError, ValueError) as err:
             raise _fail(str(err)) from err
+        if asked is not None:
+            typer.echo(f"dry run (from {asked}): {message}", err=as_json)
+            return
         if lake.is_s3:  # the bucket's rules now expire and move data: audited (after S3 confirmed them)
             with connect(settings) as conn:
                 details = {
@@ -384,11 +407,18 @@ def run_settings(as_of: str | None, dry_run: bool, file: RunConfig | None, today
         day, came_from = file.as_of, f"as_of in {file.source}"
     else:
         day, came_from = today, "today, UTC"
+    asked = dry_run_asked(dry_run, file)
+    return RunSettings(day, came_from, asked is not None, asked)
+
+
+def dry_run_asked(flag: bool, file: RunConfig | None) -> str | None:
+    """Where a dry run was asked for (`--dry-run`, the file's `dry_run: true`, or both), or None: either
+    one makes it a dry run (the safe side; there is no flag to overrule the file)."""
     asked = [
-        *(["--dry-run"] if dry_run else []),
+        *(["--dry-run"] if flag else []),
         *([f"dry_run: true in {file.source}"] if file is not None and file.dry_run else []),
     ]
-    return RunSettings(day, came_from, bool(asked), " and ".join(asked) or None)
+    return " and ".join(asked) or None
 
 
 def settings_line(chosen: RunSettings, file: RunConfig) -> str:

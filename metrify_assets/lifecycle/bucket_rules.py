@@ -341,8 +341,12 @@ def bucket_versioned(lake: Lake) -> bool:
     return status in ("Enabled", "Suspended")
 
 
-def apply_bucket_rules(lake: Lake, rules: dict[str, Any], require_object_lock: bool = True) -> str:
+def apply_bucket_rules(
+    lake: Lake, rules: dict[str, Any], require_object_lock: bool = True, dry_run: bool = False
+) -> str:
     """Put `rules` on the lake's bucket and read the configuration back to confirm; returns what was done.
+    With `dry_run`, every check and read happens (versioning, Object Lock, the bucket's rules and
+    S3's limit) and nothing is put: returns what would be done.
 
     S3's call replaces the bucket's whole configuration: rules of other owners (IDs not under this
     lake's `rule_id_base`) are kept, Metrify's own are replaced, and the bucket's
@@ -392,6 +396,14 @@ def apply_bucket_rules(lake: Lake, rules: dict[str, Any], require_object_lock: b
             f"s3://{lake.bucket} would have {len(merged['Rules'])} lifecycle rules with {len(kept)} of "
             f"others kept: S3 allows at most {MAX_RULES}"
         )
+    note = (
+        f"; kept {len(kept)} rule(s) of others: {', '.join(str(r.get('ID')) for r in kept)}" if kept else ""
+    )
+    if dry_run:
+        return (
+            f"would apply {len(rules['Rules'])} lifecycle rules to s3://{lake.bucket} ({lake.endpoint}){note}; "
+            "nothing was put on the bucket"
+        )
     extra: dict[str, Any] = {}
     if current.get("TransitionDefaultMinimumObjectSize"):
         extra["TransitionDefaultMinimumObjectSize"] = current["TransitionDefaultMinimumObjectSize"]
@@ -410,9 +422,6 @@ def apply_bucket_rules(lake: Lake, rules: dict[str, Any], require_object_lock: b
             f"s3://{lake.bucket} at {lake.endpoint} accepted the rules but reads back different ones for "
             f"{', '.join(differing)}"
         )
-    note = (
-        f"; kept {len(kept)} rule(s) of others: {', '.join(str(r.get('ID')) for r in kept)}" if kept else ""
-    )
     minimum = stored.get("TransitionDefaultMinimumObjectSize")
     return (
         f"applied {len(rules['Rules'])} lifecycle rules to s3://{lake.bucket} ({lake.endpoint}) and read them "

@@ -385,3 +385,50 @@ def test_cli_rules_apply_on_s3(s3_endpoint: str, tmp_path: Path, monkeypatch: py
     assert json.loads(applied.stdout) == bucket_lifecycle_rules(Policy(), prefix="lake")
     assert "read them back unchanged" in applied.stderr
     assert _stored(locked) == by_id(bucket_lifecycle_rules(Policy(), prefix="lake"))
+
+
+@pytest.mark.s3
+def test_cli_rules_apply_honours_a_dry_run_from_the_config_file_or_the_flag(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user who wrote `dry_run: true` expects nothing applied: `rules --apply --config` put the rules
+    on the bucket all the same (the file's dry_run was dropped), and said nothing of it."""
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    locked = _bucket(object_lock=True)
+    monkeypatch.setenv("METRIFY_LAKE_URL", f"s3://{locked}/lake")
+    config = tmp_path / "lc.yaml"
+    config.write_text("dry_run: true\nas_of: 2026-06-01\nraw_days: 500\n")
+    planned = CliRunner().invoke(_cli(), ["lifecycle", "rules", "--apply", "--config", str(config), "--json"])
+    assert planned.exit_code == 0, planned.output
+    expected = bucket_lifecycle_rules(Policy(raw=RawRetention(ia_days=30, days=500)), prefix="lake")
+    assert json.loads(planned.stdout) == expected  # the file's policy is printed
+    said = " ".join(planned.stderr.split())
+    assert f"dry run (from dry_run: true in {config}); policy from {config}" in said
+    assert f"as_of 2026-06-01 in {config} is not used" in said
+    assert f"dry run (from dry_run: true in {config}): would apply 6 lifecycle rules to s3://{locked}" in said
+    assert "nothing was put on the bucket" in said
+    with pytest.raises(boto3.client("s3").exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
+        boto3.client("s3").get_bucket_lifecycle_configuration(Bucket=locked)
+
+    # --dry-run does the same, and still makes the checks the apply would fail on.
+    unlocked = _bucket(object_lock=False)
+    monkeypatch.setenv("METRIFY_LAKE_URL", f"s3://{unlocked}/lake")
+    refused = CliRunner().invoke(_cli(), ["lifecycle", "rules", "--apply", "--dry-run"])
+    assert refused.exit_code == 1 and "has no S3 Object Lock" in refused.output
+    checked = CliRunner().invoke(
+        _cli(), ["lifecycle", "rules", "--apply", "--dry-run", "--without-object-lock"]
+    )
+    assert checked.exit_code == 0, checked.output
+    assert "dry run (from --dry-run): would apply 6 lifecycle rules" in " ".join(checked.output.split())
+    with pytest.raises(boto3.client("s3").exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
+        boto3.client("s3").get_bucket_lifecycle_configuration(Bucket=unlocked)
+
+    # A file without dry_run applies, and says so first.
+    applying = tmp_path / "apply.yaml"
+    applying.write_text("raw_days: 500\n")
+    monkeypatch.setenv("METRIFY_LAKE_URL", f"s3://{locked}/lake")
+    planned = CliRunner().invoke(
+        _cli(), ["lifecycle", "rules", "--config", str(applying), "--json"]
+    )  # without --apply: printed, nothing put either way
+    assert planned.exit_code == 0, planned.output
+    assert f"not a dry run; policy from {applying}" in planned.stderr
