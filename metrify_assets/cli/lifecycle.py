@@ -536,7 +536,7 @@ def run_cmd(
         failed = failed_days(conn, run_id) if run_id else []
         actions = {f"{a.dataset} {a.action}": a.rows for a in done}
         # Affected: what left the database or the lake (the copies and moves are in `rows`).
-        removed = sum(a.rows for a in done if a.action in REMOVING_ACTIONS)
+        removed = sum(a.rows or 0 for a in done if a.action in REMOVING_ACTIONS)
         details = {**audited, "run_id": run_id, "rows": actions, **({"failed": error} if error else {})}
         caller.record(conn, "lifecycle.run", target, details, 0 if dry_run else removed)
         conn.commit()
@@ -566,7 +566,7 @@ def run_cmd(
                 escape(a.dataset),
                 escape(a.action),
                 f"{len(a.days):,}" if a.days else "-",
-                f"{a.rows:,}",
+                "-" if a.rows is None else f"{a.rows:,}",
                 days_text(a.days),
             )
         console.print(table if done else "nothing due")
@@ -599,7 +599,7 @@ class LoggedAction:
     dataset: str
     action: str
     entries: int  # log entries: one per day, or one for a table-wide step (a retention of ops tables)
-    rows: int
+    rows: int | None  # None: no entry counted rows (a step with no row count)
     days: list[date]  # the days it took (or would take), in order
     why: str | None = None  # for an action that left days where they are: the newest day's reason
 
@@ -609,17 +609,33 @@ KEPT_ACTIONS = ("held", "kept", "rebuild_owed", "failed", "late_rows_kept")
 
 
 def logged_actions(conn: psycopg.Connection, run_id: str) -> list[LoggedAction]:
-    """The run's actions per dataset and action, with their days, from ops.lifecycle_log."""
+    """The run's actions per dataset and action, with their days, from ops.lifecycle_log.
+
+    Rows count each day once, as the days column does: the steps that log the same action for a
+    tiered dataset's day (a held day stays warm in the cold move, in the archive move, and keeps its
+    hot rows in retention) speak of the same rows, so a day counts its largest entry. Other datasets'
+    entries of a day are distinct things (each source's landing files) and add up."""
+    from metrify_assets.lifecycle.policy import TIERED_DATASETS
+
     found = conn.execute(
-        "SELECT dataset, action, count(*), coalesce(sum(rows), 0), "
-        "coalesce(array_agg(DISTINCT day ORDER BY day) FILTER (WHERE day IS NOT NULL), '{}'), "
+        "WITH per_day AS (SELECT dataset, action, day, count(*) AS n, "
+        "CASE WHEN day IS NOT NULL AND dataset = ANY(%s) THEN max(rows) ELSE sum(rows) END AS rows, "
+        "(array_agg(detail ORDER BY log_id DESC))[1] AS detail "
+        "FROM ops.lifecycle_log WHERE run_id = %s GROUP BY 1, 2, 3) "
+        "SELECT dataset, action, sum(n)::int, sum(rows), "
+        "coalesce(array_agg(day ORDER BY day) FILTER (WHERE day IS NOT NULL), '{}'), "
         "(array_agg(detail ORDER BY day DESC NULLS LAST))[1] "
-        "FROM ops.lifecycle_log WHERE run_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
-        (run_id,),
+        "FROM per_day GROUP BY 1, 2 ORDER BY 1, 2",
+        (list(TIERED_DATASETS), run_id),
     ).fetchall()
     return [
         LoggedAction(
-            str(d), str(a), int(n), int(r), list(days), str(why) if a in KEPT_ACTIONS and why else None
+            str(d),
+            str(a),
+            int(n),
+            None if r is None else int(r),
+            list(days),
+            str(why) if a in KEPT_ACTIONS and why else None,
         )
         for d, a, n, r, days, why in found
     ]

@@ -241,8 +241,27 @@ def delete_hot_day(
     detail = f"{deleted} hot rows deleted, copy read back and verified in {day_state.tier}"
     if len(going) < len(hot):
         detail += f"; {len(hot) - len(going)} rows of held meters {sorted(kept_meters)} kept"
+        _log_meters_held(conn, table, day, day_holds, kept_meters, len(hot) - len(going), False, run_id)
     state.log(conn, table.dataset, day, "deleted_hot", detail, deleted, run_id=run_id)
     return Outcome(table.dataset, day, "deleted_hot", detail, deleted)
+
+
+def _log_meters_held(
+    conn: psycopg.Connection,
+    table: TieredTable,
+    day: date,
+    day_holds: list[holds.Hold],
+    kept_meters: set[str],
+    kept: int,
+    dry_run: bool,
+    run_id: str | None,
+) -> None:
+    """A `held` entry for the hot rows of the day a meter's hold keeps while the other meters' go."""
+    if not kept:
+        return
+    ids = ", ".join(str(h.hold_id) for h in day_holds if h.meter_id in kept_meters)
+    detail = f"hot rows of meter {', '.join(sorted(kept_meters))} kept: legal hold {ids}"
+    state.log(conn, table.dataset, day, "held", detail, kept, dry_run=dry_run, run_id=run_id)
 
 
 def clean_hot(
@@ -276,17 +295,19 @@ def clean_hot(
             day_holds = holds.covering(conn, dataset, day, day)
             if any(h.meter_id is None and h.covers(dataset, day) for h in day_holds):
                 ids = ", ".join(str(h.hold_id) for h in day_holds)
+                kept = len(table.read_days(conn, day, day))  # the rows the hold keeps hot
                 state.log(
                     conn,
                     dataset,
                     day,
                     "held",
                     f"hot rows kept: legal hold {ids}",
+                    kept,
                     dry_run=dry_run,
                     run_id=run_id,
                 )
                 conn.commit()
-                outcomes.append(Outcome(dataset, day, "held", f"legal hold {ids}"))
+                outcomes.append(Outcome(dataset, day, "held", f"legal hold {ids}", kept))
                 continue
             if day in owed:  # trimmed by a later run, once rebuilt: the rebuild reads these hot rows
                 reason = owed[day].reason
@@ -301,7 +322,10 @@ def clean_hot(
                 outcomes.append(Outcome(dataset, day, "would fail", refused))
                 continue
             if dry_run:  # the rows the run would delete: a meter's hold keeps its own
-                count = len(_going(table, table.read_days(conn, day, day), holds.held_meters(day_holds, day)))
+                hot = table.read_days(conn, day, day)
+                kept_meters = holds.held_meters(day_holds, day)
+                count = len(_going(table, hot, kept_meters))
+                _log_meters_held(conn, table, day, day_holds, kept_meters, len(hot) - count, True, run_id)
                 state.log(
                     conn,
                     dataset,

@@ -356,9 +356,10 @@ def move_due(
             held = holds.covering(conn, dataset, day_state.day, day_state.day)
             if held:
                 detail = f"stays {day_state.tier}: legal hold {', '.join(str(h.hold_id) for h in held)}"
-                state.log(conn, dataset, day_state.day, "held", detail, dry_run=dry_run, run_id=run_id)
+                rows = day_state.row_count  # the copy's rows, kept where they are
+                state.log(conn, dataset, day_state.day, "held", detail, rows, dry_run=dry_run, run_id=run_id)
                 conn.commit()
-                outcomes.append(Outcome(dataset, day_state.day, "held", detail))
+                outcomes.append(Outcome(dataset, day_state.day, "held", detail, rows))
                 continue
             outcomes.append(
                 transition(

@@ -4,6 +4,7 @@ with `lifecycle run` executing the weekly job's lifecycle in process on a tempor
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -188,3 +189,45 @@ def test_a_hold_on_a_meter_the_store_has_no_trace_of_is_refused_unless_asked_for
     assert sorted(h["meter_id"] for h in json.loads(invoke("holds", "list", "--json"))) == sorted(
         [known[0], "NEW-1"]
     )
+
+
+def test_lifecycle_run_shows_the_rows_a_hold_keeps(pg: psycopg.Connection, lake: Lake) -> None:
+    """`held` said 0 rows for days a hold kept hot (retention logged no count), and nothing of a meter's
+    hold, whose rows stay while the other meters' go. The rows are the day's, counted once a day as
+    the days column counts days, in a dry run and in the run; a step without a count shows -."""
+    seed_hot_days(pg)
+    for dataset in TIERED_DATASETS:
+        for day in DAY_LIST:
+            assert copy_to_warm(pg, lake, TABLES[dataset], day, NOW).action == "copied"
+            pg.commit()
+    invoke("holds", "add", "--reason", "case 1", "--from", str(D), "--by", "x")  # every dataset's first day
+    second = str(DAY_LIST[1])
+    invoke("holds", "add", "--reason", "case 2", "--from", second, "--meter", "m-001", "--by", "x")
+    past_hot = str(D + timedelta(days=32))
+
+    def held(*extra: str) -> dict[str, tuple[list[str], int | None]]:
+        report = json.loads(stdout_of("lifecycle", "run", "--as-of", past_hot, "--json", *extra))
+        return {a["dataset"]: (a["days"], a["rows"]) for a in report["actions"] if a["action"] == "held"}
+
+    # Day 1 is held whole (48 readings, 144 grid samples, 24 observations); of day 2, meter m-001's 24
+    # readings stay while m-002's go.
+    expected = {
+        "meter_readings": ([str(D), second], 48 + 24),
+        "grid_status": ([str(D)], 144),
+        "weather_observations": ([str(D)], 24),
+    }
+    assert held("--dry-run") == expected
+    table = invoke("lifecycle", "run", "--as-of", past_hot, "--dry-run")
+    assert re.search(rf"meter_readings │ held │ 2 │ 72 │ {D}\.\.{second}", table), table
+    assert held() == expected
+    assert hot(pg, "meter_readings", D) == 48 and hot(pg, "meter_readings", DAY_LIST[1]) == 24
+    assert hot(pg, "grid_status", DAY_LIST[1]) == 0
+
+    # Later, past the warm window too: a held day is logged by the cold move (its copy stays warm) and
+    # by retention (its hot rows stay), the same rows: counted once.
+    later = json.loads(
+        stdout_of("lifecycle", "run", "--as-of", str(D + timedelta(days=120)), "--dry-run", "--json")
+    )
+    rows = {(a["dataset"], a["action"]): (a["entries"], a["days"], a["rows"]) for a in later["actions"]}
+    entries, days, counted = rows[("grid_status", "held")]
+    assert entries > len(days) and (days, counted) == ([str(D), second], 144 * 2)
