@@ -44,10 +44,10 @@ def test_null_empty_binary_huge_and_compressed_messages_never_block_the_partitio
     huge = b'{"station_id": "' + b"x" * 1_000_000 + b'"}'  # just under the broker's 1 MiB default
     hostile: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = [
         (None, b"W1", []),  # a tombstone
-        (b"", b"W1", []),
+        (b"", None, []),  # no key: its letter has no source_key header
         (observation("W1", 0), None, []),  # null key: fine, processed
         (observation("W1", 1), b"W1", [("trace", b"\x00\x01"), ("content-type", b"application/json")]),
-        (b"\x89PNG\r\n\x1a\n\x00\x00binary", b"W1", []),
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", b"\xffW1\x00", []),  # a binary key
         (huge, b"W1", []),
     ]
     for codec in (None, "gzip", "lz4", "snappy", "zstd"):
@@ -81,6 +81,9 @@ def test_null_empty_binary_huge_and_compressed_messages_never_block_the_partitio
     assert len(letters) == len(reasons)  # DLQ = quarantine
     by_offset = {int(h["offset"]): (v, h) for v, h in letters}
     assert by_offset[4][0] == hostile[4][0]  # binary junk dead-lettered verbatim
+    # the producer's key, verbatim, so a letter can be routed back; absent when the message had none
+    keys = {offset: h.get("source_key") for offset, (_, h) in by_offset.items()}
+    assert keys == {0: b"W1", 1: None, 4: b"\xffW1\x00", 5: b"W1"}
     value, headers = by_offset[5]
     assert value is not None and len(value) == DLQ_MAX_VALUE_BYTES
     assert int(headers["truncated_from"]) == len(huge)

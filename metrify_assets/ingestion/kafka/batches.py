@@ -38,6 +38,7 @@ class KafkaBatch:
     spec: BatchSpec
     messages: list[bytes | None]  # None: a null value (tombstone)
     offsets: list[int]
+    keys: list[bytes | None]  # per message: the producer's key (None: the message had none)
     timestamps_ms: list[int]
     backfill: list[bool]  # per message: declared history by the `metrify-backfill` header
     expired: Expired | None = None  # offsets of the range retention deleted before the run read it
@@ -50,7 +51,7 @@ class KafkaBatch:
 
 def _read(
     consumer: KafkaConsumer, rng: OffsetRange, timeout_s: float
-) -> tuple[list[bytes | None], list[int], list[int], list[bool], Expired | None]:
+) -> tuple[list[bytes | None], list[int], list[bytes | None], list[int], list[bool], Expired | None]:
     """The range's records, and its offsets that retention deleted before the run (reading starts
     at the first offset the broker holds)."""
     tp = TopicPartition(rng.topic, rng.partition)
@@ -64,6 +65,7 @@ def _read(
     consumer.seek(tp, max(rng.start, first_held))
     values: list[bytes | None] = []
     offsets: list[int] = []
+    keys: list[bytes | None] = []
     stamps: list[int] = []
     backfill: list[bool] = []
     deadline = time.monotonic() + timeout_s
@@ -77,9 +79,10 @@ def _read(
             if rng.start <= record.offset < rng.end:  # a fetch may run past the range's end
                 values.append(record.value)
                 offsets.append(record.offset)
+                keys.append(record.key)
                 stamps.append(record.timestamp)
                 backfill.append(is_backfill(record.headers))
-    return values, offsets, stamps, backfill, expired
+    return values, offsets, keys, stamps, backfill, expired
 
 
 def read_batch(
@@ -87,13 +90,13 @@ def read_batch(
 ) -> KafkaBatch:
     """Exactly the records of `rng`, as bytes (decoding is the pipeline's job, not the consumer's)."""
     with kafka.consumer() as consumer:
-        values, offsets, stamps, backfill, expired = _read(consumer, rng, timeout_s)
+        values, offsets, keys, stamps, backfill, expired = _read(consumer, rng, timeout_s)
     first = datetime.fromtimestamp(stamps[0] / 1000, tz=UTC) if stamps else datetime.now(tz=UTC)
     spec = BatchSpec(
         contract=contract, batch_id=rng.batch_id, origin="kafka", origin_ref=rng.batch_id, dt=first.date()
     )
     return KafkaBatch(
-        rng, spec, values, offsets, stamps or [int(first.timestamp() * 1000)], backfill, expired
+        rng, spec, values, offsets, keys, stamps or [int(first.timestamp() * 1000)], backfill, expired
     )
 
 
@@ -117,7 +120,9 @@ def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) ->
 
     At least once: a replayed range sends its rejects again. The key names the source offset and
     the record's index in the batch (a message may hold several records), so a DLQ consumer (or
-    compaction) can drop repeats. A cut value says so (`truncated_from` header);
+    compaction) can drop repeats. The producer's key travels in the `source_key` header (bytes
+    verbatim; absent when the message had no key), so a consumer can route a letter back to the
+    meter, node or station it came from. A cut value says so (`truncated_from` header);
     the whole message is in the raw batch (`raw_key`) and in ops.quarantine.
     """
     if not result.quarantined:  # the usual batch: no producer, no broker round trip
@@ -126,7 +131,8 @@ def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) ->
     per_message = Counter(result.decoded.message_index)
     with kafka.producer() as producer:
         for row in result.quarantined:
-            offset = batch.offsets[result.decoded.message_index[row.record_index]]
+            position = result.decoded.message_index[row.record_index]
+            offset = batch.offsets[position]
             value, length = dead_letter_value(batch, result, row.record_index, per_message)
             headers = [
                 ("reason", row.reasons.encode()),
@@ -137,6 +143,9 @@ def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) ->
                 ("record_index", str(row.record_index).encode()),
                 ("raw_key", batch.spec.raw_key.encode()),
             ]
+            source_key = batch.keys[position]
+            if source_key is not None:
+                headers.append(("source_key", source_key))
             if length > len(value):
                 headers.append(("truncated_from", str(length).encode()))
             producer.send(

@@ -125,6 +125,8 @@ def test_ticks_and_runs_account_for_every_record_and_dead_letter_the_bad_ones(
     assert sorted(int(d["offset"]) for d in letters) == [10, 11, 12]
     assert all(d["source_topic"] == topic and d["partition"] == "0" and d["reason"] for d in letters)
     assert {d["reason"].split(" ")[0] for d in letters} >= {"malformed:invalid_json"}
+    # the producer's key rides along, so a letter can go back to its station; none when it had none
+    assert {d["offset"]: d.get("source_key") for d in letters} == {"10": None, "11": "W9", "12": "W9"}
 
     quiet = tick(defs, instance, kafka_resource, pg_resource, first.cursor)
     assert not quiet.run_requests and "No new records" in (quiet.skip_message or "")
