@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+# Tries of a local write whose folder a concurrent delete removed (it had emptied it) in between.
+LOCAL_WRITE_ATTEMPTS = 5
 STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "GLACIER", "DEEP_ARCHIVE")
 ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # readable only after a restore request
 
@@ -124,10 +126,7 @@ class Lake:
             path = self.root / key
             if self._local_meta(key).get("legal_hold"):
                 raise ObjectLockedError(f"{key} is under a legal hold: it cannot be overwritten")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            tmp.replace(path)  # atomic: readers never see half an object
+            _write_file(path, data)
             self._write_local_meta(
                 key, {"storage_class": storage_class} if storage_class != "STANDARD" else {}
             )
@@ -321,11 +320,13 @@ class Lake:
         self._meta_path(key).unlink(missing_ok=True)
         # A folder is no object on S3: one left empty goes too, as its prefix does there (one a writer
         # fills meanwhile stays: rmdir refuses a folder that is not empty).
+        # A writer that finds its folder gone between its mkdir and its write makes it again
+        # (`_write_file`); a folder another delete removed first ends the walk.
         folder = (self.root / key).parent
-        while folder != self.root and folder.is_dir() and not any(folder.iterdir()):
+        while folder != self.root:
             try:
                 folder.rmdir()
-            except OSError:
+            except OSError:  # not empty (a writer filled it), or already gone
                 break
             folder = folder.parent
 
@@ -361,9 +362,7 @@ class Lake:
         if not meta:
             path.unlink(missing_ok=True)
             return
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(meta, sort_keys=True))
-        tmp.replace(path)
+        _write_file(path, json.dumps(meta, sort_keys=True).encode())
 
     def exists(self, key: str) -> bool:
         if self.is_s3:
@@ -482,3 +481,23 @@ class Lake:
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write `path` whole (a temporary file beside it, then a rename: readers never see half of it),
+    making its folders. A local delete removes the folders it empties, as the prefix goes on S3, so a
+    write in the same folder (another thread of the archive, another process) can find the folder gone
+    between its mkdir and its open: it makes it again, LOCAL_WRITE_ATTEMPTS times at most. Once the
+    temporary file is in the folder, the folder is not empty and no delete removes it."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
+    for attempt in range(1, LOCAL_WRITE_ATTEMPTS + 1):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            break
+        except (FileNotFoundError, FileExistsError):
+            # FileExistsError: pathlib's mkdir(parents=True) makes a missing parent, then the folder
+            # with exist_ok, and reads a folder made and removed meanwhile as a file in the way.
+            if attempt == LOCAL_WRITE_ATTEMPTS or (path.parent.exists() and not path.parent.is_dir()):
+                raise
+    tmp.replace(path)
