@@ -75,6 +75,25 @@ def _reason_table(counts: list[tuple[str, str, int]], title: str) -> Table:
     return table
 
 
+def _records(n: int) -> str:
+    return f"{n:,} record{'' if n == 1 else 's'}"
+
+
+def _totals_line(records: int, replayable: int, resolved: bool) -> str:
+    """What `dlq list` counts, in the words of `metrify status`: records, and of them those a replay
+    could accept (the figure status shows)."""
+    status = "(what `metrify status` counts)"
+    if resolved:
+        return (
+            f"dead letters: {_records(records)}, resolved ones included, {replayable:,} waiting that a "
+            f"replay could accept {status}"
+        )
+    return (
+        f"dead letters: {_records(records)} waiting, {replayable:,} of them a replay could accept {status}, "
+        f"{records - replayable:,} never (duplicates, reviewer rejections)"
+    )
+
+
 def _letter_row(letter: dead_letters.DeadLetter) -> dict[str, object]:
     return {**asdict(letter), "replayable": letter.replayable}
 
@@ -103,16 +122,24 @@ def register(app: typer.Typer) -> None:
         settings = resolve_settings()
         selection = _selection(source, reason, batch_id, resolved, since)
         with connect(settings) as conn:
+            records, replayable = dead_letters.totals(conn, selection)
             counts = dead_letters.reason_counts(conn, selection)
             letters = dead_letters.select(conn, selection, limit=limit, newest_first=True)
         if as_json:
             by_reason = [{"source": s, "reason": r, "records": n} for s, r, n in counts]
-            records = [{**_letter_row(d), "payload": d.payload} for d in letters]
-            typer.echo(to_json({"by_reason": by_reason, "records": records}))
+            rows = [{**_letter_row(d), "payload": d.payload} for d in letters]
+            totals = {"records": records, "replayable": replayable}
+            typer.echo(to_json({"totals": totals, "by_reason": by_reason, "records": rows}))
             return
         console = command_console()
+        console.print(_totals_line(records, replayable, resolved))
+        reasons = sum(n for _, _, n in counts)
         console.print(
-            _reason_table(counts, f"dead letters by reason: {sum(n for _, _, n in counts):,} occurrences")
+            _reason_table(
+                counts,
+                f"by reason: {reasons:,} reason{'' if reasons == 1 else 's'} over {_records(records)} "
+                "(a record may have several)",
+            )
         )
         _print_letters(console, letters, "dead letters", "newest first")
         note_embedded_server(settings)

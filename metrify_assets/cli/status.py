@@ -54,7 +54,7 @@ def print_status(console: Console, status: Status) -> None:
     sources = Table(title=f"metrify status at {now:%Y-%m-%d %H:%M:%S} UTC")
     for column in ("source", "newest record", "last batch", "quality", "landing files", "Kafka lag"):
         sources.add_column(column)
-    for column in ("dead letters", "to review"):
+    for column in ("dead letters (replayable)", "to review"):
         sources.add_column(column, justify="right")
     for s in status.sources:
         sources.add_row(

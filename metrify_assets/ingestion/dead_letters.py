@@ -14,7 +14,7 @@ import psycopg
 
 from metrify_assets.quality import quarantine
 from metrify_assets.quality.quarantine import DISCARDED, reason_code
-from metrify_assets.quality.replayable import replayable
+from metrify_assets.quality.replayable import REPLAYABLE_UNRESOLVED, replayable
 from metrify_assets.storage.audit import Caller
 
 # Batches a discard's audit entry names (the count names them all).
@@ -110,6 +110,19 @@ def reason_counts(conn: psycopg.Connection, selection: Selection) -> list[tuple[
     ).fetchall():
         counts[str(source), reason_code(str(reason))] += int(records)
     return sorted(((s, r, n) for (s, r), n in counts.items()), key=lambda c: (-c[2], c[0], c[1]))
+
+
+def totals(conn: psycopg.Connection, selection: Selection) -> tuple[int, int]:
+    """(records, replayable) of the selection: its dead letters, and those of them that wait unresolved
+    and a replay could accept (not duplicates nor review rejections), which is what `metrify status`
+    and the metrify_dlq_records gauge count. `reason_counts` counts a record under each of its
+    reasons, so its sum is at least `records`."""
+    where, params = selection.where()
+    row = conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {REPLAYABLE_UNRESOLVED}) FROM ops.quarantine WHERE {where}",
+        params,
+    ).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 Key = tuple[str, int, str]  # (batch_id, record_index, source) of a dead letter

@@ -66,7 +66,7 @@ class SourceStatus:
     quality_score: float | None = None
     landing_files: int | None = None  # None: PostgreSQL could not be read (its ledger tells which)
     kafka_lag: int | None = None  # None: Kafka not configured, or unreadable
-    dead_letters: int | None = None  # None: not read (PostgreSQL could not be)
+    dead_letters: int | None = None  # waiting records a replay could accept; None: not read (PostgreSQL)
     review_pending: int | None = None
 
 
@@ -289,8 +289,9 @@ def attention(status: Status) -> list[str]:
     letters = sum(s.dead_letters or 0 for s in status.sources)
     if letters:
         lines.append(
-            f"{letters:,} {'dead letter waits' if letters == 1 else 'dead letters wait'} for a fix, then a "
-            "replay (`metrify dlq list`; `metrify dlq discard` closes those no fix will let in)"
+            f"{letters:,} dead-letter {'record' if letters == 1 else 'records'} a replay could accept "
+            f"{'waits' if letters == 1 else 'wait'} for a fix, then a replay (`metrify dlq list`; "
+            "`metrify dlq discard` closes those no fix will let in)"
         )
     review = sum(s.review_pending or 0 for s in status.sources)
     if review:

@@ -177,3 +177,45 @@ def test_dlq_list_shows_the_newest_first_and_takes_since(pg: psycopg.Connection,
     assert "newest first" in table.output and "old-1" not in table.output
     bad = runner.invoke(app, ["dlq", "list", "--since", "last tuesday"])
     assert bad.exit_code == 2 and "--since" in bad.output
+
+
+def test_status_and_dlq_list_say_what_each_counts_and_agree(
+    pg: psycopg.Connection, cli_env: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in a user trial: `metrify status` said 3 dead letters and `dlq list` 6, with no word of
+    what either counted (records a replay could accept; reasons over every waiting record)."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    rows = [
+        QuarantineRow(0, "{}", "malformed:missing_field:observed_at", 1),
+        QuarantineRow(1, "{}", "malformed:missing_field:observed_at", 1),
+        QuarantineRow(2, "{}", "out_of_range:temperature_c,out_of_range:humidity_pct", 1),  # two reasons
+        QuarantineRow(3, "{}", "duplicate_exact", 1),  # never replayed
+        QuarantineRow(4, "{}", "review_rejected:sensor swapped", 1),  # never replayed
+        QuarantineRow(5, "{}", "malformed:missing_field:observed_at", 1),  # discarded below
+    ]
+    quarantine(pg, SOURCE, "b-1", rows)
+    dead_letters.discard(pg, [("b-1", 5, SOURCE)], "junk", Caller("ana", "cli"), {})
+
+    status = json.loads(cli_env.invoke(app, ["status", "--json"], catch_exceptions=False).stdout)
+    weather = next(s for s in status["sources"] if s["source"] == SOURCE)
+    assert weather["dead_letters"] == 3  # waiting records a replay could accept
+    assert any(
+        line.startswith("3 dead-letter records a replay could accept wait for a fix")
+        for line in status["attention"]
+    ), status["attention"]
+    table = cli_env.invoke(app, ["status"], catch_exceptions=False).output
+    assert "replayable" in table  # the column says what it counts
+
+    listed = cli_env.invoke(app, ["dlq", "list"], catch_exceptions=False).output
+    flat = " ".join(listed.split())
+    assert "5 records waiting, 3 of them a replay could accept (what `metrify status` counts)" in flat, listed
+    assert "2 never (duplicates, reviewer rejections)" in flat
+    assert "6 reasons over 5 records" in flat  # a record counts under each of its reasons
+    as_json = json.loads(cli_env.invoke(app, ["dlq", "list", "--json"], catch_exceptions=False).stdout)
+    assert as_json["totals"] == {"records": 5, "replayable": 3}
+    assert sum(r["records"] for r in as_json["by_reason"]) == 6
+    everything = cli_env.invoke(app, ["dlq", "list", "--all"], catch_exceptions=False).output
+    assert "6 records, resolved ones included, 3 waiting that a replay could accept" in " ".join(
+        everything.split()
+    )

@@ -142,6 +142,7 @@ def test_metrify_dlq_list_show_and_replay(
     listing = json.loads(as_json.stdout)
     assert sum(r["records"] for r in listing["by_reason"]) >= len(listing["records"]) == 4
     assert {r["replayable"] for r in listing["records"]} == {True, False}
+    assert listing["totals"] == {"records": 4, "replayable": 3}  # the 3 `metrify status` counts
     dry = runner.invoke(app, ["dlq", "replay", "--dry-run"], catch_exceptions=False)
     assert "3 dead letters to replay (1 not replayable" in dry.output
     assert "would replay: 3 shown" in dry.output and dry.output.count("b1") == 3  # listed, not replayed

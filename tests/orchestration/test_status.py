@@ -122,8 +122,8 @@ def test_attention_names_what_to_do() -> None:
         "refresh_job failed for 2026-03-01..2026-03-03 and is owed: the daemon or the next `metrify run` "
         "runs it again",
         "waiting: 2 landing files, 1,500 Kafka messages, 2 days touched (`metrify run` takes it)",
-        "3 dead letters wait for a fix, then a replay (`metrify dlq list`; `metrify dlq discard` closes those "
-        "no fix will let in)",
+        "3 dead-letter records a replay could accept wait for a fix, then a replay (`metrify dlq list`; "
+        "`metrify dlq discard` closes those no fix will let in)",
         "1 flagged record waits for a reviewer (`metrify review list`)",
     ]
     # With a daemon heartbeating, its sensors may take the waiting work, but only those turned on: a
