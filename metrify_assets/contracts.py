@@ -95,11 +95,15 @@ WEATHER_OBSERVATIONS = SourceContract(
     fields=(
         Field("station_id", "str"),
         Field("observed_at", "timestamp"),
+        # Temperature is required: degree-days, the weather impact and sensitivity, the forecasts'
+        # and the enrichment's weather are built on it. Stations routinely miss another measure (a
+        # broken hygrometer, no rain gauge): those are optional, so the observation lands with that
+        # measure null (v1 stays compatible: senders of every measure change nothing; migration 0021).
         Field("temperature_c", "float"),
-        Field("humidity_pct", "float"),
-        Field("pressure_hpa", "float"),
-        Field("wind_speed_ms", "float"),
-        Field("precipitation_mm", "float"),
+        Field("humidity_pct", "float", required=False),
+        Field("pressure_hpa", "float", required=False),
+        Field("wind_speed_ms", "float", required=False),
+        Field("precipitation_mm", "float", required=False),
     ),
     key=("station_id", "observed_at"),
     time_field="observed_at",

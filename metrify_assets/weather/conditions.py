@@ -8,6 +8,11 @@ raises an extreme-weather flag when any observation of the hour reaches the extr
 A band or class starts at its lower edge (inclusive): 15.5 C is `mild`, 17.2 m/s is `gale`. The rain
 classes follow the AMS definition, whose edges belong to the lower class: 2.5 mm/h is `light`, 7.6
 mm/h `moderate`, more than 7.6 mm/h `heavy`.
+
+Temperature is in every observation (the contract requires it: degree-days are built on it), so every
+hour has a band. Wind and precipitation are optional (a station without an anemometer or a rain gauge):
+an hour none of whose observations reports one has the class `unknown` (`NOT_REPORTED`), and its flag
+is false.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from metrify_assets.weather.degree_days import COOLING_BASE_C, HEATING_BASE_C
 TEMPERATURE_BANDS = ("freezing", "cold", "mild", "warm", "hot")
 WIND_CLASSES = ("calm", "light", "moderate", "fresh", "strong", "gale", "storm")
 PRECIPITATION_CLASSES = ("none", "light", "moderate", "heavy")
+# The wind or precipitation class of an hour whose station reported no such measure.
+NOT_REPORTED = "unknown"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from metrify_assets.contracts import GRID_STATUS, METER_READINGS
+from metrify_assets.contracts import GRID_STATUS, METER_READINGS, WEATHER_OBSERVATIONS
 from metrify_assets.ingestion.batch import BatchSpec, SuiteFailedError, process_batch, raw_body
 from metrify_assets.quality import gx
 from metrify_assets.resources.lake import Lake
@@ -143,6 +143,54 @@ def test_a_frequency_only_grid_feed_lands_without_invented_values(
         "FROM ops.grid_status"
     ).fetchone()
     assert rows == (6, 0, 0, 49.39)
+
+
+def test_a_weather_observation_missing_a_measure_is_stored_with_it_null(
+    pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A user's trial sent `"humidity_pct": null` and the whole observation, its good temperature with
+    it, went to quarantine as `malformed:missing_field:humidity_pct`. Stations miss a measure (a broken
+    hygrometer, no rain gauge): it is stored NULL. A missing temperature is still quarantined, and a
+    measure present but implausible still rejected: in = accepted + quarantined."""
+    full = {
+        "station_id": "WX-1",
+        "temperature_c": 9.5,
+        "humidity_pct": 80.0,
+        "pressure_hpa": 1012.0,
+        "wind_speed_ms": 3.2,
+        "precipitation_mm": 0.0,
+    }
+
+    def observation(minute: int, **changes: object) -> str:
+        record = {**full, "observed_at": f"2026-03-29T10:{minute:02d}:00+01:00", **changes}
+        return json.dumps({k: v for k, v in record.items() if v is not ...})
+
+    messages = [
+        observation(0, humidity_pct=None),
+        observation(10, humidity_pct=...),  # left out
+        observation(20, humidity_pct=..., pressure_hpa=None, wind_speed_ms=..., precipitation_mm=None),
+        observation(30, temperature_c=None),
+        observation(40, humidity_pct=101.0, precipitation_mm=None),
+        observation(50),
+    ]
+    weather = BatchSpec(WEATHER_OBSERVATIONS, "w1", "landing", "w1.jsonl", date(2026, 3, 29))
+    result = process_batch(weather, messages, [1] * len(messages), Lake(str(tmp_path / "lake")), pg, NOW)
+    pg.commit()
+    ledger = result.ledger
+    assert (ledger.records_in, ledger.accepted, ledger.quarantined) == (6, 4, 2)
+    assert ledger.records_in == ledger.accepted + ledger.quarantined
+    reasons = dict(pg.execute("SELECT record_index, reasons FROM ops.quarantine").fetchall())
+    assert reasons == {3: "malformed:missing_field:temperature_c", 4: "humidity_implausible"}
+    rows = pg.execute(
+        "SELECT extract(minute FROM observed_at)::int, temperature_c, humidity_pct, pressure_hpa, "
+        "wind_speed_ms, precipitation_mm FROM ops.weather_observations ORDER BY observed_at"
+    ).fetchall()
+    assert rows == [
+        (0, 9.5, None, 1012.0, 3.2, 0.0),
+        (10, 9.5, None, 1012.0, 3.2, 0.0),
+        (20, 9.5, None, None, None, None),
+        (50, 9.5, 80.0, 1012.0, 3.2, 0.0),
+    ]
 
 
 def test_a_raw_batch_is_standard_gzip_of_its_messages_verbatim() -> None:

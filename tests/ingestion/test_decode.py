@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from metrify_assets.contracts import GRID_STATUS, METER_READINGS
+from metrify_assets.contracts import GRID_STATUS, METER_READINGS, WEATHER_OBSERVATIONS
 from metrify_assets.ingestion.decode import decode
 
 
@@ -118,6 +118,43 @@ def test_a_frequency_only_grid_sample_is_a_record() -> None:
     assert batch.malformed == [] and len(batch.records) == 1
     row = batch.records.iloc[0]
     assert row["frequency_hz"] == 50.0223 and pd.isna(row["voltage_v"]) and pd.isna(row["load_mw"])
+
+
+OBSERVATION = {
+    "station_id": "WX-1",
+    "observed_at": "2026-03-29T10:00:00+01:00",
+    "temperature_c": 9.5,
+    "humidity_pct": 80.0,
+    "pressure_hpa": 1012.0,
+    "wind_speed_ms": 3.2,
+    "precipitation_mm": 0.0,
+}
+
+
+def test_a_weather_observation_missing_a_measure_is_a_record_but_not_one_without_temperature() -> None:
+    """Stations routinely miss one measure (a broken hygrometer, no rain gauge): humidity, pressure,
+    wind and precipitation are optional; temperature is required (degree-days are built on it)."""
+    optional = ("humidity_pct", "pressure_hpa", "wind_speed_ms", "precipitation_mm")
+    messages = [
+        json.dumps({**OBSERVATION, "humidity_pct": None}),  # the user's trial: null humidity
+        json.dumps({k: v for k, v in OBSERVATION.items() if k != "humidity_pct"}),  # left out
+        json.dumps({k: v for k, v in OBSERVATION.items() if k not in optional}),  # temperature alone
+        json.dumps({**OBSERVATION, "temperature_c": None}),
+        json.dumps({k: v for k, v in OBSERVATION.items() if k != "temperature_c"}),
+        json.dumps({**OBSERVATION, "wind_speed_ms": "calm"}),  # present, so still of its type
+    ]
+    batch = decode(WEATHER_OBSERVATIONS, messages, [1] * len(messages))
+    assert batch.records_in == len(batch.records) + len(batch.malformed) == 6
+    assert [(m.record_index, m.reason) for m in batch.malformed] == [
+        (3, "malformed:missing_field:temperature_c"),
+        (4, "malformed:missing_field:temperature_c"),
+        (5, "malformed:bad_type:wind_speed_ms"),
+    ]
+    records = batch.records.set_index("record_index")
+    assert records["temperature_c"].tolist() == [9.5, 9.5, 9.5]
+    assert records["humidity_pct"].isna().tolist() == [True, True, True]
+    assert records.loc[0, "pressure_hpa"] == 1012.0 and records.loc[2, optional].isna().all()
+    assert all(records[name].dtype == "float64" for name in optional)
 
 
 def test_payloads_are_each_records_own_text_and_malformed_bytes_are_kept() -> None:

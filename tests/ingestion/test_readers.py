@@ -155,14 +155,21 @@ def test_openstef_rows_with_missing_or_bad_values_are_landed_for_quarantine_with
         4: "malformed:bad_type:energy_kwh",
     }
     assert readings.examples[1] == "row 2: invalid_load ('n/a')"
+    frame.loc[1, "pressure"] = None
+    frame.loc[4, "temp"] = None
     weather = openstef_weather(frame)
+    # A station's missing rain or pressure is no reason (those measures are optional): the
+    # observation lands without it. A missing temperature is (degree-days are built on it).
     assert weather.records == 3
-    assert weather.rejected == {"invalid_datetime": 1, "invalid_humidity": 1, "missing_rain": 1}
+    assert weather.rejected == {"invalid_datetime": 1, "invalid_humidity": 1, "missing_temp": 1}
     assert quarantined("weather_observations", weather.lines) == {
         2: "malformed:bad_timestamp:observed_at",
-        3: "malformed:missing_field:precipitation_mm",
+        4: "malformed:missing_field:temperature_c",
         5: "malformed:bad_type:humidity_pct",
     }
+    without_rain, without_pressure = json.loads(weather.lines[3]), json.loads(weather.lines[1])
+    assert "precipitation_mm" not in without_rain and without_rain["humidity_pct"] > 0
+    assert "pressure_hpa" not in without_pressure and "precipitation_mm" in without_pressure
     with pytest.raises(ValueError, match="meter_readings or weather_observations"):
         ingest_file(OPENSTEF, "grid_status", preset="openstef")
     with pytest.raises(ValueError, match="no column load"):

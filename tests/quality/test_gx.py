@@ -100,6 +100,47 @@ def test_value_range_failure_samples_the_values() -> None:
     assert failed.unexpected_sample == ("7", "7")
 
 
+def weather_observations(n: int) -> pd.DataFrame:
+    """Accepted-looking observations of one station, typed as decoded, every fourth without humidity
+    and rain and the last without any optional measure."""
+    idx = np.arange(n)
+    gaps = idx % 4 == 0
+    frame = pd.DataFrame(
+        {
+            "station_id": pd.array(["WX-1"] * n, dtype="string"),
+            "observed_at": pd.Timestamp("2026-03-01", tz="UTC").as_unit("us")
+            + pd.to_timedelta(idx * 10, unit="min"),
+            "temperature_c": np.full(n, 8.5),
+            "humidity_pct": np.where(gaps, np.nan, 80.0),
+            "pressure_hpa": np.full(n, 1012.0),
+            "wind_speed_ms": np.full(n, 3.0),
+            "precipitation_mm": np.where(gaps, np.nan, 0.2),
+            "record_index": idx,
+        }
+    )
+    frame.loc[n - 1, ["humidity_pct", "pressure_hpa", "wind_speed_ms", "precipitation_mm"]] = np.nan
+    return frame
+
+
+def test_weather_measures_a_station_did_not_report_pass_but_a_missing_temperature_fails() -> None:
+    frame = weather_observations(40)
+    for suite in ("raw_weather_observations", "validated_weather_observations"):
+        result = validate(suite, frame)
+        assert result.success, (suite, [(e.expectation_type, e.column) for e in result.failed])
+    for suite in ("raw_weather_observations", "validated_weather_observations"):
+        unreported = frame.assign(humidity_pct=np.nan, precipitation_mm=np.nan)
+        assert validate(suite, unreported).success, suite  # a station without either instrument
+    out_of_range = frame.copy()
+    out_of_range.loc[1, "humidity_pct"] = 101.0  # present values still have their range
+    (failed,) = validate("validated_weather_observations", out_of_range).failed
+    assert (failed.column, failed.unexpected_count) == ("humidity_pct", 1)
+    no_temperature = frame.copy()
+    no_temperature.loc[[5, 6], "temperature_c"] = np.nan
+    (failed,) = validate("validated_weather_observations", no_temperature).failed
+    assert failed.expectation_type == "expect_column_values_to_not_be_null"
+    assert (failed.column, failed.unexpected_count) == ("temperature_c", 2)
+
+
 def test_raw_suite_requires_rows_and_columns() -> None:
     empty = meter_readings(10).iloc[0:0]
     result = validate("raw_meter_readings", empty)

@@ -286,6 +286,25 @@ def test_each_weather_reason_fires(code: str, change: dict[str, Any]) -> None:
     assert (outcome.decision.drop(index=1) == "accept").all()
 
 
+def test_a_weather_measure_the_station_did_not_report_fails_no_rule() -> None:
+    """Humidity, pressure, wind and precipitation are optional: a null is not judged, a present value
+    still is (humidity 101 % beside a missing rain gauge is rejected)."""
+    rows = weather(humidity_pct=None, pressure_hpa=None, wind_speed_ms=None, precipitation_mm=None)
+    rows[2] = rows[2] | {"humidity_pct": 101.0}
+    rows[3] = rows[3] | {"wind_speed_ms": -1.0}
+    rows[4] = rows[4] | {"observed_at": START}  # the same observation again, nulls and all
+    outcome = evaluate("weather_observations", _typed(rows, "observed_at"), NOW)
+    assert list(outcome.reasons) == [
+        "",
+        "",
+        "humidity_implausible",
+        "wind_implausible",
+        "duplicate_exact",
+        "",
+    ]
+    assert list(outcome.decision) == ["accept", "accept", "reject", "reject", "reject", "accept"]
+
+
 def test_unknown_source_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown source"):
         evaluate("tide_gauges", meter_frame(meters()), NOW)

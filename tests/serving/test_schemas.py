@@ -238,7 +238,11 @@ CASES: list[tuple[str, str, object, dict[str, str]]] = [
     ("no measured_at", "grid_status", without(GRID, "measured_at"), {"measured_at": "required"}),
     ("load null", "grid_status", {**GRID, "load_mw": None, "capacity_mw": 40}, {}),
     ("observation", "weather_observations", WEATHER, {}),
-    ("no precipitation", "weather_observations", without(WEATHER, "precipitation_mm"), {"precipitation_mm": "required"}),
+    ("no precipitation", "weather_observations", without(WEATHER, "precipitation_mm"), {}),
+    ("humidity null", "weather_observations", {**WEATHER, "humidity_pct": None}, {}),
+    ("temperature alone", "weather_observations", {k: WEATHER[k] for k in ("station_id", "observed_at", "temperature_c")}, {}),
+    ("no temperature", "weather_observations", without(WEATHER, "temperature_c"), {"temperature_c": "required"}),
+    ("temperature null", "weather_observations", {**WEATHER, "temperature_c": None}, {"temperature_c": "type"}),
     ("humidity a list", "weather_observations", {**WEATHER, "humidity_pct": [80]}, {"humidity_pct": "type"}),
 ]  # fmt: skip
 

@@ -3,7 +3,8 @@
 The data set: the real OpenSTEF location (tests/fixtures/openstef_307_test.csv) as one meter and one
 station through the `openstef` ingest preset, with its registry row; a synthetic region whose 28 days
 span heating and cooling weather, with a residential and an industrial meter (about 300 times its
-energy) on one station; and a station whose hours sit on every class edge. VEE's own store
+energy) on one station; a station whose hours sit on every class edge; and one that misses measures
+(null humidity, pressure, wind or precipitation). VEE's own store
 (`run_days`) turns the readings into the billing-grade series the consumption marts read.
 
 `fct_weather_sensitivity` is checked against statsmodels' OLS on the same days, computed from the
@@ -29,6 +30,7 @@ import psycopg
 import pytest
 import statsmodels.api as sm
 
+from metrify_assets.contracts import WEATHER_OBSERVATIONS
 from metrify_assets.env import resolve_snowflake
 from metrify_assets.ingestion.readers import ingest_file
 from metrify_assets.meters.vee.catalogue import VeeConfig
@@ -102,6 +104,41 @@ MIXED_HOURS: list[tuple[list[tuple[float, float, float]], tuple[str, str, str, b
     # mean 29.5 C (warm) but 31 C observed: heat; mean wind 0.25 m/s: calm; 2.5 mm: light.
     ([(28.0, 0.1, 1.25), (31.0, 0.4, 1.25)], ("warm", "calm", "light", False, True, False, False)),
 ]
+
+
+# A station that misses measures (a broken hygrometer, no anemometer or rain gauge: the contract's
+# optional fields, stored NULL). Per hour, its observations (temperature, humidity, pressure, wind,
+# precipitation; None not reported) -> (band, wind class, precipitation class, frost, gale, heavy rain,
+# mean humidity, mean wind, precipitation). Temperature is in every observation (it is required).
+GAP_STATION = "WX-GAPS"
+Measures = tuple[float, float | None, float | None, float | None, float | None]
+GAP_HOURS: list[tuple[list[Measures], tuple[Any, ...]]] = [
+    # the user's trial: humidity null, the rest reported
+    ([(9.5, None, 1012.0, 3.2, 0.0)], ("cold", "light", "none", False, False, False, None, 3.2, 0.0)),
+    # temperature alone: wind and precipitation unknown, not calm and dry; no flag from them
+    ([(9.5, None, None, None, None)], ("cold", "unknown", "unknown", False, False, False, None, None, None)),
+    # two observations, one without wind or rain: the hour's figures are the other's
+    (
+        [(10.0, 90.0, 1000.0, 20.0, 8.0), (12.0, None, None, None, None)],
+        ("cold", "gale", "heavy", False, True, True, 90.0, 20.0, 8.0),
+    ),
+    # frost is judged on temperature, whatever else is missing
+    (
+        [(-2.0, None, None, None, None)],
+        ("freezing", "unknown", "unknown", True, False, False, None, None, None),
+    ),
+]
+
+
+def gap_observations() -> pd.DataFrame:
+    rows = [
+        (EDGE_DAY + timedelta(hours=hour, minutes=10 * i), *measures)
+        for hour, (observations, _) in enumerate(GAP_HOURS)
+        for i, measures in enumerate(observations)
+    ]
+    columns = WEATHER_OBSERVATIONS.columns[1:]  # the contract's fields after station_id
+    # As objects, so a measure not reported is inserted as NULL (not NaN).
+    return pd.DataFrame(rows, columns=columns, dtype=object).assign(station_id=GAP_STATION)
 
 
 def preset_frame(source: str) -> pd.DataFrame:
@@ -223,6 +260,7 @@ def load(conn: psycopg.Connection, synthetic: Synthetic) -> None:
         {**fixed, "wind_speed_ms": 3.0, "precipitation_mm": 0.0},
     )
     insert(conn, "weather_observations", edge_observations(), fixed)
+    insert(conn, "weather_observations", gap_observations(), {"record_version": 1, "batch_id": "gaps"})
     conn.commit()
     vee_openstef(conn)
     run_days(conn, SYNTHETIC_START, SYNTHETIC_START + timedelta(days=SYNTHETIC_DAYS - 1), VeeConfig())
@@ -423,6 +461,35 @@ def test_conditions_classify_every_edge(build: Build) -> None:
             assert row[column] == pytest.approx(want[column], abs=1e-12), column
 
 
+def test_conditions_of_a_station_that_misses_measures(build: Build) -> None:
+    """Observations stored with a null humidity, pressure, wind or precipitation build (every dbt test
+    passes, test_build_succeeds_with_every_test_passing): each hour's figures are over the
+    observations that report the measure, its class unknown when none does."""
+    actual = query(
+        build.conn,
+        f"SELECT * FROM marts.fct_weather_conditions WHERE station_id = '{GAP_STATION}' ORDER BY hour_start_utc",
+    )
+    assert actual["observation_count"].tolist() == [len(observations) for observations, _ in GAP_HOURS]
+    for (_, row), (observations, want) in zip(actual.iterrows(), GAP_HOURS, strict=True):
+        band, wind, rain, frost, gale, heavy, humidity, mean_wind, precipitation = want
+        got = (row["temperature_band"], row["wind_class"], row["precipitation_class"])
+        assert got == (band, wind, rain), row["hour_start_utc"]
+        assert (row["is_frost"], row["is_gale"], row["is_heavy_rain"]) == (frost, gale, heavy)
+        assert row["is_extreme_weather"] == (frost or gale or heavy)
+        temperatures = [o[0] for o in observations]
+        assert row["mean_temperature_c"] == pytest.approx(sum(temperatures) / len(temperatures))
+        for column, value in (
+            ("mean_humidity_pct", humidity),
+            ("mean_wind_speed_ms", mean_wind),
+            ("max_wind_speed_ms", mean_wind),
+            ("precipitation_mm", precipitation),
+        ):
+            if value is None:
+                assert row[column] is None or pd.isna(row[column]), (row["hour_start_utc"], column)
+            else:
+                assert row[column] == pytest.approx(value), (row["hour_start_utc"], column)
+
+
 def test_openstef_conditions_aggregate_the_quarter_hours(build: Build) -> None:
     """The preset's observations per UTC hour: four quarter-hours, rain (mm/h) x 0.25 summed."""
     raw = pd.read_csv(OPENSTEF)
@@ -457,7 +524,7 @@ OURS = (
     (
         "fct_weather_conditions",
         ["station_id", "hour_start_utc"],
-        f"station_id IN ('OPENSTEF-307', 'WX-SYN', '{EDGE_STATION}')",
+        f"station_id IN ('OPENSTEF-307', 'WX-SYN', '{EDGE_STATION}', '{GAP_STATION}')",
     ),
 )
 

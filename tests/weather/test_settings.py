@@ -9,6 +9,7 @@ from scipy import stats
 
 from metrify_assets.warehouse.paths import DBT_PROJECT_DIR
 from metrify_assets.weather.conditions import (
+    NOT_REPORTED,
     PRECIPITATION_CLASSES,
     TEMPERATURE_BANDS,
     WEATHER_CLASSES,
@@ -58,11 +59,12 @@ def test_sensitivity_settings_leave_degrees_of_freedom() -> None:
 def test_the_marts_name_the_classes_python_names() -> None:
     conditions = mart_columns("fct_weather_conditions")
     assert accepted_values(conditions["temperature_band"]) == TEMPERATURE_BANDS
-    assert accepted_values(conditions["wind_class"]) == WIND_CLASSES
-    assert accepted_values(conditions["precipitation_class"]) == PRECIPITATION_CLASSES
+    # An hour whose station reported no wind or no precipitation has the class unknown.
+    assert accepted_values(conditions["wind_class"]) == (*WIND_CLASSES, NOT_REPORTED)
+    assert accepted_values(conditions["precipitation_class"]) == (*PRECIPITATION_CLASSES, NOT_REPORTED)
     assert accepted_values(mart_columns("fct_weather_sensitivity")["fit_status"]) == FIT_STATUSES
     sql = (DBT_PROJECT_DIR / "models" / "marts" / "fct_weather_conditions.sql").read_text()
-    for name in (*TEMPERATURE_BANDS, *WIND_CLASSES, *PRECIPITATION_CLASSES):
+    for name in (*TEMPERATURE_BANDS, *WIND_CLASSES, *PRECIPITATION_CLASSES, NOT_REPORTED):
         assert f"'{name}'" in sql
 
 

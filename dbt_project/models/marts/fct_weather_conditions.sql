@@ -3,6 +3,10 @@
 -- precipitation class on its total (mm in the hour = mm/h), and extreme-weather flags raised when any
 -- observation of the hour reaches the extreme band or class (frost, heat, gale) or the total is heavy
 -- rain. Edges: vars from metrify_assets/weather/conditions.py (sources in docs/weather.md).
+-- Temperature is always there (the contract requires it); wind, precipitation, humidity and pressure
+-- may be null (a station without that instrument): an hour's aggregate is over the observations that
+-- carry the measure, null when none does, and its wind or precipitation class is then 'unknown'
+-- (its flag false: nothing observed reached the extreme).
 -- Incremental by UTC day (the weather partitions): a partitioned run (vars min_date..max_date) rebuilds
 -- exactly those UTC days and reads only their observations. Without the vars every hour is recomputed:
 -- weather rows have no change stamp to go by (a corrected observation keeps its first ingested_at).
@@ -74,6 +78,7 @@ select
         else 'hot'
     end as temperature_band,
     case
+        when mean_wind_speed_ms is null then 'unknown'
         when mean_wind_speed_ms < {{ var('weather_light_wind_from_ms') }} then 'calm'
         when mean_wind_speed_ms < {{ var('weather_moderate_wind_from_ms') }} then 'light'
         when mean_wind_speed_ms < {{ var('weather_fresh_wind_from_ms') }} then 'moderate'
@@ -83,6 +88,7 @@ select
         else 'storm'
     end as wind_class,
     case
+        when precipitation_mm is null then 'unknown'
         when precipitation_mm <= 0 then 'none'
         when precipitation_mm <= {{ var('weather_light_rain_max_mm_h') }} then 'light'
         when precipitation_mm <= {{ var('weather_moderate_rain_max_mm_h') }} then 'moderate'

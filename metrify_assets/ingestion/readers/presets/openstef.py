@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -58,12 +58,16 @@ def openstef_table(path: Path) -> Rows:
 
 
 def _openstef_rows(
-    frame: pd.DataFrame, factors: Mapping[str, float], timezone: str | None
+    frame: pd.DataFrame,
+    factors: Mapping[str, float],
+    timezone: str | None,
+    optional: Collection[str] = (),
 ) -> tuple[list[str | None], pd.DataFrame, pd.Series, pd.Series]:
     """(timestamps written with the offset of `timezone` or UTC, None where invalid; each column of
     `factors` as numbers times its factor, NaN where that is not a finite number (a value the factor
     takes beyond float range too, which JSON could not carry); the first reason of each row that
-    lacks one of them, None for a usable row; the column that gave it).
+    lacks one of them, None for a usable row; the column that gave it). An empty value of an
+    `optional` column (its contract field is optional) is no reason: the record leaves it out.
 
     OpenSTEF writes UTC with an offset; a timestamp without one is read as UTC too (OpenSTEF's
     convention), unless `timezone` names another zone.
@@ -79,7 +83,11 @@ def _openstef_rows(
     reasons = pd.Series(None, index=frame.index, dtype=object).where(stamps.notna(), "invalid_datetime")
     culprits = pd.Series(None, index=frame.index, dtype=object).where(stamps.notna(), "datetime")
     for column in factors:
-        for why, fine in (("missing", frame[column].notna()), ("invalid", values[column].notna())):
+        given = frame[column].notna()
+        checks = [("invalid", ~given | values[column].notna())]
+        if column not in optional:
+            checks.insert(0, ("missing", given))
+        for why, fine in checks:
             culprits = culprits.where(reasons.notna() | fine, column)
             reasons = reasons.where(reasons.notna() | fine, f"{why}_{column}")
     return written_timestamps(stamps, timezone), values, reasons, culprits
@@ -139,12 +147,19 @@ def openstef_weather(
 ) -> IngestResult:
     """OpenSTEF weather columns -> observations of one station, converted to the contract's units
     (`OPENSTEF_WEATHER`): pressure Pa -> hPa, humidity fraction -> %, rain mm/h -> mm in the
-    quarter-hour. The other columns (radiation, clouds, wind direction, ...) have no contract field."""
+    quarter-hour. The other columns (radiation, clouds, wind direction, ...) have no contract field.
+    An empty humidity, pressure, wind speed or rain value is left out of its observation (those
+    fields are optional); an empty temperature rejects the row (`missing_temp`)."""
     rows = as_rows(rows)
     if rows.frame.columns.empty:  # an empty file
         return merged(rows, Mapped())
     factors = {column: factor for column, (_, factor) in OPENSTEF_WEATHER.items()}
-    observed, values, reasons, culprits = _openstef_rows(rows.frame, factors, timezone)
+    optional = [
+        column
+        for column, (field, _) in OPENSTEF_WEATHER.items()
+        if not WEATHER_OBSERVATIONS.field(field).required
+    ]
+    observed, values, reasons, culprits = _openstef_rows(rows.frame, factors, timezone, optional)
     observations: dict[str, list[Any]] = {"station_id": [station_id] * len(observed), "observed_at": observed}
     for column, (field, _) in OPENSTEF_WEATHER.items():
         observations[field] = floats_or_none(values[column])
