@@ -1,0 +1,203 @@
+"""Decoding's two paths give the same batch: every message through msgspec's fast path where it can
+go, against every message through orjson and the field checks (the fast path turned off).
+
+The messages are the simulator's, for all three sources, and thousands of mutations of them: each
+kind of wrong value, a null or missing field, escapes, duplicate keys, numbers at the edges of what
+JSON and 64 bits hold, broken JSON, and batches holding any of these.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import msgspec
+import pandas as pd
+import pytest
+
+from metrify_assets.contracts import CONTRACTS, SourceContract
+from metrify_assets.ingestion import decode as decoding
+from metrify_assets.ingestion.decode import DecodedBatch, Message, decode
+from metrify_assets.simulation import SimulationConfig, simulate
+
+ODD_VALUES: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    -0.0,
+    15,
+    15.0,
+    15.5,
+    -3,
+    2**31,
+    2**63,
+    -(2**63) - 1,
+    10**30,
+    1e308,
+    5e-324,
+    "",
+    "15",
+    "x" * 300,
+    "nul\x00inside",
+    "ünïcødé ☃",
+    "2026-03-29T01:30:00+01:00",
+    "2026-03-29T01:30:00",
+    "2026-13-40T00:00:00Z",
+    [],
+    ["power_fail"],
+    ["a", None],
+    ["a", 1],
+    {},
+    {"nested": [1, {"deep": True}]},
+]
+# Raw JSON number texts json.dumps cannot write: exponents, signed zero, out-of-range values.
+ODD_NUMBER_TEXTS = [
+    "1E2",
+    "-0",
+    "1e400",
+    "-1e400",
+    "0.1000000000000000055511151231257827",
+    "4.9e-325",
+    "1.5e1",
+]
+
+
+def _mutate(record: dict[str, Any], contract: SourceContract, rng: random.Random) -> str:
+    """One record's JSON text with one to three things done to it."""
+    rec = dict(record)
+    names = contract.columns
+    raw_number: tuple[str, str] | None = None
+    for _ in range(rng.randint(1, 3)):
+        name = rng.choice(names)
+        kind = rng.randrange(6)
+        if kind == 0:
+            rec.pop(name, None)
+        elif kind in (1, 2):
+            rec[name] = rng.choice(ODD_VALUES)
+        elif kind == 3:
+            rec[f"extra_{rng.randrange(3)}"] = rng.choice(ODD_VALUES)
+        elif kind == 4:
+            raw_number = (name, rng.choice(ODD_NUMBER_TEXTS))
+            rec[name] = "__RAW__"
+        else:
+            rec["records" if rng.random() < 0.2 else name] = rng.choice(ODD_VALUES)
+    text = json.dumps(rec, ensure_ascii=rng.random() < 0.3)
+    if raw_number is not None:
+        text = text.replace('"__RAW__"', raw_number[1])
+    roll = rng.random()
+    if roll < 0.05:  # a field name spelled with an escape
+        text = text.replace(
+            f'"{names[0]}"', '"' + names[0][0] + "\\u00" + f"{ord(names[0][1]):02x}" + names[0][2:] + '"', 1
+        )
+    elif roll < 0.10:  # a duplicate key: the last one counts on both paths
+        text = text[:-1] + f', "{names[0]}": {json.dumps(rng.choice(ODD_VALUES))}' + "}"
+    elif roll < 0.13:
+        text = text[: rng.randrange(len(text))]  # cut short
+    return text
+
+
+def _corpus(contract: SourceContract, seed: int) -> list[Message]:
+    rng = random.Random(seed)
+    sim = simulate(SimulationConfig(meters=12, days=1, fault_rate=0.02, seed=seed))
+    clean = [m for m in sim.messages[contract.source] if m]
+    records: list[dict[str, Any]] = []
+    for message in clean[:400]:
+        try:
+            parsed = json.loads(message)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            inner = parsed.get("records")
+            records.extend(r for r in (inner if isinstance(inner, list) else [parsed]) if isinstance(r, dict))
+    assert records, f"the simulator gave no {contract.source} records"
+    out: list[Message] = list(clean[:400])
+    for _ in range(3000):
+        roll = rng.random()
+        record = rng.choice(records)
+        if roll < 0.5:
+            text = _mutate(record, contract, rng)
+        elif roll < 0.75:  # a batch of clean and mutated records
+            items = [
+                json.dumps(r) if rng.random() < 0.7 else _mutate(r, contract, rng)
+                for r in rng.sample(records, rng.randint(0, 6))
+            ]
+            text = '{"records": [' + ", ".join(items) + "]}"
+        elif roll < 0.8:
+            text = rng.choice(['{"records": null}', '{"records": {}}', "[1, 2]", '"text"', "null", " ", "{}"])
+        else:
+            text = json.dumps(record)
+        out.append(text.encode() if rng.random() < 0.8 else text)
+    out += [None, b"", b"\xff\xfe junk", b'{"records": [1, {"x": 2}]}']
+    rng.shuffle(out)
+    return out
+
+
+def _checked_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Refuses:
+        def decode(self, message: Message) -> None:
+            raise msgspec.DecodeError("fast path off")
+
+    monkeypatch.setattr(decoding, "_fast_decoder", lambda contract: Refuses())
+
+
+def _same(fast: DecodedBatch, checked: DecodedBatch) -> None:
+    pd.testing.assert_frame_equal(fast.records, checked.records)
+    assert fast.malformed == checked.malformed
+    assert fast.message_index == checked.message_index
+    assert len(fast.payloads) == len(checked.payloads)
+    assert list(fast.payloads) == list(checked.payloads)
+
+
+@pytest.mark.parametrize("source", sorted(CONTRACTS))
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_fast_path_decodes_exactly_what_the_checked_path_does(
+    source: str, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contract = CONTRACTS[source]
+    messages = _corpus(contract, seed)
+    versions = list(range(100, 100 + len(messages)))
+    fast = decode(contract, messages, versions)
+    with monkeypatch.context() as patched:
+        _checked_only(patched)
+        checked = decode(contract, messages, versions)
+    _same(fast, checked)
+    # The corpus exercises both outcomes: records kept and records refused, on both paths.
+    assert len(fast.records) > 500 and len(fast.malformed) > 500
+    assert fast.records_in == len(fast.records) + len(fast.malformed)
+
+
+def test_most_clean_messages_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator's clean readings (single and batched) go through msgspec: orjson parses none."""
+    contract = CONTRACTS["meter_readings"]
+    sim = simulate(SimulationConfig(meters=20, days=1, fault_rate=0.0, seed=3))
+    messages: list[Message] = list(sim.messages[contract.source])
+    parsed: list[Message] = []
+    real_loads = decoding.orjson.loads
+
+    def counting_loads(message: Message) -> object:
+        parsed.append(message)
+        return real_loads(message)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decoding.orjson, "loads", counting_loads)
+    batch = decode(contract, messages, list(range(len(messages))))
+    assert len(batch.records) == batch.records_in > len(messages) and not batch.malformed
+    assert parsed == []
+
+
+def test_a_quarantined_record_of_a_fast_batch_has_its_own_text() -> None:
+    """A batch the fast path decoded keeps no objects; a record the field checks refuse still gets
+    its own JSON, parsed from its message when asked for."""
+    contract = CONTRACTS["meter_readings"]
+    good = {
+        "meter_id": "M1",
+        "reading_start": "2026-01-01T00:00:00Z",
+        "interval_minutes": 15,
+        "energy_kwh": 0.5,
+    }
+    late = dict(good, reading_start="2026-01-01T00:15:00")  # no offset: refused by the field checks
+    message = json.dumps({"records": [good, late]}).encode()
+    batch = decode(contract, [message], [7])
+    assert [m.reason for m in batch.malformed] == ["malformed:timestamp_without_offset:reading_start"]
+    assert json.loads(batch.payloads[1]) == late and json.loads(batch.payloads[0]) == good
