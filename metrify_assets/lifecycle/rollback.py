@@ -23,14 +23,15 @@ next `metrify run` (or `late_days_sensor`) re-materialises them. Once committed,
 (a rollback may put older versions back; docs/api.md#cache).
 
 A day archived out of the hot tier whose lake copy (or its manifest) is not in the lake any more is
-rebuilt too: raw is then the only source of its rows. It must come back with at least the rows its
-copy held, and is recorded as restored (hot for `keep_days`, as a restore from the copy is); the
-lifecycle writes its copy again from the hot rows before they next leave.
+rebuilt too: raw is then the only source of its rows. It must come back with the readings its copy
+held (by key where the copy's object is still there, else by the recorded row count and content
+checksum: `_against_copy`), and is recorded as restored (hot for `keep_days`, as a restore from the
+copy is); the lifecycle writes its copy again from the hot rows before they next leave.
 
 Refused, with nothing changed: a range under an active legal hold (a rebuild deletes rows), days
 archived out of the hot tier and not restored whose copy is still in the lake (restore them from it:
 the copy holds the day as archived; an archived class is requested first), a day whose copy is missing
-and that raw gives fewer rows than the copy held, a raw batch missing (expired) or archived in the lake,
+and that raw does not give back as the copy held it, a raw batch missing (expired) or archived in the lake,
 rows of batches the ledger no longer knows (they could not be rebuilt), and a raw batch that does not
 decode to the records the ledger counted (its versions could not be reproduced).
 """
@@ -38,6 +39,7 @@ decode to the records the ledger counted (its versions could not be reproduced).
 from __future__ import annotations
 
 import gzip
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -56,10 +58,12 @@ from metrify_assets.ingestion.landing import LandedFile
 from metrify_assets.lifecycle import state
 from metrify_assets.lifecycle.holds import covering
 from metrify_assets.lifecycle.policy import DEFAULT_KEEP_DAYS
+from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
+from metrify_assets.lifecycle.tiers import sha256
 from metrify_assets.meters.days import DAY_WINDOW, LOCAL_TS, day_params
 from metrify_assets.quality import rules
 from metrify_assets.resources.cache import Cache
-from metrify_assets.resources.lake import Lake
+from metrify_assets.resources.lake import Lake, ObjectArchivedError
 from metrify_assets.storage.audit import Caller
 from metrify_assets.storage.days import retouch_whole_day
 from metrify_assets.storage.writes import _copy_frame
@@ -92,6 +96,7 @@ class RebuildResult:
     rows_corrected: int  # keys at the same record_version whose values differed (edited by hand)
     copies_missing: tuple[date, ...] = ()  # archived days whose lake copy is gone: rebuilt from raw
     keep_hot_until: date | None = None  # those days stay hot until then (recorded as restored)
+    copies_checked: tuple[str, ...] = ()  # per such day, how its rebuilt rows were checked against the copy
 
     @property
     def batches_read(self) -> int:
@@ -437,14 +442,16 @@ def rebuild_from_raw(
 
         changed, corrected = _compare(before, after)
         per_day = _per_day(conn, contract, params)
-        short = [(d, per_day.get(d.day, 0)) for d in missing if per_day.get(d.day, 0) < d.row_count]
-        if short:
-            listed = "; ".join(f"{d.day}: {n} rows of the {d.row_count} its copy held" for d, n in short)
+        checks = [_against_copy(conn, lake, d) for d in missing]
+        refused = [c for c in checks if c.refused]
+        if refused:
             raise RollbackError(
-                f"{source} days whose lake copy is missing come back short from raw ({listed}): the "
-                "batches that held the rest are no longer in the ledger"
-                + (" or were processed after --as-of" if as_of is not None else "")
-                + ", so a rebuild would lose rows"
+                f"{source} days whose lake copy is missing would not come back from raw as their copy "
+                f"held them ({'; '.join(c.said for c in refused)}): the batches that held them are no "
+                "longer in the ledger"
+                + (", or were processed after --as-of" if as_of is not None else "")
+                + ", or the copy is in another lake (check METRIFY_LAKE_URL); a rebuild would lose or "
+                "swap readings"
             )
         now = datetime.now(UTC)
         keep_until = now.date() + timedelta(days=keep_days) if missing else None
@@ -470,6 +477,7 @@ def rebuild_from_raw(
             rows_corrected=corrected,
             copies_missing=tuple(d.day for d in missing),
             keep_hot_until=keep_until,
+            copies_checked=tuple(c.said for c in checks),
         )
         if dry_run:
             raise psycopg.Rollback()
@@ -500,6 +508,88 @@ def rebuild_from_raw(
     if cache is not None and not dry_run:
         cache.invalidate(meters)
     return result
+
+
+@dataclass(frozen=True)
+class CopyCheck:
+    """How a rebuilt day whose copy is missing compares with what its copy held."""
+
+    refused: bool
+    said: str  # "<day>: ...", for the refusal or the result
+
+
+def _against_copy(conn: psycopg.Connection, lake: Lake, copy: state.DayState) -> CopyCheck:
+    """The rebuilt rows of a day whose copy (or its manifest) is missing, against what the copy held.
+
+    By key where the copy's object is still there and still the recorded bytes (only its manifest is
+    gone): each key it held must come back at its version or a newer one (a batch processed after the
+    copy), else readings would be lost or rolled back. Otherwise only the recorded row count and content
+    checksum (SHA-256 over every row and column in key order) are left, not the keys: the rows must be
+    at least as many, and then exactly the copy's rows (same checksum). A rebuild that matches in count
+    but not in content (a reading swapped for another) is refused, as is one with more rows, since
+    the checksum cannot tell added readings from swapped ones."""
+    table = TABLES[copy.dataset]
+    rebuilt = table.read_days(conn, copy.day, copy.day)
+    held = _copy_rows(lake, copy)
+    if held is not None:
+        return _by_key(copy, table, held, rebuilt)
+    if len(rebuilt) < copy.row_count:
+        return CopyCheck(True, f"{copy.day}: {len(rebuilt)} rows of the {copy.row_count} its copy held")
+    if content_checksum(rebuilt, table.key) == copy.checksum:
+        return CopyCheck(False, f"{copy.day}: the {len(rebuilt)} rows match the copy's content checksum")
+    many = (
+        "as many as its copy held"
+        if len(rebuilt) == copy.row_count
+        else f"for the {copy.row_count} its copy held"
+    )
+    return CopyCheck(
+        True,
+        f"{copy.day}: {len(rebuilt)} rows, {many}, but not the copy's rows (their content checksum "
+        "differs; only the copy's row count and checksum are recorded, not its keys, so which readings "
+        "differ cannot be said)",
+    )
+
+
+def _copy_rows(lake: Lake, copy: state.DayState) -> pd.DataFrame | None:
+    """The copy's rows when its object is still in the lake, readable and the bytes recorded."""
+    if lake.head(copy.object_key) is None:
+        return None
+    try:
+        body = lake.get(copy.object_key)
+    except (FileNotFoundError, ObjectArchivedError):
+        return None
+    if sha256(body) != copy.sha256:
+        return None
+    return pd.read_parquet(io.BytesIO(body))
+
+
+def _key_versions(frame: pd.DataFrame, key: tuple[str, str]) -> dict[tuple[str, pd.Timestamp], int]:
+    ids = frame[key[0]].astype(str)
+    times = pd.to_datetime(frame[key[1]], utc=True)
+    return dict(zip(zip(ids, times, strict=True), frame["record_version"].astype(int), strict=True))
+
+
+def _by_key(copy: state.DayState, table: TieredTable, held: pd.DataFrame, rebuilt: pd.DataFrame) -> CopyCheck:
+    was, now = _key_versions(held, table.key), _key_versions(rebuilt, table.key)
+    lost = sorted(k for k in was if k not in now)
+    older = sorted(k for k in was if k in now and now[k] < was[k])
+    added = len(now.keys() - was.keys())
+    newer = sum(1 for k in was if k in now and now[k] > was[k])
+    if not (lost or older):
+        extra = (
+            f"; {added} keys added and {newer} at a newer version by later batches" if added or newer else ""
+        )
+        return CopyCheck(
+            False, f"{copy.day}: every one of the {len(was)} keys its copy held came back{extra}"
+        )
+    shown = ", ".join(f"{k[0]} {k[1].isoformat()}" for k in (lost or older)[:3])
+    return CopyCheck(
+        True,
+        f"{copy.day}: {len(lost)} of the {len(was)} keys its copy held missing from raw"
+        + (f", {len(older)} at an older version" if older else "")
+        + f" (e.g. {shown})"
+        + (f"; {added} {'key' if added == 1 else 'keys'} the copy did not hold" if added else ""),
+    )
 
 
 def _compare(before: State, after: State) -> tuple[int, int]:
@@ -534,6 +624,7 @@ def describe(result: RebuildResult) -> dict[str, Any]:
     }
     if result.copies_missing:
         described["copies_missing"] = ", ".join(str(d) for d in result.copies_missing)
+        described["checked_against_copy"] = "; ".join(result.copies_checked)
         described["hot_until"] = str(result.keep_hot_until)
     days = result.rematerialise
     described["rematerialise"] = f"{days[0]}..{days[1]}" if days else "nothing: no row changed"

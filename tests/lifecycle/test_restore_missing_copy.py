@@ -196,6 +196,12 @@ def test_a_day_whose_copy_is_missing_fails_alone_and_is_rebuilt_from_raw(
         until
     )
     assert rebuilt["rows_changed"] == 32 and rebuilt["rematerialise"] == f"{DAY_NO_DATA}..{DAY_NO_MANIFEST}"
+    # Checked against the copy: by its recorded checksum where its object is gone, by key where only
+    # its manifest is.
+    assert rebuilt["checked_against_copy"] == (
+        f"{DAY_NO_DATA}: the 16 rows match the copy's content checksum; "
+        f"{DAY_NO_MANIFEST}: every one of the 16 keys its copy held came back"
+    )
     assert hot(pg, DAY_NO_DATA) == 16 and hot(pg, DAY_NO_MANIFEST) == 16
     for day in (DAY_NO_DATA, DAY_NO_MANIFEST):
         restored = day_state(pg, day)
@@ -231,3 +237,37 @@ def test_a_day_whose_copy_is_missing_is_not_rebuilt_short(
     refused = invoke("restore", "--using", "raw", "--from", str(DAY_NO_DATA), code=1)
     assert f"{DAY_NO_DATA}: 16 rows of the 17 its copy held" in refused
     assert hot(pg, DAY_NO_DATA) == 0 and day_state(pg, DAY_NO_DATA).hot_gone()
+
+
+def test_a_day_whose_copy_held_other_readings_than_raw_gives_is_not_rebuilt(
+    pg: psycopg.Connection, lake: Lake, tmp_path: Path
+) -> None:
+    """Raw that gives as many rows as the copy held, but not the same readings: the rebuild compared
+    counts only and put raw's readings in place of the copy's. Refused now, nothing changed: by key
+    where the copy's object is still there (its manifest gone), by the recorded content checksum
+    where it is not (the recorded state holds no keys: the refusal says so)."""
+    ingest(pg, lake, tmp_path / "landing")
+    for day in (DAY_NO_DATA, DAY_NO_MANIFEST):
+        # The copy holds meter M-1's first reading of the day at 05:00 (moved by hand), raw at 00:00.
+        start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+        moved = pg.execute(
+            "UPDATE ops.meter_readings SET reading_start = %s WHERE meter_id = 'M-1' AND reading_start = %s",
+            (start + timedelta(hours=5), start),
+        ).rowcount
+        pg.commit()
+        assert moved == 1
+        archive(pg, lake, day)
+    delete(lake, data_key("meter_readings", DAY_NO_DATA))
+    delete(lake, manifest_key("meter_readings", DAY_NO_MANIFEST))
+    days = ("--from", str(DAY_NO_DATA), "--to", str(DAY_NO_MANIFEST))
+    for dry in ((), ("--dry-run",)):
+        refused = invoke("restore", "--using", "raw", *days, *dry, code=1)
+        assert f"{DAY_NO_DATA}: 16 rows, as many as its copy held, but not the copy's rows" in refused
+        assert "only the copy's row count and checksum are recorded, not its keys" in refused
+        assert (
+            f"{DAY_NO_MANIFEST}: 1 of the 16 keys its copy held missing from raw "
+            f"(e.g. M-1 {DAY_NO_MANIFEST}T05:00:00+00:00); 1 key the copy did not hold"
+        ) in refused
+        assert "a rebuild would lose or swap readings" in refused
+        for day in (DAY_NO_DATA, DAY_NO_MANIFEST):
+            assert hot(pg, day) == 0 and day_state(pg, day).hot_gone()
