@@ -76,6 +76,19 @@ def completeness_matrix(meter_days: pd.DataFrame, meters: int = HEATMAP_METERS) 
     return matrix.loc[order]
 
 
+def weighted_quality_score(ledger: pd.DataFrame) -> pd.Series:
+    """Each source's quality score over the report's batches, each batch's score weighted by its
+    records (`records_in`), as `fct_data_quality_daily.avg_quality_score` weighs them: a late
+    one-record batch scoring 90 barely moves a day of 19,000 records scoring 99.7 (a plain mean of
+    its three batches said 96.5). Batches with no score are left out; a source whose scored batches hold no record gets their plain mean."""
+    scored = ledger.dropna(subset=["quality_score"])
+    records = scored["records_in"].astype("float64")
+    weighted = (scored["quality_score"] * records).groupby(scored["source"]).sum()
+    total = records.groupby(scored["source"]).sum()
+    plain = scored.groupby("source")["quality_score"].mean()
+    return (weighted / total.where(total > 0)).fillna(plain)
+
+
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
@@ -88,7 +101,7 @@ def render_report(
     docs_href = "../" * (key.count("/") - 1) + "data_docs/index.html"
     ledger = data.ledger
     totals = ledger.groupby("source")[["records_in", "accepted", "flagged", "quarantined"]].sum()
-    totals["quality_score"] = ledger.groupby("source")["quality_score"].mean().round(1)
+    totals["quality_score"] = weighted_quality_score(ledger).round(1)
     totals = totals.reset_index()  # `source` a column: an index name renders as an extra header row
     rejects, flags = (
         reason_counts(reasons).rename_axis("reason").reset_index(name="records")
@@ -108,7 +121,9 @@ table.t{{border-collapse:collapse}} .t td,.t th{{border:1px solid #ccc;padding:.
 {data.alerts} quality alerts; review items of these batches: {html.escape(review)}.</p>
 <h2>Quality score over time</h2>{_img(charts["score"], "quality score per batch")}
 <h2>Records by source</h2>{totals.to_html(classes="t", index=False)}
-<p>Input = accepted + quarantined holds for every batch (enforced by the ledger). Flagged records are
+<p>quality_score: the batches' scores weighted by their records (records_in), so a small batch
+moves it little; the chart above shows each batch's own score.
+Input = accepted + quarantined holds for every batch (enforced by the ledger). Flagged records are
 accepted and wait in the review queue; a record a reviewer rejects moves from flagged to quarantined
 (reason <code>review_rejected</code>). Anomalies scored: {data.anomalies}.</p>
 <h2>Rejects by reason</h2>{_img(charts["rejects"], "rejects by reason")}

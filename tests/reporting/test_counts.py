@@ -7,6 +7,7 @@ import re
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -98,3 +99,40 @@ def test_flags_by_reason_count_the_records_the_ledger_flags(page: tuple[queries.
     ]
     assert "<p>2 records quarantined, by reason" in html
     assert "review items of these batches: 1 approved, 1 pending, 1 rejected." in html
+
+
+def test_a_small_late_batch_barely_moves_the_days_quality_score() -> None:
+    """The trial's day: 19,209 records in two batches scoring 99.66 and 99.74, then a one-record
+    correction scoring 90 (late). The plain mean of the three batches said 96.5, as if a third of the
+    day were late; weighted by records the day stays at 99.7. A source with empty scored batches only
+    keeps their plain mean, and an unscored batch is left out."""
+    at = pd.Timestamp("2026-03-30T06:00:00Z")
+    ledger = pd.DataFrame(
+        {
+            "batch_id": ["a", "b", "late", "unscored", "w0", "w1"],
+            "source": ["meter_readings"] * 4 + ["weather_observations"] * 2,
+            "processed_at": [at + pd.Timedelta(minutes=m) for m in range(6)],
+            "records_in": [9_600, 9_609, 1, 500, 0, 0],
+            "accepted": [9_600, 9_609, 1, 500, 0, 0],
+            "flagged": [0] * 6,
+            "quarantined": [0] * 6,
+            "quality_score": [99.66, 99.74, 90.0, None, 0.0, 50.0],
+        }
+    )
+    data = queries.ReportData(
+        first=DAY,
+        last=DAY,
+        ledger=ledger,
+        rejects=pd.Series([], dtype=object),
+        flags=pd.Series([], dtype=object),
+        meter_days=pd.DataFrame(),
+        offenders=pd.DataFrame({"meter_id": [], "rejected": [], "flagged": [], "total": []}),
+        alerts=1,
+        anomalies=0,
+        review_status={},
+    )
+    html = render_report(data, dict.fromkeys(("score", "rejects", "completeness", "offenders"), b""), {})
+    scores = {row[0]: row[-1] for row in table(html, "Records by source")[1:]}
+    assert scores == {"meter_readings": "99.7", "weather_observations": "25.0"}
+    assert round(ledger["quality_score"][:3].mean(), 1) == 96.5  # what the plain mean said
+    assert "weighted by their records" in html

@@ -157,6 +157,8 @@ def make_ops_data() -> OpsData:
             "accepted": [97, 50, 18, 76],
             "flagged": [3, 0, 1, 2],
             "quarantined": [3, 0, 2, 4],
+            # DAY0's meter batches differ in size: the day's score weighs them by records_in.
+            "quality_score": [99.0, 90.0, 97.5, 88.0],
             "processed_at": [DAY0 + timedelta(hours=h) for h in (1, 5, 6, 30)],
         }
     )
@@ -587,6 +589,16 @@ def test_data_quality_matches_pandas(build: Build) -> None:
         assert actual.loc[key, "distinct_quarantine_reasons"] == group["reason"].nunique()
     for day, value in rate.items():
         assert float(actual.loc[(day, "meter_readings"), "anomaly_rate"]) == pytest.approx(value)
+    # Each batch's score weighted by its records: DAY0's meter batches of 100 and 50 records scored
+    # 99 and 90 give 96, not their plain mean 94.5 (a small batch must not drag the day down).
+    weighted = (
+        ledger.assign(points=ledger["quality_score"] * ledger["records_in"])
+        .groupby(["activity_date", "source"])[["points", "records_in"]]
+        .sum()
+    )
+    for key, row in weighted.iterrows():
+        assert float(actual.loc[key, "avg_quality_score"]) == pytest.approx(row["points"] / row["records_in"])
+    assert float(actual.loc[(DAY0.date(), "meter_readings"), "avg_quality_score"]) == pytest.approx(96.0)
 
     by_reason = build.mart("SELECT * FROM marts.fct_quarantine_reasons_daily")
     got = by_reason.set_index(["activity_date", "source", "reason"])["record_count"].to_dict()

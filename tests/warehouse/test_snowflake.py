@@ -221,3 +221,20 @@ def test_quarantine_reasons_count_by_code_on_snowflake(sf_build: SnowflakeBuild)
     assert (
         dict(zip(actual["reason"], actual["n"].astype(int), strict=True)) == reasons.value_counts().to_dict()
     )
+
+
+def test_daily_quality_score_weighs_batches_by_records_on_snowflake(sf_build: SnowflakeBuild) -> None:
+    """The same SQL weighs each batch's score by its records on Snowflake: DAY0's meter batches of 100
+    and 50 records scored 99 and 90 give 96, not their plain mean 94.5."""
+    actual = sf_build.query(
+        "SELECT activity_date, source, avg_quality_score FROM marts.fct_data_quality_daily "
+        "WHERE avg_quality_score IS NOT NULL"
+    )
+    got = {(str(d), s): float(v) for d, s, v in actual.itertuples(index=False)}
+    assert got == pytest.approx(
+        {
+            (str(DAY0.date()), "meter_readings"): 96.0,
+            (str(DAY0.date()), "grid_status"): 97.5,
+            (str((DAY0 + timedelta(days=1)).date()), "meter_readings"): 88.0,
+        }
+    )

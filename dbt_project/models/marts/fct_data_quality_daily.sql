@@ -21,7 +21,16 @@ with ledger as (
         cast(sum(accepted) as {{ dbt.type_bigint() }}) as accepted,
         cast(sum(flagged) as {{ dbt.type_bigint() }}) as flagged,
         cast(sum(quarantined) as {{ dbt.type_bigint() }}) as quarantined,
-        avg(quality_score) as avg_quality_score
+        -- Each batch's score weighted by its records: a one-record late correction must not pull a
+        -- day of thousands of records below the alert threshold, as a plain mean of batches did.
+        -- Unscored batches are left out; a day whose scored batches hold no record keeps their mean.
+        coalesce(
+            {{ safe_divide(
+                'sum(quality_score * records_in)',
+                'sum(case when quality_score is not null then records_in end)'
+            ) }},
+            cast(avg(quality_score) as {{ dbt.type_float() }})
+        ) as avg_quality_score
     from {{ ref('stg_ops__ingest_ledger') }}
     where {{ processing_days_window('cast(processed_at_utc as date)') }}
     group by cast(processed_at_utc as date), source
