@@ -20,7 +20,9 @@ import psycopg
 import pytest
 import yaml
 
+from metrify_assets.contracts import CONTRACTS
 from metrify_assets.observability.catalogue import ALL, exported_series
+from metrify_assets.observability.store_metrics import backlog_families, grid_families
 from metrify_assets.resources import PostgresResource
 from tests.deploy.test_alert_rules import SYNTHETIC_SERIES, metric_names, recorded_names, run_promtool
 from tests.warehouse.test_dbt_build import DAY0, build_marts
@@ -295,6 +297,94 @@ def test_mean_completeness_is_the_mean_over_meter_days(built: tuple[psycopg.Conn
         assert energy.keys() == per_group.keys()
         for key, mean in per_group.items():
             assert energy[key] == pytest.approx(mean, abs=1e-12), key
+
+
+def grafana_regex(values: list[str]) -> str:
+    """A multi-value variable as Grafana's Prometheus datasource puts it into a regex matcher with
+    "All" selected (no custom all value): its listed values, escaped, as one alternation."""
+    escaped = [re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\\\1", v) for v in values]
+    return "(" + "|".join(escaped) + ")"
+
+
+def evaluate(expr: str, series: dict[str, float], tmp_path: Path) -> float:
+    """`expr` evaluated by promtool over constant `series` (name{labels} -> value): its one value."""
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": name, "values": f"{value:g}x3"} for name, value in series.items()
+                ],
+                "promql_expr_test": [
+                    {"expr": expr, "eval_time": "2m", "exp_samples": [{"labels": "{}", "value": -1}]}
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "panel_test.yml"
+    path.write_text(yaml.safe_dump(test))
+    proc = run_promtool("test", "rules", str(path), cwd=tmp_path)
+    got = re.search(
+        r"got: \{\} (\S+)", proc.stdout + proc.stderr
+    )  # -1 never holds: promtool says what it got
+    assert got, proc.stdout + proc.stderr
+    return float(got[1])
+
+
+@pytest.mark.postgres
+def test_a_grid_node_only_the_operational_tables_know_is_counted_in_emergency(
+    marts: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Found in a user trial: the node list ("All") came from the grid marts, so a node new today, in
+    emergency before the daily refresh built its mart rows, was left out of "Nodes in emergency", the
+    very panel that should show it. The list now holds every node metrify_grid_state exports (the
+    operational tables), and the stat panels, evaluated by promtool over the exporter's own series
+    with "All" expanded as Grafana does, count it (all rolled back)."""
+    board = dashboard(GRAFANA_DIR / "dashboards" / "grid.json")
+    now = datetime.now(UTC)
+    with marts.transaction(force_rollback=True):
+        marts.execute(
+            "INSERT INTO ops.grid_status (grid_node_id, measured_at, frequency_hz, voltage_v, load_mw, "
+            "record_version, batch_id) VALUES ('GN-NEW', %s, 49.1, 230, 5, 1, 'B-new')",
+            [now],
+        )
+        events = (
+            "INSERT INTO ops.grid_state_events (grid_node_id, started_at, state, rule, area, start_day, "
+            "peak_deviation_hz) VALUES (%s, %s, %s, 'test', 'test', %s, -0.9)"
+        )
+        marts.execute(events, ["GN-NEW", now, "emergency", now.date()])
+        # An open alert of a node whose samples all left PostgreSQL: the exporter still reports it.
+        marts.execute(events, ["GN-SILENT", now, "alert", now.date()])
+        in_marts = {r[0] for r in marts.execute("SELECT DISTINCT grid_node_id FROM marts.fct_grid_stability")}
+        assert in_marts and not in_marts & {"GN-NEW", "GN-SILENT"}
+        nodes = all_values(marts, board)["grid_node"]
+        [family] = grid_families(marts)
+        exported = {s.labels["grid_node_id"] for s in family.samples}
+        assert in_marts | exported <= set(nodes)  # the history, and every node exported now
+        series = {
+            f'{s.name}{{grid_node_id="{s.labels["grid_node_id"]}",state="{s.labels["state"]}"}}': s.value
+            for s in family.samples
+        }
+        panels = {p["title"]: t["expr"] for p, t in targets(board, PROMETHEUS) if p["type"] == "stat"}
+        for state, title in (("emergency", "Nodes in emergency"), ("alert", "Nodes in alert")):
+            current = {
+                s.labels["grid_node_id"] for s in family.samples if s.labels["state"] == state and s.value
+            }
+            assert {"emergency": "GN-NEW", "alert": "GN-SILENT"}[state] in current
+            expr = panels[title].replace("$grid_node", grafana_regex(nodes))
+            assert evaluate(expr, series, tmp_path) == len(current), title
+
+
+@pytest.mark.postgres
+def test_the_quality_source_list_is_every_exported_source(marts: psycopg.Connection) -> None:
+    """The Data quality dashboard's sources ("All") are those the exporter labels its series with,
+    whether or not a mart has a row of them yet (its Prometheus panels: the dead-letter backlog...)."""
+    board = dashboard(GRAFANA_DIR / "dashboards" / "quality.json")
+    sources = all_values(marts, board)["source"]
+    exported = {s.labels["source"] for f in backlog_families(marts) for s in f.samples}
+    assert sources == sorted(CONTRACTS) and exported == set(sources)
 
 
 def test_grafana_sql_substitutes_macros_and_variables() -> None:
