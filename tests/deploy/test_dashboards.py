@@ -378,6 +378,35 @@ def test_a_grid_node_only_the_operational_tables_know_is_counted_in_emergency(
 
 
 @pytest.mark.postgres
+def test_a_station_no_current_meter_names_yet_is_in_the_weather_panels(marts: psycopg.Connection) -> None:
+    """The station list came only from dim_meter (daily), so a station whose hourly weather is in
+    fct_weather_conditions before the daily refresh maps a meter to it (or one no meter uses) was left
+    out of every weather panel. It is listed now, whatever the regions selected (all rolled back)."""
+    board = dashboard(GRAFANA_DIR / "dashboards" / "weather.json")
+    temperature = next(
+        t["rawSql"] for p, t in targets(board, POSTGRES) if p["title"] == "Temperature per station"
+    )
+    with marts.transaction(force_rollback=True):
+        marts.execute(
+            "CREATE TEMP TABLE new_station ON COMMIT DROP AS SELECT * FROM marts.fct_weather_conditions LIMIT 1"
+        )
+        marts.execute("UPDATE new_station SET station_id = 'WS-NEW'")
+        marts.execute("INSERT INTO marts.fct_weather_conditions SELECT * FROM new_station")
+        variables = all_values(marts, board)
+        named = {
+            r[0] for r in marts.execute("SELECT weather_station_id FROM marts.dim_meter WHERE is_current")
+        }
+        assert "WS-NEW" not in named and named - {None} <= set(variables["station"])
+        assert "WS-NEW" in variables["station"]
+        _, rows = query(marts, grafana_sql(temperature, variables))
+        assert "WS-NEW" in {row[1] for row in rows}
+        # One region selected: its stations, and still the station no meter names.
+        station = next(v["query"] for v in board["templating"]["list"] if v["name"] == "station")
+        _, one = query(marts, grafana_sql(station, {"region": variables["region"][:1]}))
+        assert "WS-NEW" in {row[0] for row in one}
+
+
+@pytest.mark.postgres
 def test_the_quality_source_list_is_every_exported_source(marts: psycopg.Connection) -> None:
     """The Data quality dashboard's sources ("All") are those the exporter labels its series with,
     whether or not a mart has a row of them yet (its Prometheus panels: the dead-letter backlog...)."""
