@@ -407,6 +407,53 @@ def test_a_station_no_current_meter_names_yet_is_in_the_weather_panels(marts: ps
 
 
 @pytest.mark.postgres
+def test_a_meter_without_master_data_counts_as_unknown_in_every_business_panel(
+    marts: psycopg.Connection,
+) -> None:
+    """The region list comes from the daily rollup, which puts a meter without master data under
+    region and segment `unknown`; the hourly and peak marts carry its region as NULL, which no list
+    matched, so "Energy in range" counted its energy and the hourly and peak panels left it out. They
+    match it as `unknown` now (all rolled back)."""
+    board = dashboard(GRAFANA_DIR / "dashboards" / "business.json")
+    panels = {p["title"]: t["rawSql"] for p, t in targets(board, POSTGRES)}
+    with marts.transaction(force_rollback=True):
+        for mart, key in (
+            ("fct_consumption_hourly", "meter_id"),
+            ("fct_peak_demand", "meter_id"),
+            ("fct_consumption_daily_by_region", "region"),
+        ):
+            marts.execute(
+                f"CREATE TEMP TABLE extra_{mart} ON COMMIT DROP AS SELECT * FROM marts.{mart} LIMIT 1"
+            )
+            blank = "NULL" if key == "meter_id" else "'unknown'"
+            marts.execute(f"UPDATE extra_{mart} SET region = {blank}, segment = {blank}")
+            if key == "meter_id":
+                marts.execute(f"UPDATE extra_{mart} SET meter_id = 'M-NO-MASTER-DATA'")
+            marts.execute(f"INSERT INTO marts.{mart} SELECT * FROM extra_{mart}")
+        variables = all_values(marts, board)
+        assert "unknown" in variables["region"] and "unknown" in variables["segment"]
+
+        def rows(title: str) -> list[tuple[Any, ...]]:
+            return query(marts, grafana_sql(panels[title], variables))[1]
+
+        ((total,),) = query(
+            marts,
+            grafana_sql(
+                "SELECT sum(kwh_import) FROM marts.fct_consumption_hourly WHERE $__timeFilter(hour_start_utc)",
+                {},
+            ),
+        )[1]
+        assert sum(r[2] for r in rows("Hourly consumption by time-of-use period")) == pytest.approx(total)
+        assert "unknown" in {r[1] for r in rows("Daily peak demand by region")}
+        ((meter_days,),) = query(
+            marts,
+            grafana_sql("SELECT count(*) FROM marts.fct_peak_demand WHERE $__timeFilter(local_date)", {}),
+        )[1]
+        top = rows("Top peak demands")
+        assert len(top) == min(20, meter_days) and all(r[1] is not None for r in top)
+
+
+@pytest.mark.postgres
 def test_the_quality_source_list_is_every_exported_source(marts: psycopg.Connection) -> None:
     """The Data quality dashboard's sources ("All") are those the exporter labels its series with,
     whether or not a mart has a row of them yet (its Prometheus panels: the dead-letter backlog...)."""
