@@ -128,6 +128,24 @@ DATASETS: dict[str, Dataset] = {
             "Billing-grade energy per meter and UTC hour, with the time-of-use period.",
             (
                 *_range("hour_start_utc", "UTC hour", "utc"),
+                # The meter's local days, as /daily counts them: a UTC range cuts a local day that
+                # is not on UTC (a day of BST starts at 23:00 UTC the day before).
+                Filter(
+                    "from_local_date",
+                    "local_date",
+                    ">=",
+                    "First local day of the meter (inclusive).",
+                    "date",
+                    bounds_utc="hour_start_utc",
+                ),
+                Filter(
+                    "to_local_date",
+                    "local_date",
+                    "<",
+                    "End local day of the meter (exclusive).",
+                    "date",
+                    bounds_utc="hour_start_utc",
+                ),
                 Filter("meter_id", "meter_id"),
                 *UNREGISTERED_AS_UNKNOWN,
             ),

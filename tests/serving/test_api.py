@@ -920,3 +920,25 @@ def test_a_kafka_request_that_cannot_be_placed_is_processed_with_unknown_counts(
         done = api.get(posted.headers["location"], headers=token("ingest")).json()["data"]
     assert done["status"] == "processed" and done["ledger_batch_id"]
     assert done["accepted"] is None and done["quarantined"] is None
+
+
+def test_hourly_takes_the_meters_local_days_and_sums_to_daily(client: TestClient, settings: Settings) -> None:
+    """An analyst could select `/hourly` rows by UTC hour only, so a London day of summer time (from
+    23:00 UTC the day before) never matched `/daily`'s. `from_local_date`/`to_local_date` select the
+    meter's local days: a meter's hours of a day sum to its `/daily` row. A reversed range is a 422
+    naming both parameters."""
+    headers = token("read")
+    meter, day, kwh = query(
+        settings,
+        "SELECT meter_id, local_date, kwh_import FROM marts.fct_consumption_daily "
+        "WHERE kwh_import > 0 ORDER BY local_date, meter_id LIMIT 1",
+    )[0]
+    params = {"meter_id": meter, "from_local_date": str(day), "to_local_date": str(day + timedelta(days=1))}
+    body = client.get("/v1/consumption/hourly", headers=headers, params={**params, "limit": 100}).json()
+    assert {r["local_date"] for r in body["data"]} == {str(day)}
+    assert sum(r["kwh_import"] for r in body["data"]) == pytest.approx(kwh)
+    reversed_days = {"from_local_date": str(day), "to_local_date": str(day - timedelta(days=1))}
+    refused = client.get("/v1/consumption/hourly", headers=headers, params=reversed_days)
+    assert refused.status_code == 422
+    details = refused.json()["error"]["details"]
+    assert {d["field"] for d in details} == {"query.from_local_date", "query.to_local_date"}

@@ -202,51 +202,94 @@ def test_an_existing_mart_gets_its_indexes_on_an_incremental_run(
             assert indexes(conn, "fct_consumption_hourly") == declared, run
 
 
-def test_a_forecast_day_filter_keeps_every_quarter_hour_of_its_days(pg_resource: PostgresResource) -> None:
-    """The UTC bound the forecast-day filter adds (a day wider) drops no row of the days asked for,
-    from a series at UTC+14 (its day starts at 10:00 UTC the day before) to one at UTC-12 (its day ends
-    at 12:00 UTC the day after), nor errs at the calendar's ends, where it adds no bound."""
-    dataset = replace(DATASETS["load_forecasts"], schema="bound_test")
+def _local_day_bounds_keep_every_row(
+    pg_resource: PostgresResource,
+    dataset: Dataset,
+    series: dict[str, int],
+    insert: str,
+    step: timedelta,
+    params: tuple[str, str],
+) -> None:
+    """Rows of three local days for each series (its UTC offset in hours), inserted by `insert` into
+    a copy of the dataset's mart; a local-day filter (`params`: from, to) and the UTC bound it adds
+    a day wider keep every row of the days asked for, and err at none of the calendar's ends."""
+    dataset = replace(dataset, schema="bound_test")
     day = date(2026, 3, 28)
+    before, after = day - timedelta(days=1), day + timedelta(days=1)
+    first, last = params
     with pg_resource.connect(autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS bound_test CASCADE")
         conn.execute("CREATE SCHEMA bound_test")
         try:
             conn.execute(
-                "CREATE TABLE bound_test.fct_load_forecast AS SELECT * FROM marts.fct_load_forecast LIMIT 0"
+                sql.SQL("CREATE TABLE bound_test.{t} AS SELECT * FROM marts.{t} LIMIT 0").format(
+                    t=sql.Identifier(dataset.table)
+                )
             )
-            for region, offset_hours in (("kiritimati", 14), ("utc", 0), ("baker", -12)):
-                # The series' quarter-hours of the local days before, of and after `day`, in UTC.
+            for name, offset_hours in series.items():
                 conn.execute(
-                    """
-                    INSERT INTO bound_test.fct_load_forecast
-                        (region, segment, reading_start_utc, method, issued_for, local_date, horizon_hour,
-                         p50_kwh, selected, model_version, forecast_at_utc, last_changed_at_utc)
-                    SELECT %(region)s, 'residential', local_start - make_interval(hours => %(offset)s),
-                           'seasonal_naive', local_start::date - 1, local_start::date, 0, 1.0, true, 'v1',
-                           now(), now()
-                    FROM generate_series(%(first)s::timestamp, %(last)s::timestamp, '15 minutes') AS local_start
-                    """,
+                    insert,  # type: ignore[arg-type]
                     {
-                        "region": region,
+                        "name": name,
                         "offset": offset_hours,
-                        "first": datetime.combine(day - timedelta(days=1), time()),
-                        "last": datetime.combine(day + timedelta(days=1), time(23, 45)),
+                        "first": datetime.combine(before, time()),
+                        "last": datetime.combine(after + timedelta(days=1), time()) - step,
+                        "step": step,
                     },
                 )
-            for params, days in (
-                ({"from": day, "to": day + timedelta(days=1)}, [day]),
-                ({"from": day}, [day, day + timedelta(days=1)]),
-                ({"to": day}, [day - timedelta(days=1)]),
-                ({"from": date.min, "to": date.max}, [day - timedelta(days=1), day, day + timedelta(days=1)]),
+            per_day = timedelta(days=1) // step
+            group = dataset.meter_column or "region"  # what a series is: a meter, or a forecast's region
+            for asked, days in (
+                ({first: day, last: after}, [day]),
+                ({first: day}, [day, after]),
+                ({last: day}, [before]),
+                ({first: date.min, last: date.max}, [before, day, after]),
             ):
-                page = query_page(cast(psycopg.Connection, conn), dataset, params, limit=10_000)
+                page = query_page(cast(psycopg.Connection, conn), dataset, asked, limit=10_000)
                 rows = [dict(zip(page.columns, row, strict=True)) for row in page.rows]
-                by_region = {
-                    r: sorted({row["local_date"] for row in rows if row["region"] == r})
-                    for r in ("kiritimati", "utc", "baker")
+                by_series = {
+                    s: sorted({row["local_date"] for row in rows if row[group] == s}) for s in series
                 }
-                assert by_region == dict.fromkeys(by_region, days), params
-                assert len(rows) == 3 * 96 * len(days), params
+                assert by_series == dict.fromkeys(series, days), asked
+                assert len(rows) == len(series) * per_day * len(days), asked
         finally:
             conn.execute("DROP SCHEMA bound_test CASCADE")
+
+
+def test_a_forecast_day_filter_keeps_every_quarter_hour_of_its_days(pg_resource: PostgresResource) -> None:
+    """The UTC bound the forecast-day filter adds (a day wider) drops no row of the days asked for,
+    from a series at UTC+14 (its day starts at 10:00 UTC the day before) to one at UTC-12 (its day ends
+    at 12:00 UTC the day after), nor errs at the calendar's ends, where it adds no bound."""
+    _local_day_bounds_keep_every_row(
+        pg_resource,
+        DATASETS["load_forecasts"],
+        {"kiritimati": 14, "utc": 0, "baker": -12},
+        """
+        INSERT INTO bound_test.fct_load_forecast
+            (region, segment, reading_start_utc, method, issued_for, local_date, horizon_hour,
+             p50_kwh, selected, model_version, forecast_at_utc, last_changed_at_utc)
+        SELECT %(name)s, 'residential', local_start - make_interval(hours => %(offset)s),
+               'seasonal_naive', local_start::date - 1, local_start::date, 0, 1.0, true, 'v1', now(), now()
+        FROM generate_series(%(first)s::timestamp, %(last)s::timestamp, %(step)s) AS local_start
+        """,
+        timedelta(minutes=15),
+        ("from", "to"),
+    )
+
+
+def test_hourly_local_days_keep_every_hour_of_the_meters_days(pg_resource: PostgresResource) -> None:
+    """`/v1/consumption/hourly`'s local-day filters (`from_local_date`, `to_local_date`) select a
+    meter's own days, as `/daily` counts them, and their UTC bound a day wider drops no hour: a meter
+    at UTC+14 and one at UTC-12 keep all 24."""
+    _local_day_bounds_keep_every_row(
+        pg_resource,
+        DATASETS["consumption_hourly"],
+        {"MTR-KIRITIMATI": 14, "MTR-UTC": 0, "MTR-BAKER": -12},
+        """
+        INSERT INTO bound_test.fct_consumption_hourly (meter_id, hour_start_utc, local_date)
+        SELECT %(name)s, local_start - make_interval(hours => %(offset)s), local_start::date
+        FROM generate_series(%(first)s::timestamp, %(last)s::timestamp, %(step)s) AS local_start
+        """,
+        timedelta(hours=1),
+        ("from_local_date", "to_local_date"),
+    )

@@ -100,14 +100,15 @@ def _bad_cursor(err: Exception) -> ApiError:
     return ApiError(400, "bad_cursor", str(err))
 
 
-def _check_range(start: Any, end: Any) -> None:
+def _check_range(start: Any, end: Any, names: tuple[str, str] = ("from", "to")) -> None:
     """`from` after `to` is a mistake, not an empty range (`from` == `to` is the empty one): 422
-    naming both rather than a 200 with nothing in it."""
+    naming both rather than a 200 with nothing in it. `names`: the two parameters."""
     if start is not None and end is not None and start > end:
-        message = f"from ({start}) is after to ({end})"
+        first, last = names
+        message = f"{first} ({start}) is after {last} ({end})"
         details = [
-            field_detail(("query", "from"), message, "range", start),
-            field_detail(("query", "to"), message, "range", end),
+            field_detail(("query", first), message, "range", start),
+            field_detail(("query", last), message, "range", end),
         ]
         raise ApiError(422, "invalid_parameter", message, details)
 
@@ -198,6 +199,8 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
             if raw is not None:
                 params[f.param] = parse_filter(f, raw)
         _check_range(params.get("from"), params.get("to"))
+        local_days = ("from_local_date", "to_local_date")
+        _check_range(params.get(local_days[0]), params.get(local_days[1]), local_days)
         if params.get("meter_id") is not None:
             require_meter(principal, params["meter_id"])
         meters = principal.meters  # a limited token gets here only where the rows are per meter
