@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 
 import pandas as pd
@@ -190,6 +190,30 @@ def test_a_weather_observation_missing_a_measure_is_stored_with_it_null(
         (10, 9.5, None, 1012.0, 3.2, 0.0),
         (20, 9.5, None, None, None, None),
         (50, 9.5, 80.0, 1012.0, 3.2, 0.0),
+    ]
+
+
+def test_a_sample_stamped_with_an_offset_no_place_has_is_quarantined_with_the_reason(
+    pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The drain's and the landing's path: +14:30 was stored as 09:30 UTC of the day before."""
+    messages = [
+        json.dumps(
+            {"grid_node_id": "N1", "measured_at": f"2026-03-29T10:00:00{offset}", "frequency_hz": 50.0}
+        )
+        for offset in ("+14:00", "+14:30", "-12:00", "+99:59")
+    ]
+    grid_spec = BatchSpec(GRID_STATUS, "g2", "kafka", "metrify.grid-status.v1-0-0-4", date(2026, 3, 29))
+    result = process_batch(grid_spec, messages, [1, 2, 3, 4], Lake(str(tmp_path / "lake")), pg, NOW)
+    pg.commit()
+    ledger = result.ledger
+    assert (ledger.records_in, ledger.accepted, ledger.quarantined) == (4, 2, 2)
+    reasons = dict(pg.execute("SELECT record_index, reasons FROM ops.quarantine").fetchall())
+    assert reasons == {1: "malformed:bad_offset:measured_at", 3: "malformed:bad_offset:measured_at"}
+    stored = pg.execute("SELECT measured_at FROM ops.grid_status ORDER BY 1").fetchall()
+    assert [str(t.astimezone(UTC)) for (t,) in stored] == [
+        "2026-03-28 20:00:00+00:00",
+        "2026-03-29 22:00:00+00:00",
     ]
 
 

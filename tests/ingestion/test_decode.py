@@ -120,6 +120,44 @@ def test_a_frequency_only_grid_sample_is_a_record() -> None:
     assert row["frequency_hz"] == 50.0223 and pd.isna(row["voltage_v"]) and pd.isna(row["load_mw"])
 
 
+def test_an_offset_no_place_has_is_malformed_with_its_own_reason() -> None:
+    """Offsets run from -12:00 (Baker Island) to +14:00 (the Line Islands). +14:30 was accepted as
+    09:30 UTC the day before; +24:00 to +99:59 were bad timestamps, a reason that does not say what is
+    wrong with a text that looks right."""
+    stamps = {
+        "2026-03-29T02:00:00+14:00": None,
+        "2026-03-29T02:00:00-12:00": None,
+        "2026-03-29T02:00:00+05:45": None,  # Nepal
+        "2026-03-29T02:00:00+0530": None,
+        "2026-03-29T02:00:00-00:00": None,
+        "2026-03-29 02:00Z": None,
+        "2026-03-29T02:00:00+14:30": "malformed:bad_offset:reading_start",
+        "2026-03-29T02:00:00+1430": "malformed:bad_offset:reading_start",
+        "2026-03-29T02:00:00-12:30": "malformed:bad_offset:reading_start",
+        "2026-03-29T02:00:00+23:59": "malformed:bad_offset:reading_start",
+        "2026-03-29T02:00:00+99:59": "malformed:bad_offset:reading_start",
+        "2026-03-29T02:00:00+00:60": "malformed:bad_offset:reading_start",
+        "2026-03-29T02:00:00": "malformed:timestamp_without_offset:reading_start",
+        "2026-03-29T02:00:00+1": "malformed:bad_timestamp:reading_start",
+        "not-a-date": "malformed:bad_timestamp:reading_start",
+        "2026-13-29T02:00:00+01:00": "malformed:bad_timestamp:reading_start",
+    }
+    messages = [json.dumps(reading(reading_start=t)) for t in stamps]
+    batch = decode(METER_READINGS, messages, [1] * len(messages))
+    reasons = {m.record_index: m.reason for m in batch.malformed}
+    assert [reasons.get(i) for i in range(len(stamps))] == list(stamps.values())
+    assert batch.records_in == len(batch.records) + len(batch.malformed)
+    kept = batch.records["reading_start"].dt.strftime("%Y-%m-%d %H:%M").tolist()
+    assert kept == [
+        "2026-03-28 12:00",
+        "2026-03-29 14:00",
+        "2026-03-28 20:15",
+        "2026-03-28 20:30",
+        "2026-03-29 02:00",
+        "2026-03-29 02:00",
+    ]
+
+
 OBSERVATION = {
     "station_id": "WX-1",
     "observed_at": "2026-03-29T10:00:00+01:00",

@@ -612,6 +612,28 @@ def test_hour_only_offsets_are_instants_in_the_mapping_and_openstef(tmp_path: Pa
     assert result.exit_code == 0 and result.exception is None, result.output
 
 
+def test_an_offset_no_place_has_is_invalid_in_every_form(tmp_path: Path) -> None:
+    """Real offsets run from -12:00 to +14:00: +14:30 (read as 09:30 UTC the day before), +99:59 and
+    an hour-only +15 are rejected and landed as given, for the decoder to quarantine."""
+    rows = [
+        "2024-01-01T00:00:00+14:00",  # Kiribati's Line Islands
+        "2024-01-01T00:00:00-12:00",
+        "2024-01-01T00:00:00+14",  # hour-only, as PostgreSQL writes one
+        "2024-01-01T00:00:00+14:30",
+        "2024-01-01T00:00:00+99:59",
+        "2024-01-01T00:00:00-1230",
+        "2024-01-01T00:00:00+15",
+    ]
+    body = READINGS_HEADER + "".join(f"m1,{t},15,1.0\n" for t in rows).encode()
+    result = ingested(tmp_path, "o.csv", body, timezone="Europe/Paris")
+    assert result.records == 3 and result.rejected == {"invalid_reading_start": 4}
+    batch = landed_and_decoded(tmp_path, "meter_readings", result)
+    assert [m.reason for m in batch.malformed] == ["malformed:bad_offset:reading_start"] * 3 + [
+        "malformed:bad_timestamp:reading_start"  # +15: the contract has no hour-only offset
+    ]
+    assert [json.loads(line)["reading_start"] for line in result.lines[3:]] == rows[3:]
+
+
 def test_a_lone_surrogate_escape_rejects_its_line_not_the_file(tmp_path: Path) -> None:
     body = (
         b'{"meter_id":"m\\ud800","reading_start":"2024-01-01T00:00:00Z","interval_minutes":15,"energy_kwh":1.0}\n'

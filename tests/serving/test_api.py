@@ -629,6 +629,23 @@ def test_a_bad_body_gets_a_422_with_the_failing_fields_and_nothing_is_written(
     assert client.post("/v1/no_such_source", json={}, headers=token("ingest")).status_code == 404
 
 
+def test_a_timestamp_with_an_offset_no_place_has_gets_a_422(client: TestClient, settings: Settings) -> None:
+    """+14:30 was taken (202) and stored as 09:30 UTC the day before; offsets run -12:00..+14:00
+    (+14:00 passes: tests/serving/test_schemas.py)."""
+    before = query(settings, "SELECT count(*) FROM ops.api_batches")[0][0]
+    observation = {"station_id": "WX-OFFSET", "temperature_c": 9.5}
+    response = client.post(
+        "/v1/weather_observations",
+        json={**observation, "observed_at": "2026-06-01T10:00:00+14:30"},
+        headers=token("ingest"),
+    )
+    assert response.status_code == 422, response.text
+    (detail,) = response.json()["error"]["details"]
+    assert detail["field"] == "body.observed_at" and detail["value"] == "2026-06-01T10:00:00+14:30"
+    assert "offset from -12:00 to +14:00" in detail["message"]
+    assert query(settings, "SELECT count(*) FROM ops.api_batches")[0][0] == before  # nothing landed
+
+
 def test_a_posted_batch_reaches_ops_and_its_status_says_what_became_of_it(
     client: TestClient, settings: Settings, home: Path, redis_server: str
 ) -> None:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from metrify_assets.contracts import CONTRACTS, Field, contract_for
-from metrify_assets.ingestion.decode import INT_RANGE, ISO_WITH_OFFSET, MAX_TEXT_LENGTH, decode
+from metrify_assets.ingestion.decode import INT_RANGE, ISO_DATE_TIME, ISO_WITH_OFFSET, MAX_TEXT_LENGTH, decode
 from metrify_assets.ingestion.limits import MAX_MESSAGE_RECORDS
 from metrify_assets.ingestion.readers import ingest_file
 from metrify_assets.quality.rules import evaluate
@@ -215,7 +215,12 @@ CASES: list[tuple[str, str, object, dict[str, str]]] = [
     ("direction a number", "meter_readings", {**READING, "direction": 1}, {"direction": "type"}),
     ("no offset", "meter_readings", {**READING, "reading_start": "2026-03-28T00:15:00"}, {"reading_start": "pattern"}),
     ("month 13", "meter_readings", {**READING, "reading_start": "2026-13-28T00:15:00Z"}, {"reading_start": "format"}),
-    ("offset minute 60", "meter_readings", {**READING, "reading_start": "2026-03-28T00:15:00+00:60"}, {"reading_start": "format"}),
+    ("offset minute 60", "meter_readings", {**READING, "reading_start": "2026-03-28T00:15:00+00:60"}, {"reading_start": "pattern"}),
+    ("offset +14:00", "meter_readings", {**READING, "reading_start": "2026-03-28T00:15:00+14:00"}, {}),
+    ("offset -12:00", "meter_readings", {**READING, "reading_start": "2026-03-28T00:15:00-1200"}, {}),
+    ("offset +14:30", "meter_readings", {**READING, "reading_start": "2026-03-28T00:15:00+14:30"}, {"reading_start": "pattern"}),
+    ("offset -12:30", "meter_readings", {**READING, "reading_start": "2026-03-28T00:15:00-12:30"}, {"reading_start": "pattern"}),
+    ("offset +99:59", "grid_status", {**GRID, "measured_at": "2026-03-28T00:15:00+9959"}, {"measured_at": "pattern"}),
     ("nanoseconds before 1677", "meter_readings", {**READING, "reading_start": "1600-01-01T00:00:00.1234567Z"}, {"reading_start": "format"}),
     ("nanoseconds", "meter_readings", {**READING, "reading_start": "2026-03-28T00:15:00.123456789Z"}, {}),
     ("final newline", "meter_readings", {**READING, "reading_start": "2026-03-28T00:15:00Z\n"}, {}),
@@ -307,8 +312,11 @@ def test_messages_and_values_stay_short_and_readable() -> None:
     echoed = long_id.as_dict()["value"]
     assert isinstance(echoed, str) and len(echoed) < 300
     stamp = validate("meter_readings", {**READING, "reading_start": "2026-03-28T00:15:00"})[0]
-    assert stamp.message == "not an ISO 8601 timestamp with an offset (e.g. 2026-03-28T00:00:00+01:00)"
+    title = "an ISO 8601 timestamp with a UTC offset from -12:00 to +14:00 (e.g. 2026-03-28T00:00:00+01:00)"
+    assert stamp.message == f"not {title}"
     assert stamp.value == "2026-03-28T00:15:00"
+    offset = validate("weather_observations", {**WEATHER, "observed_at": "2026-03-28T00:10:00+14:30"})[0]
+    assert (offset.loc, offset.message, offset.keyword) == ("observed_at", f"not {title}", "pattern")
     missing = validate("grid_status", without(GRID, "frequency_hz"))[0]
     assert (missing.loc, missing.value, missing.message) == ("frequency_hz", None, "required field missing")
 
@@ -334,16 +342,19 @@ def test_an_unknown_source_is_an_error() -> None:
 # -- generated records -----------------------------------------------------------------------------------
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
-OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1)
+OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1)  # beyond -12:00..+14:00 too
+# The decoder's date-time with any two-digit offset (+14:30, +99:99): quarantined as a bad offset.
+ANY_OFFSET = ISO_DATE_TIME + r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
 Years = tuple[int, int]
 ALL_YEARS: Years = (1, 9999)
 
 
 @st.composite
 def timestamps(draw: st.DrawFn, years: Years = ALL_YEARS) -> str:
-    """ISO 8601 with an offset in every form the decoder's pattern admits (some not calendar dates)."""
+    """ISO 8601 with an offset in every form the decoder's pattern admits (some not calendar dates),
+    and offsets of that shape no place has."""
     if draw(st.integers(0, 3)) == 0:  # any digits: month 13, hour 24, offset +99:99, a final newline
-        text: str = draw(st.from_regex(ISO_WITH_OFFSET))
+        text: str = draw(st.from_regex(draw(st.sampled_from([ISO_WITH_OFFSET, ANY_OFFSET]))))
         return f"{draw(st.integers(*years)):04d}{text[4:]}"
     when = draw(st.datetimes(datetime(years[0], 1, 1), datetime(years[1], 12, 31, 23, 59, 59)))
     sep = draw(st.sampled_from("T "))

@@ -17,13 +17,21 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.contracts import Field, SourceContract, contract_for, iso_with_offset
-from metrify_assets.ingestion.decode import INT_RANGE, ISO_DATE_TIME, ISO_OFFSET, of_types, storable_text
+from metrify_assets.ingestion.decode import (
+    INT_RANGE,
+    ISO_DATE_TIME,
+    ISO_HOUR_OFFSET,
+    ISO_OFFSET,
+    of_types,
+    storable_text,
+)
 from metrify_assets.ingestion.readers.result import IngestResult, Mapped, Problem, Rows, as_rows, merged
 from metrify_assets.ingestion.readers.text import first_surrogate
 
 # The decoder's timestamp grammar; the reader also takes an hour-only offset (`+01`, as PostgreSQL
-# writes one) and lands it as `+01:00`.
-_WITH_OFFSET = rf"{ISO_DATE_TIME}(?:{ISO_OFFSET}|[+-][0-9]{{2}})$"
+# writes one) and lands it as `+01:00`. An offset no place has (+14:30, +15) is invalid, as the
+# decoder's `malformed:bad_offset`.
+_WITH_OFFSET = rf"{ISO_DATE_TIME}(?:{ISO_OFFSET}|{ISO_HOUR_OFFSET})$"
 _WITHOUT_OFFSET = rf"{ISO_DATE_TIME}$"
 
 
