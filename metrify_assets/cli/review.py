@@ -10,11 +10,12 @@ Decisions need `--by` (who) and `--reason` (why); both are stored with the queue
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import date, datetime
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,7 +26,7 @@ from metrify_assets.cli.console import command_console, to_json
 from metrify_assets.cli.db import connect
 from metrify_assets.cli.options import Source, known_source
 from metrify_assets.env import resolve_settings
-from metrify_assets.quality import review
+from metrify_assets.quality import review, review_context
 
 By = Annotated[str, typer.Option("--by", help="Who decides (a name or e-mail), stored with the decision.")]
 Reason = Annotated[str, typer.Option("--reason", help="Why, stored with the decision.")]
@@ -226,6 +227,104 @@ def _one_or_many(
     _bulk(action, _selection(source, flag, meter, day, first, last), by, reason, yes, dry_run)
 
 
+def _utc(at: str) -> str:
+    """An ISO time as the neighbours table shows it: "2026-03-29 00:15" in UTC."""
+    return datetime.fromisoformat(at).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _decision_hint(shown: dict[str, Any], value: str) -> list[str]:
+    """What deciding the item does and the commands that do it (nothing to do for a decided one)."""
+    item, vee = shown["item"], shown["context"]["vee"]
+    if item["status"] != "pending":
+        when = item["decided_at"].isoformat(timespec="seconds") if item["decided_at"] else "-"
+        return [
+            f"decided: {item['status']} by {item['decided_by']} at {when} ({item['decision_note']}); final"
+        ]
+    command = f"metrify review {{}} {shlex.quote(item['batch_id'])} {item['record_index']}"
+    approve, reject = (command.format(a) + ' --by NAME --reason "..."' for a in ("approve", "reject "))
+    if shown["not_the_flagged_version"] and shown["stored_row"] is not None:
+        return [
+            "a newer version replaced the flagged one: either decision closes the item as superseded and "
+            "changes nothing",
+            f"  {approve}",
+        ]
+    if shown["stored_row"] is None:
+        return [
+            "no version is stored (its day was archived): approve records the decision and changes nothing "
+            "stored; reject is refused until `metrify restore` brings the day back",
+            f"  {approve}",
+        ]
+    if item["source"] != "meter_readings":
+        return [f"  {approve}   keep {value} as stored", f"  {reject}   quarantine it"]
+    bills = ""
+    if vee is not None and vee["energy_kwh"] is not None and vee["status"] != "actual":
+        bills = f" (VEE holds {vee['status']} {review_context.num(vee['energy_kwh'])} kWh now)"
+    return [
+        f"  {approve}   keep {value}: the billing series takes it as an edit by you{bills}",
+        f"  {reject}   quarantine it: VEE estimates the interval as an edit by you",
+    ]
+
+
+def _print_item(shown: dict[str, Any]) -> None:
+    """`review show` for a reviewer: the item, why it was flagged, its neighbours, VEE, the decision."""
+    item, context = shown["item"], shown["context"]
+    console = command_console()
+
+    def out(text: Any) -> None:  # text as it is (no markup, no wrap: a reviewer copies commands from it)
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    stored = shown["stored_row"] is not None and not shown["not_the_flagged_version"]
+    flagged = shown["stored_row"] if stored else shown["quarantined_row"]
+    value = review_context.describe_values(item["source"], item["reasons"], flagged) or "not stored"
+    flagged_at = item["flagged_at"].isoformat(timespec="seconds")
+    out(
+        f"{item['batch_id']} #{item['record_index']}: {item['source']} {item['record_key']}, "
+        f"{item['status']} (flagged {flagged_at})"
+    )
+    out(f"flagged value: {value}")
+    if shown["not_the_flagged_version"]:
+        out(f"note: {shown['not_the_flagged_version']}")
+    if shown["quarantined_row"] is not None:
+        out("rejected: the flagged row is in ops.quarantine (--json: quarantined_row)")
+    out("why flagged:")
+    for reason in context["why"]:
+        out(f"  {reason['text']}")
+    columns = review_context.measures(item["source"], item["reasons"])
+    meter = item["source"] == "meter_readings"
+    table = Table(
+        title=f"neighbours of {item['record_key'].split('|')[0]} (> the flagged one)", title_justify="left"
+    )
+    for name in ("", "start (UTC)", *(review_context.UNITS[c] for c in columns), "flags", "batch"):
+        table.add_column(name, justify="right" if name in review_context.UNITS.values() else "left")
+    if meter:
+        table.add_column("VEE")
+    for row in context["neighbours"]:
+        cells = [
+            ">" if row["flagged"] else "",
+            _utc(row["at"]),
+            *(review_context.num(row.get(c)) for c in columns),
+            row.get("quality_flags") or "",
+            (row.get("batch_id") or "") if row["stored"] else "(not stored)",
+        ]
+        if meter:
+            vee = (
+                f"{row['vee_status']} {review_context.num(row['vee_kwh'])}" if row.get("vee_status") else "-"
+            )
+            cells.append(vee)
+        table.add_row(*cells, style="bold" if row["flagged"] else None)
+    if len(context["neighbours"]) > 1:
+        out(table)
+    else:
+        owner = {"meter_readings": "meter", "grid_status": "node"}.get(item["source"], "station")
+        out(f"neighbours: none stored for this {owner} around it")
+    if meter:
+        out(f"VEE (billing series): {review_context.vee_words(context['vee'])}")
+    if item["status"] == "pending":
+        out("to decide:")
+    for line in _decision_hint(shown, value):
+        out(line)
+
+
 BULK_HELP = (
     "Without an item: every pending item the filter selects (--meter, --flag, --source, --day or\n"
     "--from/--to), after a count (--dry-run: only the count) and a confirmation (or --yes); each decided\n"
@@ -295,8 +394,11 @@ def register(app: typer.Typer) -> None:
                 total = review.count_items(conn, wanted, source, reason, meter=meter)
             except review.ReviewError as err:
                 raise typer.BadParameter(str(err)) from err
+            values = review_context.flagged_values(conn, items)
         if as_json:
-            typer.echo(to_json([asdict(i) for i in items]))
+            typer.echo(
+                to_json([{**asdict(i), "value": values.get((i.batch_id, i.record_index))} for i in items])
+            )
             return
         following = offset + len(items)
         title = f"review queue ({status}{f', meter {meter}' if meter else ''}): {_shown(offset, len(items))}"
@@ -307,14 +409,16 @@ def register(app: typer.Typer) -> None:
             caption=f"next: --offset {following}" if following < total else None,
             min_width=len(title),
         )
-        for column in ("batch_id", "#", "source", "record key", "reasons", "status", "decided by"):
-            table.add_column(column)
+        for column in ("batch_id", "#", "source", "record key", "value", "reasons", "status", "decided by"):
+            table.add_column(column, justify="right" if column == "value" else "left")
         for i in items:
+            value = values.get((i.batch_id, i.record_index))
             table.add_row(
                 i.batch_id,
                 str(i.record_index),
                 i.source,
                 i.record_key,
+                review_context.describe_values(i.source, i.reasons, value) if value else "-",
                 i.reasons,
                 i.status,
                 i.decided_by or "",
@@ -322,17 +426,28 @@ def register(app: typer.Typer) -> None:
         command_console().print(table)
 
     @review_app.command("show")
-    def show_cmd(batch_id: BatchId, record_index: RecordIndex) -> None:
-        """Show one item: its queue row and the row stored under its key (JSON), with why that row is not
-        the flagged version where a newer one replaced it (a decision then closes the item as superseded);
-        for a rejected item, the flagged row as the rejection quarantined it."""
+    def show_cmd(
+        batch_id: BatchId,
+        record_index: RecordIndex,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="All of it as JSON (what the API's item detail answers).")
+        ] = False,
+    ) -> None:
+        """Show one item as a reviewer decides it: the flagged value and why the rule fired (its figures),
+        the readings before and after it (the flagged one marked) with their VEE values, what the billing
+        series holds for the interval, and the commands that decide it. Says where a newer version
+        replaced the flagged one (a decision then closes the item as superseded); for a rejected item, the
+        row as the rejection quarantined it. --json: the queue row, stored row and context as JSON."""
         with connect(resolve_settings()) as conn:
             try:
                 shown = review.show(conn, batch_id, record_index)
             except review.ReviewError as err:
                 typer.echo(f"error: {err}", err=True)
                 raise typer.Exit(code=1) from err
-        typer.echo(to_json(shown, indent=2))
+        if as_json:
+            typer.echo(to_json(shown, indent=2))
+            return
+        _print_item(shown)
 
     for action, doc in (
         (

@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from metrify_assets.contracts import SourceContract, contract_for
+from metrify_assets.quality import review_context
 from metrify_assets.quality.quarantine import REVIEW_REJECTED, QuarantineRow, quarantine
 from metrify_assets.quality.quarantine import payload as quarantined_payload
 from metrify_assets.storage.audit import Caller
@@ -289,17 +290,22 @@ def flagged_version(conn: psycopg.Connection, item: ReviewItem) -> tuple[dict[st
 def show(conn: psycopg.Connection, batch_id: str, record_index: int) -> dict[str, Any]:
     """What a reviewer judges (`metrify review show` and `GET /v1/review/items/{batch_id}/{record_index}`):
     the queue row, the row stored under its key, why that row is not the flagged version where a newer
-    one replaced it (a decision then closes the item as superseded), and for a rejected item the
-    flagged row as the rejection quarantined it. Raises `UnknownItemError`."""
+    one replaced it (a decision then closes the item as superseded), for a rejected item the flagged
+    row as the rejection quarantined it, and `context` (review_context.py): why it was flagged with the
+    rule's figures, its neighbours in time and, for a meter reading, its interval in the VEE series.
+    Raises `UnknownItemError`."""
     item = get_item(conn, batch_id, record_index)
     stored, gone = flagged_version(conn, item)
     letter = quarantined_payload(conn, batch_id, record_index) if item.status == "rejected" else None
+    quarantined = json.loads(letter) if letter else None  # a reject writes the row as JSON
+    flagged = stored if stored is not None and gone is None else quarantined
+    keys = key_values(contract_for(item.source), item.record_key)
     return {
         "item": item.__dict__,
         "stored_row": stored,
         "not_the_flagged_version": None if letter else gone,
-        # a reject writes the row as JSON
-        "quarantined_row": json.loads(letter) if letter else None,
+        "quarantined_row": quarantined,
+        "context": review_context.context(conn, item, keys, flagged),
     }
 
 

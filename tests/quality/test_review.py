@@ -218,7 +218,7 @@ def test_cli_lists_shows_and_decides(
     listed = runner.invoke(app, ["review", "list", "--reason", "voltage_out_of_range"])
     assert listed.exit_code == 0, listed.output
     assert "voltage_out_of_range" in listed.output and "b1" in listed.output
-    shown = runner.invoke(app, ["review", "show", "b1", "1"])
+    shown = runner.invoke(app, ["review", "show", "b1", "1", "--json"])
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["stored_row"]["voltage_v"] == 262.0
     rejected = runner.invoke(app, ["review", "reject", "b1", "1", "--by", "ana", "--reason", "bad CT"])
@@ -232,7 +232,7 @@ def test_cli_lists_shows_and_decides(
     ).fetchone() == ("failed", "ana", 0.6)
     assert pg.execute("SELECT actor, value_before FROM ops.vee_audit").fetchall() == [("ana", 0.6)]
     # Rejected: no row stored under the key, and the flagged one as the rejection quarantined it.
-    after = json.loads(runner.invoke(app, ["review", "show", "b1", "1"]).output)
+    after = json.loads(runner.invoke(app, ["review", "show", "b1", "1", "--json"]).output)
     assert (after["stored_row"], after["not_the_flagged_version"]) == (None, None)
     assert after["quarantined_row"]["voltage_v"] == 262.0 and after["item"]["status"] == "rejected"
     again = runner.invoke(app, ["review", "approve", "b1", "1", "--by", "ana", "--reason", "oops"])

@@ -199,5 +199,5 @@ def test_cli_bulk_approve_previews_asks_and_decides(
     assert "VEE: re-ran 1 meter-days" in done.output
     assert runs == [(date(2026, 3, 29), ["M1"])]
     assert review.count_items(seeded) == 2
-    shown = runner.invoke(app, ["review", "show", "b1", "0"])
+    shown = runner.invoke(app, ["review", "show", "b1", "0", "--json"])
     assert shown.exit_code == 0 and json.loads(shown.output)["item"]["status"] == "approved"

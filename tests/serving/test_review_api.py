@@ -172,6 +172,16 @@ def test_one_item_shows_what_review_show_shows(api: TestClient, seeded: psycopg.
     assert data["item"]["status"] == "pending" and data["item"]["reasons"] == "voltage_out_of_range"
     assert data["stored_row"]["voltage_v"] == 262.0 and data["stored_row"]["energy_kwh"] == 0.5
     assert data["not_the_flagged_version"] is None and data["quarantined_row"] is None
+    # The reviewer's context, as `metrify review show` prints it: the reason with its band, the
+    # neighbours of M1 (the flagged one first of the day, marked), the interval's VEE (none run yet).
+    (why,) = data["context"]["why"]
+    assert why["code"] == "voltage_out_of_range" and (why["figures"]["low"], why["figures"]["high"]) == (
+        207,
+        253,
+    )
+    neighbours = data["context"]["neighbours"]
+    assert [n["flagged"] for n in neighbours] == [True, False, False, False, False]
+    assert neighbours[0]["at"] == "2026-03-29T00:00:00+00:00" and data["context"]["vee"] is None
     # after a reject: the quarantined row, nothing stored
     assert api.post("/v1/review/items/b1/0/reject", json={"note": "bad"}, headers=headers).status_code == 200
     after = api.get("/v1/review/items/b1/0", headers=headers).json()["data"]

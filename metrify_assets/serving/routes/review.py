@@ -196,8 +196,10 @@ def show_item(batch_id: str, record_index: int, principal: Reviewer, conn: Conn)
     """What `metrify review show` shows (quality/review.py's `show`): the queue row (`item`), the row
     stored under its key (`stored_row`), why that row is not the flagged version where a newer one
     replaced it or none is stored (`not_the_flagged_version`: a decision then closes the item as
-    superseded), and for a rejected item the flagged row as the rejection quarantined it
-    (`quarantined_row`). A meter-limited token sees its meters' readings only."""
+    superseded), for a rejected item the flagged row as the rejection quarantined it
+    (`quarantined_row`), and `context`: why it was flagged with the rule's figures, its neighbours in
+    time and its interval in the VEE series (quality/review_context.py). A meter-limited token sees
+    its meters' readings only."""
     check_text(("path", "batch_id"), batch_id)
     try:
         item = review.get_item(conn, batch_id, record_index)
