@@ -24,7 +24,8 @@ data API (docs/api.md): METRIFY_API_JWT_SECRET (a secret: HS256 tokens) and/or
 METRIFY_API_JWT_PUBLIC_KEY (PEM text, or the path of a PEM file: RS256 tokens from an identity
 provider), METRIFY_API_JWT_ISSUER, METRIFY_API_JWT_AUDIENCE, METRIFY_API_RATE_LIMIT (requests per
 minute per caller, default 600), METRIFY_API_MAX_BODY_BYTES (default 10 MiB), METRIFY_API_CACHE_TTL_S
-(default 300). Logs (docs/operations.md#logs): METRIFY_LOG_LEVEL (Metrify's loggers, default INFO) and
+(default 300), METRIFY_API_CSV_MAX_ROWS (the most rows of a whole-result CSV download, default
+1,000,000). Logs (docs/operations.md#logs): METRIFY_LOG_LEVEL (Metrify's loggers, default INFO) and
 METRIFY_LOG_FORMAT (json or text; unset: text on a terminal, JSON otherwise). Traces
 (docs/operations.md#traces; off unless an exporter or an OTLP endpoint is set): OTEL_TRACES_EXPORTER
 (otlp, console or none), OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (OTLP over
@@ -95,6 +96,7 @@ class ApiSettings:
     rate_limit_per_minute: int = 600
     max_body_bytes: int = 10 * 1024 * 1024
     cache_ttl_s: int = 300
+    csv_max_rows: int = 1_000_000  # a whole-result CSV download of more rows is refused (docs/api.md)
 
     @property
     def auth_configured(self) -> bool:
@@ -305,6 +307,7 @@ def resolve_api(env: Mapping[str, str]) -> ApiSettings:
         ("METRIFY_API_RATE_LIMIT", "rate_limit_per_minute"),
         ("METRIFY_API_MAX_BODY_BYTES", "max_body_bytes"),
         ("METRIFY_API_CACHE_TTL_S", "cache_ttl_s"),
+        ("METRIFY_API_CSV_MAX_ROWS", "csv_max_rows"),
     ):
         raw = (env.get(name) or "").strip()
         if raw:
@@ -319,6 +322,7 @@ def resolve_api(env: Mapping[str, str]) -> ApiSettings:
         rate_limit_per_minute=limits.get("rate_limit_per_minute", default.rate_limit_per_minute),
         max_body_bytes=limits.get("max_body_bytes", default.max_body_bytes),
         cache_ttl_s=limits.get("cache_ttl_s", default.cache_ttl_s),
+        csv_max_rows=limits.get("csv_max_rows", default.csv_max_rows),
     )
 
 

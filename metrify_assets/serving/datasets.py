@@ -310,19 +310,15 @@ class Page:
     next_cursor: str | None
 
 
-def query_page(
-    conn: psycopg.Connection,
+def _select(
     dataset: Dataset,
     params: dict[str, Any],
-    *,
-    path_value: str | None = None,
-    meters: frozenset[str] | None = None,
-    cursor: str | None = None,
-    limit: int,
-) -> Page:
-    """One page of `dataset`, filtered by `params` (values already parsed), in key order after
-    `cursor`; `meters` limits the rows to those meters (a meter-limited token; only a dataset with a
-    `meter_column` can be limited)."""
+    path_value: str | None,
+    meters: frozenset[str] | None,
+    cursor: str | None,
+) -> tuple[sql.Composed, list[Any], str]:
+    """The query of `dataset`'s rows in key order after `cursor`, without a LIMIT: its SQL, its values
+    and the scope of its cursors."""
     conditions: list[sql.Composable] = []
     values: list[Any] = []
     if dataset.path_filter is not None:
@@ -357,12 +353,29 @@ def query_page(
         sql.SQL(", ").join(sql.Identifier(c) for c in dataset.columns) if dataset.columns else sql.SQL("*")
     )
     where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
-    query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT %s").format(
+    query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
         columns, sql.Identifier(dataset.schema, dataset.table), where, key
     )
+    return query, values, scope
+
+
+def query_page(
+    conn: psycopg.Connection,
+    dataset: Dataset,
+    params: dict[str, Any],
+    *,
+    path_value: str | None = None,
+    meters: frozenset[str] | None = None,
+    cursor: str | None = None,
+    limit: int,
+) -> Page:
+    """One page of `dataset`, filtered by `params` (values already parsed), in key order after
+    `cursor`; `meters` limits the rows to those meters (a meter-limited token; only a dataset with a
+    `meter_column` can be limited)."""
+    query, values, scope = _select(dataset, params, path_value, meters, cursor)
     with conn.cursor() as cur:
         try:
-            cur.execute(query, [*values, limit + 1])
+            cur.execute(sql.SQL("{} LIMIT %s").format(query), [*values, limit + 1])
         except (psycopg.errors.DataError, psycopg.errors.UndefinedFunction) as err:
             if cursor is None:
                 raise
@@ -376,6 +389,23 @@ def query_page(
         last = dict(zip(names, rows[-1], strict=True))
         next_cursor = encode_cursor(scope, [last[c] for c in dataset.key])
     return Page(names, rows, next_cursor)
+
+
+def count_rows(
+    conn: psycopg.Connection,
+    dataset: Dataset,
+    params: dict[str, Any],
+    *,
+    path_value: str | None = None,
+    meters: frozenset[str] | None = None,
+    up_to: int,
+) -> int:
+    """How many rows `query_page`'s pages of these filters hold, counted up to `up_to` (a whole-result
+    CSV download's bound: reading further would only say "more")."""
+    query, values, _ = _select(dataset, params, path_value, meters, None)
+    counted = sql.SQL("SELECT count(*) FROM ({} LIMIT %s) AS q").format(query)
+    row = conn.execute(counted, [*values, up_to]).fetchone()
+    return int(row[0]) if row else 0
 
 
 # What a value of each kind must look like: the message of every filter that does not parse, the

@@ -1,7 +1,9 @@
 """Responses in JSON or CSV: `?format=csv` or `Accept: text/csv` asks for CSV, JSON otherwise.
 
 JSON pages are `{"data": [...], "count": n, "next_cursor": ...}`; CSV pages carry the cursor in the
-`X-Next-Cursor` header (and a `Link: <...>; rel="next"` for clients that follow links). Request
+`X-Next-Cursor` header (and a `Link: <...>; rel="next"` for clients that follow links). A CSV asked
+for without `limit` or `cursor` is the whole result instead (`csv_download`): streamed page by page
+from one snapshot, so a saved file is never silently a first page. Request
 bodies are JSON only: `read_json` parses them, after authentication, and answers 415 for a body of
 any other content type.
 """
@@ -11,17 +13,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from psycopg.pq import TransactionStatus
 
 from metrify_assets.serving.errors import ApiError, field_detail
 
 FORMATS = ("json", "csv")
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+# Rows a whole-result CSV download reads and writes at a time: its memory is one such page.
+DOWNLOAD_PAGE_ROWS = 5_000
 
 
 def _unreadable(message: str) -> ApiError:
@@ -115,13 +122,81 @@ def page_response(
         headers["X-Next-Cursor"] = next_cursor
         headers["Link"] = f'<{request.url.include_query_params(cursor=next_cursor)}>; rel="next"'
     if wants_csv(request, fmt):
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        writer.writerows([_cell(v) for v in row] for row in rows)
-        return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+        return Response(_csv_text(columns, *rows), media_type=CSV_MEDIA_TYPE, headers=headers)
     body = {"data": records(columns, rows), "count": len(rows), "next_cursor": next_cursor}
     return Response(_json(body), media_type="application/json", headers=headers)
+
+
+def _csv_text(*rows: Sequence[Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([_cell(v) for v in row] for row in rows)
+    return buffer.getvalue()
+
+
+def is_download(request: Request, fmt: str | None, cursor: str | None, limit: int | None) -> bool:
+    """Whether the request asks for the whole result as one CSV file: CSV without `limit` or `cursor`
+    (with either, the caller pages, and gets a page)."""
+    return wants_csv(request, fmt) and cursor is None and limit is None
+
+
+# A page of a download from (cursor, rows): its column names, its rows and the cursor after them
+# (None on the last page).
+PageReader = Callable[[str | None, int], tuple[Sequence[str], Sequence[Sequence[Any]], str | None]]
+
+
+def csv_download(
+    conn: psycopg.Connection,
+    count: Callable[[int], int],
+    page: PageReader,
+    max_rows: int,
+    unknown: Callable[[], ApiError | None] = lambda: None,
+) -> Response:
+    """Every row of a query as one streamed CSV file. The rows are read `DOWNLOAD_PAGE_ROWS` at a time
+    through `page` (the endpoint's keyset pages), all in one REPEATABLE READ transaction on `conn`, so
+    the file is one snapshot of the rows, whatever is written meanwhile, and its memory one page.
+    `count(n)` counts the rows up to n and the first page is read before anything is sent: over `max_rows` the answer is a 422
+    `too_many_rows` rather than a cut file; `X-Row-Count` says how many rows the file holds. When
+    the result is empty, `unknown()` may name a 404 (an id the store has no trace of). A file whose
+    rows do not add up to the count (they cannot, in one snapshot) ends without its last chunk, so
+    the client sees a broken transfer, never a short file that looks whole."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        conn.rollback()
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    try:
+        total = count(max_rows + 1)
+        columns, first, after = page(None, DOWNLOAD_PAGE_ROWS) if total <= max_rows else ((), (), None)
+        error = (
+            ApiError(
+                422,
+                "too_many_rows",
+                f"the result holds more than {max_rows:,} rows, the most a CSV download sends: narrow the "
+                "filters (a shorter from/to), or page it with limit and cursor (X-Next-Cursor)",
+                {"max_rows": max_rows},
+            )
+            if total > max_rows
+            else (unknown() if total == 0 else None)
+        )
+    except BaseException:
+        conn.rollback()
+        raise
+    if error is not None:
+        conn.rollback()
+        raise error
+
+    def body() -> Iterator[str]:
+        try:
+            yield _csv_text(columns, *first)
+            sent, cursor = len(first), after
+            while cursor is not None:
+                _, rows, cursor = page(cursor, DOWNLOAD_PAGE_ROWS)
+                sent += len(rows)
+                yield _csv_text(*rows)
+            if sent != total:
+                raise RuntimeError(f"CSV download sent {sent} rows of the {total} counted in its snapshot")
+        finally:
+            conn.rollback()
+
+    return StreamingResponse(body(), media_type=CSV_MEDIA_TYPE, headers={"X-Row-Count": str(total)})
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -98,3 +98,18 @@ def series_page(
     more = len(rows) > limit
     rows = rows[:limit]
     return SeriesPage(rows, encode_cursor(scope, [rows[-1][0]]) if more and rows else None)
+
+
+def count_series(
+    conn: psycopg.Connection, meter_id: str, start: datetime | None, end: datetime | None, up_to: int
+) -> int:
+    """How many intervals `series_page`'s pages of this meter and range hold, counted up to `up_to`."""
+    params = {
+        "meter": meter_id,
+        "start": start or EPOCH,
+        "end": end or END_OF_TIME,
+        "after": EPOCH,
+        "limit": up_to,
+    }
+    row = conn.execute(f"SELECT count(*) FROM ({SERIES_SQL}) AS s", params).fetchone()
+    return int(row[0]) if row else 0

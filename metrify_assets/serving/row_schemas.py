@@ -149,6 +149,10 @@ PAGE_HEADERS = {
         "schema": {"type": "string"},
     },
     "Link": {"description": 'The next page\'s address: `<...>; rel="next"`.', "schema": {"type": "string"}},
+    "X-Row-Count": {
+        "description": "Rows in a whole-result CSV download (CSV without `limit` or `cursor`); absent on a page.",
+        "schema": {"type": "integer"},
+    },
 }
 
 
@@ -164,7 +168,11 @@ def page_responses(columns: Sequence[Column], description: str) -> dict[int | st
         "required": ["data", "count", "next_cursor"],
     }
     csv = {
-        "schema": {"type": "string"},
+        "schema": {
+            "type": "string",
+            "description": "Without `limit` or `cursor`: every row of the query, streamed (422 `too_many_rows` "
+            "over METRIFY_API_CSV_MAX_ROWS); with either, one page.",
+        },
         "example": ",".join(c.name for c in columns) + "\n",
     }
     return {

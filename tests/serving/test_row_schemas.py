@@ -61,7 +61,7 @@ def test_a_row_schema_accepts_its_rows_and_refuses_a_wrong_type_or_a_null_where_
     assert not validator.is_valid({"meter_id": "M", "kwh": 1.0})  # every column is in every row
     ok = page_responses(columns, "A page.")[200]
     assert ok["content"]["text/csv"]["example"] == "meter_id,kwh,day\n"
-    assert set(ok["headers"]) == {"X-Next-Cursor", "Link"}
+    assert set(ok["headers"]) == {"X-Next-Cursor", "Link", "X-Row-Count"}
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from metrify_assets.serving import readings
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.cache import cached
 from metrify_assets.serving.cache import latest_reading as latest_reading_through_cache
-from metrify_assets.serving.datasets import DATASETS, Dataset, Filter, parse_filter, query_page
+from metrify_assets.serving.datasets import DATASETS, Dataset, Filter, count_rows, parse_filter, query_page
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import (
     ApiError,
@@ -40,7 +40,7 @@ from metrify_assets.serving.errors import (
     openapi_errors,
     refuse_unknown_parameters,
 )
-from metrify_assets.serving.output import json_response, page_response
+from metrify_assets.serving.output import csv_download, is_download, json_response, page_response
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
 from metrify_assets.serving.row_schemas import dataset_row, page_responses, single_response, stored_row
 from metrify_assets.storage.known import METER, Kind, known
@@ -48,7 +48,15 @@ from metrify_assets.storage.latest import LATEST_COLUMNS
 
 Conn = Annotated[psycopg.Connection, Depends(connection)]
 Reader = Annotated[Principal, Depends(require("read"))]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page.")]
+Limit = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_PAGE_SIZE,
+        description=f"Rows per page (default {DEFAULT_PAGE_SIZE:,}). A CSV asked for without limit or cursor "
+        "is the whole result, one streamed file.",
+    ),
+]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 Format = Annotated[
     str | None, Query(pattern="^(json|csv)$", description="json (default) or csv; or `Accept: text/csv`.")
@@ -130,7 +138,7 @@ def meter_readings(
     start: Annotated[str | None, Query(alias="from", description=READINGS_FROM.description)] = None,
     end: Annotated[str | None, Query(alias="to", description=READINGS_TO.description)] = None,
     cursor: Cursor = None,
-    limit: Limit = DEFAULT_PAGE_SIZE,
+    limit: Limit = None,
     format: Format = None,
 ) -> Response:
     """Intervals in time order: the billing-grade VEE value and status (actual, estimated, edited,
@@ -140,8 +148,21 @@ def meter_readings(
     check_text(("path", "meter_id"), meter_id)
     first, last = parse_filter(READINGS_FROM, start), parse_filter(READINGS_TO, end)
     _check_range(first, last)
+    if is_download(request, format, cursor, limit):
+
+        def series(after: str | None, rows: int) -> tuple[tuple[str, ...], list[tuple[Any, ...]], str | None]:
+            page = readings.series_page(conn, meter_id, first, last, after, rows)
+            return readings.SERIES_COLUMNS, page.rows, page.next_cursor
+
+        return csv_download(
+            conn,
+            lambda up_to: readings.count_series(conn, meter_id, first, last, up_to),
+            series,
+            request.app.state.settings.api.csv_max_rows,
+            lambda: None if known(conn, METER, meter_id) else _unknown(METER, meter_id),
+        )
     try:
-        page = readings.series_page(conn, meter_id, first, last, cursor, limit)
+        page = readings.series_page(conn, meter_id, first, last, cursor, limit or DEFAULT_PAGE_SIZE)
     except (CursorError, ValueError) as err:
         raise _bad_cursor(err) from err
     if not page.rows and cursor is None and not known(conn, METER, meter_id):
@@ -185,6 +206,38 @@ def _python_name(param: str) -> str:
     return f"{param}_" if iskeyword(param) else param
 
 
+def _download(
+    request: Request,
+    conn: psycopg.Connection,
+    dataset: Dataset,
+    params: dict[str, Any],
+    path_value: str | None,
+    meters: frozenset[str] | None,
+) -> Response:
+    """The whole result of `dataset`'s filters as one streamed CSV (`csv_download`): read from
+    PostgreSQL, not the cache, which keeps pages."""
+
+    def pages(after: str | None, rows: int) -> tuple[list[str], list[tuple[Any, ...]], str | None]:
+        page = query_page(
+            conn, dataset, params, path_value=path_value, meters=meters, cursor=after, limit=rows
+        )
+        return page.columns, page.rows, page.next_cursor
+
+    def unknown() -> ApiError | None:
+        kind = dataset.path_kind
+        if kind and path_value is not None and not known(conn, kind, path_value):
+            return _unknown(kind, path_value)
+        return None
+
+    return csv_download(
+        conn,
+        lambda up_to: count_rows(conn, dataset, params, path_value=path_value, meters=meters, up_to=up_to),
+        pages,
+        request.app.state.settings.api.csv_max_rows,
+        unknown,
+    )
+
+
 def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
     """A GET endpoint for `dataset` whose query parameters are its filters (so /docs lists them)."""
 
@@ -204,10 +257,18 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
         if params.get("meter_id") is not None:
             require_meter(principal, params["meter_id"])
         meters = principal.meters  # a limited token gets here only where the rows are per meter
+        if is_download(request, fmt, cursor, limit):
+            return _download(request, conn, dataset, params, path_value, meters)
 
         def compute() -> dict[str, Any]:
             page = query_page(
-                conn, dataset, params, path_value=path_value, meters=meters, cursor=cursor, limit=limit
+                conn,
+                dataset,
+                params,
+                path_value=path_value,
+                meters=meters,
+                cursor=cursor,
+                limit=limit or DEFAULT_PAGE_SIZE,
             )
             return {"columns": page.columns, "rows": page.rows, "next_cursor": page.next_cursor}
 
@@ -248,9 +309,7 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
         )
     params += [
         inspect.Parameter("cursor", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Cursor),
-        inspect.Parameter(
-            "limit", inspect.Parameter.KEYWORD_ONLY, default=DEFAULT_PAGE_SIZE, annotation=Limit
-        ),
+        inspect.Parameter("limit", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Limit),
         inspect.Parameter("format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Format),
     ]
 
