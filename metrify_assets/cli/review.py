@@ -73,7 +73,8 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=1) from err
     item = decided.item
-    typer.echo(f"{item.status}: {item.source} {item.record_key} ({item.batch_id} #{item.record_index})")
+    status = "reopened, pending again" if action == "reopen" else item.status
+    typer.echo(f"{status}: {item.source} {item.record_key} ({item.batch_id} #{item.record_index})")
     if item.status == review.SUPERSEDED:
         typer.echo(
             f"{item.decision_note}; nothing changed (a newer version is reviewed on its own if flagged)"
@@ -238,7 +239,15 @@ def _decision_hint(shown: dict[str, Any], value: str) -> list[str]:
     if item["status"] != "pending":
         when = item["decided_at"].isoformat(timespec="seconds") if item["decided_at"] else "-"
         return [
-            f"decided: {item['status']} by {item['decided_by']} at {when} ({item['decision_note']}); final"
+            f"decided: {item['status']} by {item['decided_by']} at {when} ({item['decision_note']})",
+            *(
+                [
+                    f"  metrify review reopen {shlex.quote(item['batch_id'])} {item['record_index']} "
+                    '--by NAME --reason "..."   take it back: pending again'
+                ]
+                if item["status"] in ("approved", "rejected")
+                else []
+            ),
         ]
     command = f"metrify review {{}} {shlex.quote(item['batch_id'])} {item['record_index']}"
     approve, reject = (command.format(a) + ' --by NAME --reason "..."' for a in ("approve", "reject "))
@@ -358,7 +367,9 @@ def _decision_command(action: str) -> Callable[..., None]:
 
 
 def register(app: typer.Typer) -> None:
-    review_app = typer.Typer(help="Review flagged records: approve keeps them, reject quarantines them.")
+    review_app = typer.Typer(
+        help="Review flagged records: approve keeps them, reject quarantines them, reopen takes a decision back."
+    )
 
     @review_app.command("list")
     def list_cmd(
@@ -462,5 +473,13 @@ def register(app: typer.Typer) -> None:
         ),
     ):
         review_app.command(action, help=f"{doc}\n\n{BULK_HELP}")(_decision_command(action))
+
+    @review_app.command("reopen")
+    def reopen_cmd(batch_id: BatchId, record_index: RecordIndex, by: By, reason: Reason) -> None:
+        """Take a decision back: the item is pending again, to be decided anew. A rejected reading goes
+        back into its table as it was (unless a newer version came since) and out of quarantine; for a
+        meter reading, VEE re-runs its meter-day. The audit log keeps the decision and who took it back,
+        and why. One item at a time."""
+        _decide("reopen", batch_id, record_index, by, reason)
 
     app.add_typer(review_app, name="review", no_args_is_help=True)

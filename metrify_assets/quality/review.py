@@ -426,6 +426,90 @@ def _quarantine_flagged(conn: psycopg.Connection, item: ReviewItem, row: dict[st
     return deleted
 
 
+def reopen(
+    conn: psycopg.Connection,
+    batch_id: str,
+    record_index: int,
+    by: str,
+    why: str,
+    cache: Cache | None = None,
+    caller: Caller | None = None,
+) -> ReviewItem:
+    """Take back a decision: the item is pending again, as when it was queued; the audit log keeps
+    the decision and this entry (who took it back, why, what it was).
+
+    An approval taken back changes no stored row. A rejection taken back puts the reading back into
+    its table as the rejection quarantined it, out of quarantine, and from quarantined back to
+    accepted and flagged in its batch's ledger; where a newer version of its key was stored since,
+    that one stays (a decision on the item then closes it as superseded). Either way the record's
+    day is stamped again, so its series and marts are rebuilt. A superseded item changed nothing,
+    and a pending one has no decision: both are refused."""
+    check_decision(by, why)
+    with conn.transaction():
+        item = get_item(conn, batch_id, record_index, lock=True)
+        if item.status not in ("approved", "rejected"):
+            detail = (
+                "is pending: there is no decision to take back"
+                if item.status == "pending"
+                else f"was closed as {item.status} ({item.decision_note}): it changed no data"
+            )
+            raise ReviewError(f"{batch_id} #{record_index} {detail}")
+        restored = _restore_rejected(conn, item) if item.status == "rejected" else 0
+        conn.execute(
+            "UPDATE ops.review_queue SET status = 'pending', decided_by = NULL, decided_at = NULL, "
+            "decision_note = NULL WHERE batch_id = %s AND record_index = %s",
+            (batch_id, record_index),
+        )
+        if (
+            stored_row(conn, item) is not None
+        ):  # an approved reading whose day was archived: nothing to rebuild
+            contract = contract_for(item.source)
+            retouch_day(conn, contract, batch_id, key_values(contract, item.record_key))
+        if caller is not None:
+            details = {
+                "source": item.source,
+                "record_key": item.record_key,
+                "status": "pending",
+                "reopened": item.status,
+                "decided_by": item.decided_by,
+                "decision_note": item.decision_note,
+                "note": why,
+            }
+            caller.record(conn, "review.reopen", f"review:{batch_id}#{record_index}", details, restored)
+    conn.commit()
+    if cache is not None:
+        (cache.invalidate if restored else cache.bump)(_meters(item))
+    return get_item(conn, batch_id, record_index)
+
+
+def _restore_rejected(conn: psycopg.Connection, item: ReviewItem) -> int:
+    """Put a rejected reading back as its rejection quarantined it (every column, by PostgreSQL's
+    own conversion of the row's JSON), unless a newer version of its key is stored; take it out of
+    quarantine and back into its batch's accepted and flagged counts. The rows restored (0 or 1)."""
+    letter = quarantined_payload(conn, item.batch_id, item.record_index)
+    if letter is None:
+        raise ReviewError(
+            f"{item.batch_id} #{item.record_index}: its rejected row is no longer in ops.quarantine"
+        )
+    table = sql.Identifier("ops", contract_for(item.source).table)
+    restored = conn.execute(
+        sql.SQL(
+            "INSERT INTO {t} SELECT * FROM jsonb_populate_record(NULL::{t}, %s::jsonb) ON CONFLICT DO NOTHING"
+        ).format(t=table),
+        (letter,),
+    ).rowcount
+    conn.execute(
+        "DELETE FROM ops.quarantine WHERE batch_id = %s AND record_index = %s",
+        (item.batch_id, item.record_index),
+    )
+    conn.execute(
+        "UPDATE ops.ingest_ledger SET accepted = accepted + 1, quarantined = quarantined - 1, "
+        "flagged = flagged + 1 WHERE batch_id = %s",
+        (item.batch_id,),
+    )
+    return restored
+
+
 def any_rejected(conn: psycopg.Connection, source: str) -> bool:
     """Whether a reviewer ever rejected a record of `source` (the common answer, no, skips the lookup
     by key that would otherwise cost every batch a key per record)."""

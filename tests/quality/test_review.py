@@ -1,4 +1,5 @@
-"""Reviewers' decisions on a real PostgreSQL: approve keeps, reject quarantines, replays respect it."""
+"""Reviewers' decisions on a real PostgreSQL: approve keeps, reject quarantines, replays respect it,
+reopen takes a decision back."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from metrify_assets.meters.vee import review as vee_review
 from metrify_assets.quality import review
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
+from metrify_assets.storage.audit import Caller
 
 pytestmark = pytest.mark.postgres
 NOW = pd.Timestamp("2026-04-01T00:00:00Z")
@@ -357,3 +359,93 @@ def test_cli_filters_by_meter_and_pages_by_offset(
     assert f"of {count}" in pending.output and "approved" not in pending.output
     refused = runner.invoke(app, ["review", "list", "--offset", "-1"])
     assert refused.exit_code == 2 and "--offset" in refused.output
+
+
+# Taking a decision back (`review.reopen`, `metrify review reopen`).
+STORED = "SELECT to_jsonb(r) - 'ingested_at' FROM ops.meter_readings r WHERE meter_id = 'M1' ORDER BY reading_start"
+
+
+def test_a_rejection_taken_back_restores_the_reading_as_it_was(
+    pg: psycopg.Connection, flagged: review.ReviewItem
+) -> None:
+    before = pg.execute(STORED).fetchall()
+    review.reject(pg, "b1", 1, by="ana", why="meter swap")
+    assert len(pg.execute(STORED).fetchall()) == 1 and ledger(pg, "b1") == (3, 1, 0, 2)
+
+    item = review.reopen(
+        pg, "b1", 1, by="bob", why="the swap was the other meter", caller=Caller("bob", "cli")
+    )
+    assert (item.status, item.decided_by, item.decision_note) == ("pending", None, None)
+    assert pg.execute(STORED).fetchall() == before  # every column as it was, flags and version included
+    assert ledger(pg, "b1") == (3, 2, 1, 1)  # accepted and flagged again; in = accepted + quarantined
+    assert pg.execute("SELECT count(*) FROM ops.quarantine WHERE record_index = 1").fetchone() == (0,)
+    assert [i.record_index for i in review.list_items(pg)] == [1]
+    (action, details) = pg.execute(
+        "SELECT action, details FROM ops.audit_log WHERE action LIKE 'review.%' ORDER BY id DESC LIMIT 1"
+    ).fetchone() or ("", {})
+    assert action == "review.reopen"
+    assert details["reopened"] == "rejected" and details["decided_by"] == "ana"
+    assert details["note"] == "the swap was the other meter"
+    # Decided anew: a reopened item is an ordinary pending one.
+    assert review.approve(pg, "b1", 1, by="bob", why="value is real").status == "approved"
+
+
+def test_an_approval_taken_back_changes_no_stored_row(
+    pg: psycopg.Connection, flagged: review.ReviewItem
+) -> None:
+    review.approve(pg, "b1", 1, by="ana", why="tap change")
+    before = pg.execute(STORED).fetchall()
+    assert review.reopen(pg, "b1", 1, by="ana", why="approved the wrong one").status == "pending"
+    assert pg.execute(STORED).fetchall() == before and ledger(pg, "b1") == (3, 2, 1, 1)
+    assert review.reject(pg, "b1", 1, by="ana", why="meter swap").status == "rejected"
+
+
+def test_a_newer_version_stored_since_the_rejection_stays(
+    pg: psycopg.Connection, lake: Lake, flagged: review.ReviewItem
+) -> None:
+    """The rejected version is not put back over a newer one; deciding the item then closes it as
+    superseded, as for any replaced flagged version."""
+    review.reject(pg, "b1", 1, by="ana", why="meter swap")
+    ingest(pg, lake, "b2", [reading("M1", "2026-03-29T00:15:00Z", 0.61, voltage_v=230.0)], 20)
+    assert review.reopen(pg, "b1", 1, by="ana", why="second look").status == "pending"
+    assert pg.execute(
+        "SELECT energy_kwh, batch_id FROM ops.meter_readings WHERE meter_id = 'M1' AND energy_kwh > 0.55"
+    ).fetchall() == [(0.61, "b2")]
+    assert ledger(pg, "b1") == (3, 2, 1, 1)
+    assert review.approve(pg, "b1", 1, by="ana", why="fine").status == review.SUPERSEDED
+
+
+def test_only_a_decision_can_be_taken_back(pg: psycopg.Connection, flagged: review.ReviewItem) -> None:
+    with pytest.raises(review.ReviewError, match="is pending: there is no decision to take back"):
+        review.reopen(pg, "b1", 1, by="ana", why="?")
+    with pytest.raises(review.ReviewError, match="needs who made it"):
+        review.reopen(pg, "b1", 1, by="", why="?")
+    with pytest.raises(review.UnknownItemError):
+        review.reopen(pg, "b1", 7, by="ana", why="?")
+
+
+def test_reopen_from_the_cli_and_vee_re_runs_the_day(
+    pg: psycopg.Connection,
+    pg_resource: PostgresResource,
+    flagged: review.ReviewItem,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`metrify review reopen` takes a rejection back; VEE re-runs the meter-day, so the billing series
+    holds the reading again instead of the estimate the rejection left."""
+    decided = vee_review.decide(pg, "reject", "b1", 1, "ana", "meter swap")
+    assert decided.vee_method not in (None, "actual")
+    again = vee_review.decide(pg, vee_review.REOPEN, "b1", 1, "ana", "second look")
+    assert again.item.status == "pending" and again.vee is not None
+    review.reject(pg, "b1", 1, by="ana", why="meter swap after all")
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    shown = CliRunner().invoke(app, ["review", "show", "b1", "1"])
+    assert "metrify review reopen b1 1 --by NAME" in shown.output, shown.output
+    result = CliRunner().invoke(
+        app, ["review", "reopen", "b1", "1", "--by", "bob", "--reason", "wrong meter"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "reopened, pending again: meter_readings M1|2026-03-29T00:15:00Z (b1 #1)" in result.output
+    again = CliRunner().invoke(app, ["review", "reopen", "b1", "1", "--by", "bob", "--reason", "twice"])
+    assert again.exit_code == 1 and "is pending: there is no decision to take back" in again.output

@@ -329,3 +329,30 @@ def test_openapi_documents_the_routes(api: TestClient) -> None:
         schema = operation["requestBody"]["content"]["application/json"]["schema"]
         assert {"note", "meter_id", "reason", "source", "from", "to", "dry_run"} <= set(schema["properties"])
         assert schema["additionalProperties"] is False
+
+
+def test_a_decision_is_taken_back_over_the_api(api: TestClient, seeded: psycopg.Connection) -> None:
+    """`POST .../reopen` (a trial got a 404 there): the rejected reading is stored again and the item
+    pending; a pending item has nothing to take back (409); the audit log names the token's subject."""
+    headers = token("review", sub="ana")
+    assert api.post("/v1/review/items/b1/0/reject", json={"note": "bad"}, headers=headers).status_code == 200
+    reopened = api.post("/v1/review/items/b1/0/reopen", json={"note": "wrong item"}, headers=headers)
+    assert reopened.status_code == 200, reopened.text
+    assert reopened.json()["data"]["status"] == "pending" and reopened.json()["data"]["decided_by"] is None
+    shown = api.get("/v1/review/items/b1/0", headers=headers).json()["data"]
+    assert shown["stored_row"]["voltage_v"] == 262.0 and shown["quarantined_row"] is None
+    error_of(
+        api.post("/v1/review/items/b1/0/reopen", json={"note": "again"}, headers=headers), 409, "conflict"
+    )
+    error_of(
+        api.post("/v1/review/items/b1/0/reopen", json={"note": "x"}, headers=token("read")),
+        403,
+        "insufficient_scope",
+    )
+    assert seeded.execute(
+        "SELECT actor, details->>'reopened' FROM ops.audit_log WHERE action = 'review.reopen'"
+    ).fetchall() == [("ana", "rejected")]
+    assert (
+        "post"
+        in api.get("/openapi.json").json()["paths"]["/v1/review/items/{batch_id}/{record_index}/reopen"]
+    )

@@ -21,6 +21,7 @@ from metrify_assets.resources.cache import Cache
 from metrify_assets.storage.audit import Caller
 
 VERDICTS = ("approve", "reject")
+REOPEN = "reopen"  # takes one decision back (never in bulk: a filter selects pending items)
 ARCHIVED = (
     "the reading's day left PostgreSQL (archived): VEE is not re-run and its series and the marts keep "
     "what they hold; `metrify restore` brings the day back, and the next `metrify run` rebuilds it "
@@ -52,13 +53,13 @@ def _record(
 ) -> tuple[review.ReviewItem, str | None, bool]:
     """The decision (its own transaction, committed), why VEE is not re-run for it (an archived day),
     and whether its meter-day's VEE series must be re-run (a meter reading whose data it changed)."""
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
-    make = review.approve if verdict == "approve" else review.reject
+    make = {"approve": review.approve, "reject": review.reject, REOPEN: review.reopen}.get(verdict)
+    if make is None:
+        raise ValueError(f"verdict must be one of {', '.join((*VERDICTS, REOPEN))}, not {verdict!r}")
     item = make(conn, batch_id, record_index, by, note, cache=cache, caller=caller)
     if item.source != "meter_readings" or item.status == review.SUPERSEDED:  # no data changed
         return item, None, False
-    if item.status == "approved" and review.stored_row(conn, item) is None:  # its day was archived
+    if item.status != "rejected" and review.stored_row(conn, item) is None:  # its day was archived
         return item, ARCHIVED, False
     return item, None, True
 
@@ -81,10 +82,11 @@ def decide(
     cache: Cache | None = None,
     caller: Caller | None = None,
 ) -> Decided:
-    """Approve or reject the item, then re-run VEE for a meter reading's meter-day. Raises
-    `review.ReviewError` (or its `UnknownItemError`) for a decision that cannot be made. A decision
-    whose meter-day's new series fails the GX suite `vee_meter_readings` is recorded all the same,
-    and the series is not written (the one stored before stays): `Decided.vee_error` says so."""
+    """Approve or reject the item (or reopen it: take its decision back), then re-run VEE for a
+    meter reading's meter-day. Raises `review.ReviewError` (or its `UnknownItemError`) for a decision
+    that cannot be made. A decision whose meter-day's new series fails the GX suite
+    `vee_meter_readings` is recorded all the same, and the series is not written (the one stored
+    before stays): `Decided.vee_error` says so."""
     item, skipped, revee = _record(conn, verdict, batch_id, record_index, by, note, cache, caller)
     if not revee:
         return Decided(item, None, None, None, vee_skipped=skipped)

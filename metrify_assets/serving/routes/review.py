@@ -252,7 +252,7 @@ def _decide(
 
 
 def _decision_route(verdict: str) -> Callable[..., Response]:
-    """The endpoint of one verdict; approve and reject take the same request."""
+    """The endpoint of one verdict; approve, reject and reopen take the same request."""
 
     def decide(
         request: Request,
@@ -279,6 +279,13 @@ for _verdict, _summary, _description in (
         "reject",
         "Reject a flagged record",
         "Move the record to quarantine (`review_rejected:<note>`) and out of the derived tables.",
+    ),
+    (
+        vee_review.REOPEN,
+        "Take a decision back",
+        "The item is pending again; a rejected record goes back into its table as it was (unless a newer "
+        "version came since) and out of quarantine. 409 for an item that is pending or closed as "
+        "superseded (nothing to take back). The audit log keeps the decision and this one.",
     ),
 ):
     router.add_api_route(
