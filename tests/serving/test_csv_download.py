@@ -18,6 +18,7 @@ from metrify_assets.resources.build import postgres_resource
 from metrify_assets.serving import output
 from metrify_assets.serving.app import create_app
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE
+from metrify_assets.serving.routes import data
 from tests.serving.test_api import a_meter, client, home, query, settings, settings_for, token
 from tests.serving.uvicorn_thread import serve
 
@@ -149,3 +150,36 @@ def test_a_download_is_streamed_over_http(settings: Settings, big_mart: int) -> 
         assert response.headers["transfer-encoding"] == "chunked"
         lines = sum(1 for _ in response.iter_lines())
     assert lines == big_mart + 1
+
+
+def test_a_meter_limited_token_downloads_its_meters_rows_only(client: TestClient, big_mart: int) -> None:
+    """A token with a `meters` claim gets a whole file of its meters' rows, counted as such."""
+    response = client.get(HOURLY, headers=token("read", meters=["CSV-2"]), params={"format": "csv"})
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert {r["meter_id"] for r in rows} == {"CSV-2"}
+    assert len(rows) == EXTRA_HOURS // 3 and response.headers["x-row-count"] == str(len(rows))
+    refused = client.get(
+        "/v1/consumption/regions", headers=token("read", meters=["CSV-2"]), params={"format": "csv"}
+    )
+    assert refused.status_code == 403
+
+
+def test_a_download_that_does_not_add_up_breaks_off_rather_than_ending_short(
+    settings: Settings, big_mart: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within one snapshot the rows always add up to the count; were they ever short (here the count
+    is made one too many), the transfer breaks off without its last chunk: over HTTP the client's
+    read fails instead of a short file looking whole."""
+    counted = data.count_rows
+    monkeypatch.setattr(data, "count_rows", lambda *a, **k: counted(*a, **k) + 1)
+    with (
+        serve(create_app(settings)) as base,
+        httpx.Client(base_url=base, timeout=60) as http,
+        http.stream(
+            "GET", HOURLY, headers=token("read"), params={"format": "csv", "meter_id": "CSV-0"}
+        ) as response,
+    ):
+        assert response.status_code == 200 and response.headers["x-row-count"] == str(EXTRA_HOURS // 3 + 1)
+        with pytest.raises(httpx.RemoteProtocolError):
+            response.read()
