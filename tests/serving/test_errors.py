@@ -532,7 +532,18 @@ def test_a_query_parameter_a_read_endpoint_does_not_take_is_a_422_naming_it(api:
     # The check adds no parameter of its own to the OpenAPI.
     spec = api.get("/openapi.json").json()["paths"]
     hourly = [p["name"] for p in spec["/v1/consumption/hourly"]["get"]["parameters"]]
-    assert hourly == ["from", "to", "meter_id", "region", "segment", "cursor", "limit", "format"]
+    assert hourly == [
+        "from",
+        "to",
+        "from_local_date",
+        "to_local_date",
+        "meter_id",
+        "region",
+        "segment",
+        "cursor",
+        "limit",
+        "format",
+    ]
     assert spec["/v1/consumption/hourly"]["get"]["security"] == [{"HTTPBearer": []}]
 
 
