@@ -2,7 +2,8 @@
 
 An HTML page (charts inlined) and the GX Data Docs of each source's latest batch, both in the lake:
 `reports/quality/dt=<day>/index.html` (`dt=<first>_<last>` for several days; latest.html: the report
-of the newest days, which a run of older days leaves alone) and `reports/data_docs/index.html`.
+of the newest days, rendered afresh by every run: a run of older days renders it again for the days it
+shows, so a review decision's rebuild of any day shows there too) and `reports/data_docs/index.html`.
 No `from __future__ import annotations`: dagster must resolve the `context` annotation.
 """
 
@@ -30,8 +31,10 @@ from metrify_assets.teams import DATA_QUALITY, owner
 
 OWNERS = [owner(DATA_QUALITY)]
 REPORT_KEY = "reports/quality/latest.html"
-# The days latest.html and the Data Docs report ({"first": ..., "last": ...}): a run of older days (a
-# backfill, a late day) writes its dated report and leaves them to the newer days' report.
+# The days latest.html and the Data Docs report and the suites' results on the Data Docs ({"first": ...,
+# "last": ..., "suites": {suite: passed}}): a run of older days (a backfill, a late day, a review
+# decision's rebuild) writes its dated report, renders latest.html again for these days (their review
+# items may have been decided since) and leaves the Data Docs to the newer days' report.
 LATEST_SPAN_KEY = "reports/quality/latest.json"
 HEATMAP_METERS = 30  # the meters with the lowest mean completeness; 200 rows would be unreadable
 # Under a per-reason table: its counts may add up to more than the records it counts.
@@ -52,6 +55,15 @@ def latest_span(store: Lake) -> tuple[date, date] | None:
         return None
     span = json.loads(store.get(LATEST_SPAN_KEY))
     return date.fromisoformat(span["first"]), date.fromisoformat(span["last"])
+
+
+def latest_suites(store: Lake) -> dict[str, bool]:
+    """The suites' results on the published Data Docs, as latest.html lists them (none when latest.json
+    was written before they were kept: the next run of the newest days writes them)."""
+    if not store.exists(LATEST_SPAN_KEY):
+        return {}
+    suites = json.loads(store.get(LATEST_SPAN_KEY)).get("suites", {})
+    return {str(name): bool(passed) for name, passed in suites.items()}
 
 
 def is_newest(run: tuple[date, date], latest: tuple[date, date] | None) -> bool:
@@ -169,8 +181,9 @@ def build_charts(data: queries.ReportData, threshold: float) -> dict[str, bytes]
     description="Data-quality report for reviewers: score over time, rejects by reason, completeness per "
     "meter-day, top offending meters of the batches that touched the run's days; and GX Data Docs of "
     "each source's latest such batch. HTML in the lake under `reports/quality/dt=<day>/` "
-    "(`dt=<first>_<last>/` for several days; `latest.html`: the report of the newest days, which a run of "
-    "older days, a backfill, leaves alone) and `reports/data_docs/`.",
+    "(`dt=<first>_<last>/` for several days; `latest.html`: the report of the newest days, rendered "
+    "afresh by every run: a run of older days, a backfill or a review decision's rebuild, renders it "
+    "again for the newest days) and `reports/data_docs/`.",
     metadata={"lake_key": REPORT_KEY, "data_docs_key": f"{data_docs.DATA_DOCS_PREFIX}/index.html"},
     retry_policy=RETRY_POLICY,
 )
@@ -219,15 +232,20 @@ def data_quality_report(
         uri = store.put(REPORT_KEY, render_report(data, charts, docs).encode(), content_type="text/html")
         store.put(
             LATEST_SPAN_KEY,
-            json.dumps({"first": first.isoformat(), "last": last.isoformat()}).encode(),
+            json.dumps({"first": first.isoformat(), "last": last.isoformat(), "suites": docs}).encode(),
             content_type="application/json",
         )
     else:
+        # Still the newest days' report, but as they are now: this run may be a review decision's
+        # rebuild, and its batches (their review items) may be latest.html's too.
         assert shown is not None
-        uri = store.uri(REPORT_KEY)
+        with postgres.connect() as conn:
+            current = queries.load(conn, *shown)
+        page = render_report(current, build_charts(current, quality.alert_threshold), latest_suites(store))
+        uri = store.put(REPORT_KEY, page.encode(), content_type="text/html")
         context.log.info(
-            f"latest.html stays the report of {shown[0]} .. {shown[1]}, newer than this run's days; "
-            f"this run's report: {dated}"
+            f"latest.html stays the report of {shown[0]} .. {shown[1]}, newer than this run's days, "
+            f"rendered again as they are now; this run's report: {dated}"
         )
     ledger = data.ledger
     return dg.MaterializeResult(
@@ -238,6 +256,9 @@ def data_quality_report(
             "data_docs": dg.MetadataValue.path(store.uri(f"{data_docs.DATA_DOCS_PREFIX}/index.html")),
             "data_docs_seconds": figure(docs_seconds),
             "latest_replaced": dg.MetadataValue.bool(newest),
+            "latest_days": dg.MetadataValue.text(
+                f"{first} .. {last}" if newest or shown is None else f"{shown[0]} .. {shown[1]}"
+            ),
             "data_docs_files_written": dg.MetadataValue.int(len(published.written) if published else 0),
             "data_docs_files_skipped": dg.MetadataValue.int(len(published.skipped) if published else 0),
             "data_docs_bytes_written": dg.MetadataValue.int(published.bytes_written if published else 0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from metrify_assets.contracts import METER_READINGS, WEATHER_OBSERVATIONS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.partitions import partition_range_tags
 from metrify_assets.quality import review
 from metrify_assets.reporting.assets import (
     REPORT_KEY,
@@ -200,3 +202,62 @@ def test_a_run_of_older_days_leaves_latest_html_and_the_data_docs_to_the_newer_r
     page = lake.get(REPORT_KEY).decode()
     assert "data-quality report: 2026-03-31" in page and "review items of these batches: none" in page
     assert lake.get("reports/data_docs/index.html") == docs_index
+
+
+def _review_line(page: str) -> str:
+    match = re.search(r"review items of these batches: ([^.]*)\.", page)
+    assert match is not None
+    return match.group(1)
+
+
+def _same_page(page: str) -> str:
+    return re.sub(r"Generated [^;]*;", "Generated;", page)
+
+
+def test_latest_html_shows_a_review_decision_after_a_rebuild_of_one_of_its_days(
+    tmp_path: Path, pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """A trial's latest.html (the demo's two days) still said "619 pending" after two decisions and the
+    rebuild of the first day, whose own page said "1 approved, 318 pending, 1 rejected": a run of
+    older days renders latest.html again for the newest days, as they are now; a run of the newest
+    day makes it that day's report; a run of older days never makes it theirs."""
+    url = str(tmp_path / "lake")
+    lake = Lake(url)
+    seed(pg, lake)
+    flagged = [reading("M4", 0, 0.4, voltage_v=270.0)]
+    spec = BatchSpec(METER_READINGS, "m3", "landing", "m3.jsonl", date(2026, 3, 30))
+    process_batch(spec, flagged, [1], lake, pg, NOW, received_at=NOW, alert_threshold=95)
+    pg.commit()
+    resources = {"postgres": pg_resource, "lake": LakeResource(url=url), "quality": QualityResource()}
+
+    def report(first: str, last: str) -> dict[str, object]:
+        result = dg.materialize(
+            [data_quality_report],
+            resources=resources,
+            tags=partition_range_tags(date.fromisoformat(first), date.fromisoformat(last)),
+        )
+        (materialization, *_) = result.asset_materializations_for_node("data_quality_report")
+        return {k: v.value for k, v in materialization.metadata.items()}
+
+    both = report("2026-03-30", "2026-03-31")
+    assert both["latest_replaced"] is True and both["latest_days"] == "2026-03-30 .. 2026-03-31"
+    assert _review_line(lake.get(REPORT_KEY).decode()) == "1 pending, 1 rejected"
+    review.approve(pg, "m3", 0, by="ana", why="voltage ok after recalibration")
+
+    rebuilt = report("2026-03-30", "2026-03-30")  # the decided reading's day, older than the newest
+    assert rebuilt["latest_replaced"] is False and rebuilt["latest_days"] == "2026-03-30 .. 2026-03-31"
+    day = lake.get(report_key(date(2026, 3, 30), date(2026, 3, 30))).decode()
+    latest = lake.get(REPORT_KEY).decode()
+    assert _review_line(day) == _review_line(latest) == "1 approved, 1 rejected"  # was 1 pending
+    assert "data-quality report: 2026-03-30 to 2026-03-31" in latest  # still the newest days' report
+    assert "<li>validated_meter_readings: passed</li>" in latest  # the Data Docs' suites, as published
+
+    newest = report("2026-03-31", "2026-03-31")  # the newest day rebuilt: latest.html is its page
+    assert newest["latest_replaced"] is True
+    latest = lake.get(REPORT_KEY).decode()
+    assert "data-quality report: 2026-03-31<" in latest
+    page = lake.get(report_key(date(2026, 3, 31), date(2026, 3, 31))).decode()
+    assert _same_page(page.replace("../../data_docs/", "../data_docs/")) == _same_page(latest)
+    older = report("2026-03-20", "2026-03-20")
+    assert older["latest_replaced"] is False and older["latest_days"] == "2026-03-31 .. 2026-03-31"
+    assert "data-quality report: 2026-03-31<" in lake.get(REPORT_KEY).decode()
