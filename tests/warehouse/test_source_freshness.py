@@ -5,6 +5,7 @@ costs seconds): fresh, warn, error, and never loaded (which passes: a fresh inst
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -15,8 +16,16 @@ from metrify_assets import definitions, schedules
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.warehouse.definitions import build_defs
+from metrify_assets.warehouse.invocations import INVOCATION_DIR
 from metrify_assets.warehouse.project import ensure_manifest
-from metrify_assets.warehouse.source_freshness import CHECK_NAME, NEVER_LOADED
+from metrify_assets.warehouse.source_freshness import (
+    CHECK_NAME,
+    FRESHNESS_STATE,
+    NEVER_LOADED,
+    PARSE_STATE,
+    invocation_dir,
+    keep_parse_state,
+)
 
 
 def on_staging(table: str) -> dg.AssetCheckKey:
@@ -128,6 +137,39 @@ def test_stale_sources_fail_by_severity_and_fresh_ones_pass(
     assert events.metadata["max_loaded_at"].value == NEVER_LOADED and "age_hours" not in events.metadata
     forecasts = evaluated[on_staging("load_forecasts")]
     assert forecasts.passed and forecasts.metadata["status"].value == "never loaded"
+
+    # The next check starts from this one's parse state: dbt parses nothing again (it parsed the
+    # project in full, 6 of a 6 s command, on every check before), and answers the same.
+    again = dg.materialize(
+        [*(defs.assets or ()), checks],  # type: ignore[list-item]
+        selection=dg.AssetSelection.checks(checks),
+        resources={**(defs.resources or {}), "postgres": pg_resource, "redis": RedisResource()},
+        instance=instance,
+    )
+    target = ensure_manifest().parent
+    (log,) = target.glob(f"{CHECK_NAME}-{again.run_id[:7]}-*/dbt.log")  # the second check's
+    assert "Partial parsing enabled" in log.read_text()
+    assert {k: (e.passed, e.severity) for k, e in evaluations(again).items()} == {
+        k: (e.passed, e.severity) for k, e in evaluated.items()
+    }
+
+
+def test_a_check_starts_from_the_last_checks_parse_state(tmp_path: Path) -> None:
+    """The state is copied into a new invocation's directory (named for `prune_invocations`) and the
+    newest kept for the next, replaced whole; an invocation that never parsed leaves the last one."""
+    first = invocation_dir(tmp_path, "abcdef123456")
+    assert INVOCATION_DIR.fullmatch(first.name) and not (first / PARSE_STATE).exists()
+    (first / PARSE_STATE).write_bytes(b"state 1")
+    keep_parse_state(first, tmp_path)
+    second = invocation_dir(tmp_path, "abcdef123456")
+    assert (second / PARSE_STATE).read_bytes() == b"state 1"
+    (second / PARSE_STATE).write_bytes(b"state 2")
+    keep_parse_state(second, tmp_path)
+    unparsed = tmp_path / "dbt_source_freshness-0000000-0000000"
+    unparsed.mkdir()
+    keep_parse_state(unparsed, tmp_path)  # dbt failed before it parsed: the last state stays
+    assert (tmp_path / FRESHNESS_STATE).read_bytes() == b"state 2"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [FRESHNESS_STATE]
 
 
 @pytest.mark.postgres
