@@ -7,12 +7,6 @@ through the `dbt` resource and reports each source table it selected: passed whe
 (no rows, and the asset that writes the table has never materialized: nothing has gone stale), WARN
 severity past `warn_after`, ERROR past `error_after` or when dbt could not tell.
 
-`dbt source freshness` takes no `--vars`, so its parse can carry over from one run to the next: the
-manifest `make dbt-parse` left was parsed for no connection, and every check parsed the project in
-full (6.3 s of a 6.3 s command, against 3.1 s from its own last state). Each check starts from the
-state the last one left (`FRESHNESS_STATE`, beside the invocation directories) and leaves its own;
-dbt itself decides whether a state still holds (the same connection, files, version, vars).
-
 The checks sit on the staging models (the view over each source, in the warehouse group), not on the
 assets that write the `ops` tables: jobs select an asset with its checks, and the ingestion jobs would
 then run dbt after every micro-batch. The hourly and nightly warehouse jobs (schedules.py) select the
@@ -22,12 +16,9 @@ warehouse group, so they run the checks.
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
 import json
-import shutil
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -37,34 +28,10 @@ from metrify_assets.metadata import figure
 from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.console import dbt_console_to
-from metrify_assets.warehouse.invocations import prune_invocations
+from metrify_assets.warehouse.invocations import invocation_dir, keep_parse_state, prune_invocations
 
 CHECK_NAME = "dbt_source_freshness"
 NEVER_LOADED = "never: the table has no rows"
-PARSE_STATE = "partial_parse.msgpack"  # dbt's parse state, in an invocation's target directory
-FRESHNESS_STATE = "source_freshness_partial_parse.msgpack"  # the last check's, in the project's target/
-
-
-def invocation_dir(target_dir: Path, run_id: str) -> Path:
-    """A new invocation directory for the check's dbt command, named as dagster-dbt names its own
-    (`<op>-<run>-<id>`: `prune_invocations` removes it in its turn), holding the last check's parse
-    state when there is one."""
-    path = target_dir / f"{CHECK_NAME}-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
-    path.mkdir(parents=True)
-    if (last := target_dir / FRESHNESS_STATE).is_file():
-        shutil.copyfile(last, path / PARSE_STATE)
-    return path
-
-
-def keep_parse_state(invocation: Path, target_dir: Path) -> None:
-    """The invocation's parse state as the next check's starting point: written under a name of its
-    own, then renamed, so a check starting meanwhile reads the old state or the new, never half."""
-    state = invocation / PARSE_STATE
-    if not state.is_file():  # dbt did not get as far as parsing
-        return
-    partial_copy = target_dir / f".{FRESHNESS_STATE}.{uuid.uuid4().hex[:7]}"
-    shutil.copyfile(state, partial_copy)
-    partial_copy.replace(target_dir / FRESHNESS_STATE)
 
 
 def staging_model(manifest: Mapping[str, Any], source_id: str) -> Mapping[str, Any]:
@@ -164,9 +131,9 @@ def build_source_freshness_checks(
             invocation = dbt.cli(
                 ["source", "freshness", "--select", select],
                 raise_on_error=False,
-                target_path=invocation_dir(target_dir, context.run.run_id),
+                target_path=invocation_dir(target_dir, CHECK_NAME, context.run.run_id, {}),
             ).wait()
-        keep_parse_state(invocation.target_path, target_dir)
+        keep_parse_state(invocation.target_path, target_dir, {})
         results = {r["unique_id"]: r for r in invocation.get_artifact("sources.json")["results"]}
         prune_invocations(invocation.target_path.parent)
 

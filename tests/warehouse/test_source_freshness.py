@@ -5,7 +5,6 @@ costs seconds): fresh, warn, error, and never loaded (which passes: a fresh inst
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -16,15 +15,10 @@ from metrify_assets import definitions, schedules
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.warehouse.definitions import build_defs
-from metrify_assets.warehouse.invocations import INVOCATION_DIR
 from metrify_assets.warehouse.project import ensure_manifest
 from metrify_assets.warehouse.source_freshness import (
     CHECK_NAME,
-    FRESHNESS_STATE,
     NEVER_LOADED,
-    PARSE_STATE,
-    invocation_dir,
-    keep_parse_state,
 )
 
 
@@ -152,24 +146,6 @@ def test_stale_sources_fail_by_severity_and_fresh_ones_pass(
     assert {k: (e.passed, e.severity) for k, e in evaluations(again).items()} == {
         k: (e.passed, e.severity) for k, e in evaluated.items()
     }
-
-
-def test_a_check_starts_from_the_last_checks_parse_state(tmp_path: Path) -> None:
-    """The state is copied into a new invocation's directory (named for `prune_invocations`) and the
-    newest kept for the next, replaced whole; an invocation that never parsed leaves the last one."""
-    first = invocation_dir(tmp_path, "abcdef123456")
-    assert INVOCATION_DIR.fullmatch(first.name) and not (first / PARSE_STATE).exists()
-    (first / PARSE_STATE).write_bytes(b"state 1")
-    keep_parse_state(first, tmp_path)
-    second = invocation_dir(tmp_path, "abcdef123456")
-    assert (second / PARSE_STATE).read_bytes() == b"state 1"
-    (second / PARSE_STATE).write_bytes(b"state 2")
-    keep_parse_state(second, tmp_path)
-    unparsed = tmp_path / "dbt_source_freshness-0000000-0000000"
-    unparsed.mkdir()
-    keep_parse_state(unparsed, tmp_path)  # dbt failed before it parsed: the last state stays
-    assert (tmp_path / FRESHNESS_STATE).read_bytes() == b"state 2"
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [FRESHNESS_STATE]
 
 
 @pytest.mark.postgres
