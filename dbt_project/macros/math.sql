@@ -43,3 +43,12 @@
 {% macro exact_difference(a, b) -%}
     cast(cast({{ a }} as numeric(38, 12)) - cast({{ b }} as numeric(38, 12)) as {{ dbt.type_float() }})
 {%- endmacro %}
+
+{#- A derived energy (kWh) or power (kW) to `places` decimals, a float again: a product or difference of
+    doubles carries binary noise into its last digits (1.1075 kWh in a quarter-hour is 4.43 kW, but
+    1.1075 * 60.0 / 15 is 4.429999999999999; 3.1 - 3.1151 is -0.015099999999999891), which the API
+    served as it stood. Readings carry 4 decimals and VEE's series 6: 6 keeps every digit they give.
+    The cast to a decimal rounds (half away from zero) on PostgreSQL, Snowflake and DuckDB alike. -#}
+{% macro rounded(expression, places=6) -%}
+    cast(cast({{ expression }} as numeric(38, {{ places }})) as {{ dbt.type_float() }})
+{%- endmacro %}

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,27 @@ def test_fct_load_forecast_joins_the_actuals_once_the_day_ran(built: Built) -> N
     assert (valued["within_p10_p90"] == inside).all()
 
 
+def test_forecast_kwh_are_served_to_6_decimals_and_the_error_is_their_difference(built: Built) -> None:
+    """The API served `p50_kwh` 2.9637000000000002 and `error_kwh` -0.015099999999999891: the model's
+    doubles and their float difference. fct_load_forecast rounds the forecasts and the actual to 6
+    decimals and takes the error as the exact difference of those, so each is the shortest form of a
+    number of at most 6 decimals, and error = actual - P50 to the last digit served."""
+    stored = built.query("SELECT p10_kwh, p50_kwh, p90_kwh FROM ops.load_forecasts WHERE p50_kwh IS NOT NULL")
+    raw = stored["p50_kwh"].astype(float)
+    assert (raw.round(6) != raw).sum() > 100  # the model's forecasts carry more places than that
+    rows = built.query("SELECT * FROM marts.fct_load_forecast")
+    columns = ["p10_kwh", "p50_kwh", "p90_kwh", "actual_kwh", "error_kwh", "abs_error_kwh"]
+    values = [float(v) for column in columns for v in rows[column].dropna()]
+    assert len(values) > 1000 and all(round(v, 6) == v for v in values)
+    assert all(len(repr(v).partition(".")[2]) <= 6 for v in values)
+    valued = rows.dropna(subset=["actual_kwh", "p50_kwh"])
+    assert len(valued) > 100
+    for actual, p50, error in valued[["actual_kwh", "p50_kwh", "error_kwh"]].itertuples(index=False):
+        assert Decimal(repr(float(actual))) - Decimal(repr(float(p50))) == Decimal(repr(float(error)))
+    accuracy = built.query("SELECT mae_kwh FROM marts.fct_forecast_accuracy WHERE mae_kwh IS NOT NULL")
+    assert len(accuracy) and all(round(float(v), 6) == float(v) for v in accuracy["mae_kwh"])
+
+
 def test_fct_forecast_accuracy_equals_a_hand_computation(built: Built) -> None:
     rows = built.query("SELECT * FROM marts.fct_load_forecast")
     actuals = built.query("SELECT region, segment, local_date, energy_kwh FROM ops.load_actuals")
@@ -233,7 +255,6 @@ def test_fct_forecast_accuracy_equals_a_hand_computation(built: Built) -> None:
     south = actuals[(actuals["region"] == "south") & (actuals["local_date"] == SCORED)]["energy_kwh"]
     assert (south.abs() < MAPE_FLOOR_SHARE * south.abs().mean()).sum() == 4  # the quiet hour, skipped
     for mine, theirs in (
-        ("mae", "mae_kwh"),
         ("mape", "mape_pct"),
         ("smape", "smape_pct"),
         ("cover", "coverage"),
@@ -241,6 +262,8 @@ def test_fct_forecast_accuracy_equals_a_hand_computation(built: Built) -> None:
         np.testing.assert_allclose(
             day[theirs].astype(float), day[mine].astype(float), rtol=1e-9, err_msg=theirs
         )
+    # kWh to 6 decimals (macros/math.sql `rounded`)
+    np.testing.assert_allclose(day["mae_kwh"].astype(float), day["mae"].astype(float), rtol=0, atol=5e-7)
     pending = merged[merged["local_date"] == PENDING]
     assert (pending["intervals_scored"] == 0).all() and pending["mae_kwh"].isna().all()
     # the backtest's expectation sits beside the realised error

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -959,3 +960,53 @@ def test_hourly_takes_the_meters_local_days_and_sums_to_daily(client: TestClient
     assert refused.status_code == 422
     details = refused.json()["error"]["details"]
     assert {d["field"] for d in details} == {"query.from_local_date", "query.to_local_date"}
+
+
+def test_energies_and_powers_are_served_without_float_noise_and_regions_sum_the_days(
+    client: TestClient, settings: Settings
+) -> None:
+    """A trial read `peak_demand_kw` 4.429999999999999, `error_kwh` -0.015099999999999891 and `p50_kwh`
+    2.9637000000000002 in JSON and CSV. Every kWh and kW column of the consumption and forecast
+    endpoints is now served to at most 6 decimals (docs/api.md, Precision), and a region-day on
+    /regions is the sum of its meters' days on /daily to that precision."""
+    noisy = query(
+        settings,
+        "SELECT count(*) FROM ops.vee_readings WHERE direction = 'import' "
+        "AND (energy_kwh * 60.0 / interval_minutes)::text ~ '\\.[0-9]{7,}'",
+    )[0][0]
+    assert noisy > 0  # the simulated readings' kW in doubles carry noise, as the trial's did
+    headers = token("read")
+    paths = [
+        "/v1/consumption/daily",
+        "/v1/consumption/regions",
+        "/v1/consumption/peaks",
+        "/v1/forecasts/load",
+    ]
+    checked: dict[str, int] = {}
+    for path in paths:
+        body = client.get(path, headers=headers, params={"limit": 10_000}).json()["data"]
+        as_csv = client.get(path, headers=headers, params={"limit": 10_000, "format": "csv"}).text
+        cells = [
+            (name, str(value))
+            for record in [*body, *csv.DictReader(io.StringIO(as_csv))]
+            for name, value in record.items()
+            if name.endswith(("_kwh", "_kw")) and value not in (None, "")
+        ]
+        assert cells, path
+        long = [(name, text) for name, text in cells if int(Decimal(text).as_tuple().exponent) < -6]
+        assert long == [], (path, long[:5])
+        checked[path] = len(cells)
+    assert checked["/v1/forecasts/load"] > 1000 and checked["/v1/consumption/peaks"] > 0
+    days = client.get("/v1/consumption/daily", headers=headers, params={"limit": 10_000}).json()["data"]
+    regions = client.get("/v1/consumption/regions", headers=headers, params={"limit": 10_000}).json()["data"]
+    for row in regions:
+        meters = [
+            d
+            for d in days
+            if (d["region"] or "unknown", d["segment"] or "unknown", d["local_date"])
+            == (row["region"], row["segment"], row["local_date"])
+        ]
+        assert len(meters) == row["meter_count"]
+        for column in ("kwh_import", "net_kwh"):
+            total = sum(Decimal(repr(d[column])) for d in meters)
+            assert round(total, 6) == round(Decimal(repr(row[column])), 6), (row, column)

@@ -712,6 +712,29 @@ def test_peak_demand_matches_pandas(build: Build) -> None:
     assert (merged["peak_interval_status"] == merged["status"]).all()
 
 
+def test_peak_demand_is_the_kw_to_6_decimals_and_rollups_sum_the_days(build: Build) -> None:
+    """The API served `peak_demand_kw` 4.429999999999999 (1.1075 kWh in a quarter-hour: 1.1075 * 60.0 /
+    15 in doubles): the mart rounds a peak to 6 decimals, the places VEE's series carries, so each is
+    the double nearest a 6-decimal number (its shortest form has at most 6 decimals; the API test
+    checks one that was noisy). The region-day rollup still sums the meters' days exactly."""
+    peaks = build.mart("SELECT peak_demand_kw FROM marts.fct_peak_demand")["peak_demand_kw"].astype(float)
+    noisy = expected_peak_demand(build.data.billing)["demand_kw"]
+    assert len(peaks) and (peaks.round(6) == peaks).all()
+    assert all(len(repr(v).partition(".")[2]) <= 6 for v in peaks)
+    np.testing.assert_allclose(peaks.sort_values(), noisy.sort_values(), atol=5e-7)
+    days = build.mart(
+        "SELECT region, segment, local_date, net_kwh, kwh_import FROM marts.fct_consumption_daily"
+    )
+    regions = build.mart("SELECT * FROM marts.fct_consumption_daily_by_region")
+    for (region, segment, day), group in days.groupby(["region", "segment", "local_date"]):
+        (row,) = regions[
+            (regions["region"] == region) & (regions["segment"] == segment) & (regions["local_date"] == day)
+        ].itertuples()
+        for column in ("net_kwh", "kwh_import"):
+            exact = sum(Decimal(repr(float(v))) for v in group[column])
+            assert round(Decimal(repr(float(getattr(row, column)))), 6) == round(exact, 6), (region, day)
+
+
 def test_region_segment_rollup_matches_pandas(build: Build) -> None:
     frame = local_frame(build.data.billing).merge(METERS[["meter_id", "region", "segment"]], on="meter_id")
     expected = frame.groupby(["region", "segment", "local_date"]).agg(

@@ -65,7 +65,8 @@ days as (
         selected,
         model_version,
         cast(sum(case when is_scored then 1 else 0 end) as {{ dbt.type_bigint() }}) as intervals_scored,
-        cast(avg(case when is_scored then abs_error_kwh end) as {{ dbt.type_float() }}) as mae_kwh,
+        -- kWh to 6 decimals, as fct_load_forecast serves them (macros/math.sql `rounded`)
+        {{ rounded('avg(case when is_scored then abs_error_kwh end)') }} as mae_kwh,
         cast(100 * avg(
             case when is_scored and abs(actual_kwh) >= {{ var('forecast_mape_floor_share') }} * mean_abs_actual_kwh
                 and abs(actual_kwh) > 0

@@ -16,13 +16,36 @@
         {'columns': ['local_date', 'region', 'segment']},
     ],
 ) }}
+-- kWh to 6 decimals (macros/math.sql `rounded`): the forecasts are a model's doubles (2.9637000000000002),
+-- and the error is the difference of the rounded values, in decimals (exact_difference), so it is the
+-- actual minus the P50 as served (-0.0151, not -0.015099999999999891); coverage compares them too.
 with forecasts as (
-    select * from {{ ref('stg_ops__load_forecasts') }}
+    select
+        region,
+        segment,
+        reading_start_utc,
+        method,
+        issued_for,
+        local_date,
+        horizon_hour,
+        {{ rounded('p10_kwh') }} as p10_kwh,
+        {{ rounded('p50_kwh') }} as p50_kwh,
+        {{ rounded('p90_kwh') }} as p90_kwh,
+        selected,
+        model_version,
+        forecast_at_utc
+    from {{ ref('stg_ops__load_forecasts') }}
     where {{ forecast_window('local_date') }}
 ),
 
 actuals as (
-    select * from {{ ref('stg_ops__load_actuals') }}
+    select
+        region,
+        segment,
+        reading_start_utc,
+        {{ rounded('energy_kwh') }} as energy_kwh,
+        loaded_at_utc
+    from {{ ref('stg_ops__load_actuals') }}
     where {{ forecast_window('local_date') }}
 )
 
@@ -40,8 +63,8 @@ select
     f.selected,
     f.model_version,
     a.energy_kwh as actual_kwh,
-    a.energy_kwh - f.p50_kwh as error_kwh,
-    abs(a.energy_kwh - f.p50_kwh) as abs_error_kwh,
+    {{ exact_difference('a.energy_kwh', 'f.p50_kwh') }} as error_kwh,
+    abs({{ exact_difference('a.energy_kwh', 'f.p50_kwh') }}) as abs_error_kwh,
     -- unknown until the actual is known, where the method made no forecast (no P50), as
     -- fct_forecast_accuracy scores only those intervals, and where it gave a point forecast (no
     -- P10..P90: a baseline without errors of its own to size one), which no coverage counts

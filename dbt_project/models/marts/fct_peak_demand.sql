@@ -12,7 +12,8 @@
 with readings as (
     select
         *,
-        import_kwh * 60.0 / interval_minutes as demand_kw
+        -- to 6 decimals (macros/math.sql `rounded`): 1.1075 kWh in 15 minutes is 4.43 kW, not 4.429999999999999
+        {{ rounded('import_kwh * 60.0 / interval_minutes') }} as demand_kw
     from {{ ref('int_meter_readings_localized') }}
     where {{ incremental_window('local_date', ref('int_meter_readings_localized'), 'local_date', 'processed_at_utc', cast_to='date') }}
 ),
