@@ -99,7 +99,7 @@ select
     d.mape_pct,
     d.smape_pct,
     d.coverage,
-    b.mae_kwh as backtest_mae_kwh,
+    {{ rounded('b.mae_kwh') }} as backtest_mae_kwh,
     b.coverage as backtest_coverage,
     cast(b.intervals as {{ dbt.type_bigint() }}) as backtest_intervals,
     d.last_changed_at_utc,
