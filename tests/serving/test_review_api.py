@@ -350,7 +350,8 @@ def test_a_decision_is_taken_back_over_the_api(api: TestClient, seeded: psycopg.
         "insufficient_scope",
     )
     assert seeded.execute(
-        "SELECT actor, details->>'reopened' FROM ops.audit_log WHERE action = 'review.reopen'"
+        "SELECT actor, details->>'reopened' FROM ops.audit_log "
+        "WHERE action = 'review.reopen' AND target = 'review:b1#0'"
     ).fetchall() == [("ana", "rejected")]
     assert (
         "post"

@@ -159,8 +159,8 @@ def test_reviewers_decisions_become_edits_with_their_author(pg: psycopg.Connecti
     assert pg.execute("SELECT edited_intervals, billing_ready FROM ops.vee_days").fetchone() == (2, True)
 
 
-def test_a_verdict_is_approve_or_reject(pg: psycopg.Connection) -> None:
-    with pytest.raises(ValueError, match="verdict must be one of approve, reject, not 'keep'"):
+def test_a_verdict_is_approve_reject_or_reopen(pg: psycopg.Connection) -> None:
+    with pytest.raises(ValueError, match="verdict must be one of approve, reject, reopen, not 'keep'"):
         decide(pg, "keep", "b1", 0, by="ana", note="x")
 
 
