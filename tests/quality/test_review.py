@@ -361,7 +361,8 @@ def test_cli_filters_by_meter_and_pages_by_offset(
     assert refused.exit_code == 2 and "--offset" in refused.output
 
 
-# Taking a decision back (`review.reopen`, `metrify review reopen`).
+# Taking a decision back (`review.reopen`, `metrify review reopen`). The reviewers are named for these
+# tests alone: the audit log is shared, and other tests count entries by actor.
 STORED = "SELECT to_jsonb(r) - 'ingested_at' FROM ops.meter_readings r WHERE meter_id = 'M1' ORDER BY reading_start"
 
 
@@ -373,7 +374,7 @@ def test_a_rejection_taken_back_restores_the_reading_as_it_was(
     assert len(pg.execute(STORED).fetchall()) == 1 and ledger(pg, "b1") == (3, 1, 0, 2)
 
     item = review.reopen(
-        pg, "b1", 1, by="bob", why="the swap was the other meter", caller=Caller("bob", "cli")
+        pg, "b1", 1, by="rosa", why="the swap was the other meter", caller=Caller("rosa", "cli")
     )
     assert (item.status, item.decided_by, item.decision_note) == ("pending", None, None)
     assert pg.execute(STORED).fetchall() == before  # every column as it was, flags and version included
@@ -387,7 +388,7 @@ def test_a_rejection_taken_back_restores_the_reading_as_it_was(
     assert details["reopened"] == "rejected" and details["decided_by"] == "ana"
     assert details["note"] == "the swap was the other meter"
     # Decided anew: a reopened item is an ordinary pending one.
-    assert review.approve(pg, "b1", 1, by="bob", why="value is real").status == "approved"
+    assert review.approve(pg, "b1", 1, by="rosa", why="value is real").status == "approved"
 
 
 def test_an_approval_taken_back_changes_no_stored_row(
@@ -443,9 +444,9 @@ def test_reopen_from_the_cli_and_vee_re_runs_the_day(
     shown = CliRunner().invoke(app, ["review", "show", "b1", "1"])
     assert "metrify review reopen b1 1 --by NAME" in shown.output, shown.output
     result = CliRunner().invoke(
-        app, ["review", "reopen", "b1", "1", "--by", "bob", "--reason", "wrong meter"]
+        app, ["review", "reopen", "b1", "1", "--by", "rosa", "--reason", "wrong meter"]
     )
     assert result.exit_code == 0, result.output
     assert "reopened, pending again: meter_readings M1|2026-03-29T00:15:00Z (b1 #1)" in result.output
-    again = CliRunner().invoke(app, ["review", "reopen", "b1", "1", "--by", "bob", "--reason", "twice"])
+    again = CliRunner().invoke(app, ["review", "reopen", "b1", "1", "--by", "rosa", "--reason", "twice"])
     assert again.exit_code == 1 and "is pending: there is no decision to take back" in again.output
