@@ -215,9 +215,9 @@ def _split_messages(
             continue
         try:
             typed = fast_decode(message)
-        except _NOT_FAST:
-            pass
-        else:
+        except _NOT_FAST:  # not the usual message: the checked path below names what is wrong
+            typed = None
+        if typed is not None:
             batch = typed.records
             if batch is msgspec.UNSET:
                 items_of.append(None)
