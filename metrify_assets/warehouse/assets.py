@@ -27,7 +27,12 @@ from metrify_assets.storage import rebuilt
 from metrify_assets.storage.statistics import analyze_stale
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.console import dbt_events_to
-from metrify_assets.warehouse.invocations import invocation_dir, keep_parse_state, prune_invocations
+from metrify_assets.warehouse.invocations import (
+    invocation_dir,
+    keep_parse_state,
+    prune_invocations,
+    target_dir,
+)
 from metrify_assets.warehouse.results import BuildReport, rows_written
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 from metrify_assets.warehouse.vars import dbt_vars as project_vars
@@ -71,12 +76,12 @@ def build_warehouse_assets(
             context.log.info(f"Planner statistics refreshed before the build: {changed}")
         with environment(dbt_env_from_url(postgres.get_url())):
             # Not dagster-dbt's error when the build fails: it holds dbt's whole command line (results.py).
-            target_dir = project.project_dir / project.target_path
+            target = target_dir(project)
             invocation = dbt.cli(
                 args,
                 context=context,
                 raise_on_error=False,
-                target_path=invocation_dir(target_dir, "metrify_dbt", context.run.run_id, dbt_vars),
+                target_path=invocation_dir(target, "metrify_dbt", context.run.run_id, dbt_vars),
             )
             report = BuildReport()
             try:
@@ -96,7 +101,7 @@ def build_warehouse_assets(
                                 {**asset_event.metadata, "rows_written": dg.MetadataValue.int(rows)}
                             )
                         yield asset_event
-                keep_parse_state(invocation.target_path, target_dir, dbt_vars)
+                keep_parse_state(invocation.target_path, target, dbt_vars)
                 if not invocation.is_successful():
                     context.log.info(
                         f"dbt command: {invocation.dbt_command}; its debug log: "

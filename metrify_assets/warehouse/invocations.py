@@ -24,11 +24,18 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from dagster_dbt import DbtProject
+
 KEEP_INVOCATIONS = 30
 KEEP_STATES = 8  # parse states of distinct vars (about 1.4 MB each)
 PARSE_STATE = "partial_parse.msgpack"  # dbt's parse state, in an invocation's target directory
 # `<op>-<7 hex of the run id>-<7 hex>` or `<7 hex>`: never `target/` itself nor a folder of ours.
 INVOCATION_DIR = re.compile(r"(?:\w+-[0-9a-f]{7}-)?[0-9a-f]{7}")
+
+
+def target_dir(project: DbtProject) -> Path:
+    """The project's `target/`, which holds the invocation directories and the parse states."""
+    return project.project_dir / project.target_path
 
 
 def prune_invocations(target_dir: Path, keep: int = KEEP_INVOCATIONS) -> list[Path]:

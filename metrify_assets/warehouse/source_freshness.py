@@ -28,7 +28,12 @@ from metrify_assets.metadata import figure
 from metrify_assets.resources import PostgresResource
 from metrify_assets.warehouse.connection import dbt_env_from_url, environment
 from metrify_assets.warehouse.console import dbt_console_to
-from metrify_assets.warehouse.invocations import invocation_dir, keep_parse_state, prune_invocations
+from metrify_assets.warehouse.invocations import (
+    invocation_dir,
+    keep_parse_state,
+    prune_invocations,
+    target_dir,
+)
 
 CHECK_NAME = "dbt_source_freshness"
 NEVER_LOADED = "never: the table has no rows"
@@ -125,15 +130,15 @@ def build_source_freshness_checks(
         selected = {key: props for key, props in sources.items() if key in context.selected_asset_check_keys}
         # One space-separated `--select` value: dagster-dbt reads a single value after the flag.
         select = " ".join(f"source:{props['source_name']}.{props['name']}" for props in selected.values())
-        target_dir = project.project_dir / project.target_path
+        target = target_dir(project)
         with environment(dbt_env_from_url(postgres.get_url())), dbt_console_to(context.log.debug):
             # dbt exits non-zero when a source is past error_after: that is a result, not a failure.
             invocation = dbt.cli(
                 ["source", "freshness", "--select", select],
                 raise_on_error=False,
-                target_path=invocation_dir(target_dir, CHECK_NAME, context.run.run_id, {}),
+                target_path=invocation_dir(target, CHECK_NAME, context.run.run_id, {}),
             ).wait()
-        keep_parse_state(invocation.target_path, target_dir, {})
+        keep_parse_state(invocation.target_path, target, {})
         results = {r["unique_id"]: r for r in invocation.get_artifact("sources.json")["results"]}
         prune_invocations(invocation.target_path.parent)
 
