@@ -26,6 +26,7 @@ from metrify_assets.ingestion.decode import DecodedBatch, decode
 from metrify_assets.ingestion.landing import land_lines, landed_messages, list_landed
 from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
 from metrify_assets.ingestion.readers import detect_format, ingest_file, parse_pairs
+from metrify_assets.ingestion.readers.csvfile import read_csv
 from metrify_assets.ingestion.readers.mapping import map_records
 from metrify_assets.ingestion.readers.presets.openstef import (
     openstef_readings,
@@ -885,3 +886,87 @@ def test_a_stray_quote_closed_lines_later_does_not_merge_rows(tmp_path: Path) ->
     assert (strays.rows_read, strays.rejected) == (3, {"unclosed_quote": 2})
     batch = landed_and_decoded(tmp_path, "meter_readings", strays)
     assert batch.records["meter_id"].tolist() == ["m3"]
+
+
+CR_HEADER = b"meter_id,reading_start,interval_minutes,energy_kwh,note"
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_a_carriage_return_inside_a_line_stays_in_its_row(tmp_path: Path, eol: bytes) -> None:
+    # pandas (and csv, as the file was opened) broke a row at a carriage return alone: row 2 was
+    # read as m2 with half its note and a row "cd" without a reading, row 3 as m3 with 1 minute
+    # and a row "5" with the wrong values in the wrong columns, and later rows were numbered too far.
+    rows = [
+        b'm1,2024-01-01T00:00:00Z,15,1.0,"quoted\rnote"',
+        b"m2,2024-01-01T00:15:00Z,15,2.0,ab\rcd",
+        b"m3,2024-01-01T00:30:00Z,1\r5,3.0,x",
+        b"m4,2024-01-01T00:45:00Z,15,x,y",
+        b"m5,2024-01-01T01:00:00Z,15,5.0,z\r\r",  # CR CR LF (a CRLF file written again) ends a line
+    ]
+    path = tmp_path / "cr.csv"
+    path.write_bytes(eol.join([CR_HEADER, *rows]) + eol)
+    assert read_csv(path).frame["note"].tolist() == ["quoted\rnote", "ab\rcd", "x", "y", "z"]
+    result = ingest_file(path, "meter_readings")
+    assert (result.rows_read, result.records) == (5, 3)
+    assert result.examples == ["row 3: invalid_interval_minutes ('1\\r5')", "row 4: invalid_energy_kwh ('x')"]
+    batch = landed_and_decoded(tmp_path, "meter_readings", result)
+    assert batch.records["meter_id"].tolist() == ["m1", "m2", "m5"]
+    # A line that ends in a CR alone (line endings mixed) is one row with the next: more fields
+    # than the header, quarantined as one row with both, and the reason says why.
+    mixed = (
+        CR_HEADER + b"\nm1,2024-01-01T00:00:00Z,15,1.0,x\rm2,2024-01-01T00:15:00Z,15,2.0,y\nm3,bad,15,1,z\n"
+    )
+    result = ingested(tmp_path, "mixed.csv", mixed)
+    assert result.examples == [
+        "row 1: extra_fields (9 fields, the header has 5; a carriage return inside the row: are line endings mixed?)",
+        "row 2: invalid_reading_start ('bad')",
+    ]
+    assert json.loads(result.lines[0])[4] == "x\rm2"
+    landed_and_decoded(tmp_path, "meter_readings", result)
+
+
+def test_a_file_whose_lines_end_in_a_carriage_return_alone_is_read_line_by_line(tmp_path: Path) -> None:
+    # Classic Mac OS and Excel's "CSV (Macintosh)" end lines with CR alone (Excel breaks a quoted
+    # cell's lines with LF): a line feed there is part of its field, quoted or not, as a CR is in a
+    # file of LF lines; pandas broke row 3 at its line feed.
+    body = (
+        CR_HEADER + b"\r"
+        b'm1,2024-01-01T00:00:00Z,15,1.0,"two\nlines"\r'
+        b"m2,2024-01-01T00:15:00Z,15,2.0,x,EXTRA\r"
+        b"m3,2024-01-01T00:30:00Z,15,x,a\nb\r"
+        b"m4,2024-01-01T00:45:00Z,15,4.0,z\r"
+    )
+    path = tmp_path / "mac.csv"
+    path.write_bytes(body)
+    assert read_csv(path).frame["note"].tolist() == ["two\nlines", "a\nb", "z"]
+    result = ingest_file(path, "meter_readings")
+    assert (result.rows_read, result.records) == (4, 2)
+    assert result.examples == [
+        "row 2: extra_fields (6 fields, the header has 5)",
+        "row 3: invalid_energy_kwh ('x')",
+    ]
+    batch = landed_and_decoded(tmp_path, "meter_readings", result)
+    assert batch.records["meter_id"].tolist() == ["m1", "m4"]
+    # A file in another encoding is refused naming its line, counted by CR (it said line 1).
+    path.write_bytes(b"meter_id,note\rm1,x\rm2,\xe9\r")
+    with pytest.raises(ValueError, match=r"line 3: byte 0xe9 at column 4"):
+        ingest_file(path, "meter_readings")
+
+
+def test_the_presets_keep_a_row_with_a_carriage_return_whole(tmp_path: Path) -> None:
+    # UCI: a stray CR in the first minute's Voltage made a third row (skipped as invalid_timestamp)
+    # and the reading's voltage_v the mean of 2 and 240, 121.0; now the minute's voltage is not a
+    # number (left out of the mean), and two rows are read.
+    uci = (
+        b"Date;Time;Global_active_power;Global_reactive_power;Voltage\n"
+        b"01/02/2007;00:00:00;1.0;0.1;2\r40\n01/02/2007;00:01:00;1.0;0.1;240\n"
+    )
+    readings = ingested(tmp_path, "u.txt", uci, preset="uci-household")
+    assert (readings.rows_read, readings.skipped) == (2, {})
+    assert [json.loads(line)["voltage_v"] for line in readings.lines] == [240.0]
+    # OpenSTEF: a CR in a load is that row's invalid_load, not two rows.
+    row = b"2020-10-31 01:00:00+00:00,1\r.5,13.1,2.8,102182,0.9,0.05\n"
+    result = ingested(tmp_path, "o.csv", OPENSTEF_HEADER + OPENSTEF_ROW + row, preset="openstef")
+    assert (result.rows_read, result.records) == (2, 1)
+    assert result.examples == ["row 2: invalid_load ('1\\r.5')"]
+    landed_and_decoded(tmp_path, "meter_readings", result)

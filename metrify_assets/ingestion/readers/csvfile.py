@@ -6,6 +6,7 @@ import csv
 import io
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from metrify_assets.ingestion.readers.result import Rejected, Rows
-from metrify_assets.ingestion.readers.text import first_surrogate, not_json, text_body
+from metrify_assets.ingestion.readers.text import first_surrogate, line_break, not_json, text_body
 
 
 def read_csv(path: Path, sep: str = ",") -> Rows:
@@ -22,13 +23,17 @@ def read_csv(path: Path, sep: str = ",") -> Rows:
     landed in a form the decoder quarantines: more fields than the header (`extra_fields`, landed as a
     JSON array of its fields), a quote that never closes (`unclosed_quote`: its line as given, and
     reading goes on at the next line), bytes that are not UTF-8 (`not_utf8`, a JSON object with them
-    as lone surrogates, which the decoder refuses)."""
+    as lone surrogates, which the decoder refuses). Lines end as the header does (`line_break`): a
+    line break of the other kind inside a line, quoted or not, is part of its field."""
     body, utf8 = text_body(path, "CSV")
+    brk = line_break(body)
     try:
-        frame = _pandas_csv(body, sep)
+        # pandas breaks a row at any line break outside quotes: a file with one of the other kind
+        # inside a line is read exactly.
+        frame = None if _other_break(body, brk) else _pandas_csv(body, sep, brk)
     except pd.errors.EmptyDataError:
         return Rows(pd.DataFrame(), [], [])
-    rows = _exact_csv(body, sep) if frame is None else Rows.from_frame(frame)
+    rows = _exact_csv(body, sep, brk) if frame is None else Rows.from_frame(frame)
     return rows if utf8 else _without_mangled(rows)
 
 
@@ -58,7 +63,7 @@ def separator_hint(columns: list[str], sep: str) -> str:
     return ""
 
 
-def _pandas_csv(body: bytes, sep: str) -> pd.DataFrame | None:
+def _pandas_csv(body: bytes, sep: str, brk: bytes) -> pd.DataFrame | None:
     """The fast path: pandas' C parser, or None where it cannot be trusted with every row (it refuses
     a row with extra fields or an unclosed quote, takes one extra field on the first row for an
     index column, and reads a stray quote up to the next quote, lines later, as one field)."""
@@ -75,37 +80,72 @@ def _pandas_csv(body: bytes, sep: str) -> pd.DataFrame | None:
         return None
     if not isinstance(frame.index, pd.RangeIndex):
         return None
-    if b'"' in body and sum(1 for line in body.split(b"\n") if line.strip()) != len(frame) + 1:
+    if b'"' in body and sum(1 for line in body.split(brk) if line.strip()) != len(frame) + 1:
         return None  # a row over several lines: a quoted newline, or a stray quote
     return frame
 
 
+def _other_break(body: bytes, brk: bytes) -> str:
+    """The line break of the other kind than `brk` (`line_break`) where `body` holds one inside a
+    line, else "": in a file whose lines end in a line feed, a carriage return with text after it
+    on its line (those before a line feed, CRLF or CR CR LF as a CRLF file written again in text
+    mode has, or at the end of the file end a line); in one whose lines end in a carriage return, a
+    line feed neither after one (CRLF ends a line there too) nor at the end of the file."""
+    if brk == b"\n":
+        return "\r" if b"\r" in body and _LONE_CR.search(body) else ""  # ~2 % of pandas' time
+    return "\n" if b"\n" in body and _LONE_LF.search(body) else ""
+
+
+_LONE_CR = re.compile(rb"\r[^\r\n]")
+_LONE_CRS = re.compile(r"\r+(?=[^\r\n])")
+_LONE_LF = re.compile(rb"(?<!\r)\n(?!\Z)")
+_LONE_LFS = re.compile(r"(?<!\r)\n(?!\Z)")
+
 # Ends the text fed to `csv.reader`: inside a field it shows a quote that never closed (no text file
 # holds a NUL: `text_body` refuses those).
 _END = "\x00"
+# Stand for a carriage return and a line feed inside a line in the text fed to `csv.reader`, which
+# ends a row at either outside quotes (or raises "new-line character seen in unquoted field"). No
+# decoded text holds them: `surrogateescape` gives U+DC80-U+DCFF for bytes that are not UTF-8.
+_CR, _LF = "\udc0d", "\udc0a"
 
 
-def _exact_csv(body: bytes, sep: str) -> Rows:
+def _restored(text: str) -> str:
+    """`text` with the carriage returns and line feeds `_CR` and `_LF` stand for."""
+    return text.replace(_CR, "\r").replace(_LF, "\n")
+
+
+def _exact_csv(body: bytes, sep: str, brk: bytes) -> Rows:
     """Every row with Python's csv module, for a file pandas refuses: a row with more fields than
-    the header or an unclosed quote is rejected, the others are read as pandas would."""
-    lines = list(io.StringIO(body.decode("utf-8-sig", errors="surrogateescape"), newline=""))
+    the header or an unclosed quote is rejected, the others are read as pandas would, but for a
+    line break of the other kind inside a line (`_other_break`): it stays in its field (pandas
+    broke the row there)."""
+    text = body.decode("utf-8-sig", errors="surrogateescape")
+    other = _other_break(body, brk)
+    if other == "\r":
+        text = _LONE_CRS.sub(lambda crs: _CR * len(crs.group()), text)
+    elif other == "\n":
+        text = _LONE_LFS.sub(_LF, text)
+    lines = list(io.StringIO(text, newline=""))  # the breaks left end lines
     # csv refuses a field over 128 KiB (csv.Error: a traceback); pandas takes any, so while reading
     # this file a field may be as long as the file.
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, len(body)))
     try:
-        return _exact_rows(lines, sep)
+        return _exact_rows(lines, sep, other)
     finally:
         csv.field_size_limit(limit)
 
 
-def _exact_rows(lines: list[str], sep: str) -> Rows:
-    parsed = _csv_rows(lines, sep)
+def _exact_rows(lines: list[str], sep: str, other: str = "") -> Rows:
+    """The rows of `lines`; `other`: some hold `_CR` or `_LF` for that line break (`_other_break`)."""
+    parsed = _csv_rows(lines, sep, other)
     first = next(parsed, None)
     if first is None:
         return Rows(pd.DataFrame(), [], [])
     if isinstance(first, int):
-        raise ValueError(f"the header of the CSV has a quote that never closes: {lines[first].rstrip()!r}")
+        line = _restored(lines[first]).rstrip()
+        raise ValueError(f"the header of the CSV has a quote that never closes: {line!r}")
     header = _column_names(first)
     kept: list[list[str | None]] = []
     positions: list[int] = []
@@ -116,6 +156,8 @@ def _exact_rows(lines: list[str], sep: str) -> Rows:
             raw = (
                 lines[fields]
                 .rstrip("\r\n")
+                .replace(_CR, "\r")
+                .replace(_LF, "\n")
                 .encode(errors="surrogateescape")
                 .decode(errors="backslashreplace")
             )
@@ -124,6 +166,9 @@ def _exact_rows(lines: list[str], sep: str) -> Rows:
             )
         elif len(fields) > len(header):
             detail = f"{len(fields)} fields, the header has {len(header)}"
+            if other and any(other in field for field in fields):
+                name = "a carriage return" if other == "\r" else "a line feed"
+                detail += f"; {name} inside the row: are line endings mixed?"
             rejected.append(Rejected(position, where, "extra_fields", detail, json.dumps(fields)))
         else:
             kept.append([v if v else None for v in fields] + [None] * (len(header) - len(fields)))
@@ -132,12 +177,13 @@ def _exact_rows(lines: list[str], sep: str) -> Rows:
     return Rows(frame, positions, [f"row {p + 1}" for p in positions], rejected)
 
 
-def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
+def _csv_rows(lines: list[str], sep: str, other: str = "") -> Iterator[list[str] | int]:
     """The fields of each row of `lines`, or for a row whose quote never closes the index of its
     first line (reading goes on at the next line: the quote was a slip, not a field over lines). A
     row over several lines is such a slip too, a stray quote that a quote lines later closed, when
     it has fewer fields than the header or text after that closing quote (`"a` and `"b` in two
-    rows). A blank line is no row, as pandas has it; `""` or `" "` is one."""
+    rows). A blank line is no row, as pandas has it; `""` or `" "` is one. With `other`, `_CR` and
+    `_LF` in a field are given back as the line break they stand for."""
     start = 0
     width: int | None = None  # the header's fields
     while start < len(lines):
@@ -160,7 +206,7 @@ def _csv_rows(lines: list[str], sep: str) -> Iterator[list[str] | int]:
                 yield first
                 start = first + 1
                 break
-            yield fields
+            yield [_restored(field) for field in fields] if other else fields
         else:
             return
 

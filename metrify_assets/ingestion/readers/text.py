@@ -30,7 +30,8 @@ def text_body(path: Path, fmt: str) -> tuple[bytes, bool]:
         )
     if not utf8_error(body):
         return body, True
-    beyond_ascii = [(n, line) for n, line in enumerate(body.split(b"\n"), start=1) if not line.isascii()]
+    lines = body.split(line_break(body) if fmt == "CSV" else b"\n")  # JSON Lines end in a line feed
+    beyond_ascii = [(n, line) for n, line in enumerate(lines, start=1) if not line.isascii()]
     if all(utf8_error(line) for _, line in beyond_ascii):
         number, line = beyond_ascii[0]
         raise ValueError(
@@ -38,6 +39,24 @@ def text_body(path: Path, fmt: str) -> tuple[bytes, bool]:
             "convert it first, e.g. `iconv -f latin1 -t utf-8`"
         )
     return body, False
+
+
+def line_break(body: bytes) -> bytes:
+    """What ends the lines of a CSV `body`, as what ends its header (its first line break outside
+    quotes): a line feed (after carriage returns too: CRLF), or a carriage return alone (classic
+    Mac OS; Excel's "CSV (Macintosh)", whose quoted cells break lines with a line feed)."""
+    quoted = False
+    for found in _QUOTE_OR_BREAK.finditer(body, 0, _HEADER_SCAN):
+        if found.group() == b'"':
+            quoted = not quoted
+        elif not quoted:
+            return b"\n" if found.group() == b"\n" or _CRLF.match(body, found.start()) else b"\r"
+    return b"\n"
+
+
+_QUOTE_OR_BREAK = re.compile(rb'["\r\n]')
+_CRLF = re.compile(rb"\r+\n")
+_HEADER_SCAN = 1 << 16  # bytes; a header longer than that ends in a line feed
 
 
 _UTF16_BOMS = {codecs.BOM_UTF16_LE: "utf-16-le", codecs.BOM_UTF16_BE: "utf-16-be"}
