@@ -1,7 +1,8 @@
 """The audit log, newest first: who changed data or its fate, what, when, from where, how many rows.
 
 `metrify audit` lists `ops.audit_log` (docs/operations.md#audit-log). Also `cli_caller`, how every
-command that changes data names its actor for that log, and `who`, the OS user it acts as without `--by`.
+command that changes data names its actor for that log (and the OS account that ran it, whatever
+`--by` says), and `who`, the OS user it acts as without `--by`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def who() -> str:
 
 
 def cli_caller(actor: str) -> Caller:
-    """A command's caller for the audit log: `actor` (its `--by`, else the OS user) on this host."""
-    return Caller(actor, "cli", socket.gethostname())
+    """A command's caller for the audit log: `actor` (its `--by`, else the OS user) on this host, run
+    by the OS user `who()` (the entry's `account`: a `--by` is typed, the login is not)."""
+    return Caller(actor, "cli", socket.gethostname(), who())
 
 
 def parse_since(value: str, now: datetime) -> datetime:
@@ -76,6 +78,12 @@ def register(app: typer.Typer) -> None:
         actor: Annotated[
             str | None, typer.Option(help="Only this actor (a --by name, OS user, token subject).")
         ] = None,
+        account: Annotated[
+            str | None,
+            typer.Option(
+                help="Only entries made under this account (the OS user that ran the CLI, a token subject)."
+            ),
+        ] = None,
         action: Annotated[
             str | None,
             typer.Option(help="Only this action (review.approve) or family (review: every review.* action)."),
@@ -91,7 +99,9 @@ def register(app: typer.Typer) -> None:
         start = parse_since(since, datetime.now(UTC)) if since else None
         settings = resolve_settings()
         with connect(settings) as conn:
-            found = audit.entries(conn, since=start, actor=actor, action=action, target=target, limit=limit)
+            found = audit.entries(
+                conn, since=start, actor=actor, action=action, target=target, limit=limit, account=account
+            )
             hint = unknown_action_hint(conn, action) if action and not found else None
         if as_json:
             typer.echo(to_json([e.as_dict() for e in found]))
@@ -99,13 +109,26 @@ def register(app: typer.Typer) -> None:
                 typer.echo(hint, err=True)
             return
         table = Table(title=f"audit log: {len(found)} entries (newest first)")
-        for column in ("id", "at (UTC)", "actor", "action", "target", "rows", "channel", "from", "details"):
+        columns = (
+            "id",
+            "at (UTC)",
+            "actor",
+            "account",
+            "action",
+            "target",
+            "rows",
+            "channel",
+            "from",
+            "details",
+        )
+        for column in columns:
             table.add_column(column, overflow="fold")
         for e in found:
             cells = (
                 str(e.id),
                 f"{e.at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
                 e.actor,
+                e.account or "",
                 e.action,
                 e.target,
                 "" if e.affected is None else f"{e.affected:,}",

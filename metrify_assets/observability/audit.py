@@ -23,6 +23,7 @@ class AuditEntry:
     channel: str
     origin: str | None
     affected: int | None
+    account: str | None  # who was authenticated: the OS user behind the CLI, the API token's subject
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "at": self.at.isoformat()}
@@ -35,16 +36,25 @@ def entries(
     action: str | None = None,
     target: str | None = None,
     limit: int = 100,
+    account: str | None = None,
 ) -> list[AuditEntry]:
-    """Entries newest first, at or after `since`, by `actor`, for `target`; `action` is an action
-    (`review.approve`) or a family (`review`: every `review.*`)."""
+    """Entries newest first, at or after `since`, by `actor`, under `account`, for `target`; `action`
+    is an action (`review.approve`) or a family (`review`: every `review.*`)."""
     with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
         return cur.execute(
-            "SELECT id, at, actor, action, target, details, channel, origin, affected FROM ops.audit_log "
-            "WHERE (%(since)s::timestamptz IS NULL OR at >= %(since)s) "
+            "SELECT id, at, actor, action, target, details, channel, origin, affected, account "
+            "FROM ops.audit_log WHERE (%(since)s::timestamptz IS NULL OR at >= %(since)s) "
             "AND (%(actor)s::text IS NULL OR actor = %(actor)s) "
+            "AND (%(account)s::text IS NULL OR account = %(account)s) "
             "AND (%(action)s::text IS NULL OR action = %(action)s OR starts_with(action, %(action)s || '.')) "
             "AND (%(target)s::text IS NULL OR target = %(target)s) "
             "ORDER BY at DESC, id DESC LIMIT %(limit)s",
-            {"since": since, "actor": actor, "action": action, "target": target, "limit": limit},
+            {
+                "since": since,
+                "actor": actor,
+                "account": account,
+                "action": action,
+                "target": target,
+                "limit": limit,
+            },
         ).fetchall()

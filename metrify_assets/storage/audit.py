@@ -1,9 +1,10 @@
-"""Writing the audit log (`ops.audit_log`, migration 0013): who changed data or its fate, what, when,
-from where, and how much (docs/operations.md#audit-log).
+"""Writing the audit log (`ops.audit_log`, migrations 0013 and 0022): who changed data or its fate,
+under which account, what, when, from where, and how much (docs/operations.md#audit-log).
 
 Every human or API action that changes data records one entry in the SAME transaction as the change,
 so a rolled-back change leaves no entry and a committed one always has its entry. The entry point (a
-CLI command, an API route) knows who acts and from where and passes it down as a `Caller`; the domain
+CLI command, an API route) knows who acts, under which account and from where, and passes it down as a
+`Caller` (the domain code never looks the account up itself); the domain
 function that makes the change records the entry. It lives here, below every room that changes data;
 `observability/audit.py` reads the log. The table is append-only: a trigger refuses UPDATE, DELETE
 and TRUNCATE, and no retention rule sweeps it.
@@ -24,12 +25,14 @@ Channel = Literal["cli", "api", "dagster"]
 
 @dataclass(frozen=True)
 class Caller:
-    """Who acts (the CLI's `--by` or OS user; the API token's subject), through which channel, and
-    from where (the CLI's host name; the API client's address)."""
+    """Who acts (the CLI's `--by` or OS user; the API token's subject), through which channel, from
+    where (the CLI's host name; the API client's address), and the account that authenticated the
+    action (`account`: the OS user who ran the CLI, whatever `--by` names; the API token's subject)."""
 
     actor: str
     channel: Channel
     origin: str | None = None
+    account: str | None = None
 
     def record(
         self,
@@ -40,7 +43,9 @@ class Caller:
         affected: int | None = None,
     ) -> int:
         """`record` as this caller."""
-        return record(conn, self.actor, action, target, details, self.channel, self.origin, affected)
+        return record(
+            conn, self.actor, action, target, details, self.channel, self.origin, affected, self.account
+        )
 
 
 def record(
@@ -52,13 +57,14 @@ def record(
     channel: Channel = "cli",
     origin: str | None = None,
     affected: int | None = None,
+    account: str | None = None,
 ) -> int:
     """Insert one entry in the connection's current transaction (never commits: the change it
     describes commits it) and return its id. Values in `details` that JSON cannot hold are str()."""
     row = conn.execute(
-        "INSERT INTO ops.audit_log (actor, action, target, details, channel, origin, affected) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (actor, action, target, Jsonb(dict(details or {}), dumps=_dumps), channel, origin, affected),
+        "INSERT INTO ops.audit_log (actor, action, target, details, channel, origin, affected, account) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (actor, action, target, Jsonb(dict(details or {}), dumps=_dumps), channel, origin, affected, account),
     ).fetchone()
     assert row is not None
     return int(row[0])

@@ -233,6 +233,39 @@ def test_every_cli_action_writes_one_entry_and_metrify_audit_lists_them(
     assert "--since" in invoke("audit", "--since", "yesterday", code=2)
 
 
+# Unique to the next test, as REVIEWER is to the one above.
+NAMED = "rosa.account-test"
+
+
+def test_a_cli_decision_records_the_os_account_that_ran_it_beside_the_reviewer_named(
+    pg: psycopg.Connection, settings: Settings
+) -> None:
+    """`--by` is typed: `metrify review approve --by rosa...` recorded rosa and nothing of who ran the
+    command. Each entry now also has `account`, the OS user (resolved by the CLI, passed down), which
+    `metrify audit` shows and filters on."""
+    batch = ingest(pg, settings)
+    start = watermark(pg)
+    me = getpass.getuser()
+    invoke("review", "approve", batch, "1", "--by", NAMED, "--reason", "tap change")
+    invoke("review", "reopen", batch, "1", "--by", NAMED, "--reason", "second look")
+    invoke("review", "reject", batch, "2", "--by", NAMED, "--reason", "bad CT")
+    entries = after(pg, start)
+    assert [e.action for e in entries if e.action.startswith("review.")] == [
+        "review.approve",
+        "review.reopen",
+        "review.reject",
+    ]
+    assert {(e.actor, e.account, e.channel) for e in entries} == {(NAMED, me, "cli")}
+    listed = json.loads(invoke("audit", "--actor", NAMED, "--json"))
+    assert len(listed) == len(entries) and {e["account"] for e in listed} == {me}
+    assert json.loads(invoke("audit", "--actor", NAMED, "--account", me, "--json")) == listed
+    assert json.loads(invoke("audit", "--actor", NAMED, "--account", f"{me}-not", "--json")) == []
+    table = invoke("audit", "--actor", NAMED, "--action", "review.approve")
+    assert "account" in table
+    (row,) = [line for line in table.splitlines() if "review.approve" in line]
+    assert row.split("│")[3].strip() == NAMED and row.split("│")[4].strip() == me
+
+
 def test_a_lifecycle_run_and_a_restore_started_by_hand_are_audited(
     pg: psycopg.Connection, settings: Settings
 ) -> None:
@@ -292,6 +325,8 @@ def test_the_api_records_the_token_subject_and_the_client_address(
         ("rev@x", "vee.edit", "meter:M1", "api", "testclient", 1),
         ("gw-1", "ingest.post", f"api_batch:{batch_id}", "api", "testclient", 2),
     ]
+    # The token's subject is the account that authenticated each, as the OS user is the CLI's.
+    assert [e.account for e in after(pg, start)] == ["rev@x", "rev@x", "gw-1"]
     assert after(pg, start)[-1].details["destination"] == "landing"
 
 

@@ -219,6 +219,14 @@ def _allowed(principal: Principal, item: review.ReviewItem) -> None:
         require_meter(principal, meter)
 
 
+def _caller(request: Request, principal: Principal) -> Caller:
+    """A decision's caller for the audit log: the token's subject, as the reviewer (`actor`) and as the
+    account that authenticated it (`account`; the CLI records its OS user there), from the client's
+    address."""
+    client = request.client.host if request.client else None
+    return Caller(principal.subject, "api", client, account=principal.subject)
+
+
 def _decide(
     request: Request,
     conn: psycopg.Connection,
@@ -233,7 +241,7 @@ def _decide(
     token's subject from the client's address."""
     check_text(("path", "batch_id"), batch_id)
     cache = request.app.state.cache
-    caller = Caller(principal.subject, "api", request.client.host if request.client else None)
+    caller = _caller(request, principal)
     try:
         _allowed(principal, review.get_item(conn, batch_id, record_index))
         decided = vee_review.decide(
@@ -341,7 +349,7 @@ def _bulk_route(verdict: str) -> Callable[..., Response]:
                     }
                 }
             )
-        caller = Caller(principal.subject, "api", request.client.host if request.client else None)
+        caller = _caller(request, principal)
         done = vee_review.decide_many(
             conn, verdict, items, principal.subject, wanted.note, cache=request.app.state.cache, caller=caller
         )
