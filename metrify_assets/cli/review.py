@@ -334,6 +334,12 @@ def _print_item(shown: dict[str, Any]) -> None:
         out(line)
 
 
+# The list's caption when a page holds a pending item whose flagged version a newer one replaced.
+REPLACED_NOTE = (
+    "pending (replaced): a newer version of the record is stored; a decision closes the item as "
+    "superseded, changing nothing (review show names the batch)"
+)
+
 BULK_HELP = (
     "Without an item: every pending item the filter selects (--meter, --flag, --source, --day or\n"
     "--from/--to), after a count (--dry-run: only the count) and a confirmation (or --yes); each decided\n"
@@ -393,7 +399,9 @@ def register(app: typer.Typer) -> None:
         ] = 0,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON array of the items.")] = False,
     ) -> None:
-        """List review items, oldest first, and how many match in all; --offset pages past --limit."""
+        """List review items, oldest first, and how many match in all; --offset pages past --limit. A pending
+        item whose flagged version a newer one replaced shows as `pending (replaced)` (--json:
+        `replaced_by`, that version's batch): a decision on it closes it as superseded."""
         known_source(source)
         known_reason(reason)
         if meter is not None and "\x00" in meter:  # as the API's 422: PostgreSQL text holds no NUL
@@ -406,20 +414,29 @@ def register(app: typer.Typer) -> None:
             except review.ReviewError as err:
                 raise typer.BadParameter(str(err)) from err
             values = review_context.flagged_values(conn, items)
+            replaced = review_context.replaced_by(conn, items)
         if as_json:
             typer.echo(
-                to_json([{**asdict(i), "value": values.get((i.batch_id, i.record_index))} for i in items])
+                to_json(
+                    [
+                        {
+                            **asdict(i),
+                            "value": values.get((i.batch_id, i.record_index)),
+                            "replaced_by": replaced.get((i.batch_id, i.record_index)),
+                        }
+                        for i in items
+                    ]
+                )
             )
             return
         following = offset + len(items)
         title = f"review queue ({status}{f', meter {meter}' if meter else ''}): {_shown(offset, len(items))}"
         title += f" of {total:,}"
+        notes = [REPLACED_NOTE] if replaced else []
+        if following < total:
+            notes.append(f"next: --offset {following}")
         # min_width: a page of short rows (or none) would wrap the title to the table's width
-        table = Table(
-            title=title,
-            caption=f"next: --offset {following}" if following < total else None,
-            min_width=len(title),
-        )
+        table = Table(title=title, caption="\n".join(notes) or None, min_width=len(title))
         for column in ("batch_id", "#", "source", "record key", "value", "reasons", "status", "decided by"):
             table.add_column(column, justify="right" if column == "value" else "left")
         for i in items:
@@ -431,7 +448,7 @@ def register(app: typer.Typer) -> None:
                 i.record_key,
                 review_context.describe_values(i.source, i.reasons, value) if value else "-",
                 i.reasons,
-                i.status,
+                f"{i.status} (replaced)" if (i.batch_id, i.record_index) in replaced else i.status,
                 i.decided_by or "",
             )
         command_console().print(table)

@@ -9,7 +9,9 @@
 - `vee`: for a meter reading, its interval in the billing-grade series (`ops.vee_readings`): status,
   the value VEE bills, the original and how it was reached; None before VEE processed its day.
 
-`flagged_values` gives the flagged value of each listed item for `metrify review list`. Reads only,
+`flagged_values` gives the flagged value of each listed item for `metrify review list`, and
+`replaced_by` the batch of a newer version stored instead of a pending item's flagged one (the list's
+`pending (replaced)`, the API list's `replaced_by`). Reads only,
 in plain SQL: the rules' thresholds are read from `RuleConfig` when a reason is explained (pandas is
 imported then, not for `review list`).
 """
@@ -78,18 +80,31 @@ def describe_values(source: str, reasons: str, row: dict[str, Any] | None) -> st
     return ", ".join(f"{num(row.get(c))} {UNITS[c]}" for c in measures(source, reasons))
 
 
-def _key_rows(conn: psycopg.Connection, source: str, wanted: list[tuple[str, int, str]]) -> dict[Any, Any]:
-    """Per (batch_id, record_index): the stored row of the item's key when that batch stored it."""
+def _by_key(
+    conn: psycopg.Connection, source: str, wanted: list[tuple[str, int, str]], same_batch: bool
+) -> list[tuple[Any, ...]]:
+    """Per (batch_id, record_index, record_key) wanted: (batch_id, record_index, stored row as JSON)
+    of the row stored under the item's key, when that batch stored it (`same_batch`) or when another
+    batch did (not `same_batch`: a newer version replaced the flagged one)."""
     contract = contract_for(source)
     entity, at = contract.key
     query = sql.SQL(
         "SELECT w.b, w.i, to_jsonb(t) FROM unnest(%s::text[], %s::int[], %s::text[]) AS w(b, i, k) "
         "JOIN ops.{table} t ON t.{entity} = split_part(w.k, '|', 1) "
-        "AND t.{at} = split_part(w.k, '|', 2)::timestamptz AND t.batch_id = w.b"
-    ).format(table=sql.Identifier(contract.table), entity=sql.Identifier(entity), at=sql.Identifier(at))
+        "AND t.{at} = split_part(w.k, '|', 2)::timestamptz AND t.batch_id {compare} w.b"
+    ).format(
+        table=sql.Identifier(contract.table),
+        entity=sql.Identifier(entity),
+        at=sql.Identifier(at),
+        compare=sql.SQL("=" if same_batch else "<>"),
+    )
     batches, indexes, keys = (list(x) for x in zip(*wanted, strict=True))
-    rows = conn.execute(query, (batches, indexes, keys)).fetchall()
-    return {(b, i): dict(row) for b, i, row in rows}
+    return conn.execute(query, (batches, indexes, keys)).fetchall()
+
+
+def _key_rows(conn: psycopg.Connection, source: str, wanted: list[tuple[str, int, str]]) -> dict[Any, Any]:
+    """Per (batch_id, record_index): the stored row of the item's key when that batch stored it."""
+    return {(b, i): dict(row) for b, i, row in _by_key(conn, source, wanted, same_batch=True)}
 
 
 def flagged_values(
@@ -116,6 +131,20 @@ def flagged_values(
         key: {c: row.get(c) for c in measures(by_key[key].source, by_key[key].reasons)}
         for key, row in found.items()
     }
+
+
+def replaced_by(conn: psycopg.Connection, items: Sequence[ReviewItem]) -> dict[tuple[str, int], str]:
+    """Per listed pending item whose flagged version a newer one replaced: the batch of the version
+    stored under its key now (`review.flagged_version`'s "batch B replaced the flagged version"; a
+    decision on it closes it as superseded and changes nothing). Items whose key holds no version (an
+    archived day) or the flagged one are absent, as are decided items."""
+    found: dict[tuple[str, int], str] = {}
+    pending = [i for i in items if i.status == "pending"]
+    for source in sorted({i.source for i in pending}):
+        wanted = [(i.batch_id, i.record_index, i.record_key) for i in pending if i.source == source]
+        for b, i, row in _by_key(conn, source, wanted, same_batch=False):
+            found[(b, i)] = row["batch_id"]
+    return found
 
 
 def _iso(value: datetime | str) -> str:

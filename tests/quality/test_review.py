@@ -17,7 +17,7 @@ from metrify_assets.cli.main import app
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.meters.vee import review as vee_review
-from metrify_assets.quality import review
+from metrify_assets.quality import review, review_context
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.audit import Caller
@@ -175,6 +175,45 @@ def test_a_decision_on_a_superseded_version_closes_the_item_and_changes_no_data(
     ).fetchone() == (0,)
     with pytest.raises(review.ReviewError, match="already superseded"):
         review.approve(pg, "b1", 1, by="ana", why="again")
+
+
+def test_the_list_shows_a_pending_item_a_newer_version_replaced(
+    pg: psycopg.Connection,
+    pg_resource: PostgresResource,
+    lake: Lake,
+    flagged: review.ReviewItem,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`metrify review list` showed such an item as plain `pending`, like one still to judge: only
+    `review show`, item by item, said a newer version had replaced it (a decision closes it as
+    superseded). Now its status reads `pending (replaced)`, a caption says what a decision does, and
+    --json names the batch (`replaced_by`)."""
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    runner = CliRunner(env={"COLUMNS": "250"})
+
+    def listed(*args: str) -> str:
+        result = runner.invoke(app, ["review", "list", *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    assert "(replaced)" not in listed()  # the flagged version is the stored one
+    assert [i["replaced_by"] for i in json.loads(listed("--json"))] == [None]
+    ingest(pg, lake, "b2", [reading("M1", "2026-03-29T00:15:00Z", 0.7, voltage_v=231.0)], 20)
+    assert review_context.replaced_by(pg, review.list_items(pg)) == {("b1", 1): "b2"}
+    table = listed()
+    (row,) = [line for line in table.splitlines() if KEY in line]
+    assert "pending (replaced)" in row
+    assert "a newer version of the record is stored" in table and "superseded" in table
+    (item,) = json.loads(listed("--json"))
+    assert (item["status"], item["replaced_by"]) == ("pending", "b2")
+    # Decided, it is superseded: no longer pending, nothing to flag as replaced.
+    review.approve(pg, "b1", 1, by="ana", why="looks fine")
+    assert review_context.replaced_by(pg, review.list_items(pg, status=None)) == {}
+    (row,) = [line for line in listed("--status", "all").splitlines() if KEY in line]
+    assert "superseded" in row and "(replaced)" not in row
+    assert [i["replaced_by"] for i in json.loads(listed("--status", "all", "--json"))] == [None]
 
 
 def test_a_reading_no_longer_stored_is_not_superseded(

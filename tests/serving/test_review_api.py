@@ -111,6 +111,34 @@ def test_meter_id_lists_that_meters_readings_as_the_cli_does(
     assert grid.status_code == 200 and grid.json()["data"] == []
 
 
+def test_the_list_names_the_batch_that_replaced_a_pending_items_flagged_version(
+    api: TestClient, queued: psycopg.Connection
+) -> None:
+    """A pending item whose key now holds another batch's (newer) version was listed as any pending
+    one: a decision on it closes it as superseded, which only the item's own page said. The list now
+    gives `replaced_by`, that batch (null where the flagged version, or none, is stored)."""
+    readings = (
+        ("M1", "2026-03-01T00:00:00+00:00", "b9"),  # item b0 #0, pending: replaced by b9
+        ("M10", "2026-03-01T02:00:00+00:00", "b0"),  # item b0 #2, pending: its own version stored
+        ("M1", "2026-03-01T03:00:00+00:00", "b9"),  # item b1 #3, approved: decided, not marked
+    )
+    for meter, start, batch in readings:
+        queued.execute(
+            "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, "
+            "record_version, batch_id) VALUES (%s, %s, 15, 0.25, 1, %s)",
+            (meter, start, batch),
+        )
+    queued.commit()
+    headers = token("review")
+    listed = pages(api, headers, status="all", limit=4)
+    replaced = {(i["batch_id"], i["record_index"]): i["replaced_by"] for i in listed}
+    assert len(replaced) == 15 and {k: v for k, v in replaced.items() if v} == {("b0", 0): "b9"}
+    csv = api.get(
+        "/v1/review/items", params={"meter_id": "M1", "format": "csv", "limit": 1}, headers=headers
+    ).text.splitlines()
+    assert csv[0].split(",")[-1] == "replaced_by" and csv[1].startswith("b0,0,") and csv[1].endswith(",b9")
+
+
 def test_a_cursor_of_one_meter_is_refused_for_another(api: TestClient, queued: psycopg.Connection) -> None:
     headers = token("review")
     first = api.get(

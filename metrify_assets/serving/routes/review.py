@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from metrify_assets.meters.vee import review as vee_review
-from metrify_assets.quality import review
+from metrify_assets.quality import review, review_context
 from metrify_assets.quality.rules import FLAG_REASONS
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.datasets import SOURCES, Filter, parse_filter
@@ -60,6 +60,9 @@ COLUMNS = (
     "decision_note",
     "flagged_at",
 )
+# The list's columns: a pending item whose flagged version a newer one replaced names that version's
+# batch in `replaced_by` (null otherwise): a decision on it closes it as superseded.
+LIST_COLUMNS = (*COLUMNS, "replaced_by")
 # The list's filters, each a closed set checked as the datasets' are (a 422 listing the values, not
 # an empty page): a flagged record's reasons are the rule catalogue's flag reasons (a reject reason
 # rejects the record, which is never queued).
@@ -147,7 +150,9 @@ def list_items(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
 ) -> Response:
-    """Oldest flagged first, with the reasons a record rule gave. Filtered as `metrify review list`
+    """Oldest flagged first, with the reasons a record rule gave, and `replaced_by`: for a pending item
+    whose flagged version a newer one replaced, that version's batch (a decision then closes the item as
+    superseded, changing nothing; null otherwise). Filtered as `metrify review list`
     filters (quality/review.py's `ITEM_FILTER`), then to a meter-limited token's meters (another
     meter's `meter_id` is a 403, as on the datasets)."""
     for f, raw in ((STATUS, status), (SOURCE, source), (REASON, reason), (METER, meter_id)):
@@ -184,7 +189,9 @@ def list_items(
     rows = rows[:limit]
     last = rows[-1] if rows else None
     next_cursor = encode_cursor(scope, [last[9], last[0], last[1]]) if more and last else None
-    return page_response(request, format, COLUMNS, rows, next_cursor)
+    replaced = review_context.replaced_by(conn, [review.ReviewItem(*row) for row in rows])
+    listed = [(*row, replaced.get((row[0], row[1]))) for row in rows]
+    return page_response(request, format, LIST_COLUMNS, listed, next_cursor)
 
 
 @router.get(
