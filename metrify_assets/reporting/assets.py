@@ -4,6 +4,9 @@ An HTML page (charts inlined) and the GX Data Docs of each source's latest batch
 `reports/quality/dt=<day>/index.html` (`dt=<first>_<last>` for several days; latest.html: the report
 of the newest days, rendered afresh by every run: a run of older days renders it again for the days it
 shows, so a review decision's rebuild of any day shows there too) and `reports/data_docs/index.html`.
+A run also renders again every dated page that covers one of its days or a day its batches touched
+(the page of a range, another day of a batch whose item was decided): no page shows other counts than
+the marts and latest.html.
 No `from __future__ import annotations`: dagster must resolve the `context` annotation.
 """
 
@@ -17,20 +20,23 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import psycopg
 
 from metrify_assets.errors import RETRY_POLICY, classified_step
+from metrify_assets.lifecycle.policy import day_span
 from metrify_assets.metadata import figure, markdown_table, png_markdown
-from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
-from metrify_assets.quality import data_docs
+from metrify_assets.partitions import DAYS, SINGLE_RUN, overlaps, partition_days
+from metrify_assets.quality import data_docs, gx
 from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.reporting import queries
 from metrify_assets.reporting.charts import bar_chart_png, heatmap_png, score_over_time_png
 from metrify_assets.resources import LakeResource, PostgresResource, QualityResource
-from metrify_assets.resources.lake import Lake
+from metrify_assets.resources.lake import Lake, ObjectLockedError
 from metrify_assets.teams import DATA_QUALITY, owner
 
 OWNERS = [owner(DATA_QUALITY)]
-REPORT_KEY = "reports/quality/latest.html"
+REPORTS_PREFIX = "reports/quality/"
+REPORT_KEY = f"{REPORTS_PREFIX}latest.html"
 # The days latest.html and the Data Docs report and the suites' results on the Data Docs ({"first": ...,
 # "last": ..., "suites": {suite: passed}}): a run of older days (a backfill, a late day, a review
 # decision's rebuild) writes its dated report, renders latest.html again for these days (their review
@@ -47,6 +53,17 @@ def report_key(first: date, last: date) -> str:
     """The lake key of the report of days `first`..`last` (one day: `dt=<day>`)."""
     span = f"dt={first}" if first == last else f"dt={first}_{last}"
     return f"reports/quality/{span}/index.html"
+
+
+def covering_pages(store: Lake, run: tuple[date, date], days: set[date]) -> list[tuple[date, date]]:
+    """The days of each dated page, other than the run's own, that covers a day of the run or one of
+    `days` (those its batches touched), oldest first: one listing of the report folders."""
+    spans = (day_span(prefix) for prefix in store.list_day_prefixes(REPORTS_PREFIX))
+    return [
+        span
+        for span in spans
+        if span != run and (overlaps(span, run) or any(span[0] <= day <= span[1] for day in days))
+    ]
 
 
 def latest_span(store: Lake) -> tuple[date, date] | None:
@@ -124,6 +141,9 @@ def render_report(
     )
     review = ", ".join(f"{n} {s}" for s, n in sorted(data.review_status.items())) or "none"
     generated = datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    newest = (
+        "" if key == REPORT_KEY else ' The newest days\' report: <a href="../latest.html">latest.html</a>.'
+    )
     span = str(data.first) if data.first == data.last else f"{data.first} to {data.last}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Metrify data-quality report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:64rem}}
@@ -131,6 +151,9 @@ table.t{{border-collapse:collapse}} .t td,.t th{{border:1px solid #ccc;padding:.
 </style></head><body>
 <h1>Metrify data-quality report: {span}</h1><p>Generated {html.escape(generated)}; {len(ledger)} batches,
 {data.alerts} quality alerts; review items of these batches: {html.escape(review)}.</p>
+<p><small>This page is rendered again whenever a run rebuilds one of its days or a day its batches
+touched (a review decision, late data, a replay): its figures are those of its Generated
+time.{newest}</small></p>
 <h2>Quality score over time</h2>{_img(charts["score"], "quality score per batch")}
 <h2>Records by source</h2>{totals.to_html(classes="t", index=False)}
 <p>quality_score: the batches' scores weighted by their records (records_in), so a small batch
@@ -166,6 +189,29 @@ def build_charts(data: queries.ReportData, threshold: float) -> dict[str, bytes]
     }
 
 
+def render_again(
+    conn: psycopg.Connection, store: Lake, spans: list[tuple[date, date]], threshold: float
+) -> tuple[list[str], list[str]]:
+    """Render the dated pages of `spans` again, as their days are now (their suites' results too: each
+    source's latest batch validated as stored). A page a legal hold locks where the lake refuses to
+    replace it is left as it was. The keys rendered, and those left under a hold."""
+    rendered: list[str] = []
+    held: list[str] = []
+    for span in spans:
+        key = report_key(*span)
+        data = queries.load(conn, *span)
+        latest = queries.latest_batches(conn, *span)
+        suites = {suite: gx.validate(suite, batch.rows).success for suite, batch in latest.items()}
+        page = render_report(data, build_charts(data, threshold), suites, key)
+        try:
+            store.put(key, page.encode(), content_type="text/html")
+        except ObjectLockedError:
+            held.append(key)
+        else:
+            rendered.append(key)
+    return rendered, held
+
+
 @dg.asset(
     deps=[
         "validated_meter_readings",
@@ -183,7 +229,8 @@ def build_charts(data: queries.ReportData, threshold: float) -> dict[str, bytes]
     "each source's latest such batch. HTML in the lake under `reports/quality/dt=<day>/` "
     "(`dt=<first>_<last>/` for several days; `latest.html`: the report of the newest days, rendered "
     "afresh by every run: a run of older days, a backfill or a review decision's rebuild, renders it "
-    "again for the newest days) and `reports/data_docs/`.",
+    "again for the newest days) and `reports/data_docs/`. Every dated page that covers one of the run's "
+    "days or a day its batches touched is rendered again too, so no page keeps counts from before.",
     metadata={"lake_key": REPORT_KEY, "data_docs_key": f"{data_docs.DATA_DOCS_PREFIX}/index.html"},
     retry_policy=RETRY_POLICY,
 )
@@ -247,6 +294,17 @@ def data_quality_report(
             f"latest.html stays the report of {shown[0]} .. {shown[1]}, newer than this run's days, "
             f"rendered again as they are now; this run's report: {dated}"
         )
+    started = time.perf_counter()
+    with postgres.connect() as conn:
+        spans = covering_pages(store, (first, last), queries.batch_days(conn, first, last))
+        rendered, held = render_again(conn, store, spans, quality.alert_threshold)
+    pages_seconds = time.perf_counter() - started
+    if rendered or held:
+        context.log.info(
+            f"dated pages of these days or their batches' rendered again in {pages_seconds:.1f} s: "
+            f"{', '.join(rendered) or 'none'}"
+            + (f"; left as they were under a legal hold: {', '.join(held)}" if held else "")
+        )
     ledger = data.ledger
     return dg.MaterializeResult(
         metadata={
@@ -259,6 +317,9 @@ def data_quality_report(
             "latest_days": dg.MetadataValue.text(
                 f"{first} .. {last}" if newest or shown is None else f"{shown[0]} .. {shown[1]}"
             ),
+            "pages_rendered_again": dg.MetadataValue.json(rendered),
+            "pages_held": dg.MetadataValue.json(held),
+            "pages_seconds": figure(pages_seconds),
             "data_docs_files_written": dg.MetadataValue.int(len(published.written) if published else 0),
             "data_docs_files_skipped": dg.MetadataValue.int(len(published.skipped) if published else 0),
             "data_docs_bytes_written": dg.MetadataValue.int(published.bytes_written if published else 0),

@@ -109,6 +109,14 @@ def load(conn: psycopg.Connection, first: date, last: date, top_meters: int = 10
     )
 
 
+def batch_days(conn: psycopg.Connection, first: date, last: date) -> set[date]:
+    """Every day the batches that touched `first`..`last` touched: the days whose reports count them too."""
+    rows = conn.execute(
+        f"SELECT DISTINCT day FROM ops.ingest_days WHERE batch_id IN ({BATCHES})", day_params(first, last)
+    ).fetchall()
+    return {day for (day,) in rows}
+
+
 @dataclass(frozen=True)
 class LatestBatch:
     batch_id: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -204,6 +205,23 @@ def test_a_run_of_older_days_leaves_latest_html_and_the_data_docs_to_the_newer_r
     assert lake.get("reports/data_docs/index.html") == docs_index
 
 
+def reporter(pg_resource: PostgresResource, url: str) -> Callable[[str, str], dict[str, object]]:
+    """A function that materialises the report of days first..last on the lake at `url` and returns
+    its metadata's values."""
+    resources = {"postgres": pg_resource, "lake": LakeResource(url=url), "quality": QualityResource()}
+
+    def report(first: str, last: str) -> dict[str, object]:
+        result = dg.materialize(
+            [data_quality_report],
+            resources=resources,
+            tags=partition_range_tags(date.fromisoformat(first), date.fromisoformat(last)),
+        )
+        (materialization, *_) = result.asset_materializations_for_node("data_quality_report")
+        return {k: v.value for k, v in materialization.metadata.items()}
+
+    return report
+
+
 def _review_line(page: str) -> str:
     match = re.search(r"review items of these batches: ([^.]*)\.", page)
     assert match is not None
@@ -211,6 +229,8 @@ def _review_line(page: str) -> str:
 
 
 def _same_page(page: str) -> str:
+    """The page without its time and its link to latest.html (on a dated page only)."""
+    page = re.sub(r" The newest days' report: <a [^>]*>latest.html</a>.", "", page)
     return re.sub(r"Generated [^;]*;", "Generated;", page)
 
 
@@ -228,16 +248,7 @@ def test_latest_html_shows_a_review_decision_after_a_rebuild_of_one_of_its_days(
     spec = BatchSpec(METER_READINGS, "m3", "landing", "m3.jsonl", date(2026, 3, 30))
     process_batch(spec, flagged, [1], lake, pg, NOW, received_at=NOW, alert_threshold=95)
     pg.commit()
-    resources = {"postgres": pg_resource, "lake": LakeResource(url=url), "quality": QualityResource()}
-
-    def report(first: str, last: str) -> dict[str, object]:
-        result = dg.materialize(
-            [data_quality_report],
-            resources=resources,
-            tags=partition_range_tags(date.fromisoformat(first), date.fromisoformat(last)),
-        )
-        (materialization, *_) = result.asset_materializations_for_node("data_quality_report")
-        return {k: v.value for k, v in materialization.metadata.items()}
+    report = reporter(pg_resource, url)
 
     both = report("2026-03-30", "2026-03-31")
     assert both["latest_replaced"] is True and both["latest_days"] == "2026-03-30 .. 2026-03-31"
@@ -261,3 +272,77 @@ def test_latest_html_shows_a_review_decision_after_a_rebuild_of_one_of_its_days(
     older = report("2026-03-20", "2026-03-20")
     assert older["latest_replaced"] is False and older["latest_days"] == "2026-03-31 .. 2026-03-31"
     assert "data-quality report: 2026-03-31<" in lake.get(REPORT_KEY).decode()
+
+
+def test_every_dated_page_of_a_rebuilt_day_or_of_its_batches_shows_current_counts(
+    tmp_path: Path, pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """The page of a range (dt=<first>_<last>) kept the counts it was written with after one of its days
+    was rebuilt (a review decision, late data, a replay), disagreeing with latest.html and the day's own
+    page; so did the page of another day of a batch whose item was decided. A run renders again every
+    dated page that covers one of its days or a day its batches touched, and no other."""
+    url = str(tmp_path / "lake")
+    lake = Lake(url)
+    seed(pg, lake)
+    # m3 touches 03-30 (a flagged reading) and 03-31 (a good one): its review item counts on both days' pages
+    messages = [reading("M4", 0, 0.4, voltage_v=270.0), reading("M4", 24 * 60, 0.4)]
+    spec = BatchSpec(METER_READINGS, "m3", "landing", "m3.jsonl", date(2026, 3, 31))
+    process_batch(spec, messages, [1, 1], lake, pg, NOW, received_at=NOW, alert_threshold=95)
+    pg.commit()
+    report = reporter(pg_resource, url)
+
+    def page(first: str, last: str) -> str:
+        return lake.get(report_key(date.fromisoformat(first), date.fromisoformat(last))).decode()
+
+    report("2026-03-20", "2026-03-20")  # a day no batch touched
+    report("2026-03-30", "2026-03-31")  # a backfill of the two days
+    report("2026-03-31", "2026-03-31")  # the nightly report of the last
+    assert _review_line(page("2026-03-30", "2026-03-31")) == "1 pending, 1 rejected"
+    assert _review_line(page("2026-03-31", "2026-03-31")) == "1 pending"
+    untouched = page("2026-03-20", "2026-03-20")
+    review.approve(pg, "m3", 0, by="ana", why="voltage ok after recalibration")
+
+    rebuilt = report("2026-03-30", "2026-03-30")  # the decided reading's day
+    assert _review_line(page("2026-03-30", "2026-03-30")) == "1 approved, 1 rejected"
+    assert _review_line(page("2026-03-30", "2026-03-31")) == "1 approved, 1 rejected"  # was 1 pending
+    assert _review_line(page("2026-03-31", "2026-03-31")) == "1 approved"  # m3's other day; was 1 pending
+    assert _review_line(lake.get(REPORT_KEY).decode()) == "1 approved"  # latest.html: 03-31
+    assert page("2026-03-20", "2026-03-20") == untouched  # none of its days or batches rebuilt
+    assert rebuilt["pages_rendered_again"] == [
+        "reports/quality/dt=2026-03-30_2026-03-31/index.html",
+        "reports/quality/dt=2026-03-31/index.html",
+    ]
+    assert rebuilt["pages_held"] == []
+    # The range's page renders as a fresh report of its days would (its suites' results too).
+    again = page("2026-03-30", "2026-03-31")
+    fresh = report("2026-03-30", "2026-03-31")
+    assert _same_page(page("2026-03-30", "2026-03-31")) == _same_page(again)
+    assert "<li>validated_meter_readings: passed</li>" in again
+    assert fresh["pages_rendered_again"] == [
+        "reports/quality/dt=2026-03-30/index.html",
+        "reports/quality/dt=2026-03-31/index.html",
+    ]
+    # Each dated page says when it was rendered, that a rebuild renders it again, and links the newest days.
+    day = page("2026-03-30", "2026-03-30")
+    assert 'href="../latest.html"' in day and "rendered again whenever" in day
+
+
+def test_a_dated_page_under_a_legal_hold_is_left_as_it_was(
+    tmp_path: Path, pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """A page a legal hold locks cannot be replaced (a local lake refuses it, as Object Lock protects
+    the held version): the run renders the other pages and names the held one instead of failing."""
+    url = str(tmp_path / "lake")
+    lake = Lake(url)
+    seed(pg, lake)
+    report = reporter(pg_resource, url)
+
+    report("2026-03-29", "2026-03-30")
+    report("2026-03-30", "2026-03-31")
+    held = report_key(date(2026, 3, 29), date(2026, 3, 30))
+    before = lake.get(held)
+    lake.set_legal_hold(held, True)
+    rebuilt = report("2026-03-30", "2026-03-30")
+    assert rebuilt["pages_held"] == [held]
+    assert rebuilt["pages_rendered_again"] == ["reports/quality/dt=2026-03-30_2026-03-31/index.html"]
+    assert lake.get(held) == before
