@@ -6,12 +6,25 @@ each operation twice in the OpenAPI schema; this middleware instead runs the req
 same authentication, limits and status) and sends the GET's status and headers, `Content-Length`
 included, with an empty body. A 405 that allows GET says that HEAD is allowed too. The route the
 GET found is set on the HEAD's scope too, so the request metrics label the HEAD with its route.
+
+A route whose body costs more than its headers asks `is_head(request)` and leaves the body out: a
+whole-result CSV download (`output.csv_download`) counts its rows for `X-Row-Count` and reads none,
+where the GET's body, streamed page by page, would have been read to the end only to be dropped here.
 """
 
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Set on the GET's scope of a HEAD request: the routes see the method GET.
+HEAD_SCOPE_KEY = "metrify.head"
+
+
+def is_head(request: Request) -> bool:
+    """Whether the request is a HEAD answered as its GET: only the GET's status and headers are sent."""
+    return request.method == "HEAD" or bool(request.scope.get(HEAD_SCOPE_KEY))
 
 
 class HeadAsGetMiddleware:
@@ -39,7 +52,8 @@ class HeadAsGetMiddleware:
         if not head:
             await self.app(scope, receive, answer)
             return
-        as_get = {**scope, "method": "GET"}  # the caller's scope keeps HEAD (the metrics' method label)
+        # The caller's scope keeps HEAD (the metrics' method label).
+        as_get = {**scope, "method": "GET", HEAD_SCOPE_KEY: True}
         try:
             await self.app(as_get, receive, answer)
         finally:

@@ -24,6 +24,7 @@ from fastapi.responses import Response, StreamingResponse
 from psycopg.pq import TransactionStatus
 
 from metrify_assets.serving.errors import ApiError, field_detail
+from metrify_assets.serving.head import is_head
 
 FORMATS = ("json", "csv")
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -145,6 +146,7 @@ PageReader = Callable[[str | None, int], tuple[Sequence[str], Sequence[Sequence[
 
 
 def csv_download(
+    request: Request,
     conn: psycopg.Connection,
     count: Callable[[int], int],
     page: PageReader,
@@ -158,13 +160,16 @@ def csv_download(
     `too_many_rows` rather than a cut file; `X-Row-Count` says how many rows the file holds. When
     the result is empty, `unknown()` may name a 404 (an id the store has no trace of). A file whose
     rows do not add up to the count (they cannot, in one snapshot) ends without its last chunk, so
-    the client sees a broken transfer, never a short file that looks whole."""
+    the client sees a broken transfer, never a short file that looks whole. A HEAD (`is_head`) gets
+    the same status and headers from the count alone: no page is read, nothing is written out."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
         conn.rollback()
     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    head = is_head(request)
     try:
         total = count(max_rows + 1)
-        columns, first, after = page(None, DOWNLOAD_PAGE_ROWS) if total <= max_rows else ((), (), None)
+        read_first = total <= max_rows and not head
+        columns, first, after = page(None, DOWNLOAD_PAGE_ROWS) if read_first else ((), (), None)
         error = (
             ApiError(
                 422,
@@ -179,9 +184,13 @@ def csv_download(
     except BaseException:
         conn.rollback()
         raise
-    if error is not None:
+    if error is not None or head:
         conn.rollback()
+    if error is not None:
         raise error
+    headers = {"X-Row-Count": str(total)}
+    if head:  # the GET's headers (chunked, so no Content-Length), without a row read
+        return StreamingResponse(iter(()), media_type=CSV_MEDIA_TYPE, headers=headers)
 
     def body() -> Iterator[str]:
         try:
@@ -196,7 +205,7 @@ def csv_download(
         finally:
             conn.rollback()
 
-    return StreamingResponse(body(), media_type=CSV_MEDIA_TYPE, headers={"X-Row-Count": str(total)})
+    return StreamingResponse(body(), media_type=CSV_MEDIA_TYPE, headers=headers)
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

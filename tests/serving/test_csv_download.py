@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
+from psycopg import pq
 
 from metrify_assets.env import Settings
 from metrify_assets.resources.build import postgres_resource
 from metrify_assets.serving import output
 from metrify_assets.serving.app import create_app
+from metrify_assets.serving.db import connection
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE
 from metrify_assets.serving.routes import data
 from tests.serving.test_api import a_meter, client, home, query, settings, settings_for, token
@@ -87,6 +93,57 @@ def test_a_csv_without_limit_is_every_row_of_the_query(
     assert one_meter.headers["x-row-count"] == str(EXTRA_HOURS // 3)
 
 
+@contextmanager
+def mart_statements(client: TestClient, trace: Path) -> Iterator[Callable[[], int]]:
+    """Counts the statements that reach PostgreSQL about the hourly mart: each request's connection
+    (from the API's pool, as `connection` takes it) writes libpq's trace of what it sends to `trace`."""
+    fd = os.open(trace, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def traced(request: Request) -> Iterator[psycopg.Connection]:
+        with request.app.state.pool.connection() as conn:
+            conn.pgconn.trace(fd)
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            try:
+                yield conn
+            finally:
+                conn.pgconn.untrace()
+
+    def sent() -> int:
+        lines = trace.read_text().splitlines()
+        return sum(1 for line in lines if line.startswith("F\t") and "fct_consumption_hourly" in line)
+
+    client.app.dependency_overrides[connection] = traced  # type: ignore[attr-defined]
+    try:
+        yield sent
+    finally:
+        client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
+        os.close(fd)
+
+
+def test_head_of_a_download_counts_the_rows_but_reads_none(
+    client: TestClient, big_mart: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The trial's HEAD of `?format=csv` (an uptime check, a client asking the size first) ran the
+    whole export, every page queried and written out, to answer headers alone. Now it answers the
+    GET's headers (X-Row-Count, the CSV type, no Content-Length) from the count alone: by libpq's
+    trace, the GET sends the count and one query per page of 400 (DOWNLOAD_PAGE_ROWS made small),
+    the HEAD the count only (it sent as many as the GET)."""
+    monkeypatch.setattr(output, "DOWNLOAD_PAGE_ROWS", 400)
+    pages = -(-big_mart // 400)
+    params = {"format": "csv"}
+    with mart_statements(client, tmp_path / "libpq.trace") as sent:
+        get = client.get(HOURLY, headers=token("read"), params=params)
+        by_get = sent()
+        head = client.head(HOURLY, headers=token("read"), params=params)
+        by_head = sent() - by_get
+    assert get.status_code == 200 and len(get.text.splitlines()) == big_mart + 1
+    assert by_get == 1 + pages > 2
+    assert by_head == 1
+    assert (head.status_code, head.content) == (200, b"")
+    assert dict(head.headers) == dict(get.headers)
+    assert head.headers["x-row-count"] == str(big_mart) and "content-length" not in head.headers
+
+
 def test_paged_csv_and_json_keep_their_pages(client: TestClient, big_mart: int) -> None:
     """With `limit` or `cursor` a CSV is a page, as JSON always is: the caller pages by X-Next-Cursor."""
     headers = token("read")
@@ -115,6 +172,8 @@ def test_a_meters_readings_download_whole_and_404_for_an_unknown_meter(
     assert [r["reading_start"] for r in rows] == [r["reading_start"] for r in whole["data"]]
     unknown = client.get("/v1/meters/NO-SUCH-METER/readings", headers=headers, params={"format": "csv"})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    head = client.head("/v1/meters/NO-SUCH-METER/readings", headers=headers, params={"format": "csv"})
+    assert head.status_code == 404 and head.headers["content-length"] == unknown.headers["content-length"]
 
 
 def test_a_download_over_the_bound_is_refused_before_any_row(
@@ -131,6 +190,8 @@ def test_a_download_over_the_bound_is_refused_before_any_row(
         error = refused.json()["error"]
         assert error["code"] == "too_many_rows" and error["details"] == {"max_rows": bound}
         assert f"more than {bound:,} rows" in error["message"]
+        head = bounded_client.head(HOURLY, headers=headers, params={"format": "csv"})
+        assert (head.status_code, head.content) == (422, b"")  # as the GET, from the count
         exact = bounded_client.get(HOURLY, headers=headers, params={"format": "csv", "meter_id": "CSV-1"})
         assert exact.status_code == 200 and len(exact.text.splitlines()) == bound + 1
         page = bounded_client.get(HOURLY, headers=headers, params={"format": "csv", "limit": 5})
@@ -149,7 +210,10 @@ def test_a_download_is_streamed_over_http(settings: Settings, big_mart: int) -> 
         assert "content-length" not in response.headers
         assert response.headers["transfer-encoding"] == "chunked"
         lines = sum(1 for _ in response.iter_lines())
+        head = http.head(HOURLY, headers=token("read"), params={"format": "csv"})
     assert lines == big_mart + 1
+    assert (head.status_code, head.content, head.headers["x-row-count"]) == (200, b"", str(big_mart))
+    assert head.headers["content-type"] == response.headers["content-type"]
 
 
 def test_a_meter_limited_token_downloads_its_meters_rows_only(client: TestClient, big_mart: int) -> None:

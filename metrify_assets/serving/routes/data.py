@@ -155,6 +155,7 @@ def meter_readings(
             return readings.SERIES_COLUMNS, page.rows, page.next_cursor
 
         return csv_download(
+            request,
             conn,
             lambda up_to: readings.count_series(conn, meter_id, first, last, up_to),
             series,
@@ -230,6 +231,7 @@ def _download(
         return None
 
     return csv_download(
+        request,
         conn,
         lambda up_to: count_rows(conn, dataset, params, path_value=path_value, meters=meters, up_to=up_to),
         pages,
