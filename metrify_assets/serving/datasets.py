@@ -19,7 +19,7 @@ from psycopg import sql
 from metrify_assets.contracts import CONTRACTS, UNREGISTERED
 from metrify_assets.forecasting.methods import METHODS
 from metrify_assets.grid.states import STATES
-from metrify_assets.serving.errors import ApiError, check_text, field_detail
+from metrify_assets.serving.errors import ApiError, check_text, field_detail, not_one_of
 from metrify_assets.serving.pagination import CursorError, cursor_scope, decode_cursor, encode_cursor
 from metrify_assets.storage.known import GRID_NODE, WEATHER_STATION, Kind
 
@@ -455,7 +455,7 @@ def parse_value(kind: str, raw: str, allowed: tuple[str, ...] = ()) -> Any:
             return False
         raise ValueError(f"{EXPECTED[kind]}, got {raw!r}")
     if allowed and raw not in allowed:
-        raise ValueError(f"unknown value {raw!r}; expected one of {', '.join(allowed)}")
+        raise ValueError(not_one_of(raw, allowed))
     return raw
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 MAX_VALUE_CHARS = 200  # a failing value longer than this (as JSON) is echoed cut short
 MAX_JSON_DEPTH = 64  # levels of nesting an error's details show (deeper is "..."), and a body may have
 CUT = "..."
+# A parameter's pattern that lists the values it takes, `^(json|csv)$`: a closed set, refused as one.
+CLOSED_SET = re.compile(r"\^\(([\w-]+(?:\|[\w-]+)*)\)\$")
 
 
 class ErrorDetail(BaseModel):
@@ -221,6 +224,11 @@ def refuse_unknown_parameters(request: Request) -> None:
         raise ApiError(422, "invalid_parameter", message, details)
 
 
+def not_one_of(value: str, allowed: Sequence[str]) -> str:
+    """Why a closed set's parameter refuses `value`, the same words wherever it is checked."""
+    return f"unknown value {value!r}; expected one of {', '.join(allowed)}"
+
+
 def check_text(loc: Sequence[str | int], value: str | None) -> None:
     """422 `invalid_parameter` naming the parameter when `value` holds a NUL character: PostgreSQL
     text cannot hold one, so nothing stored matches it, and psycopg refuses to send it (a 500)."""
@@ -265,9 +273,35 @@ def _validation_field(err: Mapping[str, Any]) -> dict[str, Any]:
     return field_detail(tuple(err.get("loc", ())), str(err.get("msg", "")), str(err.get("type", "")), value)
 
 
+def _closed_set(err: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The values a query parameter takes when FastAPI refused it for not matching a pattern that
+    lists them (`format`: `^(json|csv)$`); None for any other error."""
+    loc = tuple(err.get("loc", ()))
+    if err.get("type") != "string_pattern_mismatch" or len(loc) != 2 or loc[0] != "query":
+        return None
+    match = CLOSED_SET.fullmatch(str((err.get("ctx") or {}).get("pattern", "")))
+    return tuple(match.group(1).split("|")) if match else None
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, its fields as `field_detail`. A query parameter outside its closed set
+    (`?format=xml`) is refused as the filters' closed sets are (`datasets.parse_filter`): type
+    `enum`, the message naming the parameter, the value and the values it takes, and when nothing
+    else failed, code `invalid_parameter` with that message, rather than pydantic's pattern."""
     assert isinstance(exc, RequestValidationError)
-    fields = [_validation_field(err) for err in exc.errors()]
+    fields: list[dict[str, Any]] = []
+    refused: list[str] = []
+    for err in exc.errors():
+        allowed = _closed_set(err)
+        if allowed is None:
+            fields.append(_validation_field(err))
+            continue
+        value = str(err.get("input"))
+        reason = not_one_of(value, allowed)
+        fields.append(field_detail(err["loc"], reason, "enum", value))
+        refused.append(f"{err['loc'][-1]}: {reason}")
+    if refused and len(refused) == len(fields):
+        return error_response(422, "invalid_parameter", "; ".join(refused), fields)
     return error_response(422, "validation_error", f"{len(fields)} invalid field(s)", fields)
 
 

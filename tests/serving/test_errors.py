@@ -757,6 +757,40 @@ def test_an_unknown_value_of_a_closed_set_is_a_422_listing_the_accepted_ones(
     assert all(a in error["message"] and a in detail["message"] for a in accepted), error
 
 
+def test_an_unknown_format_is_a_422_naming_it_and_the_formats_on_every_route_taking_one(
+    api: TestClient,
+) -> None:
+    """`?format=xml` was a 422 `validation_error` saying "1 invalid field(s)", its field "String should
+    match pattern '^(json|csv)$'". Now, on every route that takes `format` (the datasets, a meter's
+    readings, the review list), an `invalid_parameter` naming the parameter, the value and the formats,
+    as the filters' closed sets are refused; with another field failing too, the same field."""
+    ids = {"{meter_id}": "NO-SUCH", "{grid_node_id}": "N1", "{station_id}": "S1"}
+    spec = api.get("/openapi.json").json()["paths"]
+    paths = [
+        path
+        for path, operations in spec.items()
+        if any(p["name"] == "format" for op in operations.values() for p in op.get("parameters", ()))
+    ]
+    assert len(paths) == len(DATASETS) + 2  # the datasets, a meter's readings, the review list
+    message = "unknown value 'xml'; expected one of json, csv"
+    for path in paths:
+        for placeholder, value in ids.items():
+            path = path.replace(placeholder, value)
+        response = api.get(path, params={"format": "xml"}, headers=token("read", "review"))
+        error = error_of(response, 422, "invalid_parameter")
+        assert error["message"] == f"format: {message}", path
+        assert error["details"] == [
+            {"field": "query.format", "message": message, "type": "enum", "value": "xml"}
+        ]
+    both = api.get("/v1/review/items", params={"format": "XML", "limit": 0}, headers=token("review"))
+    error = error_of(both, 422, "validation_error")
+    assert [(d["field"], d["type"]) for d in error["details"]] == [
+        ("query.limit", "greater_than_equal"),
+        ("query.format", "enum"),
+    ]
+    assert error["details"][1]["message"] == "unknown value 'XML'; expected one of json, csv"
+
+
 def test_a_known_value_of_a_closed_set_still_filters(api: TestClient, pg: psycopg.Connection) -> None:
     pg.execute(
         "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons) "
