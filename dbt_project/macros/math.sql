@@ -48,7 +48,31 @@
     doubles carries binary noise into its last digits (1.1075 kWh in a quarter-hour is 4.43 kW, but
     1.1075 * 60.0 / 15 is 4.429999999999999; 3.1 - 3.1151 is -0.015099999999999891), which the API
     served as it stood. Readings carry 4 decimals and VEE's series 6: 6 keeps every digit they give.
-    The cast to a decimal rounds (half away from zero) on PostgreSQL, Snowflake and DuckDB alike. -#}
+    The double is first read as a decimal of 12 places, then rounded in decimals (half away from zero):
+    a cast straight to `places` rounded a double a few ulps below a tie differently on PostgreSQL (which
+    reads it to 15 significant digits: 5.481249999999999 is 5.48125, so 5.4813) and on fakesnow's
+    DuckDB (which scales the double: 5.4812); through 12 places both give 5.4813, as Snowflake does. -#}
 {% macro rounded(expression, places=6) -%}
-    cast(cast({{ expression }} as numeric(38, {{ places }})) as {{ dbt.type_float() }})
+    {%- set decimal = 'cast(' ~ expression ~ ' as numeric(38, 12))' if places < 12 else expression -%}
+    cast(cast({{ decimal }} as numeric(38, {{ places }})) as {{ dbt.type_float() }})
+{%- endmacro %}
+
+{#- The decimals `rounded` keeps for a grid or weather measure, by its unit: enough to keep the finest
+    step a source sends and the means of such samples, no digits below that (the binary noise of an
+    average or a difference: 49.991453333333325 Hz, 0.052599999999998204 Hz, 3.6999999999999997 C).
+      hz        6  frequency, its deviations and standard deviation (samples come to the mHz or 0.1 mHz,
+                   50.0123; SOGL's limits are tens of mHz and a quiet hour's spread a few mHz: µHz
+                   keeps two places below the finest sample)
+      hz_per_s  8  RoCoF (0.1 mHz over a window of up to a minute is a step of 1.7 µHz/s)
+      v         3  voltage (samples to 0.01 V, the UCI preset's to the mV)
+      mw        3  load, capacity and margin (samples to the kW; a node carries tens of MW)
+      minutes   4  durations in minutes (6 ms, below any sample cadence)
+      s         3  durations in seconds (the RoCoF window: at least 500 ms)
+      weather   4  degrees C, m/s, %, hPa and degree-days (instruments read to 0.1; the mean of an hour
+                   or a day keeps three places below that)
+    Energies (kWh, as in the consumption marts) and risk scores (0..1) keep rounded's 6. Shares are
+    quotients, not noise (1 of an hour's 60 samples is 0.016666666666666666), and are served as
+    computed, as `completeness` and `coverage` are. -#}
+{% macro unit_places(unit) -%}
+    {{ return({'hz': 6, 'hz_per_s': 8, 'v': 3, 'mw': 3, 'minutes': 4, 's': 3, 'weather': 4}[unit]) }}
 {%- endmacro %}

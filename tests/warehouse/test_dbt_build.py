@@ -620,7 +620,8 @@ def test_grid_stability_matches_pandas(build: Build) -> None:
     for key, group in groups:
         row = actual.loc[key]
         assert row["sample_count"] == len(group)
-        assert float(row["std_deviation_hz"]) == pytest.approx(group["dev"].std(ddof=0))
+        # Hz to 6 decimals (macros/math.sql `unit_places`)
+        assert float(row["std_deviation_hz"]) == pytest.approx(group["dev"].std(ddof=0), abs=5e-7)
         assert float(row["share_beyond_50mhz"]) == pytest.approx((group["dev"].abs() > 0.05).mean())
         assert float(row["share_beyond_200mhz"]) == pytest.approx((group["dev"].abs() > 0.2).mean())
         assert float(row["min_voltage_v"]) == pytest.approx(group["voltage_v"].min())
@@ -631,7 +632,9 @@ def test_grid_stability_matches_pandas(build: Build) -> None:
     ops = ops.set_index(["grid_node_id", "hour_start_utc"]).loc[actual.index]
     assert (actual["system_state"] == ops["worst_state"]).all()
     for column in ("risk_score", "minutes_outside_standard", "rocof_max_hz_s", "voltage_within_share"):
-        np.testing.assert_allclose(actual[column].astype(float), ops[column].astype(float), err_msg=column)
+        np.testing.assert_allclose(
+            actual[column].astype(float), ops[column].astype(float), atol=5e-7, err_msg=column
+        )
     assert set(actual["risk_components"]) == {"frequency,voltage"}  # no capacity: no load margin
     # ENTSO-E states with their durations, no longer the band of the hour's largest sample:
     states = actual["system_state"].groupby(level="grid_node_id").agg(set)
@@ -678,16 +681,132 @@ def test_weather_impact_degree_days(build: Build) -> None:
     assert len(compared) >= 6
     for region, segment, day in compared:
         temp, row = mean_temp[(region, day)], actual.loc[(region, segment, day)]
-        assert float(row["mean_temperature_c"]) == pytest.approx(temp)
-        assert float(row["heating_degree_days"]) == pytest.approx(max(15.5 - temp, 0))
-        assert float(row["cooling_degree_days"]) == pytest.approx(max(temp - 22.0, 0))
+        # degrees to 4 decimals (macros/math.sql `unit_places`)
+        assert float(row["mean_temperature_c"]) == pytest.approx(temp, abs=5e-5)
+        assert float(row["heating_degree_days"]) == pytest.approx(max(15.5 - temp, 0), abs=5e-5)
+        assert float(row["cooling_degree_days"]) == pytest.approx(max(temp - 22.0, 0), abs=5e-5)
     daily = local_frame(build.data.billing).merge(METERS[["meter_id", "region", "segment"]], on="meter_id")
     by_series = daily.groupby(["region", "segment", "local_date"])
     kwh, meters = by_series["kwh_import"].sum(), by_series["meter_id"].nunique()
     np.testing.assert_allclose(actual.loc[kwh.index, "kwh_import"].astype(float), kwh.to_numpy())
-    np.testing.assert_allclose(
-        actual.loc[kwh.index, "kwh_import_per_meter"].astype(float), (kwh / meters).to_numpy()
+    np.testing.assert_allclose(  # kWh to 6 decimals
+        actual.loc[kwh.index, "kwh_import_per_meter"].astype(float), (kwh / meters).to_numpy(), atol=5e-7
     )
+
+
+# The decimals the grid marts serve per column (macros/math.sql `unit_places`; docs/warehouse.md):
+# Hz 6, Hz/s 8, V and MW 3, minutes 4, seconds 3, risk scores 6; shares as computed.
+GRID_PLACES = {
+    "mean_frequency_hz": 6,
+    "std_deviation_hz": 6,
+    "max_abs_deviation_hz": 6,
+    "min_voltage_v": 3,
+    "max_voltage_v": 3,
+    "mean_load_mw": 3,
+    "mean_deviation_hz": 6,
+    "max_abs_steady_state_hz": 6,
+    "standard_range_hz": 6,
+    "minutes_outside_standard": 4,
+    "covered_minutes": 4,
+    "rocof_max_hz_s": 8,
+    "rocof_window_s": 3,
+    "mean_voltage_v": 3,
+    "max_load_mw": 3,
+    "capacity_mw": 3,
+    "min_load_margin_mw": 3,
+    "alert_minutes": 4,
+    "emergency_minutes": 4,
+    "risk_score": 6,
+    "risk_frequency": 6,
+    "risk_voltage": 6,
+    "risk_load": 6,
+}
+
+
+def places(value: float) -> int:
+    """Decimals of the shortest form of a double (what the API writes): 50.0123 has 4."""
+    return max(0, -int(Decimal(repr(float(value))).as_tuple().exponent))
+
+
+def test_grid_figures_are_served_to_the_decimals_of_their_unit(build: Build) -> None:
+    """A trial read mean_frequency_hz 49.991453333333325, max_abs_deviation_hz 0.052599999999998204 and
+    peak_deviation_hz -0.38009999999999877 on /v1/grid/...: the binary noise of a mean or of
+    frequency - 50. The marts serve each figure to its unit's decimals, within half its last place of
+    the value computed in doubles (pandas over the samples, or the grid asset's row in `ops`)."""
+    mart = build.mart("SELECT * FROM marts.fct_grid_stability")
+    mart["hour_start_utc"] = pd.to_datetime(mart["hour_start_utc"])
+    mart = mart.set_index(["grid_node_id", "hour_start_utc"])
+    checked = 0
+    for column, n in GRID_PLACES.items():  # no capacity in this data set: no load margin or risk
+        values = mart[column].dropna().astype(float)
+        assert all(places(v) <= n for v in values), (column, values.tolist())
+        checked += len(values)
+    assert checked >= 60
+    grid = build.data.grid.assign(
+        dev=lambda f: f["frequency_hz"] - 50.0,
+        hour_start_utc=lambda f: (
+            pd.to_datetime(f["measured_at"], utc=True).dt.floor("h").dt.tz_localize(None)
+        ),
+    )
+    groups = grid.groupby(["grid_node_id", "hour_start_utc"])
+    expected = pd.DataFrame(
+        {
+            "mean_frequency_hz": groups["frequency_hz"].mean(),
+            "std_deviation_hz": groups["dev"].std(ddof=0),
+            "max_abs_deviation_hz": groups["dev"].agg(lambda d: d.abs().max()),
+            "mean_load_mw": groups["load_mw"].mean(),
+        }
+    )
+    ops = build.mart("SELECT * FROM ops.grid_stability")
+    ops["hour_start_utc"] = pd.to_datetime(ops["hour_start"], utc=True).dt.tz_localize(None)
+    ops = ops.set_index(["grid_node_id", "hour_start_utc"]).loc[mart.index]
+    from_ops = [c for c in GRID_PLACES if c in ops.columns and c not in expected.columns]
+    expected = expected.loc[mart.index].join(ops[from_ops].astype(float))
+    noisy = 0
+    for column in expected.columns:
+        want, got = expected[column].astype(float), mart[column].astype(float)
+        known = want.notna()
+        assert (got[known].notna()).all() and got[~known].isna().all(), column
+        half = 0.5 * 10.0 ** -GRID_PLACES[column] * (1 + 1e-9)
+        np.testing.assert_allclose(got[known], want[known], rtol=1e-12, atol=half, err_msg=column)
+        noisy += sum(places(v) > GRID_PLACES[column] for v in want[known])
+    assert noisy >= 10  # the doubles carry more places than that: the test fails without the rounding
+    events = build.mart(
+        "SELECT grid_node_id, started_at_utc, peak_deviation_hz, duration_minutes FROM marts.fct_grid_state_events"
+    )
+    raw = build.mart("SELECT grid_node_id, started_at, peak_deviation_hz FROM ops.grid_state_events")
+    assert len(events) == len(raw) > 0
+    assert all(places(v) <= 6 for v in events["peak_deviation_hz"])
+    assert all(places(v) <= 4 for v in events["duration_minutes"].dropna())
+    np.testing.assert_allclose(
+        sorted(events["peak_deviation_hz"].astype(float)),
+        sorted(raw["peak_deviation_hz"].astype(float)),
+        atol=5e-7,
+    )
+
+
+def test_weather_impact_is_served_to_the_decimals_of_its_units(build: Build) -> None:
+    """Temperatures and degree-days to 4 decimals, kWh per meter to 6 (docs/warehouse.md); HDD and CDD
+    are the bases minus the mean as served, to the last digit."""
+    impact = build.mart("SELECT * FROM marts.fct_weather_impact")
+    for column, n in (
+        ("kwh_import_per_meter", 6),
+        ("mean_temperature_c", 4),
+        ("min_temperature_c", 4),
+        ("max_temperature_c", 4),
+        ("heating_degree_days", 4),
+        ("cooling_degree_days", 4),
+    ):
+        values = impact[column].dropna().astype(float)
+        assert len(values) and max(places(v) for v in values) <= n, (column, values.tolist())
+    weathered = impact.dropna(subset=["mean_temperature_c"])
+    assert len(weathered) >= 6
+    for temp, hdd, cdd in weathered[
+        ["mean_temperature_c", "heating_degree_days", "cooling_degree_days"]
+    ].itertuples(index=False):
+        mean = Decimal(repr(float(temp)))
+        assert Decimal(repr(float(hdd))) == max(Decimal("15.5") - mean, Decimal(0))
+        assert Decimal(repr(float(cdd))) == max(mean - Decimal("22.0"), Decimal(0))
 
 
 def expected_peak_demand(readings: pd.DataFrame) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -148,23 +149,38 @@ def preset_frame(source: str) -> pd.DataFrame:
     return pd.DataFrame([json.loads(line) for line in result.lines])
 
 
+def to_places(value: float, places: int) -> float:
+    """`value` to `places` decimals as the marts round it (macros/math.sql `rounded`): PostgreSQL reads
+    the double to 15 significant digits, then to 12 places, and rounds that half away from zero."""
+    twelve = Decimal(f"{value:.15g}").quantize(Decimal("1e-12"), rounding=ROUND_HALF_UP)
+    return float(twelve.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
 def openstef_days() -> pd.DataFrame:
     """Per local day of the fixture file, straight from its columns: kWh imported (MW x 250 for the
-    quarter-hours with positive load), mean temperature, degree-days, and whether the day is whole."""
+    quarter-hours with positive load), mean temperature, degree-days, and whether the day is whole.
+    Temperatures as the marts serve them, to 4 decimals (docs/warehouse.md): each UTC hour's mean of its
+    quarter-hours (fct_weather_conditions), then the day's mean of its hours weighted by their counts
+    (fct_weather_impact), and the degree-days from that."""
     raw = pd.read_csv(OPENSTEF)
     stamps = pd.to_datetime(raw.iloc[:, 0], utc=True)
     frame = pd.DataFrame(
         {
             "local_date": stamps.dt.tz_convert(OPENSTEF_TZ).dt.date,
+            "hour": stamps.dt.floor("h"),
             "kwh_import": raw["load"].clip(lower=0) * 250.0,
             "temperature": raw["temp"],
         }
     )
-    days = frame.groupby("local_date").agg(
-        intervals=("kwh_import", "size"), y=("kwh_import", "sum"), temperature=("temperature", "mean")
-    )
-    days["hdd"] = (HEATING_BASE_C - days["temperature"]).clip(lower=0)
-    days["cdd"] = (days["temperature"] - COOLING_BASE_C).clip(lower=0)
+    days = frame.groupby("local_date").agg(intervals=("kwh_import", "size"), y=("kwh_import", "sum"))
+    hours = frame.groupby("hour").agg(mean=("temperature", "mean"), n=("temperature", "size"))
+    hours["mean"] = [to_places(v, 4) for v in hours["mean"]]
+    hours["local_date"] = hours.index.tz_convert(OPENSTEF_TZ).date
+    weighted = (hours["mean"] * hours["n"]).groupby(hours["local_date"]).sum()
+    temperature = weighted / hours.groupby("local_date")["n"].sum()
+    days["temperature"] = [to_places(v, 4) for v in temperature.loc[days.index]]
+    days["hdd"] = [to_places(max(HEATING_BASE_C - t, 0.0), 4) for t in days["temperature"]]
+    days["cdd"] = [to_places(max(t - COOLING_BASE_C, 0.0), 4) for t in days["temperature"]]
     days["whole"] = days["intervals"] == 96  # no daylight-saving change in November
     return days
 
@@ -507,7 +523,13 @@ def test_openstef_conditions_aggregate_the_quarter_hours(build: Build) -> None:
     assert len(actual) == len(hours)
     merged = hours.join(actual)
     assert (merged["observation_count"] == merged["n"]).all()
-    np.testing.assert_allclose(merged["mean_temperature_c"].astype(float), merged["t"], rtol=1e-12)
+    # The file's temperatures carry 8 decimals, their means in doubles more (13.0577392575 and noise):
+    # served to 4 decimals (macros/math.sql `unit_places`), within half the last place.
+    assert sum(len(repr(float(t)).partition(".")[2]) > 4 for t in merged["t"]) > 500
+    served = merged["mean_temperature_c"].astype(float)
+    assert all(len(repr(float(t)).partition(".")[2]) <= 4 for t in served)
+    np.testing.assert_allclose(served, [to_places(t, 4) for t in merged["t"]], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(served, merged["t"], rtol=0, atol=5e-5 + 1e-12)
     whole = merged[merged["n"] == 4]  # a whole hour's total equals its mean rate
     np.testing.assert_allclose(whole["precipitation_mm"].astype(float), whole["rain"], rtol=1e-12, atol=1e-12)
     assert set(actual["temperature_band"]) <= {"freezing", "cold", "mild"}  # -1.5 .. 17 C in November

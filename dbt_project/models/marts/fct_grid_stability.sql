@@ -9,6 +9,10 @@
 -- Incremental by UTC day (the grid partitions): a partitioned run (vars min_date..max_date) rebuilds
 -- exactly those UTC days from their samples and their rows of ops.grid_stability, so its work is
 -- proportional to its days. Without the vars every hour is recomputed, as for fct_weather_conditions.
+-- Measures are served to the decimals of their unit (macros/math.sql `rounded` and `unit_places`:
+-- Hz to 6, Hz/s to 8, V and MW to 3, minutes to 4, seconds to 3), without the binary noise of a mean
+-- or a difference (49.991453333333325 Hz, 0.052599999999998204 Hz); the risk scores to 6 decimals;
+-- the shares (quotients of sample counts, 1/60 = 0.016666666666666666) as computed.
 {{ config(
     materialized='incremental',
     unique_key=['grid_node_id', 'hour_start_utc'],
@@ -17,6 +21,8 @@
     indexes=[{'columns': ['grid_node_id', 'hour_start_utc']}],
 ) }}
 {% set nominal = var('grid_nominal_frequency_hz') %}
+{%- set hz, hz_per_s, volt, mw = unit_places('hz'), unit_places('hz_per_s'), unit_places('v'), unit_places('mw') %}
+{%- set minutes, seconds = unit_places('minutes'), unit_places('s') %}
 with samples as (
     select
         grid_node_id,
@@ -57,39 +63,40 @@ select
     h.grid_node_id,
     h.hour_start_utc,
     h.sample_count,
-    h.mean_frequency_hz,
-    h.std_deviation_hz,
-    h.max_abs_deviation_hz,
+    {{ rounded('h.mean_frequency_hz', hz) }} as mean_frequency_hz,
+    {{ rounded('h.std_deviation_hz', hz) }} as std_deviation_hz,
+    {{ rounded('h.max_abs_deviation_hz', hz) }} as max_abs_deviation_hz,
     h.share_beyond_50mhz,
     h.share_beyond_200mhz,
-    h.min_voltage_v,
-    h.max_voltage_v,
-    h.mean_load_mw,
+    {{ rounded('h.min_voltage_v', volt) }} as min_voltage_v,
+    {{ rounded('h.max_voltage_v', volt) }} as max_voltage_v,
+    {{ rounded('h.mean_load_mw', mw) }} as mean_load_mw,
     s.worst_state as system_state,
     s.area,
-    s.mean_deviation_hz,
-    s.max_abs_steady_state_hz,
-    s.standard_range_hz,
+    {{ rounded('s.mean_deviation_hz', hz) }} as mean_deviation_hz,
+    {{ rounded('s.max_abs_steady_state_hz', hz) }} as max_abs_steady_state_hz,
+    {{ rounded('s.standard_range_hz', hz) }} as standard_range_hz,
     s.share_outside_standard,
-    s.minutes_outside_standard,
-    s.covered_minutes,
-    s.rocof_max_hz_s,
-    s.rocof_window_s,
-    s.mean_voltage_v,
+    {{ rounded('s.minutes_outside_standard', minutes) }} as minutes_outside_standard,
+    {{ rounded('s.covered_minutes', minutes) }} as covered_minutes,
+    {{ rounded('s.rocof_max_hz_s', hz_per_s) }} as rocof_max_hz_s,
+    {{ rounded('s.rocof_window_s', seconds) }} as rocof_window_s,
+    {{ rounded('s.mean_voltage_v', volt) }} as mean_voltage_v,
     s.voltage_windows,
     s.voltage_within_share,
     s.voltage_week_within_share,
     s.voltage_week_compliant,
-    s.max_load_mw,
-    s.capacity_mw,
-    s.min_load_margin_mw,
+    {{ rounded('s.max_load_mw', mw) }} as max_load_mw,
+    {{ rounded('s.capacity_mw', mw) }} as capacity_mw,
+    {{ rounded('s.min_load_margin_mw', mw) }} as min_load_margin_mw,
     s.min_load_margin_share,
-    s.alert_minutes,
-    s.emergency_minutes,
-    s.risk_score,
-    s.risk_frequency,
-    s.risk_voltage,
-    s.risk_load,
+    {{ rounded('s.alert_minutes', minutes) }} as alert_minutes,
+    {{ rounded('s.emergency_minutes', minutes) }} as emergency_minutes,
+    -- 0..1 from the figures above: 0.601, not 0.6009999999999943
+    {{ rounded('s.risk_score') }} as risk_score,
+    {{ rounded('s.risk_frequency') }} as risk_frequency,
+    {{ rounded('s.risk_voltage') }} as risk_voltage,
+    {{ rounded('s.risk_load') }} as risk_load,
     s.risk_components
 from hourly as h
 left join stability as s

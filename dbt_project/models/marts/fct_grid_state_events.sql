@@ -10,6 +10,8 @@
 -- The pre-hook removes a run's events only for the node-days `ops` still holds grid figures of
 -- (ops.grid_stability, written for every node-hour the grid asset analysed): the data lifecycle
 -- expires a day's figures and its closed events together, and a run over such a day keeps its events.
+-- The peak deviation is served to the µHz and the duration to 4 decimals of a minute (macros/math.sql
+-- `rounded` and `unit_places`, as fct_grid_stability's figures).
 {{ config(
     materialized='incremental',
     unique_key=['grid_node_id', 'started_at_utc'],
@@ -28,10 +30,11 @@ select
     e.rule,
     e.area,
     e.start_utc_date,
-    e.peak_deviation_hz,
+    {{ rounded('e.peak_deviation_hz', unit_places('hz')) }} as peak_deviation_hz,
     e.ended_at_utc is null as is_open,
-    -- double precision on PostgreSQL, a fixed-point number on Snowflake (datediff is an integer)
-    cast({{ dbt.datediff('e.started_at_utc', 'e.ended_at_utc', 'second') }} / 60.0 as {{ dbt.type_float() }}) as duration_minutes
+    -- double precision on PostgreSQL, a fixed-point number on Snowflake (datediff is an integer): a
+    -- float on both (`rounded` casts to one)
+    {{ rounded(dbt.datediff('e.started_at_utc', 'e.ended_at_utc', 'second') ~ ' / 60.0', unit_places('minutes')) }} as duration_minutes
 from {{ ref('stg_ops__grid_state_events') }} as e
 where {{ in_partition_window('e.start_utc_date') }}
 {%- if is_incremental() and var('min_date', none) is not none %}

@@ -10,6 +10,10 @@
 -- Incremental by UTC day (the weather partitions): a partitioned run (vars min_date..max_date) rebuilds
 -- exactly those UTC days and reads only their observations. Without the vars every hour is recomputed:
 -- weather rows have no change stamp to go by (a corrected observation keeps its first ingested_at).
+-- Means, minima and maxima are served to 4 decimals (macros/math.sql `rounded` and `unit_places`:
+-- instruments read to 0.1; 3.7 C, not 3.6999999999999997) and the precipitation is the exact sum of
+-- the amounts (`exact_sum`: 0.3 mm, not 0.30000000000000004); classes and flags judge those values,
+-- so they agree with the figures served.
 {{ config(
     materialized='incremental',
     unique_key=['station_id', 'hour_start_utc'],
@@ -18,6 +22,7 @@
     indexes=[{'columns': ['station_id', 'hour_start_utc']}],
 ) }}
 {%- set float = dbt.type_float() %}
+{%- set places = unit_places('weather') %}
 with observations as (
     select
         station_id,
@@ -36,14 +41,14 @@ hourly as (
         station_id,
         hour_start_utc,
         count(*) as observation_count,
-        avg(temperature_c) as mean_temperature_c,
-        min(temperature_c) as min_temperature_c,
-        max(temperature_c) as max_temperature_c,
-        avg(wind_speed_ms) as mean_wind_speed_ms,
-        max(wind_speed_ms) as max_wind_speed_ms,
-        sum(precipitation_mm) as precipitation_mm,
-        avg(humidity_pct) as mean_humidity_pct,
-        avg(pressure_hpa) as mean_pressure_hpa
+        {{ rounded('avg(temperature_c)', places) }} as mean_temperature_c,
+        {{ rounded('min(temperature_c)', places) }} as min_temperature_c,
+        {{ rounded('max(temperature_c)', places) }} as max_temperature_c,
+        {{ rounded('avg(wind_speed_ms)', places) }} as mean_wind_speed_ms,
+        {{ rounded('max(wind_speed_ms)', places) }} as max_wind_speed_ms,
+        {{ exact_sum('precipitation_mm') }} as precipitation_mm,
+        {{ rounded('avg(humidity_pct)', places) }} as mean_humidity_pct,
+        {{ rounded('avg(pressure_hpa)', places) }} as mean_pressure_hpa
     from observations
     group by station_id, hour_start_utc
 ),

@@ -13,6 +13,10 @@
 -- Incremental by local day: a partitioned run (vars min_date..max_date) rebuilds the local days
 -- min_date - 1 .. max_date + 1, since the run's UTC days of weather reach into the local days either
 -- side; without the vars every day is recomputed from the two marts.
+-- Served without the binary noise of a mean or a quotient (macros/math.sql `rounded`): temperatures and
+-- degree-days to 4 decimals (`unit_places('weather')`, as fct_weather_conditions), the kWh per meter to
+-- 6 (as the consumption marts' kWh); the degree-days are taken from the rounded mean, so HDD is exactly
+-- the base minus the mean served. The energy sums are exact (`exact_sum`).
 {{ config(
     materialized='incremental',
     unique_key=['local_date'],
@@ -20,6 +24,7 @@
     on_schema_change='fail',
     indexes=[{'columns': ['local_date', 'region', 'segment']}],
 ) }}
+{%- set places = unit_places('weather') %}
 with consumption as (
     select
         d.region,
@@ -55,7 +60,7 @@ station_days as (
     select
         station_id,
         local_date,
-        sum(mean_temperature_c * observation_count) / sum(observation_count) as mean_temperature_c,
+        {{ rounded('sum(mean_temperature_c * observation_count) / sum(observation_count)', places) }} as mean_temperature_c,
         min(min_temperature_c) as min_temperature_c,
         max(max_temperature_c) as max_temperature_c
     from station_hours
@@ -73,7 +78,7 @@ region_weather as (
     select
         rs.region,
         w.local_date,
-        avg(w.mean_temperature_c) as mean_temperature_c,
+        {{ rounded('avg(w.mean_temperature_c)', places) }} as mean_temperature_c,
         min(w.min_temperature_c) as min_temperature_c,
         max(w.max_temperature_c) as max_temperature_c
     from region_stations as rs
@@ -88,11 +93,11 @@ select
     c.meter_count,
     c.kwh_import,
     c.net_kwh,
-    {{ safe_divide('c.kwh_import', 'c.meter_count') }} as kwh_import_per_meter,
+    {{ rounded(safe_divide('c.kwh_import', 'c.meter_count')) }} as kwh_import_per_meter,
     w.mean_temperature_c,
     w.min_temperature_c,
     w.max_temperature_c,
-    {{ positive_part(var('heating_base_c') ~ ' - w.mean_temperature_c') }} as heating_degree_days,
-    {{ positive_part('w.mean_temperature_c - ' ~ var('cooling_base_c')) }} as cooling_degree_days
+    {{ rounded(positive_part(var('heating_base_c') ~ ' - w.mean_temperature_c'), places) }} as heating_degree_days,
+    {{ rounded(positive_part('w.mean_temperature_c - ' ~ var('cooling_base_c')), places) }} as cooling_degree_days
 from consumption as c
 left join region_weather as w on c.region = w.region and c.local_date = w.local_date
