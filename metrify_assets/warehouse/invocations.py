@@ -1,5 +1,5 @@
-"""dbt's per-invocation target directories: the newest are kept, the rest removed; and the parse
-state handed from one invocation to the next.
+"""dbt's per-invocation target directories: the newest are kept, the rest removed; the parse
+state handed from one invocation to the next; and the selection argument every invocation passes.
 
 dagster-dbt gives every dbt command of a run its own directory under the project's `target/`
 (`<op>-<run id>-<id>`, or `<id>` without a run), holding that command's manifest, artifacts and
@@ -21,7 +21,7 @@ import hashlib
 import re
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -31,6 +31,12 @@ KEEP_STATES = 8  # parse states of distinct vars (about 1.4 MB each)
 PARSE_STATE = "partial_parse.msgpack"  # dbt's parse state, in an invocation's target directory
 # `<op>-<7 hex of the run id>-<7 hex>` or `<7 hex>`: never `target/` itself nor a folder of ours.
 INVOCATION_DIR = re.compile(r"(?:\w+-[0-9a-f]{7}-)?[0-9a-f]{7}")
+
+
+def select_args(select: Iterable[str]) -> list[str]:
+    """`--select` with one space-separated value: dagster-dbt takes the single value after the flag
+    (and hands any others to dbt as stray arguments, which it refuses); dbt reads spaces as a union."""
+    return ["--select", " ".join(select)]
 
 
 def target_dir(project: DbtProject) -> Path:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metrify_assets.warehouse.console import dbt_events_to
-from metrify_assets.warehouse.invocations import prune_invocations
+from metrify_assets.warehouse.invocations import prune_invocations, select_args
 from metrify_assets.warehouse.results import FAILED, BuildReport, NodeResult
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def make_plan(
 def selected_ids(dbt: Any, select: Sequence[str]) -> list[str]:
     """What dbt selects for `select` (`dbt ls`), as unique ids: dbt's own selector grammar."""
     invocation = dbt.cli(
-        ["ls", "--no-use-colors", "--output", "json", "--output-keys", "unique_id", "--select", *select],
+        ["ls", "--no-use-colors", "--output", "json", "--output-keys", "unique_id", *select_args(select)],
         raise_on_error=False,
     )
     ids, report = [], BuildReport()
@@ -141,7 +141,7 @@ def rebuild(
     the selection names too), reporting each node as it finishes."""
     args = ["build", "--full-refresh", "--no-use-colors", "--vars", json.dumps(dict(dbt_vars))]
     started = time.monotonic()
-    invocation = dbt.cli([*args, "--select", *plan.select], raise_on_error=False)
+    invocation = dbt.cli([*args, *select_args(plan.select)], raise_on_error=False)
     report = BuildReport()
     for event in dbt_events_to(invocation.stream_raw_events(), log.debug):
         result = report.observe(event.raw_event)

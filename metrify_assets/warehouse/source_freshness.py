@@ -32,6 +32,7 @@ from metrify_assets.warehouse.invocations import (
     invocation_dir,
     keep_parse_state,
     prune_invocations,
+    select_args,
     target_dir,
 )
 
@@ -128,13 +129,12 @@ def build_source_freshness_checks(
         context: dg.AssetCheckExecutionContext, dbt: DbtCliResource, postgres: PostgresResource
     ) -> Iterator[dg.AssetCheckResult]:
         selected = {key: props for key, props in sources.items() if key in context.selected_asset_check_keys}
-        # One space-separated `--select` value: dagster-dbt reads a single value after the flag.
-        select = " ".join(f"source:{props['source_name']}.{props['name']}" for props in selected.values())
+        select = [f"source:{props['source_name']}.{props['name']}" for props in selected.values()]
         target = target_dir(project)
         with environment(dbt_env_from_url(postgres.get_url())), dbt_console_to(context.log.debug):
             # dbt exits non-zero when a source is past error_after: that is a result, not a failure.
             invocation = dbt.cli(
-                ["source", "freshness", "--select", select],
+                ["source", "freshness", *select_args(select)],
                 raise_on_error=False,
                 target_path=invocation_dir(target, CHECK_NAME, context.run.run_id, {}),
             ).wait()

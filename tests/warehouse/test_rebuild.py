@@ -142,6 +142,11 @@ def test_a_full_rebuild_loses_exactly_the_days_its_plan_names(
     assert last_json(alone)["plan"]["loses_history"] == {} and last_json(alone)["ok"]
     assert len(archived_rows(pg)["fct_weather_impact"]) == len(before["fct_weather_impact"]) > 0
 
+    # Several selectors are one selection (dagster-dbt reads one value after --select).
+    pair = rebuild(env, "fct_weather_impact", "fct_grid_stability", "--dry-run", "--json")
+    assert pair.exit_code == 0, pair.output
+    assert {"fct_weather_impact", "fct_grid_stability"} <= set(last_json(pair)["plan"]["models"])
+
     # Every mart at once: the plan names what is lost; without a terminal it wants --yes.
     refused = rebuild(env, "path:models/marts")
     assert refused.exit_code == 2 and "--yes" in refused.output
