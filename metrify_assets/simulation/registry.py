@@ -17,6 +17,12 @@ TARIFFS = {
     "commercial": ("business_flat", "business_time_of_use"),
     "industrial": ("industrial_half_hourly",),
 }
+# Meters draw their attributes in blocks of this many, each block from its own stream and always
+# whole, so a meter's attributes do not depend on how many meters a run has.
+BLOCK = 1024
+# Install dates fall in FIRST_INSTALL..INSTALLS_UNTIL, whatever the run's first day, and before it.
+FIRST_INSTALL = date(2015, 1, 1)
+INSTALLS_UNTIL = date(2026, 1, 1)
 
 
 def meter_ids(count: int) -> list[str]:
@@ -31,18 +37,45 @@ def station_ids(count: int) -> list[str]:
     return [f"WX-{i:03d}" for i in range(1, count + 1)]
 
 
+def install_dates(share: np.ndarray, start: date) -> list[date]:
+    """Install dates at `share` (0..1) of FIRST_INSTALL..INSTALLS_UNTIL. A run starting before
+    INSTALLS_UNTIL wraps the dates on or after its first day back into the span before it, so every
+    meter is installed before its first reading and only those meters' dates depend on the start."""
+    end = min(start, INSTALLS_UNTIL)
+    first = min(FIRST_INSTALL, end - timedelta(days=365))
+    offsets = (share * (INSTALLS_UNTIL - first).days).astype(np.int64) % (end - first).days
+    return [first + timedelta(days=int(d)) for d in offsets]
+
+
 def build_registry(config: SimulationConfig, rng: np.random.Generator) -> pd.DataFrame:
     """One row per meter. Each region has a home weather station and grid node, so meters near each
-    other share weather and grid, as the enrichment joins expect."""
+    other share weather and grid, as the enrichment joins expect.
+
+    The first three meters take one segment each, in an order of the seed, so a network of three
+    meters or more has residential, commercial and industrial meters (their load shapes, tariffs and
+    forecast series); the others draw theirs by SEGMENT_SHARES.
+
+    A meter's attributes depend only on the seed (`rng`), its number and the network (regions,
+    stations, grid nodes, timezone), not on the run's meter count, days or start (install dates
+    aside, for a run starting before INSTALLS_UNTIL): a later or larger run of the same seed sends
+    the same registry rows again, and the registry's history (`dim_meter`) gains no version."""
     n = config.meters
-    segment = rng.choice(SEGMENTS, size=n, p=SEGMENT_SHARES)
-    region_idx = rng.integers(0, len(config.regions), size=n)
+    key = int(rng.integers(2**63))
+    draws: dict[str, list[np.ndarray]] = {"segment": [], "region": [], "tariff": [], "installed": []}
+    for block in range(-(-n // BLOCK)):
+        block_rng = np.random.default_rng([key, block])
+        draws["segment"].append(block_rng.choice(len(SEGMENTS), size=BLOCK, p=SEGMENT_SHARES))
+        draws["region"].append(block_rng.integers(0, len(config.regions), size=BLOCK))
+        draws["tariff"].append(block_rng.random(BLOCK))
+        draws["installed"].append(block_rng.random(BLOCK))
+        if block == 0:  # the first meters take one segment each: a small network has every segment
+            draws["segment"][0][: len(SEGMENTS)] = block_rng.permutation(len(SEGMENTS))
+    drawn = {name: np.concatenate(blocks)[:n] for name, blocks in draws.items()}
+    segment = [SEGMENTS[i] for i in drawn["segment"]]
+    region_idx = drawn["region"]
     stations = station_ids(config.weather_stations)
     nodes = grid_node_ids(config.grid_nodes)
-    tariff = [TARIFFS[s][int(rng.integers(0, len(TARIFFS[s])))] for s in segment]
-    first_install = date(2015, 1, 1)
-    span = (config.start - first_install).days
-    installed = [first_install + timedelta(days=int(d)) for d in rng.integers(0, span, size=n)]
+    tariff = [TARIFFS[s][int(u * len(TARIFFS[s]))] for s, u in zip(segment, drawn["tariff"], strict=True)]
     return pd.DataFrame(
         {
             "meter_id": meter_ids(n),
@@ -52,7 +85,7 @@ def build_registry(config: SimulationConfig, rng: np.random.Generator) -> pd.Dat
             "grid_node_id": [nodes[i % len(nodes)] for i in region_idx],
             "tariff": tariff,
             "timezone": config.timezone,
-            "installed_on": installed,
+            "installed_on": install_dates(drawn["installed"], config.start),
         },
         columns=list(METER_REGISTRY_COLUMNS),
     )

@@ -179,6 +179,38 @@ def test_registry_has_the_ops_meters_columns() -> None:
     assert (meters["installed_on"] < date(2026, 3, 28)).all()
 
 
+def test_a_meters_registry_row_does_not_depend_on_the_runs_size_or_period() -> None:
+    """A later or larger run of the same seed sends the same rows for the meters it shares (they
+    drew every attribute anew, so a second `metrify simulate` versioned every meter in `dim_meter`);
+    another seed is another network."""
+    first = simulate(SimulationConfig(meters=20, days=1, seed=11)).meters
+    later = simulate(SimulationConfig(meters=1100, days=2, start=date(2026, 5, 2), seed=11, fault_rate=0.1))
+    pd.testing.assert_frame_equal(later.meters.head(20), first)
+    assert later.meters["meter_id"].is_unique and len(later.meters) == 1100  # more than one block
+    other = simulate(SimulationConfig(meters=20, days=1, seed=12)).meters
+    assert not other.drop(columns="meter_id").equals(first.drop(columns="meter_id"))
+
+
+@pytest.mark.parametrize("seed", [3, 8, 42])
+def test_a_network_of_three_meters_has_every_segment(seed: int) -> None:
+    """Industrial meters are 5 % of a network: a small one still has one (its load shape, tariff and
+    forecast series), whatever the seed."""
+    meters = simulate(SimulationConfig(meters=3, days=1, seed=seed)).meters
+    assert sorted(meters["segment"]) == ["commercial", "industrial", "residential"]
+
+
+def test_meters_are_installed_before_an_early_runs_first_day() -> None:
+    """A run starting before the install span ends moves only the meters installed on or after its
+    first day, back before it."""
+    usual = simulate(SimulationConfig(meters=200, days=1, seed=5)).meters
+    early = simulate(SimulationConfig(meters=200, days=1, start=date(2019, 6, 1), seed=5)).meters
+    assert (early["installed_on"] < date(2019, 6, 1)).all()
+    before = usual["installed_on"] < date(2019, 6, 1)
+    assert 0 < before.sum() < len(usual)
+    assert early["installed_on"][before].equals(usual["installed_on"][before])
+    assert early.drop(columns="installed_on").equals(usual.drop(columns="installed_on"))
+
+
 def test_every_fault_kind_is_labelled_and_visible_in_the_messages() -> None:
     sim = faulty()
     assert {str(entry["kind"]) for entry in sim.labels} == set(FAULT_KINDS)
