@@ -123,8 +123,7 @@ def accept(
     ).fetchone()
     where = {k: v for k, v in row.items() if v is not None}
     details = {"source": source, "destination": destination, **where}
-    caller = Caller(subject, "api", client, account=subject)  # the token authenticated it too
-    caller.record(conn, "ingest.post", f"api_batch:{batch_id}", details, records)
+    Caller.api(subject, client).record(conn, "ingest.post", f"api_batch:{batch_id}", details, records)
     conn.commit()
     assert received_at is not None
     kafka = (

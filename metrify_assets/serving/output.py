@@ -15,11 +15,11 @@ import io
 import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import psycopg
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import Response, StreamingResponse
 from psycopg.pq import TransactionStatus
 
@@ -27,6 +27,12 @@ from metrify_assets.serving.errors import ApiError, field_detail
 from metrify_assets.serving.head import is_head
 
 FORMATS = ("json", "csv")
+# The `format` query parameter of every route that pages rows. Its pattern lists the formats, so a
+# value outside them is refused naming them (errors.CLOSED_SET).
+Format = Annotated[
+    str | None,
+    Query(pattern=f"^({'|'.join(FORMATS)})$", description="json (default) or csv; or `Accept: text/csv`."),
+]
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 # Rows a whole-result CSV download reads and writes at a time: its memory is one such page.
 DOWNLOAD_PAGE_ROWS = 5_000

@@ -34,6 +34,12 @@ class Caller:
     origin: str | None = None
     account: str | None = None
 
+    @classmethod
+    def api(cls, subject: str, client: str | None) -> Caller:
+        """An API request's caller: the token's subject is the actor and the account that
+        authenticated it, from the client's address."""
+        return cls(subject, "api", client, account=subject)
+
     def record(
         self,
         conn: psycopg.Connection,

@@ -27,13 +27,14 @@ def read_csv(path: Path, sep: str = ",") -> Rows:
     line break of the other kind inside a line, quoted or not, is part of its field."""
     body, utf8 = text_body(path, "CSV")
     brk = line_break(body)
+    other = _other_break(body, brk)
     try:
         # pandas breaks a row at any line break outside quotes: a file with one of the other kind
         # inside a line is read exactly.
-        frame = None if _other_break(body, brk) else _pandas_csv(body, sep, brk)
+        frame = None if other else _pandas_csv(body, sep, brk)
     except pd.errors.EmptyDataError:
         return Rows(pd.DataFrame(), [], [])
-    rows = _exact_csv(body, sep, brk) if frame is None else Rows.from_frame(frame)
+    rows = _exact_csv(body, sep, other) if frame is None else Rows.from_frame(frame)
     return rows if utf8 else _without_mangled(rows)
 
 
@@ -115,13 +116,12 @@ def _restored(text: str) -> str:
     return text.replace(_CR, "\r").replace(_LF, "\n")
 
 
-def _exact_csv(body: bytes, sep: str, brk: bytes) -> Rows:
+def _exact_csv(body: bytes, sep: str, other: str) -> Rows:
     """Every row with Python's csv module, for a file pandas refuses: a row with more fields than
     the header or an unclosed quote is rejected, the others are read as pandas would, but for a
-    line break of the other kind inside a line (`_other_break`): it stays in its field (pandas
+    line break of the other kind inside a line (`other`, from `_other_break`): it stays in its field (pandas
     broke the row there)."""
     text = body.decode("utf-8-sig", errors="surrogateescape")
-    other = _other_break(body, brk)
     if other == "\r":
         text = _LONE_CRS.sub(lambda crs: _CR * len(crs.group()), text)
     elif other == "\n":
@@ -154,10 +154,7 @@ def _exact_rows(lines: list[str], sep: str, other: str = "") -> Rows:
         where = f"row {position + 1}"
         if isinstance(fields, int):
             raw = (
-                lines[fields]
-                .rstrip("\r\n")
-                .replace(_CR, "\r")
-                .replace(_LF, "\n")
+                _restored(lines[fields].rstrip("\r\n"))
                 .encode(errors="surrogateescape")
                 .decode(errors="backslashreplace")
             )

@@ -40,7 +40,7 @@ from metrify_assets.serving.errors import (
     openapi_errors,
     refuse_unknown_parameters,
 )
-from metrify_assets.serving.output import FORMATS, csv_download, is_download, json_response, page_response
+from metrify_assets.serving.output import Format, csv_download, is_download, json_response, page_response
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
 from metrify_assets.serving.row_schemas import dataset_row, page_responses, single_response, stored_row
 from metrify_assets.storage.known import METER, Kind, known
@@ -58,11 +58,6 @@ Limit = Annotated[
     ),
 ]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
-# A pattern that lists the formats: a value outside them is refused naming them (errors.CLOSED_SET).
-Format = Annotated[
-    str | None,
-    Query(pattern=f"^({'|'.join(FORMATS)})$", description="json (default) or csv; or `Accept: text/csv`."),
-]
 # A route's OpenAPI extension saying its rows are per meter: a meter-limited token may read them
 # (its meters' only). Absent: 403 for such a token (`data_access`).
 ROWS_PER_METER = "x-rows-per-meter"

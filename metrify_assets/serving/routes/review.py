@@ -22,7 +22,7 @@ from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.datasets import SOURCES, Filter, parse_filter
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import ApiError, check_text, openapi_errors, refuse_unknown_parameters
-from metrify_assets.serving.output import json_response, page_response, read_json
+from metrify_assets.serving.output import Format, json_response, page_response, read_json
 from metrify_assets.serving.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -148,7 +148,7 @@ def list_items(
     ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
+    format: Format = None,
 ) -> Response:
     """Oldest flagged first, with the reasons a record rule gave, and `replaced_by`: for a pending item
     whose flagged version a newer one replaced, that version's batch (a decision then closes the item as
@@ -227,11 +227,8 @@ def _allowed(principal: Principal, item: review.ReviewItem) -> None:
 
 
 def _caller(request: Request, principal: Principal) -> Caller:
-    """A decision's caller for the audit log: the token's subject, as the reviewer (`actor`) and as the
-    account that authenticated it (`account`; the CLI records its OS user there), from the client's
-    address."""
-    client = request.client.host if request.client else None
-    return Caller(principal.subject, "api", client, account=principal.subject)
+    """A decision's caller for the audit log: the token's subject, from the client's address."""
+    return Caller.api(principal.subject, request.client.host if request.client else None)
 
 
 def _decide(
