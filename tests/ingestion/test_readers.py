@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -90,6 +91,98 @@ def test_uci_bucket_with_missing_minutes_is_emitted_and_counted() -> None:
     first = json.loads(result.lines[0])
     assert first["status_flags"] == ["partial_interval"]
     assert first["energy_kwh"] == pytest.approx(pd.to_numeric(frame["Global_active_power"][:15]).sum() / 60.0)
+
+
+def test_uci_minutes_without_a_voltage_are_counted_and_too_few_leave_the_interval_without_one() -> None:
+    """The fixture's minutes with the voltage of some taken away: 4 of the first interval's (11 left,
+    too few for its mean), 1 of the second's (the mean of the other 14), and 3 reactive powers of
+    the third's (its power factor from the 12 minutes with both)."""
+    frame = read_uci_household(UCI).frame
+    source = frame.copy()
+    frame.loc[0:2, "Voltage"] = "?"
+    frame.loc[3, "Voltage"] = "2\r40"
+    frame.loc[20, "Voltage"] = ""
+    frame.loc[30:32, "Global_reactive_power"] = "?"
+    result = uci_household_readings(frame, meter_id="M-1")
+    assert result.records == 192 and result.skipped == {}
+    assert result.notes == {
+        "partial_intervals": 0,
+        "missing_minutes": 0,
+        "intervals_without_data": 0,
+        "voltage_v: invalid_Voltage": 1,
+        "voltage_v: missing_Voltage": 4,
+        "voltage_v: too_few_minutes": 11,
+        "intervals_without_voltage_v": 1,
+        "power_factor: missing_Global_reactive_power": 3,
+    }
+    first, second, third, fourth = (json.loads(line) for line in result.lines[:4])
+    assert "voltage_v" not in first and first["status_flags"] == ["partial_voltage"]
+    voltage = pd.to_numeric(source["Voltage"])
+    assert second["voltage_v"] == pytest.approx(voltage[15:30].drop(20).mean(), abs=1e-3)
+    assert second["status_flags"] == ["partial_voltage"]
+    assert third["status_flags"] == ["partial_power_factor"] and third["voltage_v"] > 0
+    p, q = (
+        pd.to_numeric(source["Global_active_power"][33:45]),
+        pd.to_numeric(source["Global_reactive_power"][33:45]),
+    )
+    assert third["power_factor"] == pytest.approx(p.mean() / math.hypot(p.mean(), q.mean()), abs=1e-4)
+    assert fourth["status_flags"] == [] and "voltage_v" in fourth and "power_factor" in fourth
+    # Every minute is in the energy, and each one left out of a voltage is counted with its reason.
+    voltage_notes = sum(n for k, n in result.notes.items() if k.startswith("voltage_v: "))
+    records = [json.loads(line) for line in result.lines]
+    with_voltage = sum("voltage_v" in r for r in records)
+    assert result.rows_read == 2880 == voltage_notes + 15 * with_voltage - 1  # the second's 14
+    batch = decode(contract_for("meter_readings"), [line.encode() for line in result.lines], [1] * 192)
+    assert len(batch.records) == 192 and not batch.malformed
+
+
+def test_uci_accounts_for_every_minute_read(tmp_path: Path) -> None:
+    """A file with every kind of gap: the rows read are the minutes of the energy plus the skipped
+    ones, and the minutes of the energy are those of each voltage_v plus the ones counted as left
+    out of it; the same for power_factor."""
+    header = "Date;Time;Global_active_power;Global_reactive_power;Voltage\n"
+    minutes = [
+        *(f"01/02/2007;00:{m:02d}:00;1.2;0.1;{240 if m in (0, 14) else '?'}" for m in range(15)),
+        *(
+            f"01/02/2007;00:{m:02d}:00;1.2;{'?' if m < 20 else 0.1};{'abc' if m == 15 else 235}"
+            for m in range(15, 30)
+        ),
+        *(f"01/02/2007;00:{m:02d}:00;{'?' if m < 34 else 0.6};0.2;230" for m in range(30, 45)),
+        "01/02/2007;00:44:00;0.6;0.2;230",
+        "31/02/2007;00:45:00;0.6;0.2;230",
+        *(f"01/02/2007;00:{m:02d}:00;0.6; ;{230 + m % 2}" for m in range(46, 59)),
+    ]
+    result = ingested(
+        tmp_path, "u.txt", (header + "\n".join(minutes) + "\n").encode(), preset="uci-household"
+    )
+    records = [json.loads(line) for line in result.lines]
+    assert [r["status_flags"] for r in records] == [
+        ["partial_voltage"],
+        ["partial_voltage", "partial_power_factor"],
+        ["partial_interval"],
+        ["partial_interval", "partial_power_factor"],
+    ]
+    assert [r.get("voltage_v") for r in records] == [None, 235.0, None, 230.462]
+    assert [r.get("power_factor") is not None for r in records] == [True, False, False, False]
+    assert result.skipped == {"duplicate_minute": 1, "invalid_timestamp": 1, "missing_Global_active_power": 4}
+    assert result.notes == {
+        "partial_intervals": 2,
+        "missing_minutes": 6,
+        "intervals_without_data": 0,
+        "voltage_v: invalid_Voltage": 1,
+        "voltage_v: missing_Voltage": 13,
+        "voltage_v: too_few_minutes": 13,
+        "intervals_without_voltage_v": 2,
+        "power_factor: missing_Global_reactive_power": 18,
+        "power_factor: too_few_minutes": 21,
+        "intervals_without_power_factor": 3,
+    }
+    energy_minutes = 15 + 15 + 11 + 13  # 1.2 kW in the first two intervals, 0.6 kW in the others
+    assert sum(r["energy_kwh"] for r in records) == pytest.approx((30 * 1.2 + 24 * 0.6) / 60, abs=1e-12)
+    assert result.rows_read == len(minutes) == energy_minutes + sum(result.skipped.values())
+    for field, minutes_with_it in (("voltage_v", 14 + 13), ("power_factor", 15)):
+        left_out = sum(n for k, n in result.notes.items() if k.startswith(f"{field}: "))
+        assert energy_minutes == minutes_with_it + left_out
 
 
 def landed_records(tmp_path: Path, source: str, *options: str) -> list[dict[str, Any]]:
@@ -956,14 +1049,14 @@ def test_a_file_whose_lines_end_in_a_carriage_return_alone_is_read_line_by_line(
 def test_the_presets_keep_a_row_with_a_carriage_return_whole(tmp_path: Path) -> None:
     # UCI: a stray CR in the first minute's Voltage made a third row (skipped as invalid_timestamp)
     # and the reading's voltage_v the mean of 2 and 240, 121.0; now the minute's voltage is not a
-    # number (left out of the mean), and two rows are read.
+    # number (counted as invalid_Voltage), and two rows are read.
     uci = (
         b"Date;Time;Global_active_power;Global_reactive_power;Voltage\n"
         b"01/02/2007;00:00:00;1.0;0.1;2\r40\n01/02/2007;00:01:00;1.0;0.1;240\n"
     )
     readings = ingested(tmp_path, "u.txt", uci, preset="uci-household")
     assert (readings.rows_read, readings.skipped) == (2, {})
-    assert [json.loads(line)["voltage_v"] for line in readings.lines] == [240.0]
+    assert readings.notes["voltage_v: invalid_Voltage"] == 1
     # OpenSTEF: a CR in a load is that row's invalid_load, not two rows.
     row = b"2020-10-31 01:00:00+00:00,1\r.5,13.1,2.8,102182,0.9,0.05\n"
     result = ingested(tmp_path, "o.csv", OPENSTEF_HEADER + OPENSTEF_ROW + row, preset="openstef")
