@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print a bearer token signed with METRIFY_API_JWT_SECRET (HS256): `TOKEN=$(metrify api token
         --scope read)`, then `curl -H "Authorization: Bearer $TOKEN" ...`."""
-        from metrify_assets.serving.auth import issue_token  # the web stack, only when it is needed
+        from metrify_assets.serving.auth import issue_token, token_id_of  # the web stack, only when needed
 
         lifetime = parse_ttl(ttl)
         settings = resolve_settings().api
@@ -135,7 +135,8 @@ def register(app: typer.Typer) -> None:
         limit = f", meters {', '.join(sorted(set(meter)))}" if meter else ""
         until = datetime.now(UTC) + lifetime
         typer.echo(
-            f"token for {sub}: scopes {' '.join(sorted(set(scope)))}{limit}; valid until {until:%Y-%m-%d %H:%M} UTC",
+            f"token for {sub}: scopes {' '.join(sorted(set(scope)))}{limit}; valid until {until:%Y-%m-%d %H:%M} UTC; "
+            f"id {token_id_of(token)} (the audit log's token_id: metrify audit --token-id)",
             err=True,
         )
 

@@ -84,6 +84,13 @@ def register(app: typer.Typer) -> None:
                 help="Only entries made under this account (the OS user that ran the CLI, a token subject)."
             ),
         ] = None,
+        token_id: Annotated[
+            str | None,
+            typer.Option(
+                "--token-id",
+                help="Only the API calls made with this token (its `jti`, the table's token column).",
+            ),
+        ] = None,
         action: Annotated[
             str | None,
             typer.Option(help="Only this action (review.approve) or family (review: every review.* action)."),
@@ -100,7 +107,14 @@ def register(app: typer.Typer) -> None:
         settings = resolve_settings()
         with connect(settings) as conn:
             found = audit.entries(
-                conn, since=start, actor=actor, action=action, target=target, limit=limit, account=account
+                conn,
+                since=start,
+                actor=actor,
+                action=action,
+                target=target,
+                limit=limit,
+                account=account,
+                token_id=token_id,
             )
             hint = unknown_action_hint(conn, action) if action and not found else None
         if as_json:
@@ -114,6 +128,7 @@ def register(app: typer.Typer) -> None:
             "at (UTC)",
             "actor",
             "account",
+            "token",
             "action",
             "target",
             "rows",
@@ -129,6 +144,7 @@ def register(app: typer.Typer) -> None:
                 f"{e.at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
                 e.actor,
                 e.account or "",
+                e.token_id or "",
                 e.action,
                 e.target,
                 "" if e.affected is None else f"{e.affected:,}",

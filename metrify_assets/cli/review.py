@@ -3,7 +3,8 @@
 `metrify review list | show | approve | reject`, on `ops.review_queue`.
 
 Items are named by their batch and record index (`BATCH_ID RECORD_INDEX`, as `list` prints them).
-Decisions need `--by` (who) and `--reason` (why); both are stored with the queue row. `approve` and
+Decisions need `--by` (who) and `--reason` (why); both are stored with the queue row, and so is the
+OS account that ran the command (`decided_account`: `--by` is typed, the login is not). `approve` and
 `reject` without an item decide every pending item a filter selects (`--meter`, `--flag`, `--source`,
 `--day` or `--from`/`--to`), after a count and a confirmation (or `--yes`).
 """
@@ -28,7 +29,13 @@ from metrify_assets.cli.options import Source, known_source
 from metrify_assets.env import resolve_settings
 from metrify_assets.quality import review, review_context
 
-By = Annotated[str, typer.Option("--by", help="Who decides (a name or e-mail), stored with the decision.")]
+By = Annotated[
+    str,
+    typer.Option(
+        "--by",
+        help="Who decides (a name or e-mail), stored with the decision beside the OS account running it.",
+    ),
+]
 Reason = Annotated[str, typer.Option("--reason", help="Why, stored with the decision.")]
 BatchId = Annotated[str, typer.Argument(help="The item's batch_id (first column of `review list`).")]
 RecordIndex = Annotated[int, typer.Argument(help="The item's record index within its batch.")]
@@ -239,7 +246,8 @@ def _decision_hint(shown: dict[str, Any], value: str) -> list[str]:
     if item["status"] != "pending":
         when = item["decided_at"].isoformat(timespec="seconds") if item["decided_at"] else "-"
         return [
-            f"decided: {item['status']} by {item['decided_by']} at {when} ({item['decision_note']})",
+            f"decided: {item['status']} by {item['decided_by']} (account {item['decided_account'] or 'unknown'}) "
+            f"at {when} ({item['decision_note']})",
             *(
                 [
                     f"  metrify review reopen {shlex.quote(item['batch_id'])} {item['record_index']} "
@@ -401,7 +409,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List review items, oldest first, and how many match in all; --offset pages past --limit. A pending
         item whose flagged version a newer one replaced shows as `pending (replaced)` (--json:
-        `replaced_by`, that version's batch): a decision on it closes it as superseded."""
+        `replaced_by`, that version's batch): a decision on it closes it as superseded. `decided by` is
+        the reviewer as named (--by; the API token's subject), `account` who was authenticated: the OS
+        user that ran the command, the token's subject (`unknown` for a decision made before it was
+        recorded)."""
         known_source(source)
         known_reason(reason)
         if meter is not None and "\x00" in meter:  # as the API's 422: PostgreSQL text holds no NUL
@@ -437,7 +448,18 @@ def register(app: typer.Typer) -> None:
             notes.append(f"next: --offset {following}")
         # min_width: a page of short rows (or none) would wrap the title to the table's width
         table = Table(title=title, caption="\n".join(notes) or None, min_width=len(title))
-        for column in ("batch_id", "#", "source", "record key", "value", "reasons", "status", "decided by"):
+        columns = (
+            "batch_id",
+            "#",
+            "source",
+            "record key",
+            "value",
+            "reasons",
+            "status",
+            "decided by",
+            "account",
+        )
+        for column in columns:
             table.add_column(column, justify="right" if column == "value" else "left")
         for i in items:
             value = values.get((i.batch_id, i.record_index))
@@ -450,6 +472,7 @@ def register(app: typer.Typer) -> None:
                 i.reasons,
                 f"{i.status} (replaced)" if (i.batch_id, i.record_index) in replaced else i.status,
                 i.decided_by or "",
+                i.decided_account or ("unknown" if i.decided_by else ""),
             )
         command_console().print(table)
 

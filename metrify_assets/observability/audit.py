@@ -24,6 +24,7 @@ class AuditEntry:
     origin: str | None
     affected: int | None
     account: str | None  # who was authenticated: the OS user behind the CLI, the API token's subject
+    token_id: str | None  # the API token's id (its `jti`); None for the CLI and a token without one
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "at": self.at.isoformat()}
@@ -37,15 +38,18 @@ def entries(
     target: str | None = None,
     limit: int = 100,
     account: str | None = None,
+    token_id: str | None = None,
 ) -> list[AuditEntry]:
-    """Entries newest first, at or after `since`, by `actor`, under `account`, for `target`; `action`
-    is an action (`review.approve`) or a family (`review`: every `review.*`)."""
+    """Entries newest first, at or after `since`, by `actor`, under `account`, with the API token
+    `token_id`, for `target`; `action` is an action (`review.approve`) or a family (`review`: every
+    `review.*`)."""
     with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
         return cur.execute(
-            "SELECT id, at, actor, action, target, details, channel, origin, affected, account "
+            "SELECT id, at, actor, action, target, details, channel, origin, affected, account, token_id "
             "FROM ops.audit_log WHERE (%(since)s::timestamptz IS NULL OR at >= %(since)s) "
             "AND (%(actor)s::text IS NULL OR actor = %(actor)s) "
             "AND (%(account)s::text IS NULL OR account = %(account)s) "
+            "AND (%(token_id)s::text IS NULL OR token_id = %(token_id)s) "
             "AND (%(action)s::text IS NULL OR action = %(action)s OR starts_with(action, %(action)s || '.')) "
             "AND (%(target)s::text IS NULL OR target = %(target)s) "
             "ORDER BY at DESC, id DESC LIMIT %(limit)s",
@@ -53,6 +57,7 @@ def entries(
                 "since": since,
                 "actor": actor,
                 "account": account,
+                "token_id": token_id,
                 "action": action,
                 "target": target,
                 "limit": limit,

@@ -9,6 +9,8 @@ Either decision stamps the record's day of its batch again (`retouch_day`), so t
 and marts are rebuilt with it, as after a late batch. A flagged version that a newer one replaced cannot
 be judged: a decision on it closes the item as `superseded`, naming the batch that replaced it beside the
 reviewer's reason, and changes no data (the newer version is judged on its own if flagged).
+A decision stores the reviewer as named (`decided_by`) and the account that was authenticated
+when it was made (`decided_account`, from the entry point's `Caller`), as its audit entry does.
 Each function works inside one transaction of the given connection and commits it.
 """
 
@@ -60,15 +62,18 @@ class ReviewItem:
     record_key: str
     reasons: str
     status: str
-    decided_by: str | None
+    decided_by: str | None  # the reviewer as named: the CLI's --by (typed), the API token's subject
+    # Who was authenticated when the decision was made: the OS user that ran the CLI, the API token's
+    # subject. None while pending, and for a decision made before it was recorded (migration 0023).
+    decided_account: str | None
     decided_at: datetime | None
     decision_note: str | None
     flagged_at: datetime
 
 
 _ITEM_COLUMNS = (
-    "batch_id, record_index, source, record_key, reasons, status, decided_by, decided_at, "
-    "decision_note, flagged_at"
+    "batch_id, record_index, source, record_key, reasons, status, decided_by, decided_account, "
+    "decided_at, decision_note, flagged_at"
 )
 
 
@@ -238,15 +243,21 @@ def stored_row(conn: psycopg.Connection, item: ReviewItem) -> dict[str, Any] | N
 
 
 def _decide(
-    conn: psycopg.Connection, item: ReviewItem, status: str, by: str, why: str, stored: bool = True
+    conn: psycopg.Connection,
+    item: ReviewItem,
+    status: str,
+    by: str,
+    why: str,
+    caller: Caller | None,
+    stored: bool = True,
 ) -> ReviewItem:
-    """Record the decision and, unless it changes no stored data (it closes a superseded item, or
-    approves a reading whose day left PostgreSQL), stamp the record's day again so it is rebuilt
-    with it."""
+    """Record the decision, with the account `caller` was authenticated as, and, unless it changes no
+    stored data (it closes a superseded item, or approves a reading whose day left PostgreSQL), stamp
+    the record's day again so it is rebuilt with it."""
     conn.execute(
-        "UPDATE ops.review_queue SET status = %s, decided_by = %s, decided_at = now(), decision_note = %s "
-        "WHERE batch_id = %s AND record_index = %s",
-        (status, by, why, item.batch_id, item.record_index),
+        "UPDATE ops.review_queue SET status = %s, decided_by = %s, decided_account = %s, decided_at = now(), "
+        "decision_note = %s WHERE batch_id = %s AND record_index = %s",
+        (status, by, caller.account if caller else None, why, item.batch_id, item.record_index),
     )
     if status != SUPERSEDED and stored:
         contract = contract_for(item.source)
@@ -355,14 +366,14 @@ def approve(
 ) -> ReviewItem:
     """Keep the flagged reading as stored; only the queue row records the decision (and, once
     committed, the cached results that show it move to a new generation). `caller`: who, for the
-    audit log. A reading whose day left PostgreSQL (archived) is approved as it stands in the lake
+    audit log, and the account it was authenticated as, stored with the decision (`decided_account`). A reading whose day left PostgreSQL (archived) is approved as it stands in the lake
     copy: its day is not stamped for a rebuild (nothing stored changed; the marts keep their history)."""
     with conn.transaction():
         item = _pending(conn, batch_id, record_index, by, why)
         row, gone = flagged_version(conn, item)
         closing = _superseded_note(row, gone, why)
         status = SUPERSEDED if closing else "approved"
-        item = _decide(conn, item, status, by, closing or why, stored=row is not None)
+        item = _decide(conn, item, status, by, closing or why, caller, stored=row is not None)
         _audit(caller, conn, "review.approve", item, 0 if closing else 1)
     conn.commit()
     if cache is not None and not closing:
@@ -393,10 +404,10 @@ def reject(
         closing = _superseded_note(row, gone, why)
         deleted = 0  # what the audit entry counts, and whether cached results may now be wrong
         if closing:
-            item = _decide(conn, item, SUPERSEDED, by, closing)
+            item = _decide(conn, item, SUPERSEDED, by, closing, caller)
         else:
             deleted = _quarantine_flagged(conn, item, row, why)
-            item = _decide(conn, item, "rejected", by, why)
+            item = _decide(conn, item, "rejected", by, why, caller)
         _audit(caller, conn, "review.reject", item, deleted)
     conn.commit()
     if cache is not None and deleted:
@@ -456,8 +467,8 @@ def reopen(
             raise ReviewError(f"{batch_id} #{record_index} {detail}")
         restored = _restore_rejected(conn, item) if item.status == "rejected" else 0
         conn.execute(
-            "UPDATE ops.review_queue SET status = 'pending', decided_by = NULL, decided_at = NULL, "
-            "decision_note = NULL WHERE batch_id = %s AND record_index = %s",
+            "UPDATE ops.review_queue SET status = 'pending', decided_by = NULL, decided_account = NULL, "
+            "decided_at = NULL, decision_note = NULL WHERE batch_id = %s AND record_index = %s",
             (batch_id, record_index),
         )
         if (
@@ -472,6 +483,7 @@ def reopen(
                 "status": "pending",
                 "reopened": item.status,
                 "decided_by": item.decided_by,
+                "decided_account": item.decided_account,
                 "decision_note": item.decision_note,
                 "note": why,
             }

@@ -5,6 +5,7 @@ RS256 signed by an identity provider whose public key is METRIFY_API_JWT_PUBLIC_
 carry `sub` and `exp`; `iss` and `aud` are checked when configured. Its scopes come from `scope`
 (space-separated, OAuth2) or a `scp` / `scopes` list; `admin` implies every other scope. A `meters`
 claim limits the token to those meter ids (routes ask `Principal.allows_meter` or `require_meter`).
+Its `jti`, when it has one, is the token's id: the audit log records it with each call's entry.
 
 Contract with `create_app`: the app's `TokenVerifier` lives on `app.state.verifier`. `require(scope)`
 and the rate limiter (`limits.py`) read it from there; the rate limiter verifies a request's token
@@ -42,11 +43,13 @@ PRINCIPAL_STATE_KEY = "metrify.principal"  # in the ASGI scope's "state": the re
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling and what they may do. `meters` None: every meter."""
+    """Who is calling and what they may do. `meters` None: every meter. `token_id`: the token's `jti`
+    (None for a token without one), which names the token in the audit log."""
 
     subject: str
     scopes: frozenset[str]
     meters: frozenset[str] | None = None
+    token_id: str | None = None
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes or ADMIN in self.scopes
@@ -163,10 +166,12 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     # Fail closed: a malformed limit must not read as "no limit".
     if meters is not None and not (isinstance(meters, list) and all(isinstance(m, str) for m in meters)):
         raise AuthError(401, "the token's meters claim must be a list of meter ids")
+    token_id = claims.get("jti")  # PyJWT checked that it is a string when present
     return Principal(
         subject=subject,
         scopes=frozenset(granted.intersection(SCOPES)),
         meters=None if meters is None else frozenset(meters),
+        token_id=token_id or None,
     )
 
 
@@ -195,7 +200,7 @@ def issue_token(
         "scope": " ".join(granted),
         "iat": now,
         "exp": now + ttl,
-        "jti": uuid.uuid4().hex,  # names the token in logs and a future deny-list
+        "jti": uuid.uuid4().hex,  # names the token in the audit log (`token_id`) and a future deny-list
     }
     if meters is not None:
         claims["meters"] = sorted(set(meters))
@@ -204,6 +209,13 @@ def issue_token(
     if audience:
         claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def token_id_of(token: str) -> str | None:
+    """A token's id (its `jti`), read without verifying it: what `metrify api token` prints beside the
+    token it issued, the value `metrify audit --token-id` lists that token's calls by."""
+    jti = jwt.decode(token, options={"verify_signature": False}).get("jti")
+    return jti if isinstance(jti, str) and jti else None
 
 
 def verifier_of(app: FastAPI) -> TokenVerifier:

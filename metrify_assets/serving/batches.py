@@ -83,11 +83,13 @@ def accept(
     *,
     subject: str,
     client: str | None,
+    token_id: str | None,
     landing_dir: Path,
     send: Sender | None,
 ) -> ApiBatch:
     """Send or land a validated body as one message and record the request, with its `ingest.post`
-    audit entry (the token's subject from the client's address) in the same transaction; commits."""
+    audit entry (the token's subject from the client's address, with the token's id) in the same
+    transaction; commits."""
     batch_id = f"api-{uuid.uuid4().hex}"
     message = orjson.dumps(body)
     records = record_count(body)
@@ -123,7 +125,9 @@ def accept(
     ).fetchone()
     where = {k: v for k, v in row.items() if v is not None}
     details = {"source": source, "destination": destination, **where}
-    Caller.api(subject, client).record(conn, "ingest.post", f"api_batch:{batch_id}", details, records)
+    Caller.api(subject, client, token_id).record(
+        conn, "ingest.post", f"api_batch:{batch_id}", details, records
+    )
     conn.commit()
     assert received_at is not None
     kafka = (

@@ -34,6 +34,7 @@ from metrify_assets.observability import audit
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.serving.app import create_app
+from metrify_assets.serving.auth import token_id_of
 from metrify_assets.storage.audit import Caller, record
 from metrify_assets.storage.migrate import truncate_ops
 from tests.lifecycle.conftest import FIRST_DAY, seed_hot_days
@@ -242,7 +243,9 @@ def test_a_cli_decision_records_the_os_account_that_ran_it_beside_the_reviewer_n
 ) -> None:
     """`--by` is typed: `metrify review approve --by rosa...` recorded rosa and nothing of who ran the
     command. Each entry now also has `account`, the OS user (resolved by the CLI, passed down), which
-    `metrify audit` shows and filters on."""
+    `metrify audit` shows and filters on. The queue kept only `decided_by` too, so `review list` and
+    `show` could not say who was authenticated: the decision now stores it (`decided_account`), and a
+    reopen clears it with the rest of the decision."""
     batch = ingest(pg, settings)
     start = watermark(pg)
     me = getpass.getuser()
@@ -255,7 +258,7 @@ def test_a_cli_decision_records_the_os_account_that_ran_it_beside_the_reviewer_n
         "review.reopen",
         "review.reject",
     ]
-    assert {(e.actor, e.account, e.channel) for e in entries} == {(NAMED, me, "cli")}
+    assert {(e.actor, e.account, e.channel, e.token_id) for e in entries} == {(NAMED, me, "cli", None)}
     listed = json.loads(invoke("audit", "--actor", NAMED, "--json"))
     assert len(listed) == len(entries) and {e["account"] for e in listed} == {me}
     assert json.loads(invoke("audit", "--actor", NAMED, "--account", me, "--json")) == listed
@@ -264,6 +267,22 @@ def test_a_cli_decision_records_the_os_account_that_ran_it_beside_the_reviewer_n
     assert "account" in table
     (row,) = [line for line in table.splitlines() if "review.approve" in line]
     assert row.split("│")[3].strip() == NAMED and row.split("│")[4].strip() == me
+    assert row.split("│")[5].strip() == ""  # no token: the CLI authenticates no token
+    # The reopen's audit entry keeps the decision it took back, account included.
+    (reopened,) = [e for e in entries if e.action == "review.reopen"]
+    assert (reopened.details["decided_by"], reopened.details["decided_account"]) == (NAMED, me)
+
+    # The queue: item 2 rejected, with the account; item 1 pending again, its decision cleared.
+    items = {i["record_index"]: i for i in json.loads(invoke("review", "list", "--status", "all", "--json"))}
+    assert [(i["status"], i["decided_by"], i["decided_account"]) for i in (items[1], items[2])] == [
+        ("pending", None, None),
+        ("rejected", NAMED, me),
+    ]
+    table = invoke("review", "list", "--status", "rejected")
+    header = next(line for line in table.splitlines() if "decided by" in line)
+    (row,) = [line for line in table.splitlines() if NAMED in line]
+    assert header.split("┃")[-2].strip() == "account" and row.split("│")[-2].strip() == me
+    assert f"decided: rejected by {NAMED} (account {me}) at " in invoke("review", "show", batch, "2")
 
 
 def test_a_lifecycle_run_and_a_restore_started_by_hand_are_audited(
@@ -305,18 +324,13 @@ def test_the_api_records_the_token_subject_and_the_client_address(
 ) -> None:
     batch = ingest(pg, settings)
     start = watermark(pg)
-    decided = api.post(
-        f"/v1/review/items/{batch}/1/approve", json={"note": "real"}, headers=token("review", subject="rev@x")
-    )
+    reviewer, gateway = token("review", subject="rev@x"), token("ingest", subject="gw-1")
+    decided = api.post(f"/v1/review/items/{batch}/1/approve", json={"note": "real"}, headers=reviewer)
     assert decided.status_code == 200, decided.text
     record = reading("M9", f"{DAY}T01:00:00Z", 0.3)
-    bad = api.post("/v1/meter_readings", json={"meter_id": "M9"}, headers=token("ingest", subject="gw-1"))
+    bad = api.post("/v1/meter_readings", json={"meter_id": "M9"}, headers=gateway)
     assert bad.status_code == 422  # nothing written, nothing audited
-    posted = api.post(
-        "/v1/meter_readings",
-        json={"records": [json.loads(record)] * 2},
-        headers=token("ingest", subject="gw-1"),
-    )
+    posted = api.post("/v1/meter_readings", json={"records": [json.loads(record)] * 2}, headers=gateway)
     assert posted.status_code == 202, posted.text
     batch_id = posted.json()["data"]["batch_id"]
     # Starlette's test client connects from the address "testclient".
@@ -328,6 +342,32 @@ def test_the_api_records_the_token_subject_and_the_client_address(
     # The token's subject is the account that authenticated each, as the OS user is the CLI's.
     assert [e.account for e in after(pg, start)] == ["rev@x", "rev@x", "gw-1"]
     assert after(pg, start)[-1].details["destination"] == "landing"
+    # Each entry names the token the call carried (its jti), so a leaked token's calls can be listed.
+    review_id, gateway_id = (
+        token_id_of(h["Authorization"].removeprefix("Bearer ")) for h in (reviewer, gateway)
+    )
+    assert review_id and gateway_id and review_id != gateway_id
+    assert [e.token_id for e in after(pg, start)] == [review_id, review_id, gateway_id]
+    listed = json.loads(invoke("audit", "--token-id", review_id, "--json"))
+    assert [(e["action"], e["token_id"]) for e in listed] == [
+        ("vee.edit", review_id),
+        ("review.approve", review_id),
+    ]
+    assert [e["target"] for e in json.loads(invoke("audit", "--token-id", gateway_id, "--json"))] == [
+        f"api_batch:{batch_id}"
+    ]
+    assert json.loads(invoke("audit", "--token-id", f"{gateway_id}-not", "--json")) == []
+    table = invoke("audit", "--token-id", gateway_id)
+    assert "token" in table and "ingest.post" in table and "review" not in table
+    # The decision stores the token's subject as the reviewer and as the account it was made under.
+    assert (decided.json()["data"]["decided_by"], decided.json()["data"]["decided_account"]) == (
+        "rev@x",
+        "rev@x",
+    )
+    item = api.get(f"/v1/review/items/{batch}/1", headers=reviewer).json()["data"]["item"]
+    assert item["decided_account"] == "rev@x"
+    page = api.get("/v1/review/items?status=approved", headers=reviewer).json()["data"]
+    assert [(i["batch_id"], i["decided_account"]) for i in page] == [(batch, "rev@x")]
 
 
 def test_an_action_no_entry_has_answers_the_actions_the_log_holds(

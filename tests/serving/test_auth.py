@@ -33,6 +33,7 @@ from metrify_assets.serving.auth import (
     issue_token,
     require,
     require_meter,
+    token_id_of,
 )
 from metrify_assets.serving.errors import install_error_handlers
 from tests.serving.uvicorn_thread import serve
@@ -322,6 +323,18 @@ def test_required_and_malformed_claims_are_401(
     assert needle in caught.value.message
 
 
+def test_a_token_id_is_its_jti_and_a_token_without_one_has_none(verifier: TokenVerifier) -> None:
+    """The audit log names the token each API call carried by its `jti`; an identity provider's
+    token may have none (the entry's token_id is then empty), and a `jti` that is not a string makes
+    the token invalid (RFC 7519 4.1.7) rather than a token without an id."""
+    assert verifier.verify(hs256(jti="idp-7f3a")).token_id == "idp-7f3a"
+    assert verifier.verify(hs256()).token_id is None
+    assert verifier.verify(hs256(jti="")).token_id is None
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(hs256(jti=42))
+    assert caught.value.status_code == 401 and "JWT ID" in caught.value.message
+
+
 def test_a_token_expired_within_the_leeway_is_still_accepted(verifier: TokenVerifier) -> None:
     now = int(time.time())
     assert verifier.verify(hs256(iat=now - 600, exp=now - 5)).subject == "alice"
@@ -359,7 +372,14 @@ def test_issue_token_round_trips_and_refuses_nonsense() -> None:
         "metrify",
     )
     principal = TokenVerifier(settings).verify(token)
-    assert principal == Principal("bob", frozenset({"read", "ingest"}), frozenset({"M1", "M2"}))
+    jti = jwt.decode(token, SECRET, algorithms=["HS256"], audience="metrify")["jti"]
+    assert principal == Principal("bob", frozenset({"read", "ingest"}), frozenset({"M1", "M2"}), jti)
+    assert token_id_of(token) == jti and len(jti) == 32
+    # Each token issued has an id of its own: the audit log tells two tokens of one subject apart.
+    again = TokenVerifier(settings).verify(
+        issue_token(SECRET, "bob", ["read"], timedelta(minutes=5), None, "metrify-cli", "metrify")
+    )
+    assert again.token_id not in (None, jti)
     for scopes, ttl in (
         (["read", "wizard"], timedelta(hours=1)),
         ([], timedelta(hours=1)),
@@ -400,10 +420,11 @@ def test_cli_token_is_signed_with_the_secret_and_verifies(cli_env: pytest.Monkey
     assert "\n" not in token  # stdout is the token alone: TOKEN=$(metrify api token ...)
     settings = ApiSettings(jwt_secret=SECRET, jwt_issuer="metrify-cli", jwt_audience="metrify")
     principal = TokenVerifier(settings).verify(token)
-    assert principal == Principal("carol", frozenset({"read", "ingest"}), frozenset({"M1", "M9"}))
     raw = jwt.decode(token, SECRET, algorithms=["HS256"], audience="metrify")
+    assert principal == Principal("carol", frozenset({"read", "ingest"}), frozenset({"M1", "M9"}), raw["jti"])
     assert raw["exp"] - raw["iat"] == 1800
-    assert "carol" in result.stderr
+    # The operator who issues a token is told its id, the one the audit log records its calls under.
+    assert "carol" in result.stderr and f"id {raw['jti']} " in result.stderr
 
 
 @pytest.mark.parametrize(

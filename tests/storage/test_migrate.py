@@ -100,3 +100,36 @@ def test_a_database_from_a_newer_release_is_refused(empty_db: str) -> None:
 def test_the_resource_migrates_on_first_connection(empty_db: str) -> None:
     with PostgresResource(url=empty_db).connect() as conn:
         assert migrations.pending(conn) == []
+
+
+def test_0023_backfills_a_decisions_account_from_its_audit_entry_and_leaves_the_unknown_null(
+    empty_db: str,
+) -> None:
+    """Decisions made before 0023 stored only the reviewer's `--by`. Where the decision's own audit
+    entry (same transaction: the same time, the same reviewer) has an account (since 0022), the
+    decision gets it; otherwise its account stays NULL, unknown, rather than guessed."""
+    (backfill,) = [m for m in migrations.migrations() if m.version == 23]
+    with psycopg.connect(empty_db) as conn:
+        migrations.migrate(conn)
+        conn.execute(
+            "INSERT INTO ops.review_queue (batch_id, record_index, source, record_key, reasons, status, "
+            "decided_by, decided_at, decision_note) VALUES "
+            "('b', 0, 'meter_readings', 'M1|t0', 'spike', 'approved', 'ana', '2026-03-01T10:00Z', 'ok'), "
+            "('b', 1, 'meter_readings', 'M1|t1', 'spike', 'rejected', 'bo', '2026-03-01T11:00Z', 'bad'), "
+            "('b', 2, 'meter_readings', 'M1|t2', 'spike', 'approved', 'cy', '2026-03-01T12:00Z', 'ok'), "
+            "('b', 3, 'meter_readings', 'M1|t3', 'spike', 'approved', 'dee', '2026-03-01T13:00Z', 'ok'), "
+            "('b', 4, 'meter_readings', 'M1|t4', 'spike', 'pending', NULL, NULL, NULL)"
+        )
+        conn.execute(
+            "INSERT INTO ops.audit_log (at, actor, action, target, channel, account) VALUES "
+            "('2026-03-01T10:00Z', 'ana', 'review.approve', 'review:b#0', 'cli', 'rosa'), "  # its entry
+            "('2026-03-01T11:00Z', 'bo', 'review.reject', 'review:b#1', 'cli', NULL), "  # before 0022
+            "('2026-03-01T09:00Z', 'cy', 'review.approve', 'review:b#2', 'cli', 'sam'), "  # an earlier one
+            "('2026-03-01T13:00Z', 'eve', 'review.approve', 'review:b#3', 'api', 'eve'), "  # not its reviewer
+            "('2026-03-01T14:00Z', 'ana', 'review.approve', 'review:b#4', 'cli', 'rosa')"  # then reopened
+        )
+        conn.execute(backfill.sql.encode())  # as on a database decided before 0023 (idempotent)
+        accounts = conn.execute(
+            "SELECT record_index, decided_account FROM ops.review_queue ORDER BY record_index"
+        ).fetchall()
+    assert accounts == [(0, "rosa"), (1, None), (2, None), (3, None), (4, None)]

@@ -74,6 +74,7 @@ def ingest(
             body,
             subject=principal.subject,
             client=request.client.host if request.client else None,
+            token_id=principal.token_id,
             landing_dir=state.settings.landing_dir,
             send=state.sender,
         )

@@ -1,11 +1,13 @@
 """Review over the API (scope `review`): the flagged records, one of them as `metrify review show` shows
 it, and approve or reject (one item, or every pending item a filter selects) with the token's subject
-recorded as the reviewer (the same decisions as `metrify review`, quality/review.py: a meter reading's
-decision becomes an edit of its VEE series at once)."""
+recorded as the reviewer and as the decision's account, and the token's id in its audit entry (the
+same decisions as `metrify review`, quality/review.py: a meter reading's decision becomes an edit of
+its VEE series at once)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -48,18 +50,10 @@ router = APIRouter(
 )
 # Read after the token (a 401 comes before any body error); 415 for a decision not sent as JSON.
 JsonBody = Annotated[Any, Depends(read_json)]
-COLUMNS = (
-    "batch_id",
-    "record_index",
-    "source",
-    "record_key",
-    "reasons",
-    "status",
-    "decided_by",
-    "decided_at",
-    "decision_note",
-    "flagged_at",
-)
+# A queue row's columns, in the order of `review.ReviewItem` (which a row of them builds): `decided_by`
+# the reviewer as named, `decided_account` who was authenticated for the decision.
+COLUMNS = tuple(f.name for f in fields(review.ReviewItem))
+FLAGGED_AT = COLUMNS.index("flagged_at")
 # The list's columns: a pending item whose flagged version a newer one replaced names that version's
 # batch in `replaced_by` (null otherwise): a decision on it closes it as superseded.
 LIST_COLUMNS = (*COLUMNS, "replaced_by")
@@ -188,7 +182,7 @@ def list_items(
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if rows else None
-    next_cursor = encode_cursor(scope, [last[9], last[0], last[1]]) if more and last else None
+    next_cursor = encode_cursor(scope, [last[FLAGGED_AT], last[0], last[1]]) if more and last else None
     replaced = review_context.replaced_by(conn, [review.ReviewItem(*row) for row in rows])
     listed = [(*row, replaced.get((row[0], row[1]))) for row in rows]
     return page_response(request, format, LIST_COLUMNS, listed, next_cursor)
@@ -227,8 +221,9 @@ def _allowed(principal: Principal, item: review.ReviewItem) -> None:
 
 
 def _caller(request: Request, principal: Principal) -> Caller:
-    """A decision's caller for the audit log: the token's subject, from the client's address."""
-    return Caller.api(principal.subject, request.client.host if request.client else None)
+    """A decision's caller for the audit log: the token's subject, from the client's address, with the
+    token's id."""
+    return Caller.api(principal.subject, request.client.host if request.client else None, principal.token_id)
 
 
 def _decide(
