@@ -1,10 +1,10 @@
 {#- The forecast days a run of the forecast marts (re)builds, as a condition on `date_column`. A
-    partitioned run (day D, vars `min_date`..`max_date`) rebuilds D, whose actuals the D partition of
+    partitioned run (day D, `partition_days`) rebuilds D, whose actuals the D partition of
     load_forecast wrote, and D + 1, whose forecasts it wrote. Otherwise every day whose forecasts or
     actuals changed after the mart's `last_changed_at_utc`, and at least the lookback days
     (macros/incremental.sql); `true` on a full build. -#}
 {% macro forecast_window(date_column) -%}
-    {%- if var('min_date', none) is not none -%}
+    {%- if metrify.partition_days() is not none -%}
     {{ metrify.in_partition_window(date_column, days_after=1) }}
     {%- else -%}
     {%- set changes -%}

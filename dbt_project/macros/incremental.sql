@@ -8,13 +8,13 @@
     Renders a condition on `period_column` for the rows to (re)build: `true` on a full build.
     `source` holds `source_period_column` and `source_changed_column` for each row or group.
 
-    A partitioned run (Dagster's daily partitions) passes `min_date` and `max_date` (inclusive) as
-    vars: then exactly the local days in that range are (re)built, on `date_column`; `utc_column`
+    A partitioned run (Dagster's daily partitions, `partition_days` below) names its first and last
+    day: then exactly the local days in that range are (re)built, on `date_column`; `utc_column`
     (a naive UTC timestamp of the source) bounds the read to those days too, so it reads the run's
     days from the indexed `ops` tables instead of filtering the whole history (a `date_column` that
     passes an indexed `ops` column through, like VEE's `local_date`, needs no `utc_column`). -#}
 {% macro incremental_window(period_column, source, source_period_column, source_changed_column, cast_to=none, date_column='local_date', utc_column=none, watermark_column='last_processed_at_utc') -%}
-    {%- if var('min_date', none) is not none -%}
+    {%- if metrify.partition_days() is not none -%}
     {{ metrify.in_partition_window(date_column) }}
     {%- if utc_column %} and {{ metrify.utc_partition_bounds(utc_column) }}{% endif -%}
     {%- elif is_incremental() -%}
@@ -39,14 +39,37 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- In a partitioned run (vars `min_date`..`max_date`, inclusive), whether a date lies inside it,
-    optionally widened by `days_before` and `days_after` (a rolling window reads the days before its
-    first as-of date, and a changed day moves the windows of the days after it); `true` otherwise.
-    Tests use it to check only what the run built. -#}
+{#- The days of a partitioned run, first and last (inclusive), as dates; `none` outside one.
+    Dagster passes them in the environment, `METRIFY_DBT_MIN_DATE` and `METRIFY_DBT_MAX_DATE`
+    (warehouse/assets.py), read only while dbt executes: nothing the parse records depends on the days,
+    so a build of new days starts from the parse state of the last build (dbt re-parses every file
+    whenever `--vars` change, and the files whose parse read an environment variable that changed).
+    The parse sees the run without days, whose branches hold every `ref` the models make. Vars
+    `min_date` and `max_date` (`dbt build --vars '{min_date: 2026-03-28, max_date: 2026-03-29}'`)
+    name the days too, and win over the environment; `max_date` defaults to `min_date`. -#}
+{% macro partition_days() -%}
+    {%- set first = var('min_date', none) -%}
+    {%- set last = var('max_date', none) -%}
+    {%- if first is none and execute -%}
+        {%- set first = env_var('METRIFY_DBT_MIN_DATE', '') or none -%}
+        {%- set last = env_var('METRIFY_DBT_MAX_DATE', '') or none -%}
+    {%- endif -%}
+    {%- if first is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set first = modules.datetime.date.fromisoformat(first | string) -%}
+    {{ return([first, modules.datetime.date.fromisoformat(last | string) if last else first]) }}
+{%- endmacro %}
+
+{#- In a partitioned run, whether a date lies inside its days, optionally widened by `days_before`
+    and `days_after` (a rolling window reads the days before its first as-of date, and a changed day
+    moves the windows of the days after it); `true` otherwise. Tests use it to check only what the
+    run built. -#}
 {% macro in_partition_window(date_expression, days_before=0, days_after=0) -%}
-    {%- if var('min_date', none) is not none -%}
-    {%- set first = modules.datetime.date.fromisoformat(var('min_date') | string) - modules.datetime.timedelta(days=days_before) -%}
-    {%- set last = modules.datetime.date.fromisoformat(var('max_date', var('min_date')) | string) + modules.datetime.timedelta(days=days_after) -%}
+    {%- set days = metrify.partition_days() -%}
+    {%- if days is not none -%}
+    {%- set first = days[0] - modules.datetime.timedelta(days=days_before) -%}
+    {%- set last = days[1] + modules.datetime.timedelta(days=days_after) -%}
     ({{ date_expression }} between cast('{{ first }}' as date) and cast('{{ last }}' as date))
     {%- else -%}
     true
@@ -57,9 +80,10 @@
     grid and weather samples are UTC days); `true` otherwise. A bound on the column itself, so
     PostgreSQL reads the days through the BRIN index on `observed_at AT TIME ZONE 'UTC'`. -#}
 {% macro utc_day_bounds(utc_column) -%}
-    {%- if var('min_date', none) is not none -%}
-    {%- set after_last = modules.datetime.date.fromisoformat(var('max_date', var('min_date')) | string) + modules.datetime.timedelta(days=1) -%}
-    ({{ utc_column }} >= cast('{{ var("min_date") }}' as timestamp) and {{ utc_column }} < cast('{{ after_last }}' as timestamp))
+    {%- set days = metrify.partition_days() -%}
+    {%- if days is not none -%}
+    {%- set after_last = days[1] + modules.datetime.timedelta(days=1) -%}
+    ({{ utc_column }} >= cast('{{ days[0] }}' as timestamp) and {{ utc_column }} < cast('{{ after_last }}' as timestamp))
     {%- else -%}
     true
     {%- endif -%}

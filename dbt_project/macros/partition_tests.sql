@@ -1,11 +1,12 @@
-{#- In a partitioned run (vars `min_date`..`max_date`), the bounds of its days on a naive UTC
+{#- In a partitioned run (`partition_days`), the bounds of its days on a naive UTC
     timestamp column: a day either side, since a local day lies within a day of its UTC date. A model
     that reads local days around the run's (`in_partition_window(..., days_before=, days_after=)`)
     widens the bounds alike. `true` outside partitioned runs. -#}
 {% macro utc_partition_bounds(utc_column, days_before=0, days_after=0) -%}
-    {%- if var('min_date', none) is not none -%}
-    ({{ utc_column }} >= {{ dbt.dateadd('day', -1 - days_before, "cast('" ~ var('min_date') ~ "' as timestamp)") }}
-     and {{ utc_column }} < {{ dbt.dateadd('day', 2 + days_after, "cast('" ~ var('max_date', var('min_date')) ~ "' as timestamp)") }})
+    {%- set days = metrify.partition_days() -%}
+    {%- if days is not none -%}
+    ({{ utc_column }} >= {{ dbt.dateadd('day', -1 - days_before, "cast('" ~ days[0] ~ "' as timestamp)") }}
+     and {{ utc_column }} < {{ dbt.dateadd('day', 2 + days_after, "cast('" ~ days[1] ~ "' as timestamp)") }})
     {%- else -%}
     true
     {%- endif -%}
@@ -45,7 +46,7 @@
     views above or the run is not partitioned. -#}
 {% macro partition_test_window(relation) -%}
     {%- set name = (relation.identifier or '') | lower -%}
-    {%- if var('min_date', none) is none -%}
+    {%- if metrify.partition_days() is none -%}
         {{ return('') }}
     {%- elif name in metrify.partition_date_columns() -%}
         {{ return(metrify.in_partition_window(metrify.partition_date_columns()[name])) }}

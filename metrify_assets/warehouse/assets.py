@@ -1,9 +1,13 @@
 """The dbt models as Dagster assets; dbt tests surface as asset checks.
 
 The assets are partitioned by local day. A partitioned run (one day, or a backfill of a range in a
-single run) passes the range to dbt as `min_date` / `max_date`, and the incremental facts rebuild
-exactly those days; outside Dagster, `dbt build` without vars lets the facts pick up whatever changed since their
-watermark. Dagster runs always carry a partition (key or range): its dbt test checks need one.
+single run) names the range's first and last day to dbt in the environment (`partition_env`; the
+macros read it while dbt executes, `partition_days` in macros/incremental.sql), and the incremental
+facts rebuild exactly those days; outside Dagster, `dbt build` without days lets the facts pick up
+whatever changed since their watermark. The days are not dbt vars: dbt parses the whole project again
+whenever vars change, so every build of new days parsed in full; in the environment, a build starts
+from the parse state of the last build whichever its days (warehouse/invocations.py).
+Dagster runs always carry a partition (key or range): its dbt test checks need one.
 Before the build, the `ops` tables that changed a lot since autovacuum last analyzed them are
 analyzed (storage/statistics.py), so dbt's queries are planned on current figures. After it, the
 Redis cache's global generation moves on, so the data API never serves a mart result from before it.
@@ -14,7 +18,7 @@ dbt's console lines go to the run's debug log, not stdout (warehouse/console.py)
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -37,11 +41,16 @@ from metrify_assets.warehouse.results import BuildReport, rows_written
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 from metrify_assets.warehouse.vars import dbt_vars as project_vars
 
+# The environment variables that name a partitioned run's first and last (inclusive) day to dbt.
+FIRST_DAY, LAST_DAY = "METRIFY_DBT_MIN_DATE", "METRIFY_DBT_MAX_DATE"
 
-def partition_vars(window: dg.TimeWindow) -> dict[str, str]:
-    """dbt vars for a partition time window: its first and last (inclusive) day."""
-    last = window.end - timedelta(days=1)
-    return {"min_date": window.start.date().isoformat(), "max_date": last.date().isoformat()}
+
+def partition_env(days: tuple[date, date] | None) -> dict[str, str]:
+    """The environment that names a run's first and last day to dbt; empty values for a run without
+    days, so a variable set in the process's own environment never narrows its build."""
+    if days is None:
+        return {FIRST_DAY: "", LAST_DAY: ""}
+    return {FIRST_DAY: days[0].isoformat(), LAST_DAY: days[1].isoformat()}
 
 
 def build_warehouse_assets(
@@ -64,8 +73,8 @@ def build_warehouse_assets(
         redis: RedisResource,
     ) -> Iterator[Any]:
         dbt_vars: dict[str, object] = {**project_vars()}
-        if context.has_partition_key or context.has_partition_key_range:
-            dbt_vars.update(partition_vars(context.partition_time_window))
+        partitioned = context.has_partition_key or context.has_partition_key_range
+        days = partition_days(context) if partitioned else None  # Dagster's runs always have days
         # No colour codes: dbt's errors end up in run failures, alerts and `metrify run`'s summary as text.
         args = ["build", "--no-use-colors", "--vars", json.dumps(dbt_vars)]
         with postgres.connect(autocommit=True) as conn:
@@ -74,7 +83,7 @@ def build_warehouse_assets(
         if analyzed:
             changed = ", ".join(f"{t.name} ({t.changed_rows:,} rows changed)" for t in analyzed)
             context.log.info(f"Planner statistics refreshed before the build: {changed}")
-        with environment(dbt_env_from_url(postgres.get_url())):
+        with environment({**dbt_env_from_url(postgres.get_url()), **partition_env(days)}):
             # Not dagster-dbt's error when the build fails: it holds dbt's whole command line (results.py).
             target = target_dir(project)
             invocation = dbt.cli(
@@ -104,15 +113,15 @@ def build_warehouse_assets(
                 keep_parse_state(invocation.target_path, target, dbt_vars)
                 if not invocation.is_successful():
                     context.log.info(
-                        f"dbt command: {invocation.dbt_command}; its debug log: "
+                        f"dbt command: {invocation.dbt_command}; days: {partition_env(days)}; "
+                        f"its debug log: "
                         f"{invocation.target_path / 'dbt.log'}"
                     )
                     raise DagsterDbtCliRuntimeError(report.failure("build", invocation.process.returncode))
                 prune_invocations(invocation.target_path.parent)
-                if context.has_partition_key or context.has_partition_key_range:  # the build succeeded
-                    first, last = partition_days(context)
+                if days is not None:  # the build succeeded
                     with postgres.connect() as conn:
-                        rebuilt.stamp(conn, "metrify_dbt", first, last, began)
+                        rebuilt.stamp(conn, "metrify_dbt", *days, began)
             finally:  # the marts changed (a failed build may have committed some): cached results retire
                 cache = redis.get_cache()
                 if cache is not None:

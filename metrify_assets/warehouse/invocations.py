@@ -10,9 +10,10 @@ good (289 of them held 2.2 GB on a development machine). Each dbt step removes a
 Each such directory started from the parse state `make dbt-parse` left, parsed for no connection and
 no vars, so every command parsed the project in full (6 s of a 6 s `dbt source freshness`). Metrify's
 commands start from the state the last command with the same vars left (`parse_state-<vars>.msgpack`
-beside the invocations, the newest `KEEP_STATES` kept): the source freshness check (no vars) each
-time, and a build of the same days (the hourly refresh of today, the daily job after the refresh in
-`metrify run`). dbt itself decides whether a state holds (connection, files, version, vars).
+beside the invocations, the newest `KEEP_STATES` kept): the source freshness check (no vars) and
+every build (the project's vars; a run's days are not vars but environment variables the parse never
+reads, warehouse/assets.py), whichever days it builds. dbt itself decides whether a state holds
+(connection, files, version, vars).
 """
 
 from __future__ import annotations

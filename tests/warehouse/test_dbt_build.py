@@ -29,6 +29,7 @@ from metrify_assets.meters.time_of_use import tou_period
 from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.resources import PostgresResource
 from metrify_assets.storage.migrate import truncate_ops
+from metrify_assets.warehouse.assets import partition_env
 from metrify_assets.warehouse.connection import dbt_env_from_url
 from metrify_assets.warehouse.paths import DBT_PROJECT_DIR
 from metrify_assets.warehouse.project import dbt_executable
@@ -879,6 +880,8 @@ def test_time_dimension_agrees_with_enrichment_rules(build: Build) -> None:
 
 
 GRID_MARTS = ("--select", "fct_grid_stability", "fct_grid_state_events")
+# What dbt writes to its debug log when it parses a project in full, and when it parses nothing.
+FULL_PARSE, NO_PARSE = "Unable to do partial parsing", "no changes found, skipping parsing"
 
 
 def gn4_samples(start: datetime, frequencies: list[float]) -> pd.DataFrame:
@@ -898,13 +901,19 @@ def gn4_samples(start: datetime, frequencies: list[float]) -> pd.DataFrame:
 def test_partitioned_run_rebuilds_its_grid_days_and_the_events_they_changed(build: Build) -> None:
     """Runs before the incremental rebuild: a run over one UTC day rebuilds that day's node-hours and
     events, no other day's, takes the end an event of the day before got from it, and drops an event a
-    re-run of the day no longer finds."""
+    re-run of the day no longer finds. Each run names its day as Dagster's do, in the environment, and
+    parses nothing: the parse state of the build before holds, whichever day it built."""
     day0, day1 = DAY0.date(), DAY0.date() + timedelta(days=1)
     midnight = DAY0 + timedelta(days=1)
+    log = build.target / "dbt.log"
 
     def partition(day: date) -> None:
-        window = json.dumps({"min_date": day.isoformat(), "max_date": day.isoformat()})
-        assert failures(run_dbt_build(build.url, build.target, "--vars", window, *GRID_MARTS)) == {}
+        before = log.read_text()
+        env = {**os.environ, **dbt_env_from_url(build.url), "METRIFY_DBT_TARGET": "postgres"}
+        assert failures(dbt_build({**env, **partition_env((day, day))}, build.target, *GRID_MARTS)) == {}
+        after = log.read_text()
+        assert after.count(FULL_PARSE) == before.count(FULL_PARSE)
+        assert after.count(NO_PARSE) == before.count(NO_PARSE) + 1
 
     def gn4_events() -> list[tuple[Any, ...]]:
         frame = build.mart(

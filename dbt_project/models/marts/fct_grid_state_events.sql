@@ -1,12 +1,12 @@
 -- ENTSO-E system-state events per grid node (docs/grid.md): when a node entered alert or emergency,
 -- when it left (null while the state still held at its newest sample), the rule that fired, the peak
 -- deviation, and the duration in minutes of a closed event.
--- Incremental by start day (an event belongs to the UTC day it started). A partitioned run (vars
--- min_date..max_date) replaces the events that started on its days (the pre-hook first removes them,
+-- Incremental by start day (an event belongs to the UTC day it started). A partitioned run (days
+-- `partition_days`) replaces the events that started on its days (the pre-hook first removes them,
 -- so an event a re-run no longer finds goes too) and refreshes the earlier events the grid run over
 -- those days may have changed: the ones in progress at its first midnight (their end and peak come
 -- from the day they continue into), and the ones this table still holds open (a run that reads a
--- node's data resume after a gap closes them). Without the vars every event is recomputed.
+-- node's data resume after a gap closes them). Without days every event is recomputed.
 -- The pre-hook removes a run's events only for the node-days `ops` still holds grid figures of
 -- (ops.grid_stability, written for every node-hour the grid asset analysed): the data lifecycle
 -- expires a day's figures and its closed events together, and a run over such a day keeps its events.
@@ -17,11 +17,10 @@
     unique_key=['grid_node_id', 'started_at_utc'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
-    pre_hook="{% if is_incremental() and var('min_date', none) is not none %}delete from {{ this }} where {{ in_partition_window('start_utc_date') }} and (grid_node_id, start_utc_date) in (select distinct grid_node_id, utc_date from {{ ref('stg_ops__grid_stability') }} where {{ in_partition_window('utc_date') }}){% endif %}",
+    pre_hook="{% if is_incremental() and partition_days() is not none %}delete from {{ this }} where {{ in_partition_window('start_utc_date') }} and (grid_node_id, start_utc_date) in (select distinct grid_node_id, utc_date from {{ ref('stg_ops__grid_stability') }} where {{ in_partition_window('utc_date') }}){% endif %}",
     indexes=[{'columns': ['grid_node_id', 'started_at_utc']}],
 ) }}
 -- depends_on: {{ ref('stg_ops__grid_stability') }}
-{%- set first_midnight = "cast('" ~ var('min_date', '1970-01-01') ~ "' as timestamp)" %}
 select
     e.grid_node_id,
     e.started_at_utc,
@@ -37,7 +36,9 @@ select
     {{ rounded(dbt.datediff('e.started_at_utc', 'e.ended_at_utc', 'second') ~ ' / 60.0', unit_places('minutes')) }} as duration_minutes
 from {{ ref('stg_ops__grid_state_events') }} as e
 where {{ in_partition_window('e.start_utc_date') }}
-{%- if is_incremental() and var('min_date', none) is not none %}
+{%- set days = partition_days() %}
+{%- if is_incremental() and days is not none %}
+{%- set first_midnight = "cast('" ~ days[0] ~ "' as timestamp)" %}
     or (
         e.started_at_utc < {{ first_midnight }}
         and (e.ended_at_utc is null or e.ended_at_utc >= {{ first_midnight }})
