@@ -25,7 +25,7 @@ from metrify_assets.observability.catalogue import ALL, exported_series
 from metrify_assets.observability.store_metrics import backlog_families, grid_families
 from metrify_assets.resources import PostgresResource
 from tests.deploy.test_alert_rules import SYNTHETIC_SERIES, metric_names, recorded_names, run_promtool
-from tests.warehouse.test_dbt_build import DAY0, build_marts
+from tests.warehouse.test_dbt_build import DAY0, build_marts, places
 
 GRAFANA_DIR = Path(__file__).parents[2] / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
@@ -239,6 +239,81 @@ def test_sql_panels_run_against_the_marts(path: Path, marts: psycopg.Connection)
                 assert any(t in NUMERIC_TYPES for _, t in columns), f"{title} has nothing to show"
 
 
+def unit(panel: dict[str, Any], column: str) -> str | None:
+    """The unit the panel's field override gives `column`."""
+    for override in panel["fieldConfig"]["overrides"]:
+        if override["matcher"]["options"] == column:
+            return next((p["value"] for p in override["properties"] if p["id"] == "unit"), None)
+    return None
+
+
+# Aggregates in doubles, as the panels wrote them before: sum(x) and avg(x), not in decimals.
+_DECIMAL_AGGREGATE = re.compile(r"round\((avg\(\w+)::numeric\), \d+\)|::numeric")
+# The marts whose floats panels add up or average: the column a copy of each row is filed under, and
+# those floats.
+SPREAD = {
+    "fct_consumption_daily_by_region": (
+        "region",
+        ("kwh_import", "kwh_export", "net_kwh", "kwh_actual", "kwh_estimated"),
+    ),
+    "fct_consumption_hourly": ("region", ("kwh_import",)),
+    "fct_grid_stability": ("grid_node_id", ("alert_minutes", "emergency_minutes")),
+    "fct_weather_conditions": ("station_id", ("mean_wind_speed_ms", "precipitation_mm")),
+    "fct_weather_impact": ("region", ("heating_degree_days", "cooling_degree_days")),
+}
+
+
+@pytest.mark.postgres
+def test_sql_panels_show_no_binary_noise(marts: psycopg.Connection) -> None:
+    """Panels that add up or average the marts' floats in doubles showed the noise of the arithmetic
+    (on this data set "Hourly consumption by time-of-use period" returned 5.1762999999999995 kWh for
+    5.1763, "Net consumption per day by region" 138.95839999999998). The panels add in decimals
+    (`sum(x::numeric)`: exact, as the marts' `exact_sum`) and round a mean to its measure's decimals
+    (`round(avg(x::numeric), 4)` for the weather measures, as the marts serve them), so no number a
+    SQL panel returns has more than 6 decimals, the marts' finest but RoCoF's; shares (percentunit)
+    are quotients, shown as computed. Each row of the aggregated marts is copied twice under another
+    node, station or region, its floats 0.1 and 0.2 higher (added in decimals: the copies carry no
+    noise of their own), so every aggregating panel has more than one value to add: each gives noise
+    with its aggregates in doubles, none with them in decimals (all rolled back)."""
+    checked = 0
+    with marts.transaction(force_rollback=True):
+        for mart, (key, columns) in SPREAD.items():
+            for step in (1, 2):
+                copy = f"spread_{mart}_{step}"
+                marts.execute(
+                    f"CREATE TEMP TABLE {copy} ON COMMIT DROP AS SELECT * FROM marts.{mart} "
+                    f"WHERE coalesce({key}, '') NOT LIKE '%-spread-%'"
+                )
+                shifted = ", ".join(
+                    f"{c} = (coalesce({c}, 0)::numeric + {step / 10})::float" for c in columns
+                )
+                marts.execute(
+                    f"UPDATE {copy} SET {key} = coalesce({key}, 'unknown') || '-spread-{step}', {shifted}"
+                )
+                marts.execute(f"INSERT INTO marts.{mart} SELECT * FROM {copy}")
+        for path in DASHBOARDS:
+            board = dashboard(path)
+            variables = all_values(marts, board)
+            for panel, target in targets(board, POSTGRES):
+                title = f"{path.stem} / {panel['title']}"
+                sql = grafana_sql(target["rawSql"], variables)
+                naive = _DECIMAL_AGGREGATE.sub(lambda m: m[1] + ")" if m[1] else "", sql)
+                noisy = 0
+                for query_sql, served in ((sql, True), (naive, False)) if naive != sql else ((sql, True),):
+                    columns, rows = query(marts, query_sql)
+                    for i, (name, type_name) in enumerate(columns):
+                        if type_name not in NUMERIC_TYPES or unit(panel, name) == "percentunit":
+                            continue
+                        decimals = [places(float(row[i])) for row in rows if row[i] is not None]
+                        if served:
+                            assert all(n <= 6 for n in decimals), f"{title}: {name}"
+                            checked += len(decimals)
+                        else:
+                            noisy += sum(n > 6 for n in decimals)
+                assert naive == sql or noisy > 0, f"{title}: no noise to drop on this data set"
+    assert checked > 200
+
+
 def all_values(conn: psycopg.Connection, board: dict[str, Any]) -> dict[str, list[str]]:
     """Every SQL variable of the dashboard with all its values selected (Grafana's "All")."""
     variables: dict[str, list[str]] = {}
@@ -443,7 +518,9 @@ def test_a_meter_without_master_data_counts_as_unknown_in_every_business_panel(
                 {},
             ),
         )[1]
-        assert sum(r[2] for r in rows("Hourly consumption by time-of-use period")) == pytest.approx(total)
+        assert sum(float(r[2]) for r in rows("Hourly consumption by time-of-use period")) == pytest.approx(
+            total
+        )
         assert "unknown" in {r[1] for r in rows("Daily peak demand by region")}
         ((meter_days,),) = query(
             marts,

@@ -19,21 +19,14 @@
 -- kWh to 6 decimals (macros/math.sql `rounded`): the forecasts are a model's doubles (2.9637000000000002),
 -- and the error is the difference of the rounded values, in decimals (exact_difference), so it is the
 -- actual minus the P50 as served (-0.0151, not -0.015099999999999891); coverage compares them too.
+-- The forecasts' other columns come as staging has them (macros/columns.sql `star`); the select below
+-- names the mart's columns in its contract's order.
 with forecasts as (
     select
-        region,
-        segment,
-        reading_start_utc,
-        method,
-        issued_for,
-        local_date,
-        horizon_hour,
+        {{ star(ref('stg_ops__load_forecasts'), except=['p10_kwh', 'p50_kwh', 'p90_kwh']) }},
         {{ rounded('p10_kwh') }} as p10_kwh,
         {{ rounded('p50_kwh') }} as p50_kwh,
-        {{ rounded('p90_kwh') }} as p90_kwh,
-        selected,
-        model_version,
-        forecast_at_utc
+        {{ rounded('p90_kwh') }} as p90_kwh
     from {{ ref('stg_ops__load_forecasts') }}
     where {{ forecast_window('local_date') }}
 ),

@@ -11,6 +11,12 @@
 -- min_date - 1 .. max_date + window (every window that holds a local day fct_weather_impact rebuilt:
 -- the run's UTC days of weather reach the local days either side) and reads the usable days from
 -- min_date - window on; without the vars every as-of date is recomputed.
+-- Served without the binary noise of the closed form (macros/math.sql `rounded`): the kWh figures
+-- (mean, intercept, residual standard error) and the kWh per degree-day, with their standard errors and
+-- interval bounds, to 6 decimals, as the consumption marts' kWh (to the mWh); R^2 and t to 6,
+-- as risk scores; the mean degree-days to 4, as fct_weather_impact serves them (`unit_places('weather')`).
+-- Each is rounded from the fit in doubles (a bound is b -+ t * se, then rounded), so lower <= estimate
+-- <= upper still holds.
 {{ config(
     materialized='incremental',
     unique_key=['region', 'segment', 'as_of_date'],
@@ -20,7 +26,7 @@
 {%- set window_days = var('weather_sensitivity_window_days') | int %}
 {%- set min_days = var('weather_sensitivity_min_days') | int %}
 {%- set min_degree_days = var('weather_sensitivity_min_degree_days') | int %}
-{%- set float = dbt.type_float() %}
+{%- set degree_day_places = unit_places('weather') %}
 {%- set read_window = in_partition_window('local_date', days_before=window_days, days_after=window_days) %}
 with as_of_dates as (
     -- One row per region, segment and day with consumption (fct_weather_impact's grain), whether or
@@ -178,23 +184,23 @@ select
         when use_hdd = 1 then 'hdd'
         else 'cdd'
     end as regressors,
-    cast(mean_y as {{ float }}) as mean_kwh_import_per_meter,
-    cast(mean_hdd as {{ float }}) as mean_heating_degree_days,
-    cast(mean_cdd as {{ float }}) as mean_cooling_degree_days,
-    cast(b_0 as {{ float }}) as intercept_kwh,
-    cast(sqrt(var_0) as {{ float }}) as intercept_se,
-    cast(b_0 - t_crit * sqrt(var_0) as {{ float }}) as intercept_ci95_lower,
-    cast(b_0 + t_crit * sqrt(var_0) as {{ float }}) as intercept_ci95_upper,
-    cast(b_hdd as {{ float }}) as kwh_per_hdd,
-    cast(sqrt(var_hdd) as {{ float }}) as kwh_per_hdd_se,
-    cast(b_hdd - t_crit * sqrt(var_hdd) as {{ float }}) as kwh_per_hdd_ci95_lower,
-    cast(b_hdd + t_crit * sqrt(var_hdd) as {{ float }}) as kwh_per_hdd_ci95_upper,
-    cast(b_cdd as {{ float }}) as kwh_per_cdd,
-    cast(sqrt(var_cdd) as {{ float }}) as kwh_per_cdd_se,
-    cast(b_cdd - t_crit * sqrt(var_cdd) as {{ float }}) as kwh_per_cdd_ci95_lower,
-    cast(b_cdd + t_crit * sqrt(var_cdd) as {{ float }}) as kwh_per_cdd_ci95_upper,
-    cast(case when fit_status = 'fitted' and s_yy > 0 then 1 - sse / s_yy end as {{ float }}) as r_squared,
-    cast(sqrt(s2) as {{ float }}) as residual_se_kwh,
+    {{ rounded('mean_y') }} as mean_kwh_import_per_meter,
+    {{ rounded('mean_hdd', degree_day_places) }} as mean_heating_degree_days,
+    {{ rounded('mean_cdd', degree_day_places) }} as mean_cooling_degree_days,
+    {{ rounded('b_0') }} as intercept_kwh,
+    {{ rounded('sqrt(var_0)') }} as intercept_se,
+    {{ rounded('b_0 - t_crit * sqrt(var_0)') }} as intercept_ci95_lower,
+    {{ rounded('b_0 + t_crit * sqrt(var_0)') }} as intercept_ci95_upper,
+    {{ rounded('b_hdd') }} as kwh_per_hdd,
+    {{ rounded('sqrt(var_hdd)') }} as kwh_per_hdd_se,
+    {{ rounded('b_hdd - t_crit * sqrt(var_hdd)') }} as kwh_per_hdd_ci95_lower,
+    {{ rounded('b_hdd + t_crit * sqrt(var_hdd)') }} as kwh_per_hdd_ci95_upper,
+    {{ rounded('b_cdd') }} as kwh_per_cdd,
+    {{ rounded('sqrt(var_cdd)') }} as kwh_per_cdd_se,
+    {{ rounded('b_cdd - t_crit * sqrt(var_cdd)') }} as kwh_per_cdd_ci95_lower,
+    {{ rounded('b_cdd + t_crit * sqrt(var_cdd)') }} as kwh_per_cdd_ci95_upper,
+    {{ rounded("case when fit_status = 'fitted' and s_yy > 0 then 1 - sse / s_yy end") }} as r_squared,
+    {{ rounded('sqrt(s2)') }} as residual_se_kwh,
     cast(case when fit_status = 'fitted' then df end as {{ dbt.type_int() }}) as degrees_of_freedom,
-    cast(t_crit as {{ float }}) as t_critical
+    {{ rounded('t_crit') }} as t_critical
 from with_t
