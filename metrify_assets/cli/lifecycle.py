@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -396,9 +396,17 @@ class RunSettings:
     dry_run_from: str | None  # None: not a dry run
 
 
-def run_settings(as_of: str | None, dry_run: bool, file: RunConfig | None, today: date) -> RunSettings:
+# How far past today (UTC) a run's clock may be without --allow-future-as-of: a day, for an operator
+# whose local date is already tomorrow. A clock years ahead (a typo) plans to expire everything.
+FUTURE_AS_OF_MARGIN = timedelta(days=1)
+
+
+def run_settings(
+    as_of: str | None, dry_run: bool, file: RunConfig | None, today: date, allow_future: bool = False
+) -> RunSettings:
     """--as-of wins over the file's `as_of` (then today, UTC); a dry run asked for by the flag or by the
-    file is a dry run (the safe side)."""
+    file is a dry run (the safe side). A clock more than `FUTURE_AS_OF_MARGIN` after today is refused
+    unless `allow_future` (--allow-future-as-of)."""
     if as_of:
         day, came_from = parse_day(as_of, "--as-of"), "--as-of"
         if file is not None and file.as_of is not None and file.as_of != day:
@@ -407,6 +415,12 @@ def run_settings(as_of: str | None, dry_run: bool, file: RunConfig | None, today
         day, came_from = file.as_of, f"as_of in {file.source}"
     else:
         day, came_from = today, "today, UTC"
+    if day > today + FUTURE_AS_OF_MARGIN and not allow_future:
+        raise _fail(
+            f"as of {day} (from {came_from}) is {(day - today).days} days after today ({today}, UTC): "
+            "every day would age by as much, and the run move, trim and expire them as such; "
+            "pass --allow-future-as-of to plan or run on that clock"
+        )
     asked = dry_run_asked(dry_run, file)
     return RunSettings(day, came_from, asked is not None, asked)
 
@@ -475,9 +489,18 @@ def run_cmd(
         str | None,
         typer.Option(
             help="The lifecycle's today (YYYY-MM-DD), over the --config file's `as_of`; default: the "
-            "file's, else today (UTC)."
+            "file's, else today (UTC). More than a day after today is refused without "
+            "--allow-future-as-of."
         ),
     ] = None,
+    allow_future_as_of: Annotated[
+        bool,
+        typer.Option(
+            "--allow-future-as-of",
+            help="Accept an as-of (from --as-of or --config) more than a day after today: a rehearsal "
+            "of a future run, which moves, trims and expires days as that clock ages them.",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -498,7 +521,7 @@ def run_cmd(
     from datetime import UTC, datetime
 
     file = read_config(config) if config is not None else None
-    chosen = run_settings(as_of, dry_run, file, datetime.now(UTC).date())
+    chosen = run_settings(as_of, dry_run, file, datetime.now(UTC).date(), allow_future_as_of)
     today, dry_run = chosen.as_of, chosen.dry_run
 
     from metrify_assets.definitions import defs as load_defs

@@ -9,7 +9,8 @@ them. A file is deleted only when all of these hold, else kept with the reason:
 - the ledger holds its batch: a file not ingested yet (or whose runs keep failing) stays for the
   sensor and `metrify run`;
 - its raw copy is in the lake: the file is not the only copy;
-- no legal hold keeps the source's raw input of that day (`holds.covering_raw`).
+- no legal hold keeps the source's raw input of that day (`holds.covering_raw`; a meter's hold keeps
+  only meter readings' files).
 Work is proportional to the due files: one ledger query per source, one hold check and one lake
 listing per source and day, none per file.
 """
@@ -24,7 +25,7 @@ import psycopg
 
 from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.lifecycle import holds, state
-from metrify_assets.lifecycle.tiers import Outcome
+from metrify_assets.lifecycle.tiers import Outcome, holding
 from metrify_assets.resources.lake import Lake
 
 DATASET = "landing"
@@ -60,7 +61,7 @@ def expire_landing_files(
         )
         for day, files in sorted(by_day.items()):
             verdicts: dict[tuple[str, str], list[LandedFile]] = defaultdict(list)
-            held = holds.covering_raw(conn, source, day, day)
+            held = holding(holds.covering_raw(conn, source, day, day), source)
             in_lake = _listed(lake, {raw_keys[f.batch_id] for f in files if f.batch_id in raw_keys})
             for landed in files:
                 verdicts[_verdict(raw_keys.get(landed.batch_id), held, in_lake)].append(landed)

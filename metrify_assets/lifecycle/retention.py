@@ -29,10 +29,13 @@ from metrify_assets.lifecycle.landing_files import expire_landing_files
 from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, age_days, day_span
 from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
 from metrify_assets.lifecycle.tiers import (
+    KEEPS_HOT,
     Outcome,
     VerificationError,
     copy_missing,
     copy_to_warm,
+    holding,
+    plan_copy,
     rewrite_refused,
     verify_copy,
     write_verified,
@@ -292,7 +295,7 @@ def clean_hot(
                     Outcome(dataset, day, "kept_hot", f"restored: hot until {day_state.keep_hot_until}")
                 )
                 continue
-            day_holds = holds.covering(conn, dataset, day, day)
+            day_holds = holding(holds.covering(conn, dataset, day, day), dataset)
             if any(h.meter_id is None and h.covers(dataset, day) for h in day_holds):
                 ids = ", ".join(str(h.hold_id) for h in day_holds)
                 kept = len(table.read_days(conn, day, day))  # the rows the hold keeps hot
@@ -323,6 +326,17 @@ def clean_hot(
                 continue
             if dry_run:  # the rows the run would delete: a meter's hold keeps its own
                 hot = table.read_days(conn, day, day)
+                # Decided as the run decides, on the class the run's tier moves leave the copy in.
+                due = None if day_holds else ages.storage_class(ages.lake_tier(age_days(day, today)))
+                plan = plan_copy(conn, lake, table, day, day_state, hot, due)
+                if plan.action in KEEPS_HOT:
+                    state.log(conn, dataset, day, plan.action, plan.detail, len(hot), None, True, run_id)
+                    conn.commit()
+                    action = "would fail" if plan.action == "failed" else "kept_hot"
+                    outcomes.append(
+                        Outcome(dataset, day, action, f"copy not current: {plan.detail}", len(hot))
+                    )
+                    continue
                 kept_meters = holds.held_meters(day_holds, day)
                 count = len(_going(table, hot, kept_meters))
                 _log_meters_held(conn, table, day, day_holds, kept_meters, len(hot) - count, True, run_id)
@@ -374,7 +388,7 @@ def expire_copies(
         for day_state in state.days(conn, dataset, date.min, cutoff):
             if not day_state.hot_gone():
                 continue  # still hot (restored or never cleaned): the hot window decides first
-            if holds.covering(conn, dataset, day_state.day, day_state.day):
+            if holding(holds.covering(conn, dataset, day_state.day, day_state.day), dataset):
                 outcomes.append(Outcome(dataset, day_state.day, "held", "copy kept: legal hold"))
                 continue
             action = "would expire" if dry_run else "expired"
@@ -442,7 +456,7 @@ def expire_lake_days(
         if not (expire or to_ia):
             continue
         held = (
-            holds.covering_raw(conn, source, first, last)
+            holding(holds.covering_raw(conn, source, first, last), source)
             if source is not None
             else holds.covering(conn, dataset, first, last)
         )

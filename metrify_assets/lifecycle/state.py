@@ -105,11 +105,21 @@ def record_move(
 def record_hot_deleted(
     conn: psycopg.Connection, dataset: str, day: date, rows: int, now: datetime, kept_checksum: str | None
 ) -> None:
-    """The day's hot rows were deleted, but for those a hold kept (`kept_checksum`: they are in the copy)."""
+    """The day's hot rows were deleted, but for those a hold kept (`kept_checksum`: they are in the copy;
+    `record_kept_checksum` records late rows merged into it the same way)."""
     conn.execute(
         "UPDATE ops.lifecycle_days SET hot_deleted_at = %s, hot_rows_deleted = coalesce(hot_rows_deleted, 0) + %s, "
         "kept_checksum = %s, keep_hot_until = NULL WHERE dataset = %s AND day = %s",
         (now, rows, kept_checksum, dataset, day),
+    )
+
+
+def record_kept_checksum(conn: psycopg.Connection, dataset: str, day: date, kept_checksum: str) -> None:
+    """The hot rows of a day whose hot rows were deleted are in its copy too (late rows merged into
+    it): recorded as a hold's kept rows are, so they go once the copy is archived, unread."""
+    conn.execute(
+        "UPDATE ops.lifecycle_days SET kept_checksum = %s WHERE dataset = %s AND day = %s",
+        (kept_checksum, dataset, day),
     )
 
 

@@ -22,7 +22,7 @@ import psycopg
 from metrify_assets.lifecycle import holds, state
 from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, age_days
 from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
-from metrify_assets.resources.lake import Lake, ObjectArchivedError, ObjectLockedError
+from metrify_assets.resources.lake import ARCHIVE_CLASSES, Lake, ObjectArchivedError, ObjectLockedError
 from metrify_assets.storage.parquet import to_parquet_bytes
 
 MANIFEST_VERSION = 1
@@ -53,6 +53,15 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.action == "failed"
+
+
+def holding(found: list[holds.Hold], dataset: str) -> list[holds.Hold]:
+    """The holds of `found` (`holds.covering`, `holds.covering_raw`) that keep data of `dataset` (a
+    tiered dataset, or the source of raw batches and landing files): a meter's hold keeps data that
+    can hold that meter's rows only, not a grid or weather day."""
+    if dataset in TABLES and TABLES[dataset].meter_column is None:
+        return [h for h in found if h.meter_id is None]
+    return found
 
 
 class VerificationError(RuntimeError):
@@ -141,6 +150,82 @@ def newest_versions(frame: pd.DataFrame, key: tuple[str, str]) -> pd.DataFrame:
     return ordered.drop_duplicates(list(key), keep="last").reset_index(drop=True)
 
 
+KEEPS_HOT = ("failed", "held", "late_rows_kept")  # plans that leave the day's hot rows and copy as they are
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """What bringing a day's copy up to date does with its hot rows, decided by `plan_copy` for a run
+    and its dry run alike.
+
+    `action`: `skipped` (no hot rows), `unchanged`, one of `KEEPS_HOT` (logged as the action, with
+    `detail`), `merge` (late rows into the copy) or `write` (a new copy from the hot rows; `rewrite`
+    says why a copy the database calls current is written again)."""
+
+    action: str
+    detail: str = ""
+    rewrite: str | None = None
+    held: tuple[holds.Hold, ...] = ()
+    checksum: str | None = None  # of the hot rows, for `write` and `merge`
+
+
+def _late_rows_kept(rows: int, storage_class: str) -> CopyPlan:
+    return CopyPlan(
+        "late_rows_kept",
+        f"{rows} late rows kept hot: the day's copy is in {storage_class}; "
+        "restore the day (`metrify restore`) to merge them",
+    )
+
+
+def plan_copy(
+    conn: psycopg.Connection,
+    lake: Lake,
+    table: TieredTable,
+    day: date,
+    current: state.DayState | None,
+    rows: pd.DataFrame,
+    due_class: str | None = None,
+) -> CopyPlan:
+    """Decide what `copy_to_warm` does with the day's hot `rows` (reads and HEADs only, no write).
+    `due_class`: the storage class the copy will be in when the run gets to the day, for a dry run
+    that plans the tier moves before it without making them; else the copy's class is the lake's."""
+    if not len(rows):
+        return CopyPlan("skipped", "no hot rows")
+    checksum = content_checksum(rows, table.key)
+    rewrite = None  # why a copy the database calls current is written again from the hot rows
+    if current is not None and not current.hot_gone() and current.checksum == checksum:
+        rewrite = copy_missing(lake, current)
+        if rewrite is None:
+            return CopyPlan("unchanged", f"copy in {current.tier} holds these rows")
+        refused = rewrite_refused(lake, current, rewrite)
+        if refused is not None:
+            return CopyPlan("failed", refused)
+    if current is not None and current.hot_gone() and current.kept_checksum == checksum:
+        missing = copy_missing(lake, current)
+        if missing is None:
+            return CopyPlan(
+                "unchanged", "the hot rows left are in the copy too (a hold kept them, or merged)"
+            )
+        detail = rewrite_refused(lake, current, missing)
+        assert detail is not None  # its rows left the hot tier: never written again from what is left
+        return CopyPlan("failed", detail)
+    held = tuple(holding(holds.covering(conn, table.dataset, day, day), table.dataset))
+    if held and current is not None:
+        # A new version of a held object would carry no hold: the copy stays, the rows stay hot.
+        return CopyPlan(
+            "held", f"copy not replaced while legal hold {held[0].hold_id} stands; {len(rows)} rows stay hot"
+        )
+    if current is not None and current.hot_gone():
+        moved = due_class is not None and CLASS_RANK[due_class] > CLASS_RANK.get(current.storage_class, 0)
+        if moved and due_class in ARCHIVE_CLASSES:  # archived by the run first, not restored
+            return _late_rows_kept(len(rows), due_class)
+        info = None if moved else lake.head(current.object_key)
+        if info is not None and not info.readable:
+            return _late_rows_kept(len(rows), info.storage_class)
+        return CopyPlan("merge", checksum=checksum)
+    return CopyPlan("write", rewrite=rewrite, held=held, checksum=checksum)
+
+
 def copy_to_warm(
     conn: psycopg.Connection,
     lake: Lake,
@@ -149,63 +234,48 @@ def copy_to_warm(
     now: datetime,
     run_id: str | None = None,
 ) -> Outcome:
-    """Bring the day's lake copy up to date with its hot rows (not committed: the caller commits).
+    """Bring the day's lake copy up to date with its hot rows (not committed: the caller commits), as
+    `plan_copy` decides:
 
     - no copy yet, or the hot rows changed: write a new verified copy (warm);
     - the hot rows are what the copy holds: nothing to do;
     - the day's hot rows were deleted and late rows came since: merge them into the copy if it is
-      readable (warm or cold; the day goes back to warm), else leave them hot and say so."""
+      readable (warm or cold; the day goes back to warm), recording that the hot rows are in it, else
+      leave them hot and say so."""
     state.lock_day(conn, table.dataset, day)
     current = state.get(conn, table.dataset, day)
     rows = table.read_days(conn, day, day)
-    if not len(rows):
-        return Outcome(table.dataset, day, "skipped", "no hot rows")
-    checksum = content_checksum(rows, table.key)
-    rewrite = None  # why a copy the database calls current is written again from the hot rows
-    if current is not None and not current.hot_gone() and current.checksum == checksum:
-        rewrite = copy_missing(lake, current)
-        if rewrite is None:
-            return Outcome(
-                table.dataset, day, "unchanged", f"copy in {current.tier} holds these rows", len(rows)
-            )
-        refused = rewrite_refused(lake, current, rewrite)
-        if refused is not None:
-            state.log(conn, table.dataset, day, "failed", refused, len(rows), run_id=run_id)
-            return Outcome(table.dataset, day, "failed", refused, len(rows))
-        state.log(conn, table.dataset, day, "copy_missing", rewrite, len(rows), run_id=run_id)
-    if current is not None and current.hot_gone() and current.kept_checksum == checksum:
-        missing = copy_missing(lake, current)
-        if missing is None:
-            return Outcome(
-                table.dataset, day, "unchanged", "rows a hold kept hot, in the copy too", len(rows)
-            )
-        detail = rewrite_refused(lake, current, missing)
-        assert detail is not None  # its rows left the hot tier: never written again from what is left
-        state.log(conn, table.dataset, day, "failed", detail, len(rows), run_id=run_id)
-        return Outcome(table.dataset, day, "failed", detail, len(rows))
-    held = holds.covering(conn, table.dataset, day, day)
-    if held and current is not None:
-        # A new version of a held object would carry no hold: the copy stays, the rows stay hot.
-        detail = f"copy not replaced while legal hold {held[0].hold_id} stands; {len(rows)} rows stay hot"
-        state.log(conn, table.dataset, day, "held", detail, len(rows), run_id=run_id)
-        return Outcome(table.dataset, day, "held", detail, len(rows))
+    plan = plan_copy(conn, lake, table, day, current, rows)
+    if plan.action in ("skipped", "unchanged"):
+        return Outcome(table.dataset, day, plan.action, plan.detail, len(rows))
+    if plan.action in KEEPS_HOT:
+        state.log(conn, table.dataset, day, plan.action, plan.detail, len(rows), run_id=run_id)
+        action = "skipped" if plan.action == "late_rows_kept" else plan.action
+        return Outcome(table.dataset, day, action, plan.detail, len(rows))
+    if plan.rewrite is not None:
+        state.log(conn, table.dataset, day, "copy_missing", plan.rewrite, len(rows), run_id=run_id)
     try:
-        if current is not None and current.hot_gone():
+        if plan.action == "merge":
+            assert current is not None and plan.checksum is not None
             try:
                 _, archived = read_copy(lake, current.object_key)
-            except ObjectArchivedError:
-                detail = (
-                    f"{len(rows)} late rows kept hot: the day's copy is in {current.storage_class}; "
-                    "restore the day (`metrify restore`) to merge them"
-                )
-                state.log(conn, table.dataset, day, "late_rows_kept", detail, len(rows), run_id=run_id)
-                return Outcome(table.dataset, day, "skipped", detail, len(rows))
+            except ObjectArchivedError as err:  # archived by a bucket rule since the HEAD
+                kept = _late_rows_kept(len(rows), err.storage_class)
+                state.log(conn, table.dataset, day, kept.action, kept.detail, len(rows), run_id=run_id)
+                return Outcome(table.dataset, day, "skipped", kept.detail, len(rows))
             merged = newest_versions(pd.concat([archived, rows], ignore_index=True), table.key)
-            return write_verified(conn, lake, table, day, merged, now, run_id, "merged")
-        outcome = write_verified(conn, lake, table, day, rows, now, run_id, "copied", checksum)
-        if rewrite is not None:
-            outcome = replace(outcome, detail=f"{outcome.detail}, rewritten from the hot rows: {rewrite}")
-        if held:  # the day's first copy, under a hold placed before it existed: locked at once
+            outcome = write_verified(conn, lake, table, day, merged, now, run_id, "merged")
+            keys = [*table.key, "record_version"]
+            if len(merged.merge(rows[keys], on=keys, how="inner")) == len(rows):
+                # The hot rows are in the copy as they are: once it is archived they still go.
+                state.record_kept_checksum(conn, table.dataset, day, plan.checksum)
+            return outcome
+        outcome = write_verified(conn, lake, table, day, rows, now, run_id, "copied", plan.checksum)
+        if plan.rewrite is not None:
+            outcome = replace(
+                outcome, detail=f"{outcome.detail}, rewritten from the hot rows: {plan.rewrite}"
+            )
+        if plan.held:  # the day's first copy, under a hold placed before it existed: locked at once
             holds.lock_objects(
                 lake, [data_key(table.dataset, day), manifest_key(table.dataset, day)], on=True
             )
@@ -353,7 +423,7 @@ def move_due(
             due = ages.lake_tier(age_days(day_state.day, today))
             if day_state.tier not in moves_from or ORDER.index(due) < ORDER.index(target):
                 continue
-            held = holds.covering(conn, dataset, day_state.day, day_state.day)
+            held = holding(holds.covering(conn, dataset, day_state.day, day_state.day), dataset)
             if held:
                 detail = f"stays {day_state.tier}: legal hold {', '.join(str(h.hold_id) for h in held)}"
                 rows = day_state.row_count  # the copy's rows, kept where they are

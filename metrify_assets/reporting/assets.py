@@ -2,11 +2,11 @@
 
 An HTML page (charts inlined) and the GX Data Docs of each source's latest batch, both in the lake:
 `reports/quality/dt=<day>/index.html` (`dt=<first>_<last>` for several days; latest.html: the report
-of the newest days, rendered afresh by every run: a run of older days renders it again for the days it
-shows, so a review decision's rebuild of any day shows there too) and `reports/data_docs/index.html`.
-A run also renders again every dated page that covers one of its days or a day its batches touched
-(the page of a range, another day of a batch whose item was decided): no page shows other counts than
-the marts and latest.html.
+of the newest days) and `reports/data_docs/index.html`.
+A run renders again every page that counts what it rebuilt: each dated page, and latest.html, that
+covers one of its days or a day its batches touched (the page of a range, another day of a batch whose
+item was decided), so no page shows other counts than the marts; a page of other days is left as it
+is. It reads the days of all those pages once (`queries.read`) and renders each page once.
 No `from __future__ import annotations`: dagster must resolve the `context` annotation.
 """
 
@@ -15,6 +15,7 @@ import html
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import psycopg
 from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.lifecycle.policy import day_span
 from metrify_assets.metadata import figure, markdown_table, png_markdown
+from metrify_assets.meters.days import days_between
 from metrify_assets.partitions import DAYS, SINGLE_RUN, overlaps, partition_days
 from metrify_assets.quality import data_docs, gx
 from metrify_assets.quality.quarantine import reason_code
@@ -39,8 +41,8 @@ REPORTS_PREFIX = "reports/quality/"
 REPORT_KEY = f"{REPORTS_PREFIX}latest.html"
 # The days latest.html and the Data Docs report and the suites' results on the Data Docs ({"first": ...,
 # "last": ..., "suites": {suite: passed}}): a run of older days (a backfill, a late day, a review
-# decision's rebuild) writes its dated report, renders latest.html again for these days (their review
-# items may have been decided since) and leaves the Data Docs to the newer days' report.
+# decision's rebuild) writes its dated report, renders latest.html again for these days when it rebuilt
+# one of them or one of their batches' days, and leaves the Data Docs to the newer days' report.
 LATEST_SPAN_KEY = "reports/quality/latest.json"
 HEATMAP_METERS = 30  # the meters with the lowest mean completeness; 200 rows would be unreadable
 # Under a per-reason table: its counts may add up to more than the records it counts.
@@ -55,15 +57,17 @@ def report_key(first: date, last: date) -> str:
     return f"reports/quality/{span}/index.html"
 
 
+def shows_changes(span: tuple[date, date], run: tuple[date, date], days: set[date]) -> bool:
+    """Whether the page of days `span` counts what a run of days `run` rebuilt: one of its days, or one
+    of `days` (those the run's batches touched: a batch's review items count on each of its days)."""
+    return overlaps(span, run) or any(span[0] <= day <= span[1] for day in days)
+
+
 def covering_pages(store: Lake, run: tuple[date, date], days: set[date]) -> list[tuple[date, date]]:
-    """The days of each dated page, other than the run's own, that covers a day of the run or one of
-    `days` (those its batches touched), oldest first: one listing of the report folders."""
+    """The days of each dated page, other than the run's own, that counts what the run rebuilt
+    (`shows_changes`), oldest first: one listing of the report folders."""
     spans = (day_span(prefix) for prefix in store.list_day_prefixes(REPORTS_PREFIX))
-    return [
-        span
-        for span in spans
-        if span != run and (overlaps(span, run) or any(span[0] <= day <= span[1] for day in days))
-    ]
+    return [span for span in spans if span != run and shows_changes(span, run, days)]
 
 
 def latest_span(store: Lake) -> tuple[date, date] | None:
@@ -189,26 +193,56 @@ def build_charts(data: queries.ReportData, threshold: float) -> dict[str, bytes]
     }
 
 
+def suites_of(
+    conn: psycopg.Connection,
+    loaded: queries.Loaded,
+    span: tuple[date, date],
+    known: dict[tuple[str, str], bool],
+) -> dict[str, bool]:
+    """The suites' results the dated page of `span` lists: each source's latest batch among the page's,
+    as stored, validated against its suite. `known` holds the results of the run's batches so far
+    ((suite, batch id): passed): each batch is read and validated once a run."""
+    results = {}
+    for suite, batch_id in loaded.latest_batches(*span).items():
+        if (suite, batch_id) not in known:
+            known[(suite, batch_id)] = gx.validate(suite, queries.batch_rows(conn, suite, batch_id)).success
+        results[suite] = known[(suite, batch_id)]
+    return results
+
+
 def render_again(
-    conn: psycopg.Connection, store: Lake, spans: list[tuple[date, date]], threshold: float
+    conn: psycopg.Connection,
+    store: Lake,
+    loaded: queries.Loaded,
+    pages: dict[tuple[date, date], list[str]],
+    threshold: float,
+    known: dict[tuple[str, str], bool],
+    log: Callable[[str], None],
 ) -> tuple[list[str], list[str]]:
-    """Render the dated pages of `spans` again, as their days are now (their suites' results too: each
-    source's latest batch validated as stored). A page a legal hold locks where the lake refuses to
-    replace it is left as it was. The keys rendered, and those left under a hold."""
+    """Render the pages of each span in `pages` (its keys: its dated page, latest.html or both) again,
+    as their days are now, each span's figures and charts once; dated pages list their suites' results
+    (`suites_of`), latest.html those of the published Data Docs. Logs each span as it goes (a review
+    decision on a batch of many days renders the page of each). A page a legal hold locks where the lake
+    refuses to replace it is left as it was. The keys rendered, and those left under a hold."""
     rendered: list[str] = []
     held: list[str] = []
-    for span in spans:
-        key = report_key(*span)
-        data = queries.load(conn, *span)
-        latest = queries.latest_batches(conn, *span)
-        suites = {suite: gx.validate(suite, batch.rows).success for suite, batch in latest.items()}
-        page = render_report(data, build_charts(data, threshold), suites, key)
-        try:
-            store.put(key, page.encode(), content_type="text/html")
-        except ObjectLockedError:
-            held.append(key)
-        else:
-            rendered.append(key)
+    started = time.perf_counter()
+    for number, (span, keys) in enumerate(pages.items(), start=1):
+        data = loaded.report(*span)
+        charts = build_charts(data, threshold)
+        for key in keys:
+            suites = latest_suites(store) if key == REPORT_KEY else suites_of(conn, loaded, span, known)
+            page = render_report(data, charts, suites, key)
+            try:
+                store.put(key, page.encode(), content_type="text/html")
+            except ObjectLockedError:
+                held.append(key)
+            else:
+                rendered.append(key)
+        log(
+            f"page {number}/{len(pages)} rendered again ({time.perf_counter() - started:.1f} s so far): "
+            + ", ".join(keys)
+        )
     return rendered, held
 
 
@@ -227,10 +261,11 @@ def render_again(
     description="Data-quality report for reviewers: score over time, rejects by reason, completeness per "
     "meter-day, top offending meters of the batches that touched the run's days; and GX Data Docs of "
     "each source's latest such batch. HTML in the lake under `reports/quality/dt=<day>/` "
-    "(`dt=<first>_<last>/` for several days; `latest.html`: the report of the newest days, rendered "
-    "afresh by every run: a run of older days, a backfill or a review decision's rebuild, renders it "
-    "again for the newest days) and `reports/data_docs/`. Every dated page that covers one of the run's "
-    "days or a day its batches touched is rendered again too, so no page keeps counts from before.",
+    "(`dt=<first>_<last>/` for several days; `latest.html`: the report of the newest days) and "
+    "`reports/data_docs/`. Every page that counts what the run rebuilt (covers one of its days or a day "
+    "its batches touched: latest.html, a range's page, a decided batch's other days) is rendered again "
+    "too, so no page keeps counts from before; pages of other days are left as they are. Each day is "
+    "read once and each page rendered once per run (metadata days_read, pages_rendered_again).",
     metadata={"lake_key": REPORT_KEY, "data_docs_key": f"{data_docs.DATA_DOCS_PREFIX}/index.html"},
     retry_policy=RETRY_POLICY,
 )
@@ -242,67 +277,92 @@ def data_quality_report(
     quality: QualityResource,
 ) -> dg.MaterializeResult:
     first, last = partition_days(context)
-    with postgres.connect() as conn:
-        data = queries.load(conn, first, last)
-        latest = queries.latest_batches(conn, first, last)
+    run = (first, last)
     store = lake.get_lake()
     shown = latest_span(store)
-    newest = is_newest((first, last), shown)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="metrify-data-docs-") as site:
-        docs = data_docs.build_site(
-            {suite: b.rows for suite, b in latest.items()},
-            Path(site),
-            run_names={suite: b.batch_id for suite, b in latest.items()},
-        )
-        # The Data Docs show each source's latest batch: not replaced by older days' batches.
-        published = data_docs.publish(store, Path(site)) if newest and latest else None
-    docs_seconds = time.perf_counter() - started
-    if published is None:
-        context.log.info("Data Docs left as they are: the run's days hold no batch, or newer days' do")
-    else:
-        context.log.info(
-            f"Data Docs: {len(published.written)} files written ({published.bytes_written:,} bytes), "
-            f"{len(published.skipped)} unchanged skipped ({published.bytes_skipped:,} bytes), "
-            f"in {docs_seconds:.1f} s; written under {data_docs.DATA_DOCS_PREFIX}/: "
-            + (
-                ", ".join(k.removeprefix(f"{data_docs.DATA_DOCS_PREFIX}/") for k in published.written)
-                or "none"
-            )
-        )
-    charts = build_charts(data, quality.alert_threshold)
-    dated_key = report_key(first, last)
-    dated = store.put(
-        dated_key, render_report(data, charts, docs, dated_key).encode(), content_type="text/html"
-    )
-    if newest:
-        uri = store.put(REPORT_KEY, render_report(data, charts, docs).encode(), content_type="text/html")
-        store.put(
-            LATEST_SPAN_KEY,
-            json.dumps({"first": first.isoformat(), "last": last.isoformat(), "suites": docs}).encode(),
-            content_type="application/json",
-        )
-    else:
-        # Still the newest days' report, but as they are now: this run may be a review decision's
-        # rebuild, and its batches (their review items) may be latest.html's too.
-        assert shown is not None
-        with postgres.connect() as conn:
-            current = queries.load(conn, *shown)
-        page = render_report(current, build_charts(current, quality.alert_threshold), latest_suites(store))
-        uri = store.put(REPORT_KEY, page.encode(), content_type="text/html")
-        context.log.info(
-            f"latest.html stays the report of {shown[0]} .. {shown[1]}, newer than this run's days, "
-            f"rendered again as they are now; this run's report: {dated}"
-        )
-    started = time.perf_counter()
+    newest = is_newest(run, shown)
     with postgres.connect() as conn:
-        spans = covering_pages(store, (first, last), queries.batch_days(conn, first, last))
-        rendered, held = render_again(conn, store, spans, quality.alert_threshold)
-    pages_seconds = time.perf_counter() - started
-    if rendered or held:
+        touched = queries.batch_days(conn, first, last)
+        # Each other page that counts what this run rebuilt, rendered again: the dated pages of its days
+        # and its batches' days, and latest.html when this run's days are not the newest but it rebuilt
+        # one of the newest (or one of their batches' days); a page of other days is left as it is.
+        pages: dict[tuple[date, date], list[str]] = {
+            span: [report_key(*span)] for span in covering_pages(store, run, touched)
+        }
+        latest_again = shown is not None and not newest and shows_changes(shown, run, touched)
+        if latest_again:
+            assert shown is not None
+            pages.setdefault(shown, []).append(REPORT_KEY)
+        started = time.perf_counter()
+        loaded = queries.read(conn, {day for span in (run, *pages) for day in days_between(*span)})
+        load_seconds = time.perf_counter() - started
+        context.log.info(
+            f"read the days {', '.join(f'{a} .. {b}' for a, b in loaded.ranges)} for {len(pages) + 1} "
+            f"pages' reports in {load_seconds:.1f} s"
+        )
+        latest = loaded.latest_batches(first, last)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="metrify-data-docs-") as site:
+            docs = data_docs.build_site(
+                {suite: queries.batch_rows(conn, suite, batch_id) for suite, batch_id in latest.items()},
+                Path(site),
+                run_names=latest,
+            )
+            # The Data Docs show each source's latest batch: not replaced by older days' batches.
+            published = data_docs.publish(store, Path(site)) if newest and latest else None
+        docs_seconds = time.perf_counter() - started
+        if published is None:
+            context.log.info("Data Docs left as they are: the run's days hold no batch, or newer days' do")
+        else:
+            context.log.info(
+                f"Data Docs: {len(published.written)} files written ({published.bytes_written:,} bytes), "
+                f"{len(published.skipped)} unchanged skipped ({published.bytes_skipped:,} bytes), "
+                f"in {docs_seconds:.1f} s; written under {data_docs.DATA_DOCS_PREFIX}/: "
+                + (
+                    ", ".join(k.removeprefix(f"{data_docs.DATA_DOCS_PREFIX}/") for k in published.written)
+                    or "none"
+                )
+            )
+        data = loaded.report(first, last)
+        charts = build_charts(data, quality.alert_threshold)
+        dated_key = report_key(first, last)
+        dated = store.put(
+            dated_key, render_report(data, charts, docs, dated_key).encode(), content_type="text/html"
+        )
+        if newest:
+            store.put(REPORT_KEY, render_report(data, charts, docs).encode(), content_type="text/html")
+            store.put(
+                LATEST_SPAN_KEY,
+                json.dumps({"first": first.isoformat(), "last": last.isoformat(), "suites": docs}).encode(),
+                content_type="application/json",
+            )
+        else:
+            assert shown is not None
+            context.log.info(
+                f"latest.html stays the report of {shown[0]} .. {shown[1]}, newer than this run's days, "
+                + (
+                    "rendered again as they are now"
+                    if latest_again
+                    else "left as it is: this run rebuilt none of its days or their batches' days"
+                )
+                + f"; this run's report: {dated}"
+            )
+        started = time.perf_counter()
+        rendered, held = render_again(
+            conn,
+            store,
+            loaded,
+            pages,
+            quality.alert_threshold,
+            {(suite, latest[suite]): passed for suite, passed in docs.items()},
+            context.log.info,
+        )
+        pages_seconds = time.perf_counter() - started
+    again = [key for key in rendered if key != REPORT_KEY]
+    if again or held:
         context.log.info(
             f"dated pages of these days or their batches' rendered again in {pages_seconds:.1f} s: "
-            f"{', '.join(rendered) or 'none'}"
+            f"{', '.join(again) or 'none'}"
             + (f"; left as they were under a legal hold: {', '.join(held)}" if held else "")
         )
     ledger = data.ledger
@@ -310,16 +370,20 @@ def data_quality_report(
         metadata={
             "days": dg.MetadataValue.text(f"{first} .. {last}"),
             "report": dg.MetadataValue.path(dated),
-            "latest": dg.MetadataValue.path(uri),
+            "latest": dg.MetadataValue.path(store.uri(REPORT_KEY)),
+            "latest_rendered": dg.MetadataValue.bool(newest or REPORT_KEY in rendered),
             "data_docs": dg.MetadataValue.path(store.uri(f"{data_docs.DATA_DOCS_PREFIX}/index.html")),
             "data_docs_seconds": figure(docs_seconds),
             "latest_replaced": dg.MetadataValue.bool(newest),
             "latest_days": dg.MetadataValue.text(
                 f"{first} .. {last}" if newest or shown is None else f"{shown[0]} .. {shown[1]}"
             ),
-            "pages_rendered_again": dg.MetadataValue.json(rendered),
+            "pages_rendered_again": dg.MetadataValue.json(again),
             "pages_held": dg.MetadataValue.json(held),
             "pages_seconds": figure(pages_seconds),
+            "pages_written": dg.MetadataValue.int(1 + newest + len(rendered)),
+            "days_read": dg.MetadataValue.json([f"{a} .. {b}" for a, b in loaded.ranges]),
+            "load_seconds": figure(load_seconds),
             "data_docs_files_written": dg.MetadataValue.int(len(published.written) if published else 0),
             "data_docs_files_skipped": dg.MetadataValue.int(len(published.skipped) if published else 0),
             "data_docs_bytes_written": dg.MetadataValue.int(published.bytes_written if published else 0),

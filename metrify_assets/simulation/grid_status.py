@@ -22,14 +22,28 @@ from metrify_assets.contracts import GRID_STATUS
 from metrify_assets.grid.areas import SynchronousArea, area
 from metrify_assets.simulation import load_profiles
 from metrify_assets.simulation.config import FREQUENCY_EVENT, GRID_FAULTS, SimulationConfig
-from metrify_assets.simulation.faults import NO_FAULT, Label, Record, choose_faults, label, malform
+from metrify_assets.simulation.faults import (
+    NO_FAULT,
+    Label,
+    Record,
+    faults_per_day,
+    label,
+    malform,
+    record_stream,
+)
 from metrify_assets.simulation.registry import grid_node_ids
-from metrify_assets.simulation.timegrid import TimeGrid, ou_process
+from metrify_assets.simulation.timegrid import TimeGrid, daily_ou, day_stream, per_day
 
 SOURCE = GRID_STATUS.source
+# Tags of the grid's streams next to its key.
+SYSTEM, NOISE, NODES, WANDER, VOLTAGE, FAULTS = range(6)
 NOMINAL_HZ = 50.0
 FREQ_STD_HZ = 0.019
 FREQ_CORRELATION_S = 180.0
+# The network load shape's highest value: a node's utilisation is 60 % of its capacity at it.
+NETWORK_PEAK = max(
+    float(load_profiles.network(np.arange(0.0, 24.0, 0.25), np.full(96, we)).max()) for we in (False, True)
+)
 
 
 def event_shape(synchronous: SynchronousArea) -> tuple[float, int]:
@@ -64,24 +78,33 @@ def grid_messages(
     """Messages per local day, one record each, and the labels of injected faults."""
     nodes = grid_node_ids(config.grid_nodes)
     n, steps = len(nodes), len(grid)
+    key = int(rng.integers(2**63))
+
+    def ou(tag: int, series: int, std: float, correlation_s: float) -> np.ndarray:
+        return daily_ou(
+            lambda day: day_stream(key, tag, day),
+            grid,
+            config.grid_interval_minutes,
+            series,
+            std,
+            correlation_s / step_s,
+        )
+
     step_s = config.grid_interval_minutes * 60.0
-    system = ou_process(rng, steps, 1, FREQ_STD_HZ, FREQ_CORRELATION_S / step_s)[0]
+    system = ou(SYSTEM, 1, FREQ_STD_HZ, FREQ_CORRELATION_S)[0]
     events = frequency_events(config, grid, system)
-    frequency = NOMINAL_HZ + system[None, :] + rng.normal(0.0, 0.002, size=(n, steps))
+    measured = per_day(grid, lambda day, k: day_stream(key, NOISE, day).normal(size=(n, k)))
+    frequency = NOMINAL_HZ + system[None, :] + 0.002 * measured
 
-    capacity = np.round(rng.uniform(20.0, 80.0, size=n), 1)
-    shape = load_profiles.network(grid.hour, grid.weekend)
-    utilisation = 0.25 + 0.35 * shape / shape.max()
-    wander = ou_process(rng, steps, n, 0.03, 60.0 * 60.0 / step_s)
+    per_node = np.random.default_rng([key, NODES])
+    capacity = np.round(per_node.uniform(20.0, 80.0, size=n), 1)
+    offset = per_node.normal(4.0, 2.0, size=n)
+    utilisation = 0.25 + 0.35 * load_profiles.network(grid.hour, grid.weekend) / NETWORK_PEAK
+    wander = ou(WANDER, n, 0.03, 3600.0)
     load = capacity[:, None] * np.clip(utilisation[None, :] + wander, 0.05, 0.98)
-    voltage = (
-        230.0
-        + rng.normal(4.0, 2.0, size=n)[:, None]
-        - 3.0 * (load / capacity[:, None] - 0.4)
-        + ou_process(rng, steps, n, 1.0, 30.0 * 60.0 / step_s)
-    )
+    voltage = 230.0 + offset[:, None] - 3.0 * (load / capacity[:, None] - 0.4) + ou(VOLTAGE, n, 1.0, 1800.0)
 
-    kinds = choose_faults(rng, (n, steps), config.fault_rate, GRID_FAULTS)
+    kinds, excursions = faults_per_day(grid, key, FAULTS, n, config.fault_rate, GRID_FAULTS)
     deviation_hz, minutes = event_shape(area(config.grid_area))
     labels: list[Label] = [
         label(FREQUENCY_EVENT, SOURCE, {"grid_node_id": node, "measured_at": grid.iso[start]},
@@ -103,15 +126,16 @@ def grid_messages(
                 "capacity_mw": cap_l[m],
             }
             kind = GRID_FAULTS[int(kinds[m, t])] if kinds[m, t] != NO_FAULT else None
-            key = {"grid_node_id": nodes[m], "measured_at": grid.iso[t]}
+            record_key = {"grid_node_id": nodes[m], "measured_at": grid.iso[t]}
             if kind == "frequency_out_of_range":
-                excursion = float(rng.uniform(0.55, 0.9)) * (1 if rng.random() < 0.5 else -1)
+                u = excursions[m, t]  # 0..1: 0.55-0.9 Hz, below 50 Hz for u < 0.5
+                excursion = (0.55 + 0.35 * abs(2 * u - 1)) * (1 if u >= 0.5 else -1)
                 record["frequency_hz"] = round(NOMINAL_HZ + excursion, 4)
-                labels.append(label(kind, SOURCE, key, frequency_hz=record["frequency_hz"]))
+                labels.append(label(kind, SOURCE, record_key, frequency_hz=record["frequency_hz"]))
             if kind == "malformed":
-                payload, variant = malform(SOURCE, record, rng)
+                payload, variant = malform(SOURCE, record, record_stream(key, m, grid.utc[t]))
                 messages[grid.day[t]].append(payload)
-                labels.append(label(kind, SOURCE, key, payload, variant=variant))
+                labels.append(label(kind, SOURCE, record_key, payload, variant=variant))
             else:
                 messages[grid.day[t]].append(json.dumps(record))
     return dict(messages), labels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import numpy as np
@@ -23,6 +24,13 @@ BLOCK = 1024
 # Install dates fall in FIRST_INSTALL..INSTALLS_UNTIL, whatever the run's first day, and before it.
 FIRST_INSTALL = date(2015, 1, 1)
 INSTALLS_UNTIL = date(2026, 1, 1)
+
+
+def per_meter_blocks(n: int, draw: Callable[[int], np.ndarray]) -> np.ndarray:
+    """`draw(block)`, one row per meter of that block of BLOCK meters, for every block that covers `n`
+    meters, cut to `n` rows. A block is always drawn whole from a stream of its own, so a meter's row
+    depends on its number and not on how many meters there are."""
+    return np.concatenate([draw(block) for block in range(-(-n // BLOCK))])[:n]
 
 
 def meter_ids(count: int) -> list[str]:
@@ -61,21 +69,22 @@ def build_registry(config: SimulationConfig, rng: np.random.Generator) -> pd.Dat
     the same registry rows again, and the registry's history (`dim_meter`) gains no version."""
     n = config.meters
     key = int(rng.integers(2**63))
-    draws: dict[str, list[np.ndarray]] = {"segment": [], "region": [], "tariff": [], "installed": []}
-    for block in range(-(-n // BLOCK)):
+
+    def draw(block: int) -> np.ndarray:
         block_rng = np.random.default_rng([key, block])
-        draws["segment"].append(block_rng.choice(len(SEGMENTS), size=BLOCK, p=SEGMENT_SHARES))
-        draws["region"].append(block_rng.integers(0, len(config.regions), size=BLOCK))
-        draws["tariff"].append(block_rng.random(BLOCK))
-        draws["installed"].append(block_rng.random(BLOCK))
+        segment = block_rng.choice(len(SEGMENTS), size=BLOCK, p=SEGMENT_SHARES)
+        region = block_rng.integers(0, len(config.regions), size=BLOCK)
+        tariff, installed = block_rng.random(BLOCK), block_rng.random(BLOCK)
         if block == 0:  # the first meters take one segment each: a small network has every segment
-            draws["segment"][0][: len(SEGMENTS)] = block_rng.permutation(len(SEGMENTS))
-    drawn = {name: np.concatenate(blocks)[:n] for name, blocks in draws.items()}
-    segment = [SEGMENTS[i] for i in drawn["segment"]]
-    region_idx = drawn["region"]
+            segment[: len(SEGMENTS)] = block_rng.permutation(len(SEGMENTS))
+        return np.column_stack([segment, region, tariff, installed])
+
+    segment_drawn, region_drawn, tariff_drawn, installed = per_meter_blocks(n, draw).T
+    segment = [SEGMENTS[i] for i in segment_drawn.astype(np.int64)]
+    region_idx = region_drawn.astype(np.int64)
     stations = station_ids(config.weather_stations)
     nodes = grid_node_ids(config.grid_nodes)
-    tariff = [TARIFFS[s][int(u * len(TARIFFS[s]))] for s, u in zip(segment, drawn["tariff"], strict=True)]
+    tariff = [TARIFFS[s][int(u * len(TARIFFS[s]))] for s, u in zip(segment, tariff_drawn, strict=True)]
     return pd.DataFrame(
         {
             "meter_id": meter_ids(n),
@@ -85,7 +94,7 @@ def build_registry(config: SimulationConfig, rng: np.random.Generator) -> pd.Dat
             "grid_node_id": [nodes[i % len(nodes)] for i in region_idx],
             "tariff": tariff,
             "timezone": config.timezone,
-            "installed_on": install_dates(drawn["installed"], config.start),
+            "installed_on": install_dates(installed, config.start),
         },
         columns=list(METER_REGISTRY_COLUMNS),
     )

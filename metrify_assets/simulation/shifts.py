@@ -19,6 +19,7 @@ import pandas as pd
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.simulation.config import SHIFT_FAULT, SimulationConfig
 from metrify_assets.simulation.faults import Label, label
+from metrify_assets.simulation.registry import BLOCK, per_meter_blocks
 from metrify_assets.simulation.timegrid import TimeGrid
 
 if TYPE_CHECKING:  # meter_readings applies the shifts: importing it here would be circular
@@ -40,22 +41,26 @@ class Shift:
 
 def draw_shifts(config: SimulationConfig, meters: int) -> list[Shift]:
     """One episode for each meter picked with probability `shift_share`, inside the run and not
-    before `shift_from`; an episode that would run past the end is cut there."""
+    before `shift_from`; an episode that would run past the end is cut there. Meters draw in blocks
+    (registry.BLOCK), so whether a meter shifts, and by how much, does not depend on how many meters
+    the run has; where its episode falls is drawn within the run's days."""
     if config.shift_share <= 0:
         return []
-    rng = np.random.default_rng([config.seed, STREAM])
-    picked = np.flatnonzero(rng.random(meters) < config.shift_share)
+    drawn = per_meter_blocks(
+        meters, lambda block: np.random.default_rng([config.seed, STREAM, block]).random((BLOCK, 6))
+    )
     earliest = max(config.shift_from or config.start, config.start)
     end = config.start + timedelta(days=config.days - 1)
     shifts = []
-    for m in picked.tolist():
-        length = int(rng.integers(MIN_DAYS, MAX_DAYS + 1))
+    for m in np.flatnonzero(drawn[:, 0] < config.shift_share).tolist():
+        length_u, first_u, sign_u, factor_u, variant_u = drawn[m, 1:].tolist()
+        length = MIN_DAYS + int(length_u * (MAX_DAYS - MIN_DAYS + 1))
         room = (end - earliest).days - length + 1
-        first = earliest + timedelta(days=int(rng.integers(0, room + 1)) if room > 0 else 0)
+        first = earliest + timedelta(days=int(first_u * (room + 1)) if room > 0 else 0)
         last = min(first + timedelta(days=length - 1), end)
-        sign = 1.0 if rng.random() < 0.5 else -1.0
-        factor = 1.0 + sign * float(rng.uniform(MIN_SHIFT, MAX_SHIFT))
-        variant = "step" if rng.random() < 0.5 else "drift"
+        sign = 1.0 if sign_u < 0.5 else -1.0
+        factor = 1.0 + sign * (MIN_SHIFT + (MAX_SHIFT - MIN_SHIFT) * factor_u)
+        variant = "step" if variant_u < 0.5 else "drift"
         if first <= end:
             shifts.append(Shift(m, first, last, round(factor, 4), variant))
     return shifts

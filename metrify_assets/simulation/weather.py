@@ -11,12 +11,22 @@ import numpy as np
 
 from metrify_assets.contracts import WEATHER_OBSERVATIONS
 from metrify_assets.simulation.config import WEATHER_FAULTS, SimulationConfig
-from metrify_assets.simulation.faults import NO_FAULT, Label, Record, choose_faults, label, malform
+from metrify_assets.simulation.faults import (
+    NO_FAULT,
+    Label,
+    Record,
+    faults_per_day,
+    label,
+    malform,
+    record_stream,
+)
 from metrify_assets.simulation.registry import station_ids
-from metrify_assets.simulation.timegrid import TimeGrid, ou_process
+from metrify_assets.simulation.timegrid import TimeGrid, daily_ou, day_stream, per_day
 
 SOURCE = WEATHER_OBSERVATIONS.source
 RAIN_THRESHOLD = 1.0  # a standardised OU signal above this means rain: ~16 % of the time
+# Tags of the weather's streams next to its key.
+STATIONS, TEMPERATURE, RAIN, PRESSURE, WIND, NOISE, FAULTS = range(7)
 
 
 def weather_messages(
@@ -26,21 +36,37 @@ def weather_messages(
     stations = station_ids(config.weather_stations)
     n, steps = len(stations), len(grid)
     per_hour = 60.0 / config.weather_interval_minutes
-    mean_c = rng.uniform(5.0, 11.0, size=n)[:, None]
-    amplitude = rng.uniform(2.5, 5.0, size=n)[:, None]
+    key = int(rng.integers(2**63))
+
+    def ou(tag: int, std: float, correlation_hours: float) -> np.ndarray:
+        return daily_ou(
+            lambda day: day_stream(key, tag, day),
+            grid,
+            config.weather_interval_minutes,
+            n,
+            std,
+            correlation_hours * per_hour,
+        )
+
+    climate = np.random.default_rng([key, STATIONS])  # each station's own climate
+    mean_c = climate.uniform(5.0, 11.0, size=n)[:, None]
+    amplitude = climate.uniform(2.5, 5.0, size=n)[:, None]
+    mean_hpa = climate.normal(1012.0, 6.0, size=n)[:, None]
+    mean_wind = climate.uniform(2.0, 6.0, size=n)[:, None]
     temperature = (
-        mean_c
-        + amplitude * np.cos(2 * np.pi * (grid.hour - 15.0) / 24.0)[None, :]
-        + ou_process(rng, steps, n, 1.0, 3 * per_hour)
+        mean_c + amplitude * np.cos(2 * np.pi * (grid.hour - 15.0) / 24.0)[None, :] + ou(TEMPERATURE, 1.0, 3)
     )
-    raining = ou_process(rng, steps, n, 1.0, 2 * per_hour) > RAIN_THRESHOLD
-    precipitation = np.where(raining, rng.exponential(0.4, size=(n, steps)), 0.0)
-    humidity = 78.0 - 3.0 * (temperature - mean_c) + 12.0 * raining + rng.normal(0.0, 2.0, size=(n, steps))
-    humidity = np.clip(humidity, 25.0, 100.0)
-    pressure = rng.normal(1012.0, 6.0, size=n)[:, None] + ou_process(rng, steps, n, 4.0, 24 * per_hour)
-    wind = np.abs(
-        rng.uniform(2.0, 6.0, size=n)[:, None] + ou_process(rng, steps, n, 1.8, per_hour) + 1.5 * raining
-    )
+    raining = ou(RAIN, 1.0, 2) > RAIN_THRESHOLD
+
+    def noise(day: date, k: int) -> np.ndarray:
+        r = day_stream(key, NOISE, day)
+        return np.stack([r.exponential(0.4, size=(n, k)), r.normal(0.0, 2.0, size=(n, k))])
+
+    rain, spread = per_day(grid, noise)
+    precipitation = np.where(raining, rain, 0.0)
+    humidity = np.clip(78.0 - 3.0 * (temperature - mean_c) + 12.0 * raining + spread, 25.0, 100.0)
+    pressure = mean_hpa + ou(PRESSURE, 4.0, 24)
+    wind = np.abs(mean_wind + ou(WIND, 1.8, 1) + 1.5 * raining)
 
     columns = {
         "temperature_c": np.round(temperature, 1).tolist(),
@@ -49,7 +75,7 @@ def weather_messages(
         "wind_speed_ms": np.round(wind, 1).tolist(),
         "precipitation_mm": np.round(precipitation, 1).tolist(),
     }
-    kinds = choose_faults(rng, (n, steps), config.fault_rate, WEATHER_FAULTS)
+    kinds, _ = faults_per_day(grid, key, FAULTS, n, config.fault_rate, WEATHER_FAULTS)
     labels: list[Label] = []
     messages: dict[date, list[str]] = defaultdict(list)
     for t in range(steps):
@@ -57,7 +83,7 @@ def weather_messages(
             record: Record = {"station_id": stations[m], "observed_at": grid.iso[t]}
             record.update({name: values[m][t] for name, values in columns.items()})
             if kinds[m, t] != NO_FAULT:  # the only weather fault kind is malformed
-                payload, variant = malform(SOURCE, record, rng)
+                payload, variant = malform(SOURCE, record, record_stream(key, m, grid.utc[t]))
                 messages[grid.day[t]].append(payload)
                 labels.append(
                     label(

@@ -126,6 +126,18 @@ def test_the_command_line_clock_wins_and_a_dry_run_from_either_side_counts(tmp_p
     assert run_settings(None, True, None, TODAY).dry_run
 
 
+def test_a_clock_far_ahead_is_refused_unless_asked_for() -> None:
+    """A trial's `--as-of 2099-01-01 --dry-run` planned to expire everything without a word."""
+    assert run_settings(str(date(2026, 12, 7)), False, None, TODAY).as_of == date(2026, 12, 7)  # the margin
+    for as_of, file in (("2099-01-01", None), (None, RunConfig({}, "lc.yaml", as_of=date(2026, 12, 8)))):
+        with pytest.raises(typer.Exit):
+            run_settings(as_of, True, file, TODAY)
+    assert run_settings("2099-01-01", True, None, TODAY, allow_future=True).as_of == date(2099, 1, 1)
+    result = CliRunner().invoke(app, ["lifecycle", "run", "--as-of", "2099-01-01", "--dry-run"])
+    assert result.exit_code == 1, result.output
+    assert "days after today" in result.stderr and "--allow-future-as-of" in result.stderr
+
+
 def test_failed_days_are_named_with_their_reasons() -> None:
     lines = failed_lines(
         [

@@ -224,10 +224,13 @@ def test_lifecycle_run_shows_the_rows_a_hold_keeps(pg: psycopg.Connection, lake:
     assert hot(pg, "grid_status", DAY_LIST[1]) == 0
 
     # Later, past the warm window too: a held day is logged by the cold move (its copy stays warm) and
-    # by retention (its hot rows stay), the same rows: counted once.
+    # by retention (its hot rows stay), the same rows: counted once. The meter's hold keeps no grid day
+    # (a grid sample has no meter): day 2 moves to cold.
     later = json.loads(
         stdout_of("lifecycle", "run", "--as-of", str(D + timedelta(days=120)), "--dry-run", "--json")
     )
     rows = {(a["dataset"], a["action"]): (a["entries"], a["days"], a["rows"]) for a in later["actions"]}
     entries, days, counted = rows[("grid_status", "held")]
-    assert entries > len(days) and (days, counted) == ([str(D), second], 144 * 2)
+    assert entries > len(days) and (days, counted) == ([str(D)], 144)
+    assert second in rows[("grid_status", "move_cold")][1]
+    assert rows[("meter_readings", "held")][1] == [str(D), second]

@@ -102,6 +102,21 @@ def test_a_hold_on_raw_or_on_the_source_keeps_the_files(
     assert len(list_landed(landing, SOURCE)) == 2
 
 
+def test_a_meters_hold_keeps_no_weather_file(pg: psycopg.Connection, lake: Lake, tmp_path: Path) -> None:
+    """A trial's hold on one meter (dataset all) kept every later landing file of every source."""
+    landing = tmp_path / "landing"
+    for landed in (land(landing, "W1", OLD_DAY), land(landing, "W1", OLD_DAY + timedelta(days=1))):
+        ingested(pg, lake, landed)
+    holds.add(pg, holds.ALL, OLD_DAY, OLD_DAY, "dispute 8", "legal", meter_id="MTR-000001")
+    pg.commit()
+    report = retention.apply(pg, lake, Policy(), TODAY, NOW, landing_dir=landing)
+    assert sorted((o.day, o.action) for o in report.outcomes if o.dataset == "landing") == [
+        (OLD_DAY, "expired"),
+        (OLD_DAY + timedelta(days=1), "expired"),
+    ]
+    assert list_landed(landing, SOURCE) == []
+
+
 def test_landing_files_may_not_outlive_their_raw_copies() -> None:
     with pytest.raises(ValueError, match="landing_days"):
         Policy(raw=RawRetention(ia_days=3, days=5), landing_days=5)

@@ -421,3 +421,83 @@ def test_a_reports_days_are_days_not_outcomes() -> None:
     assert counts[["dataset", "action", "days", "rows", "bytes"]].values.tolist() == [
         ["landing", "expired", 2, 6, 60]
     ]
+
+
+def test_a_dry_run_plans_late_rows_as_the_run_keeps_or_deletes_them(
+    pg: psycopg.Connection, lake: Lake
+) -> None:
+    """A late grid sample merged into the cold copy, then archived with it, goes from the hot tier like
+    the rest (a trial kept it hot, advising a retrieval of a copy that already held it); a late weather
+    sample of a day whose copy the run archives first stays hot, and the dry run, which moves nothing,
+    says so (it planned to delete it). The dry run's plan is the run's actions, day by day."""
+    seed_hot_days(pg, days=1)
+    copy_all_days = [copy_to_warm(pg, lake, TABLES[d], FIRST_DAY, NOW) for d in TIERED_DATASETS]
+    pg.commit()
+    assert {o.action for o in copy_all_days} == {"copied"}
+    retention.apply(pg, lake, Policy(), FIRST_DAY + timedelta(days=30), NOW)
+    move_due(pg, lake, Policy(), FIRST_DAY + timedelta(days=91), FIRST_DAY, FIRST_DAY, "cold", NOW)
+    pg.execute(
+        "INSERT INTO ops.grid_status (grid_node_id, measured_at, frequency_hz, record_version, batch_id) "
+        "VALUES ('n-1', '2026-01-01T00:05Z', 50.01, 1, 'late')"
+    )
+    pg.commit()
+    merged = copy_to_warm(pg, lake, TABLES["grid_status"], FIRST_DAY, NOW)
+    pg.commit()
+    assert merged.action == "merged" and merged.rows == 145
+    pg.execute(
+        "INSERT INTO ops.weather_observations (station_id, observed_at, temperature_c, record_version, batch_id) "
+        "VALUES ('s-1', '2026-01-01T00:30Z', -1.5, 1, 'late')"
+    )
+    pg.commit()
+
+    today = FIRST_DAY + timedelta(days=400)
+    for tier in ("cold", "archive"):
+        move_due(pg, lake, Policy(), today, FIRST_DAY, FIRST_DAY, tier, NOW, "dry", dry_run=True)
+    retention.apply(pg, lake, Policy(), today, NOW, dry_run=True, run_id="dry")
+    assert (
+        hot_count(pg, "grid_status", FIRST_DAY) == 1 and hot_count(pg, "weather_observations", FIRST_DAY) == 1
+    )
+    for tier in ("cold", "archive"):
+        move_due(pg, lake, Policy(), today, FIRST_DAY, FIRST_DAY, tier, NOW, "run")
+    retention.apply(pg, lake, Policy(), today, NOW, run_id="run")
+
+    def plan(run_id: str) -> set[tuple[str, str, int]]:
+        rows = pg.execute(
+            "SELECT dataset, action, rows FROM ops.lifecycle_log WHERE run_id = %s AND day = %s "
+            "AND dataset = ANY(%s) AND action NOT LIKE 'move%%'",
+            (run_id, FIRST_DAY, list(TIERED_DATASETS)),
+        ).fetchall()
+        return {(d, {"delete_hot": "deleted_hot"}.get(a, a), n) for d, a, n in rows}
+
+    assert plan("run") == {("grid_status", "deleted_hot", 1), ("weather_observations", "late_rows_kept", 1)}
+    assert plan("dry") == plan("run")
+    assert (
+        hot_count(pg, "grid_status", FIRST_DAY) == 0 and hot_count(pg, "weather_observations", FIRST_DAY) == 1
+    )
+    archived = state.get(pg, "grid_status", FIRST_DAY)
+    assert archived is not None and (archived.storage_class, archived.row_count) == ("GLACIER", 145)
+
+
+def test_a_meters_hold_keeps_that_meters_readings_and_no_grid_or_weather_day(
+    pg: psycopg.Connection, lake: Lake
+) -> None:
+    """A trial's hold on one meter (dataset all) kept the whole grid and weather day warm and hot."""
+    seed_hot_days(pg, days=1)
+    for dataset in TIERED_DATASETS:
+        assert copy_to_warm(pg, lake, TABLES[dataset], FIRST_DAY, NOW).action == "copied"
+        pg.commit()
+    holds.add(pg, holds.ALL, FIRST_DAY, FIRST_DAY, "dispute 8", "counsel", meter_id="m-001")
+    pg.commit()
+    today = FIRST_DAY + timedelta(days=400)
+    for tier in ("cold", "archive"):
+        move_due(pg, lake, Policy(), today, FIRST_DAY, FIRST_DAY, tier, NOW)
+    retention.apply(pg, lake, Policy(), today, NOW)
+    where = {d: state.get(pg, d, FIRST_DAY) for d in TIERED_DATASETS}
+    assert {d: s.tier for d, s in where.items() if s is not None} == {
+        "meter_readings": "warm",  # the meter's data stays where it is
+        "grid_status": "archive",
+        "weather_observations": "archive",
+    }
+    assert hot_count(pg, "grid_status", FIRST_DAY) == hot_count(pg, "weather_observations", FIRST_DAY) == 0
+    kept = TABLES["meter_readings"].read_days(pg, FIRST_DAY, FIRST_DAY)
+    assert set(kept["meter_id"]) == {"m-001"} and len(kept) == 24

@@ -136,3 +136,29 @@ def test_a_small_late_batch_barely_moves_the_days_quality_score() -> None:
     assert scores == {"meter_readings": "99.7", "weather_observations": "25.0"}
     assert round(ledger["quality_score"][:3].mean(), 1) == 96.5  # what the plain mean said
     assert "weighted by their records" in html
+
+
+def test_a_run_of_many_days_reads_each_day_as_a_query_of_that_day_alone(
+    tmp_path: Path, pg: psycopg.Connection
+) -> None:
+    """The reports of a run are cut from one read of all their days (readings a week at a time): each
+    day's figures are those a read of that day alone gives, across the week's boundary too."""
+    days = [date(2026, 3, 20) + pd.Timedelta(days=n).to_pytimedelta() for n in range(11)]  # .. 03-30
+    messages = [reading("M1", -24 * 60 * n + 15 * i, 0.5) for n in range(11) for i in range(n + 1)]
+    spec = BatchSpec(METER_READINGS, "b", "landing", "b.jsonl", DAY)
+    process_batch(spec, messages, [1] * len(messages), Lake(str(tmp_path)), pg, NOW, received_at=NOW)
+    pg.commit()
+    loaded = queries.read(pg, days)
+    assert loaded.ranges == [(days[0], days[-1])]
+    for day in days:
+        alone = queries.load(pg, day, day)
+        cut = loaded.report(day, day)
+        pd.testing.assert_frame_equal(cut.meter_days, alone.meter_days)
+        assert cut.meter_days["received"].tolist() == [
+            11 - (day - days[0]).days
+        ]  # 11 readings on 03-20 .. 1 on 03-30
+        pd.testing.assert_frame_equal(cut.ledger, alone.ledger)
+    week = loaded.report(days[2], days[9])
+    assert sorted(week.meter_days["local_date"]) == days[2:10]
+    with pytest.raises(ValueError, match="were not read"):
+        loaded.report(date(2026, 3, 19), days[0])

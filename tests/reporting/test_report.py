@@ -69,6 +69,15 @@ def seed(conn: psycopg.Connection, lake: Lake) -> None:
     review.reject(conn, "m1", 9, by="ana", why="bad CT")
 
 
+def seed_two_day_batch(conn: psycopg.Connection, lake: Lake) -> None:
+    """Batch m3 touches 03-30 (a flagged reading) and 03-31 (a good one): its review item counts on
+    both days' pages."""
+    messages = [reading("M4", 0, 0.4, voltage_v=270.0), reading("M4", 24 * 60, 0.4)]
+    spec = BatchSpec(METER_READINGS, "m3", "landing", "m3.jsonl", date(2026, 3, 31))
+    process_batch(spec, messages, [1, 1], lake, conn, NOW, received_at=NOW, alert_threshold=95)
+    conn.commit()
+
+
 def test_reason_counts_count_codes_without_their_free_text() -> None:
     counts = reason_counts(
         pd.Series(
@@ -284,11 +293,7 @@ def test_every_dated_page_of_a_rebuilt_day_or_of_its_batches_shows_current_count
     url = str(tmp_path / "lake")
     lake = Lake(url)
     seed(pg, lake)
-    # m3 touches 03-30 (a flagged reading) and 03-31 (a good one): its review item counts on both days' pages
-    messages = [reading("M4", 0, 0.4, voltage_v=270.0), reading("M4", 24 * 60, 0.4)]
-    spec = BatchSpec(METER_READINGS, "m3", "landing", "m3.jsonl", date(2026, 3, 31))
-    process_batch(spec, messages, [1, 1], lake, pg, NOW, received_at=NOW, alert_threshold=95)
-    pg.commit()
+    seed_two_day_batch(pg, lake)
     report = reporter(pg_resource, url)
 
     def page(first: str, last: str) -> str:
@@ -346,3 +351,85 @@ def test_a_dated_page_under_a_legal_hold_is_left_as_it_was(
     assert rebuilt["pages_held"] == [held]
     assert rebuilt["pages_rendered_again"] == ["reports/quality/dt=2026-03-30_2026-03-31/index.html"]
     assert lake.get(held) == before
+
+
+def test_a_run_reads_each_day_once_and_leaves_pages_of_other_days_as_they_are(
+    tmp_path: Path, pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """latest.html was rendered again by every run, even one of older days it does not show (a trial's
+    backfill of a day no batch touched rewrote it), and a run rebuilding one of its days read those days
+    twice, for latest.html and for their dated page. Now a run renders latest.html only when it rebuilt
+    one of its days (or one of their batches' days), and reads each day once for all its pages."""
+    url = str(tmp_path / "lake")
+    lake = Lake(url)
+    seed(pg, lake)
+    seed_two_day_batch(pg, lake)
+    report = reporter(pg_resource, url)
+    latest_file = tmp_path / "lake" / REPORT_KEY
+
+    report("2026-03-20", "2026-03-20")
+    both = report("2026-03-30", "2026-03-31")  # the newest days: latest.html is their page
+    before = latest_file.stat().st_mtime_ns
+
+    older = report("2026-03-20", "2026-03-20")  # a day latest.html does not show, no batch of its days
+    assert latest_file.stat().st_mtime_ns == before  # was rewritten by every run
+    assert older["latest_rendered"] is False and older["latest_days"] == "2026-03-30 .. 2026-03-31"
+    assert older["pages_written"] == 1 and older["days_read"] == ["2026-03-20 .. 2026-03-20"]
+    assert both["latest_rendered"] is True and both["pages_written"] == 2
+
+    review.approve(pg, "m3", 0, by="ana", why="voltage ok after recalibration")
+    rebuilt = report("2026-03-30", "2026-03-30")  # one of latest.html's days: it is rendered again
+    assert rebuilt["latest_rendered"] is True and latest_file.stat().st_mtime_ns != before
+    # Its own page, the range's and latest.html (the same days: one read, one render for both keys);
+    # 03-30 and 03-31 read once (were read three times: the run's day, latest.html's, the range page's).
+    assert rebuilt["days_read"] == ["2026-03-30 .. 2026-03-31"]
+    assert rebuilt["pages_written"] == 3
+    assert rebuilt["pages_rendered_again"] == ["reports/quality/dt=2026-03-30_2026-03-31/index.html"]
+    range_page = lake.get(report_key(date(2026, 3, 30), date(2026, 3, 31))).decode()
+    assert _review_line(range_page) == _review_line(lake.get(REPORT_KEY).decode()) == "1 approved, 1 rejected"
+
+
+def test_a_decision_on_a_batch_of_many_days_renders_each_of_their_pages_once_with_progress(
+    tmp_path: Path, pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """A review decision on a batch spanning many days renders the page of each of them in the rebuild's
+    run (1.5-3 s each, with no word until the end): every page is rendered in that run, none left stale,
+    the days read once for all of them, and the log says each page as it goes; the metadata gives their
+    count and time."""
+    url = str(tmp_path / "lake")
+    lake = Lake(url)
+    seed(pg, lake)
+    days = [date(2026, 3, 26) + pd.Timedelta(days=n).to_pytimedelta() for n in range(5)]  # .. 03-30
+    # One late batch touching five days: a flagged reading on the first, a good one on each other day
+    messages = [reading("M5", -4 * 24 * 60, 0.4, voltage_v=270.0)] + [
+        reading("M5", -24 * 60 * n, 0.4) for n in range(4)
+    ]
+    spec = BatchSpec(METER_READINGS, "wide", "landing", "wide.jsonl", days[-1])
+    process_batch(spec, messages, [1] * 5, lake, pg, NOW, received_at=NOW, alert_threshold=95)
+    pg.commit()
+    report = reporter(pg_resource, url)
+    for day in days:  # the nightly page of each day; latest.html: the last day's
+        report(str(day), str(day))
+    review.approve(pg, "wide", 0, by="ana", why="voltage ok after recalibration")
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [data_quality_report],
+        resources={"postgres": pg_resource, "lake": LakeResource(url=url), "quality": QualityResource()},
+        partition_key=str(days[0]),
+        instance=instance,
+    )
+    (materialization,) = result.asset_materializations_for_node("data_quality_report")
+    meta = {k: v.value for k, v in materialization.metadata.items()}
+    others = [report_key(day, day) for day in days[1:]]
+    assert meta["pages_rendered_again"] == others
+    progress = [
+        e.user_message for e in instance.all_logs(result.run_id) if e.user_message.startswith("page ")
+    ]
+    assert [line.split(" rendered again")[0] for line in progress] == [f"page {n}/4" for n in range(1, 5)]
+    assert progress[-1].endswith(f"{others[-1]}, {REPORT_KEY}")  # the last day's page and latest.html
+    assert meta["pages_written"] == 6  # the run's page, four other days' pages and latest.html (the last's)
+    assert meta["latest_rendered"] is True and meta["days_read"] == ["2026-03-26 .. 2026-03-30"]
+    assert float(meta["pages_seconds"]) > 0  # type: ignore[arg-type]
+    for key in [report_key(days[0], days[0]), *others, REPORT_KEY]:
+        assert "1 approved" in _review_line(lake.get(key).decode()), key

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from functools import cache
 from itertools import pairwise
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -209,6 +210,112 @@ def test_meters_are_installed_before_an_early_runs_first_day() -> None:
     assert 0 < before.sum() < len(usual)
     assert early["installed_on"][before].equals(usual["installed_on"][before])
     assert early.drop(columns="installed_on").equals(usual.drop(columns="installed_on"))
+
+
+def day_records(sim: Simulation, day: date, meters: int, drop: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Each source's records of one local day (of the first `meters` meters), messages unpacked,
+    malformed payloads as sent, without the fields `drop`, in a canonical order."""
+    ids = {f"MTR-{i:06d}" for i in range(1, meters + 1)}
+    out: dict[str, list[str]] = {}
+    for source, days in sim.messages_by_day.items():
+        rows = []
+        for message in days[day]:
+            try:
+                body = json.loads(message)
+            except json.JSONDecodeError:  # cut short: its meter is named at its start
+                if source != "meter_readings" or message[15:25] in ids:
+                    rows.append(message)
+                continue
+            for row in body.get("records", [body]):
+                if source != "meter_readings" or row.get("meter_id") in ids:
+                    rows.append(json.dumps({k: v for k, v in row.items() if k not in drop}, sort_keys=True))
+        out[source] = sorted(rows)
+    return out
+
+
+def day_labels(sim: Simulation, day: date, meters: int) -> list[str]:
+    """The labels of one local day's records (of the first `meters` meters), canonical."""
+    ids = {f"MTR-{i:06d}" for i in range(1, meters + 1)}
+    chosen = []
+    for entry in sim.labels:
+        key: dict[str, str] = entry["key"]  # type: ignore[assignment]
+        if "meter_id" in key and key["meter_id"] not in ids:
+            continue
+        instant = key.get("reading_start") or key.get("measured_at") or key.get("observed_at")
+        if instant is None:  # a consumption shift's meter-day
+            on = date.fromisoformat(key["local_date"])
+        else:
+            on = datetime.fromisoformat(instant).astimezone(ZoneInfo("Europe/London")).date()
+        if on == day:
+            chosen.append(json.dumps(entry, sort_keys=True))
+    return sorted(chosen)
+
+
+def test_a_meters_readings_do_not_depend_on_how_many_meters_the_run_has() -> None:
+    """Simulating a day again with more meters sends the same readings and faults for the meters it
+    shares (they drew from one stream for every meter, so meter 1's readings changed with --meters
+    and a second `metrify simulate` of the day landed other values under the same record version)."""
+    config = {"days": 2, "seed": 9, "fault_rate": 0.05, "shift_share": 0.2}
+    small = simulate(SimulationConfig(meters=20, **config))  # type: ignore[arg-type]
+    large = simulate(SimulationConfig(meters=1100, **config))  # type: ignore[arg-type]  # two blocks
+    for day in (date(2026, 3, 28), date(2026, 3, 29)):
+        assert day_records(small, day, 20) == day_records(large, day, 20)
+        assert day_labels(small, day, 20) == day_labels(large, day, 20)
+    assert len(day_labels(small, date(2026, 3, 28), 20)) > 20  # faults of every kind were compared
+    other = simulate(SimulationConfig(meters=20, **{**config, "seed": 10}))  # type: ignore[arg-type]
+    assert day_records(other, date(2026, 3, 28), 20) != day_records(small, date(2026, 3, 28), 20)
+
+
+def test_a_days_readings_do_not_depend_on_where_the_run_starts() -> None:
+    """A run over more days that covers a day sends the same readings, faults, grid and weather for it.
+    The register is the exception: it counts from a value at the run's first interval, so it moves
+    by a constant and its increments are the same."""
+    day = date(2026, 3, 29)  # the DST change
+    config = {"meters": 20, "seed": 4, "fault_rate": 0.05, "frequency_events": 0}
+    alone = simulate(SimulationConfig(days=1, start=day, **config))  # type: ignore[arg-type]
+    within = simulate(SimulationConfig(days=3, start=date(2026, 3, 28), **config))  # type: ignore[arg-type]
+    ignore = ("register_kwh",)
+    a, b = day_records(alone, day, 20, drop=ignore), day_records(within, day, 20, drop=ignore)
+    for source in ("grid_status", "weather_observations"):
+        assert a[source] == b[source]
+    parsed = [[r for r in rows if r.startswith("{")] for rows in (a["meter_readings"], b["meter_readings"])]
+    assert parsed[0] == parsed[1] and len(parsed[0]) > 20 * 90
+    # a malformed reading's payload carries the register; which records are malformed, and how, is the same
+    unparsed = [
+        [r for r in rows if not r.startswith("{")] for rows in (a["meter_readings"], b["meter_readings"])
+    ]
+    assert len(unparsed[0]) == len(unparsed[1])
+
+    def without_payload(sim: Simulation) -> list[str]:
+        return [
+            json.dumps({**json.loads(e), "payload": None}, sort_keys=True) for e in day_labels(sim, day, 20)
+        ]
+
+    assert without_payload(alone) == without_payload(within)
+    registers = [
+        pd.DataFrame(records(sim.messages_by_day["meter_readings"][day]))
+        .query("meter_id == 'MTR-000001'")
+        .drop_duplicates("reading_start")
+        .sort_values("reading_start")["register_kwh"]
+        .to_numpy()
+        for sim in (alone, within)
+    ]
+    offset = registers[1] - registers[0]
+    assert offset == pytest.approx(offset[0], abs=2e-4)
+
+
+def test_series_are_continuous_across_midnight() -> None:
+    """Each day's slow series (cloud, temperature, pressure, frequency, node load) draws from a stream
+    of that day, faded into the next day's: a step at midnight is an ordinary step (a series restarted
+    each day would jump there by more than its std)."""
+    sim = simulate(SimulationConfig(meters=1, days=6, fault_rate=0.0, grid_interval_minutes=15))
+    weather = pd.DataFrame(records(sim.messages["weather_observations"]))
+    local = pd.to_datetime(weather["observed_at"], utc=True).dt.tz_convert("Europe/London")
+    midnight = (local.dt.hour == 0) & (local.dt.minute == 0)
+    for column in ("temperature_c", "pressure_hpa"):
+        steps = weather.groupby("station_id")[column].diff().abs()
+        assert steps[midnight].count() == 5 * 5
+        assert steps[midnight].mean() < 1.5 * steps.mean(), column
 
 
 def test_every_fault_kind_is_labelled_and_visible_in_the_messages() -> None:
