@@ -9,6 +9,7 @@ get an S3 Object Lock legal hold. While it stands no lifecycle rule deletes, mov
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -32,6 +33,7 @@ def _hold_row(hold: holds.Hold) -> dict[str, object]:
         "meter_id": hold.meter_id,
         "first_day": hold.first_day.isoformat(),
         "last_day": hold.last_day.isoformat(),
+        "until_released": hold.until_released,
         "reason": hold.reason,
         "author": hold.author,
         "created_at": hold.created_at.isoformat(),
@@ -50,8 +52,28 @@ def register(app: typer.Typer) -> None:
     @holds_app.command("add")
     def add_cmd(
         reason: Annotated[str, typer.Option(help="Why the data is held (a case or request reference).")],
-        first: Annotated[str, typer.Option("--from", help="First day held (YYYY-MM-DD).")],
-        last: Annotated[str | None, typer.Option("--to", help="Last day held; default: the first.")] = None,
+        first: Annotated[
+            str,
+            typer.Option(
+                "--from",
+                help=f"First day held (YYYY-MM-DD), from {holds.EARLIEST_DAY} to {holds.HORIZON_DAYS} days past today.",
+            ),
+        ],
+        last: Annotated[
+            str | None,
+            typer.Option(
+                "--to",
+                help=f"Last day held, at most {holds.HORIZON_DAYS} days past today; default: the first.",
+            ),
+        ] = None,
+        until_released: Annotated[
+            bool,
+            typer.Option(
+                "--until-released",
+                help="Hold every day from --from on, data yet to come included, until the hold is released "
+                "(instead of --to).",
+            ),
+        ] = False,
         dataset: Annotated[
             str, typer.Option(help=f"{holds.ALL} or one of {', '.join(DATASETS)}.")
         ] = holds.ALL,
@@ -69,11 +91,20 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
     ) -> None:
-        """Place a hold, and lock the lake objects of its scope (S3 Object Lock legal hold)."""
+        """Place a hold, and lock the lake objects of its scope (S3 Object Lock legal hold). Exit status 2
+        when the scope is not one a hold can cover (unknown dataset, days before 2000 or beyond the
+        horizon, --to with --until-released)."""
+        if until_released and last is not None:
+            raise typer.BadParameter(
+                "cannot be given with --until-released: a hold until released has no last day",
+                param_hint="--to",
+            )
         first_day, last_day = day_range(first, last)
-        settings = resolve_settings()
-        lake = Lake(settings.lake_url)
+        held_to = None if until_released else last_day
         try:
+            holds.validate_scope(dataset, first_day, held_to, meter, datetime.now(UTC).date())
+            settings = resolve_settings()  # the scope is checked before any connection
+            lake = Lake(settings.lake_url)
             with connect(settings) as conn:
                 if meter is not None and not unknown_meter and not known(conn, METER, meter):
                     # A mistyped id would still lock the days' lake objects, which a lock can keep for good.
@@ -84,13 +115,20 @@ def register(app: typer.Typer) -> None:
                     raise typer.Exit(code=1)
                 author = by or who()
                 hold = holds.add(
-                    conn, dataset, first_day, last_day, reason, author, meter, caller=cli_caller(author)
+                    conn,
+                    dataset,
+                    first_day,
+                    held_to,
+                    reason,
+                    author,
+                    meter,
+                    caller=cli_caller(author),
                 )
                 state.log(conn, dataset, first_day, "hold", f"hold {hold.hold_id}: {hold.scope}: {reason}")
                 conn.commit()  # the recorded hold is what every lifecycle step obeys: it stands from now
                 try:
                     locked = holds.lock_objects(
-                        lake, holds.scope_keys(lake, dataset, first_day, last_day), on=True
+                        lake, holds.scope_keys(lake, dataset, hold.first_day, hold.last_day), on=True
                     )
                     lock_error = None
                 except Exception as err:  # noqa: BLE001 - reported: the hold stands, its lake locks do not

@@ -6,12 +6,16 @@ get an S3 Object Lock legal hold (a local directory enforces the same flag), so 
 lifecycle rule or a hand-run delete can remove them. Every deleting step of the lifecycle asks
 `covering` first; the lock is the second line. A day under a hold also stays in its tier: moving it
 would leave a locked superseded version behind.
+
+A hold's days lie from `EARLIEST_DAY` (the first day partition) to at most `HORIZON_DAYS` past today
+(data yet to arrive), or it runs on until released (its last day stored as `UNTIL_RELEASED`): a day
+outside those bounds is a typo, not a scope.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
@@ -20,6 +24,9 @@ from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.audit import Caller
 
 ALL = "all"
+EARLIEST_DAY = date(2000, 1, 1)  # the first day partition (metrify_assets.partitions.DAYS): no data before
+HORIZON_DAYS = 366  # how far past today a hold's last day may lie, short of running on until released
+UNTIL_RELEASED = date.max  # the last day of a hold that covers every day from its first on
 REPORTS_PREFIX = "reports/quality/"  # dated reports; the site-wide docs (Data Docs, dbt docs) are rebuilt
 _COLUMNS = (
     "hold_id, dataset, meter_id, first_day, last_day, reason, author, created_at, objects_locked, "
@@ -50,11 +57,18 @@ class Hold:
         return self.dataset in (ALL, dataset) and self.first_day <= day <= self.last_day
 
     @property
+    def until_released(self) -> bool:
+        return self.last_day == UNTIL_RELEASED
+
+    @property
     def scope(self) -> str:
         meter = f" meter {self.meter_id}" if self.meter_id else ""
-        days = (
-            str(self.first_day) if self.first_day == self.last_day else f"{self.first_day}..{self.last_day}"
-        )
+        if self.until_released:
+            days = f"{self.first_day} on (until released)"
+        elif self.first_day == self.last_day:
+            days = str(self.first_day)
+        else:
+            days = f"{self.first_day}..{self.last_day}"
         return f"{self.dataset}{meter} {days}"
 
 
@@ -62,11 +76,26 @@ class HoldError(ValueError):
     """A hold request that cannot be recorded as asked (unknown dataset, empty reason, ...)."""
 
 
-def validate_scope(dataset: str, first_day: date, last_day: date, meter_id: str | None) -> None:
+def validate_scope(
+    dataset: str, first_day: date, last_day: date | None, meter_id: str | None, today: date
+) -> None:
+    """The scope's dataset, meter and days are ones a hold can cover (`last_day` None: until released);
+    `HoldError` saying why not otherwise."""
     if dataset != ALL and dataset not in DATASETS:
         raise HoldError(f"unknown dataset {dataset!r}: one of {ALL}, {', '.join(DATASETS)}")
-    if first_day > last_day:
+    horizon = today + timedelta(days=HORIZON_DAYS)
+    if not EARLIEST_DAY <= first_day <= horizon:
+        raise HoldError(
+            f"the hold's first day {first_day} is outside {EARLIEST_DAY} (the first day Metrify's data can "
+            f"have) .. {horizon} ({HORIZON_DAYS} days past today)"
+        )
+    if last_day is not None and first_day > last_day:
         raise HoldError(f"the hold's first day {first_day} is after its last day {last_day}")
+    if last_day is not None and last_day > horizon:
+        raise HoldError(
+            f"the hold's last day {last_day} is more than {HORIZON_DAYS} days past today (at most {horizon}); "
+            "to hold every day to come, pass --until-released instead of --to"
+        )
     if meter_id is not None and dataset not in (ALL, "meter_readings"):
         raise HoldError(f"a meter scope applies to meter_readings (or {ALL}), not {dataset}")
 
@@ -75,21 +104,21 @@ def add(
     conn: psycopg.Connection,
     dataset: str,
     first_day: date,
-    last_day: date,
+    last_day: date | None,
     reason: str,
     author: str,
     meter_id: str | None = None,
     caller: Caller | None = None,
 ) -> Hold:
     """Record a hold (not committed: the caller commits once the lake objects are locked too), with
-    its audit entry when a `caller` is given."""
-    validate_scope(dataset, first_day, last_day, meter_id)
+    its audit entry when a `caller` is given. `last_day` None: the hold runs on until released."""
+    validate_scope(dataset, first_day, last_day, meter_id, datetime.now(UTC).date())
     if not reason.strip() or not author.strip():
         raise HoldError("a legal hold needs a reason and an author")
     row = conn.execute(
         f"INSERT INTO ops.legal_holds (dataset, meter_id, first_day, last_day, reason, author) "
         f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-        (dataset, meter_id, first_day, last_day, reason.strip(), author.strip()),
+        (dataset, meter_id, first_day, last_day or UNTIL_RELEASED, reason.strip(), author.strip()),
     ).fetchone()
     assert row is not None
     hold = Hold(*row)

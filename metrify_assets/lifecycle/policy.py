@@ -20,6 +20,7 @@ RETAINED_DATASETS = ("raw", "quarantine", "reports", "ops")
 DATASETS = TIERED_DATASETS + RETAINED_DATASETS
 # Days a restored day stays hot before the hot window applies to it again (`metrify restore --keep-days`).
 DEFAULT_KEEP_DAYS = 30
+MAX_KEEP_DAYS = 3650  # ten years: a day wanted hot for longer belongs in the policy's hot window
 
 
 @dataclass(frozen=True)

@@ -8,41 +8,102 @@ made the copy readable finishes the day. A copy (or manifest) not in the lake fa
 one line naming the object: the lake URL is wrong, or the day is rebuilt from its raw batches
 (`rollback.rebuild_from_raw`, `metrify restore --using raw`). Restored days stay hot for `keep_days` before the hot window
 applies again. Running a restore twice changes nothing the second time. Each day's commit invalidates
-the cache entries of the meters it wrote (docs/api.md#cache).
+the cache entries of the meters it wrote (docs/api.md#cache). A dry run finds what a restore would do
+with HEAD requests alone: it reads no copy, requests no restore from the archive class and writes
+nothing (no rows, state, log, audit entry or rebuild mark).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import psycopg
 
 from metrify_assets.lifecycle import state
-from metrify_assets.lifecycle.policy import DEFAULT_KEEP_DAYS
+from metrify_assets.lifecycle.policy import DEFAULT_KEEP_DAYS, MAX_KEEP_DAYS
 from metrify_assets.lifecycle.tables import TABLES, content_checksum
-from metrify_assets.lifecycle.tiers import Outcome, VerificationError, verify_copy
+from metrify_assets.lifecycle.tiers import Outcome, VerificationError, copy_missing, verify_copy
+from metrify_assets.meters.days import day_params
 from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake, ObjectArchivedError
 from metrify_assets.storage.audit import Caller
 from metrify_assets.storage.days import retouch_whole_day
 
 
-def _failed(conn: psycopg.Connection, dataset: str, day: date, err: Exception, run_id: str | None) -> Outcome:
+@dataclass(frozen=True)
+class DayRestore(Outcome):
+    """What a restore did (or, in a dry run, would do) to one day, with where its copy is recorded:
+    its tier and storage class."""
+
+    tier: str = ""
+    storage_class: str = ""
+
+
+def _outcome(day_state: state.DayState, action: str, detail: str, rows: int = 0, size: int = 0) -> DayRestore:
+    return DayRestore(
+        day_state.dataset,
+        day_state.day,
+        action,
+        detail,
+        rows,
+        size,
+        tier=day_state.tier,
+        storage_class=day_state.storage_class,
+    )
+
+
+def _failed(
+    conn: psycopg.Connection, day_state: state.DayState, err: Exception, run_id: str | None
+) -> DayRestore:
     detail = f"not restored: {err}"
-    state.log(conn, dataset, day, "failed", detail, run_id=run_id)
+    state.log(conn, day_state.dataset, day_state.day, "failed", detail, run_id=run_id)
     conn.commit()
-    return Outcome(dataset, day, "failed", detail)
+    return _outcome(day_state, "failed", detail)
 
 
 class _MissingCopyError(RuntimeError):
     """The day's copy or its manifest is not in the lake: said in one line with what to do."""
 
-    def __init__(self, err: FileNotFoundError, dataset: str, day: date) -> None:
+    def __init__(self, missing: str, dataset: str, day: date) -> None:
         super().__init__(
-            f"{err}: check METRIFY_LAKE_URL, or rebuild the day from its raw batches "
+            f"{missing}: check METRIFY_LAKE_URL, or rebuild the day from its raw batches "
             f"(`metrify restore --using raw --dataset {dataset} --from {day}`)"
         )
+
+
+def _planned(lake: Lake, day_state: state.DayState) -> DayRestore:
+    """What restoring a day whose rows left PostgreSQL would do, found with HEAD requests alone (nothing
+    read, requested or written): the copy and manifest are there with the recorded size, and the copy
+    is readable, or its archive-class restore is in progress, or one would be requested. The rows are
+    the copy's, as recorded; the restore itself checks them against the manifest."""
+    dataset, day = day_state.dataset, day_state.day
+    missing = copy_missing(lake, day_state)
+    info = None if missing else lake.head(day_state.object_key)
+    if info is None:
+        gone = missing or f"{lake.uri(day_state.object_key)} is not in the lake"  # deleted since its HEAD
+        return _outcome(
+            day_state, "failed", f"would not be restored: {_MissingCopyError(gone, dataset, day)}"
+        )
+    if info.readable:
+        action, detail = (
+            "would restore",
+            "the copy would be read, checked and inserted; the day marked to rebuild",
+        )
+    elif info.restore == "ongoing":
+        since = day_state.restore_requested_at
+        action = "restore in progress"
+        detail = f"S3 is restoring the copy{f' (requested {since:%Y-%m-%d %H:%M})' if since else ''}; run the restore once ready"
+    else:
+        action = "would request restore"
+        detail = (
+            f"the copy is in {info.storage_class}: a restore would be requested (on S3 a paid retrieval, readable "
+            "after hours), then the copy read once ready"
+        )
+    if info.storage_class != day_state.storage_class:  # a bucket rule moved it since
+        detail += f" (in {info.storage_class}, recorded {day_state.storage_class})"
+    return _outcome(day_state, action, detail, day_state.row_count, day_state.bytes)
 
 
 def _why_hot(day_state: state.DayState) -> str:
@@ -54,14 +115,14 @@ def _why_hot(day_state: state.DayState) -> str:
     return f"restored {day_state.restored_at:%Y-%m-%d}{until}"
 
 
-class _Reported(list[Outcome]):
+class _Reported(list[DayRestore]):
     """The outcomes, each passed to a progress callback as it is added."""
 
-    def __init__(self, on_day: Callable[[Outcome], None] | None) -> None:
+    def __init__(self, on_day: Callable[[DayRestore], None] | None) -> None:
         super().__init__()
         self.on_day = on_day
 
-    def append(self, outcome: Outcome) -> None:
+    def append(self, outcome: DayRestore) -> None:
         super().append(outcome)
         if self.on_day is not None:
             self.on_day(outcome)
@@ -79,26 +140,33 @@ def restore_days(
     now: datetime,
     keep_days: int = DEFAULT_KEEP_DAYS,
     run_id: str | None = None,
-    on_day: Callable[[Outcome], None] | None = None,
+    on_day: Callable[[DayRestore], None] | None = None,
     cache: Cache | None = None,
     caller: Caller | None = None,
-) -> list[Outcome]:
+    dry_run: bool = False,
+) -> list[DayRestore]:
     """Bring the range's archived days of `dataset` back to PostgreSQL, day by day (one transaction each);
     `on_day` hears each day's outcome (progress). With a `caller`, each day restored (or requested
-    from the archive class) has its audit entry in that day's transaction."""
+    from the archive class) has its audit entry in that day's transaction. A `dry_run` says what each
+    day would take and changes nothing (`_planned`)."""
     if dataset not in TABLES:
         raise ValueError(f"unknown dataset {dataset!r}: one of {', '.join(TABLES)}")
+    if not 0 <= keep_days <= MAX_KEEP_DAYS:
+        raise ValueError(f"keep_days must be 0 to {MAX_KEEP_DAYS}, got {keep_days}")
     table = TABLES[dataset]
     outcomes: _Reported = _Reported(on_day)
     for day_state in state.days(conn, dataset, first, last):
         day = day_state.day
         if not day_state.hot_gone():
-            outcomes.append(Outcome(dataset, day, "already hot", _why_hot(day_state)))
+            outcomes.append(_outcome(day_state, "already hot", _why_hot(day_state)))
+            continue
+        if dry_run:
+            outcomes.append(_planned(lake, day_state))
             continue
         try:
             body, frame = verify_copy(lake, table, day_state)
         except FileNotFoundError as err:
-            outcomes.append(_failed(conn, dataset, day, _MissingCopyError(err, dataset, day), run_id))
+            outcomes.append(_failed(conn, day_state, _MissingCopyError(str(err), dataset, day), run_id))
             continue
         except ObjectArchivedError as err:
             status = lake.request_restore(day_state.object_key, days=RESTORE_COPY_DAYS)
@@ -112,18 +180,18 @@ def restore_days(
             conn.commit()
             if status != "available":
                 detail = f"{day_state.object_key} is in {err.storage_class}: S3 is restoring it; run again once ready"
-                outcomes.append(Outcome(dataset, day, "restore requested", detail))
+                outcomes.append(_outcome(day_state, "restore requested", detail))
                 continue
             try:
                 body, frame = verify_copy(lake, table, day_state)
             except FileNotFoundError as err:
-                outcomes.append(_failed(conn, dataset, day, _MissingCopyError(err, dataset, day), run_id))
+                outcomes.append(_failed(conn, day_state, _MissingCopyError(str(err), dataset, day), run_id))
                 continue
             except VerificationError as failed:
-                outcomes.append(_failed(conn, dataset, day, failed, run_id))
+                outcomes.append(_failed(conn, day_state, failed, run_id))
                 continue
         except VerificationError as failed:
-            outcomes.append(_failed(conn, dataset, day, failed, run_id))
+            outcomes.append(_failed(conn, day_state, failed, run_id))
             continue
         state.lock_day(conn, dataset, day)
         written = table.restore_rows(conn, frame)
@@ -141,5 +209,15 @@ def restore_days(
         conn.commit()
         if cache is not None and written:
             cache.invalidate(set(frame[table.meter_column]) if table.meter_column else ())
-        outcomes.append(Outcome(dataset, day, "restored", detail, written, len(body)))
+        outcomes.append(_outcome(day_state, "restored", detail, written, len(body)))
     return list(outcomes)
+
+
+def has_hot_rows(conn: psycopg.Connection, dataset: str, first: date, last: date) -> bool:
+    """Whether PostgreSQL holds any row of `dataset` on the days: for a range without a lake copy, the
+    difference between rows that never left and no data at all."""
+    row = conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {TABLES[dataset].day_sql})", day_params(first, last)
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])

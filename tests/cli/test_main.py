@@ -138,13 +138,41 @@ def test_a_group_lists_each_command_on_unbroken_lines() -> None:
         (["restore", "--from", "2026-03-29", "--to", "2026-03-01"], "2026-03-01 is before --from 2026-03-29"),
         (["restore", "--from", "2026-03-01", "--dataset", "foo"], "'foo' is not one of"),
         (["restore", "--from", "2026-03-01", "--using", "bogus"], "'bogus' is not one of archive, raw"),
+        (
+            ["restore", "--from", "2026-03-01", "--as-of", "2026-03-02"],
+            "--as-of: applies to --using raw only",
+        ),
+        (["restore", "--from", "2026-03-01", "--keep-days", "-5"], "must be 0 to 3650 days, got -5"),
+        (
+            ["holds", "add", "--reason", "r", "--from", "0001-01-01", "--to", "9999-12-31"],
+            "first day 0001-01-01 is outside 2000-01-01",
+        ),
+        (
+            ["holds", "add", "--reason", "r", "--from", "2026-01-01", "--to", "9999-12-31"],
+            "pass --until-released instead of --to",
+        ),
+        (
+            [
+                "holds",
+                "add",
+                "--reason",
+                "r",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-02-01",
+                "--until-released",
+            ],
+            "--to: cannot be given with --until-released",
+        ),
         (["lifecycle", "run", "--as-of", "garbage"], "must be a date (YYYY-MM-DD), got 'garbage'"),
         (["lifecycle", "cost", "--prices", "/nonexistent.json"], "does not exist"),
     ],
 )
 def test_bad_input_is_a_usage_error_that_names_the_option_before_any_work(args: list[str], says: str) -> None:
     """Checked before a database is reached: a reversed range once printed an empty restore and exit 0,
-    a negative limit a PostgreSQL traceback, an unknown review source an empty table."""
+    a negative limit a PostgreSQL traceback, an unknown review source an empty table; restore ignored
+    --as-of without --using raw and kept a day hot "until" 5 days ago, and a hold took 0001-01-01..9999-12-31."""
     result = CliRunner().invoke(app, args, terminal_width=250)
     assert result.exit_code == 2, result.output
     assert says in " ".join(result.output.split())

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app
-from metrify_assets.lifecycle import state
+from metrify_assets.lifecycle import holds, state
 from metrify_assets.lifecycle.policy import TIERED_DATASETS
 from metrify_assets.lifecycle.tables import TABLES
 from metrify_assets.lifecycle.tiers import copy_to_warm, data_key
@@ -150,7 +150,7 @@ def test_holds_lifecycle_run_and_restore_through_the_cli(pg: psycopg.Connection,
     assert all(hot(pg, "meter_readings", day) == 48 for day in DAY_LIST)
     assert hot(pg, "grid_status", D) == 0  # only the dataset asked for
     second = json.loads(stdout_of("restore", "--from", str(D), "--to", last, "--json").splitlines()[-1])
-    assert [o["action"] for o in second] == ["already hot"] * DAYS
+    assert [o["action"] for o in second["outcomes"]] == ["already hot"] * DAYS
 
     # Restored days are hot again, but not rebuildable from raw: their batches are not in the ledger.
     refused = invoke("restore", "--using", "raw", "--from", str(D), code=1)
@@ -234,3 +234,27 @@ def test_lifecycle_run_shows_the_rows_a_hold_keeps(pg: psycopg.Connection, lake:
     assert entries > len(days) and (days, counted) == ([str(D)], 144)
     assert second in rows[("grid_status", "move_cold")][1]
     assert rows[("meter_readings", "held")][1] == [str(D), second]
+
+
+def test_a_hold_until_released_covers_every_day_from_its_first(pg: psycopg.Connection, lake: Lake) -> None:
+    """A hold's days are bounded (a typo such as 0001-01-01..9999-12-31 is refused before any
+    connection: tests/cli/test_main.py); a hold on every day to come has its own option."""
+    seed_hot_days(pg)
+    for day in DAY_LIST:
+        assert copy_to_warm(pg, lake, TABLES["meter_readings"], day, NOW).action == "copied"
+        pg.commit()
+    second = DAY_LIST[1]
+    placed = invoke(
+        "holds", "add", "--reason", "case 5", "--from", str(second), "--until-released", "--by", "x"
+    )
+    assert f"on all {second} on (until released) by x; 4 lake objects locked" in placed
+    (hold,) = json.loads(invoke("holds", "list", "--json"))
+    assert (hold["first_day"], hold["last_day"], hold["until_released"]) == (str(second), "9999-12-31", True)
+    later = second + timedelta(days=4000)  # a day whose data is yet to come
+    assert [h.hold_id for h in holds.covering(pg, "meter_readings", later, later)] == [hold["hold_id"]]
+    assert holds.covering(pg, "meter_readings", D, D) == []
+    pg.commit()
+    assert not lake.head(data_key("meter_readings", D)).legal_hold  # type: ignore[union-attr]
+    assert lake.head(data_key("meter_readings", DAY_LIST[-1])).legal_hold  # type: ignore[union-attr]
+    released = invoke("holds", "release", str(hold["hold_id"]), "--by", "x")
+    assert "released by x; 4 lake objects unlocked" in released

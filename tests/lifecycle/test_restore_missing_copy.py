@@ -1,7 +1,7 @@
-"""`metrify restore` when an archived day's lake copy is gone, on a real PostgreSQL and a local or S3
-(moto server) lake: days ingested through the landing path, copied, their hot rows deleted by the
-lifecycle, then a copy (or its manifest) deleted from the lake. The archive restore fails those days in
-one line each (the others are restored); `--using raw` rebuilds them from their raw batches, which it
+"""`metrify restore` on a real PostgreSQL and a local or S3 (moto server) lake: days ingested through
+the landing path, copied, their hot rows deleted by the lifecycle. A dry run changes nothing, on a
+cold day as on an archived (GLACIER) one; a range nothing holds exits 1. Then a copy (or its manifest)
+deleted from the lake: the archive restore fails those days in one line each (the others are restored); `--using raw` rebuilds them from their raw batches, which it
 still refuses for a day whose copy is in the lake; a second run says what is true of them."""
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from metrify_assets.ingestion.assets import landing_spec
 from metrify_assets.ingestion.batch import process_batch
 from metrify_assets.ingestion.landing import land_lines
 from metrify_assets.lifecycle import state
+from metrify_assets.lifecycle.policy import Policy
 from metrify_assets.lifecycle.retention import delete_hot_day
 from metrify_assets.lifecycle.tables import TABLES
-from metrify_assets.lifecycle.tiers import copy_to_warm, data_key, manifest_key
+from metrify_assets.lifecycle.tiers import copy_to_warm, data_key, manifest_key, move_due
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
 
@@ -155,8 +156,9 @@ def test_a_day_whose_copy_is_missing_fails_alone_and_is_rebuilt_from_raw(
     assert "Traceback" not in out and "FileNotFoundError" not in out
     assert hot(pg, DAY_OK) == 16 and hot(pg, DAY_NO_DATA) == 0 and hot(pg, DAY_NO_MANIFEST) == 0
     archive(pg, lake, DAY_OK)
-    outcomes = last_json("restore", *every, "--json", code=1)
-    assert isinstance(outcomes, list)
+    report = last_json("restore", *every, "--json", code=1)
+    assert isinstance(report, dict) and report["rebuild"] == [str(DAY_OK)] and not report["dry_run"]
+    outcomes = report["outcomes"]
     assert [(o["day"], o["action"]) for o in outcomes] == [
         (str(DAY_OK), "restored"),
         (str(DAY_NO_DATA), "failed"),
@@ -185,7 +187,7 @@ def test_a_day_whose_copy_is_missing_fails_alone_and_is_rebuilt_from_raw(
     )
     plan = last_json("restore", "--using", "raw", *days, "--dry-run", "--json")
     assert isinstance(plan, dict) and plan["dry_run"] and plan["rows_changed"] == 32
-    assert plan["rematerialise"] == f"{DAY_NO_DATA}..{DAY_NO_MANIFEST}"
+    assert plan["rematerialise"] == f"{DAY_NO_DATA}..{DAY_NO_MANIFEST}" and plan["using"] == "raw"
     assert hot(pg, DAY_NO_DATA) == 0 and day_state(pg, DAY_NO_DATA).hot_gone()
 
     # The rebuild: the rows the ingest wrote come back, recorded as restored (hot for --keep-days).
@@ -210,10 +212,10 @@ def test_a_day_whose_copy_is_missing_fails_alone_and_is_rebuilt_from_raw(
     # Again: the archive restore says they were restored and until when, not that rows never left;
     # a raw rebuild changes nothing and asks for no re-materialisation.
     again = last_json("restore", *days, "--json")
-    assert isinstance(again, list)
-    assert [o["action"] for o in again] == ["already hot", "already hot"]
+    assert isinstance(again, dict) and again["rebuild"] == []
+    assert [o["action"] for o in again["outcomes"]] == ["already hot", "already hot"]
     today = datetime.now(UTC).date()
-    assert all(o["detail"] == f"restored {today}, hot until {until}" for o in again)
+    assert all(o["detail"] == f"restored {today}, hot until {until}" for o in again["outcomes"])
     unchanged = last_json("restore", "--using", "raw", *days, "--json")
     assert isinstance(unchanged, dict) and unchanged["rows_changed"] == unchanged["rows_corrected"] == 0
     assert unchanged["rematerialise"] == "nothing: no row changed" and "copies_missing" not in unchanged
@@ -221,7 +223,7 @@ def test_a_day_whose_copy_is_missing_fails_alone_and_is_rebuilt_from_raw(
     # When the rows next leave, retention first writes the missing copy again from them.
     archive(pg, lake, DAY_NO_DATA)
     assert lake.head(data_key("meter_readings", DAY_NO_DATA)) is not None
-    assert last_json("restore", "--from", str(DAY_NO_DATA), "--json")[0]["action"] == "restored"  # type: ignore[index]
+    assert last_json("restore", "--from", str(DAY_NO_DATA), "--json")["outcomes"][0]["action"] == "restored"  # type: ignore[index]
     assert hot(pg, DAY_NO_DATA) == 16
 
 
@@ -271,3 +273,85 @@ def test_a_day_whose_copy_held_other_readings_than_raw_gives_is_not_rebuilt(
         assert "a rebuild would lose or swap readings" in refused
         for day in (DAY_NO_DATA, DAY_NO_MANIFEST):
             assert hot(pg, day) == 0 and day_state(pg, day).hot_gone()
+
+
+def changes(conn: psycopg.Connection) -> tuple[object, ...]:
+    """What a restore writes besides rows: audit entries, lifecycle log lines, rebuild marks, and the
+    days' restore state."""
+    found = conn.execute(
+        "SELECT (SELECT count(*) FROM ops.audit_log), (SELECT count(*) FROM ops.lifecycle_log), "
+        "(SELECT count(*) FROM ops.retouched_days), (SELECT array_agg((day, restored_at, "
+        "restore_requested_at, keep_hot_until)::text ORDER BY day) FROM ops.lifecycle_days)"
+    ).fetchone()
+    conn.commit()
+    assert found is not None
+    return tuple(found)
+
+
+def test_a_dry_run_changes_nothing_on_a_cold_and_an_archived_day(
+    pg: psycopg.Connection, lake: Lake, tmp_path: Path
+) -> None:
+    """`restore --dry-run` without `--using raw` restored for real: rows written, audit entries, days
+    marked to rebuild, and a restore request sent for a GLACIER copy (on S3 a paid retrieval). Now
+    it reports each day (its tier and class, the copy's rows, whether a retrieval would be requested,
+    what would be rebuilt) and changes nothing: no rows, no audit entry, no state, no lake request."""
+    ingest(pg, lake, tmp_path / "landing")
+    for day in DAYS:
+        archive(pg, lake, day)
+    # A year on, the oldest day's copy is in GLACIER (archive), the others' in STANDARD_IA (cold).
+    today = DAY_OK + timedelta(days=365)
+    for tier in ("cold", "archive"):
+        move_due(pg, lake, Policy(), today, DAY_OK, DAY_NO_MANIFEST, tier, datetime.now(UTC))
+        pg.commit()
+    glacier = data_key("meter_readings", DAY_OK)
+    assert lake.head(glacier).storage_class == "GLACIER"  # type: ignore[union-attr]
+    before = changes(pg)
+
+    every = ("--from", str(DAYS[0]), "--to", str(DAYS[-1]))
+    plan = last_json("restore", *every, "--dry-run", "--json")
+    assert isinstance(plan, dict) and plan["dry_run"] and plan["using"] == "archive"
+    assert [(o["day"], o["action"], o["tier"], o["storage_class"], o["rows"]) for o in plan["outcomes"]] == [
+        (str(DAY_OK), "would request restore", "archive", "GLACIER", 16),
+        (str(DAY_NO_DATA), "would restore", "cold", "STANDARD_IA", 16),
+        (str(DAY_NO_MANIFEST), "would restore", "cold", "STANDARD_IA", 16),
+    ]
+    assert plan["rebuild"] == [str(DAY_NO_DATA), str(DAY_NO_MANIFEST)]
+    shown = invoke("restore", *every, "--dry-run")
+    assert "dry run: nothing changed" in shown and "2 days would be restored and marked to rebuild" in shown
+    assert "1 day needs a restore from the archive class first (on S3 a paid retrieval" in shown
+    assert all(hot(pg, day) == 0 for day in DAYS) and changes(pg) == before
+    assert lake.head(glacier).restore is None  # type: ignore[union-attr]  # no retrieval requested
+
+    # A copy that is gone: the dry run says the day would fail, and exits 1, changing nothing still.
+    delete(lake, manifest_key("meter_readings", DAY_NO_MANIFEST))
+    failing = last_json("restore", *every, "--dry-run", "--json", code=1)
+    assert isinstance(failing, dict)
+    missing = failing["outcomes"][-1]
+    assert missing["action"] == "failed" and missing["detail"].startswith(
+        f"would not be restored: {lake.uri(manifest_key('meter_readings', DAY_NO_MANIFEST))} is not in the lake"
+    )
+    assert all(hot(pg, day) == 0 for day in DAYS) and changes(pg) == before
+
+    # The restore itself does what the dry run said (the local lake and moto make GLACIER readable at
+    # once): rows back, an audit entry and a rebuild mark per day restored.
+    done = last_json("restore", "--from", str(DAY_OK), "--to", str(DAY_NO_DATA), "--json")
+    assert isinstance(done, dict) and done["rebuild"] == [str(DAY_OK), str(DAY_NO_DATA)]
+    assert hot(pg, DAY_OK) == 16 and hot(pg, DAY_NO_DATA) == 16
+    audit, _, marks, _ = changes(pg)
+    assert (audit, marks) == (before[0] + 3, before[2] + 2)  # type: ignore[operator]  # request + 2 restores
+
+
+def test_a_range_with_nothing_in_any_tier_exits_1_and_one_already_hot_exits_0(
+    pg: psycopg.Connection, lake: Lake, tmp_path: Path
+) -> None:
+    """A restore of days no tier holds said `no day ... has a lake copy` and exited 0, as if restored."""
+    ingest(pg, lake, tmp_path / "landing")  # hot, never copied to the lake
+    empty = invoke("restore", "--from", "2025-01-01", code=1)
+    assert (
+        "nothing to restore: no day of meter_readings 2025-01-01..2025-01-01 has a lake copy, and " in empty
+    )
+    hot_only = invoke("restore", "--from", str(DAY_OK))
+    assert (
+        f"nothing to restore: no day of meter_readings {DAY_OK}..{DAY_OK} has a lake copy; its rows"
+        in hot_only
+    )
