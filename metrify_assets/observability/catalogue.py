@@ -127,6 +127,13 @@ PIPELINE: tuple[MetricSpec, ...] = (
         "Alerts open (not resolved), per kind and severity.",
     ),
     MetricSpec(
+        "metrify_lifecycle_late_rows_waiting",
+        "gauge",
+        ("dataset",),
+        "Late rows kept hot because their day's lake copy is archived (GLACIER, DEEP_ARCHIVE): they "
+        "merge into it once the day is restored, per tiered dataset.",
+    ),
+    MetricSpec(
         "metrify_pipeline_runs_total",
         "counter",
         ("job", "status"),

@@ -37,6 +37,7 @@ from metrify_assets.observability.store_metrics import (
     alert_families,
     backlog_families,
     grid_families,
+    lifecycle_families,
     meter_families,
     source_families,
 )
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 # `processed_at` is the transaction's start) or a run's last update commits within it.
 LOOKBACK = timedelta(minutes=15)
 STATEMENT_TIMEOUT_MS = 5000  # no one query may hold a scrape past Prometheus's 10 s timeout
-DB_COLLECTORS = ("ledger", "sources", "backlog", "meters", "grid", "alerts")
+DB_COLLECTORS = ("ledger", "sources", "backlog", "meters", "grid", "alerts", "lifecycle")
 COLLECTORS = ("postgres", *DB_COLLECTORS, "kafka", "dagster")
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
@@ -140,6 +141,7 @@ class PipelineCollector:
             "meters": partial(meter_families, state=self._store),
             "grid": grid_families,
             "alerts": alert_families,
+            "lifecycle": lifecycle_families,
         }
         steps = {name: step for name, step in steps.items() if name not in self._skip}
         families: list[Metric] = []

@@ -22,6 +22,7 @@ from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.observability.families import gauge
 from metrify_assets.observability.ledger_metrics import REPLAY
 from metrify_assets.quality.replayable import REPLAYABLE_UNRESOLVED
+from metrify_assets.resources.lake import ARCHIVE_CLASSES
 
 GRID_STATES = ("normal", "alert", "emergency")
 QUALITY_WINDOW = timedelta(hours=1)
@@ -219,6 +220,28 @@ def grid_families(conn: psycopg.Connection) -> list[Metric]:
         for state in GRID_STATES:
             metric.add_metric([node, state], 1.0 if current[node] == state else 0.0)
     return [metric]
+
+
+# Late rows a lifecycle run kept hot for an archived copy (`late_rows_kept`: lifecycle/tiers.py): per
+# day, the newest such count since its hot rows left, while they have not come back (a restore) and
+# its copy is still archived (a restore, or the copy's expiry, ends the wait). Read from the log, which
+# the `ops` retention bounds; each weekly pass logs a day still waiting again.
+LATE_ROWS_WAITING = """
+SELECT l.dataset, sum(l.rows) FROM (
+    SELECT DISTINCT ON (dataset, day) dataset, day, rows, at FROM ops.lifecycle_log
+    WHERE action = 'late_rows_kept' AND NOT dry_run ORDER BY dataset, day, at DESC, log_id DESC
+) l
+JOIN ops.lifecycle_days d USING (dataset, day)
+WHERE l.at >= d.hot_deleted_at AND (d.restored_at IS NULL OR d.restored_at < d.hot_deleted_at)
+  AND d.storage_class = ANY(%s)
+GROUP BY 1
+"""
+
+
+def lifecycle_families(conn: psycopg.Connection) -> list[Metric]:
+    """Late rows waiting hot for a restore of their archived day, per dataset (0 for one with none)."""
+    rows = conn.execute(LATE_ROWS_WAITING, (list(ARCHIVE_CLASSES),)).fetchall()
+    return [_per_source(gauge("metrify_lifecycle_late_rows_waiting"), [(str(d), int(n)) for d, n in rows])]
 
 
 def alert_families(conn: psycopg.Connection) -> list[Metric]:

@@ -15,6 +15,7 @@ from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy
 from metrify_assets.lifecycle.restore import restore_days
 from metrify_assets.lifecycle.tables import TABLES, content_checksum
 from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, data_key, move_due
+from metrify_assets.observability.store_metrics import lifecycle_families
 from metrify_assets.resources.lake import Lake, ObjectArchivedError, ObjectLockedError
 from tests.lifecycle.conftest import DAYS, FIRST_DAY, seed_hot_days
 
@@ -476,6 +477,20 @@ def test_a_dry_run_plans_late_rows_as_the_run_keeps_or_deletes_them(
     )
     archived = state.get(pg, "grid_status", FIRST_DAY)
     assert archived is not None and (archived.storage_class, archived.row_count) == ("GLACIER", 145)
+    # What operators see of it: the weather row waits for a restore; the grid row is gone, not waiting.
+    (family,) = lifecycle_families(pg)
+    assert {s.labels["dataset"]: s.value for s in family.samples} == {
+        "meter_readings": 0,
+        "grid_status": 0,
+        "weather_observations": 1,
+    }
+    restored_at = datetime.combine(today, datetime.min.time(), UTC)  # the wait ends with the restore
+    assert (
+        restore_days(pg, lake, "weather_observations", FIRST_DAY, FIRST_DAY, restored_at)[0].action
+        == "restored"
+    )
+    (family,) = lifecycle_families(pg)
+    assert sum(s.value for s in family.samples) == 0
 
 
 def test_a_meters_hold_keeps_that_meters_readings_and_no_grid_or_weather_day(

@@ -595,12 +595,21 @@ def test_a_failing_collector_leaves_out_its_metrics_only(
     with caplog.at_level(logging.WARNING, logger="metrify_assets.observability.metrics"):
         scrape(collector)
         samples = scrape(collector)
-    for name in ("ledger", "sources", "backlog", "meters", "grid", "alerts", "kafka"):
+    for name in ("ledger", "sources", "backlog", "meters", "grid", "alerts", "lifecycle", "kafka"):
         assert value(samples, "metrify_metrics_collect_errors_total", collector=name) == 2, name
-    assert set(collector.failing) == {"ledger", "sources", "backlog", "meters", "grid", "alerts", "kafka"}
+    assert set(collector.failing) == {
+        "ledger",
+        "sources",
+        "backlog",
+        "meters",
+        "grid",
+        "alerts",
+        "lifecycle",
+        "kafka",
+    }
     assert value(samples, "metrify_metrics_collect_errors_total", collector="dagster") == 0
     assert value(samples, "metrify_pipeline_runs_total", job="good_job", status="success") == 1
     assert total(samples, "metrify_records_received_total") == 0
     assert not any(n == "metrify_records_received_total" for n, _ in samples)
     warnings = [r for r in caplog.records if r.name == "metrify_assets.observability.metrics"]
-    assert len(warnings) == 7  # one per failing collector, not one per scrape
+    assert len(warnings) == 8  # one per failing collector, not one per scrape
