@@ -1,9 +1,12 @@
-"""The data API: serve it, and make bearer tokens for local use.
+"""The data API: serve it, make bearer tokens for local use, and revoke tokens.
 
-`metrify api serve` and `metrify api token`: the data API from the command line (docs/api.md).
+`metrify api serve`, `metrify api token`, `metrify api revoke` and `metrify api revocations`: the
+data API from the command line (docs/api.md).
 
 `token` signs with METRIFY_API_JWT_SECRET, the secret the API verifies HS256 tokens with, for curl,
 scripts and tests; a real deployment gives people tokens from its identity provider (RS256).
+`revoke` cuts one token off by its id (`jti`), whoever issued it, recorded with who, when and why
+in `ops.api_token_revocations` and the audit log.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from metrify_assets.cli.audit import who
+from metrify_assets.cli.audit import cli_caller, who
+from metrify_assets.cli.console import command_console, to_json
+from metrify_assets.cli.db import connect
 from metrify_assets.env import resolve_settings
 
 TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -139,5 +145,92 @@ def register(app: typer.Typer) -> None:
             f"id {token_id_of(token)} (the audit log's token_id: metrify audit --token-id)",
             err=True,
         )
+
+    @api_app.command("revoke")
+    def revoke_cmd(
+        token_id: Annotated[
+            str,
+            typer.Argument(
+                help="The token's id (its `jti`: printed by `metrify api token`, the audit log's token "
+                "column), or the token itself."
+            ),
+        ],
+        reason: Annotated[str, typer.Option("--reason", help="Why (a ticket, 'leaked in a log'); stored.")],
+        by: Annotated[
+            str | None, typer.Option("--by", help="Who revokes it (a name or e-mail); default: the OS user.")
+        ] = None,
+    ) -> None:
+        """Revoke an API token: the API answers it 401 `token_revoked` on every route from the next
+        reload of its revocation list (within 5 s). Revoking a token again changes nothing and says
+        when it was revoked. Recorded in the audit log (`token.revoke`, target token:<id>)."""
+        import jwt
+
+        from metrify_assets.serving.auth import (  # the web stack, only when it is needed
+            REVOCATION_REFRESH_S,
+            revoke,
+            token_id_of,
+        )
+
+        given = token_id.strip()
+        if given.count(".") == 2:  # a JWT (header.payload.signature), not an id
+            try:
+                found = token_id_of(given)
+            except jwt.DecodeError as err:
+                typer.echo(
+                    f"error: the argument looks like a token but cannot be read as one ({err})", err=True
+                )
+                raise typer.Exit(code=2) from err
+            if found is None:
+                typer.echo(
+                    "error: this token has no `jti`, so it cannot be revoked on its own; rotate the key "
+                    "that signs it, which cuts off every token it signed (docs/api.md#revoking-a-token)",
+                    err=True,
+                )
+                raise typer.Exit(code=2)
+            given = found
+        with connect(resolve_settings()) as conn:
+            try:
+                done, new = revoke(conn, given, reason, cli_caller(by or who()))
+            except ValueError as err:  # not an id a token can have, or no reason
+                typer.echo(f"error: {err}", err=True)
+                raise typer.Exit(code=2) from err
+            conn.commit()
+        when = f"{done.revoked_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        if new:
+            typer.echo(
+                f"revoked token {done.token_id} at {when}: the API refuses it (401 token_revoked) within "
+                f"{REVOCATION_REFRESH_S:.0f} s; "
+                f"its calls so far: metrify audit --token-id {done.token_id}"
+            )
+        else:
+            typer.echo(
+                f"token {done.token_id} was already revoked at {when} by {done.revoked_by} "
+                f"({done.reason}); nothing changed"
+            )
+
+    @api_app.command("revocations")
+    def revocations_cmd(
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
+    ) -> None:
+        """List the revoked API tokens, newest first: id, when, who (as named, and the OS account), why."""
+        from metrify_assets.serving.auth import revocations
+
+        with connect(resolve_settings()) as conn:
+            found = revocations(conn)
+        if as_json:
+            typer.echo(to_json([r.as_dict() for r in found]))
+            return
+        table = Table(title=f"revoked API tokens: {len(found)} (newest first)")
+        for column in ("token id", "revoked (UTC)", "by", "account", "reason"):
+            table.add_column(column)
+        for r in found:
+            table.add_row(
+                r.token_id,
+                f"{r.revoked_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+                r.revoked_by,
+                r.account or "",
+                r.reason,
+            )
+        command_console().print(table if found else "no revoked tokens")
 
     app.add_typer(api_app, name="api")

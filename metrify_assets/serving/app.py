@@ -18,7 +18,7 @@ from metrify_assets.observability.api_spans import install_tracing
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.cache import open_cache
 from metrify_assets.resources.lake import Lake
-from metrify_assets.serving.auth import TokenVerifier
+from metrify_assets.serving.auth import RevocationList, TokenVerifier
 from metrify_assets.serving.db import open_pool
 from metrify_assets.serving.errors import install_error_handlers
 from metrify_assets.serving.head import HeadAsGetMiddleware
@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
             with postgres.connect():  # starts the embedded server if need be; applies migrations
                 pass
             app.state.pool = stack.enter_context(open_pool(postgres.get_url()))
+            stack.enter_context(revocations.watching(app.state.pool))  # revoked tokens, reloaded every 5 s
             app.state.lake = Lake(settings.lake_url)
             app.state.sender = None
             app.state.kafka_probe = None
@@ -73,7 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.verifier = TokenVerifier(settings.api)
+    revocations = RevocationList()
+    app.state.verifier = TokenVerifier(settings.api, revocations)
     install_error_handlers(app)
     app.add_middleware(HeadAsGetMiddleware)  # innermost: limits and metrics see the HEAD
     install_limits(app, settings.api)
