@@ -17,7 +17,7 @@ dbt's console lines go to the run's debug log, not stdout (warehouse/console.py)
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 from typing import Any
 
@@ -43,6 +43,23 @@ from metrify_assets.warehouse.vars import dbt_vars as project_vars
 
 # The environment variables that name a partitioned run's first and last (inclusive) day to dbt.
 FIRST_DAY, LAST_DAY = "METRIFY_DBT_MIN_DATE", "METRIFY_DBT_MAX_DATE"
+
+
+# What macros/hot_tier.sql logs for a mart that kept, as stored, the days whose samples left PostgreSQL.
+KEPT_AS_STORED = ": kept as stored "
+
+
+def kept_as_stored(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(the model's unique_id, its words) of the `JinjaLogInfo` event in which macros/hot_tier.sql names
+    the days a mart kept as stored because the data lifecycle deleted their samples from PostgreSQL;
+    None for any other event."""
+    if event.get("info", {}).get("name") != "JinjaLogInfo":
+        return None
+    data = event.get("data", {})
+    message = str(data.get("msg", ""))
+    if KEPT_AS_STORED not in message:
+        return None
+    return str(data.get("node_info", {}).get("unique_id", "")), message
 
 
 def partition_env(days: tuple[date, date] | None) -> dict[str, str]:
@@ -93,10 +110,16 @@ def build_warehouse_assets(
                 target_path=invocation_dir(target, "metrify_dbt", context.run.run_id, dbt_vars),
             )
             report = BuildReport()
+            kept: dict[str, list[str]] = {}  # model -> the days it kept as stored (kept_as_stored)
             try:
                 for event in dbt_events_to(invocation.stream_raw_events(), context.log.debug):
                     report.observe(event.raw_event)
+                    said = kept_as_stored(event.raw_event)
+                    if said is not None:
+                        context.log.info(said[1])
+                        kept.setdefault(said[0], []).append(said[1])
                     rows = rows_written(event.raw_event)
+                    node = event.raw_event.get("data", {}).get("node_info", {}).get("unique_id")
                     for asset_event in event.to_default_asset_events(
                         manifest=invocation.manifest,
                         dagster_dbt_translator=invocation.dagster_dbt_translator,
@@ -104,11 +127,14 @@ def build_warehouse_assets(
                         target_path=invocation.target_path,
                         project=invocation.project,
                     ):
-                        if rows is not None and isinstance(asset_event, dg.Output):
-                            # What the UI plots per materialization: the rows this build wrote.
-                            asset_event = asset_event.with_metadata(
-                                {**asset_event.metadata, "rows_written": dg.MetadataValue.int(rows)}
-                            )
+                        if isinstance(asset_event, dg.Output):
+                            added: dict[str, dg.MetadataValue] = {}
+                            if rows is not None:  # what the UI plots per materialization
+                                added["rows_written"] = dg.MetadataValue.int(rows)
+                            if node in kept:  # days a run over them did not rebuild from what is left
+                                added["kept_as_stored"] = dg.MetadataValue.text("; ".join(kept[node]))
+                            if added:
+                                asset_event = asset_event.with_metadata({**asset_event.metadata, **added})
                         yield asset_event
                 keep_parse_state(invocation.target_path, target, dbt_vars)
                 if not invocation.is_successful():

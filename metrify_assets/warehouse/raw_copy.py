@@ -83,6 +83,9 @@ RAW_TABLES = (
     RawTable("load_forecasts", ("region", "segment", "local_date"), "forecast_at"),
     RawTable("load_forecast_backtests", ("region", "segment", "local_date"), "forecast_at"),
     RawTable("load_actuals", ("region", "segment", "local_date"), "loaded_at"),
+    # The lifecycle's days: a few rows a day, whose hot deletion and restore stamps change in place
+    # (the grid and weather marts keep the days deleted from `ops`): copied in full.
+    RawTable("lifecycle_days", ("dataset", "day"), None),
 )
 
 

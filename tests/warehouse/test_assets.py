@@ -41,6 +41,7 @@ UPSTREAM = {
     "vee_meter_readings",
     "grid_stability",
     "load_forecast",
+    "retention_cleanup",  # ops.lifecycle_days: the grid and weather marts keep the days it deleted
 }
 
 

@@ -9,6 +9,9 @@
 -- Incremental by UTC day (the grid partitions): a partitioned run (vars min_date..max_date) rebuilds
 -- exactly those UTC days from their samples and their rows of ops.grid_stability, so its work is
 -- proportional to its days. Without the vars every hour is recomputed, as for fct_weather_conditions.
+-- Either way an incremental run keeps the hours it stored of a UTC day whose samples the data
+-- lifecycle deleted from PostgreSQL and no restore brought back (macros/hot_tier.sql): a late sample
+-- for such a day does not rebuild its hours from what is left.
 -- Measures are served to the decimals of their unit (macros/math.sql `rounded` and `unit_places`:
 -- Hz to 6, Hz/s to 8, V and MW to 3, minutes to 4, seconds to 3), without the binary noise of a mean
 -- or a difference (49.991453333333325 Hz, 0.052599999999998204 Hz); the risk scores to 6 decimals;
@@ -34,6 +37,7 @@ with samples as (
         load_mw
     from {{ ref('stg_ops__grid_status') }}
     where {{ utc_day_bounds('measured_at_utc') }}
+        and {{ outside_days_left_hot_tier('grid_status', 'cast(measured_at_utc as date)') }}
 ),
 
 hourly as (

@@ -10,6 +10,8 @@
 -- Incremental by UTC day (the weather partitions): a partitioned run (vars min_date..max_date) rebuilds
 -- exactly those UTC days and reads only their observations. Without the vars every hour is recomputed:
 -- weather rows have no change stamp to go by (a corrected observation keeps its first ingested_at).
+-- Either way an incremental run keeps the hours it stored of a UTC day whose observations the data
+-- lifecycle deleted from PostgreSQL and no restore brought back (macros/hot_tier.sql).
 -- Means, minima and maxima are served to 4 decimals (macros/math.sql `rounded` and `unit_places`:
 -- instruments read to 0.1; 3.7 C, not 3.6999999999999997) and the precipitation is the exact sum of
 -- the amounts (`exact_sum`: 0.3 mm, not 0.30000000000000004); classes and flags judge those values,
@@ -34,6 +36,7 @@ with observations as (
         precipitation_mm
     from {{ ref('stg_ops__weather_observations') }}
     where {{ utc_day_bounds('observed_at_utc') }}
+        and {{ outside_days_left_hot_tier('weather_observations', 'cast(observed_at_utc as date)') }}
 ),
 
 hourly as (
