@@ -1,9 +1,9 @@
 """What the platform holds and owes now: sources, waiting work, owed runs, alerts, the daemon.
 
-`metrify status` (`--json`). One screen an operator reads first: per source its newest record and
-batch, quality score, landing files and Kafka messages waiting, dead letters and review backlog; the
+`metrify status` (`--json`). One screen an operator reads first: per source its newest record (in
+PostgreSQL, with the days the lifecycle moved out of it to the lake) and batch, quality score, landing files and Kafka messages waiting, dead letters and review backlog; the
 days touched since the last `metrify run`; downstream runs that failed and are owed; open alerts and
-the grid's state; each downstream job's last run; whether a Dagster daemon is running. Then what to
+the grid's state; where the lifecycle keeps each dataset's days; each downstream job's last run; whether a Dagster daemon is running. Then what to
 act on, each line with the command that acts. Exit code 1 when a store could not be read (its
 figures are left out, not shown as zeros).
 """
@@ -23,6 +23,7 @@ from metrify_assets.cli.db import note_embedded_server
 
 if TYPE_CHECKING:
     from metrify_assets.orchestration.status import Status
+    from metrify_assets.storage.days import LakeDays
 
 
 def ago(then: datetime | None, now: datetime) -> str:
@@ -39,6 +40,33 @@ def ago(then: datetime | None, now: datetime) -> str:
     else:
         age = f"{seconds // 86400} d"
     return f"{then:%Y-%m-%d %H:%M} ({age} ago)"
+
+
+def newest_record(then: datetime | None, lake: LakeDays | None, now: datetime) -> str:
+    """The newest record in PostgreSQL (`ago`) and, when the lifecycle moved days of the source to the
+    lake, through which day: the newest data may be there (a lone late record in PostgreSQL, or none)."""
+    text = ago(then, now)
+    gone = lake.newest_hot_deleted if lake is not None else None
+    if gone is None:
+        return text
+    if then is None:
+        return f"{text} (none hot; lake through {gone})"
+    if gone >= then.date():
+        return f"{text} (a late record; lake through {gone})"
+    return f"{text} (older days: lake through {gone})"
+
+
+def lifecycle_line(lake: dict[str, LakeDays], holds: int | None, late: dict[str, int] | None = None) -> str:
+    """Days per lake tier of each dataset, how many left PostgreSQL, the late rows kept hot until their
+    archived day is restored (`metrify_lifecycle_late_rows_waiting`), and the legal holds standing."""
+    parts = []
+    for days in lake.values():
+        tiers = ", ".join(f"{tier} {n}" for tier, n in days.tiers.items())
+        waiting = (late or {}).get(days.dataset, 0)
+        restore = f", {waiting:,} late rows wait for a restore" if waiting else ""
+        parts.append(f"{days.dataset} {tiers} ({days.hot_deleted} out of PostgreSQL{restore})")
+    held = "" if holds is None else f"; legal holds standing: {holds}"
+    return ("days in the lake: " + "; ".join(parts) if parts else "no day in the lake yet") + held
 
 
 def _count(value: int | None) -> str:
@@ -59,7 +87,7 @@ def print_status(console: Console, status: Status) -> None:
     for s in status.sources:
         sources.add_row(
             s.source,
-            ago(s.last_record, now),
+            newest_record(s.last_record, (status.lake or {}).get(s.source), now),
             ago(s.last_batch, now),
             "-" if s.quality_score is None else f"{s.quality_score:.1f}",
             _count(s.landing_files),
@@ -98,6 +126,12 @@ def print_status(console: Console, status: Status) -> None:
         touched = unread if status.owed is None else "none (no `metrify run` on this instance yet)"
     facts.add_row("days touched since the last `metrify run`", touched)
     owed = ", ".join(f"{run.job} {run.days}" for run in status.owed or [])
+    facts.add_row(
+        "lifecycle (`metrify lifecycle status`)",
+        unread
+        if status.lake is None
+        else lifecycle_line(status.lake, status.holds, status.late_rows_waiting),
+    )
     facts.add_row("runs owed (failed, not made up for)", unread if status.owed is None else owed or "none")
     alerts = ", ".join(
         f"{count} {severity}" for severity, count in sorted((status.open_alerts or {}).items())

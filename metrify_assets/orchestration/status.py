@@ -42,6 +42,7 @@ from metrify_assets.partitions import ranges_text
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.run_alerts import day_range, failed_days
+from metrify_assets.storage.days import LakeDays, holds_standing, lake_days
 
 # A daemon heartbeats every 30 s (Dagster's default); three missed beats and it is taken for stopped.
 DAEMON_SILENT_AFTER = timedelta(seconds=90)
@@ -117,6 +118,11 @@ class Status:
     sensors_on: list[str] | None = None
     unreadable: dict[str, str] = field(default_factory=dict)
     landing_missing: str | None = None  # the landing directory should exist and does not (why)
+    # Per tiered dataset, its days in the lake and those that left PostgreSQL (freshness counts hot
+    # rows only); legal holds standing. None: PostgreSQL could not be read.
+    lake: dict[str, LakeDays] | None = None
+    holds: int | None = None
+    late_rows_waiting: dict[str, int] | None = None  # dataset -> late rows kept hot for a restore
 
     @property
     def daemon_running(self) -> bool:
@@ -196,6 +202,9 @@ def from_scrape(
             nodes[labels["state"]] += 1
     if "metrify_grid_state" in present:
         status.grid_nodes = dict(nodes)
+    if "metrify_lifecycle_late_rows_waiting" in present:
+        waiting = found["metrify_lifecycle_late_rows_waiting"]
+        status.late_rows_waiting = {labels["dataset"]: int(value) for labels, value in waiting}
     for name, attribute in (
         ("metrify_anomaly_rate", "anomaly_rate"),
         ("metrify_vee_estimated_share", "vee_estimated_share"),
@@ -319,6 +328,13 @@ def as_json(status: Status) -> dict[str, Any]:
         "schedules_on": status.schedules_on,
         "sensors_on": status.sensors_on,
         "unreadable": status.unreadable,
+        "lifecycle": None
+        if status.lake is None
+        else {
+            "datasets": [vars(days) for days in status.lake.values()],
+            "holds_standing": status.holds,
+            "late_rows_waiting": status.late_rows_waiting,
+        },
         "attention": attention(status),
     }
 
@@ -365,6 +381,7 @@ def gather(
                     f"#{row.alert_id} {row.subject}: {row.summary}"
                     for row in list_alerts(conn, "open", severity="critical", limit=CRITICAL_SHOWN)
                 ]
+                status.lake, status.holds = lake_days(conn), holds_standing(conn)
                 seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
                 if seen:
                     status.touched_days = touched_since(conn, int(seen))

@@ -1,7 +1,9 @@
 """Responses in JSON or CSV: `?format=csv` or `Accept: text/csv` asks for CSV, JSON otherwise.
 
 JSON pages are `{"data": [...], "count": n, "next_cursor": ...}`; CSV pages carry the cursor in the
-`X-Next-Cursor` header (and a `Link: <...>; rel="next"` for clients that follow links). A CSV asked
+`X-Next-Cursor` header (and a `Link: <...>; rel="next"` for clients that follow links). A route that
+serves hot rows (PostgreSQL's, which the lifecycle deletes once a day is in the lake) also says which
+days of the span left them: `archived_days` in the JSON body, `X-Archived-Days` on every response. A CSV asked
 for without `limit` or `cursor` is the whole result instead (`csv_download`): streamed page by page
 from one snapshot, so a saved file is never silently a first page. Request
 bodies are JSON only: `read_json` parses them, after authentication, and answers 415 for a body of
@@ -14,7 +16,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -23,6 +25,7 @@ from fastapi import Query, Request
 from fastapi.responses import Response, StreamingResponse
 from psycopg.pq import TransactionStatus
 
+from metrify_assets.partitions import contiguous_ranges, ranges_text
 from metrify_assets.serving.errors import ApiError, field_detail
 from metrify_assets.serving.head import is_head
 
@@ -36,6 +39,13 @@ Format = Annotated[
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 # Rows a whole-result CSV download reads and writes at a time: its memory is one such page.
 DOWNLOAD_PAGE_ROWS = 5_000
+# The days of a response's span whose rows left the hot tier, as ranges ("2026-03-01..2026-03-03, 2026-03-05").
+ARCHIVED_HEADER = "X-Archived-Days"
+
+
+def archived_headers(days: Sequence[date] | None) -> dict[str, str]:
+    """The `X-Archived-Days` header of `days` (none when there are none, or the route serves no hot rows)."""
+    return {ARCHIVED_HEADER: ranges_text(contiguous_ranges(list(days)))} if days else {}
 
 
 def _unreadable(message: str) -> ApiError:
@@ -122,15 +132,20 @@ def page_response(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     next_cursor: str | None,
+    archived_days: Sequence[date] | None = None,
 ) -> Response:
-    """A page of rows in the format asked for, with the cursor of the next page if there is one."""
-    headers: dict[str, str] = {}
+    """A page of rows in the format asked for, with the cursor of the next page if there is one.
+    `archived_days`: a route serving hot rows names the days of its span that left them (None: not such
+    a route), as `archived_days` in the JSON body and the `X-Archived-Days` header."""
+    headers = archived_headers(archived_days)
     if next_cursor is not None:
         headers["X-Next-Cursor"] = next_cursor
         headers["Link"] = f'<{request.url.include_query_params(cursor=next_cursor)}>; rel="next"'
     if wants_csv(request, fmt):
         return Response(_csv_text(columns, *rows), media_type=CSV_MEDIA_TYPE, headers=headers)
-    body = {"data": records(columns, rows), "count": len(rows), "next_cursor": next_cursor}
+    body: dict[str, Any] = {"data": records(columns, rows), "count": len(rows), "next_cursor": next_cursor}
+    if archived_days is not None:
+        body["archived_days"] = list(archived_days)
     return Response(_json(body), media_type="application/json", headers=headers)
 
 
@@ -158,6 +173,7 @@ def csv_download(
     page: PageReader,
     max_rows: int,
     unknown: Callable[[], ApiError | None] = lambda: None,
+    archived: Callable[[], Sequence[date]] | None = None,
 ) -> Response:
     """Every row of a query as one streamed CSV file. The rows are read `DOWNLOAD_PAGE_ROWS` at a time
     through `page` (the endpoint's keyset pages), all in one REPEATABLE READ transaction on `conn`, so
@@ -167,13 +183,16 @@ def csv_download(
     the result is empty, `unknown()` may name a 404 (an id the store has no trace of). A file whose
     rows do not add up to the count (they cannot, in one snapshot) ends without its last chunk, so
     the client sees a broken transfer, never a short file that looks whole. A HEAD (`is_head`) gets
-    the same status and headers from the count alone: no page is read, nothing is written out."""
+    the same status and headers from the count alone: no page is read, nothing is written out.
+    `archived()`: the days of the query's span whose rows left the hot tier, read in the same snapshot
+    (`X-Archived-Days`; None: a route serving no hot rows)."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
         conn.rollback()
     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     head = is_head(request)
     try:
         total = count(max_rows + 1)
+        gone = archived() if archived is not None else None
         read_first = total <= max_rows and not head
         columns, first, after = page(None, DOWNLOAD_PAGE_ROWS) if read_first else ((), (), None)
         error = (
@@ -194,7 +213,7 @@ def csv_download(
         conn.rollback()
     if error is not None:
         raise error
-    headers = {"X-Row-Count": str(total)}
+    headers = {"X-Row-Count": str(total), **archived_headers(gone)}
     if head:  # the GET's headers (chunked, so no Content-Length), without a row read
         return StreamingResponse(iter(()), media_type=CSV_MEDIA_TYPE, headers=headers)
 

@@ -19,6 +19,7 @@ import orjson
 
 from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.serving.datasets import Dataset
+from metrify_assets.serving.output import ARCHIVED_HEADER
 from metrify_assets.serving.schemas import SCHEMA_FILES
 from metrify_assets.warehouse.mart_columns import mart_columns
 
@@ -156,9 +157,33 @@ PAGE_HEADERS = {
 }
 
 
-def page_responses(columns: Sequence[Column], description: str) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a paged route whose rows are `columns`: its 200 in JSON and in CSV."""
-    page = {
+ARCHIVED_DAYS = (
+    "The days of the request's span (from..to; unbounded without them) whose rows left PostgreSQL for "
+    "the lake (`metrify lifecycle`) and were not restored, in order: the rows of those days here are "
+    "missing, or only late ones. Empty when every day is hot. `metrify restore` brings days back; the "
+    "marts (/v1/consumption/..., /stability, /conditions) keep their history (docs/api.md#archived-days). "
+    "Days are the meter's local days for readings, UTC days for grid and weather samples."
+)
+ARCHIVED_DAYS_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "format": "date"},
+    "description": ARCHIVED_DAYS,
+}
+ARCHIVED_HEADER_DOC = {
+    ARCHIVED_HEADER: {
+        "description": "`archived_days` as ranges of consecutive days (`2026-03-01..2026-03-03, 2026-03-05`), "
+        "on JSON and CSV alike; absent when every day of the span is hot.",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def page_responses(
+    columns: Sequence[Column], description: str, archived: bool = False
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a paged route whose rows are `columns`: its 200 in JSON and in CSV. `archived`:
+    the route serves hot rows and says which days of its span left them (`archived_days`)."""
+    page: dict[str, Any] = {
         "type": "object",
         "properties": {
             "data": {"type": "array", "items": row_schema(columns)},
@@ -167,6 +192,9 @@ def page_responses(columns: Sequence[Column], description: str) -> dict[int | st
         },
         "required": ["data", "count", "next_cursor"],
     }
+    if archived:
+        page["properties"]["archived_days"] = ARCHIVED_DAYS_SCHEMA
+        page["required"].append("archived_days")
     csv = {
         "schema": {
             "type": "string",
@@ -178,13 +206,30 @@ def page_responses(columns: Sequence[Column], description: str) -> dict[int | st
     return {
         200: {
             "description": description,
-            "headers": PAGE_HEADERS,
+            "headers": {**PAGE_HEADERS, **ARCHIVED_HEADER_DOC} if archived else PAGE_HEADERS,
             "content": {"application/json": {"schema": page}, "text/csv": csv},
         }
     }
 
 
-def single_response(columns: Sequence[Column], what: str) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route answering one row, as `{"data": row}`."""
-    body = {"type": "object", "properties": {"data": row_schema(columns)}, "required": ["data"]}
-    return {200: {"description": what, "content": {"application/json": {"schema": body}}}}
+def single_response(
+    columns: Sequence[Column], what: str, archived: str | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route answering one row, as `{"data": row}`; `archived`: the route serves a
+    hot row and also answers `archived_days`, so described."""
+    body: dict[str, Any] = {
+        "type": "object",
+        "properties": {"data": row_schema(columns)},
+        "required": ["data"],
+    }
+    if archived is None:
+        return {200: {"description": what, "content": {"application/json": {"schema": body}}}}
+    body["properties"]["archived_days"] = {**ARCHIVED_DAYS_SCHEMA, "description": archived}
+    body["required"].append("archived_days")
+    return {
+        200: {
+            "description": what,
+            "headers": ARCHIVED_HEADER_DOC,
+            "content": {"application/json": {"schema": body}},
+        }
+    }

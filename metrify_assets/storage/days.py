@@ -5,7 +5,8 @@ frames: the review commands import it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 
 import psycopg
 from psycopg import sql
@@ -63,13 +64,94 @@ def retouch_whole_day(conn: psycopg.Connection, source: str, reason: str, day: d
     )
 
 
+# A row of `ops.lifecycle_days` whose day's hot rows the lifecycle deleted and no restore brought back.
+HOT_GONE = "hot_deleted_at IS NOT NULL AND (restored_at IS NULL OR restored_at < hot_deleted_at)"
+
+
 def hot_deleted_days(conn: psycopg.Connection, dataset: str, first: date, last: date) -> list[date]:
     """The days of `first`..`last` whose `dataset` rows the lifecycle deleted from the hot tier and no
     restore brought back (`ops.lifecycle_days`, docs/lifecycle.md): a run over them would rebuild
     from what is left, so the day-partitioned assets skip them."""
     rows = conn.execute(
-        "SELECT day FROM ops.lifecycle_days WHERE dataset = %s AND day BETWEEN %s AND %s "
-        "AND hot_deleted_at IS NOT NULL AND (restored_at IS NULL OR restored_at < hot_deleted_at) ORDER BY day",
+        f"SELECT day FROM ops.lifecycle_days WHERE dataset = %s AND day BETWEEN %s AND %s AND {HOT_GONE} "
+        "ORDER BY day",
         (dataset, first, last),
     ).fetchall()
     return [d for (d,) in rows]
+
+
+def archived_days(
+    conn: psycopg.Connection,
+    contract: SourceContract,
+    start: datetime | None,
+    end: datetime | None,
+    meter_id: str | None = None,
+) -> list[date]:
+    """The days of the span `start`..`end` (end exclusive; None: unbounded that side) whose
+    `contract.source` rows left PostgreSQL for the lake and were not restored (`hot_deleted_days`),
+    days as `local_day` names them: a meter's local day for `meter_id`'s readings, the UTC day for
+    grid and weather samples. A day whose rows of `meter_id` a meter-scoped legal hold kept hot when
+    the others left (the hold stood at the hot deletion) is not one of them. One query, on the
+    primary key of `ops.lifecycle_days`: what the data API asks on every request that serves hot rows."""
+    if start is not None and end is not None and start >= end:
+        return []
+    bounds = sql.SQL(
+        "(SELECT b.bound, b.at AS {time}, %(meter)s::text AS meter_id FROM (VALUES ('first', %(start)s::timestamptz), "
+        "('last', %(end)s::timestamptz - interval '1 microsecond')) AS b(bound, at))"
+    ).format(time=sql.Identifier(contract.time_field))
+    day, rows = local_day(contract, bounds)
+    # A hold on the dataset or on 'all' (lifecycle/holds.py ALL) naming the meter, standing when the
+    # day's hot rows were deleted, kept that meter's rows hot.
+    kept = sql.SQL(
+        "AND NOT EXISTS (SELECT 1 FROM ops.legal_holds h WHERE h.meter_id = %(meter)s "
+        "AND h.dataset IN (l.dataset, 'all') AND l.day BETWEEN h.first_day AND h.last_day "
+        "AND h.created_at <= l.hot_deleted_at AND (h.released_at IS NULL OR h.released_at > l.hot_deleted_at))"
+    )
+    query = sql.SQL(
+        "WITH span AS (SELECT max({day}) FILTER (WHERE t.bound = 'first') AS first, "
+        "max({day}) FILTER (WHERE t.bound = 'last') AS last FROM {rows}) "
+        "SELECT l.day FROM ops.lifecycle_days l, span WHERE l.dataset = %(dataset)s "
+        "AND l.day >= coalesce(span.first, '-infinity') AND l.day <= coalesce(span.last, 'infinity') "
+        "AND {hot_gone} {kept} ORDER BY l.day"
+    ).format(
+        day=day,
+        rows=rows,
+        hot_gone=sql.SQL(HOT_GONE),  # its columns are lifecycle_days' only
+        kept=kept if meter_id is not None else sql.SQL(""),
+    )
+    params = {"meter": meter_id, "start": start, "end": end, "dataset": contract.source}
+    return [d for (d,) in conn.execute(query, params).fetchall()]
+
+
+@dataclass(frozen=True)
+class LakeDays:
+    """Where a tiered dataset's days are in the lake (`ops.lifecycle_days`): days per lake tier, and
+    how many of them left PostgreSQL (not restored), the newest of those."""
+
+    dataset: str
+    tiers: dict[str, int]  # warm, cold, archive -> days with a copy there
+    hot_deleted: int
+    newest_hot_deleted: date | None
+
+
+def lake_days(conn: psycopg.Connection) -> dict[str, LakeDays]:
+    """Each tiered dataset with a lake copy -> its `LakeDays`: one aggregate over `ops.lifecycle_days`
+    (a row per dataset and day, so years of history are a few thousand rows)."""
+    rows = conn.execute(
+        f"SELECT dataset, tier, count(*), count(*) FILTER (WHERE {HOT_GONE}), max(day) FILTER (WHERE {HOT_GONE}) "
+        "FROM ops.lifecycle_days GROUP BY dataset, tier ORDER BY dataset, tier"
+    ).fetchall()
+    found: dict[str, LakeDays] = {}
+    for dataset, tier, days, gone, newest in rows:
+        before = found.get(dataset, LakeDays(dataset, {}, 0, None))
+        newest_gone = max((d for d in (before.newest_hot_deleted, newest) if d is not None), default=None)
+        found[dataset] = LakeDays(
+            dataset, {**before.tiers, tier: days}, before.hot_deleted + gone, newest_gone
+        )
+    return found
+
+
+def holds_standing(conn: psycopg.Connection) -> int:
+    """Legal holds not released (`ops.legal_holds`, docs/lifecycle.md#legal-holds)."""
+    row = conn.execute("SELECT count(*) FROM ops.legal_holds WHERE released_at IS NULL").fetchone()
+    return int(row[0]) if row else 0

@@ -283,9 +283,11 @@ def test_an_unreachable_database_is_said_and_exits_1(tmp_path: Path, monkeypatch
     assert meters["last_batch"] is None
     assert (meters["landing_files"], meters["dead_letters"], meters["review_pending"]) == (None, None, None)
     assert (found["owed"], found["open_alerts"], found["grid_nodes"], found["touched_days"]) == (None,) * 4
+    assert found["lifecycle"] is None
     text = CliRunner().invoke(app, ["status"], catch_exceptions=False)
     assert text.exit_code == 1
-    assert text.stdout.count("- (PostgreSQL could not be read)") == 3  # touched days, runs owed, alerts
+    # touched days, lifecycle, runs owed, alerts
+    assert text.stdout.count("- (PostgreSQL could not be read)") == 4
     # (Dagster's storage was read: no schedule or sensor is turned on.)
     read_from_postgresql = [line for line in text.stdout.splitlines() if "turned on" not in line]
     assert not any("none" in line for line in read_from_postgresql)

@@ -9,7 +9,11 @@ which it is (`ROWS_PER_METER` in its OpenAPI operation; a dataset's `meter_colum
 dependency (`data_access`) enforces it, so a route that declares nothing is closed to such a token.
 
 A meter, grid node or weather station the store has no trace of is 404 on its endpoints, the same
-way everywhere (`_unknown`); a known one with nothing in the range is an empty page. A query
+way everywhere (`_unknown`); a known one with nothing in the range is an empty page. A route that
+serves hot rows (a meter's readings and latest reading, grid status, weather observations) also says
+which days of its span left PostgreSQL for the lake (`archived_days`, `X-Archived-Days`: one query on
+`ops.lifecycle_days` per request), so an empty or short page of an archived day is never read as "no
+data"; a meter whose readings all left is 404 `archived`, not "no reading yet". A query
 parameter a route does not take is a 422 on every route here (`data_access`, the router's
 dependency), so a mistyped filter is never read as "no filter".
 """
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from datetime import date, datetime
+from functools import partial
 from keyword import iskeyword
 from typing import Annotated, Any
 
@@ -26,7 +32,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from metrify_assets.contracts import CONTRACTS
+from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.serving import readings
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.cache import cached
@@ -40,9 +46,17 @@ from metrify_assets.serving.errors import (
     openapi_errors,
     refuse_unknown_parameters,
 )
-from metrify_assets.serving.output import Format, csv_download, is_download, json_response, page_response
+from metrify_assets.serving.output import (
+    Format,
+    archived_headers,
+    csv_download,
+    is_download,
+    json_response,
+    page_response,
+)
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
 from metrify_assets.serving.row_schemas import dataset_row, page_responses, single_response, stored_row
+from metrify_assets.storage.days import archived_days
 from metrify_assets.storage.known import METER, Kind, known
 from metrify_assets.storage.latest import LATEST_COLUMNS
 
@@ -67,6 +81,12 @@ PER_METER: dict[str, Any] = {ROWS_PER_METER: True}
 # A meter's readings' `from` and `to`: parsed as the datasets' time filters are (one message).
 READINGS_FROM = Filter("from", "reading_start", ">=", "First interval start (ISO 8601).", "timestamp")
 READINGS_TO = Filter("to", "reading_start", "<", "End (exclusive), ISO 8601.", "timestamp")
+READINGS = CONTRACTS["meter_readings"]
+LATEST_ARCHIVED = (
+    "The days from the returned reading's day on whose readings left PostgreSQL for the lake: a newer "
+    "reading of the meter may be in one of them (`metrify restore` brings it back). Empty in the usual "
+    "case, where the lifecycle archived only days older than the reading."
+)
 
 
 def _per_meter(route: APIRoute) -> bool:
@@ -123,7 +143,7 @@ def _check_range(start: Any, end: Any, names: tuple[str, str] = ("from", "to")) 
     summary="A meter's readings (the VEE series where processed)",
     openapi_extra=PER_METER,
     responses={
-        **page_responses(readings.SERIES, "A page of the meter's intervals, in time order."),
+        **page_responses(readings.SERIES, "A page of the meter's intervals, in time order.", archived=True),
         **openapi_errors(400, 404),
     },
 )
@@ -140,11 +160,16 @@ def meter_readings(
 ) -> Response:
     """Intervals in time order: the billing-grade VEE value and status (actual, estimated, edited,
     missing, failed) where VEE has processed the day, else the reading as received (`received`).
-    A known meter with nothing in the range is an empty page; a meter never seen is 404."""
+    A known meter with nothing in the range is an empty page; a meter never seen is 404.
+    `archived_days`: the meter's local days of the range whose readings left PostgreSQL for the lake."""
     require_meter(principal, meter_id)
     check_text(("path", "meter_id"), meter_id)
     first, last = parse_filter(READINGS_FROM, start), parse_filter(READINGS_TO, end)
     _check_range(first, last)
+
+    def gone() -> list[date]:
+        return archived_days(conn, READINGS, first, last, meter_id)
+
     if is_download(request, format, cursor, limit):
 
         def series(after: str | None, rows: int) -> tuple[tuple[str, ...], list[tuple[Any, ...]], str | None]:
@@ -158,6 +183,7 @@ def meter_readings(
             series,
             request.app.state.settings.api.csv_max_rows,
             lambda: None if known(conn, METER, meter_id) else _unknown(METER, meter_id),
+            gone,
         )
     try:
         page = readings.series_page(conn, meter_id, first, last, cursor, limit or DEFAULT_PAGE_SIZE)
@@ -165,7 +191,7 @@ def meter_readings(
         raise _bad_cursor(err) from err
     if not page.rows and cursor is None and not known(conn, METER, meter_id):
         raise _unknown(METER, meter_id)
-    return page_response(request, format, readings.SERIES_COLUMNS, page.rows, page.next_cursor)
+    return page_response(request, format, readings.SERIES_COLUMNS, page.rows, page.next_cursor, gone())
 
 
 @router.get(
@@ -174,24 +200,47 @@ def meter_readings(
     openapi_extra=PER_METER,
     responses={
         **single_response(
-            stored_row(CONTRACTS["meter_readings"], LATEST_COLUMNS), "The meter's newest stored reading."
+            stored_row(READINGS, LATEST_COLUMNS), "The meter's newest stored reading.", LATEST_ARCHIVED
         ),
         **openapi_errors(404),
     },
 )
 def latest_reading(request: Request, meter_id: str, principal: Reader) -> Response:
     """The newest interval stored for the meter (its newest record version), from the cache when
-    Redis holds it, else from PostgreSQL."""
+    Redis holds it, else from PostgreSQL, with the days from its day on whose readings left
+    PostgreSQL for the lake (`archived_days`). A meter with no reading in PostgreSQL is 404: `archived`
+    when days of readings left it (its readings are likely in the lake), `not_found` otherwise."""
     require_meter(principal, meter_id)
     check_text(("path", "meter_id"), meter_id)
     state = request.app.state
     reading, source = latest_reading_through_cache(state.cache, state.pool.connection, meter_id)
-    if reading is None:
-        with state.pool.connection() as conn:
+    with state.pool.connection() as conn:
+        if reading is None:
             if not known(conn, METER, meter_id):
                 raise _unknown(METER, meter_id)
-        raise ApiError(404, "not_found", f"meter {meter_id!r} is known but has no reading stored yet")
-    return json_response({"data": reading}, headers={"X-Metrify-Source": source})
+            raise _no_reading(meter_id, archived_days(conn, READINGS, None, None, meter_id))
+        since = datetime.fromisoformat(reading["reading_start"])
+        gone = archived_days(conn, READINGS, since, None, meter_id)
+    return json_response(
+        {"data": reading, "archived_days": gone},
+        headers={"X-Metrify-Source": source, **archived_headers(gone)},
+    )
+
+
+def _no_reading(meter_id: str, gone: list[date]) -> ApiError:
+    """The 404 of a known meter without a reading in PostgreSQL: `archived` when days of readings left
+    it for the lake (the meter's may be among them; the marts keep its consumption), else `not_found`."""
+    if not gone:
+        return ApiError(404, "not_found", f"meter {meter_id!r} is known but has no reading stored yet")
+    return ApiError(
+        404,
+        "archived",
+        f"meter {meter_id!r} has no reading in PostgreSQL, and the readings of {len(gone):,} days (the "
+        f"newest {gone[-1]}) left it for the lake: its readings are likely archived. `metrify restore "
+        "--dataset meter_readings --from DAY --to DAY` brings days back; /v1/consumption/daily and "
+        "/v1/consumption/hourly keep its consumption",
+        {"archived_day_count": len(gone), "newest_archived_day": gone[-1].isoformat()},
+    )
 
 
 def _unknown(kind: Kind, value: str) -> ApiError:
@@ -204,6 +253,15 @@ def _python_name(param: str) -> str:
     return f"{param}_" if iskeyword(param) else param
 
 
+def hot_source(dataset: Dataset) -> SourceContract | None:
+    """The source whose hot rows `dataset` serves (an `ops` table the lifecycle empties of the days it
+    moved to the lake): its responses name those days of their span (`archived_days`). None: a mart,
+    which keeps its history."""
+    if dataset.schema != "ops":
+        return None
+    return next((c for c in CONTRACTS.values() if c.table == dataset.table), None)
+
+
 def _download(
     request: Request,
     conn: psycopg.Connection,
@@ -211,6 +269,7 @@ def _download(
     params: dict[str, Any],
     path_value: str | None,
     meters: frozenset[str] | None,
+    archived: Callable[[], list[date]] | None,
 ) -> Response:
     """The whole result of `dataset`'s filters as one streamed CSV (`csv_download`): read from
     PostgreSQL, not the cache, which keeps pages."""
@@ -234,6 +293,7 @@ def _download(
         pages,
         request.app.state.settings.api.csv_max_rows,
         unknown,
+        archived,
     )
 
 
@@ -256,8 +316,12 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
         if params.get("meter_id") is not None:
             require_meter(principal, params["meter_id"])
         meters = principal.meters  # a limited token gets here only where the rows are per meter
+        source = hot_source(dataset)
+        archived = None
+        if source is not None:
+            archived = partial(archived_days, conn, source, params.get("from"), params.get("to"))
         if is_download(request, fmt, cursor, limit):
-            return _download(request, conn, dataset, params, path_value, meters)
+            return _download(request, conn, dataset, params, path_value, meters, archived)
 
         def compute() -> dict[str, Any]:
             page = query_page(
@@ -283,7 +347,9 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
         kind, first_page_empty = dataset.path_kind, cursor is None and not page["rows"]
         if kind and path_value is not None and first_page_empty and not known(conn, kind, path_value):
             raise _unknown(kind, path_value)
-        return page_response(request, fmt, page["columns"], page["rows"], page["next_cursor"])
+        # Read past the cache: the lifecycle's hot deletions move no cache generation.
+        days = archived() if archived is not None else None
+        return page_response(request, fmt, page["columns"], page["rows"], page["next_cursor"], days)
 
     params = [
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
@@ -329,7 +395,11 @@ for _dataset in DATASETS.values():
         summary=_dataset.description.split(":")[0],
         openapi_extra=PER_METER if _dataset.per_meter else None,
         responses={
-            **page_responses(dataset_row(_dataset), f"A page of rows in {', '.join(_dataset.key)} order."),
+            **page_responses(
+                dataset_row(_dataset),
+                f"A page of rows in {', '.join(_dataset.key)} order.",
+                archived=hot_source(_dataset) is not None,
+            ),
             **(openapi_errors(400) if _dataset.path_kind is None else openapi_errors(400, 404)),
         },
     )

@@ -1,0 +1,171 @@
+"""Routes that serve hot rows say which days of their span left PostgreSQL for the lake: a billing
+client must never read an archived day's empty page as "no consumption". On the real API over a
+simulated home (tests/serving/test_api.py's fixtures), PostgreSQL and Redis; the lifecycle's state
+(`ops.lifecycle_days`, `ops.legal_holds`) is written for made-up days of 2031 and removed after."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from metrify_assets.env import Settings
+from metrify_assets.resources.build import postgres_resource
+from tests.serving.test_api import client, home, query, settings, token
+
+__all__ = ["client", "home", "settings"]  # the fixtures this module shares with test_api.py
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.e2e]
+LATE = "ARC-LATE"  # not registered (UTC days): one late reading on an archived day
+HELD = "ARC-HELD"  # not registered: a meter-scoped hold kept its reading of 2031-05-01 hot
+GONE = "ARC-GONE"  # registered, every reading archived
+
+
+def _day_state(dataset: str, day: str, deleted: str, restored: str | None = None) -> tuple[object, ...]:
+    return (
+        dataset,
+        day,
+        "cold",
+        "STANDARD_IA",
+        f"k/{day}",
+        f"m/{day}",
+        1,
+        1,
+        "c",
+        "s",
+        deleted,
+        deleted,
+        deleted,
+        restored,
+    )
+
+
+@pytest.fixture(scope="module")
+def archived(settings: Settings) -> Iterator[str]:
+    """2031-05-01 and 02 archived for readings (05-03 archived, then restored), 2031-05-01 for grid
+    status; a late reading of LATE on 05-02, a reading of HELD on 05-01 a hold kept; GONE registered
+    without a reading. Yields a grid node of the home."""
+    node = str(query(settings, "SELECT min(grid_node_id) FROM ops.grid_status")[0][0])
+    with postgres_resource(settings).connect() as conn:
+        conn.execute("CREATE TEMP TABLE r AS SELECT * FROM ops.meter_readings LIMIT 2")
+        conn.execute(
+            "UPDATE r SET meter_id = CASE WHEN ctid = (SELECT min(ctid) FROM r) THEN %s ELSE %s END",
+            (LATE, HELD),
+        )
+        conn.execute(
+            "UPDATE r SET reading_start = CASE meter_id WHEN %s THEN timestamptz '2031-05-02T10:00Z' "
+            "ELSE timestamptz '2031-05-01T10:00Z' END",
+            (LATE,),
+        )
+        conn.execute("INSERT INTO ops.meter_readings SELECT * FROM r")
+        conn.execute("CREATE TEMP TABLE m AS SELECT * FROM ops.meters LIMIT 1")
+        conn.execute("UPDATE m SET meter_id = %s", (GONE,))
+        conn.execute("INSERT INTO ops.meters SELECT * FROM m")
+        conn.cursor().executemany(
+            "INSERT INTO ops.lifecycle_days (dataset, day, tier, storage_class, object_key, manifest_key, "
+            "row_count, bytes, checksum, sha256, verified_at, moved_at, hot_deleted_at, restored_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                _day_state("meter_readings", "2031-05-01", "2031-06-10T00:00Z"),
+                _day_state("meter_readings", "2031-05-02", "2031-06-10T00:00Z"),
+                _day_state("meter_readings", "2031-05-03", "2031-06-10T00:00Z", "2031-06-20T00:00Z"),
+                _day_state("grid_status", "2031-05-01", "2031-06-10T00:00Z"),
+            ],
+        )
+        conn.execute(
+            "INSERT INTO ops.legal_holds (dataset, meter_id, first_day, last_day, reason, author, created_at) "
+            "VALUES ('meter_readings', %s, '2031-05-01', '2031-05-01', 'case', 'counsel', '2031-06-01T00:00Z')",
+            (HELD,),
+        )
+        conn.commit()
+        try:
+            yield node
+        finally:
+            conn.execute("DELETE FROM ops.meter_readings WHERE meter_id IN (%s, %s)", (LATE, HELD))
+            conn.execute("DELETE FROM ops.meters WHERE meter_id = %s", (GONE,))
+            conn.execute("DELETE FROM ops.lifecycle_days WHERE day BETWEEN '2031-05-01' AND '2031-05-03'")
+            conn.execute("DELETE FROM ops.legal_holds WHERE meter_id = %s", (HELD,))
+            conn.commit()
+
+
+def test_a_meters_readings_name_the_archived_days_of_their_span(client: TestClient, archived: str) -> None:
+    """The trial: a span on archived days answered 200 with an empty page (or one late interval of
+    96) and nothing else. Now `archived_days` names them in JSON, `X-Archived-Days` in JSON and CSV
+    (a whole download and a page); a restored day and a day outside the span are not named."""
+    headers = token("read")
+    span = {"from": "2031-05-01T00:00:00Z", "to": "2031-05-04T00:00:00Z"}
+    page = client.get(f"/v1/meters/{LATE}/readings", headers=headers, params=span)
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert [r["reading_start"] for r in body["data"]] == ["2031-05-02T10:00:00+00:00"]  # the late one only
+    assert body["archived_days"] == ["2031-05-01", "2031-05-02"]  # 05-03 was restored
+    assert page.headers["X-Archived-Days"] == "2031-05-01..2031-05-02"
+    for extra in ({"format": "csv"}, {"format": "csv", "limit": "5"}):
+        as_csv = client.get(f"/v1/meters/{LATE}/readings", headers=headers, params={**span, **extra})
+        assert as_csv.status_code == 200, as_csv.text
+        assert as_csv.headers["X-Archived-Days"] == "2031-05-01..2031-05-02"
+        assert len(list(csv.reader(io.StringIO(as_csv.text)))) == 2  # header and the late interval
+    one_day = {"from": "2031-05-02T00:00:00Z", "to": "2031-05-03T00:00:00Z"}  # `to` is exclusive
+    assert client.get(f"/v1/meters/{LATE}/readings", headers=headers, params=one_day).json()[
+        "archived_days"
+    ] == ["2031-05-02"]
+    hot = client.get(
+        f"/v1/meters/{LATE}/readings",
+        headers=headers,
+        params={"from": "2031-05-03T00:00:00Z", "to": "2031-05-04T00:00:00Z"},
+    )
+    assert hot.json()["archived_days"] == [] and "X-Archived-Days" not in hot.headers
+    # A hold on HELD stood when 05-01's hot rows went: HELD's rows of that day are all still hot.
+    held = client.get(f"/v1/meters/{HELD}/readings", headers=headers, params=span).json()
+    assert held["count"] == 1 and held["archived_days"] == ["2031-05-02"]
+
+
+def test_the_latest_reading_says_when_newer_days_or_all_readings_were_archived(
+    client: TestClient, archived: str
+) -> None:
+    """The trial: a meter whose readings all left PostgreSQL answered 404 "known but has no reading
+    stored yet". Now 404 `archived` with the newest archived day; a latest reading on an archived day
+    comes with the days from its day on that left (a newer reading may be there)."""
+    headers = token("read")
+    gone = client.get(f"/v1/meters/{GONE}/latest", headers=headers)
+    assert gone.status_code == 404, gone.text
+    error = gone.json()["error"]
+    assert error["code"] == "archived" and "metrify restore" in error["message"]
+    assert error["details"]["newest_archived_day"] == "2031-05-02"
+    late = client.get(f"/v1/meters/{LATE}/latest", headers=headers)
+    assert late.status_code == 200, late.text
+    assert late.json()["data"]["reading_start"] == "2031-05-02T10:00:00+00:00"
+    assert late.json()["archived_days"] == ["2031-05-02"]
+    assert late.headers["X-Archived-Days"] == "2031-05-02"
+
+
+def test_grid_status_names_its_archived_days_and_marts_do_not(client: TestClient, archived: str) -> None:
+    """Grid status (hot rows) names 2031-05-01 in JSON and in a whole CSV download; a mart route
+    (`/stability`, which keeps its history) has no `archived_days`; the OpenAPI schema says which."""
+    headers = token("read")
+    span = {"from": "2031-04-30T00:00:00Z", "to": "2031-05-03T00:00:00Z"}
+    status = client.get(f"/v1/grid/nodes/{archived}/status", headers=headers, params=span)
+    assert status.status_code == 200, status.text
+    assert status.json()["archived_days"] == ["2031-05-01"] and status.json()["count"] == 0
+    download = client.get(
+        f"/v1/grid/nodes/{archived}/status", headers=headers, params={**span, "format": "csv"}
+    )
+    assert download.headers["X-Archived-Days"] == "2031-05-01" and download.headers["X-Row-Count"] == "0"
+    stability = client.get(f"/v1/grid/nodes/{archived}/stability", headers=headers).json()
+    assert "archived_days" not in stability
+    paths = client.get("/openapi.json").json()["paths"]
+
+    def page_schema(path: str) -> dict[str, object]:
+        ok = paths[path]["get"]["responses"]["200"]
+        return ok["content"]["application/json"]["schema"]
+
+    for path in (
+        "/v1/meters/{meter_id}/readings",
+        "/v1/grid/nodes/{grid_node_id}/status",
+        "/v1/weather/stations/{station_id}/observations",
+        "/v1/meters/{meter_id}/latest",
+    ):
+        assert "archived_days" in page_schema(path)["required"], path  # type: ignore[operator]
+    assert "archived_days" not in page_schema("/v1/consumption/daily")["properties"]  # type: ignore[operator]
