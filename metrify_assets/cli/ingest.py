@@ -35,13 +35,15 @@ if TYPE_CHECKING:
 
 def _send(
     console: Console, kafka: KafkaResource, source: str, lines: list[str], backfill: bool
-) -> list[BaseException]:
-    """Produce `lines` to the source's topic, one message each, keyed like `metrify simulate --to
-    kafka`; the bar counts acknowledged messages. Returns the errors of those never acknowledged."""
-    from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER, message_key
+) -> tuple[int, list[BaseException]]:
+    """Produce `lines` to the source's topic, keyed like `metrify simulate --to kafka`: one message of
+    one meter (grid node, station) each, a line of several split; the bar counts acknowledged messages.
+    Returns the messages sent and the errors of those never acknowledged."""
+    from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER, line_messages
 
     topic = kafka.topic(source)
     headers = [(BACKFILL_HEADER, b"1")] if backfill else None
+    messages = [message for line in lines for message in line_messages(source, line)]
     failed: list[BaseException] = []
     with (
         Progress(
@@ -49,12 +51,12 @@ def _send(
         ) as bar,
         kafka.producer() as producer,  # idempotent: a retried batch is not written twice
     ):
-        task = bar.add_task(f"sending to {topic}", total=len(lines))
-        for line in lines:
-            future = producer.send(topic, key=message_key(source, line), value=line.encode(), headers=headers)
+        task = bar.add_task(f"sending to {topic}", total=len(messages))
+        for key, value in messages:
+            future = producer.send(topic, key=key, value=value, headers=headers)
             future.add_callback(lambda _: bar.advance(task))
             future.add_errback(failed.append)
-    return failed
+    return len(messages), failed
 
 
 def _kafka(source: str, topic: str | None) -> KafkaResource:
@@ -78,20 +80,20 @@ def _to_kafka(console: Console, kafka: KafkaResource, source: str, lines: list[s
     began = time.monotonic()
     try:
         kafka.ensure_topics()  # as `metrify simulate --to kafka`: missing topics get 3 partitions
-        failed = _send(console, kafka, source, lines, backfill)
+        sent, failed = _send(console, kafka, source, lines, backfill)
     except KafkaError as err:
         console.print(f"could not send to Kafka at {kafka.bootstrap_servers}: {type(err).__name__}: {err}")
         raise typer.Exit(code=1) from err
     if failed:
         console.print(
-            f"{len(failed):,} of {len(lines):,} messages were not acknowledged by {kafka.bootstrap_servers} "
+            f"{len(failed):,} of {sent:,} messages were not acknowledged by {kafka.bootstrap_servers} "
             f"(first: {type(failed[0]).__name__}: {failed[0]}); sending the file again is safe: records "
             "are stored by natural key"
         )
         raise typer.Exit(code=1)
     took = time.monotonic() - began
     console.print(
-        f"sent {len(lines):,} messages to {kafka.topic(source)} at {kafka.bootstrap_servers} in {took:.1f} s"
+        f"sent {sent:,} messages to {kafka.topic(source)} at {kafka.bootstrap_servers} in {took:.1f} s"
     )
 
 

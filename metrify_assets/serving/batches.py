@@ -1,10 +1,12 @@
-"""Ingestion over the API: an accepted request becomes one contract-v1 message, sent to Kafka when it is
-configured, else landed as a file, and recorded in `ops.api_batches` so the caller can poll its fate.
+"""Ingestion over the API: an accepted request is landed as one file, or, when Kafka is configured, sent
+as one contract-v1 message per meter (grid node, station) keyed by it, so each owner's record versions
+are offsets of one partition; it is recorded in `ops.api_batches` so the caller can poll its fate.
 
 Its status resolves from the ledger once the pipeline has processed it: a landing request is its own
-batch (exact counts); a Kafka request is one message of a micro-batch, so its records are found by
+batch (exact counts); each Kafka message is one message of a micro-batch, so its records are found by
 their position in the micro-batch's raw copy (the decoder numbers records message by message) and
-counted against the quarantine. Once known, the figures are stored on the request's row.
+counted against the quarantine, and the request is processed once all its messages are. Once known,
+the figures are stored on the request's row.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import gzip
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,19 +27,22 @@ from psycopg.types.json import Jsonb
 
 from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.decode import decode
+from metrify_assets.ingestion.kafka.produce import owner_messages
 from metrify_assets.ingestion.landing import land_lines
 from metrify_assets.observability.api_spans import link_batch
 from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.resources.lake import Lake
+from metrify_assets.serving.kafka import Delivery
 from metrify_assets.storage.audit import Caller
 
 RESOLVE_MARGIN = timedelta(hours=1)
 
 
 class Sender(Protocol):
-    """Sends one message to a source's topic and returns its (topic, partition, offset)."""
+    """Sends (key, value) messages to a source's topic; returns where each was stored once all are
+    acknowledged, else raises `SendError`."""
 
-    def __call__(self, source: str, key: bytes | None, value: bytes) -> tuple[str, int, int]: ...
+    def __call__(self, source: str, messages: Sequence[tuple[bytes | None, bytes]]) -> list[Delivery]: ...
 
 
 @dataclass(frozen=True)
@@ -69,13 +75,6 @@ def record_count(body: Any) -> int:
     return 1
 
 
-def message_key(source: str, body: Any) -> bytes | None:
-    """The partitioning key (the first record's meter, node or station), as `metrify simulate` keys."""
-    first = body["records"][0] if isinstance(body, dict) and body.get("records") else body
-    value = first.get(contract_for(source).key[0]) if isinstance(first, dict) else None
-    return str(value).encode() if value is not None else None
-
-
 def accept(
     conn: psycopg.Connection,
     source: str,
@@ -87,7 +86,7 @@ def accept(
     landing_dir: Path,
     send: Sender | None,
 ) -> ApiBatch:
-    """Send or land a validated body as one message and record the request, with its `ingest.post`
+    """Send (one message per owner) or land (one file) a validated body and record the request, with its `ingest.post`
     audit entry (the token's subject from the client's address, with the token's id) in the same
     transaction; commits."""
     batch_id = f"api-{uuid.uuid4().hex}"
@@ -99,10 +98,18 @@ def accept(
         "kafka_partition": None,
         "kafka_offset": None,
     }
+    messages: list[dict[str, Any]] = []
     if send is not None:
         destination = "kafka"
-        topic, partition, offset = send(source, message_key(source, body), message)
+        parts = owner_messages(source, body, message)
+        delivered = send(source, parts)
+        topic, partition, offset = delivered[0]
         row.update(kafka_topic=topic, kafka_partition=partition, kafka_offset=offset)
+        counts = [record_count(orjson.loads(value)) if len(parts) > 1 else records for _, value in parts]
+        messages = [
+            {"partition": d.partition, "offset": d.offset, "records": n}
+            for d, n in zip(delivered, counts, strict=True)
+        ]
     else:
         destination = "landing"
         landed = land_lines(landing_dir, source, [message.decode()])
@@ -110,11 +117,12 @@ def accept(
     link_batch(batch_id, row)  # the request's span names the batch (docs/operations.md#traces)
     received_at = conn.execute(
         "INSERT INTO ops.api_batches (batch_id, source, destination, landing_batch_id, kafka_topic, kafka_partition, "
-        "kafka_offset, records, subject, client) VALUES (%(batch_id)s, %(source)s, %(destination)s, "
-        "%(landing_batch_id)s, %(kafka_topic)s, %(kafka_partition)s, %(kafka_offset)s, %(records)s, %(subject)s, "
-        "%(client)s) RETURNING received_at",
+        "kafka_offset, kafka_messages, records, subject, client) VALUES (%(batch_id)s, %(source)s, %(destination)s, "
+        "%(landing_batch_id)s, %(kafka_topic)s, %(kafka_partition)s, %(kafka_offset)s, %(kafka_messages)s, "
+        "%(records)s, %(subject)s, %(client)s) RETURNING received_at",
         {
             "batch_id": batch_id,
+            "kafka_messages": Jsonb(messages) if messages else None,
             "source": source,
             "destination": destination,
             "records": records,
@@ -131,7 +139,12 @@ def accept(
     conn.commit()
     assert received_at is not None
     kafka = (
-        {"topic": row["kafka_topic"], "partition": row["kafka_partition"], "offset": row["kafka_offset"]}
+        {
+            "topic": row["kafka_topic"],
+            "partition": row["kafka_partition"],
+            "offset": row["kafka_offset"],
+            "messages": messages,
+        }
         if send
         else None
     )
@@ -150,19 +163,22 @@ def status(conn: psycopg.Connection, lake: Lake, batch_id: str) -> ApiBatch | No
             "topic": row["kafka_topic"],
             "partition": row["kafka_partition"],
             "offset": row["kafka_offset"],
+            # A row written before migration 0025 held one message.
+            "messages": row["kafka_messages"]
+            or [
+                {
+                    "partition": row["kafka_partition"],
+                    "offset": row["kafka_offset"],
+                    "records": row["records"],
+                }
+            ],
         }
     if row["ledger_batch_id"] is None:
         resolved = (
             _resolve_landing(conn, row["landing_batch_id"])
             if kafka is None
-            else _resolve_kafka(
-                conn,
-                lake,
-                row["source"],
-                kafka["topic"],
-                kafka["partition"],
-                kafka["offset"],
-                row["received_at"],
+            else _resolve_messages(
+                conn, lake, row["source"], row["kafka_topic"], kafka["messages"], row["received_at"]
             )
         )
         if resolved is not None:
@@ -170,8 +186,14 @@ def status(conn: psycopg.Connection, lake: Lake, batch_id: str) -> ApiBatch | No
             row.update(zip(names, resolved, strict=True))
             conn.execute(
                 "UPDATE ops.api_batches SET ledger_batch_id = %s, accepted = %s, quarantined = %s, reasons = %s, "
-                "processed_at = %s WHERE batch_id = %s",
-                (*resolved[:3], Jsonb(resolved[3]), resolved[4], batch_id),
+                "processed_at = %s, kafka_messages = %s WHERE batch_id = %s",
+                (
+                    *resolved[:3],
+                    Jsonb(resolved[3]),
+                    resolved[4],
+                    kafka and Jsonb(kafka["messages"]),
+                    batch_id,
+                ),
             )
             conn.commit()
     return ApiBatch(
@@ -217,6 +239,41 @@ def _resolve_landing(conn: psycopg.Connection, landing_id: str) -> Resolution | 
         return None
     accepted, quarantined, processed_at = row
     return landing_id, accepted, quarantined, _reasons(conn, landing_id)[1], processed_at
+
+
+def _resolve_messages(
+    conn: psycopg.Connection,
+    lake: Lake,
+    source: str,
+    topic: str,
+    messages: list[dict[str, Any]],
+    received_at: datetime,
+) -> Resolution | None:
+    """A Kafka request's fate once every one of its messages is processed (each message gets its
+    `ledger_batch_id`): the counts summed (unknown if one message's are), the reasons merged, the
+    first message's micro-batch and the last processing time; None while any message is queued."""
+    found = []
+    for message in messages:
+        resolved = _resolve_kafka(
+            conn, lake, source, topic, message["partition"], message["offset"], received_at
+        )
+        if resolved is None:
+            return None
+        found.append(resolved)
+    for message, resolved in zip(messages, found, strict=True):
+        message["ledger_batch_id"] = resolved[0]
+    accepted = [r[1] for r in found]
+    quarantined = [r[2] for r in found]
+    reasons: Counter[str] = Counter()
+    for r in found:
+        reasons.update(r[3])
+    return (
+        found[0][0],
+        None if None in accepted else sum(a for a in accepted if a is not None),
+        None if None in quarantined else sum(q for q in quarantined if q is not None),
+        dict(reasons.most_common()),
+        max(r[4] for r in found),
+    )
 
 
 def _resolve_kafka(

@@ -1,12 +1,13 @@
 """The API's Kafka producer: one long-lived idempotent producer per process (the resource's settings),
-a sender that waits for the broker's acknowledgement so a 202 means the message is durable, and a
-readiness probe."""
+a sender that waits for the broker's acknowledgement of every message of a request so a 202 means
+they are all durable, and a readiness probe."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
@@ -16,8 +17,17 @@ SEND_TIMEOUT_S = 10.0
 PROBE_TIMEOUT_S = 2.0
 
 
+class Delivery(NamedTuple):
+    """Where the broker stored one message."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
 class SendError(RuntimeError):
-    """Kafka did not acknowledge the message: nothing was accepted."""
+    """Kafka did not acknowledge every message of a request: the request is not accepted (no batch is
+    recorded), and the client sends it again."""
 
 
 class MessageTooLargeError(SendError):
@@ -29,17 +39,26 @@ class KafkaSender:
         self._kafka = kafka
         self._producer = producer
 
-    def __call__(self, source: str, key: bytes | None, value: bytes) -> tuple[str, int, int]:
-        try:
-            future = self._producer.send(self._kafka.topic(source), key=key, value=value)  # type: ignore[attr-defined]
-            meta = future.get(timeout=SEND_TIMEOUT_S)
-        except MessageSizeTooLargeError as err:
+    def __call__(self, source: str, messages: Sequence[tuple[bytes | None, bytes]]) -> list[Delivery]:
+        """Send every message, then wait for each acknowledgement (one producer batch, one round trip,
+        not one per message); raises when any is not acknowledged. Those that were stay in the topic:
+        the client retries the whole request, and a re-sent record, at a newer offset of its owner's
+        partition, replaces its equal earlier copy."""
+        topic = self._kafka.topic(source)
+        limit = self._producer.config["max_request_size"]  # type: ignore[attr-defined]
+        largest = max(len(value) for _, value in messages)
+        if largest > limit:  # checked before any is sent: a request too large writes nothing
             raise MessageTooLargeError(
-                f"the message ({len(value):,} bytes) is over Kafka's size limit"
-            ) from err
+                f"a message ({largest:,} bytes) is over Kafka's size limit ({limit:,})"
+            )
+        try:
+            futures = [self._producer.send(topic, key=key, value=value) for key, value in messages]  # type: ignore[attr-defined]
+            metas = [future.get(timeout=SEND_TIMEOUT_S) for future in futures]
+        except MessageSizeTooLargeError as err:  # the broker's limit, or the record's overhead
+            raise MessageTooLargeError(f"a message ({largest:,} bytes) is over Kafka's size limit") from err
         except KafkaError as err:
             raise SendError(f"Kafka did not acknowledge the message: {type(err).__name__}: {err}") from err
-        return meta.topic, meta.partition, meta.offset
+        return [Delivery(meta.topic, meta.partition, meta.offset) for meta in metas]
 
     def probe(self) -> tuple[bool, str]:
         """Whether a bootstrap server accepts a connection now (the producer's own connections come

@@ -34,7 +34,7 @@ from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import Settings, resolve_settings
 from metrify_assets.ingestion.landing import list_landed
 from metrify_assets.orchestration.catchup import ingest_files
-from metrify_assets.orchestration.drain import drain
+from metrify_assets.orchestration.drain import DrainSummary, drain
 from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import postgres_resource
@@ -138,6 +138,11 @@ def recent(days_ago: int, minute: int) -> str:
 
 def a_meter(settings: Settings) -> str:
     return str(query(settings, "SELECT min(meter_id) FROM ops.meter_readings")[0][0])
+
+
+def drain_readings(defs: dg.Definitions, kafka: KafkaResource, pg: PostgresResource) -> DrainSummary:
+    """Drain the meter-readings topic once, as the sensor's runs would."""
+    return drain(defs, dg.DagsterInstance.ephemeral(), kafka, pg, sources=["meter_readings"])
 
 
 def kafka_settings(home: Path, pg_resource: PostgresResource, kafka: KafkaResource) -> Settings:
@@ -769,13 +774,7 @@ def test_with_kafka_a_post_becomes_one_message_and_its_records_are_counted_exact
         assert posted.status_code == 202
         batch = posted.json()["data"]
         assert batch["destination"] == "kafka" and batch["kafka"]["offset"] >= 1
-        summary = drain(
-            kafka_defs,
-            dg.DagsterInstance.ephemeral(),
-            kafka_resource,
-            pg_resource,
-            sources=["meter_readings"],
-        )
+        summary = drain_readings(kafka_defs, kafka_resource, pg_resource)
         assert summary.records == 5 and summary.quarantined == 1
         done = api.get(posted.headers["location"], headers=token("ingest")).json()["data"]
     assert done["status"] == "processed"
@@ -928,13 +927,7 @@ def test_a_kafka_request_that_cannot_be_placed_is_processed_with_unknown_counts(
             "/v1/meter_readings", json={**record, "reading_start": recent(3, 15)}, headers=token("ingest")
         )
         assert posted.status_code == 202
-        drain(
-            kafka_defs,
-            dg.DagsterInstance.ephemeral(),
-            kafka_resource,
-            pg_resource,
-            sources=["meter_readings"],
-        )
+        drain_readings(kafka_defs, kafka_resource, pg_resource)
         done = api.get(posted.headers["location"], headers=token("ingest")).json()["data"]
     assert done["status"] == "processed" and done["ledger_batch_id"]
     assert done["accepted"] is None and done["quarantined"] is None

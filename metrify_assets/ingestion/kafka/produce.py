@@ -1,12 +1,15 @@
 """Produce contract-v1 messages to the source topics (`metrify simulate --to kafka`).
 
-Keyed by the record's first natural-key field (meter, grid node, station), so all messages of one
-meter land in one partition in order: a re-sent reading gets a higher offset, the newer version.
+Every message holds the records of one natural-key owner (the first key field: meter, grid node,
+station) and is keyed by it, so all of one meter's records land in one partition in order: its stored
+`record_version` is an offset of that partition, and a re-sent reading gets a higher offset, the newer
+version. A batch of several owners is split into one `{"records": [...]}` message per owner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 
@@ -14,16 +17,38 @@ from metrify_assets.contracts import CONTRACTS
 from metrify_assets.resources.kafka import KafkaResource
 
 
-def message_key(source: str, message: str) -> bytes | None:
-    """The partitioning key of a message; None (round-robin) for one that is not a JSON record."""
-    try:
-        parsed = orjson.loads(message)
-    except orjson.JSONDecodeError:
-        return None
-    records = parsed.get("records") if isinstance(parsed, dict) and "records" in parsed else [parsed]
-    first = records[0] if isinstance(records, list) and records else None
-    value = first.get(CONTRACTS[source].key[0]) if isinstance(first, dict) else None
+def _owner(source: str, record: Any) -> bytes | None:
+    value = record.get(CONTRACTS[source].key[0]) if isinstance(record, dict) else None
     return str(value).encode() if value is not None else None
+
+
+def owner_messages(source: str, body: Any, encoded: bytes | None = None) -> list[tuple[bytes | None, bytes]]:
+    """A parsed message as (key, value) messages of one owner each, in the order of their first record;
+    `encoded` is the body as sent when it needs no split. A batch `{"records": [...]}` of several
+    owners becomes one batch per owner (the records of each in their order); a single record, or a
+    batch of one owner, is one message. A record without an owner (it will be quarantined) goes with
+    the others that have none, unkeyed."""
+    records = body.get("records") if isinstance(body, dict) and "records" in body else None
+    if not isinstance(records, list):
+        return [(_owner(source, body), encoded if encoded is not None else orjson.dumps(body))]
+    owners: dict[bytes | None, list[Any]] = {}
+    for record in records:
+        owners.setdefault(_owner(source, record), []).append(record)
+    if len(owners) <= 1:
+        key = next(iter(owners), None)
+        return [(key, encoded if encoded is not None else orjson.dumps(body))]
+    return [(key, orjson.dumps({"records": group})) for key, group in owners.items()]
+
+
+def line_messages(source: str, line: str) -> list[tuple[bytes | None, bytes]]:
+    """`owner_messages` of one message's text; a text that is not JSON is one unkeyed message
+    (round-robin: it has no owner, and is quarantined as `malformed`)."""
+    encoded = line.encode()
+    try:
+        parsed = orjson.loads(encoded)
+    except orjson.JSONDecodeError:
+        return [(None, encoded)]
+    return owner_messages(source, parsed, encoded)
 
 
 # A message with this header (value b"1") is declared history: its records are not scored for timeliness.
@@ -49,7 +74,8 @@ def produce(
         for source, lines in messages.items():
             topic = kafka.topic(source)
             for line in lines:
-                producer.send(topic, key=message_key(source, line), value=line.encode(), headers=headers)
+                for key, value in line_messages(source, line):
+                    producer.send(topic, key=key, value=value, headers=headers)
             sent[source] = len(lines)
             if on_sent:
                 on_sent(source, len(lines))
