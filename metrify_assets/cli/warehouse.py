@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
         from metrify_assets.resources.cache import open_cache
         from metrify_assets.storage.statistics import analyze_stale
         from metrify_assets.warehouse import rebuild
-        from metrify_assets.warehouse.connection import dbt_env_from_url, environment
+        from metrify_assets.warehouse.connection import dbt_env, environment
         from metrify_assets.warehouse.project import dbt_cli_resource, ensure_manifest
         from metrify_assets.warehouse.results import NodeResult
         from metrify_assets.warehouse.vars import dbt_vars
@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         actor = by or who()
         url = settings_url(settings)
         manifest = json.loads(ensure_manifest().read_text(encoding="utf-8"))
-        with environment(dbt_env_from_url(url)):
+        with environment(dbt_env(url)):
             dbt = dbt_cli_resource()
             with console.status("dbt: selecting"):
                 try:

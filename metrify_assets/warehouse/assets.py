@@ -18,7 +18,6 @@ dbt's console lines go to the run's debug log, not stdout (warehouse/console.py)
 
 import json
 from collections.abc import Iterator, Mapping
-from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -29,7 +28,7 @@ from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.storage import rebuilt
 from metrify_assets.storage.statistics import analyze_stale
-from metrify_assets.warehouse.connection import dbt_env_from_url, environment
+from metrify_assets.warehouse.connection import dbt_env, environment, partition_env
 from metrify_assets.warehouse.console import dbt_events_to
 from metrify_assets.warehouse.invocations import (
     invocation_dir,
@@ -40,10 +39,6 @@ from metrify_assets.warehouse.invocations import (
 from metrify_assets.warehouse.results import BuildReport, rows_written
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 from metrify_assets.warehouse.vars import dbt_vars as project_vars
-
-# The environment variables that name a partitioned run's first and last (inclusive) day to dbt.
-FIRST_DAY, LAST_DAY = "METRIFY_DBT_MIN_DATE", "METRIFY_DBT_MAX_DATE"
-
 
 # What macros/hot_tier.sql logs for a mart that kept, as stored, the days whose samples left PostgreSQL.
 KEPT_AS_STORED = ": kept as stored "
@@ -60,14 +55,6 @@ def kept_as_stored(event: Mapping[str, Any]) -> tuple[str, str] | None:
     if KEPT_AS_STORED not in message:
         return None
     return str(data.get("node_info", {}).get("unique_id", "")), message
-
-
-def partition_env(days: tuple[date, date] | None) -> dict[str, str]:
-    """The environment that names a run's first and last day to dbt; empty values for a run without
-    days, so a variable set in the process's own environment never narrows its build."""
-    if days is None:
-        return {FIRST_DAY: "", LAST_DAY: ""}
-    return {FIRST_DAY: days[0].isoformat(), LAST_DAY: days[1].isoformat()}
 
 
 def build_warehouse_assets(
@@ -100,7 +87,7 @@ def build_warehouse_assets(
         if analyzed:
             changed = ", ".join(f"{t.name} ({t.changed_rows:,} rows changed)" for t in analyzed)
             context.log.info(f"Planner statistics refreshed before the build: {changed}")
-        with environment({**dbt_env_from_url(postgres.get_url()), **partition_env(days)}):
+        with environment(dbt_env(postgres.get_url(), days)):
             # Not dagster-dbt's error when the build fails: it holds dbt's whole command line (results.py).
             target = target_dir(project)
             invocation = dbt.cli(

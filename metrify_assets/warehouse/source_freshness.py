@@ -26,7 +26,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 
 from metrify_assets.metadata import figure
 from metrify_assets.resources import PostgresResource
-from metrify_assets.warehouse.connection import dbt_env_from_url, environment
+from metrify_assets.warehouse.connection import dbt_env, environment
 from metrify_assets.warehouse.console import dbt_console_to
 from metrify_assets.warehouse.invocations import (
     invocation_dir,
@@ -131,7 +131,7 @@ def build_source_freshness_checks(
         selected = {key: props for key, props in sources.items() if key in context.selected_asset_check_keys}
         select = [f"source:{props['source_name']}.{props['name']}" for props in selected.values()]
         target = target_dir(project)
-        with environment(dbt_env_from_url(postgres.get_url())), dbt_console_to(context.log.debug):
+        with environment(dbt_env(postgres.get_url())), dbt_console_to(context.log.debug):
             # dbt exits non-zero when a source is past error_after: that is a result, not a failure.
             invocation = dbt.cli(
                 ["source", "freshness", *select_args(select)],

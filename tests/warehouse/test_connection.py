@@ -1,12 +1,14 @@
-"""dbt's connection variables derived from PostgreSQL URLs (pure functions, no database)."""
+"""dbt's environment: connection variables derived from PostgreSQL URLs, and a build's days (pure
+functions, no database)."""
 
 from __future__ import annotations
 
 import os
+from datetime import date
 
 import pytest
 
-from metrify_assets.warehouse.connection import dbt_env_from_url, environment
+from metrify_assets.warehouse.connection import FIRST_DAY, LAST_DAY, dbt_env, dbt_env_from_url, environment
 
 
 def test_tcp_url() -> None:
@@ -57,3 +59,18 @@ def test_environment_restores_previous_values(monkeypatch: pytest.MonkeyPatch) -
         assert os.environ["METRIFY_PG_PORT"] == "1"
     assert os.environ["METRIFY_PG_HOST"] == "before"
     assert "METRIFY_PG_PORT" not in os.environ
+
+
+def test_a_command_without_days_blanks_days_exported_in_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild (--full-refresh), the docs or the freshness check run with dbt_env(url): days left in
+    the shell from a by-hand build must not narrow them (a full refresh of a mart would keep only those
+    days, and days archived out of `ops` cannot be rebuilt)."""
+    monkeypatch.setenv(FIRST_DAY, "2026-03-28")
+    monkeypatch.setenv(LAST_DAY, "2026-03-28")
+    url = "postgresql://u:p@db:5432/w"
+    with environment(dbt_env(url)):
+        assert (os.environ[FIRST_DAY], os.environ[LAST_DAY]) == ("", "")
+        assert os.environ["METRIFY_PG_HOST"] == "db"
+    assert os.environ[FIRST_DAY] == "2026-03-28"
+    days = dbt_env(url, (date(2026, 3, 29), date(2026, 3, 30)))
+    assert (days[FIRST_DAY], days[LAST_DAY]) == ("2026-03-29", "2026-03-30")

@@ -29,8 +29,7 @@ from metrify_assets.meters.time_of_use import tou_period
 from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.resources import PostgresResource
 from metrify_assets.storage.migrate import truncate_ops
-from metrify_assets.warehouse.assets import partition_env
-from metrify_assets.warehouse.connection import dbt_env_from_url
+from metrify_assets.warehouse.connection import dbt_env_from_url, partition_env
 from metrify_assets.warehouse.paths import DBT_PROJECT_DIR
 from metrify_assets.warehouse.project import dbt_executable
 from tests.warehouse.vee_rows import (

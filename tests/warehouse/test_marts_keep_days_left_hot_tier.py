@@ -23,8 +23,7 @@ import pytest
 
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.cache_resource import RedisResource
-from metrify_assets.warehouse.assets import partition_env
-from metrify_assets.warehouse.connection import dbt_env_from_url
+from metrify_assets.warehouse.connection import dbt_env_from_url, partition_env
 from metrify_assets.warehouse.definitions import build_defs
 from tests.warehouse.test_assets import warehouse_assets
 from tests.warehouse.test_dbt_build import DAY0, OpsData, dbt_build, failures, insert, load, make_ops_data
