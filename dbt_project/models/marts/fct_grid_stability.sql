@@ -6,9 +6,9 @@
 -- minutes in each ENTSO-E system state and the risk score.
 -- `system_state` is the worst ENTSO-E state the node was in during the hour (normal / alert /
 -- emergency, with SOGL's duration rules). It is null for an hour the asset has not processed yet.
--- Incremental by UTC day (the grid partitions): a partitioned run (vars min_date..max_date) rebuilds
+-- Incremental by UTC day (the grid partitions): a partitioned run (its first and last day: `partition_days`, macros/incremental.sql) rebuilds
 -- exactly those UTC days from their samples and their rows of ops.grid_stability, so its work is
--- proportional to its days. Without the vars every hour is recomputed, as for fct_weather_conditions.
+-- proportional to its days. Without days every hour is recomputed, as for fct_weather_conditions.
 -- Either way an incremental run keeps the hours it stored of a UTC day whose samples the data
 -- lifecycle deleted from PostgreSQL and no restore brought back (macros/hot_tier.sql): a late sample
 -- for such a day does not rebuild its hours from what is left.

@@ -7,8 +7,8 @@
 -- may be null (a station without that instrument): an hour's aggregate is over the observations that
 -- carry the measure, null when none does, and its wind or precipitation class is then 'unknown'
 -- (its flag false: nothing observed reached the extreme).
--- Incremental by UTC day (the weather partitions): a partitioned run (vars min_date..max_date) rebuilds
--- exactly those UTC days and reads only their observations. Without the vars every hour is recomputed:
+-- Incremental by UTC day (the weather partitions): a partitioned run (its first and last day: `partition_days`, macros/incremental.sql) rebuilds
+-- exactly those UTC days and reads only their observations. Without days every hour is recomputed:
 -- weather rows have no change stamp to go by (a corrected observation keeps its first ingested_at).
 -- Either way an incremental run keeps the hours it stored of a UTC day whose observations the data
 -- lifecycle deleted from PostgreSQL and no restore brought back (macros/hot_tier.sql).

@@ -10,9 +10,9 @@
 -- weighted by each hour's observation count): the same as per observation wherever the offset is
 -- whole hours; where it is not (e.g. +05:30), the hour that straddles local midnight counts whole for
 -- the day it starts in.
--- Incremental by local day: a partitioned run (vars min_date..max_date) rebuilds the local days
+-- Incremental by local day: a partitioned run (its first and last day: `partition_days`, macros/incremental.sql) rebuilds the local days
 -- min_date - 1 .. max_date + 1, since the run's UTC days of weather reach into the local days either
--- side; without the vars every day is recomputed from the two marts.
+-- side; without days every day is recomputed from the two marts.
 -- Served without the binary noise of a mean or a quotient (macros/math.sql `rounded`): temperatures and
 -- degree-days to 4 decimals (`unit_places('weather')`, as fct_weather_conditions), the kWh per meter to
 -- 6 (as the consumption marts' kWh); the degree-days are taken from the rounded mean, so HDD is exactly

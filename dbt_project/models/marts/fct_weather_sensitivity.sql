@@ -7,10 +7,10 @@
 -- a partial or gappy day would read as a cold or warm outlier) with the degree-days of
 -- fct_weather_impact. Closed form on centred sums (var_pop / covar_pop times n), the same on
 -- PostgreSQL and Snowflake; formulas and degenerate cases in docs/weather.md.
--- Incremental by as-of date: a partitioned run (vars min_date..max_date) rebuilds the as-of dates
+-- Incremental by as-of date: a partitioned run (its first and last day: `partition_days`, macros/incremental.sql) rebuilds the as-of dates
 -- min_date - 1 .. max_date + window (every window that holds a local day fct_weather_impact rebuilt:
 -- the run's UTC days of weather reach the local days either side) and reads the usable days from
--- min_date - window on; without the vars every as-of date is recomputed.
+-- min_date - window on; without days every as-of date is recomputed.
 -- Served without the binary noise of the closed form (macros/math.sql `rounded`): the kWh figures
 -- (mean, intercept, residual standard error) and the kWh per degree-day, with their standard errors and
 -- interval bounds, to 6 decimals, as the consumption marts' kWh (to the mWh); R^2 and t to 6,

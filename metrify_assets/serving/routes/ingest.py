@@ -49,7 +49,8 @@ def ingest(
     body: Annotated[Any, Depends(read_json)],  # after the token: a 401 comes before any body error
     conn: Conn,
 ) -> Response:
-    """Validate, then hand the body to the pipeline as one message; 202 with the batch id to poll."""
+    """Validate, then hand the body to the pipeline (one message per meter, node or station on Kafka);
+    202 with the batch id to poll."""
     name = str(source.value)
     errors = schemas.validate(name, body)
     failure = f"do not match schemas/{name}.v1.json"
