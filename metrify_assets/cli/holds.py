@@ -128,7 +128,9 @@ def register(app: typer.Typer) -> None:
                 conn.commit()  # the recorded hold is what every lifecycle step obeys: it stands from now
                 try:
                     locked = holds.lock_objects(
-                        lake, holds.scope_keys(lake, dataset, hold.first_day, hold.last_day), on=True
+                        lake,
+                        holds.scope_keys(lake, dataset, hold.first_day, hold.last_day, hold.meter_id),
+                        on=True,
                     )
                     lock_error = None
                 except Exception as err:  # noqa: BLE001 - reported: the hold stands, its lake locks do not

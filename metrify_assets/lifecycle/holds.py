@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
-from metrify_assets.lifecycle.policy import DATASETS, TIERED_DATASETS, day_span
+from metrify_assets.lifecycle.policy import DATASETS, METERED_DATASETS, TIERED_DATASETS, day_span
 from metrify_assets.resources.lake import Lake
 from metrify_assets.storage.audit import Caller
 
@@ -187,16 +187,23 @@ def release(
     return hold
 
 
-def scope_keys(lake: Lake, dataset: str, first_day: date, last_day: date) -> list[str]:
+def scope_keys(
+    lake: Lake, dataset: str, first_day: date, last_day: date, meter_id: str | None = None
+) -> list[str]:
     """The lake objects of a scope: the tiers' day objects and manifests of the tiered datasets,
-    raw batches by arrival day, and the quality reports whose days overlap the scope's."""
+    raw batches by arrival day, and the quality reports whose days overlap the scope's. A meter's
+    scope (`meter_id`) has no grid or weather objects (`METERED_DATASETS`), as the lifecycle's steps
+    do not keep those days for it (`tiers.holding`): a lock there would stop their tier moves."""
     datasets = DATASETS if dataset == ALL else (dataset,)
+    sources = TIERED_DATASETS if meter_id is None else METERED_DATASETS
     keys: list[str] = []
     for name in datasets:
-        if name in TIERED_DATASETS:
+        if name in sources:
             prefixes = [f"curated/{name}/"]
+        elif name in TIERED_DATASETS:  # grid or weather, in a meter's scope
+            continue
         elif name == "raw":
-            prefixes = [f"raw/{source}/" for source in TIERED_DATASETS]
+            prefixes = [f"raw/{source}/" for source in sources]
         elif name == "reports":
             prefixes = [REPORTS_PREFIX]
         else:  # quarantine, ops: rows in PostgreSQL, no lake objects
@@ -219,8 +226,8 @@ def lock_objects(lake: Lake, keys: list[str], on: bool) -> int:
 def unlock_objects(conn: psycopg.Connection, lake: Lake, hold: Hold) -> int:
     """Lift the locks of a released hold, except on objects another active hold still covers."""
     still = [h for h in list_holds(conn) if h.hold_id != hold.hold_id]
-    keys = scope_keys(lake, hold.dataset, hold.first_day, hold.last_day)
+    keys = scope_keys(lake, hold.dataset, hold.first_day, hold.last_day, hold.meter_id)
     kept = set()
     for other in still:
-        kept.update(scope_keys(lake, other.dataset, other.first_day, other.last_day))
+        kept.update(scope_keys(lake, other.dataset, other.first_day, other.last_day, other.meter_id))
     return lock_objects(lake, [k for k in keys if k not in kept], on=False)

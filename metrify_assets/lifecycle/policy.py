@@ -15,6 +15,9 @@ from metrify_assets.resources.lake import ARCHIVE_CLASSES
 TIERS = ("hot", "warm", "cold", "archive")
 LAKE_TIERS = ("warm", "cold", "archive")
 TIERED_DATASETS = ("meter_readings", "grid_status", "weather_observations")
+# The tiered datasets whose rows name a meter (`tables.TABLES`' meter_column): a meter's legal hold
+# keeps data of these only, never a grid or weather day.
+METERED_DATASETS = ("meter_readings",)
 # Datasets with a retention of their own (docs/lifecycle.md has what each covers).
 RETAINED_DATASETS = ("raw", "quarantine", "reports", "ops")
 DATASETS = TIERED_DATASETS + RETAINED_DATASETS

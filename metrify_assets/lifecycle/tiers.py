@@ -20,7 +20,7 @@ import pandas as pd
 import psycopg
 
 from metrify_assets.lifecycle import holds, state
-from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy, age_days
+from metrify_assets.lifecycle.policy import METERED_DATASETS, TIERED_DATASETS, Policy, age_days
 from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
 from metrify_assets.resources.lake import ARCHIVE_CLASSES, Lake, ObjectArchivedError, ObjectLockedError
 from metrify_assets.storage.parquet import to_parquet_bytes
@@ -59,7 +59,7 @@ def holding(found: list[holds.Hold], dataset: str) -> list[holds.Hold]:
     """The holds of `found` (`holds.covering`, `holds.covering_raw`) that keep data of `dataset` (a
     tiered dataset, or the source of raw batches and landing files): a meter's hold keeps data that
     can hold that meter's rows only, not a grid or weather day."""
-    if dataset in TABLES and TABLES[dataset].meter_column is None:
+    if dataset in TIERED_DATASETS and dataset not in METERED_DATASETS:
         return [h for h in found if h.meter_id is None]
     return found
 

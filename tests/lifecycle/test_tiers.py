@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from metrify_assets.lifecycle import holds, retention, state
-from metrify_assets.lifecycle.policy import TIERED_DATASETS, Policy
+from metrify_assets.lifecycle.policy import METERED_DATASETS, TIERED_DATASETS, Policy
 from metrify_assets.lifecycle.restore import restore_days
 from metrify_assets.lifecycle.tables import TABLES, content_checksum
 from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, data_key, move_due
@@ -115,6 +115,11 @@ def test_held_days_survive_every_cleanup_until_released(pg: psycopg.Connection, 
     meter = holds.add(pg, "meter_readings", FIRST_DAY, FIRST_DAY, "complaint 881", "ops", meter_id="m-001")
     keys = holds.scope_keys(lake, holds.ALL, middle, middle)
     assert len(keys) == 6  # a data object and a manifest per tiered dataset
+    # A meter's scope locks its readings' objects only: the lifecycle moves grid and weather days
+    # under a meter's hold (tiers.holding), which a lock on them would stop half way.
+    metered = holds.scope_keys(lake, holds.ALL, middle, middle, meter_id="m-001")
+    assert sorted(metered) == sorted(k for k in keys if k.startswith("curated/meter_readings/"))
+    assert len(metered) == 2
     holds.lock_objects(lake, keys, on=True)
     pg.commit()
     assert lake.head(data_key("grid_status", middle)).legal_hold  # type: ignore[union-attr]
@@ -516,3 +521,9 @@ def test_a_meters_hold_keeps_that_meters_readings_and_no_grid_or_weather_day(
     assert hot_count(pg, "grid_status", FIRST_DAY) == hot_count(pg, "weather_observations", FIRST_DAY) == 0
     kept = TABLES["meter_readings"].read_days(pg, FIRST_DAY, FIRST_DAY)
     assert set(kept["meter_id"]) == {"m-001"} and len(kept) == 24
+
+
+def test_the_metered_datasets_are_the_tables_that_name_a_meter() -> None:
+    """A meter's hold keeps these datasets' data only (holds.scope_keys, tiers.holding): the list must
+    follow the tables, or a hold would lock (or release) a dataset whose rows hold its meter."""
+    assert set(METERED_DATASETS) == {name for name, table in TABLES.items() if table.meter_column}
