@@ -193,11 +193,6 @@ def read(conn: psycopg.Connection, days: Iterable[date]) -> Loaded:
     )
 
 
-def load(conn: psycopg.Connection, first: date, last: date, top_meters: int = 10) -> ReportData:
-    """The report of days `first`..`last` alone."""
-    return read(conn, days_between(first, last)).report(first, last, top_meters)
-
-
 def batch_days(conn: psycopg.Connection, first: date, last: date) -> set[date]:
     """Every day the batches that touched `first`..`last` touched: the days whose reports count them too."""
     rows = conn.execute(

@@ -13,6 +13,7 @@ import pytest
 
 from metrify_assets.contracts import METER_READINGS
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
+from metrify_assets.meters.days import days_between
 from metrify_assets.quality import review
 from metrify_assets.reporting import queries
 from metrify_assets.reporting.assets import render_report
@@ -20,6 +21,13 @@ from metrify_assets.resources.lake import Lake
 from tests.reporting.test_report import NOW, reading
 
 pytestmark = pytest.mark.postgres
+
+
+def report_of(conn: psycopg.Connection, first: date, last: date) -> queries.ReportData:
+    """The report of days `first`..`last` read alone (a run reads all its pages' days at once)."""
+    return queries.read(conn, days_between(first, last)).report(first, last)
+
+
 DAY = date(2026, 3, 30)
 
 
@@ -56,7 +64,7 @@ def table(page: str, heading: str) -> list[list[str]]:
 def page(tmp_path: Path, pg: psycopg.Connection) -> tuple[queries.ReportData, str]:
     """The report of the seeded day: its data and its page (charts left blank)."""
     seed(pg, Lake(str(tmp_path)))
-    data = queries.load(pg, DAY, DAY)
+    data = report_of(pg, DAY, DAY)
     charts = dict.fromkeys(("score", "rejects", "completeness", "offenders"), b"")
     return data, render_report(data, charts, {})
 
@@ -151,7 +159,7 @@ def test_a_run_of_many_days_reads_each_day_as_a_query_of_that_day_alone(
     loaded = queries.read(pg, days)
     assert loaded.ranges == [(days[0], days[-1])]
     for day in days:
-        alone = queries.load(pg, day, day)
+        alone = report_of(pg, day, day)
         cut = loaded.report(day, day)
         pd.testing.assert_frame_equal(cut.meter_days, alone.meter_days)
         assert cut.meter_days["received"].tolist() == [
