@@ -18,6 +18,7 @@ from metrify_assets.observability.api_spans import install_tracing
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.cache import open_cache
 from metrify_assets.resources.lake import Lake
+from metrify_assets.serving.archive_horizon import ArchiveHorizon
 from metrify_assets.serving.auth import RevocationList, TokenVerifier
 from metrify_assets.serving.db import open_pool
 from metrify_assets.serving.errors import install_error_handlers
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     revocations = RevocationList()
     app.state.verifier = TokenVerifier(settings.api, revocations)
+    app.state.archive_horizon = ArchiveHorizon()  # the latest reading's archived days, from memory
     install_error_handlers(app)
     app.add_middleware(HeadAsGetMiddleware)  # innermost: limits and metrics see the HEAD
     install_limits(app, settings.api)

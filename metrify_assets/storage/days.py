@@ -80,6 +80,15 @@ def hot_deleted_days(conn: psycopg.Connection, dataset: str, first: date, last: 
     return [d for (d,) in rows]
 
 
+def newest_archived_day(conn: psycopg.Connection, dataset: str) -> date | None:
+    """The newest day of `dataset` whose rows left PostgreSQL and were not restored (`HOT_GONE`), or
+    None: a reading after it cannot sit beside an archived day."""
+    row = conn.execute(
+        f"SELECT max(day) FROM ops.lifecycle_days WHERE dataset = %s AND {HOT_GONE}", (dataset,)
+    )
+    return row.fetchone()[0]  # type: ignore[index]
+
+
 def archived_days(
     conn: psycopg.Connection,
     contract: SourceContract,

@@ -8,12 +8,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
 
 from metrify_assets.env import Settings
 from metrify_assets.resources.build import postgres_resource
+from metrify_assets.serving.archive_horizon import ArchiveHorizon
 from tests.serving.test_api import client, home, query, settings, token
 
 __all__ = ["client", "home", "settings"]  # the fixtures this module shares with test_api.py
@@ -169,3 +171,33 @@ def test_grid_status_names_its_archived_days_and_marts_do_not(client: TestClient
     ):
         assert "archived_days" in page_schema(path)["required"], path  # type: ignore[operator]
     assert "archived_days" not in page_schema("/v1/consumption/daily")["properties"]  # type: ignore[operator]
+
+
+def test_the_horizon_of_a_latest_reading_is_reloaded_after_its_refresh(
+    settings: Settings, archived: str
+) -> None:
+    """`/latest` asks PostgreSQL for archived days only when the newest one (from memory, at most
+    `refresh_s` old) is not older than the reading: a day archived meanwhile shows after a reload."""
+    postgres = postgres_resource(settings)
+    now = [0.0]
+    horizon = ArchiveHorizon(refresh_s=5.0, clock=lambda: now[0])
+    assert horizon.newest("meter_readings", postgres.connect) == date(2031, 5, 2)  # 05-03 was restored
+    with postgres.connect() as conn:
+        conn.execute(
+            "INSERT INTO ops.lifecycle_days (dataset, day, tier, storage_class, object_key, manifest_key, "
+            "row_count, bytes, checksum, sha256, verified_at, moved_at, hot_deleted_at, restored_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            _day_state("meter_readings", "2031-05-09", "2031-06-10T00:00Z"),
+        )
+        conn.commit()
+    try:
+        now[0] = 4.0
+        assert horizon.newest("meter_readings", postgres.connect) == date(2031, 5, 2)  # not reloaded yet
+        now[0] = 5.5
+        assert horizon.newest("meter_readings", postgres.connect) == date(2031, 5, 9)
+    finally:
+        with postgres.connect() as conn:
+            conn.execute(
+                "DELETE FROM ops.lifecycle_days WHERE dataset = 'meter_readings' AND day = '2031-05-09'"
+            )
+            conn.commit()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import partial
 from keyword import iskeyword
 from typing import Annotated, Any
@@ -214,13 +214,19 @@ def latest_reading(request: Request, meter_id: str, principal: Reader) -> Respon
     check_text(("path", "meter_id"), meter_id)
     state = request.app.state
     reading, source = latest_reading_through_cache(state.cache, state.pool.connection, meter_id)
-    with state.pool.connection() as conn:
-        if reading is None:
+    if reading is None:
+        with state.pool.connection() as conn:
             if not known(conn, METER, meter_id):
                 raise _unknown(METER, meter_id)
             raise _no_reading(meter_id, archived_days(conn, READINGS, None, None, meter_id))
-        since = datetime.fromisoformat(reading["reading_start"])
-        gone = archived_days(conn, READINGS, since, None, meter_id)
+    since = datetime.fromisoformat(reading["reading_start"])
+    newest = state.archive_horizon.newest(READINGS.source, state.pool.connection)
+    gone: list[date] = []
+    # The meter's local day of the reading is its UTC date's or the one before: an archived day
+    # before both cannot be on or after it, so the usual reading asks PostgreSQL nothing.
+    if newest is not None and newest >= since.date() - timedelta(days=1):
+        with state.pool.connection() as conn:
+            gone = archived_days(conn, READINGS, since, None, meter_id)
     return json_response(
         {"data": reading, "archived_days": gone},
         headers={"X-Metrify-Source": source, **archived_headers(gone)},
