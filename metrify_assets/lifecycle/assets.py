@@ -25,6 +25,7 @@ from metrify_assets.lifecycle.tiers import Outcome, copy_to_warm, move_due
 from metrify_assets.metadata import markdown_table
 from metrify_assets.partitions import DAYS, SINGLE_RUN, partition_days
 from metrify_assets.resources import LakeResource, LandingResource, PostgresResource
+from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.teams import DATA_ENGINEERING, owner
 
@@ -351,6 +352,7 @@ def retention_cleanup(
     postgres: PostgresResource,
     lake: LakeResource,
     landing: LandingResource,
+    redis: RedisResource,
 ) -> dg.MaterializeResult:
     policy, today = config.policy(), config.today()
     with postgres.connect() as conn:
@@ -365,6 +367,13 @@ def retention_cleanup(
             landing.path,
         )
         tiers = state.tier_table(conn)
+    if any(o.action == "deleted_hot" for o in report.outcomes):
+        # Hot rows left PostgreSQL: the API's cached results of them retire at once (a meter's
+        # latest entry, when its newest reading left, at its TTL).
+        cache = redis.get_cache()
+        if cache is not None:
+            cache.bump(())
+            cache.close()
     counts = report.counts()
     context.log.info(
         f"retention as of {today}{' (dry run)' if config.dry_run else ''}:\n{counts.to_string()}"

@@ -19,6 +19,7 @@ from metrify_assets.lifecycle.tables import TABLES
 from metrify_assets.lifecycle.tiers import data_key
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import LakeResource, LandingResource, PostgresResource
+from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.resources.lake import Lake, ObjectArchivedError
 from tests.lifecycle.conftest import DAYS, FIRST_DAY, seed_hot_days
 
@@ -66,7 +67,7 @@ def hot_rows(conn: psycopg.Connection) -> int:
 
 
 def test_tier_assets_and_retention_on_s3(
-    pg: psycopg.Connection, pg_resource: PostgresResource, s3_endpoint: str, tmp_path: Path
+    pg: psycopg.Connection, pg_resource: PostgresResource, s3_endpoint: str, redis_server: str, tmp_path: Path
 ) -> None:
     import boto3
 
@@ -77,6 +78,7 @@ def test_tier_assets_and_retention_on_s3(
         "postgres": pg_resource,
         "lake": LakeResource(url=f"s3://{bucket}/lake"),
         "landing": LandingResource(directory=str(tmp_path / "landing")),
+        "redis": RedisResource(url=redis_server),
     }
     seed_hot_days(pg)
     seeded = hot_rows(pg)
@@ -120,12 +122,25 @@ def test_tier_assets_and_retention_on_s3(
     }
     pg.commit()
 
+    # The API's cached result of the hot rows: the dry run leaves it, the retention retires it.
+    cache = resources["redis"].get_cache()
+    computed: list[int] = []
+
+    def cached_rows() -> int:
+        return int(
+            cache.get_or_compute(["lifecycle-test", bucket], lambda: computed.append(1) or len(computed))
+        )
+
+    assert cached_rows() == 1 and cached_rows() == 1  # computed once, then served from Redis
+
     # Retention: the hot rows go, their archived copies verified to hold them (checksums recorded).
     done = materialize(retention_cleanup, resources, as_of=as_of, partitioned=False)
     assert done["actions"] == {"deleted_hot": ALL_DAYS} and done["failures"] == 0
     assert done["rows"] == seeded and done["dry_run"] is False
     assert "deleted_hot" in done["summary"]
     assert hot_rows(pg) == 0
+    assert cached_rows() == 2  # a new generation: computed again from what PostgreSQL now holds
+    cache.close()
     assert storage_classes(lake) == {"GLACIER"}
     # Nothing more is due at the same clock.
     assert materialize(retention_cleanup, resources, as_of=as_of, partitioned=False)["actions"] == {}
