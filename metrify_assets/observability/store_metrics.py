@@ -23,6 +23,7 @@ from metrify_assets.observability.families import gauge
 from metrify_assets.observability.ledger_metrics import REPLAY
 from metrify_assets.quality.replayable import REPLAYABLE_UNRESOLVED
 from metrify_assets.resources.lake import ARCHIVE_CLASSES
+from metrify_assets.storage.days import HOT_GONE
 
 GRID_STATES = ("normal", "alert", "emergency")
 QUALITY_WINDOW = timedelta(hours=1)
@@ -226,13 +227,13 @@ def grid_families(conn: psycopg.Connection) -> list[Metric]:
 # day, the newest such count since its hot rows left, while they have not come back (a restore) and
 # its copy is still archived (a restore, or the copy's expiry, ends the wait). Read from the log, which
 # the `ops` retention bounds; each weekly pass logs a day still waiting again.
-LATE_ROWS_WAITING = """
+LATE_ROWS_WAITING = f"""
 SELECT l.dataset, sum(l.rows) FROM (
     SELECT DISTINCT ON (dataset, day) dataset, day, rows, at FROM ops.lifecycle_log
     WHERE action = 'late_rows_kept' AND NOT dry_run ORDER BY dataset, day, at DESC, log_id DESC
 ) l
 JOIN ops.lifecycle_days d USING (dataset, day)
-WHERE l.at >= d.hot_deleted_at AND (d.restored_at IS NULL OR d.restored_at < d.hot_deleted_at)
+WHERE l.at >= d.hot_deleted_at AND {HOT_GONE}
   AND d.storage_class = ANY(%s)
 GROUP BY 1
 """
