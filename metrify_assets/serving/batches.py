@@ -54,6 +54,7 @@ class ApiBatch:
     subject: str
     received_at: datetime
     status: str  # queued, processed
+    token_id: str | None = None  # the `jti` of the token that posted it (None: the token had none)
     accepted: int | None = None
     quarantined: int | None = None
     reasons: dict[str, int] | None = None
@@ -86,8 +87,9 @@ def accept(
     landing_dir: Path,
     send: Sender | None,
 ) -> ApiBatch:
-    """Send (one message per owner) or land (one file) a validated body and record the request, with its `ingest.post`
-    audit entry (the token's subject from the client's address, with the token's id) in the same
+    """Send (one message per owner) or land (one file) a validated body and record the request, with the
+    token's subject and id (`token_id`, its `jti`: a leaked token's batches can be found) and its
+    `ingest.post` audit entry (the same subject, client address and token id) in the same
     transaction; commits."""
     batch_id = f"api-{uuid.uuid4().hex}"
     message = orjson.dumps(body)
@@ -117,9 +119,9 @@ def accept(
     link_batch(batch_id, row)  # the request's span names the batch (docs/operations.md#traces)
     received_at = conn.execute(
         "INSERT INTO ops.api_batches (batch_id, source, destination, landing_batch_id, kafka_topic, kafka_partition, "
-        "kafka_offset, kafka_messages, records, subject, client) VALUES (%(batch_id)s, %(source)s, %(destination)s, "
-        "%(landing_batch_id)s, %(kafka_topic)s, %(kafka_partition)s, %(kafka_offset)s, %(kafka_messages)s, "
-        "%(records)s, %(subject)s, %(client)s) RETURNING received_at",
+        "kafka_offset, kafka_messages, records, subject, token_id, client) VALUES (%(batch_id)s, %(source)s, "
+        "%(destination)s, %(landing_batch_id)s, %(kafka_topic)s, %(kafka_partition)s, %(kafka_offset)s, "
+        "%(kafka_messages)s, %(records)s, %(subject)s, %(token_id)s, %(client)s) RETURNING received_at",
         {
             "batch_id": batch_id,
             "kafka_messages": Jsonb(messages) if messages else None,
@@ -127,6 +129,7 @@ def accept(
             "destination": destination,
             "records": records,
             "subject": subject,
+            "token_id": token_id,
             "client": client,
             **row,
         },
@@ -148,7 +151,9 @@ def accept(
         if send
         else None
     )
-    return ApiBatch(batch_id, source, destination, records, subject, received_at[0], "queued", kafka=kafka)
+    return ApiBatch(
+        batch_id, source, destination, records, subject, received_at[0], "queued", token_id, kafka=kafka
+    )
 
 
 def status(conn: psycopg.Connection, lake: Lake, batch_id: str) -> ApiBatch | None:
@@ -204,6 +209,7 @@ def status(conn: psycopg.Connection, lake: Lake, batch_id: str) -> ApiBatch | No
         row["subject"],
         row["received_at"],
         "processed" if row["ledger_batch_id"] else "queued",
+        row["token_id"],
         row["accepted"],
         row["quarantined"],
         row["reasons"],

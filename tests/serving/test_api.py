@@ -671,15 +671,21 @@ def test_a_posted_batch_reaches_ops_and_its_status_says_what_became_of_it(
         "interval_minutes": 15,
         "energy_kwh": -5,
     }
-    posted = client.post(
-        "/v1/meter_readings", json={"records": [*good, out_of_range]}, headers=token("ingest")
-    )
+    sender = token("ingest")
+    jti = jwt.decode(sender["Authorization"].split()[1], options={"verify_signature": False})["jti"]
+    posted = client.post("/v1/meter_readings", json={"records": [*good, out_of_range]}, headers=sender)
     assert posted.status_code == 202, posted.text
     batch = posted.json()["data"]
     assert posted.headers["location"] == f"/v1/batches/{batch['batch_id']}"
     assert batch["status"] == "queued" and batch["records"] == 4 and batch["destination"] == "landing"
+    # The token that posted it, not only its subject: polled with another token of the same subject.
+    assert batch["token_id"] == jti
     queued = client.get(posted.headers["location"], headers=token("ingest")).json()["data"]
-    assert queued["status"] == "queued" and queued["accepted"] is None
+    assert queued["status"] == "queued" and queued["accepted"] is None and queued["token_id"] == jti
+    stored_by = query(
+        settings, "SELECT token_id FROM ops.api_batches WHERE batch_id = %s", (batch["batch_id"],)
+    )
+    assert stored_by == [(jti,)]
 
     assert ingest_landed(home, redis_server) == 1
 
