@@ -240,8 +240,9 @@ def copy_to_warm(
     - no copy yet, or the hot rows changed: write a new verified copy (warm);
     - the hot rows are what the copy holds: nothing to do;
     - the day's hot rows were deleted and late rows came since: merge them into the copy if it is
-      readable (warm or cold; the day goes back to warm), recording that the hot rows are in it, else
-      leave them hot and say so."""
+      readable (warm or cold; the day goes back to warm), recording that the copy settles the hot rows
+      (holds them, or a newer version of their keys), else leave them hot and say so. Late rows the
+      copy holds newer versions of already leave the copy unwritten."""
     state.lock_day(conn, table.dataset, day)
     current = state.get(conn, table.dataset, day)
     rows = table.read_days(conn, day, day)
@@ -258,18 +259,20 @@ def copy_to_warm(
         if plan.action == "merge":
             assert current is not None and plan.checksum is not None
             try:
-                _, archived = read_copy(lake, current.object_key)
+                body, archived = read_copy(lake, current.object_key)
             except ObjectArchivedError as err:  # archived by a bucket rule since the HEAD
                 kept = _late_rows_kept(len(rows), err.storage_class)
                 state.log(conn, table.dataset, day, kept.action, kept.detail, len(rows), run_id=run_id)
                 return Outcome(table.dataset, day, "skipped", kept.detail, len(rows))
             merged = newest_versions(pd.concat([archived, rows], ignore_index=True), table.key)
-            outcome = write_verified(conn, lake, table, day, merged, now, run_id, "merged")
-            keys = [*table.key, "record_version"]
-            if len(merged.merge(rows[keys], on=keys, how="inner")) == len(rows):
-                # The hot rows are in the copy as they are: once it is archived they still go.
-                state.record_kept_checksum(conn, table.dataset, day, plan.checksum)
-            return outcome
+            # Every hot row is now settled by the copy: in it as it is, or superseded there by a newer
+            # version of its key. Recorded so, they go with the copy's rows (archived too, unread) and
+            # no later run merges them again.
+            state.record_kept_checksum(conn, table.dataset, day, plan.checksum)
+            if sha256(body) == current.sha256 and content_checksum(merged, table.key) == current.checksum:
+                detail = f"the {len(rows)} hot rows are in the copy, or older than its versions of them"
+                return Outcome(table.dataset, day, "unchanged", detail, len(rows))
+            return write_verified(conn, lake, table, day, merged, now, run_id, "merged")
         outcome = write_verified(conn, lake, table, day, rows, now, run_id, "copied", plan.checksum)
         if plan.rewrite is not None:
             outcome = replace(
