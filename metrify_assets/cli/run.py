@@ -47,9 +47,14 @@ def stage_progress(console: Console) -> Iterator[catchup.Progress]:
     """A progress bar per pipeline stage, for `catchup`'s callbacks. A stage's bar ends (its clock
     stops) when the next stage begins; a stage planned with nothing to count (no landing file; Kafka,
     whose count is not known ahead) shows only once a step comes, so an idle stage leaves no `0/?`
-    line ticking on while the marts build."""
+    line ticking on while the marts build.
+
+    Without a terminal (cron, a log file, CI) Rich draws the bars only when they end, so each step is
+    also printed as a line with the time since the start: a long run's log shows where it is."""
     from metrify_assets.orchestration import catchup
 
+    logged = not console.is_terminal
+    start = console.get_time()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -70,14 +75,25 @@ def stage_progress(console: Console) -> Iterator[catchup.Progress]:
             bars.update(tasks[stage], description=stage, total=total)
             bars.stop_task(tasks[stage])
 
+        def log(text: str) -> None:
+            if logged:
+                since = timedelta(seconds=int(console.get_time() - start))
+                bars.console.print(f"[{since}] {text}", markup=False, highlight=False)
+
         def on_plan(stage: str, total: int) -> None:
             end_stage()
             tasks[stage] = bars.add_task(stage, total=total or None, visible=bool(total))
             current.append(stage)
+            if total:
+                log(f"{stage}: {total} to do")
 
         def on_step(description: str) -> None:
             stage = current[0]
             bars.update(tasks[stage], advance=1, description=f"{stage}: {description}", visible=True)
+            task = bars.tasks[tasks[stage]]
+            log(
+                f"{stage} {task.completed:.0f}/{'?' if task.total is None else f'{task.total:.0f}'}: {description}"
+            )
 
         try:
             yield catchup.Progress(on_plan, on_step, bars.console.print)

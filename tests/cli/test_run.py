@@ -24,8 +24,9 @@ class Clock:
         return self.now
 
 
-def drawn(script: list[tuple[str, object]]) -> list[str]:
-    """The bars left on screen after `script`: ("plan", (stage, total)), ("step", text), ("wait", s)."""
+def printed(script: list[tuple[str, object]]) -> list[str]:
+    """The lines a console without a terminal got from `script`: ("plan", (stage, total)),
+    ("step", text), ("wait", s)."""
     clock, out = Clock(), io.StringIO()
     console = Console(file=out, width=120, get_time=clock, force_terminal=False)
     with stage_progress(console) as progress:
@@ -37,6 +38,24 @@ def drawn(script: list[tuple[str, object]]) -> list[str]:
             else:
                 clock.now += float(arg)  # type: ignore[arg-type]
     return [" ".join(line.split()) for line in out.getvalue().splitlines() if line.strip()]
+
+
+def drawn(script: list[tuple[str, object]]) -> list[str]:
+    """The bars left on screen after `script` (without the step lines logged before them)."""
+    return [line for line in printed(script) if not line.startswith("[")]
+
+
+def test_without_a_terminal_each_step_is_a_line_with_the_time_since_the_start() -> None:
+    """A trial's `metrify run 2> log` wrote nothing for 11 minutes, then every bar at once."""
+    lines = printed([
+        ("plan", ("ingesting landing files", 2)), ("wait", 3), ("step", "ingested a.csv"),
+        ("plan", ("draining Kafka", 0)), ("wait", 62), ("step", "ingested k1"),
+    ])  # fmt: skip
+    assert lines[:3] == [
+        "[0:00:00] ingesting landing files: 2 to do",
+        "[0:00:03] ingesting landing files 1/2: ingested a.csv",
+        "[0:01:05] draining Kafka 1/?: ingested k1",
+    ], lines
 
 
 def test_a_stage_with_nothing_to_do_leaves_no_line() -> None:
