@@ -28,8 +28,9 @@ held (by key where the copy's object is still there, else by the recorded row co
 checksum: `_against_copy`), and is recorded as restored (hot for `keep_days`, as a restore from the
 copy is); the lifecycle writes its copy again from the hot rows before they next leave.
 
-Refused, with nothing changed: a range under an active legal hold (a rebuild deletes rows), days
-archived out of the hot tier and not restored whose copy is still in the lake (restore them from it:
+Refused, with nothing changed: a range under an active legal hold (a rebuild deletes rows; a meter's
+hold, of meter readings only: grid and weather days are not its), days archived out of the hot tier and
+not restored whose copy is still in the lake (restore them from it:
 the copy holds the day as archived; an archived class is requested first), a day whose copy is missing
 and that raw does not give back as the copy held it, a raw batch missing (expired) or archived in the lake,
 rows of batches the ledger no longer knows (they could not be rebuilt), and a raw batch that does not
@@ -59,7 +60,7 @@ from metrify_assets.lifecycle import state
 from metrify_assets.lifecycle.holds import covering
 from metrify_assets.lifecycle.policy import DEFAULT_KEEP_DAYS
 from metrify_assets.lifecycle.tables import TABLES, TieredTable, content_checksum
-from metrify_assets.lifecycle.tiers import sha256
+from metrify_assets.lifecycle.tiers import holding, sha256
 from metrify_assets.meters.days import DAY_WINDOW, LOCAL_TS, day_params
 from metrify_assets.quality import rules
 from metrify_assets.resources.cache import Cache
@@ -161,7 +162,9 @@ def _state(conn: psycopg.Connection, contract: SourceContract, params: dict[str,
 
 
 def _check_holds(conn: psycopg.Connection, source: str, first_day: date, last_day: date) -> None:
-    held = covering(conn, source, first_day, last_day)
+    """Refuse a rebuild of days a hold keeps: any hold on the source (or all data), but a meter's hold
+    only for a source whose rows name meters (`tiers.holding`): grid and weather days are not its."""
+    held = holding(covering(conn, source, first_day, last_day), source)
     if held:
         listed = "; ".join(f"hold {h.hold_id} on {h.scope} ({h.reason}, by {h.author})" for h in held)
         raise RollbackError(

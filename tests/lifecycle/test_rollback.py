@@ -208,6 +208,12 @@ def test_a_range_is_rebuilt_from_raw_exactly_rolled_back_and_refused_when_it_mus
     ):
         rebuild(pg, lake)
     holds.release(pg, hold.hold_id, "legal")
+    # A meter's hold (on all data) refuses it too: a rebuild deletes that meter's readings.
+    meter_hold = holds.add(pg, holds.ALL, FIRST, FIRST, "dispute 43", "legal", meter_id="M-NYC")
+    pg.commit()
+    with pytest.raises(RollbackError, match=f"hold {meter_hold.hold_id} on all meter M-NYC 2026-11-30"):
+        rebuild(pg, lake)
+    holds.release(pg, meter_hold.hold_id, "legal")
     pg.execute(
         "INSERT INTO ops.lifecycle_days (dataset, day, tier, storage_class, object_key, manifest_key, "
         "row_count, bytes, checksum, sha256, verified_at, moved_at, hot_deleted_at) VALUES "
@@ -296,6 +302,13 @@ def test_kafka_batches_are_rebuilt_with_their_offsets_as_versions_on_utc_days(
     assert grid_rows(pg) == final
     assert (result.rows_changed, result.rows_after, result.records_read) == (3, 3, 6)
     assert rebuild_from_raw(pg, lake, "grid_status", day, day).rows_changed == 0
+    # A meter's hold keeps meter readings: grid and weather days are rebuilt under it (it refused them).
+    holds.add(pg, holds.ALL, day, day, "dispute 44", "legal", meter_id="M-GRID-HOLD")
+    pg.commit()
+    assert rebuild_from_raw(pg, lake, "grid_status", day, day).rows_changed == 0
+    assert rebuild_from_raw(pg, lake, "weather_observations", day, day).rows_after == 0
+    with pytest.raises(RollbackError, match=r"under a legal hold.*meter M-GRID-HOLD"):
+        rebuild_from_raw(pg, lake, "meter_readings", day, day)
     as_of = pg.execute(
         "SELECT processed_at FROM ops.ingest_ledger WHERE batch_id = %s", (k1.batch_id,)
     ).fetchone()
