@@ -55,6 +55,13 @@ DERIVED_BY_LOCAL_DATE = (
 REBUILD_OWED = "rebuild_owed"
 ANOMALY_SCORES = "ops.anomaly_scores"  # per reading: leaves with the readings (by key)
 QUARANTINE = "ops.quarantine"  # rejected records: by their own retention (`quarantine_days`)
+# A quarantined reading belongs to each meter its payload names (read with a regex: a malformed payload
+# names its meter too; a message dead-lettered whole, each of its records' meters). `t` is the row,
+# `h` the hold (`_hold_clause`).
+QUARANTINE_METER = (
+    "t.source = 'meter_readings' AND EXISTS (SELECT 1 FROM regexp_matches(t.payload, "
+    r"""'"meter_id"\s*:\s*"([^"]+)"', 'g') AS m(found) WHERE m.found[1] = h.meter_id)"""
+)
 # Operational log tables under the `ops` retention: (table, the time that ages a row, rows eligible).
 OPS_TABLES: tuple[tuple[str, str, str], ...] = (
     ("ops.review_queue", "(decided_at AT TIME ZONE 'UTC')::date", "decided_at IS NOT NULL"),
@@ -68,6 +75,11 @@ OPS_TABLES: tuple[tuple[str, str, str], ...] = (
     # running pass never erases its own record.
     ("ops.lifecycle_log", "(at AT TIME ZONE 'UTC')::date", "at < now() - interval '1 hour'"),
 )
+# The `ops` tables whose rows name a meter, and how row `t` is hold `h`'s meter: a meter's hold keeps
+# those rows only (the others' rows name no meter, and only a dataset-wide hold keeps them).
+OPS_TABLE_METERS = {
+    "ops.review_queue": "t.source = 'meter_readings' AND split_part(t.record_key, '|', 1) = h.meter_id",
+}
 # Kept: `ops.ingest_ledger` and `ops.ingest_days` make ingestion exactly-once (a landing file whose
 # batch left the ledger would be ingested again); `ops.vee_audit` is the billing audit trail;
 # `ops.audit_log` is append-only (its trigger refuses DELETE: docs/operations.md#audit-log);
@@ -503,10 +515,15 @@ def expire_lake_days(
     return outcomes
 
 
-def _hold_clause(dataset: str, day_expr: str) -> str:
+def _hold_clause(dataset: str, day_expr: str, meter_of: str | None) -> str:
+    """No active hold on `dataset` (or all) covers the row's day: a dataset-wide hold keeps every row of
+    it, a meter's hold only the rows `meter_of` says are its meter's (none where the table names no
+    meter)."""
+    meter = f"h.meter_id IS NULL OR ({meter_of})" if meter_of else "h.meter_id IS NULL"
     return (
         "NOT EXISTS (SELECT 1 FROM ops.legal_holds h WHERE h.released_at IS NULL "
-        f"AND h.dataset IN ('{dataset}', '{holds.ALL}') AND ({day_expr})::date BETWEEN h.first_day AND h.last_day)"
+        f"AND h.dataset IN ('{dataset}', '{holds.ALL}') AND ({day_expr})::date BETWEEN h.first_day AND h.last_day "
+        f"AND ({meter}))"
     )
 
 
@@ -516,19 +533,21 @@ def expire_rows(
     table: str,
     time_expr: str,
     eligible: str,
+    meter_of: str | None,
     days: int,
     today: date,
     dry_run: bool,
     run_id: str | None,
 ) -> Outcome:
-    """Rows of `table` older than `days` (by `time_expr`), unless a hold covers their day."""
-    where = f"{eligible} AND ({time_expr})::date < %(cutoff)s::date AND {_hold_clause(dataset, time_expr)}"
+    """Rows of `table` (as `t`) older than `days` (by `time_expr`), unless a hold keeps them: one on the
+    dataset covering their day, or a meter's covering it whose meter the row is (`meter_of`)."""
+    where = f"{eligible} AND ({time_expr})::date < %(cutoff)s::date AND {_hold_clause(dataset, time_expr, meter_of)}"
     params = {"cutoff": today - timedelta(days=days - 1)}
     if dry_run:
-        row = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()
+        row = conn.execute(f"SELECT count(*) FROM {table} AS t WHERE {where}", params).fetchone()
         count = int(row[0]) if row else 0
     else:
-        count = int(conn.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount)
+        count = int(conn.execute(f"DELETE FROM {table} AS t WHERE {where}", params).rowcount)
     if count:
         state.log(
             conn, dataset, None, "expired", f"{table}: rows older than {days} d", count, None, dry_run, run_id
@@ -586,6 +605,7 @@ def apply(
                 QUARANTINE,
                 "(quarantined_at AT TIME ZONE 'UTC')::date",
                 "true",
+                QUARANTINE_METER,
                 policy.quarantine_days,
                 today,
                 dry_run,
@@ -594,8 +614,11 @@ def apply(
         )
     if policy.ops_days is not None:
         for table, time_expr, eligible in OPS_TABLES:
+            meter_of = OPS_TABLE_METERS.get(table)
             outcomes.append(
-                expire_rows(conn, "ops", table, time_expr, eligible, policy.ops_days, today, dry_run, run_id)
+                expire_rows(
+                    conn, "ops", table, time_expr, eligible, meter_of, policy.ops_days, today, dry_run, run_id
+                )
             )
     if policy.landing_days is not None and landing_dir is not None:
         outcomes += expire_landing_files(
