@@ -103,7 +103,7 @@ class LazyCommands(TyperGroup):
         except (typer.Exit, typer.Abort, _click.ClickException):
             raise  # a command's own exit, usage error or Ctrl-C, whatever it was handling
         except Exception as err:
-            unreachable = unreachable_database(err)
+            unreachable = unreachable_database(err, embedded_home())
             if unreachable is None:
                 raise
             logging.getLogger(__name__).debug(
@@ -120,12 +120,26 @@ class LazyCommands(TyperGroup):
             self._listing = False
 
 
-def unreachable_database(err: BaseException) -> str | None:
+def embedded_home() -> Path | None:
+    """The data directory of the home's embedded PostgreSQL when it is the database in use (no
+    METRIFY_POSTGRES_URL), else None: what the hint for an unreachable database names."""
+    from metrify_assets.env import resolve_settings
+
+    try:
+        settings = resolve_settings()
+    except ValueError:  # a bad setting is its own error; the hint falls back to naming the URL
+        return None
+    return settings.pg_data_dir if settings.postgres_url is None else None
+
+
+def unreachable_database(err: BaseException, embedded: Path | None = None) -> str | None:
     """One line for a PostgreSQL that cannot be reached (down, wrong host or port, refused login),
     found in `err`'s chain as Python's traceback shows it (a cause, or the context unless suppressed),
     or None: every command that reads `ops` would otherwise end in a traceback of dozens of lines.
     A connection our own code closed is a bug, not an outage, and keeps its traceback. The URL is not
-    repeated (it may hold a password); psycopg's message names the host and port."""
+    repeated (it may hold a password); psycopg's message names the host and port. `embedded`: the
+    data directory of the embedded server in use (`embedded_home`), whose hint is not the URL's: a
+    trial's `metrify db stop` during `metrify run` was told to check a URL it never set."""
     psycopg = sys.modules.get("psycopg")  # never imported here: a command that failed without it is no case
     if psycopg is None:
         return None
@@ -134,11 +148,25 @@ def unreachable_database(err: BaseException) -> str | None:
             reason = " ".join(str(cause).split())
             if reason == "the connection is closed":
                 return None
-            return (
-                f"cannot reach the operational PostgreSQL database ({reason}). Check METRIFY_POSTGRES_URL, "
-                "or unset it to use the embedded server in METRIFY_HOME"
-            )
+            return f"cannot reach the operational PostgreSQL database ({reason}). {reach_hint(embedded)}"
     return None
+
+
+def reach_hint(embedded: Path | None) -> str:
+    """What to do about an unreachable database: the configured URL, or the embedded server in
+    `embedded` (stopped, or died, while the command ran; every command starts it when it is down)."""
+    if embedded is None:
+        return "Check METRIFY_POSTGRES_URL, or unset it to use the embedded server in METRIFY_HOME"
+    from metrify_assets.storage.embedded_server import embedded_pid
+
+    if embedded_pid(embedded) is None:
+        state = "is not running (stopped by `metrify db stop`, or it ended)"
+    else:
+        state = "runs but did not answer"
+    return (
+        f"The embedded server in {embedded} {state}: run the command again, which starts it "
+        "(`metrify db url` starts it alone)"
+    )
 
 
 app = typer.Typer(

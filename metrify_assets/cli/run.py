@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import typer
@@ -24,9 +24,12 @@ from rich.text import Text
 
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
+from metrify_assets.cli.main import unreachable_database
 from metrify_assets.env import Settings, resolve_settings
 
 if TYPE_CHECKING:
+    import dagster as dg
+
     from metrify_assets.orchestration import catchup
 
 
@@ -109,10 +112,53 @@ def pipeline_with_progress(settings: Settings, console: Console, trigger: str) -
 
     defs, instance = load_defs(), local_instance(settings)
     startup = process_age()
-    with stage_progress(console) as progress:
-        summary = catchup.run_pipeline(defs, instance, settings, progress, trigger=trigger)
+    began = datetime.now(UTC)
+    try:
+        with stage_progress(console) as progress:
+            summary = catchup.run_pipeline(defs, instance, settings, progress, trigger=trigger)
+    except Exception as err:
+        if unreachable_database(err) is None:
+            raise
+        console.print(cut_short(failed_since(instance, began, trigger)), markup=False, highlight=False)
+        raise  # the root group prints the outage in one line, with what to do about it
     summary.startup_seconds = round(startup, 1)
     return summary
+
+
+def failed_since(instance: dg.DagsterInstance, began: datetime, trigger: str) -> list[str]:
+    """The runs started with `trigger` since `began` that failed, oldest first, each as its job and
+    days or batch (`run_alerts.RunAlert.subject`'s words) and its run id."""
+    import dagster as dg
+
+    from metrify_assets.partitions import TRIGGER_TAG
+    from metrify_assets.run_alerts import BATCH_TAG, days_text, run_days
+
+    records = instance.get_run_records(
+        dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.FAILURE], created_after=began, tags={TRIGGER_TAG: trigger}
+        ),
+        ascending=True,
+    )
+    runs = []
+    for record in records:
+        run = record.dagster_run
+        days, batch = run_days(run.tags), run.tags.get(BATCH_TAG)
+        what = f" {days_text(days)}" if days else f" (batch {batch})" if batch else ""
+        runs.append(f"{run.job_name}{what} (run {run.run_id[:8]})")
+    return runs
+
+
+def cut_short(failed: list[str]) -> str:
+    """What `metrify run` says when PostgreSQL went away before its summary (which reads its counts
+    there): the runs that failed meanwhile, whose alerts could not be recorded, and what repairs them."""
+    if not failed:
+        return "metrify run stopped before any run failed: the next `metrify run` takes up what is left"
+    runs = "run" if len(failed) == 1 else "runs"
+    return (
+        f"metrify run stopped; {len(failed)} {runs} failed before it, with no alert recorded yet: "
+        f"{', '.join(failed)}. The next `metrify run` records their alerts and runs them again "
+        "(`metrify status` lists them as owed meanwhile)"
+    )
 
 
 def process_age() -> float:

@@ -255,3 +255,21 @@ def test_a_commands_own_exit_while_handling_an_outage_is_kept() -> None:
     root.callback()(lambda: None)
     result = CliRunner().invoke(root, ["probe", "--code", "3"])
     assert result.exit_code == 3 and "cannot reach" not in result.output
+
+
+def test_an_unreachable_embedded_server_is_told_to_start_again_not_to_check_a_url(tmp_path: Path) -> None:
+    """A trial's `metrify db stop` during `metrify run` (no METRIFY_POSTGRES_URL) was told to check
+    METRIFY_POSTGRES_URL."""
+    with pytest.raises(psycopg.OperationalError) as raised:
+        psycopg.connect(f"postgresql://127.0.0.1:{free_port()}/metrify", connect_timeout=5)
+    refused = raised.value
+    line = main.unreachable_database(refused, embedded=tmp_path / "pg")
+    assert line is not None and "METRIFY_POSTGRES_URL" not in line
+    assert line.endswith(
+        f"The embedded server in {tmp_path / 'pg'} is not running (stopped by `metrify db stop`, or it "
+        "ended): run the command again, which starts it (`metrify db url` starts it alone)"
+    )
+    configured = main.unreachable_database(refused)
+    assert configured is not None and configured.endswith(
+        "Check METRIFY_POSTGRES_URL, or unset it to use the embedded server in METRIFY_HOME"
+    )

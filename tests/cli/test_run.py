@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -137,3 +138,45 @@ def test_the_pipeline_notes_the_start_up_before_it(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(catchup, "run_pipeline", pipeline)
     summary = run.pipeline_with_progress(None, Console(file=io.StringIO()), "cli")  # type: ignore[arg-type]
     assert (summary.startup_seconds, summary.seconds) == (17.0, 0.2)
+
+
+def test_a_run_cut_short_by_the_database_names_its_failed_runs_and_what_repairs_them() -> None:
+    """A trial's `metrify db stop` during `metrify run` ended in the outage's line alone: no summary
+    said which runs failed or that the next `metrify run` makes them up."""
+    import dagster as dg
+
+    from metrify_assets.partitions import TRIGGER_TAG
+    from metrify_assets.run_alerts import RANGE_END_TAG, RANGE_START_TAG
+
+    @dg.op
+    def boom() -> None:
+        raise RuntimeError("PostgreSQL went away")
+
+    @dg.job(name="daily_job")
+    def daily_job() -> None:
+        boom()
+
+    @dg.op
+    def fine() -> None:
+        pass
+
+    @dg.job(name="refresh_job")
+    def refresh_job() -> None:
+        fine()
+
+    with dg.instance_for_test() as instance:
+        began = datetime.now(UTC)
+        days = {RANGE_START_TAG: "2031-02-03", RANGE_END_TAG: "2031-02-04"}
+        daily_job.execute_in_process(
+            instance=instance, tags={TRIGGER_TAG: "cli", **days}, raise_on_error=False
+        )
+        refresh_job.execute_in_process(instance=instance, tags={TRIGGER_TAG: "cli", **days})
+        daily_job.execute_in_process(instance=instance, tags={TRIGGER_TAG: "demo"}, raise_on_error=False)
+        failed = run.failed_since(instance, began, "cli")
+    assert len(failed) == 1 and failed[0].startswith("daily_job 2031-02-03..2031-02-04 (run "), failed
+    line = run.cut_short(failed)
+    assert line.startswith(
+        f"metrify run stopped; 1 run failed before it, with no alert recorded yet: {failed[0]}."
+    )
+    assert "The next `metrify run` records their alerts and runs them again" in line
+    assert run.cut_short([]).startswith("metrify run stopped before any run failed")
