@@ -83,11 +83,53 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
+ERROR_TEXT_LIMIT = 300  # characters of each error in a line: a dbt error can run to pages
+
+
+def bare_error_message(error: Any) -> str:
+    """A Dagster error's (`SerializableErrorInfo`) message without the `module.Class: ` head that
+    Python's exception formatting puts in front of it: `cls_name` already names the class."""
+    message: str = (error.message or "").strip()
+    head, sep, rest = message.partition(": ")
+    named = head == error.cls_name or head.endswith(f".{error.cls_name}")
+    if named and sep:
+        return rest.strip()
+    return "" if named else message
+
+
+def error_text(error: Any) -> str:
+    """`Class: message` of a Dagster error on one line, at most ERROR_TEXT_LIMIT characters."""
+    text = " ".join(f"{error.cls_name}: {bare_error_message(error)}".split()).rstrip(": ")
+    return text if len(text) <= ERROR_TEXT_LIMIT else text[: ERROR_TEXT_LIMIT - 1] + "…"
+
+
+def event_error(meta: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """The error a Dagster event carries (a failed step, a retry, a failed run): the error behind
+    Dagster's wrappers and, when it had a cause, the root of its cause chain; None without one."""
+    error = getattr(getattr(meta.get("dagster_event"), "event_specific_data", None), "error", None)
+    if error is None:
+        return None
+    from metrify_assets.errors import root_error  # imports Dagster, loaded already when it routes a record
+
+    error = root_error(error)
+    root = error
+    while root.cause is not None:
+        root = root.cause
+    return error_text(error), (error_text(root) if root is not error else None)
+
+
 def _message(record: logging.LogRecord) -> str:
+    """The record's message; for a Dagster event that carries an error (`Execution of step "x"
+    failed.`), the error's class and message and its root cause, so the line says why."""
     meta = getattr(record, "dagster_meta", None)
-    if isinstance(meta, Mapping) and isinstance(meta.get("orig_message"), str):
-        return meta["orig_message"]  # without Dagster's "job - run - step - " prefix
-    return record.getMessage()
+    if not (isinstance(meta, Mapping) and isinstance(meta.get("orig_message"), str)):
+        return record.getMessage()
+    message: str = meta["orig_message"]  # without Dagster's "job - run - step - " prefix
+    error = event_error(meta)
+    if error is None:
+        return message
+    text, root = error
+    return f"{message.rstrip('.')}: {text}" + (f" (root cause: {root})" if root else "")
 
 
 class JsonFormatter(logging.Formatter):

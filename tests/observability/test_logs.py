@@ -199,3 +199,37 @@ def test_the_api_factory_sets_up_logging_however_uvicorn_started_it(
         "from the API",
     )
     assert access["logger"] == "uvicorn.access" and "/readyz" in access["message"]
+
+
+class _MeterFileUnreadableError(Exception):
+    """The root of the failing step's cause chain."""
+
+
+def test_a_failed_step_logs_why(root_handler: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """Dagster's line for a failed step says only `Execution of step "x" failed.`: Metrify's line
+    adds the error behind Dagster's wrapper and the root of its cause chain."""
+    logs.configure(LogSettings(format="json"))
+
+    @dg.asset
+    def logs_failing_asset() -> None:
+        try:
+            raise _MeterFileUnreadableError("meter M-LOG-FAIL-1: file\n  truncated")
+        except _MeterFileUnreadableError as err:
+            raise RuntimeError("could not read the day's readings") from err
+
+    defs = dg.Definitions(
+        assets=[logs_failing_asset],
+        jobs=[dg.define_asset_job("logs_failing_job")],
+        loggers=run_loggers(LogSettings(format="json")),
+    )
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    result = defs.resolve_job_def("logs_failing_job").execute_in_process(
+        run_config=run_config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    assert not result.success
+    failed = [line for line in lines(capsys.readouterr().err) if line.get("step") == "logs_failing_asset"]
+    messages = [line["message"] for line in failed if line["level"] == "ERROR"]
+    assert messages == [
+        'Execution of step "logs_failing_asset" failed: RuntimeError: could not read the day\'s readings'
+        " (root cause: _MeterFileUnreadableError: meter M-LOG-FAIL-1: file truncated)"
+    ]
