@@ -41,6 +41,25 @@ def latest_reading(
     return cache.latest(meter_id, read), source
 
 
+def confirmed_latest(
+    cache: Cache, conn: psycopg.Connection, meter_id: str, reading: dict[str, Any]
+) -> tuple[dict[str, Any] | None, Source]:
+    """The meter's cached latest `reading` checked against PostgreSQL's (one primary-key probe), when
+    its day may have left the hot tier: the weekly retention deletes hot rows and leaves latest
+    entries be. Still stored: the entry stands (`reading` itself, from the cache). Else the entry
+    goes (the compare-and-set refuses an older reading, so it is not replaced) and PostgreSQL's
+    newest reading, or None, is the answer."""
+    stored = latest_readings(conn, [meter_id]).get(meter_id)
+    row = None if stored is None else orjson.loads(encode(stored))
+    if row is not None and (row["reading_start"], row["record_version"]) == (
+        reading["reading_start"],
+        reading["record_version"],
+    ):
+        return reading, "cache"
+    cache.invalidate([meter_id])
+    return row, "database"
+
+
 def cached(
     cache: Cache | None,
     key_parts: Sequence[object],

@@ -13,7 +13,8 @@ way everywhere (`_unknown`); a known one with nothing in the range is an empty p
 serves hot rows (a meter's readings and latest reading, grid status, weather observations) also says
 which days of its span left PostgreSQL for the lake (`archived_days`, `X-Archived-Days`: one query on
 `ops.lifecycle_days` per request), so an empty or short page of an archived day is never read as "no
-data"; a meter whose readings all left is 404 `archived`, not "no reading yet". A query
+data"; a meter whose readings all left is 404 `archived`, not "no reading yet" (one that never sent
+any is `not_found`: `serving/archived_meters.py`). A query
 parameter a route does not take is a 422 on every route here (`data_access`, the router's
 dependency), so a mistyped filter is never read as "no filter".
 """
@@ -34,8 +35,9 @@ from fastapi.routing import APIRoute
 
 from metrify_assets.contracts import CONTRACTS, SourceContract
 from metrify_assets.serving import readings
+from metrify_assets.serving.archived_meters import MeterArchive, meter_archive
 from metrify_assets.serving.auth import Principal, require, require_meter
-from metrify_assets.serving.cache import cached
+from metrify_assets.serving.cache import cached, confirmed_latest
 from metrify_assets.serving.cache import latest_reading as latest_reading_through_cache
 from metrify_assets.serving.datasets import DATASETS, Dataset, Filter, count_rows, parse_filter, query_page
 from metrify_assets.serving.db import connection
@@ -208,45 +210,79 @@ def meter_readings(
 def latest_reading(request: Request, meter_id: str, principal: Reader) -> Response:
     """The newest interval stored for the meter (its newest record version), from the cache when
     Redis holds it, else from PostgreSQL, with the days from its day on whose readings left
-    PostgreSQL for the lake (`archived_days`). A meter with no reading in PostgreSQL is 404: `archived`
-    when days of readings left it (its readings are likely in the lake), `not_found` otherwise."""
+    PostgreSQL for the lake (`archived_days`). A cached reading whose day left is checked against
+    PostgreSQL, so the weekly retention's deletion does not leave it served until its TTL. A meter
+    with no reading in PostgreSQL is 404: `archived` when its readings left it for the lake,
+    `not_found` otherwise."""
     require_meter(principal, meter_id)
     check_text(("path", "meter_id"), meter_id)
     state = request.app.state
     reading, source = latest_reading_through_cache(state.cache, state.pool.connection, meter_id)
+    gone: list[date] = []
+    if reading is not None:
+        since = _start(reading)
+        newest = state.archive_horizon.newest(READINGS.source, state.pool.connection)
+        # The meter's local day of the reading is its UTC date's or the one before: an archived day
+        # before both cannot be on or after it, so the usual reading asks PostgreSQL nothing.
+        if newest is not None and newest >= since.date() - timedelta(days=1):
+            with state.pool.connection() as conn:
+                gone = archived_days(conn, READINGS, since, None, meter_id)
+                if gone and source == "cache":  # the reading's own day may be one that left
+                    checked, source = confirmed_latest(state.cache, conn, meter_id, reading)
+                    if checked is not reading:
+                        reading = checked
+                        gone = (
+                            []
+                            if checked is None
+                            else archived_days(conn, READINGS, _start(checked), None, meter_id)
+                        )
     if reading is None:
         with state.pool.connection() as conn:
             if not known(conn, METER, meter_id):
                 raise _unknown(METER, meter_id)
-            raise _no_reading(meter_id, archived_days(conn, READINGS, None, None, meter_id))
-    since = datetime.fromisoformat(reading["reading_start"])
-    newest = state.archive_horizon.newest(READINGS.source, state.pool.connection)
-    gone: list[date] = []
-    # The meter's local day of the reading is its UTC date's or the one before: an archived day
-    # before both cannot be on or after it, so the usual reading asks PostgreSQL nothing.
-    if newest is not None and newest >= since.date() - timedelta(days=1):
-        with state.pool.connection() as conn:
-            gone = archived_days(conn, READINGS, since, None, meter_id)
+            raise _no_reading(meter_id, meter_archive(conn, meter_id))
     return json_response(
         {"data": reading, "archived_days": gone},
         headers={"X-Metrify-Source": source, **archived_headers(gone)},
     )
 
 
-def _no_reading(meter_id: str, gone: list[date]) -> ApiError:
-    """The 404 of a known meter without a reading in PostgreSQL: `archived` when days of readings left
-    it for the lake (the meter's may be among them; the marts keep its consumption), else `not_found`."""
-    if not gone:
-        return ApiError(404, "not_found", f"meter {meter_id!r} is known but has no reading stored yet")
-    return ApiError(
-        404,
-        "archived",
-        f"meter {meter_id!r} has no reading in PostgreSQL, and the readings of {len(gone):,} days (the "
-        f"newest {gone[-1]}) left it for the lake: its readings are likely archived. `metrify restore "
-        "--dataset meter_readings --from DAY --to DAY` brings days back; /v1/consumption/daily and "
-        "/v1/consumption/hourly keep its consumption",
-        {"archived_day_count": len(gone), "newest_archived_day": gone[-1].isoformat()},
+def _start(reading: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(reading["reading_start"])
+
+
+def _no_reading(meter_id: str, archive: MeterArchive) -> ApiError:
+    """The 404 of a known meter without a reading in PostgreSQL: `archived` when its readings left it
+    for the lake (the marts keep its consumption), else `not_found`. Days archived before readings were
+    recorded per meter (migration 0027) may hold its: said so, as `archived`."""
+    restore = (
+        "`metrify restore --dataset meter_readings --from DAY --to DAY` brings days back; "
+        "/v1/consumption/daily and /v1/consumption/hourly keep its consumption"
     )
+    if archive.days:
+        days = archive.days
+        return ApiError(
+            404,
+            "archived",
+            f"meter {meter_id!r} has no reading in PostgreSQL: its readings of {len(days):,} days (the "
+            f"newest {days[-1]}) left it for the lake. {restore}",
+            {"archived_day_count": len(days), "newest_archived_day": days[-1].isoformat(), "per_meter": True},
+        )
+    if archive.unindexed:
+        days = archive.unindexed
+        return ApiError(
+            404,
+            "archived",
+            f"meter {meter_id!r} has no reading in PostgreSQL, and the readings of {len(days):,} days (the "
+            f"newest {days[-1]}) left it for the lake before archived days were recorded per meter: its "
+            f"readings may be among them. {restore}",
+            {
+                "archived_day_count": len(days),
+                "newest_archived_day": days[-1].isoformat(),
+                "per_meter": False,
+            },
+        )
+    return ApiError(404, "not_found", f"meter {meter_id!r} is known but has no reading stored yet")
 
 
 def _unknown(kind: Kind, value: str) -> ApiError:
