@@ -390,6 +390,34 @@ def made_good(
     return None
 
 
+def unrecorded(
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    failed: Sequence[dg.RunRecord],
+    repository: dg.RepositoryDefinition | None,
+) -> list[tuple[dg.RunRecord, RunAlert]]:
+    """Of the `failed` runs, those `ops.run_alerts` has no row for (PostgreSQL was away when they
+    ended), each with the alert it raises; a run the daemon will still retry raises none. One lookup
+    for all, then each missed run's step failures."""
+    ids = [record.dagster_run.run_id for record in failed]
+    rows = conn.execute("SELECT run_id FROM ops.run_alerts WHERE run_id = ANY(%s)", (ids,)).fetchall()
+    recorded = {row[0] for row in rows}
+    missed = []
+    for record in failed:
+        run = record.dagster_run
+        if run.run_id in recorded:
+            continue
+        failures = [
+            e.dagster_event
+            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+            if e.dagster_event is not None
+        ]
+        alert = run_alert(run, failures, job_assets(repository, run.job_name))
+        if alert is not None:
+            missed.append((record, alert))
+    return missed
+
+
 def settle_missed(
     conn: psycopg.Connection,
     instance: dg.DagsterInstance,
@@ -405,16 +433,10 @@ def settle_missed(
     if run.status == dg.DagsterRunStatus.SUCCESS:
         resolve_covered(conn, run, whole, at=run_ended_at(finished))
         return None
-    if conn.execute("SELECT 1 FROM ops.run_alerts WHERE run_id = %s", (run.run_id,)).fetchone():
-        return None  # its sensor recorded it: the common case costs this lookup only
-    failures = [
-        e.dagster_event
-        for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-        if e.dagster_event is not None
-    ]
-    alert = run_alert(run, failures, whole)
-    if alert is None:  # the daemon re-runs it
+    missed = unrecorded(conn, instance, [finished], repository)
+    if not missed:  # its sensor recorded it (the common case costs one lookup), or the daemon re-runs it
         return None
+    alert = missed[0][1]
     good = made_good(instance, finished, alert, whole)
     if good is None:
         record(conn, alert)

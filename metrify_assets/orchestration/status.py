@@ -3,7 +3,8 @@ would otherwise gather from six commands and the UI.
 
 The figures are the pipeline metrics' own (one scrape of `PipelineCollector`, so the CLI and
 Prometheus never disagree), plus what only the orchestration knows: landing files not ingested yet,
-days touched since the last `metrify run`, downstream runs owed (their open `run_failure` alerts),
+days touched since the last `metrify run`, downstream runs owed (their open `run_failure` alerts, and
+failed runs whose alert is not recorded yet),
 each downstream job's last run, whether a Dagster daemon is heartbeating and which schedules and
 sensors a person turned on (they start off: a daemon with none on moves no data). Each read costs what is
 current, not the history held (the metrics' queries; the cursor of `metrify run`; a run per job).
@@ -41,7 +42,7 @@ from metrify_assets.orchestration.weekly import DRY_RUN_TAG
 from metrify_assets.partitions import ranges_text
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.run_alerts import day_range, failed_days
+from metrify_assets.run_alerts import day_range, failed_days, made_good, unrecorded
 from metrify_assets.storage.days import LakeDays, holds_standing, lake_days
 
 # A daemon heartbeats every 30 s (Dagster's default); three missed beats and it is taken for stopped.
@@ -83,11 +84,14 @@ class JobStatus:
 
 @dataclass(frozen=True)
 class OwedRun:
-    """A downstream run that failed and no run has made up for yet."""
+    """A downstream run that failed and no run has made up for yet; `alert_recorded` False: its
+    run_failure alert is not recorded yet (PostgreSQL was away when it ended), but it is owed all the
+    same: the next `metrify run`, or the daemon's reconcile sensor, records it and the run is made up."""
 
     job: str
     first: date
     last: date
+    alert_recorded: bool = True
 
     @property
     def days(self) -> str:
@@ -235,6 +239,27 @@ def job_status(instance: dg.DagsterInstance, job: str) -> JobStatus:
     )
 
 
+def unrecorded_owed(conn: psycopg.Connection, instance: dg.DagsterInstance) -> list[OwedRun]:
+    """The days of the downstream jobs' failed runs (each job's newest `RUNS_READ`) whose alert is
+    not recorded (`run_alerts.unrecorded`, what the reconcile sensor records) and no later run made
+    good (`run_alerts.made_good`): owed before the sensor or the next `metrify run` records them."""
+    failed = [
+        record
+        for job in JOBS
+        for record in instance.get_run_records(
+            dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=RUNS_READ
+        )
+        if record.dagster_run.tags.get(DRY_RUN_TAG) != "true"
+    ]
+    return [
+        OwedRun(alert.job_name, *day_range(alert.days), alert_recorded=False)
+        for record, alert in unrecorded(conn, instance, failed, None)
+        if alert.days is not None
+        and alert.batch_id is None
+        and made_good(instance, record, alert, None) is None
+    ]
+
+
 def daemon_heartbeat(instance: dg.DagsterInstance) -> datetime | None:
     """The newest heartbeat of any Dagster daemon on the instance (None: none ever)."""
     beats = instance.get_daemon_heartbeats()
@@ -265,8 +290,10 @@ def attention(status: Status) -> list[str]:
     if emergency:
         lines.append(f"{emergency} grid node{'s' if emergency != 1 else ''} in emergency state")
     for run in status.owed or []:
+        unrecorded = "" if run.alert_recorded else " (its alert is not recorded yet)"
         lines.append(
-            f"{run.job} failed for {run.days} and is owed: the daemon or the next `metrify run` runs it again"
+            f"{run.job} failed for {run.days} and is owed{unrecorded}: the daemon or the next `metrify run` "
+            "runs it again"
         )
     if status.daemon_running and status.schedules_on == []:
         lines.append(
@@ -394,6 +421,10 @@ def gather(
         status.daemon_heartbeat = daemon_heartbeat(instance)
         status.schedules_on = turned_on(instance, InstigatorType.SCHEDULE)
         status.sensors_on = turned_on(instance, InstigatorType.SENSOR)
+        if status.owed is not None:
+            with connect() as conn:
+                missed = unrecorded_owed(conn, instance)
+            status.owed = sorted([*status.owed, *missed], key=lambda run: (run.first, run.last, run.job))
     except Exception as err:  # noqa: BLE001 - any failure of the run storage leaves out its figures only
         status.unreadable[STORES["dagster"]] = describe(err)
     refresh = next((job for job in status.jobs if job.job == "refresh_job"), None)

@@ -4,12 +4,20 @@ time while its data ran later, with no lifecycle line."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 
+import dagster as dg
 import pytest
+from typer.testing import CliRunner
 
+from metrify_assets.cli.main import app
 from metrify_assets.cli.status import lifecycle_line, newest_record
+from metrify_assets.env import resolve_settings
+from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.resources import PostgresResource
+from metrify_assets.run_alerts import RANGE_END_TAG, RANGE_START_TAG, settle_missed
 from metrify_assets.storage.days import LakeDays, holds_standing, lake_days
 
 pytestmark = [pytest.mark.postgres]
@@ -73,3 +81,67 @@ def test_lake_days_counts_tiers_and_days_out_of_postgresql_in_one_read(pg_resour
     assert lifecycle_line({}, None) == "no day in the lake yet"
     waiting = lifecycle_line({"weather_observations": after}, 0, {"weather_observations": 1200})
     assert f"({after.hot_deleted} out of PostgreSQL, 1,200 late rows wait for a restore)" in waiting
+
+
+def test_a_failed_run_whose_alert_is_not_recorded_is_owed_and_needs_attention(
+    pg_resource: PostgresResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's `metrify db stop` during `metrify run`: the jobs table said daily_job failed, but runs
+    owed and open alerts said none and nothing needed attention until the reconcile sensor (5 min) or
+    the next `metrify run` recorded its alert."""
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    days = {RANGE_START_TAG: "2033-05-03", RANGE_END_TAG: "2033-05-04"}
+
+    @dg.op
+    def build(fail: bool) -> None:
+        if fail:
+            raise RuntimeError("PostgreSQL went away")
+
+    @dg.job(name="daily_job")
+    def daily_job() -> None:
+        build()
+
+    def execute(fail: bool, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+        config = {"ops": {"build": {"inputs": {"fail": fail}}}}
+        # As `execute_job` runs it, but without settling its alert: PostgreSQL was away when it ended.
+        return daily_job.execute_in_process(config, instance=instance, tags=days, raise_on_error=False)
+
+    def owed() -> tuple[list[dict[str, object]], list[str]]:
+        found = json.loads(CliRunner().invoke(app, ["status", "--json"], catch_exceptions=False).stdout)
+        mine = [run for run in found["owed"] if run["first"] == "2033-05-03"]
+        return mine, [line for line in found["attention"] if "2033-05-03" in line]
+
+    instance = local_instance(resolve_settings())
+    execute(True, instance)
+    runs, lines = owed()
+    assert runs == [
+        {"job": "daily_job", "first": "2033-05-03", "last": "2033-05-04", "alert_recorded": False}
+    ]
+    assert lines == [
+        "daily_job failed for 2033-05-03..2033-05-04 and is owed (its alert is not recorded yet): the daemon "
+        "or the next `metrify run` runs it again"
+    ]
+    text = CliRunner().invoke(app, ["status"], catch_exceptions=False).stdout
+    assert "daily_job 2033-05-03..2033-05-04" in text and "nothing needs attention" not in text
+
+    # A later success of those days makes up for it, its alert unrecorded all the same.
+    assert execute(False, instance).success
+    assert owed() == ([], [])
+    # Failed again, then recorded (as the reconcile sensor does): owed once, by its alert.
+    again = execute(True, instance)
+    assert owed()[0][0]["alert_recorded"] is False
+    record = instance.get_run_record_by_id(again.run_id)
+    assert record is not None
+    with pg_resource.connect() as conn:
+        assert settle_missed(conn, instance, record, None) == again.run_id
+    assert owed()[0] == [
+        {"job": "daily_job", "first": "2033-05-03", "last": "2033-05-04", "alert_recorded": True}
+    ]
+    with pg_resource.connect() as conn:  # the shared database keeps no open alert of it
+        conn.execute(
+            "UPDATE ops.alerts SET resolved_at = now() WHERE resolved_at IS NULL AND kind = 'run_failure' "
+            "AND details->>'first_partition' = '2033-05-03'"
+        )

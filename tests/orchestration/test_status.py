@@ -220,7 +220,9 @@ def test_status_of_a_real_instance(
     assert meters["kafka_lag"] is None  # Kafka not configured
     assert meters["last_record"].startswith("2026-03-05T12:00:00")
     assert found["touched_days"] == ["2026-03-04", "2026-03-05"]
-    assert found["owed"] == [{"job": "refresh_job", "first": "2026-03-02", "last": "2026-03-03"}]
+    assert found["owed"] == [
+        {"job": "refresh_job", "first": "2026-03-02", "last": "2026-03-03", "alert_recorded": True}
+    ]
     assert found["open_alerts"]["critical"] == 1  # (and a data-quality warning of the malformed batch)
     assert len(found["critical_alerts"]) == 1
     assert found["critical_alerts"][0].endswith(" refresh_job: refresh_job failed")
