@@ -97,8 +97,10 @@ def print_status(console: Console, status: Status) -> None:
         )
     console.print(sources)
 
+    # A run's start and a success's end: the newest run may still be running, and a success is what
+    # it built up to. Named so, as a trial read "last run 02:59" before "last success 03:02" as odd.
     jobs = Table(title="downstream jobs", show_header=True)
-    for column in ("job", "last run", "status", "last success"):
+    for column in ("job", "last run started", "its status", "last success ended"):
         jobs.add_column(column)
     for job in status.jobs:
         jobs.add_row(

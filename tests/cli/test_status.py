@@ -4,18 +4,21 @@ time while its data ran later, with no lifecycle line."""
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from metrify_assets.cli.main import app
-from metrify_assets.cli.status import lifecycle_line, newest_record
+from metrify_assets.cli.status import lifecycle_line, newest_record, print_status
 from metrify_assets.env import resolve_settings
 from metrify_assets.orchestration.instance import local_instance
+from metrify_assets.orchestration.status import JobStatus, Status
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import RANGE_END_TAG, RANGE_START_TAG, settle_missed
 from metrify_assets.storage.days import LakeDays, holds_standing, lake_days
@@ -145,3 +148,23 @@ def test_a_failed_run_whose_alert_is_not_recorded_is_owed_and_needs_attention(
             "UPDATE ops.alerts SET resolved_at = now() WHERE resolved_at IS NULL AND kind = 'run_failure' "
             "AND details->>'first_partition' = '2033-05-03'"
         )
+
+
+def test_the_jobs_table_says_which_time_is_a_start_and_which_an_end() -> None:
+    """A trial read `refresh_job | last run 02:59 | success | last success 03:02`: a start beside an end."""
+    started, ended = datetime(2032, 7, 1, 2, 59, tzinfo=UTC), datetime(2032, 7, 1, 3, 2, tzinfo=UTC)
+    out = io.StringIO()
+    print_status(
+        Console(file=out, width=200),
+        Status(at=NOW, jobs=[JobStatus("refresh_job", "success", started, ended)]),
+    )
+    lines = out.getvalue().splitlines()
+    header = next(line for line in lines if "job" in line and "status" in line and "metrify" not in line)
+    assert [cell.strip() for cell in header.split("┃")[1:-1]] == [
+        "job",
+        "last run started",
+        "its status",
+        "last success ended",
+    ]
+    row = next(line for line in lines if "refresh_job" in line)
+    assert "2032-07-01 02:59" in row.split("│")[2] and "2032-07-01 03:02" in row.split("│")[4]
