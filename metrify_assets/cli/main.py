@@ -194,10 +194,21 @@ def observe(
     # Before any command: logs as METRIFY_LOG_LEVEL and METRIFY_LOG_FORMAT say. Traces are set up by
     # what a command runs: the code location (`metrify run`) or the API (`metrify api serve`).
     try:
-        logs.configure(resolve_logging())
+        settings = resolve_logging()
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from err
+    logs.configure(settings)
+    quiet_kafka_client(settings.level)
+
+
+def quiet_kafka_client(level: str) -> None:
+    """Keep kafka-python's own log off a command's stderr unless METRIFY_LOG_LEVEL is DEBUG: it logs
+    an ERROR per connection attempt to a broker that is down or still starting (18 lines before
+    `metrify status`'s table, 11 while `metrify kafka broker` came up), and the command's own
+    message says what failed (`Kafka could not be read: ...`, a Kafka source not drained)."""
+    if logging.getLevelName(level) != logging.DEBUG:
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 if __name__ == "__main__":

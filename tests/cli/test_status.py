@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from metrify_assets.orchestration.status import JobStatus, Status
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import RANGE_END_TAG, RANGE_START_TAG, settle_missed
 from metrify_assets.storage.days import LakeDays, holds_standing, lake_days
+from metrify_platform.kafka_broker import free_port
 
 pytestmark = [pytest.mark.postgres]
 NOW = datetime(2032, 7, 1, 12, tzinfo=UTC)
@@ -168,3 +172,30 @@ def test_the_jobs_table_says_which_time_is_a_start_and_which_an_end() -> None:
     ]
     row = next(line for line in lines if "refresh_job" in line)
     assert "2032-07-01 02:59" in row.split("│")[2] and "2032-07-01 03:02" in row.split("│")[4]
+
+
+def test_a_kafka_that_is_down_is_said_once_not_in_the_clients_errors(
+    pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """A trial's `metrify status` with the broker down printed 18 kafka-python ERROR lines (`Bootstrap
+    failed`) before its table, which says that Kafka could not be read."""
+    env = {
+        **os.environ,
+        "METRIFY_HOME": str(tmp_path / "home"),
+        "METRIFY_POSTGRES_URL": pg_resource.get_url(),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nothing listens there
+    }
+    env.pop("METRIFY_LOG_LEVEL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "metrify_assets.cli.main", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr  # a store could not be read
+    assert "Kafka could not be read" in done.stdout
+    # The project's own warning (the metrics collector's) alone: no line of kafka-python's logger.
+    lines = done.stderr.splitlines()
+    assert lines and all('"logger":"metrify_assets.' in line for line in lines), done.stderr
