@@ -1,5 +1,6 @@
 """The data API's request metrics (catalogue.API), counted by a pure ASGI middleware in the process
-that serves them: requests per route *template* and status, latency per route, requests in flight.
+that serves them: requests per route *template* and status, latency per route, requests in flight;
+and whether its Redis cache answers (`CacheCollector`, at scrape time).
 
 Labels name the route's template (`/v1/meters/{meter_id}/readings`), never the raw path, so a
 scraper sees a bounded number of series whatever callers send; a path no route matches is
@@ -10,14 +11,18 @@ Each API process counts its own requests: with several uvicorn workers, a scrape
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 
 from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metrify_assets.observability.catalogue import REQUEST_BUCKETS
 from metrify_assets.observability.families import SPECS
+from metrify_assets.resources.cache import Cache
 
 UNMATCHED = "unmatched"
 # Any other method a caller sends is `other`: the label stays bounded.
@@ -44,6 +49,25 @@ class ApiMetrics:
             duration.name, duration.help, duration.labels, registry=registry, buckets=REQUEST_BUCKETS
         )
         self.in_progress = Gauge(in_progress.name, in_progress.help, in_progress.labels, registry=registry)
+
+
+class CacheCollector(Collector):
+    """`metrify_api_cache_up`: whether the API's Redis answers PING when scraped. A Redis outage
+    costs no request an error (reads fall back to PostgreSQL) and `/readyz` stays 200 `degraded`,
+    so without it nothing Prometheus sees changes. No sample while the API has no cache (REDIS_URL
+    unset). `cache` is read at each scrape: the app opens its cache when it starts."""
+
+    def __init__(self, cache: Callable[[], Cache | None]) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        cache = self.cache()
+        if cache is None:
+            return
+        spec = SPECS["metrify_api_cache_up"]
+        family = GaugeMetricFamily(spec.name, spec.help)
+        family.add_metric([], 1.0 if cache.available() else 0.0)
+        yield family
 
 
 def route_template(scope: Scope, received: Scope) -> str:

@@ -164,6 +164,12 @@ API: tuple[MetricSpec, ...] = (
         "API request latency, per route template.",
     ),
     MetricSpec("metrify_api_requests_in_progress", "gauge", ("method",), "API requests being served."),
+    MetricSpec(
+        "metrify_api_cache_up",
+        "gauge",
+        (),
+        "1 when the API's Redis cache answers PING at the scrape, 0 when not (reads fall back to PostgreSQL).",
+    ),
 )
 
 ALL: tuple[MetricSpec, ...] = PIPELINE + API

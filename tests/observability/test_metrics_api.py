@@ -3,7 +3,7 @@ PostgreSQL pool): request counts per route template and status, and the pipeline
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from metrify_assets.observability.api_metrics import UNMATCHED
 from metrify_assets.resources import PostgresResource
 from metrify_assets.serving.app import create_app
 from metrify_assets.serving.auth import issue_token
+from metrify_platform.redis_server import RedisServer
 
 pytestmark = pytest.mark.postgres
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256"
@@ -189,3 +190,32 @@ def test_the_request_metrics_have_no_created_series(
             assert "metrify_api_request_duration_seconds_count" in names, scope
             assert not [n for n in names if n.endswith("_created")], scope
             assert "_created" not in text, scope
+
+
+@pytest.mark.postgres
+def test_the_cache_gauge_says_whether_redis_answers(
+    pg: psycopg.Connection,
+    pg_resource: PostgresResource,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_server_factory: Callable[[], RedisServer],
+) -> None:
+    """A Redis of this test's own, stopped while the API runs: `metrify_api_cache_up` goes from 1 to
+    0 (the API keeps answering from PostgreSQL, so no request metric shows the outage)."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    redis = redis_server_factory()
+    env = {
+        "METRIFY_HOME": str(tmp_path),
+        "METRIFY_POSTGRES_URL": pg_resource.get_url(),
+        "METRIFY_API_JWT_SECRET": SECRET,
+    }
+    up = ("metrify_api_cache_up", frozenset())
+    with TestClient(create_app(resolve_settings({**env, "REDIS_URL": redis.url}))) as api:
+        assert samples(api.get("/metrics", params={"scope": "api"}).text)[up] == 1.0
+        redis.stop()
+        assert samples(api.get("/metrics", params={"scope": "api"}).text)[up] == 0.0
+        assert api.get("/readyz").json()["status"] == "degraded"
+
+
+def test_without_a_cache_there_is_no_cache_gauge(client: TestClient) -> None:
+    assert "metrify_api_cache_up" not in client.get("/metrics", params={"scope": "api"}).text

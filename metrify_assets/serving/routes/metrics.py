@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from metrify_assets.env import Settings
-from metrify_assets.observability.api_metrics import ApiMetrics, ApiMetricsMiddleware
+from metrify_assets.observability.api_metrics import ApiMetrics, ApiMetricsMiddleware, CacheCollector
 from metrify_assets.observability.metrics import PipelineCollector
 from metrify_assets.orchestration.instance import local_instance
 from metrify_assets.resources.build import kafka_resource
@@ -44,6 +44,7 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
     """Count every request (outermost middleware: refused requests too) and serve `/metrics`."""
     api_registry = CollectorRegistry(auto_describe=False)
     app.add_middleware(ApiMetricsMiddleware, metrics=ApiMetrics(api_registry))
+    api_registry.register(CacheCollector(lambda: getattr(app.state, "cache", None)))  # set as the app starts
     registry = CollectorRegistry(auto_describe=False)
     registry.register(api_registry)
     registry.register(
