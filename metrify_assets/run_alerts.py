@@ -27,6 +27,7 @@ import psycopg
 from metrify_assets.alerts.store import Alert, raise_alert, resolve_condition
 from metrify_assets.errors import root_error
 from metrify_assets.ingestion.sensors import BATCH_TAG, run_ended_at
+from metrify_assets.observability.logs import bare_error_message
 from metrify_assets.resources import PostgresResource
 
 WILL_RETRY_TAG = "dagster/will_retry"
@@ -138,9 +139,9 @@ def run_alert(
         batch_id=run.tags.get(BATCH_TAG),
         step_key=first.step_key if first else None,
         error_type=(error.cls_name or "Error") if error else "RunFailure",
-        message=(error.message.strip() if error else "the run failed outside its steps (see the run log)")[
-            :2000
-        ],
+        message=(
+            bare_error_message(error) if error else "the run failed outside its steps (see the run log)"
+        )[:2000],
         days=run_days(run.tags),
         assets=run_assets(run, whole),
     )

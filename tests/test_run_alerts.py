@@ -85,7 +85,10 @@ def test_a_step_outage_is_retried_then_succeeds_or_fails_the_run_with_an_alert(
         "down",
         "OutageError",
     )
-    assert "database unreachable" in alert.message
+    assert alert.message == "database unreachable"  # not the type again ("tests....OutageError: ...")
+    assert (
+        alert.text == f"run {run.run_id} of stays_down (batch b-7) failed: OutageError: database unreachable"
+    )
     record(pg, alert)
     record(pg, alert)  # the sensor may see a run twice (a restarted daemon): one row
     assert pg.execute("SELECT count(*), max(batch_id) FROM ops.run_alerts").fetchone() == (1, "b-7")
@@ -96,6 +99,7 @@ def test_a_step_outage_is_retried_then_succeeds_or_fails_the_run_with_an_alert(
         "stays_down (batch b-7)",
         1,
     )
+    assert standing.summary == alert.text  # what `metrify alerts list` and the webhook body show
     again = result_of_another_failed_run(job, instance)
     record(pg, again)  # the same batch failing again: the same standing alert
     assert [(a.alert_id, a.occurrences) for a in list_alerts(pg, "open")] == [(standing.alert_id, 2)]
