@@ -5,40 +5,56 @@ Mart values are compared with pandas over the same VEE series, as on PostgreSQL.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 from dagster_dbt import DbtCliResource, DbtProject
 
 from metrify_assets.env import resolve_snowflake
+from metrify_assets.grid.analysis import GridConfig
+from metrify_assets.grid.store import run_days as run_grid_days
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.quality.quarantine import reason_code
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.build import snowflake_resource
 from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.warehouse.assets import build_warehouse_assets
-from metrify_assets.warehouse.connection import environment
+from metrify_assets.warehouse.connection import environment, partition_env
 from metrify_assets.warehouse.paths import DBT_PROJECT_DIR
 from metrify_assets.warehouse.project import dbt_executable
 from metrify_assets.warehouse.raw_copy import RAW_TABLES
 from metrify_assets.warehouse.snowflake import WAREHOUSE_LOAD_KEY, warehouse_load
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
+from metrify_assets.warehouse.vars import dbt_vars as project_vars
 from tests.warehouse.test_dbt_build import (
     DAY0,
     TIMEZONES,
     OpsData,
+    dbt_build,
     expected_peak_demand,
+    failures,
+    insert,
     load,
     local_frame,
     make_ops_data,
 )
-from tests.warehouse.vee_rows import vee_days
+from tests.warehouse.test_marts_keep_days_left_hot_tier import (
+    ARCHIVED,
+    KEPT_LOG,
+    delete_archived_day,
+    late_samples,
+)
+from tests.warehouse.vee_rows import insert_all_actual_vee, local_day_grid, vee_days
 
 pytestmark = [pytest.mark.snowflake, pytest.mark.postgres]
 
@@ -152,7 +168,8 @@ def test_grid_marts_carry_the_grid_stability_figures(sf_build: SnowflakeBuild) -
 
 
 def test_load_is_idempotent_and_incremental(sf_build: SnowflakeBuild, pg_resource: PostgresResource) -> None:
-    """Runs last: a second load changes nothing; a new reading arrives as exactly one more row."""
+    """Runs after the mart tests: a second load changes nothing; a new reading arrives as exactly one
+    more row."""
 
     def counts() -> dict[str, int]:
         return {
@@ -238,3 +255,143 @@ def test_daily_quality_score_weighs_batches_by_records_on_snowflake(sf_build: Sn
             (str((DAY0 + timedelta(days=1)).date()), "meter_readings"): 88.0,
         }
     )
+
+
+NEW_DAY = DAY0.date() + timedelta(days=3)  # after the first build's days
+REBUILT_DAY = DAY0.date() + timedelta(days=1)  # VEE re-processes MTR-2's day
+REBUILT_KWH = (
+    "SELECT kwh_import FROM marts.fct_consumption_daily "
+    f"WHERE meter_id = 'MTR-2' AND local_date = '{REBUILT_DAY}'"
+)
+# The run without days rebuilds these (the other incremental models follow the same macros).
+WATERMARK_MARTS = ("fct_consumption_daily", "fct_grid_stability", "fct_weather_conditions")
+# DAY0's hours that the lifecycle deletes from `ops` and a late sample then reaches.
+KEPT_HOURS = (
+    "SELECT * FROM marts.fct_grid_stability "
+    f"WHERE grid_node_id = 'GN-3' AND hour_start_utc = '{ARCHIVED} 03:00'",
+    "SELECT * FROM marts.fct_weather_conditions "
+    f"WHERE station_id = 'WS-N' AND hour_start_utc = '{ARCHIVED} 06:00'",
+)
+# fakesnow cannot create dbt-snowflake's scratch relation for delete+insert, a temporary table in the
+# model's schema; a transient table is built and dropped the same way (docs/warehouse.md#snowflake).
+INCREMENTAL_VARS = {**project_vars(), "snowflake_tmp_relation_type": "transient"}
+
+
+def new_day(conn: psycopg.Connection) -> pd.DataFrame:
+    """A local day of readings per meter (VEE keeps them as read), grid samples and observations on
+    NEW_DAY; returns the readings."""
+    rng = np.random.default_rng(11)
+    readings = pd.concat(
+        pd.DataFrame({"meter_id": meter, "reading_start": local_day_grid(NEW_DAY, tz, 15)})
+        for meter, tz in TIMEZONES.items()
+    )
+    kwh = rng.uniform(0.05, 1.5, len(readings)).round(4)
+    readings = readings.assign(interval_minutes=15, energy_kwh=kwh, direction="import")
+    insert(conn, "meter_readings", readings, {"record_version": 1, "batch_id": "B-new-day"})
+    insert_all_actual_vee(conn, readings, TIMEZONES)
+    midnight = datetime.combine(NEW_DAY, time(), UTC)
+    grid = pd.DataFrame(
+        {
+            "grid_node_id": "GN-1",
+            "measured_at": [midnight + timedelta(minutes=5 * i) for i in range(12)],
+            "frequency_hz": [50.0, 50.02, 49.97, 50.11, 50.0, 49.99] * 2,
+            "voltage_v": 230.0,
+            "load_mw": 12.0,
+        }
+    )
+    insert(conn, "grid_status", grid, {"record_version": 1, "batch_id": "B-new-day"})
+    run_grid_days(conn, NEW_DAY, NEW_DAY, GridConfig())
+    weather = pd.DataFrame(
+        {
+            "station_id": ["WS-N", "WS-S"],
+            "observed_at": [midnight + timedelta(hours=6)] * 2,
+            "temperature_c": [9.0, 21.0],
+        }
+    )
+    extra = {"humidity_pct": 70.0, "pressure_hpa": 1012.0, "wind_speed_ms": 4.0, "precipitation_mm": 0.2}
+    insert(conn, "weather_observations", weather, extra | {"record_version": 1, "batch_id": "W-new-day"})
+    return readings
+
+
+def incremental_marts(build: SnowflakeBuild, target: Path) -> dict[str, pd.DataFrame]:
+    """Every incremental model's rows (the manifest's), in one order."""
+    manifest = json.loads((target / "manifest.json").read_text())
+    rows = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model" and node["config"]["materialized"] == "incremental":
+            frame = build.query(f"SELECT * FROM {node['relation_name']}")
+            rows[node["name"]] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    return rows
+
+
+def test_incremental_builds_match_a_full_build_and_keep_days_left_hot_tier(
+    sf_build: SnowflakeBuild, snowflake_server: dict[str, Any], pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """Runs last. Dagster's daily run on Snowflake, by hand: after the first build a new day arrives,
+    VEE re-processes a day, and the data lifecycle deletes DAY0's grid samples and observations from
+    PostgreSQL before a late one of each lands. A run over the days (delete+insert through
+    dbt-snowflake's scratch relation) and then one without days (the watermark's window) give every
+    incremental model the rows a full build gives when the late samples of the deleted day never came:
+    the grid and weather marts keep that day as stored, on Snowflake as on PostgreSQL."""
+    env = {**os.environ, **snowflake_env(snowflake_server)}
+    stored = [sf_build.query(sql) for sql in KEPT_HOURS]
+    assert [len(hour) for hour in stored] == [1, 1]
+    rebuilt_before = sf_build.query(REBUILT_KWH)
+    with pg_resource.connect(autocommit=True) as conn:
+        readings = new_day(conn)
+        reprocessed = conn.execute(
+            "UPDATE ops.vee_readings SET energy_kwh = energy_kwh + 0.1, processed_at = now() "
+            "WHERE meter_id = 'MTR-2' AND local_date = %s AND status = 'actual'",
+            (REBUILT_DAY,),
+        ).rowcount
+        conn.execute(
+            "UPDATE ops.vee_days SET processed_at = now() WHERE meter_id = 'MTR-2' AND local_date = %s",
+            (REBUILT_DAY,),
+        )
+        delete_archived_day(conn)
+        late_samples(conn)
+
+    def run(days: tuple[date, date] | None, *flags: str) -> str:
+        """dbt over the models; returns what dbt logged."""
+        log = tmp_path / "dbt.log"
+        before = log.read_text() if log.exists() else ""
+        args = ("--vars", json.dumps(INCREMENTAL_VARS), "--exclude-resource-type", "test", "snapshot", *flags)
+        assert failures(dbt_build({**env, **partition_env(days)}, tmp_path, *args)) == {}
+        return log.read_text()[len(before) :]
+
+    assert dg.materialize([warehouse_load], resources=sf_build.resources).success
+    # From the first build's first day: the earlier test adds a reading on the day before DAY0.
+    logged = run((DAY0.date() - timedelta(days=1), NEW_DAY))
+    assert f"fct_grid_stability: kept as stored 1 day(s) of grid_status {KEPT_LOG}" in logged
+    assert f"fct_weather_conditions: kept as stored 1 day(s) of weather_observations {KEPT_LOG}" in logged
+    for sql, hour in zip(KEPT_HOURS, stored, strict=True):
+        pd.testing.assert_frame_equal(sf_build.query(sql), hour)
+    rebuilt = sf_build.query(REBUILT_KWH)
+    assert float(rebuilt["kwh_import"].item()) == pytest.approx(
+        float(rebuilt_before["kwh_import"].item()) + 0.1 * reprocessed
+    )
+    expected = local_frame(readings).groupby(["meter_id", "local_date"])["kwh_import"].sum()
+    new = sf_build.query(
+        f"SELECT meter_id, local_date, kwh_import FROM marts.fct_consumption_daily WHERE local_date = '{NEW_DAY}'"
+    )
+    got = new.set_index(["meter_id", "local_date"])["kwh_import"].astype(float)
+    assert got.to_dict() == pytest.approx(expected.to_dict())
+    partitioned = incremental_marts(sf_build, tmp_path)
+
+    logged = run(None, "--select", *WATERMARK_MARTS)
+    assert KEPT_LOG in logged
+    unpartitioned = incremental_marts(sf_build, tmp_path)
+
+    # The reference: the late samples of the deleted day gone from the raw copy too (the copy keeps
+    # the day's other rows, as it keeps every row `ops` deletes), every model built afresh.
+    with sf_build.resources["snowflake"].get_connection() as conn:
+        cur = conn.cursor()
+        cur.execute("DELETE FROM raw.grid_status WHERE batch_id = 'B-late'")
+        cur.execute("DELETE FROM raw.weather_observations WHERE batch_id = 'W-late' AND station_id = 'WS-N'")
+    run(None, "--full-refresh")
+    full = incremental_marts(sf_build, tmp_path)
+    assert all(len(full[name]) for name in WATERMARK_MARTS)
+    for name, rows in full.items():
+        pd.testing.assert_frame_equal(partitioned[name], rows, obj=f"{name} after the run over days")
+        if name in WATERMARK_MARTS:
+            pd.testing.assert_frame_equal(unpartitioned[name], rows, obj=f"{name} after the run without days")
