@@ -3,8 +3,8 @@
 A meter-day is a local calendar day of the meter's timezone (UTC for a meter not in the registry): 92,
 96 or 100 quarter-hours when daylight saving changes. Its intervals run from local midnight to the
 next at the meter's interval length (the modal length of its readings). The grid is built for the
-meters that sent anything for the day and for registered meters installed by then (a silent meter is
-a missing day, not an absent one).
+meters that sent anything for the day and for registered meters installed and reporting by then (a
+silent meter is a missing day, not an absent one; before its first accepted reading it is neither).
 """
 
 from __future__ import annotations
@@ -91,8 +91,12 @@ def meter_days(
     first: date,
     last: date,
     default_interval: int,
+    reporting_from: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """meter_id, local_date, timezone, interval_minutes, installed_on for the days `first`..`last`."""
+    """meter_id, local_date, timezone, interval_minutes, installed_on, before_reporting for the days
+    `first`..`last`. `reporting_from`: per meter, the first local day it is expected to report (a
+    meter not in it is expected on no day); a registered meter gets a day only from then, and a day of
+    a meter before then (a quarantined record on it) is `before_reporting`. None: every meter always."""
     tz_of = meters.set_index("meter_id")["timezone"].astype(str) if len(meters) else pd.Series(dtype=str)
     cand = candidates.assign(timezone=_timezones(candidates["meter_id"], tz_of))
     cand["local_date"] = local_times(cand["reading_start"], cand["timezone"]).dt.date
@@ -106,7 +110,8 @@ def meter_days(
             (m, d)
             for m, inst in zip(meters["meter_id"], installed, strict=True)
             for d in days
-            if pd.isna(inst) or inst <= d
+            if (pd.isna(inst) or inst <= d)
+            and (reporting_from is None or reporting_from.get(m, date.max) <= d)
         ]
         registered = pd.DataFrame(pairs, columns=["meter_id", "local_date"])
     out = pd.concat([seen, registered], ignore_index=True).drop_duplicates(ignore_index=True)
@@ -117,6 +122,7 @@ def meter_days(
         else pd.Series(dtype="float64")
     )
     install = meters.set_index("meter_id")["installed_on"] if len(meters) else pd.Series(dtype=object)
+    start = out["meter_id"].map(reporting_from if reporting_from is not None else {}).fillna(date.max)
     return pd.DataFrame(
         {
             "meter_id": out["meter_id"].astype(str),
@@ -124,6 +130,8 @@ def meter_days(
             "timezone": _timezones(out["meter_id"], tz_of),
             "interval_minutes": out["meter_id"].map(modal).fillna(default_interval).astype("int64"),
             "installed_on": pd.to_datetime(out["meter_id"].map(install)).dt.date,
+            "before_reporting": (out["local_date"] < start).to_numpy(dtype=bool)
+            & (reporting_from is not None),
         }
     ).sort_values(["meter_id", "local_date"], ignore_index=True)
 
@@ -133,7 +141,8 @@ def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) 
 
     Quarantined candidates land on the interval their timestamp falls in (a clock-shifted reading
     explains why its interval is empty). On a day before the meter's install date only intervals
-    that received a reading are kept (they fail `before_install`); the others were never expected.
+    that received a reading are kept (they fail `before_install`); the others were never expected. So
+    on a day before the meter reports (`before_reporting`): only the intervals a record landed on.
     """
     if days.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in GRID_COLUMNS})
@@ -184,7 +193,8 @@ def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) 
     quarantined = candidates[candidates["origin"] == "quarantined"]
     if len(quarantined):
         grid = _place_quarantined(grid, quarantined)
-    keep = ~grid["before_install"] | grid["value"].notna()
+    received = grid["value"].notna() | (grid["ingest_reasons"] != "")
+    keep = (~grid["before_install"] | grid["value"].notna()) & (~grid["before_reporting"] | received)
     grid = grid[keep].reset_index(drop=True)
     grid["due"] = grid["due"] & ~_pending(grid)
     grid["expected_intervals"] = grid.groupby(["meter_id", "local_date"])["slot"].transform("size")

@@ -103,14 +103,17 @@ def validate_days(
     now: pd.Timestamp,
     history_avg_kwh: pd.Series,
     config: VeeConfig,
+    reporting_from: pd.Series | None = None,
 ) -> Validated:
-    """Build the grid of `first - 1 .. last + 1` and run the catalogue over it."""
+    """Build the grid of `first - 1 .. last + 1` and run the catalogue over it (`reporting_from`:
+    the day each meter is expected to report from, `grid.meter_days`)."""
     days = meter_days(
         candidates,
         meters,
         first - timedelta(days=1),
         last + timedelta(days=1),
         config.default_interval_minutes,
+        reporting_from,
     )
     grid = build_grid(days, candidates, now)
     return Validated(first, last, grid, validate(grid, history_avg_kwh, config))

@@ -44,6 +44,7 @@ from metrify_assets.quality import gx
 from metrify_assets.quality.quarantine import DISCARDED
 from metrify_assets.resources.cache import Cache
 from metrify_assets.storage.audit import Caller
+from metrify_assets.storage.days import HOT_GONE
 from metrify_assets.storage.frames import read_frame
 
 STORED = (
@@ -271,6 +272,39 @@ def read_meters(conn: psycopg.Connection, meter_ids: list[str] | None = None) ->
     )
 
 
+def reporting_from(conn: psycopg.Connection, meters: pd.DataFrame, meter_ids: list[str]) -> pd.Series:
+    """Per meter of `meter_ids`, the first local day it is expected to report (`grid.meter_days`):
+    the day of its first accepted reading; the earliest day (unknown) when the day before that left
+    PostgreSQL, its earlier readings may have gone with it. A registered meter none of whose readings
+    was accepted reports from its install date (every day without one): the registry says it should.
+    An unregistered meter that has none is expected on no day. So a stray record of one meter, or a
+    run's day before a meter's readings began, gives no meter a missing day. One index probe per meter."""
+    first = read_frame(
+        conn,
+        "SELECT m.meter_id, (SELECT min(r.reading_start) FROM ops.meter_readings r "
+        "WHERE r.meter_id = m.meter_id) AS first_reading FROM unnest(%s::text[]) AS m(meter_id)",
+        (meter_ids,),
+    ).dropna()
+    zones = meters.set_index("meter_id")["timezone"]
+    first_reading = pd.to_datetime(first["first_reading"], utc=True)
+    days = local_times(first_reading, first["meter_id"].map(zones).fillna("UTC").astype(str)).dt.date
+    start = pd.Series(days.to_numpy(), index=first["meter_id"].to_numpy(), dtype=object)
+    gone = {
+        d
+        for (d,) in conn.execute(
+            f"SELECT day FROM ops.lifecycle_days WHERE dataset = 'meter_readings' AND day = ANY(%s) AND {HOT_GONE}",
+            (sorted({d - timedelta(days=1) for d in start}),),
+        )
+    }
+    start = start.map(lambda d: date.min if d - timedelta(days=1) in gone else d)
+    silent = meters[~meters["meter_id"].isin(start.index)]
+    installed = pd.to_datetime(silent["installed_on"]).dt.date.astype(object)
+    never = pd.Series(
+        installed.where(installed.notna(), date.min).to_numpy(), index=silent["meter_id"].to_numpy()
+    )
+    return pd.concat([start, never])
+
+
 def read_history(
     conn: psycopg.Connection, first: date, config: VeeConfig, meter_ids: list[str] | None = None
 ) -> pd.Series:
@@ -366,7 +400,12 @@ def process_days(
     """VEE's outcome for the local days `first`..`last` from what is stored, written nowhere."""
     candidates = read_candidates(conn, first, last, meter_ids, reviewed)
     history = read_history(conn, first, config, meter_ids)
-    validated = validate_days(candidates, read_meters(conn, meter_ids), first, last, now, history, config)
+    meters = read_meters(conn, meter_ids)
+    ids = (
+        meter_ids if meter_ids is not None else sorted(set(meters["meter_id"]) | set(candidates["meter_id"]))
+    )
+    starts = reporting_from(conn, meters, ids)
+    validated = validate_days(candidates, meters, first, last, now, history, config, starts)
     return finish(validated, read_like_days(conn, like_day_requests(validated, config), config), config)
 
 

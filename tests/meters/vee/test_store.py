@@ -33,10 +33,10 @@ CFG = VeeConfig()
 
 
 def day_messages(
-    meter: str, day: date, skip: set[int] = frozenset(), seed: int = 0, **extra: object
+    meter: str, day: date, skip: set[int] = frozenset(), seed: int = 0, tz: str = "UTC", **extra: object
 ) -> list[str]:
     rng = np.random.default_rng(seed)
-    start = pd.Timestamp(day.isoformat(), tz="UTC")
+    start = pd.Timestamp(day.isoformat(), tz=tz)
     return [
         json.dumps(
             {
@@ -239,6 +239,53 @@ def test_a_day_nothing_arrived_for_is_skipped_not_written_as_zero_kwh_days(
     assert pg.execute(days + "WHERE local_date = %s ORDER BY 1", (DAY,)).fetchall() == [
         ("M1", 0, 1, 95),
         ("M4", 0, 0, 96),
+    ]
+
+
+def test_a_meter_is_missing_only_from_its_first_accepted_reading_not_for_a_stray_record(
+    pg: psycopg.Connection, pg_resource: PostgresResource, lake: Lake
+) -> None:
+    """New-user trial: the readings began on a day, and one clock-shifted record (quarantined,
+    timestamp_misaligned) fell on the local day before. That made the day one VEE runs, and every
+    registered meter had a missing day on it (0 kWh rows in the marts, not billing-ready). A meter is
+    expected from its first accepted reading's day (a registered one that sent none: from its install
+    date): before it, only the stray record's interval is written (failed); a gap after it stays missing."""
+    began, london = date(2026, 6, 16), "Europe/London"
+    before, after = began - timedelta(days=1), began + timedelta(days=1)
+    pg.execute(
+        "INSERT INTO ops.meters (meter_id, segment, region, timezone, installed_on) VALUES "
+        "('SPAN-A', 'commercial', 'london', %(tz)s, '2025-01-01'), "
+        "('SPAN-B', 'commercial', 'london', %(tz)s, '2025-01-01'), "
+        "('SPAN-D', 'commercial', 'london', %(tz)s, %(began)s)",
+        {"tz": london, "began": began},
+    )
+    pg.commit()
+    stray = json.loads(day_messages("SPAN-A", began, tz=london)[0])
+    stray["reading_start"] = "2026-06-15T23:46:00+01:00"
+    messages = [
+        *day_messages("SPAN-A", began, tz=london),
+        *day_messages("SPAN-A", after, seed=1, tz=london),
+        *day_messages("SPAN-B", began, seed=2, tz=london),  # then silent on `after`: a real gap
+        json.dumps(stray),
+    ]
+    ingest(pg, lake, "span1", messages)
+    assert pg.execute("SELECT reasons FROM ops.quarantine WHERE batch_id = 'span1'").fetchall() == [
+        ("timestamp_misaligned",)
+    ]
+    meta = _vee_backfill(pg_resource, before, after).metadata
+    assert meta["days_skipped_empty"].value == 0  # the stray record makes `before` a day VEE runs
+    days = pg.execute(
+        "SELECT meter_id, local_date, expected_intervals, actual_intervals, failed_intervals, "
+        "missing_intervals FROM ops.vee_days ORDER BY 1, 2"
+    ).fetchall()
+    assert days == [
+        ("SPAN-A", before, 1, 0, 1, 0),
+        ("SPAN-A", began, 96, 96, 0, 0),
+        ("SPAN-A", after, 96, 96, 0, 0),
+        ("SPAN-B", began, 96, 96, 0, 0),
+        ("SPAN-B", after, 96, 0, 0, 96),
+        ("SPAN-D", began, 96, 0, 0, 96),
+        ("SPAN-D", after, 96, 0, 0, 96),
     ]
 
 
