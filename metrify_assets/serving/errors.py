@@ -224,6 +224,26 @@ def refuse_unknown_parameters(request: Request) -> None:
         raise ApiError(422, "invalid_parameter", message, details)
 
 
+def check_range(
+    start: Any,
+    end: Any,
+    names: tuple[str, str] = ("from", "to"),
+    where: str = "query",
+    code: str = "invalid_parameter",
+) -> None:
+    """`from` after `to` is a mistake, not an empty range (`from` == `to` is the empty one): 422
+    naming both rather than a 200 with nothing in it. `names`: the two parameters, in `where`
+    (`query`, or `body` for a JSON body's fields)."""
+    if start is not None and end is not None and start > end:
+        first, last = names
+        message = f"{first} ({start}) is after {last} ({end})"
+        details = [
+            field_detail((where, first), message, "range", start),
+            field_detail((where, last), message, "range", end),
+        ]
+        raise ApiError(422, code, message, details)
+
+
 def not_one_of(value: str, allowed: Sequence[str]) -> str:
     """Why a closed set's parameter refuses `value`, the same words wherever it is checked."""
     return f"unknown value {value!r}; expected one of {', '.join(allowed)}"

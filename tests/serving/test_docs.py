@@ -135,3 +135,17 @@ def test_every_notice_a_served_bundle_names_is_served(app_client: TestClient, bu
         response = app_client.get(f"/docs/assets/{notice}")
         assert response.status_code == 200, notice
         assert response.headers["content-type"].startswith("text/plain"), notice
+
+
+def test_every_route_summary_is_whole_with_its_brackets_closed(app_client: TestClient) -> None:
+    """A trial's /docs read "A grid node's system-state events (ENTSO-E states": the summary was cut
+    at the description's first colon."""
+    spec = app_client.get("/openapi.json").json()
+    summaries = {
+        f"{method.upper()} {path}": operation.get("summary", "")
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert summaries["GET /v1/grid/nodes/{grid_node_id}/states"].endswith("alert, emergency, ...)")
+    unbalanced = {route: text for route, text in summaries.items() if text.count("(") != text.count(")")}
+    assert not unbalanced, unbalanced

@@ -323,6 +323,10 @@ def test_bulk_auth_and_validation(api: TestClient, seeded: psycopg.Connection) -
     for empty in ({"note": "fine"}, {"note": "fine", "dry_run": True}):
         error = error_of(api.post(BULK, json=empty, headers=headers), 422, "filter_required")
         assert "whole queue" in error["message"]
+        # every 422 lists its fields (a trial's got `details: null`): here the filters, one needed
+        assert [d["field"] for d in error["details"]] == [
+            f"body.{f}" for f in ("meter_id", "reason", "source", "from", "to")
+        ]
     assert review.count_items(seeded) == N + 2  # nothing decided
     for bad in (
         {"meter_id": "M1"},  # no note
@@ -333,11 +337,15 @@ def test_bulk_auth_and_validation(api: TestClient, seeded: psycopg.Connection) -
         {"note": "ok", "from": "2026-02-30"},
     ):
         error_of(api.post(BULK, json=bad, headers=headers), 422, "validation_error")
-    error_of(
+    reversed_days = error_of(
         api.post(BULK, json={"note": "ok", "from": "2026-03-30", "to": "2026-03-29"}, headers=headers),
         422,
         "validation_error",
     )
+    assert [(d["field"], d["value"]) for d in reversed_days["details"]] == [
+        ("body.from", "2026-03-30"),
+        ("body.to", "2026-03-29"),
+    ]
     sent_as_text = api.post(BULK, content=json.dumps(body), headers={**headers, "Content-Type": "text/plain"})
     error_of(sent_as_text, 415, "unsupported_media_type")
     # a meter-limited token's bulk decision takes its meters' readings only

@@ -43,8 +43,8 @@ from metrify_assets.serving.datasets import DATASETS, Dataset, Filter, count_row
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import (
     ApiError,
+    check_range,
     check_text,
-    field_detail,
     openapi_errors,
     refuse_unknown_parameters,
 )
@@ -127,19 +127,6 @@ def _bad_cursor(err: Exception) -> ApiError:
     return ApiError(400, "bad_cursor", str(err))
 
 
-def _check_range(start: Any, end: Any, names: tuple[str, str] = ("from", "to")) -> None:
-    """`from` after `to` is a mistake, not an empty range (`from` == `to` is the empty one): 422
-    naming both rather than a 200 with nothing in it. `names`: the two parameters."""
-    if start is not None and end is not None and start > end:
-        first, last = names
-        message = f"{first} ({start}) is after {last} ({end})"
-        details = [
-            field_detail(("query", first), message, "range", start),
-            field_detail(("query", last), message, "range", end),
-        ]
-        raise ApiError(422, "invalid_parameter", message, details)
-
-
 @router.get(
     "/v1/meters/{meter_id}/readings",
     summary="A meter's readings (the VEE series where processed)",
@@ -167,7 +154,7 @@ def meter_readings(
     require_meter(principal, meter_id)
     check_text(("path", "meter_id"), meter_id)
     first, last = parse_filter(READINGS_FROM, start), parse_filter(READINGS_TO, end)
-    _check_range(first, last)
+    check_range(first, last)
 
     def gone() -> list[date]:
         return archived_days(conn, READINGS, first, last, meter_id)
@@ -352,9 +339,9 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
             raw = kwargs.get(_python_name(f.param))
             if raw is not None:
                 params[f.param] = parse_filter(f, raw)
-        _check_range(params.get("from"), params.get("to"))
+        check_range(params.get("from"), params.get("to"))
         local_days = ("from_local_date", "to_local_date")
-        _check_range(params.get(local_days[0]), params.get(local_days[1]), local_days)
+        check_range(params.get(local_days[0]), params.get(local_days[1]), local_days)
         if params.get("meter_id") is not None:
             require_meter(principal, params["meter_id"])
         meters = principal.meters  # a limited token gets here only where the rows are per meter
@@ -429,12 +416,23 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
     return wrapper
 
 
+def summary_of(description: str) -> str:
+    """A route's summary for /docs: its description's first clause, up to the first `. ` or `; `
+    outside parentheses (a cut at the first colon left `(ENTSO-E states` open)."""
+    depth = 0
+    for i, char in enumerate(description):
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and char in ".;" and description[i + 1 : i + 2] in (" ", ""):
+            return description[:i]
+    return description
+
+
 for _dataset in DATASETS.values():
     router.add_api_route(
         _dataset.path,
         dataset_endpoint(_dataset),
         methods=["GET"],
-        summary=_dataset.description.split(":")[0],
+        summary=summary_of(_dataset.description),
         openapi_extra=PER_METER if _dataset.per_meter else None,
         responses={
             **page_responses(

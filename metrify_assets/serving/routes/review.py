@@ -23,7 +23,14 @@ from metrify_assets.quality.rules import FLAG_REASONS
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.datasets import SOURCES, Filter, parse_filter
 from metrify_assets.serving.db import connection
-from metrify_assets.serving.errors import ApiError, check_text, openapi_errors, refuse_unknown_parameters
+from metrify_assets.serving.errors import (
+    ApiError,
+    check_range,
+    check_text,
+    field_detail,
+    openapi_errors,
+    refuse_unknown_parameters,
+)
 from metrify_assets.serving.output import Format, json_response, page_response, read_json
 from metrify_assets.serving.pagination import (
     DEFAULT_PAGE_SIZE,
@@ -112,6 +119,10 @@ class BulkDecision(BaseModel):
         if value is not None and value not in allowed:
             raise ValueError(f"unknown {info.field_name} {value!r}; one of {', '.join(allowed)}")
         return value
+
+
+# The fields of a bulk decision that select items, as the body names them: at least one is needed.
+BULK_FILTERS = ("meter_id", "reason", "source", "from", "to")
 
 
 def _body(model: type[Any], body: Any) -> Any:
@@ -332,9 +343,12 @@ def _bulk_route(verdict: str) -> Callable[..., Response]:
                 "filter_required",
                 "a bulk decision needs a filter: meter_id, reason, source, from or to "
                 "(a decision over the whole queue is refused)",
+                [
+                    field_detail(("body", name), "one of the filters is needed", "filter_required", None)
+                    for name in BULK_FILTERS
+                ],
             )
-        if selection.first and selection.last and selection.first > selection.last:
-            raise ApiError(422, "validation_error", f"from {selection.first} is after to {selection.last}")
+        check_range(selection.first, selection.last, where="body", code="validation_error")
         items = review.select_pending(conn, selection)
         if wanted.dry_run:
             days = sorted({(i.day, i.meter) for i in items if i.meter is not None and i.day is not None})
