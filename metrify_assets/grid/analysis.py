@@ -2,11 +2,6 @@
 
 Pure: `store.py` reads the samples and writes what this returns. Each node gets the parameters of
 its synchronous area (`GridConfig.area_of`).
-
-A sample whose frequency the record rules flagged and no reviewer approved (`SUSPECT`, true in the
-optional column of that name) keeps its place in the node's timeline, but its frequency is taken as
-missing: it neither drives the states nor enters the deviation and RoCoF figures, and the hours and
-events count such samples (`excluded_samples`). docs/grid.md#samples-awaiting-review says why.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ from metrify_assets.grid.timeline import timeline
 
 INPUT_COLUMNS = ["grid_node_id", "measured_at", "frequency_hz", "voltage_v", "load_mw", "capacity_mw"]
 END_COLUMNS = ["grid_node_id", "last_sample_at", "state", "steady_hz"]
-SUSPECT = "suspect"  # optional input column: the frequency is flagged and awaits a reviewer
 
 
 @dataclass(frozen=True)
@@ -78,8 +72,7 @@ def _node(node: str, frame: pd.DataFrame, config: GridConfig) -> tuple[pd.DataFr
     zone = config.area_of(node)
     times = pd.DatetimeIndex(frame["measured_at"])
     line = timeline(times)
-    suspect = frame[SUSPECT].to_numpy(dtype=bool)
-    frequency = np.where(suspect, np.nan, frame["frequency_hz"].to_numpy(dtype=np.float64))
+    frequency = frame["frequency_hz"].to_numpy(dtype=np.float64)
     deviation = frequency - zone.nominal_hz
     states = evaluate(deviation, line, zone, config.states)
     rates, window_s = rocof(frequency, line)
@@ -92,7 +85,6 @@ def _node(node: str, frame: pd.DataFrame, config: GridConfig) -> tuple[pd.DataFr
             "area": zone.name,
             "standard_range_hz": zone.standard_range_hz,
             "deviation_hz": deviation,
-            "suspect": suspect,
             "duration_s": line.duration_s,
             "gap_after": gap_after,  # a gap follows: the state does not carry to the next sample
             "steady_hz": states.steady_hz,
@@ -104,15 +96,12 @@ def _node(node: str, frame: pd.DataFrame, config: GridConfig) -> tuple[pd.DataFr
             "capacity_mw": frame["capacity_mw"].to_numpy(dtype=np.float64),
         }
     )
-    return samples, events(node, times, deviation, line, states, zone, suspect)
+    return samples, events(node, times, deviation, line, states, zone)
 
 
 def analyse(raw: pd.DataFrame, config: GridConfig) -> Analysis:
-    """Analyse raw samples (INPUT_COLUMNS, and optionally SUSPECT; voltage, load and capacity may be
-    null)."""
-    flagged = raw[SUSPECT].eq(True) if SUSPECT in raw else False
+    """Analyse raw samples (INPUT_COLUMNS; voltage, load and capacity may be null)."""
     raw = raw.assign(
-        **{SUSPECT: flagged},
         measured_at=pd.to_datetime(raw["measured_at"], utc=True),
         **{c: pd.to_numeric(raw[c], errors="coerce").astype("float64") for c in INPUT_COLUMNS[2:]},
     ).sort_values(["grid_node_id", "measured_at"])

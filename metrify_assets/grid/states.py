@@ -20,10 +20,6 @@ belongs to has lasted more than T by the end of the time the sample stands for (
 10:05:00. A gap breaks every run. The state has no memory beyond these rules: it returns to normal
 (or to alert from emergency) as soon as they stop holding.
 
-A deviation may be NaN: the sample's frequency awaits review (`analysis.SUSPECT`). It is left out of
-the steady-state median (whose window then holds fewer samples) and is not beyond any threshold, so
-it breaks a run as a gap does: two flagged samples never make an emergency of their own.
-
 An event is a maximal run of samples in the same alert or emergency state: start, end (the next
 sample's time, or after a gap the end of the last sample's time; None while the state still holds at
 the node's last sample), the rule that put the node in it and the peak deviation.
@@ -52,7 +48,6 @@ EVENT_COLUMNS = [
     "rule",
     "area",
     "peak_deviation_hz",
-    "excluded_samples",
 ]
 
 
@@ -111,12 +106,8 @@ def events(
     line: Timeline,
     states: StateSeries,
     area: SynchronousArea,
-    suspect: npt.NDArray[np.bool_] | None = None,
 ) -> pd.DataFrame:
-    """The alert and emergency events of one node (EVENT_COLUMNS), in time order. `suspect` marks the
-    samples whose frequency awaits review (their deviation is NaN): an event counts them
-    (`excluded_samples`), and its peak is that of its other samples, or, where it has none, of the
-    steady-state deviation that decided it."""
+    """The alert and emergency events of one node (EVENT_COLUMNS), in time order."""
     n = line.size
     if n == 0:
         return pd.DataFrame(columns=EVENT_COLUMNS)
@@ -129,8 +120,7 @@ def events(
     for k in (int(i) for i in ends):
         first = int(start[k])
         run = slice(first, k + 1)
-        measured = deviation[run] if np.isfinite(deviation[run]).any() else states.steady_hz[run]
-        peak = measured[int(np.nanargmax(np.abs(measured)))]
+        peak = deviation[run][int(np.argmax(np.abs(deviation[run])))]
         if k == n - 1:
             ended = None  # the state still holds at the last sample
         elif continues[k]:
@@ -146,7 +136,6 @@ def events(
                 "rule": RULES[states.rule[first]],
                 "area": area.name,
                 "peak_deviation_hz": float(peak),
-                "excluded_samples": int(suspect[run].sum()) if suspect is not None else 0,
             }
         )
     return pd.DataFrame(rows, columns=EVENT_COLUMNS)

@@ -187,30 +187,3 @@ def test_steady_state_is_a_trailing_median_within_a_segment() -> None:
     line = timeline(START + pd.to_timedelta([0, 60, 120, 180, 600, 660], unit="s"))
     steady = steady_state(np.array([0.0, 0.3, 0.3, 0.0, 0.3, 0.3]), line, StateConfig())
     np.testing.assert_allclose(steady, [np.nan, np.nan, 0.3, 0.3, np.nan, np.nan], equal_nan=True)
-
-
-def test_two_flagged_samples_awaiting_review_make_no_emergency_and_count_as_excluded() -> None:
-    """1-minute data with two back-to-back samples 769 mHz low: taken as valid, the median of the last
-    three is an emergency (docs/grid.md#samples-awaiting-review); awaiting review, they are missing."""
-    raw = samples(profile((30, 0.0), (2, -0.7687), (28, 0.0), step_s=60.0), step_s=60.0)
-    fault = raw["measured_at"].isin([at(30), at(31)])
-    assert events_of(raw) == [
-        {
-            "state": "emergency",
-            "rule": "steady_state_beyond_max",
-            "started_at": at(31),
-            "ended_at": at(33),
-            "peak_mhz": -768.7,
-        }
-    ]
-    pending = analyse(raw.assign(suspect=fault), GridConfig())
-    assert pending.events.empty
-    (hour,) = rows(pending.figures)
-    assert (hour.sample_count, hour.excluded_samples, hour.worst_state) == (60, 2, "normal")
-    assert hour.max_abs_deviation_hz == 0 and hour.share_outside_standard == 0
-    assert hour.rocof_max_hz_s == 0  # no rate to or from a sample awaiting review
-    all_pending = analyse(raw.assign(suspect=True), GridConfig()).figures
-    assert all_pending["excluded_samples"].tolist() == [60]
-    assert (
-        all_pending[["mean_deviation_hz", "max_abs_steady_state_hz", "rocof_max_hz_s"]].isna().all(axis=None)
-    )
