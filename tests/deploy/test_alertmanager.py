@@ -64,7 +64,7 @@ def test_the_config_passes_amtool_check() -> None:
 
 def test_every_alert_names_a_known_team_and_reaches_its_receiver() -> None:
     rules = alerts()
-    assert len(rules) == 25
+    assert len(rules) == 26
     for rule in rules:
         labels = rule["labels"]
         assert labels["team"] in TEAMS, rule["alert"]
