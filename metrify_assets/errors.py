@@ -63,6 +63,23 @@ def root_error(error: SerializableErrorInfo) -> SerializableErrorInfo:
     return error
 
 
+def bare_error_message(error: SerializableErrorInfo) -> str:
+    """The error's message without the `module.Class: ` head that Python's exception formatting
+    puts in front of it: `cls_name` already names the class."""
+    message: str = (error.message or "").strip()
+    head, sep, rest = message.partition(": ")
+    named = head == error.cls_name or head.endswith(f".{error.cls_name}")
+    if named and sep:
+        return rest.strip()
+    return "" if named else message
+
+
+def named_error(error: SerializableErrorInfo) -> str:
+    """`Class: message`, the error's type named once (its message alone when it has none)."""
+    name, message = error.cls_name or "Error", bare_error_message(error)
+    return f"{name}: {message}" if message else name
+
+
 def is_system_error(err: BaseException) -> bool:
     """True when `err`, or what caused it, is a service being unavailable rather than the code."""
     return any(isinstance(cause, SYSTEM_ERRORS) for cause in causes(err))

@@ -25,9 +25,8 @@ import dagster as dg
 import psycopg
 
 from metrify_assets.alerts.store import Alert, raise_alert, resolve_condition
-from metrify_assets.errors import root_error
+from metrify_assets.errors import bare_error_message, root_error
 from metrify_assets.ingestion.sensors import BATCH_TAG, run_ended_at
-from metrify_assets.observability.logs import bare_error_message
 from metrify_assets.resources import PostgresResource
 
 WILL_RETRY_TAG = "dagster/will_retry"

@@ -15,6 +15,7 @@ from kafka.errors import KafkaConnectionError
 from metrify_assets.errors import RETRY_POLICY, classified, classified_step, is_system_error
 from metrify_assets.ingestion.kafka.batches import RangeReadError
 from metrify_assets.meters.registry import meter_registry
+from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.resources import LandingResource, PostgresResource
 
 
@@ -139,3 +140,23 @@ def test_an_outage_in_a_downstream_asset_is_retried_with_backoff(tmp_path: Path)
     error = failure.step_failure_data.error
     assert error is not None and "OperationalError" in str(error.to_string())
     assert time.monotonic() - began >= 22  # the waits: 1, 3, 7 and 15 s, each +/- 1 s
+
+
+class MeterIdError(ValueError):
+    """A bug's error type defined in a module, which Python's formatting names with its module."""
+
+
+@dg.asset
+def parses_meter_ids() -> None:
+    raise MeterIdError("meter ERR-FMT-1 has no id")
+
+
+def test_a_failed_runs_error_names_its_type_once_without_its_module() -> None:
+    """`metrify run` prints `RunFailedError`: it read 'tests.test_errors.MeterIdError: meter ...'."""
+    defs = dg.Definitions(
+        assets=[parses_meter_ids], jobs=[dg.define_asset_job("parse_job")], executor=dg.in_process_executor
+    )
+    with pytest.raises(RunFailedError) as failed:
+        execute_job(defs, "parse_job", dg.DagsterInstance.ephemeral())
+    error = str(failed.value)
+    assert error.endswith("): MeterIdError: meter ERR-FMT-1 has no id"), error

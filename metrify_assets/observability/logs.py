@@ -86,20 +86,11 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
 ERROR_TEXT_LIMIT = 300  # characters of each error in a line: a dbt error can run to pages
 
 
-def bare_error_message(error: Any) -> str:
-    """A Dagster error's (`SerializableErrorInfo`) message without the `module.Class: ` head that
-    Python's exception formatting puts in front of it: `cls_name` already names the class."""
-    message: str = (error.message or "").strip()
-    head, sep, rest = message.partition(": ")
-    named = head == error.cls_name or head.endswith(f".{error.cls_name}")
-    if named and sep:
-        return rest.strip()
-    return "" if named else message
-
-
 def error_text(error: Any) -> str:
     """`Class: message` of a Dagster error on one line, at most ERROR_TEXT_LIMIT characters."""
-    text = " ".join(f"{error.cls_name}: {bare_error_message(error)}".split()).rstrip(": ")
+    from metrify_assets.errors import named_error  # imports Dagster, loaded already when it routes a record
+
+    text = " ".join(named_error(error).split())
     return text if len(text) <= ERROR_TEXT_LIMIT else text[: ERROR_TEXT_LIMIT - 1] + "…"
 
 

@@ -17,7 +17,7 @@ from dagster._core.execution.api import create_execution_plan, execute_run
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 
 from metrify_assets.env import Settings
-from metrify_assets.errors import root_error
+from metrify_assets.errors import named_error, root_error
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import job_assets, settle
 from metrify_platform.launcher.warm import PID_TAG
@@ -156,7 +156,7 @@ def execute_job(
     unrecorded = settle_alerts(defs, instance, result.run_id, failures)
     if not result.success:
         errors = [
-            root_error(e.step_failure_data.error).message.strip()
+            named_error(root_error(e.step_failure_data.error))
             for e in failures
             if e.step_failure_data.error is not None
         ]
