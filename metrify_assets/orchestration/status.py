@@ -217,40 +217,63 @@ def from_scrape(
             setattr(status, attribute, found[name][0][1])
 
 
+def _dry(record: dg.RunRecord) -> bool:
+    """A lifecycle dry run: it changed nothing, so it is neither a job's last run nor owed."""
+    return record.dagster_run.tags.get(DRY_RUN_TAG) == "true"
+
+
 def _newest(instance: dg.DagsterInstance, runs: dg.RunsFilter) -> dg.RunRecord | None:
-    """The newest run of `runs` that is not a dry run (a lifecycle dry run changed nothing)."""
-    records = instance.get_run_records(runs, limit=RUNS_READ)
-    return next((r for r in records if r.dagster_run.tags.get(DRY_RUN_TAG) != "true"), None)
+    """The newest run of `runs` that is not a dry run."""
+    return next((r for r in instance.get_run_records(runs, limit=RUNS_READ) if not _dry(r)), None)
 
 
-def job_status(instance: dg.DagsterInstance, job: str) -> JobStatus:
-    """`job`'s newest run and newest success, two indexed reads of the run storage."""
-    record = _newest(instance, dg.RunsFilter(job_name=job))
-    if record is None:
-        return JobStatus(job)
-    started = record.start_time or record.create_timestamp.timestamp()
-    success = _newest(instance, dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]))
-    ended = success.end_time if success else None
-    return JobStatus(
-        job,
-        last_status=record.dagster_run.status.value.lower(),
-        last_run_at=_instant(started),
-        last_success_at=_instant(ended),
+@dataclass(frozen=True)
+class JobRuns:
+    """What the status reads of one downstream job's runs: its `JobStatus`, and its newest `RUNS_READ`
+    failed runs less the dry ones (for `unrecorded_owed`)."""
+
+    status: JobStatus
+    failed: list[dg.RunRecord]
+
+
+def job_runs(instance: dg.DagsterInstance, job: str) -> JobRuns:
+    """`job`'s newest run, newest success and failed runs from one indexed read of its newest
+    `RUNS_READ` runs, which serves all three while the job has fewer runs. Past that, the newest
+    success and the failed runs older than the read take one more read each, and only when the read
+    does not hold them (a success in it is the newest; `RUNS_READ` failures in it are the newest)."""
+    failure, success = dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS
+    newest = instance.get_run_records(dg.RunsFilter(job_name=job), limit=RUNS_READ)
+    whole = len(newest) < RUNS_READ
+    failed = [r for r in newest if r.dagster_run.status == failure]
+    if not whole and len(failed) < RUNS_READ:
+        older = dg.RunsFilter(job_name=job, statuses=[failure])
+        cursor = newest[-1].dagster_run.run_id
+        failed += instance.get_run_records(older, limit=RUNS_READ - len(failed), cursor=cursor)
+    failed = [r for r in failed if not _dry(r)]
+    real = [r for r in newest if not _dry(r)]
+    if not real:
+        return JobRuns(JobStatus(job), failed)
+    record = real[0]
+    done = next((r for r in real if r.dagster_run.status == success), None)
+    if done is None and not whole:
+        done = _newest(instance, dg.RunsFilter(job_name=job, statuses=[success]))
+    return JobRuns(
+        JobStatus(
+            job,
+            last_status=record.dagster_run.status.value.lower(),
+            last_run_at=_instant(record.start_time or record.create_timestamp.timestamp()),
+            last_success_at=_instant(done.end_time if done else None),
+        ),
+        failed,
     )
 
 
-def unrecorded_owed(conn: psycopg.Connection, instance: dg.DagsterInstance) -> list[OwedRun]:
-    """The days of the downstream jobs' failed runs (each job's newest `RUNS_READ`) whose alert is
-    not recorded (`run_alerts.unrecorded`, what the reconcile sensor records) and no later run made
-    good (`run_alerts.made_good`): owed before the sensor or the next `metrify run` records them."""
-    failed = [
-        record
-        for job in JOBS
-        for record in instance.get_run_records(
-            dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=RUNS_READ
-        )
-        if record.dagster_run.tags.get(DRY_RUN_TAG) != "true"
-    ]
+def unrecorded_owed(
+    conn: psycopg.Connection, instance: dg.DagsterInstance, failed: list[dg.RunRecord]
+) -> list[OwedRun]:
+    """The days of the downstream jobs' `failed` runs (`JobRuns.failed`) whose alert is not recorded
+    (`run_alerts.unrecorded`, what the reconcile sensor records) and no later run made good
+    (`run_alerts.made_good`): owed before the sensor or the next `metrify run` records them."""
     return [
         OwedRun(alert.job_name, *day_range(alert.days), alert_recorded=False)
         for record, alert in unrecorded(conn, instance, failed, None)
@@ -417,13 +440,14 @@ def gather(
     topics = {source: kafka.topic(source) for source in CONTRACTS} if kafka is not None else None
     from_scrape(status, families, topics, landing)
     try:
-        status.jobs = [job_status(instance, job) for job in JOBS]
+        runs = [job_runs(instance, job) for job in JOBS]
+        status.jobs = [job.status for job in runs]
         status.daemon_heartbeat = daemon_heartbeat(instance)
         status.schedules_on = turned_on(instance, InstigatorType.SCHEDULE)
         status.sensors_on = turned_on(instance, InstigatorType.SENSOR)
         if status.owed is not None:
             with connect() as conn:
-                missed = unrecorded_owed(conn, instance)
+                missed = unrecorded_owed(conn, instance, [r for job in runs for r in job.failed])
             status.owed = sorted([*status.owed, *missed], key=lambda run: (run.first, run.last, run.job))
     except Exception as err:  # noqa: BLE001 - any failure of the run storage leaves out its figures only
         status.unreadable[STORES["dagster"]] = describe(err)

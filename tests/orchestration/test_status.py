@@ -12,6 +12,7 @@ import pandas as pd
 import psycopg
 import pytest
 from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.remote_origin import RemoteInstigatorOrigin
 from dagster._core.scheduler.instigation import (
     InstigatorState,
@@ -34,6 +35,7 @@ from metrify_assets.observability.families import gauge
 from metrify_assets.orchestration.catchup import SEQ_CURSOR
 from metrify_assets.orchestration.instance import job_origin, local_instance
 from metrify_assets.orchestration.status import (
+    RUNS_READ,
     JobStatus,
     OwedRun,
     SourceStatus,
@@ -41,7 +43,7 @@ from metrify_assets.orchestration.status import (
     attention,
     from_scrape,
     gather,
-    job_status,
+    job_runs,
 )
 from metrify_assets.orchestration.weekly import DRY_RUN_TAG
 from metrify_assets.resources import PostgresResource
@@ -333,11 +335,83 @@ def test_a_lifecycle_dry_run_is_not_the_jobs_last_run() -> None:
     instance.add_run(dry)
     newest = instance.get_run_records(dg.RunsFilter(job_name="weekly_job"), limit=1)[0]
     assert newest.dagster_run.run_id == "dry"  # what the status read before
-    found = job_status(instance, "weekly_job")
+    found = job_runs(instance, "weekly_job").status
     (record,) = instance.get_run_records(dg.RunsFilter(run_ids=["real"]))
     assert found.last_status == "success"
     assert found.last_run_at == datetime.fromtimestamp(record.create_timestamp.timestamp(), UTC)
-    assert job_status(instance, "daily_job") == JobStatus("daily_job")
+    assert job_runs(instance, "daily_job").status == JobStatus("daily_job")
+
+
+def test_one_read_of_a_jobs_runs_gives_its_status_and_failed_runs_as_three_did(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The status read each downstream job's newest runs, then its newest success, then its newest
+    `RUNS_READ` failed runs (for those whose alert is not recorded). The newest runs hold the other
+    two while a job has fewer than `RUNS_READ`; past that, a success among them is the newest."""
+    instance = dg.DagsterInstance.ephemeral()
+    failure, success = dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS
+
+    def add(job: str, run_id: str, status: dg.DagsterRunStatus, dry: bool = False) -> None:
+        """A run that started and ended (its end time is the job's last success)."""
+        tags = {DRY_RUN_TAG: "true"} if dry else {}
+        instance.add_run(dg.DagsterRun(job_name=job, run_id=run_id, tags=tags))
+        ended = DagsterEventType.RUN_SUCCESS if status == success else DagsterEventType.RUN_FAILURE
+        for kind in (DagsterEventType.RUN_START, ended):
+            instance.report_dagster_event(DagsterEvent(kind.value, job_name=job), run_id)
+
+    # weekly_job: a few runs. daily_job: two failures older than its newest RUNS_READ runs.
+    for run_id, status, dry in (
+        ("w-fail", failure, False),
+        ("w-ok", success, False),
+        ("w-dry", failure, True),
+    ):
+        add("weekly_job", run_id, status, dry)
+    add("daily_job", "d-fail-1", failure)
+    add("daily_job", "d-fail-2", failure)
+    for n in range(RUNS_READ - 2):
+        add("daily_job", f"d-ok-{n}", success)
+    add("daily_job", "d-dry", failure, dry=True)
+    add("daily_job", "d-fail-3", failure)
+
+    def three_reads(job: str) -> tuple[str, str, list[str]]:
+        """The newest real run, newest real success and real failed runs, as the status read them."""
+
+        def real(runs: dg.RunsFilter) -> list[str]:
+            records = instance.get_run_records(runs, limit=RUNS_READ)
+            return [r.dagster_run.run_id for r in records if r.dagster_run.tags.get(DRY_RUN_TAG) != "true"]
+
+        newest = real(dg.RunsFilter(job_name=job))
+        done = real(dg.RunsFilter(job_name=job, statuses=[success]))
+        return newest[0], done[0], real(dg.RunsFilter(job_name=job, statuses=[failure]))
+
+    assert three_reads("daily_job") == (
+        "d-fail-3",
+        f"d-ok-{RUNS_READ - 3}",
+        ["d-fail-3", "d-fail-2", "d-fail-1"],
+    )
+    reads: list[dg.RunsFilter] = []
+    get_run_records = instance.get_run_records
+
+    def counted(filters: dg.RunsFilter, **kwargs: object) -> object:
+        reads.append(filters)
+        return get_run_records(filters, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(instance, "get_run_records", counted)
+    for job, expected_reads in (("weekly_job", 1), ("daily_job", 2)):
+        reads.clear()
+        found = job_runs(instance, job)
+        assert len(reads) == expected_reads, job
+        newest, done, failed = three_reads(job)
+        assert [r.dagster_run.run_id for r in found.failed] == failed
+        (last,) = get_run_records(dg.RunsFilter(run_ids=[newest]))
+        (ended,) = get_run_records(dg.RunsFilter(run_ids=[done]))
+        assert last.start_time and ended.end_time
+        assert found.status == JobStatus(
+            job,
+            last.dagster_run.status.value.lower(),
+            datetime.fromtimestamp(last.start_time, UTC),
+            datetime.fromtimestamp(ended.end_time, UTC),
+        )
 
 
 @pytest.mark.postgres
