@@ -76,6 +76,26 @@ def record_count(body: Any) -> int:
     return 1
 
 
+def kafka_extent(delivered: Sequence[Delivery]) -> dict[str, Any]:
+    """Where a request's messages went, for its audit entry: how many, and per partition the first
+    and last offset and how many of them are the request's (all of the range when `messages` is
+    `last_offset - first_offset + 1`; fewer when another request's messages came between, whose
+    offsets the request's row, `ops.api_batches.kafka_messages`, lists one by one). One entry per
+    partition, so the entry's size is bounded by the topic's partitions, not the request's messages."""
+    partitions: dict[int, dict[str, int]] = {}
+    for d in delivered:
+        extent = partitions.setdefault(
+            d.partition, {"first_offset": d.offset, "last_offset": d.offset, "messages": 0}
+        )
+        extent["first_offset"] = min(extent["first_offset"], d.offset)
+        extent["last_offset"] = max(extent["last_offset"], d.offset)
+        extent["messages"] += 1
+    return {
+        "kafka_messages": len(delivered),
+        "kafka_partitions": [{"partition": p, **partitions[p]} for p in sorted(partitions)],
+    }
+
+
 def accept(
     conn: psycopg.Connection,
     source: str,
@@ -112,10 +132,12 @@ def accept(
             {"partition": d.partition, "offset": d.offset, "records": n}
             for d, n in zip(delivered, counts, strict=True)
         ]
+        where: dict[str, Any] = {"kafka_topic": topic, **kafka_extent(delivered)}
     else:
         destination = "landing"
         landed = land_lines(landing_dir, source, [message.decode()])
         row["landing_batch_id"] = landed.batch_id
+        where = {"landing_batch_id": landed.batch_id}
     link_batch(batch_id, row)  # the request's span names the batch (docs/operations.md#traces)
     received_at = conn.execute(
         "INSERT INTO ops.api_batches (batch_id, source, destination, landing_batch_id, kafka_topic, kafka_partition, "
@@ -134,7 +156,6 @@ def accept(
             **row,
         },
     ).fetchone()
-    where = {k: v for k, v in row.items() if v is not None}
     details = {"source": source, "destination": destination, **where}
     Caller.api(subject, client, token_id).record(
         conn, "ingest.post", f"api_batch:{batch_id}", details, records

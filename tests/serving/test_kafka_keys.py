@@ -3,6 +3,7 @@ record versions are offsets of one partition whatever the request mixed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +11,7 @@ import orjson
 import psycopg
 from fastapi.testclient import TestClient
 
+from metrify_assets.observability import audit
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.serving.app import create_app
@@ -70,3 +72,43 @@ def test_a_request_of_many_meters_is_one_message_per_meter_and_versions_are_its_
     assert {m: (versions, n) for m, versions, n in stored} == {m: ([where[m][1]], 3) for m in meters}
     partitions = {where[m][0] for m in meters}
     assert len(partitions) > 1, "six meters over three partitions all hashed to one: the test proves little"
+
+
+def test_the_audit_entry_of_a_request_of_500_messages_names_them_all_in_a_bounded_record(
+    kafka_resource: KafkaResource, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """The `ingest.post` entry named the first message only of a request that made many: it names how
+    many, and per partition the offset range they took and how many of it are theirs. Its size is
+    the topic's partitions', not the request's 500 messages'."""
+    kafka_resource.ensure_topics(partitions=3)
+    readings = [
+        {
+            "meter_id": f"MTR-AUD500-{n:03d}",
+            "reading_start": recent(2, 0),
+            "interval_minutes": 15,
+            "energy_kwh": 0.1,
+        }
+        for n in range(500)
+    ]
+    app = create_app(kafka_settings(tmp_path, pg_resource, kafka_resource))
+    with TestClient(app) as api, kafka_resource.producer() as producer:
+        app.state.sender = KafkaSender(kafka_resource, producer)
+        posted = api.post("/v1/meter_readings", json={"records": readings}, headers=token("ingest"))
+    assert posted.status_code == 202, posted.text
+    batch_id = posted.json()["data"]["batch_id"]
+    topic = kafka_resource.topic("meter_readings")
+    sent = _messages(kafka_resource, topic)
+    assert len(sent) == 500
+    with psycopg.connect(pg_resource.get_url()) as conn:
+        (entry,) = audit.entries(conn, action="ingest.post", target=f"api_batch:{batch_id}")
+    details = entry.details
+    assert (details["kafka_topic"], details["kafka_messages"], entry.affected) == (topic, 500, 500)
+    offsets: dict[int, list[int]] = {}
+    for partition, offset, _, _ in sent:  # the topic is this test's own: every message is the request's
+        offsets.setdefault(partition, []).append(offset)
+    assert details["kafka_partitions"] == [
+        {"partition": p, "first_offset": min(o), "last_offset": max(o), "messages": len(o)}
+        for p, o in sorted(offsets.items())
+    ]
+    assert len(offsets) == 3
+    assert len(json.dumps(details)) < 600
