@@ -67,7 +67,7 @@ alertmanager:  ## Alertmanager and amtool from Debian's prometheus-alertmanager,
 	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus-alertmanager; }
 
 test: lint typecheck dbt-parse kafka-jars redis-server promtool alertmanager  ## Lint, types and the whole test suite (real services)
-	$(RUN) pytest -n auto --maxprocesses 4 --dist loadfile  # a file's tests share one worker's services
+	$(RUN) pytest -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder  # a file's tests share one worker's services; slow files first (tests/conftest.py)
 
 dev: env dbt-parse  ## The Dagster UI on http://127.0.0.1:3000 with this project's instance
 	$(RUN) metrify ui

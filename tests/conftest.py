@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,58 @@ def import_anyio_now() -> None:
 
 
 import_anyio_now()
+
+
+# The files that take minutes, slowest first (seconds of their slowest tests in the CI run of 2026-12-07,
+# setup included; the session's "slowest test files" section gives the figures to refresh this from).
+# `make test` hands files to its workers in collection order (`--no-loadscope-reorder`): xdist's
+# default order, by number of tests, started the daemon test's file (1 test, 2 minutes) 151st of 168
+# and a few minutes-long files last, so the run ended on them while the other workers idled.
+SLOW_FILES = (
+    "tests/e2e/test_single_source.py",  # 204 s
+    "tests/warehouse/test_rebuild.py",  # 201
+    "tests/warehouse/test_snowflake.py",  # 134
+    "tests/faults/test_daemon.py",  # 120
+    "tests/warehouse/test_marts_keep_days_left_hot_tier.py",  # 111
+    "tests/warehouse/test_weather_marts.py",  # 106
+    "tests/serving/test_archived_days.py",  # 99
+    "tests/warehouse/test_assets.py",  # 98
+    "tests/e2e/test_demo.py",  # 97
+    "tests/serving/test_csv_download.py",  # 87
+    "tests/serving/test_api.py",  # 76
+    "tests/warehouse/test_marts_survive_cleanup.py",  # 58
+    "tests/ingestion/kafka/test_ingest.py",  # 53
+    "tests/e2e/test_ui.py",  # 51
+    "tests/forecasting/test_marts.py",  # 36
+    "tests/simulation/test_registry_versions.py",  # 32
+    "tests/warehouse/test_dbt_on_vee.py",  # 30
+)
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow files first, then the others by number of tests (as xdist would order them), each
+    file's tests kept together and in their order."""
+    rank = {path: i for i, path in enumerate(SLOW_FILES)}
+    tests = Counter(_file_of(item.nodeid) for item in items)
+    items.sort(key=lambda item: (rank.get(f := _file_of(item.nodeid), len(rank)), -tests[f], f))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The slowest test files (setup, call and teardown summed), to keep SLOW_FILES current."""
+    seconds: Counter[str] = Counter()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                seconds[_file_of(report.nodeid)] += report.duration
+    if len(seconds) < 2:
+        return
+    terminalreporter.section("slowest test files")
+    for path, total in seconds.most_common(20):
+        terminalreporter.write_line(f"{total:8.1f} s  {path}")
 
 
 def service_unavailable(name: str, err: BaseException) -> None:
