@@ -3,9 +3,10 @@
 `dbt source freshness` compares each source table's newest `loaded_at_field` (or `loaded_at_query`)
 with now, against the warn/error thresholds of models/staging/ops/_ops__sources.yml. dagster-dbt 0.29
 turns dbt tests into asset checks but not source freshness, so one multi-asset check runs the command
-through the `dbt` resource and reports each source table it selected: passed when fresh or never loaded
-(no rows, and the asset that writes the table has never materialized: nothing has gone stale), WARN
-severity past `warn_after`, ERROR past `error_after` or when dbt could not tell.
+through the `dbt` resource and reports each source table it selected: passed when fresh or when the
+table has no data yet (no rows, and no earlier evaluation of the check saw any: no data is not late
+data), WARN severity past `warn_after`, ERROR past `error_after`, when a table the check saw rows in is
+empty now, or when dbt could not tell.
 
 The checks sit on the staging models (the view over each source, in the warehouse group), not on the
 assets that write the `ops` tables: jobs select an asset with its checks, and the ingestion jobs would
@@ -17,7 +18,7 @@ warehouse group, so they run the checks.
 
 import json
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -37,7 +38,9 @@ from metrify_assets.warehouse.invocations import (
 )
 
 CHECK_NAME = "dbt_source_freshness"
-NEVER_LOADED = "never: the table has no rows"
+NO_DATA_YET = "no data yet"
+NEVER_LOADED = "never: the table has had no rows yet"
+LAST_LOADED_AT = "last_loaded_at"  # an emptied table's newest load time, as its check last saw it
 
 
 def staging_model(manifest: Mapping[str, Any], source_id: str) -> Mapping[str, Any]:
@@ -66,11 +69,11 @@ def describe(source: Mapping[str, Any]) -> str:
 
 
 def freshness_result(
-    key: dg.AssetCheckKey, result: Mapping[str, Any] | None, ever_written: Callable[[], bool]
+    key: dg.AssetCheckKey, result: Mapping[str, Any] | None, last_seen: Callable[[], datetime | None]
 ) -> dg.AssetCheckResult:
-    """The check result of one source from its entry in dbt's sources.json (None: dbt reported none);
-    `ever_written` asks whether the asset that writes the source's table has ever materialized, only
-    for a table without rows (an event-log query per source is wasted on the usual fresh ones)."""
+    """The check result of one source from its entry in dbt's sources.json (None: dbt reported none).
+    `last_seen` gives the newest load time an earlier evaluation of the check saw, asked only for a
+    table without rows (a read of the check's history per source is wasted on the usual fresh ones)."""
     if result is None:
         return dg.AssetCheckResult(
             asset_key=key.asset_key,
@@ -87,13 +90,20 @@ def freshness_result(
         "error_after": threshold(criteria, "error_after"),
     }
     loaded_at = datetime.fromisoformat(result["max_loaded_at"]) if result.get("max_loaded_at") else None
-    # dbt's stand-in for the max of no rows is year 1 (17.7M hours old, an error to dbt). A table whose
-    # writer never ran (a fresh install, before the first nightly forecast) is not stale; one emptied
-    # since (the lifecycle deletes hot rows of a feed dead for 30 days) is.
-    never_loaded = loaded_at is not None and loaded_at.year == 1 and not ever_written()
-    if never_loaded:
-        metadata["status"] = "never loaded"
+    # dbt's stand-in for the max of no rows is year 1 (17.7M hours old, an error to dbt). A table that
+    # never had a row (a fresh install before the nightly forecast; the grid tables of a meter-only
+    # deployment, whose writer runs and finds no samples) is not late; one the check saw rows in before
+    # and that is empty now (the lifecycle deletes hot rows of a feed dead for 30 days) is, since then.
+    empty = loaded_at is not None and loaded_at.year == 1
+    seen = last_seen() if empty else None
+    no_data_yet = empty and seen is None
+    if no_data_yet:
+        metadata["status"] = NO_DATA_YET
         metadata["max_loaded_at"] = NEVER_LOADED
+    elif empty and seen is not None:
+        metadata["status"] = "emptied"
+        metadata[LAST_LOADED_AT] = dg.MetadataValue.timestamp(seen)
+        metadata["age_hours"] = figure((datetime.now(UTC) - seen).total_seconds() / 3600)
     elif loaded_at is not None:
         metadata["max_loaded_at"] = dg.MetadataValue.timestamp(loaded_at)
         metadata["age_hours"] = figure(float(result["max_loaded_at_time_ago_in_s"]) / 3600)
@@ -102,10 +112,27 @@ def freshness_result(
     return dg.AssetCheckResult(
         asset_key=key.asset_key,
         check_name=key.name,
-        passed=status == "pass" or never_loaded,
+        passed=status == "pass" or no_data_yet,
         severity=dg.AssetCheckSeverity.WARN if status == "warn" else dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
     )
+
+
+def last_seen_load(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> datetime | None:
+    """The newest load time the latest completed evaluation of check `key` saw: its `max_loaded_at`,
+    or the `last_loaded_at` it carried on for a table already empty then; None when it saw no rows."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    done = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1, status=done)
+    event = records[0].event if records else None
+    evaluation = event.dagster_event.event_specific_data if event and event.dagster_event else None
+    metadata = evaluation.metadata if isinstance(evaluation, dg.AssetCheckEvaluation) else {}
+    for label in ("max_loaded_at", LAST_LOADED_AT):
+        value = metadata.get(label)
+        if isinstance(value, dg.TimestampMetadataValue):
+            return datetime.fromtimestamp(value.value, UTC)
+    return None
 
 
 def build_source_freshness_checks(
@@ -122,7 +149,6 @@ def build_source_freshness_checks(
         dg.AssetCheckSpec(name=key.name, asset=key.asset_key, description=describe(props))
         for key, props in sources.items()
     ]
-    writers = {key: translator.get_asset_key(props) for key, props in sources.items()}
 
     @dg.multi_asset_check(name=CHECK_NAME, specs=specs, can_subset=True)
     def dbt_source_freshness(
@@ -142,11 +168,8 @@ def build_source_freshness_checks(
         results = {r["unique_id"]: r for r in invocation.get_artifact("sources.json")["results"]}
         prune_invocations(invocation.target_path.parent)
 
-        def materialized(asset_key: dg.AssetKey) -> bool:
-            return context.instance.get_latest_materialization_event(asset_key) is not None
-
         for key, props in selected.items():
-            ever_written = partial(materialized, writers[key])
-            yield freshness_result(key, results.get(props["unique_id"]), ever_written)
+            last_seen = partial(last_seen_load, context.instance, key)
+            yield freshness_result(key, results.get(props["unique_id"]), last_seen)
 
     return dbt_source_freshness

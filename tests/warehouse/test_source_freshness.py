@@ -1,6 +1,6 @@
 """dbt source freshness as Dagster asset checks, for real: `dbt source freshness` on the embedded
 PostgreSQL, with rows loaded hours ago and just now. One dbt run covers every outcome (a dbt start
-costs seconds): fresh, warn, error, and never loaded (which passes: a fresh install is not stale)."""
+costs seconds): fresh, warn, error, and no data yet (which passes: no data is not late data)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from metrify_assets.warehouse.definitions import build_defs
 from metrify_assets.warehouse.project import ensure_manifest
 from metrify_assets.warehouse.source_freshness import (
     CHECK_NAME,
+    LAST_LOADED_AT,
     NEVER_LOADED,
+    NO_DATA_YET,
 )
 
 
@@ -127,10 +129,10 @@ def test_stale_sources_fail_by_severity_and_fresh_ones_pass(
     assert weather.metadata["age_hours"].value < 1
     # Nothing was ever written (dbt: an error): no rows have gone stale yet, so it passes.
     events = evaluated[EVENTS]
-    assert events.passed and events.metadata["status"].value == "never loaded"
+    assert events.passed and events.metadata["status"].value == NO_DATA_YET
     assert events.metadata["max_loaded_at"].value == NEVER_LOADED and "age_hours" not in events.metadata
     forecasts = evaluated[on_staging("load_forecasts")]
-    assert forecasts.passed and forecasts.metadata["status"].value == "never loaded"
+    assert forecasts.passed and forecasts.metadata["status"].value == NO_DATA_YET
 
     # The next check starts from this one's parse state: dbt parses nothing again (it parsed the
     # project in full, 6 of a 6 s command, on every check before), and answers the same.
@@ -149,24 +151,44 @@ def test_stale_sources_fail_by_severity_and_fresh_ones_pass(
 
 
 @pytest.mark.postgres
-def test_a_table_emptied_after_its_writer_ran_is_stale(pg_resource: PostgresResource) -> None:
-    """`ops.load_forecasts` is empty in both runs; only its writer's history differs."""
+def test_no_data_yet_passes_and_a_table_emptied_since_the_check_saw_rows_is_stale(
+    pg: psycopg.Connection, pg_resource: PostgresResource
+) -> None:
+    """`ops.weather_observations` on a meter-only deployment: its writer runs and writes nothing (no
+    data is not late data); once the check has seen a row, the table emptied again is stale."""
     checks = freshness_checks()
     defs = build_defs()
     instance = dg.DagsterInstance.ephemeral()
-    forecasts = on_staging("load_forecasts")
 
-    def check_forecasts() -> dg.AssetCheckEvaluation:
+    def check_weather() -> dg.AssetCheckEvaluation:
         result = dg.materialize(
             [*(defs.assets or ()), checks],  # type: ignore[list-item]
-            selection=dg.AssetSelection.checks(forecasts),
+            selection=dg.AssetSelection.checks(WEATHER),
             resources={**(defs.resources or {}), "postgres": pg_resource, "redis": RedisResource()},
             instance=instance,
         )
-        return evaluations(result)[forecasts]
+        return evaluations(result)[WEATHER]
 
-    assert check_forecasts().passed  # load_forecast never ran: a fresh install
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="load_forecast"))
-    emptied = check_forecasts()
-    assert not emptied.passed and emptied.severity == dg.AssetCheckSeverity.ERROR
-    assert emptied.metadata["status"].value == "error"
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="validated_weather_observations"))
+    empty = check_weather()  # the writer ran and found nothing to write
+    assert empty.passed and empty.metadata["status"].value == NO_DATA_YET
+    assert empty.metadata["max_loaded_at"].value == NEVER_LOADED and "age_hours" not in empty.metadata
+    with pg.cursor() as cur:
+        cur.execute(
+            "INSERT INTO ops.weather_observations (station_id, observed_at, temperature_c, humidity_pct, "
+            "pressure_hpa, wind_speed_ms, precipitation_mm, record_version, batch_id, ingested_at) "
+            "VALUES ('WS-EMPTIED', now(), 10.0, 80.0, 1010.0, 3.0, 0.0, 1, 'B-EMPTIED', "
+            "now() - interval '1 hour') RETURNING ingested_at"
+        )
+        (loaded,) = cur.fetchone() or ()
+    pg.commit()
+    assert check_weather().passed
+    with pg.cursor() as cur:
+        cur.execute("DELETE FROM ops.weather_observations WHERE station_id = 'WS-EMPTIED'")
+    pg.commit()
+    for _ in range(2):  # the last load time is carried from one evaluation to the next
+        emptied = check_weather()
+        assert not emptied.passed and emptied.severity == dg.AssetCheckSeverity.ERROR
+        assert emptied.metadata["status"].value == "emptied"
+        assert emptied.metadata[LAST_LOADED_AT].value == pytest.approx(loaded.timestamp())
+        assert 0.9 < emptied.metadata["age_hours"].value < 1.5
