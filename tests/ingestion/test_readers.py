@@ -923,6 +923,29 @@ def test_the_reader_rejects_what_the_decoder_would_and_takes_what_it_takes(tmp_p
     landed_and_decoded(tmp_path, "meter_readings", blank)
 
 
+def test_blank_cells_are_missing_whatever_the_type(tmp_path: Path) -> None:
+    """A whitespace-only number or timestamp is no value (docs/ingest-mapping.md), not an invalid one:
+    a trial's `" "` energy was `invalid_energy_kwh (' ')`."""
+    body = READINGS_HEADER + (
+        b"m1,2024-01-01T00:00:00Z,15, \nm1,  ,15,1.0\nm1,2024-01-01T00:30:00Z,\t,1.0\n"
+        b"m1,2024-01-01T00:45:00Z,15,2.0\n"
+    )
+    result = ingested(tmp_path, "blank.csv", body)
+    assert result.rejected == {
+        "missing_energy_kwh": 1,
+        "missing_interval_minutes": 1,
+        "missing_reading_start": 1,
+    }
+    assert result.examples[0] == "row 1: missing_energy_kwh"
+    batch = landed_and_decoded(tmp_path, "meter_readings", result)
+    assert [m.reason for m in batch.malformed] == [
+        "malformed:missing_field:energy_kwh",
+        "malformed:missing_field:reading_start",
+        "malformed:missing_field:interval_minutes",
+    ]
+    assert batch.records["energy_kwh"].tolist() == [2.0]
+
+
 def test_jsonl_bom_empty_records_and_objects_without_keys(tmp_path: Path) -> None:
     record = json.dumps(reading("A"))
     body = f'\ufeff{record}\n{{"records": []}}\n\n{record}\n\ufeff{record}\n\n\n'.encode()

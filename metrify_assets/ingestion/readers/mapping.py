@@ -179,13 +179,13 @@ _DST_NOTES = {
 def _field_values(f: Field, raw: pd.Series, reading: Reading) -> tuple[list[Any], pd.Series, Problems]:
     """(Python values with None for missing or invalid, mask of missing, problems) for one field."""
     timezone = reading.timezone
-    missing = raw.isna()
+    # A blank cell is no value; blank flags are no flags (`[]`), as written.
+    missing = raw.isna() if f.type == "str_list" else raw.isna() | _blank(raw)
     if f.type == "str":
         # Text, or whole numbers from an integer column (a Parquet id); a JSON number, true or an
         # object is not text, as the decoder says (bad_type).
         is_text = raw.astype(str) if raw.dtype.kind in "iu" else raw.where(of_types(raw, [str]))
         texts = is_text.astype("string").str.strip()
-        missing = missing | (texts == "").fillna(False)  # a blank value is no value
         bad = ~missing & (texts.isna() | ~storable_text(texts.fillna("")))
         usable = texts.where(~missing & ~bad)
         return usable.astype(object).where(usable.notna(), None).tolist(), missing, [("invalid", bad)]
@@ -225,6 +225,15 @@ def _field_values(f: Field, raw: pd.Series, reading: Reading) -> tuple[list[Any]
     if f.type == "int":
         return [None if pd.isna(v) else int(v) for v in numbers], missing, [("invalid", bad)]
     return floats_or_none(numbers), missing, [("invalid", bad)]
+
+
+def _blank(raw: pd.Series) -> pd.Series:
+    """Mask of text that is empty or whitespace only: a blank cell is no value, whatever the field's
+    type (a blank energy is `missing_energy_kwh`, not an invalid number)."""
+    if raw.dtype.kind != "O" and not pd.api.types.is_string_dtype(raw):
+        return pd.Series(False, index=raw.index)
+    texts = raw.where(of_types(raw, [str])).astype("string")
+    return (texts.str.strip() == "").fillna(False).astype(bool)
 
 
 def floats_or_none(numbers: pd.Series) -> list[float | None]:
