@@ -2,9 +2,16 @@
 
 The file is optional: a deployment that lands only grid or weather data has none, and meters that
 are not in it are still ingested and enriched (segment and region `unknown`, flagged).
+
+A changed file is loaded before readings are ingested: `metrify run` loads it first, and with a
+daemon `meter_registry_sensor` runs `meter_registry_job` within a minute. Ingestion places each
+reading on its meter's local day from `ops.meters`, so readings ingested before their meters' time
+zones are loaded would be placed on UTC days (a first `metrify run` built a UTC day of them).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -16,6 +23,29 @@ from metrify_assets.teams import DATA_ENGINEERING, owner
 
 OWNERS = [owner(DATA_ENGINEERING)]
 REGISTRY_COLUMNS = list(METER_REGISTRY_COLUMNS)
+REGISTRY_KEY = dg.AssetKey("meter_registry")
+FILE_VERSION = "file_version"  # the materialisation's metadata entry: which file it loaded
+
+
+def file_version(landing_dir: Path) -> str | None:
+    """The registry file's modification time and size (what an edit or a new export changes), or None
+    without a file."""
+    try:
+        stat = (landing_dir / METER_REGISTRY_FILE).stat()
+    except FileNotFoundError:
+        return None
+    return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+
+def unloaded_version(landing_dir: Path, instance: dg.DagsterInstance) -> str | None:
+    """The registry file's version when `meter_registry` has not loaded it yet, else None."""
+    version = file_version(landing_dir)
+    if version is None:
+        return None
+    event = instance.get_latest_materialization_event(REGISTRY_KEY)
+    loaded = event.asset_materialization if event else None
+    entry = loaded.metadata.get(FILE_VERSION) if loaded else None
+    return None if entry is not None and entry.value == version else version
 
 
 def read_registry(path_text: str) -> pd.DataFrame:
@@ -54,6 +84,7 @@ def meter_registry(landing: LandingResource, postgres: PostgresResource) -> dg.M
                 ),
             }
         )
+    version = file_version(landing.path)
     rows = read_registry(str(path))
     cols = ", ".join(REGISTRY_COLUMNS)
     sets = ", ".join(f"{c} = excluded.{c}" for c in REGISTRY_COLUMNS[1:])
@@ -70,5 +101,30 @@ def meter_registry(landing: LandingResource, postgres: PostgresResource) -> dg.M
                 {str(k): int(v) for k, v in rows["segment"].value_counts().items()}
             ),
             "source_file": dg.MetadataValue.path(str(path)),
+            FILE_VERSION: dg.MetadataValue.text(version or ""),
         }
     )
+
+
+registry_job = dg.define_asset_job(
+    "meter_registry_job",
+    selection=dg.AssetSelection.assets(REGISTRY_KEY),
+    description="Load the meter registry file into ops.meters (run by `meter_registry_sensor` when the file "
+    "changes, and by `metrify run` before it ingests).",
+)
+
+
+@dg.sensor(
+    job=registry_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=f"Loads `<landing>/{METER_REGISTRY_FILE}` when it changes, so readings are placed on their "
+    "meters' local days from the first batch after it (on by default: it acts on a changed file only).",
+)
+def meter_registry_sensor(
+    context: dg.SensorEvaluationContext, landing: LandingResource
+) -> dg.RunRequest | dg.SkipReason:
+    version = unloaded_version(landing.path, context.instance)
+    if version is None:
+        return dg.SkipReason(f"{landing.path / METER_REGISTRY_FILE}: loaded already, or no such file")
+    return dg.RunRequest(run_key=f"meter_registry-{version}")

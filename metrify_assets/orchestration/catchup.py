@@ -41,7 +41,6 @@ from metrify_assets.env import Settings
 from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 from metrify_assets.late_days import DayRow, settled_cursor
-from metrify_assets.meters.anomaly.store import CURRENT_KEY
 from metrify_assets.orchestration.drain import drain
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG, contiguous_ranges, overlaps, partition_range_tags
@@ -81,6 +80,8 @@ class RunSummary:
     unread: list[str] = field(default_factory=list)
     alerts_recorded: list[str] = field(default_factory=list)
     landing_missing: str | None = None  # why no landing file could be read (`missing_landing_dir`)
+    # ERROR-severity checks of its runs that failed, "asset check: headline" (`checks.FailedCheck`)
+    failed_checks: list[str] = field(default_factory=list)
 
     @property
     def idle(self) -> bool:
@@ -338,6 +339,8 @@ def materialise_days(
     for job, first, last in plan.owed:
         summary.retried.append(f"{job} {first}..{last}")
         progress.on_note(f"{job} failed for {first}..{last} on an earlier run: running it again")
+    from metrify_assets.meters.anomaly.store import CURRENT_KEY  # pandas: not for `metrify status`
+
     meters_came = any("meter_readings" in sources for sources in days.values())
     needs_model = meters_came and not Lake(settings.lake_url).exists(CURRENT_KEY)
     progress.on_plan("materialising", len(plan.runs) + int(needs_model))
