@@ -90,7 +90,8 @@ def _totals_line(records: int, replayable: int, resolved: bool) -> str:
         )
     return (
         f"dead letters: {_records(records)} waiting, {replayable:,} of them a replay could accept {status}, "
-        f"{records - replayable:,} never (duplicates, reviewer rejections)"
+        f"{records - replayable:,} never (duplicates, reviewer rejections, timestamps without an offset: "
+        "ingest their file again with --timezone, then discard them)"
     )
 
 

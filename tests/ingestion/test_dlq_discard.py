@@ -210,7 +210,7 @@ def test_status_and_dlq_list_say_what_each_counts_and_agree(
     listed = cli_env.invoke(app, ["dlq", "list"], catch_exceptions=False).output
     flat = " ".join(listed.split())
     assert "5 records waiting, 3 of them a replay could accept (what `metrify status` counts)" in flat, listed
-    assert "2 never (duplicates, reviewer rejections)" in flat
+    assert "2 never (duplicates, reviewer rejections, timestamps without an offset" in flat
     assert "6 reasons over 5 records" in flat  # a record counts under each of its reasons
     as_json = json.loads(cli_env.invoke(app, ["dlq", "list", "--json"], catch_exceptions=False).stdout)
     assert as_json["totals"] == {"records": 5, "replayable": 3}

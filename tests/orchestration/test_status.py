@@ -125,7 +125,9 @@ def test_attention_names_what_to_do() -> None:
         "runs it again",
         "waiting: 2 landing files, 1,500 Kafka messages, 2 days touched (`metrify run` takes it)",
         "3 dead-letter records a replay could accept wait for a fix, then a replay (`metrify dlq list`; "
-        "`metrify dlq discard` closes those no fix will let in)",
+        "`metrify dlq discard` closes those no fix will let in). Not counted: those no replay can fix, as a "
+        "timestamp without an offset (ingest the file again with --timezone, then `metrify dlq discard "
+        "--reason malformed:timestamp_without_offset`)",
         "1 flagged record waits for a reviewer (`metrify review list`)",
     ]
     # With a daemon heartbeating, its sensors may take the waiting work, but only those turned on: a
