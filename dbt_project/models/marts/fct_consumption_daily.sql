@@ -96,14 +96,16 @@ select
     d.kwh_estimated,
     d.interval_count,
     d.interval_minutes,
-    -- VEE's count where it has one (a day before the meter's install date holds only what arrived).
+    -- VEE's count where it has one (a meter's first day from its first reading's interval; a day
+    -- before the meter's install date holds only what arrived).
     coalesce(d.vee_expected_intervals, cast(d.day_minutes / d.interval_minutes as integer)) as expected_intervals,
     d.actual_intervals,
     d.estimated_intervals,
     d.edited_intervals,
     d.missing_intervals,
     d.failed_intervals,
-    {{ safe_divide('d.covered_minutes', 'd.day_minutes') }} as completeness,
+    -- Against the minutes VEE expected (from the first reading's interval on a meter's first day).
+    {{ safe_divide('d.covered_minutes', 'coalesce(d.vee_expected_intervals * d.interval_minutes, d.day_minutes)') }} as completeness,
     d.billing_ready,
     d.gate_failures,
     d.last_processed_at_utc

@@ -4,7 +4,9 @@ A meter-day is a local calendar day of the meter's timezone (UTC for a meter not
 96 or 100 quarter-hours when daylight saving changes. Its intervals run from local midnight to the
 next at the meter's interval length (the modal length of its readings). The grid is built for the
 meters that sent anything for the day and for registered meters installed and reporting by then (a
-silent meter is a missing day, not an absent one; before its first accepted reading it is neither).
+silent meter is a missing day, not an absent one). Nothing is expected of a meter before the
+interval of its first accepted reading: on its first day the grid begins there, and a quarantined
+record before it is in no meter-day (it stays in the quarantine).
 """
 
 from __future__ import annotations
@@ -93,10 +95,11 @@ def meter_days(
     default_interval: int,
     reporting_from: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """meter_id, local_date, timezone, interval_minutes, installed_on, before_reporting for the days
-    `first`..`last`. `reporting_from`: per meter, the first local day it is expected to report (a
-    meter not in it is expected on no day); a registered meter gets a day only from then, and a day of
-    a meter before then (a quarantined record on it) is `before_reporting`. None: every meter always."""
+    """meter_id, local_date, timezone, interval_minutes, installed_on, reporting_start for the days
+    `first`..`last`. `reporting_from`: per meter, the UTC start of the interval it is expected to
+    report from (NaT: any, the install date decides; a meter not in it: none); a meter gets no day
+    before that instant's local day, and `build_grid` cuts its first day there. None: every meter
+    always."""
     tz_of = meters.set_index("meter_id")["timezone"].astype(str) if len(meters) else pd.Series(dtype=str)
     cand = candidates.assign(timezone=_timezones(candidates["meter_id"], tz_of))
     cand["local_date"] = local_times(cand["reading_start"], cand["timezone"]).dt.date
@@ -110,11 +113,19 @@ def meter_days(
             (m, d)
             for m, inst in zip(meters["meter_id"], installed, strict=True)
             for d in days
-            if (pd.isna(inst) or inst <= d)
-            and (reporting_from is None or reporting_from.get(m, date.max) <= d)
+            if pd.isna(inst) or inst <= d
         ]
         registered = pd.DataFrame(pairs, columns=["meter_id", "local_date"])
     out = pd.concat([seen, registered], ignore_index=True).drop_duplicates(ignore_index=True)
+    timezone = _timezones(out["meter_id"], tz_of)
+    start = pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
+    if reporting_from is not None:
+        known = out["meter_id"].isin(reporting_from.index).to_numpy()
+        out, timezone = out[known].reset_index(drop=True), timezone[known].reset_index(drop=True)
+        start = pd.to_datetime(out["meter_id"].map(reporting_from), utc=True).dt.as_unit("us")
+        start_day = local_times(start, timezone).dt.date.astype(object).where(start.notna(), date.min)
+        reporting = (out["local_date"] >= start_day).to_numpy(dtype=bool)
+        out, timezone, start = (f[reporting].reset_index(drop=True) for f in (out, timezone, start))
     stored = cand[cand["origin"] == "stored"]
     modal = (
         stored.groupby("meter_id")["interval_minutes"].agg(lambda s: s.mode().iloc[0])
@@ -122,16 +133,14 @@ def meter_days(
         else pd.Series(dtype="float64")
     )
     install = meters.set_index("meter_id")["installed_on"] if len(meters) else pd.Series(dtype=object)
-    start = out["meter_id"].map(reporting_from if reporting_from is not None else {}).fillna(date.max)
     return pd.DataFrame(
         {
             "meter_id": out["meter_id"].astype(str),
             "local_date": out["local_date"],
-            "timezone": _timezones(out["meter_id"], tz_of),
+            "timezone": timezone,
             "interval_minutes": out["meter_id"].map(modal).fillna(default_interval).astype("int64"),
             "installed_on": pd.to_datetime(out["meter_id"].map(install)).dt.date,
-            "before_reporting": (out["local_date"] < start).to_numpy(dtype=bool)
-            & (reporting_from is not None),
+            "reporting_start": start,
         }
     ).sort_values(["meter_id", "local_date"], ignore_index=True)
 
@@ -141,8 +150,9 @@ def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) 
 
     Quarantined candidates land on the interval their timestamp falls in (a clock-shifted reading
     explains why its interval is empty). On a day before the meter's install date only intervals
-    that received a reading are kept (they fail `before_install`); the others were never expected. So
-    on a day before the meter reports (`before_reporting`): only the intervals a record landed on.
+    that received a reading are kept (they fail `before_install`); the others were never expected.
+    Intervals that end by the meter's `reporting_start` are dropped, with any quarantined record on
+    them: the meter was not reporting yet, so they are neither missing nor failed.
     """
     if days.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in GRID_COLUMNS})
@@ -160,7 +170,7 @@ def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) 
     local = local_times(grid["reading_start"], grid["timezone"])
     grid["slot"] = (local.dt.hour * 60 + local.dt.minute).astype("int64")
     now_utc = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
-    grid["due"] = (grid["reading_start"] + pd.to_timedelta(grid["interval_minutes"], unit="min")) <= now_utc
+    grid["due"] = _interval_end(grid) <= now_utc
     grid["day_closed"] = end_us[rows] <= now_utc.value // 1000
     grid["before_install"] = grid["installed_on"].notna() & (
         grid["local_date"] < grid["installed_on"].where(grid["installed_on"].notna(), date.min)
@@ -193,12 +203,16 @@ def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) 
     quarantined = candidates[candidates["origin"] == "quarantined"]
     if len(quarantined):
         grid = _place_quarantined(grid, quarantined)
-    received = grid["value"].notna() | (grid["ingest_reasons"] != "")
-    keep = (~grid["before_install"] | grid["value"].notna()) & (~grid["before_reporting"] | received)
+    reporting = grid["reporting_start"].isna() | (_interval_end(grid) > grid["reporting_start"])
+    keep = (~grid["before_install"] | grid["value"].notna()) & reporting
     grid = grid[keep].reset_index(drop=True)
     grid["due"] = grid["due"] & ~_pending(grid)
     grid["expected_intervals"] = grid.groupby(["meter_id", "local_date"])["slot"].transform("size")
     return grid.sort_values(["meter_id", "reading_start"], ignore_index=True)[GRID_COLUMNS]
+
+
+def _interval_end(grid: pd.DataFrame) -> pd.Series:
+    return grid["reading_start"] + pd.to_timedelta(grid["interval_minutes"], unit="min")
 
 
 def _pending(grid: pd.DataFrame) -> np.ndarray:

@@ -106,7 +106,7 @@ def validate_days(
     reporting_from: pd.Series | None = None,
 ) -> Validated:
     """Build the grid of `first - 1 .. last + 1` and run the catalogue over it (`reporting_from`:
-    the day each meter is expected to report from, `grid.meter_days`)."""
+    the instant each meter is expected to report from, `grid.meter_days`)."""
     days = meter_days(
         candidates,
         meters,

@@ -273,12 +273,15 @@ def read_meters(conn: psycopg.Connection, meter_ids: list[str] | None = None) ->
 
 
 def reporting_from(conn: psycopg.Connection, meters: pd.DataFrame, meter_ids: list[str]) -> pd.Series:
-    """Per meter of `meter_ids`, the first local day it is expected to report (`grid.meter_days`):
-    the day of its first accepted reading; the earliest day (unknown) when the day before that left
-    PostgreSQL, its earlier readings may have gone with it. A registered meter none of whose readings
-    was accepted reports from its install date (every day without one): the registry says it should.
-    An unregistered meter that has none is expected on no day. So a stray record of one meter, or a
-    run's day before a meter's readings began, gives no meter a missing day. One index probe per meter."""
+    """Per meter of `meter_ids`, the UTC instant it is expected to report from (`grid.meter_days`):
+    the start of its first accepted reading, so its first day is expected from that interval on (a
+    meter commissioned at 13:00 has no missing morning). NaT, any day its install date allows: when
+    the local day before that reading left PostgreSQL (its earlier readings may have gone with it),
+    and for a registered meter none of whose readings was accepted (the registry says it should
+    report; its install date is a day, so from that day's midnight). An unregistered meter that has
+    none is not in it: expected nowhere. So neither a stray quarantined record of one meter nor a
+    run's day before a meter's readings began makes a missing or failed interval. One index probe
+    per meter."""
     first = read_frame(
         conn,
         "SELECT m.meter_id, (SELECT min(r.reading_start) FROM ops.meter_readings r "
@@ -288,21 +291,17 @@ def reporting_from(conn: psycopg.Connection, meters: pd.DataFrame, meter_ids: li
     zones = meters.set_index("meter_id")["timezone"]
     first_reading = pd.to_datetime(first["first_reading"], utc=True)
     days = local_times(first_reading, first["meter_id"].map(zones).fillna("UTC").astype(str)).dt.date
-    start = pd.Series(days.to_numpy(), index=first["meter_id"].to_numpy(), dtype=object)
     gone = {
         d
         for (d,) in conn.execute(
             f"SELECT day FROM ops.lifecycle_days WHERE dataset = 'meter_readings' AND day = ANY(%s) AND {HOT_GONE}",
-            (sorted({d - timedelta(days=1) for d in start}),),
+            (sorted({d - timedelta(days=1) for d in days}),),
         )
     }
-    start = start.map(lambda d: date.min if d - timedelta(days=1) in gone else d)
-    silent = meters[~meters["meter_id"].isin(start.index)]
-    installed = pd.to_datetime(silent["installed_on"]).dt.date.astype(object)
-    never = pd.Series(
-        installed.where(installed.notna(), date.min).to_numpy(), index=silent["meter_id"].to_numpy()
-    )
-    return pd.concat([start, never])
+    after_gone = days.map(lambda d: d - timedelta(days=1) in gone).to_numpy(dtype=bool)
+    start = pd.Series(first_reading.where(~after_gone).to_numpy(), index=first["meter_id"].to_numpy())
+    silent = meters.loc[~meters["meter_id"].isin(start.index), "meter_id"].to_numpy()
+    return pd.concat([start, pd.Series(pd.NaT, index=silent, dtype=start.dtype)])
 
 
 def read_history(
@@ -481,11 +480,12 @@ def write(
         cur.execute(
             """
             INSERT INTO ops.vee_audit (meter_id, reading_start, local_date, status_before, status_after,
-                method, value_before, value_after, reason, rule_version, actor, run_id)
+                method, value_before, value_after, reason, rule_version, actor, run_id, batch_before,
+                batch_after)
             SELECT n.meter_id, n.reading_start, n.local_date, o.status, n.status, n.method,
                    CASE WHEN o.meter_id IS NULL THEN n.original_kwh ELSE o.energy_kwh END, n.energy_kwh,
                    CASE WHEN n.reasons = '' THEN n.status ELSE n.reasons END, n.rule_version,
-                   coalesce(n.edited_by, 'vee'), %(run_id)s
+                   coalesce(n.edited_by, 'vee'), %(run_id)s, o.batch_id, n.batch_id
             FROM _vee n LEFT JOIN ops.vee_readings o USING (meter_id, reading_start)
             WHERE (o.meter_id IS NULL AND n.status IN ('estimated', 'edited', 'failed'))
                OR (o.meter_id IS NOT NULL AND (o.status, o.energy_kwh, o.method, o.edited_by)
@@ -505,9 +505,9 @@ def write(
                 RETURNING o.*
             )
             INSERT INTO ops.vee_audit (meter_id, reading_start, local_date, status_before, status_after,
-                method, value_before, value_after, reason, rule_version, actor, run_id)
+                method, value_before, value_after, reason, rule_version, actor, run_id, batch_before)
             SELECT meter_id, reading_start, local_date, status, 'removed', method, energy_kwh, NULL,
-                   'not in the meter-day any more', %(version)s, 'vee', %(run_id)s
+                   'not in the meter-day any more', %(version)s, 'vee', %(run_id)s, batch_id
             FROM gone
             RETURNING meter_id
             """,

@@ -167,7 +167,7 @@ def test_a_verdict_is_approve_reject_or_reopen(pg: psycopg.Connection) -> None:
 def test_like_day_uses_clean_same_weekdays_only(pg: psycopg.Connection, lake: Lake) -> None:
     history = [DAY - timedelta(days=7 * k) for k in (1, 2, 3)]
     for n, day in enumerate(history):
-        skip = set(range(0, 5)) if n == 2 else set()  # three weeks back had gaps: estimated, excluded
+        skip = set(range(20, 25)) if n == 2 else set()  # three weeks back had gaps: estimated, excluded
         ingest(pg, lake, f"h{n}", day_messages("M1", day, skip=skip, seed=n))
         run_days(pg, day, day, CFG, now=NOW)
     ingest(pg, lake, "b1", day_messages("M1", DAY, skip=set(range(40, 60)), seed=9))
@@ -247,9 +247,11 @@ def test_a_meter_is_missing_only_from_its_first_accepted_reading_not_for_a_stray
 ) -> None:
     """New-user trial: the readings began on a day, and one clock-shifted record (quarantined,
     timestamp_misaligned) fell on the local day before. That made the day one VEE runs, and every
-    registered meter had a missing day on it (0 kWh rows in the marts, not billing-ready). A meter is
-    expected from its first accepted reading's day (a registered one that sent none: from its install
-    date): before it, only the stray record's interval is written (failed); a gap after it stays missing."""
+    registered meter had a missing day on it (0 kWh rows in the marts, not billing-ready); then the
+    stray record's interval alone was written as a failed day, which put its meter in the region mart
+    that day. A meter is expected from its first accepted reading (a registered one that sent none:
+    from its install date): the stray record stays in the quarantine, in no meter-day; a gap after the
+    first reading stays missing."""
     began, london = date(2026, 6, 16), "Europe/London"
     before, after = began - timedelta(days=1), began + timedelta(days=1)
     pg.execute(
@@ -279,7 +281,6 @@ def test_a_meter_is_missing_only_from_its_first_accepted_reading_not_for_a_stray
         "missing_intervals FROM ops.vee_days ORDER BY 1, 2"
     ).fetchall()
     assert days == [
-        ("SPAN-A", before, 1, 0, 1, 0),
         ("SPAN-A", began, 96, 96, 0, 0),
         ("SPAN-A", after, 96, 96, 0, 0),
         ("SPAN-B", began, 96, 96, 0, 0),
@@ -287,6 +288,70 @@ def test_a_meter_is_missing_only_from_its_first_accepted_reading_not_for_a_stray
         ("SPAN-D", began, 96, 0, 0, 96),
         ("SPAN-D", after, 96, 0, 0, 96),
     ]
+    assert pg.execute(
+        "SELECT count(*) FROM ops.vee_readings WHERE local_date = %s", (before,)
+    ).fetchone() == (0,)
+    assert pg.execute(
+        "SELECT records_in, accepted, quarantined FROM ops.ingest_ledger WHERE batch_id = 'span1'"
+    ).fetchone() == (len(messages), len(messages) - 1, 1)
+
+
+def test_a_meters_first_day_is_expected_from_its_first_readings_interval(
+    pg: psycopg.Connection, pg_resource: PostgresResource, lake: Lake
+) -> None:
+    """A meter commissioned at 13:00 had its first day's 52 intervals before then reported missing
+    (estimated from 13:00's reading), the day not billing-ready. Its first day is expected from its
+    first accepted reading's interval; a gap after it is estimated as before, a whole silent day later
+    is missing, and a clock-shifted record before the first reading is in no meter-day. A registered
+    meter that never sent is expected from its install date's midnight (the registry has a day, not a
+    time); an unregistered meter is cut the same way on its UTC day. (NOON-U's readings on the third
+    day make it one VEE runs: a day nobody sent anything for is skipped.)"""
+    began, london = date(2026, 6, 23), "Europe/London"
+    second, third = began + timedelta(days=1), began + timedelta(days=2)
+    pg.execute(
+        "INSERT INTO ops.meters (meter_id, segment, region, timezone, installed_on) VALUES "
+        "('NOON-A', 'commercial', 'london', %(tz)s, %(began)s), "
+        "('NOON-N', 'commercial', 'london', %(tz)s, %(began)s)",
+        {"tz": london, "began": began},
+    )
+    pg.commit()
+    morning = set(range(52))  # 00:00-12:45: before commissioning
+    first_day = day_messages("NOON-A", began, skip=morning | {60}, tz=london)  # 15:00 is a gap
+    early = json.loads(first_day[0])
+    early["reading_start"] = "2026-06-23T12:16:00+01:00"  # quarantined, lands on 12:15
+    messages = [
+        *first_day,
+        *day_messages("NOON-A", second, seed=1, tz=london),  # then silent on `third`
+        *day_messages("NOON-U", began, skip=morning, seed=2),  # unregistered: UTC
+        *day_messages("NOON-U", second, seed=3),
+        *day_messages("NOON-U", third, seed=4),
+        json.dumps(early),
+    ]
+    ingest(pg, lake, "noon1", messages)
+    assert pg.execute("SELECT reasons FROM ops.quarantine WHERE batch_id = 'noon1'").fetchall() == [
+        ("timestamp_misaligned",)
+    ]
+    _vee_backfill(pg_resource, began, third)
+    days = pg.execute(
+        "SELECT meter_id, local_date, expected_intervals, actual_intervals, estimated_intervals, "
+        "failed_intervals, missing_intervals, billing_ready FROM ops.vee_days "
+        "WHERE meter_id LIKE 'NOON-%%' ORDER BY 1, 2"
+    ).fetchall()
+    assert days == [
+        ("NOON-A", began, 44, 43, 1, 0, 0, True),
+        ("NOON-A", second, 96, 96, 0, 0, 0, True),
+        ("NOON-A", third, 96, 0, 0, 0, 96, False),
+        ("NOON-N", began, 96, 0, 0, 0, 96, False),
+        ("NOON-N", second, 96, 0, 0, 0, 96, False),
+        ("NOON-N", third, 96, 0, 0, 0, 96, False),
+        ("NOON-U", began, 44, 44, 0, 0, 0, True),
+        ("NOON-U", second, 96, 96, 0, 0, 0, True),
+        ("NOON-U", third, 96, 96, 0, 0, 0, True),
+    ]
+    first_interval = pg.execute(
+        "SELECT min(reading_start) FROM ops.vee_readings WHERE meter_id = 'NOON-A'"
+    ).fetchone()
+    assert first_interval == (pd.Timestamp("2026-06-23T13:00:00+01:00").to_pydatetime(),)
 
 
 def _vee_backfill(
@@ -370,7 +435,8 @@ def test_a_backfill_in_groups_of_one_meter_stores_what_one_group_does(
     }
     assert ("M2", "edited", "review_approved", "ana") in {(r[0], r[5], r[6], r[9]) for r in readings}
     assert meta["meter_days"] == 8 and meta["unplaced_quarantined"] == 2
-    # M5's local days begin at 22:00 UTC the day before, where nothing was sent: 8 estimated.
+    # M5's first local day begins at 22:00 UTC the day before, two hours before its first reading:
+    # they are not expected of it (they were 8 estimated intervals), its day holds 88.
     assert pd.DataFrame(readings).groupby([0, 5]).size().to_dict() == {
         ("M1", "actual"): 186,
         ("M1", "estimated"): 6,
@@ -378,10 +444,9 @@ def test_a_backfill_in_groups_of_one_meter_stores_what_one_group_does(
         ("M2", "edited"): 1,
         ("M4", "missing"): 192,
         ("M5", "actual"): 184,
-        ("M5", "estimated"): 8,
     }
     assert (meta["intervals_estimated"], meta["intervals_missing"], meta["audit_rows_written"]) == (
-        14,
+        6,
         192,
         192,
     )
