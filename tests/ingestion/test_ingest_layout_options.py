@@ -130,8 +130,8 @@ DST = b"m,start,kwh\nMTR-T1,2026-10-25 01:30,0.1\nMTR-T1,2026-03-29 01:30,0.1\nM
 def test_local_times_at_a_dst_change_are_rejected_with_the_true_reason_end_to_end(tmp_path: Path) -> None:
     code, output, lines = run(tmp_path, "dst.csv", DST, *MAPPED, *QUARTER, "--timezone", "Europe/London")
     assert code == 0
-    assert "row 1: ambiguous_local_time_in_reading_start ('2026-10-25 01:30')" in output
-    assert "row 2: nonexistent_local_time_in_reading_start ('2026-03-29 01:30')" in output
+    assert "line 2: ambiguous_local_time_in_reading_start ('2026-10-25 01:30')" in output
+    assert "line 3: nonexistent_local_time_in_reading_start ('2026-03-29 01:30')" in output
     assert "--ambiguous earlier|later" in output
     # Landed with the reason after the time, so the pipeline quarantines them as bad timestamps (not
     # as timestamps without an offset: the user gave --timezone) and the payload says why.

@@ -522,12 +522,12 @@ def test_a_csv_with_bad_rows_lands_every_row_with_a_reason(tmp_path: Path) -> No
     result = ingest_file(path, "meter_readings", mapping=dict(MAPPING), constants={"interval_minutes": "15"})
     assert (result.rows_read, result.records, len(result.lines)) == (8, 2, 8)
     assert result.examples == [
-        "row 2: missing_meter_id",
-        "row 3: no_offset_in_reading_start ('2026-03-28 00:00')",
-        "row 4: invalid_energy_kwh ('x')",
-        "row 5: extra_fields (4 fields, the header has 3)",
-        "row 6: not_utf8 (byte 0xd7 in column 'meter')",
-        "row 7: invalid_energy_kwh ('1e999')",
+        "line 3: missing_meter_id",
+        "line 4: no_offset_in_reading_start ('2026-03-28 00:00')",
+        "line 5: invalid_energy_kwh ('x')",
+        "line 6: extra_fields (4 fields, the header has 3)",
+        "line 7: not_utf8 (byte 0xd7 in column 'meter')",
+        "line 8: invalid_energy_kwh ('1e999')",
     ]
     reasons = {
         i: reason.partition(" (")[0] for i, reason in quarantined("meter_readings", result.lines).items()
@@ -630,7 +630,7 @@ def test_csv_rows_pandas_would_cut_or_drop_are_rejected_and_landed(
 def test_a_quoted_newline_in_a_row_with_extra_fields_lands_its_fields_whole(tmp_path: Path) -> None:
     result = ingested(tmp_path, "r.csv", READINGS_HEADER + b'm1,2024-01-01T00:15:00Z,15,1.0,"a,\nb"\n')
     assert json.loads(result.lines[0]) == ["m1", "2024-01-01T00:15:00Z", "15", "1.0", "a,\nb"]
-    assert result.examples == ["row 1: extra_fields (5 fields, the header has 4)"]
+    assert result.examples == ["line 2: extra_fields (5 fields, the header has 4)"]
 
 
 def test_a_field_over_128_kib_is_read_whichever_reads_the_csv(tmp_path: Path) -> None:
@@ -657,7 +657,7 @@ def test_a_quoted_empty_row_is_a_row_whichever_reads_the_csv(tmp_path: Path) -> 
     exact = ingested(tmp_path, "exact.csv", READINGS_HEADER + rows + b"m3,2024-01-01T00:30:00Z,15,1.0,E\n")
     assert (fast.rows_read, fast.rejected) == (4, {"missing_meter_id": 2})
     assert (exact.rows_read, exact.rejected) == (5, {"extra_fields": 1, "missing_meter_id": 2})
-    assert exact.examples[:2] == fast.examples == ["row 2: missing_meter_id", "row 3: missing_meter_id"]
+    assert exact.examples[:2] == fast.examples == ["line 3: missing_meter_id", "line 4: missing_meter_id"]
     landed_and_decoded(tmp_path, "meter_readings", exact)
 
 
@@ -936,7 +936,7 @@ def test_blank_cells_are_missing_whatever_the_type(tmp_path: Path) -> None:
         "missing_interval_minutes": 1,
         "missing_reading_start": 1,
     }
-    assert result.examples[0] == "row 1: missing_energy_kwh"
+    assert result.examples[0] == "line 2: missing_energy_kwh"
     batch = landed_and_decoded(tmp_path, "meter_readings", result)
     assert [m.reason for m in batch.malformed] == [
         "malformed:missing_field:energy_kwh",
@@ -985,8 +985,8 @@ def test_a_stray_quote_closed_lines_later_does_not_merge_rows(tmp_path: Path) ->
     )
     result = ingested(tmp_path, "q.csv", READINGS_HEADER + body)
     assert result.examples == [
-        "row 1: unclosed_quote (a quote never closes)",
-        "row 2: invalid_energy_kwh ('1.0\"')",
+        "line 2: unclosed_quote (a quote never closes)",
+        "line 3: invalid_energy_kwh ('1.0\"')",
     ]
     batch = landed_and_decoded(tmp_path, "meter_readings", result)
     assert batch.records["meter_id"].tolist() == ["m2"]
@@ -1024,7 +1024,10 @@ def test_a_carriage_return_inside_a_line_stays_in_its_row(tmp_path: Path, eol: b
     assert read_csv(path).frame["note"].tolist() == ["quoted\rnote", "ab\rcd", "x", "y", "z"]
     result = ingest_file(path, "meter_readings")
     assert (result.rows_read, result.records) == (5, 3)
-    assert result.examples == ["row 3: invalid_interval_minutes ('1\\r5')", "row 4: invalid_energy_kwh ('x')"]
+    assert result.examples == [
+        "line 4: invalid_interval_minutes ('1\\r5')",
+        "line 5: invalid_energy_kwh ('x')",
+    ]
     batch = landed_and_decoded(tmp_path, "meter_readings", result)
     assert batch.records["meter_id"].tolist() == ["m1", "m2", "m5"]
     # A line that ends in a CR alone (line endings mixed) is one row with the next: more fields
@@ -1034,8 +1037,8 @@ def test_a_carriage_return_inside_a_line_stays_in_its_row(tmp_path: Path, eol: b
     )
     result = ingested(tmp_path, "mixed.csv", mixed)
     assert result.examples == [
-        "row 1: extra_fields (9 fields, the header has 5; a carriage return inside the row: are line endings mixed?)",
-        "row 2: invalid_reading_start ('bad')",
+        "line 2: extra_fields (9 fields, the header has 5; a carriage return inside the row: are line endings mixed?)",
+        "line 3: invalid_reading_start ('bad')",
     ]
     assert json.loads(result.lines[0])[4] == "x\rm2"
     landed_and_decoded(tmp_path, "meter_readings", result)
@@ -1058,8 +1061,8 @@ def test_a_file_whose_lines_end_in_a_carriage_return_alone_is_read_line_by_line(
     result = ingest_file(path, "meter_readings")
     assert (result.rows_read, result.records) == (4, 2)
     assert result.examples == [
-        "row 2: extra_fields (6 fields, the header has 5)",
-        "row 3: invalid_energy_kwh ('x')",
+        "line 3: extra_fields (6 fields, the header has 5)",
+        "line 4: invalid_energy_kwh ('x')",
     ]
     batch = landed_and_decoded(tmp_path, "meter_readings", result)
     assert batch.records["meter_id"].tolist() == ["m1", "m4"]
@@ -1084,5 +1087,15 @@ def test_the_presets_keep_a_row_with_a_carriage_return_whole(tmp_path: Path) -> 
     row = b"2020-10-31 01:00:00+00:00,1\r.5,13.1,2.8,102182,0.9,0.05\n"
     result = ingested(tmp_path, "o.csv", OPENSTEF_HEADER + OPENSTEF_ROW + row, preset="openstef")
     assert (result.rows_read, result.records) == (2, 1)
-    assert result.examples == ["row 2: invalid_load ('1\\r.5')"]
+    assert result.examples == ["line 3: invalid_load ('1\\r.5')"]
     landed_and_decoded(tmp_path, "meter_readings", result)
+
+
+@pytest.mark.parametrize("extra", [b"", b"m1,2024-01-01T01:00:00Z,15,1.0,E\n"], ids=["pandas", "exact"])
+def test_a_csv_row_is_named_by_its_line_in_the_file(tmp_path: Path, extra: bytes) -> None:
+    """The header is line 1 and blank lines count, as an editor numbers them: a trial's missing energy
+    on line 12 was `row 11` at ingest and `#10` in `dlq list`."""
+    body = READINGS_HEADER + b"m1,2024-01-01T00:00:00Z,15,1.0\n\nm1,2024-01-01T00:15:00Z,15,\n" + extra
+    result = ingested(tmp_path, "lines.csv", body)
+    assert result.examples[0] == "line 4: missing_energy_kwh"
+    assert result.examples[1:] == (["line 5: extra_fields (5 fields, the header has 4)"] if extra else [])

@@ -18,10 +18,10 @@ from metrify_assets.ingestion.readers.text import first_surrogate, line_break, n
 
 
 def read_csv(path: Path, sep: str = ",") -> Rows:
-    """A CSV file with a header; values as text, so mapping decides their types. Rows are numbered
-    from 1 after the header; blank lines are not rows. A row that cannot be a record is rejected and
-    landed in a form the decoder quarantines: more fields than the header (`extra_fields`, landed as a
-    JSON array of its fields), a quote that never closes (`unclosed_quote`: its line as given, and
+    """A CSV file with a header; values as text, so mapping decides their types. A row is named by
+    its (first) line in the file, the header being line 1; blank lines are not rows. A row that
+    cannot be a record is rejected and landed in a form the decoder quarantines: more fields than
+    the header (`extra_fields`, landed as a JSON array of its fields), a quote that never closes (`unclosed_quote`: its line as given, and
     reading goes on at the next line), bytes that are not UTF-8 (`not_utf8`, a JSON object with them
     as lone surrogates, which the decoder refuses). Lines end as the header does (`line_break`): a
     line break of the other kind inside a line, quoted or not, is part of its field."""
@@ -34,8 +34,18 @@ def read_csv(path: Path, sep: str = ",") -> Rows:
         frame = None if other else _pandas_csv(body, sep, brk)
     except pd.errors.EmptyDataError:
         return Rows(pd.DataFrame(), [], [])
-    rows = _exact_csv(body, sep, other) if frame is None else Rows.from_frame(frame)
+    rows = _exact_csv(body, sep, other) if frame is None else _on_lines(frame, body, brk)
     return rows if utf8 else _without_mangled(rows)
+
+
+def _on_lines(frame: pd.DataFrame, body: bytes, brk: bytes) -> Rows:
+    """The rows pandas read, each named by its line in the file (`line 12`: the header is line 1, and
+    blank lines, which are no rows, count as lines), as an editor shows it. On this path a row is
+    one line that is not blank (else they are named by their place, `row 3`)."""
+    filled = [n for n, line in enumerate(body.split(brk), start=1) if line.strip()]
+    if len(filled) != len(frame) + 1:  # not one line a row: rows, as counted
+        return Rows.from_frame(frame)
+    return Rows(frame.reset_index(drop=True), list(range(len(frame))), [f"line {n}" for n in filled[1:]])
 
 
 DELIMITERS = {"tab": "\t", "\\t": "\t"}  # names a shell passes easily, for --delimiter
@@ -140,21 +150,22 @@ def _exact_csv(body: bytes, sep: str, other: str) -> Rows:
 def _exact_rows(lines: list[str], sep: str, other: str = "") -> Rows:
     """The rows of `lines`; `other`: some hold `_CR` or `_LF` for that line break (`_other_break`)."""
     parsed = _csv_rows(lines, sep, other)
-    first = next(parsed, None)
-    if first is None:
+    top = next(parsed, None)
+    if top is None:
         return Rows(pd.DataFrame(), [], [])
-    if isinstance(first, int):
-        line = _restored(lines[first]).rstrip()
+    if top[1] is None:
+        line = _restored(lines[top[0]]).rstrip()
         raise ValueError(f"the header of the CSV has a quote that never closes: {line!r}")
-    header = _column_names(first)
+    header = _column_names(top[1])
     kept: list[list[str | None]] = []
     positions: list[int] = []
     rejected: list[Rejected] = []
-    for position, fields in enumerate(parsed):
-        where = f"row {position + 1}"
-        if isinstance(fields, int):
+    lines_of: list[str] = []
+    for position, (first, fields) in enumerate(parsed):
+        where = f"line {first + 1}"
+        if fields is None:
             raw = (
-                _restored(lines[fields].rstrip("\r\n"))
+                _restored(lines[first].rstrip("\r\n"))
                 .encode(errors="surrogateescape")
                 .decode(errors="backslashreplace")
             )
@@ -170,13 +181,14 @@ def _exact_rows(lines: list[str], sep: str, other: str = "") -> Rows:
         else:
             kept.append([v if v else None for v in fields] + [None] * (len(header) - len(fields)))
             positions.append(position)
+            lines_of.append(where)
     frame = pd.DataFrame(kept, columns=header, dtype=object)
-    return Rows(frame, positions, [f"row {p + 1}" for p in positions], rejected)
+    return Rows(frame, positions, lines_of, rejected)
 
 
-def _csv_rows(lines: list[str], sep: str, other: str = "") -> Iterator[list[str] | int]:
-    """The fields of each row of `lines`, or for a row whose quote never closes the index of its
-    first line (reading goes on at the next line: the quote was a slip, not a field over lines). A
+def _csv_rows(lines: list[str], sep: str, other: str = "") -> Iterator[tuple[int, list[str] | None]]:
+    """The index of each row's first line in `lines`, and its fields, or None for a row whose quote
+    never closes (reading goes on at the next line: the quote was a slip, not a field over lines). A
     row over several lines is such a slip too, a stray quote that a quote lines later closed, when
     it has fewer fields than the header or text after that closing quote (`"a` and `"b` in two
     rows). A blank line is no row, as pandas has it; `""` or `" "` is one. With `other`, `_CR` and
@@ -200,10 +212,10 @@ def _csv_rows(lines: list[str], sep: str, other: str = "") -> Iterator[list[str]
                 len(fields) < width or not _closes_cleanly(lines[first : first + span], sep)
             )
             if fields and (_END in fields[-1] or swallowed):
-                yield first
+                yield first, None
                 start = first + 1
                 break
-            yield [_restored(field) for field in fields] if other else fields
+            yield first, [_restored(field) for field in fields] if other else fields
         else:
             return
 
