@@ -146,7 +146,7 @@ def grid_stability(
     states = totals.states
     context.log.info(
         f"grid stability {first}..{last}: {len(totals.nodes)} nodes, {totals.node_hours} node-hours, "
-        f"{totals.events} events ({events_open} open), {totals.carried} carried in, "
+        f"{totals.excluded} samples awaiting review left out as sensor faults, {totals.events} events ({events_open} open), {totals.carried} carried in, "
         f"{totals.closed} left open before a gap closed; "
         f"alerts raised for {totals.raised}, resolved for {totals.resolved}"
     )
@@ -161,6 +161,7 @@ def grid_stability(
             ),
             "nodes": dg.MetadataValue.int(len(totals.nodes)),
             "samples": dg.MetadataValue.int(totals.samples),
+            "excluded_samples": dg.MetadataValue.int(totals.excluded),
             "node_hours": dg.MetadataValue.int(totals.node_hours),
             **{
                 f"hours_{s}": dg.MetadataValue.int(states.get(s, 0)) for s in ("normal", "alert", "emergency")
@@ -191,6 +192,7 @@ class Totals:
 
     nodes: set[str] = field(default_factory=set)
     samples: int = 0
+    excluded: int = 0  # samples awaiting review left out as sensor faults (analysis.excluded)
     node_hours: int = 0
     states: dict[str, int] = field(default_factory=dict)
     events: int = 0
@@ -207,6 +209,7 @@ class Totals:
         f, e = run.figures, run.events
         self.nodes.update(str(n) for n in f["grid_node_id"].unique())
         self.samples += int(f["sample_count"].sum()) if len(f) else 0
+        self.excluded += int(f["excluded_samples"].sum()) if len(f) else 0
         self.node_hours += len(f)
         for state, hours in f["worst_state"].value_counts().items() if len(f) else []:
             self.states[str(state)] = self.states.get(str(state), 0) + int(hours)
@@ -285,7 +288,7 @@ def _problems(run: GridRun) -> dict[str, int]:
     f, e = run.figures, run.events
     return {
         "shares_outside_0_1": int(
-            (~f["share_outside_standard"].astype(float).between(0, 1)).sum()
+            (~f["share_outside_standard"].dropna().astype(float).between(0, 1)).sum()
             + (~f["risk_score"].dropna().astype(float).between(0, 1)).sum()
         )
         if len(f)

@@ -15,6 +15,10 @@ Voltage (EN 50160): 10-minute means of the samples that have a voltage, and the 
 +/-10 % of the nominal voltage (230 V by default); a week complies when at least 95 % of its 10-minute
 means do (`weekly_voltage_compliance`). Load: mean and peak load and the smallest margin to capacity.
 A frequency-only node (no voltage, no load) gets nulls for those, never invented values.
+
+A sample left out as a sensor fault (`excluded`, `analysis.excluded`: its deviation NaN, standing for
+no time) counts in `sample_count` and `excluded_samples` and with its voltage and load, in no
+frequency figure; an hour of nothing else has them null.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ SAMPLE_COLUMNS = [
     "area",
     "standard_range_hz",
     "deviation_hz",
+    "excluded",
     "duration_s",
     "gap_after",
     "steady_hz",
@@ -54,6 +59,7 @@ FIGURE_COLUMNS = [
     "hour_start",
     "area",
     "sample_count",
+    "excluded_samples",
     "covered_minutes",
     "mean_deviation_hz",
     "std_deviation_hz",
@@ -126,8 +132,9 @@ def window_figures(samples: pd.DataFrame, voltage: VoltageConfig, window: str = 
         abs_steady=samples["steady_hz"].abs(),
         abs_rocof=samples["rocof_hz_s"].abs(),
     )
-    s["outside"] = s["abs_dev"] > s["standard_range_hz"]
-    s["outside_s"] = s["duration_s"].where(s["outside"], 0.0)
+    beyond = s["abs_dev"] > s["standard_range_hz"]
+    s["outside"] = beyond.astype(float).where(s["abs_dev"].notna())  # an excluded sample: in no share
+    s["outside_s"] = s["duration_s"].where(beyond, 0.0)
     s["alert_s"] = s["duration_s"].where(s["state"] == 1, 0.0)
     s["emergency_s"] = s["duration_s"].where(s["state"] == 2, 0.0)
     margin = s["capacity_mw"] - s["load_mw"]
@@ -138,6 +145,7 @@ def window_figures(samples: pd.DataFrame, voltage: VoltageConfig, window: str = 
     out = g.agg(
         area=("area", "first"),
         sample_count=("deviation_hz", "size"),
+        excluded_samples=("excluded", "sum"),
         covered_s=("duration_s", "sum"),
         mean_deviation_hz=("deviation_hz", "mean"),
         min_deviation_hz=("deviation_hz", "min"),

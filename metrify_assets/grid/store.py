@@ -3,9 +3,10 @@
 A run over the UTC days `first`..`last` reads the samples of those days plus `lookback` (1 hour)
 before the first: the states are decided on trailing windows of at most 20 minutes (Ireland's time to
 restore frequency) and a minute, so the state at midnight is exact and carries across it. With them it
-reads each node's `CADENCE_SPACINGS` samples before the lookback and its first sample after the last
-day (`read_context`), so each sample's cadence, duration and gaps are the same whatever else the run
-read. A node still in alert or emergency at the end of what was read is read on, a day of its data at
+reads each node's `CADENCE_SPACINGS` samples before the lookback and its first `CONTEXT_AFTER` samples
+after the last day (`read_context`), so each sample's cadence, duration and gaps, and whether a sample
+awaiting review is left out as a fault (`analysis.excluded`, judged by its neighbours), are the same
+whatever else the run read. A node still in alert or emergency at the end of what was read is read on, a day of its data at
 a time from its next sample (at most `max_lookahead_days`), until its state ends or its data does, so
 an event gets its end even when its day is re-run after the next day's data arrived.
 
@@ -29,6 +30,10 @@ writes:
   or resolves it (normal) once the node has been normal for its area's time to restore frequency.
   A run over old days does not touch the alerts of a node whose data goes on.
 `processed_at` is the time each row was written (`clock_timestamp()`).
+
+Each sample is read with `suspect` (`suspect_sql`): the record rules flagged its frequency and no
+reviewer approved it. A decision stamps the sample's day in `ops.retouched_days`, and
+`late_days_sensor` (or the hourly refresh) runs the day again.
 """
 
 from __future__ import annotations
@@ -43,7 +48,16 @@ import pandas as pd
 import psycopg
 
 from metrify_assets.alerts.store import Alert, raise_alert, resolve_condition
-from metrify_assets.grid.analysis import INPUT_COLUMNS, Analysis, GridConfig, analyse, joined, with_nodes_of
+from metrify_assets.grid.analysis import (
+    INPUT_COLUMNS,
+    NEIGHBOURS,
+    SUSPECT,
+    Analysis,
+    GridConfig,
+    analyse,
+    joined,
+    with_nodes_of,
+)
 from metrify_assets.grid.areas import area
 from metrify_assets.grid.risk import RISK_COLUMNS
 from metrify_assets.grid.stability import FIGURE_COLUMNS, VoltageConfig, weekly_voltage_compliance
@@ -52,6 +66,9 @@ from metrify_assets.grid.timeline import CADENCE_SPACINGS
 from metrify_assets.storage.frames import read_frame
 
 LOOKBACK = timedelta(hours=1)
+# Samples read after a run's end: the last sample's successor (its duration, a gap) and the neighbours
+# that decide whether the samples up to the end, and those the end's successor may be, are faults.
+CONTEXT_AFTER = 2 * NEIGHBOURS + 1
 MAX_LOOKAHEAD_DAYS = 7
 LOCK_SPACE = 0x67726964  # "grid": first key of the grid write's advisory locks (second: the day)
 MAX_LOCKED_DAYS = 31  # a longer run locks the whole grid write instead of each of its days
@@ -86,6 +103,20 @@ class GridRun:
     resolved: list[str] = field(default_factory=list)  # nodes whose grid_state alert was resolved
 
 
+def suspect_sql(alias: str = "") -> str:
+    """The select expression `suspect` of a row of `ops.grid_status` (named `alias`): its frequency is
+    flagged (`frequency_out_of_range`) and its review item, of the stored version's batch, is not
+    approved (pending; a rejected sample is no longer stored). The queue is probed by its primary key
+    only for flagged samples, a few of a day's."""
+    g = f"{alias}." if alias else ""
+    return (
+        f"CASE WHEN {g}quality_flags LIKE '%%frequency_out_of_range%%' THEN NOT EXISTS ("
+        f"SELECT 1 FROM ops.review_queue q WHERE q.batch_id = {g}batch_id AND q.source = 'grid_status' "
+        f"AND q.status = 'approved' AND split_part(q.record_key, '|', 1) = {g}grid_node_id "
+        f"AND split_part(q.record_key, '|', 2)::timestamptz = {g}measured_at) ELSE false END AS {SUSPECT}"
+    )
+
+
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
@@ -93,11 +124,11 @@ def day_start(day: date) -> datetime:
 def read_samples(
     conn: psycopg.Connection, start: datetime, end: datetime, nodes: Iterable[str] | None = None
 ) -> pd.DataFrame:
-    """Samples with `start <= measured_at < end` (of `nodes`, default all), INPUT_COLUMNS."""
+    """Samples with `start <= measured_at < end` (of `nodes`, default all), INPUT_COLUMNS and SUSPECT."""
     node_list = None if nodes is None else list(nodes)
     frame = read_frame(
         conn,
-        f"SELECT {', '.join(INPUT_COLUMNS)} FROM ops.grid_status "
+        f"SELECT {', '.join(INPUT_COLUMNS)}, {suspect_sql()} FROM ops.grid_status "
         "WHERE measured_at >= %(start)s AND measured_at < %(end)s "
         "AND (%(nodes)s::text[] IS NULL OR grid_node_id = ANY(%(nodes)s))",
         {"start": start, "end": end, "nodes": node_list},
@@ -107,9 +138,10 @@ def read_samples(
 
 def read_context(conn: psycopg.Connection, nodes: list[str], start: datetime, end: datetime) -> pd.DataFrame:
     """Per node, the `CADENCE_SPACINGS` samples before `start` (the cadence of the first samples read
-    is taken over them, so it does not depend on where the read begins) and the first sample at or
-    after `end` (what the last sample read stands for, and whether a gap follows it): index probes."""
-    columns = ", ".join(f"g.{c}" for c in INPUT_COLUMNS)
+    is taken over them, so it does not depend on where the read begins) and the first `CONTEXT_AFTER`
+    at or after `end` (what the last sample read stands for, whether a gap follows it, and the
+    neighbours that judge the last samples awaiting review): index probes."""
+    columns = ", ".join(f"g.{c}" for c in INPUT_COLUMNS) + f", {suspect_sql('g')}"
     frame = read_frame(
         conn,
         f"SELECT {columns} FROM unnest(%(nodes)s::text[]) AS n(node) CROSS JOIN LATERAL ("
@@ -117,8 +149,8 @@ def read_context(conn: psycopg.Connection, nodes: list[str], start: datetime, en
         "ORDER BY measured_at DESC LIMIT %(before)s) g "
         f"UNION ALL SELECT {columns} FROM unnest(%(nodes)s::text[]) AS n(node) CROSS JOIN LATERAL ("
         "SELECT * FROM ops.grid_status WHERE grid_node_id = n.node AND measured_at >= %(end)s "
-        "ORDER BY measured_at LIMIT 1) g",
-        {"nodes": nodes, "start": start, "end": end, "before": CADENCE_SPACINGS},
+        "ORDER BY measured_at LIMIT %(after)s) g",
+        {"nodes": nodes, "start": start, "end": end, "before": CADENCE_SPACINGS, "after": CONTEXT_AFTER},
     )
     return _normalised(frame)
 
@@ -127,7 +159,7 @@ def following_day(conn: psycopg.Connection, since: dict[str, datetime]) -> pd.Da
     """Per node, the day of samples from its first sample at or after `since[node]` (a gap skipped):
     24 hours, as the caller moves on by, whatever the session's time zone (`+ interval '1 day'` is 23
     or 25 hours across its daylight-saving changes)."""
-    columns = ", ".join(f"g.{c}" for c in INPUT_COLUMNS)
+    columns = ", ".join(f"g.{c}" for c in INPUT_COLUMNS) + f", {suspect_sql('g')}"
     frame = read_frame(
         conn,
         f"SELECT {columns} FROM unnest(%(nodes)s::text[], %(since)s::timestamptz[]) AS n(node, since) "
@@ -142,7 +174,7 @@ def following_day(conn: psycopg.Connection, since: dict[str, datetime]) -> pd.Da
 
 def _normalised(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
-        return pd.DataFrame(columns=INPUT_COLUMNS)
+        return pd.DataFrame(columns=[*INPUT_COLUMNS, SUSPECT])
     return frame.assign(measured_at=pd.to_datetime(frame["measured_at"], utc=True))
 
 

@@ -187,3 +187,70 @@ def test_steady_state_is_a_trailing_median_within_a_segment() -> None:
     line = timeline(START + pd.to_timedelta([0, 60, 120, 180, 600, 660], unit="s"))
     steady = steady_state(np.array([0.0, 0.3, 0.3, 0.0, 0.3, 0.3]), line, StateConfig())
     np.testing.assert_allclose(steady, [np.nan, np.nan, 0.3, 0.3, np.nan, np.nan], equal_nan=True)
+
+
+GB = GridConfig(default_area="great_britain")
+
+
+def flagged(raw: pd.DataFrame, *minutes: int) -> pd.DataFrame:
+    """`raw` with the samples at these minutes awaiting review (`suspect`), as `store.py` reads them."""
+    return raw.assign(suspect=raw["measured_at"].isin([at(m) for m in minutes]))
+
+
+def test_two_sensor_faults_in_a_row_awaiting_review_make_no_emergency_and_are_counted() -> None:
+    """1-minute data, two back-to-back samples 769 mHz low between ordinary ones (the new-user trial's
+    four emergencies): taken as valid, the median of the last three is an emergency. Awaiting review
+    and uncorroborated (each has one neighbour deviating with it), they are left out."""
+    raw = samples(profile((30, 0.0), (2, -0.7687), (28, 0.0), step_s=60.0), step_s=60.0)
+    assert [e["state"] for e in events_of(raw, GB)] == ["emergency"]
+    pending = analyse(flagged(raw, 30, 31), GB)
+    assert pending.events.empty
+    (hour,) = rows(pending.figures)
+    assert (hour.sample_count, hour.excluded_samples, hour.worst_state) == (60, 2, "normal")
+    assert hour.covered_minutes == 58  # their minutes are covered by no sample (a gap: 3 cadences)
+    assert hour.max_abs_deviation_hz == 0 and hour.share_outside_standard == 0
+    assert hour.max_abs_steady_state_hz == 0 and hour.rocof_max_hz_s == 0
+    # One fault alone is left out too, and the sample before it stands for one cadence, no gap.
+    (one,) = rows(analyse(flagged(raw.drop(index=31), 30), GB).figures)
+    assert (one.sample_count, one.excluded_samples, one.covered_minutes) == (59, 1, 58)
+
+
+def test_a_fault_inside_a_genuine_excursion_neither_breaks_nor_makes_it() -> None:
+    """The demo's event (GB, 375 mHz low for 13 minutes, an alert from its eleventh minute) with a
+    sample awaiting review in its seventh minute, as two of its five nodes had: 885 mHz low (its
+    neighbours deviate with it: it stands) or 700 mHz high (they do not: a fault, left out). Left out
+    as a gap would be (the reverted 2fa3ae4), it split the excursion into two runs under 10 minutes
+    and the node had no alert."""
+    parts = ((5, 0.0), (13, -0.375), (5, 0.0))
+    alert = {
+        "state": "alert",
+        "rule": "beyond_half_max_steady_state",
+        "started_at": at(15),
+        "ended_at": at(18),
+        "peak_mhz": -375.0,
+    }
+    for fault in (-0.885, 0.7):
+        deviation = profile(*parts, step_s=60.0)
+        deviation[11] = fault  # 10:11
+        raw = flagged(samples(deviation, step_s=60.0), 11)
+        assert events_of(raw, GB) == [alert]
+        (hour,) = rows(analyse(raw, GB).figures)
+        assert (hour.excluded_samples, hour.alert_minutes) == (int(fault > 0), 3)
+    # Within the alert, the high fault taken as valid is the event's peak, of the wrong sign; left out,
+    # the alert goes on across its minute (one missing sample is no gap), which no sample covers.
+    deviation = profile(*parts, step_s=60.0)
+    deviation[16] = 0.7  # 10:16
+    raw = samples(deviation, step_s=60.0)
+    assert events_of(raw, GB) == [{**alert, "peak_mhz": 700.0}]
+    assert events_of(flagged(raw, 16), GB) == [alert]
+    assert rows(analyse(flagged(raw, 16), GB).figures)[0].alert_minutes == 2
+
+
+def test_a_sustained_excursion_beyond_the_statutory_band_stands_while_its_samples_await_review() -> None:
+    """Every sample of a real 600 mHz drop for 5 minutes is flagged and pending: each has at least two
+    neighbours deviating with it, so all stand and the emergency is the same as when approved."""
+    raw = samples(profile((10, 0.0), (5, -0.6), (10, 0.0), step_s=60.0), step_s=60.0)
+    pending = flagged(raw, *range(10, 15))
+    assert events_of(pending, GB) == events_of(raw, GB) != []
+    assert [e["state"] for e in events_of(pending, GB)] == ["emergency"]
+    assert rows(analyse(pending, GB).figures)[0].excluded_samples == 0

@@ -476,3 +476,39 @@ def test_the_asset_over_a_range_logs_each_chunk_and_sums_its_metadata(
 
 def days_of(first: date, last: date) -> list[date]:
     return [first + timedelta(days=k) for k in range((last - first).days + 1)]
+
+
+def test_a_flagged_sample_at_midnight_is_judged_by_its_neighbours_whichever_days_a_run_reads(
+    pg: psycopg.Connection,
+) -> None:
+    """GN-FLAG-MID drops 600 mHz at 23:59 for 7 minutes, every sample of it flagged and pending. The
+    23:59 sample stands by its two neighbours after midnight: a run of its day alone reads them too
+    (`CONTEXT_AFTER`), so the day's rows are those of a run over both days."""
+    day = date(2026, 5, 11)
+    start = pd.Timestamp("2026-05-11T22:00:00Z")
+    raw = samples(
+        profile((119, 0.0), (7, -0.6), (114, 0.0), step_s=60.0), node="GN-FLAG-MID", start=start, step_s=60.0
+    )
+    store_samples(pg, raw, batch_id="B-grid-flag-mid")
+    pg.execute(
+        "UPDATE ops.grid_status SET quality_flags = 'frequency_out_of_range' "
+        "WHERE grid_node_id = 'GN-FLAG-MID' AND abs(frequency_hz - 50) > 0.5"
+    )
+    pg.commit()
+
+    run_days(pg, day, day, CONFIG)
+    alone = stored_day(pg, day)
+    assert alone["excluded_samples"].tolist() == [0, 0]
+    run_days(pg, day, day + timedelta(days=1), CONFIG)
+    pd.testing.assert_frame_equal(stored_day(pg, day), alone)
+    midnight = pd.Timestamp("2026-05-12T00:00:00Z")
+    assert [e for e in events(pg) if e[0] == "GN-FLAG-MID"] == [
+        (
+            "GN-FLAG-MID",
+            "emergency",
+            "steady_state_beyond_max",
+            midnight,
+            midnight + pd.Timedelta(minutes=7),
+            day + timedelta(days=1),
+        )
+    ]
