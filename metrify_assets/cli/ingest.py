@@ -27,6 +27,11 @@ from metrify_assets.ingestion.preset_names import PRESETS
 AMBIGUOUS = "ambiguous_local_time_in_"
 # An example of a rejected number written with a decimal comma: `row 1: invalid_energy_kwh ('0,5')`.
 _DECIMAL_COMMA = re.compile(r"invalid_\w+ \('[+-]?[0-9]*,[0-9]+'\)$")
+# The reason prefix of a timestamp without an offset and no --timezone (readers/mapping.py).
+NO_OFFSET = "no_offset_in_"
+# Reasons that say how the file was read (its options), not what a record holds: a file whose every
+# row is rejected for them was read wrongly, and is not landed unless --force says so.
+MAPPING_REASONS = (NO_OFFSET, "invalid_", "missing_", AMBIGUOUS, "nonexistent_local_time_in_")
 
 if TYPE_CHECKING:
     from metrify_assets.ingestion.readers.result import IngestResult
@@ -97,9 +102,12 @@ def _to_kafka(console: Console, kafka: KafkaResource, source: str, lines: list[s
     )
 
 
-def _print_result(console: Console, path: Path, source: str, result: IngestResult, verb: str) -> None:
-    """The counts, then where the first rejected rows are: they go along with the records, so the
-    pipeline quarantines them with a reason and nothing read is lost without a trace."""
+def _print_result(
+    console: Console, path: Path, source: str, result: IngestResult, verb: str, refused: bool = False
+) -> None:
+    """The counts, then where the first rejected rows are: they go along with the records (unless the
+    file is `refused`), so the pipeline quarantines them with a reason and nothing read is lost
+    without a trace."""
     table = Table(title=f"{path.name} -> {source}")
     table.add_column("")
     table.add_column("count", justify="right")
@@ -111,20 +119,107 @@ def _print_result(console: Console, path: Path, source: str, result: IngestResul
     console.print(table)
     if result.rejected:
         rejected = sum(result.rejected.values())
-        console.print(
-            f"{rejected:,} rejected {'row is' if rejected == 1 else 'rows are'} {verb} as given too: the "
-            f"pipeline quarantines {'it' if rejected == 1 else 'them'} with the reason (`metrify dlq list`)"
-            + (f"; the first {len(result.examples)}:" if rejected > len(result.examples) else ":")
-        )
+        first = f"; the first {len(result.examples)}:" if rejected > len(result.examples) else ":"
+        if refused:
+            console.print(f"{rejected:,} rejected {'row' if rejected == 1 else 'rows'}{first}")
+        else:
+            console.print(
+                f"{rejected:,} rejected {'row is' if rejected == 1 else 'rows are'} {verb} as given too: "
+                f"the pipeline quarantines {'it' if rejected == 1 else 'them'} with the reason "
+                f"(`metrify dlq list`){first}"
+            )
         for example in result.examples:
             console.print(f"  {example}", highlight=False, markup=False)
         if any(_DECIMAL_COMMA.search(example) for example in result.examples):
             console.print("numbers with a decimal comma (0,5): --decimal-comma reads them")
+        no_offset = sum(n for reason, n in result.rejected.items() if reason.startswith(NO_OFFSET))
+        if no_offset * 2 >= result.rows_read:
+            console.print(
+                "timestamps without a UTC offset: --timezone ZONE (the IANA zone they were written in, "
+                "e.g. Europe/Berlin) reads them as local time; without it they are never guessed"
+            )
         if any(reason.startswith(AMBIGUOUS) for reason in result.rejected):
             console.print(
                 "local times that happen twice when the clocks go back: --ambiguous earlier|later takes "
                 "them as the first or the second"
             )
+
+
+def _record_replacement(console: Console, source: str, path: Path, lines: list[str], refs: list[str]) -> None:
+    """Check the batches `refs` name and record that the file's last landing file replaces them, committed
+    before anything lands (so the sensor cannot ingest the file without it); exit 2 when one cannot be
+    replaced. The last file: by the time it is ingested the earlier ones have stored their keys, so only
+    keys the whole file does not hold are withdrawn."""
+    from metrify_assets.cli.audit import cli_caller, who
+    from metrify_assets.cli.db import connect
+    from metrify_assets.ingestion import replacements
+    from metrify_assets.ingestion.landing import planned_batch_ids
+    from metrify_assets.lifecycle.holds import covering
+    from metrify_assets.lifecycle.tiers import holding
+
+    batch_id = planned_batch_ids(source, lines)[-1]
+    with connect(resolve_settings()) as conn:
+        try:
+            replaced = [replacements.resolve(conn, source, ref) for ref in refs]
+            for old in replaced:
+                if old.first_day is None or old.last_day is None:
+                    continue
+                held = holding(covering(conn, source, old.first_day, old.last_day), source)
+                if held:
+                    raise replacements.ReplaceError(
+                        f"--replaces {old.batch_id}: its days {old.first_day}..{old.last_day} are under a legal "
+                        f"hold (hold {held[0].hold_id}: {held[0].reason}), and withdrawing deletes readings: "
+                        "release the hold first (`metrify holds release`)"
+                    )
+            replacements.request(conn, source, batch_id, path.name, replaced, cli_caller(who()))
+        except replacements.ReplaceError as err:
+            raise typer.BadParameter(str(err), param_hint="--replaces") from err
+        conn.commit()
+    names = ", ".join(f"{old.batch_id} ({old.origin_ref}, {old.accepted:,} accepted)" for old in replaced)
+    console.print(
+        f"replaces {names}: when `metrify run` ingests batch {batch_id}, the readings of the earlier "
+        "batches it does not hold again are withdrawn and their days rebuilt"
+    )
+
+
+def misread(result: IngestResult) -> bool:
+    """Whether every row was rejected for how the file was read (`MAPPING_REASONS`): landing it would
+    quarantine the whole file, which no replay fixes (ingesting it again with the right options does)."""
+    return (
+        result.records == 0
+        and bool(result.rejected)
+        and all(reason.startswith(MAPPING_REASONS) for reason in result.rejected)
+    )
+
+
+def _said_landed_before(
+    console: Console, path: Path, source: str, landing_dir: Path, lines: list[str]
+) -> bool:
+    """Whether the landing directory holds these very lines already (`landed_before`), which it then
+    says, with whether `metrify run` ingested them: the file is not landed again, since the same
+    content is the same batch, which a run ingests once."""
+    from metrify_assets.cli.db import connect
+    from metrify_assets.ingestion.landed_before import landed_before
+
+    earlier = landed_before(landing_dir, source, lines, lambda: connect(resolve_settings()))
+    if earlier is None:
+        return False
+    for twin in earlier:
+        if twin.ingested_at is not None:
+            state = f"ingested {twin.ingested_at:%Y-%m-%d %H:%M} UTC"
+        elif twin.unread:
+            state = f"whether it was ingested could not be read ({twin.unread})"
+        else:
+            state = "not ingested yet: `metrify run` takes it"
+        console.print(
+            f"{path.name} was landed before with the same records: {twin.landed.path} "
+            f"(batch {twin.landed.batch_id}), {state}"
+        )
+    console.print(
+        "not landed again: the same content is the same batch, which is ingested once (to run its "
+        "rejected rows again after a fix: `metrify dlq replay`)"
+    )
+    return True
 
 
 def register(app: typer.Typer) -> None:
@@ -203,9 +298,30 @@ def register(app: typer.Typer) -> None:
                 "not scored for timeliness); --live scores them against the time they land (or are sent).",
             ),
         ] = True,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force",
+                help="Land (or send) a file even when every row is rejected for how it was read (no "
+                "--timezone for local times, a decimal comma, a wrong column): such a file is refused.",
+            ),
+        ] = False,
+        replaces: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--replaces",
+                help="A batch id, or the landing file name, of an earlier file of SOURCE that this one "
+                "corrects (repeatable): the file is its complete replacement. When `metrify run` ingests "
+                "it, the earlier batch's readings it does not hold again (by key: a wrong meter id or "
+                "time) are withdrawn, audited, and their days rebuilt. Refused for an unknown batch, "
+                "another source's, one under a legal hold or with days archived out of PostgreSQL "
+                "(restore them first). --to landing only.",
+            ),
+        ] = None,
     ) -> None:
         """Read a file, map its columns to the source's contract, and land the records (or send them to
-        Kafka with --to kafka)."""
+        Kafka with --to kafka). With --replaces, a corrected file withdraws what the earlier one stored
+        that it does not hold (docs/ingest-mapping.md#correcting-a-file)."""
         from metrify_assets.ingestion.landing import land_batches
         from metrify_assets.ingestion.readers import ingest_file, parse_pairs
         from metrify_assets.ingestion.readers.csvfile import delimiter as parse_delimiter
@@ -214,6 +330,12 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--to must be 'landing' or 'kafka', not {to!r}", param_hint="--to")
         if topic and to != "kafka":
             raise typer.BadParameter("--topic goes with --to kafka", param_hint="--topic")
+        if replaces and to != "landing":
+            raise typer.BadParameter(
+                "--replaces goes with --to landing: a landing file's batch is known before it lands, a "
+                "Kafka range's is not",
+                param_hint="--replaces",
+            )
         kafka = _kafka(source, topic) if to == "kafka" else None  # before reading: fail fast
         try:
             result = ingest_file(
@@ -239,16 +361,27 @@ def register(app: typer.Typer) -> None:
                 "lists): nothing to do"
             )
             raise typer.Exit(code=1)
-        _print_result(console, path, source, result, "landed" if kafka is None else "sent")
+        refused = misread(result) and not force
+        _print_result(console, path, source, result, "landed" if kafka is None else "sent", refused)
+        if refused:
+            console.print(
+                f"nothing {'landed' if kafka is None else 'sent'}: every row was rejected for how the file "
+                "was read, so all of it would be quarantined, and no replay can fix that; ingest it again "
+                "with the options above, or with --force to land it for quarantine all the same"
+            )
+            raise typer.Exit(code=1)
         if not result.lines:
             console.print("nothing to land" if kafka is None else "nothing to send")
             raise typer.Exit(code=1)
         if kafka is not None:
             _to_kafka(console, kafka, source, result.lines, backfill)
         else:
-            files = land_batches(
-                landing_dir or resolve_settings().landing_dir, source, result.lines, backfill=backfill
-            )
+            if replaces:
+                _record_replacement(console, source, path, result.lines, replaces)
+            target = landing_dir or resolve_settings().landing_dir
+            if _said_landed_before(console, path, source, target, result.lines):
+                return
+            files = land_batches(target, source, result.lines, backfill=backfill)
             where = (
                 f"{files[0].path}"
                 if len(files) == 1

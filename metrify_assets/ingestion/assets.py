@@ -206,6 +206,15 @@ def _batch_metadata(result: BatchResult) -> dict[str, dg.MetadataValue]:
         **{f"quality_{k}": figure(v) for k, v in result.quality.dimensions().items()},
         "backfill_records": dg.MetadataValue.int(result.quality.backfill),
         **rule_counts_metadata(result.outcome),
+        **(
+            {
+                "replaces": dg.MetadataValue.text(", ".join(result.withdrawal.replaces)),
+                "superseded": dg.MetadataValue.int(result.withdrawal.superseded),
+                "withdrawn": dg.MetadataValue.int(result.withdrawal.withdrawn),
+            }
+            if result.withdrawal
+            else {}
+        ),
     }
 
 
@@ -288,6 +297,12 @@ def build_ingest_asset(contract: SourceContract) -> dg.AssetsDefinition:
             f"{spec.batch_id}: {result.ledger.records_in} in, {result.ledger.accepted} accepted "
             f"({result.ledger.flagged} flagged), {result.ledger.quarantined} quarantined"
         )
+        if result.withdrawal is not None:
+            w = result.withdrawal
+            context.log.info(
+                f"{spec.batch_id} replaces {', '.join(w.replaces)}: {w.superseded} of their rows stored again, "
+                f"{w.withdrawn} withdrawn (keys the new file does not store), {len(w.days)} days to rebuild"
+            )
         yield dg.MaterializeResult(
             asset_key=raw,
             metadata={

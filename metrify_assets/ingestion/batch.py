@@ -20,7 +20,9 @@ import psycopg
 from isal import igzip
 
 from metrify_assets.contracts import SourceContract
+from metrify_assets.ingestion import replacements
 from metrify_assets.ingestion.decode import DecodedBatch, Message, decode
+from metrify_assets.ingestion.replacements import Withdrawal
 from metrify_assets.observability.stages import BatchTrace, within
 from metrify_assets.quality import alerts, gx, review, rules
 from metrify_assets.quality.alerts import QualityAlert
@@ -76,7 +78,8 @@ class BatchResult:
     quarantined: list[QuarantineRow]  # what went to ops.quarantine (Kafka runs also dead-letter it)
     review_rejected: int = 0  # records left out because a reviewer rejected them (already quarantined)
     alert: QualityAlert | None = None  # set when the quality score is below the alert threshold
-    meter_ids: tuple[str, ...] = ()  # meters whose readings the batch stored (their cache entries change)
+    meter_ids: tuple[str, ...] = ()  # meters whose readings it stored or withdrew (cache entries change)
+    withdrawal: Withdrawal | None = None  # what it withdrew of the batches it replaces (`--replaces`)
 
 
 def write_raw(lake: Lake, spec: BatchSpec, messages: Sequence[Message]) -> tuple[str, bool]:
@@ -255,7 +258,15 @@ def _process(
         )
         alert = alerts.evaluate(spec.batch_id, contract.source, quality, alert_threshold)
         with conn.transaction():
+            # A corrected file that replaces earlier batches (`metrify ingest --replaces`): their rows
+            # are counted before the upsert, and those it did not store again withdrawn after it.
+            pending = (
+                replacements.before_upsert(conn, contract, spec.batch_id)
+                if spec.origin == "landing"
+                else None
+            )
             writes.upsert_rows(conn, contract, stored)
+            withdrawal = replacements.withdraw(conn, contract, spec.batch_id, pending) if pending else None
             writes.record_days(
                 conn, contract, spec.batch_id, len(stored), spec.dt, replay=replay_of is not None
             )
@@ -301,7 +312,12 @@ def _process(
         quarantined,
         review_rejected=int(withheld.sum()),
         alert=alert,
-        meter_ids=tuple(sorted(stored["meter_id"].unique())) if contract.source == "meter_readings" else (),
+        meter_ids=tuple(
+            sorted(set(stored["meter_id"].unique()) | set(withdrawal.meter_ids if withdrawal else ()))
+        )
+        if contract.source == "meter_readings"
+        else (),
+        withdrawal=withdrawal,
     )
 
 

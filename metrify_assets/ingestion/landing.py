@@ -62,7 +62,7 @@ def land_lines(
     """Write message lines as one landing file, atomically (readers never see half a file);
     `backfill` declares them history (not scored for timeliness)."""
     contract_for(source)  # validates the source name
-    body = "".join(line.rstrip("\n") + "\n" for line in lines).encode()
+    body = _body(lines)
     digest = hashlib.sha256(body).hexdigest()[:16]
     seq = time.time_ns() // 1000 if seq is None else seq
     folder = landing_dir / source
@@ -88,9 +88,27 @@ def land_batches(
     the later versions, as a later Kafka offset's are."""
     first = time.time_ns() // 1000 if seq is None else seq
     return [
-        land_lines(landing_dir, source, lines[start : start + per_file], seq=first + n, backfill=backfill)
-        for n, start in enumerate(range(0, len(lines), per_file))
+        land_lines(landing_dir, source, part, seq=first + n, backfill=backfill)
+        for n, part in enumerate(_parts(lines, per_file))
     ]
+
+
+def planned_batch_ids(source: str, lines: Sequence[str], per_file: int = MAX_BATCH_MESSAGES) -> list[str]:
+    """The batch ids `land_batches` will land `lines` as, in order, before landing them (content-addressed:
+    `metrify ingest --replaces` records what the last one replaces before the sensor can see it)."""
+    return [
+        LandedFile(source, Path(), 0, hashlib.sha256(_body(part)).hexdigest()[:16]).batch_id
+        for part in _parts(lines, per_file)
+    ]
+
+
+def _parts(lines: Sequence[str], per_file: int) -> list[Sequence[str]]:
+    return [lines[start : start + per_file] for start in range(0, len(lines), per_file)]
+
+
+def _body(lines: Iterable[str]) -> bytes:
+    """A landing file's bytes: one message a line."""
+    return "".join(line.rstrip("\n") + "\n" for line in lines).encode()
 
 
 def landed_messages(body: bytes) -> list[bytes]:

@@ -16,7 +16,10 @@ What the replay reproduces, and from where:
   record (a reviewer's rejection included); records withheld by a reviewer's rejection stay out;
   a dead-letter replay stored exactly the records whose quarantine rows it resolved;
 - `ingested_at`: the `processed_at` of the first batch that stored the key (both are `now()` of the
-  ingest transaction), so a rebuilt row equals the row first written, bookkeeping included.
+  ingest transaction), so a rebuilt row equals the row first written, bookkeeping included;
+- withdrawals: a corrected file that replaced an earlier batch (`ingestion/replacements.py`) is
+  replayed whenever that batch is, and right after it the rows still carrying the earlier batch's id
+  in the range are deleted again.
 No ledger, quarantine or review row is added. Derived tables are not touched: the result names the
 days to re-materialise, and a rebuild that changed rows stamps them in `ops.retouched_days`, so the
 next `metrify run` (or `late_days_sensor`) re-materialises them. Once committed, the cache entries of the meters in the range are invalidated
@@ -52,6 +55,7 @@ import pandas as pd
 import psycopg
 
 from metrify_assets.contracts import SourceContract, contract_for
+from metrify_assets.ingestion import replacements
 from metrify_assets.ingestion.batch import _review_rejected, stored_rows
 from metrify_assets.ingestion.decode import decode
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
@@ -206,11 +210,20 @@ def _batches(
         ).fetchall()
     }
     present = {str(b) for (b,) in conn.execute(f"SELECT DISTINCT r.batch_id FROM {range_from}", params)}
+    # A corrected file that replaced one of them withdrew some of its rows: replayed too, wherever its
+    # own rows fall, so that those rows are withdrawn again after it (`ingestion/replacements.py`).
+    replacing = {
+        str(b)
+        for (b,) in conn.execute(
+            "SELECT DISTINCT batch_id FROM ops.batch_replacements WHERE replaces = ANY(%s)",
+            (sorted(set(touched) | present),),
+        )
+    }
     rows = conn.execute(
         "SELECT l.batch_id, l.origin, l.origin_ref, l.raw_key, l.records_in, l.processed_at, "
         "(SELECT min(seq) FROM ops.ingest_days d WHERE d.batch_id = l.batch_id) "
         "FROM ops.ingest_ledger l WHERE l.batch_id = ANY(%s) AND l.source = %s",
-        (sorted(set(touched) | present), contract.source),
+        (sorted(set(touched) | present | replacing), contract.source),
     ).fetchall()
     batches = [_Batch(*row) for row in rows]
     unknown = present - {b.batch_id for b in batches}
@@ -418,6 +431,7 @@ def rebuild_from_raw(
             ).fetchall():
                 replayed.setdefault(str(by), {})[str(payload)] = int(version)
 
+        withdrawing = replacements.replaced_by(conn, ids)
         before = _state(conn, contract, params)
         deleted = conn.execute(
             f"DELETE FROM ops.{contract.table} AS x USING (SELECT {', '.join(f'r.{k}' for k in contract.key)} "
@@ -441,6 +455,8 @@ def rebuild_from_raw(
             kept, writes = _write(conn, contract, rows, batch.processed_at, params)
             in_range += kept
             written += writes
+            if batch.batch_id in withdrawing:
+                _withdraw(conn, contract, withdrawing[batch.batch_id], range_from, params)
         after = _state(conn, contract, params)
 
         changed, corrected = _compare(before, after)
@@ -511,6 +527,23 @@ def rebuild_from_raw(
     if cache is not None and not dry_run:
         cache.invalidate(meters)
     return result
+
+
+def _withdraw(
+    conn: psycopg.Connection,
+    contract: SourceContract,
+    replaced: list[str],
+    range_from: str,
+    params: dict[str, Any],
+) -> None:
+    """What a replacing batch did when it was processed, within the range: delete the rows still
+    carrying the id of a batch it replaces (keys it did not store again)."""
+    keys = ", ".join(f"r.{k}" for k in contract.key)
+    conn.execute(
+        f"DELETE FROM ops.{contract.table} AS x USING (SELECT {keys} FROM {range_from} "
+        f"AND r.batch_id = ANY(%(replaced)s)) AS d WHERE {' AND '.join(f'x.{k} = d.{k}' for k in contract.key)}",
+        {**params, "replaced": replaced},
+    )
 
 
 @dataclass(frozen=True)
