@@ -27,11 +27,6 @@ from metrify_assets.ingestion.preset_names import PRESETS
 AMBIGUOUS = "ambiguous_local_time_in_"
 # An example of a rejected number written with a decimal comma: `row 1: invalid_energy_kwh ('0,5')`.
 _DECIMAL_COMMA = re.compile(r"invalid_\w+ \('[+-]?[0-9]*,[0-9]+'\)$")
-# The reason prefix of a timestamp without an offset and no --timezone (readers/mapping.py).
-NO_OFFSET = "no_offset_in_"
-# Reasons that say how the file was read (its options), not what a record holds: a file whose every
-# row is rejected for them was read wrongly, and is not landed unless --force says so.
-MAPPING_REASONS = (NO_OFFSET, "invalid_", "missing_", AMBIGUOUS, "nonexistent_local_time_in_")
 
 if TYPE_CHECKING:
     from metrify_assets.ingestion.readers.result import IngestResult
@@ -102,12 +97,9 @@ def _to_kafka(console: Console, kafka: KafkaResource, source: str, lines: list[s
     )
 
 
-def _print_result(
-    console: Console, path: Path, source: str, result: IngestResult, verb: str, refused: bool = False
-) -> None:
-    """The counts, then where the first rejected rows are: they go along with the records (unless the
-    file is `refused`), so the pipeline quarantines them with a reason and nothing read is lost
-    without a trace."""
+def _print_result(console: Console, path: Path, source: str, result: IngestResult, verb: str) -> None:
+    """The counts, then where the first rejected rows are: they go along with the records, so the
+    pipeline quarantines them with a reason and nothing read is lost without a trace."""
     table = Table(title=f"{path.name} -> {source}")
     table.add_column("")
     table.add_column("count", justify="right")
@@ -119,25 +111,15 @@ def _print_result(
     console.print(table)
     if result.rejected:
         rejected = sum(result.rejected.values())
-        first = f"; the first {len(result.examples)}:" if rejected > len(result.examples) else ":"
-        if refused:
-            console.print(f"{rejected:,} rejected {'row' if rejected == 1 else 'rows'}{first}")
-        else:
-            console.print(
-                f"{rejected:,} rejected {'row is' if rejected == 1 else 'rows are'} {verb} as given too: "
-                f"the pipeline quarantines {'it' if rejected == 1 else 'them'} with the reason "
-                f"(`metrify dlq list`){first}"
-            )
+        console.print(
+            f"{rejected:,} rejected {'row is' if rejected == 1 else 'rows are'} {verb} as given too: the "
+            f"pipeline quarantines {'it' if rejected == 1 else 'them'} with the reason (`metrify dlq list`)"
+            + (f"; the first {len(result.examples)}:" if rejected > len(result.examples) else ":")
+        )
         for example in result.examples:
             console.print(f"  {example}", highlight=False, markup=False)
         if any(_DECIMAL_COMMA.search(example) for example in result.examples):
             console.print("numbers with a decimal comma (0,5): --decimal-comma reads them")
-        no_offset = sum(n for reason, n in result.rejected.items() if reason.startswith(NO_OFFSET))
-        if no_offset * 2 >= result.rows_read:
-            console.print(
-                "timestamps without a UTC offset: --timezone ZONE (the IANA zone they were written in, "
-                "e.g. Europe/Berlin) reads them as local time; without it they are never guessed"
-            )
         if any(reason.startswith(AMBIGUOUS) for reason in result.rejected):
             console.print(
                 "local times that happen twice when the clocks go back: --ambiguous earlier|later takes "
@@ -180,46 +162,6 @@ def _record_replacement(console: Console, source: str, path: Path, lines: list[s
         f"replaces {names}: when `metrify run` ingests batch {batch_id}, the readings of the earlier "
         "batches it does not hold again are withdrawn and their days rebuilt"
     )
-
-
-def misread(result: IngestResult) -> bool:
-    """Whether every row was rejected for how the file was read (`MAPPING_REASONS`): landing it would
-    quarantine the whole file, which no replay fixes (ingesting it again with the right options does)."""
-    return (
-        result.records == 0
-        and bool(result.rejected)
-        and all(reason.startswith(MAPPING_REASONS) for reason in result.rejected)
-    )
-
-
-def _said_landed_before(
-    console: Console, path: Path, source: str, landing_dir: Path, lines: list[str]
-) -> bool:
-    """Whether the landing directory holds these very lines already (`landed_before`), which it then
-    says, with whether `metrify run` ingested them: the file is not landed again, since the same
-    content is the same batch, which a run ingests once."""
-    from metrify_assets.cli.db import connect
-    from metrify_assets.ingestion.landed_before import landed_before
-
-    earlier = landed_before(landing_dir, source, lines, lambda: connect(resolve_settings()))
-    if earlier is None:
-        return False
-    for twin in earlier:
-        if twin.ingested_at is not None:
-            state = f"ingested {twin.ingested_at:%Y-%m-%d %H:%M} UTC"
-        elif twin.unread:
-            state = f"whether it was ingested could not be read ({twin.unread})"
-        else:
-            state = "not ingested yet: `metrify run` takes it"
-        console.print(
-            f"{path.name} was landed before with the same records: {twin.landed.path} "
-            f"(batch {twin.landed.batch_id}), {state}"
-        )
-    console.print(
-        "not landed again: the same content is the same batch, which is ingested once (to run its "
-        "rejected rows again after a fix: `metrify dlq replay`)"
-    )
-    return True
 
 
 def register(app: typer.Typer) -> None:
@@ -298,14 +240,6 @@ def register(app: typer.Typer) -> None:
                 "not scored for timeliness); --live scores them against the time they land (or are sent).",
             ),
         ] = True,
-        force: Annotated[
-            bool,
-            typer.Option(
-                "--force",
-                help="Land (or send) a file even when every row is rejected for how it was read (no "
-                "--timezone for local times, a decimal comma, a wrong column): such a file is refused.",
-            ),
-        ] = False,
         replaces: Annotated[
             list[str] | None,
             typer.Option(
@@ -361,15 +295,7 @@ def register(app: typer.Typer) -> None:
                 "lists): nothing to do"
             )
             raise typer.Exit(code=1)
-        refused = misread(result) and not force
-        _print_result(console, path, source, result, "landed" if kafka is None else "sent", refused)
-        if refused:
-            console.print(
-                f"nothing {'landed' if kafka is None else 'sent'}: every row was rejected for how the file "
-                "was read, so all of it would be quarantined, and no replay can fix that; ingest it again "
-                "with the options above, or with --force to land it for quarantine all the same"
-            )
-            raise typer.Exit(code=1)
+        _print_result(console, path, source, result, "landed" if kafka is None else "sent")
         if not result.lines:
             console.print("nothing to land" if kafka is None else "nothing to send")
             raise typer.Exit(code=1)
@@ -378,10 +304,9 @@ def register(app: typer.Typer) -> None:
         else:
             if replaces:
                 _record_replacement(console, source, path, result.lines, replaces)
-            target = landing_dir or resolve_settings().landing_dir
-            if _said_landed_before(console, path, source, target, result.lines):
-                return
-            files = land_batches(target, source, result.lines, backfill=backfill)
+            files = land_batches(
+                landing_dir or resolve_settings().landing_dir, source, result.lines, backfill=backfill
+            )
             where = (
                 f"{files[0].path}"
                 if len(files) == 1
