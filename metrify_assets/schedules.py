@@ -33,7 +33,7 @@ from metrify_assets.late_days import LATE_DAYS_TRIGGER, build_late_days_sensor
 from metrify_assets.partitions import TRIGGER_TAG, overlaps, partition_range_tags
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import day_range, days_text, failed_days, run_days
-from metrify_assets.warehouse.translator import WAREHOUSE_GROUP
+from metrify_assets.warehouse.paths import WAREHOUSE_GROUP
 
 WAREHOUSE = dg.AssetSelection.groups(WAREHOUSE_GROUP)
 # Days the daily run rebuilds: dbt's `incremental_lookback_days`.

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         deployment without the data API, whose own /metrics serves the same and its request metrics)."""
         from metrify_assets.observability.metrics import pipeline_registry
         from metrify_assets.resources.build import postgres_resource
-        from metrify_assets.serving.db import open_pool
+        from metrify_assets.serving.pool import open_pool
 
         settings = resolve_settings()
         postgres = postgres_resource(settings)

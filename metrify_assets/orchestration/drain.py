@@ -31,7 +31,6 @@ from metrify_assets.ingestion.kafka.sensor import kafka_tick, unreachable
 from metrify_assets.ingestion.sensors import BATCH_TAG
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG
-from metrify_assets.quality import gx
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.kafka_offsets import committed_offsets
@@ -190,6 +189,8 @@ def _runs(
 
         yield in_process
         return
+    from metrify_assets.quality import gx  # pandas and GX: for a drain's worker pool only
+
     gx.warm_up([f"{stage}_{source}" for source in sources for stage in ("raw", "validated")])
     context = multiprocessing.get_context("fork")
     with (

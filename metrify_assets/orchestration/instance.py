@@ -20,7 +20,6 @@ from metrify_assets.env import Settings
 from metrify_assets.errors import named_error, root_error
 from metrify_assets.resources import PostgresResource
 from metrify_assets.run_alerts import job_assets, settle
-from metrify_platform.launcher.warm import PID_TAG
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +133,8 @@ def execute_job(
     process as the run's process. The console shows warnings and errors only (the CLI draws its own
     progress); the full event log is in the instance, as for any run.
     """
+    from metrify_platform.launcher.warm import PID_TAG  # the launcher's SQLAlchemy ORM: for runs only
+
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     job_def = defs.resolve_job_def(job_name)
     selection = frozenset(dg.AssetKey(a) for a in asset_selection) if asset_selection else None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from metrify_assets.env import AlertSettings, Settings, SnowflakeSettings
 from metrify_assets.resources.alerts import AlertChannelsResource
-from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.resources.grid import GridResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.lake_resource import LakeResource
@@ -16,6 +15,9 @@ from metrify_assets.resources.landing import LandingResource
 from metrify_assets.resources.postgres import PostgresResource
 from metrify_assets.resources.quality import QualityResource
 from metrify_assets.resources.snowflake import SnowflakeResource
+
+if TYPE_CHECKING:  # the Redis client: for the code location, not the CLI's commands
+    from metrify_assets.resources.cache_resource import RedisResource
 
 
 def postgres_resource(settings: Settings) -> PostgresResource:
@@ -26,6 +28,8 @@ def postgres_resource(settings: Settings) -> PostgresResource:
 def redis_resource(settings: Settings) -> RedisResource:
     """The code location's Redis cache (empty URL when not configured: no cache). A URL may hold a
     password, so it is passed as a `dg.EnvVar`; the CLI and the API open theirs with `cache.open_cache`."""
+    from metrify_assets.resources.cache_resource import RedisResource
+
     url: str | dg.EnvVar = dg.EnvVar("REDIS_URL") if settings.redis_url else ""
     return RedisResource(url=url, ttl_s=settings.api.cache_ttl_s)
 

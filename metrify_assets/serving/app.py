@@ -20,11 +20,11 @@ from metrify_assets.resources.cache import open_cache
 from metrify_assets.resources.lake import Lake
 from metrify_assets.serving.archive_horizon import ArchiveHorizon
 from metrify_assets.serving.auth import RevocationList, TokenVerifier
-from metrify_assets.serving.db import open_pool
 from metrify_assets.serving.errors import install_error_handlers
 from metrify_assets.serving.head import HeadAsGetMiddleware
 from metrify_assets.serving.kafka import kafka_sender
 from metrify_assets.serving.limits import install_limits
+from metrify_assets.serving.pool import open_pool
 from metrify_assets.serving.routes import data, health, ingest, review
 from metrify_assets.serving.routes.docs import install_docs
 from metrify_assets.serving.routes.metrics import install_metrics

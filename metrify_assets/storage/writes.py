@@ -11,17 +11,17 @@ import io
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import psycopg
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from metrify_assets.contracts import SourceContract
 from metrify_assets.storage.days import local_day
+
+if TYPE_CHECKING:  # the frames come from the callers: the ledger's readers (`metrify status`) need no pandas
+    import pandas as pd
 
 
 def null_rows(frame: pd.DataFrame) -> Iterator[tuple[Any, ...]]:
@@ -57,6 +57,9 @@ def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
     Arrow's CSV matches PostgreSQL's CSV COPY: nulls are unquoted empty fields, strings are quoted
     (so an empty string stays distinct from NULL), timestamps are ISO 8601 with `Z`.
     """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
     stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(sql.Identifier(table), cols)
     buf = io.BytesIO()

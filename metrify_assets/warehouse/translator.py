@@ -18,8 +18,8 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtP
 
 from metrify_assets.teams import DATA_PLATFORM, owner
 from metrify_assets.warehouse.freshness import mart_freshness
+from metrify_assets.warehouse.paths import WAREHOUSE_GROUP
 
-WAREHOUSE_GROUP = "warehouse"
 WAREHOUSE_OWNERS = (owner(DATA_PLATFORM),)
 
 _REF = re.compile(r"""ref\(\s*['"]([^'"]+)['"]""")

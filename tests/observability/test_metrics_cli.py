@@ -19,7 +19,7 @@ from metrify_assets.cli.metrics import serve_until, settings_collector
 from metrify_assets.env import resolve_settings
 from metrify_assets.observability.metrics import pipeline_registry
 from metrify_assets.resources import PostgresResource
-from metrify_assets.serving.db import open_pool
+from metrify_assets.serving.pool import open_pool
 
 pytestmark = pytest.mark.postgres
 

@@ -17,7 +17,7 @@ from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.warehouse.definitions import build_defs
 from metrify_assets.warehouse.docs import DOCS_KEY, generate_docs
-from metrify_assets.warehouse.translator import WAREHOUSE_GROUP
+from metrify_assets.warehouse.paths import WAREHOUSE_GROUP
 from tests.warehouse.vee_rows import insert_all_actual_vee
 
 MARTS = (
