@@ -166,6 +166,12 @@ class Settings:
         return self.home / "dagster"
 
     @property
+    def dbt_runs_dir(self) -> Path:
+        """Where dbt's commands write their target directories and logs: this home's, not the installed
+        dbt project's (whose `target/manifest.json`, from `make dbt-parse`, only builds the asset graph)."""
+        return self.home / "dbt" / "target"
+
+    @property
     def uses_kafka(self) -> bool:
         return bool(self.kafka_bootstrap_servers)
 

@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
             dbt = dbt_cli_resource()
             with console.status("dbt: selecting"):
                 try:
-                    ids = rebuild.selected_ids(dbt, select)
+                    ids = rebuild.selected_ids(dbt, select, settings.dbt_runs_dir)
                 except ValueError as err:
                     raise typer.BadParameter(str(err), param_hint="SELECT") from err
             plan = rebuild.make_plan(manifest, select, ids, TRIMMED_TABLES)
@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
                         )
                     status.update(f"dbt build --full-refresh: {time.monotonic() - started:.0f} s")
 
-                outcome = rebuild.rebuild(dbt, plan, dbt_vars(), on_result)
+                outcome = rebuild.rebuild(dbt, plan, dbt_vars(), settings.dbt_runs_dir, on_result)
         cache = open_cache(settings)  # the marts changed (a failed build may have committed some)
         if cache is not None:
             cache.bump(())

@@ -18,6 +18,7 @@ dbt's console lines go to the run's debug log, not stdout (warehouse/console.py)
 
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -34,7 +35,6 @@ from metrify_assets.warehouse.invocations import (
     invocation_dir,
     keep_parse_state,
     prune_invocations,
-    target_dir,
 )
 from metrify_assets.warehouse.results import BuildReport, rows_written
 from metrify_assets.warehouse.translator import MetrifyDbtTranslator
@@ -58,9 +58,10 @@ def kept_as_stored(event: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def build_warehouse_assets(
-    project: DbtProject, translator: MetrifyDbtTranslator | None = None
+    project: DbtProject, runs_dir: Path, translator: MetrifyDbtTranslator | None = None
 ) -> dg.AssetsDefinition:
-    """`@dbt_assets` over the project's manifest, running `dbt build` on the configured target."""
+    """`@dbt_assets` over the project's manifest, running `dbt build` on the configured target, each
+    build in a directory of its own under `runs_dir` (the home's: `Settings.dbt_runs_dir`)."""
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -89,7 +90,7 @@ def build_warehouse_assets(
             context.log.info(f"Planner statistics refreshed before the build: {changed}")
         with environment(dbt_env(postgres.get_url(), days)):
             # Not dagster-dbt's error when the build fails: it holds dbt's whole command line (results.py).
-            target = target_dir(project)
+            target = runs_dir
             invocation = dbt.cli(
                 args,
                 context=context,

@@ -23,21 +23,22 @@ from metrify_assets.warehouse.translator import MetrifyDbtTranslator
 
 @cache
 def build_defs() -> dg.Definitions:
-    """The dbt assets on a manifest that exists, with a `dbt` resource on the configured target."""
+    """The dbt assets on a manifest that exists, with a `dbt` resource on the configured target; dbt's
+    commands write their target directories and logs under the home (`Settings.dbt_runs_dir`)."""
     ensure_manifest()
     settings = resolve_settings()
     if settings.dbt_target != "snowflake":
         translator = MetrifyDbtTranslator()
         return dg.Definitions(
-            assets=[build_warehouse_assets(dbt_project(), translator)],
-            asset_checks=[build_source_freshness_checks(dbt_project(), translator)],
+            assets=[build_warehouse_assets(dbt_project(), settings.dbt_runs_dir, translator)],
+            asset_checks=[build_source_freshness_checks(dbt_project(), settings.dbt_runs_dir, translator)],
             resources={"dbt": dbt_cli_resource()},
         )
     # On Snowflake the dbt sources are fed by `warehouse_load`, which needs a `snowflake` resource.
     translator = MetrifyDbtTranslator(source_key=WAREHOUSE_LOAD_KEY)
     return dg.Definitions(
-        assets=[warehouse_load, build_warehouse_assets(dbt_project(), translator)],
-        asset_checks=[build_source_freshness_checks(dbt_project(), translator)],
+        assets=[warehouse_load, build_warehouse_assets(dbt_project(), settings.dbt_runs_dir, translator)],
+        asset_checks=[build_source_freshness_checks(dbt_project(), settings.dbt_runs_dir, translator)],
         resources={"dbt": dbt_cli_resource(), "snowflake": snowflake_resource(settings.snowflake)},
     )
 

@@ -1,11 +1,14 @@
 """dbt's per-invocation target directories: the newest are kept, the rest removed; the parse
 state handed from one invocation to the next; and the selection argument every invocation passes.
 
-dagster-dbt gives every dbt command of a run its own directory under the project's `target/`
-(`<op>-<run id>-<id>`, or `<id>` without a run), holding that command's manifest, artifacts and
-`dbt.log`: about 8 MB each. Nothing removed them, so an hourly refresh added some 190 MB a day for
-good (289 of them held 2.2 GB on a development machine). Each dbt step removes all but the newest
-`KEEP_INVOCATIONS` once its own command is done: enough to read the logs of the last day's runs.
+Every dbt command Metrify runs gets its own directory under the home's runs directory
+(`Settings.dbt_runs_dir`, `$METRIFY_HOME/dbt/target`; named as dagster-dbt names its own:
+`<op>-<run id>-<id>`, or `<id>` without a run), holding that command's manifest, artifacts and
+`dbt.log`: about 8 MB each. They were in the installed project's `target/`, where every home's runs
+met and each home's pruning removed the others'. Nothing removed them at first, so an hourly refresh
+added some 190 MB a day for good (289 of them held 2.2 GB on a development machine). Each dbt step
+removes all but the newest `KEEP_INVOCATIONS` once its own command is done: enough to read the logs of
+the last day's runs.
 
 Each such directory started from the parse state `make dbt-parse` left, parsed for no connection and
 no vars, so every command parsed the project in full (6 s of a 6 s `dbt source freshness`). Metrify's
@@ -25,8 +28,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from dagster_dbt import DbtProject
-
 KEEP_INVOCATIONS = 30
 KEEP_STATES = 8  # parse states of distinct vars (about 1.4 MB each)
 PARSE_STATE = "partial_parse.msgpack"  # dbt's parse state, in an invocation's target directory
@@ -38,11 +39,6 @@ def select_args(select: Iterable[str]) -> list[str]:
     """`--select` with one space-separated value: dagster-dbt takes the single value after the flag
     (and hands any others to dbt as stray arguments, which it refuses); dbt reads spaces as a union."""
     return ["--select", " ".join(select)]
-
-
-def target_dir(project: DbtProject) -> Path:
-    """The project's `target/`, which holds the invocation directories and the parse states."""
-    return project.project_dir / project.target_path
 
 
 def prune_invocations(target_dir: Path, keep: int = KEEP_INVOCATIONS) -> list[Path]:
@@ -75,6 +71,14 @@ def invocation_dir(target_dir: Path, op: str, run_id: str, dbt_vars: Mapping[str
     path.mkdir(parents=True)
     if (last := state_path(target_dir, dbt_vars)).is_file():
         shutil.copyfile(last, path / PARSE_STATE)
+    return path
+
+
+def command_dir(target_dir: Path) -> Path:
+    """A new directory for a dbt command outside a run (`metrify warehouse rebuild`), named as
+    dagster-dbt names one (`prune_invocations` removes it in its turn)."""
+    path = target_dir / uuid.uuid4().hex[:7]
+    path.mkdir(parents=True)
     return path
 
 

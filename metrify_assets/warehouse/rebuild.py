@@ -16,10 +16,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from metrify_assets.warehouse.console import dbt_events_to
-from metrify_assets.warehouse.invocations import prune_invocations, select_args
+from metrify_assets.warehouse.invocations import command_dir, prune_invocations, select_args
 from metrify_assets.warehouse.results import FAILED, BuildReport, NodeResult
 
 log = logging.getLogger(__name__)
@@ -111,11 +112,13 @@ def make_plan(
     return Plan(tuple(select), names, tuple(manifest["nodes"][u]["name"] for u in incremental), loses)
 
 
-def selected_ids(dbt: Any, select: Sequence[str]) -> list[str]:
-    """What dbt selects for `select` (`dbt ls`), as unique ids: dbt's own selector grammar."""
+def selected_ids(dbt: Any, select: Sequence[str], runs_dir: Path) -> list[str]:
+    """What dbt selects for `select` (`dbt ls`), as unique ids: dbt's own selector grammar. The
+    command's directory is under `runs_dir` (`Settings.dbt_runs_dir`)."""
     invocation = dbt.cli(
         ["ls", "--no-use-colors", "--output", "json", "--output-keys", "unique_id", *select_args(select)],
         raise_on_error=False,
+        target_path=command_dir(runs_dir),
     )
     ids, report = [], BuildReport()
     for event in dbt_events_to(invocation.stream_raw_events(), log.debug):
@@ -135,13 +138,17 @@ def rebuild(
     dbt: Any,
     plan: Plan,
     dbt_vars: Mapping[str, object],
+    runs_dir: Path,
     on_result: Callable[[NodeResult], None] = lambda _: None,
 ) -> Outcome:
     """`dbt build --full-refresh --select ...`: the plan's models and their tests (seeds and snapshots
-    the selection names too), reporting each node as it finishes."""
+    the selection names too), reporting each node as it finishes; the command's directory is under
+    `runs_dir` (`Settings.dbt_runs_dir`)."""
     args = ["build", "--full-refresh", "--no-use-colors", "--vars", json.dumps(dict(dbt_vars))]
     started = time.monotonic()
-    invocation = dbt.cli([*args, *select_args(plan.select)], raise_on_error=False)
+    invocation = dbt.cli(
+        [*args, *select_args(plan.select)], raise_on_error=False, target_path=command_dir(runs_dir)
+    )
     report = BuildReport()
     for event in dbt_events_to(invocation.stream_raw_events(), log.debug):
         result = report.observe(event.raw_event)

@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -34,7 +35,6 @@ from metrify_assets.warehouse.invocations import (
     keep_parse_state,
     prune_invocations,
     select_args,
-    target_dir,
 )
 
 CHECK_NAME = "dbt_source_freshness"
@@ -136,9 +136,10 @@ def last_seen_load(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> datet
 
 
 def build_source_freshness_checks(
-    project: DbtProject, translator: DagsterDbtTranslator
+    project: DbtProject, runs_dir: Path, translator: DagsterDbtTranslator
 ) -> dg.AssetChecksDefinition:
-    """A check per source table of the project's manifest, on the asset of its staging model."""
+    """A check per source table of the project's manifest, on the asset of its staging model; each
+    `dbt source freshness` in a directory of its own under `runs_dir` (`Settings.dbt_runs_dir`)."""
     manifest = json.loads(project.manifest_path.read_bytes())
     sources = {
         dg.AssetCheckKey(translator.get_asset_key(staging_model(manifest, source_id)), CHECK_NAME): props
@@ -156,7 +157,7 @@ def build_source_freshness_checks(
     ) -> Iterator[dg.AssetCheckResult]:
         selected = {key: props for key, props in sources.items() if key in context.selected_asset_check_keys}
         select = [f"source:{props['source_name']}.{props['name']}" for props in selected.values()]
-        target = target_dir(project)
+        target = runs_dir
         with environment(dbt_env(postgres.get_url())), dbt_console_to(context.log.debug):
             # dbt exits non-zero when a source is past error_after: that is a result, not a failure.
             invocation = dbt.cli(

@@ -89,12 +89,15 @@ class SnowflakeBuild:
 
 
 @pytest.fixture(scope="module")
-def sf_build(snowflake_server: dict[str, Any], pg_resource: PostgresResource) -> Iterator[SnowflakeBuild]:
+def sf_build(
+    snowflake_server: dict[str, Any], pg_resource: PostgresResource, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SnowflakeBuild]:
     data = make_ops_data()
     with environment(snowflake_env(snowflake_server)), pg_resource.connect(autocommit=True) as conn:
         load(conn, data)
         project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="snowflake")
-        dbt = build_warehouse_assets(project, MetrifyDbtTranslator(source_key=WAREHOUSE_LOAD_KEY))
+        runs = tmp_path_factory.mktemp("dbt-runs")
+        dbt = build_warehouse_assets(project, runs, MetrifyDbtTranslator(source_key=WAREHOUSE_LOAD_KEY))
         resources = {
             "dbt": DbtCliResource(project_dir=project, target="snowflake", dbt_executable=dbt_executable()),
             "postgres": pg_resource,
@@ -114,9 +117,9 @@ def test_load_and_dbt_build_succeed_with_passing_checks(sf_build: SnowflakeBuild
     assert evaluations and all(e.passed for e in evaluations)
 
 
-def test_dbt_sources_hang_off_the_load() -> None:
+def test_dbt_sources_hang_off_the_load(tmp_path: Path) -> None:
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="snowflake")
-    assets = build_warehouse_assets(project, MetrifyDbtTranslator(source_key=WAREHOUSE_LOAD_KEY))
+    assets = build_warehouse_assets(project, tmp_path, MetrifyDbtTranslator(source_key=WAREHOUSE_LOAD_KEY))
     external = {dep for key in assets.keys for dep in assets.asset_deps[key]} - set(assets.keys)
     assert external == {WAREHOUSE_LOAD_KEY}
 

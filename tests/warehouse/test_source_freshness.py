@@ -12,9 +12,11 @@ import psycopg
 import pytest
 
 from metrify_assets import definitions, schedules
+from metrify_assets.env import resolve_settings
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.cache_resource import RedisResource
 from metrify_assets.warehouse.definitions import build_defs
+from metrify_assets.warehouse.paths import DBT_PROJECT_DIR
 from metrify_assets.warehouse.project import ensure_manifest
 from metrify_assets.warehouse.source_freshness import (
     CHECK_NAME,
@@ -142,8 +144,10 @@ def test_stale_sources_fail_by_severity_and_fresh_ones_pass(
         resources={**(defs.resources or {}), "postgres": pg_resource, "redis": RedisResource()},
         instance=instance,
     )
-    target = ensure_manifest().parent
-    (log,) = target.glob(f"{CHECK_NAME}-{again.run_id[:7]}-*/dbt.log")  # the second check's
+    # Under the home (METRIFY_HOME/dbt/target), not the installed project's target/, where every home's
+    # runs met and each home's pruning removed the others'.
+    (log,) = resolve_settings().dbt_runs_dir.glob(f"{CHECK_NAME}-{again.run_id[:7]}-*/dbt.log")
+    assert not list((DBT_PROJECT_DIR / "target").glob(f"*-{again.run_id[:7]}-*"))
     assert "Partial parsing enabled" in log.read_text()
     assert {k: (e.passed, e.severity) for k, e in evaluations(again).items()} == {
         k: (e.passed, e.severity) for k, e in evaluated.items()
