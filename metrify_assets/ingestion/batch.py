@@ -27,7 +27,14 @@ from metrify_assets.observability.stages import BatchTrace, within
 from metrify_assets.quality import alerts, gx, review, rules
 from metrify_assets.quality.alerts import QualityAlert
 from metrify_assets.quality.gx import SuiteResult
-from metrify_assets.quality.quarantine import Origin, QuarantineRow, quarantine, requarantine, resolve
+from metrify_assets.quality.quarantine import (
+    Origin,
+    QuarantineRow,
+    quarantine,
+    requarantine,
+    resolve,
+    supersede,
+)
 from metrify_assets.quality.rules import RuleOutcome
 from metrify_assets.quality.scoring import QualityScore, batch_quality
 from metrify_assets.resources.cache import Cache
@@ -266,6 +273,9 @@ def _process(
                 else None
             )
             writes.upsert_rows(conn, contract, stored)
+            # Dead letters of other batches whose reading this batch stored are settled.
+            keys = _record_key(contract, stored).tolist()
+            supersede(conn, contract.source, spec.batch_id, keys, stored["record_version"].tolist())
             withdrawal = replacements.withdraw(conn, contract, spec.batch_id, pending) if pending else None
             writes.record_days(
                 conn, contract, spec.batch_id, len(stored), spec.dt, replay=replay_of is not None

@@ -6,21 +6,29 @@ batch or a repeated decision rewrites the same row (keeping when it was first qu
 adding one. A dead-letter replay (`ingestion/replay.py`) never adds rows either: it resolves the rows
 whose records it accepted and refreshes the reasons of those it still rejects. `metrify dlq discard`
 resolves rows no replay will ever accept (`discard`): kept for the quarantine's retention, no longer
-waiting for a fix.
+waiting for a fix. A row is kept with its record's natural key (`record_key`, as the review queue's),
+so a later batch that stores an accepted record for that key resolves it as superseded (`supersede`):
+a corrected file settles the rows of the one it corrects, and a resend does not count its bad rows twice.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import psycopg
+
+from metrify_assets.contracts import contract_for
 
 # A reviewer's rejection: `review_rejected:<their note>` (quality/review.py).
 REVIEW_REJECTED = "review_rejected"
 # `resolved_by` of a discarded dead letter: `discarded by <who>: <why>` (a replay's is its batch id).
 DISCARDED = "discarded by "
+# `resolved_by` of a dead letter a later batch stored an accepted record for: `superseded by <batch>`.
+SUPERSEDED = "superseded by "
 
 
 def reason_code(reason: str) -> str:
@@ -45,20 +53,97 @@ class QuarantineRow:
 Origin = tuple[str, int]  # (batch_id, record_index) of a quarantine row
 
 
+def record_key(source: str, payload: str) -> str | None:
+    """The natural key of a quarantined record as `ingestion.batch._record_key` writes a stored one's
+    (`MTR-1|2026-11-30T02:15:00Z`: the time in UTC), from its payload; None when the payload has no
+    such key (not a JSON object, a key field missing, a time without an offset or not a time)."""
+    contract = contract_for(source)
+    try:
+        record = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    parts = []
+    for name in contract.key:
+        value = record.get(name)
+        if name == contract.time_field:
+            try:
+                stamp = datetime.fromisoformat(value) if isinstance(value, str) else None
+            except ValueError:
+                return None
+            if stamp is None or stamp.tzinfo is None:
+                return None
+            value = stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        elif value is None or isinstance(value, dict | list):
+            return None
+        parts.append(str(value))
+    return "|".join(parts)
+
+
 def quarantine(conn: psycopg.Connection, source: str, batch_id: str, rows: Iterable[QuarantineRow]) -> int:
-    """Record rejected records of one batch; returns how many."""
-    data = [(batch_id, r.record_index, source, r.payload, r.reasons, r.record_version) for r in rows]
+    """Record rejected records of one batch, each with its natural key; returns how many."""
+    data = [
+        (
+            batch_id,
+            r.record_index,
+            source,
+            r.payload,
+            r.reasons,
+            r.record_version,
+            record_key(source, r.payload),
+        )
+        for r in rows
+    ]
     if not data:
         return 0
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons, record_version) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (batch_id, record_index) DO UPDATE "
-            "SET payload = excluded.payload, reasons = excluded.reasons, "
+            "INSERT INTO ops.quarantine (batch_id, record_index, source, payload, reasons, record_version, "
+            "record_key) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (batch_id, record_index) DO UPDATE "
+            "SET payload = excluded.payload, reasons = excluded.reasons, record_key = excluded.record_key, "
             "record_version = coalesce(excluded.record_version, ops.quarantine.record_version)",
             data,
         )
     return len(data)
+
+
+def supersede(
+    conn: psycopg.Connection, source: str, batch_id: str, keys: Sequence[str], versions: Sequence[int]
+) -> int:
+    """Resolve the unresolved rows of other batches whose key `batch_id` just stored an accepted record
+    for (`keys`, at `versions`), as `superseded by <batch_id>`: the reading they stood for is there now,
+    so no replay is owed (those no replay could accept, duplicates and review rejections, stay as
+    they were). A row of a newer version than the one stored stays (an old batch run again
+    does not settle a later correction's rejects). Resolution is not deletion: each batch keeps
+    `records_in = accepted + quarantined`. One statement through the partial index on the key, probed
+    by the batch's keys only, and none when no keyed row waits."""
+    # Imported here: replayable imports review, which imports this module.
+    from metrify_assets.quality.replayable import NOT_REPLAYABLE_PATTERN
+
+    if not keys or not _keyed_waiting(conn, source):
+        return 0
+    row = conn.execute(
+        "WITH done AS (UPDATE ops.quarantine AS q SET resolved_at = now(), resolved_by = %s "
+        "FROM unnest(%s::text[], %s::bigint[]) AS s(record_key, record_version) "
+        "WHERE q.source = %s AND q.record_key = s.record_key AND q.resolved_at IS NULL "
+        f"AND q.reasons !~ '{NOT_REPLAYABLE_PATTERN}' "
+        "AND q.batch_id <> %s AND (q.record_version IS NULL OR q.record_version <= s.record_version) "
+        "RETURNING 1) SELECT count(*) FROM done",
+        (f"{SUPERSEDED}{batch_id}", list(keys), [int(v) for v in versions], source, batch_id),
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _keyed_waiting(conn: psycopg.Connection, source: str) -> bool:
+    """Whether any unresolved row of `source` has a key: one index probe, so a clean feed's batches
+    skip `supersede`'s join."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM ops.quarantine WHERE source = %s AND record_key IS NOT NULL "
+        "AND resolved_at IS NULL)",
+        (source,),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def payload(conn: psycopg.Connection, batch_id: str, record_index: int) -> str | None:
