@@ -27,6 +27,11 @@ from metrify_assets.ingestion.preset_names import PRESETS
 AMBIGUOUS = "ambiguous_local_time_in_"
 # An example of a rejected number written with a decimal comma: `row 1: invalid_energy_kwh ('0,5')`.
 _DECIMAL_COMMA = re.compile(r"invalid_\w+ \('[+-]?[0-9]*,[0-9]+'\)$")
+# The reason prefix of a timestamp without an offset and no --timezone (readers/mapping.py).
+NO_OFFSET = "no_offset_in_"
+# Reasons that say how the file was read (its options), not what a record holds: a file whose every
+# row is rejected for them was read wrongly, and is not landed unless --force says so.
+MAPPING_REASONS = (NO_OFFSET, "invalid_", "missing_", AMBIGUOUS, "nonexistent_local_time_in_")
 
 if TYPE_CHECKING:
     from metrify_assets.ingestion.readers.result import IngestResult
@@ -97,9 +102,12 @@ def _to_kafka(console: Console, kafka: KafkaResource, source: str, lines: list[s
     )
 
 
-def _print_result(console: Console, path: Path, source: str, result: IngestResult, verb: str) -> None:
-    """The counts, then where the first rejected rows are: they go along with the records, so the
-    pipeline quarantines them with a reason and nothing read is lost without a trace."""
+def _print_result(
+    console: Console, path: Path, source: str, result: IngestResult, verb: str, refused: bool = False
+) -> None:
+    """The counts, then where the first rejected rows are: they go along with the records (unless the
+    file is `refused`), so the pipeline quarantines them with a reason and nothing read is lost
+    without a trace."""
     table = Table(title=f"{path.name} -> {source}")
     table.add_column("")
     table.add_column("count", justify="right")
@@ -111,15 +119,25 @@ def _print_result(console: Console, path: Path, source: str, result: IngestResul
     console.print(table)
     if result.rejected:
         rejected = sum(result.rejected.values())
-        console.print(
-            f"{rejected:,} rejected {'row is' if rejected == 1 else 'rows are'} {verb} as given too: the "
-            f"pipeline quarantines {'it' if rejected == 1 else 'them'} with the reason (`metrify dlq list`)"
-            + (f"; the first {len(result.examples)}:" if rejected > len(result.examples) else ":")
-        )
+        first = f"; the first {len(result.examples)}:" if rejected > len(result.examples) else ":"
+        if refused:
+            console.print(f"{rejected:,} rejected {'row' if rejected == 1 else 'rows'}{first}")
+        else:
+            console.print(
+                f"{rejected:,} rejected {'row is' if rejected == 1 else 'rows are'} {verb} as given too: "
+                f"the pipeline quarantines {'it' if rejected == 1 else 'them'} with the reason "
+                f"(`metrify dlq list`){first}"
+            )
         for example in result.examples:
             console.print(f"  {example}", highlight=False, markup=False)
         if any(_DECIMAL_COMMA.search(example) for example in result.examples):
             console.print("numbers with a decimal comma (0,5): --decimal-comma reads them")
+        no_offset = sum(n for reason, n in result.rejected.items() if reason.startswith(NO_OFFSET))
+        if no_offset * 2 >= result.rows_read:
+            console.print(
+                "timestamps without a UTC offset: --timezone ZONE (the IANA zone they were written in, "
+                "e.g. Europe/Berlin) reads them as local time; without it they are never guessed"
+            )
         if any(reason.startswith(AMBIGUOUS) for reason in result.rejected):
             console.print(
                 "local times that happen twice when the clocks go back: --ambiguous earlier|later takes "
@@ -161,6 +179,16 @@ def _record_replacement(console: Console, source: str, path: Path, lines: list[s
     console.print(
         f"replaces {names}: when `metrify run` ingests batch {batch_id}, the readings of the earlier "
         "batches it does not hold again are withdrawn and their days rebuilt"
+    )
+
+
+def misread(result: IngestResult) -> bool:
+    """Whether every row was rejected for how the file was read (`MAPPING_REASONS`): landing it would
+    quarantine the whole file, which no replay fixes (ingesting it again with the right options does)."""
+    return (
+        result.records == 0
+        and bool(result.rejected)
+        and all(reason.startswith(MAPPING_REASONS) for reason in result.rejected)
     )
 
 
@@ -240,6 +268,14 @@ def register(app: typer.Typer) -> None:
                 "not scored for timeliness); --live scores them against the time they land (or are sent).",
             ),
         ] = True,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force",
+                help="Land (or send) a file even when every row is rejected for how it was read (no "
+                "--timezone for local times, a decimal comma, a wrong column): such a file is refused.",
+            ),
+        ] = False,
         replaces: Annotated[
             list[str] | None,
             typer.Option(
@@ -295,7 +331,15 @@ def register(app: typer.Typer) -> None:
                 "lists): nothing to do"
             )
             raise typer.Exit(code=1)
-        _print_result(console, path, source, result, "landed" if kafka is None else "sent")
+        refused = misread(result) and not force
+        _print_result(console, path, source, result, "landed" if kafka is None else "sent", refused)
+        if refused:
+            console.print(
+                f"nothing {'landed' if kafka is None else 'sent'}: every row was rejected for how the file "
+                "was read, so all of it would be quarantined, and no replay can fix that; ingest it again "
+                "with the options above, or with --force to land it for quarantine all the same"
+            )
+            raise typer.Exit(code=1)
         if not result.lines:
             console.print("nothing to land" if kafka is None else "nothing to send")
             raise typer.Exit(code=1)

@@ -72,9 +72,11 @@ def test_delimiter_and_decimal_comma_read_a_european_export(tmp_path: Path) -> N
 
 def test_without_decimal_comma_the_comma_number_is_rejected_and_the_option_named(tmp_path: Path) -> None:
     code, output, lines = run(tmp_path, "semi.csv", SEMICOLONS, "--delimiter", ";")
-    assert code == 0 and "invalid_energy_kwh ('0,5')" in output
+    # Its only row rejected for how it was read: refused (nothing landed), unless --force.
+    assert code == 1 and lines == [] and "invalid_energy_kwh ('0,5')" in output
     assert "--decimal-comma reads them" in output
-    assert quarantined(lines) == {0: "malformed:bad_type:energy_kwh"}
+    code, output, lines = run(tmp_path, "semi.csv", SEMICOLONS, "--delimiter", ";", "--force")
+    assert code == 0 and quarantined(lines) == {0: "malformed:bad_type:energy_kwh"}
 
 
 def test_decimal_comma_does_not_guess_a_point_and_leaves_text_fields_alone(tmp_path: Path) -> None:
