@@ -192,6 +192,36 @@ def misread(result: IngestResult) -> bool:
     )
 
 
+def _said_landed_before(
+    console: Console, path: Path, source: str, landing_dir: Path, lines: list[str]
+) -> bool:
+    """Whether the landing directory holds these very lines already (`landed_before`), which it then
+    says, with whether `metrify run` ingested them: the file is not landed again, since the same
+    content is the same batch, which a run ingests once."""
+    from metrify_assets.cli.db import connect
+    from metrify_assets.ingestion.landed_before import landed_before
+
+    earlier = landed_before(landing_dir, source, lines, lambda: connect(resolve_settings()))
+    if earlier is None:
+        return False
+    for twin in earlier:
+        if twin.ingested_at is not None:
+            state = f"ingested {twin.ingested_at:%Y-%m-%d %H:%M} UTC"
+        elif twin.unread:
+            state = f"whether it was ingested could not be read ({twin.unread})"
+        else:
+            state = "not ingested yet: `metrify run` takes it"
+        console.print(
+            f"{path.name} was landed before with the same records: {twin.landed.path} "
+            f"(batch {twin.landed.batch_id}), {state}"
+        )
+    console.print(
+        "not landed again: the same content is the same batch, which is ingested once (to run its "
+        "rejected rows again after a fix: `metrify dlq replay`)"
+    )
+    return True
+
+
 def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest_cmd(
@@ -348,9 +378,10 @@ def register(app: typer.Typer) -> None:
         else:
             if replaces:
                 _record_replacement(console, source, path, result.lines, replaces)
-            files = land_batches(
-                landing_dir or resolve_settings().landing_dir, source, result.lines, backfill=backfill
-            )
+            target = landing_dir or resolve_settings().landing_dir
+            if _said_landed_before(console, path, source, target, result.lines):
+                return
+            files = land_batches(target, source, result.lines, backfill=backfill)
             where = (
                 f"{files[0].path}"
                 if len(files) == 1
