@@ -12,14 +12,17 @@ zones are loaded would be placed on UTC days (a first `metrify run` built a UTC 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from metrify_assets.contracts import METER_REGISTRY_COLUMNS, METER_REGISTRY_FILE
 from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.resources import LandingResource, PostgresResource
 from metrify_assets.teams import DATA_ENGINEERING, owner
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OWNERS = [owner(DATA_ENGINEERING)]
 REGISTRY_COLUMNS = list(METER_REGISTRY_COLUMNS)
@@ -51,6 +54,8 @@ def unloaded_version(landing_dir: Path, instance: dg.DagsterInstance) -> str | N
 def read_registry(path_text: str) -> pd.DataFrame:
     """The registry file's rows (the contract's columns, empty strings as nulls); a clear error if
     columns are missing."""
+    import pandas as pd  # not for `metrify status`, which imports `unloaded_version` through catchup
+
     meters = pd.read_csv(path_text, dtype=str)
     missing = set(REGISTRY_COLUMNS) - set(meters.columns)
     if missing:

@@ -36,11 +36,12 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 
-from metrify_assets.contracts import CONTRACTS
+from metrify_assets.contracts import CONTRACTS, METER_REGISTRY_FILE
 from metrify_assets.env import Settings
 from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 from metrify_assets.late_days import DayRow, settled_cursor
+from metrify_assets.meters.registry import registry_job, unloaded_version
 from metrify_assets.orchestration.drain import drain
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG, contiguous_ranges, overlaps, partition_range_tags
@@ -389,6 +390,23 @@ def attempt(
     return True
 
 
+def load_changed_registry(
+    defs: dg.Definitions, instance: dg.DagsterInstance, landing_dir: Path, progress: Progress, trigger: str
+) -> tuple[list[str], list[str]]:
+    """Load the meter registry file first when it changed since it was last loaded (the jobs that ran,
+    the errors): ingestion places readings on their meters' local days from `ops.meters`. A registry
+    that fails to load does not stop the ingest: readings go on the days the registry held."""
+    if unloaded_version(landing_dir, instance) is None:
+        return [], []
+    progress.on_plan("loading the meter registry", 1)
+    try:
+        execute_job(defs, registry_job.name, instance, tags={TRIGGER_TAG: trigger})
+    except RunFailedError as err:
+        return [], [str(err)]
+    progress.on_step(f"loaded {landing_dir / METER_REGISTRY_FILE}")
+    return [registry_job.name], []
+
+
 def run_pipeline(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -405,6 +423,9 @@ def run_pipeline(
     missed = record_missed_alerts(defs, instance, postgres)
     for text in missed:
         progress.on_note(f"run {text} failed earlier and its alert had not been recorded: recorded now")
+    registry_ran, registry_failed = load_changed_registry(
+        defs, instance, settings.landing_dir, progress, trigger
+    )
     with postgres.connect() as conn:
         files = pending_files(conn, settings.landing_dir)
         landing_missing = missing_landing_dir(
@@ -441,7 +462,8 @@ def run_pipeline(
     with postgres.connect() as conn:
         summary.records = record_counts(conn, batch_ids)
     # The batches whose ingest failed: their days are materialised once a later ingest succeeds.
-    summary.failed[:0] = list(failed.values())
+    summary.failed[:0] = registry_failed + list(failed.values())
+    summary.jobs[:0] = registry_ran
     summary.unread = unread
     summary.alerts_recorded = missed
     summary.landing_missing = landing_missing
