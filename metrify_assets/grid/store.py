@@ -106,8 +106,8 @@ class GridRun:
 def suspect_sql(alias: str = "") -> str:
     """The select expression `suspect` of a row of `ops.grid_status` (named `alias`): its frequency is
     flagged (`frequency_out_of_range`) and its review item, of the stored version's batch, is not
-    approved (pending; a rejected sample is no longer stored). The queue is probed by its primary key
-    only for flagged samples, a few of a day's."""
+    approved (pending; a rejected sample is no longer stored). The queue is probed only for flagged
+    samples, through the index of approved grid items by batch (migration 0032)."""
     g = f"{alias}." if alias else ""
     return (
         f"CASE WHEN {g}quality_flags LIKE '%%frequency_out_of_range%%' THEN NOT EXISTS ("
