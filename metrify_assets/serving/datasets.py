@@ -93,6 +93,34 @@ def _range(column: str, what: str, kind: str, bounds_utc: str | None = None) -> 
     )
 
 
+# The names of the local-day filters, beside `from` and `to`.
+LOCAL_DAYS = ("from_local_date", "to_local_date")
+
+
+def local_days(bounds_utc: str | None = None) -> tuple[Filter, Filter]:
+    """`from_local_date` and `to_local_date`: the meter's local days (its registry time zone, UTC for a
+    meter not in it), as /daily counts them. A UTC range cuts a local day that is not on UTC (a day of
+    BST starts at 23:00 UTC the day before; the day summer time ends has 25 hours)."""
+    return (
+        Filter(
+            LOCAL_DAYS[0],
+            "local_date",
+            ">=",
+            "First local day of the meter (inclusive), YYYY-MM-DD.",
+            "date",
+            bounds_utc=bounds_utc,
+        ),
+        Filter(
+            LOCAL_DAYS[1],
+            "local_date",
+            "<",
+            "End local day of the meter (exclusive), YYYY-MM-DD.",
+            "date",
+            bounds_utc=bounds_utc,
+        ),
+    )
+
+
 def utc_bound(day: date, op: str) -> datetime | None:
     """The naive UTC instant a local-day bound `column op day` implies, a day wider
     (`Filter.bounds_utc`); None at the calendar's ends (0001-01-01, 9999-12-31), where it bounds nothing."""
@@ -128,24 +156,7 @@ DATASETS: dict[str, Dataset] = {
             "Billing-grade energy per meter and UTC hour, with the time-of-use period.",
             (
                 *_range("hour_start_utc", "UTC hour", "utc"),
-                # The meter's local days, as /daily counts them: a UTC range cuts a local day that
-                # is not on UTC (a day of BST starts at 23:00 UTC the day before).
-                Filter(
-                    "from_local_date",
-                    "local_date",
-                    ">=",
-                    "First local day of the meter (inclusive).",
-                    "date",
-                    bounds_utc="hour_start_utc",
-                ),
-                Filter(
-                    "to_local_date",
-                    "local_date",
-                    "<",
-                    "End local day of the meter (exclusive).",
-                    "date",
-                    bounds_utc="hour_start_utc",
-                ),
+                *local_days("hour_start_utc"),
                 Filter("meter_id", "meter_id"),
                 *UNREGISTERED_AS_UNKNOWN,
             ),

@@ -13,16 +13,43 @@ from psycopg import sql
 
 from metrify_assets.contracts import SourceContract
 
+# A meter's time zone, for a row `m` of `ops.meters` joined on the meter (none: not in the registry,
+# so UTC, as dbt's marts and VEE take it).
+METER_TIMEZONE = sql.SQL("coalesce(m.timezone, 'UTC')")
+
 
 def local_day(contract: SourceContract, records: sql.Composable) -> tuple[sql.Composable, sql.Composable]:
     """The day a record of `records` (a relation with the contract's columns) falls on, and the
-    relation to select it from: a meter reading's local day (UTC for a meter not in the registry, as
-    dbt does), a grid or weather sample's UTC day."""
+    relation to select it from: a meter reading's local day (`METER_TIMEZONE`), a grid or weather
+    sample's UTC day."""
     time = sql.Identifier(contract.time_field)
     if contract.source == "meter_readings":
-        day = sql.SQL("(t.{time} AT TIME ZONE coalesce(m.timezone, 'UTC'))::date").format(time=time)
+        day = sql.SQL("(t.{time} AT TIME ZONE {tz})::date").format(time=time, tz=METER_TIMEZONE)
         return day, sql.SQL("{records} t LEFT JOIN ops.meters m USING (meter_id)").format(records=records)
     return sql.SQL("(t.{time} AT TIME ZONE 'UTC')::date").format(time=time), sql.SQL("{} t").format(records)
+
+
+def meter_day_starts(
+    conn: psycopg.Connection, meter_id: str, first: date | None, end: date | None
+) -> tuple[datetime | None, datetime | None]:
+    """The instants the meter's local days `first` and `end` begin (midnight in `METER_TIMEZONE`,
+    the zone `local_day` names its readings' days in; None stays None): the span `first`..`end`
+    (end exclusive) of its local days, 23, 24 or 25 hours a day. One query, on the registry's key.
+    Not before 0001-01-01 UTC, which Python's datetime cannot go below (that day begins in year 0
+    east of Greenwich): no reading is stored before it."""
+    start = sql.SQL(
+        "CASE WHEN {day}::date IS NOT NULL THEN greatest({day}::timestamp AT TIME ZONE {tz}, "
+        "'0001-01-01T00:00:00Z') END"
+    )
+    query = sql.SQL(
+        "SELECT {first}, {end} FROM (SELECT %(meter)s::text AS meter_id) AS t LEFT JOIN ops.meters m USING (meter_id)"
+    ).format(
+        first=start.format(day=sql.Placeholder("first"), tz=METER_TIMEZONE),
+        end=start.format(day=sql.Placeholder("end"), tz=METER_TIMEZONE),
+    )
+    row = conn.execute(query, {"first": first, "end": end, "meter": meter_id}).fetchone()
+    assert row is not None  # one row: the meter, registered or not
+    return row[0], row[1]
 
 
 def retouch_day(

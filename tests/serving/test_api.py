@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -64,20 +65,32 @@ def token(
     return {"Authorization": f"Bearer {signed}"}
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[Path]:
-    """A home with two simulated days of 12 meters, ingested and refreshed (`metrify run`)."""
-    home = tmp_path_factory.mktemp("api-home")
+@contextmanager
+def simulated_home(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: str, name: str, *simulate: str
+) -> Iterator[Path]:
+    """A home `metrify simulate` (with these arguments) filled, ingested and refreshed (`metrify run`);
+    its embedded PostgreSQL stopped after."""
+    home = tmp_path_factory.mktemp(name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("METRIFY_HOME", str(home))
         mp.setenv("DAGSTER_HOME", str(home / "dagster"))
         mp.setenv("REDIS_URL", redis_server)
         runner = CliRunner()
-        for args in (["simulate", "--meters", "12", "--days", "2", "--seed", "8"], ["run", "--json"]):
+        for args in (["simulate", *simulate], ["run", "--json"]):
             result = runner.invoke(cli, args, catch_exceptions=False)
             assert result.exit_code == 0, result.output
     yield home
     stop_embedded(resolve_settings({"METRIFY_HOME": str(home)}).pg_data_dir)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[Path]:
+    """A home with two simulated days of 12 meters, ingested and refreshed (`metrify run`)."""
+    with simulated_home(
+        tmp_path_factory, redis_server, "api-home", "--meters", "12", "--days", "2", "--seed", "8"
+    ) as home:
+        yield home
 
 
 def settings_for(home: Path, redis_server: str | None, **extra: str) -> Settings:

@@ -39,12 +39,22 @@ from metrify_assets.serving.archived_meters import MeterArchive, meter_archive
 from metrify_assets.serving.auth import Principal, require, require_meter
 from metrify_assets.serving.cache import cached, confirmed_latest
 from metrify_assets.serving.cache import latest_reading as latest_reading_through_cache
-from metrify_assets.serving.datasets import DATASETS, Dataset, Filter, count_rows, parse_filter, query_page
+from metrify_assets.serving.datasets import (
+    DATASETS,
+    LOCAL_DAYS,
+    Dataset,
+    Filter,
+    count_rows,
+    local_days,
+    parse_filter,
+    query_page,
+)
 from metrify_assets.serving.db import connection
 from metrify_assets.serving.errors import (
     ApiError,
     check_range,
     check_text,
+    field_detail,
     openapi_errors,
     refuse_unknown_parameters,
 )
@@ -58,7 +68,7 @@ from metrify_assets.serving.output import (
 )
 from metrify_assets.serving.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorError
 from metrify_assets.serving.row_schemas import dataset_row, page_responses, single_response, stored_row
-from metrify_assets.storage.days import archived_days
+from metrify_assets.storage.days import archived_days, meter_day_starts
 from metrify_assets.storage.known import METER, Kind, known
 from metrify_assets.storage.latest import LATEST_COLUMNS
 
@@ -80,9 +90,19 @@ ROWS_PER_METER = "x-rows-per-meter"
 PER_METER: dict[str, Any] = {ROWS_PER_METER: True}
 
 
-# A meter's readings' `from` and `to`: parsed as the datasets' time filters are (one message).
-READINGS_FROM = Filter("from", "reading_start", ">=", "First interval start (ISO 8601).", "timestamp")
-READINGS_TO = Filter("to", "reading_start", "<", "End (exclusive), ISO 8601.", "timestamp")
+# A meter's readings' `from` and `to`, UTC instants, or its local days: parsed as the datasets' time
+# and day filters are (one message), the local days as /v1/consumption/hourly takes them.
+READINGS_FROM = Filter(
+    "from",
+    "reading_start",
+    ">=",
+    "First interval start, an instant: ISO 8601, UTC without an offset (not a local day: see from_local_date).",
+    "timestamp",
+)
+READINGS_TO = Filter(
+    "to", "reading_start", "<", "End instant (exclusive), ISO 8601, UTC without an offset.", "timestamp"
+)
+READINGS_FROM_DAY, READINGS_TO_DAY = local_days()
 READINGS = CONTRACTS["meter_readings"]
 LATEST_ARCHIVED = (
     "The days from the returned reading's day on whose readings left PostgreSQL for the lake: a newer "
@@ -143,18 +163,33 @@ def meter_readings(
     conn: Conn,
     start: Annotated[str | None, Query(alias="from", description=READINGS_FROM.description)] = None,
     end: Annotated[str | None, Query(alias="to", description=READINGS_TO.description)] = None,
+    first_day: Annotated[
+        str | None, Query(alias=LOCAL_DAYS[0], description=READINGS_FROM_DAY.description)
+    ] = None,
+    end_day: Annotated[
+        str | None, Query(alias=LOCAL_DAYS[1], description=READINGS_TO_DAY.description)
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = None,
     format: Format = None,
 ) -> Response:
     """Intervals in time order: the billing-grade VEE value and status (actual, estimated, edited,
     missing, failed) where VEE has processed the day, else the reading as received (`received`).
-    A known meter with nothing in the range is an empty page; a meter never seen is 404.
-    `archived_days`: the meter's local days of the range whose readings left PostgreSQL for the lake."""
+    `from` and `to` are UTC instants (a time without an offset is UTC; `?from=2026-10-25` is UTC
+    midnight, not the meter's); `from_local_date` and `to_local_date` are the meter's local days (its
+    registry time zone, UTC when unregistered), as /v1/consumption/daily counts them: a day of 23, 24
+    or 25 hours. Giving both kinds is a 422. A known meter with nothing in the range is an empty page;
+    a meter never seen is 404. `archived_days`: the meter's local days of the range whose readings
+    left PostgreSQL for the lake."""
     require_meter(principal, meter_id)
     check_text(("path", "meter_id"), meter_id)
     first, last = parse_filter(READINGS_FROM, start), parse_filter(READINGS_TO, end)
     check_range(first, last)
+    days = parse_filter(READINGS_FROM_DAY, first_day), parse_filter(READINGS_TO_DAY, end_day)
+    check_range(*days, LOCAL_DAYS)
+    _one_kind_of_range({"from": start, "to": end}, dict(zip(LOCAL_DAYS, (first_day, end_day), strict=True)))
+    if days != (None, None):
+        first, last = meter_day_starts(conn, meter_id, *days)
 
     def gone() -> list[date]:
         return archived_days(conn, READINGS, first, last, meter_id)
@@ -232,6 +267,20 @@ def latest_reading(request: Request, meter_id: str, principal: Reader) -> Respon
         {"data": reading, "archived_days": gone},
         headers={"X-Metrify-Source": source, **archived_headers(gone)},
     )
+
+
+def _one_kind_of_range(instants: dict[str, str | None], days: dict[str, str | None]) -> None:
+    """422 for a range given both as UTC instants and as local days: which one bounds it would be a
+    guess (a UTC `from` with a local `to_local_date` is no span a client means)."""
+    given = {k: v for k, v in (instants | days).items() if v is not None}
+    if not given.keys() & instants.keys() or not given.keys() & days.keys():
+        return
+    message = (
+        f"{' and '.join(given)} select the range two ways: from and to are UTC instants, "
+        f"{LOCAL_DAYS[0]} and {LOCAL_DAYS[1]} the meter's local days; give one kind"
+    )
+    details = [field_detail(("query", name), message, "conflict", value) for name, value in given.items()]
+    raise ApiError(422, "invalid_parameter", message, details)
 
 
 def _start(reading: dict[str, Any]) -> datetime:
@@ -340,8 +389,7 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
             if raw is not None:
                 params[f.param] = parse_filter(f, raw)
         check_range(params.get("from"), params.get("to"))
-        local_days = ("from_local_date", "to_local_date")
-        check_range(params.get(local_days[0]), params.get(local_days[1]), local_days)
+        check_range(params.get(LOCAL_DAYS[0]), params.get(LOCAL_DAYS[1]), LOCAL_DAYS)
         if params.get("meter_id") is not None:
             require_meter(principal, params["meter_id"])
         meters = principal.meters  # a limited token gets here only where the rows are per meter
