@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import dagster as dg
 
     from metrify_assets.orchestration import catchup
+    from metrify_assets.orchestration.checks import FailedCheck
 
 
 class StageClock(ProgressColumn):
@@ -122,7 +123,20 @@ def pipeline_with_progress(settings: Settings, console: Console, trigger: str) -
         console.print(cut_short(failed_since(instance, began, trigger)), markup=False, highlight=False)
         raise  # the root group prints the outage in one line, with what to do about it
     summary.startup_seconds = round(startup, 1)
+    summary.failed_checks = [str(check) for check in failed_checks_since(instance, began, trigger)]
     return summary
+
+
+def failed_checks_since(instance: dg.DagsterInstance, began: datetime, trigger: str) -> list[FailedCheck]:
+    """The ERROR-severity checks of the runs started with `trigger` since `began` whose latest
+    evaluation failed (`checks.failed_error_checks`)."""
+    import dagster as dg
+
+    from metrify_assets.orchestration.checks import failed_error_checks
+    from metrify_assets.partitions import TRIGGER_TAG
+
+    records = instance.get_run_records(dg.RunsFilter(created_after=began, tags={TRIGGER_TAG: trigger}))
+    return failed_error_checks(instance, (record.dagster_run.run_id for record in records))
 
 
 def failed_since(instance: dg.DagsterInstance, began: datetime, trigger: str) -> list[str]:
@@ -170,6 +184,9 @@ def process_age() -> float:
 
 
 STARTUP = "start-up loading Dagster, dbt, GX and the code location"
+# Every run succeeded, but a check of severity ERROR failed: not 1 (a run to make up, which the next
+# `metrify run` does), since running again changes nothing until the data or the code does.
+CHECKS_FAILED = 3
 
 
 def took(summary: catchup.RunSummary, before: str = STARTUP) -> str:
@@ -193,7 +210,7 @@ def run_with_progress(settings: Settings, console: Console, trigger: str) -> cat
 
 def print_run_summary(console: Console, summary: catchup.RunSummary, before: str = STARTUP) -> None:
     """The summary table; when a run failed or Kafka could not be read, the errors too, what runs it
-    again, then exit code 1. `before`: what the command did before the run, for its time. A landing
+    again, then exit code 1; else, when a check of severity ERROR failed, exit code 3 (`CHECKS_FAILED`). `before`: what the command did before the run, for its time. A landing
     directory that should exist and does not is a warning on stderr first (a mistyped path would
     otherwise read as nothing to do)."""
     if summary.landing_missing:
@@ -233,6 +250,8 @@ def print_run_summary(console: Console, summary: catchup.RunSummary, before: str
         table.add_row("  [red]failed[/red]", escape(error))
     for error in summary.unread:
         table.add_row("  [red]Kafka not drained[/red]", escape(error))
+    for check in summary.failed_checks:
+        table.add_row("  [red]check failed[/red]", escape(check))
     table.add_row("took", took(summary, before))
     console.print(table)
     if summary.unread:
@@ -248,8 +267,17 @@ def print_run_summary(console: Console, summary: catchup.RunSummary, before: str
                 "the anomaly model's training is not run again by itself: the next `metrify run` that "
                 "ingests meter readings while there is no model tries it, as does the weekly schedule"
             )
+    if summary.failed_checks:
+        checks = len(summary.failed_checks)
+        console.print(
+            f"[red]{checks} {'check' if checks == 1 else 'checks'} of severity ERROR failed[/red] (the data "
+            "was written; each asset's Checks tab in `metrify ui` says why, and `metrify status` lists them "
+            "until a later evaluation passes)"
+        )
     if summary.failed or summary.unread:
         raise typer.Exit(1)
+    if summary.failed_checks:
+        raise typer.Exit(CHECKS_FAILED)
 
 
 def failed_runs_line(errors: list[str]) -> str:
@@ -283,7 +311,8 @@ def register(app: typer.Typer) -> None:
         """Ingest everything waiting (landing files; Kafka when KAFKA_BOOTSTRAP_SERVERS is set), then build
         anomaly scores, enrichment, the dbt marts, the archive and the quality report for the days touched.
         A downstream run that failed on an earlier `metrify run` (or under the daemon) is run again. Exit
-        code 1 when a run failed or Kafka could not be read. Nothing new and nothing failed: nothing to do."""
+        code 1 when a run failed or Kafka could not be read; 3 when every run succeeded but an asset check
+        of severity ERROR failed (listed in the summary). Nothing new and nothing failed: nothing to do."""
         console = command_console(stderr=as_json)
         settings = resolve_settings()
         summary = pipeline_with_progress(settings, console, trigger="cli")

@@ -38,6 +38,7 @@ from metrify_assets.orchestration.catchup import (
     missing_landing_dir,
     pending_files,
 )
+from metrify_assets.orchestration.checks import FailedCheck, failed_error_checks
 from metrify_assets.orchestration.weekly import DRY_RUN_TAG
 from metrify_assets.partitions import ranges_text
 from metrify_assets.resources import PostgresResource
@@ -80,6 +81,7 @@ class JobStatus:
     last_status: str | None = None
     last_run_at: datetime | None = None  # when the newest run started (or was created, if queued)
     last_success_at: datetime | None = None  # when the newest successful run ended
+    last_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class Status:
     anomaly_rate: float | None = None
     vee_estimated_share: float | None = None
     jobs: list[JobStatus] = field(default_factory=list)
+    failed_checks: list[FailedCheck] | None = None  # of the jobs' newest runs; None: not read
     daemon_heartbeat: datetime | None = None
     # Turned on by a person (the UI, `dagster schedule start`); those on by default are not named.
     # None: Dagster's storage could not be read.
@@ -263,6 +266,7 @@ def job_runs(instance: dg.DagsterInstance, job: str) -> JobRuns:
             last_status=record.dagster_run.status.value.lower(),
             last_run_at=_instant(record.start_time or record.create_timestamp.timestamp()),
             last_success_at=_instant(done.end_time if done else None),
+            last_run_id=record.dagster_run.run_id,
         ),
         failed,
     )
@@ -317,6 +321,11 @@ def attention(status: Status) -> list[str]:
         lines.append(
             f"{run.job} failed for {run.days} and is owed{unrecorded}: the daemon or the next `metrify run` "
             "runs it again"
+        )
+    for check in status.failed_checks or []:
+        lines.append(
+            f"check {check} failed (severity ERROR, the latest evaluation): its asset's Checks tab in "
+            "`metrify ui` says why"
         )
     if status.daemon_running and status.schedules_on == []:
         lines.append(
@@ -376,6 +385,7 @@ def as_json(status: Status) -> dict[str, Any]:
         "anomaly_rate": status.anomaly_rate,
         "vee_estimated_share": status.vee_estimated_share,
         "jobs": [vars(job) for job in status.jobs],
+        "failed_checks": None if status.failed_checks is None else [vars(c) for c in status.failed_checks],
         "daemon": {"running": status.daemon_running, "last_heartbeat": status.daemon_heartbeat},
         "schedules_on": status.schedules_on,
         "sensors_on": status.sensors_on,
@@ -444,6 +454,9 @@ def gather(
     try:
         runs = [job_runs(instance, job) for job in JOBS]
         status.jobs = [job.status for job in runs]
+        status.failed_checks = failed_error_checks(
+            instance, (j.last_run_id for j in status.jobs if j.last_run_id)
+        )
         status.daemon_heartbeat = daemon_heartbeat(instance)
         status.schedules_on = turned_on(instance, InstigatorType.SCHEDULE)
         status.sensors_on = turned_on(instance, InstigatorType.SENSOR)

@@ -136,6 +136,7 @@ def test_the_pipeline_notes_the_start_up_before_it(monkeypatch: pytest.MonkeyPat
         return RunSummary(seconds=0.2)
 
     monkeypatch.setattr(catchup, "run_pipeline", pipeline)
+    monkeypatch.setattr(run, "failed_checks_since", lambda inst, began, trigger: [])
     summary = run.pipeline_with_progress(None, Console(file=io.StringIO()), "cli")  # type: ignore[arg-type]
     assert (summary.startup_seconds, summary.seconds) == (17.0, 0.2)
 

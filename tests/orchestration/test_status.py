@@ -413,6 +413,7 @@ def test_one_read_of_a_jobs_runs_gives_its_status_and_failed_runs_as_three_did(
             last.dagster_run.status.value.lower(),
             datetime.fromtimestamp(last.start_time, UTC),
             datetime.fromtimestamp(ended.end_time, UTC),
+            last_run_id=newest,
         )
 
 
