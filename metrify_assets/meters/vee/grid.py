@@ -120,6 +120,7 @@ def meter_days(
     timezone = _timezones(out["meter_id"], tz_of)
     start = pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
     if reporting_from is not None:
+        reporting_from = _from_rejected(reporting_from, candidates)
         known = out["meter_id"].isin(reporting_from.index).to_numpy()
         out, timezone = out[known].reset_index(drop=True), timezone[known].reset_index(drop=True)
         start = pd.to_datetime(out["meter_id"].map(reporting_from), utc=True).dt.as_unit("us")
@@ -143,6 +144,20 @@ def meter_days(
             "reporting_start": start,
         }
     ).sort_values(["meter_id", "local_date"], ignore_index=True)
+
+
+def _from_rejected(reporting_from: pd.Series, candidates: pd.DataFrame) -> pd.Series:
+    """`reporting_from` moved back to a reading a reviewer rejected before it: the meter reported it
+    (it was stored), so its interval is the reviewer's edit, not one the meter never owed."""
+    rejected = candidates[candidates["ingest_reasons"] == "review_rejected"]
+    if rejected.empty:
+        return reporting_from
+    first = pd.to_datetime(rejected.groupby("meter_id")["reading_start"].min(), utc=True)
+    current = pd.to_datetime(reporting_from.reindex(first.index), utc=True)
+    absent = ~first.index.isin(reporting_from.index)
+    earlier = first[absent | (current.notna() & (first < current)).to_numpy()]
+    kept = reporting_from[~reporting_from.index.isin(earlier.index)]
+    return pd.concat([pd.to_datetime(kept, utc=True), earlier])
 
 
 def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
