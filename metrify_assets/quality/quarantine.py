@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from metrify_assets.contracts import contract_for
+from metrify_assets.ingestion.decode import MAX_TEXT_LENGTH
 
 # A reviewer's rejection: `review_rejected:<their note>` (quality/review.py).
 REVIEW_REJECTED = "review_rejected"
@@ -56,7 +57,8 @@ Origin = tuple[str, int]  # (batch_id, record_index) of a quarantine row
 def record_key(source: str, payload: str) -> str | None:
     """The natural key of a quarantined record as `ingestion.batch._record_key` writes a stored one's
     (`MTR-1|2026-11-30T02:15:00Z`: the time in UTC), from its payload; None when the payload has no
-    such key (not a JSON object, a key field missing, a time without an offset or not a time)."""
+    such key (not a JSON object, a key field missing, a time without an offset or not a time, a text
+    no stored record could have: with a NUL character or longer than `MAX_TEXT_LENGTH`)."""
     contract = contract_for(source)
     try:
         record = json.loads(payload)
@@ -77,7 +79,10 @@ def record_key(source: str, payload: str) -> str | None:
             value = stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         elif value is None or isinstance(value, dict | list):
             return None
-        parts.append(str(value))
+        text = str(value)
+        if "\x00" in text or len(text) > MAX_TEXT_LENGTH:  # no stored record has such a key: none
+            return None  # (and PostgreSQL could not hold it, nor index a long one)
+        parts.append(text)
     return "|".join(parts)
 
 

@@ -95,3 +95,8 @@ def test_the_key_of_a_payload_is_the_stored_records_key() -> None:
     )
     for payload in ("{broken", "[1]", reading("2026-03-29 00:15:00", 1.0), json.dumps({"meter_id": METER})):
         assert record_key("meter_readings", payload) is None
+    # A text no stored record could have: PostgreSQL holds no NUL (the whole batch failed on one), nor
+    # indexes a key of thousands of characters.
+    for meter in ("M\u00001", "M" * 5000):
+        payload = json.dumps({"meter_id": meter, "reading_start": "2026-03-29T00:15:00Z", "energy_kwh": 1.0})
+        assert record_key("meter_readings", payload) is None
