@@ -6,6 +6,7 @@ on SIGTERM as on Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -49,6 +50,31 @@ class Supervisor:
         self.stop_signal: int | None = None
         self.stop_at: float | None = None
         self.group: int | None = None
+        self.child_pid: int | None = None
+
+    def running(self) -> bool:
+        """Whether a process of dagster dev's group still runs. Its exited children are zombies until
+        reaped: those orphaned when dagster dev exits go to PID 1 (or to this process, a subreaper on
+        Linux, which reaps them here), and `killpg` counts a zombie as a member. A container's PID 1
+        that is slow to reap (or never does) kept `metrify ui` waiting up to the 30 s grace after every
+        process had exited: 15-35 s in the new-user trial, 24.6 s measured under load."""
+        if self.group is None:
+            return False
+        import psutil
+
+        found = False
+        for proc in psutil.process_iter(["status"]):
+            try:
+                if os.getpgid(proc.pid) != self.group:
+                    continue
+            except (ProcessLookupError, PermissionError):
+                continue
+            if proc.info["status"] != psutil.STATUS_ZOMBIE:
+                found = True
+            elif proc.pid != self.child_pid:  # an orphan given to this process: reap it
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(proc.pid, os.WNOHANG)
+        return found
 
     def signal_group(self, signum: int) -> bool:
         """Send `signum` to dagster dev's process group; False when none of it is left."""
@@ -76,28 +102,41 @@ class Supervisor:
             # (SIGINT under `&`) would stay ignored. SIGHUP stays ignored under nohup.
             if signum != signal.SIGHUP or signal.getsignal(signum) != signal.SIG_IGN:
                 signal.signal(signum, self.on_stop)
+        become_subreaper()
         child = subprocess.Popen(argv, env=env, start_new_session=True)
-        self.group = child.pid
+        self.group = self.child_pid = child.pid
         if self.stop_signal is not None:  # a signal before the group existed
             self.signal_group(signal.SIGINT)
         while child.poll() is None:
             if self.stop_at is not None and time.monotonic() > self.stop_at + self.grace:
                 break
             time.sleep(0.1)
-        if self.stop_signal is None and self.signal_group(0):
+        if self.stop_signal is None and self.running():
             # dagster dev ended on its own (e.g. the port was taken): what it leaves is stopped too.
             self.stop_at = time.monotonic()
             self.signal_group(signal.SIGINT)
         deadline = (self.stop_at or time.monotonic()) + self.grace
-        while self.signal_group(0) and time.monotonic() < deadline:
+        while self.running() and time.monotonic() < deadline:
             time.sleep(0.1)  # the code server exits a moment after dagster dev
-        killed = self.signal_group(signal.SIGKILL)
+        killed = self.running() and self.signal_group(signal.SIGKILL)
         if killed:
             log.warning("dagster dev's processes had not exited %.0f s after the stop: killed", self.grace)
         status = child.wait()
         if self.stop_signal is not None or (killed and status == 0):
             return 1 if killed else 0
         return 128 - status if status < 0 else status
+
+
+def become_subreaper() -> None:
+    """On Linux, make this process the reaper of its orphaned descendants (prctl
+    PR_SET_CHILD_SUBREAPER): dagster dev's children, orphaned when it exits first, come to
+    `metrify ui`, which reaps them (`Supervisor.running`), instead of waiting as zombies for PID 1."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
 def register(app: typer.Typer) -> None:
