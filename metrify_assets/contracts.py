@@ -127,6 +127,9 @@ METER_REGISTRY_COLUMNS = (
     "installed_on",
 )
 
+# Text fields are identifiers and codes: longer is junk (and would not fit a B-tree index entry).
+MAX_TEXT_LENGTH = 256
+
 # Columns Metrify adds to every stored row (see storage/migrations/).
 BOOKKEEPING = ("record_version", "batch_id", "ingested_at", "quality_flags")
 

@@ -32,7 +32,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from metrify_assets.contracts import FieldType, SourceContract
+from metrify_assets.contracts import MAX_TEXT_LENGTH, FieldType, SourceContract
 from metrify_assets.ingestion.limits import MAX_MESSAGE_RECORDS
 
 # The timestamp grammar, an ISO 8601 date-time and its UTC offset: public for `metrify ingest`'s readers,
@@ -48,8 +48,6 @@ ISO_HOUR_OFFSET = r"(\+(0[0-9]|1[0-4])|-(0[0-9]|1[0-2]))"
 _OFFSET_SHAPE = r"(Z|[+-][0-9]{2}:?[0-9]{2})"
 _ISO_ANY_OFFSET = ISO_DATE_TIME + _OFFSET_SHAPE + "$"
 _ISO_MAYBE_OFFSET = ISO_DATE_TIME + _OFFSET_SHAPE + "?$"
-# Text fields are identifiers and codes: longer is junk (and would not fit a B-tree index entry).
-MAX_TEXT_LENGTH = 256
 # Integer fields are stored as PostgreSQL `integer`.
 INT_RANGE = (-(2**31), 2**31 - 1)
 Message = str | bytes | None  # None: Kafka's null value (a tombstone)

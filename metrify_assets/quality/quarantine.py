@@ -21,8 +21,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from metrify_assets.contracts import contract_for
-from metrify_assets.ingestion.decode import MAX_TEXT_LENGTH
+from metrify_assets.contracts import MAX_TEXT_LENGTH, contract_for
 
 # A reviewer's rejection: `review_rejected:<their note>` (quality/review.py).
 REVIEW_REJECTED = "review_rejected"
