@@ -120,7 +120,7 @@ def meter_days(
     timezone = _timezones(out["meter_id"], tz_of)
     start = pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
     if reporting_from is not None:
-        reporting_from = _from_rejected(reporting_from, candidates)
+        reporting_from = _from_quarantined(reporting_from, cand)
         known = out["meter_id"].isin(reporting_from.index).to_numpy()
         out, timezone = out[known].reset_index(drop=True), timezone[known].reset_index(drop=True)
         start = pd.to_datetime(out["meter_id"].map(reporting_from), utc=True).dt.as_unit("us")
@@ -146,18 +146,32 @@ def meter_days(
     ).sort_values(["meter_id", "local_date"], ignore_index=True)
 
 
-def _from_rejected(reporting_from: pd.Series, candidates: pd.DataFrame) -> pd.Series:
-    """`reporting_from` moved back to a reading a reviewer rejected before it: the meter reported it
-    (it was stored), so its interval is the reviewer's edit, not one the meter never owed."""
-    rejected = candidates[candidates["ingest_reasons"] == "review_rejected"]
-    if rejected.empty:
+def _from_quarantined(reporting_from: pd.Series, cand: pd.DataFrame) -> pd.Series:
+    """`reporting_from` moved back to the quarantined records the meter sent before its first accepted
+    reading on that reading's local day (bad data that opens a meter's first day makes its intervals
+    failed, not unexpected: the day is not billing-ready), to a reading a reviewer rejected on any day
+    before it or of a meter with no accepted reading (it was stored: its interval is the reviewer's
+    edit). A quarantined record on a local day before the first accepted reading's (a clock-shifted
+    one the evening before), or of a meter none of whose readings was accepted (a mistyped id), still
+    belongs to no meter-day: it is in the quarantine, not a meter in the marts. `cand`: the
+    candidates with their `timezone` and `local_date`."""
+    quarantined = cand[cand["origin"] == "quarantined"]
+    if quarantined.empty:
         return reporting_from
-    first = pd.to_datetime(rejected.groupby("meter_id")["reading_start"].min(), utc=True)
-    current = pd.to_datetime(reporting_from.reindex(first.index), utc=True)
-    absent = ~first.index.isin(reporting_from.index)
-    earlier = first[absent | (current.notna() & (first < current)).to_numpy()]
-    kept = reporting_from[~reporting_from.index.isin(earlier.index)]
-    return pd.concat([pd.to_datetime(kept, utc=True), earlier])
+    current = pd.to_datetime(reporting_from, utc=True)
+    at = pd.to_datetime(quarantined["reading_start"], utc=True)
+    start = pd.Series(current.reindex(quarantined["meter_id"]).to_numpy(), index=quarantined.index)
+    start = pd.to_datetime(start, utc=True)
+    start_day = local_times(start, quarantined["timezone"]).dt.date
+    absent = ~quarantined["meter_id"].isin(reporting_from.index)
+    before = start.notna() & (at < start)
+    rejected = quarantined["ingest_reasons"] == "review_rejected"
+    counts = (rejected & (absent | before)) | (before & (quarantined["local_date"] == start_day))
+    if not counts.any():
+        return reporting_from
+    earliest = at[counts].groupby(quarantined.loc[counts, "meter_id"]).min()
+    kept = current[~current.index.isin(earliest.index)]
+    return pd.concat([kept, earliest])
 
 
 def build_grid(days: pd.DataFrame, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:

@@ -302,7 +302,9 @@ def test_a_meters_first_day_is_expected_from_its_first_readings_interval(
     """A meter commissioned at 13:00 had its first day's 52 intervals before then reported missing
     (estimated from 13:00's reading), the day not billing-ready. Its first day is expected from its
     first accepted reading's interval; a gap after it is estimated as before, a whole silent day later
-    is missing, and a clock-shifted record before the first reading is in no meter-day. A registered
+    is missing. A record quarantined before the first accepted reading on the same local day (here a
+    misaligned 12:16) opens the day at its interval: the meter was reporting, so 12:15-12:45 are VEE's
+    (estimated) and not left out, and bad data opening a first day is never counted away. A registered
     meter that never sent is expected from its install date's midnight (the registry has a day, not a
     time); an unregistered meter is cut the same way on its UTC day. (NOON-U's readings on the third
     day make it one VEE runs: a day nobody sent anything for is skipped.)"""
@@ -338,7 +340,7 @@ def test_a_meters_first_day_is_expected_from_its_first_readings_interval(
         "WHERE meter_id LIKE 'NOON-%%' ORDER BY 1, 2"
     ).fetchall()
     assert days == [
-        ("NOON-A", began, 44, 43, 1, 0, 0, True),
+        ("NOON-A", began, 47, 43, 4, 0, 0, True),  # from 12:15: the quarantined 12:16 and 15:00 estimated
         ("NOON-A", second, 96, 96, 0, 0, 0, True),
         ("NOON-A", third, 96, 0, 0, 0, 96, False),
         ("NOON-N", began, 96, 0, 0, 0, 96, False),
@@ -351,7 +353,7 @@ def test_a_meters_first_day_is_expected_from_its_first_readings_interval(
     first_interval = pg.execute(
         "SELECT min(reading_start) FROM ops.vee_readings WHERE meter_id = 'NOON-A'"
     ).fetchone()
-    assert first_interval == (pd.Timestamp("2026-06-23T13:00:00+01:00").to_pydatetime(),)
+    assert first_interval == (pd.Timestamp("2026-06-23T12:15:00+01:00").to_pydatetime(),)
 
 
 def _vee_backfill(
