@@ -118,20 +118,27 @@ def freshness_result(
     )
 
 
+SEEN_READ = 5  # evaluations read back for the last load time seen (one may have had none to tell)
+
+
 def last_seen_load(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> datetime | None:
-    """The newest load time the latest completed evaluation of check `key` saw: its `max_loaded_at`,
-    or the `last_loaded_at` it carried on for a table already empty then; None when it saw no rows."""
+    """The newest load time the latest completed evaluations of check `key` saw (the newest of the
+    last `SEEN_READ` that saw one): its `max_loaded_at`, or the `last_loaded_at` it carried on for a
+    table already empty then; None when they saw no rows. dbt's stand-in for an empty table's
+    maximum, year 1, which evaluations before this rule stored, is no load time: a grid table that
+    never had a row stays "no data yet" after an upgrade, not "emptied" 17.7 million hours ago."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
     done = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
-    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1, status=done)
-    event = records[0].event if records else None
-    evaluation = event.dagster_event.event_specific_data if event and event.dagster_event else None
-    metadata = evaluation.metadata if isinstance(evaluation, dg.AssetCheckEvaluation) else {}
-    for label in ("max_loaded_at", LAST_LOADED_AT):
-        value = metadata.get(label)
-        if isinstance(value, dg.TimestampMetadataValue):
-            return datetime.fromtimestamp(value.value, UTC)
+    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=SEEN_READ, status=done)
+    for record in records:
+        event = record.event
+        evaluation = event.dagster_event.event_specific_data if event and event.dagster_event else None
+        metadata = evaluation.metadata if isinstance(evaluation, dg.AssetCheckEvaluation) else {}
+        for label in ("max_loaded_at", LAST_LOADED_AT):
+            value = metadata.get(label)
+            if isinstance(value, dg.TimestampMetadataValue) and value.value > 0:  # after 1970: a real load
+                return datetime.fromtimestamp(value.value, UTC)
     return None
 
 

@@ -176,6 +176,17 @@ def test_no_data_yet_passes_and_a_table_emptied_since_the_check_saw_rows_is_stal
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="validated_weather_observations"))
     empty = check_weather()  # the writer ran and found nothing to write
     assert empty.passed and empty.metadata["status"].value == NO_DATA_YET
+    # An evaluation from before this rule stored dbt's year-1 stand-in as the table's load time: no
+    # load time, so the table that never had a row is still "no data yet" after an upgrade.
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=WEATHER.asset_key,
+            check_name=WEATHER.name,
+            passed=False,
+            metadata={"max_loaded_at": dg.MetadataValue.timestamp(-62135596800.0)},
+        )
+    )
+    assert check_weather().metadata["status"].value == NO_DATA_YET
     assert empty.metadata["max_loaded_at"].value == NEVER_LOADED and "age_hours" not in empty.metadata
     with pg.cursor() as cur:
         cur.execute(
