@@ -39,6 +39,7 @@ SCHEDULED_JOBS = ("refresh_job", "daily_marts_job", "daily_job", "weekly_job")
 DEFINED_JOBS = (
     *SCHEDULED_JOBS,
     *(f"ingest_{source}_job" for source in CONTRACTS),
+    "meter_registry_job",  # meters/registry.py: run before ingestion when the registry file changed
     IMPLICIT_ASSET_JOB_NAME,
 )
 
