@@ -45,6 +45,16 @@ UPSTREAM = {
 }
 
 
+def test_definitions_follow_the_home_of_the_moment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process whose home changes (a test's temporary home) gets dbt assets that write under its home
+    now: the first call's definitions wrote every later test's dbt folders under a home long gone."""
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path / "a"))
+    first = build_defs()
+    assert build_defs() is first  # built once per home
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path / "b"))
+    assert build_defs() is not first
+
+
 def warehouse_assets() -> dg.AssetsDefinition:
     (assets,) = build_defs().assets or ()
     assert isinstance(assets, dg.AssetsDefinition)
