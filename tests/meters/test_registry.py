@@ -15,7 +15,7 @@ from metrify_assets.contracts import METER_READINGS, METER_REGISTRY_FILE
 from metrify_assets.definitions import defs as load_defs
 from metrify_assets.env import resolve_settings
 from metrify_assets.ingestion.landing import land_lines
-from metrify_assets.meters.registry import meter_registry_sensor, unloaded_version
+from metrify_assets.meters.registry import meter_registry, meter_registry_sensor, unloaded_version
 from metrify_assets.orchestration.catchup import Progress, ingest_files, load_changed_registry, pending_files
 from metrify_assets.resources import LandingResource, PostgresResource
 
@@ -94,3 +94,45 @@ def test_the_sensor_requests_a_load_only_when_the_file_changed(
     os.utime(registry, ns=(registry.stat().st_atime_ns, registry.stat().st_mtime_ns + 1_000_000))
     changed = tick()
     assert isinstance(changed, dg.RunRequest) and changed.run_key != request.run_key
+
+
+def test_an_unchanged_registry_is_not_written_again(
+    tmp_path: Path, pg_resource: PostgresResource, pg: psycopg.Connection
+) -> None:
+    """The hourly refresh selects `meter_registry`: an hour without a new export reads and writes
+    nothing (the row keeps its transaction id and `updated_at`), a new export is loaded."""
+    meter = "REG-UNCHANGED-1"
+    registry = tmp_path / METER_REGISTRY_FILE
+    registry.parent.mkdir(parents=True)
+    resources = {"landing": LandingResource(directory=str(tmp_path)), "postgres": pg_resource}
+    instance = dg.DagsterInstance.ephemeral()
+
+    def refresh() -> tuple[dict[str, object], tuple[object, ...]]:
+        result = dg.materialize([meter_registry], instance=instance, resources=resources)
+        metadata = result.asset_materializations_for_node("meter_registry")[0].metadata
+        stamp = pg.execute(
+            "SELECT xmin::text, updated_at, timezone FROM ops.meters WHERE meter_id = %s", (meter,)
+        ).fetchone()
+        assert stamp is not None
+        return {key: value.value for key, value in metadata.items()}, tuple(stamp)
+
+    registry.write_text(HEADER + f"{meter},residential,DE-BE,,,,Europe/Berlin,\n")
+    first, loaded = refresh()
+    version = unloaded_version(tmp_path, dg.DagsterInstance.ephemeral())
+    assert first["meters_loaded"] == 1 and first["file_version"] == version
+
+    second, kept = refresh()
+    assert kept == loaded  # same xmin and updated_at: the row was not rewritten
+    assert second["meters_loaded"] == 0 and second["meters_held"] == 1
+    assert second["file_version"] == version and second["note"] == (
+        f"unchanged, version {version}: {registry} loaded already"
+    )
+    assert unloaded_version(tmp_path, instance) is None  # the sensor still sees it loaded
+
+    registry.write_text(HEADER + f"{meter},residential,DE-BE,,,,Europe/Paris,\n")
+    os.utime(registry, ns=(registry.stat().st_atime_ns, registry.stat().st_mtime_ns + 1_000_000))
+    third, changed = refresh()
+    assert third["meters_loaded"] == 1 and third["file_version"] == unloaded_version(
+        tmp_path, dg.DagsterInstance.ephemeral()
+    )
+    assert changed[0] != loaded[0] and changed[2] == "Europe/Paris"
