@@ -29,7 +29,7 @@ from metrify_assets.quality import review_context
 from metrify_assets.quality.quarantine import REVIEW_REJECTED, QuarantineRow, quarantine
 from metrify_assets.quality.quarantine import payload as quarantined_payload
 from metrify_assets.storage.audit import Caller
-from metrify_assets.storage.days import retouch_day
+from metrify_assets.storage.days import METER_TIMEZONE, retouch_day
 
 if TYPE_CHECKING:  # the Redis client would cost `metrify review list`, which never writes, up to 0.7 s
     from metrify_assets.resources.cache import Cache
@@ -133,12 +133,13 @@ def filter_params(
     return {"status": status, "source": source, "reason": reason, "meter": meter}
 
 
-# The local day of a meter reading (its meter's timezone, UTC for an unregistered meter): the meter-day
-# VEE re-runs after a decision on it (`revee_reading`); NULL for grid and weather records.
+# The local day of a meter reading (`METER_TIMEZONE`: its meter's time zone, UTC for an unregistered
+# meter), over `ITEM_REGISTRY`'s row `m`: the meter-day VEE re-runs after a decision on it
+# (`revee_reading`); NULL for grid and weather records.
+ITEM_REGISTRY = f"LEFT JOIN ops.meters m ON m.meter_id = {ITEM_METER}"
 ITEM_DAY = (
     "CASE WHEN source = 'meter_readings' THEN (split_part(record_key, '|', 2)::timestamptz AT TIME ZONE "
-    "coalesce((SELECT m.timezone FROM ops.meters m WHERE m.meter_id = split_part(record_key, '|', 1)), "
-    "'UTC'))::date END"
+    f"{METER_TIMEZONE.as_string()})::date END"
 )
 
 
@@ -199,7 +200,7 @@ def select_pending(conn: psycopg.Connection, selection: Selection) -> list[Selec
         conditions.append(f"{ITEM_METER} = ANY(%(meters)s)")
         params["meters"] = list(selection.meters)
     rows = conn.execute(
-        f"SELECT batch_id, record_index, {ITEM_METER}, {ITEM_DAY} FROM ops.review_queue "
+        f"SELECT batch_id, record_index, {ITEM_METER}, {ITEM_DAY} FROM ops.review_queue {ITEM_REGISTRY} "
         f"WHERE {' AND '.join(conditions)} ORDER BY flagged_at, batch_id, record_index",
         params,
     ).fetchall()

@@ -201,3 +201,22 @@ def test_cli_bulk_approve_previews_asks_and_decides(
     assert review.count_items(seeded) == 2
     shown = runner.invoke(app, ["review", "show", "b1", "0", "--json"])
     assert shown.exit_code == 0 and json.loads(shown.output)["item"]["status"] == "approved"
+
+
+def test_a_day_bound_selects_a_registered_meters_items_by_its_local_day(seeded: psycopg.Connection) -> None:
+    """The registry's time zone places an item (storage.days.METER_TIMEZONE, as ingestion and VEE
+    place its reading): M2's reading at 00:00 UTC on 29 March is 20:00 on the 28th in New York; M1,
+    not in the registry, keeps the UTC day."""
+    seeded.execute(
+        "INSERT INTO ops.meters (meter_id, segment, region, timezone) "
+        "VALUES ('M2', 'residential', 'US-NY', 'America/New_York')"
+    )
+    seeded.commit()
+
+    def days(meter: str, day: date) -> set[tuple[str | None, date | None]]:
+        items = review.select_pending(seeded, review.Selection(meter=meter, first=day, last=day))
+        return {(i.meter, i.day) for i in items}
+
+    assert days("M2", date(2026, 3, 28)) == {("M2", date(2026, 3, 28))}
+    assert days("M2", date(2026, 3, 29)) == set()
+    assert days("M1", date(2026, 3, 29)) == {("M1", date(2026, 3, 29))}
