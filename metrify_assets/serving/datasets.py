@@ -121,6 +121,22 @@ def local_days(bounds_utc: str | None = None) -> tuple[Filter, Filter]:
     )
 
 
+def one_kind_of_range(raw: dict[str, str | None]) -> None:
+    """422 for a range given both as UTC instants (`from`, `to`) and as local days (`raw`: each
+    parameter's value as given, None when absent): which one bounds it would be a guess (a UTC `from`
+    with a local `to_local_date` is no span a client means). The rule of every route taking both."""
+    instants, days = ("from", "to"), LOCAL_DAYS
+    given = {k: v for k in (*instants, *days) if (v := raw.get(k)) is not None}
+    if not given.keys() & set(instants) or not given.keys() & set(days):
+        return
+    message = (
+        f"{' and '.join(given)} select the range two ways: from and to are UTC instants, "
+        f"{days[0]} and {days[1]} the meter's local days; give one kind"
+    )
+    details = [field_detail(("query", name), message, "conflict", value) for name, value in given.items()]
+    raise ApiError(422, "invalid_parameter", message, details)
+
+
 def utc_bound(day: date, op: str) -> datetime | None:
     """The naive UTC instant a local-day bound `column op day` implies, a day wider
     (`Filter.bounds_utc`); None at the calendar's ends (0001-01-01, 9999-12-31), where it bounds nothing."""

@@ -357,6 +357,33 @@ def test_from_after_to_is_a_422_naming_both(api: TestClient, pg: psycopg.Connect
     assert empty.status_code == 200 and empty.json()["data"] == []
 
 
+def test_utc_bounds_with_local_days_are_a_422_on_every_route_taking_both(api: TestClient) -> None:
+    """/v1/consumption/hourly answered `from` with `to_local_date` with the rows of both conditions;
+    a meter's readings refused them. Every route whose parameters take both kinds now refuses them
+    alike, naming each given parameter, before a mart is read (test_api reads /hourly by local days
+    alone); one kind alone is no conflict."""
+    spec = api.get("/openapi.json").json()["paths"]
+    paths = sorted(
+        path
+        for path, operations in spec.items()
+        if {"from", "to_local_date"}
+        <= {p["name"] for op in operations.values() for p in op.get("parameters", ())}
+    )
+    assert paths == ["/v1/consumption/hourly", "/v1/meters/{meter_id}/readings"]
+    read = token("read")
+    mixed = {"from": "2026-10-25T00:00:00Z", "to_local_date": "2026-10-26"}
+    for path in paths:
+        path = path.replace("{meter_id}", "MTR-CONFLICT-1")
+        error = error_of(api.get(path, params=mixed, headers=read), 422, "invalid_parameter")
+        assert "UTC instants" in error["message"] and "local days" in error["message"], path
+        assert [d["field"] for d in error["details"]] == ["query.from", "query.to_local_date"]
+        assert all(set(d) == DETAIL_KEYS and d["type"] == "conflict" for d in error["details"])
+        assert [d["value"] for d in error["details"]] == list(mixed.values())
+    for one_kind in ({"from": mixed["from"]}, {"to_local_date": mixed["to_local_date"]}):
+        alone = api.get("/v1/meters/MTR-CONFLICT-1/readings", params=one_kind, headers=read)
+        assert alone.status_code == 404  # past the rule: a meter never seen
+
+
 def test_review_items_take_status_all_as_the_cli_does(api: TestClient, pg: psycopg.Connection) -> None:
     for index, status in enumerate(("pending", "approved", "rejected")):
         pg.execute(

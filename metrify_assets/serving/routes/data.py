@@ -46,6 +46,7 @@ from metrify_assets.serving.datasets import (
     Filter,
     count_rows,
     local_days,
+    one_kind_of_range,
     parse_filter,
     query_page,
 )
@@ -54,7 +55,6 @@ from metrify_assets.serving.errors import (
     ApiError,
     check_range,
     check_text,
-    field_detail,
     openapi_errors,
     refuse_unknown_parameters,
 )
@@ -187,7 +187,7 @@ def meter_readings(
     check_range(first, last)
     days = parse_filter(READINGS_FROM_DAY, first_day), parse_filter(READINGS_TO_DAY, end_day)
     check_range(*days, LOCAL_DAYS)
-    _one_kind_of_range({"from": start, "to": end}, dict(zip(LOCAL_DAYS, (first_day, end_day), strict=True)))
+    one_kind_of_range({"from": start, "to": end, LOCAL_DAYS[0]: first_day, LOCAL_DAYS[1]: end_day})
     if days != (None, None):
         first, last = meter_day_starts(conn, meter_id, *days)
 
@@ -267,20 +267,6 @@ def latest_reading(request: Request, meter_id: str, principal: Reader) -> Respon
         {"data": reading, "archived_days": gone},
         headers={"X-Metrify-Source": source, **archived_headers(gone)},
     )
-
-
-def _one_kind_of_range(instants: dict[str, str | None], days: dict[str, str | None]) -> None:
-    """422 for a range given both as UTC instants and as local days: which one bounds it would be a
-    guess (a UTC `from` with a local `to_local_date` is no span a client means)."""
-    given = {k: v for k, v in (instants | days).items() if v is not None}
-    if not given.keys() & instants.keys() or not given.keys() & days.keys():
-        return
-    message = (
-        f"{' and '.join(given)} select the range two ways: from and to are UTC instants, "
-        f"{LOCAL_DAYS[0]} and {LOCAL_DAYS[1]} the meter's local days; give one kind"
-    )
-    details = [field_detail(("query", name), message, "conflict", value) for name, value in given.items()]
-    raise ApiError(422, "invalid_parameter", message, details)
 
 
 def _start(reading: dict[str, Any]) -> datetime:
@@ -390,6 +376,7 @@ def dataset_endpoint(dataset: Dataset) -> Callable[..., Response]:
                 params[f.param] = parse_filter(f, raw)
         check_range(params.get("from"), params.get("to"))
         check_range(params.get(LOCAL_DAYS[0]), params.get(LOCAL_DAYS[1]), LOCAL_DAYS)
+        one_kind_of_range({f.param: kwargs.get(_python_name(f.param)) for f in dataset.filters})
         if params.get("meter_id") is not None:
             require_meter(principal, params["meter_id"])
         meters = principal.meters  # a limited token gets here only where the rows are per meter
