@@ -19,7 +19,7 @@ import pandas as pd
 import psycopg
 from isal import igzip
 
-from metrify_assets.contracts import SourceContract
+from metrify_assets.contracts import METER_READINGS, SourceContract
 from metrify_assets.ingestion import replacements
 from metrify_assets.ingestion.decode import DecodedBatch, Message, decode
 from metrify_assets.ingestion.replacements import Withdrawal
@@ -41,6 +41,7 @@ from metrify_assets.resources.cache import Cache
 from metrify_assets.resources.lake import Lake
 from metrify_assets.resources.quality import DEFAULT_ALERT_THRESHOLD
 from metrify_assets.storage import writes
+from metrify_assets.storage.days import first_days_moving, retouch_first_days
 from metrify_assets.storage.latest import latest_readings
 from metrify_assets.storage.writes import LedgerEntry
 
@@ -272,6 +273,9 @@ def _process(
                 if spec.origin == "landing"
                 else None
             )
+            # A meter's readings from before its first stored one move its first day (VEE's, from
+            # its first reading on): the old first day is re-run too, once the batch is stored.
+            moved = _first_days_moving(conn, contract, stored)
             writes.upsert_rows(conn, contract, stored)
             # Dead letters of other batches whose reading this batch stored are settled.
             keys = _record_key(contract, stored).tolist()
@@ -280,6 +284,7 @@ def _process(
             writes.record_days(
                 conn, contract, spec.batch_id, len(stored), spec.dt, replay=replay_of is not None
             )
+            retouch_first_days(conn, spec.batch_id, moved)
             if replay_of is None:
                 quarantine(conn, contract.source, spec.batch_id, quarantined)
             else:
@@ -350,6 +355,16 @@ def stored_rows(
         if field.default is not None:
             stored[field.name] = stored[field.name].fillna(field.default)
     return stored
+
+
+def _first_days_moving(
+    conn: psycopg.Connection, contract: SourceContract, stored: pd.DataFrame
+) -> list[date]:
+    """`storage.days.first_days_moving` of the meter readings `stored` is about to store."""
+    if contract.source != METER_READINGS.source or stored.empty:
+        return []
+    earliest = pd.to_datetime(stored["reading_start"], utc=True).groupby(stored["meter_id"]).min()
+    return first_days_moving(conn, earliest.index.tolist(), earliest.tolist())
 
 
 def _review_rejected(

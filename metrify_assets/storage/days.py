@@ -4,7 +4,7 @@ frames: the review commands import it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -89,6 +89,39 @@ def retouch_whole_day(conn: psycopg.Connection, source: str, reason: str, day: d
     conn.execute(
         "INSERT INTO ops.retouched_days (batch_id, source, day) VALUES (%s, %s, %s)", (reason, source, day)
     )
+
+
+def first_days_moving(
+    conn: psycopg.Connection, meter_ids: Sequence[str], earliest: Sequence[datetime]
+) -> list[date]:
+    """Before a batch stores meter readings (`earliest`: each meter's earliest reading in it), the
+    local days of the stored first readings of those meters it brings earlier readings of: VEE opens a
+    meter's first day at its first reading (`meters.vee.store.reporting_from`), so the meter's old
+    first day is expected otherwise once the batch is stored (`retouch_first_days`). A meter with no
+    stored reading yet has no first day to move. One probe of the primary key per meter of the batch."""
+    query = sql.SQL(
+        "SELECT DISTINCT (f.first AT TIME ZONE {tz})::date "
+        "FROM unnest(%s::text[], %s::timestamptz[]) AS b(meter_id, earliest) "
+        "CROSS JOIN LATERAL (SELECT min(r.reading_start) AS first FROM ops.meter_readings r "
+        "WHERE r.meter_id = b.meter_id) AS f LEFT JOIN ops.meters m USING (meter_id) "
+        "WHERE f.first > b.earliest ORDER BY 1"
+    ).format(tz=METER_TIMEZONE)
+    rows = conn.execute(query, (list(meter_ids), list(earliest))).fetchall()
+    return [d for (d,) in rows]
+
+
+def retouch_first_days(conn: psycopg.Connection, batch_id: str, days: Sequence[date]) -> None:
+    """Stamp `days` (`first_days_moving`'s, taken before `batch_id` stored its readings) again in
+    `ops.retouched_days`, but for those the batch stamped itself (it is rebuilt for them already):
+    `late_days_sensor` and `metrify run` re-run a meter's old first day, whose expected intervals
+    changed, with the days the batch touched."""
+    if days:
+        conn.execute(
+            "INSERT INTO ops.retouched_days (batch_id, source, day) SELECT %(batch_id)s, 'meter_readings', d "
+            "FROM unnest(%(days)s::date[]) AS d WHERE NOT EXISTS (SELECT 1 FROM ops.ingest_days i "
+            "WHERE i.batch_id = %(batch_id)s AND i.day = d)",
+            {"batch_id": batch_id, "days": list(days)},
+        )
 
 
 # A row of `ops.lifecycle_days` whose day's hot rows the lifecycle deleted and no restore brought back.

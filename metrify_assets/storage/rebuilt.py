@@ -73,8 +73,8 @@ class Owed:
     def reason(self) -> str:
         more = f" (and {self.touches - 1} earlier touches)" if self.touches > 1 else ""
         by = (
-            f"touched again for {self.batch_id} ({self.source}: a reviewer's decision, a restore or a "
-            "rebuild from raw)"
+            f"touched again for {self.batch_id} ({self.source}: a reviewer's decision, a restore, a "
+            "rebuild from raw, a withdrawal or a meter's first reading moved earlier)"
             if self.again
             else f"touched by {self.batch_id} ({self.source})"
         )

@@ -121,8 +121,8 @@ def test_a_day_touched_again_says_so(pg: psycopg.Connection) -> None:
     pg.commit()
     (owed,) = rebuilt.owed(pg, [LATE]).values()
     assert owed.again and owed.reason.startswith(
-        "rebuild owed: touched again for late-1 (meter_readings: a reviewer's decision, a restore or a rebuild "
-        "from raw) at "
+        "rebuild owed: touched again for late-1 (meter_readings: a reviewer's decision, a restore, a rebuild "
+        "from raw, a withdrawal or a meter's first reading moved earlier) at "
     )
 
 
