@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
@@ -29,14 +30,13 @@ import dagster as dg
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_shared.error import SerializableErrorInfo
-from kafka.errors import KafkaError
 
 from metrify_assets.causes import causes
 
 # OperationalError covers a lost connection, a server restart, deadlocks and serialization failures.
+# A broker's errors (kafka-python's `KafkaError`) are system errors too: `system_errors` adds them.
 SYSTEM_ERRORS: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
-    KafkaError,
     BotoCoreError,
     ClientError,
     ConnectionError,
@@ -80,9 +80,18 @@ def named_error(error: SerializableErrorInfo) -> str:
     return f"{name}: {message}" if message else name
 
 
+def system_errors() -> tuple[type[BaseException], ...]:
+    """`SYSTEM_ERRORS`, with kafka-python's `KafkaError` once kafka-python is loaded: only then can
+    one be raised, and importing it for this would cost every command (`metrify status` among them)
+    about 0.3 s of start-up whether it talks to Kafka or not."""
+    kafka_errors = sys.modules.get("kafka.errors")
+    return SYSTEM_ERRORS if kafka_errors is None else (*SYSTEM_ERRORS, kafka_errors.KafkaError)
+
+
 def is_system_error(err: BaseException) -> bool:
     """True when `err`, or what caused it, is a service being unavailable rather than the code."""
-    return any(isinstance(cause, SYSTEM_ERRORS) for cause in causes(err))
+    kinds = system_errors()
+    return any(isinstance(cause, kinds) for cause in causes(err))
 
 
 @contextmanager

@@ -42,7 +42,6 @@ from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 from metrify_assets.late_days import DayRow, settled_cursor
 from metrify_assets.meters.registry import registry_job, unloaded_version
-from metrify_assets.orchestration.drain import drain
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG, contiguous_ranges, overlaps, partition_range_tags
 from metrify_assets.resources import PostgresResource
@@ -440,6 +439,8 @@ def run_pipeline(
     batch_ids = [f.batch_id for f in files if f.batch_id not in failed]
     unread: list[str] = []  # Kafka sources whose brokers could not be reached
     if settings.uses_kafka:
+        from metrify_assets.orchestration.drain import drain  # kafka-python: not for `metrify status`
+
         kafka = kafka_resource(settings)
         progress.on_plan("draining Kafka", 0)
         drained: list[str] = []

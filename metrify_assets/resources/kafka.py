@@ -3,20 +3,24 @@
 Clients are created per use (a sensor tick, a run) and closed after it: kafka-python clients hold
 sockets and threads that must not outlive the tick or the run. Values are never deserialized here:
 the decoder in `ingestion.decode` turns bytes into records, so undecodable messages reach quarantine.
+
+kafka-python is imported when a client is made, not with the resource: `metrify status` and the
+metrics exporter build it from the settings, and without brokers configured never make one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.errors import TopicAlreadyExistsError
 from pydantic import Field
 
 from metrify_assets.contracts import CONTRACTS
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, KafkaProducer
 
 # Clients live for one tick or run, so kafka-python's default 100 ms backoff, paid on a fresh
 # consumer's first poll and before the topic metadata that follows bootstrap, was most of their wait.
@@ -81,6 +85,8 @@ class KafkaResource(dg.ConfigurableResource):
         It reads committed records only: a transactional producer's aborted records stay in the log,
         and an open transaction's may yet abort. Its end offsets are then the last stable offset, so
         a range never reaches into an open transaction (the run would wait on it)."""
+        from kafka import KafkaConsumer
+
         consumer = KafkaConsumer(
             **self.client_config(),
             group_id=self.group_id,
@@ -100,6 +106,8 @@ class KafkaResource(dg.ConfigurableResource):
     @contextmanager
     def producer(self) -> Iterator[KafkaProducer]:
         """Idempotent, batched, compressed: retries never duplicate and per-key order holds."""
+        from kafka import KafkaProducer
+
         producer = KafkaProducer(
             **self.client_config(),
             enable_idempotence=True,
@@ -117,6 +125,9 @@ class KafkaResource(dg.ConfigurableResource):
 
     def ensure_topics(self, partitions: int = 3) -> None:
         """Create each source topic and its dead-letter topic when missing (existing ones are kept)."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import TopicAlreadyExistsError
+
         admin = KafkaAdminClient(**self.client_config())
         try:
             existing = set(admin.list_topics())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from kafka import TopicPartition
+from typing import TYPE_CHECKING
 
-from metrify_assets.resources.kafka import KafkaResource
+if TYPE_CHECKING:  # kafka-python is loaded by the consumer these functions open
+    from metrify_assets.resources.kafka import KafkaResource
 
 
 def topic_offsets(kafka: KafkaResource, topic: str) -> tuple[dict[int, int], dict[int, int]]:
@@ -13,6 +14,8 @@ def topic_offsets(kafka: KafkaResource, topic: str) -> tuple[dict[int, int], dic
     Raises a `kafka.errors.KafkaError` (KafkaTimeoutError in kafka-python 3.x) when the brokers
     cannot be reached within the resource's timeout.
     """
+    from kafka import TopicPartition
+
     with kafka.consumer() as consumer:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -25,6 +28,8 @@ def topic_offsets(kafka: KafkaResource, topic: str) -> tuple[dict[int, int], dic
 
 def committed_offsets(kafka: KafkaResource, topic: str) -> dict[int, int]:
     """The ingest group's committed offset per partition (partitions it never committed are left out)."""
+    from kafka import TopicPartition
+
     with kafka.consumer() as consumer:
         out: dict[int, int] = {}
         for partition in sorted(consumer.partitions_for_topic(topic) or set()):
