@@ -78,6 +78,13 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
             )
         except review.ReviewError as err:
             typer.echo(f"error: {err}", err=True)
+            if isinstance(err, review.AlreadyDecidedError):  # a decision is taken back, not overwritten
+                item_args = f"{shlex.quote(batch_id)} {record_index}"
+                typer.echo(
+                    f"to decide it again, take the decision back first: metrify review reopen {item_args} "
+                    '--by NAME --reason "..."',
+                    err=True,
+                )
             raise typer.Exit(code=1) from err
     item = decided.item
     status = "reopened, pending again" if action == "reopen" else item.status
@@ -282,6 +289,29 @@ def _decision_hint(shown: dict[str, Any], value: str) -> list[str]:
     ]
 
 
+def _history_lines(item: dict[str, Any], history: list[dict[str, Any]]) -> list[str]:
+    """An item's earlier decisions, where one was taken back (a pending item that was decided before
+    looked untouched), with the audit command that lists them; nothing for an item decided once."""
+    if not any(entry["action"] == "reopen" for entry in history):
+        return []
+    lines = ["history (audit log, oldest first):"]
+    for entry in history:
+        at = datetime.fromisoformat(entry["at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        verb = {"approve": "approved", "reject": "rejected", "reopen": "reopened"}.get(
+            entry["action"], entry["action"]
+        )
+        if entry["action"] != "reopen" and entry["status"] == review.SUPERSEDED:
+            verb = "closed as superseded"
+        took_back = f", taking back: {entry['reopened']}" if entry["action"] == "reopen" else ""
+        lines.append(
+            f"  {at} UTC {verb} by {entry['actor']} (account {entry['account'] or 'unknown'}, "
+            f"{entry['channel']}{took_back}): {entry['note']}"
+        )
+    target = review_context.audit_target(item["batch_id"], item["record_index"])
+    lines.append(f"  metrify audit --target {shlex.quote(target)}   the entries in full")
+    return lines
+
+
 def _print_item(shown: dict[str, Any]) -> None:
     """`review show` for a reviewer: the item, why it was flagged, its neighbours, VEE, the decision."""
     item, context = shown["item"], shown["context"]
@@ -336,6 +366,8 @@ def _print_item(shown: dict[str, Any]) -> None:
         out(f"neighbours: none stored for this {owner} around it")
     if meter:
         out(f"VEE (billing series): {review_context.vee_words(context['vee'])}")
+    for line in _history_lines(item, context["history"]):
+        out(line)
     if item["status"] == "pending":
         out("to decide:")
     for line in _decision_hint(shown, value):

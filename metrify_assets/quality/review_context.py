@@ -8,6 +8,8 @@
   each interval.
 - `vee`: for a meter reading, its interval in the billing-grade series (`ops.vee_readings`): status,
   the value VEE bills, the original and how it was reached; None before VEE processed its day.
+- `history`: the item's decisions and reopens from the audit log, oldest first, so a reviewer of an
+  item pending again sees who decided it before, who took that back and why.
 
 `flagged_values` gives the flagged value of each listed item for `metrify review list`, and
 `replaced_by` the batch of a newer version stored instead of a pending item's flagged one (the list's
@@ -380,15 +382,47 @@ def explain(
     return why
 
 
+def audit_target(batch_id: str, record_index: int) -> str:
+    """The audit log's target of an item's decisions (`metrify audit --target`)."""
+    return f"review:{batch_id}#{record_index}"
+
+
+HISTORY_LIMIT = 100  # entries of one item's history shown (a reopen per decision: far more than any has)
+
+
+def history(conn: psycopg.Connection, item: ReviewItem) -> list[dict[str, Any]]:
+    """The item's `review.*` audit entries, oldest first (one read of `ops.audit_log`'s target index):
+    `at`, `action` (approve, reject, reopen), `actor`, `account`, `channel`, `note`, `status` (the
+    item's status after it) and for a reopen what it took back (`reopened`, `decided_by`,
+    `decision_note`)."""
+    rows = conn.execute(
+        "SELECT at, action, actor, account, channel, details FROM ops.audit_log "
+        "WHERE target = %s AND starts_with(action, 'review.') ORDER BY at, id LIMIT %s",
+        (audit_target(item.batch_id, item.record_index), HISTORY_LIMIT),
+    ).fetchall()
+    return [
+        {
+            "at": at.isoformat(),
+            "action": action.removeprefix("review."),
+            "actor": actor,
+            "account": account,
+            "channel": channel,
+            **{k: details.get(k) for k in ("note", "status", "reopened", "decided_by", "decision_note")},
+        }
+        for at, action, actor, account, channel, details in rows
+    ]
+
+
 def context(
     conn: psycopg.Connection, item: ReviewItem, keys: dict[str, str], flagged: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """`why`, `neighbours` and `vee` (None for grid and weather records, and before VEE ran) of an
-    item whose natural key is `keys`; `flagged`: the flagged version's row (stored by its batch, or
-    as a reject quarantined it), None when neither is there."""
+    """`why`, `neighbours`, `vee` (None for grid and weather records, and before VEE ran) and
+    `history` of an item whose natural key is `keys`; `flagged`: the flagged version's row (stored by
+    its batch, or as a reject quarantined it), None when neither is there."""
     vee = _vee(conn, keys) if item.source == "meter_readings" else None
     return {
         "why": explain(conn, item, keys, flagged),
         "neighbours": _neighbours(conn, item, keys, flagged, vee),
         "vee": vee,
+        "history": history(conn, item),
     }

@@ -200,3 +200,44 @@ def test_an_item_without_neighbours_or_vee_series_shows_cleanly(
     )
     assert "decided: rejected by ana" in gone
     assert "0.6 kWh, 262 V" in run(cli, "review", "list", "--status", "rejected")
+
+
+def test_an_item_pending_again_shows_who_decided_it_before_and_who_took_that_back(
+    pg: psycopg.Connection, tmp_path: Path, cli: CliRunner
+) -> None:
+    """A trial reviewer approved a frequency dip, a lead reopened it ("recheck"): `review show` then
+    printed the item as if never decided, and a second approval of a decided item said only "already
+    approved". Show prints the item's decisions from the audit log, and the refusal the reopen command."""
+    grid = {"grid_node_id": "N-RVH", "measured_at": DAY.isoformat(), "voltage_v": 230.0, "load_mw": 5.0}
+    ingest(pg, Lake(str(tmp_path / "lake")), "rvh-g1", [json.dumps(grid | {"frequency_hz": 49.1})], grid=True)
+    assert "history" not in run(cli, "review", "show", "rvh-g1", "0")  # never decided: nothing to tell
+
+    run(cli, "review", "approve", "rvh-g1", "0", "--by", "ana", "--reason", "real dip")
+    again = cli.invoke(app, ["review", "reject", "rvh-g1", "0", "--by", "bob", "--reason", "no"])
+    assert again.exit_code == 1
+    assert "was already approved by ana (real dip)" in again.output
+    assert (
+        'take the decision back first: metrify review reopen rvh-g1 0 --by NAME --reason "..."'
+        in again.output
+    )
+    assert "history" not in run(
+        cli, "review", "show", "rvh-g1", "0"
+    )  # decided once: the `decided:` line says it
+
+    run(cli, "review", "reopen", "rvh-g1", "0", "--by", "bob", "--reason", "recheck with control room")
+    shown = run(cli, "review", "show", "rvh-g1", "0")
+    lines = shown[shown.index("history (audit log, oldest first):") :].splitlines()
+    assert " approved by ana (account " in lines[1] and lines[1].endswith(", cli): real dip")
+    assert " reopened by bob (account " in lines[2]
+    assert lines[2].endswith(", cli, taking back: approved): recheck with control room")
+    assert lines[3].strip().startswith("metrify audit --target 'review:rvh-g1#0'")
+    assert shown.index("history") < shown.index("to decide:")  # pending again: decided from this
+
+    history = json.loads(run(cli, "review", "show", "rvh-g1", "0", "--json"))["context"]["history"]
+    assert [(h["action"], h["actor"], h["note"], h["status"]) for h in history] == [
+        ("approve", "ana", "real dip", "approved"),
+        ("reopen", "bob", "recheck with control room", "pending"),
+    ]
+    assert history[1]["reopened"] == "approved" and history[1]["decided_by"] == "ana"
+    listed = run(cli, "audit", "--target", "review:rvh-g1#0")
+    assert "review.approve" in listed and "review.reopen" in listed

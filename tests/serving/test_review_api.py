@@ -377,6 +377,12 @@ def test_a_decision_is_taken_back_over_the_api(api: TestClient, seeded: psycopg.
     assert reopened.json()["data"]["status"] == "pending" and reopened.json()["data"]["decided_by"] is None
     shown = api.get("/v1/review/items/b1/0", headers=headers).json()["data"]
     assert shown["stored_row"]["voltage_v"] == 262.0 and shown["quarantined_row"] is None
+    # The item pending again says what was taken back, as `metrify review show` prints it (the audit
+    # log is append-only: an earlier test's decision on b1 #0 comes first).
+    assert [(h["action"], h["actor"], h["channel"], h["note"]) for h in shown["context"]["history"][-2:]] == [
+        ("reject", "ana", "api", "bad"),
+        ("reopen", "ana", "api", "wrong item"),
+    ]
     error_of(
         api.post("/v1/review/items/b1/0/reopen", json={"note": "again"}, headers=headers), 409, "conflict"
     )
