@@ -98,6 +98,25 @@ def reason_counts(reasons: pd.Series) -> pd.Series:
     return codes[codes != ""].value_counts()
 
 
+# The flags table's decision columns: pending first (what is still to decide), then what was decided
+# and stays a flag (a rejected flag is quarantined, under review_rejected); superseded only when any.
+FLAG_STATUSES = ("pending", "approved", "superseded")
+
+
+def flag_counts(flags: pd.DataFrame) -> pd.DataFrame:
+    """Flagged records per reason code (`records`) and by their review status, so a reviewer sees per
+    reason what is still pending; the most flagged reason first."""
+    codes = flags.assign(reason=flags["reasons"].str.split(",")).explode("reason").dropna(subset="reason")
+    codes["reason"] = codes["reason"].map(reason_code)
+    codes = codes[codes["reason"] != ""]
+    table = pd.crosstab(codes["reason"], codes["status"]).reindex(columns=list(FLAG_STATUSES), fill_value=0)
+    if not table["superseded"].any():
+        table = table.drop(columns="superseded")
+    table.insert(0, "records", table.sum(axis=1))
+    table = table.sort_values("records", ascending=False, kind="stable")
+    return table.rename_axis(index="reason", columns=None).reset_index()
+
+
 def completeness_matrix(meter_days: pd.DataFrame, meters: int = HEATMAP_METERS) -> pd.DataFrame:
     """Meters x local dates of completeness, the least complete meters first (missing day = 0)."""
     if meter_days.empty:
@@ -136,10 +155,8 @@ def render_report(
     totals = ledger.groupby("source")[["records_in", "accepted", "flagged", "quarantined"]].sum()
     totals["quality_score"] = weighted_quality_score(ledger).round(1)
     totals = totals.reset_index()  # `source` a column: an index name renders as an extra header row
-    rejects, flags = (
-        reason_counts(reasons).rename_axis("reason").reset_index(name="records")
-        for reasons in (data.rejects, data.flags)
-    )
+    rejects = reason_counts(data.rejects).rename_axis("reason").reset_index(name="records")
+    flags = flag_counts(data.flags)
     suites = "".join(
         f"<li>{html.escape(n)}: {'passed' if ok else '<b>failed</b>'}</li>" for n, ok in docs.items()
     )
@@ -169,7 +186,9 @@ accepted and wait in the review queue; a record a reviewer rejects moves from fl
 <p>{len(data.rejects)} records quarantined{SEVERAL_REASONS}</p>{rejects.to_html(classes="t", index=False)}
 <h2>Flags for review by reason</h2>
 <p>{len(data.flags)} records flagged (those a reviewer rejected are quarantined, under
-<code>review_rejected</code> above){SEVERAL_REASONS}</p>{flags.to_html(classes="t", index=False)}
+<code>review_rejected</code> above){SEVERAL_REASONS} Pending: still to decide
+(<code>metrify review list --reason CODE</code> lists them); approved: kept by a reviewer.</p>
+{flags.to_html(classes="t", index=False)}
 <h2>Completeness per meter-day</h2>
 <p>The {HEATMAP_METERS} least complete meters; intervals received / intervals in the local day, in per
 cent in each cell.</p>

@@ -67,7 +67,7 @@ class ReportData:
     last: date
     ledger: pd.DataFrame  # one row per batch that touched the days
     rejects: pd.Series  # quarantine reason strings, one per quarantined record
-    flags: pd.Series  # review-queue reason strings, one per flagged record not rejected by review
+    flags: pd.DataFrame  # reasons, status: one row per flagged record not rejected by review
     meter_days: pd.DataFrame  # meter_id, local_date, received, expected, completeness
     offenders: pd.DataFrame  # meter_id, rejected, flagged, total
     alerts: int
@@ -85,7 +85,7 @@ class Loaded:
     batch_days: pd.DataFrame  # batch_id, day: every day each batch touched
     ledger: pd.DataFrame  # one row per batch, in processing order
     rejects: pd.DataFrame  # batch_id, reasons: one row per quarantined record
-    flags: pd.DataFrame  # batch_id, reasons: one row per flagged record not rejected by review
+    flags: pd.DataFrame  # batch_id, reasons, status: one row per flagged record not rejected by review
     offenders: pd.DataFrame  # batch_id, meter_id, rejected, flagged
     alerts: pd.DataFrame  # batch_id, n
     review: pd.DataFrame  # batch_id, status, n
@@ -115,7 +115,7 @@ class Loaded:
             last=last,
             ledger=of(self.ledger),
             rejects=of(self.rejects)["reasons"],
-            flags=of(self.flags)["reasons"],
+            flags=of(self.flags)[["reasons", "status"]],
             meter_days=self.meter_days[in_days].reset_index(drop=True),
             offenders=offenders.head(top_meters).reset_index(drop=True),
             alerts=int(of(self.alerts)["n"].sum()),
@@ -182,7 +182,7 @@ def read(conn: psycopg.Connection, days: Iterable[date]) -> Loaded:
         batch_days=batch_days,
         ledger=ledger,
         rejects=in_batches("quarantine", "batch_id, reasons"),
-        flags=in_batches("review_queue", "batch_id, reasons", f" AND {FLAGGED}"),
+        flags=in_batches("review_queue", "batch_id, reasons, status", f" AND {FLAGGED}"),
         offenders=read_frame(conn, OFFENDERS_SQL, params),
         alerts=in_batches("quality_alerts", "batch_id, count(*) AS n", " GROUP BY 1"),
         review=in_batches("review_queue", "batch_id, status, count(*) AS n", " GROUP BY 1, 2"),

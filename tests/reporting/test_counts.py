@@ -94,11 +94,13 @@ def test_flags_by_reason_count_the_records_the_ledger_flags(page: tuple[queries.
     # The ledger's 2 flagged records: M2's two-reason one and M3's approved one. M2's rejected flag is
     # one of the 2 quarantined (review_rejected), not a flag any more. One record carries two
     # reasons, so the reasons add up to 3, as the caption warns.
+    # Per reason, what is still to decide: M2's two-reason flag is pending under both, M3's approved.
     assert table(html, "Flags for review by reason") == [
-        ["reason", "records"],
-        ["voltage_out_of_range", "2"],
-        ["power_factor_out_of_range", "1"],
+        ["reason", "records", "pending", "approved"],
+        ["voltage_out_of_range", "2", "1", "1"],
+        ["power_factor_out_of_range", "1", "1", "0"],
     ]
+    assert "<code>metrify review list --reason CODE</code> lists them" in html
     assert "<p>2 records flagged (those a reviewer rejected are quarantined" in html
     assert "a record with several reasons counts under each" in html
     assert sorted(table(html, "Rejects by reason")[1:]) == [
@@ -132,7 +134,7 @@ def test_a_small_late_batch_barely_moves_the_days_quality_score() -> None:
         last=DAY,
         ledger=ledger,
         rejects=pd.Series([], dtype=object),
-        flags=pd.Series([], dtype=object),
+        flags=pd.DataFrame({"reasons": pd.Series([], dtype=object), "status": pd.Series([], dtype=object)}),
         meter_days=pd.DataFrame(),
         offenders=pd.DataFrame({"meter_id": [], "rejected": [], "flagged": [], "total": []}),
         alerts=1,
