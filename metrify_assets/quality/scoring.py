@@ -175,14 +175,18 @@ def _scores(dimensions: np.ndarray, config: ScoringConfig) -> np.ndarray:
     return 100.0 * np.divide(weighted, weight_sum, out=np.zeros_like(weighted), where=weight_sum > 0)
 
 
-def meter_day_completeness(readings: pd.DataFrame) -> pd.DataFrame:
+def meter_day_completeness(readings: pd.DataFrame, vee_days: pd.DataFrame | None = None) -> pd.DataFrame:
     """Completeness of stored readings per meter and local day, each meter on its own timezone.
 
-    `readings`: meter_id, reading_start (UTC), interval_minutes, timezone. Returns meter_id,
-    local_date, received (distinct intervals), expected (local day length / the day's shortest
-    interval, so DST days expect 92 or 100 quarter-hours) and completeness (received / expected,
-    at most 1): what arrived. The warehouse's `fct_consumption_daily.actual_intervals /
-    expected_intervals` is the VEE series' counterpart (its `completeness` counts estimates too).
+    `readings`: meter_id, reading_start (UTC), interval_minutes, timezone. `vee_days`: meter_id,
+    local_date, expected_minutes (`ops.vee_days`' expected_intervals x interval_minutes): the minutes
+    VEE expects of each meter-day, from the meter's first reading's interval on its first day
+    (docs/quality.md), one rule for VEE, the marts and this count. Returns meter_id, local_date,
+    received (distinct intervals), expected (VEE's minutes, or where VEE has no summary of the day the
+    local day's length, in the day's shortest interval: DST days expect 92 or 100 quarter-hours) and
+    completeness (received / expected, at most 1): what arrived. The warehouse's
+    `fct_consumption_daily.actual_intervals / expected_intervals` is the VEE series' counterpart (its
+    `completeness` counts estimates too).
     """
     columns = ["meter_id", "local_date", "received", "expected", "completeness"]
     if readings.empty:
@@ -201,12 +205,17 @@ def meter_day_completeness(readings: pd.DataFrame) -> pd.DataFrame:
         days = frame.groupby(["meter_id", "local_date"], sort=True).agg(
             received=("reading_start", "nunique"), interval_minutes=("interval_minutes", "min")
         )
-        day_us = _local_day_length_us(days.index.get_level_values("local_date"), str(timezone))
-        days["expected"] = np.round(day_us / (days["interval_minutes"].to_numpy() * _US_PER_MINUTE))
+        days["day_us"] = _local_day_length_us(days.index.get_level_values("local_date"), str(timezone))
         parts.append(days.reset_index())
     out = pd.concat(parts, ignore_index=True)
-    out["completeness"] = (out["received"] / out["expected"]).clip(upper=1.0)
     out["local_date"] = out["local_date"].dt.date
+    minutes = out["day_us"] / _US_PER_MINUTE
+    if vee_days is not None and len(vee_days):
+        vee = vee_days.assign(local_date=pd.to_datetime(vee_days["local_date"]).dt.date)
+        expected = out.merge(vee, on=["meter_id", "local_date"], how="left")["expected_minutes"]
+        minutes = expected.astype("float64").fillna(minutes)
+    out["expected"] = np.round(minutes / out["interval_minutes"])
+    out["completeness"] = (out["received"] / out["expected"]).clip(upper=1.0)
     return out[columns]
 
 

@@ -190,8 +190,9 @@ accepted and wait in the review queue; a record a reviewer rejects moves from fl
 (<code>metrify review list --reason CODE</code> lists them); approved: kept by a reviewer.</p>
 {flags.to_html(classes="t", index=False)}
 <h2>Completeness per meter-day</h2>
-<p>The {HEATMAP_METERS} least complete meters; intervals received / intervals in the local day, in per
-cent in each cell.</p>
+<p>The {HEATMAP_METERS} least complete meters; intervals received / intervals VEE expects of the
+meter-day (on a meter's first day, from its first reading's interval; the whole local day where VEE has
+not run), in per cent in each cell.</p>
 {_img(charts["completeness"], "completeness per meter-day")}
 <h2>Top offending meters</h2>{_img(charts["offenders"], "top offending meters")}
 <p>Records per meter: rejected = quarantined (a record a reviewer rejected included), flagged = flagged
@@ -271,6 +272,7 @@ def render_again(
         "validated_grid_status",
         "validated_weather_observations",
         "anomaly_scores",
+        "vee_meter_readings",  # the intervals each meter-day is expected to hold (completeness)
     ],
     partitions_def=DAYS,
     backfill_policy=SINGLE_RUN,

@@ -54,6 +54,13 @@ WHERE meter_id IS NOT NULL
 
 READING_DAYS = 7  # the days of readings `read` holds at once
 
+# The minutes VEE expects of each meter-day (from a meter's first reading's interval on its first day):
+# a page's completeness divides by them, as fct_consumption_daily's does, not by the whole local day.
+VEE_DAYS_SQL = (
+    "SELECT meter_id, local_date, expected_intervals * interval_minutes AS expected_minutes "
+    "FROM ops.vee_days WHERE local_date BETWEEN %s AND %s"
+)
+
 ANOMALIES_SQL = (
     f"SELECT {LOCAL_TS}::date AS local_date, count(*) AS n FROM ops.anomaly_scores a "
     "JOIN ops.meter_readings r USING (meter_id, reading_start) LEFT JOIN ops.meters m USING (meter_id) "
@@ -171,7 +178,8 @@ def read(conn: psycopg.Connection, days: Iterable[date]) -> Loaded:
                 ),
                 day_params(start, end),
             )
-            meter_days.append(meter_day_completeness(readings))
+            vee_days = read_frame(conn, VEE_DAYS_SQL, (start, end))
+            meter_days.append(meter_day_completeness(readings, vee_days))
             anomalies.append(read_frame(conn, ANOMALIES_SQL, day_params(start, end)))
     anomalies_frame = (
         pd.concat(anomalies, ignore_index=True) if anomalies else pd.DataFrame(columns=["local_date", "n"])
