@@ -21,6 +21,8 @@ before, and the alerts are decided with the last chunk from what every chunk saw
 writes:
 - `ops.grid_stability`: the hours of the run's days (delete + insert by day), with EN 50160's weekly
   figure over the 6 days before aggregated from their samples (`prior_voltage_days`);
+- `ops.grid_excluded_samples`: the samples of the run's days left out as sensor faults (delete +
+  insert by day, with the hours that count them in `excluded_samples`);
 - `ops.grid_state_events`: an event belongs to the day it started. The run replaces the events that
   started on its days; the node's newest event that started earlier and was still open at the first
   midnight gets its end (and a larger peak) from this run; an earlier event still open although a gap
@@ -79,6 +81,7 @@ VOLTAGE_DAY_COLUMNS = ["grid_node_id", "day", "voltage_windows", "voltage_window
 WEEKLY_COLUMNS = ["voltage_week_windows", "voltage_week_within_share", "voltage_week_compliant"]
 STABILITY_WRITE = ["day", *FIGURE_COLUMNS, *WEEKLY_COLUMNS, *RISK_COLUMNS]
 EVENTS_WRITE = [*EVENT_COLUMNS, "start_day"]
+EXCLUDED_WRITE = ["day", "grid_node_id", "measured_at"]  # ops.grid_excluded_samples (migration 0033)
 
 
 def alert_key(node: str) -> str:
@@ -344,7 +347,8 @@ def write(
     analysis: Analysis,
     run_first: date | None = None,
 ) -> tuple[pd.DataFrame, int, int]:
-    """Replace the hours of the days `first`..`last` and the events that started on them; close the
+    """Replace the hours of the days `first`..`last`, the samples they left out and the events that
+    started on them; close the
     earlier events a gap ended, end the event carried in from before -> (events written, events
     carried in from before the run and updated (counted by its first chunk, from `run_first`, default
     `first`), earlier events closed at a gap). Does not commit."""
@@ -362,12 +366,29 @@ def write(
     with conn.cursor() as cur:
         cur.execute("DELETE FROM ops.grid_stability WHERE day BETWEEN %s AND %s", (first, last))
         _copy(cur, "ops.grid_stability", STABILITY_WRITE, figures)
+        cur.execute("DELETE FROM ops.grid_excluded_samples WHERE day BETWEEN %s AND %s", (first, last))
+        _copy(cur, "ops.grid_excluded_samples", EXCLUDED_WRITE, excluded_samples(analysis, start, end))
         cur.execute("DELETE FROM ops.grid_state_events WHERE start_day BETWEEN %s AND %s", (first, last))
         _copy(cur, "ops.grid_state_events", EVENTS_WRITE, owned)
     closed = close_at_gaps(conn, analysis, start)
     carried = sum(_carry(conn, event, start) for event in carried_in.itertuples(index=False))
     # A later chunk carries on the run's own events, or one from before the run the first chunk counted.
     return owned[EVENTS_WRITE], carried if start == run_start else 0, closed
+
+
+def excluded_samples(analysis: Analysis, start: datetime, end: datetime) -> pd.DataFrame:
+    """The samples with `start <= measured_at < end` that the analysis left out as sensor faults
+    (EXCLUDED_WRITE): stored beside the hours that count them, so the mart leaves out the same ones."""
+    samples = analysis.samples
+    times = pd.to_datetime(samples["measured_at"], utc=True)
+    chosen = (samples["excluded"].astype(bool) & (times >= start) & (times < end)).to_numpy()
+    return pd.DataFrame(
+        {
+            "day": times[chosen].dt.date,
+            "grid_node_id": samples["grid_node_id"][chosen],
+            "measured_at": times[chosen],
+        }
+    )
 
 
 def close_at_gaps(conn: psycopg.Connection, analysis: Analysis, start: datetime) -> int:
@@ -715,13 +736,15 @@ def sampled_days(conn: psycopg.Connection, first: date, last: date) -> list[date
 
 
 def clear_days(conn: psycopg.Connection, first: date, last: date) -> int:
-    """Remove the hours of the days `first`..`last` and the events that started on them, stored from
-    samples no longer there (a rollback took them out), under the days' locks; commits -> hours removed."""
+    """Remove the hours of the days `first`..`last`, the samples they left out and the events that
+    started on them, stored from samples no longer there (a rollback took them out), under the days'
+    locks; commits -> hours removed."""
     with conn.transaction():
         lock_days(conn, first, last)
         removed = conn.execute(
             "DELETE FROM ops.grid_stability WHERE day BETWEEN %s AND %s", (first, last)
         ).rowcount
+        conn.execute("DELETE FROM ops.grid_excluded_samples WHERE day BETWEEN %s AND %s", (first, last))
         conn.execute("DELETE FROM ops.grid_state_events WHERE start_day BETWEEN %s AND %s", (first, last))
     conn.commit()
     return removed

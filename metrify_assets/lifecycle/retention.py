@@ -70,6 +70,7 @@ OPS_TABLES: tuple[tuple[str, str, str], ...] = (
     ("ops.alert_deliveries", "(delivered_at AT TIME ZONE 'UTC')::date", "delivered_at IS NOT NULL"),
     ("ops.alerts", "(resolved_at AT TIME ZONE 'UTC')::date", "resolved_at IS NOT NULL"),
     ("ops.grid_stability", "day", "true"),
+    ("ops.grid_excluded_samples", "day", "true"),  # with the hours that count them
     ("ops.grid_state_events", "start_day", "ended_at IS NOT NULL"),
     # Rows of the last hour stay whatever the pass's clock (`as_of` may be far ahead of `at`): the
     # running pass never erases its own record.

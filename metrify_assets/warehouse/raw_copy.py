@@ -48,13 +48,26 @@ class RawTable:
     key: tuple[str, ...]
     changed_at: str | None
     changed_by_batch: bool = False
+    # The table whose groups (rows of one `key`) the writer re-writes together with this one's, in one
+    # transaction: each group changed there since its raw copy replaces this table's raw rows of the
+    # group, those it has now or none (a group can lose all its rows, which no changed row would say).
+    # Its copy takes the groups changed since that table's raw watermark as its copy found it.
+    group_of: str | None = None
 
     def changed_rows_sql(self, columns: Sequence[str], incremental: bool) -> str:
         select = f"SELECT {', '.join(columns)} FROM ops.{self.name}"
+        if self.group_of is not None:
+            return f"{select} WHERE ({', '.join(self.key)}) IN ({self.changed_groups_sql(incremental)})"
         if not incremental or self.changed_at is None:
             return select
         batch = f" {CHANGED_BY_BATCH}" if self.changed_by_batch else ""
         return f"{select} WHERE {self.changed_at} >= %(since)s{batch}"
+
+    def changed_groups_sql(self, incremental: bool) -> str:
+        """The keys of the groups `group_of`'s writer re-wrote since `since` (every group without it)."""
+        leader = RAW_BY_NAME[str(self.group_of)]
+        select = f"SELECT DISTINCT {', '.join(self.key)} FROM ops.{leader.name}"
+        return f"{select} WHERE {leader.changed_at} >= %(since)s" if incremental else select
 
 
 # The dbt sources (`models/staging/ops/_ops__sources.yml`).
@@ -74,6 +87,9 @@ RAW_TABLES = (
     RawTable("vee_days", ("meter_id", "local_date"), "processed_at"),
     # The grid asset re-writes whole UTC days of node-hours: keyed by node-day like VEE's meter-days.
     RawTable("grid_stability", ("grid_node_id", "day"), "processed_at"),
+    # The samples the grid asset left out as sensor faults, re-written with its node-days: replaced
+    # by node-day as grid_stability's are, and a node-day whose last one a reviewer approved has none.
+    RawTable("grid_excluded_samples", ("grid_node_id", "day"), None, group_of="grid_stability"),
     # Events are few, and a re-run may remove one (a late sample ended an excursion sooner) or end one
     # that an earlier day owns: copied in full, so the copy never keeps an event `ops` no longer has.
     RawTable("grid_state_events", ("grid_node_id", "started_at"), None),
@@ -87,6 +103,7 @@ RAW_TABLES = (
     # (the grid and weather marts keep the days deleted from `ops`): copied in full.
     RawTable("lifecycle_days", ("dataset", "day"), None),
 )
+RAW_BY_NAME = {table.name: table for table in RAW_TABLES}
 
 
 def pg_columns(conn: psycopg.Connection, table: str) -> list[tuple[str, str, str]]:
@@ -120,22 +137,54 @@ def add_new_columns(cur: Any, target: str, columns: Sequence[tuple[str, str, str
     return added
 
 
-def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable) -> int:
-    """Copy one table's changed rows into RAW.<table>; returns the number of rows copied.
+def raw_table(pg: psycopg.Connection, sf: Any, name: str) -> list[tuple[str, str, str]]:
+    """Create RAW.<name> as the `ops` table is if it does not exist, with the columns a later migration
+    added -> the table's `pg_columns`."""
+    columns = pg_columns(pg, name)
+    definition = ", ".join(f"{column} {sf_type}" for column, sf_type, _ in columns)
+    cur = sf.cursor()
+    cur.execute(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{name} ({definition})")
+    add_new_columns(cur, f"{RAW_SCHEMA}.{name}", columns)
+    return columns
+
+
+def _delete_groups(pg: psycopg.Connection, cur: Any, table: RawTable, since: datetime) -> None:
+    """Delete RAW.<table>'s rows of the groups `group_of`'s writer re-wrote since `since`."""
+    target, groups = f"{RAW_SCHEMA}.{table.name}", f"{RAW_SCHEMA}.{table.name}__groups"
+    types = {name: sf_type for name, sf_type, _ in pg_columns(pg, table.name)}
+    cur.execute(f"CREATE OR REPLACE TABLE {groups} ({', '.join(f'{k} {types[k]}' for k in table.key)})")
+    insert = f"INSERT INTO {groups} ({', '.join(table.key)}) VALUES ({', '.join(['%s'] * len(table.key))})"
+    with pg.cursor() as pg_cur:
+        pg_cur.execute(table.changed_groups_sql(incremental=True).encode(), {"since": since})
+        for rows in chunks(pg_cur):
+            cur.executemany(insert, rows)
+    matches = " AND ".join(f"{target}.{k} = g.{k}" for k in table.key)
+    cur.execute(f"DELETE FROM {target} USING {groups} AS g WHERE {matches}")
+    cur.execute(f"DROP TABLE {groups}")
+
+
+def watermark(pg: psycopg.Connection, sf: Any, table: RawTable) -> datetime | None:
+    """The newest `changed_at` of RAW.<table> (created if missing): its copy takes the rows changed
+    since (None: no change column, or nothing copied yet)."""
+    raw_table(pg, sf, table.name)
+    if table.changed_at is None:
+        return None
+    row = sf.cursor().execute(f"SELECT max({table.changed_at}) FROM {RAW_SCHEMA}.{table.name}").fetchone()
+    return None if row is None else row[0]
+
+
+def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable, since: datetime | None) -> int:
+    """Copy one table's rows changed since `since` (its `watermark`, or its `group_of`'s; None: all)
+    into RAW.<table>; returns the number of rows copied.
 
     `sf` is a Snowflake DB-API connection (pyformat parameters).
     """
-    columns = pg_columns(pg, table.name)
+    columns = raw_table(pg, sf, table.name)
     names = [name for name, _, _ in columns]
     target, scratch = f"{RAW_SCHEMA}.{table.name}", f"{RAW_SCHEMA}.{table.name}__incoming"
     cur = sf.cursor()
     definition = ", ".join(f"{name} {sf_type}" for name, sf_type, _ in columns)
-    cur.execute(f"CREATE TABLE IF NOT EXISTS {target} ({definition})")
-    add_new_columns(cur, target, columns)
     cur.execute(f"CREATE OR REPLACE TABLE {scratch} ({definition})")
-    since: datetime | None = None
-    if table.changed_at is not None:
-        since = cur.execute(f"SELECT max({table.changed_at}) FROM {target}").fetchone()[0]
     placeholders = ", ".join(["%s"] * len(names))
     insert = f"INSERT INTO {scratch} ({', '.join(names)}) VALUES ({placeholders})"
     copied = 0
@@ -145,7 +194,9 @@ def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable) -> int:
         for rows in chunks(pg_cur):
             cur.executemany(insert, rows)
             copied += len(rows)
-    if table.changed_at is None:
+    if table.group_of is not None and since is not None:
+        _delete_groups(pg, cur, table, since)
+    elif table.changed_at is None:
         cur.execute(f"DELETE FROM {target}")
     else:
         matches = " AND ".join(f"{target}.{k} = i.{k}" for k in table.key)
@@ -159,4 +210,8 @@ def copy_table(pg: psycopg.Connection, sf: Any, table: RawTable) -> int:
 def copy_all(pg: psycopg.Connection, sf: Any) -> dict[str, int]:
     """Copy every dbt source table; returns rows copied per table."""
     sf.cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-    return {table.name: copy_table(pg, sf, table) for table in RAW_TABLES}
+    # Every watermark before any copy: a table copied with another's groups takes that one's as it was.
+    since = {table.name: watermark(pg, sf, table) for table in RAW_TABLES}
+    return {
+        table.name: copy_table(pg, sf, table, since[table.group_of or table.name]) for table in RAW_TABLES
+    }

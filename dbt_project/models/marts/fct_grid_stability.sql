@@ -1,6 +1,9 @@
 -- Stability indicators per grid node and UTC hour. The first columns are computed here from the
 -- samples (frequency deviation from nominal, the share of samples outside +/-50 mHz and +/-200 mHz,
--- the voltage range, the mean load); the rest come from the grid_stability asset
+-- the voltage range, the mean load), as ops.grid_stability counts them: a sample the asset left out
+-- as a sensor fault (stg_ops__grid_excluded_samples, docs/grid.md#samples-awaiting-review) is in
+-- `sample_count`, `excluded_samples` and the voltage and load figures, in no frequency figure (an
+-- hour of nothing else has them null). The rest come from the grid_stability asset
 -- (stg_ops__grid_stability, docs/grid.md), which works on the raw samples against the node's
 -- synchronous area: time outside the standard range, RoCoF, EN 50160 voltage compliance, load margin,
 -- minutes in each ENTSO-E system state and the risk score.
@@ -20,24 +23,41 @@
     materialized='incremental',
     unique_key=['grid_node_id', 'hour_start_utc'],
     incremental_strategy='delete+insert',
-    on_schema_change='fail',
+    on_schema_change='append_new_columns',
     indexes=[{'columns': ['grid_node_id', 'hour_start_utc']}],
 ) }}
 {% set nominal = var('grid_nominal_frequency_hz') %}
 {%- set hz, hz_per_s, volt, mw = unit_places('hz'), unit_places('hz_per_s'), unit_places('v'), unit_places('mw') %}
 {%- set minutes, seconds = unit_places('minutes'), unit_places('s') %}
-with samples as (
+with excluded as (
+    select grid_node_id, measured_at_utc
+    from {{ ref('stg_ops__grid_excluded_samples') }}
+    where {{ in_partition_window('utc_date') }}
+),
+
+samples as (
     select
-        grid_node_id,
-        {{ dbt.date_trunc('hour', 'measured_at_utc') }} as hour_start_utc,
-        frequency_hz,
+        g.grid_node_id,
+        {{ dbt.date_trunc('hour', 'g.measured_at_utc') }} as hour_start_utc,
+        x.measured_at_utc as excluded_at,
+        -- Null for a sample left out: in no frequency figure.
+        case when x.measured_at_utc is null then g.frequency_hz end as frequency_hz,
+        g.voltage_v,
+        g.load_mw
+    from {{ ref('stg_ops__grid_status') }} as g
+    left join excluded as x
+        on g.grid_node_id = x.grid_node_id
+        and g.measured_at_utc = x.measured_at_utc
+    where {{ utc_day_bounds('g.measured_at_utc') }}
+        and {{ outside_days_left_hot_tier('grid_status', 'cast(g.measured_at_utc as date)') }}
+),
+
+deviations as (
+    select
+        *,
         frequency_hz - {{ nominal }} as deviation_hz,
-        abs(frequency_hz - {{ nominal }}) as abs_deviation_hz,
-        voltage_v,
-        load_mw
-    from {{ ref('stg_ops__grid_status') }}
-    where {{ utc_day_bounds('measured_at_utc') }}
-        and {{ outside_days_left_hot_tier('grid_status', 'cast(measured_at_utc as date)') }}
+        abs(frequency_hz - {{ nominal }}) as abs_deviation_hz
+    from samples
 ),
 
 hourly as (
@@ -45,16 +65,18 @@ hourly as (
         grid_node_id,
         hour_start_utc,
         count(*) as sample_count,
+        count(excluded_at) as excluded_samples,
         avg(frequency_hz) as mean_frequency_hz,
         stddev_pop(deviation_hz) as std_deviation_hz,
         max(abs_deviation_hz) as max_abs_deviation_hz,
-        -- avg of a numeric literal: numeric on PostgreSQL, a fixed-point or double on Snowflake.
-        cast(avg({{ indicator('abs_deviation_hz > 0.05') }}) as {{ dbt.type_float() }}) as share_beyond_50mhz,
-        cast(avg({{ indicator('abs_deviation_hz > 0.2') }}) as {{ dbt.type_float() }}) as share_beyond_200mhz,
+        -- Shares of the samples that count; avg of a numeric literal: numeric on PostgreSQL, a
+        -- fixed-point or double on Snowflake.
+        cast(avg(case when excluded_at is null then {{ indicator('abs_deviation_hz > 0.05') }} end) as {{ dbt.type_float() }}) as share_beyond_50mhz,
+        cast(avg(case when excluded_at is null then {{ indicator('abs_deviation_hz > 0.2') }} end) as {{ dbt.type_float() }}) as share_beyond_200mhz,
         min(voltage_v) as min_voltage_v,
         max(voltage_v) as max_voltage_v,
         avg(load_mw) as mean_load_mw
-    from samples
+    from deviations
     group by grid_node_id, hour_start_utc
 ),
 
@@ -101,7 +123,9 @@ select
     {{ rounded('s.risk_frequency') }} as risk_frequency,
     {{ rounded('s.risk_voltage') }} as risk_voltage,
     {{ rounded('s.risk_load') }} as risk_load,
-    s.risk_components
+    s.risk_components,
+    -- Last: on_schema_change appends it to a table built before it (older hours keep null).
+    h.excluded_samples
 from hourly as h
 left join stability as s
     on h.grid_node_id = s.grid_node_id
