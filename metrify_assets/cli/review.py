@@ -62,6 +62,13 @@ Yes = Annotated[bool, typer.Option("--yes", help="Bulk: decide without asking fo
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Bulk: count what would be decided, decide nothing.")]
 
 
+# A decision that changed data stamped its day for rebuild; VEE took it at once, the rest does not yet.
+REBUILD_NOTE = (
+    "marts and quality report: not yet; the next `metrify run` (or the daemon's late_days_sensor) "
+    "rebuilds the day with it"
+)
+
+
 def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str) -> None:
     # Imported here: VEE (pandas) and the Redis client would cost `list` and `show`, which need
     # neither, over a second.
@@ -102,6 +109,8 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
         now = f"{decided.vee_status} ({decided.vee_method})" if decided.vee_status else "not in a day"
         rows = decided.vee.audit_rows
         typer.echo(f"VEE: the interval is now {now}; {rows} audit row{'' if rows == 1 else 's'} written")
+    if item.status != review.SUPERSEDED and decided.vee_skipped is None:
+        typer.echo(REBUILD_NOTE)
 
 
 def _selection(
@@ -186,6 +195,8 @@ def _bulk(action: str, selection: review.Selection, by: str, reason: str, yes: b
         typer.echo(f"VEE: not re-run for {done.archived:,} approved readings of archived days")
     runs = sum(len(m) for m in done.meter_days.values())
     typer.echo(f"VEE: re-ran {runs:,} meter-days; {done.vee_audit_rows:,} audit rows written")
+    if done.decided > done.archived:
+        typer.echo(REBUILD_NOTE)
     for error in done.vee_errors:
         typer.echo(f"error: {error}", err=True)
     if done.vee_errors:

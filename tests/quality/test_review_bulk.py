@@ -197,6 +197,8 @@ def test_cli_bulk_approve_previews_asks_and_decides(
     assert done.exit_code == 0, done.output
     assert f"approved {N} of {N}; skipped 0 already decided" in done.output
     assert "VEE: re-ran 1 meter-days" in done.output
+    # VEE took the decisions; the marts and the report only after the next run, which the output says.
+    assert "marts and quality report: not yet; the next `metrify run`" in done.output
     assert runs == [(date(2026, 3, 29), ["M1"])]
     assert review.count_items(seeded) == 2
     shown = runner.invoke(app, ["review", "show", "b1", "0", "--json"])

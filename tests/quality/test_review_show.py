@@ -212,7 +212,8 @@ def test_an_item_pending_again_shows_who_decided_it_before_and_who_took_that_bac
     ingest(pg, Lake(str(tmp_path / "lake")), "rvh-g1", [json.dumps(grid | {"frequency_hz": 49.1})], grid=True)
     assert "history" not in run(cli, "review", "show", "rvh-g1", "0")  # never decided: nothing to tell
 
-    run(cli, "review", "approve", "rvh-g1", "0", "--by", "ana", "--reason", "real dip")
+    approved = run(cli, "review", "approve", "rvh-g1", "0", "--by", "ana", "--reason", "real dip")
+    assert "marts and quality report: not yet; the next `metrify run` (or the daemon's" in approved
     again = cli.invoke(app, ["review", "reject", "rvh-g1", "0", "--by", "bob", "--reason", "no"])
     assert again.exit_code == 1
     assert "was already approved by ana (real dip)" in again.output
