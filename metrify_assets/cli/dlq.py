@@ -51,12 +51,13 @@ def _print_letters(
     console: Console, letters: list[dead_letters.DeadLetter], what: str, order: str = "oldest first"
 ) -> None:
     table = Table(title=f"{what}: {len(letters):,} shown ({order})")
-    for column in ("batch_id", "#", "source", "reasons", "quarantined at", "replays", "resolved by"):
+    for column in ("batch_id", "#", "from", "source", "reasons", "quarantined at", "replays", "resolved by"):
         table.add_column(column)
     for d in letters:
         table.add_row(
             d.batch_id,
             str(d.record_index),
+            _origin(d),
             d.source,
             d.reasons[:80],
             f"{d.quarantined_at:%Y-%m-%d %H:%M:%S}",
@@ -64,6 +65,13 @@ def _print_letters(
             d.resolved_by or ("" if d.replayable else "(not replayable)"),
         )
     console.print(table)
+
+
+def _origin(letter: dead_letters.DeadLetter) -> str:
+    """Where the record came from, as a person finds it: `exports/vendor.csv line 12` (the file given to
+    `metrify ingest`, the line an editor shows), `offset 57` (Kafka), or `-` (its index is all there is)."""
+    parts = [p for p in (letter.source_file, letter.where) if p]
+    return " ".join(parts) or "-"
 
 
 def _reason_table(counts: list[tuple[str, str, int]], title: str) -> Table:

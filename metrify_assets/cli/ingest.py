@@ -200,6 +200,7 @@ def _said_landed_before(
     content is the same batch, which a run ingests once."""
     from metrify_assets.cli.db import connect
     from metrify_assets.ingestion.landed_before import landed_before
+    from metrify_assets.ingestion.provenance import read_origin
 
     earlier = landed_before(landing_dir, source, lines, lambda: connect(resolve_settings()))
     if earlier is None:
@@ -211,8 +212,10 @@ def _said_landed_before(
             state = f"whether it was ingested could not be read ({twin.unread})"
         else:
             state = "not ingested yet: `metrify run` takes it"
+        origin = read_origin(twin.landed.path)
+        read_from = f" from {origin.file}" if origin is not None else ""
         console.print(
-            f"{path.name} was landed before with the same records: {twin.landed.path} "
+            f"{path.name} was landed before with the same records: {twin.landed.path}{read_from} "
             f"(batch {twin.landed.batch_id}), {state}"
         )
     console.print(
@@ -381,7 +384,11 @@ def register(app: typer.Typer) -> None:
             target = landing_dir or resolve_settings().landing_dir
             if _said_landed_before(console, path, source, target, result.lines):
                 return
-            files = land_batches(target, source, result.lines, backfill=backfill)
+            # The path as the user gave it (`exports/vendor.csv`), kept with each batch for `metrify dlq`
+            # and `metrify status`, with the line of each record in it.
+            files = land_batches(
+                target, source, result.lines, backfill=backfill, source_file=str(path), places=result.places
+            )
             where = (
                 f"{files[0].path}"
                 if len(files) == 1

@@ -80,7 +80,7 @@ def print_status(console: Console, status: Status) -> None:
 
     now = status.at
     sources = Table(title=f"metrify status at {now:%Y-%m-%d %H:%M:%S} UTC")
-    for column in ("source", "newest record", "last batch", "quality", "landing files", "Kafka lag"):
+    for column in ("source", "newest record", "last batch", "from", "quality", "landing files", "Kafka lag"):
         sources.add_column(column)
     for column in ("dead letters (replayable)", "to review"):
         sources.add_column(column, justify="right")
@@ -89,6 +89,7 @@ def print_status(console: Console, status: Status) -> None:
             s.source,
             newest_record(s.last_record, (status.lake or {}).get(s.source), now),
             ago(s.last_batch, now),
+            s.last_batch_file or "-",
             "-" if s.quality_score is None else f"{s.quality_score:.1f}",
             _count(s.landing_files),
             _count(s.kafka_lag),

@@ -28,6 +28,7 @@ from metrify_assets.ingestion.kafka.batches import KafkaBatch, commit_range, dea
 from metrify_assets.ingestion.kafka.expired import Expired, report_expired
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.landing import LandedFile, landed_messages
+from metrify_assets.ingestion.provenance import Origin, read_origin
 from metrify_assets.metadata import figure
 from metrify_assets.observability.stages import BatchTrace, trace_batch
 from metrify_assets.quality.checks import rule_counts_metadata, suite_check_result
@@ -80,6 +81,7 @@ class LoadedBatch:
     received_at: pd.Timestamp  # when it arrived (timeliness is measured to it)
     backfill: bool | list[bool]  # declared history: for the batch, or per message
     kafka_batch: KafkaBatch | None = None
+    origin: Origin | None = None  # the file `metrify ingest` read a landing file from (provenance.py)
 
 
 def _load(contract: SourceContract, config: IngestBatchConfig, kafka: KafkaResource) -> LoadedBatch:
@@ -108,7 +110,12 @@ def _load(contract: SourceContract, config: IngestBatchConfig, kafka: KafkaResou
     messages = landed_messages(landed.path.read_bytes())
     received_at = pd.Timestamp(landed.seq, unit="us", tz="UTC")
     return LoadedBatch(
-        landing_spec(contract, landed), messages, [landed.seq] * len(messages), received_at, landed.backfill
+        landing_spec(contract, landed),
+        messages,
+        [landed.seq] * len(messages),
+        received_at,
+        landed.backfill,
+        origin=read_origin(landed.path),
     )
 
 
@@ -160,6 +167,8 @@ def ingest_batch(
                 backfill=loaded.backfill,
                 stages=stages,
             )
+            if loaded.origin is not None:  # in the batch's transaction
+                writes.record_source_file(conn, spec.batch_id, loaded.origin.file, loaded.origin.lines)
             with stages.stage("commit"):
                 conn.commit()
             cache = redis.get_cache()

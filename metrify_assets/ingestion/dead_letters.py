@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg
 
+from metrify_assets.ingestion.provenance import Places
 from metrify_assets.quality import quarantine
 from metrify_assets.quality.quarantine import DISCARDED, reason_code
 from metrify_assets.quality.replayable import REPLAYABLE_UNRESOLVED, replayable
@@ -38,6 +39,10 @@ class DeadLetter:
     resolved_at: datetime | None
     resolved_by: str | None
     replays: int
+    # Where the record came from (`located`): the file `metrify ingest` was given and the record's place
+    # in it (`line 12`, `row 3`), or for a Kafka range the message's offset (`offset 57`); None: not known.
+    source_file: str | None = None
+    where: str | None = None
 
     @property
     def replayable(self) -> bool:
@@ -94,7 +99,34 @@ def select(
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [DeadLetter(*row) for row in conn.execute(sql, params).fetchall()]
+    return located(conn, [DeadLetter(*row) for row in conn.execute(sql, params).fetchall()])
+
+
+def located(conn: psycopg.Connection, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+    """`letters` with where each came from, read from their batches' ledger rows (one query): a file's
+    record by the file and its place in it, as `metrify ingest` named the row (`line 12`: the line an
+    editor shows), a Kafka record by its offset (its `record_version`; the topic and partition are in
+    the batch id). Others (an API request, a simulated file) keep only their record index."""
+    batches = sorted({d.batch_id for d in letters})
+    if not batches:
+        return list(letters)
+    origins = {
+        str(batch_id): (str(origin), source_file, Places(lines, int(records_in)))
+        for batch_id, origin, source_file, lines, records_in in conn.execute(
+            "SELECT batch_id, origin, source_file, source_lines, records_in FROM ops.ingest_ledger "
+            "WHERE batch_id = ANY(%s)",
+            (batches,),
+        ).fetchall()
+    }
+    out = []
+    for d in letters:
+        origin, source_file, places = origins.get(d.batch_id, ("", None, Places(None, 0)))
+        if origin == "kafka" and d.record_version is not None:
+            where: str | None = f"offset {d.record_version}"
+        else:
+            where = places.at(d.record_index)
+        out.append(replace(d, source_file=source_file, where=where))
+    return out
 
 
 def reason_counts(conn: psycopg.Connection, selection: Selection) -> list[tuple[str, str, int]]:
@@ -144,7 +176,7 @@ def get(conn: psycopg.Connection, batch_id: str, record_index: int) -> DeadLette
         f"SELECT {_COLUMNS} FROM ops.quarantine WHERE batch_id = %s AND record_index = %s",
         (batch_id, record_index),
     ).fetchone()
-    return DeadLetter(*row) if row else None
+    return located(conn, [DeadLetter(*row)])[0] if row else None
 
 
 def discard(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from metrify_assets.contracts import contract_for
 from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
+from metrify_assets.ingestion.provenance import Origin, origin_path, runs, write_origin
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ class LandedFile:
         `metrify simulate` writes is the simulated day."""
         return datetime.fromtimestamp(self.seq / 1_000_000, UTC).date()
 
+    @property
+    def origin_path(self) -> Path:
+        """The file beside it that says what `metrify ingest` read it from (`provenance.py`), if any."""
+        return origin_path(self.path)
+
     @classmethod
     def from_path(cls, path: Path) -> LandedFile:
         stem = path.stem.removesuffix(BACKFILL_SUFFIX)
@@ -57,10 +63,16 @@ BACKFILL_SUFFIX = ".backfill"
 
 
 def land_lines(
-    landing_dir: Path, source: str, lines: Iterable[str], seq: int | None = None, backfill: bool = False
+    landing_dir: Path,
+    source: str,
+    lines: Iterable[str],
+    seq: int | None = None,
+    backfill: bool = False,
+    origin: Origin | None = None,
 ) -> LandedFile:
     """Write message lines as one landing file, atomically (readers never see half a file);
-    `backfill` declares them history (not scored for timeliness)."""
+    `backfill` declares them history (not scored for timeliness); `origin`, the file they were read
+    from, is written beside it first, so a sensor that sees the landing file sees its origin too."""
     contract_for(source)  # validates the source name
     body = _body(lines)
     digest = hashlib.sha256(body).hexdigest()[:16]
@@ -68,6 +80,8 @@ def land_lines(
     folder = landing_dir / source
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{seq:017d}-{digest}{BACKFILL_SUFFIX if backfill else ''}.jsonl"
+    if origin is not None:
+        write_origin(path, origin)
     tmp = folder / f".{path.name}.tmp{os.getpid()}"
     tmp.write_bytes(body)
     tmp.replace(path)
@@ -81,14 +95,30 @@ def land_batches(
     seq: int | None = None,
     backfill: bool = False,
     per_file: int = MAX_BATCH_MESSAGES,
+    source_file: str | None = None,
+    places: Sequence[str] = (),
 ) -> list[LandedFile]:
     """Land `lines` as files of at most `per_file` messages, each file one batch (one run), as a Kafka
     range is at most as long: a large import does not make one run that holds it all in memory. The
     files' seqs count up from `seq` (default: now) in the lines' order, so a later file's records are
-    the later versions, as a later Kafka offset's are."""
+    the later versions, as a later Kafka offset's are. `source_file` names the file the lines were
+    read from, and `places` (one per line, when known) where each was in it: each landing file's
+    origin (`provenance.py`)."""
     first = time.time_ns() // 1000 if seq is None else seq
+    known = len(places) == len(lines)
     return [
-        land_lines(landing_dir, source, part, seq=first + n, backfill=backfill)
+        land_lines(
+            landing_dir,
+            source,
+            part,
+            seq=first + n,
+            backfill=backfill,
+            origin=None
+            if source_file is None
+            else Origin(
+                source_file, runs(places[n * per_file : n * per_file + len(part)]) if known else None
+            ),
+        )
         for n, part in enumerate(_parts(lines, per_file))
     ]
 

@@ -109,6 +109,7 @@ def _settle(
             size += landed.path.stat().st_size
             if not dry_run:
                 landed.path.unlink()
+                landed.origin_path.unlink(missing_ok=True)  # its ledger row keeps what it said
         except FileNotFoundError:
             continue  # gone meanwhile (by hand, or another pass): nothing left to delete
     state.log(conn, DATASET, day, "expired", where, len(files), size, dry_run, run_id)

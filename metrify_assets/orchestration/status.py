@@ -32,6 +32,7 @@ from prometheus_client.core import Metric
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.observability.metrics import PipelineCollector
+from metrify_assets.observability.store_metrics import LIVE
 from metrify_assets.orchestration.catchup import (
     SEQ_CURSOR,
     first_run_days,
@@ -66,6 +67,7 @@ class SourceStatus:
     source: str
     last_record: datetime | None = None
     last_batch: datetime | None = None
+    last_batch_file: str | None = None  # the file `metrify ingest` read it from (None: Kafka, API, ...)
     quality_score: float | None = None
     landing_files: int | None = None  # None: PostgreSQL could not be read (its ledger tells which)
     kafka_lag: int | None = None  # None: Kafka not configured, or unreadable
@@ -169,9 +171,11 @@ def from_scrape(
     families: Iterable[Metric],
     topics: Mapping[str, str] | None = None,
     landing_files: Mapping[str, int] | None = None,
+    batch_files: Mapping[str, str | None] | None = None,
 ) -> None:
     """Fill `status` from one scrape of the pipeline metrics. `topics`: each source's Kafka topic
-    (None: Kafka not configured); `landing_files`: files per source not in the ledger yet."""
+    (None: Kafka not configured); `landing_files`: files per source not in the ledger yet;
+    `batch_files`: the file each source's newest batch was read from (`last_batch_files`)."""
     found = samples(families)
     present = set(found)  # the families the scrape read (a failed collector's are missing)
     records = _by_source(found["metrify_source_last_record_timestamp_seconds"])
@@ -191,6 +195,7 @@ def from_scrape(
                 source=source,
                 last_record=_instant(records.get(source)),
                 last_batch=_instant(batches.get(source)),
+                last_batch_file=(batch_files or {}).get(source),
                 quality_score=quality.get(source),
                 landing_files=None if landing_files is None else landing_files.get(source, 0),
                 kafka_lag=int(lag.get(topic, 0)) if lag_read and topic is not None else None,
@@ -401,6 +406,21 @@ def as_json(status: Status) -> dict[str, Any]:
     }
 
 
+def last_batch_files(conn: psycopg.Connection) -> dict[str, str | None]:
+    """The file each source's newest live batch (the one `last batch` times) was read from, as given to
+    `metrify ingest`; None for a Kafka range, an API request or a simulated file. One index probe per
+    source (`ingest_ledger_source_processed_at`)."""
+    files: dict[str, str | None] = {}
+    for source in CONTRACTS:
+        row = conn.execute(
+            f"SELECT source_file FROM ops.ingest_ledger WHERE source = %s AND {LIVE} "
+            "ORDER BY processed_at DESC LIMIT 1",
+            (source,),
+        ).fetchone()
+        files[source] = None if row is None else row[0]
+    return files
+
+
 def touched_since(conn: psycopg.Connection, after_seq: int) -> list[date]:
     """The days stamped in `ops.touched_days` after `after_seq` (what the next `metrify run` builds:
     not the arrival day of a batch that stored nothing)."""
@@ -431,10 +451,12 @@ def gather(
     for name, err in collector.failing.items():
         status.unreadable[STORES.get(name, f"metrics collector {name}")] = describe(err)
     landing: dict[str, int] | None = None
+    batch_files: dict[str, str | None] | None = None
     if STORES["postgres"] not in status.unreadable:
         try:
             with connect() as conn:
                 landing = Counter(f.source for f in pending_files(conn, landing_dir))
+                batch_files = last_batch_files(conn)
                 status.landing_missing = missing_landing_dir(
                     conn, landing_dir, landing_named, kafka is not None
                 )
@@ -450,7 +472,7 @@ def gather(
         except psycopg.Error as err:
             status.unreadable[STORES["postgres"]] = describe(err)
     topics = {source: kafka.topic(source) for source in CONTRACTS} if kafka is not None else None
-    from_scrape(status, families, topics, landing)
+    from_scrape(status, families, topics, landing, batch_files)
     try:
         runs = [job_runs(instance, job) for job in JOBS]
         status.jobs = [job.status for job in runs]

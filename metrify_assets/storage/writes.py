@@ -220,6 +220,17 @@ def record_batch(
         )
 
 
+def record_source_file(
+    conn: psycopg.Connection, batch_id: str, source_file: str, lines: Sequence[Sequence[object]] | None
+) -> None:
+    """Keep with the batch's ledger row (written by `record_batch` in the same transaction) the file
+    `metrify ingest` read it from and its records' places there (ingestion/provenance.py)."""
+    conn.execute(
+        "UPDATE ops.ingest_ledger SET source_file = %s, source_lines = %s WHERE batch_id = %s",
+        (source_file, None if lines is None else Jsonb([list(run) for run in lines]), batch_id),
+    )
+
+
 def ledger_batch_ids(conn: psycopg.Connection, batch_ids: Sequence[str]) -> set[str]:
     """Which of `batch_ids` the ledger holds, looked up by its key: a landing directory's check costs
     what the directory holds, not the ledger's history."""

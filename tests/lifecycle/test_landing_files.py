@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from metrify_assets.ingestion.landing import LandedFile, land_lines, list_landed
+from metrify_assets.ingestion.provenance import Origin, write_origin
 from metrify_assets.lifecycle import holds, retention
 from metrify_assets.lifecycle.policy import Policy, RawRetention
 from metrify_assets.resources.lake import Lake
@@ -48,6 +49,8 @@ def test_ingested_files_go_and_the_others_stay_with_the_reason(
     waiting = land(landing, "W2", OLD_DAY)  # never ingested
     no_copy = land(landing, "W3", OLD_DAY - timedelta(days=1))  # its raw batch is not in the lake
     recent = land(landing, "W4", TODAY - timedelta(days=2))  # ingested, but younger than landing_days
+    for landed in (done[0], waiting):  # as `metrify ingest` lands them: with the file they came from
+        write_origin(landed.path, Origin("exports/w.csv"))
     for landed in done:
         ingested(pg, lake, landed)
     ingested(pg, lake, no_copy, raw_copy=False)
@@ -72,6 +75,7 @@ def test_ingested_files_go_and_the_others_stay_with_the_reason(
     assert "is not in the lake" in outcomes[(OLD_DAY - timedelta(days=1), "kept")].detail
     left = {f.batch_id for f in list_landed(landing, SOURCE)}
     assert left == {waiting.batch_id, no_copy.batch_id, recent.batch_id}
+    assert not done[0].origin_path.exists() and waiting.origin_path.exists()  # an origin goes with its file
     logged = pg.execute(
         "SELECT action, sum(rows) FROM ops.lifecycle_log WHERE dataset = 'landing' AND NOT dry_run "
         "GROUP BY action ORDER BY action"

@@ -31,21 +31,33 @@ def read_csv(path: Path, sep: str = ",") -> Rows:
     try:
         # pandas breaks a row at any line break outside quotes: a file with one of the other kind
         # inside a line is read exactly.
-        frame = None if other else _pandas_csv(body, sep, brk)
+        frame = None if other else _pandas_csv(body, sep)
     except pd.errors.EmptyDataError:
         return Rows(pd.DataFrame(), [], [])
-    rows = _exact_csv(body, sep, other) if frame is None else _on_lines(frame, body, brk)
+    rows = None if frame is None else _on_lines(frame, body, brk, sep)
+    if rows is None:
+        rows = _exact_csv(body, sep, other)
     return rows if utf8 else _without_mangled(rows)
 
 
-def _on_lines(frame: pd.DataFrame, body: bytes, brk: bytes) -> Rows:
+def _on_lines(frame: pd.DataFrame, body: bytes, brk: bytes, sep: str) -> Rows | None:
     """The rows pandas read, each named by its line in the file (`line 12`: the header is line 1, and
-    blank lines, which are no rows, count as lines), as an editor shows it. On this path a row is
-    one line that is not blank (else they are named by their place, `row 3`)."""
-    filled = [n for n, line in enumerate(body.split(brk), start=1) if line.strip()]
-    if len(filled) != len(frame) + 1:  # not one line a row: rows, as counted
-        return Rows.from_frame(frame)
-    return Rows(frame.reset_index(drop=True), list(range(len(frame))), [f"line {n}" for n in filled[1:]])
+    blank lines, which are no rows, count as lines), as an editor shows it, when each row is one line
+    that is not blank (`_blank_chars`, pandas' rule). None where pandas cannot be trusted with the rows: a
+    row over several lines, which only a quote makes (a quoted newline, or a stray quote that pandas
+    reads up to the next one, lines later); without a quote they are named by their place (`row 3`)."""
+    blank = _blank_chars(sep).encode()
+    filled = [n for n, line in enumerate(body.split(brk), start=1) if line.strip(blank)]
+    if len(filled) == len(frame) + 1:
+        return Rows(frame.reset_index(drop=True), list(range(len(frame))), [f"line {n}" for n in filled[1:]])
+    return None if b'"' in body else Rows.from_frame(frame)
+
+
+def _blank_chars(sep: str) -> str:
+    """What a blank line holds, as pandas skips one: spaces and tabs (and its line break), but not the
+    separator, which makes a line of empty fields a row (a tab in a tab-separated file); a form feed
+    or a vertical tab is a value, not white space, to pandas."""
+    return " \t\r\n".replace(sep, "")
 
 
 DELIMITERS = {"tab": "\t", "\\t": "\t"}  # names a shell passes easily, for --delimiter
@@ -74,10 +86,10 @@ def separator_hint(columns: list[str], sep: str) -> str:
     return ""
 
 
-def _pandas_csv(body: bytes, sep: str, brk: bytes) -> pd.DataFrame | None:
+def _pandas_csv(body: bytes, sep: str) -> pd.DataFrame | None:
     """The fast path: pandas' C parser, or None where it cannot be trusted with every row (it refuses
-    a row with extra fields or an unclosed quote, takes one extra field on the first row for an
-    index column, and reads a stray quote up to the next quote, lines later, as one field)."""
+    a row with extra fields or an unclosed quote, and takes one extra field on the first row for an
+    index column; a stray quote that it reads up to the next quote, lines later, is `_on_lines`')."""
     try:
         frame = pd.read_csv(
             io.BytesIO(body),
@@ -89,11 +101,7 @@ def _pandas_csv(body: bytes, sep: str, brk: bytes) -> pd.DataFrame | None:
         )
     except pd.errors.ParserError:
         return None
-    if not isinstance(frame.index, pd.RangeIndex):
-        return None
-    if b'"' in body and sum(1 for line in body.split(brk) if line.strip()) != len(frame) + 1:
-        return None  # a row over several lines: a quoted newline, or a stray quote
-    return frame
+    return frame if isinstance(frame.index, pd.RangeIndex) else None
 
 
 def _other_break(body: bytes, brk: bytes) -> str:
@@ -195,6 +203,7 @@ def _csv_rows(lines: list[str], sep: str, other: str = "") -> Iterator[tuple[int
     `_LF` in a field are given back as the line break they stand for."""
     start = 0
     width: int | None = None  # the header's fields
+    blank = _blank_chars(sep)
     while start < len(lines):
         rest = map(lines.__getitem__, range(start, len(lines)))  # islice would walk the lines to start
         reader = csv.reader(itertools.chain(rest, [_END]), delimiter=sep)
@@ -204,7 +213,7 @@ def _csv_rows(lines: list[str], sep: str, other: str = "") -> Iterator[tuple[int
             if fields == [_END]:
                 return
             span = start + consumed - first  # lines
-            if span == 1 and not lines[first].strip():
+            if span == 1 and not lines[first].strip(blank):
                 continue  # told by its text: `""` gives the fields of a blank line, [""]
             if width is None:
                 width = len(fields)

@@ -25,6 +25,9 @@ class IngestResult:
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows a preset leaves out
     notes: dict[str, int] = field(default_factory=dict)  # facts worth knowing, e.g. partial intervals
     examples: list[str] = field(default_factory=list)  # "line 3: invalid_json (...)", at most MAX_EXAMPLES
+    # Where each line's row was in the file ("line 12", "row 3"), one per line; empty when not known (a
+    # preset's buckets of rows): the landing file's origin keeps them for `metrify dlq`.
+    places: list[str] = field(default_factory=list)
 
     @property
     def records(self) -> int:
@@ -97,10 +100,13 @@ def merged(rows: Rows, mapped: Mapped, notes: Mapping[str, int] | None = None) -
     """The lines of mapped rows and rejected ones merged back into input order, with counts and the
     first examples."""
     lines = [""] * rows.count
-    for position, line in zip(rows.positions, mapped.lines, strict=True):
+    places = [""] * rows.count
+    for position, line, where in zip(rows.positions, mapped.lines, rows.locations, strict=True):
         lines[position] = line
+        places[position] = where
     for r in rows.rejected:
         lines[r.position] = r.line
+        places[r.position] = r.where
     rejected = sorted(
         [
             *(
@@ -117,4 +123,5 @@ def merged(rows: Rows, mapped: Mapped, notes: Mapping[str, int] | None = None) -
         rejected=dict(sorted(Counter(r.reason for r in rejected).items())),
         notes={**rows.notes, **(notes or {})},
         examples=[r.example for r in rejected[:MAX_EXAMPLES]],
+        places=places,
     )
