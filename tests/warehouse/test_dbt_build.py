@@ -962,8 +962,10 @@ def test_partitioned_run_rebuilds_its_grid_days_and_the_events_they_changed(buil
 
 
 def test_incremental_rebuild_keeps_archived_days_and_takes_late_readings(build: Build) -> None:
-    """Runs last: archives MTR-2's first day out of `ops` (readings and VEE's rows), adds a late
-    reading far behind the lookback window and VEE's day for it, rebuilds incrementally."""
+    """Runs last: archives MTR-2's first day out of `ops` (readings and VEE's rows; the other meters'
+    rows of the day stay, as under a legal hold) and records the day in ops.lifecycle_days as the
+    lifecycle does, adds a late reading far behind the lookback window and VEE's day for it, rebuilds
+    incrementally: the archived day is not taken for a day MTR-2's readings were withdrawn from."""
     before = build.mart("SELECT * FROM marts.fct_consumption_daily WHERE meter_id = 'MTR-2'")
     archived_day = DAY0.date()
     late_start = DAY0 - timedelta(days=8)
@@ -978,6 +980,12 @@ def test_incremental_rebuild_keeps_archived_days_and_takes_late_readings(build: 
         )
         assert cur.rowcount == 96
         cur.execute("DELETE FROM ops.vee_days WHERE meter_id = 'MTR-2' AND local_date = %s", (archived_day,))
+        cur.execute(
+            "INSERT INTO ops.lifecycle_days (dataset, day, tier, storage_class, object_key, manifest_key, "
+            "row_count, bytes, checksum, sha256, verified_at, moved_at, hot_deleted_at, hot_rows_deleted) "
+            "VALUES ('meter_readings', %s, 'warm', 'STANDARD', 'k', 'm', 1, 1, 'c', 's', now(), now(), now(), 1)",
+            (archived_day,),
+        )
         cur.execute(
             "INSERT INTO ops.meter_readings (meter_id, reading_start, interval_minutes, energy_kwh, "
             "record_version, batch_id) VALUES ('MTR-1', %s, 15, 0.75, 1, 'B-late')",

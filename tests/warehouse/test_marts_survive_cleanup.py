@@ -243,12 +243,21 @@ CLEANUP = {
 
 
 def clean_up(conn: psycopg.Connection, last: date) -> dict[str, int]:
-    """Delete every `ops` row of the days up to `last`, as the lifecycle does; rows deleted per table."""
+    """Delete every `ops` row of the days up to `last` and record the tiered datasets' days as left
+    PostgreSQL (`ops.lifecycle_days`), as the lifecycle does; rows deleted per table."""
     deleted = {}
     with conn.cursor() as cur:
         for table, condition in CLEANUP.items():
             cur.execute(f"DELETE FROM ops.{table} AS t WHERE {condition}", {"last": last})
             deleted[table] = cur.rowcount
+        for dataset in SOURCES:
+            cur.execute(
+                "INSERT INTO ops.lifecycle_days (dataset, day, tier, storage_class, object_key, manifest_key, "
+                "row_count, bytes, checksum, sha256, verified_at, moved_at, hot_deleted_at, hot_rows_deleted) "
+                "SELECT %s, d::date, 'warm', 'STANDARD', 'k', 'm', 1, 1, 'c', 's', now(), now(), now(), 1 "
+                "FROM generate_series(%s::date, %s::date, interval '1 day') AS d",
+                (dataset, FIRST, last),
+            )
     conn.commit()
     return deleted
 

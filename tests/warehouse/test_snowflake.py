@@ -278,6 +278,10 @@ KEPT_HOURS = (
 # fakesnow cannot create dbt-snowflake's scratch relation for delete+insert, a temporary table in the
 # model's schema; a transient table is built and dropped the same way (docs/warehouse.md#snowflake).
 INCREMENTAL_VARS = {**project_vars(), "snowflake_tmp_relation_type": "transient"}
+# MTR-3's first local day (New York: DAY0's first UTC hours), withdrawn whole: a corrected file no
+# longer holds its readings, and VEE, which now starts the meter on DAY0, has no row for it.
+EMPTIED_DAY = DAY0.date() - timedelta(days=1)
+EMPTIED_UTC_END = DAY0 + timedelta(hours=4)
 
 
 def new_day(conn: psycopg.Connection) -> pd.DataFrame:
@@ -331,8 +335,9 @@ def test_incremental_builds_match_a_full_build_and_keep_days_left_hot_tier(
     sf_build: SnowflakeBuild, snowflake_server: dict[str, Any], pg_resource: PostgresResource, tmp_path: Path
 ) -> None:
     """Runs last. Dagster's daily run on Snowflake, by hand: after the first build a new day arrives,
-    VEE re-processes a day, and the data lifecycle deletes DAY0's grid samples and observations from
-    PostgreSQL before a late one of each lands. A run over the days (delete+insert through
+    VEE re-processes a day, a withdrawal empties MTR-3's first day, and the data lifecycle deletes
+    DAY0's grid samples and observations from PostgreSQL before a late one of each lands. A run over
+    the days (the emptied meter-day leaves the marts: strategy `rebuilt_days`) (delete+insert through
     dbt-snowflake's scratch relation) and then one without days (the watermark's window) give every
     incremental model the rows a full build gives when the late samples of the deleted day never came:
     the grid and weather marts keep that day as stored, on Snowflake as on PostgreSQL."""
@@ -353,6 +358,15 @@ def test_incremental_builds_match_a_full_build_and_keep_days_left_hot_tier(
         )
         delete_archived_day(conn)
         late_samples(conn)
+        withdrawn = conn.execute(
+            "DELETE FROM ops.meter_readings WHERE meter_id = 'MTR-3' AND reading_start < %s",
+            (EMPTIED_UTC_END,),
+        ).rowcount
+        for table in ("vee_readings", "vee_days"):
+            conn.execute(
+                f"DELETE FROM ops.{table} WHERE meter_id = 'MTR-3' AND local_date = %s", (EMPTIED_DAY,)
+            )
+    assert withdrawn > 0
 
     def run(days: tuple[date, date] | None, *flags: str) -> str:
         """dbt over the models; returns what dbt logged."""
@@ -363,6 +377,20 @@ def test_incremental_builds_match_a_full_build_and_keep_days_left_hot_tier(
         return log.read_text()[len(before) :]
 
     assert dg.materialize([warehouse_load], resources=sf_build.resources).success
+    # The raw copy keeps rows `ops` deleted, and a meter-day VEE no longer writes leaves no changed row
+    # to replace it by: the withdrawal is taken out of RAW here, as a full build would not see it.
+    with sf_build.resources["snowflake"].get_connection() as conn:
+        cur = conn.cursor()
+        cur.execute(
+            f"DELETE FROM raw.meter_readings WHERE meter_id = 'MTR-3' AND reading_start < '{EMPTIED_UTC_END}'"
+        )
+        for table in ("vee_readings", "vee_days"):
+            cur.execute(f"DELETE FROM raw.{table} WHERE meter_id = 'MTR-3' AND local_date = '{EMPTIED_DAY}'")
+    emptied = (
+        "SELECT count(*) AS n FROM marts.fct_consumption_daily "
+        f"WHERE meter_id = 'MTR-3' AND local_date = '{EMPTIED_DAY}'"
+    )
+    assert int(sf_build.query(emptied)["n"].item()) == 1
     # From the first build's first day: the earlier test adds a reading on the day before DAY0.
     logged = run((DAY0.date() - timedelta(days=1), NEW_DAY))
     assert f"fct_grid_stability: kept as stored 1 day(s) of grid_status {KEPT_LOG}" in logged
@@ -379,6 +407,7 @@ def test_incremental_builds_match_a_full_build_and_keep_days_left_hot_tier(
     )
     got = new.set_index(["meter_id", "local_date"])["kwh_import"].astype(float)
     assert got.to_dict() == pytest.approx(expected.to_dict())
+    assert int(sf_build.query(emptied)["n"].item()) == 0  # the emptied meter-day left the marts
     partitioned = incremental_marts(sf_build, tmp_path)
 
     logged = run(None, "--select", *WATERMARK_MARTS)

@@ -5,14 +5,19 @@
 -- days archived out of `ops` (the lifecycle deletes readings by the meter's local day, this table's
 -- day) and rebuilds the days that took readings after its watermark (`last_ingested_at_utc`; an
 -- upsert of a newer version stamps `ingested_at` anew) and the trailing lookback days; a partitioned
--- run rebuilds exactly its local days. Its first build reads every reading `ops` holds, partitioned
+-- run rebuilds exactly its local days, and a meter-day whose readings all went (a withdrawal, a
+-- rollback) leaves them (macros/rebuilt_days.sql). Its first build reads every reading `ops` holds, partitioned
 -- run or not, so dim_meter's figures are whole from the start (no backfill after an upgrade).
 {{ config(
     materialized='incremental',
     unique_key=['meter_id', 'local_date'],
-    incremental_strategy='delete+insert',
+    incremental_strategy='rebuilt_days',
+    meta={'rebuilt_days': {'day': 'local_date', 'kept_days_of': 'meter_readings'}},
     on_schema_change='fail',
+    indexes=[{'columns': ['local_date', 'meter_id']}],
+    post_hook="{{ metrify.ensure_indexes() }}",
 ) }}
+-- depends_on: {{ ref('stg_ops__lifecycle_days') }}
 {%- set localized -%}
     (select
         r.meter_id,

@@ -4,14 +4,17 @@
 -- has 23 or 25 hours when daylight saving changes). A meter-day VEE processed without any billing
 -- value (everything missing) is a row too, with zero energy and billing_ready false.
 -- Incremental (macros/incremental.sql): history survives archiving of the `ops` tables. The
--- intervals and the day summaries are windowed alike, on the days either of them changed.
+-- intervals and the day summaries are windowed alike, on the days either of them changed. A meter-day
+-- with neither any more (a withdrawal) leaves the days a run rebuilds (macros/rebuilt_days.sql).
 {{ config(
     materialized='incremental',
     unique_key=['meter_id', 'local_date'],
-    incremental_strategy='delete+insert',
+    incremental_strategy='rebuilt_days',
+    meta={'rebuilt_days': {'day': 'local_date', 'kept_days_of': 'meter_readings'}},
     on_schema_change='fail',
     indexes=[{'columns': ['local_date', 'meter_id']}, {'columns': ['meter_id', 'local_date']}],
 ) }}
+-- depends_on: {{ ref('stg_ops__lifecycle_days') }}
 {%- set changes -%}
     (select local_date, processed_at_utc from {{ ref('int_meter_readings_localized') }}
      union all

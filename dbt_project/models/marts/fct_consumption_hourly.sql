@@ -1,12 +1,15 @@
 -- Billing-grade energy (VEE) per meter and UTC hour, with the meter's local date and its time-of-use
--- period. Incremental (macros/incremental.sql): history survives archiving of the `ops` tables.
+-- period. Incremental (macros/incremental.sql): history survives archiving of the `ops` tables; an
+-- hour with no interval left upstream leaves the days a run rebuilds (macros/rebuilt_days.sql).
 {{ config(
     materialized='incremental',
     unique_key=['meter_id', 'hour_start_utc'],
-    incremental_strategy='delete+insert',
+    incremental_strategy='rebuilt_days',
+    meta={'rebuilt_days': {'day': 'local_date', 'utc_hour': 'hour_start_utc', 'period': 'hour_start_utc', 'kept_days_of': 'meter_readings'}},
     on_schema_change='fail',
     indexes=[{'columns': ['hour_start_utc', 'meter_id']}, {'columns': ['meter_id', 'hour_start_utc']}],
 ) }}
+-- depends_on: {{ ref('stg_ops__lifecycle_days') }}
 with hourly as (
     select * from {{ ref('int_meter_readings_hourly') }}
     where {{ incremental_window('hour_start_utc', ref('int_meter_readings_hourly'), 'hour_start_utc', 'last_processed_at_utc', utc_column='hour_start_utc') }}

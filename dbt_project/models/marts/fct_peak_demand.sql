@@ -1,14 +1,16 @@
 -- Peak interval demand per meter and local day on the billing-grade series (VEE): kW = kWh * 60 /
 -- interval minutes (import only), with the interval where it occurred (the earliest, on ties) and
 -- its VEE status (a peak on an estimated interval is an estimate).
--- Incremental like the consumption facts (macros/incremental.sql).
+-- Incremental like the consumption facts (macros/incremental.sql, macros/rebuilt_days.sql).
 {{ config(
     materialized='incremental',
     unique_key=['meter_id', 'local_date'],
-    incremental_strategy='delete+insert',
+    incremental_strategy='rebuilt_days',
+    meta={'rebuilt_days': {'day': 'local_date', 'kept_days_of': 'meter_readings'}},
     on_schema_change='fail',
     indexes=[{'columns': ['local_date', 'meter_id']}, {'columns': ['meter_id', 'local_date']}],
 ) }}
+-- depends_on: {{ ref('stg_ops__lifecycle_days') }}
 with readings as (
     select
         *,

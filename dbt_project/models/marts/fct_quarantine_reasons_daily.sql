@@ -5,7 +5,8 @@
 {{ config(
     materialized='incremental',
     unique_key=['activity_date'],
-    incremental_strategy='delete+insert',
+    incremental_strategy='rebuilt_days',
+    meta={'rebuilt_days': {'processing_day': 'activity_date'}},
     on_schema_change='fail',
 ) }}
 select

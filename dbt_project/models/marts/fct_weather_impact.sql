@@ -20,7 +20,8 @@
 {{ config(
     materialized='incremental',
     unique_key=['local_date'],
-    incremental_strategy='delete+insert',
+    incremental_strategy='rebuilt_days',
+    meta={'rebuilt_days': {'day': 'local_date', 'days_before': 1, 'days_after': 1}},
     on_schema_change='fail',
     indexes=[{'columns': ['local_date', 'region', 'segment']}],
 ) }}

@@ -20,7 +20,8 @@
 {{ config(
     materialized='incremental',
     unique_key=['region', 'segment', 'as_of_date'],
-    incremental_strategy='delete+insert',
+    incremental_strategy='rebuilt_days',
+    meta={'rebuilt_days': {'day': 'as_of_date', 'days_before': 1, 'days_after': var('weather_sensitivity_window_days') | int}},
     on_schema_change='fail',
 ) }}
 {%- set window_days = var('weather_sensitivity_window_days') | int %}
