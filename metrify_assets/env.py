@@ -11,8 +11,8 @@ landing directory instead of Kafka) with KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MEC
 KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD (a secret: passed on as `dg.EnvVar`), KAFKA_SSL_CAFILE and
 METRIFY_KAFKA_GROUP_ID, METRIFY_DBT_TARGET (postgres or snowflake), METRIFY_QUALITY_ALERT_THRESHOLD
 (quality score below which a batch raises an alert, default 95), METRIFY_GRID_AREA (the synchronous
-area the grid nodes are judged by where a run's config names none: docs/grid.md; default
-continental_europe), and for the snowflake target
+area the grid nodes are judged by where a run's config names none: docs/grid.md; default: the area
+the home remembers in HOME/settings.json, written by `metrify demo`, else continental_europe), and for the snowflake target
 METRIFY_SNOWFLAKE_ACCOUNT, _USER, _PASSWORD (a secret), _DATABASE, _WAREHOUSE, _ROLE, _HOST, _PORT,
 _PROTOCOL. Alert channels (docs/alerts.md; none set: alerts are recorded, not sent):
 METRIFY_ALERT_WEBHOOK_URL with METRIFY_ALERT_WEBHOOK_SECRET (a secret: signs each request),
@@ -35,6 +35,7 @@ variables (headers, sampler, batch sizes) itself.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -150,6 +151,8 @@ class Settings:
     kafka_group_id: str = "metrify-ingest"
     quality_alert_threshold: float = 95.0  # a batch scoring below this raises a quality alert
     grid_area: str | None = None  # the deployment's synchronous area (None: grid/areas.DEFAULT_AREA)
+    # Where grid_area came from: "METRIFY_GRID_AREA", the home's settings file, or None (the default).
+    grid_area_from: str | None = None
     snowflake: SnowflakeSettings = SnowflakeSettings()
     alerts: AlertSettings = AlertSettings()
     redis_url: str | None = None
@@ -185,6 +188,12 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the environment (or a given mapping) into `Settings`."""
     env = os.environ if environ is None else environ
     home = Path(env.get("METRIFY_HOME") or Path.cwd() / ".metrify").resolve()
+    remembered = home_settings(home)
+    grid_area = env.get("METRIFY_GRID_AREA") or None
+    grid_area_from: str | None = "METRIFY_GRID_AREA"
+    if grid_area is None:
+        grid_area = remembered.get("METRIFY_GRID_AREA")
+        grid_area_from = str(home / HOME_SETTINGS_FILE) if grid_area else None
     lake_url = env.get("METRIFY_LAKE_URL") or str(home / "lake")
     landing = Path(env.get("METRIFY_LANDING_DIR") or home / "landing").resolve()
     target = env.get("METRIFY_DBT_TARGET") or "postgres"
@@ -204,7 +213,8 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
         kafka_group_id=env.get("METRIFY_KAFKA_GROUP_ID") or "metrify-ingest",
         quality_alert_threshold=float(env.get("METRIFY_QUALITY_ALERT_THRESHOLD") or 95.0),
-        grid_area=env.get("METRIFY_GRID_AREA") or None,
+        grid_area=grid_area,
+        grid_area_from=grid_area_from,
         snowflake=resolve_snowflake(env),
         alerts=resolve_alerts(env),
         redis_url=env.get("REDIS_URL") or None,
@@ -212,6 +222,43 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log=resolve_logging(env),
         tracing=resolve_tracing(env),
     )
+
+
+HOME_SETTINGS_FILE = "settings.json"
+# What a home may remember: settings that describe its data, not where its services run.
+HOME_SETTINGS = ("METRIFY_GRID_AREA",)
+
+
+def home_settings(home: Path) -> dict[str, str]:
+    """The settings `home` remembers (HOME/settings.json, written by `metrify demo`): defaults below the
+    environment, so that its data is judged as it was set up to be whichever shell runs the next
+    command (the demo's Great Britain data read under Continental Europe's standards otherwise)."""
+    path = home / HOME_SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not JSON ({err}): fix or remove it") from err
+    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+        raise ValueError(f"{path} must be a JSON object of setting names to strings, got {stored!r}")
+    unknown = sorted(set(stored) - set(HOME_SETTINGS))
+    if unknown:
+        raise ValueError(
+            f"{path}: {', '.join(unknown)} cannot be kept in a home's settings (only {', '.join(HOME_SETTINGS)})"
+        )
+    return stored
+
+
+def remember(home: Path, name: str, value: str) -> Path:
+    """Keep `name` = `value` in `home`'s settings file (`home_settings`), with what it held besides."""
+    if name not in HOME_SETTINGS:
+        raise ValueError(f"{name} cannot be kept in a home's settings (only {', '.join(HOME_SETTINGS)})")
+    path = home / HOME_SETTINGS_FILE
+    stored = {**home_settings(home), name: value}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def resolve_snowflake(env: Mapping[str, str]) -> SnowflakeSettings:

@@ -4,8 +4,9 @@ became.
 `metrify demo`: `metrify simulate` then `metrify run`, and a summary of what the demo's batches became.
 The simulated network is Great Britain's (meters in its regions, Europe/London), so the demo's runs
 judge its grid nodes by GB's frequency standards (METRIFY_GRID_AREA=great_britain for their duration,
-whatever the environment says): under Continental Europe's +/-50 mHz range its frequency would read
-as five times as disturbed as it is.
+whatever the environment says), and its home remembers that area for later commands
+(`remember_grid_area`): under Continental Europe's +/-50 mHz range its frequency would read as five
+times as disturbed as it is.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rich.table import Table
 from metrify_assets.cli.console import command_console
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.run import process_age, run_with_progress
-from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.env import HOME_SETTINGS_FILE, Settings, home_settings, remember, resolve_settings
 from metrify_assets.ingestion.dead_letters import Selection, reason_counts
 from metrify_assets.resources.lake import Lake
 from metrify_assets.warehouse.connection import environment
@@ -260,6 +261,27 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
     console.print(table)
 
 
+def remember_grid_area(console: Console, settings: Settings, grid_area: str) -> None:
+    """Keep the demo's area in its home's settings file (`env.home_settings`), so that every later
+    command there judges its grid nodes by it without METRIFY_GRID_AREA. A home that remembers
+    another area holds another network's data: the demo refuses it rather than mix the two."""
+    held = home_settings(settings.home).get("METRIFY_GRID_AREA")
+    if held is not None and held != grid_area:
+        raise typer.BadParameter(
+            f"this home ({settings.home}) was set up for the grid area {held} "
+            f"({settings.home / HOME_SETTINGS_FILE}); the demo's network is {grid_area}'s: "
+            "run the demo in another METRIFY_HOME",
+            param_hint="METRIFY_HOME",
+        )
+    path = remember(settings.home, "METRIFY_GRID_AREA", grid_area)
+    console.print(f"this home's grid area is {grid_area} (kept in {path} for later commands)")
+    if settings.grid_area_from == "METRIFY_GRID_AREA" and settings.grid_area != grid_area:
+        console.print(
+            f"[yellow]warning[/yellow]: METRIFY_GRID_AREA={settings.grid_area} in this environment "
+            f"overrides it for later commands: unset it to judge the demo's grid nodes as {grid_area}'s"
+        )
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
@@ -295,6 +317,7 @@ def register(app: typer.Typer) -> None:
         config = SimulationConfig(
             meters=meters, days=days, start=start.date(), seed=seed, fault_rate=fault_rate
         )
+        remember_grid_area(console, settings, config.grid_area)
         with console.status("simulating..."):
             sim = simulate(config)
             landed = write_simulation(
@@ -302,7 +325,7 @@ def register(app: typer.Typer) -> None:
             )
         console.print(f"landed {len(landed.files)} files in {settings.landing_dir}")
         with environment({"METRIFY_GRID_AREA": config.grid_area}):
-            run_with_progress(settings, console, trigger="demo")
+            run_with_progress(resolve_settings(), console, trigger="demo")
         with postgres_resource(settings).connect() as conn:
             summary = summarise(
                 conn, [f.batch_id for f in landed.files], Lake(settings.lake_url).uri(REPORT_KEY)

@@ -252,6 +252,8 @@ def print_run_summary(console: Console, summary: catchup.RunSummary, before: str
         table.add_row("  [red]Kafka not drained[/red]", escape(error))
     for check in summary.failed_checks:
         table.add_row("  [red]check failed[/red]", escape(check))
+    for warning in summary.grid_area_warnings:
+        table.add_row("  [yellow]warning[/yellow]", escape(warning))
     table.add_row("took", took(summary, before))
     console.print(table)
     if summary.unread:

@@ -142,6 +142,9 @@ def print_status(console: Console, status: Status) -> None:
     facts.add_row("open alerts", unread if status.open_alerts is None else alerts or "none")
     for line in status.critical_alerts:
         facts.add_row("", escape(line))
+    facts.add_row(
+        "grid area (judges the grid nodes)", f"{status.grid_area} ({status.grid_area_from or 'the default'})"
+    )
     if status.grid_nodes:
         facts.add_row(
             "grid nodes", ", ".join(f"{n} {state}" for state, n in sorted(status.grid_nodes.items()))
@@ -189,6 +192,8 @@ def register(app: typer.Typer) -> None:
             instance,
             error_line,
             landing_named=settings.landing_dir_named,
+            grid_area=settings.grid_area,
+            grid_area_from=settings.grid_area_from,
         )
         if as_json:
             typer.echo(to_json(status_json(status)))

@@ -28,6 +28,7 @@ from metrify_assets.grid.store import (
     MAX_LOOKAHEAD_DAYS,
     GridRun,
     area_changes,
+    area_warnings,
     clear_days,
     run_chunks,
     sampled_days,
@@ -129,11 +130,9 @@ def grid_stability(
                 + "; ".join(f"{day}: {why}" for day, why in list(skipped.items())[:10])
             )
         changes = area_changes(conn, first, last, cfg)
-        for (stored, applied), nodes in sorted(changes.items()):
-            context.log.warning(
-                f"{nodes} grid node(s) of {first}..{last} were judged under {stored} and are now judged under "
-                f"{applied}: set METRIFY_GRID_AREA={stored} (or the run config's area) to keep {stored}'s standards"
-            )
+        applied_by = "the run config" if config.area else grid.area_from or "the default"
+        for warning in area_warnings(changes, applied_by):
+            context.log.warning(warning)
         for a, b in contiguous_ranges(analysed):
             for run in run_chunks(conn, a, b, cfg, lookback, config.max_lookahead_days, config.chunk_days):
                 totals.add(run)
@@ -157,7 +156,7 @@ def grid_stability(
             "days_skipped": dg.MetadataValue.int(len(skipped)),
             "skipped": dg.MetadataValue.md(_skipped_table(skipped)),
             "area_changed": dg.MetadataValue.text(
-                ", ".join(f"{s} -> {a} ({n} nodes)" for (s, a), n in sorted(changes.items())) or "no"
+                ", ".join(f"{s} -> {a} ({c.nodes} nodes)" for (s, a), c in sorted(changes.items())) or "no"
             ),
             "nodes": dg.MetadataValue.int(len(totals.nodes)),
             "samples": dg.MetadataValue.int(totals.samples),

@@ -38,6 +38,9 @@ import psycopg
 
 from metrify_assets.contracts import CONTRACTS, METER_REGISTRY_FILE
 from metrify_assets.env import Settings
+from metrify_assets.grid.analysis import GridConfig
+from metrify_assets.grid.areas import DEFAULT_AREA
+from metrify_assets.grid.store import area_changes, area_warnings
 from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 from metrify_assets.late_days import DayRow, settled_cursor
@@ -82,6 +85,9 @@ class RunSummary:
     landing_missing: str | None = None  # why no landing file could be read (`missing_landing_dir`)
     # ERROR-severity checks of its runs that failed, "asset check: headline" (`checks.FailedCheck`)
     failed_checks: list[str] = field(default_factory=list)
+    # Grid nodes of its days (or the month before) judged under another area than the one applied now
+    # (`grid.store.area_warnings`): grid_stability logs them among its run's log lines; the summary repeats them.
+    grid_area_warnings: list[str] = field(default_factory=list)
 
     @property
     def idle(self) -> bool:
@@ -406,6 +412,21 @@ def load_changed_registry(
     return [registry_job.name], []
 
 
+def grid_area_warnings(
+    conn: psycopg.Connection, settings: Settings, day_ranges: list[tuple[date, date]]
+) -> list[str]:
+    """The warnings of `grid.store.area_warnings` for the days materialised: their nodes' hours, and
+    those of the month before, judged under another area than the deployment's (`Settings.grid_area`)."""
+    cfg = GridConfig(default_area=settings.grid_area or DEFAULT_AREA)
+    applied_by = settings.grid_area_from or "the default"
+    warnings: list[str] = []
+    for first, last in day_ranges:
+        warnings += [
+            w for w in area_warnings(area_changes(conn, first, last, cfg), applied_by) if w not in warnings
+        ]
+    return warnings
+
+
 def run_pipeline(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -462,6 +483,7 @@ def run_pipeline(
     summary.batch_ids = batch_ids
     with postgres.connect() as conn:
         summary.records = record_counts(conn, batch_ids)
+        summary.grid_area_warnings = grid_area_warnings(conn, settings, summary.day_ranges)
     # The batches whose ingest failed: their days are materialised once a later ingest succeeds.
     summary.failed[:0] = registry_failed + list(failed.values())
     summary.jobs[:0] = registry_ran

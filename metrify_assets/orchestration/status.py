@@ -31,6 +31,9 @@ from prometheus_client.core import Metric
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import CONTRACTS
+from metrify_assets.grid.analysis import GridConfig
+from metrify_assets.grid.areas import DEFAULT_AREA
+from metrify_assets.grid.store import area_changes, area_warnings, newest_judged_day
 from metrify_assets.observability.metrics import PipelineCollector
 from metrify_assets.observability.store_metrics import LIVE
 from metrify_assets.orchestration.catchup import (
@@ -132,6 +135,10 @@ class Status:
     lake: dict[str, LakeDays] | None = None
     holds: int | None = None
     late_rows_waiting: dict[str, int] | None = None  # dataset -> late rows kept hot for a restore
+    grid_area: str = DEFAULT_AREA  # the area the next run judges the grid nodes by
+    grid_area_from: str | None = None  # what chose it (`Settings.grid_area_from`); None: the default
+    # Grid nodes of the newest judged days judged under another area (`grid.store.area_warnings`).
+    grid_area_warnings: list[str] = field(default_factory=list)
 
     @property
     def daemon_running(self) -> bool:
@@ -321,6 +328,7 @@ def attention(status: Status) -> list[str]:
     emergency = (status.grid_nodes or {}).get("emergency", 0)
     if emergency:
         lines.append(f"{emergency} grid node{'s' if emergency != 1 else ''} in emergency state")
+    lines += status.grid_area_warnings
     for run in status.owed or []:
         unrecorded = "" if run.alert_recorded else " (its alert is not recorded yet)"
         lines.append(
@@ -387,6 +395,11 @@ def as_json(status: Status) -> dict[str, Any]:
         "open_alerts": status.open_alerts,
         "critical_alerts": status.critical_alerts,
         "grid_nodes": status.grid_nodes,
+        "grid_area": {
+            "area": status.grid_area,
+            "from": status.grid_area_from,
+            "warnings": status.grid_area_warnings,
+        },
         "anomaly_rate": status.anomaly_rate,
         "vee_estimated_share": status.vee_estimated_share,
         "jobs": [vars(job) for job in status.jobs],
@@ -421,6 +434,16 @@ def last_batch_files(conn: psycopg.Connection) -> dict[str, str | None]:
     return files
 
 
+def stored_area_warnings(conn: psycopg.Connection, status: Status) -> list[str]:
+    """`grid.store.area_warnings` for the newest judged day and the month before it, against the area
+    the next run applies: the next run's new days would be judged by other standards than theirs."""
+    newest = newest_judged_day(conn)
+    if newest is None:
+        return []
+    changes = area_changes(conn, newest, newest, GridConfig(default_area=status.grid_area))
+    return area_warnings(changes, status.grid_area_from or "the default")
+
+
 def touched_since(conn: psycopg.Connection, after_seq: int) -> list[date]:
     """The days stamped in `ops.touched_days` after `after_seq` (what the next `metrify run` builds:
     not the arrival day of a batch that stored nothing)."""
@@ -437,13 +460,17 @@ def gather(
     instance: dg.DagsterInstance,
     describe: Callable[[BaseException], str],
     landing_named: bool = False,
+    grid_area: str | None = None,
+    grid_area_from: str | None = None,
 ) -> Status:
     """Read the status: one scrape of the pipeline metrics (without the counters, which it does not
     show), then what the orchestration knows, from PostgreSQL and `instance`. `kafka`: None when Kafka
     is not configured. A store that cannot be read is named in `unreadable`, with its error as
     `describe` words it. `landing_named`: METRIFY_LANDING_DIR chose `landing_dir`
-    (`Settings.landing_dir_named`), for the warning when it does not exist (`catchup.missing_landing_dir`)."""
-    status = Status(at=datetime.now(UTC))
+    (`Settings.landing_dir_named`), for the warning when it does not exist (`catchup.missing_landing_dir`).
+    `grid_area`, `grid_area_from`: the deployment's area and what chose it (`Settings`), compared with
+    the areas the newest judged days were judged under."""
+    status = Status(at=datetime.now(UTC), grid_area=grid_area or DEFAULT_AREA, grid_area_from=grid_area_from)
 
     connect = partial(postgres.connect, autocommit=True)
     collector = PipelineCollector(connect, kafka=kafka, skip=("ledger",))
@@ -466,6 +493,7 @@ def gather(
                     for row in list_alerts(conn, "open", severity="critical", limit=CRITICAL_SHOWN)
                 ]
                 status.lake, status.holds = lake_days(conn), holds_standing(conn)
+                status.grid_area_warnings = stored_area_warnings(conn, status)
                 seen = instance.run_storage.get_cursor_values({SEQ_CURSOR}).get(SEQ_CURSOR)
                 if seen:
                     status.touched_days = touched_since(conn, int(seen))

@@ -114,7 +114,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "lake": LakeResource(url=settings.lake_url),
         "landing": LandingResource(directory=str(settings.landing_dir)),
         "quality": QualityResource(alert_threshold=settings.quality_alert_threshold),
-        "grid": GridResource(area=settings.grid_area),
+        "grid": GridResource(area=settings.grid_area, area_from=settings.grid_area_from),
         "alert_channels": alert_channels_resource(settings.alerts, secrets_as_env=True),
         "redis": redis_resource(settings),
     }

@@ -7,6 +7,8 @@ import dagster as dg
 
 class GridResource(dg.ConfigurableResource):
     """`area`: the deployment's synchronous area, judging the grid nodes a run's config gives none for
-    (METRIFY_GRID_AREA; unset: grid/areas.DEFAULT_AREA)."""
+    (METRIFY_GRID_AREA, else the home's settings file; unset: grid/areas.DEFAULT_AREA); `area_from`:
+    which of those chose it (`Settings.grid_area_from`), for the warnings that name it."""
 
     area: str | None = None
+    area_from: str | None = None

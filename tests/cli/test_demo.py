@@ -4,13 +4,17 @@ summary table says what the numbers mean."""
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import pytest
+import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from metrify_assets.cli.demo import DemoSummary, _print_summary
+from metrify_assets.cli.demo import DemoSummary, _print_summary, remember_grid_area
 from metrify_assets.cli.main import app
+from metrify_assets.env import HOME_SETTINGS_FILE, resolve_settings
 
 
 @pytest.mark.parametrize(
@@ -49,3 +53,34 @@ def test_the_summary_says_a_forecast_method_was_chosen_by_default() -> None:
     assert "chosen methods: persistence" in text
     assert "by default in 16 of 16 series: no backtest to choose by yet (2 days of history, 8 needed)" in text
     assert "by default" not in summary_text({**forecast, "methods": ["model"], "by_default": 0})
+
+
+def test_the_demo_home_remembers_its_grid_area_below_the_environment(tmp_path: Path) -> None:
+    """The trial: the demo's data needed METRIFY_GRID_AREA=great_britain on every later command. The demo
+    keeps its area in its home's settings file, which `resolve_settings` reads below the environment; a
+    home set up for another area is refused rather than given a second network's data."""
+    home = tmp_path / "home"
+    env = {"METRIFY_HOME": str(home)}
+    assert (resolve_settings(env).grid_area, resolve_settings(env).grid_area_from) == (None, None)
+    out = io.StringIO()
+    remember_grid_area(Console(file=out, width=200), resolve_settings(env), "great_britain")
+    assert json.loads((home / HOME_SETTINGS_FILE).read_text()) == {"METRIFY_GRID_AREA": "great_britain"}
+    remembered = resolve_settings(env)
+    assert (remembered.grid_area, remembered.grid_area_from) == (
+        "great_britain",
+        str(home / HOME_SETTINGS_FILE),
+    )
+    assert "warning" not in out.getvalue()
+    # the environment is above the home: said when the demo runs under another area
+    overridden = {**env, "METRIFY_GRID_AREA": "continental_europe"}
+    assert (resolve_settings(overridden).grid_area, resolve_settings(overridden).grid_area_from) == (
+        "continental_europe",
+        "METRIFY_GRID_AREA",
+    )
+    remember_grid_area(Console(file=out, width=200), resolve_settings(overridden), "great_britain")
+    assert "METRIFY_GRID_AREA=continental_europe in this environment overrides it" in out.getvalue()
+    with pytest.raises(typer.BadParameter, match="set up for the grid area great_britain"):
+        remember_grid_area(Console(file=io.StringIO()), resolve_settings(env), "nordic")
+    (home / HOME_SETTINGS_FILE).write_text('{"METRIFY_POSTGRES_URL": "postgresql://elsewhere"}')
+    with pytest.raises(ValueError, match="METRIFY_POSTGRES_URL cannot be kept in a home's settings"):
+        resolve_settings(env)

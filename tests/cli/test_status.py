@@ -226,3 +226,61 @@ def test_status_without_kafka_configured_never_imports_kafka_python(
     found = json.loads(done.stdout.splitlines()[-1])
     assert {s["kafka_lag"] for s in found["sources"]} == {None}  # Kafka not configured: no lag read
     assert found["kafka"] is False
+
+
+def test_a_home_that_remembers_its_grid_area_warns_of_days_judged_under_another(
+    pg_resource: PostgresResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trial: the demo's home judged its grid under great_britain, and a later command without
+    METRIFY_GRID_AREA judged it under the default continental_europe, unsaid by `metrify status`.
+    Now the home remembers its area (HOME/settings.json, below the environment), and `metrify status`
+    names the area in force, what chose it, and hours judged under another: here one node's day
+    judged under continental_europe (a run with METRIFY_GRID_AREA=continental_europe) in a home that
+    remembers great_britain. A unique node and a far day: the database is shared (rows removed after)."""
+    import pandas as pd
+
+    from metrify_assets.env import HOME_SETTINGS_FILE, remember
+    from metrify_assets.grid.analysis import GridConfig
+    from metrify_assets.grid.store import run_days
+    from tests.grid.series import samples
+    from tests.grid.test_assets import store_samples
+
+    home, day = tmp_path / "home", date(2091, 5, 5)
+    remember(home, "METRIFY_GRID_AREA", "great_britain")
+    monkeypatch.setenv("METRIFY_HOME", str(home))
+    monkeypatch.setenv("METRIFY_POSTGRES_URL", pg_resource.get_url())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("METRIFY_GRID_AREA", raising=False)
+    node = "GN-STATUS-AREA"
+    with pg_resource.connect() as conn:
+        try:
+            store_samples(
+                conn, samples([0.01] * 360, node=node, start=pd.Timestamp("2091-05-05T10:00Z")), node
+            )
+            run_days(conn, day, day, GridConfig(default_area="continental_europe"))
+            found = json.loads(CliRunner().invoke(app, ["status", "--json"], catch_exceptions=False).stdout)
+            text = CliRunner().invoke(app, ["status"], catch_exceptions=False).stdout
+            monkeypatch.setenv("METRIFY_GRID_AREA", "continental_europe")
+            consistent = json.loads(
+                CliRunner().invoke(app, ["status", "--json"], catch_exceptions=False).stdout
+            )
+        finally:
+            conn.execute("DELETE FROM ops.grid_stability WHERE grid_node_id = %s", (node,))
+            conn.execute("DELETE FROM ops.grid_state_events WHERE grid_node_id = %s", (node,))
+            conn.execute("DELETE FROM ops.alerts WHERE dedup_key = %s", (f"grid_state:{node}",))
+            conn.execute("DELETE FROM ops.grid_status WHERE grid_node_id = %s", (node,))
+            conn.commit()
+    area = found["grid_area"]
+    assert (area["area"], area["from"]) == ("great_britain", str(home / HOME_SETTINGS_FILE))
+    (warning,) = area["warnings"]
+    assert "1 grid node(s) have hours of 2091-05-05..2091-05-05 judged under continental_europe" in warning
+    assert f"in force is great_britain ({home / HOME_SETTINGS_FILE})" in warning
+    assert "Set METRIFY_GRID_AREA=continental_europe" in warning
+    assert warning in found["attention"]
+    assert "grid area mismatch" in text and "great_britain" in text
+    # the environment is above the home's settings: the area it names agrees with the stored hours
+    assert consistent["grid_area"] == {
+        "area": "continental_europe",
+        "from": "METRIFY_GRID_AREA",
+        "warnings": [],
+    }

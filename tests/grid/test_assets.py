@@ -16,14 +16,16 @@ import pytest
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import GRID_STATUS
+from metrify_assets.env import resolve_settings
 from metrify_assets.grid.analysis import GridConfig
 from metrify_assets.grid.assets import grid_stability
-from metrify_assets.grid.store import run_days
+from metrify_assets.grid.store import area_changes, area_warnings, run_days
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.lifecycle import retention
 from metrify_assets.lifecycle.policy import Policy
 from metrify_assets.lifecycle.tables import TABLES
 from metrify_assets.lifecycle.tiers import copy_to_warm
+from metrify_assets.orchestration.catchup import grid_area_warnings
 from metrify_assets.partitions import partition_range_tags
 from metrify_assets.resources import GridResource, PostgresResource
 from metrify_assets.resources.lake import Lake
@@ -216,6 +218,35 @@ def test_the_deployments_area_judges_the_nodes_unless_the_run_names_one(
     assert judged == {"great_britain": {"normal"}, "continental_europe": {"normal", "alert"}}
     # the second run re-judged the day under another area: said in its metadata (and logged as a warning)
     assert changed == ["no", "great_britain -> continental_europe (1 nodes)"]
+
+
+def test_a_new_day_judged_under_another_area_than_the_days_before_it_is_warned(
+    pg: psycopg.Connection, pg_resource: PostgresResource, tmp_path: Path
+) -> None:
+    """The demo's home: its days judged under great_britain, then `metrify run` without
+    METRIFY_GRID_AREA judges a new day under the default continental_europe. Only the run's own days
+    were compared before, so a new day's change of standards went unsaid ("no")."""
+    store_samples(pg, excursion_across_midnight())  # 2026-01-04 22:00 .. 2026-01-05 02:00
+    changed = []
+    for day, area in ((DAY - timedelta(days=1), "great_britain"), (DAY, None)):
+        result = dg.materialize(
+            [grid_stability],
+            resources={"postgres": pg_resource, "grid": GridResource(area=area)},
+            partition_key=day.isoformat(),
+        )
+        assert result.success
+        (materialization,) = result.asset_materializations_for_node("grid_stability")
+        changed.append(materialization.metadata["area_changed"].value)
+    assert changed == ["no", "great_britain -> continental_europe (1 nodes)"]
+    (warning,) = area_warnings(area_changes(pg, DAY, DAY, CONFIG), "the default")
+    assert "1 grid node(s) have hours of 2026-01-04..2026-01-04 judged under great_britain" in warning
+    assert "in force is continental_europe (the default)" in warning
+    assert "Set METRIFY_GRID_AREA=great_britain" in warning
+    # the month before a run is compared, not the history: a day judged 32 days later is not warned
+    assert area_changes(pg, DAY + timedelta(days=32), DAY + timedelta(days=32), CONFIG) == {}
+    # `metrify run` repeats it in its summary, naming what chose the area in force
+    settings = resolve_settings({"METRIFY_HOME": str(tmp_path / "home")})
+    assert grid_area_warnings(pg, settings, [(DAY, DAY)]) == [warning]
 
 
 def test_an_event_open_at_midnight_ends_when_the_next_day_runs_and_its_alert_resolves(
