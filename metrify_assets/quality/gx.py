@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,17 +182,33 @@ def _tolerant(suite: gx.ExpectationSuite) -> bool:
     return any(float(e.configuration.kwargs.get("mostly", 1)) < 1 for e in suite.expectations)
 
 
-@cache
+_runners: dict[Path, _SuiteRunner] = {}
+_runners_lock = threading.Lock()
+
+
 def _runner(directory: Path) -> _SuiteRunner:
-    return _SuiteRunner(directory)
+    """The directory's runner, built once per process: a validation that comes while a warm-up thread
+    builds it waits for that one instead of importing GX into a second context."""
+    with _runners_lock:
+        if directory not in _runners:
+            _runners[directory] = _SuiteRunner(directory)
+        return _runners[directory]
 
 
 def warm_up(names: Sequence[str], directory: Path | None = None) -> None:
     """Import GX and prepare suites `names` now (seconds, once), e.g. before forking workers that
     would each pay it on their first validation."""
     runner = _runner((directory or EXPECTATIONS_DIR).resolve())
-    for name in names:
-        runner.definition(name)
+    with runner.lock:
+        for name in names:
+            runner.definition(name)
+
+
+def warm_up_in_background(names: Sequence[str]) -> None:
+    """`warm_up` on a daemon thread, started: a long-lived process (the API) answers what needs no
+    validation meanwhile, and its first validation (a reviewer's first decision) does not pay the
+    import, about 7 s on 2 cores."""
+    threading.Thread(target=warm_up, args=(list(names),), name="gx-warm-up", daemon=True).start()
 
 
 def validate(name: str, df: pd.DataFrame, directory: Path | None = None) -> SuiteResult:

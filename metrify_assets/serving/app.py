@@ -13,8 +13,10 @@ from contextlib import ExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from metrify_assets.env import Settings, resolve_settings
+from metrify_assets.meters.vee.store import SUITE as VEE_SUITE
 from metrify_assets.observability import logs
 from metrify_assets.observability.api_spans import install_tracing
+from metrify_assets.quality import gx
 from metrify_assets.resources.build import kafka_resource, postgres_resource
 from metrify_assets.resources.cache import open_cache
 from metrify_assets.resources.lake import Lake
@@ -50,6 +52,8 @@ def create_app(settings: Settings) -> FastAPI:
             postgres = postgres_resource(settings)
             with postgres.connect():  # starts the embedded server if need be; applies migrations
                 pass
+            # else a reviewer's first decision imports GX (VEE's suite guards its re-run): 4 to 10 s
+            gx.warm_up_in_background([VEE_SUITE])
             app.state.pool = stack.enter_context(open_pool(postgres.get_url()))
             stack.enter_context(revocations.watching(app.state.pool))  # revoked tokens, reloaded every 5 s
             app.state.lake = Lake(settings.lake_url)
