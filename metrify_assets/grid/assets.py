@@ -19,6 +19,7 @@ from pydantic import Field
 
 from metrify_assets.errors import RETRY_POLICY, classified_step
 from metrify_assets.grid.analysis import GridConfig, joined
+from metrify_assets.grid.area_history import area_changes, area_warnings
 from metrify_assets.grid.areas import AREAS, DEFAULT_AREA
 from metrify_assets.grid.charts import risk_chart_png
 from metrify_assets.grid.stability import NOMINAL_VOLTAGE_V, VoltageConfig
@@ -27,8 +28,6 @@ from metrify_assets.grid.store import (
     LOOKBACK,
     MAX_LOOKAHEAD_DAYS,
     GridRun,
-    area_changes,
-    area_warnings,
     clear_days,
     run_chunks,
     sampled_days,
@@ -129,7 +128,7 @@ def grid_stability(
                 "judged or written for them: "
                 + "; ".join(f"{day}: {why}" for day, why in list(skipped.items())[:10])
             )
-        changes = area_changes(conn, first, last, cfg)
+        changes = area_changes(conn, first, last, lambda node: cfg.area_of(node).name)
         applied_by = "the run config" if config.area else grid.area_from or "the default"
         for warning in area_warnings(changes, applied_by):
             context.log.warning(warning)

@@ -38,9 +38,8 @@ import psycopg
 
 from metrify_assets.contracts import CONTRACTS, METER_REGISTRY_FILE
 from metrify_assets.env import Settings
-from metrify_assets.grid.analysis import GridConfig
+from metrify_assets.grid.area_history import area_changes, area_warnings
 from metrify_assets.grid.areas import DEFAULT_AREA
-from metrify_assets.grid.store import area_changes, area_warnings
 from metrify_assets.ingestion.landing import LandedFile, list_landed
 from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
 from metrify_assets.late_days import DayRow, settled_cursor
@@ -86,7 +85,7 @@ class RunSummary:
     # ERROR-severity checks of its runs that failed, "asset check: headline" (`checks.FailedCheck`)
     failed_checks: list[str] = field(default_factory=list)
     # Grid nodes of its days (or the month before) judged under another area than the one applied now
-    # (`grid.store.area_warnings`): grid_stability logs them among its run's log lines; the summary repeats them.
+    # (`grid.area_history.area_warnings`): grid_stability logs them among its run's log lines; the summary repeats them.
     grid_area_warnings: list[str] = field(default_factory=list)
 
     @property
@@ -415,14 +414,16 @@ def load_changed_registry(
 def grid_area_warnings(
     conn: psycopg.Connection, settings: Settings, day_ranges: list[tuple[date, date]]
 ) -> list[str]:
-    """The warnings of `grid.store.area_warnings` for the days materialised: their nodes' hours, and
+    """The warnings of `grid.area_history.area_warnings` for the days materialised: their nodes' hours, and
     those of the month before, judged under another area than the deployment's (`Settings.grid_area`)."""
-    cfg = GridConfig(default_area=settings.grid_area or DEFAULT_AREA)
+    applied = settings.grid_area or DEFAULT_AREA
     applied_by = settings.grid_area_from or "the default"
     warnings: list[str] = []
     for first, last in day_ranges:
         warnings += [
-            w for w in area_warnings(area_changes(conn, first, last, cfg), applied_by) if w not in warnings
+            w
+            for w in area_warnings(area_changes(conn, first, last, lambda node: applied), applied_by)
+            if w not in warnings
         ]
     return warnings
 

@@ -31,9 +31,8 @@ from prometheus_client.core import Metric
 
 from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.grid.analysis import GridConfig
+from metrify_assets.grid.area_history import area_changes, area_warnings, newest_judged_day
 from metrify_assets.grid.areas import DEFAULT_AREA
-from metrify_assets.grid.store import area_changes, area_warnings, newest_judged_day
 from metrify_assets.observability.metrics import PipelineCollector
 from metrify_assets.observability.store_metrics import LIVE
 from metrify_assets.orchestration.catchup import (
@@ -137,7 +136,7 @@ class Status:
     late_rows_waiting: dict[str, int] | None = None  # dataset -> late rows kept hot for a restore
     grid_area: str = DEFAULT_AREA  # the area the next run judges the grid nodes by
     grid_area_from: str | None = None  # what chose it (`Settings.grid_area_from`); None: the default
-    # Grid nodes of the newest judged days judged under another area (`grid.store.area_warnings`).
+    # Grid nodes of the newest judged days judged under another area (`grid.area_history.area_warnings`).
     grid_area_warnings: list[str] = field(default_factory=list)
 
     @property
@@ -435,12 +434,12 @@ def last_batch_files(conn: psycopg.Connection) -> dict[str, str | None]:
 
 
 def stored_area_warnings(conn: psycopg.Connection, status: Status) -> list[str]:
-    """`grid.store.area_warnings` for the newest judged day and the month before it, against the area
+    """`grid.area_history.area_warnings` for the newest judged day and the month before it, against the area
     the next run applies: the next run's new days would be judged by other standards than theirs."""
     newest = newest_judged_day(conn)
     if newest is None:
         return []
-    changes = area_changes(conn, newest, newest, GridConfig(default_area=status.grid_area))
+    changes = area_changes(conn, newest, newest, lambda node: status.grid_area)
     return area_warnings(changes, status.grid_area_from or "the default")
 
 

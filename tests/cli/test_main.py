@@ -104,7 +104,8 @@ def test_the_listings_import_no_heavy_package(
 def test_status_and_metrics_import_dagster_and_no_other_heavy_package(
     command: list[str], pg_resource: PostgresResource, tmp_path: Path
 ) -> None:
-    """They read the Dagster instance (and name Kafka's errors); `metrify status` took 17 to 28 s,
+    """They read the Dagster instance, and no Kafka client where none is configured (an error of one is
+    named a system error once kafka-python is loaded: `errors.py`); `metrify status` took 17 to 28 s,
     importing dbt through the schedules, pandas through the ledger's and the model's modules, GX, the
     Redis client, and the launcher's ORM; `metrics serve` about 20 s, with FastAPI for its pool."""
     env = {
@@ -114,7 +115,7 @@ def test_status_and_metrics_import_dagster_and_no_other_heavy_package(
         "DAGSTER_HOME": str(tmp_path / "dagster"),
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    assert probe(*command, env=env) == {"dagster", "kafka"}
+    assert probe(*command, env=env) == {"dagster"}
 
 
 @pytest.mark.parametrize("name", COMMANDS)

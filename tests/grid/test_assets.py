@@ -18,8 +18,9 @@ from metrify_assets.alerts.store import list_alerts
 from metrify_assets.contracts import GRID_STATUS
 from metrify_assets.env import resolve_settings
 from metrify_assets.grid.analysis import GridConfig
+from metrify_assets.grid.area_history import area_changes, area_warnings
 from metrify_assets.grid.assets import grid_stability
-from metrify_assets.grid.store import area_changes, area_warnings, run_days
+from metrify_assets.grid.store import run_days
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
 from metrify_assets.lifecycle import retention
 from metrify_assets.lifecycle.policy import Policy
@@ -238,12 +239,19 @@ def test_a_new_day_judged_under_another_area_than_the_days_before_it_is_warned(
         (materialization,) = result.asset_materializations_for_node("grid_stability")
         changed.append(materialization.metadata["area_changed"].value)
     assert changed == ["no", "great_britain -> continental_europe (1 nodes)"]
-    (warning,) = area_warnings(area_changes(pg, DAY, DAY, CONFIG), "the default")
+    (warning,) = area_warnings(
+        area_changes(pg, DAY, DAY, lambda node: CONFIG.area_of(node).name), "the default"
+    )
     assert "1 grid node(s) have hours of 2026-01-04..2026-01-04 judged under great_britain" in warning
     assert "in force is continental_europe (the default)" in warning
     assert "Set METRIFY_GRID_AREA=great_britain" in warning
     # the month before a run is compared, not the history: a day judged 32 days later is not warned
-    assert area_changes(pg, DAY + timedelta(days=32), DAY + timedelta(days=32), CONFIG) == {}
+    assert (
+        area_changes(
+            pg, DAY + timedelta(days=32), DAY + timedelta(days=32), lambda node: CONFIG.area_of(node).name
+        )
+        == {}
+    )
     # `metrify run` repeats it in its summary, naming what chose the area in force
     settings = resolve_settings({"METRIFY_HOME": str(tmp_path / "home")})
     assert grid_area_warnings(pg, settings, [(DAY, DAY)]) == [warning]
