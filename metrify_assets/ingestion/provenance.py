@@ -13,6 +13,7 @@ several lines is one run whatever its length. Imports nothing heavy: `metrify dl
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from bisect import bisect_right
@@ -24,6 +25,7 @@ from typing import Any
 
 ORIGIN_SUFFIX = ".origin.json"
 
+log = logging.getLogger(__name__)
 Run = tuple[str, int | None, int]  # text, first number (None: a place without one), records
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 
@@ -93,16 +95,41 @@ def write_origin(landing_path: Path, origin: Origin) -> None:
 
 def read_origin(landing_path: Path) -> Origin | None:
     """The origin written beside a landing file, or None when there is none (`metrify simulate`, the
-    API and files landed before origins were kept write none). A file that is not an origin is an
-    error: it was written by `write_origin` or by hand."""
+    API and files landed before origins were kept write none). An origin is where the records came
+    from, never a reason to hold them: a file that is not one (cut short, edited by hand) is logged
+    as a warning and read as none, and its batch is ingested without places."""
     path = origin_path(landing_path)
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
     except ValueError as err:
-        raise ValueError(f"{path} is not an origin file: {err}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("file"), str):
-        raise ValueError(f"{path} is not an origin file ({{'file': ..., 'lines': ...}})")
-    lines = data.get("lines")
-    return Origin(data["file"], None if lines is None else [(str(t), f, int(n)) for t, f, n in lines])
+        log.warning(
+            "%s is not an origin file (%s): its batch is ingested without its file and lines", path, err
+        )
+        return None
+    file = data.get("file") if isinstance(data, dict) else None
+    lines = data.get("lines") if isinstance(data, dict) else None
+    if not isinstance(file, str) or not (
+        lines is None or (isinstance(lines, list) and all(map(_is_run, lines)))
+    ):
+        log.warning(
+            "%s is not an origin file ({'file': text, 'lines': [[text, number or null, count], ...] or null}): "
+            "its batch is ingested without its file and lines",
+            path,
+        )
+        return None
+    return Origin(file, None if lines is None else [(t, f, n) for t, f, n in lines])
+
+
+def _is_run(value: object) -> bool:
+    """Whether `value` is a `Run` as JSON holds it: [text, a number or null, a count]."""
+    if not (isinstance(value, list) and len(value) == 3):
+        return False
+    text, first, count = value
+    return (
+        isinstance(text, str)
+        and (first is None or (type(first) is int and first >= 0))
+        and type(count) is int
+        and count >= 0
+    )

@@ -50,6 +50,30 @@ def test_each_landing_file_of_a_split_file_keeps_the_lines_of_its_own_records(tm
     assert read_origin(plain.path) is None and not plain.origin_path.exists()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"file": "exports/v.csv", "lines": [["line ", 2',  # cut short
+        b'{"file": "exports/v.csv", "lines": [["line ", 2]]}',  # a run of two values
+        b'{"file": "exports/v.csv", "lines": [["line ", "2", 5]]}',  # a number as text
+        b'{"file": "exports/v.csv", "lines": [["line ", -1, 5]]}',
+        b'{"file": 7}',
+        b"[1, 2]",
+    ],
+)
+def test_an_origin_file_that_is_not_one_is_no_origin_and_holds_nothing_up(
+    tmp_path: Path, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A side file cut short or edited by hand must not fail its batch's run on every retry (it raised
+    ValueError or TypeError in the run): its records are ingested without places, with a warning."""
+    (landed,) = land_batches(
+        tmp_path, SOURCE, [json.dumps({"n": 1})], source_file="exports/v.csv", places=["line 2"]
+    )
+    landed.origin_path.write_bytes(body)
+    assert read_origin(landed.path) is None
+    assert "is not an origin file" in caplog.text and str(landed.origin_path) in caplog.text
+
+
 def test_a_row_of_separators_after_a_cell_over_two_lines_keeps_its_line(tmp_path: Path) -> None:
     """A tab-separated file: a line holding only a tab is a row of empty fields to pandas, not a blank
     line, and a quoted cell over two lines made up for it in the count of lines that were not blank:
