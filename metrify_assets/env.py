@@ -257,7 +257,11 @@ def remember(home: Path, name: str, value: str) -> Path:
     path = home / HOME_SETTINGS_FILE
     stored = {**home_settings(home), name: value}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    # Written whole under another name, then renamed: a process resolving its settings meanwhile reads
+    # the old file or the new, never half of one.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    partial.replace(path)
     return path
 
 

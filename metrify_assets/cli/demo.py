@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
@@ -261,16 +261,26 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
     console.print(table)
 
 
-def remember_grid_area(console: Console, settings: Settings, grid_area: str) -> None:
+def remember_grid_area(
+    console: Console, settings: Settings, grid_area: str, judged_under: tuple[str, date] | None = None
+) -> None:
     """Keep the demo's area in its home's settings file (`env.home_settings`), so that every later
     command there judges its grid nodes by it without METRIFY_GRID_AREA. A home that remembers
-    another area holds another network's data: the demo refuses it rather than mix the two."""
+    another area, or whose grid hours were judged under another, holds another network's data: the
+    demo refuses it rather than mix the two (and turn every later run of that network to the demo's
+    standards). `judged_under`: `grid.area_history.judged_under_another` of the home's database."""
     held = home_settings(settings.home).get("METRIFY_GRID_AREA")
     if held is not None and held != grid_area:
         raise typer.BadParameter(
             f"this home ({settings.home}) was set up for the grid area {held} "
             f"({settings.home / HOME_SETTINGS_FILE}); the demo's network is {grid_area}'s: "
             "run the demo in another METRIFY_HOME",
+            param_hint="METRIFY_HOME",
+        )
+    if judged_under is not None:
+        raise typer.BadParameter(
+            f"this home's database holds grid hours judged under {judged_under[0]} (of {judged_under[1]}, and maybe "
+            f"more); the demo's network is {grid_area}'s: run the demo in another METRIFY_HOME",
             param_hint="METRIFY_HOME",
         )
     path = remember(settings.home, "METRIFY_GRID_AREA", grid_area)
@@ -308,6 +318,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Simulate data and land it (`metrify simulate`), ingest it and materialise the graph for its days
         (`metrify run`), and print a summary."""
+        from metrify_assets.grid.area_history import judged_under_another
         from metrify_assets.reporting.assets import REPORT_KEY
         from metrify_assets.resources.build import postgres_resource
         from metrify_assets.simulation import SimulationConfig, simulate, write_simulation
@@ -317,7 +328,9 @@ def register(app: typer.Typer) -> None:
         config = SimulationConfig(
             meters=meters, days=days, start=start.date(), seed=seed, fault_rate=fault_rate
         )
-        remember_grid_area(console, settings, config.grid_area)
+        with postgres_resource(settings).connect() as conn:
+            judged_under = judged_under_another(conn, config.grid_area)
+        remember_grid_area(console, settings, config.grid_area, judged_under)
         with console.status("simulating..."):
             sim = simulate(config)
             landed = write_simulation(

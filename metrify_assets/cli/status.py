@@ -75,6 +75,7 @@ def _count(value: int | None) -> str:
 
 def print_status(console: Console, status: Status) -> None:
     """The status as tables, then what to act on."""
+    from metrify_assets.grid.area_history import chosen_by
     from metrify_assets.orchestration.status import attention
     from metrify_assets.partitions import contiguous_ranges, ranges_text
 
@@ -143,7 +144,7 @@ def print_status(console: Console, status: Status) -> None:
     for line in status.critical_alerts:
         facts.add_row("", escape(line))
     facts.add_row(
-        "grid area (judges the grid nodes)", f"{status.grid_area} ({status.grid_area_from or 'the default'})"
+        "grid area (judges the grid nodes)", f"{status.grid_area} ({chosen_by(status.grid_area_from)})"
     )
     if status.grid_nodes:
         facts.add_row(

@@ -57,18 +57,33 @@ def area_changes(
     return changes
 
 
-def area_warnings(changes: dict[tuple[str, str], AreaChange], applied_by: str) -> list[str]:
+def chosen_by(area_from: str | None) -> str:
+    """What chose the area in force, as the warnings and `metrify status` name it: METRIFY_GRID_AREA,
+    the home's settings file or the run config (`area_from`), else the default."""
+    return area_from or "the default"
+
+
+def area_warnings(changes: dict[tuple[str, str], AreaChange], area_from: str | None) -> list[str]:
     """One line per (stored, applied) pair of `area_changes`, saying what chose the area applied
-    (`applied_by`: METRIFY_GRID_AREA, the home's settings file, the run config or the default) and
+    (`chosen_by(area_from)`) and
     the setting that keeps the stored area's standards."""
     return [
         f"grid area mismatch: {change.nodes} grid node(s) have hours of {change.first}..{change.last} judged "
-        f"under {stored}, but the area in force is {applied} ({applied_by}): their new days and days run "
+        f"under {stored}, but the area in force is {applied} ({chosen_by(area_from)}): their new days and days run "
         f"again are judged by {applied}'s standards, not {stored}'s. Set METRIFY_GRID_AREA={stored} to keep "
         f"{stored}'s, or run those days again under {applied} (a backfill of grid_stability in `metrify ui`; "
         "docs/grid.md#synchronous-areas)"
         for (stored, applied), change in sorted(changes.items())
     ]
+
+
+def judged_under_another(conn: psycopg.Connection, area_name: str) -> tuple[str, date] | None:
+    """An area other than `area_name` that stored hours were judged under, and a day of them (None:
+    there are none): a home whose grid data is another network's. Stops at the first such hour."""
+    row = conn.execute(
+        "SELECT area, day FROM ops.grid_stability WHERE area <> %s LIMIT 1", (area_name,)
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 def newest_judged_day(conn: psycopg.Connection) -> date | None:

@@ -129,8 +129,8 @@ def grid_stability(
                 + "; ".join(f"{day}: {why}" for day, why in list(skipped.items())[:10])
             )
         changes = area_changes(conn, first, last, lambda node: cfg.area_of(node).name)
-        applied_by = "the run config" if config.area else grid.area_from or "the default"
-        for warning in area_warnings(changes, applied_by):
+        area_from = "the run config" if config.area else grid.area_from
+        for warning in area_warnings(changes, area_from):
             context.log.warning(warning)
         for a, b in contiguous_ranges(analysed):
             for run in run_chunks(conn, a, b, cfg, lookback, config.max_lookahead_days, config.chunk_days):

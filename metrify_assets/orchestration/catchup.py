@@ -417,12 +417,13 @@ def grid_area_warnings(
     """The warnings of `grid.area_history.area_warnings` for the days materialised: their nodes' hours, and
     those of the month before, judged under another area than the deployment's (`Settings.grid_area`)."""
     applied = settings.grid_area or DEFAULT_AREA
-    applied_by = settings.grid_area_from or "the default"
     warnings: list[str] = []
     for first, last in day_ranges:
         warnings += [
             w
-            for w in area_warnings(area_changes(conn, first, last, lambda node: applied), applied_by)
+            for w in area_warnings(
+                area_changes(conn, first, last, lambda node: applied), settings.grid_area_from
+            )
             if w not in warnings
         ]
     return warnings

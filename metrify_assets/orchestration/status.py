@@ -440,7 +440,7 @@ def stored_area_warnings(conn: psycopg.Connection, status: Status) -> list[str]:
     if newest is None:
         return []
     changes = area_changes(conn, newest, newest, lambda node: status.grid_area)
-    return area_warnings(changes, status.grid_area_from or "the default")
+    return area_warnings(changes, status.grid_area_from)
 
 
 def touched_since(conn: psycopg.Connection, after_seq: int) -> list[date]:

@@ -353,7 +353,9 @@ def _audit(
             "status": item.status,
             "note": item.decision_note,
         }
-        caller.record(conn, action, f"review:{item.batch_id}#{item.record_index}", details, affected)
+        caller.record(
+            conn, action, review_context.audit_target(item.batch_id, item.record_index), details, affected
+        )
 
 
 def approve(
@@ -488,7 +490,9 @@ def reopen(
                 "decision_note": item.decision_note,
                 "note": why,
             }
-            caller.record(conn, "review.reopen", f"review:{batch_id}#{record_index}", details, restored)
+            caller.record(
+                conn, "review.reopen", review_context.audit_target(batch_id, record_index), details, restored
+            )
     conn.commit()
     if cache is not None:
         (cache.invalidate if restored else cache.bump)(_meters(item))

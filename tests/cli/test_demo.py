@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
 import typer
 from rich.console import Console
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 from metrify_assets.cli.demo import DemoSummary, _print_summary, remember_grid_area
 from metrify_assets.cli.main import app
 from metrify_assets.env import HOME_SETTINGS_FILE, resolve_settings
+from metrify_assets.grid.area_history import judged_under_another
 
 
 @pytest.mark.parametrize(
@@ -81,6 +84,41 @@ def test_the_demo_home_remembers_its_grid_area_below_the_environment(tmp_path: P
     assert "METRIFY_GRID_AREA=continental_europe in this environment overrides it" in out.getvalue()
     with pytest.raises(typer.BadParameter, match="set up for the grid area great_britain"):
         remember_grid_area(Console(file=io.StringIO()), resolve_settings(env), "nordic")
+    # A home whose database holds another network's judged hours is refused too, settings file or not.
+    bare = {"METRIFY_HOME": str(tmp_path / "bare")}
+    with pytest.raises(typer.BadParameter, match="grid hours judged under continental_europe"):
+        remember_grid_area(
+            Console(file=io.StringIO()),
+            resolve_settings(bare),
+            "great_britain",
+            ("continental_europe", date(2026, 3, 1)),
+        )
+    assert not (tmp_path / "bare" / HOME_SETTINGS_FILE).exists()
     (home / HOME_SETTINGS_FILE).write_text('{"METRIFY_POSTGRES_URL": "postgresql://elsewhere"}')
     with pytest.raises(ValueError, match="METRIFY_POSTGRES_URL cannot be kept in a home's settings"):
         resolve_settings(env)
+
+
+@pytest.mark.postgres
+def test_hours_judged_under_another_area_are_found_by_the_first_one(pg: psycopg.Connection) -> None:
+    """What `metrify demo` asks a home's database before it remembers its area (in a transaction rolled
+    back: the test database holds other files' grid hours)."""
+    with pg.transaction(force_rollback=True):
+        pg.execute("DELETE FROM ops.grid_stability")
+        assert judged_under_another(pg, "great_britain") is None
+        given = {"grid_node_id": "DEMO-AREA-1", "hour_start": "2031-02-03 04:00+00", "day": "2031-02-03"}
+        given |= {"area": "nordic", "worst_state": "normal"}
+        columns = pg.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'ops' "
+            "AND table_name = 'grid_stability' AND is_nullable = 'NO' AND column_default IS NULL"
+        ).fetchall()
+        values = {
+            name: given.get(name, "x" if kind == "text" else False if kind == "boolean" else 0)
+            for name, kind in columns
+        }
+        pg.execute(
+            f"INSERT INTO ops.grid_stability ({', '.join(values)}) VALUES ({', '.join(['%s'] * len(values))})",
+            list(values.values()),
+        )
+        assert judged_under_another(pg, "great_britain") == ("nordic", date(2031, 2, 3))
+        assert judged_under_another(pg, "nordic") is None
