@@ -6,6 +6,7 @@ asset fills from the operational PostgreSQL tables before dbt builds the marts t
 
 import dagster as dg
 import pandas as pd
+import psycopg
 
 from metrify_assets.metadata import markdown_table
 from metrify_assets.resources import PostgresResource, SnowflakeResource
@@ -39,6 +40,11 @@ OPS_WRITERS = (
 )
 def warehouse_load(postgres: PostgresResource, snowflake: SnowflakeResource) -> dg.MaterializeResult:
     with postgres.connect() as pg, snowflake.get_connection() as sf:
+        # One snapshot for every read of the copy: a table copied by groups (grid_excluded_samples, by
+        # grid_stability's node-days) deletes the groups a second read finds, and a write between that
+        # read and its rows' would delete a node-day whose new rows were not copied.
+        pg.commit()  # the migration check's transaction, if any: the level is set between transactions
+        pg.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         copied = copy_all(pg, sf)
     return dg.MaterializeResult(
         metadata={
