@@ -105,7 +105,10 @@ def wants_csv(request: Request, fmt: str | None) -> bool:
 
 def _cell(value: Any) -> Any:
     """A CSV cell: dates and times in ISO 8601, a time with its offset (`_json` explains the UTC), and
-    booleans as JSON writes them (`true`, `false`: Python's `True` reads as text in most tools)."""
+    booleans as JSON writes them (`true`, `false`: Python's `True` reads as text in most tools), an
+    object as its JSON text."""
+    if isinstance(value, dict):
+        return _json(value).decode()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime) and value.tzinfo is None:

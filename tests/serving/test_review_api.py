@@ -5,6 +5,7 @@ POST /v1/review/bulk/approve|reject (every pending item a filter selects)."""
 
 from __future__ import annotations
 
+import csv as csv_module
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -18,7 +19,7 @@ from fastapi.testclient import TestClient
 from metrify_assets.cli.console import to_json
 from metrify_assets.env import resolve_settings
 from metrify_assets.meters.vee import review as vee_review
-from metrify_assets.quality import review
+from metrify_assets.quality import review, review_context
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.lake import Lake
 from metrify_assets.serving.app import create_app
@@ -136,7 +137,19 @@ def test_the_list_names_the_batch_that_replaced_a_pending_items_flagged_version(
     csv = api.get(
         "/v1/review/items", params={"meter_id": "M1", "format": "csv", "limit": 1}, headers=headers
     ).text.splitlines()
-    assert csv[0].split(",")[-1] == "replaced_by" and csv[1].startswith("b0,0,") and csv[1].endswith(",b9")
+    assert csv[0].endswith(",replaced_by,value") and csv[1].startswith("b0,0,") and csv[1].endswith(",b9,")
+    # `value`, as `review list --json` gives it: the flagged version's values where it is stored.
+    item = review.get_item(queued, "b0", 2)
+    (expected,) = review_context.flagged_values(queued, [item]).values()
+    values = {(i["batch_id"], i["record_index"]): i["value"] for i in listed}
+    assert values[("b0", 2)] == json.loads(to_json(expected)) and values[("b0", 0)] is None
+    page = api.get(
+        "/v1/review/items",
+        params={"status": "all", "meter_id": "M10", "format": "csv", "limit": 50},
+        headers=headers,
+    ).text.splitlines()
+    (row,) = [r for r in csv_module.reader(page[1:]) if r[:2] == ["b0", "2"]]
+    assert json.loads(row[-1]) == values[("b0", 2)]
 
 
 def test_a_cursor_of_one_meter_is_refused_for_another(api: TestClient, queued: psycopg.Connection) -> None:

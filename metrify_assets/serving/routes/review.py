@@ -62,8 +62,9 @@ JsonBody = Annotated[Any, Depends(read_json)]
 COLUMNS = tuple(f.name for f in fields(review.ReviewItem))
 FLAGGED_AT = COLUMNS.index("flagged_at")
 # The list's columns: a pending item whose flagged version a newer one replaced names that version's
-# batch in `replaced_by` (null otherwise): a decision on it closes it as superseded.
-LIST_COLUMNS = (*COLUMNS, "replaced_by")
+# batch in `replaced_by` (null otherwise): a decision on it closes it as superseded; `value`: the
+# flagged version's values the rule judged (`review_context.flagged_values`, as `review list --json`).
+LIST_COLUMNS = (*COLUMNS, "replaced_by", "value")
 # The list's filters, each a closed set checked as the datasets' are (a 422 listing the values, not
 # an empty page): a flagged record's reasons are the rule catalogue's flag reasons (a reject reason
 # rejects the record, which is never queued).
@@ -155,9 +156,10 @@ def list_items(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     format: Format = None,
 ) -> Response:
-    """Oldest flagged first, with the reasons a record rule gave, and `replaced_by`: for a pending item
+    """Oldest flagged first, with the reasons a record rule gave, `replaced_by`: for a pending item
     whose flagged version a newer one replaced, that version's batch (a decision then closes the item as
-    superseded, changing nothing; null otherwise). Filtered as `metrify review list`
+    superseded, changing nothing; null otherwise), and `value`: the flagged version's values the rule
+    judged (null where neither it nor its quarantined row is stored; JSON text in CSV). Filtered as `metrify review list`
     filters (quality/review.py's `ITEM_FILTER`), then to a meter-limited token's meters (another
     meter's `meter_id` is a 403, as on the datasets)."""
     for f, raw in ((STATUS, status), (SOURCE, source), (REASON, reason), (METER, meter_id)):
@@ -194,8 +196,10 @@ def list_items(
     rows = rows[:limit]
     last = rows[-1] if rows else None
     next_cursor = encode_cursor(scope, [last[FLAGGED_AT], last[0], last[1]]) if more and last else None
-    replaced = review_context.replaced_by(conn, [review.ReviewItem(*row) for row in rows])
-    listed = [(*row, replaced.get((row[0], row[1]))) for row in rows]
+    items = [review.ReviewItem(*row) for row in rows]
+    replaced = review_context.replaced_by(conn, items)
+    values = review_context.flagged_values(conn, items)
+    listed = [(*row, replaced.get((row[0], row[1])), values.get((row[0], row[1]))) for row in rows]
     return page_response(request, format, LIST_COLUMNS, listed, next_cursor)
 
 
