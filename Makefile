@@ -17,7 +17,8 @@ help:  ## List targets
 
 # --compile-bytecode: every installed module's .pyc made once here, so no process compiles Dagster, GX
 # and pandas from source on import (where PYTHONDONTWRITEBYTECODE is set, none is ever cached).
-.venv/.synced: uv.lock pyproject.toml Makefile | $(UV)
+# native/: the C record parser, rebuilt by uv when its source changes (its cache-keys).
+.venv/.synced: uv.lock pyproject.toml Makefile $(wildcard native/pyproject.toml native/metrify_native/*) | $(UV)
 	$(UV) sync --locked --all-groups --all-extras --compile-bytecode
 	touch $@
 

@@ -20,8 +20,8 @@ from kafka.structs import OffsetAndMetadata
 from metrify_assets.contracts import SourceContract
 from metrify_assets.ingestion.batch import BatchResult, BatchSpec
 from metrify_assets.ingestion.kafka.expired import Expired
-from metrify_assets.ingestion.kafka.produce import is_backfill
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
+from metrify_assets.ingestion.kafka.records import read_in_chunks
 from metrify_assets.resources.kafka import KafkaResource, dlq_topic
 
 # Below the producer's and broker's 1 MiB defaults, leaving room for the key and headers.
@@ -56,6 +56,7 @@ def _read(
     at the first offset the broker holds)."""
     tp = TopicPartition(rng.topic, rng.partition)
     consumer.assign([tp])
+    read_in_chunks(consumer, rng.end)  # a fetch may run past the range's end
     first_held = consumer.beginning_offsets([tp])[tp]
     expired = (
         Expired(rng.topic, rng.partition, rng.start, min(first_held, rng.end))
@@ -75,13 +76,12 @@ def _read(
                 f"{rng.batch_id}: read up to offset {consumer.position(tp)} of [{rng.start}, {rng.end}) "
                 f"in {timeout_s:.0f}s"
             )
-        for record in consumer.poll(timeout_ms=1000).get(tp, []):
-            if rng.start <= record.offset < rng.end:  # a fetch may run past the range's end
-                values.append(record.value)
-                offsets.append(record.offset)
-                keys.append(record.key)
-                stamps.append(record.timestamp)
-                backfill.append(is_backfill(record.headers))
+        for chunk in consumer.poll(timeout_ms=1000).get(tp, []):  # offsets from the seek to `end`
+            values += chunk.values
+            offsets += chunk.offsets
+            keys += chunk.keys
+            stamps += chunk.timestamps_ms
+            backfill += chunk.backfill
     return values, offsets, keys, stamps, backfill, expired
 
 

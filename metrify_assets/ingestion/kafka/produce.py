@@ -59,11 +59,6 @@ def line_messages(source: str, line: str) -> list[tuple[bytes | None, bytes]]:
 BACKFILL_HEADER = "metrify-backfill"
 
 
-def is_backfill(headers: Sequence[tuple[str, bytes | None]] | None) -> bool:
-    """Whether a consumed message's headers declare it a backfill."""
-    return any(name == BACKFILL_HEADER and value == b"1" for name, value in headers or ())
-
-
 def produce(
     kafka: KafkaResource,
     messages: Mapping[str, Sequence[str]],

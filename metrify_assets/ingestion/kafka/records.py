@@ -1,0 +1,111 @@
+"""A range read's records, parsed a record batch at a time in native code.
+
+kafka-python fetches (leaders, fetch sessions, retries, offsets, read_committed's aborted
+transactions); what it does per record (a Python varint parser and two objects a record) was the
+largest single cost of an ingest run. A range's consumer swaps in `RangeRecords` as its fetcher's
+parsed-fetch class: it keeps kafka-python's batch-level handling as it is (CRC, aborted and control
+batches, the next fetch offset) and hands each batch's records to `metrify_native.parse_records`,
+which appends the five columns a range read keeps. `poll` then returns one `RecordChunk` per batch
+instead of a record each. Both hooks are private to kafka-python (pinned below 3.1 in pyproject.toml);
+tests/ingestion/test_kafka_records.py compares the parse with kafka-python's own.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.consumer.fetcher import Fetcher
+from kafka.errors import CorruptRecordError
+from kafka.protocol.consumer import IsolationLevel
+from kafka.record.default_records import DefaultRecordBatch
+from kafka.record.memory_records import MemoryRecords
+from metrify_native import parse_records
+
+from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER
+
+
+@dataclass
+class RecordChunk:
+    """The kept records of one record batch, as columns."""
+
+    values: list[bytes | None] = field(default_factory=list)  # None: a null value (tombstone)
+    offsets: list[int] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    timestamps_ms: list[int] = field(default_factory=list)
+    backfill: list[bool] = field(default_factory=list)  # the `metrify-backfill` header is b"1"
+
+
+def parse_batch(batch: DefaultRecordBatch, start: int, end: int) -> RecordChunk:
+    """The records of a format-v2 batch with offsets in [start, end). Raises CorruptRecordError."""
+    batch._maybe_uncompress()  # kafka-python's codecs (gzip, snappy, lz4, zstd)
+    chunk = RecordChunk()
+    try:
+        parse_records(
+            memoryview(batch._buffer)[batch._pos :],
+            batch.records_count,
+            batch.base_offset,
+            batch.first_timestamp,
+            batch.timestamp_type == DefaultRecordBatch.LOG_APPEND_TIME,
+            batch.max_timestamp,
+            start,
+            end,
+            BACKFILL_HEADER.encode(),
+            chunk.values,
+            chunk.offsets,
+            chunk.keys,
+            chunk.timestamps_ms,
+            chunk.backfill,
+        )
+    except ValueError as err:
+        raise CorruptRecordError(f"record batch at offset {batch.base_offset}: {err}") from err
+    return chunk
+
+
+class RangeRecords(Fetcher.PartitionRecords):
+    """A fetch response's records for a range ending at `end`, as one `RecordChunk` per batch."""
+
+    def __init__(self, *args: Any, end: int, **kwargs: Any) -> None:
+        self._end = end
+        super().__init__(*args, **kwargs)
+
+    def _maybe_skip_record(self, record: RecordChunk) -> bool:
+        return False  # a chunk holds no offset below the fetch offset
+
+    def _unpack_records(self, tp: Any, records: MemoryRecords, *_deserializers: Any) -> Iterator[RecordChunk]:
+        # kafka-python's own loop (fetcher.PartitionRecords._unpack_records), a batch at a time
+        batch = records.next_batch()
+        while batch is not None:
+            if self.check_crcs and not batch.validate_crc():
+                raise CorruptRecordError(
+                    f"Record batch for partition {tp} at offset {batch.base_offset} failed crc check"
+                )
+            if batch.magic != 2:
+                raise CorruptRecordError(
+                    f"{tp} holds a record batch of format v{batch.magic}: Kafka 4 writes v2 only"
+                )
+            self.leader_epoch = batch.leader_epoch
+            skip = batch.is_control_batch
+            if self.isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
+                self._consume_aborted_transactions_up_to(batch.last_offset)
+                if self._contains_abort_marker(batch):
+                    self.aborted_producer_ids.discard(batch.producer_id)
+                elif self._is_batch_aborted(batch):
+                    skip = True
+            if not skip:
+                chunk = parse_batch(batch, self.fetch_offset, self._end)
+                self.records_read += len(chunk.offsets)
+                self.bytes_read += batch.size_in_bytes
+            self.next_fetch_offset = batch.next_offset
+            if not skip and chunk.offsets:
+                yield chunk
+            batch = records.next_batch()
+        self.drain()
+
+
+def read_in_chunks(consumer: KafkaConsumer, end: int) -> None:
+    """Make `consumer`'s polls return `RecordChunk`s of offsets below `end`."""
+    consumer._fetcher.PartitionRecords = functools.partial(RangeRecords, end=end)

@@ -1,0 +1,16 @@
+def parse_records(
+    buffer: bytes | bytearray | memoryview,
+    count: int,
+    base_offset: int,
+    first_timestamp: int,
+    log_append_time: bool,
+    max_timestamp: int,
+    start: int,
+    end: int,
+    flag_header: bytes,
+    values: list[bytes | None],
+    offsets: list[int],
+    keys: list[bytes | None],
+    timestamps: list[int],
+    flags: list[bool],
+) -> int: ...
