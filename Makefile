@@ -40,8 +40,8 @@ demo: env dbt-parse  ## Simulate, land, materialise the whole graph and print a 
 	$(RUN) metrify demo
 
 lint: env  ## ruff (lint + format check)
-	$(RUN) ruff check metrify_assets metrify_platform tests benchmarks
-	$(RUN) ruff format --check metrify_assets metrify_platform tests benchmarks
+	$(RUN) ruff check metrify_assets metrify_platform tests benchmarks native
+	$(RUN) ruff format --check metrify_assets metrify_platform tests benchmarks native
 
 typecheck: env  ## mypy on the package
 	$(RUN) mypy

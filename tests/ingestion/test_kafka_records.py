@@ -43,7 +43,9 @@ def build(records: int, compression: int = DefaultRecordBatch.CODEC_NONE, base_o
             i,
             timestamp=BASE_MS + 7 * i,
             key=None if i % 3 == 0 else f"meter-{i}".encode(),
-            value=None if i % 11 == 0 else b'{"meter_id": "m%d", "value_kwh": %d.5}' % (i, i) + b"x" * (i % 200),
+            value=None
+            if i % 11 == 0
+            else b'{"meter_id": "m%d", "value_kwh": %d.5}' % (i, i) + b"x" * (i % 200),
             headers=headers,
         )
     buffer = builder.build()
@@ -66,7 +68,9 @@ def by_kafka_python(buffer: bytes, start: int, end: int) -> RecordChunk:
 @pytest.mark.parametrize(
     "compression", [DefaultRecordBatch.CODEC_NONE, DefaultRecordBatch.CODEC_GZIP], ids=["plain", "gzip"]
 )
-@pytest.mark.parametrize("bounds", [(0, 1 << 62), (1_000_100, 1_000_900), (0, 1_000_000), (1_001_000, 1 << 62)])
+@pytest.mark.parametrize(
+    "bounds", [(0, 1 << 62), (1_000_100, 1_000_900), (0, 1_000_000), (1_001_000, 1 << 62)]
+)
 def test_a_batch_parses_as_kafka_python_parses_it(compression: int, bounds: tuple[int, int]) -> None:
     buffer = build(1000, compression, base_offset=1_000_000)
     parsed = parse_batch(DefaultRecordBatch(buffer), *bounds)
