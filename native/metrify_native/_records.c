@@ -31,14 +31,15 @@ static int read_varint(cursor *c, int64_t *out) {
     return -1;
 }
 
-/* A length-prefixed field: -1 is null, anything below it or past the record is an error. */
+/* A length-prefixed field: a negative length is null (as Kafka's Java client and kafka-python read
+ * it), a length past the record an error. */
 static int read_field(cursor *c, const uint8_t **data, int64_t *len) {
     if (read_varint(c, len) < 0) return -1;
-    if (*len == -1) {
+    if (*len < 0) {
         *data = NULL;
         return 0;
     }
-    if (*len < 0 || *len > c->end - c->p) return -1;
+    if (*len > c->end - c->p) return -1;
     *data = c->p;
     c->p += *len;
     return 0;
@@ -120,9 +121,14 @@ static PyObject *parse_records(PyObject *self, PyObject *args) {
             corrupt(i, "bytes left after the record's headers");
             goto done;
         }
-        long long offset = base_offset + offset_delta;
+        long long offset, stamp = max_timestamp;
+        /* The deltas are the record's own bytes (the batch's CRC does not cover its base offset). */
+        if (__builtin_add_overflow(base_offset, offset_delta, &offset) ||
+            (!log_append_time && __builtin_add_overflow(first_timestamp, ts_delta, &stamp))) {
+            corrupt(i, "offset or timestamp delta out of range");
+            goto done;
+        }
         if (offset < start || offset >= end) continue;
-        long long stamp = log_append_time ? max_timestamp : first_timestamp + ts_delta;
         if (append_new(values, bytes_or_none(value, value_len)) < 0 ||
             append_new(offsets, PyLong_FromLongLong(offset)) < 0 ||
             append_new(keys, bytes_or_none(key, key_len)) < 0 ||

@@ -12,11 +12,15 @@ from __future__ import annotations
 import random
 
 import pytest
+from kafka import TopicPartition
 from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from kafka.record.legacy_records import LegacyRecordBatchBuilder
+from kafka.record.memory_records import MemoryRecords
+from metrify_native import parse_records
 
 from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER
-from metrify_assets.ingestion.kafka.records import RecordChunk, parse_batch
+from metrify_assets.ingestion.kafka.records import RangeRecords, RecordChunk, parse_batch
 
 BASE_MS = 1_780_000_000_000
 
@@ -119,3 +123,65 @@ def test_malformed_batches_raise_corrupt_record_error_and_never_crash() -> None:
             parsed += 1
     assert errors > 1000  # most damage is found; what parses is a consistent set of records
     assert parsed > 0
+
+
+def test_a_range_keeps_its_own_offsets_when_the_fetch_starts_below_it() -> None:
+    """An offset reset (the log truncated under the range) fetches from an earlier offset: those
+    records belong to earlier ranges, and the range read keeps [start, end) only."""
+    buffer = build(30, base_offset=100) + build(30, base_offset=130)
+    part = RangeRecords(100, TopicPartition("t", 0), MemoryRecords(buffer), start=110, end=140)
+    chunks = part.take()
+    assert [c.offsets for c in chunks] == [list(range(110, 130)), list(range(130, 140))]
+    assert part.next_fetch_offset == 160  # past the last batch read, as kafka-python moves it
+
+
+def test_a_delta_past_the_64_bit_offsets_is_a_corrupt_batch() -> None:
+    """The record's offset delta is its own bytes; added to a base offset near the top it would wrap
+    (kafka-python's Python ints would not)."""
+    with pytest.raises(CorruptRecordError, match="offset or timestamp delta out of range"):
+        parse_batch(DefaultRecordBatch(build(30, base_offset=2**63 - 10)), 0, 1 << 62)
+
+
+def zigzag(value: int) -> bytes:
+    number, out = (value << 1) ^ (value >> 63), bytearray()
+    number &= (1 << 64) - 1
+    while number >= 0x80:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    return bytes(out + bytes([number]))
+
+
+def test_any_negative_length_is_null_as_kafkas_own_clients_read_it() -> None:
+    """Kafka's Java client and kafka-python read a key or value length below -1 as null; the broker
+    stores such a record, so refusing it would hold its range for good."""
+    body = (
+        b"\x00" + zigzag(5) + zigzag(0) + zigzag(-2) + zigzag(-7) + zigzag(1) + zigzag(1) + b"h" + zigzag(-3)
+    )
+    record = zigzag(len(body)) + body
+    lists: tuple[list, list, list, list, list] = ([], [], [], [], [])
+    kept = parse_records(record, 1, 40, BASE_MS, False, BASE_MS, 0, 100, BACKFILL_HEADER.encode(), *lists)
+    assert kept == 1
+    assert lists == ([None], [40], [None], [BASE_MS + 5], [False])
+    null_header_key = (
+        b"\x00" + zigzag(0) + zigzag(0) + zigzag(-1) + zigzag(-1) + zigzag(1) + zigzag(-1) + zigzag(-1)
+    )
+    with pytest.raises(ValueError, match="header"):
+        parse_records(
+            zigzag(len(null_header_key)) + null_header_key, 1, 0, 0, False, 0, 0, 1, b"x", [], [], [], [], []
+        )
+
+
+def test_format_v1_batches_are_read_by_kafka_pythons_own_parse() -> None:
+    """Segments written before Kafka 4 may still hold format v0/v1 batches (one message each when
+    uncompressed)."""
+    builder = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
+    for i in range(10):
+        builder.append(i, timestamp=BASE_MS + i, key=None if i % 2 else b"k", value=b"v%d" % i)
+    part = RangeRecords(0, TopicPartition("t", 0), MemoryRecords(bytes(builder.build())), start=3, end=8)
+    chunks = part.take()
+    assert [c.offsets for c in chunks] == [[i] for i in range(3, 8)]
+    assert [c.values[0] for c in chunks] == [b"v%d" % i for i in range(3, 8)]
+    assert [c.keys[0] for c in chunks] == [None, b"k", None, b"k", None]
+    assert [c.timestamps_ms[0] for c in chunks] == [BASE_MS + i for i in range(3, 8)]
+    assert not any(c.backfill[0] for c in chunks)
+    assert part.next_fetch_offset == 10

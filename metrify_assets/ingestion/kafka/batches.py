@@ -56,7 +56,7 @@ def _read(
     at the first offset the broker holds)."""
     tp = TopicPartition(rng.topic, rng.partition)
     consumer.assign([tp])
-    read_in_chunks(consumer, rng.end)  # a fetch may run past the range's end
+    read_in_chunks(consumer, rng.start, rng.end)  # a fetch may run past the range's end
     first_held = consumer.beginning_offsets([tp])[tp]
     expired = (
         Expired(rng.topic, rng.partition, rng.start, min(first_held, rng.end))
@@ -76,7 +76,7 @@ def _read(
                 f"{rng.batch_id}: read up to offset {consumer.position(tp)} of [{rng.start}, {rng.end}) "
                 f"in {timeout_s:.0f}s"
             )
-        for chunk in consumer.poll(timeout_ms=1000).get(tp, []):  # offsets from the seek to `end`
+        for chunk in consumer.poll(timeout_ms=1000).get(tp, []):  # offsets in the range only
             values += chunk.values
             offsets += chunk.offsets
             keys += chunk.keys

@@ -22,6 +22,7 @@ from kafka.consumer.fetcher import Fetcher
 from kafka.errors import CorruptRecordError
 from kafka.protocol.consumer import IsolationLevel
 from kafka.record.default_records import DefaultRecordBatch
+from kafka.record.legacy_records import LegacyRecordBatch
 from kafka.record.memory_records import MemoryRecords
 from metrify_native import parse_records
 
@@ -40,7 +41,8 @@ class RecordChunk:
 
 
 def parse_batch(batch: DefaultRecordBatch, start: int, end: int) -> RecordChunk:
-    """The records of a format-v2 batch with offsets in [start, end). Raises CorruptRecordError."""
+    """The records of a format v2 batch with offsets in [start, end), parsed in C. Raises
+    CorruptRecordError."""
     batch._maybe_uncompress()  # kafka-python's codecs (gzip, snappy, lz4, zstd)
     chunk = RecordChunk()
     try:
@@ -65,47 +67,66 @@ def parse_batch(batch: DefaultRecordBatch, start: int, end: int) -> RecordChunk:
     return chunk
 
 
-class RangeRecords(Fetcher.PartitionRecords):
-    """A fetch response's records for a range ending at `end`, as one `RecordChunk` per batch."""
+def parse_legacy_batch(batch: LegacyRecordBatch, start: int, end: int) -> tuple[RecordChunk, int | None]:
+    """The records of a format v0/v1 batch (written before Kafka 4, still in a log's old segments)
+    with offsets in [start, end), by kafka-python's own parse; and its last offset (None: empty).
+    These formats have no headers, so no record is a declared backfill."""
+    chunk, last = RecordChunk(), None
+    for record in batch:
+        last = record.offset
+        if start <= record.offset < end:
+            chunk.values.append(record.value)
+            chunk.offsets.append(record.offset)
+            chunk.keys.append(record.key)
+            chunk.timestamps_ms.append(-1 if record.timestamp is None else record.timestamp)  # v0: none
+            chunk.backfill.append(False)
+    return chunk, last
 
-    def __init__(self, *args: Any, end: int, **kwargs: Any) -> None:
-        self._end = end
+
+class RangeRecords(Fetcher.PartitionRecords):
+    """A fetch response's records for the range [start, end), as one `RecordChunk` per batch."""
+
+    def __init__(self, *args: Any, start: int, end: int, **kwargs: Any) -> None:
+        self._start, self._end = start, end
         super().__init__(*args, **kwargs)
 
     def _maybe_skip_record(self, record: RecordChunk) -> bool:
         return False  # a chunk holds no offset below the fetch offset
 
     def _unpack_records(self, tp: Any, records: MemoryRecords, *_deserializers: Any) -> Iterator[RecordChunk]:
-        # kafka-python's own loop (fetcher.PartitionRecords._unpack_records), a batch at a time
+        # kafka-python's own loop (fetcher.PartitionRecords._unpack_records), a batch at a time. The
+        # lower bound is the range's start too: an offset reset (the log truncated under the range)
+        # moves the fetch below it, and those records belong to earlier ranges.
+        lower = max(self.fetch_offset, self._start)
         batch = records.next_batch()
         while batch is not None:
             if self.check_crcs and not batch.validate_crc():
                 raise CorruptRecordError(
                     f"Record batch for partition {tp} at offset {batch.base_offset} failed crc check"
                 )
-            if batch.magic != 2:
-                raise CorruptRecordError(
-                    f"{tp} holds a record batch of format v{batch.magic}: Kafka 4 writes v2 only"
-                )
-            self.leader_epoch = batch.leader_epoch
-            skip = batch.is_control_batch
-            if self.isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
-                self._consume_aborted_transactions_up_to(batch.last_offset)
-                if self._contains_abort_marker(batch):
-                    self.aborted_producer_ids.discard(batch.producer_id)
-                elif self._is_batch_aborted(batch):
-                    skip = True
-            if not skip:
-                chunk = parse_batch(batch, self.fetch_offset, self._end)
-                self.records_read += len(chunk.offsets)
-                self.bytes_read += batch.size_in_bytes
-            self.next_fetch_offset = batch.next_offset
-            if not skip and chunk.offsets:
+            if batch.magic < 2:
+                chunk, last = parse_legacy_batch(batch, lower, self._end)
+                if last is not None:
+                    self.next_fetch_offset = last + 1
+            else:
+                self.leader_epoch = batch.leader_epoch
+                skip = batch.is_control_batch
+                if self.isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
+                    self._consume_aborted_transactions_up_to(batch.last_offset)
+                    if self._contains_abort_marker(batch):
+                        self.aborted_producer_ids.discard(batch.producer_id)
+                    elif self._is_batch_aborted(batch):
+                        skip = True
+                chunk = RecordChunk() if skip else parse_batch(batch, lower, self._end)
+                self.next_fetch_offset = batch.next_offset
+            self.records_read += len(chunk.offsets)
+            self.bytes_read += batch.size_in_bytes
+            if chunk.offsets:
                 yield chunk
             batch = records.next_batch()
         self.drain()
 
 
-def read_in_chunks(consumer: KafkaConsumer, end: int) -> None:
-    """Make `consumer`'s polls return `RecordChunk`s of offsets below `end`."""
-    consumer._fetcher.PartitionRecords = functools.partial(RangeRecords, end=end)
+def read_in_chunks(consumer: KafkaConsumer, start: int, end: int) -> None:
+    """Make `consumer`'s polls return `RecordChunk`s of the offsets in [start, end)."""
+    consumer._fetcher.PartitionRecords = functools.partial(RangeRecords, start=start, end=end)
