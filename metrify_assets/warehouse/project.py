@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 from functools import cache, cached_property
 from importlib import metadata
 from pathlib import Path
@@ -77,10 +78,30 @@ def dbt_cli_resource() -> WarehouseDbtResource:
     )
 
 
+# What a parse leaves in target/: the manifest, and dbt's partial-parse state that speeds the next parse.
+PARSE_OUTPUTS = ("partial_parse.msgpack", "manifest.json")
+
+
 def parse() -> Path:
-    """Run `dbt parse`, writing target/manifest.json, and return its path."""
+    """Run `dbt parse` and return the path of target/manifest.json.
+
+    dbt writes the manifest in place, and other processes read it meanwhile: a code server that
+    `dagster dev` (`metrify ui`) starts re-parses on every load while runs and CLI commands load the
+    code location. So dbt parses into a scratch folder inside target/ and the manifest is moved into
+    place in one rename: a reader gets the old file or the new one, never half of one (a test worker
+    read 1.5 MB of a manifest being written and failed on it)."""
     project = dbt_project()
-    dbt_cli_resource().cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    target = project.manifest_path.parent
+    target.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
+    try:
+        if (target / PARSE_OUTPUTS[0]).exists():
+            shutil.copy2(target / PARSE_OUTPUTS[0], scratch / PARSE_OUTPUTS[0])
+        dbt_cli_resource().cli(["parse", "--quiet"], target_path=scratch).wait()
+        for name in PARSE_OUTPUTS:  # the manifest last: once it is there, its state is too
+            (scratch / name).replace(target / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return project.manifest_path
 
 

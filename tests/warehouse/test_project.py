@@ -1,17 +1,20 @@
 """The dbt resource: the two dagster-dbt costs it skips are still where it skips them, and what it
-answers instead is what dbt would."""
+answers instead is what dbt would; a parse replaces the manifest whole."""
 
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource
 
-from metrify_assets.warehouse.project import WarehouseDbtResource, dbt_cli_resource
+from metrify_assets.warehouse.project import WarehouseDbtResource, dbt_cli_resource, dbt_project, parse
 
 
 def test_the_version_is_the_one_dbt_reports() -> None:
@@ -38,3 +41,30 @@ def test_the_overridden_members_are_still_dagster_dbts() -> None:
     assert callable(members["_initialize_dbt_core_adapter"])
     source = inspect.getsource(DbtCliResource.cli)
     assert "self._cli_version" in source and "self._initialize_dbt_core_adapter(" in source
+
+
+def test_a_parse_puts_the_manifest_in_place_in_one_rename() -> None:
+    """Readers never see half a manifest while `dbt parse` runs (a code server under `metrify ui`
+    re-parses on every load): the new file replaces the old one (a new inode), every read meanwhile
+    is whole JSON, and no scratch folder is left."""
+    manifest = dbt_project().manifest_path
+    if not manifest.exists():
+        parse()
+    before = manifest.stat().st_ino
+    reads, done = [0], threading.Event()
+
+    def read_while_parsing() -> None:
+        while not done.is_set():
+            json.loads(manifest.read_bytes())  # a half-written file raises here
+            reads[0] += 1
+
+    reader = ThreadPoolExecutor(1).submit(read_while_parsing)
+    try:
+        assert parse() == manifest
+    finally:
+        done.set()
+    reader.result()
+    assert reads[0] > 0
+    assert manifest.stat().st_ino != before
+    assert json.loads(manifest.read_bytes())["metadata"]["dbt_version"]
+    assert not list(manifest.parent.glob(".parse-*"))
