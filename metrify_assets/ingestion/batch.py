@@ -277,9 +277,8 @@ def _process(
             # its first reading on): the old first day is re-run too, once the batch is stored.
             moved = _first_days_moving(conn, contract, stored)
             writes.upsert_rows(conn, contract, stored)
-            # Dead letters of other batches whose reading this batch stored are settled.
-            keys = _record_key(contract, stored).tolist()
-            supersede(conn, contract.source, spec.batch_id, keys, stored["record_version"].tolist())
+            if not stored.empty:  # dead letters of other batches whose reading it stored are settled
+                supersede(conn, contract, spec.batch_id)
             withdrawal = replacements.withdraw(conn, contract, spec.batch_id, pending) if pending else None
             writes.record_days(
                 conn, contract, spec.batch_id, len(stored), spec.dt, replay=replay_of is not None

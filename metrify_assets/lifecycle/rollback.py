@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
+from psycopg import sql
 
 from metrify_assets.contracts import SourceContract, contract_for
 from metrify_assets.ingestion import replacements
@@ -359,7 +360,7 @@ def _write(
             "ON COMMIT DROP"
         )
         cur.execute(f"TRUNCATE {staging}")
-        _copy_frame(cur, staging, rows)
+        _copy_frame(cur, sql.Identifier(staging), rows)
         cur.execute(
             f"WITH src AS MATERIALIZED (SELECT {', '.join(f'r.{c}' for c in columns)} "
             f"FROM {_range_rows(staging, contract)}), "

@@ -51,7 +51,7 @@ def merge_frame(
     cur.execute(f"DROP TABLE {staging}")
 
 
-def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
+def _copy_frame(cur: psycopg.Cursor, table: sql.Identifier, frame: pd.DataFrame) -> None:
     """COPY a DataFrame's rows into `table` as CSV written by Arrow (C++ speed).
 
     Arrow's CSV matches PostgreSQL's CSV COPY: nulls are unquoted empty fields, strings are quoted
@@ -61,13 +61,19 @@ def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
     import pyarrow.csv as pacsv
 
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(sql.Identifier(table), cols)
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(table, cols)
     buf = io.BytesIO()
     pacsv.write_csv(
         pa.Table.from_pandas(frame, preserve_index=False), buf, pacsv.WriteOptions(include_header=False)
     )
     with cur.copy(stmt) as copy:
         copy.write(buf.getvalue())
+
+
+def staged(contract: SourceContract) -> sql.Identifier:
+    """The temporary table `upsert_rows` stages a batch's rows in: it lasts until the transaction
+    ends, so the batch's other writes (`record_days`, `quarantine.supersede`) read the rows there."""
+    return sql.Identifier(f"_in_{contract.table}")
 
 
 def upsert_rows(conn: psycopg.Connection, contract: SourceContract, rows: pd.DataFrame) -> int:
@@ -80,16 +86,17 @@ def upsert_rows(conn: psycopg.Connection, contract: SourceContract, rows: pd.Dat
     if rows.empty:
         return 0
     table = contract.table
+    tmp = staged(contract)
     columns = list(rows.columns)
     updatable = [c for c in columns if c not in contract.key]
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE ops.{t} INCLUDING DEFAULTS) ON COMMIT DROP"
-            ).format(tmp=sql.Identifier(f"_in_{table}"), t=sql.Identifier(table))
+            ).format(tmp=tmp, t=sql.Identifier(table))
         )
-        cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(f"_in_{table}")))
-        _copy_frame(cur, f"_in_{table}", rows)
+        cur.execute(sql.SQL("TRUNCATE {}").format(tmp))
+        _copy_frame(cur, tmp, rows)
         cur.execute(
             sql.SQL(
                 "INSERT INTO ops.{t} AS t ({cols}) SELECT {cols} FROM {tmp} ORDER BY {key} "
@@ -97,7 +104,7 @@ def upsert_rows(conn: psycopg.Connection, contract: SourceContract, rows: pd.Dat
                 "WHERE excluded.record_version >= t.record_version"
             ).format(
                 t=sql.Identifier(table),
-                tmp=sql.Identifier(f"_in_{table}"),
+                tmp=tmp,
                 cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
                 key=sql.SQL(", ").join(sql.Identifier(k) for k in contract.key),
                 sets=sql.SQL(", ").join(
@@ -131,7 +138,7 @@ def record_days(
             return 0
         days: sql.Composable = sql.SQL("SELECT %(day)s::date AS day, 0 AS records")
     else:
-        day, rows = local_day(contract, sql.Identifier(f"_in_{contract.table}"))
+        day, rows = local_day(contract, staged(contract))
         days = sql.SQL("SELECT {day} AS day, count(*) AS records FROM {rows} GROUP BY 1").format(
             day=day, rows=rows
         )

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from metrify_assets.contracts import METER_READINGS
+from metrify_assets.contracts import CONTRACTS, METER_READINGS, SourceContract
 from metrify_assets.ingestion import dead_letters
 from metrify_assets.ingestion.batch import BatchSpec, process_batch
-from metrify_assets.quality.quarantine import record_key
+from metrify_assets.quality.quarantine import record_key, record_key_sql
 from metrify_assets.resources.lake import Lake
 from tests.ingestion.test_batch import NOW
 
@@ -100,3 +101,27 @@ def test_the_key_of_a_payload_is_the_stored_records_key() -> None:
     for meter in ("M\u00001", "M" * 5000):
         payload = json.dumps({"meter_id": meter, "reading_start": "2026-03-29T00:15:00Z", "energy_kwh": 1.0})
         assert record_key("meter_readings", payload) is None
+
+
+@pytest.mark.parametrize("contract", list(CONTRACTS.values()), ids=lambda c: c.source)
+def test_the_key_in_sql_is_the_payloads_key(pg: psycopg.Connection, contract: SourceContract) -> None:
+    """`supersede` keys the stored rows in SQL: the same text `record_key` gives their payloads, in
+    whatever time zone the session runs."""
+    ident, time = contract.key
+    assert time == contract.time_field
+    stamps = ["2026-03-29T01:15:07.250+01:00", "2026-10-25T01:30:00-12:00", "2031-01-01T00:00:00Z"]
+    pg.execute("SET TIME ZONE 'Pacific/Kiritimati'")
+    pg.execute(f"CREATE TEMP TABLE keyed ({ident} text, {time} timestamptz)")
+    with pg.cursor() as cur:
+        cur.executemany("INSERT INTO keyed VALUES (%s, %s)", [(f"ID-{i}", s) for i, s in enumerate(stamps)])
+    in_sql = [
+        row[0]
+        for row in pg.execute(
+            sql.SQL("SELECT {} FROM keyed AS k ORDER BY {}").format(
+                record_key_sql(contract, "k"), sql.Identifier(ident)
+            )
+        ).fetchall()
+    ]
+    payloads = [json.dumps({ident: f"ID-{i}", time: s}) for i, s in enumerate(stamps)]
+    assert in_sql == [record_key(contract.source, p) for p in payloads]
+    assert in_sql[0] == "ID-0|2026-03-29T00:15:07Z"
