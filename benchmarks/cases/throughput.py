@@ -1,10 +1,10 @@
 """Case 1: Kafka -> PostgreSQL and lake end to end, readings per minute, beside its two raw ceilings.
 
 The same produced messages are (a) consumed by kafka-python doing nothing with them, (b) written as
-decoded rows through `upsert_rows` (COPY + merge) into an empty table, and (c) ingested by `drain`
-(sensor planning + one ingest run per offset range, as many at once as there are cores, in workers
-forked once GX is imported: the warm start the daemon's run launcher gives) followed by the archive
-asset. (c) is reported as a ratio to the lower of (a) and (b), with and without the archive (a daily
+decoded rows through `upsert_rows` (COPY + merge) into an empty table (the fastest of three tries),
+and (c) ingested by `drain` (sensor planning + one ingest run per offset range, as many at once as
+there are cores, in workers forked once GX is imported: the warm start the daemon's run launcher
+gives) followed by the archive asset. (c) is reported as a ratio to the lower of (a) and (b), with and without the archive (a daily
 job, not part of a micro-batch); the one-off warm-up is reported beside it. One range is then
 replayed twice on empty tables, once as an ingest run and once stage by stage, to show where a run's
 time goes (the Dagster overhead included), with the imported heap frozen as in a drain's runs.
@@ -64,9 +64,13 @@ def consume_all(env: KafkaBench) -> float:
         return elapsed()
 
 
+CEILING_TRIES = 3
+
+
 def upsert_all(env: KafkaBench, messages: list[str]) -> tuple[float, CpuUse]:
     """Seconds to COPY + merge the accepted decoded rows into an empty table, 50k rows a transaction,
-    and the CPU the machine spent on it.
+    and the CPU the machine spent on it: the fastest of `CEILING_TRIES` (a single try varied by a
+    third from run to run on these machines, and a slow one flattered every ratio to it).
 
     Decoding and the rules run before the clock starts: only the database's share is timed.
     """
@@ -75,15 +79,17 @@ def upsert_all(env: KafkaBench, messages: list[str]) -> tuple[float, CpuUse]:
     rows = records[(outcome.decision != "reject").to_numpy()]
     rows = rows.drop_duplicates(list(METER_READINGS.key), keep="last")
     stored = stored_rows(METER_READINGS, rows, "ceiling", None)
+    tries: list[tuple[float, CpuUse]] = []
     with env.postgres.connect() as conn:
+        for _ in range(CEILING_TRIES):
+            truncate_ops(conn)
+            with stopwatch() as elapsed, cpu_use() as use:
+                for start in range(0, len(stored), MAX_BATCH_MESSAGES):
+                    with conn.transaction():
+                        upsert_rows(conn, METER_READINGS, stored.iloc[start : start + MAX_BATCH_MESSAGES])
+                tries.append((elapsed(), use))
         truncate_ops(conn)
-        with stopwatch() as elapsed, cpu_use() as use:
-            for start in range(0, len(stored), MAX_BATCH_MESSAGES):
-                with conn.transaction():
-                    upsert_rows(conn, METER_READINGS, stored.iloc[start : start + MAX_BATCH_MESSAGES])
-            seconds = elapsed()
-        truncate_ops(conn)
-    return seconds, use
+    return min(tries, key=lambda t: t[0])
 
 
 def largest_range(env: KafkaBench) -> tuple[OffsetRange, int]:

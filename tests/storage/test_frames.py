@@ -148,3 +148,25 @@ def test_floats_are_exact_whatever_the_sessions_float_digits(conn: psycopg.Conne
     conn.execute("SET LOCAL extra_float_digits = -3")
     third = read_frame(conn, "SELECT 1.0::float8 / 3 AS third")
     assert third["third"].tolist() == [1.0 / 3]
+
+
+def test_many_rows_arrive_whole_and_in_order(conn: psycopg.Connection, binary_reads: list[str]) -> None:
+    """Rows taken straight from libpq's buffer while it has them, and waited for when it has none."""
+    query = "SELECT g AS n, md5(g::text) AS h FROM generate_series(1, 200000) AS g ORDER BY g"
+    frame = read_frame(conn, query)
+    assert binary_reads == []
+    assert frame["n"].tolist() == list(range(1, 200001))
+    assert frame["h"].iloc[-1] == conn.execute("SELECT md5('200000')").fetchone()[0]  # type: ignore[index]
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+
+
+def test_an_error_after_the_first_rows_is_raised_and_the_connection_recovers(
+    conn: psycopg.Connection,
+) -> None:
+    """The server fails the query once it has sent rows: the COPY's result is an error, raised as
+    psycopg raises it, and the connection is usable after a rollback."""
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        read_frame(conn, "SELECT 1 / (150000 - g) AS n FROM generate_series(1, 200000) AS g")
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+    conn.rollback()
+    assert read_frame(conn, "SELECT 1 AS one")["one"].tolist() == [1]
