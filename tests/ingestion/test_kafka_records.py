@@ -125,6 +125,18 @@ def test_malformed_batches_raise_corrupt_record_error_and_never_crash() -> None:
     assert parsed > 0
 
 
+def test_a_gzip_section_that_does_not_inflate_is_a_corrupt_batch() -> None:
+    """Gzip is inflated by ISA-L, not kafka-python: cut or damaged, the section is a corrupt batch (the
+    CRC, which the fetcher checks, would not catch a producer that compressed it wrong)."""
+    buffer = build(40, DefaultRecordBatch.CODEC_GZIP)
+    header = DefaultRecordBatch.HEADER_STRUCT.size
+    damaged = bytearray(buffer)
+    damaged[header + 12 : header + 40] = bytes(28)  # inside the deflate stream
+    for bad in (buffer[: len(buffer) - 9], bytes(damaged), buffer[:header] + b"not gzip at all"):
+        with pytest.raises(CorruptRecordError, match="record batch at offset 0: gzip"):
+            parse_batch(DefaultRecordBatch(bad), 0, 1 << 62)
+
+
 def test_a_range_keeps_its_own_offsets_when_the_fetch_starts_below_it() -> None:
     """An offset reset (the log truncated under the range) fetches from an earlier offset: those
     records belong to earlier ranges, and the range read keeps [start, end) only."""
