@@ -7,7 +7,7 @@ from prometheus_client.core import Metric
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.observability.families import gauge
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.resources.kafka_offsets import committed_offsets, consumer_lag, topic_offsets
+from metrify_assets.resources.kafka_offsets import consumer_lag, topic_offsets
 
 # A scrape must answer within Prometheus's scrape timeout (10 s by default) even when the brokers
 # do not: the exporter gives them this long, not the resource's sensor-sized timeout.
@@ -24,8 +24,7 @@ def lag_families(kafka: KafkaResource) -> list[Metric]:
     metric = gauge("metrify_consumer_lag_messages")
     for source in CONTRACTS:
         topic = kafka.topic(source)
-        beginning, end = topic_offsets(kafka, topic)
-        lag = consumer_lag(beginning, end, committed_offsets(kafka, topic))
+        lag = consumer_lag(*topic_offsets(kafka, topic))
         for partition, messages in lag.items():
             metric.add_metric([topic, str(partition)], float(messages))
     return [metric]

@@ -2,41 +2,58 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # kafka-python is loaded by the consumer these functions open
+    from kafka import KafkaConsumer, TopicPartition
+
     from metrify_assets.resources.kafka import KafkaResource
 
 
-def topic_offsets(kafka: KafkaResource, topic: str) -> tuple[dict[int, int], dict[int, int]]:
-    """Beginning and end offset of each partition of `topic` (both empty when the topic is missing).
+class TopicOffsets(NamedTuple):
+    beginning: dict[int, int]
+    end: dict[int, int]
+    committed: dict[int, int]  # the ingest group's (partitions it never committed are left out)
+
+
+def topic_offsets(kafka: KafkaResource, topic: str) -> TopicOffsets:
+    """Beginning, end and committed offset of each partition of `topic` (all empty when the topic is
+    missing), through one consumer: a sensor tick opened one for the first two and another for the
+    commits, each a bootstrap and a metadata request.
 
     Raises a `kafka.errors.KafkaError` (KafkaTimeoutError in kafka-python 3.x) when the brokers
     cannot be reached within the resource's timeout.
     """
-    from kafka import TopicPartition
-
     with kafka.consumer() as consumer:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = _partitions(consumer, topic)
         if not tps:
-            return {}, {}
+            return TopicOffsets({}, {}, {})
         begin = consumer.beginning_offsets(tps)
         end = consumer.end_offsets(tps)
-    return {tp.partition: o for tp, o in begin.items()}, {tp.partition: o for tp, o in end.items()}
+        committed = _committed(consumer, tps)
+    return TopicOffsets(
+        {tp.partition: o for tp, o in begin.items()}, {tp.partition: o for tp, o in end.items()}, committed
+    )
 
 
 def committed_offsets(kafka: KafkaResource, topic: str) -> dict[int, int]:
     """The ingest group's committed offset per partition (partitions it never committed are left out)."""
+    with kafka.consumer() as consumer:
+        return _committed(consumer, _partitions(consumer, topic))
+
+
+def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
     from kafka import TopicPartition
 
-    with kafka.consumer() as consumer:
-        out: dict[int, int] = {}
-        for partition in sorted(consumer.partitions_for_topic(topic) or set()):
-            committed = consumer.committed(TopicPartition(topic, partition))
-            if committed is not None:
-                out[partition] = committed
-        return out
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+
+
+def _committed(consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
+    """One OffsetFetch request for every partition, where `KafkaConsumer.committed` sends one per
+    partition (a third of a drain's first tick on 3 partitions). The coordinator's call is the one
+    `committed` makes, private to kafka-python (pinned below 3.1 in pyproject.toml)."""
+    fetched = consumer._coordinator.fetch_committed_offsets(tps)
+    return {tp.partition: fetched[tp].offset for tp in tps if tp in fetched}
 
 
 def consumer_lag(beginning: dict[int, int], end: dict[int, int], committed: dict[int, int]) -> dict[int, int]:

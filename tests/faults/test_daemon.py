@@ -312,7 +312,7 @@ def test_daemon_killed_mid_tick_loses_and_doubles_nothing(
 
             def settled() -> bool:
                 nonlocal end
-                _, end = topic_offsets(kafka, topic)
+                _, end, _ = topic_offsets(kafka, topic)
                 busy = instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS), limit=1)
                 committed = committed_offsets(kafka, topic)
                 missing = len(expected.keys() - ingested(pg, prefix).keys())

@@ -30,7 +30,7 @@ from metrify_assets.ingestion.kafka.restarted import report_restarted, restarted
 from metrify_assets.ingestion.sensors import BATCH_TAG, due_retries, failed_batches, waiting_text
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.resources.kafka_offsets import committed_offsets, consumer_lag, topic_offsets
+from metrify_assets.resources.kafka_offsets import consumer_lag, topic_offsets
 from metrify_assets.storage.writes import delivered_batch_ids
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,7 @@ def kafka_tick(
     """
     source = contract.source
     topic = kafka.topic(source)
-    beginning, end = topic_offsets(kafka, topic)
-    committed = committed_offsets(kafka, topic)
+    beginning, end, committed = topic_offsets(kafka, topic)
     if not end:
         return dg.SkipReason(f"Topic {topic} does not exist (yet).")
     previous = load_cursor(cursor)

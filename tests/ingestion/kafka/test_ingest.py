@@ -32,7 +32,7 @@ from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource, dlq_topic
-from metrify_assets.resources.kafka_offsets import committed_offsets
+from metrify_assets.resources.kafka_offsets import committed_offsets, topic_offsets
 from metrify_platform.kafka_broker import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -682,6 +682,9 @@ def test_a_parallel_drain_cuts_the_range_that_would_run_alone_between_its_worker
     assert pg.execute(
         "SELECT count(*) FROM ops.weather_observations WHERE station_id LIKE 'Q%'"
     ).fetchone() == (len(good),)
+    # Every partition's commit is read back, in one request for all of them.
+    _, end, _ = topic_offsets(kafka_resource, kafka_resource.topic(SOURCE))
+    assert len(end) == 3 and committed_offsets(kafka_resource, kafka_resource.topic(SOURCE)) == end
 
 
 def test_commits_of_one_partition_take_turns_and_never_move_the_offset_back(
