@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from functools import cache
+from operator import attrgetter
 from typing import Any, overload
 
 import msgspec
@@ -312,7 +313,7 @@ def _records_frame(
     if fast:
         parts.append(
             pd.DataFrame(
-                {f.name: _fast_column(f.type, [getattr(r, f.name) for r in fast]) for f in contract.fields}
+                {f.name: _fast_column(f.type, list(map(attrgetter(f.name), fast))) for f in contract.fields}
             )
         )
     if objs:
@@ -425,7 +426,7 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
     bad.sort(key=lambda m: m.record_index)
 
     keep = undecided
-    ok = frame.iloc[np.flatnonzero(keep)].copy()
+    ok = frame if keep.all() else frame.iloc[np.flatnonzero(keep)]  # `frame` is this call's own
     ok.insert(0, "record_index", np.asarray(idx, dtype=np.int64)[keep])
     ok["record_version"] = np.asarray(vers, dtype=np.int64)[keep]
     records = _typed(contract, ok)
@@ -446,8 +447,8 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
 
 
 def _typed(contract: SourceContract, frame: pd.DataFrame) -> pd.DataFrame:
-    """Cast the contract columns to their storage dtypes."""
-    out = frame.copy()
+    """Cast the contract columns to their storage dtypes (in place: the frame is `decode`'s own)."""
+    out = frame
     for field in contract.fields:
         col = out[field.name]
         if field.type == "str":
