@@ -1,13 +1,14 @@
 """Case 1: Kafka -> PostgreSQL and lake end to end, readings per minute, beside its two raw ceilings.
 
 The same produced messages are (a) consumed by kafka-python doing nothing with them, (b) written as
-decoded rows through `upsert_rows` (COPY + merge) into an empty table (the fastest of three tries),
-and (c) ingested by `drain` (sensor planning + one ingest run per offset range, as many at once as
-there are cores, in workers forked once GX is imported: the warm start the daemon's run launcher
-gives) followed by the archive asset. (c) is reported as a ratio to the lower of (a) and (b), with and without the archive (a daily
-job, not part of a micro-batch); the one-off warm-up is reported beside it. One range is then
-replayed twice on empty tables, once as an ingest run and once stage by stage, to show where a run's
-time goes (the Dagster overhead included), with the imported heap frozen as in a drain's runs.
+decoded rows through `upsert_rows` (COPY + merge) into an empty table (each the fastest of three
+tries), and (c) ingested by `drain` (sensor planning + one ingest run per offset range, as many at
+once as there are cores, in workers forked once GX is imported: the warm start the daemon's run
+launcher gives) followed by the archive asset. (c) is reported as a ratio to the lower of (a) and
+(b), with and without the archive (a daily job, not part of a micro-batch); the one-off warm-up is
+reported beside it. One range is then replayed twice on empty tables, once as an ingest run and
+once stage by stage, to show where a run's time goes (the Dagster overhead included), with the
+imported heap frozen as in a drain's runs.
 The CPU the machine spent on the ceiling and the drain is counted by program (benchmarks/cpu.py):
 the broker and PostgreSQL share the cores with Metrify, so the drain's CPU over the cores is the
 fewest seconds this work could take here, and the ratio it would give is reported as "at best".
@@ -47,30 +48,35 @@ from metrify_assets.storage.writes import upsert_rows
 SOURCE = METER_READINGS.source
 
 
+# Each ceiling is the fastest of this many tries: a single try varied by a third from run to run on
+# these machines, and a slow one flattered every ratio to it.
+CEILING_TRIES = 3
+
+
 def per_minute(readings: int, seconds: float) -> int:
     return round(readings / seconds * 60) if seconds > 0 else 0
 
 
 def consume_all(env: KafkaBench) -> float:
-    """Seconds for kafka-python to fetch every message of the topic (assign, seek, poll, discard)."""
+    """Seconds for kafka-python to fetch every message of the topic (assign, seek, poll, discard):
+    the fastest of `CEILING_TRIES`, as the other ceiling."""
     topic = env.kafka.topic(SOURCE)
-    with stopwatch() as elapsed, env.kafka.consumer() as consumer:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            consumer.poll(timeout_ms=1000)
-        return elapsed()
-
-
-CEILING_TRIES = 3
+    tries: list[float] = []
+    for _ in range(CEILING_TRIES):
+        with stopwatch() as elapsed, env.kafka.consumer() as consumer:
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            end = consumer.end_offsets(tps)
+            while any(consumer.position(tp) < end[tp] for tp in tps):
+                consumer.poll(timeout_ms=1000)
+            tries.append(elapsed())
+    return min(tries)
 
 
 def upsert_all(env: KafkaBench, messages: list[str]) -> tuple[float, CpuUse]:
     """Seconds to COPY + merge the accepted decoded rows into an empty table, 50k rows a transaction,
-    and the CPU the machine spent on it: the fastest of `CEILING_TRIES` (a single try varied by a
-    third from run to run on these machines, and a slow one flattered every ratio to it).
+    and the CPU the machine spent on it: the fastest of `CEILING_TRIES`.
 
     Decoding and the rules run before the clock starts: only the database's share is timed.
     """

@@ -133,11 +133,11 @@ def supersede(conn: psycopg.Connection, contract: SourceContract, batch_id: str)
             "WITH done AS (UPDATE ops.quarantine AS q SET resolved_at = now(), resolved_by = %s "
             "FROM (SELECT {key} AS record_key, s.record_version FROM {staged} AS s) AS s "
             "WHERE q.source = %s AND q.record_key = s.record_key AND q.resolved_at IS NULL "
-            f"AND q.reasons !~ '{NOT_REPLAYABLE_PATTERN}' "
+            "AND q.reasons !~ %s "
             "AND q.batch_id <> %s AND (q.record_version IS NULL OR q.record_version <= s.record_version) "
             "RETURNING 1) SELECT count(*) FROM done"
         ).format(key=record_key_sql(contract, "s"), staged=staged(contract)),
-        (f"{SUPERSEDED}{batch_id}", contract.source, batch_id),
+        (f"{SUPERSEDED}{batch_id}", contract.source, NOT_REPLAYABLE_PATTERN, batch_id),
     ).fetchone()
     return 0 if row is None else int(row[0])
 

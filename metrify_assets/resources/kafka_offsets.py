@@ -51,8 +51,13 @@ def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
 def _committed(consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
     """One OffsetFetch request for every partition, where `KafkaConsumer.committed` sends one per
     partition (a third of a drain's first tick on 3 partitions). The coordinator's call is the one
-    `committed` makes, private to kafka-python (pinned below 3.1 in pyproject.toml)."""
-    fetched = consumer._coordinator.fetch_committed_offsets(tps)
+    `committed` makes, private to kafka-python (pinned below 3.1 in pyproject.toml); bounded by the
+    consumer's request timeout (`committed` waits for ever), so an unreachable coordinator raises
+    KafkaTimeoutError as the other offset requests do."""
+    fetched = consumer._coordinator.fetch_committed_offsets(
+        tps,
+        timeout_ms=consumer.config["request_timeout_ms"],  # as beginning_offsets waits
+    )
     return {tp.partition: fetched[tp].offset for tp in tps if tp in fetched}
 
 

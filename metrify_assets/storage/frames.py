@@ -22,7 +22,7 @@ from psycopg import ClientCursor
 from psycopg.abc import PQGen
 from psycopg.adapt import Loader
 from psycopg.pq import ExecStatus, Format
-from psycopg.pq.abc import PGconn
+from psycopg.pq.abc import PGconn, PGresult
 from psycopg.waiting import WAIT_R
 
 Params = Mapping[str, Any] | Sequence[Any] | None
@@ -154,19 +154,28 @@ def _copy_out(pgconn: PGconn, encoding: str) -> PQGen[bytearray]:
             pgconn.consume_input()
         else:  # -1: the rows are done; the command's result follows
             break
-    results = []
+    # The results, as psycopg's own `_fetch_many` takes them (kept in step with it).
+    results: list[PGresult] = []
     while True:
-        while pgconn.is_busy():
-            while not (yield WAIT_R):
-                continue
-            pgconn.consume_input()
+        try:
+            while pgconn.is_busy():
+                while not (yield WAIT_R):
+                    continue
+                pgconn.consume_input()
+        except psycopg.DatabaseError:
+            # The server closed the connection after sending its error (a terminated backend):
+            # that error is the one to raise, not the closed connection's.
+            if any(r.status == ExecStatus.FATAL_ERROR for r in results):
+                break
+            raise
         if (result := pgconn.get_result()) is None:
             break
         results.append(result)
+    for result in results:  # a failure after the first rows were sent
+        if result.status != ExecStatus.COMMAND_OK:
+            raise psycopg.errors.error_from_result(result, encoding=encoding)
     if len(results) != 1:  # as psycopg's copy_from says it
         raise psycopg.ProgrammingError("you cannot mix COPY with other operations")
-    if results[0].status != ExecStatus.COMMAND_OK:  # a failure after the first rows were sent
-        raise psycopg.errors.error_from_result(results[0], encoding=encoding)
     return body
 
 
