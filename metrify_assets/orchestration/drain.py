@@ -26,14 +26,12 @@ from dagster._core.instance.ref import InstanceRef
 from kafka.errors import KafkaError
 
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.ingestion.kafka.ranges import dump_cursor
 from metrify_assets.ingestion.kafka.sensor import kafka_tick, unreachable
 from metrify_assets.ingestion.sensors import BATCH_TAG
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.resources.kafka_offsets import committed_offsets
 from metrify_assets.storage.writes import record_counts
 
 
@@ -156,18 +154,16 @@ class _Planner:
         return None
 
     def _tick(self, source: str) -> dg.SensorResult | dg.SkipReason:
-        if source not in self._cursors:
-            committed = committed_offsets(self._kafka, self._kafka.topic(source))
-            self._cursors[source] = dump_cursor(committed) if committed else None
         return kafka_tick(
             CONTRACTS[source],
             self._instance,
-            self._cursors[source],
+            self._cursors.get(source),
             self._kafka,
             self._postgres,
             None,  # a person's command: ranges whose runs failed before are requested again at once
             # Balanced only when no other source has ranges left to keep the workers busy.
             self._workers if not self._active else 1,
+            from_committed=source not in self._cursors,  # the first tick starts where the group is
         )
 
 

@@ -24,8 +24,10 @@ def topic_offsets(kafka: KafkaResource, topic: str) -> TopicOffsets:
     Raises a `kafka.errors.KafkaError` (KafkaTimeoutError in kafka-python 3.x) when the brokers
     cannot be reached within the resource's timeout.
     """
+    from kafka import TopicPartition
+
     with kafka.consumer() as consumer:
-        tps = _partitions(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
         if not tps:
             return TopicOffsets({}, {}, {})
         begin = consumer.beginning_offsets(tps)
@@ -34,18 +36,6 @@ def topic_offsets(kafka: KafkaResource, topic: str) -> TopicOffsets:
     return TopicOffsets(
         {tp.partition: o for tp, o in begin.items()}, {tp.partition: o for tp, o in end.items()}, committed
     )
-
-
-def committed_offsets(kafka: KafkaResource, topic: str) -> dict[int, int]:
-    """The ingest group's committed offset per partition (partitions it never committed are left out)."""
-    with kafka.consumer() as consumer:
-        return _committed(consumer, _partitions(consumer, topic))
-
-
-def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
-    from kafka import TopicPartition
-
-    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
 
 
 def _committed(consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:

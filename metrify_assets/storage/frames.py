@@ -149,9 +149,7 @@ def _copy_out(pgconn: PGconn, encoding: str) -> PQGen[bytearray]:
         if nbytes > 0:
             body += data
         elif nbytes == 0:  # no whole row buffered yet
-            while not (yield WAIT_R):
-                continue
-            pgconn.consume_input()
+            yield from _more_input(pgconn)
         else:  # -1: the rows are done; the command's result follows
             break
     # The results, as psycopg's own `_fetch_many` takes them (kept in step with it).
@@ -159,9 +157,7 @@ def _copy_out(pgconn: PGconn, encoding: str) -> PQGen[bytearray]:
     while True:
         try:
             while pgconn.is_busy():
-                while not (yield WAIT_R):
-                    continue
-                pgconn.consume_input()
+                yield from _more_input(pgconn)
         except psycopg.DatabaseError:
             # The server closed the connection after sending its error (a terminated backend):
             # that error is the one to raise, not the closed connection's.
@@ -177,6 +173,13 @@ def _copy_out(pgconn: PGconn, encoding: str) -> PQGen[bytearray]:
     if len(results) != 1:  # as psycopg's copy_from says it
         raise psycopg.ProgrammingError("you cannot mix COPY with other operations")
     return body
+
+
+def _more_input(pgconn: PGconn) -> PQGen[None]:
+    """Wait until the connection can be read, then read what arrived into libpq's buffer."""
+    while not (yield WAIT_R):
+        continue
+    pgconn.consume_input()
 
 
 def _read_binary(conn: psycopg.Connection, query: str, params: Params) -> pd.DataFrame:

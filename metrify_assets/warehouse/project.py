@@ -78,8 +78,8 @@ def dbt_cli_resource() -> WarehouseDbtResource:
     )
 
 
-# What a parse leaves in target/: the manifest, and dbt's partial-parse state that speeds the next parse.
-PARSE_OUTPUTS = ("partial_parse.msgpack", "manifest.json")
+# dbt's partial-parse state, which speeds the next parse; a parse leaves it in target/ beside the manifest.
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 def parse() -> Path:
@@ -95,10 +95,10 @@ def parse() -> Path:
     target.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
     try:
-        if (target / PARSE_OUTPUTS[0]).exists():
-            shutil.copy2(target / PARSE_OUTPUTS[0], scratch / PARSE_OUTPUTS[0])
+        if (target / PARTIAL_PARSE).exists():
+            shutil.copy2(target / PARTIAL_PARSE, scratch / PARTIAL_PARSE)
         dbt_cli_resource().cli(["parse", "--quiet"], target_path=scratch).wait()
-        for name in PARSE_OUTPUTS:  # the manifest last: once it is there, its state is too
+        for name in (PARTIAL_PARSE, project.manifest_path.name):  # the manifest last: its state is there
             (scratch / name).replace(target / name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -41,7 +41,7 @@ from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.sensors import BATCH_TAG
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
-from metrify_assets.resources.kafka_offsets import committed_offsets, topic_offsets
+from metrify_assets.resources.kafka_offsets import topic_offsets
 from metrify_platform.kafka_broker import KafkaBroker
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.postgres]
@@ -314,7 +314,7 @@ def test_daemon_killed_mid_tick_loses_and_doubles_nothing(
                 nonlocal end
                 _, end, _ = topic_offsets(kafka, topic)
                 busy = instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS), limit=1)
-                committed = committed_offsets(kafka, topic)
+                committed = topic_offsets(kafka, topic).committed
                 missing = len(expected.keys() - ingested(pg, prefix).keys())
                 in_ledger = sum(r.end - r.start for r, *_ in ledger_ranges(pg))
                 # What is still not done, for the timeout's message.
@@ -365,7 +365,7 @@ def test_daemon_killed_mid_tick_loses_and_doubles_nothing(
     originals = [r.tags[BATCH_TAG] for r in requested if r.tags.get(RUN_KEY_TAG) == r.tags.get(BATCH_TAG)]
     assert len(originals) == len(set(originals))
     assert {r.batch_id for r, *_ in ledger} <= set(originals)
-    assert committed_offsets(kafka, topic) == end
+    assert topic_offsets(kafka, topic).committed == end
 
     retried = len(runs) - len(originals)
     fault_log(

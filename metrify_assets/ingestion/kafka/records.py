@@ -30,6 +30,8 @@ from metrify_native import parse_records
 
 from metrify_assets.ingestion.kafka.produce import BACKFILL_HEADER
 
+_BACKFILL_KEY = BACKFILL_HEADER.encode()  # the header's key as the records hold it
+
 
 @dataclass
 class RecordChunk:
@@ -56,7 +58,7 @@ def parse_batch(batch: DefaultRecordBatch, start: int, end: int) -> RecordChunk:
             batch.max_timestamp,
             start,
             end,
-            BACKFILL_HEADER.encode(),
+            _BACKFILL_KEY,
             chunk.values,
             chunk.offsets,
             chunk.keys,

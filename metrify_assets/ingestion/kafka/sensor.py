@@ -77,6 +77,7 @@ def kafka_tick(
     postgres: PostgresResource,
     now: datetime | None,
     workers: int = 1,
+    from_committed: bool = False,
 ) -> dg.SensorResult | dg.SkipReason:
     """One sensor evaluation on configured Kafka; raises KafkaError when the brokers cannot be
     reached (the sensor skips the tick, the drain reports it). `metrify kafka drain` calls it too, so
@@ -85,7 +86,9 @@ def kafka_tick(
     before the end offsets is not, as the next tick's ranges keep the workers busy). The daemon's
     sensor plans one range per partition and step: its runs start as the run queue frees up,
     whatever a tick held. The sensor passes the time, so failed ranges wait out their `retry_delay`;
-    the drain passes None: a person's command requests every failed range again at once.
+    the drain passes None: a person's command requests every failed range again at once. Without a
+    cursor, a tick starts at each partition's beginning, or with `from_committed` (the drain's first
+    tick) at the ingest group's committed offsets, read with the others.
 
     Every tick that reaches the brokers also reports the consumer lag (see `lag_observation`).
     """
@@ -94,7 +97,7 @@ def kafka_tick(
     beginning, end, committed = topic_offsets(kafka, topic)
     if not end:
         return dg.SkipReason(f"Topic {topic} does not exist (yet).")
-    previous = load_cursor(cursor)
+    previous = committed if cursor is None and from_committed else load_cursor(cursor)
     expired = expired_below(topic, beginning, previous, committed)
     restarted = restarted_below(topic, end, previous)  # plan_ranges plans nothing below the cursor
     if expired or restarted:  # before the cursor moves past them: a tick that fails here reports again

@@ -32,7 +32,7 @@ from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource, dlq_topic
-from metrify_assets.resources.kafka_offsets import committed_offsets, topic_offsets
+from metrify_assets.resources.kafka_offsets import topic_offsets
 from metrify_platform.kafka_broker import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -684,7 +684,7 @@ def test_a_parallel_drain_cuts_the_range_that_would_run_alone_between_its_worker
     ).fetchone() == (len(good),)
     # Every partition's commit is read back, in one request for all of them.
     _, end, _ = topic_offsets(kafka_resource, kafka_resource.topic(SOURCE))
-    assert len(end) == 3 and committed_offsets(kafka_resource, kafka_resource.topic(SOURCE)) == end
+    assert len(end) == 3 and topic_offsets(kafka_resource, kafka_resource.topic(SOURCE)).committed == end
 
 
 def test_commits_of_one_partition_take_turns_and_never_move_the_offset_back(
@@ -705,12 +705,12 @@ def test_commits_of_one_partition_take_turns_and_never_move_the_offset_back(
         waiting.start()
         waiting.join(1.0)
         assert waiting.is_alive(), "the commit waits for the partition's lock"
-        assert committed_offsets(kafka_resource, topic) == {}
+        assert topic_offsets(kafka_resource, topic).committed == {}
     waiting.join(30)
     assert not waiting.is_alive()
-    assert committed_offsets(kafka_resource, topic) == {0: 10}
+    assert topic_offsets(kafka_resource, topic).committed == {0: 10}
     commit(lower)  # the lower range ends last: the offset stays where the upper one put it
-    assert committed_offsets(kafka_resource, topic) == {0: 10}
+    assert topic_offsets(kafka_resource, topic).committed == {0: 10}
 
 
 def test_the_drain_freezes_the_imported_heap_only_while_runs_execute() -> None:
