@@ -90,7 +90,7 @@ class TemplatedSqliteEventLogStorage(SqliteEventLogStorage):
     def _copy_template(self, shard: Path) -> bool:
         """Put a copy of the template at `shard` unless something is there by then; whether it did."""
         try:
-            template = self._ensure_template()
+            template = self.ensure_template()
             staged = _staging(template.parent)
         except OSError:
             return False
@@ -103,8 +103,9 @@ class TemplatedSqliteEventLogStorage(SqliteEventLogStorage):
         finally:
             staged.unlink(missing_ok=True)
 
-    def _ensure_template(self) -> Path:
-        """The template, made by Dagster's own initialisation the first time any process needs it."""
+    def ensure_template(self) -> Path:
+        """The template, made by Dagster's own initialisation the first time any process needs it
+        (a process about to fork run workers makes it first, so that they do not each make one)."""
         template = self.template_path
         if template.exists():
             return template

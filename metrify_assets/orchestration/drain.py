@@ -33,6 +33,8 @@ from metrify_assets.partitions import TRIGGER_TAG
 from metrify_assets.resources import PostgresResource
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.storage.writes import record_counts
+from metrify_platform import alembic_scripts
+from metrify_platform.event_log import TemplatedSqliteEventLogStorage
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,10 @@ def _runs(
     from metrify_assets.quality import gx  # pandas and GX: for a drain's worker pool only
 
     gx.warm_up([f"{stage}_{source}" for source in sources for stage in ("raw", "validated")])
+    alembic_scripts.warm()  # each worker opens the instance again: its schema checks read nothing
+    event_log = instance.event_log_storage
+    if isinstance(event_log, TemplatedSqliteEventLogStorage):  # made here once, not by each worker
+        event_log.ensure_template()
     context = multiprocessing.get_context("fork")
     with (
         frozen_heap(),

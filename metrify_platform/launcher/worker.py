@@ -26,6 +26,8 @@ from typing import IO
 
 from dagster._cli.api import execute_run_command  # what `dagster api execute_run` runs
 
+from metrify_platform import alembic_scripts
+
 
 def _reap(_signum: int, _frame: object) -> None:
     """Collect every finished child so none lingers as a zombie."""
@@ -68,6 +70,7 @@ def preload(modules: list[str]) -> None:
 
 def serve(modules: list[str], requests: IO[str], replies: IO[str]) -> None:
     preload(modules)
+    alembic_scripts.warm()  # each run opens its instance: its schema checks read no scripts
     # What the preload built lives as long as the worker: kept out of the garbage collector's walks
     # in every forked run (a run's collections walked those ~600,000 objects each time), and out of
     # copy-on-write, since a walk writes to each object it visits.
