@@ -7,7 +7,7 @@ import dagster as dg
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.assets import INGEST_ASSETS
 from metrify_assets.ingestion.kafka.sensor import build_kafka_sensor
-from metrify_assets.ingestion.sensors import build_landing_sensor
+from metrify_assets.ingestion.sensors import build_landing_sensor, ingest_job_name
 
 # A system error is retried inside the run (the step's RETRY_POLICY, metrify_assets.errors); a run
 # whose process died (killed, out of memory) is re-run by the daemon (`run_retries` in dagster.yaml)
@@ -21,7 +21,7 @@ RETRY_TAGS = {
 
 INGEST_JOBS = {
     source: dg.define_asset_job(
-        f"ingest_{source}_job",
+        ingest_job_name(source),
         selection=dg.AssetSelection.assets(INGEST_ASSETS[source]),
         description=f"Ingest one {source} batch (set by the sensor's run config).",
         tags=RETRY_TAGS,

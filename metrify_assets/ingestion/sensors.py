@@ -21,6 +21,13 @@ from metrify_assets.storage.writes import ledger_batch_ids
 
 MAX_RUNS_PER_TICK = 50
 BATCH_TAG = "metrify/batch_id"
+
+
+def ingest_job_name(source: str) -> str:
+    """The job that ingests one batch of `source` (`ingestion.definitions.INGEST_JOBS`)."""
+    return f"ingest_{source}_job"
+
+
 _IN_FLIGHT = (
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,

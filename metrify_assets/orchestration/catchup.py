@@ -41,7 +41,7 @@ from metrify_assets.env import Settings
 from metrify_assets.grid.area_history import area_changes, area_warnings
 from metrify_assets.grid.areas import DEFAULT_AREA
 from metrify_assets.ingestion.landing import LandedFile, list_landed
-from metrify_assets.ingestion.sensors import BATCH_TAG, landing_run_config
+from metrify_assets.ingestion.sensors import BATCH_TAG, ingest_job_name, landing_run_config
 from metrify_assets.late_days import DayRow, settled_cursor
 from metrify_assets.meters.registry import registry_job, unloaded_version
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
@@ -167,7 +167,7 @@ def ingest_files(
         try:
             execute_job(
                 defs,
-                f"ingest_{landed.source}_job",
+                ingest_job_name(landed.source),
                 instance,
                 run_config=landing_run_config(landed.source, landed),
                 tags={BATCH_TAG: landed.batch_id, "metrify/source": landed.source, TRIGGER_TAG: trigger},

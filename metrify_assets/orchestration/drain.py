@@ -27,7 +27,7 @@ from kafka.errors import KafkaError
 
 from metrify_assets.contracts import CONTRACTS
 from metrify_assets.ingestion.kafka.sensor import kafka_tick, unreachable
-from metrify_assets.ingestion.sensors import BATCH_TAG
+from metrify_assets.ingestion.sensors import BATCH_TAG, ingest_job_name
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG
 from metrify_assets.resources import PostgresResource
@@ -150,7 +150,7 @@ class _Planner:
             self._cursors[source] = tick.cursor
             self._active.append(source)
             return [
-                (f"ingest_{source}_job", dict(r.run_config), {**r.tags, TRIGGER_TAG: self._trigger})
+                (ingest_job_name(source), dict(r.run_config), {**r.tags, TRIGGER_TAG: self._trigger})
                 for r in requests
             ]
         return None
@@ -191,6 +191,8 @@ def _runs(
 
     gx.warm_up([f"{stage}_{source}" for source in sources for stage in ("raw", "validated")])
     alembic_scripts.warm()  # each worker opens the instance again: its schema checks read nothing
+    for source in sources:  # built once here for every worker: the repository and the ingest jobs
+        defs.resolve_job_def(ingest_job_name(source))
     event_log = instance.event_log_storage
     if isinstance(event_log, TemplatedSqliteEventLogStorage):  # made here once, not by each worker
         event_log.ensure_template()
