@@ -75,14 +75,19 @@ def drain_cmd(
     ] = 0,
 ) -> None:
     """Ingest everything now in the topics (sensor planning + ingest job, in process), then summarise."""
+    settings = resolve_settings()
+    if not settings.uses_kafka:  # before the code location's seconds of imports
+        typer.echo(
+            "error: Kafka is not configured: set KAFKA_BOOTSTRAP_SERVERS (for a local broker: "
+            "`metrify kafka broker`)",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     from metrify_assets.definitions import defs as load_defs  # the code location: loaded only when needed
     from metrify_assets.orchestration.drain import drain
     from metrify_assets.orchestration.instance import local_instance
     from metrify_assets.resources.build import kafka_resource, postgres_resource
 
-    settings = resolve_settings()
-    if not settings.uses_kafka:
-        raise typer.BadParameter("set KAFKA_BOOTSTRAP_SERVERS (for a local broker: `metrify kafka broker`)")
     console = command_console()
     with console.status("draining...") as status:
         summary = drain(

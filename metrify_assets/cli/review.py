@@ -85,6 +85,12 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
             )
         except review.ReviewError as err:
             typer.echo(f"error: {err}", err=True)
+            if isinstance(err, review.UnknownItemError):
+                typer.echo(
+                    "the items and their BATCH_ID RECORD_INDEX: metrify review list (--source, --flag, --meter "
+                    "narrow it)",
+                    err=True,
+                )
             if isinstance(err, review.AlreadyDecidedError):  # a decision is taken back, not overwritten
                 item_args = f"{shlex.quote(batch_id)} {record_index}"
                 typer.echo(
@@ -159,16 +165,17 @@ def _bulk(action: str, selection: review.Selection, by: str, reason: str, yes: b
             raise typer.BadParameter(str(err)) from err
         meter_days = {(i.meter, i.day) for i in items if i.meter is not None}
         verb = "approve" if action == "approve" else "reject"
+        meters = len({m for m, _ in meter_days})
         typer.echo(
-            f"{'would ' if dry_run else ''}{verb} {len(items):,} pending item{'' if len(items) == 1 else 's'} "
-            f"({selection.describe()}): {len({m for m, _ in meter_days}):,} meters, "
-            f"{len(meter_days):,} meter-days"
+            f"{'would ' if dry_run else ''}{verb} {_count(len(items), 'pending item')} "
+            f"({selection.describe()}): {_count(meters, 'meter')}, {_count(len(meter_days), 'meter-day')}"
         )
         if dry_run or not items:
             return
         if not yes:
             if not sys.stdin.isatty():
-                raise typer.BadParameter(f"pass --yes to {verb} them without a prompt", param_hint="--yes")
+                typer.echo(f"error: no terminal to confirm on: add --yes to {verb} them", err=True)
+                raise typer.Exit(code=2)
             typer.confirm(f"{verb.capitalize()} {len(items):,} items?", abort=True, err=True)
         cache = open_cache(settings)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -194,7 +201,7 @@ def _bulk(action: str, selection: review.Selection, by: str, reason: str, yes: b
     if done.archived:
         typer.echo(f"VEE: not re-run for {done.archived:,} approved readings of archived days")
     runs = sum(len(m) for m in done.meter_days.values())
-    typer.echo(f"VEE: re-ran {runs:,} meter-days; {done.vee_audit_rows:,} audit rows written")
+    typer.echo(f"VEE: re-ran {_count(runs, 'meter-day')}; {_count(done.vee_audit_rows, 'audit row')} written")
     if done.decided > done.archived:
         typer.echo(REBUILD_NOTE)
     for error in done.vee_errors:
@@ -226,6 +233,10 @@ def _shown(offset: int, count: int) -> str:
     return f"no items at --offset {offset:,}" if offset else "no items"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _one_or_many(
     action: str,
     by: str,
@@ -246,8 +257,13 @@ def _one_or_many(
     if batch_id is not None:
         if record_index is None:
             raise typer.BadParameter("an item is BATCH_ID RECORD_INDEX", param_hint="RECORD_INDEX")
-        if filtered or yes or dry_run:
+        if filtered:
             raise typer.BadParameter("an item (BATCH_ID RECORD_INDEX) or a filter, not both")
+        if yes or dry_run:
+            flag = "--dry-run" if dry_run else "--yes"
+            raise typer.BadParameter(
+                f"{flag} is for a bulk decision (a filter), not one item", param_hint=flag
+            )
         _decide(action, batch_id, record_index, by, reason)
         return
     _bulk(action, _selection(source, flag, meter, day, first, last), by, reason, yes, dry_run)

@@ -268,8 +268,11 @@ def _decide(
 
 def check_decision(by: str, why: str) -> None:
     """Refuse a decision without who made it or why, or with too long a reason (before any item)."""
-    if not by.strip() or not why.strip():
-        raise ReviewError("a decision needs who made it (--by) and why (--reason)")
+    missing = [
+        what for what, given in (("who made it (--by)", by), ("why (--reason)", why)) if not given.strip()
+    ]
+    if missing:
+        raise ReviewError(f"a decision needs {' and '.join(missing)}: it is blank")
     if len(why) > MAX_NOTE:
         raise ReviewError(f"a decision's reason is at most {MAX_NOTE} characters, not {len(why)}")
 

@@ -185,18 +185,29 @@ def test_cli_bulk_approve_previews_asks_and_decides(
     assert nothing.exit_code == 2 and "filter for a bulk decision" in nothing.output
     both = runner.invoke(app, [*base, "b1", "1", "--meter", "M1"])
     assert both.exit_code == 2 and "not both" in both.output
+    one_dry = runner.invoke(app, [*base, "b1", "1", "--dry-run"])
+    assert (
+        one_dry.exit_code == 2
+        and "--dry-run is for a bulk decision (a filter), not one item" in one_dry.output
+    )
+    missing = runner.invoke(app, [*base, "nope", "0"])
+    assert missing.exit_code == 1 and "no review item nope #0" in missing.output
+    assert "metrify review list" in missing.output  # where the items' BATCH_ID RECORD_INDEX are
+    blank = runner.invoke(app, ["review", "approve", "--by", " ", "--reason", "fine", "b1", "1"])
+    assert blank.exit_code == 1 and "needs who made it (--by): it is blank" in blank.output
     unknown = runner.invoke(app, [*base, "--flag", "spkie"])
     assert unknown.exit_code == 2 and "unknown reason 'spkie'" in unknown.output
     preview = runner.invoke(app, [*base, "--meter", "M1", "--day", "2026-03-29", "--dry-run"])
     assert preview.exit_code == 0, preview.output
-    assert f"would approve {N} pending items" in preview.output and "1 meter-days" in preview.output
+    assert f"would approve {N} pending items" in preview.output and "1 meter, 1 meter-day" in preview.output
     assert review.count_items(seeded) == N + 2 and runs == []
     no_yes = runner.invoke(app, [*base, "--meter", "M1", "--day", "2026-03-29"], input="")
-    assert no_yes.exit_code != 0 and review.count_items(seeded) == N + 2  # not confirmed
+    assert no_yes.exit_code == 2 and review.count_items(seeded) == N + 2  # not confirmed
+    assert "no terminal to confirm on: add --yes to approve them" in no_yes.output
     done = runner.invoke(app, [*base, "--meter", "M1", "--day", "2026-03-29", "--yes"])
     assert done.exit_code == 0, done.output
     assert f"approved {N} of {N}; skipped 0 already decided" in done.output
-    assert "VEE: re-ran 1 meter-days" in done.output
+    assert "VEE: re-ran 1 meter-day;" in done.output
     # VEE took the decisions; the marts and the report only after the next run, which the output says.
     assert "marts and quality report: not yet; the next `metrify run`" in done.output
     assert runs == [(date(2026, 3, 29), ["M1"])]
