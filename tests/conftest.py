@@ -57,11 +57,10 @@ SLOW_FILES = (
     "tests/faults/test_daemon.py",  # 120
     "tests/warehouse/test_marts_keep_days_left_hot_tier.py",  # 111
     "tests/warehouse/test_weather_marts.py",  # 106
-    "tests/serving/test_archived_days.py",  # 99
     "tests/warehouse/test_assets.py",  # 98
     "tests/e2e/test_demo.py",  # 97
-    "tests/serving/test_csv_download.py",  # 87
-    "tests/serving/test_api.py",  # 76
+    "tests/serving/test_api.py",  # 76: builds the home test_csv_download.py and test_archived_days.py
+    # copy (tests/serving/test_api.py's `home`), so they come later, once it is built (seconds each)
     "tests/warehouse/test_marts_survive_cleanup.py",  # 58
     "tests/ingestion/kafka/test_ingest.py",  # 53
     "tests/e2e/test_ui.py",  # 51

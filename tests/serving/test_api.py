@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,8 +26,10 @@ import httpx
 import jwt
 import psycopg
 import pytest
+import redis
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from filelock import FileLock
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
@@ -49,6 +53,7 @@ from metrify_assets.serving.row_schemas import dataset_row, stored_row
 from metrify_assets.storage.embedded_server import stop_embedded
 from metrify_assets.storage.known import GRID_NODE, WEATHER_STATION
 from metrify_assets.storage.latest import LATEST_COLUMNS
+from metrify_platform import sqlite_engines
 from tests.serving.uvicorn_thread import serve
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.e2e]
@@ -70,7 +75,8 @@ def simulated_home(
     tmp_path_factory: pytest.TempPathFactory, redis_server: str, name: str, *simulate: str
 ) -> Iterator[Path]:
     """A home `metrify simulate` (with these arguments) filled, ingested and refreshed (`metrify run`);
-    its embedded PostgreSQL stopped after."""
+    its embedded PostgreSQL stopped after, and this process's SQLite connections (Dagster's storage,
+    held open by `sqlite_engines`) closed, so that nothing writes to its files any more."""
     home = tmp_path_factory.mktemp(name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("METRIFY_HOME", str(home))
@@ -82,15 +88,44 @@ def simulated_home(
             assert result.exit_code == 0, result.output
     yield home
     stop_embedded(resolve_settings({"METRIFY_HOME": str(home)}).pg_data_dir)
+    sqlite_engines.release()
+
+
+def api_home_template(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Path:
+    """The home every `home` is copied from, built once per session (~75 s; three modules use it) and
+    its PostgreSQL stopped: the first xdist worker to get here builds it under a lock in the session's
+    directory that all workers share; the others wait for it and reuse it."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    template = shared / "api-home-template"
+    with FileLock(shared / "api-home-template.lock"):
+        if not template.exists():
+            simulate = ("--meters", "12", "--days", "2", "--seed", "8")
+            with simulated_home(tmp_path_factory, redis_server, "api-home-build", *simulate) as built:
+                pass
+            built.rename(template)
+    return template
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[Path]:
-    """A home with two simulated days of 12 meters, ingested and refreshed (`metrify run`)."""
-    with simulated_home(
-        tmp_path_factory, redis_server, "api-home", "--meters", "12", "--days", "2", "--seed", "8"
-    ) as home:
-        yield home
+    """A home with two simulated days of 12 meters, ingested and refreshed (`metrify run`): this
+    module's own copy of `api_home_template`, as the modules change their home.
+
+    A copy is that home at another path: the database (pg_dumpall) and the lake hold no absolute
+    path; the server's socket is placed by its data directory at start; dagster.yaml's event-log
+    directory is rewritten by `prepare_local_home` on first use; the Dagster history's paths are
+    history. `cp -a` keeps owners (as root, pgserver's postgres runs as the user `pgserver`) and
+    mtimes (the meter registry's file version). Redis is emptied, as after a restart: no cache
+    entry left by the build or by another module outlives its data."""
+    home = tmp_path_factory.mktemp("api-home")
+    template = api_home_template(tmp_path_factory, redis_server)
+    subprocess.run(["cp", "-a", f"{template}/.", str(home)], check=True)
+    with redis.Redis.from_url(redis_server) as cache:
+        cache.flushall()
+    yield home
+    stop_embedded(resolve_settings({"METRIFY_HOME": str(home)}).pg_data_dir)
 
 
 def settings_for(home: Path, redis_server: str | None, **extra: str) -> Settings:
