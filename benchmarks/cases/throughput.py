@@ -6,9 +6,9 @@ tries), and (c) ingested by `drain` (sensor planning + one ingest run per offset
 once as there are cores, in workers forked once GX is imported: the warm start the daemon's run
 launcher gives) followed by the archive asset. (c) is reported as a ratio to the lower of (a) and
 (b), with and without the archive (a daily job, not part of a micro-batch); the one-off warm-up is
-reported beside it. One range is then replayed twice on empty tables, once as an ingest run and
-once stage by stage, to show where a run's time goes (the Dagster overhead included), with the
-imported heap frozen as in a drain's runs.
+reported beside it. One range is then replayed on empty tables, as an ingest run and stage by
+stage, three times (the medians are reported), to show where a run's time goes (the Dagster
+overhead included), with the imported heap frozen as in a drain's runs.
 The CPU the machine spent on the ceiling and the drain is counted by program (benchmarks/cpu.py):
 the broker and PostgreSQL share the cores with Metrify, so the drain's CPU over the cores is the
 fewest seconds this work could take here, and the ratio it would give is reported as "at best".
@@ -17,6 +17,7 @@ fewest seconds this work could take here, and the ratio it would give is reporte
 from __future__ import annotations
 
 import os
+import statistics
 from pathlib import Path
 
 import dagster as dg
@@ -35,6 +36,7 @@ from metrify_assets.ingestion.kafka.batches import commit_range, dead_letter, re
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.ingestion.limits import MAX_BATCH_MESSAGES
+from metrify_assets.ingestion.sensors import ingest_job_name
 from metrify_assets.lifecycle.assets import warm_tier
 from metrify_assets.orchestration.drain import drain, frozen_heap
 from metrify_assets.orchestration.instance import execute_job, local_instance
@@ -48,6 +50,8 @@ from metrify_assets.storage.writes import upsert_rows
 SOURCE = METER_READINGS.source
 
 
+# The per-stage profile of one range is the median of this many replays.
+PROFILE_TRIES = 3
 # Each ceiling is the fastest of this many tries: a single try varied by a third from run to run on
 # these machines, and a slow one flattered every ratio to it.
 CEILING_TRIES = 3
@@ -118,14 +122,13 @@ def fresh_replay(env: KafkaBench, rng: OffsetRange) -> None:
         raw.unlink()
 
 
-def profile_range(
-    env: KafkaBench, defs: dg.Definitions, instance: dg.DagsterInstance
-) -> list[dict[str, object]]:
-    """One range as an ingest run, then the same work called directly, each stage timed."""
-    rng, readings = largest_range(env)
+def _profile_once(
+    env: KafkaBench, defs: dg.Definitions, instance: dg.DagsterInstance, rng: OffsetRange
+) -> tuple[float, dict[str, float]]:
+    """`rng` replayed as an ingest run, then stage by stage: the run's seconds and each stage's."""
     fresh_replay(env, rng)
     with stopwatch() as elapsed:
-        execute_job(defs, f"ingest_{SOURCE}_job", instance, run_config=rng.run_config(SOURCE))
+        execute_job(defs, ingest_job_name(SOURCE), instance, run_config=rng.run_config(SOURCE))
     run_s = elapsed()
     fresh_replay(env, rng)
     timings: dict[str, float] = {}
@@ -153,6 +156,18 @@ def profile_range(
     with env.postgres.connect() as conn, stopwatch() as elapsed:
         commit_range(own_group, rng, conn)
     timings["offset commit"] = elapsed()
+    return run_s, timings
+
+
+def profile_range(
+    env: KafkaBench, defs: dg.Definitions, instance: dg.DagsterInstance
+) -> list[dict[str, object]]:
+    """One range as an ingest run, then the same work called directly, each stage timed: the median
+    of `PROFILE_TRIES` of each (one try's noise could exceed the Dagster overhead it measures)."""
+    rng, readings = largest_range(env)
+    tries = [_profile_once(env, defs, instance, rng) for _ in range(PROFILE_TRIES)]
+    run_s = statistics.median(run for run, _ in tries)
+    timings = {stage: statistics.median(t[stage] for _, t in tries) for stage in tries[0][1]}
     timings["Dagster run overhead (run - direct)"] = run_s - sum(timings.values())
     rows: list[dict[str, object]] = [
         {
