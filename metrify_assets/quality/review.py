@@ -162,12 +162,14 @@ class Selection:
         return all(v is None for v in bounds)
 
     def describe(self) -> str:
+        one_day = self.first is not None and self.first == self.last
         named = (
             ("source", self.source),
             ("reason", self.reason),
             ("meter", self.meter),
-            ("from", self.first),
-            ("to", self.last),
+            ("day", self.first if one_day else None),
+            ("from", None if one_day else self.first),
+            ("to", None if one_day else self.last),
         )
         return ", ".join(f"{k} {v}" for k, v in named if v is not None) or "no filter"
 

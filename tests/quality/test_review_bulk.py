@@ -199,7 +199,9 @@ def test_cli_bulk_approve_previews_asks_and_decides(
     assert unknown.exit_code == 2 and "unknown reason 'spkie'" in unknown.output
     preview = runner.invoke(app, [*base, "--meter", "M1", "--day", "2026-03-29", "--dry-run"])
     assert preview.exit_code == 0, preview.output
-    assert f"would approve {N} pending items" in preview.output and "1 meter, 1 meter-day" in preview.output
+    assert (
+        f"would approve {N} pending items (meter M1, day 2026-03-29): 1 meter, 1 meter-day" in preview.output
+    )
     assert review.count_items(seeded) == N + 2 and runs == []
     no_yes = runner.invoke(app, [*base, "--meter", "M1", "--day", "2026-03-29"], input="")
     assert no_yes.exit_code == 2 and review.count_items(seeded) == N + 2  # not confirmed
