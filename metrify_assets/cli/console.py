@@ -13,6 +13,11 @@ from rich.console import Console
 PIPED_WIDTH = 200
 
 
+def counted(n: int, noun: str) -> str:
+    """`n` and its noun, plural unless one: "1 meter-day", "1,204 records"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def command_console(stderr: bool = False) -> Console:
     """A console on stdout (or stderr, when stdout carries `--json` output)."""
     out = Console(stderr=stderr)

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from metrify_assets.cli.console import command_console
+from metrify_assets.cli.console import command_console, counted
 from metrify_assets.cli.db import note_embedded_server
 from metrify_assets.cli.run import process_age, run_with_progress
 from metrify_assets.env import HOME_SETTINGS_FILE, Settings, home_settings, remember, resolve_settings
@@ -201,10 +201,6 @@ def demo_lifecycle(
     return tiers, planned
 
 
-def _days(n: int) -> str:
-    return f"{n:,} day" + ("" if n == 1 else "s")
-
-
 def _print_summary(console: Console, summary: DemoSummary) -> None:
     from metrify_assets.forecasting.backtest import COMPARE_DAYS
 
@@ -245,16 +241,19 @@ def _print_summary(console: Console, summary: DemoSummary) -> None:
         if f["by_default"]:
             chosen += (
                 f"\nby default in {f['by_default']} of {f['series']} series: no backtest to choose by yet "
-                f"({_days(f['history_days'])} of history, {COMPARE_DAYS} needed)"
+                f"({counted(f['history_days'], 'day')} of history, {COMPARE_DAYS} needed)"
             )
         table.add_row(
             f"load forecast for {f['day']}", f"{f['series']} region x segment series, {kwh} kWh\n{chosen}"
         )
     else:
         table.add_row("load forecast", "none (no VEE series)")
-    tiers = "\n".join(f"{_days(n)} {key}" for key, n in summary.lifecycle_days.items()) or "none"
+    tiers = "\n".join(f"{counted(n, 'day')} {key}" for key, n in summary.lifecycle_days.items()) or "none"
     table.add_row("lake tiers (warm: daily job; cold, archive: weekly job)", tiers)
-    preview = "\n".join(f"{_days(n)} {key}" for key, n in summary.lifecycle_preview.items()) or "nothing due"
+    preview = (
+        "\n".join(f"{counted(n, 'day')} {key}" for key, n in summary.lifecycle_preview.items())
+        or "nothing due"
+    )
     table.add_row(f"a year on (dry run, +{PREVIEW_DAYS} d)", preview)
     table.add_row("report", summary.report_path)
     table.add_row("took", f"{summary.seconds:.1f} s")

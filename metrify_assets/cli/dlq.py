@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller, parse_since, who
-from metrify_assets.cli.console import command_console, to_json
+from metrify_assets.cli.console import command_console, counted, to_json
 from metrify_assets.cli.db import connect, note_embedded_server
 from metrify_assets.cli.options import Source, known_source
 from metrify_assets.env import resolve_settings
@@ -83,21 +83,17 @@ def _reason_table(counts: list[tuple[str, str, int]], title: str) -> Table:
     return table
 
 
-def _records(n: int) -> str:
-    return f"{n:,} record{'' if n == 1 else 's'}"
-
-
 def _totals_line(records: int, replayable: int, resolved: bool) -> str:
     """What `dlq list` counts, in the words of `metrify status`: records, and of them those a replay
     could accept (the figure status shows)."""
     status = "(what `metrify status` counts)"
     if resolved:
         return (
-            f"dead letters: {_records(records)}, resolved ones included, {replayable:,} waiting that a "
+            f"dead letters: {counted(records, 'record')}, resolved ones included, {replayable:,} waiting that a "
             f"replay could accept {status}"
         )
     return (
-        f"dead letters: {_records(records)} waiting, {replayable:,} of them a replay could accept {status}, "
+        f"dead letters: {counted(records, 'record')} waiting, {replayable:,} of them a replay could accept {status}, "
         f"{records - replayable:,} never (duplicates, reviewer rejections, timestamps without an offset: "
         "ingest their file again with --timezone, then discard them)"
     )
@@ -146,7 +142,7 @@ def register(app: typer.Typer) -> None:
         console.print(
             _reason_table(
                 counts,
-                f"by reason: {reasons:,} reason{'' if reasons == 1 else 's'} over {_records(records)} "
+                f"by reason: {counted(reasons, 'reason')} over {counted(records, 'record')} "
                 "(a record may have several)",
             )
         )

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller
-from metrify_assets.cli.console import command_console, to_json
+from metrify_assets.cli.console import command_console, counted, to_json
 from metrify_assets.cli.db import connect
 from metrify_assets.cli.options import Source, known_source
 from metrify_assets.env import resolve_settings
@@ -114,7 +114,7 @@ def _decide(action: str, batch_id: str, record_index: int, by: str, reason: str)
     if decided.vee is not None:  # the decision became an edit of the billing-grade series, with its author
         now = f"{decided.vee_status} ({decided.vee_method})" if decided.vee_status else "not in a day"
         rows = decided.vee.audit_rows
-        typer.echo(f"VEE: the interval is now {now}; {rows} audit row{'' if rows == 1 else 's'} written")
+        typer.echo(f"VEE: the interval is now {now}; {counted(rows, 'audit row')} written")
     if item.status != review.SUPERSEDED and decided.vee_skipped is None:
         typer.echo(REBUILD_NOTE)
 
@@ -167,8 +167,8 @@ def _bulk(action: str, selection: review.Selection, by: str, reason: str, yes: b
         verb = "approve" if action == "approve" else "reject"
         meters = len({m for m, _ in meter_days})
         typer.echo(
-            f"{'would ' if dry_run else ''}{verb} {_count(len(items), 'pending item')} "
-            f"({selection.describe()}): {_count(meters, 'meter')}, {_count(len(meter_days), 'meter-day')}"
+            f"{'would ' if dry_run else ''}{verb} {counted(len(items), 'pending item')} "
+            f"({selection.describe()}): {counted(meters, 'meter')}, {counted(len(meter_days), 'meter-day')}"
         )
         if dry_run or not items:
             return
@@ -201,7 +201,9 @@ def _bulk(action: str, selection: review.Selection, by: str, reason: str, yes: b
     if done.archived:
         typer.echo(f"VEE: not re-run for {done.archived:,} approved readings of archived days")
     runs = sum(len(m) for m in done.meter_days.values())
-    typer.echo(f"VEE: re-ran {_count(runs, 'meter-day')}; {_count(done.vee_audit_rows, 'audit row')} written")
+    typer.echo(
+        f"VEE: re-ran {counted(runs, 'meter-day')}; {counted(done.vee_audit_rows, 'audit row')} written"
+    )
     if done.decided > done.archived:
         typer.echo(REBUILD_NOTE)
     for error in done.vee_errors:
@@ -231,10 +233,6 @@ def _shown(offset: int, count: int) -> str:
     if count == 1:
         return f"item {offset + 1:,}"
     return f"no items at --offset {offset:,}" if offset else "no items"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _one_or_many(

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from metrify_assets.cli.audit import cli_caller, who
-from metrify_assets.cli.console import command_console, to_json
+from metrify_assets.cli.console import command_console, counted, to_json
 from metrify_assets.cli.db import connect, note_embedded_server, settings_url
 from metrify_assets.env import resolve_settings
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 def print_plan(console: Console, plan: Plan) -> None:
-    count = f"{len(plan.models)} model{'' if len(plan.models) == 1 else 's'}"
+    count = counted(len(plan.models), "model")
     table = Table(title=f"rebuild in full: {count}", show_header=True)
     table.add_column("model")
     table.add_column("materialized")
