@@ -8,10 +8,12 @@ come back as `Malformed` with a reason, so input = decoded + malformed, always. 
 records never decoded. That holds for every
 shape a transport can deliver: Kafka's null value (a tombstone), empty values, binary junk.
 
-Two paths give the same result. A message whose every value has its contract type (the usual one)
-is decoded by msgspec straight into typed values; any other (a wrong type, a null in a list, invalid
-JSON) is parsed by orjson and checked field by field, which names what is wrong. The field checks
-run on both: a missing field, an overlong text or a malformed timestamp is not a type error.
+Three paths give the same result. The usual message (known fields only, every value of its contract
+type, texts in plain ASCII) is decoded by native code straight into columns; msgspec decodes any
+other whose values all have their contract types into typed values; the rest (a wrong type, a null
+in a list, invalid JSON) is parsed by orjson and checked field by field, which names what is wrong.
+The field checks run on all three: a missing field, an overlong text or a malformed timestamp is
+not a type error.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+from metrify_native import decode_messages
 
 from metrify_assets.contracts import MAX_TEXT_LENGTH, FieldType, SourceContract
 from metrify_assets.ingestion.limits import MAX_MESSAGE_RECORDS
@@ -180,102 +183,170 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+@dataclass
+class _ByDecoder:
+    """The records of the messages native code gave back, as msgspec and orjson decoded them."""
+
+    fast: list[Any] = dataclass_field(default_factory=list)  # msgspec's typed records
+    fast_at: list[int] = dataclass_field(default_factory=list)  # and the record_index of each
+    objs: list[dict[str, object]] = dataclass_field(default_factory=list)  # orjson's objects
+    objs_at: list[int] = dataclass_field(default_factory=list)
+    # (record_index, reason, whether the record has a text) of the records that are not objects
+    failures: list[tuple[int, str, bool]] = dataclass_field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One decoder's records: a frame of the contract's columns, the record_index and version of each
+    row (record order), and whether native code decoded them (text lists already joined)."""
+
+    frame: pd.DataFrame
+    idx: np.ndarray
+    versions: np.ndarray
+    native: bool
+
+
 def _split_messages(
     contract: SourceContract, messages: Sequence[Message], versions: Sequence[int]
-) -> tuple[pd.DataFrame, list[int], list[int], RecordTexts, list[Malformed], list[int]]:
-    """The records of `messages` as a frame of the contract's columns in record order, with the
-    record_index and version of each row, the record texts, the records that are not objects, and
-    the message of every record.
+) -> tuple[list[_Part], RecordTexts, list[Malformed], list[int]]:
+    """The records of `messages` as one frame of the contract's columns per decoder that took any,
+    the record texts, the records that are not objects, and the message of every record.
 
-    Most messages take msgspec's fast path (typed values, no dict per record); the rest are parsed by
-    orjson (about 3x json's speed), which is strict where json is lenient, so invalid UTF-8 and NaN
-    are invalid JSON here. The loop does as little as it can per message (a batch is tens of
-    thousands of them): versions are spread to records with numpy afterwards, and record texts are
-    kept per message.
+    Native code decodes the usual message straight into columns (`metrify_native.decode_messages`)
+    and gives back any other; of those, msgspec takes the ones whose values all have their contract
+    types, and orjson (about 3x json's speed, and strict where json is lenient: invalid UTF-8 and NaN
+    are invalid JSON here) parses the rest. Versions are spread to records with numpy afterwards,
+    and record texts are kept per message.
     """
-    fast_decode = _fast_decoder(contract).decode
-    fast: list[Any] = []  # records decoded on the fast path, in record order
-    fast_at: list[int] = []  # and the record_index of each
-    objs: list[dict[str, object]] = []  # records parsed by orjson, in record order
-    objs_at: list[int] = []
-    items_of: list[list[object] | int | None] = []  # per message: None when the message is one record
-    starts: list[int] = []  # per message: its first record_index
-    # (record_index, reason, whether the record has a text) of the records that are not objects
-    failures: list[tuple[int, str, bool]] = []
-    first = 0
-    for message in messages:
-        starts.append(first)
-        if not message:
-            items_of.append(None)
-            failures.append(
-                (first, "malformed:null_value" if message is None else "malformed:empty_message", False)
-            )
-            first += 1
-            continue
-        try:
-            typed = fast_decode(message)
-        except _NOT_FAST:  # not the usual message: the checked path below names what is wrong
-            typed = None
-        if typed is not None:
-            batch = typed.records
-            if batch is msgspec.UNSET:
-                items_of.append(None)
-                fast.append(typed)
-                fast_at.append(first)
-                first += 1
-                continue
-            if len(batch) <= MAX_MESSAGE_RECORDS:
-                items_of.append(len(batch))
-                fast.extend(batch)
-                fast_at.extend(range(first, first + len(batch)))
-                first += len(batch)
-                continue
-        try:
-            parsed = orjson.loads(message)
-        except orjson.JSONDecodeError as err:
-            # Reason lists are comma-joined: keep the parser's detail free of commas.
-            detail = f"{err.msg} at char {err.pos}".replace(",", ";")
-            items_of.append(None)
-            failures.append((first, f"malformed:invalid_json ({detail})", True))
-            first += 1
-            continue
-        if type(parsed) is not dict or "records" not in parsed:
-            items_of.append(None)
-            if type(parsed) is dict:
-                objs.append(parsed)
-                objs_at.append(first)
-            else:
-                failures.append((first, "malformed:not_an_object", True))
-            first += 1
-            continue
-        items = parsed["records"]
-        if type(items) is not list:
-            items_of.append(None)
-            failures.append((first, "malformed:records_not_a_list", True))
-            first += 1
-            continue
-        if len(items) > MAX_MESSAGE_RECORDS:  # the whole message is one dead letter, its text verbatim
-            items_of.append(None)
-            failures.append(
-                (first, f"malformed:too_many_records ({len(items)}; at most {MAX_MESSAGE_RECORDS})", True)
-            )
-            first += 1
-            continue
-        items_of.append(items)
-        for offset, item in enumerate(items):
-            if type(item) is dict:
-                objs.append(item)
-                objs_at.append(first + offset)
-            else:
-                failures.append((first + offset, "malformed:not_an_object", True))
-        first += len(items)
-    texts = RecordTexts(messages, items_of, starts)
-    counts = np.diff(np.append(np.asarray(starts, dtype=np.int64), first))
+    raw_counts, raw_singles, rows, columns = decode_messages(
+        messages, _native_names(contract), _native_kinds(contract), MAX_MESSAGE_RECORDS
+    )
+    counts = np.frombuffer(raw_counts, dtype=np.int64).copy()  # records per message, -1: given back
+    native = counts >= 0
+    decoded = _ByDecoder()
+    # per message: None when it is one record (its text is the message), else its number of records
+    shapes = counts.astype(object)
+    shapes[np.frombuffer(raw_singles, dtype=np.bool_)] = None
+    items_of: list[list[object] | int | None] = shapes.tolist()
+    given_back = np.flatnonzero(~native)
+    if len(given_back):
+        before = np.concatenate(([0], np.cumsum(np.where(native, counts, 0))))  # native records before each
+        taken = 0  # records of the given-back messages so far
+        for m in given_back.tolist():
+            items, count = _slow_message(contract, messages[m], int(before[m]) + taken, decoded)
+            items_of[m] = items
+            counts[m] = count
+            taken += count
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])) if len(counts) else counts
+    texts = RecordTexts(messages, items_of, starts.tolist())
     message_index = np.repeat(np.arange(len(messages), dtype=np.int64), counts)
-    frame, idx = _records_frame(contract, fast, fast_at, objs, objs_at)
-    vers = np.asarray(versions, dtype=np.int64)[message_index[idx]] if len(idx) else idx
-    bad = [Malformed(i, texts[i] if has_text else "", why) for i, why, has_text in failures]
-    return frame, idx.tolist(), vers.tolist(), texts, bad, message_index.tolist()
+    version_of = np.asarray(versions, dtype=np.int64)
+    parts: list[_Part] = []
+    if rows:
+        at = np.flatnonzero(native[message_index])
+        frame = pd.DataFrame(
+            {
+                f.name: _native_column(f.type, rows, col)
+                for f, col in zip(contract.fields, columns, strict=True)
+            }
+        )
+        parts.append(_Part(frame, at, version_of[message_index[at]], native=True))
+    for frame, at in _given_back_frames(contract, decoded):
+        parts.append(_Part(frame, at, version_of[message_index[at]], native=False))
+    bad = [Malformed(i, texts[i] if has_text else "", why) for i, why, has_text in decoded.failures]
+    return parts, texts, bad, message_index.tolist()
+
+
+# The kind native decoding reads each contract type as (`metrify_native.decode_messages`).
+_NATIVE_KINDS: dict[FieldType, int] = {"str": 0, "timestamp": 0, "float": 1, "int": 2, "str_list": 3}
+
+
+@cache
+def _native_names(contract: SourceContract) -> tuple[str, ...]:
+    return tuple(f.name for f in contract.fields)
+
+
+@cache
+def _native_kinds(contract: SourceContract) -> tuple[int, ...]:
+    return tuple(_NATIVE_KINDS[f.type] for f in contract.fields)
+
+
+def _native_column(kind: FieldType, rows: int, column: bytearray | tuple[bytes, bytes, bytes]) -> pd.Series:
+    """A natively decoded column, typed as `_fast_column` types the same values. Integers come as
+    doubles (exact: native code takes at most 15 digits), as pandas types integers beside a null."""
+    if isinstance(column, bytearray):
+        return pd.Series(np.frombuffer(column, dtype=np.float64))
+    validity, offsets, data = (pa.py_buffer(b) for b in column)
+    array = pa.Array.from_buffers(pa.string(), rows, [validity, offsets, data])
+    return pd.Series(array.to_pandas(types_mapper={pa.string(): _PANDAS_TEXT}.get))
+
+
+def _valid_utf8(message: str | bytes) -> bool:
+    """Whether orjson reads the message's bytes as text: msgspec skips an unknown key's bytes
+    unchecked, so a record decoded beside invalid UTF-8 would have no text to quarantine."""
+    if isinstance(message, str) or message.isascii():
+        return True
+    try:
+        message.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _slow_message(
+    contract: SourceContract, message: Message, first: int, decoded: _ByDecoder
+) -> tuple[list[object] | int | None, int]:
+    """A message native code gave back, its records added to `decoded` from record_index `first`:
+    what `RecordTexts` keeps of it, and its number of records."""
+    if not message:
+        decoded.failures.append(
+            (first, "malformed:null_value" if message is None else "malformed:empty_message", False)
+        )
+        return None, 1
+    try:
+        typed = _fast_decoder(contract).decode(message) if _valid_utf8(message) else None
+    except _NOT_FAST:  # not the usual message: the checked path below names what is wrong
+        typed = None
+    if typed is not None:
+        batch = typed.records
+        if batch is msgspec.UNSET:
+            decoded.fast.append(typed)
+            decoded.fast_at.append(first)
+            return None, 1
+        if len(batch) <= MAX_MESSAGE_RECORDS:
+            decoded.fast.extend(batch)
+            decoded.fast_at.extend(range(first, first + len(batch)))
+            return len(batch), len(batch)
+    try:
+        parsed = orjson.loads(message)
+    except orjson.JSONDecodeError as err:
+        # Reason lists are comma-joined: keep the parser's detail free of commas.
+        detail = f"{err.msg} at char {err.pos}".replace(",", ";")
+        decoded.failures.append((first, f"malformed:invalid_json ({detail})", True))
+        return None, 1
+    if type(parsed) is not dict or "records" not in parsed:
+        if type(parsed) is dict:
+            decoded.objs.append(parsed)
+            decoded.objs_at.append(first)
+        else:
+            decoded.failures.append((first, "malformed:not_an_object", True))
+        return None, 1
+    items = parsed["records"]
+    if type(items) is not list:
+        decoded.failures.append((first, "malformed:records_not_a_list", True))
+        return None, 1
+    if len(items) > MAX_MESSAGE_RECORDS:  # the whole message is one dead letter, its text verbatim
+        decoded.failures.append(
+            (first, f"malformed:too_many_records ({len(items)}; at most {MAX_MESSAGE_RECORDS})", True)
+        )
+        return None, 1
+    for offset, item in enumerate(items):
+        if type(item) is dict:
+            decoded.objs.append(item)
+            decoded.objs_at.append(first + offset)
+        else:
+            decoded.failures.append((first + offset, "malformed:not_an_object", True))
+    return items, len(items)
 
 
 # The fast path's texts and floats become Arrow arrays in one call each (their values are of the
@@ -300,33 +371,23 @@ def _fast_column(kind: FieldType, values: list[Any]) -> pd.Series | list[Any]:
     return pd.Series(array.to_pandas(types_mapper={pa.string(): _PANDAS_TEXT}.get))
 
 
-def _records_frame(
-    contract: SourceContract,
-    fast: list[Any],
-    fast_at: list[int],
-    objs: list[dict[str, object]],
-    objs_at: list[int],
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """One frame of the contract's columns from both paths' records, in record order, and the
-    record_index of each row."""
-    parts: list[pd.DataFrame] = []
-    if fast:
-        parts.append(
-            pd.DataFrame(
-                {f.name: _fast_column(f.type, list(map(attrgetter(f.name), fast))) for f in contract.fields}
-            )
+def _given_back_frames(
+    contract: SourceContract, decoded: _ByDecoder
+) -> list[tuple[pd.DataFrame, np.ndarray]]:
+    """msgspec's records and orjson's, each as a frame of the contract's columns with the
+    record_index of each row. Each decoder's frame is checked and typed on its own: a few records
+    with a wrong value would otherwise turn a column of the whole batch into Python objects."""
+    frames = []
+    if decoded.fast:
+        fast = decoded.fast
+        frame = pd.DataFrame(
+            {f.name: _fast_column(f.type, list(map(attrgetter(f.name), fast))) for f in contract.fields}
         )
-    if objs:
-        parts.append(pd.DataFrame.from_records(objs, columns=contract.columns))
-    if not parts:
-        return pd.DataFrame(columns=contract.columns), np.asarray([], dtype=np.int64)
-    idx = np.asarray(fast_at + objs_at, dtype=np.int64)
-    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    if len(parts) > 1:  # the two paths' records interleave: back to record order
-        order = np.argsort(idx, kind="stable")
-        frame = frame.iloc[order].reset_index(drop=True)
-        idx = idx[order]
-    return frame, idx
+        frames.append((frame, np.asarray(decoded.fast_at, dtype=np.int64)))
+    if decoded.objs:
+        frame = pd.DataFrame.from_records(decoded.objs, columns=contract.columns)
+        frames.append((frame, np.asarray(decoded.objs_at, dtype=np.int64)))
+    return frames
 
 
 def storable_text(values: pd.Series) -> pd.Series:
@@ -367,7 +428,29 @@ def _joined_lists(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequence[int]) -> DecodedBatch:
     """Decode `messages` (each with its record version) against `contract`."""
     with _cyclic_gc_paused():
-        frame, idx, vers, payloads, bad, message_index = _split_messages(contract, messages, versions)
+        parts, payloads, bad, message_index = _split_messages(contract, messages, versions)
+    if not parts:  # no record: the contract's columns, typed, without rows
+        none = np.asarray([], dtype=np.int64)
+        parts = [_Part(pd.DataFrame(columns=contract.columns), none, none, native=False)]
+    typed = [_checked(contract, part, payloads, bad) for part in parts]
+    records = typed[0] if len(typed) == 1 else pd.concat(typed, ignore_index=True)
+    if len(typed) > 1:  # the decoders' records interleave: back to record order
+        records = records.iloc[np.argsort(records["record_index"].to_numpy(), kind="stable")]
+    bad.sort(key=lambda m: m.record_index)
+    return DecodedBatch(
+        records=records.reset_index(drop=True),
+        malformed=bad,
+        payloads=payloads,
+        message_index=message_index,
+    )
+
+
+def _checked(
+    contract: SourceContract, part: _Part, payloads: RecordTexts, bad: list[Malformed]
+) -> pd.DataFrame:
+    """One decoder's records checked field by field and typed: those kept, in record order; those
+    refused are appended to `bad` with their first reason."""
+    frame, idx = part.frame, part.idx
     # The first reason of each record, kept as numpy arrays: a check per field marks only records
     # still undecided (comparing a text Series per check was a tenth of decoding).
     reason = np.full(len(frame), "", dtype=object)
@@ -417,37 +500,30 @@ def decode(contract: SourceContract, messages: Sequence[Message], versions: Sequ
                     fail(odd & ~fits, f"malformed:{why}:{field.name}")
                 fail(odd, f"malformed:bad_offset:{field.name}")
         elif field.type == "str_list":
-            joined, is_list = _joined_lists(col)
+            joined, is_list = (col, np.ones(len(col), dtype=bool)) if part.native else _joined_lists(col)
             fail(present & ~is_list, f"malformed:bad_type:{field.name}")
             fail(present & is_list & ~storable_text(joined.fillna("")), f"malformed:bad_text:{field.name}")
             frame[field.name] = joined  # what `_typed` stores
-    for pos in np.flatnonzero(~undecided):
-        bad.append(Malformed(idx[pos], payloads[idx[pos]], str(reason[pos])))
-    bad.sort(key=lambda m: m.record_index)
+    for pos in np.flatnonzero(~undecided).tolist():
+        bad.append(Malformed(int(idx[pos]), payloads[int(idx[pos])], str(reason[pos])))
 
     keep = undecided
     ok = frame if keep.all() else frame.iloc[np.flatnonzero(keep)]  # `frame` is this call's own
-    ok.insert(0, "record_index", np.asarray(idx, dtype=np.int64)[keep])
-    ok["record_version"] = np.asarray(vers, dtype=np.int64)[keep]
+    ok.insert(0, "record_index", idx[keep])
+    ok["record_version"] = part.versions[keep]
     records = _typed(contract, ok)
     # Timestamps that match the ISO pattern but are impossible (month 13) are malformed too.
     bad_ts = records[contract.time_field].isna()
     if bad_ts.any():
-        for pos in np.flatnonzero(bad_ts.to_numpy()):
-            i = int(records["record_index"].iloc[pos])
+        for row in np.flatnonzero(bad_ts.to_numpy()):
+            i = int(records["record_index"].iloc[row])
             bad.append(Malformed(i, payloads[i], f"malformed:bad_timestamp:{contract.time_field}"))
-        bad.sort(key=lambda m: m.record_index)
-        records = records[~bad_ts].reset_index(drop=True)
-    return DecodedBatch(
-        records=records.reset_index(drop=True),
-        malformed=bad,
-        payloads=payloads,
-        message_index=message_index,
-    )
+        records = records[~bad_ts]
+    return records
 
 
 def _typed(contract: SourceContract, frame: pd.DataFrame) -> pd.DataFrame:
-    """Cast the contract columns to their storage dtypes (in place: the frame is `decode`'s own)."""
+    """Cast the contract columns to their storage dtypes (in place: the frame is `_checked`'s own)."""
     out = frame
     for field in contract.fields:
         col = out[field.name]
