@@ -76,7 +76,7 @@ class RecordTexts(Sequence[str]):
         self, messages: Sequence[Message], items: list[list[object] | int | None], starts: list[int]
     ) -> None:
         """Message i holds one record (`items[i]` None: the message is its text), the records
-        `items[i]`, or `items[i]` records not yet parsed (an int: the fast path kept no objects, so a
+        `items[i]`, or `items[i]` records not yet parsed (an int: native code kept no objects, so a
         text asked for parses its message once); its first record_index is `starts[i]`."""
         self._messages = messages
         self._items = items
@@ -99,7 +99,7 @@ class RecordTexts(Sequence[str]):
             raise IndexError(index)
         message = bisect_right(self._starts, index) - 1
         items = self._items[message]
-        if type(items) is int:  # the records of a message the fast path decoded: parsed once, here
+        if type(items) is int:  # the records of a message native code decoded: parsed once, here
             items = self._items[message] = orjson.loads(self._messages[message] or b"")["records"]
         if isinstance(items, list):
             try:
@@ -268,7 +268,9 @@ def _native_names(contract: SourceContract) -> tuple[str, ...]:
 
 @cache
 def _native_kinds(contract: SourceContract) -> tuple[int, ...]:
-    return tuple(_NATIVE_KINDS[f.type] for f in contract.fields)
+    """A required text list is kind 4: native code gives back its empty list, which is present (the
+    field checks tell it from a missing one) though stored as null."""
+    return tuple(4 if f.type == "str_list" and f.required else _NATIVE_KINDS[f.type] for f in contract.fields)
 
 
 def _native_column(kind: FieldType, rows: int, column: bytearray | tuple[bytes, bytes, bytes]) -> pd.Series:
@@ -281,30 +283,30 @@ def _native_column(kind: FieldType, rows: int, column: bytearray | tuple[bytes, 
     return pd.Series(array.to_pandas(types_mapper={pa.string(): _PANDAS_TEXT}.get))
 
 
-def _valid_utf8(message: str | bytes) -> bool:
-    """Whether orjson reads the message's bytes as text: msgspec skips an unknown key's bytes
-    unchecked, so a record decoded beside invalid UTF-8 would have no text to quarantine."""
-    if isinstance(message, str) or message.isascii():
-        return True
-    try:
-        message.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _slow_message(
     contract: SourceContract, message: Message, first: int, decoded: _ByDecoder
 ) -> tuple[list[object] | int | None, int]:
     """A message native code gave back, its records added to `decoded` from record_index `first`:
-    what `RecordTexts` keeps of it, and its number of records."""
+    what `RecordTexts` keeps of it, and its number of records.
+
+    orjson parses it first: msgspec skips an unknown key's value unread (invalid UTF-8, a number
+    beyond a double), and a message orjson refuses would leave its records without a text to
+    quarantine. Given-back messages are few, so the second parse costs little.
+    """
     if not message:
         decoded.failures.append(
             (first, "malformed:null_value" if message is None else "malformed:empty_message", False)
         )
         return None, 1
     try:
-        typed = _fast_decoder(contract).decode(message) if _valid_utf8(message) else None
+        parsed = orjson.loads(message)
+    except orjson.JSONDecodeError as err:
+        # Reason lists are comma-joined: keep the parser's detail free of commas.
+        detail = f"{err.msg} at char {err.pos}".replace(",", ";")
+        decoded.failures.append((first, f"malformed:invalid_json ({detail})", True))
+        return None, 1
+    try:
+        typed = _fast_decoder(contract).decode(message)
     except _NOT_FAST:  # not the usual message: the checked path below names what is wrong
         typed = None
     if typed is not None:
@@ -316,14 +318,7 @@ def _slow_message(
         if len(batch) <= MAX_MESSAGE_RECORDS:
             decoded.fast.extend(batch)
             decoded.fast_at.extend(range(first, first + len(batch)))
-            return len(batch), len(batch)
-    try:
-        parsed = orjson.loads(message)
-    except orjson.JSONDecodeError as err:
-        # Reason lists are comma-joined: keep the parser's detail free of commas.
-        detail = f"{err.msg} at char {err.pos}".replace(",", ";")
-        decoded.failures.append((first, f"malformed:invalid_json ({detail})", True))
-        return None, 1
+            return parsed["records"], len(batch)
     if type(parsed) is not dict or "records" not in parsed:
         if type(parsed) is dict:
             decoded.objs.append(parsed)

@@ -21,7 +21,8 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { KIND_TEXT = 0, KIND_FLOAT = 1, KIND_INT = 2, KIND_TEXT_LIST = 3 };
+/* A required text list's empty list is given back: the Python path tells it from a missing one. */
+enum { KIND_TEXT = 0, KIND_FLOAT = 1, KIND_INT = 2, KIND_TEXT_LIST = 3, KIND_REQUIRED_TEXT_LIST = 4 };
 enum { OK = 0, GIVE_BACK = -1, NO_MEMORY = -2 };
 
 typedef struct {
@@ -42,6 +43,7 @@ static int reserve(buffer *b, size_t extra) {
 }
 
 static int put(buffer *b, const void *src, size_t n) {
+    if (n == 0) return OK;
     if (reserve(b, n) < 0) return NO_MEMORY;
     memcpy(b->data + b->len, src, n);
     b->len += n;
@@ -116,7 +118,7 @@ static int read_number(reader *r, int integer, double *out) {
     else
         while (is_digit(p, r->end)) p++;
     size_t int_digits = (size_t)(p - digits);
-    int plain = 1;
+    int plain = 1; /* no fraction, no exponent: an integer's text */
     if (p < r->end && *p == '.') {
         plain = 0;
         p++;
@@ -150,7 +152,7 @@ static int read_number(reader *r, int integer, double *out) {
         return GIVE_BACK;
     }
     if (stop != text + n || isinf(v) || isnan(v)) return GIVE_BACK;
-    *out = v;
+    *out = plain && v == 0.0 ? 0.0 : v; /* `-0` is the integer 0, as msgspec and orjson read it */
     r->p = p;
     return OK;
 }
@@ -200,11 +202,12 @@ static int read_value(reader *r, column *c) {
         if ((rc = read_number(r, c->kind == KIND_INT, &v)) < 0) return rc;
         return put_double(c, v);
     }
-    default: { /* KIND_TEXT_LIST: the texts comma-joined, an empty list null */
+    default: { /* a text list: the texts comma-joined, an empty list null */
         if (*r->p != '[') return GIVE_BACK;
         r->p++;
         skip_space(r);
         if (r->p < r->end && *r->p == ']') {
+            if (c->kind == KIND_REQUIRED_TEXT_LIST) return GIVE_BACK;
             r->p++;
             return end_text(c, r->rows, 0);
         }
@@ -346,12 +349,13 @@ static PyObject *decode_messages(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < ncolumns; i++) {
         column *c = &columns[i];
         c->name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(names, i), &c->name_len);
-        c->kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
+        long kind = PyLong_AsLong(PyTuple_GET_ITEM(kinds_obj, i));
         if (c->name == NULL || PyErr_Occurred()) goto done;
-        if (c->kind < KIND_TEXT || c->kind > KIND_TEXT_LIST) {
-            PyErr_Format(PyExc_ValueError, "unknown kind %d", c->kind);
+        if (kind < KIND_TEXT || kind > KIND_REQUIRED_TEXT_LIST) {
+            PyErr_Format(PyExc_ValueError, "unknown kind %ld", kind);
             goto done;
         }
+        c->kind = (int)kind;
         int32_t zero = 0;
         if (c->kind != KIND_FLOAT && c->kind != KIND_INT && put(&c->offsets, &zero, sizeof zero) < 0) {
             PyErr_NoMemory();
@@ -450,7 +454,8 @@ static PyMethodDef methods[] = {
     {"decode_messages", decode_messages, METH_VARARGS,
      "decode_messages(messages, names, kinds, max_records) -> (counts, singles, rows, columns)\n\n"
      "Decode the usual messages of a batch into columns of the fields `names` (tuple) of `kinds`\n"
-     "(tuple: 0 text, 1 float, 2 integer, 3 list of texts). `counts`: one native int64 per message,\n"
+     "(tuple: 0 text, 1 float, 2 integer, 3 list of texts, 4 list of texts given back when empty).\n"
+     "`counts`: one native int64 per message,\n"
      "its records decoded here, or -1 for a message left to the caller. `singles`: one byte per\n"
      "message, 1 when it is one record's object (not a `records` list). `rows`: the records decoded.\n"
      "`columns`, per field: a bytearray of doubles (NaN for null) for numbers; for texts a tuple of\n"

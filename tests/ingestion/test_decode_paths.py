@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metrify_assets.contracts import CONTRACTS, SourceContract
+from metrify_assets.contracts import CONTRACTS, Field, SourceContract
 from metrify_assets.ingestion import decode as decoding
 from metrify_assets.ingestion.decode import DecodedBatch, Message, decode
 from metrify_assets.simulation import SimulationConfig, simulate
@@ -176,6 +176,8 @@ def _checked_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _same(fast: DecodedBatch, checked: DecodedBatch) -> None:
     pd.testing.assert_frame_equal(fast.records, checked.records)
+    for column in fast.records.select_dtypes("float64"):  # assert_frame_equal takes -0.0 for 0.0
+        assert (np.signbit(fast.records[column]) == np.signbit(checked.records[column])).all(), column
     assert fast.malformed == checked.malformed
     assert fast.message_index == checked.message_index
     assert len(fast.payloads) == len(checked.payloads)
@@ -268,22 +270,78 @@ def test_a_quarantined_record_of_a_fast_batch_has_its_own_text() -> None:
     assert json.loads(batch.payloads[1]) == late and json.loads(batch.payloads[0]) == good
 
 
-def test_invalid_utf8_in_an_unknown_key_makes_the_whole_message_invalid_json() -> None:
-    """msgspec skips an unknown key's bytes without reading them as UTF-8, and orjson refuses them:
-    such a batch message was decoded into records whose neighbours had no text to quarantine (the
-    run failed on every retry). It is one malformed record now, as on the checked path."""
+@pytest.mark.parametrize(
+    "unknown",
+    [b'"n\xffte": 1', b'"extra": 1e400', b'"extra": -1e309', b'"extra": ' + b"9" * 400],
+    ids=["invalid UTF-8", "1e400", "-1e309", "400 digits"],
+)
+@pytest.mark.parametrize("first", ["native", "msgspec", "checked"])
+def test_what_orjson_refuses_in_an_unknown_key_makes_the_whole_message_invalid_json(
+    unknown: bytes, first: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """msgspec skips an unknown key's value unread, and orjson refuses these: such a batch message
+    was decoded into records whose neighbours had no text to quarantine (the run failed on every
+    retry). It is one malformed record, as on the checked path."""
     contract = CONTRACTS["meter_readings"]
     late = dict(READING, reading_start="2026-01-01T00:15:00")  # refused by the field checks
-    message = (
-        b'{"records": ['
-        + json.dumps(READING).encode()[:-1]
-        + b', "n\xffte": 1}, '
-        + json.dumps(late).encode()
-        + b"]}"
-    )
+    message = b'{"records": [' + json.dumps(READING).encode()[:-1] + b", " + unknown + b"}, "
+    message += json.dumps(late).encode() + b"]}"
+    if first == "msgspec":
+        _native_off(monkeypatch)
+    elif first == "checked":
+        _checked_only(monkeypatch)
     batch = decode(contract, [message, json.dumps(READING).encode()], [1, 2])
     assert [(m.record_index, m.reason.split(" (")[0]) for m in batch.malformed] == [
         (0, "malformed:invalid_json")
     ]
-    assert "\ufffd" in batch.malformed[0].payload
     assert batch.records["record_index"].tolist() == [1] and batch.records_in == 2
+
+
+def test_a_text_message_with_a_lone_surrogate_is_invalid_json() -> None:
+    """Text a reader decoded with `surrogateescape` cannot be encoded: msgspec raised on it."""
+    contract = CONTRACTS["meter_readings"]
+    batch = decode(contract, ['{"meter_id": "\udcc8"}', json.dumps(READING)], [1, 2])
+    assert [(m.record_index, m.reason.split(" (")[0]) for m in batch.malformed] == [
+        (0, "malformed:invalid_json")
+    ]
+    assert batch.records["record_index"].tolist() == [1]
+
+
+@pytest.mark.parametrize("first", ["native", "msgspec", "checked"])
+def test_minus_zero_is_the_integer_zero_in_a_number_field(
+    first: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-0` is an integer's text: 0, stored as +0.0; `-0.0` keeps its sign, on every path."""
+    contract = CONTRACTS["meter_readings"]
+    messages: list[Message] = [
+        json.dumps(READING).replace("0.5", number).encode() for number in ("-0", "-0.0", "-0e0", "0")
+    ]
+    if first == "msgspec":
+        _native_off(monkeypatch)
+    elif first == "checked":
+        _checked_only(monkeypatch)
+    energy = decode(contract, messages, [1, 2, 3, 4]).records["energy_kwh"]
+    assert energy.tolist() == [0.0] * 4
+    assert np.signbit(energy).tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize("first", ["native", "msgspec", "checked"])
+def test_a_required_text_list_that_is_empty_is_present(first: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty list is stored as null but is not a missing field: native code gives back a
+    required text list's empty list, for the field checks to tell it from a missing one."""
+    contract = SourceContract(
+        source="tagged",
+        table="tagged",
+        fields=(Field("id", "str"), Field("tags", "str_list")),
+        key=("id",),
+        time_field="id",
+        topic="tagged",
+    )
+    messages: list[Message] = [b'{"id": "a", "tags": []}', b'{"id": "b", "tags": ["x", "y"]}', b'{"id": "c"}']
+    if first == "msgspec":
+        _native_off(monkeypatch)
+    elif first == "checked":
+        _checked_only(monkeypatch)
+    batch = decode(contract, messages, [1, 2, 3])
+    assert [(m.record_index, m.reason) for m in batch.malformed] == [(2, "malformed:missing_field:tags")]
+    assert batch.records["tags"].tolist() == [pd.NA, "x,y"]
