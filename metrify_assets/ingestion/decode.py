@@ -257,8 +257,11 @@ def _split_messages(
     return parts, texts, bad, message_index.tolist()
 
 
-# The kind native decoding reads each contract type as (`metrify_native.decode_messages`).
+# The kind native decoding reads each contract type as (`metrify_native.decode_messages`), and a
+# required text list's: native code gives back its empty list, which is present (the field checks
+# tell it from a missing one) though stored as null.
 _NATIVE_KINDS: dict[FieldType, int] = {"str": 0, "timestamp": 0, "float": 1, "int": 2, "str_list": 3}
+_NATIVE_REQUIRED_TEXT_LIST = 4
 
 
 @cache
@@ -268,9 +271,10 @@ def _native_names(contract: SourceContract) -> tuple[str, ...]:
 
 @cache
 def _native_kinds(contract: SourceContract) -> tuple[int, ...]:
-    """A required text list is kind 4: native code gives back its empty list, which is present (the
-    field checks tell it from a missing one) though stored as null."""
-    return tuple(4 if f.type == "str_list" and f.required else _NATIVE_KINDS[f.type] for f in contract.fields)
+    return tuple(
+        _NATIVE_REQUIRED_TEXT_LIST if f.type == "str_list" and f.required else _NATIVE_KINDS[f.type]
+        for f in contract.fields
+    )
 
 
 def _native_column(kind: FieldType, rows: int, column: bytearray | tuple[bytes, bytes, bytes]) -> pd.Series:
@@ -279,8 +283,7 @@ def _native_column(kind: FieldType, rows: int, column: bytearray | tuple[bytes, 
     if isinstance(column, bytearray):
         return pd.Series(np.frombuffer(column, dtype=np.float64))
     validity, offsets, data = (pa.py_buffer(b) for b in column)
-    array = pa.Array.from_buffers(pa.string(), rows, [validity, offsets, data])
-    return pd.Series(array.to_pandas(types_mapper={pa.string(): _PANDAS_TEXT}.get))
+    return _text_series(pa.Array.from_buffers(pa.string(), rows, [validity, offsets, data]))
 
 
 def _slow_message(
@@ -363,6 +366,11 @@ def _fast_column(kind: FieldType, values: list[Any]) -> pd.Series | list[Any]:
     array = pa.array(values, type=arrow_type)
     if kind == "float":
         return pd.Series(array.to_numpy(zero_copy_only=False))
+    return _text_series(array)
+
+
+def _text_series(array: pa.Array) -> pd.Series:
+    """An Arrow text array as the Series pandas makes of a list of texts (`_PANDAS_TEXT`)."""
     return pd.Series(array.to_pandas(types_mapper={pa.string(): _PANDAS_TEXT}.get))
 
 

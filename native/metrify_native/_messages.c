@@ -319,8 +319,7 @@ static Py_ssize_t read_message(reader *r, Py_ssize_t max_records, int *single) {
 }
 
 typedef struct {
-    Py_ssize_t rows;
-    size_t lens[3]; /* per column: values, offsets, valid */
+    size_t lens[3]; /* a column's buffer lengths where a message began: values, offsets, valid */
 } mark;
 
 static PyObject *bytes_of(buffer *b) { return PyBytes_FromStringAndSize(b->data ? b->data : "", (Py_ssize_t)b->len); }
@@ -388,7 +387,7 @@ static PyObject *decode_messages(PyObject *self, PyObject *args) {
         int single = 0;
         if (data != NULL && len > 0) {
             for (Py_ssize_t i = 0; i < ncolumns; i++)
-                marks[i] = (mark){r.rows, {columns[i].values.len, columns[i].offsets.len, columns[i].valid.len}};
+                marks[i] = (mark){{columns[i].values.len, columns[i].offsets.len, columns[i].valid.len}};
             Py_ssize_t rows = r.rows;
             r.p = (const uint8_t *)data;
             r.end = r.p + len;

@@ -174,6 +174,15 @@ def _checked_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(decoding, "_fast_decoder", lambda contract: Refuses())
 
 
+def _decode_through(first: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoding from `first` on: "native" (everything on), "msgspec" (native code off) or "checked"
+    (both off)."""
+    if first == "msgspec":
+        _native_off(monkeypatch)
+    elif first == "checked":
+        _checked_only(monkeypatch)
+
+
 def _same(fast: DecodedBatch, checked: DecodedBatch) -> None:
     pd.testing.assert_frame_equal(fast.records, checked.records)
     for column in fast.records.select_dtypes("float64"):  # assert_frame_equal takes -0.0 for 0.0
@@ -194,8 +203,7 @@ def test_the_fast_paths_decode_exactly_what_the_checked_path_does(
     messages = _corpus(contract, seed)
     versions = list(range(100, 100 + len(messages)))
     with monkeypatch.context() as patched:
-        if first == "msgspec":
-            _native_off(patched)
+        _decode_through(first, patched)
         fast = decode(contract, messages, versions)
     with monkeypatch.context() as patched:
         _checked_only(patched)
@@ -286,10 +294,7 @@ def test_what_orjson_refuses_in_an_unknown_key_makes_the_whole_message_invalid_j
     late = dict(READING, reading_start="2026-01-01T00:15:00")  # refused by the field checks
     message = b'{"records": [' + json.dumps(READING).encode()[:-1] + b", " + unknown + b"}, "
     message += json.dumps(late).encode() + b"]}"
-    if first == "msgspec":
-        _native_off(monkeypatch)
-    elif first == "checked":
-        _checked_only(monkeypatch)
+    _decode_through(first, monkeypatch)
     batch = decode(contract, [message, json.dumps(READING).encode()], [1, 2])
     assert [(m.record_index, m.reason.split(" (")[0]) for m in batch.malformed] == [
         (0, "malformed:invalid_json")
@@ -316,10 +321,7 @@ def test_minus_zero_is_the_integer_zero_in_a_number_field(
     messages: list[Message] = [
         json.dumps(READING).replace("0.5", number).encode() for number in ("-0", "-0.0", "-0e0", "0")
     ]
-    if first == "msgspec":
-        _native_off(monkeypatch)
-    elif first == "checked":
-        _checked_only(monkeypatch)
+    _decode_through(first, monkeypatch)
     energy = decode(contract, messages, [1, 2, 3, 4]).records["energy_kwh"]
     assert energy.tolist() == [0.0] * 4
     assert np.signbit(energy).tolist() == [False, True, True, False]
@@ -338,10 +340,7 @@ def test_a_required_text_list_that_is_empty_is_present(first: str, monkeypatch: 
         topic="tagged",
     )
     messages: list[Message] = [b'{"id": "a", "tags": []}', b'{"id": "b", "tags": ["x", "y"]}', b'{"id": "c"}']
-    if first == "msgspec":
-        _native_off(monkeypatch)
-    elif first == "checked":
-        _checked_only(monkeypatch)
+    _decode_through(first, monkeypatch)
     batch = decode(contract, messages, [1, 2, 3])
     assert [(m.record_index, m.reason) for m in batch.malformed] == [(2, "malformed:missing_field:tags")]
     assert batch.records["tags"].tolist() == [pd.NA, "x,y"]
