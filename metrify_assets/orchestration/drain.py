@@ -30,7 +30,7 @@ from metrify_assets.ingestion.kafka.sensor import kafka_tick, unreachable
 from metrify_assets.ingestion.sensors import BATCH_TAG, ingest_job_name
 from metrify_assets.orchestration.instance import RunFailedError, execute_job
 from metrify_assets.partitions import TRIGGER_TAG
-from metrify_assets.resources import PostgresResource
+from metrify_assets.resources import PostgresResource, kafka_kept
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.storage.writes import record_counts
 from metrify_platform import alembic_scripts
@@ -180,7 +180,7 @@ def _runs(
     if workers <= 1:
 
         def in_process(plan: Plan) -> Results:
-            with frozen_heap():
+            with frozen_heap(), kafka_kept.keeping():  # the runs' Kafka clients, from run to run
                 while (jobs := plan()) is not None:
                     for job in jobs:
                         yield _run(defs, instance, job)
@@ -246,9 +246,11 @@ _worker: tuple[dg.Definitions, dg.DagsterInstance] | None = None  # in a forked 
 
 
 def _init(defs: dg.Definitions, ref: InstanceRef) -> None:
-    """In a forked worker: the definitions as inherited, the instance opened again from its ref."""
+    """In a forked worker: the definitions as inherited, the instance opened again from its ref, and
+    the Kafka clients of one run kept for the next (they close with the worker)."""
     global _worker
     _worker = (defs, dg.DagsterInstance.from_ref(ref))
+    kafka_kept.keep_for_this_process()
 
 
 def _in_worker(job: Job) -> tuple[str, str | None]:

@@ -1,7 +1,8 @@
 """The Kafka resource: where the brokers are, how to authenticate, which topics and consumer group.
 
 Clients are created per use (a sensor tick, a run) and closed after it: kafka-python clients hold
-sockets and threads that must not outlive the tick or the run. Values are never deserialized here:
+sockets and threads that must not outlive the tick or the run. A drain's processes, which run range
+after range, keep them between their runs instead (`kafka_kept`). Values are never deserialized here:
 the decoder in `ingestion.decode` turns bytes into records, so undecodable messages reach quarantine.
 
 kafka-python is imported when a client is made, not with the resource: `metrify status` and the
@@ -10,6 +11,7 @@ metrics exporter build it from the settings, and without brokers configured neve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,7 @@ import dagster as dg
 from pydantic import Field
 
 from metrify_assets.contracts import CONTRACTS
+from metrify_assets.resources.kafka_kept import kept
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer, KafkaProducer
@@ -78,6 +81,11 @@ class KafkaResource(dg.ConfigurableResource):
             config["ssl_cafile"] = self.ssl_cafile
         return config
 
+    def _kept_key(self, kind: str) -> str:
+        """Which kept clients a use may take: of its kind, with the same settings and group."""
+        settings = {**self.client_config(), "group_id": self.group_id}
+        return f"{kind}:{json.dumps(settings, sort_keys=True, default=str)}"
+
     @contextmanager
     def consumer(self) -> Iterator[KafkaConsumer]:
         """A consumer in the ingest group that never auto-commits: offsets are committed after the DB.
@@ -85,6 +93,21 @@ class KafkaResource(dg.ConfigurableResource):
         It reads committed records only: a transactional producer's aborted records stay in the log,
         and an open transaction's may yet abort. Its end offsets are then the last stable offset, so
         a range never reaches into an open transaction (the run would wait on it)."""
+        keeper, key = kept(), self._kept_key("consumer")
+        consumer = (keeper.take(key) if keeper else None) or self._new_consumer()
+        try:
+            yield consumer
+            if keeper is not None:
+                consumer.unsubscribe()  # the next use starts with no partitions assigned
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        if keeper is None:
+            consumer.close(autocommit=False)
+        else:
+            keeper.give_back(key, consumer, lambda: consumer.close(autocommit=False))
+
+    def _new_consumer(self) -> KafkaConsumer:
         from kafka import KafkaConsumer
 
         consumer = KafkaConsumer(
@@ -98,14 +121,25 @@ class KafkaResource(dg.ConfigurableResource):
             max_partition_fetch_bytes=16 * 1024 * 1024,
         )
         _prompt_metadata(consumer._cluster)
-        try:
-            yield consumer
-        finally:
-            consumer.close(autocommit=False)
+        return consumer
 
     @contextmanager
     def producer(self) -> Iterator[KafkaProducer]:
         """Idempotent, batched, compressed: retries never duplicate and per-key order holds."""
+        keeper, key = kept(), self._kept_key("producer")
+        producer = (keeper.take(key) if keeper else None) or self._new_producer()
+        try:
+            yield producer
+            producer.flush()
+        except BaseException:
+            producer.close()
+            raise
+        if keeper is None:
+            producer.close()
+        else:
+            keeper.give_back(key, producer, producer.close)
+
+    def _new_producer(self) -> KafkaProducer:
         from kafka import KafkaProducer
 
         producer = KafkaProducer(
@@ -117,11 +151,7 @@ class KafkaResource(dg.ConfigurableResource):
             compression_type="gzip",
         )
         _prompt_metadata(producer._metadata)
-        try:
-            yield producer
-            producer.flush()
-        finally:
-            producer.close()
+        return producer
 
     def ensure_topics(self, partitions: int = 3) -> None:
         """Create each source topic and its dead-letter topic when missing (existing ones are kept)."""
