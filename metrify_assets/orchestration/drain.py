@@ -13,6 +13,7 @@ end is cut between them.
 from __future__ import annotations
 
 import gc
+import logging
 import multiprocessing
 import os
 import time
@@ -35,6 +36,8 @@ from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.storage.writes import record_counts
 from metrify_platform import alembic_scripts
 from metrify_platform.event_log import TemplatedSqliteEventLogStorage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def drain(
     batch_ids: list[str] = []
     failed: dict[str, str] = {}  # batch id -> why its run failed (after its retries)
     planner = _Planner(list(sources), instance, kafka, postgres, failed, workers, trigger)
-    with _runs(defs, instance, workers, planner.sources) as execute:
+    with _runs(defs, instance, workers, planner.sources, kafka) as execute:
         for batch_id, error in execute(planner.next):
             if error is not None:  # the other ranges go on; this one is re-requested later
                 failed[batch_id] = error
@@ -171,12 +174,17 @@ class _Planner:
 
 @contextmanager
 def _runs(
-    defs: dg.Definitions, instance: dg.DagsterInstance, workers: int, sources: Sequence[str]
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    workers: int,
+    sources: Sequence[str],
+    kafka: KafkaResource,
 ) -> Iterator[Callable[[Plan], Results]]:
     """An executor of the planned ingest runs: in this process, tick after tick, or in `workers`
     forked processes, which inherit the imports and the GX suites warmed here first (GX's import
-    alone is seconds). The pool plans the next tick as soon as a worker is free, so the last range
-    of a tick does not leave the other cores idle until it ends."""
+    alone is seconds) and make their Kafka clients while the first tick is planned. The pool plans
+    the next tick as soon as a worker is free, so the last range of a tick does not leave the other
+    cores idle until it ends."""
     if workers <= 1:
 
         def in_process(plan: Plan) -> Results:
@@ -200,11 +208,12 @@ def _runs(
     with (
         frozen_heap(),
         ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init, initargs=(defs, instance.get_ref())
+            workers, mp_context=context, initializer=_init, initargs=(defs, instance.get_ref(), kafka)
         ) as pool,
     ):
         # Fork the workers now (with fork they all start on the first submit): their initializer,
-        # which opens the instance again, runs while the first tick is planned.
+        # which opens the instance again and makes the Kafka clients, runs while the first tick is
+        # planned.
         pool.submit(os.getpid)
 
         def pooled(plan: Plan) -> Results:
@@ -245,12 +254,18 @@ def frozen_heap() -> Iterator[None]:
 _worker: tuple[dg.Definitions, dg.DagsterInstance] | None = None  # in a forked worker: what it runs
 
 
-def _init(defs: dg.Definitions, ref: InstanceRef) -> None:
+def _init(defs: dg.Definitions, ref: InstanceRef, kafka: KafkaResource) -> None:
     """In a forked worker: the definitions as inherited, the instance opened again from its ref, and
-    the Kafka clients of one run kept for the next (they close with the worker)."""
+    the Kafka clients of one run kept for the next (they close with the worker). The first run's
+    clients are made here, so its read, dead letters and commit do not wait for them."""
     global _worker
     _worker = (defs, dg.DagsterInstance.from_ref(ref))
     kafka_kept.keep_for_this_process()
+    try:
+        with kafka.consumer(), kafka.producer():
+            pass
+    except KafkaError as err:  # the runs make their own, and fail as they would have, if they must
+        log.info("drain worker %d: no Kafka clients made ahead (%s)", os.getpid(), err)
 
 
 def _in_worker(job: Job) -> tuple[str, str | None]:

@@ -5,6 +5,7 @@ handed out again; a forked process never uses its parent's."""
 from __future__ import annotations
 
 import multiprocessing
+from pathlib import Path
 
 import orjson
 import pytest
@@ -16,6 +17,7 @@ from metrify_assets.ingestion.kafka.ranges import OffsetRange
 from metrify_assets.resources import kafka_kept
 from metrify_assets.resources.kafka import KafkaResource
 from metrify_assets.resources.kafka_offsets import topic_offsets
+from metrify_platform.kafka_broker import free_port
 from tests.ingestion.kafka.test_ingest_cli import read_topic
 
 SOURCE = "weather_observations"
@@ -134,3 +136,37 @@ def test_a_forked_process_makes_its_own_clients_and_leaves_its_parents_alone(
             assert again is parents
     assert child.exitcode == 0
     assert result == (True, False, 10), "the child's own kept consumer, open until the child ends"
+
+
+def _worker_start(kafka: KafkaResource, home: str, out: multiprocessing.Queue[object]) -> None:
+    import dagster as dg
+
+    from metrify_assets.orchestration import drain
+
+    Path(home).mkdir(parents=True, exist_ok=True)
+    with dg.DagsterInstance.local_temp(home) as instance:
+        drain._init(dg.Definitions(), instance.get_ref(), kafka)  # as the pool starts a worker
+        keeper = kafka_kept.kept()
+        assert keeper is not None
+        consumer = keeper.take(kafka._kept_key("consumer"))
+        producer = keeper.take(kafka._kept_key("producer"))
+        out.put(
+            (consumer is not None and not consumer._closed, producer is not None and not producer._closed)
+        )
+
+
+@pytest.mark.kafka
+def test_a_drain_worker_makes_its_first_runs_clients_as_it_starts_and_starts_without_brokers(
+    kafka_resource: KafkaResource, tmp_path: Path
+) -> None:
+    context = multiprocessing.get_context("fork")
+    unreachable = KafkaResource(bootstrap_servers=f"127.0.0.1:{free_port()}", timeout_ms=1000)
+    results = []
+    for kafka in (kafka_resource, unreachable):
+        out: multiprocessing.Queue[object] = context.Queue()
+        child = context.Process(target=_worker_start, args=(kafka, str(tmp_path / kafka.group_id), out))
+        child.start()
+        results.append(out.get(timeout=60))
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    assert results == [(True, True), (False, False)], "kept when the brokers answer; none (no error) else"
