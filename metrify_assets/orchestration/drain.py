@@ -262,7 +262,7 @@ def _init(defs: dg.Definitions, ref: InstanceRef, kafka: KafkaResource) -> None:
     _worker = (defs, dg.DagsterInstance.from_ref(ref))
     kafka_kept.keep_for_this_process()
     try:
-        with kafka.consumer(), kafka.producer():
+        with kafka.offsets_consumer(), kafka.producer():
             pass
     except KafkaError as err:  # the runs make their own, and fail as they would have, if they must
         log.info("drain worker %d: no Kafka clients made ahead (%s)", os.getpid(), err)

@@ -2,7 +2,7 @@
 
 Clients are created per use (a sensor tick, a run) and closed after it: kafka-python clients hold
 sockets and threads that must not outlive the tick or the run. A drain's processes, which run range
-after range, keep them between their runs instead (`kafka_kept`). Values are never deserialized here:
+after range, keep the producer and the offsets consumer between their runs instead (`kafka_kept`). Values are never deserialized here:
 the decoder in `ingestion.decode` turns bytes into records, so undecodable messages reach quarantine.
 
 kafka-python is imported when a client is made, not with the resource: `metrify status` and the
@@ -92,17 +92,29 @@ class KafkaResource(dg.ConfigurableResource):
 
         It reads committed records only: a transactional producer's aborted records stay in the log,
         and an open transaction's may yet abort. Its end offsets are then the last stable offset, so
-        a range never reaches into an open transaction (the run would wait on it)."""
-        keeper, key = kept(), self._kept_key("consumer")
+        a range never reaches into an open transaction (the run would wait on it). Made for this use
+        and closed after it, even where clients are kept: a consumer that fetched records holds
+        kafka-python's fetch state (a parsed batch's bounds, a prefetch in flight) that no public
+        call clears, and it skipped the next range of a partition (tests/ingestion/kafka)."""
+        consumer = self._new_consumer()
+        try:
+            yield consumer
+        finally:
+            consumer.close(autocommit=False)
+
+    @contextmanager
+    def offsets_consumer(self) -> Iterator[KafkaConsumer]:
+        """A consumer for offsets only (partitions, beginning, end and committed offsets, commits), never
+        for records: where the process keeps clients (`kafka_kept`), one is kept from use to use.
+        A use that assigned it partitions gets it closed, not kept."""
+        keeper, key = kept(), self._kept_key("offsets_consumer")
         consumer = (keeper.take(key) if keeper else None) or self._new_consumer()
         try:
             yield consumer
-            if keeper is not None:
-                consumer.unsubscribe()  # the next use starts with no partitions assigned
         except BaseException:
             consumer.close(autocommit=False)
             raise
-        if keeper is None:
+        if keeper is None or consumer.assignment():
             consumer.close(autocommit=False)
         else:
             keeper.give_back(key, consumer, lambda: consumer.close(autocommit=False))
@@ -125,7 +137,9 @@ class KafkaResource(dg.ConfigurableResource):
 
     @contextmanager
     def producer(self) -> Iterator[KafkaProducer]:
-        """Idempotent, batched, compressed: retries never duplicate and per-key order holds."""
+        """Idempotent, batched, compressed: retries never duplicate and per-key order holds. Flushed
+        at the end of the use; `send`'s futures say whether each message was stored. Kept from use to
+        use where the process keeps clients (`kafka_kept`), unless a send failed for good."""
         keeper, key = kept(), self._kept_key("producer")
         producer = (keeper.take(key) if keeper else None) or self._new_producer()
         try:
@@ -134,7 +148,9 @@ class KafkaResource(dg.ConfigurableResource):
         except BaseException:
             producer.close()
             raise
-        if keeper is None:
+        # A send the broker refused for good (idempotence's fatal state) fails every later one.
+        failed = producer._transaction_manager is not None and producer._transaction_manager.has_error()
+        if keeper is None or failed:
             producer.close()
         else:
             keeper.give_back(key, producer, producer.close)

@@ -1,14 +1,15 @@
 """Kafka clients a process keeps between its runs: a drain's workers, which run range after range.
 
-A run's three clients (the range's consumer, the dead-letter producer, the offset commit's consumer)
-each cost a connection, a metadata fetch and, for the producer, an idempotent producer id; for the
-commit, the group coordinator's lookup. Made fresh for every run that was 72-87 ms of a run and
-about as much CPU again in the broker; kept, 24-26 ms (185 dead letters and a commit,
-docs/decisions.md). Only a process that says so keeps them: the daemon's runs each get a process of
-their own, and a sensor tick's client must not outlive it.
+A run's dead-letter producer (an idempotent producer asks the broker for an id) and the consumer that
+commits its offset (a lookup of the group's coordinator) each cost a connection and a metadata
+fetch. Made fresh for every run they took 72-87 ms of it and about as much CPU again in the broker;
+kept, 24-26 ms (185 dead letters and a commit, docs/decisions.md). The consumer that reads a range is
+never kept (`KafkaResource.consumer`). Only a process that says so keeps clients: the daemon's runs
+each get a process of their own, and a sensor tick's client must not outlive it.
 
-A client is kept only after a use that ended without an error (a consumer's assignment cleared, a
-producer flushed); one whose use raised is closed, so a broken one is never handed out again.
+A client is kept only after a use that ended without an error: a producer flushed, with no send the
+broker refused for good; an offsets consumer with no partitions assigned. One whose use raised is
+closed, so a broken one is not handed out again.
 Kept clients belong to the process that made them: a process forked meanwhile makes its own and
 never touches its parent's (their sockets are the parent's too).
 """
@@ -49,6 +50,9 @@ class KeptClients:
 
 
 _kept: KeptClients | None = None
+# A parent's kept clients, inherited by a fork that then keeps its own: held, never used or closed (a
+# producer closes itself when collected, on sockets the parent still uses).
+_inherited: list[KeptClients] = []
 
 
 def kept() -> KeptClients | None:
@@ -60,6 +64,8 @@ def keep_for_this_process() -> None:
     """Keep clients until this process ends (a drain's worker: its clients close with it)."""
     global _kept
     if kept() is None:
+        if _kept is not None:
+            _inherited.append(_kept)
         _kept = KeptClients()
 
 
@@ -71,7 +77,7 @@ def keeping() -> Iterator[None]:
     if kept() is not None:
         yield
         return
-    previous, _kept = _kept, KeptClients()
+    previous, _kept = _kept, KeptClients()  # a parent's, if any, stays referenced here
     try:
         yield
     finally:

@@ -26,7 +26,7 @@ def topic_offsets(kafka: KafkaResource, topic: str) -> TopicOffsets:
     """
     from kafka import TopicPartition
 
-    with kafka.consumer() as consumer:
+    with kafka.offsets_consumer() as consumer:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
         if not tps:
             return TopicOffsets({}, {}, {})

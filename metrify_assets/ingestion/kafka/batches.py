@@ -130,6 +130,7 @@ def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) ->
     rng = batch.range
     per_message = Counter(result.decoded.message_index)
     with kafka.producer() as producer:
+        sent = []
         for row in result.quarantined:
             position = result.decoded.message_index[row.record_index]
             offset = batch.offsets[position]
@@ -148,12 +149,17 @@ def dead_letter(kafka: KafkaResource, batch: KafkaBatch, result: BatchResult) ->
                 headers.append(("source_key", source_key))
             if length > len(value):
                 headers.append(("truncated_from", str(length).encode()))
-            producer.send(
-                dlq_topic(rng.topic),
-                key=f"{rng.topic}-{rng.partition}-{offset}-{row.record_index}".encode(),
-                value=value,
-                headers=headers,
+            sent.append(
+                producer.send(
+                    dlq_topic(rng.topic),
+                    key=f"{rng.topic}-{rng.partition}-{offset}-{row.record_index}".encode(),
+                    value=value,
+                    headers=headers,
+                )
             )
+        producer.flush()
+        for future in sent:  # a letter the broker refused fails the run (retried), not lost unseen
+            future.get(timeout=0)
     return len(result.quarantined)
 
 
@@ -175,7 +181,7 @@ def commit_range(kafka: KafkaResource, rng: OffsetRange, conn: psycopg.Connectio
     """
     lock_partition(conn, rng)
     tp = TopicPartition(rng.topic, rng.partition)
-    with kafka.consumer() as consumer:
+    with kafka.offsets_consumer() as consumer:
         committed = consumer.committed(tp)
         if committed is None or committed < rng.end:
             consumer.commit({tp: OffsetAndMetadata(rng.end, rng.batch_id, -1)})

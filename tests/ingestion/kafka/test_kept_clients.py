@@ -1,21 +1,30 @@
 """Kafka clients a drain's process keeps from run to run (`resources.kafka_kept`), on the real broker:
-each use still reads exactly its range and sends every letter; a client whose use failed is never
-handed out again; a forked process never uses its parent's."""
+offsets and commits are the broker's, letters are all sent or the call fails, a consumer that reads
+records is never kept, a client whose use failed is not handed out again, and a forked process never
+uses its parent's."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import orjson
+import pandas as pd
+import psycopg
 import pytest
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.ingestion.kafka.batches import read_batch
+from metrify_assets.ingestion.batch import process_batch
+from metrify_assets.ingestion.kafka.batches import commit_range, dead_letter, read_batch
 from metrify_assets.ingestion.kafka.produce import produce
 from metrify_assets.ingestion.kafka.ranges import OffsetRange
-from metrify_assets.resources import kafka_kept
-from metrify_assets.resources.kafka import KafkaResource
+from metrify_assets.resources import LakeResource, kafka_kept
+from metrify_assets.resources.kafka import KafkaResource, dlq_topic
 from metrify_assets.resources.kafka_offsets import topic_offsets
 from metrify_platform.kafka_broker import free_port
 from tests.ingestion.kafka.test_ingest_cli import read_topic
@@ -38,27 +47,49 @@ def ranges(kafka: KafkaResource) -> list[OffsetRange]:
 
 
 @pytest.mark.kafka
-def test_a_kept_consumer_reads_each_range_exactly_with_nothing_left_from_the_one_before(
-    kafka_resource: KafkaResource,
+def test_a_kept_offsets_consumer_reads_the_brokers_offsets_each_time_and_commits(
+    kafka_resource: KafkaResource, pg: psycopg.Connection
 ) -> None:
     kafka_resource.ensure_topics(partitions=3)
     produce(kafka_resource, {SOURCE: observations(60)})
     planned = ranges(kafka_resource)
-    assert len(planned) >= 2, "the keys spread over more than one partition"
-    fresh = [read_batch(kafka_resource, CONTRACT, rng) for rng in planned]
     with kafka_kept.keeping():
-        with kafka_resource.consumer() as first:
+        with kafka_resource.offsets_consumer() as first:
             pass
-        # Each range, then the first again (a replay), read through the one kept consumer.
-        kept = [read_batch(kafka_resource, CONTRACT, rng) for rng in [*planned, planned[0]]]
-        with kafka_resource.consumer() as last:
+        assert topic_offsets(kafka_resource, planned[0].topic).committed == {}
+        commit_range(kafka_resource, planned[0], pg)
+        pg.commit()
+        # A commit by another client (a fresh one, as another process's) is read, not a cached value.
+        with kafka_resource.consumer() as other:
+            tp = TopicPartition(planned[1].topic, planned[1].partition)
+            other.commit({tp: OffsetAndMetadata(planned[1].end, "", -1)})
+        committed = topic_offsets(kafka_resource, planned[0].topic).committed
+        with kafka_resource.offsets_consumer() as last:
             assert last is first, "the same consumer, use after use"
-            assert not last.assignment(), "given back with no partitions assigned"
     assert first._closed, "closed when the keeping ends"
-    for batch, expected in zip(kept, [*fresh, fresh[0]], strict=True):
-        assert batch.range == expected.range
-        assert (batch.offsets, batch.messages) == (expected.offsets, expected.messages)
-    assert sum(len(b.messages) for b in kept[:-1]) == 60
+    assert committed == {planned[0].partition: planned[0].end, planned[1].partition: planned[1].end}
+
+
+@pytest.mark.kafka
+def test_the_next_range_of_a_partition_is_read_whole_after_one_that_filled_a_poll(
+    kafka_resource: KafkaResource,
+) -> None:
+    # 5,100 record batches of one record each (one flush per message): the first range's last poll
+    # takes exactly the 5,000 records a poll holds, and its fetch holds more after them. A consumer
+    # kept from that read resumed the parsed batch with the first range's bounds: 0 of the 100.
+    kafka_resource.ensure_topics(partitions=1)
+    topic = kafka_resource.topic(SOURCE)
+    with kafka_resource.producer() as producer:
+        for value in observations(5_100):
+            producer.send(topic, value=value.encode())
+            producer.flush()
+    first, second = OffsetRange(topic, 0, 0, 5_000), OffsetRange(topic, 0, 5_000, 5_100)
+    with kafka_kept.keeping():
+        batches = [read_batch(kafka_resource, CONTRACT, rng) for rng in (first, second)]
+        with kafka_resource.consumer() as one, kafka_resource.consumer() as two:
+            assert one is not two, "a consumer that reads records is never kept"
+    assert [len(b.messages) for b in batches] == [5_000, 100]
+    assert batches[1].offsets == list(range(5_000, 5_100))
 
 
 @pytest.mark.kafka
@@ -84,11 +115,14 @@ def test_a_client_whose_use_raised_is_closed_and_never_handed_out_again(
     kafka_resource: KafkaResource,
 ) -> None:
     with kafka_kept.keeping():
-        with pytest.raises(ValueError), kafka_resource.consumer() as broken:
-            raise ValueError("the run failed mid-read")
+        with pytest.raises(ValueError), kafka_resource.offsets_consumer() as broken:
+            raise ValueError("the run failed mid-commit")
         assert broken._closed
-        with kafka_resource.consumer() as after:
+        with kafka_resource.offsets_consumer() as after:
             assert after is not broken
+        with kafka_resource.offsets_consumer() as assigned:
+            assigned.assign([TopicPartition(kafka_resource.topic(SOURCE), 0)])
+        assert assigned._closed, "one given partitions is closed, not kept"
         with pytest.raises(ValueError), kafka_resource.producer() as failed:
             raise ValueError("the run failed mid-send")
         assert failed._closed
@@ -99,9 +133,9 @@ def test_a_client_whose_use_raised_is_closed_and_never_handed_out_again(
 @pytest.mark.kafka
 def test_without_keeping_every_use_has_its_own_client_closed_after_it(kafka_resource: KafkaResource) -> None:
     assert kafka_kept.kept() is None
-    with kafka_resource.consumer() as one:
+    with kafka_resource.offsets_consumer() as one:
         pass
-    with kafka_resource.consumer() as two:
+    with kafka_resource.offsets_consumer() as two:
         pass
     assert one is not two and one._closed and two._closed
 
@@ -109,7 +143,7 @@ def test_without_keeping_every_use_has_its_own_client_closed_after_it(kafka_reso
 def _in_child(kafka: KafkaResource, rng: OffsetRange, out: multiprocessing.Queue[object]) -> None:
     inherited = kafka_kept.kept()
     kafka_kept.keep_for_this_process()  # as a drain's worker does
-    with kafka.consumer() as consumer:
+    with kafka.offsets_consumer() as consumer:
         pass
     out.put((inherited is None, consumer._closed, len(read_batch(kafka, CONTRACT, rng).messages)))
 
@@ -124,7 +158,7 @@ def test_a_forked_process_makes_its_own_clients_and_leaves_its_parents_alone(
     context = multiprocessing.get_context("fork")
     out: multiprocessing.Queue[object] = context.Queue()
     with kafka_kept.keeping():
-        with kafka_resource.consumer() as parents:
+        with kafka_resource.offsets_consumer() as parents:
             pass
         child = context.Process(target=_in_child, args=(kafka_resource, rng, out))
         child.start()
@@ -132,7 +166,7 @@ def test_a_forked_process_makes_its_own_clients_and_leaves_its_parents_alone(
         child.join(timeout=60)
         # The parent's kept consumer still works after the child came and went.
         assert len(read_batch(kafka_resource, CONTRACT, rng).messages) == 10
-        with kafka_resource.consumer() as again:
+        with kafka_resource.offsets_consumer() as again:
             assert again is parents
     assert child.exitcode == 0
     assert result == (True, False, 10), "the child's own kept consumer, open until the child ends"
@@ -148,7 +182,7 @@ def _worker_start(kafka: KafkaResource, home: str, out: multiprocessing.Queue[ob
         drain._init(dg.Definitions(), instance.get_ref(), kafka)  # as the pool starts a worker
         keeper = kafka_kept.kept()
         assert keeper is not None
-        consumer = keeper.take(kafka._kept_key("consumer"))
+        consumer = keeper.take(kafka._kept_key("offsets_consumer"))
         producer = keeper.take(kafka._kept_key("producer"))
         out.put(
             (consumer is not None and not consumer._closed, producer is not None and not producer._closed)
@@ -170,3 +204,52 @@ def test_a_drain_worker_makes_its_first_runs_clients_as_it_starts_and_starts_wit
         child.join(timeout=60)
         assert child.exitcode == 0
     assert results == [(True, True), (False, False)], "kept when the brokers answer; none (no error) else"
+
+
+def refusing_dead_letters(kafka: KafkaResource) -> None:
+    """The source topic, and a dead-letter topic whose messages may not exceed 300 bytes."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(**kafka.client_config())
+    try:
+        small = {"max.message.bytes": "300"}
+        admin.create_topics([NewTopic(dlq_topic(kafka.topic(SOURCE)), 1, 1, topic_configs=small)])
+    finally:
+        admin.close()
+    kafka.ensure_topics(partitions=1)
+
+
+@pytest.mark.kafka
+def test_a_producer_whose_send_the_broker_refused_is_closed_not_kept(kafka_resource: KafkaResource) -> None:
+    refusing_dead_letters(kafka_resource)
+    with kafka_kept.keeping():
+        with kafka_resource.producer() as producer:
+            future = producer.send(
+                dlq_topic(kafka_resource.topic(SOURCE)), value=os.urandom(4_000)
+            )  # gzip leaves it as large
+        with pytest.raises(KafkaError):
+            future.get(timeout=0)
+        assert producer._closed
+        with kafka_resource.producer() as after:
+            assert after is not producer
+
+
+@pytest.mark.kafka
+def test_dead_letters_the_broker_refuses_fail_the_call_instead_of_vanishing(
+    kafka_resource: KafkaResource, pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    refusing_dead_letters(kafka_resource)
+    noise = os.urandom(600).hex()  # no compression takes the letter under 300 bytes
+    bad = [json.dumps({"station_id": "W9", "observed_at": "x", "note": noise})]
+    produce(kafka_resource, {SOURCE: bad})
+    (rng,) = ranges(kafka_resource)
+    batch = read_batch(kafka_resource, CONTRACT, rng)
+    result = process_batch(
+        batch.spec, batch.messages, batch.offsets, LakeResource(url=str(tmp_path)).get_lake(), pg,
+        pd.Timestamp.now(tz="UTC"),
+    )  # fmt: skip
+    pg.commit()
+    assert len(result.quarantined) == 1
+    with kafka_kept.keeping(), pytest.raises(KafkaError, match="MessageSizeTooLarge"):
+        dead_letter(kafka_resource, batch, result)
