@@ -106,7 +106,7 @@ class KafkaResource(dg.ConfigurableResource):
     def offsets_consumer(self) -> Iterator[KafkaConsumer]:
         """A consumer for offsets only (partitions, beginning, end and committed offsets, commits), never
         for records: where the process keeps clients (`kafka_kept`), one is kept from use to use.
-        A use that assigned it partitions gets it closed, not kept."""
+        A use that assigned it partitions, or subscribed it, gets it closed, not kept."""
         keeper, key = kept(), self._kept_key("offsets_consumer")
         consumer = (keeper.take(key) if keeper else None) or self._new_consumer()
         try:
@@ -114,7 +114,7 @@ class KafkaResource(dg.ConfigurableResource):
         except BaseException:
             consumer.close(autocommit=False)
             raise
-        if keeper is None or consumer.assignment():
+        if keeper is None or consumer.assignment() or consumer.subscription():
             consumer.close(autocommit=False)
         else:
             keeper.give_back(key, consumer, lambda: consumer.close(autocommit=False))

@@ -16,11 +16,14 @@ never touches its parent's (their sockets are the parent's too).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class KeptClients:
@@ -45,8 +48,11 @@ class KeptClients:
         with self._lock:
             idle, self._idle = self._idle, {}
         for clients in idle.values():
-            for _, close in clients:
-                close()
+            for client, close in clients:
+                try:
+                    close()
+                except Exception as err:  # noqa: BLE001 - the others are closed still
+                    log.warning("closing a kept Kafka client %r failed: %s", client, err)
 
 
 _kept: KeptClients | None = None

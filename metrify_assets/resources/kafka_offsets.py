@@ -27,7 +27,11 @@ def topic_offsets(kafka: KafkaResource, topic: str) -> TopicOffsets:
     from kafka import TopicPartition
 
     with kafka.offsets_consumer() as consumer:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        # The topics are asked of the brokers each time: a kept consumer's metadata may predate a
+        # topic or partitions made since (kafka-python refreshes it every 5 minutes).
+        known = consumer.topics()
+        partitions = consumer.partitions_for_topic(topic) if topic in known else set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions or set())]
         if not tps:
             return TopicOffsets({}, {}, {})
         begin = consumer.beginning_offsets(tps)

@@ -5,6 +5,7 @@ uses its parent's."""
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -143,6 +144,7 @@ def test_without_keeping_every_use_has_its_own_client_closed_after_it(kafka_reso
 def _in_child(kafka: KafkaResource, rng: OffsetRange, out: multiprocessing.Queue[object]) -> None:
     inherited = kafka_kept.kept()
     kafka_kept.keep_for_this_process()  # as a drain's worker does
+    gc.collect()  # the parent's producer, had it been let go, would close itself here
     with kafka.offsets_consumer() as consumer:
         pass
     out.put((inherited is None, consumer._closed, len(read_batch(kafka, CONTRACT, rng).messages)))
@@ -158,18 +160,21 @@ def test_a_forked_process_makes_its_own_clients_and_leaves_its_parents_alone(
     context = multiprocessing.get_context("fork")
     out: multiprocessing.Queue[object] = context.Queue()
     with kafka_kept.keeping():
-        with kafka_resource.offsets_consumer() as parents:
+        with kafka_resource.offsets_consumer() as parents, kafka_resource.producer() as producer:
             pass
         child = context.Process(target=_in_child, args=(kafka_resource, rng, out))
         child.start()
         result = out.get(timeout=60)
         child.join(timeout=60)
-        # The parent's kept consumer still works after the child came and went.
-        assert len(read_batch(kafka_resource, CONTRACT, rng).messages) == 10
-        with kafka_resource.offsets_consumer() as again:
-            assert again is parents
+        # The parent's kept clients still work after the child came and went (its producer was
+        # inherited by the child, which then kept its own).
+        with kafka_resource.offsets_consumer() as again, kafka_resource.producer() as same:
+            assert (again, same) == (parents, producer)
+            assert again.end_offsets([TopicPartition(rng.topic, 0)])[TopicPartition(rng.topic, 0)] == 10
+            same.send(rng.topic, value=b"after the child").get(timeout=10)
     assert child.exitcode == 0
     assert result == (True, False, 10), "the child's own kept consumer, open until the child ends"
+    assert len(read_batch(kafka_resource, CONTRACT, OffsetRange(rng.topic, 0, 0, 11)).messages) == 11
 
 
 def _worker_start(kafka: KafkaResource, home: str, out: multiprocessing.Queue[object]) -> None:
