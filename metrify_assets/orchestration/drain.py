@@ -257,7 +257,7 @@ _worker: tuple[dg.Definitions, dg.DagsterInstance] | None = None  # in a forked 
 def _init(defs: dg.Definitions, ref: InstanceRef, kafka: KafkaResource) -> None:
     """In a forked worker: the definitions as inherited, the instance opened again from its ref, and
     the Kafka clients of one run kept for the next (they close with the worker). The first run's
-    clients are made here, so its read, dead letters and commit do not wait for them."""
+    are made here, so its dead letters and offset commit do not wait for them."""
     global _worker
     _worker = (defs, dg.DagsterInstance.from_ref(ref))
     kafka_kept.keep_for_this_process()

@@ -2,8 +2,9 @@
 
 Clients are created per use (a sensor tick, a run) and closed after it: kafka-python clients hold
 sockets and threads that must not outlive the tick or the run. A drain's processes, which run range
-after range, keep the producer and the offsets consumer between their runs instead (`kafka_kept`). Values are never deserialized here:
-the decoder in `ingestion.decode` turns bytes into records, so undecodable messages reach quarantine.
+after range, keep the producer and the offsets consumer between their runs instead (`kafka_kept`).
+Values are never deserialized here: the decoder in `ingestion.decode` turns bytes into records, so
+undecodable messages reach quarantine.
 
 kafka-python is imported when a client is made, not with the resource: `metrify status` and the
 metrics exporter build it from the settings, and without brokers configured never make one.
@@ -20,7 +21,7 @@ import dagster as dg
 from pydantic import Field
 
 from metrify_assets.contracts import CONTRACTS
-from metrify_assets.resources.kafka_kept import kept
+from metrify_assets.resources import kafka_kept
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer, KafkaProducer
@@ -38,6 +39,13 @@ def _prompt_metadata(cluster: Any) -> None:
     """A client's cluster metadata keeps kafka-python's 100 ms whatever the client is given: about
     0.1 s per client (a run has a consumer and, with rejects, a producer)."""
     cluster.config["retry_backoff_ms"] = RETRY_BACKOFF_MS
+
+
+def _usable(producer: KafkaProducer) -> bool:
+    """Whether no send was refused for good: then kafka-python's idempotent producer (its fatal
+    state) refuses every later one."""
+    manager = producer._transaction_manager
+    return manager is None or not manager.has_error()
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -107,17 +115,13 @@ class KafkaResource(dg.ConfigurableResource):
         """A consumer for offsets only (partitions, beginning, end and committed offsets, commits), never
         for records: where the process keeps clients (`kafka_kept`), one is kept from use to use.
         A use that assigned it partitions, or subscribed it, gets it closed, not kept."""
-        keeper, key = kept(), self._kept_key("offsets_consumer")
-        consumer = (keeper.take(key) if keeper else None) or self._new_consumer()
-        try:
+        with kafka_kept.use(
+            self._kept_key("offsets_consumer"),
+            self._new_consumer,
+            lambda consumer: consumer.close(autocommit=False),
+            lambda consumer: not consumer.assignment() and not consumer.subscription(),
+        ) as consumer:
             yield consumer
-        except BaseException:
-            consumer.close(autocommit=False)
-            raise
-        if keeper is None or consumer.assignment() or consumer.subscription():
-            consumer.close(autocommit=False)
-        else:
-            keeper.give_back(key, consumer, lambda: consumer.close(autocommit=False))
 
     def _new_consumer(self) -> KafkaConsumer:
         from kafka import KafkaConsumer
@@ -140,20 +144,11 @@ class KafkaResource(dg.ConfigurableResource):
         """Idempotent, batched, compressed: retries never duplicate and per-key order holds. Flushed
         at the end of the use; `send`'s futures say whether each message was stored. Kept from use to
         use where the process keeps clients (`kafka_kept`), unless a send failed for good."""
-        keeper, key = kept(), self._kept_key("producer")
-        producer = (keeper.take(key) if keeper else None) or self._new_producer()
-        try:
+        with kafka_kept.use(
+            self._kept_key("producer"), self._new_producer, lambda producer: producer.close(), _usable
+        ) as producer:
             yield producer
             producer.flush()
-        except BaseException:
-            producer.close()
-            raise
-        # A send the broker refused for good (idempotence's fatal state) fails every later one.
-        failed = producer._transaction_manager is not None and producer._transaction_manager.has_error()
-        if keeper is None or failed:
-            producer.close()
-        else:
-            keeper.give_back(key, producer, producer.close)
 
     def _new_producer(self) -> KafkaProducer:
         from kafka import KafkaProducer

@@ -8,8 +8,8 @@ never kept (`KafkaResource.consumer`). Only a process that says so keeps clients
 each get a process of their own, and a sensor tick's client must not outlive it.
 
 A client is kept only after a use that ended without an error: a producer flushed, with no send the
-broker refused for good; an offsets consumer with no partitions assigned. One whose use raised is
-closed, so a broken one is not handed out again.
+broker refused for good; an offsets consumer with no partitions assigned or subscribed (`use`). One
+whose use raised is closed, so a broken one is not handed out again.
 Kept clients belong to the process that made them: a process forked meanwhile makes its own and
 never touches its parent's (their sockets are the parent's too).
 """
@@ -21,8 +21,9 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+C = TypeVar("C")
 log = logging.getLogger(__name__)
 
 
@@ -89,3 +90,23 @@ def keeping() -> Iterator[None]:
     finally:
         own, _kept = _kept, previous
         own.close()
+
+
+@contextmanager
+def use(
+    key: str, make: Callable[[], C], close: Callable[[C], None], reusable: Callable[[C], bool]
+) -> Iterator[C]:
+    """A client for one use: a kept one of `key` where this process keeps them, else `make`'s. After a
+    use that ended without an error it is kept if `reusable` says so, else closed; one whose use
+    raised is closed."""
+    keeper = kept()
+    client = (keeper.take(key) if keeper else None) or make()
+    try:
+        yield client
+    except BaseException:
+        close(client)
+        raise
+    if keeper is not None and reusable(client):
+        keeper.give_back(key, client, lambda: close(client))
+    else:
+        close(client)

@@ -6,7 +6,6 @@ uses its parent's."""
 from __future__ import annotations
 
 import gc
-import json
 import multiprocessing
 import os
 from pathlib import Path
@@ -246,7 +245,7 @@ def test_dead_letters_the_broker_refuses_fail_the_call_instead_of_vanishing(
 ) -> None:
     refusing_dead_letters(kafka_resource)
     noise = os.urandom(600).hex()  # no compression takes the letter under 300 bytes
-    bad = [json.dumps({"station_id": "W9", "observed_at": "x", "note": noise})]
+    bad = [orjson.dumps({"station_id": "W9", "observed_at": "x", "note": noise}).decode()]
     produce(kafka_resource, {SOURCE: bad})
     (rng,) = ranges(kafka_resource)
     batch = read_batch(kafka_resource, CONTRACT, rng)
